@@ -1,0 +1,385 @@
+//! Signed, encrypted bundles: the storage format and the wire format.
+//!
+//! A bundle carries a batch of automerge changes to one section by one author. The payload is
+//! encrypted under the section's epoch key with XChaCha20-Poly1305, with the encoded header as
+//! associated data; then the author's device key signs header and ciphertext. Anyone can check
+//! the signature (a relay without keys included); only holders of the epoch key can read it.
+//!
+//! ## Encoding
+//!
+//! ```text
+//! "HBv1" | u32 header_len | header (deterministic DAG-CBOR) | u32 ct_len | ciphertext | signature (64)
+//! ```
+//!
+//! Decoding checks lengths before it reads ("check, then parse"), refuses anything larger than
+//! [`MAX_BUNDLE_LEN`], and refuses a header whose bytes are not the canonical encoding of the
+//! decoded value, so every bundle has exactly one valid encoding and its hash is stable. The
+//! signature covers the exact stored header bytes; nothing is re-encoded before verifying.
+
+use crate::crypto::{self, CryptoError, Domain, NONCE_LEN, SymmetricKey};
+use crate::ids::{BundleHash, PeerKey, RecordId, SectionId};
+use crate::time::Timestamp;
+use ed25519_dalek::SigningKey;
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteArray;
+
+/// The largest encoded bundle accepted, in bytes.
+pub const MAX_BUNDLE_LEN: usize = 8 * 1024 * 1024;
+/// The largest encoded header accepted, in bytes.
+pub const MAX_HEADER_LEN: usize = 1024;
+const MAGIC: &[u8; 4] = b"HBv1";
+
+/// What the payload holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BundleKind {
+    /// Automerge changes (`save_after` output), applied with `load_incremental`.
+    Changes,
+}
+
+/// The signed, unencrypted part of a bundle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleHeader {
+    /// Format version; currently 1.
+    pub v: u8,
+    /// The record.
+    pub record: RecordId,
+    /// The section (opaque id).
+    pub section: SectionId,
+    /// The author's device key; the signature must verify under it.
+    pub author: PeerKey,
+    /// Position in the (section, author) log, from 1.
+    pub seq: u64,
+    /// Hash of the author's previous bundle in this section; `None` exactly when `seq == 1`.
+    pub prev: Option<BundleHash>,
+    /// The section key epoch the payload is encrypted under.
+    pub epoch: u32,
+    /// The XChaCha20 nonce.
+    pub nonce: ByteArray<NONCE_LEN>,
+    /// When the author made it (author's clock; informational).
+    pub time: Timestamp,
+    /// What the payload holds.
+    pub kind: BundleKind,
+}
+
+/// Why a bundle was refused. Each says whose fault it is likely to be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// The bytes are not a bundle (damaged, truncated, or not Hearth data).
+    #[error("malformed bundle: {0}")]
+    Malformed(&'static str),
+    /// The bundle is larger than this node accepts (a peer or file trying to exhaust memory).
+    #[error("bundle too large ({0} bytes)")]
+    TooLarge(usize),
+    /// The signature does not verify under the author key: altered in storage or in transit,
+    /// or forged.
+    #[error("bundle signature does not verify (altered or forged)")]
+    BadSignature,
+    /// The payload does not decrypt under the epoch key: wrong key, or altered.
+    #[error("bundle payload does not decrypt (wrong key or altered)")]
+    Decrypt,
+    /// The header is well formed but its content is not allowed.
+    #[error("invalid bundle header: {0}")]
+    InvalidHeader(&'static str),
+}
+
+/// A decoded bundle. Construct with [`Bundle::seal`] or [`Bundle::decode`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bundle {
+    header: BundleHeader,
+    header_bytes: Vec<u8>,
+    ciphertext: Vec<u8>,
+    signature: [u8; 64],
+    encoded: Vec<u8>,
+    hash: BundleHash,
+}
+
+/// The associated data for a payload: the exact header bytes.
+fn signed_parts<'a>(header_bytes: &'a [u8], ciphertext: &'a [u8]) -> [&'a [u8]; 2] {
+    [header_bytes, ciphertext]
+}
+
+impl Bundle {
+    /// Encrypts `plaintext` under `key` and signs the result with `author`. The header's
+    /// `author` and `nonce` fields are set here.
+    #[allow(clippy::too_many_arguments)]
+    pub fn seal(
+        record: RecordId,
+        section: SectionId,
+        seq: u64,
+        prev: Option<BundleHash>,
+        epoch: u32,
+        time: Timestamp,
+        key: &SymmetricKey,
+        plaintext: &[u8],
+        author: &SigningKey,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Bundle, BundleError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        let header = BundleHeader {
+            v: 1,
+            record,
+            section,
+            author: PeerKey(author.verifying_key().to_bytes()),
+            seq,
+            prev,
+            epoch,
+            nonce: ByteArray::new(nonce),
+            time,
+            kind: BundleKind::Changes,
+        };
+        header.check()?;
+        let header_bytes = serde_ipld_dagcbor::to_vec(&header)
+            .map_err(|_| BundleError::Malformed("header encoding"))?;
+        let ciphertext = crypto::seal_with_nonce(key, &nonce, &header_bytes, plaintext);
+        let signature = crypto::sign(
+            author,
+            Domain::Bundle,
+            &signed_parts(&header_bytes, &ciphertext),
+        );
+        let encoded = encode(&header_bytes, &ciphertext, &signature);
+        if encoded.len() > MAX_BUNDLE_LEN {
+            return Err(BundleError::TooLarge(encoded.len()));
+        }
+        let hash = BundleHash(crypto::sha256(&[&encoded]));
+        Ok(Bundle {
+            header,
+            header_bytes,
+            ciphertext,
+            signature,
+            encoded,
+            hash,
+        })
+    }
+
+    /// Parses encoded bytes. Checks structure and canonical encoding, not the signature: call
+    /// [`Bundle::verify`] before trusting anything in it.
+    pub fn decode(bytes: &[u8]) -> Result<Bundle, BundleError> {
+        if bytes.len() > MAX_BUNDLE_LEN {
+            return Err(BundleError::TooLarge(bytes.len()));
+        }
+        let mut cur = bytes;
+        let magic = take(&mut cur, 4)?;
+        if magic != MAGIC {
+            return Err(BundleError::Malformed("not a Hearth bundle (bad magic)"));
+        }
+        let hlen = take_u32(&mut cur)? as usize;
+        if hlen > MAX_HEADER_LEN {
+            return Err(BundleError::Malformed("header too long"));
+        }
+        let header_bytes = take(&mut cur, hlen)?;
+        let clen = take_u32(&mut cur)? as usize;
+        let ciphertext = take(&mut cur, clen)?;
+        let sig = take(&mut cur, 64)?;
+        if !cur.is_empty() {
+            return Err(BundleError::Malformed("trailing bytes"));
+        }
+        let header: BundleHeader = serde_ipld_dagcbor::from_slice(header_bytes)
+            .map_err(|_| BundleError::Malformed("header is not valid CBOR for a bundle"))?;
+        let canonical = serde_ipld_dagcbor::to_vec(&header)
+            .map_err(|_| BundleError::Malformed("header encoding"))?;
+        if canonical != header_bytes {
+            return Err(BundleError::Malformed("header is not canonically encoded"));
+        }
+        header.check()?;
+        if ciphertext.len() < crypto::TAG_LEN {
+            return Err(BundleError::Malformed("ciphertext shorter than its tag"));
+        }
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(sig);
+        Ok(Bundle {
+            header,
+            header_bytes: header_bytes.to_vec(),
+            ciphertext: ciphertext.to_vec(),
+            signature,
+            encoded: bytes.to_vec(),
+            hash: BundleHash(crypto::sha256(&[bytes])),
+        })
+    }
+
+    /// Checks the author's signature over the exact header bytes and ciphertext.
+    pub fn verify(&self) -> Result<(), BundleError> {
+        let key = self
+            .header
+            .author
+            .verifying_key()
+            .map_err(|_| BundleError::InvalidHeader("author is not a valid ed25519 key"))?;
+        crypto::verify(
+            &key,
+            Domain::Bundle,
+            &signed_parts(&self.header_bytes, &self.ciphertext),
+            &self.signature,
+        )
+        .map_err(|_| BundleError::BadSignature)
+    }
+
+    /// Decrypts the payload with the section key of the header's epoch.
+    pub fn open(&self, key: &SymmetricKey) -> Result<Vec<u8>, BundleError> {
+        crypto::open_with_nonce(
+            key,
+            &self.header.nonce.into_array(),
+            &self.header_bytes,
+            &self.ciphertext,
+        )
+        .map_err(|e: CryptoError| match e {
+            CryptoError::Decrypt => BundleError::Decrypt,
+            _ => BundleError::Decrypt,
+        })
+    }
+
+    /// The header (unverified until [`Bundle::verify`] succeeded).
+    pub fn header(&self) -> &BundleHeader {
+        &self.header
+    }
+
+    /// The encoded bytes, as stored and sent.
+    pub fn encoded(&self) -> &[u8] {
+        &self.encoded
+    }
+
+    /// SHA-256 of the encoded bytes.
+    pub fn hash(&self) -> BundleHash {
+        self.hash
+    }
+}
+
+impl BundleHeader {
+    fn check(&self) -> Result<(), BundleError> {
+        if self.v != 1 {
+            return Err(BundleError::InvalidHeader("unsupported bundle version"));
+        }
+        if self.seq == 0 {
+            return Err(BundleError::InvalidHeader("sequence numbers start at 1"));
+        }
+        if (self.seq == 1) != self.prev.is_none() {
+            return Err(BundleError::InvalidHeader(
+                "the first bundle of a log has no predecessor, and only the first",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn encode(header: &[u8], ciphertext: &[u8], signature: &[u8; 64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + 4 + header.len() + 4 + ciphertext.len() + 64);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    out.extend_from_slice(header);
+    out.extend_from_slice(&(ciphertext.len() as u32).to_be_bytes());
+    out.extend_from_slice(ciphertext);
+    out.extend_from_slice(signature);
+    out
+}
+
+fn take<'a>(cur: &mut &'a [u8], n: usize) -> Result<&'a [u8], BundleError> {
+    if cur.len() < n {
+        return Err(BundleError::Malformed("truncated"));
+    }
+    let (head, rest) = cur.split_at(n);
+    *cur = rest;
+    Ok(head)
+}
+
+fn take_u32(cur: &mut &[u8]) -> Result<u32, BundleError> {
+    let b = take(cur, 4)?;
+    Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_utils::{TEST_NOW, TestRng};
+    use proptest::prelude::*;
+
+    fn sample(seed: u64, payload: &[u8]) -> (Bundle, SymmetricKey) {
+        let mut rng = TestRng::new(seed);
+        let author = crate::keys::signing_key(&mut rng);
+        let key = SymmetricKey::generate(&mut rng);
+        let b = Bundle::seal(
+            RecordId([1; 32]),
+            SectionId([2; 16]),
+            1,
+            None,
+            0,
+            TEST_NOW,
+            &key,
+            payload,
+            &author,
+            &mut rng,
+        )
+        .unwrap();
+        (b, key)
+    }
+
+    #[test]
+    fn round_trip_verify_open() {
+        let (b, key) = sample(1, b"automerge change bytes");
+        let d = Bundle::decode(b.encoded()).unwrap();
+        assert_eq!(d, b);
+        d.verify().unwrap();
+        assert_eq!(d.open(&key).unwrap(), b"automerge change bytes");
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_detected() {
+        let (b, key) = sample(2, b"payload");
+        let enc = b.encoded().to_vec();
+        for i in 0..enc.len() {
+            for bit in 0..8 {
+                let mut t = enc.clone();
+                t[i] ^= 1 << bit;
+                let ok = Bundle::decode(&t)
+                    .and_then(|d| d.verify().map(|_| d))
+                    .and_then(|d| d.open(&key));
+                assert!(ok.is_err(), "flip of bit {bit} in byte {i} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_key_does_not_decrypt() {
+        let (b, _) = sample(3, b"payload");
+        let other = SymmetricKey::from_bytes([9; 32]);
+        assert_eq!(b.open(&other), Err(BundleError::Decrypt));
+    }
+
+    #[test]
+    fn header_rules() {
+        let mut rng = TestRng::new(4);
+        let author = crate::keys::signing_key(&mut rng);
+        let key = SymmetricKey::generate(&mut rng);
+        let r = Bundle::seal(
+            RecordId([1; 32]),
+            SectionId([2; 16]),
+            2,
+            None,
+            0,
+            TEST_NOW,
+            &key,
+            b"",
+            &author,
+            &mut rng,
+        );
+        assert!(matches!(r, Err(BundleError::InvalidHeader(_))));
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Bundle::decode(&bytes);
+        }
+
+        #[test]
+        fn encode_decode_round_trips(payload in proptest::collection::vec(any::<u8>(), 0..2000), seed in any::<u64>()) {
+            let (b, key) = sample(seed, &payload);
+            let d = Bundle::decode(b.encoded()).unwrap();
+            prop_assert!(d.verify().is_ok());
+            prop_assert_eq!(d.open(&key).unwrap(), payload);
+            prop_assert_eq!(d.hash(), b.hash());
+        }
+    }
+}

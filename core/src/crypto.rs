@@ -1,0 +1,396 @@
+//! Cryptographic building blocks, each used in exactly one way.
+//!
+//! - **Signatures**: ed25519 over `"hearth/" || domain || 0x00 || message`, verified with
+//!   `verify_strict` (rejects small-order keys and malleable signatures). Every signed object in
+//!   Hearth names its own [`Domain`], so a signature made for one purpose can never be replayed
+//!   as another.
+//! - **Sealing**: XChaCha20-Poly1305 with a random 24-byte nonce and caller-chosen associated
+//!   data ([`seal`], [`open`]).
+//! - **Key wrapping**: HPKE (RFC 9180) base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+//!   ChaCha20-Poly1305 ([`wrap_key`], [`unwrap_key`]).
+//! - **Hashing**: SHA-256 ([`sha256`]).
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
+use rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Length of a symmetric key.
+pub const KEY_LEN: usize = 32;
+/// Length of an XChaCha20 nonce.
+pub const NONCE_LEN: usize = 24;
+/// Length of a Poly1305 tag.
+pub const TAG_LEN: usize = 16;
+
+/// Errors of the primitives. None carries key material or plaintext.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// The signature does not verify for this key and message: the data was altered or signed
+    /// by someone else.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// Authenticated decryption failed: wrong key, or the ciphertext or its associated data was
+    /// altered.
+    #[error("authenticated decryption failed (wrong key or altered data)")]
+    Decrypt,
+    /// A public key is not a valid curve point.
+    #[error("invalid public key")]
+    BadPublicKey,
+    /// A wrapped key could not be unwrapped: not addressed to this key, or altered.
+    #[error("wrapped key could not be opened")]
+    Unwrap,
+}
+
+/// What a signature is for. The domain string is part of the signed message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Domain {
+    /// A bundle of changes to a section.
+    Bundle,
+    /// A wrapped section key published in the record's keyring.
+    KeyWrap,
+    /// The record root certifying a device key.
+    DeviceCert,
+    /// A device certifying its X25519 key-agreement key.
+    AgreementKey,
+    /// A capability grant.
+    Grant,
+    /// An access request.
+    Request,
+    /// An organisation credential for a professional.
+    Credential,
+    /// A challenge response proving possession of a key in a session handshake.
+    Handshake,
+    /// An event in the consent ledger.
+    ConsentEvent,
+}
+
+impl Domain {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Domain::Bundle => b"bundle/v1",
+            Domain::KeyWrap => b"keywrap/v1",
+            Domain::DeviceCert => b"device-cert/v1",
+            Domain::AgreementKey => b"agreement-key/v1",
+            Domain::Grant => b"grant/v1",
+            Domain::Request => b"request/v1",
+            Domain::Credential => b"credential/v1",
+            Domain::Handshake => b"handshake/v1",
+            Domain::ConsentEvent => b"consent-event/v1",
+        }
+    }
+}
+
+fn domain_message(domain: Domain, parts: &[&[u8]]) -> Vec<u8> {
+    let label = domain.label();
+    let len: usize = parts.iter().map(|p| p.len() + 8).sum();
+    let mut m = Vec::with_capacity(8 + label.len() + len);
+    m.extend_from_slice(b"hearth/");
+    m.extend_from_slice(label);
+    m.push(0);
+    // Length-prefix each part so that part boundaries are unambiguous.
+    for p in parts {
+        m.extend_from_slice(&(p.len() as u64).to_be_bytes());
+        m.extend_from_slice(p);
+    }
+    m
+}
+
+/// Signs the concatenation of `parts` (each length-prefixed) under `domain`.
+pub fn sign(key: &SigningKey, domain: Domain, parts: &[&[u8]]) -> [u8; 64] {
+    key.sign(&domain_message(domain, parts)).to_bytes()
+}
+
+/// Verifies a signature made by [`sign`] with the same domain and parts.
+pub fn verify(
+    key: &VerifyingKey,
+    domain: Domain,
+    parts: &[&[u8]],
+    signature: &[u8; 64],
+) -> Result<(), CryptoError> {
+    let sig = Signature::from_bytes(signature);
+    key.verify_strict(&domain_message(domain, parts), &sig)
+        .map_err(|_| CryptoError::BadSignature)
+}
+
+/// Parses a 32-byte ed25519 public key, refusing invalid points.
+pub fn verifying_key(bytes: &[u8; 32]) -> Result<VerifyingKey, CryptoError> {
+    VerifyingKey::from_bytes(bytes).map_err(|_| CryptoError::BadPublicKey)
+}
+
+/// SHA-256 of the concatenation of `parts`.
+pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// A 256-bit symmetric key, zeroized on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub struct SymmetricKey([u8; KEY_LEN]);
+
+impl SymmetricKey {
+    /// Wraps raw key bytes.
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        SymmetricKey(bytes)
+    }
+
+    /// A fresh random key.
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        let mut k = [0u8; KEY_LEN];
+        rng.fill_bytes(&mut k);
+        SymmetricKey(k)
+    }
+
+    /// The raw bytes (for wrapping only).
+    pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SymmetricKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SymmetricKey(..)")
+    }
+}
+
+/// Encrypts `plaintext` under `key` with the given nonce and associated data.
+pub fn seal_with_nonce(
+    key: &SymmetricKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Vec<u8> {
+    let cipher = XChaCha20Poly1305::new(&key.0.into());
+    let nonce = XNonce::from(*nonce);
+    // Encryption only fails for messages longer than the cipher's limit (256 GiB); every caller
+    // bounds its input far below that.
+    cipher
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .unwrap_or_default()
+}
+
+/// Encrypts with a fresh random nonce; returns `nonce || ciphertext`.
+pub fn seal(key: &SymmetricKey, aad: &[u8], plaintext: &[u8], rng: &mut impl CryptoRng) -> Vec<u8> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill_bytes(&mut nonce);
+    let ct = seal_with_nonce(key, &nonce, aad, plaintext);
+    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
+/// Decrypts with an explicit nonce.
+pub fn open_with_nonce(
+    key: &SymmetricKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let cipher = XChaCha20Poly1305::new(&key.0.into());
+    let nonce = XNonce::from(*nonce);
+    cipher
+        .decrypt(
+            &nonce,
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .map_err(|_| CryptoError::Decrypt)
+}
+
+/// Decrypts `nonce || ciphertext` produced by [`seal`].
+pub fn open(key: &SymmetricKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(CryptoError::Decrypt);
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Decrypt)?;
+    open_with_nonce(key, &nonce, aad, ct)
+}
+
+type Kem = hpke::kem::X25519HkdfSha256;
+type Kdf = hpke::kdf::HkdfSha256;
+type HpkeAead = hpke::aead::ChaCha20Poly1305;
+
+/// An X25519 key-agreement secret for receiving wrapped keys, zeroized on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct AgreementSecret([u8; 32]);
+
+impl AgreementSecret {
+    /// From raw bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        AgreementSecret(bytes)
+    }
+
+    /// A fresh random secret.
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        let mut k = [0u8; 32];
+        rng.fill_bytes(&mut k);
+        AgreementSecret(k)
+    }
+
+    /// Raw bytes, for the encrypted keystore only.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The matching public key.
+    pub fn public(&self) -> [u8; 32] {
+        let secret = x25519_dalek::StaticSecret::from(self.0);
+        x25519_dalek::PublicKey::from(&secret).to_bytes()
+    }
+}
+
+impl std::fmt::Debug for AgreementSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgreementSecret(..)")
+    }
+}
+
+/// A symmetric key sealed to one recipient's X25519 public key with HPKE.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WrappedKey {
+    /// The HPKE encapsulated key (32 bytes).
+    #[serde(with = "serde_bytes")]
+    pub enc: Vec<u8>,
+    /// The sealed symmetric key (32 bytes + 16-byte tag).
+    #[serde(with = "serde_bytes")]
+    pub ct: Vec<u8>,
+}
+
+/// Wraps `key` to `recipient` (an X25519 public key). `info` binds the wrap to its context
+/// (record, section, epoch), so a wrap cannot be moved to another section.
+pub fn wrap_key(
+    key: &SymmetricKey,
+    recipient: &[u8; 32],
+    info: &[u8],
+    rng: &mut impl CryptoRng,
+) -> Result<WrappedKey, CryptoError> {
+    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(recipient)
+        .map_err(|_| CryptoError::BadPublicKey)?;
+    let (enc, ct) = hpke::single_shot_seal_with_rng::<HpkeAead, Kdf, Kem>(
+        &OpModeS::Base,
+        &pk,
+        info,
+        key.as_bytes(),
+        b"",
+        rng,
+    )
+    .map_err(|_| CryptoError::BadPublicKey)?;
+    Ok(WrappedKey {
+        enc: enc.to_bytes().to_vec(),
+        ct,
+    })
+}
+
+/// Opens a key wrapped by [`wrap_key`] with the recipient's secret and the same `info`.
+pub fn unwrap_key(
+    wrapped: &WrappedKey,
+    secret: &AgreementSecret,
+    info: &[u8],
+) -> Result<SymmetricKey, CryptoError> {
+    let sk =
+        <Kem as hpke::Kem>::PrivateKey::from_bytes(&secret.0).map_err(|_| CryptoError::Unwrap)?;
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&wrapped.enc)
+        .map_err(|_| CryptoError::Unwrap)?;
+    let mut pt = hpke::single_shot_open::<HpkeAead, Kdf, Kem>(
+        &OpModeR::Base,
+        &sk,
+        &enc,
+        info,
+        &wrapped.ct,
+        b"",
+    )
+    .map_err(|_| CryptoError::Unwrap)?;
+    let result = <[u8; KEY_LEN]>::try_from(pt.as_slice()).map_err(|_| CryptoError::Unwrap);
+    pt.zeroize();
+    result.map(SymmetricKey)
+}
+
+/// Derives the X25519 key pair HPKE would derive from `ikm` (RFC 9180 `DeriveKeyPair`); used
+/// for the recovery key, which must be reproducible from the recovery phrase.
+pub fn derive_agreement_secret(ikm: &[u8]) -> AgreementSecret {
+    let (sk, _pk) = Kem::derive_keypair(ikm);
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(&sk.to_bytes());
+    AgreementSecret(bytes)
+}
+
+/// HKDF-SHA256 expand of `ikm` under `info` to 32 bytes.
+pub fn hkdf32(ikm: &[u8], salt: &[u8], info: &[u8]) -> [u8; 32] {
+    let hk = hkdf::Hkdf::<Sha256>::new(Some(salt), ikm);
+    let mut out = [0u8; 32];
+    // 32 bytes is always a valid HKDF-SHA256 output length.
+    let _ = hk.expand(info, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_utils::TestRng;
+
+    #[test]
+    fn signatures_are_domain_separated() {
+        let mut rng = TestRng::new(1);
+        let sk = crate::keys::signing_key(&mut rng);
+        let sig = sign(&sk, Domain::Grant, &[b"abc"]);
+        assert!(verify(&sk.verifying_key(), Domain::Grant, &[b"abc"], &sig).is_ok());
+        assert_eq!(
+            verify(&sk.verifying_key(), Domain::Request, &[b"abc"], &sig),
+            Err(CryptoError::BadSignature)
+        );
+        // Part boundaries are part of the message.
+        assert!(verify(&sk.verifying_key(), Domain::Grant, &[b"ab", b"c"], &sig).is_err());
+    }
+
+    #[test]
+    fn seal_open_and_tamper() {
+        let mut rng = TestRng::new(2);
+        let key = SymmetricKey::generate(&mut rng);
+        let sealed = seal(&key, b"aad", b"hello", &mut rng);
+        assert_eq!(open(&key, b"aad", &sealed).unwrap(), b"hello");
+        assert_eq!(open(&key, b"other", &sealed), Err(CryptoError::Decrypt));
+        for i in 0..sealed.len() {
+            let mut t = sealed.clone();
+            t[i] ^= 0x01;
+            assert_eq!(open(&key, b"aad", &t), Err(CryptoError::Decrypt));
+        }
+        assert_eq!(open(&key, b"aad", &sealed[..10]), Err(CryptoError::Decrypt));
+    }
+
+    #[test]
+    fn wrap_unwrap_only_for_recipient() {
+        let mut rng = TestRng::new(3);
+        let alice = AgreementSecret::generate(&mut rng);
+        let bob = AgreementSecret::generate(&mut rng);
+        let key = SymmetricKey::generate(&mut rng);
+        let w = wrap_key(&key, &alice.public(), b"ctx", &mut rng).unwrap();
+        assert_eq!(unwrap_key(&w, &alice, b"ctx").unwrap(), key);
+        assert!(unwrap_key(&w, &bob, b"ctx").is_err());
+        assert!(unwrap_key(&w, &alice, b"other ctx").is_err());
+    }
+
+    #[test]
+    fn derived_agreement_secret_is_deterministic() {
+        let a = derive_agreement_secret(&[7u8; 32]);
+        let b = derive_agreement_secret(&[7u8; 32]);
+        assert_eq!(a.public(), b.public());
+        assert_ne!(a.public(), derive_agreement_secret(&[8u8; 32]).public());
+    }
+}

@@ -1,0 +1,320 @@
+//! Identifiers and their text forms.
+//!
+//! | id | bytes | text form |
+//! |---|---|---|
+//! | [`PeerKey`] | ed25519 public key of a device or organisation | libp2p peer id (`12D3KooW…`, base58) |
+//! | [`RecordId`] | the patient's record root public key | `r` + base32 (lower case, 52 chars) |
+//! | [`SectionId`] | 16 random bytes, opaque on the wire | 32 hex digits |
+//! | [`EntryId`] | 16 random bytes | `e` + base32 (lower case, 26 chars) |
+//!
+//! In human-readable serde formats (JSON) ids serialise as their text form; in binary formats
+//! (CBOR) as raw bytes.
+
+use data_encoding::BASE32_NOPAD;
+use rand_core::CryptoRng;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
+
+/// A text form that did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind}: {reason}")]
+pub struct IdParseError {
+    /// Which kind of identifier was expected.
+    pub kind: &'static str,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+fn b32(bytes: &[u8]) -> String {
+    BASE32_NOPAD.encode(bytes).to_ascii_lowercase()
+}
+
+fn unb32<const N: usize>(s: &str, kind: &'static str) -> Result<[u8; N], IdParseError> {
+    let upper = s.to_ascii_uppercase();
+    let v = BASE32_NOPAD
+        .decode(upper.as_bytes())
+        .map_err(|_| IdParseError {
+            kind,
+            reason: "not base32",
+        })?;
+    v.try_into().map_err(|_| IdParseError {
+        kind,
+        reason: "wrong length",
+    })
+}
+
+macro_rules! byte_id {
+    ($(#[$doc:meta])* $name:ident, $n:expr, $kind:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub [u8; $n]);
+
+        impl $name {
+            /// The raw bytes.
+            pub fn as_bytes(&self) -> &[u8; $n] {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    s.collect_str(self)
+                } else {
+                    s.serialize_bytes(&self.0)
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    let s = String::deserialize(d)?;
+                    s.parse().map_err(serde::de::Error::custom)
+                } else {
+                    let b = serde_bytes::ByteBuf::deserialize(d)?;
+                    let arr: [u8; $n] = b
+                        .into_vec()
+                        .try_into()
+                        .map_err(|_| serde::de::Error::custom(concat!($kind, ": wrong length")))?;
+                    Ok($name(arr))
+                }
+            }
+        }
+    };
+}
+
+byte_id!(
+    /// An ed25519 public key naming a device or an organisation; its text form is the libp2p
+    /// peer id of the same key, so the transport identity and the capability audience coincide.
+    PeerKey,
+    32,
+    "peer id"
+);
+byte_id!(
+    /// A record: the patient's record root public key (self-certifying).
+    RecordId,
+    32,
+    "record id"
+);
+byte_id!(
+    /// A section's opaque id; its readable name lives encrypted in the record's directory.
+    SectionId,
+    16,
+    "section id"
+);
+byte_id!(
+    /// One version of one entry.
+    EntryId,
+    16,
+    "entry id"
+);
+
+byte_id!(
+    /// The SHA-256 hash of an encoded bundle; links each bundle to its predecessor in a log.
+    BundleHash,
+    32,
+    "bundle hash"
+);
+
+impl fmt::Display for BundleHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&data_encoding::HEXLOWER.encode(&self.0))
+    }
+}
+
+impl FromStr for BundleHash {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let v = data_encoding::HEXLOWER_PERMISSIVE
+            .decode(s.as_bytes())
+            .map_err(|_| IdParseError {
+                kind: "bundle hash",
+                reason: "not hex",
+            })?;
+        v.try_into().map(BundleHash).map_err(|_| IdParseError {
+            kind: "bundle hash",
+            reason: "wrong length",
+        })
+    }
+}
+
+/// The libp2p encoding of an ed25519 public key as a peer id: an identity multihash
+/// (`0x00`, length `0x24`) of the protobuf `PublicKey { key_type: Ed25519, data }`.
+const PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+
+impl fmt::Display for PeerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut bytes = [0u8; 38];
+        bytes[..6].copy_from_slice(&PEER_ID_PREFIX);
+        bytes[6..].copy_from_slice(&self.0);
+        f.write_str(&bs58::encode(bytes).into_string())
+    }
+}
+
+impl FromStr for PeerKey {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason| IdParseError {
+            kind: "peer id",
+            reason,
+        };
+        if s.len() > 64 {
+            return Err(err("too long"));
+        }
+        let bytes = bs58::decode(s).into_vec().map_err(|_| err("not base58"))?;
+        if bytes.len() != 38 || bytes[..6] != PEER_ID_PREFIX {
+            return Err(err("not an ed25519 peer id"));
+        }
+        let mut k = [0u8; 32];
+        k.copy_from_slice(&bytes[6..]);
+        Ok(PeerKey(k))
+    }
+}
+
+impl PeerKey {
+    /// The key as an ed25519 verifying key, refusing invalid points.
+    pub fn verifying_key(&self) -> Result<ed25519_dalek::VerifyingKey, crate::crypto::CryptoError> {
+        crate::crypto::verifying_key(&self.0)
+    }
+}
+
+impl fmt::Display for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "r{}", b32(&self.0))
+    }
+}
+
+impl FromStr for RecordId {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let rest = s.strip_prefix('r').ok_or(IdParseError {
+            kind: "record id",
+            reason: "must start with 'r'",
+        })?;
+        unb32::<32>(rest, "record id").map(RecordId)
+    }
+}
+
+impl RecordId {
+    /// The record root key as an ed25519 verifying key.
+    pub fn verifying_key(&self) -> Result<ed25519_dalek::VerifyingKey, crate::crypto::CryptoError> {
+        crate::crypto::verifying_key(&self.0)
+    }
+}
+
+impl fmt::Display for SectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&data_encoding::HEXLOWER.encode(&self.0))
+    }
+}
+
+impl FromStr for SectionId {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let v = data_encoding::HEXLOWER_PERMISSIVE
+            .decode(s.as_bytes())
+            .map_err(|_| IdParseError {
+                kind: "section id",
+                reason: "not hex",
+            })?;
+        v.try_into().map(SectionId).map_err(|_| IdParseError {
+            kind: "section id",
+            reason: "wrong length",
+        })
+    }
+}
+
+impl SectionId {
+    /// The id of the record's auth document (section directory, devices, consent ledger).
+    pub const AUTH: SectionId = SectionId([0u8; 16]);
+
+    /// A fresh random section id (never [`SectionId::AUTH`]).
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        loop {
+            let mut b = [0u8; 16];
+            rng.fill_bytes(&mut b);
+            if b != Self::AUTH.0 {
+                return SectionId(b);
+            }
+        }
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "e{}", b32(&self.0))
+    }
+}
+
+impl FromStr for EntryId {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let rest = s.strip_prefix('e').ok_or(IdParseError {
+            kind: "entry id",
+            reason: "must start with 'e'",
+        })?;
+        unb32::<16>(rest, "entry id").map(EntryId)
+    }
+}
+
+impl EntryId {
+    /// A fresh random entry id.
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        let mut b = [0u8; 16];
+        rng.fill_bytes(&mut b);
+        EntryId(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn text_forms_round_trip(a in any::<[u8; 32]>(), b in any::<[u8; 16]>()) {
+            let p = PeerKey(a);
+            prop_assert_eq!(p.to_string().parse::<PeerKey>().unwrap(), p);
+            let r = RecordId(a);
+            prop_assert_eq!(r.to_string().parse::<RecordId>().unwrap(), r);
+            let s = SectionId(b);
+            prop_assert_eq!(s.to_string().parse::<SectionId>().unwrap(), s);
+            let e = EntryId(b);
+            prop_assert_eq!(e.to_string().parse::<EntryId>().unwrap(), e);
+        }
+
+        #[test]
+        fn parsers_never_panic(s in ".{0,80}") {
+            let _ = s.parse::<PeerKey>();
+            let _ = s.parse::<RecordId>();
+            let _ = s.parse::<SectionId>();
+            let _ = s.parse::<EntryId>();
+        }
+    }
+
+    #[test]
+    fn peer_id_has_libp2p_shape() {
+        let p = PeerKey([7u8; 32]);
+        assert!(p.to_string().starts_with("12D3KooW"), "{p}");
+    }
+
+    #[test]
+    fn json_uses_text_and_cbor_uses_bytes() {
+        let e = EntryId([1u8; 16]);
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(json, format!("\"{e}\""));
+        let cbor = serde_ipld_dagcbor::to_vec(&e).unwrap();
+        assert_eq!(cbor.len(), 17);
+        let back: EntryId = serde_ipld_dagcbor::from_slice(&cbor).unwrap();
+        assert_eq!(back, e);
+    }
+}

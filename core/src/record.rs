@@ -1,0 +1,1144 @@
+//! The record engine: a patient's record (or a professional's partial replica of one) held in
+//! a [`Store`], with every change written as a verified bundle.
+//!
+//! ## Layout in the store
+//!
+//! | key | value |
+//! |---|---|
+//! | `R` record | registration (CBOR) |
+//! | `K` record section epoch recipient | a section key wrapped to one X25519 key, signed by the record root |
+//! | `B` record section author seq | an encoded [`Bundle`] |
+//! | `L` record section author | the author's [`LogHead`] in that section |
+//! | `C` record section | a sealed snapshot of the section document (a cache; rebuildable) |
+//! | `F` record section author seq | a second, conflicting bundle: fork evidence |
+//!
+//! Each section (and the auth document, section [`SectionId::AUTH`]) is an automerge document
+//! whose root map holds one key per immutable item: `e/<entry id>` in content sections,
+//! `section/<id>`, `device/<peer>` and `record` in the auth document. Items are written once and
+//! never overwritten, so merges are conflict-free by construction.
+//!
+//! ## Opening
+//!
+//! Opening a record unwraps the section keys addressed to this device (HPKE), loads the auth
+//! document, and reads the section directory. Section documents load lazily: from the sealed
+//! snapshot if there is one, then the bundles after it, each signature-checked, chain-checked
+//! and decrypted before it is applied. A damaged bundle makes only its own section unreadable.
+
+use crate::bundle::Bundle;
+use crate::crypto::{self, Domain, SymmetricKey, WrappedKey};
+use crate::entry::{EntryBody, EntryStatus, EntryVersion, MAX_REASON_LEN, Provenance};
+use crate::ids::{EntryId, PeerKey, RecordId, SectionId};
+use crate::keys::{Identity, Role};
+use crate::log::{self, LogHead, VersionVector};
+use crate::section::SectionName;
+use crate::store::{self, Batch, Store, StoreError};
+use crate::time::Timestamp;
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{AutoCommit, ROOT, ReadDoc};
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteArray;
+use std::collections::{BTreeMap, HashMap};
+
+/// After this many bundles since the last snapshot, a section's snapshot is rewritten.
+pub const SNAPSHOT_EVERY: u32 = 256;
+
+/// Why a record operation failed. Messages never contain record content or keys.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The storage backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An entry body does not fit its section's schema.
+    #[error(transparent)]
+    Schema(#[from] crate::entry::SchemaError),
+    /// This store holds no record with that id.
+    #[error("no record {0} on this node")]
+    NoRecord(RecordId),
+    /// The record already exists.
+    #[error("record {0} already exists on this node")]
+    Exists(RecordId),
+    /// No entry with that id in any section this node can read.
+    #[error("no entry {0} in this record")]
+    NoEntry(EntryId),
+    /// The version named was already replaced; corrections apply to the newest version.
+    #[error("entry {entry} was already replaced by {by}; correct the newest version")]
+    Superseded {
+        /// The version given.
+        entry: EntryId,
+        /// A version that replaces it.
+        by: EntryId,
+    },
+    /// The entry is already marked entered in error.
+    #[error("entry {0} is already marked entered in error")]
+    AlreadyInError(EntryId),
+    /// This node may not do that.
+    #[error("not permitted: {0}")]
+    NotPermitted(&'static str),
+    /// This node holds no key for the section.
+    #[error("no key to read section {0}")]
+    NoKey(String),
+    /// The section has no entries on this node.
+    #[error("section {0} does not exist in this record")]
+    NoSection(SectionName),
+    /// Stored data failed verification (signature, hash chain or decryption): tampering or
+    /// disk corruption. Other sections are unaffected.
+    #[error("section {section} failed verification: {reason}")]
+    Corrupt {
+        /// The section's name, or its opaque id if the name is unreadable.
+        section: String,
+        /// What failed.
+        reason: String,
+    },
+    /// An argument was not acceptable.
+    #[error("invalid input: {0}")]
+    Invalid(&'static str),
+}
+
+type Result<T, E = RecordError> = std::result::Result<T, E>;
+
+/// What to put in a new record.
+#[derive(Debug, Default, Clone)]
+pub struct NewRecord {
+    /// A first demographics entry (validated against the demographics schema).
+    pub demographics: Option<serde_json::Value>,
+}
+
+fn key(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+    k.push(tag);
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn k_record(r: &RecordId) -> Vec<u8> {
+    key(b'R', &[&r.0])
+}
+fn k_wrap_prefix(r: &RecordId) -> Vec<u8> {
+    key(b'K', &[&r.0])
+}
+fn k_wrap(r: &RecordId, s: &SectionId, epoch: u32, recipient: &[u8; 32]) -> Vec<u8> {
+    key(b'K', &[&r.0, &s.0, &epoch.to_be_bytes(), recipient])
+}
+fn k_bundle(r: &RecordId, s: &SectionId, a: &PeerKey, seq: u64) -> Vec<u8> {
+    key(b'B', &[&r.0, &s.0, &a.0, &seq.to_be_bytes()])
+}
+fn k_head_prefix(r: &RecordId, s: &SectionId) -> Vec<u8> {
+    key(b'L', &[&r.0, &s.0])
+}
+fn k_head(r: &RecordId, s: &SectionId, a: &PeerKey) -> Vec<u8> {
+    key(b'L', &[&r.0, &s.0, &a.0])
+}
+fn k_cache(r: &RecordId, s: &SectionId) -> Vec<u8> {
+    key(b'C', &[&r.0, &s.0])
+}
+
+/// The record's registration on this node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Registration {
+    record: RecordId,
+    /// Whether this node owns the record (a patient's device) or holds a replica.
+    owner: bool,
+    created: Timestamp,
+}
+
+/// A section key wrapped to one recipient, signed by the record root.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct KeyWrap {
+    record: RecordId,
+    section: SectionId,
+    epoch: u32,
+    recipient: ByteArray<32>,
+    wrapped: WrappedKey,
+    signature: ByteArray<64>,
+}
+
+impl KeyWrap {
+    fn signed_parts(&self) -> Vec<Vec<u8>> {
+        vec![
+            self.record.0.to_vec(),
+            self.section.0.to_vec(),
+            self.epoch.to_be_bytes().to_vec(),
+            self.recipient.to_vec(),
+            self.wrapped.enc.clone(),
+            self.wrapped.ct.clone(),
+        ]
+    }
+
+    fn info(record: &RecordId, section: &SectionId, epoch: u32) -> Vec<u8> {
+        let mut info = b"hearth/section-key/v1".to_vec();
+        info.extend_from_slice(&record.0);
+        info.extend_from_slice(&section.0);
+        info.extend_from_slice(&epoch.to_be_bytes());
+        info
+    }
+}
+
+/// A device the record root has certified as the patient's own.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct DeviceCert {
+    peer: PeerKey,
+    name: String,
+    agreement_public: String,
+    added: Timestamp,
+    /// Root signature over (peer, agreement key), hex.
+    root_signature: String,
+}
+
+/// A directory item: a section's name, sealed under the section's key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct DirectoryItem {
+    name_sealed: String,
+    created: Timestamp,
+}
+
+/// What a section document holds in memory.
+struct SectionDoc {
+    doc: AutoCommit,
+    vv: VersionVector,
+    since_snapshot: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    vv: Vec<(PeerKey, LogHead)>,
+    #[serde(with = "serde_bytes")]
+    doc: Vec<u8>,
+}
+
+/// All records held in one store.
+pub struct Vault<S: Store> {
+    store: S,
+}
+
+impl<S: Store> Vault<S> {
+    /// A vault over `store`, without checking the store's format (see [`Vault::open`]).
+    pub fn new(store: S) -> Self {
+        Vault { store }
+    }
+
+    /// A vault over `store`, checking (or, for an empty store, writing) the format version.
+    pub fn open(store: S) -> Result<Self> {
+        store::check_format(&store)?;
+        Ok(Vault { store })
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The records held on this node.
+    pub fn records(&self) -> Result<Vec<RecordId>> {
+        let mut out = Vec::new();
+        for (k, _) in self.store.scan_prefix(b"R")? {
+            if let Ok(b) = <[u8; 32]>::try_from(&k[1..]) {
+                out.push(RecordId(b));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates the patient's own record (the identity must hold a record root key).
+    pub fn create_record(
+        &self,
+        identity: &Identity,
+        new: NewRecord,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<RecordId> {
+        let (root, rid) = match (identity.root_key(), identity.record_id()) {
+            (Some(k), Some(r)) => (k, r),
+            _ => {
+                return Err(RecordError::NotPermitted(
+                    "only a patient node owns a record",
+                ));
+            }
+        };
+        store::check_format(&self.store)?;
+        if self.store.get(&k_record(&rid))?.is_some() {
+            return Err(RecordError::Exists(rid));
+        }
+        // Validate before writing anything.
+        let demographics = match &new.demographics {
+            Some(v) => {
+                Some(EntryBody::from_json(crate::section::SectionClass::Demographics, v)?.to_json())
+            }
+            None => None,
+        };
+        let mut batch = Batch::new();
+        let reg = Registration {
+            record: rid,
+            owner: true,
+            created: now,
+        };
+        batch.put(k_record(&rid), cbor(&reg)?);
+        let auth_key = SymmetricKey::generate(rng);
+        for w in wraps_for(identity, root, &rid, &SectionId::AUTH, 0, &auth_key, rng)? {
+            batch.put(k_wrap(&rid, &w.section, w.epoch, &w.recipient), cbor(&w)?);
+        }
+        let mut rec = OpenRecord {
+            vault: self,
+            identity,
+            id: rid,
+            owner: true,
+            keys: HashMap::from([(SectionId::AUTH, BTreeMap::from([(0, auth_key)]))]),
+            directory: BTreeMap::new(),
+            loaded: HashMap::new(),
+        };
+        rec.loaded.insert(
+            SectionId::AUTH,
+            SectionDoc {
+                doc: new_doc(identity),
+                vv: VersionVector::new(),
+                since_snapshot: 0,
+            },
+        );
+        let agreement = identity.agreement_public();
+        let cert = DeviceCert {
+            peer: identity.peer(),
+            name: identity.name.clone(),
+            agreement_public: data_encoding::HEXLOWER.encode(&agreement),
+            added: now,
+            root_signature: data_encoding::HEXLOWER.encode(&crypto::sign(
+                root,
+                Domain::DeviceCert,
+                &[&identity.peer().0, &agreement],
+            )),
+        };
+        let items = vec![
+            (
+                "record".to_string(),
+                json_string(&serde_json::json!({"record_id": rid, "created": now}))?,
+            ),
+            (format!("device/{}", identity.peer()), json_string(&cert)?),
+        ];
+        rec.append_items(SectionId::AUTH, items, now, rng, &mut batch)?;
+        if let Some(body) = demographics {
+            let name = SectionName::new(
+                crate::section::SectionClass::Demographics,
+                crate::section::Label::General,
+            );
+            rec.add_entry_to_batch(&name, body, None, now, rng, &mut batch)?;
+        }
+        self.store.commit(batch)?;
+        Ok(rid)
+    }
+
+    /// Opens a record held on this node.
+    pub fn open_record<'v>(
+        &'v self,
+        identity: &'v Identity,
+        record: &RecordId,
+    ) -> Result<OpenRecord<'v, S>> {
+        let reg: Registration = match self.store.get(&k_record(record))? {
+            Some(b) => decbor(&b).map_err(|_| RecordError::Corrupt {
+                section: "registration".into(),
+                reason: "unreadable registration".into(),
+            })?,
+            None => return Err(RecordError::NoRecord(*record)),
+        };
+        let mut rec = OpenRecord {
+            vault: self,
+            identity,
+            id: *record,
+            owner: reg.owner,
+            keys: HashMap::new(),
+            directory: BTreeMap::new(),
+            loaded: HashMap::new(),
+        };
+        rec.load_keys()?;
+        if !rec.keys.contains_key(&SectionId::AUTH) {
+            return Err(RecordError::NoKey("auth".into()));
+        }
+        rec.load_directory()?;
+        Ok(rec)
+    }
+}
+
+fn wraps_for(
+    identity: &Identity,
+    root: &ed25519_dalek::SigningKey,
+    rid: &RecordId,
+    section: &SectionId,
+    epoch: u32,
+    key: &SymmetricKey,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<KeyWrap>> {
+    let mut recipients = vec![identity.agreement_public()];
+    if let Some(r) = identity.recovery_public() {
+        recipients.push(r);
+    }
+    let info = KeyWrap::info(rid, section, epoch);
+    let mut out = Vec::new();
+    for r in recipients {
+        let wrapped = crypto::wrap_key(key, &r, &info, rng)
+            .map_err(|_| RecordError::Invalid("recipient key is not a valid X25519 key"))?;
+        let mut w = KeyWrap {
+            record: *rid,
+            section: *section,
+            epoch,
+            recipient: ByteArray::new(r),
+            wrapped,
+            signature: ByteArray::new([0; 64]),
+        };
+        let parts = w.signed_parts();
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        w.signature = ByteArray::new(crypto::sign(root, Domain::KeyWrap, &refs));
+        out.push(w);
+    }
+    Ok(out)
+}
+
+fn new_doc(identity: &Identity) -> AutoCommit {
+    AutoCommit::new().with_actor(automerge::ActorId::from(identity.peer().0))
+}
+
+fn cbor<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_ipld_dagcbor::to_vec(v).map_err(|_| RecordError::Invalid("value cannot be encoded"))
+}
+
+fn decbor<T: serde::de::DeserializeOwned>(b: &[u8]) -> std::result::Result<T, ()> {
+    serde_ipld_dagcbor::from_slice(b).map_err(|_| ())
+}
+
+fn json_string<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|_| RecordError::Invalid("value cannot be encoded"))
+}
+
+fn entry_key(id: &EntryId) -> String {
+    format!("e/{id}")
+}
+
+/// An entry as shown to a reader: the current version and how many versions it has had.
+#[derive(Clone, Debug, Serialize)]
+pub struct EntryView {
+    /// The current version's id (use it to correct or mark in error).
+    pub id: EntryId,
+    /// The version number.
+    pub version: u32,
+    /// Final or entered in error.
+    pub status: EntryStatus,
+    /// Why it was marked, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// The version it replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<EntryId>,
+    /// The entry's fields.
+    pub body: serde_json::Value,
+    /// Who wrote this version, when.
+    pub provenance: Provenance,
+    /// Other current versions of the same entry made concurrently on another node (a conflict
+    /// for a person to resolve by correcting one of them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub concurrent_versions: Vec<EntryId>,
+}
+
+/// One section as shown to a reader.
+#[derive(Clone, Debug, Serialize)]
+pub struct SectionView {
+    /// The section's class.
+    pub class: crate::section::SectionClass,
+    /// The section's label.
+    pub label: crate::section::Label,
+    /// Current entries, oldest first.
+    pub entries: Vec<EntryView>,
+}
+
+/// A section listed in the directory.
+#[derive(Clone, Debug, Serialize)]
+pub struct SectionInfo {
+    /// Its readable name.
+    pub name: SectionName,
+    /// Its opaque id(s): two devices that created the same section offline each made one.
+    pub ids: Vec<SectionId>,
+}
+
+/// An open record: the unwrapped keys, the directory, and the sections loaded so far.
+pub struct OpenRecord<'v, S: Store> {
+    vault: &'v Vault<S>,
+    identity: &'v Identity,
+    id: RecordId,
+    owner: bool,
+    keys: HashMap<SectionId, BTreeMap<u32, SymmetricKey>>,
+    directory: BTreeMap<SectionId, SectionName>,
+    loaded: HashMap<SectionId, SectionDoc>,
+}
+
+impl<S: Store> OpenRecord<'_, S> {
+    /// The record id.
+    pub fn id(&self) -> RecordId {
+        self.id
+    }
+
+    /// Whether this node owns the record.
+    pub fn is_owner(&self) -> bool {
+        self.owner
+    }
+
+    fn section_label(&self, sid: &SectionId) -> String {
+        if *sid == SectionId::AUTH {
+            return "auth".into();
+        }
+        self.directory
+            .get(sid)
+            .map_or_else(|| sid.to_string(), ToString::to_string)
+    }
+
+    fn corrupt(&self, sid: &SectionId, reason: impl ToString) -> RecordError {
+        RecordError::Corrupt {
+            section: self.section_label(sid),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Unwraps every section key addressed to this device.
+    fn load_keys(&mut self) -> Result<()> {
+        let me = self.identity.agreement_public();
+        let root = self
+            .id
+            .verifying_key()
+            .map_err(|_| RecordError::Invalid("record id is not a valid key"))?;
+        for (_, v) in self.vault.store.scan_prefix(&k_wrap_prefix(&self.id))? {
+            let Ok(w) = decbor::<KeyWrap>(&v) else {
+                continue;
+            };
+            if w.recipient.into_array() != me || w.record != self.id {
+                continue;
+            }
+            let parts = w.signed_parts();
+            let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            if crypto::verify(&root, Domain::KeyWrap, &refs, &w.signature.into_array()).is_err() {
+                // A wrap not signed by the record root is ignored; the section stays unreadable
+                // and says so when opened.
+                continue;
+            }
+            let info = KeyWrap::info(&self.id, &w.section, w.epoch);
+            if let Ok(k) = crypto::unwrap_key(&w.wrapped, self.identity.agreement_secret(), &info) {
+                self.keys.entry(w.section).or_default().insert(w.epoch, k);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the section directory from the auth document.
+    fn load_directory(&mut self) -> Result<()> {
+        self.ensure_loaded(&SectionId::AUTH)?;
+        let mut dir = BTreeMap::new();
+        let items = self.auth_items("section/");
+        for (k, v) in items {
+            let Ok(sid) = k.trim_start_matches("section/").parse::<SectionId>() else {
+                continue;
+            };
+            let Some(keys) = self.keys.get(&sid) else {
+                continue;
+            };
+            let Ok(item) = serde_json::from_str::<DirectoryItem>(&v) else {
+                continue;
+            };
+            let Ok(sealed) = data_encoding::BASE64.decode(item.name_sealed.as_bytes()) else {
+                continue;
+            };
+            let aad = name_aad(&self.id, &sid);
+            for key in keys.values() {
+                if let Ok(name) = crypto::open(key, &aad, &sealed)
+                    && let Ok(name) = std::str::from_utf8(&name)
+                    && let Ok(name) = name.parse::<SectionName>()
+                {
+                    dir.insert(sid, name);
+                    break;
+                }
+            }
+        }
+        self.directory = dir;
+        Ok(())
+    }
+
+    fn auth_items(&self, prefix: &str) -> Vec<(String, String)> {
+        let Some(auth) = self.loaded.get(&SectionId::AUTH) else {
+            return Vec::new();
+        };
+        string_items(&auth.doc, prefix)
+    }
+
+    /// The sections this node can read, by name.
+    pub fn sections(&self) -> Vec<SectionInfo> {
+        let mut by_name: BTreeMap<SectionName, Vec<SectionId>> = BTreeMap::new();
+        for (sid, name) in &self.directory {
+            by_name.entry(*name).or_default().push(*sid);
+        }
+        by_name
+            .into_iter()
+            .map(|(name, ids)| SectionInfo { name, ids })
+            .collect()
+    }
+
+    fn ids_of(&self, name: &SectionName) -> Vec<SectionId> {
+        self.directory
+            .iter()
+            .filter(|(_, n)| *n == name)
+            .map(|(s, _)| *s)
+            .collect()
+    }
+
+    /// Loads a section document from the store if it is not loaded yet.
+    fn ensure_loaded(&mut self, sid: &SectionId) -> Result<()> {
+        if self.loaded.contains_key(sid) {
+            return Ok(());
+        }
+        let sd = self.load_section(sid)?;
+        self.loaded.insert(*sid, sd);
+        Ok(())
+    }
+
+    fn load_section(&self, sid: &SectionId) -> Result<SectionDoc> {
+        let keys = self
+            .keys
+            .get(sid)
+            .ok_or_else(|| RecordError::NoKey(self.section_label(sid)))?;
+        let store = &self.vault.store;
+        let mut heads = VersionVector::new();
+        for (k, v) in store.scan_prefix(&k_head_prefix(&self.id, sid))? {
+            let author = <[u8; 32]>::try_from(&k[k.len() - 32..])
+                .map_err(|_| self.corrupt(sid, "bad log key"))?;
+            let head = LogHead::from_bytes(&v).ok_or_else(|| self.corrupt(sid, "bad log head"))?;
+            heads.insert(PeerKey(author), head);
+        }
+        // Start from the snapshot when it is intact and consistent with the logs.
+        let mut doc = None;
+        let mut have = VersionVector::new();
+        if let Some(blob) = store.get(&k_cache(&self.id, sid))?
+            && let Some((d, vv)) = self.open_snapshot(sid, keys, &blob)
+            && vv
+                .iter()
+                .all(|(a, h)| heads.get(a).is_some_and(|x| x.seq >= h.seq))
+        {
+            doc = Some(d);
+            have = vv;
+        }
+        let mut doc = match doc {
+            Some(d) => d,
+            None => {
+                have.clear();
+                new_doc(self.identity)
+            }
+        };
+        doc.set_actor(automerge::ActorId::from(self.identity.peer().0));
+        let mut applied = 0u32;
+        for (author, head) in &heads {
+            let from = have.get(author).map_or(1, |h| h.seq + 1);
+            if from > head.seq {
+                continue;
+            }
+            let start = k_bundle(&self.id, sid, author, from);
+            let end = k_bundle(&self.id, sid, author, head.seq.saturating_add(1));
+            let mut prev = have.get(author).copied();
+            let mut expect = from;
+            for (_, bytes) in store.scan(&start, &end)? {
+                let b = Bundle::decode(&bytes).map_err(|e| self.corrupt(sid, e))?;
+                let h = b.header();
+                if h.record != self.id
+                    || h.section != *sid
+                    || h.author != *author
+                    || h.seq != expect
+                {
+                    return Err(self.corrupt(sid, "bundle stored under the wrong key"));
+                }
+                b.verify().map_err(|e| self.corrupt(sid, e))?;
+                log::check_append(prev.as_ref(), None, h, b.hash())
+                    .map_err(|e| self.corrupt(sid, e))?;
+                let key = keys
+                    .get(&h.epoch)
+                    .ok_or_else(|| RecordError::NoKey(self.section_label(sid)))?;
+                let payload =
+                    zeroize::Zeroizing::new(b.open(key).map_err(|e| self.corrupt(sid, e))?);
+                doc.load_incremental(&payload)
+                    .map_err(|_| self.corrupt(sid, "payload is not valid automerge data"))?;
+                prev = Some(LogHead {
+                    seq: h.seq,
+                    hash: b.hash(),
+                });
+                expect += 1;
+                applied += 1;
+            }
+            if prev.map(|p| p.seq) != Some(head.seq) || prev.map(|p| p.hash) != Some(head.hash) {
+                return Err(self.corrupt(sid, "log is missing bundles or its head does not match"));
+            }
+            have.insert(*author, *head);
+        }
+        Ok(SectionDoc {
+            doc,
+            vv: have,
+            since_snapshot: applied,
+        })
+    }
+
+    fn open_snapshot(
+        &self,
+        sid: &SectionId,
+        keys: &BTreeMap<u32, SymmetricKey>,
+        blob: &[u8],
+    ) -> Option<(AutoCommit, VersionVector)> {
+        let epoch = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?);
+        let key = keys.get(&epoch)?;
+        let plain = zeroize::Zeroizing::new(
+            crypto::open(key, &snapshot_aad(&self.id, sid), &blob[4..]).ok()?,
+        );
+        let snap: Snapshot = decbor(&plain).ok()?;
+        let doc = AutoCommit::load(&snap.doc).ok()?;
+        Some((doc, snap.vv.into_iter().collect()))
+    }
+
+    fn snapshot_blob(&mut self, sid: &SectionId, rng: &mut impl CryptoRng) -> Result<Vec<u8>> {
+        let (epoch, key) = self.current_key(sid)?;
+        let key = key.clone();
+        let sd = self
+            .loaded
+            .get_mut(sid)
+            .ok_or(RecordError::Invalid("section not loaded"))?;
+        let snap = Snapshot {
+            vv: sd.vv.iter().map(|(a, h)| (*a, *h)).collect(),
+            doc: sd.doc.save(),
+        };
+        let plain = zeroize::Zeroizing::new(cbor(&snap)?);
+        let mut blob = epoch.to_be_bytes().to_vec();
+        blob.extend_from_slice(&crypto::seal(
+            &key,
+            &snapshot_aad(&self.id, sid),
+            &plain,
+            rng,
+        ));
+        Ok(blob)
+    }
+
+    fn current_key(&self, sid: &SectionId) -> Result<(u32, &SymmetricKey)> {
+        self.keys
+            .get(sid)
+            .and_then(|m| m.iter().next_back())
+            .map(|(e, k)| (*e, k))
+            .ok_or_else(|| RecordError::NoKey(self.section_label(sid)))
+    }
+
+    /// Writes `items` (key → JSON string) into a section document as one change, and adds the
+    /// resulting bundle (and, periodically, a snapshot) to `batch`.
+    fn append_items(
+        &mut self,
+        sid: SectionId,
+        items: Vec<(String, String)>,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+        batch: &mut Batch,
+    ) -> Result<()> {
+        self.ensure_loaded(&sid)?;
+        let me = self.identity.peer();
+        let (epoch, key) = self.current_key(&sid)?;
+        let key = key.clone();
+        let sd = self
+            .loaded
+            .get_mut(&sid)
+            .ok_or(RecordError::Invalid("section not loaded"))?;
+        let before = sd.doc.get_heads();
+        for (k, v) in items {
+            sd.doc
+                .put(ROOT, k, v)
+                .map_err(|_| RecordError::Invalid("document rejected the change"))?;
+        }
+        sd.doc
+            .commit_with(CommitOptions::default().with_time(now.as_millis() / 1000));
+        let payload = zeroize::Zeroizing::new(sd.doc.save_after(&before));
+        let prev = sd.vv.get(&me).copied();
+        let bundle = Bundle::seal(
+            self.id,
+            sid,
+            prev.map_or(1, |p| p.seq + 1),
+            prev.map(|p| p.hash),
+            epoch,
+            now,
+            &key,
+            &payload,
+            self.identity.device_key(),
+            rng,
+        )
+        .map_err(|_| RecordError::Invalid("the change is too large for one bundle"))?;
+        let head = LogHead {
+            seq: bundle.header().seq,
+            hash: bundle.hash(),
+        };
+        batch.put(
+            k_bundle(&self.id, &sid, &me, head.seq),
+            bundle.encoded().to_vec(),
+        );
+        batch.put(k_head(&self.id, &sid, &me), head.to_bytes().to_vec());
+        sd.vv.insert(me, head);
+        sd.since_snapshot += 1;
+        if sd.since_snapshot >= SNAPSHOT_EVERY {
+            sd.since_snapshot = 0;
+            let blob = self.snapshot_blob(&sid, rng)?;
+            batch.put(k_cache(&self.id, &sid), blob);
+        }
+        Ok(())
+    }
+
+    /// Creates a section (owner only): a fresh key wrapped to this device and the recovery
+    /// key, and a directory item in the auth document.
+    fn create_section(
+        &mut self,
+        name: &SectionName,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+        batch: &mut Batch,
+    ) -> Result<SectionId> {
+        let root =
+            self.identity
+                .root_key()
+                .filter(|_| self.owner)
+                .ok_or(RecordError::NotPermitted(
+                    "only the patient can create sections in their record",
+                ))?;
+        let sid = SectionId::generate(rng);
+        let key = SymmetricKey::generate(rng);
+        for w in wraps_for(self.identity, root, &self.id, &sid, 0, &key, rng)? {
+            batch.put(k_wrap(&self.id, &sid, 0, &w.recipient), cbor(&w)?);
+        }
+        let sealed = crypto::seal(
+            &key,
+            &name_aad(&self.id, &sid),
+            name.to_string().as_bytes(),
+            rng,
+        );
+        let item = DirectoryItem {
+            name_sealed: data_encoding::BASE64.encode(&sealed),
+            created: now,
+        };
+        self.keys.insert(sid, BTreeMap::from([(0, key)]));
+        self.loaded.insert(
+            sid,
+            SectionDoc {
+                doc: new_doc(self.identity),
+                vv: VersionVector::new(),
+                since_snapshot: 0,
+            },
+        );
+        self.append_items(
+            SectionId::AUTH,
+            vec![(format!("section/{sid}"), json_string(&item)?)],
+            now,
+            rng,
+            batch,
+        )?;
+        self.directory.insert(sid, *name);
+        Ok(sid)
+    }
+
+    fn provenance(&self, now: Timestamp, purpose: Option<String>) -> Provenance {
+        Provenance {
+            author: self.identity.peer(),
+            author_name: self.identity.name.clone(),
+            author_role: self.identity.role,
+            recorded_at: now,
+            purpose,
+        }
+    }
+
+    fn add_entry_to_batch(
+        &mut self,
+        name: &SectionName,
+        body: serde_json::Value,
+        purpose: Option<String>,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+        batch: &mut Batch,
+    ) -> Result<EntryId> {
+        let sid = match self.ids_of(name).into_iter().min() {
+            Some(s) => s,
+            None => self.create_section(name, now, rng, batch)?,
+        };
+        let v = EntryVersion {
+            id: EntryId::generate(rng),
+            class: name.class,
+            version: 1,
+            supersedes: None,
+            status: EntryStatus::Final,
+            status_reason: None,
+            body,
+            provenance: self.provenance(now, purpose),
+        };
+        self.append_items(
+            sid,
+            vec![(entry_key(&v.id), json_string(&v)?)],
+            now,
+            rng,
+            batch,
+        )?;
+        Ok(v.id)
+    }
+
+    /// Runs a mutating operation: on success commits its batch durably; on failure (or a
+    /// failed commit) drops in-memory state so nothing unacknowledged is visible.
+    fn mutate<T>(&mut self, f: impl FnOnce(&mut Self, &mut Batch) -> Result<T>) -> Result<T> {
+        let mut batch = Batch::new();
+        let result = f(self, &mut batch).and_then(|t| {
+            self.vault.store.commit(batch)?;
+            Ok(t)
+        });
+        if result.is_err() {
+            self.loaded.clear();
+            self.keys.clear();
+            self.load_keys()?;
+            self.load_directory()?;
+        }
+        result
+    }
+
+    /// Adds an entry to a section, creating the section if needed. The body is validated
+    /// against the section class's schema first; nothing is written if it does not fit.
+    pub fn add_entry(
+        &mut self,
+        name: &SectionName,
+        body: &serde_json::Value,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<EntryId> {
+        let body = EntryBody::from_json(name.class, body)?.to_json();
+        self.mutate(|rec, batch| rec.add_entry_to_batch(name, body, None, now, rng, batch))
+    }
+
+    /// All versions held in the sections named `name` (merging duplicates), by id.
+    fn versions_in(&mut self, name: &SectionName) -> Result<BTreeMap<EntryId, EntryVersion>> {
+        let mut all = BTreeMap::new();
+        for sid in self.ids_of(name) {
+            self.ensure_loaded(&sid)?;
+            if let Some(sd) = self.loaded.get(&sid) {
+                for (_, v) in string_items(&sd.doc, "e/") {
+                    let ver: EntryVersion = serde_json::from_str(&v)
+                        .map_err(|_| self.corrupt(&sid, "an entry is not valid JSON"))?;
+                    all.insert(ver.id, ver);
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// The current entries of one section.
+    pub fn show(&mut self, name: &SectionName) -> Result<SectionView> {
+        if self.ids_of(name).is_empty() {
+            return Err(RecordError::NoSection(*name));
+        }
+        let all = self.versions_in(name)?;
+        Ok(SectionView {
+            class: name.class,
+            label: name.label,
+            entries: current_view(&all),
+        })
+    }
+
+    /// Every version in a section, oldest first: who wrote what, when, which version.
+    pub fn history(&mut self, name: &SectionName) -> Result<Vec<EntryVersion>> {
+        if self.ids_of(name).is_empty() {
+            return Err(RecordError::NoSection(*name));
+        }
+        let mut v: Vec<EntryVersion> = self.versions_in(name)?.into_values().collect();
+        v.sort_by(|a, b| {
+            (a.provenance.recorded_at, a.version, a.id).cmp(&(
+                b.provenance.recorded_at,
+                b.version,
+                b.id,
+            ))
+        });
+        Ok(v)
+    }
+
+    /// Finds the section and versions holding `entry`.
+    fn find(&mut self, entry: &EntryId) -> Result<(SectionName, BTreeMap<EntryId, EntryVersion>)> {
+        let names: Vec<SectionName> = self.sections().into_iter().map(|s| s.name).collect();
+        for name in names {
+            let all = self.versions_in(&name)?;
+            if all.contains_key(entry) {
+                return Ok((name, all));
+            }
+        }
+        Err(RecordError::NoEntry(*entry))
+    }
+
+    fn new_version(
+        &mut self,
+        entry: &EntryId,
+        make: impl FnOnce(&EntryVersion) -> Result<(serde_json::Value, EntryStatus, Option<String>)>,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<EntryId> {
+        let (name, all) = self.find(entry)?;
+        if let Some(by) = all.values().find(|v| v.supersedes == Some(*entry)) {
+            return Err(RecordError::Superseded {
+                entry: *entry,
+                by: by.id,
+            });
+        }
+        let old = &all[entry];
+        if old.status == EntryStatus::EnteredInError {
+            return Err(RecordError::AlreadyInError(*entry));
+        }
+        let (body, status, reason) = make(old)?;
+        let v = EntryVersion {
+            id: EntryId::generate(rng),
+            class: old.class,
+            version: old.version.saturating_add(1),
+            supersedes: Some(*entry),
+            status,
+            status_reason: reason,
+            body,
+            provenance: self.provenance(now, None),
+        };
+        let sid = self
+            .ids_of(&name)
+            .into_iter()
+            .find(|sid| {
+                self.loaded
+                    .get(sid)
+                    .is_some_and(|sd| sd.doc.get(ROOT, entry_key(entry)).ok().flatten().is_some())
+            })
+            .ok_or(RecordError::NoEntry(*entry))?;
+        let item = (entry_key(&v.id), json_string(&v)?);
+        self.mutate(|rec, batch| rec.append_items(sid, vec![item], now, rng, batch))?;
+        Ok(v.id)
+    }
+
+    /// Corrects an entry: writes a new version with `body` that supersedes `entry`.
+    pub fn correct(
+        &mut self,
+        entry: &EntryId,
+        body: &serde_json::Value,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<EntryId> {
+        self.new_version(
+            entry,
+            |old| {
+                let body = EntryBody::from_json(old.class, body)?.to_json();
+                Ok((body, EntryStatus::Final, None))
+            },
+            now,
+            rng,
+        )
+    }
+
+    /// Marks an entry as entered in error, with a reason; the entry stays in the history.
+    pub fn mark_error(
+        &mut self,
+        entry: &EntryId,
+        reason: &str,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<EntryId> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(RecordError::Invalid("a reason is required"));
+        }
+        if reason.chars().count() > MAX_REASON_LEN {
+            return Err(RecordError::Invalid("the reason is too long"));
+        }
+        self.new_version(
+            entry,
+            |old| {
+                Ok((
+                    old.body.clone(),
+                    EntryStatus::EnteredInError,
+                    Some(reason.to_string()),
+                ))
+            },
+            now,
+            rng,
+        )
+    }
+
+    /// The version vector of each readable section (for status and sync).
+    pub fn version_vectors(&mut self) -> Result<BTreeMap<SectionId, VersionVector>> {
+        let sids: Vec<SectionId> = std::iter::once(SectionId::AUTH)
+            .chain(self.directory.keys().copied())
+            .collect();
+        let mut out = BTreeMap::new();
+        for sid in sids {
+            self.ensure_loaded(&sid)?;
+            if let Some(sd) = self.loaded.get(&sid) {
+                out.insert(sid, sd.vv.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn name_aad(record: &RecordId, sid: &SectionId) -> Vec<u8> {
+    let mut aad = b"hearth/section-name/v1".to_vec();
+    aad.extend_from_slice(&record.0);
+    aad.extend_from_slice(&sid.0);
+    aad
+}
+
+fn snapshot_aad(record: &RecordId, sid: &SectionId) -> Vec<u8> {
+    let mut aad = b"hearth/snapshot/v1".to_vec();
+    aad.extend_from_slice(&record.0);
+    aad.extend_from_slice(&sid.0);
+    aad
+}
+
+/// The string values of root-map keys starting with `prefix`.
+fn string_items(doc: &AutoCommit, prefix: &str) -> Vec<(String, String)> {
+    let mut end = prefix.to_string();
+    end.push(char::MAX);
+    doc.map_range(ROOT, prefix.to_string()..end)
+        .filter_map(|item| {
+            let s = match &item.value {
+                automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) => s.to_string(),
+                _ => return None,
+            };
+            Some((item.key.to_string(), s))
+        })
+        .collect()
+}
+
+/// The current view: versions nobody supersedes, oldest first, with concurrent versions of
+/// the same entry noted.
+fn current_view(all: &BTreeMap<EntryId, EntryVersion>) -> Vec<EntryView> {
+    let superseded: std::collections::HashSet<EntryId> =
+        all.values().filter_map(|v| v.supersedes).collect();
+    // Siblings: current versions that replace the same version.
+    let mut by_parent: HashMap<EntryId, Vec<EntryId>> = HashMap::new();
+    for v in all.values() {
+        if let Some(p) = v.supersedes
+            && !superseded.contains(&v.id)
+        {
+            by_parent.entry(p).or_default().push(v.id);
+        }
+    }
+    let mut out: Vec<EntryView> = all
+        .values()
+        .filter(|v| !superseded.contains(&v.id))
+        .map(|v| EntryView {
+            id: v.id,
+            version: v.version,
+            status: v.status,
+            status_reason: v.status_reason.clone(),
+            supersedes: v.supersedes,
+            body: v.body.clone(),
+            provenance: v.provenance.clone(),
+            concurrent_versions: v
+                .supersedes
+                .and_then(|p| by_parent.get(&p))
+                .map(|sib| sib.iter().filter(|s| **s != v.id).copied().collect())
+                .unwrap_or_default(),
+        })
+        .collect();
+    out.sort_by(|a, b| (a.provenance.recorded_at, a.id).cmp(&(b.provenance.recorded_at, b.id)));
+    out
+}
+
+impl Role {
+    /// Whether a node of this role may own a record.
+    pub fn owns_record(self) -> bool {
+        self == Role::Patient
+    }
+}

@@ -1,0 +1,430 @@
+//! The narrow storage interface every backend implements.
+//!
+//! Hearth keeps everything in one ordered key–value space. The [`Store`] trait has three
+//! operations: point reads, ordered range scans, and atomic batches. **A batch that `commit`
+//! acknowledged is durable**: a backend returns `Ok` only after the batch is on stable storage
+//! (sled: `apply_batch` then `flush`). Batches are all-or-nothing, which is how a record change
+//! (bundle, log head, key wraps, directory entry) lands together or not at all.
+//!
+//! [`MemoryStore`] is the in-memory backend used by tests and examples. The node's sled backend
+//! lives in `hearth-node`. Both pass the same conformance suite and model test
+//! (`conformance`, behind the `test-utils` feature).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// The storage format version written by this code.
+pub const FORMAT_VERSION: &[u8] = b"hearth-store/1";
+/// The key under which the format version is kept.
+pub const FORMAT_KEY: &[u8] = b"M/format";
+
+/// A storage failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend failed to read or write (disk full, permissions, I/O error).
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    /// The backend's files are damaged.
+    #[error("storage is corrupted: {0}")]
+    Corrupt(String),
+    /// The store was written by another format version.
+    #[error("unsupported store format (found {found}, this hearth reads hearth-store/1)")]
+    UnsupportedFormat {
+        /// The version found (truncated, printable).
+        found: String,
+    },
+    /// Another process holds the store (e.g. a running daemon).
+    #[error("the store is locked by another process{0}")]
+    Locked(String),
+}
+
+/// One atomic set of writes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Batch {
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push((key.into(), Some(value.into())));
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
+        self.ops.push((key.into(), None));
+    }
+
+    /// The operations in order; a later operation on the same key wins.
+    pub fn ops(&self) -> &[(Vec<u8>, Option<Vec<u8>>)] {
+        &self.ops
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Appends all of `other`'s operations.
+    pub fn extend(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
+    }
+}
+
+/// An ordered key–value store with atomic, durable batches.
+pub trait Store {
+    /// The value at `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// All pairs with `start <= key < end`, in key order.
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// Applies `batch` atomically; returns only once it is durable.
+    fn commit(&self, batch: Batch) -> Result<(), StoreError>;
+
+    /// All pairs whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        match prefix_end(prefix) {
+            Some(end) => self.scan(prefix, &end),
+            None => Ok(self
+                .scan(prefix, &[0xff; 64])?
+                .into_iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .collect()),
+        }
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix` (`None` if the prefix is all
+/// `0xff`).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Checks the store's format version, writing it if the store is empty.
+pub fn check_format(store: &dyn Store) -> Result<(), StoreError> {
+    match store.get(FORMAT_KEY)? {
+        Some(v) if v == FORMAT_VERSION => Ok(()),
+        Some(v) => Err(StoreError::UnsupportedFormat {
+            found: String::from_utf8_lossy(&v)
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(40)
+                .collect(),
+        }),
+        None => {
+            let mut b = Batch::new();
+            b.put(FORMAT_KEY, FORMAT_VERSION);
+            store.commit(b)
+        }
+    }
+}
+
+/// An in-memory store. Clones share the same data, so a test can drop one handle and "reopen"
+/// with another to simulate a restart.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    map: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
+        // A poisoned lock means a panic elsewhere while holding it; the map itself is always in
+        // a consistent state because batches are applied to a copy first.
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Store for MemoryStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().get(key).cloned())
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .lock()
+            .range(start.to_vec()..end.to_vec())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut map = self.lock();
+        for (k, v) in batch.ops {
+            match v {
+                Some(v) => map.insert(k, v),
+                None => map.remove(&k),
+            };
+        }
+        Ok(())
+    }
+}
+
+impl<S: Store + ?Sized> Store for &S {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(key)
+    }
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        (**self).scan(start, end)
+    }
+    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        (**self).commit(batch)
+    }
+}
+
+/// The conformance suite and model test every [`Store`] backend must pass.
+#[cfg(any(test, feature = "test-utils"))]
+pub mod conformance {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    /// Runs every conformance check against stores made by `fresh` (each call returns a new,
+    /// empty store).
+    pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
+        get_put_delete(&fresh());
+        batches_are_ordered_last_wins(&fresh());
+        scans_are_ordered_and_half_open(&fresh());
+        prefix_scans(&fresh());
+        format_version(&fresh());
+        empty_and_large_values(&fresh());
+    }
+
+    fn get_put_delete(s: &impl Store) {
+        assert_eq!(s.get(b"a").unwrap(), None);
+        let mut b = Batch::new();
+        b.put(b"a".to_vec(), b"1".to_vec());
+        s.commit(b).unwrap();
+        assert_eq!(s.get(b"a").unwrap(), Some(b"1".to_vec()));
+        let mut b = Batch::new();
+        b.delete(b"a".to_vec());
+        s.commit(b).unwrap();
+        assert_eq!(s.get(b"a").unwrap(), None);
+        // Deleting a missing key is not an error.
+        let mut b = Batch::new();
+        b.delete(b"zz".to_vec());
+        s.commit(b).unwrap();
+    }
+
+    fn batches_are_ordered_last_wins(s: &impl Store) {
+        let mut b = Batch::new();
+        b.put(b"k".to_vec(), b"1".to_vec());
+        b.put(b"k".to_vec(), b"2".to_vec());
+        b.put(b"j".to_vec(), b"x".to_vec());
+        b.delete(b"j".to_vec());
+        s.commit(b).unwrap();
+        assert_eq!(s.get(b"k").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(s.get(b"j").unwrap(), None);
+    }
+
+    fn scans_are_ordered_and_half_open(s: &impl Store) {
+        let mut b = Batch::new();
+        for k in [b"b".as_slice(), b"a", b"d", b"c", b"c\x00", b"e"] {
+            b.put(k.to_vec(), k.to_vec());
+        }
+        s.commit(b).unwrap();
+        let keys: Vec<Vec<u8>> = s
+            .scan(b"b", b"e")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                b"b".to_vec(),
+                b"c".to_vec(),
+                b"c\x00".to_vec(),
+                b"d".to_vec()
+            ]
+        );
+        assert!(s.scan(b"e", b"b").unwrap().is_empty());
+        assert!(s.scan(b"b", b"b").unwrap().is_empty());
+    }
+
+    fn prefix_scans(s: &impl Store) {
+        let mut b = Batch::new();
+        b.put(b"p\xff".to_vec(), b"1".to_vec());
+        b.put(b"p\xff\xff".to_vec(), b"2".to_vec());
+        b.put(b"q".to_vec(), b"3".to_vec());
+        b.put(b"\xff\xff".to_vec(), b"4".to_vec());
+        s.commit(b).unwrap();
+        assert_eq!(s.scan_prefix(b"p\xff").unwrap().len(), 2);
+        assert_eq!(s.scan_prefix(b"\xff\xff").unwrap().len(), 1);
+        assert_eq!(s.scan_prefix(b"zzz").unwrap().len(), 0);
+    }
+
+    fn format_version(s: &impl Store) {
+        check_format(s).unwrap();
+        check_format(s).unwrap();
+        let mut b = Batch::new();
+        b.put(FORMAT_KEY.to_vec(), b"hearth-store/99".to_vec());
+        s.commit(b).unwrap();
+        assert!(matches!(
+            check_format(s),
+            Err(StoreError::UnsupportedFormat { .. })
+        ));
+    }
+
+    fn empty_and_large_values(s: &impl Store) {
+        let big = vec![7u8; 1 << 20];
+        let mut b = Batch::new();
+        b.put(b"empty".to_vec(), Vec::new());
+        b.put(b"big".to_vec(), big.clone());
+        s.commit(b).unwrap();
+        assert_eq!(s.get(b"empty").unwrap(), Some(Vec::new()));
+        assert_eq!(s.get(b"big").unwrap(), Some(big));
+    }
+
+    /// One step of the model test.
+    #[derive(Debug, Clone)]
+    pub enum Op {
+        /// Commit a batch of puts (`Some`) and deletes (`None`).
+        Commit(Vec<(Vec<u8>, Option<Vec<u8>>)>),
+        /// Read one key.
+        Get(Vec<u8>),
+        /// Scan a range.
+        Scan(Vec<u8>, Vec<u8>),
+        /// Close the store and open it again.
+        Restart,
+    }
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        // A small alphabet so that operations collide often.
+        proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(2), Just(0xff)], 0..4)
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let write = (
+            key(),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
+        );
+        prop_oneof![
+            4 => proptest::collection::vec(write, 1..5).prop_map(Op::Commit),
+            3 => key().prop_map(Op::Get),
+            2 => (key(), key()).prop_map(|(a, b)| Op::Scan(a, b)),
+            1 => Just(Op::Restart),
+        ]
+    }
+
+    /// The model test: random operations against the store and a `BTreeMap`, with simulated
+    /// restarts. `open` opens (or reopens) the same underlying storage; the previous handle is
+    /// dropped before each reopen. `cases` bounds the run.
+    pub fn model_test<S: Store>(open: impl Fn() -> S, cases: u32) {
+        let mut runner = TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let result = runner.run(&proptest::collection::vec(op(), 1..40), |ops| {
+            // Each case starts from the state the previous one left: reset both sides.
+            let mut store = Some(open());
+            if let Some(s) = &store {
+                let mut wipe = Batch::new();
+                for (k, _) in s.scan(&[], &[0xff; 8]).map_err(fail)? {
+                    wipe.delete(k);
+                }
+                s.commit(wipe).map_err(fail)?;
+            }
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            for op in ops {
+                let s = store.as_ref().ok_or_else(|| fail("no store"))?;
+                match op {
+                    Op::Commit(writes) => {
+                        let mut b = Batch::new();
+                        for (k, v) in writes {
+                            match v {
+                                Some(v) => {
+                                    model.insert(k.clone(), v.clone());
+                                    b.put(k, v);
+                                }
+                                None => {
+                                    model.remove(&k);
+                                    b.delete(k);
+                                }
+                            }
+                        }
+                        s.commit(b).map_err(fail)?;
+                    }
+                    Op::Get(k) => {
+                        prop_assert_eq!(s.get(&k).map_err(fail)?, model.get(&k).cloned());
+                    }
+                    Op::Scan(a, b) => {
+                        let got = s.scan(&a, &b).map_err(fail)?;
+                        let want: Vec<(Vec<u8>, Vec<u8>)> = if a < b {
+                            model
+                                .range(a.clone()..b.clone())
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect()
+                        } else {
+                            Vec::new()
+                        };
+                        prop_assert_eq!(got, want);
+                    }
+                    Op::Restart => {
+                        store = None;
+                        store = Some(open());
+                    }
+                }
+            }
+            // After a final restart everything acknowledged is still there.
+            drop(store.take());
+            let s = open();
+            let all = s.scan(&[], &[0xff; 8]).map_err(fail)?;
+            let want: Vec<(Vec<u8>, Vec<u8>)> = model.into_iter().collect();
+            prop_assert_eq!(all, want);
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("store model test failed: {e}");
+        }
+    }
+
+    fn fail(e: impl std::fmt::Display) -> TestCaseError {
+        TestCaseError::fail(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_store_conformance() {
+        conformance::run_all(MemoryStore::new);
+    }
+
+    #[test]
+    fn memory_store_model() {
+        let shared = MemoryStore::new();
+        conformance::model_test(|| shared.clone(), 200);
+    }
+
+    #[test]
+    fn prefix_end_cases() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+    }
+}

@@ -1,0 +1,70 @@
+//! Fixtures for tests: a seeded deterministic random number generator and a fixed clock.
+//!
+//! Available to other crates with the `test-utils` feature. Never used by the node binary.
+
+use crate::time::Timestamp;
+use core::convert::Infallible;
+use sha2::{Digest, Sha256};
+
+/// A deterministic generator for tests: SHA-256 in counter mode over a seed. Statistically
+/// fine for tests; never use it for real keys.
+#[derive(Clone, Debug)]
+pub struct TestRng {
+    seed: u64,
+    counter: u64,
+    buf: [u8; 32],
+    pos: usize,
+}
+
+impl TestRng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        TestRng {
+            seed,
+            counter: 0,
+            buf: [0; 32],
+            pos: 32,
+        }
+    }
+
+    fn refill(&mut self) {
+        let mut h = Sha256::new();
+        h.update(self.seed.to_le_bytes());
+        h.update(self.counter.to_le_bytes());
+        self.buf = h.finalize().into();
+        self.counter += 1;
+        self.pos = 0;
+    }
+}
+
+impl rand_core::TryRng for TestRng {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        for byte in dst.iter_mut() {
+            if self.pos == 32 {
+                self.refill();
+            }
+            *byte = self.buf[self.pos];
+            self.pos += 1;
+        }
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for TestRng {}
+
+/// A fixed moment used by tests: 2026-11-22T09:00:00Z.
+pub const TEST_NOW: Timestamp = Timestamp::from_millis(1_795_338_000_000);

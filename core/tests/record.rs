@@ -1,0 +1,353 @@
+//! The record engine against the in-memory store: lifecycle, persistence, tampering.
+
+use hearth_core::keys::{Identity, Role};
+use hearth_core::record::{NewRecord, RecordError, SNAPSHOT_EVERY, Vault};
+use hearth_core::section::SectionName;
+use hearth_core::store::{Batch, MemoryStore, Store};
+use hearth_core::test_utils::{TEST_NOW, TestRng};
+use hearth_core::time::Timestamp;
+use serde_json::json;
+
+fn patient(seed: u64) -> (Identity, TestRng) {
+    let mut rng = TestRng::new(seed);
+    let (id, _) = Identity::generate(Role::Patient, "Edith Example".into(), &mut rng);
+    (id, rng)
+}
+
+fn name(s: &str) -> SectionName {
+    s.parse().unwrap()
+}
+
+fn at(mins: i64) -> Timestamp {
+    TEST_NOW.saturating_add_millis(mins * 60_000)
+}
+
+fn dump(store: &MemoryStore) -> Vec<(Vec<u8>, Vec<u8>)> {
+    store.scan(&[], &[0xff; 4]).unwrap()
+}
+
+#[test]
+fn add_show_correct_history_mark_error() {
+    let (id, mut rng) = patient(1);
+    let vault = Vault::new(MemoryStore::new());
+    let new = NewRecord {
+        demographics: Some(json!({"name": "Edith Example", "nhs_number": "9434765919"})),
+    };
+    let rid = vault.create_record(&id, new, at(0), &mut rng).unwrap();
+    assert_eq!(Some(rid), id.record_id());
+    let mut rec = vault.open_record(&id, &rid).unwrap();
+
+    let a = rec
+        .add_entry(
+            &name("allergies"),
+            &json!({"substance": "Penicillin", "severity": "severe"}),
+            at(1),
+            &mut rng,
+        )
+        .unwrap();
+    let n = rec
+        .add_entry(&name("notes"), &json!({"text": "first"}), at(2), &mut rng)
+        .unwrap();
+    let view = rec.show(&name("allergies")).unwrap();
+    assert_eq!(view.entries.len(), 1);
+    assert_eq!(view.entries[0].id, a);
+    assert_eq!(view.entries[0].provenance.author, id.peer());
+    assert_eq!(view.entries[0].provenance.recorded_at, at(1));
+
+    let a2 = rec
+        .correct(
+            &a,
+            &json!({"substance": "Penicillin", "severity": "moderate"}),
+            at(3),
+            &mut rng,
+        )
+        .unwrap();
+    let view = rec.show(&name("allergies")).unwrap();
+    assert_eq!(view.entries.len(), 1, "the correction replaces, not adds");
+    assert_eq!(view.entries[0].id, a2);
+    assert_eq!(view.entries[0].version, 2);
+    assert_eq!(view.entries[0].supersedes, Some(a));
+    assert_eq!(view.entries[0].body["severity"], "moderate");
+
+    // Correcting a replaced version is refused, naming the replacement.
+    match rec.correct(&a, &json!({"substance": "X"}), at(4), &mut rng) {
+        Err(RecordError::Superseded { entry, by }) => {
+            assert_eq!((entry, by), (a, a2));
+        }
+        other => panic!("expected Superseded, got {other:?}"),
+    }
+
+    let e = rec
+        .mark_error(&n, "wrong patient", at(5), &mut rng)
+        .unwrap();
+    let notes = rec.show(&name("notes")).unwrap();
+    assert_eq!(notes.entries.len(), 1);
+    assert_eq!(notes.entries[0].id, e);
+    assert_eq!(
+        notes.entries[0].status,
+        hearth_core::entry::EntryStatus::EnteredInError
+    );
+    assert_eq!(
+        notes.entries[0].status_reason.as_deref(),
+        Some("wrong patient")
+    );
+    assert!(matches!(
+        rec.mark_error(&e, "again", at(6), &mut rng),
+        Err(RecordError::AlreadyInError(_))
+    ));
+    assert!(matches!(
+        rec.mark_error(&e, "  ", at(6), &mut rng),
+        Err(RecordError::Invalid(_))
+    ));
+
+    let history = rec.history(&name("allergies")).unwrap();
+    let versions: Vec<u32> = history.iter().map(|v| v.version).collect();
+    assert_eq!(versions, vec![1, 2]);
+
+    let sections: Vec<String> = rec.sections().iter().map(|s| s.name.to_string()).collect();
+    assert_eq!(sections, vec!["demographics", "allergies", "notes"]);
+    let demo = rec.show(&name("demographics")).unwrap();
+    assert_eq!(demo.entries[0].body["nhs_number"], "9434765919");
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let (id, mut rng) = patient(2);
+    let store = MemoryStore::new();
+    let vault = Vault::new(store.clone());
+    let rid = vault
+        .create_record(&id, NewRecord::default(), at(0), &mut rng)
+        .unwrap();
+    let mut rec = vault.open_record(&id, &rid).unwrap();
+    rec.add_entry(&name("notes"), &json!({"text": "keep me"}), at(1), &mut rng)
+        .unwrap();
+    let before = dump(&store);
+    for bad in [
+        json!({"txt": "x"}),
+        json!([]),
+        json!("text"),
+        json!({"text": 5}),
+    ] {
+        let err = rec
+            .add_entry(&name("notes"), &bad, at(2), &mut rng)
+            .unwrap_err();
+        assert!(matches!(err, RecordError::Schema(_)), "{err:?}");
+    }
+    // A schema error in a section not yet created creates nothing either.
+    assert!(
+        rec.add_entry(&name("allergies"), &json!({}), at(2), &mut rng)
+            .is_err()
+    );
+    assert_eq!(dump(&store), before);
+    assert_eq!(rec.sections().len(), 1);
+    assert_eq!(rec.show(&name("notes")).unwrap().entries.len(), 1);
+}
+
+#[test]
+fn survives_restart_and_snapshots() {
+    let (id, mut rng) = patient(3);
+    let store = MemoryStore::new();
+    let rid = {
+        let vault = Vault::new(store.clone());
+        let rid = vault
+            .create_record(&id, NewRecord::default(), at(0), &mut rng)
+            .unwrap();
+        let mut rec = vault.open_record(&id, &rid).unwrap();
+        for i in 0..(SNAPSHOT_EVERY + 10) {
+            rec.add_entry(
+                &name("notes"),
+                &json!({"text": format!("note {i}")}),
+                at(i as i64),
+                &mut rng,
+            )
+            .unwrap();
+        }
+        rid
+    };
+    // "Restart": a new vault over the same storage.
+    let vault = Vault::open(store.clone()).unwrap();
+    let mut rec = vault.open_record(&id, &rid).unwrap();
+    assert_eq!(
+        rec.show(&name("notes")).unwrap().entries.len(),
+        SNAPSHOT_EVERY as usize + 10
+    );
+
+    // A damaged snapshot is only a cache: the section is rebuilt from its bundles.
+    let snaps: Vec<Vec<u8>> = store
+        .scan_prefix(b"C")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(!snaps.is_empty(), "a snapshot was written");
+    let mut b = Batch::new();
+    for k in snaps {
+        let mut v = store.get(&k).unwrap().unwrap();
+        let last = v.len() - 1;
+        v[last] ^= 1;
+        b.put(k, v);
+    }
+    store.commit(b).unwrap();
+    let vault = Vault::open(store.clone()).unwrap();
+    let mut rec = vault.open_record(&id, &rid).unwrap();
+    assert_eq!(
+        rec.show(&name("notes")).unwrap().entries.len(),
+        SNAPSHOT_EVERY as usize + 10
+    );
+}
+
+/// Flip one byte in the newest stored bundle of the section named `section`.
+fn tamper_section(store: &MemoryStore, vault: &Vault<MemoryStore>, id: &Identity, section: &str) {
+    let rid = id.record_id().unwrap();
+    let rec = vault.open_record(id, &rid).unwrap();
+    let info = rec
+        .sections()
+        .into_iter()
+        .find(|s| s.name.to_string() == section)
+        .unwrap();
+    let sid = info.ids[0];
+    let mut prefix = vec![b'B'];
+    prefix.extend_from_slice(&rid.0);
+    prefix.extend_from_slice(&sid.0);
+    let (k, mut v) = store.scan_prefix(&prefix).unwrap().pop().unwrap();
+    let mid = v.len() / 2;
+    v[mid] ^= 0x20;
+    let mut b = Batch::new();
+    b.put(k, v);
+    store.commit(b).unwrap();
+}
+
+#[test]
+fn tampered_bundle_is_detected_and_other_sections_stay_readable() {
+    let (id, mut rng) = patient(4);
+    let store = MemoryStore::new();
+    let vault = Vault::new(store.clone());
+    let rid = vault
+        .create_record(&id, NewRecord::default(), at(0), &mut rng)
+        .unwrap();
+    {
+        let mut rec = vault.open_record(&id, &rid).unwrap();
+        rec.add_entry(&name("notes"), &json!({"text": "a"}), at(1), &mut rng)
+            .unwrap();
+        rec.add_entry(
+            &name("allergies"),
+            &json!({"substance": "Latex"}),
+            at(2),
+            &mut rng,
+        )
+        .unwrap();
+    }
+    tamper_section(&store, &vault, &id, "notes");
+    let mut rec = vault.open_record(&id, &rid).unwrap();
+    match rec.show(&name("notes")) {
+        Err(RecordError::Corrupt { section, .. }) => assert_eq!(section, "notes"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(rec.show(&name("allergies")).unwrap().entries.len(), 1);
+    // Writing to the damaged section is refused too, and writes elsewhere still work.
+    assert!(
+        rec.add_entry(&name("notes"), &json!({"text": "b"}), at(3), &mut rng)
+            .is_err()
+    );
+    rec.add_entry(
+        &name("allergies"),
+        &json!({"substance": "Nuts"}),
+        at(4),
+        &mut rng,
+    )
+    .unwrap();
+}
+
+#[test]
+fn missing_bundle_is_detected() {
+    let (id, mut rng) = patient(5);
+    let store = MemoryStore::new();
+    let vault = Vault::new(store.clone());
+    let rid = vault
+        .create_record(&id, NewRecord::default(), at(0), &mut rng)
+        .unwrap();
+    let mut rec = vault.open_record(&id, &rid).unwrap();
+    for i in 0..3 {
+        rec.add_entry(
+            &name("notes"),
+            &json!({"text": format!("{i}")}),
+            at(i),
+            &mut rng,
+        )
+        .unwrap();
+    }
+    let sid = rec.sections()[0].ids[0];
+    let mut prefix = vec![b'B'];
+    prefix.extend_from_slice(&rid.0);
+    prefix.extend_from_slice(&sid.0);
+    let bundles = store.scan_prefix(&prefix).unwrap();
+    let mut b = Batch::new();
+    b.delete(bundles[1].0.clone());
+    store.commit(b).unwrap();
+    let mut rec = vault.open_record(&id, &rid).unwrap();
+    assert!(matches!(
+        rec.show(&name("notes")),
+        Err(RecordError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn nothing_is_stored_in_clear() {
+    let (id, mut rng) = patient(6);
+    let store = MemoryStore::new();
+    let vault = Vault::new(store.clone());
+    let new = NewRecord {
+        demographics: Some(json!({"name": "CANARY-NAME-7731", "nhs_number": "9434765919"})),
+    };
+    let rid = vault.create_record(&id, new, at(0), &mut rng).unwrap();
+    let mut rec = vault.open_record(&id, &rid).unwrap();
+    rec.add_entry(
+        &name("notes:mental-health"),
+        &json!({"text": "CANARY-NOTE-9921"}),
+        at(1),
+        &mut rng,
+    )
+    .unwrap();
+    let all: Vec<u8> = dump(&store)
+        .into_iter()
+        .flat_map(|(k, v)| k.into_iter().chain(v))
+        .collect();
+    for canary in [
+        "CANARY-NAME-7731",
+        "CANARY-NOTE-9921",
+        "9434765919",
+        "mental-health",
+        "notes",
+    ] {
+        assert!(
+            !all.windows(canary.len()).any(|w| w == canary.as_bytes()),
+            "{canary} found in clear in the store"
+        );
+    }
+}
+
+#[test]
+fn another_identity_cannot_open_the_record() {
+    let (id, mut rng) = patient(7);
+    let (other, _) = patient(8);
+    let vault = Vault::new(MemoryStore::new());
+    let rid = vault
+        .create_record(&id, NewRecord::default(), at(0), &mut rng)
+        .unwrap();
+    assert!(matches!(
+        vault.open_record(&other, &rid),
+        Err(RecordError::NoKey(_))
+    ));
+}
+
+#[test]
+fn invalid_demographics_create_nothing() {
+    let (id, mut rng) = patient(9);
+    let store = MemoryStore::new();
+    let vault = Vault::new(store.clone());
+    let new = NewRecord {
+        demographics: Some(json!({"name": "X", "nhs_number": "9434765918"})),
+    };
+    assert!(vault.create_record(&id, new, at(0), &mut rng).is_err());
+    assert!(vault.records().unwrap().is_empty());
+}

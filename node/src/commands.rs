@@ -1,0 +1,573 @@
+//! What each command does. Parsing is in [`crate::cli`]; storage in [`crate::sled_store`].
+
+use crate::cli::{Cli, Command, EntrySource, InitArgs, RecordCommand, RoleArg};
+use crate::fail::{Failure, code};
+use crate::home::{self, Home, NodeInfo};
+use crate::sled_store::SledStore;
+use hearth_core::entry::{EntryBody, EntryStatus};
+use hearth_core::ids::{EntryId, RecordId};
+use hearth_core::keys::{Identity, KdfParams, Keystore, Role};
+use hearth_core::nhs::NhsNumber;
+use hearth_core::record::{NewRecord, OpenRecord, RecordError, SectionView, Vault};
+use hearth_core::section::{Label, SectionName};
+use hearth_core::time::Timestamp;
+use serde_json::{Value, json};
+use std::io::{IsTerminal, Read};
+use zeroize::Zeroizing;
+
+type Rng = rand_core::UnwrapErr<getrandom::SysRng>;
+
+/// The operating system's random number generator.
+fn os_rng() -> Rng {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+/// The current time, read once per command.
+fn now() -> Timestamp {
+    Timestamp::from_millis(jiff::Timestamp::now().as_millisecond())
+}
+
+/// The largest entry file accepted (entries are bounded by their schema far below this).
+const MAX_ENTRY_FILE: u64 = 4 * 1024 * 1024;
+
+struct Ctx {
+    home: Home,
+    json: bool,
+    passphrase_file: Option<std::path::PathBuf>,
+}
+
+impl Ctx {
+    fn passphrase(&self, confirm: bool) -> Result<Zeroizing<String>, Failure> {
+        if let Some(path) = &self.passphrase_file {
+            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                Failure::new(
+                    code::PASSPHRASE,
+                    format!("cannot read the passphrase file {}: {e}", path.display()),
+                )
+            })?);
+            let line = text.lines().next().unwrap_or("");
+            return Ok(Zeroizing::new(line.to_string()));
+        }
+        if let Ok(p) = std::env::var("HEARTH_PASSPHRASE") {
+            return Ok(Zeroizing::new(p));
+        }
+        if std::io::stdin().is_terminal() {
+            let p =
+                Zeroizing::new(rpassword::prompt_password("Passphrase: ").map_err(|e| {
+                    Failure::new(code::PASSPHRASE, format!("reading passphrase: {e}"))
+                })?);
+            if confirm {
+                let again =
+                    Zeroizing::new(rpassword::prompt_password("Passphrase again: ").map_err(
+                        |e| Failure::new(code::PASSPHRASE, format!("reading passphrase: {e}")),
+                    )?);
+                if *again != *p {
+                    return Err(Failure::new(code::PASSPHRASE, "the passphrases differ"));
+                }
+            }
+            return Ok(p);
+        }
+        Err(Failure::new(
+            code::PASSPHRASE,
+            "no passphrase: set HEARTH_PASSPHRASE, pass --passphrase-file, or run in a terminal",
+        ))
+    }
+
+    fn unlock(&self) -> Result<(NodeInfo, Identity), Failure> {
+        let info = self.home.node_info()?;
+        let pass = self.passphrase(false)?;
+        let id = self.home.unlock(pass.as_bytes())?;
+        Ok((info, id))
+    }
+
+    fn vault(&self) -> Result<Vault<SledStore>, Failure> {
+        let store = SledStore::open(&self.home.store_dir())?;
+        Ok(Vault::open(store)?)
+    }
+
+    fn print(&self, json: Value, text: impl FnOnce() -> String) {
+        if self.json {
+            println!("{json}");
+        } else {
+            let t = text();
+            if !t.is_empty() {
+                println!("{t}");
+            }
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let ctx = Ctx {
+        home: Home::new(cli.home.clone().unwrap_or_else(home::default_dir)),
+        json: cli.json,
+        passphrase_file: cli.passphrase_file.clone(),
+    };
+    match cli.command {
+        Command::Init(args) => init(&ctx, args),
+        Command::Id => id(&ctx),
+        Command::Record(cmd) => record(&ctx, cmd),
+    }
+}
+
+fn init(ctx: &Ctx, args: InitArgs) -> Result<(), Failure> {
+    if ctx.home.is_initialised() {
+        return Err(Failure::new(
+            code::REFUSED,
+            format!(
+                "{} already holds a hearth node; choose another --home",
+                ctx.home.dir().display()
+            ),
+        ));
+    }
+    if ctx.home.keystore_file().exists() || ctx.home.store_dir().exists() {
+        return Err(Failure::new(
+            code::REFUSED,
+            format!(
+                "{} holds an incomplete hearth node (an earlier init was interrupted); \
+                 remove the folder and run init again",
+                ctx.home.dir().display()
+            ),
+        ));
+    }
+    let role = match args.role {
+        RoleArg::Patient => Role::Patient,
+        RoleArg::Professional => Role::Professional,
+        RoleArg::Relay => Role::Relay,
+    };
+    // Validate everything before writing anything.
+    let nhs = match &args.nhs_number {
+        Some(n) if role != Role::Patient => {
+            let _ = n;
+            return Err(Failure::new(
+                code::INVALID,
+                "--nhs-number is only for a patient node",
+            ));
+        }
+        Some(n) => Some(
+            n.parse::<NhsNumber>()
+                .map_err(|e| Failure::new(code::INVALID, format!("--nhs-number refused: {e}")))?,
+        ),
+        None => None,
+    };
+    let name = args
+        .name
+        .clone()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| role.as_str().to_string());
+    if name.chars().count() > 200 {
+        return Err(Failure::new(
+            code::INVALID,
+            "--name is too long (200 characters at most)",
+        ));
+    }
+    let pass = ctx.passphrase(true)?;
+    if pass.chars().count() < 8 {
+        return Err(Failure::new(
+            code::PASSPHRASE,
+            "the passphrase must have at least 8 characters",
+        ));
+    }
+    let mut rng = os_rng();
+    let (identity, phrase) = Identity::generate(role, name.clone(), &mut rng);
+    let keystore = Keystore::seal(&identity, pass.as_bytes(), KdfParams::DEFAULT, &mut rng)
+        .map_err(Failure::from_key_error)?;
+    ctx.home.create_dir()?;
+    let t = now();
+    let record_id = if role == Role::Patient {
+        let vault = ctx.vault()?;
+        let mut demo = serde_json::Map::new();
+        demo.insert("name".into(), json!(name));
+        if let Some(n) = &nhs {
+            demo.insert("nhs_number".into(), json!(n.as_str()));
+        }
+        let new = NewRecord {
+            demographics: Some(Value::Object(demo)),
+        };
+        Some(vault.create_record(&identity, new, t, &mut rng)?)
+    } else {
+        let _ = ctx.vault()?;
+        None
+    };
+    let info = NodeInfo {
+        format: home::node_format(),
+        role,
+        peer_id: identity.peer(),
+        record_id,
+    };
+    ctx.home.write_new(&info, &keystore)?;
+    let words = phrase.as_ref().map(|p| p.words());
+    ctx.print(
+        json!({
+            "peer_id": info.peer_id,
+            "role": role,
+            "name": name,
+            "record_id": record_id,
+            "recovery_phrase": words.as_ref().map(|w| w.as_str()),
+        }),
+        || {
+            let mut s = format!(
+                "Initialised a {} node in {}\n  peer id:   {}",
+                role.as_str(),
+                ctx.home.dir().display(),
+                info.peer_id
+            );
+            if let Some(r) = record_id {
+                s.push_str(&format!("\n  record id: {r}"));
+            }
+            if let Some(w) = &words {
+                s.push_str(&format!(
+                    "\n\nRecovery phrase (write it down now; it is shown only this once and \
+                     restores your record if this device is lost):\n\n  {}\n",
+                    w.as_str()
+                ));
+            }
+            s
+        },
+    );
+    Ok(())
+}
+
+fn id(ctx: &Ctx) -> Result<(), Failure> {
+    let (info, identity) = ctx.unlock()?;
+    ctx.print(
+        json!({
+            "peer_id": info.peer_id,
+            "role": info.role,
+            "name": identity.name,
+            "record_id": info.record_id,
+            "agreement_key": data_encoding::HEXLOWER.encode(&identity.agreement_public()),
+        }),
+        || {
+            let mut s = format!(
+                "{} ({})\n  peer id:   {}",
+                identity.name,
+                info.role.as_str(),
+                info.peer_id
+            );
+            if let Some(r) = info.record_id {
+                s.push_str(&format!("\n  record id: {r}"));
+            }
+            s
+        },
+    );
+    Ok(())
+}
+
+fn section_name(section: &str, label: Option<&str>) -> Result<SectionName, Failure> {
+    let mut name: SectionName = section
+        .parse()
+        .map_err(|e| Failure::new(code::INVALID, format!("section '{}': {e}", clip(section))))?;
+    if let Some(l) = label {
+        if section.contains(':') {
+            return Err(Failure::new(
+                code::INVALID,
+                "give the label either as class:label or with --label, not both",
+            ));
+        }
+        name.label = l
+            .parse::<Label>()
+            .map_err(|e| Failure::new(code::INVALID, format!("--label: {e}")))?;
+    }
+    Ok(name)
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+fn read_entry(source: &EntrySource) -> Result<Value, Failure> {
+    let text = match (&source.entry, &source.file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(p)) => {
+            let mut buf = String::new();
+            let res = if p.as_os_str() == "-" {
+                std::io::stdin()
+                    .take(MAX_ENTRY_FILE + 1)
+                    .read_to_string(&mut buf)
+            } else {
+                std::fs::File::open(p)
+                    .and_then(|f| f.take(MAX_ENTRY_FILE + 1).read_to_string(&mut buf))
+            };
+            res.map_err(|e| {
+                Failure::new(code::INVALID, format!("cannot read {}: {e}", p.display()))
+            })?;
+            if buf.len() as u64 > MAX_ENTRY_FILE {
+                return Err(Failure::new(
+                    code::INVALID,
+                    "the entry file is larger than 4 MiB",
+                ));
+            }
+            buf
+        }
+        (None, None) => return Err(Failure::new(code::INVALID, "give --entry or --file")),
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        // serde_json's message names the position and kind of error, never the content.
+        Failure::new(
+            code::INVALID,
+            format!(
+                "the entry is not valid JSON (line {}, column {}: {})",
+                e.line(),
+                e.column(),
+                json_error_kind(&e)
+            ),
+        )
+    })
+}
+
+fn json_error_kind(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Eof => "unexpected end of input",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Io => "read error",
+    }
+}
+
+fn which_record(
+    info: &NodeInfo,
+    vault: &Vault<SledStore>,
+    given: Option<&str>,
+) -> Result<RecordId, Failure> {
+    if let Some(g) = given {
+        return g
+            .parse::<RecordId>()
+            .map_err(|e| Failure::new(code::INVALID, format!("--record: {e}")));
+    }
+    if let Some(r) = info.record_id {
+        return Ok(r);
+    }
+    let records = vault.records()?;
+    match records.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(Failure::new(
+            code::NOT_FOUND,
+            "this node holds no record yet",
+        )),
+        _ => Err(Failure::new(
+            code::INVALID,
+            "this node holds several records; choose one with --record",
+        )),
+    }
+}
+
+fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
+    // Parse and validate arguments before asking for the passphrase or opening anything.
+    let (info, identity) = ctx.unlock()?;
+    let vault = ctx.vault()?;
+    let mut rng = os_rng();
+    match cmd {
+        RecordCommand::Add {
+            section,
+            label,
+            source,
+            record,
+        } => {
+            let name = section_name(&section, label.as_deref())?;
+            let body = read_entry(&source)?;
+            let rid = which_record(&info, &vault, record.as_deref())?;
+            let mut rec = vault.open_record(&identity, &rid)?;
+            let id = rec.add_entry(&name, &body, now(), &mut rng)?;
+            ctx.print(
+                json!({"entry_id": id, "record_id": rid, "section": name.to_string()}),
+                || id.to_string(),
+            );
+        }
+        RecordCommand::Show {
+            section,
+            label,
+            record,
+        } => {
+            let rid = which_record(&info, &vault, record.as_deref())?;
+            let mut rec = vault.open_record(&identity, &rid)?;
+            let names: Vec<SectionName> = match &section {
+                Some(s) => vec![section_name(s, label.as_deref())?],
+                None => rec.sections().into_iter().map(|s| s.name).collect(),
+            };
+            return show(ctx, &mut rec, names, section.is_some());
+        }
+        RecordCommand::Sections { record } => {
+            let rid = which_record(&info, &vault, record.as_deref())?;
+            let mut rec = vault.open_record(&identity, &rid)?;
+            let mut out = Vec::new();
+            for s in rec.sections() {
+                let count = rec.show(&s.name).map(|v| v.entries.len());
+                out.push((s, count));
+            }
+            let json_sections: Vec<Value> = out
+                .iter()
+                .map(|(s, c)| {
+                    json!({
+                        "section": s.name.to_string(),
+                        "class": s.name.class,
+                        "label": s.name.label,
+                        "ids": s.ids,
+                        "entries": c.as_ref().ok(),
+                        "error": c.as_ref().err().map(ToString::to_string),
+                    })
+                })
+                .collect();
+            ctx.print(json!({"record_id": rid, "sections": json_sections}), || {
+                out.iter()
+                    .map(|(s, c)| match c {
+                        Ok(n) => format!("{:<40} {n} entries", s.name.to_string()),
+                        Err(e) => format!("{:<40} unreadable: {e}", s.name.to_string()),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            if let Some((_, Err(e))) = out.iter().find(|(_, c)| c.is_err()) {
+                return Err(Failure::new(
+                    code::INTEGRITY,
+                    format!("some sections are unreadable: {e}"),
+                ));
+            }
+        }
+        RecordCommand::History {
+            section,
+            label,
+            record,
+        } => {
+            let name = section_name(&section, label.as_deref())?;
+            let rid = which_record(&info, &vault, record.as_deref())?;
+            let mut rec = vault.open_record(&identity, &rid)?;
+            let versions = rec.history(&name)?;
+            ctx.print(
+                json!({"record_id": rid, "section": name.to_string(), "class": name.class, "label": name.label, "versions": versions}),
+                || {
+                    let mut s = format!("History of {name} ({} versions)", versions.len());
+                    for v in &versions {
+                        let what = match (v.status, v.supersedes) {
+                            (EntryStatus::EnteredInError, _) => "marked entered in error".to_string(),
+                            (_, Some(old)) => format!("corrected {old}"),
+                            (_, None) => "added".to_string(),
+                        };
+                        s.push_str(&format!(
+                            "\n  {}  v{}  {}  {} ({})  {}",
+                            v.provenance.recorded_at,
+                            v.version,
+                            v.id,
+                            v.provenance.author_name,
+                            v.provenance.author_role.as_str(),
+                            what
+                        ));
+                    }
+                    s
+                },
+            );
+        }
+        RecordCommand::Correct {
+            entry_id,
+            source,
+            record,
+        } => {
+            let entry = parse_entry_id(&entry_id)?;
+            let body = read_entry(&source)?;
+            let rid = which_record(&info, &vault, record.as_deref())?;
+            let mut rec = vault.open_record(&identity, &rid)?;
+            let id = rec.correct(&entry, &body, now(), &mut rng)?;
+            ctx.print(
+                json!({"entry_id": id, "supersedes": entry, "record_id": rid}),
+                || id.to_string(),
+            );
+        }
+        RecordCommand::MarkError {
+            entry_id,
+            reason,
+            record,
+        } => {
+            let entry = parse_entry_id(&entry_id)?;
+            let rid = which_record(&info, &vault, record.as_deref())?;
+            let mut rec = vault.open_record(&identity, &rid)?;
+            let id = rec.mark_error(&entry, &reason, now(), &mut rng)?;
+            ctx.print(
+                json!({"entry_id": id, "supersedes": entry, "record_id": rid, "status": "entered-in-error"}),
+                || id.to_string(),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn parse_entry_id(s: &str) -> Result<EntryId, Failure> {
+    s.parse::<EntryId>()
+        .map_err(|e| Failure::new(code::INVALID, format!("entry id: {e}")))
+}
+
+fn show(
+    ctx: &Ctx,
+    rec: &mut OpenRecord<'_, SledStore>,
+    names: Vec<SectionName>,
+    single: bool,
+) -> Result<(), Failure> {
+    let mut views: Vec<SectionView> = Vec::new();
+    let mut errors: Vec<(SectionName, RecordError)> = Vec::new();
+    for name in names {
+        match rec.show(&name) {
+            Ok(v) => views.push(v),
+            Err(e) if single => return Err(e.into()),
+            Err(e) => errors.push((name, e)),
+        }
+    }
+    let rid = rec.id();
+    ctx.print(
+        json!({
+            "record_id": rid,
+            "sections": views,
+            "errors": errors.iter().map(|(n, e)| json!({"section": n.to_string(), "error": e.to_string()})).collect::<Vec<_>>(),
+        }),
+        || {
+            let mut s = String::new();
+            for v in &views {
+                let name = SectionName::new(v.class, v.label);
+                s.push_str(&format!("{name} ({} entries)\n", v.entries.len()));
+                for e in &v.entries {
+                    let summary = EntryBody::from_json(v.class, &e.body)
+                        .map(|b| b.summary())
+                        .unwrap_or_default();
+                    let flag = match e.status {
+                        EntryStatus::EnteredInError => format!(
+                            "  [ENTERED IN ERROR: {}]",
+                            e.status_reason.as_deref().unwrap_or("")
+                        ),
+                        EntryStatus::Final => String::new(),
+                    };
+                    s.push_str(&format!(
+                        "  {}  v{}  {}  {} ({})\n    {}{}\n",
+                        e.id,
+                        e.version,
+                        e.provenance.recorded_at,
+                        e.provenance.author_name,
+                        e.provenance.author_role.as_str(),
+                        summary,
+                        flag
+                    ));
+                }
+            }
+            s.trim_end().to_string()
+        },
+    );
+    if let Some((name, e)) = errors.first() {
+        let f: Failure = Failure::from(clone_err(e));
+        return Err(Failure::new(
+            f.code,
+            format!("section {name} could not be read: {}", f.message),
+        ));
+    }
+    Ok(())
+}
+
+fn clone_err(e: &RecordError) -> RecordError {
+    match e {
+        RecordError::Corrupt { section, reason } => RecordError::Corrupt {
+            section: section.clone(),
+            reason: reason.clone(),
+        },
+        RecordError::NoKey(s) => RecordError::NoKey(s.clone()),
+        RecordError::Store(s) => RecordError::Store(s.clone()),
+        _ => RecordError::Invalid("section unreadable"),
+    }
+}

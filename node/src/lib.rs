@@ -1,0 +1,48 @@
+//! # hearth-node
+//!
+//! The only crate that does I/O: the `hearth` binary's commands, the passphrase-sealed
+//! keystore on disk, and the sled backend of [`hearth_core::store::Store`]. The binary
+//! (`src/main.rs`) is a thin wrapper around [`main_with`].
+//!
+//! Layout of a node's home folder: see [`home`]. Exit codes: see [`fail`].
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod commands;
+pub mod fail;
+pub mod home;
+pub mod sled_store;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Parses the command line, runs the command, prints a one-line reason on failure and returns
+/// the exit code.
+pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sled=error")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

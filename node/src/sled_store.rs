@@ -1,0 +1,101 @@
+//! The sled backend of [`hearth_core::store::Store`].
+//!
+//! One sled tree holds Hearth's ordered key space. `commit` applies the batch atomically and
+//! flushes before returning, so an acknowledged write survives a crash or power loss.
+
+use hearth_core::store::{Batch, Store, StoreError};
+use std::path::Path;
+
+/// A sled database opened by this process. sled holds an exclusive lock on its folder while
+/// open, which is why the CLI talks to a running daemon instead of opening the store itself.
+pub struct SledStore {
+    db: sled::Db,
+}
+
+fn io(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } => StoreError::Corrupt("sled reported corruption".into()),
+        sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            StoreError::Locked(String::new())
+        }
+        other => {
+            let msg = other.to_string();
+            if msg.contains("lock") {
+                StoreError::Locked(String::new())
+            } else {
+                StoreError::Io(msg)
+            }
+        }
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        let dir = dir.to_path_buf();
+        // sled can panic on some kinds of damaged files; a damaged store must give an error,
+        // never a crash.
+        let opened = std::panic::catch_unwind(move || {
+            sled::Config::new().path(dir).flush_every_ms(None).open()
+        });
+        match opened {
+            Ok(Ok(db)) => Ok(SledStore { db }),
+            Ok(Err(e)) => Err(io(e)),
+            Err(_) => Err(StoreError::Corrupt(
+                "the store's files could not be read".into(),
+            )),
+        }
+    }
+}
+
+impl Store for SledStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(key).map_err(io)?.map(|v| v.to_vec()))
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        self.db
+            .range(start..end)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io))
+            .collect()
+    }
+
+    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for (k, v) in batch.ops() {
+            match v {
+                Some(v) => b.insert(k.as_slice(), v.as_slice()),
+                None => b.remove(k.as_slice()),
+            }
+        }
+        self.db.apply_batch(b).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_core::store::conformance;
+
+    #[test]
+    fn sled_store_conformance() {
+        let mut dirs = Vec::new();
+        conformance::run_all(|| {
+            let d = tempfile::tempdir().unwrap();
+            let s = SledStore::open(d.path()).unwrap();
+            dirs.push(d);
+            s
+        });
+    }
+
+    #[test]
+    fn sled_store_model_with_restarts() {
+        let d = tempfile::tempdir().unwrap();
+        conformance::model_test(|| SledStore::open(d.path()).unwrap(), 40);
+    }
+}
