@@ -43,7 +43,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// The longest input [`NhsNumber::from_str`] looks at; anything longer is refused unread.
+/// The longest input [`NhsNumber::from_str`] looks at, in bytes (characters, for the ASCII a
+/// valid number is written in); anything longer is refused unread.
 pub const MAX_INPUT_LEN: usize = 32;
 
 /// The inclusive ranges of issued numbers (and the test range), as integers.

@@ -18,6 +18,9 @@ pub const FORMAT_VERSION: &[u8] = b"hearth-store/1";
 /// The key under which the format version is kept.
 pub const FORMAT_KEY: &[u8] = b"M/format";
 
+/// Key–value pairs in key order, as scans return them.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A storage failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -82,12 +85,21 @@ pub trait Store {
     /// The value at `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// All pairs with `start <= key < end`, in key order.
-    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, StoreError>;
     /// Applies `batch` atomically; returns only once it is durable.
     fn commit(&self, batch: Batch) -> Result<(), StoreError>;
 
+    /// Applies `batch`'s operations in order; returns only once all are durable. After a crash
+    /// before it returned, a **prefix** of the operations may be present, never a later one
+    /// without the earlier ones. For batches whose every prefix is a consistent state (a bundle
+    /// before the log head that names it), this can be cheaper than [`Store::commit`] (sled's
+    /// atomic batches cost about 40% more than ordered inserts). The default is `commit`.
+    fn commit_ordered(&self, batch: Batch) -> Result<(), StoreError> {
+        self.commit(batch)
+    }
+
     /// All pairs whose key starts with `prefix`, in key order.
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Pairs, StoreError> {
         match prefix_end(prefix) {
             Some(end) => self.scan(prefix, &end),
             None => Ok(self
@@ -158,7 +170,7 @@ impl Store for MemoryStore {
         Ok(self.lock().get(key).cloned())
     }
 
-    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, StoreError> {
         if start >= end {
             return Ok(Vec::new());
         }
@@ -185,16 +197,20 @@ impl<S: Store + ?Sized> Store for &S {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).get(key)
     }
-    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, StoreError> {
         (**self).scan(start, end)
     }
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         (**self).commit(batch)
     }
+    fn commit_ordered(&self, batch: Batch) -> Result<(), StoreError> {
+        (**self).commit_ordered(batch)
+    }
 }
 
 /// The conformance suite and model test every [`Store`] backend must pass.
 #[cfg(any(test, feature = "test-utils"))]
+#[allow(clippy::unwrap_used)] // a test harness: a failed check panics with the location
 pub mod conformance {
     use super::*;
     use proptest::prelude::*;
@@ -205,6 +221,7 @@ pub mod conformance {
     pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
         get_put_delete(&fresh());
         batches_are_ordered_last_wins(&fresh());
+        ordered_commits(&fresh());
         scans_are_ordered_and_half_open(&fresh());
         prefix_scans(&fresh());
         format_version(&fresh());
@@ -225,6 +242,16 @@ pub mod conformance {
         let mut b = Batch::new();
         b.delete(b"zz".to_vec());
         s.commit(b).unwrap();
+    }
+
+    fn ordered_commits(s: &impl Store) {
+        let mut b = Batch::new();
+        b.put(b"o1".to_vec(), b"1".to_vec());
+        b.put(b"o2".to_vec(), b"2".to_vec());
+        b.delete(b"o1".to_vec());
+        s.commit_ordered(b).unwrap();
+        assert_eq!(s.get(b"o1").unwrap(), None);
+        assert_eq!(s.get(b"o2").unwrap(), Some(b"2".to_vec()));
     }
 
     fn batches_are_ordered_last_wins(s: &impl Store) {
@@ -300,8 +327,8 @@ pub mod conformance {
     /// One step of the model test.
     #[derive(Debug, Clone)]
     pub enum Op {
-        /// Commit a batch of puts (`Some`) and deletes (`None`).
-        Commit(Vec<(Vec<u8>, Option<Vec<u8>>)>),
+        /// Commit a batch of puts (`Some`) and deletes (`None`); `true` for an ordered commit.
+        Commit(Vec<(Vec<u8>, Option<Vec<u8>>)>, bool),
         /// Read one key.
         Get(Vec<u8>),
         /// Scan a range.
@@ -321,7 +348,8 @@ pub mod conformance {
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
         );
         prop_oneof![
-            4 => proptest::collection::vec(write, 1..5).prop_map(Op::Commit),
+            4 => (proptest::collection::vec(write, 1..5), any::<bool>())
+                .prop_map(|(w, ordered)| Op::Commit(w, ordered)),
             3 => key().prop_map(Op::Get),
             2 => (key(), key()).prop_map(|(a, b)| Op::Scan(a, b)),
             1 => Just(Op::Restart),
@@ -351,7 +379,7 @@ pub mod conformance {
             for op in ops {
                 let s = store.as_ref().ok_or_else(|| fail("no store"))?;
                 match op {
-                    Op::Commit(writes) => {
+                    Op::Commit(writes, ordered) => {
                         let mut b = Batch::new();
                         for (k, v) in writes {
                             match v {
@@ -365,7 +393,11 @@ pub mod conformance {
                                 }
                             }
                         }
-                        s.commit(b).map_err(fail)?;
+                        if ordered {
+                            s.commit_ordered(b).map_err(fail)?;
+                        } else {
+                            s.commit(b).map_err(fail)?;
+                        }
                     }
                     Op::Get(k) => {
                         prop_assert_eq!(s.get(&k).map_err(fail)?, model.get(&k).cloned());
@@ -383,7 +415,7 @@ pub mod conformance {
                         prop_assert_eq!(got, want);
                     }
                     Op::Restart => {
-                        store = None;
+                        drop(store.take());
                         store = Some(open());
                     }
                 }

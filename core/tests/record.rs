@@ -1,5 +1,7 @@
 //! The record engine against the in-memory store: lifecycle, persistence, tampering.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
+
 use hearth_core::keys::{Identity, Role};
 use hearth_core::record::{NewRecord, RecordError, SNAPSHOT_EVERY, Vault};
 use hearth_core::section::SectionName;

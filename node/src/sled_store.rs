@@ -3,7 +3,7 @@
 //! One sled tree holds Hearth's ordered key space. `commit` applies the batch atomically and
 //! flushes before returning, so an acknowledged write survives a crash or power loss.
 
-use hearth_core::store::{Batch, Store, StoreError};
+use hearth_core::store::{Batch, Pairs, Store, StoreError};
 use std::path::Path;
 
 /// A sled database opened by this process. sled holds an exclusive lock on its folder while
@@ -15,6 +15,9 @@ pub struct SledStore {
 fn io(e: sled::Error) -> StoreError {
     match e {
         sled::Error::Corruption { .. } => StoreError::Corrupt("sled reported corruption".into()),
+        sled::Error::Unsupported(_) | sled::Error::ReportableBug(_) => StoreError::Corrupt(
+            "the store's files are damaged or were written by an unsupported version".into(),
+        ),
         sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
             StoreError::Locked(String::new())
         }
@@ -53,7 +56,7 @@ impl Store for SledStore {
         Ok(self.db.get(key).map_err(io)?.map(|v| v.to_vec()))
     }
 
-    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, StoreError> {
         if start >= end {
             return Ok(Vec::new());
         }
@@ -72,6 +75,20 @@ impl Store for SledStore {
             }
         }
         self.db.apply_batch(b).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        Ok(())
+    }
+
+    fn commit_ordered(&self, batch: Batch) -> Result<(), StoreError> {
+        // sled's log is replayed in order on recovery, so after a crash the inserts below are
+        // present as a prefix; the flush makes all of them durable before we acknowledge.
+        for (k, v) in batch.ops() {
+            match v {
+                Some(v) => self.db.insert(k.as_slice(), v.as_slice()).map(drop),
+                None => self.db.remove(k.as_slice()).map(drop),
+            }
+            .map_err(io)?;
+        }
         self.db.flush().map_err(io)?;
         Ok(())
     }

@@ -1,5 +1,7 @@
 //! End-to-end tests: the real `hearth` binary in temporary homes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
+
 use hearth_core::store::{Batch, Store};
 use hearth_node::sled_store::SledStore;
 use serde_json::Value;

@@ -9,7 +9,6 @@
 //!
 //! The body of each entry is validated against its section class's schema ([`schema`]).
 
-#[path = "schema_stub.rs"]
 pub mod schema;
 
 use crate::ids::{EntryId, PeerKey};
