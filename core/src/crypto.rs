@@ -67,6 +67,8 @@ pub enum Domain {
     Handshake,
     /// An event in the consent ledger.
     ConsentEvent,
+    /// A node's contact card.
+    Card,
 }
 
 impl Domain {
@@ -81,11 +83,13 @@ impl Domain {
             Domain::Credential => b"credential/v1",
             Domain::Handshake => b"handshake/v1",
             Domain::ConsentEvent => b"consent-event/v1",
+            Domain::Card => b"card/v1",
         }
     }
 }
 
-fn domain_message(domain: Domain, parts: &[&[u8]]) -> Vec<u8> {
+/// The exact bytes an ed25519 signature covers for `domain` and `parts` (for batch checks).
+pub fn domain_message(domain: Domain, parts: &[&[u8]]) -> Vec<u8> {
     let label = domain.label();
     let len: usize = parts.iter().map(|p| p.len() + 8).sum();
     let mut m = Vec::with_capacity(8 + label.len() + len);

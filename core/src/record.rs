@@ -145,15 +145,23 @@ struct Registration {
     created: Timestamp,
 }
 
-/// A section key wrapped to one recipient, signed by the record root.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct KeyWrap {
-    record: RecordId,
-    section: SectionId,
-    epoch: u32,
-    recipient: ByteArray<32>,
-    wrapped: WrappedKey,
-    signature: ByteArray<64>,
+/// A section key wrapped to one recipient's X25519 key, signed by the record root. Stored in a
+/// record's keyring and carried in grants.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyWrap {
+    /// The record.
+    pub record: RecordId,
+    /// The section ([`SectionId::AUTH`] for the auth document).
+    pub section: SectionId,
+    /// The key epoch.
+    pub epoch: u32,
+    /// The recipient's X25519 public key.
+    pub recipient: ByteArray<32>,
+    /// The HPKE-sealed key.
+    pub wrapped: WrappedKey,
+    /// The record root's signature.
+    pub signature: ByteArray<64>,
 }
 
 impl KeyWrap {
@@ -174,6 +182,47 @@ impl KeyWrap {
         info.extend_from_slice(&section.0);
         info.extend_from_slice(&epoch.to_be_bytes());
         info
+    }
+
+    /// Wraps `key` to `recipient` and signs the wrap with the record root key.
+    pub fn create(
+        root: &ed25519_dalek::SigningKey,
+        record: RecordId,
+        section: SectionId,
+        epoch: u32,
+        key: &SymmetricKey,
+        recipient: [u8; 32],
+        rng: &mut impl CryptoRng,
+    ) -> Result<KeyWrap> {
+        let wrapped = crypto::wrap_key(
+            key,
+            &recipient,
+            &KeyWrap::info(&record, &section, epoch),
+            rng,
+        )
+        .map_err(|_| RecordError::Invalid("recipient key is not a valid X25519 key"))?;
+        let mut w = KeyWrap {
+            record,
+            section,
+            epoch,
+            recipient: ByteArray::new(recipient),
+            wrapped,
+            signature: ByteArray::new([0; 64]),
+        };
+        let parts = w.signed_parts();
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        w.signature = ByteArray::new(crypto::sign(root, Domain::KeyWrap, &refs));
+        Ok(w)
+    }
+
+    /// Whether the record root signed this wrap.
+    pub fn verify(&self) -> bool {
+        let Ok(root) = self.record.verifying_key() else {
+            return false;
+        };
+        let parts = self.signed_parts();
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        crypto::verify(&root, Domain::KeyWrap, &refs, &self.signature.into_array()).is_ok()
     }
 }
 
@@ -372,25 +421,10 @@ fn wraps_for(
     if let Some(r) = identity.recovery_public() {
         recipients.push(r);
     }
-    let info = KeyWrap::info(rid, section, epoch);
-    let mut out = Vec::new();
-    for r in recipients {
-        let wrapped = crypto::wrap_key(key, &r, &info, rng)
-            .map_err(|_| RecordError::Invalid("recipient key is not a valid X25519 key"))?;
-        let mut w = KeyWrap {
-            record: *rid,
-            section: *section,
-            epoch,
-            recipient: ByteArray::new(r),
-            wrapped,
-            signature: ByteArray::new([0; 64]),
-        };
-        let parts = w.signed_parts();
-        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-        w.signature = ByteArray::new(crypto::sign(root, Domain::KeyWrap, &refs));
-        out.push(w);
-    }
-    Ok(out)
+    recipients
+        .into_iter()
+        .map(|r| KeyWrap::create(root, *rid, *section, epoch, key, r, rng))
+        .collect()
 }
 
 fn new_doc(identity: &Identity) -> AutoCommit {
@@ -499,10 +533,6 @@ impl<S: Store> OpenRecord<'_, S> {
     /// Unwraps every section key addressed to this device.
     fn load_keys(&mut self) -> Result<()> {
         let me = self.identity.agreement_public();
-        let root = self
-            .id
-            .verifying_key()
-            .map_err(|_| RecordError::Invalid("record id is not a valid key"))?;
         for (_, v) in self.vault.store.scan_prefix(&k_wrap_prefix(&self.id))? {
             let Ok(w) = decbor::<KeyWrap>(&v) else {
                 continue;
@@ -510,9 +540,7 @@ impl<S: Store> OpenRecord<'_, S> {
             if w.recipient.into_array() != me || w.record != self.id {
                 continue;
             }
-            let parts = w.signed_parts();
-            let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-            if crypto::verify(&root, Domain::KeyWrap, &refs, &w.signature.into_array()).is_err() {
+            if !w.verify() {
                 // A wrap not signed by the record root is ignored; the section stays unreadable
                 // and says so when opened.
                 continue;
