@@ -48,6 +48,7 @@
 pub mod bundle;
 pub mod crypto;
 pub mod entry;
+pub mod fhir;
 pub mod grant;
 pub mod ids;
 pub mod keys;

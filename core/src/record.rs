@@ -1127,6 +1127,139 @@ impl<S: Store> OpenRecord<'_, S> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Batch writes and document access (used by FHIR import and the automerge export)
+
+/// One entry to write with [`OpenRecord::add_entries`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEntry {
+    /// The section it goes in (created on first use).
+    pub section: SectionName,
+    /// Its body, validated against the section class's schema before anything is written.
+    pub body: serde_json::Value,
+    /// The version it replaces, if it is a new version of an entry in the same section.
+    pub supersedes: Option<EntryId>,
+}
+
+/// The most entry JSON [`OpenRecord::add_entries`] puts in one bundle (well under
+/// [`crate::bundle::MAX_BUNDLE_LEN`]).
+const ADD_ENTRIES_BUNDLE_BYTES: usize = 4 << 20;
+
+impl<S: Store> OpenRecord<'_, S> {
+    /// Adds many entries in **one atomic commit**: all of them, or (on any error) none. Every
+    /// body is validated first. The entries of one section share a few bundles (one automerge
+    /// change per bundle, at most 4 MiB of entry JSON each) instead of one bundle per entry.
+    /// Returns the new version ids, in the order given.
+    pub fn add_entries(
+        &mut self,
+        items: &[NewEntry],
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<EntryId>> {
+        let mut bodies = Vec::with_capacity(items.len());
+        for item in items {
+            bodies.push(EntryBody::from_json(item.section.class, &item.body)?.to_json());
+        }
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.mutate(|rec, batch| {
+            let mut ids = Vec::with_capacity(items.len());
+            // Per section, in first-use order: (key, entry JSON) items.
+            let mut groups: Vec<(SectionId, Vec<(String, String)>)> = Vec::new();
+            for (item, body) in items.iter().zip(bodies) {
+                let (sid, version) = match item.supersedes {
+                    Some(old) => rec.version_in_section(&item.section, &old)?,
+                    None => match rec.ids_of(&item.section).into_iter().min() {
+                        Some(s) => (s, 1),
+                        None => (rec.create_section(&item.section, now, rng, batch)?, 1),
+                    },
+                };
+                let v = EntryVersion {
+                    id: EntryId::generate(rng),
+                    class: item.section.class,
+                    version,
+                    supersedes: item.supersedes,
+                    status: EntryStatus::Final,
+                    status_reason: None,
+                    body,
+                    provenance: rec.provenance(now, None),
+                };
+                let pair = (entry_key(&v.id), json_string(&v)?);
+                ids.push(v.id);
+                match groups.iter_mut().find(|(s, _)| *s == sid) {
+                    Some((_, list)) => list.push(pair),
+                    None => groups.push((sid, vec![pair])),
+                }
+            }
+            for (sid, list) in groups {
+                let mut chunk = Vec::new();
+                let mut size = 0;
+                for pair in list {
+                    size += pair.0.len() + pair.1.len();
+                    chunk.push(pair);
+                    if size >= ADD_ENTRIES_BUNDLE_BYTES {
+                        rec.append_items(sid, std::mem::take(&mut chunk), now, rng, batch)?;
+                        size = 0;
+                    }
+                }
+                if !chunk.is_empty() {
+                    rec.append_items(sid, chunk, now, rng, batch)?;
+                }
+            }
+            Ok(ids)
+        })
+    }
+
+    /// The section id holding version `old` among the sections named `name`, and the version
+    /// number a version replacing it gets.
+    fn version_in_section(
+        &mut self,
+        name: &SectionName,
+        old: &EntryId,
+    ) -> Result<(SectionId, u32)> {
+        for sid in self.ids_of(name) {
+            self.ensure_loaded(&sid)?;
+            let Some(sd) = self.loaded.get(&sid) else {
+                continue;
+            };
+            if let Some((_, json)) = string_items(&sd.doc, &entry_key(old)).into_iter().next() {
+                let v: EntryVersion = serde_json::from_str(&json)
+                    .map_err(|_| self.corrupt(&sid, "an entry is not valid JSON"))?;
+                return Ok((sid, v.version.saturating_add(1)));
+            }
+        }
+        Err(RecordError::NoEntry(*old))
+    }
+
+    /// A section's automerge document as `AutoCommit::save()` writes it: a standard automerge
+    /// file any automerge implementation opens. Its root map holds one key per entry version,
+    /// `e/<entry id>`, whose value is the version as JSON text. When two devices created the same
+    /// section offline (two ids, one name), their documents are merged into one.
+    pub fn section_document(&mut self, name: &SectionName) -> Result<Vec<u8>> {
+        let ids = self.ids_of(name);
+        let mut merged: Option<AutoCommit> = None;
+        for sid in &ids {
+            self.ensure_loaded(sid)?;
+            let Some(sd) = self.loaded.get(sid) else {
+                continue;
+            };
+            let mut doc = sd.doc.clone();
+            match merged.as_mut() {
+                None => merged = Some(doc),
+                Some(m) => {
+                    m.merge(&mut doc)
+                        .map_err(|_| self.corrupt(sid, "documents do not merge"))?;
+                }
+            }
+        }
+        match merged {
+            Some(mut d) => Ok(d.save()),
+            None => Err(RecordError::NoSection(*name)),
+        }
+    }
+}
+
 fn name_aad(record: &RecordId, sid: &SectionId) -> Vec<u8> {
     let mut aad = b"hearth/section-name/v1".to_vec();
     aad.extend_from_slice(&record.0);

@@ -42,7 +42,7 @@
 //!
 //! let err = EntryBody::from_json(SectionClass::Notes, &json!({"txt": "hello"})).unwrap_err();
 //! assert_eq!(err.field, "txt");
-//! assert_eq!(err.to_string(), "notes entry: txt: unknown field; expected one of: text, title, category");
+//! assert_eq!(err.to_string(), "notes entry: txt: unknown field; expected one of: text, title, category, source");
 //! ```
 //!
 //! The structs also derive `Deserialize` (with `deny_unknown_fields`) for reading data that was
@@ -365,6 +365,50 @@ pub struct Code {
     pub display: Option<String>,
 }
 
+/// Where an imported entry came from: the resource it was made from, how to recognise it again
+/// (so importing the same data twice adds nothing), and the resource itself, kept whole so that
+/// no element Hearth has no field for (extensions, extra codings, narrative) is lost.
+///
+/// Entries written in Hearth have no source. `docs/FHIR.md` describes how FHIR import fills it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// The format the entry was imported from: `fhir-r4`.
+    pub format: String,
+    /// The resource type, e.g. `Observation`.
+    pub resource_type: String,
+    /// The resource's logical id, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The bundle entry's `fullUrl`, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_url: Option<String>,
+    /// The resource's business identifiers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifiers: Vec<SourceIdentifier>,
+    /// SHA-256 (lower-case hex) of the resource's canonical JSON: the de-duplication key.
+    pub sha256: String,
+    /// SHA-256 of the entry's other fields as imported: tells an export whether the entry was
+    /// corrected since (then its fields, not the kept resource, are authoritative).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
+    /// The resource as received (a JSON object whose `resourceType` is `resource_type`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Value>,
+}
+
+/// A business identifier of an imported resource, e.g. an NHS number or a laboratory's
+/// accession number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceIdentifier {
+    /// The identifier's namespace, a URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// The identifier.
+    pub value: String,
+}
+
 /// `demographics`: who the patient is and how to reach them (FHIR `Patient`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -401,6 +445,10 @@ pub struct Demographics {
     /// The registered GP practice: its name or ODS code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gp_practice: Option<String>,
+    /// Where the entry came from when it was imported (e.g. a FHIR resource), with the
+    /// original kept so nothing is lost; absent for entries written in Hearth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 /// `allergies`: an allergy or intolerance (FHIR `AllergyIntolerance`).
@@ -436,6 +484,10 @@ pub struct Allergy {
     /// Anything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Where the entry came from when it was imported (e.g. a FHIR resource), with the
+    /// original kept so nothing is lost; absent for entries written in Hearth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 /// `medications`: a medicine the patient takes or was prescribed (FHIR `MedicationStatement`).
@@ -474,6 +526,10 @@ pub struct Medication {
     /// Anything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Where the entry came from when it was imported (e.g. a FHIR resource), with the
+    /// original kept so nothing is lost; absent for entries written in Hearth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 /// `conditions`: a problem or diagnosis (FHIR `Condition`).
@@ -503,6 +559,10 @@ pub struct Condition {
     /// Anything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Where the entry came from when it was imported (e.g. a FHIR resource), with the
+    /// original kept so nothing is lost; absent for entries written in Hearth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 /// `observations`: a measurement or test result (FHIR `Observation`). It has a numeric `value`
@@ -539,6 +599,10 @@ pub struct Observation {
     /// Anything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Where the entry came from when it was imported (e.g. a FHIR resource), with the
+    /// original kept so nothing is lost; absent for entries written in Hearth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 /// One part of an [`Observation`], e.g. the systolic pressure of a blood pressure reading. It
@@ -569,6 +633,9 @@ pub struct ObservationComponent {
 pub struct Encounter {
     /// What kind of contact, e.g. `home visit`, `outpatient`, `A&E`, `telephone`.
     pub class: String,
+    /// The kind of contact or the procedure done, coded (e.g. SNOMED CT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<Code>,
     /// Where it is in its life.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<EncounterStatus>,
@@ -592,6 +659,10 @@ pub struct Encounter {
     /// Anything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Where the entry came from when it was imported (e.g. a FHIR resource), with the
+    /// original kept so nothing is lost; absent for entries written in Hearth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 /// `care-plan`: a health care plan (FHIR `CarePlan`).
@@ -621,6 +692,10 @@ pub struct CarePlan {
     /// When the plan is next reviewed (a date).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_date: Option<String>,
+    /// Where the entry came from when it was imported (e.g. a FHIR resource), with the
+    /// original kept so nothing is lost; absent for entries written in Hearth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 /// `social-care/assessments`: a social care assessment, e.g. a Care Act needs assessment or a
@@ -647,6 +722,10 @@ pub struct SocialCareAssessment {
     /// A summary in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// Where the entry came from when it was imported (e.g. a FHIR resource), with the
+    /// original kept so nothing is lost; absent for entries written in Hearth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 /// One need found by a [`SocialCareAssessment`].
@@ -695,6 +774,10 @@ pub struct SupportPlan {
     /// Anything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Where the entry came from when it was imported (e.g. a FHIR resource), with the
+    /// original kept so nothing is lost; absent for entries written in Hearth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 /// One service in a [`SupportPlan`].
@@ -740,6 +823,10 @@ pub struct Carer {
     /// Anything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Where the entry came from when it was imported (e.g. a FHIR resource), with the
+    /// original kept so nothing is lost; absent for entries written in Hearth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 /// `notes`: a free-text note.
@@ -754,6 +841,10 @@ pub struct Note {
     /// A category, e.g. `progress note`, `telephone call`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    /// Where the entry came from when it was imported (e.g. a FHIR resource), with the
+    /// original kept so nothing is lost; absent for entries written in Hearth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 /// `documents`: a letter, report or scan, held inline or by reference (FHIR
@@ -763,6 +854,9 @@ pub struct Note {
 pub struct Document {
     /// The document's title, e.g. `Discharge letter`.
     pub title: String,
+    /// The kind of document or report, coded (e.g. LOINC `11490-0` discharge summary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<Code>,
     /// Its MIME type, e.g. `application/pdf`; required with `data_base64`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
@@ -778,6 +872,10 @@ pub struct Document {
     /// Where the document can be fetched (an absolute URI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Where the entry came from when it was imported (e.g. a FHIR resource), with the
+    /// original kept so nothing is lost; absent for entries written in Hearth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 /// `advance-care-plan`: the patient's wishes for future care (FHIR `Consent` or `CarePlan` on
@@ -810,6 +908,10 @@ pub struct AdvanceCarePlan {
     /// Anything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Where the entry came from when it was imported (e.g. a FHIR resource), with the
+    /// original kept so nothing is lost; absent for entries written in Hearth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 /// A typed entry body: one variant per [`SectionClass`].
@@ -1260,7 +1362,7 @@ const DATETIME_FORMAT: &str = "must be a date and time with a UTC offset, e.g. \
 const NOT_A_DATE: &str = "is not a real calendar date";
 
 /// Checks an ISO 8601 calendar date, `YYYY-MM-DD`, or the partial `YYYY-MM` or `YYYY`.
-fn check_date(text: &str) -> Result<(), &'static str> {
+pub(crate) fn check_date(text: &str) -> Result<(), &'static str> {
     let b = text.as_bytes();
     let number = |from: usize, to: usize| -> Option<i16> {
         b.get(from..to)?.iter().try_fold(0i16, |n, &d| {
@@ -1289,7 +1391,7 @@ fn check_date(text: &str) -> Result<(), &'static str> {
 
 /// Checks an RFC 3339 date-time with an offset (`2024-05-01T14:30:00Z`, fractional seconds
 /// allowed) or a date as [`check_date`] accepts.
-fn check_datetime(text: &str) -> Result<(), &'static str> {
+pub(crate) fn check_datetime(text: &str) -> Result<(), &'static str> {
     let as_datetime = |p: &'static str| if p == DATE_FORMAT { DATETIME_FORMAT } else { p };
     let Some((date, time)) = text.split_once('T') else {
         return check_date(text).map_err(as_datetime);
@@ -1357,7 +1459,7 @@ fn read_datetime(value: &Value, at: &str) -> Result<String, Fault> {
 }
 
 /// Whether `text` is an absolute URI: a scheme, a colon, something after it, no white space.
-fn is_absolute_uri(text: &str) -> bool {
+pub(crate) fn is_absolute_uri(text: &str) -> bool {
     let Some((scheme, rest)) = text.split_once(':') else {
         return false;
     };
@@ -1494,6 +1596,89 @@ impl Read for Code {
     }
 }
 
+impl Source {
+    const FIELDS: &'static [&'static str] = &[
+        "format",
+        "resource_type",
+        "id",
+        "full_url",
+        "identifiers",
+        "sha256",
+        "body_sha256",
+        "resource",
+    ];
+}
+
+fn read_sha256(value: &Value, at: &str) -> Result<String, Fault> {
+    let text = read_text_limited(value, at, MAX_CODE_CHARS)?;
+    if text.len() != 64
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(Fault::new(
+            at,
+            "must be a SHA-256 digest: 64 lower-case hex digits",
+        ));
+    }
+    Ok(text)
+}
+
+fn read_resource_type(value: &Value, at: &str) -> Result<String, Fault> {
+    let text = read_text_limited(value, at, 64)?;
+    let mut chars = text.chars();
+    if !chars.next().is_some_and(|c| c.is_ascii_uppercase())
+        || !chars.all(|c| c.is_ascii_alphanumeric())
+    {
+        return Err(Fault::new(
+            at,
+            "must be a resource type name, e.g. Observation",
+        ));
+    }
+    Ok(text)
+}
+
+impl Read for Source {
+    fn read(value: &Value, at: &str) -> Result<Self, Fault> {
+        let o = Obj::new(value, at, Self::FIELDS)?;
+        let source = Source {
+            format: o.req_with("format", |v, at| read_text_limited(v, at, 64))?,
+            resource_type: o.req_with("resource_type", read_resource_type)?,
+            id: o.opt_with("id", |v, at| read_text_limited(v, at, MAX_CODE_CHARS))?,
+            full_url: o.opt_with("full_url", read_uri)?,
+            identifiers: o.list("identifiers")?,
+            sha256: o.req_with("sha256", read_sha256)?,
+            body_sha256: o.opt_with("body_sha256", read_sha256)?,
+            resource: o.get("resource").cloned(),
+        };
+        if let Some(resource) = &source.resource {
+            let at = o.path("resource");
+            let map = resource
+                .as_object()
+                .ok_or_else(|| Fault::new(&at, "must be a JSON object"))?;
+            if map.get("resourceType").and_then(Value::as_str)
+                != Some(source.resource_type.as_str())
+            {
+                return Err(Fault::new(
+                    &at,
+                    "must have the resourceType given in resource_type",
+                ));
+            }
+        }
+        Ok(source)
+    }
+}
+
+impl Read for SourceIdentifier {
+    fn read(value: &Value, at: &str) -> Result<Self, Fault> {
+        let o = Obj::new(value, at, &["system", "value"])?;
+        Ok(SourceIdentifier {
+            system: o.opt_with("system", read_uri)?,
+            value: o.req_with("value", |v, at| read_text_limited(v, at, MAX_CODE_CHARS))?,
+        })
+    }
+}
+
 impl Demographics {
     const FIELDS: &'static [&'static str] = &[
         "name",
@@ -1507,6 +1692,7 @@ impl Demographics {
         "preferred_language",
         "interpreter_needed",
         "gp_practice",
+        "source",
     ];
 }
 
@@ -1525,6 +1711,7 @@ impl Read for Demographics {
             preferred_language: o.opt("preferred_language")?,
             interpreter_needed: o.opt("interpreter_needed")?,
             gp_practice: o.opt("gp_practice")?,
+            source: o.opt("source")?,
         })
     }
 }
@@ -1541,6 +1728,7 @@ impl Allergy {
         "verification_status",
         "onset",
         "note",
+        "source",
     ];
 }
 
@@ -1558,6 +1746,7 @@ impl Read for Allergy {
             verification_status: o.opt("verification_status")?,
             onset: o.date("onset")?,
             note: o.opt("note")?,
+            source: o.opt("source")?,
         })
     }
 }
@@ -1575,6 +1764,7 @@ impl Medication {
         "reason",
         "prescriber",
         "note",
+        "source",
     ];
 }
 
@@ -1593,6 +1783,7 @@ impl Read for Medication {
             reason: o.opt("reason")?,
             prescriber: o.opt("prescriber")?,
             note: o.opt("note")?,
+            source: o.opt("source")?,
         };
         o.in_order("start", m.start.as_ref(), "end", m.end.as_ref())?;
         Ok(m)
@@ -1609,6 +1800,7 @@ impl Condition {
         "onset",
         "abatement",
         "note",
+        "source",
     ];
 }
 
@@ -1624,6 +1816,7 @@ impl Read for Condition {
             onset: o.date("onset")?,
             abatement: o.date("abatement")?,
             note: o.opt("note")?,
+            source: o.opt("source")?,
         };
         o.in_order("onset", c.onset.as_ref(), "abatement", c.abatement.as_ref())?;
         // FHIR con-4: an abated condition is not current.
@@ -1658,6 +1851,7 @@ impl Observation {
         "effective",
         "interpretation",
         "note",
+        "source",
     ];
 }
 
@@ -1675,6 +1869,7 @@ impl Read for Observation {
             effective: o.datetime("effective")?,
             interpretation: o.opt("interpretation")?,
             note: o.opt("note")?,
+            source: o.opt("source")?,
         };
         check_result(
             &o,
@@ -1717,6 +1912,7 @@ impl Read for ObservationComponent {
 impl Encounter {
     const FIELDS: &'static [&'static str] = &[
         "class",
+        "code",
         "status",
         "reason",
         "start",
@@ -1725,6 +1921,7 @@ impl Encounter {
         "practitioner",
         "outcome",
         "note",
+        "source",
     ];
 }
 
@@ -1733,6 +1930,7 @@ impl Read for Encounter {
         let o = Obj::new(value, at, Self::FIELDS)?;
         let e = Encounter {
             class: o.req("class")?,
+            code: o.opt("code")?,
             status: o.opt("status")?,
             reason: o.opt("reason")?,
             start: o.req_with("start", read_datetime)?,
@@ -1741,6 +1939,7 @@ impl Read for Encounter {
             practitioner: o.opt("practitioner")?,
             outcome: o.opt("outcome")?,
             note: o.opt("note")?,
+            source: o.opt("source")?,
         };
         o.in_order("start", Some(&e.start), "end", e.end.as_ref())?;
         Ok(e)
@@ -1757,6 +1956,7 @@ impl CarePlan {
         "start",
         "end",
         "review_date",
+        "source",
     ];
 }
 
@@ -1772,6 +1972,7 @@ impl Read for CarePlan {
             start: o.date("start")?,
             end: o.date("end")?,
             review_date: o.date("review_date")?,
+            source: o.opt("source")?,
         };
         o.in_order("start", p.start.as_ref(), "end", p.end.as_ref())?;
         Ok(p)
@@ -1787,6 +1988,7 @@ impl SocialCareAssessment {
         "outcome",
         "eligible",
         "summary",
+        "source",
     ];
 }
 
@@ -1801,6 +2003,7 @@ impl Read for SocialCareAssessment {
             outcome: o.opt("outcome")?,
             eligible: o.opt("eligible")?,
             summary: o.opt("summary")?,
+            source: o.opt("source")?,
         })
     }
 }
@@ -1831,6 +2034,7 @@ impl SupportPlan {
         "end",
         "review_date",
         "note",
+        "source",
     ];
 }
 
@@ -1847,6 +2051,7 @@ impl Read for SupportPlan {
             end: o.date("end")?,
             review_date: o.date("review_date")?,
             note: o.opt("note")?,
+            source: o.opt("source")?,
         };
         o.in_order("start", p.start.as_ref(), "end", p.end.as_ref())?;
         Ok(p)
@@ -1879,6 +2084,7 @@ impl Carer {
         "main_carer",
         "lasting_power_of_attorney",
         "note",
+        "source",
     ];
 }
 
@@ -1894,12 +2100,13 @@ impl Read for Carer {
             main_carer: o.opt("main_carer")?,
             lasting_power_of_attorney: o.opt("lasting_power_of_attorney")?,
             note: o.opt("note")?,
+            source: o.opt("source")?,
         })
     }
 }
 
 impl Note {
-    const FIELDS: &'static [&'static str] = &["text", "title", "category"];
+    const FIELDS: &'static [&'static str] = &["text", "title", "category", "source"];
 }
 
 impl Read for Note {
@@ -1909,6 +2116,7 @@ impl Read for Note {
             text: o.req("text")?,
             title: o.opt("title")?,
             category: o.opt("category")?,
+            source: o.opt("source")?,
         })
     }
 }
@@ -1916,11 +2124,13 @@ impl Read for Note {
 impl Document {
     const FIELDS: &'static [&'static str] = &[
         "title",
+        "code",
         "content_type",
         "date",
         "description",
         "data_base64",
         "url",
+        "source",
     ];
 }
 
@@ -1929,11 +2139,13 @@ impl Read for Document {
         let o = Obj::new(value, at, Self::FIELDS)?;
         let d = Document {
             title: o.req("title")?,
+            code: o.opt("code")?,
             content_type: o.opt_with("content_type", read_content_type)?,
             date: o.date("date")?,
             description: o.opt("description")?,
             data_base64: o.opt_with("data_base64", read_base64)?,
             url: o.opt_with("url", read_uri)?,
+            source: o.opt("source")?,
         };
         // FHIR att-1: inline data needs its content type.
         if d.data_base64.is_some() && d.content_type.is_none() {
@@ -1956,6 +2168,7 @@ impl AdvanceCarePlan {
         "recorded_on",
         "review_date",
         "note",
+        "source",
     ];
 }
 
@@ -1971,6 +2184,7 @@ impl Read for AdvanceCarePlan {
             recorded_on: o.date("recorded_on")?,
             review_date: o.date("review_date")?,
             note: o.opt("note")?,
+            source: o.opt("source")?,
         };
         // Dates alone record no wishes.
         if p.statement.is_none()
@@ -2190,7 +2404,29 @@ mod tests {
     use std::collections::BTreeSet;
 
     /// Valid bodies: between them, every field of every class appears at least once.
+    /// Every example, and the first of each class again with an import `source`.
     fn examples() -> Vec<(SectionClass, Value)> {
+        let mut all = base_examples();
+        for class in SectionClass::ALL {
+            if let Some((_, body)) = base_examples().into_iter().find(|(c, _)| c == class) {
+                let mut body = body;
+                body["source"] = json!({
+                    "format": "fhir-r4",
+                    "resource_type": "Basic",
+                    "id": "b1",
+                    "full_url": "urn:uuid:2a0c9d1e-5b7f-4c3e-8a6d-1f2e3d4c5b6a",
+                    "identifiers": [{"system": "https://example.org/ids", "value": "42"}],
+                    "sha256": "0".repeat(64),
+                    "body_sha256": "a".repeat(64),
+                    "resource": {"resourceType": "Basic", "id": "b1"}
+                });
+                all.push((*class, body));
+            }
+        }
+        all
+    }
+
+    fn base_examples() -> Vec<(SectionClass, Value)> {
         use SectionClass as C;
         vec![
             (
@@ -2294,6 +2530,7 @@ mod tests {
                 C::Encounters,
                 json!({
                     "class": "home visit",
+                    "code": {"system": "snomed", "code": "439708006", "display": "Home visit"},
                     "status": "finished",
                     "reason": "Leg ulcer dressing",
                     "start": "2024-05-01T10:00:00+01:00",
@@ -2388,6 +2625,7 @@ mod tests {
                 C::Documents,
                 json!({
                     "title": "Discharge letter",
+                    "code": {"system": "loinc", "code": "18842-5", "display": "Discharge summary"},
                     "content_type": "application/pdf",
                     "date": "2024-04-21",
                     "description": "From Calderdale Royal Hospital",
@@ -2656,7 +2894,7 @@ mod tests {
         assert_eq!(e.field, "txt");
         assert_eq!(
             e.to_string(),
-            "notes entry: txt: unknown field; expected one of: text, title, category"
+            "notes entry: txt: unknown field; expected one of: text, title, category, source"
         );
         assert_err(
             SectionClass::Notes,

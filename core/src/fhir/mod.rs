@@ -1,0 +1,231 @@
+//! FHIR R4: import a Bundle into typed entries, and export a record as a Bundle.
+//!
+//! Open data that moves between systems is half the point of a patient-owned record. This module
+//! is the pure mapping between FHIR R4 JSON and Hearth's entries; the node reads and writes the
+//! files and the record engine stores the entries. `docs/FHIR.md` is the user's guide to the same
+//! mapping.
+//!
+//! ## Import
+//!
+//! [`parse_bundle`] checks the size ([`MAX_BUNDLE_BYTES`]) and parses the JSON;
+//! [`plan_import`] then checks and maps **every** resource before anything is written, so an
+//! import either completes or changes nothing. Each resource type maps to a section class and a
+//! typed entry (an `Observation` to an `observations` entry, a `MedicationRequest` to a
+//! `medications` entry, and so on); codes, dates, values, units and statuses land in the entry's
+//! own fields. The resource itself is kept whole in the entry's
+//! [`source`](crate::entry::schema::Source), so extensions, extra codings, references and
+//! narrative survive; resource types Hearth has no class for are kept as `documents` entries
+//! holding the resource. Every reference must resolve inside the bundle, NHS numbers are
+//! validated, and errors name the resource (entry index, type and id) and the FHIR field, never
+//! a value.
+//!
+//! Importing the same data twice adds nothing: each source carries the SHA-256 of the resource's
+//! canonical JSON, and a resource whose identity (its `urn:uuid` full URL or a business
+//! identifier) matches an entry imported earlier but whose content changed becomes a new version
+//! of that entry.
+//!
+//! ## Export
+//!
+//! [`export_bundle`] writes a `collection` Bundle of the current entries, each with a
+//! `Provenance` (author device key and name, time). An entry that was imported and not corrected
+//! since is written back as the resource that was imported; a corrected or native entry is built
+//! from its fields. Further resources (the grants as `Consent`, the access log as `AuditEvent`)
+//! join through [`ExportExtension`].
+//!
+//! ```
+//! use hearth_core::fhir::{self, Existing};
+//!
+//! let bundle = br#"{"resourceType": "Bundle", "type": "collection", "entry": [
+//!   {"fullUrl": "urn:uuid:4d0e7a3c-0f6b-4d6e-9a3f-2f1c0b9e8a11",
+//!    "resource": {"resourceType": "Condition", "id": "c1",
+//!      "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006",
+//!                           "display": "Type 2 diabetes mellitus"}]},
+//!      "onsetDateTime": "2015-06-01",
+//!      "subject": {"display": "the patient"}}}]}"#;
+//! let json = fhir::parse_bundle(bundle).unwrap();
+//! let plan = fhir::plan_import(&json, &Existing::default()).unwrap();
+//! assert_eq!(plan.entries.len(), 1);
+//! assert_eq!(plan.entries[0].section.to_string(), "conditions");
+//! assert_eq!(plan.entries[0].body["code"]["code"], "44054006");
+//! assert_eq!(plan.entries[0].body["onset"], "2015-06-01");
+//!
+//! // Once written (the record engine returns the new entry ids), the same bundle adds nothing.
+//! let mut existing = Existing::default();
+//! existing.add_written(&plan, &[hearth_core::ids::EntryId([1; 16])]);
+//! let again = fhir::plan_import(&json, &existing).unwrap();
+//! assert!(again.entries.is_empty());
+//! assert_eq!(again.report.unchanged, 1);
+//! ```
+
+mod export;
+mod import;
+
+pub use export::{ExportExtension, ExportInput, ExportOptions, ExportReport, export_bundle};
+pub use import::{Existing, ImportPlan, ImportReport, PlannedEntry, TypeCounts, plan_import};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The largest bundle file accepted, in bytes (64 MiB). The node refuses a larger file before
+/// reading it, so memory stays bounded: parsing takes a few times the file's size.
+pub const MAX_BUNDLE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The most entries one bundle may hold.
+pub const MAX_BUNDLE_ENTRIES: usize = 200_000;
+
+/// The format name written in [`crate::entry::schema::Source::format`].
+pub const SOURCE_FORMAT: &str = "fhir-r4";
+
+/// The NHS number identifier system.
+pub const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
+
+/// The identifier system under which exported entries carry their Hearth entry id, so that
+/// importing an export into the same record adds nothing.
+pub const HEARTH_ENTRY_SYSTEM: &str = "urn:hearth:entry";
+
+/// The identifier system of the record id on an exported `Patient`.
+pub const HEARTH_RECORD_SYSTEM: &str = "urn:hearth:record";
+
+/// The identifier system of a device key (peer id) in `Provenance.agent.who`.
+pub const HEARTH_PEER_SYSTEM: &str = "urn:hearth:peer";
+
+/// Extensions for entry fields that FHIR has no element for are named
+/// `urn:hearth:field:<class>:<field>`; import reads them back into the fields.
+pub const HEARTH_FIELD_EXTENSION: &str = "urn:hearth:field:";
+
+/// Why a bundle cannot be imported. Messages name the place (entry index, resource type and
+/// id, FHIR field) and never contain a value from the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FhirError {
+    /// The file is larger than [`MAX_BUNDLE_BYTES`].
+    #[error("the bundle is larger than the limit of {limit} bytes (64 MiB); split it")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The file is not valid JSON.
+    #[error("the bundle is not valid JSON (line {line}, column {column}: {kind})")]
+    Json {
+        /// Line of the error.
+        line: usize,
+        /// Column of the error.
+        column: usize,
+        /// What kind of error.
+        kind: &'static str,
+    },
+    /// The JSON is not a FHIR Bundle Hearth can import.
+    #[error("not a FHIR R4 Bundle Hearth can import: {0}")]
+    NotBundle(String),
+    /// One resource is wrong.
+    #[error("{at}: {field}: {problem}")]
+    Resource {
+        /// Which resource: `entry[3] Observation/abc`.
+        at: String,
+        /// The FHIR field, as a path: `component[1].valueQuantity.value`.
+        field: String,
+        /// What is wrong, without the value.
+        problem: String,
+    },
+}
+
+/// Checks the size and parses a bundle file's bytes as JSON, checking that it is a Bundle.
+pub fn parse_bundle(bytes: &[u8]) -> Result<Value, FhirError> {
+    if bytes.len() as u64 > MAX_BUNDLE_BYTES {
+        return Err(FhirError::TooLarge {
+            limit: MAX_BUNDLE_BYTES,
+        });
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| FhirError::Json {
+        line: e.line(),
+        column: e.column(),
+        kind: match e.classify() {
+            serde_json::error::Category::Eof => "unexpected end of input",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "unexpected data",
+            serde_json::error::Category::Io => "read error",
+        },
+    })?;
+    import::check_bundle_shape(&value)?;
+    Ok(value)
+}
+
+/// SHA-256 (lower-case hex) of a JSON value's canonical form: object keys sorted, no white
+/// space, numbers and strings as serde_json writes them. Independent of how the input was laid
+/// out, so the same resource always hashes the same.
+pub fn canonical_sha256(value: &Value) -> String {
+    canonical_sha256_len(value).0
+}
+
+/// [`canonical_sha256`] and the length of the canonical form in bytes.
+pub(crate) fn canonical_sha256_len(value: &Value) -> (String, usize) {
+    let mut h = Counted(Sha256::new(), 0);
+    write_canonical(value, &mut h);
+    (data_encoding::HEXLOWER.encode(&h.0.finalize()), h.1)
+}
+
+/// A hasher that counts what it hashes.
+struct Counted(Sha256, usize);
+
+impl Counted {
+    fn update(&mut self, b: &[u8]) {
+        self.1 += b.len();
+        self.0.update(b);
+    }
+}
+
+fn write_canonical(value: &Value, h: &mut Counted) {
+    match value {
+        Value::Object(map) => {
+            h.update(b"{");
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    h.update(b",");
+                }
+                h.update(Value::String(k.clone()).to_string().as_bytes());
+                h.update(b":");
+                if let Some(v) = map.get(k) {
+                    write_canonical(v, h);
+                }
+            }
+            h.update(b"}");
+        }
+        Value::Array(items) => {
+            h.update(b"[");
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    h.update(b",");
+                }
+                write_canonical(v, h);
+            }
+            h.update(b"]");
+        }
+        other => h.update(other.to_string().as_bytes()),
+    }
+}
+
+/// SHA-256 of an entry body's fields other than `source`.
+pub fn body_sha256(body: &Value) -> String {
+    match body.as_object() {
+        Some(map) if map.contains_key("source") => {
+            let mut m = map.clone();
+            m.remove("source");
+            canonical_sha256(&Value::Object(m))
+        }
+        _ => canonical_sha256(body),
+    }
+}
+
+/// Whether `id` is a valid FHIR logical id (`[A-Za-z0-9\-\.]{1,64}`), safe to show in errors.
+pub(crate) fn is_fhir_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests;

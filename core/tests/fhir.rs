@@ -1,0 +1,603 @@
+//! FHIR import and export through the record engine on the in-memory store: every fixture
+//! bundle round-trips with its clinical content intact, re-importing adds nothing, and bad input
+//! changes nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
+
+use hearth_core::fhir::{self, Existing, ExportExtension, ExportInput, ExportOptions, ImportPlan};
+use hearth_core::ids::{EntryId, RecordId};
+use hearth_core::keys::{Identity, Role};
+use hearth_core::record::{NewEntry, NewRecord, OpenRecord, SectionView, Vault};
+use hearth_core::store::{MemoryStore, Store};
+use hearth_core::test_utils::{TEST_NOW, TestRng};
+use hearth_core::time::Timestamp;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// `../shared/fixtures/fhir` beside the workspace. Missing fixtures fail loudly: a test that
+/// silently passes on nothing proves nothing.
+fn fixtures() -> Vec<(String, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/fhir");
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
+        panic!(
+            "the FHIR fixtures are missing: expected {} (the shared/ folder beside the repository): {e}",
+            dir.display()
+        )
+    });
+    let mut out: Vec<(String, Vec<u8>)> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    assert!(
+        out.len() >= 5,
+        "expected the fixture bundles in {}",
+        dir.display()
+    );
+    out
+}
+
+struct Rec {
+    vault: Vault<MemoryStore>,
+    identity: Identity,
+    id: RecordId,
+    rng: TestRng,
+}
+
+fn new_record(seed: u64) -> Rec {
+    let mut rng = TestRng::new(seed);
+    let (identity, _) = Identity::generate(Role::Patient, "Edith".into(), &mut rng);
+    let vault = Vault::new(MemoryStore::new());
+    let id = vault
+        .create_record(&identity, NewRecord::default(), TEST_NOW, &mut rng)
+        .unwrap();
+    Rec {
+        vault,
+        identity,
+        id,
+        rng,
+    }
+}
+
+fn existing(rec: &mut OpenRecord<'_, MemoryStore>) -> Existing {
+    let mut ex = Existing::default();
+    for s in rec.sections() {
+        for v in rec.history(&s.name).unwrap() {
+            ex.add_version(&v);
+        }
+    }
+    ex
+}
+
+fn views(rec: &mut OpenRecord<'_, MemoryStore>) -> Vec<SectionView> {
+    let names: Vec<_> = rec.sections().into_iter().map(|s| s.name).collect();
+    names.iter().map(|n| rec.show(n).unwrap()).collect()
+}
+
+fn import(r: &mut Rec, bytes: &[u8]) -> Result<(ImportPlan, Vec<EntryId>), String> {
+    let json = fhir::parse_bundle(bytes).map_err(|e| e.to_string())?;
+    let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
+    let ex = existing(&mut rec);
+    let plan = fhir::plan_import(&json, &ex).map_err(|e| e.to_string())?;
+    let items: Vec<NewEntry> = plan
+        .entries
+        .iter()
+        .map(|p| NewEntry {
+            section: p.section,
+            body: p.body.clone(),
+            supersedes: p.supersedes,
+        })
+        .collect();
+    let ids = rec
+        .add_entries(&items, TEST_NOW, &mut r.rng)
+        .map_err(|e| e.to_string())?;
+    Ok((plan, ids))
+}
+
+fn export(r: &Rec, options: ExportOptions) -> Value {
+    let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
+    let sections = views(&mut rec);
+    let input = ExportInput {
+        record: r.id,
+        sections: &sections,
+        now: Timestamp::from_millis(TEST_NOW.as_millis() + 1000),
+    };
+    fhir::export_bundle(&input, options, &[]).0
+}
+
+fn resources(bundle: &Value) -> Vec<(Option<String>, Value)> {
+    bundle["entry"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| e.get("resource").is_some())
+                .map(|e| {
+                    (
+                        e["fullUrl"].as_str().map(str::to_owned),
+                        e["resource"].clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The clinical content of a resource: type, codes, values and units, dates, statuses.
+fn clinical(r: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let rt = r["resourceType"].as_str().unwrap_or_default();
+    out.insert(format!("type={rt}"));
+    let first_code = |c: &Value| -> Option<String> {
+        c["coding"]
+            .as_array()?
+            .iter()
+            .find_map(|x| Some(format!("{}|{}", x["system"].as_str()?, x["code"].as_str()?)))
+    };
+    for key in ["code", "medicationCodeableConcept", "vaccineCode"] {
+        if let Some(c) = first_code(&r[key]) {
+            out.insert(format!("code={c}"));
+        }
+    }
+    let quantity = |q: &Value, out: &mut BTreeSet<String>, at: &str| {
+        if let Some(v) = q["value"].as_f64() {
+            out.insert(format!("{at}value={v}"));
+            let unit = if q["system"] == "http://unitsofmeasure.org" {
+                q["code"].as_str().or(q["unit"].as_str())
+            } else {
+                q["unit"].as_str().or(q["code"].as_str())
+            };
+            if let Some(u) = unit {
+                out.insert(format!("{at}unit={u}"));
+            }
+        }
+    };
+    quantity(&r["valueQuantity"], &mut out, "");
+    for (i, c) in r["component"].as_array().into_iter().flatten().enumerate() {
+        if let Some(code) = first_code(&c["code"]) {
+            out.insert(format!("component{i}.code={code}"));
+        }
+        quantity(&c["valueQuantity"], &mut out, &format!("component{i}."));
+    }
+    let date = |v: &Value| v.as_str().map(|s| s.chars().take(10).collect::<String>());
+    for key in [
+        "onsetDateTime",
+        "abatementDateTime",
+        "authoredOn",
+        "birthDate",
+        "occurrenceDateTime",
+    ] {
+        if let Some(d) = date(&r[key]) {
+            out.insert(format!("{key}={d}"));
+        }
+    }
+    if rt == "DiagnosticReport" {
+        if let Some(d) = date(&r["effectiveDateTime"]) {
+            out.insert(format!("effective={d}"));
+        }
+    } else if let Some(d) = r["effectiveDateTime"].as_str() {
+        out.insert(format!("effective={d}"));
+    }
+    for key in ["period", "effectivePeriod"] {
+        for end in ["start", "end"] {
+            if let Some(d) = r[key][end].as_str() {
+                let d = if rt == "Encounter" {
+                    d.to_owned()
+                } else {
+                    d.chars().take(10).collect()
+                };
+                out.insert(format!("{key}.{end}={d}"));
+            }
+        }
+    }
+    for key in ["clinicalStatus", "verificationStatus"] {
+        if let Some(c) = r[key]["coding"][0]["code"].as_str() {
+            out.insert(format!("{key}={c}"));
+        }
+    }
+    if rt == "Observation"
+        && let Some(s) = r["status"].as_str()
+        && ["final", "preliminary", "amended", "registered"].contains(&s)
+    {
+        out.insert(format!("status={s}"));
+    }
+    if let Some(g) = r["gender"].as_str() {
+        out.insert(format!("gender={g}"));
+    }
+    for i in r["identifier"].as_array().into_iter().flatten() {
+        if i["system"] == fhir::NHS_NUMBER_SYSTEM {
+            out.insert(format!("nhs={}", i["value"]));
+        }
+    }
+    out
+}
+
+fn by_url(bundle: &Value) -> BTreeMap<String, Value> {
+    resources(bundle)
+        .into_iter()
+        .filter_map(|(u, r)| Some((u?, r)))
+        .collect()
+}
+
+#[test]
+fn every_fixture_round_trips_with_its_clinical_content() {
+    for (name, bytes) in fixtures() {
+        let mut r = new_record(1);
+        let (plan, ids) = import(&mut r, &bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let original: Value = serde_json::from_slice(&bytes).unwrap();
+        let n = original["entry"].as_array().unwrap().len();
+        assert_eq!(plan.report.resources, n, "{name}");
+        assert_eq!(
+            plan.report.imported, n,
+            "{name}: every resource becomes an entry"
+        );
+        assert_eq!(ids.len(), n, "{name}");
+
+        // Export: unchanged entries go back as the resources imported, byte for byte.
+        let out = export(&r, ExportOptions::default());
+        assert_eq!(out["type"], "collection");
+        let exported = by_url(&out);
+        for e in original["entry"].as_array().unwrap() {
+            let url = e["fullUrl"].as_str().unwrap();
+            let got = exported
+                .get(url)
+                .unwrap_or_else(|| panic!("{name}: {url} missing from the export"));
+            assert_eq!(got, &e["resource"], "{name}: {url} changed");
+        }
+        let provenance = resources(&out)
+            .iter()
+            .filter(|(_, r)| r["resourceType"] == "Provenance")
+            .count();
+        assert_eq!(provenance, n, "{name}: a Provenance per entry");
+
+        // Rebuilt from the typed fields alone, the clinical content is the same.
+        let rebuilt = by_url(&export(&r, ExportOptions { rebuild: true }));
+        for e in original["entry"].as_array().unwrap() {
+            let url = e["fullUrl"].as_str().unwrap();
+            let want = clinical(&e["resource"]);
+            let got = clinical(&rebuilt[url]);
+            assert_eq!(
+                got, want,
+                "{name}: {url} ({}) lost clinical content",
+                e["resource"]["resourceType"]
+            );
+        }
+
+        // The same bundle again adds nothing; nor does the export of it.
+        let (again, ids) = import(&mut r, &bytes).unwrap();
+        assert!(ids.is_empty(), "{name}: re-import added {}", ids.len());
+        assert_eq!(again.report.unchanged, n, "{name}");
+        let text = serde_json::to_vec(&out).unwrap();
+        let (back, ids) = import(&mut r, &text).unwrap();
+        assert!(
+            ids.is_empty(),
+            "{name}: importing the export added {:?}",
+            back.report
+        );
+    }
+}
+
+#[test]
+fn a_rebuilt_export_imports_into_a_new_record_with_the_same_content() {
+    for (name, bytes) in fixtures() {
+        let mut a = new_record(2);
+        import(&mut a, &bytes).unwrap();
+        let first = export(&a, ExportOptions { rebuild: true });
+        let mut b = new_record(3);
+        let (plan, _) = import(&mut b, &serde_json::to_vec(&first).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            plan.report.unknown_types.is_empty(),
+            "{name}: {:?}",
+            plan.report
+        );
+        let second = export(&b, ExportOptions { rebuild: true });
+        let digest = |bundle: &Value| {
+            let mut all: Vec<BTreeSet<String>> = resources(bundle)
+                .iter()
+                .filter(|(_, r)| r["resourceType"] != "Provenance")
+                .map(|(_, r)| clinical(r))
+                .collect();
+            all.sort();
+            all
+        };
+        assert_eq!(digest(&first), digest(&second), "{name}");
+    }
+}
+
+#[test]
+fn a_corrected_entry_exports_its_correction_and_keeps_the_rest() {
+    let (_, bytes) = fixtures()
+        .into_iter()
+        .find(|(n, _)| n.starts_with("uk-social-care"))
+        .unwrap();
+    let mut r = new_record(4);
+    import(&mut r, &bytes).unwrap();
+    let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
+    let obs = rec.show(&"observations".parse().unwrap()).unwrap();
+    let e = &obs.entries[0];
+    let mut body = e.body.clone();
+    body["components"][0]["value"] = json!(141);
+    rec.correct(&e.id, &body, TEST_NOW, &mut r.rng).unwrap();
+    drop(rec);
+    let out = export(&r, ExportOptions::default());
+    let o = resources(&out)
+        .into_iter()
+        .map(|(_, r)| r)
+        .find(|r| r["resourceType"] == "Observation")
+        .unwrap();
+    assert_eq!(
+        o["component"][0]["valueQuantity"]["value"].as_f64(),
+        Some(141.0)
+    );
+    // What was not corrected stays as imported: the category, the second component's unit.
+    assert_eq!(o["category"][0]["coding"][0]["code"], "vital-signs");
+    assert_eq!(o["component"][1]["valueQuantity"]["unit"], "mmHg");
+    assert_eq!(o["id"], "o1");
+}
+
+struct FakeConsent;
+
+impl ExportExtension for FakeConsent {
+    fn name(&self) -> &str {
+        "consent"
+    }
+    fn resources(&self, patient: &str, _now: Timestamp) -> Vec<Value> {
+        vec![
+            json!({"resourceType": "Consent", "status": "active", "patient": {"reference": patient}}),
+        ]
+    }
+}
+
+#[test]
+fn extensions_add_resources_that_point_at_the_patient() {
+    let r = new_record(5);
+    let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
+    let sections = views(&mut rec);
+    let input = ExportInput {
+        record: r.id,
+        sections: &sections,
+        now: TEST_NOW,
+    };
+    let (out, report) = fhir::export_bundle(&input, ExportOptions::default(), &[&FakeConsent]);
+    assert_eq!(report.resources.get("Consent"), Some(&1));
+    let patient_url = out["entry"][0]["fullUrl"].clone();
+    let consent = out["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Consent")
+        .unwrap();
+    assert_eq!(consent["resource"]["patient"]["reference"], patient_url);
+}
+
+/// Every kind of bad input is refused with a message naming the place, and the store is left
+/// exactly as it was.
+#[test]
+fn bad_bundles_are_refused_and_change_nothing() {
+    let (_, good) = fixtures()
+        .into_iter()
+        .find(|(n, _)| n.starts_with("uk-social-care"))
+        .unwrap();
+    let good: Value = serde_json::from_slice(&good).unwrap();
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut b = good.clone();
+        f(&mut b);
+        serde_json::to_vec(&b).unwrap()
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "malformed JSON",
+            b"{\"resourceType\": \"Bundle\",".to_vec(),
+            "not valid JSON",
+        ),
+        (
+            "not a bundle",
+            br#"{"resourceType": "Patient"}"#.to_vec(),
+            "resourceType is Patient",
+        ),
+        ("not FHIR", br#"[1, 2, 3]"#.to_vec(), "not a FHIR R4 Bundle"),
+        (
+            "history bundle",
+            with(&|b| b["type"] = json!("history")),
+            "type must be one of",
+        ),
+        (
+            "invalid date",
+            with(&|b| b["entry"][3]["resource"]["onsetDateTime"] = json!("2022-02-30")),
+            "entry[3] Condition/c1: onsetDateTime: is not a real calendar date",
+        ),
+        (
+            "date without a time zone",
+            with(&|b| {
+                b["entry"][8]["resource"]["effectiveDateTime"] = json!("2025-11-01T10:30:00")
+            }),
+            "entry[8] Observation/o1: effectiveDateTime: must be a FHIR date",
+        ),
+        (
+            "invalid code",
+            with(&|b| b["entry"][3]["resource"]["code"]["coding"][0]["code"] = json!(" 26929004")),
+            "entry[3] Condition/c1: code.coding[0].code: is not a valid code",
+        ),
+        (
+            "invalid code system",
+            with(&|b| {
+                b["entry"][3]["resource"]["code"]["coding"][0]["system"] = json!("snomed ct")
+            }),
+            "code.coding[0].system: must be an absolute URI",
+        ),
+        (
+            "invalid status",
+            with(&|b| b["entry"][8]["resource"]["status"] = json!("done")),
+            "entry[8] Observation/o1: status: must be one of",
+        ),
+        (
+            "value that is not a number",
+            with(&|b| {
+                b["entry"][8]["resource"]["component"][0]["valueQuantity"]["value"] = json!("138")
+            }),
+            "component[0].valueQuantity.value: must be a number",
+        ),
+        (
+            "reference to a missing resource",
+            with(&|b| {
+                b["entry"][4]["resource"]["subject"]["reference"] =
+                    json!("urn:uuid:00000000-0000-0000-0000-0000000000ff")
+            }),
+            "entry[4] MedicationStatement/m1: subject.reference: refers to a resource that is not in the bundle",
+        ),
+        (
+            "relative reference to a missing resource",
+            with(&|b| b["entry"][4]["resource"]["subject"]["reference"] = json!("Patient/nobody")),
+            "refers to a resource that is not in the bundle",
+        ),
+        (
+            "invalid NHS number",
+            with(&|b| b["entry"][0]["resource"]["identifier"][0]["value"] = json!("9434765918")),
+            "entry[0] Patient/p1: identifier[0].value: NHS number check digit is wrong",
+        ),
+        (
+            "two patients",
+            with(&|b| {
+                let mut p = b["entry"][0].clone();
+                p["fullUrl"] = json!("urn:uuid:00000000-0000-0000-0000-0000000000aa");
+                p["resource"]["id"] = json!("p2");
+                b["entry"].as_array_mut().unwrap().push(p);
+            }),
+            "2 Patient resources",
+        ),
+        (
+            "extension without a url",
+            with(&|b| b["entry"][1]["resource"]["extension"] = json!([{"valueString": "x"}])),
+            "entry[1] RelatedPerson/rp1: extension[0].url: must be an absolute URI",
+        ),
+        (
+            "end before start",
+            with(&|b| b["entry"][4]["resource"]["effectivePeriod"]["end"] = json!("2021-01-01")),
+            "entry[4] MedicationStatement/m1: effectivePeriod.end: must not be before start",
+        ),
+    ];
+    let mut r = new_record(6);
+    let before = r.vault.store().scan(&[], &[0xff; 8]).unwrap();
+    for (what, bytes, expect) in cases {
+        let err = import(&mut r, &bytes).expect_err(what);
+        assert!(
+            err.contains(expect),
+            "{what}: got {err:?}, expected it to contain {expect:?}"
+        );
+        // Errors name places, never values.
+        for secret in [
+            "Testpatient",
+            "Donepezil",
+            "07700",
+            "9434765918",
+            "2022-02-30",
+        ] {
+            assert!(
+                !err.contains(secret),
+                "{what}: the error repeats content: {err}"
+            );
+        }
+        assert_eq!(
+            r.vault.store().scan(&[], &[0xff; 8]).unwrap(),
+            before,
+            "{what} changed the store"
+        );
+    }
+    let big = vec![b' '; (fhir::MAX_BUNDLE_BYTES + 1) as usize];
+    assert!(matches!(
+        fhir::parse_bundle(&big),
+        Err(fhir::FhirError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn unknown_types_and_extensions_are_kept_and_reported() {
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:5e7c1c52-8a43-4f0c-9d0e-000000000001",
+         "resource": {"resourceType": "Flag", "id": "f1", "status": "active",
+                      "code": {"text": "Lives alone"},
+                      "extension": [{"url": "https://example.org/fhir/risk", "valueString": "high"}],
+                      "subject": {"display": "patient"}}},
+        {"fullUrl": "urn:uuid:5e7c1c52-8a43-4f0c-9d0e-000000000002",
+         "resource": {"resourceType": "Observation", "id": "o1", "status": "final",
+                      "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}], "text": "Body weight"},
+                      "valueQuantity": {"value": 72.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+                      "modifierExtension": [{"url": "https://example.org/fhir/unverified", "valueBoolean": true}]}}
+    ]});
+    let mut r = new_record(7);
+    let (plan, _) = import(&mut r, &serde_json::to_vec(&bundle).unwrap()).unwrap();
+    assert_eq!(plan.report.unknown_types.get("Flag"), Some(&1));
+    assert_eq!(
+        plan.report.extensions.get("https://example.org/fhir/risk"),
+        Some(&1)
+    );
+    assert_eq!(
+        plan.report
+            .extensions
+            .get("https://example.org/fhir/unverified"),
+        Some(&1)
+    );
+    let out = by_url(&export(&r, ExportOptions::default()));
+    assert_eq!(
+        out["urn:uuid:5e7c1c52-8a43-4f0c-9d0e-000000000001"],
+        bundle["entry"][0]["resource"]
+    );
+    assert_eq!(
+        out["urn:uuid:5e7c1c52-8a43-4f0c-9d0e-000000000002"],
+        bundle["entry"][1]["resource"]
+    );
+}
+
+#[test]
+fn a_changed_resource_becomes_a_new_version_of_its_entry() {
+    let (_, bytes) = fixtures()
+        .into_iter()
+        .find(|(n, _)| n.starts_with("uk-social-care"))
+        .unwrap();
+    let mut r = new_record(8);
+    import(&mut r, &bytes).unwrap();
+    let mut changed: Value = serde_json::from_slice(&bytes).unwrap();
+    changed["entry"][3]["resource"]["clinicalStatus"]["coding"][0]["code"] = json!("inactive");
+    let (plan, ids) = import(&mut r, &serde_json::to_vec(&changed).unwrap()).unwrap();
+    assert_eq!(plan.report.updated, 1, "{:?}", plan.report);
+    assert_eq!(ids.len(), 1);
+    let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
+    let conditions = rec.show(&"conditions".parse().unwrap()).unwrap();
+    assert_eq!(conditions.entries.len(), 1);
+    assert_eq!(conditions.entries[0].version, 2);
+    assert_eq!(conditions.entries[0].body["clinical_status"], "inactive");
+}
+
+#[test]
+fn add_entries_is_all_or_nothing() {
+    let mut r = new_record(9);
+    let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
+    let before = r.vault.store().scan(&[], &[0xff; 8]).unwrap();
+    let items = vec![
+        NewEntry {
+            section: "notes".parse().unwrap(),
+            body: json!({"text": "fine"}),
+            supersedes: None,
+        },
+        NewEntry {
+            section: "allergies".parse().unwrap(),
+            body: json!({"substance": "x", "severity": "very"}),
+            supersedes: None,
+        },
+    ];
+    assert!(rec.add_entries(&items, TEST_NOW, &mut r.rng).is_err());
+    assert_eq!(r.vault.store().scan(&[], &[0xff; 8]).unwrap(), before);
+    let ids = rec.add_entries(&items[..1], TEST_NOW, &mut r.rng).unwrap();
+    assert_eq!(ids.len(), 1);
+    let doc = rec.section_document(&"notes".parse().unwrap()).unwrap();
+    let loaded = automerge::AutoCommit::load(&doc).unwrap();
+    use automerge::ReadDoc;
+    assert_eq!(loaded.keys(automerge::ROOT).count(), 1);
+}
