@@ -61,3 +61,6 @@ pub mod time;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
+
+#[cfg(any(test, feature = "test-utils"))]
+pub mod fuzzing;

@@ -291,6 +291,66 @@ impl<S: Store> Vault<S> {
         Ok(out)
     }
 
+    /// Registers a record this node holds a replica of (a professional accepting a grant),
+    /// storing the key wraps that came with it. Idempotent for the registration.
+    pub fn register_replica(
+        &self,
+        record: &RecordId,
+        wraps: &[KeyWrap],
+        now: Timestamp,
+    ) -> Result<()> {
+        store::check_format(&self.store)?;
+        let mut batch = Batch::new();
+        if self.store.get(&k_record(record))?.is_none() {
+            let reg = Registration {
+                record: *record,
+                owner: false,
+                created: now,
+            };
+            batch.put(k_record(record), cbor(&reg)?);
+        }
+        for w in wraps {
+            if w.record != *record || !w.verify() {
+                return Err(RecordError::NotPermitted(
+                    "a key wrap not signed by the record's owner",
+                ));
+            }
+            batch.put(k_wrap(record, &w.section, w.epoch, &w.recipient), cbor(w)?);
+        }
+        if !batch.is_empty() {
+            self.store.commit(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a node-level value (not part of any record), e.g. a held grant or credential.
+    pub fn put_local(&self, key: &str, value: &[u8]) -> Result<()> {
+        let mut batch = Batch::new();
+        batch.put(local_key(key), value.to_vec());
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// A node-level value.
+    pub fn get_local(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.store.get(&local_key(key))?)
+    }
+
+    /// Node-level values whose keys start with `prefix`, as (key, value).
+    pub fn local_items(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let p = local_key(prefix);
+        Ok(self
+            .store
+            .scan_prefix(&p)?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                String::from_utf8(k[p.len() - prefix.len()..].to_vec())
+                    .ok()
+                    .map(|k| (k, v))
+            })
+            .collect())
+    }
+
     /// Creates the patient's own record (the identity must hold a record root key).
     pub fn create_record(
         &self,
@@ -406,6 +466,12 @@ impl<S: Store> Vault<S> {
         rec.load_directory()?;
         Ok(rec)
     }
+}
+
+fn local_key(key: &str) -> Vec<u8> {
+    let mut k = b"N/".to_vec();
+    k.extend_from_slice(key.as_bytes());
+    k
 }
 
 fn wraps_for(
@@ -586,7 +652,8 @@ impl<S: Store> OpenRecord<'_, S> {
         Ok(())
     }
 
-    fn auth_items(&self, prefix: &str) -> Vec<(String, String)> {
+    /// The auth document's items whose keys start with `prefix` (key, JSON text).
+    pub fn auth_items(&self, prefix: &str) -> Vec<(String, String)> {
         let Some(auth) = self.loaded.get(&SectionId::AUTH) else {
             return Vec::new();
         };
@@ -1109,6 +1176,69 @@ impl<S: Store> OpenRecord<'_, S> {
             now,
             rng,
         )
+    }
+
+    /// Writes items (key → JSON text) into the auth document as one signed change (owner
+    /// only). Items are written once: an existing key is refused.
+    pub fn put_auth_items(
+        &mut self,
+        items: Vec<(String, String)>,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<()> {
+        if !self.owner {
+            return Err(RecordError::NotPermitted(
+                "only the patient writes the consent ledger",
+            ));
+        }
+        if let Some(auth) = self.loaded.get(&SectionId::AUTH)
+            && items
+                .iter()
+                .any(|(k, _)| auth.doc.get(ROOT, k.as_str()).ok().flatten().is_some())
+        {
+            return Err(RecordError::NotPermitted("that ledger item already exists"));
+        }
+        self.mutate(|rec, batch| rec.append_items(SectionId::AUTH, items, now, rng, batch))
+    }
+
+    /// Wraps to `recipient` the keys of the auth document and of every held section that the
+    /// scopes let its holder read (owner only), signed by the record root.
+    pub fn wrap_keys_for(
+        &self,
+        recipient: [u8; 32],
+        scopes: &[crate::grant::Scope],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<KeyWrap>> {
+        let root = self
+            .identity
+            .root_key()
+            .filter(|_| self.owner)
+            .ok_or(RecordError::NotPermitted("only the patient wraps keys"))?;
+        let readable = |name: &SectionName| {
+            scopes
+                .iter()
+                .any(|s| s.allows(name, crate::grant::Ability::Read))
+        };
+        let mut sids: Vec<SectionId> = self
+            .directory
+            .iter()
+            .filter(|(_, n)| readable(n))
+            .map(|(s, _)| *s)
+            .collect();
+        if !sids.is_empty() {
+            sids.insert(0, SectionId::AUTH);
+        }
+        let mut out = Vec::new();
+        for sid in sids {
+            if let Some(keys) = self.keys.get(&sid) {
+                for (epoch, key) in keys {
+                    out.push(KeyWrap::create(
+                        root, self.id, sid, *epoch, key, recipient, rng,
+                    )?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The version vector of each readable section (for status and sync).

@@ -38,10 +38,232 @@ pub enum Command {
     /// Create this node's keys (and, for a patient, the record). Shows the recovery phrase once.
     Init(InitArgs),
     /// Show this node's identity: peer id, role, name, record id.
-    Id,
+    Id {
+        /// Print this node's contact card (HEARTH1I…): give it to a patient so that a grant
+        /// can carry the section keys at once.
+        #[arg(long)]
+        card: bool,
+    },
     /// Read and write the record.
     #[command(subcommand)]
     Record(RecordCommand),
+    /// Grant access to sections of your record (patient), or list, show and verify grants.
+    Grant(GrantArgs),
+    /// Accept a grant given to this node: checks it and stores it with any keys it carries.
+    Accept {
+        /// The grant's text form (HEARTH1G…).
+        token: String,
+    },
+    /// Ask a patient for access (professional): prints the request's text form.
+    Request(RequestArgs),
+    /// Access requests (patient): list pending ones, receive, approve or deny.
+    Requests {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        cmd: Option<RequestsCommand>,
+    },
+    /// Organisation (relay node) actions.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Organisations you trust to attest professionals' identities (patient).
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Credentials your organisation issued you (professional).
+    #[command(subcommand)]
+    Credential(CredentialCommand),
+}
+
+/// `hearth grant …`: issue (with --to), or a subcommand.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct GrantArgs {
+    /// list, show, verify.
+    #[command(subcommand)]
+    pub cmd: Option<GrantCommand>,
+    /// Who: a peer id, or a contact card (HEARTH1I…) so the grant carries the keys.
+    #[arg(long, value_name = "PEER")]
+    pub to: Option<String>,
+    /// Which sections: `class[:label]`, comma-separated; `class:*` for every label.
+    #[arg(long, value_name = "SPEC")]
+    pub sections: Option<String>,
+    /// read or append.
+    #[arg(long)]
+    pub ability: Option<String>,
+    /// Why: direct-care (default), social-care, emergency, research, planning.
+    #[arg(long, default_value = "direct-care")]
+    pub purpose: String,
+    /// For how long: e.g. 30d, 12h, 2w (at most five years). Mandatory.
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
+    /// How many further delegations the holder may make (0: none; 1: an organisation may
+    /// delegate to its staff).
+    #[arg(long, default_value_t = 0)]
+    pub depth: u8,
+    /// Only entries recorded in this window: FROM..TO (RFC 3339 or YYYY-MM-DD; either may be empty).
+    #[arg(long, value_name = "FROM..TO")]
+    pub window: Option<String>,
+    /// Also print the token as a QR code in the terminal.
+    #[arg(long)]
+    pub qr: bool,
+    /// Also write the token as a QR code SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub qr_svg: Option<PathBuf>,
+}
+
+/// `hearth grant list|show|verify|revoke|delegate`.
+#[derive(Subcommand, Debug)]
+pub enum GrantCommand {
+    /// The consent ledger in plain words: grants, requests, decisions, trust.
+    List,
+    /// One grant in full, or as FHIR Consent / SMART scopes.
+    Show {
+        /// The grant id (g…), or a unique prefix of it.
+        id: String,
+        /// Print it as a FHIR R4 Consent resource.
+        #[arg(long, conflicts_with = "smart")]
+        fhir: bool,
+        /// Print its SMART v2 scope strings.
+        #[arg(long)]
+        smart: bool,
+    },
+    /// Check a grant: exit 0 and the rights if valid, non-zero and the reason if not.
+    Verify {
+        /// The grant's text form.
+        token: String,
+        /// Check as of this time (RFC 3339) instead of now.
+        #[arg(long, value_name = "RFC3339_TIME")]
+        at: Option<String>,
+    },
+    /// Revoke a grant you issued (patient): holders are refused from now on.
+    Revoke {
+        /// The grant id.
+        id: String,
+    },
+    /// Delegate part of a grant you hold to someone else (an organisation to its staff).
+    Delegate {
+        /// The grant id held (g…).
+        id: String,
+        /// Who.
+        #[arg(long, value_name = "PEER")]
+        to: String,
+        /// Which sections (within the held grant).
+        #[arg(long, value_name = "SPEC")]
+        sections: String,
+        /// read or append (within the held grant).
+        #[arg(long)]
+        ability: String,
+        /// For how long (within the held grant).
+        #[arg(long, value_name = "DURATION")]
+        expires: String,
+    },
+}
+
+/// `hearth request …`.
+#[derive(Args, Debug)]
+pub struct RequestArgs {
+    /// The patient's record id.
+    #[arg(long, value_name = "PATIENT_ID")]
+    pub to: String,
+    /// Which sections.
+    #[arg(long, value_name = "SPEC")]
+    pub sections: String,
+    /// read or append.
+    #[arg(long)]
+    pub ability: String,
+    /// Why: direct-care, social-care, emergency, research, planning.
+    #[arg(long)]
+    pub purpose: String,
+    /// For how long access is asked.
+    #[arg(long, value_name = "DURATION")]
+    pub expires: String,
+    /// The reason, shown to the patient.
+    #[arg(long)]
+    pub reason: String,
+    /// Print the request as a QR code too.
+    #[arg(long)]
+    pub qr: bool,
+}
+
+/// `hearth requests …`.
+#[derive(Subcommand, Debug)]
+pub enum RequestsCommand {
+    /// Receive a request (its text form, from the requester).
+    Add {
+        /// The request's text form (HEARTH1R…).
+        token: String,
+    },
+    /// Approve: issues a grant, possibly narrower than asked.
+    Approve {
+        /// The request id (q…), or a unique prefix.
+        id: String,
+        /// Grant fewer sections than asked.
+        #[arg(long, value_name = "SPEC")]
+        sections: Option<String>,
+        /// Grant for less time than asked.
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+    },
+    /// Deny.
+    Deny {
+        /// The request id.
+        id: String,
+        /// Why (kept in your ledger).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// `hearth org …`.
+#[derive(Subcommand, Debug)]
+pub enum OrgCommand {
+    /// Attest a member of staff's identity: prints a credential to give them.
+    Attest {
+        /// The staff member's peer id.
+        #[arg(long, value_name = "PEER")]
+        staff: String,
+        /// Their name.
+        #[arg(long)]
+        name: String,
+        /// Their role (e.g. an NHS job role code or title).
+        #[arg(long)]
+        role: String,
+        /// Their professional registration number.
+        #[arg(long)]
+        registration: String,
+        /// Your organisation's code (e.g. ODS code).
+        #[arg(long)]
+        org_code: Option<String>,
+        /// For how long.
+        #[arg(long, value_name = "DURATION")]
+        expires: String,
+    },
+}
+
+/// `hearth trust …`.
+#[derive(Subcommand, Debug)]
+pub enum TrustCommand {
+    /// Trust an organisation to attest professionals.
+    AddOrg {
+        /// The organisation's peer id.
+        org_id: String,
+        /// A name to show for it.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// The organisations you trust.
+    List,
+}
+
+/// `hearth credential …`.
+#[derive(Subcommand, Debug)]
+pub enum CredentialCommand {
+    /// Store a credential your organisation gave you; requests then carry it.
+    Add {
+        /// The credential's text form (HEARTH1C…).
+        token: String,
+    },
+    /// The credentials held.
+    List,
 }
 
 /// `hearth init`.
@@ -137,4 +359,10 @@ pub enum RecordCommand {
         #[arg(long, value_name = "RECORD_ID")]
         record: Option<String>,
     },
+    /// Import a FHIR R4 Bundle: every resource becomes a typed entry (all or nothing; data
+    /// already imported is not added twice).
+    Import(crate::fhir_cmd::ImportArgs),
+    /// Export the record as a FHIR R4 Bundle (--fhir FILE) or as automerge documents
+    /// (--automerge DIR).
+    Export(crate::fhir_cmd::ExportArgs),
 }

@@ -15,25 +15,30 @@ use serde_json::{Value, json};
 use std::io::{IsTerminal, Read};
 use zeroize::Zeroizing;
 
-type Rng = rand_core::UnwrapErr<getrandom::SysRng>;
+/// The random number generator the node uses.
+pub type Rng = rand_core::UnwrapErr<getrandom::SysRng>;
 
 /// The operating system's random number generator.
-fn os_rng() -> Rng {
+pub fn os_rng() -> Rng {
     rand_core::UnwrapErr(getrandom::SysRng)
 }
 
 /// The current time, read once per command.
-fn now() -> Timestamp {
+pub fn now() -> Timestamp {
     Timestamp::from_millis(jiff::Timestamp::now().as_millisecond())
 }
 
 /// The largest entry file accepted (entries are bounded by their schema far below this).
 const MAX_ENTRY_FILE: u64 = 4 * 1024 * 1024;
 
-struct Ctx {
-    home: Home,
-    json: bool,
-    passphrase_file: Option<std::path::PathBuf>,
+/// What every command needs: the home, output mode and passphrase source.
+pub struct Ctx {
+    /// The node's home.
+    pub home: Home,
+    /// Print JSON.
+    pub json: bool,
+    /// Where the passphrase comes from, if not the environment.
+    pub passphrase_file: Option<std::path::PathBuf>,
 }
 
 impl Ctx {
@@ -73,19 +78,22 @@ impl Ctx {
         ))
     }
 
-    fn unlock(&self) -> Result<(NodeInfo, Identity), Failure> {
+    /// Reads node.json and opens the keystore.
+    pub fn unlock(&self) -> Result<(NodeInfo, Identity), Failure> {
         let info = self.home.node_info()?;
         let pass = self.passphrase(false)?;
         let id = self.home.unlock(pass.as_bytes())?;
         Ok((info, id))
     }
 
-    fn vault(&self) -> Result<Vault<SledStore>, Failure> {
+    /// Opens the store.
+    pub fn vault(&self) -> Result<Vault<SledStore>, Failure> {
         let store = SledStore::open(&self.home.store_dir())?;
         Ok(Vault::open(store)?)
     }
 
-    fn print(&self, json: Value, text: impl FnOnce() -> String) {
+    /// Prints `json` in JSON mode, else the text.
+    pub fn print(&self, json: Value, text: impl FnOnce() -> String) {
         if self.json {
             println!("{json}");
         } else {
@@ -106,8 +114,18 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     };
     match cli.command {
         Command::Init(args) => init(&ctx, args),
-        Command::Id => id(&ctx),
+        Command::Id { card } if card => crate::grant_cmd::card(&ctx),
+        Command::Id { .. } => id(&ctx),
+        Command::Record(RecordCommand::Import(args)) => crate::fhir_cmd::import(&ctx, args),
+        Command::Record(RecordCommand::Export(args)) => crate::fhir_cmd::export(&ctx, args),
         Command::Record(cmd) => record(&ctx, cmd),
+        Command::Grant(args) => crate::grant_cmd::grant(&ctx, args),
+        Command::Accept { token } => crate::grant_cmd::accept(&ctx, &token),
+        Command::Request(args) => crate::grant_cmd::request(&ctx, args),
+        Command::Requests { cmd } => crate::grant_cmd::requests(&ctx, cmd),
+        Command::Org(cmd) => crate::grant_cmd::org(&ctx, cmd),
+        Command::Trust(cmd) => crate::grant_cmd::trust(&ctx, cmd),
+        Command::Credential(cmd) => crate::grant_cmd::credential(&ctx, cmd),
     }
 }
 
@@ -256,7 +274,8 @@ fn id(ctx: &Ctx) -> Result<(), Failure> {
     Ok(())
 }
 
-fn section_name(section: &str, label: Option<&str>) -> Result<SectionName, Failure> {
+/// Parses a section name from `class[:label]` and an optional `--label`.
+pub fn section_name(section: &str, label: Option<&str>) -> Result<SectionName, Failure> {
     let mut name: SectionName = section
         .parse()
         .map_err(|e| Failure::new(code::INVALID, format!("section '{}': {e}", clip(section))))?;
@@ -327,7 +346,8 @@ fn json_error_kind(e: &serde_json::Error) -> &'static str {
     }
 }
 
-fn which_record(
+/// The record a command is about: `--record`, else this patient's own, else the only one held.
+pub fn which_record(
     info: &NodeInfo,
     vault: &Vault<SledStore>,
     given: Option<&str>,
@@ -487,6 +507,10 @@ fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
                 json!({"entry_id": id, "supersedes": entry, "record_id": rid, "status": "entered-in-error"}),
                 || id.to_string(),
             );
+        }
+        // `run` sends these to `fhir_cmd` before anything is unlocked or opened.
+        RecordCommand::Import(_) | RecordCommand::Export(_) => {
+            return Err(Failure::new(code::IO, "internal error: FHIR commands run from fhir_cmd"));
         }
     }
     Ok(())

@@ -11,6 +11,8 @@
 pub mod cli;
 pub mod commands;
 pub mod fail;
+pub mod fhir_cmd;
+pub mod grant_cmd;
 pub mod home;
 pub mod sled_store;
 

@@ -1,0 +1,1228 @@
+//! Grant, request, credential and trust commands (issue #3). Grants and requests travel as
+//! text (`HEARTH1…`), files or QR codes; the network carries them later.
+//!
+//! Where things are kept:
+//! - a patient's consent ledger lives in the record's auth document (encrypted, signed
+//!   bundles): `grant/<id>`, `revoke/<id>`, `request/<id>`, `decision/<id>`, `trust/<peer>`;
+//! - a professional's held grants and credentials are node-level items in the store:
+//!   `grant/<record>/<id>` (the chain) and `credential/<hash>`.
+
+use crate::cli::{
+    CredentialCommand, GrantArgs, GrantCommand, OrgCommand, RequestArgs, RequestsCommand,
+    TrustCommand,
+};
+use crate::commands::{Ctx, now, os_rng};
+use crate::fail::{Failure, code};
+use crate::sled_store::SledStore;
+use hearth_core::grant::request::{
+    self, AccessRequest, Card, Credential, RequestSpec, Verification, verify_credential,
+};
+use hearth_core::grant::{
+    self, Ability, Access, Grant, GrantId, GrantSpec, Purpose, Refusal, Rights, Window, interop,
+};
+use hearth_core::ids::{PeerKey, RecordId};
+use hearth_core::keys::{Identity, Role};
+use hearth_core::record::{OpenRecord, Vault};
+use hearth_core::section::SectionSpec;
+use hearth_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+const DAY_MS: i64 = 86_400_000;
+/// How long a patient has to answer a request.
+const ANSWER_WITHIN_MS: i64 = 14 * DAY_MS;
+
+fn invalid(msg: impl ToString) -> Failure {
+    Failure::new(code::INVALID, msg)
+}
+
+fn refused(msg: impl ToString) -> Failure {
+    Failure::new(code::REFUSED, msg)
+}
+
+/// Parses `30d`, `12h`, `45m`, `2w`, `1y`, `90s` into milliseconds.
+pub fn parse_duration(s: &str) -> Result<i64, Failure> {
+    let s = s.trim();
+    let bad = || {
+        invalid(format!(
+            "duration '{}': use a number and s, m, h, d, w or y (e.g. 30d)",
+            s.chars().take(20).collect::<String>()
+        ))
+    };
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => DAY_MS,
+        "w" => 7 * DAY_MS,
+        "y" => 365 * DAY_MS,
+        _ => return Err(bad()),
+    };
+    let ms = n.checked_mul(unit_ms).ok_or_else(bad)?;
+    if ms <= 0 {
+        return Err(invalid("a duration must be positive"));
+    }
+    if ms > grant::MAX_VALIDITY_MS {
+        return Err(invalid("a duration may be five years at most"));
+    }
+    Ok(ms)
+}
+
+/// Parses an RFC 3339 time or a `YYYY-MM-DD` date (midnight UTC).
+pub fn parse_time(s: &str) -> Result<Timestamp, Failure> {
+    if let Some(t) = Timestamp::parse_rfc3339(s) {
+        return Ok(t);
+    }
+    let d: jiff::civil::Date = s.parse().map_err(|_| {
+        invalid(format!(
+            "'{}' is not an RFC 3339 time or a YYYY-MM-DD date",
+            s.chars().take(40).collect::<String>()
+        ))
+    })?;
+    let ts = d
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .map_err(|_| invalid("date out of range"))?
+        .timestamp();
+    Ok(Timestamp::from_millis(ts.as_millisecond()))
+}
+
+fn parse_window(s: &str) -> Result<Window, Failure> {
+    let (from, to) = s
+        .split_once("..")
+        .ok_or_else(|| invalid("--window must be FROM..TO (either side may be empty)"))?;
+    let opt = |x: &str| -> Result<Option<Timestamp>, Failure> {
+        if x.trim().is_empty() {
+            Ok(None)
+        } else {
+            parse_time(x.trim()).map(Some)
+        }
+    };
+    let w = Window {
+        from: opt(from)?,
+        to: opt(to)?,
+    };
+    if let (Some(f), Some(t)) = (w.from, w.to)
+        && f > t
+    {
+        return Err(invalid("--window ends before it starts"));
+    }
+    Ok(w)
+}
+
+fn parse_spec(s: &str) -> Result<SectionSpec, Failure> {
+    s.parse::<SectionSpec>()
+        .map_err(|e| invalid(format!("--sections: {e}")))
+}
+
+fn parse_ability(s: &str) -> Result<Ability, Failure> {
+    let a: Ability = s.parse().map_err(invalid)?;
+    if !matches!(a, Ability::Read | Ability::Append) {
+        return Err(invalid("--ability must be read or append"));
+    }
+    Ok(a)
+}
+
+fn parse_peer(s: &str) -> Result<PeerKey, Failure> {
+    let p: PeerKey = s
+        .trim()
+        .parse()
+        .map_err(|e| invalid(format!("peer id: {e}")))?;
+    p.verifying_key()
+        .map_err(|_| invalid("peer id: not a valid ed25519 key"))?;
+    Ok(p)
+}
+
+/// A peer id, or a contact card (which also gives the agreement key).
+fn parse_recipient(s: &str) -> Result<(PeerKey, Option<Card>), Failure> {
+    if s.trim().to_ascii_uppercase().starts_with("HEARTH1I") {
+        let card =
+            Card::from_token(s).map_err(|e| invalid(format!("contact card refused: {e}")))?;
+        Ok((card.body().peer, Some(card)))
+    } else {
+        Ok((parse_peer(s)?, None))
+    }
+}
+
+fn refusal(e: Refusal) -> Failure {
+    let c = match e {
+        Refusal::Malformed(_) => code::INVALID,
+        _ => code::REFUSED,
+    };
+    Failure::new(c, format!("grant refused: {e}"))
+}
+
+fn print_qr(token: &str) -> Result<String, Failure> {
+    let code = qrcode::QrCode::new(token.as_bytes())
+        .map_err(|e| Failure::new(code::IO, format!("cannot make a QR code: {e}")))?;
+    Ok(code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .quiet_zone(true)
+        .build())
+}
+
+fn write_qr_svg(token: &str, path: &std::path::Path) -> Result<(), Failure> {
+    let code = qrcode::QrCode::new(token.as_bytes())
+        .map_err(|e| Failure::new(code::IO, format!("cannot make a QR code: {e}")))?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(300, 300)
+        .build();
+    crate::home::atomic_write(path, svg.as_bytes())
+}
+
+/// Prints a token (and its QR forms when asked) with extra JSON fields.
+fn emit_token(
+    ctx: &Ctx,
+    mut json: Value,
+    token: &str,
+    id: &str,
+    qr: bool,
+    qr_svg: Option<&std::path::Path>,
+    headline: String,
+) -> Result<(), Failure> {
+    if let Some(p) = qr_svg {
+        write_qr_svg(token, p)?;
+    }
+    let qr_text = if qr { Some(print_qr(token)?) } else { None };
+    json["id"] = json!(id);
+    json["token"] = json!(token);
+    ctx.print(json, || {
+        let mut s = format!("{headline}\n  id:    {id}\n  token: {token}");
+        if let Some(q) = &qr_text {
+            s.push('\n');
+            s.push_str(q);
+        }
+        s
+    });
+    Ok(())
+}
+
+#[derive(Serialize, Deserialize)]
+struct GrantItem {
+    token: String,
+    issued_at: Timestamp,
+    audience: PeerKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    audience_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request: Option<String>,
+    keys_included: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RequestItem {
+    token: String,
+    received_at: Timestamp,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DecisionItem {
+    decision: String,
+    at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TrustItem {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    added_at: Timestamp,
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String, Failure> {
+    serde_json::to_string(v).map_err(|e| Failure::new(code::IO, format!("encoding: {e}")))
+}
+
+/// The patient's own record, opened.
+fn own_record<'v>(
+    vault: &'v Vault<SledStore>,
+    identity: &'v Identity,
+) -> Result<OpenRecord<'v, SledStore>, Failure> {
+    let rid = identity
+        .record_id()
+        .ok_or_else(|| refused("only a patient node has a record to grant access to"))?;
+    Ok(vault.open_record(identity, &rid)?)
+}
+
+fn revoked_set(rec: &OpenRecord<'_, SledStore>) -> Vec<GrantId> {
+    rec.auth_items("revoke/")
+        .into_iter()
+        .filter_map(|(k, _)| k.trim_start_matches("revoke/").parse().ok())
+        .collect()
+}
+
+fn trusted_orgs(rec: &OpenRecord<'_, SledStore>) -> Vec<PeerKey> {
+    rec.auth_items("trust/")
+        .into_iter()
+        .filter_map(|(k, _)| k.trim_start_matches("trust/").parse().ok())
+        .collect()
+}
+
+fn rights_json(r: &Rights) -> Value {
+    json!({
+        "record_id": r.record,
+        "holder": r.holder,
+        "scopes": r.scopes.iter().map(|s| json!({"section": s.pattern().to_string(), "ability": s.ability})).collect::<Vec<_>>(),
+        "window": r.window,
+        "not_before": r.not_before,
+        "expires": r.expires,
+        "purpose": r.purpose,
+        "depth": r.depth,
+        "chain": r.chain.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+fn rights_words(r: &Rights) -> String {
+    let scopes: Vec<String> = r.scopes.iter().map(ToString::to_string).collect();
+    format!(
+        "valid: {} may {} for {} until {}{}",
+        r.holder,
+        scopes.join(", "),
+        r.purpose.words(),
+        r.expires,
+        if r.depth > 0 {
+            format!(" (may delegate {} more level(s))", r.depth)
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// `hearth id --card`.
+pub fn card(ctx: &Ctx) -> Result<(), Failure> {
+    let (_, identity) = ctx.unlock()?;
+    let card = request::card(&identity).map_err(|e| invalid(e.to_string()))?;
+    let token = card.to_token();
+    ctx.print(json!({"peer_id": identity.peer(), "card": token}), || {
+        token.clone()
+    });
+    Ok(())
+}
+
+/// `hearth grant …`.
+pub fn grant(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
+    match args.cmd {
+        Some(GrantCommand::List) => list(ctx),
+        Some(GrantCommand::Show { id, fhir, smart }) => show(ctx, &id, fhir, smart),
+        Some(GrantCommand::Verify { token, at }) => verify(ctx, &token, at.as_deref()),
+        Some(GrantCommand::Revoke { id }) => revoke(ctx, &id),
+        Some(GrantCommand::Delegate {
+            id,
+            to,
+            sections,
+            ability,
+            expires,
+        }) => delegate(ctx, &id, &to, &sections, &ability, &expires),
+        None => issue(ctx, args),
+    }
+}
+
+fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
+    let missing = |f: &str| {
+        Failure::new(
+            2,
+            format!(
+                "hearth grant needs {f} (or a subcommand: list, show, verify, revoke, delegate)"
+            ),
+        )
+    };
+    let (audience, card) = parse_recipient(args.to.as_deref().ok_or_else(|| missing("--to"))?)?;
+    let spec = parse_spec(
+        args.sections
+            .as_deref()
+            .ok_or_else(|| missing("--sections"))?,
+    )?;
+    let ability = parse_ability(
+        args.ability
+            .as_deref()
+            .ok_or_else(|| missing("--ability"))?,
+    )?;
+    let duration = parse_duration(
+        args.expires
+            .as_deref()
+            .ok_or_else(|| missing("--expires (grants always expire)"))?,
+    )?;
+    let purpose: Purpose = args.purpose.parse().map_err(invalid)?;
+    let window = args.window.as_deref().map(parse_window).transpose()?;
+    if args.depth > grant::MAX_DEPTH {
+        return Err(invalid(format!("--depth is at most {}", grant::MAX_DEPTH)));
+    }
+    let (_, identity) = ctx.unlock()?;
+    let vault = ctx.vault()?;
+    let mut rec = own_record(&vault, &identity)?;
+    let mut rng = os_rng();
+    let t = now();
+    let mut gspec = GrantSpec::new(
+        audience,
+        spec,
+        ability,
+        t,
+        t.saturating_add_millis(duration),
+    );
+    gspec.purpose = purpose;
+    gspec.window = window;
+    gspec.depth = args.depth;
+    let keys = match &card {
+        Some(c) => rec.wrap_keys_for(c.body().agreement.into_array(), &gspec.scopes, &mut rng)?,
+        None => Vec::new(),
+    };
+    let g = Grant::issue_root(&identity, gspec, &keys, &mut rng).map_err(refusal)?;
+    let token = grant::chain_to_token(std::slice::from_ref(&g));
+    let item = GrantItem {
+        token: token.clone(),
+        issued_at: t,
+        audience,
+        audience_name: card.as_ref().map(|c| c.body().name.clone()),
+        request: None,
+        keys_included: !keys.is_empty(),
+    };
+    rec.put_auth_items(
+        vec![(format!("grant/{}", g.id()), to_json(&item)?)],
+        t,
+        &mut rng,
+    )?;
+    let id = g.id().to_string();
+    emit_token(
+        ctx,
+        json!({"audience": audience, "expires": g.body().expires, "keys_included": !keys.is_empty(), "smart": interop::smart_scopes(&g)}),
+        &token,
+        &id,
+        args.qr,
+        args.qr_svg.as_deref(),
+        format!(
+            "Granted {} {} access to {} for {}, until {}.{}",
+            card.as_ref()
+                .map_or_else(|| audience.to_string(), |c| c.body().name.clone()),
+            ability.as_str(),
+            g.body()
+                .scopes
+                .iter()
+                .map(|s| s.pattern().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            purpose.words(),
+            g.body().expires,
+            if keys.is_empty() {
+                " Keys follow when their node first syncs with yours."
+            } else {
+                ""
+            }
+        ),
+    )
+}
+
+fn verify(ctx: &Ctx, token: &str, at: Option<&str>) -> Result<(), Failure> {
+    let when = match at {
+        Some(a) => Timestamp::parse_rfc3339(a)
+            .ok_or_else(|| invalid("--at must be an RFC 3339 time, e.g. 2026-12-01T09:00:00Z"))?,
+        None => now(),
+    };
+    let chain = grant::chain_from_token(token).map_err(refusal)?;
+    let leaf = chain.last().ok_or_else(|| invalid("empty grant"))?;
+    // The patient who owns the record knows its revocations; other nodes learn them by sync.
+    let mut revoked: Vec<GrantId> = Vec::new();
+    if let Ok((info, identity)) = ctx.unlock()
+        && info.record_id == Some(leaf.body().record)
+    {
+        let vault = ctx.vault()?;
+        let rec = own_record(&vault, &identity)?;
+        revoked = revoked_set(&rec);
+    }
+    let access = Access::any(leaf.body().audience);
+    let rights =
+        grant::verify_chain(&chain, &access, when, &|g| revoked.contains(g)).map_err(refusal)?;
+    ctx.print(
+        json!({"valid": true, "rights": rights_json(&rights)}),
+        || rights_words(&rights),
+    );
+    Ok(())
+}
+
+/// `hearth accept TOKEN`.
+pub fn accept(ctx: &Ctx, token: &str) -> Result<(), Failure> {
+    let chain = grant::chain_from_token(token).map_err(refusal)?;
+    let (_, identity) = ctx.unlock()?;
+    let leaf = chain.last().ok_or_else(|| invalid("empty grant"))?;
+    let record = leaf.body().record;
+    if identity.record_id() == Some(record) {
+        return Err(refused("this grant is for your own record"));
+    }
+    let rights = grant::verify_chain(&chain, &Access::any(identity.peer()), now(), &|_| false)
+        .map_err(refusal)?;
+    let vault = ctx.vault()?;
+    let key = format!("grant/{record}/{}", leaf.id());
+    if vault.get_local(&key)?.is_some() {
+        return Err(refused(
+            "this grant was already accepted (a replay changes nothing)",
+        ));
+    }
+    let mine = identity.agreement_public();
+    let wraps: Vec<_> = leaf
+        .body()
+        .keys
+        .iter()
+        .filter(|w| w.recipient.into_array() == mine)
+        .cloned()
+        .collect();
+    vault.register_replica(&record, &wraps, now())?;
+    vault.put_local(&key, &grant::chain_to_bytes(&chain))?;
+    ctx.print(
+        json!({"id": leaf.id().to_string(), "record_id": record, "keys": wraps.len(), "rights": rights_json(&rights)}),
+        || format!("Accepted grant {} for record {record}.\n  {}\n  {}", leaf.id(), rights_words(&rights),
+            if wraps.is_empty() { "Section keys will arrive when you first sync with the patient's node." } else { "Section keys received." }),
+    );
+    Ok(())
+}
+
+/// Grants issued (patient) or held (others), by id.
+fn find_grant(
+    ctx: &Ctx,
+    id_prefix: &str,
+) -> Result<(Vec<Grant>, bool, Option<Timestamp>), Failure> {
+    let (_, identity) = ctx.unlock()?;
+    let vault = ctx.vault()?;
+    let mut found: Vec<(Vec<Grant>, bool, Option<Timestamp>)> = Vec::new();
+    if identity.record_id().is_some() {
+        let rec = own_record(&vault, &identity)?;
+        let revoked = revoked_set(&rec);
+        for (k, v) in rec.auth_items("grant/") {
+            let gid = k.trim_start_matches("grant/");
+            if gid.starts_with(id_prefix)
+                && let Ok(item) = serde_json::from_str::<GrantItem>(&v)
+                && let Ok(chain) = grant::chain_from_token(&item.token)
+            {
+                let is_revoked = chain.iter().any(|g| revoked.contains(&g.id()));
+                found.push((chain, is_revoked, Some(item.issued_at)));
+            }
+        }
+    }
+    for (k, v) in vault.local_items("grant/")? {
+        if k.rsplit('/')
+            .next()
+            .is_some_and(|g| g.starts_with(id_prefix))
+            && let Ok(chain) = grant::chain_from_bytes(&v)
+        {
+            found.push((chain, false, None));
+        }
+    }
+    match found.len() {
+        0 => Err(Failure::new(code::NOT_FOUND, "no grant with that id")),
+        1 => Ok(found.remove(0)),
+        _ => Err(invalid("several grants match that id; give more of it")),
+    }
+}
+
+fn show(ctx: &Ctx, id: &str, fhir: bool, smart: bool) -> Result<(), Failure> {
+    if id.len() < 6 {
+        return Err(invalid("give at least 6 characters of the grant id"));
+    }
+    let (chain, revoked, issued_at) = find_grant(ctx, id)?;
+    let leaf = chain.last().ok_or_else(|| invalid("empty grant"))?;
+    let t = now();
+    let status = grant::verify_chain(&chain, &Access::any(leaf.body().audience), t, &|_| revoked);
+    let active = status.is_ok();
+    if fhir {
+        let consent = interop::consent(leaf, active);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&consent).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    if smart {
+        let scopes = interop::smart_scopes(leaf);
+        ctx.print(
+            json!({"id": leaf.id().to_string(), "smart": scopes}),
+            || scopes.join(" "),
+        );
+        return Ok(());
+    }
+    let b = leaf.body();
+    ctx.print(
+        json!({
+            "id": leaf.id().to_string(),
+            "token": grant::chain_to_token(&chain),
+            "issuer": b.issuer, "audience": b.audience, "record_id": b.record,
+            "scopes": b.scopes.iter().map(|s| json!({"section": s.pattern().to_string(), "ability": s.ability})).collect::<Vec<_>>(),
+            "not_before": b.not_before, "expires": b.expires, "window": b.window, "depth": b.depth,
+            "purpose": b.purpose, "parent": b.parent.map(|p| p.to_string()), "keys": b.keys.len(),
+            "issued_at": issued_at, "status": match &status { Ok(_) => "active".to_string(), Err(e) => e.to_string() },
+        }),
+        || {
+            let scopes: Vec<String> = b.scopes.iter().map(ToString::to_string).collect();
+            format!(
+                "Grant {}\n  to:       {}\n  record:   {}\n  may:      {}\n  purpose:  {}\n  valid:    {} to {}\n  delegate: {} level(s)\n  status:   {}",
+                leaf.id(), b.audience, b.record, scopes.join(", "), b.purpose.words(), b.not_before, b.expires, b.depth,
+                match &status { Ok(_) => "active".to_string(), Err(e) => e.to_string() },
+            )
+        },
+    );
+    Ok(())
+}
+
+fn revoke(ctx: &Ctx, id: &str) -> Result<(), Failure> {
+    let (chain, revoked, _) = find_grant(ctx, id)?;
+    let (_, identity) = ctx.unlock()?;
+    let vault = ctx.vault()?;
+    let mut rec = own_record(&vault, &identity)?;
+    let gid = chain
+        .last()
+        .map(Grant::id)
+        .ok_or_else(|| invalid("empty grant"))?;
+    if revoked {
+        return Err(refused("that grant is already revoked"));
+    }
+    let t = now();
+    rec.put_auth_items(
+        vec![(format!("revoke/{gid}"), to_json(&json!({"at": t}))?)],
+        t,
+        &mut os_rng(),
+    )?;
+    ctx.print(json!({"id": gid.to_string(), "revoked": true}), || {
+        format!("Revoked {gid}. Its holder is refused from now on; what they already synced cannot be recalled.")
+    });
+    Ok(())
+}
+
+fn delegate(
+    ctx: &Ctx,
+    id: &str,
+    to: &str,
+    sections: &str,
+    ability: &str,
+    expires: &str,
+) -> Result<(), Failure> {
+    let (mut chain, _, _) = find_grant(ctx, id)?;
+    let (_, identity) = ctx.unlock()?;
+    let parent = chain
+        .last()
+        .cloned()
+        .ok_or_else(|| invalid("empty grant"))?;
+    let audience = parse_peer(to)?;
+    let t = now();
+    let mut spec = GrantSpec::new(
+        audience,
+        parse_spec(sections)?,
+        parse_ability(ability)?,
+        t.max(parent.body().not_before),
+        t.saturating_add_millis(parse_duration(expires)?),
+    );
+    spec.purpose = parent.body().purpose;
+    spec.window = parent.body().window;
+    let child = Grant::delegate(&parent, &identity, spec, &mut os_rng()).map_err(refusal)?;
+    chain.push(child);
+    grant::verify_chain(&chain, &Access::any(audience), t, &|_| false).map_err(refusal)?;
+    let leaf = chain.last().ok_or_else(|| invalid("empty grant"))?;
+    let token = grant::chain_to_token(&chain);
+    emit_token(
+        ctx,
+        json!({"audience": audience}),
+        &token,
+        &leaf.id().to_string(),
+        false,
+        None,
+        format!("Delegated to {audience} until {}.", leaf.body().expires),
+    )
+}
+
+fn list(ctx: &Ctx) -> Result<(), Failure> {
+    let (_, identity) = ctx.unlock()?;
+    let vault = ctx.vault()?;
+    let t = now();
+    let mut events: Vec<(Timestamp, Value, String)> = Vec::new();
+    if identity.record_id().is_some() {
+        let rec = own_record(&vault, &identity)?;
+        let revoked = revoked_set(&rec);
+        let revoked_at: std::collections::HashMap<String, Timestamp> = rec
+            .auth_items("revoke/")
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let at: Timestamp = serde_json::from_str::<Value>(&v)
+                    .ok()?
+                    .get("at")
+                    .and_then(|a| serde_json::from_value(a.clone()).ok())?;
+                Some((k.trim_start_matches("revoke/").to_string(), at))
+            })
+            .collect();
+        for (k, v) in rec.auth_items("grant/") {
+            let Ok(item) = serde_json::from_str::<GrantItem>(&v) else {
+                continue;
+            };
+            let Ok(chain) = grant::chain_from_token(&item.token) else {
+                continue;
+            };
+            let Some(g) = chain.last() else { continue };
+            let gid = k.trim_start_matches("grant/").to_string();
+            let state =
+                match grant::verify_chain(&chain, &Access::any(g.body().audience), t, &|x| {
+                    revoked.contains(x)
+                }) {
+                    Ok(_) => "active".to_string(),
+                    Err(Refusal::Revoked { .. }) => "revoked".to_string(),
+                    Err(Refusal::Expired { .. }) => "expired".to_string(),
+                    Err(e) => e.to_string(),
+                };
+            let who = item
+                .audience_name
+                .clone()
+                .unwrap_or_else(|| item.audience.to_string());
+            let scopes: Vec<String> = g.body().scopes.iter().map(ToString::to_string).collect();
+            events.push((item.issued_at, json!({"event": "granted", "id": gid, "to": item.audience, "to_name": item.audience_name, "scopes": scopes, "purpose": g.body().purpose, "expires": g.body().expires, "status": state, "request": item.request}),
+                format!("granted {who} {} for {} until {} [{state}] ({gid})", scopes.join(", "), g.body().purpose.words(), g.body().expires)));
+            if let Some(at) = revoked_at.get(&gid) {
+                events.push((
+                    *at,
+                    json!({"event": "revoked", "id": gid}),
+                    format!("revoked the grant to {who} ({gid})"),
+                ));
+            }
+        }
+        let trusted = trusted_orgs(&rec);
+        for (k, v) in rec.auth_items("request/") {
+            let Ok(item) = serde_json::from_str::<RequestItem>(&v) else {
+                continue;
+            };
+            let Ok(req) = AccessRequest::from_token(&item.token) else {
+                continue;
+            };
+            let rid = k.trim_start_matches("request/").to_string();
+            let who = verify_credential(
+                req.credential().as_ref(),
+                &req.body().requester.peer,
+                &trusted,
+                t,
+            );
+            let name = req.body().requester.name.clone();
+            let scopes: Vec<String> = req.body().scopes.iter().map(ToString::to_string).collect();
+            events.push((item.received_at, json!({"event": "request", "id": rid, "from": req.body().requester.peer, "from_name": name, "identity": who, "scopes": scopes, "purpose": req.body().purpose, "reason": req.body().reason}),
+                format!("{name} ({}) asked for {} for {} ({rid})", who.words(), scopes.join(", "), req.body().purpose.words())));
+        }
+        for (k, v) in rec.auth_items("decision/") {
+            let Ok(d) = serde_json::from_str::<DecisionItem>(&v) else {
+                continue;
+            };
+            let rid = k.trim_start_matches("decision/").to_string();
+            events.push((
+                d.at,
+                json!({"event": d.decision, "request": rid, "grant": d.grant, "reason": d.reason}),
+                format!(
+                    "{} request {rid}{}",
+                    d.decision,
+                    d.grant
+                        .as_ref()
+                        .map(|g| format!(" with grant {g}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        for (k, v) in rec.auth_items("trust/") {
+            let Ok(item) = serde_json::from_str::<TrustItem>(&v) else {
+                continue;
+            };
+            let org = k.trim_start_matches("trust/").to_string();
+            events.push((
+                item.added_at,
+                json!({"event": "trusted", "org": org, "name": item.name}),
+                format!(
+                    "trusted organisation {} ({org})",
+                    item.name.clone().unwrap_or_default()
+                ),
+            ));
+        }
+    } else {
+        for (k, v) in vault.local_items("grant/")? {
+            let Ok(chain) = grant::chain_from_bytes(&v) else {
+                continue;
+            };
+            let Some(g) = chain.last() else { continue };
+            let state =
+                match grant::verify_chain(&chain, &Access::any(identity.peer()), t, &|_| false) {
+                    Ok(_) => "active".to_string(),
+                    Err(e) => e.to_string(),
+                };
+            let scopes: Vec<String> = g.body().scopes.iter().map(ToString::to_string).collect();
+            let _ = k;
+            events.push((g.body().not_before, json!({"event": "held", "id": g.id().to_string(), "record_id": g.body().record, "scopes": scopes, "expires": g.body().expires, "status": state}),
+                format!("holding {} on record {} until {} [{state}] ({})", scopes.join(", "), g.body().record, g.body().expires, g.id())));
+        }
+    }
+    events.sort_by_key(|(t, _, _)| *t);
+    ctx.print(json!({"events": events.iter().map(|(t, v, _)| { let mut v = v.clone(); v["at"] = json!(t); v }).collect::<Vec<_>>()}), || {
+        if events.is_empty() {
+            return "No grants, requests or decisions yet.".to_string();
+        }
+        events.iter().map(|(t, _, s)| format!("{t}  {s}")).collect::<Vec<_>>().join("\n")
+    });
+    Ok(())
+}
+
+/// `hearth request …` (professional).
+pub fn request(ctx: &Ctx, args: RequestArgs) -> Result<(), Failure> {
+    let record: RecordId = args
+        .to
+        .trim()
+        .parse()
+        .map_err(|e| invalid(format!("--to: {e}")))?;
+    let spec = parse_spec(&args.sections)?;
+    let ability = parse_ability(&args.ability)?;
+    let purpose: Purpose = args.purpose.parse().map_err(invalid)?;
+    let duration = parse_duration(&args.expires)?;
+    let (_, identity) = ctx.unlock()?;
+    if identity.record_id() == Some(record) {
+        return Err(refused("this is your own record"));
+    }
+    let vault = ctx.vault()?;
+    let t = now();
+    // Attach the newest current credential this node holds, if any.
+    let credential = vault
+        .local_items("credential/")?
+        .into_iter()
+        .filter_map(|(_, v)| Credential::from_token(std::str::from_utf8(&v).ok()?).ok())
+        .filter(|c| c.body().subject == identity.peer() && c.body().expires > t)
+        .max_by_key(|c| c.body().issued);
+    let req = request::request(
+        &identity,
+        RequestSpec {
+            record,
+            scopes: grant::scopes(&spec, ability),
+            purpose,
+            duration_ms: duration,
+            reason: args.reason.trim().to_string(),
+            answer_within_ms: ANSWER_WITHIN_MS,
+        },
+        credential.as_ref(),
+        t,
+        &mut os_rng(),
+    )
+    .map_err(|e| invalid(format!("request: {e}")))?;
+    let token = req.to_token();
+    emit_token(
+        ctx,
+        json!({"record_id": record, "credential": credential.is_some()}),
+        &token,
+        &req.short_id('q'),
+        args.qr,
+        None,
+        format!(
+            "Access request for record {record}. Give this to the patient (hearth requests add TOKEN).{}",
+            if credential.is_none() {
+                " It carries no organisation credential, so it will show as unverified."
+            } else {
+                ""
+            }
+        ),
+    )
+}
+
+fn find_request(
+    rec: &OpenRecord<'_, SledStore>,
+    prefix: &str,
+) -> Result<(String, AccessRequest, Option<DecisionItem>), Failure> {
+    let prefix = prefix.trim();
+    if prefix.len() < 6 {
+        return Err(invalid("give at least 6 characters of the request id"));
+    }
+    let mut found = Vec::new();
+    for (k, v) in rec.auth_items("request/") {
+        let rid = k.trim_start_matches("request/").to_string();
+        if !rid.starts_with(prefix) {
+            continue;
+        }
+        let item: RequestItem = serde_json::from_str(&v)
+            .map_err(|_| Failure::new(code::INTEGRITY, "a stored request is unreadable"))?;
+        let req = AccessRequest::from_token(&item.token)
+            .map_err(|_| Failure::new(code::INTEGRITY, "a stored request does not verify"))?;
+        let decision = rec
+            .auth_items(&format!("decision/{rid}"))
+            .into_iter()
+            .find_map(|(_, v)| serde_json::from_str::<DecisionItem>(&v).ok());
+        found.push((rid, req, decision));
+    }
+    match found.len() {
+        0 => Err(Failure::new(code::NOT_FOUND, "no request with that id")),
+        1 => Ok(found.remove(0)),
+        _ => Err(invalid("several requests match that id; give more of it")),
+    }
+}
+
+/// `hearth requests …` (patient).
+pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> {
+    let (_, identity) = ctx.unlock()?;
+    let vault = ctx.vault()?;
+    let mut rec = own_record(&vault, &identity)?;
+    let t = now();
+    let mut rng = os_rng();
+    match cmd {
+        None => {
+            let trusted = trusted_orgs(&rec);
+            let mut pending = Vec::new();
+            for (k, v) in rec.auth_items("request/") {
+                let rid = k.trim_start_matches("request/").to_string();
+                if !rec.auth_items(&format!("decision/{rid}")).is_empty() {
+                    continue;
+                }
+                let Ok(item) = serde_json::from_str::<RequestItem>(&v) else {
+                    continue;
+                };
+                let Ok(req) = AccessRequest::from_token(&item.token) else {
+                    continue;
+                };
+                let expired = req.check_open(t).is_err();
+                let who = verify_credential(
+                    req.credential().as_ref(),
+                    &req.body().requester.peer,
+                    &trusted,
+                    t,
+                );
+                pending.push((rid, req, who, expired, item.received_at));
+            }
+            ctx.print(
+                json!({"pending": pending.iter().map(|(rid, r, who, expired, at)| json!({
+                    "id": rid, "from": r.body().requester.peer, "name": r.body().requester.name, "identity": who,
+                    "scopes": r.body().scopes.iter().map(|s| json!({"section": s.pattern().to_string(), "ability": s.ability})).collect::<Vec<_>>(),
+                    "purpose": r.body().purpose, "duration_days": r.body().duration_ms / DAY_MS, "reason": r.body().reason,
+                    "received_at": at, "answer_by": r.body().answer_by, "lapsed": expired,
+                })).collect::<Vec<_>>()}),
+                || {
+                    if pending.is_empty() {
+                        return "No pending requests.".to_string();
+                    }
+                    pending.iter().map(|(rid, r, who, expired, _)| {
+                        let b = r.body();
+                        let scopes: Vec<String> = b.scopes.iter().map(ToString::to_string).collect();
+                        format!("{rid}{}\n  from:    {} — {}\n  asks:    {} for {}, {} days\n  reason:  {}",
+                            if *expired { "  [lapsed]" } else { "" }, b.requester.name, who.words(), scopes.join(", "),
+                            b.purpose.words(), b.duration_ms / DAY_MS, b.reason)
+                    }).collect::<Vec<_>>().join("\n")
+                },
+            );
+        }
+        Some(RequestsCommand::Add { token }) => {
+            let req = AccessRequest::from_token(&token).map_err(|e| {
+                let c = match e {
+                    request::SignedError::Malformed(_) => code::INVALID,
+                    _ => code::REFUSED,
+                };
+                Failure::new(c, format!("request refused: {e}"))
+            })?;
+            if req.body().record != rec.id() {
+                return Err(refused("this request is for another record"));
+            }
+            req.check_open(t)
+                .map_err(|e| refused(format!("request refused: {e}")))?;
+            let rid = req.short_id('q');
+            if !rec.auth_items(&format!("request/{rid}")).is_empty() {
+                return Err(refused(
+                    "this request was already received (a replay changes nothing)",
+                ));
+            }
+            let who = verify_credential(
+                req.credential().as_ref(),
+                &req.body().requester.peer,
+                &trusted_orgs(&rec),
+                t,
+            );
+            rec.put_auth_items(
+                vec![(
+                    format!("request/{rid}"),
+                    to_json(&RequestItem {
+                        token,
+                        received_at: t,
+                    })?,
+                )],
+                t,
+                &mut rng,
+            )?;
+            ctx.print(json!({"id": rid, "from": req.body().requester.peer, "identity": who}), || {
+                format!("Received request {rid} from {} — {}.\nApprove with `hearth requests approve {rid}` or deny with `hearth requests deny {rid}`.", req.body().requester.name, who.words())
+            });
+        }
+        Some(RequestsCommand::Approve {
+            id,
+            sections,
+            expires,
+        }) => {
+            let (rid, req, decision) = find_request(&rec, &id)?;
+            if decision.is_some() {
+                return Err(refused("this request was already answered"));
+            }
+            req.check_open(t)
+                .map_err(|e| refused(format!("cannot approve: {e}")))?;
+            let b = req.body();
+            let ability = b
+                .scopes
+                .iter()
+                .map(|s| s.ability)
+                .max()
+                .unwrap_or(Ability::Read);
+            // Narrower sections: each pattern given must lie within what was asked.
+            let scopes = match sections.as_deref() {
+                None => b.scopes.clone(),
+                Some(s) => {
+                    let wanted = grant::scopes(&parse_spec(s)?, ability);
+                    for w in &wanted {
+                        if !b.scopes.iter().any(|asked| asked.covers(w)) {
+                            return Err(invalid(format!(
+                                "{} was not asked for; you may only narrow a request",
+                                w.pattern()
+                            )));
+                        }
+                    }
+                    wanted
+                }
+            };
+            let duration = match expires.as_deref() {
+                None => b.duration_ms,
+                Some(e) => {
+                    let d = parse_duration(e)?;
+                    if d > b.duration_ms {
+                        return Err(invalid("you may only shorten the duration asked for"));
+                    }
+                    d
+                }
+            };
+            let spec = GrantSpec {
+                audience: b.requester.peer,
+                scopes,
+                not_before: t,
+                expires: t.saturating_add_millis(duration),
+                window: None,
+                depth: 0,
+                purpose: b.purpose,
+                addresses: Vec::new(),
+            };
+            let keys =
+                rec.wrap_keys_for(b.requester.agreement.into_array(), &spec.scopes, &mut rng)?;
+            let g = Grant::issue_root(&identity, spec, &keys, &mut rng).map_err(refusal)?;
+            let token = grant::chain_to_token(std::slice::from_ref(&g));
+            let gid = g.id().to_string();
+            rec.put_auth_items(
+                vec![
+                    (
+                        format!("grant/{gid}"),
+                        to_json(&GrantItem {
+                            token: token.clone(),
+                            issued_at: t,
+                            audience: b.requester.peer,
+                            audience_name: Some(b.requester.name.clone()),
+                            request: Some(rid.clone()),
+                            keys_included: !keys.is_empty(),
+                        })?,
+                    ),
+                    (
+                        format!("decision/{rid}"),
+                        to_json(&DecisionItem {
+                            decision: "approved".into(),
+                            at: t,
+                            grant: Some(gid.clone()),
+                            reason: None,
+                        })?,
+                    ),
+                ],
+                t,
+                &mut rng,
+            )?;
+            emit_token(
+                ctx,
+                json!({"request": rid, "audience": b.requester.peer}),
+                &token,
+                &gid,
+                false,
+                None,
+                format!(
+                    "Approved {rid}: {} may {} until {}. Give them this grant (hearth accept TOKEN).",
+                    b.requester.name,
+                    g.body()
+                        .scopes
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    g.body().expires
+                ),
+            )?;
+        }
+        Some(RequestsCommand::Deny { id, reason }) => {
+            let (rid, req, decision) = find_request(&rec, &id)?;
+            if decision.is_some() {
+                return Err(refused("this request was already answered"));
+            }
+            if let Some(r) = &reason
+                && r.chars().count() > request::MAX_TEXT
+            {
+                return Err(invalid("the reason is too long"));
+            }
+            rec.put_auth_items(
+                vec![(
+                    format!("decision/{rid}"),
+                    to_json(&DecisionItem {
+                        decision: "denied".into(),
+                        at: t,
+                        grant: None,
+                        reason,
+                    })?,
+                )],
+                t,
+                &mut rng,
+            )?;
+            ctx.print(json!({"id": rid, "denied": true}), || {
+                format!("Denied {rid} from {}.", req.body().requester.name)
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `hearth org …` (organisation).
+pub fn org(ctx: &Ctx, cmd: OrgCommand) -> Result<(), Failure> {
+    let OrgCommand::Attest {
+        staff,
+        name,
+        role,
+        registration,
+        org_code,
+        expires,
+    } = cmd;
+    let staff = parse_peer(&staff)?;
+    let duration = parse_duration(&expires)?;
+    let (_, identity) = ctx.unlock()?;
+    if identity.role != Role::Relay {
+        return Err(refused(
+            "only an organisation node (initialised with --role relay) attests staff",
+        ));
+    }
+    let t = now();
+    let cred = request::attest(
+        &identity,
+        staff,
+        name.trim().to_string(),
+        role.trim().to_string(),
+        registration.trim().to_string(),
+        org_code.map(|c| c.trim().to_string()),
+        t,
+        t.saturating_add_millis(duration),
+        &mut os_rng(),
+    )
+    .map_err(|e| invalid(format!("credential: {e}")))?;
+    let token = cred.to_token();
+    emit_token(
+        ctx,
+        json!({"staff": staff, "expires": cred.body().expires}),
+        &token,
+        &cred.short_id('c'),
+        false,
+        None,
+        format!(
+            "Credential for {} ({}, {}) until {}. Give it to them (hearth credential add TOKEN).",
+            cred.body().name,
+            cred.body().role,
+            cred.body().org_name,
+            cred.body().expires
+        ),
+    )
+}
+
+/// `hearth trust …` (patient).
+pub fn trust(ctx: &Ctx, cmd: TrustCommand) -> Result<(), Failure> {
+    let (_, identity) = ctx.unlock()?;
+    let vault = ctx.vault()?;
+    let mut rec = own_record(&vault, &identity)?;
+    match cmd {
+        TrustCommand::AddOrg { org_id, name } => {
+            let org = parse_peer(&org_id)?;
+            if !rec.auth_items(&format!("trust/{org}")).is_empty() {
+                return Err(refused("you already trust that organisation"));
+            }
+            let t = now();
+            rec.put_auth_items(
+                vec![(
+                    format!("trust/{org}"),
+                    to_json(&TrustItem {
+                        name: name.clone(),
+                        added_at: t,
+                    })?,
+                )],
+                t,
+                &mut os_rng(),
+            )?;
+            ctx.print(json!({"org": org, "name": name}), || {
+                format!("You now trust {org} to attest professionals.")
+            });
+        }
+        TrustCommand::List => {
+            let items: Vec<(String, Option<TrustItem>)> = rec
+                .auth_items("trust/")
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k.trim_start_matches("trust/").to_string(),
+                        serde_json::from_str(&v).ok(),
+                    )
+                })
+                .collect();
+            ctx.print(
+                json!({"trusted": items.iter().map(|(o, i)| json!({"org": o, "name": i.as_ref().and_then(|i| i.name.clone()), "added_at": i.as_ref().map(|i| i.added_at)})).collect::<Vec<_>>()}),
+                || if items.is_empty() { "You trust no organisation yet (hearth trust add-org ORG_ID).".into() } else {
+                    items.iter().map(|(o, i)| format!("{o}  {}", i.as_ref().and_then(|i| i.name.clone()).unwrap_or_default())).collect::<Vec<_>>().join("\n") },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `hearth credential …` (professional).
+pub fn credential(ctx: &Ctx, cmd: CredentialCommand) -> Result<(), Failure> {
+    let (_, identity) = ctx.unlock()?;
+    let vault = ctx.vault()?;
+    match cmd {
+        CredentialCommand::Add { token } => {
+            let cred = Credential::from_token(&token).map_err(|e| {
+                let c = match e {
+                    request::SignedError::Malformed(_) => code::INVALID,
+                    _ => code::REFUSED,
+                };
+                Failure::new(c, format!("credential refused: {e}"))
+            })?;
+            if cred.body().subject != identity.peer() {
+                return Err(refused("this credential names another professional"));
+            }
+            if cred.body().expires <= now() {
+                return Err(refused("this credential has expired"));
+            }
+            let key = format!(
+                "credential/{}",
+                data_encoding::HEXLOWER.encode(&cred.hash())
+            );
+            if vault.get_local(&key)?.is_some() {
+                return Err(refused("this credential is already stored"));
+            }
+            vault.put_local(&key, cred.to_token().as_bytes())?;
+            ctx.print(json!({"id": cred.short_id('c'), "org": cred.body().org, "expires": cred.body().expires}), || {
+                format!("Stored: {} ({}) attested by {} until {}.", cred.body().name, cred.body().role, cred.body().org_name, cred.body().expires)
+            });
+        }
+        CredentialCommand::List => {
+            let creds: Vec<Credential> = vault
+                .local_items("credential/")?
+                .into_iter()
+                .filter_map(|(_, v)| Credential::from_token(std::str::from_utf8(&v).ok()?).ok())
+                .collect();
+            ctx.print(
+                json!({"credentials": creds.iter().map(|c| json!({"id": c.short_id('c'), "org": c.body().org, "org_name": c.body().org_name, "name": c.body().name, "role": c.body().role, "registration": c.body().registration, "expires": c.body().expires})).collect::<Vec<_>>()}),
+                || if creds.is_empty() { "No credentials.".into() } else {
+                    creds.iter().map(|c| format!("{} {} ({}) by {} until {}", c.short_id('c'), c.body().name, c.body().role, c.body().org_name, c.body().expires)).collect::<Vec<_>>().join("\n") },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Words for a verification (re-exported for the web UI later).
+pub fn identity_words(v: &Verification) -> String {
+    v.words()
+}

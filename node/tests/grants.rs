@@ -1,0 +1,721 @@
+//! End-to-end grant flows with the real binary and three homes: a patient, a professional and
+//! an organisation.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const PASS: &str = "e2e-passphrase-123";
+
+struct Homes {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Homes {
+    fn new() -> Homes {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        Homes { _tmp: tmp, root }
+    }
+    fn home(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+}
+
+fn run(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("HEARTH_PASSPHRASE", PASS)
+        .env_remove("HEARTH_HOME")
+        .output()
+        .unwrap()
+}
+
+#[track_caller]
+fn json(out: Output) -> Value {
+    assert!(
+        out.status.success(),
+        "failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[track_caller]
+fn refused(out: Output, code: i32, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(
+        err.starts_with("error: ") && err.contains(needle),
+        "{err:?} should mention {needle:?}"
+    );
+}
+
+struct World {
+    h: Homes,
+    patient: PathBuf,
+    gp: PathBuf,
+    org: PathBuf,
+    record: String,
+    gp_peer: String,
+    org_peer: String,
+}
+
+fn world() -> World {
+    let h = Homes::new();
+    let (patient, gp, org) = (h.home("patient"), h.home("gp"), h.home("org"));
+    json(run(
+        &patient,
+        &["init", "--role", "patient", "--name", "Edith", "--json"],
+    ));
+    json(run(
+        &gp,
+        &[
+            "init",
+            "--role",
+            "professional",
+            "--name",
+            "Dr A. Shah",
+            "--json",
+        ],
+    ));
+    json(run(
+        &org,
+        &[
+            "init",
+            "--role",
+            "relay",
+            "--name",
+            "Riverside Practice",
+            "--json",
+        ],
+    ));
+    json(run(
+        &patient,
+        &[
+            "record",
+            "add",
+            "notes",
+            "--entry",
+            r#"{"text": "seen"}"#,
+            "--json",
+        ],
+    ));
+    json(run(
+        &patient,
+        &[
+            "record",
+            "add",
+            "medications",
+            "--entry",
+            r#"{"name": "Metformin 500mg"}"#,
+            "--json",
+        ],
+    ));
+    let record = json(run(&patient, &["id", "--json"]))["record_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gp_peer = json(run(&gp, &["id", "--json"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let org_peer = json(run(&org, &["id", "--json"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    World {
+        h,
+        patient,
+        gp,
+        org,
+        record,
+        gp_peer,
+        org_peer,
+    }
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().unwrap().to_string()
+}
+
+#[test]
+fn attest_request_approve_accept_verify() {
+    let w = world();
+    // The organisation attests the GP; the GP stores the credential; the patient trusts the org.
+    let cred = json(run(
+        &w.org,
+        &[
+            "org",
+            "attest",
+            "--staff",
+            &w.gp_peer,
+            "--name",
+            "Dr A. Shah",
+            "--role",
+            "GP",
+            "--registration",
+            "GMC 1234567",
+            "--expires",
+            "365d",
+            "--json",
+        ],
+    ));
+    json(run(
+        &w.gp,
+        &["credential", "add", &s(&cred["token"]), "--json"],
+    ));
+    json(run(
+        &w.patient,
+        &[
+            "trust",
+            "add-org",
+            &w.org_peer,
+            "--name",
+            "Riverside Practice",
+            "--json",
+        ],
+    ));
+
+    // The GP asks; the patient receives the request and sees the verified identity.
+    let req = json(run(
+        &w.gp,
+        &[
+            "request",
+            "--to",
+            &w.record,
+            "--sections",
+            "notes,medications",
+            "--ability",
+            "read",
+            "--purpose",
+            "direct-care",
+            "--expires",
+            "90d",
+            "--reason",
+            "Annual diabetes review",
+            "--json",
+        ],
+    ));
+    assert_eq!(req["credential"], true);
+    let added = json(run(
+        &w.patient,
+        &["requests", "add", &s(&req["token"]), "--json"],
+    ));
+    assert_eq!(added["identity"]["status"], "verified");
+    let pending = json(run(&w.patient, &["requests", "--json"]));
+    let p = &pending["pending"][0];
+    assert_eq!(p["identity"]["name"], "Dr A. Shah");
+    assert_eq!(p["reason"], "Annual diabetes review");
+    let rid = s(&p["id"]);
+
+    // Approve, narrower: notes only, 30 days.
+    let granted = json(run(
+        &w.patient,
+        &[
+            "requests",
+            "approve",
+            &rid,
+            "--sections",
+            "notes",
+            "--expires",
+            "30d",
+            "--json",
+        ],
+    ));
+    let token = s(&granted["token"]);
+    assert!(token.starts_with("HEARTH1G"));
+    assert!(
+        json(run(&w.patient, &["requests", "--json"]))["pending"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // The GP accepts (keys included, since the request carried the GP's card) and verifies.
+    let acc = json(run(&w.gp, &["accept", &token, "--json"]));
+    assert!(
+        acc["keys"].as_u64().unwrap() >= 2,
+        "auth key and notes key: {acc}"
+    );
+    let v = json(run(&w.gp, &["grant", "verify", &token, "--json"]));
+    let scopes = v["rights"]["scopes"].as_array().unwrap();
+    assert_eq!(scopes.len(), 1);
+    assert_eq!(scopes[0]["section"], "notes");
+    // Accepting twice is a replay: refused, nothing changes.
+    refused(run(&w.gp, &["accept", &token]), 7, "already accepted");
+    // Approving twice is refused too.
+    refused(
+        run(&w.patient, &["requests", "approve", &rid]),
+        7,
+        "already answered",
+    );
+
+    // The ledger tells the story in order.
+    let ledger = json(run(&w.patient, &["grant", "list", "--json"]));
+    let kinds: Vec<String> = ledger["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| s(&e["event"]))
+        .collect();
+    assert_eq!(kinds, vec!["trusted", "request", "granted", "approved"]);
+
+    // FHIR Consent and SMART forms.
+    let gid = s(&granted["id"]);
+    let fhir: Value =
+        serde_json::from_slice(&run(&w.patient, &["grant", "show", &gid, "--fhir"]).stdout)
+            .unwrap();
+    assert_eq!(fhir["resourceType"], "Consent");
+    assert_eq!(fhir["status"], "active");
+    let smart = json(run(
+        &w.patient,
+        &["grant", "show", &gid, "--smart", "--json"],
+    ));
+    assert!(smart["smart"].as_array().unwrap().iter().any(|x| {
+        x.as_str()
+            .unwrap()
+            .starts_with("patient/DocumentReference.rs")
+    }));
+
+    // Revocation: the patient's node refuses the grant from now on.
+    json(run(&w.patient, &["grant", "revoke", &gid, "--json"]));
+    refused(run(&w.patient, &["grant", "verify", &token]), 7, "revoked");
+    let fhir: Value =
+        serde_json::from_slice(&run(&w.patient, &["grant", "show", &gid, "--fhir"]).stdout)
+            .unwrap();
+    assert_eq!(fhir["status"], "inactive");
+}
+
+#[test]
+fn unverified_requester_and_deny() {
+    let w = world();
+    let req = json(run(
+        &w.gp,
+        &[
+            "request",
+            "--to",
+            &w.record,
+            "--sections",
+            "notes:mental-health",
+            "--ability",
+            "read",
+            "--purpose",
+            "direct-care",
+            "--expires",
+            "7d",
+            "--reason",
+            "Curious",
+            "--json",
+        ],
+    ));
+    assert_eq!(req["credential"], false);
+    let added = json(run(
+        &w.patient,
+        &["requests", "add", &s(&req["token"]), "--json"],
+    ));
+    assert_eq!(added["identity"]["status"], "unverified");
+    let text = String::from_utf8(run(&w.patient, &["requests"]).stdout).unwrap();
+    assert!(text.contains("UNVERIFIED"), "{text}");
+    let rid = s(&added["id"]);
+    json(run(
+        &w.patient,
+        &["requests", "deny", &rid, "--reason", "not needed", "--json"],
+    ));
+    refused(
+        run(&w.patient, &["requests", "approve", &rid]),
+        7,
+        "already answered",
+    );
+    // Replaying the request is refused.
+    refused(
+        run(&w.patient, &["requests", "add", &s(&req["token"])]),
+        7,
+        "already received",
+    );
+    // Widening on approval is impossible: approve a fresh request with more than asked.
+    let req2 = json(run(
+        &w.gp,
+        &[
+            "request",
+            "--to",
+            &w.record,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--purpose",
+            "direct-care",
+            "--expires",
+            "7d",
+            "--reason",
+            "Follow-up",
+            "--json",
+        ],
+    ));
+    let rid2 = s(&json(run(
+        &w.patient,
+        &["requests", "add", &s(&req2["token"]), "--json"],
+    ))["id"]);
+    refused(
+        run(
+            &w.patient,
+            &[
+                "requests",
+                "approve",
+                &rid2,
+                "--sections",
+                "notes,medications",
+            ],
+        ),
+        3,
+        "not asked for",
+    );
+    refused(
+        run(
+            &w.patient,
+            &["requests", "approve", &rid2, "--expires", "30d"],
+        ),
+        3,
+        "shorten",
+    );
+    // A request for another patient's record is refused.
+    let other = w.h.home("other");
+    json(run(
+        &other,
+        &["init", "--role", "patient", "--name", "Other", "--json"],
+    ));
+    refused(
+        run(&other, &["requests", "add", &s(&req2["token"])]),
+        7,
+        "another record",
+    );
+}
+
+#[test]
+fn direct_grant_expiry_tamper_and_delegation() {
+    let w = world();
+    // A grant to the organisation with depth 1; the organisation delegates to the GP.
+    let g = json(run(
+        &w.patient,
+        &[
+            "grant",
+            "--to",
+            &w.org_peer,
+            "--sections",
+            "notes,medications",
+            "--ability",
+            "read",
+            "--expires",
+            "30d",
+            "--depth",
+            "1",
+            "--json",
+        ],
+    ));
+    let token = s(&g["token"]);
+    json(run(&w.org, &["accept", &token, "--json"]));
+    let d = json(run(
+        &w.org,
+        &[
+            "grant",
+            "delegate",
+            &s(&g["id"]),
+            "--to",
+            &w.gp_peer,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--expires",
+            "7d",
+            "--json",
+        ],
+    ));
+    let staff_token = s(&d["token"]);
+    let v = json(run(&w.gp, &["grant", "verify", &staff_token, "--json"]));
+    assert_eq!(v["rights"]["chain"].as_array().unwrap().len(), 2);
+    json(run(&w.gp, &["accept", &staff_token, "--json"]));
+    // Delegating wider than held is refused before anything is signed.
+    refused(
+        run(
+            &w.org,
+            &[
+                "grant",
+                "delegate",
+                &s(&g["id"]),
+                "--to",
+                &w.gp_peer,
+                "--sections",
+                "notes,allergies",
+                "--ability",
+                "read",
+                "--expires",
+                "7d",
+            ],
+        ),
+        7,
+        "scope exceeded",
+    );
+    refused(
+        run(
+            &w.org,
+            &[
+                "grant",
+                "delegate",
+                &s(&g["id"]),
+                "--to",
+                &w.gp_peer,
+                "--sections",
+                "notes",
+                "--ability",
+                "append",
+                "--expires",
+                "7d",
+            ],
+        ),
+        7,
+        "scope exceeded",
+    );
+    // The GP (depth 0) cannot delegate further.
+    let gid_staff = s(&d["id"]);
+    refused(
+        run(
+            &w.gp,
+            &[
+                "grant",
+                "delegate",
+                &gid_staff,
+                "--to",
+                &w.org_peer,
+                "--sections",
+                "notes",
+                "--ability",
+                "read",
+                "--expires",
+                "1d",
+            ],
+        ),
+        7,
+        "depth",
+    );
+
+    // Expiry via --at, both sides of the ±60 s tolerance.
+    let exp = s(&json(run(&w.patient, &["grant", "show", &s(&g["id"]), "--json"]))["expires"]);
+    let exp_ms = exp.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+    let fmt = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap().to_string();
+    json(run(
+        &w.gp,
+        &[
+            "grant",
+            "verify",
+            &token,
+            "--at",
+            &fmt(exp_ms + 30_000),
+            "--json",
+        ],
+    ));
+    refused(
+        run(
+            &w.gp,
+            &["grant", "verify", &token, "--at", &fmt(exp_ms + 61_000)],
+        ),
+        7,
+        "expired",
+    );
+    refused(
+        run(
+            &w.gp,
+            &["grant", "verify", &token, "--at", "2100-01-01T00:00:00Z"],
+        ),
+        7,
+        "expired",
+    );
+    refused(
+        run(
+            &w.gp,
+            &["grant", "verify", &token, "--at", "2000-01-01T00:00:00Z"],
+        ),
+        7,
+        "not valid until",
+    );
+
+    // Tampered text forms: every 37th character changed; each refused, nothing stored.
+    for i in (10..token.len()).step_by(37) {
+        let c = token.as_bytes()[i];
+        let r = if c == b'A' { "B" } else { "A" };
+        let bad = format!("{}{}{}", &token[..i], r, &token[i + 1..]);
+        let out = run(&w.gp, &["grant", "verify", &bad]);
+        assert!(!out.status.success(), "tampered at {i} accepted");
+        let out = run(&w.gp, &["accept", &bad]);
+        assert!(!out.status.success(), "tampered token accepted at {i}");
+    }
+    refused(
+        run(&w.gp, &["grant", "verify", "HEARTH1Gnotatoken"]),
+        3,
+        "malformed",
+    );
+    refused(
+        run(&w.gp, &["grant", "verify", &token[..token.len() - 10]]),
+        3,
+        "malformed",
+    );
+    // A grant for someone else cannot be accepted.
+    let stranger = w.h.home("stranger");
+    json(run(
+        &stranger,
+        &["init", "--role", "professional", "--name", "S", "--json"],
+    ));
+    refused(run(&stranger, &["accept", &token]), 7, "wrong audience");
+    // Bad grant arguments.
+    refused(
+        run(
+            &w.patient,
+            &[
+                "grant",
+                "--to",
+                &w.gp_peer,
+                "--sections",
+                "notes",
+                "--ability",
+                "admin",
+                "--expires",
+                "1d",
+            ],
+        ),
+        3,
+        "read or append",
+    );
+    refused(
+        run(
+            &w.patient,
+            &[
+                "grant",
+                "--to",
+                &w.gp_peer,
+                "--sections",
+                "notes",
+                "--ability",
+                "read",
+                "--expires",
+                "10y",
+            ],
+        ),
+        3,
+        "five years",
+    );
+    refused(
+        run(
+            &w.patient,
+            &[
+                "grant",
+                "--to",
+                "12D3KooWnotapeer",
+                "--sections",
+                "notes",
+                "--ability",
+                "read",
+                "--expires",
+                "1d",
+            ],
+        ),
+        3,
+        "peer id",
+    );
+    refused(
+        run(
+            &w.gp,
+            &[
+                "grant",
+                "--to",
+                &w.org_peer,
+                "--sections",
+                "notes",
+                "--ability",
+                "read",
+                "--expires",
+                "1d",
+            ],
+        ),
+        7,
+        "only a patient",
+    );
+}
+
+#[test]
+fn card_grant_carries_keys_and_qr_forms() {
+    let w = world();
+    let card = s(&json(run(&w.gp, &["id", "--card", "--json"]))["card"]);
+    assert!(card.starts_with("HEARTH1I"));
+    let svg = w.h.root.join("grant.svg");
+    let g = json(run(
+        &w.patient,
+        &[
+            "grant",
+            "--to",
+            &card,
+            "--sections",
+            "notes:*",
+            "--ability",
+            "append",
+            "--expires",
+            "1d",
+            "--window",
+            "2020-01-01..",
+            "--qr-svg",
+            svg.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(g["keys_included"], true);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let text = String::from_utf8(
+        run(
+            &w.patient,
+            &[
+                "grant",
+                "--to",
+                &w.gp_peer,
+                "--sections",
+                "notes",
+                "--ability",
+                "read",
+                "--expires",
+                "1d",
+                "--qr",
+            ],
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        text.contains('█') || text.contains('▀'),
+        "a QR code in the terminal"
+    );
+    let acc = json(run(&w.gp, &["accept", &s(&g["token"]), "--json"]));
+    assert!(acc["keys"].as_u64().unwrap() >= 2);
+    let listed = json(run(&w.gp, &["grant", "list", "--json"]));
+    assert_eq!(listed["events"].as_array().unwrap().len(), 1);
+    // A tampered card is refused.
+    let bad = format!("{}A{}", &card[..20], &card[21..]);
+    let out = run(
+        &w.patient,
+        &[
+            "grant",
+            "--to",
+            &bad,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--expires",
+            "1d",
+        ],
+    );
+    assert!(!out.status.success());
+}
