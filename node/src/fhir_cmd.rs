@@ -1,0 +1,354 @@
+//! `hearth record import --fhir FILE` and `hearth record export --fhir FILE | --automerge DIR`
+//! (issue #5). The mapping itself is pure and lives in [`hearth_core::fhir`]; this module reads
+//! and writes the files, bounds their size, and drives the record.
+//!
+//! An import reads and checks the whole bundle, maps every resource, and only then writes all
+//! the entries in one atomic commit ([`hearth_core::record::OpenRecord::add_entries`]): it
+//! completes or changes nothing.
+
+use crate::commands::{Ctx, now, os_rng, which_record};
+use crate::fail::{Failure, code};
+use crate::home::atomic_write;
+use crate::sled_store::SledStore;
+use clap::{ArgGroup, Args};
+use hearth_core::fhir::{self, Existing, ExportInput, ExportOptions, FhirError};
+use hearth_core::record::{NewEntry, OpenRecord, RecordError, SectionView};
+use hearth_core::section::{SectionName, SectionSpec};
+use serde_json::json;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// `hearth record import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The FHIR R4 Bundle to import, as JSON (`-` for standard input); at most 64 MiB.
+    #[arg(long, value_name = "FILE")]
+    pub fhir: PathBuf,
+    /// Check and map the bundle and report what would be imported, without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The record (default: this patient's own).
+    #[arg(long, value_name = "RECORD_ID")]
+    pub record: Option<String>,
+}
+
+/// `hearth record export`.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("format").required(true).args(["fhir", "automerge"])))]
+pub struct ExportArgs {
+    /// Write a FHIR R4 Bundle (type collection) with a Provenance for every entry to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub fhir: Option<PathBuf>,
+    /// Write each section as a standard automerge document file into DIR, with index.json.
+    #[arg(long, value_name = "DIR")]
+    pub automerge: Option<PathBuf>,
+    /// Only these sections: `class[:label]`, comma-separated; `class:*` for every label.
+    #[arg(long, value_name = "SPEC")]
+    pub sections: Option<String>,
+    /// FHIR: build every resource from the entries' fields, ignoring resources kept at import.
+    #[arg(long, requires = "fhir")]
+    pub rebuild: bool,
+    /// The record (default: this patient's own).
+    #[arg(long, value_name = "RECORD_ID")]
+    pub record: Option<String>,
+}
+
+fn invalid(msg: impl ToString) -> Failure {
+    Failure::new(code::INVALID, msg)
+}
+
+impl From<FhirError> for Failure {
+    fn from(e: FhirError) -> Failure {
+        Failure::new(code::INVALID, e)
+    }
+}
+
+/// Reads a bundle file, refusing one larger than [`fhir::MAX_BUNDLE_BYTES`] before reading it.
+fn read_bundle(path: &Path) -> Result<Vec<u8>, Failure> {
+    let limit = fhir::MAX_BUNDLE_BYTES;
+    let too_large = || {
+        invalid(format!(
+            "the bundle is larger than the limit of {} MiB; split it into smaller bundles",
+            limit / (1024 * 1024)
+        ))
+    };
+    let mut buf = Vec::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| invalid(format!("cannot read standard input: {e}")))?;
+    } else {
+        let f = std::fs::File::open(path)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+        let len = f
+            .metadata()
+            .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?
+            .len();
+        if len > limit {
+            return Err(too_large());
+        }
+        buf.reserve(usize::try_from(len).unwrap_or(0));
+        f.take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+    }
+    if buf.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(buf)
+}
+
+/// Every version of every readable entry, for de-duplication.
+fn existing(rec: &mut OpenRecord<'_, SledStore>) -> Result<Existing, Failure> {
+    let mut ex = Existing::default();
+    let names: Vec<SectionName> = rec.sections().into_iter().map(|s| s.name).collect();
+    for name in names {
+        for v in rec.history(&name)? {
+            ex.add_version(&v);
+        }
+    }
+    Ok(ex)
+}
+
+/// `hearth record import --fhir FILE`.
+pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
+    // Check the file before asking for the passphrase: bad input changes nothing and costs little.
+    let bytes = read_bundle(&args.fhir)?;
+    let bundle = fhir::parse_bundle(&bytes)?;
+    drop(bytes);
+    let (info, identity) = ctx.unlock()?;
+    let vault = ctx.vault()?;
+    let rid = which_record(&info, &vault, args.record.as_deref())?;
+    let mut rec = vault.open_record(&identity, &rid)?;
+    let ex = existing(&mut rec)?;
+    let plan = fhir::plan_import(&bundle, &ex)?;
+    drop(bundle);
+    let items: Vec<NewEntry> = plan
+        .entries
+        .iter()
+        .map(|p| NewEntry {
+            section: p.section,
+            body: p.body.clone(),
+            supersedes: p.supersedes,
+        })
+        .collect();
+    let written = if args.dry_run {
+        0
+    } else {
+        let mut rng = os_rng();
+        rec.add_entries(&items, now(), &mut rng)?.len()
+    };
+    let r = &plan.report;
+    let mut sections: std::collections::BTreeMap<String, usize> = Default::default();
+    for p in &plan.entries {
+        *sections.entry(p.section.to_string()).or_default() += 1;
+    }
+    ctx.print(
+        json!({
+            "record_id": rid,
+            "dry_run": args.dry_run,
+            "bundle_type": r.bundle_type,
+            "resources": r.resources,
+            "written": written,
+            "imported": r.imported,
+            "updated": r.updated,
+            "unchanged": r.unchanged,
+            "skipped": r.skipped,
+            "by_type": r.by_type,
+            "sections": sections,
+            "unknown_types": r.unknown_types,
+            "kept_as_documents": r.kept_as_documents,
+            "extensions": r.extensions,
+            "notes": r.notes,
+        }),
+        || {
+            let verb = if args.dry_run { "Would import" } else { "Imported" };
+            let mut s = format!(
+                "{verb} {} new entries and {} new versions from a {} bundle of {} resources \
+                 ({} already in the record, {} skipped).",
+                r.imported, r.updated, r.bundle_type, r.resources, r.unchanged, r.skipped
+            );
+            s.push_str("\n\nBy resource type (new / updated / already present / skipped):");
+            for (t, c) in &r.by_type {
+                s.push_str(&format!(
+                    "\n  {t:<24} {:>5} {:>5} {:>5} {:>5}",
+                    c.imported, c.updated, c.unchanged, c.skipped
+                ));
+            }
+            if !sections.is_empty() {
+                s.push_str("\n\nInto sections:");
+                for (name, n) in &sections {
+                    s.push_str(&format!("\n  {name:<32} {n:>5}"));
+                }
+            }
+            if !r.unknown_types.is_empty() {
+                s.push_str("\n\nUnknown resource types, kept whole as documents entries:");
+                for (t, n) in &r.unknown_types {
+                    s.push_str(&format!("\n  {t:<32} {n:>5}"));
+                }
+            }
+            if !r.kept_as_documents.is_empty() {
+                s.push_str("\n\nKept whole as documents entries (no typed home, or missing what one needs):");
+                for (t, n) in &r.kept_as_documents {
+                    s.push_str(&format!("\n  {t:<32} {n:>5}"));
+                }
+            }
+            if !r.extensions.is_empty() {
+                s.push_str("\n\nExtensions, kept with their resources:");
+                for (u, n) in &r.extensions {
+                    s.push_str(&format!("\n  {u} ({n})"));
+                }
+            }
+            for n in &r.notes {
+                s.push_str(&format!("\n{n}"));
+            }
+            s
+        },
+    );
+    Ok(())
+}
+
+/// The readable sections matching `spec` (all of them without one), with their current entries.
+fn selected(
+    rec: &mut OpenRecord<'_, SledStore>,
+    spec: Option<&SectionSpec>,
+) -> Result<Vec<SectionName>, Failure> {
+    let names: Vec<SectionName> = rec
+        .sections()
+        .into_iter()
+        .map(|s| s.name)
+        .filter(|n| spec.is_none_or(|s| s.matches(n)))
+        .collect();
+    Ok(names)
+}
+
+/// `hearth record export --fhir FILE | --automerge DIR`.
+pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
+    let spec = match &args.sections {
+        Some(s) => Some(
+            s.parse::<SectionSpec>()
+                .map_err(|e| invalid(format!("--sections: {e}")))?,
+        ),
+        None => None,
+    };
+    let (info, identity) = ctx.unlock()?;
+    let vault = ctx.vault()?;
+    let rid = which_record(&info, &vault, args.record.as_deref())?;
+    let mut rec = vault.open_record(&identity, &rid)?;
+    let names = selected(&mut rec, spec.as_ref())?;
+    match (&args.fhir, &args.automerge) {
+        (Some(file), _) => {
+            let mut views: Vec<SectionView> = Vec::new();
+            for name in &names {
+                views.push(rec.show(name).map_err(|e| section_failure(name, e))?);
+            }
+            let input = ExportInput {
+                record: rid,
+                sections: &views,
+                now: now(),
+            };
+            let options = ExportOptions {
+                rebuild: args.rebuild,
+            };
+            let (bundle, report) = fhir::export_bundle(&input, options, &[]);
+            let bytes = serde_json::to_vec_pretty(&bundle)
+                .map_err(|e| Failure::new(code::IO, format!("encoding the bundle: {e}")))?;
+            atomic_write(file, &bytes)?;
+            let total: usize = report.resources.values().sum();
+            ctx.print(
+                json!({
+                    "record_id": rid,
+                    "file": file,
+                    "sections": names.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "resources": report.resources,
+                    "from_imported": report.from_imported,
+                    "built": report.built,
+                    "left_out_in_error": report.left_out_in_error,
+                    "references_cut": report.references_cut,
+                }),
+                || {
+                    let mut s = format!(
+                        "Wrote a FHIR R4 Bundle of {total} resources from {} sections to {} \
+                         (not encrypted: keep it safe).",
+                        names.len(),
+                        file.display()
+                    );
+                    for (t, n) in &report.resources {
+                        s.push_str(&format!("\n  {t:<24} {n:>5}"));
+                    }
+                    if report.left_out_in_error > 0 {
+                        s.push_str(&format!(
+                            "\n{} entries marked entered in error were left out.",
+                            report.left_out_in_error
+                        ));
+                    }
+                    if report.references_cut > 0 {
+                        s.push_str(&format!(
+                            "\n{} references to resources outside the chosen sections were \
+                             replaced by their display text.",
+                            report.references_cut
+                        ));
+                    }
+                    s
+                },
+            );
+        }
+        (None, Some(dir)) => {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Failure::new(code::IO, format!("cannot create {}: {e}", dir.display()))
+            })?;
+            let mut index = Vec::new();
+            for name in &names {
+                let bytes = rec
+                    .section_document(name)
+                    .map_err(|e| section_failure(name, e))?;
+                let file = format!(
+                    "{}.{}.automerge",
+                    name.class.as_str().replace('/', "_"),
+                    name.label.as_str()
+                );
+                atomic_write(&dir.join(&file), &bytes)?;
+                index.push(json!({
+                    "section": name.to_string(),
+                    "class": name.class,
+                    "label": name.label,
+                    "file": file,
+                    "bytes": bytes.len(),
+                }));
+            }
+            let doc = json!({
+                "format": "hearth-automerge-export/1",
+                "record_id": rid,
+                "exported_at": now(),
+                "layout": "Each file is a standard automerge document (AutoCommit::save). Its root \
+                           map holds one key per entry version, e/<entry id>, whose value is that \
+                           version as JSON text: {id, type, version, supersedes, status, \
+                           status_reason, body, provenance}. The current entries are the versions \
+                           no other version supersedes.",
+                "sections": index,
+            });
+            let text = serde_json::to_vec_pretty(&doc)
+                .map_err(|e| Failure::new(code::IO, format!("encoding index.json: {e}")))?;
+            atomic_write(&dir.join("index.json"), &text)?;
+            ctx.print(
+                json!({"record_id": rid, "dir": dir, "sections": doc["sections"]}),
+                || {
+                    format!(
+                        "Wrote {} sections as automerge documents to {} (index.json lists them; \
+                         not encrypted: keep them safe).",
+                        names.len(),
+                        dir.display()
+                    )
+                },
+            );
+        }
+        (None, None) => return Err(invalid("give --fhir FILE or --automerge DIR")),
+    }
+    Ok(())
+}
+
+fn section_failure(name: &SectionName, e: RecordError) -> Failure {
+    let f = Failure::from(e);
+    Failure::new(f.code, format!("section {name}: {}", f.message))
+}
