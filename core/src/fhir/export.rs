@@ -332,9 +332,7 @@ fn merge_patient(into: &mut Map<String, Value>, other: &Map<String, Value>) {
                             && y.get("value") == x.get("value"))
                         || (key == "name" && name_words(y) == name_words(x))
                 });
-                let own =
-                    key == "identifier" && x.get("system") == Some(&json!(HEARTH_ENTRY_SYSTEM));
-                if !dup && !own {
+                if !dup {
                     a.push(x.clone());
                 }
             }

@@ -451,6 +451,7 @@ pub fn plan_import(bundle: &Value, existing: &Existing) -> Result<ImportPlan, Fh
     // Pass 2: check and map each resource.
     let mut plan = ImportPlan::default();
     let mut seen: HashSet<String> = HashSet::new();
+    let mut skipped_why: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
         let Some(resource) = index.resource(i) else {
             let method = e
@@ -458,9 +459,9 @@ pub fn plan_import(bundle: &Value, existing: &Existing) -> Result<ImportPlan, Fh
                 .and_then(Value::as_str)
                 .unwrap_or("");
             if method == "DELETE" {
-                plan.report
-                    .notes
-                    .push(format!("entry[{i}]: a DELETE request; nothing is deleted"));
+                report.notes.push(format!(
+                    "entry[{i}]: a DELETE request; an import never deletes"
+                ));
                 continue;
             }
             return Err(FhirError::Resource {
@@ -529,7 +530,7 @@ pub fn plan_import(bundle: &Value, existing: &Existing) -> Result<ImportPlan, Fh
                 let c = report.by_type.entry(rt.clone()).or_default();
                 c.skipped += 1;
                 report.skipped += 1;
-                report.notes.push(format!("{at}: not imported: {why}"));
+                *skipped_why.entry((rt.clone(), why)).or_default() += 1;
                 continue;
             }
             Mapped::Typed(section, body) => (section, body),
@@ -646,6 +647,9 @@ pub fn plan_import(bundle: &Value, existing: &Existing) -> Result<ImportPlan, Fh
             resource_type: rt,
             entry_index: i,
         });
+    }
+    for ((rt, why), n) in skipped_why {
+        report.notes.push(format!("{n} {rt} not imported: {why}"));
     }
     plan.report = report;
     Ok(plan)
