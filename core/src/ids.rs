@@ -236,15 +236,24 @@ impl SectionId {
     /// The id of the record's auth document (section directory, devices, consent ledger).
     pub const AUTH: SectionId = SectionId([0u8; 16]);
 
-    /// A fresh random section id (never [`SectionId::AUTH`]).
+    /// The id of the patient's private consent ledger (requests, decisions, trusted
+    /// organisations): readable by the patient's own devices only.
+    pub const LEDGER: SectionId = SectionId([0xffu8; 16]);
+
+    /// A fresh random section id (never a reserved one).
     pub fn generate(rng: &mut impl CryptoRng) -> Self {
         loop {
             let mut b = [0u8; 16];
             rng.fill_bytes(&mut b);
-            if b != Self::AUTH.0 {
+            if b != Self::AUTH.0 && b != Self::LEDGER.0 {
                 return SectionId(b);
             }
         }
+    }
+
+    /// Whether this is the auth document or the ledger.
+    pub fn is_reserved(&self) -> bool {
+        *self == Self::AUTH || *self == Self::LEDGER
     }
 }
 

@@ -227,14 +227,48 @@ impl KeyWrap {
 }
 
 /// A device the record root has certified as the patient's own.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct DeviceCert {
-    peer: PeerKey,
-    name: String,
-    agreement_public: String,
-    added: Timestamp,
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCert {
+    /// The device key.
+    pub peer: PeerKey,
+    /// The device's name.
+    pub name: String,
+    /// Its X25519 agreement key, hex.
+    pub agreement_public: String,
+    /// When it was added.
+    pub added: Timestamp,
     /// Root signature over (peer, agreement key), hex.
-    root_signature: String,
+    pub root_signature: String,
+}
+
+impl DeviceCert {
+    /// Whether `record`'s root key signed this certificate.
+    pub fn verify(&self, record: &RecordId) -> bool {
+        let (Ok(root), Ok(agreement), Ok(sig)) = (
+            record.verifying_key(),
+            data_encoding::HEXLOWER.decode(self.agreement_public.as_bytes()),
+            data_encoding::HEXLOWER.decode(self.root_signature.as_bytes()),
+        ) else {
+            return false;
+        };
+        let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else {
+            return false;
+        };
+        crypto::verify(&root, Domain::DeviceCert, &[&self.peer.0, &agreement], &sig).is_ok()
+    }
+}
+
+/// What [`Vault::store_remote`] did with a batch of bundles from a peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemoteReport {
+    /// Bundles stored.
+    pub stored: usize,
+    /// Bundles already held.
+    pub duplicates: usize,
+    /// Bundles refused, with the reason (no content).
+    pub refused: Vec<String>,
+    /// Forks detected (evidence kept).
+    pub forks: usize,
 }
 
 /// A directory item: a section's name, sealed under the section's key.
@@ -321,6 +355,158 @@ impl<S: Store> Vault<S> {
             self.store.commit(batch)?;
         }
         Ok(())
+    }
+
+    /// The log heads of one section, from the index (no keys needed).
+    pub fn heads(&self, record: &RecordId, section: &SectionId) -> Result<VersionVector> {
+        let mut vv = VersionVector::new();
+        for (k, v) in self.store.scan_prefix(&k_head_prefix(record, section))? {
+            if let (Ok(a), Some(h)) = (
+                <[u8; 32]>::try_from(&k[k.len() - 32..]),
+                LogHead::from_bytes(&v),
+            ) {
+                vv.insert(PeerKey(a), h);
+            }
+        }
+        Ok(vv)
+    }
+
+    /// Every section of `record` with bundles held, and its heads.
+    pub fn held_sections(&self, record: &RecordId) -> Result<BTreeMap<SectionId, VersionVector>> {
+        let mut out: BTreeMap<SectionId, VersionVector> = BTreeMap::new();
+        for (k, v) in self.store.scan_prefix(&key(b'L', &[&record.0]))? {
+            // L | record(32) | section(16) | author(32)
+            if k.len() != 1 + 32 + 16 + 32 {
+                continue;
+            }
+            let (Ok(s), Ok(a), Some(h)) = (
+                <[u8; 16]>::try_from(&k[33..49]),
+                <[u8; 32]>::try_from(&k[49..]),
+                LogHead::from_bytes(&v),
+            ) else {
+                continue;
+            };
+            out.entry(SectionId(s)).or_default().insert(PeerKey(a), h);
+        }
+        Ok(out)
+    }
+
+    /// Encoded bundles of one (section, author) log from `from_seq` on, while `budget` bytes
+    /// last (at least one bundle is returned if any exists and the budget is not exhausted).
+    pub fn bundles_from(
+        &self,
+        record: &RecordId,
+        section: &SectionId,
+        author: &PeerKey,
+        from_seq: u64,
+        budget: &mut usize,
+    ) -> Result<Vec<Vec<u8>>> {
+        let start = k_bundle(record, section, author, from_seq);
+        let end = k_bundle(record, section, author, u64::MAX);
+        let mut out = Vec::new();
+        for (_, v) in self.store.scan(&start, &end)? {
+            if v.len() > *budget {
+                break;
+            }
+            *budget -= v.len();
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Key wraps of `record` addressed to `recipient`.
+    pub fn key_wraps_to(&self, record: &RecordId, recipient: &[u8; 32]) -> Result<Vec<KeyWrap>> {
+        Ok(self
+            .store
+            .scan_prefix(&k_wrap_prefix(record))?
+            .into_iter()
+            .filter_map(|(_, v)| decbor::<KeyWrap>(&v).ok())
+            .filter(|w| w.recipient.into_array() == *recipient)
+            .collect())
+    }
+
+    /// Verifies and stores bundles received from a peer, without decrypting them (so a relay
+    /// can do it too): each must decode, be signed by its author, be allowed by `authorize`,
+    /// and extend its log's hash chain. Forks are kept as evidence and refused. Everything
+    /// accepted is committed atomically.
+    pub fn store_remote(
+        &self,
+        record: &RecordId,
+        bundles: Vec<Bundle>,
+        authorize: &mut dyn FnMut(&Bundle) -> std::result::Result<(), String>,
+    ) -> Result<RemoteReport> {
+        let mut report = RemoteReport::default();
+        let mut sorted = bundles;
+        sorted.sort_by_key(|b| (b.header().section, b.header().author, b.header().seq));
+        let mut batch = Batch::new();
+        let mut heads: HashMap<(SectionId, PeerKey), Option<LogHead>> = HashMap::new();
+        for b in sorted {
+            let h = b.header().clone();
+            if h.record != *record {
+                report.refused.push("a bundle for another record".into());
+                continue;
+            }
+            if let Err(e) = b.verify() {
+                report.refused.push(e.to_string());
+                continue;
+            }
+            if let Err(why) = authorize(&b) {
+                report.refused.push(why);
+                continue;
+            }
+            let slot = (h.section, h.author);
+            let head = match heads.get(&slot) {
+                Some(x) => *x,
+                None => self
+                    .store
+                    .get(&k_head(record, &h.section, &h.author))?
+                    .and_then(|v| LogHead::from_bytes(&v)),
+            };
+            let held = if head.is_some_and(|x| h.seq <= x.seq) {
+                self.store
+                    .get(&k_bundle(record, &h.section, &h.author, h.seq))?
+                    .map(|bytes| crate::ids::BundleHash(crypto::sha256(&[&bytes])))
+            } else {
+                None
+            };
+            match log::check_append(head.as_ref(), held, &h, b.hash()) {
+                Ok(log::Append::Extend) => {
+                    batch.put(
+                        k_bundle(record, &h.section, &h.author, h.seq),
+                        b.encoded().to_vec(),
+                    );
+                    let nh = LogHead {
+                        seq: h.seq,
+                        hash: b.hash(),
+                    };
+                    batch.put(
+                        k_head(record, &h.section, &h.author),
+                        nh.to_bytes().to_vec(),
+                    );
+                    heads.insert(slot, Some(nh));
+                    report.stored += 1;
+                }
+                Ok(log::Append::Duplicate) => report.duplicates += 1,
+                Err(log::LogError::Fork { seq }) => {
+                    batch.put(
+                        key(
+                            b'F',
+                            &[&record.0, &h.section.0, &h.author.0, &seq.to_be_bytes()],
+                        ),
+                        b.encoded().to_vec(),
+                    );
+                    report.forks += 1;
+                    report
+                        .refused
+                        .push(format!("fork by {} at seq {seq}", h.author));
+                }
+                Err(e) => report.refused.push(e.to_string()),
+            }
+        }
+        if !batch.is_empty() {
+            self.store.commit(batch)?;
+        }
+        Ok(report)
     }
 
     /// Stores a node-level value (not part of any record), e.g. a held grant or credential.
@@ -1201,6 +1387,196 @@ impl<S: Store> OpenRecord<'_, S> {
         self.mutate(|rec, batch| rec.append_items(SectionId::AUTH, items, now, rng, batch))
     }
 
+    /// Writes items into the patient's private ledger (requests, decisions, trusted
+    /// organisations): a section readable only by the patient's own devices and recovery key,
+    /// created on first use. Items are written once: an existing key is refused.
+    pub fn put_ledger_items(
+        &mut self,
+        items: Vec<(String, String)>,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<()> {
+        let root =
+            self.identity
+                .root_key()
+                .filter(|_| self.owner)
+                .ok_or(RecordError::NotPermitted(
+                    "only the patient writes the consent ledger",
+                ))?;
+        let existing = self.ledger_items("");
+        if items
+            .iter()
+            .any(|(k, _)| existing.iter().any(|(e, _)| e == k))
+        {
+            return Err(RecordError::NotPermitted("that ledger item already exists"));
+        }
+        let mut fresh = Vec::new();
+        if !self.keys.contains_key(&SectionId::LEDGER) {
+            let key = SymmetricKey::generate(rng);
+            fresh = wraps_for(
+                self.identity,
+                root,
+                &self.id,
+                &SectionId::LEDGER,
+                0,
+                &key,
+                rng,
+            )?;
+            self.keys
+                .insert(SectionId::LEDGER, BTreeMap::from([(0, key)]));
+            self.loaded.insert(
+                SectionId::LEDGER,
+                SectionDoc {
+                    doc: new_doc(self.identity),
+                    vv: VersionVector::new(),
+                    since_snapshot: 0,
+                },
+            );
+        }
+        let id = self.id;
+        self.mutate(|rec, batch| {
+            for w in &fresh {
+                batch.put(k_wrap(&id, &w.section, w.epoch, &w.recipient), cbor(w)?);
+            }
+            rec.append_items(SectionId::LEDGER, items, now, rng, batch)
+        })
+    }
+
+    /// The private ledger's items whose keys start with `prefix` (empty if there is none or
+    /// this node cannot read it).
+    pub fn ledger_items(&mut self, prefix: &str) -> Vec<(String, String)> {
+        if !self.keys.contains_key(&SectionId::LEDGER)
+            || self.ensure_loaded(&SectionId::LEDGER).is_err()
+        {
+            return Vec::new();
+        }
+        self.loaded
+            .get(&SectionId::LEDGER)
+            .map(|d| string_items(&d.doc, prefix))
+            .unwrap_or_default()
+    }
+
+    /// The patient's devices, as certified by the record root (unverifiable ones omitted).
+    pub fn device_certs(&self) -> Vec<DeviceCert> {
+        self.auth_items("device/")
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_str::<DeviceCert>(&v).ok())
+            .filter(|c| c.verify(&self.id))
+            .collect()
+    }
+
+    /// The readable sections by id.
+    pub fn directory(&self) -> &BTreeMap<SectionId, SectionName> {
+        &self.directory
+    }
+
+    /// The (section, epoch) keys this node holds.
+    pub fn keys_held(&self) -> Vec<(SectionId, u32)> {
+        self.keys
+            .iter()
+            .flat_map(|(s, m)| m.keys().map(move |e| (*s, *e)))
+            .collect()
+    }
+
+    /// Drops everything loaded and reads keys and directory again (after bundles or keys
+    /// arrived from a peer).
+    pub fn reload(&mut self) -> Result<()> {
+        self.loaded.clear();
+        self.keys.clear();
+        self.load_keys()?;
+        self.load_directory()
+    }
+
+    /// Wraps to `recipient` the keys of `sections` (section ids, including reserved ones) that
+    /// are not in `held` (owner only).
+    pub fn wrap_missing_keys(
+        &self,
+        recipient: [u8; 32],
+        sections: &[SectionId],
+        held: &[(SectionId, u32)],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<KeyWrap>> {
+        let root = self
+            .identity
+            .root_key()
+            .filter(|_| self.owner)
+            .ok_or(RecordError::NotPermitted("only the patient wraps keys"))?;
+        let mut out = Vec::new();
+        for sid in sections {
+            if let Some(keys) = self.keys.get(sid) {
+                for (epoch, key) in keys {
+                    if !held.contains(&(*sid, *epoch)) {
+                        out.push(KeyWrap::create(
+                            root, self.id, *sid, *epoch, key, recipient, rng,
+                        )?);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks a bundle from an `append` holder before it is stored: it must decrypt, hold
+    /// exactly one automerge change whose every operation writes a new `e/<id>` key at the
+    /// root with an entry version authored by the bundle's author, and any version it
+    /// supersedes must be the author's own.
+    pub fn check_append_only(&mut self, bundle: &Bundle) -> std::result::Result<(), String> {
+        let h = bundle.header();
+        let key = self
+            .keys
+            .get(&h.section)
+            .and_then(|m| m.get(&h.epoch))
+            .ok_or("no key for the bundle's section")?
+            .clone();
+        let payload = zeroize::Zeroizing::new(bundle.open(&key).map_err(|e| e.to_string())?);
+        let change = automerge::Change::from_bytes(payload.to_vec())
+            .map_err(|_| "payload is not one automerge change".to_string())?;
+        let expanded = serde_json::to_value(change.decode())
+            .map_err(|_| "change cannot be inspected".to_string())?;
+        let ops = expanded
+            .get("ops")
+            .and_then(|o| o.as_array())
+            .ok_or("change has no operations")?;
+        self.ensure_loaded(&h.section).map_err(|e| e.to_string())?;
+        let doc = &self.loaded.get(&h.section).ok_or("section not loaded")?.doc;
+        for op in ops {
+            let on_root = op.get("obj").and_then(|o| o.as_str()) == Some("_root");
+            let is_set = op.get("action").and_then(|a| a.as_str()) == Some("set");
+            let fresh = op
+                .get("pred")
+                .and_then(|p| p.as_array())
+                .is_some_and(Vec::is_empty);
+            let key = op.get("key").and_then(|k| k.as_str()).unwrap_or("");
+            let value = op.get("value").and_then(|v| v.as_str());
+            if !(on_root && is_set && fresh && key.starts_with("e/")) {
+                return Err("an append holder may only add entries".into());
+            }
+            if doc.get(ROOT, key).ok().flatten().is_some() {
+                return Err("an append holder may not overwrite an entry".into());
+            }
+            let v: EntryVersion = value
+                .and_then(|v| serde_json::from_str(v).ok())
+                .ok_or("an entry that is not a valid entry version")?;
+            if key != entry_key(&v.id) || v.provenance.author != h.author {
+                return Err("an entry not authored by the bundle's author".into());
+            }
+            if let Some(old) = v.supersedes {
+                let old_author = doc
+                    .get(ROOT, entry_key(&old))
+                    .ok()
+                    .flatten()
+                    .and_then(|(val, _)| val.into_string().ok())
+                    .and_then(|s| serde_json::from_str::<EntryVersion>(&s).ok())
+                    .map(|o| o.provenance.author);
+                if old_author != Some(h.author) {
+                    return Err("an append holder may only correct their own entries".into());
+                }
+            }
+            EntryBody::from_json(v.class, &v.body).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// Wraps to `recipient` the keys of the auth document and of every held section that the
     /// scopes let its holder read (owner only), signed by the record root.
     pub fn wrap_keys_for(
@@ -1527,5 +1903,31 @@ mod tests {
             }
             prop_assert_eq!(items(&d), items(&src));
         }
+    }
+}
+
+#[cfg(test)]
+mod change_shape {
+    use super::*;
+
+    /// The expanded-change JSON shape `check_append_only` relies on.
+    #[test]
+    fn expanded_change_json_shape() {
+        let mut d = AutoCommit::new();
+        d.put(ROOT, "e/x", "v").unwrap();
+        d.commit();
+        let c = d.get_last_local_change().unwrap();
+        let v = serde_json::to_value(c.decode()).unwrap();
+        let op = &v["ops"][0];
+        assert_eq!(op["obj"], "_root", "{v}");
+        assert_eq!(op["action"], "set", "{v}");
+        assert_eq!(op["key"], "e/x", "{v}");
+        assert_eq!(op["value"], "v", "{v}");
+        assert!(op["pred"].as_array().unwrap().is_empty(), "{v}");
+        d.put(ROOT, "e/x", "w").unwrap();
+        d.commit();
+        let c = d.get_last_local_change().unwrap();
+        let v = serde_json::to_value(c.decode()).unwrap();
+        assert!(!v["ops"][0]["pred"].as_array().unwrap().is_empty(), "{v}");
     }
 }

@@ -249,6 +249,32 @@ fn own_record<'v>(
     Ok(vault.open_record(identity, &rid)?)
 }
 
+/// Records an issued grant: the chain in the auth document (so holders of the record can check
+/// each other's authority, and relays can enforce it), and the details (who, why, which
+/// request) in the private ledger, with an optional extra ledger item (the decision).
+fn record_grant(
+    rec: &mut OpenRecord<'_, SledStore>,
+    g: &Grant,
+    item: &GrantItem,
+    extra: Option<(String, String)>,
+    t: Timestamp,
+    rng: &mut crate::commands::Rng,
+) -> Result<(), Failure> {
+    let gid = g.id();
+    rec.put_auth_items(
+        vec![(
+            format!("grant/{gid}"),
+            to_json(&json!({"token": item.token}))?,
+        )],
+        t,
+        rng,
+    )?;
+    let mut items = vec![(format!("grant/{gid}"), to_json(item)?)];
+    items.extend(extra);
+    rec.put_ledger_items(items, t, rng)?;
+    Ok(())
+}
+
 fn revoked_set(rec: &OpenRecord<'_, SledStore>) -> Vec<GrantId> {
     rec.auth_items("revoke/")
         .into_iter()
@@ -256,8 +282,8 @@ fn revoked_set(rec: &OpenRecord<'_, SledStore>) -> Vec<GrantId> {
         .collect()
 }
 
-fn trusted_orgs(rec: &OpenRecord<'_, SledStore>) -> Vec<PeerKey> {
-    rec.auth_items("trust/")
+fn trusted_orgs(rec: &mut OpenRecord<'_, SledStore>) -> Vec<PeerKey> {
+    rec.ledger_items("trust/")
         .into_iter()
         .filter_map(|(k, _)| k.trim_start_matches("trust/").parse().ok())
         .collect()
@@ -381,11 +407,7 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
         request: None,
         keys_included: !keys.is_empty(),
     };
-    rec.put_auth_items(
-        vec![(format!("grant/{}", g.id()), to_json(&item)?)],
-        t,
-        &mut rng,
-    )?;
+    record_grant(&mut rec, &g, &item, None, t, &mut rng)?;
     let id = g.id().to_string();
     emit_token(
         ctx,
@@ -488,9 +510,9 @@ fn find_grant(
     let vault = ctx.vault()?;
     let mut found: Vec<(Vec<Grant>, bool, Option<Timestamp>)> = Vec::new();
     if identity.record_id().is_some() {
-        let rec = own_record(&vault, &identity)?;
+        let mut rec = own_record(&vault, &identity)?;
         let revoked = revoked_set(&rec);
-        for (k, v) in rec.auth_items("grant/") {
+        for (k, v) in rec.ledger_items("grant/") {
             let gid = k.trim_start_matches("grant/");
             if gid.starts_with(id_prefix)
                 && let Ok(item) = serde_json::from_str::<GrantItem>(&v)
@@ -636,7 +658,7 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
     let t = now();
     let mut events: Vec<(Timestamp, Value, String)> = Vec::new();
     if identity.record_id().is_some() {
-        let rec = own_record(&vault, &identity)?;
+        let mut rec = own_record(&vault, &identity)?;
         let revoked = revoked_set(&rec);
         let revoked_at: std::collections::HashMap<String, Timestamp> = rec
             .auth_items("revoke/")
@@ -649,7 +671,7 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
                 Some((k.trim_start_matches("revoke/").to_string(), at))
             })
             .collect();
-        for (k, v) in rec.auth_items("grant/") {
+        for (k, v) in rec.ledger_items("grant/") {
             let Ok(item) = serde_json::from_str::<GrantItem>(&v) else {
                 continue;
             };
@@ -682,8 +704,8 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
                 ));
             }
         }
-        let trusted = trusted_orgs(&rec);
-        for (k, v) in rec.auth_items("request/") {
+        let trusted = trusted_orgs(&mut rec);
+        for (k, v) in rec.ledger_items("request/") {
             let Ok(item) = serde_json::from_str::<RequestItem>(&v) else {
                 continue;
             };
@@ -702,7 +724,7 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
             events.push((item.received_at, json!({"event": "request", "id": rid, "from": req.body().requester.peer, "from_name": name, "identity": who, "scopes": scopes, "purpose": req.body().purpose, "reason": req.body().reason}),
                 format!("{name} ({}) asked for {} for {} ({rid})", who.words(), scopes.join(", "), req.body().purpose.words())));
         }
-        for (k, v) in rec.auth_items("decision/") {
+        for (k, v) in rec.ledger_items("decision/") {
             let Ok(d) = serde_json::from_str::<DecisionItem>(&v) else {
                 continue;
             };
@@ -720,7 +742,7 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
                 ),
             ));
         }
-        for (k, v) in rec.auth_items("trust/") {
+        for (k, v) in rec.ledger_items("trust/") {
             let Ok(item) = serde_json::from_str::<TrustItem>(&v) else {
                 continue;
             };
@@ -820,7 +842,7 @@ pub fn request(ctx: &Ctx, args: RequestArgs) -> Result<(), Failure> {
 }
 
 fn find_request(
-    rec: &OpenRecord<'_, SledStore>,
+    rec: &mut OpenRecord<'_, SledStore>,
     prefix: &str,
 ) -> Result<(String, AccessRequest, Option<DecisionItem>), Failure> {
     let prefix = prefix.trim();
@@ -828,7 +850,7 @@ fn find_request(
         return Err(invalid("give at least 6 characters of the request id"));
     }
     let mut found = Vec::new();
-    for (k, v) in rec.auth_items("request/") {
+    for (k, v) in rec.ledger_items("request/") {
         let rid = k.trim_start_matches("request/").to_string();
         if !rid.starts_with(prefix) {
             continue;
@@ -838,7 +860,7 @@ fn find_request(
         let req = AccessRequest::from_token(&item.token)
             .map_err(|_| Failure::new(code::INTEGRITY, "a stored request does not verify"))?;
         let decision = rec
-            .auth_items(&format!("decision/{rid}"))
+            .ledger_items(&format!("decision/{rid}"))
             .into_iter()
             .find_map(|(_, v)| serde_json::from_str::<DecisionItem>(&v).ok());
         found.push((rid, req, decision));
@@ -859,11 +881,11 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
     let mut rng = os_rng();
     match cmd {
         None => {
-            let trusted = trusted_orgs(&rec);
+            let trusted = trusted_orgs(&mut rec);
             let mut pending = Vec::new();
-            for (k, v) in rec.auth_items("request/") {
+            for (k, v) in rec.ledger_items("request/") {
                 let rid = k.trim_start_matches("request/").to_string();
-                if !rec.auth_items(&format!("decision/{rid}")).is_empty() {
+                if !rec.ledger_items(&format!("decision/{rid}")).is_empty() {
                     continue;
                 }
                 let Ok(item) = serde_json::from_str::<RequestItem>(&v) else {
@@ -916,7 +938,7 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             req.check_open(t)
                 .map_err(|e| refused(format!("request refused: {e}")))?;
             let rid = req.short_id('q');
-            if !rec.auth_items(&format!("request/{rid}")).is_empty() {
+            if !rec.ledger_items(&format!("request/{rid}")).is_empty() {
                 return Err(refused(
                     "this request was already received (a replay changes nothing)",
                 ));
@@ -924,10 +946,10 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             let who = verify_credential(
                 req.credential().as_ref(),
                 &req.body().requester.peer,
-                &trusted_orgs(&rec),
+                &trusted_orgs(&mut rec),
                 t,
             );
-            rec.put_auth_items(
+            rec.put_ledger_items(
                 vec![(
                     format!("request/{rid}"),
                     to_json(&RequestItem {
@@ -947,7 +969,7 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             sections,
             expires,
         }) => {
-            let (rid, req, decision) = find_request(&rec, &id)?;
+            let (rid, req, decision) = find_request(&mut rec, &id)?;
             if decision.is_some() {
                 return Err(refused("this request was already answered"));
             }
@@ -1001,32 +1023,24 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             let g = Grant::issue_root(&identity, spec, &keys, &mut rng).map_err(refusal)?;
             let token = grant::chain_to_token(std::slice::from_ref(&g));
             let gid = g.id().to_string();
-            rec.put_auth_items(
-                vec![
-                    (
-                        format!("grant/{gid}"),
-                        to_json(&GrantItem {
-                            token: token.clone(),
-                            issued_at: t,
-                            audience: b.requester.peer,
-                            audience_name: Some(b.requester.name.clone()),
-                            request: Some(rid.clone()),
-                            keys_included: !keys.is_empty(),
-                        })?,
-                    ),
-                    (
-                        format!("decision/{rid}"),
-                        to_json(&DecisionItem {
-                            decision: "approved".into(),
-                            at: t,
-                            grant: Some(gid.clone()),
-                            reason: None,
-                        })?,
-                    ),
-                ],
-                t,
-                &mut rng,
-            )?;
+            let item = GrantItem {
+                token: token.clone(),
+                issued_at: t,
+                audience: b.requester.peer,
+                audience_name: Some(b.requester.name.clone()),
+                request: Some(rid.clone()),
+                keys_included: !keys.is_empty(),
+            };
+            let decision = (
+                format!("decision/{rid}"),
+                to_json(&DecisionItem {
+                    decision: "approved".into(),
+                    at: t,
+                    grant: Some(gid.clone()),
+                    reason: None,
+                })?,
+            );
+            record_grant(&mut rec, &g, &item, Some(decision), t, &mut rng)?;
             emit_token(
                 ctx,
                 json!({"request": rid, "audience": b.requester.peer}),
@@ -1048,7 +1062,7 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             )?;
         }
         Some(RequestsCommand::Deny { id, reason }) => {
-            let (rid, req, decision) = find_request(&rec, &id)?;
+            let (rid, req, decision) = find_request(&mut rec, &id)?;
             if decision.is_some() {
                 return Err(refused("this request was already answered"));
             }
@@ -1057,7 +1071,7 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             {
                 return Err(invalid("the reason is too long"));
             }
-            rec.put_auth_items(
+            rec.put_ledger_items(
                 vec![(
                     format!("decision/{rid}"),
                     to_json(&DecisionItem {
@@ -1135,11 +1149,11 @@ pub fn trust(ctx: &Ctx, cmd: TrustCommand) -> Result<(), Failure> {
     match cmd {
         TrustCommand::AddOrg { org_id, name } => {
             let org = parse_peer(&org_id)?;
-            if !rec.auth_items(&format!("trust/{org}")).is_empty() {
+            if !rec.ledger_items(&format!("trust/{org}")).is_empty() {
                 return Err(refused("you already trust that organisation"));
             }
             let t = now();
-            rec.put_auth_items(
+            rec.put_ledger_items(
                 vec![(
                     format!("trust/{org}"),
                     to_json(&TrustItem {
@@ -1156,7 +1170,7 @@ pub fn trust(ctx: &Ctx, cmd: TrustCommand) -> Result<(), Failure> {
         }
         TrustCommand::List => {
             let items: Vec<(String, Option<TrustItem>)> = rec
-                .auth_items("trust/")
+                .ledger_items("trust/")
                 .into_iter()
                 .map(|(k, v)| {
                     (
