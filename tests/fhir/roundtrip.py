@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Round-trips FHIR bundles through the real `hearth` binary, one fresh patient node per bundle:
+
+1. import the bundle: every resource becomes an entry;
+2. import it again: nothing is written;
+3. export --fhir: every imported resource comes back unchanged (the Patient keeps its clinical
+   facts; it may gain the record's own name and NHS number);
+4. export --fhir --rebuild (built from the typed fields alone): same codes, values, units,
+   dates and statuses for every resource;
+5. import the export into the same record: nothing is written.
+
+The exports are left in OUT_DIR for the validators (validate_py.py, validate.js).
+
+    python3 tests/fhir/roundtrip.py HEARTH_BINARY OUT_DIR BUNDLE_DIR...
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+PASS = "roundtrip-passphrase-1"
+
+
+def hearth(binary, home, *args):
+    env = dict(os.environ, HEARTH_PASSPHRASE=PASS)
+    env.pop("HEARTH_HOME", None)
+    p = subprocess.run([binary, "--home", home, *args], capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        raise RuntimeError(f"hearth {' '.join(args[:3])} exited {p.returncode}: {p.stderr.strip()}")
+    return json.loads(p.stdout) if "--json" in args else p.stdout
+
+
+def clinical(r):
+    """Type, codes, values and units, dates and statuses of a resource (as core/tests/fhir.rs)."""
+    out = set()
+    rt = r.get("resourceType", "")
+    out.add(f"type={rt}")
+
+    def first_code(c):
+        for x in (c or {}).get("coding", []) or []:
+            if x.get("system") and x.get("code"):
+                return f"{x['system']}|{x['code']}"
+        return None
+
+    for key in ("code", "medicationCodeableConcept", "vaccineCode"):
+        c = first_code(r.get(key))
+        if c:
+            out.add(f"code={c}")
+
+    def quantity(q, at):
+        if isinstance(q, dict) and isinstance(q.get("value"), (int, float)):
+            out.add(f"{at}value={float(q['value'])}")
+            if q.get("system") == "http://unitsofmeasure.org":
+                unit = q.get("code") or q.get("unit")
+            else:
+                unit = q.get("unit") or q.get("code")
+            if unit:
+                out.add(f"{at}unit={unit}")
+
+    quantity(r.get("valueQuantity"), "")
+    for i, c in enumerate(r.get("component", []) or []):
+        code = first_code(c.get("code"))
+        if code:
+            out.add(f"component{i}.code={code}")
+        quantity(c.get("valueQuantity"), f"component{i}.")
+    for key in ("onsetDateTime", "abatementDateTime", "authoredOn", "birthDate", "occurrenceDateTime"):
+        if isinstance(r.get(key), str):
+            out.add(f"{key}={r[key][:10]}")
+    if isinstance(r.get("effectiveDateTime"), str):
+        v = r["effectiveDateTime"]
+        out.add(f"effective={v[:10] if rt == 'DiagnosticReport' else v}")
+    for key in ("period", "effectivePeriod"):
+        for end in ("start", "end"):
+            v = (r.get(key) or {}).get(end)
+            if isinstance(v, str):
+                out.add(f"{key}.{end}={v if rt == 'Encounter' else v[:10]}")
+    for key in ("clinicalStatus", "verificationStatus"):
+        codings = (r.get(key) or {}).get("coding") or []
+        if codings and codings[0].get("code"):
+            out.add(f"{key}={codings[0]['code']}")
+    if rt == "Observation" and r.get("status") in ("final", "preliminary", "amended", "registered"):
+        out.add(f"status={r['status']}")
+    if r.get("gender"):
+        out.add(f"gender={r['gender']}")
+    return out
+
+
+def by_url(bundle):
+    return {e["fullUrl"]: e["resource"] for e in bundle.get("entry", []) if "fullUrl" in e}
+
+
+def check(binary, bundle_path, out_dir, work, prefix):
+    name = prefix + os.path.splitext(os.path.basename(bundle_path))[0]
+    home = os.path.join(work, name)
+    original = json.load(open(bundle_path))
+    n = len(original.get("entry", []))
+    hearth(binary, home, "init", "--role", "patient", "--name", "Round Trip", "--json")
+    first = hearth(binary, home, "record", "import", "--fhir", bundle_path, "--json")
+    assert first["imported"] == n and first["written"] == n, f"first import: {first['imported']} of {n}"
+    again = hearth(binary, home, "record", "import", "--fhir", bundle_path, "--json")
+    assert again["written"] == 0, f"second import wrote {again['written']}"
+    exported = os.path.join(out_dir, f"{name}.json")
+    rebuilt = os.path.join(out_dir, f"{name}.rebuilt.json")
+    hearth(binary, home, "record", "export", "--fhir", exported, "--json")
+    hearth(binary, home, "record", "export", "--fhir", rebuilt, "--rebuild", "--json")
+    got = by_url(json.load(open(exported)))
+    got_rebuilt = by_url(json.load(open(rebuilt)))
+    for e in original.get("entry", []):
+        url, res = e["fullUrl"], e["resource"]
+        assert url in got, f"{res['resourceType']} {url} missing from the export"
+        if res["resourceType"] == "Patient":
+            assert clinical(got[url]) >= clinical(res), f"Patient {url} lost clinical content"
+        else:
+            assert got[url] == res, f"{res['resourceType']} {url} changed on the way through"
+        want, have = clinical(res), clinical(got_rebuilt.get(url, {}))
+        assert want <= have if res["resourceType"] == "Patient" else want == have, (
+            f"{res['resourceType']} {url} rebuilt: lost {sorted(want - have)}, gained {sorted(have - want)}"
+        )
+    back = hearth(binary, home, "record", "import", "--fhir", exported, "--json")
+    assert back["written"] == 0, f"importing the export wrote {back['written']}"
+
+
+def main():
+    if len(sys.argv) < 4:
+        print(__doc__, file=sys.stderr)
+        return 2
+    binary, out_dir, dirs = sys.argv[1], sys.argv[2], sys.argv[3:]
+    os.makedirs(out_dir, exist_ok=True)
+    bundles = []
+    for k, d in enumerate(dirs):
+        if not os.path.isdir(d):
+            print(f"no such folder of bundles: {d}", file=sys.stderr)
+            return 1
+        bundles += sorted((f"{k}-", os.path.join(d, f)) for f in os.listdir(d) if f.endswith(".json"))
+    if not bundles:
+        print("no bundles found", file=sys.stderr)
+        return 1
+    passed = failed = 0
+    with tempfile.TemporaryDirectory() as work:
+        for prefix, b in bundles:
+            try:
+                check(binary, b, out_dir, work, prefix)
+                passed += 1
+            except (AssertionError, RuntimeError) as e:
+                failed += 1
+                print(f"FAIL {os.path.basename(b)}: {e}")
+    print(f"fhir round trip: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
