@@ -1,0 +1,263 @@
+//! The libp2p adapter (feature `libp2p`, on by default): transports, the `/hearth/sync/1`
+//! request-response protocol, identify, ping and deliberate connection limits.
+//!
+//! Nothing here decides anything about records: the sans-I/O session in
+//! [`crate::session`] does. This module only moves its messages between authenticated peers
+//! and enforces the limits a stranger could otherwise push on us:
+//!
+//! - **Identity.** The node's libp2p keypair *is* its ed25519 device key ([`keypair`]), so the
+//!   Noise-authenticated `PeerId` of a connection is the [`PeerKey`] a capability names as its
+//!   audience ([`peer_key`], [`peer_id`]). Nobody can present a grant for a key they do not
+//!   hold: the transport already proved the key.
+//! - **Frames.** [`codec::FrameCodec`] length-prefixes each message and refuses frames above
+//!   [`MAX_FRAME`] before reading them; garbage closes the stream, never the process.
+//! - **Limits.** [`NetConfig`] sets connections per peer, in total and pending, request
+//!   timeouts, concurrent streams per connection and the idle timeout; see its defaults.
+//! - **Transports.** TCP and (feature `quic`) QUIC, both with Noise and Yamux (QUIC has its
+//!   own TLS 1.3 handshake with the same key); [`memory_swarm`] builds an in-memory swarm for
+//!   tests and in-process examples.
+//!
+//! ```
+//! use hearth_sync::net::{peer_id, peer_key};
+//! use libp2p::identity::{Keypair, ed25519};
+//! let secret = ed25519::SecretKey::try_from_bytes([7u8; 32]).unwrap();
+//! let id = Keypair::from(ed25519::Keypair::from(secret)).public().to_peer_id();
+//! let key = peer_key(&id).unwrap();          // a hearth_core::ids::PeerKey
+//! assert_eq!(key.to_string(), id.to_string()); // same text form
+//! assert_eq!(peer_id(&key), Some(id));
+//! ```
+
+pub mod codec;
+
+use codec::{FrameCodec, WireMessage};
+use hearth_core::ids::PeerKey;
+use hearth_core::keys::Identity;
+use libp2p::core::transport::{MemoryTransport, Transport, upgrade::Version};
+use libp2p::identity::{Keypair, PublicKey, ed25519};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    PeerId, StreamProtocol, Swarm, SwarmBuilder, connection_limits, identify, noise, ping,
+};
+use libp2p::{tcp, yamux};
+use std::time::Duration;
+
+/// The sync protocol's name on the wire.
+pub const PROTOCOL: &str = crate::protocol::PROTOCOL;
+
+/// The largest frame accepted or sent on `/hearth/sync/1`.
+pub const MAX_FRAME: usize = crate::protocol::MAX_MESSAGE;
+
+/// The identify protocol version string.
+pub const IDENTIFY_VERSION: &str = "/hearth/1";
+
+/// Errors of the adapter (never about a peer's data: those close the peer's stream).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// The device key could not be turned into a libp2p keypair (a damaged keystore).
+    #[error("the device key is not a valid ed25519 key")]
+    BadKey,
+    /// A transport could not be set up (local configuration or the operating system).
+    #[error("cannot set up the network: {0}")]
+    Transport(String),
+}
+
+/// Limits and timeouts. The defaults are deliberate; each says why.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// A request without an answer after this long fails (the peer is gone or stalling).
+    pub request_timeout: Duration,
+    /// A connection with no open stream is closed after this long. Live sync keeps
+    /// connections busy with periodic rounds, so this only reaps peers that went quiet.
+    pub idle_timeout: Duration,
+    /// Established connections per peer: one each way is enough (two nodes may dial each
+    /// other at the same moment); more is a stranger hoarding our resources.
+    pub max_established_per_peer: u32,
+    /// Established connections in total.
+    pub max_established_total: u32,
+    /// Connections in the handshake phase, each way.
+    pub max_pending: u32,
+    /// Concurrent request streams per connection (each may hold up to one frame in memory).
+    pub max_concurrent_streams: usize,
+    /// The largest frame, both ways.
+    pub max_frame: usize,
+    /// Discover peers on the local network with mDNS (feature `mdns`; announces this node).
+    pub mdns: bool,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_established_per_peer: 2,
+            max_established_total: 256,
+            max_pending: 64,
+            max_concurrent_streams: 8,
+            max_frame: MAX_FRAME,
+            mdns: false,
+        }
+    }
+}
+
+pub use behaviour::{Behaviour, BehaviourEvent};
+
+/// The behaviour and the event enum its derive generates (whose variants mirror the fields).
+#[allow(missing_docs)]
+mod behaviour {
+    use super::*;
+
+    /// The node's network behaviour: limits first (they veto connections), then identify, ping,
+    /// the sync protocol and, optionally, mDNS.
+    #[derive(NetworkBehaviour)]
+    pub struct Behaviour<M: WireMessage> {
+        /// Connection limits.
+        pub limits: connection_limits::Behaviour,
+        /// Identify: tells peers our listen addresses and learns theirs.
+        pub identify: identify::Behaviour,
+        /// Ping: keeps connections alive and measures round trips.
+        pub ping: ping::Behaviour,
+        /// `/hearth/sync/1`.
+        pub sync: request_response::Behaviour<FrameCodec<M>>,
+        /// Local-network discovery (off unless configured).
+        #[cfg(feature = "mdns")]
+        pub mdns: libp2p::swarm::behaviour::toggle::Toggle<libp2p::mdns::tokio::Behaviour>,
+    }
+
+    impl<M: WireMessage> Behaviour<M> {
+        /// The behaviour for `key` with `config`.
+        pub fn new(key: &Keypair, config: &NetConfig) -> Result<Self, NetError> {
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established_per_peer(Some(config.max_established_per_peer))
+                .with_max_established(Some(config.max_established_total))
+                .with_max_pending_incoming(Some(config.max_pending))
+                .with_max_pending_outgoing(Some(config.max_pending));
+            let sync = request_response::Behaviour::with_codec(
+                FrameCodec::new(config.max_frame),
+                [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(config.request_timeout)
+                    .with_max_concurrent_streams(config.max_concurrent_streams),
+            );
+            #[cfg(feature = "mdns")]
+            let mdns = if config.mdns {
+                Some(
+                    libp2p::mdns::tokio::Behaviour::new(
+                        libp2p::mdns::Config::default(),
+                        key.public().to_peer_id(),
+                    )
+                    .map_err(|e| NetError::Transport(format!("mdns: {e}")))?,
+                )
+            } else {
+                None
+            }
+            .into();
+            Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_VERSION.into(), key.public())
+                        .with_agent_version(format!("hearth/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::new(ping::Config::new()),
+                sync,
+                #[cfg(feature = "mdns")]
+                mdns,
+            })
+        }
+    }
+}
+
+/// The libp2p keypair of a node: its ed25519 device key.
+pub fn keypair(identity: &Identity) -> Result<Keypair, NetError> {
+    // `try_from_bytes` zeroizes the copy it is given.
+    let mut secret = identity.device_key().to_bytes();
+    let sk = ed25519::SecretKey::try_from_bytes(&mut secret).map_err(|_| NetError::BadKey)?;
+    Ok(Keypair::from(ed25519::Keypair::from(sk)))
+}
+
+/// The libp2p peer id of a Hearth peer key.
+pub fn peer_id(key: &PeerKey) -> Option<PeerId> {
+    let pk = ed25519::PublicKey::try_from_bytes(&key.0).ok()?;
+    Some(PublicKey::from(pk).to_peer_id())
+}
+
+/// The Hearth peer key of a libp2p peer id, if it is an ed25519 key (Hearth only uses those;
+/// any other kind of peer is a stranger speaking another dialect).
+pub fn peer_key(id: &PeerId) -> Option<PeerKey> {
+    id.to_base58().parse().ok()
+}
+
+fn transport_err(e: impl std::fmt::Display) -> NetError {
+    NetError::Transport(e.to_string())
+}
+
+/// A swarm on TCP (and QUIC with the `quic` feature) with Noise and Yamux, on tokio.
+pub fn swarm<M: WireMessage>(
+    keypair: Keypair,
+    config: &NetConfig,
+) -> Result<Swarm<Behaviour<M>>, NetError> {
+    let tcp = tcp::Config::default().nodelay(true);
+    let behaviour = Behaviour::new(&keypair, config)?;
+    let builder = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp, noise::Config::new, yamux::Config::default)
+        .map_err(transport_err)?;
+    #[cfg(feature = "quic")]
+    let builder = builder.with_quic();
+    let swarm = builder
+        .with_dns()
+        .map_err(transport_err)?
+        .with_behaviour(move |_| behaviour)
+        .map_err(transport_err)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+/// A swarm on libp2p's in-memory transport (addresses `/memory/N`), with Noise and Yamux:
+/// for tests and in-process examples.
+pub fn memory_swarm<M: WireMessage>(
+    keypair: Keypair,
+    config: &NetConfig,
+) -> Result<Swarm<Behaviour<M>>, NetError> {
+    let behaviour = Behaviour::new(&keypair, config)?;
+    let swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_other_transport(|key| {
+            let noise = noise::Config::new(key)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                MemoryTransport::default()
+                    .upgrade(Version::V1)
+                    .authenticate(noise)
+                    .multiplex(yamux::Config::default())
+                    .boxed(),
+            )
+        })
+        .map_err(transport_err)?
+        .with_behaviour(move |_| behaviour)
+        .map_err(transport_err)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+/// Whether this build has the QUIC transport.
+pub const HAS_QUIC: bool = cfg!(feature = "quic");
+
+#[cfg(test)]
+mod tests;
+
+/// The protocol's messages travel one per frame, in their canonical CBOR encoding.
+impl WireMessage for crate::protocol::Message {
+    fn to_frame(&self) -> Vec<u8> {
+        crate::protocol::encode(self)
+    }
+    fn from_frame(bytes: &[u8]) -> Result<Self, String> {
+        crate::protocol::decode(bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// The swarm of a Hearth node.
+pub type HearthSwarm = Swarm<Behaviour<crate::protocol::Message>>;
