@@ -1,0 +1,216 @@
+//! The wire format of `/hearth/sync/1`.
+//!
+//! Three messages, each deterministic CBOR, each at most [`MAX_MESSAGE`] bytes:
+//!
+//! - [`SyncRequest`]: "this is me (my signed card), these are my grants for this record, this
+//!   is what I hold (a version vector per section, and the section keys I have), and here are
+//!   bundles you lack" (the push, empty in a first request);
+//! - [`SyncResponse`]: the bundles the requester lacks from the sections it may hold, the
+//!   responder's version vectors for the sections the requester may write (so it can push),
+//!   section keys wrapped to the requester, the patient's device certificates, and which
+//!   pushed bundles were refused;
+//! - [`Notify`]: "record R changed here; sync it with me".
+//!
+//! A sync is therefore request → response (→ push request → response): one and a half round
+//! trips whatever the history length, with O(authors) metadata plus the missing bytes.
+
+use hearth_core::grant::token::Envelope;
+use hearth_core::ids::{PeerKey, RecordId, SectionId};
+use hearth_core::log::{LogHead, VersionVector};
+use hearth_core::record::KeyWrap;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// The protocol name.
+pub const PROTOCOL: &str = "/hearth/sync/1";
+/// The largest message accepted, in bytes.
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// The most bytes of bundles one response carries (the rest follows with `more`).
+pub const MAX_BUNDLE_BYTES: usize = 12 * 1024 * 1024;
+/// The most sections a message may describe.
+pub const MAX_SECTIONS: usize = 1024;
+/// The most authors per section a message may describe.
+pub const MAX_AUTHORS: usize = 4096;
+/// The most grant chains a request may present.
+pub const MAX_GRANTS: usize = 16;
+/// The most key wraps or device certificates a response may carry.
+pub const MAX_KEYS: usize = 4096;
+
+/// What a node holds of one section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SectionHave {
+    /// The section.
+    pub section: SectionId,
+    /// The newest bundle held per author.
+    pub heads: Vec<(PeerKey, LogHead)>,
+}
+
+impl SectionHave {
+    /// From a version vector.
+    pub fn new(section: SectionId, vv: &VersionVector) -> Self {
+        SectionHave {
+            section,
+            heads: vv.iter().map(|(a, h)| (*a, *h)).collect(),
+        }
+    }
+
+    /// As a version vector.
+    pub fn vv(&self) -> VersionVector {
+        self.heads.iter().copied().collect()
+    }
+}
+
+/// A sync request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// Version 1.
+    pub v: u8,
+    /// The record.
+    pub record: RecordId,
+    /// The requester's signed contact card (its agreement key receives wrapped keys).
+    pub card: Envelope,
+    /// Grant chains the requester holds for this record (encoded as stored).
+    pub grants: Vec<ByteBuf>,
+    /// What the requester holds.
+    pub have: Vec<SectionHave>,
+    /// The (section, epoch) keys the requester holds.
+    pub keys: Vec<(SectionId, u32)>,
+    /// Bundles for the responder.
+    pub push: Vec<ByteBuf>,
+}
+
+/// A sync response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncResponse {
+    /// Version 1.
+    pub v: u8,
+    /// The record.
+    pub record: RecordId,
+    /// Set when the whole request is refused (the same words whether or not the record
+    /// exists here, so a refusal leaks nothing).
+    pub refused: Option<String>,
+    /// Bundles the requester lacks.
+    pub bundles: Vec<ByteBuf>,
+    /// The responder's heads for the sections the requester may write to.
+    pub have: Vec<SectionHave>,
+    /// Keys wrapped to the requester's agreement key.
+    pub wraps: Vec<KeyWrap>,
+    /// The patient's device certificates (JSON), so the requester can check authors.
+    pub devices: Vec<String>,
+    /// More bundles remain: ask again.
+    pub more: bool,
+    /// Pushed bundles refused, with the reason.
+    pub rejected: Vec<String>,
+}
+
+/// A change notification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// The record that changed.
+    pub record: RecordId,
+}
+
+/// Any message of the protocol.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// A request.
+    Request(SyncRequest),
+    /// A response.
+    Response(SyncResponse),
+    /// A notification.
+    Notify(Notify),
+}
+
+/// A message that cannot be read: always the sender's fault (or an attack).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// Larger than [`MAX_MESSAGE`].
+    #[error("message too large ({0} bytes)")]
+    TooLarge(usize),
+    /// Not a message of this protocol.
+    #[error("malformed message")]
+    Malformed,
+    /// Well formed but over a limit or of an unknown version.
+    #[error("message breaks a limit: {0}")]
+    Limit(&'static str),
+}
+
+/// Encodes a message.
+pub fn encode(m: &Message) -> Vec<u8> {
+    serde_ipld_dagcbor::to_vec(m).unwrap_or_default()
+}
+
+/// Decodes a message, checking size first and limits after.
+pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(WireError::TooLarge(bytes.len()));
+    }
+    let m: Message = serde_ipld_dagcbor::from_slice(bytes).map_err(|_| WireError::Malformed)?;
+    check(&m)?;
+    Ok(m)
+}
+
+fn check_have(have: &[SectionHave]) -> Result<(), WireError> {
+    if have.len() > MAX_SECTIONS {
+        return Err(WireError::Limit("too many sections"));
+    }
+    if have.iter().any(|h| h.heads.len() > MAX_AUTHORS) {
+        return Err(WireError::Limit("too many authors"));
+    }
+    Ok(())
+}
+
+fn check(m: &Message) -> Result<(), WireError> {
+    match m {
+        Message::Request(r) => {
+            if r.v != 1 {
+                return Err(WireError::Limit("unsupported version"));
+            }
+            if r.grants.len() > MAX_GRANTS {
+                return Err(WireError::Limit("too many grants"));
+            }
+            if r.keys.len() > MAX_KEYS {
+                return Err(WireError::Limit("too many keys"));
+            }
+            check_have(&r.have)
+        }
+        Message::Response(r) => {
+            if r.v != 1 {
+                return Err(WireError::Limit("unsupported version"));
+            }
+            if r.wraps.len() > MAX_KEYS || r.devices.len() > MAX_KEYS {
+                return Err(WireError::Limit("too many keys or devices"));
+            }
+            if r.rejected.len() > 100_000 || r.refused.as_ref().is_some_and(|s| s.len() > 1_000) {
+                return Err(WireError::Limit("reasons too long"));
+            }
+            check_have(&r.have)
+        }
+        Message::Notify(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_limits() {
+        let m = Message::Notify(Notify {
+            record: RecordId([1; 32]),
+        });
+        assert_eq!(decode(&encode(&m)).unwrap(), m);
+        assert_eq!(decode(b"garbage"), Err(WireError::Malformed));
+        let big = vec![0u8; MAX_MESSAGE + 1];
+        assert_eq!(decode(&big), Err(WireError::TooLarge(MAX_MESSAGE + 1)));
+        for n in 0..64usize {
+            let junk: Vec<u8> = (0..n).map(|i| (i * 37 % 256) as u8).collect();
+            let _ = decode(&junk);
+        }
+    }
+}

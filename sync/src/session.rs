@@ -1,0 +1,633 @@
+//! The sync session, sans-I/O: pure functions of (store, identity, message, time, randomness)
+//! that the network adapter drives. Nothing here touches a socket or a clock.
+//!
+//! ## Who may receive what
+//!
+//! A node sends a peer bundles only of sections the peer may hold, decided from what the node
+//! itself can verify:
+//!
+//! - a **patient device** (certified by the record root in the auth document) may hold
+//!   everything, including the private consent ledger;
+//! - anyone else may hold the auth document and the sections their verified grant chains let
+//!   them `read`; the chains are presented in the request (responder side) or found in the
+//!   auth document (requester side).
+//!
+//! ## What a node accepts
+//!
+//! Every bundle is signature-checked and hash-chain-checked before it is stored
+//! ([`Vault::store_remote`]). Auth-document bundles must be authored by a patient device.
+//! Content bundles must be authored by a patient device, or by the audience of a grant chain
+//! in the auth document that allowed `append` on that section when the bundle was made — and
+//! then they may only add entries and new versions of the author's own entries
+//! ([`OpenRecord::check_append_only`]). Anything else is refused and reported.
+
+use crate::protocol::{MAX_BUNDLE_BYTES, MAX_GRANTS, SectionHave, SyncRequest, SyncResponse};
+use hearth_core::bundle::Bundle;
+use hearth_core::grant::request::{Card, card};
+use hearth_core::grant::{self, Ability, Access, Grant, GrantId, Scope};
+use hearth_core::ids::{PeerKey, RecordId, SectionId};
+use hearth_core::keys::Identity;
+use hearth_core::log::VersionVector;
+use hearth_core::record::{DeviceCert, OpenRecord, RecordError, Vault};
+use hearth_core::store::Store;
+use hearth_core::time::Timestamp;
+use rand_core::CryptoRng;
+use serde::Serialize;
+use serde_bytes::ByteBuf;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why a sync failed as a whole.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The peer refused (its reason).
+    #[error("refused by the peer: {0}")]
+    Refused(String),
+    /// The peer broke the protocol (its fault, or an attack).
+    #[error("protocol violation by the peer: {0}")]
+    Protocol(&'static str),
+    /// Local storage or record failure.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
+
+/// How one section stands after a session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SectionStatus {
+    /// The section id.
+    pub section: SectionId,
+    /// Bundles the other side has that this node lacks (as far as this session saw).
+    pub behind: u64,
+    /// Bundles this node has that the other side lacks.
+    pub ahead: u64,
+}
+
+/// What a session step did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// The record.
+    pub record: Option<RecordId>,
+    /// Bundles received and stored.
+    pub received: usize,
+    /// Bundles sent.
+    pub sent: usize,
+    /// Bundles refused, with reasons (no content).
+    pub refused: Vec<String>,
+    /// Whether both sides hold the same of every section they share.
+    pub in_sync: bool,
+    /// Per section.
+    pub sections: Vec<SectionStatus>,
+}
+
+/// One node's side of sync sessions.
+pub struct Peer<'a, S: Store> {
+    vault: &'a Vault<S>,
+    identity: &'a Identity,
+}
+
+/// What a peer may hold and write in a record, as this node can verify it.
+struct Rights {
+    device: bool,
+    scopes: Vec<Scope>,
+}
+
+impl Rights {
+    fn may_read(
+        &self,
+        sid: &SectionId,
+        dir: &BTreeMap<SectionId, hearth_core::section::SectionName>,
+    ) -> bool {
+        if self.device {
+            return true;
+        }
+        if *sid == SectionId::AUTH {
+            return !self.scopes.is_empty();
+        }
+        dir.get(sid)
+            .is_some_and(|n| self.scopes.iter().any(|s| s.allows(n, Ability::Read)))
+    }
+
+    fn may_write(
+        &self,
+        sid: &SectionId,
+        dir: &BTreeMap<SectionId, hearth_core::section::SectionName>,
+    ) -> bool {
+        self.device
+            || dir
+                .get(sid)
+                .is_some_and(|n| self.scopes.iter().any(|s| s.allows(n, Ability::Append)))
+    }
+}
+
+fn revoked_ids(rec: &OpenRecord<'_, impl Store>) -> Vec<GrantId> {
+    rec.auth_items("revoke/")
+        .into_iter()
+        .filter_map(|(k, _)| k.trim_start_matches("revoke/").parse().ok())
+        .collect()
+}
+
+/// Grant chains recorded in the auth document.
+fn recorded_chains(rec: &OpenRecord<'_, impl Store>) -> Vec<Vec<Grant>> {
+    rec.auth_items("grant/")
+        .into_iter()
+        .filter_map(|(_, v)| {
+            let token = serde_json::from_str::<serde_json::Value>(&v).ok()?;
+            grant::chain_from_token(token.get("token")?.as_str()?).ok()
+        })
+        .collect()
+}
+
+fn have_of(
+    vv_map: &BTreeMap<SectionId, VersionVector>,
+    sections: impl Fn(&SectionId) -> bool,
+) -> Vec<SectionHave> {
+    vv_map
+        .iter()
+        .filter(|(s, _)| sections(s))
+        .map(|(s, vv)| SectionHave::new(*s, vv))
+        .collect()
+}
+
+fn statuses(
+    ours: &BTreeMap<SectionId, VersionVector>,
+    theirs: &[SectionHave],
+) -> Vec<SectionStatus> {
+    theirs
+        .iter()
+        .map(|h| {
+            let empty = VersionVector::new();
+            let mine = ours.get(&h.section).unwrap_or(&empty);
+            let their = h.vv();
+            let behind = their
+                .iter()
+                .map(|(a, x)| x.seq.saturating_sub(mine.get(a).map_or(0, |m| m.seq)))
+                .sum();
+            let ahead = mine
+                .iter()
+                .map(|(a, m)| m.seq.saturating_sub(their.get(a).map_or(0, |x| x.seq)))
+                .sum();
+            SectionStatus {
+                section: h.section,
+                behind,
+                ahead,
+            }
+        })
+        .collect()
+}
+
+impl<'a, S: Store> Peer<'a, S> {
+    /// This node's side, over its vault and identity.
+    pub fn new(vault: &'a Vault<S>, identity: &'a Identity) -> Self {
+        Peer { vault, identity }
+    }
+
+    /// The records this node holds.
+    pub fn records(&self) -> Result<Vec<RecordId>, SyncError> {
+        Ok(self.vault.records()?)
+    }
+
+    /// Peers to notify after a local change of `record`: the patient's other devices and the
+    /// audiences of unrevoked grants in the auth document.
+    pub fn interested_peers(&self, record: &RecordId) -> Vec<PeerKey> {
+        let Ok(rec) = self.vault.open_record(self.identity, record) else {
+            return Vec::new();
+        };
+        let me = self.identity.peer();
+        let revoked = revoked_ids(&rec);
+        let mut out: BTreeSet<PeerKey> = rec.device_certs().into_iter().map(|d| d.peer).collect();
+        for chain in recorded_chains(&rec) {
+            if chain.iter().any(|g| revoked.contains(&g.id())) {
+                continue;
+            }
+            if let Some(leaf) = chain.last() {
+                out.insert(leaf.body().audience);
+            }
+        }
+        out.remove(&me);
+        out.into_iter().collect()
+    }
+
+    fn my_card(&self) -> Result<Card, SyncError> {
+        card(self.identity).map_err(|_| SyncError::Protocol("cannot make this node's card"))
+    }
+
+    /// Grant chains this node holds for `record` (accepted grants).
+    fn held_chains(&self, record: &RecordId) -> Result<Vec<ByteBuf>, SyncError> {
+        let prefix = format!("grant/{record}/");
+        let mut chains: Vec<ByteBuf> = self
+            .vault
+            .local_items(&prefix)?
+            .into_iter()
+            .map(|(_, v)| ByteBuf::from(v))
+            .collect();
+        chains.truncate(MAX_GRANTS);
+        Ok(chains)
+    }
+
+    fn keys_held(&self, record: &RecordId) -> Vec<(SectionId, u32)> {
+        self.vault
+            .open_record(self.identity, record)
+            .map(|r| r.keys_held())
+            .unwrap_or_default()
+    }
+
+    /// Requester: the first request of a sync of `record`.
+    pub fn start(&self, record: RecordId, _now: Timestamp) -> Result<SyncRequest, SyncError> {
+        let held = self.vault.held_sections(&record)?;
+        Ok(SyncRequest {
+            v: 1,
+            record,
+            card: self.my_card()?.envelope().clone(),
+            grants: self.held_chains(&record)?,
+            have: have_of(&held, |_| true),
+            keys: self.keys_held(&record),
+            push: Vec::new(),
+        })
+    }
+
+    /// What `remote` may do in `rec`, from the chains it presents (or, if `presented` is
+    /// `None`, the chains recorded in the auth document for it).
+    fn rights_of(
+        &self,
+        rec: &OpenRecord<'_, S>,
+        remote: &PeerKey,
+        presented: Option<&[ByteBuf]>,
+        now: Timestamp,
+    ) -> (Rights, Option<String>) {
+        if rec.device_certs().iter().any(|d| d.peer == *remote) {
+            return (
+                Rights {
+                    device: true,
+                    scopes: Vec::new(),
+                },
+                None,
+            );
+        }
+        let revoked = revoked_ids(rec);
+        let chains: Vec<Vec<Grant>> = match presented {
+            Some(bytes) => bytes
+                .iter()
+                .filter_map(|b| grant::chain_from_bytes(b).ok())
+                .collect(),
+            None => recorded_chains(rec),
+        };
+        let mut scopes = Vec::new();
+        let mut last_refusal = None;
+        for chain in chains {
+            match grant::verify_chain(&chain, &Access::any(*remote), now, &|g| revoked.contains(g))
+            {
+                Ok(r) if r.record == rec.id() => scopes.extend(r.scopes),
+                Ok(_) => last_refusal = Some("a grant for another record".to_string()),
+                Err(e) => last_refusal = Some(e.to_string()),
+            }
+        }
+        (
+            Rights {
+                device: false,
+                scopes,
+            },
+            last_refusal,
+        )
+    }
+
+    /// Authorises a bundle authored by someone for this record (see the module docs).
+    fn authorize(
+        rec: &mut OpenRecord<'_, S>,
+        devices: &[PeerKey],
+        chains: &[Vec<Grant>],
+        revoked: &[GrantId],
+        b: &Bundle,
+    ) -> Result<(), String> {
+        let h = b.header();
+        if devices.contains(&h.author) {
+            return Ok(());
+        }
+        if h.section.is_reserved() {
+            return Err("only the patient's devices write the auth document and ledger".into());
+        }
+        let name = *rec
+            .directory()
+            .get(&h.section)
+            .ok_or("a bundle for a section this node cannot name")?;
+        let allowed = chains.iter().any(|c| {
+            c.last().is_some_and(|l| l.body().audience == h.author)
+                && grant::verify_chain(
+                    c,
+                    &Access::section(h.author, name, Ability::Append),
+                    h.time,
+                    &|g| revoked.contains(g),
+                )
+                .is_ok()
+        });
+        if !allowed {
+            return Err(format!("{} had no append grant for this section", h.author));
+        }
+        rec.check_append_only(b)
+    }
+
+    /// Verifies and stores bundles from a peer: auth document first (its authors must be
+    /// devices certified in `devices`), then content, checked against the updated auth
+    /// document.
+    fn receive(
+        &self,
+        record: &RecordId,
+        raw: &[ByteBuf],
+        extra_devices: &[PeerKey],
+        only_author: Option<PeerKey>,
+        may_write: &dyn Fn(&SectionId) -> bool,
+    ) -> Result<(usize, Vec<String>), SyncError> {
+        let mut refused = Vec::new();
+        let mut auth = Vec::new();
+        let mut content = Vec::new();
+        for r in raw {
+            match Bundle::decode(r) {
+                Ok(b) if only_author.is_some_and(|a| a != b.header().author) => {
+                    refused.push("a pushed bundle by someone other than the pusher".into())
+                }
+                Ok(b) if !may_write(&b.header().section) => {
+                    refused.push("a bundle for a section the sender may not write".into())
+                }
+                Ok(b) if b.header().section == SectionId::AUTH => auth.push(b),
+                Ok(b) => content.push(b),
+                Err(e) => refused.push(e.to_string()),
+            }
+        }
+        let mut stored = 0;
+        // Devices known before this exchange, plus certificates the peer sent (verified).
+        let mut devices: Vec<PeerKey> = extra_devices.to_vec();
+        if let Ok(rec) = self.vault.open_record(self.identity, record) {
+            devices.extend(rec.device_certs().into_iter().map(|d| d.peer));
+        }
+        if !auth.is_empty() {
+            let devs = devices.clone();
+            let rep = self.vault.store_remote(record, auth, &mut |b| {
+                if devs.contains(&b.header().author) {
+                    Ok(())
+                } else {
+                    Err("an auth-document change not by a patient device".into())
+                }
+            })?;
+            stored += rep.stored;
+            refused.extend(rep.refused);
+        }
+        if !content.is_empty() {
+            match self.vault.open_record(self.identity, record) {
+                Ok(mut rec) => {
+                    devices.extend(rec.device_certs().into_iter().map(|d| d.peer));
+                    let chains = recorded_chains(&rec);
+                    let revoked = revoked_ids(&rec);
+                    let rep = self.vault.store_remote(record, content, &mut |b| {
+                        Self::authorize(&mut rec, &devices, &chains, &revoked, b)
+                    })?;
+                    stored += rep.stored;
+                    refused.extend(rep.refused);
+                }
+                Err(_) => refused.push("content arrived before its record's keys".into()),
+            }
+        }
+        Ok((stored, refused))
+    }
+
+    /// Bundles of `ours` that `theirs` lacks, for the sections `include` allows and, when
+    /// `author` is set, only that author's.
+    fn missing_for(
+        &self,
+        record: &RecordId,
+        ours: &BTreeMap<SectionId, VersionVector>,
+        theirs: &BTreeMap<SectionId, VersionVector>,
+        include: &dyn Fn(&SectionId) -> bool,
+        author: Option<PeerKey>,
+    ) -> Result<(Vec<ByteBuf>, bool), SyncError> {
+        let mut budget = MAX_BUNDLE_BYTES;
+        let mut out = Vec::new();
+        let mut more = false;
+        // The auth document first: it is what makes everything else checkable.
+        let mut order: Vec<&SectionId> = ours.keys().collect();
+        order.sort_by_key(|s| (**s != SectionId::AUTH, **s));
+        for sid in order {
+            if !include(sid) {
+                continue;
+            }
+            let empty = VersionVector::new();
+            let their = theirs.get(sid).unwrap_or(&empty);
+            for (a, head) in &ours[sid] {
+                if author.is_some_and(|x| x != *a) {
+                    continue;
+                }
+                let from = their.get(a).map_or(0, |h| h.seq) + 1;
+                if head.seq < from {
+                    continue;
+                }
+                let got = self.vault.bundles_from(record, sid, a, from, &mut budget)?;
+                if (got.len() as u64) < head.seq + 1 - from {
+                    more = true;
+                }
+                out.extend(got.into_iter().map(ByteBuf::from));
+            }
+        }
+        Ok((out, more))
+    }
+
+    /// Responder: answers a request from `remote` (authenticated by the transport).
+    pub fn on_request(
+        &self,
+        remote: PeerKey,
+        req: SyncRequest,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(SyncResponse, Report), SyncError> {
+        let refuse = |why: &str| {
+            let resp = SyncResponse {
+                v: 1,
+                record: req.record,
+                refused: Some(why.to_string()),
+                bundles: Vec::new(),
+                have: Vec::new(),
+                wraps: Vec::new(),
+                devices: Vec::new(),
+                more: false,
+                rejected: Vec::new(),
+            };
+            let report = Report {
+                record: Some(req.record),
+                refused: vec![why.to_string()],
+                ..Report::default()
+            };
+            Ok((resp, report))
+        };
+        let Ok(card) = Card::open(req.card.clone()) else {
+            return refuse("the requester's card does not verify");
+        };
+        if card.body().peer != remote {
+            return refuse("the requester's card names another key than the connection's");
+        }
+        let Ok(mut rec) = self.vault.open_record(self.identity, &req.record) else {
+            return refuse("record not available");
+        };
+        let (rights, why) = self.rights_of(&rec, &remote, Some(&req.grants), now);
+        if !rights.device && rights.scopes.is_empty() {
+            // The same answer as for an unknown record: a stranger learns nothing.
+            let _ = why;
+            return refuse("record not available");
+        }
+        let dir = rec.directory().clone();
+        // Pushes first, so the answer reflects them.
+        let mut report = Report {
+            record: Some(req.record),
+            ..Report::default()
+        };
+        if !req.push.is_empty() {
+            let only = if rights.device { None } else { Some(remote) };
+            let (stored, refused) = self.receive(&req.record, &req.push, &[], only, &|s| {
+                rights.may_write(s, &dir)
+            })?;
+            report.received = stored;
+            report.refused = refused;
+            if stored > 0 {
+                rec.reload()?;
+            }
+        }
+        let dir = rec.directory().clone();
+        let ours = self.vault.held_sections(&req.record)?;
+        let theirs: BTreeMap<SectionId, VersionVector> =
+            req.have.iter().map(|h| (h.section, h.vv())).collect();
+        let may_read = |s: &SectionId| rights.may_read(s, &dir);
+        let (bundles, more) = self.missing_for(&req.record, &ours, &theirs, &may_read, None)?;
+        // Keys: the owner wraps missing ones to the requester's agreement key.
+        let readable: Vec<SectionId> = std::iter::once(SectionId::AUTH)
+            .chain(if rights.device {
+                Some(SectionId::LEDGER)
+            } else {
+                None
+            })
+            .chain(dir.keys().copied().filter(|s| may_read(s)))
+            .collect();
+        let agreement = card.body().agreement.into_array();
+        let wraps = if rec.is_owner() {
+            rec.wrap_missing_keys(agreement, &readable, &req.keys, rng)?
+        } else {
+            self.vault
+                .key_wraps_to(&req.record, &agreement)?
+                .into_iter()
+                .filter(|w| {
+                    readable.contains(&w.section) && !req.keys.contains(&(w.section, w.epoch))
+                })
+                .collect()
+        };
+        let devices: Vec<String> = rec
+            .device_certs()
+            .iter()
+            .filter_map(|d| serde_json::to_string(d).ok())
+            .collect();
+        let have = have_of(&ours, |s| {
+            rights.may_write(s, &dir) || (rights.device && may_read(s))
+        });
+        report.sent = bundles.len();
+        report.sections = statuses(&ours, &req.have);
+        report.in_sync = bundles.is_empty() && report.sections.iter().all(|s| s.behind == 0);
+        Ok((
+            SyncResponse {
+                v: 1,
+                record: req.record,
+                refused: None,
+                bundles,
+                have,
+                wraps,
+                devices,
+                more,
+                rejected: report.refused.clone(),
+            },
+            report,
+        ))
+    }
+
+    /// Requester: handles a response. Returns the next request to send, if any (a push of
+    /// what the responder lacks, or a continuation when the response was partial).
+    pub fn on_response(
+        &self,
+        remote: PeerKey,
+        resp: SyncResponse,
+        now: Timestamp,
+        _rng: &mut impl CryptoRng,
+    ) -> Result<(Option<SyncRequest>, Report), SyncError> {
+        if let Some(why) = resp.refused {
+            return Err(SyncError::Refused(why));
+        }
+        let record = resp.record;
+        let mut report = Report {
+            record: Some(record),
+            ..Report::default()
+        };
+        // Device certificates, verified against the record root.
+        let devices: Vec<PeerKey> = resp
+            .devices
+            .iter()
+            .filter_map(|d| serde_json::from_str::<DeviceCert>(d).ok())
+            .filter(|d| d.verify(&record))
+            .map(|d| d.peer)
+            .collect();
+        // Keys addressed to this node.
+        let mine = self.identity.agreement_public();
+        let wraps: Vec<_> = resp
+            .wraps
+            .into_iter()
+            .filter(|w| w.recipient.into_array() == mine && w.record == record)
+            .collect();
+        let owner = self.identity.record_id() == Some(record);
+        if !owner
+            && (!wraps.is_empty() || self.vault.records()?.contains(&record))
+            && let Err(e) = self.vault.register_replica(&record, &wraps, now)
+        {
+            report.refused.push(format!("key wraps refused: {e}"));
+        }
+        // Bundles: the responder may send us only what it holds; we accept per authorship.
+        let (stored, refused) = self.receive(&record, &resp.bundles, &devices, None, &|_| true)?;
+        report.received = stored;
+        report.refused.extend(refused);
+        // If the responder refused something we pushed, pushing it again would not help: the
+        // log stays stuck there until a person looks (the refusal is reported).
+        let pushes_refused = !resp.rejected.is_empty();
+        report.refused.extend(resp.rejected);
+        // What the responder lacks that we may send it.
+        let ours = self.vault.held_sections(&record)?;
+        let theirs: BTreeMap<SectionId, VersionVector> =
+            resp.have.iter().map(|h| (h.section, h.vv())).collect();
+        let me = self.identity.peer();
+        let i_am_device = devices.contains(&me)
+            || self
+                .vault
+                .open_record(self.identity, &record)
+                .is_ok_and(|r| r.device_certs().iter().any(|d| d.peer == me));
+        let push = match self.vault.open_record(self.identity, &record) {
+            _ if pushes_refused => Vec::new(),
+            Ok(rec) if i_am_device => {
+                // Send the remote only what it may hold: everything if it is a device, else
+                // what its recorded grants allow.
+                let (rights, _) = self.rights_of(&rec, &remote, None, now);
+                let dir = rec.directory().clone();
+                let include = |s: &SectionId| theirs.contains_key(s) || rights.may_read(s, &dir);
+                let include = |s: &SectionId| include(s) && rights.may_read(s, &dir);
+                self.missing_for(&record, &ours, &theirs, &include, None)?.0
+            }
+            Ok(_) => {
+                // A grantee pushes only its own bundles, to sections the remote offered.
+                let include = |s: &SectionId| theirs.contains_key(s);
+                self.missing_for(&record, &ours, &theirs, &include, Some(me))?
+                    .0
+            }
+            Err(_) => Vec::new(),
+        };
+        report.sent = push.len();
+        report.sections = statuses(&ours, &resp.have);
+        report.in_sync =
+            push.is_empty() && !resp.more && report.sections.iter().all(|s| s.behind == 0);
+        let next = if !push.is_empty() || resp.more {
+            let mut req = self.start(record, now)?;
+            req.push = push;
+            Some(req)
+        } else {
+            None
+        };
+        Ok((next, report))
+    }
+}

@@ -1,0 +1,553 @@
+//! The sync session with simulated pairs: no network, a fixed clock, messages moved by hand
+//! (and dropped, duplicated, replayed or tampered with on the way).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
+
+use hearth_core::grant::{self, Ability, Grant, GrantSpec};
+use hearth_core::ids::{RecordId, SectionId};
+use hearth_core::keys::{Identity, Role};
+use hearth_core::record::{NewRecord, Vault};
+use hearth_core::section::SectionName;
+use hearth_core::store::{MemoryStore, Store};
+use hearth_core::test_utils::{TEST_NOW, TestRng};
+use hearth_core::time::Timestamp;
+use hearth_sync::protocol::{self, Message, SyncRequest};
+use hearth_sync::session::{Peer, Report, SyncError};
+use serde_json::json;
+
+const DAY: i64 = 86_400_000;
+
+struct Node {
+    id: Identity,
+    vault: Vault<MemoryStore>,
+}
+
+impl Node {
+    fn new(role: Role, name: &str, rng: &mut TestRng) -> Node {
+        let (id, _) = Identity::generate(role, name.into(), rng);
+        Node {
+            id,
+            vault: Vault::new(MemoryStore::new()),
+        }
+    }
+    fn peer(&self) -> Peer<'_, MemoryStore> {
+        Peer::new(&self.vault, &self.id)
+    }
+    fn hold(&self, g: &Grant) {
+        let rid = g.body().record;
+        self.vault
+            .put_local(
+                &format!("grant/{rid}/{}", g.id()),
+                &grant::chain_to_bytes(std::slice::from_ref(g)),
+            )
+            .unwrap();
+    }
+    fn texts(&self, rid: &RecordId, section: &str) -> Vec<String> {
+        let mut rec = self.vault.open_record(&self.id, rid).unwrap();
+        match rec.show(&name(section)) {
+            Ok(v) => v
+                .entries
+                .iter()
+                .map(|e| e.body["text"].as_str().unwrap_or("").to_string())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+    fn bundles_in(&self, rid: &RecordId, sid: &SectionId) -> usize {
+        let mut prefix = vec![b'B'];
+        prefix.extend_from_slice(&rid.0);
+        prefix.extend_from_slice(&sid.0);
+        self.vault.store().scan_prefix(&prefix).unwrap().len()
+    }
+}
+
+fn name(s: &str) -> SectionName {
+    s.parse().unwrap()
+}
+
+fn at(mins: i64) -> Timestamp {
+    TEST_NOW.saturating_add_millis(mins * 60_000)
+}
+
+/// Runs a whole sync from `a` (requester) to `b` (responder), moving messages through the
+/// wire encoding. Returns the requester's last report.
+fn sync(
+    a: &Node,
+    b: &Node,
+    rid: RecordId,
+    now: Timestamp,
+    rng: &mut TestRng,
+) -> Result<Report, SyncError> {
+    let mut req = a.peer().start(rid, now)?;
+    for _ in 0..8 {
+        let wire = protocol::encode(&Message::Request(req));
+        let Message::Request(req_in) = protocol::decode(&wire).unwrap() else {
+            panic!()
+        };
+        let (resp, _) = b.peer().on_request(a.id.peer(), req_in, now, rng)?;
+        let wire = protocol::encode(&Message::Response(resp));
+        let Message::Response(resp_in) = protocol::decode(&wire).unwrap() else {
+            panic!()
+        };
+        let (next, report) = a.peer().on_response(b.id.peer(), resp_in, now, rng)?;
+        match next {
+            Some(n) => req = n,
+            None => return Ok(report),
+        }
+    }
+    panic!("sync did not finish in 8 round trips");
+}
+
+struct World {
+    rng: TestRng,
+    patient: Node,
+    gp: Node,
+    sw: Node,
+    rid: RecordId,
+}
+
+fn world(seed: u64) -> World {
+    let mut rng = TestRng::new(seed);
+    let patient = Node::new(Role::Patient, "Edith", &mut rng);
+    let gp = Node::new(Role::Professional, "Dr Gee", &mut rng);
+    let sw = Node::new(Role::Professional, "Sam (social worker)", &mut rng);
+    let rid = patient
+        .vault
+        .create_record(&patient.id, NewRecord::default(), TEST_NOW, &mut rng)
+        .unwrap();
+    {
+        let mut rec = patient.vault.open_record(&patient.id, &rid).unwrap();
+        rec.add_entry(&name("notes"), &json!({"text": "note 1"}), at(1), &mut rng)
+            .unwrap();
+        rec.add_entry(
+            &name("notes:mental-health"),
+            &json!({"text": "CANARY-MH"}),
+            at(2),
+            &mut rng,
+        )
+        .unwrap();
+        rec.add_entry(
+            &name("social-care/assessments"),
+            &json!({"assessment_type": "Care Act needs assessment", "date": "2026-11-01"}),
+            at(3),
+            &mut rng,
+        )
+        .unwrap();
+    }
+    World {
+        rng,
+        patient,
+        gp,
+        sw,
+        rid,
+    }
+}
+
+fn grant_to(w: &mut World, who: &str, spec: &str, ability: Ability) -> Grant {
+    let audience = if who == "gp" {
+        w.gp.id.peer()
+    } else {
+        w.sw.id.peer()
+    };
+    let s = GrantSpec::new(
+        audience,
+        spec.parse().unwrap(),
+        ability,
+        TEST_NOW,
+        TEST_NOW.saturating_add_millis(30 * DAY),
+    );
+    let g = Grant::issue_root(&w.patient.id, s, &[], &mut w.rng).unwrap();
+    // The patient records the grant in the auth document, as `hearth grant` does.
+    let mut rec = w.patient.vault.open_record(&w.patient.id, &w.rid).unwrap();
+    rec.put_auth_items(
+        vec![(
+            format!("grant/{}", g.id()),
+            json!({"token": grant::chain_to_token(std::slice::from_ref(&g))}).to_string(),
+        )],
+        at(4),
+        &mut w.rng,
+    )
+    .unwrap();
+    if who == "gp" {
+        w.gp.hold(&g)
+    } else {
+        w.sw.hold(&g)
+    }
+    g
+}
+
+fn section_id(node: &Node, rid: &RecordId, s: &str) -> SectionId {
+    let rec = node.vault.open_record(&node.id, rid).unwrap();
+    rec.sections()
+        .into_iter()
+        .find(|x| x.name == name(s))
+        .unwrap()
+        .ids[0]
+}
+
+#[test]
+fn granted_sections_only() {
+    let mut w = world(1);
+    grant_to(&mut w, "gp", "notes", Ability::Read);
+    let rid = w.rid;
+    let report = sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    assert!(report.in_sync, "{report:?}");
+    assert_eq!(w.gp.texts(&rid, "notes"), vec!["note 1"]);
+    // Nothing of the ungranted sections was sent: no bundle, no key, no name.
+    let mh = section_id(&w.patient, &rid, "notes:mental-health");
+    let sc = section_id(&w.patient, &rid, "social-care/assessments");
+    assert_eq!(w.gp.bundles_in(&rid, &mh), 0);
+    assert_eq!(w.gp.bundles_in(&rid, &sc), 0);
+    assert_eq!(w.gp.bundles_in(&rid, &SectionId::LEDGER), 0);
+    let rec = w.gp.vault.open_record(&w.gp.id, &rid).unwrap();
+    let names: Vec<String> = rec.sections().iter().map(|s| s.name.to_string()).collect();
+    assert_eq!(names, vec!["notes"]);
+    let all: Vec<u8> =
+        w.gp.vault
+            .store()
+            .scan(&[], &[0xff; 4])
+            .unwrap()
+            .into_iter()
+            .flat_map(|(k, v)| k.into_iter().chain(v))
+            .collect();
+    assert!(!all.windows(9).any(|x| x == b"CANARY-MH"));
+}
+
+#[test]
+fn strangers_and_revoked_grants_learn_nothing() {
+    let mut w = world(2);
+    let rid = w.rid;
+    // No grant at all: the same refusal as for a record that does not exist.
+    match sync(&w.gp, &w.patient, rid, at(10), &mut w.rng) {
+        Err(SyncError::Refused(why)) => assert_eq!(why, "record not available"),
+        other => panic!("{other:?}"),
+    }
+    match sync(&w.gp, &w.patient, RecordId([9; 32]), at(10), &mut w.rng) {
+        Err(SyncError::Refused(why)) => assert_eq!(why, "record not available"),
+        other => panic!("{other:?}"),
+    }
+    // Expired and revoked grants are refused the same way.
+    let g = grant_to(&mut w, "gp", "notes", Ability::Read);
+    assert!(matches!(
+        sync(
+            &w.gp,
+            &w.patient,
+            rid,
+            TEST_NOW.saturating_add_millis(31 * DAY),
+            &mut w.rng
+        ),
+        Err(SyncError::Refused(_))
+    ));
+    let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+    rec.put_auth_items(
+        vec![(format!("revoke/{}", g.id()), "{}".into())],
+        at(5),
+        &mut w.rng,
+    )
+    .unwrap();
+    assert!(matches!(
+        sync(&w.gp, &w.patient, rid, at(10), &mut w.rng),
+        Err(SyncError::Refused(_))
+    ));
+    assert_eq!(w.gp.bundles_in(&rid, &SectionId::AUTH), 0);
+}
+
+#[test]
+fn grantee_grant_presented_by_someone_else_is_refused() {
+    let mut w = world(3);
+    let g = grant_to(&mut w, "gp", "notes", Ability::Read);
+    // The social worker got hold of the GP's grant: not a bearer token.
+    w.sw.hold(&g);
+    assert!(matches!(
+        sync(&w.sw, &w.patient, w.rid, at(10), &mut w.rng),
+        Err(SyncError::Refused(_))
+    ));
+}
+
+#[test]
+fn append_flows_back_and_on_to_other_grantees() {
+    let mut w = world(4);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Append);
+    grant_to(&mut w, "sw", "notes,social-care/assessments", Ability::Read);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    // The GP writes into the replica, then syncs: the entry is pushed to the patient.
+    {
+        let mut rec = w.gp.vault.open_record(&w.gp.id, &rid).unwrap();
+        rec.add_entry(
+            &name("notes"),
+            &json!({"text": "from the GP"}),
+            at(11),
+            &mut w.rng,
+        )
+        .unwrap();
+    }
+    let report = sync(&w.gp, &w.patient, rid, at(12), &mut w.rng).unwrap();
+    assert!(report.refused.is_empty(), "{report:?}");
+    assert_eq!(
+        w.patient.texts(&rid, "notes"),
+        vec!["note 1", "from the GP"]
+    );
+    // The social worker receives the GP's entry from the patient, and checks the GP's right.
+    let r = sync(&w.sw, &w.patient, rid, at(13), &mut w.rng).unwrap();
+    assert!(r.refused.is_empty(), "{r:?}");
+    assert_eq!(w.sw.texts(&rid, "notes"), vec!["note 1", "from the GP"]);
+    assert_eq!(w.sw.texts(&rid, "social-care/assessments").len(), 1);
+}
+
+#[test]
+fn append_holder_may_not_change_others_entries_or_other_sections() {
+    let mut w = world(5);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Append);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    let first = {
+        let mut rec = w.gp.vault.open_record(&w.gp.id, &rid).unwrap();
+        let id = rec.show(&name("notes")).unwrap().entries[0].id;
+        // Marking the patient's own note as entered in error is not the GP's to do.
+        rec.mark_error(&id, "not mine to mark", at(11), &mut w.rng)
+            .unwrap();
+        id
+    };
+    let report = sync(&w.gp, &w.patient, rid, at(12), &mut w.rng).unwrap();
+    assert!(
+        !report.refused.is_empty(),
+        "the patient refused the change: {report:?}"
+    );
+    let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+    let view = rec.show(&name("notes")).unwrap();
+    assert_eq!(view.entries.len(), 1);
+    assert_eq!(view.entries[0].id, first);
+    assert_eq!(
+        view.entries[0].status,
+        hearth_core::entry::EntryStatus::Final
+    );
+}
+
+#[test]
+fn incremental_sync_sends_only_the_new_bundle() {
+    let mut w = world(6);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Read);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    {
+        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        rec.add_entry(
+            &name("notes"),
+            &json!({"text": "note 2"}),
+            at(11),
+            &mut w.rng,
+        )
+        .unwrap();
+    }
+    let req = w.gp.peer().start(rid, at(12)).unwrap();
+    let (resp, _) = w
+        .patient
+        .peer()
+        .on_request(w.gp.id.peer(), req, at(12), &mut w.rng)
+        .unwrap();
+    assert_eq!(resp.bundles.len(), 1);
+    assert!(resp.wraps.is_empty(), "keys are not sent twice");
+    let (next, report) =
+        w.gp.peer()
+            .on_response(w.patient.id.peer(), resp, at(12), &mut w.rng)
+            .unwrap();
+    assert!(next.is_none() && report.in_sync);
+    assert_eq!(w.gp.texts(&rid, "notes"), vec!["note 1", "note 2"]);
+}
+
+#[test]
+fn tampered_duplicated_and_replayed_messages() {
+    let mut w = world(7);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Read);
+    let req = w.gp.peer().start(rid, at(10)).unwrap();
+    let (resp, _) = w
+        .patient
+        .peer()
+        .on_request(w.gp.id.peer(), req.clone(), at(10), &mut w.rng)
+        .unwrap();
+    // Tamper with one bundle in flight: it is refused, the rest is stored.
+    let mut bad = resp.clone();
+    let last = bad.bundles.len() - 1;
+    let mid = bad.bundles[last].len() / 2;
+    bad.bundles[last][mid] ^= 1;
+    let (_, report) =
+        w.gp.peer()
+            .on_response(w.patient.id.peer(), bad, at(10), &mut w.rng)
+            .unwrap();
+    assert!(!report.refused.is_empty());
+    // The genuine response, twice (duplicated delivery): idempotent.
+    let (_, r1) =
+        w.gp.peer()
+            .on_response(w.patient.id.peer(), resp.clone(), at(10), &mut w.rng)
+            .unwrap();
+    let (_, r2) =
+        w.gp.peer()
+            .on_response(w.patient.id.peer(), resp, at(10), &mut w.rng)
+            .unwrap();
+    assert!(r1.refused.is_empty(), "{r1:?}");
+    assert_eq!(r2.received, 0);
+    assert_eq!(w.gp.texts(&rid, "notes"), vec!["note 1"]);
+    // A request replayed by someone else on another connection: its card does not match.
+    let replay = w
+        .patient
+        .peer()
+        .on_request(w.sw.id.peer(), req, at(10), &mut w.rng)
+        .unwrap();
+    assert!(replay.0.refused.is_some());
+    // Garbage on the wire never decodes into a message.
+    assert!(protocol::decode(b"\x00\x01garbage").is_err());
+}
+
+#[test]
+fn patient_devices_push_to_grantees_only_what_they_may_hold() {
+    let mut w = world(8);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Read);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    {
+        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        rec.add_entry(
+            &name("notes"),
+            &json!({"text": "note 2"}),
+            at(11),
+            &mut w.rng,
+        )
+        .unwrap();
+        rec.add_entry(
+            &name("notes:mental-health"),
+            &json!({"text": "CANARY-MH-2"}),
+            at(11),
+            &mut w.rng,
+        )
+        .unwrap();
+    }
+    // The patient's node starts the sync this time (as after a live change).
+    let report = sync(&w.patient, &w.gp, rid, at(12), &mut w.rng).unwrap();
+    assert!(report.refused.is_empty(), "{report:?}");
+    assert_eq!(w.gp.texts(&rid, "notes"), vec!["note 1", "note 2"]);
+    let mh = section_id(&w.patient, &rid, "notes:mental-health");
+    assert_eq!(w.gp.bundles_in(&rid, &mh), 0);
+}
+
+#[test]
+fn concurrent_offline_edits_converge() {
+    let mut w = world(9);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Append);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    for i in 0..5 {
+        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        rec.add_entry(
+            &name("notes"),
+            &json!({"text": format!("patient {i}")}),
+            at(20 + i),
+            &mut w.rng,
+        )
+        .unwrap();
+        let mut rec = w.gp.vault.open_record(&w.gp.id, &rid).unwrap();
+        rec.add_entry(
+            &name("notes"),
+            &json!({"text": format!("gp {i}")}),
+            at(20 + i),
+            &mut w.rng,
+        )
+        .unwrap();
+    }
+    sync(&w.gp, &w.patient, rid, at(40), &mut w.rng).unwrap();
+    let mut p = w.patient.texts(&rid, "notes");
+    let mut g = w.gp.texts(&rid, "notes");
+    p.sort();
+    g.sort();
+    assert_eq!(p.len(), 11);
+    assert_eq!(p, g);
+}
+
+#[test]
+fn sync_ends_where_a_direct_merge_ends() {
+    // For many interleavings of adds on both sides and syncs in either direction, the views
+    // converge to the union of everything written.
+    for seed in 0..12u64 {
+        let mut w = world(100 + seed);
+        let rid = w.rid;
+        grant_to(&mut w, "gp", "notes", Ability::Append);
+        sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+        let mut written = vec!["note 1".to_string()];
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        for step in 0..16 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let t = at(20 + step);
+            match x % 4 {
+                0 => {
+                    let text = format!("p{step}");
+                    let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+                    rec.add_entry(&name("notes"), &json!({"text": text}), t, &mut w.rng)
+                        .unwrap();
+                    written.push(text);
+                }
+                1 => {
+                    let text = format!("g{step}");
+                    let mut rec = w.gp.vault.open_record(&w.gp.id, &rid).unwrap();
+                    rec.add_entry(&name("notes"), &json!({"text": text}), t, &mut w.rng)
+                        .unwrap();
+                    written.push(text);
+                }
+                2 => {
+                    sync(&w.gp, &w.patient, rid, t, &mut w.rng).unwrap();
+                }
+                _ => {
+                    sync(&w.patient, &w.gp, rid, t, &mut w.rng).unwrap();
+                }
+            }
+        }
+        sync(&w.gp, &w.patient, rid, at(60), &mut w.rng).unwrap();
+        written.sort();
+        let mut p = w.patient.texts(&rid, "notes");
+        let mut g = w.gp.texts(&rid, "notes");
+        p.sort();
+        g.sort();
+        assert_eq!(p, written, "seed {seed}");
+        assert_eq!(g, written, "seed {seed}");
+    }
+}
+
+/// A request whose push claims to come from the patient but was signed by the GP.
+#[test]
+fn forged_auth_changes_are_refused() {
+    let mut w = world(10);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Append);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    // The GP writes into its copy of the auth document (e.g. a grant to itself) and pushes.
+    let forged = {
+        let vault = &w.gp.vault;
+        let mut rec = vault.open_record(&w.gp.id, &rid).unwrap();
+        // Not permitted locally either: only the owner writes the auth document.
+        assert!(
+            rec.put_auth_items(vec![("grant/x".into(), "{}".into())], at(11), &mut w.rng)
+                .is_err()
+        );
+        vault.held_sections(&rid).unwrap()
+    };
+    let mut req: SyncRequest = w.gp.peer().start(rid, at(12)).unwrap();
+    // Push the patient's own auth bundles back with one byte changed: refused, not stored.
+    let auth_vv = &forged[&SectionId::AUTH];
+    let (author, _) = auth_vv.iter().next().unwrap();
+    let mut budget = usize::MAX;
+    let mut b =
+        w.gp.vault
+            .bundles_from(&rid, &SectionId::AUTH, author, 1, &mut budget)
+            .unwrap();
+    let mid = b[0].len() / 2;
+    b[0][mid] ^= 4;
+    req.push = b.into_iter().map(serde_bytes::ByteBuf::from).collect();
+    let (resp, report) = w
+        .patient
+        .peer()
+        .on_request(w.gp.id.peer(), req, at(12), &mut w.rng)
+        .unwrap();
+    assert!(!report.refused.is_empty());
+    assert!(!resp.rejected.is_empty());
+}
