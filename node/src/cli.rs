@@ -71,6 +71,60 @@ pub enum Command {
     /// Credentials your organisation issued you (professional).
     #[command(subcommand)]
     Credential(CredentialCommand),
+    /// Run the node in the foreground: network, live sync and the local API (Ctrl-C stops it).
+    /// While it runs, the other commands talk to it.
+    Run(RunArgs),
+    /// The node's network status: peer id, listen addresses, local API, connected peers, and per
+    /// record and section whether it is in sync.
+    Status,
+    /// Known peers and their addresses (list, or add one).
+    Peers {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        cmd: Option<PeersCommand>,
+    },
+    /// Sync now, with one peer or with every connected and known peer.
+    Sync(SyncArgs),
+    /// The patients' records this node holds (professional), with names where readable.
+    Patients,
+}
+
+/// `hearth run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Listen on this address (repeatable). Default: /ip4/127.0.0.1/tcp/0 and
+    /// /ip4/127.0.0.1/udp/0/quic-v1.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+    /// Seconds between background sync rounds with connected peers.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub sync_interval: u64,
+}
+
+/// `hearth peers …`.
+#[derive(Subcommand, Debug)]
+pub enum PeersCommand {
+    /// Remember a peer's address; the daemon dials it and keeps it connected.
+    Add {
+        /// The peer id.
+        peer: String,
+        /// Its address, e.g. /ip4/192.0.2.7/tcp/4001.
+        multiaddr: String,
+    },
+}
+
+/// `hearth sync`.
+#[derive(Args, Debug, Clone)]
+pub struct SyncArgs {
+    /// Sync with this peer only.
+    #[arg(long, value_name = "PEER")]
+    pub with: Option<String>,
+    /// Wait until in sync (exit 0), or fail with the reason.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub timeout: u64,
 }
 
 /// `hearth grant …`: issue (with --to), or a subcommand.

@@ -31,7 +31,8 @@ pub fn now() -> Timestamp {
 /// The largest entry file accepted (entries are bounded by their schema far below this).
 const MAX_ENTRY_FILE: u64 = 4 * 1024 * 1024;
 
-/// What every command needs: the home, output mode and passphrase source.
+/// What every command needs: the home, output mode and passphrase source; inside the daemon
+/// also its open store, the caller's passphrase and a buffer for the output.
 pub struct Ctx {
     /// The node's home.
     pub home: Home,
@@ -39,10 +40,74 @@ pub struct Ctx {
     pub json: bool,
     /// Where the passphrase comes from, if not the environment.
     pub passphrase_file: Option<std::path::PathBuf>,
+    /// Set when the command runs inside the daemon (`POST /api/v1/exec`).
+    pub daemon: Option<InDaemon>,
+    /// Captured standard output (inside the daemon); `None` writes to stdout.
+    out: std::cell::RefCell<Option<Vec<u8>>>,
+}
+
+/// What a command running inside the daemon uses instead of opening things itself.
+pub struct InDaemon {
+    /// The daemon's open store (sled allows one opener per folder).
+    pub store: SledStore,
+    /// The passphrase the caller sent (already checked against the keystore).
+    pub passphrase: Zeroizing<String>,
+    /// The identity the check unlocked, used by the command's first `unlock`.
+    pub unlocked: std::cell::RefCell<Option<Identity>>,
+    /// The running node: network status, peers, sync.
+    pub node: crate::live::Handle,
 }
 
 impl Ctx {
+    /// A context for one command run from the command line.
+    pub fn new(home: Home, json: bool, passphrase_file: Option<std::path::PathBuf>) -> Ctx {
+        Ctx {
+            home,
+            json,
+            passphrase_file,
+            daemon: None,
+            out: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// A context for one command run inside the daemon: output is captured.
+    pub fn in_daemon(home: Home, json: bool, daemon: InDaemon) -> Ctx {
+        Ctx {
+            home,
+            json,
+            passphrase_file: None,
+            daemon: Some(daemon),
+            out: std::cell::RefCell::new(Some(Vec::new())),
+        }
+    }
+
+    /// The captured output (inside the daemon).
+    pub fn take_output(&self) -> Vec<u8> {
+        self.out.borrow_mut().take().unwrap_or_default()
+    }
+
+    /// Writes one line of standard output (captured inside the daemon).
+    pub fn println(&self, line: &str) {
+        let mut out = self.out.borrow_mut();
+        match out.as_mut() {
+            Some(buf) => {
+                buf.extend_from_slice(line.as_bytes());
+                buf.push(b'\n');
+            }
+            None => println!("{line}"),
+        }
+    }
+
+    /// The passphrase, read the usual way (env, --passphrase-file, prompt), to send to the
+    /// daemon.
+    pub fn passphrase_for_forwarding(&self) -> Result<Zeroizing<String>, Failure> {
+        self.passphrase(false)
+    }
+
     fn passphrase(&self, confirm: bool) -> Result<Zeroizing<String>, Failure> {
+        if let Some(d) = &self.daemon {
+            return Ok(d.passphrase.clone());
+        }
         if let Some(path) = &self.passphrase_file {
             let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
                 Failure::new(
@@ -81,6 +146,9 @@ impl Ctx {
     /// Reads node.json and opens the keystore.
     pub fn unlock(&self) -> Result<(NodeInfo, Identity), Failure> {
         let info = self.home.node_info()?;
+        if let Some(id) = self.daemon.as_ref().and_then(|d| d.unlocked.borrow_mut().take()) {
+            return Ok((info, id));
+        }
         let pass = self.passphrase(false)?;
         let id = self.home.unlock(pass.as_bytes())?;
         Ok((info, id))
@@ -88,6 +156,9 @@ impl Ctx {
 
     /// Opens the store.
     pub fn vault(&self) -> Result<Vault<SledStore>, Failure> {
+        if let Some(d) = &self.daemon {
+            return Ok(Vault::open(d.store.clone())?);
+        }
         let store = SledStore::open(&self.home.store_dir())?;
         Ok(Vault::open(store)?)
     }
@@ -95,11 +166,11 @@ impl Ctx {
     /// Prints `json` in JSON mode, else the text.
     pub fn print(&self, json: Value, text: impl FnOnce() -> String) {
         if self.json {
-            println!("{json}");
+            self.println(&json.to_string());
         } else {
             let t = text();
             if !t.is_empty() {
-                println!("{t}");
+                self.println(&t);
             }
         }
     }
@@ -107,25 +178,35 @@ impl Ctx {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
-    let ctx = Ctx {
-        home: Home::new(cli.home.clone().unwrap_or_else(home::default_dir)),
-        json: cli.json,
-        passphrase_file: cli.passphrase_file.clone(),
-    };
+    let ctx = Ctx::new(
+        Home::new(cli.home.clone().unwrap_or_else(home::default_dir)),
+        cli.json,
+        cli.passphrase_file.clone(),
+    );
+    run_in(&ctx, cli)
+}
+
+/// Runs a parsed command line in `ctx` (the daemon runs forwarded commands this way).
+pub fn run_in(ctx: &Ctx, cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Init(args) => init(&ctx, args),
-        Command::Id { card } if card => crate::grant_cmd::card(&ctx),
-        Command::Id { .. } => id(&ctx),
-        Command::Record(RecordCommand::Import(args)) => crate::fhir_cmd::import(&ctx, args),
-        Command::Record(RecordCommand::Export(args)) => crate::fhir_cmd::export(&ctx, args),
-        Command::Record(cmd) => record(&ctx, cmd),
-        Command::Grant(args) => crate::grant_cmd::grant(&ctx, args),
-        Command::Accept { token } => crate::grant_cmd::accept(&ctx, &token),
-        Command::Request(args) => crate::grant_cmd::request(&ctx, args),
-        Command::Requests { cmd } => crate::grant_cmd::requests(&ctx, cmd),
-        Command::Org(cmd) => crate::grant_cmd::org(&ctx, cmd),
-        Command::Trust(cmd) => crate::grant_cmd::trust(&ctx, cmd),
-        Command::Credential(cmd) => crate::grant_cmd::credential(&ctx, cmd),
+        Command::Init(args) => init(ctx, args),
+        Command::Id { card } if card => crate::grant_cmd::card(ctx),
+        Command::Id { .. } => id(ctx),
+        Command::Record(RecordCommand::Import(args)) => crate::fhir_cmd::import(ctx, args),
+        Command::Record(RecordCommand::Export(args)) => crate::fhir_cmd::export(ctx, args),
+        Command::Record(cmd) => record(ctx, cmd),
+        Command::Grant(args) => crate::grant_cmd::grant(ctx, args),
+        Command::Accept { token } => crate::grant_cmd::accept(ctx, &token),
+        Command::Request(args) => crate::grant_cmd::request(ctx, args),
+        Command::Requests { cmd } => crate::grant_cmd::requests(ctx, cmd),
+        Command::Org(cmd) => crate::grant_cmd::org(ctx, cmd),
+        Command::Trust(cmd) => crate::grant_cmd::trust(ctx, cmd),
+        Command::Credential(cmd) => crate::grant_cmd::credential(ctx, cmd),
+        Command::Run(args) => crate::daemon::run(ctx, args),
+        Command::Status => crate::net_cmd::status(ctx),
+        Command::Peers { cmd } => crate::net_cmd::peers(ctx, cmd),
+        Command::Sync(args) => crate::net_cmd::sync(ctx, args),
+        Command::Patients => crate::net_cmd::patients(ctx),
     }
 }
 
@@ -510,7 +591,10 @@ fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
         }
         // `run` sends these to `fhir_cmd` before anything is unlocked or opened.
         RecordCommand::Import(_) | RecordCommand::Export(_) => {
-            return Err(Failure::new(code::IO, "internal error: FHIR commands run from fhir_cmd"));
+            return Err(Failure::new(
+                code::IO,
+                "internal error: FHIR commands run from fhir_cmd",
+            ));
         }
     }
     Ok(())

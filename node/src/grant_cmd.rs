@@ -550,10 +550,7 @@ fn show(ctx: &Ctx, id: &str, fhir: bool, smart: bool) -> Result<(), Failure> {
     let active = status.is_ok();
     if fhir {
         let consent = interop::consent(leaf, active);
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&consent).unwrap_or_default()
-        );
+        ctx.println(&serde_json::to_string_pretty(&consent).unwrap_or_default());
         return Ok(());
     }
     if smart {

@@ -1,19 +1,26 @@
 //! # hearth-node
 //!
 //! The only crate that does I/O: the `hearth` binary's commands, the passphrase-sealed
-//! keystore on disk, and the sled backend of [`hearth_core::store::Store`]. The binary
+//! keystore on disk, the sled backend of [`hearth_core::store::Store`], and the daemon
+//! (`hearth run`: libp2p sync driver in [`live`], local HTTP API in [`api`], command
+//! forwarding in [`client`]). The binary
 //! (`src/main.rs`) is a thin wrapper around [`main_with`].
 //!
 //! Layout of a node's home folder: see [`home`]. Exit codes: see [`fail`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod cli;
+pub mod client;
 pub mod commands;
+pub mod daemon;
 pub mod fail;
 pub mod fhir_cmd;
 pub mod grant_cmd;
 pub mod home;
+pub mod live;
+pub mod net_cmd;
 pub mod sled_store;
 
 use clap::Parser;
@@ -22,7 +29,8 @@ use std::process::ExitCode;
 /// Parses the command line, runs the command, prints a one-line reason on failure and returns
 /// the exit code.
 pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
-    let cli = match cli::Cli::try_parse_from(args) {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let cli = match cli::Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -40,6 +48,10 @@ pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
         )
         .with_writer(std::io::stderr)
         .try_init();
+    // While the daemon runs it holds the store: send the command to it.
+    if let Some(code) = client::forward(&cli, &args) {
+        return code;
+    }
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {

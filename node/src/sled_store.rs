@@ -8,6 +8,9 @@ use std::path::Path;
 
 /// A sled database opened by this process. sled holds an exclusive lock on its folder while
 /// open, which is why the CLI talks to a running daemon instead of opening the store itself.
+/// Clones share the one open database (`sled::Db` is a cheap handle): the daemon's sync
+/// driver and the commands it runs use the same store.
+#[derive(Clone)]
 pub struct SledStore {
     db: sled::Db,
 }
@@ -48,6 +51,14 @@ impl SledStore {
                 "the store's files could not be read".into(),
             )),
         }
+    }
+}
+
+impl SledStore {
+    /// Flushes everything written so far to disk (each commit already does; this is for
+    /// shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(io)
     }
 }
 

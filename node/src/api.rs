@@ -1,0 +1,303 @@
+//! The local HTTP API of the daemon (axum, HTTP/1.1, 127.0.0.1 only).
+//!
+//! Every request must
+//! - carry `Host: 127.0.0.1:PORT` or `Host: localhost:PORT` (else 403): a web page the user
+//!   visits cannot reach the API through DNS rebinding, because its requests carry the
+//!   attacker's host name;
+//! - carry `Authorization: Bearer TOKEN` (else 401), the per-install random token in
+//!   `HOME/api-token` (mode 0600), readable only by the user who owns the node.
+//!
+//! No CORS headers are sent, so browsers refuse cross-origin reads. Endpoints:
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/api/v1/status` | the node's network status (as `hearth status --json`) |
+//! | POST | `/api/v1/exec` | run one `hearth` command: `{"argv": [...], "passphrase": "..."}` → `{"stdout", "stderr", "code"}` |
+//! | GET | `/api/openapi.json` | this API as OpenAPI 3.1 |
+//!
+//! `exec` checks the passphrase against the keystore first (exit code 4 when wrong, as on the
+//! command line), then runs the same command implementation ([`crate::commands::run_in`])
+//! against the daemon's open store, capturing its output. Commands that change records run
+//! under the lock the sync driver uses, one at a time.
+
+use crate::cli::{Cli, Command};
+use crate::commands::{Ctx, InDaemon};
+use crate::fail::code;
+use crate::home::Home;
+use crate::live::{self, Handle, SharedState};
+use crate::sled_store::SledStore;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// Commands running at once (each unlocks the keystore: Argon2id uses 19 MiB).
+const EXEC_SLOTS: usize = 4;
+/// The largest request body.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// What the API's handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    home: PathBuf,
+    store: SledStore,
+    node: Handle,
+    shared: SharedState<SledStore>,
+    token: Zeroizing<String>,
+    hosts: [String; 2],
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl ApiState {
+    /// The state for a daemon at `home` serving on `port`.
+    pub fn new(
+        home: Home,
+        store: SledStore,
+        node: Handle,
+        shared: SharedState<SledStore>,
+        token: String,
+        port: u16,
+    ) -> ApiState {
+        ApiState {
+            inner: Arc::new(Inner {
+                home: home.dir().to_path_buf(),
+                store,
+                node,
+                shared,
+                token: Zeroizing::new(token),
+                hosts: [format!("127.0.0.1:{port}"), format!("localhost:{port}")],
+                slots: Arc::new(tokio::sync::Semaphore::new(EXEC_SLOTS)),
+            }),
+        }
+    }
+}
+
+/// The body of `POST /api/v1/exec`.
+#[derive(Deserialize)]
+pub struct ExecRequest {
+    /// The command's arguments, without the program name (e.g. `["record", "show", "--json"]`).
+    pub argv: Vec<String>,
+    /// The node's passphrase.
+    pub passphrase: String,
+}
+
+/// The answer of `POST /api/v1/exec`.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct ExecResponse {
+    /// What the command wrote to standard output.
+    pub stdout: String,
+    /// What it wrote to standard error (the `error: …` line).
+    pub stderr: String,
+    /// Its exit code.
+    pub code: u8,
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn guard(State(st): State<ApiState>, headers: HeaderMap, req: Request, next: Next) -> Response {
+    let host_ok = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| st.inner.hosts.iter().any(|x| x == h));
+    if !host_ok {
+        return (StatusCode::FORBIDDEN, "forbidden host\n").into_response();
+    }
+    let token_ok = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), st.inner.token.as_bytes()));
+    if !token_ok {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong API token\n",
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// The API's routes, behind the Host and token checks.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/exec", post(exec))
+        .route("/api/openapi.json", get(openapi))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+async fn status(State(st): State<ApiState>) -> Response {
+    let home = Home::new(st.inner.home.clone());
+    match home.node_info() {
+        Ok(info) => {
+            let api = crate::daemon::read_daemon_file(&home).map(|f| f.api);
+            let net = st.inner.node.status();
+            axum::Json(crate::net_cmd::status_json(&info, api.as_deref(), Some(&net)))
+                .into_response()
+        }
+        Err(f) => (StatusCode::INTERNAL_SERVER_ERROR, f.message).into_response(),
+    }
+}
+
+async fn exec(State(st): State<ApiState>, axum::Json(req): axum::Json<ExecRequest>) -> Response {
+    let Ok(permit) = st.inner.slots.clone().acquire_owned().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let inner = st.inner.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        run_exec(&inner, req)
+    })
+    .await;
+    match res {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(_) => axum::Json(ExecResponse {
+            stdout: String::new(),
+            stderr: "error: the command failed inside the daemon\n".into(),
+            code: code::IO,
+        })
+        .into_response(),
+    }
+}
+
+fn failed(code: u8, message: &str) -> ExecResponse {
+    ExecResponse {
+        stdout: String::new(),
+        stderr: format!("error: {message}\n"),
+        code,
+    }
+}
+
+fn run_exec(st: &Inner, req: ExecRequest) -> ExecResponse {
+    let passphrase = Zeroizing::new(req.passphrase);
+    if req.argv.len() > 512 {
+        return failed(2, "too many arguments");
+    }
+    let home = Home::new(st.home.clone());
+    let identity = match home.unlock(passphrase.as_bytes()) {
+        Ok(id) => id,
+        Err(f) => return failed(f.code, &f.message),
+    };
+    let args = std::iter::once("hearth".to_string()).chain(req.argv);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let text = e.render().to_string();
+            return if e.use_stderr() {
+                ExecResponse {
+                    stdout: String::new(),
+                    stderr: text,
+                    code: 2,
+                }
+            } else {
+                ExecResponse {
+                    stdout: text,
+                    stderr: String::new(),
+                    code: 0,
+                }
+            };
+        }
+    };
+    if matches!(cli.command, Command::Init(_) | Command::Run(_)) {
+        return failed(
+            code::REFUSED,
+            "the daemon is running: stop it before `init` or another `run`",
+        );
+    }
+    // Network commands wait for the sync driver, which needs the lock: they must not hold it.
+    let network = matches!(
+        cli.command,
+        Command::Status | Command::Peers { .. } | Command::Sync(_) | Command::Patients
+    );
+    let ctx = Ctx::in_daemon(
+        home,
+        cli.json,
+        InDaemon {
+            store: st.store.clone(),
+            passphrase,
+            unlocked: std::cell::RefCell::new(Some(identity)),
+            node: st.node.clone(),
+        },
+    );
+    let res = if network {
+        crate::commands::run_in(&ctx, cli)
+    } else {
+        let _guard = live::lock(&st.shared);
+        crate::commands::run_in(&ctx, cli)
+    };
+    st.node.local_change();
+    let stdout = String::from_utf8_lossy(&ctx.take_output()).into_owned();
+    match res {
+        Ok(()) => ExecResponse {
+            stdout,
+            stderr: String::new(),
+            code: 0,
+        },
+        Err(f) => ExecResponse {
+            stdout,
+            stderr: format!("error: {}\n", f.message),
+            code: f.code,
+        },
+    }
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+/// The API described as OpenAPI 3.1 (hand-written; served at `/api/openapi.json`).
+pub const OPENAPI: &str = r##"{
+  "openapi": "3.1.0",
+  "info": {"title": "Hearth node local API", "version": "1",
+           "description": "Served by `hearth run` on 127.0.0.1 only. Every request needs `Authorization: Bearer TOKEN` (the token is in HOME/api-token) and a Host header of 127.0.0.1:PORT or localhost:PORT."},
+  "components": {
+    "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+    "schemas": {
+      "ExecRequest": {"type": "object", "required": ["argv", "passphrase"],
+        "properties": {"argv": {"type": "array", "items": {"type": "string"}, "description": "hearth's arguments without the program name"},
+                       "passphrase": {"type": "string"}}},
+      "ExecResponse": {"type": "object", "required": ["stdout", "stderr", "code"],
+        "properties": {"stdout": {"type": "string"}, "stderr": {"type": "string"},
+                       "code": {"type": "integer", "description": "the exit code, as on the command line (4: wrong passphrase)"}}},
+      "Status": {"type": "object", "required": ["peer_id", "listen_addrs", "api", "running"],
+        "properties": {"peer_id": {"type": "string"}, "role": {"type": "string"}, "record_id": {"type": ["string", "null"]},
+                       "running": {"type": "boolean"}, "listen_addrs": {"type": "array", "items": {"type": "string"}},
+                       "api": {"type": ["string", "null"]}, "connected": {"type": "array", "items": {"type": "string"}},
+                       "known_peers": {"type": "object"}, "sessions": {"type": "array", "items": {"type": "object"}}}}
+    }
+  },
+  "security": [{"token": []}],
+  "paths": {
+    "/api/v1/status": {"get": {"summary": "The node's network status", "responses": {
+      "200": {"description": "status", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}},
+      "401": {"description": "missing or wrong token"}, "403": {"description": "forbidden Host header"}}}},
+    "/api/v1/exec": {"post": {"summary": "Run one hearth command inside the daemon",
+      "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecRequest"}}}},
+      "responses": {"200": {"description": "the command ran (see code)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecResponse"}}}},
+                    "401": {"description": "missing or wrong token"}, "403": {"description": "forbidden Host header"}}}},
+    "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}}
+  }
+}"##;

@@ -1,0 +1,258 @@
+//! `hearth run`: the node in the foreground.
+//!
+//! It unlocks the keystore once, opens the sled store once (sled locks its folder, so while
+//! the daemon runs the other commands talk to it through its local API), starts the libp2p
+//! swarm and the live sync driver ([`crate::live`]) on tokio, serves the local API
+//! ([`crate::api`]) on 127.0.0.1, and writes `HOME/daemon.json`:
+//!
+//! ```json
+//! {"pid": 4242, "peer_id": "12D3Koo…", "listen_addrs": ["/ip4/127.0.0.1/tcp/40155"],
+//!  "api": "http://127.0.0.1:40156"}
+//! ```
+//!
+//! written atomically once it listens, and removed on a clean shutdown (Ctrl-C or SIGTERM),
+//! after the store has been flushed. A stale file (after a crash) is harmless: commands find
+//! nobody answering at `api` and open the store themselves.
+
+use crate::cli::RunArgs;
+use crate::commands::Ctx;
+use crate::fail::{Failure, code};
+use crate::home::{Home, atomic_write};
+use crate::live::{self, Handle, LiveConfig, Shared};
+use crate::sled_store::SledStore;
+use hearth_core::keys::Identity;
+use hearth_core::record::Vault;
+use hearth_sync::net::{self, NetConfig};
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// `HOME/daemon.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DaemonFile {
+    /// The daemon's process id.
+    pub pid: u32,
+    /// Its peer id.
+    pub peer_id: String,
+    /// Where it listens for peers.
+    pub listen_addrs: Vec<String>,
+    /// The local API's base URL (`http://127.0.0.1:PORT`).
+    pub api: String,
+}
+
+/// Where the daemon file lives.
+pub fn daemon_file(home: &Home) -> std::path::PathBuf {
+    home.dir().join("daemon.json")
+}
+
+/// Where the API token lives.
+pub fn token_file(home: &Home) -> std::path::PathBuf {
+    home.dir().join("api-token")
+}
+
+/// Reads `daemon.json` if present and valid.
+pub fn read_daemon_file(home: &Home) -> Option<DaemonFile> {
+    let bytes = std::fs::read(daemon_file(home)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The API token of this install, created (random, 0600) on first use.
+pub fn api_token(home: &Home) -> Result<String, Failure> {
+    let path = token_file(home);
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if t.len() >= 32 {
+            return Ok(t);
+        }
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|_| Failure::new(code::IO, "no operating system randomness"))?;
+    let token = data_encoding::HEXLOWER.encode(&bytes);
+    atomic_write(&path, token.as_bytes())?;
+    Ok(token)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(code::IO, format!("cannot start the runtime: {e}")))
+}
+
+fn default_listen() -> Vec<String> {
+    let mut v = vec!["/ip4/127.0.0.1/tcp/0".to_string()];
+    if net::HAS_QUIC {
+        v.push("/ip4/127.0.0.1/udp/0/quic-v1".to_string());
+    }
+    v
+}
+
+/// Waits until the swarm reports an address for every listener (or 10 s pass).
+async fn wait_listening(handle: &Handle, listeners: usize) -> Vec<String> {
+    for _ in 0..500 {
+        let st = handle.status();
+        if st.listen_addrs.len() >= listeners {
+            return st.listen_addrs;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle.status().listen_addrs
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// `hearth run`.
+pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
+    if ctx.daemon.is_some() {
+        return Err(Failure::new(code::REFUSED, "the daemon is already running"));
+    }
+    let listen: Vec<Multiaddr> = if args.listen.is_empty() {
+        default_listen()
+    } else {
+        args.listen.clone()
+    }
+    .iter()
+    .map(|a| {
+        a.parse()
+            .map_err(|e| Failure::new(code::INVALID, format!("--listen {a}: {e}")))
+    })
+    .collect::<Result<_, _>>()?;
+    let (info, identity) = ctx.unlock()?;
+    let store = SledStore::open(&ctx.home.store_dir())?;
+    let vault = Vault::open(store.clone())?;
+    let token = api_token(&ctx.home)?;
+    let keypair = net::keypair(&identity)
+        .map_err(|e| Failure::new(code::INTEGRITY, e.to_string()))?;
+    let rt = runtime()?;
+    let home = Home::new(ctx.home.dir().to_path_buf());
+    let result = rt.block_on(async move {
+        let mut swarm = net::swarm(keypair, &NetConfig::default())
+            .map_err(|e| Failure::new(code::IO, e.to_string()))?;
+        for a in &listen {
+            swarm.listen_on(a.clone()).map_err(|e| {
+                Failure::new(code::IO, format!("cannot listen on {a}: {e}"))
+            })?;
+        }
+        let shared = Arc::new(Mutex::new(Shared { vault, identity }));
+        let config = LiveConfig {
+            interval: Duration::from_secs(args.sync_interval.max(1)),
+            ..LiveConfig::default()
+        };
+        let (handle, task) = live::start(swarm, shared.clone(), config);
+        let addrs = wait_listening(&handle, listen.len()).await;
+        if addrs.is_empty() {
+            return Err(Failure::new(code::IO, "could not listen on any address"));
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| Failure::new(code::IO, format!("cannot open the local API: {e}")))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| Failure::new(code::IO, e.to_string()))?
+            .port();
+        let api_url = format!("http://127.0.0.1:{port}");
+        let state = crate::api::ApiState::new(
+            Home::new(home.dir().to_path_buf()),
+            store.clone(),
+            handle.clone(),
+            shared.clone(),
+            token,
+            port,
+        );
+        let file = DaemonFile {
+            pid: std::process::id(),
+            peer_id: info.peer_id.to_string(),
+            listen_addrs: addrs.clone(),
+            api: api_url.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&file)
+            .map_err(|e| Failure::new(code::IO, e.to_string()))?;
+        atomic_write(&daemon_file(&home), &json)?;
+        tracing::info!(peer = %info.peer_id, api = %api_url, "hearth node running");
+        eprintln!("hearth node {} running", info.peer_id);
+        for a in &addrs {
+            eprintln!("  listening on {a}");
+        }
+        eprintln!("  local API on {api_url} (Ctrl-C stops)");
+        let served = axum::serve(listener, crate::api::router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await;
+        tracing::info!("shutting down");
+        handle.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        // Wait for running jobs: they hold the lock while they write.
+        let flushed = tokio::task::spawn_blocking(move || {
+            let g = live::lock(&shared);
+            let _ = &g.vault;
+            store.flush()
+        })
+        .await;
+        let _ = std::fs::remove_file(daemon_file(&home));
+        served.map_err(|e| Failure::new(code::IO, format!("local API: {e}")))?;
+        match flushed {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Failure::new(code::IO, "could not flush the store")),
+        }
+    });
+    eprintln!("hearth node stopped");
+    result
+}
+
+/// Runs `f` against a short-lived node (no API, no daemon file): used by `hearth sync` when
+/// no daemon runs. Listens on an ephemeral loopback port so peers can answer.
+pub fn one_shot<T>(
+    identity: Identity,
+    vault: Vault<SledStore>,
+    f: impl FnOnce(&Handle) -> T + Send + 'static,
+) -> Result<T, Failure>
+where
+    T: Send + 'static,
+{
+    let keypair = net::keypair(&identity)
+        .map_err(|e| Failure::new(code::INTEGRITY, e.to_string()))?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let mut swarm = net::swarm(keypair, &NetConfig::default())
+            .map_err(|e| Failure::new(code::IO, e.to_string()))?;
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/0"
+            .parse()
+            .map_err(|_| Failure::new(code::IO, "internal: address"))?;
+        swarm
+            .listen_on(addr)
+            .map_err(|e| Failure::new(code::IO, format!("cannot listen: {e}")))?;
+        let shared = Arc::new(Mutex::new(Shared { vault, identity }));
+        let (handle, task) = live::start(swarm, shared, LiveConfig::default());
+        // Let known peers load and dials start.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let h = handle.clone();
+        let out = tokio::task::spawn_blocking(move || f(&h))
+            .await
+            .map_err(|_| Failure::new(code::IO, "sync task failed"))?;
+        handle.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        Ok(out)
+    })
+}

@@ -1,0 +1,881 @@
+//! The live node: drives the sans-I/O sync session ([`hearth_sync::session`]) over the libp2p
+//! swarm ([`hearth_sync::net`]) on tokio.
+//!
+//! One task owns the swarm and all bookkeeping; it never touches the store. Every store or
+//! record operation runs as a *job* on tokio's blocking pool, holding the one mutex around the
+//! shared state ([`Shared`]), and sends its result back over a bounded channel. Jobs are
+//! bounded ([`LiveConfig::max_jobs`]): an inbound request arriving when the node is saturated
+//! is dropped (the peer sees its stream close and retries later).
+//!
+//! What makes it *live*:
+//! - after a local change (the daemon calls [`Handle::local_change`] after each command), the
+//!   records whose logs moved are announced with `Notify` to every connected peer interested
+//!   in them ([`Peer::interested_peers`]);
+//! - a `Notify` from a peer starts a round with that peer for that record at once;
+//! - bundles received from one peer are announced to the other interested peers;
+//! - a round runs with every connected interested peer every [`LiveConfig::interval`], and on
+//!   every new connection (catch-up after a restart);
+//! - known peers (`hearth peers add`) are dialled, and redialled with exponential backoff.
+//!
+//! Logs carry peer ids, record ids, counts and reasons; never record content.
+
+use hearth_core::ids::{PeerKey, RecordId};
+use hearth_core::keys::Identity;
+use hearth_core::record::Vault;
+use hearth_core::store::Store;
+use hearth_core::time::Timestamp;
+use hearth_sync::net::{BehaviourEvent, HearthSwarm, peer_id, peer_key};
+use hearth_sync::protocol::{Message, Notify, SyncRequest, SyncResponse};
+use hearth_sync::session::{Peer, Report};
+use libp2p::futures::StreamExt;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::Multiaddr;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// What every job needs, behind one mutex: the vault and the node's identity.
+pub struct Shared<S: Store> {
+    /// The records.
+    pub vault: Vault<S>,
+    /// This node's keys.
+    pub identity: Identity,
+}
+
+/// The shared state.
+pub type SharedState<S> = Arc<Mutex<Shared<S>>>;
+
+/// Locks the shared state, recovering from a poisoned lock (a panicked job leaves the store
+/// consistent: every write is one atomic batch).
+pub fn lock<S: Store>(s: &SharedState<S>) -> MutexGuard<'_, Shared<S>> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Timing and bounds of the live node.
+#[derive(Clone, Debug)]
+pub struct LiveConfig {
+    /// Between background rounds with connected peers.
+    pub interval: Duration,
+    /// First redial delay after a failed dial or a lost connection.
+    pub backoff_min: Duration,
+    /// Longest redial delay.
+    pub backoff_max: Duration,
+    /// Jobs (store operations) queued or running at once.
+    pub max_jobs: usize,
+    /// Request/response steps in one round before it is abandoned.
+    pub max_steps: u32,
+    /// Known peers remembered at once.
+    pub max_known: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            interval: Duration::from_secs(5),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            max_jobs: 32,
+            max_steps: 64,
+            max_known: 1024,
+        }
+    }
+}
+
+/// How the last round with a peer for a record ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionState {
+    /// The peer.
+    pub peer: String,
+    /// The record.
+    pub record: String,
+    /// When it ended.
+    pub at: Timestamp,
+    /// Whether both sides held the same of every section they share.
+    pub in_sync: bool,
+    /// Why it failed, if it did (no content).
+    pub error: Option<String>,
+    /// The last step's report: bundles received, sent, refused; per section behind/ahead.
+    pub report: Option<Report>,
+}
+
+/// A known peer.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct KnownPeer {
+    /// Its addresses.
+    pub addrs: Vec<String>,
+    /// Failed dials in a row.
+    pub failures: u32,
+    /// The last dial error.
+    pub last_error: Option<String>,
+}
+
+/// A snapshot of the node's network state.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    /// Where it listens.
+    pub listen_addrs: Vec<String>,
+    /// Connected peers.
+    pub connected: BTreeSet<String>,
+    /// Known peers.
+    pub known: BTreeMap<String, KnownPeer>,
+    /// The last round per (record, peer).
+    pub sessions: Vec<SessionState>,
+}
+
+/// The result of one round: peer, record, and its last report or the reason it failed.
+pub type Outcome = (PeerKey, RecordId, Result<Report, String>);
+
+enum Control {
+    AddPeer(PeerKey, Multiaddr),
+    LocalChange,
+    Sync {
+        with: Option<PeerKey>,
+        reply: std::sync::mpsc::SyncSender<Vec<Outcome>>,
+    },
+    Shutdown,
+}
+
+/// A handle on the running node, for the API and for commands running in the daemon.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Control>,
+    status: Arc<Mutex<Status>>,
+}
+
+impl Handle {
+    /// The current network state.
+    pub fn status(&self) -> Status {
+        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Remembers and dials a peer (from a blocking context).
+    pub fn add_peer(&self, peer: PeerKey, addr: Multiaddr) {
+        let _ = self.tx.try_send(Control::AddPeer(peer, addr));
+    }
+
+    /// Something may have changed locally: announce changed records to interested peers.
+    /// Never blocks; a dropped announcement is covered by the next background round.
+    pub fn local_change(&self) {
+        let _ = self.tx.try_send(Control::LocalChange);
+    }
+
+    /// Runs a round now with `with` (or every connected and known peer) for every record they
+    /// are interested in, and waits for it (from a blocking context) up to `timeout`.
+    pub fn sync_blocking(
+        &self,
+        with: Option<PeerKey>,
+        timeout: Duration,
+    ) -> Result<Vec<Outcome>, String> {
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        self.tx
+            .try_send(Control::Sync { with, reply })
+            .map_err(|_| "the node is busy; try again".to_string())?;
+        rx.recv_timeout(timeout)
+            .map_err(|_| format!("no answer within {} s", timeout.as_secs()))
+    }
+
+    /// Asks the node to stop.
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Control::Shutdown).await;
+    }
+}
+
+/// Results of jobs, back to the swarm task.
+enum Work {
+    Start {
+        peer: PeerKey,
+        record: RecordId,
+        req: Result<SyncRequest, String>,
+    },
+    Responded {
+        peer: PeerKey,
+        record: RecordId,
+        res: Result<(Option<SyncRequest>, Report), String>,
+    },
+    Answer {
+        peer: PeerKey,
+        channel: ResponseChannel<Message>,
+        resp: Option<SyncResponse>,
+        received: Option<RecordId>,
+    },
+    Plan {
+        pairs: Vec<(PeerKey, RecordId)>,
+        batch: Option<Batch>,
+    },
+    Announce {
+        targets: Vec<(PeerKey, RecordId)>,
+    },
+    Known(Vec<(PeerKey, Vec<Multiaddr>)>),
+}
+
+/// Collects the outcomes of the rounds one `sync` asked for.
+#[derive(Clone)]
+struct Batch(Arc<Mutex<BatchInner>>);
+
+struct BatchInner {
+    remaining: usize,
+    outcomes: Vec<Outcome>,
+    reply: Option<std::sync::mpsc::SyncSender<Vec<Outcome>>>,
+}
+
+impl Batch {
+    fn new(reply: std::sync::mpsc::SyncSender<Vec<Outcome>>) -> Batch {
+        Batch(Arc::new(Mutex::new(BatchInner {
+            remaining: 0,
+            outcomes: Vec::new(),
+            reply: Some(reply),
+        })))
+    }
+    fn expect(&self, n: usize) {
+        let mut b = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        b.remaining += n;
+        if b.remaining == 0
+            && let Some(r) = b.reply.take()
+        {
+            let _ = r.try_send(std::mem::take(&mut b.outcomes));
+        }
+    }
+    fn done(&self, o: Outcome) {
+        let mut b = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        b.outcomes.push(o);
+        b.remaining = b.remaining.saturating_sub(1);
+        if b.remaining == 0
+            && let Some(r) = b.reply.take()
+        {
+            let _ = r.try_send(std::mem::take(&mut b.outcomes));
+        }
+    }
+}
+
+struct Round {
+    waiters: Vec<Batch>,
+    again: bool,
+    steps: u32,
+}
+
+struct Dial {
+    addrs: Vec<Multiaddr>,
+    failures: u32,
+    next: Instant,
+    last_error: Option<String>,
+}
+
+/// The clock and random generator of jobs (the node's: system time and the OS generator).
+fn now() -> Timestamp {
+    crate::commands::now()
+}
+
+/// Starts the node on `swarm` (already listening or not), returning its handle and the task.
+pub fn start<S: Store + Send + 'static>(
+    swarm: HearthSwarm,
+    shared: SharedState<S>,
+    config: LiveConfig,
+) -> (Handle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(64);
+    let status = Arc::new(Mutex::new(Status::default()));
+    let handle = Handle {
+        tx,
+        status: status.clone(),
+    };
+    let (work_tx, work_rx) = mpsc::channel(config.max_jobs + 8);
+    let mut driver = Driver {
+        swarm,
+        shared,
+        config,
+        status,
+        work_tx,
+        jobs: 0,
+        rounds: HashMap::new(),
+        outbound: HashMap::new(),
+        dials: HashMap::new(),
+        connected: BTreeSet::new(),
+        sessions: BTreeMap::new(),
+        fingerprints: Arc::new(Mutex::new(HashMap::new())),
+    };
+    let task = tokio::spawn(async move { driver.run(rx, work_rx).await });
+    (handle, task)
+}
+
+struct Driver<S: Store> {
+    swarm: HearthSwarm,
+    shared: SharedState<S>,
+    config: LiveConfig,
+    status: Arc<Mutex<Status>>,
+    work_tx: mpsc::Sender<Work>,
+    jobs: usize,
+    rounds: HashMap<(PeerKey, RecordId), Round>,
+    outbound: HashMap<OutboundRequestId, (PeerKey, RecordId, bool)>,
+    dials: HashMap<PeerKey, Dial>,
+    connected: BTreeSet<PeerKey>,
+    sessions: BTreeMap<(RecordId, PeerKey), SessionState>,
+    fingerprints: Arc<Mutex<HashMap<RecordId, u64>>>,
+}
+
+fn fingerprint<S: Store>(vault: &Vault<S>, record: &RecordId) -> u64 {
+    vault
+        .held_sections(record)
+        .map(|m| {
+            m.values()
+                .flat_map(|vv| vv.values().map(|h| h.seq))
+                .fold(0u64, |a, s| a.wrapping_add(s))
+                .wrapping_add(m.len() as u64)
+        })
+        .unwrap_or(0)
+}
+
+/// Records held, plus records named by accepted grants (no replica yet before the first
+/// sync).
+fn all_records<S: Store>(vault: &Vault<S>) -> Vec<RecordId> {
+    let mut out: BTreeSet<RecordId> = vault.records().unwrap_or_default().into_iter().collect();
+    for (k, _) in vault.local_items("grant/").unwrap_or_default() {
+        if let Some(r) = k.split('/').nth(1).and_then(|r| r.parse().ok()) {
+            out.insert(r);
+        }
+    }
+    out.into_iter().collect()
+}
+
+impl<S: Store + Send + 'static> Driver<S> {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Control>, mut work_rx: mpsc::Receiver<Work>) {
+        let mut periodic = tokio::time::interval(self.config.interval);
+        periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut redial = tokio::time::interval(Duration::from_millis(500));
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.job(|sh| {
+            let known = sh
+                .vault
+                .local_items("peer/")
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let peer: PeerKey = k.strip_prefix("peer/")?.parse().ok()?;
+                    let addrs = crate::net_cmd::peer_addrs(&v);
+                    Some((peer, addrs))
+                })
+                .collect();
+            Work::Known(known)
+        });
+        // Baseline fingerprints, so that later checks announce only real changes.
+        self.check_changes(None);
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm(ev),
+                Some(w) = work_rx.recv() => { self.jobs = self.jobs.saturating_sub(1); self.on_work(w); }
+                c = rx.recv() => match c {
+                    Some(Control::Shutdown) | None => break,
+                    Some(c) => self.on_control(c),
+                },
+                _ = periodic.tick() => self.plan(None, None, false),
+                _ = redial.tick() => self.redial(),
+            }
+            self.publish();
+        }
+        tracing::info!("network stopped");
+    }
+
+    /// Runs `f` on the blocking pool with the shared state locked; its result comes back as
+    /// work. Returns false (and runs nothing) when the node is saturated.
+    fn job(&mut self, f: impl FnOnce(&Shared<S>) -> Work + Send + 'static) -> bool {
+        if self.jobs >= self.config.max_jobs {
+            tracing::warn!("busy: a sync step was dropped");
+            return false;
+        }
+        self.jobs += 1;
+        let shared = self.shared.clone();
+        let tx = self.work_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let w = {
+                let g = lock(&shared);
+                f(&g)
+            };
+            let _ = tx.blocking_send(w);
+        });
+        true
+    }
+
+    fn publish(&self) {
+        let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        st.listen_addrs = self.swarm.listeners().map(ToString::to_string).collect();
+        st.connected = self.connected.iter().map(ToString::to_string).collect();
+        st.known = self
+            .dials
+            .iter()
+            .map(|(p, d)| {
+                (
+                    p.to_string(),
+                    KnownPeer {
+                        addrs: d.addrs.iter().map(ToString::to_string).collect(),
+                        failures: d.failures,
+                        last_error: d.last_error.clone(),
+                    },
+                )
+            })
+            .collect();
+        st.sessions = self.sessions.values().cloned().collect();
+    }
+
+    fn on_control(&mut self, c: Control) {
+        match c {
+            Control::AddPeer(peer, addr) => {
+                self.remember(peer, vec![addr]);
+                if let Some(d) = self.dials.get_mut(&peer) {
+                    d.next = Instant::now();
+                    d.failures = 0;
+                }
+                self.redial();
+            }
+            Control::LocalChange => self.check_changes(None),
+            Control::Sync { with, reply } => {
+                let batch = Batch::new(reply);
+                self.plan(with, Some(batch), true);
+            }
+            Control::Shutdown => {}
+        }
+    }
+
+    fn remember(&mut self, peer: PeerKey, addrs: Vec<Multiaddr>) {
+        let Some(pid) = peer_id(&peer) else { return };
+        if !self.dials.contains_key(&peer) && self.dials.len() >= self.config.max_known {
+            return;
+        }
+        let d = self.dials.entry(peer).or_insert_with(|| Dial {
+            addrs: Vec::new(),
+            failures: 0,
+            next: Instant::now(),
+            last_error: None,
+        });
+        for a in addrs {
+            if !d.addrs.contains(&a) && d.addrs.len() < 8 {
+                self.swarm.add_peer_address(pid, a.clone());
+                d.addrs.push(a);
+            }
+        }
+    }
+
+    fn redial(&mut self) {
+        let now = Instant::now();
+        let due: Vec<PeerKey> = self
+            .dials
+            .iter()
+            .filter(|(p, d)| !self.connected.contains(p) && d.next <= now && !d.addrs.is_empty())
+            .map(|(p, _)| *p)
+            .collect();
+        for p in due {
+            let Some(pid) = peer_id(&p) else { continue };
+            let addrs = self.dials.get(&p).map(|d| d.addrs.clone()).unwrap_or_default();
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(pid)
+                .addresses(addrs)
+                .build();
+            if let Some(d) = self.dials.get_mut(&p) {
+                // Until the dial resolves, do not dial again.
+                d.next = now + self.config.backoff_max;
+            }
+            if let Err(e) = self.swarm.dial(opts) {
+                self.dial_failed(p, e.to_string());
+            }
+        }
+    }
+
+    fn dial_failed(&mut self, peer: PeerKey, why: String) {
+        let (min, max) = (self.config.backoff_min, self.config.backoff_max);
+        if let Some(d) = self.dials.get_mut(&peer) {
+            d.failures = d.failures.saturating_add(1);
+            let delay = min
+                .saturating_mul(1u32 << d.failures.min(16))
+                .min(max);
+            d.next = Instant::now() + delay;
+            tracing::debug!(%peer, failures = d.failures, "dial failed: {why}");
+            d.last_error = Some(why);
+        }
+    }
+
+    fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent<Message>>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id: pid,
+                num_established,
+                ..
+            } => {
+                let Some(peer) = peer_key(&pid) else {
+                    let _ = self.swarm.disconnect_peer_id(pid);
+                    return;
+                };
+                self.connected.insert(peer);
+                if let Some(d) = self.dials.get_mut(&peer) {
+                    d.failures = 0;
+                    d.last_error = None;
+                }
+                if num_established.get() == 1 {
+                    tracing::info!(%peer, "connected");
+                    // Catch up at once with a peer that (re)appears.
+                    self.plan(Some(peer), None, false);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id: pid,
+                num_established,
+                ..
+            } => {
+                if num_established == 0
+                    && let Some(peer) = peer_key(&pid)
+                {
+                    tracing::info!(%peer, "disconnected");
+                    self.connected.remove(&peer);
+                    let min = self.config.backoff_min;
+                    if let Some(d) = self.dials.get_mut(&peer) {
+                        d.next = Instant::now() + min;
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(pid),
+                error,
+                ..
+            } => {
+                if let Some(peer) = peer_key(&pid)
+                    && !self.connected.contains(&peer)
+                {
+                    self.dial_failed(peer, error.to_string());
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(libp2p::identify::Event::Received {
+                peer_id: pid,
+                info,
+                ..
+            })) => {
+                // Remember the listen addresses of peers we dial anyway, for redials.
+                if let Some(peer) = peer_key(&pid)
+                    && self.dials.contains_key(&peer)
+                {
+                    let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().take(8).collect();
+                    self.remember(peer, addrs);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
+            _ => {}
+        }
+    }
+
+    fn on_sync(&mut self, ev: request_response::Event<Message, Message>) {
+        use request_response::{Event, Message as M};
+        match ev {
+            Event::Message {
+                peer: pid, message, ..
+            } => {
+                let Some(peer) = peer_key(&pid) else { return };
+                match message {
+                    M::Request {
+                        request, channel, ..
+                    } => self.on_request(peer, request, channel),
+                    M::Response {
+                        request_id,
+                        response,
+                    } => self.on_response(request_id, response),
+                }
+            }
+            Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some((peer, record, is_notify)) = self.outbound.remove(&request_id)
+                    && !is_notify
+                {
+                    self.finish(peer, record, Err(format!("network: {error}")));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound sync stream failed: {error}");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerKey, msg: Message, channel: ResponseChannel<Message>) {
+        match msg {
+            Message::Request(req) => {
+                let record = req.record;
+                let ok = self.job(move |sh| {
+                    let p = Peer::new(&sh.vault, &sh.identity);
+                    let mut rng = crate::commands::os_rng();
+                    match p.on_request(peer, req, now(), &mut rng) {
+                        Ok((resp, report)) => {
+                            if !report.refused.is_empty() {
+                                tracing::info!(%peer, record = %record, refused = report.refused.len(), "refused items from peer");
+                            }
+                            Work::Answer {
+                                peer,
+                                channel,
+                                resp: Some(resp),
+                                received: (report.received > 0).then_some(record),
+                            }
+                        }
+                        Err(e) => {
+                            tracing::info!(%peer, "sync request failed: {e}");
+                            Work::Answer {
+                                peer,
+                                channel,
+                                resp: None,
+                                received: None,
+                            }
+                        }
+                    }
+                });
+                if !ok {
+                    tracing::debug!(%peer, "request dropped: busy");
+                }
+            }
+            Message::Notify(n) => {
+                // Acknowledge, then sync that record with the sender.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, Message::Notify(n.clone()));
+                tracing::debug!(%peer, record = %n.record, "notified");
+                self.round(peer, n.record, None);
+            }
+            Message::Response(_) => {
+                tracing::info!(%peer, "peer sent a response as a request; ignored");
+            }
+        }
+    }
+
+    fn on_response(&mut self, id: OutboundRequestId, msg: Message) {
+        let Some((peer, record, is_notify)) = self.outbound.remove(&id) else {
+            return;
+        };
+        if is_notify {
+            return;
+        }
+        let Message::Response(resp) = msg else {
+            self.finish(peer, record, Err("the peer answered with something else".into()));
+            return;
+        };
+        if resp.record != record {
+            self.finish(peer, record, Err("the peer answered for another record".into()));
+            return;
+        }
+        let ok = self.job(move |sh| {
+            let p = Peer::new(&sh.vault, &sh.identity);
+            let mut rng = crate::commands::os_rng();
+            let res = p
+                .on_response(peer, resp, now(), &mut rng)
+                .map_err(|e| e.to_string());
+            Work::Responded { peer, record, res }
+        });
+        if !ok {
+            self.finish(peer, record, Err("busy".into()));
+        }
+    }
+
+    /// Starts (or re-arms) a round with `peer` for `record`.
+    fn round(&mut self, peer: PeerKey, record: RecordId, waiter: Option<Batch>) {
+        if let Some(r) = self.rounds.get_mut(&(peer, record)) {
+            r.again = true;
+            if let Some(w) = waiter {
+                r.waiters.push(w);
+            }
+            return;
+        }
+        self.rounds.insert(
+            (peer, record),
+            Round {
+                waiters: waiter.into_iter().collect(),
+                again: false,
+                steps: 0,
+            },
+        );
+        let ok = self.job(move |sh| {
+            let p = Peer::new(&sh.vault, &sh.identity);
+            let req = p.start(record, now()).map_err(|e| e.to_string());
+            Work::Start { peer, record, req }
+        });
+        if !ok {
+            self.finish(peer, record, Err("busy".into()));
+        }
+    }
+
+    fn send(&mut self, peer: PeerKey, record: RecordId, req: SyncRequest) {
+        let Some(pid) = peer_id(&peer) else {
+            self.finish(peer, record, Err("not a valid peer id".into()));
+            return;
+        };
+        let steps = self.rounds.get_mut(&(peer, record)).map(|r| {
+            r.steps += 1;
+            r.steps
+        });
+        if steps.unwrap_or(0) > self.config.max_steps {
+            self.finish(peer, record, Err("too many steps in one round".into()));
+            return;
+        }
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&pid, Message::Request(req));
+        self.outbound.insert(id, (peer, record, false));
+    }
+
+    /// Ends the round with `peer` for `record`: records the outcome, wakes waiters, and runs
+    /// it again if something asked for that meanwhile.
+    fn finish(&mut self, peer: PeerKey, record: RecordId, res: Result<Report, String>) {
+        if let Err(e) = &res {
+            tracing::info!(%peer, record = %record, "sync round failed: {e}");
+        }
+        let state = SessionState {
+            peer: peer.to_string(),
+            record: record.to_string(),
+            at: now(),
+            in_sync: res.as_ref().is_ok_and(|r| r.in_sync),
+            error: res.as_ref().err().cloned(),
+            report: res.as_ref().ok().cloned(),
+        };
+        if self.sessions.len() < 4096 || self.sessions.contains_key(&(record, peer)) {
+            self.sessions.insert((record, peer), state);
+        }
+        if let Some(r) = self.rounds.remove(&(peer, record)) {
+            for w in &r.waiters {
+                w.done((peer, record, res.clone()));
+            }
+            if r.again {
+                self.round(peer, record, None);
+            }
+        }
+    }
+
+    fn on_work(&mut self, w: Work) {
+        match w {
+            Work::Start { peer, record, req } => match req {
+                Ok(req) => self.send(peer, record, req),
+                Err(e) => self.finish(peer, record, Err(e)),
+            },
+            Work::Responded { peer, record, res } => match res {
+                Ok((Some(next), report)) => {
+                    if report.received > 0 {
+                        self.check_changes(Some(peer));
+                    }
+                    self.send(peer, record, next)
+                }
+                Ok((None, report)) => {
+                    if report.received > 0 {
+                        tracing::info!(%peer, record = %record, received = report.received, "received bundles");
+                        self.check_changes(Some(peer));
+                    }
+                    self.finish(peer, record, Ok(report))
+                }
+                Err(e) => self.finish(peer, record, Err(e)),
+            },
+            Work::Answer {
+                peer,
+                channel,
+                resp,
+                received,
+            } => {
+                if let Some(resp) = resp {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, Message::Response(resp));
+                }
+                if let Some(record) = received {
+                    tracing::info!(%peer, record = %record, "received pushed bundles");
+                    self.check_changes(Some(peer));
+                }
+            }
+            Work::Plan { pairs, batch } => {
+                if let Some(b) = &batch {
+                    b.expect(pairs.len());
+                }
+                for (peer, record) in pairs {
+                    self.round(peer, record, batch.clone());
+                }
+            }
+            Work::Announce { targets } => {
+                for (peer, record) in targets {
+                    if let Some(pid) = peer_id(&peer)
+                        && self.connected.contains(&peer)
+                    {
+                        let id = self
+                            .swarm
+                            .behaviour_mut()
+                            .sync
+                            .send_request(&pid, Message::Notify(Notify { record }));
+                        self.outbound.insert(id, (peer, record, true));
+                    }
+                }
+            }
+            Work::Known(known) => {
+                for (peer, addrs) in known {
+                    self.remember(peer, addrs);
+                }
+                self.redial();
+            }
+        }
+    }
+
+    /// Plans rounds: with `with` (or every connected and known peer), for each record they
+    /// are interested in (or, for an explicit or known peer, records whose interested peers are
+    /// not known yet: a grant accepted before the first sync).
+    fn plan(&mut self, with: Option<PeerKey>, batch: Option<Batch>, explicit: bool) {
+        let peers: BTreeSet<PeerKey> = match with {
+            Some(p) => [p].into(),
+            None => {
+                let mut s = self.connected.clone();
+                if explicit {
+                    s.extend(self.dials.keys().copied());
+                }
+                s
+            }
+        };
+        let known: BTreeSet<PeerKey> = self.dials.keys().copied().collect();
+        let want_reply = batch.is_some();
+        let ok = self.job(move |sh| {
+            let p = Peer::new(&sh.vault, &sh.identity);
+            let mut pairs = Vec::new();
+            for record in all_records(&sh.vault) {
+                let interested = p.interested_peers(&record);
+                for peer in &peers {
+                    let trusted = explicit || known.contains(peer);
+                    if interested.contains(peer) || (trusted && interested.is_empty()) {
+                        pairs.push((*peer, record));
+                    }
+                }
+            }
+            Work::Plan { pairs, batch }
+        });
+        if !ok && want_reply {
+            tracing::warn!("sync request dropped: busy");
+        }
+    }
+
+    /// Finds records whose logs moved since the last check and announces them to interested
+    /// connected peers (except `except`, the peer the change came from).
+    fn check_changes(&mut self, except: Option<PeerKey>) {
+        let fps = self.fingerprints.clone();
+        let connected = self.connected.clone();
+        self.job(move |sh| {
+            let p = Peer::new(&sh.vault, &sh.identity);
+            let mut fps = fps.lock().unwrap_or_else(|e| e.into_inner());
+            let mut targets = Vec::new();
+            for record in sh.vault.records().unwrap_or_default() {
+                let fp = fingerprint(&sh.vault, &record);
+                let old = fps.insert(record, fp);
+                if old.is_some_and(|o| o != fp) {
+                    for peer in p.interested_peers(&record) {
+                        if connected.contains(&peer) && Some(peer) != except {
+                            targets.push((peer, record));
+                        }
+                    }
+                }
+            }
+            Work::Announce { targets }
+        });
+    }
+}

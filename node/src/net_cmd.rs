@@ -1,0 +1,391 @@
+//! Network commands: `status`, `peers`, `sync`, `patients`.
+//!
+//! `status` and `sync` are about the running daemon: run from the command line they are
+//! forwarded to it (see [`crate::client`]); without a daemon, `status` says so and `sync`
+//! runs one round in a short-lived node of its own.
+
+use crate::cli::{PeersCommand, SyncArgs};
+use crate::commands::Ctx;
+use crate::fail::{Failure, code};
+use crate::home::NodeInfo;
+use crate::live::{self, Handle, Outcome};
+use hearth_core::ids::PeerKey;
+use hearth_core::section::SectionName;
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Addresses stored for a known peer (`peer/<peer>` node-level item, JSON `{"addrs": [...]}`).
+pub fn peer_addrs(value: &[u8]) -> Vec<Multiaddr> {
+    serde_json::from_slice::<Value>(value)
+        .ok()
+        .and_then(|v| v.get("addrs").cloned())
+        .and_then(|a| serde_json::from_value::<Vec<String>>(a).ok())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}
+
+/// The status document: identity, whether the daemon runs, and its network state.
+pub fn status_json(info: &NodeInfo, api: Option<&str>, net: Option<&live::Status>) -> Value {
+    match net {
+        Some(st) => json!({
+            "peer_id": info.peer_id,
+            "role": info.role,
+            "record_id": info.record_id,
+            "running": true,
+            "listen_addrs": st.listen_addrs,
+            "api": api,
+            "connected": st.connected,
+            "known_peers": st.known,
+            "sessions": st.sessions,
+        }),
+        None => json!({
+            "peer_id": info.peer_id,
+            "role": info.role,
+            "record_id": info.record_id,
+            "running": false,
+            "listen_addrs": [],
+            "api": null,
+            "connected": [],
+            "known_peers": {},
+            "sessions": [],
+        }),
+    }
+}
+
+/// The status document as text.
+pub fn status_text(v: &Value) -> String {
+    let mut s = format!(
+        "peer id: {}\n",
+        v["peer_id"].as_str().unwrap_or_default()
+    );
+    if v["running"].as_bool() != Some(true) {
+        s.push_str("daemon:  not running (start it with `hearth run`)");
+        return s;
+    }
+    s.push_str(&format!("api:     {}\n", v["api"].as_str().unwrap_or_default()));
+    for a in v["listen_addrs"].as_array().into_iter().flatten() {
+        s.push_str(&format!("listen:  {}\n", a.as_str().unwrap_or_default()));
+    }
+    let connected: Vec<&str> = v["connected"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    s.push_str(&format!("connected peers: {}\n", connected.len()));
+    for c in connected {
+        s.push_str(&format!("  {c}\n"));
+    }
+    if let Some(known) = v["known_peers"].as_object() {
+        for (p, k) in known {
+            if let Some(e) = k["last_error"].as_str() {
+                s.push_str(&format!(
+                    "  known {p}: {} failed dials ({e})\n",
+                    k["failures"]
+                ));
+            }
+        }
+    }
+    for sess in v["sessions"].as_array().into_iter().flatten() {
+        let state = if sess["in_sync"].as_bool() == Some(true) {
+            "in sync".to_string()
+        } else if let Some(e) = sess["error"].as_str() {
+            format!("failed: {e}")
+        } else {
+            let behind: u64 = sess["report"]["sections"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|x| x["behind"].as_u64().unwrap_or(0))
+                .sum();
+            format!("{behind} bundles behind")
+        };
+        s.push_str(&format!(
+            "record {} with {}: {state}\n",
+            sess["record"].as_str().unwrap_or_default(),
+            sess["peer"].as_str().unwrap_or_default()
+        ));
+        for sec in sess["report"]["sections"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "    section {}: {} behind, {} ahead\n",
+                sec["section"].as_str().unwrap_or_default(),
+                sec["behind"],
+                sec["ahead"]
+            ));
+        }
+    }
+    s.trim_end().to_string()
+}
+
+/// `hearth status`.
+pub fn status(ctx: &Ctx) -> Result<(), Failure> {
+    let info = ctx.home.node_info()?;
+    let v = match &ctx.daemon {
+        Some(d) => {
+            let st = d.node.status();
+            let api = crate::daemon::read_daemon_file(&ctx.home).map(|f| f.api);
+            status_json(&info, api.as_deref(), Some(&st))
+        }
+        None => status_json(&info, None, None),
+    };
+    ctx.print(v.clone(), || status_text(&v));
+    Ok(())
+}
+
+/// Parses `PEER MULTIADDR`: the address may end in `/p2p/PEER`, which must match.
+fn parse_peer(peer: &str, addr: &str) -> Result<(PeerKey, Multiaddr), Failure> {
+    let key: PeerKey = peer
+        .parse()
+        .map_err(|e| Failure::new(code::INVALID, format!("peer id: {e}")))?;
+    let mut ma: Multiaddr = addr
+        .parse()
+        .map_err(|e| Failure::new(code::INVALID, format!("address: {e}")))?;
+    if let Some(Protocol::P2p(id)) = ma.iter().last() {
+        if hearth_sync::net::peer_key(&id) != Some(key) {
+            return Err(Failure::new(
+                code::INVALID,
+                "the address names another peer than PEER",
+            ));
+        }
+        ma.pop();
+    }
+    if ma.iter().count() == 0 {
+        return Err(Failure::new(code::INVALID, "the address is empty"));
+    }
+    Ok((key, ma))
+}
+
+/// `hearth peers [add PEER MULTIADDR]`.
+pub fn peers(ctx: &Ctx, cmd: Option<PeersCommand>) -> Result<(), Failure> {
+    let (_info, _identity) = ctx.unlock()?;
+    let vault = ctx.vault()?;
+    match cmd {
+        Some(PeersCommand::Add { peer, multiaddr }) => {
+            let (key, ma) = parse_peer(&peer, &multiaddr)?;
+            let item = format!("peer/{key}");
+            let mut addrs: Vec<String> = vault
+                .get_local(&item)?
+                .map(|v| peer_addrs(&v).iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            let text = ma.to_string();
+            addrs.retain(|a| *a != text);
+            addrs.insert(0, text);
+            addrs.truncate(8);
+            vault.put_local(&item, json!({ "addrs": addrs }).to_string().as_bytes())?;
+            if let Some(d) = &ctx.daemon {
+                d.node.add_peer(key, ma.clone());
+            }
+            ctx.print(json!({"peer_id": key, "addrs": addrs}), || {
+                format!("added {key} at {ma}")
+            });
+        }
+        None => {
+            let connected = ctx
+                .daemon
+                .as_ref()
+                .map(|d| d.node.status().connected)
+                .unwrap_or_default();
+            let list: Vec<Value> = vault
+                .local_items("peer/")?
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let p = k.strip_prefix("peer/")?.to_string();
+                    let addrs: Vec<String> =
+                        peer_addrs(&v).iter().map(ToString::to_string).collect();
+                    Some(json!({"peer_id": p, "addrs": addrs, "connected": connected.contains(&p)}))
+                })
+                .collect();
+            ctx.print(json!({ "peers": list }), || {
+                if list.is_empty() {
+                    return "no known peers (add one with `hearth peers add PEER MULTIADDR`)"
+                        .to_string();
+                }
+                list.iter()
+                    .map(|p| {
+                        format!(
+                            "{}  {}{}",
+                            p["peer_id"].as_str().unwrap_or_default(),
+                            p["addrs"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                            if p["connected"].as_bool() == Some(true) {
+                                "  (connected)"
+                            } else {
+                                ""
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(())
+}
+
+fn outcomes_json(outcomes: &[Outcome]) -> Vec<Value> {
+    outcomes
+        .iter()
+        .map(|(p, r, res)| match res {
+            Ok(rep) => json!({"peer": p, "record": r, "in_sync": rep.in_sync, "received": rep.received, "sent": rep.sent, "refused": rep.refused, "sections": rep.sections}),
+            Err(e) => json!({"peer": p, "record": r, "in_sync": false, "error": e}),
+        })
+        .collect()
+}
+
+fn report_round(ctx: &Ctx, outcomes: Vec<Outcome>, wait: bool) -> Result<(), Failure> {
+    let list = outcomes_json(&outcomes);
+    let all_in_sync = !outcomes.is_empty()
+        && outcomes
+            .iter()
+            .all(|(_, _, r)| r.as_ref().is_ok_and(|r| r.in_sync));
+    ctx.print(json!({"in_sync": all_in_sync, "sessions": list}), || {
+        if outcomes.is_empty() {
+            return "nothing to sync: no connected or known peer shares a record with this node"
+                .to_string();
+        }
+        outcomes
+            .iter()
+            .map(|(p, r, res)| match res {
+                Ok(rep) => format!(
+                    "record {r} with {p}: {} ({} received, {} sent{})",
+                    if rep.in_sync { "in sync" } else { "not yet in sync" },
+                    rep.received,
+                    rep.sent,
+                    if rep.refused.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} refused", rep.refused.len())
+                    }
+                ),
+                Err(e) => format!("record {r} with {p}: failed: {e}"),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    if !wait {
+        return Ok(());
+    }
+    if outcomes.is_empty() {
+        return Err(Failure::new(
+            code::NOT_FOUND,
+            "nothing to sync: no connected or known peer shares a record with this node",
+        ));
+    }
+    if let Some((p, r, Err(e))) = outcomes.iter().find(|(_, _, r)| r.is_err()) {
+        return Err(Failure::new(
+            code::IO,
+            format!("sync of {r} with {p} failed: {e}"),
+        ));
+    }
+    if !all_in_sync {
+        return Err(Failure::new(code::IO, "not in sync yet"));
+    }
+    Ok(())
+}
+
+/// Runs rounds until in sync or the deadline.
+fn sync_with(node: &Handle, with: Option<PeerKey>, args: &SyncArgs) -> Result<Vec<Outcome>, Failure> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(args.timeout.max(1));
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let outcomes = node
+            .sync_blocking(with, left.max(Duration::from_millis(100)))
+            .map_err(|e| Failure::new(code::IO, format!("sync: {e}")))?;
+        let done = outcomes
+            .iter()
+            .all(|(_, _, r)| r.as_ref().is_ok_and(|r| r.in_sync));
+        if !args.wait || (done && !outcomes.is_empty()) || std::time::Instant::now() >= deadline {
+            return Ok(outcomes);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `hearth sync [--with PEER] [--wait]`.
+pub fn sync(ctx: &Ctx, args: SyncArgs) -> Result<(), Failure> {
+    let with = args
+        .with
+        .as_deref()
+        .map(|p| {
+            p.parse::<PeerKey>()
+                .map_err(|e| Failure::new(code::INVALID, format!("--with: {e}")))
+        })
+        .transpose()?;
+    match &ctx.daemon {
+        Some(d) => {
+            let outcomes = sync_with(&d.node, with, &args)?;
+            report_round(ctx, outcomes, args.wait)
+        }
+        None => {
+            // No daemon: a short-lived node of our own does one round.
+            let (_info, identity) = ctx.unlock()?;
+            let vault = ctx.vault()?;
+            let a = args.clone();
+            let outcomes =
+                crate::daemon::one_shot(identity, vault, move |node| sync_with(node, with, &a))?;
+            report_round(ctx, outcomes?, args.wait)
+        }
+    }
+}
+
+/// `hearth patients`: the records held, with the patient's name if readable.
+pub fn patients(ctx: &Ctx) -> Result<(), Failure> {
+    let (info, identity) = ctx.unlock()?;
+    let vault = ctx.vault()?;
+    let demographics: SectionName = "demographics"
+        .parse()
+        .map_err(|_| Failure::new(code::IO, "internal: section name"))?;
+    let mut list = Vec::new();
+    for rid in vault.records()? {
+        if Some(rid) == info.record_id {
+            continue;
+        }
+        let (name, sections) = match vault.open_record(&identity, &rid) {
+            Ok(mut rec) => {
+                let sections: Vec<String> =
+                    rec.sections().iter().map(|s| s.name.to_string()).collect();
+                let name = rec.show(&demographics).ok().and_then(|v| {
+                    v.entries
+                        .iter()
+                        .rev()
+                        .find_map(|e| e.body.get("name").and_then(Value::as_str).map(String::from))
+                });
+                (name, sections)
+            }
+            Err(_) => (None, Vec::new()),
+        };
+        list.push(json!({"record_id": rid, "name": name, "sections": sections}));
+    }
+    ctx.print(json!({ "patients": list }), || {
+        if list.is_empty() {
+            return "no patient records held yet".to_string();
+        }
+        list.iter()
+            .map(|p| {
+                format!(
+                    "{}  {}  ({})",
+                    p["record_id"].as_str().unwrap_or_default(),
+                    p["name"].as_str().unwrap_or("(name not shared)"),
+                    p["sections"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
