@@ -110,7 +110,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn guard(State(st): State<ApiState>, headers: HeaderMap, req: Request, next: Next) -> Response {
+async fn guard(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
     let host_ok = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -151,8 +156,12 @@ async fn status(State(st): State<ApiState>) -> Response {
         Ok(info) => {
             let api = crate::daemon::read_daemon_file(&home).map(|f| f.api);
             let net = st.inner.node.status();
-            axum::Json(crate::net_cmd::status_json(&info, api.as_deref(), Some(&net)))
-                .into_response()
+            axum::Json(crate::net_cmd::status_json(
+                &info,
+                api.as_deref(),
+                Some(&net),
+            ))
+            .into_response()
         }
         Err(f) => (StatusCode::INTERNAL_SERVER_ERROR, f.message).into_response(),
     }
@@ -261,11 +270,7 @@ fn run_exec(st: &Inner, req: ExecRequest) -> ExecResponse {
 }
 
 async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 /// The API described as OpenAPI 3.1 (hand-written; served at `/api/openapi.json`).

@@ -192,7 +192,13 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
     let token = std::fs::read_to_string(token_file(&home)).ok()?;
     let auth = format!("Bearer {}", token.trim());
     if let Command::Status = cli.command {
-        return match request(port, "GET", "/api/v1/status", &[("Authorization", &auth)], None) {
+        return match request(
+            port,
+            "GET",
+            "/api/v1/status",
+            &[("Authorization", &auth)],
+            None,
+        ) {
             Err(HttpError::Refused) => None,
             Err(HttpError::Other(e)) => {
                 emit("", &format!("error: the daemon did not answer: {e}\n"));
@@ -209,7 +215,10 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
                 Some(ExitCode::SUCCESS)
             }
             Ok((code, _)) => {
-                emit("", &format!("error: the daemon refused the request (HTTP {code})\n"));
+                emit(
+                    "",
+                    &format!("error: the daemon refused the request (HTTP {code})\n"),
+                );
                 Some(ExitCode::from(1))
             }
         };
@@ -242,7 +251,10 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
     {
         Some(v) => v,
         None => {
-            emit("", "error: arguments must be valid UTF-8 while the daemon runs\n");
+            emit(
+                "",
+                "error: arguments must be valid UTF-8 while the daemon runs\n",
+            );
             return Some(ExitCode::from(2));
         }
     };
@@ -260,7 +272,10 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
         port,
         "POST",
         "/api/v1/exec",
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
         Some(body.as_bytes()),
     );
     if let Some(t) = temp {
@@ -283,7 +298,10 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
             }
         },
         Ok((code, _)) => {
-            emit("", &format!("error: the daemon refused the request (HTTP {code})\n"));
+            emit(
+                "",
+                &format!("error: the daemon refused the request (HTTP {code})\n"),
+            );
             Some(ExitCode::from(1))
         }
     }

@@ -146,7 +146,11 @@ impl Ctx {
     /// Reads node.json and opens the keystore.
     pub fn unlock(&self) -> Result<(NodeInfo, Identity), Failure> {
         let info = self.home.node_info()?;
-        if let Some(id) = self.daemon.as_ref().and_then(|d| d.unlocked.borrow_mut().take()) {
+        if let Some(id) = self
+            .daemon
+            .as_ref()
+            .and_then(|d| d.unlocked.borrow_mut().take())
+        {
             return Ok((info, id));
         }
         let pass = self.passphrase(false)?;

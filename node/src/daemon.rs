@@ -144,17 +144,17 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
     let store = SledStore::open(&ctx.home.store_dir())?;
     let vault = Vault::open(store.clone())?;
     let token = api_token(&ctx.home)?;
-    let keypair = net::keypair(&identity)
-        .map_err(|e| Failure::new(code::INTEGRITY, e.to_string()))?;
+    let keypair =
+        net::keypair(&identity).map_err(|e| Failure::new(code::INTEGRITY, e.to_string()))?;
     let rt = runtime()?;
     let home = Home::new(ctx.home.dir().to_path_buf());
     let result = rt.block_on(async move {
         let mut swarm = net::swarm(keypair, &NetConfig::default())
             .map_err(|e| Failure::new(code::IO, e.to_string()))?;
         for a in &listen {
-            swarm.listen_on(a.clone()).map_err(|e| {
-                Failure::new(code::IO, format!("cannot listen on {a}: {e}"))
-            })?;
+            swarm
+                .listen_on(a.clone())
+                .map_err(|e| Failure::new(code::IO, format!("cannot listen on {a}: {e}")))?;
         }
         let shared = Arc::new(Mutex::new(Shared { vault, identity }));
         let config = LiveConfig {
@@ -188,8 +188,8 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
             listen_addrs: addrs.clone(),
             api: api_url.clone(),
         };
-        let json = serde_json::to_vec_pretty(&file)
-            .map_err(|e| Failure::new(code::IO, e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&file).map_err(|e| Failure::new(code::IO, e.to_string()))?;
         atomic_write(&daemon_file(&home), &json)?;
         tracing::info!(peer = %info.peer_id, api = %api_url, "hearth node running");
         eprintln!("hearth node {} running", info.peer_id);
@@ -231,8 +231,8 @@ pub fn one_shot<T>(
 where
     T: Send + 'static,
 {
-    let keypair = net::keypair(&identity)
-        .map_err(|e| Failure::new(code::INTEGRITY, e.to_string()))?;
+    let keypair =
+        net::keypair(&identity).map_err(|e| Failure::new(code::INTEGRITY, e.to_string()))?;
     let rt = runtime()?;
     rt.block_on(async move {
         let mut swarm = net::swarm(keypair, &NetConfig::default())

@@ -27,10 +27,10 @@ use hearth_core::time::Timestamp;
 use hearth_sync::net::{BehaviourEvent, HearthSwarm, peer_id, peer_key};
 use hearth_sync::protocol::{Message, Notify, SyncRequest, SyncResponse};
 use hearth_sync::session::{Peer, Report};
+use libp2p::Multiaddr;
 use libp2p::futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
-use libp2p::Multiaddr;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -149,7 +149,10 @@ pub struct Handle {
 impl Handle {
     /// The current network state.
     pub fn status(&self) -> Status {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Remembers and dials a peer (from a blocking context).
@@ -466,7 +469,11 @@ impl<S: Store + Send + 'static> Driver<S> {
             .collect();
         for p in due {
             let Some(pid) = peer_id(&p) else { continue };
-            let addrs = self.dials.get(&p).map(|d| d.addrs.clone()).unwrap_or_default();
+            let addrs = self
+                .dials
+                .get(&p)
+                .map(|d| d.addrs.clone())
+                .unwrap_or_default();
             let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(pid)
                 .addresses(addrs)
                 .build();
@@ -484,9 +491,7 @@ impl<S: Store + Send + 'static> Driver<S> {
         let (min, max) = (self.config.backoff_min, self.config.backoff_max);
         if let Some(d) = self.dials.get_mut(&peer) {
             d.failures = d.failures.saturating_add(1);
-            let delay = min
-                .saturating_mul(1u32 << d.failures.min(16))
-                .min(max);
+            let delay = min.saturating_mul(1u32 << d.failures.min(16)).min(max);
             d.next = Instant::now() + delay;
             tracing::debug!(%peer, failures = d.failures, "dial failed: {why}");
             d.last_error = Some(why);
@@ -545,11 +550,11 @@ impl<S: Store + Send + 'static> Driver<S> {
                     self.dial_failed(peer, error.to_string());
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(libp2p::identify::Event::Received {
-                peer_id: pid,
-                info,
-                ..
-            })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(
+                libp2p::identify::Event::Received {
+                    peer_id: pid, info, ..
+                },
+            )) => {
                 // Remember the listen addresses of peers we dial anyway, for redials.
                 if let Some(peer) = peer_key(&pid)
                     && self.dials.contains_key(&peer)
@@ -654,11 +659,19 @@ impl<S: Store + Send + 'static> Driver<S> {
             return;
         }
         let Message::Response(resp) = msg else {
-            self.finish(peer, record, Err("the peer answered with something else".into()));
+            self.finish(
+                peer,
+                record,
+                Err("the peer answered with something else".into()),
+            );
             return;
         };
         if resp.record != record {
-            self.finish(peer, record, Err("the peer answered for another record".into()));
+            self.finish(
+                peer,
+                record,
+                Err("the peer answered for another record".into()),
+            );
             return;
         }
         let ok = self.job(move |sh| {

@@ -58,15 +58,15 @@ pub fn status_json(info: &NodeInfo, api: Option<&str>, net: Option<&live::Status
 
 /// The status document as text.
 pub fn status_text(v: &Value) -> String {
-    let mut s = format!(
-        "peer id: {}\n",
-        v["peer_id"].as_str().unwrap_or_default()
-    );
+    let mut s = format!("peer id: {}\n", v["peer_id"].as_str().unwrap_or_default());
     if v["running"].as_bool() != Some(true) {
         s.push_str("daemon:  not running (start it with `hearth run`)");
         return s;
     }
-    s.push_str(&format!("api:     {}\n", v["api"].as_str().unwrap_or_default()));
+    s.push_str(&format!(
+        "api:     {}\n",
+        v["api"].as_str().unwrap_or_default()
+    ));
     for a in v["listen_addrs"].as_array().into_iter().flatten() {
         s.push_str(&format!("listen:  {}\n", a.as_str().unwrap_or_default()));
     }
@@ -257,7 +257,11 @@ fn report_round(ctx: &Ctx, outcomes: Vec<Outcome>, wait: bool) -> Result<(), Fai
             .map(|(p, r, res)| match res {
                 Ok(rep) => format!(
                     "record {r} with {p}: {} ({} received, {} sent{})",
-                    if rep.in_sync { "in sync" } else { "not yet in sync" },
+                    if rep.in_sync {
+                        "in sync"
+                    } else {
+                        "not yet in sync"
+                    },
                     rep.received,
                     rep.sent,
                     if rep.refused.is_empty() {
@@ -293,7 +297,11 @@ fn report_round(ctx: &Ctx, outcomes: Vec<Outcome>, wait: bool) -> Result<(), Fai
 }
 
 /// Runs rounds until in sync or the deadline.
-fn sync_with(node: &Handle, with: Option<PeerKey>, args: &SyncArgs) -> Result<Vec<Outcome>, Failure> {
+fn sync_with(
+    node: &Handle,
+    with: Option<PeerKey>,
+    args: &SyncArgs,
+) -> Result<Vec<Outcome>, Failure> {
     let deadline = std::time::Instant::now() + Duration::from_secs(args.timeout.max(1));
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
