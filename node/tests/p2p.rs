@@ -1,0 +1,413 @@
+//! Multi-process tests: real `hearth` daemons on loopback, driven through the command line
+//! the way a user (or the acceptance scripts) would.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PASS: &str = "p2p-passphrase-123";
+
+fn hearth_in(home: &Path, args: &[&str], pass: &str, cwd: Option<&Path>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    c.arg("--home")
+        .arg(home)
+        .args(args)
+        .env("HEARTH_PASSPHRASE", pass)
+        .env_remove("HEARTH_HOME")
+        .stdin(Stdio::null());
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
+    c.output().expect("run hearth")
+}
+
+fn hearth(home: &Path, args: &[&str]) -> Output {
+    hearth_in(home, args, PASS, None)
+}
+
+#[track_caller]
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "hearth failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
+}
+
+#[track_caller]
+fn json(out: &Output) -> Value {
+    serde_json::from_str(&ok(out)).expect("one JSON document")
+}
+
+fn init(home: &Path, role: &str, name: &str) -> Value {
+    json(&hearth(
+        home,
+        &["init", "--role", role, "--name", name, "--json"],
+    ))
+}
+
+/// A running daemon; killed when dropped if the test did not stop it.
+struct Daemon {
+    child: Child,
+    home: PathBuf,
+}
+
+impl Daemon {
+    fn start(home: &Path, listen: &str) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--home")
+            .arg(home)
+            .args(["run", "--listen", listen, "--sync-interval", "2"])
+            .env("HEARTH_PASSPHRASE", PASS)
+            .env("HEARTH_LOG", "info,sled=off")
+            .env_remove("HEARTH_HOME")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start daemon");
+        let d = Daemon {
+            child,
+            home: home.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if home.join("daemon.json").exists() {
+                let st = json(&hearth(home, &["status", "--json"]));
+                if st["listen_addrs"].as_array().is_some_and(|a| !a.is_empty()) {
+                    return d;
+                }
+            }
+            assert!(Instant::now() < deadline, "daemon did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn file(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.home.join("daemon.json")).unwrap()).unwrap()
+    }
+
+    fn port(&self) -> u16 {
+        self.file()["api"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let st = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "daemon exit: {status:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "daemon did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            !self.home.join("daemon.json").exists(),
+            "daemon.json left behind after a clean shutdown"
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn show(home: &Path, rid: &str) -> String {
+    let out = hearth(home, &["record", "show", "--record", rid, "--json"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn daemon_lifecycle_api_checks_and_forwarding() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p");
+    let id = init(&p, "patient", "Pat");
+    let rid = id["record_id"].as_str().unwrap().to_string();
+
+    // Without a daemon, status says so.
+    let st = json(&hearth(&p, &["status", "--json"]));
+    assert_eq!(st["running"], false);
+    assert_eq!(st["peer_id"], id["peer_id"]);
+    assert_eq!(st["listen_addrs"].as_array().unwrap().len(), 0);
+
+    let d = Daemon::start(&p, "/ip4/127.0.0.1/tcp/0");
+    let st = json(&hearth(&p, &["status", "--json"]));
+    assert_eq!(st["running"], true);
+    assert_eq!(st["peer_id"], id["peer_id"]);
+    assert!(st["api"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    assert!(
+        st["listen_addrs"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("/ip4/127.0.0.1/tcp/")
+    );
+    assert_eq!(d.file()["peer_id"], id["peer_id"]);
+
+    // The API: token required (401), Host checked (403), no CORS.
+    let port = d.port();
+    let token = std::fs::read_to_string(p.join("api-token")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(p.join("api-token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "api-token must be private");
+    }
+    let auth = format!("Bearer {}", token.trim());
+    use hearth_node::client::request;
+    let (code, _) = request(port, "GET", "/api/v1/status", &[], None).unwrap();
+    assert_eq!(code, 401);
+    let (code, _) = request(
+        port,
+        "GET",
+        "/api/v1/status",
+        &[("Authorization", "Bearer wrong")],
+        None,
+    )
+    .unwrap();
+    assert_eq!(code, 401);
+    let (code, _) = request(
+        port,
+        "GET",
+        "/api/v1/status",
+        &[("Authorization", &auth), ("Host", "evil.example:80")],
+        None,
+    )
+    .unwrap();
+    assert_eq!(code, 403);
+    let localhost = format!("localhost:{port}");
+    let (code, body) = request(
+        port,
+        "GET",
+        "/api/v1/status",
+        &[("Authorization", &auth), ("Host", &localhost)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["peer_id"], id["peer_id"]);
+    let (code, body) = request(
+        port,
+        "GET",
+        "/api/openapi.json",
+        &[("Authorization", &auth)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    assert!(doc["paths"]["/api/v1/exec"].is_object());
+    // exec with a wrong passphrase: exit code 4, as on the command line.
+    let body = serde_json::json!({"argv": ["id", "--json"], "passphrase": "wrong-passphrase"});
+    let (code, answer) = request(
+        port,
+        "POST",
+        "/api/v1/exec",
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        Some(body.to_string().as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    let a: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(a["code"], 4);
+    assert!(a["stdout"].as_str().unwrap().is_empty());
+
+    // Commands are forwarded to the daemon (which holds sled's lock).
+    let out = hearth_in(&p, &["id", "--json"], "wrong-passphrase", None);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
+    let added = json(&hearth(
+        &p,
+        &["record", "add", "notes", "--entry", r#"{"text": "through the daemon"}"#, "--json"],
+    ));
+    assert!(added["entry_id"].is_string());
+    // A relative --file is read relative to the caller's folder, not the daemon's.
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("entry.json"), r#"{"text": "from a relative file"}"#).unwrap();
+    ok(&hearth_in(
+        &p,
+        &["record", "add", "notes", "--file", "entry.json"],
+        PASS,
+        Some(&work),
+    ));
+    let shown = show(&p, &rid);
+    assert!(shown.contains("through the daemon") && shown.contains("from a relative file"));
+    // Usage errors keep their exit code through the daemon.
+    assert_eq!(
+        hearth(&p, &["record", "show", "--no-such-flag"]).status.code(),
+        Some(2)
+    );
+    // init is never forwarded; the daemon refuses another run.
+    let out = hearth(&p, &["run"]);
+    assert_ne!(out.status.code(), Some(0));
+
+    d.stop();
+    // After a clean stop the store opens directly again.
+    assert!(show(&p, &rid).contains("through the daemon"));
+
+    // A stale daemon.json (a crashed daemon) does not get in the way.
+    std::fs::write(
+        p.join("daemon.json"),
+        r#"{"pid": 1, "peer_id": "x", "listen_addrs": [], "api": "http://127.0.0.1:9"}"#,
+    )
+    .unwrap();
+    assert!(show(&p, &rid).contains("through the daemon"));
+    let st = json(&hearth(&p, &["status", "--json"]));
+    assert_eq!(st["running"], false);
+}
+
+#[test]
+fn granted_sections_sync_live_both_ways_and_after_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, g) = (dir.path().join("p"), dir.path().join("g"));
+    let pid = init(&p, "patient", "Pat");
+    let gid = init(&g, "professional", "Dr Gee");
+    let rid = pid["record_id"].as_str().unwrap().to_string();
+    let pp = pid["peer_id"].as_str().unwrap().to_string();
+    let gp = gid["peer_id"].as_str().unwrap().to_string();
+    ok(&hearth(
+        &p,
+        &["record", "add", "notes", "--entry", r#"{"text": "CANARY-granted-1"}"#],
+    ));
+    ok(&hearth(
+        &p,
+        &[
+            "record",
+            "add",
+            "notes",
+            "--label",
+            "mental-health",
+            "--entry",
+            r#"{"text": "CANARY-secret-2"}"#,
+        ],
+    ));
+
+    // A fixed patient port, so the professional can redial it after the patient restarts.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p_port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let p_listen = format!("/ip4/127.0.0.1/tcp/{p_port}");
+    let dp = Daemon::start(&p, &p_listen);
+    let dg = Daemon::start(&g, "/ip4/127.0.0.1/tcp/0");
+
+    let grant = json(&hearth(
+        &p,
+        &[
+            "grant", "--to", &gp, "--sections", "notes", "--ability", "append", "--expires",
+            "1d", "--json",
+        ],
+    ));
+    ok(&hearth(&g, &["accept", grant["token"].as_str().unwrap()]));
+    ok(&hearth(&g, &["peers", "add", &pp, &p_listen]));
+    let peers = json(&hearth(&g, &["peers", "--json"]));
+    assert_eq!(peers["peers"][0]["peer_id"].as_str(), Some(pp.as_str()));
+    let synced = json(&hearth(
+        &g,
+        &["sync", "--with", &pp, "--wait", "--timeout", "60", "--json"],
+    ));
+    assert_eq!(synced["in_sync"], true, "{synced}");
+
+    let held = show(&g, &rid);
+    assert!(held.contains("CANARY-granted-1"), "granted section missing");
+    assert!(!held.contains("CANARY-secret-2"), "ungranted section leaked");
+    let sections = String::from_utf8_lossy(
+        &hearth(&g, &["record", "sections", "--record", &rid, "--json"]).stdout,
+    )
+    .into_owned();
+    assert!(!sections.contains("mental-health"));
+    let patients = json(&hearth(&g, &["patients", "--json"]));
+    assert_eq!(patients["patients"][0]["record_id"].as_str(), Some(rid.as_str()));
+
+    // Status reports the connection and the session.
+    let st = json(&hearth(&g, &["status", "--json"]));
+    assert!(
+        st["connected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.as_str() == Some(pp.as_str()))
+    );
+    assert!(!st["sessions"].as_array().unwrap().is_empty());
+
+    // Live: the patient's new entry reaches the professional without any command.
+    ok(&hearth(
+        &p,
+        &["record", "add", "notes", "--entry", r#"{"text": "CANARY-live-3"}"#],
+    ));
+    wait_for("live edit at the professional", 15, || {
+        show(&g, &rid).contains("CANARY-live-3")
+    });
+    // And the professional's entry reaches the patient.
+    ok(&hearth(
+        &g,
+        &[
+            "record", "add", "notes", "--record", &rid, "--entry",
+            r#"{"text": "CANARY-from-gp-4"}"#,
+        ],
+    ));
+    wait_for("professional's entry at the patient", 15, || {
+        show(&p, &rid).contains("CANARY-from-gp-4")
+    });
+
+    // The professional restarts; meanwhile the patient writes; it catches up on its own.
+    dg.stop();
+    ok(&hearth(
+        &p,
+        &["record", "add", "notes", "--entry", r#"{"text": "CANARY-while-away-5"}"#],
+    ));
+    let dg = Daemon::start(&g, "/ip4/127.0.0.1/tcp/0");
+    wait_for("catch-up after the professional restarts", 20, || {
+        show(&g, &rid).contains("CANARY-while-away-5")
+    });
+
+    // The patient restarts (same address); the professional redials and syncs its new entry.
+    dp.stop();
+    ok(&hearth(
+        &g,
+        &[
+            "record", "add", "notes", "--record", &rid, "--entry",
+            r#"{"text": "CANARY-offline-6"}"#,
+        ],
+    ));
+    let _dp = Daemon::start(&p, &p_listen);
+    wait_for("catch-up after the patient restarts", 30, || {
+        show(&p, &rid).contains("CANARY-offline-6")
+    });
+    // The ungranted section never reached the professional, in any form it can read.
+    assert!(!show(&g, &rid).contains("CANARY-secret-2"));
+    drop(dg);
+}
