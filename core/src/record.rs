@@ -437,70 +437,93 @@ impl<S: Store> Vault<S> {
     ) -> Result<RemoteReport> {
         let mut report = RemoteReport::default();
         let mut sorted = bundles;
+        sorted.retain(|b| {
+            let ok = b.header().record == *record;
+            if !ok {
+                report.refused.push("a bundle for another record".into());
+            }
+            ok
+        });
         sorted.sort_by_key(|b| (b.header().section, b.header().author, b.header().seq));
         let mut batch = Batch::new();
-        let mut heads: HashMap<(SectionId, PeerKey), Option<LogHead>> = HashMap::new();
-        for b in sorted {
-            let h = b.header().clone();
-            if h.record != *record {
-                report.refused.push("a bundle for another record".into());
-                continue;
+        let mut i = 0;
+        while i < sorted.len() {
+            // One (section, author) log at a time.
+            let (section, author) = (sorted[i].header().section, sorted[i].header().author);
+            let mut j = i;
+            while j < sorted.len()
+                && sorted[j].header().section == section
+                && sorted[j].header().author == author
+            {
+                j += 1;
             }
-            if let Err(e) = b.verify() {
-                report.refused.push(e.to_string());
-                continue;
-            }
-            if let Err(why) = authorize(&b) {
-                report.refused.push(why);
-                continue;
-            }
-            let slot = (h.section, h.author);
-            let head = match heads.get(&slot) {
-                Some(x) => *x,
-                None => self
-                    .store
-                    .get(&k_head(record, &h.section, &h.author))?
-                    .and_then(|v| LogHead::from_bytes(&v)),
-            };
-            let held = if head.is_some_and(|x| h.seq <= x.seq) {
-                self.store
-                    .get(&k_bundle(record, &h.section, &h.author, h.seq))?
-                    .map(|bytes| crate::ids::BundleHash(crypto::sha256(&[&bytes])))
-            } else {
-                None
-            };
-            match log::check_append(head.as_ref(), held, &h, b.hash()) {
-                Ok(log::Append::Extend) => {
-                    batch.put(
-                        k_bundle(record, &h.section, &h.author, h.seq),
-                        b.encoded().to_vec(),
-                    );
-                    let nh = LogHead {
-                        seq: h.seq,
-                        hash: b.hash(),
-                    };
-                    batch.put(
-                        k_head(record, &h.section, &h.author),
-                        nh.to_bytes().to_vec(),
-                    );
-                    heads.insert(slot, Some(nh));
-                    report.stored += 1;
+            let run = &sorted[i..j];
+            i = j;
+            let mut head = self
+                .store
+                .get(&k_head(record, &section, &author))?
+                .and_then(|v| LogHead::from_bytes(&v));
+            // Walk the chain: which bundles extend the log, which are already held, which fork.
+            let mut extend: Vec<&Bundle> = Vec::new();
+            for b in run {
+                let h = b.header();
+                let held = if head.is_some_and(|x| h.seq <= x.seq) {
+                    self.store
+                        .get(&k_bundle(record, &section, &author, h.seq))?
+                        .map(|bytes| crate::ids::BundleHash(crypto::sha256(&[&bytes])))
+                } else {
+                    None
+                };
+                match log::check_append(head.as_ref(), held, h, b.hash()) {
+                    Ok(log::Append::Extend) => {
+                        extend.push(b);
+                        head = Some(LogHead { seq: h.seq, hash: b.hash() });
+                    }
+                    Ok(log::Append::Duplicate) => report.duplicates += 1,
+                    Err(log::LogError::Fork { seq }) => {
+                        // Evidence counts only if the author really signed it.
+                        if b.verify().is_ok() {
+                            batch.put(
+                                key(b'F', &[&record.0, &section.0, &author.0, &seq.to_be_bytes()]),
+                                b.encoded().to_vec(),
+                            );
+                            report.forks += 1;
+                            report.refused.push(format!("fork by {author} at seq {seq}"));
+                        } else {
+                            report.refused.push("bundle signature does not verify (altered or forged)".into());
+                        }
+                    }
+                    Err(e) => report.refused.push(e.to_string()),
                 }
-                Ok(log::Append::Duplicate) => report.duplicates += 1,
-                Err(log::LogError::Fork { seq }) => {
-                    batch.put(
-                        key(
-                            b'F',
-                            &[&record.0, &h.section.0, &h.author.0, &seq.to_be_bytes()],
-                        ),
-                        b.encoded().to_vec(),
-                    );
-                    report.forks += 1;
-                    report
-                        .refused
-                        .push(format!("fork by {} at seq {seq}", h.author));
+            }
+            // Signatures: the newest bundle's signature covers its header, which names the
+            // hash of the one before, and so on down the run; so one check authenticates the
+            // whole run. If it fails, check one by one and keep the good prefix.
+            let mut good = extend.len();
+            if extend.last().is_some_and(|b| b.verify().is_err()) {
+                good = extend.iter().position(|b| b.verify().is_err()).unwrap_or(extend.len());
+                report
+                    .refused
+                    .push("bundle signature does not verify (altered or forged)".into());
+            }
+            let mut last = None;
+            for b in &extend[..good] {
+                if let Err(why) = authorize(b) {
+                    report.refused.push(why);
+                    break;
                 }
-                Err(e) => report.refused.push(e.to_string()),
+                let h = b.header();
+                batch.put(k_bundle(record, &section, &author, h.seq), b.encoded().to_vec());
+                last = Some(LogHead { seq: h.seq, hash: b.hash() });
+                report.stored += 1;
+            }
+            if let Some(nh) = last {
+                batch.put(k_head(record, &section, &author), nh.to_bytes().to_vec());
+            }
+            if good < extend.len() {
+                report.refused.extend(
+                    std::iter::repeat_n("follows a bundle that was refused".to_string(), extend.len() - good - 1),
+                );
             }
         }
         if !batch.is_empty() {

@@ -328,9 +328,11 @@ impl<'a, S: Store> Peer<'a, S> {
     /// Verifies and stores bundles from a peer: auth document first (its authors must be
     /// devices certified in `devices`), then content, checked against the updated auth
     /// document.
+    #[allow(clippy::too_many_arguments)]
     fn receive(
         &self,
         record: &RecordId,
+        rec: &mut Option<OpenRecord<'a, S>>,
         raw: &[ByteBuf],
         extra_devices: &[PeerKey],
         only_author: Option<PeerKey>,
@@ -355,8 +357,8 @@ impl<'a, S: Store> Peer<'a, S> {
         let mut stored = 0;
         // Devices known before this exchange, plus certificates the peer sent (verified).
         let mut devices: Vec<PeerKey> = extra_devices.to_vec();
-        if let Ok(rec) = self.vault.open_record(self.identity, record) {
-            devices.extend(rec.device_certs().into_iter().map(|d| d.peer));
+        if let Some(r) = rec.as_ref() {
+            devices.extend(r.device_certs().into_iter().map(|d| d.peer));
         }
         if !auth.is_empty() {
             let devs = devices.clone();
@@ -369,20 +371,32 @@ impl<'a, S: Store> Peer<'a, S> {
             })?;
             stored += rep.stored;
             refused.extend(rep.refused);
+            if rep.stored > 0 {
+                match rec.as_mut() {
+                    Some(r) => r.reload()?,
+                    None => *rec = self.vault.open_record(self.identity, record).ok(),
+                }
+            }
         }
         if !content.is_empty() {
-            match self.vault.open_record(self.identity, record) {
-                Ok(mut rec) => {
-                    devices.extend(rec.device_certs().into_iter().map(|d| d.peer));
-                    let chains = recorded_chains(&rec);
-                    let revoked = revoked_ids(&rec);
+            if rec.is_none() {
+                *rec = self.vault.open_record(self.identity, record).ok();
+            }
+            match rec.as_mut() {
+                Some(r) => {
+                    devices.extend(r.device_certs().into_iter().map(|d| d.peer));
+                    let chains = recorded_chains(r);
+                    let revoked = revoked_ids(r);
                     let rep = self.vault.store_remote(record, content, &mut |b| {
-                        Self::authorize(&mut rec, &devices, &chains, &revoked, b)
+                        Self::authorize(r, &devices, &chains, &revoked, b)
                     })?;
                     stored += rep.stored;
                     refused.extend(rep.refused);
+                    if rep.stored > 0 {
+                        r.reload()?;
+                    }
                 }
-                Err(_) => refused.push("content arrived before its record's keys".into()),
+                None => refused.push("content arrived before its record's keys".into()),
             }
         }
         Ok((stored, refused))
@@ -478,14 +492,17 @@ impl<'a, S: Store> Peer<'a, S> {
         };
         if !req.push.is_empty() {
             let only = if rights.device { None } else { Some(remote) };
-            let (stored, refused) = self.receive(&req.record, &req.push, &[], only, &|s| {
-                rights.may_write(s, &dir)
-            })?;
+            let mut slot = Some(rec);
+            let (stored, refused) =
+                self.receive(&req.record, &mut slot, &req.push, &[], only, &|s| {
+                    rights.may_write(s, &dir)
+                })?;
             report.received = stored;
             report.refused = refused;
-            if stored > 0 {
-                rec.reload()?;
-            }
+            rec = match slot {
+                Some(r) => r,
+                None => self.vault.open_record(self.identity, &req.record)?,
+            };
         }
         let dir = rec.directory().clone();
         let ours = self.vault.held_sections(&req.record)?;
@@ -581,7 +598,9 @@ impl<'a, S: Store> Peer<'a, S> {
             report.refused.push(format!("key wraps refused: {e}"));
         }
         // Bundles: the responder may send us only what it holds; we accept per authorship.
-        let (stored, refused) = self.receive(&record, &resp.bundles, &devices, None, &|_| true)?;
+        let mut rec = self.vault.open_record(self.identity, &record).ok();
+        let (stored, refused) =
+            self.receive(&record, &mut rec, &resp.bundles, &devices, None, &|_| true)?;
         report.received = stored;
         report.refused.extend(refused);
         // If the responder refused something we pushed, pushing it again would not help: the
@@ -594,28 +613,26 @@ impl<'a, S: Store> Peer<'a, S> {
             resp.have.iter().map(|h| (h.section, h.vv())).collect();
         let me = self.identity.peer();
         let i_am_device = devices.contains(&me)
-            || self
-                .vault
-                .open_record(self.identity, &record)
-                .is_ok_and(|r| r.device_certs().iter().any(|d| d.peer == me));
-        let push = match self.vault.open_record(self.identity, &record) {
+            || rec
+                .as_ref()
+                .is_some_and(|r| r.device_certs().iter().any(|d| d.peer == me));
+        let push = match rec.as_ref() {
             _ if pushes_refused => Vec::new(),
-            Ok(rec) if i_am_device => {
+            Some(rec) if i_am_device => {
                 // Send the remote only what it may hold: everything if it is a device, else
                 // what its recorded grants allow.
-                let (rights, _) = self.rights_of(&rec, &remote, None, now);
+                let (rights, _) = self.rights_of(rec, &remote, None, now);
                 let dir = rec.directory().clone();
-                let include = |s: &SectionId| theirs.contains_key(s) || rights.may_read(s, &dir);
-                let include = |s: &SectionId| include(s) && rights.may_read(s, &dir);
+                let include = |s: &SectionId| rights.may_read(s, &dir);
                 self.missing_for(&record, &ours, &theirs, &include, None)?.0
             }
-            Ok(_) => {
+            Some(_) => {
                 // A grantee pushes only its own bundles, to sections the remote offered.
                 let include = |s: &SectionId| theirs.contains_key(s);
                 self.missing_for(&record, &ours, &theirs, &include, Some(me))?
                     .0
             }
-            Err(_) => Vec::new(),
+            None => Vec::new(),
         };
         report.sent = push.len();
         report.sections = statuses(&ours, &resp.have);
