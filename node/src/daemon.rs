@@ -129,10 +129,11 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
     if ctx.daemon.is_some() {
         return Err(Failure::new(code::REFUSED, "the daemon is already running"));
     }
-    let listen: Vec<Multiaddr> = if args.listen.is_empty() {
-        default_listen()
-    } else {
+    let explicit = !args.listen.is_empty();
+    let listen: Vec<Multiaddr> = if explicit {
         args.listen.clone()
+    } else {
+        default_listen()
     }
     .iter()
     .map(|a| {
@@ -151,10 +152,32 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
     let result = rt.block_on(async move {
         let mut swarm = net::swarm(keypair, &NetConfig::default())
             .map_err(|e| Failure::new(code::IO, e.to_string()))?;
-        for a in &listen {
-            swarm
-                .listen_on(a.clone())
-                .map_err(|e| Failure::new(code::IO, format!("cannot listen on {a}: {e}")))?;
+        // Without --listen, listen where the last run did (peers remember those addresses),
+        // falling back to fresh ports when they are taken.
+        let previous: Vec<Multiaddr> = if explicit {
+            Vec::new()
+        } else {
+            vault
+                .get_local(crate::net_cmd::LISTEN_ITEM)
+                .ok()
+                .flatten()
+                .map(|v| crate::net_cmd::peer_addrs(&v))
+                .unwrap_or_default()
+        };
+        let mut listeners = 0;
+        for a in &previous {
+            match swarm.listen_on(a.clone()) {
+                Ok(_) => listeners += 1,
+                Err(e) => tracing::info!(address = %a, "previous address unavailable: {e}"),
+            }
+        }
+        if listeners == 0 {
+            for a in &listen {
+                swarm
+                    .listen_on(a.clone())
+                    .map_err(|e| Failure::new(code::IO, format!("cannot listen on {a}: {e}")))?;
+                listeners += 1;
+            }
         }
         let shared = Arc::new(Mutex::new(Shared { vault, identity }));
         let config = LiveConfig {
@@ -162,10 +185,18 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
             ..LiveConfig::default()
         };
         let (handle, task) = live::start(swarm, shared.clone(), config);
-        let addrs = wait_listening(&handle, listen.len()).await;
+        let addrs = wait_listening(&handle, listeners).await;
         if addrs.is_empty() {
             return Err(Failure::new(code::IO, "could not listen on any address"));
         }
+        let saved = serde_json::json!({ "addrs": addrs }).to_string();
+        let sh = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            live::lock(&sh)
+                .vault
+                .put_local(crate::net_cmd::LISTEN_ITEM, saved.as_bytes())
+        })
+        .await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| Failure::new(code::IO, format!("cannot open the local API: {e}")))?;

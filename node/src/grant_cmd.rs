@@ -393,6 +393,7 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
     gspec.purpose = purpose;
     gspec.window = window;
     gspec.depth = args.depth;
+    gspec.addresses = crate::net_cmd::own_addresses(ctx, &vault, &identity.peer());
     let keys = match &card {
         Some(c) => rec.wrap_keys_for(c.body().agreement.into_array(), &gspec.scopes, &mut rng)?,
         None => Vec::new(),
@@ -493,6 +494,12 @@ pub fn accept(ctx: &Ctx, token: &str) -> Result<(), Failure> {
         .collect();
     vault.register_replica(&record, &wraps, now())?;
     vault.put_local(&key, &grant::chain_to_bytes(&chain))?;
+    // The patient node's addresses travel in the grant: remember them, so the node dials it.
+    let addresses: Vec<String> = chain
+        .iter()
+        .flat_map(|g| g.body().addresses.iter().cloned())
+        .collect();
+    crate::net_cmd::learn_addresses(ctx, &vault, &addresses)?;
     ctx.print(
         json!({"id": leaf.id().to_string(), "record_id": record, "keys": wraps.len(), "rights": rights_json(&rights)}),
         || format!("Accepted grant {} for record {record}.\n  {}\n  {}", leaf.id(), rights_words(&rights),
@@ -1013,7 +1020,7 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
                 window: None,
                 depth: 0,
                 purpose: b.purpose,
-                addresses: Vec::new(),
+                addresses: crate::net_cmd::own_addresses(ctx, &vault, &identity.peer()),
             };
             let keys =
                 rec.wrap_keys_for(b.requester.agreement.into_array(), &spec.scopes, &mut rng)?;

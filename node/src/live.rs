@@ -402,7 +402,10 @@ impl<S: Store + Send + 'static> Driver<S> {
 
     fn publish(&self) {
         let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        st.listen_addrs = self.swarm.listeners().map(ToString::to_string).collect();
+        let mut addrs: Vec<String> = self.swarm.listeners().map(ToString::to_string).collect();
+        // A stable order, TCP first: scripts take the first address.
+        addrs.sort_by_key(|a| (!a.contains("/tcp/"), a.clone()));
+        st.listen_addrs = addrs;
         st.connected = self.connected.iter().map(ToString::to_string).collect();
         st.known = self
             .dials

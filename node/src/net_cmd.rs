@@ -9,7 +9,9 @@ use crate::commands::Ctx;
 use crate::fail::{Failure, code};
 use crate::home::NodeInfo;
 use crate::live::{self, Handle, Outcome};
+use crate::sled_store::SledStore;
 use hearth_core::ids::PeerKey;
+use hearth_core::record::Vault;
 use hearth_core::section::SectionName;
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
@@ -396,4 +398,80 @@ pub fn patients(ctx: &Ctx) -> Result<(), Failure> {
             .join("\n")
     });
     Ok(())
+}
+
+/// The node-level item holding the addresses the daemon last listened on.
+pub const LISTEN_ITEM: &str = "net/listen";
+
+/// This node's addresses for others to dial (each ending in `/p2p/PEER`): the running
+/// daemon's listen addresses, or without a daemon those it last listened on. Grants carry
+/// them, so that accepting a grant is enough to find the patient's node.
+pub fn own_addresses(ctx: &Ctx, vault: &Vault<SledStore>, peer: &PeerKey) -> Vec<String> {
+    let addrs: Vec<Multiaddr> = match &ctx.daemon {
+        Some(d) => d
+            .node
+            .status()
+            .listen_addrs
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect(),
+        None => vault
+            .get_local(LISTEN_ITEM)
+            .ok()
+            .flatten()
+            .map(|v| peer_addrs(&v))
+            .unwrap_or_default(),
+    };
+    let Some(pid) = hearth_sync::net::peer_id(peer) else {
+        return Vec::new();
+    };
+    addrs
+        .into_iter()
+        .take(hearth_core::grant::MAX_ADDRESSES)
+        .map(|a| a.with(Protocol::P2p(pid)).to_string())
+        .collect()
+}
+
+/// Remembers the peers named by addresses ending in `/p2p/PEER` (from a grant), so the node
+/// dials them; returns how many were learnt. Addresses without a peer are ignored.
+pub fn learn_addresses(
+    ctx: &Ctx,
+    vault: &Vault<SledStore>,
+    addresses: &[String],
+) -> Result<usize, Failure> {
+    let mut n = 0;
+    // In reverse, so that the first address given ends up first.
+    for a in addresses
+        .iter()
+        .take(hearth_core::grant::MAX_ADDRESSES)
+        .rev()
+    {
+        let Ok(ma) = a.parse::<Multiaddr>() else {
+            continue;
+        };
+        let Some(Protocol::P2p(id)) = ma.iter().last() else {
+            continue;
+        };
+        let Some(key) = hearth_sync::net::peer_key(&id) else {
+            continue;
+        };
+        let mut bare = ma.clone();
+        bare.pop();
+        let item = format!("peer/{key}");
+        let mut addrs: Vec<String> = vault
+            .get_local(&item)?
+            .map(|v| peer_addrs(&v).iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        let text = bare.to_string();
+        if !addrs.contains(&text) {
+            addrs.insert(0, text);
+            addrs.truncate(8);
+            vault.put_local(&item, json!({ "addrs": addrs }).to_string().as_bytes())?;
+        }
+        if let Some(d) = &ctx.daemon {
+            d.node.add_peer(key, bare);
+        }
+        n += 1;
+    }
+    Ok(n)
 }

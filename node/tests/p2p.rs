@@ -58,11 +58,17 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(home: &Path, listen: &str) -> Daemon {
+    /// Starts a daemon; without `listen`, it picks its own addresses (the last run's, or
+    /// fresh loopback ports).
+    fn start(home: &Path, listen: Option<&str>) -> Daemon {
+        let mut args = vec!["run", "--sync-interval", "2"];
+        if let Some(l) = listen {
+            args.extend(["--listen", l]);
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
             .arg("--home")
             .arg(home)
-            .args(["run", "--listen", listen, "--sync-interval", "2"])
+            .args(&args)
             .env("HEARTH_PASSPHRASE", PASS)
             .env("HEARTH_LOG", "info,sled=off")
             .env_remove("HEARTH_HOME")
@@ -106,10 +112,7 @@ impl Daemon {
     /// SIGTERM, then waits for a clean exit.
     fn stop(mut self) {
         let pid = self.child.id().to_string();
-        let st = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
+        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(st.success());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -160,7 +163,7 @@ fn daemon_lifecycle_api_checks_and_forwarding() {
     assert_eq!(st["peer_id"], id["peer_id"]);
     assert_eq!(st["listen_addrs"].as_array().unwrap().len(), 0);
 
-    let d = Daemon::start(&p, "/ip4/127.0.0.1/tcp/0");
+    let d = Daemon::start(&p, Some("/ip4/127.0.0.1/tcp/0"));
     let st = json(&hearth(&p, &["status", "--json"]));
     assert_eq!(st["running"], true);
     assert_eq!(st["peer_id"], id["peer_id"]);
@@ -236,7 +239,10 @@ fn daemon_lifecycle_api_checks_and_forwarding() {
         port,
         "POST",
         "/api/v1/exec",
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
         Some(body.to_string().as_bytes()),
     )
     .unwrap();
@@ -251,13 +257,24 @@ fn daemon_lifecycle_api_checks_and_forwarding() {
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
     let added = json(&hearth(
         &p,
-        &["record", "add", "notes", "--entry", r#"{"text": "through the daemon"}"#, "--json"],
+        &[
+            "record",
+            "add",
+            "notes",
+            "--entry",
+            r#"{"text": "through the daemon"}"#,
+            "--json",
+        ],
     ));
     assert!(added["entry_id"].is_string());
     // A relative --file is read relative to the caller's folder, not the daemon's.
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    std::fs::write(work.join("entry.json"), r#"{"text": "from a relative file"}"#).unwrap();
+    std::fs::write(
+        work.join("entry.json"),
+        r#"{"text": "from a relative file"}"#,
+    )
+    .unwrap();
     ok(&hearth_in(
         &p,
         &["record", "add", "notes", "--file", "entry.json"],
@@ -268,7 +285,9 @@ fn daemon_lifecycle_api_checks_and_forwarding() {
     assert!(shown.contains("through the daemon") && shown.contains("from a relative file"));
     // Usage errors keep their exit code through the daemon.
     assert_eq!(
-        hearth(&p, &["record", "show", "--no-such-flag"]).status.code(),
+        hearth(&p, &["record", "show", "--no-such-flag"])
+            .status
+            .code(),
         Some(2)
     );
     // init is never forwarded; the daemon refuses another run.
@@ -301,7 +320,13 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
     let gp = gid["peer_id"].as_str().unwrap().to_string();
     ok(&hearth(
         &p,
-        &["record", "add", "notes", "--entry", r#"{"text": "CANARY-granted-1"}"#],
+        &[
+            "record",
+            "add",
+            "notes",
+            "--entry",
+            r#"{"text": "CANARY-granted-1"}"#,
+        ],
     ));
     ok(&hearth(
         &p,
@@ -316,25 +341,47 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
         ],
     ));
 
-    // A fixed patient port, so the professional can redial it after the patient restarts.
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let p_port = probe.local_addr().unwrap().port();
-    drop(probe);
-    let p_listen = format!("/ip4/127.0.0.1/tcp/{p_port}");
-    let dp = Daemon::start(&p, &p_listen);
-    let dg = Daemon::start(&g, "/ip4/127.0.0.1/tcp/0");
+    // The patient's daemon picks its ports, and reuses them after a restart.
+    let dp = Daemon::start(&p, None);
+    let p_listen = dp.file()["listen_addrs"][0].as_str().unwrap().to_string();
+    let dg = Daemon::start(&g, Some("/ip4/127.0.0.1/tcp/0"));
 
     let grant = json(&hearth(
         &p,
         &[
-            "grant", "--to", &gp, "--sections", "notes", "--ability", "append", "--expires",
-            "1d", "--json",
+            "grant",
+            "--to",
+            &gp,
+            "--sections",
+            "notes",
+            "--ability",
+            "append",
+            "--expires",
+            "1d",
+            "--json",
         ],
     ));
+    // The grant carries the patient node's addresses: accepting it is enough to find it.
+    assert!(
+        grant["token"].is_string()
+            && json(&hearth(&p, &["grant", "list", "--json"]))
+                .to_string()
+                .len()
+                > 2
+    );
     ok(&hearth(&g, &["accept", grant["token"].as_str().unwrap()]));
-    ok(&hearth(&g, &["peers", "add", &pp, &p_listen]));
     let peers = json(&hearth(&g, &["peers", "--json"]));
-    assert_eq!(peers["peers"][0]["peer_id"].as_str(), Some(pp.as_str()));
+    assert_eq!(
+        peers["peers"][0]["peer_id"].as_str(),
+        Some(pp.as_str()),
+        "{peers}"
+    );
+    assert_eq!(
+        peers["peers"][0]["addrs"][0].as_str(),
+        Some(p_listen.as_str())
+    );
+    // Adding it by hand again changes nothing.
+    ok(&hearth(&g, &["peers", "add", &pp, &p_listen]));
     let synced = json(&hearth(
         &g,
         &["sync", "--with", &pp, "--wait", "--timeout", "60", "--json"],
@@ -343,14 +390,20 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
 
     let held = show(&g, &rid);
     assert!(held.contains("CANARY-granted-1"), "granted section missing");
-    assert!(!held.contains("CANARY-secret-2"), "ungranted section leaked");
+    assert!(
+        !held.contains("CANARY-secret-2"),
+        "ungranted section leaked"
+    );
     let sections = String::from_utf8_lossy(
         &hearth(&g, &["record", "sections", "--record", &rid, "--json"]).stdout,
     )
     .into_owned();
     assert!(!sections.contains("mental-health"));
     let patients = json(&hearth(&g, &["patients", "--json"]));
-    assert_eq!(patients["patients"][0]["record_id"].as_str(), Some(rid.as_str()));
+    assert_eq!(
+        patients["patients"][0]["record_id"].as_str(),
+        Some(rid.as_str())
+    );
 
     // Status reports the connection and the session.
     let st = json(&hearth(&g, &["status", "--json"]));
@@ -366,7 +419,13 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
     // Live: the patient's new entry reaches the professional without any command.
     ok(&hearth(
         &p,
-        &["record", "add", "notes", "--entry", r#"{"text": "CANARY-live-3"}"#],
+        &[
+            "record",
+            "add",
+            "notes",
+            "--entry",
+            r#"{"text": "CANARY-live-3"}"#,
+        ],
     ));
     wait_for("live edit at the professional", 15, || {
         show(&g, &rid).contains("CANARY-live-3")
@@ -375,7 +434,12 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
     ok(&hearth(
         &g,
         &[
-            "record", "add", "notes", "--record", &rid, "--entry",
+            "record",
+            "add",
+            "notes",
+            "--record",
+            &rid,
+            "--entry",
             r#"{"text": "CANARY-from-gp-4"}"#,
         ],
     ));
@@ -387,23 +451,39 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
     dg.stop();
     ok(&hearth(
         &p,
-        &["record", "add", "notes", "--entry", r#"{"text": "CANARY-while-away-5"}"#],
+        &[
+            "record",
+            "add",
+            "notes",
+            "--entry",
+            r#"{"text": "CANARY-while-away-5"}"#,
+        ],
     ));
-    let dg = Daemon::start(&g, "/ip4/127.0.0.1/tcp/0");
+    let dg = Daemon::start(&g, Some("/ip4/127.0.0.1/tcp/0"));
     wait_for("catch-up after the professional restarts", 20, || {
         show(&g, &rid).contains("CANARY-while-away-5")
     });
 
-    // The patient restarts (same address); the professional redials and syncs its new entry.
+    // The patient restarts (on the same address, remembered from its last run); the
+    // professional redials it and syncs the entry it wrote meanwhile.
     dp.stop();
     ok(&hearth(
         &g,
         &[
-            "record", "add", "notes", "--record", &rid, "--entry",
+            "record",
+            "add",
+            "notes",
+            "--record",
+            &rid,
+            "--entry",
             r#"{"text": "CANARY-offline-6"}"#,
         ],
     ));
-    let _dp = Daemon::start(&p, &p_listen);
+    let dp = Daemon::start(&p, None);
+    assert_eq!(
+        dp.file()["listen_addrs"][0].as_str(),
+        Some(p_listen.as_str())
+    );
     wait_for("catch-up after the patient restarts", 30, || {
         show(&p, &rid).contains("CANARY-offline-6")
     });
