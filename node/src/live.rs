@@ -331,16 +331,50 @@ fn fingerprint<S: Store>(vault: &Vault<S>, record: &RecordId) -> u64 {
 }
 
 /// Records held, plus records named by accepted grants (no replica yet before the first
-/// sync).
-fn all_records<S: Store>(vault: &Vault<S>) -> Vec<RecordId> {
-    let mut out: BTreeSet<RecordId> = vault.records().unwrap_or_default().into_iter().collect();
-    for (k, _) in vault.local_items("grant/").unwrap_or_default() {
-        if let Some(r) = k.split('/').nth(1).and_then(|r| r.parse().ok()) {
-            out.insert(r);
+/// sync), each with the peers the grants name as holding it (the issuer's addresses end in
+/// `/p2p/PEER`).
+fn all_records<S: Store>(vault: &Vault<S>) -> BTreeMap<RecordId, BTreeSet<PeerKey>> {
+    let mut out: BTreeMap<RecordId, BTreeSet<PeerKey>> = vault
+        .records()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r, BTreeSet::new()))
+        .collect();
+    for (k, v) in vault.local_items("grant/").unwrap_or_default() {
+        let Some(r) = k.split('/').nth(1).and_then(|r| r.parse().ok()) else {
+            continue;
+        };
+        let peers = out.entry(r).or_default();
+        let chain = hearth_core::grant::chain_from_bytes(&v).unwrap_or_default();
+        for g in &chain {
+            for a in &g.body().addresses {
+                if let Ok(ma) = a.parse::<Multiaddr>()
+                    && let Some(libp2p::multiaddr::Protocol::P2p(id)) = ma.iter().last()
+                    && let Some(p) = peer_key(&id)
+                {
+                    peers.insert(p);
+                }
+            }
         }
     }
-    out.into_iter().collect()
+    out
 }
+
+/// The peers to sync `record` with: those the session says are interested, plus those the
+/// grants name as holding it.
+fn peers_for<S: Store>(
+    p: &Peer<'_, S>,
+    record: &RecordId,
+    named: &BTreeSet<PeerKey>,
+) -> BTreeSet<PeerKey> {
+    let mut s: BTreeSet<PeerKey> = p.interested_peers(record).into_iter().collect();
+    s.extend(named.iter().copied());
+    s
+}
+
+/// The reason of a round that was not started because this node does not hold the record
+/// (a stranger's `Notify`); such rounds are not reported.
+const NOT_HELD: &str = "record not held here";
 
 impl<S: Store + Send + 'static> Driver<S> {
     async fn run(&mut self, mut rx: mpsc::Receiver<Control>, mut work_rx: mpsc::Receiver<Work>) {
@@ -348,20 +382,7 @@ impl<S: Store + Send + 'static> Driver<S> {
         periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut redial = tokio::time::interval(Duration::from_millis(500));
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        self.job(|sh| {
-            let known = sh
-                .vault
-                .local_items("peer/")
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|(k, v)| {
-                    let peer: PeerKey = k.strip_prefix("peer/")?.parse().ok()?;
-                    let addrs = crate::net_cmd::peer_addrs(&v);
-                    Some((peer, addrs))
-                })
-                .collect();
-            Work::Known(known)
-        });
+        self.load_known();
         // Baseline fingerprints, so that later checks announce only real changes.
         self.check_changes(None);
         loop {
@@ -378,6 +399,24 @@ impl<S: Store + Send + 'static> Driver<S> {
             self.publish();
         }
         tracing::info!("network stopped");
+    }
+
+    /// Loads the known peers from the store (`peer/<id>` items).
+    fn load_known(&mut self) {
+        self.job(|sh| {
+            let known = sh
+                .vault
+                .local_items("peer/")
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let peer: PeerKey = k.strip_prefix("peer/")?.parse().ok()?;
+                    let addrs = crate::net_cmd::peer_addrs(&v);
+                    Some((peer, addrs))
+                })
+                .collect();
+            Work::Known(known)
+        });
     }
 
     /// Runs `f` on the blocking pool with the shared state locked; its result comes back as
@@ -434,7 +473,11 @@ impl<S: Store + Send + 'static> Driver<S> {
                 }
                 self.redial();
             }
-            Control::LocalChange => self.check_changes(None),
+            Control::LocalChange => {
+                self.check_changes(None);
+                // A command may have added peers (`peers add`, `accept`).
+                self.load_known();
+            }
             Control::Sync { with, reply } => {
                 let batch = Batch::new(reply);
                 self.plan(with, Some(batch), true);
@@ -708,6 +751,13 @@ impl<S: Store + Send + 'static> Driver<S> {
             },
         );
         let ok = self.job(move |sh| {
+            if !all_records(&sh.vault).contains_key(&record) {
+                return Work::Start {
+                    peer,
+                    record,
+                    req: Err(NOT_HELD.into()),
+                };
+            }
             let p = Peer::new(&sh.vault, &sh.identity);
             let req = p.start(record, now()).map_err(|e| e.to_string());
             Work::Start { peer, record, req }
@@ -741,6 +791,7 @@ impl<S: Store + Send + 'static> Driver<S> {
     /// Ends the round with `peer` for `record`: records the outcome, wakes waiters, and runs
     /// it again if something asked for that meanwhile.
     fn finish(&mut self, peer: PeerKey, record: RecordId, res: Result<Report, String>) {
+        let not_held = res.as_ref().err().is_some_and(|e| e == NOT_HELD);
         if let Err(e) = &res {
             tracing::info!(%peer, record = %record, "sync round failed: {e}");
         }
@@ -752,7 +803,8 @@ impl<S: Store + Send + 'static> Driver<S> {
             error: res.as_ref().err().cloned(),
             report: res.as_ref().ok().cloned(),
         };
-        if self.sessions.len() < 4096 || self.sessions.contains_key(&(record, peer)) {
+        if !not_held && (self.sessions.len() < 4096 || self.sessions.contains_key(&(record, peer)))
+        {
             self.sessions.insert((record, peer), state);
         }
         if let Some(r) = self.rounds.remove(&(peer, record)) {
@@ -855,8 +907,8 @@ impl<S: Store + Send + 'static> Driver<S> {
         let ok = self.job(move |sh| {
             let p = Peer::new(&sh.vault, &sh.identity);
             let mut pairs = Vec::new();
-            for record in all_records(&sh.vault) {
-                let interested = p.interested_peers(&record);
+            for (record, named) in all_records(&sh.vault) {
+                let interested = peers_for(&p, &record, &named);
                 for peer in &peers {
                     let trusted = explicit || known.contains(peer);
                     if interested.contains(peer) || (trusted && interested.is_empty()) {

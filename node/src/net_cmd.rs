@@ -313,7 +313,8 @@ fn sync_with(
         let done = outcomes
             .iter()
             .all(|(_, _, r)| r.as_ref().is_ok_and(|r| r.in_sync));
-        if !args.wait || (done && !outcomes.is_empty()) || std::time::Instant::now() >= deadline {
+        // Nobody to sync with: waiting would not change that.
+        if !args.wait || outcomes.is_empty() || done || std::time::Instant::now() >= deadline {
             return Ok(outcomes);
         }
         std::thread::sleep(Duration::from_millis(250));

@@ -491,3 +491,50 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
     assert!(!show(&g, &rid).contains("CANARY-secret-2"));
     drop(dg);
 }
+
+#[test]
+fn sync_without_a_daemon_runs_a_short_lived_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, g) = (dir.path().join("p"), dir.path().join("g"));
+    let pid = init(&p, "patient", "Pat");
+    let gid = init(&g, "professional", "Dr Gee");
+    let rid = pid["record_id"].as_str().unwrap().to_string();
+    ok(&hearth(
+        &p,
+        &[
+            "record",
+            "add",
+            "notes",
+            "--entry",
+            r#"{"text": "CANARY-one-shot"}"#,
+        ],
+    ));
+    let _dp = Daemon::start(&p, None);
+    let grant = json(&hearth(
+        &p,
+        &[
+            "grant",
+            "--to",
+            gid["peer_id"].as_str().unwrap(),
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--expires",
+            "1d",
+            "--json",
+        ],
+    ));
+    // The professional has no daemon: accept learns the patient's address from the grant, and
+    // `sync --wait` brings up a node of its own for the round.
+    ok(&hearth(&g, &["accept", grant["token"].as_str().unwrap()]));
+    let synced = json(&hearth(&g, &["sync", "--wait", "--json"]));
+    assert_eq!(synced["in_sync"], true, "{synced}");
+    assert!(show(&g, &rid).contains("CANARY-one-shot"));
+    // With nobody to sync with, --wait fails with a reason.
+    let lonely = dir.path().join("lonely");
+    init(&lonely, "professional", "Nobody");
+    let out = hearth(&lonely, &["sync", "--wait"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: nothing to sync"));
+}
