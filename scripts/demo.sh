@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The main job: a patient, a GP and a social worker as three separate `hearth` nodes talking
+# libp2p over loopback on this machine, narrated step by step. Everything is real: release
+# binary, sled stores on disk, encrypted bundles, grants, live sync. Nothing leaves 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked -q -p hearth-node
+BIN=$PWD/target/release/hearth
+ROOT=$(mktemp -d /tmp/hearth-demo.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$ROOT"; }
+trap cleanup EXIT
+export HEARTH_PASSPHRASE=${HEARTH_PASSPHRASE:-demo-passphrase-0}
+h() { local who=$1; shift; "$BIN" --home "$ROOT/$who" "$@"; }
+field() { python3 -c "import sys,json; d=json.load(sys.stdin); print($1)"; }
+say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+start() {
+  local who=$1
+  "$BIN" --home "$ROOT/$who" run --listen /ip4/127.0.0.1/tcp/0 >"$ROOT/$who.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do
+    h "$who" status --json 2>/dev/null | field 'd["listen_addrs"][0]' >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "the $who node did not start; its log:"; cat "$ROOT/$who.log"; exit 1
+}
+
+say "1. Three people set up their nodes (keys sealed under a passphrase, Argon2id)."
+h edith init --role patient --name "Edith Jones" --nhs-number 9434765919 --json >/dev/null
+h gp init --role professional --name "Dr A. Shah" --json >/dev/null
+h sw init --role professional --name "Sam Okafor (social worker)" --json >/dev/null
+RID=$(h edith id --json | field 'd["record_id"]')
+echo "   Edith's record: $RID"
+
+say "2. Edith writes her record. Each entry is a signed bundle, encrypted under its section's key."
+h edith record add notes --entry '{"text": "Two falls at home this month"}' >/dev/null
+h edith record add notes --label mental-health --entry '{"text": "Low mood since my husband died (private)"}' >/dev/null
+h edith record add social-care/assessments --entry '{"assessment_type": "Care Act needs assessment", "date": "2026-11-01", "summary": "Needs help with washing and dressing"}' >/dev/null
+h edith record sections
+
+say "3. All three nodes start, listening on loopback only."
+start edith; start gp; start sw
+EDITH_PEER=$(h edith id --json | field 'd["peer_id"]')
+EDITH_ADDR=$(h edith status --json | field 'd["listen_addrs"][0]')
+echo "   Edith's node: $EDITH_ADDR/p2p/$EDITH_PEER"
+
+say "4. Edith grants the GP notes (append) and the social worker notes + assessments (read)."
+echo "   Neither is granted notes:mental-health. The cards let the grants carry the keys."
+GP_CARD=$(h gp id --card --json | field 'd["card"]')
+SW_CARD=$(h sw id --card --json | field 'd["card"]')
+GP_GRANT=$(h edith grant --to "$GP_CARD" --sections notes --ability append --purpose direct-care --expires 30d --json | field 'd["token"]')
+SW_GRANT=$(h edith grant --to "$SW_CARD" --sections notes,social-care/assessments --ability read --purpose social-care --expires 30d --json | field 'd["token"]')
+h gp accept "$GP_GRANT" | sed 's/^/   /'
+h sw accept "$SW_GRANT" | sed 's/^/   /'
+h gp peers add "$EDITH_PEER" "$EDITH_ADDR" >/dev/null
+h sw peers add "$EDITH_PEER" "$EDITH_ADDR" >/dev/null
+
+say "5. They sync with Edith's node over libp2p (Noise-encrypted, peer ids proven)."
+h gp sync --with "$EDITH_PEER" --wait >/dev/null
+h sw sync --with "$EDITH_PEER" --wait >/dev/null
+echo "   The GP holds:"; h gp record sections --record "$RID" | sed 's/^/     /'
+echo "   The social worker holds:"; h sw record sections --record "$RID" | sed 's/^/     /'
+
+say "6. The GP writes a note into Edith's record; it reaches Edith's node live."
+h gp record add notes --record "$RID" --entry '{"text": "Home visit: referred to the falls clinic"}' >/dev/null
+for _ in $(seq 1 100); do
+  if h edith record show notes --json | grep -q "falls clinic"; then break; fi
+  sleep 0.1
+done
+h edith record show notes | sed 's/^/   /'
+
+say "7. The social worker syncs and receives the GP's note, checked against the GP's grant."
+h sw sync --with "$EDITH_PEER" --wait >/dev/null
+h sw record show notes --record "$RID" | sed 's/^/   /'
+
+say "8. What never left Edith's node: her mental-health notes."
+for who in gp sw; do
+  if grep -rqaF "Low mood" "$ROOT/$who"; then echo "   LEAK in $who's node"; exit 1; fi
+  if h "$who" record sections --record "$RID" --json | grep -q mental-health; then echo "   $who holds the section"; exit 1; fi
+done
+echo "   Not in the GP's node, not in the social worker's: not as text, not as ciphertext, not by name."
+
+say "9. Edith's consent ledger, in plain words."
+h edith grant list | sed 's/^/   /'
+
+say "Done: three nodes, no central database, only the granted sections moved."
