@@ -191,7 +191,11 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
     let port = port_of(&file.api)?;
     let token = std::fs::read_to_string(token_file(&home)).ok()?;
     let auth = format!("Bearer {}", token.trim());
-    if let Command::Status = cli.command {
+    // `status` needs no passphrase: without one at hand (no HEARTH_PASSPHRASE or
+    // --passphrase-file) it asks the token-only endpoint, which leaves sections unnamed.
+    let have_pass =
+        cli.passphrase_file.is_some() || std::env::var_os("HEARTH_PASSPHRASE").is_some();
+    if matches!(cli.command, Command::Status) && !have_pass {
         return match request(
             port,
             "GET",

@@ -41,12 +41,19 @@ pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
             };
         }
     };
+    // The daemon logs its network events (peers, rounds; never content) by default.
+    let default_filter = if matches!(cli.command, cli::Command::Run(_)) {
+        "warn,hearth_node=info,sled=off"
+    } else {
+        "warn,sled=off"
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sled=off")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     // While the daemon runs it holds the store: send the command to it.
     if let Some(code) = client::forward(&cli, &args) {

@@ -58,6 +58,48 @@ pub fn status_json(info: &NodeInfo, api: Option<&str>, net: Option<&live::Status
     }
 }
 
+/// Adds `name` (`class:label`) to each section of each session that this node can read.
+fn name_sections(v: &mut Value, vault: &Vault<SledStore>, identity: &hearth_core::keys::Identity) {
+    let mut names: std::collections::HashMap<String, std::collections::HashMap<String, String>> =
+        Default::default();
+    let Some(sessions) = v["sessions"].as_array_mut() else {
+        return;
+    };
+    for sess in sessions {
+        let Some(rid) = sess["record"].as_str().map(String::from) else {
+            continue;
+        };
+        let map = names.entry(rid.clone()).or_insert_with(|| {
+            let mut m = std::collections::HashMap::new();
+            m.insert(
+                hearth_core::ids::SectionId::AUTH.to_string(),
+                "(consent and directory)".to_string(),
+            );
+            m.insert(
+                hearth_core::ids::SectionId::LEDGER.to_string(),
+                "(private consent ledger)".to_string(),
+            );
+            if let Ok(r) = rid.parse()
+                && let Ok(rec) = vault.open_record(identity, &r)
+            {
+                for s in rec.sections() {
+                    for id in s.ids {
+                        m.insert(id.to_string(), s.name.to_string());
+                    }
+                }
+            }
+            m
+        });
+        if let Some(secs) = sess["report"]["sections"].as_array_mut() {
+            for sec in secs {
+                if let Some(n) = sec["section"].as_str().and_then(|id| map.get(id)) {
+                    sec["name"] = json!(n);
+                }
+            }
+        }
+    }
+}
+
 /// The status document as text.
 pub fn status_text(v: &Value) -> String {
     let mut s = format!("peer id: {}\n", v["peer_id"].as_str().unwrap_or_default());
@@ -114,7 +156,10 @@ pub fn status_text(v: &Value) -> String {
         for sec in sess["report"]["sections"].as_array().into_iter().flatten() {
             s.push_str(&format!(
                 "    section {}: {} behind, {} ahead\n",
-                sec["section"].as_str().unwrap_or_default(),
+                sec["name"]
+                    .as_str()
+                    .or(sec["section"].as_str())
+                    .unwrap_or_default(),
                 sec["behind"],
                 sec["ahead"]
             ));
@@ -130,7 +175,12 @@ pub fn status(ctx: &Ctx) -> Result<(), Failure> {
         Some(d) => {
             let st = d.node.status();
             let api = crate::daemon::read_daemon_file(&ctx.home).map(|f| f.api);
-            status_json(&info, api.as_deref(), Some(&st))
+            let mut v = status_json(&info, api.as_deref(), Some(&st));
+            // The caller proved the passphrase: name the sections this node can read.
+            if let (Ok((_, identity)), Ok(vault)) = (ctx.unlock(), ctx.vault()) {
+                name_sections(&mut v, &vault, &identity);
+            }
+            v
         }
         None => status_json(&info, None, None),
     };

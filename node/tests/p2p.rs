@@ -415,6 +415,12 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
             .any(|c| c.as_str() == Some(pp.as_str()))
     );
     assert!(!st["sessions"].as_array().unwrap().is_empty());
+    // The patient's status names the sections of its sessions (the caller gave the passphrase).
+    wait_for("a named section in the patient's status", 15, || {
+        json(&hearth(&p, &["status", "--json"]))
+            .to_string()
+            .contains(r#""name":"notes""#)
+    });
 
     // Live: the patient's new entry reaches the professional without any command.
     ok(&hearth(
