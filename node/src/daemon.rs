@@ -222,6 +222,9 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
         let json =
             serde_json::to_vec_pretty(&file).map_err(|e| Failure::new(code::IO, e.to_string()))?;
         atomic_write(&daemon_file(&home), &json)?;
+        if ctx.json {
+            ctx.println(&serde_json::to_string(&file).unwrap_or_default());
+        }
         tracing::info!(peer = %info.peer_id, api = %api_url, "hearth node running");
         eprintln!("hearth node {} running", info.peer_id);
         for a in &addrs {

@@ -70,6 +70,8 @@ pub struct LiveConfig {
     pub max_steps: u32,
     /// Known peers remembered at once.
     pub max_known: usize,
+    /// Rounds in flight with one peer.
+    pub max_rounds_per_peer: usize,
 }
 
 impl Default for LiveConfig {
@@ -81,6 +83,7 @@ impl Default for LiveConfig {
             max_jobs: 32,
             max_steps: 64,
             max_known: 1024,
+            max_rounds_per_peer: 8,
         }
     }
 }
@@ -739,6 +742,20 @@ impl<S: Store + Send + 'static> Driver<S> {
             r.again = true;
             if let Some(w) = waiter {
                 r.waiters.push(w);
+            }
+            return;
+        }
+        // A peer cannot occupy the node with rounds for many records at once (a stranger
+        // sending `Notify` for made-up records): a few at a time, the rest wait for the next
+        // background round.
+        let per_peer = self.rounds.keys().filter(|(p, _)| *p == peer).count();
+        if per_peer >= self.config.max_rounds_per_peer {
+            if let Some(w) = waiter {
+                w.done((
+                    peer,
+                    record,
+                    Err("too many rounds with this peer at once".into()),
+                ));
             }
             return;
         }
