@@ -99,6 +99,10 @@ pub struct RunArgs {
     /// Seconds between background sync rounds with connected peers.
     #[arg(long, default_value_t = 5, value_name = "SECONDS")]
     pub sync_interval: u64,
+    /// Discover peers on the local network with mDNS (builds with the `mdns` feature only;
+    /// announces this node's peer id on the network).
+    #[arg(long)]
+    pub mdns: bool,
 }
 
 /// `hearth peers …`.

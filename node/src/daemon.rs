@@ -141,6 +141,12 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::new(code::INVALID, format!("--listen {a}: {e}")))
     })
     .collect::<Result<_, _>>()?;
+    if args.mdns && !cfg!(feature = "mdns") {
+        return Err(Failure::new(
+            code::INVALID,
+            "--mdns: this hearth was built without the `mdns` feature",
+        ));
+    }
     let (info, identity) = ctx.unlock()?;
     let store = SledStore::open(&ctx.home.store_dir())?;
     let vault = Vault::open(store.clone())?;
@@ -150,8 +156,12 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
     let rt = runtime()?;
     let home = Home::new(ctx.home.dir().to_path_buf());
     let result = rt.block_on(async move {
-        let mut swarm = net::swarm(keypair, &NetConfig::default())
-            .map_err(|e| Failure::new(code::IO, e.to_string()))?;
+        let net_config = NetConfig {
+            mdns: args.mdns,
+            ..NetConfig::default()
+        };
+        let mut swarm =
+            net::swarm(keypair, &net_config).map_err(|e| Failure::new(code::IO, e.to_string()))?;
         // Without --listen, listen where the last run did (peers remember those addresses),
         // falling back to fresh ports when they are taken.
         let previous: Vec<Multiaddr> = if explicit {
