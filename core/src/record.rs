@@ -477,20 +477,30 @@ impl<S: Store> Vault<S> {
                 match log::check_append(head.as_ref(), held, h, b.hash()) {
                     Ok(log::Append::Extend) => {
                         extend.push(b);
-                        head = Some(LogHead { seq: h.seq, hash: b.hash() });
+                        head = Some(LogHead {
+                            seq: h.seq,
+                            hash: b.hash(),
+                        });
                     }
                     Ok(log::Append::Duplicate) => report.duplicates += 1,
                     Err(log::LogError::Fork { seq }) => {
                         // Evidence counts only if the author really signed it.
                         if b.verify().is_ok() {
                             batch.put(
-                                key(b'F', &[&record.0, &section.0, &author.0, &seq.to_be_bytes()]),
+                                key(
+                                    b'F',
+                                    &[&record.0, &section.0, &author.0, &seq.to_be_bytes()],
+                                ),
                                 b.encoded().to_vec(),
                             );
                             report.forks += 1;
-                            report.refused.push(format!("fork by {author} at seq {seq}"));
+                            report
+                                .refused
+                                .push(format!("fork by {author} at seq {seq}"));
                         } else {
-                            report.refused.push("bundle signature does not verify (altered or forged)".into());
+                            report.refused.push(
+                                "bundle signature does not verify (altered or forged)".into(),
+                            );
                         }
                     }
                     Err(e) => report.refused.push(e.to_string()),
@@ -501,7 +511,10 @@ impl<S: Store> Vault<S> {
             // whole run. If it fails, check one by one and keep the good prefix.
             let mut good = extend.len();
             if extend.last().is_some_and(|b| b.verify().is_err()) {
-                good = extend.iter().position(|b| b.verify().is_err()).unwrap_or(extend.len());
+                good = extend
+                    .iter()
+                    .position(|b| b.verify().is_err())
+                    .unwrap_or(extend.len());
                 report
                     .refused
                     .push("bundle signature does not verify (altered or forged)".into());
@@ -513,17 +526,24 @@ impl<S: Store> Vault<S> {
                     break;
                 }
                 let h = b.header();
-                batch.put(k_bundle(record, &section, &author, h.seq), b.encoded().to_vec());
-                last = Some(LogHead { seq: h.seq, hash: b.hash() });
+                batch.put(
+                    k_bundle(record, &section, &author, h.seq),
+                    b.encoded().to_vec(),
+                );
+                last = Some(LogHead {
+                    seq: h.seq,
+                    hash: b.hash(),
+                });
                 report.stored += 1;
             }
             if let Some(nh) = last {
                 batch.put(k_head(record, &section, &author), nh.to_bytes().to_vec());
             }
             if good < extend.len() {
-                report.refused.extend(
-                    std::iter::repeat_n("follows a bundle that was refused".to_string(), extend.len() - good - 1),
-                );
+                report.refused.extend(std::iter::repeat_n(
+                    "follows a bundle that was refused".to_string(),
+                    extend.len() - good - 1,
+                ));
             }
         }
         if !batch.is_empty() {
@@ -1236,7 +1256,60 @@ impl<S: Store> OpenRecord<'_, S> {
         rng: &mut impl CryptoRng,
     ) -> Result<EntryId> {
         let body = EntryBody::from_json(name.class, body)?.to_json();
+        self.check_may_append(name, now)?;
         self.mutate(|rec, batch| rec.add_entry_to_batch(name, body, None, now, rng, batch))
+    }
+
+    /// Writes raw items into a section as this node, skipping the local permission checks:
+    /// for tests that play a misbehaving peer, to check that the *receiving* side refuses.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn append_raw_for_tests(
+        &mut self,
+        name: &SectionName,
+        items: Vec<(String, String)>,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<()> {
+        let sid = self
+            .ids_of(name)
+            .into_iter()
+            .min()
+            .ok_or(RecordError::NoSection(*name))?;
+        self.mutate(|rec, batch| rec.append_items(sid, items, now, rng, batch))
+    }
+
+    /// On a record this node does not own, whether a grant it holds lets it add to `name` now.
+    /// Writing without one would only produce bundles the patient's node refuses (and a log
+    /// stuck behind them), so it is refused here first.
+    fn check_may_append(&self, name: &SectionName, now: Timestamp) -> Result<()> {
+        if self.owner {
+            return Ok(());
+        }
+        let revoked: Vec<crate::grant::GrantId> = self
+            .auth_items("revoke/")
+            .into_iter()
+            .filter_map(|(k, _)| k.trim_start_matches("revoke/").parse().ok())
+            .collect();
+        let access = crate::grant::Access::section(
+            self.identity.peer(),
+            *name,
+            crate::grant::Ability::Append,
+        );
+        let allowed = self
+            .vault
+            .local_items(&format!("grant/{}/", self.id))?
+            .into_iter()
+            .filter_map(|(_, v)| crate::grant::chain_from_bytes(&v).ok())
+            .any(|chain| {
+                crate::grant::verify_chain(&chain, &access, now, &|g| revoked.contains(g)).is_ok()
+            });
+        if allowed {
+            Ok(())
+        } else {
+            Err(RecordError::NotPermitted(
+                "no grant you hold lets you add to that section of this record",
+            ))
+        }
     }
 
     /// All versions held in the sections named `name` (merging duplicates), by id.
@@ -1314,6 +1387,12 @@ impl<S: Store> OpenRecord<'_, S> {
         if old.status == EntryStatus::EnteredInError {
             return Err(RecordError::AlreadyInError(*entry));
         }
+        if !self.owner && old.provenance.author != self.identity.peer() {
+            return Err(RecordError::NotPermitted(
+                "on someone else's record you may only change entries you wrote",
+            ));
+        }
+        self.check_may_append(&name, now)?;
         let (body, status, reason) = make(old)?;
         let v = EntryVersion {
             id: EntryId::generate(rng),
@@ -1691,6 +1770,9 @@ impl<S: Store> OpenRecord<'_, S> {
         }
         if items.is_empty() {
             return Ok(Vec::new());
+        }
+        for item in items {
+            self.check_may_append(&item.section, now)?;
         }
         self.mutate(|rec, batch| {
             let mut ids = Vec::with_capacity(items.len());

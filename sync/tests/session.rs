@@ -264,6 +264,24 @@ fn grantee_grant_presented_by_someone_else_is_refused() {
 }
 
 #[test]
+fn writing_without_an_append_grant_is_refused_locally() {
+    let mut w = world(11);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Read);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    let mut rec = w.gp.vault.open_record(&w.gp.id, &rid).unwrap();
+    assert!(matches!(
+        rec.add_entry(
+            &name("notes"),
+            &json!({"text": "read-only holder"}),
+            at(11),
+            &mut w.rng
+        ),
+        Err(hearth_core::record::RecordError::NotPermitted(_))
+    ));
+}
+
+#[test]
 fn append_flows_back_and_on_to_other_grantees() {
     let mut w = world(4);
     let rid = w.rid;
@@ -302,9 +320,26 @@ fn append_holder_may_not_change_others_entries_or_other_sections() {
     sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
     let first = {
         let mut rec = w.gp.vault.open_record(&w.gp.id, &rid).unwrap();
-        let id = rec.show(&name("notes")).unwrap().entries[0].id;
-        // Marking the patient's own note as entered in error is not the GP's to do.
-        rec.mark_error(&id, "not mine to mark", at(11), &mut w.rng)
+        let view = rec.show(&name("notes")).unwrap();
+        let id = view.entries[0].id;
+        // Marking the patient's own note as entered in error is not the GP's to do: refused
+        // locally...
+        assert!(
+            rec.mark_error(&id, "not mine to mark", at(11), &mut w.rng)
+                .is_err()
+        );
+        // ...so play a misbehaving GP node that writes it anyway.
+        let mut forged = rec.history(&name("notes")).unwrap()[0].clone();
+        forged.supersedes = Some(forged.id);
+        forged.id = hearth_core::ids::EntryId([7; 16]);
+        forged.version = 2;
+        forged.status = hearth_core::entry::EntryStatus::EnteredInError;
+        forged.provenance.author = w.gp.id.peer();
+        let item = (
+            format!("e/{}", forged.id),
+            serde_json::to_string(&forged).unwrap(),
+        );
+        rec.append_raw_for_tests(&name("notes"), vec![item], at(11), &mut w.rng)
             .unwrap();
         id
     };
