@@ -51,6 +51,36 @@ fn init(home: &Path, role: &str, name: &str) -> Value {
     ))
 }
 
+/// The daemon's log, next to its home (appended across restarts).
+fn log_file(home: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.with_extension("log"))
+        .unwrap()
+}
+
+/// Everything a node showed or kept: its daemon log and every file under its home.
+fn everything(home: &Path) -> Vec<u8> {
+    let mut out = std::fs::read(home.with_extension("log")).unwrap_or_default();
+    let mut stack = vec![home.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.extend(std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
 /// A running daemon; killed when dropped if the test did not stop it.
 struct Daemon {
     child: Child,
@@ -74,7 +104,7 @@ impl Daemon {
             .env_remove("HEARTH_HOME")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file(home))
             .spawn()
             .expect("start daemon");
         let d = Daemon {
@@ -453,7 +483,9 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
         show(&p, &rid).contains("CANARY-from-gp-4")
     });
 
-    // The professional restarts; meanwhile the patient writes; it catches up on its own.
+    // The professional goes offline; both sides write to the same section meanwhile (the
+    // professional straight into its own store); after its restart both edits are on both
+    // sides.
     dg.stop();
     ok(&hearth(
         &p,
@@ -465,9 +497,24 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
             r#"{"text": "CANARY-while-away-5"}"#,
         ],
     ));
+    ok(&hearth(
+        &g,
+        &[
+            "record",
+            "add",
+            "notes",
+            "--record",
+            &rid,
+            "--entry",
+            r#"{"text": "CANARY-gp-offline-5b"}"#,
+        ],
+    ));
     let dg = Daemon::start(&g, Some("/ip4/127.0.0.1/tcp/0"));
-    wait_for("catch-up after the professional restarts", 20, || {
+    wait_for("the patient's offline edit at the professional", 20, || {
         show(&g, &rid).contains("CANARY-while-away-5")
+    });
+    wait_for("the professional's offline edit at the patient", 20, || {
+        show(&p, &rid).contains("CANARY-gp-offline-5b")
     });
 
     // The patient restarts (on the same address, remembered from its last run); the
@@ -543,4 +590,104 @@ fn sync_without_a_daemon_runs_a_short_lived_node() {
     let out = hearth(&lonely, &["sync", "--wait"]);
     assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: nothing to sync"));
+}
+
+#[test]
+fn two_professionals_with_different_grants_see_only_their_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, gp, sw) = (
+        dir.path().join("p"),
+        dir.path().join("gp"),
+        dir.path().join("sw"),
+    );
+    let pid = init(&p, "patient", "Pat");
+    let gid = init(&gp, "professional", "Dr Gee");
+    let sid = init(&sw, "professional", "Sam Worker");
+    let rid = pid["record_id"].as_str().unwrap().to_string();
+    let add = |section: &str, text: &str| {
+        ok(&hearth(
+            &p,
+            &[
+                "record",
+                "add",
+                section,
+                "--entry",
+                &format!(r#"{{"text": "{text}"}}"#),
+            ],
+        ))
+    };
+    add("notes", "CANARY-GP-ONLY");
+    add("notes:social-care", "CANARY-SW-ONLY");
+    add("notes:mental-health", "CANARY-NOBODY");
+    let _dp = Daemon::start(&p, None);
+    let _dg = Daemon::start(&gp, None);
+    let _ds = Daemon::start(&sw, None);
+    for (home, who, spec) in [(&gp, &gid, "notes"), (&sw, &sid, "notes:social-care")] {
+        let grant = json(&hearth(
+            &p,
+            &[
+                "grant",
+                "--to",
+                who["peer_id"].as_str().unwrap(),
+                "--sections",
+                spec,
+                "--ability",
+                "read",
+                "--expires",
+                "1d",
+                "--json",
+            ],
+        ));
+        ok(&hearth(home, &["accept", grant["token"].as_str().unwrap()]));
+        let synced = json(&hearth(home, &["sync", "--wait", "--json"]));
+        assert_eq!(synced["in_sync"], true, "{synced}");
+    }
+    // A later entry in each section reaches only its grantee, live.
+    add("notes", "CANARY-GP-LATER");
+    add("notes:social-care", "CANARY-SW-LATER");
+    add("notes:mental-health", "CANARY-NOBODY-LATER");
+    wait_for("live entries at both grantees", 15, || {
+        show(&gp, &rid).contains("CANARY-GP-LATER") && show(&sw, &rid).contains("CANARY-SW-LATER")
+    });
+    let outputs = |home: &Path| -> Vec<u8> {
+        let mut out = Vec::new();
+        for args in [
+            vec!["record", "show", "--record", &rid, "--json"],
+            vec!["record", "sections", "--record", &rid, "--json"],
+            vec!["record", "history", "notes", "--record", &rid],
+            vec!["patients", "--json"],
+            vec!["status", "--json"],
+        ] {
+            let o = hearth(home, &args);
+            out.extend(o.stdout);
+            out.extend(o.stderr);
+        }
+        out.extend(everything(home));
+        out
+    };
+    let g_all = outputs(&gp);
+    let s_all = outputs(&sw);
+    assert!(contains(&g_all, "CANARY-GP-ONLY") && contains(&s_all, "CANARY-SW-ONLY"));
+    for c in [
+        "CANARY-SW-ONLY",
+        "CANARY-SW-LATER",
+        "CANARY-NOBODY",
+        "social-care",
+        "mental-health",
+    ] {
+        assert!(!contains(&g_all, c), "the GP's node shows or holds {c}");
+    }
+    for c in [
+        "CANARY-GP-ONLY",
+        "CANARY-GP-LATER",
+        "CANARY-NOBODY",
+        "mental-health",
+    ] {
+        assert!(
+            !contains(&s_all, c),
+            "the social worker's node shows or holds {c}"
+        );
+    }
+    // Nothing in clear at rest either, at the patient.
+    assert!(!contains(&everything(&p), "CANARY-NOBODY"));
 }
