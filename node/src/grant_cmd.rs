@@ -15,7 +15,7 @@ use crate::commands::{Ctx, now, os_rng};
 use crate::fail::{Failure, code};
 use crate::sled_store::SledStore;
 use hearth_core::grant::request::{
-    self, AccessRequest, Card, Credential, RequestSpec, Verification, verify_credential,
+    self, AccessRequest, Card, Credential, RequestSpec, verify_credential,
 };
 use hearth_core::grant::{
     self, Ability, Access, Grant, GrantId, GrantSpec, Purpose, Refusal, Rights, Window, interop,
@@ -1238,9 +1238,4 @@ pub fn credential(ctx: &Ctx, cmd: CredentialCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-/// Words for a verification (re-exported for the web UI later).
-pub fn identity_words(v: &Verification) -> String {
-    v.words()
 }

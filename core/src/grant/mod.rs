@@ -46,7 +46,7 @@ pub mod request;
 pub mod token;
 
 use crate::crypto::{self, Domain};
-use crate::ids::{PeerKey, RecordId, SectionId};
+use crate::ids::{PeerKey, RecordId};
 use crate::keys::Identity;
 use crate::section::{Label, SectionClass, SectionName, SectionPattern, SectionSpec};
 use crate::time::Timestamp;
@@ -844,14 +844,6 @@ fn verify_signatures(chain: &[Grant]) -> Result<(), Refusal> {
     }
     // Individually valid but the batch failed: refuse all the same.
     Err(Refusal::BadSignature { link: 0 })
-}
-
-/// The section ids a grant's keys cover, by id.
-pub fn key_sections(g: &Grant) -> Vec<SectionId> {
-    let mut v: Vec<SectionId> = g.body.keys.iter().map(|k| k.section).collect();
-    v.sort();
-    v.dedup();
-    v
 }
 
 #[cfg(test)]
