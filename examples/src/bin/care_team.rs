@@ -33,7 +33,12 @@ impl Node {
         let dir = tempfile::tempdir()?;
         let (id, _) = Identity::generate(role, name.into(), rng);
         let vault = Vault::open(SledStore::open(dir.path())?)?;
-        Ok(Node { name, id, vault, _dir: dir })
+        Ok(Node {
+            name,
+            id,
+            vault,
+            _dir: dir,
+        })
     }
 
     fn notes(&self, rid: &RecordId, section: &str) -> Vec<String> {
@@ -44,7 +49,12 @@ impl Node {
             return Vec::new();
         };
         rec.show(&name)
-            .map(|v| v.entries.iter().map(|e| e.body["text"].as_str().unwrap_or("").to_string()).collect())
+            .map(|v| {
+                v.entries
+                    .iter()
+                    .map(|e| e.body["text"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -60,11 +70,15 @@ fn sync(a: &Node, b: &Node, rid: RecordId, rng: &mut Rng) -> Result<(usize, usiz
     let (mut received, mut sent) = (0, 0);
     for _ in 0..8 {
         let wire = protocol::encode(&Message::Request(req));
-        let Message::Request(r) = protocol::decode(&wire)? else { bail!("not a request") };
+        let Message::Request(r) = protocol::decode(&wire)? else {
+            bail!("not a request")
+        };
         let (resp, rb) = pb.on_request(a.id.peer(), r, now(), rng)?;
         received += rb.received;
         let wire = protocol::encode(&Message::Response(resp));
-        let Message::Response(r) = protocol::decode(&wire)? else { bail!("not a response") };
+        let Message::Response(r) = protocol::decode(&wire)? else {
+            bail!("not a response")
+        };
         let (next, ra) = pa.on_response(b.id.peer(), r, now(), rng)?;
         received += ra.received;
         sent += ra.sent;
@@ -76,15 +90,38 @@ fn sync(a: &Node, b: &Node, rid: RecordId, rng: &mut Rng) -> Result<(usize, usiz
     bail!("sync did not settle")
 }
 
-fn grant(patient: &Node, to: &Node, spec: &str, ability: Ability, purpose: Purpose, rng: &mut Rng) -> Result<Grant> {
+fn grant(
+    patient: &Node,
+    to: &Node,
+    spec: &str,
+    ability: Ability,
+    purpose: Purpose,
+    rng: &mut Rng,
+) -> Result<Grant> {
     let rid = patient.id.record_id().context("patient")?;
     let t = now();
-    let mut s = GrantSpec::new(to.id.peer(), spec.parse()?, ability, t, t.saturating_add_millis(30 * 86_400_000));
+    let mut s = GrantSpec::new(
+        to.id.peer(),
+        spec.parse()?,
+        ability,
+        t,
+        t.saturating_add_millis(30 * 86_400_000),
+    );
     s.purpose = purpose;
     let g = Grant::issue_root(&patient.id, s, &[], rng)?;
     let mut rec = patient.vault.open_record(&patient.id, &rid)?;
-    rec.put_auth_items(vec![(format!("grant/{}", g.id()), json!({"token": grant::chain_to_token(std::slice::from_ref(&g))}).to_string())], t, rng)?;
-    to.vault.put_local(&format!("grant/{rid}/{}", g.id()), &grant::chain_to_bytes(std::slice::from_ref(&g)))?;
+    rec.put_auth_items(
+        vec![(
+            format!("grant/{}", g.id()),
+            json!({"token": grant::chain_to_token(std::slice::from_ref(&g))}).to_string(),
+        )],
+        t,
+        rng,
+    )?;
+    to.vault.put_local(
+        &format!("grant/{rid}/{}", g.id()),
+        &grant::chain_to_bytes(std::slice::from_ref(&g)),
+    )?;
     Ok(g)
 }
 
@@ -94,42 +131,102 @@ fn main() -> Result<()> {
     let edith = Node::new(Role::Patient, "Edith", &mut rng)?;
     let gp = Node::new(Role::Professional, "Dr Shah (GP)", &mut rng)?;
     let sw = Node::new(Role::Professional, "Sam (social worker)", &mut rng)?;
-    let rid = edith.vault.create_record(&edith.id, NewRecord { demographics: Some(json!({"name": "Edith Jones"})) }, now(), &mut rng)?;
+    let rid = edith.vault.create_record(
+        &edith.id,
+        NewRecord {
+            demographics: Some(json!({"name": "Edith Jones"})),
+        },
+        now(),
+        &mut rng,
+    )?;
     {
         let mut rec = edith.vault.open_record(&edith.id, &rid)?;
-        rec.add_entry(&"notes".parse()?, &json!({"text": "Falls at home twice this month"}), now(), &mut rng)?;
-        rec.add_entry(&"notes:mental-health".parse()?, &json!({"text": "Low mood since husband died"}), now(), &mut rng)?;
+        rec.add_entry(
+            &"notes".parse()?,
+            &json!({"text": "Falls at home twice this month"}),
+            now(),
+            &mut rng,
+        )?;
+        rec.add_entry(
+            &"notes:mental-health".parse()?,
+            &json!({"text": "Low mood since husband died"}),
+            now(),
+            &mut rng,
+        )?;
         rec.add_entry(&"social-care/assessments".parse()?, &json!({"assessment_type": "Care Act needs assessment", "date": "2026-11-01", "summary": "Needs help with washing and dressing"}), now(), &mut rng)?;
     }
     println!("1. {} holds her record {rid}", edith.name);
     println!("   with notes, notes:mental-health and social-care/assessments.\n");
 
-    grant(&edith, &gp, "notes", Ability::Append, Purpose::DirectCare, &mut rng)?;
-    grant(&edith, &sw, "notes,social-care/assessments", Ability::Read, Purpose::SocialCare, &mut rng)?;
-    println!("2. She grants {}: notes (append), and {}: notes + social-care/assessments (read).", gp.name, sw.name);
+    grant(
+        &edith,
+        &gp,
+        "notes",
+        Ability::Append,
+        Purpose::DirectCare,
+        &mut rng,
+    )?;
+    grant(
+        &edith,
+        &sw,
+        "notes,social-care/assessments",
+        Ability::Read,
+        Purpose::SocialCare,
+        &mut rng,
+    )?;
+    println!(
+        "2. She grants {}: notes (append), and {}: notes + social-care/assessments (read).",
+        gp.name, sw.name
+    );
     println!("   Neither is granted notes:mental-health.\n");
 
     let (r, _) = sync(&gp, &edith, rid, &mut rng)?;
-    println!("3. {} syncs with Edith's node: {r} bundles received.", gp.name);
+    println!(
+        "3. {} syncs with Edith's node: {r} bundles received.",
+        gp.name
+    );
     println!("   notes: {:?}", gp.notes(&rid, "notes"));
-    println!("   notes:mental-health: {:?} (never sent, not even encrypted)\n", gp.notes(&rid, "notes:mental-health"));
+    println!(
+        "   notes:mental-health: {:?} (never sent, not even encrypted)\n",
+        gp.notes(&rid, "notes:mental-health")
+    );
 
     {
         let mut rec = gp.vault.open_record(&gp.id, &rid)?;
-        rec.add_entry(&"notes".parse()?, &json!({"text": "Home visit: refer to falls clinic"}), now(), &mut rng)?;
+        rec.add_entry(
+            &"notes".parse()?,
+            &json!({"text": "Home visit: refer to falls clinic"}),
+            now(),
+            &mut rng,
+        )?;
     }
     let (r, s) = sync(&gp, &edith, rid, &mut rng)?;
-    println!("4. {} adds a note and syncs again: {s} bundle pushed, {r} stored by Edith's node after checking the GP's append grant.", gp.name);
+    println!(
+        "4. {} adds a note and syncs again: {s} bundle pushed, {r} stored by Edith's node after checking the GP's append grant.",
+        gp.name
+    );
     println!("   Edith's notes: {:?}\n", edith.notes(&rid, "notes"));
 
     let (r, _) = sync(&sw, &edith, rid, &mut rng)?;
-    println!("5. {} syncs: {r} bundles; the GP's note arrives, checked against the GP's grant in Edith's auth document.", sw.name);
+    println!(
+        "5. {} syncs: {r} bundles; the GP's note arrives, checked against the GP's grant in Edith's auth document.",
+        sw.name
+    );
     println!("   notes: {:?}", sw.notes(&rid, "notes"));
-    println!("   social-care/assessments: {} entry", sw.notes(&rid, "social-care/assessments").len());
-    println!("   notes:mental-health: {:?}\n", sw.notes(&rid, "notes:mental-health"));
+    println!(
+        "   social-care/assessments: {} entry",
+        sw.notes(&rid, "social-care/assessments").len()
+    );
+    println!(
+        "   notes:mental-health: {:?}\n",
+        sw.notes(&rid, "notes:mental-health")
+    );
 
     let stranger = Node::new(Role::Professional, "Someone else", &mut rng)?;
-    let refusal = sync(&stranger, &edith, rid, &mut rng).err().map(|e| e.to_string()).unwrap_or_default();
+    let refusal = sync(&stranger, &edith, rid, &mut rng)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     println!("6. A node with no grant asks: {refusal}");
     Ok(())
 }
