@@ -19,7 +19,7 @@
 //!
 //! Logs carry peer ids, record ids, counts and reasons; never record content.
 
-use hearth_core::ids::{PeerKey, RecordId};
+use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::keys::Identity;
 use hearth_core::record::Vault;
 use hearth_core::store::Store;
@@ -127,6 +127,8 @@ pub struct Status {
     pub known: BTreeMap<String, KnownPeer>,
     /// The last round per (record, peer).
     pub sessions: Vec<SessionState>,
+    /// Bundles received from peers and stored since the node started.
+    pub received: u64,
 }
 
 /// The result of one round: peer, record, and its last report or the reason it failed.
@@ -147,6 +149,7 @@ enum Control {
 pub struct Handle {
     tx: mpsc::Sender<Control>,
     status: Arc<Mutex<Status>>,
+    received: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Handle {
@@ -184,6 +187,12 @@ impl Handle {
             .map_err(|_| format!("no answer within {} s", timeout.as_secs()))
     }
 
+    /// The count of bundles received from peers, watchable: changes as soon as a round
+    /// stores bundles.
+    pub fn received(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.received.clone()
+    }
+
     /// Asks the node to stop.
     pub async fn shutdown(&self) {
         let _ = self.tx.send(Control::Shutdown).await;
@@ -206,7 +215,8 @@ enum Work {
         peer: PeerKey,
         channel: ResponseChannel<Message>,
         resp: Option<SyncResponse>,
-        received: Option<RecordId>,
+        /// The record and how many pushed bundles were stored.
+        received: Option<(RecordId, usize)>,
     },
     Plan {
         pairs: Vec<(PeerKey, RecordId)>,
@@ -283,9 +293,11 @@ pub fn start<S: Store + Send + 'static>(
 ) -> (Handle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(64);
     let status = Arc::new(Mutex::new(Status::default()));
+    let (received_tx, received_rx) = tokio::sync::watch::channel(0u64);
     let handle = Handle {
         tx,
         status: status.clone(),
+        received: received_rx,
     };
     let (work_tx, work_rx) = mpsc::channel(config.max_jobs + 8);
     let mut driver = Driver {
@@ -301,6 +313,8 @@ pub fn start<S: Store + Send + 'static>(
         connected: BTreeSet::new(),
         sessions: BTreeMap::new(),
         fingerprints: Arc::new(Mutex::new(HashMap::new())),
+        received: 0,
+        received_tx,
     };
     let task = tokio::spawn(async move { driver.run(rx, work_rx).await });
     (handle, task)
@@ -318,19 +332,42 @@ struct Driver<S: Store> {
     dials: HashMap<PeerKey, Dial>,
     connected: BTreeSet<PeerKey>,
     sessions: BTreeMap<(RecordId, PeerKey), SessionState>,
-    fingerprints: Arc<Mutex<HashMap<RecordId, u64>>>,
+    fingerprints: Arc<Mutex<HashMap<RecordId, Seen>>>,
+    received: u64,
+    received_tx: tokio::sync::watch::Sender<u64>,
 }
 
-fn fingerprint<S: Store>(vault: &Vault<S>, record: &RecordId) -> u64 {
+/// Cheap summaries of a record's logs: all sections, and the sections that decide who is
+/// interested (the auth document and the consent ledger).
+fn fingerprint<S: Store>(vault: &Vault<S>, record: &RecordId) -> (u64, u64) {
+    let sum = |vv: &hearth_core::log::VersionVector| {
+        vv.values()
+            .map(|h| h.seq)
+            .fold(0u64, |a, s| a.wrapping_add(s))
+    };
     vault
         .held_sections(record)
         .map(|m| {
-            m.values()
-                .flat_map(|vv| vv.values().map(|h| h.seq))
+            let all = m
+                .values()
+                .map(sum)
                 .fold(0u64, |a, s| a.wrapping_add(s))
-                .wrapping_add(m.len() as u64)
+                .wrapping_add(m.len() as u64);
+            let auth = [SectionId::AUTH, SectionId::LEDGER]
+                .iter()
+                .filter_map(|s| m.get(s))
+                .map(sum)
+                .fold(0u64, |a, s| a.wrapping_add(s));
+            (all, auth)
         })
-        .unwrap_or(0)
+        .unwrap_or((0, 0))
+}
+
+/// What the last change check saw of a record.
+struct Seen {
+    fp: (u64, u64),
+    /// Interested peers, valid while the auth fingerprint is unchanged.
+    interested: Vec<PeerKey>,
 }
 
 /// Records held, plus records named by accepted grants (no replica yet before the first
@@ -464,6 +501,13 @@ impl<S: Store + Send + 'static> Driver<S> {
             })
             .collect();
         st.sessions = self.sessions.values().cloned().collect();
+        st.received = self.received;
+        drop(st);
+        self.received_tx.send_if_modified(|r| {
+            let changed = *r != self.received;
+            *r = self.received;
+            changed
+        });
     }
 
     fn on_control(&mut self, c: Control) {
@@ -677,7 +721,8 @@ impl<S: Store + Send + 'static> Driver<S> {
                                 peer,
                                 channel,
                                 resp: Some(resp),
-                                received: (report.received > 0).then_some(record),
+                                received: (report.received > 0)
+                                    .then_some((record, report.received)),
                             }
                         }
                         Err(e) => {
@@ -853,12 +898,14 @@ impl<S: Store + Send + 'static> Driver<S> {
             },
             Work::Responded { peer, record, res } => match res {
                 Ok((Some(next), report)) => {
+                    self.received += report.received as u64;
                     if report.received > 0 {
                         self.check_changes(Some(peer));
                     }
                     self.send(peer, record, next)
                 }
                 Ok((None, report)) => {
+                    self.received += report.received as u64;
                     if report.received > 0 {
                         tracing::info!(%peer, record = %record, received = report.received, "received bundles");
                         self.check_changes(Some(peer));
@@ -880,8 +927,9 @@ impl<S: Store + Send + 'static> Driver<S> {
                         .sync
                         .send_response(channel, Message::Response(resp));
                 }
-                if let Some(record) = received {
-                    tracing::info!(%peer, record = %record, "received pushed bundles");
+                if let Some((record, n)) = received {
+                    self.received += n as u64;
+                    tracing::info!(%peer, record = %record, received = n, "received pushed bundles");
                     self.check_changes(Some(peer));
                 }
             }
@@ -962,14 +1010,21 @@ impl<S: Store + Send + 'static> Driver<S> {
             let mut targets = Vec::new();
             for record in sh.vault.records().unwrap_or_default() {
                 let fp = fingerprint(&sh.vault, &record);
-                let old = fps.insert(record, fp);
-                if old.is_some_and(|o| o != fp) {
-                    for peer in p.interested_peers(&record) {
-                        if connected.contains(&peer) && Some(peer) != except {
-                            targets.push((peer, record));
+                let (changed, interested) = match fps.get(&record) {
+                    // Same logs: nothing to announce.
+                    Some(seen) if seen.fp == fp => continue,
+                    // Content moved, grants and devices did not: reuse the interested peers.
+                    Some(seen) if seen.fp.1 == fp.1 => (true, seen.interested.clone()),
+                    old => (old.is_some(), p.interested_peers(&record)),
+                };
+                if changed {
+                    for peer in &interested {
+                        if connected.contains(peer) && Some(*peer) != except {
+                            targets.push((*peer, record));
                         }
                     }
                 }
+                fps.insert(record, Seen { fp, interested });
             }
             Work::Announce { targets }
         });

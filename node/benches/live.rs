@@ -1,0 +1,155 @@
+//! An edit's delay to an online grantee, over libp2p on loopback (DESIGN §11: median under
+//! 5 ms, p99 under 20 ms).
+//!
+//! Two live nodes in one process, each with its own sled store on disk and its own swarm on
+//! TCP 127.0.0.1 (Noise, Yamux), driven by the daemon's sync driver (`hearth_node::live`). The
+//! patient adds a note (one durable write) and announces the change, exactly as the daemon does
+//! after a command; the clock stops when the GP's node has stored the new bundle. Printed
+//! beside it: the patient's durable add alone (open the record, add, flush), which every edit
+//! pays before anything is announced.
+//!
+//! `cargo bench -p hearth-node --bench live` (`-- quick` for a short run).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use hearth_core::grant::{self, Ability, Grant, GrantSpec};
+use hearth_core::keys::{Identity, Role};
+use hearth_core::record::{NewRecord, Vault};
+use hearth_node::commands::{now, os_rng};
+use hearth_node::live::{self, Handle, LiveConfig, Shared, SharedState};
+use hearth_node::sled_store::SledStore;
+use hearth_sync::net::{self, NetConfig};
+use libp2p::Multiaddr;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn node(
+    identity: Identity,
+    vault: Vault<SledStore>,
+) -> (Handle, SharedState<SledStore>, Multiaddr) {
+    let mut swarm = net::swarm(net::keypair(&identity).unwrap(), &NetConfig::default()).unwrap();
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let shared = Arc::new(Mutex::new(Shared { vault, identity }));
+    let (h, _task) = live::start(swarm, shared.clone(), LiveConfig::default());
+    for _ in 0..500 {
+        if let Some(a) = h.status().listen_addrs.first() {
+            return (h.clone(), shared, a.parse().unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no listen address");
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "quick");
+    let n = if quick { 30 } else { 300 };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = os_rng();
+        let t = now();
+        let (patient, _) = Identity::generate(Role::Patient, "Pat".into(), &mut rng);
+        let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
+        let p_vault = Vault::open(SledStore::open(&dir.path().join("p")).unwrap()).unwrap();
+        let g_vault = Vault::open(SledStore::open(&dir.path().join("g")).unwrap()).unwrap();
+        let rid = p_vault
+            .create_record(&patient, NewRecord::default(), t, &mut rng)
+            .unwrap();
+        let notes = "notes".parse().unwrap();
+        {
+            let mut rec = p_vault.open_record(&patient, &rid).unwrap();
+            rec.add_entry(&notes, &json!({"text": "first"}), t, &mut rng)
+                .unwrap();
+            let spec = GrantSpec::new(
+                gp.peer(),
+                "notes".parse().unwrap(),
+                Ability::Read,
+                t,
+                t.saturating_add_millis(86_400_000),
+            );
+            let g = Grant::issue_root(&patient, spec, &[], &mut rng).unwrap();
+            let token = grant::chain_to_token(std::slice::from_ref(&g));
+            rec.put_auth_items(
+                vec![(format!("grant/{}", g.id()), json!({ "token": token }).to_string())],
+                t,
+                &mut rng,
+            )
+            .unwrap();
+            g_vault
+                .put_local(
+                    &format!("grant/{rid}/{}", g.id()),
+                    &grant::chain_to_bytes(std::slice::from_ref(&g)),
+                )
+                .unwrap();
+        }
+        let p_peer = patient.peer();
+        let (ph, p_shared, p_addr) = node(patient, p_vault).await;
+        let (gh, _g_shared, _) = node(gp, g_vault).await;
+        gh.add_peer(p_peer, p_addr);
+        let h = gh.clone();
+        let first = tokio::task::spawn_blocking(move || {
+            h.sync_blocking(Some(p_peer), Duration::from_secs(30))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(first.iter().all(|o| o.2.is_ok()), "{first:?}");
+        // Let the connection settle (both sides' catch-up rounds).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        let mut delays = Vec::with_capacity(n);
+        let mut adds = Vec::with_capacity(n);
+        let mut received = gh.received();
+        for i in 0..n {
+            let before = *received.borrow_and_update();
+            let sh = p_shared.clone();
+            let t0 = Instant::now();
+            let add = tokio::task::spawn_blocking(move || {
+                let g = live::lock(&sh);
+                let mut rec = g.vault.open_record(&g.identity, &rid).unwrap();
+                let mut rng = os_rng();
+                rec.add_entry(
+                    &"notes".parse().unwrap(),
+                    &json!({ "text": format!("note {i}") }),
+                    now(),
+                    &mut rng,
+                )
+                .unwrap();
+                t0.elapsed()
+            })
+            .await
+            .unwrap();
+            ph.local_change();
+            while *received.borrow_and_update() <= before {
+                tokio::time::timeout(Duration::from_secs(10), received.changed())
+                    .await
+                    .unwrap_or_else(|_| panic!("edit {i} never arrived"))
+                    .unwrap();
+            }
+            delays.push(t0.elapsed().as_secs_f64() * 1e3);
+            adds.push(add.as_secs_f64() * 1e3);
+            // Space the edits out, as a person would: each starts on a quiet network.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (med, p99) = (pct(&mut delays, 0.5), pct(&mut delays, 0.99));
+        let add_med = pct(&mut adds, 0.5);
+        println!(
+            "edit -> online grantee over TCP loopback ({n} edits)   median {med:6.2} ms   p99 {p99:6.2} ms   (targets: median < 5 ms, p99 < 20 ms)"
+        );
+        println!(
+            "  of which the patient's durable add (open record, add, flush)   median {add_med:6.2} ms"
+        );
+    });
+}
