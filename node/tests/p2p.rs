@@ -691,3 +691,107 @@ fn two_professionals_with_different_grants_see_only_their_sections() {
     // Nothing in clear at rest either, at the patient.
     assert!(!contains(&everything(&p), "CANARY-NOBODY"));
 }
+
+/// A stranger's swarm that speaks `/hearth/sync/1` with raw frames.
+mod stranger {
+    use hearth_sync::net::{self, Behaviour, BehaviourEvent, NetConfig};
+    use libp2p::futures::StreamExt;
+    use libp2p::request_response::{Event, Message};
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{Multiaddr, PeerId, Swarm};
+    use std::time::Duration;
+
+    /// Sends each frame as one request to `peer` at `addr`; returns, per frame, the answer's
+    /// bytes or the failure.
+    pub(crate) fn send(
+        peer: PeerId,
+        addr: Multiaddr,
+        frames: Vec<Vec<u8>>,
+    ) -> Vec<Result<Vec<u8>, String>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let key = libp2p::identity::Keypair::generate_ed25519();
+            let cfg = NetConfig {
+                max_frame: 64 * 1024 * 1024,
+                request_timeout: Duration::from_secs(20),
+                ..NetConfig::default()
+            };
+            let mut swarm: Swarm<Behaviour<Vec<u8>>> = net::swarm(key, &cfg).unwrap();
+            swarm.add_peer_address(peer, addr);
+            let mut out = Vec::new();
+            for f in frames {
+                swarm.behaviour_mut().sync.send_request(&peer, f);
+                let r = loop {
+                    match swarm.select_next_some().await {
+                        SwarmEvent::Behaviour(BehaviourEvent::Sync(Event::Message {
+                            message: Message::Response { response, .. },
+                            ..
+                        })) => break Ok(response),
+                        SwarmEvent::Behaviour(BehaviourEvent::Sync(Event::OutboundFailure {
+                            error,
+                            ..
+                        })) => break Err(error.to_string()),
+                        _ => {}
+                    }
+                };
+                out.push(r);
+            }
+            out
+        })
+    }
+}
+
+#[test]
+fn hostile_frames_close_their_stream_and_the_node_carries_on() {
+    use hearth_sync::protocol::{Message, Notify, decode, encode};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p");
+    let pid = init(&p, "patient", "Pat");
+    ok(&hearth(
+        &p,
+        &[
+            "record",
+            "add",
+            "notes",
+            "--entry",
+            r#"{"text": "CANARY-hostile"}"#,
+        ],
+    ));
+    let d = Daemon::start(&p, None);
+    let addr: libp2p::Multiaddr = d.file()["listen_addrs"][0]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let peer: libp2p::PeerId = pid["peer_id"].as_str().unwrap().parse().unwrap();
+    let rid: hearth_core::ids::RecordId = pid["record_id"].as_str().unwrap().parse().unwrap();
+    let answers = stranger::send(
+        peer,
+        addr,
+        vec![
+            // Garbage: not a message.
+            b"\xff\x00garbage".to_vec(),
+            // Larger than the 16 MiB limit: refused before it is read.
+            vec![0u8; 17 * 1024 * 1024],
+            // A well-formed notification about the patient's record, from a stranger.
+            encode(&Message::Notify(Notify { record: rid })),
+        ],
+    );
+    assert!(answers[0].is_err(), "garbage was answered");
+    assert!(answers[1].is_err(), "an oversized frame was answered");
+    // The node still answers well-formed messages on the same connection.
+    let ack = decode(answers[2].as_ref().expect("notify answered")).unwrap();
+    assert!(matches!(ack, Message::Notify(_)));
+    // The daemon is alive, and the stranger learnt nothing of the record.
+    let st = json(&hearth(&p, &["status", "--json"]));
+    assert_eq!(st["running"], true);
+    assert!(!st.to_string().contains("CANARY-hostile"));
+    assert!(!contains(
+        &std::fs::read(p.with_extension("log")).unwrap(),
+        "CANARY-hostile"
+    ));
+    d.stop();
+}
