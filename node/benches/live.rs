@@ -48,64 +48,162 @@ async fn node(
     panic!("no listen address");
 }
 
+fn note(i: usize) -> serde_json::Value {
+    json!({"text": format!("{i:06} Reviewed at home. Mobility stable, eating well, no new falls. \
+        Daughter present; discussed respite options and medication timing. Plan: review in two weeks.")})
+}
+
+/// automerge's own sync between two in-memory documents until both are done (the baseline of
+/// DESIGN §11), returning the time taken.
+fn automerge_sync(n: usize) -> Duration {
+    use automerge::sync::{State, SyncDoc};
+    use automerge::transaction::Transactable;
+    let mut a = automerge::AutoCommit::new();
+    for i in 0..n {
+        a.put(automerge::ROOT, format!("e/{i:08}"), note(i).to_string())
+            .unwrap();
+        a.commit();
+    }
+    let mut b = automerge::AutoCommit::new();
+    let (mut sa, mut sb) = (State::new(), State::new());
+    let t = Instant::now();
+    loop {
+        let m1 = a.sync().generate_sync_message(&mut sa);
+        if let Some(m) = &m1 {
+            let enc = m.clone().encode();
+            b.sync()
+                .receive_sync_message(&mut sb, automerge::sync::Message::decode(&enc).unwrap())
+                .unwrap();
+        }
+        let m2 = b.sync().generate_sync_message(&mut sb);
+        if let Some(m) = &m2 {
+            let enc = m.clone().encode();
+            a.sync()
+                .receive_sync_message(&mut sa, automerge::sync::Message::decode(&enc).unwrap())
+                .unwrap();
+        }
+        if m1.is_none() && m2.is_none() {
+            return t.elapsed();
+        }
+    }
+}
+
+/// Two connected live nodes: a patient whose record holds `initial` notes (one bundle each)
+/// and a GP granted `notes`, after their initial sync, which is timed.
+async fn setup(initial: usize) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = os_rng();
+    let t = now();
+    let (patient, _) = Identity::generate(Role::Patient, "Pat".into(), &mut rng);
+    let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
+    let p_vault = Vault::open(SledStore::open(&dir.path().join("p")).unwrap()).unwrap();
+    let g_vault = Vault::open(SledStore::open(&dir.path().join("g")).unwrap()).unwrap();
+    let rid = p_vault
+        .create_record(&patient, NewRecord::default(), t, &mut rng)
+        .unwrap();
+    let notes = "notes".parse().unwrap();
+    {
+        let mut rec = p_vault.open_record(&patient, &rid).unwrap();
+        // One bundle per note, as a record written over months would be.
+        for i in 0..initial {
+            rec.add_entry(&notes, &note(i), t, &mut rng).unwrap();
+        }
+        let spec = GrantSpec::new(
+            gp.peer(),
+            "notes".parse().unwrap(),
+            Ability::Read,
+            t,
+            t.saturating_add_millis(86_400_000),
+        );
+        let g = Grant::issue_root(&patient, spec, &[], &mut rng).unwrap();
+        let token = grant::chain_to_token(std::slice::from_ref(&g));
+        rec.put_auth_items(
+            vec![(
+                format!("grant/{}", g.id()),
+                json!({ "token": token }).to_string(),
+            )],
+            t,
+            &mut rng,
+        )
+        .unwrap();
+        g_vault
+            .put_local(
+                &format!("grant/{rid}/{}", g.id()),
+                &grant::chain_to_bytes(std::slice::from_ref(&g)),
+            )
+            .unwrap();
+    }
+    let p_peer = patient.peer();
+    let (ph, p_shared, p_addr) = node(patient, p_vault).await;
+    let (gh, g_shared, _) = node(gp, g_vault).await;
+    // Initial sync: dial, handshake, and rounds until the GP holds every note (the GP's
+    // catch-up round on connecting, then the one asked for).
+    let t_initial = Instant::now();
+    gh.add_peer(p_peer, p_addr);
+    let h = gh.clone();
+    let first = tokio::task::spawn_blocking(move || {
+        h.sync_blocking(Some(p_peer), Duration::from_secs(300))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let initial_time = t_initial.elapsed();
+    assert!(first.iter().all(|o| o.2.is_ok()), "{first:?}");
+    {
+        let g = live::lock(&g_shared);
+        let mut replica = g.vault.open_record(&g.identity, &rid).unwrap();
+        let held = replica.show(&notes).unwrap().entries.len();
+        assert_eq!(held, initial, "the GP holds every note");
+    }
+    Setup {
+        _dir: dir,
+        ph,
+        p_shared,
+        gh,
+        rid,
+        initial_time,
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    ph: Handle,
+    p_shared: SharedState<SledStore>,
+    gh: Handle,
+    rid: hearth_core::ids::RecordId,
+    initial_time: Duration,
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
     let n = if quick { 30 } else { 300 };
+    let initial = if quick { 1_000 } else { 10_000 };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async move {
-        let dir = tempfile::tempdir().unwrap();
-        let mut rng = os_rng();
-        let t = now();
-        let (patient, _) = Identity::generate(Role::Patient, "Pat".into(), &mut rng);
-        let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
-        let p_vault = Vault::open(SledStore::open(&dir.path().join("p")).unwrap()).unwrap();
-        let g_vault = Vault::open(SledStore::open(&dir.path().join("g")).unwrap()).unwrap();
-        let rid = p_vault
-            .create_record(&patient, NewRecord::default(), t, &mut rng)
-            .unwrap();
-        let notes = "notes".parse().unwrap();
-        {
-            let mut rec = p_vault.open_record(&patient, &rid).unwrap();
-            rec.add_entry(&notes, &json!({"text": "first"}), t, &mut rng)
-                .unwrap();
-            let spec = GrantSpec::new(
-                gp.peer(),
-                "notes".parse().unwrap(),
-                Ability::Read,
-                t,
-                t.saturating_add_millis(86_400_000),
-            );
-            let g = Grant::issue_root(&patient, spec, &[], &mut rng).unwrap();
-            let token = grant::chain_to_token(std::slice::from_ref(&g));
-            rec.put_auth_items(
-                vec![(format!("grant/{}", g.id()), json!({ "token": token }).to_string())],
-                t,
-                &mut rng,
-            )
-            .unwrap();
-            g_vault
-                .put_local(
-                    &format!("grant/{rid}/{}", g.id()),
-                    &grant::chain_to_bytes(std::slice::from_ref(&g)),
-                )
-                .unwrap();
-        }
-        let p_peer = patient.peer();
-        let (ph, p_shared, p_addr) = node(patient, p_vault).await;
-        let (gh, _g_shared, _) = node(gp, g_vault).await;
-        gh.add_peer(p_peer, p_addr);
-        let h = gh.clone();
-        let first = tokio::task::spawn_blocking(move || {
-            h.sync_blocking(Some(p_peer), Duration::from_secs(30))
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        assert!(first.iter().all(|o| o.2.is_ok()), "{first:?}");
+        let big = setup(initial).await;
+        let initial_time = big.initial_time;
+        let baseline = automerge_sync(initial);
+        println!(
+            "initial sync over TCP loopback, {initial} entries   hearth {:8.1} ms   automerge sync (in memory) {:8.1} ms   ratio {:.2} (target <= 1.0)",
+            initial_time.as_secs_f64() * 1e3,
+            baseline.as_secs_f64() * 1e3,
+            initial_time.as_secs_f64() / baseline.as_secs_f64()
+        );
+        drop(big);
+        // The edit delay on a small record, so that it measures propagation rather than the
+        // cost of adding to a long section.
+        let Setup {
+            _dir,
+            ph,
+            p_shared,
+            gh,
+            rid,
+            ..
+        } = setup(1).await;
         // Let the connection settle (both sides' catch-up rounds).
         tokio::time::sleep(Duration::from_millis(500)).await;
 
