@@ -151,19 +151,21 @@ pub fn router(state: ApiState) -> Router {
 }
 
 async fn status(State(st): State<ApiState>) -> Response {
-    let home = Home::new(st.inner.home.clone());
-    match home.node_info() {
-        Ok(info) => {
+    // Reads two small files: off the async workers all the same.
+    let inner = st.inner.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let home = Home::new(inner.home.clone());
+        home.node_info().map(|info| {
             let api = crate::daemon::read_daemon_file(&home).map(|f| f.api);
-            let net = st.inner.node.status();
-            axum::Json(crate::net_cmd::status_json(
-                &info,
-                api.as_deref(),
-                Some(&net),
-            ))
-            .into_response()
-        }
-        Err(f) => (StatusCode::INTERNAL_SERVER_ERROR, f.message).into_response(),
+            let net = inner.node.status();
+            crate::net_cmd::status_json(&info, api.as_deref(), Some(&net))
+        })
+    })
+    .await;
+    match res {
+        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Err(f)) => (StatusCode::INTERNAL_SERVER_ERROR, f.message).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
