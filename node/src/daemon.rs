@@ -241,9 +241,29 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
             eprintln!("  listening on {a}");
         }
         eprintln!("  local API on {api_url} (Ctrl-C stops)");
-        let served = axum::serve(listener, crate::api::router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await;
+        // On Ctrl-C or SIGTERM: stop accepting API requests, let running commands finish for
+        // up to 10 s (a forwarded `sync --wait` may wait longer: it is cut short), then stop.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let mut graceful = stop_rx.clone();
+        let mut deadline = stop_rx;
+        let serve =
+            axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(async move {
+                let _ = graceful.wait_for(|s| *s).await;
+            });
+        let served = tokio::select! {
+            r = serve => r,
+            _ = async move {
+                let _ = deadline.wait_for(|s| *s).await;
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            } => {
+                tracing::warn!("API requests still running after 10 s: stopping anyway");
+                Ok(())
+            }
+        };
         tracing::info!("shutting down");
         handle.shutdown().await;
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
