@@ -131,6 +131,16 @@ pub struct Status {
     pub received: u64,
 }
 
+/// The shared copy of the network state: the driver updates it in place, readers snapshot it.
+#[derive(Default)]
+struct StatusInner {
+    listen_addrs: Vec<String>,
+    connected: BTreeSet<String>,
+    known: BTreeMap<String, KnownPeer>,
+    sessions: BTreeMap<(RecordId, PeerKey), SessionState>,
+    received: u64,
+}
+
 /// The result of one round: peer, record, and its last report or the reason it failed.
 pub type Outcome = (PeerKey, RecordId, Result<Report, String>);
 
@@ -148,17 +158,21 @@ enum Control {
 #[derive(Clone)]
 pub struct Handle {
     tx: mpsc::Sender<Control>,
-    status: Arc<Mutex<Status>>,
+    status: Arc<Mutex<StatusInner>>,
     received: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Handle {
     /// The current network state.
     pub fn status(&self) -> Status {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        Status {
+            listen_addrs: st.listen_addrs.clone(),
+            connected: st.connected.clone(),
+            known: st.known.clone(),
+            sessions: st.sessions.values().cloned().collect(),
+            received: st.received,
+        }
     }
 
     /// Remembers and dials a peer (from a blocking context).
@@ -292,7 +306,7 @@ pub fn start<S: Store + Send + 'static>(
     config: LiveConfig,
 ) -> (Handle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(64);
-    let status = Arc::new(Mutex::new(Status::default()));
+    let status = Arc::new(Mutex::new(StatusInner::default()));
     let (received_tx, received_rx) = tokio::sync::watch::channel(0u64);
     let handle = Handle {
         tx,
@@ -311,7 +325,7 @@ pub fn start<S: Store + Send + 'static>(
         outbound: HashMap::new(),
         dials: HashMap::new(),
         connected: BTreeSet::new(),
-        sessions: BTreeMap::new(),
+        known_dirty: true,
         fingerprints: Arc::new(Mutex::new(HashMap::new())),
         received: 0,
         received_tx,
@@ -324,14 +338,15 @@ struct Driver<S: Store> {
     swarm: HearthSwarm,
     shared: SharedState<S>,
     config: LiveConfig,
-    status: Arc<Mutex<Status>>,
+    status: Arc<Mutex<StatusInner>>,
     work_tx: mpsc::Sender<Work>,
     jobs: usize,
     rounds: HashMap<(PeerKey, RecordId), Round>,
     outbound: HashMap<OutboundRequestId, (PeerKey, RecordId, bool)>,
     dials: HashMap<PeerKey, Dial>,
     connected: BTreeSet<PeerKey>,
-    sessions: BTreeMap<(RecordId, PeerKey), SessionState>,
+    /// Known peers changed since the last publication.
+    known_dirty: bool,
     fingerprints: Arc<Mutex<HashMap<RecordId, Seen>>>,
     received: u64,
     received_tx: tokio::sync::watch::Sender<u64>,
@@ -479,28 +494,32 @@ impl<S: Store + Send + 'static> Driver<S> {
         true
     }
 
-    fn publish(&self) {
+    /// Updates the shared status (cheap fields every time, known peers when they changed;
+    /// sessions are updated in place as rounds end).
+    fn publish(&mut self) {
         let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
         let mut addrs: Vec<String> = self.swarm.listeners().map(ToString::to_string).collect();
         // A stable order, TCP first: scripts take the first address.
         addrs.sort_by_key(|a| (!a.contains("/tcp/"), a.clone()));
         st.listen_addrs = addrs;
         st.connected = self.connected.iter().map(ToString::to_string).collect();
-        st.known = self
-            .dials
-            .iter()
-            .map(|(p, d)| {
-                (
-                    p.to_string(),
-                    KnownPeer {
-                        addrs: d.addrs.iter().map(ToString::to_string).collect(),
-                        failures: d.failures,
-                        last_error: d.last_error.clone(),
-                    },
-                )
-            })
-            .collect();
-        st.sessions = self.sessions.values().cloned().collect();
+        if self.known_dirty {
+            self.known_dirty = false;
+            st.known = self
+                .dials
+                .iter()
+                .map(|(p, d)| {
+                    (
+                        p.to_string(),
+                        KnownPeer {
+                            addrs: d.addrs.iter().map(ToString::to_string).collect(),
+                            failures: d.failures,
+                            last_error: d.last_error.clone(),
+                        },
+                    )
+                })
+                .collect();
+        }
         st.received = self.received;
         drop(st);
         self.received_tx.send_if_modified(|r| {
@@ -534,6 +553,7 @@ impl<S: Store + Send + 'static> Driver<S> {
     }
 
     fn remember(&mut self, peer: PeerKey, addrs: Vec<Multiaddr>) {
+        self.known_dirty = true;
         let Some(pid) = peer_id(&peer) else { return };
         if !self.dials.contains_key(&peer) && self.dials.len() >= self.config.max_known {
             return;
@@ -581,6 +601,7 @@ impl<S: Store + Send + 'static> Driver<S> {
     }
 
     fn dial_failed(&mut self, peer: PeerKey, why: String) {
+        self.known_dirty = true;
         let (min, max) = (self.config.backoff_min, self.config.backoff_max);
         if let Some(d) = self.dials.get_mut(&peer) {
             d.failures = d.failures.saturating_add(1);
@@ -609,6 +630,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                 if let Some(d) = self.dials.get_mut(&peer) {
                     d.failures = 0;
                     d.last_error = None;
+                    self.known_dirty = true;
                 }
                 if num_established.get() == 1 {
                     tracing::info!(%peer, "connected");
@@ -876,9 +898,11 @@ impl<S: Store + Send + 'static> Driver<S> {
             error: res.as_ref().err().cloned(),
             report: res.as_ref().ok().cloned(),
         };
-        if !not_held && (self.sessions.len() < 4096 || self.sessions.contains_key(&(record, peer)))
-        {
-            self.sessions.insert((record, peer), state);
+        if !not_held {
+            let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            if st.sessions.len() < 4096 || st.sessions.contains_key(&(record, peer)) {
+                st.sessions.insert((record, peer), state);
+            }
         }
         if let Some(r) = self.rounds.remove(&(peer, record)) {
             for w in &r.waiters {
