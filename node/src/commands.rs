@@ -518,7 +518,11 @@ fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
             ctx.print(json!({"record_id": rid, "sections": json_sections}), || {
                 out.iter()
                     .map(|(s, c)| match c {
-                        Ok(n) => format!("{:<40} {n} entries", s.name.to_string()),
+                        Ok(n) => format!(
+                            "{:<40} {n} {}",
+                            s.name.to_string(),
+                            if *n == 1 { "entry" } else { "entries" }
+                        ),
                         Err(e) => format!("{:<40} unreadable: {e}", s.name.to_string()),
                     })
                     .collect::<Vec<_>>()

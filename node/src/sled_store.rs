@@ -38,6 +38,22 @@ fn io(e: sled::Error) -> StoreError {
 impl SledStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        // A process that just closed the store (a daemon stopping, or this process dropping
+        // its last handle) may hold sled's folder lock for a few more milliseconds while its
+        // background thread exits: retry briefly before reporting the store as in use.
+        let mut tries = 0;
+        loop {
+            match Self::open_once(dir) {
+                Err(StoreError::Locked(_)) if tries < 40 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(dir: &Path) -> Result<SledStore, StoreError> {
         let dir = dir.to_path_buf();
         // sled can panic on some kinds of damaged files; a damaged store must give an error,
         // never a crash.
