@@ -716,6 +716,18 @@ fn field_extensions(class: SectionClass, b: &Map<String, Value>, keys: &[&str]) 
 }
 
 /// A date or date-time as a FHIR dateTime (they share the forms Hearth accepts).
+/// FHIR `telecom` from an entry's `phone` and `email`, if either is present.
+fn telecom(b: &Map<String, Value>) -> Option<Value> {
+    let mut t = Vec::new();
+    if let Some(p) = s(b, "phone") {
+        t.push(json!({"system": "phone", "value": p}));
+    }
+    if let Some(e) = s(b, "email") {
+        t.push(json!({"system": "email", "value": e}));
+    }
+    (!t.is_empty()).then_some(Value::Array(t))
+}
+
 fn put(r: &mut Map<String, Value>, key: &str, v: Option<Value>) {
     if let Some(v) = v {
         r.insert(key.to_owned(), v);
@@ -744,16 +756,7 @@ fn build(
                 );
             }
             put(&mut r, "name", s(b, "name").map(|n| json!([{"text": n}])));
-            let mut telecom = Vec::new();
-            if let Some(p) = s(b, "phone") {
-                telecom.push(json!({"system": "phone", "value": p}));
-            }
-            if let Some(e) = s(b, "email") {
-                telecom.push(json!({"system": "email", "value": e}));
-            }
-            if !telecom.is_empty() {
-                r.insert("telecom".into(), Value::Array(telecom));
-            }
+            put(&mut r, "telecom", telecom(b));
             put(&mut r, "gender", b.get("gender").cloned());
             put(&mut r, "birthDate", b.get("birth_date").cloned());
             if b.contains_key("address") || b.contains_key("postcode") {
@@ -1200,16 +1203,7 @@ fn build(
                 s(b, "relationship").map(|t| json!([{"text": t}])),
             );
             put(&mut r, "name", s(b, "name").map(|n| json!([{"text": n}])));
-            let mut telecom = Vec::new();
-            if let Some(p) = s(b, "phone") {
-                telecom.push(json!({"system": "phone", "value": p}));
-            }
-            if let Some(e) = s(b, "email") {
-                telecom.push(json!({"system": "email", "value": e}));
-            }
-            if !telecom.is_empty() {
-                r.insert("telecom".into(), Value::Array(telecom));
-            }
+            put(&mut r, "telecom", telecom(b));
             put(
                 &mut r,
                 "extension",
