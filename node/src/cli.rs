@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// Hearth: a patient-owned, encrypted care record for integrated health and social care.
 #[derive(Parser, Debug)]
-#[command(name = "hearth", version, about, long_about = None)]
+#[command(name = "hearth", version)]
 pub struct Cli {
     /// The node's home folder (default: $HEARTH_HOME or the platform data folder).
     #[arg(long, global = true, env = "HEARTH_HOME", value_name = "DIR")]
