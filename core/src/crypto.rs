@@ -69,6 +69,8 @@ pub enum Domain {
     ConsentEvent,
     /// A node's contact card.
     Card,
+    /// A de-identified contribution to a research or planning extract.
+    Contribution,
 }
 
 impl Domain {
@@ -84,6 +86,7 @@ impl Domain {
             Domain::Handshake => b"handshake/v1",
             Domain::ConsentEvent => b"consent-event/v1",
             Domain::Card => b"card/v1",
+            Domain::Contribution => b"contribution/v1",
         }
     }
 }

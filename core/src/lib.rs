@@ -21,6 +21,8 @@
 //! - [`record`]: the record engine that ties these together: create a record, add, correct and
 //!   read entries, with every change stored as a verified bundle.
 //! - [`nhs`]: NHS number validation.
+//! - [`extract`]: the patient's research and planning choices, and signed, de-identified
+//!   contributions with per-recipient pseudonyms, pooled into suppressed counts.
 //!
 //! ```
 //! use hearth_core::record::{Vault, NewRecord};
@@ -48,6 +50,7 @@
 pub mod bundle;
 pub mod crypto;
 pub mod entry;
+pub mod extract;
 pub mod fhir;
 pub mod grant;
 pub mod ids;
