@@ -98,7 +98,7 @@ pub const TOP_AGE: i32 = 90;
 #[non_exhaustive]
 pub enum ExtractError {
     /// The patient has not opted in to this purpose (or opted out again): nothing is made.
-    #[error("the patient has not opted in to {words} uses (hearth consent {name} on)", words = .0.words(), name = .0.as_str())]
+    #[error("not opted in to {0} use of the record (hearth consent {0} on)")]
     NotOptedIn(ExtractPurpose),
     /// The file is not a contribution: not JSON, wrong shape, wrong format tag (the sender's or
     /// a copy's fault).
@@ -733,11 +733,20 @@ pub struct Contribution {
 
 /// The file form: the readable body, the exact signed bytes (canonical DAG-CBOR, base64url)
 /// and the signature (base64url).
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileForm {
     format: String,
     contribution: serde_json::Value,
+    signed: String,
+    signature: String,
+}
+
+/// [`FileForm`] as written: the body in its own field order, for people reading the file.
+#[derive(Serialize)]
+struct FileOut<'a> {
+    format: &'static str,
+    contribution: &'a ContributionBody,
     signed: String,
     signature: String,
 }
@@ -792,9 +801,9 @@ impl Contribution {
     /// The file's bytes: pretty JSON with the readable body, the signed bytes and the
     /// signature.
     pub fn to_file(&self) -> Vec<u8> {
-        let form = FileForm {
-            format: FORMAT.to_string(),
-            contribution: serde_json::to_value(&self.body).unwrap_or_default(),
+        let form = FileOut {
+            format: FORMAT,
+            contribution: &self.body,
             signed: BASE64URL_NOPAD.encode(&self.signed),
             signature: BASE64URL_NOPAD.encode(&self.signature),
         };

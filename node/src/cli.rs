@@ -87,6 +87,13 @@ pub enum Command {
     Sync(SyncArgs),
     /// The patients' records this node holds (professional), with names where readable.
     Patients,
+    /// Your choices about research and planning uses of your record (patient): show them, or
+    /// opt in or out (`hearth consent research on`). Both are off until you choose.
+    Consent(crate::extract_cmd::ConsentArgs),
+    /// De-identified extracts: contribute your record to a research or planning recipient
+    /// (patient), or count the contributions received (recipient).
+    #[command(subcommand)]
+    Extract(crate::extract_cmd::ExtractCommand),
 }
 
 /// `hearth run`.

@@ -1,11 +1,12 @@
 //! Forwarding commands to a running daemon.
 //!
 //! sled locks the store while the daemon runs, so when `HOME/daemon.json` exists and the
-//! daemon answers at its `api` address, every command except `init` and `run` is sent to
-//! `POST /api/v1/exec` with the passphrase read the usual way, and the daemon's stdout,
-//! stderr and exit code are reproduced exactly. `status` uses `GET /api/v1/status` and needs
-//! no passphrase. When nobody answers (a stale `daemon.json` after a crash: connection
-//! refused), the command runs locally as if no daemon existed, and nothing is removed.
+//! daemon answers at its `api` address, every command except `init`, `run` and `extract
+//! aggregate` (which reads only its files) is sent to `POST /api/v1/exec` with the passphrase
+//! read the usual way, and the daemon's stdout, stderr and exit code are reproduced exactly.
+//! `status` uses `GET /api/v1/status` and needs no passphrase. When nobody answers (a stale
+//! `daemon.json` after a crash: connection refused), the command runs locally as if no daemon
+//! existed, and nothing is removed.
 //!
 //! Relative paths in the arguments are made absolute (the daemon has another working
 //! folder), and an entry or bundle read from standard input (`-`) is read here and handed
@@ -18,6 +19,7 @@ use crate::api::ExecResponse;
 use crate::cli::{Cli, Command, RecordCommand};
 use crate::commands::Ctx;
 use crate::daemon::{read_daemon_file, token_file};
+use crate::extract_cmd::ExtractCommand;
 use crate::home::{self, Home};
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -122,6 +124,7 @@ fn path_args(cli: &Cli) -> Vec<PathBuf> {
             out.extend(a.automerge.clone());
         }
         Command::Grant(a) => out.extend(a.qr_svg.clone()),
+        Command::Extract(ExtractCommand::Contribute(a)) => out.push(a.out.clone()),
         _ => {}
     }
     out
@@ -183,7 +186,11 @@ fn emit(out: &str, err: &str) {
 /// Sends the command to the running daemon, if there is one. `None`: no daemon answered, run
 /// the command locally.
 pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
-    if matches!(cli.command, Command::Init(_) | Command::Run(_)) {
+    // `extract aggregate` reads only the files it is given (no store, no passphrase).
+    if matches!(
+        cli.command,
+        Command::Init(_) | Command::Run(_) | Command::Extract(ExtractCommand::Aggregate(_))
+    ) {
         return None;
     }
     let home = Home::new(cli.home.clone().unwrap_or_else(home::default_dir));

@@ -211,6 +211,8 @@ pub fn run_in(ctx: &Ctx, cli: Cli) -> Result<(), Failure> {
         Command::Peers { cmd } => crate::net_cmd::peers(ctx, cmd),
         Command::Sync(args) => crate::net_cmd::sync(ctx, args),
         Command::Patients => crate::net_cmd::patients(ctx),
+        Command::Consent(args) => crate::extract_cmd::consent(ctx, args),
+        Command::Extract(cmd) => crate::extract_cmd::extract(ctx, cmd),
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Where things are kept:
 //! - a patient's consent ledger lives in the record's auth document (encrypted, signed
-//!   bundles): `grant/<id>`, `revoke/<id>`, `request/<id>`, `decision/<id>`, `trust/<peer>`;
+//!   bundles): `grant/<id>`, `revoke/<id>`, `request/<id>`, `decision/<id>`, `trust/<peer>`,
+//!   and the research and planning choices and contributions of [`crate::extract_cmd`];
 //! - a professional's held grants and credentials are node-level items in the store:
 //!   `grant/<record>/<id>` (the chain) and `credential/<hash>`.
 
@@ -124,7 +125,8 @@ fn parse_ability(s: &str) -> Result<Ability, Failure> {
     Ok(a)
 }
 
-fn parse_peer(s: &str) -> Result<PeerKey, Failure> {
+/// Parses a peer id, refusing keys that are not valid ed25519 points.
+pub fn parse_peer(s: &str) -> Result<PeerKey, Failure> {
     let p: PeerKey = s
         .trim()
         .parse()
@@ -135,7 +137,7 @@ fn parse_peer(s: &str) -> Result<PeerKey, Failure> {
 }
 
 /// A peer id, or a contact card (which also gives the agreement key).
-fn parse_recipient(s: &str) -> Result<(PeerKey, Option<Card>), Failure> {
+pub fn parse_recipient(s: &str) -> Result<(PeerKey, Option<Card>), Failure> {
     if s.trim().to_ascii_uppercase().starts_with("HEARTH1I") {
         let card =
             Card::from_token(s).map_err(|e| invalid(format!("contact card refused: {e}")))?;
@@ -760,6 +762,8 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
                 ),
             ));
         }
+        let rid = rec.id();
+        events.extend(crate::extract_cmd::ledger_events(&mut rec, &rid));
     } else {
         for (k, v) in vault.local_items("grant/")? {
             let Ok(chain) = grant::chain_from_bytes(&v) else {

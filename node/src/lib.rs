@@ -15,6 +15,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod daemon;
+pub mod extract_cmd;
 pub mod fail;
 pub mod fhir_cmd;
 pub mod grant_cmd;
