@@ -52,6 +52,11 @@ pub fn bundle(data: &[u8]) -> bool {
     Bundle::decode(data).and_then(|b| b.verify()).is_ok()
 }
 
+/// Reads and verifies a de-identified contribution file.
+pub fn contribution(data: &[u8]) -> bool {
+    crate::extract::Contribution::from_file(data).is_ok()
+}
+
 /// A small deterministic mutator: flips, inserts, deletes, truncates and splices bytes.
 pub fn mutate(input: &[u8], seed: u64) -> Vec<u8> {
     let mut x = seed | 1;

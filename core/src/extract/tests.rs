@@ -359,6 +359,23 @@ proptest! {
     }
 }
 
+/// The fuzz entry point on stable: thousands of mutated files (flips, insertions, deletions,
+/// truncations, splices) never panic, and any that is accepted says exactly what the original
+/// said (only the JSON's layout can change).
+#[test]
+fn mutated_files_are_refused_or_say_the_same() {
+    let id = patient(21);
+    let c = contribute(&id, ICB, ExtractPurpose::Research, &sections(&id), 1);
+    let seed = c.to_file();
+    assert!(crate::fuzzing::contribution(&seed));
+    for n in 0..3_000 {
+        let m = crate::fuzzing::mutate(&seed, n);
+        if crate::fuzzing::contribution(&m) {
+            assert_eq!(Contribution::from_file(&m).unwrap(), c, "mutation {n}");
+        }
+    }
+}
+
 #[test]
 fn age_bands_postcode_districts_and_areas() {
     let on = jiff::civil::date(2026, 11, 22);
