@@ -157,6 +157,8 @@ pub struct Identity {
     agreement: AgreementSecret,
     root: Option<SigningKey>,
     recovery_public: Option<[u8; 32]>,
+    /// For a device linked to a patient's record (`hearth init --join`): that record.
+    linked: Option<RecordId>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -187,6 +189,7 @@ impl Identity {
                 agreement,
                 root: Some(phrase.root_key()),
                 recovery_public: Some(phrase.recovery_secret().public()),
+                linked: None,
             };
             (id, Some(phrase))
         } else {
@@ -197,6 +200,7 @@ impl Identity {
                 agreement,
                 root: None,
                 recovery_public: None,
+                linked: None,
             };
             (id, None)
         }
@@ -211,7 +215,33 @@ impl Identity {
             agreement: AgreementSecret::generate(rng),
             root: Some(phrase.root_key()),
             recovery_public: Some(phrase.recovery_secret().public()),
+            linked: None,
         }
+    }
+
+    /// Fresh keys for a patient's additional device (`hearth init --join`), to be linked to
+    /// the record with [`Identity::link_to`] once the pairing succeeds. It holds no record
+    /// root key: the root on the first device certifies it, and it reads and writes the
+    /// record's sections, but granting, creating sections and rotating keys stay with the
+    /// device that holds the root.
+    pub fn new_device(name: String, rng: &mut impl CryptoRng) -> Identity {
+        Identity {
+            role: Role::Patient,
+            name,
+            device: signing_key(rng),
+            agreement: AgreementSecret::generate(rng),
+            root: None,
+            recovery_public: None,
+            linked: None,
+        }
+    }
+
+    /// The same keys, now linked to `record` (a node holding a root key stays as it is).
+    pub fn link_to(mut self, record: RecordId) -> Identity {
+        if self.root.is_none() {
+            self.linked = Some(record);
+        }
+        self
     }
 
     /// This node's device key as a peer key.
@@ -243,11 +273,26 @@ impl Identity {
         )
     }
 
-    /// The record this patient node owns, if any.
+    /// The patient's record this node belongs to, if any: the one whose root key it holds,
+    /// or the one it was linked to.
     pub fn record_id(&self) -> Option<RecordId> {
         self.root
             .as_ref()
             .map(|k| RecordId(k.verifying_key().to_bytes()))
+            .or(self.linked)
+    }
+
+    /// Whether this node holds the root key of `record` (a patient's first device, or one
+    /// restored from the recovery phrase).
+    pub fn holds_root_of(&self, record: &RecordId) -> bool {
+        self.root
+            .as_ref()
+            .is_some_and(|k| k.verifying_key().to_bytes() == record.0)
+    }
+
+    /// Whether this is a linked device (a patient's device without the root key).
+    pub fn is_linked_device(&self) -> bool {
+        self.linked.is_some()
     }
 
     /// The record root signing key (patients only).
@@ -321,6 +366,8 @@ struct Secrets {
     agreement: [u8; 32],
     root: Option<[u8; 32]>,
     recovery_public: Option<[u8; 32]>,
+    #[serde(default)]
+    linked: Option<[u8; 32]>,
 }
 
 fn derive_key(passphrase: &[u8], salt: &[u8], kdf: KdfParams) -> Result<SymmetricKey, KeyError> {
@@ -356,6 +403,7 @@ impl Keystore {
             agreement: *identity.agreement.as_bytes(),
             root: identity.root.as_ref().map(|k| k.to_bytes()),
             recovery_public: identity.recovery_public,
+            linked: identity.linked.map(|r| r.0),
         };
         let plain = Zeroizing::new(
             serde_ipld_dagcbor::to_vec(&secrets).map_err(|_| KeyError::Malformed("encode"))?,
@@ -404,6 +452,7 @@ impl Keystore {
             agreement: AgreementSecret::from_bytes(s.agreement),
             root: s.root.map(|r| SigningKey::from_bytes(&r)),
             recovery_public: s.recovery_public,
+            linked: s.linked.map(RecordId),
         })
     }
 

@@ -333,12 +333,38 @@ impl<S: Store> Vault<S> {
         wraps: &[KeyWrap],
         now: Timestamp,
     ) -> Result<()> {
+        self.register(record, wraps, now, false)
+    }
+
+    /// Registers the record a linked device belongs to (`hearth init --join`), storing the
+    /// key wraps the root holder sent with the device's certificate. The registration marks
+    /// the record as the patient's own on this node; what the device may do still depends on
+    /// its certificate in the auth document (see [`OpenRecord::holds_root`]).
+    pub fn register_linked(
+        &self,
+        record: &RecordId,
+        wraps: &[KeyWrap],
+        now: Timestamp,
+    ) -> Result<()> {
+        if self.store.get(&k_record(record))?.is_some() {
+            return Err(RecordError::Exists(*record));
+        }
+        self.register(record, wraps, now, true)
+    }
+
+    fn register(
+        &self,
+        record: &RecordId,
+        wraps: &[KeyWrap],
+        now: Timestamp,
+        owner: bool,
+    ) -> Result<()> {
         store::check_format(&self.store)?;
         let mut batch = Batch::new();
         if self.store.get(&k_record(record))?.is_none() {
             let reg = Registration {
                 record: *record,
-                owner: false,
+                owner,
                 created: now,
             };
             batch.put(k_record(record), cbor(&reg)?);
@@ -615,7 +641,8 @@ impl<S: Store> Vault<S> {
         };
         batch.put(k_record(&rid), cbor(&reg)?);
         let auth_key = SymmetricKey::generate(rng);
-        for w in wraps_for(identity, root, &rid, &SectionId::AUTH, 0, &auth_key, rng)? {
+        let to = recipients(identity, &[]);
+        for w in wraps_for(root, &rid, &SectionId::AUTH, 0, &auth_key, &to, rng)? {
             batch.put(k_wrap(&rid, &w.section, w.epoch, &w.recipient), cbor(&w)?);
         }
         let mut rec = OpenRecord {
@@ -703,22 +730,33 @@ fn local_key(key: &str) -> Vec<u8> {
     k
 }
 
+/// Who receives a new key: this device, the recovery key, and `others` (the patient's other
+/// devices).
+fn recipients(identity: &Identity, others: &[[u8; 32]]) -> Vec<[u8; 32]> {
+    let mut out = vec![identity.agreement_public()];
+    if let Some(r) = identity.recovery_public() {
+        out.push(r);
+    }
+    for o in others {
+        if !out.contains(o) {
+            out.push(*o);
+        }
+    }
+    out
+}
+
 fn wraps_for(
-    identity: &Identity,
     root: &ed25519_dalek::SigningKey,
     rid: &RecordId,
     section: &SectionId,
     epoch: u32,
     key: &SymmetricKey,
+    recipients: &[[u8; 32]],
     rng: &mut impl CryptoRng,
 ) -> Result<Vec<KeyWrap>> {
-    let mut recipients = vec![identity.agreement_public()];
-    if let Some(r) = identity.recovery_public() {
-        recipients.push(r);
-    }
     recipients
-        .into_iter()
-        .map(|r| KeyWrap::create(root, *rid, *section, epoch, key, r, rng))
+        .iter()
+        .map(|r| KeyWrap::create(root, *rid, *section, epoch, key, *r, rng))
         .collect()
 }
 
@@ -798,7 +836,7 @@ pub struct OpenRecord<'v, S: Store> {
     loaded: HashMap<SectionId, SectionDoc>,
 }
 
-impl<S: Store> OpenRecord<'_, S> {
+impl<'v, S: Store> OpenRecord<'v, S> {
     /// The record id.
     pub fn id(&self) -> RecordId {
         self.id
@@ -965,6 +1003,9 @@ impl<S: Store> OpenRecord<'_, S> {
             let end = k_bundle(&self.id, sid, author, head.seq.saturating_add(1));
             let mut prev = have.get(author).copied();
             let mut newest = None;
+            // A bundle under a key epoch this node does not hold (not yet, or never: after a
+            // revocation) ends what it can read of this log.
+            let mut locked = false;
             for (expect, (_, bytes)) in (from..).zip(store.scan(&start, &end)?) {
                 let b = Bundle::decode(&bytes).map_err(|e| self.corrupt(sid, e))?;
                 let h = b.header();
@@ -979,9 +1020,10 @@ impl<S: Store> OpenRecord<'_, S> {
                 // below: one signature check per log covers the whole suffix.
                 log::check_append(prev.as_ref(), None, h, b.hash())
                     .map_err(|e| self.corrupt(sid, e))?;
-                let key = keys
-                    .get(&h.epoch)
-                    .ok_or_else(|| RecordError::NoKey(self.section_label(sid)))?;
+                let Some(key) = keys.get(&h.epoch) else {
+                    locked = true;
+                    break;
+                };
                 let payload =
                     zeroize::Zeroizing::new(b.open(key).map_err(|e| self.corrupt(sid, e))?);
                 payloads.extend_from_slice(&payload);
@@ -996,13 +1038,26 @@ impl<S: Store> OpenRecord<'_, S> {
                 (Some(b), Some(p)) if p.seq == head.seq && p.hash == head.hash => {
                     b.verify().map_err(|e| self.corrupt(sid, e))?;
                 }
+                // Readable up to a bundle under an unknown key: the last one read is signed.
+                (Some(b), Some(_)) if locked => {
+                    b.verify().map_err(|e| self.corrupt(sid, e))?;
+                }
+                (None, _) if locked => {}
                 _ => {
                     return Err(
                         self.corrupt(sid, "log is missing bundles or its head does not match")
                     );
                 }
             }
-            have.insert(*author, *head);
+            match prev {
+                Some(p) if locked => {
+                    have.insert(*author, p);
+                }
+                Some(_) => {
+                    have.insert(*author, *head);
+                }
+                None => {}
+            }
         }
         if !payloads.is_empty() {
             doc.load_incremental(&payloads)
@@ -1145,7 +1200,9 @@ impl<S: Store> OpenRecord<'_, S> {
                 ))?;
         let sid = SectionId::generate(rng);
         let key = SymmetricKey::generate(rng);
-        for w in wraps_for(self.identity, root, &self.id, &sid, 0, &key, rng)? {
+        let others = self.other_devices_agreement();
+        let to = recipients(self.identity, &others);
+        for w in wraps_for(root, &self.id, &sid, 0, &key, &to, rng)? {
             batch.put(k_wrap(&self.id, &sid, 0, &w.recipient), cbor(&w)?);
         }
         let sealed = crypto::seal(
@@ -1282,8 +1339,11 @@ impl<S: Store> OpenRecord<'_, S> {
     /// Writing without one would only produce bundles the patient's node refuses (and a log
     /// stuck behind them), so it is refused here first.
     fn check_may_append(&self, name: &SectionName, now: Timestamp) -> Result<()> {
-        if self.owner {
+        if self.holds_root() {
             return Ok(());
+        }
+        if self.owner {
+            return self.check_linked();
         }
         let revoked: Vec<crate::grant::GrantId> = self
             .auth_items("revoke/")
@@ -1479,6 +1539,7 @@ impl<S: Store> OpenRecord<'_, S> {
                 "only the patient writes the consent ledger",
             ));
         }
+        self.check_linked()?;
         if let Some(auth) = self.loaded.get(&SectionId::AUTH)
             && items
                 .iter()
@@ -1498,13 +1559,12 @@ impl<S: Store> OpenRecord<'_, S> {
         now: Timestamp,
         rng: &mut impl CryptoRng,
     ) -> Result<()> {
-        let root =
-            self.identity
-                .root_key()
-                .filter(|_| self.owner)
-                .ok_or(RecordError::NotPermitted(
-                    "only the patient writes the consent ledger",
-                ))?;
+        if !self.owner {
+            return Err(RecordError::NotPermitted(
+                "only the patient writes the consent ledger",
+            ));
+        }
+        self.check_linked()?;
         let existing = self.ledger_items("");
         if items
             .iter()
@@ -1514,16 +1574,13 @@ impl<S: Store> OpenRecord<'_, S> {
         }
         let mut fresh = Vec::new();
         if !self.keys.contains_key(&SectionId::LEDGER) {
-            let key = SymmetricKey::generate(rng);
-            fresh = wraps_for(
-                self.identity,
-                root,
-                &self.id,
-                &SectionId::LEDGER,
-                0,
-                &key,
-                rng,
+            let root = self.root_for(
+                "the private ledger is started on the device that holds the record root key",
             )?;
+            let key = SymmetricKey::generate(rng);
+            let others = self.other_devices_agreement();
+            let to = recipients(self.identity, &others);
+            fresh = wraps_for(root, &self.id, &SectionId::LEDGER, 0, &key, &to, rng)?;
             self.keys
                 .insert(SectionId::LEDGER, BTreeMap::from([(0, key)]));
             self.loaded.insert(
@@ -1558,13 +1615,222 @@ impl<S: Store> OpenRecord<'_, S> {
             .unwrap_or_default()
     }
 
-    /// The patient's devices, as certified by the record root (unverifiable ones omitted).
+    /// The patient's devices, as certified by the record root (unverifiable and removed ones
+    /// omitted).
     pub fn device_certs(&self) -> Vec<DeviceCert> {
+        let removed = self.removed_devices();
         self.auth_items("device/")
             .into_iter()
             .filter_map(|(_, v)| serde_json::from_str::<DeviceCert>(&v).ok())
-            .filter(|c| c.verify(&self.id))
+            .filter(|c| c.verify(&self.id) && !removed.contains_key(&c.peer))
             .collect()
+    }
+
+    /// Devices removed from the record, with when (a removal is permanent: that device key
+    /// never writes to the record again).
+    pub fn removed_devices(&self) -> BTreeMap<PeerKey, Timestamp> {
+        self.auth_items("device-removed/")
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let peer = k.trim_start_matches("device-removed/").parse().ok()?;
+                let at = serde_json::from_str::<serde_json::Value>(&v)
+                    .ok()
+                    .and_then(|v| serde_json::from_value(v.get("at")?.clone()).ok())?;
+                Some((peer, at))
+            })
+            .collect()
+    }
+
+    /// Whether this node holds the record's root key (and is registered as its owner): only
+    /// such a device wraps keys, creates sections, certifies devices and rotates keys.
+    pub fn holds_root(&self) -> bool {
+        self.owner && self.identity.holds_root_of(&self.id)
+    }
+
+    /// For a patient's device: fine if it holds the root, or if the root still certifies it.
+    fn check_linked(&self) -> Result<()> {
+        let me = self.identity.peer();
+        if self.holds_root() || self.device_certs().iter().any(|c| c.peer == me) {
+            Ok(())
+        } else {
+            Err(RecordError::NotPermitted(
+                "this device is not (or no longer) linked to the record",
+            ))
+        }
+    }
+
+    fn root_for(&self, what: &'static str) -> Result<&'v ed25519_dalek::SigningKey> {
+        self.identity
+            .root_key()
+            .filter(|_| self.holds_root())
+            .ok_or(RecordError::NotPermitted(what))
+    }
+
+    /// The agreement keys of the patient's other certified devices.
+    fn other_devices_agreement(&self) -> Vec<[u8; 32]> {
+        let me = self.identity.peer();
+        self.device_certs()
+            .into_iter()
+            .filter(|c| c.peer != me)
+            .filter_map(|c| {
+                let b = data_encoding::HEXLOWER
+                    .decode(c.agreement_public.as_bytes())
+                    .ok()?;
+                <[u8; 32]>::try_from(b.as_slice()).ok()
+            })
+            .collect()
+    }
+
+    /// Certifies another device of the patient's (root holder only): checks the device's
+    /// signature over its agreement key, writes a root-signed [`DeviceCert`] into the auth
+    /// document, and returns it with the record's keys wrapped to the device.
+    pub fn certify_device(
+        &mut self,
+        peer: PeerKey,
+        name: &str,
+        agreement: [u8; 32],
+        agreement_signature: &[u8; 64],
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(DeviceCert, Vec<KeyWrap>)> {
+        let root = self.root_for(
+            "only the device holding the record root key (your first device, or one restored from the recovery phrase) can link devices",
+        )?;
+        let device_key = peer
+            .verifying_key()
+            .map_err(|_| RecordError::Invalid("the device key is not a valid ed25519 key"))?;
+        crypto::verify(
+            &device_key,
+            Domain::AgreementKey,
+            &[&agreement],
+            agreement_signature,
+        )
+        .map_err(|_| RecordError::Invalid("the device's agreement key is not signed by it"))?;
+        if self.removed_devices().contains_key(&peer) {
+            return Err(RecordError::NotPermitted(
+                "that device was removed from this record; link it again with fresh keys",
+            ));
+        }
+        if self.device_certs().iter().any(|c| c.peer == peer) {
+            return Err(RecordError::NotPermitted(
+                "that device is already linked to this record",
+            ));
+        }
+        let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+        let cert = DeviceCert {
+            peer,
+            name,
+            agreement_public: data_encoding::HEXLOWER.encode(&agreement),
+            added: now,
+            root_signature: data_encoding::HEXLOWER.encode(&crypto::sign(
+                root,
+                Domain::DeviceCert,
+                &[&peer.0, &agreement],
+            )),
+        };
+        let sections: Vec<SectionId> = self.keys.keys().copied().collect();
+        let wraps = self.wrap_missing_keys(agreement, &sections, &[], rng)?;
+        self.put_auth_items(
+            vec![(format!("device/{peer}"), json_string(&cert)?)],
+            now,
+            rng,
+        )?;
+        Ok((cert, wraps))
+    }
+
+    /// Removes one of the patient's devices (root holder only): records the removal in the
+    /// auth document, so every node stops serving it and refuses its writes from then on, and
+    /// moves every section to a new key it does not receive. Returns the sections rotated.
+    pub fn remove_device(
+        &mut self,
+        peer: PeerKey,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<usize> {
+        self.root_for(
+            "only the device holding the record root key (your first device, or one restored from the recovery phrase) can remove devices",
+        )?;
+        if peer == self.identity.peer() {
+            return Err(RecordError::NotPermitted(
+                "this device cannot remove itself; remove it from another device holding the root key",
+            ));
+        }
+        if !self.device_certs().iter().any(|c| c.peer == peer) {
+            return Err(RecordError::NotPermitted(
+                "no such device is linked to this record",
+            ));
+        }
+        self.put_auth_items(
+            vec![(
+                format!("device-removed/{peer}"),
+                json_string(&serde_json::json!({ "at": now }))?,
+            )],
+            now,
+            rng,
+        )?;
+        let all: Vec<SectionId> = self.keys.keys().copied().collect();
+        self.rotate_keys(&all, now, rng)
+    }
+
+    /// Moves `sections` (those this node holds keys for) to a new key epoch, wrapped only to
+    /// this device, the recovery key and the patient's remaining devices (root holder only).
+    /// Grantees who may still read a section receive the new key from the root holder at their
+    /// next sync; revoked grantees and removed devices never do. Later writes use the new key;
+    /// earlier bundles stay readable under their own epoch by those who held it. Returns how
+    /// many sections moved.
+    pub fn rotate_keys(
+        &mut self,
+        sections: &[SectionId],
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<usize> {
+        let root = self
+            .root_for("only the device holding the record root key can rotate the record's keys")?;
+        let to = recipients(self.identity, &self.other_devices_agreement());
+        let mut fresh: Vec<(SectionId, u32, SymmetricKey)> = Vec::new();
+        let mut wraps = Vec::new();
+        for sid in sections {
+            let Some(current) = self.keys.get(sid).and_then(|m| m.keys().next_back()) else {
+                continue;
+            };
+            let epoch = current
+                .checked_add(1)
+                .ok_or(RecordError::Invalid("key epochs exhausted"))?;
+            let key = SymmetricKey::generate(rng);
+            wraps.extend(wraps_for(root, &self.id, sid, epoch, &key, &to, rng)?);
+            fresh.push((*sid, epoch, key));
+        }
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        // Every section is loaded under its old keys before the new ones take over.
+        for (sid, _, _) in &fresh {
+            self.ensure_loaded(sid)?;
+        }
+        let n = fresh.len();
+        let id = self.id;
+        let rotation = self.auth_items("rotation/").len();
+        let summary: Vec<String> = fresh.iter().map(|(s, e, _)| format!("{s}:{e}")).collect();
+        self.mutate(move |rec, batch| {
+            for w in &wraps {
+                batch.put(k_wrap(&id, &w.section, w.epoch, &w.recipient), cbor(w)?);
+            }
+            for (sid, epoch, key) in fresh {
+                rec.keys.entry(sid).or_default().insert(epoch, key);
+            }
+            // The auth document itself is now written under its new key.
+            rec.append_items(
+                SectionId::AUTH,
+                vec![(
+                    format!("rotation/{rotation:06}"),
+                    json_string(&serde_json::json!({ "at": now, "sections": summary }))?,
+                )],
+                now,
+                rng,
+                batch,
+            )
+        })?;
+        Ok(n)
     }
 
     /// The readable sections by id.

@@ -94,6 +94,36 @@ pub enum Command {
     /// (patient), or count the contributions received (recipient).
     #[command(subcommand)]
     Extract(crate::extract_cmd::ExtractCommand),
+    /// Your own devices (patient): link a new one, list them, remove one.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+/// `hearth device …`.
+#[derive(Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// Print a one-time code (and QR code) that links a new device to your record: run
+    /// `hearth init --join CODE` on the new device. Waits for it unless the daemon runs.
+    Link {
+        /// How long the code stays valid, in seconds.
+        #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+        ttl: u64,
+        /// Without a running daemon: listen here for the new device (repeatable). Default:
+        /// every interface, TCP, a free port.
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<String>,
+        /// Do not draw the QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// The devices that hold your record, and those removed.
+    List,
+    /// Remove a device: it is no longer served or trusted, and every section moves to new
+    /// keys it does not get.
+    Remove {
+        /// The device's peer id (see `hearth device list`).
+        device: String,
+    },
 }
 
 /// `hearth run`.
@@ -335,8 +365,12 @@ pub enum CredentialCommand {
 #[derive(Args, Debug)]
 pub struct InitArgs {
     /// The node's role.
-    #[arg(long, value_enum)]
-    pub role: RoleArg,
+    #[arg(long, value_enum, required_unless_present = "join")]
+    pub role: Option<RoleArg>,
+    /// Join a patient's record as another of their devices, with the one-time code that
+    /// `hearth device link` printed on the device holding the record (HEARTH1L…).
+    #[arg(long, value_name = "CODE", conflicts_with_all = ["role", "nhs_number"])]
+    pub join: Option<String>,
     /// Display name (the patient's name, the professional's name, or the organisation's).
     #[arg(long)]
     pub name: Option<String>,

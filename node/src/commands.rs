@@ -104,7 +104,7 @@ impl Ctx {
         self.passphrase(false)
     }
 
-    fn passphrase(&self, confirm: bool) -> Result<Zeroizing<String>, Failure> {
+    pub(crate) fn passphrase(&self, confirm: bool) -> Result<Zeroizing<String>, Failure> {
         if let Some(d) = &self.daemon {
             return Ok(d.passphrase.clone());
         }
@@ -213,7 +213,35 @@ pub fn run_in(ctx: &Ctx, cli: Cli) -> Result<(), Failure> {
         Command::Patients => crate::net_cmd::patients(ctx),
         Command::Consent(args) => crate::extract_cmd::consent(ctx, args),
         Command::Extract(cmd) => crate::extract_cmd::extract(ctx, cmd),
+        Command::Device(cmd) => crate::device_cmd::device(ctx, cmd),
     }
+}
+
+/// A new node's display name (`default` when none is given) and its passphrase (asked twice
+/// at a prompt), both checked.
+pub(crate) fn new_node_name_and_passphrase(
+    ctx: &Ctx,
+    name: Option<&str>,
+    default: &str,
+) -> Result<(String, Zeroizing<String>), Failure> {
+    let name = name
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| default.to_string());
+    if name.chars().count() > 200 {
+        return Err(Failure::new(
+            code::INVALID,
+            "--name is too long (200 characters at most)",
+        ));
+    }
+    let pass = ctx.passphrase(true)?;
+    if pass.chars().count() < 8 {
+        return Err(Failure::new(
+            code::PASSPHRASE,
+            "the passphrase must have at least 8 characters",
+        ));
+    }
+    Ok((name, pass))
 }
 
 fn init(ctx: &Ctx, args: InitArgs) -> Result<(), Failure> {
@@ -236,10 +264,14 @@ fn init(ctx: &Ctx, args: InitArgs) -> Result<(), Failure> {
             ),
         ));
     }
+    if let Some(code) = &args.join {
+        return crate::device_cmd::join(ctx, code, args.name.as_deref());
+    }
     let role = match args.role {
-        RoleArg::Patient => Role::Patient,
-        RoleArg::Professional => Role::Professional,
-        RoleArg::Relay => Role::Relay,
+        Some(RoleArg::Patient) => Role::Patient,
+        Some(RoleArg::Professional) => Role::Professional,
+        Some(RoleArg::Relay) => Role::Relay,
+        None => return Err(Failure::new(code::INVALID, "init needs --role or --join")),
     };
     // Validate everything before writing anything.
     let nhs = match &args.nhs_number {
@@ -256,25 +288,7 @@ fn init(ctx: &Ctx, args: InitArgs) -> Result<(), Failure> {
         ),
         None => None,
     };
-    let name = args
-        .name
-        .clone()
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| role.as_str().to_string());
-    if name.chars().count() > 200 {
-        return Err(Failure::new(
-            code::INVALID,
-            "--name is too long (200 characters at most)",
-        ));
-    }
-    let pass = ctx.passphrase(true)?;
-    if pass.chars().count() < 8 {
-        return Err(Failure::new(
-            code::PASSPHRASE,
-            "the passphrase must have at least 8 characters",
-        ));
-    }
+    let (name, pass) = new_node_name_and_passphrase(ctx, args.name.as_deref(), role.as_str())?;
     let mut rng = os_rng();
     let (identity, phrase) = Identity::generate(role, name.clone(), &mut rng);
     let keystore = Keystore::seal(&identity, pass.as_bytes(), KdfParams::DEFAULT, &mut rng)

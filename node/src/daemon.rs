@@ -295,20 +295,38 @@ pub fn one_shot<T>(
 where
     T: Send + 'static,
 {
+    let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0"
+        .parse()
+        .map_err(|_| Failure::new(code::IO, "internal: address"))?;
+    one_shot_on(identity, vault, &[listen], LiveConfig::default(), f)
+}
+
+/// [`one_shot`] listening on `listen`, with `config`: `f` runs once every listener has an
+/// address (see [`Handle::status`]).
+pub fn one_shot_on<T>(
+    identity: Identity,
+    vault: Vault<SledStore>,
+    listen: &[Multiaddr],
+    config: LiveConfig,
+    f: impl FnOnce(&Handle) -> T + Send + 'static,
+) -> Result<T, Failure>
+where
+    T: Send + 'static,
+{
     let keypair =
         net::keypair(&identity).map_err(|e| Failure::new(code::INTEGRITY, e.to_string()))?;
     let rt = runtime()?;
     rt.block_on(async move {
         let mut swarm = net::swarm(keypair, &NetConfig::default())
             .map_err(|e| Failure::new(code::IO, e.to_string()))?;
-        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/0"
-            .parse()
-            .map_err(|_| Failure::new(code::IO, "internal: address"))?;
-        swarm
-            .listen_on(addr)
-            .map_err(|e| Failure::new(code::IO, format!("cannot listen: {e}")))?;
+        for a in listen {
+            swarm
+                .listen_on(a.clone())
+                .map_err(|e| Failure::new(code::IO, format!("cannot listen on {a}: {e}")))?;
+        }
         let shared = Arc::new(Mutex::new(Shared { vault, identity }));
-        let (handle, task) = live::start(swarm, shared, LiveConfig::default());
+        let (handle, task) = live::start(swarm, shared, config);
+        wait_listening(&handle, listen.len()).await;
         // Let known peers load and dials start.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let h = handle.clone();
@@ -319,4 +337,9 @@ where
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         Ok(out)
     })
+}
+
+/// Runs `f` on a tokio runtime set up like the daemon's.
+pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, Failure> {
+    Ok(runtime()?.block_on(f))
 }

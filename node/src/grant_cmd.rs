@@ -21,7 +21,7 @@ use hearth_core::grant::request::{
 use hearth_core::grant::{
     self, Ability, Access, Grant, GrantId, GrantSpec, Purpose, Refusal, Rights, Window, interop,
 };
-use hearth_core::ids::{PeerKey, RecordId};
+use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::keys::{Identity, Role};
 use hearth_core::record::{OpenRecord, Vault};
 use hearth_core::section::SectionSpec;
@@ -605,15 +605,53 @@ fn revoke(ctx: &Ctx, id: &str) -> Result<(), Failure> {
     if revoked {
         return Err(refused("that grant is already revoked"));
     }
+    if !rec.holds_root() {
+        return Err(refused(
+            "revoke from the device holding your record's root key: it also moves the sections \
+             to new keys",
+        ));
+    }
     let t = now();
+    let mut rng = os_rng();
     rec.put_auth_items(
         vec![(format!("revoke/{gid}"), to_json(&json!({"at": t}))?)],
         t,
-        &mut os_rng(),
+        &mut rng,
     )?;
-    ctx.print(json!({"id": gid.to_string(), "revoked": true}), || {
-        format!("Revoked {gid}. Its holder is refused from now on; what they already synced cannot be recalled.")
-    });
+    // Every section the holder could read moves to a new key it never receives (and the auth
+    // document with them).
+    let leaf = chain.last().ok_or_else(|| invalid("empty grant"))?;
+    let mut readable: Vec<SectionId> = rec
+        .directory()
+        .iter()
+        .filter(|(_, n)| {
+            leaf.body()
+                .scopes
+                .iter()
+                .any(|s| s.allows(n, Ability::Read))
+        })
+        .map(|(s, _)| *s)
+        .collect();
+    let rekeyed = if readable.is_empty() {
+        0
+    } else {
+        readable.push(SectionId::AUTH);
+        rec.rotate_keys(&readable, t, &mut rng)?
+    };
+    ctx.print(
+        json!({"id": gid.to_string(), "revoked": true, "sections_rekeyed": rekeyed}),
+        || {
+            let keys = if rekeyed > 0 {
+                format!(" {rekeyed} sections moved to new keys the holder does not get.")
+            } else {
+                String::new()
+            };
+            format!(
+                "Revoked {gid}. Its holder is refused from now on; what they already synced \
+                 cannot be recalled.{keys}"
+            )
+        },
+    );
     Ok(())
 }
 

@@ -25,7 +25,7 @@ use hearth_core::record::Vault;
 use hearth_core::store::Store;
 use hearth_core::time::Timestamp;
 use hearth_sync::net::{BehaviourEvent, HearthSwarm, peer_id, peer_key};
-use hearth_sync::protocol::{Message, Notify, SyncRequest, SyncResponse};
+use hearth_sync::protocol::{LinkMessage, Message, Notify, SyncRequest};
 use hearth_sync::session::{Peer, Report};
 use libp2p::Multiaddr;
 use libp2p::futures::StreamExt;
@@ -72,6 +72,8 @@ pub struct LiveConfig {
     pub max_known: usize,
     /// Rounds in flight with one peer.
     pub max_rounds_per_peer: usize,
+    /// The pairing slot `hearth device link` opens (answered on the sync protocol).
+    pub pairing: crate::link::Pairing,
 }
 
 impl Default for LiveConfig {
@@ -84,6 +86,7 @@ impl Default for LiveConfig {
             max_steps: 64,
             max_known: 1024,
             max_rounds_per_peer: 8,
+            pairing: crate::link::Pairing::default(),
         }
     }
 }
@@ -158,6 +161,7 @@ enum Control {
 #[derive(Clone)]
 pub struct Handle {
     tx: mpsc::Sender<Control>,
+    pairing: crate::link::Pairing,
     status: Arc<Mutex<StatusInner>>,
     received: tokio::sync::watch::Receiver<u64>,
 }
@@ -207,6 +211,11 @@ impl Handle {
         self.received.clone()
     }
 
+    /// The node's device-pairing slot.
+    pub fn pairing(&self) -> &crate::link::Pairing {
+        &self.pairing
+    }
+
     /// Asks the node to stop.
     pub async fn shutdown(&self) {
         let _ = self.tx.send(Control::Shutdown).await;
@@ -228,7 +237,7 @@ enum Work {
     Answer {
         peer: PeerKey,
         channel: ResponseChannel<Message>,
-        resp: Option<SyncResponse>,
+        resp: Option<Message>,
         /// The record and how many pushed bundles were stored.
         received: Option<(RecordId, usize)>,
     },
@@ -310,6 +319,7 @@ pub fn start<S: Store + Send + 'static>(
     let (received_tx, received_rx) = tokio::sync::watch::channel(0u64);
     let handle = Handle {
         tx,
+        pairing: config.pairing.clone(),
         status: status.clone(),
         received: received_rx,
     };
@@ -742,7 +752,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                             Work::Answer {
                                 peer,
                                 channel,
-                                resp: Some(resp),
+                                resp: Some(Message::Response(resp)),
                                 received: (report.received > 0)
                                     .then_some((record, report.received)),
                             }
@@ -771,6 +781,25 @@ impl<S: Store + Send + 'static> Driver<S> {
                     .send_response(channel, Message::Notify(n.clone()));
                 tracing::debug!(%peer, record = %n.record, "notified");
                 self.round(peer, n.record, None);
+            }
+            Message::Link(l) => {
+                let pairing = self.config.pairing.clone();
+                let ok = self.job(move |sh| {
+                    let answer = crate::link::respond(sh, &pairing, peer, l, now());
+                    let linked = matches!(answer, LinkMessage::Welcome { .. });
+                    Work::Answer {
+                        peer,
+                        channel,
+                        resp: Some(Message::Link(answer)),
+                        // The auth document changed (a new device): tell the others.
+                        received: linked
+                            .then(|| sh.identity.record_id().map(|r| (r, 0)))
+                            .flatten(),
+                    }
+                });
+                if !ok {
+                    tracing::debug!(%peer, "link request dropped: busy");
+                }
             }
             Message::Response(_) => {
                 tracing::info!(%peer, "peer sent a response as a request; ignored");
@@ -945,11 +974,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                 received,
             } => {
                 if let Some(resp) = resp {
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_response(channel, Message::Response(resp));
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, resp);
                 }
                 if let Some((record, n)) = received {
                     self.received += n as u64;

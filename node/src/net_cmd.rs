@@ -363,8 +363,18 @@ fn sync_with(
         let done = outcomes
             .iter()
             .all(|(_, _, r)| r.as_ref().is_ok_and(|r| r.in_sync));
-        // Nobody to sync with: waiting would not change that.
-        if !args.wait || outcomes.is_empty() || done || std::time::Instant::now() >= deadline {
+        // A peer that refuses us will refuse again: waiting would not change that.
+        let refused = outcomes.iter().any(|(_, _, r)| {
+            r.as_ref()
+                .is_err_and(|e| e.starts_with("refused by the peer"))
+        });
+        // Nobody to sync with: waiting would not change that either.
+        if !args.wait
+            || outcomes.is_empty()
+            || done
+            || refused
+            || std::time::Instant::now() >= deadline
+        {
             return Ok(outcomes);
         }
         std::thread::sleep(Duration::from_millis(250));

@@ -795,3 +795,205 @@ fn hostile_frames_close_their_stream_and_the_node_carries_on() {
     ));
     d.stop();
 }
+
+/// `hearth device link` without a daemon: a child process that prints its code as the first
+/// JSON line and waits for the new device.
+fn link_process(home: &Path) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--home")
+        .arg(home)
+        .args([
+            "device",
+            "link",
+            "--json",
+            "--ttl",
+            "120",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .env("HEARTH_PASSPHRASE", PASS)
+        .env_remove("HEARTH_HOME")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file(home))
+        .spawn()
+        .expect("start device link");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).expect("the code as JSON");
+    (child, v["code"].as_str().unwrap().to_string())
+}
+
+fn add_note(home: &Path, text: &str) {
+    let entry = serde_json::json!({ "text": text }).to_string();
+    ok(&hearth(
+        home,
+        &["record", "add", "notes", "--entry", &entry],
+    ));
+}
+
+fn join(home: &Path, code: &str, name: &str) -> Output {
+    hearth(home, &["init", "--join", code, "--name", name, "--json"])
+}
+
+#[test]
+fn a_patients_second_device_links_syncs_both_ways_and_is_removed_with_new_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, phone) = (dir.path().join("p"), dir.path().join("phone"));
+    let pid = init(&p, "patient", "Pat");
+    let rid = pid["record_id"].as_str().unwrap().to_string();
+    add_note(&p, "CANARY-before-link");
+
+    // Link without a daemon: the code, then the new device joins and fetches the record.
+    let (mut linker, code) = link_process(&p);
+    assert!(code.starts_with("HEARTH1L"));
+    let joined = json(&join(&phone, &code, "Pat's phone"));
+    assert_eq!(joined["record_id"].as_str(), Some(rid.as_str()));
+    assert_eq!(joined["in_sync"], true, "{joined}");
+    let status = linker.wait().unwrap();
+    assert!(status.success(), "device link: {status:?}");
+    assert!(show(&phone, &rid).contains("CANARY-before-link"));
+    let phone_id = json(&hearth(&phone, &["id", "--json"]));
+    let phone_peer = phone_id["peer_id"].as_str().unwrap().to_string();
+    // Without --record: the linked device's own record.
+    assert!(ok(&hearth(&phone, &["record", "show", "notes"])).contains("CANARY-before-link"));
+
+    // Both list the two devices.
+    for home in [&p, &phone] {
+        let list = json(&hearth(home, &["device", "list", "--json"]));
+        let devices = list["devices"].as_array().unwrap();
+        assert_eq!(devices.len(), 2, "{list}");
+        assert!(devices.iter().any(|d| d["peer_id"] == phone_peer.as_str()));
+    }
+
+    // The code was one-time.
+    let other = dir.path().join("other");
+    let again = join(&other, &code, "tablet");
+    assert_eq!(again.status.code(), Some(7), "{again:?}");
+    assert!(!other.join("node.json").exists());
+
+    // The phone writes; the patient's first device receives it (daemons on both).
+    add_note(&phone, "CANARY-from-phone");
+    let dp = Daemon::start(&p, Some("/ip4/127.0.0.1/tcp/0"));
+    let p_addr = dp.file()["listen_addrs"][0].as_str().unwrap().to_string();
+    let p_peer = pid["peer_id"].as_str().unwrap();
+    ok(&hearth(&phone, &["peers", "add", p_peer, &p_addr]));
+    let dphone = Daemon::start(&phone, Some("/ip4/127.0.0.1/tcp/0"));
+    wait_for("the phone's note at the first device", 30, || {
+        show(&p, &rid).contains("CANARY-from-phone")
+    });
+    // And live the other way.
+    add_note(&p, "CANARY-live-to-phone");
+    wait_for("the first device's note on the phone", 30, || {
+        show(&phone, &rid).contains("CANARY-live-to-phone")
+    });
+
+    // A linked device does not hold the root key: it cannot grant or remove devices.
+    let g = hearth(
+        &phone,
+        &[
+            "grant",
+            "--to",
+            p_peer,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--expires",
+            "1d",
+        ],
+    );
+    assert_eq!(g.status.code(), Some(7), "{g:?}");
+    let r = hearth(&phone, &["device", "remove", p_peer]);
+    assert_eq!(r.status.code(), Some(7), "{r:?}");
+    assert!(String::from_utf8_lossy(&r.stderr).contains("root key"));
+
+    // Link a third device while the daemon runs: the code comes back at once.
+    let tablet = dir.path().join("tablet");
+    let linked = json(&hearth(&p, &["device", "link", "--json", "--no-qr"]));
+    let joined = json(&join(&tablet, linked["code"].as_str().unwrap(), "tablet"));
+    assert_eq!(joined["in_sync"], true, "{joined}");
+    assert!(show(&tablet, &rid).contains("CANARY-from-phone"));
+
+    // Remove the phone: every section moves to new keys the phone does not get.
+    dphone.stop();
+    let removed = json(&hearth(&p, &["device", "remove", &phone_peer, "--json"]));
+    assert!(
+        removed["sections_rekeyed"].as_u64().unwrap() >= 2,
+        "{removed}"
+    );
+    add_note(&p, "CANARY-after-removal");
+    let list = json(&hearth(&p, &["device", "list", "--json"]));
+    let gone = list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["peer_id"] == phone_peer.as_str())
+        .unwrap()
+        .clone();
+    assert!(gone["removed"].is_string(), "{list}");
+    // The removed phone is no longer served.
+    let out = hearth(
+        &phone,
+        &["sync", "--with", p_peer, "--wait", "--timeout", "30"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("record not available"),
+        "{out:?}"
+    );
+    assert!(!show(&phone, &rid).contains("CANARY-after-removal"));
+    assert!(!contains(&everything(&phone), "CANARY-after-removal"));
+    // Its writes are refused from now on, even if it tries.
+    let w = hearth(
+        &phone,
+        &[
+            "record",
+            "add",
+            "notes",
+            "--entry",
+            r#"{"text": "CANARY-from-removed"}"#,
+        ],
+    );
+    // (Locally it may still write while it does not know it was removed; nobody accepts it.)
+    let _ = w;
+    let _ = hearth(&phone, &["sync", "--with", p_peer, "--timeout", "10"]);
+    assert!(!show(&p, &rid).contains("CANARY-from-removed"));
+    // The tablet, still linked, gets the new keys and the new note.
+    ok(&hearth(&tablet, &["peers", "add", p_peer, &p_addr]));
+    let synced = json(&hearth(
+        &tablet,
+        &["sync", "--with", p_peer, "--wait", "--json"],
+    ));
+    assert_eq!(synced["in_sync"], true, "{synced}");
+    assert!(show(&tablet, &rid).contains("CANARY-after-removal"));
+    dp.stop();
+}
+
+#[test]
+fn bad_link_codes_are_refused_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    for (code, exit) in [("HEARTH1Lnot-base32!", 3), ("HEARTH1G0000", 3), ("", 3)] {
+        let out = join(&j, code, "x");
+        assert_eq!(out.status.code(), Some(exit), "{code}: {out:?}");
+        assert!(!j.exists() || !j.join("node.json").exists());
+    }
+    // A well-formed code for a device that is not there: a clear refusal, nothing written.
+    let p = dir.path().join("p");
+    init(&p, "patient", "Pat");
+    let (mut linker, code) = link_process(&p);
+    linker.kill().unwrap();
+    let _ = linker.wait();
+    let out = join(&j, &code, "x");
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("other device"));
+    assert!(!j.join("node.json").exists());
+    assert!(!j.join("keystore.cbor").exists());
+    // --join does not mix with --role.
+    let out = hearth(&j, &["init", "--join", &code, "--role", "patient"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -9,7 +9,10 @@
 //!   responder's version vectors for the sections the requester may write (so it can push),
 //!   section keys wrapped to the requester, the patient's device certificates, and which
 //!   pushed bundles were refused;
-//! - [`Notify`]: "record R changed here; sync it with me".
+//! - [`Notify`]: "record R changed here; sync it with me";
+//! - [`LinkMessage`]: pairing a patient's new device with the device holding the record root
+//!   (a PAKE over a one-time code, then the sealed certificate and keys; see `hearth device
+//!   link`). The protocol carries its bytes; the node does the cryptography.
 //!
 //! A sync is therefore request → response (→ push request → response): one and a half round
 //! trips whatever the history length, with O(authors) metadata plus the missing bytes.
@@ -114,6 +117,43 @@ pub struct Notify {
     pub record: RecordId,
 }
 
+/// The most bytes of a PAKE message or slot id in a [`LinkMessage`].
+pub const MAX_LINK_SMALL: usize = 256;
+/// The most bytes of a joining device's sealed request.
+pub const MAX_LINK_JOIN: usize = 4096;
+
+/// Device pairing, joiner (requests) and root holder (responses).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinkMessage {
+    /// Joiner: which pairing slot (from the code), and its first PAKE message.
+    Start {
+        /// The slot id printed in the code.
+        slot: ByteBuf,
+        /// SPAKE2 message A.
+        pake: ByteBuf,
+    },
+    /// Root holder: its PAKE message.
+    Pake {
+        /// SPAKE2 message B.
+        pake: ByteBuf,
+    },
+    /// Joiner: its device details and key confirmation, sealed under the PAKE key.
+    Join {
+        /// The sealed request.
+        sealed: ByteBuf,
+    },
+    /// Root holder: the device certificate, key wraps and addresses, sealed under the PAKE key.
+    Welcome {
+        /// The sealed answer.
+        sealed: ByteBuf,
+    },
+    /// Root holder: no (the slot is unknown, used, expired, or the code did not match).
+    Refused {
+        /// Why, in words.
+        reason: String,
+    },
+}
+
 /// Any message of the protocol.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Message {
@@ -123,6 +163,8 @@ pub enum Message {
     Response(SyncResponse),
     /// A notification.
     Notify(Notify),
+    /// Device pairing.
+    Link(LinkMessage),
 }
 
 /// A message that cannot be read: always the sender's fault (or an attack).
@@ -192,6 +234,22 @@ fn check(m: &Message) -> Result<(), WireError> {
             check_have(&r.have)
         }
         Message::Notify(_) => Ok(()),
+        Message::Link(l) => {
+            let ok = match l {
+                LinkMessage::Start { slot, pake } => {
+                    slot.len() <= MAX_LINK_SMALL && pake.len() <= MAX_LINK_SMALL
+                }
+                LinkMessage::Pake { pake } => pake.len() <= MAX_LINK_SMALL,
+                LinkMessage::Join { sealed } => sealed.len() <= MAX_LINK_JOIN,
+                LinkMessage::Welcome { .. } => true,
+                LinkMessage::Refused { reason } => reason.len() <= 1_000,
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(WireError::Limit("link message too large"))
+            }
+        }
     }
 }
 

@@ -358,6 +358,9 @@ impl<'a, S: Store> Peer<'a, S> {
         // Devices known before this exchange, plus certificates the peer sent (verified).
         let mut devices: Vec<PeerKey> = extra_devices.to_vec();
         if let Some(r) = rec.as_ref() {
+            // A removed device's old certificate still verifies: the removal overrides it.
+            let removed = r.removed_devices();
+            devices.retain(|d| !removed.contains_key(d));
             devices.extend(r.device_certs().into_iter().map(|d| d.peer));
         }
         if !auth.is_empty() {
@@ -384,6 +387,8 @@ impl<'a, S: Store> Peer<'a, S> {
             }
             match rec.as_mut() {
                 Some(r) => {
+                    let removed = r.removed_devices();
+                    devices.retain(|d| !removed.contains_key(d));
                     devices.extend(r.device_certs().into_iter().map(|d| d.peer));
                     let chains = recorded_chains(r);
                     let revoked = revoked_ids(r);
@@ -520,7 +525,7 @@ impl<'a, S: Store> Peer<'a, S> {
             .chain(dir.keys().copied().filter(|s| may_read(s)))
             .collect();
         let agreement = card.body().agreement.into_array();
-        let wraps = if rec.is_owner() {
+        let wraps = if rec.holds_root() {
             rec.wrap_missing_keys(agreement, &readable, &req.keys, rng)?
         } else {
             self.vault
@@ -590,7 +595,9 @@ impl<'a, S: Store> Peer<'a, S> {
             .into_iter()
             .filter(|w| w.recipient.into_array() == mine && w.record == record)
             .collect();
-        let owner = self.identity.record_id() == Some(record);
+        // Every node but the root holder stores the wraps addressed to it (a linked device
+        // too: new sections and rotated keys reach it this way).
+        let owner = self.identity.holds_root_of(&record);
         if !owner
             && (!wraps.is_empty() || self.vault.records()?.contains(&record))
             && let Err(e) = self.vault.register_replica(&record, &wraps, now)

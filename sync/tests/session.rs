@@ -586,3 +586,179 @@ fn forged_auth_changes_are_refused() {
     assert!(!report.refused.is_empty());
     assert!(!resp.rejected.is_empty());
 }
+
+/// Copies every bundle of `rid` the source holds into the target's store, bypassing the
+/// session (as a careless relay or a stale copy elsewhere might hand them over).
+fn copy_all_bundles(from: &Node, to: &Node, rid: &RecordId) {
+    let mut bundles = Vec::new();
+    for (sid, vv) in from.vault.held_sections(rid).unwrap() {
+        for author in vv.keys() {
+            let mut budget = usize::MAX;
+            for b in from
+                .vault
+                .bundles_from(rid, &sid, author, 1, &mut budget)
+                .unwrap()
+            {
+                bundles.push(hearth_core::bundle::Bundle::decode(&b).unwrap());
+            }
+        }
+    }
+    to.vault
+        .store_remote(rid, bundles, &mut |_| Ok(()))
+        .unwrap();
+}
+
+#[test]
+fn revocation_moves_readable_sections_to_keys_the_revoked_never_get() {
+    let mut w = world(21);
+    let rid = w.rid;
+    let g = grant_to(&mut w, "gp", "notes", Ability::Read);
+    grant_to(&mut w, "sw", "notes", Ability::Read);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    sync(&w.sw, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    let notes = section_id(&w.patient, &rid, "notes");
+    {
+        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        rec.put_auth_items(
+            vec![(format!("revoke/{}", g.id()), "{}".into())],
+            at(11),
+            &mut w.rng,
+        )
+        .unwrap();
+        let moved = rec
+            .rotate_keys(&[notes, SectionId::AUTH], at(11), &mut w.rng)
+            .unwrap();
+        assert_eq!(moved, 2);
+        rec.add_entry(
+            &name("notes"),
+            &json!({"text": "CANARY-after-revocation"}),
+            at(12),
+            &mut w.rng,
+        )
+        .unwrap();
+    }
+    // The social worker, still granted, receives the new key and reads the new note.
+    let report = sync(&w.sw, &w.patient, rid, at(13), &mut w.rng).unwrap();
+    assert!(report.in_sync, "{report:?}");
+    assert_eq!(
+        w.sw.texts(&rid, "notes"),
+        vec!["note 1", "CANARY-after-revocation"]
+    );
+    // The revoked GP is refused; and even handed every bundle by someone else, it cannot
+    // read anything written after the revocation.
+    assert!(sync(&w.gp, &w.patient, rid, at(13), &mut w.rng).is_err());
+    copy_all_bundles(&w.sw, &w.gp, &rid);
+    let keys =
+        w.gp.vault
+            .open_record(&w.gp.id, &rid)
+            .map(|r| r.keys_held());
+    if let Ok(keys) = keys {
+        assert!(!keys.contains(&(notes, 1)), "the GP got the new key");
+    }
+    assert!(
+        !w.gp
+            .texts(&rid, "notes")
+            .contains(&"CANARY-after-revocation".to_string())
+    );
+    // Only the root holder rotates keys.
+    let mut rec = w.sw.vault.open_record(&w.sw.id, &rid).unwrap();
+    assert!(rec.rotate_keys(&[notes], at(14), &mut w.rng).is_err());
+}
+
+#[test]
+fn a_linked_device_syncs_everything_and_a_removed_one_nothing_new() {
+    let mut w = world(22);
+    let rid = w.rid;
+    // The phone: a patient device without the root key, certified by the root.
+    let phone_id = Identity::new_device("phone".into(), &mut w.rng).link_to(rid);
+    let phone = Node {
+        id: phone_id,
+        vault: Vault::new(MemoryStore::new()),
+    };
+    let wraps = {
+        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        let (_, wraps) = rec
+            .certify_device(
+                phone.id.peer(),
+                "phone",
+                phone.id.agreement_public(),
+                &phone.id.agreement_certificate(),
+                at(5),
+                &mut w.rng,
+            )
+            .unwrap();
+        wraps
+    };
+    phone.vault.register_linked(&rid, &wraps, at(5)).unwrap();
+    let report = sync(&phone, &w.patient, rid, at(6), &mut w.rng).unwrap();
+    assert!(report.in_sync, "{report:?}");
+    assert!(
+        phone
+            .texts(&rid, "notes:mental-health")
+            .contains(&"CANARY-MH".to_string())
+    );
+    // It writes to any existing section, and the root device accepts it.
+    {
+        let mut rec = phone.vault.open_record(&phone.id, &rid).unwrap();
+        rec.add_entry(
+            &name("notes"),
+            &json!({"text": "from the phone"}),
+            at(7),
+            &mut w.rng,
+        )
+        .unwrap();
+        // New sections, grants and key changes stay with the root holder.
+        assert!(
+            rec.add_entry(
+                &name("allergies"),
+                &json!({"substance": "peanut"}),
+                at(7),
+                &mut w.rng
+            )
+            .is_err()
+        );
+    }
+    let report = sync(&phone, &w.patient, rid, at(8), &mut w.rng).unwrap();
+    assert!(report.refused.is_empty(), "{report:?}");
+    assert!(
+        w.patient
+            .texts(&rid, "notes")
+            .contains(&"from the phone".to_string())
+    );
+    // Removed: its new writes are refused, and what the patient writes next stays unreadable
+    // to it even with the bundles in hand.
+    {
+        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        let moved = rec
+            .remove_device(phone.id.peer(), at(9), &mut w.rng)
+            .unwrap();
+        assert!(moved >= 3, "{moved}");
+        rec.add_entry(
+            &name("notes"),
+            &json!({"text": "CANARY-after-removal"}),
+            at(10),
+            &mut w.rng,
+        )
+        .unwrap();
+        assert!(!rec.device_certs().iter().any(|c| c.peer == phone.id.peer()));
+    }
+    assert!(matches!(
+        sync(&phone, &w.patient, rid, at(11), &mut w.rng),
+        Err(SyncError::Refused(_))
+    ));
+    copy_all_bundles(&w.patient, &phone, &rid);
+    assert!(
+        !phone
+            .texts(&rid, "notes")
+            .contains(&"CANARY-after-removal".to_string())
+    );
+    // A bundle the removed phone writes now is refused by the patient's node, even offered
+    // with the phone's old certificate.
+    {
+        let mut rec = phone.vault.open_record(&phone.id, &rid).unwrap();
+        // Its own copy of the auth document may not know yet; the patient's does.
+        let _ = rec.add_entry(&name("notes"), &json!({"text": "late"}), at(12), &mut w.rng);
+    }
+    copy_all_bundles(&phone, &w.patient, &rid);
+    assert!(!w.patient.texts(&rid, "notes").contains(&"late".to_string()));
+}
