@@ -26,7 +26,7 @@
 
 use crate::bundle::Bundle;
 use crate::crypto::{self, Domain, SymmetricKey, WrappedKey};
-use crate::entry::{EntryBody, EntryStatus, EntryVersion, MAX_REASON_LEN, Provenance};
+use crate::entry::{CheckedBody, EntryBody, EntryStatus, EntryVersion, MAX_REASON_LEN, Provenance};
 use crate::ids::{EntryId, PeerKey, RecordId, SectionId};
 use crate::keys::{Identity, Role};
 use crate::log::{self, LogHead, VersionVector};
@@ -2015,6 +2015,17 @@ pub struct NewEntry {
     pub supersedes: Option<EntryId>,
 }
 
+/// One entry to write with [`OpenRecord::add_checked_entries`]: its body checked already.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedEntry {
+    /// The section it goes in (created on first use); its class must be the body's.
+    pub section: SectionName,
+    /// Its body, checked against the section class's schema.
+    pub body: CheckedBody,
+    /// The version it replaces, if it is a new version of an entry in the same section.
+    pub supersedes: Option<EntryId>,
+}
+
 /// The most entry JSON [`OpenRecord::add_entries`] puts in one bundle (well under
 /// [`crate::bundle::MAX_BUNDLE_LEN`]).
 const ADD_ENTRIES_BUNDLE_BYTES: usize = 4 << 20;
@@ -2030,9 +2041,30 @@ impl<S: Store> OpenRecord<'_, S> {
         now: Timestamp,
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<EntryId>> {
-        let mut bodies = Vec::with_capacity(items.len());
+        let mut checked = Vec::with_capacity(items.len());
         for item in items {
-            bodies.push(EntryBody::from_json(item.section.class, &item.body)?.to_json());
+            checked.push(CheckedEntry {
+                section: item.section,
+                body: CheckedBody::new(item.section.class, &item.body)?,
+                supersedes: item.supersedes,
+            });
+        }
+        self.add_checked_entries(&checked, now, rng)
+    }
+
+    /// [`OpenRecord::add_entries`] for bodies already checked against their schema (a
+    /// [`CheckedBody`] is only made by checking), so that nothing is checked twice: FHIR import
+    /// checks every body while planning, before anything is written.
+    pub fn add_checked_entries(
+        &mut self,
+        items: &[CheckedEntry],
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<EntryId>> {
+        if items.iter().any(|i| i.body.class() != i.section.class) {
+            return Err(RecordError::Invalid(
+                "an entry body was checked for another section class",
+            ));
         }
         if items.is_empty() {
             return Ok(Vec::new());
@@ -2044,7 +2076,7 @@ impl<S: Store> OpenRecord<'_, S> {
             let mut ids = Vec::with_capacity(items.len());
             // Per section, in first-use order: (key, entry JSON) items.
             let mut groups: Vec<(SectionId, Vec<(String, String)>)> = Vec::new();
-            for (item, body) in items.iter().zip(bodies) {
+            for item in items {
                 let (sid, version) = match item.supersedes {
                     Some(old) => rec.version_in_section(&item.section, &old)?,
                     None => match rec.ids_of(&item.section).into_iter().min() {
@@ -2059,17 +2091,21 @@ impl<S: Store> OpenRecord<'_, S> {
                     supersedes: item.supersedes,
                     status: EntryStatus::Final,
                     status_reason: None,
-                    body,
+                    body: serde_json::Value::Null,
                     provenance: rec.provenance(now, None),
                 };
-                let pair = (entry_key(&v.id), json_string(&v)?);
+                let text = crate::entry::version_json(&v, &item.body)
+                    .map_err(|_| RecordError::Invalid("value cannot be encoded"))?;
+                let pair = (entry_key(&v.id), text);
                 ids.push(v.id);
                 match groups.iter_mut().find(|(s, _)| *s == sid) {
                     Some((_, list)) => list.push(pair),
                     None => groups.push((sid, vec![pair])),
                 }
             }
-            for (sid, list) in groups {
+            for (sid, mut list) in groups {
+                // In key order, automerge inserts each next key after the last one.
+                list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                 let mut chunk = Vec::new();
                 let mut size = 0;
                 for pair in list {

@@ -7,7 +7,7 @@
 use hearth_core::fhir::{self, Existing, ExportExtension, ExportInput, ExportOptions, ImportPlan};
 use hearth_core::ids::{EntryId, RecordId};
 use hearth_core::keys::{Identity, Role};
-use hearth_core::record::{NewEntry, NewRecord, OpenRecord, SectionView, Vault};
+use hearth_core::record::{CheckedEntry, NewEntry, NewRecord, OpenRecord, SectionView, Vault};
 use hearth_core::store::{MemoryStore, Store};
 use hearth_core::test_utils::{TEST_NOW, TestRng};
 use hearth_core::time::Timestamp;
@@ -81,22 +81,25 @@ fn views(rec: &mut OpenRecord<'_, MemoryStore>) -> Vec<SectionView> {
     names.iter().map(|n| rec.show(n).unwrap()).collect()
 }
 
+/// The plan's entries as the node writes them: with the bodies the plan checked.
+fn checked_items(plan: &ImportPlan) -> Vec<CheckedEntry> {
+    plan.entries
+        .iter()
+        .map(|p| CheckedEntry {
+            section: p.section,
+            body: p.checked.clone(),
+            supersedes: p.supersedes,
+        })
+        .collect()
+}
+
 fn import(r: &mut Rec, bytes: &[u8]) -> Result<(ImportPlan, Vec<EntryId>), String> {
     let json = fhir::parse_bundle(bytes).map_err(|e| e.to_string())?;
     let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
     let ex = existing(&mut rec);
     let plan = fhir::plan_import(&json, &ex).map_err(|e| e.to_string())?;
-    let items: Vec<NewEntry> = plan
-        .entries
-        .iter()
-        .map(|p| NewEntry {
-            section: p.section,
-            body: p.body.clone(),
-            supersedes: p.supersedes,
-        })
-        .collect();
     let ids = rec
-        .add_entries(&items, TEST_NOW, &mut r.rng)
+        .add_checked_entries(&checked_items(&plan), TEST_NOW, &mut r.rng)
         .map_err(|e| e.to_string())?;
     Ok((plan, ids))
 }
@@ -600,4 +603,68 @@ fn add_entries_is_all_or_nothing() {
     let loaded = automerge::AutoCommit::load(&doc).unwrap();
     use automerge::ReadDoc;
     assert_eq!(loaded.keys(automerge::ROOT).count(), 1);
+}
+
+/// Import writes the bodies its plan checked (`add_checked_entries`): the same entries as
+/// `add_entries` with the same bodies as JSON. Export written straight to JSON text is the same bundle,
+/// byte for byte, as the `Value` export serialised, whole or in part, kept or rebuilt.
+#[test]
+fn checked_import_and_direct_json_export_match_the_value_paths() {
+    for (name, bytes) in fixtures() {
+        let json = fhir::parse_bundle(&bytes).unwrap();
+        let plan = fhir::plan_import(&json, &Existing::default()).unwrap();
+        let mut a = new_record(5);
+        let items: Vec<NewEntry> = plan
+            .entries
+            .iter()
+            .map(|p| NewEntry {
+                section: p.section,
+                body: serde_json::from_str(p.checked.json()).unwrap(),
+                supersedes: p.supersedes,
+            })
+            .collect();
+        let mut rec = a.vault.open_record(&a.identity, &a.id).unwrap();
+        rec.add_entries(&items, TEST_NOW, &mut a.rng).unwrap();
+        drop(rec);
+        let mut b = new_record(5);
+        let mut rec = b.vault.open_record(&b.identity, &b.id).unwrap();
+        rec.add_checked_entries(&checked_items(&plan), TEST_NOW, &mut b.rng)
+            .unwrap();
+        let got = views(&mut rec);
+        drop(rec);
+        let mut rec = a.vault.open_record(&a.identity, &a.id).unwrap();
+        let want = views(&mut rec);
+        assert_eq!(
+            serde_json::to_value(&got).unwrap(),
+            serde_json::to_value(&want).unwrap(),
+            "{name}"
+        );
+        drop(rec);
+
+        let mut rec = b.vault.open_record(&b.identity, &b.id).unwrap();
+        let all = views(&mut rec);
+        let some: Vec<SectionView> = all
+            .iter()
+            .filter(|v| v.class.as_str() != "demographics" && v.class.as_str() != "documents")
+            .cloned()
+            .collect();
+        for sections in [&all, &some] {
+            for rebuild in [false, true] {
+                let input = ExportInput {
+                    record: b.id,
+                    sections,
+                    now: TEST_NOW,
+                };
+                let options = ExportOptions { rebuild };
+                let (value, report) = fhir::export_bundle(&input, options, &[&FakeConsent]);
+                let (compact, r2) =
+                    fhir::export_bundle_json(&input, options, &[&FakeConsent], false).unwrap();
+                assert_eq!(report, r2);
+                assert_eq!(compact, serde_json::to_vec(&value).unwrap(), "{name}");
+                let (pretty, _) =
+                    fhir::export_bundle_json(&input, options, &[&FakeConsent], true).unwrap();
+                assert_eq!(pretty, serde_json::to_vec_pretty(&value).unwrap(), "{name}");
+            }
+        }
+    }
 }

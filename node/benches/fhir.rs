@@ -9,7 +9,7 @@
 
 use hearth_core::fhir::{self, Existing, ExportInput, ExportOptions};
 use hearth_core::keys::{Identity, Role};
-use hearth_core::record::{NewEntry, NewRecord, SectionView, Vault};
+use hearth_core::record::{CheckedEntry, NewRecord, SectionView, Vault};
 use hearth_core::test_utils::{TEST_NOW, TestRng};
 use hearth_node::sled_store::SledStore;
 use serde_json::{Value, json};
@@ -115,17 +115,19 @@ fn import(home: &Home, bytes: &[u8], seed: u64) -> usize {
         .unwrap();
     let plan = fhir::plan_import(&bundle, &Existing::default()).unwrap();
     drop(bundle);
-    let items: Vec<NewEntry> = plan
+    let items: Vec<CheckedEntry> = plan
         .entries
         .into_iter()
-        .map(|p| NewEntry {
+        .map(|p| CheckedEntry {
             section: p.section,
-            body: p.body,
+            body: p.checked,
             supersedes: p.supersedes,
         })
         .collect();
     let mut rng = TestRng::new(seed);
-    rec.add_entries(&items, TEST_NOW, &mut rng).unwrap().len()
+    rec.add_checked_entries(&items, TEST_NOW, &mut rng)
+        .unwrap()
+        .len()
 }
 
 /// What `hearth record export --fhir` does before writing the file: open the record, read every
@@ -142,8 +144,9 @@ fn export(home: &Home) -> Vec<u8> {
         sections: &views,
         now: TEST_NOW,
     };
-    let (bundle, _) = fhir::export_bundle(&input, ExportOptions::default(), &[]);
-    serde_json::to_vec(&bundle).unwrap()
+    fhir::export_bundle_json(&input, ExportOptions::default(), &[], false)
+        .unwrap()
+        .0
 }
 
 /// One measured phase, run in its own process so that its peak memory is its own: prints

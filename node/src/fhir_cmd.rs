@@ -3,8 +3,8 @@
 //! and writes the files, bounds their size, and drives the record.
 //!
 //! An import reads and checks the whole bundle, maps every resource, and only then writes all
-//! the entries in one atomic commit ([`hearth_core::record::OpenRecord::add_entries`]): it
-//! completes or changes nothing.
+//! the entries in one atomic commit ([`hearth_core::record::OpenRecord::add_checked_entries`],
+//! with the bodies the plan checked): it completes or changes nothing.
 
 use crate::commands::{Ctx, now, os_rng, which_record};
 use crate::fail::{Failure, code};
@@ -12,7 +12,7 @@ use crate::home::atomic_write;
 use crate::sled_store::SledStore;
 use clap::{ArgGroup, Args};
 use hearth_core::fhir::{self, Existing, ExportInput, ExportOptions, FhirError};
-use hearth_core::record::{NewEntry, OpenRecord, RecordError, SectionView};
+use hearth_core::record::{CheckedEntry, OpenRecord, RecordError, SectionView};
 use hearth_core::section::{SectionName, SectionSpec};
 use serde_json::json;
 use std::io::Read;
@@ -124,12 +124,17 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
     let ex = existing(&mut rec)?;
     let plan = fhir::plan_import(&bundle, &ex)?;
     drop(bundle);
-    let items: Vec<NewEntry> = plan
+    let mut sections: std::collections::BTreeMap<String, usize> = Default::default();
+    for p in &plan.entries {
+        *sections.entry(p.section.to_string()).or_default() += 1;
+    }
+    // Every body was checked while planning; it is written as checked, not checked again.
+    let items: Vec<CheckedEntry> = plan
         .entries
-        .iter()
-        .map(|p| NewEntry {
+        .into_iter()
+        .map(|p| CheckedEntry {
             section: p.section,
-            body: p.body.clone(),
+            body: p.checked,
             supersedes: p.supersedes,
         })
         .collect();
@@ -137,13 +142,9 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
         0
     } else {
         let mut rng = os_rng();
-        rec.add_entries(&items, now(), &mut rng)?.len()
+        rec.add_checked_entries(&items, now(), &mut rng)?.len()
     };
     let r = &plan.report;
-    let mut sections: std::collections::BTreeMap<String, usize> = Default::default();
-    for p in &plan.entries {
-        *sections.entry(p.section.to_string()).or_default() += 1;
-    }
     ctx.print(
         json!({
             "record_id": rid,
@@ -251,8 +252,7 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
             let options = ExportOptions {
                 rebuild: args.rebuild,
             };
-            let (bundle, report) = fhir::export_bundle(&input, options, &[]);
-            let bytes = serde_json::to_vec_pretty(&bundle)
+            let (bytes, report) = fhir::export_bundle_json(&input, options, &[], true)
                 .map_err(|e| Failure::new(code::IO, format!("encoding the bundle: {e}")))?;
             atomic_write(file, &bytes)?;
             let total: usize = report.resources.values().sum();

@@ -17,7 +17,7 @@ use crate::section::SectionClass;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
-pub use schema::{EntryBody, SchemaError};
+pub use schema::{CheckedBody, EntryBody, SchemaError};
 
 /// Whether a version is in force.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +67,42 @@ pub struct EntryVersion {
     pub body: serde_json::Value,
     /// Who, when, why.
     pub provenance: Provenance,
+}
+
+/// The fields of an [`EntryVersion`] before its body, serialised as `EntryVersion` serialises them.
+#[derive(Serialize)]
+struct Head<'a> {
+    id: EntryId,
+    #[serde(rename = "type")]
+    class: SectionClass,
+    version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    supersedes: Option<EntryId>,
+    status: EntryStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_reason: Option<&'a str>,
+}
+
+/// The JSON text of version `v` with `body` as its body (`v.body` is not used): the same text
+/// `serde_json::to_string` gives for `v` holding that body, without copying the body.
+pub(crate) fn version_json(v: &EntryVersion, body: &CheckedBody) -> serde_json::Result<String> {
+    let head = serde_json::to_string(&Head {
+        id: v.id,
+        class: v.class,
+        version: v.version,
+        supersedes: v.supersedes,
+        status: v.status,
+        status_reason: v.status_reason.as_deref(),
+    })?;
+    let provenance = serde_json::to_string(&v.provenance)?;
+    let mut out = String::with_capacity(head.len() + body.json().len() + provenance.len() + 24);
+    out.push_str(head.strip_suffix('}').unwrap_or(&head));
+    out.push_str(",\"body\":");
+    out.push_str(body.json());
+    out.push_str(",\"provenance\":");
+    out.push_str(&provenance);
+    out.push('}');
+    Ok(out)
 }
 
 /// The longest reason accepted for marking an entry in error.

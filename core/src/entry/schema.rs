@@ -1084,6 +1084,130 @@ impl<'de> Deserialize<'de> for EntryBody {
     }
 }
 
+/// An entry body checked against its class's schema and normalised, as
+/// [`EntryBody::from_json`] and [`EntryBody::to_json`] do, held as its compact JSON text: what
+/// the record engine stores. A body is checked once, and a large one (an imported entry keeps
+/// its FHIR resource whole) is never copied into another `Value` to be stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckedBody {
+    class: SectionClass,
+    json: String,
+}
+
+impl CheckedBody {
+    /// Checks untrusted JSON against `class`'s schema, exactly as [`EntryBody::from_json`].
+    pub fn new(class: SectionClass, value: &Value) -> Result<CheckedBody, SchemaError> {
+        let body = EntryBody::from_json(class, value)?.to_json();
+        Ok(CheckedBody {
+            class,
+            json: body.to_string(),
+        })
+    }
+
+    /// Checks an imported body given in two parts: `fields`, the body with a `source` that
+    /// lacks its `resource`, and the `resource` kept in that source, with `resource_json` its
+    /// compact JSON text. The checks are those [`EntryBody::from_json`] makes on the whole body
+    /// (size, schema, the resource an object of the source's `resource_type`), in the same
+    /// order, with the same errors; the text is the same as [`CheckedBody::new`] gives for the
+    /// whole body when `resource_json` is the resource's canonical JSON (keys sorted).
+    pub(crate) fn with_resource(
+        class: SectionClass,
+        fields: &Value,
+        resource: &Map<String, Value>,
+        resource_json: &str,
+    ) -> Result<CheckedBody, SchemaError> {
+        let located = |fault: Fault| SchemaError {
+            class,
+            field: fault.field,
+            problem: fault.problem,
+        };
+        let source = fields
+            .get("source")
+            .and_then(Value::as_object)
+            .ok_or_else(|| located(Fault::new("source", "must be a JSON object")))?;
+        if source.contains_key("resource") {
+            return Err(located(Fault::new("source.resource", "is given twice")));
+        }
+        // The whole body's compact JSON is `fields` with `,"resource":<resource>` added to the
+        // source object (no comma when the source is otherwise empty).
+        let extra = resource_json.len() + "\"resource\":".len() + usize::from(!source.is_empty());
+        let budget = MAX_ENTRY_JSON_BYTES
+            .checked_sub(extra)
+            .ok_or_else(|| located(too_large()))?;
+        check_size_within(fields, budget).map_err(located)?;
+        let body = read_body(class, fields).map_err(located)?.to_json();
+        let resource_type = body
+            .get("source")
+            .and_then(|s| s.get("resource_type"))
+            .and_then(Value::as_str);
+        if resource.get("resourceType").and_then(Value::as_str) != resource_type {
+            return Err(located(Fault::new(
+                "source.resource",
+                "must have the resourceType given in resource_type",
+            )));
+        }
+        let mut json = String::with_capacity(resource_json.len() + 1024);
+        write_with_resource(&body, resource_json, &mut json);
+        Ok(CheckedBody { class, json })
+    }
+
+    /// The section class whose schema the body was checked against.
+    pub fn class(&self) -> SectionClass {
+        self.class
+    }
+
+    /// The normalised body as compact JSON text.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+}
+
+/// Writes `body` as compact JSON with `"resource": <resource_json>` added to its `source` object,
+/// keys in the order serde_json's map keeps them (sorted).
+fn write_with_resource(body: &Value, resource_json: &str, out: &mut String) {
+    let Value::Object(map) = body else {
+        out.push_str(&body.to_string());
+        return;
+    };
+    out.push('{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::from(k.as_str()).to_string());
+        out.push(':');
+        match v {
+            Value::Object(source) if k == "source" => {
+                out.push('{');
+                let mut placed = false;
+                let mut first = true;
+                let mut put = |key: &str, text: &str, out: &mut String| {
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    out.push_str(&Value::from(key).to_string());
+                    out.push(':');
+                    out.push_str(text);
+                };
+                for (sk, sv) in source {
+                    if !placed && sk.as_str() > "resource" {
+                        put("resource", resource_json, out);
+                        placed = true;
+                    }
+                    put(sk, &sv.to_string(), out);
+                }
+                if !placed {
+                    put("resource", resource_json, out);
+                }
+                out.push('}');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    out.push('}');
+}
+
 /// Deserialises a code system, replacing an alias with its URI.
 fn deserialize_code_system<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let text = String::deserialize(d)?;
@@ -1147,6 +1271,11 @@ fn read_body(class: SectionClass, value: &Value) -> Result<EntryBody, Fault> {
 /// Refuses a body larger than [`MAX_ENTRY_JSON_BYTES`] as compact JSON, without building the
 /// JSON text: the writer stops as soon as the budget is spent.
 fn check_size(value: &Value) -> Result<(), Fault> {
+    check_size_within(value, MAX_ENTRY_JSON_BYTES)
+}
+
+/// [`check_size`] for a body of which `budget` bytes are still free.
+fn check_size_within(value: &Value, budget: usize) -> Result<(), Fault> {
     struct Budget(usize);
     impl std::io::Write for Budget {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -1160,12 +1289,14 @@ fn check_size(value: &Value) -> Result<(), Fault> {
             Ok(())
         }
     }
-    serde_json::to_writer(Budget(MAX_ENTRY_JSON_BYTES), value).map_err(|_| {
-        Fault::new(
-            "",
-            format!("is too large: at most {MAX_ENTRY_JSON_BYTES} bytes as JSON"),
-        )
-    })
+    serde_json::to_writer(Budget(budget), value).map_err(|_| too_large())
+}
+
+fn too_large() -> Fault {
+    Fault::new(
+        "",
+        format!("is too large: at most {MAX_ENTRY_JSON_BYTES} bytes as JSON"),
+    )
 }
 
 /// `at.key`, or `key` at the top.

@@ -6,13 +6,14 @@ use super::{
     NHS_NUMBER_SYSTEM, SOURCE_FORMAT, body_sha256,
 };
 use crate::entry::EntryStatus;
-use crate::ids::RecordId;
+use crate::ids::{PeerKey, RecordId};
 use crate::record::{EntryView, SectionView};
 use crate::section::{Label, SectionClass};
 use crate::time::Timestamp;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 /// What to export.
@@ -85,10 +86,32 @@ fn uuid_from(parts: &[&[u8]]) -> String {
     )
 }
 
-struct Out {
+/// One resource of the export. A kept resource is borrowed from the entry and copied only if
+/// the export has to change it (a reference to repoint or cut).
+struct Out<'a> {
     full_url: String,
-    resource: Map<String, Value>,
-    entry: Option<EntryView>,
+    resource: Cow<'a, Value>,
+    entry: Option<&'a EntryView>,
+}
+
+/// The bundle as written: the field names in the order serde_json writes a `Value`'s keys
+/// (sorted), so that it serialises exactly as the same bundle built as a `Value`.
+#[derive(Serialize)]
+struct BundleOut<'a> {
+    entry: Vec<EntryOut<'a>>,
+    id: String,
+    #[serde(rename = "resourceType")]
+    resource_type: &'static str,
+    timestamp: String,
+    #[serde(rename = "type")]
+    bundle_type: &'static str,
+}
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    #[serde(rename = "fullUrl")]
+    full_url: String,
+    resource: Cow<'a, Value>,
 }
 
 /// Exports entries as a FHIR R4 `collection` Bundle, with a `Provenance` for every entry and
@@ -98,9 +121,35 @@ pub fn export_bundle(
     options: ExportOptions,
     extensions: &[&dyn ExportExtension],
 ) -> (Value, ExportReport) {
+    let (bundle, report) = build_bundle(input, options, extensions);
+    (serde_json::to_value(&bundle).unwrap_or_default(), report)
+}
+
+/// [`export_bundle`], written straight to JSON text (pretty-printed or compact): the same bundle,
+/// without first copying every resource into a `Value`.
+pub fn export_bundle_json(
+    input: &ExportInput<'_>,
+    options: ExportOptions,
+    extensions: &[&dyn ExportExtension],
+    pretty: bool,
+) -> serde_json::Result<(Vec<u8>, ExportReport)> {
+    let (bundle, report) = build_bundle(input, options, extensions);
+    let bytes = if pretty {
+        serde_json::to_vec_pretty(&bundle)?
+    } else {
+        serde_json::to_vec(&bundle)?
+    };
+    Ok((bytes, report))
+}
+
+fn build_bundle<'a>(
+    input: &ExportInput<'a>,
+    options: ExportOptions,
+    extensions: &[&dyn ExportExtension],
+) -> (BundleOut<'a>, ExportReport) {
     let mut report = ExportReport::default();
-    let mut outs: Vec<Out> = Vec::new();
-    let mut patients: Vec<Out> = Vec::new();
+    let mut outs: Vec<Out<'a>> = Vec::new();
+    let mut patients: Vec<Out<'a>> = Vec::new();
     // Every URL or Type/id the record's patient was known by, to point references at the
     // exported Patient.
     let mut patient_aliases: HashSet<String> = HashSet::new();
@@ -118,25 +167,27 @@ pub fn export_bundle(
                 .get("source")
                 .and_then(Value::as_object)
                 .filter(|s| s.get("format").and_then(Value::as_str) == Some(SOURCE_FORMAT));
-            let base = src
+            let base_value = src
                 .and_then(|s| s.get("resource"))
-                .and_then(Value::as_object);
+                .filter(|r| r.is_object());
+            let base = base_value.and_then(Value::as_object);
             let src_type = src
                 .and_then(|s| s.get("resource_type"))
                 .and_then(Value::as_str);
-            let unchanged = src
-                .and_then(|s| s.get("body_sha256"))
-                .and_then(Value::as_str)
-                .is_some_and(|h| h == body_sha256(&e.body));
             let kept_only = view.class == SectionClass::Documents
                 && !matches!(
                     src_type,
                     Some("DocumentReference" | "DiagnosticReport") | None
                 );
-            let resource = match base {
-                Some(b) if kept_only || (unchanged && !options.rebuild) => {
+            let unchanged = || {
+                src.and_then(|s| s.get("body_sha256"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|h| h == body_sha256(&e.body))
+            };
+            let resource: Cow<'a, Value> = match base_value {
+                Some(b) if kept_only || (!options.rebuild && unchanged()) => {
                     report.from_imported += 1;
-                    b.clone()
+                    Cow::Borrowed(b)
                 }
                 _ => {
                     report.built += 1;
@@ -144,7 +195,7 @@ pub fn export_bundle(
                     if view.label != Label::General {
                         set_security_label(&mut built, view.label);
                     }
-                    match base {
+                    Cow::Owned(Value::Object(match base {
                         Some(b) if !options.rebuild => merge(b, built),
                         _ => {
                             if let Some(id) = base.and_then(|b| b.get("id")) {
@@ -152,13 +203,15 @@ pub fn export_bundle(
                             }
                             built
                         }
-                    }
+                    }))
                 }
             };
             let mut resource = resource;
-            if base.is_none() {
-                resource.insert("id".into(), json!(e.id.to_string()));
-                let ids = resource
+            if base.is_none()
+                && let Some(r) = resource.to_mut().as_object_mut()
+            {
+                r.insert("id".into(), json!(e.id.to_string()));
+                let ids = r
                     .entry("identifier")
                     .or_insert_with(|| Value::Array(Vec::new()));
                 if let Value::Array(a) = ids {
@@ -172,7 +225,7 @@ pub fn export_bundle(
             let out = Out {
                 full_url,
                 resource,
-                entry: Some(e.clone()),
+                entry: Some(e),
             };
             if view.class == SectionClass::Demographics {
                 if let Some(u) = src.and_then(|s| s.get("full_url")).and_then(Value::as_str) {
@@ -191,11 +244,7 @@ pub fn export_bundle(
 
     // One Patient: the first imported one (else the first), with the others' names and
     // identifiers added; or, without demographics, a Patient naming only the record.
-    patients.sort_by_key(|p| {
-        p.entry
-            .as_ref()
-            .is_none_or(|e| e.body.get("source").is_none())
-    });
+    patients.sort_by_key(|p| p.entry.is_none_or(|e| e.body.get("source").is_none()));
     let mut patient = if patients.is_empty() {
         let rid = input.record.to_string();
         let mut r = Map::new();
@@ -207,13 +256,18 @@ pub fn export_bundle(
         );
         Out {
             full_url: uuid_from(&[b"patient", &input.record.0]),
-            resource: r,
+            resource: Cow::Owned(Value::Object(r)),
             entry: None,
         }
     } else {
         let mut first = patients.remove(0);
         for other in &patients {
-            merge_patient(&mut first.resource, &other.resource);
+            if let (Some(into), Some(from)) = (
+                first.resource.to_mut().as_object_mut(),
+                other.resource.as_object(),
+            ) {
+                merge_patient(into, from);
+            }
         }
         first
     };
@@ -221,7 +275,8 @@ pub fn export_bundle(
     let patient_url = patient.full_url.clone();
 
     // References: keep those that resolve in this export; point the patient's at the Patient;
-    // cut the rest to their display.
+    // cut the rest to their display. A resource is copied only when one of its references
+    // changes.
     let mut urls: HashSet<String> = HashSet::new();
     let mut type_ids: HashSet<String> = HashSet::new();
     for o in outs.iter().chain(std::iter::once(&patient)) {
@@ -233,36 +288,48 @@ pub fn export_bundle(
             type_ids.insert(format!("{t}/{id}"));
         }
     }
-    let fix = |r: &mut Map<String, Value>, cut: &mut usize| {
-        fix_references(r, &urls, &type_ids, &patient_aliases, &patient_url, cut);
+    let refs = References {
+        urls: &urls,
+        type_ids: &type_ids,
+        patient_aliases: &patient_aliases,
+        patient_url: &patient_url,
     };
-    for o in &mut outs {
-        fix(&mut o.resource, &mut report.references_cut);
+    for o in outs.iter_mut().chain(std::iter::once(&mut patient)) {
+        if o.resource.as_object().is_some_and(|r| refs.would_change(r))
+            && let Some(r) = o.resource.to_mut().as_object_mut()
+        {
+            refs.fix(r, &mut report.references_cut);
+        }
     }
-    fix(&mut patient.resource, &mut report.references_cut);
 
     // The bundle: Patient, entries, a Provenance per entry, then extension resources.
-    let mut entries: Vec<Value> = Vec::new();
+    let mut entries: Vec<EntryOut<'a>> = Vec::with_capacity(2 * outs.len() + 2);
     let mut count = |t: &str| *report.resources.entry(t.to_owned()).or_default() += 1;
-    let mut provenance: Vec<Value> = Vec::new();
-    let mut patient_entries: Vec<EntryView> =
-        patients.into_iter().filter_map(|p| p.entry).collect();
+    let mut provenance: Vec<EntryOut<'a>> = Vec::with_capacity(outs.len() + 1);
+    let mut authors = Authors::default();
+    let mut patient_entries: Vec<&EntryView> = patients.iter().filter_map(|p| p.entry).collect();
     if let Some(e) = patient.entry.take() {
         patient_entries.insert(0, e);
     }
-    for e in &patient_entries {
-        provenance.push(provenance_for(e, &patient_url));
+    for e in patient_entries {
+        provenance.push(provenance_for(e, &patient_url, &mut authors));
     }
     count("Patient");
-    entries.push(json!({"fullUrl": patient_url, "resource": Value::Object(patient.resource)}));
+    entries.push(EntryOut {
+        full_url: patient_url.clone(),
+        resource: patient.resource,
+    });
     for o in outs {
         if let Some(t) = o.resource.get("resourceType").and_then(Value::as_str) {
             count(t);
         }
-        if let Some(e) = &o.entry {
-            provenance.push(provenance_for(e, &o.full_url));
+        if let Some(e) = o.entry {
+            provenance.push(provenance_for(e, &o.full_url, &mut authors));
         }
-        entries.push(json!({"fullUrl": o.full_url, "resource": Value::Object(o.resource)}));
+        entries.push(EntryOut {
+            full_url: o.full_url,
+            resource: o.resource,
+        });
     }
     for p in provenance {
         count("Provenance");
@@ -277,21 +344,44 @@ pub fn export_bundle(
                 .to_owned();
             count(&t);
             let url = uuid_from(&[x.name().as_bytes(), r.to_string().as_bytes()]);
-            entries.push(json!({"fullUrl": url, "resource": r}));
+            entries.push(EntryOut {
+                full_url: url,
+                resource: Cow::Owned(r),
+            });
         }
     }
-    let bundle = json!({
-        "resourceType": "Bundle",
-        "id": uuid_from(&[b"bundle", &input.record.0, &input.now.as_millis().to_be_bytes()])
-            .trim_start_matches("urn:uuid:"),
-        "type": "collection",
-        "timestamp": input.now.to_rfc3339(),
-        "entry": entries,
-    });
+    let bundle = BundleOut {
+        entry: entries,
+        id: uuid_from(&[
+            b"bundle",
+            &input.record.0,
+            &input.now.as_millis().to_be_bytes(),
+        ])
+        .trim_start_matches("urn:uuid:")
+        .to_owned(),
+        resource_type: "Bundle",
+        timestamp: input.now.to_rfc3339(),
+        bundle_type: "collection",
+    };
     (bundle, report)
 }
 
-fn provenance_for(e: &EntryView, target: &str) -> Value {
+/// Authors' peer ids as text, made once per author.
+#[derive(Default)]
+struct Authors(Vec<(PeerKey, String)>);
+
+impl Authors {
+    fn text(&mut self, k: PeerKey) -> String {
+        if let Some((_, t)) = self.0.iter().find(|(p, _)| *p == k) {
+            return t.clone();
+        }
+        let t = k.to_string();
+        self.0.push((k, t.clone()));
+        t
+    }
+}
+
+fn provenance_for<'a>(e: &EntryView, target: &str, authors: &mut Authors) -> EntryOut<'a> {
     let mut p = json!({
         "resourceType": "Provenance",
         "id": format!("p{}", e.id),
@@ -304,7 +394,7 @@ fn provenance_for(e: &EntryView, target: &str) -> Value {
                 "display": "Author"
             }]},
             "who": {
-                "identifier": {"system": HEARTH_PEER_SYSTEM, "value": e.provenance.author.to_string()},
+                "identifier": {"system": HEARTH_PEER_SYSTEM, "value": authors.text(e.provenance.author)},
                 "display": e.provenance.author_name,
             }
         }],
@@ -314,7 +404,10 @@ fn provenance_for(e: &EntryView, target: &str) -> Value {
     {
         m.insert("reason".into(), json!([{"text": purpose}]));
     }
-    json!({"fullUrl": uuid_from(&[b"provenance", &e.id.0]), "resource": p})
+    EntryOut {
+        full_url: uuid_from(&[b"provenance", &e.id.0]),
+        resource: Cow::Owned(p),
+    }
 }
 
 fn merge_patient(into: &mut Map<String, Value>, other: &Map<String, Value>) {
@@ -364,49 +457,90 @@ fn name_words(n: &Value) -> String {
     parts.join(" ").to_lowercase()
 }
 
-fn fix_references(
-    map: &mut Map<String, Value>,
-    urls: &HashSet<String>,
-    type_ids: &HashSet<String>,
-    patient_aliases: &HashSet<String>,
-    patient_url: &str,
-    cut: &mut usize,
-) {
-    if let Some(Value::String(r)) = map.get("reference") {
-        let r = r.clone();
+/// Where references may point in the export.
+struct References<'r> {
+    urls: &'r HashSet<String>,
+    type_ids: &'r HashSet<String>,
+    patient_aliases: &'r HashSet<String>,
+    patient_url: &'r str,
+}
+
+/// What to do with one reference.
+enum RefFix {
+    Keep,
+    /// Point it at the exported Patient.
+    ToPatient,
+    /// Replace it by its display text.
+    Cut,
+}
+
+impl References<'_> {
+    fn decide(&self, r: &str) -> RefFix {
         if r == PATIENT {
-            map.insert("reference".into(), json!(patient_url));
+            return RefFix::ToPatient;
         }
-        let resolves =
-            r.starts_with('#') || urls.contains(&r) || type_ids.contains(&relative_tail(&r));
-        if !resolves {
-            let external = r.contains("://") && !urls.contains(&r);
-            if patient_aliases.contains(&r)
-                || r.starts_with("Patient/") && patient_aliases.contains(&relative_tail(&r))
-            {
-                map.insert("reference".into(), json!(patient_url));
-            } else if !external {
-                map.remove("reference");
-                if !map.contains_key("display") {
-                    map.insert("display".into(), json!("not included in this export"));
-                }
-                *cut += 1;
-            }
+        let resolves = r.starts_with('#')
+            || self.urls.contains(r)
+            || self.type_ids.contains(&relative_tail(r));
+        if resolves {
+            return RefFix::Keep;
+        }
+        let external = r.contains("://") && !self.urls.contains(r);
+        if self.patient_aliases.contains(r)
+            || r.starts_with("Patient/") && self.patient_aliases.contains(&relative_tail(r))
+        {
+            RefFix::ToPatient
+        } else if !external {
+            RefFix::Cut
+        } else {
+            RefFix::Keep
         }
     }
-    for v in map.values_mut() {
-        match v {
-            Value::Object(m) => {
-                fix_references(m, urls, type_ids, patient_aliases, patient_url, cut)
-            }
-            Value::Array(items) => {
-                for item in items {
-                    if let Value::Object(m) = item {
-                        fix_references(m, urls, type_ids, patient_aliases, patient_url, cut);
+
+    /// Whether [`References::fix`] would change anything in `map`.
+    fn would_change(&self, map: &Map<String, Value>) -> bool {
+        if let Some(Value::String(r)) = map.get("reference")
+            && !matches!(self.decide(r), RefFix::Keep)
+        {
+            return true;
+        }
+        map.values().any(|v| match v {
+            Value::Object(m) => self.would_change(m),
+            Value::Array(items) => items
+                .iter()
+                .any(|i| i.as_object().is_some_and(|m| self.would_change(m))),
+            _ => false,
+        })
+    }
+
+    fn fix(&self, map: &mut Map<String, Value>, cut: &mut usize) {
+        if let Some(Value::String(r)) = map.get("reference") {
+            match self.decide(r) {
+                RefFix::Keep => {}
+                RefFix::ToPatient => {
+                    map.insert("reference".into(), json!(self.patient_url));
+                }
+                RefFix::Cut => {
+                    map.remove("reference");
+                    if !map.contains_key("display") {
+                        map.insert("display".into(), json!("not included in this export"));
                     }
+                    *cut += 1;
                 }
             }
-            _ => {}
+        }
+        for v in map.values_mut() {
+            match v {
+                Value::Object(m) => self.fix(m, cut),
+                Value::Array(items) => {
+                    for item in items {
+                        if let Value::Object(m) = item {
+                            self.fix(m, cut);
+                        }
+                    }
+                }
+                _ => {}
+            }
         }
     }
 }

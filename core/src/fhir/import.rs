@@ -7,13 +7,14 @@ use super::{
 use crate::entry::schema::{
     EntryBody, MAX_LIST_ITEMS, MAX_TEXT_CHARS, check_date, check_datetime, is_absolute_uri,
 };
-use crate::entry::{EntryStatus, EntryVersion};
+use crate::entry::{CheckedBody, EntryStatus, EntryVersion};
 use crate::ids::EntryId;
 use crate::nhs::NhsNumber;
 use crate::section::{Label, SectionClass, SectionName};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
 
 /// The bundle types Hearth imports.
 const BUNDLE_TYPES: &[&str] = &[
@@ -46,8 +47,13 @@ const ACTOR_TYPES: &[&str] = &[
 pub struct PlannedEntry {
     /// The section it goes in.
     pub section: SectionName,
-    /// The validated, normalised body, with its `source`.
+    /// The validated, normalised body, with its `source` but without the resource the source
+    /// keeps (so the resource is not copied again): the typed fields and how to recognise the
+    /// resource.
     pub body: Value,
+    /// The whole body, the kept resource included, checked against its class's schema: what
+    /// the record engine writes ([`crate::record::OpenRecord::add_checked_entries`]).
+    pub checked: CheckedBody,
     /// The entry version it replaces (an updated resource imported earlier).
     pub supersedes: Option<EntryId>,
     /// The FHIR resource type it came from.
@@ -491,8 +497,10 @@ pub fn plan_import(bundle: &Value, existing: &Existing) -> Result<ImportPlan, Fh
         let full_url = e.get("fullUrl").and_then(Value::as_str);
 
         // Whole-resource checks: size, references, extensions, NHS numbers.
-        let (hash, size) = super::canonical_sha256_len(&Value::Object(resource.clone()));
-        if size > MAX_RESOURCE_JSON {
+        // The resource's canonical JSON: hashed, measured, and (once checked) kept as it is.
+        let resource_json = super::canonical_json(resource);
+        let hash = super::sha256_hex(resource_json.as_bytes());
+        if resource_json.len() > MAX_RESOURCE_JSON {
             return Err(FhirError::Resource {
                 at,
                 field: "(resource)".into(),
@@ -551,19 +559,20 @@ pub fn plan_import(bundle: &Value, existing: &Existing) -> Result<ImportPlan, Fh
 
         // Validate the typed fields; errors name the FHIR field they came from.
         let paths = std::mem::take(&mut body.paths);
+        let located = |e: crate::entry::SchemaError| {
+            let key = e.field.split(['.', '[']).next().unwrap_or_default();
+            let field = paths.iter().find(|(k, _)| k == key).map_or_else(
+                || format!("({} field {})", section.class, e.field),
+                |(_, p)| p.clone(),
+            );
+            FhirError::Resource {
+                at: at.clone(),
+                field,
+                problem: e.problem,
+            }
+        };
         let normalised = EntryBody::from_json(section.class, &Value::Object(body.map))
-            .map_err(|e| {
-                let key = e.field.split(['.', '[']).next().unwrap_or_default();
-                let field = paths.iter().find(|(k, _)| k == key).map_or_else(
-                    || format!("({} field {})", section.class, e.field),
-                    |(_, p)| p.clone(),
-                );
-                FhirError::Resource {
-                    at: at.clone(),
-                    field,
-                    problem: e.problem,
-                }
-            })?
+            .map_err(located)?
             .to_json();
         let body_hash = body_sha256(&normalised);
 
@@ -603,7 +612,6 @@ pub fn plan_import(bundle: &Value, existing: &Existing) -> Result<ImportPlan, Fh
         }
         source.insert("sha256".into(), json!(hash));
         source.insert("body_sha256".into(), json!(body_hash));
-        source.insert("resource".into(), Value::Object(resource.clone()));
         let source = Value::Object(source);
 
         // An entry imported earlier from the same resource (by identity) gets a new version.
@@ -632,6 +640,9 @@ pub fn plan_import(bundle: &Value, existing: &Existing) -> Result<ImportPlan, Fh
         if let Some(m) = full.as_object_mut() {
             m.insert("source".into(), source);
         }
+        // The whole body, source and resource included, checked once: this is what is written.
+        let checked = CheckedBody::with_resource(section.class, &full, resource, &resource_json)
+            .map_err(located)?;
         let c = report.by_type.entry(rt.clone()).or_default();
         if supersedes.is_some() {
             c.updated += 1;
@@ -643,6 +654,7 @@ pub fn plan_import(bundle: &Value, existing: &Existing) -> Result<ImportPlan, Fh
         plan.entries.push(PlannedEntry {
             section,
             body: full,
+            checked,
             supersedes,
             resource_type: rt,
             entry_index: i,
@@ -723,7 +735,7 @@ fn walk(
                 let base = path.len();
                 for (i, item) in items.iter().enumerate() {
                     if let Value::Object(m) = item {
-                        path.push_str(&format!("[{i}]"));
+                        let _ = write!(path, "[{i}]");
                         walk(m, path, f)?;
                         path.truncate(base);
                     }

@@ -60,10 +60,12 @@
 mod export;
 mod import;
 
-pub use export::{ExportExtension, ExportInput, ExportOptions, ExportReport, export_bundle};
+pub use export::{
+    ExportExtension, ExportInput, ExportOptions, ExportReport, export_bundle, export_bundle_json,
+};
 pub use import::{Existing, ImportPlan, ImportReport, PlannedEntry, TypeCounts, plan_import};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// The largest bundle file accepted, in bytes (64 MiB). The node refuses a larger file before
@@ -154,67 +156,85 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<Value, FhirError> {
 /// space, numbers and strings as serde_json writes them. Independent of how the input was laid
 /// out, so the same resource always hashes the same.
 pub fn canonical_sha256(value: &Value) -> String {
-    canonical_sha256_len(value).0
+    let mut out = Vec::new();
+    write_canonical(value, &mut out);
+    sha256_hex(&out)
 }
 
-/// [`canonical_sha256`] and the length of the canonical form in bytes.
-pub(crate) fn canonical_sha256_len(value: &Value) -> (String, usize) {
-    let mut h = Counted(Sha256::new(), 0);
-    write_canonical(value, &mut h);
-    (data_encoding::HEXLOWER.encode(&h.0.finalize()), h.1)
+/// The canonical JSON text of an object (see [`canonical_sha256`]): the form in which an
+/// imported resource is hashed, measured and kept.
+pub(crate) fn canonical_json(map: &Map<String, Value>) -> String {
+    let mut out = Vec::with_capacity(1024);
+    write_canonical_map(map, None, &mut out);
+    // Only valid UTF-8 is ever written: JSON text made by serde_json from `str`s.
+    String::from_utf8(out).unwrap_or_default()
 }
 
-/// A hasher that counts what it hashes.
-struct Counted(Sha256, usize);
-
-impl Counted {
-    fn update(&mut self, b: &[u8]) {
-        self.1 += b.len();
-        self.0.update(b);
-    }
+/// SHA-256 (lower-case hex) of bytes.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(&Sha256::digest(bytes))
 }
 
-fn write_canonical(value: &Value, h: &mut Counted) {
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
-        Value::Object(map) => {
-            h.update(b"{");
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    h.update(b",");
-                }
-                h.update(Value::String(k.clone()).to_string().as_bytes());
-                h.update(b":");
-                if let Some(v) = map.get(k) {
-                    write_canonical(v, h);
-                }
-            }
-            h.update(b"}");
-        }
+        Value::Object(map) => write_canonical_map(map, None, out),
         Value::Array(items) => {
-            h.update(b"[");
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    h.update(b",");
+                    out.push(b',');
                 }
-                write_canonical(v, h);
+                write_canonical(v, out);
             }
-            h.update(b"]");
+            out.push(b']');
         }
-        other => h.update(other.to_string().as_bytes()),
+        // serde_json's own compact form of a string or scalar; writing to a Vec cannot fail.
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
     }
+}
+
+/// An object with its keys in order, leaving out the key `skip`.
+fn write_canonical_map(map: &Map<String, Value>, skip: Option<&str>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    let mut first = true;
+    let mut entry = |k: &String, v: &Value, out: &mut Vec<u8>| {
+        if skip == Some(k.as_str()) {
+            return;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.push(b':');
+        write_canonical(v, out);
+    };
+    // serde_json's map keeps its keys sorted unless its `preserve_order` feature is on.
+    if map.keys().is_sorted() {
+        for (k, v) in map {
+            entry(k, v, out);
+        }
+    } else {
+        let mut keys: Vec<(&String, &Value)> = map.iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in keys {
+            entry(k, v, out);
+        }
+    }
+    out.push(b'}');
 }
 
 /// SHA-256 of an entry body's fields other than `source`.
 pub fn body_sha256(body: &Value) -> String {
     match body.as_object() {
-        Some(map) if map.contains_key("source") => {
-            let mut m = map.clone();
-            m.remove("source");
-            canonical_sha256(&Value::Object(m))
+        Some(map) => {
+            let mut out = Vec::new();
+            write_canonical_map(map, Some("source"), &mut out);
+            sha256_hex(&out)
         }
-        _ => canonical_sha256(body),
+        None => canonical_sha256(body),
     }
 }
 

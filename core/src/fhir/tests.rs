@@ -92,5 +92,185 @@ fn a_resource_without_what_its_entry_needs_is_kept_as_a_document() {
     let p = plan(&bundle(vec![enc])).unwrap();
     assert_eq!(p.entries[0].section.to_string(), "documents");
     assert_eq!(p.report.kept_as_documents.get("Encounter"), Some(&1));
-    assert_eq!(p.entries[0].body["source"]["resource"]["status"], "planned");
+    // The resource is kept whole in what is written (the plan's body does not copy it again).
+    let written: Value = serde_json::from_str(p.entries[0].checked.json()).unwrap();
+    assert_eq!(written["source"]["resource"]["status"], "planned");
+}
+
+/// The canonical form as first written (keys sorted by hand, every piece through `to_string`):
+/// the faster writer must hash every resource exactly as entries already stored were hashed.
+fn canonical_reference(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            out.push('{');
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical_reference(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_reference(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn fixture_bundles() -> Vec<Value> {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/fhir");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            out.push(serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap());
+        }
+    }
+    assert!(
+        out.len() >= 5,
+        "expected the fixture bundles in {}",
+        dir.display()
+    );
+    out
+}
+
+#[test]
+fn canonical_json_and_hashes_are_those_of_the_reference_form() {
+    let odd =
+        json!({"é": "\u{1}\"\\/", "a": [1.5, -0.0, 1e300, 12345678901234567890u64, null], "B": {}});
+    let mut values = vec![odd];
+    for b in fixture_bundles() {
+        values.extend(
+            b["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["resource"].clone()),
+        );
+    }
+    for v in &values {
+        let mut want = String::new();
+        canonical_reference(v, &mut want);
+        assert_eq!(canonical_json(v.as_object().unwrap()), want);
+        assert_eq!(canonical_sha256(v), sha256_hex(want.as_bytes()));
+        let mut body = v.as_object().unwrap().clone();
+        body.insert("source".into(), json!({"anything": 1}));
+        let mut rest = String::new();
+        canonical_reference(&Value::Object(v.as_object().unwrap().clone()), &mut rest);
+        if !v.as_object().unwrap().contains_key("source") {
+            assert_eq!(
+                body_sha256(&Value::Object(body)),
+                sha256_hex(rest.as_bytes())
+            );
+        }
+    }
+}
+
+#[test]
+fn a_planned_body_is_checked_once_as_the_whole_body_would_be() {
+    use crate::entry::CheckedBody;
+    for b in fixture_bundles() {
+        let plan = plan(&b).unwrap();
+        assert!(!plan.entries.is_empty());
+        for p in &plan.entries {
+            // The same text as checking the whole body (resource included) in one piece.
+            let mut whole: Value = serde_json::from_str(p.checked.json()).unwrap();
+            assert_eq!(
+                p.checked,
+                CheckedBody::new(p.section.class, &whole).unwrap()
+            );
+            // The plan's body is that body without the kept resource.
+            let resource = whole["source"].as_object_mut().unwrap().remove("resource");
+            assert_eq!(
+                resource.unwrap()["resourceType"],
+                p.body["source"]["resource_type"]
+            );
+            assert_eq!(whole, p.body);
+        }
+    }
+    // The checks of the whole body still apply: the resource must be of the source's type, and
+    // the whole body (resource included) fits the entry size limit.
+    let condition = json!({"resourceType": "Condition", "code": {"text": "Asthma"}});
+    let p = &plan(&bundle(vec![condition.clone()])).unwrap().entries[0];
+    let fields = p.body.clone();
+    let resource = condition.as_object().unwrap();
+    let text = canonical_json(resource);
+    CheckedBody::with_resource(p.section.class, &fields, resource, &text).unwrap();
+    let mut other = resource.clone();
+    other.insert("resourceType".into(), json!("Observation"));
+    let e = CheckedBody::with_resource(p.section.class, &fields, &other, &canonical_json(&other))
+        .unwrap_err();
+    assert_eq!(e.field, "source.resource");
+    let mut big = resource.clone();
+    big.insert(
+        "text".into(),
+        json!({"div": "x".repeat(crate::entry::schema::MAX_ENTRY_JSON_BYTES)}),
+    );
+    let e = CheckedBody::with_resource(p.section.class, &fields, &big, &canonical_json(&big))
+        .unwrap_err();
+    assert!(e.problem.contains("too large"), "{e}");
+    let mut whole = fields.clone();
+    whole["source"]["resource"] = Value::Object(big);
+    assert_eq!(
+        CheckedBody::new(p.section.class, &whole)
+            .unwrap_err()
+            .problem,
+        e.problem
+    );
+    // Just under and just over the limit, both ways agree.
+    for pad in [0usize, 1, 2, 3] {
+        let mut r = resource.clone();
+        let mut w = fields.clone();
+        w["source"]["resource"] = Value::Object(r.clone());
+        let room = crate::entry::schema::MAX_ENTRY_JSON_BYTES - w.to_string().len();
+        r.insert("zz".into(), json!("y".repeat(room.saturating_sub(8) + pad)));
+        w["source"]["resource"] = Value::Object(r.clone());
+        let whole = CheckedBody::new(p.section.class, &w);
+        let parts = CheckedBody::with_resource(p.section.class, &fields, &r, &canonical_json(&r));
+        assert_eq!(whole, parts, "pad {pad}");
+    }
+}
+
+#[test]
+fn a_version_with_a_checked_body_is_written_as_serde_writes_it() {
+    use crate::entry::{CheckedBody, EntryStatus, EntryVersion, Provenance};
+    let body = json!({"text": "a \"note\"", "title": "T"});
+    for (supersedes, reason) in [
+        (None, None),
+        (Some(crate::ids::EntryId([7; 16])), Some("why")),
+    ] {
+        let mut v = EntryVersion {
+            id: crate::ids::EntryId([1; 16]),
+            class: crate::section::SectionClass::Notes,
+            version: 2,
+            supersedes,
+            status: EntryStatus::Final,
+            status_reason: reason.map(str::to_owned),
+            body: Value::Null,
+            provenance: Provenance {
+                author: crate::ids::PeerKey([3; 32]),
+                author_name: "Dr \"A\"".into(),
+                author_role: crate::keys::Role::Patient,
+                recorded_at: crate::time::Timestamp::from_millis(5),
+                purpose: Some("care".into()),
+            },
+        };
+        let checked = CheckedBody::new(v.class, &body).unwrap();
+        let text = crate::entry::version_json(&v, &checked).unwrap();
+        v.body = body.clone();
+        assert_eq!(text, serde_json::to_string(&v).unwrap());
+    }
 }
