@@ -71,6 +71,8 @@ pub enum Domain {
     Card,
     /// A de-identified contribution to a research or planning extract.
     Contribution,
+    /// A patient device vouching for a section snapshot that new readers can start from.
+    Snapshot,
 }
 
 impl Domain {
@@ -87,6 +89,7 @@ impl Domain {
             Domain::ConsentEvent => b"consent-event/v1",
             Domain::Card => b"card/v1",
             Domain::Contribution => b"contribution/v1",
+            Domain::Snapshot => b"snapshot/v1",
         }
     }
 }

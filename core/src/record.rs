@@ -132,6 +132,15 @@ fn k_head_prefix(r: &RecordId, s: &SectionId) -> Vec<u8> {
 fn k_head(r: &RecordId, s: &SectionId, a: &PeerKey) -> Vec<u8> {
     key(b'L', &[&r.0, &s.0, &a.0])
 }
+fn k_shared(r: &RecordId, s: &SectionId) -> Vec<u8> {
+    key(b'S', &[&r.0, &s.0])
+}
+fn k_base_prefix(r: &RecordId, s: &SectionId) -> Vec<u8> {
+    key(b'T', &[&r.0, &s.0])
+}
+fn k_base(r: &RecordId, s: &SectionId, a: &PeerKey) -> Vec<u8> {
+    key(b'T', &[&r.0, &s.0, &a.0])
+}
 fn k_cache(r: &RecordId, s: &SectionId) -> Vec<u8> {
     key(b'C', &[&r.0, &s.0])
 }
@@ -292,6 +301,73 @@ struct Snapshot {
     doc: Vec<u8>,
 }
 
+/// The largest shared snapshot made or accepted (it travels in one sync response).
+pub const MAX_SHARED_SNAPSHOT: usize = 8 << 20;
+
+/// A section's compacted state, vouched for by one of the patient's devices, so that a new
+/// reader starts from one document instead of replaying every bundle (DESIGN §4, compaction).
+///
+/// The version vector is in the clear and signed, so any node can see what the snapshot
+/// covers; the document is sealed under the section key with the vector inside, and a reader
+/// checks the two agree. Bundles up to the vector need not be held by a node that accepted the
+/// snapshot: it records the vector as its **base** and continues each log from there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedSnapshot {
+    /// The record.
+    pub record: RecordId,
+    /// The section.
+    pub section: SectionId,
+    /// The patient device that made it.
+    pub author: PeerKey,
+    /// What it covers: the newest bundle per author.
+    pub vv: Vec<(PeerKey, LogHead)>,
+    /// Key epoch (4 bytes, big-endian) and the sealed document.
+    #[serde(with = "serde_bytes")]
+    pub blob: Vec<u8>,
+    /// The author's signature.
+    pub signature: ByteArray<64>,
+}
+
+impl SharedSnapshot {
+    fn signed_parts(&self) -> Result<Vec<u8>> {
+        cbor(&(
+            &self.record,
+            &self.section,
+            &self.author,
+            &self.vv,
+            crypto::sha256(&[&self.blob]),
+        ))
+    }
+
+    /// Decodes a snapshot (size-checked first).
+    pub fn decode(bytes: &[u8]) -> Option<SharedSnapshot> {
+        if bytes.len() > MAX_SHARED_SNAPSHOT + 64 * 1024 {
+            return None;
+        }
+        decbor(bytes).ok()
+    }
+
+    /// The version vector it covers.
+    pub fn version_vector(&self) -> VersionVector {
+        self.vv.iter().copied().collect()
+    }
+
+    /// Whether `author` signed it.
+    pub fn verify(&self) -> bool {
+        let (Ok(key), Ok(parts)) = (self.author.verifying_key(), self.signed_parts()) else {
+            return false;
+        };
+        crypto::verify(
+            &key,
+            Domain::Snapshot,
+            &[&parts],
+            &self.signature.into_array(),
+        )
+        .is_ok()
+    }
+}
+
 /// All records held in one store.
 pub struct Vault<S: Store> {
     store: S,
@@ -381,6 +457,30 @@ impl<S: Store> Vault<S> {
             self.store.commit(batch)?;
         }
         Ok(())
+    }
+
+    /// The shared snapshot of a section held here, as encoded (see [`SharedSnapshot`]).
+    pub fn shared_snapshot(
+        &self,
+        record: &RecordId,
+        section: &SectionId,
+    ) -> Result<Option<Vec<u8>>> {
+        Ok(self.store.get(&k_shared(record, section))?)
+    }
+
+    /// Where each log of a section starts on this node: bundles up to these heads came as a
+    /// shared snapshot and need not be held (empty when every bundle is held).
+    pub fn base(&self, record: &RecordId, section: &SectionId) -> Result<VersionVector> {
+        let mut vv = VersionVector::new();
+        for (k, v) in self.store.scan_prefix(&k_base_prefix(record, section))? {
+            if let (Ok(a), Some(h)) = (
+                <[u8; 32]>::try_from(&k[k.len() - 32..]),
+                LogHead::from_bytes(&v),
+            ) {
+                vv.insert(PeerKey(a), h);
+            }
+        }
+        Ok(vv)
     }
 
     /// The log heads of one section, from the index (no keys needed).
@@ -489,10 +589,25 @@ impl<S: Store> Vault<S> {
                 .store
                 .get(&k_head(record, &section, &author))?
                 .and_then(|v| LogHead::from_bytes(&v));
+            let base = self
+                .store
+                .get(&k_base(record, &section, &author))?
+                .and_then(|v| LogHead::from_bytes(&v))
+                .map_or(0, |h| h.seq);
             // Walk the chain: which bundles extend the log, which are already held, which fork.
             let mut extend: Vec<&Bundle> = Vec::new();
             for b in run {
                 let h = b.header();
+                if h.seq <= base
+                    && self
+                        .store
+                        .get(&k_bundle(record, &section, &author, h.seq))?
+                        .is_none()
+                {
+                    // Covered by the shared snapshot this node started from.
+                    report.duplicates += 1;
+                    continue;
+                }
                 let held = if head.is_some_and(|x| h.seq <= x.seq) {
                     self.store
                         .get(&k_bundle(record, &section, &author, h.seq))?
@@ -970,17 +1085,27 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             let head = LogHead::from_bytes(&v).ok_or_else(|| self.corrupt(sid, "bad log head"))?;
             heads.insert(PeerKey(author), head);
         }
-        // Start from the snapshot when it is intact and consistent with the logs.
+        // Start from the local snapshot when it is intact and consistent with the logs, else
+        // from the shared snapshot this node may have started the section from.
         let mut doc = None;
         let mut have = VersionVector::new();
-        if let Some(blob) = store.get(&k_cache(&self.id, sid))?
-            && let Some((d, vv)) = self.open_snapshot(sid, keys, &blob)
-            && vv
-                .iter()
-                .all(|(a, h)| heads.get(a).is_some_and(|x| x.seq >= h.seq))
+        let shared = store
+            .get(&k_shared(&self.id, sid))?
+            .and_then(|b| SharedSnapshot::decode(&b))
+            .map(|s| s.blob);
+        for blob in [store.get(&k_cache(&self.id, sid))?, shared]
+            .into_iter()
+            .flatten()
         {
-            doc = Some(d);
-            have = vv;
+            if let Some((d, vv)) = self.open_snapshot(sid, keys, &blob)
+                && vv
+                    .iter()
+                    .all(|(a, h)| heads.get(a).is_some_and(|x| x.seq >= h.seq))
+            {
+                doc = Some(d);
+                have = vv;
+                break;
+            }
         }
         let mut doc = match doc {
             Some(d) => d,
@@ -1177,6 +1302,29 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         if sd.since_snapshot >= SNAPSHOT_EVERY {
             sd.since_snapshot = 0;
             let blob = self.snapshot_blob(&sid, rng)?;
+            // A patient device also vouches for it, so that new readers can start from it.
+            if self.owner && blob.len() <= MAX_SHARED_SNAPSHOT && self.check_linked().is_ok() {
+                let vv = self
+                    .loaded
+                    .get(&sid)
+                    .map(|d| d.vv.iter().map(|(a, h)| (*a, *h)).collect())
+                    .unwrap_or_default();
+                let mut shared = SharedSnapshot {
+                    record: self.id,
+                    section: sid,
+                    author: me,
+                    vv,
+                    blob: blob.clone(),
+                    signature: ByteArray::new([0; 64]),
+                };
+                let parts = shared.signed_parts()?;
+                shared.signature = ByteArray::new(crypto::sign(
+                    self.identity.device_key(),
+                    Domain::Snapshot,
+                    &[&parts],
+                ));
+                batch.put(k_shared(&self.id, &sid), cbor(&shared)?);
+            }
             batch.put(k_cache(&self.id, &sid), blob);
         }
         Ok(())
@@ -1770,6 +1918,83 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         )?;
         let all: Vec<SectionId> = self.keys.keys().copied().collect();
         self.rotate_keys(&all, now, rng)
+    }
+
+    /// Accepts a shared snapshot from a peer (see [`SharedSnapshot`]): it must be signed by one
+    /// of `devices` (the patient's), be for this record and a section this node holds the key
+    /// of, open under that key with the same version vector inside, and cover at least what
+    /// this node already started from. Then the section starts from it: its vector becomes the
+    /// base and, where ahead, the log heads. Returns `Ok(false)` when it is older than what is
+    /// held (nothing to do), `Err(reason)` when it is refused. Nothing is written on refusal.
+    pub fn accept_snapshot(
+        &mut self,
+        bytes: &[u8],
+        devices: &[PeerKey],
+    ) -> std::result::Result<bool, String> {
+        let snap = SharedSnapshot::decode(bytes).ok_or("a malformed snapshot")?;
+        if snap.record != self.id {
+            return Err("a snapshot of another record".into());
+        }
+        if !devices.contains(&snap.author) {
+            return Err("a snapshot not made by one of the patient's devices".into());
+        }
+        if snap.blob.len() > MAX_SHARED_SNAPSHOT || snap.vv.len() > 65_536 || !snap.verify() {
+            return Err("snapshot signature does not verify (altered or forged)".into());
+        }
+        let sid = snap.section;
+        let keys = self
+            .keys
+            .get(&sid)
+            .ok_or("a snapshot of a section this node cannot read")?;
+        let epoch = snap
+            .blob
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+            .ok_or("a malformed snapshot")?;
+        let key = keys
+            .get(&epoch)
+            .ok_or("a snapshot under a key this node lacks")?;
+        let plain = zeroize::Zeroizing::new(
+            crypto::open(key, &snapshot_aad(&self.id, &sid), &snap.blob[4..])
+                .map_err(|_| "a snapshot that does not open under the section key")?,
+        );
+        let inner: Snapshot = decbor(&plain).map_err(|_| "a malformed snapshot")?;
+        let vv = snap.version_vector();
+        if inner.vv.iter().copied().collect::<VersionVector>() != vv {
+            return Err("a snapshot whose contents do not match what it claims to cover".into());
+        }
+        let store = &self.vault.store;
+        let base = self.vault.base(&self.id, &sid).map_err(|e| e.to_string())?;
+        if base
+            .iter()
+            .any(|(a, h)| vv.get(a).is_none_or(|x| x.seq < h.seq))
+        {
+            return Ok(false);
+        }
+        let heads = self
+            .vault
+            .heads(&self.id, &sid)
+            .map_err(|e| e.to_string())?;
+        if vv
+            .iter()
+            .all(|(a, h)| heads.get(a).is_some_and(|x| x.seq >= h.seq))
+        {
+            // Everything it covers is held already.
+            return Ok(false);
+        }
+        let mut batch = Batch::new();
+        for (a, h) in &vv {
+            batch.put(k_base(&self.id, &sid, a), h.to_bytes().to_vec());
+            if heads.get(a).is_none_or(|x| x.seq < h.seq) {
+                batch.put(k_head(&self.id, &sid, a), h.to_bytes().to_vec());
+            }
+        }
+        batch.put(k_cache(&self.id, &sid), snap.blob.clone());
+        batch.put(k_shared(&self.id, &sid), bytes.to_vec());
+        store.commit(batch).map_err(|e| e.to_string())?;
+        self.loaded.remove(&sid);
+        Ok(true)
     }
 
     /// Moves `sections` (those this node holds keys for) to a new key epoch, wrapped only to

@@ -192,7 +192,24 @@ fn main() {
         ab,
         ht.as_secs_f64() / at.as_secs_f64()
     );
+    // The GP's first read after it: open the record and load the section (from the shared
+    // snapshot plus the bundles after it), against automerge loading the same notes' saved
+    // document, which the baseline's sync did not need.
+    let t = Instant::now();
     let mut replica = x.g.open_record(&x.gp, &x.rid).unwrap();
+    let vvs = replica.version_vectors().unwrap();
+    let read = t.elapsed();
+    let saved = src.save();
+    let t = Instant::now();
+    let loaded = automerge::AutoCommit::load(&saved).unwrap();
+    let load = t.elapsed();
+    drop((vvs, loaded));
+    println!(
+        "  then the first read of the section   hearth {:>8.1} ms   (automerge load() of the same notes {:.1} ms); sync + read ratio {:.2}",
+        read.as_secs_f64() * 1e3,
+        load.as_secs_f64() * 1e3,
+        (ht + read).as_secs_f64() / at.as_secs_f64()
+    );
     assert_eq!(
         replica
             .show(&"notes".parse().unwrap())

@@ -107,6 +107,11 @@ pub struct SyncResponse {
     pub more: bool,
     /// Pushed bundles refused, with the reason.
     pub rejected: Vec<String>,
+    /// Shared snapshots ([`hearth_core::record::SharedSnapshot`]) the requester can start
+    /// sections from instead of replaying their whole history; `bundles` then holds only what
+    /// came after them.
+    #[serde(default)]
+    pub snapshots: Vec<ByteBuf>,
 }
 
 /// A change notification.
@@ -225,7 +230,10 @@ fn check(m: &Message) -> Result<(), WireError> {
             if r.v != 1 {
                 return Err(WireError::Limit("unsupported version"));
             }
-            if r.wraps.len() > MAX_KEYS || r.devices.len() > MAX_KEYS {
+            if r.wraps.len() > MAX_KEYS
+                || r.devices.len() > MAX_KEYS
+                || r.snapshots.len() > MAX_SECTIONS
+            {
                 return Err(WireError::Limit("too many keys or devices"));
             }
             if r.rejected.len() > 100_000 || r.refused.as_ref().is_some_and(|s| s.len() > 1_000) {

@@ -28,13 +28,17 @@ use hearth_core::grant::{self, Ability, Access, Grant, GrantId, Scope};
 use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::keys::Identity;
 use hearth_core::log::VersionVector;
-use hearth_core::record::{DeviceCert, OpenRecord, RecordError, Vault};
+use hearth_core::record::{DeviceCert, OpenRecord, RecordError, SharedSnapshot, Vault};
 use hearth_core::store::Store;
 use hearth_core::time::Timestamp;
 use rand_core::CryptoRng;
 use serde::Serialize;
 use serde_bytes::ByteBuf;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// A reader missing at least this many bundles of a section it holds nothing of gets the
+/// section's shared snapshot instead (when this node has one).
+pub const SNAPSHOT_MIN: u64 = 64;
 
 /// Why a sync failed as a whole.
 #[derive(Debug, thiserror::Error)]
@@ -334,6 +338,7 @@ impl<'a, S: Store> Peer<'a, S> {
         record: &RecordId,
         rec: &mut Option<OpenRecord<'a, S>>,
         raw: &[ByteBuf],
+        snapshots: &[ByteBuf],
         extra_devices: &[PeerKey],
         only_author: Option<PeerKey>,
         may_write: &dyn Fn(&SectionId) -> bool,
@@ -381,6 +386,26 @@ impl<'a, S: Store> Peer<'a, S> {
                 }
             }
         }
+        if !snapshots.is_empty() {
+            if rec.is_none() {
+                *rec = self.vault.open_record(self.identity, record).ok();
+            }
+            match rec.as_mut() {
+                Some(r) => {
+                    let removed = r.removed_devices();
+                    devices.retain(|d| !removed.contains_key(d));
+                    devices.extend(r.device_certs().into_iter().map(|d| d.peer));
+                    for snap in snapshots {
+                        match r.accept_snapshot(snap, &devices) {
+                            Ok(true) => stored += 1,
+                            Ok(false) => {}
+                            Err(why) => refused.push(why),
+                        }
+                    }
+                }
+                None => refused.push("a snapshot arrived before its record's keys".into()),
+            }
+        }
         if !content.is_empty() {
             if rec.is_none() {
                 *rec = self.vault.open_record(self.identity, record).ok();
@@ -409,6 +434,7 @@ impl<'a, S: Store> Peer<'a, S> {
 
     /// Bundles of `ours` that `theirs` lacks, for the sections `include` allows and, when
     /// `author` is set, only that author's.
+    #[allow(clippy::too_many_arguments)]
     fn missing_for(
         &self,
         record: &RecordId,
@@ -416,8 +442,9 @@ impl<'a, S: Store> Peer<'a, S> {
         theirs: &BTreeMap<SectionId, VersionVector>,
         include: &dyn Fn(&SectionId) -> bool,
         author: Option<PeerKey>,
+        budget: usize,
     ) -> Result<(Vec<ByteBuf>, bool), SyncError> {
-        let mut budget = MAX_BUNDLE_BYTES;
+        let mut budget = budget;
         let mut out = Vec::new();
         let mut more = false;
         // The auth document first: it is what makes everything else checkable.
@@ -466,6 +493,7 @@ impl<'a, S: Store> Peer<'a, S> {
                 devices: Vec::new(),
                 more: false,
                 rejected: Vec::new(),
+                snapshots: Vec::new(),
             };
             let report = Report {
                 record: Some(req.record),
@@ -499,7 +527,7 @@ impl<'a, S: Store> Peer<'a, S> {
             let only = if rights.device { None } else { Some(remote) };
             let mut slot = Some(rec);
             let (stored, refused) =
-                self.receive(&req.record, &mut slot, &req.push, &[], only, &|s| {
+                self.receive(&req.record, &mut slot, &req.push, &[], &[], only, &|s| {
                     rights.may_write(s, &dir)
                 })?;
             report.received = stored;
@@ -514,7 +542,52 @@ impl<'a, S: Store> Peer<'a, S> {
         let theirs: BTreeMap<SectionId, VersionVector> =
             req.have.iter().map(|h| (h.section, h.vv())).collect();
         let may_read = |s: &SectionId| rights.may_read(s, &dir);
-        let (bundles, more) = self.missing_for(&req.record, &ours, &theirs, &may_read, None)?;
+        // A reader starting a section (or behind where this node's own copy starts) gets the
+        // section's shared snapshot, then only the bundles after it.
+        let mut theirs = theirs;
+        let mut snapshots = Vec::new();
+        let mut budget = MAX_BUNDLE_BYTES;
+        let devices_now: Vec<PeerKey> = rec.device_certs().into_iter().map(|d| d.peer).collect();
+        for (sid, vv) in &ours {
+            if !may_read(sid) {
+                continue;
+            }
+            let empty = VersionVector::new();
+            let their = theirs.get(sid).unwrap_or(&empty);
+            let seq_of = |a: &PeerKey| their.get(a).map_or(0, |x| x.seq);
+            let lacking = self
+                .vault
+                .base(&req.record, sid)?
+                .iter()
+                .any(|(a, h)| seq_of(a) < h.seq);
+            let behind: u64 = vv
+                .iter()
+                .map(|(a, h)| h.seq.saturating_sub(seq_of(a)))
+                .sum();
+            if !(lacking || (their.is_empty() && behind >= SNAPSHOT_MIN)) {
+                continue;
+            }
+            let Some(bytes) = self.vault.shared_snapshot(&req.record, sid)? else {
+                continue;
+            };
+            let Some(snap) = SharedSnapshot::decode(&bytes) else {
+                continue;
+            };
+            if bytes.len() > budget / 2 || !devices_now.contains(&snap.author) {
+                continue;
+            }
+            budget -= bytes.len();
+            let mut start = their.clone();
+            for (a, h) in snap.version_vector() {
+                if seq_of(&a) < h.seq {
+                    start.insert(a, h);
+                }
+            }
+            theirs.insert(*sid, start);
+            snapshots.push(ByteBuf::from(bytes));
+        }
+        let (bundles, more) =
+            self.missing_for(&req.record, &ours, &theirs, &may_read, None, budget)?;
         // Keys: the owner wraps missing ones to the requester's agreement key.
         let readable: Vec<SectionId> = std::iter::once(SectionId::AUTH)
             .chain(if rights.device {
@@ -558,6 +631,7 @@ impl<'a, S: Store> Peer<'a, S> {
                 devices,
                 more,
                 rejected: report.refused.clone(),
+                snapshots,
             },
             report,
         ))
@@ -606,8 +680,15 @@ impl<'a, S: Store> Peer<'a, S> {
         }
         // Bundles: the responder may send us only what it holds; we accept per authorship.
         let mut rec = self.vault.open_record(self.identity, &record).ok();
-        let (stored, refused) =
-            self.receive(&record, &mut rec, &resp.bundles, &devices, None, &|_| true)?;
+        let (stored, refused) = self.receive(
+            &record,
+            &mut rec,
+            &resp.bundles,
+            &resp.snapshots,
+            &devices,
+            None,
+            &|_| true,
+        )?;
         report.received = stored;
         report.refused.extend(refused);
         // If the responder refused something we pushed, pushing it again would not help: the
@@ -631,13 +712,21 @@ impl<'a, S: Store> Peer<'a, S> {
                 let (rights, _) = self.rights_of(rec, &remote, None, now);
                 let dir = rec.directory().clone();
                 let include = |s: &SectionId| rights.may_read(s, &dir);
-                self.missing_for(&record, &ours, &theirs, &include, None)?.0
+                self.missing_for(&record, &ours, &theirs, &include, None, MAX_BUNDLE_BYTES)?
+                    .0
             }
             Some(_) => {
                 // A grantee pushes only its own bundles, to sections the remote offered.
                 let include = |s: &SectionId| theirs.contains_key(s);
-                self.missing_for(&record, &ours, &theirs, &include, Some(me))?
-                    .0
+                self.missing_for(
+                    &record,
+                    &ours,
+                    &theirs,
+                    &include,
+                    Some(me),
+                    MAX_BUNDLE_BYTES,
+                )?
+                .0
             }
             None => Vec::new(),
         };

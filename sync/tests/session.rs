@@ -762,3 +762,119 @@ fn a_linked_device_syncs_everything_and_a_removed_one_nothing_new() {
     copy_all_bundles(&phone, &w.patient, &rid);
     assert!(!w.patient.texts(&rid, "notes").contains(&"late".to_string()));
 }
+
+#[test]
+fn a_new_reader_starts_from_the_shared_snapshot_and_can_pass_it_on() {
+    let mut w = world(23);
+    let rid = w.rid;
+    {
+        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        for i in 0..300 {
+            rec.add_entry(
+                &name("notes"),
+                &json!({"text": format!("n{i}")}),
+                at(5),
+                &mut w.rng,
+            )
+            .unwrap();
+        }
+    }
+    grant_to(&mut w, "gp", "notes", Ability::Read);
+    grant_to(&mut w, "sw", "notes", Ability::Read);
+    let notes = section_id(&w.patient, &rid, "notes");
+    assert!(
+        w.patient
+            .vault
+            .shared_snapshot(&rid, &notes)
+            .unwrap()
+            .is_some()
+    );
+    // The GP's first sync: one snapshot and the bundles after it, not 301 bundles.
+    let report = sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    assert!(report.in_sync, "{report:?}");
+    assert!(report.refused.is_empty(), "{report:?}");
+    let held = w.gp.bundles_in(&rid, &notes);
+    assert!(held < 100, "{held} bundles held: the snapshot was not used");
+    let texts = w.gp.texts(&rid, "notes");
+    assert_eq!(texts.len(), 301);
+    assert_eq!(texts, w.patient.texts(&rid, "notes"));
+    assert!(!w.gp.vault.base(&rid, &notes).unwrap().is_empty());
+    // Incremental sync continues from there.
+    {
+        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        rec.add_entry(
+            &name("notes"),
+            &json!({"text": "after"}),
+            at(11),
+            &mut w.rng,
+        )
+        .unwrap();
+    }
+    let report = sync(&w.gp, &w.patient, rid, at(12), &mut w.rng).unwrap();
+    assert!(report.in_sync && report.refused.is_empty(), "{report:?}");
+    assert_eq!(w.gp.texts(&rid, "notes").len(), 302);
+    // The GP holds no early bundles, so it passes the snapshot on to the social worker (whose
+    // grant carried the keys, as a grant made with a contact card does).
+    let wraps = {
+        let rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        rec.wrap_keys_for(
+            w.sw.id.agreement_public(),
+            &grant::scopes(&"notes".parse().unwrap(), Ability::Read),
+            &mut w.rng,
+        )
+        .unwrap()
+    };
+    w.sw.vault.register_replica(&rid, &wraps, at(13)).unwrap();
+    let report = sync(&w.sw, &w.gp, rid, at(13), &mut w.rng).unwrap();
+    assert!(report.refused.is_empty(), "{report:?}");
+    assert_eq!(w.sw.texts(&rid, "notes"), w.patient.texts(&rid, "notes"));
+    // Reopening from the store gives the same (the snapshot is the section's base on disk).
+    let again = Vault::open(w.gp.vault.store().clone()).unwrap();
+    let mut rec = again.open_record(&w.gp.id, &rid).unwrap();
+    assert_eq!(rec.show(&name("notes")).unwrap().entries.len(), 302);
+}
+
+#[test]
+fn forged_or_foreign_snapshots_are_refused_and_change_nothing() {
+    let mut w = world(24);
+    let rid = w.rid;
+    {
+        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        for i in 0..260 {
+            rec.add_entry(
+                &name("notes"),
+                &json!({"text": format!("n{i}")}),
+                at(5),
+                &mut w.rng,
+            )
+            .unwrap();
+        }
+    }
+    grant_to(&mut w, "gp", "notes", Ability::Read);
+    let notes = section_id(&w.patient, &rid, "notes");
+    // The GP syncs a little first so that it holds the section's key.
+    sync(&w.gp, &w.patient, rid, at(6), &mut w.rng).unwrap();
+    let good = w
+        .patient
+        .vault
+        .shared_snapshot(&rid, &notes)
+        .unwrap()
+        .unwrap();
+    let fresh = Node::new(Role::Professional, "x", &mut w.rng);
+    let _ = fresh;
+    let mut rec = w.gp.vault.open_record(&w.gp.id, &rid).unwrap();
+    let devices = vec![w.patient.id.peer()];
+    let before = w.gp.vault.store().scan(&[], &[0xff; 4]).unwrap();
+    // Flipped bytes anywhere: refused (or unreadable), never stored.
+    for i in [10, good.len() / 2, good.len() - 3] {
+        let mut bad = good.clone();
+        bad[i] ^= 0x40;
+        assert!(rec.accept_snapshot(&bad, &devices).is_err());
+    }
+    // Signed by someone who is not one of the patient's devices.
+    assert!(rec.accept_snapshot(&good, &[w.gp.id.peer()]).is_err());
+    assert!(rec.accept_snapshot(b"garbage", &devices).is_err());
+    assert_eq!(w.gp.vault.store().scan(&[], &[0xff; 4]).unwrap(), before);
+    // The genuine one covers nothing new for a GP that already holds every bundle.
+    assert_eq!(rec.accept_snapshot(&good, &devices), Ok(false));
+}
