@@ -36,6 +36,15 @@ use serde::Serialize;
 use serde_bytes::ByteBuf;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Brings a list of the patient's devices up to date with `rec`'s auth document: its
+/// certified devices join, removed ones leave (a removed device's old certificate still
+/// verifies: the removal overrides it).
+fn update_devices<S: Store>(devices: &mut Vec<PeerKey>, rec: &OpenRecord<'_, S>) {
+    let removed = rec.removed_devices();
+    devices.retain(|d| !removed.contains_key(d));
+    devices.extend(rec.device_certs().into_iter().map(|d| d.peer));
+}
+
 /// A reader missing at least this many bundles of a section it holds nothing of gets the
 /// section's shared snapshot instead (when this node has one).
 pub const SNAPSHOT_MIN: u64 = 64;
@@ -363,10 +372,7 @@ impl<'a, S: Store> Peer<'a, S> {
         // Devices known before this exchange, plus certificates the peer sent (verified).
         let mut devices: Vec<PeerKey> = extra_devices.to_vec();
         if let Some(r) = rec.as_ref() {
-            // A removed device's old certificate still verifies: the removal overrides it.
-            let removed = r.removed_devices();
-            devices.retain(|d| !removed.contains_key(d));
-            devices.extend(r.device_certs().into_iter().map(|d| d.peer));
+            update_devices(&mut devices, r);
         }
         if !auth.is_empty() {
             let devs = devices.clone();
@@ -392,9 +398,7 @@ impl<'a, S: Store> Peer<'a, S> {
             }
             match rec.as_mut() {
                 Some(r) => {
-                    let removed = r.removed_devices();
-                    devices.retain(|d| !removed.contains_key(d));
-                    devices.extend(r.device_certs().into_iter().map(|d| d.peer));
+                    update_devices(&mut devices, r);
                     for snap in snapshots {
                         match r.accept_snapshot(snap, &devices) {
                             Ok(true) => stored += 1,
@@ -412,9 +416,7 @@ impl<'a, S: Store> Peer<'a, S> {
             }
             match rec.as_mut() {
                 Some(r) => {
-                    let removed = r.removed_devices();
-                    devices.retain(|d| !removed.contains_key(d));
-                    devices.extend(r.device_certs().into_iter().map(|d| d.peer));
+                    update_devices(&mut devices, r);
                     let chains = recorded_chains(r);
                     let revoked = revoked_ids(r);
                     let rep = self.vault.store_remote(record, content, &mut |b| {
