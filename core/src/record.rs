@@ -1089,14 +1089,19 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         // from the shared snapshot this node may have started the section from.
         let mut doc = None;
         let mut have = VersionVector::new();
-        let shared = store
-            .get(&k_shared(&self.id, sid))?
-            .and_then(|b| SharedSnapshot::decode(&b))
-            .map(|s| s.blob);
-        for blob in [store.get(&k_cache(&self.id, sid))?, shared]
-            .into_iter()
-            .flatten()
-        {
+        let shared = || -> Result<Option<Vec<u8>>> {
+            Ok(store
+                .get(&k_shared(&self.id, sid))?
+                .and_then(|b| SharedSnapshot::decode(&b))
+                .map(|s| s.blob))
+        };
+        for which in 0..2 {
+            let blob = if which == 0 {
+                store.get(&k_cache(&self.id, sid))?
+            } else {
+                shared()?
+            };
+            let Some(blob) = blob else { continue };
             if let Some((d, vv)) = self.open_snapshot(sid, keys, &blob)
                 && vv
                     .iter()

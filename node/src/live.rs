@@ -25,7 +25,7 @@ use hearth_core::record::Vault;
 use hearth_core::store::Store;
 use hearth_core::time::Timestamp;
 use hearth_sync::net::{BehaviourEvent, HearthSwarm, peer_id, peer_key};
-use hearth_sync::protocol::{LinkMessage, Message, Notify, SyncRequest};
+use hearth_sync::protocol::{LinkMessage, MAX_PUSH_BYTES, Message, Notify, SyncRequest};
 use hearth_sync::session::{Peer, Report};
 use libp2p::Multiaddr;
 use libp2p::futures::StreamExt;
@@ -246,7 +246,13 @@ enum Work {
         batch: Option<Batch>,
     },
     Announce {
-        targets: Vec<(PeerKey, RecordId)>,
+        /// Who, which record, and the new bundles to push with the notification.
+        targets: Vec<(PeerKey, RecordId, Vec<serde_bytes::ByteBuf>)>,
+    },
+    Pushed {
+        peer: PeerKey,
+        record: RecordId,
+        res: Result<Report, String>,
     },
     Known(Vec<(PeerKey, Vec<Multiaddr>)>),
 }
@@ -364,36 +370,40 @@ struct Driver<S: Store> {
 
 /// Cheap summaries of a record's logs: all sections, and the sections that decide who is
 /// interested (the auth document and the consent ledger).
-fn fingerprint<S: Store>(vault: &Vault<S>, record: &RecordId) -> (u64, u64) {
+fn fingerprint(m: &BTreeMap<SectionId, hearth_core::log::VersionVector>) -> (u64, u64) {
     let sum = |vv: &hearth_core::log::VersionVector| {
         vv.values()
             .map(|h| h.seq)
             .fold(0u64, |a, s| a.wrapping_add(s))
     };
-    vault
-        .held_sections(record)
-        .map(|m| {
-            let all = m
-                .values()
-                .map(sum)
-                .fold(0u64, |a, s| a.wrapping_add(s))
-                .wrapping_add(m.len() as u64);
-            let auth = [SectionId::AUTH, SectionId::LEDGER]
-                .iter()
-                .filter_map(|s| m.get(s))
-                .map(sum)
-                .fold(0u64, |a, s| a.wrapping_add(s));
-            (all, auth)
-        })
-        .unwrap_or((0, 0))
+    let all = m
+        .values()
+        .map(sum)
+        .fold(0u64, |a, s| a.wrapping_add(s))
+        .wrapping_add(m.len() as u64);
+    let auth = [SectionId::AUTH, SectionId::LEDGER]
+        .iter()
+        .filter_map(|s| m.get(s))
+        .map(sum)
+        .fold(0u64, |a, s| a.wrapping_add(s));
+    (all, auth)
 }
 
 /// What the last change check saw of a record.
 struct Seen {
     fp: (u64, u64),
-    /// Interested peers, valid while the auth fingerprint is unchanged.
-    interested: Vec<PeerKey>,
+    /// Interested peers and the sections each may hold, valid while the auth fingerprint is
+    /// unchanged.
+    interested: Vec<(PeerKey, BTreeSet<SectionId>)>,
+    /// The log heads held then: what changed since is pushed with the notification.
+    heads: BTreeMap<SectionId, hearth_core::log::VersionVector>,
+    /// When `interested` was worked out (grants expire: it is redone every
+    /// [`RIGHTS_TTL`]).
+    computed: Instant,
 }
+
+/// How long the peers' rights worked out for a change check are reused.
+const RIGHTS_TTL: Duration = Duration::from_secs(30);
 
 /// Records held, plus records named by accepted grants (no replica yet before the first
 /// sync), each with the peers the grants name as holding it (the issuer's addresses end in
@@ -773,14 +783,32 @@ impl<S: Store + Send + 'static> Driver<S> {
                 }
             }
             Message::Notify(n) => {
-                // Acknowledge, then sync that record with the sender.
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_response(channel, Message::Notify(n.clone()));
-                tracing::debug!(%peer, record = %n.record, "notified");
-                self.round(peer, n.record, None);
+                // Acknowledge; then store what came with it, or sync that record with the sender.
+                let record = n.record;
+                let _ = self.swarm.behaviour_mut().sync.send_response(
+                    channel,
+                    Message::Notify(Notify {
+                        record,
+                        push: Vec::new(),
+                    }),
+                );
+                tracing::debug!(%peer, record = %record, pushed = n.push.len(), "notified");
+                if n.push.is_empty() {
+                    self.round(peer, record, None);
+                } else {
+                    let push = n.push;
+                    let ok = self.job(move |sh| {
+                        let p = Peer::new(&sh.vault, &sh.identity);
+                        Work::Pushed {
+                            peer,
+                            record,
+                            res: p.on_push(record, &push).map_err(|e| e.to_string()),
+                        }
+                    });
+                    if !ok {
+                        self.round(peer, record, None);
+                    }
+                }
             }
             Message::Link(l) => {
                 let pairing = self.config.pairing.clone();
@@ -991,7 +1019,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                 }
             }
             Work::Announce { targets } => {
-                for (peer, record) in targets {
+                for (peer, record, push) in targets {
                     if let Some(pid) = peer_id(&peer)
                         && self.connected.contains(&peer)
                     {
@@ -999,11 +1027,22 @@ impl<S: Store + Send + 'static> Driver<S> {
                             .swarm
                             .behaviour_mut()
                             .sync
-                            .send_request(&pid, Message::Notify(Notify { record }));
+                            .send_request(&pid, Message::Notify(Notify { record, push }));
                         self.outbound.insert(id, (peer, record, true));
                     }
                 }
             }
+            Work::Pushed { peer, record, res } => match res {
+                Ok(report) if report.refused.is_empty() => {
+                    if report.received > 0 {
+                        self.received += report.received as u64;
+                        tracing::debug!(%peer, record = %record, received = report.received, "received pushed bundles");
+                        self.check_changes(Some(peer));
+                    }
+                }
+                // Something was missed in between (or refused): a full round sorts it out.
+                _ => self.round(peer, record, None),
+            },
             Work::Known(known) => {
                 for (peer, addrs) in known {
                     self.remember(peer, addrs);
@@ -1058,22 +1097,54 @@ impl<S: Store + Send + 'static> Driver<S> {
             let mut fps = fps.lock().unwrap_or_else(|e| e.into_inner());
             let mut targets = Vec::new();
             for record in sh.vault.records().unwrap_or_default() {
-                let fp = fingerprint(&sh.vault, &record);
-                let (changed, interested) = match fps.get(&record) {
+                let heads = sh.vault.held_sections(&record).unwrap_or_default();
+                let fp = fingerprint(&heads);
+                let (changed, interested, since, computed) = match fps.get(&record) {
                     // Same logs: nothing to announce.
                     Some(seen) if seen.fp == fp => continue,
-                    // Content moved, grants and devices did not: reuse the interested peers.
-                    Some(seen) if seen.fp.1 == fp.1 => (true, seen.interested.clone()),
-                    old => (old.is_some(), p.interested_peers(&record)),
+                    // Content moved, grants and devices did not: reuse the interested peers
+                    // and what each may hold, and push what changed since.
+                    Some(seen) if seen.fp.1 == fp.1 && seen.computed.elapsed() < RIGHTS_TTL => (
+                        true,
+                        seen.interested.clone(),
+                        Some(seen.heads.clone()),
+                        seen.computed,
+                    ),
+                    old => {
+                        let t = now();
+                        let interested = p
+                            .interested_peers(&record)
+                            .into_iter()
+                            .map(|peer| {
+                                let may = p.holdable_by(&record, &peer, t).unwrap_or_default();
+                                (peer, may)
+                            })
+                            .collect();
+                        (old.is_some(), interested, None, Instant::now())
+                    }
                 };
                 if changed {
-                    for peer in &interested {
+                    for (peer, may) in &interested {
                         if connected.contains(peer) && Some(*peer) != except {
-                            targets.push((*peer, record));
+                            let push = since
+                                .as_ref()
+                                .and_then(|since| {
+                                    p.bundles_since(&record, may, since, MAX_PUSH_BYTES).ok()
+                                })
+                                .unwrap_or_default();
+                            targets.push((*peer, record, push));
                         }
                     }
                 }
-                fps.insert(record, Seen { fp, interested });
+                fps.insert(
+                    record,
+                    Seen {
+                        fp,
+                        interested,
+                        heads,
+                        computed,
+                    },
+                );
             }
             Work::Announce { targets }
         });

@@ -777,7 +777,10 @@ fn hostile_frames_close_their_stream_and_the_node_carries_on() {
             // Larger than the 16 MiB limit: refused before it is read.
             vec![0u8; 17 * 1024 * 1024],
             // A well-formed notification about the patient's record, from a stranger.
-            encode(&Message::Notify(Notify { record: rid })),
+            encode(&Message::Notify(Notify {
+                record: rid,
+                push: Vec::new(),
+            })),
         ],
     );
     assert!(answers[0].is_err(), "garbage was answered");

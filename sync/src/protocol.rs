@@ -120,7 +120,15 @@ pub struct SyncResponse {
 pub struct Notify {
     /// The record that changed.
     pub record: RecordId,
+    /// The new bundles themselves, when the sender knows the receiver may hold them and they
+    /// are few (at most [`MAX_PUSH_BYTES`]): the receiver checks and stores them as it would a
+    /// response's, and syncs only if something is missing. Empty: "sync with me".
+    #[serde(default)]
+    pub push: Vec<ByteBuf>,
 }
+
+/// The most bytes of bundles a [`Notify`] carries.
+pub const MAX_PUSH_BYTES: usize = 1024 * 1024;
 
 /// The most bytes of a PAKE message or slot id in a [`LinkMessage`].
 pub const MAX_LINK_SMALL: usize = 256;
@@ -241,7 +249,12 @@ fn check(m: &Message) -> Result<(), WireError> {
             }
             check_have(&r.have)
         }
-        Message::Notify(_) => Ok(()),
+        Message::Notify(n) => {
+            if n.push.iter().map(|b| b.len()).sum::<usize>() > MAX_PUSH_BYTES {
+                return Err(WireError::Limit("notification push too large"));
+            }
+            Ok(())
+        }
         Message::Link(l) => {
             let ok = match l {
                 LinkMessage::Start { slot, pake } => {
@@ -269,6 +282,7 @@ mod tests {
     fn round_trip_and_limits() {
         let m = Message::Notify(Notify {
             record: RecordId([1; 32]),
+            push: Vec::new(),
         });
         assert_eq!(decode(&encode(&m)).unwrap(), m);
         assert_eq!(decode(b"garbage"), Err(WireError::Malformed));

@@ -45,6 +45,16 @@ fn update_devices<S: Store>(devices: &mut Vec<PeerKey>, rec: &OpenRecord<'_, S>)
     devices.extend(rec.device_certs().into_iter().map(|d| d.peer));
 }
 
+/// The sections a node may store bundles of: the auth document and those it holds a key for
+/// (a node never keeps ciphertext of a section it was not given).
+fn holdable_sections<S: Store>(rec: Option<&OpenRecord<'_, S>>) -> BTreeSet<SectionId> {
+    let mut out: BTreeSet<SectionId> = rec
+        .map(|r| r.keys_held().into_iter().map(|(s, _)| s).collect())
+        .unwrap_or_default();
+    out.insert(SectionId::AUTH);
+    out
+}
+
 /// A reader missing at least this many bundles of a section it holds nothing of gets the
 /// section's shared snapshot instead (when this node has one).
 pub const SNAPSHOT_MIN: u64 = 64;
@@ -424,9 +434,6 @@ impl<'a, S: Store> Peer<'a, S> {
                     })?;
                     stored += rep.stored;
                     refused.extend(rep.refused);
-                    if rep.stored > 0 {
-                        r.reload()?;
-                    }
                 }
                 None => refused.push("content arrived before its record's keys".into()),
             }
@@ -639,6 +646,86 @@ impl<'a, S: Store> Peer<'a, S> {
         ))
     }
 
+    /// Sender of a change notification: the bundles of `record` newer than `since` (what this
+    /// node held at its last check) in the sections `remote` may hold by what this node can
+    /// verify (a patient device: everything; a grantee: its recorded grants), if they fit in
+    /// `budget` bytes; otherwise none (the notification then asks for a sync instead).
+    pub fn push_for(
+        &self,
+        record: &RecordId,
+        remote: &PeerKey,
+        since: &BTreeMap<SectionId, VersionVector>,
+        now: Timestamp,
+        budget: usize,
+    ) -> Result<Vec<ByteBuf>, SyncError> {
+        let sections = self.holdable_by(record, remote, now)?;
+        self.bundles_since(record, &sections, since, budget)
+    }
+
+    /// The sections of `record` that `remote` may hold, by what this node can verify (a
+    /// patient device: every section; a grantee: what its recorded grants let it read, and
+    /// the auth document; anyone else: none).
+    pub fn holdable_by(
+        &self,
+        record: &RecordId,
+        remote: &PeerKey,
+        now: Timestamp,
+    ) -> Result<BTreeSet<SectionId>, SyncError> {
+        let rec = self.vault.open_record(self.identity, record)?;
+        let (rights, _) = self.rights_of(&rec, remote, None, now);
+        if !rights.device && rights.scopes.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let dir = rec.directory().clone();
+        Ok(self
+            .vault
+            .held_sections(record)?
+            .into_keys()
+            .chain(dir.keys().copied())
+            .chain([SectionId::AUTH, SectionId::LEDGER])
+            .filter(|s| rights.may_read(s, &dir))
+            .collect())
+    }
+
+    /// The bundles of `sections` newer than `since`, if they fit in `budget` bytes (else
+    /// none).
+    pub fn bundles_since(
+        &self,
+        record: &RecordId,
+        sections: &BTreeSet<SectionId>,
+        since: &BTreeMap<SectionId, VersionVector>,
+        budget: usize,
+    ) -> Result<Vec<ByteBuf>, SyncError> {
+        if sections.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ours = self.vault.held_sections(record)?;
+        let include = |s: &SectionId| sections.contains(s);
+        let (out, more) = self.missing_for(record, &ours, since, &include, None, budget)?;
+        Ok(if more { Vec::new() } else { out })
+    }
+
+    /// Receiver of a change notification with bundles: checks and stores them exactly as a
+    /// response's (authorship, append-only rules, hash chains), for a record this node holds
+    /// and sections it holds keys for. The caller syncs with the sender when anything was
+    /// refused (a gap: something in between was missed).
+    pub fn on_push(&self, record: RecordId, push: &[ByteBuf]) -> Result<Report, SyncError> {
+        if !self.vault.records()?.contains(&record) {
+            return Err(SyncError::Refused("record not available".into()));
+        }
+        let mut rec = self.vault.open_record(self.identity, &record).ok();
+        let holdable = holdable_sections(rec.as_ref());
+        let (stored, refused) = self.receive(&record, &mut rec, push, &[], &[], None, &|s| {
+            holdable.contains(s)
+        })?;
+        Ok(Report {
+            record: Some(record),
+            received: stored,
+            refused,
+            ..Report::default()
+        })
+    }
+
     /// Requester: handles a response. Returns the next request to send, if any (a push of
     /// what the responder lacks, or a continuation when the response was partial).
     pub fn on_response(
@@ -680,8 +767,10 @@ impl<'a, S: Store> Peer<'a, S> {
         {
             report.refused.push(format!("key wraps refused: {e}"));
         }
-        // Bundles: the responder may send us only what it holds; we accept per authorship.
+        // Bundles: the responder may send us only what it holds; we accept per authorship, and
+        // only for sections we hold a key for.
         let mut rec = self.vault.open_record(self.identity, &record).ok();
+        let holdable = holdable_sections(rec.as_ref());
         let (stored, refused) = self.receive(
             &record,
             &mut rec,
@@ -689,7 +778,7 @@ impl<'a, S: Store> Peer<'a, S> {
             &resp.snapshots,
             &devices,
             None,
-            &|_| true,
+            &|s| holdable.contains(s),
         )?;
         report.received = stored;
         report.refused.extend(refused);

@@ -878,3 +878,98 @@ fn forged_or_foreign_snapshots_are_refused_and_change_nothing() {
     // The genuine one covers nothing new for a GP that already holds every bundle.
     assert_eq!(rec.accept_snapshot(&good, &devices), Ok(false));
 }
+
+#[test]
+fn pushed_notifications_carry_only_what_the_receiver_may_hold() {
+    let mut w = world(25);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Read);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    let since = w.patient.vault.held_sections(&rid).unwrap();
+    {
+        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        rec.add_entry(
+            &name("notes"),
+            &json!({"text": "pushed"}),
+            at(11),
+            &mut w.rng,
+        )
+        .unwrap();
+        rec.add_entry(
+            &name("notes:mental-health"),
+            &json!({"text": "CANARY-MH-push"}),
+            at(11),
+            &mut w.rng,
+        )
+        .unwrap();
+    }
+    let p = w.patient.peer();
+    let push = p
+        .push_for(
+            &rid,
+            &w.gp.id.peer(),
+            &since,
+            at(12),
+            protocol::MAX_PUSH_BYTES,
+        )
+        .unwrap();
+    // Only the notes bundle: the mental-health one is not the GP's to hold.
+    assert_eq!(push.len(), 1);
+    let report = w.gp.peer().on_push(rid, &push).unwrap();
+    assert_eq!(report.received, 1, "{report:?}");
+    assert!(report.refused.is_empty());
+    assert!(w.gp.texts(&rid, "notes").contains(&"pushed".to_string()));
+    // A stranger gets nothing pushed.
+    let stranger = Node::new(Role::Professional, "x", &mut w.rng);
+    assert!(
+        p.push_for(
+            &rid,
+            &stranger.id.peer(),
+            &since,
+            at(12),
+            protocol::MAX_PUSH_BYTES
+        )
+        .unwrap()
+        .is_empty()
+    );
+    // Bundles of a section the receiver holds no key for are refused, never stored; so is a
+    // push for a record it does not hold.
+    let mh = section_id(&w.patient, &rid, "notes:mental-health");
+    let everything = w.patient.peer().push_for(
+        &rid,
+        &w.patient.id.peer(),
+        &since,
+        at(12),
+        protocol::MAX_PUSH_BYTES,
+    );
+    // (a patient device may hold everything; here the patient asks for itself, as its other
+    // device would)
+    let everything = everything.unwrap();
+    assert_eq!(everything.len(), 2);
+    let report = w.gp.peer().on_push(rid, &everything).unwrap();
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert_eq!(w.gp.bundles_in(&rid, &mh), 0);
+    assert!(stranger.peer().on_push(rid, &push).is_err());
+    // A gap (a push after something the receiver missed) is refused, so the receiver syncs.
+    let since2 = w.patient.vault.held_sections(&rid).unwrap();
+    for text in ["missed", "next"] {
+        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        rec.add_entry(&name("notes"), &json!({"text": text}), at(13), &mut w.rng)
+            .unwrap();
+    }
+    let both = p
+        .push_for(
+            &rid,
+            &w.gp.id.peer(),
+            &since2,
+            at(14),
+            protocol::MAX_PUSH_BYTES,
+        )
+        .unwrap();
+    assert_eq!(both.len(), 2);
+    let report = w.gp.peer().on_push(rid, &both[1..]).unwrap();
+    assert!(!report.refused.is_empty());
+    let report = sync(&w.gp, &w.patient, rid, at(15), &mut w.rng).unwrap();
+    assert!(report.in_sync);
+    assert!(w.gp.texts(&rid, "notes").contains(&"next".to_string()));
+}
