@@ -380,6 +380,136 @@ fn extensions_add_resources_that_point_at_the_patient() {
     assert_eq!(consent["resource"]["patient"]["reference"], patient_url);
 }
 
+/// The grants export as one `Consent` each: status from the grant's state at export time,
+/// period, actor, purpose and scopes from the grant, patient pointing at the exported Patient;
+/// importing the export back adds nothing (the Consents are skipped and reported).
+#[test]
+fn grants_export_as_one_consent_each_and_reimport_adds_nothing() {
+    use hearth_core::grant::{Ability, Grant, GrantSpec};
+    use hearth_core::ids::PeerKey;
+    use hearth_core::section::SectionSpec;
+    const DAY: i64 = 86_400_000;
+    let mut r = new_record(9);
+    let (_, bytes) = fixtures().remove(0);
+    import(&mut r, &bytes).unwrap();
+    let at = |days: i64| Timestamp::from_millis(TEST_NOW.as_millis() + days * DAY);
+    let mut issue = |who: u8, spec: &str, ability, from, to| {
+        let spec: SectionSpec = spec.parse().unwrap();
+        let g = GrantSpec::new(PeerKey([who; 32]), spec, ability, from, to);
+        Grant::issue_root(&r.identity, g, &[], &mut r.rng).unwrap()
+    };
+    let active = issue(1, "notes,medications", Ability::Read, at(-1), at(30));
+    let revoked = issue(2, "observations", Ability::Append, at(-1), at(30));
+    let expired = issue(3, "notes:mental-health", Ability::Read, at(-10), at(-2));
+    let later = issue(4, "conditions", Ability::Read, at(5), at(30));
+    let consents = fhir::GrantConsents::new(
+        vec![
+            vec![active.clone()],
+            vec![revoked.clone()],
+            vec![expired.clone()],
+            vec![later.clone()],
+            vec![active.clone()],
+        ],
+        vec![revoked.id()],
+    );
+    let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
+    let sections = views(&mut rec);
+    drop(rec);
+    let input = ExportInput {
+        record: r.id,
+        sections: &sections,
+        now: TEST_NOW,
+    };
+    let (out, report) = fhir::export_bundle(&input, ExportOptions::default(), &[&consents]);
+    assert_eq!(report.resources.get("Consent"), Some(&4), "one per grant");
+    let patient_url = out["entry"][0]["fullUrl"].clone();
+    assert_eq!(out["entry"][0]["resource"]["resourceType"], "Patient");
+    let found: BTreeMap<String, Value> = out["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Consent")
+        .map(|e| {
+            assert!(e["fullUrl"].as_str().unwrap().starts_with("urn:uuid:"));
+            (
+                e["resource"]["id"].as_str().unwrap().to_owned(),
+                e["resource"].clone(),
+            )
+        })
+        .collect();
+    let check = |g: &Grant, status: &str, state: &str, sections: &[&str], action: &str| {
+        let c = &found[&g.id().to_string()];
+        assert_eq!(c["status"], status, "{state}");
+        assert_eq!(c["extension"][0]["url"], fhir::GRANT_STATE_EXTENSION);
+        assert_eq!(c["extension"][0]["valueCode"], state);
+        assert_eq!(c["patient"]["reference"], patient_url);
+        assert_eq!(c["identifier"][0]["system"], fhir::HEARTH_GRANT_SYSTEM);
+        assert_eq!(c["identifier"][0]["value"], g.id().to_string());
+        let p = &c["provision"];
+        assert_eq!(p["period"]["start"], g.body().not_before.to_rfc3339());
+        assert_eq!(p["period"]["end"], g.body().expires.to_rfc3339());
+        assert_eq!(
+            p["actor"][0]["reference"]["identifier"]["value"],
+            g.body().audience.to_string()
+        );
+        assert_eq!(p["purpose"][0]["code"], "TREAT");
+        let scopes: BTreeSet<&str> = p["provision"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["code"][0]["coding"][0]["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(scopes, sections.iter().copied().collect(), "{state}");
+        for s in p["provision"].as_array().unwrap() {
+            assert_eq!(s["action"][0]["coding"][0]["code"], action);
+        }
+    };
+    check(
+        &active,
+        "active",
+        "active",
+        &["notes", "medications"],
+        "access",
+    );
+    check(
+        &revoked,
+        "inactive",
+        "revoked",
+        &["observations"],
+        "collect",
+    );
+    check(
+        &expired,
+        "inactive",
+        "expired",
+        &["notes:mental-health"],
+        "access",
+    );
+    check(&later, "active", "not-yet-valid", &["conditions"], "access");
+    assert_eq!(
+        found[&expired.id().to_string()]["provision"]["provision"][0]["securityLabel"][0]["code"],
+        "PSY"
+    );
+
+    // Imported back, into the same record or a new one, the Consents add nothing.
+    let text = serde_json::to_vec(&out).unwrap();
+    let (back, ids) = import(&mut r, &text).unwrap();
+    assert!(ids.is_empty(), "{:?}", back.report);
+    assert_eq!(back.report.by_type["Consent"].skipped, 4);
+    assert!(
+        back.report
+            .notes
+            .iter()
+            .any(|n| n.contains("4 Consent not imported")),
+        "{:?}",
+        back.report.notes
+    );
+    let mut other = new_record(10);
+    let (plan, _) = import(&mut other, &text).unwrap();
+    assert!(plan.entries.iter().all(|p| p.resource_type != "Consent"));
+    assert_eq!(plan.report.by_type["Consent"].skipped, 4);
+}
+
 /// Every kind of bad input is refused with a message naming the place, and the store is left
 /// exactly as it was.
 #[test]

@@ -11,8 +11,11 @@ use crate::fail::{Failure, code};
 use crate::home::atomic_write;
 use crate::sled_store::SledStore;
 use clap::{ArgGroup, Args};
-use hearth_core::fhir::{self, Existing, ExportInput, ExportOptions, FhirError};
-use hearth_core::record::{CheckedEntry, OpenRecord, RecordError, SectionView};
+use hearth_core::fhir::{
+    self, Existing, ExportExtension, ExportInput, ExportOptions, FhirError, GrantConsents,
+};
+use hearth_core::grant::{self, Grant, GrantId};
+use hearth_core::record::{CheckedEntry, OpenRecord, RecordError, SectionView, Vault};
 use hearth_core::section::{SectionName, SectionSpec};
 use serde_json::json;
 use std::io::Read;
@@ -48,6 +51,10 @@ pub struct ExportArgs {
     /// FHIR: build every resource from the entries' fields, ignoring resources kept at import.
     #[arg(long, requires = "fhir")]
     pub rebuild: bool,
+    /// FHIR: leave the grants out (by default each grant is written as a `Consent`: every grant
+    /// of the record for the patient, the grants this node holds for a professional).
+    #[arg(long, requires = "fhir")]
+    pub no_consent: bool,
     /// The record (default: this patient's own).
     #[arg(long, value_name = "RECORD_ID")]
     pub record: Option<String>,
@@ -252,7 +259,13 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
             let options = ExportOptions {
                 rebuild: args.rebuild,
             };
-            let (bytes, report) = fhir::export_bundle_json(&input, options, &[], true)
+            let consents = if args.no_consent {
+                GrantConsents::default()
+            } else {
+                grant_consents(&vault, &rec)?
+            };
+            let extensions: [&dyn ExportExtension; 1] = [&consents];
+            let (bytes, report) = fhir::export_bundle_json(&input, options, &extensions, true)
                 .map_err(|e| Failure::new(code::IO, format!("encoding the bundle: {e}")))?;
             atomic_write(file, &bytes)?;
             let total: usize = report.resources.values().sum();
@@ -266,6 +279,7 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
                     "built": report.built,
                     "left_out_in_error": report.left_out_in_error,
                     "references_cut": report.references_cut,
+                    "consents": report.resources.get("Consent").copied().unwrap_or(0),
                 }),
                 || {
                     let mut s = format!(
@@ -346,6 +360,38 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
         (None, None) => return Err(invalid("give --fhir FILE or --automerge DIR")),
     }
     Ok(())
+}
+
+/// The grants to export as `Consent` resources. The patient (any of their devices) exports
+/// every grant of the record in its auth document, active, expired or revoked; a professional
+/// exports only the grants it holds itself (not the other grants it may see in the auth
+/// document: who else the patient shares with, and which sections, is the patient's to tell).
+/// Revocations come from the auth document in both cases.
+fn grant_consents(
+    vault: &Vault<SledStore>,
+    rec: &OpenRecord<'_, SledStore>,
+) -> Result<GrantConsents, Failure> {
+    let revoked: Vec<GrantId> = rec
+        .auth_items("revoke/")
+        .into_iter()
+        .filter_map(|(k, _)| k.trim_start_matches("revoke/").parse().ok())
+        .collect();
+    let chains: Vec<Vec<Grant>> = if rec.is_owner() {
+        rec.auth_items("grant/")
+            .into_iter()
+            .filter_map(|(_, v)| {
+                let token = serde_json::from_str::<serde_json::Value>(&v).ok()?;
+                grant::chain_from_token(token.get("token")?.as_str()?).ok()
+            })
+            .collect()
+    } else {
+        vault
+            .local_items(&format!("grant/{}/", rec.id()))?
+            .into_iter()
+            .filter_map(|(_, v)| grant::chain_from_bytes(&v).ok())
+            .collect()
+    };
+    Ok(GrantConsents::new(chains, revoked))
 }
 
 fn section_failure(name: &SectionName, e: RecordError) -> Failure {

@@ -397,3 +397,94 @@ fn export_of_chosen_sections_keeps_references_valid() {
             .collect()
     );
 }
+
+/// The patient's export holds one `Consent` per grant (revoked ones `inactive`), pointing at the
+/// exported Patient; `--no-consent` leaves them out; importing the export back adds nothing.
+#[test]
+fn export_writes_the_grants_as_consents() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    init_patient(&home);
+    let file = fixtures().remove(0);
+    json(&hearth(
+        &home,
+        &["record", "import", "--fhir", s(&file), "--json"],
+    ));
+    let mut ids = Vec::new();
+    for (who, sections, ability) in [
+        ("gp", "notes,medications", "read"),
+        ("nurse", "observations", "append"),
+    ] {
+        let pro = dir.path().join(who);
+        let id = json(&hearth(
+            &pro,
+            &["init", "--role", "professional", "--name", who, "--json"],
+        ));
+        let g = json(&hearth(
+            &home,
+            &[
+                "grant",
+                "--to",
+                id["peer_id"].as_str().unwrap(),
+                "--sections",
+                sections,
+                "--ability",
+                ability,
+                "--expires",
+                "30d",
+                "--json",
+            ],
+        ));
+        ids.push(g["id"].as_str().unwrap().to_owned());
+    }
+    json(&hearth(&home, &["grant", "revoke", &ids[1], "--json"]));
+
+    let out = dir.path().join("export.json");
+    let report = json(&hearth(
+        &home,
+        &["record", "export", "--fhir", s(&out), "--json"],
+    ));
+    assert_eq!(report["consents"], 2, "{report}");
+    let bundle: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let patient = bundle["entry"][0]["fullUrl"].as_str().unwrap();
+    let consents: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == "Consent")
+        .collect();
+    assert_eq!(consents.len(), 2);
+    for (id, status, state) in [
+        (&ids[0], "active", "active"),
+        (&ids[1], "inactive", "revoked"),
+    ] {
+        let c = consents.iter().find(|c| c["id"] == id.as_str()).unwrap();
+        assert_eq!(c["status"], status);
+        assert_eq!(c["extension"][0]["valueCode"], state);
+        assert_eq!(c["patient"]["reference"], patient);
+        assert_eq!(c["identifier"][0]["system"], "urn:hearth:grant");
+    }
+    // The export, imported back, adds nothing: the Consents are skipped and reported.
+    let back = json(&hearth(
+        &home,
+        &["record", "import", "--fhir", s(&out), "--json"],
+    ));
+    assert_eq!(back["written"], 0, "{back}");
+    assert_eq!(back["by_type"]["Consent"]["skipped"], 2, "{back}");
+
+    let report = json(&hearth(
+        &home,
+        &[
+            "record",
+            "export",
+            "--fhir",
+            s(&out),
+            "--no-consent",
+            "--json",
+        ],
+    ));
+    assert_eq!(report["consents"], 0);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(!text.contains("\"Consent\""));
+}

@@ -9,6 +9,9 @@
    dates and statuses for every resource;
 5. import the export into the same record: nothing is written.
 
+Before exporting, the patient grants a professional two things and revokes one, so every export
+also holds the grants as `Consent` resources (one active, one inactive) for the validators.
+
 The exports are left in OUT_DIR for the validators (validate_py.py, validate.js).
 
     python3 tests/fhir/roundtrip.py HEARTH_BINARY OUT_DIR BUNDLE_DIR...
@@ -90,7 +93,21 @@ def by_url(bundle):
     return {e["fullUrl"]: e["resource"] for e in bundle.get("entry", []) if "fullUrl" in e}
 
 
-def check(binary, bundle_path, out_dir, work, prefix):
+def professional(binary, work):
+    """The peer id of one professional node, made once per run, to grant to."""
+    home = os.path.join(work, "_professional")
+    return hearth(binary, home, "init", "--role", "professional", "--name", "Dr Round", "--json")["peer_id"]
+
+
+def grant_and_revoke(binary, home, peer):
+    hearth(binary, home, "grant", "--to", peer, "--sections", "notes,notes:mental-health,medications",
+           "--ability", "read", "--expires", "30d", "--window", "2020-01-01..", "--json")
+    g = hearth(binary, home, "grant", "--to", peer, "--sections", "observations", "--ability", "append",
+               "--expires", "1d", "--purpose", "social-care", "--json")
+    hearth(binary, home, "grant", "revoke", g["id"], "--json")
+
+
+def check(binary, bundle_path, out_dir, work, prefix, peer):
     name = prefix + os.path.splitext(os.path.basename(bundle_path))[0]
     home = os.path.join(work, name)
     original = json.load(open(bundle_path))
@@ -100,11 +117,14 @@ def check(binary, bundle_path, out_dir, work, prefix):
     assert first["imported"] == n and first["written"] == n, f"first import: {first['imported']} of {n}"
     again = hearth(binary, home, "record", "import", "--fhir", bundle_path, "--json")
     assert again["written"] == 0, f"second import wrote {again['written']}"
+    grant_and_revoke(binary, home, peer)
     exported = os.path.join(out_dir, f"{name}.json")
     rebuilt = os.path.join(out_dir, f"{name}.rebuilt.json")
     hearth(binary, home, "record", "export", "--fhir", exported, "--json")
     hearth(binary, home, "record", "export", "--fhir", rebuilt, "--rebuild", "--json")
     got = by_url(json.load(open(exported)))
+    statuses = sorted(r["status"] for r in got.values() if r["resourceType"] == "Consent")
+    assert statuses == ["active", "inactive"], f"the grants as Consent: {statuses}"
     got_rebuilt = by_url(json.load(open(rebuilt)))
     for e in original.get("entry", []):
         url, res = e["fullUrl"], e["resource"]
@@ -138,9 +158,10 @@ def main():
         return 1
     passed = failed = 0
     with tempfile.TemporaryDirectory() as work:
+        peer = professional(binary, work)
         for prefix, b in bundles:
             try:
-                check(binary, b, out_dir, work, prefix)
+                check(binary, b, out_dir, work, prefix, peer)
                 passed += 1
             except (AssertionError, RuntimeError) as e:
                 failed += 1

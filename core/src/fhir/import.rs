@@ -530,6 +530,8 @@ pub fn plan_import(bundle: &Value, existing: &Existing) -> Result<ImportPlan, Fh
         };
         let mapped = if is_hearth_metadata(resource) {
             Mapped::Skip("written by a Hearth export: the entries carry it")
+        } else if super::consent::is_exported_grant(resource) {
+            Mapped::Skip("a grant written by a Hearth export: grants live in the consent ledger")
         } else {
             map_resource(&r, &rt)?
         };
@@ -785,7 +787,9 @@ fn check_node(
             }
         }
     }
-    if let Some(r) = obj.get("reference") {
+    // A Reference's `reference` is text; an element named `reference` whose value is an object
+    // is itself of type Reference (`Consent.provision.actor.reference`), checked when visited.
+    if let Some(r) = obj.get("reference").filter(|r| !r.is_object()) {
         let field = if path.is_empty() {
             "reference".to_owned()
         } else {

@@ -29,8 +29,8 @@
 //! [`export_bundle`] writes a `collection` Bundle of the current entries, each with a
 //! `Provenance` (author device key and name, time). An entry that was imported and not corrected
 //! since is written back as the resource that was imported; a corrected or native entry is built
-//! from its fields. Further resources (the grants as `Consent`, the access log as `AuditEvent`)
-//! join through [`ExportExtension`].
+//! from its fields. Further resources join through [`ExportExtension`]: the grants as `Consent`
+//! ([`GrantConsents`]), and later the access log as `AuditEvent`.
 //!
 //! ```
 //! use hearth_core::fhir::{self, Existing};
@@ -57,8 +57,13 @@
 //! assert_eq!(again.report.unchanged, 1);
 //! ```
 
+mod consent;
 mod export;
 mod import;
+
+pub use consent::{
+    GRANT_STATE_EXTENSION, GrantConsents, GrantState, HEARTH_GRANT_SYSTEM, grant_state,
+};
 
 pub use export::{
     ExportExtension, ExportInput, ExportOptions, ExportReport, export_bundle, export_bundle_json,
