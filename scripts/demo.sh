@@ -80,7 +80,13 @@ for who in gp sw; do
 done
 echo "   Not in the GP's node, not in the social worker's: not as text, not as ciphertext, not by name."
 
-say "9. Edith's consent ledger, in plain words."
+say "9. Edith adds her phone: a one-time code (SPAKE2), and it holds her whole record."
+CODE=$(h edith device link --json --no-qr | field 'd["code"]')
+h phone init --join "$CODE" --name "Edith's phone" | sed 's/^/   /'
+h phone record sections | sed 's/^/   /'
+h edith device list | sed 's/^/   /'
+
+say "10. Edith's consent ledger, in plain words."
 h edith grant list | sed 's/^/   /'
 
-say "Done: three nodes, no central database, only the granted sections moved."
+say "Done: three people, four nodes, no central database, only the granted sections moved."
