@@ -14,7 +14,8 @@ use clap::{ArgGroup, Args};
 use hearth_core::fhir::{
     self, Existing, ExportExtension, ExportInput, ExportOptions, FhirError, GrantConsents,
 };
-use hearth_core::grant::{self, Grant, GrantId};
+use hearth_core::grant::{self, Ability, Access, Grant, GrantId};
+use hearth_core::keys::Identity;
 use hearth_core::record::{CheckedEntry, OpenRecord, RecordError, SectionView, Vault};
 use hearth_core::section::{SectionName, SectionSpec};
 use serde_json::json;
@@ -118,6 +119,102 @@ fn existing(rec: &mut OpenRecord<'_, SledStore>) -> Result<Existing, Failure> {
     Ok(ex)
 }
 
+/// Why an import into a record this node does not hold the root key of is refused. Nothing has
+/// been written; the messages name sections (from the bundle, which the caller holds), never
+/// record content.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportRefused {
+    /// The bundle has resources for sections no grant this node holds lets it add to.
+    #[error(
+        "no grant you hold lets you add to {}; nothing was imported (--dry-run shows where \
+         each resource goes; the patient can grant append on those sections)",
+        list(.0)
+    )]
+    NotPermitted(Vec<(SectionName, usize)>),
+    /// The bundle has resources for sections the record does not have yet, which only the
+    /// patient's device holding the record root key can create.
+    #[error(
+        "the record has no section {} yet, and only the patient's device holding the record's \
+         root key can create a section; nothing was imported",
+        list(.0)
+    )]
+    NoSection(Vec<(SectionName, usize)>),
+}
+
+fn list(sections: &[(SectionName, usize)]) -> String {
+    sections
+        .iter()
+        .map(|(name, n)| {
+            let s = if *n == 1 { "" } else { "s" };
+            format!("{name} ({n} resource{s})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl From<ImportRefused> for Failure {
+    fn from(e: ImportRefused) -> Failure {
+        Failure::new(code::REFUSED, e)
+    }
+}
+
+/// Checks, before anything is written, that this node may add every planned entry: the device
+/// holding the record root key may add anywhere (it creates missing sections); any other device
+/// adds only to sections that exist, and a professional only to those a grant it holds (not
+/// revoked, valid now) gives it `append` on. All sections are checked, so the refusal names every
+/// one at fault.
+fn may_import_into(
+    vault: &Vault<SledStore>,
+    rec: &OpenRecord<'_, SledStore>,
+    identity: &Identity,
+    planned: &std::collections::BTreeMap<SectionName, usize>,
+) -> Result<(), Failure> {
+    if rec.holds_root() {
+        return Ok(());
+    }
+    if !rec.is_owner() {
+        let revoked: Vec<GrantId> = revoked(rec);
+        let chains: Vec<Vec<Grant>> = vault
+            .local_items(&format!("grant/{}/", rec.id()))?
+            .into_iter()
+            .filter_map(|(_, v)| grant::chain_from_bytes(&v).ok())
+            .collect();
+        let t = now();
+        let refused: Vec<(SectionName, usize)> = planned
+            .iter()
+            .filter(|(name, _)| {
+                let access = Access::section(identity.peer(), **name, Ability::Append);
+                !chains
+                    .iter()
+                    .any(|c| grant::verify_chain(c, &access, t, &|g| revoked.contains(g)).is_ok())
+            })
+            .map(|(name, n)| (*name, *n))
+            .collect();
+        if !refused.is_empty() {
+            return Err(ImportRefused::NotPermitted(refused).into());
+        }
+    }
+    let held: Vec<SectionName> = rec.sections().into_iter().map(|s| s.name).collect();
+    let missing: Vec<(SectionName, usize)> = planned
+        .iter()
+        .filter(|(name, _)| !held.contains(name))
+        .map(|(name, n)| (*name, *n))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ImportRefused::NoSection(missing).into())
+    }
+}
+
+/// The grant ids revoked in the record's auth document.
+fn revoked(rec: &OpenRecord<'_, SledStore>) -> Vec<GrantId> {
+    rec.auth_items("revoke/")
+        .into_iter()
+        .filter_map(|(k, _)| k.trim_start_matches("revoke/").parse().ok())
+        .collect()
+}
+
 /// `hearth record import --fhir FILE`.
 pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
     // Check the file before asking for the passphrase: bad input changes nothing and costs little.
@@ -132,8 +229,13 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
     let plan = fhir::plan_import(&bundle, &ex)?;
     drop(bundle);
     let mut sections: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut by_section: std::collections::BTreeMap<SectionName, usize> = Default::default();
     for p in &plan.entries {
         *sections.entry(p.section.to_string()).or_default() += 1;
+        *by_section.entry(p.section).or_default() += 1;
+    }
+    if !args.dry_run {
+        may_import_into(&vault, &rec, &identity, &by_section)?;
     }
     // Every body was checked while planning; it is written as checked, not checked again.
     let items: Vec<CheckedEntry> = plan
@@ -371,11 +473,7 @@ fn grant_consents(
     vault: &Vault<SledStore>,
     rec: &OpenRecord<'_, SledStore>,
 ) -> Result<GrantConsents, Failure> {
-    let revoked: Vec<GrantId> = rec
-        .auth_items("revoke/")
-        .into_iter()
-        .filter_map(|(k, _)| k.trim_start_matches("revoke/").parse().ok())
-        .collect();
+    let revoked = revoked(rec);
     let chains: Vec<Vec<Grant>> = if rec.is_owner() {
         rec.auth_items("grant/")
             .into_iter()

@@ -8,7 +8,8 @@ use hearth_core::store::Store;
 use hearth_node::sled_store::SledStore;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 const PASS: &str = "e2e-passphrase-123";
 
@@ -45,7 +46,7 @@ fn fails_with(out: &Output, code: i32) -> String {
     err
 }
 
-fn init_patient(home: &Path) {
+fn init_patient(home: &Path) -> Value {
     json(&hearth(
         home,
         &[
@@ -58,7 +59,7 @@ fn init_patient(home: &Path) {
             "9434765919",
             "--json",
         ],
-    ));
+    ))
 }
 
 /// `../shared/fixtures/fhir` beside the workspace; missing fixtures fail the test.
@@ -99,7 +100,7 @@ fn every_fixture_imports_exports_and_reimports_without_duplicates() {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
-        init_patient(&home);
+        let _ = init_patient(&home);
         let original: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         let n = original["entry"].as_array().unwrap().len() as u64;
 
@@ -175,7 +176,7 @@ fn every_fixture_imports_exports_and_reimports_without_duplicates() {
 fn bad_input_exits_3_names_the_place_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    init_patient(&home);
+    let _ = init_patient(&home);
     let edith = fixtures()
         .into_iter()
         .find(|p| p.to_string_lossy().contains("uk-social-care"))
@@ -298,7 +299,7 @@ fn automerge_export_opens_with_plain_automerge() {
     use automerge::ReadDoc;
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    init_patient(&home);
+    let _ = init_patient(&home);
     let edith = fixtures()
         .into_iter()
         .find(|p| p.to_string_lossy().contains("uk-social-care"))
@@ -347,7 +348,7 @@ fn automerge_export_opens_with_plain_automerge() {
 fn export_of_chosen_sections_keeps_references_valid() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    init_patient(&home);
+    let _ = init_patient(&home);
     let file = fixtures()
         .into_iter()
         .find(|p| p.to_string_lossy().contains("type2-diabetes"))
@@ -398,13 +399,40 @@ fn export_of_chosen_sections_keeps_references_valid() {
     );
 }
 
+/// A new professional node at `pro`, and the patient's grant to it (`grant --json` output).
+fn professional_granted(
+    patient: &Path,
+    pro: &Path,
+    name: &str,
+    sections: &str,
+    ability: &str,
+) -> Value {
+    let id = json(&hearth(
+        pro,
+        &["init", "--role", "professional", "--name", name, "--json"],
+    ));
+    let peer = id["peer_id"].as_str().unwrap();
+    let args = [
+        "grant",
+        "--to",
+        peer,
+        "--sections",
+        sections,
+        "--ability",
+        ability,
+    ];
+    let mut args = args.to_vec();
+    args.extend(["--expires", "1d", "--json"]);
+    json(&hearth(patient, &args))
+}
+
 /// The patient's export holds one `Consent` per grant (revoked ones `inactive`), pointing at the
 /// exported Patient; `--no-consent` leaves them out; importing the export back adds nothing.
 #[test]
 fn export_writes_the_grants_as_consents() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    init_patient(&home);
+    let _ = init_patient(&home);
     let file = fixtures().remove(0);
     json(&hearth(
         &home,
@@ -415,26 +443,7 @@ fn export_writes_the_grants_as_consents() {
         ("gp", "notes,medications", "read"),
         ("nurse", "observations", "append"),
     ] {
-        let pro = dir.path().join(who);
-        let id = json(&hearth(
-            &pro,
-            &["init", "--role", "professional", "--name", who, "--json"],
-        ));
-        let g = json(&hearth(
-            &home,
-            &[
-                "grant",
-                "--to",
-                id["peer_id"].as_str().unwrap(),
-                "--sections",
-                sections,
-                "--ability",
-                ability,
-                "--expires",
-                "30d",
-                "--json",
-            ],
-        ));
+        let g = professional_granted(&home, &dir.path().join(who), who, sections, ability);
         ids.push(g["id"].as_str().unwrap().to_owned());
     }
     json(&hearth(&home, &["grant", "revoke", &ids[1], "--json"]));
@@ -487,4 +496,254 @@ fn export_writes_the_grants_as_consents() {
     assert_eq!(report["consents"], 0);
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(!text.contains("\"Consent\""));
+}
+
+/// A running daemon (as in `tests/p2p.rs`); killed when dropped.
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(home: &Path) -> Daemon {
+        let log = std::fs::File::create(home.with_extension("log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--home")
+            .arg(home)
+            .args(["run", "--sync-interval", "2"])
+            .env("HEARTH_PASSPHRASE", PASS)
+            .env("HEARTH_LOG", "info,sled=off")
+            .env_remove("HEARTH_HOME")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start daemon");
+        let d = Daemon(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if home.join("daemon.json").exists() {
+                let st = json(&hearth(home, &["status", "--json"]));
+                if st["listen_addrs"].as_array().is_some_and(|a| !a.is_empty()) {
+                    return d;
+                }
+            }
+            assert!(Instant::now() < deadline, "daemon did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A resource with every reference replaced by display text (so that it can travel alone).
+fn unreferenced(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, x) in m {
+                if k != "reference" {
+                    out.insert(k.clone(), unreferenced(x));
+                }
+            }
+            if m.contains_key("reference") && !out.contains_key("display") {
+                out.insert("display".into(), json!("not in this bundle"));
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(unreferenced).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A collection bundle of the fixture's resources of `ty`, `skip` then `take` of them, alone.
+fn part(fixture: &Value, ty: &str, skip: usize, take: usize) -> Vec<Value> {
+    fixture["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == ty)
+        .skip(skip)
+        .take(take)
+        .map(|e| json!({"fullUrl": e["fullUrl"], "resource": unreferenced(&e["resource"])}))
+        .collect()
+}
+
+fn write_bundle(path: &Path, entries: Vec<Value>) {
+    let b = json!({"resourceType": "Bundle", "type": "collection", "entry": entries});
+    std::fs::write(path, serde_json::to_vec(&b).unwrap()).unwrap();
+}
+
+/// How many current entries of the record, as `home` shows them, `name` wrote.
+fn authored_by(home: &Path, rid: &str, name: &str) -> usize {
+    let out = hearth(home, &["record", "show", "--record", rid, "--json"]);
+    String::from_utf8_lossy(&out.stdout)
+        .matches(&format!(r#""author_name":"{name}""#))
+        .count()
+}
+
+/// A professional holding `append` imports into the patient's record: the entries are its own
+/// (provenance), reach the patient by sync, and its export holds its own grant only. Resources
+/// for sections it may not add to, or that the record does not have yet, refuse the whole import
+/// with exit 7, naming the sections; a professional holding only `read` is refused the same way.
+#[test]
+fn a_professional_with_append_imports_into_the_patients_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, gp, rd) = (
+        dir.path().join("p"),
+        dir.path().join("gp"),
+        dir.path().join("rd"),
+    );
+    let rid = init_patient(&p)["record_id"].as_str().unwrap().to_owned();
+    let fixture: Value = serde_json::from_slice(
+        &std::fs::read(
+            fixtures()
+                .into_iter()
+                .find(|f| f.ends_with("type2-diabetes-seed1.json"))
+                .unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // The patient's own import makes the sections `conditions` and `observations`.
+    let first = dir.path().join("first.json");
+    let mut entries = part(&fixture, "Condition", 0, 1);
+    entries.extend(part(&fixture, "Observation", 0, 1));
+    write_bundle(&first, entries);
+    json(&hearth(
+        &p,
+        &["record", "import", "--fhir", s(&first), "--json"],
+    ));
+    let _dp = Daemon::start(&p);
+
+    let mut grants = Vec::new();
+    for (home, name, sections, ability) in [
+        (
+            &gp,
+            "Dr Gee",
+            "conditions,observations,encounters",
+            "append",
+        ),
+        (&rd, "Dr Read", "conditions,observations", "read"),
+    ] {
+        let g = professional_granted(&p, home, name, sections, ability);
+        json(&hearth(
+            home,
+            &["accept", g["token"].as_str().unwrap(), "--json"],
+        ));
+        let synced = json(&hearth(home, &["sync", "--wait", "--json"]));
+        assert_eq!(synced["in_sync"], true, "{synced}");
+        grants.push(g["id"].as_str().unwrap().to_owned());
+    }
+
+    // The GP imports two conditions and three observations the record does not have.
+    let gp_bundle = dir.path().join("gp.json");
+    let mut entries = part(&fixture, "Condition", 1, 2);
+    entries.extend(part(&fixture, "Observation", 1, 3));
+    write_bundle(&gp_bundle, entries);
+    let args = [
+        "record",
+        "import",
+        "--fhir",
+        s(&gp_bundle),
+        "--record",
+        &rid,
+        "--json",
+    ];
+    let done = json(&hearth(&gp, &args));
+    assert_eq!(done["written"], 5, "{done}");
+    assert_eq!(authored_by(&gp, &rid, "Dr Gee"), 5);
+    // Again: nothing new.
+    assert_eq!(json(&hearth(&gp, &args))["written"], 0);
+
+    // A section the grant does not cover (medications) refuses the whole import, naming it.
+    let refuse = |home: &Path, entries: Vec<Value>, want: &[&str]| {
+        let f = dir.path().join("refused.json");
+        write_bundle(&f, entries);
+        let before = store_dump(home);
+        let out = hearth(
+            home,
+            &["record", "import", "--fhir", s(&f), "--record", &rid],
+        );
+        let err = fails_with(&out, 7);
+        for w in want {
+            assert!(err.contains(w), "{w}: {err}");
+        }
+        assert!(
+            store_dump(home) == before,
+            "a refused import changed the store"
+        );
+    };
+    let mut mixed = part(&fixture, "Condition", 2, 1);
+    mixed.extend(part(&fixture, "MedicationRequest", 0, 2));
+    mixed.extend(part(&fixture, "Observation", 5, 1));
+    refuse(
+        &gp,
+        mixed,
+        &["no grant you hold", "medications (2 resources)"],
+    );
+    // A granted section the record does not have yet (encounters) is refused too, named.
+    let mut new_section = part(&fixture, "Encounter", 0, 1);
+    new_section.extend(part(&fixture, "Observation", 6, 1));
+    refuse(
+        &gp,
+        new_section,
+        &["no section encounters (1 resource)", "root key"],
+    );
+    // The professional holding only `read` may not import at all.
+    refuse(
+        &rd,
+        part(&fixture, "Condition", 2, 1),
+        &["no grant you hold", "conditions (1 resource)"],
+    );
+
+    // The patient receives the GP's entries (the GP's short-lived node pushes them).
+    let synced = json(&hearth(&gp, &["sync", "--wait", "--json"]));
+    assert_eq!(synced["in_sync"], true, "{synced}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while authored_by(&p, &rid, "Dr Gee") < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the GP's entries did not reach the patient"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(authored_by(&p, &rid, "Dr Read"), 0);
+    // The patient's export names the GP as their author, and holds both grants.
+    let out = dir.path().join("patient-export.json");
+    let report = json(&hearth(
+        &p,
+        &["record", "export", "--fhir", s(&out), "--json"],
+    ));
+    assert_eq!(report["consents"], 2, "{report}");
+    let bundle: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let by_gp = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["resource"]["resourceType"] == "Provenance"
+                && e["resource"]["agent"][0]["who"]["display"] == "Dr Gee"
+        })
+        .count();
+    assert_eq!(by_gp, 5);
+    // The GP's export holds its own grant only.
+    let out = dir.path().join("gp-export.json");
+    let report = json(&hearth(
+        &gp,
+        &[
+            "record",
+            "export",
+            "--fhir",
+            s(&out),
+            "--record",
+            &rid,
+            "--json",
+        ],
+    ));
+    assert_eq!(report["consents"], 1, "{report}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains(&grants[0]) && !text.contains(&grants[1]));
 }
