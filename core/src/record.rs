@@ -931,6 +931,45 @@ pub struct SectionView {
     pub entries: Vec<EntryView>,
 }
 
+/// A current entry as [`OpenRecord::show_raw`] reads it: the [`EntryView`] without its body
+/// (`entry.body` is `null`), and the body as the JSON text stored.
+#[derive(Clone, Debug)]
+pub struct RawEntryView {
+    /// The current version, as [`OpenRecord::show`] gives it, but for the body.
+    pub entry: EntryView,
+    text: String,
+    body: std::ops::Range<usize>,
+}
+
+impl RawEntryView {
+    /// The entry as `entry`, with its body as JSON text (`serde_json::to_string` of the body).
+    pub fn new(mut entry: EntryView, body: String) -> Self {
+        entry.body = serde_json::Value::Null;
+        let len = body.len();
+        RawEntryView {
+            entry,
+            text: body,
+            body: 0..len,
+        }
+    }
+
+    /// The body's JSON text: one JSON object, as stored (any valid JSON layout).
+    pub fn body(&self) -> &str {
+        self.text.get(self.body.clone()).unwrap_or("null")
+    }
+}
+
+/// One section as [`OpenRecord::show_raw`] reads it.
+#[derive(Clone, Debug)]
+pub struct RawSectionView {
+    /// The section's class.
+    pub class: crate::section::SectionClass,
+    /// The section's label.
+    pub label: crate::section::Label,
+    /// Current entries, oldest first (the order of [`SectionView::entries`]).
+    pub entries: Vec<RawEntryView>,
+}
+
 /// A section listed in the directory.
 #[derive(Clone, Debug, Serialize)]
 pub struct SectionInfo {
@@ -1551,6 +1590,91 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             class: name.class,
             label: name.label,
             entries: current_view(all),
+        })
+    }
+
+    /// [`OpenRecord::show`] with each body as the JSON text stored, not parsed into a `Value`:
+    /// the same entries in the same order, for readers that copy bodies (or parts of them) into
+    /// their output as they are (the FHIR export). Every version's JSON is still checked whole
+    /// (the body by a scan that follows JSON's grammar, the rest by serde_json).
+    pub fn show_raw(&mut self, name: &SectionName) -> Result<RawSectionView> {
+        /// An entry version's fields, its body checked as JSON and skipped.
+        #[derive(Deserialize)]
+        struct Head {
+            id: EntryId,
+            #[serde(rename = "type")]
+            class: crate::section::SectionClass,
+            version: u32,
+            #[serde(default)]
+            supersedes: Option<EntryId>,
+            status: EntryStatus,
+            #[serde(default)]
+            status_reason: Option<String>,
+            #[allow(dead_code)] // checked (or `null` in its place), not kept
+            body: serde::de::IgnoredAny,
+            provenance: Provenance,
+        }
+        if self.ids_of(name).is_empty() {
+            return Err(RecordError::NoSection(*name));
+        }
+        let mut all = BTreeMap::new();
+        let mut texts: HashMap<EntryId, (String, std::ops::Range<usize>)> = HashMap::new();
+        for sid in self.ids_of(name) {
+            self.ensure_loaded(&sid)?;
+            let Some(sd) = self.loaded.get(&sid) else {
+                continue;
+            };
+            for (_, text) in string_items(&sd.doc, "e/") {
+                let bad = || self.corrupt(&sid, "an entry is not valid JSON");
+                // The body's place, found by a scan that also checks it is JSON; the other
+                // fields are then parsed without it.
+                let span = crate::entry::raw::member(&text, "body").map(|b| {
+                    let start = b.as_ptr() as usize - text.as_ptr() as usize;
+                    start..start + b.len()
+                });
+                let (head, body) = match span {
+                    Some(range) => {
+                        let rest = [&text[..range.start], "null", &text[range.end..]].concat();
+                        let head: Head = serde_json::from_str(&rest).map_err(|_| bad())?;
+                        (head, (text, range))
+                    }
+                    // An unusual layout (an escaped key): the whole version parsed, the body
+                    // written again.
+                    None => {
+                        let head: Head = serde_json::from_str(&text).map_err(|_| bad())?;
+                        let v: EntryVersion = serde_json::from_str(&text).map_err(|_| bad())?;
+                        let t = serde_json::to_string(&v.body).map_err(|_| bad())?;
+                        let len = t.len();
+                        (head, (t, 0..len))
+                    }
+                };
+                texts.insert(head.id, body);
+                all.insert(
+                    head.id,
+                    EntryVersion {
+                        id: head.id,
+                        class: head.class,
+                        version: head.version,
+                        supersedes: head.supersedes,
+                        status: head.status,
+                        status_reason: head.status_reason,
+                        body: serde_json::Value::Null,
+                        provenance: head.provenance,
+                    },
+                );
+            }
+        }
+        let entries = current_view(all)
+            .into_iter()
+            .map(|entry| {
+                let (text, body) = texts.remove(&entry.id).unwrap_or_default();
+                RawEntryView { entry, text, body }
+            })
+            .collect();
+        Ok(RawSectionView {
+            class: name.class,
+            label: name.label,
+            entries,
         })
     }
 

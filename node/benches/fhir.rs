@@ -7,9 +7,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: any failure should stop it loudly
 
-use hearth_core::fhir::{self, Existing, ExportInput, ExportOptions};
+use hearth_core::fhir::{self, Existing, ExportOptions, RawExportInput};
 use hearth_core::keys::{Identity, Role};
-use hearth_core::record::{CheckedEntry, NewRecord, SectionView, Vault};
+use hearth_core::record::{CheckedEntry, NewRecord, RawSectionView, Vault};
 use hearth_core::test_utils::{TEST_NOW, TestRng};
 use hearth_node::sled_store::SledStore;
 use serde_json::{Value, json};
@@ -138,13 +138,13 @@ fn export(home: &Home) -> Vec<u8> {
         .open_record(&home.identity, &home.record)
         .unwrap();
     let names: Vec<_> = rec.sections().into_iter().map(|s| s.name).collect();
-    let views: Vec<SectionView> = names.iter().map(|n| rec.show(n).unwrap()).collect();
-    let input = ExportInput {
+    let views: Vec<RawSectionView> = names.iter().map(|n| rec.show_raw(n).unwrap()).collect();
+    let input = RawExportInput {
         record: home.record,
         sections: &views,
         now: TEST_NOW,
     };
-    fhir::export_bundle_json(&input, ExportOptions::default(), &[], false)
+    fhir::export_raw_json(&input, ExportOptions::default(), &[], false)
         .unwrap()
         .0
 }

@@ -12,11 +12,11 @@ use crate::home::atomic_write;
 use crate::sled_store::SledStore;
 use clap::{ArgGroup, Args};
 use hearth_core::fhir::{
-    self, Existing, ExportExtension, ExportInput, ExportOptions, FhirError, GrantConsents,
+    self, Existing, ExportExtension, ExportOptions, FhirError, GrantConsents, RawExportInput,
 };
 use hearth_core::grant::{self, Ability, Access, Grant, GrantId};
 use hearth_core::keys::Identity;
-use hearth_core::record::{CheckedEntry, OpenRecord, RecordError, SectionView, Vault};
+use hearth_core::record::{CheckedEntry, OpenRecord, RawSectionView, RecordError, Vault};
 use hearth_core::section::{SectionName, SectionSpec};
 use serde_json::json;
 use std::io::Read;
@@ -349,11 +349,11 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
     let names = selected(&mut rec, spec.as_ref())?;
     match (&args.fhir, &args.automerge) {
         (Some(file), _) => {
-            let mut views: Vec<SectionView> = Vec::new();
+            let mut views: Vec<RawSectionView> = Vec::new();
             for name in &names {
-                views.push(rec.show(name).map_err(|e| section_failure(name, e))?);
+                views.push(rec.show_raw(name).map_err(|e| section_failure(name, e))?);
             }
-            let input = ExportInput {
+            let input = RawExportInput {
                 record: rid,
                 sections: &views,
                 now: now(),
@@ -367,7 +367,7 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
                 grant_consents(&vault, &rec)?
             };
             let extensions: [&dyn ExportExtension; 1] = [&consents];
-            let (bytes, report) = fhir::export_bundle_json(&input, options, &extensions, true)
+            let (bytes, report) = fhir::export_raw_json(&input, options, &extensions, true)
                 .map_err(|e| Failure::new(code::IO, format!("encoding the bundle: {e}")))?;
             atomic_write(file, &bytes)?;
             let total: usize = report.resources.values().sum();

@@ -3,11 +3,12 @@
 use super::import::UCUM;
 use super::{
     HEARTH_ENTRY_SYSTEM, HEARTH_FIELD_EXTENSION, HEARTH_PEER_SYSTEM, HEARTH_RECORD_SYSTEM,
-    NHS_NUMBER_SYSTEM, SOURCE_FORMAT, body_sha256,
+    NHS_NUMBER_SYSTEM, SOURCE_FORMAT,
 };
 use crate::entry::EntryStatus;
+use crate::entry::raw::CanonicalObject;
 use crate::ids::{PeerKey, RecordId};
-use crate::record::{EntryView, SectionView};
+use crate::record::{EntryView, RawEntryView, RawSectionView, SectionView};
 use crate::section::{Label, SectionClass};
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -15,6 +16,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
 
 /// What to export.
 #[derive(Debug, Clone, Copy)]
@@ -86,32 +88,324 @@ fn uuid_from(parts: &[&[u8]]) -> String {
     )
 }
 
-/// One resource of the export. A kept resource is borrowed from the entry and copied only if
-/// the export has to change it (a reference to repoint or cut).
+/// What to export, with each entry's body as the JSON text stored
+/// ([`crate::record::OpenRecord::show_raw`]): kept resources are copied into the output as
+/// they are, without being parsed into `Value`s.
+#[derive(Debug, Clone, Copy)]
+pub struct RawExportInput<'a> {
+    /// The record.
+    pub record: RecordId,
+    /// The sections to export, with their current entries.
+    pub sections: &'a [RawSectionView],
+    /// The time of the export (the Bundle's timestamp).
+    pub now: Timestamp,
+}
+
+/// A resource of the export.
+enum Res<'a> {
+    /// A kept resource copied as it is: its text is exactly what serde_json writes for the
+    /// resource (checked), so it is written as it is unless one of its references changes.
+    /// `resource_type`, `id` and `references` are ranges of `text`.
+    Raw {
+        text: Cow<'a, str>,
+        resource_type: Option<Range<usize>>,
+        id: Option<Range<usize>>,
+        references: Vec<Range<usize>>,
+    },
+    /// A resource built, changed, or not in serde_json's form as stored.
+    Value(Value),
+    /// A resource written here as text, in serde_json's form (a Provenance), and its type.
+    Text(String, &'static str),
+}
+
+impl<'a> Res<'a> {
+    /// A kept resource: the text of a JSON object, and what [`canonical_object`] found in
+    /// that very text, if it is in serde_json's form (`None`: not, or not checked yet).
+    ///
+    /// [`canonical_object`]: crate::entry::raw::canonical_object
+    fn kept(text: Cow<'a, str>, found: Option<CanonicalObject<'_>>) -> Res<'a> {
+        let ranges = |text: &str, c: CanonicalObject<'_>| {
+            let base = text.as_ptr() as usize;
+            let range = |s: &str| {
+                let start = s.as_ptr() as usize - base;
+                start..start + s.len()
+            };
+            (
+                c.resource_type.map(range),
+                c.id.map(range),
+                c.references.into_iter().map(range).collect::<Vec<_>>(),
+            )
+        };
+        let found = match (found, &text) {
+            (Some(c), _) => Some(ranges(&text, c)),
+            (None, Cow::Owned(t)) => crate::entry::raw::canonical_object(t).map(|c| ranges(t, c)),
+            (None, Cow::Borrowed(_)) => None,
+        };
+        match found {
+            Some((resource_type, id, references)) => Res::Raw {
+                text,
+                resource_type,
+                id,
+                references,
+            },
+            // Not in serde_json's form (stored by something else): through a `Value`, as
+            // serde_json writes it.
+            None => Res::Value(serde_json::from_str(&text).unwrap_or_default()),
+        }
+    }
+
+    fn resource_type(&self) -> Option<&str> {
+        match self {
+            Res::Raw {
+                text,
+                resource_type,
+                ..
+            } => resource_type.clone().and_then(|r| text.get(r)),
+            Res::Value(v) => v.get("resourceType").and_then(Value::as_str),
+            Res::Text(_, t) => Some(t),
+        }
+    }
+
+    fn id(&self) -> Option<&str> {
+        match self {
+            Res::Raw { text, id, .. } => id.clone().and_then(|r| text.get(r)),
+            Res::Value(v) => v.get("id").and_then(Value::as_str),
+            // Provenance, written after references are resolved: nothing refers to it.
+            Res::Text(..) => None,
+        }
+    }
+
+    /// The resource as a `Value` (parsing a kept one).
+    fn value(&self) -> Cow<'_, Value> {
+        match self {
+            Res::Raw { text, .. } => Cow::Owned(serde_json::from_str(text).unwrap_or_default()),
+            Res::Text(text, _) => Cow::Owned(serde_json::from_str(text).unwrap_or_default()),
+            Res::Value(v) => Cow::Borrowed(v),
+        }
+    }
+
+    /// The resource as a `Value` to change (parsing a kept one, once).
+    fn value_mut(&mut self) -> &mut Value {
+        match self {
+            Res::Raw { text, .. } => {
+                *self = Res::Value(serde_json::from_str(text).unwrap_or_default())
+            }
+            Res::Text(text, _) => {
+                *self = Res::Value(serde_json::from_str(text).unwrap_or_default())
+            }
+            Res::Value(_) => {}
+        }
+        match self {
+            Res::Value(v) => v,
+            Res::Raw { .. } | Res::Text(..) => unreachable!("made a value above"),
+        }
+    }
+
+    /// Writes the resource as compact JSON.
+    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        match self {
+            Res::Raw { text, .. } => {
+                out.extend_from_slice(text.as_bytes());
+                Ok(())
+            }
+            Res::Text(text, _) => {
+                out.extend_from_slice(text.as_bytes());
+                Ok(())
+            }
+            Res::Value(v) => serde_json::to_writer(&mut *out, v),
+        }
+    }
+}
+
+/// One resource of the export.
 struct Out<'a> {
     full_url: String,
-    resource: Cow<'a, Value>,
+    resource: Res<'a>,
     entry: Option<&'a EntryView>,
+    /// Whether the entry's body has a `source`.
+    has_source: bool,
 }
 
-/// The bundle as written: the field names in the order serde_json writes a `Value`'s keys
-/// (sorted), so that it serialises exactly as the same bundle built as a `Value`.
-#[derive(Serialize)]
-struct BundleOut<'a> {
-    entry: Vec<EntryOut<'a>>,
-    id: String,
-    #[serde(rename = "resourceType")]
-    resource_type: &'static str,
-    timestamp: String,
-    #[serde(rename = "type")]
-    bundle_type: &'static str,
-}
-
-#[derive(Serialize)]
+/// One entry of the bundle.
 struct EntryOut<'a> {
-    #[serde(rename = "fullUrl")]
     full_url: String,
-    resource: Cow<'a, Value>,
+    resource: Res<'a>,
+}
+
+/// The parts of an entry body the export reads: the fields other than `source`, parsed (they
+/// are small), and of a FHIR `source`, the kept resource as text.
+struct Body<'a> {
+    fields: Fields<'a>,
+    has_source: bool,
+    src: Option<Src<'a>>,
+}
+
+/// An entry's fields other than `source`.
+enum Fields<'a> {
+    /// As stored: each member's key and value text.
+    Text(Vec<(&'a str, &'a str)>),
+    /// Parsed.
+    Value(Map<String, Value>),
+}
+
+impl Fields<'_> {
+    /// The fields as a map.
+    fn map(&self) -> Map<String, Value> {
+        match self {
+            Fields::Text(members) => members
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_json::from_str(v).unwrap_or_default()))
+                .collect(),
+            Fields::Value(m) => m.clone(),
+        }
+    }
+
+    /// The SHA-256 of their canonical JSON (as [`super::body_sha256`] hashes a body): the
+    /// stored text itself when it is already in that form.
+    fn sha256(&self) -> String {
+        if let Fields::Text(members) = self {
+            let mut text = String::with_capacity(
+                2 + members
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 4)
+                    .sum::<usize>(),
+            );
+            text.push('{');
+            for (i, (k, v)) in members.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push('"');
+                text.push_str(k);
+                text.push_str("\":");
+                text.push_str(v);
+            }
+            text.push('}');
+            if crate::entry::raw::canonical_object(&text).is_some() {
+                return super::sha256_hex(text.as_bytes());
+            }
+        }
+        let mut out = Vec::new();
+        super::write_canonical_map(&self.map(), None, &mut out);
+        super::sha256_hex(&out)
+    }
+}
+
+/// An entry's `source` of format [`SOURCE_FORMAT`].
+#[derive(Default)]
+struct Src<'a> {
+    /// The kept resource, if it is an object: its text and, when that text is in serde_json's
+    /// form, what [`crate::entry::raw::canonical_object`] finds in it.
+    resource: Option<(Cow<'a, str>, Option<CanonicalObject<'a>>)>,
+    resource_type: Option<String>,
+    full_url: Option<String>,
+    body_sha256: Option<String>,
+}
+
+fn as_string(v: Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+impl<'a> Body<'a> {
+    /// Reads a body's JSON text; `None` if it is not an object.
+    fn read(text: &'a str) -> Option<Body<'a>> {
+        let Some(parts) = crate::entry::raw::body_parts(text) else {
+            // An unusual layout (an escaped key): read through a `Value`.
+            return Self::from_value(serde_json::from_str(text).ok()?);
+        };
+        let src = match (parts.source, parts.source_members) {
+            (Some(_), Some(members)) => {
+                let mut src = Src::default();
+                let mut format = None;
+                for (k, v) in members {
+                    let text = || serde_json::from_str(v).ok().and_then(as_string);
+                    match k {
+                        "format" => format = text(),
+                        "resource_type" => src.resource_type = text(),
+                        "full_url" => src.full_url = text(),
+                        "body_sha256" => src.body_sha256 = text(),
+                        _ => {}
+                    }
+                }
+                src.resource = parts.resource.map(|(t, c)| (Cow::Borrowed(t), c));
+                (format.as_deref() == Some(SOURCE_FORMAT)).then_some(src)
+            }
+            _ => None,
+        };
+        Some(Body {
+            fields: Fields::Text(parts.fields),
+            has_source: parts.source.is_some(),
+            src,
+        })
+    }
+
+    fn from_value(v: Value) -> Option<Body<'a>> {
+        let Value::Object(mut fields) = v else {
+            return None;
+        };
+        let source = fields.remove("source");
+        Some(Body {
+            fields: Fields::Value(fields),
+            has_source: source.is_some(),
+            src: source.and_then(Src::from_value),
+        })
+    }
+}
+
+impl Src<'_> {
+    fn from_value(v: Value) -> Option<Self> {
+        let Value::Object(mut m) = v else {
+            return None;
+        };
+        if m.get("format").and_then(Value::as_str) != Some(SOURCE_FORMAT) {
+            return None;
+        }
+        let mut take = |k: &str| m.remove(k).and_then(as_string);
+        let (resource_type, full_url, body_sha256) =
+            (take("resource_type"), take("full_url"), take("body_sha256"));
+        let resource = m
+            .remove("resource")
+            .filter(Value::is_object)
+            .and_then(|r| serde_json::to_string(&r).ok())
+            .map(|t| (Cow::Owned(t), None));
+        Some(Src {
+            resource,
+            resource_type,
+            full_url,
+            body_sha256,
+        })
+    }
+}
+
+/// The sections of a `Value` export as text, for the one exporter.
+fn raw_sections(sections: &[SectionView]) -> Vec<RawSectionView> {
+    sections
+        .iter()
+        .map(|s| RawSectionView {
+            class: s.class,
+            label: s.label,
+            entries: s
+                .entries
+                .iter()
+                .map(|e| {
+                    let entry = EntryView {
+                        id: e.id,
+                        version: e.version,
+                        status: e.status,
+                        status_reason: e.status_reason.clone(),
+                        supersedes: e.supersedes,
+                        body: Value::Null,
+                        provenance: e.provenance.clone(),
+                        concurrent_versions: e.concurrent_versions.clone(),
+                    };
+                    RawEntryView::new(entry, serde_json::to_string(&e.body).unwrap_or_default())
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// Exports entries as a FHIR R4 `collection` Bundle, with a `Provenance` for every entry and
@@ -121,32 +415,89 @@ pub fn export_bundle(
     options: ExportOptions,
     extensions: &[&dyn ExportExtension],
 ) -> (Value, ExportReport) {
-    let (bundle, report) = build_bundle(input, options, extensions);
-    (serde_json::to_value(&bundle).unwrap_or_default(), report)
+    let sections = raw_sections(input.sections);
+    let raw = RawExportInput {
+        record: input.record,
+        sections: &sections,
+        now: input.now,
+    };
+    let (bytes, report) = export_raw_json(&raw, options, extensions, false).unwrap_or_default();
+    (serde_json::from_slice(&bytes).unwrap_or_default(), report)
 }
 
-/// [`export_bundle`], written straight to JSON text (pretty-printed or compact): the same bundle,
-/// without first copying every resource into a `Value`.
+/// [`export_bundle`], written straight to JSON text (pretty-printed or compact).
 pub fn export_bundle_json(
     input: &ExportInput<'_>,
     options: ExportOptions,
     extensions: &[&dyn ExportExtension],
     pretty: bool,
 ) -> serde_json::Result<(Vec<u8>, ExportReport)> {
-    let (bundle, report) = build_bundle(input, options, extensions);
-    let bytes = if pretty {
-        serde_json::to_vec_pretty(&bundle)?
-    } else {
-        serde_json::to_vec(&bundle)?
+    let sections = raw_sections(input.sections);
+    let raw = RawExportInput {
+        record: input.record,
+        sections: &sections,
+        now: input.now,
     };
-    Ok((bytes, report))
+    export_raw_json(&raw, options, extensions, pretty)
+}
+
+/// [`export_bundle_json`] from bodies as JSON text: the same bundle, byte for byte, with each
+/// kept resource copied from its entry's text unless the export has to change it (a reference
+/// to repoint or cut).
+pub fn export_raw_json(
+    input: &RawExportInput<'_>,
+    options: ExportOptions,
+    extensions: &[&dyn ExportExtension],
+    pretty: bool,
+) -> serde_json::Result<(Vec<u8>, ExportReport)> {
+    let (entries, report) = build_bundle(input, options, extensions);
+    let id = uuid_from(&[
+        b"bundle",
+        &input.record.0,
+        &input.now.as_millis().to_be_bytes(),
+    ]);
+    let id = id.trim_start_matches("urn:uuid:");
+    // The bundle as serde_json writes it (keys in order): {"entry":[…],"id":…,"resourceType":
+    // "Bundle","timestamp":…,"type":"collection"}.
+    let mut out: Vec<u8> = Vec::with_capacity(
+        input
+            .sections
+            .iter()
+            .flat_map(|s| &s.entries)
+            .map(|e| e.body().len() + 1024)
+            .sum::<usize>()
+            + 1024,
+    );
+    out.extend_from_slice(b"{\"entry\":[");
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"fullUrl\":");
+        serde_json::to_writer(&mut out, &e.full_url)?;
+        out.extend_from_slice(b",\"resource\":");
+        e.resource.write(&mut out)?;
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"],\"id\":");
+    serde_json::to_writer(&mut out, id)?;
+    out.extend_from_slice(b",\"resourceType\":\"Bundle\",\"timestamp\":");
+    serde_json::to_writer(&mut out, &input.now.to_rfc3339())?;
+    out.extend_from_slice(b",\"type\":\"collection\"}");
+    drop(entries);
+    if pretty {
+        let mut p = Vec::new();
+        crate::entry::raw::write_pretty(&out, &mut p);
+        out = p;
+    }
+    Ok((out, report))
 }
 
 fn build_bundle<'a>(
-    input: &ExportInput<'a>,
+    input: &RawExportInput<'a>,
     options: ExportOptions,
     extensions: &[&dyn ExportExtension],
-) -> (BundleOut<'a>, ExportReport) {
+) -> (Vec<EntryOut<'a>>, ExportReport) {
     let mut report = ExportReport::default();
     let mut outs: Vec<Out<'a>> = Vec::new();
     let mut patients: Vec<Out<'a>> = Vec::new();
@@ -155,47 +506,49 @@ fn build_bundle<'a>(
     let mut patient_aliases: HashSet<String> = HashSet::new();
 
     for view in input.sections {
-        for e in &view.entries {
+        for raw in &view.entries {
+            let e = &raw.entry;
             if e.status == EntryStatus::EnteredInError {
                 report.left_out_in_error += 1;
                 continue;
             }
-            let Some(body) = e.body.as_object() else {
+            let Some(body) = Body::read(raw.body()) else {
                 continue;
             };
-            let src = body
-                .get("source")
-                .and_then(Value::as_object)
-                .filter(|s| s.get("format").and_then(Value::as_str) == Some(SOURCE_FORMAT));
-            let base_value = src
-                .and_then(|s| s.get("resource"))
-                .filter(|r| r.is_object());
-            let base = base_value.and_then(Value::as_object);
-            let src_type = src
-                .and_then(|s| s.get("resource_type"))
-                .and_then(Value::as_str);
+            let Body {
+                fields,
+                has_source,
+                mut src,
+            } = body;
+            let kept = src.as_mut().and_then(|s| s.resource.take());
+            let has_base = kept.is_some();
+            let src_type = src.as_ref().and_then(|s| s.resource_type.as_deref());
             let kept_only = view.class == SectionClass::Documents
                 && !matches!(
                     src_type,
                     Some("DocumentReference" | "DiagnosticReport") | None
                 );
             let unchanged = || {
-                src.and_then(|s| s.get("body_sha256"))
-                    .and_then(Value::as_str)
-                    .is_some_and(|h| h == body_sha256(&e.body))
+                src.as_ref()
+                    .and_then(|s| s.body_sha256.as_deref())
+                    .is_some_and(|h| h == fields.sha256())
             };
-            let resource: Cow<'a, Value> = match base_value {
-                Some(b) if kept_only || (!options.rebuild && unchanged()) => {
+            let from_kept = kept_only || (!options.rebuild && unchanged());
+            let mut resource = match kept {
+                Some((text, found)) if from_kept => {
                     report.from_imported += 1;
-                    Cow::Borrowed(b)
+                    Res::kept(text, found)
                 }
-                _ => {
+                kept => {
                     report.built += 1;
-                    let mut built = build(view.class, body, src_type);
+                    let base_value: Option<Value> =
+                        kept.and_then(|(b, _)| serde_json::from_str(&b).ok());
+                    let base = base_value.as_ref().and_then(Value::as_object);
+                    let mut built = build(view.class, &fields.map(), src_type);
                     if view.label != Label::General {
                         set_security_label(&mut built, view.label);
                     }
-                    Cow::Owned(Value::Object(match base {
+                    Res::Value(Value::Object(match base {
                         Some(b) if !options.rebuild => merge(b, built),
                         _ => {
                             if let Some(id) = base.and_then(|b| b.get("id")) {
@@ -206,10 +559,7 @@ fn build_bundle<'a>(
                     }))
                 }
             };
-            let mut resource = resource;
-            if base.is_none()
-                && let Some(r) = resource.to_mut().as_object_mut()
-            {
+            if !has_base && let Some(r) = resource.value_mut().as_object_mut() {
                 r.insert("id".into(), json!(e.id.to_string()));
                 let ids = r
                     .entry("identifier")
@@ -218,20 +568,21 @@ fn build_bundle<'a>(
                     a.push(json!({"system": HEARTH_ENTRY_SYSTEM, "value": e.id.to_string()}));
                 }
             }
-            let full_url = src
-                .and_then(|s| s.get("full_url"))
-                .and_then(Value::as_str)
-                .map_or_else(|| uuid_from(&[b"entry", &e.id.0]), str::to_owned);
+            let src_url = src.as_ref().and_then(|s| s.full_url.clone());
+            let full_url = src_url
+                .clone()
+                .unwrap_or_else(|| uuid_from(&[b"entry", &e.id.0]));
             let out = Out {
                 full_url,
                 resource,
                 entry: Some(e),
+                has_source,
             };
             if view.class == SectionClass::Demographics {
-                if let Some(u) = src.and_then(|s| s.get("full_url")).and_then(Value::as_str) {
-                    patient_aliases.insert(u.to_owned());
+                if let Some(u) = src_url {
+                    patient_aliases.insert(u);
                 }
-                if let Some(id) = out.resource.get("id").and_then(Value::as_str) {
+                if let Some(id) = out.resource.id() {
                     patient_aliases.insert(format!("Patient/{id}"));
                 }
                 patient_aliases.insert(out.full_url.clone());
@@ -244,7 +595,7 @@ fn build_bundle<'a>(
 
     // One Patient: the first imported one (else the first), with the others' names and
     // identifiers added; or, without demographics, a Patient naming only the record.
-    patients.sort_by_key(|p| p.entry.is_none_or(|e| e.body.get("source").is_none()));
+    patients.sort_by_key(|p| p.entry.is_none() || !p.has_source);
     let mut patient = if patients.is_empty() {
         let rid = input.record.to_string();
         let mut r = Map::new();
@@ -256,16 +607,17 @@ fn build_bundle<'a>(
         );
         Out {
             full_url: uuid_from(&[b"patient", &input.record.0]),
-            resource: Cow::Owned(Value::Object(r)),
+            resource: Res::Value(Value::Object(r)),
             entry: None,
+            has_source: false,
         }
     } else {
         let mut first = patients.remove(0);
         for other in &patients {
-            if let (Some(into), Some(from)) = (
-                first.resource.to_mut().as_object_mut(),
-                other.resource.as_object(),
-            ) {
+            let from = other.resource.value();
+            if let (Some(into), Some(from)) =
+                (first.resource.value_mut().as_object_mut(), from.as_object())
+            {
                 merge_patient(into, from);
             }
         }
@@ -275,16 +627,13 @@ fn build_bundle<'a>(
     let patient_url = patient.full_url.clone();
 
     // References: keep those that resolve in this export; point the patient's at the Patient;
-    // cut the rest to their display. A resource is copied only when one of its references
+    // cut the rest to their display. A kept resource is parsed only when one of its references
     // changes.
     let mut urls: HashSet<String> = HashSet::new();
     let mut type_ids: HashSet<String> = HashSet::new();
     for o in outs.iter().chain(std::iter::once(&patient)) {
         urls.insert(o.full_url.clone());
-        if let (Some(t), Some(id)) = (
-            o.resource.get("resourceType").and_then(Value::as_str),
-            o.resource.get("id").and_then(Value::as_str),
-        ) {
+        if let (Some(t), Some(id)) = (o.resource.resource_type(), o.resource.id()) {
             type_ids.insert(format!("{t}/{id}"));
         }
     }
@@ -295,9 +644,17 @@ fn build_bundle<'a>(
         patient_url: &patient_url,
     };
     for o in outs.iter_mut().chain(std::iter::once(&mut patient)) {
-        if o.resource.as_object().is_some_and(|r| refs.would_change(r))
-            && let Some(r) = o.resource.to_mut().as_object_mut()
-        {
+        let changes = match &o.resource {
+            Res::Raw {
+                text, references, ..
+            } => references.iter().any(|r| {
+                text.get(r.clone())
+                    .is_some_and(|r| !matches!(refs.decide(r), RefFix::Keep))
+            }),
+            Res::Value(v) => v.as_object().is_some_and(|r| refs.would_change(r)),
+            Res::Text(..) => false,
+        };
+        if changes && let Some(r) = o.resource.value_mut().as_object_mut() {
             refs.fix(r, &mut report.references_cut);
         }
     }
@@ -320,7 +677,7 @@ fn build_bundle<'a>(
         resource: patient.resource,
     });
     for o in outs {
-        if let Some(t) = o.resource.get("resourceType").and_then(Value::as_str) {
+        if let Some(t) = o.resource.resource_type() {
             count(t);
         }
         if let Some(e) = o.entry {
@@ -346,24 +703,11 @@ fn build_bundle<'a>(
             let url = uuid_from(&[x.name().as_bytes(), r.to_string().as_bytes()]);
             entries.push(EntryOut {
                 full_url: url,
-                resource: Cow::Owned(r),
+                resource: Res::Value(r),
             });
         }
     }
-    let bundle = BundleOut {
-        entry: entries,
-        id: uuid_from(&[
-            b"bundle",
-            &input.record.0,
-            &input.now.as_millis().to_be_bytes(),
-        ])
-        .trim_start_matches("urn:uuid:")
-        .to_owned(),
-        resource_type: "Bundle",
-        timestamp: input.now.to_rfc3339(),
-        bundle_type: "collection",
-    };
-    (bundle, report)
+    (entries, report)
 }
 
 /// Authors' peer ids as text, made once per author.
@@ -371,42 +715,55 @@ fn build_bundle<'a>(
 struct Authors(Vec<(PeerKey, String)>);
 
 impl Authors {
-    fn text(&mut self, k: PeerKey) -> String {
-        if let Some((_, t)) = self.0.iter().find(|(p, _)| *p == k) {
-            return t.clone();
-        }
-        let t = k.to_string();
-        self.0.push((k, t.clone()));
-        t
+    fn text(&mut self, k: PeerKey) -> &str {
+        let i = match self.0.iter().position(|(p, _)| *p == k) {
+            Some(i) => i,
+            None => {
+                self.0.push((k, k.to_string()));
+                self.0.len() - 1
+            }
+        };
+        &self.0[i].1
     }
 }
 
 fn provenance_for<'a>(e: &EntryView, target: &str, authors: &mut Authors) -> EntryOut<'a> {
-    let mut p = json!({
-        "resourceType": "Provenance",
-        "id": format!("p{}", e.id),
-        "target": [{"reference": target}],
-        "recorded": e.provenance.recorded_at.to_rfc3339(),
-        "agent": [{
-            "type": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                "code": "author",
-                "display": "Author"
-            }]},
-            "who": {
-                "identifier": {"system": HEARTH_PEER_SYSTEM, "value": authors.text(e.provenance.author)},
-                "display": e.provenance.author_name,
-            }
-        }],
-    });
-    if let Some(purpose) = &e.provenance.purpose
-        && let Some(m) = p.as_object_mut()
-    {
-        m.insert("reason".into(), json!([{"text": purpose}]));
+    // Written as serde_json writes the same resource as a `Value`: keys in order, compact.
+    //   {"agent":[{"type":{"coding":[{"code":"author","display":"Author","system":…}]},
+    //    "who":{"display":…,"identifier":{"system":"urn:hearth:peer","value":…}}}],
+    //    "id":"p…","reason":[{"text":…}],"recorded":…,"resourceType":"Provenance",
+    //    "target":[{"reference":…}]}
+    let mut t = Vec::with_capacity(512);
+    let string = |t: &mut Vec<u8>, s: &str| {
+        // Writing a string to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *t, s);
+    };
+    t.extend_from_slice(
+        b"{\"agent\":[{\"type\":{\"coding\":[{\"code\":\"author\",\"display\":\"Author\",\
+          \"system\":\"http://terminology.hl7.org/CodeSystem/provenance-participant-type\"}]},\
+          \"who\":{\"display\":",
+    );
+    string(&mut t, &e.provenance.author_name);
+    t.extend_from_slice(b",\"identifier\":{\"system\":");
+    string(&mut t, HEARTH_PEER_SYSTEM);
+    t.extend_from_slice(b",\"value\":");
+    string(&mut t, authors.text(e.provenance.author));
+    t.extend_from_slice(b"}}}],\"id\":");
+    string(&mut t, &format!("p{}", e.id));
+    if let Some(purpose) = &e.provenance.purpose {
+        t.extend_from_slice(b",\"reason\":[{\"text\":");
+        string(&mut t, purpose);
+        t.extend_from_slice(b"}]");
     }
+    t.extend_from_slice(b",\"recorded\":");
+    string(&mut t, &e.provenance.recorded_at.to_rfc3339());
+    t.extend_from_slice(b",\"resourceType\":\"Provenance\",\"target\":[{\"reference\":");
+    string(&mut t, target);
+    t.extend_from_slice(b"}]}");
     EntryOut {
         full_url: uuid_from(&[b"provenance", &e.id.0]),
-        resource: Cow::Owned(p),
+        // Only JSON text made of `str`s was written.
+        resource: Res::Text(String::from_utf8(t).unwrap_or_default(), "Provenance"),
     }
 }
 

@@ -66,7 +66,8 @@ pub use consent::{
 };
 
 pub use export::{
-    ExportExtension, ExportInput, ExportOptions, ExportReport, export_bundle, export_bundle_json,
+    ExportExtension, ExportInput, ExportOptions, ExportReport, RawExportInput, export_bundle,
+    export_bundle_json, export_raw_json,
 };
 pub use import::{Existing, ImportPlan, ImportReport, PlannedEntry, TypeCounts, plan_import};
 
