@@ -40,8 +40,23 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteArray;
 use std::collections::{BTreeMap, HashMap};
 
-/// After this many bundles since the last snapshot, a section's snapshot is rewritten.
+/// After at most this many bundles since the last snapshot, a section's snapshot is rewritten.
 pub const SNAPSHOT_EVERY: u32 = 256;
+
+/// After at least this many: small sections are snapshotted more often, since saving them is
+/// cheap and every later open replays the bundles since the snapshot.
+pub const SNAPSHOT_EVERY_MIN: u32 = 32;
+
+/// How many bundles may follow a section's snapshot before it is rewritten: a quarter of the
+/// section's bundles, between [`SNAPSHOT_EVERY_MIN`] and [`SNAPSHOT_EVERY`], so that saving
+/// (which costs in proportion to the section) stays a small share of each write while opening
+/// replays few bundles.
+fn snapshot_every(vv: &VersionVector) -> u32 {
+    let total: u64 = vv.values().map(|h| h.seq).sum();
+    u32::try_from(total / 4)
+        .unwrap_or(SNAPSHOT_EVERY)
+        .clamp(SNAPSHOT_EVERY_MIN, SNAPSHOT_EVERY)
+}
 
 /// Why a record operation failed. Messages never contain record content or keys.
 #[derive(Debug, thiserror::Error)]
@@ -1343,7 +1358,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         batch.put(k_head(&self.id, &sid, &me), head.to_bytes().to_vec());
         sd.vv.insert(me, head);
         sd.since_snapshot += 1;
-        if sd.since_snapshot >= SNAPSHOT_EVERY {
+        if sd.since_snapshot >= snapshot_every(&sd.vv) {
             sd.since_snapshot = 0;
             let blob = self.snapshot_blob(&sid, rng)?;
             // A patient device also vouches for it, so that new readers can start from it.
