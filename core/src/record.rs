@@ -2311,6 +2311,19 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             }
             EntryBody::from_json(v.class, &v.body).map_err(|e| e.to_string())?;
         }
+        // Accepted: the next bundle of the same batch is checked against the document with
+        // this one in it (an entry and its correction can travel together).
+        if let Some(sd) = self.loaded.get_mut(&h.section)
+            && sd.doc.apply_changes(std::iter::once(change)).is_ok()
+        {
+            sd.vv.insert(
+                h.author,
+                LogHead {
+                    seq: h.seq,
+                    hash: bundle.hash(),
+                },
+            );
+        }
         Ok(())
     }
 

@@ -973,3 +973,30 @@ fn pushed_notifications_carry_only_what_the_receiver_may_hold() {
     assert!(report.in_sync);
     assert!(w.gp.texts(&rid, "notes").contains(&"next".to_string()));
 }
+
+#[test]
+fn an_entry_and_its_correction_written_offline_travel_together() {
+    let mut w = world(26);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Append);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    // Offline, the GP writes an entry and corrects it before the next sync: two bundles in one
+    // push, the second superseding the first.
+    {
+        let mut rec = w.gp.vault.open_record(&w.gp.id, &rid).unwrap();
+        let id = rec
+            .add_entry(
+                &name("notes"),
+                &json!({"text": "first draft"}),
+                at(11),
+                &mut w.rng,
+            )
+            .unwrap();
+        rec.correct(&id, &json!({"text": "corrected"}), at(12), &mut w.rng)
+            .unwrap();
+    }
+    let report = sync(&w.gp, &w.patient, rid, at(13), &mut w.rng).unwrap();
+    assert!(report.refused.is_empty(), "{report:?}");
+    assert!(report.in_sync, "{report:?}");
+    assert_eq!(w.patient.texts(&rid, "notes"), vec!["note 1", "corrected"]);
+}
