@@ -172,7 +172,9 @@ async fn a_peer_that_never_answers_times_out() {
         request_timeout: Duration::from_millis(300),
         ..NetConfig::default()
     };
-    let (mut server, mut client) = pair(&quick, &quick, 41_004);
+    // Only the client is quick: a server that times out its side first would close the stream
+    // (an end of file for the client) before the client's own timeout fires.
+    let (mut server, mut client) = pair(&NetConfig::default(), &quick, 41_004);
     let addr = listen(&mut server, 41_004).await;
     let server_id = *server.local_peer_id();
     client.add_peer_address(server_id, addr);
