@@ -43,6 +43,9 @@ use std::collections::{BTreeMap, HashMap};
 /// After at most this many bundles since the last snapshot, a section's snapshot is rewritten.
 pub const SNAPSHOT_EVERY: u32 = 256;
 
+/// A read that replays at least this many bundles after the local snapshot writes a fresh one.
+pub const SNAPSHOT_REFRESH_ON_READ: u32 = 64;
+
 /// After at least this many: small sections are snapshotted more often, since saving them is
 /// cheap and every later open replays the bundles since the snapshot.
 pub const SNAPSHOT_EVERY_MIN: u32 = 32;
@@ -1247,6 +1250,43 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             doc.load_incremental(&payloads)
                 .map_err(|_| self.corrupt(sid, "payload is not valid automerge data"))?;
         }
+        // A read that replayed many bundles refreshes the local snapshot, so that the next open
+        // does not replay them again. The snapshot is a cache (losing it loses nothing), so a
+        // failed write is ignored; its nonce is derived from the key and the sealed content,
+        // since reading takes no randomness (the same content gives the same bytes).
+        if applied >= SNAPSHOT_REFRESH_ON_READ
+            && doc.get_missing_deps(&[]).is_empty()
+            && let Some((epoch, key)) = keys.iter().next_back()
+        {
+            let snap = Snapshot {
+                vv: have.iter().map(|(a, h)| (*a, *h)).collect(),
+                doc: doc.save(),
+            };
+            if let Ok(plain) = cbor(&snap) {
+                let plain = zeroize::Zeroizing::new(plain);
+                let digest = crypto::sha256(&[
+                    b"hearth/snapshot-nonce/v1",
+                    key.as_bytes(),
+                    &epoch.to_be_bytes(),
+                    &plain,
+                ]);
+                let mut nonce = [0u8; 24];
+                nonce.copy_from_slice(&digest[..24]);
+                let mut blob = epoch.to_be_bytes().to_vec();
+                blob.extend_from_slice(&nonce);
+                blob.extend_from_slice(&crypto::seal_with_nonce(
+                    key,
+                    &nonce,
+                    &snapshot_aad(&self.id, sid),
+                    &plain,
+                ));
+                let mut batch = Batch::new();
+                batch.put(k_cache(&self.id, sid), blob);
+                if store.commit(batch).is_ok() {
+                    applied = 0;
+                }
+            }
+        }
         Ok(SectionDoc {
             doc,
             vv: have,
@@ -1358,7 +1398,8 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         batch.put(k_head(&self.id, &sid, &me), head.to_bytes().to_vec());
         sd.vv.insert(me, head);
         sd.since_snapshot += 1;
-        if sd.since_snapshot >= snapshot_every(&sd.vv) {
+        // (Not while changes wait for ones this node lacks: a snapshot records them as applied.)
+        if sd.since_snapshot >= snapshot_every(&sd.vv) && sd.doc.get_missing_deps(&[]).is_empty() {
             sd.since_snapshot = 0;
             let blob = self.snapshot_blob(&sid, rng)?;
             // A patient device also vouches for it, so that new readers can start from it.

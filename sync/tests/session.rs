@@ -1000,3 +1000,37 @@ fn an_entry_and_its_correction_written_offline_travel_together() {
     assert!(report.in_sync, "{report:?}");
     assert_eq!(w.patient.texts(&rid, "notes"), vec!["note 1", "corrected"]);
 }
+
+#[test]
+fn a_read_that_replays_many_bundles_leaves_a_fresh_local_snapshot() {
+    let mut w = world(27);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Read);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    {
+        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        for i in 0..100 {
+            rec.add_entry(
+                &name("notes"),
+                &json!({"text": format!("m{i}")}),
+                at(11),
+                &mut w.rng,
+            )
+            .unwrap();
+        }
+    }
+    let notes = section_id(&w.patient, &rid, "notes");
+    let mut prefix = vec![b'C'];
+    prefix.extend_from_slice(&rid.0);
+    prefix.extend_from_slice(&notes.0);
+    let cache = |n: &Node| n.vault.store().scan_prefix(&prefix).unwrap();
+    assert!(cache(&w.gp).is_empty());
+    // The GP gets the hundred bundles one by one (not a snapshot) and reads them.
+    copy_all_bundles(&w.patient, &w.gp, &rid);
+    assert_eq!(w.gp.texts(&rid, "notes").len(), 101);
+    let first = cache(&w.gp);
+    assert_eq!(first.len(), 1, "the read left no snapshot");
+    // The next read starts from it and sees the same; the snapshot is deterministic.
+    assert_eq!(w.gp.texts(&rid, "notes"), w.patient.texts(&rid, "notes"));
+    assert_eq!(cache(&w.gp), first);
+}
