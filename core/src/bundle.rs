@@ -2,8 +2,9 @@
 //!
 //! A bundle carries a batch of automerge changes to one section by one author. The payload is
 //! encrypted under the section's epoch key with XChaCha20-Poly1305, with the encoded header as
-//! associated data; then the author's device key signs header and ciphertext. Anyone can check
-//! the signature (a relay without keys included); only holders of the epoch key can read it.
+//! associated data; then the author's device key signs the header and the SHA-256 of the
+//! ciphertext. Anyone can check the signature (a relay without keys included); only holders of
+//! the epoch key can read it.
 //!
 //! ## Encoding
 //!
@@ -14,9 +15,11 @@
 //! Decoding checks lengths before it reads ("check, then parse"), refuses anything larger than
 //! [`MAX_BUNDLE_LEN`], and refuses a header whose bytes are not the canonical encoding of the
 //! decoded value, so every bundle has exactly one valid encoding and its hash is stable. The
-//! signature covers the exact stored header bytes; nothing is re-encoded before verifying.
+//! signature covers the exact stored header bytes and the ciphertext's SHA-256 (one fast hash of
+//! the payload, where signing it whole would cost ed25519 two SHA-512 passes, and checking it
+//! one); nothing is re-encoded before verifying.
 
-use crate::crypto::{self, CryptoError, Domain, NONCE_LEN, SymmetricKey};
+use crate::crypto::{self, Domain, NONCE_LEN, SymmetricKey};
 use crate::ids::{BundleHash, PeerKey, RecordId, SectionId};
 use crate::time::Timestamp;
 use ed25519_dalek::SigningKey;
@@ -87,20 +90,19 @@ pub enum BundleError {
 }
 
 /// A decoded bundle. Construct with [`Bundle::seal`] or [`Bundle::decode`].
+///
+/// Holds the encoded bytes once; the header bytes, ciphertext and signature are ranges of them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bundle {
     header: BundleHeader,
-    header_bytes: Vec<u8>,
-    ciphertext: Vec<u8>,
-    signature: [u8; 64],
     encoded: Vec<u8>,
+    /// Where the header bytes end (they start after the magic and their length).
+    header_end: usize,
     hash: BundleHash,
 }
 
-/// The associated data for a payload: the exact header bytes.
-fn signed_parts<'a>(header_bytes: &'a [u8], ciphertext: &'a [u8]) -> [&'a [u8]; 2] {
-    [header_bytes, ciphertext]
-}
+/// Offset of the header bytes in the encoding.
+const HEADER_START: usize = 4 + 4;
 
 impl Bundle {
     /// Encrypts `plaintext` under `key` and signs the result with `author`. The header's
@@ -135,22 +137,35 @@ impl Bundle {
         header.check()?;
         let header_bytes = serde_ipld_dagcbor::to_vec(&header)
             .map_err(|_| BundleError::Malformed("header encoding"))?;
-        let ciphertext = crypto::seal_with_nonce(key, &nonce, &header_bytes, plaintext);
+        let ct_len = plaintext.len() + crypto::TAG_LEN;
+        let total = HEADER_START + header_bytes.len() + 4 + ct_len + 64;
+        if total > MAX_BUNDLE_LEN {
+            return Err(BundleError::TooLarge(total));
+        }
+        let ct_len32 = u32::try_from(ct_len).map_err(|_| BundleError::TooLarge(total))?;
+        let header_len32 =
+            u32::try_from(header_bytes.len()).map_err(|_| BundleError::TooLarge(total))?;
+        // The payload is encrypted where it is stored: no second copy of the ciphertext.
+        let mut encoded = Vec::with_capacity(total);
+        encoded.extend_from_slice(MAGIC);
+        encoded.extend_from_slice(&header_len32.to_be_bytes());
+        encoded.extend_from_slice(&header_bytes);
+        encoded.extend_from_slice(&ct_len32.to_be_bytes());
+        let ct_start = encoded.len();
+        encoded.extend_from_slice(plaintext);
+        let tag = crypto::seal_in_place(key, &nonce, &header_bytes, &mut encoded[ct_start..])
+            .map_err(|_| BundleError::TooLarge(total))?;
+        encoded.extend_from_slice(&tag);
         let signature = crypto::sign(
             author,
             Domain::Bundle,
-            &signed_parts(&header_bytes, &ciphertext),
+            &[&header_bytes, &crypto::sha256(&[&encoded[ct_start..]])],
         );
-        let encoded = encode(&header_bytes, &ciphertext, &signature);
-        if encoded.len() > MAX_BUNDLE_LEN {
-            return Err(BundleError::TooLarge(encoded.len()));
-        }
+        encoded.extend_from_slice(&signature);
         let hash = BundleHash(crypto::sha256(&[&encoded]));
         Ok(Bundle {
             header,
-            header_bytes,
-            ciphertext,
-            signature,
+            header_end: HEADER_START + header_bytes.len(),
             encoded,
             hash,
         })
@@ -174,7 +189,7 @@ impl Bundle {
         let header_bytes = take(&mut cur, hlen)?;
         let clen = take_u32(&mut cur)? as usize;
         let ciphertext = take(&mut cur, clen)?;
-        let sig = take(&mut cur, 64)?;
+        take(&mut cur, 64)?;
         if !cur.is_empty() {
             return Err(BundleError::Malformed("trailing bytes"));
         }
@@ -189,19 +204,32 @@ impl Bundle {
         if ciphertext.len() < crypto::TAG_LEN {
             return Err(BundleError::Malformed("ciphertext shorter than its tag"));
         }
-        let mut signature = [0u8; 64];
-        signature.copy_from_slice(sig);
         Ok(Bundle {
             header,
-            header_bytes: header_bytes.to_vec(),
-            ciphertext: ciphertext.to_vec(),
-            signature,
+            header_end: HEADER_START + hlen,
             encoded: bytes.to_vec(),
             hash: BundleHash(crypto::sha256(&[bytes])),
         })
     }
 
-    /// Checks the author's signature over the exact header bytes and ciphertext.
+    /// The exact header bytes, as signed and used as associated data.
+    fn header_bytes(&self) -> &[u8] {
+        &self.encoded[HEADER_START..self.header_end]
+    }
+
+    /// The ciphertext with its tag.
+    fn ciphertext(&self) -> &[u8] {
+        &self.encoded[self.header_end + 4..self.encoded.len() - 64]
+    }
+
+    /// The author's signature.
+    fn signature(&self) -> [u8; 64] {
+        let mut sig = [0u8; 64];
+        sig.copy_from_slice(&self.encoded[self.encoded.len() - 64..]);
+        sig
+    }
+
+    /// Checks the author's signature over the exact header bytes and the ciphertext's hash.
     pub fn verify(&self) -> Result<(), BundleError> {
         let key = self
             .header
@@ -211,8 +239,8 @@ impl Bundle {
         crypto::verify(
             &key,
             Domain::Bundle,
-            &signed_parts(&self.header_bytes, &self.ciphertext),
-            &self.signature,
+            &[self.header_bytes(), &crypto::sha256(&[self.ciphertext()])],
+            &self.signature(),
         )
         .map_err(|_| BundleError::BadSignature)
     }
@@ -222,13 +250,10 @@ impl Bundle {
         crypto::open_with_nonce(
             key,
             &self.header.nonce.into_array(),
-            &self.header_bytes,
-            &self.ciphertext,
+            self.header_bytes(),
+            self.ciphertext(),
         )
-        .map_err(|e: CryptoError| match e {
-            CryptoError::Decrypt => BundleError::Decrypt,
-            _ => BundleError::Decrypt,
-        })
+        .map_err(|_| BundleError::Decrypt)
     }
 
     /// The header (unverified until [`Bundle::verify`] succeeded).
@@ -262,17 +287,6 @@ impl BundleHeader {
         }
         Ok(())
     }
-}
-
-fn encode(header: &[u8], ciphertext: &[u8], signature: &[u8; 64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + 4 + header.len() + 4 + ciphertext.len() + 64);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(header.len() as u32).to_be_bytes());
-    out.extend_from_slice(header);
-    out.extend_from_slice(&(ciphertext.len() as u32).to_be_bytes());
-    out.extend_from_slice(ciphertext);
-    out.extend_from_slice(signature);
-    out
 }
 
 fn take<'a>(cur: &mut &'a [u8], n: usize) -> Result<&'a [u8], BundleError> {
