@@ -57,6 +57,7 @@ pub mod ids;
 pub mod keys;
 pub mod log;
 pub mod nhs;
+mod par;
 pub mod record;
 pub mod section;
 pub mod store;

@@ -332,6 +332,16 @@ fn resolve(index: &Index<'_>, resource: &Map<String, Value>, reference: &str) ->
 
 /// Checks and maps a parsed bundle against what the record already holds.
 pub fn plan_import(bundle: &Value, existing: &Existing) -> Result<ImportPlan, FhirError> {
+    plan_import_on(None, bundle, existing)
+}
+
+/// [`plan_import`], on `threads` threads (`None`: as many as help on this machine). The plan
+/// does not depend on the number.
+pub(crate) fn plan_import_on(
+    threads: Option<usize>,
+    bundle: &Value,
+    existing: &Existing,
+) -> Result<ImportPlan, FhirError> {
     check_bundle_shape(bundle)?;
     let empty = Vec::new();
     let entries = bundle
@@ -454,219 +464,344 @@ pub fn plan_import(bundle: &Value, existing: &Existing) -> Result<ImportPlan, Fh
         )));
     }
 
-    // Pass 2: check and map each resource.
+    // Pass 2: check and map each resource. Resources are checked and mapped independently of
+    // one another, so that work is shared among the machine's cores; the outcomes are then
+    // taken one by one in bundle order, so the plan, the report and the first error are exactly
+    // what a single pass gives.
+    let each = |i, e: &Value| check_and_map(i, e, &index, existing);
+    let outcomes = match threads {
+        None => crate::par::map(entries, each),
+        Some(n) => crate::par::map_on(n, entries, each),
+    };
     let mut plan = ImportPlan::default();
     let mut seen: HashSet<String> = HashSet::new();
     let mut skipped_why: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
-    for (i, e) in entries.iter().enumerate() {
-        let Some(resource) = index.resource(i) else {
-            let method = e
-                .pointer("/request/method")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if method == "DELETE" {
+    for outcome in outcomes {
+        let (rt, checked) = match outcome? {
+            Outcome::Deleted(i) => {
                 report.notes.push(format!(
                     "entry[{i}]: a DELETE request; an import never deletes"
                 ));
                 continue;
             }
-            return Err(FhirError::Resource {
-                at: format!("entry[{i}]"),
-                field: "resource".into(),
-                problem: "is missing".into(),
-            });
+            Outcome::SearchResult(rt) => {
+                report.resources += 1;
+                report.by_type.entry(rt).or_default().skipped += 1;
+                report.skipped += 1;
+                continue;
+            }
+            Outcome::Checked(rt, checked) => (rt, checked),
         };
         report.resources += 1;
-        let rt = resource
-            .get("resourceType")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let at = match resource.get("id").and_then(Value::as_str) {
-            Some(id) => format!("entry[{i}] {rt}/{id}"),
-            None => format!("entry[{i}] {rt}"),
-        };
+        let Checked {
+            hash,
+            extensions,
+            present,
+            mapped,
+        } = *checked;
+        for (url, n) in extensions {
+            *report.extensions.entry(url).or_default() += n;
+        }
         let counts = report.by_type.entry(rt.clone()).or_default();
-        if e.pointer("/search/mode").and_then(Value::as_str) == Some("outcome")
-            || rt == "OperationOutcome"
-        {
-            counts.skipped += 1;
-            report.skipped += 1;
-            continue;
-        }
-        let full_url = e.get("fullUrl").and_then(Value::as_str);
-
-        // Whole-resource checks: size, references, extensions, NHS numbers.
-        // The resource's canonical JSON: hashed, measured, and (once checked) kept as it is.
-        let resource_json = super::canonical_json(resource);
-        let hash = super::sha256_hex(resource_json.as_bytes());
-        if resource_json.len() > MAX_RESOURCE_JSON {
-            return Err(FhirError::Resource {
-                at,
-                field: "(resource)".into(),
-                problem: format!("is too large: at most {MAX_RESOURCE_JSON} bytes of JSON"),
-            });
-        }
-        let mut path = String::new();
-        walk(resource, &mut path, &mut |p, obj| {
-            check_node(&index, resource, &at, p, obj, &mut report.extensions)
-        })?;
-        check_identifiers(resource, &at)?;
-
-        if !seen.insert(hash.clone())
-            || existing.hashes.contains(&hash)
-            || is_own_export(resource, existing)
-        {
-            let c = report.by_type.entry(rt.clone()).or_default();
-            c.unchanged += 1;
+        if !seen.insert(hash) || present {
+            counts.unchanged += 1;
             report.unchanged += 1;
             continue;
         }
-
-        let r = Res {
-            map: resource,
-            at: &at,
-            index: &index,
-        };
-        let mapped = if is_hearth_metadata(resource) {
-            Mapped::Skip("written by a Hearth export: the entries carry it")
-        } else if super::consent::is_exported_grant(resource) {
-            Mapped::Skip("a grant written by a Hearth export: grants live in the consent ledger")
-        } else {
-            map_resource(&r, &rt)?
-        };
-        let (section, mut body) = match mapped {
-            Mapped::Skip(why) => {
-                let c = report.by_type.entry(rt.clone()).or_default();
-                c.skipped += 1;
+        match mapped? {
+            MappedOne::Skip(why) => {
+                counts.skipped += 1;
                 report.skipped += 1;
-                *skipped_why.entry((rt.clone(), why)).or_default() += 1;
-                continue;
+                *skipped_why.entry((rt, why)).or_default() += 1;
             }
-            Mapped::Typed(section, body) => (section, body),
-            Mapped::Kept => {
-                if ACTOR_TYPES.contains(&rt.as_str()) || KNOWN_TYPES.contains(&rt.as_str()) {
-                    *report.kept_as_documents.entry(rt.clone()).or_default() += 1;
+            MappedOne::Entry { kept, planned } => {
+                if planned.supersedes.is_some() {
+                    counts.updated += 1;
+                    report.updated += 1;
                 } else {
-                    *report.unknown_types.entry(rt.clone()).or_default() += 1;
+                    counts.imported += 1;
+                    report.imported += 1;
                 }
-                (
-                    SectionName::new(SectionClass::Documents, Label::General),
-                    kept_body(&r, &rt),
-                )
-            }
-        };
-        let section = SectionName::new(section.class, security_label(resource));
-        read_hearth_extensions(resource, section.class, &mut body);
-
-        // Validate the typed fields; errors name the FHIR field they came from.
-        let paths = std::mem::take(&mut body.paths);
-        let located = |e: crate::entry::SchemaError| {
-            let key = e.field.split(['.', '[']).next().unwrap_or_default();
-            let field = paths.iter().find(|(k, _)| k == key).map_or_else(
-                || format!("({} field {})", section.class, e.field),
-                |(_, p)| p.clone(),
-            );
-            FhirError::Resource {
-                at: at.clone(),
-                field,
-                problem: e.problem,
-            }
-        };
-        let normalised = EntryBody::from_json(section.class, &Value::Object(body.map))
-            .map_err(located)?
-            .to_json();
-        let body_hash = body_sha256(&normalised);
-
-        let mut identifiers = Vec::new();
-        for ident in resource
-            .get("identifier")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let value = ident.get("value").and_then(Value::as_str);
-            let system = ident.get("system").and_then(Value::as_str);
-            if let Some(v) = value
-                && v.chars().count() <= 256
-                && !v.trim().is_empty()
-            {
-                let mut o = Map::new();
-                if let Some(s) = system.filter(|s| is_absolute_uri(s) && s.len() <= 256) {
-                    o.insert("system".into(), json!(s));
+                match kept {
+                    Some(Kept::Known) => *report.kept_as_documents.entry(rt).or_default() += 1,
+                    Some(Kept::Unknown) => *report.unknown_types.entry(rt).or_default() += 1,
+                    None => {}
                 }
-                o.insert("value".into(), json!(v));
-                identifiers.push(Value::Object(o));
+                plan.entries.push(planned);
             }
         }
-        identifiers.truncate(MAX_LIST_ITEMS);
-        let mut source = Map::new();
-        source.insert("format".into(), json!(SOURCE_FORMAT));
-        source.insert("resource_type".into(), json!(rt));
-        if let Some(id) = resource.get("id").and_then(Value::as_str) {
-            source.insert("id".into(), json!(id));
-        }
-        if let Some(u) = full_url {
-            source.insert("full_url".into(), json!(u));
-        }
-        if !identifiers.is_empty() {
-            source.insert("identifiers".into(), Value::Array(identifiers));
-        }
-        source.insert("sha256".into(), json!(hash));
-        source.insert("body_sha256".into(), json!(body_hash));
-        let source = Value::Object(source);
-
-        // An entry imported earlier from the same resource (by identity) gets a new version.
-        let mut supersedes = None;
-        for key in identity_keys_of_source(&source) {
-            if let Some(v) = existing.identities.get(&key) {
-                supersedes = Some(existing.current(*v));
-                break;
-            }
-        }
-        if section.class == SectionClass::Demographics
-            && let Some(n) = normalised.get("nhs_number").and_then(Value::as_str)
-            && !existing.nhs_numbers.is_empty()
-            && !existing.nhs_numbers.contains(n)
-        {
-            return Err(FhirError::Resource {
-                at,
-                field: "identifier".into(),
-                problem:
-                    "the NHS number differs from this record's: the bundle is about another patient"
-                        .into(),
-            });
-        }
-
-        let mut full = normalised;
-        if let Some(m) = full.as_object_mut() {
-            m.insert("source".into(), source);
-        }
-        // The whole body, source and resource included, checked once: this is what is written.
-        let checked = CheckedBody::with_resource(section.class, &full, resource, &resource_json)
-            .map_err(located)?;
-        let c = report.by_type.entry(rt.clone()).or_default();
-        if supersedes.is_some() {
-            c.updated += 1;
-            report.updated += 1;
-        } else {
-            c.imported += 1;
-            report.imported += 1;
-        }
-        plan.entries.push(PlannedEntry {
-            section,
-            body: full,
-            checked,
-            supersedes,
-            resource_type: rt,
-            entry_index: i,
-        });
     }
     for ((rt, why), n) in skipped_why {
         report.notes.push(format!("{n} {rt} not imported: {why}"));
     }
     plan.report = report;
     Ok(plan)
+}
+
+/// What pass 2 makes of one bundle entry, before de-duplication (which depends on the entries
+/// before it, so is done afterwards, in order).
+enum Outcome {
+    /// A `DELETE` request with no resource: noted, never done.
+    Deleted(usize),
+    /// A search result marked `outcome` (or an `OperationOutcome`): counted as skipped.
+    SearchResult(String),
+    /// A resource that passed the whole-resource checks, with its type.
+    Checked(String, Box<Checked>),
+}
+
+/// A resource that passed the whole-resource checks (size, references, extensions, NHS
+/// numbers).
+struct Checked {
+    /// SHA-256 of its canonical JSON: the de-duplication key.
+    hash: String,
+    /// Extension URLs met in it, with counts.
+    extensions: BTreeMap<String, usize>,
+    /// Whether the record already holds it (the same resource, or this record's own export).
+    present: bool,
+    /// What it maps to. An error here counts only if the resource is not a duplicate.
+    mapped: Result<MappedOne, FhirError>,
+}
+
+/// Whether a resource kept whole as a `documents` entry is of a type Hearth knows.
+enum Kept {
+    Known,
+    Unknown,
+}
+
+/// What a resource that is not a duplicate becomes.
+enum MappedOne {
+    /// Not imported, and why.
+    Skip(&'static str),
+    /// An entry to write; `kept` when the resource is kept whole as a `documents` entry.
+    Entry {
+        kept: Option<Kept>,
+        planned: PlannedEntry,
+    },
+}
+
+/// Pass 2 for entry `i`: the checks that hold for every resource, then the mapping. Reads only
+/// the entry, the index and `existing`, so entries can be done in any order or at once.
+fn check_and_map(
+    i: usize,
+    e: &Value,
+    index: &Index<'_>,
+    existing: &Existing,
+) -> Result<Outcome, FhirError> {
+    let Some(resource) = index.resource(i) else {
+        let method = e
+            .pointer("/request/method")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if method == "DELETE" {
+            return Ok(Outcome::Deleted(i));
+        }
+        return Err(FhirError::Resource {
+            at: format!("entry[{i}]"),
+            field: "resource".into(),
+            problem: "is missing".into(),
+        });
+    };
+    let rt = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if e.pointer("/search/mode").and_then(Value::as_str) == Some("outcome")
+        || rt == "OperationOutcome"
+    {
+        return Ok(Outcome::SearchResult(rt));
+    }
+    let at = match resource.get("id").and_then(Value::as_str) {
+        Some(id) => format!("entry[{i}] {rt}/{id}"),
+        None => format!("entry[{i}] {rt}"),
+    };
+
+    // Whole-resource checks: size, references, extensions, NHS numbers.
+    // The resource's canonical JSON: hashed, measured, and (once checked) kept as it is.
+    let resource_json = super::canonical_json(resource);
+    let hash = super::sha256_hex(resource_json.as_bytes());
+    if resource_json.len() > MAX_RESOURCE_JSON {
+        return Err(FhirError::Resource {
+            at,
+            field: "(resource)".into(),
+            problem: format!("is too large: at most {MAX_RESOURCE_JSON} bytes of JSON"),
+        });
+    }
+    let mut extensions = BTreeMap::new();
+    let mut path = String::new();
+    walk(resource, &mut path, &mut |p, obj| {
+        check_node(index, resource, &at, p, obj, &mut extensions)
+    })?;
+    check_identifiers(resource, &at)?;
+    let present = existing.hashes.contains(&hash) || is_own_export(resource, existing);
+    let mapped = if present {
+        Ok(MappedOne::Skip("already present"))
+    } else {
+        let full_url = e.get("fullUrl").and_then(Value::as_str);
+        map_one(
+            i,
+            resource,
+            &rt,
+            &at,
+            full_url,
+            &hash,
+            &resource_json,
+            index,
+            existing,
+        )
+    };
+    Ok(Outcome::Checked(
+        rt,
+        Box::new(Checked {
+            hash,
+            extensions,
+            present,
+            mapped,
+        }),
+    ))
+}
+
+/// Maps a checked resource that the record does not hold yet to the entry it becomes.
+#[allow(clippy::too_many_arguments)]
+fn map_one(
+    i: usize,
+    resource: &Map<String, Value>,
+    rt: &str,
+    at: &str,
+    full_url: Option<&str>,
+    hash: &str,
+    resource_json: &str,
+    index: &Index<'_>,
+    existing: &Existing,
+) -> Result<MappedOne, FhirError> {
+    let r = Res {
+        map: resource,
+        at,
+        index,
+    };
+    let mapped = if is_hearth_metadata(resource) {
+        Mapped::Skip("written by a Hearth export: the entries carry it")
+    } else if super::consent::is_exported_grant(resource) {
+        Mapped::Skip("a grant written by a Hearth export: grants live in the consent ledger")
+    } else {
+        map_resource(&r, rt)?
+    };
+    let mut kept = None;
+    let (section, mut body) = match mapped {
+        Mapped::Skip(why) => return Ok(MappedOne::Skip(why)),
+        Mapped::Typed(section, body) => (section, body),
+        Mapped::Kept => {
+            kept = Some(if ACTOR_TYPES.contains(&rt) || KNOWN_TYPES.contains(&rt) {
+                Kept::Known
+            } else {
+                Kept::Unknown
+            });
+            (
+                SectionName::new(SectionClass::Documents, Label::General),
+                kept_body(&r, rt),
+            )
+        }
+    };
+    let section = SectionName::new(section.class, security_label(resource));
+    read_hearth_extensions(resource, section.class, &mut body);
+
+    // Validate the typed fields; errors name the FHIR field they came from.
+    let paths = std::mem::take(&mut body.paths);
+    let located = |e: crate::entry::SchemaError| {
+        let key = e.field.split(['.', '[']).next().unwrap_or_default();
+        let field = paths.iter().find(|(k, _)| k == key).map_or_else(
+            || format!("({} field {})", section.class, e.field),
+            |(_, p)| p.clone(),
+        );
+        FhirError::Resource {
+            at: at.to_owned(),
+            field,
+            problem: e.problem,
+        }
+    };
+    let normalised = EntryBody::from_json(section.class, &Value::Object(body.map))
+        .map_err(located)?
+        .to_json();
+    let body_hash = body_sha256(&normalised);
+
+    let mut identifiers = Vec::new();
+    for ident in resource
+        .get("identifier")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let value = ident.get("value").and_then(Value::as_str);
+        let system = ident.get("system").and_then(Value::as_str);
+        if let Some(v) = value
+            && v.chars().count() <= 256
+            && !v.trim().is_empty()
+        {
+            let mut o = Map::new();
+            if let Some(s) = system.filter(|s| is_absolute_uri(s) && s.len() <= 256) {
+                o.insert("system".into(), json!(s));
+            }
+            o.insert("value".into(), json!(v));
+            identifiers.push(Value::Object(o));
+        }
+    }
+    identifiers.truncate(MAX_LIST_ITEMS);
+    let mut source = Map::new();
+    source.insert("format".into(), json!(SOURCE_FORMAT));
+    source.insert("resource_type".into(), json!(rt));
+    if let Some(id) = resource.get("id").and_then(Value::as_str) {
+        source.insert("id".into(), json!(id));
+    }
+    if let Some(u) = full_url {
+        source.insert("full_url".into(), json!(u));
+    }
+    if !identifiers.is_empty() {
+        source.insert("identifiers".into(), Value::Array(identifiers));
+    }
+    source.insert("sha256".into(), json!(hash));
+    source.insert("body_sha256".into(), json!(body_hash));
+    let source = Value::Object(source);
+
+    // An entry imported earlier from the same resource (by identity) gets a new version.
+    let mut supersedes = None;
+    for key in identity_keys_of_source(&source) {
+        if let Some(v) = existing.identities.get(&key) {
+            supersedes = Some(existing.current(*v));
+            break;
+        }
+    }
+    if section.class == SectionClass::Demographics
+        && let Some(n) = normalised.get("nhs_number").and_then(Value::as_str)
+        && !existing.nhs_numbers.is_empty()
+        && !existing.nhs_numbers.contains(n)
+    {
+        return Err(FhirError::Resource {
+            at: at.to_owned(),
+            field: "identifier".into(),
+            problem:
+                "the NHS number differs from this record's: the bundle is about another patient"
+                    .into(),
+        });
+    }
+
+    let mut full = normalised;
+    if let Some(m) = full.as_object_mut() {
+        m.insert("source".into(), source);
+    }
+    // The whole body, source and resource included, checked once: this is what is written.
+    let checked = CheckedBody::with_resource(section.class, &full, resource, resource_json)
+        .map_err(located)?;
+    Ok(MappedOne::Entry {
+        kept,
+        planned: PlannedEntry {
+            section,
+            body: full,
+            checked,
+            supersedes,
+            resource_type: rt.to_owned(),
+            entry_index: i,
+        },
+    })
 }
 
 /// Whether the resource is a Hearth export's own bookkeeping: a `Provenance` whose agents are

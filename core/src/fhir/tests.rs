@@ -274,3 +274,80 @@ fn a_version_with_a_checked_body_is_written_as_serde_writes_it() {
         assert_eq!(text, serde_json::to_string(&v).unwrap());
     }
 }
+
+/// A bundle of `n` entries: a fixture's resources, then copies of its clinical resources with
+/// their own ids and full URLs, every fifth copy an exact duplicate of an earlier resource.
+fn large_bundle(n: usize) -> Value {
+    let fixture = fixture_bundles()
+        .into_iter()
+        .find(|b| b["entry"].as_array().is_some_and(|e| e.len() > 20))
+        .unwrap();
+    let all = fixture["entry"].as_array().unwrap().clone();
+    let clinical: Vec<&Value> = all
+        .iter()
+        .filter(|e| {
+            !matches!(
+                e["resource"]["resourceType"].as_str(),
+                Some("Patient" | "DiagnosticReport" | "Encounter" | "Practitioner")
+            )
+        })
+        .collect();
+    let mut entries = all.clone();
+    let mut k = 0usize;
+    while entries.len() < n {
+        let mut e = clinical[k % clinical.len()].clone();
+        e["fullUrl"] = json!(format!("urn:uuid:00000000-0000-4000-9000-{k:012}"));
+        if !k.is_multiple_of(5) {
+            e["resource"]["id"] = json!(format!("copy{k}"));
+        }
+        entries.push(e);
+        k += 1;
+    }
+    json!({"resourceType": "Bundle", "type": "collection", "entry": entries})
+}
+
+#[test]
+fn planning_on_many_threads_gives_the_plan_of_one() {
+    let big = large_bundle(1500);
+    let one = import::plan_import_on(Some(1), &big, &Existing::default()).unwrap();
+    assert!(one.report.unchanged > 0, "the bundle has duplicates");
+    assert!(one.entries.len() > 1000);
+    for threads in [2, 3, 8] {
+        let many = import::plan_import_on(Some(threads), &big, &Existing::default()).unwrap();
+        assert!(many == one, "{threads} threads: another plan");
+    }
+    assert!(plan(&big).unwrap() == one);
+
+    // The first bad resource in bundle order is the one reported, however the work was shared.
+    let mut bad = big.clone();
+    for at in [1400, 700] {
+        bad["entry"][at]["resource"]["subject"] = json!({"reference": "Patient/nobody"});
+    }
+    let Err(want) = import::plan_import_on(Some(1), &bad, &Existing::default()) else {
+        panic!("a reference to a missing resource was accepted");
+    };
+    assert!(want.to_string().contains("entry[700]"), "{want}");
+    for threads in [2, 3, 8] {
+        let got = import::plan_import_on(Some(threads), &bad, &Existing::default()).err();
+        assert_eq!(got.as_ref(), Some(&want), "{threads} threads");
+    }
+
+    // Against a record that already holds it all: everything unchanged, nothing planned.
+    let mut existing = Existing::default();
+    let ids: Vec<crate::ids::EntryId> = (0..one.entries.len())
+        .map(|i| {
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+            crate::ids::EntryId(b)
+        })
+        .collect();
+    existing.add_written(&one, &ids);
+    for threads in [1, 3] {
+        let again = import::plan_import_on(Some(threads), &big, &existing).unwrap();
+        assert!(again.entries.is_empty(), "{threads} threads");
+        assert_eq!(
+            again.report.unchanged,
+            one.report.resources - one.report.skipped
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! Sharing independent work among the machine's cores, with results in input order.
+//!
+//! The output never depends on how many threads ran: each item is computed alone, and the
+//! results are returned in the order of the items, so callers that then fold them one by one
+//! (taking the first error, say) behave exactly as a plain loop would.
+
+/// Fewer items than this are done on the calling thread (a thread costs more than they do).
+const MIN_PER_THREAD: usize = 64;
+/// At most this many threads, whatever the machine has.
+const MAX_THREADS: usize = 8;
+
+/// `f(i, &items[i])` for every item, on up to [`MAX_THREADS`] threads, in item order.
+///
+/// If a thread cannot be started, its share is done on the calling thread.
+pub(crate) fn map<T, R, F>(items: &[T], f: F) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(usize, &T) -> R + Sync,
+{
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_THREADS)
+        .min(items.len() / MIN_PER_THREAD);
+    map_on(threads, items, f)
+}
+
+/// [`map`] on `threads` threads (at least one, at most one per item).
+pub(crate) fn map_on<T, R, F>(threads: usize, items: &[T], f: F) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(usize, &T) -> R + Sync,
+{
+    let threads = threads.min(items.len()).max(1);
+    let run = |start: usize, part: &[T]| -> Vec<R> {
+        part.iter()
+            .enumerate()
+            .map(|(k, item)| f(start + k, item))
+            .collect()
+    };
+    if threads == 1 {
+        return run(0, items);
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let run = &run;
+        let mut parts = items.chunks(chunk).enumerate();
+        // The first share is the calling thread's own; the others go to new threads.
+        let (_, first) = parts.next().unwrap_or((0, &[]));
+        let spawned: Vec<_> = parts
+            .map(|(n, part)| {
+                let start = n * chunk;
+                let handle = std::thread::Builder::new()
+                    .spawn_scoped(scope, move || run(start, part))
+                    .ok();
+                (start, part, handle)
+            })
+            .collect();
+        let mut out = run(0, first);
+        for (start, part, handle) in spawned {
+            match handle.map(|h| h.join()) {
+                Some(Ok(results)) => out.extend(results),
+                // A panic in a worker is a bug: re-raise it here as the plain loop would have.
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+                None => out.extend(run(start, part)),
+            }
+        }
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_come_in_item_order_whatever_the_size() {
+        for n in [0usize, 1, 63, 64, 65, 127, 128, 129, 1000, 4099] {
+            let items: Vec<u64> = (0..n as u64).collect();
+            for out in [
+                map(&items, |i, x| (i as u64, x * 3)),
+                map_on(3, &items, |i, x| (i as u64, x * 3)),
+                map_on(7, &items, |i, x| (i as u64, x * 3)),
+            ] {
+                assert_eq!(out.len(), n);
+                for (i, (k, y)) in out.iter().enumerate() {
+                    assert_eq!((*k, *y), (i as u64, i as u64 * 3));
+                }
+            }
+        }
+    }
+}
