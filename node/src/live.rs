@@ -1111,12 +1111,16 @@ impl<S: Store + Send + 'static> Driver<S> {
                         seen.computed,
                     ),
                     old => {
-                        let t = now();
-                        let interested = p
-                            .interested_peers(&record)
+                        let peers = p.interested_peers(&record);
+                        // One opening of the record for all of them; a failure leaves each
+                        // peer with nothing pushed (a notification only).
+                        let mut holdable = p
+                            .holdable_by_many(&record, &peers, now())
+                            .unwrap_or_default();
+                        let interested = peers
                             .into_iter()
                             .map(|peer| {
-                                let may = p.holdable_by(&record, &peer, t).unwrap_or_default();
+                                let may = holdable.remove(&peer).unwrap_or_default();
                                 (peer, may)
                             })
                             .collect();

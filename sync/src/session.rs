@@ -115,6 +115,12 @@ struct Rights {
 }
 
 impl Rights {
+    /// A patient device's: everything.
+    const DEVICE: Rights = Rights {
+        device: true,
+        scopes: Vec::new(),
+    };
+
     fn may_read(
         &self,
         sid: &SectionId,
@@ -140,6 +146,33 @@ impl Rights {
                 .get(sid)
                 .is_some_and(|n| self.scopes.iter().any(|s| s.allows(n, Ability::Append)))
     }
+}
+
+/// What `remote`, not a patient device, may do in `record` by `chains` (each verified at
+/// `now`, none of `revoked`), with the reason the last unusable chain was refused.
+fn grantee_rights(
+    record: &RecordId,
+    remote: &PeerKey,
+    chains: &[Vec<Grant>],
+    revoked: &[GrantId],
+    now: Timestamp,
+) -> (Rights, Option<String>) {
+    let mut scopes = Vec::new();
+    let mut last_refusal = None;
+    for chain in chains {
+        match grant::verify_chain(chain, &Access::any(*remote), now, &|g| revoked.contains(g)) {
+            Ok(r) if r.record == *record => scopes.extend(r.scopes),
+            Ok(_) => last_refusal = Some("a grant for another record".to_string()),
+            Err(e) => last_refusal = Some(e.to_string()),
+        }
+    }
+    (
+        Rights {
+            device: false,
+            scopes,
+        },
+        last_refusal,
+    )
 }
 
 fn revoked_ids(rec: &OpenRecord<'_, impl Store>) -> Vec<GrantId> {
@@ -278,13 +311,7 @@ impl<'a, S: Store> Peer<'a, S> {
         now: Timestamp,
     ) -> (Rights, Option<String>) {
         if rec.device_certs().iter().any(|d| d.peer == *remote) {
-            return (
-                Rights {
-                    device: true,
-                    scopes: Vec::new(),
-                },
-                None,
-            );
+            return (Rights::DEVICE, None);
         }
         let revoked = revoked_ids(rec);
         let chains: Vec<Vec<Grant>> = match presented {
@@ -294,23 +321,7 @@ impl<'a, S: Store> Peer<'a, S> {
                 .collect(),
             None => recorded_chains(rec),
         };
-        let mut scopes = Vec::new();
-        let mut last_refusal = None;
-        for chain in chains {
-            match grant::verify_chain(&chain, &Access::any(*remote), now, &|g| revoked.contains(g))
-            {
-                Ok(r) if r.record == rec.id() => scopes.extend(r.scopes),
-                Ok(_) => last_refusal = Some("a grant for another record".to_string()),
-                Err(e) => last_refusal = Some(e.to_string()),
-            }
-        }
-        (
-            Rights {
-                device: false,
-                scopes,
-            },
-            last_refusal,
-        )
+        grantee_rights(&rec.id(), remote, &chains, &revoked, now)
     }
 
     /// Authorises a bundle authored by someone for this record (see the module docs).
@@ -671,20 +682,55 @@ impl<'a, S: Store> Peer<'a, S> {
         remote: &PeerKey,
         now: Timestamp,
     ) -> Result<BTreeSet<SectionId>, SyncError> {
+        let mut all = self.holdable_by_many(record, std::slice::from_ref(remote), now)?;
+        Ok(all.remove(remote).unwrap_or_default())
+    }
+
+    /// [`Peer::holdable_by`] for each of `peers`, opening the record once: every peer of
+    /// `peers` is a key of the result (with no sections if it may hold none).
+    pub fn holdable_by_many(
+        &self,
+        record: &RecordId,
+        peers: &[PeerKey],
+        now: Timestamp,
+    ) -> Result<BTreeMap<PeerKey, BTreeSet<SectionId>>, SyncError> {
         let rec = self.vault.open_record(self.identity, record)?;
-        let (rights, _) = self.rights_of(&rec, remote, None, now);
-        if !rights.device && rights.scopes.is_empty() {
-            return Ok(BTreeSet::new());
+        let devices: BTreeSet<PeerKey> = rec.device_certs().into_iter().map(|d| d.peer).collect();
+        let revoked = revoked_ids(&rec);
+        let chains = recorded_chains(&rec);
+        let dir = rec.directory();
+        // Every section any peer could hold, read only if some peer may hold anything.
+        let mut candidates: Option<BTreeSet<SectionId>> = None;
+        let mut out = BTreeMap::new();
+        for peer in peers {
+            let rights = if devices.contains(peer) {
+                Rights::DEVICE
+            } else {
+                grantee_rights(&rec.id(), peer, &chains, &revoked, now).0
+            };
+            if !rights.device && rights.scopes.is_empty() {
+                out.insert(*peer, BTreeSet::new());
+                continue;
+            }
+            let candidates = match &mut candidates {
+                Some(c) => c,
+                None => candidates.insert(
+                    self.vault
+                        .held_sections(record)?
+                        .into_keys()
+                        .chain(dir.keys().copied())
+                        .chain([SectionId::AUTH, SectionId::LEDGER])
+                        .collect(),
+                ),
+            };
+            let may = candidates
+                .iter()
+                .filter(|s| rights.may_read(s, dir))
+                .copied()
+                .collect();
+            out.insert(*peer, may);
         }
-        let dir = rec.directory().clone();
-        Ok(self
-            .vault
-            .held_sections(record)?
-            .into_keys()
-            .chain(dir.keys().copied())
-            .chain([SectionId::AUTH, SectionId::LEDGER])
-            .filter(|s| rights.may_read(s, &dir))
-            .collect())
+        Ok(out)
     }
 
     /// The bundles of `sections` newer than `since`, if they fit in `budget` bytes (else

@@ -1034,3 +1034,70 @@ fn a_read_that_replays_many_bundles_leaves_a_fresh_local_snapshot() {
     assert_eq!(w.gp.texts(&rid, "notes"), w.patient.texts(&rid, "notes"));
     assert_eq!(cache(&w.gp), first);
 }
+
+#[test]
+fn holdable_by_many_agrees_with_holdable_by_for_each_peer() {
+    let mut w = world(27);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Read);
+    let revoked = grant_to(&mut w, "sw", "notes", Ability::Read);
+    let phone = Identity::new_device("phone".into(), &mut w.rng).link_to(rid);
+    {
+        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        rec.put_auth_items(
+            vec![(format!("revoke/{}", revoked.id()), "{}".into())],
+            at(5),
+            &mut w.rng,
+        )
+        .unwrap();
+        rec.certify_device(
+            phone.peer(),
+            "phone",
+            phone.agreement_public(),
+            &phone.agreement_certificate(),
+            at(6),
+            &mut w.rng,
+        )
+        .unwrap();
+    }
+    let stranger = Node::new(Role::Professional, "x", &mut w.rng);
+    let peers = [
+        w.patient.id.peer(),
+        phone.peer(),
+        w.gp.id.peer(),
+        w.sw.id.peer(),
+        stranger.id.peer(),
+    ];
+    let p = w.patient.peer();
+    let notes = section_id(&w.patient, &rid, "notes");
+    let mh = section_id(&w.patient, &rid, "notes:mental-health");
+    for now in [at(10), TEST_NOW.saturating_add_millis(31 * DAY)] {
+        let many = p.holdable_by_many(&rid, &peers, now).unwrap();
+        let mut asked = peers.to_vec();
+        asked.sort();
+        assert_eq!(many.keys().copied().collect::<Vec<_>>(), asked);
+        for peer in &peers {
+            assert_eq!(many[peer], p.holdable_by(&rid, peer, now).unwrap());
+        }
+        // The patient's devices hold everything; the revoked grantee and the stranger nothing.
+        for device in &peers[..2] {
+            assert!(many[device].contains(&SectionId::LEDGER));
+            assert!(many[device].contains(&mh));
+        }
+        assert!(many[&w.sw.id.peer()].is_empty());
+        assert!(many[&stranger.id.peer()].is_empty());
+        // The GP the auth document and notes, until its grant expires.
+        let gp = &many[&w.gp.id.peer()];
+        if now == at(10) {
+            assert_eq!(*gp, [SectionId::AUTH, notes].into());
+        } else {
+            assert!(gp.is_empty());
+        }
+    }
+    // No peers asked, none answered; a record this node does not hold is an error.
+    assert!(p.holdable_by_many(&rid, &[], at(10)).unwrap().is_empty());
+    assert!(
+        p.holdable_by_many(&RecordId([9; 32]), &peers, at(10))
+            .is_err()
+    );
+}
