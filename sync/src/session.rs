@@ -657,22 +657,6 @@ impl<'a, S: Store> Peer<'a, S> {
         ))
     }
 
-    /// Sender of a change notification: the bundles of `record` newer than `since` (what this
-    /// node held at its last check) in the sections `remote` may hold by what this node can
-    /// verify (a patient device: everything; a grantee: its recorded grants), if they fit in
-    /// `budget` bytes; otherwise none (the notification then asks for a sync instead).
-    pub fn push_for(
-        &self,
-        record: &RecordId,
-        remote: &PeerKey,
-        since: &BTreeMap<SectionId, VersionVector>,
-        now: Timestamp,
-        budget: usize,
-    ) -> Result<Vec<ByteBuf>, SyncError> {
-        let sections = self.holdable_by(record, remote, now)?;
-        self.bundles_since(record, &sections, since, budget)
-    }
-
     /// The sections of `record` that `remote` may hold, by what this node can verify (a
     /// patient device: every section; a grantee: what its recorded grants let it read, and
     /// the auth document; anyone else: none).

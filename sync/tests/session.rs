@@ -3,8 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
 use hearth_core::grant::{self, Ability, Grant, GrantSpec};
-use hearth_core::ids::{RecordId, SectionId};
+use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::keys::{Identity, Role};
+use hearth_core::log::VersionVector;
 use hearth_core::record::{NewRecord, Vault};
 use hearth_core::section::SectionName;
 use hearth_core::store::{MemoryStore, Store};
@@ -12,7 +13,9 @@ use hearth_core::test_utils::{TEST_NOW, TestRng};
 use hearth_core::time::Timestamp;
 use hearth_sync::protocol::{self, Message, SyncRequest};
 use hearth_sync::session::{Peer, Report, SyncError};
+use serde_bytes::ByteBuf;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 const DAY: i64 = 86_400_000;
 
@@ -879,6 +882,20 @@ fn forged_or_foreign_snapshots_are_refused_and_change_nothing() {
     assert_eq!(rec.accept_snapshot(&good, &devices), Ok(false));
 }
 
+/// What `p` pushes to `remote` with a change notification, as the node's change check
+/// does: the bundles newer than `since` (what it held at its last check) in the sections
+/// `remote` may hold, if they fit in a push; otherwise none.
+fn push_for(
+    p: &Peer<'_, MemoryStore>,
+    rid: &RecordId,
+    remote: &PeerKey,
+    since: &BTreeMap<SectionId, VersionVector>,
+    now: Timestamp,
+) -> Result<Vec<ByteBuf>, SyncError> {
+    let sections = p.holdable_by(rid, remote, now)?;
+    p.bundles_since(rid, &sections, since, protocol::MAX_PUSH_BYTES)
+}
+
 #[test]
 fn pushed_notifications_carry_only_what_the_receiver_may_hold() {
     let mut w = world(25);
@@ -904,15 +921,7 @@ fn pushed_notifications_carry_only_what_the_receiver_may_hold() {
         .unwrap();
     }
     let p = w.patient.peer();
-    let push = p
-        .push_for(
-            &rid,
-            &w.gp.id.peer(),
-            &since,
-            at(12),
-            protocol::MAX_PUSH_BYTES,
-        )
-        .unwrap();
+    let push = push_for(&p, &rid, &w.gp.id.peer(), &since, at(12)).unwrap();
     // Only the notes bundle: the mental-health one is not the GP's to hold.
     assert_eq!(push.len(), 1);
     let report = w.gp.peer().on_push(rid, &push).unwrap();
@@ -922,25 +931,19 @@ fn pushed_notifications_carry_only_what_the_receiver_may_hold() {
     // A stranger gets nothing pushed.
     let stranger = Node::new(Role::Professional, "x", &mut w.rng);
     assert!(
-        p.push_for(
-            &rid,
-            &stranger.id.peer(),
-            &since,
-            at(12),
-            protocol::MAX_PUSH_BYTES
-        )
-        .unwrap()
-        .is_empty()
+        push_for(&p, &rid, &stranger.id.peer(), &since, at(12))
+            .unwrap()
+            .is_empty()
     );
     // Bundles of a section the receiver holds no key for are refused, never stored; so is a
     // push for a record it does not hold.
     let mh = section_id(&w.patient, &rid, "notes:mental-health");
-    let everything = w.patient.peer().push_for(
+    let everything = push_for(
+        &w.patient.peer(),
         &rid,
         &w.patient.id.peer(),
         &since,
         at(12),
-        protocol::MAX_PUSH_BYTES,
     );
     // (a patient device may hold everything; here the patient asks for itself, as its other
     // device would)
@@ -957,15 +960,7 @@ fn pushed_notifications_carry_only_what_the_receiver_may_hold() {
         rec.add_entry(&name("notes"), &json!({"text": text}), at(13), &mut w.rng)
             .unwrap();
     }
-    let both = p
-        .push_for(
-            &rid,
-            &w.gp.id.peer(),
-            &since2,
-            at(14),
-            protocol::MAX_PUSH_BYTES,
-        )
-        .unwrap();
+    let both = push_for(&p, &rid, &w.gp.id.peer(), &since2, at(14)).unwrap();
     assert_eq!(both.len(), 2);
     let report = w.gp.peer().on_push(rid, &both[1..]).unwrap();
     assert!(!report.refused.is_empty());
