@@ -240,6 +240,8 @@ enum Work {
         resp: Option<Message>,
         /// The record and how many pushed bundles were stored.
         received: Option<(RecordId, usize)>,
+        /// The record a device was just linked to (its auth document changed).
+        linked: Option<RecordId>,
     },
     Plan {
         pairs: Vec<(PeerKey, RecordId)>,
@@ -765,6 +767,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                                 resp: Some(Message::Response(resp)),
                                 received: (report.received > 0)
                                     .then_some((record, report.received)),
+                                linked: None,
                             }
                         }
                         Err(e) => {
@@ -774,6 +777,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                                 channel,
                                 resp: None,
                                 received: None,
+                                linked: None,
                             }
                         }
                     }
@@ -819,10 +823,8 @@ impl<S: Store + Send + 'static> Driver<S> {
                         peer,
                         channel,
                         resp: Some(Message::Link(answer)),
-                        // The auth document changed (a new device): tell the others.
-                        received: linked
-                            .then(|| sh.identity.record_id().map(|r| (r, 0)))
-                            .flatten(),
+                        received: None,
+                        linked: linked.then(|| sh.identity.record_id()).flatten(),
                     }
                 });
                 if !ok {
@@ -1000,6 +1002,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                 channel,
                 resp,
                 received,
+                linked,
             } => {
                 if let Some(resp) = resp {
                     let _ = self.swarm.behaviour_mut().sync.send_response(channel, resp);
@@ -1007,6 +1010,11 @@ impl<S: Store + Send + 'static> Driver<S> {
                 if let Some((record, n)) = received {
                     self.received += n as u64;
                     tracing::info!(%peer, record = %record, received = n, "received pushed bundles");
+                    self.check_changes(Some(peer));
+                }
+                if let Some(record) = linked {
+                    // The auth document changed (a new device): tell the others.
+                    tracing::debug!(device = %peer, record = %record, "device linked: announcing the auth document change");
                     self.check_changes(Some(peer));
                 }
             }
