@@ -2,44 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
+mod common;
+
+use common::{PASS, hearth, hearth_in, init_patient, json, ok};
 use hearth_core::store::{Batch, Store};
 use hearth_node::sled_store::SledStore;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
-
-const PASS: &str = "e2e-passphrase-123";
-
-fn hearth(home: &Path, args: &[&str]) -> Output {
-    hearth_with(home, args, PASS)
-}
-
-fn hearth_with(home: &Path, args: &[&str], pass: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("HEARTH_PASSPHRASE", pass)
-        .env_remove("HEARTH_HOME")
-        .output()
-        .expect("run hearth")
-}
-
-#[track_caller]
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "hearth failed ({:?}): {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
-}
-
-#[track_caller]
-fn json(out: &Output) -> Value {
-    serde_json::from_str(&ok(out)).expect("one JSON document")
-}
 
 #[track_caller]
 fn fails_with(out: &Output, code: i32) -> String {
@@ -50,22 +20,6 @@ fn fails_with(out: &Output, code: i32) -> String {
         "one-line reason on stderr: {err}"
     );
     err
-}
-
-fn init_patient(home: &Path) -> Value {
-    json(&hearth(
-        home,
-        &[
-            "init",
-            "--role",
-            "patient",
-            "--name",
-            "Edith Test",
-            "--nhs-number",
-            "9434765919",
-            "--json",
-        ],
-    ))
 }
 
 fn canary() -> String {
@@ -256,15 +210,16 @@ fn wrong_passphrase_is_refused_and_changes_nothing() {
     ));
     let before = ok(&hearth(&home, &["record", "show", "--json"]));
     let err = fails_with(
-        &hearth_with(
+        &hearth_in(
             &home,
             &["record", "add", "notes", "--entry", r#"{"text": "two"}"#],
             "not-the-passphrase",
+            None,
         ),
         4,
     );
     assert!(err.contains("passphrase"), "{err}");
-    fails_with(&hearth_with(&home, &["id"], "not-the-passphrase"), 4);
+    fails_with(&hearth_in(&home, &["id"], "not-the-passphrase", None), 4);
     assert_eq!(ok(&hearth(&home, &["record", "show", "--json"])), before);
     // Passphrase from a file works the same way.
     let pf = tmp.path().join("pass.txt");

@@ -4,12 +4,13 @@
 //! small-number suppression, refusing files that are unsigned, altered, duplicated or for
 //! someone else. Contributions carry no name, NHS number, address or exact birth date.
 
+mod common;
+
+use common::{Daemon, json, s};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
-const PASS: &str = "extract-passphrase-123";
 const NAME: &str = "Edith Canary-Jones";
 const NHS: &str = "9434765919";
 const ADDRESS: &str = "17 Quarry Lane, Hebden Bridge";
@@ -17,16 +18,14 @@ const POSTCODE: &str = "HX7 8AA";
 const BORN: &str = "1941-03-09";
 const PHONE: &str = "01422 845123";
 
+/// `hearth args` on `home` (if any) with `pass`, in `cwd` if given, with debug logs on stderr
+/// (checked too: they must carry nothing identifying).
 fn run(home: Option<&Path>, args: &[&str], pass: &str, cwd: Option<&Path>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    let mut c = common::binary(pass);
     if let Some(h) = home {
         c.arg("--home").arg(h);
     }
-    c.args(args)
-        .env("HEARTH_PASSPHRASE", pass)
-        .env("HEARTH_LOG", "debug,sled=off")
-        .env_remove("HEARTH_HOME")
-        .stdin(Stdio::null());
+    c.args(args).env("HEARTH_LOG", "debug,sled=off");
     if let Some(d) = cwd {
         c.current_dir(d);
     }
@@ -34,18 +33,7 @@ fn run(home: Option<&Path>, args: &[&str], pass: &str, cwd: Option<&Path>) -> Ou
 }
 
 fn hearth(home: &Path, args: &[&str]) -> Output {
-    run(Some(home), args, PASS, None)
-}
-
-#[track_caller]
-fn json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "hearth failed ({:?}): {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON document")
+    run(Some(home), args, common::PASS, None)
 }
 
 /// Exits with `code`, one `error:` line naming the problem, nothing on stdout.
@@ -64,16 +52,12 @@ fn fails_with(out: &Output, code: i32) -> String {
     last
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
+/// A new node at `home`; its peer id.
 fn init(home: &Path, role: &str, name: &str) -> String {
-    let v = json(&hearth(
-        home,
-        &["init", "--role", role, "--name", name, "--json"],
-    ));
-    v["peer_id"].as_str().unwrap().to_string()
+    common::init(home, role, name)["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// A patient with demographics and, optionally, one coded condition.
@@ -673,16 +657,6 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(hearth(&p, &["consent", "research"]).status.code(), Some(2));
 }
 
-/// A daemon for `home`, killed when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn with_the_daemon_running_commands_are_forwarded_and_aggregate_runs_beside_it() {
     let tmp = tempfile::tempdir().unwrap();
@@ -690,23 +664,7 @@ fn with_the_daemon_running_commands_are_forwarded_and_aggregate_runs_beside_it()
     patient(&p, "female", "LS1 4AP", true);
     let icb = tmp.path().join("icb");
     let icb_id = init(&icb, "relay", "ICB");
-    let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("--home")
-        .arg(&p)
-        .arg("run")
-        .env("HEARTH_PASSPHRASE", PASS)
-        .env_remove("HEARTH_HOME")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _daemon = Daemon(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !p.join("daemon.json").exists() {
-        assert!(Instant::now() < deadline, "the daemon did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let _daemon = Daemon::start(&p, None);
     consent(&p, "research", "on");
     // A relative --out is written in the caller's folder, not the daemon's.
     let work = tmp.path().join("work");
@@ -724,7 +682,7 @@ fn with_the_daemon_running_commands_are_forwarded_and_aggregate_runs_beside_it()
             "c.json",
             "--json",
         ],
-        PASS,
+        common::PASS,
         Some(&work),
     );
     let made = json(&made);

@@ -4,36 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
+mod common;
+
+use common::{Daemon, hearth, init_patient, json, s, wait_for};
 use hearth_core::store::Store;
 use hearth_node::sled_store::SledStore;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const PASS: &str = "e2e-passphrase-123";
-
-fn hearth(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("HEARTH_PASSPHRASE", PASS)
-        .env_remove("HEARTH_HOME")
-        .output()
-        .expect("run hearth")
-}
-
-#[track_caller]
-fn json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "hearth failed ({:?}): {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON document")
-}
+use std::process::Output;
 
 #[track_caller]
 fn fails_with(out: &Output, code: i32) -> String {
@@ -44,22 +22,6 @@ fn fails_with(out: &Output, code: i32) -> String {
         "one line: {err}"
     );
     err
-}
-
-fn init_patient(home: &Path) -> Value {
-    json(&hearth(
-        home,
-        &[
-            "init",
-            "--role",
-            "patient",
-            "--name",
-            "Edith Test",
-            "--nhs-number",
-            "9434765919",
-            "--json",
-        ],
-    ))
 }
 
 /// `../shared/fixtures/fhir` beside the workspace; missing fixtures fail the test.
@@ -88,10 +50,6 @@ fn fixtures() -> Vec<PathBuf> {
 fn store_dump(home: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let store = SledStore::open(&home.join("store")).unwrap();
     store.scan(&[], &[0xff; 8]).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -498,46 +456,6 @@ fn export_writes_the_grants_as_consents() {
     assert!(!text.contains("\"Consent\""));
 }
 
-/// A running daemon (as in `tests/p2p.rs`); killed when dropped.
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(home: &Path) -> Daemon {
-        let log = std::fs::File::create(home.with_extension("log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .arg("--home")
-            .arg(home)
-            .args(["run", "--sync-interval", "2"])
-            .env("HEARTH_PASSPHRASE", PASS)
-            .env("HEARTH_LOG", "info,sled=off")
-            .env_remove("HEARTH_HOME")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start daemon");
-        let d = Daemon(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if home.join("daemon.json").exists() {
-                let st = json(&hearth(home, &["status", "--json"]));
-                if st["listen_addrs"].as_array().is_some_and(|a| !a.is_empty()) {
-                    return d;
-                }
-            }
-            assert!(Instant::now() < deadline, "daemon did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A resource with every reference replaced by display text (so that it can travel alone).
 fn unreferenced(v: &Value) -> Value {
     match v {
@@ -616,7 +534,7 @@ fn a_professional_with_append_imports_into_the_patients_record() {
         &p,
         &["record", "import", "--fhir", s(&first), "--json"],
     ));
-    let _dp = Daemon::start(&p);
+    let _dp = Daemon::start(&p, None);
 
     let mut grants = Vec::new();
     for (home, name, sections, ability) in [
@@ -702,14 +620,9 @@ fn a_professional_with_append_imports_into_the_patients_record() {
     // The patient receives the GP's entries (the GP's short-lived node pushes them).
     let synced = json(&hearth(&gp, &["sync", "--wait", "--json"]));
     assert_eq!(synced["in_sync"], true, "{synced}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while authored_by(&p, &rid, "Dr Gee") < 5 {
-        assert!(
-            Instant::now() < deadline,
-            "the GP's entries did not reach the patient"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for("the GP's entries to reach the patient", 20, || {
+        authored_by(&p, &rid, "Dr Gee") >= 5
+    });
     assert_eq!(authored_by(&p, &rid, "Dr Read"), 0);
     // The patient's export names the GP as their author, and holds both grants.
     let out = dir.path().join("patient-export.json");

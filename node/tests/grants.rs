@@ -2,11 +2,12 @@
 //! an organisation.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
-use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-const PASS: &str = "e2e-passphrase-123";
+use common::{hearth, init, json};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Output;
 
 struct Homes {
     _tmp: tempfile::TempDir,
@@ -22,28 +23,6 @@ impl Homes {
     fn home(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
-}
-
-fn run(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("HEARTH_PASSPHRASE", PASS)
-        .env_remove("HEARTH_HOME")
-        .output()
-        .unwrap()
-}
-
-#[track_caller]
-fn json(out: Output) -> Value {
-    assert!(
-        out.status.success(),
-        "failed ({:?}): {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[track_caller]
@@ -69,33 +48,10 @@ struct World {
 fn world() -> World {
     let h = Homes::new();
     let (patient, gp, org) = (h.home("patient"), h.home("gp"), h.home("org"));
-    json(run(
-        &patient,
-        &["init", "--role", "patient", "--name", "Edith", "--json"],
-    ));
-    json(run(
-        &gp,
-        &[
-            "init",
-            "--role",
-            "professional",
-            "--name",
-            "Dr A. Shah",
-            "--json",
-        ],
-    ));
-    json(run(
-        &org,
-        &[
-            "init",
-            "--role",
-            "relay",
-            "--name",
-            "Riverside Practice",
-            "--json",
-        ],
-    ));
-    json(run(
+    init(&patient, "patient", "Edith");
+    init(&gp, "professional", "Dr A. Shah");
+    init(&org, "relay", "Riverside Practice");
+    json(&hearth(
         &patient,
         &[
             "record",
@@ -106,7 +62,7 @@ fn world() -> World {
             "--json",
         ],
     ));
-    json(run(
+    json(&hearth(
         &patient,
         &[
             "record",
@@ -117,15 +73,15 @@ fn world() -> World {
             "--json",
         ],
     ));
-    let record = json(run(&patient, &["id", "--json"]))["record_id"]
+    let record = json(&hearth(&patient, &["id", "--json"]))["record_id"]
         .as_str()
         .unwrap()
         .to_string();
-    let gp_peer = json(run(&gp, &["id", "--json"]))["peer_id"]
+    let gp_peer = json(&hearth(&gp, &["id", "--json"]))["peer_id"]
         .as_str()
         .unwrap()
         .to_string();
-    let org_peer = json(run(&org, &["id", "--json"]))["peer_id"]
+    let org_peer = json(&hearth(&org, &["id", "--json"]))["peer_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -148,7 +104,7 @@ fn s(v: &Value) -> String {
 fn attest_request_approve_accept_verify() {
     let w = world();
     // The organisation attests the GP; the GP stores the credential; the patient trusts the org.
-    let cred = json(run(
+    let cred = json(&hearth(
         &w.org,
         &[
             "org",
@@ -166,11 +122,11 @@ fn attest_request_approve_accept_verify() {
             "--json",
         ],
     ));
-    json(run(
+    json(&hearth(
         &w.gp,
         &["credential", "add", &s(&cred["token"]), "--json"],
     ));
-    json(run(
+    json(&hearth(
         &w.patient,
         &[
             "trust",
@@ -183,7 +139,7 @@ fn attest_request_approve_accept_verify() {
     ));
 
     // The GP asks; the patient receives the request and sees the verified identity.
-    let req = json(run(
+    let req = json(&hearth(
         &w.gp,
         &[
             "request",
@@ -203,19 +159,19 @@ fn attest_request_approve_accept_verify() {
         ],
     ));
     assert_eq!(req["credential"], true);
-    let added = json(run(
+    let added = json(&hearth(
         &w.patient,
         &["requests", "add", &s(&req["token"]), "--json"],
     ));
     assert_eq!(added["identity"]["status"], "verified");
-    let pending = json(run(&w.patient, &["requests", "--json"]));
+    let pending = json(&hearth(&w.patient, &["requests", "--json"]));
     let p = &pending["pending"][0];
     assert_eq!(p["identity"]["name"], "Dr A. Shah");
     assert_eq!(p["reason"], "Annual diabetes review");
     let rid = s(&p["id"]);
 
     // Approve, narrower: notes only, 30 days.
-    let granted = json(run(
+    let granted = json(&hearth(
         &w.patient,
         &[
             "requests",
@@ -231,33 +187,33 @@ fn attest_request_approve_accept_verify() {
     let token = s(&granted["token"]);
     assert!(token.starts_with("HEARTH1G"));
     assert!(
-        json(run(&w.patient, &["requests", "--json"]))["pending"]
+        json(&hearth(&w.patient, &["requests", "--json"]))["pending"]
             .as_array()
             .unwrap()
             .is_empty()
     );
 
     // The GP accepts (keys included, since the request carried the GP's card) and verifies.
-    let acc = json(run(&w.gp, &["accept", &token, "--json"]));
+    let acc = json(&hearth(&w.gp, &["accept", &token, "--json"]));
     assert!(
         acc["keys"].as_u64().unwrap() >= 2,
         "auth key and notes key: {acc}"
     );
-    let v = json(run(&w.gp, &["grant", "verify", &token, "--json"]));
+    let v = json(&hearth(&w.gp, &["grant", "verify", &token, "--json"]));
     let scopes = v["rights"]["scopes"].as_array().unwrap();
     assert_eq!(scopes.len(), 1);
     assert_eq!(scopes[0]["section"], "notes");
     // Accepting twice is a replay: refused, nothing changes.
-    refused(run(&w.gp, &["accept", &token]), 7, "already accepted");
+    refused(hearth(&w.gp, &["accept", &token]), 7, "already accepted");
     // Approving twice is refused too.
     refused(
-        run(&w.patient, &["requests", "approve", &rid]),
+        hearth(&w.patient, &["requests", "approve", &rid]),
         7,
         "already answered",
     );
 
     // The ledger tells the story in order.
-    let ledger = json(run(&w.patient, &["grant", "list", "--json"]));
+    let ledger = json(&hearth(&w.patient, &["grant", "list", "--json"]));
     let kinds: Vec<String> = ledger["events"]
         .as_array()
         .unwrap()
@@ -269,11 +225,11 @@ fn attest_request_approve_accept_verify() {
     // FHIR Consent and SMART forms.
     let gid = s(&granted["id"]);
     let fhir: Value =
-        serde_json::from_slice(&run(&w.patient, &["grant", "show", &gid, "--fhir"]).stdout)
+        serde_json::from_slice(&hearth(&w.patient, &["grant", "show", &gid, "--fhir"]).stdout)
             .unwrap();
     assert_eq!(fhir["resourceType"], "Consent");
     assert_eq!(fhir["status"], "active");
-    let smart = json(run(
+    let smart = json(&hearth(
         &w.patient,
         &["grant", "show", &gid, "--smart", "--json"],
     ));
@@ -284,10 +240,14 @@ fn attest_request_approve_accept_verify() {
     }));
 
     // Revocation: the patient's node refuses the grant from now on.
-    json(run(&w.patient, &["grant", "revoke", &gid, "--json"]));
-    refused(run(&w.patient, &["grant", "verify", &token]), 7, "revoked");
+    json(&hearth(&w.patient, &["grant", "revoke", &gid, "--json"]));
+    refused(
+        hearth(&w.patient, &["grant", "verify", &token]),
+        7,
+        "revoked",
+    );
     let fhir: Value =
-        serde_json::from_slice(&run(&w.patient, &["grant", "show", &gid, "--fhir"]).stdout)
+        serde_json::from_slice(&hearth(&w.patient, &["grant", "show", &gid, "--fhir"]).stdout)
             .unwrap();
     assert_eq!(fhir["status"], "inactive");
 }
@@ -295,7 +255,7 @@ fn attest_request_approve_accept_verify() {
 #[test]
 fn unverified_requester_and_deny() {
     let w = world();
-    let req = json(run(
+    let req = json(&hearth(
         &w.gp,
         &[
             "request",
@@ -315,31 +275,31 @@ fn unverified_requester_and_deny() {
         ],
     ));
     assert_eq!(req["credential"], false);
-    let added = json(run(
+    let added = json(&hearth(
         &w.patient,
         &["requests", "add", &s(&req["token"]), "--json"],
     ));
     assert_eq!(added["identity"]["status"], "unverified");
-    let text = String::from_utf8(run(&w.patient, &["requests"]).stdout).unwrap();
+    let text = String::from_utf8(hearth(&w.patient, &["requests"]).stdout).unwrap();
     assert!(text.contains("UNVERIFIED"), "{text}");
     let rid = s(&added["id"]);
-    json(run(
+    json(&hearth(
         &w.patient,
         &["requests", "deny", &rid, "--reason", "not needed", "--json"],
     ));
     refused(
-        run(&w.patient, &["requests", "approve", &rid]),
+        hearth(&w.patient, &["requests", "approve", &rid]),
         7,
         "already answered",
     );
     // Replaying the request is refused.
     refused(
-        run(&w.patient, &["requests", "add", &s(&req["token"])]),
+        hearth(&w.patient, &["requests", "add", &s(&req["token"])]),
         7,
         "already received",
     );
     // Widening on approval is impossible: approve a fresh request with more than asked.
-    let req2 = json(run(
+    let req2 = json(&hearth(
         &w.gp,
         &[
             "request",
@@ -358,12 +318,12 @@ fn unverified_requester_and_deny() {
             "--json",
         ],
     ));
-    let rid2 = s(&json(run(
+    let rid2 = s(&json(&hearth(
         &w.patient,
         &["requests", "add", &s(&req2["token"]), "--json"],
     ))["id"]);
     refused(
-        run(
+        hearth(
             &w.patient,
             &[
                 "requests",
@@ -377,7 +337,7 @@ fn unverified_requester_and_deny() {
         "not asked for",
     );
     refused(
-        run(
+        hearth(
             &w.patient,
             &["requests", "approve", &rid2, "--expires", "30d"],
         ),
@@ -386,12 +346,12 @@ fn unverified_requester_and_deny() {
     );
     // A request for another patient's record is refused.
     let other = w.h.home("other");
-    json(run(
+    json(&hearth(
         &other,
         &["init", "--role", "patient", "--name", "Other", "--json"],
     ));
     refused(
-        run(&other, &["requests", "add", &s(&req2["token"])]),
+        hearth(&other, &["requests", "add", &s(&req2["token"])]),
         7,
         "another record",
     );
@@ -401,7 +361,7 @@ fn unverified_requester_and_deny() {
 fn direct_grant_expiry_tamper_and_delegation() {
     let w = world();
     // A grant to the organisation with depth 1; the organisation delegates to the GP.
-    let g = json(run(
+    let g = json(&hearth(
         &w.patient,
         &[
             "grant",
@@ -419,8 +379,8 @@ fn direct_grant_expiry_tamper_and_delegation() {
         ],
     ));
     let token = s(&g["token"]);
-    json(run(&w.org, &["accept", &token, "--json"]));
-    let d = json(run(
+    json(&hearth(&w.org, &["accept", &token, "--json"]));
+    let d = json(&hearth(
         &w.org,
         &[
             "grant",
@@ -438,12 +398,12 @@ fn direct_grant_expiry_tamper_and_delegation() {
         ],
     ));
     let staff_token = s(&d["token"]);
-    let v = json(run(&w.gp, &["grant", "verify", &staff_token, "--json"]));
+    let v = json(&hearth(&w.gp, &["grant", "verify", &staff_token, "--json"]));
     assert_eq!(v["rights"]["chain"].as_array().unwrap().len(), 2);
-    json(run(&w.gp, &["accept", &staff_token, "--json"]));
+    json(&hearth(&w.gp, &["accept", &staff_token, "--json"]));
     // Delegating wider than held is refused before anything is signed.
     refused(
-        run(
+        hearth(
             &w.org,
             &[
                 "grant",
@@ -463,7 +423,7 @@ fn direct_grant_expiry_tamper_and_delegation() {
         "scope exceeded",
     );
     refused(
-        run(
+        hearth(
             &w.org,
             &[
                 "grant",
@@ -485,7 +445,7 @@ fn direct_grant_expiry_tamper_and_delegation() {
     // The GP (depth 0) cannot delegate further.
     let gid_staff = s(&d["id"]);
     refused(
-        run(
+        hearth(
             &w.gp,
             &[
                 "grant",
@@ -506,10 +466,13 @@ fn direct_grant_expiry_tamper_and_delegation() {
     );
 
     // Expiry via --at, both sides of the ±60 s tolerance.
-    let exp = s(&json(run(&w.patient, &["grant", "show", &s(&g["id"]), "--json"]))["expires"]);
+    let exp = s(&json(&hearth(
+        &w.patient,
+        &["grant", "show", &s(&g["id"]), "--json"],
+    ))["expires"]);
     let exp_ms = exp.parse::<jiff::Timestamp>().unwrap().as_millisecond();
     let fmt = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap().to_string();
-    json(run(
+    json(&hearth(
         &w.gp,
         &[
             "grant",
@@ -521,7 +484,7 @@ fn direct_grant_expiry_tamper_and_delegation() {
         ],
     ));
     refused(
-        run(
+        hearth(
             &w.gp,
             &["grant", "verify", &token, "--at", &fmt(exp_ms + 61_000)],
         ),
@@ -529,7 +492,7 @@ fn direct_grant_expiry_tamper_and_delegation() {
         "expired",
     );
     refused(
-        run(
+        hearth(
             &w.gp,
             &["grant", "verify", &token, "--at", "2100-01-01T00:00:00Z"],
         ),
@@ -537,7 +500,7 @@ fn direct_grant_expiry_tamper_and_delegation() {
         "expired",
     );
     refused(
-        run(
+        hearth(
             &w.gp,
             &["grant", "verify", &token, "--at", "2000-01-01T00:00:00Z"],
         ),
@@ -550,31 +513,31 @@ fn direct_grant_expiry_tamper_and_delegation() {
         let c = token.as_bytes()[i];
         let r = if c == b'A' { "B" } else { "A" };
         let bad = format!("{}{}{}", &token[..i], r, &token[i + 1..]);
-        let out = run(&w.gp, &["grant", "verify", &bad]);
+        let out = hearth(&w.gp, &["grant", "verify", &bad]);
         assert!(!out.status.success(), "tampered at {i} accepted");
-        let out = run(&w.gp, &["accept", &bad]);
+        let out = hearth(&w.gp, &["accept", &bad]);
         assert!(!out.status.success(), "tampered token accepted at {i}");
     }
     refused(
-        run(&w.gp, &["grant", "verify", "HEARTH1Gnotatoken"]),
+        hearth(&w.gp, &["grant", "verify", "HEARTH1Gnotatoken"]),
         3,
         "malformed",
     );
     refused(
-        run(&w.gp, &["grant", "verify", &token[..token.len() - 10]]),
+        hearth(&w.gp, &["grant", "verify", &token[..token.len() - 10]]),
         3,
         "malformed",
     );
     // A grant for someone else cannot be accepted.
     let stranger = w.h.home("stranger");
-    json(run(
+    json(&hearth(
         &stranger,
         &["init", "--role", "professional", "--name", "S", "--json"],
     ));
-    refused(run(&stranger, &["accept", &token]), 7, "wrong audience");
+    refused(hearth(&stranger, &["accept", &token]), 7, "wrong audience");
     // Bad grant arguments.
     refused(
-        run(
+        hearth(
             &w.patient,
             &[
                 "grant",
@@ -592,7 +555,7 @@ fn direct_grant_expiry_tamper_and_delegation() {
         "read or append",
     );
     refused(
-        run(
+        hearth(
             &w.patient,
             &[
                 "grant",
@@ -610,7 +573,7 @@ fn direct_grant_expiry_tamper_and_delegation() {
         "five years",
     );
     refused(
-        run(
+        hearth(
             &w.patient,
             &[
                 "grant",
@@ -628,7 +591,7 @@ fn direct_grant_expiry_tamper_and_delegation() {
         "peer id",
     );
     refused(
-        run(
+        hearth(
             &w.gp,
             &[
                 "grant",
@@ -650,10 +613,10 @@ fn direct_grant_expiry_tamper_and_delegation() {
 #[test]
 fn card_grant_carries_keys_and_qr_forms() {
     let w = world();
-    let card = s(&json(run(&w.gp, &["id", "--card", "--json"]))["card"]);
+    let card = s(&json(&hearth(&w.gp, &["id", "--card", "--json"]))["card"]);
     assert!(card.starts_with("HEARTH1I"));
     let svg = w.h.root.join("grant.svg");
-    let g = json(run(
+    let g = json(&hearth(
         &w.patient,
         &[
             "grant",
@@ -675,7 +638,7 @@ fn card_grant_carries_keys_and_qr_forms() {
     assert_eq!(g["keys_included"], true);
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
     let text = String::from_utf8(
-        run(
+        hearth(
             &w.patient,
             &[
                 "grant",
@@ -697,9 +660,9 @@ fn card_grant_carries_keys_and_qr_forms() {
         text.contains('█') || text.contains('▀'),
         "a QR code in the terminal"
     );
-    let acc = json(run(&w.gp, &["accept", &s(&g["token"]), "--json"]));
+    let acc = json(&hearth(&w.gp, &["accept", &s(&g["token"]), "--json"]));
     assert!(acc["keys"].as_u64().unwrap() >= 2);
-    let listed = json(run(&w.gp, &["grant", "list", "--json"]));
+    let listed = json(&hearth(&w.gp, &["grant", "list", "--json"]));
     assert_eq!(listed["events"].as_array().unwrap().len(), 1);
     // A tampered card is refused.
     let r = if card.as_bytes()[20] == b'A' {
@@ -708,7 +671,7 @@ fn card_grant_carries_keys_and_qr_forms() {
         "A"
     };
     let bad = format!("{}{r}{}", &card[..20], &card[21..]);
-    let out = run(
+    let out = hearth(
         &w.patient,
         &[
             "grant",

@@ -3,62 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
+mod common;
+
+use common::{Daemon, PASS, hearth, hearth_in, init, json, log_file, ok, wait_for};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const PASS: &str = "p2p-passphrase-123";
-
-fn hearth_in(home: &Path, args: &[&str], pass: &str, cwd: Option<&Path>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hearth"));
-    c.arg("--home")
-        .arg(home)
-        .args(args)
-        .env("HEARTH_PASSPHRASE", pass)
-        .env_remove("HEARTH_HOME")
-        .stdin(Stdio::null());
-    if let Some(d) = cwd {
-        c.current_dir(d);
-    }
-    c.output().expect("run hearth")
-}
-
-fn hearth(home: &Path, args: &[&str]) -> Output {
-    hearth_in(home, args, PASS, None)
-}
-
-#[track_caller]
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "hearth failed ({:?}): {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
-}
-
-#[track_caller]
-fn json(out: &Output) -> Value {
-    serde_json::from_str(&ok(out)).expect("one JSON document")
-}
-
-fn init(home: &Path, role: &str, name: &str) -> Value {
-    json(&hearth(
-        home,
-        &["init", "--role", role, "--name", name, "--json"],
-    ))
-}
-
-/// The daemon's log, next to its home (appended across restarts).
-fn log_file(home: &Path) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(home.with_extension("log"))
-        .unwrap()
-}
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
 
 /// Everything a node showed or kept: its daemon log and every file under its home.
 fn everything(home: &Path) -> Vec<u8> {
@@ -79,100 +29,6 @@ fn everything(home: &Path) -> Vec<u8> {
 
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
-/// A running daemon; killed when dropped if the test did not stop it.
-struct Daemon {
-    child: Child,
-    home: PathBuf,
-}
-
-impl Daemon {
-    /// Starts a daemon; without `listen`, it picks its own addresses (the last run's, or
-    /// fresh loopback ports).
-    fn start(home: &Path, listen: Option<&str>) -> Daemon {
-        let mut args = vec!["run", "--sync-interval", "2"];
-        if let Some(l) = listen {
-            args.extend(["--listen", l]);
-        }
-        let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .arg("--home")
-            .arg(home)
-            .args(&args)
-            .env("HEARTH_PASSPHRASE", PASS)
-            .env("HEARTH_LOG", "info,sled=off")
-            .env_remove("HEARTH_HOME")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file(home))
-            .spawn()
-            .expect("start daemon");
-        let d = Daemon {
-            child,
-            home: home.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if home.join("daemon.json").exists() {
-                let st = json(&hearth(home, &["status", "--json"]));
-                if st["listen_addrs"].as_array().is_some_and(|a| !a.is_empty()) {
-                    return d;
-                }
-            }
-            assert!(Instant::now() < deadline, "daemon did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn file(&self) -> Value {
-        serde_json::from_slice(&std::fs::read(self.home.join("daemon.json")).unwrap()).unwrap()
-    }
-
-    fn port(&self) -> u16 {
-        self.file()["api"]
-            .as_str()
-            .unwrap()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "daemon exit: {status:?}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "daemon did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(
-            !self.home.join("daemon.json").exists(),
-            "daemon.json left behind after a clean shutdown"
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn show(home: &Path, rid: &str) -> String {
@@ -803,9 +659,7 @@ fn hostile_frames_close_their_stream_and_the_node_carries_on() {
 /// JSON line and waits for the new device.
 fn link_process(home: &Path) -> (Child, String) {
     use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("--home")
-        .arg(home)
+    let mut child = common::command(home, PASS)
         .args([
             "device",
             "link",
@@ -815,9 +669,6 @@ fn link_process(home: &Path) -> (Child, String) {
             "--listen",
             "/ip4/127.0.0.1/tcp/0",
         ])
-        .env("HEARTH_PASSPHRASE", PASS)
-        .env_remove("HEARTH_HOME")
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log_file(home))
         .spawn()

@@ -1,0 +1,200 @@
+//! Helpers shared by the end-to-end tests: the real `hearth` binary in temporary homes, and
+//! daemons on loopback. Each test binary includes this module (`mod common;`) and uses a part
+//! of it; helpers that some binary does not use carry `#[allow(dead_code)]`.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The passphrase of every test home.
+pub(crate) const PASS: &str = "e2e-passphrase-123";
+
+/// The `hearth` binary, unlocked with `pass`, ignoring the caller's `HEARTH_HOME`, with no
+/// stdin.
+pub(crate) fn binary(pass: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    c.env("HEARTH_PASSPHRASE", pass)
+        .env_remove("HEARTH_HOME")
+        .stdin(Stdio::null());
+    c
+}
+
+/// [`binary`] for `home`.
+pub(crate) fn command(home: &Path, pass: &str) -> Command {
+    let mut c = binary(pass);
+    c.arg("--home").arg(home);
+    c
+}
+
+/// Runs `hearth args` on `home` with `pass`, in `cwd` if given.
+pub(crate) fn hearth_in(home: &Path, args: &[&str], pass: &str, cwd: Option<&Path>) -> Output {
+    let mut c = command(home, pass);
+    c.args(args);
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
+    c.output().expect("run hearth")
+}
+
+/// Runs `hearth args` on `home`.
+pub(crate) fn hearth(home: &Path, args: &[&str]) -> Output {
+    hearth_in(home, args, PASS, None)
+}
+
+/// The stdout of a command that must have succeeded.
+#[track_caller]
+pub(crate) fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "hearth failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
+}
+
+/// The one JSON document a command that must have succeeded printed.
+#[track_caller]
+pub(crate) fn json(out: &Output) -> Value {
+    serde_json::from_str(&ok(out)).expect("one JSON document")
+}
+
+/// A path as the `&str` argument of a command.
+#[allow(dead_code)]
+pub(crate) fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A new node at `home` (`init --json` output).
+#[allow(dead_code)]
+pub(crate) fn init(home: &Path, role: &str, name: &str) -> Value {
+    json(&hearth(
+        home,
+        &["init", "--role", role, "--name", name, "--json"],
+    ))
+}
+
+/// A patient's node at `home`, with an NHS number (`init --json` output).
+#[allow(dead_code)]
+pub(crate) fn init_patient(home: &Path) -> Value {
+    json(&hearth(
+        home,
+        &[
+            "init",
+            "--role",
+            "patient",
+            "--name",
+            "Edith Test",
+            "--nhs-number",
+            "9434765919",
+            "--json",
+        ],
+    ))
+}
+
+/// Waits up to `secs` seconds for `f` to hold, polling every 100 ms.
+#[allow(dead_code)]
+#[track_caller]
+pub(crate) fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The daemon's log, next to its home (appended across restarts).
+#[allow(dead_code)]
+pub(crate) fn log_file(home: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.with_extension("log"))
+        .unwrap()
+}
+
+/// A running daemon; killed when dropped if the test did not stop it.
+#[allow(dead_code)]
+pub(crate) struct Daemon {
+    child: Child,
+    home: PathBuf,
+}
+
+#[allow(dead_code)]
+impl Daemon {
+    /// Starts a daemon syncing every 2 s, logging to [`log_file`], and waits until it listens;
+    /// without `listen`, it picks its own addresses (the last run's, or fresh loopback ports).
+    pub(crate) fn start(home: &Path, listen: Option<&str>) -> Daemon {
+        let mut args = vec!["run", "--sync-interval", "2"];
+        if let Some(l) = listen {
+            args.extend(["--listen", l]);
+        }
+        let child = command(home, PASS)
+            .args(&args)
+            .env("HEARTH_LOG", "info,sled=off")
+            .stdout(Stdio::null())
+            .stderr(log_file(home))
+            .spawn()
+            .expect("start daemon");
+        let d = Daemon {
+            child,
+            home: home.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if home.join("daemon.json").exists() {
+                let st = json(&hearth(home, &["status", "--json"]));
+                if st["listen_addrs"].as_array().is_some_and(|a| !a.is_empty()) {
+                    return d;
+                }
+            }
+            assert!(Instant::now() < deadline, "daemon did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The daemon's `daemon.json`.
+    pub(crate) fn file(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.home.join("daemon.json")).unwrap()).unwrap()
+    }
+
+    /// The port of its local API.
+    pub(crate) fn port(&self) -> u16 {
+        self.file()["api"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub(crate) fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "daemon exit: {status:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "daemon did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            !self.home.join("daemon.json").exists(),
+            "daemon.json left behind after a clean shutdown"
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
