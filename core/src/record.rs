@@ -1952,10 +1952,19 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// omitted).
     pub fn device_certs(&self) -> Vec<DeviceCert> {
         let removed = self.removed_devices();
+        self.all_device_certs()
+            .into_iter()
+            .filter(|c| !removed.contains_key(&c.peer))
+            .collect()
+    }
+
+    /// Every device the record root ever certified, removed ones included (see
+    /// [`OpenRecord::removed_devices`]); unverifiable certificates omitted.
+    pub fn all_device_certs(&self) -> Vec<DeviceCert> {
         self.auth_items("device/")
             .into_iter()
             .filter_map(|(_, v)| serde_json::from_str::<DeviceCert>(&v).ok())
-            .filter(|c| c.verify(&self.id) && !removed.contains_key(&c.peer))
+            .filter(|c| c.verify(&self.id))
             .collect()
     }
 

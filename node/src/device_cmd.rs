@@ -216,12 +216,7 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
     let me = identity.peer();
     let removed = rec.removed_devices();
     let mut all: Vec<Value> = Vec::new();
-    let mut certs: Vec<_> = rec
-        .auth_items("device/")
-        .into_iter()
-        .filter_map(|(_, v)| serde_json::from_str::<hearth_core::record::DeviceCert>(&v).ok())
-        .filter(|c| c.verify(&rid))
-        .collect();
+    let mut certs = rec.all_device_certs();
     certs.sort_by_key(|c| c.added);
     for c in certs {
         let this = c.peer == me;
