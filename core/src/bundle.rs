@@ -174,10 +174,15 @@ impl Bundle {
     /// Parses encoded bytes. Checks structure and canonical encoding, not the signature: call
     /// [`Bundle::verify`] before trusting anything in it.
     pub fn decode(bytes: &[u8]) -> Result<Bundle, BundleError> {
+        Bundle::decode_owned(bytes.to_vec())
+    }
+
+    /// [`Bundle::decode`] of bytes the caller gives up (no copy is made).
+    pub fn decode_owned(bytes: Vec<u8>) -> Result<Bundle, BundleError> {
         if bytes.len() > MAX_BUNDLE_LEN {
             return Err(BundleError::TooLarge(bytes.len()));
         }
-        let mut cur = bytes;
+        let mut cur = bytes.as_slice();
         let magic = take(&mut cur, 4)?;
         if magic != MAGIC {
             return Err(BundleError::Malformed("not a Hearth bundle (bad magic)"));
@@ -207,8 +212,8 @@ impl Bundle {
         Ok(Bundle {
             header,
             header_end: HEADER_START + hlen,
-            encoded: bytes.to_vec(),
-            hash: BundleHash(crypto::sha256(&[bytes])),
+            hash: BundleHash(crypto::sha256(&[&bytes])),
+            encoded: bytes,
         })
     }
 
@@ -254,6 +259,29 @@ impl Bundle {
             self.ciphertext(),
         )
         .map_err(|_| BundleError::Decrypt)
+    }
+
+    /// The payload's length once decrypted.
+    pub fn payload_len(&self) -> usize {
+        self.ciphertext().len() - crypto::TAG_LEN
+    }
+
+    /// Decrypts the payload onto the end of `out`. On failure `out` is as it was. Reserve room
+    /// first (see [`Bundle::payload_len`]): a vector that grows leaves copies of what it held in
+    /// freed memory.
+    pub fn open_into(&self, key: &SymmetricKey, out: &mut Vec<u8>) -> Result<(), BundleError> {
+        let (ct, tag) = self.ciphertext().split_at(self.payload_len());
+        let tag: &[u8; crypto::TAG_LEN] = tag.try_into().map_err(|_| BundleError::Decrypt)?;
+        let start = out.len();
+        out.extend_from_slice(ct);
+        let nonce = self.header.nonce.into_array();
+        let header = &self.encoded[HEADER_START..self.header_end];
+        if crypto::open_in_place(key, &nonce, header, &mut out[start..], tag).is_err() {
+            zeroize::Zeroize::zeroize(&mut out[start..]);
+            out.truncate(start);
+            return Err(BundleError::Decrypt);
+        }
+        Ok(())
     }
 
     /// The header (unverified until [`Bundle::verify`] succeeded).
@@ -359,6 +387,23 @@ mod tests {
         let (b, _) = sample(3, b"payload");
         let other = SymmetricKey::from_bytes([9; 32]);
         assert_eq!(b.open(&other), Err(BundleError::Decrypt));
+        let mut out = b"kept".to_vec();
+        assert_eq!(b.open_into(&other, &mut out), Err(BundleError::Decrypt));
+        assert_eq!(
+            out, b"kept",
+            "a failed decryption leaves the buffer as it was"
+        );
+    }
+
+    #[test]
+    fn opening_into_a_buffer_appends_the_payload() {
+        let (b, key) = sample(5, b"second payload");
+        let mut out = Vec::with_capacity(5 + b.payload_len());
+        out.extend_from_slice(b"first");
+        b.open_into(&key, &mut out).unwrap();
+        assert_eq!(out, b"firstsecond payload");
+        assert_eq!(b.payload_len(), b"second payload".len());
+        assert_eq!(Bundle::decode_owned(b.encoded().to_vec()).unwrap(), b);
     }
 
     #[test]

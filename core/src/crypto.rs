@@ -212,6 +212,22 @@ pub fn seal_in_place(
         .map_err(|_| CryptoError::TooLarge)
 }
 
+/// Decrypts `buf` in place (the ciphertext without its tag) under `key` with the given nonce and
+/// associated data, checking `tag`. On failure `buf` is unusable (zeroize it).
+pub fn open_in_place(
+    key: &SymmetricKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), CryptoError> {
+    let cipher = XChaCha20Poly1305::new(&key.0.into());
+    let nonce = XNonce::from(*nonce);
+    cipher
+        .decrypt_inout_detached(&nonce, aad, buf.into(), &(*tag).into())
+        .map_err(|_| CryptoError::Decrypt)
+}
+
 /// Encrypts with a fresh random nonce; returns `nonce || ciphertext`.
 pub fn seal(key: &SymmetricKey, aad: &[u8], plaintext: &[u8], rng: &mut impl CryptoRng) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
@@ -388,6 +404,13 @@ mod tests {
             buf.extend_from_slice(&tag);
             assert_eq!(buf, copied);
             assert_eq!(open_with_nonce(&key, &nonce, b"aad", &buf).unwrap(), plain);
+            let (ct, tag) = buf.split_at(len);
+            let mut inplace = ct.to_vec();
+            let tag: [u8; TAG_LEN] = tag.try_into().unwrap();
+            open_in_place(&key, &nonce, b"aad", &mut inplace, &tag).unwrap();
+            assert_eq!(inplace, plain);
+            let mut altered = ct.to_vec();
+            assert!(open_in_place(&key, &nonce, b"other", &mut altered, &tag).is_err());
             assert!(open_with_nonce(&key, &nonce, b"other", &buf).is_err());
         }
     }

@@ -70,6 +70,76 @@ where
     })
 }
 
+/// [`map`] for items the function takes by value.
+pub(crate) fn map_vec<T, R, F>(items: Vec<T>, f: F) -> Vec<R>
+where
+    T: Send,
+    R: Send,
+    F: Fn(usize, T) -> R + Sync,
+{
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_THREADS)
+        .min(items.len() / MIN_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return items
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| f(i, x))
+            .collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let mut parts: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut rest = items;
+    while rest.len() > chunk {
+        let tail = rest.split_off(chunk);
+        parts.push(rest);
+        rest = tail;
+    }
+    parts.push(rest);
+    let f = &f;
+    let run = move |start: usize, part: Vec<T>| -> Vec<R> {
+        part.into_iter()
+            .enumerate()
+            .map(|(k, x)| f(start + k, x))
+            .collect()
+    };
+    std::thread::scope(|scope| {
+        let mut parts = parts.into_iter().enumerate();
+        let first = parts.next().map(|(_, p)| p).unwrap_or_default();
+        // A share whose thread cannot be started is kept to be done here.
+        let spawned: Vec<_> = parts
+            .map(|(n, part)| {
+                let start = n * chunk;
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<T>>(1);
+                let handle = std::thread::Builder::new().spawn_scoped(scope, move || {
+                    rx.recv().map(|part| run(start, part)).unwrap_or_default()
+                });
+                match handle {
+                    Ok(h) => {
+                        // The receiver lives until it has received: sending cannot fail.
+                        let _ = tx.send(part);
+                        (start, None, Some(h))
+                    }
+                    Err(_) => (start, Some(part), None),
+                }
+            })
+            .collect();
+        let mut out = run(0, first);
+        for (start, kept, handle) in spawned {
+            match (kept, handle.map(|h| h.join())) {
+                (_, Some(Ok(results))) => out.extend(results),
+                // A panic in a worker is a bug: re-raise it here as the plain loop would have.
+                (_, Some(Err(panic))) => std::panic::resume_unwind(panic),
+                (Some(part), None) => out.extend(run(start, part)),
+                (None, None) => {}
+            }
+        }
+        out
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +149,7 @@ mod tests {
         for n in [0usize, 1, 63, 64, 65, 127, 128, 129, 1000, 4099] {
             let items: Vec<u64> = (0..n as u64).collect();
             for out in [
+                map_vec(items.clone(), |i, x| (i as u64, x * 3)),
                 map(&items, |i, x| (i as u64, x * 3)),
                 map_on(3, &items, |i, x| (i as u64, x * 3)),
                 map_on(7, &items, |i, x| (i as u64, x * 3)),

@@ -1177,9 +1177,10 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             }
         };
         doc.set_actor(automerge::ActorId::from(self.identity.peer().0));
-        // Collect every newer bundle's payload, then apply them in one pass: automerge applies
-        // one concatenation of change chunks much faster than many small loads.
-        let mut payloads = zeroize::Zeroizing::new(Vec::new());
+        // Check every newer bundle, then decrypt all their payloads into one buffer and apply
+        // them in one pass: automerge applies one concatenation of change chunks much faster
+        // than many small loads.
+        let mut readable: Vec<(Bundle, &SymmetricKey)> = Vec::new();
         let mut applied = 0u32;
         for (author, head) in &heads {
             let from = have.get(author).map_or(1, |h| h.seq + 1);
@@ -1194,7 +1195,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             // revocation) ends what it can read of this log.
             let mut locked = false;
             for (expect, (_, bytes)) in (from..).zip(store.scan(&start, &end)?) {
-                let b = Bundle::decode(&bytes).map_err(|e| self.corrupt(sid, e))?;
+                let b = Bundle::decode_owned(bytes).map_err(|e| self.corrupt(sid, e))?;
                 let h = b.header();
                 if h.record != self.id
                     || h.section != *sid
@@ -1211,17 +1212,16 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                     locked = true;
                     break;
                 };
-                let payload =
-                    zeroize::Zeroizing::new(b.open(key).map_err(|e| self.corrupt(sid, e))?);
-                payloads.extend_from_slice(&payload);
                 prev = Some(LogHead {
                     seq: h.seq,
                     hash: b.hash(),
                 });
                 applied += 1;
-                newest = Some(b);
+                readable.push((b, key));
+                newest = Some(readable.len() - 1);
             }
-            match (&newest, prev) {
+            let newest = newest.and_then(|i| readable.get(i)).map(|(b, _)| b);
+            match (newest, prev) {
                 (Some(b), Some(p)) if p.seq == head.seq && p.hash == head.hash => {
                     b.verify().map_err(|e| self.corrupt(sid, e))?;
                 }
@@ -1246,6 +1246,14 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 None => {}
             }
         }
+        // Room for all of them first: a growing buffer would leave plaintext in freed memory.
+        let total = readable.iter().map(|(b, _)| b.payload_len()).sum();
+        let mut payloads = zeroize::Zeroizing::new(Vec::with_capacity(total));
+        for (b, key) in &readable {
+            b.open_into(key, &mut payloads)
+                .map_err(|e| self.corrupt(sid, e))?;
+        }
+        drop(readable);
         if !payloads.is_empty() {
             doc.load_incremental(&payloads)
                 .map_err(|_| self.corrupt(sid, "payload is not valid automerge data"))?;
@@ -1680,29 +1688,12 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             let Some(sd) = self.loaded.get(&sid) else {
                 continue;
             };
-            for (_, text) in string_items(&sd.doc, "e/") {
-                let bad = || self.corrupt(&sid, "an entry is not valid JSON");
-                // The body's place, found by a scan that also checks it is JSON; the other
-                // fields are then parsed without it.
-                let span = crate::entry::raw::member(&text, "body").map(|b| {
-                    let start = b.as_ptr() as usize - text.as_ptr() as usize;
-                    start..start + b.len()
-                });
-                let (head, body) = match span {
-                    Some(range) => {
-                        let rest = [&text[..range.start], "null", &text[range.end..]].concat();
-                        let head: Head = serde_json::from_str(&rest).map_err(|_| bad())?;
-                        (head, (text, range))
-                    }
-                    // An unusual layout (an escaped key): the whole version parsed, the body
-                    // written again.
-                    None => {
-                        let head: Head = serde_json::from_str(&text).map_err(|_| bad())?;
-                        let v: EntryVersion = serde_json::from_str(&text).map_err(|_| bad())?;
-                        let t = serde_json::to_string(&v.body).map_err(|_| bad())?;
-                        let len = t.len();
-                        (head, (t, 0..len))
-                    }
+            // Each version's text is read on its own, so the work is shared among the cores.
+            let items = string_items(&sd.doc, "e/");
+            let read = crate::par::map_vec(items, |_, (_, text)| read_version_head::<Head>(text));
+            for r in read {
+                let Some((head, body)) = r else {
+                    return Err(self.corrupt(&sid, "an entry is not valid JSON"));
                 };
                 texts.insert(head.id, body);
                 all.insert(
@@ -2632,6 +2623,34 @@ fn string_items(doc: &AutoCommit, prefix: &str) -> Vec<(String, String)> {
             Some((item.key.to_string(), s))
         })
         .collect()
+}
+
+/// An entry version's fields other than its body, and its body as text: `(text, range)` where
+/// `text[range]` is the body. `None` when the text is not a valid version.
+fn read_version_head<H: serde::de::DeserializeOwned>(
+    text: String,
+) -> Option<(H, (String, std::ops::Range<usize>))> {
+    // The body's place, found by a scan that also checks it is JSON; the other fields are then
+    // parsed without it.
+    let span = crate::entry::raw::member(&text, "body").map(|b| {
+        let start = b.as_ptr() as usize - text.as_ptr() as usize;
+        start..start + b.len()
+    });
+    match span {
+        Some(range) => {
+            let rest = [&text[..range.start], "null", &text[range.end..]].concat();
+            let head: H = serde_json::from_str(&rest).ok()?;
+            Some((head, (text, range)))
+        }
+        // An unusual layout (an escaped key): the whole version parsed, the body written again.
+        None => {
+            let head: H = serde_json::from_str(&text).ok()?;
+            let v: EntryVersion = serde_json::from_str(&text).ok()?;
+            let t = serde_json::to_string(&v.body).ok()?;
+            let len = t.len();
+            Some((head, (t, 0..len)))
+        }
+    }
 }
 
 /// The current view: versions nobody supersedes, oldest first, with concurrent versions of
