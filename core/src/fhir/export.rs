@@ -493,6 +493,108 @@ pub fn export_raw_json(
     Ok((out, report))
 }
 
+/// What [`build_bundle`] makes of one entry.
+enum Read<'a> {
+    /// Entered in error: left out.
+    InError,
+    /// A body the export cannot read: left out.
+    Unreadable,
+    /// The entry's resource.
+    Entry {
+        out: Out<'a>,
+        /// Whether the kept resource was used as it is (else the resource was built).
+        from_imported: bool,
+        /// The full URL the resource was imported with.
+        src_url: Option<String>,
+        /// Whether it is a demographics entry (a Patient).
+        demographics: bool,
+    },
+}
+
+/// One entry's resource: the kept one when it still says what the entry says, else built from
+/// the entry's fields (over the kept one, unless rebuilding).
+fn read_entry<'a>(
+    view: &'a RawSectionView,
+    raw: &'a RawEntryView,
+    options: ExportOptions,
+) -> Read<'a> {
+    let e = &raw.entry;
+    if e.status == EntryStatus::EnteredInError {
+        return Read::InError;
+    }
+    let Some(body) = Body::read(raw.body()) else {
+        return Read::Unreadable;
+    };
+    let Body {
+        fields,
+        has_source,
+        mut src,
+    } = body;
+    let kept = src.as_mut().and_then(|s| s.resource.take());
+    let has_base = kept.is_some();
+    let src_type = src.as_ref().and_then(|s| s.resource_type.as_deref());
+    let kept_only = view.class == SectionClass::Documents
+        && !matches!(
+            src_type,
+            Some("DocumentReference" | "DiagnosticReport") | None
+        );
+    let unchanged = || {
+        src.as_ref()
+            .and_then(|s| s.body_sha256.as_deref())
+            .is_some_and(|h| h == fields.sha256())
+    };
+    let from_kept = kept_only || (!options.rebuild && unchanged());
+    let mut from_imported = false;
+    let mut resource = match kept {
+        Some((text, found)) if from_kept => {
+            from_imported = true;
+            Res::kept(text, found)
+        }
+        kept => {
+            let base_value: Option<Value> = kept.and_then(|(b, _)| serde_json::from_str(&b).ok());
+            let base = base_value.as_ref().and_then(Value::as_object);
+            let mut built = build(view.class, &fields.map(), src_type);
+            if view.label != Label::General {
+                set_security_label(&mut built, view.label);
+            }
+            Res::Value(Value::Object(match base {
+                Some(b) if !options.rebuild => merge(b, built),
+                _ => {
+                    if let Some(id) = base.and_then(|b| b.get("id")) {
+                        built.insert("id".into(), id.clone());
+                    }
+                    built
+                }
+            }))
+        }
+    };
+    if !has_base && let Some(r) = resource.value_mut().as_object_mut() {
+        r.insert("id".into(), json!(e.id.to_string()));
+        let ids = r
+            .entry("identifier")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(a) = ids {
+            a.push(json!({"system": HEARTH_ENTRY_SYSTEM, "value": e.id.to_string()}));
+        }
+    }
+    let src_url = src.as_ref().and_then(|s| s.full_url.clone());
+    let full_url = src_url
+        .clone()
+        .unwrap_or_else(|| uuid_from(&[b"entry", &e.id.0]));
+    let out = Out {
+        full_url,
+        resource,
+        entry: Some(e),
+        has_source,
+    };
+    Read::Entry {
+        out,
+        from_imported,
+        src_url,
+        demographics: view.class == SectionClass::Demographics,
+    }
+}
+
 fn build_bundle<'a>(
     input: &RawExportInput<'a>,
     options: ExportOptions,
@@ -505,91 +607,44 @@ fn build_bundle<'a>(
     // exported Patient.
     let mut patient_aliases: HashSet<String> = HashSet::new();
 
-    for view in input.sections {
-        for raw in &view.entries {
-            let e = &raw.entry;
-            if e.status == EntryStatus::EnteredInError {
+    // Each entry is read and its resource built on its own, so that work is shared among the
+    // cores; the results are taken in order.
+    let items: Vec<(&'a RawSectionView, &'a RawEntryView)> = input
+        .sections
+        .iter()
+        .flat_map(|v| v.entries.iter().map(move |r| (v, r)))
+        .collect();
+    let read = crate::par::map(&items, |_, (view, raw)| read_entry(view, raw, options));
+    for r in read {
+        let (out, from_imported, src_url, demographics) = match r {
+            Read::InError => {
                 report.left_out_in_error += 1;
                 continue;
             }
-            let Some(body) = Body::read(raw.body()) else {
-                continue;
-            };
-            let Body {
-                fields,
-                has_source,
-                mut src,
-            } = body;
-            let kept = src.as_mut().and_then(|s| s.resource.take());
-            let has_base = kept.is_some();
-            let src_type = src.as_ref().and_then(|s| s.resource_type.as_deref());
-            let kept_only = view.class == SectionClass::Documents
-                && !matches!(
-                    src_type,
-                    Some("DocumentReference" | "DiagnosticReport") | None
-                );
-            let unchanged = || {
-                src.as_ref()
-                    .and_then(|s| s.body_sha256.as_deref())
-                    .is_some_and(|h| h == fields.sha256())
-            };
-            let from_kept = kept_only || (!options.rebuild && unchanged());
-            let mut resource = match kept {
-                Some((text, found)) if from_kept => {
-                    report.from_imported += 1;
-                    Res::kept(text, found)
-                }
-                kept => {
-                    report.built += 1;
-                    let base_value: Option<Value> =
-                        kept.and_then(|(b, _)| serde_json::from_str(&b).ok());
-                    let base = base_value.as_ref().and_then(Value::as_object);
-                    let mut built = build(view.class, &fields.map(), src_type);
-                    if view.label != Label::General {
-                        set_security_label(&mut built, view.label);
-                    }
-                    Res::Value(Value::Object(match base {
-                        Some(b) if !options.rebuild => merge(b, built),
-                        _ => {
-                            if let Some(id) = base.and_then(|b| b.get("id")) {
-                                built.insert("id".into(), id.clone());
-                            }
-                            built
-                        }
-                    }))
-                }
-            };
-            if !has_base && let Some(r) = resource.value_mut().as_object_mut() {
-                r.insert("id".into(), json!(e.id.to_string()));
-                let ids = r
-                    .entry("identifier")
-                    .or_insert_with(|| Value::Array(Vec::new()));
-                if let Value::Array(a) = ids {
-                    a.push(json!({"system": HEARTH_ENTRY_SYSTEM, "value": e.id.to_string()}));
-                }
+            Read::Unreadable => continue,
+            Read::Entry {
+                out,
+                from_imported,
+                src_url,
+                demographics,
+            } => (out, from_imported, src_url, demographics),
+        };
+        if from_imported {
+            report.from_imported += 1;
+        } else {
+            report.built += 1;
+        }
+        if demographics {
+            if let Some(u) = src_url {
+                patient_aliases.insert(u);
             }
-            let src_url = src.as_ref().and_then(|s| s.full_url.clone());
-            let full_url = src_url
-                .clone()
-                .unwrap_or_else(|| uuid_from(&[b"entry", &e.id.0]));
-            let out = Out {
-                full_url,
-                resource,
-                entry: Some(e),
-                has_source,
-            };
-            if view.class == SectionClass::Demographics {
-                if let Some(u) = src_url {
-                    patient_aliases.insert(u);
-                }
-                if let Some(id) = out.resource.id() {
-                    patient_aliases.insert(format!("Patient/{id}"));
-                }
-                patient_aliases.insert(out.full_url.clone());
-                patients.push(out);
-            } else {
-                outs.push(out);
+            if let Some(id) = out.resource.id() {
+                patient_aliases.insert(format!("Patient/{id}"));
             }
+            patient_aliases.insert(out.full_url.clone());
+            patients.push(out);
+        } else {
+            outs.push(out);
         }
     }
 
