@@ -265,7 +265,13 @@ fn every_fixture_round_trips_with_its_clinical_content() {
         assert_eq!(provenance, n, "{name}: a Provenance per entry");
 
         // Rebuilt from the typed fields alone, the clinical content is the same.
-        let rebuilt = by_url(&export(&r, ExportOptions { rebuild: true }));
+        let rebuilt = by_url(&export(
+            &r,
+            ExportOptions {
+                rebuild: true,
+                ..ExportOptions::default()
+            },
+        ));
         for e in original["entry"].as_array().unwrap() {
             let url = e["fullUrl"].as_str().unwrap();
             let want = clinical(&e["resource"]);
@@ -296,7 +302,13 @@ fn a_rebuilt_export_imports_into_a_new_record_with_the_same_content() {
     for (name, bytes) in fixtures() {
         let mut a = new_record(2);
         import(&mut a, &bytes).unwrap();
-        let first = export(&a, ExportOptions { rebuild: true });
+        let first = export(
+            &a,
+            ExportOptions {
+                rebuild: true,
+                ..ExportOptions::default()
+            },
+        );
         let mut b = new_record(3);
         let (plan, _) = import(&mut b, &serde_json::to_vec(&first).unwrap())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -305,7 +317,13 @@ fn a_rebuilt_export_imports_into_a_new_record_with_the_same_content() {
             "{name}: {:?}",
             plan.report
         );
-        let second = export(&b, ExportOptions { rebuild: true });
+        let second = export(
+            &b,
+            ExportOptions {
+                rebuild: true,
+                ..ExportOptions::default()
+            },
+        );
         let digest = |bundle: &Value| {
             let mut all: Vec<BTreeSet<String>> = resources(bundle)
                 .iter()
@@ -790,7 +808,10 @@ fn checked_import_and_direct_json_export_match_the_value_paths() {
                     sections,
                     now: TEST_NOW,
                 };
-                let options = ExportOptions { rebuild };
+                let options = ExportOptions {
+                    rebuild,
+                    ..ExportOptions::default()
+                };
                 let (value, report) = fhir::export_bundle(&input, options, &[&FakeConsent]);
                 let (compact, r2) =
                     fhir::export_bundle_json(&input, options, &[&FakeConsent], false).unwrap();
@@ -939,4 +960,109 @@ fn show_raw_is_show_with_bodies_as_text() {
     }
     let missing = "notes:safeguarding".parse().unwrap();
     assert!(rec.show_raw(&missing).is_err());
+}
+
+/// An entry marked entered in error is left out of an export by default; with
+/// `include_in_error` it is written with FHIR's entered-in-error status (a Condition's or an
+/// AllergyIntolerance's verificationStatus, without clinicalStatus), except for resource types
+/// with no status to say so, which stay out.
+#[test]
+fn entries_in_error_are_left_out_or_exported_as_entered_in_error() {
+    for (k, (name, bytes)) in fixtures().into_iter().enumerate() {
+        let mut r = new_record(500 + k as u64);
+        let (plan, ids) = import(&mut r, &bytes).unwrap();
+        // One entry of each resource type marked in error: type -> its fullUrl.
+        let mut marked: BTreeMap<String, String> = BTreeMap::new();
+        {
+            let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
+            for (p, id) in plan.entries.iter().zip(&ids) {
+                let url = p.body["source"]["full_url"].as_str().map(str::to_owned);
+                let Some(url) = url.filter(|_| !marked.contains_key(&p.resource_type)) else {
+                    continue;
+                };
+                rec.mark_error(id, "recorded for the wrong patient", TEST_NOW, &mut r.rng)
+                    .unwrap();
+                marked.insert(p.resource_type.clone(), url);
+            }
+        }
+        let export_with = |include_in_error| {
+            let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
+            let sections = views(&mut rec);
+            let input = ExportInput {
+                record: r.id,
+                sections: &sections,
+                now: TEST_NOW,
+            };
+            let options = ExportOptions {
+                include_in_error,
+                ..ExportOptions::default()
+            };
+            let (bundle, report) = fhir::export_bundle(&input, options, &[]);
+            let by_url: BTreeMap<String, Value> = bundle["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["fullUrl"].as_str().unwrap().to_owned(),
+                        e["resource"].clone(),
+                    )
+                })
+                .collect();
+            (by_url, report)
+        };
+
+        let (plain, report) = export_with(false);
+        assert_eq!(report.left_out_in_error, marked.len(), "{name}");
+        assert_eq!(report.in_error, 0, "{name}");
+        for (t, url) in &marked {
+            // (The Patient is always exported: merged from the others, or naming the record.)
+            if t != "Patient" {
+                assert!(
+                    !plain.contains_key(url),
+                    "{name}: {t} in error was exported"
+                );
+            }
+        }
+
+        let (with, report) = export_with(true);
+        let mut written = 0;
+        for (t, url) in &marked {
+            let no_status = ["Patient", "Practitioner", "RelatedPerson", "Organization"];
+            if no_status.contains(&t.as_str()) {
+                if t != "Patient" {
+                    assert!(
+                        !with.contains_key(url),
+                        "{name}: {t} has no status to say so"
+                    );
+                }
+                continue;
+            }
+            written += 1;
+            let res = with
+                .get(url)
+                .unwrap_or_else(|| panic!("{name}: {t} {url} missing"));
+            match t.as_str() {
+                "Condition" | "AllergyIntolerance" => {
+                    assert_eq!(
+                        res["verificationStatus"]["coding"][0]["code"], "entered-in-error",
+                        "{name}: {t}"
+                    );
+                    assert!(res.get("clinicalStatus").is_none(), "{name}: {t}");
+                }
+                _ => assert_eq!(res["status"], "entered-in-error", "{name}: {t}"),
+            }
+        }
+        assert!(written > 0, "{name}: nothing to check");
+        assert_eq!(report.in_error, written, "{name}");
+        assert_eq!(report.left_out_in_error, marked.len() - written, "{name}");
+        // Everything else is exported as before (references to the resources in error now
+        // resolve, so they are kept rather than cut to their display).
+        for (url, res) in &plain {
+            let got = with
+                .get(url)
+                .unwrap_or_else(|| panic!("{name}: {url} missing"));
+            assert_eq!(got["resourceType"], res["resourceType"], "{name}: {url}");
+        }
+    }
 }

@@ -52,6 +52,10 @@ pub struct ExportArgs {
     /// FHIR: build every resource from the entries' fields, ignoring resources kept at import.
     #[arg(long, requires = "fhir")]
     pub rebuild: bool,
+    /// FHIR: also write entries marked entered in error, with FHIR's `entered-in-error` status
+    /// (for a system that holds an earlier export, so that it learns of the retraction).
+    #[arg(long, requires = "fhir")]
+    pub include_in_error: bool,
     /// FHIR: leave the grants out (by default each grant is written as a `Consent`: every grant
     /// of the record for the patient, the grants this node holds for a professional).
     #[arg(long, requires = "fhir")]
@@ -360,6 +364,7 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
             };
             let options = ExportOptions {
                 rebuild: args.rebuild,
+                include_in_error: args.include_in_error,
             };
             let consents = if args.no_consent {
                 GrantConsents::default()
@@ -380,6 +385,7 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
                     "from_imported": report.from_imported,
                     "built": report.built,
                     "left_out_in_error": report.left_out_in_error,
+                    "in_error": report.in_error,
                     "references_cut": report.references_cut,
                     "consents": report.resources.get("Consent").copied().unwrap_or(0),
                 }),
@@ -392,6 +398,13 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
                     );
                     for (t, n) in &report.resources {
                         s.push_str(&format!("\n  {t:<24} {n:>5}"));
+                    }
+                    if report.in_error > 0 {
+                        s.push_str(&format!(
+                            "\n{} entries marked entered in error were written with the \
+                             entered-in-error status.",
+                            report.in_error
+                        ));
                     }
                     if report.left_out_in_error > 0 {
                         s.push_str(&format!(

@@ -7,7 +7,9 @@
    facts; it may gain the record's own name and NHS number);
 4. export --fhir --rebuild (built from the typed fields alone): same codes, values, units,
    dates and statuses for every resource;
-5. import the export into the same record: nothing is written.
+5. import the export into the same record: nothing is written;
+6. mark one entry of each resource type in error and export --include-in-error: each comes
+   back with FHIR's entered-in-error status (types with no status to say so stay out).
 
 Before exporting, the patient grants a professional two things and revokes one, so every export
 also holds the grants as `Consent` resources (one active, one inactive) for the validators.
@@ -139,6 +141,38 @@ def check(binary, bundle_path, out_dir, work, prefix, peer):
         )
     back = hearth(binary, home, "record", "import", "--fhir", exported, "--json")
     assert back["written"] == 0, f"importing the export wrote {back['written']}"
+    check_in_error(binary, home, out_dir, name)
+
+
+NO_STATUS = {"Patient", "Practitioner", "PractitionerRole", "RelatedPerson", "Organization",
+             "Location", "Medication", "Goal", "Device", "Specimen"}
+
+
+def check_in_error(binary, home, out_dir, name):
+    """Marks one entry of each resource type in error, then exports with --include-in-error:
+    each is written with FHIR's entered-in-error status (the file is left for the validators)."""
+    shown = hearth(binary, home, "record", "show", "--json")
+    marked = {}
+    for section in shown["sections"]:
+        for e in section["entries"]:
+            src = (e.get("body") or {}).get("source") or {}
+            rt, url = src.get("resource_type"), src.get("full_url")
+            if rt and url and rt not in marked:
+                hearth(binary, home, "record", "mark-error", e["id"], "--reason", "wrong patient", "--json")
+                marked[rt] = url
+    path = os.path.join(out_dir, f"{name}.in-error.json")
+    report = hearth(binary, home, "record", "export", "--fhir", path, "--include-in-error", "--json")
+    got = by_url(json.load(open(path)))
+    expected = {rt: url for rt, url in marked.items() if rt not in NO_STATUS}
+    assert report["in_error"] == len(expected), f"in error: {report['in_error']} of {len(expected)}"
+    for rt, url in expected.items():
+        r = got.get(url)
+        assert r is not None, f"{rt} {url} in error is missing from the export"
+        if rt in ("Condition", "AllergyIntolerance"):
+            code = r["verificationStatus"]["coding"][0]["code"]
+            assert code == "entered-in-error" and "clinicalStatus" not in r, f"{rt} {url}: {code}"
+        else:
+            assert r.get("status") == "entered-in-error", f"{rt} {url}: status {r.get('status')}"
 
 
 def main():

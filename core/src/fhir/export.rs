@@ -35,6 +35,10 @@ pub struct ExportOptions {
     /// Build every resource from the entries' fields alone, ignoring the resources kept at
     /// import (a check of the mapping itself; normally off).
     pub rebuild: bool,
+    /// Also export entries marked entered in error, as their resources with FHIR's
+    /// `entered-in-error` status, so that a system holding an earlier export learns of the
+    /// retraction. Off by default: an entry in error is otherwise not disclosed again.
+    pub include_in_error: bool,
 }
 
 /// Further resources to put in an export: the grants as `Consent`, the access log as
@@ -58,8 +62,11 @@ pub struct ExportReport {
     pub from_imported: usize,
     /// Entries built from their fields (written in Hearth, or corrected since import).
     pub built: usize,
-    /// Entries marked entered in error, left out.
+    /// Entries marked entered in error, left out (all of them, unless
+    /// [`ExportOptions::include_in_error`]; then those whose resource has no status to say so).
     pub left_out_in_error: usize,
+    /// Entries marked entered in error, exported with the `entered-in-error` status.
+    pub in_error: usize,
     /// References to resources not in this export (e.g. a section not exported), replaced by
     /// their display text.
     pub references_cut: usize,
@@ -493,6 +500,48 @@ pub fn export_raw_json(
     Ok((out, report))
 }
 
+/// Resource types whose `status` can say `entered-in-error` (FHIR R4).
+const STATUS_IN_ERROR_TYPES: &[&str] = &[
+    "Observation",
+    "DiagnosticReport",
+    "MedicationStatement",
+    "MedicationRequest",
+    "Immunization",
+    "Procedure",
+    "Encounter",
+    "DocumentReference",
+    "CarePlan",
+    "CareTeam",
+    "QuestionnaireResponse",
+];
+
+/// Marks a resource entered in error, as its type says it: `status`, or for a Condition or an
+/// AllergyIntolerance its `verificationStatus` (and no `clinicalStatus`, which FHIR forbids
+/// beside that: con-5, ait-2). `false` for a type with no such status (Patient,
+/// Practitioner…): such an entry is left out.
+fn mark_entered_in_error(resource: &mut Value) -> bool {
+    let Some(r) = resource.as_object_mut() else {
+        return false;
+    };
+    let system = match r.get("resourceType").and_then(Value::as_str) {
+        Some("Condition") => "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+        Some("AllergyIntolerance") => {
+            "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
+        }
+        Some(t) if STATUS_IN_ERROR_TYPES.contains(&t) => {
+            r.insert("status".into(), json!("entered-in-error"));
+            return true;
+        }
+        _ => return false,
+    };
+    r.remove("clinicalStatus");
+    r.insert(
+        "verificationStatus".into(),
+        json!({"coding": [{"system": system, "code": "entered-in-error", "display": "Entered in Error"}]}),
+    );
+    true
+}
+
 /// What [`build_bundle`] makes of one entry.
 enum Read<'a> {
     /// Entered in error: left out.
@@ -504,6 +553,8 @@ enum Read<'a> {
         out: Out<'a>,
         /// Whether the kept resource was used as it is (else the resource was built).
         from_imported: bool,
+        /// Whether it is exported as entered in error.
+        in_error: bool,
         /// The full URL the resource was imported with.
         src_url: Option<String>,
         /// Whether it is a demographics entry (a Patient).
@@ -519,7 +570,8 @@ fn read_entry<'a>(
     options: ExportOptions,
 ) -> Read<'a> {
     let e = &raw.entry;
-    if e.status == EntryStatus::EnteredInError {
+    let in_error = e.status == EntryStatus::EnteredInError;
+    if in_error && !options.include_in_error {
         return Read::InError;
     }
     let Some(body) = Body::read(raw.body()) else {
@@ -577,6 +629,9 @@ fn read_entry<'a>(
             a.push(json!({"system": HEARTH_ENTRY_SYSTEM, "value": e.id.to_string()}));
         }
     }
+    if in_error && !mark_entered_in_error(resource.value_mut()) {
+        return Read::InError;
+    }
     let src_url = src.as_ref().and_then(|s| s.full_url.clone());
     let full_url = src_url
         .clone()
@@ -590,6 +645,7 @@ fn read_entry<'a>(
     Read::Entry {
         out,
         from_imported,
+        in_error,
         src_url,
         demographics: view.class == SectionClass::Demographics,
     }
@@ -625,9 +681,15 @@ fn build_bundle<'a>(
             Read::Entry {
                 out,
                 from_imported,
+                in_error,
                 src_url,
                 demographics,
-            } => (out, from_imported, src_url, demographics),
+            } => {
+                if in_error {
+                    report.in_error += 1;
+                }
+                (out, from_imported, src_url, demographics)
+            }
         };
         if from_imported {
             report.from_imported += 1;
