@@ -1760,6 +1760,22 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         now: Timestamp,
         rng: &mut impl CryptoRng,
     ) -> Result<EntryId> {
+        let (sid, v) = self.prepare_version(entry, make, now, rng)?;
+        let item = (entry_key(&v.id), json_string(&v)?);
+        self.mutate(|rec, batch| rec.append_items(sid, vec![item], now, rng, batch))?;
+        Ok(v.id)
+    }
+
+    /// The version that would replace `entry` (made by `make` from the current one), and the
+    /// section it goes in, after every check a new version must pass: `entry` is current and not
+    /// in error, this node may change it, and may append to its section now.
+    fn prepare_version(
+        &mut self,
+        entry: &EntryId,
+        make: impl FnOnce(&EntryVersion) -> Result<(serde_json::Value, EntryStatus, Option<String>)>,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(SectionId, EntryVersion)> {
         let (name, all) = self.find(entry)?;
         if let Some(by) = all.values().find(|v| v.supersedes == Some(*entry)) {
             return Err(RecordError::Superseded {
@@ -1797,9 +1813,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                     .is_some_and(|sd| sd.doc.get(ROOT, entry_key(entry)).ok().flatten().is_some())
             })
             .ok_or(RecordError::NoEntry(*entry))?;
-        let item = (entry_key(&v.id), json_string(&v)?);
-        self.mutate(|rec, batch| rec.append_items(sid, vec![item], now, rng, batch))?;
-        Ok(v.id)
+        Ok((sid, v))
     }
 
     /// Corrects an entry: writes a new version with `body` that supersedes `entry`.
@@ -2484,16 +2498,59 @@ impl<S: Store> OpenRecord<'_, S> {
         now: Timestamp,
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<EntryId>> {
+        self.add_checked_and_mark_errors(items, &[], "", now, rng)
+            .map(|(ids, _)| ids)
+    }
+
+    /// [`OpenRecord::add_checked_entries`], and in the same commit marks `in_error` entries as
+    /// entered in error with `reason` (as [`OpenRecord::mark_error`] would, with its checks):
+    /// all of it is written, or nothing. Returns the new entries' ids and the new versions' ids.
+    pub fn add_checked_and_mark_errors(
+        &mut self,
+        items: &[CheckedEntry],
+        in_error: &[EntryId],
+        reason: &str,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(Vec<EntryId>, Vec<EntryId>)> {
         if items.iter().any(|i| i.body.class() != i.section.class) {
             return Err(RecordError::Invalid(
                 "an entry body was checked for another section class",
             ));
         }
-        if items.is_empty() {
-            return Ok(Vec::new());
+        if items.is_empty() && in_error.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
         }
         for item in items {
             self.check_may_append(&item.section, now)?;
+        }
+        // Each entry marked in error: checked as `mark_error` checks, and its new version made,
+        // before anything is written.
+        let mut marks: Vec<(SectionId, EntryVersion)> = Vec::with_capacity(in_error.len());
+        if !in_error.is_empty() {
+            let reason = reason.trim();
+            if reason.is_empty() {
+                return Err(RecordError::Invalid("a reason is required"));
+            }
+            if reason.chars().count() > MAX_REASON_LEN {
+                return Err(RecordError::Invalid("the reason is too long"));
+            }
+            for entry in in_error {
+                if marks.iter().any(|(_, v)| v.supersedes == Some(*entry))
+                    || items.iter().any(|i| i.supersedes == Some(*entry))
+                {
+                    return Err(RecordError::Invalid(
+                        "an entry is changed twice in one write",
+                    ));
+                }
+                let reason = Some(reason.to_string());
+                marks.push(self.prepare_version(
+                    entry,
+                    |old| Ok((old.body.clone(), EntryStatus::EnteredInError, reason)),
+                    now,
+                    rng,
+                )?);
+            }
         }
         self.mutate(|rec, batch| {
             let mut ids = Vec::with_capacity(items.len());
@@ -2526,6 +2583,15 @@ impl<S: Store> OpenRecord<'_, S> {
                     None => groups.push((sid, vec![pair])),
                 }
             }
+            let mut marked = Vec::with_capacity(marks.len());
+            for (sid, v) in &marks {
+                let pair = (entry_key(&v.id), json_string(v)?);
+                marked.push(v.id);
+                match groups.iter_mut().find(|(s, _)| s == sid) {
+                    Some((_, list)) => list.push(pair),
+                    None => groups.push((*sid, vec![pair])),
+                }
+            }
             for (sid, mut list) in groups {
                 // In key order, automerge inserts each next key after the last one.
                 list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -2543,7 +2609,7 @@ impl<S: Store> OpenRecord<'_, S> {
                     rec.append_items(sid, chunk, now, rng, batch)?;
                 }
             }
-            Ok(ids)
+            Ok((ids, marked))
         })
     }
 

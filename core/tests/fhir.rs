@@ -1066,3 +1066,135 @@ fn entries_in_error_are_left_out_or_exported_as_entered_in_error() {
         }
     }
 }
+
+/// Imports a parsed bundle as the node does: new entries and retractions in one write.
+fn import_with_retractions(
+    r: &mut Rec,
+    bundle: &Value,
+) -> Result<(ImportPlan, Vec<EntryId>, Vec<EntryId>), String> {
+    let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
+    let ex = existing(&mut rec);
+    let plan = fhir::plan_import(bundle, &ex).map_err(|e| e.to_string())?;
+    let retract: Vec<EntryId> = plan.retractions.iter().map(|x| x.entry).collect();
+    let (ids, marked) = rec
+        .add_checked_and_mark_errors(
+            &checked_items(&plan),
+            &retract,
+            "entered in error at the source",
+            TEST_NOW,
+            &mut r.rng,
+        )
+        .map_err(|e| e.to_string())?;
+    Ok((plan, ids, marked))
+}
+
+/// A resource the source system marks `entered-in-error` marks the entry imported from it
+/// (found by full URL or business identifier) as entered in error, in the same write as the
+/// rest of the bundle; again, it changes nothing; without a matching entry it is skipped.
+#[test]
+fn a_retraction_at_the_source_marks_the_imported_entry_in_error() {
+    let (_, bytes) = fixtures()
+        .into_iter()
+        .find(|(n, _)| n.starts_with("uk-social-care"))
+        .unwrap();
+    let original: Value = serde_json::from_slice(&bytes).unwrap();
+    let mut r = new_record(77);
+    import(&mut r, &bytes).unwrap();
+
+    // The source's next bundle: the Condition and the Observation retracted, a new note.
+    let mut retracting = original.clone();
+    let entries = retracting["entry"].as_array_mut().unwrap();
+    let mut kept = Vec::new();
+    for mut e in entries.drain(..) {
+        match e["resource"]["resourceType"].as_str() {
+            Some("Condition") => {
+                let r = e["resource"].as_object_mut().unwrap();
+                r.remove("clinicalStatus");
+                r.insert(
+                    "verificationStatus".into(),
+                    json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "entered-in-error"}]}),
+                );
+                kept.push(e);
+            }
+            Some("Observation") => {
+                e["resource"]["status"] = json!("entered-in-error");
+                kept.push(e);
+            }
+            Some("Patient") => kept.push(e),
+            _ => {}
+        }
+    }
+    kept.push(
+        json!({"fullUrl": "urn:uuid:00000000-0000-0000-0000-0000000000aa", "resource": {
+        "resourceType": "Observation", "status": "final", "code": {"text": "Weight"},
+        "valueQuantity": {"value": 61, "unit": "kg"}, "effectiveDateTime": "2026-03-01",
+        "subject": {"reference": "urn:uuid:00000000-0000-0000-0000-000000000001"}}}),
+    );
+    *entries = kept;
+
+    let (plan, ids, marked) = import_with_retractions(&mut r, &retracting).unwrap();
+    assert_eq!(plan.report.retracted, 2, "{:?}", plan.report);
+    assert_eq!(plan.report.by_type["Condition"].retracted, 1);
+    assert_eq!(plan.report.by_type["Observation"].retracted, 1);
+    assert_eq!((ids.len(), marked.len()), (1, 2));
+    {
+        let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
+        for v in views(&mut rec) {
+            for e in &v.entries {
+                let rt = e.body["source"]["resource_type"].as_str();
+                let in_error = e.status == hearth_core::entry::EntryStatus::EnteredInError;
+                let url = e.body["source"]["full_url"].as_str();
+                let expected = matches!(rt, Some("Condition"))
+                    || (rt == Some("Observation")
+                        && url != Some("urn:uuid:00000000-0000-0000-0000-0000000000aa"));
+                assert_eq!(in_error, expected, "{rt:?} {url:?}");
+            }
+        }
+    }
+    // Again: nothing more to do.
+    let (plan, ids, marked) = import_with_retractions(&mut r, &retracting).unwrap();
+    assert_eq!(plan.report.retracted, 0);
+    assert!(ids.is_empty() && marked.is_empty());
+
+    // In a record that never had them, retractions are skipped.
+    let mut fresh = new_record(78);
+    let (plan, _, marked) = import_with_retractions(&mut fresh, &retracting).unwrap();
+    assert!(marked.is_empty());
+    assert_eq!(plan.report.retracted, 0);
+    assert_eq!(plan.report.by_type["Condition"].skipped, 1);
+
+    // Retracted and changed in the same bundle (two resources with the entry's identifier):
+    // refused, naming the resource, and nothing is written.
+    let obs = |url: &str, status: &str, value: u32| {
+        json!({"fullUrl": url, "resource": {
+            "resourceType": "Observation", "status": status, "code": {"text": "Weight"},
+            "identifier": [{"system": "https://lab.example/ids", "value": "42"}],
+            "valueQuantity": {"value": value, "unit": "kg"}, "effectiveDateTime": "2026-03-01"}})
+    };
+    let bundle_of = |entries: Vec<Value>| json!({"resourceType": "Bundle", "type": "collection", "entry": entries});
+    let mut r2 = new_record(79);
+    import_with_retractions(
+        &mut r2,
+        &bundle_of(vec![obs(
+            "urn:uuid:00000000-0000-4000-8000-000000000001",
+            "final",
+            60,
+        )]),
+    )
+    .unwrap();
+    let both = bundle_of(vec![
+        obs(
+            "urn:uuid:00000000-0000-4000-8000-000000000002",
+            "entered-in-error",
+            60,
+        ),
+        obs("urn:uuid:00000000-0000-4000-8000-000000000003", "final", 61),
+    ]);
+    let before = r2.vault.store().scan(&[], &[0xff; 8]).unwrap();
+    let err = import_with_retractions(&mut r2, &both).unwrap_err();
+    assert!(
+        err.contains("entry[0] Observation") && err.contains("entered-in-error"),
+        "{err}"
+    );
+    assert_eq!(r2.vault.store().scan(&[], &[0xff; 8]).unwrap(), before);
+}

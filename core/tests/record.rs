@@ -353,3 +353,54 @@ fn invalid_demographics_create_nothing() {
     assert!(vault.create_record(&id, new, at(0), &mut rng).is_err());
     assert!(vault.records().unwrap().is_empty());
 }
+
+/// New entries and entries marked in error in one write: all of it, or (when one mark is
+/// refused) nothing at all.
+#[test]
+fn adding_and_marking_in_error_is_one_write() {
+    use hearth_core::entry::{CheckedBody, EntryStatus};
+    use hearth_core::record::CheckedEntry;
+    let (id, mut rng) = patient(31);
+    let vault = Vault::new(MemoryStore::new());
+    let rid = vault
+        .create_record(&id, NewRecord::default(), at(0), &mut rng)
+        .unwrap();
+    let mut rec = vault.open_record(&id, &rid).unwrap();
+    let a = rec
+        .add_entry(&name("notes"), &json!({"text": "a"}), at(1), &mut rng)
+        .unwrap();
+    let b = rec
+        .add_entry(&name("notes"), &json!({"text": "b"}), at(1), &mut rng)
+        .unwrap();
+    let item = |text: &str| CheckedEntry {
+        section: name("notes"),
+        body: CheckedBody::new(name("notes").class, &json!({ "text": text })).unwrap(),
+        supersedes: None,
+    };
+
+    let (ids, marked) = rec
+        .add_checked_and_mark_errors(&[item("c")], &[a], "wrong patient", at(2), &mut rng)
+        .unwrap();
+    assert_eq!((ids.len(), marked.len()), (1, 1));
+    let view = rec.show(&name("notes")).unwrap();
+    let status = |e| view.entries.iter().find(|v| v.id == e).map(|v| v.status);
+    assert_eq!(status(marked[0]), Some(EntryStatus::EnteredInError));
+    assert_eq!(status(b), Some(EntryStatus::Final));
+    assert_eq!(status(ids[0]), Some(EntryStatus::Final));
+
+    // `a`'s version is in error now, and `b` is asked twice: refused, nothing written.
+    let before = dump(vault.store());
+    for bad in [vec![marked[0]], vec![b, b], vec![a]] {
+        assert!(
+            rec.add_checked_and_mark_errors(&[item("d")], &bad, "again", at(3), &mut rng)
+                .is_err()
+        );
+        assert_eq!(dump(vault.store()), before);
+    }
+    assert!(
+        rec.add_checked_and_mark_errors(&[], &[b], "  ", at(3), &mut rng)
+            .is_err(),
+        "a reason is required"
+    );
+    assert_eq!(dump(vault.store()), before);
+}

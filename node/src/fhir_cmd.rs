@@ -251,11 +251,19 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
             supersedes: p.supersedes,
         })
         .collect();
-    let written = if args.dry_run {
-        0
+    let retract: Vec<_> = plan.retractions.iter().map(|r| r.entry).collect();
+    let (written, retracted) = if args.dry_run {
+        (0, 0)
     } else {
         let mut rng = os_rng();
-        rec.add_checked_entries(&items, now(), &mut rng)?.len()
+        let (ids, marked) = rec.add_checked_and_mark_errors(
+            &items,
+            &retract,
+            "marked entered-in-error by the system it came from (FHIR import)",
+            now(),
+            &mut rng,
+        )?;
+        (ids.len(), marked.len())
     };
     let r = &plan.report;
     ctx.print(
@@ -265,7 +273,9 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
             "bundle_type": r.bundle_type,
             "resources": r.resources,
             "written": written,
+            "marked_in_error": retracted,
             "imported": r.imported,
+            "retracted": r.retracted,
             "updated": r.updated,
             "unchanged": r.unchanged,
             "skipped": r.skipped,
@@ -283,11 +293,21 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
                  ({} already in the record, {} skipped).",
                 r.imported, r.updated, r.bundle_type, r.resources, r.unchanged, r.skipped
             );
-            s.push_str("\n\nBy resource type (new / updated / already present / skipped):");
+            s.push_str(
+                "\n\nBy resource type (new / updated / already present / skipped / retracted):",
+            );
             for (t, c) in &r.by_type {
                 s.push_str(&format!(
-                    "\n  {t:<24} {:>5} {:>5} {:>5} {:>5}",
-                    c.imported, c.updated, c.unchanged, c.skipped
+                    "\n  {t:<24} {:>5} {:>5} {:>5} {:>5} {:>5}",
+                    c.imported, c.updated, c.unchanged, c.skipped, c.retracted
+                ));
+            }
+            if r.retracted > 0 {
+                let verb = if args.dry_run { "Would mark" } else { "Marked" };
+                s.push_str(&format!(
+                    "\n{verb} {} entries entered in error: the system they came from marks \
+                     them so.",
+                    r.retracted
                 ));
             }
             if !sections.is_empty() {

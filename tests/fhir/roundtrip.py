@@ -9,7 +9,9 @@
    dates and statuses for every resource;
 5. import the export into the same record: nothing is written;
 6. mark one entry of each resource type in error and export --include-in-error: each comes
-   back with FHIR's entered-in-error status (types with no status to say so stay out).
+   back with FHIR's entered-in-error status (types with no status to say so stay out);
+7. a second node that imported the export of step 3 imports that one: the same entries are
+   marked entered in error there, once.
 
 Before exporting, the patient grants a professional two things and revokes one, so every export
 also holds the grants as `Consent` resources (one active, one inactive) for the validators.
@@ -141,7 +143,19 @@ def check(binary, bundle_path, out_dir, work, prefix, peer):
         )
     back = hearth(binary, home, "record", "import", "--fhir", exported, "--json")
     assert back["written"] == 0, f"importing the export wrote {back['written']}"
-    check_in_error(binary, home, out_dir, name)
+    # A second patient node holding the export learns of the retractions from the next one.
+    other = home + "-b"
+    hearth(binary, other, "init", "--role", "patient", "--name", "Round Trip", "--json")
+    hearth(binary, other, "record", "import", "--fhir", exported, "--json")
+    in_error = check_in_error(binary, home, out_dir, name)
+    retracting = hearth(binary, other, "record", "import", "--fhir", in_error, "--json")
+    marked = sum(1 for _ in json.load(open(in_error))["entry"]
+                 if _["resource"].get("status") == "entered-in-error"
+                 or ((_["resource"].get("verificationStatus") or {}).get("coding") or [{}])[0].get("code")
+                 == "entered-in-error")
+    assert retracting["marked_in_error"] == marked, f"retracted {retracting['marked_in_error']} of {marked}"
+    again = hearth(binary, other, "record", "import", "--fhir", in_error, "--json")
+    assert again["marked_in_error"] == 0 and again["written"] == 0, "the retractions again changed something"
 
 
 NO_STATUS = {"Patient", "Practitioner", "PractitionerRole", "RelatedPerson", "Organization",
@@ -173,6 +187,7 @@ def check_in_error(binary, home, out_dir, name):
             assert code == "entered-in-error" and "clinicalStatus" not in r, f"{rt} {url}: {code}"
         else:
             assert r.get("status") == "entered-in-error", f"{rt} {url}: status {r.get('status')}"
+    return path
 
 
 def main():

@@ -42,6 +42,21 @@ const ACTOR_TYPES: &[&str] = &[
     "Specimen",
 ];
 
+/// Why a resource marked `entered-in-error` is not imported as an entry.
+const IN_ERROR: &str = "marked entered in error";
+
+/// An entry to mark entered in error: a resource marked `entered-in-error` that is an entry
+/// imported earlier (the same full URL or business identifier).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRetraction {
+    /// The entry's current version.
+    pub entry: EntryId,
+    /// The FHIR resource type.
+    pub resource_type: String,
+    /// The resource's index in the bundle's `entry` list.
+    pub entry_index: usize,
+}
+
 /// One entry to write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedEntry {
@@ -73,6 +88,8 @@ pub struct TypeCounts {
     pub unchanged: usize,
     /// Not imported: entered in error, or a search outcome.
     pub skipped: usize,
+    /// Marked entered in error at the source: the entry imported earlier from it is marked so.
+    pub retracted: usize,
 }
 
 /// What an import did (or will do), for the user.
@@ -92,6 +109,8 @@ pub struct ImportReport {
     pub unchanged: usize,
     /// Skipped, all types.
     pub skipped: usize,
+    /// Entries to mark entered in error, all types.
+    pub retracted: usize,
     /// Resource types Hearth has no mapping for, kept whole as `documents` entries.
     pub unknown_types: BTreeMap<String, usize>,
     /// Known resources kept whole as `documents` entries: actors (Practitioner, Organization…)
@@ -108,6 +127,8 @@ pub struct ImportReport {
 pub struct ImportPlan {
     /// The entries to write, in bundle order.
     pub entries: Vec<PlannedEntry>,
+    /// The entries to mark entered in error, in bundle order.
+    pub retractions: Vec<PlannedRetraction>,
     /// What the import does.
     pub report: ImportReport,
 }
@@ -120,6 +141,7 @@ pub struct Existing {
     identities: HashMap<String, EntryId>,
     superseded_by: HashMap<EntryId, EntryId>,
     versions: HashSet<EntryId>,
+    in_error: HashSet<EntryId>,
     nhs_numbers: HashSet<String>,
 }
 
@@ -127,6 +149,9 @@ impl Existing {
     /// Notes one stored version.
     pub fn add_version(&mut self, v: &EntryVersion) {
         self.versions.insert(v.id);
+        if v.status == EntryStatus::EnteredInError {
+            self.in_error.insert(v.id);
+        }
         if let Some(old) = v.supersedes {
             self.superseded_by.insert(old, v.id);
         }
@@ -476,9 +501,9 @@ pub(crate) fn plan_import_on(
     let mut plan = ImportPlan::default();
     let mut seen: HashSet<String> = HashSet::new();
     let mut skipped_why: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
-    for outcome in outcomes {
+    for (i, outcome) in outcomes.into_iter().enumerate() {
         let (rt, checked) = match outcome? {
-            Outcome::Deleted(i) => {
+            Outcome::Deleted => {
                 report.notes.push(format!(
                     "entry[{i}]: a DELETE request; an import never deletes"
                 ));
@@ -514,6 +539,21 @@ pub(crate) fn plan_import_on(
                 report.skipped += 1;
                 *skipped_why.entry((rt, why)).or_default() += 1;
             }
+            MappedOne::Retract(entry) => {
+                // The same entry retracted by two resources of the bundle: marked once.
+                if plan.retractions.iter().any(|r| r.entry == entry) {
+                    counts.unchanged += 1;
+                    report.unchanged += 1;
+                    continue;
+                }
+                counts.retracted += 1;
+                report.retracted += 1;
+                plan.retractions.push(PlannedRetraction {
+                    entry,
+                    resource_type: rt,
+                    entry_index: i,
+                });
+            }
             MappedOne::Entry { kept, planned } => {
                 if planned.supersedes.is_some() {
                     counts.updated += 1;
@@ -531,6 +571,18 @@ pub(crate) fn plan_import_on(
             }
         }
     }
+    // A resource retracted and updated in the same bundle: which one holds is unclear.
+    for r in &plan.retractions {
+        if plan.entries.iter().any(|p| p.supersedes == Some(r.entry)) {
+            return Err(FhirError::Resource {
+                at: format!("entry[{}] {}", r.entry_index, r.resource_type),
+                field: "status".into(),
+                problem: "is entered-in-error, but the bundle also holds a changed version of \
+                          the same resource"
+                    .into(),
+            });
+        }
+    }
     for ((rt, why), n) in skipped_why {
         report.notes.push(format!("{n} {rt} not imported: {why}"));
     }
@@ -542,7 +594,7 @@ pub(crate) fn plan_import_on(
 /// before it, so is done afterwards, in order).
 enum Outcome {
     /// A `DELETE` request with no resource: noted, never done.
-    Deleted(usize),
+    Deleted,
     /// A search result marked `outcome` (or an `OperationOutcome`): counted as skipped.
     SearchResult(String),
     /// A resource that passed the whole-resource checks, with its type.
@@ -572,6 +624,9 @@ enum Kept {
 enum MappedOne {
     /// Not imported, and why.
     Skip(&'static str),
+    /// Marked entered in error at the source: the entry imported earlier from it (current
+    /// version) is to be marked so.
+    Retract(EntryId),
     /// An entry to write; `kept` when the resource is kept whole as a `documents` entry.
     Entry {
         kept: Option<Kept>,
@@ -593,7 +648,7 @@ fn check_and_map(
             .and_then(Value::as_str)
             .unwrap_or("");
         if method == "DELETE" {
-            return Ok(Outcome::Deleted(i));
+            return Ok(Outcome::Deleted);
         }
         return Err(FhirError::Resource {
             at: format!("entry[{i}]"),
@@ -661,6 +716,58 @@ fn check_and_map(
     ))
 }
 
+/// The business identifiers an entry's `source` keeps of a resource (at most
+/// [`MAX_LIST_ITEMS`]; each value non-blank and at most 256 characters, its system kept when it
+/// is an absolute URI of at most 256).
+fn source_identifiers(resource: &Map<String, Value>) -> Vec<Value> {
+    let mut identifiers = Vec::new();
+    for ident in resource
+        .get("identifier")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let value = ident.get("value").and_then(Value::as_str);
+        let system = ident.get("system").and_then(Value::as_str);
+        if let Some(v) = value
+            && v.chars().count() <= 256
+            && !v.trim().is_empty()
+        {
+            let mut o = Map::new();
+            if let Some(s) = system.filter(|s| is_absolute_uri(s) && s.len() <= 256) {
+                o.insert("system".into(), json!(s));
+            }
+            o.insert("value".into(), json!(v));
+            identifiers.push(Value::Object(o));
+        }
+    }
+    identifiers.truncate(MAX_LIST_ITEMS);
+    identifiers
+}
+
+/// The entry imported earlier from the resource with this identity (the same full URL or
+/// business identifier), at its current version.
+fn earlier_entry(
+    resource: &Map<String, Value>,
+    rt: &str,
+    full_url: Option<&str>,
+    existing: &Existing,
+) -> Option<EntryId> {
+    let mut source = Map::new();
+    source.insert("resource_type".into(), json!(rt));
+    if let Some(u) = full_url {
+        source.insert("full_url".into(), json!(u));
+    }
+    source.insert(
+        "identifiers".into(),
+        Value::Array(source_identifiers(resource)),
+    );
+    identity_keys_of_source(&Value::Object(source))
+        .into_iter()
+        .find_map(|key| existing.identities.get(&key))
+        .map(|v| existing.current(*v))
+}
+
 /// Maps a checked resource that the record does not hold yet to the entry it becomes.
 #[allow(clippy::too_many_arguments)]
 fn map_one(
@@ -688,6 +795,15 @@ fn map_one(
     };
     let mut kept = None;
     let (section, mut body) = match mapped {
+        Mapped::Skip(IN_ERROR) => {
+            return Ok(match earlier_entry(resource, rt, full_url, existing) {
+                Some(e) if existing.in_error.contains(&e) => {
+                    MappedOne::Skip("marked entered in error, as the entry imported from it is")
+                }
+                Some(e) => MappedOne::Retract(e),
+                None => MappedOne::Skip(IN_ERROR),
+            });
+        }
         Mapped::Skip(why) => return Ok(MappedOne::Skip(why)),
         Mapped::Typed(section, body) => (section, body),
         Mapped::Kept => {
@@ -724,28 +840,7 @@ fn map_one(
         .to_json();
     let body_hash = body_sha256(&normalised);
 
-    let mut identifiers = Vec::new();
-    for ident in resource
-        .get("identifier")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let value = ident.get("value").and_then(Value::as_str);
-        let system = ident.get("system").and_then(Value::as_str);
-        if let Some(v) = value
-            && v.chars().count() <= 256
-            && !v.trim().is_empty()
-        {
-            let mut o = Map::new();
-            if let Some(s) = system.filter(|s| is_absolute_uri(s) && s.len() <= 256) {
-                o.insert("system".into(), json!(s));
-            }
-            o.insert("value".into(), json!(v));
-            identifiers.push(Value::Object(o));
-        }
-    }
-    identifiers.truncate(MAX_LIST_ITEMS);
+    let identifiers = source_identifiers(resource);
     let mut source = Map::new();
     source.insert("format".into(), json!(SOURCE_FORMAT));
     source.insert("resource_type".into(), json!(rt));
@@ -1538,7 +1633,7 @@ fn allergy(r: &Res<'_>) -> Result<Mapped, FhirError> {
     let mut b = Body::default();
     let verification = r.status_concept("verificationStatus", VER)?;
     if verification.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip("marked entered in error"));
+        return Ok(Mapped::Skip(IN_ERROR));
     }
     let code = r.concept("code")?;
     let substance = match code.as_ref().and_then(Concept::words) {
@@ -1638,7 +1733,7 @@ fn condition(r: &Res<'_>) -> Result<Mapped, FhirError> {
     let mut b = Body::default();
     let verification = r.status_concept("verificationStatus", VER)?;
     if verification.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip("marked entered in error"));
+        return Ok(Mapped::Skip(IN_ERROR));
     }
     let code = r.concept("code")?;
     let Some(name) = code.as_ref().and_then(Concept::words) else {
@@ -1763,7 +1858,7 @@ fn medication_statement(r: &Res<'_>) -> Result<Mapped, FhirError> {
     ];
     let status = r.code("status", ST)?;
     if status.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip("marked entered in error"));
+        return Ok(Mapped::Skip(IN_ERROR));
     }
     let mut b = Body::default();
     if !medicine(r, &mut b)? {
@@ -1813,7 +1908,7 @@ fn medication_request(r: &Res<'_>) -> Result<Mapped, FhirError> {
     ];
     let status = r.code("status", ST)?;
     if status.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip("marked entered in error"));
+        return Ok(Mapped::Skip(IN_ERROR));
     }
     let mut b = Body::default();
     if !medicine(r, &mut b)? {
@@ -1847,7 +1942,7 @@ fn medication_request(r: &Res<'_>) -> Result<Mapped, FhirError> {
 fn immunization(r: &Res<'_>) -> Result<Mapped, FhirError> {
     let status = r.code("status", &["completed", "entered-in-error", "not-done"])?;
     if status.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip("marked entered in error"));
+        return Ok(Mapped::Skip(IN_ERROR));
     }
     let mut b = Body::default();
     let code = r.concept("vaccineCode")?;
@@ -1999,7 +2094,7 @@ fn observation(r: &Res<'_>) -> Result<Mapped, FhirError> {
     ];
     let status = r.code("status", ST)?;
     if status.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip("marked entered in error"));
+        return Ok(Mapped::Skip(IN_ERROR));
     }
     let mut b = Body::default();
     let code = r.concept("code")?;
@@ -2098,7 +2193,7 @@ fn diagnostic_report(r: &Res<'_>) -> Result<Mapped, FhirError> {
         "unknown",
     ];
     if r.code("status", ST)?.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip("marked entered in error"));
+        return Ok(Mapped::Skip(IN_ERROR));
     }
     let mut b = Body::default();
     let code = r.concept("code")?;
@@ -2157,7 +2252,7 @@ fn encounter(r: &Res<'_>) -> Result<Mapped, FhirError> {
     ];
     let status = r.code("status", ST)?;
     if status.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip("marked entered in error"));
+        return Ok(Mapped::Skip(IN_ERROR));
     }
     let mut b = Body::default();
     let class = match r.get("class") {
@@ -2239,7 +2334,7 @@ fn procedure(r: &Res<'_>) -> Result<Mapped, FhirError> {
     ];
     let status = r.code("status", ST)?;
     if status.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip("marked entered in error"));
+        return Ok(Mapped::Skip(IN_ERROR));
     }
     let mut b = Body::default();
     let code = r.concept("code")?;
@@ -2317,7 +2412,7 @@ fn care_plan(r: &Res<'_>) -> Result<Mapped, FhirError> {
     ];
     let status = r.code("status", ST)?;
     if status.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip("marked entered in error"));
+        return Ok(Mapped::Skip(IN_ERROR));
     }
     let mut b = Body::default();
     let title = match r.string("title")? {
@@ -2398,7 +2493,7 @@ fn care_team(r: &Res<'_>) -> Result<Mapped, FhirError> {
         ],
     )?;
     if status.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip("marked entered in error"));
+        return Ok(Mapped::Skip(IN_ERROR));
     }
     let mut b = Body::default();
     let mut lines = Vec::new();
@@ -2432,7 +2527,7 @@ fn care_team(r: &Res<'_>) -> Result<Mapped, FhirError> {
 fn document_reference(r: &Res<'_>) -> Result<Mapped, FhirError> {
     let status = r.code("status", &["current", "superseded", "entered-in-error"])?;
     if status.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip("marked entered in error"));
+        return Ok(Mapped::Skip(IN_ERROR));
     }
     let mut b = Body::default();
     let doc_type = r.concept("type")?;
@@ -2470,7 +2565,7 @@ fn questionnaire_response(r: &Res<'_>) -> Result<Mapped, FhirError> {
         ],
     )?;
     if status.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip("marked entered in error"));
+        return Ok(Mapped::Skip(IN_ERROR));
     }
     r.datetime("authored")?;
     let mut b = Body::default();

@@ -69,7 +69,9 @@ pub use export::{
     ExportExtension, ExportInput, ExportOptions, ExportReport, RawExportInput, export_bundle,
     export_bundle_json, export_raw_json,
 };
-pub use import::{Existing, ImportPlan, ImportReport, PlannedEntry, TypeCounts, plan_import};
+pub use import::{
+    Existing, ImportPlan, ImportReport, PlannedEntry, PlannedRetraction, TypeCounts, plan_import,
+};
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
