@@ -4,6 +4,8 @@
 //! results are returned in the order of the items, so callers that then fold them one by one
 //! (taking the first error, say) behave exactly as a plain loop would.
 
+use std::sync::Mutex;
+
 /// Fewer items than this are done on the calling thread (a thread costs more than they do).
 const MIN_PER_THREAD: usize = 64;
 /// At most this many threads, whatever the machine has.
@@ -105,35 +107,45 @@ where
             .map(|(k, x)| f(start + k, x))
             .collect()
     };
+    // Each share waits in a slot that its thread empties; a share whose thread could not be
+    // started (or did not take it) is still in its slot afterwards, and is done here.
+    let take = |slot: &Mutex<Option<Vec<T>>>| {
+        slot.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    };
+    let slots: Vec<(usize, Mutex<Option<Vec<T>>>)> = parts
+        .into_iter()
+        .enumerate()
+        .map(|(n, p)| (n * chunk, Mutex::new(Some(p))))
+        .collect();
     std::thread::scope(|scope| {
-        let mut parts = parts.into_iter().enumerate();
-        let first = parts.next().map(|(_, p)| p).unwrap_or_default();
-        // A share whose thread cannot be started is kept to be done here.
-        let spawned: Vec<_> = parts
-            .map(|(n, part)| {
-                let start = n * chunk;
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<T>>(1);
-                let handle = std::thread::Builder::new().spawn_scoped(scope, move || {
-                    rx.recv().map(|part| run(start, part)).unwrap_or_default()
-                });
-                match handle {
-                    Ok(h) => {
-                        // The receiver lives until it has received: sending cannot fail.
-                        let _ = tx.send(part);
-                        (start, None, Some(h))
-                    }
-                    Err(_) => (start, Some(part), None),
-                }
+        let (first, others) = slots
+            .split_first()
+            .map_or((None, &[][..]), |(f, o)| (Some(f), o));
+        let spawned: Vec<_> = others
+            .iter()
+            .map(|(start, slot)| {
+                let start = *start;
+                let handle = std::thread::Builder::new()
+                    .spawn_scoped(scope, move || take(slot).map(|p| run(start, p)))
+                    .ok();
+                (start, slot, handle)
             })
             .collect();
-        let mut out = run(0, first);
-        for (start, kept, handle) in spawned {
-            match (kept, handle.map(|h| h.join())) {
-                (_, Some(Ok(results))) => out.extend(results),
+        let mut out = first
+            .and_then(|(start, slot)| take(slot).map(|p| run(*start, p)))
+            .unwrap_or_default();
+        for (start, slot, handle) in spawned {
+            match handle.map(|h| h.join()) {
+                Some(Ok(Some(results))) => out.extend(results),
                 // A panic in a worker is a bug: re-raise it here as the plain loop would have.
-                (_, Some(Err(panic))) => std::panic::resume_unwind(panic),
-                (Some(part), None) => out.extend(run(start, part)),
-                (None, None) => {}
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+                _ => {
+                    if let Some(p) = take(slot) {
+                        out.extend(run(start, p));
+                    }
+                }
             }
         }
         out
