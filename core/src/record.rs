@@ -30,7 +30,7 @@ use crate::entry::{CheckedBody, EntryBody, EntryStatus, EntryVersion, MAX_REASON
 use crate::ids::{EntryId, PeerKey, RecordId, SectionId};
 use crate::keys::{Identity, Role};
 use crate::log::{self, LogHead, VersionVector};
-use crate::section::SectionName;
+use crate::section::{Label, SectionName};
 use crate::store::{self, Batch, Store, StoreError};
 use crate::time::Timestamp;
 use automerge::transaction::{CommitOptions, Transactable};
@@ -2380,6 +2380,36 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             );
         }
         Ok(())
+    }
+
+    /// Creates, empty, the sections that `scopes` let their holder add to and that the record
+    /// does not have yet (patient's root device only), so that a grant of `append` can be used
+    /// at once: a professional cannot create a section. A scope for every label of a class
+    /// creates that class's `general` section. Returns the sections created.
+    pub fn create_sections_for(
+        &mut self,
+        scopes: &[crate::grant::Scope],
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<SectionName>> {
+        let mut wanted: Vec<SectionName> = scopes
+            .iter()
+            .filter(|s| s.ability >= crate::grant::Ability::Append)
+            .map(|s| SectionName::new(s.class, s.label.unwrap_or(Label::General)))
+            .filter(|n| self.ids_of(n).is_empty())
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(wanted);
+        }
+        self.mutate(|rec, batch| {
+            for name in &wanted {
+                rec.create_section(name, now, rng, batch)?;
+            }
+            Ok(())
+        })?;
+        Ok(wanted)
     }
 
     /// Wraps to `recipient` the keys of the auth document and of every held section that the

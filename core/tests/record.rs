@@ -404,3 +404,57 @@ fn adding_and_marking_in_error_is_one_write() {
     );
     assert_eq!(dump(vault.store()), before);
 }
+
+/// A grant of `append` makes the sections it names (or, for every label of a class, its
+/// `general` section) when the record has none yet; `read` makes none; only once.
+#[test]
+fn sections_to_add_to_are_made_for_a_grant() {
+    use hearth_core::grant::{Ability, Scope};
+    use hearth_core::section::{Label, SectionClass};
+    let (id, mut rng) = patient(32);
+    let vault = Vault::new(MemoryStore::new());
+    let rid = vault
+        .create_record(&id, NewRecord::default(), at(0), &mut rng)
+        .unwrap();
+    let mut rec = vault.open_record(&id, &rid).unwrap();
+    rec.add_entry(&name("notes"), &json!({"text": "a"}), at(1), &mut rng)
+        .unwrap();
+    let scope = |class, label, ability| Scope {
+        class,
+        label,
+        ability,
+    };
+    let scopes = [
+        scope(SectionClass::Notes, Some(Label::General), Ability::Append),
+        scope(SectionClass::Observations, None, Ability::Append),
+        scope(
+            SectionClass::Encounters,
+            Some(Label::SocialCare),
+            Ability::Append,
+        ),
+        scope(SectionClass::Medications, None, Ability::Read),
+    ];
+    let made = rec.create_sections_for(&scopes, at(2), &mut rng).unwrap();
+    assert_eq!(
+        made,
+        vec![name("observations"), name("encounters:social-care")]
+    );
+    let held: Vec<_> = rec.sections().into_iter().map(|s| s.name).collect();
+    for n in ["notes", "observations", "encounters:social-care"] {
+        assert!(held.contains(&name(n)), "{n}");
+    }
+    assert!(!held.contains(&name("medications")));
+    assert!(rec.show(&name("observations")).unwrap().entries.is_empty());
+    // Again: nothing to make, nothing written.
+    let before = dump(vault.store());
+    assert!(
+        rec.create_sections_for(&scopes, at(3), &mut rng)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(dump(vault.store()), before);
+    // Reopened, the sections are there.
+    let rec = vault.open_record(&id, &rid).unwrap();
+    let held: Vec<_> = rec.sections().into_iter().map(|s| s.name).collect();
+    assert!(held.contains(&name("encounters:social-care")));
+}

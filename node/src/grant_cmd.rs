@@ -396,6 +396,8 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
     gspec.window = window;
     gspec.depth = args.depth;
     gspec.addresses = crate::net_cmd::own_addresses(ctx, &vault, &identity.peer());
+    // Sections they may add to are made now if the record has none yet (only this device can).
+    let created = rec.create_sections_for(&gspec.scopes, t, &mut rng)?;
     let keys = match &card {
         Some(c) => rec.wrap_keys_for(c.body().agreement.into_array(), &gspec.scopes, &mut rng)?,
         None => Vec::new(),
@@ -412,15 +414,28 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
     };
     record_grant(&mut rec, &g, &item, None, t, &mut rng)?;
     let id = g.id().to_string();
+    let created_words = if created.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Created the empty section{} {} for them to add to.",
+            if created.len() == 1 { "" } else { "s" },
+            created
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     emit_token(
         ctx,
-        json!({"audience": audience, "expires": g.body().expires, "keys_included": !keys.is_empty(), "smart": interop::smart_scopes(&g)}),
+        json!({"audience": audience, "expires": g.body().expires, "keys_included": !keys.is_empty(), "smart": interop::smart_scopes(&g), "sections_created": created.iter().map(ToString::to_string).collect::<Vec<_>>()}),
         &token,
         &id,
         args.qr,
         args.qr_svg.as_deref(),
         format!(
-            "Granted {} {} access to {} for {}, until {}.{}",
+            "Granted {} {} access to {} for {}, until {}.{}{}",
             card.as_ref()
                 .map_or_else(|| audience.to_string(), |c| c.body().name.clone()),
             ability.as_str(),
@@ -436,7 +451,8 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
                 " Keys follow when their node first syncs with yours."
             } else {
                 ""
-            }
+            },
+            created_words
         ),
     )
 }
@@ -1064,6 +1080,7 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
                 purpose: b.purpose,
                 addresses: crate::net_cmd::own_addresses(ctx, &vault, &identity.peer()),
             };
+            rec.create_sections_for(&spec.scopes, t, &mut rng)?;
             let keys =
                 rec.wrap_keys_for(b.requester.agreement.into_array(), &spec.scopes, &mut rng)?;
             let g = Grant::issue_root(&identity, spec, &keys, &mut rng).map_err(refusal)?;

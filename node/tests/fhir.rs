@@ -503,9 +503,11 @@ fn authored_by(home: &Path, rid: &str, name: &str) -> usize {
 }
 
 /// A professional holding `append` imports into the patient's record: the entries are its own
-/// (provenance), reach the patient by sync, and its export holds its own grant only. Resources
-/// for sections it may not add to, or that the record does not have yet, refuse the whole import
-/// with exit 7, naming the sections; a professional holding only `read` is refused the same way.
+/// (provenance), reach the patient by sync, and its export holds its own grant only. A section
+/// granted for adding to that the record lacked was made by the grant, so it can be imported
+/// into. Resources for sections it may not add to, or that the record does not have (a label
+/// the grant covers but did not name), refuse the whole import with exit 7, naming the sections;
+/// a professional holding only `read` is refused the same way.
 #[test]
 fn a_professional_with_append_imports_into_the_patients_record() {
     let dir = tempfile::tempdir().unwrap();
@@ -541,12 +543,19 @@ fn a_professional_with_append_imports_into_the_patients_record() {
         (
             &gp,
             "Dr Gee",
-            "conditions,observations,encounters",
+            "conditions,observations:*,encounters",
             "append",
         ),
         (&rd, "Dr Read", "conditions,observations", "read"),
     ] {
         let g = professional_granted(&p, home, name, sections, ability);
+        // Granting `append` made the one named section the record lacked; `read` makes none.
+        let made = if ability == "append" {
+            vec!["encounters"]
+        } else {
+            vec![]
+        };
+        assert_eq!(g["sections_created"], json!(made), "{g}");
         json(&hearth(
             home,
             &["accept", g["token"].as_str().unwrap(), "--json"],
@@ -602,13 +611,18 @@ fn a_professional_with_append_imports_into_the_patients_record() {
         mixed,
         &["no grant you hold", "medications (2 resources)"],
     );
-    // A granted section the record does not have yet (encounters) is refused too, named.
-    let mut new_section = part(&fixture, "Encounter", 0, 1);
-    new_section.extend(part(&fixture, "Observation", 6, 1));
+    // A section the grant covers (observations:*) but the record does not have is refused
+    // too, named: only the patient's device holding the root key makes sections.
+    let mut labelled = part(&fixture, "Observation", 6, 1);
+    labelled[0]["resource"]["meta"] = json!({"security": [{"code": "PSY"}]});
+    labelled.extend(part(&fixture, "Condition", 2, 1));
     refuse(
         &gp,
-        new_section,
-        &["no section encounters (1 resource)", "root key"],
+        labelled,
+        &[
+            "no section observations:mental-health (1 resource)",
+            "root key",
+        ],
     );
     // The professional holding only `read` may not import at all.
     refuse(
@@ -617,11 +631,30 @@ fn a_professional_with_append_imports_into_the_patients_record() {
         &["no grant you hold", "conditions (1 resource)"],
     );
 
+    // The section the grant made (encounters) takes the GP's encounter.
+    let mut new_section = part(&fixture, "Encounter", 0, 1);
+    new_section.extend(part(&fixture, "Observation", 7, 1));
+    let f = dir.path().join("encounter.json");
+    write_bundle(&f, new_section);
+    let done = json(&hearth(
+        &gp,
+        &[
+            "record",
+            "import",
+            "--fhir",
+            s(&f),
+            "--record",
+            &rid,
+            "--json",
+        ],
+    ));
+    assert_eq!(done["written"], 2, "{done}");
+
     // The patient receives the GP's entries (the GP's short-lived node pushes them).
     let synced = json(&hearth(&gp, &["sync", "--wait", "--json"]));
     assert_eq!(synced["in_sync"], true, "{synced}");
     wait_for("the GP's entries to reach the patient", 20, || {
-        authored_by(&p, &rid, "Dr Gee") >= 5
+        authored_by(&p, &rid, "Dr Gee") >= 7
     });
     assert_eq!(authored_by(&p, &rid, "Dr Read"), 0);
     // The patient's export names the GP as their author, and holds both grants.
@@ -641,7 +674,7 @@ fn a_professional_with_append_imports_into_the_patients_record() {
                 && e["resource"]["agent"][0]["who"]["display"] == "Dr Gee"
         })
         .count();
-    assert_eq!(by_gp, 5);
+    assert_eq!(by_gp, 7);
     // The GP's export holds its own grant only.
     let out = dir.path().join("gp-export.json");
     let report = json(&hearth(
