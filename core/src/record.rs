@@ -38,7 +38,7 @@ use automerge::{AutoCommit, ROOT, ReadDoc};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteArray;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// After at most this many bundles since the last snapshot, a section's snapshot is rewritten.
 pub const SNAPSHOT_EVERY: u32 = 256;
@@ -1777,13 +1777,27 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         rng: &mut impl CryptoRng,
     ) -> Result<(SectionId, EntryVersion)> {
         let (name, all) = self.find(entry)?;
+        self.version_from(entry, &name, &all, make, now, rng)
+    }
+
+    /// [`OpenRecord::prepare_version`] with `entry`'s section and every version in it found.
+    fn version_from(
+        &mut self,
+        entry: &EntryId,
+        name: &SectionName,
+        all: &BTreeMap<EntryId, EntryVersion>,
+        make: impl FnOnce(&EntryVersion) -> Result<(serde_json::Value, EntryStatus, Option<String>)>,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(SectionId, EntryVersion)> {
+        let name = *name;
         if let Some(by) = all.values().find(|v| v.supersedes == Some(*entry)) {
             return Err(RecordError::Superseded {
                 entry: *entry,
                 by: by.id,
             });
         }
-        let old = &all[entry];
+        let old = all.get(entry).ok_or(RecordError::NoEntry(*entry))?;
         if old.status == EntryStatus::EnteredInError {
             return Err(RecordError::AlreadyInError(*entry));
         }
@@ -2565,17 +2579,28 @@ impl<S: Store> OpenRecord<'_, S> {
             if reason.chars().count() > MAX_REASON_LEN {
                 return Err(RecordError::Invalid("the reason is too long"));
             }
+            // Every section's versions read once (not once per entry marked).
+            let names: Vec<SectionName> = self.sections().into_iter().map(|s| s.name).collect();
+            let mut versions: Vec<(SectionName, BTreeMap<EntryId, EntryVersion>)> = Vec::new();
+            for name in names {
+                versions.push((name, self.versions_in(&name)?));
+            }
+            let mut changed: HashSet<EntryId> = items.iter().filter_map(|i| i.supersedes).collect();
             for entry in in_error {
-                if marks.iter().any(|(_, v)| v.supersedes == Some(*entry))
-                    || items.iter().any(|i| i.supersedes == Some(*entry))
-                {
+                if !changed.insert(*entry) {
                     return Err(RecordError::Invalid(
                         "an entry is changed twice in one write",
                     ));
                 }
+                let (name, all) = versions
+                    .iter()
+                    .find(|(_, all)| all.contains_key(entry))
+                    .ok_or(RecordError::NoEntry(*entry))?;
                 let reason = Some(reason.to_string());
-                marks.push(self.prepare_version(
+                marks.push(self.version_from(
                     entry,
+                    name,
+                    all,
                     |old| Ok((old.body.clone(), EntryStatus::EnteredInError, reason)),
                     now,
                     rng,
@@ -2752,8 +2777,7 @@ fn read_version_head<H: serde::de::DeserializeOwned>(
 /// The current view: versions nobody supersedes, oldest first, with concurrent versions of
 /// the same entry noted.
 fn current_view(all: BTreeMap<EntryId, EntryVersion>) -> Vec<EntryView> {
-    let superseded: std::collections::HashSet<EntryId> =
-        all.values().filter_map(|v| v.supersedes).collect();
+    let superseded: HashSet<EntryId> = all.values().filter_map(|v| v.supersedes).collect();
     // Siblings: current versions that replace the same version.
     let mut by_parent: HashMap<EntryId, Vec<EntryId>> = HashMap::new();
     for v in all.values() {

@@ -501,6 +501,7 @@ pub(crate) fn plan_import_on(
     let mut plan = ImportPlan::default();
     let mut seen: HashSet<String> = HashSet::new();
     let mut skipped_why: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
+    let mut retracted: HashSet<EntryId> = HashSet::new();
     for (i, outcome) in outcomes.into_iter().enumerate() {
         let (rt, checked) = match outcome? {
             Outcome::Deleted => {
@@ -541,7 +542,7 @@ pub(crate) fn plan_import_on(
             }
             MappedOne::Retract(entry) => {
                 // The same entry retracted by two resources of the bundle: marked once.
-                if plan.retractions.iter().any(|r| r.entry == entry) {
+                if !retracted.insert(entry) {
                     counts.unchanged += 1;
                     report.unchanged += 1;
                     continue;
@@ -572,8 +573,9 @@ pub(crate) fn plan_import_on(
         }
     }
     // A resource retracted and updated in the same bundle: which one holds is unclear.
+    let updated: HashSet<EntryId> = plan.entries.iter().filter_map(|p| p.supersedes).collect();
     for r in &plan.retractions {
-        if plan.entries.iter().any(|p| p.supersedes == Some(r.entry)) {
+        if updated.contains(&r.entry) {
             return Err(FhirError::Resource {
                 at: format!("entry[{}] {}", r.entry_index, r.resource_type),
                 field: "status".into(),
