@@ -32,6 +32,8 @@ pub const MAX_BUNDLE_LEN: usize = 8 * 1024 * 1024;
 /// The largest encoded header accepted, in bytes.
 pub const MAX_HEADER_LEN: usize = 1024;
 const MAGIC: &[u8; 4] = b"HBv1";
+/// The header's format version: 2 signs the header and the ciphertext's SHA-256.
+pub const BUNDLE_VERSION: u8 = 2;
 
 /// What the payload holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,7 +47,7 @@ pub enum BundleKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BundleHeader {
-    /// Format version; currently 1.
+    /// Format version; currently 2 (version 1, before 2026-11-22, signed the whole ciphertext).
     pub v: u8,
     /// The record.
     pub record: RecordId,
@@ -123,7 +125,7 @@ impl Bundle {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
         let header = BundleHeader {
-            v: 1,
+            v: BUNDLE_VERSION,
             record,
             section,
             author: PeerKey(author.verifying_key().to_bytes()),
@@ -302,7 +304,12 @@ impl Bundle {
 
 impl BundleHeader {
     fn check(&self) -> Result<(), BundleError> {
-        if self.v != 1 {
+        if self.v == 1 {
+            return Err(BundleError::InvalidHeader(
+                "bundle format version 1 (written before 2026-11-22) is no longer read",
+            ));
+        }
+        if self.v != BUNDLE_VERSION {
             return Err(BundleError::InvalidHeader("unsupported bundle version"));
         }
         if self.seq == 0 {
@@ -404,6 +411,22 @@ mod tests {
         assert_eq!(out, b"firstsecond payload");
         assert_eq!(b.payload_len(), b"second payload".len());
         assert_eq!(Bundle::decode_owned(b.encoded().to_vec()).unwrap(), b);
+    }
+
+    #[test]
+    fn version_1_bundles_are_refused_by_name() {
+        let (b, _) = sample(6, b"payload");
+        let mut h = b.header().clone();
+        assert_eq!(h.v, BUNDLE_VERSION);
+        h.v = 1;
+        assert_eq!(
+            h.check(),
+            Err(BundleError::InvalidHeader(
+                "bundle format version 1 (written before 2026-11-22) is no longer read"
+            ))
+        );
+        h.v = 3;
+        assert!(h.check().is_err());
     }
 
     #[test]

@@ -139,7 +139,7 @@ mod tests {
 
     fn header(seq: u64, prev: Option<BundleHash>) -> BundleHeader {
         BundleHeader {
-            v: 1,
+            v: crate::bundle::BUNDLE_VERSION,
             record: RecordId([0; 32]),
             section: SectionId([1; 16]),
             author: PeerKey([2; 32]),
