@@ -1777,27 +1777,27 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         rng: &mut impl CryptoRng,
     ) -> Result<(SectionId, EntryVersion)> {
         let (name, all) = self.find(entry)?;
-        self.version_from(entry, &name, &all, make, now, rng)
+        self.check_may_append(&name, now)?;
+        self.version_from(entry, &SectionVersions::new(name, all), make, now, rng)
     }
 
-    /// [`OpenRecord::prepare_version`] with `entry`'s section and every version in it found.
+    /// [`OpenRecord::prepare_version`] with `entry`'s section read (and this node's right to
+    /// append to it checked) by the caller.
     fn version_from(
         &mut self,
         entry: &EntryId,
-        name: &SectionName,
-        all: &BTreeMap<EntryId, EntryVersion>,
+        found: &SectionVersions,
         make: impl FnOnce(&EntryVersion) -> Result<(serde_json::Value, EntryStatus, Option<String>)>,
         now: Timestamp,
         rng: &mut impl CryptoRng,
     ) -> Result<(SectionId, EntryVersion)> {
-        let name = *name;
-        if let Some(by) = all.values().find(|v| v.supersedes == Some(*entry)) {
+        if let Some(by) = found.superseded_by.get(entry) {
             return Err(RecordError::Superseded {
                 entry: *entry,
-                by: by.id,
+                by: *by,
             });
         }
-        let old = all.get(entry).ok_or(RecordError::NoEntry(*entry))?;
+        let old = found.all.get(entry).ok_or(RecordError::NoEntry(*entry))?;
         if old.status == EntryStatus::EnteredInError {
             return Err(RecordError::AlreadyInError(*entry));
         }
@@ -1806,7 +1806,6 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 "on someone else's record you may only change entries you wrote",
             ));
         }
-        self.check_may_append(&name, now)?;
         let (body, status, reason) = make(old)?;
         let v = EntryVersion {
             id: EntryId::generate(rng),
@@ -1819,7 +1818,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             provenance: self.provenance(now, None),
         };
         let sid = self
-            .ids_of(&name)
+            .ids_of(&found.name)
             .into_iter()
             .find(|sid| {
                 self.loaded
@@ -2579,12 +2578,15 @@ impl<S: Store> OpenRecord<'_, S> {
             if reason.chars().count() > MAX_REASON_LEN {
                 return Err(RecordError::Invalid("the reason is too long"));
             }
-            // Every section's versions read once (not once per entry marked).
+            // Every section's versions read once, and this node's right to append to each
+            // checked once, not once per entry marked.
             let names: Vec<SectionName> = self.sections().into_iter().map(|s| s.name).collect();
-            let mut versions: Vec<(SectionName, BTreeMap<EntryId, EntryVersion>)> = Vec::new();
+            let mut versions: Vec<SectionVersions> = Vec::new();
             for name in names {
-                versions.push((name, self.versions_in(&name)?));
+                let all = self.versions_in(&name)?;
+                versions.push(SectionVersions::new(name, all));
             }
+            let mut may_append: HashSet<SectionName> = HashSet::new();
             let mut changed: HashSet<EntryId> = items.iter().filter_map(|i| i.supersedes).collect();
             for entry in in_error {
                 if !changed.insert(*entry) {
@@ -2592,15 +2594,17 @@ impl<S: Store> OpenRecord<'_, S> {
                         "an entry is changed twice in one write",
                     ));
                 }
-                let (name, all) = versions
+                let found = versions
                     .iter()
-                    .find(|(_, all)| all.contains_key(entry))
+                    .find(|v| v.all.contains_key(entry))
                     .ok_or(RecordError::NoEntry(*entry))?;
+                if may_append.insert(found.name) {
+                    self.check_may_append(&found.name, now)?;
+                }
                 let reason = Some(reason.to_string());
                 marks.push(self.version_from(
                     entry,
-                    name,
-                    all,
+                    found,
                     |old| Ok((old.body.clone(), EntryStatus::EnteredInError, reason)),
                     now,
                     rng,
@@ -2744,6 +2748,28 @@ fn string_items(doc: &AutoCommit, prefix: &str) -> Vec<(String, String)> {
             Some((item.key.to_string(), s))
         })
         .collect()
+}
+
+/// Every version in one section, and which version replaced which.
+struct SectionVersions {
+    name: SectionName,
+    all: BTreeMap<EntryId, EntryVersion>,
+    /// Version → the version that replaced it.
+    superseded_by: HashMap<EntryId, EntryId>,
+}
+
+impl SectionVersions {
+    fn new(name: SectionName, all: BTreeMap<EntryId, EntryVersion>) -> Self {
+        let superseded_by = all
+            .values()
+            .filter_map(|v| v.supersedes.map(|old| (old, v.id)))
+            .collect();
+        SectionVersions {
+            name,
+            all,
+            superseded_by,
+        }
+    }
 }
 
 /// An entry version's fields other than its body, and its body as text: `(text, range)` where

@@ -390,19 +390,27 @@ fn adding_and_marking_in_error_is_one_write() {
 
     // `a`'s version is in error now, and `b` is asked twice: refused, nothing written.
     let before = dump(vault.store());
-    for bad in [vec![marked[0]], vec![b, b], vec![a]] {
-        assert!(
-            rec.add_checked_and_mark_errors(&[item("d")], &bad, "again", at(3), &mut rng)
-                .is_err()
-        );
-        assert_eq!(dump(vault.store()), before);
-    }
-    assert!(
-        rec.add_checked_and_mark_errors(&[], &[b], "  ", at(3), &mut rng)
-            .is_err(),
-        "a reason is required"
-    );
-    assert_eq!(dump(vault.store()), before);
+    let mut attempt = |bad: &[hearth_core::ids::EntryId], reason: &str| {
+        rec.add_checked_and_mark_errors(&[item("d")], bad, reason, at(3), &mut rng)
+            .unwrap_err()
+    };
+    assert!(matches!(
+        attempt(&[marked[0]], "again"),
+        RecordError::AlreadyInError(e) if e == marked[0]
+    ));
+    assert!(matches!(
+        attempt(&[b, b], "again"),
+        RecordError::Invalid("an entry is changed twice in one write")
+    ));
+    assert!(matches!(
+        attempt(&[a], "again"),
+        RecordError::Superseded { entry, by } if entry == a && by == marked[0]
+    ));
+    assert!(matches!(
+        attempt(&[b], "  "),
+        RecordError::Invalid("a reason is required")
+    ));
+    assert_eq!(dump(vault.store()), before, "nothing was written");
 }
 
 /// A grant of `append` makes the sections it names (or, for every label of a class, its
