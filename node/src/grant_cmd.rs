@@ -24,7 +24,7 @@ use hearth_core::grant::{
 use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::keys::{Identity, Role};
 use hearth_core::record::{OpenRecord, Vault};
-use hearth_core::section::SectionSpec;
+use hearth_core::section::{SectionName, SectionSpec};
 use hearth_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -396,7 +396,9 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
     gspec.window = window;
     gspec.depth = args.depth;
     gspec.addresses = crate::net_cmd::own_addresses(ctx, &vault, &identity.peer());
-    // Sections they may add to are made now if the record has none yet (only this device can).
+    // The grant is checked whole (a trial issue, keys aside) before any section is made; then
+    // sections they may add to are made if the record has none yet (only this device can).
+    Grant::issue_root(&identity, gspec.clone(), &[], &mut rng).map_err(refusal)?;
     let created = rec.create_sections_for(&gspec.scopes, t, &mut rng)?;
     let keys = match &card {
         Some(c) => rec.wrap_keys_for(c.body().agreement.into_array(), &gspec.scopes, &mut rng)?,
@@ -414,22 +416,9 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
     };
     record_grant(&mut rec, &g, &item, None, t, &mut rng)?;
     let id = g.id().to_string();
-    let created_words = if created.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " Created the empty section{} {} for them to add to.",
-            if created.len() == 1 { "" } else { "s" },
-            created
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
     emit_token(
         ctx,
-        json!({"audience": audience, "expires": g.body().expires, "keys_included": !keys.is_empty(), "smart": interop::smart_scopes(&g), "sections_created": created.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+        json!({"audience": audience, "expires": g.body().expires, "keys_included": !keys.is_empty(), "smart": interop::smart_scopes(&g), "sections_created": names(&created)}),
         &token,
         &id,
         args.qr,
@@ -452,8 +441,25 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
             } else {
                 ""
             },
-            created_words
+            created_words(&created)
         ),
+    )
+}
+
+/// Section names as text, for JSON.
+fn names(sections: &[SectionName]) -> Vec<String> {
+    sections.iter().map(ToString::to_string).collect()
+}
+
+/// " Created the empty sections …" when a grant made sections, else nothing.
+fn created_words(created: &[SectionName]) -> String {
+    if created.is_empty() {
+        return String::new();
+    }
+    format!(
+        " Created the empty section{} {} for them to add to.",
+        if created.len() == 1 { "" } else { "s" },
+        names(created).join(", ")
     )
 }
 
@@ -1080,7 +1086,9 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
                 purpose: b.purpose,
                 addresses: crate::net_cmd::own_addresses(ctx, &vault, &identity.peer()),
             };
-            rec.create_sections_for(&spec.scopes, t, &mut rng)?;
+            // The grant is checked whole (a trial issue, keys aside) before any section is made.
+            Grant::issue_root(&identity, spec.clone(), &[], &mut rng).map_err(refusal)?;
+            let created = rec.create_sections_for(&spec.scopes, t, &mut rng)?;
             let keys =
                 rec.wrap_keys_for(b.requester.agreement.into_array(), &spec.scopes, &mut rng)?;
             let g = Grant::issue_root(&identity, spec, &keys, &mut rng).map_err(refusal)?;
@@ -1106,13 +1114,13 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             record_grant(&mut rec, &g, &item, Some(decision), t, &mut rng)?;
             emit_token(
                 ctx,
-                json!({"request": rid, "audience": b.requester.peer}),
+                json!({"request": rid, "audience": b.requester.peer, "sections_created": names(&created)}),
                 &token,
                 &gid,
                 false,
                 None,
                 format!(
-                    "Approved {rid}: {} may {} until {}. Give them this grant (hearth accept TOKEN).",
+                    "Approved {rid}: {} may {} until {}.{} Give them this grant (hearth accept TOKEN).",
                     b.requester.name,
                     g.body()
                         .scopes
@@ -1120,7 +1128,8 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()
                         .join(", "),
-                    g.body().expires
+                    g.body().expires,
+                    created_words(&created)
                 ),
             )?;
         }
