@@ -936,7 +936,15 @@ pub struct EntryView {
     /// for a person to resolve by correcting one of them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub concurrent_versions: Vec<EntryId>,
+    /// The versions this one replaced, newest first, back to the entry's first version (at
+    /// most [`EARLIER_VERSIONS_SHOWN`]): the ids the entry was known by before (an export names
+    /// them, so that a system holding an earlier export recognises the entry).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub earlier_versions: Vec<EntryId>,
 }
+
+/// How many earlier versions an [`EntryView`] names.
+pub const EARLIER_VERSIONS_SHOWN: usize = 32;
 
 /// One section as shown to a reader.
 #[derive(Clone, Debug, Serialize)]
@@ -2813,10 +2821,29 @@ fn current_view(all: BTreeMap<EntryId, EntryVersion>) -> Vec<EntryView> {
             by_parent.entry(p).or_default().push(v.id);
         }
     }
+    // Each version's chain back to the first, newest first (bounded: a long or malformed
+    // history costs no more).
+    let parent: HashMap<EntryId, EntryId> = all
+        .values()
+        .filter_map(|v| v.supersedes.map(|p| (v.id, p)))
+        .collect();
+    let earlier = |id: EntryId| {
+        let mut chain = Vec::new();
+        let mut at = id;
+        while let Some(p) = parent.get(&at) {
+            if chain.len() >= EARLIER_VERSIONS_SHOWN || chain.contains(p) {
+                break;
+            }
+            chain.push(*p);
+            at = *p;
+        }
+        chain
+    };
     let mut out: Vec<EntryView> = all
         .into_values()
         .filter(|v| !superseded.contains(&v.id))
         .map(|v| EntryView {
+            earlier_versions: earlier(v.id),
             concurrent_versions: v
                 .supersedes
                 .and_then(|p| by_parent.get(&p))

@@ -1198,3 +1198,82 @@ fn a_retraction_at_the_source_marks_the_imported_entry_in_error() {
     );
     assert_eq!(r2.vault.store().scan(&[], &[0xff; 8]).unwrap(), before);
 }
+
+/// Entries written in Hearth travel between nodes by FHIR too: once another node holds an
+/// export of them, an export with `include_in_error` after they were corrected and marked in
+/// error retracts them there (the export names every id they had).
+#[test]
+fn a_retraction_of_entries_written_in_hearth_reaches_a_node_holding_an_earlier_export() {
+    let mut a = new_record(90);
+    let (note, allergy) = {
+        let mut rec = a.vault.open_record(&a.identity, &a.id).unwrap();
+        let note = rec
+            .add_entry(
+                &"notes".parse().unwrap(),
+                &json!({"text": "Seen at home; walking with a frame."}),
+                TEST_NOW,
+                &mut a.rng,
+            )
+            .unwrap();
+        let allergy = rec
+            .add_entry(
+                &"allergies".parse().unwrap(),
+                &json!({"substance": "Penicillin", "severity": "severe"}),
+                TEST_NOW,
+                &mut a.rng,
+            )
+            .unwrap();
+        (note, allergy)
+    };
+    let export_a = |a: &Rec, include_in_error| {
+        let mut rec = a.vault.open_record(&a.identity, &a.id).unwrap();
+        let sections = views(&mut rec);
+        let input = ExportInput {
+            record: a.id,
+            sections: &sections,
+            now: TEST_NOW,
+        };
+        let options = ExportOptions {
+            include_in_error,
+            ..ExportOptions::default()
+        };
+        fhir::export_bundle(&input, options, &[]).0
+    };
+    // Node B imports A's export.
+    let mut b = new_record(91);
+    let (first, ids, _) = import_with_retractions(&mut b, &export_a(&a, false)).unwrap();
+    assert!(ids.len() >= 2, "{:?}", first.report);
+
+    // A corrects the note, then marks both entries in error.
+    {
+        let mut rec = a.vault.open_record(&a.identity, &a.id).unwrap();
+        let corrected = rec
+            .correct(
+                &note,
+                &json!({"text": "Seen at home; walking with two sticks."}),
+                TEST_NOW,
+                &mut a.rng,
+            )
+            .unwrap();
+        for e in [corrected, allergy] {
+            rec.mark_error(&e, "wrong patient", TEST_NOW, &mut a.rng)
+                .unwrap();
+        }
+    }
+    let retracting = export_a(&a, true);
+    let (plan, _, marked) = import_with_retractions(&mut b, &retracting).unwrap();
+    assert_eq!(marked.len(), 2, "{:?}", plan.report);
+    let mut rec = b.vault.open_record(&b.identity, &b.id).unwrap();
+    for v in views(&mut rec) {
+        for e in &v.entries {
+            if v.class != hearth_core::section::SectionClass::Demographics {
+                assert_eq!(
+                    e.status,
+                    hearth_core::entry::EntryStatus::EnteredInError,
+                    "{}",
+                    v.class
+                );
+            }
+        }
+    }
+}

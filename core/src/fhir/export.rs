@@ -407,6 +407,7 @@ fn raw_sections(sections: &[SectionView]) -> Vec<RawSectionView> {
                         body: Value::Null,
                         provenance: e.provenance.clone(),
                         concurrent_versions: e.concurrent_versions.clone(),
+                        earlier_versions: e.earlier_versions.clone(),
                     };
                     RawEntryView::new(entry, serde_json::to_string(&e.body).unwrap_or_default())
                 })
@@ -500,35 +501,80 @@ pub fn export_raw_json(
     Ok((out, report))
 }
 
-/// Resource types whose `status` can say `entered-in-error` (FHIR R4).
+/// Resource types whose `status` can say `entered-in-error` (FHIR R4): those Hearth maps,
+/// and those it keeps whole.
 const STATUS_IN_ERROR_TYPES: &[&str] = &[
-    "Observation",
-    "DiagnosticReport",
-    "MedicationStatement",
-    "MedicationRequest",
-    "Immunization",
-    "Procedure",
-    "Encounter",
-    "DocumentReference",
+    "Appointment",
     "CarePlan",
     "CareTeam",
+    "ClinicalImpression",
+    "Communication",
+    "CommunicationRequest",
+    "Composition",
+    "Consent",
+    "Coverage",
+    "DetectedIssue",
+    "Device",
+    "DeviceRequest",
+    "DeviceUseStatement",
+    "DiagnosticReport",
+    "DocumentReference",
+    "Encounter",
+    "EpisodeOfCare",
+    "FamilyMemberHistory",
+    "Flag",
+    "ImagingStudy",
+    "Immunization",
+    "List",
+    "Media",
+    "Medication",
+    "MedicationAdministration",
+    "MedicationDispense",
+    "MedicationRequest",
+    "MedicationStatement",
+    "NutritionOrder",
+    "Observation",
+    "Procedure",
     "QuestionnaireResponse",
+    "RiskAssessment",
+    "ServiceRequest",
+    "Specimen",
+    "Task",
 ];
 
-/// Marks a resource entered in error, as its type says it: `status`, or for a Condition or an
-/// AllergyIntolerance its `verificationStatus` (and no `clinicalStatus`, which FHIR forbids
-/// beside that: con-5, ait-2). `false` for a type with no such status (Patient,
-/// Practitioner…): such an entry is left out.
+/// The `abatement[x]` elements of a Condition.
+const ABATEMENT: &[&str] = &[
+    "abatementDateTime",
+    "abatementAge",
+    "abatementPeriod",
+    "abatementRange",
+    "abatementString",
+];
+
+/// Marks a resource entered in error, as its type says it: `status`; a Goal's
+/// `lifecycleStatus`; a Condition's or an AllergyIntolerance's `verificationStatus`, without
+/// `clinicalStatus` (FHIR forbids it beside that: con-5, ait-2) and, for a Condition, without
+/// `abatement[x]` (which would need a clinicalStatus: con-4). `false` for a type with no such
+/// status (Patient, Practitioner, Organization…): such an entry is left out.
 fn mark_entered_in_error(resource: &mut Value) -> bool {
     let Some(r) = resource.as_object_mut() else {
         return false;
     };
     let system = match r.get("resourceType").and_then(Value::as_str) {
-        Some("Condition") => "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+        Some("Condition") => {
+            for a in ABATEMENT {
+                r.remove(*a);
+            }
+            "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+        }
         Some("AllergyIntolerance") => {
             "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
         }
-        Some(t) if STATUS_IN_ERROR_TYPES.contains(&t) => {
+        Some("Goal") => {
+            r.insert("lifecycleStatus".into(), json!("entered-in-error"));
+            return true;
+        }
+        Some(t) if STATUS_IN_ERROR_TYPES.binary_search(&t).is_ok() => {
             r.insert("status".into(), json!("entered-in-error"));
             return true;
         }
@@ -627,6 +673,11 @@ fn read_entry<'a>(
             .or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(a) = ids {
             a.push(json!({"system": HEARTH_ENTRY_SYSTEM, "value": e.id.to_string()}));
+            // The ids it had before (a correction, a retraction), so that a system holding an
+            // earlier export recognises it.
+            for id in &e.earlier_versions {
+                a.push(json!({"system": HEARTH_ENTRY_SYSTEM, "value": id.to_string()}));
+            }
         }
     }
     if in_error && !mark_entered_in_error(resource.value_mut()) {
@@ -1943,5 +1994,57 @@ fn encounter_class(words: &str) -> Value {
             json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": c, "display": words})
         }
         None => json!({"display": words}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_table_is_sorted_for_binary_search() {
+        assert!(STATUS_IN_ERROR_TYPES.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn entered_in_error_is_said_as_each_type_says_it() {
+        let mut c = json!({"resourceType": "Condition", "clinicalStatus": {"text": "resolved"},
+            "abatementDateTime": "2020-01-01", "abatementString": "gone"});
+        assert!(mark_entered_in_error(&mut c));
+        assert_eq!(
+            c["verificationStatus"]["coding"][0]["code"],
+            "entered-in-error"
+        );
+        for gone in ["clinicalStatus", "abatementDateTime", "abatementString"] {
+            assert!(c.get(gone).is_none(), "{gone}");
+        }
+        let mut a = json!({"resourceType": "AllergyIntolerance", "clinicalStatus": {"text": "x"}});
+        assert!(mark_entered_in_error(&mut a));
+        assert!(a.get("clinicalStatus").is_none());
+        let mut g = json!({"resourceType": "Goal", "lifecycleStatus": "active"});
+        assert!(mark_entered_in_error(&mut g));
+        assert_eq!(g["lifecycleStatus"], "entered-in-error");
+        for t in [
+            "Specimen",
+            "Medication",
+            "Observation",
+            "FamilyMemberHistory",
+        ] {
+            let mut r = json!({"resourceType": t, "status": "final"});
+            assert!(mark_entered_in_error(&mut r), "{t}");
+            assert_eq!(r["status"], "entered-in-error");
+        }
+        for t in [
+            "Patient",
+            "Practitioner",
+            "Organization",
+            "Location",
+            "RelatedPerson",
+        ] {
+            let mut r = json!({"resourceType": t});
+            let before = r.clone();
+            assert!(!mark_entered_in_error(&mut r), "{t}");
+            assert_eq!(r, before);
+        }
     }
 }

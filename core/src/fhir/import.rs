@@ -792,6 +792,9 @@ fn map_one(
         Mapped::Skip("written by a Hearth export: the entries carry it")
     } else if super::consent::is_exported_grant(resource) {
         Mapped::Skip("a grant written by a Hearth export: grants live in the consent ledger")
+    } else if says_entered_in_error(resource) {
+        // Whatever the type (those kept whole too): never an entry, perhaps a retraction.
+        Mapped::Skip(IN_ERROR)
     } else {
         map_resource(&r, rt)?
     };
@@ -899,6 +902,22 @@ fn map_one(
             entry_index: i,
         },
     })
+}
+
+/// Whether a resource says it was entered in error: its `status` (most types), `lifecycleStatus`
+/// (a Goal) or `verificationStatus` (a Condition or an AllergyIntolerance).
+fn says_entered_in_error(resource: &Map<String, Value>) -> bool {
+    const EIE: &str = "entered-in-error";
+    let text = |k: &str| resource.get(k).and_then(Value::as_str) == Some(EIE);
+    let coded = resource
+        .get("verificationStatus")
+        .and_then(|v| v.get("coding"))
+        .and_then(Value::as_array)
+        .is_some_and(|c| {
+            c.iter()
+                .any(|x| x.get("code").and_then(Value::as_str) == Some(EIE))
+        });
+    text("status") || text("lifecycleStatus") || coded
 }
 
 /// Whether the resource is a Hearth export's own bookkeeping: a `Provenance` whose agents are
