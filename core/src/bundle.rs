@@ -274,6 +274,10 @@ impl Bundle {
     pub fn open_into(&self, key: &SymmetricKey, out: &mut Vec<u8>) -> Result<(), BundleError> {
         let (ct, tag) = self.ciphertext().split_at(self.payload_len());
         let tag: &[u8; crypto::TAG_LEN] = tag.try_into().map_err(|_| BundleError::Decrypt)?;
+        debug_assert!(
+            out.capacity() - out.len() >= ct.len(),
+            "reserve room for the payload first"
+        );
         let start = out.len();
         out.extend_from_slice(ct);
         let nonce = self.header.nonce.into_array();
@@ -394,7 +398,8 @@ mod tests {
         let (b, _) = sample(3, b"payload");
         let other = SymmetricKey::from_bytes([9; 32]);
         assert_eq!(b.open(&other), Err(BundleError::Decrypt));
-        let mut out = b"kept".to_vec();
+        let mut out = Vec::with_capacity(4 + b.payload_len());
+        out.extend_from_slice(b"kept");
         assert_eq!(b.open_into(&other, &mut out), Err(BundleError::Decrypt));
         assert_eq!(
             out, b"kept",

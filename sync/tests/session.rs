@@ -1031,7 +1031,10 @@ fn a_read_that_replays_many_bundles_leaves_a_fresh_local_snapshot() {
 }
 
 #[test]
-fn holdable_by_many_agrees_with_holdable_by_for_each_peer() {
+/// One opening of the record answers for every peer: the patient's devices everything, a
+/// grantee what its grant lets it read while the grant lasts, a revoked grantee and a stranger
+/// nothing; and `holdable_by` (which asks for one peer) gives the same answer.
+fn holdable_by_many_gives_each_peer_what_it_may_hold() {
     let mut w = world(27);
     let rid = w.rid;
     grant_to(&mut w, "gp", "notes", Ability::Read);
@@ -1074,11 +1077,14 @@ fn holdable_by_many_agrees_with_holdable_by_for_each_peer() {
         for peer in &peers {
             assert_eq!(many[peer], p.holdable_by(&rid, peer, now).unwrap());
         }
-        // The patient's devices hold everything; the revoked grantee and the stranger nothing.
+        // The patient's devices hold everything (the same for both); the revoked grantee and
+        // the stranger nothing.
         for device in &peers[..2] {
             assert!(many[device].contains(&SectionId::LEDGER));
             assert!(many[device].contains(&mh));
+            assert!(many[device].contains(&notes));
         }
+        assert_eq!(many[&peers[0]], many[&peers[1]]);
         assert!(many[&w.sw.id.peer()].is_empty());
         assert!(many[&stranger.id.peer()].is_empty());
         // The GP the auth document and notes, until its grant expires.
