@@ -110,6 +110,10 @@ fn import(r: &mut Rec, bytes: &[u8]) -> Result<(ImportPlan, Vec<EntryId>), Strin
 }
 
 fn export(r: &Rec, options: ExportOptions) -> Value {
+    export_with_report(r, options).0
+}
+
+fn export_with_report(r: &Rec, options: ExportOptions) -> (Value, fhir::ExportReport) {
     let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
     let sections = views(&mut rec);
     let input = ExportInput {
@@ -117,7 +121,7 @@ fn export(r: &Rec, options: ExportOptions) -> Value {
         sections: &sections,
         now: Timestamp::from_millis(TEST_NOW.as_millis() + 1000),
     };
-    fhir::export_bundle(&input, options, &[]).0
+    fhir::export_bundle(&input, options, &[])
 }
 
 fn resources(bundle: &Value) -> Vec<(Option<String>, Value)> {
@@ -986,18 +990,11 @@ fn entries_in_error_are_left_out_or_exported_as_entered_in_error() {
             }
         }
         let export_with = |include_in_error| {
-            let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
-            let sections = views(&mut rec);
-            let input = ExportInput {
-                record: r.id,
-                sections: &sections,
-                now: TEST_NOW,
-            };
             let options = ExportOptions {
                 include_in_error,
                 ..ExportOptions::default()
             };
-            let (bundle, report) = fhir::export_bundle(&input, options, &[]);
+            let (bundle, report) = export_with_report(&r, options);
             let by_url: BTreeMap<String, Value> = bundle["entry"]
                 .as_array()
                 .unwrap()
@@ -1226,18 +1223,11 @@ fn a_retraction_of_entries_written_in_hearth_reaches_a_node_holding_an_earlier_e
         (note, allergy)
     };
     let export_a = |a: &Rec, include_in_error| {
-        let mut rec = a.vault.open_record(&a.identity, &a.id).unwrap();
-        let sections = views(&mut rec);
-        let input = ExportInput {
-            record: a.id,
-            sections: &sections,
-            now: TEST_NOW,
-        };
         let options = ExportOptions {
             include_in_error,
             ..ExportOptions::default()
         };
-        fhir::export_bundle(&input, options, &[]).0
+        export(a, options)
     };
     // Node B imports A's export.
     let mut b = new_record(91);

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
+use hearth_core::ids::RecordId;
 use hearth_core::keys::{Identity, Role};
 use hearth_core::record::{NewRecord, RecordError, SNAPSHOT_EVERY, Vault};
 use hearth_core::section::SectionName;
@@ -22,6 +23,16 @@ fn name(s: &str) -> SectionName {
 
 fn at(mins: i64) -> Timestamp {
     TEST_NOW.saturating_add_millis(mins * 60_000)
+}
+
+/// A patient with a new record (no demographics) on the in-memory store.
+fn empty_record(seed: u64) -> (Identity, TestRng, Vault<MemoryStore>, RecordId) {
+    let (id, mut rng) = patient(seed);
+    let vault = Vault::new(MemoryStore::new());
+    let rid = vault
+        .create_record(&id, NewRecord::default(), at(0), &mut rng)
+        .unwrap();
+    (id, rng, vault, rid)
 }
 
 fn dump(store: &MemoryStore) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -360,11 +371,7 @@ fn invalid_demographics_create_nothing() {
 fn adding_and_marking_in_error_is_one_write() {
     use hearth_core::entry::{CheckedBody, EntryStatus};
     use hearth_core::record::CheckedEntry;
-    let (id, mut rng) = patient(31);
-    let vault = Vault::new(MemoryStore::new());
-    let rid = vault
-        .create_record(&id, NewRecord::default(), at(0), &mut rng)
-        .unwrap();
+    let (id, mut rng, vault, rid) = empty_record(31);
     let mut rec = vault.open_record(&id, &rid).unwrap();
     let a = rec
         .add_entry(&name("notes"), &json!({"text": "a"}), at(1), &mut rng)
@@ -419,11 +426,7 @@ fn adding_and_marking_in_error_is_one_write() {
 fn sections_to_add_to_are_made_for_a_grant() {
     use hearth_core::grant::{Ability, Scope};
     use hearth_core::section::{Label, SectionClass};
-    let (id, mut rng) = patient(32);
-    let vault = Vault::new(MemoryStore::new());
-    let rid = vault
-        .create_record(&id, NewRecord::default(), at(0), &mut rng)
-        .unwrap();
+    let (id, mut rng, vault, rid) = empty_record(32);
     let mut rec = vault.open_record(&id, &rid).unwrap();
     rec.add_entry(&name("notes"), &json!({"text": "a"}), at(1), &mut rng)
         .unwrap();
