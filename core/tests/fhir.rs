@@ -1179,21 +1179,32 @@ fn a_retraction_at_the_source_marks_the_imported_entry_in_error() {
         )]),
     )
     .unwrap();
-    let both = bundle_of(vec![
-        obs(
-            "urn:uuid:00000000-0000-4000-8000-000000000002",
-            "entered-in-error",
-            60,
-        ),
-        obs("urn:uuid:00000000-0000-4000-8000-000000000003", "final", 61),
-    ]);
-    let before = r2.vault.store().scan(&[], &[0xff; 8]).unwrap();
-    let err = import_with_retractions(&mut r2, &both).unwrap_err();
-    assert!(
-        err.contains("entry[0] Observation") && err.contains("entered-in-error"),
-        "{err}"
+    let retract = obs(
+        "urn:uuid:00000000-0000-4000-8000-000000000002",
+        "entered-in-error",
+        60,
     );
-    assert_eq!(r2.vault.store().scan(&[], &[0xff; 8]).unwrap(), before);
+    let change = obs("urn:uuid:00000000-0000-4000-8000-000000000003", "final", 61);
+    let before = r2.vault.store().scan(&[], &[0xff; 8]).unwrap();
+    // Refused at the second of the two, whichever comes first.
+    for both in [
+        vec![retract.clone(), change.clone()],
+        vec![change.clone(), retract.clone()],
+    ] {
+        let err = import_with_retractions(&mut r2, &bundle_of(both)).unwrap_err();
+        assert!(
+            err.contains("entry[1] Observation") && err.contains("entered-in-error"),
+            "{err}"
+        );
+        assert_eq!(r2.vault.store().scan(&[], &[0xff; 8]).unwrap(), before);
+    }
+    // An earlier error in bundle order is the one reported.
+    let mut bad = change.clone();
+    bad["resource"]["effectiveDateTime"] = json!("yesterday");
+    bad["fullUrl"] = json!("urn:uuid:00000000-0000-4000-8000-000000000004");
+    bad["resource"]["identifier"] = json!([]);
+    let err = import_with_retractions(&mut r2, &bundle_of(vec![bad, retract, change])).unwrap_err();
+    assert!(err.contains("entry[0] Observation"), "{err}");
 }
 
 /// Entries written in Hearth travel between nodes by FHIR too: once another node holds an

@@ -502,6 +502,16 @@ pub(crate) fn plan_import_on(
     let mut seen: HashSet<String> = HashSet::new();
     let mut skipped_why: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
     let mut retracted: HashSet<EntryId> = HashSet::new();
+    let mut updated: HashSet<EntryId> = HashSet::new();
+    // A resource retracted and changed in the same bundle: which one holds is unclear. Refused
+    // at the second of the two, so the first error in bundle order is the one reported.
+    let both = |i: usize, rt: &str| FhirError::Resource {
+        at: format!("entry[{i}] {rt}"),
+        field: "status".into(),
+        problem: "the bundle both marks this resource entered-in-error and holds a changed \
+                  version of it"
+            .into(),
+    };
     for (i, outcome) in outcomes.into_iter().enumerate() {
         let (rt, checked) = match outcome? {
             Outcome::Deleted => {
@@ -541,6 +551,9 @@ pub(crate) fn plan_import_on(
                 *skipped_why.entry((rt, why)).or_default() += 1;
             }
             MappedOne::Retract(entry) => {
+                if updated.contains(&entry) {
+                    return Err(both(i, &rt));
+                }
                 // The same entry retracted by two resources of the bundle: marked once.
                 if !retracted.insert(entry) {
                     counts.unchanged += 1;
@@ -556,6 +569,12 @@ pub(crate) fn plan_import_on(
                 });
             }
             MappedOne::Entry { kept, planned } => {
+                if let Some(old) = planned.supersedes {
+                    if retracted.contains(&old) {
+                        return Err(both(i, &rt));
+                    }
+                    updated.insert(old);
+                }
                 if planned.supersedes.is_some() {
                     counts.updated += 1;
                     report.updated += 1;
@@ -570,19 +589,6 @@ pub(crate) fn plan_import_on(
                 }
                 plan.entries.push(planned);
             }
-        }
-    }
-    // A resource retracted and updated in the same bundle: which one holds is unclear.
-    let updated: HashSet<EntryId> = plan.entries.iter().filter_map(|p| p.supersedes).collect();
-    for r in &plan.retractions {
-        if updated.contains(&r.entry) {
-            return Err(FhirError::Resource {
-                at: format!("entry[{}] {}", r.entry_index, r.resource_type),
-                field: "status".into(),
-                problem: "is entered-in-error, but the bundle also holds a changed version of \
-                          the same resource"
-                    .into(),
-            });
         }
     }
     for ((rt, why), n) in skipped_why {
