@@ -157,6 +157,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_panic_in_a_worker_reaches_the_caller() {
+        let items: Vec<u32> = (0..200).collect();
+        // The last item is in the last share, done on a spawned thread.
+        let borrowed = std::panic::catch_unwind(|| {
+            map_on(4, &items, |i, _| {
+                assert!(i != 199, "boom");
+                i
+            })
+        });
+        assert!(borrowed.is_err());
+        let owned = std::panic::catch_unwind(|| {
+            map_vec(items.clone(), |i, _| {
+                assert!(i != 199, "boom");
+                i
+            })
+        });
+        assert!(owned.is_err());
+    }
+
+    #[test]
     fn results_come_in_item_order_whatever_the_size() {
         for n in [0usize, 1, 63, 64, 65, 127, 128, 129, 1000, 4099] {
             let items: Vec<u64> = (0..n as u64).collect();
