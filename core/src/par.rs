@@ -11,6 +11,15 @@ const MIN_PER_THREAD: usize = 64;
 /// At most this many threads, whatever the machine has.
 const MAX_THREADS: usize = 8;
 
+/// How many threads `n` items are worth on this machine (at least one).
+fn threads_for(n: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_THREADS)
+        .min(n / MIN_PER_THREAD)
+        .max(1)
+}
+
 /// `f(i, &items[i])` for every item, on up to [`MAX_THREADS`] threads, in item order.
 ///
 /// If a thread cannot be started, its share is done on the calling thread.
@@ -20,11 +29,7 @@ where
     R: Send,
     F: Fn(usize, &T) -> R + Sync,
 {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(MAX_THREADS)
-        .min(items.len() / MIN_PER_THREAD);
-    map_on(threads, items, f)
+    map_on(threads_for(items.len()), items, f)
 }
 
 /// [`map`] on `threads` threads (at least one, at most one per item).
@@ -34,42 +39,7 @@ where
     R: Send,
     F: Fn(usize, &T) -> R + Sync,
 {
-    let threads = threads.min(items.len()).max(1);
-    let run = |start: usize, part: &[T]| -> Vec<R> {
-        part.iter()
-            .enumerate()
-            .map(|(k, item)| f(start + k, item))
-            .collect()
-    };
-    if threads == 1 {
-        return run(0, items);
-    }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let run = &run;
-        let mut parts = items.chunks(chunk).enumerate();
-        // The first share is the calling thread's own; the others go to new threads.
-        let (_, first) = parts.next().unwrap_or((0, &[]));
-        let spawned: Vec<_> = parts
-            .map(|(n, part)| {
-                let start = n * chunk;
-                let handle = std::thread::Builder::new()
-                    .spawn_scoped(scope, move || run(start, part))
-                    .ok();
-                (start, part, handle)
-            })
-            .collect();
-        let mut out = run(0, first);
-        for (start, part, handle) in spawned {
-            match handle.map(|h| h.join()) {
-                Some(Ok(results)) => out.extend(results),
-                // A panic in a worker is a bug: re-raise it here as the plain loop would have.
-                Some(Err(panic)) => std::panic::resume_unwind(panic),
-                None => out.extend(run(start, part)),
-            }
-        }
-        out
-    })
+    map_vec_on(threads, items.iter().collect(), f)
 }
 
 /// [`map`] for items the function takes by value.
@@ -79,11 +49,17 @@ where
     R: Send,
     F: Fn(usize, T) -> R + Sync,
 {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(MAX_THREADS)
-        .min(items.len() / MIN_PER_THREAD)
-        .max(1);
+    map_vec_on(threads_for(items.len()), items, f)
+}
+
+/// [`map_vec`] on `threads` threads (at least one, at most one per item).
+fn map_vec_on<T, R, F>(threads: usize, items: Vec<T>, f: F) -> Vec<R>
+where
+    T: Send,
+    R: Send,
+    F: Fn(usize, T) -> R + Sync,
+{
+    let threads = threads.min(items.len()).max(1);
     if threads == 1 {
         return items
             .into_iter()

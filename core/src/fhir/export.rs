@@ -423,13 +423,7 @@ pub fn export_bundle(
     options: ExportOptions,
     extensions: &[&dyn ExportExtension],
 ) -> (Value, ExportReport) {
-    let sections = raw_sections(input.sections);
-    let raw = RawExportInput {
-        record: input.record,
-        sections: &sections,
-        now: input.now,
-    };
-    let (bytes, report) = export_raw_json(&raw, options, extensions, false).unwrap_or_default();
+    let (bytes, report) = export_bundle_json(input, options, extensions, false).unwrap_or_default();
     (serde_json::from_slice(&bytes).unwrap_or_default(), report)
 }
 
