@@ -2516,12 +2516,12 @@ pub struct CheckedEntry {
 
 /// The most entry JSON [`OpenRecord::add_entries`] puts in one bundle (well under
 /// [`crate::bundle::MAX_BUNDLE_LEN`]).
-const ADD_ENTRIES_BUNDLE_BYTES: usize = 4 << 20;
+const ADD_ENTRIES_BUNDLE_BYTES: usize = 1 << 20;
 
 impl<S: Store> OpenRecord<'_, S> {
     /// Adds many entries in **one atomic commit**: all of them, or (on any error) none. Every
     /// body is validated first. The entries of one section share a few bundles (one automerge
-    /// change per bundle, at most 4 MiB of entry JSON each) instead of one bundle per entry.
+    /// change per bundle, at most 1 MiB of entry JSON each) instead of one bundle per entry.
     /// Returns the new version ids, in the order given.
     pub fn add_entries(
         &mut self,

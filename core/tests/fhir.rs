@@ -551,7 +551,65 @@ fn bad_bundles_are_refused_and_change_nothing() {
         f(&mut b);
         serde_json::to_vec(&b).unwrap()
     };
+    // The same, with one placeholder string replaced by raw JSON text.
+    let with_text = |f: &dyn Fn(&mut Value), placeholder: &str, text: &str| {
+        String::from_utf8(with(f))
+            .unwrap()
+            .replace(placeholder, text)
+            .into_bytes()
+    };
+    let too_many = format!(
+        r#"{{"resourceType": "Bundle", "type": "collection", "entry": [{}{{}}]}}"#,
+        "{},".repeat(fhir::MAX_BUNDLE_ENTRIES)
+    );
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "JSON that is not an object",
+            br#""Bundle""#.to_vec(),
+            "the file holds no JSON object",
+        ),
+        (
+            "malformed JSON after an entry",
+            with_text(
+                &|b| b["entry"][2]["resource"]["zz"] = json!("!"),
+                r#""!""#,
+                "[1,",
+            ),
+            "not valid JSON (line 1",
+        ),
+        (
+            "an entry that is not an object",
+            with(&|b| b["entry"][2] = json!(["a list"])),
+            "entry[2]: (entry): must be a JSON object",
+        ),
+        (
+            "a resource that is not an object",
+            with(&|b| b["entry"][2]["resource"] = json!("Condition")),
+            "entry[2]: resource: must be a JSON object",
+        ),
+        (
+            "a key given twice",
+            with_text(
+                &|b| b["entry"][3]["resource"]["zz"] = json!("!"),
+                r#""zz":"!""#,
+                r#""id":"a","id":"b""#,
+            ),
+            "entry[3]: resource: has a key given twice",
+        ),
+        (
+            "a number out of range",
+            with_text(
+                &|b| b["entry"][8]["resource"]["valueQuantity"]["value"] = json!("!"),
+                r#""!""#,
+                "1e999",
+            ),
+            "entry[8]: (entry): holds a number out of range",
+        ),
+        (
+            "too many entries",
+            too_many.into_bytes(),
+            "more than 200000 entries",
+        ),
         (
             "malformed JSON",
             b"{\"resourceType\": \"Bundle\",".to_vec(),
@@ -1071,7 +1129,9 @@ fn import_with_retractions(
 ) -> Result<(ImportPlan, Vec<EntryId>, Vec<EntryId>), String> {
     let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
     let ex = existing(&mut rec);
-    let plan = fhir::plan_import(bundle, &ex).map_err(|e| e.to_string())?;
+    let text = serde_json::to_vec(bundle).unwrap();
+    let parsed = fhir::parse_bundle(&text).map_err(|e| e.to_string())?;
+    let plan = fhir::plan_import(&parsed, &ex).map_err(|e| e.to_string())?;
     let retract: Vec<EntryId> = plan.retractions.iter().map(|x| x.entry).collect();
     let (ids, marked) = rec
         .add_checked_and_mark_errors(

@@ -114,7 +114,6 @@ fn import(home: &Home, bytes: &[u8], seed: u64) -> usize {
         .open_record(&home.identity, &home.record)
         .unwrap();
     let plan = fhir::plan_import(&bundle, &Existing::default()).unwrap();
-    drop(bundle);
     let items: Vec<CheckedEntry> = plan
         .entries
         .into_iter()

@@ -224,7 +224,6 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
     // Check the file before asking for the passphrase: bad input changes nothing and costs little.
     let bytes = read_bundle(&args.fhir)?;
     let bundle = fhir::parse_bundle(&bytes)?;
-    drop(bytes);
     let (info, identity) = ctx.unlock()?;
     let vault = ctx.vault()?;
     let rid = which_record(&info, &vault, args.record.as_deref())?;
@@ -232,6 +231,7 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
     let ex = existing(&mut rec)?;
     let plan = fhir::plan_import(&bundle, &ex)?;
     drop(bundle);
+    drop(bytes);
     let mut sections: std::collections::BTreeMap<String, usize> = Default::default();
     let mut by_section: std::collections::BTreeMap<SectionName, usize> = Default::default();
     for p in &plan.entries {

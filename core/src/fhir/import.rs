@@ -11,10 +11,13 @@ use crate::entry::{CheckedBody, EntryStatus, EntryVersion};
 use crate::ids::EntryId;
 use crate::nhs::NhsNumber;
 use crate::section::{Label, SectionClass, SectionName};
-use serde::Serialize;
+use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 
 /// The bundle types Hearth imports.
 const BUNDLE_TYPES: &[&str] = &[
@@ -231,12 +234,96 @@ fn identity_keys_of_source(src: &Value) -> Vec<String> {
     keys
 }
 
-/// Checks the outer shape: a Bundle of an importable type with a bounded list of entries.
-pub(crate) fn check_bundle_shape(value: &Value) -> Result<(), FhirError> {
-    let map = value
-        .as_object()
-        .ok_or_else(|| FhirError::NotBundle("the file holds no JSON object".into()))?;
-    match map.get("resourceType").and_then(Value::as_str) {
+/// A bundle whose JSON and outer shape are checked (a Bundle of an importable type with a
+/// bounded list of entries), each entry still its JSON text. Entries are parsed one by one when
+/// they are checked and mapped, on all cores, and dropped once mapped: the bundle is never held
+/// as one tree of JSON values, which would take about ten times the file's size.
+#[derive(Debug)]
+pub struct ParsedBundle<'a> {
+    bundle_type: String,
+    entries: Vec<&'a RawValue>,
+}
+
+impl ParsedBundle<'_> {
+    /// The bundle's `type` (one of the importable types).
+    pub fn bundle_type(&self) -> &str {
+        &self.bundle_type
+    }
+
+    /// How many entries it holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// The Bundle's own fields that the import reads; its other fields are skipped (and their JSON
+/// checked) without being kept.
+#[derive(Deserialize)]
+struct Outer<'a> {
+    #[serde(rename = "resourceType", default)]
+    resource_type: Option<Value>,
+    #[serde(rename = "type", default)]
+    ty: Option<Value>,
+    #[serde(borrow, default)]
+    entry: Option<&'a RawValue>,
+}
+
+/// A bundle's entry list, refused past [`MAX_BUNDLE_ENTRIES`] before more is held.
+struct EntryList<'a>(Vec<&'a RawValue>);
+
+impl<'de> Deserialize<'de> for EntryList<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Items;
+        impl<'de> Visitor<'de> for Items {
+            type Value = EntryList<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of bundle entries")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                    if items.len() == MAX_BUNDLE_ENTRIES {
+                        return Err(serde::de::Error::custom("too many entries"));
+                    }
+                    items.push(item);
+                }
+                Ok(EntryList(items))
+            }
+        }
+        d.deserialize_seq(Items)
+    }
+}
+
+/// A JSON syntax error, by line and column (never the text).
+pub(crate) fn json_error(e: &serde_json::Error) -> FhirError {
+    FhirError::Json {
+        line: e.line(),
+        column: e.column(),
+        kind: match e.classify() {
+            serde_json::error::Category::Eof => "unexpected end of input",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "unexpected data",
+            serde_json::error::Category::Io => "read error",
+        },
+    }
+}
+
+/// Checks a bundle file's JSON and outer shape, and splits it into its entries (see
+/// [`ParsedBundle`]). The size limit is the caller's ([`super::parse_bundle`]).
+pub(crate) fn split_bundle(bytes: &[u8]) -> Result<ParsedBundle<'_>, FhirError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // Not an object: a syntax error if it is not JSON at all, else not a bundle.
+        serde_json::from_slice::<IgnoredAny>(bytes).map_err(|e| json_error(&e))?;
+        return Err(FhirError::NotBundle("the file holds no JSON object".into()));
+    }
+    let outer: Outer<'_> = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
+    match outer.resource_type.as_ref().and_then(Value::as_str) {
         Some("Bundle") => {}
         Some(other) if is_type_name(other) => {
             return Err(FhirError::NotBundle(format!(
@@ -245,8 +332,9 @@ pub(crate) fn check_bundle_shape(value: &Value) -> Result<(), FhirError> {
         }
         _ => return Err(FhirError::NotBundle("resourceType is not Bundle".into())),
     }
-    let ty = map
-        .get("type")
+    let ty = outer
+        .ty
+        .as_ref()
         .and_then(Value::as_str)
         .ok_or_else(|| FhirError::NotBundle("type is missing".into()))?;
     if !BUNDLE_TYPES.contains(&ty) {
@@ -255,14 +343,22 @@ pub(crate) fn check_bundle_shape(value: &Value) -> Result<(), FhirError> {
             BUNDLE_TYPES.join(", ")
         )));
     }
-    match map.get("entry") {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::Array(items)) if items.len() <= MAX_BUNDLE_ENTRIES => Ok(()),
-        Some(Value::Array(_)) => Err(FhirError::NotBundle(format!(
-            "more than {MAX_BUNDLE_ENTRIES} entries"
-        ))),
-        Some(_) => Err(FhirError::NotBundle("entry must be a list".into())),
-    }
+    let entries = match outer.entry {
+        None => Vec::new(),
+        Some(raw) if raw.get().starts_with('[') => {
+            // The list's JSON is already checked, so the only refusal left is its length.
+            serde_json::from_str::<EntryList<'_>>(raw.get())
+                .map_err(|_| {
+                    FhirError::NotBundle(format!("more than {MAX_BUNDLE_ENTRIES} entries"))
+                })?
+                .0
+        }
+        Some(_) => return Err(FhirError::NotBundle("entry must be a list".into())),
+    };
+    Ok(ParsedBundle {
+        bundle_type: ty.to_owned(),
+        entries,
+    })
 }
 
 fn is_type_name(s: &str) -> bool {
@@ -277,12 +373,24 @@ struct Index<'a> {
     by_url: HashMap<&'a str, usize>,
     by_type_id: HashMap<String, usize>,
     by_identifier: HashMap<String, usize>,
-    resources: Vec<Option<&'a Map<String, Value>>>,
+    /// Each entry's resource, as JSON text.
+    resources: Vec<Option<&'a RawValue>>,
+    /// Resources parsed when another resource refers to them for their content (a name, say),
+    /// kept for the next reference.
+    parsed: Vec<OnceLock<Option<Map<String, Value>>>>,
 }
 
-impl<'a> Index<'a> {
-    fn resource(&self, i: usize) -> Option<&'a Map<String, Value>> {
-        self.resources.get(i).copied().flatten()
+impl Index<'_> {
+    /// Entry `i`'s resource, parsed.
+    fn resource(&self, i: usize) -> Option<&Map<String, Value>> {
+        let raw = self.resources.get(i).copied().flatten()?;
+        self.parsed
+            .get(i)?
+            .get_or_init(|| match serde_json::from_str(raw.get()) {
+                Ok(Value::Object(map)) => Some(map),
+                _ => None,
+            })
+            .as_ref()
     }
 }
 
@@ -356,60 +464,126 @@ fn resolve(index: &Index<'_>, resource: &Map<String, Value>, reference: &str) ->
 }
 
 /// Checks and maps a parsed bundle against what the record already holds.
-pub fn plan_import(bundle: &Value, existing: &Existing) -> Result<ImportPlan, FhirError> {
+pub fn plan_import(
+    bundle: &ParsedBundle<'_>,
+    existing: &Existing,
+) -> Result<ImportPlan, FhirError> {
     plan_import_on(None, bundle, existing)
+}
+
+/// What pass 1 reads of an entry.
+#[derive(Deserialize)]
+struct EntryHead<'a> {
+    #[serde(rename = "fullUrl", default)]
+    full_url: Option<Value>,
+    #[serde(borrow, default)]
+    resource: Option<&'a RawValue>,
+}
+
+/// What pass 1 reads of a resource.
+#[derive(Deserialize)]
+struct ResourceHead {
+    #[serde(rename = "resourceType", default)]
+    resource_type: Option<Value>,
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    identifier: Option<Value>,
+}
+
+/// Entry `i`'s head and, when it has one, its resource's head. The entry's JSON is already
+/// checked, so the only parse error left is a key given twice (which FHIR's JSON forbids).
+fn read_head(i: usize, raw: &RawValue) -> Result<(EntryHead<'_>, Option<ResourceHead>), FhirError> {
+    let bad = |field: &str, problem: &str| FhirError::Resource {
+        at: format!("entry[{i}]"),
+        field: field.into(),
+        problem: problem.into(),
+    };
+    if !raw.get().starts_with('{') {
+        return Err(bad("(entry)", "must be a JSON object"));
+    }
+    let head: EntryHead<'_> =
+        serde_json::from_str(raw.get()).map_err(|_| bad("(entry)", "has a key given twice"))?;
+    let Some(resource) = head.resource else {
+        return Ok((head, None));
+    };
+    if !resource.get().starts_with('{') {
+        return Err(bad("resource", "must be a JSON object"));
+    }
+    let rh = serde_json::from_str(resource.get())
+        .map_err(|_| bad("resource", "has a key given twice"))?;
+    Ok((head, Some(rh)))
+}
+
+/// Entry `i` parsed whole. Its JSON text is already checked; a number beyond what JSON
+/// numbers can hold here is the one thing left to refuse.
+fn read_entry(i: usize, raw: &RawValue) -> Result<Value, FhirError> {
+    serde_json::from_str(raw.get()).map_err(|e| FhirError::Resource {
+        at: format!("entry[{i}]"),
+        field: "(entry)".into(),
+        problem: if e.to_string().starts_with("number out of range") {
+            "holds a number out of range".into()
+        } else {
+            "cannot be read as JSON".into()
+        },
+    })
+}
+
+/// Whether two entries' resources are the same JSON value (layout aside).
+fn same_resource(a: Option<&RawValue>, b: Option<&RawValue>) -> bool {
+    let parse = |r: Option<&RawValue>| r.map(|r| serde_json::from_str::<Value>(r.get()).ok());
+    match (parse(a), parse(b)) {
+        (Some(Some(a)), Some(Some(b))) => a == b,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// `f` for every entry, on `threads` threads (`None`: as many as help), results in order.
+fn map_entries<'a, R: Send>(
+    threads: Option<usize>,
+    entries: &[&'a RawValue],
+    f: impl Fn(usize, &&'a RawValue) -> R + Sync,
+) -> Vec<R> {
+    match threads {
+        None => crate::par::map(entries, f),
+        Some(n) => crate::par::map_on(n, entries, f),
+    }
 }
 
 /// [`plan_import`], on `threads` threads (`None`: as many as help on this machine). The plan
 /// does not depend on the number.
 pub(crate) fn plan_import_on(
     threads: Option<usize>,
-    bundle: &Value,
+    bundle: &ParsedBundle<'_>,
     existing: &Existing,
 ) -> Result<ImportPlan, FhirError> {
-    check_bundle_shape(bundle)?;
-    let empty = Vec::new();
-    let entries = bundle
-        .get("entry")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
+    let entries = &bundle.entries[..];
     let mut report = ImportReport {
-        bundle_type: bundle
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        bundle_type: bundle.bundle_type.clone(),
         ..ImportReport::default()
     };
 
-    // Pass 1: the index, and the shape of each entry.
+    // Pass 1: the index, and the shape of each entry. Reading the heads is shared among the
+    // cores; the index is built in bundle order, so the first error is that of a plain loop.
+    let heads = map_entries(threads, entries, |i, raw| read_head(i, raw));
     let mut index = Index {
         by_url: HashMap::new(),
         by_type_id: HashMap::new(),
         by_identifier: HashMap::new(),
         resources: Vec::with_capacity(entries.len()),
+        parsed: Vec::new(),
     };
     let mut patients = 0usize;
-    for (i, e) in entries.iter().enumerate() {
+    let mut by_url: HashMap<&str, usize> = HashMap::new();
+    for (i, head) in heads.iter().enumerate() {
         let at = || format!("entry[{i}]");
-        let e = e.as_object().ok_or_else(|| FhirError::Resource {
-            at: at(),
-            field: "(entry)".into(),
-            problem: "must be a JSON object".into(),
-        })?;
-        let resource = match e.get("resource") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(r)) => Some(r),
-            Some(_) => {
-                return Err(FhirError::Resource {
-                    at: at(),
-                    field: "resource".into(),
-                    problem: "must be a JSON object".into(),
-                });
-            }
+        let (head, resource_head) = match head {
+            Ok(h) => h,
+            Err(e) => return Err(e.clone()),
         };
-        if let Some(r) = resource {
-            let rt = match r.get("resourceType").and_then(Value::as_str) {
+        if let Some(r) = resource_head {
+            let rt = match r.resource_type.as_ref().and_then(Value::as_str) {
                 Some(t) if is_type_name(t) => t,
                 _ => {
                     return Err(FhirError::Resource {
@@ -429,8 +603,8 @@ pub(crate) fn plan_import_on(
             if rt == "Patient" {
                 patients += 1;
             }
-            match r.get("id") {
-                None => {}
+            match &r.id {
+                None | Some(Value::Null) => {}
                 Some(Value::String(id)) if is_fhir_id(id) => {
                     index.by_type_id.insert(format!("{rt}/{id}"), i);
                 }
@@ -443,7 +617,8 @@ pub(crate) fn plan_import_on(
                 }
             }
             for ident in r
-                .get("identifier")
+                .identifier
+                .as_ref()
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
@@ -456,13 +631,12 @@ pub(crate) fn plan_import_on(
                 }
             }
         }
-        match e.get("fullUrl") {
+        match &head.full_url {
             None | Some(Value::Null) => {}
             Some(Value::String(u)) if is_absolute_uri(u) && u.len() <= 4096 => {
-                if let Some(prev) = index.by_url.insert(u.as_str(), i) {
-                    let same =
-                        entries.get(prev).and_then(|p| p.get("resource")) == e.get("resource");
-                    if !same {
+                if let Some(prev) = by_url.insert(u.as_str(), i) {
+                    let earlier = heads[prev].as_ref().ok().and_then(|h| h.0.resource);
+                    if !same_resource(earlier, head.resource) {
                         return Err(FhirError::Resource {
                             at: at(),
                             field: "fullUrl".into(),
@@ -481,23 +655,25 @@ pub(crate) fn plan_import_on(
                 });
             }
         }
-        index.resources.push(resource);
+        index.resources.push(head.resource);
     }
     if patients > 1 {
         return Err(FhirError::NotBundle(format!(
             "it holds {patients} Patient resources; a record is one patient's, so import one patient's bundle"
         )));
     }
+    index.by_url = by_url;
+    index.parsed = (0..entries.len()).map(|_| OnceLock::new()).collect();
 
-    // Pass 2: check and map each resource. Resources are checked and mapped independently of
-    // one another, so that work is shared among the machine's cores; the outcomes are then
-    // taken one by one in bundle order, so the plan, the report and the first error are exactly
-    // what a single pass gives.
-    let each = |i, e: &Value| check_and_map(i, e, &index, existing);
-    let outcomes = match threads {
-        None => crate::par::map(entries, each),
-        Some(n) => crate::par::map_on(n, entries, each),
-    };
+    // Pass 2: parse, check and map each resource. Resources are checked and mapped
+    // independently of one another, so that work is shared among the machine's cores, and each
+    // entry's parsed JSON is dropped as soon as it is mapped; the outcomes are then taken one by
+    // one in bundle order, so the plan, the report and the first error are exactly what a
+    // single pass gives.
+    let outcomes = map_entries(threads, entries, |i, raw| {
+        let e = read_entry(i, raw)?;
+        check_and_map(i, &e, &index, existing)
+    });
     let mut plan = ImportPlan::default();
     let mut seen: HashSet<String> = HashSet::new();
     let mut skipped_why: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
@@ -650,7 +826,7 @@ fn check_and_map(
     index: &Index<'_>,
     existing: &Existing,
 ) -> Result<Outcome, FhirError> {
-    let Some(resource) = index.resource(i) else {
+    let Some(resource) = e.get("resource").and_then(Value::as_object) else {
         let method = e
             .pointer("/request/method")
             .and_then(Value::as_str)

@@ -7,8 +7,9 @@
 //!
 //! ## Import
 //!
-//! [`parse_bundle`] checks the size ([`MAX_BUNDLE_BYTES`]) and parses the JSON;
-//! [`plan_import`] then checks and maps **every** resource before anything is written, so an
+//! [`parse_bundle`] checks the size ([`MAX_BUNDLE_BYTES`]), the JSON and the Bundle's outer
+//! shape, and splits it into its entries, still JSON text ([`ParsedBundle`]);
+//! [`plan_import`] then parses, checks and maps **every** resource before anything is written, so an
 //! import either completes or changes nothing. Each resource type maps to a section class and a
 //! typed entry (an `Observation` to an `observations` entry, a `MedicationRequest` to a
 //! `medications` entry, and so on); codes, dates, values, units and statuses land in the entry's
@@ -70,14 +71,16 @@ pub use export::{
     export_bundle_json, export_raw_json,
 };
 pub use import::{
-    Existing, ImportPlan, ImportReport, PlannedEntry, PlannedRetraction, TypeCounts, plan_import,
+    Existing, ImportPlan, ImportReport, ParsedBundle, PlannedEntry, PlannedRetraction, TypeCounts,
+    plan_import,
 };
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// The largest bundle file accepted, in bytes (64 MiB). The node refuses a larger file before
-/// reading it, so memory stays bounded: parsing takes a few times the file's size.
+/// reading it, so memory stays bounded: an import holds the file, and each entry's parsed JSON
+/// only while that entry is checked and mapped.
 pub const MAX_BUNDLE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The most entries one bundle may hold.
@@ -139,25 +142,15 @@ pub enum FhirError {
     },
 }
 
-/// Checks the size and parses a bundle file's bytes as JSON, checking that it is a Bundle.
-pub fn parse_bundle(bytes: &[u8]) -> Result<Value, FhirError> {
+/// Checks the size, the JSON and the outer shape of a bundle file, and splits it into its
+/// entries (see [`ParsedBundle`]).
+pub fn parse_bundle(bytes: &[u8]) -> Result<ParsedBundle<'_>, FhirError> {
     if bytes.len() as u64 > MAX_BUNDLE_BYTES {
         return Err(FhirError::TooLarge {
             limit: MAX_BUNDLE_BYTES,
         });
     }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| FhirError::Json {
-        line: e.line(),
-        column: e.column(),
-        kind: match e.classify() {
-            serde_json::error::Category::Eof => "unexpected end of input",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "unexpected data",
-            serde_json::error::Category::Io => "read error",
-        },
-    })?;
-    import::check_bundle_shape(&value)?;
-    Ok(value)
+    import::split_bundle(bytes)
 }
 
 /// SHA-256 (lower-case hex) of a JSON value's canonical form: object keys sorted, no white

@@ -13,7 +13,17 @@ fn bundle(resources: Vec<Value>) -> Value {
 }
 
 fn plan(b: &Value) -> Result<ImportPlan, FhirError> {
-    plan_import(b, &Existing::default())
+    plan_on(None, b, &Existing::default())
+}
+
+/// Plans the import of `b` through its JSON text, as a file would be.
+fn plan_on(
+    threads: Option<usize>,
+    b: &Value,
+    existing: &Existing,
+) -> Result<ImportPlan, FhirError> {
+    let text = serde_json::to_vec(b).unwrap();
+    import::plan_import_on(threads, &parse_bundle(&text)?, existing)
 }
 
 #[test]
@@ -309,11 +319,11 @@ fn large_bundle(n: usize) -> Value {
 #[test]
 fn planning_on_many_threads_gives_the_plan_of_one() {
     let big = large_bundle(1500);
-    let one = import::plan_import_on(Some(1), &big, &Existing::default()).unwrap();
+    let one = plan_on(Some(1), &big, &Existing::default()).unwrap();
     assert!(one.report.unchanged > 0, "the bundle has duplicates");
     assert!(one.entries.len() > 1000);
     for threads in [2, 3, 8] {
-        let many = import::plan_import_on(Some(threads), &big, &Existing::default()).unwrap();
+        let many = plan_on(Some(threads), &big, &Existing::default()).unwrap();
         assert!(many == one, "{threads} threads: another plan");
     }
     assert!(plan(&big).unwrap() == one);
@@ -323,12 +333,12 @@ fn planning_on_many_threads_gives_the_plan_of_one() {
     for at in [1400, 700] {
         bad["entry"][at]["resource"]["subject"] = json!({"reference": "Patient/nobody"});
     }
-    let Err(want) = import::plan_import_on(Some(1), &bad, &Existing::default()) else {
+    let Err(want) = plan_on(Some(1), &bad, &Existing::default()) else {
         panic!("a reference to a missing resource was accepted");
     };
     assert!(want.to_string().contains("entry[700]"), "{want}");
     for threads in [2, 3, 8] {
-        let got = import::plan_import_on(Some(threads), &bad, &Existing::default()).err();
+        let got = plan_on(Some(threads), &bad, &Existing::default()).err();
         assert_eq!(got.as_ref(), Some(&want), "{threads} threads");
     }
 
@@ -343,11 +353,55 @@ fn planning_on_many_threads_gives_the_plan_of_one() {
         .collect();
     existing.add_written(&one, &ids);
     for threads in [1, 3] {
-        let again = import::plan_import_on(Some(threads), &big, &existing).unwrap();
+        let again = plan_on(Some(threads), &big, &existing).unwrap();
         assert!(again.entries.is_empty(), "{threads} threads");
         assert_eq!(
             again.report.unchanged,
             one.report.resources - one.report.skipped
         );
     }
+}
+
+#[test]
+fn a_full_url_given_twice_must_name_the_same_resource() {
+    let condition = |key_order_swapped: bool, code: &str| {
+        let code = format!(
+            r#""code": {{"coding": [{{"system": "http://snomed.info/sct", "code": "{code}"}}]}}"#
+        );
+        let ty = r#""resourceType": "Condition""#;
+        let (a, b) = if key_order_swapped {
+            (code.as_str(), ty)
+        } else {
+            (ty, code.as_str())
+        };
+        format!(
+            r#"{{"fullUrl": "urn:uuid:4d0e7a3c-0f6b-4d6e-9a3f-2f1c0b9e8a11", "resource": {{{a}, {b}}}}}"#
+        )
+    };
+    let bundle = |first: String, second: String| {
+        format!(
+            r#"{{"resourceType": "Bundle", "type": "collection", "entry": [{first}, {second}]}}"#
+        )
+    };
+    // The same resource twice (laid out differently): one entry.
+    let text = bundle(condition(false, "44054006"), condition(true, "44054006"));
+    let plan = plan_import(
+        &parse_bundle(text.as_bytes()).unwrap(),
+        &Existing::default(),
+    )
+    .unwrap();
+    assert_eq!(plan.entries.len(), 1);
+    assert_eq!(plan.report.unchanged, 1);
+    // Two resources under one full URL: refused, naming the second and the first.
+    let text = bundle(condition(false, "44054006"), condition(true, "73211009"));
+    let err = plan_import(
+        &parse_bundle(text.as_bytes()).unwrap(),
+        &Existing::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "entry[1]: fullUrl: the same fullUrl is used by entry[0] for a different resource"
+    );
 }
