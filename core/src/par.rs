@@ -4,7 +4,9 @@
 //! results are returned in the order of the items, so callers that then fold them one by one
 //! (taking the first error, say) behave exactly as a plain loop would.
 
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
 
 /// Fewer items than this are done on the calling thread (a thread costs more than they do).
 const MIN_PER_THREAD: usize = 64;
@@ -128,6 +130,104 @@ where
     })
 }
 
+/// How many items a worker of [`stream`] takes at a time.
+const STREAM_BLOCK: usize = 32;
+
+/// `f(i, &items[i])` for every item, on `threads` threads (or as many as help when `None`), the
+/// calling thread among them, while the calling thread takes the results **in item order** with
+/// `take(i, result)`, each as soon as it and every one before it are done: the caller's own work
+/// on the results overlaps the other threads' work on the items after, and whenever no result is
+/// ready for it the caller does items itself. The first error `take` returns stops the work
+/// (items not yet started are never done) and is returned. With one thread, or if no other
+/// thread can be started, it is a plain loop.
+///
+/// Threads take blocks of [`STREAM_BLOCK`] items as they go, so a slow item holds up only its
+/// block; results wait (in memory) until those before them are taken.
+pub(crate) fn stream<T, R, E, F, G>(
+    threads: Option<usize>,
+    items: &[T],
+    f: F,
+    mut take: G,
+) -> Result<(), E>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(usize, &T) -> R + Sync,
+    G: FnMut(usize, R) -> Result<(), E>,
+{
+    let n = items.len();
+    let threads = threads
+        .unwrap_or_else(|| threads_for(n))
+        .min(n.div_ceil(STREAM_BLOCK))
+        .min(MAX_THREADS);
+    if threads <= 1 {
+        for (i, item) in items.iter().enumerate() {
+            take(i, f(i, item))?;
+        }
+        return Ok(());
+    }
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    // The next block not yet handed out, or `None` when all are.
+    let claim = || {
+        let start = next.fetch_add(STREAM_BLOCK, Ordering::Relaxed);
+        (start < n).then(|| {
+            let end = (start + STREAM_BLOCK).min(n);
+            (
+                start,
+                (start..end).map(|i| f(i, &items[i])).collect::<Vec<R>>(),
+            )
+        })
+    };
+    let (tx, rx) = mpsc::channel::<(usize, Vec<R>)>();
+    std::thread::scope(|scope| {
+        let (claim, stop) = (&claim, &stop);
+        for _ in 1..threads {
+            let tx = tx.clone();
+            let worker = move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(done) = claim() else { break };
+                    if tx.send(done).is_err() {
+                        break;
+                    }
+                }
+            };
+            // A thread that cannot be started leaves its share to the others and the caller.
+            let _ = std::thread::Builder::new().spawn_scoped(scope, worker);
+        }
+        drop(tx);
+        let mut waiting: BTreeMap<usize, Vec<R>> = BTreeMap::new();
+        let mut taken = 0;
+        while taken < n {
+            if let Some(done) = waiting.remove(&taken) {
+                for r in done {
+                    if let Err(e) = take(taken, r) {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                    taken += 1;
+                }
+                continue;
+            }
+            // Nothing to take yet: what is ready, else a block of our own, else wait.
+            let (start, done) = match rx.try_recv() {
+                Ok(done) => done,
+                Err(_) => match claim() {
+                    Some(done) => done,
+                    None => match rx.recv() {
+                        Ok(done) => done,
+                        // Every other thread gone with results missing: one panicked, and
+                        // the scope re-raises the panic.
+                        Err(_) => break,
+                    },
+                },
+            };
+            waiting.insert(start, done);
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +267,62 @@ mod tests {
                     assert_eq!((*k, *y), (i as u64, i as u64 * 3));
                 }
             }
+            for threads in [None, Some(1), Some(2), Some(3), Some(8)] {
+                let mut out = Vec::new();
+                let done: Result<(), ()> = stream(
+                    threads,
+                    &items,
+                    |i, x| (i as u64, x * 3),
+                    |i, r| {
+                        out.push((i as u64, r));
+                        Ok(())
+                    },
+                );
+                assert!(done.is_ok());
+                assert_eq!(out.len(), n, "{threads:?}");
+                for (i, (k, (j, y))) in out.iter().enumerate() {
+                    assert_eq!((*k, *j, *y), (i as u64, i as u64, i as u64 * 3));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_streamed_error_stops_the_work_and_is_returned() {
+        let items: Vec<u32> = (0..5000).collect();
+        for threads in [Some(1), Some(2), Some(4)] {
+            let mut taken = 0;
+            let done = stream(
+                threads,
+                &items,
+                |i, _| i,
+                |i, r| {
+                    assert_eq!(i, r);
+                    taken += 1;
+                    if i == 777 { Err(i) } else { Ok(()) }
+                },
+            );
+            assert_eq!(done, Err(777), "{threads:?}");
+            assert_eq!(taken, 778, "nothing is taken after the error");
+        }
+    }
+
+    #[test]
+    fn a_panic_while_streaming_reaches_the_caller() {
+        let items: Vec<u32> = (0..2000).collect();
+        for threads in [Some(1), Some(2), Some(4)] {
+            let outcome = std::panic::catch_unwind(|| {
+                stream(
+                    threads,
+                    &items,
+                    |i, _| {
+                        assert!(i != 1999, "boom");
+                        i
+                    },
+                    |_, _| Ok::<(), ()>(()),
+                )
+            });
+            assert!(outcome.is_err(), "{threads:?}");
         }
     }
 }

@@ -116,6 +116,9 @@ pub enum RecordError {
 
 type Result<T, E = RecordError> = std::result::Result<T, E>;
 
+mod writer;
+pub use writer::EntryWriter;
+
 /// What to put in a new record.
 #[derive(Debug, Default, Clone)]
 pub struct NewRecord {
@@ -1547,24 +1550,36 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     fn mutate<T>(&mut self, f: impl FnOnce(&mut Self, &mut Batch) -> Result<T>) -> Result<T> {
         let mut batch = Batch::new();
         let result = f(self, &mut batch).and_then(|t| {
-            // A change to one section is at most bundle, log head and snapshot, in that order:
-            // every prefix of it is consistent (a bundle beyond its log head is ignored and
-            // rewritten), so an ordered commit is enough. Anything larger (a new section: key
-            // wraps, directory item and two logs) commits atomically.
-            if batch.ops().len() <= 3 {
-                self.vault.store.commit_ordered(batch)?;
-            } else {
-                self.vault.store.commit(batch)?;
-            }
+            self.commit_batch(batch)?;
             Ok(t)
         });
         if result.is_err() {
-            self.loaded.clear();
-            self.keys.clear();
-            self.load_keys()?;
-            self.load_directory()?;
+            self.roll_back()?;
         }
         result
+    }
+
+    /// Commits a batch of changes to the store.
+    fn commit_batch(&self, batch: Batch) -> Result<()> {
+        // A change to one section is at most bundle, log head and snapshot, in that order:
+        // every prefix of it is consistent (a bundle beyond its log head is ignored and
+        // rewritten), so an ordered commit is enough. Anything larger (a new section: key
+        // wraps, directory item and two logs) commits atomically.
+        if batch.ops().len() <= 3 {
+            self.vault.store.commit_ordered(batch)?;
+        } else {
+            self.vault.store.commit(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets in-memory changes that were not committed: the documents are reloaded from the
+    /// store when next used, and the keys and directory now.
+    fn roll_back(&mut self) -> Result<()> {
+        self.loaded.clear();
+        self.keys.clear();
+        self.load_keys()?;
+        self.load_directory()
     }
 
     /// Adds an entry to a section, creating the section if needed. The body is validated
@@ -2516,7 +2531,7 @@ pub struct CheckedEntry {
 
 /// The most entry JSON [`OpenRecord::add_entries`] puts in one bundle (well under
 /// [`crate::bundle::MAX_BUNDLE_LEN`]).
-const ADD_ENTRIES_BUNDLE_BYTES: usize = 1 << 20;
+const ADD_ENTRIES_BUNDLE_BYTES: usize = 2 << 20;
 
 impl<S: Store> OpenRecord<'_, S> {
     /// Adds many entries in **one atomic commit**: all of them, or (on any error) none. Every
@@ -2569,115 +2584,12 @@ impl<S: Store> OpenRecord<'_, S> {
                 "an entry body was checked for another section class",
             ));
         }
-        if items.is_empty() && in_error.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
-        }
+        let mut writer = self.entry_writer(now, rng);
+        writer.expect(items.len());
         for item in items {
-            self.check_may_append(&item.section, now)?;
+            writer.add(item.clone())?;
         }
-        // Each entry marked in error: checked as `mark_error` checks, and its new version made,
-        // before anything is written.
-        let mut marks: Vec<(SectionId, EntryVersion)> = Vec::with_capacity(in_error.len());
-        if !in_error.is_empty() {
-            let reason = reason.trim();
-            if reason.is_empty() {
-                return Err(RecordError::Invalid("a reason is required"));
-            }
-            if reason.chars().count() > MAX_REASON_LEN {
-                return Err(RecordError::Invalid("the reason is too long"));
-            }
-            // Every section's versions read once, and this node's right to append to each
-            // checked once, not once per entry marked.
-            let names: Vec<SectionName> = self.sections().into_iter().map(|s| s.name).collect();
-            let mut versions: Vec<SectionVersions> = Vec::new();
-            for name in names {
-                let all = self.versions_in(&name)?;
-                versions.push(SectionVersions::new(name, all));
-            }
-            let mut may_append: HashSet<SectionName> = HashSet::new();
-            let mut changed: HashSet<EntryId> = items.iter().filter_map(|i| i.supersedes).collect();
-            for entry in in_error {
-                if !changed.insert(*entry) {
-                    return Err(RecordError::Invalid(
-                        "an entry is changed twice in one write",
-                    ));
-                }
-                let found = versions
-                    .iter()
-                    .find(|v| v.all.contains_key(entry))
-                    .ok_or(RecordError::NoEntry(*entry))?;
-                if may_append.insert(found.name) {
-                    self.check_may_append(&found.name, now)?;
-                }
-                let reason = Some(reason.to_string());
-                marks.push(self.version_from(
-                    entry,
-                    found,
-                    |old| Ok((old.body.clone(), EntryStatus::EnteredInError, reason)),
-                    now,
-                    rng,
-                )?);
-            }
-        }
-        self.mutate(|rec, batch| {
-            let mut ids = Vec::with_capacity(items.len());
-            // Per section, in first-use order: (key, entry JSON) items.
-            let mut groups: Vec<(SectionId, Vec<(String, String)>)> = Vec::new();
-            for item in items {
-                let (sid, version) = match item.supersedes {
-                    Some(old) => rec.version_in_section(&item.section, &old)?,
-                    None => match rec.ids_of(&item.section).into_iter().min() {
-                        Some(s) => (s, 1),
-                        None => (rec.create_section(&item.section, now, rng, batch)?, 1),
-                    },
-                };
-                let v = EntryVersion {
-                    id: EntryId::generate(rng),
-                    class: item.section.class,
-                    version,
-                    supersedes: item.supersedes,
-                    status: EntryStatus::Final,
-                    status_reason: None,
-                    body: serde_json::Value::Null,
-                    provenance: rec.provenance(now, None),
-                };
-                let text = crate::entry::version_json(&v, &item.body)
-                    .map_err(|_| RecordError::Invalid("value cannot be encoded"))?;
-                let pair = (entry_key(&v.id), text);
-                ids.push(v.id);
-                match groups.iter_mut().find(|(s, _)| *s == sid) {
-                    Some((_, list)) => list.push(pair),
-                    None => groups.push((sid, vec![pair])),
-                }
-            }
-            let mut marked = Vec::with_capacity(marks.len());
-            for (sid, v) in &marks {
-                let pair = (entry_key(&v.id), json_string(v)?);
-                marked.push(v.id);
-                match groups.iter_mut().find(|(s, _)| s == sid) {
-                    Some((_, list)) => list.push(pair),
-                    None => groups.push((*sid, vec![pair])),
-                }
-            }
-            for (sid, mut list) in groups {
-                // In key order, automerge inserts each next key after the last one.
-                list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                let mut chunk = Vec::new();
-                let mut size = 0;
-                for pair in list {
-                    size += pair.0.len() + pair.1.len();
-                    chunk.push(pair);
-                    if size >= ADD_ENTRIES_BUNDLE_BYTES {
-                        rec.append_items(sid, std::mem::take(&mut chunk), now, rng, batch)?;
-                        size = 0;
-                    }
-                }
-                if !chunk.is_empty() {
-                    rec.append_items(sid, chunk, now, rng, batch)?;
-                }
-            }
-            Ok((ids, marked))
-        })
+        writer.finish(in_error, reason)
     }
 
     /// The section id holding version `old` among the sections named `name`, and the version

@@ -98,14 +98,27 @@ fn checked_items(plan: &ImportPlan) -> Vec<CheckedEntry> {
         .collect()
 }
 
+/// Imports a bundle as the node does: each entry written as soon as it is planned, all of them
+/// committed at the end (or, on any error, none).
 fn import(r: &mut Rec, bytes: &[u8]) -> Result<(ImportPlan, Vec<EntryId>), String> {
     let json = fhir::parse_bundle(bytes).map_err(|e| e.to_string())?;
     let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
     let ex = existing(&mut rec);
-    let plan = fhir::plan_import(&json, &ex).map_err(|e| e.to_string())?;
-    let ids = rec
-        .add_checked_entries(&checked_items(&plan), TEST_NOW, &mut r.rng)
-        .map_err(|e| e.to_string())?;
+    let mut writer = rec.entry_writer(TEST_NOW, &mut r.rng);
+    writer.expect(json.len());
+    let mut entries = Vec::new();
+    let mut plan = fhir::plan_import_each(&json, &ex, |p: fhir::PlannedEntry| {
+        writer.add(CheckedEntry {
+            section: p.section,
+            body: p.checked.clone(),
+            supersedes: p.supersedes,
+        })?;
+        entries.push(p);
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
+    .map_err(|e| e.to_string())?;
+    let (ids, _) = writer.finish(&[], "").map_err(|e| e.to_string())?;
+    plan.entries = entries;
     Ok((plan, ids))
 }
 

@@ -418,6 +418,54 @@ fn adding_and_marking_in_error_is_one_write() {
         RecordError::Invalid("a reason is required")
     ));
     assert_eq!(dump(vault.store()), before, "nothing was written");
+    // Nor is anything left in the open record.
+    let view = rec.show(&name("notes")).unwrap();
+    assert_eq!(view.entries.len(), 3);
+    assert!(view.entries.iter().all(|e| e.body["text"] != "d"));
+}
+
+/// Entries given to a writer that is dropped unfinished (a later resource refused, say) leave
+/// no trace, in the store or in the open record, even once their section's document took them;
+/// ids drawn ahead are handed out in key order.
+#[test]
+fn an_unfinished_writer_leaves_the_record_as_it_was() {
+    use hearth_core::entry::CheckedBody;
+    use hearth_core::record::CheckedEntry;
+    let (id, mut rng, vault, rid) = empty_record(32);
+    let mut rec = vault.open_record(&id, &rid).unwrap();
+    let before = dump(vault.store());
+    let item = |n: usize| CheckedEntry {
+        section: name("notes"),
+        body: CheckedBody::new(
+            name("notes").class,
+            &json!({ "text": format!("{n:0>600}") }),
+        )
+        .unwrap(),
+        supersedes: None,
+    };
+    {
+        let mut writer = rec.entry_writer(at(1), &mut rng);
+        writer.expect(3000);
+        // Over 2 MiB of entries: the section's document has taken most of them.
+        let ids: Vec<String> = (0..3000)
+            .map(|n| writer.add(item(n)).unwrap().to_string())
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in key order");
+        assert_eq!(writer.len(), 3000);
+    }
+    assert_eq!(dump(vault.store()), before, "nothing was written");
+    assert!(rec.sections().is_empty(), "the section made is forgotten");
+
+    // The record works on: a finished writer commits exactly what it was given.
+    let mut writer = rec.entry_writer(at(2), &mut rng);
+    let one = writer.add(item(7)).unwrap();
+    let (ids, marked) = writer.finish(&[], "").unwrap();
+    assert_eq!((ids, marked.len()), (vec![one], 0));
+    let view = rec.show(&name("notes")).unwrap();
+    assert_eq!(view.entries.len(), 1);
+    drop(rec);
+    let mut again = vault.open_record(&id, &rid).unwrap();
+    assert_eq!(again.show(&name("notes")).unwrap().entries.len(), 1);
 }
 
 /// A grant of `append` makes the sections it names (or, for every label of a class, its

@@ -105,28 +105,33 @@ fn new_home(seed: u64) -> Home {
     }
 }
 
-/// What `hearth record import --fhir` does after reading the file: parse, check and map, write
-/// every entry in one durable commit.
+/// What `hearth record import --fhir` does after reading the file: parse, check and map, each
+/// entry put into the record's documents as soon as it is planned, all of them committed in one
+/// durable write.
 fn import(home: &Home, bytes: &[u8], seed: u64) -> usize {
+    let t0 = std::time::Instant::now();
     let bundle = fhir::parse_bundle(bytes).unwrap();
+    eprintln!("parse {:?}", t0.elapsed());
     let mut rec = home
         .vault
         .open_record(&home.identity, &home.record)
         .unwrap();
-    let plan = fhir::plan_import(&bundle, &Existing::default()).unwrap();
-    let items: Vec<CheckedEntry> = plan
-        .entries
-        .into_iter()
-        .map(|p| CheckedEntry {
+    let mut rng = TestRng::new(seed);
+    let mut writer = rec.entry_writer(TEST_NOW, &mut rng);
+    writer.expect(bundle.len());
+    fhir::plan_import_each(&bundle, &Existing::default(), |p| {
+        writer.add(CheckedEntry {
             section: p.section,
             body: p.checked,
             supersedes: p.supersedes,
-        })
-        .collect();
-    let mut rng = TestRng::new(seed);
-    rec.add_checked_entries(&items, TEST_NOW, &mut rng)
-        .unwrap()
-        .len()
+        })?;
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let n = writer.finish(&[], "").unwrap().0.len();
+    eprintln!("finish {:?}", t0.elapsed());
+    n
 }
 
 /// What `hearth record export --fhir` does before writing the file: open the record, read every

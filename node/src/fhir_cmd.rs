@@ -2,9 +2,11 @@
 //! (issue #5). The mapping itself is pure and lives in [`hearth_core::fhir`]; this module reads
 //! and writes the files, bounds their size, and drives the record.
 //!
-//! An import reads and checks the whole bundle, maps every resource, and only then writes all
-//! the entries in one atomic commit ([`hearth_core::record::OpenRecord::add_checked_entries`],
-//! with the bodies the plan checked): it completes or changes nothing.
+//! An import checks the bundle's JSON, then parses, checks and maps every resource on all cores;
+//! each entry is put into the record's documents as soon as it is planned
+//! ([`hearth_core::record::EntryWriter`], with the body the plan checked), and all of them are
+//! committed to the store in one write once every resource has passed and this node's right to
+//! write each section is settled: the import completes or changes nothing.
 
 use crate::commands::{Ctx, now, os_rng, which_record};
 use crate::fail::{Failure, code};
@@ -162,52 +164,88 @@ impl From<ImportRefused> for Failure {
     }
 }
 
-/// Checks, before anything is written, that this node may add every planned entry: the device
-/// holding the record root key may add anywhere (it creates missing sections); any other device
-/// adds only to sections that exist, and a professional only to those a grant it holds (not
-/// revoked, valid now) gives it `append` on. All sections are checked, so the refusal names every
-/// one at fault.
-fn may_import_into(
-    vault: &Vault<SledStore>,
-    rec: &OpenRecord<'_, SledStore>,
-    identity: &Identity,
-    planned: &std::collections::BTreeMap<SectionName, usize>,
-) -> Result<(), Failure> {
-    if rec.holds_root() {
-        return Ok(());
+/// Which sections this node may import into, decided per section as the planned entries come:
+/// the device holding the record root key may add anywhere (it creates missing sections); any
+/// other device adds only to sections that exist, and a professional only to those a grant it
+/// holds (not revoked, valid now) gives it `append` on. Every planned section is counted, so a
+/// refusal names every one at fault, with how many resources it would have taken.
+struct ImportGate {
+    anywhere: bool,
+    /// A professional's grant chains and the record's revoked grants (none for an owner).
+    grants: Option<(Vec<Vec<Grant>>, Vec<GrantId>)>,
+    held: Vec<SectionName>,
+    peer: hearth_core::ids::PeerKey,
+    /// Per planned section: how many entries, whether it is permitted, whether it exists.
+    planned: std::collections::BTreeMap<SectionName, (usize, bool, bool)>,
+}
+
+impl ImportGate {
+    fn new(
+        vault: &Vault<SledStore>,
+        rec: &OpenRecord<'_, SledStore>,
+        identity: &Identity,
+    ) -> Result<ImportGate, Failure> {
+        let grants = if rec.is_owner() {
+            None
+        } else {
+            let chains = vault
+                .local_items(&format!("grant/{}/", rec.id()))?
+                .into_iter()
+                .filter_map(|(_, v)| grant::chain_from_bytes(&v).ok())
+                .collect();
+            Some((chains, revoked(rec)))
+        };
+        Ok(ImportGate {
+            anywhere: rec.holds_root(),
+            grants,
+            held: rec.sections().into_iter().map(|s| s.name).collect(),
+            peer: identity.peer(),
+            planned: Default::default(),
+        })
     }
-    if !rec.is_owner() {
-        let revoked: Vec<GrantId> = revoked(rec);
-        let chains: Vec<Vec<Grant>> = vault
-            .local_items(&format!("grant/{}/", rec.id()))?
-            .into_iter()
-            .filter_map(|(_, v)| grant::chain_from_bytes(&v).ok())
-            .collect();
-        let t = now();
-        let refused: Vec<(SectionName, usize)> = planned
-            .iter()
-            .filter(|(name, _)| {
-                let access = Access::section(identity.peer(), **name, Ability::Append);
-                !chains
+
+    /// Counts an entry planned for `name`; whether it may be written.
+    fn admit(&mut self, name: SectionName) -> bool {
+        let planned = self.planned.entry(name).or_insert_with(|| {
+            if self.anywhere {
+                return (0, true, true);
+            }
+            let permitted = self.grants.as_ref().is_none_or(|(chains, revoked)| {
+                let access = Access::section(self.peer, name, Ability::Append);
+                let t = now();
+                chains
                     .iter()
                     .any(|c| grant::verify_chain(c, &access, t, &|g| revoked.contains(g)).is_ok())
-            })
-            .map(|(name, n)| (*name, *n))
-            .collect();
-        if !refused.is_empty() {
-            return Err(ImportRefused::NotPermitted(refused).into());
-        }
+            });
+            (0, permitted, self.held.contains(&name))
+        });
+        planned.0 += 1;
+        planned.1 && planned.2
     }
-    let held: Vec<SectionName> = rec.sections().into_iter().map(|s| s.name).collect();
-    let missing: Vec<(SectionName, usize)> = planned
-        .iter()
-        .filter(|(name, _)| !held.contains(name))
-        .map(|(name, n)| (*name, *n))
-        .collect();
-    if missing.is_empty() {
+
+    /// How many entries were planned per section.
+    fn counts(&self) -> std::collections::BTreeMap<SectionName, usize> {
+        self.planned.iter().map(|(s, (n, _, _))| (*s, *n)).collect()
+    }
+
+    /// The refusal naming every section at fault: those not permitted, else those missing.
+    fn verdict(&self) -> Result<(), ImportRefused> {
+        let at_fault = |fault: &dyn Fn(bool, bool) -> bool| -> Vec<(SectionName, usize)> {
+            self.planned
+                .iter()
+                .filter(|(_, (_, permitted, exists))| fault(*permitted, *exists))
+                .map(|(s, (n, _, _))| (*s, *n))
+                .collect()
+        };
+        let refused = at_fault(&|permitted, _| !permitted);
+        if !refused.is_empty() {
+            return Err(ImportRefused::NotPermitted(refused));
+        }
+        let missing = at_fault(&|_, exists| !exists);
+        if !missing.is_empty() {
+            return Err(ImportRefused::NoSection(missing));
+        }
         Ok(())
-    } else {
-        Err(ImportRefused::NoSection(missing).into())
     }
 }
 
@@ -229,42 +267,43 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
     let rid = which_record(&info, &vault, args.record.as_deref())?;
     let mut rec = vault.open_record(&identity, &rid)?;
     let ex = existing(&mut rec)?;
-    let plan = fhir::plan_import(&bundle, &ex)?;
+    let reason = "marked entered-in-error by the system it came from (FHIR import)";
+    let (plan, by_section, written, retracted) = if args.dry_run {
+        let plan = fhir::plan_import(&bundle, &ex)?;
+        let mut by_section: std::collections::BTreeMap<SectionName, usize> = Default::default();
+        for p in &plan.entries {
+            *by_section.entry(p.section).or_default() += 1;
+        }
+        (plan, by_section, 0, 0)
+    } else {
+        // Each entry is written (into the record's documents, not yet the store) as soon as it
+        // is planned, while the rest of the bundle is still being checked; everything is
+        // committed at the end, in one write, or (on any refusal) nothing.
+        let mut gate = ImportGate::new(&vault, &rec, &identity)?;
+        let mut rng = os_rng();
+        let mut writer = rec.entry_writer(now(), &mut rng);
+        writer.expect(bundle.len());
+        let plan = fhir::plan_import_each(&bundle, &ex, |p| {
+            if gate.admit(p.section) {
+                writer.add(CheckedEntry {
+                    section: p.section,
+                    body: p.checked,
+                    supersedes: p.supersedes,
+                })?;
+            }
+            Ok::<(), Failure>(())
+        })?;
+        gate.verdict()?;
+        let retract: Vec<_> = plan.retractions.iter().map(|r| r.entry).collect();
+        let (ids, marked) = writer.finish(&retract, reason)?;
+        (plan, gate.counts(), ids.len(), marked.len())
+    };
     drop(bundle);
     drop(bytes);
-    let mut sections: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut by_section: std::collections::BTreeMap<SectionName, usize> = Default::default();
-    for p in &plan.entries {
-        *sections.entry(p.section.to_string()).or_default() += 1;
-        *by_section.entry(p.section).or_default() += 1;
-    }
-    if !args.dry_run {
-        may_import_into(&vault, &rec, &identity, &by_section)?;
-    }
-    // Every body was checked while planning; it is written as checked, not checked again.
-    let items: Vec<CheckedEntry> = plan
-        .entries
-        .into_iter()
-        .map(|p| CheckedEntry {
-            section: p.section,
-            body: p.checked,
-            supersedes: p.supersedes,
-        })
+    let sections: std::collections::BTreeMap<String, usize> = by_section
+        .iter()
+        .map(|(s, n)| (s.to_string(), *n))
         .collect();
-    let retract: Vec<_> = plan.retractions.iter().map(|r| r.entry).collect();
-    let (written, retracted) = if args.dry_run {
-        (0, 0)
-    } else {
-        let mut rng = os_rng();
-        let (ids, marked) = rec.add_checked_and_mark_errors(
-            &items,
-            &retract,
-            "marked entered-in-error by the system it came from (FHIR import)",
-            now(),
-            &mut rng,
-        )?;
-        (ids.len(), marked.len())
-    };
     let r = &plan.report;
     ctx.print(
         json!({

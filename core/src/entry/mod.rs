@@ -85,8 +85,32 @@ struct Head<'a> {
 }
 
 /// The JSON text of version `v` with `body` as its body (`v.body` is not used): the same text
-/// `serde_json::to_string` gives for `v` holding that body, without copying the body.
+/// `serde_json::to_string` gives for `v` holding that body, without parsing the body again.
+#[cfg(test)]
 pub(crate) fn version_json(v: &EntryVersion, body: &CheckedBody) -> serde_json::Result<String> {
+    let provenance = serde_json::to_string(&v.provenance)?;
+    version_json_around(v, body.json().to_owned(), &provenance)
+}
+
+/// The JSON text of version `v` with `body` as its body (`v.body` is not used): the same text
+/// `serde_json::to_string` gives for `v` holding that body, without parsing the body again,
+/// written around the body's own text in the body's buffer (no new buffer is taken when it has
+/// room for the rest, as the checked bodies import makes have).
+/// `provenance` is `v.provenance` as JSON text (the same for every entry of one write, so
+/// written once).
+pub(crate) fn version_json_owned(
+    v: &EntryVersion,
+    body: CheckedBody,
+    provenance: &str,
+) -> serde_json::Result<String> {
+    version_json_around(v, body.into_json(), provenance)
+}
+
+fn version_json_around(
+    v: &EntryVersion,
+    mut body: String,
+    provenance: &str,
+) -> serde_json::Result<String> {
     let head = serde_json::to_string(&Head {
         id: v.id,
         class: v.class,
@@ -95,15 +119,15 @@ pub(crate) fn version_json(v: &EntryVersion, body: &CheckedBody) -> serde_json::
         status: v.status,
         status_reason: v.status_reason.as_deref(),
     })?;
-    let provenance = serde_json::to_string(&v.provenance)?;
-    let mut out = String::with_capacity(head.len() + body.json().len() + provenance.len() + 24);
-    out.push_str(head.strip_suffix('}').unwrap_or(&head));
-    out.push_str(",\"body\":");
-    out.push_str(body.json());
-    out.push_str(",\"provenance\":");
-    out.push_str(&provenance);
-    out.push('}');
-    Ok(out)
+    let mut prefix = head;
+    prefix.pop(); // its closing brace
+    prefix.push_str(",\"body\":");
+    body.reserve(prefix.len() + provenance.len() + 16);
+    body.insert_str(0, &prefix);
+    body.push_str(",\"provenance\":");
+    body.push_str(provenance);
+    body.push('}');
+    Ok(body)
 }
 
 /// The longest reason accepted for marking an entry in error.

@@ -1160,6 +1160,11 @@ impl CheckedBody {
     pub fn json(&self) -> &str {
         &self.json
     }
+
+    /// The normalised body as compact JSON text, taken out (its buffer reused).
+    pub(crate) fn into_json(self) -> String {
+        self.json
+    }
 }
 
 /// Writes `body` as compact JSON with `"resource": <resource_json>` added to its `source` object,

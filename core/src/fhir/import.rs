@@ -471,6 +471,40 @@ pub fn plan_import(
     plan_import_on(None, bundle, existing)
 }
 
+/// [`plan_import`], handing each entry to write to `each`, in bundle order, as soon as it is
+/// planned, while the resources after it are still being checked: so that writing overlaps
+/// checking. The plan returned has no `entries` (`each` had them). An error from `each` stops
+/// the planning and is returned.
+///
+/// `each` may have been given entries before a later resource is refused: whatever it did with
+/// them must then be undone, as the record engine's [`EntryWriter`] does when dropped
+/// unfinished.
+///
+/// [`EntryWriter`]: crate::record::EntryWriter
+pub fn plan_import_each<E: From<FhirError>>(
+    bundle: &ParsedBundle<'_>,
+    existing: &Existing,
+    each: impl FnMut(PlannedEntry) -> Result<(), E>,
+) -> Result<ImportPlan, E> {
+    plan_import_each_on(None, bundle, existing, each)
+}
+
+/// [`plan_import`] on `threads` threads (`None`: as many as help on this machine). The plan
+/// does not depend on the number.
+pub(crate) fn plan_import_on(
+    threads: Option<usize>,
+    bundle: &ParsedBundle<'_>,
+    existing: &Existing,
+) -> Result<ImportPlan, FhirError> {
+    let mut entries = Vec::new();
+    let mut plan = plan_import_each_on(threads, bundle, existing, |p| {
+        entries.push(p);
+        Ok::<(), FhirError>(())
+    })?;
+    plan.entries = entries;
+    Ok(plan)
+}
+
 /// What pass 1 reads of an entry.
 #[derive(Deserialize)]
 struct EntryHead<'a> {
@@ -491,9 +525,12 @@ struct ResourceHead {
     identifier: Option<Value>,
 }
 
+/// An entry's head and, when it has a resource, the resource's head.
+type Head<'a> = (EntryHead<'a>, Option<ResourceHead>);
+
 /// Entry `i`'s head and, when it has one, its resource's head. The entry's JSON is already
 /// checked, so the only parse error left is a key given twice (which FHIR's JSON forbids).
-fn read_head(i: usize, raw: &RawValue) -> Result<(EntryHead<'_>, Option<ResourceHead>), FhirError> {
+fn read_head(i: usize, raw: &RawValue) -> Result<Head<'_>, FhirError> {
     let bad = |field: &str, problem: &str| FhirError::Resource {
         at: format!("entry[{i}]"),
         field: field.into(),
@@ -539,39 +576,13 @@ fn same_resource(a: Option<&RawValue>, b: Option<&RawValue>) -> bool {
     }
 }
 
-/// `f` for every entry, on `threads` threads (`None`: as many as help), results in order.
-fn map_entries<'a, R: Send>(
-    threads: Option<usize>,
-    entries: &[&'a RawValue],
-    f: impl Fn(usize, &&'a RawValue) -> R + Sync,
-) -> Vec<R> {
-    match threads {
-        None => crate::par::map(entries, f),
-        Some(n) => crate::par::map_on(n, entries, f),
-    }
-}
-
-/// [`plan_import`], on `threads` threads (`None`: as many as help on this machine). The plan
-/// does not depend on the number.
-pub(crate) fn plan_import_on(
-    threads: Option<usize>,
-    bundle: &ParsedBundle<'_>,
-    existing: &Existing,
-) -> Result<ImportPlan, FhirError> {
-    let entries = &bundle.entries[..];
-    let mut report = ImportReport {
-        bundle_type: bundle.bundle_type.clone(),
-        ..ImportReport::default()
-    };
-
-    // Pass 1: the index, and the shape of each entry. Reading the heads is shared among the
-    // cores; the index is built in bundle order, so the first error is that of a plain loop.
-    let heads = map_entries(threads, entries, |i, raw| read_head(i, raw));
+/// Pass 1: where references can point, from each entry's head, in bundle order.
+fn index_of<'a>(heads: &'a [Result<Head<'a>, FhirError>]) -> Result<Index<'a>, FhirError> {
     let mut index = Index {
         by_url: HashMap::new(),
         by_type_id: HashMap::new(),
         by_identifier: HashMap::new(),
-        resources: Vec::with_capacity(entries.len()),
+        resources: Vec::with_capacity(heads.len()),
         parsed: Vec::new(),
     };
     let mut patients = 0usize;
@@ -663,44 +674,121 @@ pub(crate) fn plan_import_on(
         )));
     }
     index.by_url = by_url;
-    index.parsed = (0..entries.len()).map(|_| OnceLock::new()).collect();
+    index.parsed = (0..heads.len()).map(|_| OnceLock::new()).collect();
+    Ok(index)
+}
+
+/// `f` for every entry, on `threads` threads (`None`: as many as help), results in order.
+fn map_entries<'a, R: Send>(
+    threads: Option<usize>,
+    entries: &[&'a RawValue],
+    f: impl Fn(usize, &&'a RawValue) -> R + Sync,
+) -> Vec<R> {
+    match threads {
+        None => crate::par::map(entries, f),
+        Some(n) => crate::par::map_on(n, entries, f),
+    }
+}
+
+/// [`plan_import_each`] on `threads` threads (`None`: as many as help on this machine). What
+/// `each` is given, and in which order, does not depend on the number.
+fn plan_import_each_on<E: From<FhirError>>(
+    threads: Option<usize>,
+    bundle: &ParsedBundle<'_>,
+    existing: &Existing,
+    mut each: impl FnMut(PlannedEntry) -> Result<(), E>,
+) -> Result<ImportPlan, E> {
+    let entries = &bundle.entries[..];
+    let report = ImportReport {
+        bundle_type: bundle.bundle_type.clone(),
+        ..ImportReport::default()
+    };
+
+    // Pass 1: the index, and the shape of each entry. Reading the heads is shared among the
+    // cores; the index is built in bundle order, so the first error is that of a plain loop.
+    let heads = map_entries(threads, entries, |i, raw| read_head(i, raw));
+    let index = index_of(&heads)?;
 
     // Pass 2: parse, check and map each resource. Resources are checked and mapped
     // independently of one another, so that work is shared among the machine's cores, and each
-    // entry's parsed JSON is dropped as soon as it is mapped; the outcomes are then taken one by
-    // one in bundle order, so the plan, the report and the first error are exactly what a
-    // single pass gives.
-    let outcomes = map_entries(threads, entries, |i, raw| {
-        let e = read_entry(i, raw)?;
-        check_and_map(i, &e, &index, existing)
-    });
-    let mut plan = ImportPlan::default();
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut skipped_why: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
-    let mut retracted: HashSet<EntryId> = HashSet::new();
-    let mut updated: HashSet<EntryId> = HashSet::new();
-    // A resource retracted and changed in the same bundle: which one holds is unclear. Refused
-    // at the second of the two, so the first error in bundle order is the one reported.
-    let both = |i: usize, rt: &str| FhirError::Resource {
-        at: format!("entry[{i}] {rt}"),
-        field: "status".into(),
-        problem: "the bundle both marks this resource entered-in-error and holds a changed \
-                  version of it"
-            .into(),
+    // entry's parsed JSON is dropped as soon as it is mapped. The outcomes are taken one by one
+    // in bundle order, each as soon as it and those before it are ready, so the plan, the
+    // report and the first error are exactly what a single pass gives, and `each` (writing the
+    // entries, say) overlaps the checking of the resources after.
+    let mut fold = Fold {
+        report,
+        ..Fold::default()
     };
-    for (i, outcome) in outcomes.into_iter().enumerate() {
+    crate::par::stream(
+        threads,
+        entries,
+        |i, raw| {
+            let e = read_entry(i, raw)?;
+            check_and_map(i, &e, &index, existing)
+        },
+        |i, outcome| match fold.take(i, outcome)? {
+            Some(planned) => each(planned),
+            None => Ok(()),
+        },
+    )?;
+    let Fold {
+        mut report,
+        skipped_why,
+        retractions,
+        ..
+    } = fold;
+    for ((rt, why), n) in skipped_why {
+        report.notes.push(format!("{n} {rt} not imported: {why}"));
+    }
+    Ok(ImportPlan {
+        entries: Vec::new(),
+        retractions,
+        report,
+    })
+}
+
+/// Pass 2's outcomes taken in bundle order: de-duplication, retractions and the report.
+#[derive(Default)]
+struct Fold {
+    report: ImportReport,
+    retractions: Vec<PlannedRetraction>,
+    /// Hashes of the resources taken so far.
+    seen: HashSet<String>,
+    skipped_why: BTreeMap<(String, &'static str), usize>,
+    retracted: HashSet<EntryId>,
+    updated: HashSet<EntryId>,
+}
+
+impl Fold {
+    /// Takes entry `i`'s outcome; returns the entry to write, if it makes one.
+    fn take(
+        &mut self,
+        i: usize,
+        outcome: Result<Outcome, FhirError>,
+    ) -> Result<Option<PlannedEntry>, FhirError> {
+        // A resource retracted and changed in the same bundle: which one holds is unclear.
+        // Refused at the second of the two, so the first error in bundle order is the one
+        // reported.
+        let both = |rt: &str| FhirError::Resource {
+            at: format!("entry[{i}] {rt}"),
+            field: "status".into(),
+            problem: "the bundle both marks this resource entered-in-error and holds a changed \
+                      version of it"
+                .into(),
+        };
+        let report = &mut self.report;
         let (rt, checked) = match outcome? {
             Outcome::Deleted => {
                 report.notes.push(format!(
                     "entry[{i}]: a DELETE request; an import never deletes"
                 ));
-                continue;
+                return Ok(None);
             }
             Outcome::SearchResult(rt) => {
                 report.resources += 1;
                 report.by_type.entry(rt).or_default().skipped += 1;
                 report.skipped += 1;
-                continue;
+                return Ok(None);
             }
             Outcome::Checked(rt, checked) => (rt, checked),
         };
@@ -715,41 +803,43 @@ pub(crate) fn plan_import_on(
             *report.extensions.entry(url).or_default() += n;
         }
         let counts = report.by_type.entry(rt.clone()).or_default();
-        if !seen.insert(hash) || present {
+        if !self.seen.insert(hash) || present {
             counts.unchanged += 1;
             report.unchanged += 1;
-            continue;
+            return Ok(None);
         }
         match mapped? {
             MappedOne::Skip(why) => {
                 counts.skipped += 1;
                 report.skipped += 1;
-                *skipped_why.entry((rt, why)).or_default() += 1;
+                *self.skipped_why.entry((rt, why)).or_default() += 1;
+                Ok(None)
             }
             MappedOne::Retract(entry) => {
-                if updated.contains(&entry) {
-                    return Err(both(i, &rt));
+                if self.updated.contains(&entry) {
+                    return Err(both(&rt));
                 }
                 // The same entry retracted by two resources of the bundle: marked once.
-                if !retracted.insert(entry) {
+                if !self.retracted.insert(entry) {
                     counts.unchanged += 1;
                     report.unchanged += 1;
-                    continue;
+                    return Ok(None);
                 }
                 counts.retracted += 1;
                 report.retracted += 1;
-                plan.retractions.push(PlannedRetraction {
+                self.retractions.push(PlannedRetraction {
                     entry,
                     resource_type: rt,
                     entry_index: i,
                 });
+                Ok(None)
             }
             MappedOne::Entry { kept, planned } => {
                 if let Some(old) = planned.supersedes {
-                    if retracted.contains(&old) {
-                        return Err(both(i, &rt));
+                    if self.retracted.contains(&old) {
+                        return Err(both(&rt));
                     }
-                    updated.insert(old);
+                    self.updated.insert(old);
                 }
                 if planned.supersedes.is_some() {
                     counts.updated += 1;
@@ -763,15 +853,10 @@ pub(crate) fn plan_import_on(
                     Some(Kept::Unknown) => *report.unknown_types.entry(rt).or_default() += 1,
                     None => {}
                 }
-                plan.entries.push(planned);
+                Ok(Some(planned))
             }
         }
     }
-    for ((rt, why), n) in skipped_why {
-        report.notes.push(format!("{n} {rt} not imported: {why}"));
-    }
-    plan.report = report;
-    Ok(plan)
 }
 
 /// What pass 2 makes of one bundle entry, before de-duplication (which depends on the entries

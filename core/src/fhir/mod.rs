@@ -72,7 +72,7 @@ pub use export::{
 };
 pub use import::{
     Existing, ImportPlan, ImportReport, ParsedBundle, PlannedEntry, PlannedRetraction, TypeCounts,
-    plan_import,
+    plan_import, plan_import_each,
 };
 
 use serde_json::{Map, Value};
