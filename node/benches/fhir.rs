@@ -109,9 +109,7 @@ fn new_home(seed: u64) -> Home {
 /// entry put into the record's documents as soon as it is planned, all of them committed in one
 /// durable write.
 fn import(home: &Home, bytes: &[u8], seed: u64) -> usize {
-    let t0 = std::time::Instant::now();
     let bundle = fhir::parse_bundle(bytes).unwrap();
-    eprintln!("parse {:?}", t0.elapsed());
     let mut rec = home
         .vault
         .open_record(&home.identity, &home.record)
@@ -128,10 +126,7 @@ fn import(home: &Home, bytes: &[u8], seed: u64) -> usize {
         Ok::<(), Box<dyn std::error::Error>>(())
     })
     .unwrap();
-    let t0 = std::time::Instant::now();
-    let n = writer.finish(&[], "").unwrap().0.len();
-    eprintln!("finish {:?}", t0.elapsed());
-    n
+    writer.finish(&[], "").unwrap().0.len()
 }
 
 /// What `hearth record export --fhir` does before writing the file: open the record, read every
