@@ -1104,13 +1104,15 @@ impl CheckedBody {
         })
     }
 
-    /// Checks an imported body given in two parts: `fields`, the body with a `source` that
-    /// lacks its `resource`, and the `resource` kept in that source, with `resource_json` its
-    /// compact JSON text. The checks are those [`EntryBody::from_json`] makes on the whole body
-    /// (size, schema, the resource an object of the source's `resource_type`), in the same
-    /// order, with the same errors; the text is the same as [`CheckedBody::new`] gives for the
-    /// whole body when `resource_json` is the resource's canonical JSON (keys sorted).
-    pub(crate) fn with_resource(
+    /// Checks an imported body given in two parts: `fields`, which are [`EntryBody::to_json`]
+    /// of a body already checked with a `source` (lacking its `resource`) added, and the
+    /// `resource` kept in that source, with `resource_json` its compact JSON text. Only what is
+    /// not checked yet is checked (the source, the resource's type, the whole body's size), with
+    /// the errors [`EntryBody::from_json`] gives; the text is the same as [`CheckedBody::new`]
+    /// gives for the whole body when `resource_json` is the resource's canonical JSON (keys
+    /// sorted). FHIR import maps each resource to such fields, so that the typed fields are not
+    /// read twice. (Debug builds check that `fields` are so.)
+    pub(crate) fn with_resource_of_checked(
         class: SectionClass,
         fields: &Value,
         resource: &Map<String, Value>,
@@ -1123,31 +1125,25 @@ impl CheckedBody {
         };
         let source = fields
             .get("source")
-            .and_then(Value::as_object)
             .ok_or_else(|| located(Fault::new("source", "must be a JSON object")))?;
-        if source.contains_key("resource") {
+        let read = Source::read(source, "source").map_err(located)?;
+        if read.resource.is_some() {
             return Err(located(Fault::new("source.resource", "is given twice")));
         }
-        // The whole body's compact JSON is `fields` with `,"resource":<resource>` added to the
-        // source object (no comma when the source is otherwise empty).
-        let extra = resource_json.len() + "\"resource\":".len() + usize::from(!source.is_empty());
-        let budget = MAX_ENTRY_JSON_BYTES
-            .checked_sub(extra)
-            .ok_or_else(|| located(too_large()))?;
-        check_size_within(fields, budget).map_err(located)?;
-        let body = read_body(class, fields).map_err(located)?.to_json();
-        let resource_type = body
-            .get("source")
-            .and_then(|s| s.get("resource_type"))
-            .and_then(Value::as_str);
-        if resource.get("resourceType").and_then(Value::as_str) != resource_type {
+        debug_assert!(
+            read_body(class, fields).is_ok_and(|b| b.to_json() == *fields),
+            "fields that are not a checked body's"
+        );
+        if resource.get("resourceType").and_then(Value::as_str) != Some(&read.resource_type) {
             return Err(located(Fault::new(
                 "source.resource",
                 "must have the resourceType given in resource_type",
             )));
         }
-        let mut json = String::with_capacity(resource_json.len() + 1024);
-        write_with_resource(&body, resource_json, &mut json);
+        let json = write_with_resource(fields, resource_json);
+        if json.len() > MAX_ENTRY_JSON_BYTES {
+            return Err(located(too_large()));
+        }
         Ok(CheckedBody { class, json })
     }
 
@@ -1167,50 +1163,62 @@ impl CheckedBody {
     }
 }
 
-/// Writes `body` as compact JSON with `"resource": <resource_json>` added to its `source` object,
-/// keys in the order serde_json's map keeps them (sorted).
-fn write_with_resource(body: &Value, resource_json: &str, out: &mut String) {
-    let Value::Object(map) = body else {
-        out.push_str(&body.to_string());
-        return;
-    };
-    out.push('{');
-    for (i, (k, v)) in map.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&Value::from(k.as_str()).to_string());
-        out.push(':');
-        match v {
-            Value::Object(source) if k == "source" => {
-                out.push('{');
-                let mut placed = false;
-                let mut first = true;
-                let mut put = |key: &str, text: &str, out: &mut String| {
-                    if !first {
-                        out.push(',');
-                    }
-                    first = false;
-                    out.push_str(&Value::from(key).to_string());
-                    out.push(':');
-                    out.push_str(text);
-                };
-                for (sk, sv) in source {
-                    if !placed && sk.as_str() > "resource" {
-                        put("resource", resource_json, out);
-                        placed = true;
-                    }
-                    put(sk, &sv.to_string(), out);
-                }
-                if !placed {
-                    put("resource", resource_json, out);
-                }
-                out.push('}');
-            }
-            other => out.push_str(&other.to_string()),
-        }
+/// `body` as compact JSON with `"resource": <resource_json>` added to its `source` object, keys
+/// in the order serde_json's map keeps them (sorted). The buffer has room for an entry version's
+/// other fields, written around it when it is stored.
+fn write_with_resource(body: &Value, resource_json: &str) -> String {
+    // Writing JSON to a `Vec` cannot fail.
+    fn put(out: &mut Vec<u8>, v: &(impl Serialize + ?Sized)) {
+        let _ = serde_json::to_writer(&mut *out, v);
     }
-    out.push('}');
+    let mut out: Vec<u8> = Vec::with_capacity(resource_json.len() + 1536);
+    match body {
+        Value::Object(map) => {
+            out.push(b'{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                put(&mut out, k);
+                out.push(b':');
+                match v {
+                    Value::Object(source) if k == "source" => {
+                        out.push(b'{');
+                        let mut placed = false;
+                        let mut first = true;
+                        let mut field = |out: &mut Vec<u8>, key: &str, v: Option<&Value>| {
+                            if !first {
+                                out.push(b',');
+                            }
+                            first = false;
+                            put(out, key);
+                            out.push(b':');
+                            match v {
+                                Some(v) => put(out, v),
+                                None => out.extend_from_slice(resource_json.as_bytes()),
+                            }
+                        };
+                        for (sk, sv) in source {
+                            if !placed && sk.as_str() > "resource" {
+                                field(&mut out, "resource", None);
+                                placed = true;
+                            }
+                            field(&mut out, sk, Some(sv));
+                        }
+                        if !placed {
+                            field(&mut out, "resource", None);
+                        }
+                        out.push(b'}');
+                    }
+                    other => put(&mut out, other),
+                }
+            }
+            out.push(b'}');
+        }
+        other => put(&mut out, other),
+    }
+    // Only valid UTF-8 is written: serde_json's JSON text, and `resource_json`, a `str`.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Deserialises a code system, replacing an alias with its URI.

@@ -1156,8 +1156,9 @@ fn map_one(
         m.insert("source".into(), source);
     }
     // The whole body, source and resource included, checked once: this is what is written.
-    let checked = CheckedBody::with_resource(section.class, &full, resource, resource_json)
-        .map_err(located)?;
+    let checked =
+        CheckedBody::with_resource_of_checked(section.class, &full, resource, resource_json)
+            .map_err(located)?;
     Ok(MappedOne::Entry {
         kept,
         planned: PlannedEntry {

@@ -212,8 +212,15 @@ fn write_canonical_map(map: &Map<String, Value>, skip: Option<&str>, out: &mut V
         out.push(b':');
         write_canonical(v, out);
     };
-    // serde_json's map keeps its keys sorted unless its `preserve_order` feature is on.
-    if map.keys().is_sorted() {
+    // serde_json's map keeps its keys sorted unless its `preserve_order` feature is on (which
+    // any crate in the build may turn on).
+    static MAPS_SORTED: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+        let mut probe = Map::new();
+        probe.insert("b".into(), Value::Null);
+        probe.insert("a".into(), Value::Null);
+        probe.keys().is_sorted()
+    });
+    if *MAPS_SORTED || map.keys().is_sorted() {
         for (k, v) in map {
             entry(k, v, out);
         }

@@ -218,19 +218,29 @@ fn a_planned_body_is_checked_once_as_the_whole_body_would_be() {
     let fields = p.body.clone();
     let resource = condition.as_object().unwrap();
     let text = canonical_json(resource);
-    CheckedBody::with_resource(p.section.class, &fields, resource, &text).unwrap();
+    CheckedBody::with_resource_of_checked(p.section.class, &fields, resource, &text).unwrap();
     let mut other = resource.clone();
     other.insert("resourceType".into(), json!("Observation"));
-    let e = CheckedBody::with_resource(p.section.class, &fields, &other, &canonical_json(&other))
-        .unwrap_err();
+    let e = CheckedBody::with_resource_of_checked(
+        p.section.class,
+        &fields,
+        &other,
+        &canonical_json(&other),
+    )
+    .unwrap_err();
     assert_eq!(e.field, "source.resource");
     let mut big = resource.clone();
     big.insert(
         "text".into(),
         json!({"div": "x".repeat(crate::entry::schema::MAX_ENTRY_JSON_BYTES)}),
     );
-    let e = CheckedBody::with_resource(p.section.class, &fields, &big, &canonical_json(&big))
-        .unwrap_err();
+    let e = CheckedBody::with_resource_of_checked(
+        p.section.class,
+        &fields,
+        &big,
+        &canonical_json(&big),
+    )
+    .unwrap_err();
     assert!(e.problem.contains("too large"), "{e}");
     let mut whole = fields.clone();
     whole["source"]["resource"] = Value::Object(big);
@@ -249,7 +259,12 @@ fn a_planned_body_is_checked_once_as_the_whole_body_would_be() {
         r.insert("zz".into(), json!("y".repeat(room.saturating_sub(8) + pad)));
         w["source"]["resource"] = Value::Object(r.clone());
         let whole = CheckedBody::new(p.section.class, &w);
-        let parts = CheckedBody::with_resource(p.section.class, &fields, &r, &canonical_json(&r));
+        let parts = CheckedBody::with_resource_of_checked(
+            p.section.class,
+            &fields,
+            &r,
+            &canonical_json(&r),
+        );
         assert_eq!(whole, parts, "pad {pad}");
     }
 }
