@@ -619,6 +619,15 @@ fn bad_bundles_are_refused_and_change_nothing() {
             "entry[8]: (entry): holds a number out of range",
         ),
         (
+            "a number out of range where pass 1 reads",
+            with_text(
+                &|b| b["entry"][3]["resource"]["id"] = json!("!"),
+                r#""!""#,
+                "-1e999",
+            ),
+            "entry[3]: resource: holds a number out of range",
+        ),
+        (
             "too many entries",
             too_many.into_bytes(),
             "more than 200000 entries",

@@ -300,7 +300,7 @@ impl<'de> Deserialize<'de> for EntryList<'de> {
 }
 
 /// A JSON syntax error, by line and column (never the text).
-pub(crate) fn json_error(e: &serde_json::Error) -> FhirError {
+fn json_error(e: &serde_json::Error) -> FhirError {
     FhirError::Json {
         line: e.line(),
         column: e.column(),
@@ -528,8 +528,20 @@ struct ResourceHead {
 /// An entry's head and, when it has a resource, the resource's head.
 type Head<'a> = (EntryHead<'a>, Option<ResourceHead>);
 
-/// Entry `i`'s head and, when it has one, its resource's head. The entry's JSON is already
-/// checked, so the only parse error left is a key given twice (which FHIR's JSON forbids).
+/// Why JSON text already checked for syntax could not be read: a key given twice (which FHIR's
+/// JSON forbids), or a number beyond what a JSON number can hold here. Never the text itself.
+fn unreadable(e: &serde_json::Error) -> &'static str {
+    let message = e.to_string();
+    if message.starts_with("number out of range") {
+        "holds a number out of range"
+    } else if message.starts_with("duplicate field") {
+        "has a key given twice"
+    } else {
+        "cannot be read as JSON"
+    }
+}
+
+/// Entry `i`'s head and, when it has one, its resource's head.
 fn read_head(i: usize, raw: &RawValue) -> Result<Head<'_>, FhirError> {
     let bad = |field: &str, problem: &str| FhirError::Resource {
         at: format!("entry[{i}]"),
@@ -540,29 +552,23 @@ fn read_head(i: usize, raw: &RawValue) -> Result<Head<'_>, FhirError> {
         return Err(bad("(entry)", "must be a JSON object"));
     }
     let head: EntryHead<'_> =
-        serde_json::from_str(raw.get()).map_err(|_| bad("(entry)", "has a key given twice"))?;
+        serde_json::from_str(raw.get()).map_err(|e| bad("(entry)", unreadable(&e)))?;
     let Some(resource) = head.resource else {
         return Ok((head, None));
     };
     if !resource.get().starts_with('{') {
         return Err(bad("resource", "must be a JSON object"));
     }
-    let rh = serde_json::from_str(resource.get())
-        .map_err(|_| bad("resource", "has a key given twice"))?;
+    let rh = serde_json::from_str(resource.get()).map_err(|e| bad("resource", unreadable(&e)))?;
     Ok((head, Some(rh)))
 }
 
-/// Entry `i` parsed whole. Its JSON text is already checked; a number beyond what JSON
-/// numbers can hold here is the one thing left to refuse.
+/// Entry `i` parsed whole.
 fn read_entry(i: usize, raw: &RawValue) -> Result<Value, FhirError> {
     serde_json::from_str(raw.get()).map_err(|e| FhirError::Resource {
         at: format!("entry[{i}]"),
         field: "(entry)".into(),
-        problem: if e.to_string().starts_with("number out of range") {
-            "holds a number out of range".into()
-        } else {
-            "cannot be read as JSON".into()
-        },
+        problem: unreadable(&e).into(),
     })
 }
 
