@@ -107,12 +107,16 @@ fn import(r: &mut Rec, bytes: &[u8]) -> Result<(ImportPlan, Vec<EntryId>), Strin
     let mut writer = rec.entry_writer(TEST_NOW, &mut r.rng);
     writer.expect(json.len());
     let mut entries = Vec::new();
-    let mut plan = fhir::plan_import_each(&json, &ex, |p: fhir::PlannedEntry| {
+    let mut plan = fhir::plan_import_each(&json, &ex, |mut p: fhir::PlannedEntry| {
         writer.add(CheckedEntry {
             section: p.section,
             body: p.checked.clone(),
             supersedes: p.supersedes,
         })?;
+        // The plan's body is the checked body without the kept resource.
+        let mut body: Value = serde_json::from_str(p.checked.json())?;
+        body["source"].as_object_mut().map(|s| s.remove("resource"));
+        p.body = body;
         entries.push(p);
         Ok::<(), Box<dyn std::error::Error>>(())
     })

@@ -67,7 +67,7 @@ pub struct PlannedEntry {
     pub section: SectionName,
     /// The validated, normalised body, with its `source` but without the resource the source
     /// keeps (so the resource is not copied again): the typed fields and how to recognise the
-    /// resource.
+    /// resource. (`Null` in the entries [`plan_import_each`] hands out.)
     pub body: Value,
     /// The whole body, the kept resource included, checked against its class's schema: what
     /// the record engine writes ([`crate::record::OpenRecord::add_checked_entries`]).
@@ -474,7 +474,8 @@ pub fn plan_import(
 /// [`plan_import`], handing each entry to write to `each`, in bundle order, as soon as it is
 /// planned, while the resources after it are still being checked: so that writing overlaps
 /// checking. The plan returned has no `entries` (`each` had them). An error from `each` stops
-/// the planning and is returned.
+/// the planning and is returned. The entries' `body` is `Null`: `checked`, the whole body, is
+/// what is written.
 ///
 /// `each` may have been given entries before a later resource is refused: whatever it did with
 /// them must then be undone, as the record engine's [`EntryWriter`] does when dropped
@@ -486,7 +487,7 @@ pub fn plan_import_each<E: From<FhirError>>(
     existing: &Existing,
     each: impl FnMut(PlannedEntry) -> Result<(), E>,
 ) -> Result<ImportPlan, E> {
-    plan_import_each_on(None, bundle, existing, each)
+    plan_import_each_on(None, bundle, existing, false, each)
 }
 
 /// [`plan_import`] on `threads` threads (`None`: as many as help on this machine). The plan
@@ -497,7 +498,7 @@ pub(crate) fn plan_import_on(
     existing: &Existing,
 ) -> Result<ImportPlan, FhirError> {
     let mut entries = Vec::new();
-    let mut plan = plan_import_each_on(threads, bundle, existing, |p| {
+    let mut plan = plan_import_each_on(threads, bundle, existing, true, |p| {
         entries.push(p);
         Ok::<(), FhirError>(())
     })?;
@@ -698,10 +699,14 @@ fn map_entries<'a, R: Send>(
 
 /// [`plan_import_each`] on `threads` threads (`None`: as many as help on this machine). What
 /// `each` is given, and in which order, does not depend on the number.
+///
+/// With `bodies` false, the entries' `body` is left `Null`, its JSON values dropped by the
+/// thread that made them (freeing them on the calling thread, which writes, would slow it).
 fn plan_import_each_on<E: From<FhirError>>(
     threads: Option<usize>,
     bundle: &ParsedBundle<'_>,
     existing: &Existing,
+    bodies: bool,
     mut each: impl FnMut(PlannedEntry) -> Result<(), E>,
 ) -> Result<ImportPlan, E> {
     let entries = &bundle.entries[..];
@@ -730,7 +735,7 @@ fn plan_import_each_on<E: From<FhirError>>(
         entries,
         |i, raw| {
             let e = read_entry(i, raw)?;
-            check_and_map(i, &e, &index, existing)
+            check_and_map(i, &e, &index, existing, bodies)
         },
         |i, outcome| match fold.take(i, outcome)? {
             Some(planned) => each(planned),
@@ -916,6 +921,7 @@ fn check_and_map(
     e: &Value,
     index: &Index<'_>,
     existing: &Existing,
+    bodies: bool,
 ) -> Result<Outcome, FhirError> {
     let Some(resource) = e.get("resource").and_then(Value::as_object) else {
         let method = e
@@ -964,7 +970,7 @@ fn check_and_map(
     })?;
     check_identifiers(resource, &at)?;
     let present = existing.hashes.contains(&hash) || is_own_export(resource, existing);
-    let mapped = if present {
+    let mut mapped = if present {
         Ok(MappedOne::Skip("already present"))
     } else {
         let full_url = e.get("fullUrl").and_then(Value::as_str);
@@ -980,6 +986,9 @@ fn check_and_map(
             existing,
         )
     };
+    if !bodies && let Ok(MappedOne::Entry { planned, .. }) = &mut mapped {
+        planned.body = Value::Null;
+    }
     Ok(Outcome::Checked(
         rt,
         Box::new(Checked {
