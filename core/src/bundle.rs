@@ -272,19 +272,40 @@ impl Bundle {
     /// first (see [`Bundle::payload_len`]): a vector that grows leaves copies of what it held in
     /// freed memory.
     pub fn open_into(&self, key: &SymmetricKey, out: &mut Vec<u8>) -> Result<(), BundleError> {
-        let (ct, tag) = self.ciphertext().split_at(self.payload_len());
-        let tag: &[u8; crypto::TAG_LEN] = tag.try_into().map_err(|_| BundleError::Decrypt)?;
+        let ct = &self.ciphertext()[..self.payload_len()];
         debug_assert!(
             out.capacity() - out.len() >= ct.len(),
             "reserve room for the payload first"
         );
         let start = out.len();
         out.extend_from_slice(ct);
+        let opened = self.decrypt_in_place(key, &mut out[start..]);
+        if opened.is_err() {
+            out.truncate(start);
+        }
+        opened
+    }
+
+    /// Decrypts the payload into `out`, which must be exactly [`Bundle::payload_len`] long (so
+    /// that the payloads of many bundles can be decrypted at once into parts of one buffer).
+    /// On failure `out` is zeroed.
+    pub fn open_to(&self, key: &SymmetricKey, out: &mut [u8]) -> Result<(), BundleError> {
+        let ct = &self.ciphertext()[..self.payload_len()];
+        if out.len() != ct.len() {
+            return Err(BundleError::Decrypt);
+        }
+        out.copy_from_slice(ct);
+        self.decrypt_in_place(key, out)
+    }
+
+    /// Decrypts `buf`, which holds the ciphertext without its tag; zeroes it on failure.
+    fn decrypt_in_place(&self, key: &SymmetricKey, buf: &mut [u8]) -> Result<(), BundleError> {
+        let tag = &self.ciphertext()[self.payload_len()..];
+        let tag: &[u8; crypto::TAG_LEN] = tag.try_into().map_err(|_| BundleError::Decrypt)?;
         let nonce = self.header.nonce.into_array();
         let header = &self.encoded[HEADER_START..self.header_end];
-        if crypto::open_in_place(key, &nonce, header, &mut out[start..], tag).is_err() {
-            zeroize::Zeroize::zeroize(&mut out[start..]);
-            out.truncate(start);
+        if crypto::open_in_place(key, &nonce, header, buf, tag).is_err() {
+            zeroize::Zeroize::zeroize(buf);
             return Err(BundleError::Decrypt);
         }
         Ok(())
@@ -416,6 +437,22 @@ mod tests {
         assert_eq!(out, b"firstsecond payload");
         assert_eq!(b.payload_len(), b"second payload".len());
         assert_eq!(Bundle::decode_owned(b.encoded().to_vec()).unwrap(), b);
+    }
+
+    #[test]
+    fn opening_to_a_slice_fills_it_or_zeroes_it() {
+        let (b, key) = sample(7, b"third payload");
+        let mut out = vec![7u8; b.payload_len()];
+        b.open_to(&key, &mut out).unwrap();
+        assert_eq!(out, b"third payload");
+        let other = SymmetricKey::from_bytes([9; 32]);
+        assert_eq!(b.open_to(&other, &mut out), Err(BundleError::Decrypt));
+        assert!(
+            out.iter().all(|x| *x == 0),
+            "no ciphertext or plaintext left"
+        );
+        let mut short = vec![0u8; b.payload_len() - 1];
+        assert_eq!(b.open_to(&key, &mut short), Err(BundleError::Decrypt));
     }
 
     #[test]

@@ -13,13 +13,16 @@ const MIN_PER_THREAD: usize = 64;
 /// At most this many threads, whatever the machine has.
 const MAX_THREADS: usize = 8;
 
-/// How many threads `n` items are worth on this machine (at least one).
-fn threads_for(n: usize) -> usize {
+/// How many threads help on this machine (at least one, at most [`MAX_THREADS`]).
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(MAX_THREADS)
-        .min(n / MIN_PER_THREAD)
-        .max(1)
+}
+
+/// How many threads `n` items are worth on this machine (at least one).
+fn threads_for(n: usize) -> usize {
+    cores().min(n / MIN_PER_THREAD).max(1)
 }
 
 /// `f(i, &items[i])` for every item, on up to [`MAX_THREADS`] threads, in item order.
@@ -54,8 +57,9 @@ where
     map_vec_on(threads_for(items.len()), items, f)
 }
 
-/// [`map_vec`] on `threads` threads (at least one, at most one per item).
-fn map_vec_on<T, R, F>(threads: usize, items: Vec<T>, f: F) -> Vec<R>
+/// [`map_vec`] on `threads` threads (at least one, at most one per item), for items few but
+/// large.
+pub(crate) fn map_vec_on<T, R, F>(threads: usize, items: Vec<T>, f: F) -> Vec<R>
 where
     T: Send,
     R: Send,

@@ -43,6 +43,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 /// After at most this many bundles since the last snapshot, a section's snapshot is rewritten.
 pub const SNAPSHOT_EVERY: u32 = 256;
 
+/// Payloads of at least this many bytes in all are decrypted on all cores when a section loads.
+const PARALLEL_DECRYPT_BYTES: usize = 1 << 20;
+
 /// A read that replays at least this many bundles after the local snapshot writes a fresh one.
 pub const SNAPSHOT_REFRESH_ON_READ: u32 = 64;
 
@@ -1257,12 +1260,27 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 None => {}
             }
         }
-        // Room for all of them first: a growing buffer would leave plaintext in freed memory.
-        let total = readable.iter().map(|(b, _)| b.payload_len()).sum();
-        let mut payloads = zeroize::Zeroizing::new(Vec::with_capacity(total));
+        // Room for all of them first (a growing buffer would leave plaintext in freed memory),
+        // then each bundle's payload decrypted into its own part of it, on all cores when there
+        // is much to decrypt.
+        let total: usize = readable.iter().map(|(b, _)| b.payload_len()).sum();
+        let mut payloads = zeroize::Zeroizing::new(vec![0u8; total]);
+        let mut parts = Vec::with_capacity(readable.len());
+        let mut rest: &mut [u8] = &mut payloads;
         for (b, key) in &readable {
-            b.open_into(key, &mut payloads)
-                .map_err(|e| self.corrupt(sid, e))?;
+            let (part, tail) = std::mem::take(&mut rest).split_at_mut(b.payload_len());
+            parts.push((b, *key, part));
+            rest = tail;
+        }
+        let threads = if total >= PARALLEL_DECRYPT_BYTES {
+            crate::par::cores().min(parts.len())
+        } else {
+            1
+        };
+        let opened =
+            crate::par::map_vec_on(threads, parts, |_, (b, key, part)| b.open_to(key, part));
+        for outcome in opened {
+            outcome.map_err(|e| self.corrupt(sid, e))?;
         }
         drop(readable);
         if !payloads.is_empty() {

@@ -463,9 +463,22 @@ fn an_unfinished_writer_leaves_the_record_as_it_was() {
     assert_eq!((ids, marked.len()), (vec![one], 0));
     let view = rec.show(&name("notes")).unwrap();
     assert_eq!(view.entries.len(), 1);
+    // Over 1 MiB of entries in a few bundles: read back (decrypted on all cores) whole.
+    let mut writer = rec.entry_writer(at(3), &mut rng);
+    writer.expect(2500);
+    for n in 0..2500 {
+        writer.add(item(n)).unwrap();
+    }
+    writer.finish(&[], "").unwrap();
     drop(rec);
     let mut again = vault.open_record(&id, &rid).unwrap();
-    assert_eq!(again.show(&name("notes")).unwrap().entries.len(), 1);
+    let view = again.show(&name("notes")).unwrap();
+    assert_eq!(view.entries.len(), 2501);
+    assert!(
+        view.entries
+            .iter()
+            .any(|e| e.body["text"] == format!("{:0>600}", 2499))
+    );
 }
 
 /// A grant of `append` makes the sections it names (or, for every label of a class, its
