@@ -142,8 +142,9 @@ const STREAM_BLOCK: usize = 32;
 /// `take(i, result)`, each as soon as it and every one before it are done: the caller's own work
 /// on the results overlaps the other threads' work on the items after, and whenever no result is
 /// ready for it the caller does items itself. The first error `take` returns stops the work
-/// (items not yet started are never done) and is returned. With one thread, or if no other
-/// thread can be started, it is a plain loop.
+/// (blocks of items not yet started are never done) and is returned; so does a panic on the
+/// calling thread, which then reaches the caller. With one thread, or if no other thread can be
+/// started, it is a plain loop.
 ///
 /// Threads take blocks of [`STREAM_BLOCK`] items as they go, so a slow item holds up only its
 /// block; results wait (in memory) until those before them are taken.
@@ -184,6 +185,13 @@ where
         })
     };
     let (tx, rx) = mpsc::channel::<(usize, Vec<R>)>();
+    /// Stops the other threads when the calling thread leaves, by an error or a panic.
+    struct StopOnExit<'a>(&'a AtomicBool);
+    impl Drop for StopOnExit<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|scope| {
         let (claim, stop) = (&claim, &stop);
         for _ in 1..threads {
@@ -200,15 +208,13 @@ where
             let _ = std::thread::Builder::new().spawn_scoped(scope, worker);
         }
         drop(tx);
+        let _stop_on_exit = StopOnExit(stop);
         let mut waiting: BTreeMap<usize, Vec<R>> = BTreeMap::new();
         let mut taken = 0;
         while taken < n {
             if let Some(done) = waiting.remove(&taken) {
                 for r in done {
-                    if let Err(e) = take(taken, r) {
-                        stop.store(true, Ordering::Relaxed);
-                        return Err(e);
-                    }
+                    take(taken, r)?;
                     taken += 1;
                 }
                 continue;
@@ -309,6 +315,55 @@ mod tests {
             assert_eq!(done, Err(777), "{threads:?}");
             assert_eq!(taken, 778, "nothing is taken after the error");
         }
+        // The work stops too: items take a millisecond each, and an error at the sixth leaves
+        // most of them undone (a plain loop does exactly six).
+        let items: Vec<u32> = (0..2000).collect();
+        for threads in [Some(1), Some(2), Some(4)] {
+            let done = AtomicUsize::new(0);
+            let outcome = stream(
+                threads,
+                &items,
+                |i, _| {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    done.fetch_add(1, Ordering::Relaxed);
+                    i
+                },
+                |i, _| if i == 5 { Err(()) } else { Ok(()) },
+            );
+            assert_eq!(outcome, Err(()));
+            let done = done.into_inner();
+            if threads == Some(1) {
+                assert_eq!(done, 6);
+            } else {
+                assert!(
+                    done < 1000,
+                    "{threads:?}: {done} items done after the error"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_panic_while_taking_stops_the_work_and_reaches_the_caller() {
+        let items: Vec<u32> = (0..2000).collect();
+        let done = AtomicUsize::new(0);
+        let outcome = std::panic::catch_unwind(|| {
+            stream(
+                Some(2),
+                &items,
+                |i, _| {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    done.fetch_add(1, Ordering::Relaxed);
+                    i
+                },
+                |i, _| {
+                    assert!(i != 5, "boom");
+                    Ok::<(), ()>(())
+                },
+            )
+        });
+        assert!(outcome.is_err());
+        assert!(done.into_inner() < 1000, "the other thread went on");
     }
 
     #[test]

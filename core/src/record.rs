@@ -2547,14 +2547,15 @@ pub struct CheckedEntry {
     pub supersedes: Option<EntryId>,
 }
 
-/// The most entry JSON [`OpenRecord::add_entries`] puts in one bundle (well under
-/// [`crate::bundle::MAX_BUNDLE_LEN`]).
+/// About how much entry JSON [`OpenRecord::add_entries`] puts in one bundle: a bundle is closed
+/// once it holds this much, so it may hold one entry more (well under
+/// [`crate::bundle::MAX_BUNDLE_LEN`] either way).
 const ADD_ENTRIES_BUNDLE_BYTES: usize = 2 << 20;
 
 impl<S: Store> OpenRecord<'_, S> {
     /// Adds many entries in **one atomic commit**: all of them, or (on any error) none. Every
     /// body is validated first. The entries of one section share a few bundles (one automerge
-    /// change per bundle, at most 1 MiB of entry JSON each) instead of one bundle per entry.
+    /// change per bundle, about 2 MiB of entry JSON each) instead of one bundle per entry.
     /// Returns the new version ids, in the order given.
     pub fn add_entries(
         &mut self,
@@ -2601,6 +2602,9 @@ impl<S: Store> OpenRecord<'_, S> {
             return Err(RecordError::Invalid(
                 "an entry body was checked for another section class",
             ));
+        }
+        if !in_error.is_empty() {
+            writer::checked_reason(reason)?;
         }
         let mut writer = self.entry_writer(now, rng);
         writer.expect(items.len());

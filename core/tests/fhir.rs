@@ -632,6 +632,11 @@ fn bad_bundles_are_refused_and_change_nothing() {
             "entry[3]: resource: holds a number out of range",
         ),
         (
+            "an id that is null",
+            with(&|b| b["entry"][3]["resource"]["id"] = Value::Null),
+            "entry[3] Condition: id: must be 1 to 64 letters",
+        ),
+        (
             "too many entries",
             too_many.into_bytes(),
             "more than 200000 entries",

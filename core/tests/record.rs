@@ -456,6 +456,21 @@ fn an_unfinished_writer_leaves_the_record_as_it_was() {
     assert_eq!(dump(vault.store()), before, "nothing was written");
     assert!(rec.sections().is_empty(), "the section made is forgotten");
 
+    // A writer that failed to add an entry refuses to finish, and leaves nothing either.
+    {
+        let mut writer = rec.entry_writer(at(1), &mut rng);
+        writer.add(item(1)).unwrap();
+        let wrong = CheckedEntry {
+            section: name("conditions"),
+            ..item(2)
+        };
+        assert!(writer.add(wrong).is_err());
+        assert!(writer.add(item(3)).is_err(), "spoilt");
+        assert!(writer.finish(&[], "").is_err());
+    }
+    assert_eq!(dump(vault.store()), before, "nothing was written");
+    assert!(rec.sections().is_empty());
+
     // The record works on: a finished writer commits exactly what it was given.
     let mut writer = rec.entry_writer(at(2), &mut rng);
     let one = writer.add(item(7)).unwrap();

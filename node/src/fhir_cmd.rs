@@ -283,17 +283,26 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
         let mut rng = os_rng();
         let mut writer = rec.entry_writer(now(), &mut rng);
         writer.expect(bundle.len());
+        // A write that fails stops the writing, not the checking: a bad resource later in the
+        // bundle is still the error reported, as it would be had nothing been written yet.
+        let mut write_error = None;
         let plan = fhir::plan_import_each(&bundle, &ex, |p| {
-            if gate.admit(p.section) {
-                writer.add(CheckedEntry {
+            if gate.admit(p.section)
+                && write_error.is_none()
+                && let Err(e) = writer.add(CheckedEntry {
                     section: p.section,
                     body: p.checked,
                     supersedes: p.supersedes,
-                })?;
+                })
+            {
+                write_error = Some(e);
             }
-            Ok::<(), Failure>(())
+            Ok::<(), FhirError>(())
         })?;
         gate.verdict()?;
+        if let Some(e) = write_error {
+            return Err(e.into());
+        }
         let retract: Vec<_> = plan.retractions.iter().map(|r| r.entry).collect();
         let (ids, marked) = writer.finish(&retract, reason)?;
         (plan, gate.counts(), ids.len(), marked.len())

@@ -1125,11 +1125,12 @@ impl CheckedBody {
         };
         let source = fields
             .get("source")
+            .filter(|s| s.is_object())
             .ok_or_else(|| located(Fault::new("source", "must be a JSON object")))?;
-        let read = Source::read(source, "source").map_err(located)?;
-        if read.resource.is_some() {
+        if source.get("resource").is_some() {
             return Err(located(Fault::new("source.resource", "is given twice")));
         }
+        let read = Source::read(source, "source").map_err(located)?;
         debug_assert!(
             read_body(class, fields).is_ok_and(|b| b.to_json() == *fields),
             "fields that are not a checked body's"

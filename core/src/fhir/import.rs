@@ -238,10 +238,19 @@ fn identity_keys_of_source(src: &Value) -> Vec<String> {
 /// bounded list of entries), each entry still its JSON text. Entries are parsed one by one when
 /// they are checked and mapped, on all cores, and dropped once mapped: the bundle is never held
 /// as one tree of JSON values, which would take about ten times the file's size.
-#[derive(Debug)]
 pub struct ParsedBundle<'a> {
     bundle_type: String,
     entries: Vec<&'a RawValue>,
+}
+
+/// Its type and size, never its content.
+impl std::fmt::Debug for ParsedBundle<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedBundle")
+            .field("bundle_type", &self.bundle_type)
+            .field("entries", &self.entries.len())
+            .finish()
+    }
 }
 
 impl ParsedBundle<'_> {
@@ -520,10 +529,16 @@ struct EntryHead<'a> {
 struct ResourceHead {
     #[serde(rename = "resourceType", default)]
     resource_type: Option<Value>,
-    #[serde(default)]
+    /// `Some(Null)` for an explicit `null`, which is refused like any id that is not one.
+    #[serde(default, deserialize_with = "present")]
     id: Option<Value>,
     #[serde(default)]
     identifier: Option<Value>,
+}
+
+/// A field's value when the field is there, even `null`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// An entry's head and, when it has a resource, the resource's head.
@@ -622,7 +637,7 @@ fn index_of<'a>(heads: &'a [Result<Head<'a>, FhirError>]) -> Result<Index<'a>, F
                 patients += 1;
             }
             match &r.id {
-                None | Some(Value::Null) => {}
+                None => {}
                 Some(Value::String(id)) if is_fhir_id(id) => {
                     index.by_type_id.insert(format!("{rt}/{id}"), i);
                 }

@@ -79,8 +79,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// The largest bundle file accepted, in bytes (64 MiB). The node refuses a larger file before
-/// reading it, so memory stays bounded: an import holds the file, and each entry's parsed JSON
-/// only while that entry is checked and mapped.
+/// reading it, so memory stays bounded: an import holds the file, each entry's parsed JSON while
+/// that entry is checked and mapped (resources that others refer to for a name, parsed once),
+/// and the entries it planned until they are written; never a tree of the whole bundle.
 pub const MAX_BUNDLE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The most entries one bundle may hold.

@@ -13,13 +13,13 @@ use rand_core::CryptoRng;
 use std::collections::HashSet;
 
 /// Checked entries put into the record's section documents one at a time, as they come, and
-/// committed to the store together by [`EntryWriter::finish`]: all of them, or none. On any
-/// error, or if the writer is dropped unfinished, nothing reaches the store and the record's
-/// documents are reloaded as they were.
+/// committed to the store together by [`EntryWriter::finish`]: all of them, or none. After any
+/// error (the writer then refuses to finish), or if the writer is dropped unfinished, nothing
+/// reaches the store and the record's documents are reloaded as they were.
 ///
 /// An importer hands it each entry as soon as the entry is planned
 /// ([`crate::fhir::plan_import_each`]), so writing overlaps checking the rest of the bundle. The
-/// entries of one section share bundles of about 1 MiB of entry JSON, each one automerge change.
+/// entries of one section share bundles of about 2 MiB of entry JSON, each one automerge change.
 pub struct EntryWriter<'w, 'v, S: Store, R: CryptoRng> {
     rec: &'w mut OpenRecord<'v, S>,
     rng: &'w mut R,
@@ -33,11 +33,29 @@ pub struct EntryWriter<'w, 'v, S: Store, R: CryptoRng> {
     changed: HashSet<EntryId>,
     /// The sections this node was found allowed to append to.
     may_append: HashSet<SectionName>,
+    /// Whether an `add` failed (see [`EntryWriter::add`]).
+    spoilt: bool,
     /// Ids drawn ahead ([`EntryWriter::expect`]), the next to hand out last.
     drawn: Vec<EntryId>,
     /// The new versions' provenance (the same for all) as JSON text, once written.
     provenance: Option<String>,
     finished: bool,
+}
+
+/// Why a writer refuses after a failed `add`.
+const SPOILT: RecordError =
+    RecordError::Invalid("an entry could not be added, so this write cannot be finished");
+
+/// A reason for marking entries in error, trimmed, if it is acceptable.
+pub(super) fn checked_reason(reason: &str) -> Result<&str> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(RecordError::Invalid("a reason is required"));
+    }
+    if reason.chars().count() > MAX_REASON_LEN {
+        return Err(RecordError::Invalid("the reason is too long"));
+    }
+    Ok(reason)
 }
 
 /// An item of a section document: an entry version's key and JSON text.
@@ -64,6 +82,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             ids: Vec::new(),
             changed: HashSet::new(),
             may_append: HashSet::new(),
+            spoilt: false,
             drawn: Vec::new(),
             provenance: None,
             finished: false,
@@ -106,7 +125,20 @@ impl<'v, S: Store, R: CryptoRng> EntryWriter<'_, 'v, S, R> {
 
     /// Adds one entry (creating its section if this node may), and returns its id. Checks this
     /// node's right to append to the section, once per section.
+    ///
+    /// After an error the writer is spoilt: [`EntryWriter::finish`] refuses, and dropping it
+    /// forgets everything it was given (part of an entry, or of a change, may have reached the
+    /// documents before the error).
     pub fn add(&mut self, item: CheckedEntry) -> Result<EntryId> {
+        if self.spoilt {
+            return Err(SPOILT);
+        }
+        let added = self.add_one(item);
+        self.spoilt = added.is_err();
+        added
+    }
+
+    fn add_one(&mut self, item: CheckedEntry) -> Result<EntryId> {
         if item.body.class() != item.section.class {
             return Err(RecordError::Invalid(
                 "an entry body was checked for another section class",
@@ -163,6 +195,9 @@ impl<'v, S: Store, R: CryptoRng> EntryWriter<'_, 'v, S, R> {
         in_error: &[EntryId],
         reason: &str,
     ) -> Result<(Vec<EntryId>, Vec<EntryId>)> {
+        if self.spoilt {
+            return Err(SPOILT);
+        }
         let marked = self.mark_errors(in_error, reason)?;
         for (sid, list, _) in std::mem::take(&mut self.pending) {
             self.put(sid, list)?;
@@ -188,13 +223,7 @@ impl<'v, S: Store, R: CryptoRng> EntryWriter<'_, 'v, S, R> {
         if in_error.is_empty() {
             return Ok(Vec::new());
         }
-        let reason = reason.trim();
-        if reason.is_empty() {
-            return Err(RecordError::Invalid("a reason is required"));
-        }
-        if reason.chars().count() > MAX_REASON_LEN {
-            return Err(RecordError::Invalid("the reason is too long"));
-        }
+        let reason = checked_reason(reason)?;
         // Every section's versions read once, and this node's right to append to each checked
         // once, not once per entry marked.
         let names: Vec<SectionName> = self.rec.sections().into_iter().map(|s| s.name).collect();
