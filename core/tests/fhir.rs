@@ -614,6 +614,15 @@ fn bad_bundles_are_refused_and_change_nothing() {
             "entry[3]: resource: has a key given twice",
         ),
         (
+            "a key given twice deep in a resource",
+            with_text(
+                &|b| b["entry"][3]["resource"]["code"]["coding"][0]["zz"] = json!("!"),
+                r#""zz":"!""#,
+                r#""code":"73211009""#,
+            ),
+            "entry[3]: (entry): has a key given twice",
+        ),
+        (
             "a number out of range",
             with_text(
                 &|b| b["entry"][8]["resource"]["valueQuantity"]["value"] = json!("!"),

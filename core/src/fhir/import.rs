@@ -11,7 +11,7 @@ use crate::entry::{CheckedBody, EntryStatus, EntryVersion};
 use crate::ids::EntryId;
 use crate::nhs::NhsNumber;
 use crate::section::{Label, SectionClass, SectionName};
-use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -579,13 +579,81 @@ fn read_head(i: usize, raw: &RawValue) -> Result<Head<'_>, FhirError> {
     Ok((head, Some(rh)))
 }
 
-/// Entry `i` parsed whole.
+/// Entry `i` parsed whole, refusing an object anywhere in it that gives a key twice: FHIR's JSON
+/// forbids it, and silently taking either value could import the wrong one.
 fn read_entry(i: usize, raw: &RawValue) -> Result<Value, FhirError> {
-    serde_json::from_str(raw.get()).map_err(|e| FhirError::Resource {
-        at: format!("entry[{i}]"),
-        field: "(entry)".into(),
-        problem: unreadable(&e).into(),
-    })
+    serde_json::from_str::<Strict>(raw.get())
+        .map(|s| s.0)
+        .map_err(|e| FhirError::Resource {
+            at: format!("entry[{i}]"),
+            field: "(entry)".into(),
+            problem: unreadable(&e).into(),
+        })
+}
+
+/// A JSON value in which no object gives a key twice.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+/// serde_json's own reading of a value, but for keys given twice.
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(v) = map.next_value()?;
+            if object.insert(key, v).is_some() {
+                // The same words as serde's own refusal, which `unreadable` names.
+                return Err(serde::de::Error::custom("duplicate field"));
+            }
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 /// Whether two entries' resources are the same JSON value (layout aside).
