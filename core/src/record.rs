@@ -26,7 +26,7 @@
 
 use crate::bundle::Bundle;
 use crate::crypto::{self, Domain, SymmetricKey, WrappedKey};
-use crate::entry::{CheckedBody, EntryBody, EntryStatus, EntryVersion, MAX_REASON_LEN, Provenance};
+use crate::entry::{CheckedBody, EntryBody, EntryStatus, EntryVersion, Provenance};
 use crate::ids::{EntryId, PeerKey, RecordId, SectionId};
 use crate::keys::{Identity, Role};
 use crate::log::{self, LogHead, VersionVector};
@@ -1897,13 +1897,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         now: Timestamp,
         rng: &mut impl CryptoRng,
     ) -> Result<EntryId> {
-        let reason = reason.trim();
-        if reason.is_empty() {
-            return Err(RecordError::Invalid("a reason is required"));
-        }
-        if reason.chars().count() > MAX_REASON_LEN {
-            return Err(RecordError::Invalid("the reason is too long"));
-        }
+        let reason = writer::checked_reason(reason)?;
         self.new_version(
             entry,
             |old| {

@@ -673,10 +673,9 @@ fn index_of<'a>(heads: &'a [Result<Head<'a>, FhirError>]) -> Result<Index<'a>, F
         by_type_id: HashMap::new(),
         by_identifier: HashMap::new(),
         resources: Vec::with_capacity(heads.len()),
-        parsed: Vec::new(),
+        parsed: (0..heads.len()).map(|_| OnceLock::new()).collect(),
     };
     let mut patients = 0usize;
-    let mut by_url: HashMap<&str, usize> = HashMap::new();
     for (i, head) in heads.iter().enumerate() {
         let at = || format!("entry[{i}]");
         let (head, resource_head) = match head {
@@ -735,7 +734,7 @@ fn index_of<'a>(heads: &'a [Result<Head<'a>, FhirError>]) -> Result<Index<'a>, F
         match &head.full_url {
             None | Some(Value::Null) => {}
             Some(Value::String(u)) if is_absolute_uri(u) && u.len() <= 4096 => {
-                if let Some(prev) = by_url.insert(u.as_str(), i) {
+                if let Some(prev) = index.by_url.insert(u.as_str(), i) {
                     let earlier = heads[prev].as_ref().ok().and_then(|h| h.0.resource);
                     if !same_resource(earlier, head.resource) {
                         return Err(FhirError::Resource {
@@ -763,8 +762,6 @@ fn index_of<'a>(heads: &'a [Result<Head<'a>, FhirError>]) -> Result<Index<'a>, F
             "it holds {patients} Patient resources; a record is one patient's, so import one patient's bundle"
         )));
     }
-    index.by_url = by_url;
-    index.parsed = (0..heads.len()).map(|_| OnceLock::new()).collect();
     Ok(index)
 }
 
