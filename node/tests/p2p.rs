@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Daemon, PASS, hearth, hearth_in, init, json, log_file, ok, wait_for};
+use common::{Daemon, PASS, hearth, hearth_in, init, json, log_file, ok, stranger, wait_for};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
@@ -546,58 +546,6 @@ fn two_professionals_with_different_grants_see_only_their_sections() {
     }
     // Nothing in clear at rest either, at the patient.
     assert!(!contains(&everything(&p), "CANARY-NOBODY"));
-}
-
-/// A stranger's swarm that speaks `/hearth/sync/1` with raw frames.
-mod stranger {
-    use hearth_sync::net::{self, Behaviour, BehaviourEvent, NetConfig};
-    use libp2p::futures::StreamExt;
-    use libp2p::request_response::{Event, Message};
-    use libp2p::swarm::SwarmEvent;
-    use libp2p::{Multiaddr, PeerId, Swarm};
-    use std::time::Duration;
-
-    /// Sends each frame as one request to `peer` at `addr`; returns, per frame, the answer's
-    /// bytes or the failure.
-    pub(crate) fn send(
-        peer: PeerId,
-        addr: Multiaddr,
-        frames: Vec<Vec<u8>>,
-    ) -> Vec<Result<Vec<u8>, String>> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let key = libp2p::identity::Keypair::generate_ed25519();
-            let cfg = NetConfig {
-                max_frame: 64 * 1024 * 1024,
-                request_timeout: Duration::from_secs(20),
-                ..NetConfig::default()
-            };
-            let mut swarm: Swarm<Behaviour<Vec<u8>>> = net::swarm(key, &cfg).unwrap();
-            swarm.add_peer_address(peer, addr);
-            let mut out = Vec::new();
-            for f in frames {
-                swarm.behaviour_mut().sync.send_request(&peer, f);
-                let r = loop {
-                    match swarm.select_next_some().await {
-                        SwarmEvent::Behaviour(BehaviourEvent::Sync(Event::Message {
-                            message: Message::Response { response, .. },
-                            ..
-                        })) => break Ok(response),
-                        SwarmEvent::Behaviour(BehaviourEvent::Sync(Event::OutboundFailure {
-                            error,
-                            ..
-                        })) => break Err(error.to_string()),
-                        _ => {}
-                    }
-                };
-                out.push(r);
-            }
-            out
-        })
-    }
 }
 
 #[test]

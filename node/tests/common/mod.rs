@@ -2,6 +2,8 @@
 //! daemons on loopback. Each test binary includes this module (`mod common;`) and uses a part
 //! of it; helpers that some binary does not use carry `#[allow(dead_code)]`.
 
+pub(crate) mod stranger;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
