@@ -29,7 +29,7 @@ pub fn now() -> Timestamp {
 }
 
 /// The largest entry file accepted (entries are bounded by their schema far below this).
-const MAX_ENTRY_FILE: u64 = 4 * 1024 * 1024;
+pub const MAX_ENTRY_FILE: u64 = 4 * 1024 * 1024;
 
 /// What every command needs: the home, output mode and passphrase source; inside the daemon
 /// also its open store, the caller's passphrase and a buffer for the output.
@@ -56,6 +56,9 @@ pub struct InDaemon {
     pub unlocked: std::cell::RefCell<Option<Identity>>,
     /// The running node: network status, peers, sync.
     pub node: crate::live::Handle,
+    /// What the caller read from its standard input for an argument `-` (sent inside the
+    /// request over the local socket: never written to disk). Taken by the first reader.
+    pub stdin: std::cell::RefCell<Option<Zeroizing<Vec<u8>>>>,
 }
 
 impl Ctx {
@@ -79,6 +82,24 @@ impl Ctx {
             daemon: Some(daemon),
             out: std::cell::RefCell::new(Some(Vec::new())),
         }
+    }
+
+    /// Standard input for an argument `-`, at most `limit` bytes: the process's own, or,
+    /// inside the daemon, what the caller sent with the command (empty if it sent none).
+    pub fn read_stdin(&self, limit: u64) -> std::io::Result<Vec<u8>> {
+        if let Some(d) = &self.daemon {
+            let mut bytes = d
+                .stdin
+                .borrow_mut()
+                .take()
+                .map(|z| z.to_vec())
+                .unwrap_or_default();
+            bytes.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            return Ok(bytes);
+        }
+        let mut buf = Vec::new();
+        std::io::stdin().take(limit).read_to_end(&mut buf)?;
+        Ok(buf)
     }
 
     /// The captured output (inside the daemon).
@@ -163,7 +184,7 @@ impl Ctx {
         if let Some(d) = &self.daemon {
             return Ok(Vault::open(d.store.clone())?);
         }
-        let store = SledStore::open(&self.home.store_dir())?;
+        let store = SledStore::open(&self.home.private_store_dir()?)?;
         Ok(Vault::open(store)?)
     }
 
@@ -398,29 +419,34 @@ fn clip(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
-fn read_entry(source: &EntrySource) -> Result<Value, Failure> {
+fn read_entry(ctx: &Ctx, source: &EntrySource) -> Result<Value, Failure> {
     let text = match (&source.entry, &source.file) {
         (Some(t), _) => t.clone(),
         (None, Some(p)) => {
-            let mut buf = String::new();
-            let res = if p.as_os_str() == "-" {
-                std::io::stdin()
-                    .take(MAX_ENTRY_FILE + 1)
-                    .read_to_string(&mut buf)
-            } else {
-                std::fs::File::open(p)
-                    .and_then(|f| f.take(MAX_ENTRY_FILE + 1).read_to_string(&mut buf))
-            };
-            res.map_err(|e| {
+            let cannot = |e: std::io::Error| {
                 Failure::new(code::INVALID, format!("cannot read {}: {e}", p.display()))
-            })?;
-            if buf.len() as u64 > MAX_ENTRY_FILE {
+            };
+            let bytes = if p.as_os_str() == "-" {
+                ctx.read_stdin(MAX_ENTRY_FILE + 1).map_err(cannot)?
+            } else {
+                let mut buf = Vec::new();
+                std::fs::File::open(p)
+                    .and_then(|f| f.take(MAX_ENTRY_FILE + 1).read_to_end(&mut buf))
+                    .map_err(cannot)?;
+                buf
+            };
+            if bytes.len() as u64 > MAX_ENTRY_FILE {
                 return Err(Failure::new(
                     code::INVALID,
                     "the entry file is larger than 4 MiB",
                 ));
             }
-            buf
+            String::from_utf8(bytes).map_err(|_| {
+                cannot(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "stream did not contain valid UTF-8",
+                ))
+            })?
         }
         (None, None) => return Err(Failure::new(code::INVALID, "give --entry or --file")),
     };
@@ -488,7 +514,7 @@ fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
             record,
         } => {
             let name = section_name(&section, label.as_deref())?;
-            let body = read_entry(&source)?;
+            let body = read_entry(ctx, &source)?;
             let rid = which_record(&info, &vault, record.as_deref())?;
             let mut rec = vault.open_record(&identity, &rid)?;
             let id = rec.add_entry(&name, &body, now(), &mut rng)?;
@@ -590,7 +616,7 @@ fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
             record,
         } => {
             let entry = parse_entry_id(&entry_id)?;
-            let body = read_entry(&source)?;
+            let body = read_entry(ctx, &source)?;
             let rid = which_record(&info, &vault, record.as_deref())?;
             let mut rec = vault.open_record(&identity, &rid)?;
             let id = rec.correct(&entry, &body, now(), &mut rng)?;

@@ -10,9 +10,17 @@
 //!  "api": "http://127.0.0.1:40156"}
 //! ```
 //!
-//! written atomically once it listens, and removed on a clean shutdown (Ctrl-C or SIGTERM),
-//! after the store has been flushed. A stale file (after a crash) is harmless: commands find
-//! nobody answering at `api` and open the store themselves.
+//! written atomically once it listens, then the local API's socket `HOME/api.sock` (0600) is
+//! bound; both are removed on a clean shutdown (Ctrl-C or SIGTERM), after the store has been
+//! flushed. Stale files (after a crash) are harmless: commands find the socket refusing
+//! connections and open the store themselves (sled's lock still guards it); the next daemon
+//! replaces a socket nothing answers on. Commands never use the TCP address in `api`: it is
+//! for the web UI to come (see [`crate::api`]).
+//!
+//! `--listen` of an address another process holds fails with a clear error before anything
+//! is written; without `--listen`, the last run's ports are reused where still free and a
+//! taken one falls back to a fresh port (logged); only addresses actually bound are
+//! remembered for the next run.
 
 use crate::cli::RunArgs;
 use crate::commands::Ctx;
@@ -49,6 +57,70 @@ pub fn daemon_file(home: &Home) -> std::path::PathBuf {
 /// Where the API token lives.
 pub fn token_file(home: &Home) -> std::path::PathBuf {
     home.dir().join("api-token")
+}
+
+/// Where the local API's socket lives.
+pub fn socket_file(home: &Home) -> std::path::PathBuf {
+    crate::api::socket_file(home)
+}
+
+/// Removes a socket left by a daemon that did not stop cleanly (`kill -9`): only when it is a
+/// socket and nothing answers on it. A daemon answering there means this home is served
+/// already.
+fn free_stale_socket(path: &std::path::Path) -> Result<(), Failure> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(Failure::new(
+                code::REFUSED,
+                format!(
+                    "{} exists and is not the daemon's socket: remove it",
+                    path.display()
+                ),
+            ));
+        }
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => Err(Failure::new(
+                code::REFUSED,
+                format!("another daemon answers on {}", path.display()),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                tracing::info!("removing the stale socket of a daemon that did not stop cleanly");
+                std::fs::remove_file(path).map_err(|e| {
+                    Failure::new(code::IO, format!("cannot remove {}: {e}", path.display()))
+                })
+            }
+            Err(e) => Err(Failure::new(
+                code::IO,
+                format!("cannot check {}: {e}", path.display()),
+            )),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Ok(())
+    }
+}
+
+/// Binds the local API's socket, private to the user (0600) in the private home.
+#[cfg(unix)]
+fn bind_socket(path: &std::path::Path) -> Result<crate::api::OwnerOnly, Failure> {
+    let l = tokio::net::UnixListener::bind(path).map_err(|e| {
+        Failure::new(
+            code::IO,
+            format!("cannot open the local API socket {}: {e}", path.display()),
+        )
+    })?;
+    crate::home::make_private(path, false)?;
+    Ok(crate::api::OwnerOnly::new(
+        l,
+        rustix::process::geteuid().as_raw(),
+    ))
 }
 
 /// Reads `daemon.json` if present and valid.
@@ -148,7 +220,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
         ));
     }
     let (info, identity) = ctx.unlock()?;
-    let store = SledStore::open(&ctx.home.store_dir())?;
+    let store = SledStore::open(&ctx.home.private_store_dir()?)?;
     let vault = Vault::open(store.clone())?;
     let token = api_token(&ctx.home)?;
     let keypair =
@@ -162,8 +234,9 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
         };
         let mut swarm =
             net::swarm(keypair, &net_config).map_err(|e| Failure::new(code::IO, e.to_string()))?;
-        // Without --listen, listen where the last run did (peers remember those addresses),
-        // falling back to fresh ports when they are taken.
+        // Without --listen, listen where the last run did (peers remember those addresses);
+        // a port another process took since falls back to a fresh one. Only the addresses
+        // actually bound are remembered below.
         let previous: Vec<Multiaddr> = if explicit {
             Vec::new()
         } else {
@@ -176,16 +249,27 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
         };
         let mut listeners = 0;
         for a in &previous {
-            match swarm.listen_on(a.clone()) {
+            match net::listen_exclusive(&mut swarm, a) {
                 Ok(_) => listeners += 1,
-                Err(e) => tracing::info!(address = %a, "previous address unavailable: {e}"),
+                Err(e) => {
+                    let fresh = net::with_fresh_port(a);
+                    tracing::info!(address = %a, "previous address unavailable ({e}): listening on {fresh} instead");
+                    match net::listen_exclusive(&mut swarm, &fresh) {
+                        Ok(_) => listeners += 1,
+                        Err(e) => tracing::info!(address = %fresh, "cannot listen: {e}"),
+                    }
+                }
             }
         }
         if listeners == 0 {
             for a in &listen {
-                swarm
-                    .listen_on(a.clone())
-                    .map_err(|e| Failure::new(code::IO, format!("cannot listen on {a}: {e}")))?;
+                net::listen_exclusive(&mut swarm, a).map_err(|e| match e {
+                    net::NetError::AddressInUse(_) => Failure::new(
+                        code::REFUSED,
+                        format!("cannot listen on {a}: the address is already in use by another process"),
+                    ),
+                    e => Failure::new(code::IO, e.to_string()),
+                })?;
                 listeners += 1;
             }
         }
@@ -231,7 +315,18 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
         };
         let json =
             serde_json::to_vec_pretty(&file).map_err(|e| Failure::new(code::IO, e.to_string()))?;
+        // daemon.json first, then the socket: whoever reaches the socket finds this process's
+        // pid in daemon.json.
+        let socket = socket_file(&home);
+        free_stale_socket(&socket)?;
         atomic_write(&daemon_file(&home), &json)?;
+        let unix = match bind_socket(&socket) {
+            Ok(l) => l,
+            Err(f) => {
+                let _ = std::fs::remove_file(daemon_file(&home));
+                return Err(f);
+            }
+        };
         if ctx.json {
             ctx.println(&serde_json::to_string(&file).unwrap_or_default());
         }
@@ -240,7 +335,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
         for a in &addrs {
             eprintln!("  listening on {a}");
         }
-        eprintln!("  local API on {api_url} (Ctrl-C stops)");
+        eprintln!("  local API on {} and {api_url} (Ctrl-C stops)", socket.display());
         // On Ctrl-C or SIGTERM: stop accepting API requests, let running commands finish for
         // up to 10 s (a forwarded `sync --wait` may wait longer: it is cut short), then stop.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -249,13 +344,18 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
             let _ = stop_tx.send(true);
         });
         let mut graceful = stop_rx.clone();
+        let mut graceful_unix = stop_rx.clone();
         let mut deadline = stop_rx;
-        let serve =
-            axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(async move {
+        let serve_web = axum::serve(listener, crate::api::web_router(state.clone()))
+            .with_graceful_shutdown(async move {
                 let _ = graceful.wait_for(|s| *s).await;
             });
+        let serve_unix = axum::serve(unix, crate::api::socket_router(state))
+            .with_graceful_shutdown(async move {
+                let _ = graceful_unix.wait_for(|s| *s).await;
+            });
         let served = tokio::select! {
-            r = serve => r,
+            (a, b) = async { tokio::join!(serve_web, serve_unix) } => a.and(b),
             _ = async move {
                 let _ = deadline.wait_for(|s| *s).await;
                 tokio::time::sleep(Duration::from_secs(10)).await;
@@ -264,6 +364,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
                 Ok(())
             }
         };
+        let _ = std::fs::remove_file(&socket);
         tracing::info!("shutting down");
         handle.shutdown().await;
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -320,9 +421,7 @@ where
         let mut swarm = net::swarm(keypair, &NetConfig::default())
             .map_err(|e| Failure::new(code::IO, e.to_string()))?;
         for a in listen {
-            swarm
-                .listen_on(a.clone())
-                .map_err(|e| Failure::new(code::IO, format!("cannot listen on {a}: {e}")))?;
+            net::listen_exclusive(&mut swarm, a).map_err(|e| Failure::new(code::IO, e.to_string()))?;
         }
         let shared = Arc::new(Mutex::new(Shared { vault, identity }));
         let (handle, task) = live::start(swarm, shared, config);

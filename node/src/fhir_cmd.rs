@@ -78,7 +78,7 @@ impl From<FhirError> for Failure {
 }
 
 /// Reads a bundle file, refusing one larger than [`fhir::MAX_BUNDLE_BYTES`] before reading it.
-fn read_bundle(path: &Path) -> Result<Vec<u8>, Failure> {
+fn read_bundle(ctx: &Ctx, path: &Path) -> Result<Vec<u8>, Failure> {
     let limit = fhir::MAX_BUNDLE_BYTES;
     let too_large = || {
         invalid(format!(
@@ -88,9 +88,8 @@ fn read_bundle(path: &Path) -> Result<Vec<u8>, Failure> {
     };
     let mut buf = Vec::new();
     if path.as_os_str() == "-" {
-        std::io::stdin()
-            .take(limit + 1)
-            .read_to_end(&mut buf)
+        buf = ctx
+            .read_stdin(limit + 1)
             .map_err(|e| invalid(format!("cannot read standard input: {e}")))?;
     } else {
         let f = std::fs::File::open(path)
@@ -260,7 +259,7 @@ fn revoked(rec: &OpenRecord<'_, SledStore>) -> Vec<GrantId> {
 /// `hearth record import --fhir FILE`.
 pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
     // Check the file before asking for the passphrase: bad input changes nothing and costs little.
-    let bytes = read_bundle(&args.fhir)?;
+    let bytes = read_bundle(ctx, &args.fhir)?;
     let bundle = fhir::parse_bundle(&bytes)?;
     let (info, identity) = ctx.unlock()?;
     let vault = ctx.vault()?;

@@ -9,6 +9,12 @@
 //!
 //! `node.json` is written last at `init`, so its presence marks a complete initialisation.
 //! Files are written to a temporary name, synced, then renamed over the target.
+//!
+//! Everything here is private to the user who owns the node, whatever their umask: the home
+//! and `store/` are 0700, every file 0600 ([`atomic_write`] creates its temporary file 0600
+//! with a unique random name; [`private_umask`] covers what sled writes). While `hearth run`
+//! runs, the home also holds `daemon.json`, `api-token` and the socket `api.sock`
+//! (see [`crate::daemon`]).
 
 use crate::fail::{Failure, code};
 use hearth_core::ids::{PeerKey, RecordId};
@@ -117,7 +123,7 @@ impl Home {
         atomic_write(&self.node_file(), &json)
     }
 
-    /// Creates the folder (private to the user where the platform allows).
+    /// Creates the folder, private to the user (0700, set explicitly whatever the umask).
     pub fn create_dir(&self) -> Result<(), Failure> {
         std::fs::create_dir_all(&self.dir).map_err(|e| {
             Failure::new(
@@ -125,34 +131,101 @@ impl Home {
                 format!("cannot create {}: {e}", self.dir.display()),
             )
         })?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
+        make_private(&self.dir, true)
+    }
+
+    /// The sled folder, created if missing; the home and the folder are made private (0700)
+    /// first, so that nothing sled writes there is readable by other users.
+    pub fn private_store_dir(&self) -> Result<PathBuf, Failure> {
+        if self.dir.is_dir() {
+            make_private(&self.dir, true)?;
         }
-        Ok(())
+        let dir = self.store_dir();
+        if !dir.exists() {
+            let mut b = std::fs::DirBuilder::new();
+            b.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+            b.create(&dir).map_err(|e| {
+                Failure::new(code::IO, format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        make_private(&dir, true)?;
+        Ok(dir)
     }
 }
 
-/// Writes `bytes` to `path` via a synced temporary file and a rename.
+/// Sets `path` to 0700 (a folder) or 0600 (a file), whatever the umask (Unix only).
+pub fn make_private(path: &Path, folder: bool) -> Result<(), Failure> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if folder { 0o700 } else { 0o600 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+            Failure::new(
+                code::IO,
+                format!("cannot make {} private: {e}", path.display()),
+            )
+        })?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, folder);
+    Ok(())
+}
+
+/// Makes every file this process creates private to the user from now on (umask 077), so
+/// that what libraries write (sled's files, its snapshots) is never group- or
+/// other-readable whatever umask the user runs with. Our own files also set their modes
+/// explicitly ([`atomic_write`], [`Home::create_dir`]).
+pub fn private_umask() {
+    #[cfg(unix)]
+    {
+        let _ = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a new temporary file with a unique random name next
+/// to it (created exclusively, mode 0600 from the start), synced, renamed over `path`, then
+/// the folder synced. The temporary file is removed on failure.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let tmp = path.with_extension("tmp");
     let err =
         |e: std::io::Error| Failure::new(code::IO, format!("writing {}: {e}", path.display()));
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut r = [0u8; 8];
+    getrandom::fill(&mut r)
+        .map_err(|_| Failure::new(code::IO, "no operating system randomness"))?;
+    let tmp = parent.join(format!(
+        ".{name}.{}.tmp",
+        data_encoding::HEXLOWER.encode(&r)
+    ));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let written = (|| {
+        let mut f = opts.open(&tmp)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         }
-        f.write_all(bytes).map_err(err)?;
-        f.sync_all().map_err(err)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
     }
-    std::fs::rename(&tmp, path).map_err(err)?;
-    if let Some(parent) = path.parent()
-        && let Ok(d) = std::fs::File::open(parent)
-    {
+    if let Ok(d) = std::fs::File::open(&parent) {
         let _ = d.sync_all();
     }
     Ok(())

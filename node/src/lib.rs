@@ -32,6 +32,8 @@ use std::process::ExitCode;
 /// Parses the command line, runs the command, prints a one-line reason on failure and returns
 /// the exit code.
 pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    // Whatever the user's umask, nothing this process creates is readable by others.
+    home::private_umask();
     let args: Vec<std::ffi::OsString> = args.into_iter().collect();
     let cli = match cli::Cli::try_parse_from(&args) {
         Ok(c) => c,

@@ -39,7 +39,7 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     PeerId, StreamProtocol, Swarm, SwarmBuilder, connection_limits, identify, noise, ping,
 };
-use libp2p::{tcp, yamux};
+use libp2p::{Multiaddr, tcp, yamux};
 use std::time::Duration;
 
 /// The sync protocol's name on the wire.
@@ -61,6 +61,12 @@ pub enum NetError {
     /// A transport could not be set up (local configuration or the operating system).
     #[error("cannot set up the network: {0}")]
     Transport(String),
+    /// Another process (or another listener of ours) already holds this address.
+    #[error("{0} is already in use by another process")]
+    AddressInUse(String),
+    /// The address could not be listened on.
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, String),
 }
 
 /// Limits and timeouts. The defaults are deliberate; each says why.
@@ -241,6 +247,77 @@ pub fn memory_swarm<M: WireMessage>(
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
         .build();
     Ok(swarm)
+}
+
+/// The IP socket address a TCP or QUIC multiaddr names, and whether it is UDP (QUIC).
+fn socket_of(addr: &Multiaddr) -> Option<(std::net::SocketAddr, bool)> {
+    use libp2p::multiaddr::Protocol;
+    let mut it = addr.iter();
+    let ip: std::net::IpAddr = match it.next()? {
+        Protocol::Ip4(a) => a.into(),
+        Protocol::Ip6(a) => a.into(),
+        _ => return None,
+    };
+    match it.next()? {
+        Protocol::Tcp(port) => Some(((ip, port).into(), false)),
+        Protocol::Udp(port) => Some(((ip, port).into(), true)),
+        _ => None,
+    }
+}
+
+/// Starts listening on `addr`, refusing an address another process already holds.
+///
+/// libp2p's TCP transport sets `SO_REUSEPORT` on its listening sockets, so on Linux a second
+/// node of the same user could bind a port the first one listens on, and the kernel would
+/// then split incoming connections between them. Before a fixed port is handed to libp2p it
+/// is therefore bound once here without port reuse (a plain socket, closed at once): that
+/// fails while anyone listens there. Port 0 needs no check (the system picks a free port).
+pub fn listen_exclusive<M: WireMessage>(
+    swarm: &mut Swarm<Behaviour<M>>,
+    addr: &Multiaddr,
+) -> Result<libp2p::core::transport::ListenerId, NetError> {
+    if let Some((sock, udp)) = socket_of(addr)
+        && sock.port() != 0
+    {
+        let probe = if udp {
+            std::net::UdpSocket::bind(sock).map(drop)
+        } else {
+            std::net::TcpListener::bind(sock).map(drop)
+        };
+        match probe {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(NetError::AddressInUse(addr.to_string()));
+            }
+            Err(e) => return Err(NetError::Listen(addr.to_string(), e.to_string())),
+        }
+    }
+    swarm.listen_on(addr.clone()).map_err(|e| match e {
+        libp2p::TransportError::Other(io)
+            if io.to_string().contains("in use")
+                || matches!(
+                    std::error::Error::source(&io)
+                        .and_then(|s| s.downcast_ref::<std::io::Error>())
+                        .map(|i| i.kind()),
+                    Some(std::io::ErrorKind::AddrInUse)
+                ) =>
+        {
+            NetError::AddressInUse(addr.to_string())
+        }
+        other => NetError::Listen(addr.to_string(), other.to_string()),
+    })
+}
+
+/// `addr` with its TCP or UDP port set to 0 (a fresh port chosen by the system).
+pub fn with_fresh_port(addr: &Multiaddr) -> Multiaddr {
+    use libp2p::multiaddr::Protocol;
+    addr.iter()
+        .map(|p| match p {
+            Protocol::Tcp(_) => Protocol::Tcp(0),
+            Protocol::Udp(_) => Protocol::Udp(0),
+            other => other,
+        })
+        .collect()
 }
 
 /// Whether this build has the QUIC transport.

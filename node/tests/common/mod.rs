@@ -106,6 +106,23 @@ pub(crate) fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Every file and folder under `dir` (not `dir` itself), depth first.
+#[allow(dead_code)]
+pub(crate) fn paths_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// The daemon's log, next to its home (appended across restarts).
 #[allow(dead_code)]
 pub(crate) fn log_file(home: &Path) -> std::fs::File {
@@ -173,6 +190,17 @@ impl Daemon {
             .unwrap()
     }
 
+    /// SIGKILL (a crash): `daemon.json` and the socket stay behind.
+    pub(crate) fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The daemon's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then waits for a clean exit.
     pub(crate) fn stop(mut self) {
         let pid = self.child.id().to_string();
@@ -190,6 +218,10 @@ impl Daemon {
         assert!(
             !self.home.join("daemon.json").exists(),
             "daemon.json left behind after a clean shutdown"
+        );
+        assert!(
+            !self.home.join("api.sock").exists(),
+            "api.sock left behind after a clean shutdown"
         );
     }
 }
