@@ -230,7 +230,10 @@ impl axum::serve::Listener for OwnerOnly {
                 Ok((s, a)) => match s.peer_cred() {
                     Ok(c) if c.uid() == self.uid => return (s, a),
                     Ok(c) => {
-                        tracing::warn!(uid = c.uid(), "refused a local API connection from another user")
+                        tracing::warn!(
+                            uid = c.uid(),
+                            "refused a local API connection from another user"
+                        )
                     }
                     Err(e) => tracing::warn!("refused a local API connection: {e}"),
                 },

@@ -70,8 +70,7 @@ pub fn request(
     s.set_read_timeout(Some(Duration::from_secs(15 * 60)))
         .map_err(|e| HttpError::Other(e.to_string()))?;
     let host = format!("127.0.0.1:{port}");
-    exchange(s, &host, method, path, headers, body)
-        .map_err(|e| HttpError::Other(e.to_string()))
+    exchange(s, &host, method, path, headers, body).map_err(|e| HttpError::Other(e.to_string()))
 }
 
 /// Why an exchange failed once connected.
@@ -179,9 +178,10 @@ fn path_args(cli: &Cli) -> Vec<(PathBuf, Option<u64>)> {
                     .map(|f| (f, Some(crate::commands::MAX_ENTRY_FILE + 1))),
             );
         }
-        Command::Record(RecordCommand::Import(a)) => {
-            out.push((a.fhir.clone(), Some(hearth_core::fhir::MAX_BUNDLE_BYTES + 1)))
-        }
+        Command::Record(RecordCommand::Import(a)) => out.push((
+            a.fhir.clone(),
+            Some(hearth_core::fhir::MAX_BUNDLE_BYTES + 1),
+        )),
         Command::Record(RecordCommand::Export(a)) => {
             out.extend(a.fhir.clone().map(|f| (f, None)));
             out.extend(a.automerge.clone().map(|f| (f, None)));
@@ -291,11 +291,12 @@ pub fn connect(home: &Home) -> Result<std::os::unix::net::UnixStream, SocketErro
         }
         Err(e) => return Err(SocketError::Other(format!("{}: {e}", path.display()))),
     };
-    let (stream, uid, pid) = peer_of(stream).map_err(|e| {
-        untrusted(format!("cannot read the peer's credentials ({e})"))
-    })?;
+    let (stream, uid, pid) = peer_of(stream)
+        .map_err(|e| untrusted(format!("cannot read the peer's credentials ({e})")))?;
     if uid != me {
-        return Err(untrusted(format!("the process answering runs as user {uid}")));
+        return Err(untrusted(format!(
+            "the process answering runs as user {uid}"
+        )));
     }
     let expected = read_daemon_file(home).map(|f| f.pid);
     match (expected, pid) {
@@ -386,10 +387,12 @@ fn stopped_message(cli: &Cli) -> String {
         )
         | Command::Id { .. }
         | Command::Status
-        | Command::Patients => format!("{head}: this command only reads, nothing was changed; run it again"),
-        Command::Grant(_) | Command::Accept { .. } => format!(
-            "{head}: {unknown}. Check with `hearth grant list` before trying again"
-        ),
+        | Command::Patients => {
+            format!("{head}: this command only reads, nothing was changed; run it again")
+        }
+        Command::Grant(_) | Command::Accept { .. } => {
+            format!("{head}: {unknown}. Check with `hearth grant list` before trying again")
+        }
         _ => format!(
             "{head}: {unknown}. Check the result (e.g. with `hearth record show` or the matching list command) before trying again"
         ),
@@ -420,7 +423,10 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
         Err(SocketError::NoDaemon) => return None,
         Err(SocketError::Untrusted(m)) => return fail(&m, crate::fail::code::REFUSED),
         Err(SocketError::Other(m)) => {
-            return fail(&format!("cannot reach the daemon: {m}"), crate::fail::code::IO);
+            return fail(
+                &format!("cannot reach the daemon: {m}"),
+                crate::fail::code::IO,
+            );
         }
     }
     let connect_failed = |e: SocketRequestError, cli: &Cli| match e {
@@ -488,8 +494,7 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
         Ok(t) => t,
         Err(e) => return fail(&e, crate::fail::code::IO),
     };
-    let stdin_b64 =
-        stdin.map(|b| zeroize::Zeroizing::new(data_encoding::BASE64.encode(&b)));
+    let stdin_b64 = stdin.map(|b| zeroize::Zeroizing::new(data_encoding::BASE64.encode(&b)));
     let body = zeroize::Zeroizing::new(
         serde_json::json!({
             "argv": argv,

@@ -421,7 +421,8 @@ where
         let mut swarm = net::swarm(keypair, &NetConfig::default())
             .map_err(|e| Failure::new(code::IO, e.to_string()))?;
         for a in listen {
-            net::listen_exclusive(&mut swarm, a).map_err(|e| Failure::new(code::IO, e.to_string()))?;
+            net::listen_exclusive(&mut swarm, a)
+                .map_err(|e| Failure::new(code::IO, e.to_string()))?;
         }
         let shared = Arc::new(Mutex::new(Shared { vault, identity }));
         let (handle, task) = live::start(swarm, shared, config);

@@ -38,7 +38,8 @@ fn tcp_squatter(port: u16) -> Arc<Mutex<Vec<u8>>> {
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
-            s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
             let mut buf = [0u8; 65536];
             while let Ok(n) = s.read(&mut buf) {
                 if n == 0 {
@@ -107,7 +108,13 @@ fn stale_api_port_squatter_receives_nothing() {
     let d = Daemon::start(&p, Some("/ip4/127.0.0.1/tcp/0"));
     ok(&hearth(
         &p,
-        &["record", "add", "notes", "--entry", r#"{"text": "before the crash"}"#],
+        &[
+            "record",
+            "add",
+            "notes",
+            "--entry",
+            r#"{"text": "before the crash"}"#,
+        ],
     ));
     let port = d.port();
     d.crash();
@@ -118,22 +125,39 @@ fn stale_api_port_squatter_receives_nothing() {
     let shown = hearth(&p, &["record", "show", "--json"]);
     let out = String::from_utf8_lossy(&shown.stdout).into_owned();
     assert!(!out.contains("FORGED"), "the squatter's answer was printed");
-    assert!(out.contains("before the crash"), "the command ran locally: {out}");
+    assert!(
+        out.contains("before the crash"),
+        "the command ran locally: {out}"
+    );
     let st = json(&hearth(&p, &["status", "--json"]));
     assert_eq!(st["running"], false);
     let mut no_pass = command(&p, PASS);
-    no_pass.env_remove("HEARTH_PASSPHRASE").args(["status", "--json"]);
+    no_pass
+        .env_remove("HEARTH_PASSPHRASE")
+        .args(["status", "--json"]);
     let st = no_pass.output().unwrap();
     assert!(!String::from_utf8_lossy(&st.stdout).contains("FORGED"));
     ok(&hearth(
         &p,
-        &["record", "add", "notes", "--entry", r#"{"text": "after the crash"}"#],
+        &[
+            "record",
+            "add",
+            "notes",
+            "--entry",
+            r#"{"text": "after the crash"}"#,
+        ],
     ));
 
     std::thread::sleep(Duration::from_millis(600));
     let seen = got.lock().unwrap().clone();
-    assert!(!contains(&seen, PASS), "the squatter received the passphrase");
-    assert!(!contains(&seen, token.trim()), "the squatter received the token");
+    assert!(
+        !contains(&seen, PASS),
+        "the squatter received the passphrase"
+    );
+    assert!(
+        !contains(&seen, token.trim()),
+        "the squatter received the token"
+    );
     assert!(seen.is_empty(), "the CLI connected to the old TCP port");
 }
 
@@ -201,13 +225,22 @@ fn daemon_crash_mid_command_says_whether_it_happened() {
     );
     let out = hearth(
         &p,
-        &["record", "add", "notes:mental-health", "--entry", r#"{"text": "x"}"#],
+        &[
+            "record",
+            "add",
+            "notes:mental-health",
+            "--entry",
+            r#"{"text": "x"}"#,
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("malformed"), "{err}");
     assert!(err.contains("the daemon stopped before answering"), "{err}");
-    assert!(err.contains("whether the change was made is unknown"), "{err}");
+    assert!(
+        err.contains("whether the change was made is unknown"),
+        "{err}"
+    );
     assert!(
         err.contains("hearth record history notes:mental-health"),
         "{err}"
@@ -278,7 +311,11 @@ fn stdin_entry_never_touches_the_disk() {
         .spawn()
         .unwrap();
     let entry = format!(r#"{{"text": "{canary} one"}}"#);
-    cli.stdin.take().unwrap().write_all(entry.as_bytes()).unwrap();
+    cli.stdin
+        .take()
+        .unwrap()
+        .write_all(entry.as_bytes())
+        .unwrap();
     ok(&wait_output(cli, 60));
     // Another is killed (with the daemon) while the daemon works on it.
     let mut cli = command(&p, PASS)
@@ -289,7 +326,11 @@ fn stdin_entry_never_touches_the_disk() {
         .spawn()
         .unwrap();
     let entry = format!(r#"{{"text": "{canary} two"}}"#);
-    cli.stdin.take().unwrap().write_all(entry.as_bytes()).unwrap();
+    cli.stdin
+        .take()
+        .unwrap()
+        .write_all(entry.as_bytes())
+        .unwrap();
     std::thread::sleep(Duration::from_millis(150));
     let _ = cli.kill();
     let _ = cli.wait();
@@ -348,9 +389,11 @@ fn assert_private(home: &Path) {
 fn home_is_private_under_a_permissive_umask() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p");
-    ok(&permissive(&p, &["init", "--role", "patient", "--name", "Pat"])
-        .output()
-        .unwrap());
+    ok(
+        &permissive(&p, &["init", "--role", "patient", "--name", "Pat"])
+            .output()
+            .unwrap(),
+    );
     ok(&permissive(
         &p,
         &["record", "add", "notes", "--entry", r#"{"text": "local"}"#],
@@ -366,11 +409,23 @@ fn home_is_private_under_a_permissive_umask() {
     wait_for("the daemon", 30, || p.join("api.sock").exists());
     ok(&permissive(
         &p,
-        &["record", "add", "notes", "--entry", r#"{"text": "through the daemon"}"#],
+        &[
+            "record",
+            "add",
+            "notes",
+            "--entry",
+            r#"{"text": "through the daemon"}"#,
+        ],
     )
     .output()
     .unwrap());
-    for f in ["api-token", "daemon.json", "api.sock", "keystore.cbor", "node.json"] {
+    for f in [
+        "api-token",
+        "daemon.json",
+        "api.sock",
+        "keystore.cbor",
+        "node.json",
+    ] {
         assert!(p.join(f).exists(), "{f}");
     }
     assert_private(&p);

@@ -36,10 +36,10 @@ use libp2p::core::transport::{MemoryTransport, Transport, upgrade::Version};
 use libp2p::identity::{Keypair, PublicKey, ed25519};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
+use libp2p::{Multiaddr, tcp, yamux};
 use libp2p::{
     PeerId, StreamProtocol, Swarm, SwarmBuilder, connection_limits, identify, noise, ping,
 };
-use libp2p::{Multiaddr, tcp, yamux};
 use std::time::Duration;
 
 /// The sync protocol's name on the wire.
