@@ -5,6 +5,9 @@
 //!   node.json       public facts: format, role, peer id, record id (no secrets, no names)
 //!   keystore.cbor   the passphrase-sealed secrets (keys, display name)
 //!   store/          the sled database: bundles, logs, wrapped keys, snapshots
+//!   api-token       the TCP API's bearer token (created by the first `hearth run`)
+//!   daemon.json     while `hearth run` runs: its pid, peer id, addresses
+//!   api.sock        while `hearth run` runs: the local API's Unix socket
 //! ```
 //!
 //! `node.json` is written last at `init`, so its presence marks a complete initialisation.
@@ -12,9 +15,8 @@
 //!
 //! Everything here is private to the user who owns the node, whatever their umask: the home
 //! and `store/` are 0700, every file 0600 ([`atomic_write`] creates its temporary file 0600
-//! with a unique random name; [`private_umask`] covers what sled writes). While `hearth run`
-//! runs, the home also holds `daemon.json`, `api-token` and the socket `api.sock`
-//! (see [`crate::daemon`]).
+//! with a unique random name; [`private_umask`] covers what sled writes). See [`crate::daemon`]
+//! and [`crate::api`] for the daemon's files.
 
 use crate::fail::{Failure, code};
 use hearth_core::ids::{PeerKey, RecordId};
