@@ -252,32 +252,44 @@ fn daemon_crash_mid_command_says_whether_it_happened() {
     assert!(err.contains("only reads"), "{err}");
 }
 
-/// The same through a real daemon killed while a command waits for it: `sync --wait` with a
-/// peer that never answers keeps the daemon busy until it is killed.
+/// The same through a real daemon killed while a forwarded command waits for its answer (the
+/// daemon frozen with SIGSTOP so that the command is surely in flight).
 #[test]
 fn daemon_killed_during_a_forwarded_command_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p");
     init(&p, "patient", "Pat");
     let d = Daemon::start(&p, Some("/ip4/127.0.0.1/tcp/0"));
-    let mut cli = command(&p, PASS)
-        .args(["record", "add", "notes", "--file", "-"])
-        .stdin(Stdio::piped())
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &d.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let cli = command(&p, PASS)
+        .args([
+            "record",
+            "add",
+            "notes",
+            "--entry",
+            r#"{"text": "in flight"}"#,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The CLI waits for standard input's end before sending; the daemon dies meanwhile.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1000));
     d.crash();
-    let mut stdin = cli.stdin.take().unwrap();
-    stdin.write_all(br#"{"text": "late"}"#).unwrap();
-    drop(stdin);
     let out = wait_output(cli, 30);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!err.contains("malformed"), "{err}");
-    assert!(err.contains("the daemon stopped"), "{err}");
+    assert!(err.contains("the daemon stopped before answering"), "{err}");
+    assert!(
+        err.contains("whether the change was made is unknown"),
+        "{err}"
+    );
+    assert!(err.contains("hearth record history notes"), "{err}");
+    assert!(out.stdout.is_empty());
 }
 
 fn wait_output(mut c: Child, secs: u64) -> std::process::Output {
@@ -317,7 +329,13 @@ fn stdin_entry_never_touches_the_disk() {
         .write_all(entry.as_bytes())
         .unwrap();
     ok(&wait_output(cli, 60));
-    // Another is killed (with the daemon) while the daemon works on it.
+    // Another is sent while the daemon is frozen (SIGSTOP): the client waits for the answer
+    // with the entry in hand. Nothing of it may be on disk then, nor after both are killed.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &d.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
     let mut cli = command(&p, PASS)
         .args(["record", "add", "notes", "--file", "-"])
         .stdin(Stdio::piped())
@@ -331,7 +349,15 @@ fn stdin_entry_never_touches_the_disk() {
         .unwrap()
         .write_all(entry.as_bytes())
         .unwrap();
-    std::thread::sleep(Duration::from_millis(150));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        cli.try_wait().unwrap().is_none(),
+        "the client should be waiting for the frozen daemon"
+    );
+    assert!(
+        !contains(&all_bytes(&p), canary),
+        "entry text in clear under the home while the daemon works on it"
+    );
     let _ = cli.kill();
     let _ = cli.wait();
     d.crash();
