@@ -159,6 +159,12 @@ fn stale_api_port_squatter_receives_nothing() {
         "the squatter received the token"
     );
     assert!(seen.is_empty(), "the CLI connected to the old TCP port");
+
+    // The next daemon replaces the stale socket (nothing answers on it) and serves again.
+    let d = Daemon::start(&p, Some("/ip4/127.0.0.1/tcp/0"));
+    let shown = ok(&hearth(&p, &["record", "show", "--json"]));
+    assert!(shown.contains("after the crash"));
+    d.stop();
 }
 
 /// Defect 1: a socket in the home that is not the daemon's (the pid in daemon.json differs,
