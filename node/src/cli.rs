@@ -129,8 +129,9 @@ pub enum DeviceCommand {
 /// `hearth run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Listen on this address (repeatable). Default: /ip4/127.0.0.1/tcp/0 and
-    /// /ip4/127.0.0.1/udp/0/quic-v1.
+    /// Listen on this address (repeatable); an address in use is refused. Default: the last
+    /// run's addresses (a port taken since is replaced by a fresh one), else
+    /// /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/udp/0/quic-v1.
     #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<String>,
     /// Seconds between background sync rounds with connected peers.
