@@ -61,6 +61,7 @@
 mod consent;
 mod export;
 mod import;
+mod patient;
 
 pub use consent::{
     GRANT_STATE_EXTENSION, GrantConsents, GrantState, HEARTH_GRANT_SYSTEM, grant_state,
@@ -70,6 +71,8 @@ pub use export::{
     ExportExtension, ExportInput, ExportOptions, ExportReport, RawExportInput, export_bundle,
     export_bundle_json, export_raw_json,
 };
+pub use patient::{PatientCheck, PatientFact, PatientFacts, SameBy, Unchecked, check_patient};
+
 pub use import::{
     Existing, ImportPlan, ImportReport, ParsedBundle, PlannedEntry, PlannedRetraction, TypeCounts,
     plan_import, plan_import_each,
