@@ -274,7 +274,10 @@ fn patient_verdict(check: &PatientCheck, accept: bool) -> Result<bool, Failure> 
     }
     let what = match check {
         PatientCheck::Different { .. } => check.words(),
-        _ => format!("cannot check that the bundle is this patient's: {}", check.words()),
+        _ => format!(
+            "cannot check that the bundle is this patient's: {}",
+            check.words()
+        ),
     };
     Err(Failure::new(
         code::REFUSED,

@@ -72,9 +72,7 @@ pub fn parse_expires(s: &str, from: Timestamp) -> Result<Timestamp, Failure> {
             let start = jiff::Timestamp::from_millisecond(from.as_millis())
                 .map_err(|_| invalid("the current time is out of range"))?
                 .to_zoned(jiff::tz::TimeZone::UTC);
-            let span = jiff::Span::new()
-                .try_months(months)
-                .map_err(|_| bad())?;
+            let span = jiff::Span::new().try_months(months).map_err(|_| bad())?;
             let end = start.checked_add(span).map_err(|_| bad())?;
             Timestamp::from_millis(end.timestamp().as_millisecond())
         }
@@ -1346,8 +1344,20 @@ mod tests {
             at("2029-02-28T00:00:00Z")
         );
         for bad in [
-            "6y", "61mo", "0d", "0mo", "-1d", "mo", "1", "1x", "1 mo", "1M", "1yr", "",
-            "99999999999999999999d", "9223372036854775807y",
+            "6y",
+            "61mo",
+            "0d",
+            "0mo",
+            "-1d",
+            "mo",
+            "1",
+            "1x",
+            "1 mo",
+            "1M",
+            "1yr",
+            "",
+            "99999999999999999999d",
+            "9223372036854775807y",
         ] {
             assert!(parse_expires(bad, from).is_err(), "{bad} accepted");
         }

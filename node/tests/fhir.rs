@@ -567,9 +567,11 @@ fn a_professional_with_append_imports_into_the_patients_record() {
     // The patient's own import makes the sections `conditions` and `observations`.
     let first = dir.path().join("first.json");
     // Her bundle names her (the patient check compares its Patient with her record's).
-    let mut entries = vec![json!({"fullUrl": "urn:uuid:2f0c6a52-8d1e-4c7b-9a55-0b6f3c1d9e21",
+    let mut entries = vec![
+        json!({"fullUrl": "urn:uuid:2f0c6a52-8d1e-4c7b-9a55-0b6f3c1d9e21",
         "resource": {"resourceType": "Patient", "name": [{"text": "Edith Test"}],
-            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}]}})];
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}]}}),
+    ];
     entries.extend(part(&fixture, "Condition", 0, 1));
     entries.extend(part(&fixture, "Observation", 0, 1));
     write_bundle(&first, entries);
@@ -810,16 +812,33 @@ fn another_patients_bundle_is_refused_and_nothing_is_written() {
         if code == 7 {
             assert!(err.contains("--accept-different-patient"), "{err}");
         }
-        for value in ["Cato", "Sampleton", "1948", "9000000009", "9434765919", "1938"] {
+        for value in [
+            "Cato",
+            "Sampleton",
+            "1948",
+            "9000000009",
+            "9434765919",
+            "1938",
+        ] {
             assert!(!err.contains(value), "the refusal repeats {value}: {err}");
         }
-        assert!(store_dump(&home) == before, "a refused import changed the store");
+        assert!(
+            store_dump(&home) == before,
+            "a refused import changed the store"
+        );
     }
 
     // A dry run shows the check, and fails as the import would.
     let out = hearth(
         &home,
-        &["record", "import", "--fhir", s(&cato), "--dry-run", "--json"],
+        &[
+            "record",
+            "import",
+            "--fhir",
+            s(&cato),
+            "--dry-run",
+            "--json",
+        ],
     );
     fails_with(&out, 7);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -831,7 +850,10 @@ fn another_patients_bundle_is_refused_and_nothing_is_written() {
         json!(["name", "birth-date"])
     );
     assert_eq!(report["patient_check"]["accepted_different_patient"], false);
-    let text = hearth(&home, &["record", "import", "--fhir", s(&cato), "--dry-run"]);
+    let text = hearth(
+        &home,
+        &["record", "import", "--fhir", s(&cato), "--dry-run"],
+    );
     assert!(
         String::from_utf8_lossy(&text.stdout)
             .contains("Patient check: the bundle is about another patient"),
@@ -850,7 +872,10 @@ fn another_patients_bundle_is_refused_and_nothing_is_written() {
             "--json",
         ],
     ));
-    assert_eq!(accepted["patient_check"]["accepted_different_patient"], true);
+    assert_eq!(
+        accepted["patient_check"]["accepted_different_patient"],
+        true
+    );
     assert!(store_dump(&home) == before, "a dry run changed the store");
 
     // Her own bundle goes in: the same NHS number, whatever the name says.
@@ -915,9 +940,11 @@ fn a_professionals_import_is_checked_against_the_patients_demographics() {
     assert_eq!(synced["in_sync"], true, "{synced}");
 
     let bundle_for = |nhs: &str, file: &str| {
-        let mut entries = vec![json!({"fullUrl": "urn:uuid:7d3b0f4e-5a61-4f2c-8e9d-1c2b3a4d5e6f",
+        let mut entries = vec![
+            json!({"fullUrl": "urn:uuid:7d3b0f4e-5a61-4f2c-8e9d-1c2b3a4d5e6f",
             "resource": {"resourceType": "Patient", "name": [{"text": "Edith Test"}],
-                "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}]}})];
+                "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}]}}),
+        ];
         entries.extend(part(&fixture, "Condition", 0, 1));
         let f = dir.path().join(file);
         write_bundle(&f, entries);
@@ -933,13 +960,22 @@ fn a_professionals_import_is_checked_against_the_patients_demographics() {
         7,
     );
     assert!(err.contains("the NHS number differs"), "{err}");
-    assert!(store_dump(&gp) == before, "a refused import changed the store");
+    assert!(
+        store_dump(&gp) == before,
+        "a refused import changed the store"
+    );
 
     let hers = bundle_for("9434765919", "hers.json");
     let done = json(&hearth(
         &gp,
         &[
-            "record", "import", "--fhir", s(&hers), "--record", &rid, "--json",
+            "record",
+            "import",
+            "--fhir",
+            s(&hers),
+            "--record",
+            &rid,
+            "--json",
         ],
     ));
     assert_eq!(done["patient_check"]["result"], "same", "{done}");

@@ -761,17 +761,49 @@ fn window_is_an_unknown_option() {
     let w = world();
     for args in [
         vec![
-            "grant", "--to", &w.gp_peer, "--sections", "notes", "--ability", "read",
-            "--expires", "1d", "--window", "2020-01-01..",
-        ],
-        vec![
-            "request", "--to", &w.record, "--sections", "notes", "--ability", "read",
-            "--purpose", "direct-care", "--expires", "1d", "--reason", "r", "--window",
+            "grant",
+            "--to",
+            &w.gp_peer,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--expires",
+            "1d",
+            "--window",
             "2020-01-01..",
         ],
         vec![
-            "grant", "delegate", "gabcdef", "--to", &w.gp_peer, "--sections", "notes",
-            "--ability", "read", "--expires", "1d", "--window", "2020-01-01..",
+            "request",
+            "--to",
+            &w.record,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--purpose",
+            "direct-care",
+            "--expires",
+            "1d",
+            "--reason",
+            "r",
+            "--window",
+            "2020-01-01..",
+        ],
+        vec![
+            "grant",
+            "delegate",
+            "gabcdef",
+            "--to",
+            &w.gp_peer,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--expires",
+            "1d",
+            "--window",
+            "2020-01-01..",
         ],
         vec!["requests", "approve", "qabcdef", "--window", "2020-01-01.."],
     ] {
@@ -808,8 +840,16 @@ fn expires_takes_months_and_years_and_echoes_the_end() {
     let g = json(&hearth(
         &w.patient,
         &[
-            "grant", "--to", &w.gp_peer, "--sections", "notes", "--ability", "read",
-            "--expires", "6mo", "--json",
+            "grant",
+            "--to",
+            &w.gp_peer,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--expires",
+            "6mo",
+            "--json",
         ],
     ));
     ends_near(&g["expires"], 6);
@@ -817,8 +857,15 @@ fn expires_takes_months_and_years_and_echoes_the_end() {
         hearth(
             &w.patient,
             &[
-                "grant", "--to", &w.gp_peer, "--sections", "notes", "--ability", "read",
-                "--expires", "1y",
+                "grant",
+                "--to",
+                &w.gp_peer,
+                "--sections",
+                "notes",
+                "--ability",
+                "read",
+                "--expires",
+                "1y",
             ],
         )
         .stdout,
@@ -828,22 +875,55 @@ fn expires_takes_months_and_years_and_echoes_the_end() {
     let r = json(&hearth(
         &w.gp,
         &[
-            "request", "--to", &w.record, "--sections", "notes", "--ability", "read",
-            "--purpose", "direct-care", "--expires", "2mo", "--reason", "Review", "--json",
+            "request",
+            "--to",
+            &w.record,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--purpose",
+            "direct-care",
+            "--expires",
+            "2mo",
+            "--reason",
+            "Review",
+            "--json",
         ],
     ));
     ends_near(&r["expires"], 2);
-    json(&hearth(&w.patient, &["requests", "add", &s(&r["token"]), "--json"]));
+    json(&hearth(
+        &w.patient,
+        &["requests", "add", &s(&r["token"]), "--json"],
+    ));
     let a = json(&hearth(
         &w.patient,
-        &["requests", "approve", &s(&r["id"]), "--expires", "1mo", "--json"],
+        &[
+            "requests",
+            "approve",
+            &s(&r["id"]),
+            "--expires",
+            "1mo",
+            "--json",
+        ],
     ));
     ends_near(&a["expires"], 1);
     let c = json(&hearth(
         &w.org,
         &[
-            "org", "attest", "--staff", &w.gp_peer, "--name", "Dr A. Shah", "--role", "GP",
-            "--registration", "GMC 1234567", "--expires", "1y", "--json",
+            "org",
+            "attest",
+            "--staff",
+            &w.gp_peer,
+            "--name",
+            "Dr A. Shah",
+            "--role",
+            "GP",
+            "--registration",
+            "GMC 1234567",
+            "--expires",
+            "1y",
+            "--json",
         ],
     ));
     ends_near(&c["expires"], 12);
@@ -851,8 +931,15 @@ fn expires_takes_months_and_years_and_echoes_the_end() {
         hearth(
             &w.patient,
             &[
-                "grant", "--to", &w.gp_peer, "--sections", "notes", "--ability", "read",
-                "--expires", "6y",
+                "grant",
+                "--to",
+                &w.gp_peer,
+                "--sections",
+                "notes",
+                "--ability",
+                "read",
+                "--expires",
+                "6y",
             ],
         ),
         3,

@@ -1,10 +1,10 @@
 //! FHIR R4 Bundle → planned entries. Pure: checks and maps the whole bundle, writes nothing.
 
+use super::patient::PatientFacts;
 use super::{
     FhirError, HEARTH_ENTRY_SYSTEM, HEARTH_FIELD_EXTENSION, MAX_BUNDLE_ENTRIES, NHS_NUMBER_SYSTEM,
     SOURCE_FORMAT, body_sha256, is_fhir_id,
 };
-use super::patient::PatientFacts;
 use crate::entry::schema::{
     EntryBody, MAX_LIST_ITEMS, MAX_TEXT_CHARS, check_date, check_datetime, is_absolute_uri,
 };

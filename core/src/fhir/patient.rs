@@ -111,7 +111,11 @@ impl PatientCheck {
                 format!(
                     "the bundle is about another patient: the {} {} from this record's",
                     join_words(&facts),
-                    if facts.len() == 1 { "differs" } else { "differ" }
+                    if facts.len() == 1 {
+                        "differs"
+                    } else {
+                        "differ"
+                    }
                 )
             }
             PatientCheck::Unchecked(Unchecked::NoPatient) => {
@@ -123,9 +127,11 @@ impl PatientCheck {
                     .into()
             }
             PatientCheck::Unchecked(Unchecked::Missing { bundle, record }) => {
-                let mut parts = vec!["the bundle's Patient and the record do not both have an NHS \
+                let mut parts = vec![
+                    "the bundle's Patient and the record do not both have an NHS \
                                       number, and"
-                    .to_string()];
+                        .to_string(),
+                ];
                 let side = |who: &str, facts: &[PatientFact]| {
                     let f: Vec<&str> = facts.iter().map(|f| f.words()).collect();
                     format!("{who} no {}", join_words(&f).replace(" and ", " or "))
@@ -175,8 +181,20 @@ impl fmt::Debug for PatientFacts {
 
 /// Titles left out of names when comparing them.
 const TITLES: &[&str] = &[
-    "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "professor", "sir", "dame", "lady", "lord",
-    "rev", "revd",
+    "mr",
+    "mrs",
+    "ms",
+    "miss",
+    "mx",
+    "dr",
+    "prof",
+    "professor",
+    "sir",
+    "dame",
+    "lady",
+    "lord",
+    "rev",
+    "revd",
 ];
 
 /// A name as sorted lower-case words, titles left out; `None` when nothing is left.
@@ -286,13 +304,19 @@ pub fn check_patient(bundle: Option<&PatientFacts>, record: &[PatientFacts]) -> 
     if record.is_empty() {
         return PatientCheck::Unchecked(Unchecked::NoDemographics);
     }
-    let record_nhs: Vec<&String> = record.iter().filter_map(|r| r.nhs_number.as_ref()).collect();
+    let record_nhs: Vec<&String> = record
+        .iter()
+        .filter_map(|r| r.nhs_number.as_ref())
+        .collect();
     let name_same = || {
         b.names
             .iter()
             .any(|n| record.iter().any(|r| r.names.contains(n)))
     };
-    let record_dates: Vec<&String> = record.iter().filter_map(|r| r.birth_date.as_ref()).collect();
+    let record_dates: Vec<&String> = record
+        .iter()
+        .filter_map(|r| r.birth_date.as_ref())
+        .collect();
     let has_names = !b.names.is_empty();
     let record_names = record.iter().any(|r| !r.names.is_empty());
     let name_differs = has_names && record_names && !name_same();
@@ -368,7 +392,9 @@ mod tests {
     fn edith() -> Vec<PatientFacts> {
         vec![
             PatientFacts::of_demographics(&json!({"name": "Mrs Edith Jones", "nhs_number": NHS})),
-            PatientFacts::of_demographics(&json!({"name": "Edith Jones", "birth_date": "1938-03-02"})),
+            PatientFacts::of_demographics(
+                &json!({"name": "Edith Jones", "birth_date": "1938-03-02"}),
+            ),
         ]
     }
 
@@ -395,8 +421,10 @@ mod tests {
 
     #[test]
     fn without_an_nhs_number_name_and_birth_date_decide() {
-        let same = patient(json!({"name": [{"use": "official", "family": "JONES", "given": ["Edith"], "prefix": ["Mrs"]}],
-            "birthDate": "1938-03-02"}));
+        let same = patient(
+            json!({"name": [{"use": "official", "family": "JONES", "given": ["Edith"], "prefix": ["Mrs"]}],
+            "birthDate": "1938-03-02"}),
+        );
         assert!(check_patient(Some(&same), &edith()).is_same());
         let other = patient(json!({"name": [{"family": "Sampleton", "given": ["Cato"]}],
             "birthDate": "1948-10-17"}));
@@ -432,7 +460,9 @@ mod tests {
             PatientCheck::Unchecked(Unchecked::NoDemographics)
         );
         // The record from `init` alone: a name and an NHS number, no birth date.
-        let init_only = vec![PatientFacts::of_demographics(&json!({"name": "Edith Jones", "nhs_number": NHS}))];
+        let init_only = vec![PatientFacts::of_demographics(
+            &json!({"name": "Edith Jones", "nhs_number": NHS}),
+        )];
         let c = check_patient(Some(&p), &init_only);
         assert_eq!(
             c,
@@ -441,7 +471,11 @@ mod tests {
                 record: vec![PatientFact::BirthDate]
             })
         );
-        assert!(c.words().contains("the record has no birth date"), "{}", c.words());
+        assert!(
+            c.words().contains("the record has no birth date"),
+            "{}",
+            c.words()
+        );
         // A partial birth date is not compared.
         let partial = patient(json!({"name": "Edith Jones", "birthDate": "1938"}));
         assert!(!check_patient(Some(&partial), &edith()).is_same());
@@ -452,7 +486,13 @@ mod tests {
         let other = patient(json!({"name": "Cato Sampleton", "birthDate": "1948-10-17",
             "identifier": [{"system": crate::fhir::NHS_NUMBER_SYSTEM, "value": OTHER_NHS}]}));
         let c = check_patient(Some(&other), &edith());
-        let all = format!("{} {:?} {:?} {}", c.words(), c, other, serde_json::to_string(&c).unwrap());
+        let all = format!(
+            "{} {:?} {:?} {}",
+            c.words(),
+            c,
+            other,
+            serde_json::to_string(&c).unwrap()
+        );
         for v in ["Cato", "Sampleton", "1948", OTHER_NHS, "Edith", NHS] {
             assert!(!all.contains(v), "{v} in {all}");
         }

@@ -793,8 +793,13 @@ fn fuzz_entry_points_on_stable() {
 fn a_grant_carrying_a_window_is_refused_as_not_supported() {
     let mut w = world(7);
     let gp = w.gp.peer();
-    let g = Grant::issue_root(&w.patient, spec(gp, "notes", Ability::Read, 30), &[], &mut w.rng)
-        .unwrap();
+    let g = Grant::issue_root(
+        &w.patient,
+        spec(gp, "notes", Ability::Read, 30),
+        &[],
+        &mut w.rng,
+    )
+    .unwrap();
     assert_eq!(g.body().window, None, "issuing never writes a window");
     let mut b = g.body().clone();
     b.window = Some(Window {
