@@ -95,24 +95,6 @@ pub fn when_words(t: Timestamp) -> String {
     }
 }
 
-/// Parses an RFC 3339 time or a `YYYY-MM-DD` date (midnight UTC).
-pub fn parse_time(s: &str) -> Result<Timestamp, Failure> {
-    if let Some(t) = Timestamp::parse_rfc3339(s) {
-        return Ok(t);
-    }
-    let d: jiff::civil::Date = s.parse().map_err(|_| {
-        invalid(format!(
-            "'{}' is not an RFC 3339 time or a YYYY-MM-DD date",
-            s.chars().take(40).collect::<String>()
-        ))
-    })?;
-    let ts = d
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .map_err(|_| invalid("date out of range"))?
-        .timestamp();
-    Ok(Timestamp::from_millis(ts.as_millisecond()))
-}
-
 fn parse_spec(s: &str) -> Result<SectionSpec, Failure> {
     s.parse::<SectionSpec>()
         .map_err(|e| invalid(format!("--sections: {e}")))
