@@ -188,16 +188,13 @@ pub struct GrantArgs {
     /// Why: direct-care (default), social-care, emergency, research, planning.
     #[arg(long, default_value = "direct-care")]
     pub purpose: String,
-    /// For how long: e.g. 30d, 12h, 2w (at most five years). Mandatory.
+    /// For how long: a number and s, m (minutes), h, d, w, mo (months) or y (years), e.g. 30d or 6mo; at most five years. Mandatory; the end is shown.
     #[arg(long, value_name = "DURATION")]
     pub expires: Option<String>,
     /// How many further delegations the holder may make (0: none; 1: an organisation may
     /// delegate to its staff).
     #[arg(long, default_value_t = 0)]
     pub depth: u8,
-    /// Only entries recorded in this window: FROM..TO (RFC 3339 or YYYY-MM-DD; either may be empty).
-    #[arg(long, value_name = "FROM..TO")]
-    pub window: Option<String>,
     /// Also print the token as a QR code in the terminal.
     #[arg(long)]
     pub qr: bool,
@@ -248,7 +245,7 @@ pub enum GrantCommand {
         /// read or append (within the held grant).
         #[arg(long)]
         ability: String,
-        /// For how long (within the held grant).
+        /// For how long (within the held grant): a number and s, m (minutes), h, d, w, mo (months) or y (years), e.g. 30d or 6mo; at most five years.
         #[arg(long, value_name = "DURATION")]
         expires: String,
     },
@@ -269,7 +266,7 @@ pub struct RequestArgs {
     /// Why: direct-care, social-care, emergency, research, planning.
     #[arg(long)]
     pub purpose: String,
-    /// For how long access is asked.
+    /// For how long access is asked (from its approval): a number and s, m (minutes), h, d, w, mo (months) or y (years), e.g. 30d or 6mo; at most five years.
     #[arg(long, value_name = "DURATION")]
     pub expires: String,
     /// The reason, shown to the patient.
@@ -295,7 +292,7 @@ pub enum RequestsCommand {
         /// Grant fewer sections than asked.
         #[arg(long, value_name = "SPEC")]
         sections: Option<String>,
-        /// Grant for less time than asked.
+        /// Grant for less time than asked: a number and s, m (minutes), h, d, w, mo (months) or y (years), e.g. 30d or 6mo; at most five years.
         #[arg(long, value_name = "DURATION")]
         expires: Option<String>,
     },
@@ -329,7 +326,7 @@ pub enum OrgCommand {
         /// Your organisation's code (e.g. ODS code).
         #[arg(long)]
         org_code: Option<String>,
-        /// For how long.
+        /// For how long: a number and s, m (minutes), h, d, w, mo (months) or y (years), e.g. 30d or 6mo; at most five years.
         #[arg(long, value_name = "DURATION")]
         expires: String,
     },

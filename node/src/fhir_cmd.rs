@@ -14,7 +14,8 @@ use crate::home::atomic_write;
 use crate::sled_store::SledStore;
 use clap::{ArgGroup, Args};
 use hearth_core::fhir::{
-    self, Existing, ExportExtension, ExportOptions, FhirError, GrantConsents, RawExportInput,
+    self, Existing, ExportExtension, ExportOptions, FhirError, GrantConsents, PatientCheck,
+    RawExportInput,
 };
 use hearth_core::grant::{self, Ability, Access, Grant, GrantId};
 use hearth_core::keys::Identity;
@@ -36,6 +37,11 @@ pub struct ImportArgs {
     /// The record (default: this patient's own).
     #[arg(long, value_name = "RECORD_ID")]
     pub record: Option<String>,
+    /// Import even though the bundle's Patient is not shown to be the record's patient (another
+    /// NHS number, name or birth date, no Patient, or nothing to compare it with). Check the
+    /// file first: its data joins this record as this patient's.
+    #[arg(long)]
+    pub accept_different_patient: bool,
 }
 
 /// `hearth record export`.
@@ -256,6 +262,31 @@ fn revoked(rec: &OpenRecord<'_, SledStore>) -> Vec<GrantId> {
         .collect()
 }
 
+/// The patient check's verdict: `Ok` with whether `--accept-different-patient` was needed,
+/// or the refusal (exit 7) naming the facts at fault, never their values.
+fn patient_verdict(check: &PatientCheck, accept: bool) -> Result<bool, Failure> {
+    if check.is_same() {
+        return Ok(false);
+    }
+    if accept {
+        return Ok(true);
+    }
+    let what = match check {
+        PatientCheck::Different { .. } => check.words(),
+        _ => format!(
+            "cannot check that the bundle is this patient's: {}",
+            check.words()
+        ),
+    };
+    Err(Failure::new(
+        code::REFUSED,
+        format!(
+            "{what}; nothing was imported (if you are sure it is this patient's data, import it \
+             with --accept-different-patient)"
+        ),
+    ))
+}
+
 /// `hearth record import --fhir FILE`.
 pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
     // Check the file before asking for the passphrase: bad input changes nothing and costs little.
@@ -266,14 +297,16 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
     let rid = which_record(&info, &vault, args.record.as_deref())?;
     let mut rec = vault.open_record(&identity, &rid)?;
     let ex = existing(&mut rec)?;
+    let record_patient = ex.record_patient();
     let reason = "marked entered-in-error by the system it came from (FHIR import)";
-    let (plan, by_section, written, retracted) = if args.dry_run {
+    let (plan, by_section, written, retracted, check) = if args.dry_run {
         let plan = fhir::plan_import(&bundle, &ex)?;
         let mut by_section: std::collections::BTreeMap<SectionName, usize> = Default::default();
         for p in &plan.entries {
             *by_section.entry(p.section).or_default() += 1;
         }
-        (plan, by_section, 0, 0)
+        let check = fhir::check_patient(plan.patient.as_ref(), &record_patient);
+        (plan, by_section, 0, 0, check)
     } else {
         // Each entry is written (into the record's documents, not yet the store) as soon as it
         // is planned, while the rest of the bundle is still being checked; everything is
@@ -298,14 +331,21 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
             }
             Ok::<(), FhirError>(())
         })?;
+        // Whose data it is, before anything is committed: another patient's bundle (or one
+        // that cannot be shown to be this patient's) is refused unless the user accepts it.
+        let check = fhir::check_patient(plan.patient.as_ref(), &record_patient);
+        patient_verdict(&check, args.accept_different_patient)?;
         gate.verdict()?;
         if let Some(e) = write_error {
             return Err(e.into());
         }
         let retract: Vec<_> = plan.retractions.iter().map(|r| r.entry).collect();
         let (ids, marked) = writer.finish(&retract, reason)?;
-        (plan, gate.counts(), ids.len(), marked.len())
+        (plan, gate.counts(), ids.len(), marked.len(), check)
     };
+    // A dry run reports the check, and fails as the import would.
+    let verdict = patient_verdict(&check, args.accept_different_patient);
+    let overridden = matches!(verdict, Ok(true));
     drop(bundle);
     drop(bytes);
     let sections: std::collections::BTreeMap<String, usize> = by_section
@@ -332,6 +372,7 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
             "kept_as_documents": r.kept_as_documents,
             "extensions": r.extensions,
             "notes": r.notes,
+            "patient_check": patient_json(&check, overridden),
         }),
         || {
             let verb = if args.dry_run { "Would import" } else { "Imported" };
@@ -340,6 +381,18 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
                  ({} already in the record, {} skipped).",
                 r.imported, r.updated, r.bundle_type, r.resources, r.unchanged, r.skipped
             );
+            s.push_str(&format!("\nPatient check: {}", check.words()));
+            if overridden {
+                s.push_str(if args.dry_run {
+                    " (--accept-different-patient would import it anyway)"
+                } else {
+                    " (imported anyway: --accept-different-patient)"
+                });
+            } else if verdict.is_err() {
+                s.push_str(" (the import would be refused)");
+            } else {
+                s.push('.');
+            }
             s.push_str(
                 "\n\nBy resource type (new / updated / already present / skipped / retracted):",
             );
@@ -387,7 +440,16 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
             s
         },
     );
-    Ok(())
+    verdict.map(|_| ())
+}
+
+/// The patient check as JSON: the outcome (`same`, `different`, `unchecked`), the facts, and
+/// whether `--accept-different-patient` overrode it.
+fn patient_json(check: &PatientCheck, overridden: bool) -> serde_json::Value {
+    let mut v = serde_json::to_value(check).unwrap_or_else(|_| json!({}));
+    v["words"] = json!(check.words());
+    v["accepted_different_patient"] = json!(overridden);
+    v
 }
 
 /// The readable sections matching `spec` (all of them without one), with their current entries.

@@ -19,7 +19,7 @@ use hearth_core::grant::request::{
     self, AccessRequest, Card, Credential, RequestSpec, verify_credential,
 };
 use hearth_core::grant::{
-    self, Ability, Access, Grant, GrantId, GrantSpec, Purpose, Refusal, Rights, Window, interop,
+    self, Ability, Access, Grant, GrantId, GrantSpec, Purpose, Refusal, Rights, interop,
 };
 use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::keys::{Identity, Role};
@@ -41,75 +41,58 @@ fn refused(msg: impl ToString) -> Failure {
     Failure::new(code::REFUSED, msg)
 }
 
-/// Parses `30d`, `12h`, `45m`, `2w`, `1y`, `90s` into milliseconds.
-pub fn parse_duration(s: &str) -> Result<i64, Failure> {
+/// The one parser of `--expires`: a number and a unit, `s`, `m` (minutes), `h`, `d`, `w`, or
+/// the calendar units `mo` (months) and `y` (years), counted from `from` in UTC (a month from
+/// 31 January is the last day of February). Returns the end; at most five years after `from`.
+pub fn parse_expires(s: &str, from: Timestamp) -> Result<Timestamp, Failure> {
     let s = s.trim();
     let bad = || {
         invalid(format!(
-            "duration '{}': use a number and s, m, h, d, w or y (e.g. 30d)",
+            "duration '{}': use a number and s, m (minutes), h, d, w, mo (months) or y (years), \
+             e.g. 30d or 6mo",
             s.chars().take(20).collect::<String>()
         ))
     };
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
     let n: i64 = num.parse().map_err(|_| bad())?;
-    let unit_ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => DAY_MS,
-        "w" => 7 * DAY_MS,
-        "y" => 365 * DAY_MS,
-        _ => return Err(bad()),
-    };
-    let ms = n.checked_mul(unit_ms).ok_or_else(bad)?;
-    if ms <= 0 {
+    if n <= 0 {
         return Err(invalid("a duration must be positive"));
     }
-    if ms > grant::MAX_VALIDITY_MS {
+    let fixed = |unit_ms: i64| n.checked_mul(unit_ms).ok_or_else(bad);
+    let end = match unit {
+        "s" => from.saturating_add_millis(fixed(1_000)?),
+        "m" => from.saturating_add_millis(fixed(60_000)?),
+        "h" => from.saturating_add_millis(fixed(3_600_000)?),
+        "d" => from.saturating_add_millis(fixed(DAY_MS)?),
+        "w" => from.saturating_add_millis(fixed(7 * DAY_MS)?),
+        "mo" | "y" => {
+            // Beyond five years is refused below; a bound here keeps the arithmetic in range.
+            let months = if unit == "y" { n.saturating_mul(12) } else { n };
+            let months = months.min(12 * 6);
+            let start = jiff::Timestamp::from_millisecond(from.as_millis())
+                .map_err(|_| invalid("the current time is out of range"))?
+                .to_zoned(jiff::tz::TimeZone::UTC);
+            let span = jiff::Span::new().try_months(months).map_err(|_| bad())?;
+            let end = start.checked_add(span).map_err(|_| bad())?;
+            Timestamp::from_millis(end.timestamp().as_millisecond())
+        }
+        _ => return Err(bad()),
+    };
+    if end.as_millis().saturating_sub(from.as_millis()) > grant::MAX_VALIDITY_MS {
         return Err(invalid("a duration may be five years at most"));
     }
-    Ok(ms)
+    Ok(end)
 }
 
-/// Parses an RFC 3339 time or a `YYYY-MM-DD` date (midnight UTC).
-pub fn parse_time(s: &str) -> Result<Timestamp, Failure> {
-    if let Some(t) = Timestamp::parse_rfc3339(s) {
-        return Ok(t);
+/// An end time in plain words, e.g. `Thursday 3 June 2027 at 09:15 UTC`.
+pub fn when_words(t: Timestamp) -> String {
+    match jiff::Timestamp::from_millisecond(t.as_millis()) {
+        Ok(ts) => ts
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .strftime("%A %-d %B %Y at %H:%M UTC")
+            .to_string(),
+        Err(_) => t.to_string(),
     }
-    let d: jiff::civil::Date = s.parse().map_err(|_| {
-        invalid(format!(
-            "'{}' is not an RFC 3339 time or a YYYY-MM-DD date",
-            s.chars().take(40).collect::<String>()
-        ))
-    })?;
-    let ts = d
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .map_err(|_| invalid("date out of range"))?
-        .timestamp();
-    Ok(Timestamp::from_millis(ts.as_millisecond()))
-}
-
-fn parse_window(s: &str) -> Result<Window, Failure> {
-    let (from, to) = s
-        .split_once("..")
-        .ok_or_else(|| invalid("--window must be FROM..TO (either side may be empty)"))?;
-    let opt = |x: &str| -> Result<Option<Timestamp>, Failure> {
-        if x.trim().is_empty() {
-            Ok(None)
-        } else {
-            parse_time(x.trim()).map(Some)
-        }
-    };
-    let w = Window {
-        from: opt(from)?,
-        to: opt(to)?,
-    };
-    if let (Some(f), Some(t)) = (w.from, w.to)
-        && f > t
-    {
-        return Err(invalid("--window ends before it starts"));
-    }
-    Ok(w)
 }
 
 fn parse_spec(s: &str) -> Result<SectionSpec, Failure> {
@@ -296,7 +279,6 @@ fn rights_json(r: &Rights) -> Value {
         "record_id": r.record,
         "holder": r.holder,
         "scopes": r.scopes.iter().map(|s| json!({"section": s.pattern().to_string(), "ability": s.ability})).collect::<Vec<_>>(),
-        "window": r.window,
         "not_before": r.not_before,
         "expires": r.expires,
         "purpose": r.purpose,
@@ -370,13 +352,13 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
             .as_deref()
             .ok_or_else(|| missing("--ability"))?,
     )?;
-    let duration = parse_duration(
-        args.expires
-            .as_deref()
-            .ok_or_else(|| missing("--expires (grants always expire)"))?,
-    )?;
+    let expires_arg = args
+        .expires
+        .as_deref()
+        .ok_or_else(|| missing("--expires (grants always expire)"))?;
+    // Checked before the passphrase is asked for; counted from the issuing time below.
+    parse_expires(expires_arg, now())?;
     let purpose: Purpose = args.purpose.parse().map_err(invalid)?;
-    let window = args.window.as_deref().map(parse_window).transpose()?;
     if args.depth > grant::MAX_DEPTH {
         return Err(invalid(format!("--depth is at most {}", grant::MAX_DEPTH)));
     }
@@ -385,15 +367,8 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
     let mut rec = own_record(&vault, &identity)?;
     let mut rng = os_rng();
     let t = now();
-    let mut gspec = GrantSpec::new(
-        audience,
-        spec,
-        ability,
-        t,
-        t.saturating_add_millis(duration),
-    );
+    let mut gspec = GrantSpec::new(audience, spec, ability, t, parse_expires(expires_arg, t)?);
     gspec.purpose = purpose;
-    gspec.window = window;
     gspec.depth = args.depth;
     gspec.addresses = crate::net_cmd::own_addresses(ctx, &vault, &identity.peer());
     // The grant is checked whole (a trial issue, keys aside) before any section is made; then
@@ -435,7 +410,7 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
                 .collect::<Vec<_>>()
                 .join(", "),
             purpose.words(),
-            g.body().expires,
+            when_words(g.body().expires),
             if keys.is_empty() {
                 " Keys follow when their node first syncs with yours."
             } else {
@@ -599,7 +574,7 @@ fn show(ctx: &Ctx, id: &str, fhir: bool, smart: bool) -> Result<(), Failure> {
             "token": grant::chain_to_token(&chain),
             "issuer": b.issuer, "audience": b.audience, "record_id": b.record,
             "scopes": b.scopes.iter().map(|s| json!({"section": s.pattern().to_string(), "ability": s.ability})).collect::<Vec<_>>(),
-            "not_before": b.not_before, "expires": b.expires, "window": b.window, "depth": b.depth,
+            "not_before": b.not_before, "expires": b.expires, "depth": b.depth,
             "purpose": b.purpose, "parent": b.parent.map(|p| p.to_string()), "keys": b.keys.len(),
             "issued_at": issued_at, "status": match &status { Ok(_) => "active".to_string(), Err(e) => e.to_string() },
         }),
@@ -698,10 +673,9 @@ fn delegate(
         parse_spec(sections)?,
         parse_ability(ability)?,
         t.max(parent.body().not_before),
-        t.saturating_add_millis(parse_duration(expires)?),
+        parse_expires(expires, t)?,
     );
     spec.purpose = parent.body().purpose;
-    spec.window = parent.body().window;
     let child = Grant::delegate(&parent, &identity, spec, &mut os_rng()).map_err(refusal)?;
     chain.push(child);
     grant::verify_chain(&chain, &Access::any(audience), t, &|_| false).map_err(refusal)?;
@@ -709,12 +683,15 @@ fn delegate(
     let token = grant::chain_to_token(&chain);
     emit_token(
         ctx,
-        json!({"audience": audience}),
+        json!({"audience": audience, "expires": leaf.body().expires}),
         &token,
         &leaf.id().to_string(),
         false,
         None,
-        format!("Delegated to {audience} until {}.", leaf.body().expires),
+        format!(
+            "Delegated to {audience} until {}.",
+            when_words(leaf.body().expires)
+        ),
     )
 }
 
@@ -861,13 +838,17 @@ pub fn request(ctx: &Ctx, args: RequestArgs) -> Result<(), Failure> {
     let spec = parse_spec(&args.sections)?;
     let ability = parse_ability(&args.ability)?;
     let purpose: Purpose = args.purpose.parse().map_err(invalid)?;
-    let duration = parse_duration(&args.expires)?;
+    parse_expires(&args.expires, now())?;
     let (_, identity) = ctx.unlock()?;
     if identity.record_id() == Some(record) {
         return Err(refused("this is your own record"));
     }
     let vault = ctx.vault()?;
     let t = now();
+    // A request asks for a length of time, counted from its approval: the calendar units are
+    // counted from now, which is when access would end were it approved at once.
+    let until = parse_expires(&args.expires, t)?;
+    let duration = until.as_millis().saturating_sub(t.as_millis());
     // Attach the newest current credential this node holds, if any.
     let credential = vault
         .local_items("credential/")?
@@ -893,13 +874,15 @@ pub fn request(ctx: &Ctx, args: RequestArgs) -> Result<(), Failure> {
     let token = req.to_token();
     emit_token(
         ctx,
-        json!({"record_id": record, "credential": credential.is_some()}),
+        json!({"record_id": record, "credential": credential.is_some(), "expires": until}),
         &token,
         &req.short_id('q'),
         args.qr,
         None,
         format!(
-            "Access request for record {record}. Give this to the patient (hearth requests add TOKEN).{}",
+            "Access request for record {record}, for access until {} if approved now. Give this \
+             to the patient (hearth requests add TOKEN).{}",
+            when_words(until),
             if credential.is_none() {
                 " It carries no organisation credential, so it will show as unverified."
             } else {
@@ -1069,7 +1052,9 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             let duration = match expires.as_deref() {
                 None => b.duration_ms,
                 Some(e) => {
-                    let d = parse_duration(e)?;
+                    let d = parse_expires(e, t)?
+                        .as_millis()
+                        .saturating_sub(t.as_millis());
                     if d > b.duration_ms {
                         return Err(invalid("you may only shorten the duration asked for"));
                     }
@@ -1081,7 +1066,6 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
                 scopes,
                 not_before: t,
                 expires: t.saturating_add_millis(duration),
-                window: None,
                 depth: 0,
                 purpose: b.purpose,
                 addresses: crate::net_cmd::own_addresses(ctx, &vault, &identity.peer()),
@@ -1114,7 +1098,7 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             record_grant(&mut rec, &g, &item, Some(decision), t, &mut rng)?;
             emit_token(
                 ctx,
-                json!({"request": rid, "audience": b.requester.peer, "sections_created": names(&created)}),
+                json!({"request": rid, "audience": b.requester.peer, "expires": g.body().expires, "sections_created": names(&created)}),
                 &token,
                 &gid,
                 false,
@@ -1128,7 +1112,7 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()
                         .join(", "),
-                    g.body().expires,
+                    when_words(g.body().expires),
                     created_words(&created)
                 ),
             )?;
@@ -1175,7 +1159,7 @@ pub fn org(ctx: &Ctx, cmd: OrgCommand) -> Result<(), Failure> {
         expires,
     } = cmd;
     let staff = parse_peer(&staff)?;
-    let duration = parse_duration(&expires)?;
+    parse_expires(&expires, now())?;
     let (_, identity) = ctx.unlock()?;
     if identity.role != Role::Relay {
         return Err(refused(
@@ -1191,7 +1175,7 @@ pub fn org(ctx: &Ctx, cmd: OrgCommand) -> Result<(), Failure> {
         registration.trim().to_string(),
         org_code.map(|c| c.trim().to_string()),
         t,
-        t.saturating_add_millis(duration),
+        parse_expires(&expires, t)?,
         &mut os_rng(),
     )
     .map_err(|e| invalid(format!("credential: {e}")))?;
@@ -1208,7 +1192,7 @@ pub fn org(ctx: &Ctx, cmd: OrgCommand) -> Result<(), Failure> {
             cred.body().name,
             cred.body().role,
             cred.body().org_name,
-            cred.body().expires
+            when_words(cred.body().expires)
         ),
     )
 }
@@ -1306,4 +1290,66 @@ pub fn credential(ctx: &Ctx, cmd: CredentialCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(s).unwrap()
+    }
+
+    /// Issue #11: `--expires` took no months, and years were 365 days.
+    #[test]
+    fn expires_takes_calendar_months_and_years() {
+        let from = at("2027-01-31T09:15:00Z");
+        let cases = [
+            ("90s", "2027-01-31T09:16:30Z"),
+            ("45m", "2027-01-31T10:00:00Z"),
+            ("12h", "2027-01-31T21:15:00Z"),
+            ("30d", "2027-03-02T09:15:00Z"),
+            ("2w", "2027-02-14T09:15:00Z"),
+            ("1mo", "2027-02-28T09:15:00Z"),
+            ("13mo", "2028-02-29T09:15:00Z"),
+            ("1y", "2028-01-31T09:15:00Z"),
+            ("5y", "2032-01-31T09:15:00Z"),
+            (" 6mo ", "2027-07-31T09:15:00Z"),
+        ];
+        for (arg, want) in cases {
+            assert_eq!(parse_expires(arg, from).unwrap(), at(want), "{arg}");
+        }
+        let leap = at("2028-02-29T00:00:00Z");
+        assert_eq!(
+            parse_expires("1y", leap).unwrap(),
+            at("2029-02-28T00:00:00Z")
+        );
+        for bad in [
+            "6y",
+            "61mo",
+            "0d",
+            "0mo",
+            "-1d",
+            "mo",
+            "1",
+            "1x",
+            "1 mo",
+            "1M",
+            "1yr",
+            "",
+            "99999999999999999999d",
+            "9223372036854775807y",
+        ] {
+            assert!(parse_expires(bad, from).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn the_end_in_plain_words() {
+        assert_eq!(
+            when_words(at("2027-06-03T09:05:00Z")),
+            "Thursday 3 June 2027 at 09:05 UTC"
+        );
+    }
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Daemon, hearth, init_patient, json, s, wait_for};
+use common::{Daemon, hearth, init_patient, json, ok, s, wait_for};
 use hearth_core::store::Store;
 use hearth_node::sled_store::SledStore;
 use serde_json::{Value, json};
@@ -52,14 +52,60 @@ fn store_dump(home: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     store.scan(&[], &[0xff; 8]).unwrap()
 }
 
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The fixture's Patient resource.
+fn patient_of(bundle: &Value) -> &Value {
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "Patient")
+        .expect("a Patient in the fixture")
+}
+
+/// A patient node for the person `bundle` is about: the Patient's name, its NHS number when it
+/// has one, and its birth date (a demographics entry), so that the import's patient check finds
+/// the bundle to be this record's. Returns the name.
+fn init_as_patient_of(home: &Path, bundle: &Value) -> String {
+    let p = patient_of(bundle);
+    let n = &p["name"][0];
+    let name = format!(
+        "{} {}",
+        n["given"][0].as_str().unwrap(),
+        n["family"].as_str().unwrap()
+    );
+    let nhs = p["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["system"] == "https://fhir.nhs.uk/Id/nhs-number")
+        .map(|i| i["value"].as_str().unwrap().to_owned());
+    let mut args = vec!["init", "--role", "patient", "--name", &name];
+    if let Some(n) = &nhs {
+        args.extend(["--nhs-number", n]);
+    }
+    args.push("--json");
+    json(&hearth(home, &args));
+    let entry = json!({"name": name, "birth_date": p["birthDate"]}).to_string();
+    json(&hearth(
+        home,
+        &["record", "add", "demographics", "--entry", &entry, "--json"],
+    ));
+    name
+}
+
 #[test]
 fn every_fixture_imports_exports_and_reimports_without_duplicates() {
     for file in fixtures() {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
-        let _ = init_patient(&home);
         let original: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        let patient = init_as_patient_of(&home, &original);
         let n = original["entry"].as_array().unwrap().len() as u64;
 
         let first = json(&hearth(
@@ -117,7 +163,7 @@ fn every_fixture_imports_exports_and_reimports_without_duplicates() {
             "{name}: a Provenance for every entry"
         );
         for p in provenance {
-            assert_eq!(p["agent"][0]["who"]["display"], "Edith Test");
+            assert_eq!(p["agent"][0]["who"]["display"], patient.as_str());
             assert!(p["recorded"].as_str().unwrap().ends_with('Z'));
         }
 
@@ -223,17 +269,8 @@ fn bad_input_exits_3_names_the_place_and_changes_nothing() {
         }
         assert_eq!(store_dump(&home), before, "{what} changed the store");
     }
-    // The same NHS number check guards the record: a bundle about someone else is refused.
-    let other = write(
-        "g.json",
-        &with(&|b| b["entry"][0]["resource"]["identifier"][0]["value"] = json!("9000000009")),
-    );
-    let err = fails_with(
-        &hearth(&home, &["record", "import", "--fhir", s(&other)]),
-        3,
-    );
-    assert!(err.contains("another patient"), "{err}");
-    assert_eq!(store_dump(&home), before);
+    // A bundle about someone else is refused too, by the patient check (exit 7): see
+    // another_patients_bundle_is_refused_and_nothing_is_written.
     // Export arguments are checked too.
     let err = fails_with(
         &hearth(
@@ -306,11 +343,11 @@ fn automerge_export_opens_with_plain_automerge() {
 fn export_of_chosen_sections_keeps_references_valid() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let _ = init_patient(&home);
     let file = fixtures()
         .into_iter()
         .find(|p| p.to_string_lossy().contains("type2-diabetes"))
         .unwrap();
+    init_as_patient_of(&home, &read_json(&file));
     json(&hearth(
         &home,
         &["record", "import", "--fhir", s(&file), "--json"],
@@ -390,8 +427,8 @@ fn professional_granted(
 fn export_writes_the_grants_as_consents() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let _ = init_patient(&home);
     let file = fixtures().remove(0);
+    init_as_patient_of(&home, &read_json(&file));
     json(&hearth(
         &home,
         &["record", "import", "--fhir", s(&file), "--json"],
@@ -529,7 +566,13 @@ fn a_professional_with_append_imports_into_the_patients_record() {
     .unwrap();
     // The patient's own import makes the sections `conditions` and `observations`.
     let first = dir.path().join("first.json");
-    let mut entries = part(&fixture, "Condition", 0, 1);
+    // Her bundle names her (the patient check compares its Patient with her record's).
+    let mut entries = vec![
+        json!({"fullUrl": "urn:uuid:2f0c6a52-8d1e-4c7b-9a55-0b6f3c1d9e21",
+        "resource": {"resourceType": "Patient", "name": [{"text": "Edith Test"}],
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}]}}),
+    ];
+    entries.extend(part(&fixture, "Condition", 0, 1));
     entries.extend(part(&fixture, "Observation", 0, 1));
     write_bundle(&first, entries);
     json(&hearth(
@@ -565,7 +608,10 @@ fn a_professional_with_append_imports_into_the_patients_record() {
         grants.push(g["id"].as_str().unwrap().to_owned());
     }
 
-    // The GP imports two conditions and three observations the record does not have.
+    // The GP imports two conditions and three observations the record does not have. These
+    // fragments carry no Patient, and the GP cannot read the record's demographics, so nothing
+    // shows whose data they are: the GP says so explicitly (the patient check itself:
+    // a_professionals_import_is_checked_against_the_patients_demographics).
     let gp_bundle = dir.path().join("gp.json");
     let mut entries = part(&fixture, "Condition", 1, 2);
     entries.extend(part(&fixture, "Observation", 1, 3));
@@ -577,6 +623,7 @@ fn a_professional_with_append_imports_into_the_patients_record() {
         s(&gp_bundle),
         "--record",
         &rid,
+        "--accept-different-patient",
         "--json",
     ];
     let done = json(&hearth(&gp, &args));
@@ -592,7 +639,15 @@ fn a_professional_with_append_imports_into_the_patients_record() {
         let before = store_dump(home);
         let out = hearth(
             home,
-            &["record", "import", "--fhir", s(&f), "--record", &rid],
+            &[
+                "record",
+                "import",
+                "--fhir",
+                s(&f),
+                "--record",
+                &rid,
+                "--accept-different-patient",
+            ],
         );
         let err = fails_with(&out, 7);
         for w in want {
@@ -645,6 +700,7 @@ fn a_professional_with_append_imports_into_the_patients_record() {
             s(&f),
             "--record",
             &rid,
+            "--accept-different-patient",
             "--json",
         ],
     ));
@@ -692,4 +748,236 @@ fn a_professional_with_append_imports_into_the_patients_record() {
     assert_eq!(report["consents"], 1, "{report}");
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.contains(&grants[0]) && !text.contains(&grants[1]));
+}
+
+/// Issue #11 (14): a bundle about another person was merged into the record without a word.
+/// The import compares the bundle's Patient with the record's demographics (NHS number first,
+/// else name and birth date) and refuses another patient's bundle, or one that cannot be
+/// checked, with exit 7 naming the facts (never their values) and writing nothing;
+/// `--accept-different-patient` imports it anyway and says so; `--dry-run` shows the check.
+#[test]
+fn another_patients_bundle_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let _ = init_patient(&home);
+    let entry = json!({"name": "Edith Test", "birth_date": "1938-03-02"}).to_string();
+    json(&hearth(
+        &home,
+        &["record", "add", "demographics", "--entry", &entry, "--json"],
+    ));
+    let find = |what: &str| {
+        fixtures()
+            .into_iter()
+            .find(|p| p.to_string_lossy().contains(what))
+            .unwrap()
+    };
+    // Another person: another name and birth date, no NHS number.
+    let cato = find("ckd-stage3");
+    let cato_n = read_json(&cato)["entry"].as_array().unwrap().len() as u64;
+    // Another NHS number (her birth date; the name "Edith Testpatient", not hers).
+    let edith = find("uk-social-care");
+    let mut other_nhs = read_json(&edith);
+    other_nhs["entry"][0]["resource"]["identifier"][0]["value"] = json!("9000000009");
+    let other_nhs_path = dir.path().join("other-nhs.json");
+    std::fs::write(&other_nhs_path, serde_json::to_vec(&other_nhs).unwrap()).unwrap();
+    // No Patient at all.
+    let anonymous = dir.path().join("anonymous.json");
+    write_bundle(&anonymous, part(&read_json(&cato), "Condition", 0, 2));
+    // Two Patients.
+    let two = dir.path().join("two.json");
+    let mut entries = part(&read_json(&cato), "Patient", 0, 1);
+    entries.extend(part(&read_json(&edith), "Patient", 0, 1));
+    write_bundle(&two, entries);
+
+    let before = store_dump(&home);
+    for (path, code, want) in [
+        (
+            &cato,
+            7,
+            "the bundle is about another patient: the name and birth date differ from this record's",
+        ),
+        (
+            &other_nhs_path,
+            7,
+            "the bundle is about another patient: the NHS number and name differ from this record's",
+        ),
+        (&anonymous, 7, "the bundle has no Patient resource"),
+        (&two, 3, "2 Patient resources"),
+    ] {
+        let err = fails_with(
+            &hearth(&home, &["record", "import", "--fhir", s(path)]),
+            code,
+        );
+        assert!(err.contains(want), "{want}: {err}");
+        if code == 7 {
+            assert!(err.contains("--accept-different-patient"), "{err}");
+        }
+        for value in [
+            "Cato",
+            "Sampleton",
+            "1948",
+            "9000000009",
+            "9434765919",
+            "1938",
+        ] {
+            assert!(!err.contains(value), "the refusal repeats {value}: {err}");
+        }
+        assert!(
+            store_dump(&home) == before,
+            "a refused import changed the store"
+        );
+    }
+
+    // A dry run shows the check, and fails as the import would.
+    let out = hearth(
+        &home,
+        &[
+            "record",
+            "import",
+            "--fhir",
+            s(&cato),
+            "--dry-run",
+            "--json",
+        ],
+    );
+    fails_with(&out, 7);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["written"], 0);
+    assert_eq!(report["patient_check"]["result"], "different", "{report}");
+    assert_eq!(
+        report["patient_check"]["differs"],
+        json!(["name", "birth-date"])
+    );
+    assert_eq!(report["patient_check"]["accepted_different_patient"], false);
+    let text = hearth(
+        &home,
+        &["record", "import", "--fhir", s(&cato), "--dry-run"],
+    );
+    assert!(
+        String::from_utf8_lossy(&text.stdout)
+            .contains("Patient check: the bundle is about another patient"),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+    let accepted = json(&hearth(
+        &home,
+        &[
+            "record",
+            "import",
+            "--fhir",
+            s(&cato),
+            "--dry-run",
+            "--accept-different-patient",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        accepted["patient_check"]["accepted_different_patient"],
+        true
+    );
+    assert!(store_dump(&home) == before, "a dry run changed the store");
+
+    // Her own bundle goes in: the same NHS number, whatever the name says.
+    let own = json(&hearth(
+        &home,
+        &["record", "import", "--fhir", s(&edith), "--json"],
+    ));
+    assert_eq!(own["patient_check"]["result"], "same", "{own}");
+    assert_eq!(own["patient_check"]["by"], "nhs-number");
+
+    // The override imports another person's bundle, and the report says it was used.
+    let out = hearth(
+        &home,
+        &[
+            "record",
+            "import",
+            "--fhir",
+            s(&cato),
+            "--accept-different-patient",
+        ],
+    );
+    let text = ok(&out);
+    assert!(
+        text.contains("imported anyway: --accept-different-patient"),
+        "{text}"
+    );
+    let again = json(&hearth(
+        &home,
+        &[
+            "record",
+            "import",
+            "--fhir",
+            s(&cato),
+            "--accept-different-patient",
+            "--json",
+        ],
+    ));
+    assert_eq!(again["unchanged"], cato_n, "{again}");
+}
+
+/// Issue #11 (14), a professional's side: importing into a patient's record with `--record`
+/// is checked against the record's demographics the professional may read: a bundle about
+/// another NHS number is refused (exit 7) and nothing is written; the patient's own goes in.
+#[test]
+fn a_professionals_import_is_checked_against_the_patients_demographics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, gp) = (dir.path().join("p"), dir.path().join("gp"));
+    let rid = init_patient(&p)["record_id"].as_str().unwrap().to_owned();
+    let fixture = read_json(
+        &fixtures()
+            .into_iter()
+            .find(|f| f.ends_with("type2-diabetes-seed1.json"))
+            .unwrap(),
+    );
+    let _dp = Daemon::start(&p, None);
+    let g = professional_granted(&p, &gp, "Dr Gee", "demographics,conditions", "append");
+    json(&hearth(
+        &gp,
+        &["accept", g["token"].as_str().unwrap(), "--json"],
+    ));
+    let synced = json(&hearth(&gp, &["sync", "--wait", "--json"]));
+    assert_eq!(synced["in_sync"], true, "{synced}");
+
+    let bundle_for = |nhs: &str, file: &str| {
+        let mut entries = vec![
+            json!({"fullUrl": "urn:uuid:7d3b0f4e-5a61-4f2c-8e9d-1c2b3a4d5e6f",
+            "resource": {"resourceType": "Patient", "name": [{"text": "Edith Test"}],
+                "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}]}}),
+        ];
+        entries.extend(part(&fixture, "Condition", 0, 1));
+        let f = dir.path().join(file);
+        write_bundle(&f, entries);
+        f
+    };
+    let other = bundle_for("9000000009", "other.json");
+    let before = store_dump(&gp);
+    let err = fails_with(
+        &hearth(
+            &gp,
+            &["record", "import", "--fhir", s(&other), "--record", &rid],
+        ),
+        7,
+    );
+    assert!(err.contains("the NHS number differs"), "{err}");
+    assert!(
+        store_dump(&gp) == before,
+        "a refused import changed the store"
+    );
+
+    let hers = bundle_for("9434765919", "hers.json");
+    let done = json(&hearth(
+        &gp,
+        &[
+            "record",
+            "import",
+            "--fhir",
+            s(&hers),
+            "--record",
+            &rid,
+            "--json",
+        ],
+    ));
+    assert_eq!(done["patient_check"]["result"], "same", "{done}");
+    assert_eq!(done["written"], 2, "{done}");
 }

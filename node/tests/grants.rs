@@ -628,8 +628,6 @@ fn card_grant_carries_keys_and_qr_forms() {
             "append",
             "--expires",
             "1d",
-            "--window",
-            "2020-01-01..",
             "--qr-svg",
             svg.to_str().unwrap(),
             "--json",
@@ -686,4 +684,265 @@ fn card_grant_carries_keys_and_qr_forms() {
         ],
     );
     assert!(!out.status.success());
+}
+
+/// The time now, as the binary reads it.
+fn now() -> hearth_core::time::Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    hearth_core::time::Timestamp::from_millis(i64::try_from(ms).unwrap())
+}
+
+/// Issue #11 (7): `--window` restricted nothing (sync moves whole section logs). A grant that
+/// carries a record-time window, signed by the record's own root key, is refused by
+/// `grant verify` and by `accept` with the typed reason, and nothing is stored.
+#[test]
+fn a_grant_carrying_a_window_is_refused_by_verify_and_accept() {
+    use hearth_core::crypto::{self, Domain};
+    use hearth_core::grant::{self, Ability, Grant, GrantSpec, Window, token::Envelope};
+    use hearth_core::keys::{Identity, Role};
+    let w = world();
+    let gp: hearth_core::ids::PeerKey = w.gp_peer.parse().unwrap();
+    let mut rng = hearth_core::test_utils::TestRng::new(11);
+    let (patient, _) = Identity::generate(Role::Patient, "Pat".into(), &mut rng);
+    let t = now();
+    let spec = GrantSpec::new(
+        gp,
+        "notes".parse().unwrap(),
+        Ability::Read,
+        t,
+        t.saturating_add_millis(30 * 86_400_000),
+    );
+    let plain = Grant::issue_root(&patient, spec, &[], &mut rng).unwrap();
+    // The same grant, with a window, signed by the record's root key.
+    let mut body = plain.body().clone();
+    body.window = Some(Window {
+        from: Some(t.saturating_add_millis(-365 * 86_400_000)),
+        to: None,
+    });
+    let bytes = serde_ipld_dagcbor::to_vec(&body).unwrap();
+    let sig = crypto::sign(patient.root_key().unwrap(), Domain::Grant, &[&bytes]);
+    let windowed = Grant::from_envelope(Envelope {
+        body: bytes,
+        sig: sig.to_vec(),
+    })
+    .unwrap();
+    let token = grant::chain_to_token(&[windowed]);
+    refused(
+        hearth(&w.gp, &["grant", "verify", &token]),
+        7,
+        "record-time windows are not supported",
+    );
+    refused(
+        hearth(&w.gp, &["accept", &token]),
+        7,
+        "record-time windows are not supported",
+    );
+    let listed = json(&hearth(&w.gp, &["grant", "list", "--json"]));
+    assert_eq!(listed["events"], serde_json::json!([]), "{listed}");
+    // The same grant without the window verifies.
+    let ok = json(&hearth(
+        &w.gp,
+        &[
+            "grant",
+            "verify",
+            &grant::chain_to_token(&[plain]),
+            "--json",
+        ],
+    ));
+    assert_eq!(ok["valid"], true);
+}
+
+/// Issue #11 (7): `--window` is not an option of any command any more.
+#[test]
+fn window_is_an_unknown_option() {
+    let w = world();
+    for args in [
+        vec![
+            "grant",
+            "--to",
+            &w.gp_peer,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--expires",
+            "1d",
+            "--window",
+            "2020-01-01..",
+        ],
+        vec![
+            "request",
+            "--to",
+            &w.record,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--purpose",
+            "direct-care",
+            "--expires",
+            "1d",
+            "--reason",
+            "r",
+            "--window",
+            "2020-01-01..",
+        ],
+        vec![
+            "grant",
+            "delegate",
+            "gabcdef",
+            "--to",
+            &w.gp_peer,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--expires",
+            "1d",
+            "--window",
+            "2020-01-01..",
+        ],
+        vec!["requests", "approve", "qabcdef", "--window", "2020-01-01.."],
+    ] {
+        let out = hearth(&w.patient, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("--window"), "{err}");
+    }
+    let help = String::from_utf8(hearth(&w.patient, &["grant", "--help"]).stdout).unwrap();
+    assert!(!help.contains("window"), "{help}");
+}
+
+/// Issue #11: `--expires` takes calendar months (`mo`) and years (`y`), and every command
+/// taking it says when the result ends: in words, and in `--json` as an RFC 3339 `expires`.
+#[test]
+fn expires_takes_months_and_years_and_echoes_the_end() {
+    let w = world();
+    let ends_near = |v: &serde_json::Value, months: i64| {
+        let got = hearth_core::time::Timestamp::parse_rfc3339(v.as_str().unwrap())
+            .unwrap_or_else(|| panic!("expires is RFC 3339: {v}"));
+        let start = jiff::Timestamp::from_millisecond(now().as_millis())
+            .unwrap()
+            .to_zoned(jiff::tz::TimeZone::UTC);
+        let want = start
+            .checked_add(jiff::Span::new().months(months))
+            .unwrap()
+            .timestamp()
+            .as_millisecond();
+        assert!(
+            (got.as_millis() - want).abs() < 120_000,
+            "{v}: not {months} calendar months from now"
+        );
+    };
+    let g = json(&hearth(
+        &w.patient,
+        &[
+            "grant",
+            "--to",
+            &w.gp_peer,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--expires",
+            "6mo",
+            "--json",
+        ],
+    ));
+    ends_near(&g["expires"], 6);
+    let text = String::from_utf8(
+        hearth(
+            &w.patient,
+            &[
+                "grant",
+                "--to",
+                &w.gp_peer,
+                "--sections",
+                "notes",
+                "--ability",
+                "read",
+                "--expires",
+                "1y",
+            ],
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert!(text.contains(" UTC."), "the end in words: {text}");
+    let r = json(&hearth(
+        &w.gp,
+        &[
+            "request",
+            "--to",
+            &w.record,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--purpose",
+            "direct-care",
+            "--expires",
+            "2mo",
+            "--reason",
+            "Review",
+            "--json",
+        ],
+    ));
+    ends_near(&r["expires"], 2);
+    json(&hearth(
+        &w.patient,
+        &["requests", "add", &s(&r["token"]), "--json"],
+    ));
+    let a = json(&hearth(
+        &w.patient,
+        &[
+            "requests",
+            "approve",
+            &s(&r["id"]),
+            "--expires",
+            "1mo",
+            "--json",
+        ],
+    ));
+    ends_near(&a["expires"], 1);
+    let c = json(&hearth(
+        &w.org,
+        &[
+            "org",
+            "attest",
+            "--staff",
+            &w.gp_peer,
+            "--name",
+            "Dr A. Shah",
+            "--role",
+            "GP",
+            "--registration",
+            "GMC 1234567",
+            "--expires",
+            "1y",
+            "--json",
+        ],
+    ));
+    ends_near(&c["expires"], 12);
+    refused(
+        hearth(
+            &w.patient,
+            &[
+                "grant",
+                "--to",
+                &w.gp_peer,
+                "--sections",
+                "notes",
+                "--ability",
+                "read",
+                "--expires",
+                "6y",
+            ],
+        ),
+        3,
+        "five years at most",
+    );
 }

@@ -105,10 +105,32 @@ def professional(binary, work):
 
 def grant_and_revoke(binary, home, peer):
     hearth(binary, home, "grant", "--to", peer, "--sections", "notes,notes:mental-health,medications",
-           "--ability", "read", "--expires", "30d", "--window", "2020-01-01..", "--json")
+           "--ability", "read", "--expires", "30d", "--json")
     g = hearth(binary, home, "grant", "--to", peer, "--sections", "observations", "--ability", "append",
                "--expires", "1d", "--purpose", "social-care", "--json")
     hearth(binary, home, "grant", "revoke", g["id"], "--json")
+
+
+NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+
+
+def init_as(binary, home, bundle):
+    """A fresh patient node for the bundle's own patient: an import compares the bundle's
+    Patient with the record's demographics (NHS number, else name and birth date) and refuses
+    another person's data, so the record is made for the person the bundle is about."""
+    patient = next((e["resource"] for e in bundle.get("entry", [])
+                    if e.get("resource", {}).get("resourceType") == "Patient"), {})
+    names = patient.get("name") or [{}]
+    n = next((x for x in names if x.get("use") == "official"), names[0])
+    name = n.get("text") or " ".join([*(n.get("given") or []), n.get("family") or ""]).strip() or "Round Trip"
+    args = ["init", "--role", "patient", "--name", name]
+    nhs = [i["value"] for i in patient.get("identifier", []) if i.get("system") == NHS_SYSTEM]
+    if nhs:
+        args += ["--nhs-number", nhs[0]]
+    hearth(binary, home, *args, "--json")
+    if patient.get("birthDate"):
+        entry = json.dumps({"name": name, "birth_date": patient["birthDate"]})
+        hearth(binary, home, "record", "add", "demographics", "--entry", entry, "--json")
 
 
 def check(binary, bundle_path, out_dir, work, prefix, peer):
@@ -116,7 +138,7 @@ def check(binary, bundle_path, out_dir, work, prefix, peer):
     home = os.path.join(work, name)
     original = json.load(open(bundle_path))
     n = len(original.get("entry", []))
-    hearth(binary, home, "init", "--role", "patient", "--name", "Round Trip", "--json")
+    init_as(binary, home, original)
     first = hearth(binary, home, "record", "import", "--fhir", bundle_path, "--json")
     assert first["imported"] == n and first["written"] == n, f"first import: {first['imported']} of {n}"
     again = hearth(binary, home, "record", "import", "--fhir", bundle_path, "--json")
@@ -145,7 +167,7 @@ def check(binary, bundle_path, out_dir, work, prefix, peer):
     assert back["written"] == 0, f"importing the export wrote {back['written']}"
     # A second patient node holding the export learns of the retractions from the next one.
     other = home + "-b"
-    hearth(binary, other, "init", "--role", "patient", "--name", "Round Trip", "--json")
+    init_as(binary, other, original)
     hearth(binary, other, "record", "import", "--fhir", exported, "--json")
     in_error_path = check_in_error(binary, home, out_dir, name)
     retracting = hearth(binary, other, "record", "import", "--fhir", in_error_path, "--json")

@@ -1,5 +1,6 @@
 //! FHIR R4 Bundle → planned entries. Pure: checks and maps the whole bundle, writes nothing.
 
+use super::patient::PatientFacts;
 use super::{
     FhirError, HEARTH_ENTRY_SYSTEM, HEARTH_FIELD_EXTENSION, MAX_BUNDLE_ENTRIES, NHS_NUMBER_SYSTEM,
     SOURCE_FORMAT, body_sha256, is_fhir_id,
@@ -134,6 +135,9 @@ pub struct ImportPlan {
     pub retractions: Vec<PlannedRetraction>,
     /// What the import does.
     pub report: ImportReport,
+    /// Who the bundle's Patient is (`None`: the bundle holds no Patient), for
+    /// [`super::check_patient`].
+    pub patient: Option<PatientFacts>,
 }
 
 /// What the record already holds, for de-duplication and consistency checks: built from every
@@ -145,7 +149,8 @@ pub struct Existing {
     superseded_by: HashMap<EntryId, EntryId>,
     versions: HashSet<EntryId>,
     in_error: HashSet<EntryId>,
-    nhs_numbers: HashSet<String>,
+    /// Who each demographics version says the patient is.
+    demographics: HashMap<EntryId, PatientFacts>,
 }
 
 impl Existing {
@@ -166,12 +171,24 @@ impl Existing {
                 self.identities.insert(key, v.id);
             }
         }
-        if v.class == SectionClass::Demographics
-            && v.status == EntryStatus::Final
-            && let Some(n) = v.body.get("nhs_number").and_then(Value::as_str)
-        {
-            self.nhs_numbers.insert(n.to_owned());
+        if v.class == SectionClass::Demographics {
+            self.demographics
+                .insert(v.id, PatientFacts::of_demographics(&v.body));
         }
+    }
+
+    /// Who the record's current demographics entries (neither replaced nor entered in error)
+    /// say the patient is: what [`super::check_patient`] compares a bundle's Patient with.
+    pub fn record_patient(&self) -> Vec<PatientFacts> {
+        let mut ids: Vec<&EntryId> = self
+            .demographics
+            .keys()
+            .filter(|id| !self.superseded_by.contains_key(id) && !self.in_error.contains(id))
+            .collect();
+        ids.sort();
+        ids.into_iter()
+            .filter_map(|id| self.demographics.get(id).cloned())
+            .collect()
     }
 
     /// Notes the entries of a plan as written with `ids` (in plan order).
@@ -387,6 +404,8 @@ struct Index<'a> {
     /// Resources parsed when another resource refers to them for their content (a name, say),
     /// kept for the next reference.
     parsed: Vec<OnceLock<Option<Map<String, Value>>>>,
+    /// The entry holding the bundle's Patient (a bundle holds one at most).
+    patient: Option<usize>,
 }
 
 impl Index<'_> {
@@ -674,6 +693,7 @@ fn index_of<'a>(heads: &'a [Result<Head<'a>, FhirError>]) -> Result<Index<'a>, F
         by_identifier: HashMap::new(),
         resources: Vec::with_capacity(heads.len()),
         parsed: (0..heads.len()).map(|_| OnceLock::new()).collect(),
+        patient: None,
     };
     let mut patients = 0usize;
     for (i, head) in heads.iter().enumerate() {
@@ -702,6 +722,7 @@ fn index_of<'a>(heads: &'a [Result<Head<'a>, FhirError>]) -> Result<Index<'a>, F
             }
             if rt == "Patient" {
                 patients += 1;
+                index.patient = Some(i);
             }
             match &r.id {
                 None => {}
@@ -799,6 +820,10 @@ fn plan_import_each_on<E: From<FhirError>>(
     // cores; the index is built in bundle order, so the first error is that of a plain loop.
     let heads = map_entries(threads, entries, |i, raw| read_head(i, raw));
     let index = index_of(&heads)?;
+    let patient = index
+        .patient
+        .and_then(|i| index.resource(i))
+        .map(PatientFacts::of_patient);
 
     // Pass 2: parse, check and map each resource. Resources are checked and mapped
     // independently of one another, so that work is shared among the machine's cores, and each
@@ -835,6 +860,7 @@ fn plan_import_each_on<E: From<FhirError>>(
         entries: Vec::new(),
         retractions,
         report,
+        patient,
     })
 }
 
@@ -1232,20 +1258,6 @@ fn map_one(
             break;
         }
     }
-    if section.class == SectionClass::Demographics
-        && let Some(n) = normalised.get("nhs_number").and_then(Value::as_str)
-        && !existing.nhs_numbers.is_empty()
-        && !existing.nhs_numbers.contains(n)
-    {
-        return Err(FhirError::Resource {
-            at: at.to_owned(),
-            field: "identifier".into(),
-            problem:
-                "the NHS number differs from this record's: the bundle is about another patient"
-                    .into(),
-        });
-    }
-
     let mut full = normalised;
     if let Some(m) = full.as_object_mut() {
         m.insert("source".into(), source);

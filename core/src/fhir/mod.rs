@@ -20,6 +20,11 @@
 //! validated, and errors name the resource (entry index, type and id) and the FHIR field, never
 //! a value.
 //!
+//! Whose data it is: the plan carries the facts of the bundle's `Patient` ([`ImportPlan::patient`]),
+//! and [`check_patient`] compares them with the record's demographics ([`Existing::record_patient`]):
+//! NHS number first, else name and birth date. The caller commits only when they are the same
+//! patient, or when the user accepts a different one (see [`PatientCheck`]).
+//!
 //! Importing the same data twice adds nothing: each source carries the SHA-256 of the resource's
 //! canonical JSON, and a resource whose identity (its `urn:uuid` full URL or a business
 //! identifier) matches an entry imported earlier but whose content changed becomes a new version
@@ -61,6 +66,7 @@
 mod consent;
 mod export;
 mod import;
+mod patient;
 
 pub use consent::{
     GRANT_STATE_EXTENSION, GrantConsents, GrantState, HEARTH_GRANT_SYSTEM, grant_state,
@@ -70,6 +76,8 @@ pub use export::{
     ExportExtension, ExportInput, ExportOptions, ExportReport, RawExportInput, export_bundle,
     export_bundle_json, export_raw_json,
 };
+pub use patient::{PatientCheck, PatientFact, PatientFacts, SameBy, Unchecked, check_patient};
+
 pub use import::{
     Existing, ImportPlan, ImportReport, ParsedBundle, PlannedEntry, PlannedRetraction, TypeCounts,
     plan_import, plan_import_each,

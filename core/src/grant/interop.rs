@@ -121,7 +121,7 @@ pub fn consent(grant: &Grant, active: bool) -> Value {
             p
         })
         .collect();
-    let mut provision = json!({
+    let provision = json!({
         "type": "permit",
         "period": {"start": b.not_before.to_rfc3339(), "end": b.expires.to_rfc3339()},
         "actor": [{
@@ -137,16 +137,6 @@ pub fn consent(grant: &Grant, active: bool) -> Value {
         }],
         "provision": provisions,
     });
-    if let Some(w) = b.window {
-        let mut period = serde_json::Map::new();
-        if let Some(f) = w.from {
-            period.insert("start".into(), json!(f.to_rfc3339()));
-        }
-        if let Some(t) = w.to {
-            period.insert("end".into(), json!(t.to_rfc3339()));
-        }
-        provision["dataPeriod"] = Value::Object(period);
-    }
     json!({
         "resourceType": "Consent",
         "id": grant.id().to_string(),

@@ -2,11 +2,17 @@
 //!
 //! A **grant** is a certificate signed by its issuer: this audience may exercise these
 //! abilities on these sections of this record, from `not_before` until `expires` (mandatory),
-//! optionally only for entries recorded within a time window, for this purpose. The patient's
+//! for this purpose. The patient's
 //! record root key issues root grants; a grant with `depth > 0` lets its audience (typically an
 //! organisation) **delegate** a narrower grant to another key (a member of staff), naming its
-//! parent by hash. Delegation only ever attenuates: scopes, window and validity lie within the
+//! parent by hash. Delegation only ever attenuates: scopes and validity lie within the
 //! parent's, and depth strictly decreases.
+//!
+//! **Record-time windows are not supported.** The format has room for one ([`Window`]), but
+//! sync moves whole section logs, so a window could not be enforced; judging it by an entry's
+//! self-declared time would be no check at all. Issuing never writes one, and [`verify_chain`]
+//! refuses any chain carrying one ([`Refusal::WindowNotSupported`]), so no grant claims a limit
+//! that is not enforced.
 //!
 //! [`verify_chain`] is the one pure function that decides: given a chain (root first), who
 //! presents it, what they ask for, the time and the revocation set, it returns the rights granted
@@ -259,7 +265,10 @@ impl FromStr for GrantId {
     }
 }
 
-/// An optional record-time window: only entries recorded within it are visible.
+/// A record-time window, as the grant format can carry it: **not supported**. Sync moves whole
+/// section logs, so no window could be enforced; a grant carrying one is never issued and never
+/// verifies ([`Refusal::WindowNotSupported`]). The field stays in [`GrantBody`] so that such a
+/// token still decodes and is refused with that reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Window {
@@ -267,27 +276,6 @@ pub struct Window {
     pub from: Option<Timestamp>,
     /// To (inclusive).
     pub to: Option<Timestamp>,
-}
-
-impl Window {
-    fn within(&self, parent: &Window) -> bool {
-        let from_ok = match (parent.from, self.from) {
-            (None, _) => true,
-            (Some(p), Some(c)) => c >= p,
-            (Some(_), None) => false,
-        };
-        let to_ok = match (parent.to, self.to) {
-            (None, _) => true,
-            (Some(p), Some(c)) => c <= p,
-            (Some(_), None) => false,
-        };
-        from_ok && to_ok
-    }
-
-    /// Whether an entry recorded at `t` is inside.
-    pub fn contains(&self, t: Timestamp) -> bool {
-        self.from.is_none_or(|f| t >= f) && self.to.is_none_or(|to| t <= to)
-    }
 }
 
 /// A section key wrapped to the audience's agreement key, signed by the record root: the same
@@ -312,7 +300,8 @@ pub struct GrantBody {
     pub not_before: Timestamp,
     /// Valid until (mandatory).
     pub expires: Timestamp,
-    /// Only entries recorded in this window.
+    /// A record-time window: not supported, always `None` in a grant that verifies (see
+    /// [`Window`]).
     pub window: Option<Window>,
     /// How many further delegations the audience may make.
     pub depth: u8,
@@ -340,8 +329,6 @@ pub struct GrantSpec {
     pub not_before: Timestamp,
     /// Until when.
     pub expires: Timestamp,
-    /// Record-time window.
-    pub window: Option<Window>,
     /// Further delegation allowed.
     pub depth: u8,
     /// Why.
@@ -364,7 +351,6 @@ impl GrantSpec {
             scopes: scopes(&spec, ability),
             not_before,
             expires,
-            window: None,
             depth: 0,
             purpose: Purpose::DirectCare,
             addresses: Vec::new(),
@@ -443,6 +429,12 @@ pub enum Refusal {
     /// A link names another record.
     #[error("the chain mixes records")]
     WrongRecord,
+    /// A link carries a record-time window, which Hearth does not enforce (see [`Window`]).
+    #[error("record-time windows are not supported (link {link} carries one)")]
+    WindowNotSupported {
+        /// The link.
+        link: usize,
+    },
 }
 
 fn grant_id(body: &[u8]) -> GrantId {
@@ -455,6 +447,9 @@ fn grant_id(body: &[u8]) -> GrantId {
 impl Grant {
     fn sign(body: GrantBody, key: &SigningKey) -> Result<Grant, Refusal> {
         check_body(&body)?;
+        if body.window.is_some() {
+            return Err(Refusal::WindowNotSupported { link: 0 });
+        }
         let bytes =
             serde_ipld_dagcbor::to_vec(&body).map_err(|_| Refusal::Invalid("cannot encode"))?;
         let sig = crypto::sign(key, Domain::Grant, &[&bytes]);
@@ -494,7 +489,7 @@ impl Grant {
             scopes: spec.scopes,
             not_before: spec.not_before,
             expires: spec.expires,
-            window: spec.window,
+            window: None,
             depth: spec.depth,
             purpose: spec.purpose,
             parent: None,
@@ -526,7 +521,7 @@ impl Grant {
             scopes: spec.scopes,
             not_before: spec.not_before,
             expires: spec.expires,
-            window: spec.window,
+            window: None,
             depth: spec.depth,
             purpose: spec.purpose,
             parent: Some(parent.id),
@@ -661,16 +656,6 @@ fn check_link(parent: &GrantBody, child: &GrantBody, link: usize) -> Result<(), 
             what: "validity outside the parent's",
         });
     }
-    match (&parent.window, &child.window) {
-        (None, _) => {}
-        (Some(p), Some(c)) if c.within(p) => {}
-        _ => {
-            return Err(Refusal::ScopeExceeded {
-                link,
-                what: "record-time window wider than the parent's",
-            });
-        }
-    }
     if child.purpose != parent.purpose {
         return Err(Refusal::ScopeExceeded {
             link,
@@ -714,8 +699,6 @@ pub struct Rights {
     pub holder: PeerKey,
     /// The holder's scopes (the last link's).
     pub scopes: Vec<Scope>,
-    /// Visible record-time window (the last link's; within every parent's).
-    pub window: Option<Window>,
     /// Valid from (latest of the chain).
     pub not_before: Timestamp,
     /// Valid until (earliest of the chain).
@@ -750,6 +733,10 @@ pub fn verify_chain(
     let record = root.body.record;
     if root.body.issuer.0 != record.0 || root.body.parent.is_some() {
         return Err(Refusal::UnknownIssuer);
+    }
+    // A window would be a limit nobody enforces: no chain carrying one verifies.
+    if let Some(link) = chain.iter().position(|g| g.body.window.is_some()) {
+        return Err(Refusal::WindowNotSupported { link });
     }
     // Structure first (cheap), signatures after.
     for (i, pair) in chain.windows(2).enumerate() {
@@ -789,7 +776,6 @@ pub fn verify_chain(
         record,
         holder: access.holder,
         scopes: leaf.body.scopes.clone(),
-        window: leaf.body.window,
         not_before,
         expires,
         purpose: leaf.body.purpose,

@@ -106,6 +106,7 @@ enum Expect {
     Revoked,
     Audience,
     Record,
+    Window,
 }
 
 fn matches(r: &Result<Rights, Refusal>, e: &Expect) -> bool {
@@ -124,6 +125,7 @@ fn matches(r: &Result<Rights, Refusal>, e: &Expect) -> bool {
             | (Err(Refusal::Revoked { .. }), Expect::Revoked)
             | (Err(Refusal::WrongAudience), Expect::Audience)
             | (Err(Refusal::WrongRecord), Expect::Record)
+            | (Err(Refusal::WindowNotSupported { .. }), Expect::Window)
     )
 }
 
@@ -543,6 +545,39 @@ fn named_token_table() {
         Expect::Invalid,
     ));
 
+    // Record-time windows are not enforced, so a grant carrying one never verifies: a root
+    // grant the patient's key signed with one, or a delegation adding one to a plain parent.
+    let window = Some(Window {
+        from: Some(TEST_NOW.saturating_add_millis(-365 * DAY)),
+        to: None,
+    });
+    let windowed_root = {
+        let mut b = direct.body().clone();
+        b.window = window;
+        resign(b, w.patient.root_key().unwrap())
+    };
+    cases.push((
+        "root grant carrying a record-time window",
+        chain_from_token(&chain_to_token(std::slice::from_ref(&windowed_root)))
+            .and_then(|c| verify_chain(&c, &notes_read(gp), TEST_NOW, &never)),
+        Expect::Window,
+    ));
+    let windowed_child = {
+        let mut b = chain[1].body().clone();
+        b.window = window;
+        resign(b, w.org.device_key())
+    };
+    cases.push((
+        "delegation adding a record-time window",
+        verify_chain(
+            &[chain[0].clone(), windowed_child],
+            &notes_read(staff),
+            TEST_NOW,
+            &never,
+        ),
+        Expect::Window,
+    ));
+
     let mut failures = Vec::new();
     let n = cases.len();
     for (name, got, want) in cases {
@@ -749,5 +784,34 @@ fn fuzz_entry_points_on_stable() {
             true
         ),
         0
+    );
+}
+
+/// Issue #11 (7): `--window` restricted nothing (sync moves whole section logs). A token
+/// carrying a window still decodes, and is refused with the typed reason, whatever else it says.
+#[test]
+fn a_grant_carrying_a_window_is_refused_as_not_supported() {
+    let mut w = world(7);
+    let gp = w.gp.peer();
+    let g = Grant::issue_root(
+        &w.patient,
+        spec(gp, "notes", Ability::Read, 30),
+        &[],
+        &mut w.rng,
+    )
+    .unwrap();
+    assert_eq!(g.body().window, None, "issuing never writes a window");
+    let mut b = g.body().clone();
+    b.window = Some(Window {
+        from: None,
+        to: Some(TEST_NOW),
+    });
+    let windowed = resign(b, w.patient.root_key().unwrap());
+    let chain = chain_from_token(&chain_to_token(&[windowed])).unwrap();
+    let e = verify_chain(&chain, &Access::any(gp), TEST_NOW, &never).unwrap_err();
+    assert_eq!(e, Refusal::WindowNotSupported { link: 0 });
+    assert!(
+        e.to_string()
+            .starts_with("record-time windows are not supported")
     );
 }
