@@ -11,7 +11,8 @@
 //! - after a local change (the daemon calls [`Handle::local_change`] after each command), the
 //!   records whose logs moved are announced with `Notify` to every connected peer interested
 //!   in them ([`Peer::interested_peers`]);
-//! - a `Notify` from a peer starts a round with that peer for that record at once;
+//! - a `Notify` from a peer starts a round with that peer for that record at once, if the peer
+//!   is a party to it here ([`Peer::start`] refuses anyone else before anything is sent);
 //! - bundles received from one peer are announced to the other interested peers;
 //! - a round runs with every connected interested peer every [`LiveConfig::interval`], and on
 //!   every new connection (catch-up after a restart);
@@ -26,7 +27,7 @@ use hearth_core::store::Store;
 use hearth_core::time::Timestamp;
 use hearth_sync::net::{BehaviourEvent, HearthSwarm, peer_id, peer_key};
 use hearth_sync::protocol::{LinkMessage, MAX_PUSH_BYTES, Message, Notify, SyncRequest};
-use hearth_sync::session::{Peer, Report};
+use hearth_sync::session::{Peer, Report, SyncError};
 use libp2p::Multiaddr;
 use libp2p::futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -244,7 +245,8 @@ enum Work {
         linked: Option<RecordId>,
     },
     Plan {
-        pairs: Vec<(PeerKey, RecordId)>,
+        /// Peer, record, and whether the user named the peer (`sync --with`, a known peer).
+        pairs: Vec<(PeerKey, RecordId, bool)>,
         batch: Option<Batch>,
     },
     Announce {
@@ -302,6 +304,8 @@ struct Round {
     waiters: Vec<Batch>,
     again: bool,
     steps: u32,
+    /// The user named the peer (see [`Peer::start_as`]).
+    named: bool,
 }
 
 struct Dial {
@@ -797,8 +801,12 @@ impl<S: Store + Send + 'static> Driver<S> {
                     }),
                 );
                 tracing::debug!(%peer, record = %record, pushed = n.push.len(), "notified");
+                // A round starts only if the sender is a party to the record here (the session
+                // refuses anyone else before anything is sent: a stranger's Notify draws no
+                // request, whether or not the record exists).
+                let named = self.dials.contains_key(&peer);
                 if n.push.is_empty() {
-                    self.round(peer, record, None);
+                    self.round(peer, record, None, named);
                 } else {
                     let push = n.push;
                     let ok = self.job(move |sh| {
@@ -810,7 +818,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                         }
                     });
                     if !ok {
-                        self.round(peer, record, None);
+                        self.round(peer, record, None, named);
                     }
                 }
             }
@@ -873,8 +881,9 @@ impl<S: Store + Send + 'static> Driver<S> {
         }
     }
 
-    /// Starts (or re-arms) a round with `peer` for `record`.
-    fn round(&mut self, peer: PeerKey, record: RecordId, waiter: Option<Batch>) {
+    /// Starts (or re-arms) a round with `peer` for `record`; `named`: the user named the peer
+    /// (see [`Peer::start_as`]).
+    fn round(&mut self, peer: PeerKey, record: RecordId, waiter: Option<Batch>, named: bool) {
         if let Some(r) = self.rounds.get_mut(&(peer, record)) {
             r.again = true;
             if let Some(w) = waiter {
@@ -902,6 +911,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                 waiters: waiter.into_iter().collect(),
                 again: false,
                 steps: 0,
+                named,
             },
         );
         let ok = self.job(move |sh| {
@@ -913,7 +923,11 @@ impl<S: Store + Send + 'static> Driver<S> {
                 };
             }
             let p = Peer::new(&sh.vault, &sh.identity);
-            let req = p.start(record, now()).map_err(|e| e.to_string());
+            let req = p.start_as(record, peer, named, now()).map_err(|e| match e {
+                // Not reported: the same as a record not held.
+                SyncError::NotAParty => NOT_HELD.to_string(),
+                e => e.to_string(),
+            });
             Work::Start { peer, record, req }
         });
         if !ok {
@@ -968,7 +982,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                 w.done((peer, record, res.clone()));
             }
             if r.again {
-                self.round(peer, record, None);
+                self.round(peer, record, None, r.named);
             }
         }
     }
@@ -1022,8 +1036,8 @@ impl<S: Store + Send + 'static> Driver<S> {
                 if let Some(b) = &batch {
                     b.expect(pairs.len());
                 }
-                for (peer, record) in pairs {
-                    self.round(peer, record, batch.clone());
+                for (peer, record, named) in pairs {
+                    self.round(peer, record, batch.clone(), named);
                 }
             }
             Work::Announce { targets } => {
@@ -1048,8 +1062,12 @@ impl<S: Store + Send + 'static> Driver<S> {
                         self.check_changes(Some(peer));
                     }
                 }
-                // Something was missed in between (or refused): a full round sorts it out.
-                _ => self.round(peer, record, None),
+                // Something was missed in between (or refused): a full round sorts it out (if
+                // the peer is a party to the record: the session decides).
+                _ => {
+                    let named = self.dials.contains_key(&peer);
+                    self.round(peer, record, None, named)
+                }
             },
             Work::Known(known) => {
                 for (peer, addrs) in known {
@@ -1084,7 +1102,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                 for peer in &peers {
                     let trusted = explicit || known.contains(peer);
                     if interested.contains(peer) || (trusted && interested.is_empty()) {
-                        pairs.push((*peer, record));
+                        pairs.push((*peer, record, trusted));
                     }
                 }
             }

@@ -80,7 +80,7 @@ fn sync(
     now: Timestamp,
     rng: &mut TestRng,
 ) -> Result<Report, SyncError> {
-    let mut req = a.peer().start(rid, now)?;
+    let mut req = a.peer().start_as(rid, b.id.peer(), true, now)?;
     for _ in 0..8 {
         let wire = protocol::encode(&Message::Request(req));
         let Message::Request(req_in) = protocol::decode(&wire).unwrap() else {
@@ -377,7 +377,10 @@ fn incremental_sync_sends_only_the_new_bundle() {
         )
         .unwrap();
     }
-    let req = w.gp.peer().start(rid, at(12)).unwrap();
+    let req =
+        w.gp.peer()
+            .start_as(rid, w.patient.id.peer(), true, at(12))
+            .unwrap();
     let (resp, _) = w
         .patient
         .peer()
@@ -398,7 +401,10 @@ fn tampered_duplicated_and_replayed_messages() {
     let mut w = world(7);
     let rid = w.rid;
     grant_to(&mut w, "gp", "notes", Ability::Read);
-    let req = w.gp.peer().start(rid, at(10)).unwrap();
+    let req =
+        w.gp.peer()
+            .start_as(rid, w.patient.id.peer(), true, at(10))
+            .unwrap();
     let (resp, _) = w
         .patient
         .peer()
@@ -569,7 +575,10 @@ fn forged_auth_changes_are_refused() {
         );
         vault.held_sections(&rid).unwrap()
     };
-    let mut req: SyncRequest = w.gp.peer().start(rid, at(12)).unwrap();
+    let mut req: SyncRequest =
+        w.gp.peer()
+            .start_as(rid, w.patient.id.peer(), true, at(12))
+            .unwrap();
     // Push the patient's own auth bundles back with one byte changed: refused, not stored.
     let auth_vv = &forged[&SectionId::AUTH];
     let (author, _) = auth_vv.iter().next().unwrap();
