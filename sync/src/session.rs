@@ -387,7 +387,8 @@ impl<'a, S: Store> Peer<'a, S> {
     ///   sections it may hold ([`Peer::holdable_by`]);
     /// - a node this node's own grants for the record name (an issuer address ending in
     ///   `/p2p/<remote>`), or, with `named_by_user`, any peer while no patient device is known
-    ///   here yet: everything held (a grantee holds only what its grants gave it);
+    ///   here yet (a grantee or a newly linked device before its first sync): everything held
+    ///   (such a node holds only what its grants or its link gave it);
     /// - anyone else: `None`.
     fn party(
         &self,
@@ -413,7 +414,7 @@ impl<'a, S: Store> Peer<'a, S> {
             .iter()
             .filter_map(|b| grant::chain_from_bytes(b).ok())
             .collect();
-        if chains.is_empty() {
+        if chains.is_empty() && rec.is_none() {
             return None;
         }
         let suffix = format!("/p2p/{remote}");
