@@ -248,6 +248,9 @@ enum Work {
         /// Peer, record, and whether the user named the peer (`sync --with`, a known peer).
         pairs: Vec<(PeerKey, RecordId, bool)>,
         batch: Option<Batch>,
+        /// Every peer some record here makes interested (they get a grantee's network limits,
+        /// not a stranger's).
+        parties: BTreeSet<PeerKey>,
     },
     Announce {
         /// Who, which record, and the new bundles to push with the notification.
@@ -1032,7 +1035,17 @@ impl<S: Store + Send + 'static> Driver<S> {
                     self.check_changes(Some(peer));
                 }
             }
-            Work::Plan { pairs, batch } => {
+            Work::Plan {
+                pairs,
+                batch,
+                parties,
+            } => {
+                let known: Vec<libp2p::PeerId> = parties
+                    .iter()
+                    .chain(self.dials.keys())
+                    .filter_map(peer_id)
+                    .collect();
+                self.swarm.behaviour().gate.inbound().set_known(known);
                 if let Some(b) = &batch {
                     b.expect(pairs.len());
                 }
@@ -1097,8 +1110,10 @@ impl<S: Store + Send + 'static> Driver<S> {
         let ok = self.job(move |sh| {
             let p = Peer::new(&sh.vault, &sh.identity);
             let mut pairs = Vec::new();
+            let mut parties = BTreeSet::new();
             for (record, named) in all_records(&sh.vault) {
                 let interested = peers_for(&p, &record, &named);
+                parties.extend(interested.iter().copied());
                 for peer in &peers {
                     let trusted = explicit || known.contains(peer);
                     if interested.contains(peer) || (trusted && interested.is_empty()) {
@@ -1106,7 +1121,11 @@ impl<S: Store + Send + 'static> Driver<S> {
                     }
                 }
             }
-            Work::Plan { pairs, batch }
+            Work::Plan {
+                pairs,
+                batch,
+                parties,
+            }
         });
         if !ok && want_reply {
             tracing::warn!("sync request dropped: busy");

@@ -240,3 +240,94 @@ fn a_revoked_or_expired_grant_shows_as_such_on_the_grantees_node() {
     dg.stop();
     dp.stop();
 }
+
+/// Text that does not compress: `n` pseudo-random letters and digits.
+fn noise(seed: u64, n: usize) -> String {
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let c = b"abcdefghijklmnopqrstuvwxyz0123456789"[(x % 36) as usize];
+            c as char
+        })
+        .collect()
+}
+
+#[test]
+fn a_strangers_large_frame_is_refused_while_a_grantees_large_push_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, g) = (dir.path().join("p"), dir.path().join("g"));
+    let pid = init(&p, "patient", "Pat");
+    let gid = init(&g, "professional", "Dr Gee");
+    let rid = pid["record_id"].as_str().unwrap().to_string();
+    let pp = pid["peer_id"].as_str().unwrap().to_string();
+    let d = Daemon::start(&p, None);
+    let granted = json(&hearth(
+        &p,
+        &[
+            "grant",
+            "--to",
+            gid["peer_id"].as_str().unwrap(),
+            "--sections",
+            "notes",
+            "--ability",
+            "append",
+            "--expires",
+            "1d",
+            "--json",
+        ],
+    ));
+    ok(&hearth(&g, &["accept", granted["token"].as_str().unwrap()]));
+    let synced = json(&hearth(&g, &["sync", "--with", &pp, "--wait", "--json"]));
+    assert_eq!(synced["in_sync"], true, "{synced}");
+
+    // A stranger's well-formed notification carrying ~900 KiB: refused before it is read
+    // (a stranger's frames are small); a small one is still answered.
+    let (peer, addr) = target(&d, &pid);
+    let record: hearth_core::ids::RecordId = rid.parse().unwrap();
+    let big = encode(&Message::Notify(Notify {
+        record,
+        push: vec![serde_bytes::ByteBuf::from(vec![0u8; 900 * 1024])],
+    }));
+    let small = encode(&Message::Notify(Notify {
+        record,
+        push: Vec::new(),
+    }));
+    let answers = stranger::send(peer, addr.clone(), vec![big.clone(), small]);
+    assert!(answers[0].is_err(), "a stranger's large frame was read");
+    assert!(answers[1].is_ok(), "{:?}", answers[1]);
+    // The same frame from the grantee's key is read (and acknowledged): it is known here.
+    let answers = stranger::send_as(stranger::keypair_of(&g), peer, addr, vec![big]);
+    assert!(
+        answers[0].is_ok(),
+        "a grantee's large frame was refused: {:?}",
+        answers[0]
+    );
+
+    // The grantee writes ~600 KB offline (~380 KB compressed, above a stranger's frame
+    // limit); its next sync brings it to the patient's node.
+    for i in 0..60u64 {
+        let text = format!("CANARY-big-{i} {}", noise(i, 9_900));
+        ok(&hearth(
+            &g,
+            &[
+                "record",
+                "add",
+                "notes",
+                "--record",
+                &rid,
+                "--entry",
+                &serde_json::json!({ "text": text }).to_string(),
+            ],
+        ));
+    }
+    let synced = json(&hearth(&g, &["sync", "--with", &pp, "--wait", "--json"]));
+    assert_eq!(synced["in_sync"], true, "{synced}");
+    wait_for("the grantee's entries at the patient", 30, || {
+        let out = hearth(&p, &["record", "show", "--record", &rid, "--json"]);
+        contains(&out.stdout, "CANARY-big-59") && contains(&out.stdout, "CANARY-big-0 ")
+    });
+    d.stop();
+}
