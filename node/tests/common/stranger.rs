@@ -43,6 +43,9 @@ pub(crate) fn send_as(
     send_and_listen(key, peer, addr, frames, Duration::ZERO).0
 }
 
+/// Per frame sent, the answer's bytes or the failure.
+pub(crate) type Answers = Vec<Result<Vec<u8>, String>>;
+
 /// [`send_as`], then stays connected for `linger`, answering nothing: also returns every
 /// request the node sent this peer meanwhile (e.g. a sync request a `Notify` drew).
 #[allow(dead_code)]
@@ -52,7 +55,7 @@ pub(crate) fn send_and_listen(
     addr: Multiaddr,
     frames: Vec<Vec<u8>>,
     linger: Duration,
-) -> (Vec<Result<Vec<u8>, String>>, Vec<Vec<u8>>) {
+) -> (Answers, Vec<Vec<u8>>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
