@@ -16,7 +16,9 @@
 //! - bundles received from one peer are announced to the other interested peers;
 //! - a round runs with every connected interested peer every [`LiveConfig::interval`], and on
 //!   every new connection (catch-up after a restart);
-//! - known peers (`hearth peers add`) are dialled, and redialled with exponential backoff.
+//! - known peers (`hearth peers add`) are dialled, and redialled with exponential backoff;
+//! - every planning pass tells the network's inbound gate which peers the records know
+//!   (they get a grantee's frame limits; anyone else a stranger's: [`hearth_sync::net::inbound`]).
 //!
 //! Logs carry peer ids, record ids, counts and reasons; never record content.
 
