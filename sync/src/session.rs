@@ -339,7 +339,7 @@ impl<'a, S: Store> Peer<'a, S> {
     }
 
     /// Requester: the first request of a sync of `record` with `remote`, holding only what
-    /// `remote` may hold ([`Peer::party`]): the version vectors and key lists of the sections it
+    /// `remote` may hold (see `party` below): the version vectors and key lists of the sections it
     /// may hold, and this node's grant chains for this record. Refused
     /// ([`SyncError::NotAParty`]) when `remote` is no party to the record here, with the same
     /// error whether or not the record exists, so a stranger's `Notify` never draws a request.
