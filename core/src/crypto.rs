@@ -76,6 +76,8 @@ pub enum Domain {
     Contribution,
     /// A patient device vouching for a section snapshot that new readers can start from.
     Snapshot,
+    /// The record root revoking a grant.
+    Revocation,
 }
 
 impl Domain {
@@ -93,6 +95,7 @@ impl Domain {
             Domain::Card => b"card/v1",
             Domain::Contribution => b"contribution/v1",
             Domain::Snapshot => b"snapshot/v1",
+            Domain::Revocation => b"revocation/v1",
         }
     }
 }

@@ -2461,7 +2461,8 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     }
 
     /// Wraps to `recipient` the keys of the auth document and of every held section that the
-    /// scopes let its holder read (owner only), signed by the record root.
+    /// scopes let its holder read (owner only), signed by the record root: those of
+    /// [`crate::grant::key_sections`], so none at all for `relay` scopes.
     pub fn wrap_keys_for(
         &self,
         recipient: [u8; 32],
@@ -2473,20 +2474,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             .root_key()
             .filter(|_| self.owner)
             .ok_or(RecordError::NotPermitted("only the patient wraps keys"))?;
-        let readable = |name: &SectionName| {
-            scopes
-                .iter()
-                .any(|s| s.allows(name, crate::grant::Ability::Read))
-        };
-        let mut sids: Vec<SectionId> = self
-            .directory
-            .iter()
-            .filter(|(_, n)| readable(n))
-            .map(|(s, _)| *s)
-            .collect();
-        if !sids.is_empty() {
-            sids.insert(0, SectionId::AUTH);
-        }
+        let sids = crate::grant::key_sections(scopes, &self.directory);
         let mut out = Vec::new();
         for sid in sids {
             if let Some(keys) = self.keys.get(&sid) {

@@ -103,7 +103,9 @@ fn hearth_sync(x: &mut Pair) -> (Duration, usize) {
     let (gs, ps) = (Peer::new(&x.g, &x.gp), Peer::new(&x.p, &x.patient));
     let t = Instant::now();
     let mut bytes = 0;
-    let mut req = gs.start(x.rid, TEST_NOW).unwrap();
+    let mut req = gs
+        .start_as(x.rid, x.patient.peer(), true, TEST_NOW)
+        .unwrap();
     loop {
         let w = protocol::encode(&Message::Request(req));
         bytes += w.len();

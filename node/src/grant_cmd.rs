@@ -267,6 +267,51 @@ fn revoked_set(rec: &OpenRecord<'_, SledStore>) -> Vec<GrantId> {
         .collect()
 }
 
+/// The grants of `record` this (grantee's) node learnt were revoked: revocations signed by the
+/// record root, received from the patient's node when it refused this node.
+pub fn learnt_revocations(vault: &Vault<SledStore>, record: &RecordId) -> Vec<GrantId> {
+    hearth_sync::session::known_revocations(vault, record)
+        .into_iter()
+        .map(|r| r.grant)
+        .collect()
+}
+
+/// The state of a grant chain this node holds, by the local clock: `active`, `revoked`,
+/// `expired`, or why it is not valid.
+pub fn held_state(
+    vault: &Vault<SledStore>,
+    holder: &PeerKey,
+    chain: &[Grant],
+    t: Timestamp,
+) -> String {
+    let Some(root) = chain.first() else {
+        return "empty grant".to_string();
+    };
+    let revoked = learnt_revocations(vault, &root.body().record);
+    match grant::verify_chain(chain, &Access::any(*holder), t, &|x| revoked.contains(x)) {
+        Ok(_) => "active".to_string(),
+        Err(Refusal::Revoked { .. }) => "revoked".to_string(),
+        Err(Refusal::Expired { .. }) => "expired".to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The grants this node holds for `record`: (id, state by [`held_state`]).
+pub fn held_grants(
+    vault: &Vault<SledStore>,
+    holder: &PeerKey,
+    record: &RecordId,
+    t: Timestamp,
+) -> Vec<(GrantId, String)> {
+    vault
+        .local_items(&format!("grant/{record}/"))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(_, v)| grant::chain_from_bytes(&v).ok())
+        .filter_map(|c| Some((c.last()?.id(), held_state(vault, holder, &c, t))))
+        .collect()
+}
+
 fn trusted_orgs(rec: &mut OpenRecord<'_, SledStore>) -> Vec<PeerKey> {
     rec.ledger_items("trust/")
         .into_iter()
@@ -446,14 +491,17 @@ fn verify(ctx: &Ctx, token: &str, at: Option<&str>) -> Result<(), Failure> {
     };
     let chain = grant::chain_from_token(token).map_err(refusal)?;
     let leaf = chain.last().ok_or_else(|| invalid("empty grant"))?;
-    // The patient who owns the record knows its revocations; other nodes learn them by sync.
+    // The patient who owns the record knows its revocations; a grantee's node learns those of
+    // its own grants from the patient's node (signed by the record root) when it syncs.
     let mut revoked: Vec<GrantId> = Vec::new();
-    if let Ok((info, identity)) = ctx.unlock()
-        && info.record_id == Some(leaf.body().record)
-    {
+    if let Ok((info, identity)) = ctx.unlock() {
         let vault = ctx.vault()?;
-        let rec = own_record(&vault, &identity)?;
-        revoked = revoked_set(&rec);
+        if info.record_id == Some(leaf.body().record) {
+            let rec = own_record(&vault, &identity)?;
+            revoked = revoked_set(&rec);
+        } else {
+            revoked = learnt_revocations(&vault, &leaf.body().record);
+        }
     }
     let access = Access::any(leaf.body().audience);
     let rights =
@@ -535,7 +583,12 @@ fn find_grant(
             .is_some_and(|g| g.starts_with(id_prefix))
             && let Ok(chain) = grant::chain_from_bytes(&v)
         {
-            found.push((chain, false, None));
+            let revoked = chain
+                .first()
+                .map(|r| learnt_revocations(&vault, &r.body().record))
+                .unwrap_or_default();
+            let is_revoked = chain.iter().any(|g| revoked.contains(&g.id()));
+            found.push((chain, is_revoked, None));
         }
     }
     match found.len() {
@@ -610,8 +663,14 @@ fn revoke(ctx: &Ctx, id: &str) -> Result<(), Failure> {
     }
     let t = now();
     let mut rng = os_rng();
+    // Signed by the record root, so the patient's nodes can hand it to the grantee when they
+    // refuse it, and the grantee's node can check it.
+    let signed = grant::Revocation::sign(&identity, gid, t).map_err(refusal)?;
     rec.put_auth_items(
-        vec![(format!("revoke/{gid}"), to_json(&json!({"at": t}))?)],
+        vec![(
+            format!("revoke/{gid}"),
+            hearth_sync::session::revoke_item(&signed),
+        )],
         t,
         &mut rng,
     )?;
@@ -807,11 +866,7 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
                 continue;
             };
             let Some(g) = chain.last() else { continue };
-            let state =
-                match grant::verify_chain(&chain, &Access::any(identity.peer()), t, &|_| false) {
-                    Ok(_) => "active".to_string(),
-                    Err(e) => e.to_string(),
-                };
+            let state = held_state(&vault, &identity.peer(), &chain, t);
             let scopes: Vec<String> = g.body().scopes.iter().map(ToString::to_string).collect();
             let _ = k;
             events.push((g.body().not_before, json!({"event": "held", "id": g.id().to_string(), "record_id": g.body().record, "scopes": scopes, "expires": g.body().expires, "status": state}),

@@ -11,11 +11,14 @@
 //! - after a local change (the daemon calls [`Handle::local_change`] after each command), the
 //!   records whose logs moved are announced with `Notify` to every connected peer interested
 //!   in them ([`Peer::interested_peers`]);
-//! - a `Notify` from a peer starts a round with that peer for that record at once;
+//! - a `Notify` from a peer starts a round with that peer for that record at once, if the peer
+//!   is a party to it here ([`Peer::start`] refuses anyone else before anything is sent);
 //! - bundles received from one peer are announced to the other interested peers;
 //! - a round runs with every connected interested peer every [`LiveConfig::interval`], and on
 //!   every new connection (catch-up after a restart);
-//! - known peers (`hearth peers add`) are dialled, and redialled with exponential backoff.
+//! - known peers (`hearth peers add`) are dialled, and redialled with exponential backoff;
+//! - every planning pass tells the network's inbound gate which peers the records know
+//!   (they get a grantee's frame limits; anyone else a stranger's: [`hearth_sync::net::inbound`]).
 //!
 //! Logs carry peer ids, record ids, counts and reasons; never record content.
 
@@ -26,7 +29,7 @@ use hearth_core::store::Store;
 use hearth_core::time::Timestamp;
 use hearth_sync::net::{BehaviourEvent, HearthSwarm, peer_id, peer_key};
 use hearth_sync::protocol::{LinkMessage, MAX_PUSH_BYTES, Message, Notify, SyncRequest};
-use hearth_sync::session::{Peer, Report};
+use hearth_sync::session::{Peer, Report, SyncError};
 use libp2p::Multiaddr;
 use libp2p::futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -244,8 +247,12 @@ enum Work {
         linked: Option<RecordId>,
     },
     Plan {
-        pairs: Vec<(PeerKey, RecordId)>,
+        /// Peer, record, and whether the user named the peer (`sync --with`, a known peer).
+        pairs: Vec<(PeerKey, RecordId, bool)>,
         batch: Option<Batch>,
+        /// Every peer some record here makes interested (they get a grantee's network limits,
+        /// not a stranger's).
+        parties: BTreeSet<PeerKey>,
     },
     Announce {
         /// Who, which record, and the new bundles to push with the notification.
@@ -302,6 +309,8 @@ struct Round {
     waiters: Vec<Batch>,
     again: bool,
     steps: u32,
+    /// The user named the peer (see [`Peer::start_as`]).
+    named: bool,
 }
 
 struct Dial {
@@ -797,8 +806,12 @@ impl<S: Store + Send + 'static> Driver<S> {
                     }),
                 );
                 tracing::debug!(%peer, record = %record, pushed = n.push.len(), "notified");
+                // A round starts only if the sender is a party to the record here (the session
+                // refuses anyone else before anything is sent: a stranger's Notify draws no
+                // request, whether or not the record exists).
+                let named = self.dials.contains_key(&peer);
                 if n.push.is_empty() {
-                    self.round(peer, record, None);
+                    self.round(peer, record, None, named);
                 } else {
                     let push = n.push;
                     let ok = self.job(move |sh| {
@@ -810,7 +823,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                         }
                     });
                     if !ok {
-                        self.round(peer, record, None);
+                        self.round(peer, record, None, named);
                     }
                 }
             }
@@ -873,8 +886,9 @@ impl<S: Store + Send + 'static> Driver<S> {
         }
     }
 
-    /// Starts (or re-arms) a round with `peer` for `record`.
-    fn round(&mut self, peer: PeerKey, record: RecordId, waiter: Option<Batch>) {
+    /// Starts (or re-arms) a round with `peer` for `record`; `named`: the user named the peer
+    /// (see [`Peer::start_as`]).
+    fn round(&mut self, peer: PeerKey, record: RecordId, waiter: Option<Batch>, named: bool) {
         if let Some(r) = self.rounds.get_mut(&(peer, record)) {
             r.again = true;
             if let Some(w) = waiter {
@@ -902,6 +916,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                 waiters: waiter.into_iter().collect(),
                 again: false,
                 steps: 0,
+                named,
             },
         );
         let ok = self.job(move |sh| {
@@ -913,7 +928,11 @@ impl<S: Store + Send + 'static> Driver<S> {
                 };
             }
             let p = Peer::new(&sh.vault, &sh.identity);
-            let req = p.start(record, now()).map_err(|e| e.to_string());
+            let req = p.start_as(record, peer, named, now()).map_err(|e| match e {
+                // Not reported: the same as a record not held.
+                SyncError::NotAParty => NOT_HELD.to_string(),
+                e => e.to_string(),
+            });
             Work::Start { peer, record, req }
         });
         if !ok {
@@ -968,7 +987,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                 w.done((peer, record, res.clone()));
             }
             if r.again {
-                self.round(peer, record, None);
+                self.round(peer, record, None, r.named);
             }
         }
     }
@@ -1018,12 +1037,22 @@ impl<S: Store + Send + 'static> Driver<S> {
                     self.check_changes(Some(peer));
                 }
             }
-            Work::Plan { pairs, batch } => {
+            Work::Plan {
+                pairs,
+                batch,
+                parties,
+            } => {
+                let known: Vec<libp2p::PeerId> = parties
+                    .iter()
+                    .chain(self.dials.keys())
+                    .filter_map(peer_id)
+                    .collect();
+                self.swarm.behaviour().gate.inbound().set_known(known);
                 if let Some(b) = &batch {
                     b.expect(pairs.len());
                 }
-                for (peer, record) in pairs {
-                    self.round(peer, record, batch.clone());
+                for (peer, record, named) in pairs {
+                    self.round(peer, record, batch.clone(), named);
                 }
             }
             Work::Announce { targets } => {
@@ -1048,8 +1077,12 @@ impl<S: Store + Send + 'static> Driver<S> {
                         self.check_changes(Some(peer));
                     }
                 }
-                // Something was missed in between (or refused): a full round sorts it out.
-                _ => self.round(peer, record, None),
+                // Something was missed in between (or refused): a full round sorts it out (if
+                // the peer is a party to the record: the session decides).
+                _ => {
+                    let named = self.dials.contains_key(&peer);
+                    self.round(peer, record, None, named)
+                }
             },
             Work::Known(known) => {
                 for (peer, addrs) in known {
@@ -1079,16 +1112,22 @@ impl<S: Store + Send + 'static> Driver<S> {
         let ok = self.job(move |sh| {
             let p = Peer::new(&sh.vault, &sh.identity);
             let mut pairs = Vec::new();
+            let mut parties = BTreeSet::new();
             for (record, named) in all_records(&sh.vault) {
                 let interested = peers_for(&p, &record, &named);
+                parties.extend(interested.iter().copied());
                 for peer in &peers {
                     let trusted = explicit || known.contains(peer);
                     if interested.contains(peer) || (trusted && interested.is_empty()) {
-                        pairs.push((*peer, record));
+                        pairs.push((*peer, record, trusted));
                     }
                 }
             }
-            Work::Plan { pairs, batch }
+            Work::Plan {
+                pairs,
+                batch,
+                parties,
+            }
         });
         if !ok && want_reply {
             tracing::warn!("sync request dropped: busy");

@@ -100,6 +100,18 @@ fn name_sections(v: &mut Value, vault: &Vault<SledStore>, identity: &hearth_core
     }
 }
 
+/// The grants this node holds, each with its record and state (`active`, `revoked`, `expired`).
+fn held_grants_json(vault: &Vault<SledStore>, identity: &hearth_core::keys::Identity) -> Value {
+    let t = crate::commands::now();
+    let mut out = Vec::new();
+    for rid in vault.records().unwrap_or_default() {
+        for (id, status) in crate::grant_cmd::held_grants(vault, &identity.peer(), &rid, t) {
+            out.push(json!({"record": rid, "id": id.to_string(), "status": status}));
+        }
+    }
+    Value::Array(out)
+}
+
 /// The status document as text.
 pub fn status_text(v: &Value) -> String {
     let mut s = format!("peer id: {}\n", v["peer_id"].as_str().unwrap_or_default());
@@ -133,6 +145,14 @@ pub fn status_text(v: &Value) -> String {
                 ));
             }
         }
+    }
+    for g in v["grants"].as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "grant {} on record {}: {}\n",
+            g["id"].as_str().unwrap_or_default(),
+            g["record"].as_str().unwrap_or_default(),
+            g["status"].as_str().unwrap_or_default()
+        ));
     }
     for sess in v["sessions"].as_array().into_iter().flatten() {
         let state = if sess["in_sync"].as_bool() == Some(true) {
@@ -179,6 +199,7 @@ pub fn status(ctx: &Ctx) -> Result<(), Failure> {
             // The caller proved the passphrase: name the sections this node can read.
             if let (Ok((_, identity)), Ok(vault)) = (ctx.unlock(), ctx.vault()) {
                 name_sections(&mut v, &vault, &identity);
+                v["grants"] = held_grants_json(&vault, &identity);
             }
             v
         }
@@ -434,7 +455,13 @@ pub fn patients(ctx: &Ctx) -> Result<(), Failure> {
             }
             Err(_) => (None, Vec::new()),
         };
-        list.push(json!({"record_id": rid, "name": name, "sections": sections}));
+        // The grants held for it, with their state by the local clock (revoked, expired).
+        let grants: Vec<Value> =
+            crate::grant_cmd::held_grants(&vault, &identity.peer(), &rid, crate::commands::now())
+                .into_iter()
+                .map(|(id, status)| json!({"id": id.to_string(), "status": status}))
+                .collect();
+        list.push(json!({"record_id": rid, "name": name, "sections": sections, "grants": grants}));
     }
     ctx.print(json!({ "patients": list }), || {
         if list.is_empty() {
@@ -442,8 +469,19 @@ pub fn patients(ctx: &Ctx) -> Result<(), Failure> {
         }
         list.iter()
             .map(|p| {
+                let states: Vec<&str> = p["grants"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|g| g["status"].as_str())
+                    .collect();
+                let state = if states.contains(&"active") || states.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [grant {}]", states.join(", "))
+                };
                 format!(
-                    "{}  {}  ({})",
+                    "{}  {}  ({}){state}",
                     p["record_id"].as_str().unwrap_or_default(),
                     p["name"].as_str().unwrap_or("(name not shared)"),
                     p["sections"]

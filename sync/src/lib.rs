@@ -24,12 +24,13 @@
 //!     TEST_NOW.saturating_add_millis(86_400_000));
 //! let grant = Grant::issue_root(&patient, spec, &[], &mut rng).unwrap();
 //!
-//! // The GP's node holds the grant, and syncs with the patient's node.
+//! // The GP's node holds the grant, and syncs with the patient's node (named by its user: the
+//! // grant carries no address).
 //! let g_vault = Vault::new(MemoryStore::new());
 //! g_vault.put_local(&format!("grant/{rid}/{}", grant.id()),
 //!     &hearth_core::grant::chain_to_bytes(&[grant])).unwrap();
 //! let (gp_side, p_side) = (Peer::new(&g_vault, &gp), Peer::new(&p_vault, &patient));
-//! let req = gp_side.start(rid, TEST_NOW).unwrap();
+//! let req = gp_side.start_as(rid, patient.peer(), true, TEST_NOW).unwrap();
 //! let (resp, _) = p_side.on_request(gp.peer(), req, TEST_NOW, &mut rng).unwrap();
 //! let (next, report) = gp_side.on_response(patient.peer(), resp, TEST_NOW, &mut rng).unwrap();
 //! assert!(next.is_none() && report.received > 0);

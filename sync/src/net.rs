@@ -13,6 +13,9 @@
 //!   [`MAX_FRAME`] before reading them; garbage closes the stream, never the process.
 //! - **Limits.** [`NetConfig`] sets connections per peer, in total and pending, request
 //!   timeouts, concurrent streams per connection and the idle timeout; see its defaults.
+//!   [`inbound`] bounds the bytes of frames being read from everyone at once (checked before
+//!   a body is read), gives peers known to no record far smaller frames and fewer streams, and
+//!   rate-limits new connections per IP.
 //! - **Transports.** TCP and (feature `quic`) QUIC, both with Noise and Yamux (QUIC has its
 //!   own TLS 1.3 handshake with the same key); [`memory_swarm`] builds an in-memory swarm for
 //!   tests and in-process examples.
@@ -28,6 +31,7 @@
 //! ```
 
 pub mod codec;
+pub mod inbound;
 
 use codec::{FrameCodec, WireMessage};
 use hearth_core::ids::PeerKey;
@@ -88,6 +92,18 @@ pub struct NetConfig {
     pub max_concurrent_streams: usize,
     /// The largest frame, both ways.
     pub max_frame: usize,
+    /// The largest request frame from a peer known to no record here (not a patient device,
+    /// not a grantee, not a known peer): a stranger has nothing big to say.
+    pub max_frame_unknown: usize,
+    /// Requests being read at once from one such peer, over all its connections.
+    pub max_streams_unknown: usize,
+    /// Bytes of frames being read at once from everyone: each frame reserves its announced
+    /// length before its body is read, and is refused if the total would pass this.
+    pub inbound_budget: usize,
+    /// New inbound connections one IP address may open at once...
+    pub conn_burst_per_ip: u32,
+    /// ...and then one more per this interval.
+    pub conn_every_per_ip: Duration,
     /// Discover peers on the local network with mDNS (feature `mdns`; announces this node).
     pub mdns: bool,
 }
@@ -102,6 +118,13 @@ impl Default for NetConfig {
             max_pending: 64,
             max_concurrent_streams: 8,
             max_frame: MAX_FRAME,
+            max_frame_unknown: 256 * 1024,
+            max_streams_unknown: 2,
+            // Four full frames: enough for a few big syncs at once, and a bound on what
+            // 256 connections x 8 streams could otherwise demand (32 GiB).
+            inbound_budget: 4 * MAX_FRAME,
+            conn_burst_per_ip: 16,
+            conn_every_per_ip: Duration::from_millis(500),
             mdns: false,
         }
     }
@@ -120,6 +143,9 @@ mod behaviour {
     pub struct Behaviour<M: WireMessage> {
         /// Connection limits.
         pub limits: connection_limits::Behaviour,
+        /// Per-IP connection rate, and the peer each connection's codec reads from (before
+        /// `sync`: see [`inbound`]).
+        pub gate: inbound::Gate,
         /// Identify: tells peers our listen addresses and learns theirs.
         pub identify: identify::Behaviour,
         /// Ping: keeps connections alive and measures round trips.
@@ -139,8 +165,9 @@ mod behaviour {
                 .with_max_established(Some(config.max_established_total))
                 .with_max_pending_incoming(Some(config.max_pending))
                 .with_max_pending_outgoing(Some(config.max_pending));
+            let inbound = inbound::Inbound::new(config);
             let sync = request_response::Behaviour::with_codec(
-                FrameCodec::new(config.max_frame),
+                FrameCodec::with_inbound(config.max_frame, inbound.clone()),
                 [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(config.request_timeout)
@@ -161,6 +188,7 @@ mod behaviour {
             .into();
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
+                gate: inbound::Gate::new(inbound, config),
                 identify: identify::Behaviour::new(
                     identify::Config::new(IDENTIFY_VERSION.into(), key.public())
                         .with_agent_version(format!("hearth/{}", env!("CARGO_PKG_VERSION"))),

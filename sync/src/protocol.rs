@@ -112,6 +112,11 @@ pub struct SyncResponse {
     /// came after them.
     #[serde(default)]
     pub snapshots: Vec<ByteBuf>,
+    /// The record root's signed revocations ([`hearth_core::grant::Revocation`]) of grants in
+    /// the chains the requester presented (its own grants only), so that a revoked grantee
+    /// learns of it even though it is refused everything else.
+    #[serde(default)]
+    pub revocations: Vec<ByteBuf>,
 }
 
 /// A change notification.
@@ -241,6 +246,7 @@ fn check(m: &Message) -> Result<(), WireError> {
             if r.wraps.len() > MAX_KEYS
                 || r.devices.len() > MAX_KEYS
                 || r.snapshots.len() > MAX_SECTIONS
+                || r.revocations.len() > MAX_GRANTS * hearth_core::grant::MAX_CHAIN
             {
                 return Err(WireError::Limit("too many keys or devices"));
             }

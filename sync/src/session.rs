@@ -24,7 +24,7 @@
 use crate::protocol::{MAX_BUNDLE_BYTES, MAX_GRANTS, SectionHave, SyncRequest, SyncResponse};
 use hearth_core::bundle::Bundle;
 use hearth_core::grant::request::{Card, card};
-use hearth_core::grant::{self, Ability, Access, Grant, GrantId, Scope};
+use hearth_core::grant::{self, Ability, Access, Grant, GrantId, Refusal, Revocation, Scope};
 use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::keys::Identity;
 use hearth_core::log::VersionVector;
@@ -55,6 +55,51 @@ fn holdable_sections<S: Store>(rec: Option<&OpenRecord<'_, S>>) -> BTreeSet<Sect
     out
 }
 
+/// Where a grantee's node keeps the revocations of its grants it learnt from the patient's
+/// node: `revoked/<record>/<grant id>`, the signed [`Revocation`].
+pub const REVOKED_PREFIX: &str = "revoked/";
+
+/// The revocations of grants of `record` this node learnt (each re-verified against the
+/// record root): a grantee's view of which of its grants were revoked.
+pub fn known_revocations<S: Store>(vault: &Vault<S>, record: &RecordId) -> Vec<Revocation> {
+    vault
+        .local_items(&format!("{REVOKED_PREFIX}{record}/"))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(_, v)| Revocation::from_bytes(&v))
+        .filter(|r| r.record == *record)
+        .collect()
+}
+
+/// The value of a `revoke/<id>` auth item: `{"at": time, "signed": the signed revocation}`
+/// (what the record root holder writes when revoking).
+pub fn revoke_item(r: &Revocation) -> String {
+    serde_json::json!({ "at": r.at, "signed": r }).to_string()
+}
+
+/// The signed revocation of `grant` from its `revoke/` auth item: the one stored in it, or, for
+/// an item without one, signed now if this node holds the record root.
+fn stored_revocation(
+    identity: &Identity,
+    record: &RecordId,
+    grant: &GrantId,
+    item: &str,
+) -> Option<Revocation> {
+    let v: serde_json::Value = serde_json::from_str(item).ok()?;
+    let stored = v
+        .get("signed")
+        .and_then(|s| serde_json::from_value::<Revocation>(s.clone()).ok())
+        .filter(|r| r.verify() && r.record == *record && r.grant == *grant);
+    if stored.is_some() {
+        return stored;
+    }
+    let at: Timestamp = serde_json::from_value(v.get("at")?.clone()).ok()?;
+    if identity.record_id() != Some(*record) {
+        return None;
+    }
+    Revocation::sign(identity, *grant, at).ok()
+}
+
 /// A reader missing at least this many bundles of a section it holds nothing of gets the
 /// section's shared snapshot instead (when this node has one).
 pub const SNAPSHOT_MIN: u64 = 64;
@@ -72,6 +117,10 @@ pub enum SyncError {
     /// Local storage or record failure.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// The peer is no party to the record here (neither a patient device, nor a grantee, nor
+    /// named by this node's grants): nothing is sent to it.
+    #[error("record not held here")]
+    NotAParty,
 }
 
 /// How one section stands after a session.
@@ -130,7 +179,9 @@ impl Rights {
             return true;
         }
         if *sid == SectionId::AUTH {
-            return !self.scopes.is_empty();
+            // Only scopes that carry keys (read and above: never `relay`) open the auth
+            // document, the same rule as every key wrap ([`grant::key_sections`]).
+            return self.scopes.iter().any(|s| s.ability.carries_keys());
         }
         dir.get(sid)
             .is_some_and(|n| self.scopes.iter().any(|s| s.allows(n, Ability::Read)))
@@ -287,18 +338,91 @@ impl<'a, S: Store> Peer<'a, S> {
             .unwrap_or_default()
     }
 
-    /// Requester: the first request of a sync of `record`.
-    pub fn start(&self, record: RecordId, _now: Timestamp) -> Result<SyncRequest, SyncError> {
+    /// Requester: the first request of a sync of `record` with `remote`, holding only what
+    /// `remote` may hold (see `party` below): the version vectors and key lists of the sections it
+    /// may hold, and this node's grant chains for this record. Refused
+    /// ([`SyncError::NotAParty`]) when `remote` is no party to the record here, with the same
+    /// error whether or not the record exists, so a stranger's `Notify` never draws a request.
+    pub fn start(
+        &self,
+        record: RecordId,
+        remote: PeerKey,
+        now: Timestamp,
+    ) -> Result<SyncRequest, SyncError> {
+        self.start_as(record, remote, false, now)
+    }
+
+    /// [`Peer::start`] with a peer the user named for this sync (`sync --with`, a known peer):
+    /// it is also sent a request for a record this node holds grants for but has no auth
+    /// document of yet (no patient device is known to ask instead).
+    pub fn start_as(
+        &self,
+        record: RecordId,
+        remote: PeerKey,
+        named_by_user: bool,
+        now: Timestamp,
+    ) -> Result<SyncRequest, SyncError> {
+        let may = self
+            .party(&record, &remote, named_by_user, now)
+            .ok_or(SyncError::NotAParty)?;
         let held = self.vault.held_sections(&record)?;
+        let holds = |s: &SectionId| may.as_ref().is_none_or(|m| m.contains(s));
+        let mut keys = self.keys_held(&record);
+        keys.retain(|(s, _)| holds(s));
         Ok(SyncRequest {
             v: 1,
             record,
             card: self.my_card()?.envelope().clone(),
             grants: self.held_chains(&record)?,
-            have: have_of(&held, |_| true),
-            keys: self.keys_held(&record),
+            have: have_of(&held, holds),
+            keys,
             push: Vec::new(),
         })
+    }
+
+    /// Whether `remote` is a party to `record` that this node would sync with, and if so the
+    /// sections it may be told about (`None`: every section this node holds).
+    ///
+    /// - a patient device, or a grantee by the grants recorded in the auth document: the
+    ///   sections it may hold ([`Peer::holdable_by`]);
+    /// - a node this node's own grants for the record name (an issuer address ending in
+    ///   `/p2p/<remote>`), or, with `named_by_user`, any peer while no patient device is known
+    ///   here yet (a grantee or a newly linked device before its first sync): everything held
+    ///   (such a node holds only what its grants or its link gave it);
+    /// - anyone else: `None`.
+    fn party(
+        &self,
+        record: &RecordId,
+        remote: &PeerKey,
+        named_by_user: bool,
+        now: Timestamp,
+    ) -> Option<Option<BTreeSet<SectionId>>> {
+        if *remote == self.identity.peer() {
+            return None;
+        }
+        let rec = self.vault.open_record(self.identity, record).ok();
+        let devices_known = rec.as_ref().is_some_and(|r| !r.device_certs().is_empty());
+        if rec.is_some()
+            && let Ok(may) = self.holdable_by(record, remote, now)
+            && !may.is_empty()
+        {
+            return Some(Some(may));
+        }
+        let chains: Vec<Vec<Grant>> = self
+            .held_chains(record)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|b| grant::chain_from_bytes(b).ok())
+            .collect();
+        if chains.is_empty() && rec.is_none() {
+            return None;
+        }
+        let suffix = format!("/p2p/{remote}");
+        let named_by_grant = chains
+            .iter()
+            .flatten()
+            .any(|g| g.body().addresses.iter().any(|a| a.ends_with(&suffix)));
+        (named_by_grant || (named_by_user && !devices_known)).then_some(None)
     }
 
     /// What `remote` may do in `rec`, from the chains it presents (or, if `presented` is
@@ -322,6 +446,75 @@ impl<'a, S: Store> Peer<'a, S> {
             None => recorded_chains(rec),
         };
         grantee_rights(&rec.id(), remote, &chains, &revoked, now)
+    }
+
+    /// The signed revocations of grants in the chains `remote` presented: only chains that
+    /// verify (revocation aside) for this record with `remote` as their audience, so nobody
+    /// learns of others' grants.
+    fn revocations_for(
+        &self,
+        rec: &OpenRecord<'_, S>,
+        remote: &PeerKey,
+        presented: &[ByteBuf],
+        now: Timestamp,
+    ) -> Vec<ByteBuf> {
+        let items: BTreeMap<String, String> = rec.auth_items("revoke/").into_iter().collect();
+        if items.is_empty() {
+            return Vec::new();
+        }
+        let mut out: Vec<ByteBuf> = Vec::new();
+        for bytes in presented.iter().take(MAX_GRANTS) {
+            let Ok(chain) = grant::chain_from_bytes(bytes) else {
+                continue;
+            };
+            if chain.last().is_none_or(|l| l.body().audience != *remote)
+                || chain.first().is_none_or(|r| r.body().record != rec.id())
+            {
+                continue;
+            }
+            match grant::verify_chain(&chain, &Access::any(*remote), now, &|_| false) {
+                Ok(_) | Err(Refusal::Expired { .. }) | Err(Refusal::NotYetValid { .. }) => {}
+                Err(_) => continue,
+            }
+            for g in &chain {
+                let Some(v) = items.get(&format!("revoke/{}", g.id())) else {
+                    continue;
+                };
+                if let Some(r) = stored_revocation(self.identity, &rec.id(), &g.id(), v) {
+                    let b = ByteBuf::from(r.to_bytes());
+                    if !out.contains(&b) {
+                        out.push(b);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Grantee side: keeps the revocations a responder sent that are signed by the record root
+    /// and name a grant of this node's own chains for `record`; others are ignored.
+    fn learn_revocations(&self, record: &RecordId, revocations: &[ByteBuf]) {
+        if revocations.is_empty() {
+            return;
+        }
+        let mine: BTreeSet<GrantId> = self
+            .held_chains(record)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|b| grant::chain_from_bytes(b).ok())
+            .flatten()
+            .map(|g| g.id())
+            .collect();
+        for b in revocations {
+            if let Some(r) = Revocation::from_bytes(b)
+                && r.record == *record
+                && mine.contains(&r.grant)
+            {
+                let key = format!("{REVOKED_PREFIX}{record}/{}", r.grant);
+                // A failed write is learnt again at the next refusal.
+                let _ = self.vault.put_local(&key, b);
+            }
+        }
     }
 
     /// Authorises a bundle authored by someone for this record (see the module docs).
@@ -502,7 +695,7 @@ impl<'a, S: Store> Peer<'a, S> {
         now: Timestamp,
         rng: &mut impl CryptoRng,
     ) -> Result<(SyncResponse, Report), SyncError> {
-        let refuse = |why: &str| {
+        let refuse = |why: &str, revocations: Vec<ByteBuf>| {
             let resp = SyncResponse {
                 v: 1,
                 record: req.record,
@@ -514,6 +707,7 @@ impl<'a, S: Store> Peer<'a, S> {
                 more: false,
                 rejected: Vec::new(),
                 snapshots: Vec::new(),
+                revocations,
             };
             let report = Report {
                 record: Some(req.record),
@@ -523,19 +717,25 @@ impl<'a, S: Store> Peer<'a, S> {
             Ok((resp, report))
         };
         let Ok(card) = Card::open(req.card.clone()) else {
-            return refuse("the requester's card does not verify");
+            return refuse("the requester's card does not verify", Vec::new());
         };
         if card.body().peer != remote {
-            return refuse("the requester's card names another key than the connection's");
+            return refuse(
+                "the requester's card names another key than the connection's",
+                Vec::new(),
+            );
         }
         let Ok(mut rec) = self.vault.open_record(self.identity, &req.record) else {
-            return refuse("record not available");
+            return refuse("record not available", Vec::new());
         };
+        // Revocations of the requester's own grants travel with any answer, a refusal too.
+        let revocations = self.revocations_for(&rec, &remote, &req.grants, now);
         let (rights, why) = self.rights_of(&rec, &remote, Some(&req.grants), now);
         if !rights.device && rights.scopes.is_empty() {
-            // The same answer as for an unknown record: a stranger learns nothing.
+            // The same answer as for an unknown record: a stranger learns nothing (and only
+            // the holder of a revoked grant, proven by the connection, hears of its revocation).
             let _ = why;
-            return refuse("record not available");
+            return refuse("record not available", revocations);
         }
         let dir = rec.directory().clone();
         // Pushes first, so the answer reflects them.
@@ -609,14 +809,14 @@ impl<'a, S: Store> Peer<'a, S> {
         let (bundles, more) =
             self.missing_for(&req.record, &ours, &theirs, &may_read, None, budget)?;
         // Keys: the owner wraps missing ones to the requester's agreement key.
-        let readable: Vec<SectionId> = std::iter::once(SectionId::AUTH)
-            .chain(if rights.device {
-                Some(SectionId::LEDGER)
-            } else {
-                None
-            })
-            .chain(dir.keys().copied().filter(|s| may_read(s)))
-            .collect();
+        let readable: Vec<SectionId> = if rights.device {
+            [SectionId::AUTH, SectionId::LEDGER]
+                .into_iter()
+                .chain(dir.keys().copied())
+                .collect()
+        } else {
+            grant::key_sections(&rights.scopes, &dir)
+        };
         let agreement = card.body().agreement.into_array();
         let wraps = if rec.holds_root() {
             rec.wrap_missing_keys(agreement, &readable, &req.keys, rng)?
@@ -629,11 +829,15 @@ impl<'a, S: Store> Peer<'a, S> {
                 })
                 .collect()
         };
-        let devices: Vec<String> = rec
-            .device_certs()
-            .iter()
-            .filter_map(|d| serde_json::to_string(d).ok())
-            .collect();
+        // Device certificates only to whom may read the auth document that holds them.
+        let devices: Vec<String> = if may_read(&SectionId::AUTH) {
+            rec.device_certs()
+                .iter()
+                .filter_map(|d| serde_json::to_string(d).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let have = have_of(&ours, |s| {
             rights.may_write(s, &dir) || (rights.device && may_read(s))
         });
@@ -652,6 +856,7 @@ impl<'a, S: Store> Peer<'a, S> {
                 more,
                 rejected: report.refused.clone(),
                 snapshots,
+                revocations,
             },
             report,
         ))
@@ -765,6 +970,7 @@ impl<'a, S: Store> Peer<'a, S> {
         now: Timestamp,
         _rng: &mut impl CryptoRng,
     ) -> Result<(Option<SyncRequest>, Report), SyncError> {
+        self.learn_revocations(&resp.record, &resp.revocations);
         if let Some(why) = resp.refused {
             return Err(SyncError::Refused(why));
         }
@@ -856,7 +1062,7 @@ impl<'a, S: Store> Peer<'a, S> {
         report.in_sync =
             push.is_empty() && !resp.more && report.sections.iter().all(|s| s.behind == 0);
         let next = if !push.is_empty() || resp.more {
-            let mut req = self.start(record, now)?;
+            let mut req = self.start_as(record, remote, true, now)?;
             req.push = push;
             Some(req)
         } else {

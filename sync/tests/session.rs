@@ -80,7 +80,7 @@ fn sync(
     now: Timestamp,
     rng: &mut TestRng,
 ) -> Result<Report, SyncError> {
-    let mut req = a.peer().start(rid, now)?;
+    let mut req = a.peer().start_as(rid, b.id.peer(), true, now)?;
     for _ in 0..8 {
         let wire = protocol::encode(&Message::Request(req));
         let Message::Request(req_in) = protocol::decode(&wire).unwrap() else {
@@ -219,14 +219,29 @@ fn granted_sections_only() {
 fn strangers_and_revoked_grants_learn_nothing() {
     let mut w = world(2);
     let rid = w.rid;
-    // No grant at all: the same refusal as for a record that does not exist.
-    match sync(&w.gp, &w.patient, rid, at(10), &mut w.rng) {
-        Err(SyncError::Refused(why)) => assert_eq!(why, "record not available"),
-        other => panic!("{other:?}"),
-    }
-    match sync(&w.gp, &w.patient, RecordId([9; 32]), at(10), &mut w.rng) {
-        Err(SyncError::Refused(why)) => assert_eq!(why, "record not available"),
-        other => panic!("{other:?}"),
+    // No grant at all: the node asks nothing of anyone, and a hand-built request is refused
+    // the same way as for a record that does not exist.
+    for r in [rid, RecordId([9; 32])] {
+        assert!(matches!(
+            sync(&w.gp, &w.patient, r, at(10), &mut w.rng),
+            Err(SyncError::NotAParty)
+        ));
+        let req = SyncRequest {
+            v: 1,
+            record: r,
+            card: grant::request::card(&w.gp.id).unwrap().envelope().clone(),
+            grants: Vec::new(),
+            have: Vec::new(),
+            keys: Vec::new(),
+            push: Vec::new(),
+        };
+        let (resp, _) = w
+            .patient
+            .peer()
+            .on_request(w.gp.id.peer(), req, at(10), &mut w.rng)
+            .unwrap();
+        assert_eq!(resp.refused.as_deref(), Some("record not available"));
+        assert!(resp.devices.is_empty() && resp.wraps.is_empty() && resp.revocations.is_empty());
     }
     // Expired and revoked grants are refused the same way.
     let g = grant_to(&mut w, "gp", "notes", Ability::Read);
@@ -377,7 +392,10 @@ fn incremental_sync_sends_only_the_new_bundle() {
         )
         .unwrap();
     }
-    let req = w.gp.peer().start(rid, at(12)).unwrap();
+    let req =
+        w.gp.peer()
+            .start_as(rid, w.patient.id.peer(), true, at(12))
+            .unwrap();
     let (resp, _) = w
         .patient
         .peer()
@@ -398,7 +416,10 @@ fn tampered_duplicated_and_replayed_messages() {
     let mut w = world(7);
     let rid = w.rid;
     grant_to(&mut w, "gp", "notes", Ability::Read);
-    let req = w.gp.peer().start(rid, at(10)).unwrap();
+    let req =
+        w.gp.peer()
+            .start_as(rid, w.patient.id.peer(), true, at(10))
+            .unwrap();
     let (resp, _) = w
         .patient
         .peer()
@@ -569,7 +590,10 @@ fn forged_auth_changes_are_refused() {
         );
         vault.held_sections(&rid).unwrap()
     };
-    let mut req: SyncRequest = w.gp.peer().start(rid, at(12)).unwrap();
+    let mut req: SyncRequest =
+        w.gp.peer()
+            .start_as(rid, w.patient.id.peer(), true, at(12))
+            .unwrap();
     // Push the patient's own auth bundles back with one byte changed: refused, not stored.
     let auth_vv = &forged[&SectionId::AUTH];
     let (author, _) = auth_vv.iter().next().unwrap();
@@ -1101,4 +1125,177 @@ fn holdable_by_many_gives_each_peer_what_it_may_hold() {
         p.holdable_by_many(&RecordId([9; 32]), &peers, at(10))
             .is_err()
     );
+}
+
+/// Issue 11, defect 4: a request to a peer tells it only what it may hold, and nothing at all
+/// to a peer that is no party to the record (the same for an unknown record).
+#[test]
+fn start_tells_a_grantee_only_its_sections_and_a_stranger_nothing() {
+    let mut w = world(41);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Read);
+    let notes = section_id(&w.patient, &rid, "notes");
+    let req = w.patient.peer().start(rid, w.gp.id.peer(), at(10)).unwrap();
+    let told: Vec<SectionId> = req.have.iter().map(|h| h.section).collect();
+    assert_eq!(told, {
+        let mut v = vec![SectionId::AUTH, notes];
+        v.sort();
+        v
+    });
+    assert!(
+        req.keys
+            .iter()
+            .all(|(s, _)| *s == notes || *s == SectionId::AUTH)
+    );
+    assert!(req.grants.is_empty());
+    // Nobody else is sent anything: the same error for the record and a made-up one.
+    for r in [rid, RecordId([9; 32])] {
+        assert!(matches!(
+            w.patient.peer().start(r, w.sw.id.peer(), at(10)),
+            Err(SyncError::NotAParty)
+        ));
+        // Even a peer the user names is not told about a record whose devices are known.
+        assert!(matches!(
+            w.patient.peer().start_as(r, w.sw.id.peer(), true, at(10)),
+            Err(SyncError::NotAParty)
+        ));
+    }
+    // A grantee's node sends its chains only to parties: not to a stranger, even after sync.
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    assert!(matches!(
+        w.gp.peer().start(rid, w.sw.id.peer(), at(11)),
+        Err(SyncError::NotAParty)
+    ));
+    let req = w.gp.peer().start(rid, w.patient.id.peer(), at(11)).unwrap();
+    assert_eq!(req.grants.len(), 1);
+}
+
+/// Issue 11, defect 11: a `relay` grant carries no key, whatever its holder asks for.
+#[test]
+fn a_relay_grant_receives_no_key_and_no_readable_bundle() {
+    let mut w = world(42);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Relay);
+    // The hostile relay asks for everything, claiming to hold nothing.
+    let mut req =
+        w.gp.peer()
+            .start_as(rid, w.patient.id.peer(), true, at(10))
+            .unwrap();
+    req.keys.clear();
+    req.have.clear();
+    let (resp, _) = w
+        .patient
+        .peer()
+        .on_request(w.gp.id.peer(), req, at(10), &mut w.rng)
+        .unwrap();
+    assert!(resp.wraps.is_empty(), "a relay got key wraps");
+    assert!(resp.bundles.is_empty() && resp.snapshots.is_empty());
+    assert!(resp.devices.is_empty());
+    // The key rule itself, and a grant that embeds keys for relay scopes is invalid.
+    let rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+    let relay = grant::scopes(&"notes".parse().unwrap(), Ability::Relay);
+    assert!(grant::key_sections(&relay, rec.directory()).is_empty());
+    let wraps = rec
+        .wrap_keys_for(w.gp.id.agreement_public(), &relay, &mut w.rng)
+        .unwrap();
+    assert!(wraps.is_empty());
+    let read = grant::scopes(&"notes".parse().unwrap(), Ability::Read);
+    let some = rec
+        .wrap_keys_for(w.gp.id.agreement_public(), &read, &mut w.rng)
+        .unwrap();
+    assert!(!some.is_empty());
+    let spec = GrantSpec::new(
+        w.gp.id.peer(),
+        "notes".parse().unwrap(),
+        Ability::Relay,
+        TEST_NOW,
+        TEST_NOW.saturating_add_millis(DAY),
+    );
+    assert!(Grant::issue_root(&w.patient.id, spec, &some, &mut w.rng).is_err());
+}
+
+/// Issue 11, defect 12: a revoked grantee is refused with the signed revocation of its own
+/// grant (only its own), which its node checks and keeps.
+#[test]
+fn a_revoked_grantee_learns_its_own_revocation_and_nothing_of_others() {
+    let mut w = world(43);
+    let rid = w.rid;
+    let g = grant_to(&mut w, "gp", "notes", Ability::Read);
+    let s = grant_to(&mut w, "sw", "notes", Ability::Read);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    assert!(hearth_sync::session::known_revocations(&w.gp.vault, &rid).is_empty());
+    {
+        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        let items = [&g, &s]
+            .iter()
+            .map(|x| {
+                let r = grant::Revocation::sign(&w.patient.id, x.id(), at(11)).unwrap();
+                (
+                    format!("revoke/{}", x.id()),
+                    hearth_sync::session::revoke_item(&r),
+                )
+            })
+            .collect();
+        rec.put_auth_items(items, at(11), &mut w.rng).unwrap();
+    }
+    match sync(&w.gp, &w.patient, rid, at(12), &mut w.rng) {
+        Err(SyncError::Refused(why)) => assert_eq!(why, "record not available"),
+        other => panic!("{other:?}"),
+    }
+    let known = hearth_sync::session::known_revocations(&w.gp.vault, &rid);
+    assert_eq!(known.len(), 1, "{known:?}");
+    assert_eq!(known[0].grant, g.id());
+    assert!(known[0].verify());
+    // Revocations in the old form (no signature) are signed by the root holder on the way.
+    let mut w = world(44);
+    let rid = w.rid;
+    let g = grant_to(&mut w, "gp", "notes", Ability::Read);
+    let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+    rec.put_auth_items(
+        vec![(
+            format!("revoke/{}", g.id()),
+            json!({"at": at(5)}).to_string(),
+        )],
+        at(5),
+        &mut w.rng,
+    )
+    .unwrap();
+    drop(rec);
+    assert!(sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).is_err());
+    assert_eq!(
+        hearth_sync::session::known_revocations(&w.gp.vault, &rid).len(),
+        1
+    );
+    // A forged revocation (not signed by the record root) is ignored; so is one of a grant the
+    // node does not hold.
+    let mut w = world(45);
+    let rid = w.rid;
+    let g = grant_to(&mut w, "gp", "notes", Ability::Read);
+    let (other, _) = hearth_core::keys::Identity::generate(Role::Patient, "X".into(), &mut w.rng);
+    let mut forged = grant::Revocation::sign(&other, g.id(), at(5)).unwrap();
+    forged.record = rid;
+    let stray = grant::Revocation::sign(
+        &w.patient.id,
+        grant::GrantId(serde_bytes::ByteArray::new([3; 32])),
+        at(5),
+    )
+    .unwrap();
+    let mut req =
+        w.gp.peer()
+            .start_as(rid, w.patient.id.peer(), true, at(10))
+            .unwrap();
+    req.push.clear();
+    let (mut resp, _) = w
+        .patient
+        .peer()
+        .on_request(w.gp.id.peer(), req, at(10), &mut w.rng)
+        .unwrap();
+    resp.revocations = vec![
+        ByteBuf::from(forged.to_bytes()),
+        ByteBuf::from(stray.to_bytes()),
+    ];
+    let _ =
+        w.gp.peer()
+            .on_response(w.patient.id.peer(), resp, at(10), &mut w.rng);
+    assert!(hearth_sync::session::known_revocations(&w.gp.vault, &rid).is_empty());
 }

@@ -52,7 +52,7 @@ pub mod request;
 pub mod token;
 
 use crate::crypto::{self, Domain};
-use crate::ids::{PeerKey, RecordId};
+use crate::ids::{PeerKey, RecordId, SectionId};
 use crate::keys::Identity;
 use crate::section::{Label, SectionClass, SectionName, SectionPattern, SectionSpec};
 use crate::time::Timestamp;
@@ -61,6 +61,7 @@ use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteArray;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use token::{Envelope, TokenError, TokenKind};
@@ -103,6 +104,12 @@ impl Ability {
             Ability::Append => "append",
             Ability::Admin => "admin",
         }
+    }
+
+    /// Whether a holder of this ability receives section keys: `read` and above. `relay`
+    /// never does (it stores and forwards ciphertext); see [`key_sections`].
+    pub fn carries_keys(self) -> bool {
+        self >= Ability::Read
     }
 }
 
@@ -231,6 +238,28 @@ pub fn scopes(spec: &SectionSpec, ability: Ability) -> Vec<Scope> {
     v.sort();
     v.dedup();
     v
+}
+
+/// The sections whose keys a holder of `scopes` may receive, among the sections of
+/// `directory`: the auth document and every section a scope lets it read, or none at all when
+/// no scope carries keys ([`Ability::carries_keys`]: a `relay`-only holder gets no key, not
+/// even the auth document's). The one rule every path that wraps keys for a grantee follows
+/// (sync sessions, keys embedded in grants, approved requests).
+pub fn key_sections(
+    scopes: &[Scope],
+    directory: &BTreeMap<SectionId, SectionName>,
+) -> Vec<SectionId> {
+    if !scopes.iter().any(|s| s.ability.carries_keys()) {
+        return Vec::new();
+    }
+    std::iter::once(SectionId::AUTH)
+        .chain(
+            directory
+                .iter()
+                .filter(|(_, n)| scopes.iter().any(|s| s.allows(n, Ability::Read)))
+                .map(|(s, _)| *s),
+        )
+        .collect()
 }
 
 /// A grant's id: SHA-256 of its signed body.
@@ -622,6 +651,9 @@ fn check_body(b: &GrantBody) -> Result<(), Refusal> {
     if b.keys.len() > MAX_KEYS {
         return Err(Refusal::Invalid("too many keys"));
     }
+    if !b.keys.is_empty() && !b.scopes.iter().any(|s| s.ability.carries_keys()) {
+        return Err(Refusal::Invalid("a relay grant carries no keys"));
+    }
     if b.keys.iter().any(|k| k.record != b.record) {
         return Err(Refusal::Invalid("a key belongs to another record"));
     }
@@ -663,6 +695,75 @@ fn check_link(parent: &GrantBody, child: &GrantBody, link: usize) -> Result<(), 
         });
     }
     Ok(())
+}
+
+/// The record root's signed statement that a grant is revoked from `at`. A grantee's node
+/// learns the revocations of its own grants from the patient's node when it is refused, checks
+/// them against the record root ([`Revocation::verify`]) and shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocation {
+    /// The record.
+    pub record: RecordId,
+    /// The grant revoked.
+    pub grant: GrantId,
+    /// When it was revoked.
+    pub at: Timestamp,
+    /// The record root's signature over the three fields above.
+    pub sig: ByteArray<64>,
+}
+
+impl Revocation {
+    fn parts(record: &RecordId, grant: &GrantId, at: Timestamp) -> [Vec<u8>; 3] {
+        [
+            record.0.to_vec(),
+            grant.0.to_vec(),
+            at.as_millis().to_be_bytes().to_vec(),
+        ]
+    }
+
+    /// Signs a revocation of `grant` with the record root of `patient`.
+    pub fn sign(patient: &Identity, grant: GrantId, at: Timestamp) -> Result<Revocation, Refusal> {
+        let (root, record) = match (patient.root_key(), patient.record_id()) {
+            (Some(k), Some(r)) => (k, r),
+            _ => {
+                return Err(Refusal::Invalid(
+                    "only the record's owner signs revocations",
+                ));
+            }
+        };
+        let [a, b, c] = Revocation::parts(&record, &grant, at);
+        let sig = crypto::sign(root, Domain::Revocation, &[&a, &b, &c]);
+        Ok(Revocation {
+            record,
+            grant,
+            at,
+            sig: ByteArray::new(sig),
+        })
+    }
+
+    /// Whether the record root of `record` signed it.
+    pub fn verify(&self) -> bool {
+        let Ok(key) = crypto::verifying_key(&self.record.0) else {
+            return false;
+        };
+        let [a, b, c] = Revocation::parts(&self.record, &self.grant, self.at);
+        crypto::verify(&key, Domain::Revocation, &[&a, &b, &c], &self.sig).is_ok()
+    }
+
+    /// Its canonical encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_ipld_dagcbor::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes one, checking its signature.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Revocation> {
+        if bytes.len() > 1024 {
+            return None;
+        }
+        let r: Revocation = serde_ipld_dagcbor::from_slice(bytes).ok()?;
+        r.verify().then_some(r)
+    }
 }
 
 /// What is being asked of a chain.

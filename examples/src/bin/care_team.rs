@@ -66,7 +66,7 @@ fn now() -> Timestamp {
 /// One sync from `a` to `b`, every message through the wire encoding.
 fn sync(a: &Node, b: &Node, rid: RecordId, rng: &mut Rng) -> Result<(usize, usize)> {
     let (pa, pb) = (Peer::new(&a.vault, &a.id), Peer::new(&b.vault, &b.id));
-    let mut req = pa.start(rid, now())?;
+    let mut req = pa.start_as(rid, b.id.peer(), true, now())?;
     let (mut received, mut sent) = (0, 0);
     for _ in 0..8 {
         let wire = protocol::encode(&Message::Request(req));

@@ -40,6 +40,22 @@ pub(crate) fn send_as(
     addr: Multiaddr,
     frames: Vec<Vec<u8>>,
 ) -> Vec<Result<Vec<u8>, String>> {
+    send_and_listen(key, peer, addr, frames, Duration::ZERO).0
+}
+
+/// Per frame sent, the answer's bytes or the failure.
+pub(crate) type Answers = Vec<Result<Vec<u8>, String>>;
+
+/// [`send_as`], then stays connected for `linger`, answering nothing: also returns every
+/// request the node sent this peer meanwhile (e.g. a sync request a `Notify` drew).
+#[allow(dead_code)]
+pub(crate) fn send_and_listen(
+    key: Keypair,
+    peer: PeerId,
+    addr: Multiaddr,
+    frames: Vec<Vec<u8>>,
+    linger: Duration,
+) -> (Answers, Vec<Vec<u8>>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -53,6 +69,7 @@ pub(crate) fn send_as(
         let mut swarm: Swarm<Behaviour<Vec<u8>>> = net::swarm(key, &cfg).expect("swarm");
         swarm.add_peer_address(peer, addr);
         let mut out = Vec::new();
+        let mut inbound = Vec::new();
         for f in frames {
             swarm.behaviour_mut().sync.send_request(&peer, f);
             let r = loop {
@@ -61,6 +78,10 @@ pub(crate) fn send_as(
                         message: Message::Response { response, .. },
                         ..
                     })) => break Ok(response),
+                    SwarmEvent::Behaviour(BehaviourEvent::Sync(Event::Message {
+                        message: Message::Request { request, .. },
+                        ..
+                    })) => inbound.push(request),
                     SwarmEvent::Behaviour(BehaviourEvent::Sync(Event::OutboundFailure {
                         error,
                         ..
@@ -70,6 +91,16 @@ pub(crate) fn send_as(
             };
             out.push(r);
         }
-        out
+        let deadline = tokio::time::Instant::now() + linger;
+        while let Ok(ev) = tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+            if let SwarmEvent::Behaviour(BehaviourEvent::Sync(Event::Message {
+                message: Message::Request { request, .. },
+                ..
+            })) = ev
+            {
+                inbound.push(request);
+            }
+        }
+        (out, inbound)
     })
 }

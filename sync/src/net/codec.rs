@@ -21,8 +21,9 @@
 //! # });
 //! ```
 
+use super::inbound::Inbound;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use libp2p::StreamProtocol;
+use libp2p::{PeerId, StreamProtocol};
 use std::io;
 use std::marker::PhantomData;
 
@@ -51,14 +52,24 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 
 /// Reads one frame of at most `max` bytes.
 pub async fn read_frame<R: AsyncRead + Unpin>(io: &mut R, max: usize) -> io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
+    let len = read_len(io).await?;
     if len > max {
         return Err(invalid(format!(
             "frame of {len} bytes exceeds the limit of {max} bytes"
         )));
     }
+    read_body(io, len).await
+}
+
+/// Reads a frame's length prefix.
+async fn read_len<R: AsyncRead + Unpin>(io: &mut R) -> io::Result<usize> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    Ok(u32::from_be_bytes(len) as usize)
+}
+
+/// Reads a frame's body of `len` bytes (admitted by the caller).
+async fn read_body<R: AsyncRead + Unpin>(io: &mut R, len: usize) -> io::Result<Vec<u8>> {
     // Grow with the bytes that arrive, never up front to the announced length.
     let mut buf = Vec::with_capacity(len.min(64 * 1024));
     let read = io.take(len as u64).read_to_end(&mut buf).await?;
@@ -90,6 +101,10 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
 /// The request-response codec: one framed message each way per stream.
 pub struct FrameCodec<M> {
     max: usize,
+    /// The node's inbound limits, when it has them ([`super::inbound`]).
+    inbound: Option<Inbound>,
+    /// The peer of this copy's connection (set when the copy for a connection is made).
+    peer: Option<PeerId>,
     _m: PhantomData<fn() -> M>,
 }
 
@@ -98,20 +113,52 @@ impl<M> FrameCodec<M> {
     pub fn new(max: usize) -> Self {
         FrameCodec {
             max,
+            inbound: None,
+            peer: None,
             _m: PhantomData,
+        }
+    }
+
+    /// A codec that admits each frame through `inbound` before reading its body: the global
+    /// budget, and a stranger's smaller limits.
+    pub fn with_inbound(max: usize, inbound: Inbound) -> Self {
+        FrameCodec {
+            inbound: Some(inbound),
+            ..FrameCodec::new(max)
         }
     }
 }
 
 impl<M> Clone for FrameCodec<M> {
+    /// The copy for a new connection takes the peer the gate just named; copies for the
+    /// streams of a connection keep their connection's peer.
     fn clone(&self) -> Self {
-        FrameCodec::new(self.max)
+        FrameCodec {
+            max: self.max,
+            inbound: self.inbound.clone(),
+            peer: self
+                .peer
+                .or_else(|| self.inbound.as_ref().and_then(Inbound::next_peer)),
+            _m: PhantomData,
+        }
     }
 }
 
 impl<M: WireMessage> FrameCodec<M> {
-    async fn read<T: AsyncRead + Unpin + Send>(&self, io: &mut T) -> io::Result<M> {
-        let frame = read_frame(io, self.max).await?;
+    async fn read<T: AsyncRead + Unpin + Send>(&self, io: &mut T, request: bool) -> io::Result<M> {
+        let len = read_len(io).await?;
+        if len > self.max {
+            return Err(invalid(format!(
+                "frame of {len} bytes exceeds the limit of {} bytes",
+                self.max
+            )));
+        }
+        // Admitted (and counted against the budget) before a byte of the body is read.
+        let _admission = match &self.inbound {
+            Some(i) => Some(i.admit(self.peer, len, request).map_err(invalid)?),
+            None => None,
+        };
+        let frame = read_body(io, len).await?;
         M::from_frame(&frame).map_err(invalid)
     }
 
@@ -131,14 +178,14 @@ impl<M: WireMessage> libp2p::request_response::Codec for FrameCodec<M> {
     where
         T: AsyncRead + Unpin + Send,
     {
-        self.read(io).await
+        self.read(io, true).await
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<M>
     where
         T: AsyncRead + Unpin + Send,
     {
-        self.read(io).await
+        self.read(io, false).await
     }
 
     async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: M) -> io::Result<()>
