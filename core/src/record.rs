@@ -125,8 +125,9 @@ pub use writer::EntryWriter;
 
 mod held;
 pub use held::{
-    Decision, HeldReason, HeldWrite, HoldReport, MAX_HELD, MAX_HELD_BYTES, MAX_HELD_BYTES_PER_AUTHOR,
-    MAX_HELD_PER_AUTHOR, REVIEW_PREFIX, ReviewDecision, SettleReport, Verdict, WriteRules,
+    Decision, HeldReason, HeldWrite, HoldReport, MAX_HELD, MAX_HELD_BYTES,
+    MAX_HELD_BYTES_PER_AUTHOR, MAX_HELD_PER_AUTHOR, REVIEW_PREFIX, ReviewDecision, SettleReport,
+    Verdict, WriteRules,
 };
 
 /// What to put in a new record.

@@ -48,7 +48,11 @@ pub fn review(ctx: &Ctx, cmd: Option<ReviewCommand>) -> Result<(), Failure> {
 
 /// The name a verified credential gives `author`, from the access requests in the patient's
 /// ledger (checked against the trusted organisations at `t`).
-fn verified_name(rec: &mut OpenRecord<'_, SledStore>, author: &PeerKey, t: Timestamp) -> Option<String> {
+fn verified_name(
+    rec: &mut OpenRecord<'_, SledStore>,
+    author: &PeerKey,
+    t: Timestamp,
+) -> Option<String> {
     let trusted: Vec<PeerKey> = rec
         .ledger_items("trust/")
         .into_iter()
@@ -162,10 +166,7 @@ fn decide(ctx: &Ctx, id: &str, decision: Decision) -> Result<(), Failure> {
         )
     })?;
     let vault: Vault<SledStore> = ctx.vault()?;
-    if vault
-        .held_write(id)?
-        .is_none_or(|(h, _)| h.record != rid)
-    {
+    if vault.held_write(id)?.is_none_or(|(h, _)| h.record != rid) {
         return Err(Failure::new(
             code::NOT_FOUND,
             "no held write with that id (see hearth review)",
@@ -202,9 +203,9 @@ fn decide(ctx: &Ctx, id: &str, decision: Decision) -> Result<(), Failure> {
                     }
                     line
                 }
-                Decision::Reject => format!(
-                    "Rejected {n} held write{s}: dropped here, and refused by every node."
-                ),
+                Decision::Reject => {
+                    format!("Rejected {n} held write{s}: dropped here, and refused by every node.")
+                }
             }
         },
     );

@@ -75,7 +75,10 @@ fn a_write_made_offline_before_expiry_and_synced_after_is_held_for_review_then_a
     assert_eq!(held["section"], "notes", "{review}");
     assert!(held["received"].is_string() && held["declared"].is_string());
     let text = ok(&hearth(&p, &["review"]));
-    assert!(text.contains("the author's claim") && text.contains(&gp), "{text}");
+    assert!(
+        text.contains("the author's claim") && text.contains(&gp),
+        "{text}"
+    );
     assert!(!text.contains("CANARY"), "{text}");
     let id = held["id"].as_str().unwrap().to_string();
     // Only the patient decides.

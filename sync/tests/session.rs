@@ -1106,7 +1106,13 @@ fn holdable_by_many_gives_each_peer_what_it_may_hold() {
 /// A grant of `ability` on `spec` to the GP that ends at `expires`, recorded as `hearth grant`
 /// records it.
 fn grant_gp_until(w: &mut World, spec: &str, ability: Ability, expires: Timestamp) -> Grant {
-    let s = GrantSpec::new(w.gp.id.peer(), spec.parse().unwrap(), ability, TEST_NOW, expires);
+    let s = GrantSpec::new(
+        w.gp.id.peer(),
+        spec.parse().unwrap(),
+        ability,
+        TEST_NOW,
+        expires,
+    );
     let g = Grant::issue_root(&w.patient.id, s, &[], &mut w.rng).unwrap();
     let mut rec = w.patient.vault.open_record(&w.patient.id, &w.rid).unwrap();
     rec.put_auth_items(
@@ -1161,7 +1167,11 @@ fn a_write_declared_before_expiry_and_received_after_it_is_held_not_applied() {
     // Within the tolerance it is simply accepted (the old rule, at the receiver's clock).
     let mut w2 = late_writes(41, &["on time"]);
     sync(&w2.patient, &w2.gp, w2.rid, at(60), &mut w2.rng).unwrap();
-    assert!(w2.patient.texts(&w2.rid, "notes").contains(&"on time".into()));
+    assert!(
+        w2.patient
+            .texts(&w2.rid, "notes")
+            .contains(&"on time".into())
+    );
     assert!(w2.patient.vault.held_writes().unwrap().is_empty());
 }
 
@@ -1223,7 +1233,12 @@ fn a_held_write_accepted_is_applied_and_synced_onward() {
     assert_eq!(second.reason, HeldReason::Expired);
     let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
     let (decided, settled) = rec
-        .decide_held(&second.id.to_string(), Decision::Accept, at(130), &mut w.rng)
+        .decide_held(
+            &second.id.to_string(),
+            Decision::Accept,
+            at(130),
+            &mut w.rng,
+        )
         .unwrap();
     assert_eq!((decided.len(), settled.applied), (2, 2), "{settled:?}");
     drop(rec);
@@ -1243,8 +1258,13 @@ fn a_held_write_accepted_is_applied_and_synced_onward() {
     // Deciding again is refused with a reason.
     let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
     assert!(
-        rec.decide_held(&second.id.to_string(), Decision::Reject, at(141), &mut w.rng)
-            .is_err()
+        rec.decide_held(
+            &second.id.to_string(),
+            Decision::Reject,
+            at(141),
+            &mut w.rng
+        )
+        .is_err()
     );
 }
 
@@ -1287,7 +1307,12 @@ fn a_write_concurrent_with_a_revocation_is_held_and_one_after_it_refused() {
     w.gp.vault
         .open_record(&w.gp.id, &rid)
         .unwrap()
-        .add_entry(&name("notes"), &json!({"text": "before"}), at(30), &mut w.rng)
+        .add_entry(
+            &name("notes"),
+            &json!({"text": "before"}),
+            at(30),
+            &mut w.rng,
+        )
         .unwrap();
     // The patient revokes at minute 40, not having seen it.
     w.patient
@@ -1295,7 +1320,10 @@ fn a_write_concurrent_with_a_revocation_is_held_and_one_after_it_refused() {
         .open_record(&w.patient.id, &rid)
         .unwrap()
         .put_auth_items(
-            vec![(format!("revoke/{}", g.id()), json!({ "at": at(40) }).to_string())],
+            vec![(
+                format!("revoke/{}", g.id()),
+                json!({ "at": at(40) }).to_string(),
+            )],
             at(40),
             &mut w.rng,
         )
@@ -1304,7 +1332,12 @@ fn a_write_concurrent_with_a_revocation_is_held_and_one_after_it_refused() {
     w.gp.vault
         .open_record(&w.gp.id, &rid)
         .unwrap()
-        .add_entry(&name("notes"), &json!({"text": "after"}), at(45), &mut w.rng)
+        .add_entry(
+            &name("notes"),
+            &json!({"text": "after"}),
+            at(45),
+            &mut w.rng,
+        )
         .unwrap();
     let report = sync(&w.patient, &w.gp, rid, at(50), &mut w.rng).unwrap();
     assert!(

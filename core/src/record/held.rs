@@ -506,7 +506,9 @@ impl<S: Store> OpenRecord<'_, S> {
         let mut tips: BTreeMap<(SectionId, PeerKey), (u64, BundleHash)> = BTreeMap::new();
         for (b, _) in held.iter() {
             let h = b.header();
-            let tip = tips.entry((h.section, h.author)).or_insert((h.seq, b.hash()));
+            let tip = tips
+                .entry((h.section, h.author))
+                .or_insert((h.seq, b.hash()));
             if h.seq > tip.0 {
                 *tip = (h.seq, b.hash());
             }
@@ -646,12 +648,12 @@ impl<S: Store> OpenRecord<'_, S> {
             return Ok(report);
         }
         let devices: Vec<PeerKey> = self.device_certs().into_iter().map(|d| d.peer).collect();
-        let rep = vault.store_remote(&record, accepted, &mut |b| {
-            match self.judge_write(&rules, &devices, b, now) {
-                Verdict::Allow => Ok(()),
-                Verdict::Hold(_) => Err("still awaits the patient's review".into()),
-                Verdict::Refuse(why) => Err(why),
-            }
+        let rep = vault.store_remote(&record, accepted, &mut |b| match self
+            .judge_write(&rules, &devices, b, now)
+        {
+            Verdict::Allow => Ok(()),
+            Verdict::Hold(_) => Err("still awaits the patient's review".into()),
+            Verdict::Refuse(why) => Err(why),
         })?;
         report.refused = rep.refused;
         // Whatever is now in its log (stored now, or already) leaves the held area.
