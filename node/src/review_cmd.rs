@@ -142,7 +142,8 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
             if identity.record_id().is_some() {
                 "No writes await your review.".to_string()
             } else {
-                "No writes held: late writes are held on the patient's devices only.".to_string()
+                "No writes held: late writes are held on the patient's root device only."
+                    .to_string()
             }
         } else {
             let n = lines.len();

@@ -21,7 +21,7 @@
 //! (the time a bundle declares is its author's claim) — and then they may only add entries and
 //! new versions of the author's own entries ([`OpenRecord::check_append_only`]). A write
 //! declared while such a grant was valid but received after it expired or was revoked is held
-//! for the patient's review on the patient's devices, and refused elsewhere
+//! for the patient's review on the device holding the record root, and refused elsewhere
 //! ([`hearth_core::record::HeldWrite`]); a write the patient accepted on review is accepted by
 //! every node, one rejected is refused by every node. Anything else is refused and reported.
 
@@ -331,37 +331,38 @@ impl<'a, S: Store> Peer<'a, S> {
     }
 
     /// Authorises a bundle authored by someone for this record at `now`, this node's clock
-    /// (see the module docs). A late write that the patient should review is added to `held`
-    /// when this node holds such writes (`held` is `Some`), and refused either way.
+    /// (see the module docs). A late write that the patient should review is refused and added
+    /// to `held`; the caller holds it if this node `holds` such writes.
     fn authorize(
         rec: &mut OpenRecord<'_, S>,
         devices: &[PeerKey],
         rules: &WriteRules,
         b: &Bundle,
         now: Timestamp,
-        held: Option<&mut Vec<(Bundle, HeldReason)>>,
+        held: &mut Vec<(Bundle, HeldReason)>,
+        holds: bool,
     ) -> Result<(), String> {
         match rec.judge_write(rules, devices, b, now) {
             Verdict::Allow => Ok(()),
-            Verdict::Hold(reason) => match held {
-                Some(held) => {
-                    held.push((b.clone(), reason));
-                    Err(format!(
-                        "a write by {} from before its grant {} awaits the patient's review",
-                        b.header().author,
-                        if reason == HeldReason::Revoked {
-                            "was revoked"
-                        } else {
-                            "ended"
-                        }
-                    ))
-                }
-                None => Err(format!(
-                    "a write by {} from before its grant ended: only the patient's devices \
-                     hold it for review",
-                    b.header().author
-                )),
-            },
+            Verdict::Hold(reason) => {
+                held.push((b.clone(), reason));
+                let author = b.header().author;
+                Err(if holds {
+                    let ended = if reason == HeldReason::Revoked {
+                        "was revoked"
+                    } else {
+                        "ended"
+                    };
+                    format!(
+                        "a write by {author} from before its grant {ended} awaits the patient's review"
+                    )
+                } else {
+                    format!(
+                        "a write by {author} from before its grant ended: only the patient's \
+                         device holding the record root holds it for review"
+                    )
+                })
+            }
             Verdict::Refuse(why) => Err(why),
         }
     }
@@ -447,28 +448,24 @@ impl<'a, S: Store> Peer<'a, S> {
                 Some(r) => {
                     update_devices(&mut devices, r);
                     let rules = r.write_rules();
-                    // Late writes are held on the patient's devices only (see
-                    // `hearth_core::record::HeldWrite`).
-                    let holds = devices.contains(&self.identity.peer());
+                    // Late writes are held only where the patient decides on them: the
+                    // device holding the record root (see `hearth_core::record::HeldWrite`).
+                    let holds = self.identity.holds_root_of(record);
                     let mut held = Vec::new();
                     let batch = if holds { content.clone() } else { Vec::new() };
                     let rep = self.vault.store_remote(record, content, &mut |b| {
-                        Self::authorize(r, &devices, &rules, b, now, holds.then_some(&mut held))
+                        Self::authorize(r, &devices, &rules, b, now, &mut held, holds)
                     })?;
                     stored += rep.stored;
                     refused.extend(rep.refused);
                     if !held.is_empty() {
-                        refused.extend(r.judge_after_held(&rules, &batch, &mut held, now));
-                        let rep = self.vault.hold(held, now)?;
-                        refused.extend(rep.refused);
+                        if holds {
+                            refused.extend(r.judge_after_held(&rules, &batch, &mut held, now));
+                            let rep = self.vault.hold(held, now)?;
+                            refused.extend(rep.refused);
+                        }
                         // What was checked into the in-memory documents is not applied.
                         r.reload()?;
-                    }
-                    if holds {
-                        // Decisions that just arrived apply to what this node holds.
-                        let rep = r.settle_held(now)?;
-                        stored += rep.applied;
-                        refused.extend(rep.refused);
                     }
                 }
                 None => refused.push("content arrived before its record's keys".into()),

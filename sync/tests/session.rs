@@ -1372,3 +1372,29 @@ fn held_writes_are_bounded_per_author() {
     );
     assert_eq!(w.patient.texts(&rid, "notes"), vec!["note 1"]);
 }
+
+#[test]
+fn a_late_write_is_refused_not_held_by_other_grantees() {
+    let mut w = world(47);
+    let rid = w.rid;
+    grant_gp_until(&mut w, "notes", Ability::Append, at(60));
+    grant_to(&mut w, "sw", "notes", Ability::Read);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    sync(&w.sw, &w.patient, rid, at(11), &mut w.rng).unwrap();
+    w.gp.vault
+        .open_record(&w.gp.id, &rid)
+        .unwrap()
+        .add_entry(&name("notes"), &json!({"text": "late"}), at(30), &mut w.rng)
+        .unwrap();
+    // The social worker meets the GP's late write first: it neither applies nor holds it.
+    let report = sync(&w.sw, &w.gp, rid, at(120), &mut w.rng).unwrap();
+    assert!(
+        report
+            .refused
+            .iter()
+            .any(|r| r.contains("holds it for review")),
+        "{report:?}"
+    );
+    assert!(w.sw.vault.held_writes().unwrap().is_empty());
+    assert_eq!(w.sw.texts(&rid, "notes"), vec!["note 1"]);
+}

@@ -11,22 +11,24 @@
 //!   (before the expiry; before the revocation's time), no later than `now`,
 //! - and passes the signature, hash-chain and append-only checks,
 //!
-//! is **held for the patient's review** on the patient's devices: stored in a held area of the
-//! store (as encrypted as any bundle: the held bytes are the sealed bundle), never applied to
-//! the section, never offered to peers. Anything else is refused as before. The declared time is
+//! is **held for the patient's review** on the patient's device holding the record root key
+//! (where the patient decides): stored in a held area of the store (as encrypted as any
+//! bundle: the held bytes are the sealed bundle), never applied to the section, never offered
+//! to peers. Anything else is refused as before. The declared time is
 //! shown to the patient as the author's claim, nothing more.
 //!
 //! The patient decides on the root device (`hearth review accept|reject ID`). A decision is an
 //! item of the auth document, `review/<bundle hash>` ([`ReviewDecision`]), signed like every
 //! auth change, so every node that meets that exact bundle judges it the same way: accepted
-//! bundles are applied wherever their section is held, rejected ones are refused everywhere
-//! and never held again. Accepting a write accepts the held writes before it in the same log
-//! (it cannot apply without them); rejecting one rejects the held writes after it.
+//! bundles are applied (and reach the other nodes from the patient's log), rejected ones are
+//! refused everywhere and never held again. Accepting a write accepts the held writes before
+//! it in the same log (it cannot apply without them); rejecting one rejects the held writes
+//! after it.
 //!
-//! Non-patient nodes (professionals, relays) do not hold: they refuse a late bundle with a
-//! reason. Its author keeps it in its own log and offers it again on every sync, so nothing
-//! is lost, only the patient can decide on it, and a late writer cannot make every node of
-//! the care team store what the patient has not admitted.
+//! Other nodes (professionals, relays, the patient's linked devices) do not hold: they refuse
+//! a late bundle with a reason. Its author keeps it in its own log and offers it again on
+//! every sync, so nothing is lost; only the patient can decide on it; and a late writer
+//! cannot make every node of the care team store what the patient has not admitted.
 //!
 //! A stranger cannot fill the area: only bundles by a key that held a verified grant chain
 //! for that very section (when the bundle says it was written) are held, and the area is
