@@ -1398,3 +1398,52 @@ fn a_late_write_is_refused_not_held_by_other_grantees() {
     assert!(w.sw.vault.held_writes().unwrap().is_empty());
     assert_eq!(w.sw.texts(&rid, "notes"), vec!["note 1"]);
 }
+
+#[test]
+fn a_write_declared_in_the_future_is_refused_not_held() {
+    let mut w = world(48);
+    let rid = w.rid;
+    // A grant to append from minute 100 to 200; a read grant now, for the keys.
+    grant_to(&mut w, "gp", "notes", Ability::Read);
+    let s = GrantSpec::new(
+        w.gp.id.peer(),
+        "notes".parse().unwrap(),
+        Ability::Append,
+        at(100),
+        at(200),
+    );
+    let g = Grant::issue_root(&w.patient.id, s, &[], &mut w.rng).unwrap();
+    w.patient
+        .vault
+        .open_record(&w.patient.id, &rid)
+        .unwrap()
+        .put_auth_items(
+            vec![(
+                format!("grant/{}", g.id()),
+                json!({"token": grant::chain_to_token(std::slice::from_ref(&g))}).to_string(),
+            )],
+            at(5),
+            &mut w.rng,
+        )
+        .unwrap();
+    w.gp.hold(&g);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    // Written "at minute 150", inside the future grant, and received at minute 50.
+    w.gp.vault
+        .open_record(&w.gp.id, &rid)
+        .unwrap()
+        .add_entry(
+            &name("notes"),
+            &json!({"text": "future"}),
+            at(150),
+            &mut w.rng,
+        )
+        .unwrap();
+    let report = sync(&w.patient, &w.gp, rid, at(50), &mut w.rng).unwrap();
+    assert!(
+        report.refused.iter().any(|r| r.contains("no append grant")),
+        "{report:?}"
+    );
+    assert!(w.patient.vault.held_writes().unwrap().is_empty());
+    assert_eq!(w.patient.texts(&rid, "notes"), vec!["note 1"]);
+}
