@@ -11,6 +11,7 @@
 //! | `L` record section author | the author's [`LogHead`] in that section |
 //! | `C` record section | a sealed snapshot of the section document (a cache; rebuildable) |
 //! | `F` record section author seq | a second, conflicting bundle: fork evidence |
+//! | `H`, `J` record author section seq | a write held for the patient's review ([`HeldWrite`]), and its bundle |
 //!
 //! Each section (and the auth document, section [`SectionId::AUTH`]) is an automerge document
 //! whose root map holds one key per immutable item: `e/<entry id>` in content sections,
@@ -121,6 +122,13 @@ type Result<T, E = RecordError> = std::result::Result<T, E>;
 
 mod writer;
 pub use writer::EntryWriter;
+
+mod held;
+pub use held::{
+    Decision, HeldReason, HeldWrite, HoldReport, MAX_HELD, MAX_HELD_BYTES,
+    MAX_HELD_BYTES_PER_AUTHOR, MAX_HELD_PER_AUTHOR, REVIEW_PREFIX, ReviewDecision, SettleReport,
+    Verdict, WriteRules,
+};
 
 /// What to put in a new record.
 #[derive(Debug, Default, Clone)]

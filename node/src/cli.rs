@@ -97,6 +97,13 @@ pub enum Command {
     /// Your own devices (patient): link a new one, list them, remove one.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Writes held for your review (patient): made while a grant was valid but received after
+    /// it expired or was revoked. List them, or accept or reject one.
+    Review {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        cmd: Option<crate::review_cmd::ReviewCommand>,
+    },
 }
 
 /// `hearth device …`.

@@ -235,6 +235,7 @@ pub fn run_in(ctx: &Ctx, cli: Cli) -> Result<(), Failure> {
         Command::Consent(args) => crate::extract_cmd::consent(ctx, args),
         Command::Extract(cmd) => crate::extract_cmd::extract(ctx, cmd),
         Command::Device(cmd) => crate::device_cmd::device(ctx, cmd),
+        Command::Review { cmd } => crate::review_cmd::review(ctx, cmd),
     }
 }
 

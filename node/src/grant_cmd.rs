@@ -860,6 +860,7 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
         }
         let rid = rec.id();
         events.extend(crate::extract_cmd::ledger_events(&mut rec, &rid));
+        events.extend(crate::review_cmd::ledger_events(&rec));
     } else {
         for (k, v) in vault.local_items("grant/")? {
             let Ok(chain) = grant::chain_from_bytes(&v) else {

@@ -24,6 +24,7 @@ pub mod home;
 pub mod link;
 pub mod live;
 pub mod net_cmd;
+pub mod review_cmd;
 pub mod sled_store;
 
 use clap::Parser;

@@ -17,9 +17,13 @@
 //! Every bundle is signature-checked and hash-chain-checked before it is stored
 //! ([`Vault::store_remote`]). Auth-document bundles must be authored by a patient device.
 //! Content bundles must be authored by a patient device, or by the audience of a grant chain
-//! in the auth document that allowed `append` on that section when the bundle was made — and
-//! then they may only add entries and new versions of the author's own entries
-//! ([`OpenRecord::check_append_only`]). Anything else is refused and reported.
+//! in the auth document that allows `append` on that section **now**, by this node's clock
+//! (the time a bundle declares is its author's claim) — and then they may only add entries and
+//! new versions of the author's own entries ([`OpenRecord::check_append_only`]). A write
+//! declared while such a grant was valid but received after it expired or was revoked is held
+//! for the patient's review on the device holding the record root, and refused elsewhere
+//! ([`hearth_core::record::HeldWrite`]); a write the patient accepted on review is accepted by
+//! every node, one rejected is refused by every node. Anything else is refused and reported.
 
 use crate::protocol::{MAX_BUNDLE_BYTES, MAX_GRANTS, SectionHave, SyncRequest, SyncResponse};
 use hearth_core::bundle::Bundle;
@@ -28,7 +32,9 @@ use hearth_core::grant::{self, Ability, Access, Grant, GrantId, Refusal, Revocat
 use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::keys::Identity;
 use hearth_core::log::VersionVector;
-use hearth_core::record::{DeviceCert, OpenRecord, RecordError, SharedSnapshot, Vault};
+use hearth_core::record::{
+    DeviceCert, HeldReason, OpenRecord, RecordError, SharedSnapshot, Vault, Verdict, WriteRules,
+};
 use hearth_core::store::Store;
 use hearth_core::time::Timestamp;
 use rand_core::CryptoRng;
@@ -517,39 +523,41 @@ impl<'a, S: Store> Peer<'a, S> {
         }
     }
 
-    /// Authorises a bundle authored by someone for this record (see the module docs).
+    /// Authorises a bundle authored by someone for this record at `now`, this node's clock
+    /// (see the module docs). A late write that the patient should review is refused and added
+    /// to `held`; the caller holds it if this node `holds` such writes.
     fn authorize(
         rec: &mut OpenRecord<'_, S>,
         devices: &[PeerKey],
-        chains: &[Vec<Grant>],
-        revoked: &[GrantId],
+        rules: &WriteRules,
         b: &Bundle,
+        now: Timestamp,
+        held: &mut Vec<(Bundle, HeldReason)>,
+        holds: bool,
     ) -> Result<(), String> {
-        let h = b.header();
-        if devices.contains(&h.author) {
-            return Ok(());
+        match rec.judge_write(rules, devices, b, now) {
+            Verdict::Allow => Ok(()),
+            Verdict::Hold(reason) => {
+                held.push((b.clone(), reason));
+                let author = b.header().author;
+                Err(if holds {
+                    let ended = if reason == HeldReason::Revoked {
+                        "was revoked"
+                    } else {
+                        "ended"
+                    };
+                    format!(
+                        "a write by {author} from before its grant {ended} awaits the patient's review"
+                    )
+                } else {
+                    format!(
+                        "a write by {author} from before its grant ended: only the patient's \
+                         device holding the record root holds it for review"
+                    )
+                })
+            }
+            Verdict::Refuse(why) => Err(why),
         }
-        if h.section.is_reserved() {
-            return Err("only the patient's devices write the auth document and ledger".into());
-        }
-        let name = *rec
-            .directory()
-            .get(&h.section)
-            .ok_or("a bundle for a section this node cannot name")?;
-        let allowed = chains.iter().any(|c| {
-            c.last().is_some_and(|l| l.body().audience == h.author)
-                && grant::verify_chain(
-                    c,
-                    &Access::section(h.author, name, Ability::Append),
-                    h.time,
-                    &|g| revoked.contains(g),
-                )
-                .is_ok()
-        });
-        if !allowed {
-            return Err(format!("{} had no append grant for this section", h.author));
-        }
-        rec.check_append_only(b)
     }
 
     /// Verifies and stores bundles from a peer: auth document first (its authors must be
@@ -565,6 +573,7 @@ impl<'a, S: Store> Peer<'a, S> {
         extra_devices: &[PeerKey],
         only_author: Option<PeerKey>,
         may_write: &dyn Fn(&SectionId) -> bool,
+        now: Timestamp,
     ) -> Result<(usize, Vec<String>), SyncError> {
         let mut refused = Vec::new();
         let mut auth = Vec::new();
@@ -631,13 +640,26 @@ impl<'a, S: Store> Peer<'a, S> {
             match rec.as_mut() {
                 Some(r) => {
                     update_devices(&mut devices, r);
-                    let chains = recorded_chains(r);
-                    let revoked = revoked_ids(r);
+                    let rules = r.write_rules();
+                    // Late writes are held only where the patient decides on them: the
+                    // device holding the record root (see `hearth_core::record::HeldWrite`).
+                    let holds = self.identity.holds_root_of(record);
+                    let mut held = Vec::new();
+                    let batch = if holds { content.clone() } else { Vec::new() };
                     let rep = self.vault.store_remote(record, content, &mut |b| {
-                        Self::authorize(r, &devices, &chains, &revoked, b)
+                        Self::authorize(r, &devices, &rules, b, now, &mut held, holds)
                     })?;
                     stored += rep.stored;
                     refused.extend(rep.refused);
+                    if !held.is_empty() {
+                        if holds {
+                            refused.extend(r.judge_after_held(&rules, &batch, &mut held, now));
+                            let rep = self.vault.hold(held, now)?;
+                            refused.extend(rep.refused);
+                        }
+                        // What was checked into the in-memory documents is not applied.
+                        r.reload()?;
+                    }
                 }
                 None => refused.push("content arrived before its record's keys".into()),
             }
@@ -746,10 +768,16 @@ impl<'a, S: Store> Peer<'a, S> {
         if !req.push.is_empty() {
             let only = if rights.device { None } else { Some(remote) };
             let mut slot = Some(rec);
-            let (stored, refused) =
-                self.receive(&req.record, &mut slot, &req.push, &[], &[], only, &|s| {
-                    rights.may_write(s, &dir)
-                })?;
+            let (stored, refused) = self.receive(
+                &req.record,
+                &mut slot,
+                &req.push,
+                &[],
+                &[],
+                only,
+                &|s| rights.may_write(s, &dir),
+                now,
+            )?;
             report.received = stored;
             report.refused = refused;
             rec = match slot {
@@ -944,15 +972,27 @@ impl<'a, S: Store> Peer<'a, S> {
     /// response's (authorship, append-only rules, hash chains), for a record this node holds
     /// and sections it holds keys for. The caller syncs with the sender when anything was
     /// refused (a gap: something in between was missed).
-    pub fn on_push(&self, record: RecordId, push: &[ByteBuf]) -> Result<Report, SyncError> {
+    pub fn on_push(
+        &self,
+        record: RecordId,
+        push: &[ByteBuf],
+        now: Timestamp,
+    ) -> Result<Report, SyncError> {
         if !self.vault.records()?.contains(&record) {
             return Err(SyncError::Refused("record not available".into()));
         }
         let mut rec = self.vault.open_record(self.identity, &record).ok();
         let holdable = holdable_sections(rec.as_ref());
-        let (stored, refused) = self.receive(&record, &mut rec, push, &[], &[], None, &|s| {
-            holdable.contains(s)
-        })?;
+        let (stored, refused) = self.receive(
+            &record,
+            &mut rec,
+            push,
+            &[],
+            &[],
+            None,
+            &|s| holdable.contains(s),
+            now,
+        )?;
         Ok(Report {
             record: Some(record),
             received: stored,
@@ -1015,6 +1055,7 @@ impl<'a, S: Store> Peer<'a, S> {
             &devices,
             None,
             &|s| holdable.contains(s),
+            now,
         )?;
         report.received = stored;
         report.refused.extend(refused);

@@ -1,0 +1,680 @@
+//! Held writes: what a grantee wrote while its grant was valid but delivered after the grant
+//! ended.
+//!
+//! Append authority is judged at the **receiver's** clock (`now`, passed in), never at the
+//! time a bundle declares: that time is chosen by its author, so an expired grantee could
+//! otherwise write for ever by backdating. A professional who works offline can still have a
+//! genuine late delivery, so a bundle that
+//!
+//! - is not allowed at `now` (its grant expired beyond the clock tolerance, or was revoked),
+//! - but declares a time when a grant chain of its author for that section allowed `append`
+//!   (before the expiry; before the revocation's time), no later than `now`,
+//! - and passes the signature, hash-chain and append-only checks,
+//!
+//! is **held for the patient's review** on the patient's device holding the record root key
+//! (where the patient decides): stored in a held area of the store (as encrypted as any
+//! bundle: the held bytes are the sealed bundle), never applied to the section, never offered
+//! to peers. Anything else is refused as before. The declared time is
+//! shown to the patient as the author's claim, nothing more.
+//!
+//! The patient decides on the root device (`hearth review accept|reject ID`). A decision is an
+//! item of the auth document, `review/<bundle hash>` ([`ReviewDecision`]), signed like every
+//! auth change, so every node that meets that exact bundle judges it the same way: accepted
+//! bundles are applied (and reach the other nodes from the patient's log), rejected ones are
+//! refused everywhere and never held again. Accepting a write accepts the held writes before
+//! it in the same log (it cannot apply without them); rejecting one rejects the held writes
+//! after it.
+//!
+//! Other nodes (professionals, relays, the patient's linked devices) do not hold: they refuse
+//! a late bundle with a reason. Its author keeps it in its own log and offers it again on
+//! every sync, so nothing is lost; only the patient can decide on it; and a late writer
+//! cannot make every node of the care team store what the patient has not admitted.
+//!
+//! A stranger cannot fill the area: only bundles by a key that held a verified grant chain
+//! for that very section (when the bundle says it was written) are held, and the area is
+//! bounded per author and in total ([`MAX_HELD_PER_AUTHOR`], [`MAX_HELD`] and their byte
+//! bounds); beyond them a bundle is refused, and the refusal reported.
+//!
+//! ## Layout in the store
+//!
+//! | key | value |
+//! |---|---|
+//! | `H` record author section seq | the held write's facts (CBOR, small: listing reads only these) |
+//! | `J` record author section seq | the sealed bundle, as received |
+
+use super::{OpenRecord, RecordError, Result, Vault, cbor, decbor, k_bundle, key};
+use crate::bundle::Bundle;
+use crate::grant::{self, Ability, Access, CLOCK_TOLERANCE_MS, Grant, GrantId};
+use crate::ids::{BundleHash, PeerKey, RecordId, SectionId};
+use crate::section::SectionName;
+use crate::store::{Batch, Store};
+use crate::time::Timestamp;
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The most writes held for one author (over all records and sections).
+pub const MAX_HELD_PER_AUTHOR: usize = 64;
+/// The most bytes of writes held for one author.
+pub const MAX_HELD_BYTES_PER_AUTHOR: usize = 16 << 20;
+/// The most writes held on a node.
+pub const MAX_HELD: usize = 1024;
+/// The most bytes of writes held on a node.
+pub const MAX_HELD_BYTES: usize = 128 << 20;
+
+/// The auth-document key prefix of review decisions.
+pub const REVIEW_PREFIX: &str = "review/";
+
+/// Why a write is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum HeldReason {
+    /// The author's grant expired between the declared time and the receipt.
+    Expired,
+    /// The author's grant was revoked between the declared time and the receipt.
+    Revoked,
+    /// It follows, in its author's log, a write that is held (it cannot apply before it).
+    AfterHeld,
+}
+
+impl HeldReason {
+    /// A short word for people and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeldReason::Expired => "expired",
+            HeldReason::Revoked => "revoked",
+            HeldReason::AfterHeld => "after-held",
+        }
+    }
+}
+
+/// The patient's decision on a held write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Apply it: every node accepts that exact bundle.
+    Accept,
+    /// Drop it: every node refuses that exact bundle.
+    Reject,
+}
+
+impl Decision {
+    /// `accept` or `reject`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Accept => "accept",
+            Decision::Reject => "reject",
+        }
+    }
+}
+
+/// A decision on one bundle, as recorded in the auth document under `review/<bundle hash>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewDecision {
+    /// Accept or reject.
+    pub decision: Decision,
+    /// The bundle's section (opaque id).
+    pub section: SectionId,
+    /// The bundle's author (verified signer).
+    pub author: PeerKey,
+    /// Its place in the author's log.
+    pub seq: u64,
+    /// The time the bundle declared (the author's claim).
+    pub declared: Timestamp,
+    /// Why it was held.
+    pub reason: HeldReason,
+    /// When the patient decided.
+    pub at: Timestamp,
+}
+
+/// A held write, as listed for review.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldWrite {
+    /// The bundle's hash: the id `hearth review accept|reject` takes.
+    pub id: BundleHash,
+    /// The record.
+    pub record: RecordId,
+    /// The section (opaque id; the record's directory names it).
+    pub section: SectionId,
+    /// The author: the key whose signature verified.
+    pub author: PeerKey,
+    /// Its place in the author's log of the section.
+    pub seq: u64,
+    /// The time the bundle declares (the author's claim, not checked).
+    pub declared: Timestamp,
+    /// When this node received it (this node's clock).
+    pub received: Timestamp,
+    /// Why it is held.
+    pub reason: HeldReason,
+    /// The sealed bundle's size.
+    pub bytes: usize,
+}
+
+/// What a bundle by someone else than this node deserves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Store and apply it.
+    Allow,
+    /// Hold it for the patient's review.
+    Hold(HeldReason),
+    /// Refuse it (the reason, no content).
+    Refuse(String),
+}
+
+/// What [`Vault::hold`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HoldReport {
+    /// Writes newly held.
+    pub held: usize,
+    /// Writes that were held already.
+    pub already: usize,
+    /// Writes not held, with the reason (no content).
+    pub refused: Vec<String>,
+}
+
+/// What [`OpenRecord::settle_held`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SettleReport {
+    /// Accepted writes now applied to their section.
+    pub applied: usize,
+    /// Rejected writes dropped from the held area.
+    pub dropped: usize,
+    /// Accepted writes that could not be applied yet, with the reason.
+    pub refused: Vec<String>,
+}
+
+/// What the auth document says about writes by grantees, read once per batch: the recorded
+/// grant chains, revocations with their times, and the patient's review decisions.
+#[derive(Clone, Debug, Default)]
+pub struct WriteRules {
+    chains: Vec<Vec<Grant>>,
+    revoked: BTreeMap<GrantId, Timestamp>,
+    decisions: BTreeMap<BundleHash, Decision>,
+}
+
+impl WriteRules {
+    /// Judges the authority of `author` to have written `hash` into `name`, declared at
+    /// `declared`, received at `now` (grants and decisions only; the caller checks
+    /// authorship and the append-only rule).
+    pub fn judge(
+        &self,
+        author: &PeerKey,
+        name: &SectionName,
+        hash: &BundleHash,
+        declared: Timestamp,
+        now: Timestamp,
+    ) -> Verdict {
+        match self.decisions.get(hash) {
+            Some(Decision::Reject) => {
+                return Verdict::Refuse("a write the patient rejected on review".into());
+            }
+            Some(Decision::Accept) => return Verdict::Allow,
+            None => {}
+        }
+        let want = Access::section(*author, *name, Ability::Append);
+        let mine: Vec<&Vec<Grant>> = self
+            .chains
+            .iter()
+            .filter(|c| c.last().is_some_and(|l| l.body().audience == *author))
+            .collect();
+        let revoked_now = |g: &GrantId| self.revoked.contains_key(g);
+        if mine
+            .iter()
+            .any(|c| grant::verify_chain(c, &want, now, &revoked_now).is_ok())
+        {
+            return Verdict::Allow;
+        }
+        let refused = || Verdict::Refuse(format!("{author} had no append grant for this section"));
+        // A declared time after the receipt is no claim of a past right.
+        if declared.as_millis() > now.as_millis().saturating_add(CLOCK_TOLERANCE_MS) {
+            return refused();
+        }
+        let revoked_then = |g: &GrantId| {
+            self.revoked
+                .get(g)
+                .is_some_and(|at| at.as_millis() <= declared.as_millis())
+        };
+        for c in mine {
+            if grant::verify_chain(c, &want, declared, &revoked_then).is_ok() {
+                let reason = if c.iter().any(|g| self.revoked.contains_key(&g.id())) {
+                    HeldReason::Revoked
+                } else {
+                    HeldReason::Expired
+                };
+                return Verdict::Hold(reason);
+            }
+        }
+        refused()
+    }
+
+    /// The patient's decision on a bundle, if any.
+    pub fn decision(&self, hash: &BundleHash) -> Option<Decision> {
+        self.decisions.get(hash).copied()
+    }
+}
+
+fn k_held(r: &RecordId, a: &PeerKey, s: &SectionId, seq: u64) -> Vec<u8> {
+    key(b'H', &[&r.0, &a.0, &s.0, &seq.to_be_bytes()])
+}
+
+fn k_held_bytes(r: &RecordId, a: &PeerKey, s: &SectionId, seq: u64) -> Vec<u8> {
+    key(b'J', &[&r.0, &a.0, &s.0, &seq.to_be_bytes()])
+}
+
+impl<S: Store> Vault<S> {
+    /// Every held write on this node (all records), oldest log position first.
+    pub fn held_writes(&self) -> Result<Vec<HeldWrite>> {
+        Ok(self
+            .store()
+            .scan_prefix(b"H")?
+            .into_iter()
+            .filter_map(|(_, v)| decbor::<HeldWrite>(&v).ok())
+            .collect())
+    }
+
+    /// A held write and its bundle, by id (a unique prefix of the hash is enough).
+    pub fn held_write(&self, id: &str) -> Result<Option<(HeldWrite, Bundle)>> {
+        let id = id.trim().to_ascii_lowercase();
+        if id.len() < 8 || !id.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(RecordError::Invalid(
+                "a held write's id is its hash in hex (at least 8 characters)",
+            ));
+        }
+        let found: Vec<HeldWrite> = self
+            .held_writes()?
+            .into_iter()
+            .filter(|h| h.id.to_string().starts_with(&id))
+            .collect();
+        let [h] = found.as_slice() else {
+            return if found.is_empty() {
+                Ok(None)
+            } else {
+                Err(RecordError::Invalid(
+                    "more than one held write starts with that id",
+                ))
+            };
+        };
+        let bytes = self
+            .store()
+            .get(&k_held_bytes(&h.record, &h.author, &h.section, h.seq))?
+            .ok_or(RecordError::Invalid("a held write lost its bundle"))?;
+        let b = Bundle::decode_owned(bytes).map_err(|_| RecordError::Corrupt {
+            section: h.section.to_string(),
+            reason: "a held bundle does not decode".into(),
+        })?;
+        if b.hash() != h.id {
+            return Err(RecordError::Corrupt {
+                section: h.section.to_string(),
+                reason: "a held bundle does not match its id".into(),
+            });
+        }
+        Ok(Some((h.clone(), b)))
+    }
+
+    /// Holds `writes` (already judged [`Verdict::Hold`]) for the patient's review, within the
+    /// bounds; received at `now`.
+    pub fn hold(&self, writes: Vec<(Bundle, HeldReason)>, now: Timestamp) -> Result<HoldReport> {
+        let mut report = HoldReport::default();
+        if writes.is_empty() {
+            return Ok(report);
+        }
+        let existing = self.held_writes()?;
+        let mut total = existing.len();
+        let mut total_bytes: usize = existing.iter().map(|h| h.bytes).sum();
+        let mut per_author: BTreeMap<PeerKey, (usize, usize)> = BTreeMap::new();
+        for h in &existing {
+            let e = per_author.entry(h.author).or_default();
+            e.0 += 1;
+            e.1 += h.bytes;
+        }
+        let mut batch = Batch::new();
+        let mut placed: BTreeMap<Vec<u8>, BundleHash> = BTreeMap::new();
+        for (b, reason) in writes {
+            let hd = b.header();
+            let k = k_held(&hd.record, &hd.author, &hd.section, hd.seq);
+            let here = match placed.get(&k) {
+                Some(h) => Some(*h),
+                None => self
+                    .store()
+                    .get(&k)?
+                    .and_then(|v| decbor::<HeldWrite>(&v).ok())
+                    .map(|h| h.id),
+            };
+            match here {
+                Some(h) if h == b.hash() => {
+                    report.already += 1;
+                    continue;
+                }
+                Some(_) => {
+                    report.refused.push(format!(
+                        "not held: {} already has another write held at seq {}",
+                        hd.author, hd.seq
+                    ));
+                    continue;
+                }
+                None => {}
+            }
+            let size = b.encoded().len();
+            let mine = per_author.entry(hd.author).or_default();
+            if mine.0 >= MAX_HELD_PER_AUTHOR
+                || mine.1.saturating_add(size) > MAX_HELD_BYTES_PER_AUTHOR
+            {
+                report.refused.push(format!(
+                    "not held: {} has as many writes awaiting review as a node keeps",
+                    hd.author
+                ));
+                continue;
+            }
+            if total >= MAX_HELD || total_bytes.saturating_add(size) > MAX_HELD_BYTES {
+                report
+                    .refused
+                    .push("not held: the held area of this node is full".into());
+                continue;
+            }
+            let item = HeldWrite {
+                id: b.hash(),
+                record: hd.record,
+                section: hd.section,
+                author: hd.author,
+                seq: hd.seq,
+                declared: hd.time,
+                received: now,
+                reason,
+                bytes: size,
+            };
+            batch.put(k.clone(), cbor(&item)?);
+            batch.put(
+                k_held_bytes(&hd.record, &hd.author, &hd.section, hd.seq),
+                b.encoded().to_vec(),
+            );
+            placed.insert(k, b.hash());
+            mine.0 += 1;
+            mine.1 += size;
+            total += 1;
+            total_bytes += size;
+            report.held += 1;
+        }
+        if !batch.is_empty() {
+            self.store().commit(batch)?;
+        }
+        Ok(report)
+    }
+
+    fn drop_held(&self, writes: &[&HeldWrite]) -> Result<()> {
+        let mut batch = Batch::new();
+        for h in writes {
+            batch.delete(k_held(&h.record, &h.author, &h.section, h.seq));
+            batch.delete(k_held_bytes(&h.record, &h.author, &h.section, h.seq));
+        }
+        if !batch.is_empty() {
+            self.store().commit(batch)?;
+        }
+        Ok(())
+    }
+}
+
+impl<S: Store> OpenRecord<'_, S> {
+    /// The grant chains, revocations and review decisions of the auth document.
+    pub fn write_rules(&self) -> WriteRules {
+        let chains = self
+            .auth_items("grant/")
+            .into_iter()
+            .filter_map(|(_, v)| {
+                let token = serde_json::from_str::<serde_json::Value>(&v).ok()?;
+                grant::chain_from_token(token.get("token")?.as_str()?).ok()
+            })
+            .collect();
+        let revoked = self
+            .auth_items("revoke/")
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let id: GrantId = k.trim_start_matches("revoke/").parse().ok()?;
+                // A revocation whose time cannot be read counts from the beginning.
+                let at = serde_json::from_str::<serde_json::Value>(&v)
+                    .ok()
+                    .and_then(|v| serde_json::from_value::<Timestamp>(v.get("at")?.clone()).ok())
+                    .unwrap_or(Timestamp::from_millis(i64::MIN));
+                Some((id, at))
+            })
+            .collect();
+        let decisions = self
+            .review_decisions()
+            .into_iter()
+            .map(|(h, d)| (h, d.decision))
+            .collect();
+        WriteRules {
+            chains,
+            revoked,
+            decisions,
+        }
+    }
+
+    /// The patient's review decisions recorded in the auth document, by bundle hash.
+    pub fn review_decisions(&self) -> Vec<(BundleHash, ReviewDecision)> {
+        self.auth_items(REVIEW_PREFIX)
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let h: BundleHash = k.trim_start_matches(REVIEW_PREFIX).parse().ok()?;
+                Some((h, serde_json::from_str(&v).ok()?))
+            })
+            .collect()
+    }
+
+    /// Judges a content bundle received from a peer (its signature and hash chain already
+    /// checked): a patient device's is allowed; a grantee's by [`WriteRules::judge`] at `now`,
+    /// then by the append-only rule ([`OpenRecord::check_append_only`]), which also applies
+    /// it to the in-memory document so the next bundle of a batch is checked after it.
+    pub fn judge_write(
+        &mut self,
+        rules: &WriteRules,
+        devices: &[PeerKey],
+        b: &Bundle,
+        now: Timestamp,
+    ) -> Verdict {
+        let h = b.header();
+        if devices.contains(&h.author) {
+            return Verdict::Allow;
+        }
+        if h.section.is_reserved() {
+            return Verdict::Refuse(
+                "only the patient's devices write the auth document and ledger".into(),
+            );
+        }
+        let Some(name) = self.directory().get(&h.section).copied() else {
+            return Verdict::Refuse("a bundle for a section this node cannot name".into());
+        };
+        match rules.judge(&h.author, &name, &b.hash(), h.time, now) {
+            Verdict::Refuse(why) => Verdict::Refuse(why),
+            v => match self.check_append_only(b) {
+                Ok(()) => v,
+                Err(why) => Verdict::Refuse(why),
+            },
+        }
+    }
+
+    /// Judges bundles of `batch` that continue, in their author's log, a write of `held`
+    /// (the next seq, naming its hash, validly signed): each is held too, with its own reason
+    /// if its grant has ended since, else as [`HeldReason::AfterHeld`]. Adds them to `held`;
+    /// returns refusals.
+    pub fn judge_after_held(
+        &mut self,
+        rules: &WriteRules,
+        batch: &[Bundle],
+        held: &mut Vec<(Bundle, HeldReason)>,
+        now: Timestamp,
+    ) -> Vec<String> {
+        let mut refused = Vec::new();
+        let mut tips: BTreeMap<(SectionId, PeerKey), (u64, BundleHash)> = BTreeMap::new();
+        for (b, _) in held.iter() {
+            let h = b.header();
+            let tip = tips
+                .entry((h.section, h.author))
+                .or_insert((h.seq, b.hash()));
+            if h.seq > tip.0 {
+                *tip = (h.seq, b.hash());
+            }
+        }
+        let mut next: Vec<&Bundle> = batch
+            .iter()
+            .filter(|b| tips.contains_key(&(b.header().section, b.header().author)))
+            .collect();
+        next.sort_by_key(|b| (b.header().section, b.header().author, b.header().seq));
+        for b in next {
+            let h = b.header();
+            let Some(tip) = tips.get_mut(&(h.section, h.author)) else {
+                continue;
+            };
+            if h.seq != tip.0 + 1 || h.prev != Some(tip.1) {
+                continue;
+            }
+            if b.verify().is_err() {
+                refused.push("bundle signature does not verify (altered or forged)".into());
+                tips.remove(&(h.section, h.author));
+                continue;
+            }
+            let Some(name) = self.directory().get(&h.section).copied() else {
+                continue;
+            };
+            let verdict = match rules.judge(&h.author, &name, &b.hash(), h.time, now) {
+                Verdict::Allow => HeldReason::AfterHeld,
+                Verdict::Hold(r) => r,
+                Verdict::Refuse(why) => {
+                    refused.push(why);
+                    tips.remove(&(h.section, h.author));
+                    continue;
+                }
+            };
+            if let Err(why) = self.check_append_only(b) {
+                refused.push(why);
+                tips.remove(&(h.section, h.author));
+                continue;
+            }
+            *tip = (h.seq, b.hash());
+            held.push((b.clone(), verdict));
+        }
+        refused
+    }
+
+    /// Records the patient's decision on held write `id` (a unique hash prefix) in the auth
+    /// document, on the device holding the record root: accepting it accepts the held writes
+    /// before it in the same log, rejecting it rejects those after it. Then applies or drops
+    /// them ([`OpenRecord::settle_held`]). Returns the writes decided.
+    pub fn decide_held(
+        &mut self,
+        id: &str,
+        decision: Decision,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(Vec<HeldWrite>, SettleReport)> {
+        if !self.holds_root() {
+            return Err(RecordError::NotPermitted(
+                "held writes are decided on the device holding the record's root key",
+            ));
+        }
+        let (target, _) = self
+            .vault
+            .held_write(id)?
+            .filter(|(h, _)| h.record == self.id())
+            .ok_or(RecordError::Invalid("no held write with that id"))?;
+        let known = self.write_rules();
+        let mut decided: Vec<HeldWrite> = self
+            .vault
+            .held_writes()?
+            .into_iter()
+            .filter(|h| {
+                h.record == target.record
+                    && h.author == target.author
+                    && h.section == target.section
+                    && match decision {
+                        Decision::Accept => h.seq <= target.seq,
+                        Decision::Reject => h.seq >= target.seq,
+                    }
+                    && known.decision(&h.id).is_none()
+            })
+            .collect();
+        decided.sort_by_key(|h| h.seq);
+        if decided.is_empty() {
+            return Err(RecordError::Invalid("that held write is already decided"));
+        }
+        let items = decided
+            .iter()
+            .map(|h| {
+                let d = ReviewDecision {
+                    decision,
+                    section: h.section,
+                    author: h.author,
+                    seq: h.seq,
+                    declared: h.declared,
+                    reason: h.reason,
+                    at: now,
+                };
+                let text = serde_json::to_string(&d)
+                    .map_err(|_| RecordError::Invalid("decision cannot be encoded"))?;
+                Ok((format!("{REVIEW_PREFIX}{}", h.id), text))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.put_auth_items(items, now, rng)?;
+        let settled = self.settle_held(now)?;
+        Ok((decided, settled))
+    }
+
+    /// Applies the held writes of this record that the patient accepted (checked again, as any
+    /// bundle from a peer) and drops those rejected. Writes still undecided stay held.
+    pub fn settle_held(&mut self, now: Timestamp) -> Result<SettleReport> {
+        let mut report = SettleReport::default();
+        let rules = self.write_rules();
+        let record = self.id();
+        let vault = self.vault;
+        let mine: Vec<HeldWrite> = vault
+            .held_writes()?
+            .into_iter()
+            .filter(|h| h.record == record)
+            .collect();
+        let rejected: Vec<&HeldWrite> = mine
+            .iter()
+            .filter(|h| rules.decision(&h.id) == Some(Decision::Reject))
+            .collect();
+        vault.drop_held(&rejected)?;
+        report.dropped = rejected.len();
+        let mut accepted = Vec::new();
+        for h in mine
+            .iter()
+            .filter(|h| rules.decision(&h.id) == Some(Decision::Accept))
+        {
+            if let Some((_, b)) = vault.held_write(&h.id.to_string())? {
+                accepted.push(b);
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(report);
+        }
+        let devices: Vec<PeerKey> = self.device_certs().into_iter().map(|d| d.peer).collect();
+        let rep = vault.store_remote(&record, accepted, &mut |b| match self
+            .judge_write(&rules, &devices, b, now)
+        {
+            Verdict::Allow => Ok(()),
+            Verdict::Hold(_) => Err("still awaits the patient's review".into()),
+            Verdict::Refuse(why) => Err(why),
+        })?;
+        report.refused = rep.refused;
+        // Whatever is now in its log (stored now, or already) leaves the held area.
+        let mut applied = Vec::new();
+        for h in mine
+            .iter()
+            .filter(|h| rules.decision(&h.id) == Some(Decision::Accept))
+        {
+            let in_log = vault
+                .store()
+                .get(&k_bundle(&record, &h.section, &h.author, h.seq))?
+                .is_some_and(|bytes| crate::crypto::sha256(&[&bytes]) == h.id.0);
+            if in_log {
+                applied.push(h);
+            }
+        }
+        vault.drop_held(&applied)?;
+        report.applied = applied.len();
+        self.reload()?;
+        Ok(report)
+    }
+}
