@@ -414,6 +414,14 @@ impl<'a, S: Store> Peer<'a, S> {
         {
             return Some(Some(may));
         }
+        if let Some(r) = rec.as_ref()
+            && self.identity.holds_root_of(record)
+        {
+            let wrote = Self::past_append_sections(r, remote);
+            if !wrote.is_empty() {
+                return Some(Some(wrote));
+            }
+        }
         let chains: Vec<Vec<Grant>> = self
             .held_chains(record)
             .unwrap_or_default()
@@ -429,6 +437,44 @@ impl<'a, S: Store> Peer<'a, S> {
             .flatten()
             .any(|g| g.body().addresses.iter().any(|a| a.ends_with(&suffix)));
         (named_by_grant || (named_by_user && !devices_known)).then_some(None)
+    }
+
+    /// The sections `remote` could once append to by a grant recorded in the auth document
+    /// that has since expired or been revoked: the device holding the record root still pulls
+    /// its writes from there, so that a write made while the grant was valid reaches the
+    /// patient's review ([`hearth_core::record::HeldWrite`]) rather than staying on the
+    /// grantee's node. Such a peer is told only the version vectors of those sections.
+    fn past_append_sections(rec: &OpenRecord<'_, S>, remote: &PeerKey) -> BTreeSet<SectionId> {
+        let chains: Vec<Vec<Grant>> = recorded_chains(rec)
+            .into_iter()
+            .filter(|c| c.last().is_some_and(|l| l.body().audience == *remote))
+            .collect();
+        if chains.is_empty() {
+            return BTreeSet::new();
+        }
+        rec.directory()
+            .iter()
+            .filter(|(sid, _)| !sid.is_reserved())
+            .filter(|(_, name)| {
+                chains.iter().any(|c| {
+                    // Judged at the start of the chain's validity, revocations aside: was this
+                    // ever an append grant of `remote` for the section?
+                    c.iter()
+                        .map(|g| g.body().not_before)
+                        .max()
+                        .is_some_and(|start| {
+                            grant::verify_chain(
+                                c,
+                                &Access::section(*remote, **name, Ability::Append),
+                                start,
+                                &|_| false,
+                            )
+                            .is_ok()
+                        })
+                })
+            })
+            .map(|(sid, _)| *sid)
+            .collect()
     }
 
     /// What `remote` may do in `rec`, from the chains it presents (or, if `presented` is

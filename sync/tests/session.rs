@@ -1583,8 +1583,23 @@ fn a_late_write_is_refused_not_held_by_other_grantees() {
         .unwrap()
         .add_entry(&name("notes"), &json!({"text": "late"}), at(30), &mut w.rng)
         .unwrap();
-    // The social worker meets the GP's late write first: it neither applies nor holds it.
-    let report = sync(&w.sw, &w.gp, rid, at(120), &mut w.rng).unwrap();
+    // After the GP's grant ended, the social worker starts no round with it (no party).
+    assert!(matches!(
+        w.sw.peer().start_as(rid, w.gp.id.peer(), false, at(120)),
+        Err(SyncError::NotAParty)
+    ));
+    // The GP pushes its late write to the social worker: it neither applies nor holds it.
+    let all: std::collections::BTreeSet<_> =
+        w.gp.vault
+            .held_sections(&rid)
+            .unwrap()
+            .into_keys()
+            .collect();
+    let push =
+        w.gp.peer()
+            .bundles_since(&rid, &all, &Default::default(), 1 << 20)
+            .unwrap();
+    let report = w.sw.peer().on_push(rid, &push, at(120)).unwrap();
     assert!(
         report
             .refused
