@@ -11,6 +11,7 @@
 //! | `L` record section author | the author's [`LogHead`] in that section |
 //! | `C` record section | a sealed snapshot of the section document (a cache; rebuildable) |
 //! | `F` record section author seq | a second, conflicting bundle: fork evidence |
+//! | `T` record section author seq | when this node accepted that bundle (its own clock) |
 //!
 //! Each section (and the auth document, section [`SectionId::AUTH`]) is an automerge document
 //! whose root map holds one key per immutable item: `e/<entry id>` in content sections,
@@ -23,6 +24,17 @@
 //! document, and reads the section directory. Section documents load lazily: from the sealed
 //! snapshot if there is one, then the bundles after it, each signature-checked, chain-checked
 //! and decrypted before it is applied. A damaged bundle makes only its own section unreadable.
+//!
+//! ## The changes a bundle carries
+//!
+//! Every bundle carries exactly one uncompressed automerge change chunk whose actor is the
+//! bundle author's device key and whose sequence number is the bundle's own (`seq` of the
+//! (section, author) log): an author's changes and its log are numbered alike, so no two
+//! bundles can carry changes that clash in the document. Bundles from peers are held to this
+//! before they are stored ([`OpenRecord::check_append_only`], [`OpenRecord::check_device_bundle`]),
+//! and a section is loaded by the same rule: if an author's stored bundles nevertheless break
+//! it or fail to apply, that author's bundles from the offending one on are left out and
+//! reported ([`Unapplied`]), and the section stays readable.
 
 use crate::bundle::Bundle;
 use crate::crypto::{self, Domain, SymmetricKey, WrappedKey};
@@ -164,6 +176,9 @@ fn k_base_prefix(r: &RecordId, s: &SectionId) -> Vec<u8> {
 }
 fn k_base(r: &RecordId, s: &SectionId, a: &PeerKey) -> Vec<u8> {
     key(b'T', &[&r.0, &s.0, &a.0])
+}
+fn k_received(r: &RecordId, s: &SectionId, a: &PeerKey, seq: u64) -> Vec<u8> {
+    key(b'T', &[&r.0, &s.0, &a.0, &seq.to_be_bytes()])
 }
 fn k_cache(r: &RecordId, s: &SectionId) -> Vec<u8> {
     key(b'C', &[&r.0, &s.0])
@@ -316,6 +331,74 @@ struct SectionDoc {
     doc: AutoCommit,
     vv: VersionVector,
     since_snapshot: u32,
+    /// Authors whose bundles could not be applied when the section was loaded.
+    unapplied: Vec<Unapplied>,
+}
+
+/// Bundles of one author that a section was loaded without, because they break the rules
+/// every bundle follows or do not apply (see the module docs). The section is readable
+/// without them; they stay stored, as evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Unapplied {
+    /// The section (its name, or its opaque id if the name is unreadable).
+    pub section: String,
+    /// Whose bundles.
+    pub author: PeerKey,
+    /// The first sequence number left out; every later one of the author's is left out too.
+    pub from_seq: u64,
+    /// How many bundles were left out.
+    pub count: u64,
+    /// Why the first one was (no content).
+    pub reason: String,
+}
+
+/// [`OpenRecord::check_append_only`]'s refusal of a bundle whose change depends on changes this
+/// node does not hold yet: [`Vault::store_remote`] retries it after the batch's other logs.
+pub const WAITS_FOR_DEPS: &str = "the change depends on changes this node does not hold yet";
+
+/// Verified facts about who wrote a version and when this node received it, as opposed to what
+/// the writer said of itself in the version's provenance (which is only a claim).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Attribution {
+    /// The key that signed the bundle carrying the version.
+    pub author: PeerKey,
+    /// What vouches for the name: `patient-device` (a device certified by the record root),
+    /// `organisation-credential` (a credential from an organisation this node trusts, filled
+    /// in by the node) or `unverified` (nothing: only the key is known).
+    pub basis: &'static str,
+    /// The verified name, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The verified role, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The verified organisation, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organisation: Option<String>,
+    /// When this node accepted that bundle (its own clock; `None` for bundles stored before
+    /// receipt times were kept, or covered by a snapshot this node started from).
+    pub received_at: Option<Timestamp>,
+}
+
+/// What the writer of a version said of itself: shown as a claim, never as a fact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Claimed {
+    /// The name the writer gave.
+    pub author_name: String,
+    /// The role the writer gave.
+    pub author_role: Role,
+    /// The time the writer gave.
+    pub recorded_at: Timestamp,
+}
+
+impl Claimed {
+    fn of(p: &Provenance) -> Self {
+        Claimed {
+            author_name: p.author_name.clone(),
+            author_role: p.author_role,
+            recorded_at: p.recorded_at,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -543,6 +626,8 @@ impl<S: Store> Vault<S> {
 
     /// Encoded bundles of one (section, author) log from `from_seq` on, while `budget` bytes
     /// last (at least one bundle is returned if any exists and the budget is not exhausted).
+    /// The log is read lazily: reading stops at the first bundle the budget cannot take, so a
+    /// continuation from where the last one stopped reads nothing twice.
     pub fn bundles_from(
         &self,
         record: &RecordId,
@@ -554,13 +639,14 @@ impl<S: Store> Vault<S> {
         let start = k_bundle(record, section, author, from_seq);
         let end = k_bundle(record, section, author, u64::MAX);
         let mut out = Vec::new();
-        for (_, v) in self.store.scan(&start, &end)? {
+        self.store.scan_while(&start, &end, &mut |_, v| {
             if v.len() > *budget {
-                break;
+                return false;
             }
             *budget -= v.len();
-            out.push(v);
-        }
+            out.push(v.to_vec());
+            true
+        })?;
         Ok(out)
     }
 
@@ -578,11 +664,16 @@ impl<S: Store> Vault<S> {
     /// Verifies and stores bundles received from a peer, without decrypting them (so a relay
     /// can do it too): each must decode, be signed by its author, be allowed by `authorize`,
     /// and extend its log's hash chain. Forks are kept as evidence and refused. Everything
-    /// accepted is committed atomically.
+    /// accepted is committed atomically, with `now` (this node's clock) as each bundle's
+    /// receipt time.
+    ///
+    /// A log whose next bundle `authorize` refuses with [`WAITS_FOR_DEPS`] is tried again after
+    /// the batch's other logs (whose changes it may depend on), as long as that makes progress.
     pub fn store_remote(
         &self,
         record: &RecordId,
         bundles: Vec<Bundle>,
+        now: Timestamp,
         authorize: &mut dyn FnMut(&Bundle) -> std::result::Result<(), String>,
     ) -> Result<RemoteReport> {
         let mut report = RemoteReport::default();
@@ -596,6 +687,8 @@ impl<S: Store> Vault<S> {
         });
         sorted.sort_by_key(|b| (b.header().section, b.header().author, b.header().seq));
         let mut batch = Batch::new();
+        // Per log: the bundles that extend it (signature-checked), and how many are authorised.
+        let mut runs: Vec<(SectionId, PeerKey, Vec<&Bundle>, usize)> = Vec::new();
         let mut i = 0;
         while i < sorted.len() {
             // One (section, author) log at a time.
@@ -684,31 +777,69 @@ impl<S: Store> Vault<S> {
                     .refused
                     .push("bundle signature does not verify (altered or forged)".into());
             }
-            let mut last = None;
-            for b in &extend[..good] {
-                if let Err(why) = authorize(b) {
-                    report.refused.push(why);
-                    break;
-                }
-                let h = b.header();
-                batch.put(
-                    k_bundle(record, &section, &author, h.seq),
-                    b.encoded().to_vec(),
-                );
-                last = Some(LogHead {
-                    seq: h.seq,
-                    hash: b.hash(),
-                });
-                report.stored += 1;
-            }
-            if let Some(nh) = last {
-                batch.put(k_head(record, &section, &author), nh.to_bytes().to_vec());
-            }
             if good < extend.len() {
                 report.refused.extend(std::iter::repeat_n(
                     "follows a bundle that was refused".to_string(),
                     extend.len() - good - 1,
                 ));
+            }
+            extend.truncate(good);
+            runs.push((section, author, extend, 0));
+        }
+        // Authorise each log's bundles in order; a log waiting for changes another log of the
+        // batch carries is tried again once the others have gone as far as they can.
+        let mut waiting: Vec<Option<String>> = vec![None; runs.len()];
+        let mut done = vec![false; runs.len()];
+        loop {
+            let mut progress = false;
+            for (r, (_, _, extend, next)) in runs.iter_mut().enumerate() {
+                if done[r] {
+                    continue;
+                }
+                while let Some(b) = extend.get(*next) {
+                    match authorize(b) {
+                        Ok(()) => {
+                            *next += 1;
+                            progress = true;
+                            waiting[r] = None;
+                        }
+                        Err(why) => {
+                            if why != WAITS_FOR_DEPS {
+                                done[r] = true;
+                            }
+                            waiting[r] = Some(why);
+                            break;
+                        }
+                    }
+                }
+                if *next == extend.len() {
+                    done[r] = true;
+                }
+            }
+            if !progress || done.iter().all(|d| *d) {
+                break;
+            }
+        }
+        report.refused.extend(waiting.into_iter().flatten());
+        for (section, author, extend, next) in &runs {
+            for b in &extend[..*next] {
+                let h = b.header();
+                batch.put(
+                    k_bundle(record, section, author, h.seq),
+                    b.encoded().to_vec(),
+                );
+                batch.put(
+                    k_received(record, section, author, h.seq),
+                    now.as_millis().to_be_bytes().to_vec(),
+                );
+                report.stored += 1;
+            }
+            if let Some(b) = next.checked_sub(1).and_then(|n| extend.get(n)) {
+                let nh = LogHead {
+                    seq: b.header().seq,
+                    hash: b.hash(),
+                };
+                batch.put(k_head(record, section, author), nh.to_bytes().to_vec());
             }
         }
         if !batch.is_empty() {
@@ -792,6 +923,7 @@ impl<S: Store> Vault<S> {
             keys: HashMap::from([(SectionId::AUTH, BTreeMap::from([(0, auth_key)]))]),
             directory: BTreeMap::new(),
             loaded: HashMap::new(),
+            accepted: HashSet::new(),
         };
         rec.loaded.insert(
             SectionId::AUTH,
@@ -799,6 +931,7 @@ impl<S: Store> Vault<S> {
                 doc: new_doc(identity),
                 vv: VersionVector::new(),
                 since_snapshot: 0,
+                unapplied: Vec::new(),
             },
         );
         let agreement = identity.agreement_public();
@@ -853,6 +986,7 @@ impl<S: Store> Vault<S> {
             keys: HashMap::new(),
             directory: BTreeMap::new(),
             loaded: HashMap::new(),
+            accepted: HashSet::new(),
         };
         rec.load_keys()?;
         if !rec.keys.contains_key(&SectionId::AUTH) {
@@ -861,6 +995,22 @@ impl<S: Store> Vault<S> {
         rec.load_directory()?;
         Ok(rec)
     }
+}
+
+/// The rule every bundle's change follows: its actor is the bundle author's device key and its
+/// sequence number is the bundle's.
+fn check_change_head(
+    head: &crate::bundle::ChangeHead,
+    author: &PeerKey,
+    seq: u64,
+) -> std::result::Result<(), String> {
+    if head.actor != author.0 {
+        return Err("the change's actor is not the bundle author's own".into());
+    }
+    if head.seq != seq {
+        return Err("the change's sequence number is not the bundle's".into());
+    }
+    Ok(())
 }
 
 fn local_key(key: &str) -> Vec<u8> {
@@ -936,8 +1086,15 @@ pub struct EntryView {
     pub supersedes: Option<EntryId>,
     /// The entry's fields.
     pub body: serde_json::Value,
-    /// Who wrote this version, when.
+    /// Who wrote this version, when, as the writer said (kept for compatibility: the same
+    /// as `claimed`, plus the author key and purpose).
     pub provenance: Provenance,
+    /// What the writer said of itself: a claim.
+    pub claimed: Claimed,
+    /// What this node verified: the signing key, its verified identity, the receipt time
+    /// ([`OpenRecord::show`] fills it; `None` where not looked up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Attribution>,
     /// Other current versions of the same entry made concurrently on another node (a conflict
     /// for a person to resolve by correcting one of them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -1020,6 +1177,9 @@ pub struct OpenRecord<'v, S: Store> {
     keys: HashMap<SectionId, BTreeMap<u32, SymmetricKey>>,
     directory: BTreeMap<SectionId, SectionName>,
     loaded: HashMap<SectionId, SectionDoc>,
+    /// Hashes of the automerge changes of bundles accepted from peers while this record was
+    /// open (a later bundle of the same batch may depend on them).
+    accepted: HashSet<[u8; 32]>,
 }
 
 impl<'v, S: Store> OpenRecord<'v, S> {
@@ -1143,23 +1303,16 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         Ok(())
     }
 
-    fn load_section(&self, sid: &SectionId) -> Result<SectionDoc> {
-        let keys = self
-            .keys
-            .get(sid)
-            .ok_or_else(|| RecordError::NoKey(self.section_label(sid)))?;
+    /// The document a section loads from, and the logs it covers: the local snapshot when it
+    /// is intact and consistent with the logs, else the shared snapshot this node may have
+    /// started the section from, else an empty document.
+    fn start_doc(
+        &self,
+        sid: &SectionId,
+        keys: &BTreeMap<u32, SymmetricKey>,
+        heads: &VersionVector,
+    ) -> Result<(AutoCommit, VersionVector)> {
         let store = &self.vault.store;
-        let mut heads = VersionVector::new();
-        for (k, v) in store.scan_prefix(&k_head_prefix(&self.id, sid))? {
-            let author = <[u8; 32]>::try_from(&k[k.len() - 32..])
-                .map_err(|_| self.corrupt(sid, "bad log key"))?;
-            let head = LogHead::from_bytes(&v).ok_or_else(|| self.corrupt(sid, "bad log head"))?;
-            heads.insert(PeerKey(author), head);
-        }
-        // Start from the local snapshot when it is intact and consistent with the logs, else
-        // from the shared snapshot this node may have started the section from.
-        let mut doc = None;
-        let mut have = VersionVector::new();
         let shared = || -> Result<Option<Vec<u8>>> {
             Ok(store
                 .get(&k_shared(&self.id, sid))?
@@ -1173,24 +1326,33 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 shared()?
             };
             let Some(blob) = blob else { continue };
-            if let Some((d, vv)) = self.open_snapshot(sid, keys, &blob)
+            if let Some((mut d, vv)) = self.open_snapshot(sid, keys, &blob)
                 && vv
                     .iter()
                     .all(|(a, h)| heads.get(a).is_some_and(|x| x.seq >= h.seq))
             {
-                doc = Some(d);
-                have = vv;
-                break;
+                d.set_actor(automerge::ActorId::from(self.identity.peer().0));
+                return Ok((d, vv));
             }
         }
-        let mut doc = match doc {
-            Some(d) => d,
-            None => {
-                have.clear();
-                new_doc(self.identity)
-            }
-        };
-        doc.set_actor(automerge::ActorId::from(self.identity.peer().0));
+        Ok((new_doc(self.identity), VersionVector::new()))
+    }
+
+    fn load_section(&self, sid: &SectionId) -> Result<SectionDoc> {
+        let keys = self
+            .keys
+            .get(sid)
+            .ok_or_else(|| RecordError::NoKey(self.section_label(sid)))?;
+        let store = &self.vault.store;
+        let mut heads = VersionVector::new();
+        for (k, v) in store.scan_prefix(&k_head_prefix(&self.id, sid))? {
+            let author = <[u8; 32]>::try_from(&k[k.len() - 32..])
+                .map_err(|_| self.corrupt(sid, "bad log key"))?;
+            let head = LogHead::from_bytes(&v).ok_or_else(|| self.corrupt(sid, "bad log head"))?;
+            heads.insert(PeerKey(author), head);
+        }
+        let (mut doc, mut have) = self.start_doc(sid, keys, &heads)?;
+        let start_have = have.clone();
         // Check every newer bundle, then decrypt all their payloads into one buffer and apply
         // them in one pass: automerge applies one concatenation of change chunks much faster
         // than many small loads.
@@ -1266,11 +1428,22 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         let total: usize = readable.iter().map(|(b, _)| b.payload_len()).sum();
         let mut payloads = zeroize::Zeroizing::new(vec![0u8; total]);
         let mut parts = Vec::with_capacity(readable.len());
+        // Each bundle's author, seq, hash and where its payload lies in `payloads`.
+        let mut placed: Vec<(PeerKey, LogHead, std::ops::Range<usize>)> =
+            Vec::with_capacity(readable.len());
         let mut rest: &mut [u8] = &mut payloads;
+        let mut at = 0;
         for (b, key) in &readable {
             let (part, tail) = std::mem::take(&mut rest).split_at_mut(b.payload_len());
             parts.push((b, *key, part));
             rest = tail;
+            let h = b.header();
+            let head = LogHead {
+                seq: h.seq,
+                hash: b.hash(),
+            };
+            placed.push((h.author, head, at..at + b.payload_len()));
+            at += b.payload_len();
         }
         let threads = if total >= PARALLEL_DECRYPT_BYTES {
             crate::par::cores().min(parts.len())
@@ -1283,15 +1456,92 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             outcome.map_err(|e| self.corrupt(sid, e))?;
         }
         drop(readable);
-        if !payloads.is_empty() {
-            doc.load_incremental(&payloads)
-                .map_err(|_| self.corrupt(sid, "payload is not valid automerge data"))?;
+        // Every bundle's payload must be one uncompressed change by its author, numbered as
+        // the bundle (checked before automerge reads it); an author whose bundle is not is
+        // left out from that bundle on.
+        let mut skip: BTreeMap<PeerKey, (u64, String)> = BTreeMap::new();
+        for (author, head, range) in &placed {
+            if skip.contains_key(author) {
+                continue;
+            }
+            let ok = crate::bundle::read_change_head(&payloads[range.clone()])
+                .map_err(|e| e.to_string())
+                .and_then(|c| check_change_head(&c, author, head.seq));
+            if let Err(why) = ok {
+                skip.insert(*author, (head.seq, why));
+            }
+        }
+        let skipped = |skip: &BTreeMap<PeerKey, (u64, String)>, a: &PeerKey, seq: u64| {
+            skip.get(a).is_some_and(|(from, _)| seq >= *from)
+        };
+        // Apply what is left in one pass; if that fails, find the first bundle that does not
+        // apply, leave its author out from there, and start again (at most once per author).
+        let mut first = Some(doc);
+        doc = loop {
+            let mut d = match first.take() {
+                Some(d) => d,
+                None => self.start_doc(sid, keys, &heads)?.0,
+            };
+            let loaded = if skip.is_empty() {
+                payloads.is_empty() || d.load_incremental(&payloads).is_ok()
+            } else {
+                let mut kept = zeroize::Zeroizing::new(Vec::with_capacity(payloads.len()));
+                for (a, head, range) in &placed {
+                    if !skipped(&skip, a, head.seq) {
+                        kept.extend_from_slice(&payloads[range.clone()]);
+                    }
+                }
+                kept.is_empty() || d.load_incremental(&kept).is_ok()
+            };
+            if loaded {
+                break d;
+            }
+            let mut probe = self.start_doc(sid, keys, &heads)?.0;
+            let offender = placed.iter().find(|(a, head, range)| {
+                !skipped(&skip, a, head.seq) && probe.load_incremental(&payloads[range.clone()]).is_err()
+            });
+            let Some((a, head, _)) = offender else {
+                return Err(self.corrupt(sid, "payload is not valid automerge data"));
+            };
+            skip.insert(*a, (head.seq, "its change does not apply to the section".into()));
+        };
+        let mut unapplied = Vec::new();
+        for (author, (from, reason)) in &skip {
+            let count = placed
+                .iter()
+                .filter(|(a, h, _)| a == author && h.seq >= *from)
+                .count() as u64;
+            // The author's log is held (applied) up to the bundle before the first left out.
+            match placed
+                .iter()
+                .rfind(|(a, h, _)| a == author && h.seq < *from)
+            {
+                Some((_, h, _)) => {
+                    have.insert(*author, *h);
+                }
+                None => match start_have.get(author) {
+                    Some(h) => {
+                        have.insert(*author, *h);
+                    }
+                    None => {
+                        have.remove(author);
+                    }
+                },
+            }
+            unapplied.push(Unapplied {
+                section: self.section_label(sid),
+                author: *author,
+                from_seq: *from,
+                count,
+                reason: reason.clone(),
+            });
         }
         // A read that replayed many bundles refreshes the local snapshot, so that the next open
         // does not replay them again. The snapshot is a cache (losing it loses nothing), so a
         // failed write is ignored; its nonce is derived from the key and the sealed content,
         // since reading takes no randomness (the same content gives the same bytes).
         if applied >= SNAPSHOT_REFRESH_ON_READ
+            && unapplied.is_empty()
             && doc.get_missing_deps(&[]).is_empty()
             && let Some((epoch, key)) = keys.iter().next_back()
         {
@@ -1328,6 +1578,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             doc,
             vv: have,
             since_snapshot: applied,
+            unapplied,
         })
     }
 
@@ -1395,6 +1646,11 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             .loaded
             .get_mut(&sid)
             .ok_or(RecordError::Invalid("section not loaded"))?;
+        if sd.unapplied.iter().any(|u| u.author == me) {
+            return Err(RecordError::Invalid(
+                "this device's earlier changes to the section could not be applied",
+            ));
+        }
         for (k, v) in items {
             sd.doc
                 .put(ROOT, k, v)
@@ -1431,6 +1687,10 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         batch.put(
             k_bundle(&self.id, &sid, &me, head.seq),
             bundle.encoded().to_vec(),
+        );
+        batch.put(
+            k_received(&self.id, &sid, &me, head.seq),
+            now.as_millis().to_be_bytes().to_vec(),
         );
         batch.put(k_head(&self.id, &sid, &me), head.to_bytes().to_vec());
         sd.vv.insert(me, head);
@@ -1507,6 +1767,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 doc: new_doc(self.identity),
                 vv: VersionVector::new(),
                 since_snapshot: 0,
+                unapplied: Vec::new(),
             },
         );
         self.append_items(
@@ -1579,11 +1840,11 @@ impl<'v, S: Store> OpenRecord<'v, S> {
 
     /// Commits a batch of changes to the store.
     fn commit_batch(&self, batch: Batch) -> Result<()> {
-        // A change to one section is at most bundle, log head and snapshot, in that order:
-        // every prefix of it is consistent (a bundle beyond its log head is ignored and
-        // rewritten), so an ordered commit is enough. Anything larger (a new section: key
-        // wraps, directory item and two logs) commits atomically.
-        if batch.ops().len() <= 3 {
+        // A change to one section is at most bundle, receipt time, log head and snapshot, in
+        // that order: every prefix of it is consistent (a bundle beyond its log head is
+        // ignored and rewritten), so an ordered commit is enough. Anything larger (a new
+        // section: key wraps, directory item and two logs) commits atomically.
+        if batch.ops().len() <= 4 {
             self.vault.store.commit_ordered(batch)?;
         } else {
             self.vault.store.commit(batch)?;
@@ -1691,10 +1952,15 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             return Err(RecordError::NoSection(*name));
         }
         let all = self.versions_in(name)?;
+        let mut facts = self.attribution(name)?;
+        let mut entries = current_view(all);
+        for e in &mut entries {
+            e.verified = facts.remove(&e.id);
+        }
         Ok(SectionView {
             class: name.class,
             label: name.label,
-            entries: current_view(all),
+            entries,
         })
     }
 
@@ -1764,6 +2030,88 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             label: name.label,
             entries,
         })
+    }
+
+    /// What this node verified of each version in the sections named `name`: the key that
+    /// signed the bundle carrying it (the change's actor, which must be the bundle's author),
+    /// when this node accepted that bundle, and, for the patient's devices, the device's name
+    /// from its certificate. A grantee's verified identity comes from credentials the node
+    /// holds, outside the record: the caller fills it in.
+    pub fn attribution(&mut self, name: &SectionName) -> Result<BTreeMap<EntryId, Attribution>> {
+        let devices: BTreeMap<PeerKey, String> = self
+            .device_certs()
+            .into_iter()
+            .map(|d| (d.peer, d.name))
+            .collect();
+        let mut out = BTreeMap::new();
+        for sid in self.ids_of(name) {
+            self.ensure_loaded(&sid)?;
+            let Some(sd) = self.loaded.get_mut(&sid) else {
+                continue;
+            };
+            let keys: Vec<String> = sd.doc.keys(ROOT).filter(|k| k.starts_with("e/")).collect();
+            for k in keys {
+                let Ok(id) = k.trim_start_matches("e/").parse::<EntryId>() else {
+                    continue;
+                };
+                let Some((_, exid)) = sd.doc.get(ROOT, &k).ok().flatten() else {
+                    continue;
+                };
+                let automerge::ObjId::Id(_, actor, _) = &exid else {
+                    continue;
+                };
+                let Ok(author) = <[u8; 32]>::try_from(actor.to_bytes()).map(PeerKey) else {
+                    continue;
+                };
+                let seq = sd
+                    .doc
+                    .hash_for_opid(&exid)
+                    .and_then(|h| sd.doc.get_change_meta_by_hash(&h).map(|m| m.seq));
+                let received_at = match seq {
+                    Some(seq) => self
+                        .vault
+                        .store
+                        .get(&k_received(&self.id, &sid, &author, seq))?
+                        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                        .map(|b| Timestamp::from_millis(i64::from_be_bytes(b))),
+                    None => None,
+                };
+                let device = devices.get(&author);
+                out.insert(
+                    id,
+                    Attribution {
+                        author,
+                        basis: if device.is_some() {
+                            "patient-device"
+                        } else {
+                            "unverified"
+                        },
+                        name: device.cloned(),
+                        role: device.map(|_| Role::Patient.as_str().to_string()),
+                        organisation: None,
+                        received_at,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bundles left out of the readable sections (every section this node can read is
+    /// loaded), each with its author and why: `N bundles by X could not be applied`.
+    pub fn unapplied(&mut self) -> Vec<Unapplied> {
+        let sids: Vec<SectionId> = std::iter::once(SectionId::AUTH)
+            .chain(self.directory.keys().copied())
+            .collect();
+        let mut out = Vec::new();
+        for sid in sids {
+            if self.ensure_loaded(&sid).is_ok()
+                && let Some(sd) = self.loaded.get(&sid)
+            {
+                out.extend(sd.unapplied.iter().cloned());
+            }
+        }
+        out
     }
 
     /// Every version in a section, oldest first: who wrote what, when, which version.
@@ -1975,6 +2323,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                     doc: new_doc(self.identity),
                     vv: VersionVector::new(),
                     since_snapshot: 0,
+                    unapplied: Vec::new(),
                 },
             );
         }
@@ -2356,29 +2705,77 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         Ok(out)
     }
 
-    /// Checks a bundle from an `append` holder before it is stored: it must decrypt, hold
-    /// exactly one automerge change whose every operation writes a new `e/<id>` key at the
-    /// root with an entry version authored by the bundle's author, and any version it
-    /// supersedes must be the author's own.
+    /// The payload of `bundle` decrypted, after the checks every author's bundle must pass: it
+    /// is one uncompressed automerge change (nothing is inflated), whose actor is the bundle
+    /// author's device key and whose sequence number is the bundle's. `Ok(None)` when this
+    /// node holds no key for the bundle's epoch.
+    fn opened_change(
+        &self,
+        bundle: &Bundle,
+    ) -> std::result::Result<Option<(zeroize::Zeroizing<Vec<u8>>, crate::bundle::ChangeHead)>, String>
+    {
+        let h = bundle.header();
+        let Some(key) = self.keys.get(&h.section).and_then(|m| m.get(&h.epoch)) else {
+            return Ok(None);
+        };
+        let payload = zeroize::Zeroizing::new(bundle.open(key).map_err(|e| e.to_string())?);
+        let head = crate::bundle::read_change_head(&payload).map_err(|e| e.to_string())?;
+        check_change_head(&head, &h.author, h.seq)?;
+        Ok(Some((payload, head)))
+    }
+
+    /// Checks a bundle by one of the patient's devices before it is stored: the rules every
+    /// author's bundles follow (see the module docs), when this node can read it. Its change
+    /// is not applied here; a device's bundles are otherwise trusted as the device's.
+    pub fn check_device_bundle(&mut self, bundle: &Bundle) -> std::result::Result<(), String> {
+        if let Some((_, head)) = self.opened_change(bundle)? {
+            self.accepted.insert(head.hash);
+        }
+        Ok(())
+    }
+
+    /// Checks a bundle from an `append` holder before it is stored: it must decrypt and hold
+    /// exactly one uncompressed automerge change by the bundle author's own actor, numbered
+    /// as the bundle and continuing the author's log, depending only on changes this node
+    /// holds, whose every operation writes a new `e/<id>` key at the root with an entry version
+    /// of the section's class authored by the bundle's author; any version it supersedes must
+    /// be the author's own; and the change must apply to the section.
     pub fn check_append_only(&mut self, bundle: &Bundle) -> std::result::Result<(), String> {
         let h = bundle.header();
-        let key = self
-            .keys
+        let class = self
+            .directory
             .get(&h.section)
-            .and_then(|m| m.get(&h.epoch))
-            .ok_or("no key for the bundle's section")?
-            .clone();
-        let payload = zeroize::Zeroizing::new(bundle.open(&key).map_err(|e| e.to_string())?);
+            .map(|n| n.class)
+            .ok_or("a bundle for a section this node cannot name")?;
+        let (payload, head) = self
+            .opened_change(bundle)?
+            .ok_or("no key for the bundle's section")?;
+        self.ensure_loaded(&h.section).map_err(|e| e.to_string())?;
+        let sd = self.loaded.get_mut(&h.section).ok_or("section not loaded")?;
+        let held = sd.vv.get(&h.author).map_or(0, |x| x.seq);
+        if h.seq != held + 1 {
+            return Err("the bundle does not continue its author's log in this section".into());
+        }
+        for dep in &head.deps {
+            let hash = automerge::ChangeHash(*dep);
+            if !self.accepted.contains(dep) && sd.doc.get_change_meta_by_hash(&hash).is_none() {
+                return Err(WAITS_FOR_DEPS.into());
+            }
+        }
         let change = automerge::Change::from_bytes(payload.to_vec())
             .map_err(|_| "payload is not one automerge change".to_string())?;
+        // Uncompressed, each operation takes at least a byte: an expansion past that is a
+        // run-length trick, refused before anything is expanded.
+        if change.len() > payload.len() {
+            return Err("the change holds more operations than its size allows".into());
+        }
         let expanded = serde_json::to_value(change.decode())
             .map_err(|_| "change cannot be inspected".to_string())?;
         let ops = expanded
             .get("ops")
             .and_then(|o| o.as_array())
             .ok_or("change has no operations")?;
-        self.ensure_loaded(&h.section).map_err(|e| e.to_string())?;
-        let doc = &self.loaded.get(&h.section).ok_or("section not loaded")?.doc;
+        let doc = &sd.doc;
         for op in ops {
             let on_root = op.get("obj").and_then(|o| o.as_str()) == Some("_root");
             let is_set = op.get("action").and_then(|a| a.as_str()) == Some("set");
@@ -2400,6 +2797,9 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             if key != entry_key(&v.id) || v.provenance.author != h.author {
                 return Err("an entry not authored by the bundle's author".into());
             }
+            if v.class != class {
+                return Err("an entry of another class than its section's".into());
+            }
             if let Some(old) = v.supersedes {
                 let old_author = doc
                     .get(ROOT, entry_key(&old))
@@ -2414,19 +2814,21 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             }
             EntryBody::from_json(v.class, &v.body).map_err(|e| e.to_string())?;
         }
-        // Accepted: the next bundle of the same batch is checked against the document with
-        // this one in it (an entry and its correction can travel together).
-        if let Some(sd) = self.loaded.get_mut(&h.section)
-            && sd.doc.apply_changes(std::iter::once(change)).is_ok()
-        {
-            sd.vv.insert(
-                h.author,
-                LogHead {
-                    seq: h.seq,
-                    hash: bundle.hash(),
-                },
-            );
+        // Accepted only if it applies: the next bundle of the same batch is checked against
+        // the document with this one in it (an entry and its correction can travel together).
+        if sd.doc.apply_changes(std::iter::once(change)).is_err() {
+            // The document may be half changed: read it again from the store when next used.
+            self.loaded.remove(&h.section);
+            return Err("the change does not apply to the section".into());
         }
+        sd.vv.insert(
+            h.author,
+            LogHead {
+                seq: h.seq,
+                hash: bundle.hash(),
+            },
+        );
+        self.accepted.insert(head.hash);
         Ok(())
     }
 
@@ -2783,6 +3185,8 @@ fn current_view(all: BTreeMap<EntryId, EntryVersion>) -> Vec<EntryView> {
             status_reason: v.status_reason,
             supersedes: v.supersedes,
             body: v.body,
+            claimed: Claimed::of(&v.provenance),
+            verified: None,
             provenance: v.provenance,
         })
         .collect();

@@ -806,7 +806,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                         Work::Pushed {
                             peer,
                             record,
-                            res: p.on_push(record, &push).map_err(|e| e.to_string()),
+                            res: p.on_push(record, &push, now()).map_err(|e| e.to_string()),
                         }
                     });
                     if !ok {

@@ -334,7 +334,7 @@ impl<'a, S: Store> Peer<'a, S> {
     ) -> Result<(), String> {
         let h = b.header();
         if devices.contains(&h.author) {
-            return Ok(());
+            return rec.check_device_bundle(b);
         }
         if h.section.is_reserved() {
             return Err("only the patient's devices write the auth document and ledger".into());
@@ -372,6 +372,7 @@ impl<'a, S: Store> Peer<'a, S> {
         extra_devices: &[PeerKey],
         only_author: Option<PeerKey>,
         may_write: &dyn Fn(&SectionId) -> bool,
+        now: Timestamp,
     ) -> Result<(usize, Vec<String>), SyncError> {
         let mut refused = Vec::new();
         let mut auth = Vec::new();
@@ -397,7 +398,7 @@ impl<'a, S: Store> Peer<'a, S> {
         }
         if !auth.is_empty() {
             let devs = devices.clone();
-            let rep = self.vault.store_remote(record, auth, &mut |b| {
+            let rep = self.vault.store_remote(record, auth, now, &mut |b| {
                 if devs.contains(&b.header().author) {
                     Ok(())
                 } else {
@@ -440,7 +441,7 @@ impl<'a, S: Store> Peer<'a, S> {
                     update_devices(&mut devices, r);
                     let chains = recorded_chains(r);
                     let revoked = revoked_ids(r);
-                    let rep = self.vault.store_remote(record, content, &mut |b| {
+                    let rep = self.vault.store_remote(record, content, now, &mut |b| {
                         Self::authorize(r, &devices, &chains, &revoked, b)
                     })?;
                     stored += rep.stored;
@@ -547,9 +548,16 @@ impl<'a, S: Store> Peer<'a, S> {
             let only = if rights.device { None } else { Some(remote) };
             let mut slot = Some(rec);
             let (stored, refused) =
-                self.receive(&req.record, &mut slot, &req.push, &[], &[], only, &|s| {
-                    rights.may_write(s, &dir)
-                })?;
+                self.receive(
+                    &req.record,
+                    &mut slot,
+                    &req.push,
+                    &[],
+                    &[],
+                    only,
+                    &|s| rights.may_write(s, &dir),
+                    now,
+                )?;
             report.received = stored;
             report.refused = refused;
             rec = match slot {
@@ -739,15 +747,27 @@ impl<'a, S: Store> Peer<'a, S> {
     /// response's (authorship, append-only rules, hash chains), for a record this node holds
     /// and sections it holds keys for. The caller syncs with the sender when anything was
     /// refused (a gap: something in between was missed).
-    pub fn on_push(&self, record: RecordId, push: &[ByteBuf]) -> Result<Report, SyncError> {
+    pub fn on_push(
+        &self,
+        record: RecordId,
+        push: &[ByteBuf],
+        now: Timestamp,
+    ) -> Result<Report, SyncError> {
         if !self.vault.records()?.contains(&record) {
             return Err(SyncError::Refused("record not available".into()));
         }
         let mut rec = self.vault.open_record(self.identity, &record).ok();
         let holdable = holdable_sections(rec.as_ref());
-        let (stored, refused) = self.receive(&record, &mut rec, push, &[], &[], None, &|s| {
-            holdable.contains(s)
-        })?;
+        let (stored, refused) = self.receive(
+            &record,
+            &mut rec,
+            push,
+            &[],
+            &[],
+            None,
+            &|s| holdable.contains(s),
+            now,
+        )?;
         Ok(Report {
             record: Some(record),
             received: stored,
@@ -809,6 +829,7 @@ impl<'a, S: Store> Peer<'a, S> {
             &devices,
             None,
             &|s| holdable.contains(s),
+            now,
         )?;
         report.received = stored;
         report.refused.extend(refused);

@@ -607,7 +607,7 @@ fn copy_all_bundles(from: &Node, to: &Node, rid: &RecordId) {
         }
     }
     to.vault
-        .store_remote(rid, bundles, &mut |_| Ok(()))
+        .store_remote(rid, bundles, TEST_NOW, &mut |_| Ok(()))
         .unwrap();
 }
 
@@ -924,7 +924,7 @@ fn pushed_notifications_carry_only_what_the_receiver_may_hold() {
     let push = push_for(&p, &rid, &w.gp.id.peer(), &since, at(12)).unwrap();
     // Only the notes bundle: the mental-health one is not the GP's to hold.
     assert_eq!(push.len(), 1);
-    let report = w.gp.peer().on_push(rid, &push).unwrap();
+    let report = w.gp.peer().on_push(rid, &push, TEST_NOW).unwrap();
     assert_eq!(report.received, 1, "{report:?}");
     assert!(report.refused.is_empty());
     assert!(w.gp.texts(&rid, "notes").contains(&"pushed".to_string()));
@@ -949,10 +949,10 @@ fn pushed_notifications_carry_only_what_the_receiver_may_hold() {
     // device would)
     let everything = everything.unwrap();
     assert_eq!(everything.len(), 2);
-    let report = w.gp.peer().on_push(rid, &everything).unwrap();
+    let report = w.gp.peer().on_push(rid, &everything, TEST_NOW).unwrap();
     assert_eq!(report.refused.len(), 1, "{report:?}");
     assert_eq!(w.gp.bundles_in(&rid, &mh), 0);
-    assert!(stranger.peer().on_push(rid, &push).is_err());
+    assert!(stranger.peer().on_push(rid, &push, TEST_NOW).is_err());
     // A gap (a push after something the receiver missed) is refused, so the receiver syncs.
     let since2 = w.patient.vault.held_sections(&rid).unwrap();
     for text in ["missed", "next"] {
@@ -962,7 +962,7 @@ fn pushed_notifications_carry_only_what_the_receiver_may_hold() {
     }
     let both = push_for(&p, &rid, &w.gp.id.peer(), &since2, at(14)).unwrap();
     assert_eq!(both.len(), 2);
-    let report = w.gp.peer().on_push(rid, &both[1..]).unwrap();
+    let report = w.gp.peer().on_push(rid, &both[1..], TEST_NOW).unwrap();
     assert!(!report.refused.is_empty());
     let report = sync(&w.gp, &w.patient, rid, at(15), &mut w.rng).unwrap();
     assert!(report.in_sync);
