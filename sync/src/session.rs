@@ -547,17 +547,16 @@ impl<'a, S: Store> Peer<'a, S> {
         if !req.push.is_empty() {
             let only = if rights.device { None } else { Some(remote) };
             let mut slot = Some(rec);
-            let (stored, refused) =
-                self.receive(
-                    &req.record,
-                    &mut slot,
-                    &req.push,
-                    &[],
-                    &[],
-                    only,
-                    &|s| rights.may_write(s, &dir),
-                    now,
-                )?;
+            let (stored, refused) = self.receive(
+                &req.record,
+                &mut slot,
+                &req.push,
+                &[],
+                &[],
+                only,
+                &|s| rights.may_write(s, &dir),
+                now,
+            )?;
             report.received = stored;
             report.refused = refused;
             rec = match slot {
