@@ -1926,6 +1926,40 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         self.mutate(|rec, batch| rec.append_items(sid, items, now, rng, batch))
     }
 
+    /// Seals `payload` (taken as is: any bytes) as this node's bundle `seq` (after `prev`) in
+    /// section `name`, under its current key, without storing it: for tests that hand-build a
+    /// misbehaving peer's bundles, to check that the *receiving* side refuses them.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn seal_raw_for_tests(
+        &self,
+        name: &SectionName,
+        seq: u64,
+        prev: Option<crate::ids::BundleHash>,
+        payload: &[u8],
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Bundle> {
+        let sid = self
+            .ids_of(name)
+            .into_iter()
+            .min()
+            .ok_or(RecordError::NoSection(*name))?;
+        let (epoch, key) = self.current_key(&sid)?;
+        Bundle::seal(
+            self.id,
+            sid,
+            seq,
+            prev,
+            epoch,
+            now,
+            key,
+            payload,
+            self.identity.device_key(),
+            rng,
+        )
+        .map_err(|_| RecordError::Invalid("too large for one bundle"))
+    }
+
     /// On a record this node does not own, whether a grant it holds lets it add to `name` now.
     /// Writing without one would only produce bundles the patient's node refuses (and a log
     /// stuck behind them), so it is refused here first.

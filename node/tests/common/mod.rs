@@ -156,6 +156,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The daemon's `daemon.json`.
     pub(crate) fn file(&self) -> Value {
         serde_json::from_slice(&std::fs::read(self.home.join("daemon.json")).unwrap()).unwrap()
