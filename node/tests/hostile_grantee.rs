@@ -336,12 +336,7 @@ fn a_grantees_claimed_name_role_and_time_are_shown_as_claims() {
         long_ago,
         6,
     );
-    let bundles = seal_as_grantee(
-        &w.g,
-        &w.rid,
-        1,
-        &changes(me, &[claim, wrong_class]),
-    );
+    let bundles = seal_as_grantee(&w.g, &w.rid, 1, &changes(me, &[claim, wrong_class]));
     let sent = hearth_node::commands::now();
     push(&w, &bundles);
     wait_for("the claimed entry", 30, || {
@@ -382,7 +377,10 @@ fn a_grantees_claimed_name_role_and_time_are_shown_as_claims() {
         text.contains("claims (unchecked): \"Dr Someone Else\""),
         "{text}"
     );
-    assert!(!text.contains("2001-01-01T00:00:00Z  Dr Someone Else"), "{text}");
+    assert!(
+        !text.contains("2001-01-01T00:00:00Z  Dr Someone Else"),
+        "{text}"
+    );
     let history = json(&hearth(&w.p, &["record", "history", "notes", "--json"]));
     let h = history["versions"]
         .as_array()
