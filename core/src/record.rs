@@ -352,6 +352,9 @@ pub struct Unapplied {
     pub reason: String,
 }
 
+/// A bundle's decrypted payload and what its change chunk's header says.
+type OpenedChange = (zeroize::Zeroizing<Vec<u8>>, crate::bundle::ChangeHead);
+
 /// [`OpenRecord::check_append_only`]'s refusal of a bundle whose change depends on changes this
 /// node does not hold yet: [`Vault::store_remote`] retries it after the batch's other logs.
 pub const WAITS_FOR_DEPS: &str = "the change depends on changes this node does not hold yet";
@@ -1005,7 +1008,7 @@ fn newest_of(
 ) -> Vec<std::ops::Range<usize>> {
     let mut newest: BTreeMap<PeerKey, std::ops::Range<usize>> = BTreeMap::new();
     for (a, head, range) in placed {
-        if !skip.get(a).is_some_and(|(from, _)| head.seq >= *from) {
+        if skip.get(a).is_none_or(|(from, _)| head.seq < *from) {
             newest.insert(*a, range.clone());
         }
     }
@@ -2776,11 +2779,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// is one uncompressed automerge change (nothing is inflated), whose actor is the bundle
     /// author's device key and whose sequence number is the bundle's. `Ok(None)` when this
     /// node holds no key for the bundle's epoch.
-    fn opened_change(
-        &self,
-        bundle: &Bundle,
-    ) -> std::result::Result<Option<(zeroize::Zeroizing<Vec<u8>>, crate::bundle::ChangeHead)>, String>
-    {
+    fn opened_change(&self, bundle: &Bundle) -> std::result::Result<Option<OpenedChange>, String> {
         let h = bundle.header();
         let Some(key) = self.keys.get(&h.section).and_then(|m| m.get(&h.epoch)) else {
             return Ok(None);
