@@ -2088,10 +2088,12 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 );
             }
         }
+        let mut facts = self.attribution(name)?;
         let entries = current_view(all)
             .into_iter()
-            .map(|entry| {
+            .map(|mut entry| {
                 let (text, body) = texts.remove(&entry.id).unwrap_or_default();
+                entry.verified = facts.remove(&entry.id);
                 RawEntryView { entry, text, body }
             })
             .collect();
@@ -2114,6 +2116,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             .map(|d| (d.peer, d.name))
             .collect();
         let mut out = BTreeMap::new();
+        let mut by_change: HashMap<automerge::ChangeHash, Option<Timestamp>> = HashMap::new();
         for sid in self.ids_of(name) {
             self.ensure_loaded(&sid)?;
             let Some(sd) = self.loaded.get_mut(&sid) else {
@@ -2133,18 +2136,27 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 let Ok(author) = <[u8; 32]>::try_from(actor.to_bytes()).map(PeerKey) else {
                     continue;
                 };
-                let seq = sd
-                    .doc
-                    .hash_for_opid(&exid)
-                    .and_then(|h| sd.doc.get_change_meta_by_hash(&h).map(|m| m.seq));
-                let received_at = match seq {
-                    Some(seq) => self
-                        .vault
-                        .store
-                        .get(&k_received(&self.id, &sid, &author, seq))?
-                        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-                        .map(|b| Timestamp::from_millis(i64::from_be_bytes(b))),
-                    None => None,
+                // Entries written together share a change: look each change up once.
+                let hash = sd.doc.hash_for_opid(&exid);
+                let received_at = match hash.and_then(|h| by_change.get(&h).copied()) {
+                    Some(t) => t,
+                    None => {
+                        let seq =
+                            hash.and_then(|h| sd.doc.get_change_meta_by_hash(&h).map(|m| m.seq));
+                        let t = match seq {
+                            Some(seq) => self
+                                .vault
+                                .store
+                                .get(&k_received(&self.id, &sid, &author, seq))?
+                                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                                .map(|b| Timestamp::from_millis(i64::from_be_bytes(b))),
+                            None => None,
+                        };
+                        if let Some(h) = hash {
+                            by_change.insert(h, t);
+                        }
+                        t
+                    }
                 };
                 let device = devices.get(&author);
                 out.insert(
