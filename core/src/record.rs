@@ -2179,20 +2179,15 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         Ok(out)
     }
 
-    /// Bundles left out of the readable sections (every section this node can read is
-    /// loaded), each with its author and why: `N bundles by X could not be applied`.
-    pub fn unapplied(&mut self) -> Vec<Unapplied> {
-        let sids: Vec<SectionId> = std::iter::once(SectionId::AUTH)
-            .chain(self.directory.keys().copied())
+    /// Bundles left out of the sections read so far (the auth document is always read), each
+    /// with its author and why: `N bundles by X could not be applied`.
+    pub fn unapplied(&self) -> Vec<Unapplied> {
+        let mut out: Vec<Unapplied> = self
+            .loaded
+            .values()
+            .flat_map(|sd| sd.unapplied.iter().cloned())
             .collect();
-        let mut out = Vec::new();
-        for sid in sids {
-            if self.ensure_loaded(&sid).is_ok()
-                && let Some(sd) = self.loaded.get(&sid)
-            {
-                out.extend(sd.unapplied.iter().cloned());
-            }
-        }
+        out.sort_by(|a, b| (&a.section, a.author).cmp(&(&b.section, b.author)));
         out
     }
 
@@ -3507,6 +3502,7 @@ mod hostile_bundles {
         store_directly(&vault, &patient, &rid, &other, 1, None, &payload);
         assert_eq!(texts(&vault, &patient, &rid), vec!["patient's own"]);
         let mut rec = vault.open_record(&patient, &rid).unwrap();
+        rec.show(&notes()).unwrap();
         let un = rec.unapplied();
         assert_eq!(un.len(), 1, "{un:?}");
         assert_eq!(
@@ -3530,6 +3526,7 @@ mod hostile_bundles {
         seen.sort();
         assert_eq!(seen, vec!["first 0", "patient's own"]);
         let mut rec = vault.open_record(&patient, &rid).unwrap();
+        rec.show(&notes()).unwrap();
         let un = rec.unapplied();
         assert_eq!((un[0].from_seq, un[0].count), (2, 2), "{un:?}");
         // The patient can still write to the section.
@@ -3562,7 +3559,98 @@ mod hostile_bundles {
         store_directly(&vault, &patient, &rid, &other, 1, None, &bad);
         assert_eq!(texts(&vault, &patient, &rid), vec!["patient's own"]);
         let mut rec = vault.open_record(&patient, &rid).unwrap();
+        rec.show(&notes()).unwrap();
         assert_eq!(rec.unapplied().len(), 1);
+    }
+
+    #[test]
+    fn a_grantee_change_waits_for_the_device_change_of_the_same_batch_it_depends_on() {
+        // The grantee's log sorts first, so its bundle is checked before the patient's.
+        let (patient, other, vault, rid) = (6..)
+            .map(setup)
+            .find(|(p, o, _, _)| o.peer() < p.peer())
+            .unwrap();
+        // A node that has not seen the patient's next entry: a copy of the store as it is now.
+        let copy = crate::store::MemoryStore::new();
+        let mut all = Batch::new();
+        for (k, v) in vault.store.scan(&[], &[0xff; 4]).unwrap() {
+            all.put(k, v);
+        }
+        copy.commit(all).unwrap();
+        let old = Vault::new(copy);
+        let mut rec = vault.open_record(&patient, &rid).unwrap();
+        rec.add_entry(
+            &notes(),
+            &serde_json::json!({"text": "newer"}),
+            TEST_NOW,
+            &mut TestRng::new(50),
+        )
+        .unwrap();
+        let sid = rec.ids_of(&notes())[0];
+        // The grantee writes after seeing it: its change depends on the patient's newest.
+        let mut d = rec.loaded[&sid].doc.clone();
+        d.set_actor(automerge::ActorId::from(other.peer().0));
+        let v = EntryVersion {
+            id: EntryId::generate(&mut TestRng::new(51)),
+            class: crate::section::SectionClass::Notes,
+            version: 1,
+            supersedes: None,
+            status: EntryStatus::Final,
+            status_reason: None,
+            body: serde_json::json!({"text": "the grantee's reply"}),
+            provenance: Provenance {
+                author: other.peer(),
+                author_name: other.name.clone(),
+                author_role: other.role,
+                recorded_at: TEST_NOW,
+                purpose: None,
+            },
+        };
+        d.put(ROOT, entry_key(&v.id), serde_json::to_string(&v).unwrap())
+            .unwrap();
+        d.commit();
+        let payload = d.get_last_local_change().unwrap().raw_bytes().to_vec();
+        let key = rec.keys[&sid][&0].clone();
+        let grantee = Bundle::seal(
+            rid,
+            sid,
+            1,
+            None,
+            0,
+            TEST_NOW,
+            &key,
+            &payload,
+            other.device_key(),
+            &mut TestRng::new(52),
+        )
+        .unwrap();
+        let head = vault.heads(&rid, &sid).unwrap()[&patient.peer()];
+        let newest = vault
+            .bundles_from(
+                &rid,
+                &sid,
+                &patient.peer(),
+                head.seq,
+                &mut usize::MAX.clone(),
+            )
+            .unwrap();
+        let newest = Bundle::decode(&newest[0]).unwrap();
+        let mut orec = old.open_record(&patient, &rid).unwrap();
+        let devices = [patient.peer()];
+        let report = old
+            .store_remote(&rid, vec![grantee, newest], TEST_NOW, &mut |b| {
+                if devices.contains(&b.header().author) {
+                    orec.check_device_bundle(b)
+                } else {
+                    orec.check_append_only(b)
+                }
+            })
+            .unwrap();
+        assert_eq!(report.stored, 2, "{report:?}");
+        assert!(report.refused.is_empty(), "{report:?}");
+        let mut seen = texts(&old, &patient, &rid);
+        seen.sort();
+        assert_eq!(seen, vec!["newer", "patient's own", "the grantee's reply"]);
     }
 
     fn leb(out: &mut Vec<u8>, mut n: u64) {
