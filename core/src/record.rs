@@ -383,26 +383,14 @@ pub struct Attribution {
     pub received_at: Option<Timestamp>,
 }
 
-/// What the writer of a version said of itself: shown as a claim, never as a fact.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Claimed {
-    /// The name the writer gave.
-    pub author_name: String,
-    /// The role the writer gave.
-    pub author_role: Role,
-    /// The time the writer gave.
-    pub recorded_at: Timestamp,
-}
-
-impl Claimed {
-    fn of(p: &Provenance) -> Self {
-        Claimed {
-            author_name: p.author_name.clone(),
-            author_role: p.author_role,
-            recorded_at: p.recorded_at,
-        }
-    }
-}
+/// The fields of a version's `provenance` that only its writer vouches for: shown as claims,
+/// never as facts (the author key is checked against the bundle's signer).
+pub const CLAIMED: &[&str] = &[
+    "provenance.author_name",
+    "provenance.author_role",
+    "provenance.recorded_at",
+    "provenance.purpose",
+];
 
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
@@ -1104,11 +1092,11 @@ pub struct EntryView {
     pub supersedes: Option<EntryId>,
     /// The entry's fields.
     pub body: serde_json::Value,
-    /// Who wrote this version, when, as the writer said (kept for compatibility: the same
-    /// as `claimed`, plus the author key and purpose).
+    /// Who wrote this version, when, as the writer said: its `author` is the bundle's signer
+    /// (checked), the rest only the writer's word (see `claimed`).
     pub provenance: Provenance,
-    /// What the writer said of itself: a claim.
-    pub claimed: Claimed,
+    /// The fields of `provenance` that are the writer's claims ([`CLAIMED`]).
+    pub claimed: &'static [&'static str],
     /// What this node verified: the signing key, its verified identity, the receipt time
     /// ([`OpenRecord::show`] fills it; `None` where not looked up).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -3261,7 +3249,7 @@ fn current_view(all: BTreeMap<EntryId, EntryVersion>) -> Vec<EntryView> {
             status_reason: v.status_reason,
             supersedes: v.supersedes,
             body: v.body,
-            claimed: Claimed::of(&v.provenance),
+            claimed: CLAIMED,
             verified: None,
             provenance: v.provenance,
         })

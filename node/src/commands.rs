@@ -570,11 +570,7 @@ fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
                 .iter()
                 .map(|v| {
                     let mut j = json!(v);
-                    j["claimed"] = json!({
-                        "author_name": v.provenance.author_name,
-                        "author_role": v.provenance.author_role,
-                        "recorded_at": v.provenance.recorded_at,
-                    });
+                    j["claimed"] = json!(hearth_core::record::CLAIMED);
                     if let Some(a) = facts.get(&v.id) {
                         j["verified"] = json!(a);
                     }

@@ -352,7 +352,16 @@ fn a_grantees_claimed_name_role_and_time_are_shown_as_claims() {
         .unwrap()
         .clone();
     // What the writer said is a claim; what the node verified is the key and the receipt time.
-    assert_eq!(e["claimed"]["author_name"], "Dr Someone Else", "{e}");
+    assert_eq!(e["provenance"]["author_name"], "Dr Someone Else", "{e}");
+    for field in ["author_name", "author_role", "recorded_at"] {
+        assert!(
+            e["claimed"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(format!("provenance.{field}"))),
+            "{e}"
+        );
+    }
     assert_eq!(e["verified"]["author"], json!(me), "{e}");
     assert_eq!(e["verified"]["basis"], "unverified", "{e}");
     assert!(e["verified"].get("name").is_none(), "{e}");
@@ -390,6 +399,13 @@ fn a_grantees_claimed_name_role_and_time_are_shown_as_claims() {
         .unwrap()
         .clone();
     assert_eq!(h["verified"]["author"], json!(me), "{h}");
-    assert_eq!(h["claimed"]["recorded_at"], json!(long_ago), "{h}");
+    assert_eq!(h["provenance"]["recorded_at"], json!(long_ago), "{h}");
+    assert!(
+        h["claimed"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("provenance.recorded_at")),
+        "{h}"
+    );
     w.daemon.stop();
 }
