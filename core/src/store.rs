@@ -1,7 +1,8 @@
 //! The narrow storage interface every backend implements.
 //!
 //! Hearth keeps everything in one ordered key–value space. The [`Store`] trait has three
-//! operations: point reads, ordered range scans, and atomic batches. **A batch that `commit`
+//! operations: point reads, ordered range scans (also lazily, [`Store::scan_while`], for readers
+//! with a budget), and atomic batches. **A batch that `commit`
 //! acknowledged is durable**: a backend returns `Ok` only after the batch is on stable storage
 //! (sled: `apply_batch` then `flush`). Batches are all-or-nothing, which is how a record change
 //! (bundle, log head, key wraps, directory entry) lands together or not at all.
