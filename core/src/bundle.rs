@@ -89,6 +89,9 @@ pub enum BundleError {
     /// The header is well formed but its content is not allowed.
     #[error("invalid bundle header: {0}")]
     InvalidHeader(&'static str),
+    /// The payload is not exactly one uncompressed automerge change chunk.
+    #[error("bundle payload refused: {0}")]
+    NotOneChange(&'static str),
 }
 
 /// A decoded bundle. Construct with [`Bundle::seal`] or [`Bundle::decode`].
@@ -349,6 +352,101 @@ impl BundleHeader {
     }
 }
 
+/// The automerge binary format's magic bytes, which open every chunk.
+const AUTOMERGE_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+/// The automerge chunk type of an uncompressed change (0 is a document, 2 a compressed change,
+/// 3 a bundle of changes).
+const CHUNK_CHANGE: u8 = 1;
+/// The longest actor id accepted in a change (Hearth's actors are 32-byte device keys).
+const MAX_ACTOR_LEN: usize = 64;
+
+/// What a bundle's payload says of its one automerge change, read from the change chunk's
+/// header without decoding (let alone decompressing) anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeHead {
+    /// The changes it depends on (automerge change hashes).
+    pub deps: Vec<[u8; 32]>,
+    /// The change's actor id.
+    pub actor: Vec<u8>,
+    /// The change's sequence number for that actor.
+    pub seq: u64,
+}
+
+/// The automerge hash of a payload that [`read_change_head`] accepted (SHA-256 of the chunk
+/// after its magic bytes and checksum).
+pub fn change_hash(payload: &[u8]) -> [u8; 32] {
+    crypto::sha256(&[payload.get(8..).unwrap_or_default()])
+}
+
+/// Checks that `payload` is exactly one **uncompressed** automerge change chunk, and reads its
+/// header. Hearth writes each bundle's change as its raw chunk (`raw_bytes`): a compressed
+/// chunk (type 2, which automerge inflates without bound), a document chunk or several chunks
+/// are refused here, before automerge reads any of it, so the decoded change is never larger
+/// than the payload that carried it.
+pub fn read_change_head(payload: &[u8]) -> Result<ChangeHead, BundleError> {
+    let bad = BundleError::NotOneChange;
+    let mut cur = payload;
+    let magic = take(&mut cur, 4).map_err(|_| bad("truncated change chunk"))?;
+    if magic != AUTOMERGE_MAGIC {
+        return Err(bad("not an automerge chunk"));
+    }
+    take(&mut cur, 4).map_err(|_| bad("truncated change chunk"))?;
+    let kind = take(&mut cur, 1).map_err(|_| bad("truncated change chunk"))?[0];
+    if kind != CHUNK_CHANGE {
+        return Err(bad(
+            "not one uncompressed change (compressed and document chunks are refused)",
+        ));
+    }
+    let len = uleb(&mut cur).ok_or(bad("bad chunk length"))?;
+    if usize::try_from(len).ok() != Some(cur.len()) {
+        return Err(bad("the change chunk's length is not the payload's"));
+    }
+    let n_deps = uleb(&mut cur).ok_or(bad("bad dependency count"))?;
+    if n_deps > (cur.len() / 32) as u64 {
+        return Err(bad("more dependencies than the chunk holds"));
+    }
+    let mut deps = Vec::with_capacity(n_deps as usize);
+    for _ in 0..n_deps {
+        let d = take(&mut cur, 32).map_err(|_| bad("truncated dependency"))?;
+        let mut h = [0u8; 32];
+        h.copy_from_slice(d);
+        deps.push(h);
+    }
+    let actor_len = uleb(&mut cur).ok_or(bad("bad actor length"))?;
+    if actor_len > MAX_ACTOR_LEN as u64 {
+        return Err(bad("actor id too long"));
+    }
+    let actor = take(&mut cur, actor_len as usize)
+        .map_err(|_| bad("truncated actor id"))?
+        .to_vec();
+    let seq = uleb(&mut cur).ok_or(bad("bad sequence number"))?;
+    Ok(ChangeHead { deps, actor, seq })
+}
+
+/// [`uleb`], for tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn tests_uleb(cur: &mut &[u8]) -> Option<u64> {
+    uleb(cur)
+}
+
+/// Reads an unsigned LEB128 number of at most 64 bits.
+fn uleb(cur: &mut &[u8]) -> Option<u64> {
+    let mut out: u64 = 0;
+    for i in 0..10 {
+        let (&b, rest) = cur.split_first()?;
+        *cur = rest;
+        let part = u64::from(b & 0x7f);
+        if i == 9 && part > 1 {
+            return None;
+        }
+        out |= part << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(out);
+        }
+    }
+    None
+}
+
 fn take<'a>(cur: &mut &'a [u8], n: usize) -> Result<&'a [u8], BundleError> {
     if cur.len() < n {
         return Err(BundleError::Malformed("truncated"));
@@ -491,7 +589,56 @@ mod tests {
         assert!(matches!(r, Err(BundleError::InvalidHeader(_))));
     }
 
+    fn change_bytes(actor: u8, n: usize) -> Vec<u8> {
+        use automerge::transaction::Transactable;
+        let mut d = automerge::AutoCommit::new().with_actor(automerge::ActorId::from([actor; 32]));
+        for i in 0..n {
+            d.put(automerge::ROOT, format!("e/{i}"), "x".repeat(400))
+                .unwrap();
+            d.commit();
+        }
+        d.get_last_local_change().unwrap().raw_bytes().to_vec()
+    }
+
+    #[test]
+    fn change_head_reads_actor_seq_and_deps() {
+        let raw = change_bytes(7, 3);
+        let head = read_change_head(&raw).unwrap();
+        assert_eq!(head.actor, vec![7; 32]);
+        assert_eq!(head.seq, 3);
+        assert_eq!(head.deps.len(), 1);
+        let c = automerge::Change::from_bytes(raw.clone()).unwrap();
+        assert_eq!(change_hash(&raw), c.hash().0);
+    }
+
+    #[test]
+    fn compressed_change_chunks_are_refused_before_decoding() {
+        let mut d = automerge::AutoCommit::new();
+        use automerge::transaction::Transactable;
+        d.put(automerge::ROOT, "e/x", "y".repeat(100_000)).unwrap();
+        d.commit();
+        let mut change = d.get_last_local_change().unwrap().clone();
+        let compressed = change.bytes().to_vec();
+        assert!(compressed.len() < 10_000, "automerge compressed it");
+        assert!(matches!(
+            read_change_head(&compressed),
+            Err(BundleError::NotOneChange(_))
+        ));
+        // Nor a document chunk, two chunks, or trailing bytes.
+        assert!(read_change_head(&d.save()).is_err());
+        let raw = change_bytes(1, 1);
+        let mut two = raw.clone();
+        two.extend_from_slice(&raw);
+        assert!(read_change_head(&two).is_err());
+        assert!(read_change_head(&raw[..raw.len() - 1]).is_err());
+    }
+
     proptest! {
+        #[test]
+        fn change_head_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = read_change_head(&bytes);
+        }
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = Bundle::decode(&bytes);

@@ -12,6 +12,7 @@
 //! | `C` record section | a sealed snapshot of the section document (a cache; rebuildable) |
 //! | `F` record section author seq | a second, conflicting bundle: fork evidence |
 //! | `H`, `J` record author section seq | a write held for the patient's review ([`HeldWrite`]), and its bundle |
+//! | `T` record section author seq | when this node accepted that bundle (its own clock) |
 //!
 //! Each section (and the auth document, section [`SectionId::AUTH`]) is an automerge document
 //! whose root map holds one key per immutable item: `e/<entry id>` in content sections,
@@ -24,6 +25,17 @@
 //! document, and reads the section directory. Section documents load lazily: from the sealed
 //! snapshot if there is one, then the bundles after it, each signature-checked, chain-checked
 //! and decrypted before it is applied. A damaged bundle makes only its own section unreadable.
+//!
+//! ## The changes a bundle carries
+//!
+//! Every bundle carries exactly one uncompressed automerge change chunk whose actor is the
+//! bundle author's device key and whose sequence number is the bundle's own (`seq` of the
+//! (section, author) log): an author's changes and its log are numbered alike, so no two
+//! bundles can carry changes that clash in the document. Bundles from peers are held to this
+//! before they are stored ([`OpenRecord::check_append_only`], [`OpenRecord::check_device_bundle`]),
+//! and a section is loaded by the same rule: if an author's stored bundles nevertheless break
+//! it or fail to apply, that author's bundles from the offending one on are left out and
+//! reported ([`Unapplied`]), and the section stays readable.
 
 use crate::bundle::Bundle;
 use crate::crypto::{self, Domain, SymmetricKey, WrappedKey};
@@ -172,6 +184,9 @@ fn k_base_prefix(r: &RecordId, s: &SectionId) -> Vec<u8> {
 }
 fn k_base(r: &RecordId, s: &SectionId, a: &PeerKey) -> Vec<u8> {
     key(b'T', &[&r.0, &s.0, &a.0])
+}
+fn k_received(r: &RecordId, s: &SectionId, a: &PeerKey, seq: u64) -> Vec<u8> {
+    key(b'T', &[&r.0, &s.0, &a.0, &seq.to_be_bytes()])
 }
 fn k_cache(r: &RecordId, s: &SectionId) -> Vec<u8> {
     key(b'C', &[&r.0, &s.0])
@@ -324,7 +339,66 @@ struct SectionDoc {
     doc: AutoCommit,
     vv: VersionVector,
     since_snapshot: u32,
+    /// Authors whose bundles could not be applied when the section was loaded.
+    unapplied: Vec<Unapplied>,
 }
+
+/// Bundles of one author that a section was loaded without, because they break the rules
+/// every bundle follows or do not apply (see the module docs). The section is readable
+/// without them; they stay stored, as evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Unapplied {
+    /// The section (its name, or its opaque id if the name is unreadable).
+    pub section: String,
+    /// Whose bundles.
+    pub author: PeerKey,
+    /// The first sequence number left out; every later one of the author's is left out too.
+    pub from_seq: u64,
+    /// How many bundles were left out.
+    pub count: u64,
+    /// Why the first one was (no content).
+    pub reason: String,
+}
+
+/// A bundle's decrypted payload and what its change chunk's header says.
+type OpenedChange = (zeroize::Zeroizing<Vec<u8>>, crate::bundle::ChangeHead);
+
+/// [`OpenRecord::check_append_only`]'s refusal of a bundle whose change depends on changes this
+/// node does not hold yet: [`Vault::store_remote`] retries it after the batch's other logs.
+pub const WAITS_FOR_DEPS: &str = "the change depends on changes this node does not hold yet";
+
+/// Verified facts about who wrote a version and when this node received it, as opposed to what
+/// the writer said of itself in the version's provenance (which is only a claim).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Attribution {
+    /// The key that signed the bundle carrying the version.
+    pub author: PeerKey,
+    /// What vouches for the name: `patient-device` (a device certified by the record root),
+    /// `organisation-credential` (a credential from an organisation this node trusts, filled
+    /// in by the node) or `unverified` (nothing: only the key is known).
+    pub basis: &'static str,
+    /// The verified name, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The verified role, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The verified organisation, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organisation: Option<String>,
+    /// When this node accepted that bundle (its own clock; `None` for bundles stored before
+    /// receipt times were kept, or covered by a snapshot this node started from).
+    pub received_at: Option<Timestamp>,
+}
+
+/// The fields of a version's `provenance` that only its writer vouches for: shown as claims,
+/// never as facts (the author key is checked against the bundle's signer).
+pub const CLAIMED: &[&str] = &[
+    "provenance.author_name",
+    "provenance.author_role",
+    "provenance.recorded_at",
+    "provenance.purpose",
+];
 
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
@@ -551,6 +625,8 @@ impl<S: Store> Vault<S> {
 
     /// Encoded bundles of one (section, author) log from `from_seq` on, while `budget` bytes
     /// last (at least one bundle is returned if any exists and the budget is not exhausted).
+    /// The log is read lazily: reading stops at the first bundle the budget cannot take, so a
+    /// continuation from where the last one stopped reads nothing twice.
     pub fn bundles_from(
         &self,
         record: &RecordId,
@@ -562,13 +638,14 @@ impl<S: Store> Vault<S> {
         let start = k_bundle(record, section, author, from_seq);
         let end = k_bundle(record, section, author, u64::MAX);
         let mut out = Vec::new();
-        for (_, v) in self.store.scan(&start, &end)? {
+        self.store.scan_while(&start, &end, &mut |_, v| {
             if v.len() > *budget {
-                break;
+                return false;
             }
             *budget -= v.len();
-            out.push(v);
-        }
+            out.push(v.to_vec());
+            true
+        })?;
         Ok(out)
     }
 
@@ -586,11 +663,16 @@ impl<S: Store> Vault<S> {
     /// Verifies and stores bundles received from a peer, without decrypting them (so a relay
     /// can do it too): each must decode, be signed by its author, be allowed by `authorize`,
     /// and extend its log's hash chain. Forks are kept as evidence and refused. Everything
-    /// accepted is committed atomically.
+    /// accepted is committed atomically, with `now` (this node's clock) as each bundle's
+    /// receipt time.
+    ///
+    /// A log whose next bundle `authorize` refuses with [`WAITS_FOR_DEPS`] is tried again after
+    /// the batch's other logs (whose changes it may depend on), as long as that makes progress.
     pub fn store_remote(
         &self,
         record: &RecordId,
         bundles: Vec<Bundle>,
+        now: Timestamp,
         authorize: &mut dyn FnMut(&Bundle) -> std::result::Result<(), String>,
     ) -> Result<RemoteReport> {
         let mut report = RemoteReport::default();
@@ -604,6 +686,8 @@ impl<S: Store> Vault<S> {
         });
         sorted.sort_by_key(|b| (b.header().section, b.header().author, b.header().seq));
         let mut batch = Batch::new();
+        // Per log: the bundles that extend it (signature-checked), and how many are authorised.
+        let mut runs: Vec<(SectionId, PeerKey, Vec<&Bundle>, usize)> = Vec::new();
         let mut i = 0;
         while i < sorted.len() {
             // One (section, author) log at a time.
@@ -692,31 +776,69 @@ impl<S: Store> Vault<S> {
                     .refused
                     .push("bundle signature does not verify (altered or forged)".into());
             }
-            let mut last = None;
-            for b in &extend[..good] {
-                if let Err(why) = authorize(b) {
-                    report.refused.push(why);
-                    break;
-                }
-                let h = b.header();
-                batch.put(
-                    k_bundle(record, &section, &author, h.seq),
-                    b.encoded().to_vec(),
-                );
-                last = Some(LogHead {
-                    seq: h.seq,
-                    hash: b.hash(),
-                });
-                report.stored += 1;
-            }
-            if let Some(nh) = last {
-                batch.put(k_head(record, &section, &author), nh.to_bytes().to_vec());
-            }
             if good < extend.len() {
                 report.refused.extend(std::iter::repeat_n(
                     "follows a bundle that was refused".to_string(),
                     extend.len() - good - 1,
                 ));
+            }
+            extend.truncate(good);
+            runs.push((section, author, extend, 0));
+        }
+        // Authorise each log's bundles in order; a log waiting for changes another log of the
+        // batch carries is tried again once the others have gone as far as they can.
+        let mut waiting: Vec<Option<String>> = vec![None; runs.len()];
+        let mut done = vec![false; runs.len()];
+        loop {
+            let mut progress = false;
+            for (r, (_, _, extend, next)) in runs.iter_mut().enumerate() {
+                if done[r] {
+                    continue;
+                }
+                while let Some(b) = extend.get(*next) {
+                    match authorize(b) {
+                        Ok(()) => {
+                            *next += 1;
+                            progress = true;
+                            waiting[r] = None;
+                        }
+                        Err(why) => {
+                            if why != WAITS_FOR_DEPS {
+                                done[r] = true;
+                            }
+                            waiting[r] = Some(why);
+                            break;
+                        }
+                    }
+                }
+                if *next == extend.len() {
+                    done[r] = true;
+                }
+            }
+            if !progress || done.iter().all(|d| *d) {
+                break;
+            }
+        }
+        report.refused.extend(waiting.into_iter().flatten());
+        for (section, author, extend, next) in &runs {
+            for b in &extend[..*next] {
+                let h = b.header();
+                batch.put(
+                    k_bundle(record, section, author, h.seq),
+                    b.encoded().to_vec(),
+                );
+                batch.put(
+                    k_received(record, section, author, h.seq),
+                    now.as_millis().to_be_bytes().to_vec(),
+                );
+                report.stored += 1;
+            }
+            if let Some(b) = next.checked_sub(1).and_then(|n| extend.get(n)) {
+                let nh = LogHead {
+                    seq: b.header().seq,
+                    hash: b.hash(),
+                };
+                batch.put(k_head(record, section, author), nh.to_bytes().to_vec());
             }
         }
         if !batch.is_empty() {
@@ -800,6 +922,7 @@ impl<S: Store> Vault<S> {
             keys: HashMap::from([(SectionId::AUTH, BTreeMap::from([(0, auth_key)]))]),
             directory: BTreeMap::new(),
             loaded: HashMap::new(),
+            accepted: HashSet::new(),
         };
         rec.loaded.insert(
             SectionId::AUTH,
@@ -807,6 +930,7 @@ impl<S: Store> Vault<S> {
                 doc: new_doc(identity),
                 vv: VersionVector::new(),
                 since_snapshot: 0,
+                unapplied: Vec::new(),
             },
         );
         let agreement = identity.agreement_public();
@@ -861,6 +985,7 @@ impl<S: Store> Vault<S> {
             keys: HashMap::new(),
             directory: BTreeMap::new(),
             loaded: HashMap::new(),
+            accepted: HashSet::new(),
         };
         rec.load_keys()?;
         if !rec.keys.contains_key(&SectionId::AUTH) {
@@ -869,6 +994,37 @@ impl<S: Store> Vault<S> {
         rec.load_directory()?;
         Ok(rec)
     }
+}
+
+/// Where the newest payload of each author's log lies among `placed`, leaving out the bundles
+/// `skip` leaves out.
+fn newest_of(
+    placed: &[(PeerKey, LogHead, std::ops::Range<usize>)],
+    skip: &BTreeMap<PeerKey, (u64, String)>,
+) -> Vec<std::ops::Range<usize>> {
+    let mut newest: BTreeMap<PeerKey, std::ops::Range<usize>> = BTreeMap::new();
+    for (a, head, range) in placed {
+        if skip.get(a).is_none_or(|(from, _)| head.seq < *from) {
+            newest.insert(*a, range.clone());
+        }
+    }
+    newest.into_values().collect()
+}
+
+/// The rule every bundle's change follows: its actor is the bundle author's device key and its
+/// sequence number is the bundle's.
+fn check_change_head(
+    head: &crate::bundle::ChangeHead,
+    author: &PeerKey,
+    seq: u64,
+) -> std::result::Result<(), String> {
+    if head.actor != author.0 {
+        return Err("the change's actor is not the bundle author's own".into());
+    }
+    if head.seq != seq {
+        return Err("the change's sequence number is not the bundle's".into());
+    }
+    Ok(())
 }
 
 fn local_key(key: &str) -> Vec<u8> {
@@ -944,8 +1100,15 @@ pub struct EntryView {
     pub supersedes: Option<EntryId>,
     /// The entry's fields.
     pub body: serde_json::Value,
-    /// Who wrote this version, when.
+    /// Who wrote this version, when, as the writer said: its `author` is the bundle's signer
+    /// (checked), the rest only the writer's word (see `claimed`).
     pub provenance: Provenance,
+    /// The fields of `provenance` that are the writer's claims ([`CLAIMED`]).
+    pub claimed: &'static [&'static str],
+    /// What this node verified: the signing key, its verified identity, the receipt time
+    /// ([`OpenRecord::show`] fills it; `None` where not looked up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Attribution>,
     /// Other current versions of the same entry made concurrently on another node (a conflict
     /// for a person to resolve by correcting one of them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -1028,6 +1191,9 @@ pub struct OpenRecord<'v, S: Store> {
     keys: HashMap<SectionId, BTreeMap<u32, SymmetricKey>>,
     directory: BTreeMap<SectionId, SectionName>,
     loaded: HashMap<SectionId, SectionDoc>,
+    /// Hashes of the automerge changes of bundles accepted from peers while this record was
+    /// open (a later bundle of the same batch may depend on them).
+    accepted: HashSet<[u8; 32]>,
 }
 
 impl<'v, S: Store> OpenRecord<'v, S> {
@@ -1151,23 +1317,16 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         Ok(())
     }
 
-    fn load_section(&self, sid: &SectionId) -> Result<SectionDoc> {
-        let keys = self
-            .keys
-            .get(sid)
-            .ok_or_else(|| RecordError::NoKey(self.section_label(sid)))?;
+    /// The document a section loads from, and the logs it covers: the local snapshot when it
+    /// is intact and consistent with the logs, else the shared snapshot this node may have
+    /// started the section from, else an empty document.
+    fn start_doc(
+        &self,
+        sid: &SectionId,
+        keys: &BTreeMap<u32, SymmetricKey>,
+        heads: &VersionVector,
+    ) -> Result<(AutoCommit, VersionVector)> {
         let store = &self.vault.store;
-        let mut heads = VersionVector::new();
-        for (k, v) in store.scan_prefix(&k_head_prefix(&self.id, sid))? {
-            let author = <[u8; 32]>::try_from(&k[k.len() - 32..])
-                .map_err(|_| self.corrupt(sid, "bad log key"))?;
-            let head = LogHead::from_bytes(&v).ok_or_else(|| self.corrupt(sid, "bad log head"))?;
-            heads.insert(PeerKey(author), head);
-        }
-        // Start from the local snapshot when it is intact and consistent with the logs, else
-        // from the shared snapshot this node may have started the section from.
-        let mut doc = None;
-        let mut have = VersionVector::new();
         let shared = || -> Result<Option<Vec<u8>>> {
             Ok(store
                 .get(&k_shared(&self.id, sid))?
@@ -1181,24 +1340,33 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 shared()?
             };
             let Some(blob) = blob else { continue };
-            if let Some((d, vv)) = self.open_snapshot(sid, keys, &blob)
+            if let Some((mut d, vv)) = self.open_snapshot(sid, keys, &blob)
                 && vv
                     .iter()
                     .all(|(a, h)| heads.get(a).is_some_and(|x| x.seq >= h.seq))
             {
-                doc = Some(d);
-                have = vv;
-                break;
+                d.set_actor(automerge::ActorId::from(self.identity.peer().0));
+                return Ok((d, vv));
             }
         }
-        let mut doc = match doc {
-            Some(d) => d,
-            None => {
-                have.clear();
-                new_doc(self.identity)
-            }
-        };
-        doc.set_actor(automerge::ActorId::from(self.identity.peer().0));
+        Ok((new_doc(self.identity), VersionVector::new()))
+    }
+
+    fn load_section(&self, sid: &SectionId) -> Result<SectionDoc> {
+        let keys = self
+            .keys
+            .get(sid)
+            .ok_or_else(|| RecordError::NoKey(self.section_label(sid)))?;
+        let store = &self.vault.store;
+        let mut heads = VersionVector::new();
+        for (k, v) in store.scan_prefix(&k_head_prefix(&self.id, sid))? {
+            let author = <[u8; 32]>::try_from(&k[k.len() - 32..])
+                .map_err(|_| self.corrupt(sid, "bad log key"))?;
+            let head = LogHead::from_bytes(&v).ok_or_else(|| self.corrupt(sid, "bad log head"))?;
+            heads.insert(PeerKey(author), head);
+        }
+        let (mut doc, mut have) = self.start_doc(sid, keys, &heads)?;
+        let start_have = have.clone();
         // Check every newer bundle, then decrypt all their payloads into one buffer and apply
         // them in one pass: automerge applies one concatenation of change chunks much faster
         // than many small loads.
@@ -1274,11 +1442,22 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         let total: usize = readable.iter().map(|(b, _)| b.payload_len()).sum();
         let mut payloads = zeroize::Zeroizing::new(vec![0u8; total]);
         let mut parts = Vec::with_capacity(readable.len());
+        // Each bundle's author, seq, hash and where its payload lies in `payloads`.
+        let mut placed: Vec<(PeerKey, LogHead, std::ops::Range<usize>)> =
+            Vec::with_capacity(readable.len());
         let mut rest: &mut [u8] = &mut payloads;
+        let mut at = 0;
         for (b, key) in &readable {
             let (part, tail) = std::mem::take(&mut rest).split_at_mut(b.payload_len());
             parts.push((b, *key, part));
             rest = tail;
+            let h = b.header();
+            let head = LogHead {
+                seq: h.seq,
+                hash: b.hash(),
+            };
+            placed.push((h.author, head, at..at + b.payload_len()));
+            at += b.payload_len();
         }
         let threads = if total >= PARALLEL_DECRYPT_BYTES {
             crate::par::cores().min(parts.len())
@@ -1291,15 +1470,110 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             outcome.map_err(|e| self.corrupt(sid, e))?;
         }
         drop(readable);
-        if !payloads.is_empty() {
-            doc.load_incremental(&payloads)
-                .map_err(|_| self.corrupt(sid, "payload is not valid automerge data"))?;
+        // Every bundle's payload must be one uncompressed change by its author, numbered as
+        // the bundle (checked before automerge reads it); an author whose bundle is not is
+        // left out from that bundle on.
+        let mut skip: BTreeMap<PeerKey, (u64, String)> = BTreeMap::new();
+        for (author, head, range) in &placed {
+            if skip.contains_key(author) {
+                continue;
+            }
+            let ok = crate::bundle::read_change_head(&payloads[range.clone()])
+                .map_err(|e| e.to_string())
+                .and_then(|c| check_change_head(&c, author, head.seq));
+            if let Err(why) = ok {
+                skip.insert(*author, (head.seq, why));
+            }
+        }
+        let skipped = |skip: &BTreeMap<PeerKey, (u64, String)>, a: &PeerKey, seq: u64| {
+            skip.get(a).is_some_and(|(from, _)| seq >= *from)
+        };
+        // Apply what is left in one pass; if that fails, find the first bundle that does not
+        // apply, leave its author out from there, and start again (at most once per author).
+        let mut first = Some(doc);
+        doc = loop {
+            let mut d = match first.take() {
+                Some(d) => d,
+                None => self.start_doc(sid, keys, &heads)?.0,
+            };
+            let loaded = if skip.is_empty() {
+                payloads.is_empty() || d.load_incremental(&payloads).is_ok()
+            } else {
+                let mut kept = zeroize::Zeroizing::new(Vec::with_capacity(payloads.len()));
+                for (a, head, range) in &placed {
+                    if !skipped(&skip, a, head.seq) {
+                        kept.extend_from_slice(&payloads[range.clone()]);
+                    }
+                }
+                kept.is_empty() || d.load_incremental(&kept).is_ok()
+            };
+            // automerge skips a chunk it cannot read, and what follows it, without an error:
+            // unless changes wait for missing ones, each log's newest change must be in.
+            if loaded
+                && (!d.get_missing_deps(&[]).is_empty()
+                    || newest_of(&placed, &skip).iter().all(|range| {
+                        let hash = crate::bundle::change_hash(&payloads[range.clone()]);
+                        d.get_change_meta_by_hash(&automerge::ChangeHash(hash))
+                            .is_some()
+                    }))
+            {
+                break d;
+            }
+            let mut probe = self.start_doc(sid, keys, &heads)?.0;
+            let offender = placed.iter().find(|(a, head, range)| {
+                if skipped(&skip, a, head.seq) {
+                    return false;
+                }
+                match automerge::Change::from_bytes(payloads[range.clone()].to_vec()) {
+                    Ok(c) => probe.apply_changes(std::iter::once(c)).is_err(),
+                    Err(_) => true,
+                }
+            });
+            let Some((a, head, _)) = offender else {
+                return Err(self.corrupt(sid, "payload is not valid automerge data"));
+            };
+            skip.insert(
+                *a,
+                (head.seq, "its change does not apply to the section".into()),
+            );
+        };
+        let mut unapplied = Vec::new();
+        for (author, (from, reason)) in &skip {
+            let count = placed
+                .iter()
+                .filter(|(a, h, _)| a == author && h.seq >= *from)
+                .count() as u64;
+            // The author's log is held (applied) up to the bundle before the first left out.
+            match placed
+                .iter()
+                .rfind(|(a, h, _)| a == author && h.seq < *from)
+            {
+                Some((_, h, _)) => {
+                    have.insert(*author, *h);
+                }
+                None => match start_have.get(author) {
+                    Some(h) => {
+                        have.insert(*author, *h);
+                    }
+                    None => {
+                        have.remove(author);
+                    }
+                },
+            }
+            unapplied.push(Unapplied {
+                section: self.section_label(sid),
+                author: *author,
+                from_seq: *from,
+                count,
+                reason: reason.clone(),
+            });
         }
         // A read that replayed many bundles refreshes the local snapshot, so that the next open
         // does not replay them again. The snapshot is a cache (losing it loses nothing), so a
         // failed write is ignored; its nonce is derived from the key and the sealed content,
         // since reading takes no randomness (the same content gives the same bytes).
         if applied >= SNAPSHOT_REFRESH_ON_READ
+            && unapplied.is_empty()
             && doc.get_missing_deps(&[]).is_empty()
             && let Some((epoch, key)) = keys.iter().next_back()
         {
@@ -1336,6 +1610,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             doc,
             vv: have,
             since_snapshot: applied,
+            unapplied,
         })
     }
 
@@ -1403,6 +1678,11 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             .loaded
             .get_mut(&sid)
             .ok_or(RecordError::Invalid("section not loaded"))?;
+        if sd.unapplied.iter().any(|u| u.author == me) {
+            return Err(RecordError::Invalid(
+                "this device's earlier changes to the section could not be applied",
+            ));
+        }
         for (k, v) in items {
             sd.doc
                 .put(ROOT, k, v)
@@ -1439,6 +1719,10 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         batch.put(
             k_bundle(&self.id, &sid, &me, head.seq),
             bundle.encoded().to_vec(),
+        );
+        batch.put(
+            k_received(&self.id, &sid, &me, head.seq),
+            now.as_millis().to_be_bytes().to_vec(),
         );
         batch.put(k_head(&self.id, &sid, &me), head.to_bytes().to_vec());
         sd.vv.insert(me, head);
@@ -1515,6 +1799,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 doc: new_doc(self.identity),
                 vv: VersionVector::new(),
                 since_snapshot: 0,
+                unapplied: Vec::new(),
             },
         );
         self.append_items(
@@ -1587,11 +1872,11 @@ impl<'v, S: Store> OpenRecord<'v, S> {
 
     /// Commits a batch of changes to the store.
     fn commit_batch(&self, batch: Batch) -> Result<()> {
-        // A change to one section is at most bundle, log head and snapshot, in that order:
-        // every prefix of it is consistent (a bundle beyond its log head is ignored and
-        // rewritten), so an ordered commit is enough. Anything larger (a new section: key
-        // wraps, directory item and two logs) commits atomically.
-        if batch.ops().len() <= 3 {
+        // A change to one section is at most bundle, receipt time, log head and snapshot, in
+        // that order: every prefix of it is consistent (a bundle beyond its log head is
+        // ignored and rewritten), so an ordered commit is enough. Anything larger (a new
+        // section: key wraps, directory item and two logs) commits atomically.
+        if batch.ops().len() <= 4 {
             self.vault.store.commit_ordered(batch)?;
         } else {
             self.vault.store.commit(batch)?;
@@ -1638,6 +1923,40 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             .min()
             .ok_or(RecordError::NoSection(*name))?;
         self.mutate(|rec, batch| rec.append_items(sid, items, now, rng, batch))
+    }
+
+    /// Seals `payload` (taken as is: any bytes) as this node's bundle `seq` (after `prev`) in
+    /// section `name`, under its current key, without storing it: for tests that hand-build a
+    /// misbehaving peer's bundles, to check that the *receiving* side refuses them.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn seal_raw_for_tests(
+        &self,
+        name: &SectionName,
+        seq: u64,
+        prev: Option<crate::ids::BundleHash>,
+        payload: &[u8],
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Bundle> {
+        let sid = self
+            .ids_of(name)
+            .into_iter()
+            .min()
+            .ok_or(RecordError::NoSection(*name))?;
+        let (epoch, key) = self.current_key(&sid)?;
+        Bundle::seal(
+            self.id,
+            sid,
+            seq,
+            prev,
+            epoch,
+            now,
+            key,
+            payload,
+            self.identity.device_key(),
+            rng,
+        )
+        .map_err(|_| RecordError::Invalid("too large for one bundle"))
     }
 
     /// On a record this node does not own, whether a grant it holds lets it add to `name` now.
@@ -1699,10 +2018,15 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             return Err(RecordError::NoSection(*name));
         }
         let all = self.versions_in(name)?;
+        let mut facts = self.attribution(name)?;
+        let mut entries = current_view(all);
+        for e in &mut entries {
+            e.verified = facts.remove(&e.id);
+        }
         Ok(SectionView {
             class: name.class,
             label: name.label,
-            entries: current_view(all),
+            entries,
         })
     }
 
@@ -1760,10 +2084,12 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 );
             }
         }
+        let mut facts = self.attribution(name)?;
         let entries = current_view(all)
             .into_iter()
-            .map(|entry| {
+            .map(|mut entry| {
                 let (text, body) = texts.remove(&entry.id).unwrap_or_default();
+                entry.verified = facts.remove(&entry.id);
                 RawEntryView { entry, text, body }
             })
             .collect();
@@ -1772,6 +2098,93 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             label: name.label,
             entries,
         })
+    }
+
+    /// What this node verified of each version in the sections named `name`: the key that
+    /// signed the bundle carrying it (the change's actor, which must be the bundle's author),
+    /// when this node accepted that bundle, and, for the patient's devices, the device's name
+    /// from its certificate. A grantee's verified identity comes from credentials the node
+    /// holds, outside the record: the caller fills it in.
+    pub fn attribution(&mut self, name: &SectionName) -> Result<BTreeMap<EntryId, Attribution>> {
+        let devices: BTreeMap<PeerKey, String> = self
+            .device_certs()
+            .into_iter()
+            .map(|d| (d.peer, d.name))
+            .collect();
+        let mut out = BTreeMap::new();
+        let mut by_change: HashMap<automerge::ChangeHash, Option<Timestamp>> = HashMap::new();
+        for sid in self.ids_of(name) {
+            self.ensure_loaded(&sid)?;
+            let Some(sd) = self.loaded.get_mut(&sid) else {
+                continue;
+            };
+            let keys: Vec<String> = sd.doc.keys(ROOT).filter(|k| k.starts_with("e/")).collect();
+            for k in keys {
+                let Ok(id) = k.trim_start_matches("e/").parse::<EntryId>() else {
+                    continue;
+                };
+                let Some((_, exid)) = sd.doc.get(ROOT, &k).ok().flatten() else {
+                    continue;
+                };
+                let automerge::ObjId::Id(_, actor, _) = &exid else {
+                    continue;
+                };
+                let Ok(author) = <[u8; 32]>::try_from(actor.to_bytes()).map(PeerKey) else {
+                    continue;
+                };
+                // Entries written together share a change: look each change up once.
+                let hash = sd.doc.hash_for_opid(&exid);
+                let received_at = match hash.and_then(|h| by_change.get(&h).copied()) {
+                    Some(t) => t,
+                    None => {
+                        let seq =
+                            hash.and_then(|h| sd.doc.get_change_meta_by_hash(&h).map(|m| m.seq));
+                        let t = match seq {
+                            Some(seq) => self
+                                .vault
+                                .store
+                                .get(&k_received(&self.id, &sid, &author, seq))?
+                                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                                .map(|b| Timestamp::from_millis(i64::from_be_bytes(b))),
+                            None => None,
+                        };
+                        if let Some(h) = hash {
+                            by_change.insert(h, t);
+                        }
+                        t
+                    }
+                };
+                let device = devices.get(&author);
+                out.insert(
+                    id,
+                    Attribution {
+                        author,
+                        basis: if device.is_some() {
+                            "patient-device"
+                        } else {
+                            "unverified"
+                        },
+                        name: device.cloned(),
+                        role: device.map(|_| Role::Patient.as_str().to_string()),
+                        organisation: None,
+                        received_at,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bundles left out of the sections read so far (the auth document is always read), each
+    /// with its author and why: `N bundles by X could not be applied`.
+    pub fn unapplied(&self) -> Vec<Unapplied> {
+        let mut out: Vec<Unapplied> = self
+            .loaded
+            .values()
+            .flat_map(|sd| sd.unapplied.iter().cloned())
+            .collect();
+        out.sort_by(|a, b| (&a.section, a.author).cmp(&(&b.section, b.author)));
+        out
     }
 
     /// Every version in a section, oldest first: who wrote what, when, which version.
@@ -1983,6 +2396,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                     doc: new_doc(self.identity),
                     vv: VersionVector::new(),
                     since_snapshot: 0,
+                    unapplied: Vec::new(),
                 },
             );
         }
@@ -2364,29 +2778,76 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         Ok(out)
     }
 
-    /// Checks a bundle from an `append` holder before it is stored: it must decrypt, hold
-    /// exactly one automerge change whose every operation writes a new `e/<id>` key at the
-    /// root with an entry version authored by the bundle's author, and any version it
-    /// supersedes must be the author's own.
+    /// The payload of `bundle` decrypted, after the checks every author's bundle must pass: it
+    /// is one uncompressed automerge change (nothing is inflated), whose actor is the bundle
+    /// author's device key and whose sequence number is the bundle's. `Ok(None)` when this
+    /// node holds no key for the bundle's epoch.
+    fn opened_change(&self, bundle: &Bundle) -> std::result::Result<Option<OpenedChange>, String> {
+        let h = bundle.header();
+        let Some(key) = self.keys.get(&h.section).and_then(|m| m.get(&h.epoch)) else {
+            return Ok(None);
+        };
+        let payload = zeroize::Zeroizing::new(bundle.open(key).map_err(|e| e.to_string())?);
+        let head = crate::bundle::read_change_head(&payload).map_err(|e| e.to_string())?;
+        check_change_head(&head, &h.author, h.seq)?;
+        Ok(Some((payload, head)))
+    }
+
+    /// Checks a bundle by one of the patient's devices before it is stored: the rules every
+    /// author's bundles follow (see the module docs), when this node can read it. Its change
+    /// is not applied here; a device's bundles are otherwise trusted as the device's.
+    pub fn check_device_bundle(&mut self, bundle: &Bundle) -> std::result::Result<(), String> {
+        if let Some((payload, _)) = self.opened_change(bundle)? {
+            self.accepted.insert(crate::bundle::change_hash(&payload));
+        }
+        Ok(())
+    }
+
+    /// Checks a bundle from an `append` holder before it is stored: it must decrypt and hold
+    /// exactly one uncompressed automerge change by the bundle author's own actor, numbered
+    /// as the bundle and continuing the author's log, depending only on changes this node
+    /// holds, whose every operation writes a new `e/<id>` key at the root with an entry version
+    /// of the section's class authored by the bundle's author; any version it supersedes must
+    /// be the author's own; and the change must apply to the section.
     pub fn check_append_only(&mut self, bundle: &Bundle) -> std::result::Result<(), String> {
         let h = bundle.header();
-        let key = self
-            .keys
+        let class = self
+            .directory
             .get(&h.section)
-            .and_then(|m| m.get(&h.epoch))
-            .ok_or("no key for the bundle's section")?
-            .clone();
-        let payload = zeroize::Zeroizing::new(bundle.open(&key).map_err(|e| e.to_string())?);
+            .map(|n| n.class)
+            .ok_or("a bundle for a section this node cannot name")?;
+        let (payload, head) = self
+            .opened_change(bundle)?
+            .ok_or("no key for the bundle's section")?;
+        self.ensure_loaded(&h.section).map_err(|e| e.to_string())?;
+        let sd = self
+            .loaded
+            .get_mut(&h.section)
+            .ok_or("section not loaded")?;
+        let held = sd.vv.get(&h.author).map_or(0, |x| x.seq);
+        if h.seq != held + 1 {
+            return Err("the bundle does not continue its author's log in this section".into());
+        }
+        for dep in &head.deps {
+            let hash = automerge::ChangeHash(*dep);
+            if !self.accepted.contains(dep) && sd.doc.get_change_meta_by_hash(&hash).is_none() {
+                return Err(WAITS_FOR_DEPS.into());
+            }
+        }
         let change = automerge::Change::from_bytes(payload.to_vec())
             .map_err(|_| "payload is not one automerge change".to_string())?;
+        // Uncompressed, each operation takes at least a byte: an expansion past that is a
+        // run-length trick, refused before anything is expanded.
+        if change.len() > payload.len() {
+            return Err("the change holds more operations than its size allows".into());
+        }
         let expanded = serde_json::to_value(change.decode())
             .map_err(|_| "change cannot be inspected".to_string())?;
         let ops = expanded
             .get("ops")
             .and_then(|o| o.as_array())
             .ok_or("change has no operations")?;
-        self.ensure_loaded(&h.section).map_err(|e| e.to_string())?;
-        let doc = &self.loaded.get(&h.section).ok_or("section not loaded")?.doc;
+        let doc = &sd.doc;
         for op in ops {
             let on_root = op.get("obj").and_then(|o| o.as_str()) == Some("_root");
             let is_set = op.get("action").and_then(|a| a.as_str()) == Some("set");
@@ -2408,6 +2869,9 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             if key != entry_key(&v.id) || v.provenance.author != h.author {
                 return Err("an entry not authored by the bundle's author".into());
             }
+            if v.class != class {
+                return Err("an entry of another class than its section's".into());
+            }
             if let Some(old) = v.supersedes {
                 let old_author = doc
                     .get(ROOT, entry_key(&old))
@@ -2422,19 +2886,21 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             }
             EntryBody::from_json(v.class, &v.body).map_err(|e| e.to_string())?;
         }
-        // Accepted: the next bundle of the same batch is checked against the document with
-        // this one in it (an entry and its correction can travel together).
-        if let Some(sd) = self.loaded.get_mut(&h.section)
-            && sd.doc.apply_changes(std::iter::once(change)).is_ok()
-        {
-            sd.vv.insert(
-                h.author,
-                LogHead {
-                    seq: h.seq,
-                    hash: bundle.hash(),
-                },
-            );
+        // Accepted only if it applies: the next bundle of the same batch is checked against
+        // the document with this one in it (an entry and its correction can travel together).
+        if sd.doc.apply_changes(std::iter::once(change)).is_err() {
+            // The document may be half changed: read it again from the store when next used.
+            self.loaded.remove(&h.section);
+            return Err("the change does not apply to the section".into());
         }
+        sd.vv.insert(
+            h.author,
+            LogHead {
+                seq: h.seq,
+                hash: bundle.hash(),
+            },
+        );
+        self.accepted.insert(crate::bundle::change_hash(&payload));
         Ok(())
     }
 
@@ -2779,6 +3245,8 @@ fn current_view(all: BTreeMap<EntryId, EntryVersion>) -> Vec<EntryView> {
             status_reason: v.status_reason,
             supersedes: v.supersedes,
             body: v.body,
+            claimed: CLAIMED,
+            verified: None,
             provenance: v.provenance,
         })
         .collect();
@@ -2884,5 +3352,378 @@ mod change_shape {
         let c = d.get_last_local_change().unwrap();
         let v = serde_json::to_value(c.decode()).unwrap();
         assert!(!v["ops"][0]["pred"].as_array().unwrap().is_empty(), "{v}");
+    }
+}
+
+/// What a grantee's (or any author's) bundles can do to a section: checked at receipt, and
+/// survived at load time when something got stored anyway.
+#[cfg(test)]
+mod hostile_bundles {
+    use super::*;
+    use crate::test_utils::{TEST_NOW, TestRng};
+
+    fn notes() -> SectionName {
+        "notes".parse().unwrap()
+    }
+
+    /// A patient's record with one notes entry, on a memory store, and a stranger's identity.
+    fn setup(
+        seed: u64,
+    ) -> (
+        Identity,
+        Identity,
+        Vault<crate::store::MemoryStore>,
+        RecordId,
+    ) {
+        let mut rng = TestRng::new(seed);
+        let (patient, _) = Identity::generate(Role::Patient, "Edith Example".into(), &mut rng);
+        let (other, _) = Identity::generate(Role::Professional, "Dr Real".into(), &mut rng);
+        let vault = Vault::new(crate::store::MemoryStore::new());
+        let rid = vault
+            .create_record(&patient, NewRecord::default(), TEST_NOW, &mut rng)
+            .unwrap();
+        let mut rec = vault.open_record(&patient, &rid).unwrap();
+        rec.add_entry(
+            &notes(),
+            &serde_json::json!({"text": "patient's own"}),
+            TEST_NOW,
+            &mut rng,
+        )
+        .unwrap();
+        (patient, other, vault, rid)
+    }
+
+    /// The raw change chunk of one entry version written by `actor` as change number `seq`.
+    fn entry_change(actor: &PeerKey, seq: u64, author: &Identity, text: &str) -> Vec<u8> {
+        let mut d = AutoCommit::new().with_actor(automerge::ActorId::from(actor.0));
+        for i in 0..seq {
+            let v = EntryVersion {
+                id: EntryId::generate(&mut TestRng::new(seq * 100 + i)),
+                class: crate::section::SectionClass::Notes,
+                version: 1,
+                supersedes: None,
+                status: EntryStatus::Final,
+                status_reason: None,
+                body: serde_json::json!({"text": format!("{text} {i}")}),
+                provenance: Provenance {
+                    author: author.peer(),
+                    author_name: author.name.clone(),
+                    author_role: author.role,
+                    recorded_at: TEST_NOW,
+                    purpose: None,
+                },
+            };
+            d.put(ROOT, entry_key(&v.id), serde_json::to_string(&v).unwrap())
+                .unwrap();
+            d.commit();
+        }
+        d.get_last_local_change().unwrap().raw_bytes().to_vec()
+    }
+
+    /// Seals `payload` as `author`'s bundle `seq` in the notes section and stores it directly
+    /// (bundle and log head), skipping every check a receiving node makes.
+    fn store_directly(
+        vault: &Vault<crate::store::MemoryStore>,
+        patient: &Identity,
+        rid: &RecordId,
+        author: &Identity,
+        seq: u64,
+        prev: Option<crate::ids::BundleHash>,
+        payload: &[u8],
+    ) -> Bundle {
+        let rec = vault.open_record(patient, rid).unwrap();
+        let sid = rec.ids_of(&notes())[0];
+        let key = rec.keys[&sid][&0].clone();
+        let b = Bundle::seal(
+            *rid,
+            sid,
+            seq,
+            prev,
+            0,
+            TEST_NOW,
+            &key,
+            payload,
+            author.device_key(),
+            &mut TestRng::new(seq),
+        )
+        .unwrap();
+        let a = author.peer();
+        let mut batch = Batch::new();
+        batch.put(k_bundle(rid, &sid, &a, seq), b.encoded().to_vec());
+        batch.put(
+            k_head(rid, &sid, &a),
+            LogHead {
+                seq,
+                hash: b.hash(),
+            }
+            .to_bytes()
+            .to_vec(),
+        );
+        vault.store.commit(batch).unwrap();
+        b
+    }
+
+    fn texts(
+        vault: &Vault<crate::store::MemoryStore>,
+        who: &Identity,
+        rid: &RecordId,
+    ) -> Vec<String> {
+        let mut rec = vault.open_record(who, rid).unwrap();
+        rec.show(&notes())
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|e| e.body["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_stored_bundle_reusing_another_actors_seq_is_left_out_and_the_section_stays_readable() {
+        let (patient, other, vault, rid) = setup(1);
+        // The patient's notes change is (patient, 1): the stranger's bundle carries another
+        // change numbered (patient, 1).
+        let payload = entry_change(&patient.peer(), 1, &other, "forged");
+        store_directly(&vault, &patient, &rid, &other, 1, None, &payload);
+        assert_eq!(texts(&vault, &patient, &rid), vec!["patient's own"]);
+        let mut rec = vault.open_record(&patient, &rid).unwrap();
+        rec.show(&notes()).unwrap();
+        let un = rec.unapplied();
+        assert_eq!(un.len(), 1, "{un:?}");
+        assert_eq!(
+            (un[0].author, un[0].from_seq, un[0].count),
+            (other.peer(), 1, 1)
+        );
+        assert_eq!(un[0].section, "notes");
+    }
+
+    #[test]
+    fn an_authors_bundles_are_left_out_from_the_bad_one_on() {
+        let (patient, other, vault, rid) = setup(2);
+        let first = entry_change(&other.peer(), 1, &other, "first");
+        let b1 = store_directly(&vault, &patient, &rid, &other, 1, None, &first);
+        // Bundle 2 carries a change numbered 1 again (a reused (actor, seq) pair).
+        let again = entry_change(&other.peer(), 1, &other, "again");
+        let b2 = store_directly(&vault, &patient, &rid, &other, 2, Some(b1.hash()), &again);
+        let third = entry_change(&other.peer(), 3, &other, "third");
+        store_directly(&vault, &patient, &rid, &other, 3, Some(b2.hash()), &third);
+        let mut seen = texts(&vault, &patient, &rid);
+        seen.sort();
+        assert_eq!(seen, vec!["first 0", "patient's own"]);
+        let mut rec = vault.open_record(&patient, &rid).unwrap();
+        rec.show(&notes()).unwrap();
+        let un = rec.unapplied();
+        assert_eq!((un[0].from_seq, un[0].count), (2, 2), "{un:?}");
+        // The patient can still write to the section.
+        rec.add_entry(
+            &notes(),
+            &serde_json::json!({"text": "later"}),
+            TEST_NOW,
+            &mut TestRng::new(9),
+        )
+        .unwrap();
+        assert!(texts(&vault, &patient, &rid).contains(&"later".to_string()));
+    }
+
+    #[test]
+    fn a_change_that_does_not_apply_is_left_out() {
+        let (patient, other, vault, rid) = setup(3);
+        // A well-formed header (actor, seq, checksum) over operations that are cut short.
+        let good = entry_change(&other.peer(), 1, &other, "cut");
+        let mut cur = &good[9..];
+        let len = crate::bundle::tests_uleb(&mut cur).unwrap() as usize;
+        let data = &cur[..len - 6];
+        let mut hashed = vec![1u8];
+        leb(&mut hashed, data.len() as u64);
+        hashed.extend_from_slice(data);
+        let hash = crypto::sha256(&[&hashed]);
+        let mut bad = vec![0x85, 0x6f, 0x4a, 0x83];
+        bad.extend_from_slice(&hash[..4]);
+        bad.extend_from_slice(&hashed);
+        assert!(crate::bundle::read_change_head(&bad).is_ok());
+        store_directly(&vault, &patient, &rid, &other, 1, None, &bad);
+        assert_eq!(texts(&vault, &patient, &rid), vec!["patient's own"]);
+        let mut rec = vault.open_record(&patient, &rid).unwrap();
+        rec.show(&notes()).unwrap();
+        assert_eq!(rec.unapplied().len(), 1);
+    }
+
+    #[test]
+    fn a_grantee_change_waits_for_the_device_change_of_the_same_batch_it_depends_on() {
+        // The grantee's log sorts first, so its bundle is checked before the patient's.
+        let (patient, other, vault, rid) = (6..)
+            .map(setup)
+            .find(|(p, o, _, _)| o.peer() < p.peer())
+            .unwrap();
+        // A node that has not seen the patient's next entry: a copy of the store as it is now.
+        let copy = crate::store::MemoryStore::new();
+        let mut all = Batch::new();
+        for (k, v) in vault.store.scan(&[], &[0xff; 4]).unwrap() {
+            all.put(k, v);
+        }
+        copy.commit(all).unwrap();
+        let old = Vault::new(copy);
+        let mut rec = vault.open_record(&patient, &rid).unwrap();
+        rec.add_entry(
+            &notes(),
+            &serde_json::json!({"text": "newer"}),
+            TEST_NOW,
+            &mut TestRng::new(50),
+        )
+        .unwrap();
+        let sid = rec.ids_of(&notes())[0];
+        // The grantee writes after seeing it: its change depends on the patient's newest.
+        let mut d = rec.loaded[&sid].doc.clone();
+        d.set_actor(automerge::ActorId::from(other.peer().0));
+        let v = EntryVersion {
+            id: EntryId::generate(&mut TestRng::new(51)),
+            class: crate::section::SectionClass::Notes,
+            version: 1,
+            supersedes: None,
+            status: EntryStatus::Final,
+            status_reason: None,
+            body: serde_json::json!({"text": "the grantee's reply"}),
+            provenance: Provenance {
+                author: other.peer(),
+                author_name: other.name.clone(),
+                author_role: other.role,
+                recorded_at: TEST_NOW,
+                purpose: None,
+            },
+        };
+        d.put(ROOT, entry_key(&v.id), serde_json::to_string(&v).unwrap())
+            .unwrap();
+        d.commit();
+        let payload = d.get_last_local_change().unwrap().raw_bytes().to_vec();
+        let key = rec.keys[&sid][&0].clone();
+        let grantee = Bundle::seal(
+            rid,
+            sid,
+            1,
+            None,
+            0,
+            TEST_NOW,
+            &key,
+            &payload,
+            other.device_key(),
+            &mut TestRng::new(52),
+        )
+        .unwrap();
+        let head = vault.heads(&rid, &sid).unwrap()[&patient.peer()];
+        let newest = vault
+            .bundles_from(
+                &rid,
+                &sid,
+                &patient.peer(),
+                head.seq,
+                &mut usize::MAX.clone(),
+            )
+            .unwrap();
+        let newest = Bundle::decode(&newest[0]).unwrap();
+        let mut orec = old.open_record(&patient, &rid).unwrap();
+        let devices = [patient.peer()];
+        let report = old
+            .store_remote(&rid, vec![grantee, newest], TEST_NOW, &mut |b| {
+                if devices.contains(&b.header().author) {
+                    orec.check_device_bundle(b)
+                } else {
+                    orec.check_append_only(b)
+                }
+            })
+            .unwrap();
+        assert_eq!(report.stored, 2, "{report:?}");
+        assert!(report.refused.is_empty(), "{report:?}");
+        let mut seen = texts(&old, &patient, &rid);
+        seen.sort();
+        assert_eq!(seen, vec!["newer", "patient's own", "the grantee's reply"]);
+    }
+
+    fn leb(out: &mut Vec<u8>, mut n: u64) {
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    /// A store that counts the values its scans read.
+    #[derive(Default)]
+    struct Counting {
+        inner: crate::store::MemoryStore,
+        read: std::cell::Cell<usize>,
+    }
+
+    impl Store for Counting {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key)
+        }
+        fn scan(&self, start: &[u8], end: &[u8]) -> Result<crate::store::Pairs, StoreError> {
+            let out = self.inner.scan(start, end)?;
+            self.read.set(self.read.get() + out.len());
+            Ok(out)
+        }
+        fn scan_while(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> Result<(), StoreError> {
+            self.inner.scan_while(start, end, &mut |k, v| {
+                self.read.set(self.read.get() + 1);
+                visit(k, v)
+            })
+        }
+        fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+            self.inner.commit(batch)
+        }
+    }
+
+    #[test]
+    fn a_continuation_reads_only_what_it_sends() {
+        let mut rng = TestRng::new(4);
+        let (patient, _) = Identity::generate(Role::Patient, "Edith Example".into(), &mut rng);
+        let vault = Vault::new(Counting::default());
+        let rid = vault
+            .create_record(&patient, NewRecord::default(), TEST_NOW, &mut rng)
+            .unwrap();
+        let mut rec = vault.open_record(&patient, &rid).unwrap();
+        for i in 0..40 {
+            rec.add_entry(
+                &notes(),
+                &serde_json::json!({"text": format!("n{i}")}),
+                TEST_NOW,
+                &mut rng,
+            )
+            .unwrap();
+        }
+        let sid = rec.ids_of(&notes())[0];
+        let me = patient.peer();
+        let one = vault
+            .bundles_from(&rid, &sid, &me, 1, &mut usize::MAX.clone())
+            .unwrap()[0]
+            .len();
+        // A budget for about five bundles at a time.
+        let mut from = 1;
+        let mut sent = 0;
+        while from <= 40 {
+            vault.store.read.set(0);
+            let mut budget = one * 5 + one / 2;
+            let got = vault
+                .bundles_from(&rid, &sid, &me, from, &mut budget)
+                .unwrap();
+            assert!(!got.is_empty());
+            let read = vault.store.read.get();
+            assert!(
+                read <= got.len() + 1,
+                "read {read} bundles to send {} (from {from})",
+                got.len()
+            );
+            sent += got.len();
+            from += got.len() as u64;
+        }
+        assert_eq!(sent, 40);
     }
 }

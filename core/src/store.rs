@@ -1,7 +1,8 @@
 //! The narrow storage interface every backend implements.
 //!
 //! Hearth keeps everything in one ordered key–value space. The [`Store`] trait has three
-//! operations: point reads, ordered range scans, and atomic batches. **A batch that `commit`
+//! operations: point reads, ordered range scans (also lazily, [`Store::scan_while`], for readers
+//! with a budget), and atomic batches. **A batch that `commit`
 //! acknowledged is durable**: a backend returns `Ok` only after the batch is on stable storage
 //! (sled: `apply_batch` then `flush`). Batches are all-or-nothing, which is how a record change
 //! (bundle, log head, key wraps, directory entry) lands together or not at all.
@@ -88,6 +89,24 @@ pub trait Store {
     fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, StoreError>;
     /// Applies `batch` atomically; returns only once it is durable.
     fn commit(&self, batch: Batch) -> Result<(), StoreError>;
+
+    /// Calls `visit` with each pair with `start <= key < end`, in key order, until it returns
+    /// `false`. Backends read lazily: nothing after the pair `visit` stopped at is read, so a
+    /// reader with a budget pays for what it uses, not for the rest of the range. `visit` must
+    /// not use the store. The default reads the whole range first (through [`Store::scan`]).
+    fn scan_while(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        for (k, v) in self.scan(start, end)? {
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
 
     /// Applies `batch`'s operations in order; returns only once all are durable. After a crash
     /// before it returned, a **prefix** of the operations may be present, never a later one
@@ -181,6 +200,24 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    fn scan_while(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        if start >= end {
+            return Ok(());
+        }
+        let map = self.lock();
+        for (k, v) in map.range(start.to_vec()..end.to_vec()) {
+            if !visit(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         let mut map = self.lock();
         for (k, v) in batch.ops {
@@ -202,6 +239,14 @@ impl<S: Store + ?Sized> Store for &S {
     }
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         (**self).commit(batch)
+    }
+    fn scan_while(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        (**self).scan_while(start, end, visit)
     }
     fn commit_ordered(&self, batch: Batch) -> Result<(), StoreError> {
         (**self).commit_ordered(batch)
@@ -288,6 +333,21 @@ pub mod conformance {
         );
         assert!(s.scan(b"e", b"b").unwrap().is_empty());
         assert!(s.scan(b"b", b"b").unwrap().is_empty());
+        // A lazy scan visits the same pairs, and stops when told.
+        let mut seen = Vec::new();
+        s.scan_while(b"b", b"e", &mut |k, _| {
+            seen.push(k.to_vec());
+            seen.len() < 2
+        })
+        .unwrap();
+        assert_eq!(seen, vec![b"b".to_vec(), b"c".to_vec()]);
+        let mut none = 0;
+        s.scan_while(b"e", b"b", &mut |_, _| {
+            none += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(none, 0);
     }
 
     fn prefix_scans(s: &impl Store) {

@@ -5,13 +5,14 @@ use crate::fail::{Failure, code};
 use crate::home::{self, Home, NodeInfo};
 use crate::sled_store::SledStore;
 use hearth_core::entry::{EntryBody, EntryStatus};
-use hearth_core::ids::{EntryId, RecordId};
+use hearth_core::ids::{EntryId, PeerKey, RecordId};
 use hearth_core::keys::{Identity, KdfParams, Keystore, Role};
 use hearth_core::nhs::NhsNumber;
-use hearth_core::record::{NewRecord, OpenRecord, RecordError, SectionView, Vault};
+use hearth_core::record::{Attribution, NewRecord, OpenRecord, RecordError, SectionView, Vault};
 use hearth_core::section::{Label, SectionName};
 use hearth_core::time::Timestamp;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
 use zeroize::Zeroizing;
 
@@ -535,7 +536,7 @@ fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
                 Some(s) => vec![section_name(s, label.as_deref())?],
                 None => rec.sections().into_iter().map(|s| s.name).collect(),
             };
-            return show(ctx, &mut rec, names, section.is_some());
+            return show(ctx, &mut rec, &identity, names, section.is_some());
         }
         RecordCommand::Sections { record } => {
             let rid = which_record(&info, &vault, record.as_deref())?;
@@ -587,8 +588,24 @@ fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
             let rid = which_record(&info, &vault, record.as_deref())?;
             let mut rec = vault.open_record(&identity, &rid)?;
             let versions = rec.history(&name)?;
+            let mut facts = rec.attribution(&name)?;
+            let people = verified_people(&mut rec, &identity, now());
+            for a in facts.values_mut() {
+                vouch(a, &people, &identity);
+            }
+            let versions_json: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let mut j = json!(v);
+                    j["claimed"] = json!(hearth_core::record::CLAIMED);
+                    if let Some(a) = facts.get(&v.id) {
+                        j["verified"] = json!(a);
+                    }
+                    j
+                })
+                .collect();
             ctx.print(
-                json!({"record_id": rid, "section": name.to_string(), "class": name.class, "label": name.label, "versions": versions}),
+                json!({"record_id": rid, "section": name.to_string(), "class": name.class, "label": name.label, "versions": versions_json}),
                 || {
                     let mut s = format!("History of {name} ({} versions)", versions.len());
                     for v in &versions {
@@ -597,15 +614,19 @@ fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
                             (_, Some(old)) => format!("corrected {old}"),
                             (_, None) => "added".to_string(),
                         };
+                        let a = facts.get(&v.id);
                         s.push_str(&format!(
-                            "\n  {}  v{}  {}  {} ({})  {}",
-                            v.provenance.recorded_at,
+                            "\n  {}  v{}  {}  {}  {}",
+                            a.and_then(|a| a.received_at)
+                                .map_or_else(|| v.provenance.recorded_at.to_string(), |t| t.to_string()),
                             v.version,
                             v.id,
-                            v.provenance.author_name,
-                            v.provenance.author_role.as_str(),
+                            who(a, v),
                             what
                         ));
+                        if let Some(c) = claims(a, v) {
+                            s.push_str(&format!("\n    {c}"));
+                        }
                     }
                     s
                 },
@@ -656,9 +677,105 @@ fn parse_entry_id(s: &str) -> Result<EntryId, Failure> {
         .map_err(|e| Failure::new(code::INVALID, format!("entry id: {e}")))
 }
 
+/// Verified identities of keys other than the patient's devices: the organisation
+/// credentials this node holds for them (attached to the access requests in the patient's
+/// private ledger), from organisations the patient trusts, current at `t`.
+fn verified_people(
+    rec: &mut OpenRecord<'_, SledStore>,
+    identity: &Identity,
+    t: Timestamp,
+) -> BTreeMap<PeerKey, (String, String, String)> {
+    use hearth_core::grant::request::{AccessRequest, Verification, verify_credential};
+    let trusted: Vec<PeerKey> = rec
+        .ledger_items("trust/")
+        .into_iter()
+        .filter_map(|(k, _)| k.trim_start_matches("trust/").parse().ok())
+        .collect();
+    let mut out = BTreeMap::new();
+    for (_, v) in rec.ledger_items("request/") {
+        let Some(req) = serde_json::from_str::<Value>(&v)
+            .ok()
+            .and_then(|j| j["token"].as_str().map(String::from))
+            .and_then(|tok| AccessRequest::from_token(&tok).ok())
+        else {
+            continue;
+        };
+        let peer = req.body().requester.peer;
+        if peer == identity.peer() {
+            continue;
+        }
+        if let Verification::Verified {
+            name,
+            role,
+            organisation,
+            ..
+        } = verify_credential(req.credential().as_ref(), &peer, &trusted, t)
+        {
+            out.insert(peer, (name, role, organisation));
+        }
+    }
+    out
+}
+
+/// Fills in a grantee's verified identity from `people`, and this node's own.
+fn vouch(a: &mut Attribution, people: &BTreeMap<PeerKey, (String, String, String)>, me: &Identity) {
+    if a.basis != "unverified" {
+        return;
+    }
+    if let Some((name, role, org)) = people.get(&a.author) {
+        a.basis = "organisation-credential";
+        a.name = Some(name.clone());
+        a.role = Some(role.clone());
+        a.organisation = Some(org.clone());
+    } else if a.author == me.peer() {
+        a.basis = "this-node";
+        a.name = Some(me.name.clone());
+        a.role = Some(me.role.as_str().to_string());
+    }
+}
+
+/// Who wrote a version, from verified facts only.
+fn who(a: Option<&Attribution>, v: &hearth_core::entry::EntryVersion) -> String {
+    who_of(a, &v.provenance.author)
+}
+
+fn who_of(a: Option<&Attribution>, author: &PeerKey) -> String {
+    match a {
+        Some(a) => match (a.basis, &a.name) {
+            ("patient-device", Some(n)) => format!("{n} (patient's device)"),
+            ("organisation-credential", Some(n)) => format!(
+                "{n} ({}, {}; verified credential)",
+                a.role.as_deref().unwrap_or_default(),
+                a.organisation.as_deref().unwrap_or_default()
+            ),
+            ("this-node", Some(n)) => format!("{n} (this node)"),
+            _ => format!("unverified key {}", a.author),
+        },
+        None => format!("unverified key {author}"),
+    }
+}
+
+/// What the writer said of itself, shown as a claim unless it is the patient's own device.
+fn claims(a: Option<&Attribution>, v: &hearth_core::entry::EntryVersion) -> Option<String> {
+    claims_of(a, &v.provenance)
+}
+
+fn claims_of(a: Option<&Attribution>, p: &hearth_core::entry::Provenance) -> Option<String> {
+    if a.is_some_and(|a| a.basis == "patient-device" || a.basis == "this-node") {
+        return None;
+    }
+    Some(format!(
+        "claims (unchecked): \"{}\" ({}), written {}",
+        p.author_name,
+        p.author_role.as_str(),
+        p.recorded_at
+    ))
+}
+
 fn show(
     ctx: &Ctx,
     rec: &mut OpenRecord<'_, SledStore>,
+    identity: &Identity,
     names: Vec<SectionName>,
     single: bool,
 ) -> Result<(), Failure> {
@@ -671,15 +788,36 @@ fn show(
             Err(e) => errors.push((name, e)),
         }
     }
+    let people = verified_people(rec, identity, now());
+    for v in &mut views {
+        for e in &mut v.entries {
+            if let Some(a) = e.verified.as_mut() {
+                vouch(a, &people, identity);
+            }
+        }
+    }
+    let unapplied = rec.unapplied();
     let rid = rec.id();
     ctx.print(
         json!({
             "record_id": rid,
             "sections": views,
             "errors": errors.iter().map(|(n, e)| json!({"section": n.to_string(), "error": e.to_string()})).collect::<Vec<_>>(),
+            "unapplied": unapplied,
         }),
         || {
             let mut s = String::new();
+            for u in &unapplied {
+                s.push_str(&format!(
+                    "WARNING: {} {} by {} could not be applied to {} from #{} ({}); the section is shown without them\n",
+                    u.count,
+                    if u.count == 1 { "bundle" } else { "bundles" },
+                    u.author,
+                    u.section,
+                    u.from_seq,
+                    u.reason
+                ));
+            }
             for v in &views {
                 let name = SectionName::new(v.class, v.label);
                 s.push_str(&format!("{name} ({} entries)\n", v.entries.len()));
@@ -694,16 +832,19 @@ fn show(
                         ),
                         EntryStatus::Final => String::new(),
                     };
+                    let a = e.verified.as_ref();
                     s.push_str(&format!(
-                        "  {}  v{}  {}  {} ({})\n    {}{}\n",
+                        "  {}  v{}  {}  {}\n",
                         e.id,
                         e.version,
-                        e.provenance.recorded_at,
-                        e.provenance.author_name,
-                        e.provenance.author_role.as_str(),
-                        summary,
-                        flag
+                        a.and_then(|a| a.received_at)
+                            .map_or_else(|| e.provenance.recorded_at.to_string(), |t| t.to_string()),
+                        who_of(a, &e.provenance.author),
                     ));
+                    if let Some(c) = claims_of(a, &e.provenance) {
+                        s.push_str(&format!("    {c}\n"));
+                    }
+                    s.push_str(&format!("    {summary}{flag}\n"));
                 }
             }
             s.trim_end().to_string()

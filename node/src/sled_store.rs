@@ -93,6 +93,25 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn scan_while(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        if start >= end {
+            return Ok(());
+        }
+        // sled's range iterator reads as it goes: nothing after the stop is read.
+        for r in self.db.range(start..end) {
+            let (k, v) = r.map_err(io)?;
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
         for (k, v) in batch.ops() {

@@ -581,6 +581,10 @@ impl<'a, S: Store> Peer<'a, S> {
         held: &mut Vec<(Bundle, HeldReason)>,
         holds: bool,
     ) -> Result<(), String> {
+        let h = b.header();
+        if devices.contains(&h.author) {
+            return rec.check_device_bundle(b);
+        }
         match rec.judge_write(rules, devices, b, now) {
             Verdict::Allow => Ok(()),
             Verdict::Hold(reason) => {
@@ -645,7 +649,7 @@ impl<'a, S: Store> Peer<'a, S> {
         }
         if !auth.is_empty() {
             let devs = devices.clone();
-            let rep = self.vault.store_remote(record, auth, &mut |b| {
+            let rep = self.vault.store_remote(record, auth, now, &mut |b| {
                 if devs.contains(&b.header().author) {
                     Ok(())
                 } else {
@@ -692,7 +696,7 @@ impl<'a, S: Store> Peer<'a, S> {
                     let holds = self.identity.holds_root_of(record);
                     let mut held = Vec::new();
                     let batch = if holds { content.clone() } else { Vec::new() };
-                    let rep = self.vault.store_remote(record, content, &mut |b| {
+                    let rep = self.vault.store_remote(record, content, now, &mut |b| {
                         Self::authorize(r, &devices, &rules, b, now, &mut held, holds)
                     })?;
                     stored += rep.stored;

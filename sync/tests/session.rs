@@ -631,7 +631,7 @@ fn copy_all_bundles(from: &Node, to: &Node, rid: &RecordId) {
         }
     }
     to.vault
-        .store_remote(rid, bundles, &mut |_| Ok(()))
+        .store_remote(rid, bundles, TEST_NOW, &mut |_| Ok(()))
         .unwrap();
 }
 

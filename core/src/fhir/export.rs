@@ -406,6 +406,8 @@ fn raw_sections(sections: &[SectionView]) -> Vec<RawSectionView> {
                         supersedes: e.supersedes,
                         body: Value::Null,
                         provenance: e.provenance.clone(),
+                        claimed: e.claimed,
+                        verified: e.verified.clone(),
                         concurrent_versions: e.concurrent_versions.clone(),
                         earlier_versions: e.earlier_versions.clone(),
                     };

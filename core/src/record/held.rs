@@ -650,7 +650,7 @@ impl<S: Store> OpenRecord<'_, S> {
             return Ok(report);
         }
         let devices: Vec<PeerKey> = self.device_certs().into_iter().map(|d| d.peer).collect();
-        let rep = vault.store_remote(&record, accepted, &mut |b| match self
+        let rep = vault.store_remote(&record, accepted, now, &mut |b| match self
             .judge_write(&rules, &devices, b, now)
         {
             Verdict::Allow => Ok(()),

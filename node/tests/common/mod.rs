@@ -173,6 +173,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The daemon's `daemon.json`.
     pub(crate) fn file(&self) -> Value {
         serde_json::from_slice(&std::fs::read(self.home.join("daemon.json")).unwrap()).unwrap()
@@ -194,11 +199,6 @@ impl Daemon {
     pub(crate) fn crash(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-
-    /// The daemon's process id.
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// SIGTERM, then waits for a clean exit.
