@@ -12,7 +12,9 @@
 //! | `C` record section | a sealed snapshot of the section document (a cache; rebuildable) |
 //! | `F` record section author seq | a second, conflicting bundle: fork evidence |
 //! | `H`, `J` record author section seq | a write held for the patient's review ([`HeldWrite`]), and its bundle |
-//! | `T` record section author seq | when this node accepted that bundle (its own clock) |
+//! | `S` record section | the section's shared snapshot, signed by a patient device |
+//! | `T` record section author | the section's base: where a shared snapshot this node started from left that author's log |
+//! | `A` record section author seq | when this node accepted that bundle (its own clock) |
 //!
 //! Each section (and the auth document, section [`SectionId::AUTH`]) is an automerge document
 //! whose root map holds one key per immutable item: `e/<entry id>` in content sections,
@@ -186,7 +188,7 @@ fn k_base(r: &RecordId, s: &SectionId, a: &PeerKey) -> Vec<u8> {
     key(b'T', &[&r.0, &s.0, &a.0])
 }
 fn k_received(r: &RecordId, s: &SectionId, a: &PeerKey, seq: u64) -> Vec<u8> {
-    key(b'T', &[&r.0, &s.0, &a.0, &seq.to_be_bytes()])
+    key(b'A', &[&r.0, &s.0, &a.0, &seq.to_be_bytes()])
 }
 fn k_cache(r: &RecordId, s: &SectionId) -> Vec<u8> {
     key(b'C', &[&r.0, &s.0])
@@ -3326,6 +3328,38 @@ mod tests {
             }
             prop_assert_eq!(items(&d), items(&src));
         }
+    }
+}
+
+#[cfg(test)]
+mod layout {
+    use super::*;
+
+    /// Regression: receipt times once shared the base's letter, so reading a section's base
+    /// scanned one key per bundle (incremental sync grew with history) and a receipt key
+    /// began with its author's base key.
+    #[test]
+    fn no_key_kind_is_a_prefix_of_another() {
+        let (r, s, a) = (RecordId([1; 32]), SectionId([2; 16]), PeerKey([3; 32]));
+        let kinds = [
+            k_record(&r),
+            k_wrap(&r, &s, 1, &[4; 32]),
+            k_bundle(&r, &s, &a, 5),
+            k_head(&r, &s, &a),
+            k_shared(&r, &s),
+            k_base(&r, &s, &a),
+            k_received(&r, &s, &a, 5),
+            k_cache(&r, &s),
+        ];
+        for (i, x) in kinds.iter().enumerate() {
+            for (j, y) in kinds.iter().enumerate() {
+                assert!(
+                    i == j || !y.starts_with(&x[..1]),
+                    "kinds {i} and {j} share a letter"
+                );
+            }
+        }
+        assert!(!k_received(&r, &s, &a, 5).starts_with(&k_base_prefix(&r, &s)));
     }
 }
 
