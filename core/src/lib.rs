@@ -20,6 +20,10 @@
 //! - [`store`]: the narrow key–value [`store::Store`] trait, with an in-memory implementation;
 //! - [`record`]: the record engine that ties these together: create a record, add, correct and
 //!   read entries, with every change stored as a verified bundle.
+//! - [`ledger`]: the consent ledger's items (grants, revocations, requests, decisions,
+//!   trusted organisations, held grants, known peers) with every key spelled once; typed
+//!   queries over a record and a vault are methods of [`record::OpenRecord`] and
+//!   [`record::Vault`].
 //! - [`nhs`]: NHS number validation.
 //! - [`extract`]: the patient's research and planning choices, and signed, de-identified
 //!   contributions with per-recipient pseudonyms, pooled into suppressed counts.
@@ -55,6 +59,7 @@ pub mod fhir;
 pub mod grant;
 pub mod ids;
 pub mod keys;
+pub mod ledger;
 pub mod log;
 pub mod nhs;
 mod par;

@@ -138,11 +138,13 @@ mod writer;
 pub use writer::EntryWriter;
 
 mod held;
+mod ledger;
 pub use held::{
     Decision, HeldReason, HeldWrite, HoldReport, MAX_HELD, MAX_HELD_BYTES,
     MAX_HELD_BYTES_PER_AUTHOR, MAX_HELD_PER_AUTHOR, REVIEW_PREFIX, ReviewDecision, SettleReport,
     Verdict, WriteRules,
 };
+pub use ledger::{AuthItem, LedgerItem, MAX_HELD_CHAINS};
 
 /// What to put in a new record.
 #[derive(Debug, Default, Clone)]

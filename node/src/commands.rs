@@ -686,18 +686,10 @@ fn verified_people(
     t: Timestamp,
 ) -> BTreeMap<PeerKey, (String, String, String)> {
     use hearth_core::grant::request::{AccessRequest, Verification, verify_credential};
-    let trusted: Vec<PeerKey> = rec
-        .ledger_items("trust/")
-        .into_iter()
-        .filter_map(|(k, _)| k.trim_start_matches("trust/").parse().ok())
-        .collect();
+    let trusted = rec.trusted_orgs();
     let mut out = BTreeMap::new();
-    for (_, v) in rec.ledger_items("request/") {
-        let Some(req) = serde_json::from_str::<Value>(&v)
-            .ok()
-            .and_then(|j| j["token"].as_str().map(String::from))
-            .and_then(|tok| AccessRequest::from_token(&tok).ok())
-        else {
+    for (_, item) in rec.requests() {
+        let Ok(req) = AccessRequest::from_token(&item.token) else {
             continue;
         };
         let peer = req.body().requester.peer;

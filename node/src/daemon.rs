@@ -241,10 +241,8 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
             Vec::new()
         } else {
             vault
-                .get_local(crate::net_cmd::LISTEN_ITEM)
-                .ok()
-                .flatten()
-                .map(|v| crate::net_cmd::peer_addrs(&v))
+                .listen_addrs()
+                .map(|a| net::multiaddrs(&a))
                 .unwrap_or_default()
         };
         let mut listeners = 0;
@@ -283,13 +281,11 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
         if addrs.is_empty() {
             return Err(Failure::new(code::IO, "could not listen on any address"));
         }
-        let saved = serde_json::json!({ "addrs": addrs }).to_string();
+        let saved = hearth_core::ledger::PeerAddrs {
+            addrs: addrs.clone(),
+        };
         let sh = shared.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            live::lock(&sh)
-                .vault
-                .put_local(crate::net_cmd::LISTEN_ITEM, saved.as_bytes())
-        })
+        let _ = tokio::task::spawn_blocking(move || live::lock(&sh).vault.set_listen_addrs(&saved))
         .await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

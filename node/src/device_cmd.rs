@@ -340,11 +340,10 @@ pub fn join(ctx: &Ctx, code_text: &str, name: Option<&str>) -> Result<(), Failur
         let store = SledStore::open(&home.store_dir())?;
         let vault = Vault::open(store)?;
         vault.register_linked(&welcome.record, &welcome.wraps, now())?;
-        let known: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-        vault.put_local(
-            &format!("peer/{}", code.peer),
-            json!({ "addrs": known }).to_string().as_bytes(),
-        )?;
+        let known = hearth_core::ledger::PeerAddrs {
+            addrs: addrs.iter().map(ToString::to_string).collect(),
+        };
+        vault.set_peer_addrs(&code.peer, &known)?;
         let info = NodeInfo {
             format: home::node_format(),
             role: Role::Patient,

@@ -193,12 +193,7 @@ impl ImportGate {
         let grants = if rec.is_owner() {
             None
         } else {
-            let chains = vault
-                .local_items(&format!("grant/{}/", rec.id()))?
-                .into_iter()
-                .filter_map(|(_, v)| grant::chain_from_bytes(&v).ok())
-                .collect();
-            Some((chains, revoked(rec)))
+            Some((vault.held_chains(&rec.id())?, rec.revoked_grants()))
         };
         Ok(ImportGate {
             anywhere: rec.holds_root(),
@@ -252,14 +247,6 @@ impl ImportGate {
         }
         Ok(())
     }
-}
-
-/// The grant ids revoked in the record's auth document.
-fn revoked(rec: &OpenRecord<'_, SledStore>) -> Vec<GrantId> {
-    rec.auth_items("revoke/")
-        .into_iter()
-        .filter_map(|(k, _)| k.trim_start_matches("revoke/").parse().ok())
-        .collect()
 }
 
 /// The patient check's verdict: `Ok` with whether `--accept-different-patient` was needed,
@@ -615,21 +602,11 @@ fn grant_consents(
     vault: &Vault<SledStore>,
     rec: &OpenRecord<'_, SledStore>,
 ) -> Result<GrantConsents, Failure> {
-    let revoked = revoked(rec);
+    let revoked = rec.revoked_grants();
     let chains: Vec<Vec<Grant>> = if rec.is_owner() {
-        rec.auth_items("grant/")
-            .into_iter()
-            .filter_map(|(_, v)| {
-                let token = serde_json::from_str::<serde_json::Value>(&v).ok()?;
-                grant::chain_from_token(token.get("token")?.as_str()?).ok()
-            })
-            .collect()
+        rec.recorded_chains()
     } else {
-        vault
-            .local_items(&format!("grant/{}/", rec.id()))?
-            .into_iter()
-            .filter_map(|(_, v)| grant::chain_from_bytes(&v).ok())
-            .collect()
+        vault.held_chains(&rec.id())?
     };
     Ok(GrantConsents::new(chains, revoked))
 }

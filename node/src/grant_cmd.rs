@@ -1,12 +1,9 @@
 //! Grant, request, credential and trust commands (issue #3). Grants and requests travel as
 //! text (`HEARTH1…`), files or QR codes; the network carries them later.
 //!
-//! Where things are kept:
-//! - a patient's consent ledger lives in the record's auth document (encrypted, signed
-//!   bundles): `grant/<id>`, `revoke/<id>`, `request/<id>`, `decision/<id>`, `trust/<peer>`,
-//!   and the research and planning choices and contributions of [`crate::extract_cmd`];
-//! - a professional's held grants and credentials are node-level items in the store:
-//!   `grant/<record>/<id>` (the chain) and `credential/<hash>`.
+//! Where things are kept is [`hearth_core::ledger`]'s concern: the grants, revocations,
+//! requests, decisions and trusted organisations of a patient's record, and a professional's
+//! held grants and credentials, each read and written through its typed queries.
 
 use crate::cli::{
     CredentialCommand, GrantArgs, GrantCommand, OrgCommand, RequestArgs, RequestsCommand,
@@ -23,10 +20,10 @@ use hearth_core::grant::{
 };
 use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::keys::{Identity, Role};
-use hearth_core::record::{OpenRecord, Vault};
+use hearth_core::ledger::{Answer, DecisionItem, IssuedGrant, RequestItem, TrustItem};
+use hearth_core::record::{AuthItem, LedgerItem, OpenRecord, Vault};
 use hearth_core::section::{SectionName, SectionSpec};
 use hearth_core::time::Timestamp;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 const DAY_MS: i64 = 86_400_000;
@@ -184,45 +181,6 @@ fn emit_token(
     Ok(())
 }
 
-#[derive(Serialize, Deserialize)]
-struct GrantItem {
-    token: String,
-    issued_at: Timestamp,
-    audience: PeerKey,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    audience_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    request: Option<String>,
-    keys_included: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-struct RequestItem {
-    token: String,
-    received_at: Timestamp,
-}
-
-#[derive(Serialize, Deserialize)]
-struct DecisionItem {
-    decision: String,
-    at: Timestamp,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    grant: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct TrustItem {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    added_at: Timestamp,
-}
-
-fn to_json<T: Serialize>(v: &T) -> Result<String, Failure> {
-    serde_json::to_string(v).map_err(|e| Failure::new(code::IO, format!("encoding: {e}")))
-}
-
 /// The patient's own record, opened.
 fn own_record<'v>(
     vault: &'v Vault<SledStore>,
@@ -240,37 +198,24 @@ fn own_record<'v>(
 fn record_grant(
     rec: &mut OpenRecord<'_, SledStore>,
     g: &Grant,
-    item: &GrantItem,
-    extra: Option<(String, String)>,
+    item: &IssuedGrant,
+    decision: Option<(&str, &DecisionItem)>,
     t: Timestamp,
     rng: &mut crate::commands::Rng,
 ) -> Result<(), Failure> {
     let gid = g.id();
-    rec.put_auth_items(
-        vec![(
-            format!("grant/{gid}"),
-            to_json(&json!({"token": item.token}))?,
-        )],
-        t,
-        rng,
-    )?;
-    let mut items = vec![(format!("grant/{gid}"), to_json(item)?)];
-    items.extend(extra);
-    rec.put_ledger_items(items, t, rng)?;
+    rec.put_auth(vec![AuthItem::Grant(vec![g.clone()])], t, rng)?;
+    let mut items = vec![LedgerItem::Grant(&gid, item)];
+    items.extend(decision.map(|(rid, d)| LedgerItem::Decision(rid, d)));
+    rec.put_ledger(&items, t, rng)?;
     Ok(())
-}
-
-fn revoked_set(rec: &OpenRecord<'_, SledStore>) -> Vec<GrantId> {
-    rec.auth_items("revoke/")
-        .into_iter()
-        .filter_map(|(k, _)| k.trim_start_matches("revoke/").parse().ok())
-        .collect()
 }
 
 /// The grants of `record` this (grantee's) node learnt were revoked: revocations signed by the
 /// record root, received from the patient's node when it refused this node.
 pub fn learnt_revocations(vault: &Vault<SledStore>, record: &RecordId) -> Vec<GrantId> {
-    hearth_sync::session::known_revocations(vault, record)
+    vault
+        .learnt_revocations(record)
         .into_iter()
         .map(|r| r.grant)
         .collect()
@@ -304,18 +249,10 @@ pub fn held_grants(
     t: Timestamp,
 ) -> Vec<(GrantId, String)> {
     vault
-        .local_items(&format!("grant/{record}/"))
+        .held_chains(record)
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(_, v)| grant::chain_from_bytes(&v).ok())
         .filter_map(|c| Some((c.last()?.id(), held_state(vault, holder, &c, t))))
-        .collect()
-}
-
-fn trusted_orgs(rec: &mut OpenRecord<'_, SledStore>) -> Vec<PeerKey> {
-    rec.ledger_items("trust/")
-        .into_iter()
-        .filter_map(|(k, _)| k.trim_start_matches("trust/").parse().ok())
         .collect()
 }
 
@@ -426,7 +363,7 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
     };
     let g = Grant::issue_root(&identity, gspec, &keys, &mut rng).map_err(refusal)?;
     let token = grant::chain_to_token(std::slice::from_ref(&g));
-    let item = GrantItem {
+    let item = IssuedGrant {
         token: token.clone(),
         issued_at: t,
         audience,
@@ -498,7 +435,7 @@ fn verify(ctx: &Ctx, token: &str, at: Option<&str>) -> Result<(), Failure> {
         let vault = ctx.vault()?;
         if info.record_id == Some(leaf.body().record) {
             let rec = own_record(&vault, &identity)?;
-            revoked = revoked_set(&rec);
+            revoked = rec.revoked_grants();
         } else {
             revoked = learnt_revocations(&vault, &leaf.body().record);
         }
@@ -525,8 +462,7 @@ pub fn accept(ctx: &Ctx, token: &str) -> Result<(), Failure> {
     let rights = grant::verify_chain(&chain, &Access::any(identity.peer()), now(), &|_| false)
         .map_err(refusal)?;
     let vault = ctx.vault()?;
-    let key = format!("grant/{record}/{}", leaf.id());
-    if vault.get_local(&key)?.is_some() {
+    if vault.holds_grant(&record, &leaf.id())? {
         return Err(refused(
             "this grant was already accepted (a replay changes nothing)",
         ));
@@ -540,7 +476,7 @@ pub fn accept(ctx: &Ctx, token: &str) -> Result<(), Failure> {
         .cloned()
         .collect();
     vault.register_replica(&record, &wraps, now())?;
-    vault.put_local(&key, &grant::chain_to_bytes(&chain))?;
+    vault.hold_grant(&record, &chain)?;
     // The patient node's addresses travel in the grant: remember them, so the node dials it.
     let addresses: Vec<String> = chain
         .iter()
@@ -565,11 +501,9 @@ fn find_grant(
     let mut found: Vec<(Vec<Grant>, bool, Option<Timestamp>)> = Vec::new();
     if identity.record_id().is_some() {
         let mut rec = own_record(&vault, &identity)?;
-        let revoked = revoked_set(&rec);
-        for (k, v) in rec.ledger_items("grant/") {
-            let gid = k.trim_start_matches("grant/");
+        let revoked = rec.revoked_grants();
+        for (gid, item) in rec.issued_grants() {
             if gid.starts_with(id_prefix)
-                && let Ok(item) = serde_json::from_str::<GrantItem>(&v)
                 && let Ok(chain) = grant::chain_from_token(&item.token)
             {
                 let is_revoked = chain.iter().any(|g| revoked.contains(&g.id()));
@@ -577,12 +511,8 @@ fn find_grant(
             }
         }
     }
-    for (k, v) in vault.local_items("grant/")? {
-        if k.rsplit('/')
-            .next()
-            .is_some_and(|g| g.starts_with(id_prefix))
-            && let Ok(chain) = grant::chain_from_bytes(&v)
-        {
+    for (_, gid, chain) in vault.all_held_chains()? {
+        if gid.to_string().starts_with(id_prefix) {
             let revoked = chain
                 .first()
                 .map(|r| learnt_revocations(&vault, &r.body().record))
@@ -666,14 +596,7 @@ fn revoke(ctx: &Ctx, id: &str) -> Result<(), Failure> {
     // Signed by the record root, so the patient's nodes can hand it to the grantee when they
     // refuse it, and the grantee's node can check it.
     let signed = grant::Revocation::sign(&identity, gid, t).map_err(refusal)?;
-    rec.put_auth_items(
-        vec![(
-            format!("revoke/{gid}"),
-            hearth_sync::session::revoke_item(&signed),
-        )],
-        t,
-        &mut rng,
-    )?;
+    rec.put_auth(vec![AuthItem::Revoke(signed)], t, &mut rng)?;
     // Every section the holder could read moves to a new key it never receives (and the auth
     // document with them).
     let leaf = chain.last().ok_or_else(|| invalid("empty grant"))?;
@@ -761,27 +684,17 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
     let mut events: Vec<(Timestamp, Value, String)> = Vec::new();
     if identity.record_id().is_some() {
         let mut rec = own_record(&vault, &identity)?;
-        let revoked = revoked_set(&rec);
+        let revoked = rec.revoked_grants();
         let revoked_at: std::collections::HashMap<String, Timestamp> = rec
-            .auth_items("revoke/")
+            .revocations()
             .into_iter()
-            .filter_map(|(k, v)| {
-                let at: Timestamp = serde_json::from_str::<Value>(&v)
-                    .ok()?
-                    .get("at")
-                    .and_then(|a| serde_json::from_value(a.clone()).ok())?;
-                Some((k.trim_start_matches("revoke/").to_string(), at))
-            })
+            .map(|(g, item)| (g.to_string(), item.at))
             .collect();
-        for (k, v) in rec.ledger_items("grant/") {
-            let Ok(item) = serde_json::from_str::<GrantItem>(&v) else {
-                continue;
-            };
+        for (gid, item) in rec.issued_grants() {
             let Ok(chain) = grant::chain_from_token(&item.token) else {
                 continue;
             };
             let Some(g) = chain.last() else { continue };
-            let gid = k.trim_start_matches("grant/").to_string();
             let state =
                 match grant::verify_chain(&chain, &Access::any(g.body().audience), t, &|x| {
                     revoked.contains(x)
@@ -806,15 +719,11 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
                 ));
             }
         }
-        let trusted = trusted_orgs(&mut rec);
-        for (k, v) in rec.ledger_items("request/") {
-            let Ok(item) = serde_json::from_str::<RequestItem>(&v) else {
-                continue;
-            };
+        let trusted = rec.trusted_orgs();
+        for (rid, item) in rec.requests() {
             let Ok(req) = AccessRequest::from_token(&item.token) else {
                 continue;
             };
-            let rid = k.trim_start_matches("request/").to_string();
             let who = verify_credential(
                 req.credential().as_ref(),
                 &req.body().requester.peer,
@@ -826,17 +735,13 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
             events.push((item.received_at, json!({"event": "request", "id": rid, "from": req.body().requester.peer, "from_name": name, "identity": who, "scopes": scopes, "purpose": req.body().purpose, "reason": req.body().reason}),
                 format!("{name} ({}) asked for {} for {} ({rid})", who.words(), scopes.join(", "), req.body().purpose.words())));
         }
-        for (k, v) in rec.ledger_items("decision/") {
-            let Ok(d) = serde_json::from_str::<DecisionItem>(&v) else {
-                continue;
-            };
-            let rid = k.trim_start_matches("decision/").to_string();
+        for (rid, d) in rec.decisions() {
             events.push((
                 d.at,
-                json!({"event": d.decision, "request": rid, "grant": d.grant, "reason": d.reason}),
+                json!({"event": d.decision.as_str(), "request": rid, "grant": d.grant, "reason": d.reason}),
                 format!(
                     "{} request {rid}{}",
-                    d.decision,
+                    d.decision.as_str(),
                     d.grant
                         .as_ref()
                         .map(|g| format!(" with grant {g}"))
@@ -844,11 +749,8 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
                 ),
             ));
         }
-        for (k, v) in rec.ledger_items("trust/") {
-            let Ok(item) = serde_json::from_str::<TrustItem>(&v) else {
-                continue;
-            };
-            let org = k.trim_start_matches("trust/").to_string();
+        for (org, item) in rec.trust_items() {
+            let Some(item) = item else { continue };
             events.push((
                 item.added_at,
                 json!({"event": "trusted", "org": org, "name": item.name}),
@@ -862,14 +764,10 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
         events.extend(crate::extract_cmd::ledger_events(&mut rec, &rid));
         events.extend(crate::review_cmd::ledger_events(&rec));
     } else {
-        for (k, v) in vault.local_items("grant/")? {
-            let Ok(chain) = grant::chain_from_bytes(&v) else {
-                continue;
-            };
+        for (_, _, chain) in vault.all_held_chains()? {
             let Some(g) = chain.last() else { continue };
             let state = held_state(&vault, &identity.peer(), &chain, t);
             let scopes: Vec<String> = g.body().scopes.iter().map(ToString::to_string).collect();
-            let _ = k;
             events.push((g.body().not_before, json!({"event": "held", "id": g.id().to_string(), "record_id": g.body().record, "scopes": scopes, "expires": g.body().expires, "status": state}),
                 format!("holding {} on record {} until {} [{state}] ({})", scopes.join(", "), g.body().record, g.body().expires, g.id())));
         }
@@ -907,9 +805,9 @@ pub fn request(ctx: &Ctx, args: RequestArgs) -> Result<(), Failure> {
     let duration = until.as_millis().saturating_sub(t.as_millis());
     // Attach the newest current credential this node holds, if any.
     let credential = vault
-        .local_items("credential/")?
-        .into_iter()
-        .filter_map(|(_, v)| Credential::from_token(std::str::from_utf8(&v).ok()?).ok())
+        .credential_tokens()?
+        .iter()
+        .filter_map(|t| Credential::from_token(t).ok())
         .filter(|c| c.body().subject == identity.peer() && c.body().expires > t)
         .max_by_key(|c| c.body().issued);
     let req = request::request(
@@ -957,19 +855,15 @@ fn find_request(
         return Err(invalid("give at least 6 characters of the request id"));
     }
     let mut found = Vec::new();
-    for (k, v) in rec.ledger_items("request/") {
-        let rid = k.trim_start_matches("request/").to_string();
+    for (rid, item) in rec.request_items() {
         if !rid.starts_with(prefix) {
             continue;
         }
-        let item: RequestItem = serde_json::from_str(&v)
-            .map_err(|_| Failure::new(code::INTEGRITY, "a stored request is unreadable"))?;
+        let item =
+            item.ok_or_else(|| Failure::new(code::INTEGRITY, "a stored request is unreadable"))?;
         let req = AccessRequest::from_token(&item.token)
             .map_err(|_| Failure::new(code::INTEGRITY, "a stored request does not verify"))?;
-        let decision = rec
-            .ledger_items(&format!("decision/{rid}"))
-            .into_iter()
-            .find_map(|(_, v)| serde_json::from_str::<DecisionItem>(&v).ok());
+        let decision = rec.decision(&rid).flatten();
         found.push((rid, req, decision));
     }
     match found.len() {
@@ -988,16 +882,12 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
     let mut rng = os_rng();
     match cmd {
         None => {
-            let trusted = trusted_orgs(&mut rec);
+            let trusted = rec.trusted_orgs();
             let mut pending = Vec::new();
-            for (k, v) in rec.ledger_items("request/") {
-                let rid = k.trim_start_matches("request/").to_string();
-                if !rec.ledger_items(&format!("decision/{rid}")).is_empty() {
+            for (rid, item) in rec.requests() {
+                if rec.decision(&rid).is_some() {
                     continue;
                 }
-                let Ok(item) = serde_json::from_str::<RequestItem>(&v) else {
-                    continue;
-                };
                 let Ok(req) = AccessRequest::from_token(&item.token) else {
                     continue;
                 };
@@ -1045,7 +935,7 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             req.check_open(t)
                 .map_err(|e| refused(format!("request refused: {e}")))?;
             let rid = req.short_id('q');
-            if !rec.ledger_items(&format!("request/{rid}")).is_empty() {
+            if rec.has_request(&rid) {
                 return Err(refused(
                     "this request was already received (a replay changes nothing)",
                 ));
@@ -1053,20 +943,14 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             let who = verify_credential(
                 req.credential().as_ref(),
                 &req.body().requester.peer,
-                &trusted_orgs(&mut rec),
+                &rec.trusted_orgs(),
                 t,
             );
-            rec.put_ledger_items(
-                vec![(
-                    format!("request/{rid}"),
-                    to_json(&RequestItem {
-                        token,
-                        received_at: t,
-                    })?,
-                )],
-                t,
-                &mut rng,
-            )?;
+            let item = RequestItem {
+                token,
+                received_at: t,
+            };
+            rec.put_ledger(&[LedgerItem::Request(&rid, &item)], t, &mut rng)?;
             ctx.print(json!({"id": rid, "from": req.body().requester.peer, "identity": who}), || {
                 format!("Received request {rid} from {} — {}.\nApprove with `hearth requests approve {rid}` or deny with `hearth requests deny {rid}`.", req.body().requester.name, who.words())
             });
@@ -1134,7 +1018,7 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             let g = Grant::issue_root(&identity, spec, &keys, &mut rng).map_err(refusal)?;
             let token = grant::chain_to_token(std::slice::from_ref(&g));
             let gid = g.id().to_string();
-            let item = GrantItem {
+            let item = IssuedGrant {
                 token: token.clone(),
                 issued_at: t,
                 audience: b.requester.peer,
@@ -1142,16 +1026,13 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
                 request: Some(rid.clone()),
                 keys_included: !keys.is_empty(),
             };
-            let decision = (
-                format!("decision/{rid}"),
-                to_json(&DecisionItem {
-                    decision: "approved".into(),
-                    at: t,
-                    grant: Some(gid.clone()),
-                    reason: None,
-                })?,
-            );
-            record_grant(&mut rec, &g, &item, Some(decision), t, &mut rng)?;
+            let decision = DecisionItem {
+                decision: Answer::Approved,
+                at: t,
+                grant: Some(gid.clone()),
+                reason: None,
+            };
+            record_grant(&mut rec, &g, &item, Some((&rid, &decision)), t, &mut rng)?;
             emit_token(
                 ctx,
                 json!({"request": rid, "audience": b.requester.peer, "expires": g.body().expires, "sections_created": names(&created)}),
@@ -1183,19 +1064,13 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             {
                 return Err(invalid("the reason is too long"));
             }
-            rec.put_ledger_items(
-                vec![(
-                    format!("decision/{rid}"),
-                    to_json(&DecisionItem {
-                        decision: "denied".into(),
-                        at: t,
-                        grant: None,
-                        reason,
-                    })?,
-                )],
-                t,
-                &mut rng,
-            )?;
+            let decision = DecisionItem {
+                decision: Answer::Denied,
+                at: t,
+                grant: None,
+                reason,
+            };
+            rec.put_ledger(&[LedgerItem::Decision(&rid, &decision)], t, &mut rng)?;
             ctx.print(json!({"id": rid, "denied": true}), || {
                 format!("Denied {rid} from {}.", req.body().requester.name)
             });
@@ -1261,36 +1136,21 @@ pub fn trust(ctx: &Ctx, cmd: TrustCommand) -> Result<(), Failure> {
     match cmd {
         TrustCommand::AddOrg { org_id, name } => {
             let org = parse_peer(&org_id)?;
-            if !rec.ledger_items(&format!("trust/{org}")).is_empty() {
+            if rec.trusts(&org) {
                 return Err(refused("you already trust that organisation"));
             }
             let t = now();
-            rec.put_ledger_items(
-                vec![(
-                    format!("trust/{org}"),
-                    to_json(&TrustItem {
-                        name: name.clone(),
-                        added_at: t,
-                    })?,
-                )],
-                t,
-                &mut os_rng(),
-            )?;
+            let item = TrustItem {
+                name: name.clone(),
+                added_at: t,
+            };
+            rec.put_ledger(&[LedgerItem::Trust(&org, &item)], t, &mut os_rng())?;
             ctx.print(json!({"org": org, "name": name}), || {
                 format!("You now trust {org} to attest professionals.")
             });
         }
         TrustCommand::List => {
-            let items: Vec<(String, Option<TrustItem>)> = rec
-                .ledger_items("trust/")
-                .into_iter()
-                .map(|(k, v)| {
-                    (
-                        k.trim_start_matches("trust/").to_string(),
-                        serde_json::from_str(&v).ok(),
-                    )
-                })
-                .collect();
+            let items = rec.trust_items();
             ctx.print(
                 json!({"trusted": items.iter().map(|(o, i)| json!({"org": o, "name": i.as_ref().and_then(|i| i.name.clone()), "added_at": i.as_ref().map(|i| i.added_at)})).collect::<Vec<_>>()}),
                 || if items.is_empty() { "You trust no organisation yet (hearth trust add-org ORG_ID).".into() } else {
@@ -1320,23 +1180,18 @@ pub fn credential(ctx: &Ctx, cmd: CredentialCommand) -> Result<(), Failure> {
             if cred.body().expires <= now() {
                 return Err(refused("this credential has expired"));
             }
-            let key = format!(
-                "credential/{}",
-                data_encoding::HEXLOWER.encode(&cred.hash())
-            );
-            if vault.get_local(&key)?.is_some() {
+            if !vault.keep_credential(&cred.hash(), &cred.to_token())? {
                 return Err(refused("this credential is already stored"));
             }
-            vault.put_local(&key, cred.to_token().as_bytes())?;
             ctx.print(json!({"id": cred.short_id('c'), "org": cred.body().org, "expires": cred.body().expires}), || {
                 format!("Stored: {} ({}) attested by {} until {}.", cred.body().name, cred.body().role, cred.body().org_name, cred.body().expires)
             });
         }
         CredentialCommand::List => {
             let creds: Vec<Credential> = vault
-                .local_items("credential/")?
-                .into_iter()
-                .filter_map(|(_, v)| Credential::from_token(std::str::from_utf8(&v).ok()?).ok())
+                .credential_tokens()?
+                .iter()
+                .filter_map(|t| Credential::from_token(t).ok())
                 .collect();
             ctx.print(
                 json!({"credentials": creds.iter().map(|c| json!({"id": c.short_id('c'), "org": c.body().org, "org_name": c.body().org_name, "name": c.body().name, "role": c.body().role, "registration": c.body().registration, "expires": c.body().expires})).collect::<Vec<_>>()}),

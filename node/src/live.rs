@@ -426,12 +426,8 @@ fn all_records<S: Store>(vault: &Vault<S>) -> BTreeMap<RecordId, BTreeSet<PeerKe
         .into_iter()
         .map(|r| (r, BTreeSet::new()))
         .collect();
-    for (k, v) in vault.local_items("grant/").unwrap_or_default() {
-        let Some(r) = k.split('/').nth(1).and_then(|r| r.parse().ok()) else {
-            continue;
-        };
+    for (r, _, chain) in vault.all_held_chains().unwrap_or_default() {
         let peers = out.entry(r).or_default();
-        let chain = hearth_core::grant::chain_from_bytes(&v).unwrap_or_default();
         for g in &chain {
             for a in &g.body().addresses {
                 if let Ok(ma) = a.parse::<Multiaddr>()
@@ -492,14 +488,10 @@ impl<S: Store + Send + 'static> Driver<S> {
         self.job(|sh| {
             let known = sh
                 .vault
-                .local_items("peer/")
+                .known_peers()
                 .unwrap_or_default()
                 .into_iter()
-                .filter_map(|(k, v)| {
-                    let peer: PeerKey = k.strip_prefix("peer/")?.parse().ok()?;
-                    let addrs = crate::net_cmd::peer_addrs(&v);
-                    Some((peer, addrs))
-                })
+                .map(|(peer, addrs)| (peer, hearth_sync::net::multiaddrs(&addrs)))
                 .collect();
             Work::Known(known)
         });
@@ -1208,9 +1200,9 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use hearth_core::grant::{self, Ability, Grant, GrantSpec};
+    use hearth_core::grant::{Ability, Grant, GrantSpec};
     use hearth_core::keys::Role;
-    use hearth_core::record::NewRecord;
+    use hearth_core::record::{AuthItem, NewRecord};
     use hearth_core::store::MemoryStore;
     use hearth_sync::net::{NetConfig, keypair, memory_swarm};
     use serde_json::json;
@@ -1285,24 +1277,11 @@ mod tests {
             t.saturating_add_millis(86_400_000),
         );
         let g = Grant::issue_root(&patient, spec, &[], &mut rng).unwrap();
-        let token = grant::chain_to_token(std::slice::from_ref(&g));
-        rec.put_auth_items(
-            vec![(
-                format!("grant/{}", g.id()),
-                json!({ "token": token }).to_string(),
-            )],
-            t,
-            &mut rng,
-        )
-        .unwrap();
+        rec.put_auth(vec![AuthItem::Grant(vec![g.clone()])], t, &mut rng)
+            .unwrap();
         drop(rec);
         let g_vault = Vault::new(MemoryStore::new());
-        g_vault
-            .put_local(
-                &format!("grant/{rid}/{}", g.id()),
-                &grant::chain_to_bytes(std::slice::from_ref(&g)),
-            )
-            .unwrap();
+        g_vault.hold_grant(&rid, std::slice::from_ref(&g)).unwrap();
         let p_peer = patient.peer();
         let (ph, p_shared, p_addr) = node(patient, p_vault, 52_001);
         let (gh, g_shared, _) = node(gp, g_vault, 52_002);

@@ -18,18 +18,6 @@ use libp2p::multiaddr::Protocol;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// Addresses stored for a known peer (`peer/<peer>` node-level item, JSON `{"addrs": [...]}`).
-pub fn peer_addrs(value: &[u8]) -> Vec<Multiaddr> {
-    serde_json::from_slice::<Value>(value)
-        .ok()
-        .and_then(|v| v.get("addrs").cloned())
-        .and_then(|a| serde_json::from_value::<Vec<String>>(a).ok())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .collect()
-}
-
 /// The status document: identity, whether the daemon runs, and its network state.
 pub fn status_json(info: &NodeInfo, api: Option<&str>, net: Option<&live::Status>) -> Value {
     match net {
@@ -239,16 +227,10 @@ pub fn peers(ctx: &Ctx, cmd: Option<PeersCommand>) -> Result<(), Failure> {
     match cmd {
         Some(PeersCommand::Add { peer, multiaddr }) => {
             let (key, ma) = parse_peer(&peer, &multiaddr)?;
-            let item = format!("peer/{key}");
-            let mut addrs: Vec<String> = vault
-                .get_local(&item)?
-                .map(|v| peer_addrs(&v).iter().map(ToString::to_string).collect())
-                .unwrap_or_default();
-            let text = ma.to_string();
-            addrs.retain(|a| *a != text);
-            addrs.insert(0, text);
-            addrs.truncate(8);
-            vault.put_local(&item, json!({ "addrs": addrs }).to_string().as_bytes())?;
+            let mut known = vault.peer_addrs(&key)?;
+            known.put_first(ma.to_string());
+            vault.set_peer_addrs(&key, &known)?;
+            let addrs = known.addrs;
             if let Some(d) = &ctx.daemon {
                 d.node.add_peer(key, ma.clone());
             }
@@ -263,13 +245,15 @@ pub fn peers(ctx: &Ctx, cmd: Option<PeersCommand>) -> Result<(), Failure> {
                 .map(|d| d.node.status().connected)
                 .unwrap_or_default();
             let list: Vec<Value> = vault
-                .local_items("peer/")?
+                .known_peers()?
                 .into_iter()
-                .filter_map(|(k, v)| {
-                    let p = k.strip_prefix("peer/")?.to_string();
-                    let addrs: Vec<String> =
-                        peer_addrs(&v).iter().map(ToString::to_string).collect();
-                    Some(json!({"peer_id": p, "addrs": addrs, "connected": connected.contains(&p)}))
+                .map(|(p, known)| {
+                    let p = p.to_string();
+                    let addrs: Vec<String> = hearth_sync::net::multiaddrs(&known)
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    json!({"peer_id": p, "addrs": addrs, "connected": connected.contains(&p)})
                 })
                 .collect();
             ctx.print(json!({ "peers": list }), || {
@@ -499,9 +483,6 @@ pub fn patients(ctx: &Ctx) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The node-level item holding the addresses the daemon last listened on.
-pub const LISTEN_ITEM: &str = "net/listen";
-
 /// This node's addresses for others to dial (each ending in `/p2p/PEER`): the running
 /// daemon's listen addresses, or without a daemon those it last listened on. Grants carry
 /// them, so that accepting a grant is enough to find the patient's node.
@@ -515,10 +496,8 @@ pub fn own_addresses(ctx: &Ctx, vault: &Vault<SledStore>, peer: &PeerKey) -> Vec
             .filter_map(|a| a.parse().ok())
             .collect(),
         None => vault
-            .get_local(LISTEN_ITEM)
-            .ok()
-            .flatten()
-            .map(|v| peer_addrs(&v))
+            .listen_addrs()
+            .map(|a| hearth_sync::net::multiaddrs(&a))
             .unwrap_or_default(),
     };
     let Some(pid) = hearth_sync::net::peer_id(peer) else {
@@ -556,16 +535,11 @@ pub fn learn_addresses(
         };
         let mut bare = ma.clone();
         bare.pop();
-        let item = format!("peer/{key}");
-        let mut addrs: Vec<String> = vault
-            .get_local(&item)?
-            .map(|v| peer_addrs(&v).iter().map(ToString::to_string).collect())
-            .unwrap_or_default();
+        let mut known = vault.peer_addrs(&key)?;
         let text = bare.to_string();
-        if !addrs.contains(&text) {
-            addrs.insert(0, text);
-            addrs.truncate(8);
-            vault.put_local(&item, json!({ "addrs": addrs }).to_string().as_bytes())?;
+        if !known.addrs.contains(&text) {
+            known.put_first(text);
+            vault.set_peer_addrs(&key, &known)?;
         }
         if let Some(d) = &ctx.daemon {
             d.node.add_peer(key, bare);

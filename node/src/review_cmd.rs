@@ -53,14 +53,9 @@ fn verified_name(
     author: &PeerKey,
     t: Timestamp,
 ) -> Option<String> {
-    let trusted: Vec<PeerKey> = rec
-        .ledger_items("trust/")
-        .into_iter()
-        .filter_map(|(k, _)| k.trim_start_matches("trust/").parse().ok())
-        .collect();
-    rec.ledger_items("request/").into_iter().find_map(|(_, v)| {
-        let token = serde_json::from_str::<Value>(&v).ok()?;
-        let req = AccessRequest::from_token(token.get("token")?.as_str()?).ok()?;
+    let trusted = rec.trusted_orgs();
+    rec.requests().into_iter().find_map(|(_, item)| {
+        let req = AccessRequest::from_token(&item.token).ok()?;
         if req.body().requester.peer != *author {
             return None;
         }

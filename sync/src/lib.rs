@@ -27,8 +27,7 @@
 //! // The GP's node holds the grant, and syncs with the patient's node (named by its user: the
 //! // grant carries no address).
 //! let g_vault = Vault::new(MemoryStore::new());
-//! g_vault.put_local(&format!("grant/{rid}/{}", grant.id()),
-//!     &hearth_core::grant::chain_to_bytes(&[grant])).unwrap();
+//! g_vault.hold_grant(&rid, &[grant]).unwrap();
 //! let (gp_side, p_side) = (Peer::new(&g_vault, &gp), Peer::new(&p_vault, &patient));
 //! let req = gp_side.start_as(rid, patient.peer(), true, TEST_NOW).unwrap();
 //! let (resp, _) = p_side.on_request(gp.peer(), req, TEST_NOW, &mut rng).unwrap();

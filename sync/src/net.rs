@@ -348,6 +348,12 @@ pub fn with_fresh_port(addr: &Multiaddr) -> Multiaddr {
         .collect()
 }
 
+/// The stored addresses (a known peer's, or this node's last listen addresses) that parse as
+/// multiaddresses.
+pub fn multiaddrs(addrs: &hearth_core::ledger::PeerAddrs) -> Vec<Multiaddr> {
+    addrs.addrs.iter().filter_map(|a| a.parse().ok()).collect()
+}
+
 /// Whether this build has the QUIC transport.
 pub const HAS_QUIC: bool = cfg!(feature = "quic");
 

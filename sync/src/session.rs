@@ -61,51 +61,6 @@ fn holdable_sections<S: Store>(rec: Option<&OpenRecord<'_, S>>) -> BTreeSet<Sect
     out
 }
 
-/// Where a grantee's node keeps the revocations of its grants it learnt from the patient's
-/// node: `revoked/<record>/<grant id>`, the signed [`Revocation`].
-pub const REVOKED_PREFIX: &str = "revoked/";
-
-/// The revocations of grants of `record` this node learnt (each re-verified against the
-/// record root): a grantee's view of which of its grants were revoked.
-pub fn known_revocations<S: Store>(vault: &Vault<S>, record: &RecordId) -> Vec<Revocation> {
-    vault
-        .local_items(&format!("{REVOKED_PREFIX}{record}/"))
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(_, v)| Revocation::from_bytes(&v))
-        .filter(|r| r.record == *record)
-        .collect()
-}
-
-/// The value of a `revoke/<id>` auth item: `{"at": time, "signed": the signed revocation}`
-/// (what the record root holder writes when revoking).
-pub fn revoke_item(r: &Revocation) -> String {
-    serde_json::json!({ "at": r.at, "signed": r }).to_string()
-}
-
-/// The signed revocation of `grant` from its `revoke/` auth item: the one stored in it, or, for
-/// an item without one, signed now if this node holds the record root.
-fn stored_revocation(
-    identity: &Identity,
-    record: &RecordId,
-    grant: &GrantId,
-    item: &str,
-) -> Option<Revocation> {
-    let v: serde_json::Value = serde_json::from_str(item).ok()?;
-    let stored = v
-        .get("signed")
-        .and_then(|s| serde_json::from_value::<Revocation>(s.clone()).ok())
-        .filter(|r| r.verify() && r.record == *record && r.grant == *grant);
-    if stored.is_some() {
-        return stored;
-    }
-    let at: Timestamp = serde_json::from_value(v.get("at")?.clone()).ok()?;
-    if identity.record_id() != Some(*record) {
-        return None;
-    }
-    Revocation::sign(identity, *grant, at).ok()
-}
-
 /// A reader missing at least this many bundles of a section it holds nothing of gets the
 /// section's shared snapshot instead (when this node has one).
 pub const SNAPSHOT_MIN: u64 = 64;
@@ -232,24 +187,6 @@ fn grantee_rights(
     )
 }
 
-fn revoked_ids(rec: &OpenRecord<'_, impl Store>) -> Vec<GrantId> {
-    rec.auth_items("revoke/")
-        .into_iter()
-        .filter_map(|(k, _)| k.trim_start_matches("revoke/").parse().ok())
-        .collect()
-}
-
-/// Grant chains recorded in the auth document.
-fn recorded_chains(rec: &OpenRecord<'_, impl Store>) -> Vec<Vec<Grant>> {
-    rec.auth_items("grant/")
-        .into_iter()
-        .filter_map(|(_, v)| {
-            let token = serde_json::from_str::<serde_json::Value>(&v).ok()?;
-            grant::chain_from_token(token.get("token")?.as_str()?).ok()
-        })
-        .collect()
-}
-
 fn have_of(
     vv_map: &BTreeMap<SectionId, VersionVector>,
     sections: impl Fn(&SectionId) -> bool,
@@ -306,9 +243,9 @@ impl<'a, S: Store> Peer<'a, S> {
             return Vec::new();
         };
         let me = self.identity.peer();
-        let revoked = revoked_ids(&rec);
+        let revoked = rec.revoked_grants();
         let mut out: BTreeSet<PeerKey> = rec.device_certs().into_iter().map(|d| d.peer).collect();
-        for chain in recorded_chains(&rec) {
+        for chain in rec.recorded_chains() {
             if chain.iter().any(|g| revoked.contains(&g.id())) {
                 continue;
             }
@@ -326,15 +263,9 @@ impl<'a, S: Store> Peer<'a, S> {
 
     /// Grant chains this node holds for `record` (accepted grants).
     fn held_chains(&self, record: &RecordId) -> Result<Vec<ByteBuf>, SyncError> {
-        let prefix = format!("grant/{record}/");
-        let mut chains: Vec<ByteBuf> = self
-            .vault
-            .local_items(&prefix)?
-            .into_iter()
-            .map(|(_, v)| ByteBuf::from(v))
-            .collect();
+        let mut chains = self.vault.held_chain_bytes(record)?;
         chains.truncate(MAX_GRANTS);
-        Ok(chains)
+        Ok(chains.into_iter().map(ByteBuf::from).collect())
     }
 
     fn keys_held(&self, record: &RecordId) -> Vec<(SectionId, u32)> {
@@ -445,7 +376,8 @@ impl<'a, S: Store> Peer<'a, S> {
     /// patient's review ([`hearth_core::record::HeldWrite`]) rather than staying on the
     /// grantee's node. Such a peer is told only the version vectors of those sections.
     fn past_append_sections(rec: &OpenRecord<'_, S>, remote: &PeerKey) -> BTreeSet<SectionId> {
-        let chains: Vec<Vec<Grant>> = recorded_chains(rec)
+        let chains: Vec<Vec<Grant>> = rec
+            .recorded_chains()
             .into_iter()
             .filter(|c| c.last().is_some_and(|l| l.body().audience == *remote))
             .collect();
@@ -489,13 +421,13 @@ impl<'a, S: Store> Peer<'a, S> {
         if rec.device_certs().iter().any(|d| d.peer == *remote) {
             return (Rights::DEVICE, None);
         }
-        let revoked = revoked_ids(rec);
+        let revoked = rec.revoked_grants();
         let chains: Vec<Vec<Grant>> = match presented {
             Some(bytes) => bytes
                 .iter()
                 .filter_map(|b| grant::chain_from_bytes(b).ok())
                 .collect(),
-            None => recorded_chains(rec),
+            None => rec.recorded_chains(),
         };
         grantee_rights(&rec.id(), remote, &chains, &revoked, now)
     }
@@ -510,7 +442,7 @@ impl<'a, S: Store> Peer<'a, S> {
         presented: &[ByteBuf],
         now: Timestamp,
     ) -> Vec<ByteBuf> {
-        let items: BTreeMap<String, String> = rec.auth_items("revoke/").into_iter().collect();
+        let items = rec.revocations();
         if items.is_empty() {
             return Vec::new();
         }
@@ -529,10 +461,10 @@ impl<'a, S: Store> Peer<'a, S> {
                 Err(_) => continue,
             }
             for g in &chain {
-                let Some(v) = items.get(&format!("revoke/{}", g.id())) else {
+                let Some(item) = items.get(&g.id()) else {
                     continue;
                 };
-                if let Some(r) = stored_revocation(self.identity, &rec.id(), &g.id(), v) {
+                if let Some(r) = item.revocation(self.identity, &rec.id(), &g.id()) {
                     let b = ByteBuf::from(r.to_bytes());
                     if !out.contains(&b) {
                         out.push(b);
@@ -562,9 +494,8 @@ impl<'a, S: Store> Peer<'a, S> {
                 && r.record == *record
                 && mine.contains(&r.grant)
             {
-                let key = format!("{REVOKED_PREFIX}{record}/{}", r.grant);
                 // A failed write is learnt again at the next refusal.
-                let _ = self.vault.put_local(&key, b);
+                let _ = self.vault.learn_revocation(&r);
             }
         }
     }
@@ -963,8 +894,8 @@ impl<'a, S: Store> Peer<'a, S> {
     ) -> Result<BTreeMap<PeerKey, BTreeSet<SectionId>>, SyncError> {
         let rec = self.vault.open_record(self.identity, record)?;
         let devices: BTreeSet<PeerKey> = rec.device_certs().into_iter().map(|d| d.peer).collect();
-        let revoked = revoked_ids(&rec);
-        let chains = recorded_chains(&rec);
+        let revoked = rec.revoked_grants();
+        let chains = rec.recorded_chains();
         let dir = rec.directory();
         // Every section any peer could hold, read only if some peer may hold anything.
         let mut candidates: Option<BTreeSet<SectionId>> = None;

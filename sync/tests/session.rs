@@ -6,7 +6,7 @@ use hearth_core::grant::{self, Ability, Grant, GrantSpec};
 use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::keys::{Identity, Role};
 use hearth_core::log::VersionVector;
-use hearth_core::record::{Decision, HeldReason, MAX_HELD_PER_AUTHOR, NewRecord, Vault};
+use hearth_core::record::{AuthItem, Decision, HeldReason, MAX_HELD_PER_AUTHOR, NewRecord, Vault};
 use hearth_core::section::SectionName;
 use hearth_core::store::{MemoryStore, Store};
 use hearth_core::test_utils::{TEST_NOW, TestRng};
@@ -38,10 +38,7 @@ impl Node {
     fn hold(&self, g: &Grant) {
         let rid = g.body().record;
         self.vault
-            .put_local(
-                &format!("grant/{rid}/{}", g.id()),
-                &grant::chain_to_bytes(std::slice::from_ref(g)),
-            )
+            .hold_grant(&rid, std::slice::from_ref(g))
             .unwrap();
     }
     fn texts(&self, rid: &RecordId, section: &str) -> Vec<String> {
@@ -161,15 +158,8 @@ fn grant_to(w: &mut World, who: &str, spec: &str, ability: Ability) -> Grant {
     let g = Grant::issue_root(&w.patient.id, s, &[], &mut w.rng).unwrap();
     // The patient records the grant in the auth document, as `hearth grant` does.
     let mut rec = w.patient.vault.open_record(&w.patient.id, &w.rid).unwrap();
-    rec.put_auth_items(
-        vec![(
-            format!("grant/{}", g.id()),
-            json!({"token": grant::chain_to_token(std::slice::from_ref(&g))}).to_string(),
-        )],
-        at(4),
-        &mut w.rng,
-    )
-    .unwrap();
+    rec.put_auth(vec![AuthItem::Grant(vec![g.clone()])], at(4), &mut w.rng)
+        .unwrap();
     if who == "gp" {
         w.gp.hold(&g)
     } else {
@@ -1223,26 +1213,23 @@ fn a_revoked_grantee_learns_its_own_revocation_and_nothing_of_others() {
     let g = grant_to(&mut w, "gp", "notes", Ability::Read);
     let s = grant_to(&mut w, "sw", "notes", Ability::Read);
     sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
-    assert!(hearth_sync::session::known_revocations(&w.gp.vault, &rid).is_empty());
+    assert!(w.gp.vault.learnt_revocations(&rid).is_empty());
     {
         let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
         let items = [&g, &s]
             .iter()
             .map(|x| {
                 let r = grant::Revocation::sign(&w.patient.id, x.id(), at(11)).unwrap();
-                (
-                    format!("revoke/{}", x.id()),
-                    hearth_sync::session::revoke_item(&r),
-                )
+                AuthItem::Revoke(r)
             })
             .collect();
-        rec.put_auth_items(items, at(11), &mut w.rng).unwrap();
+        rec.put_auth(items, at(11), &mut w.rng).unwrap();
     }
     match sync(&w.gp, &w.patient, rid, at(12), &mut w.rng) {
         Err(SyncError::Refused(why)) => assert_eq!(why, "record not available"),
         other => panic!("{other:?}"),
     }
-    let known = hearth_sync::session::known_revocations(&w.gp.vault, &rid);
+    let known = w.gp.vault.learnt_revocations(&rid);
     assert_eq!(known.len(), 1, "{known:?}");
     assert_eq!(known[0].grant, g.id());
     assert!(known[0].verify());
@@ -1262,10 +1249,7 @@ fn a_revoked_grantee_learns_its_own_revocation_and_nothing_of_others() {
     .unwrap();
     drop(rec);
     assert!(sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).is_err());
-    assert_eq!(
-        hearth_sync::session::known_revocations(&w.gp.vault, &rid).len(),
-        1
-    );
+    assert_eq!(w.gp.vault.learnt_revocations(&rid).len(), 1);
     // A forged revocation (not signed by the record root) is ignored; so is one of a grant the
     // node does not hold.
     let mut w = world(45);
@@ -1297,7 +1281,7 @@ fn a_revoked_grantee_learns_its_own_revocation_and_nothing_of_others() {
     let _ =
         w.gp.peer()
             .on_response(w.patient.id.peer(), resp, at(10), &mut w.rng);
-    assert!(hearth_sync::session::known_revocations(&w.gp.vault, &rid).is_empty());
+    assert!(w.gp.vault.learnt_revocations(&rid).is_empty());
 }
 
 /// A grant of `ability` on `spec` to the GP that ends at `expires`, recorded as `hearth grant`
@@ -1312,15 +1296,8 @@ fn grant_gp_until(w: &mut World, spec: &str, ability: Ability, expires: Timestam
     );
     let g = Grant::issue_root(&w.patient.id, s, &[], &mut w.rng).unwrap();
     let mut rec = w.patient.vault.open_record(&w.patient.id, &w.rid).unwrap();
-    rec.put_auth_items(
-        vec![(
-            format!("grant/{}", g.id()),
-            json!({"token": grant::chain_to_token(std::slice::from_ref(&g))}).to_string(),
-        )],
-        at(4),
-        &mut w.rng,
-    )
-    .unwrap();
+    rec.put_auth(vec![AuthItem::Grant(vec![g.clone()])], at(4), &mut w.rng)
+        .unwrap();
     w.gp.hold(&g);
     g
 }
@@ -1629,14 +1606,7 @@ fn a_write_declared_in_the_future_is_refused_not_held() {
         .vault
         .open_record(&w.patient.id, &rid)
         .unwrap()
-        .put_auth_items(
-            vec![(
-                format!("grant/{}", g.id()),
-                json!({"token": grant::chain_to_token(std::slice::from_ref(&g))}).to_string(),
-            )],
-            at(5),
-            &mut w.rng,
-        )
+        .put_auth(vec![AuthItem::Grant(vec![g.clone()])], at(5), &mut w.rng)
         .unwrap();
     w.gp.hold(&g);
     sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();

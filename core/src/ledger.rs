@@ -1,0 +1,448 @@
+//! The consent ledger: every item that says who may do what with a record, and what a node
+//! knows about the parties it deals with, as types, with every key spelled here and nowhere
+//! else.
+//!
+//! Items live in three places:
+//!
+//! | place | key | value | meaning |
+//! |---|---|---|---|
+//! | auth document | `grant/<grant id>` | [`RecordedGrant`] | a grant the patient issued (every holder can check every other's authority) |
+//! | auth document | `revoke/<grant id>` | [`RevokeItem`] | that grant revoked, with the record root's signature |
+//! | auth document | `device/<peer>` | a device certificate | one of the patient's devices ([`crate::record`]) |
+//! | auth document | `device-removed/<peer>` | when | a device removed ([`crate::record`]) |
+//! | auth document | `rotation/<…>` | — | a key rotation happened ([`crate::record`]) |
+//! | auth document | `review/<bundle hash>` | the patient's verdict | on a held write ([`crate::record`]) |
+//! | patient's ledger section | `grant/<grant id>` | [`IssuedGrant`] | the details of a grant: to whom, for which request |
+//! | patient's ledger section | `request/<request id>` | [`RequestItem`] | an access request received |
+//! | patient's ledger section | `decision/<request id>` | [`DecisionItem`] | the patient's answer to it |
+//! | patient's ledger section | `trust/<organisation peer>` | [`TrustItem`] | an organisation whose credentials the patient trusts |
+//! | patient's ledger section | `consent/…`, `contribution/…` | [`crate::extract`] | research and planning choices, contributions |
+//! | node (local item) | `grant/<record>/<grant id>` | the chain, bytes | a grant this node holds (accepted) |
+//! | node (local item) | `revoked/<record>/<grant id>` | a signed [`Revocation`], bytes | a revocation of a held grant, learnt from the patient's node |
+//! | node (local item) | `credential/<hash>` | the credential's token | an organisation credential this node holds |
+//! | node (local item) | `peer/<peer>` | [`PeerAddrs`] | addresses of a known peer |
+//! | node (local item) | `net/listen` | [`PeerAddrs`] | the addresses this node's daemon last listened on |
+//!
+//! The auth document is shared with every holder of the record; the ledger section is the
+//! patient's alone; local items never leave the node. [`Key`] builds and parses every key; the
+//! typed queries over a record and a vault are in `record::ledger` ([`crate::record`]'s
+//! `OpenRecord` and `Vault` methods such as `revoked_grants`, `recorded_chains`,
+//! `held_chains`, `trusted_orgs`).
+
+use crate::grant::{self, Grant, GrantId, Revocation};
+use crate::ids::{PeerKey, RecordId};
+use crate::keys::Identity;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// The key of a ledger item. Each variant is one kind of item; [`Key::text`] spells it and
+/// [`Key::prefix`] the prefix that lists all items of a kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Key<'a> {
+    /// Auth document: a grant the patient issued.
+    RecordedGrant(&'a GrantId),
+    /// Auth document: a revocation.
+    Revoke(&'a GrantId),
+    /// Auth document: a device certificate.
+    Device(&'a PeerKey),
+    /// Auth document: a removed device.
+    DeviceRemoved(&'a PeerKey),
+    /// Auth document: a key rotation, by its number.
+    Rotation(usize),
+    /// Auth document: the patient's verdict on a held write, by the bundle's hash (hex).
+    Review(&'a str),
+    /// Ledger section: the details of an issued grant.
+    IssuedGrant(&'a GrantId),
+    /// Ledger section: an access request.
+    Request(&'a str),
+    /// Ledger section: the decision on a request.
+    Decision(&'a str),
+    /// Ledger section: a trusted organisation.
+    Trust(&'a PeerKey),
+    /// Local: a held grant chain.
+    HeldGrant(&'a RecordId, &'a GrantId),
+    /// Local: a learnt revocation of a held grant.
+    LearntRevocation(&'a RecordId, &'a GrantId),
+    /// Local: a credential, by its hash.
+    Credential(&'a [u8; 32]),
+    /// Local: a known peer's addresses.
+    Peer(&'a PeerKey),
+    /// Local: the addresses this node last listened on.
+    Listen,
+}
+
+/// The kinds of item, for listing: the prefix of every key of that kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `grant/` in the auth document.
+    RecordedGrant,
+    /// `revoke/`.
+    Revoke,
+    /// `device/`.
+    Device,
+    /// `device-removed/`.
+    DeviceRemoved,
+    /// `rotation/`.
+    Rotation,
+    /// `review/`.
+    Review,
+    /// `grant/` in the ledger section.
+    IssuedGrant,
+    /// `request/`.
+    Request,
+    /// `decision/`.
+    Decision,
+    /// `trust/`.
+    Trust,
+    /// `grant/<record>/` locally (all records: [`Kind::prefix`]; one: [`held_prefix`]).
+    HeldGrant,
+    /// `revoked/` locally.
+    LearntRevocation,
+    /// `credential/`.
+    Credential,
+    /// `peer/`.
+    Peer,
+    /// `net/listen` (a single item).
+    Listen,
+}
+
+impl Kind {
+    /// The prefix every key of this kind starts with.
+    pub const fn prefix(self) -> &'static str {
+        match self {
+            Kind::RecordedGrant | Kind::IssuedGrant | Kind::HeldGrant => "grant/",
+            Kind::Revoke => "revoke/",
+            Kind::Device => "device/",
+            Kind::DeviceRemoved => "device-removed/",
+            Kind::Rotation => "rotation/",
+            Kind::Review => "review/",
+            Kind::Request => "request/",
+            Kind::Decision => "decision/",
+            Kind::Trust => "trust/",
+            Kind::LearntRevocation => "revoked/",
+            Kind::Credential => "credential/",
+            Kind::Peer => "peer/",
+            Kind::Listen => "net/listen",
+        }
+    }
+
+    /// What follows the prefix in `key`, if `key` is of this kind.
+    pub fn id_in(self, key: &str) -> Option<&str> {
+        key.strip_prefix(self.prefix())
+    }
+}
+
+impl Key<'_> {
+    /// The key's text.
+    pub fn text(&self) -> String {
+        let (kind, rest) = match self {
+            Key::RecordedGrant(g) => (Kind::RecordedGrant, g.to_string()),
+            Key::Revoke(g) => (Kind::Revoke, g.to_string()),
+            Key::Device(p) => (Kind::Device, p.to_string()),
+            Key::DeviceRemoved(p) => (Kind::DeviceRemoved, p.to_string()),
+            Key::Rotation(n) => (Kind::Rotation, n.to_string()),
+            Key::Review(h) => (Kind::Review, (*h).to_string()),
+            Key::IssuedGrant(g) => (Kind::IssuedGrant, g.to_string()),
+            Key::Request(r) => (Kind::Request, (*r).to_string()),
+            Key::Decision(r) => (Kind::Decision, (*r).to_string()),
+            Key::Trust(p) => (Kind::Trust, p.to_string()),
+            Key::HeldGrant(r, g) => (Kind::HeldGrant, format!("{r}/{g}")),
+            Key::LearntRevocation(r, g) => (Kind::LearntRevocation, format!("{r}/{g}")),
+            Key::Credential(h) => (Kind::Credential, data_encoding::HEXLOWER.encode(*h)),
+            Key::Peer(p) => (Kind::Peer, p.to_string()),
+            Key::Listen => (Kind::Listen, String::new()),
+        };
+        format!("{}{rest}", kind.prefix())
+    }
+}
+
+/// The prefix of the grants this node holds for `record`.
+pub fn held_prefix(record: &RecordId) -> String {
+    format!("{}{record}/", Kind::HeldGrant.prefix())
+}
+
+/// The prefix of the revocations this node learnt for `record`.
+pub fn learnt_prefix(record: &RecordId) -> String {
+    format!("{}{record}/", Kind::LearntRevocation.prefix())
+}
+
+/// The record and grant a held-grant (or learnt-revocation) key of `kind` names.
+pub fn record_and_grant(kind: Kind, key: &str) -> Option<(RecordId, GrantId)> {
+    let (r, g) = kind.id_in(key)?.split_once('/')?;
+    Some((r.parse().ok()?, g.parse().ok()?))
+}
+
+/// An unreadable item: a value that does not decode as its kind's type.
+#[derive(Debug, thiserror::Error)]
+#[error("a ledger item does not decode: {0}")]
+pub struct Unreadable(String);
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    // These types hold strings, numbers and ids only: encoding cannot fail.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Auth document `grant/<id>`: the grant chain's token, so every holder of the record can check
+/// every other holder's authority.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecordedGrant {
+    /// The chain, as a `HEARTH1G…` token.
+    pub token: String,
+}
+
+impl RecordedGrant {
+    /// The item for `chain`.
+    pub fn new(chain: &[Grant]) -> RecordedGrant {
+        RecordedGrant {
+            token: grant::chain_to_token(chain),
+        }
+    }
+
+    /// The item's JSON.
+    pub fn to_json(&self) -> String {
+        to_json(self)
+    }
+
+    /// The chain in a stored item, if it decodes.
+    pub fn chain_in(json: &str) -> Option<Vec<Grant>> {
+        let item: RecordedGrant = serde_json::from_str(json).ok()?;
+        grant::chain_from_token(&item.token).ok()
+    }
+}
+
+/// Auth document `revoke/<id>`: when, and the revocation signed by the record root (absent in
+/// items written before revocations were signed).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RevokeItem {
+    /// When the patient revoked the grant.
+    pub at: Timestamp,
+    /// The signed revocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<Revocation>,
+}
+
+impl RevokeItem {
+    /// The item for a signed revocation.
+    pub fn new(r: &Revocation) -> RevokeItem {
+        RevokeItem {
+            at: r.at,
+            signed: Some(r.clone()),
+        }
+    }
+
+    /// The item's JSON.
+    pub fn to_json(&self) -> String {
+        to_json(self)
+    }
+
+    /// Decodes a stored item.
+    pub fn from_json(json: &str) -> Result<RevokeItem, Unreadable> {
+        serde_json::from_str(json).map_err(|e| Unreadable(format!("revocation: {e}")))
+    }
+
+    /// The signed revocation of `grant` of `record` this item holds, if it verifies; for an
+    /// item without one, signed now when `identity` holds the record root.
+    pub fn revocation(
+        &self,
+        identity: &Identity,
+        record: &RecordId,
+        grant: &GrantId,
+    ) -> Option<Revocation> {
+        let stored = self
+            .signed
+            .clone()
+            .filter(|r| r.verify() && r.record == *record && r.grant == *grant);
+        if stored.is_some() {
+            return stored;
+        }
+        if identity.record_id() != Some(*record) {
+            return None;
+        }
+        Revocation::sign(identity, *grant, self.at).ok()
+    }
+}
+
+/// Ledger section `grant/<id>`: the details of a grant the patient issued.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IssuedGrant {
+    /// The chain, as a token.
+    pub token: String,
+    /// When it was issued.
+    pub issued_at: Timestamp,
+    /// To whom.
+    pub audience: PeerKey,
+    /// The name on the audience's contact card (a claim), if one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience_name: Option<String>,
+    /// The request it answers, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// Whether section keys travelled in the grant.
+    pub keys_included: bool,
+}
+
+/// Ledger section `request/<id>`: an access request the patient received.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RequestItem {
+    /// The signed request, as a token.
+    pub token: String,
+    /// When it was added.
+    pub received_at: Timestamp,
+}
+
+/// The patient's answer to a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Answer {
+    /// Granted.
+    Approved,
+    /// Refused.
+    Denied,
+}
+
+impl Answer {
+    /// The word shown to people and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answer::Approved => "approved",
+            Answer::Denied => "denied",
+        }
+    }
+}
+
+/// Ledger section `decision/<request id>`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DecisionItem {
+    /// The answer.
+    pub decision: Answer,
+    /// When.
+    pub at: Timestamp,
+    /// The grant issued, when approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+    /// The patient's reason, when denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Ledger section `trust/<organisation>`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrustItem {
+    /// The organisation's name as the patient gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// When the patient added it.
+    pub added_at: Timestamp,
+}
+
+/// Local `peer/<peer>`: the addresses a known peer was reached at, newest first.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PeerAddrs {
+    /// Multiaddresses, as text.
+    pub addrs: Vec<String>,
+}
+
+/// The most addresses remembered per peer.
+pub const MAX_PEER_ADDRS: usize = 8;
+
+impl PeerAddrs {
+    /// Decodes a stored item (an unreadable one is empty).
+    pub fn from_bytes(bytes: &[u8]) -> PeerAddrs {
+        serde_json::from_slice(bytes).unwrap_or_default()
+    }
+
+    /// The item's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        to_json(self).into_bytes()
+    }
+
+    /// Puts `addr` first (moving it if known), keeping at most [`MAX_PEER_ADDRS`].
+    pub fn put_first(&mut self, addr: String) {
+        self.addrs.retain(|a| *a != addr);
+        self.addrs.insert(0, addr);
+        self.addrs.truncate(MAX_PEER_ADDRS);
+    }
+}
+
+/// Implements the JSON codec of ledger-section item types.
+macro_rules! json_item {
+    ($($t:ident),*) => {$(
+        impl $t {
+            /// The item's JSON.
+            pub fn to_json(&self) -> String {
+                to_json(self)
+            }
+
+            /// Decodes a stored item.
+            pub fn from_json(json: &str) -> Result<$t, Unreadable> {
+                serde_json::from_str(json)
+                    .map_err(|e| Unreadable(format!("{}: {e}", stringify!($t))))
+            }
+        }
+    )*};
+}
+json_item!(IssuedGrant, RequestItem, DecisionItem, TrustItem);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_kinds_do_not_clash() {
+        let r = RecordId([1; 32]);
+        let g = GrantId(serde_bytes::ByteArray::new([2; 32]));
+        let held = Key::HeldGrant(&r, &g).text();
+        assert!(held.starts_with(&held_prefix(&r)));
+        assert_eq!(record_and_grant(Kind::HeldGrant, &held), Some((r, g)));
+        let learnt = Key::LearntRevocation(&r, &g).text();
+        assert!(learnt.starts_with(&learnt_prefix(&r)));
+        assert_eq!(
+            record_and_grant(Kind::LearntRevocation, &learnt),
+            Some((r, g))
+        );
+        assert_eq!(
+            Kind::Revoke.id_in(&Key::Revoke(&g).text()),
+            Some(g.to_string().as_str())
+        );
+        // `revoke/` and `revoked/` live in different places, but must not prefix each other's
+        // listings where they share one: neither is a prefix of the other's keys.
+        assert!(
+            !Key::Revoke(&g)
+                .text()
+                .starts_with(Kind::LearntRevocation.prefix())
+        );
+        assert!(!learnt.starts_with(Kind::Revoke.prefix()));
+        assert!(
+            !Key::DeviceRemoved(&PeerKey([3; 32]))
+                .text()
+                .starts_with(Kind::Device.prefix())
+        );
+    }
+
+    #[test]
+    fn items_keep_their_stored_json_shape() {
+        let d = DecisionItem {
+            decision: Answer::Approved,
+            at: Timestamp::from_millis(5),
+            grant: Some("g".into()),
+            reason: None,
+        };
+        let json: serde_json::Value = serde_json::from_str(&d.to_json()).unwrap();
+        assert_eq!(json["decision"], "approved");
+        assert_eq!(json["grant"], "g");
+        assert!(json.get("reason").is_none());
+        assert_eq!(
+            DecisionItem::from_json(&d.to_json()).unwrap().decision,
+            Answer::Approved
+        );
+        let mut p = PeerAddrs::default();
+        for i in 0..10 {
+            p.put_first(format!("/ip4/127.0.0.1/tcp/{i}"));
+        }
+        p.put_first("/ip4/127.0.0.1/tcp/3".into());
+        assert_eq!(p.addrs.len(), MAX_PEER_ADDRS);
+        assert_eq!(p.addrs[0], "/ip4/127.0.0.1/tcp/3");
+        assert_eq!(p.addrs.iter().filter(|a| a.ends_with("/3")).count(), 1);
+        assert!(PeerAddrs::from_bytes(b"not json").addrs.is_empty());
+    }
+}
