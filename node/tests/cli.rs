@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{PASS, hearth, hearth_in, init_patient, json, ok};
+use common::{PASS, add_text, hearth, hearth_in, init_patient, json, ok};
 use hearth_core::store::{Batch, Store};
 use hearth_node::sled_store::SledStore;
 use serde_json::Value;
@@ -204,10 +204,7 @@ fn wrong_passphrase_is_refused_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("p");
     init_patient(&home);
-    ok(&hearth(
-        &home,
-        &["record", "add", "notes", "--entry", r#"{"text": "one"}"#],
-    ));
+    add_text(&home, None, "notes", "one");
     let before = ok(&hearth(&home, &["record", "show", "--json"]));
     let err = fails_with(
         &hearth_in(
@@ -251,10 +248,7 @@ fn malformed_entries_are_refused_and_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("p");
     init_patient(&home);
-    ok(&hearth(
-        &home,
-        &["record", "add", "notes", "--entry", r#"{"text": "one"}"#],
-    ));
+    add_text(&home, None, "notes", "one");
     let before = ok(&hearth(&home, &["record", "show", "--json"]));
     let cases: &[(&[&str], &str)] = &[
         (
@@ -528,10 +522,7 @@ fn tampered_bundle_is_detected_and_other_sections_stay_readable() {
     let home = tmp.path().join("p");
     let init = init_patient(&home);
     let rid: hearth_core::ids::RecordId = init["record_id"].as_str().unwrap().parse().unwrap();
-    ok(&hearth(
-        &home,
-        &["record", "add", "notes", "--entry", r#"{"text": "a"}"#],
-    ));
+    add_text(&home, None, "notes", "a");
     ok(&hearth(
         &home,
         &[

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Daemon, hearth, init_patient, json, ok, s, wait_for};
+use common::{Daemon, hearth, init_patient, json, ok, s, sync_in, wait_for};
 use hearth_core::store::Store;
 use hearth_node::sled_store::SledStore;
 use serde_json::{Value, json};
@@ -603,8 +603,7 @@ fn a_professional_with_append_imports_into_the_patients_record() {
             home,
             &["accept", g["token"].as_str().unwrap(), "--json"],
         ));
-        let synced = json(&hearth(home, &["sync", "--wait", "--json"]));
-        assert_eq!(synced["in_sync"], true, "{synced}");
+        sync_in(home, None);
         grants.push(g["id"].as_str().unwrap().to_owned());
     }
 
@@ -707,8 +706,7 @@ fn a_professional_with_append_imports_into_the_patients_record() {
     assert_eq!(done["written"], 2, "{done}");
 
     // The patient receives the GP's entries (the GP's short-lived node pushes them).
-    let synced = json(&hearth(&gp, &["sync", "--wait", "--json"]));
-    assert_eq!(synced["in_sync"], true, "{synced}");
+    sync_in(&gp, None);
     wait_for("the GP's entries to reach the patient", 20, || {
         authored_by(&p, &rid, "Dr Gee") >= 7
     });
@@ -936,8 +934,7 @@ fn a_professionals_import_is_checked_against_the_patients_demographics() {
         &gp,
         &["accept", g["token"].as_str().unwrap(), "--json"],
     ));
-    let synced = json(&hearth(&gp, &["sync", "--wait", "--json"]));
-    assert_eq!(synced["in_sync"], true, "{synced}");
+    sync_in(&gp, None);
 
     let bundle_for = |nhs: &str, file: &str| {
         let mut entries = vec![

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{hearth, init, json};
+use common::{grant, hearth, init, json};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Output;
@@ -837,21 +837,7 @@ fn expires_takes_months_and_years_and_echoes_the_end() {
             "{v}: not {months} calendar months from now"
         );
     };
-    let g = json(&hearth(
-        &w.patient,
-        &[
-            "grant",
-            "--to",
-            &w.gp_peer,
-            "--sections",
-            "notes",
-            "--ability",
-            "read",
-            "--expires",
-            "6mo",
-            "--json",
-        ],
-    ));
+    let g = grant(&w.patient, &w.gp_peer, "notes", "read", "6mo");
     ends_near(&g["expires"], 6);
     let text = String::from_utf8(
         hearth(

@@ -8,7 +8,7 @@
 mod common;
 
 use automerge::transaction::Transactable;
-use common::{Daemon, PASS, hearth, init, json, ok, stranger, wait_for};
+use common::{Daemon, PASS, add_text, grant, hearth, init, json, ok, stranger, wait_for};
 use hearth_core::bundle::Bundle;
 use hearth_core::entry::{EntryStatus, EntryVersion, Provenance};
 use hearth_core::ids::{EntryId, PeerKey, RecordId};
@@ -40,32 +40,15 @@ fn granted() -> Granted {
     let (p, g) = (dir.path().join("p"), dir.path().join("g"));
     let pid = init(&p, "patient", "Pat");
     let gid = init(&g, "professional", "Dr Real");
-    ok(&hearth(
-        &p,
-        &[
-            "record",
-            "add",
-            "notes",
-            "--entry",
-            r#"{"text": "the patient's own note"}"#,
-        ],
-    ));
+    add_text(&p, None, "notes", "the patient's own note");
     let daemon = Daemon::start(&p, None);
-    let grant = json(&hearth(
+    let grant = grant(
         &p,
-        &[
-            "grant",
-            "--to",
-            gid["peer_id"].as_str().unwrap(),
-            "--sections",
-            "notes",
-            "--ability",
-            "append",
-            "--expires",
-            "1d",
-            "--json",
-        ],
-    ));
+        gid["peer_id"].as_str().unwrap(),
+        "notes",
+        "append",
+        "1d",
+    );
     ok(&hearth(&g, &["accept", grant["token"].as_str().unwrap()]));
     let pp = pid["peer_id"].as_str().unwrap();
     let synced = json(&hearth(

@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{Daemon, PASS, hearth, init, init_patient, json, ok, stranger, wait_for};
+use common::{
+    Daemon, PASS, grant, hearth, init, init_patient, json, ok, stranger, sync_in, wait_for,
+};
 use hearth_core::grant::{self, Ability, Purpose};
 use hearth_sync::protocol::{Message, Notify, SyncRequest, decode, encode};
 use std::path::Path;
@@ -180,23 +182,7 @@ fn a_revoked_or_expired_grant_shows_as_such_on_the_grantees_node() {
     let gp = gid["peer_id"].as_str().unwrap().to_string();
     add_note(&p, "CANARY-revoked");
     let dp = Daemon::start(&p, None);
-    let issue = |expires: &str| {
-        json(&hearth(
-            &p,
-            &[
-                "grant",
-                "--to",
-                &gp,
-                "--sections",
-                "notes",
-                "--ability",
-                "read",
-                "--expires",
-                expires,
-                "--json",
-            ],
-        ))
-    };
+    let issue = |expires: &str| grant(&p, &gp, "notes", "read", expires);
     // A grant that expires in a second (shown "expired" once past the 60 s tolerance).
     let short = issue("1s");
     let short_token = short["token"].as_str().unwrap().to_string();
@@ -206,8 +192,7 @@ fn a_revoked_or_expired_grant_shows_as_such_on_the_grantees_node() {
     ok(&hearth(&g, &["accept", &token]));
     ok(&hearth(&g, &["accept", &short_token]));
     let dg = Daemon::start(&g, None);
-    let synced = json(&hearth(&g, &["sync", "--with", &pp, "--wait", "--json"]));
-    assert_eq!(synced["in_sync"], true, "{synced}");
+    sync_in(&g, Some(&pp));
     ok(&hearth(&g, &["grant", "verify", &token]));
 
     ok(&hearth(
@@ -264,24 +249,15 @@ fn a_strangers_large_frame_is_refused_while_a_grantees_large_push_syncs() {
     let rid = pid["record_id"].as_str().unwrap().to_string();
     let pp = pid["peer_id"].as_str().unwrap().to_string();
     let d = Daemon::start(&p, None);
-    let granted = json(&hearth(
+    let granted = grant(
         &p,
-        &[
-            "grant",
-            "--to",
-            gid["peer_id"].as_str().unwrap(),
-            "--sections",
-            "notes",
-            "--ability",
-            "append",
-            "--expires",
-            "1d",
-            "--json",
-        ],
-    ));
+        gid["peer_id"].as_str().unwrap(),
+        "notes",
+        "append",
+        "1d",
+    );
     ok(&hearth(&g, &["accept", granted["token"].as_str().unwrap()]));
-    let synced = json(&hearth(&g, &["sync", "--with", &pp, "--wait", "--json"]));
-    assert_eq!(synced["in_sync"], true, "{synced}");
+    sync_in(&g, Some(&pp));
 
     // A stranger's well-formed notification carrying ~900 KiB: refused before it is read
     // (a stranger's frames are small); a small one is still answered.
@@ -323,8 +299,7 @@ fn a_strangers_large_frame_is_refused_while_a_grantees_large_push_syncs() {
             ],
         ));
     }
-    let synced = json(&hearth(&g, &["sync", "--with", &pp, "--wait", "--json"]));
-    assert_eq!(synced["in_sync"], true, "{synced}");
+    sync_in(&g, Some(&pp));
     wait_for("the grantee's entries at the patient", 30, || {
         let out = hearth(&p, &["record", "show", "--record", &rid, "--json"]);
         contains(&out.stdout, "CANARY-big-59") && contains(&out.stdout, "CANARY-big-0 ")

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Daemon, PASS, command, hearth, init, json, ok, paths_under, wait_for};
+use common::{Daemon, PASS, add_text, command, hearth, init, json, ok, paths_under, wait_for};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -106,16 +106,7 @@ fn stale_api_port_squatter_receives_nothing() {
     let p = dir.path().join("p");
     init(&p, "patient", "Pat");
     let d = Daemon::start(&p, Some("/ip4/127.0.0.1/tcp/0"));
-    ok(&hearth(
-        &p,
-        &[
-            "record",
-            "add",
-            "notes",
-            "--entry",
-            r#"{"text": "before the crash"}"#,
-        ],
-    ));
+    add_text(&p, None, "notes", "before the crash");
     let port = d.port();
     d.crash();
     assert!(p.join("daemon.json").exists() && p.join("api.sock").exists());
@@ -137,16 +128,7 @@ fn stale_api_port_squatter_receives_nothing() {
         .args(["status", "--json"]);
     let st = no_pass.output().unwrap();
     assert!(!String::from_utf8_lossy(&st.stdout).contains("FORGED"));
-    ok(&hearth(
-        &p,
-        &[
-            "record",
-            "add",
-            "notes",
-            "--entry",
-            r#"{"text": "after the crash"}"#,
-        ],
-    ));
+    add_text(&p, None, "notes", "after the crash");
 
     std::thread::sleep(Duration::from_millis(600));
     let seen = got.lock().unwrap().clone();

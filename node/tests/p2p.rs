@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{Daemon, PASS, hearth, hearth_in, init, json, log_file, ok, stranger, wait_for};
+use common::{
+    Daemon, PASS, add_text, grant, hearth, hearth_in, init, json, log_file, ok, show, stranger,
+    sync_in, wait_for,
+};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
@@ -29,11 +32,6 @@ fn everything(home: &Path) -> Vec<u8> {
 
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
-fn show(home: &Path, rid: &str) -> String {
-    let out = hearth(home, &["record", "show", "--record", rid, "--json"]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -195,16 +193,7 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
     let rid = pid["record_id"].as_str().unwrap().to_string();
     let pp = pid["peer_id"].as_str().unwrap().to_string();
     let gp = gid["peer_id"].as_str().unwrap().to_string();
-    ok(&hearth(
-        &p,
-        &[
-            "record",
-            "add",
-            "notes",
-            "--entry",
-            r#"{"text": "CANARY-granted-1"}"#,
-        ],
-    ));
+    add_text(&p, None, "notes", "CANARY-granted-1");
     ok(&hearth(
         &p,
         &[
@@ -223,21 +212,7 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
     let p_listen = dp.file()["listen_addrs"][0].as_str().unwrap().to_string();
     let dg = Daemon::start(&g, Some("/ip4/127.0.0.1/tcp/0"));
 
-    let grant = json(&hearth(
-        &p,
-        &[
-            "grant",
-            "--to",
-            &gp,
-            "--sections",
-            "notes",
-            "--ability",
-            "append",
-            "--expires",
-            "1d",
-            "--json",
-        ],
-    ));
+    let grant = grant(&p, &gp, "notes", "append", "1d");
     // The grant carries the patient node's addresses: accepting it is enough to find it.
     assert!(
         grant["token"].is_string()
@@ -300,32 +275,12 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
     });
 
     // Live: the patient's new entry reaches the professional without any command.
-    ok(&hearth(
-        &p,
-        &[
-            "record",
-            "add",
-            "notes",
-            "--entry",
-            r#"{"text": "CANARY-live-3"}"#,
-        ],
-    ));
+    add_text(&p, None, "notes", "CANARY-live-3");
     wait_for("live edit at the professional", 15, || {
         show(&g, &rid).contains("CANARY-live-3")
     });
     // And the professional's entry reaches the patient.
-    ok(&hearth(
-        &g,
-        &[
-            "record",
-            "add",
-            "notes",
-            "--record",
-            &rid,
-            "--entry",
-            r#"{"text": "CANARY-from-gp-4"}"#,
-        ],
-    ));
+    add_text(&g, Some(&rid), "notes", "CANARY-from-gp-4");
     wait_for("professional's entry at the patient", 15, || {
         show(&p, &rid).contains("CANARY-from-gp-4")
     });
@@ -334,28 +289,8 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
     // professional straight into its own store); after its restart both edits are on both
     // sides.
     dg.stop();
-    ok(&hearth(
-        &p,
-        &[
-            "record",
-            "add",
-            "notes",
-            "--entry",
-            r#"{"text": "CANARY-while-away-5"}"#,
-        ],
-    ));
-    ok(&hearth(
-        &g,
-        &[
-            "record",
-            "add",
-            "notes",
-            "--record",
-            &rid,
-            "--entry",
-            r#"{"text": "CANARY-gp-offline-5b"}"#,
-        ],
-    ));
+    add_text(&p, None, "notes", "CANARY-while-away-5");
+    add_text(&g, Some(&rid), "notes", "CANARY-gp-offline-5b");
     let dg = Daemon::start(&g, Some("/ip4/127.0.0.1/tcp/0"));
     wait_for("the patient's offline edit at the professional", 20, || {
         show(&g, &rid).contains("CANARY-while-away-5")
@@ -367,18 +302,7 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
     // The patient restarts (on the same address, remembered from its last run); the
     // professional redials it and syncs the entry it wrote meanwhile.
     dp.stop();
-    ok(&hearth(
-        &g,
-        &[
-            "record",
-            "add",
-            "notes",
-            "--record",
-            &rid,
-            "--entry",
-            r#"{"text": "CANARY-offline-6"}"#,
-        ],
-    ));
+    add_text(&g, Some(&rid), "notes", "CANARY-offline-6");
     let dp = Daemon::start(&p, None);
     assert_eq!(
         dp.file()["listen_addrs"][0].as_str(),
@@ -399,37 +323,13 @@ fn sync_without_a_daemon_runs_a_short_lived_node() {
     let pid = init(&p, "patient", "Pat");
     let gid = init(&g, "professional", "Dr Gee");
     let rid = pid["record_id"].as_str().unwrap().to_string();
-    ok(&hearth(
-        &p,
-        &[
-            "record",
-            "add",
-            "notes",
-            "--entry",
-            r#"{"text": "CANARY-one-shot"}"#,
-        ],
-    ));
+    add_text(&p, None, "notes", "CANARY-one-shot");
     let _dp = Daemon::start(&p, None);
-    let grant = json(&hearth(
-        &p,
-        &[
-            "grant",
-            "--to",
-            gid["peer_id"].as_str().unwrap(),
-            "--sections",
-            "notes",
-            "--ability",
-            "read",
-            "--expires",
-            "1d",
-            "--json",
-        ],
-    ));
+    let grant = grant(&p, gid["peer_id"].as_str().unwrap(), "notes", "read", "1d");
     // The professional has no daemon: accept learns the patient's address from the grant, and
     // `sync --wait` brings up a node of its own for the round.
     ok(&hearth(&g, &["accept", grant["token"].as_str().unwrap()]));
-    let synced = json(&hearth(&g, &["sync", "--wait", "--json"]));
-    assert_eq!(synced["in_sync"], true, "{synced}");
+    sync_in(&g, None);
     assert!(show(&g, &rid).contains("CANARY-one-shot"));
     // With nobody to sync with, --wait fails with a reason.
     let lonely = dir.path().join("lonely");
@@ -470,24 +370,9 @@ fn two_professionals_with_different_grants_see_only_their_sections() {
     let _dg = Daemon::start(&gp, None);
     let _ds = Daemon::start(&sw, None);
     for (home, who, spec) in [(&gp, &gid, "notes"), (&sw, &sid, "notes:social-care")] {
-        let grant = json(&hearth(
-            &p,
-            &[
-                "grant",
-                "--to",
-                who["peer_id"].as_str().unwrap(),
-                "--sections",
-                spec,
-                "--ability",
-                "read",
-                "--expires",
-                "1d",
-                "--json",
-            ],
-        ));
+        let grant = grant(&p, who["peer_id"].as_str().unwrap(), spec, "read", "1d");
         ok(&hearth(home, &["accept", grant["token"].as_str().unwrap()]));
-        let synced = json(&hearth(home, &["sync", "--wait", "--json"]));
-        assert_eq!(synced["in_sync"], true, "{synced}");
+        sync_in(home, None);
     }
     // A later entry in each section reaches only its grantee, live.
     add("notes", "CANARY-GP-LATER");
@@ -545,16 +430,7 @@ fn hostile_frames_close_their_stream_and_the_node_carries_on() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p");
     let pid = init(&p, "patient", "Pat");
-    ok(&hearth(
-        &p,
-        &[
-            "record",
-            "add",
-            "notes",
-            "--entry",
-            r#"{"text": "CANARY-hostile"}"#,
-        ],
-    ));
+    add_text(&p, None, "notes", "CANARY-hostile");
     let d = Daemon::start(&p, None);
     let addr: libp2p::Multiaddr = d.file()["listen_addrs"][0]
         .as_str()

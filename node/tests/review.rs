@@ -4,14 +4,8 @@
 
 mod common;
 
-use common::{Daemon, hearth, init, json, ok, wait_for};
-use std::path::Path;
+use common::{Daemon, add_text, grant, hearth, init, json, ok, show, sync_in, wait_for};
 use std::time::{Duration, Instant};
-
-fn show(home: &Path, rid: &str) -> String {
-    let out = hearth(home, &["record", "show", "--record", rid, "--json"]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn a_write_made_offline_before_expiry_and_synced_after_is_held_for_review_then_accepted() {
@@ -22,38 +16,12 @@ fn a_write_made_offline_before_expiry_and_synced_after_is_held_for_review_then_a
     let rid = pid["record_id"].as_str().unwrap().to_string();
     let gp = gid["peer_id"].as_str().unwrap().to_string();
     let _dp = Daemon::start(&p, None);
-    let grant = json(&hearth(
-        &p,
-        &[
-            "grant",
-            "--to",
-            &gp,
-            "--sections",
-            "notes",
-            "--ability",
-            "append",
-            "--expires",
-            "5s",
-            "--json",
-        ],
-    ));
+    let grant = grant(&p, &gp, "notes", "append", "5s");
     let granted = Instant::now();
     ok(&hearth(&g, &["accept", grant["token"].as_str().unwrap()]));
-    let synced = json(&hearth(&g, &["sync", "--wait", "--json"]));
-    assert_eq!(synced["in_sync"], true, "{synced}");
+    sync_in(&g, None);
     // Offline, inside the grant: the professional's node writes into its replica.
-    ok(&hearth(
-        &g,
-        &[
-            "record",
-            "add",
-            "notes",
-            "--record",
-            &rid,
-            "--entry",
-            r#"{"text": "CANARY-late-write"}"#,
-        ],
-    ));
+    add_text(&g, Some(&rid), "notes", "CANARY-late-write");
     // After the grant's end and the clock tolerance (60 s), the professional comes online.
     let after = Duration::from_secs(5 + 60 + 3);
     if let Some(rest) = after.checked_sub(granted.elapsed()) {

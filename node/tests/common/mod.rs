@@ -95,6 +95,101 @@ pub(crate) fn init_patient(home: &Path) -> Value {
     ))
 }
 
+/// The `peer_id` of an `init --json` output.
+#[allow(dead_code)]
+pub(crate) fn peer_of(init: &Value) -> &str {
+    init["peer_id"].as_str().unwrap()
+}
+
+/// The `record_id` of an `init --json` output.
+#[allow(dead_code)]
+pub(crate) fn record_of(init: &Value) -> &str {
+    init["record_id"].as_str().unwrap()
+}
+
+/// `hearth grant` on the patient's node `patient` to `to` (a peer id or contact card), which
+/// must succeed: its `--json` output.
+#[allow(dead_code)]
+#[track_caller]
+pub(crate) fn grant(
+    patient: &Path,
+    to: &str,
+    sections: &str,
+    ability: &str,
+    expires: &str,
+) -> Value {
+    json(&hearth(
+        patient,
+        &[
+            "grant",
+            "--to",
+            to,
+            "--sections",
+            sections,
+            "--ability",
+            ability,
+            "--expires",
+            expires,
+            "--json",
+        ],
+    ))
+}
+
+/// [`grant`] to the node `holder` (an `init --json` output at `holder_home`), accepted there:
+/// the grant's `--json` output.
+#[allow(dead_code)]
+#[track_caller]
+pub(crate) fn grant_accepted(
+    patient: &Path,
+    holder_home: &Path,
+    holder: &Value,
+    sections: &str,
+    ability: &str,
+    expires: &str,
+) -> Value {
+    let g = grant(patient, peer_of(holder), sections, ability, expires);
+    ok(&hearth(
+        holder_home,
+        &["accept", g["token"].as_str().unwrap()],
+    ));
+    g
+}
+
+/// `hearth record add SECTION --entry {"text": TEXT}` on `home` (in record `record` if given),
+/// which must succeed.
+#[allow(dead_code)]
+#[track_caller]
+pub(crate) fn add_text(home: &Path, record: Option<&str>, section: &str, text: &str) {
+    let entry = serde_json::json!({ "text": text }).to_string();
+    let mut args = vec!["record", "add", section];
+    if let Some(r) = record {
+        args.extend(["--record", r]);
+    }
+    args.extend(["--entry", entry.as_str()]);
+    ok(&hearth(home, &args));
+}
+
+/// `hearth record show --record RECORD --json` on `home`: its stdout, whatever the outcome.
+#[allow(dead_code)]
+pub(crate) fn show(home: &Path, record: &str) -> String {
+    let out = hearth(home, &["record", "show", "--record", record, "--json"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `hearth sync --wait --json` on `home` (with `peer` if given), which must end in sync.
+#[allow(dead_code)]
+#[track_caller]
+pub(crate) fn sync_in(home: &Path, peer: Option<&str>) -> Value {
+    let mut args = vec!["sync"];
+    if let Some(p) = peer {
+        args.extend(["--with", p]);
+    }
+    args.extend(["--wait", "--json"]);
+    let synced = json(&hearth(home, &args));
+    assert_eq!(synced["in_sync"], true, "{synced}");
+    synced
+}
+
 /// Waits up to `secs` seconds for `f` to hold, polling every 100 ms.
 #[allow(dead_code)]
 #[track_caller]
