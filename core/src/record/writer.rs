@@ -1,9 +1,7 @@
 //! Many checked entries written one at a time and committed together: [`EntryWriter`].
 
-use super::{
-    ADD_ENTRIES_BUNDLE_BYTES, CheckedEntry, OpenRecord, RecordError, Result, SectionVersions,
-    entry_key, json_string,
-};
+use super::entries::{ADD_ENTRIES_BUNDLE_BYTES, SectionVersions, entry_key};
+use super::{CheckedEntry, OpenRecord, RecordError, Result, json_string};
 use crate::entry::{EntryStatus, EntryVersion, MAX_REASON_LEN};
 use crate::ids::{EntryId, SectionId};
 use crate::section::SectionName;
