@@ -1,13 +1,11 @@
 //! The section directory: each section's name, sealed under the section's own key in the auth
 //! document, and the creation of sections.
 
-use super::keyring::{recipients, wraps_for};
-use super::layout::k_wrap;
+use super::keyring::put_wrap;
 use super::section_doc::SectionDoc;
-use super::{OpenRecord, RecordError, Result, cbor, json_string, new_doc};
-use crate::crypto::{self, SymmetricKey};
+use super::{OpenRecord, RecordError, Result, json_string, section_aad};
+use crate::crypto::{self};
 use crate::ids::{RecordId, SectionId};
-use crate::log::VersionVector;
 use crate::section::{Label, SectionName};
 use crate::store::{Batch, Store};
 use crate::time::Timestamp;
@@ -77,6 +75,11 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             .collect()
     }
 
+    /// The section that writes to `name` go to: the lowest of its ids, if it has any.
+    pub(super) fn write_id_of(&self, name: &SectionName) -> Option<SectionId> {
+        self.ids_of(name).into_iter().min()
+    }
+
     pub(super) fn ids_of(&self, name: &SectionName) -> Vec<SectionId> {
         self.directory
             .iter()
@@ -107,11 +110,9 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                     "only the patient can create sections in their record",
                 ))?;
         let sid = SectionId::generate(rng);
-        let key = SymmetricKey::generate(rng);
-        let others = self.other_devices_agreement();
-        let to = recipients(self.identity, &others);
-        for w in wraps_for(root, &self.id, &sid, 0, &key, &to, rng)? {
-            batch.put(k_wrap(&self.id, &sid, 0, &w.recipient), cbor(&w)?);
+        let (key, wraps) = self.new_section_key(root, &sid, rng)?;
+        for w in &wraps {
+            put_wrap(batch, w)?;
         }
         let sealed = crypto::seal(
             &key,
@@ -124,15 +125,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             created: now,
         };
         self.keys.insert(sid, BTreeMap::from([(0, key)]));
-        self.loaded.insert(
-            sid,
-            SectionDoc {
-                doc: new_doc(self.identity),
-                vv: VersionVector::new(),
-                since_snapshot: 0,
-                unapplied: Vec::new(),
-            },
-        );
+        self.loaded.insert(sid, SectionDoc::empty(self.identity));
         self.append_items(
             SectionId::AUTH,
             vec![(format!("section/{sid}"), json_string(&item)?)],
@@ -175,9 +168,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     }
 }
 
+/// The associated data a section's sealed name is bound by.
 fn name_aad(record: &RecordId, sid: &SectionId) -> Vec<u8> {
-    let mut aad = b"hearth/section-name/v1".to_vec();
-    aad.extend_from_slice(&record.0);
-    aad.extend_from_slice(&sid.0);
-    aad
+    section_aad(b"hearth/section-name/v1", record, sid)
 }

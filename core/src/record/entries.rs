@@ -82,7 +82,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         rng: &mut impl CryptoRng,
         batch: &mut Batch,
     ) -> Result<EntryId> {
-        let sid = match self.ids_of(name).into_iter().min() {
+        let sid = match self.write_id_of(name) {
             Some(s) => s,
             None => self.create_section(name, now, rng, batch)?,
         };
@@ -131,9 +131,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         rng: &mut impl CryptoRng,
     ) -> Result<()> {
         let sid = self
-            .ids_of(name)
-            .into_iter()
-            .min()
+            .write_id_of(name)
             .ok_or(RecordError::NoSection(*name))?;
         self.mutate(|rec, batch| rec.append_items(sid, items, now, rng, batch))
     }
@@ -152,9 +150,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         rng: &mut impl CryptoRng,
     ) -> Result<Bundle> {
         let sid = self
-            .ids_of(name)
-            .into_iter()
-            .min()
+            .write_id_of(name)
             .ok_or(RecordError::NoSection(*name))?;
         let (epoch, key) = self.current_key(&sid)?;
         Bundle::seal(

@@ -1,12 +1,9 @@
 //! The auth document's and the private ledger's raw items (key → JSON text), written once.
 
-use super::keyring::{recipients, wraps_for};
-use super::layout::k_wrap;
+use super::keyring::put_wrap;
 use super::section_doc::SectionDoc;
-use super::{OpenRecord, RecordError, Result, cbor, new_doc};
-use crate::crypto::SymmetricKey;
+use super::{OpenRecord, RecordError, Result};
 use crate::ids::SectionId;
-use crate::log::VersionVector;
 use crate::store::Store;
 use crate::time::Timestamp;
 use automerge::{AutoCommit, ROOT, ReadDoc};
@@ -30,12 +27,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         now: Timestamp,
         rng: &mut impl CryptoRng,
     ) -> Result<()> {
-        if !self.owner {
-            return Err(RecordError::NotPermitted(
-                "only the patient writes the consent ledger",
-            ));
-        }
-        self.check_linked()?;
+        self.check_ledger_writer()?;
         if let Some(auth) = self.loaded.get(&SectionId::AUTH)
             && items
                 .iter()
@@ -55,12 +47,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         now: Timestamp,
         rng: &mut impl CryptoRng,
     ) -> Result<()> {
-        if !self.owner {
-            return Err(RecordError::NotPermitted(
-                "only the patient writes the consent ledger",
-            ));
-        }
-        self.check_linked()?;
+        self.check_ledger_writer()?;
         let existing = self.ledger_items("");
         if items
             .iter()
@@ -73,29 +60,31 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             let root = self.root_for(
                 "the private ledger is started on the device that holds the record root key",
             )?;
-            let key = SymmetricKey::generate(rng);
-            let others = self.other_devices_agreement();
-            let to = recipients(self.identity, &others);
-            fresh = wraps_for(root, &self.id, &SectionId::LEDGER, 0, &key, &to, rng)?;
+            let (key, wraps) = self.new_section_key(root, &SectionId::LEDGER, rng)?;
+            fresh = wraps;
             self.keys
                 .insert(SectionId::LEDGER, BTreeMap::from([(0, key)]));
-            self.loaded.insert(
-                SectionId::LEDGER,
-                SectionDoc {
-                    doc: new_doc(self.identity),
-                    vv: VersionVector::new(),
-                    since_snapshot: 0,
-                    unapplied: Vec::new(),
-                },
-            );
+            self.loaded
+                .insert(SectionId::LEDGER, SectionDoc::empty(self.identity));
         }
-        let id = self.id;
+        let _id = self.id;
         self.mutate(|rec, batch| {
             for w in &fresh {
-                batch.put(k_wrap(&id, &w.section, w.epoch, &w.recipient), cbor(w)?);
+                put_wrap(batch, w)?;
             }
             rec.append_items(SectionId::LEDGER, items, now, rng, batch)
         })
+    }
+
+    /// Whether this node may write the consent ledger (the auth document's items or the
+    /// private ledger): a patient's device, still linked to the record.
+    fn check_ledger_writer(&self) -> Result<()> {
+        if !self.owner {
+            return Err(RecordError::NotPermitted(
+                "only the patient writes the consent ledger",
+            ));
+        }
+        self.check_linked()
     }
 
     /// The private ledger's items whose keys start with `prefix` (empty if there is none or

@@ -7,6 +7,7 @@ use crate::crypto::{self, SymmetricKey};
 use crate::ids::{RecordId, SectionId};
 use crate::keys::Identity;
 use crate::keywrap::KeyWrap;
+use crate::store::Batch;
 use crate::store::Store;
 use crate::time::Timestamp;
 use rand_core::CryptoRng;
@@ -26,6 +27,16 @@ pub(super) fn recipients(identity: &Identity, others: &[[u8; 32]]) -> Vec<[u8; 3
     out
 }
 
+/// Files a key wrap into the record's keyring, in `batch`.
+pub(super) fn put_wrap(batch: &mut Batch, w: &KeyWrap) -> Result<()> {
+    batch.put(
+        k_wrap(&w.record, &w.section, w.epoch, &w.recipient),
+        cbor(w)?,
+    );
+    Ok(())
+}
+
+/// `key` (of `section` at `epoch`) wrapped to each of `recipients`, signed by `root`.
 pub(super) fn wraps_for(
     root: &ed25519_dalek::SigningKey,
     rid: &RecordId,
@@ -55,6 +66,20 @@ impl<S: Store> Vault<S> {
 }
 
 impl<'v, S: Store> OpenRecord<'v, S> {
+    /// A fresh key (epoch 0) for a new section `sid`, and its wraps, signed by `root`, to this
+    /// device, the recovery key and the patient's other devices.
+    pub(super) fn new_section_key(
+        &self,
+        root: &ed25519_dalek::SigningKey,
+        sid: &SectionId,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(SymmetricKey, Vec<KeyWrap>)> {
+        let key = SymmetricKey::generate(rng);
+        let to = recipients(self.identity, &self.other_devices_agreement());
+        let wraps = wraps_for(root, &self.id, sid, 0, &key, &to, rng)?;
+        Ok((key, wraps))
+    }
+
     /// Unwraps every section key addressed to this device.
     pub(super) fn load_keys(&mut self) -> Result<()> {
         let me = self.identity.agreement_public();
@@ -103,24 +128,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         held: &[(SectionId, u32)],
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<KeyWrap>> {
-        let root = self
-            .identity
-            .root_key()
-            .filter(|_| self.owner)
-            .ok_or(RecordError::NotPermitted("only the patient wraps keys"))?;
-        let mut out = Vec::new();
-        for sid in sections {
-            if let Some(keys) = self.keys.get(sid) {
-                for (epoch, key) in keys {
-                    if !held.contains(&(*sid, *epoch)) {
-                        out.push(KeyWrap::create(
-                            root, self.id, *sid, *epoch, key, recipient, rng,
-                        )?);
-                    }
-                }
-            }
-        }
-        Ok(out)
+        self.wrap_held_keys(recipient, sections.iter().copied(), held, rng)
     }
 
     /// Wraps to `recipient` the keys of the auth document and of every held section that the
@@ -132,19 +140,33 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         scopes: &[crate::grant::Scope],
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<KeyWrap>> {
+        let sids = crate::grant::key_sections(scopes, &self.directory);
+        self.wrap_held_keys(recipient, sids, &[], rng)
+    }
+
+    /// Wraps to `recipient` every key this node holds of `sections`, in that order, but for
+    /// the (section, epoch) pairs in `skip`, signed by the record root (owner only).
+    fn wrap_held_keys(
+        &self,
+        recipient: [u8; 32],
+        sections: impl IntoIterator<Item = SectionId>,
+        skip: &[(SectionId, u32)],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<KeyWrap>> {
         let root = self
             .identity
             .root_key()
             .filter(|_| self.owner)
             .ok_or(RecordError::NotPermitted("only the patient wraps keys"))?;
-        let sids = crate::grant::key_sections(scopes, &self.directory);
         let mut out = Vec::new();
-        for sid in sids {
+        for sid in sections {
             if let Some(keys) = self.keys.get(&sid) {
                 for (epoch, key) in keys {
-                    out.push(KeyWrap::create(
-                        root, self.id, sid, *epoch, key, recipient, rng,
-                    )?);
+                    if !skip.contains(&(sid, *epoch)) {
+                        out.push(KeyWrap::create(
+                            root, self.id, sid, *epoch, key, recipient, rng,
+                        )?);
+                    }
                 }
             }
         }
@@ -187,12 +209,12 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             self.ensure_loaded(sid)?;
         }
         let n = fresh.len();
-        let id = self.id;
+        let _id = self.id;
         let rotation = self.auth_items("rotation/").len();
         let summary: Vec<String> = fresh.iter().map(|(s, e, _)| format!("{s}:{e}")).collect();
         self.mutate(move |rec, batch| {
             for w in &wraps {
-                batch.put(k_wrap(&id, &w.section, w.epoch, &w.recipient), cbor(w)?);
+                put_wrap(batch, w)?;
             }
             for (sid, epoch, key) in fresh {
                 rec.keys.entry(sid).or_default().insert(epoch, key);

@@ -37,8 +37,7 @@
 //! writes (`writer.rs`) and held writes (`held.rs`).
 
 use crate::crypto::SymmetricKey;
-use crate::ids::EntryId;
-use crate::ids::{RecordId, SectionId};
+use crate::ids::{EntryId, RecordId, SectionId};
 use crate::keys::{Identity, Role};
 use crate::section::SectionName;
 use crate::store::{Batch, Store, StoreError};
@@ -234,6 +233,15 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         self.load_keys()?;
         self.load_directory()
     }
+}
+
+/// Associated data binding a value sealed under a section key to its kind (`domain`), record
+/// and section.
+fn section_aad(domain: &[u8], record: &RecordId, sid: &SectionId) -> Vec<u8> {
+    let mut aad = domain.to_vec();
+    aad.extend_from_slice(&record.0);
+    aad.extend_from_slice(&sid.0);
+    aad
 }
 
 fn new_doc(identity: &Identity) -> AutoCommit {

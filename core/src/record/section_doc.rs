@@ -11,6 +11,7 @@ use super::{
 use crate::bundle::Bundle;
 use crate::crypto::{self, Domain, SymmetricKey};
 use crate::ids::{PeerKey, SectionId};
+use crate::keys::Identity;
 use crate::log::{self, LogHead, VersionVector};
 use crate::store::{Batch, Store};
 use crate::time::Timestamp;
@@ -31,6 +32,18 @@ pub(super) struct SectionDoc {
     pub(super) since_snapshot: u32,
     /// Authors whose bundles could not be applied when the section was loaded.
     pub(super) unapplied: Vec<Unapplied>,
+}
+
+impl SectionDoc {
+    /// A new section's document, empty, written as `identity`'s device.
+    pub(super) fn empty(identity: &Identity) -> SectionDoc {
+        SectionDoc {
+            doc: new_doc(identity),
+            vv: VersionVector::new(),
+            since_snapshot: 0,
+            unapplied: Vec::new(),
+        }
+    }
 }
 
 /// Bundles of one author that a section was loaded without, because they break the rules

@@ -2,7 +2,7 @@
 //! device signs so that a new reader starts from it.
 
 use super::layout::{k_base, k_cache, k_head, k_shared};
-use super::{OpenRecord, RecordError, Result, cbor, decbor};
+use super::{OpenRecord, RecordError, Result, cbor, decbor, section_aad};
 use crate::crypto::{self, Domain, SymmetricKey};
 use crate::ids::{PeerKey, RecordId, SectionId};
 use crate::log::{LogHead, VersionVector};
@@ -272,9 +272,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     }
 }
 
+/// The associated data a section's sealed snapshot is bound by.
 fn snapshot_aad(record: &RecordId, sid: &SectionId) -> Vec<u8> {
-    let mut aad = b"hearth/snapshot/v1".to_vec();
-    aad.extend_from_slice(&record.0);
-    aad.extend_from_slice(&sid.0);
-    aad
+    section_aad(b"hearth/snapshot/v1", record, sid)
 }

@@ -1,13 +1,13 @@
 //! The [`Vault`]: the records one store holds, their registration, log heads and bundles, the
 //! node-level values, and creating and opening records.
 
-use super::keyring::{recipients, wraps_for};
+use super::keyring::{put_wrap, recipients, wraps_for};
 use super::layout::{
     k_base_prefix, k_bundle, k_head_prefix, k_heads_of_record, k_record, k_records_prefix,
-    k_shared, k_wrap, local_key,
+    k_shared, local_key,
 };
 use super::section_doc::SectionDoc;
-use super::{DeviceCert, OpenRecord, RecordError, Result, cbor, decbor, json_string, new_doc};
+use super::{DeviceCert, OpenRecord, RecordError, Result, cbor, decbor, json_string};
 use crate::crypto::{self, Domain, SymmetricKey};
 use crate::entry::EntryBody;
 use crate::ids::{PeerKey, RecordId, SectionId};
@@ -120,7 +120,7 @@ impl<S: Store> Vault<S> {
                     "a key wrap not signed by the record's owner",
                 ));
             }
-            batch.put(k_wrap(record, &w.section, w.epoch, &w.recipient), cbor(w)?);
+            put_wrap(&mut batch, w)?;
         }
         if !batch.is_empty() {
             self.store.commit(batch)?;
@@ -140,22 +140,19 @@ impl<S: Store> Vault<S> {
     /// Where each log of a section starts on this node: bundles up to these heads came as a
     /// shared snapshot and need not be held (empty when every bundle is held).
     pub fn base(&self, record: &RecordId, section: &SectionId) -> Result<VersionVector> {
-        let mut vv = VersionVector::new();
-        for (k, v) in self.store.scan_prefix(&k_base_prefix(record, section))? {
-            if let (Ok(a), Some(h)) = (
-                <[u8; 32]>::try_from(&k[k.len() - 32..]),
-                LogHead::from_bytes(&v),
-            ) {
-                vv.insert(PeerKey(a), h);
-            }
-        }
-        Ok(vv)
+        self.log_positions(&k_base_prefix(record, section))
     }
 
     /// The log heads of one section, from the index (no keys needed).
     pub fn heads(&self, record: &RecordId, section: &SectionId) -> Result<VersionVector> {
+        self.log_positions(&k_head_prefix(record, section))
+    }
+
+    /// The log positions (author → head) stored under `prefix`, one key per author; malformed
+    /// ones are passed over.
+    fn log_positions(&self, prefix: &[u8]) -> Result<VersionVector> {
         let mut vv = VersionVector::new();
-        for (k, v) in self.store.scan_prefix(&k_head_prefix(record, section))? {
+        for (k, v) in self.store.scan_prefix(prefix)? {
             if let (Ok(a), Some(h)) = (
                 <[u8; 32]>::try_from(&k[k.len() - 32..]),
                 LogHead::from_bytes(&v),
@@ -277,7 +274,7 @@ impl<S: Store> Vault<S> {
         let auth_key = SymmetricKey::generate(rng);
         let to = recipients(identity, &[]);
         for w in wraps_for(root, &rid, &SectionId::AUTH, 0, &auth_key, &to, rng)? {
-            batch.put(k_wrap(&rid, &w.section, w.epoch, &w.recipient), cbor(&w)?);
+            put_wrap(&mut batch, &w)?;
         }
         let mut rec = OpenRecord {
             vault: self,
@@ -289,15 +286,8 @@ impl<S: Store> Vault<S> {
             loaded: HashMap::new(),
             accepted: HashSet::new(),
         };
-        rec.loaded.insert(
-            SectionId::AUTH,
-            SectionDoc {
-                doc: new_doc(identity),
-                vv: VersionVector::new(),
-                since_snapshot: 0,
-                unapplied: Vec::new(),
-            },
-        );
+        rec.loaded
+            .insert(SectionId::AUTH, SectionDoc::empty(identity));
         let agreement = identity.agreement_public();
         let cert = DeviceCert {
             peer: identity.peer(),

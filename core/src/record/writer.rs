@@ -147,7 +147,7 @@ impl<'v, S: Store, R: CryptoRng> EntryWriter<'_, 'v, S, R> {
         let rec = &mut *self.rec;
         let (sid, version) = match item.supersedes {
             Some(old) => rec.version_in_section(&item.section, &old)?,
-            None => match rec.ids_of(&item.section).into_iter().min() {
+            None => match rec.write_id_of(&item.section) {
                 Some(s) => (s, 1),
                 None => (
                     rec.create_section(&item.section, self.now, self.rng, &mut self.batch)?,

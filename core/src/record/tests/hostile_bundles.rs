@@ -9,7 +9,7 @@ use crate::keys::{Identity, Role};
 use crate::log::LogHead;
 use crate::record::entries::entry_key;
 use crate::record::layout::{k_bundle, k_head};
-use crate::record::{NewRecord, Vault};
+use crate::record::{NewRecord, OpenRecord, Vault};
 use crate::section::SectionName;
 use crate::store::{Batch, Store, StoreError};
 use crate::test_utils::{TEST_NOW, TestRng};
@@ -18,6 +18,18 @@ use automerge::{AutoCommit, ROOT};
 
 fn notes() -> SectionName {
     "notes".parse().unwrap()
+}
+
+/// Adds a notes entry saying `text` to `rec`.
+fn add_note<S: Store>(rec: &mut OpenRecord<'_, S>, text: impl Into<String>, rng: &mut TestRng) {
+    let text: String = text.into();
+    rec.add_entry(
+        &notes(),
+        &serde_json::json!({ "text": text }),
+        TEST_NOW,
+        rng,
+    )
+    .unwrap();
 }
 
 /// A patient's record with one notes entry, on a memory store, and a stranger's identity.
@@ -37,41 +49,67 @@ fn setup(
         .create_record(&patient, NewRecord::default(), TEST_NOW, &mut rng)
         .unwrap();
     let mut rec = vault.open_record(&patient, &rid).unwrap();
-    rec.add_entry(
-        &notes(),
-        &serde_json::json!({"text": "patient's own"}),
-        TEST_NOW,
-        &mut rng,
-    )
-    .unwrap();
+    add_note(&mut rec, "patient's own", &mut rng);
     (patient, other, vault, rid)
+}
+
+/// Puts into `d` a first version of a notes entry by `author` saying `text` (its id drawn
+/// from `seed`).
+fn put_note(d: &mut AutoCommit, author: &Identity, text: &str, seed: u64) {
+    let v = EntryVersion {
+        id: EntryId::generate(&mut TestRng::new(seed)),
+        class: crate::section::SectionClass::Notes,
+        version: 1,
+        supersedes: None,
+        status: EntryStatus::Final,
+        status_reason: None,
+        body: serde_json::json!({ "text": text }),
+        provenance: Provenance {
+            author: author.peer(),
+            author_name: author.name.clone(),
+            author_role: author.role,
+            recorded_at: TEST_NOW,
+            purpose: None,
+        },
+    };
+    d.put(ROOT, entry_key(&v.id), serde_json::to_string(&v).unwrap())
+        .unwrap();
 }
 
 /// The raw change chunk of one entry version written by `actor` as change number `seq`.
 fn entry_change(actor: &PeerKey, seq: u64, author: &Identity, text: &str) -> Vec<u8> {
     let mut d = AutoCommit::new().with_actor(automerge::ActorId::from(actor.0));
     for i in 0..seq {
-        let v = EntryVersion {
-            id: EntryId::generate(&mut TestRng::new(seq * 100 + i)),
-            class: crate::section::SectionClass::Notes,
-            version: 1,
-            supersedes: None,
-            status: EntryStatus::Final,
-            status_reason: None,
-            body: serde_json::json!({"text": format!("{text} {i}")}),
-            provenance: Provenance {
-                author: author.peer(),
-                author_name: author.name.clone(),
-                author_role: author.role,
-                recorded_at: TEST_NOW,
-                purpose: None,
-            },
-        };
-        d.put(ROOT, entry_key(&v.id), serde_json::to_string(&v).unwrap())
-            .unwrap();
+        put_note(&mut d, author, &format!("{text} {i}"), seq * 100 + i);
         d.commit();
     }
     d.get_last_local_change().unwrap().raw_bytes().to_vec()
+}
+
+/// `author`'s bundle `seq` (after `prev`) in `rec`'s notes section, carrying `payload`, under
+/// the section's first key (`seed` seeds the nonce).
+fn seal_note<S: Store>(
+    rec: &OpenRecord<'_, S>,
+    author: &Identity,
+    seq: u64,
+    prev: Option<crate::ids::BundleHash>,
+    payload: &[u8],
+    seed: u64,
+) -> Bundle {
+    let sid = rec.ids_of(&notes())[0];
+    Bundle::seal(
+        rec.id(),
+        sid,
+        seq,
+        prev,
+        0,
+        TEST_NOW,
+        &rec.keys[&sid][&0],
+        payload,
+        author.device_key(),
+        &mut TestRng::new(seed),
+    )
+    .unwrap()
 }
 
 /// Seals `payload` as `author`'s bundle `seq` in the notes section and stores it directly
@@ -87,20 +125,7 @@ fn store_directly(
 ) -> Bundle {
     let rec = vault.open_record(patient, rid).unwrap();
     let sid = rec.ids_of(&notes())[0];
-    let key = rec.keys[&sid][&0].clone();
-    let b = Bundle::seal(
-        *rid,
-        sid,
-        seq,
-        prev,
-        0,
-        TEST_NOW,
-        &key,
-        payload,
-        author.device_key(),
-        &mut TestRng::new(seq),
-    )
-    .unwrap();
+    let b = seal_note(&rec, author, seq, prev, payload, seq);
     let a = author.peer();
     let mut batch = Batch::new();
     batch.put(k_bundle(rid, &sid, &a, seq), b.encoded().to_vec());
@@ -164,13 +189,7 @@ fn an_authors_bundles_are_left_out_from_the_bad_one_on() {
     let un = rec.unapplied();
     assert_eq!((un[0].from_seq, un[0].count), (2, 2), "{un:?}");
     // The patient can still write to the section.
-    rec.add_entry(
-        &notes(),
-        &serde_json::json!({"text": "later"}),
-        TEST_NOW,
-        &mut TestRng::new(9),
-    )
-    .unwrap();
+    add_note(&mut rec, "later", &mut TestRng::new(9));
     assert!(texts(&vault, &patient, &rid).contains(&"later".to_string()));
 }
 
@@ -213,51 +232,15 @@ fn a_grantee_change_waits_for_the_device_change_of_the_same_batch_it_depends_on(
     copy.commit(all).unwrap();
     let old = Vault::new(copy);
     let mut rec = vault.open_record(&patient, &rid).unwrap();
-    rec.add_entry(
-        &notes(),
-        &serde_json::json!({"text": "newer"}),
-        TEST_NOW,
-        &mut TestRng::new(50),
-    )
-    .unwrap();
+    add_note(&mut rec, "newer", &mut TestRng::new(50));
     let sid = rec.ids_of(&notes())[0];
     // The grantee writes after seeing it: its change depends on the patient's newest.
     let mut d = rec.loaded[&sid].doc.clone();
     d.set_actor(automerge::ActorId::from(other.peer().0));
-    let v = EntryVersion {
-        id: EntryId::generate(&mut TestRng::new(51)),
-        class: crate::section::SectionClass::Notes,
-        version: 1,
-        supersedes: None,
-        status: EntryStatus::Final,
-        status_reason: None,
-        body: serde_json::json!({"text": "the grantee's reply"}),
-        provenance: Provenance {
-            author: other.peer(),
-            author_name: other.name.clone(),
-            author_role: other.role,
-            recorded_at: TEST_NOW,
-            purpose: None,
-        },
-    };
-    d.put(ROOT, entry_key(&v.id), serde_json::to_string(&v).unwrap())
-        .unwrap();
+    put_note(&mut d, &other, "the grantee's reply", 51);
     d.commit();
     let payload = d.get_last_local_change().unwrap().raw_bytes().to_vec();
-    let key = rec.keys[&sid][&0].clone();
-    let grantee = Bundle::seal(
-        rid,
-        sid,
-        1,
-        None,
-        0,
-        TEST_NOW,
-        &key,
-        &payload,
-        other.device_key(),
-        &mut TestRng::new(52),
-    )
-    .unwrap();
+    let grantee = seal_note(&rec, &other, 1, None, &payload, 52);
     let head = vault.heads(&rid, &sid).unwrap()[&patient.peer()];
     let newest = vault
         .bundles_from(
@@ -341,13 +324,7 @@ fn a_continuation_reads_only_what_it_sends() {
         .unwrap();
     let mut rec = vault.open_record(&patient, &rid).unwrap();
     for i in 0..40 {
-        rec.add_entry(
-            &notes(),
-            &serde_json::json!({"text": format!("n{i}")}),
-            TEST_NOW,
-            &mut rng,
-        )
-        .unwrap();
+        add_note(&mut rec, format!("n{i}"), &mut rng);
     }
     let sid = rec.ids_of(&notes())[0];
     let me = patient.peer();
