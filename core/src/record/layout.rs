@@ -113,6 +113,33 @@ pub(super) fn local_key(name: &str) -> Vec<u8> {
     key(b'N', &[b"/".as_slice(), name.as_bytes()])
 }
 
+/// The record a registration key (`R` record) names.
+pub(super) fn record_in(k: &[u8]) -> Option<RecordId> {
+    <[u8; 32]>::try_from(k.get(1..)?).ok().map(RecordId)
+}
+
+/// The author a log head or base key (`L`/`T` record section author) ends with.
+pub(super) fn author_in(k: &[u8]) -> Option<PeerKey> {
+    <[u8; 32]>::try_from(k.get(k.len().checked_sub(32)?..)?)
+        .ok()
+        .map(PeerKey)
+}
+
+/// The section and author of a log head key (`L` record section author).
+pub(super) fn head_key_parts(k: &[u8]) -> Option<(SectionId, PeerKey)> {
+    if k.len() != 1 + 32 + 16 + 32 {
+        return None;
+    }
+    let s = <[u8; 16]>::try_from(&k[33..49]).ok()?;
+    let a = <[u8; 32]>::try_from(&k[49..]).ok()?;
+    Some((SectionId(s), PeerKey(a)))
+}
+
+/// A node-level value's name, from its key.
+pub(super) fn local_name(k: &[u8]) -> Option<String> {
+    String::from_utf8(k.get(2..)?.to_vec()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +182,12 @@ mod tests {
         assert!(k_base(&r, &s, &a).starts_with(&k_base_prefix(&r, &s)));
         assert!(k_held(&r, &a, &s, 5).starts_with(&k_held_prefix()));
         assert_eq!(local_key("peer/x"), b"N/peer/x");
+        // What the keys are read back as.
+        assert_eq!(record_in(&k_record(&r)), Some(r));
+        assert_eq!(author_in(&k_head(&r, &s, &a)), Some(a));
+        assert_eq!(author_in(&k_base(&r, &s, &a)), Some(a));
+        assert_eq!(head_key_parts(&k_head(&r, &s, &a)), Some((s, a)));
+        assert_eq!(head_key_parts(&k_head_prefix(&r, &s)), None);
+        assert_eq!(local_name(&local_key("peer/x")).as_deref(), Some("peer/x"));
     }
 }

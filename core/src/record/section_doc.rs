@@ -1,13 +1,12 @@
 //! Section documents: loading one from its snapshot and bundles (checking every bundle), and
 //! writing a change into one as a new bundle.
 
-use super::layout::{k_bundle, k_cache, k_head, k_head_prefix, k_received, k_shared};
+use super::layout::{author_in, k_bundle, k_cache, k_head, k_head_prefix, k_received, k_shared};
 use super::replica::check_change_head;
-use super::snapshot::snapshot_every;
-use super::{
-    MAX_SHARED_SNAPSHOT, OpenRecord, RecordError, Result, SNAPSHOT_REFRESH_ON_READ, SharedSnapshot,
-    cbor, new_doc,
+use super::snapshot::{
+    MAX_SHARED_SNAPSHOT, SNAPSHOT_REFRESH_ON_READ, SharedSnapshot, snapshot_every,
 };
+use super::{OpenRecord, RecordError, Result, cbor, new_doc};
 use crate::bundle::Bundle;
 use crate::crypto::{self, Domain, SymmetricKey};
 use crate::ids::{PeerKey, SectionId};
@@ -131,10 +130,10 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         let start_have = have.clone();
         let readable = self.readable_bundles(sid, keys, &heads, &mut have)?;
         let mut applied = u32::try_from(readable.len()).unwrap_or(u32::MAX);
-        let (payloads, placed) = self.decrypt(sid, readable)?;
-        let mut skip = misnumbered(&payloads, &placed);
-        let mut doc = self.apply(sid, keys, &heads, doc, &payloads, &placed, &mut skip)?;
-        let unapplied = self.left_out(sid, &skip, &placed, &start_have, &mut have);
+        let payloads = self.decrypt(sid, readable)?;
+        let mut skip = misnumbered(&payloads);
+        let mut doc = self.apply(sid, keys, &heads, doc, &payloads, &mut skip)?;
+        let unapplied = self.left_out(sid, &skip, &payloads.placed, &start_have, &mut have);
         // A read that replayed many bundles refreshes the local snapshot, so that the next open
         // does not replay them again.
         if applied >= SNAPSHOT_REFRESH_ON_READ
@@ -160,10 +159,9 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             .store
             .scan_prefix(&k_head_prefix(&self.id, sid))?
         {
-            let author = <[u8; 32]>::try_from(&k[k.len() - 32..])
-                .map_err(|_| self.corrupt(sid, "bad log key"))?;
+            let author = author_in(&k).ok_or_else(|| self.corrupt(sid, "bad log key"))?;
             let head = LogHead::from_bytes(&v).ok_or_else(|| self.corrupt(sid, "bad log head"))?;
-            heads.insert(PeerKey(author), head);
+            heads.insert(author, head);
         }
         Ok(heads)
     }
@@ -259,11 +257,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// Room for all of them is made first (a growing buffer would leave plaintext in freed
     /// memory), then each payload decrypted into its own part of it, on all cores when there
     /// is much to decrypt.
-    fn decrypt(
-        &self,
-        sid: &SectionId,
-        readable: Vec<Readable<'_>>,
-    ) -> Result<(zeroize::Zeroizing<Vec<u8>>, Vec<Placed>)> {
+    fn decrypt(&self, sid: &SectionId, readable: Vec<Readable<'_>>) -> Result<Payloads> {
         let total: usize = readable.iter().map(|(b, _)| b.payload_len()).sum();
         let mut payloads = zeroize::Zeroizing::new(vec![0u8; total]);
         let mut parts = Vec::with_capacity(readable.len());
@@ -293,23 +287,25 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             outcome.map_err(|e| self.corrupt(sid, e))?;
         }
         drop(readable);
-        Ok((payloads, placed))
+        Ok(Payloads {
+            bytes: payloads,
+            placed,
+        })
     }
 
     /// Applies the payloads to `doc` in one pass, without the authors `skip` leaves out; if
     /// that fails, finds the first bundle that does not apply, leaves its author out from
     /// there, and starts again from the start document (at most once per author).
-    #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
         sid: &SectionId,
         keys: &BTreeMap<u32, SymmetricKey>,
         heads: &VersionVector,
         doc: AutoCommit,
-        payloads: &[u8],
-        placed: &[Placed],
+        all: &Payloads,
         skip: &mut Skip,
     ) -> Result<AutoCommit> {
+        let (payloads, placed) = (&all.bytes[..], &all.placed[..]);
         let mut first = Some(doc);
         loop {
             let mut d = match first.take() {
@@ -549,6 +545,13 @@ type Readable<'k> = (Bundle, &'k SymmetricKey);
 /// the buffer of all payloads.
 type Placed = (PeerKey, LogHead, std::ops::Range<usize>);
 
+/// Every readable bundle's payload, decrypted into one buffer, and where each lies in it (in
+/// the order the bundles were read: by author, then sequence number).
+struct Payloads {
+    bytes: zeroize::Zeroizing<Vec<u8>>,
+    placed: Vec<Placed>,
+}
+
 /// The authors left out of a section: from which sequence number, and why.
 type Skip = BTreeMap<PeerKey, (u64, String)>;
 
@@ -559,13 +562,13 @@ fn is_skipped(skip: &Skip, a: &PeerKey, seq: u64) -> bool {
 
 /// The authors to leave out because a payload is not one uncompressed change by its author,
 /// numbered as its bundle (checked before automerge reads it), each from that bundle on.
-fn misnumbered(payloads: &[u8], placed: &[Placed]) -> Skip {
+fn misnumbered(payloads: &Payloads) -> Skip {
     let mut skip = Skip::new();
-    for (author, head, range) in placed {
+    for (author, head, range) in &payloads.placed {
         if skip.contains_key(author) {
             continue;
         }
-        let ok = crate::bundle::read_change_head(&payloads[range.clone()])
+        let ok = crate::bundle::read_change_head(&payloads.bytes[range.clone()])
             .map_err(|e| e.to_string())
             .and_then(|c| check_change_head(&c, author, head.seq));
         if let Err(why) = ok {

@@ -3,8 +3,8 @@
 
 use super::keyring::{put_wrap, recipients, wraps_for};
 use super::layout::{
-    k_base_prefix, k_bundle, k_head_prefix, k_heads_of_record, k_record, k_records_prefix,
-    k_shared, local_key,
+    author_in, head_key_parts, k_base_prefix, k_bundle, k_head_prefix, k_heads_of_record, k_record,
+    k_records_prefix, k_shared, local_key, local_name, record_in,
 };
 use super::section_doc::SectionDoc;
 use super::{DeviceCert, OpenRecord, RecordError, Result, cbor, decbor, json_string};
@@ -63,8 +63,8 @@ impl<S: Store> Vault<S> {
     pub fn records(&self) -> Result<Vec<RecordId>> {
         let mut out = Vec::new();
         for (k, _) in self.store.scan_prefix(&k_records_prefix())? {
-            if let Ok(b) = <[u8; 32]>::try_from(&k[1..]) {
-                out.push(RecordId(b));
+            if let Some(r) = record_in(&k) {
+                out.push(r);
             }
         }
         Ok(out)
@@ -153,11 +153,8 @@ impl<S: Store> Vault<S> {
     fn log_positions(&self, prefix: &[u8]) -> Result<VersionVector> {
         let mut vv = VersionVector::new();
         for (k, v) in self.store.scan_prefix(prefix)? {
-            if let (Ok(a), Some(h)) = (
-                <[u8; 32]>::try_from(&k[k.len() - 32..]),
-                LogHead::from_bytes(&v),
-            ) {
-                vv.insert(PeerKey(a), h);
+            if let (Some(a), Some(h)) = (author_in(&k), LogHead::from_bytes(&v)) {
+                vv.insert(a, h);
             }
         }
         Ok(vv)
@@ -167,18 +164,10 @@ impl<S: Store> Vault<S> {
     pub fn held_sections(&self, record: &RecordId) -> Result<BTreeMap<SectionId, VersionVector>> {
         let mut out: BTreeMap<SectionId, VersionVector> = BTreeMap::new();
         for (k, v) in self.store.scan_prefix(&k_heads_of_record(record))? {
-            // L | record(32) | section(16) | author(32)
-            if k.len() != 1 + 32 + 16 + 32 {
-                continue;
-            }
-            let (Ok(s), Ok(a), Some(h)) = (
-                <[u8; 16]>::try_from(&k[33..49]),
-                <[u8; 32]>::try_from(&k[49..]),
-                LogHead::from_bytes(&v),
-            ) else {
+            let (Some((s, a)), Some(h)) = (head_key_parts(&k), LogHead::from_bytes(&v)) else {
                 continue;
             };
-            out.entry(SectionId(s)).or_default().insert(PeerKey(a), h);
+            out.entry(s).or_default().insert(a, h);
         }
         Ok(out)
     }
@@ -224,16 +213,11 @@ impl<S: Store> Vault<S> {
 
     /// Node-level values whose keys start with `prefix`, as (key, value).
     pub fn local_items(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        let p = local_key(prefix);
         Ok(self
             .store
-            .scan_prefix(&p)?
+            .scan_prefix(&local_key(prefix))?
             .into_iter()
-            .filter_map(|(k, v)| {
-                String::from_utf8(k[p.len() - prefix.len()..].to_vec())
-                    .ok()
-                    .map(|k| (k, v))
-            })
+            .filter_map(|(k, v)| local_name(&k).map(|k| (k, v)))
             .collect())
     }
 
