@@ -26,6 +26,28 @@ pub struct DeviceCert {
 }
 
 impl DeviceCert {
+    /// The certificate of device `peer` (named `name`, with X25519 key `agreement`), signed
+    /// by the record root `root`.
+    pub(super) fn issue(
+        root: &ed25519_dalek::SigningKey,
+        peer: PeerKey,
+        name: String,
+        agreement: [u8; 32],
+        now: Timestamp,
+    ) -> DeviceCert {
+        DeviceCert {
+            peer,
+            name,
+            agreement_public: data_encoding::HEXLOWER.encode(&agreement),
+            added: now,
+            root_signature: data_encoding::HEXLOWER.encode(&crypto::sign(
+                root,
+                Domain::DeviceCert,
+                &[&peer.0, &agreement],
+            )),
+        }
+    }
+
     /// Whether `record`'s root key signed this certificate.
     pub fn verify(&self, record: &RecordId) -> bool {
         let (Ok(root), Ok(agreement), Ok(sig)) = (
@@ -154,17 +176,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             ));
         }
         let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
-        let cert = DeviceCert {
-            peer,
-            name,
-            agreement_public: data_encoding::HEXLOWER.encode(&agreement),
-            added: now,
-            root_signature: data_encoding::HEXLOWER.encode(&crypto::sign(
-                root,
-                Domain::DeviceCert,
-                &[&peer.0, &agreement],
-            )),
-        };
+        let cert = DeviceCert::issue(root, peer, name, agreement, now);
         let sections: Vec<SectionId> = self.keys.keys().copied().collect();
         let wraps = self.wrap_missing_keys(agreement, &sections, &[], rng)?;
         self.put_auth_items(

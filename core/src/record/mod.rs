@@ -219,10 +219,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// Forgets in-memory changes that were not committed: the documents are reloaded from the
     /// store when next used, and the keys and directory now.
     fn roll_back(&mut self) -> Result<()> {
-        self.loaded.clear();
-        self.keys.clear();
-        self.load_keys()?;
-        self.load_directory()
+        self.reload()
     }
 
     /// Drops everything loaded and reads keys and directory again (after bundles or keys

@@ -60,158 +60,192 @@ impl<S: Store> Vault<S> {
         sorted.sort_by_key(|b| (b.header().section, b.header().author, b.header().seq));
         let mut batch = Batch::new();
         // Per log: the bundles that extend it (signature-checked), and how many are authorised.
-        let mut runs: Vec<(SectionId, PeerKey, Vec<&Bundle>, usize)> = Vec::new();
-        let mut i = 0;
-        while i < sorted.len() {
-            // One (section, author) log at a time.
-            let (section, author) = (sorted[i].header().section, sorted[i].header().author);
-            let mut j = i;
-            while j < sorted.len()
-                && sorted[j].header().section == section
-                && sorted[j].header().author == author
-            {
-                j += 1;
-            }
-            let run = &sorted[i..j];
-            i = j;
-            let mut head = self
-                .store
-                .get(&k_head(record, &section, &author))?
-                .and_then(|v| LogHead::from_bytes(&v));
-            let base = self
-                .store
-                .get(&k_base(record, &section, &author))?
-                .and_then(|v| LogHead::from_bytes(&v))
-                .map_or(0, |h| h.seq);
-            // Walk the chain: which bundles extend the log, which are already held, which fork.
-            let mut extend: Vec<&Bundle> = Vec::new();
-            for b in run {
-                let h = b.header();
-                if h.seq <= base
-                    && self
-                        .store
-                        .get(&k_bundle(record, &section, &author, h.seq))?
-                        .is_none()
-                {
-                    // Covered by the shared snapshot this node started from.
-                    report.duplicates += 1;
-                    continue;
-                }
-                let held = if head.is_some_and(|x| h.seq <= x.seq) {
-                    self.store
-                        .get(&k_bundle(record, &section, &author, h.seq))?
-                        .map(|bytes| crate::ids::BundleHash(crypto::sha256(&[&bytes])))
-                } else {
-                    None
-                };
-                match log::check_append(head.as_ref(), held, h, b.hash()) {
-                    Ok(log::Append::Extend) => {
-                        extend.push(b);
-                        head = Some(LogHead {
-                            seq: h.seq,
-                            hash: b.hash(),
-                        });
-                    }
-                    Ok(log::Append::Duplicate) => report.duplicates += 1,
-                    Err(log::LogError::Fork { seq }) => {
-                        // Evidence counts only if the author really signed it.
-                        if b.verify().is_ok() {
-                            batch.put(k_fork(record, &section, &author, seq), b.encoded().to_vec());
-                            report.forks += 1;
-                            report
-                                .refused
-                                .push(format!("fork by {author} at seq {seq}"));
-                        } else {
-                            report.refused.push(
-                                "bundle signature does not verify (altered or forged)".into(),
-                            );
-                        }
-                    }
-                    Err(e) => report.refused.push(e.to_string()),
-                }
-            }
-            // Signatures: the newest bundle's signature covers its header, which names the
-            // hash of the one before, and so on down the run; so one check authenticates the
-            // whole run. If it fails, check one by one and keep the good prefix.
-            let mut good = extend.len();
-            if extend.last().is_some_and(|b| b.verify().is_err()) {
-                good = extend
-                    .iter()
-                    .position(|b| b.verify().is_err())
-                    .unwrap_or(extend.len());
-                report
-                    .refused
-                    .push("bundle signature does not verify (altered or forged)".into());
-            }
-            if good < extend.len() {
-                report.refused.extend(std::iter::repeat_n(
-                    "follows a bundle that was refused".to_string(),
-                    extend.len() - good - 1,
-                ));
-            }
-            extend.truncate(good);
+        let mut runs: Vec<Run<'_>> = Vec::new();
+        // One (section, author) log at a time.
+        for run in sorted.chunk_by(|x, y| {
+            (x.header().section, x.header().author) == (y.header().section, y.header().author)
+        }) {
+            let (section, author) = (run[0].header().section, run[0].header().author);
+            let extend = self.extending(record, &section, &author, run, &mut batch, &mut report)?;
             runs.push((section, author, extend, 0));
         }
-        // Authorise each log's bundles in order; a log waiting for changes another log of the
-        // batch carries is tried again once the others have gone as far as they can.
-        let mut waiting: Vec<Option<String>> = vec![None; runs.len()];
-        let mut done = vec![false; runs.len()];
-        loop {
-            let mut progress = false;
-            for (r, (_, _, extend, next)) in runs.iter_mut().enumerate() {
-                if done[r] {
-                    continue;
-                }
-                while let Some(b) = extend.get(*next) {
-                    match authorize(b) {
-                        Ok(()) => {
-                            *next += 1;
-                            progress = true;
-                            waiting[r] = None;
-                        }
-                        Err(why) => {
-                            if why != WAITS_FOR_DEPS {
-                                done[r] = true;
-                            }
-                            waiting[r] = Some(why);
-                            break;
-                        }
-                    }
-                }
-                if *next == extend.len() {
-                    done[r] = true;
-                }
-            }
-            if !progress || done.iter().all(|d| *d) {
-                break;
-            }
-        }
-        report.refused.extend(waiting.into_iter().flatten());
-        for (section, author, extend, next) in &runs {
-            for b in &extend[..*next] {
-                let h = b.header();
-                batch.put(
-                    k_bundle(record, section, author, h.seq),
-                    b.encoded().to_vec(),
-                );
-                batch.put(
-                    k_received(record, section, author, h.seq),
-                    now.as_millis().to_be_bytes().to_vec(),
-                );
-                report.stored += 1;
-            }
-            if let Some(b) = next.checked_sub(1).and_then(|n| extend.get(n)) {
-                let nh = LogHead {
-                    seq: b.header().seq,
-                    hash: b.hash(),
-                };
-                batch.put(k_head(record, section, author), nh.to_bytes().to_vec());
-            }
-        }
+        authorize_runs(&mut runs, authorize, &mut report);
+        put_authorized(record, &runs, now, &mut batch, &mut report);
         if !batch.is_empty() {
             self.store.commit(batch)?;
         }
         Ok(report)
+    }
+
+    /// The bundles of `run` (one log's, oldest first) that extend the log as this node holds
+    /// it, the newest one's signature checked; bundles already held (or covered by the shared
+    /// snapshot this node started from) are counted as duplicates, forks kept in `batch` as
+    /// evidence, and refusals reported.
+    fn extending<'b>(
+        &self,
+        record: &RecordId,
+        section: &SectionId,
+        author: &PeerKey,
+        run: &'b [Bundle],
+        batch: &mut Batch,
+        report: &mut RemoteReport,
+    ) -> Result<Vec<&'b Bundle>> {
+        let mut head = self
+            .store
+            .get(&k_head(record, section, author))?
+            .and_then(|v| LogHead::from_bytes(&v));
+        let base = self
+            .store
+            .get(&k_base(record, section, author))?
+            .and_then(|v| LogHead::from_bytes(&v))
+            .map_or(0, |h| h.seq);
+        // Walk the chain: which bundles extend the log, which are already held, which fork.
+        let mut extend: Vec<&Bundle> = Vec::new();
+        for b in run {
+            let h = b.header();
+            if h.seq <= base
+                && self
+                    .store
+                    .get(&k_bundle(record, section, author, h.seq))?
+                    .is_none()
+            {
+                // Covered by the shared snapshot this node started from.
+                report.duplicates += 1;
+                continue;
+            }
+            let held = if head.is_some_and(|x| h.seq <= x.seq) {
+                self.store
+                    .get(&k_bundle(record, section, author, h.seq))?
+                    .map(|bytes| crate::ids::BundleHash(crypto::sha256(&[&bytes])))
+            } else {
+                None
+            };
+            match log::check_append(head.as_ref(), held, h, b.hash()) {
+                Ok(log::Append::Extend) => {
+                    extend.push(b);
+                    head = Some(LogHead {
+                        seq: h.seq,
+                        hash: b.hash(),
+                    });
+                }
+                Ok(log::Append::Duplicate) => report.duplicates += 1,
+                Err(log::LogError::Fork { seq }) => {
+                    // Evidence counts only if the author really signed it.
+                    if b.verify().is_ok() {
+                        batch.put(k_fork(record, section, author, seq), b.encoded().to_vec());
+                        report.forks += 1;
+                        report
+                            .refused
+                            .push(format!("fork by {author} at seq {seq}"));
+                    } else {
+                        report
+                            .refused
+                            .push("bundle signature does not verify (altered or forged)".into());
+                    }
+                }
+                Err(e) => report.refused.push(e.to_string()),
+            }
+        }
+        // Signatures: the newest bundle's signature covers its header, which names the
+        // hash of the one before, and so on down the run; so one check authenticates the
+        // whole run. If it fails, check one by one and keep the good prefix.
+        let mut good = extend.len();
+        if extend.last().is_some_and(|b| b.verify().is_err()) {
+            good = extend
+                .iter()
+                .position(|b| b.verify().is_err())
+                .unwrap_or(extend.len());
+            report
+                .refused
+                .push("bundle signature does not verify (altered or forged)".into());
+        }
+        if good < extend.len() {
+            report.refused.extend(std::iter::repeat_n(
+                "follows a bundle that was refused".to_string(),
+                extend.len() - good - 1,
+            ));
+        }
+        extend.truncate(good);
+        Ok(extend)
+    }
+}
+
+/// One log's bundles in a batch from a peer: its section and author, the bundles that extend
+/// it, and how many of them are authorised so far.
+type Run<'b> = (SectionId, PeerKey, Vec<&'b Bundle>, usize);
+
+/// Authorises each log's bundles in order; a log waiting for changes another log of the batch
+/// carries is tried again once the others have gone as far as they can. What stays refused is
+/// reported.
+fn authorize_runs(
+    runs: &mut [Run<'_>],
+    authorize: &mut dyn FnMut(&Bundle) -> std::result::Result<(), String>,
+    report: &mut RemoteReport,
+) {
+    let mut waiting: Vec<Option<String>> = vec![None; runs.len()];
+    let mut done = vec![false; runs.len()];
+    loop {
+        let mut progress = false;
+        for (r, (_, _, extend, next)) in runs.iter_mut().enumerate() {
+            if done[r] {
+                continue;
+            }
+            while let Some(b) = extend.get(*next) {
+                match authorize(b) {
+                    Ok(()) => {
+                        *next += 1;
+                        progress = true;
+                        waiting[r] = None;
+                    }
+                    Err(why) => {
+                        if why != WAITS_FOR_DEPS {
+                            done[r] = true;
+                        }
+                        waiting[r] = Some(why);
+                        break;
+                    }
+                }
+            }
+            if *next == extend.len() {
+                done[r] = true;
+            }
+        }
+        if !progress || done.iter().all(|d| *d) {
+            break;
+        }
+    }
+    report.refused.extend(waiting.into_iter().flatten());
+}
+
+/// Puts into `batch` the authorised bundles of `runs`, each with its receipt time (`now`), and
+/// each log's new head.
+fn put_authorized(
+    record: &RecordId,
+    runs: &[Run<'_>],
+    now: Timestamp,
+    batch: &mut Batch,
+    report: &mut RemoteReport,
+) {
+    for (section, author, extend, next) in runs {
+        for b in &extend[..*next] {
+            let h = b.header();
+            batch.put(
+                k_bundle(record, section, author, h.seq),
+                b.encoded().to_vec(),
+            );
+            batch.put(
+                k_received(record, section, author, h.seq),
+                now.as_millis().to_be_bytes().to_vec(),
+            );
+            report.stored += 1;
+        }
+        if let Some(b) = next.checked_sub(1).and_then(|n| extend.get(n)) {
+            let nh = LogHead {
+                seq: b.header().seq,
+                hash: b.hash(),
+            };
+            batch.put(k_head(record, section, author), nh.to_bytes().to_vec());
+        }
     }
 }
 

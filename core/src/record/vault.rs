@@ -8,7 +8,7 @@ use super::layout::{
 };
 use super::section_doc::SectionDoc;
 use super::{DeviceCert, OpenRecord, RecordError, Result, cbor, decbor, json_string};
-use crate::crypto::{self, Domain, SymmetricKey};
+use crate::crypto::SymmetricKey;
 use crate::entry::EntryBody;
 use crate::ids::{PeerKey, RecordId, SectionId};
 use crate::keys::Identity;
@@ -272,18 +272,13 @@ impl<S: Store> Vault<S> {
         };
         rec.loaded
             .insert(SectionId::AUTH, SectionDoc::empty(identity));
-        let agreement = identity.agreement_public();
-        let cert = DeviceCert {
-            peer: identity.peer(),
-            name: identity.name.clone(),
-            agreement_public: data_encoding::HEXLOWER.encode(&agreement),
-            added: now,
-            root_signature: data_encoding::HEXLOWER.encode(&crypto::sign(
-                root,
-                Domain::DeviceCert,
-                &[&identity.peer().0, &agreement],
-            )),
-        };
+        let cert = DeviceCert::issue(
+            root,
+            identity.peer(),
+            identity.name.clone(),
+            identity.agreement_public(),
+            now,
+        );
         let items = vec![
             (
                 "record".to_string(),
