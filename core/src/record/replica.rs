@@ -1,7 +1,8 @@
 //! What peers send: bundles verified and stored, and the checks a bundle passes first.
 
 use super::entries::entry_key;
-use super::layout::{k_base, k_bundle, k_fork, k_head, k_received};
+use super::layout::{k_base, k_bundle, k_fork, k_head};
+use super::section_doc::put_bundle;
 use super::{OpenRecord, Result, Vault};
 use crate::bundle::Bundle;
 use crate::crypto::{self};
@@ -228,15 +229,7 @@ fn put_authorized(
 ) {
     for (section, author, extend, next) in runs {
         for b in &extend[..*next] {
-            let h = b.header();
-            batch.put(
-                k_bundle(record, section, author, h.seq),
-                b.encoded().to_vec(),
-            );
-            batch.put(
-                k_received(record, section, author, h.seq),
-                now.as_millis().to_be_bytes().to_vec(),
-            );
+            put_bundle(batch, b, now);
             report.stored += 1;
         }
         if let Some(b) = next.checked_sub(1).and_then(|n| extend.get(n)) {

@@ -3,12 +3,10 @@
 
 use super::layout::{author_in, k_bundle, k_cache, k_head, k_head_prefix, k_received, k_shared};
 use super::replica::check_change_head;
-use super::snapshot::{
-    MAX_SHARED_SNAPSHOT, SNAPSHOT_REFRESH_ON_READ, SharedSnapshot, snapshot_every,
-};
-use super::{OpenRecord, RecordError, Result, cbor, new_doc};
+use super::snapshot::{SNAPSHOT_REFRESH_ON_READ, SharedSnapshot, snapshot_every};
+use super::{OpenRecord, RecordError, Result, new_doc};
 use crate::bundle::Bundle;
-use crate::crypto::{self, Domain, SymmetricKey};
+use crate::crypto::SymmetricKey;
 use crate::ids::{PeerKey, SectionId};
 use crate::keys::Identity;
 use crate::log::{self, LogHead, VersionVector};
@@ -18,7 +16,6 @@ use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{AutoCommit, ROOT, ReadDoc};
 use rand_core::CryptoRng;
 use serde::Serialize;
-use serde_bytes::ByteArray;
 use std::collections::BTreeMap;
 
 /// Payloads of at least this many bytes in all are decrypted on all cores when a section loads.
@@ -455,45 +452,14 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             seq: bundle.header().seq,
             hash: bundle.hash(),
         };
-        batch.put(
-            k_bundle(&self.id, &sid, &me, head.seq),
-            bundle.encoded().to_vec(),
-        );
-        batch.put(
-            k_received(&self.id, &sid, &me, head.seq),
-            now.as_millis().to_be_bytes().to_vec(),
-        );
+        put_bundle(batch, &bundle, now);
         batch.put(k_head(&self.id, &sid, &me), head.to_bytes().to_vec());
         sd.vv.insert(me, head);
         sd.since_snapshot += 1;
         // (Not while changes wait for ones this node lacks: a snapshot records them as applied.)
         if sd.since_snapshot >= snapshot_every(&sd.vv) && sd.doc.get_missing_deps(&[]).is_empty() {
             sd.since_snapshot = 0;
-            let blob = self.snapshot_blob(&sid, rng)?;
-            // A patient device also vouches for it, so that new readers can start from it.
-            if self.owner && blob.len() <= MAX_SHARED_SNAPSHOT && self.check_linked().is_ok() {
-                let vv = self
-                    .loaded
-                    .get(&sid)
-                    .map(|d| d.vv.iter().map(|(a, h)| (*a, *h)).collect())
-                    .unwrap_or_default();
-                let mut shared = SharedSnapshot {
-                    record: self.id,
-                    section: sid,
-                    author: me,
-                    vv,
-                    blob: blob.clone(),
-                    signature: ByteArray::new([0; 64]),
-                };
-                let parts = shared.signed_parts()?;
-                shared.signature = ByteArray::new(crypto::sign(
-                    self.identity.device_key(),
-                    Domain::Snapshot,
-                    &[&parts],
-                ));
-                batch.put(k_shared(&self.id, &sid), cbor(&shared)?);
-            }
-            batch.put(k_cache(&self.id, &sid), blob);
+            self.put_snapshot(&sid, rng, batch)?;
         }
         Ok(())
     }
@@ -524,6 +490,20 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         }
         Ok(out)
     }
+}
+
+/// Puts `bundle` into `batch` under its own key, with when this node accepted it (`now`, its
+/// own clock).
+pub(super) fn put_bundle(batch: &mut Batch, bundle: &Bundle, now: Timestamp) {
+    let h = bundle.header();
+    batch.put(
+        k_bundle(&h.record, &h.section, &h.author, h.seq),
+        bundle.encoded().to_vec(),
+    );
+    batch.put(
+        k_received(&h.record, &h.section, &h.author, h.seq),
+        now.as_millis().to_be_bytes().to_vec(),
+    );
 }
 
 /// Where the newest payload of each author's log lies among `placed`, leaving out the bundles

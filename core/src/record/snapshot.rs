@@ -35,7 +35,7 @@ pub(super) fn snapshot_every(vv: &VersionVector) -> u32 {
 }
 
 #[derive(Serialize, Deserialize)]
-pub(super) struct Snapshot {
+struct Snapshot {
     vv: Vec<(PeerKey, LogHead)>,
     #[serde(with = "serde_bytes")]
     doc: Vec<u8>,
@@ -70,7 +70,7 @@ pub struct SharedSnapshot {
 }
 
 impl SharedSnapshot {
-    pub(super) fn signed_parts(&self) -> Result<Vec<u8>> {
+    fn signed_parts(&self) -> Result<Vec<u8>> {
         cbor(&(
             &self.record,
             &self.section,
@@ -168,11 +168,43 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         Some((doc, snap.vv.into_iter().collect()))
     }
 
-    pub(super) fn snapshot_blob(
+    /// Puts into `batch` a fresh local snapshot of section `sid` (which is loaded) and, on a
+    /// patient device, the shared snapshot it signs, so that new readers can start from it.
+    pub(super) fn put_snapshot(
         &mut self,
         sid: &SectionId,
         rng: &mut impl CryptoRng,
-    ) -> Result<Vec<u8>> {
+        batch: &mut Batch,
+    ) -> Result<()> {
+        let blob = self.snapshot_blob(sid, rng)?;
+        // A patient device also vouches for it, so that new readers can start from it.
+        if self.owner && blob.len() <= MAX_SHARED_SNAPSHOT && self.check_linked().is_ok() {
+            let vv = self
+                .loaded
+                .get(sid)
+                .map(|d| d.vv.iter().map(|(a, h)| (*a, *h)).collect())
+                .unwrap_or_default();
+            let mut shared = SharedSnapshot {
+                record: self.id,
+                section: *sid,
+                author: self.identity.peer(),
+                vv,
+                blob: blob.clone(),
+                signature: ByteArray::new([0; 64]),
+            };
+            let parts = shared.signed_parts()?;
+            shared.signature = ByteArray::new(crypto::sign(
+                self.identity.device_key(),
+                Domain::Snapshot,
+                &[&parts],
+            ));
+            batch.put(k_shared(&self.id, sid), cbor(&shared)?);
+        }
+        batch.put(k_cache(&self.id, sid), blob);
+        Ok(())
+    }
+
+    fn snapshot_blob(&mut self, sid: &SectionId, rng: &mut impl CryptoRng) -> Result<Vec<u8>> {
         let (epoch, key) = self.current_key(sid)?;
         let key = key.clone();
         let sd = self
