@@ -41,6 +41,8 @@
 //! |---|---|
 //! | `H` record author section seq | the held write's facts (CBOR, small: listing reads only these) |
 //! | `J` record author section seq | the sealed bundle, as received |
+//!
+//! (Built in `layout.rs`, with every other key the record engine writes.)
 
 use super::layout::{k_bundle, k_held, k_held_bytes, k_held_prefix};
 use super::{OpenRecord, RecordError, Result, Vault, cbor, decbor};
