@@ -12,6 +12,8 @@
 //!   wrapping;
 //! - [`keys`]: device keys, the patient's record root key, the recovery phrase, and the
 //!   passphrase-encrypted [`keys::Keystore`];
+//! - [`keywrap`]: a section key wrapped to one recipient and signed by the record root, as a
+//!   record's keyring holds it and a grant carries it;
 //! - [`ids`]: record, section, entry and peer identifiers with their text forms;
 //! - [`section`] and [`entry`]: the record model: sections (class × sensitivity label) and the
 //!   typed entries they hold;
@@ -59,6 +61,7 @@ pub mod fhir;
 pub mod grant;
 pub mod ids;
 pub mod keys;
+pub mod keywrap;
 pub mod ledger;
 pub mod log;
 pub mod nhs;

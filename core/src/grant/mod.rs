@@ -308,8 +308,8 @@ pub struct Window {
 }
 
 /// A section key wrapped to the audience's agreement key, signed by the record root: the same
-/// object a record's keyring holds ([`crate::record::KeyWrap`]).
-pub type KeyGrant = crate::record::KeyWrap;
+/// object a record's keyring holds ([`crate::keywrap::KeyWrap`]).
+pub type KeyGrant = crate::keywrap::KeyWrap;
 
 /// The signed content of a grant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

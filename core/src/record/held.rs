@@ -41,8 +41,11 @@
 //! |---|---|
 //! | `H` record author section seq | the held write's facts (CBOR, small: listing reads only these) |
 //! | `J` record author section seq | the sealed bundle, as received |
+//!
+//! (Built in `layout.rs`, with every other key the record engine writes.)
 
-use super::{OpenRecord, RecordError, Result, Vault, cbor, decbor, k_bundle, key};
+use super::layout::{k_bundle, k_held, k_held_bytes, k_held_prefix};
+use super::{OpenRecord, RecordError, Result, Vault, cbor, decbor};
 use crate::bundle::Bundle;
 use crate::grant::{self, Ability, Access, CLOCK_TOLERANCE_MS, Grant, GrantId};
 use crate::ids::{BundleHash, PeerKey, RecordId, SectionId};
@@ -254,20 +257,12 @@ impl WriteRules {
     }
 }
 
-fn k_held(r: &RecordId, a: &PeerKey, s: &SectionId, seq: u64) -> Vec<u8> {
-    key(b'H', &[&r.0, &a.0, &s.0, &seq.to_be_bytes()])
-}
-
-fn k_held_bytes(r: &RecordId, a: &PeerKey, s: &SectionId, seq: u64) -> Vec<u8> {
-    key(b'J', &[&r.0, &a.0, &s.0, &seq.to_be_bytes()])
-}
-
 impl<S: Store> Vault<S> {
     /// Every held write on this node (all records), oldest log position first.
     pub fn held_writes(&self) -> Result<Vec<HeldWrite>> {
         Ok(self
             .store()
-            .scan_prefix(b"H")?
+            .scan_prefix(&k_held_prefix())?
             .into_iter()
             .filter_map(|(_, v)| decbor::<HeldWrite>(&v).ok())
             .collect())

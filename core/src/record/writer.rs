@@ -1,9 +1,7 @@
 //! Many checked entries written one at a time and committed together: [`EntryWriter`].
 
-use super::{
-    ADD_ENTRIES_BUNDLE_BYTES, CheckedEntry, OpenRecord, RecordError, Result, SectionVersions,
-    entry_key, json_string,
-};
+use super::entries::{ADD_ENTRIES_BUNDLE_BYTES, SectionVersions, entry_key};
+use super::{CheckedEntry, OpenRecord, RecordError, Result, json_string};
 use crate::entry::{EntryStatus, EntryVersion, MAX_REASON_LEN};
 use crate::ids::{EntryId, SectionId};
 use crate::section::SectionName;
@@ -149,7 +147,7 @@ impl<'v, S: Store, R: CryptoRng> EntryWriter<'_, 'v, S, R> {
         let rec = &mut *self.rec;
         let (sid, version) = match item.supersedes {
             Some(old) => rec.version_in_section(&item.section, &old)?,
-            None => match rec.ids_of(&item.section).into_iter().min() {
+            None => match rec.write_id_of(&item.section) {
                 Some(s) => (s, 1),
                 None => (
                     rec.create_section(&item.section, self.now, self.rng, &mut self.batch)?,

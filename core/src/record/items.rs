@@ -1,0 +1,118 @@
+//! The auth document's and the private ledger's raw items (key → JSON text), written once.
+
+use super::keyring::put_wrap;
+use super::section_doc::SectionDoc;
+use super::{OpenRecord, RecordError, Result};
+use crate::ids::SectionId;
+use crate::store::Store;
+use crate::time::Timestamp;
+use automerge::{AutoCommit, ROOT, ReadDoc};
+use rand_core::CryptoRng;
+use std::collections::BTreeMap;
+
+impl<'v, S: Store> OpenRecord<'v, S> {
+    /// The auth document's items whose keys start with `prefix` (key, JSON text).
+    pub fn auth_items(&self, prefix: &str) -> Vec<(String, String)> {
+        let Some(auth) = self.loaded.get(&SectionId::AUTH) else {
+            return Vec::new();
+        };
+        string_items(&auth.doc, prefix)
+    }
+
+    /// Writes items (key → JSON text) into the auth document as one signed change (owner
+    /// only). Items are written once: an existing key is refused.
+    pub fn put_auth_items(
+        &mut self,
+        items: Vec<(String, String)>,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<()> {
+        self.check_ledger_writer()?;
+        if let Some(auth) = self.loaded.get(&SectionId::AUTH)
+            && items
+                .iter()
+                .any(|(k, _)| auth.doc.get(ROOT, k.as_str()).ok().flatten().is_some())
+        {
+            return Err(RecordError::NotPermitted("that ledger item already exists"));
+        }
+        self.mutate(|rec, batch| rec.append_items(SectionId::AUTH, items, now, rng, batch))
+    }
+
+    /// Writes items into the patient's private ledger (requests, decisions, trusted
+    /// organisations): a section readable only by the patient's own devices and recovery key,
+    /// created on first use. Items are written once: an existing key is refused.
+    pub fn put_ledger_items(
+        &mut self,
+        items: Vec<(String, String)>,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<()> {
+        self.check_ledger_writer()?;
+        let existing = self.ledger_items("");
+        if items
+            .iter()
+            .any(|(k, _)| existing.iter().any(|(e, _)| e == k))
+        {
+            return Err(RecordError::NotPermitted("that ledger item already exists"));
+        }
+        let mut fresh = Vec::new();
+        if !self.keys.contains_key(&SectionId::LEDGER) {
+            let root = self.root_for(
+                "the private ledger is started on the device that holds the record root key",
+            )?;
+            let (key, wraps) = self.new_section_key(root, &SectionId::LEDGER, rng)?;
+            fresh = wraps;
+            self.keys
+                .insert(SectionId::LEDGER, BTreeMap::from([(0, key)]));
+            self.loaded
+                .insert(SectionId::LEDGER, SectionDoc::empty(self.identity));
+        }
+        let _id = self.id;
+        self.mutate(|rec, batch| {
+            for w in &fresh {
+                put_wrap(batch, w)?;
+            }
+            rec.append_items(SectionId::LEDGER, items, now, rng, batch)
+        })
+    }
+
+    /// Whether this node may write the consent ledger (the auth document's items or the
+    /// private ledger): a patient's device, still linked to the record.
+    fn check_ledger_writer(&self) -> Result<()> {
+        if !self.owner {
+            return Err(RecordError::NotPermitted(
+                "only the patient writes the consent ledger",
+            ));
+        }
+        self.check_linked()
+    }
+
+    /// The private ledger's items whose keys start with `prefix` (empty if there is none or
+    /// this node cannot read it).
+    pub fn ledger_items(&mut self, prefix: &str) -> Vec<(String, String)> {
+        if !self.keys.contains_key(&SectionId::LEDGER)
+            || self.ensure_loaded(&SectionId::LEDGER).is_err()
+        {
+            return Vec::new();
+        }
+        self.loaded
+            .get(&SectionId::LEDGER)
+            .map(|d| string_items(&d.doc, prefix))
+            .unwrap_or_default()
+    }
+}
+
+/// The string values of root-map keys starting with `prefix`.
+pub(super) fn string_items(doc: &AutoCommit, prefix: &str) -> Vec<(String, String)> {
+    let mut end = prefix.to_string();
+    end.push(char::MAX);
+    doc.map_range(ROOT, prefix.to_string()..end)
+        .filter_map(|item| {
+            let s = match &item.value {
+                automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) => s.to_string(),
+                _ => return None,
+            };
+            Some((item.key.to_string(), s))
+        })
+        .collect()
+}

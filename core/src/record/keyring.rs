@@ -1,0 +1,236 @@
+//! The keyring: section keys wrapped to this device (and to others), unwrapped on opening,
+//! wrapped to new recipients, and rotated.
+
+use super::layout::{k_wrap, k_wrap_prefix};
+use super::{OpenRecord, RecordError, Result, Vault, cbor, decbor, json_string};
+use crate::crypto::{self, SymmetricKey};
+use crate::ids::{RecordId, SectionId};
+use crate::keys::Identity;
+use crate::keywrap::KeyWrap;
+use crate::store::Batch;
+use crate::store::Store;
+use crate::time::Timestamp;
+use rand_core::CryptoRng;
+
+/// Who receives a new key: this device, the recovery key, and `others` (the patient's other
+/// devices).
+pub(super) fn recipients(identity: &Identity, others: &[[u8; 32]]) -> Vec<[u8; 32]> {
+    let mut out = vec![identity.agreement_public()];
+    if let Some(r) = identity.recovery_public() {
+        out.push(r);
+    }
+    for o in others {
+        if !out.contains(o) {
+            out.push(*o);
+        }
+    }
+    out
+}
+
+/// Files a key wrap into the record's keyring, in `batch`.
+pub(super) fn put_wrap(batch: &mut Batch, w: &KeyWrap) -> Result<()> {
+    batch.put(
+        k_wrap(&w.record, &w.section, w.epoch, &w.recipient),
+        cbor(w)?,
+    );
+    Ok(())
+}
+
+/// `key` (of `section` at `epoch`) wrapped to each of `recipients`, signed by `root`.
+pub(super) fn wraps_for(
+    root: &ed25519_dalek::SigningKey,
+    rid: &RecordId,
+    section: &SectionId,
+    epoch: u32,
+    key: &SymmetricKey,
+    recipients: &[[u8; 32]],
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<KeyWrap>> {
+    recipients
+        .iter()
+        .map(|r| Ok(KeyWrap::create(root, *rid, *section, epoch, key, *r, rng)?))
+        .collect()
+}
+
+impl<S: Store> Vault<S> {
+    /// Key wraps of `record` addressed to `recipient`.
+    pub fn key_wraps_to(&self, record: &RecordId, recipient: &[u8; 32]) -> Result<Vec<KeyWrap>> {
+        Ok(self
+            .store
+            .scan_prefix(&k_wrap_prefix(record))?
+            .into_iter()
+            .filter_map(|(_, v)| decbor::<KeyWrap>(&v).ok())
+            .filter(|w| w.recipient.into_array() == *recipient)
+            .collect())
+    }
+}
+
+impl<'v, S: Store> OpenRecord<'v, S> {
+    /// A fresh key (epoch 0) for a new section `sid`, and its wraps, signed by `root`, to this
+    /// device, the recovery key and the patient's other devices.
+    pub(super) fn new_section_key(
+        &self,
+        root: &ed25519_dalek::SigningKey,
+        sid: &SectionId,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(SymmetricKey, Vec<KeyWrap>)> {
+        let key = SymmetricKey::generate(rng);
+        let to = recipients(self.identity, &self.other_devices_agreement());
+        let wraps = wraps_for(root, &self.id, sid, 0, &key, &to, rng)?;
+        Ok((key, wraps))
+    }
+
+    /// Unwraps every section key addressed to this device.
+    pub(super) fn load_keys(&mut self) -> Result<()> {
+        let me = self.identity.agreement_public();
+        for (_, v) in self.vault.store.scan_prefix(&k_wrap_prefix(&self.id))? {
+            let Ok(w) = decbor::<KeyWrap>(&v) else {
+                continue;
+            };
+            if w.recipient.into_array() != me || w.record != self.id {
+                continue;
+            }
+            if !w.verify() {
+                // A wrap not signed by the record root is ignored; the section stays unreadable
+                // and says so when opened.
+                continue;
+            }
+            let info = KeyWrap::info(&self.id, &w.section, w.epoch);
+            if let Ok(k) = crypto::unwrap_key(&w.wrapped, self.identity.agreement_secret(), &info) {
+                self.keys.entry(w.section).or_default().insert(w.epoch, k);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn current_key(&self, sid: &SectionId) -> Result<(u32, &SymmetricKey)> {
+        self.keys
+            .get(sid)
+            .and_then(|m| m.iter().next_back())
+            .map(|(e, k)| (*e, k))
+            .ok_or_else(|| RecordError::NoKey(self.section_label(sid)))
+    }
+
+    /// The (section, epoch) keys this node holds.
+    pub fn keys_held(&self) -> Vec<(SectionId, u32)> {
+        self.keys
+            .iter()
+            .flat_map(|(s, m)| m.keys().map(move |e| (*s, *e)))
+            .collect()
+    }
+
+    /// Wraps to `recipient` the keys of `sections` (section ids, including reserved ones) that
+    /// are not in `held` (owner only).
+    pub fn wrap_missing_keys(
+        &self,
+        recipient: [u8; 32],
+        sections: &[SectionId],
+        held: &[(SectionId, u32)],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<KeyWrap>> {
+        self.wrap_held_keys(recipient, sections.iter().copied(), held, rng)
+    }
+
+    /// Wraps to `recipient` the keys of the auth document and of every held section that the
+    /// scopes let its holder read (owner only), signed by the record root: those of
+    /// [`crate::grant::key_sections`], so none at all for `relay` scopes.
+    pub fn wrap_keys_for(
+        &self,
+        recipient: [u8; 32],
+        scopes: &[crate::grant::Scope],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<KeyWrap>> {
+        let sids = crate::grant::key_sections(scopes, &self.directory);
+        self.wrap_held_keys(recipient, sids, &[], rng)
+    }
+
+    /// Wraps to `recipient` every key this node holds of `sections`, in that order, but for
+    /// the (section, epoch) pairs in `skip`, signed by the record root (owner only).
+    fn wrap_held_keys(
+        &self,
+        recipient: [u8; 32],
+        sections: impl IntoIterator<Item = SectionId>,
+        skip: &[(SectionId, u32)],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<KeyWrap>> {
+        let root = self
+            .identity
+            .root_key()
+            .filter(|_| self.owner)
+            .ok_or(RecordError::NotPermitted("only the patient wraps keys"))?;
+        let mut out = Vec::new();
+        for sid in sections {
+            if let Some(keys) = self.keys.get(&sid) {
+                for (epoch, key) in keys {
+                    if !skip.contains(&(sid, *epoch)) {
+                        out.push(KeyWrap::create(
+                            root, self.id, sid, *epoch, key, recipient, rng,
+                        )?);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves `sections` (those this node holds keys for) to a new key epoch, wrapped only to
+    /// this device, the recovery key and the patient's remaining devices (root holder only).
+    /// Grantees who may still read a section receive the new key from the root holder at their
+    /// next sync; revoked grantees and removed devices never do. Later writes use the new key;
+    /// earlier bundles stay readable under their own epoch by those who held it. Returns how
+    /// many sections moved.
+    pub fn rotate_keys(
+        &mut self,
+        sections: &[SectionId],
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<usize> {
+        let root = self
+            .root_for("only the device holding the record root key can rotate the record's keys")?;
+        let to = recipients(self.identity, &self.other_devices_agreement());
+        let mut fresh: Vec<(SectionId, u32, SymmetricKey)> = Vec::new();
+        let mut wraps = Vec::new();
+        for sid in sections {
+            let Some(current) = self.keys.get(sid).and_then(|m| m.keys().next_back()) else {
+                continue;
+            };
+            let epoch = current
+                .checked_add(1)
+                .ok_or(RecordError::Invalid("key epochs exhausted"))?;
+            let key = SymmetricKey::generate(rng);
+            wraps.extend(wraps_for(root, &self.id, sid, epoch, &key, &to, rng)?);
+            fresh.push((*sid, epoch, key));
+        }
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        // Every section is loaded under its old keys before the new ones take over.
+        for (sid, _, _) in &fresh {
+            self.ensure_loaded(sid)?;
+        }
+        let n = fresh.len();
+        let _id = self.id;
+        let rotation = self.auth_items("rotation/").len();
+        let summary: Vec<String> = fresh.iter().map(|(s, e, _)| format!("{s}:{e}")).collect();
+        self.mutate(move |rec, batch| {
+            for w in &wraps {
+                put_wrap(batch, w)?;
+            }
+            for (sid, epoch, key) in fresh {
+                rec.keys.entry(sid).or_default().insert(epoch, key);
+            }
+            // The auth document itself is now written under its new key.
+            rec.append_items(
+                SectionId::AUTH,
+                vec![(
+                    format!("rotation/{rotation:06}"),
+                    json_string(&serde_json::json!({ "at": now, "sections": summary }))?,
+                )],
+                now,
+                rng,
+                batch,
+            )
+        })?;
+        Ok(n)
+    }
+}

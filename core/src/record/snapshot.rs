@@ -1,0 +1,310 @@
+//! Snapshots of section documents: the local sealed cache, and the shared snapshot a patient
+//! device signs so that a new reader starts from it.
+
+use super::layout::{k_base, k_cache, k_head, k_shared};
+use super::{OpenRecord, RecordError, Result, cbor, decbor, section_aad};
+use crate::crypto::{self, Domain, SymmetricKey};
+use crate::ids::{PeerKey, RecordId, SectionId};
+use crate::log::{LogHead, VersionVector};
+use crate::store::{Batch, Store};
+use automerge::AutoCommit;
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteArray;
+use std::collections::BTreeMap;
+
+/// After at most this many bundles since the last snapshot, a section's snapshot is rewritten.
+pub const SNAPSHOT_EVERY: u32 = 256;
+
+/// A read that replays at least this many bundles after the local snapshot writes a fresh one.
+pub const SNAPSHOT_REFRESH_ON_READ: u32 = 64;
+
+/// After at least this many: small sections are snapshotted more often, since saving them is
+/// cheap and every later open replays the bundles since the snapshot.
+pub const SNAPSHOT_EVERY_MIN: u32 = 32;
+
+/// How many bundles may follow a section's snapshot before it is rewritten: a quarter of the
+/// section's bundles, between [`SNAPSHOT_EVERY_MIN`] and [`SNAPSHOT_EVERY`], so that saving
+/// (which costs in proportion to the section) stays a small share of each write while opening
+/// replays few bundles.
+pub(super) fn snapshot_every(vv: &VersionVector) -> u32 {
+    let total: u64 = vv.values().map(|h| h.seq).sum();
+    u32::try_from(total / 4)
+        .unwrap_or(SNAPSHOT_EVERY)
+        .clamp(SNAPSHOT_EVERY_MIN, SNAPSHOT_EVERY)
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    vv: Vec<(PeerKey, LogHead)>,
+    #[serde(with = "serde_bytes")]
+    doc: Vec<u8>,
+}
+
+/// The largest shared snapshot made or accepted (it travels in one sync response).
+pub const MAX_SHARED_SNAPSHOT: usize = 8 << 20;
+
+/// A section's compacted state, vouched for by one of the patient's devices, so that a new
+/// reader starts from one document instead of replaying every bundle (DESIGN §4, compaction).
+///
+/// The version vector is in the clear and signed, so any node can see what the snapshot
+/// covers; the document is sealed under the section key with the vector inside, and a reader
+/// checks the two agree. Bundles up to the vector need not be held by a node that accepted the
+/// snapshot: it records the vector as its **base** and continues each log from there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedSnapshot {
+    /// The record.
+    pub record: RecordId,
+    /// The section.
+    pub section: SectionId,
+    /// The patient device that made it.
+    pub author: PeerKey,
+    /// What it covers: the newest bundle per author.
+    pub vv: Vec<(PeerKey, LogHead)>,
+    /// Key epoch (4 bytes, big-endian) and the sealed document.
+    #[serde(with = "serde_bytes")]
+    pub blob: Vec<u8>,
+    /// The author's signature.
+    pub signature: ByteArray<64>,
+}
+
+impl SharedSnapshot {
+    fn signed_parts(&self) -> Result<Vec<u8>> {
+        cbor(&(
+            &self.record,
+            &self.section,
+            &self.author,
+            &self.vv,
+            crypto::sha256(&[&self.blob]),
+        ))
+    }
+
+    /// Decodes a snapshot (size-checked first).
+    pub fn decode(bytes: &[u8]) -> Option<SharedSnapshot> {
+        if bytes.len() > MAX_SHARED_SNAPSHOT + 64 * 1024 {
+            return None;
+        }
+        decbor(bytes).ok()
+    }
+
+    /// The version vector it covers.
+    pub fn version_vector(&self) -> VersionVector {
+        self.vv.iter().copied().collect()
+    }
+
+    /// Whether `author` signed it.
+    pub fn verify(&self) -> bool {
+        let (Ok(key), Ok(parts)) = (self.author.verifying_key(), self.signed_parts()) else {
+            return false;
+        };
+        crypto::verify(
+            &key,
+            Domain::Snapshot,
+            &[&parts],
+            &self.signature.into_array(),
+        )
+        .is_ok()
+    }
+}
+
+impl<'v, S: Store> OpenRecord<'v, S> {
+    /// Rewrites the local snapshot of a section just loaded (`doc`, covering `have`) under its
+    /// newest key, and says whether it was written. The snapshot is a cache (losing it loses
+    /// nothing), so a failed write is ignored; its nonce is derived from the key and the sealed
+    /// content, since reading takes no randomness (the same content gives the same bytes).
+    pub(super) fn refresh_snapshot(
+        &self,
+        sid: &SectionId,
+        keys: &BTreeMap<u32, SymmetricKey>,
+        doc: &mut AutoCommit,
+        have: &VersionVector,
+    ) -> bool {
+        let Some((epoch, key)) = keys.iter().next_back() else {
+            return false;
+        };
+        let snap = Snapshot {
+            vv: have.iter().map(|(a, h)| (*a, *h)).collect(),
+            doc: doc.save(),
+        };
+        let Ok(plain) = cbor(&snap) else {
+            return false;
+        };
+        let plain = zeroize::Zeroizing::new(plain);
+        let digest = crypto::sha256(&[
+            b"hearth/snapshot-nonce/v1",
+            key.as_bytes(),
+            &epoch.to_be_bytes(),
+            &plain,
+        ]);
+        let mut nonce = [0u8; 24];
+        nonce.copy_from_slice(&digest[..24]);
+        let mut blob = epoch.to_be_bytes().to_vec();
+        blob.extend_from_slice(&nonce);
+        blob.extend_from_slice(&crypto::seal_with_nonce(
+            key,
+            &nonce,
+            &snapshot_aad(&self.id, sid),
+            &plain,
+        ));
+        let mut batch = Batch::new();
+        batch.put(k_cache(&self.id, sid), blob);
+        self.vault.store.commit(batch).is_ok()
+    }
+
+    pub(super) fn open_snapshot(
+        &self,
+        sid: &SectionId,
+        keys: &BTreeMap<u32, SymmetricKey>,
+        blob: &[u8],
+    ) -> Option<(AutoCommit, VersionVector)> {
+        let epoch = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?);
+        let key = keys.get(&epoch)?;
+        let plain = zeroize::Zeroizing::new(
+            crypto::open(key, &snapshot_aad(&self.id, sid), &blob[4..]).ok()?,
+        );
+        let snap: Snapshot = decbor(&plain).ok()?;
+        let doc = AutoCommit::load(&snap.doc).ok()?;
+        Some((doc, snap.vv.into_iter().collect()))
+    }
+
+    /// Puts into `batch` a fresh local snapshot of section `sid` (which is loaded) and, on a
+    /// patient device, the shared snapshot it signs, so that new readers can start from it.
+    pub(super) fn put_snapshot(
+        &mut self,
+        sid: &SectionId,
+        rng: &mut impl CryptoRng,
+        batch: &mut Batch,
+    ) -> Result<()> {
+        let blob = self.snapshot_blob(sid, rng)?;
+        // A patient device also vouches for it, so that new readers can start from it.
+        if self.owner && blob.len() <= MAX_SHARED_SNAPSHOT && self.check_linked().is_ok() {
+            let vv = self
+                .loaded
+                .get(sid)
+                .map(|d| d.vv.iter().map(|(a, h)| (*a, *h)).collect())
+                .unwrap_or_default();
+            let mut shared = SharedSnapshot {
+                record: self.id,
+                section: *sid,
+                author: self.identity.peer(),
+                vv,
+                blob: blob.clone(),
+                signature: ByteArray::new([0; 64]),
+            };
+            let parts = shared.signed_parts()?;
+            shared.signature = ByteArray::new(crypto::sign(
+                self.identity.device_key(),
+                Domain::Snapshot,
+                &[&parts],
+            ));
+            batch.put(k_shared(&self.id, sid), cbor(&shared)?);
+        }
+        batch.put(k_cache(&self.id, sid), blob);
+        Ok(())
+    }
+
+    fn snapshot_blob(&mut self, sid: &SectionId, rng: &mut impl CryptoRng) -> Result<Vec<u8>> {
+        let (epoch, key) = self.current_key(sid)?;
+        let key = key.clone();
+        let sd = self
+            .loaded
+            .get_mut(sid)
+            .ok_or(RecordError::Invalid("section not loaded"))?;
+        let snap = Snapshot {
+            vv: sd.vv.iter().map(|(a, h)| (*a, *h)).collect(),
+            doc: sd.doc.save(),
+        };
+        let plain = zeroize::Zeroizing::new(cbor(&snap)?);
+        let mut blob = epoch.to_be_bytes().to_vec();
+        blob.extend_from_slice(&crypto::seal(
+            &key,
+            &snapshot_aad(&self.id, sid),
+            &plain,
+            rng,
+        ));
+        Ok(blob)
+    }
+
+    /// Accepts a shared snapshot from a peer (see [`SharedSnapshot`]): it must be signed by one
+    /// of `devices` (the patient's), be for this record and a section this node holds the key
+    /// of, open under that key with the same version vector inside, and cover at least what
+    /// this node already started from. Then the section starts from it: its vector becomes the
+    /// base and, where ahead, the log heads. Returns `Ok(false)` when it is older than what is
+    /// held (nothing to do), `Err(reason)` when it is refused. Nothing is written on refusal.
+    pub fn accept_snapshot(
+        &mut self,
+        bytes: &[u8],
+        devices: &[PeerKey],
+    ) -> std::result::Result<bool, String> {
+        let snap = SharedSnapshot::decode(bytes).ok_or("a malformed snapshot")?;
+        if snap.record != self.id {
+            return Err("a snapshot of another record".into());
+        }
+        if !devices.contains(&snap.author) {
+            return Err("a snapshot not made by one of the patient's devices".into());
+        }
+        if snap.blob.len() > MAX_SHARED_SNAPSHOT || snap.vv.len() > 65_536 || !snap.verify() {
+            return Err("snapshot signature does not verify (altered or forged)".into());
+        }
+        let sid = snap.section;
+        let keys = self
+            .keys
+            .get(&sid)
+            .ok_or("a snapshot of a section this node cannot read")?;
+        let epoch = snap
+            .blob
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+            .ok_or("a malformed snapshot")?;
+        let key = keys
+            .get(&epoch)
+            .ok_or("a snapshot under a key this node lacks")?;
+        let plain = zeroize::Zeroizing::new(
+            crypto::open(key, &snapshot_aad(&self.id, &sid), &snap.blob[4..])
+                .map_err(|_| "a snapshot that does not open under the section key")?,
+        );
+        let inner: Snapshot = decbor(&plain).map_err(|_| "a malformed snapshot")?;
+        let vv = snap.version_vector();
+        if inner.vv.iter().copied().collect::<VersionVector>() != vv {
+            return Err("a snapshot whose contents do not match what it claims to cover".into());
+        }
+        let store = &self.vault.store;
+        let base = self.vault.base(&self.id, &sid).map_err(|e| e.to_string())?;
+        if base
+            .iter()
+            .any(|(a, h)| vv.get(a).is_none_or(|x| x.seq < h.seq))
+        {
+            return Ok(false);
+        }
+        let heads = self
+            .vault
+            .heads(&self.id, &sid)
+            .map_err(|e| e.to_string())?;
+        if vv
+            .iter()
+            .all(|(a, h)| heads.get(a).is_some_and(|x| x.seq >= h.seq))
+        {
+            // Everything it covers is held already.
+            return Ok(false);
+        }
+        let mut batch = Batch::new();
+        for (a, h) in &vv {
+            batch.put(k_base(&self.id, &sid, a), h.to_bytes().to_vec());
+            if heads.get(a).is_none_or(|x| x.seq < h.seq) {
+                batch.put(k_head(&self.id, &sid, a), h.to_bytes().to_vec());
+            }
+        }
+        batch.put(k_cache(&self.id, &sid), snap.blob.clone());
+        batch.put(k_shared(&self.id, &sid), bytes.to_vec());
+        store.commit(batch).map_err(|e| e.to_string())?;
+        self.loaded.remove(&sid);
+        Ok(true)
+    }
+}
+
+/// The associated data a section's sealed snapshot is bound by.
+fn snapshot_aad(record: &RecordId, sid: &SectionId) -> Vec<u8> {
+    section_aad(b"hearth/snapshot/v1", record, sid)
+}

@@ -1,0 +1,4 @@
+//! Tests of the record engine as a whole.
+
+mod hostile_bundles;
+mod merge;
