@@ -47,7 +47,7 @@ pub enum Key<'a> {
     Device(&'a PeerKey),
     /// Auth document: a removed device.
     DeviceRemoved(&'a PeerKey),
-    /// Auth document: a key rotation, by its number.
+    /// Auth document: a key rotation, by its number (six digits, so keys sort in order).
     Rotation(usize),
     /// Auth document: the patient's verdict on a held write, by the bundle's hash (hex).
     Review(&'a str),
@@ -140,7 +140,7 @@ impl Key<'_> {
             Key::Revoke(g) => (Kind::Revoke, g.to_string()),
             Key::Device(p) => (Kind::Device, p.to_string()),
             Key::DeviceRemoved(p) => (Kind::DeviceRemoved, p.to_string()),
-            Key::Rotation(n) => (Kind::Rotation, n.to_string()),
+            Key::Rotation(n) => (Kind::Rotation, format!("{n:06}")),
             Key::Review(h) => (Kind::Review, (*h).to_string()),
             Key::IssuedGrant(g) => (Kind::IssuedGrant, g.to_string()),
             Key::Request(r) => (Kind::Request, (*r).to_string()),
@@ -417,6 +417,35 @@ mod tests {
                 .text()
                 .starts_with(Kind::Device.prefix())
         );
+    }
+
+    #[test]
+    fn keys_keep_their_stored_spelling() {
+        // Stores written by earlier versions hold these keys: their text must not change.
+        let p = PeerKey([3; 32]);
+        let r = RecordId([1; 32]);
+        let g = GrantId(serde_bytes::ByteArray::new([2; 32]));
+        assert_eq!(Key::Rotation(3).text(), "rotation/000003");
+        assert_eq!(Key::Review("ab12").text(), "review/ab12");
+        assert_eq!(Key::Device(&p).text(), format!("device/{p}"));
+        assert_eq!(Key::DeviceRemoved(&p).text(), format!("device-removed/{p}"));
+        assert_eq!(Key::RecordedGrant(&g).text(), format!("grant/{g}"));
+        assert_eq!(Key::IssuedGrant(&g).text(), format!("grant/{g}"));
+        assert_eq!(Key::Revoke(&g).text(), format!("revoke/{g}"));
+        assert_eq!(Key::Request("q1").text(), "request/q1");
+        assert_eq!(Key::Decision("q1").text(), "decision/q1");
+        assert_eq!(Key::Trust(&p).text(), format!("trust/{p}"));
+        assert_eq!(Key::HeldGrant(&r, &g).text(), format!("grant/{r}/{g}"));
+        assert_eq!(
+            Key::LearntRevocation(&r, &g).text(),
+            format!("revoked/{r}/{g}")
+        );
+        assert_eq!(
+            Key::Credential(&[0xab; 32]).text(),
+            format!("credential/{}", "ab".repeat(32))
+        );
+        assert_eq!(Key::Peer(&p).text(), format!("peer/{p}"));
+        assert_eq!(Key::Listen.text(), "net/listen");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use super::{OpenRecord, RecordError, Result, json_string};
 use crate::crypto::{self, Domain};
 use crate::ids::{PeerKey, RecordId, SectionId};
 use crate::keywrap::KeyWrap;
+use crate::ledger::{Key, Kind};
 use crate::store::Store;
 use crate::time::Timestamp;
 use rand_core::CryptoRng;
@@ -78,7 +79,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// Every device the record root ever certified, removed ones included (see
     /// [`OpenRecord::removed_devices`]); unverifiable certificates omitted.
     pub fn all_device_certs(&self) -> Vec<DeviceCert> {
-        self.auth_items("device/")
+        self.auth_items(Kind::Device.prefix())
             .into_iter()
             .filter_map(|(_, v)| serde_json::from_str::<DeviceCert>(&v).ok())
             .filter(|c| c.verify(&self.id))
@@ -88,10 +89,10 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// Devices removed from the record, with when (a removal is permanent: that device key
     /// never writes to the record again).
     pub fn removed_devices(&self) -> BTreeMap<PeerKey, Timestamp> {
-        self.auth_items("device-removed/")
+        self.auth_items(Kind::DeviceRemoved.prefix())
             .into_iter()
             .filter_map(|(k, v)| {
-                let peer = k.trim_start_matches("device-removed/").parse().ok()?;
+                let peer = Kind::DeviceRemoved.id_in(&k)?.parse().ok()?;
                 let at = serde_json::from_str::<serde_json::Value>(&v)
                     .ok()
                     .and_then(|v| serde_json::from_value(v.get("at")?.clone()).ok())?;
@@ -180,7 +181,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         let sections: Vec<SectionId> = self.keys.keys().copied().collect();
         let wraps = self.wrap_missing_keys(agreement, &sections, &[], rng)?;
         self.put_auth_items(
-            vec![(format!("device/{peer}"), json_string(&cert)?)],
+            vec![(Key::Device(&peer).text(), json_string(&cert)?)],
             now,
             rng,
         )?;
@@ -211,7 +212,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         }
         self.put_auth_items(
             vec![(
-                format!("device-removed/{peer}"),
+                Key::DeviceRemoved(&peer).text(),
                 json_string(&serde_json::json!({ "at": now }))?,
             )],
             now,

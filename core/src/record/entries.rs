@@ -178,24 +178,15 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         if self.owner {
             return self.check_linked();
         }
-        let revoked: Vec<crate::grant::GrantId> = self
-            .auth_items("revoke/")
-            .into_iter()
-            .filter_map(|(k, _)| k.trim_start_matches("revoke/").parse().ok())
-            .collect();
+        let revoked = self.revoked_grants();
         let access = crate::grant::Access::section(
             self.identity.peer(),
             *name,
             crate::grant::Ability::Append,
         );
-        let allowed = self
-            .vault
-            .local_items(&format!("grant/{}/", self.id))?
-            .into_iter()
-            .filter_map(|(_, v)| crate::grant::chain_from_bytes(&v).ok())
-            .any(|chain| {
-                crate::grant::verify_chain(&chain, &access, now, &|g| revoked.contains(g)).is_ok()
-            });
+        let allowed = self.vault.held_chains(&self.id)?.into_iter().any(|chain| {
+            crate::grant::verify_chain(&chain, &access, now, &|g| revoked.contains(g)).is_ok()
+        });
         if allowed {
             Ok(())
         } else {

@@ -49,6 +49,7 @@ use super::{OpenRecord, RecordError, Result, Vault, cbor, decbor};
 use crate::bundle::Bundle;
 use crate::grant::{self, Ability, Access, CLOCK_TOLERANCE_MS, Grant, GrantId};
 use crate::ids::{BundleHash, PeerKey, RecordId, SectionId};
+use crate::ledger::{Key, Kind};
 use crate::section::SectionName;
 use crate::store::{Batch, Store};
 use crate::time::Timestamp;
@@ -64,9 +65,6 @@ pub const MAX_HELD_BYTES_PER_AUTHOR: usize = 16 << 20;
 pub const MAX_HELD: usize = 1024;
 /// The most bytes of writes held on a node.
 pub const MAX_HELD_BYTES: usize = 128 << 20;
-
-/// The auth-document key prefix of review decisions.
-pub const REVIEW_PREFIX: &str = "review/";
 
 /// Why a write is held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -412,26 +410,12 @@ impl<S: Store> Vault<S> {
 impl<S: Store> OpenRecord<'_, S> {
     /// The grant chains, revocations and review decisions of the auth document.
     pub fn write_rules(&self) -> WriteRules {
-        let chains = self
-            .auth_items("grant/")
-            .into_iter()
-            .filter_map(|(_, v)| {
-                let token = serde_json::from_str::<serde_json::Value>(&v).ok()?;
-                grant::chain_from_token(token.get("token")?.as_str()?).ok()
-            })
-            .collect();
+        let chains = self.recorded_chains();
+        // A revocation whose time cannot be read counts from the beginning.
         let revoked = self
-            .auth_items("revoke/")
+            .revoked_at()
             .into_iter()
-            .filter_map(|(k, v)| {
-                let id: GrantId = k.trim_start_matches("revoke/").parse().ok()?;
-                // A revocation whose time cannot be read counts from the beginning.
-                let at = serde_json::from_str::<serde_json::Value>(&v)
-                    .ok()
-                    .and_then(|v| serde_json::from_value::<Timestamp>(v.get("at")?.clone()).ok())
-                    .unwrap_or(Timestamp::from_millis(i64::MIN));
-                Some((id, at))
-            })
+            .map(|(id, at)| (id, at.unwrap_or(Timestamp::from_millis(i64::MIN))))
             .collect();
         let decisions = self
             .review_decisions()
@@ -447,10 +431,10 @@ impl<S: Store> OpenRecord<'_, S> {
 
     /// The patient's review decisions recorded in the auth document, by bundle hash.
     pub fn review_decisions(&self) -> Vec<(BundleHash, ReviewDecision)> {
-        self.auth_items(REVIEW_PREFIX)
+        self.auth_items(Kind::Review.prefix())
             .into_iter()
             .filter_map(|(k, v)| {
-                let h: BundleHash = k.trim_start_matches(REVIEW_PREFIX).parse().ok()?;
+                let h: BundleHash = Kind::Review.id_in(&k)?.parse().ok()?;
                 Some((h, serde_json::from_str(&v).ok()?))
             })
             .collect()
@@ -606,7 +590,7 @@ impl<S: Store> OpenRecord<'_, S> {
                 };
                 let text = serde_json::to_string(&d)
                     .map_err(|_| RecordError::Invalid("decision cannot be encoded"))?;
-                Ok((format!("{REVIEW_PREFIX}{}", h.id), text))
+                Ok((Key::Review(&h.id.to_string()).text(), text))
             })
             .collect::<Result<Vec<_>>>()?;
         self.put_auth_items(items, now, rng)?;

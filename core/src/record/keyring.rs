@@ -7,6 +7,7 @@ use crate::crypto::{self, SymmetricKey};
 use crate::ids::{RecordId, SectionId};
 use crate::keys::Identity;
 use crate::keywrap::KeyWrap;
+use crate::ledger::{Key, Kind};
 use crate::store::Batch;
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -210,7 +211,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         }
         let n = fresh.len();
         let _id = self.id;
-        let rotation = self.auth_items("rotation/").len();
+        let rotation = self.auth_items(Kind::Rotation.prefix()).len();
         let summary: Vec<String> = fresh.iter().map(|(s, e, _)| format!("{s}:{e}")).collect();
         self.mutate(move |rec, batch| {
             for w in &wraps {
@@ -223,7 +224,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             rec.append_items(
                 SectionId::AUTH,
                 vec![(
-                    format!("rotation/{rotation:06}"),
+                    Key::Rotation(rotation).text(),
                     json_string(&serde_json::json!({ "at": now, "sections": summary }))?,
                 )],
                 now,

@@ -100,6 +100,19 @@ impl<S: Store> OpenRecord<'_, S> {
             .collect()
     }
 
+    /// Every revocation in the auth document with when it was made (`None` when the item's
+    /// time cannot be read).
+    pub fn revoked_at(&self) -> Vec<(GrantId, Option<Timestamp>)> {
+        by_id(Kind::Revoke, self.auth_items(Kind::Revoke.prefix()))
+            .filter_map(|(id, v)| {
+                Some((
+                    id.parse().ok()?,
+                    RevokeItem::from_json(&v).ok().map(|r| r.at),
+                ))
+            })
+            .collect()
+    }
+
     /// The revocations in the auth document, by grant (unreadable items left out).
     pub fn revocations(&self) -> BTreeMap<GrantId, RevokeItem> {
         by_id(Kind::Revoke, self.auth_items(Kind::Revoke.prefix()))

@@ -65,14 +65,14 @@ mod tests;
 
 pub use crate::keywrap::KeyWrap;
 pub use devices::DeviceCert;
-pub use ledger::{AuthItem, LedgerItem, MAX_HELD_CHAINS};
 pub use directory::SectionInfo;
 pub use entries::{CheckedEntry, NewEntry};
 pub use held::{
     Decision, HeldReason, HeldWrite, HoldReport, MAX_HELD, MAX_HELD_BYTES,
-    MAX_HELD_BYTES_PER_AUTHOR, MAX_HELD_PER_AUTHOR, REVIEW_PREFIX, ReviewDecision, SettleReport,
-    Verdict, WriteRules,
+    MAX_HELD_BYTES_PER_AUTHOR, MAX_HELD_PER_AUTHOR, ReviewDecision, SettleReport, Verdict,
+    WriteRules,
 };
+pub use ledger::{AuthItem, LedgerItem, MAX_HELD_CHAINS};
 pub use replica::{RemoteReport, WAITS_FOR_DEPS};
 pub use section_doc::Unapplied;
 pub use snapshot::{

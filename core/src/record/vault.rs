@@ -13,6 +13,7 @@ use crate::entry::EntryBody;
 use crate::ids::{PeerKey, RecordId, SectionId};
 use crate::keys::Identity;
 use crate::keywrap::KeyWrap;
+use crate::ledger::Key;
 use crate::log::{LogHead, VersionVector};
 use crate::section::SectionName;
 use crate::store::{self, Batch, Store};
@@ -284,7 +285,7 @@ impl<S: Store> Vault<S> {
                 "record".to_string(),
                 json_string(&serde_json::json!({"record_id": rid, "created": now}))?,
             ),
-            (format!("device/{}", identity.peer()), json_string(&cert)?),
+            (Key::Device(&identity.peer()).text(), json_string(&cert)?),
         ];
         rec.append_items(SectionId::AUTH, items, now, rng, &mut batch)?;
         if let Some(body) = demographics {
