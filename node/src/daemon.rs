@@ -244,7 +244,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
                 .get_local(crate::net_cmd::LISTEN_ITEM)
                 .ok()
                 .flatten()
-                .map(|v| crate::net_cmd::peer_addrs(&v))
+                .map(|v| live::peer_addrs(&v))
                 .unwrap_or_default()
         };
         let mut listeners = 0;

@@ -371,8 +371,8 @@ pub fn join(ctx: &Ctx, code_text: &str, name: Option<&str>) -> Result<(), Failur
             loop {
                 if let Ok(outcomes) = h.sync_blocking(Some(peer), Duration::from_secs(60)) {
                     let mut all = !outcomes.is_empty();
-                    for (_, _, r) in &outcomes {
-                        match r {
+                    for o in &outcomes {
+                        match &o.result {
                             Ok(r) => {
                                 received += r.received;
                                 all &= r.in_sync;
