@@ -1,5 +1,5 @@
 //! A patient's own devices: `hearth device link|list|remove` and `hearth init --join CODE`.
-//! The pairing protocol itself is in [`crate::link`].
+//! The pairing protocol itself is in [`hearth_sync::pairing`] (glue in [`crate::link`]).
 
 use crate::cli::DeviceCommand;
 use crate::commands::{Ctx, now, os_rng};

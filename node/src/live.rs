@@ -1,5 +1,6 @@
 //! The live node: moves bytes between the libp2p swarm ([`hearth_sync::net`]), the store and
-//! the sans-I/O sync state ([`hearth_sync::round`], [`hearth_sync::changes`]), on tokio.
+//! the sans-I/O sync state ([`hearth_sync::round`], [`hearth_sync::changes`],
+//! [`hearth_sync::pairing`]), on tokio.
 //!
 //! One task owns the swarm and the round state; it never touches the store. Every store or
 //! record operation runs as a *job* on tokio's blocking pool, holding the one mutex around the
@@ -55,12 +56,14 @@ use tokio::sync::mpsc;
 
 mod jobs;
 mod network;
+mod pairing;
 #[cfg(test)]
 mod tests;
 
 use jobs::Work;
 pub use jobs::peer_addrs;
 use network::Dial;
+pub use pairing::PairingSlot;
 
 /// What every job needs, behind one mutex: the vault and the node's identity.
 pub struct Shared<S: Store> {
@@ -122,7 +125,7 @@ pub struct LiveConfig {
     /// Rounds in flight with one peer.
     pub max_rounds_per_peer: usize,
     /// The pairing slot `hearth device link` opens (answered on the sync protocol).
-    pub pairing: crate::link::Pairing,
+    pub pairing: PairingSlot,
     /// The wall clock.
     pub clock: Clock,
 }
@@ -138,7 +141,7 @@ impl Default for LiveConfig {
             max_steps: rounds.max_steps,
             max_known: 1024,
             max_rounds_per_peer: rounds.max_rounds_per_peer,
-            pairing: crate::link::Pairing::default(),
+            pairing: PairingSlot::default(),
             clock: Clock::SYSTEM,
         }
     }
@@ -223,7 +226,7 @@ enum Control {
 #[derive(Clone)]
 pub struct Handle {
     tx: mpsc::Sender<Control>,
-    pairing: crate::link::Pairing,
+    pairing: PairingSlot,
     status: Arc<Mutex<StatusInner>>,
     received: tokio::sync::watch::Receiver<u64>,
 }
@@ -274,7 +277,7 @@ impl Handle {
     }
 
     /// The node's device-pairing slot.
-    pub fn pairing(&self) -> &crate::link::Pairing {
+    pub fn pairing(&self) -> &PairingSlot {
         &self.pairing
     }
 

@@ -46,6 +46,7 @@
 pub mod changes;
 #[cfg(feature = "libp2p")]
 pub mod net;
+pub mod pairing;
 pub mod protocol;
 pub mod round;
 pub mod session;

@@ -272,7 +272,7 @@ impl<S: Store + Send + 'static> Driver<S> {
             Message::Link(l) => {
                 let pairing = self.config.pairing.clone();
                 let ok = self.job(move |sh| {
-                    let answer = crate::link::respond(sh, &pairing, peer, l, clock.now());
+                    let answer = pairing.answer(sh, peer, l, clock.now());
                     let linked = matches!(answer, LinkMessage::Welcome { .. });
                     Work::Answer {
                         peer,
