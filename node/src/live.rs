@@ -40,6 +40,7 @@ use hearth_core::record::Vault;
 use hearth_core::store::Store;
 use hearth_core::time::Timestamp;
 use hearth_sync::changes::Changes;
+use hearth_sync::dial::{DialConfig, Dials};
 use hearth_sync::net::HearthSwarm;
 use hearth_sync::round::{
     Event, RequestId, RoundConfig, RoundError, RoundOutcome, Rounds, WaiterId,
@@ -62,7 +63,6 @@ mod tests;
 
 use jobs::Work;
 pub use jobs::peer_addrs;
-use network::Dial;
 pub use pairing::PairingSlot;
 
 /// What every job needs, behind one mutex: the vault and the node's identity.
@@ -308,6 +308,12 @@ pub fn start<S: Store + Send + 'static>(
         max_rounds_per_peer: config.max_rounds_per_peer,
         ..RoundConfig::default()
     });
+    let dials = Dials::new(DialConfig {
+        backoff_min: config.backoff_min,
+        backoff_max: config.backoff_max,
+        max_known: config.max_known,
+        ..DialConfig::default()
+    });
     let mut driver = Driver {
         swarm,
         shared,
@@ -318,9 +324,8 @@ pub fn start<S: Store + Send + 'static>(
         rounds,
         outbound: HashMap::new(),
         replies: HashMap::new(),
-        dials: HashMap::new(),
+        dials,
         connected: BTreeSet::new(),
-        known_dirty: true,
         changes: Arc::new(Mutex::new(Changes::default())),
         received: 0,
         received_tx,
@@ -342,10 +347,9 @@ struct Driver<S: Store> {
     outbound: HashMap<OutboundRequestId, RequestId>,
     /// Who waits for the rounds a `sync` asked for.
     replies: HashMap<WaiterId, std::sync::mpsc::SyncSender<Vec<RoundOutcome>>>,
-    dials: HashMap<PeerKey, Dial>,
+    /// Known peers and when to dial them.
+    dials: Dials<Multiaddr>,
     connected: BTreeSet<PeerKey>,
-    /// Known peers changed since the last publication.
-    known_dirty: bool,
     /// The change checker's memory (used by jobs).
     changes: Arc<Mutex<Changes>>,
     received: u64,
@@ -464,8 +468,7 @@ impl<S: Store + Send + 'static> Driver<S> {
         addrs.sort_by_key(|a| (!a.contains("/tcp/"), a.clone()));
         st.listen_addrs = addrs;
         st.connected = self.connected.iter().map(ToString::to_string).collect();
-        if self.known_dirty {
-            self.known_dirty = false;
+        if self.dials.take_changed() {
             st.known = self
                 .dials
                 .iter()
@@ -473,9 +476,9 @@ impl<S: Store + Send + 'static> Driver<S> {
                     (
                         p.to_string(),
                         KnownPeer {
-                            addrs: d.addrs.iter().map(ToString::to_string).collect(),
-                            failures: d.failures,
-                            last_error: d.last_error.clone(),
+                            addrs: d.addrs().iter().map(ToString::to_string).collect(),
+                            failures: d.failures(),
+                            last_error: d.last_error().map(str::to_string),
                         },
                     )
                 })
@@ -494,10 +497,7 @@ impl<S: Store + Send + 'static> Driver<S> {
         match c {
             Control::AddPeer(peer, addr) => {
                 self.remember(peer, vec![addr]);
-                if let Some(d) = self.dials.get_mut(&peer) {
-                    d.next = Instant::now();
-                    d.failures = 0;
-                }
+                self.dials.retry_now(&peer, Instant::now());
                 self.redial();
             }
             Control::LocalChange => {

@@ -6,7 +6,7 @@
 //! the time and a random number generator, driven by the network adapter. Above it, also
 //! sans-I/O with the time passed in: [`round`] runs rounds (steps, limits, deadlines, who
 //! waits for what), [`changes`] decides whom a change is announced to and what is pushed
-//! with it. The node's live driver only moves bytes between them, the store and the network.
+//! with it, [`dial`] when known peers are dialled again. The node's live driver only moves bytes between them, the store and the network.
 //!
 //! ```
 //! use hearth_core::grant::{Ability, Grant, GrantSpec};
@@ -44,6 +44,7 @@
 #![deny(missing_docs)]
 
 pub mod changes;
+pub mod dial;
 #[cfg(feature = "libp2p")]
 pub mod net;
 pub mod pairing;

@@ -244,7 +244,7 @@ impl<S: Store + Send + 'static> Driver<S> {
             } => {
                 let known: Vec<libp2p::PeerId> = parties
                     .iter()
-                    .chain(self.dials.keys())
+                    .chain(self.dials.peers())
                     .filter_map(peer_id)
                     .collect();
                 self.swarm.behaviour().gate.inbound().set_known(known);
@@ -280,12 +280,12 @@ impl<S: Store + Send + 'static> Driver<S> {
             None => {
                 let mut s = self.connected.clone();
                 if explicit {
-                    s.extend(self.dials.keys().copied());
+                    s.extend(self.dials.peers().copied());
                 }
                 s
             }
         };
-        let known: BTreeSet<PeerKey> = self.dials.keys().copied().collect();
+        let known: BTreeSet<PeerKey> = self.dials.peers().copied().collect();
         let ok = self.job(move |sh| {
             let p = Local::new(&sh.vault, &sh.identity);
             let mut pairs = Vec::new();

@@ -13,14 +13,6 @@ use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use std::time::Instant;
 
-/// A known peer's dialling state.
-pub(super) struct Dial {
-    pub(super) addrs: Vec<Multiaddr>,
-    pub(super) failures: u32,
-    pub(super) next: Instant,
-    pub(super) last_error: Option<String>,
-}
-
 impl<S: Store + Send + 'static> Driver<S> {
     /// Sends a message the round state asked for.
     pub(super) fn transmit(&mut self, t: Transmit) {
@@ -37,48 +29,23 @@ impl<S: Store + Send + 'static> Driver<S> {
         self.outbound.insert(id, t.id);
     }
 
+    /// Remembers a known peer's addresses (the dial table decides what it keeps).
     pub(super) fn remember(&mut self, peer: PeerKey, addrs: Vec<Multiaddr>) {
-        self.known_dirty = true;
         let Some(pid) = peer_id(&peer) else { return };
-        if !self.dials.contains_key(&peer) && self.dials.len() >= self.config.max_known {
-            return;
-        }
-        let d = self.dials.entry(peer).or_insert_with(|| Dial {
-            addrs: Vec::new(),
-            failures: 0,
-            next: Instant::now(),
-            last_error: None,
-        });
-        for a in addrs {
-            if !d.addrs.contains(&a) && d.addrs.len() < 8 {
-                self.swarm.add_peer_address(pid, a.clone());
-                d.addrs.push(a);
-            }
+        for a in self.dials.remember(peer, addrs, Instant::now()) {
+            self.swarm.add_peer_address(pid, a);
         }
     }
 
+    /// Dials the known peers that are due.
     pub(super) fn redial(&mut self) {
-        let now = Instant::now();
-        let due: Vec<PeerKey> = self
-            .dials
-            .iter()
-            .filter(|(p, d)| !self.connected.contains(p) && d.next <= now && !d.addrs.is_empty())
-            .map(|(p, _)| *p)
-            .collect();
-        for p in due {
+        let connected = &self.connected;
+        let due = self.dials.due(Instant::now(), |p| connected.contains(p));
+        for (p, addrs) in due {
             let Some(pid) = peer_id(&p) else { continue };
-            let addrs = self
-                .dials
-                .get(&p)
-                .map(|d| d.addrs.clone())
-                .unwrap_or_default();
             let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(pid)
                 .addresses(addrs)
                 .build();
-            if let Some(d) = self.dials.get_mut(&p) {
-                // Until the dial resolves, do not dial again.
-                d.next = now + self.config.backoff_max;
-            }
             if let Err(e) = self.swarm.dial(opts) {
                 self.dial_failed(p, e.to_string());
             }
@@ -86,15 +53,8 @@ impl<S: Store + Send + 'static> Driver<S> {
     }
 
     pub(super) fn dial_failed(&mut self, peer: PeerKey, why: String) {
-        self.known_dirty = true;
-        let (min, max) = (self.config.backoff_min, self.config.backoff_max);
-        if let Some(d) = self.dials.get_mut(&peer) {
-            d.failures = d.failures.saturating_add(1);
-            let delay = min.saturating_mul(1u32 << d.failures.min(16)).min(max);
-            d.next = Instant::now() + delay;
-            tracing::debug!(%peer, failures = d.failures, "dial failed: {why}");
-            d.last_error = Some(why);
-        }
+        tracing::debug!(%peer, "dial failed: {why}");
+        self.dials.failed(&peer, why, Instant::now());
     }
 
     pub(super) fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent<Message>>) {
@@ -112,11 +72,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                     return;
                 };
                 self.connected.insert(peer);
-                if let Some(d) = self.dials.get_mut(&peer) {
-                    d.failures = 0;
-                    d.last_error = None;
-                    self.known_dirty = true;
-                }
+                self.dials.connected(&peer);
                 if num_established.get() == 1 {
                     tracing::info!(%peer, "connected");
                     // Catch up at once with a peer that (re)appears.
@@ -133,10 +89,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                 {
                     tracing::info!(%peer, "disconnected");
                     self.connected.remove(&peer);
-                    let min = self.config.backoff_min;
-                    if let Some(d) = self.dials.get_mut(&peer) {
-                        d.next = Instant::now() + min;
-                    }
+                    self.dials.disconnected(&peer, Instant::now());
                 }
             }
             SwarmEvent::OutgoingConnectionError {
@@ -157,7 +110,7 @@ impl<S: Store + Send + 'static> Driver<S> {
             )) => {
                 // Remember the listen addresses of peers we dial anyway, for redials.
                 if let Some(peer) = peer_key(&pid)
-                    && self.dials.contains_key(&peer)
+                    && self.dials.contains(&peer)
                 {
                     let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().take(8).collect();
                     self.remember(peer, addrs);
@@ -266,7 +219,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                     }),
                 );
                 tracing::debug!(%peer, record = %record, pushed = n.push.len(), "notified");
-                let named = self.dials.contains_key(&peer);
+                let named = self.dials.contains(&peer);
                 self.rounds.handle_notify(peer, n, named, Instant::now());
             }
             Message::Link(l) => {
