@@ -347,13 +347,13 @@ impl Pairing {
         Step::Answer(answer)
     }
 
-    /// The node certified the device of [`Step::Certify`] (or could not: why, in words, as
-    /// the joiner will see it): the sealed welcome, or the refusal.
+    /// The node certified the device of [`Step::Certify`] (or could not: the joiner is told
+    /// why): the sealed welcome, or the refusal.
     pub fn certified(
         &mut self,
         me: PeerKey,
         peer: PeerKey,
-        result: Result<Certified, String>,
+        result: Result<Certified, CertifyError>,
         rng: &mut impl CryptoRng,
     ) -> LinkMessage {
         let Some(slot) = self.slot.as_mut() else {
@@ -372,7 +372,7 @@ impl Pairing {
         };
         let c = match result {
             Ok(c) => c,
-            Err(why) => return fail(slot, &why),
+            Err(why) => return fail(slot, &why.to_string()),
         };
         let name = c.cert.name.clone();
         let welcome = WelcomeBody {
@@ -418,27 +418,32 @@ fn holds_auth(wraps: &[KeyWrap]) -> bool {
     wraps.iter().any(|x| x.section == SectionId::AUTH)
 }
 
+/// Why the root holder could not certify a joining device (told to the joiner).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertifyError {
+    /// This node holds no record of its own (it is not a patient's device).
+    #[error("this node holds no patient record")]
+    NoRecord,
+    /// The record refused (the device's signature over its agreement key, or the store).
+    #[error("cannot link that device: {0}")]
+    Record(#[from] hearth_core::record::RecordError),
+}
+
 /// The root holder's store work for [`Step::Certify`]: certifies the device in the record this
 /// node holds the root of and wraps every key to it (the device's signature over its agreement
-/// key is checked there). The error is the reason the joiner is told.
+/// key is checked there).
 pub fn certify<S: hearth_core::store::Store>(
     vault: &hearth_core::record::Vault<S>,
     identity: &hearth_core::keys::Identity,
     req: &CertifyRequest,
     now: Timestamp,
     rng: &mut impl CryptoRng,
-) -> Result<Certified, String> {
-    let record = identity
-        .record_id()
-        .ok_or_else(|| "this node holds no patient record".to_string())?;
-    let certified = vault
-        .open_record(identity, &record)
-        .map_err(|e| e.to_string())
-        .and_then(|mut rec| {
-            rec.certify_device(req.peer, &req.name, req.agreement, &req.signature, now, rng)
-                .map_err(|e| e.to_string())
-        });
-    let (cert, wraps) = certified.map_err(|e| format!("cannot link that device: {e}"))?;
+) -> Result<Certified, CertifyError> {
+    let record = identity.record_id().ok_or(CertifyError::NoRecord)?;
+    let mut rec = vault.open_record(identity, &record)?;
+    let (cert, wraps) =
+        rec.certify_device(req.peer, &req.name, req.agreement, &req.signature, now, rng)?;
     Ok(Certified {
         record,
         cert,
