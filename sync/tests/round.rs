@@ -8,7 +8,7 @@ use hearth_core::time::Timestamp;
 use hearth_sync::changes::{Announce, Changes, RIGHTS_TTL};
 use hearth_sync::protocol::{Message, Notify};
 use hearth_sync::round::{
-    Event, Job, RoundConfig, RoundError, RoundOutcome, Rounds, Transmit, WaiterId,
+    Event, Job, Plan, RoundConfig, RoundError, RoundOutcome, Rounds, Transmit, WaiterId,
 };
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -535,4 +535,35 @@ fn the_rights_cache_is_recomputed_after_its_ttl_of_simulated_time() {
         out[0].push.is_empty(),
         "pushed to an expired grant: {out:?}"
     );
+}
+
+#[test]
+fn a_plan_pairs_peers_with_the_records_they_are_interested_in() {
+    let (a, b, c) = (PeerKey([1; 32]), PeerKey([2; 32]), PeerKey([3; 32]));
+    let (r1, r2) = (RecordId([1; 32]), RecordId([2; 32]));
+    // r1: a is interested; r2: nobody is known to be yet (a grant accepted before any sync).
+    let records = || vec![(r1, [a].into()), (r2, BTreeSet::new())];
+    let background = Plan {
+        with: None,
+        connected: [a, b].into(),
+        known: [c].into(),
+        explicit: false,
+    };
+    // Connected peers only, each for what it is interested in; nobody is named.
+    assert_eq!(background.pairs(records()), vec![(a, r1, false)]);
+    // `hearth sync`: known peers too, and each may be asked about r2.
+    let asked = Plan {
+        explicit: true,
+        ..background.clone()
+    };
+    assert_eq!(
+        asked.pairs(records()),
+        vec![(a, r1, true), (a, r2, true), (b, r2, true), (c, r2, true)]
+    );
+    // A catch-up with a known peer that just connected.
+    let catch_up = Plan {
+        with: Some(c),
+        ..background
+    };
+    assert_eq!(catch_up.pairs(records()), vec![(c, r2, true)]);
 }

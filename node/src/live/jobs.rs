@@ -8,7 +8,7 @@ use hearth_core::store::Store;
 use hearth_sync::changes::Announce;
 use hearth_sync::net::{peer_id, peer_key};
 use hearth_sync::protocol::{Message, SyncRequest};
-use hearth_sync::round::{Job, WaiterId};
+use hearth_sync::round::{Job, Plan, WaiterId};
 use hearth_sync::session::{Local, Report, SyncError};
 use libp2p::Multiaddr;
 use libp2p::request_response::ResponseChannel;
@@ -275,33 +275,24 @@ impl<S: Store + Send + 'static> Driver<S> {
     /// are interested in (or, for an explicit or known peer, records whose interested peers are
     /// not known yet: a grant accepted before the first sync).
     pub(super) fn plan(&mut self, with: Option<PeerKey>, waiter: Option<WaiterId>, explicit: bool) {
-        let peers: BTreeSet<PeerKey> = match with {
-            Some(p) => [p].into(),
-            None => {
-                let mut s = self.connected.clone();
-                if explicit {
-                    s.extend(self.dials.peers().copied());
-                }
-                s
-            }
+        let plan = Plan {
+            with,
+            connected: self.connected.clone(),
+            known: self.dials.peers().copied().collect(),
+            explicit,
         };
-        let known: BTreeSet<PeerKey> = self.dials.peers().copied().collect();
         let ok = self.job(move |sh| {
             let p = Local::new(&sh.vault, &sh.identity);
-            let mut pairs = Vec::new();
-            let mut parties = BTreeSet::new();
-            for (record, named) in all_records(&sh.vault) {
-                let interested = peers_for(&p, &record, &named);
-                parties.extend(interested.iter().copied());
-                for peer in &peers {
-                    let trusted = explicit || known.contains(peer);
-                    if interested.contains(peer) || (trusted && interested.is_empty()) {
-                        pairs.push((*peer, record, trusted));
-                    }
-                }
-            }
+            let records: Vec<(RecordId, BTreeSet<PeerKey>)> = all_records(&sh.vault)
+                .into_iter()
+                .map(|(record, named)| (record, peers_for(&p, &record, &named)))
+                .collect();
+            let parties = records
+                .iter()
+                .flat_map(|(_, i)| i.iter().copied())
+                .collect();
             Work::Plan {
-                pairs,
+                pairs: plan.pairs(records),
                 waiter,
                 parties,
             }
