@@ -1,6 +1,6 @@
 //! The live node: moves bytes between the libp2p swarm ([`hearth_sync::net`]), the store and
 //! the sans-I/O sync state ([`hearth_sync::round`], [`hearth_sync::changes`],
-//! [`hearth_sync::pairing`]), on tokio.
+//! [`hearth_sync::dial`], [`hearth_sync::pairing`]), on tokio.
 //!
 //! One task owns the swarm and the round state; it never touches the store. Every store or
 //! record operation runs as a *job* on tokio's blocking pool, holding the one mutex around the
@@ -10,8 +10,10 @@
 //!
 //! The driver keeps no sync policy of its own: which rounds run, their step and per-peer
 //! limits, their deadlines and who waits for them are [`Rounds`]'; whom a change is announced
-//! to, what is pushed with it and how long peers' rights are reused are [`Changes`]'. The
-//! driver feeds them swarm events, job results and the time, and carries out what they ask:
+//! to, what is pushed with it and how long peers' rights are reused are [`Changes`]'; when
+//! known peers are redialled is [`Dials`]'; the pairing slot is
+//! [`Pairing`](hearth_sync::pairing::Pairing)'s. The driver feeds them swarm events, job
+//! results and the time, and carries out what they ask:
 //!
 //! ```text
 //!   swarm events ──► Rounds::handle_*(…, now) ──► poll_job ──► blocking job (session) ─┐
@@ -24,7 +26,8 @@
 //!   records whose logs moved are announced with `Notify` to every connected peer interested
 //!   in them ([`Changes::check`]);
 //! - a `Notify` from a peer starts a round with that peer for that record at once, if the peer
-//!   is a party to it here ([`Local::start`](hearth_sync::session::Local::start) refuses anyone else before anything is sent);
+//!   is a party to it here ([`Local::start`](hearth_sync::session::Local::start) refuses
+//!   anyone else before anything is sent);
 //! - bundles received from one peer are announced to the other interested peers;
 //! - a round runs with every connected interested peer every [`LiveConfig::interval`], and on
 //!   every new connection (catch-up after a restart);

@@ -10,6 +10,11 @@ use hearth_core::store::MemoryStore;
 use hearth_sync::net::{NetConfig, keypair, memory_swarm};
 use serde_json::json;
 
+/// The wall clock the nodes run on.
+fn now() -> Timestamp {
+    system_time()
+}
+
 fn node(
     identity: Identity,
     vault: Vault<MemoryStore>,
@@ -50,7 +55,7 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_in_memory_sync_granted_sections_and_keep_syncing() {
     let mut rng = hearth_core::test_utils::TestRng::new(7);
-    let t = system_time();
+    let t = now();
     let (patient, _) = Identity::generate(Role::Patient, "Pat".into(), &mut rng);
     let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
     let p_vault = Vault::new(MemoryStore::new());
@@ -125,7 +130,7 @@ async fn two_nodes_in_memory_sync_granted_sections_and_keep_syncing() {
         rec.add_entry(
             &"notes".parse().unwrap(),
             &json!({"text": "written later"}),
-            system_time(),
+            now(),
             &mut rng,
         )
         .unwrap();
