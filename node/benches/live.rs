@@ -148,7 +148,7 @@ async fn setup(initial: usize) -> Setup {
     .unwrap()
     .unwrap();
     let initial_time = t_initial.elapsed();
-    assert!(first.iter().all(|o| o.2.is_ok()), "{first:?}");
+    assert!(first.iter().all(|o| o.result.is_ok()), "{first:?}");
     {
         let g = live::lock(&g_shared);
         let mut replica = g.vault.open_record(&g.identity, &rid).unwrap();

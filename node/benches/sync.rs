@@ -15,7 +15,7 @@ use hearth_core::store::{Batch, MemoryStore, Store};
 use hearth_core::test_utils::{TEST_NOW, TestRng};
 use hearth_node::sled_store::SledStore;
 use hearth_sync::protocol::{self, Message};
-use hearth_sync::session::Peer;
+use hearth_sync::session::Local;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -100,7 +100,7 @@ fn pair(n: usize) -> Pair {
 
 /// One Hearth sync from the GP to the patient through the wire encoding. Returns (time, bytes).
 fn hearth_sync(x: &mut Pair) -> (Duration, usize) {
-    let (gs, ps) = (Peer::new(&x.g, &x.gp), Peer::new(&x.p, &x.patient));
+    let (gs, ps) = (Local::new(&x.g, &x.gp), Local::new(&x.p, &x.patient));
     let t = Instant::now();
     let mut bytes = 0;
     let mut req = gs

@@ -1,5 +1,5 @@
 //! A patient's own devices: `hearth device link|list|remove` and `hearth init --join CODE`.
-//! The pairing protocol itself is in [`crate::link`].
+//! The pairing protocol itself is in [`hearth_sync::pairing`] (glue in [`crate::link`]).
 
 use crate::cli::DeviceCommand;
 use crate::commands::{Ctx, now, os_rng};
@@ -370,8 +370,8 @@ pub fn join(ctx: &Ctx, code_text: &str, name: Option<&str>) -> Result<(), Failur
             loop {
                 if let Ok(outcomes) = h.sync_blocking(Some(peer), Duration::from_secs(60)) {
                     let mut all = !outcomes.is_empty();
-                    for (_, _, r) in &outcomes {
-                        match r {
+                    for o in &outcomes {
+                        match &o.result {
                             Ok(r) => {
                                 received += r.received;
                                 all &= r.in_sync;

@@ -8,11 +8,12 @@ use crate::cli::{PeersCommand, SyncArgs};
 use crate::commands::Ctx;
 use crate::fail::{Failure, code};
 use crate::home::NodeInfo;
-use crate::live::{self, Handle, Outcome};
+use crate::live::{self, Handle};
 use crate::sled_store::SledStore;
 use hearth_core::ids::PeerKey;
 use hearth_core::record::Vault;
 use hearth_core::section::SectionName;
+use hearth_sync::round::RoundOutcome;
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use serde_json::{Value, json};
@@ -288,22 +289,22 @@ pub fn peers(ctx: &Ctx, cmd: Option<PeersCommand>) -> Result<(), Failure> {
     Ok(())
 }
 
-fn outcomes_json(outcomes: &[Outcome]) -> Vec<Value> {
+fn outcomes_json(outcomes: &[RoundOutcome]) -> Vec<Value> {
     outcomes
         .iter()
-        .map(|(p, r, res)| match res {
-            Ok(rep) => json!({"peer": p, "record": r, "in_sync": rep.in_sync, "received": rep.received, "sent": rep.sent, "refused": rep.refused, "sections": rep.sections}),
-            Err(e) => json!({"peer": p, "record": r, "in_sync": false, "error": e}),
+        .map(|o| match &o.result {
+            Ok(rep) => json!({"peer": o.peer, "record": o.record, "in_sync": rep.in_sync, "received": rep.received, "sent": rep.sent, "refused": rep.refused, "sections": rep.sections}),
+            Err(e) => json!({"peer": o.peer, "record": o.record, "in_sync": false, "error": e.to_string()}),
         })
         .collect()
 }
 
-fn report_round(ctx: &Ctx, outcomes: Vec<Outcome>, wait: bool) -> Result<(), Failure> {
+fn report_round(ctx: &Ctx, outcomes: Vec<RoundOutcome>, wait: bool) -> Result<(), Failure> {
     let list = outcomes_json(&outcomes);
     let all_in_sync = !outcomes.is_empty()
         && outcomes
             .iter()
-            .all(|(_, _, r)| r.as_ref().is_ok_and(|r| r.in_sync));
+            .all(|o| o.result.as_ref().is_ok_and(|r| r.in_sync));
     ctx.print(json!({"in_sync": all_in_sync, "sessions": list}), || {
         if outcomes.is_empty() {
             return "nothing to sync: no connected or known peer shares a record with this node"
@@ -311,6 +312,7 @@ fn report_round(ctx: &Ctx, outcomes: Vec<Outcome>, wait: bool) -> Result<(), Fai
         }
         outcomes
             .iter()
+            .map(|o| (o.peer, o.record, &o.result))
             .map(|(p, r, res)| match res {
                 Ok(rep) => format!(
                     "record {r} with {p}: {} ({} received, {} sent{})",
@@ -341,10 +343,12 @@ fn report_round(ctx: &Ctx, outcomes: Vec<Outcome>, wait: bool) -> Result<(), Fai
             "nothing to sync: no connected or known peer shares a record with this node",
         ));
     }
-    if let Some((p, r, Err(e))) = outcomes.iter().find(|(_, _, r)| r.is_err()) {
+    if let Some(o) = outcomes.iter().find(|o| o.result.is_err())
+        && let Err(e) = &o.result
+    {
         return Err(Failure::new(
             code::IO,
-            format!("sync of {r} with {p} failed: {e}"),
+            format!("sync of {} with {} failed: {e}", o.record, o.peer),
         ));
     }
     if !all_in_sync {
@@ -358,7 +362,7 @@ fn sync_with(
     node: &Handle,
     with: Option<PeerKey>,
     args: &SyncArgs,
-) -> Result<Vec<Outcome>, Failure> {
+) -> Result<Vec<RoundOutcome>, Failure> {
     let deadline = std::time::Instant::now() + Duration::from_secs(args.timeout.max(1));
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -367,12 +371,11 @@ fn sync_with(
             .map_err(|e| Failure::new(code::IO, format!("sync: {e}")))?;
         let done = outcomes
             .iter()
-            .all(|(_, _, r)| r.as_ref().is_ok_and(|r| r.in_sync));
+            .all(|o| o.result.as_ref().is_ok_and(|r| r.in_sync));
         // A peer that refuses us will refuse again: waiting would not change that.
-        let refused = outcomes.iter().any(|(_, _, r)| {
-            r.as_ref()
-                .is_err_and(|e| e.starts_with("refused by the peer"))
-        });
+        let refused = outcomes
+            .iter()
+            .any(|o| o.result.as_ref().is_err_and(|e| e.is_refusal()));
         // Nobody to sync with: waiting would not change that either.
         if !args.wait
             || outcomes.is_empty()

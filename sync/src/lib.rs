@@ -3,7 +3,10 @@
 //! Hearth's sync protocol. [`protocol`] is the wire format of `/hearth/sync/1`; [`session`]
 //! is the sans-I/O logic that decides, for a request or response, what to send, what to
 //! accept and what to refuse — pure functions of the local store, the identity, the message,
-//! the time and a random number generator, driven by the network adapter.
+//! the time and a random number generator, driven by the network adapter. Above it, also
+//! sans-I/O with the time passed in: [`round`] runs rounds (steps, limits, deadlines, who
+//! waits for what), [`changes`] decides whom a change is announced to and what is pushed
+//! with it, [`dial`] when known peers are dialled again. The node's live driver only moves bytes between them, the store and the network.
 //!
 //! ```
 //! use hearth_core::grant::{Ability, Grant, GrantSpec};
@@ -11,7 +14,7 @@
 //! use hearth_core::record::{NewRecord, Vault};
 //! use hearth_core::store::MemoryStore;
 //! use hearth_core::test_utils::{TEST_NOW, TestRng};
-//! use hearth_sync::session::Peer;
+//! use hearth_sync::session::Local;
 //!
 //! let mut rng = TestRng::new(1);
 //! let (patient, _) = Identity::generate(Role::Patient, "Pat".into(), &mut rng);
@@ -28,7 +31,7 @@
 //! // grant carries no address).
 //! let g_vault = Vault::new(MemoryStore::new());
 //! g_vault.hold_grant(&rid, &[grant]).unwrap();
-//! let (gp_side, p_side) = (Peer::new(&g_vault, &gp), Peer::new(&p_vault, &patient));
+//! let (gp_side, p_side) = (Local::new(&g_vault, &gp), Local::new(&p_vault, &patient));
 //! let req = gp_side.start_as(rid, patient.peer(), true, TEST_NOW).unwrap();
 //! let (resp, _) = p_side.on_request(gp.peer(), req, TEST_NOW, &mut rng).unwrap();
 //! let (next, report) = gp_side.on_response(patient.peer(), resp, TEST_NOW, &mut rng).unwrap();
@@ -39,7 +42,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod changes;
+pub mod dial;
 #[cfg(feature = "libp2p")]
 pub mod net;
+pub mod pairing;
 pub mod protocol;
+pub mod round;
 pub mod session;

@@ -12,7 +12,7 @@
 //! - [`Notify`]: "record R changed here; sync it with me";
 //! - [`LinkMessage`]: pairing a patient's new device with the device holding the record root
 //!   (a PAKE over a one-time code, then the sealed certificate and keys; see `hearth device
-//!   link`). The protocol carries its bytes; the node does the cryptography.
+//!   link`). The protocol carries its bytes; [`crate::pairing`] does the cryptography.
 //!
 //! A sync is therefore request → response (→ push request → response): one and a half round
 //! trips whatever the history length, with O(authors) metadata plus the missing bytes.

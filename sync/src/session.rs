@@ -112,21 +112,24 @@ pub struct Report {
     pub sections: Vec<SectionStatus>,
 }
 
-/// One node's side of sync sessions.
-pub struct Peer<'a, S: Store> {
+/// This node's side of sync sessions (its vault and identity), whichever side of a round it
+/// is on: requester ([`Local::start`], [`Local::on_response`]) or responder
+/// ([`Local::on_request`], [`Local::on_push`]). The remote peer is always an argument, the
+/// key the transport authenticated.
+pub struct Local<'a, S: Store> {
     vault: &'a Vault<S>,
     identity: &'a Identity,
 }
 
 /// What a peer may hold and write in a record, as this node can verify it.
-struct Rights {
+struct PeerRights {
     device: bool,
     scopes: Vec<Scope>,
 }
 
-impl Rights {
+impl PeerRights {
     /// A patient device's: everything.
-    const DEVICE: Rights = Rights {
+    const DEVICE: PeerRights = PeerRights {
         device: true,
         scopes: Vec::new(),
     };
@@ -168,7 +171,7 @@ fn grantee_rights(
     chains: &[Vec<Grant>],
     revoked: &[GrantId],
     now: Timestamp,
-) -> (Rights, Option<String>) {
+) -> (PeerRights, Option<String>) {
     let mut scopes = Vec::new();
     let mut last_refusal = None;
     for chain in chains {
@@ -179,7 +182,7 @@ fn grantee_rights(
         }
     }
     (
-        Rights {
+        PeerRights {
             device: false,
             scopes,
         },
@@ -225,15 +228,23 @@ fn statuses(
         .collect()
 }
 
-impl<'a, S: Store> Peer<'a, S> {
+impl<'a, S: Store> Local<'a, S> {
     /// This node's side, over its vault and identity.
     pub fn new(vault: &'a Vault<S>, identity: &'a Identity) -> Self {
-        Peer { vault, identity }
+        Local { vault, identity }
     }
 
     /// The records this node holds.
     pub fn records(&self) -> Result<Vec<RecordId>, SyncError> {
         Ok(self.vault.records()?)
+    }
+
+    /// The log heads held of each section of `record` (empty if none).
+    pub fn held_sections(
+        &self,
+        record: &RecordId,
+    ) -> Result<BTreeMap<SectionId, VersionVector>, SyncError> {
+        Ok(self.vault.held_sections(record)?)
     }
 
     /// Peers to notify after a local change of `record`: the patient's other devices and the
@@ -289,7 +300,7 @@ impl<'a, S: Store> Peer<'a, S> {
         self.start_as(record, remote, false, now)
     }
 
-    /// [`Peer::start`] with a peer the user named for this sync (`sync --with`, a known peer):
+    /// [`Local::start`] with a peer the user named for this sync (`sync --with`, a known peer):
     /// it is also sent a request for a record this node holds grants for but has no auth
     /// document of yet (no patient device is known to ask instead).
     pub fn start_as(
@@ -321,7 +332,7 @@ impl<'a, S: Store> Peer<'a, S> {
     /// sections it may be told about (`None`: every section this node holds).
     ///
     /// - a patient device, or a grantee by the grants recorded in the auth document: the
-    ///   sections it may hold ([`Peer::holdable_by`]);
+    ///   sections it may hold ([`Local::holdable_by`]);
     /// - a node this node's own grants for the record name (an issuer address ending in
     ///   `/p2p/<remote>`), or, with `named_by_user`, any peer while no patient device is known
     ///   here yet (a grantee or a newly linked device before its first sync): everything held
@@ -417,9 +428,9 @@ impl<'a, S: Store> Peer<'a, S> {
         remote: &PeerKey,
         presented: Option<&[ByteBuf]>,
         now: Timestamp,
-    ) -> (Rights, Option<String>) {
+    ) -> (PeerRights, Option<String>) {
         if rec.device_certs().iter().any(|d| d.peer == *remote) {
-            return (Rights::DEVICE, None);
+            return (PeerRights::DEVICE, None);
         }
         let revoked = rec.revoked_grants();
         let chains: Vec<Vec<Grant>> = match presented {
@@ -884,7 +895,7 @@ impl<'a, S: Store> Peer<'a, S> {
         Ok(all.remove(remote).unwrap_or_default())
     }
 
-    /// [`Peer::holdable_by`] for each of `peers`, opening the record once: every peer of
+    /// [`Local::holdable_by`] for each of `peers`, opening the record once: every peer of
     /// `peers` is a key of the result (with no sections if it may hold none).
     pub fn holdable_by_many(
         &self,
@@ -902,7 +913,7 @@ impl<'a, S: Store> Peer<'a, S> {
         let mut out = BTreeMap::new();
         for peer in peers {
             let rights = if devices.contains(peer) {
-                Rights::DEVICE
+                PeerRights::DEVICE
             } else {
                 grantee_rights(&rec.id(), peer, &chains, &revoked, now).0
             };

@@ -6,67 +6,18 @@ use hearth_core::grant::{self, Ability, Grant, GrantSpec};
 use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::keys::{Identity, Role};
 use hearth_core::log::VersionVector;
-use hearth_core::record::{AuthItem, Decision, HeldReason, MAX_HELD_PER_AUTHOR, NewRecord, Vault};
-use hearth_core::section::SectionName;
+use hearth_core::record::{AuthItem, Decision, HeldReason, MAX_HELD_PER_AUTHOR, Vault};
 use hearth_core::store::{MemoryStore, Store};
 use hearth_core::test_utils::{TEST_NOW, TestRng};
 use hearth_core::time::Timestamp;
 use hearth_sync::protocol::{self, Message, SyncRequest};
-use hearth_sync::session::{Peer, Report, SyncError};
+use hearth_sync::session::{Local, Report, SyncError};
 use serde_bytes::ByteBuf;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-const DAY: i64 = 86_400_000;
-
-struct Node {
-    id: Identity,
-    vault: Vault<MemoryStore>,
-}
-
-impl Node {
-    fn new(role: Role, name: &str, rng: &mut TestRng) -> Node {
-        let (id, _) = Identity::generate(role, name.into(), rng);
-        Node {
-            id,
-            vault: Vault::new(MemoryStore::new()),
-        }
-    }
-    fn peer(&self) -> Peer<'_, MemoryStore> {
-        Peer::new(&self.vault, &self.id)
-    }
-    fn hold(&self, g: &Grant) {
-        let rid = g.body().record;
-        self.vault
-            .hold_grant(&rid, std::slice::from_ref(g))
-            .unwrap();
-    }
-    fn texts(&self, rid: &RecordId, section: &str) -> Vec<String> {
-        let mut rec = self.vault.open_record(&self.id, rid).unwrap();
-        match rec.show(&name(section)) {
-            Ok(v) => v
-                .entries
-                .iter()
-                .map(|e| e.body["text"].as_str().unwrap_or("").to_string())
-                .collect(),
-            Err(_) => Vec::new(),
-        }
-    }
-    fn bundles_in(&self, rid: &RecordId, sid: &SectionId) -> usize {
-        let mut prefix = vec![b'B'];
-        prefix.extend_from_slice(&rid.0);
-        prefix.extend_from_slice(&sid.0);
-        self.vault.store().scan_prefix(&prefix).unwrap().len()
-    }
-}
-
-fn name(s: &str) -> SectionName {
-    s.parse().unwrap()
-}
-
-fn at(mins: i64) -> Timestamp {
-    TEST_NOW.saturating_add_millis(mins * 60_000)
-}
+mod common;
+use common::*;
 
 /// Runs a whole sync from `a` (requester) to `b` (responder), moving messages through the
 /// wire encoding. Returns the requester's last report.
@@ -95,77 +46,6 @@ fn sync(
         }
     }
     panic!("sync did not finish in 8 round trips");
-}
-
-struct World {
-    rng: TestRng,
-    patient: Node,
-    gp: Node,
-    sw: Node,
-    rid: RecordId,
-}
-
-fn world(seed: u64) -> World {
-    let mut rng = TestRng::new(seed);
-    let patient = Node::new(Role::Patient, "Edith", &mut rng);
-    let gp = Node::new(Role::Professional, "Dr Gee", &mut rng);
-    let sw = Node::new(Role::Professional, "Sam (social worker)", &mut rng);
-    let rid = patient
-        .vault
-        .create_record(&patient.id, NewRecord::default(), TEST_NOW, &mut rng)
-        .unwrap();
-    {
-        let mut rec = patient.vault.open_record(&patient.id, &rid).unwrap();
-        rec.add_entry(&name("notes"), &json!({"text": "note 1"}), at(1), &mut rng)
-            .unwrap();
-        rec.add_entry(
-            &name("notes:mental-health"),
-            &json!({"text": "CANARY-MH"}),
-            at(2),
-            &mut rng,
-        )
-        .unwrap();
-        rec.add_entry(
-            &name("social-care/assessments"),
-            &json!({"assessment_type": "Care Act needs assessment", "date": "2026-11-01"}),
-            at(3),
-            &mut rng,
-        )
-        .unwrap();
-    }
-    World {
-        rng,
-        patient,
-        gp,
-        sw,
-        rid,
-    }
-}
-
-fn grant_to(w: &mut World, who: &str, spec: &str, ability: Ability) -> Grant {
-    let audience = if who == "gp" {
-        w.gp.id.peer()
-    } else {
-        w.sw.id.peer()
-    };
-    let s = GrantSpec::new(
-        audience,
-        spec.parse().unwrap(),
-        ability,
-        TEST_NOW,
-        TEST_NOW.saturating_add_millis(30 * DAY),
-    );
-    let g = Grant::issue_root(&w.patient.id, s, &[], &mut w.rng).unwrap();
-    // The patient records the grant in the auth document, as `hearth grant` does.
-    let mut rec = w.patient.vault.open_record(&w.patient.id, &w.rid).unwrap();
-    rec.put_auth(vec![AuthItem::Grant(vec![g.clone()])], at(4), &mut w.rng)
-        .unwrap();
-    if who == "gp" {
-        w.gp.hold(&g)
-    } else {
-        w.sw.hold(&g)
-    }
-    g
 }
 
 fn section_id(node: &Node, rid: &RecordId, s: &str) -> SectionId {
@@ -900,7 +780,7 @@ fn forged_or_foreign_snapshots_are_refused_and_change_nothing() {
 /// does: the bundles newer than `since` (what it held at its last check) in the sections
 /// `remote` may hold, if they fit in a push; otherwise none.
 fn push_for(
-    p: &Peer<'_, MemoryStore>,
+    p: &Local<'_, MemoryStore>,
     rid: &RecordId,
     remote: &PeerKey,
     since: &BTreeMap<SectionId, VersionVector>,

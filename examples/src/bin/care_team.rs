@@ -16,7 +16,7 @@ use hearth_core::section::SectionName;
 use hearth_core::time::Timestamp;
 use hearth_node::sled_store::SledStore;
 use hearth_sync::protocol::{self, Message};
-use hearth_sync::session::Peer;
+use hearth_sync::session::Local;
 use serde_json::json;
 
 type Rng = rand_core::UnwrapErr<getrandom::SysRng>;
@@ -65,7 +65,7 @@ fn now() -> Timestamp {
 
 /// One sync from `a` to `b`, every message through the wire encoding.
 fn sync(a: &Node, b: &Node, rid: RecordId, rng: &mut Rng) -> Result<(usize, usize)> {
-    let (pa, pb) = (Peer::new(&a.vault, &a.id), Peer::new(&b.vault, &b.id));
+    let (pa, pb) = (Local::new(&a.vault, &a.id), Local::new(&b.vault, &b.id));
     let mut req = pa.start_as(rid, b.id.peer(), true, now())?;
     let (mut received, mut sent) = (0, 0);
     for _ in 0..8 {

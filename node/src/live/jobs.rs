@@ -1,0 +1,303 @@
+//! The driver's store work: every job runs on the blocking pool with the shared state locked,
+//! and its result comes back to the driver as [`Work`].
+
+use super::{Driver, Shared, lock};
+use hearth_core::ids::{PeerKey, RecordId};
+use hearth_core::record::Vault;
+use hearth_core::store::Store;
+use hearth_sync::changes::Announce;
+use hearth_sync::net::{peer_id, peer_key};
+use hearth_sync::protocol::{Message, SyncRequest};
+use hearth_sync::round::{Job, Plan, WaiterId};
+use hearth_sync::session::{Local, Report, SyncError};
+use libp2p::Multiaddr;
+use libp2p::request_response::ResponseChannel;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+/// Results of jobs, back to the swarm task.
+pub(super) enum Work {
+    Started {
+        peer: PeerKey,
+        record: RecordId,
+        req: Result<SyncRequest, SyncError>,
+    },
+    Stepped {
+        peer: PeerKey,
+        record: RecordId,
+        res: Result<(Option<SyncRequest>, Report), SyncError>,
+    },
+    Pushed {
+        peer: PeerKey,
+        record: RecordId,
+        named: bool,
+        res: Result<Report, SyncError>,
+    },
+    Answer {
+        peer: PeerKey,
+        channel: ResponseChannel<Message>,
+        resp: Option<Message>,
+        /// The record and how many pushed bundles were stored.
+        received: Option<(RecordId, usize)>,
+        /// The record a device was just linked to (its auth document changed).
+        linked: Option<RecordId>,
+    },
+    Plan {
+        /// Peer, record, and whether the user named the peer (`sync --with`, a known peer).
+        pairs: Vec<(PeerKey, RecordId, bool)>,
+        waiter: Option<WaiterId>,
+        /// Every peer some record here makes interested (they get a grantee's network limits,
+        /// not a stranger's).
+        parties: BTreeSet<PeerKey>,
+    },
+    Announce(Vec<Announce>),
+    Known(Vec<(PeerKey, Vec<Multiaddr>)>),
+}
+
+/// The node's random generator (the OS's).
+pub(super) fn os_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+/// Records held, plus records named by accepted grants (no replica yet before the first
+/// sync), each with the peers the grants name as holding it (the issuer's addresses end in
+/// `/p2p/PEER`).
+fn all_records<S: Store>(vault: &Vault<S>) -> BTreeMap<RecordId, BTreeSet<PeerKey>> {
+    let mut out: BTreeMap<RecordId, BTreeSet<PeerKey>> = vault
+        .records()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r, BTreeSet::new()))
+        .collect();
+    for (r, _, chain) in vault.all_held_chains().unwrap_or_default() {
+        let peers = out.entry(r).or_default();
+        for g in &chain {
+            for a in &g.body().addresses {
+                if let Ok(ma) = a.parse::<Multiaddr>()
+                    && let Some(libp2p::multiaddr::Protocol::P2p(id)) = ma.iter().last()
+                    && let Some(p) = peer_key(&id)
+                {
+                    peers.insert(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The peers to sync `record` with: those the session says are interested, plus those the
+/// grants name as holding it.
+fn peers_for<S: Store>(
+    p: &Local<'_, S>,
+    record: &RecordId,
+    named: &BTreeSet<PeerKey>,
+) -> BTreeSet<PeerKey> {
+    let mut s: BTreeSet<PeerKey> = p.interested_peers(record).into_iter().collect();
+    s.extend(named.iter().copied());
+    s
+}
+
+impl<S: Store + Send + 'static> Driver<S> {
+    /// Loads the known peers from the store.
+    pub(super) fn load_known(&mut self) {
+        self.job(|sh| {
+            let known = sh
+                .vault
+                .known_peers()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(peer, addrs)| (peer, hearth_sync::net::multiaddrs(&addrs)))
+                .collect();
+            Work::Known(known)
+        });
+    }
+
+    /// Runs `f` on the blocking pool with the shared state locked; its result comes back as
+    /// work. Returns false (and runs nothing) when the node is saturated.
+    pub(super) fn job(&mut self, f: impl FnOnce(&Shared<S>) -> Work + Send + 'static) -> bool {
+        if self.jobs >= self.config.max_jobs {
+            tracing::warn!("busy: a sync step was dropped");
+            return false;
+        }
+        self.jobs += 1;
+        let shared = self.shared.clone();
+        let tx = self.work_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let w = {
+                let g = lock(&shared);
+                f(&g)
+            };
+            let _ = tx.blocking_send(w);
+        });
+        true
+    }
+
+    /// Runs a job the round state asked for, or tells it the node is saturated.
+    pub(super) fn run_job(&mut self, job: Job) {
+        if self.jobs >= self.config.max_jobs {
+            tracing::warn!("busy: a sync step was dropped");
+            self.rounds.refuse_job(job, Instant::now());
+            return;
+        }
+        let clock = self.config.clock;
+        match job {
+            Job::Start {
+                peer,
+                record,
+                named,
+            } => self.job(move |sh| {
+                let req = if all_records(&sh.vault).contains_key(&record) {
+                    Local::new(&sh.vault, &sh.identity).start_as(record, peer, named, clock.now())
+                } else {
+                    // Not held here: the same answer as a peer that is no party to it.
+                    Err(SyncError::NotAParty)
+                };
+                Work::Started { peer, record, req }
+            }),
+            Job::Step {
+                peer,
+                record,
+                response,
+            } => self.job(move |sh| {
+                let p = Local::new(&sh.vault, &sh.identity);
+                let res = p.on_response(peer, *response, clock.now(), &mut os_rng());
+                Work::Stepped { peer, record, res }
+            }),
+            Job::Push {
+                peer,
+                record,
+                named,
+                push,
+            } => self.job(move |sh| {
+                let p = Local::new(&sh.vault, &sh.identity);
+                let res = p.on_push(record, &push, clock.now());
+                Work::Pushed {
+                    peer,
+                    record,
+                    named,
+                    res,
+                }
+            }),
+        };
+    }
+
+    pub(super) fn on_work(&mut self, w: Work) {
+        let now = Instant::now();
+        match w {
+            Work::Started { peer, record, req } => {
+                self.rounds.handle_started(peer, record, req, now)
+            }
+            Work::Stepped { peer, record, res } => {
+                self.rounds.handle_stepped(peer, record, res, now)
+            }
+            Work::Pushed {
+                peer,
+                record,
+                named,
+                res,
+            } => self.rounds.handle_pushed(peer, record, named, res, now),
+            Work::Answer {
+                peer,
+                channel,
+                resp,
+                received,
+                linked,
+            } => {
+                if let Some(resp) = resp {
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, resp);
+                }
+                if let Some((record, n)) = received {
+                    self.received += n as u64;
+                    tracing::info!(%peer, record = %record, received = n, "received pushed bundles");
+                    self.check_changes(Some(peer));
+                }
+                if let Some(record) = linked {
+                    // The auth document changed (a new device): tell the others.
+                    tracing::debug!(device = %peer, record = %record, "device linked: announcing the auth document change");
+                    self.check_changes(Some(peer));
+                }
+            }
+            Work::Plan {
+                pairs,
+                waiter,
+                parties,
+            } => {
+                let known: Vec<libp2p::PeerId> = parties
+                    .iter()
+                    .chain(self.dials.peers())
+                    .filter_map(peer_id)
+                    .collect();
+                self.swarm.behaviour().gate.inbound().set_known(known);
+                if let Some(w) = waiter {
+                    self.rounds.expect(w, pairs.len());
+                }
+                for (peer, record, named) in pairs {
+                    self.rounds.start(peer, record, named, waiter, now);
+                }
+            }
+            Work::Announce(targets) => {
+                for a in targets {
+                    if self.connected.contains(&a.peer) {
+                        self.rounds.notify(a.peer, a.record, a.push, now);
+                    }
+                }
+            }
+            Work::Known(known) => {
+                for (peer, addrs) in known {
+                    self.remember(peer, addrs);
+                }
+                self.redial();
+            }
+        }
+    }
+
+    /// Plans rounds: with `with` (or every connected and known peer), for each record they
+    /// are interested in (or, for an explicit or known peer, records whose interested peers are
+    /// not known yet: a grant accepted before the first sync).
+    pub(super) fn plan(&mut self, with: Option<PeerKey>, waiter: Option<WaiterId>, explicit: bool) {
+        let plan = Plan {
+            with,
+            connected: self.connected.clone(),
+            known: self.dials.peers().copied().collect(),
+            explicit,
+        };
+        let ok = self.job(move |sh| {
+            let p = Local::new(&sh.vault, &sh.identity);
+            let records: Vec<(RecordId, BTreeSet<PeerKey>)> = all_records(&sh.vault)
+                .into_iter()
+                .map(|(record, named)| (record, peers_for(&p, &record, &named)))
+                .collect();
+            let parties = records
+                .iter()
+                .flat_map(|(_, i)| i.iter().copied())
+                .collect();
+            Work::Plan {
+                pairs: plan.pairs(records),
+                waiter,
+                parties,
+            }
+        });
+        if !ok && let Some(w) = waiter {
+            tracing::warn!("sync request dropped: busy");
+            // Dropping the reply tells the caller at once.
+            self.rounds.forget_waiter(w);
+            self.replies.remove(&w);
+        }
+    }
+
+    /// Announces the records whose logs moved since the last check to their interested
+    /// connected peers (except `except`, the peer the change came from): [`Changes::check`]
+    /// decides, in a job.
+    ///
+    /// [`Changes::check`]: hearth_sync::changes::Changes::check
+    pub(super) fn check_changes(&mut self, except: Option<PeerKey>) {
+        let changes = self.changes.clone();
+        let connected = self.connected.clone();
+        let clock = self.config.clock;
+        self.job(move |sh| {
+            let p = Local::new(&sh.vault, &sh.identity);
+            let mut changes = changes.lock().unwrap_or_else(|e| e.into_inner());
+            Work::Announce(changes.check(&p, &connected, except, Instant::now(), clock.now()))
+        });
+    }
+}

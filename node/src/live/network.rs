@@ -1,0 +1,247 @@
+//! The driver's network side: swarm events in, messages out, and redials of known peers.
+
+use super::jobs::os_rng;
+use super::{Driver, Work};
+use hearth_core::ids::PeerKey;
+use hearth_core::store::Store;
+use hearth_sync::net::{BehaviourEvent, peer_id, peer_key};
+use hearth_sync::protocol::{LinkMessage, Message, Notify};
+use hearth_sync::round::{RoundError, Transmit};
+use hearth_sync::session::Local;
+use libp2p::Multiaddr;
+use libp2p::request_response::{self, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use std::time::Instant;
+
+impl<S: Store + Send + 'static> Driver<S> {
+    /// Sends a message the round state asked for.
+    pub(super) fn transmit(&mut self, t: Transmit) {
+        let Some(pid) = peer_id(&t.peer) else {
+            self.rounds
+                .handle_failure(t.id, RoundError::InvalidPeer, Instant::now());
+            return;
+        };
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&pid, t.message);
+        self.outbound.insert(id, t.id);
+    }
+
+    /// Remembers a known peer's addresses (the dial table decides what it keeps).
+    pub(super) fn remember(&mut self, peer: PeerKey, addrs: Vec<Multiaddr>) {
+        let Some(pid) = peer_id(&peer) else { return };
+        for a in self.dials.remember(peer, addrs, Instant::now()) {
+            self.swarm.add_peer_address(pid, a);
+        }
+    }
+
+    /// Dials the known peers that are due.
+    pub(super) fn redial(&mut self) {
+        let connected = &self.connected;
+        let due = self.dials.due(Instant::now(), |p| connected.contains(p));
+        for (p, addrs) in due {
+            let Some(pid) = peer_id(&p) else { continue };
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(pid)
+                .addresses(addrs)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                self.dial_failed(p, e.to_string());
+            }
+        }
+    }
+
+    pub(super) fn dial_failed(&mut self, peer: PeerKey, why: String) {
+        tracing::debug!(%peer, "dial failed: {why}");
+        self.dials.failed(&peer, why, Instant::now());
+    }
+
+    pub(super) fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent<Message>>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id: pid,
+                num_established,
+                ..
+            } => {
+                let Some(peer) = peer_key(&pid) else {
+                    let _ = self.swarm.disconnect_peer_id(pid);
+                    return;
+                };
+                self.connected.insert(peer);
+                self.dials.connected(&peer);
+                if num_established.get() == 1 {
+                    tracing::info!(%peer, "connected");
+                    // Catch up at once with a peer that (re)appears.
+                    self.plan(Some(peer), None, false);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id: pid,
+                num_established,
+                ..
+            } => {
+                if num_established == 0
+                    && let Some(peer) = peer_key(&pid)
+                {
+                    tracing::info!(%peer, "disconnected");
+                    self.connected.remove(&peer);
+                    self.dials.disconnected(&peer, Instant::now());
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(pid),
+                error,
+                ..
+            } => {
+                if let Some(peer) = peer_key(&pid)
+                    && !self.connected.contains(&peer)
+                {
+                    self.dial_failed(peer, error.to_string());
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(
+                libp2p::identify::Event::Received {
+                    peer_id: pid, info, ..
+                },
+            )) => {
+                // Remember the listen addresses of peers we dial anyway, for redials.
+                if let Some(peer) = peer_key(&pid)
+                    && self.dials.contains(&peer)
+                {
+                    let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().take(8).collect();
+                    self.remember(peer, addrs);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
+            #[cfg(feature = "mdns")]
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found))) => {
+                // Peers on the local network: remember their addresses for this run (they
+                // sync only if a grant or device certificate makes them interested).
+                for (pid, addr) in found.into_iter().take(64) {
+                    if let Some(peer) = peer_key(&pid) {
+                        self.remember(peer, vec![addr]);
+                    }
+                }
+                self.redial();
+            }
+            _ => {}
+        }
+    }
+
+    fn on_sync(&mut self, ev: request_response::Event<Message, Message>) {
+        use request_response::{Event, Message as M};
+        match ev {
+            Event::Message {
+                peer: pid, message, ..
+            } => {
+                let Some(peer) = peer_key(&pid) else { return };
+                match message {
+                    M::Request {
+                        request, channel, ..
+                    } => self.on_request(peer, request, channel),
+                    M::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(id) = self.outbound.remove(&request_id) {
+                            self.rounds.handle_response(id, response, Instant::now());
+                        }
+                    }
+                }
+            }
+            Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(id) = self.outbound.remove(&request_id) {
+                    let e = RoundError::Network(error.to_string());
+                    self.rounds.handle_failure(id, e, Instant::now());
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound sync stream failed: {error}");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerKey, msg: Message, channel: ResponseChannel<Message>) {
+        let clock = self.config.clock;
+        match msg {
+            Message::Request(req) => {
+                let record = req.record;
+                let ok = self.job(move |sh| {
+                    let p = Local::new(&sh.vault, &sh.identity);
+                    match p.on_request(peer, req, clock.now(), &mut os_rng()) {
+                        Ok((resp, report)) => {
+                            if !report.refused.is_empty() {
+                                tracing::info!(%peer, record = %record, refused = report.refused.len(), "refused items from peer");
+                            }
+                            Work::Answer {
+                                peer,
+                                channel,
+                                resp: Some(Message::Response(resp)),
+                                received: (report.received > 0)
+                                    .then_some((record, report.received)),
+                                linked: None,
+                            }
+                        }
+                        Err(e) => {
+                            tracing::info!(%peer, "sync request failed: {e}");
+                            Work::Answer {
+                                peer,
+                                channel,
+                                resp: None,
+                                received: None,
+                                linked: None,
+                            }
+                        }
+                    }
+                });
+                if !ok {
+                    tracing::debug!(%peer, "request dropped: busy");
+                }
+            }
+            Message::Notify(n) => {
+                // Acknowledge; then the round state stores what came with it, or syncs that
+                // record with the sender (only if the sender is a party to the record here:
+                // the session refuses anyone else before anything is sent, so a stranger's
+                // Notify draws no request, whether or not the record exists).
+                let record = n.record;
+                let _ = self.swarm.behaviour_mut().sync.send_response(
+                    channel,
+                    Message::Notify(Notify {
+                        record,
+                        push: Vec::new(),
+                    }),
+                );
+                tracing::debug!(%peer, record = %record, pushed = n.push.len(), "notified");
+                let named = self.dials.contains(&peer);
+                self.rounds.handle_notify(peer, n, named, Instant::now());
+            }
+            Message::Link(l) => {
+                let pairing = self.config.pairing.clone();
+                let ok = self.job(move |sh| {
+                    let answer = pairing.answer(sh, peer, l, clock.now());
+                    let linked = matches!(answer, LinkMessage::Welcome { .. });
+                    Work::Answer {
+                        peer,
+                        channel,
+                        resp: Some(Message::Link(answer)),
+                        received: None,
+                        linked: linked.then(|| sh.identity.record_id()).flatten(),
+                    }
+                });
+                if !ok {
+                    tracing::debug!(%peer, "link request dropped: busy");
+                }
+            }
+            Message::Response(_) => {
+                tracing::info!(%peer, "peer sent a response as a request; ignored");
+            }
+        }
+    }
+}

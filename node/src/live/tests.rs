@@ -1,0 +1,132 @@
+//! The driver in memory: two nodes on libp2p's `MemoryTransport` with `MemoryStore`s.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::jobs::os_rng;
+use super::*;
+use hearth_core::grant::{Ability, Grant, GrantSpec};
+use hearth_core::keys::Role;
+use hearth_core::record::{AuthItem, NewRecord};
+use hearth_core::store::MemoryStore;
+use hearth_sync::net::{NetConfig, keypair, memory_swarm};
+use serde_json::json;
+
+/// The wall clock the nodes run on.
+fn now() -> Timestamp {
+    system_time()
+}
+
+fn node(
+    identity: Identity,
+    vault: Vault<MemoryStore>,
+    port: u64,
+) -> (Handle, SharedState<MemoryStore>, Multiaddr) {
+    let mut swarm = memory_swarm(keypair(&identity).unwrap(), &NetConfig::default()).unwrap();
+    let addr: Multiaddr = format!("/memory/{port}").parse().unwrap();
+    swarm.listen_on(addr.clone()).unwrap();
+    let shared = Arc::new(Mutex::new(Shared { vault, identity }));
+    let config = LiveConfig {
+        interval: Duration::from_millis(200),
+        ..LiveConfig::default()
+    };
+    let (h, _task) = start(swarm, shared.clone(), config);
+    (h, shared, addr)
+}
+
+fn texts(shared: &SharedState<MemoryStore>, rid: &RecordId) -> String {
+    let g = lock(shared);
+    let Ok(mut rec) = g.vault.open_record(&g.identity, rid) else {
+        return String::new();
+    };
+    rec.show(&"notes".parse().unwrap())
+        .map(|v| serde_json::to_string(&v.entries).unwrap())
+        .unwrap_or_default()
+}
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_in_memory_sync_granted_sections_and_keep_syncing() {
+    let mut rng = hearth_core::test_utils::TestRng::new(7);
+    let t = now();
+    let (patient, _) = Identity::generate(Role::Patient, "Pat".into(), &mut rng);
+    let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
+    let p_vault = Vault::new(MemoryStore::new());
+    let rid = p_vault
+        .create_record(&patient, NewRecord::default(), t, &mut rng)
+        .unwrap();
+    let mut rec = p_vault.open_record(&patient, &rid).unwrap();
+    rec.add_entry(
+        &"notes".parse().unwrap(),
+        &json!({"text": "granted one"}),
+        t,
+        &mut rng,
+    )
+    .unwrap();
+    rec.add_entry(
+        &"notes:mental-health".parse().unwrap(),
+        &json!({"text": "not granted"}),
+        t,
+        &mut rng,
+    )
+    .unwrap();
+    let spec = GrantSpec::new(
+        gp.peer(),
+        "notes".parse().unwrap(),
+        Ability::Read,
+        t,
+        t.saturating_add_millis(86_400_000),
+    );
+    let g = Grant::issue_root(&patient, spec, &[], &mut rng).unwrap();
+    rec.put_auth(vec![AuthItem::Grant(vec![g.clone()])], t, &mut rng)
+        .unwrap();
+    drop(rec);
+    let g_vault = Vault::new(MemoryStore::new());
+    g_vault.hold_grant(&rid, std::slice::from_ref(&g)).unwrap();
+    let p_peer = patient.peer();
+    let (ph, p_shared, p_addr) = node(patient, p_vault, 52_001);
+    let (gh, g_shared, _) = node(gp, g_vault, 52_002);
+
+    // The professional knows the patient's address; one explicit round brings it in sync.
+    gh.add_peer(p_peer, p_addr);
+    let h = gh.clone();
+    let outcomes =
+        tokio::task::spawn_blocking(move || h.sync_blocking(Some(p_peer), Duration::from_secs(20)))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert!(outcomes[0].result.is_ok(), "{outcomes:?}");
+    let held = texts(&g_shared, &rid);
+    assert!(held.contains("granted one"), "{held}");
+    assert!(!held.contains("not granted"));
+    assert!(gh.status().connected.contains(&p_peer.to_string()));
+
+    // A later change at the patient reaches the professional without any request.
+    {
+        let sh = lock(&p_shared);
+        let mut rec = sh.vault.open_record(&sh.identity, &rid).unwrap();
+        let mut rng = os_rng();
+        rec.add_entry(
+            &"notes".parse().unwrap(),
+            &json!({"text": "written later"}),
+            now(),
+            &mut rng,
+        )
+        .unwrap();
+    }
+    ph.local_change();
+    eventually("the later entry at the professional", || {
+        texts(&g_shared, &rid).contains("written later")
+    })
+    .await;
+    let st = gh.status();
+    assert!(st.sessions.iter().any(|s| s.error.is_none()));
+}

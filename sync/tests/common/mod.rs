@@ -1,0 +1,144 @@
+//! Fixtures shared by the sync tests: nodes with in-memory vaults, a patient's record with
+//! notes, mental-health notes and a social-care assessment, and grants to a GP and a social
+//! worker.
+#![allow(dead_code, unreachable_pub)] // each test binary uses some of these
+
+use hearth_core::grant::{Ability, Grant, GrantSpec};
+use hearth_core::ids::{RecordId, SectionId};
+use hearth_core::keys::{Identity, Role};
+use hearth_core::record::{AuthItem, NewRecord, Vault};
+use hearth_core::section::SectionName;
+use hearth_core::store::{MemoryStore, Store};
+use hearth_core::test_utils::{TEST_NOW, TestRng};
+use hearth_core::time::Timestamp;
+use hearth_sync::session::Local;
+use serde_json::json;
+
+pub const DAY: i64 = 86_400_000;
+
+pub struct Node {
+    pub id: Identity,
+    pub vault: Vault<MemoryStore>,
+}
+
+impl Node {
+    pub fn new(role: Role, name: &str, rng: &mut TestRng) -> Node {
+        let (id, _) = Identity::generate(role, name.into(), rng);
+        Node {
+            id,
+            vault: Vault::new(MemoryStore::new()),
+        }
+    }
+    pub fn peer(&self) -> Local<'_, MemoryStore> {
+        Local::new(&self.vault, &self.id)
+    }
+    pub fn hold(&self, g: &Grant) {
+        let rid = g.body().record;
+        self.vault
+            .hold_grant(&rid, std::slice::from_ref(g))
+            .unwrap();
+    }
+    pub fn texts(&self, rid: &RecordId, section: &str) -> Vec<String> {
+        let mut rec = self.vault.open_record(&self.id, rid).unwrap();
+        match rec.show(&name(section)) {
+            Ok(v) => v
+                .entries
+                .iter()
+                .map(|e| e.body["text"].as_str().unwrap_or("").to_string())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+    pub fn bundles_in(&self, rid: &RecordId, sid: &SectionId) -> usize {
+        let mut prefix = vec![b'B'];
+        prefix.extend_from_slice(&rid.0);
+        prefix.extend_from_slice(&sid.0);
+        self.vault.store().scan_prefix(&prefix).unwrap().len()
+    }
+}
+
+pub fn name(s: &str) -> SectionName {
+    s.parse().unwrap()
+}
+
+pub fn at(mins: i64) -> Timestamp {
+    TEST_NOW.saturating_add_millis(mins * 60_000)
+}
+
+pub struct World {
+    pub rng: TestRng,
+    pub patient: Node,
+    pub gp: Node,
+    pub sw: Node,
+    pub rid: RecordId,
+}
+
+pub fn world(seed: u64) -> World {
+    let mut rng = TestRng::new(seed);
+    let patient = Node::new(Role::Patient, "Edith", &mut rng);
+    let gp = Node::new(Role::Professional, "Dr Gee", &mut rng);
+    let sw = Node::new(Role::Professional, "Sam (social worker)", &mut rng);
+    let rid = patient
+        .vault
+        .create_record(&patient.id, NewRecord::default(), TEST_NOW, &mut rng)
+        .unwrap();
+    {
+        let mut rec = patient.vault.open_record(&patient.id, &rid).unwrap();
+        rec.add_entry(&name("notes"), &json!({"text": "note 1"}), at(1), &mut rng)
+            .unwrap();
+        rec.add_entry(
+            &name("notes:mental-health"),
+            &json!({"text": "CANARY-MH"}),
+            at(2),
+            &mut rng,
+        )
+        .unwrap();
+        rec.add_entry(
+            &name("social-care/assessments"),
+            &json!({"assessment_type": "Care Act needs assessment", "date": "2026-11-01"}),
+            at(3),
+            &mut rng,
+        )
+        .unwrap();
+    }
+    World {
+        rng,
+        patient,
+        gp,
+        sw,
+        rid,
+    }
+}
+
+pub fn grant_to(w: &mut World, who: &str, spec: &str, ability: Ability) -> Grant {
+    let audience = if who == "gp" {
+        w.gp.id.peer()
+    } else {
+        w.sw.id.peer()
+    };
+    let s = GrantSpec::new(
+        audience,
+        spec.parse().unwrap(),
+        ability,
+        TEST_NOW,
+        TEST_NOW.saturating_add_millis(30 * DAY),
+    );
+    let g = Grant::issue_root(&w.patient.id, s, &[], &mut w.rng).unwrap();
+    // The patient records the grant in the auth document, as `hearth grant` does.
+    let mut rec = w.patient.vault.open_record(&w.patient.id, &w.rid).unwrap();
+    rec.put_auth(vec![AuthItem::Grant(vec![g.clone()])], at(4), &mut w.rng)
+        .unwrap();
+    if who == "gp" {
+        w.gp.hold(&g)
+    } else {
+        w.sw.hold(&g)
+    }
+    g
+}
+
+/// The patient writes an entry `{"text": text}` in `section` at `when`.
+pub fn write(w: &mut World, section: &str, text: &str, when: Timestamp) {
+    let mut rec = w.patient.vault.open_record(&w.patient.id, &w.rid).unwrap();
+    rec.add_entry(&name(section), &json!({ "text": text }), when, &mut w.rng)
+        .unwrap();
+}
