@@ -1,0 +1,187 @@
+//! Receiving bundles from a peer: each is checked, authorised at this node's clock and stored,
+//! held for the patient's review, or refused and reported.
+
+use super::*;
+
+impl<'a, S: Store> Local<'a, S> {
+    /// Authorises a bundle authored by someone for this record at `now`, this node's clock
+    /// (see the module docs). A late write that the patient should review is refused and added
+    /// to `held`; the caller holds it if this node `holds` such writes.
+    pub(super) fn authorize(
+        rec: &mut OpenRecord<'_, S>,
+        devices: &[PeerKey],
+        rules: &WriteRules,
+        b: &Bundle,
+        now: Timestamp,
+        held: &mut Vec<(Bundle, HeldReason)>,
+        holds: bool,
+    ) -> Result<(), String> {
+        let h = b.header();
+        if devices.contains(&h.author) {
+            return rec.check_device_bundle(b);
+        }
+        match rec.judge_write(rules, devices, b, now) {
+            Verdict::Allow => Ok(()),
+            Verdict::Hold(reason) => {
+                held.push((b.clone(), reason));
+                let author = b.header().author;
+                Err(if holds {
+                    let ended = if reason == HeldReason::Revoked {
+                        "was revoked"
+                    } else {
+                        "ended"
+                    };
+                    format!(
+                        "a write by {author} from before its grant {ended} awaits the patient's review"
+                    )
+                } else {
+                    format!(
+                        "a write by {author} from before its grant ended: only the patient's \
+                         device holding the record root holds it for review"
+                    )
+                })
+            }
+            Verdict::Refuse(why) => Err(why),
+        }
+    }
+
+    /// Verifies and stores bundles from a peer: auth document first (its authors must be
+    /// devices certified in `devices`), then content, checked against the updated auth
+    /// document.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn receive(
+        &self,
+        record: &RecordId,
+        rec: &mut Option<OpenRecord<'a, S>>,
+        raw: &[ByteBuf],
+        snapshots: &[ByteBuf],
+        extra_devices: &[PeerKey],
+        only_author: Option<PeerKey>,
+        may_write: &dyn Fn(&SectionId) -> bool,
+        now: Timestamp,
+    ) -> Result<(usize, Vec<String>), SyncError> {
+        let mut refused = Vec::new();
+        let mut auth = Vec::new();
+        let mut content = Vec::new();
+        for r in raw {
+            match Bundle::decode(r) {
+                Ok(b) if only_author.is_some_and(|a| a != b.header().author) => {
+                    refused.push("a pushed bundle by someone other than the pusher".into())
+                }
+                Ok(b) if !may_write(&b.header().section) => {
+                    refused.push("a bundle for a section the sender may not write".into())
+                }
+                Ok(b) if b.header().section == SectionId::AUTH => auth.push(b),
+                Ok(b) => content.push(b),
+                Err(e) => refused.push(e.to_string()),
+            }
+        }
+        let mut stored = 0;
+        // Devices known before this exchange, plus certificates the peer sent (verified).
+        let mut devices: Vec<PeerKey> = extra_devices.to_vec();
+        if let Some(r) = rec.as_ref() {
+            update_devices(&mut devices, r);
+        }
+        if !auth.is_empty() {
+            let devs = devices.clone();
+            let rep = self.vault.store_remote(record, auth, now, &mut |b| {
+                if devs.contains(&b.header().author) {
+                    Ok(())
+                } else {
+                    Err("an auth-document change not by a patient device".into())
+                }
+            })?;
+            stored += rep.stored;
+            refused.extend(rep.refused);
+            if rep.stored > 0 {
+                match rec.as_mut() {
+                    Some(r) => r.reload()?,
+                    None => *rec = self.vault.open_record(self.identity, record).ok(),
+                }
+            }
+        }
+        if !snapshots.is_empty() {
+            if rec.is_none() {
+                *rec = self.vault.open_record(self.identity, record).ok();
+            }
+            match rec.as_mut() {
+                Some(r) => {
+                    update_devices(&mut devices, r);
+                    for snap in snapshots {
+                        match r.accept_snapshot(snap, &devices) {
+                            Ok(true) => stored += 1,
+                            Ok(false) => {}
+                            Err(why) => refused.push(why),
+                        }
+                    }
+                }
+                None => refused.push("a snapshot arrived before its record's keys".into()),
+            }
+        }
+        if !content.is_empty() {
+            if rec.is_none() {
+                *rec = self.vault.open_record(self.identity, record).ok();
+            }
+            match rec.as_mut() {
+                Some(r) => {
+                    update_devices(&mut devices, r);
+                    let rules = r.write_rules();
+                    // Late writes are held only where the patient decides on them: the
+                    // device holding the record root (see `hearth_core::record::HeldWrite`).
+                    let holds = self.identity.holds_root_of(record);
+                    let mut held = Vec::new();
+                    let batch = if holds { content.clone() } else { Vec::new() };
+                    let rep = self.vault.store_remote(record, content, now, &mut |b| {
+                        Self::authorize(r, &devices, &rules, b, now, &mut held, holds)
+                    })?;
+                    stored += rep.stored;
+                    refused.extend(rep.refused);
+                    if !held.is_empty() {
+                        if holds {
+                            refused.extend(r.judge_after_held(&rules, &batch, &mut held, now));
+                            let rep = self.vault.hold(held, now)?;
+                            refused.extend(rep.refused);
+                        }
+                        // What was checked into the in-memory documents is not applied.
+                        r.reload()?;
+                    }
+                }
+                None => refused.push("content arrived before its record's keys".into()),
+            }
+        }
+        Ok((stored, refused))
+    }
+
+    /// Receiver of a change notification with bundles: checks and stores them exactly as a
+    /// response's (authorship, append-only rules, hash chains), for a record this node holds
+    /// and sections it holds keys for. The caller syncs with the sender when anything was
+    /// refused (a gap: something in between was missed).
+    pub fn on_push(
+        &self,
+        record: RecordId,
+        push: &[ByteBuf],
+        now: Timestamp,
+    ) -> Result<Report, SyncError> {
+        if !self.vault.records()?.contains(&record) {
+            return Err(SyncError::Refused("record not available".into()));
+        }
+        let mut rec = self.vault.open_record(self.identity, &record).ok();
+        let holdable = holdable_sections(rec.as_ref());
+        let (stored, refused) = self.receive(
+            &record,
+            &mut rec,
+            push,
+            &[],
+            &[],
+            None,
+            &|s| holdable.contains(s),
+            now,
+        )?;
+        Ok(Report {
+            record: Some(record),
+            received: stored,
+            refused,
+            ..Report::default()
+        })
+    }
+}

@@ -1,0 +1,158 @@
+//! The requester's side of a round: the opening request and what to do with each answer.
+
+use super::*;
+
+impl<'a, S: Store> Local<'a, S> {
+    /// Requester: the first request of a sync of `record` with `remote`, holding only what
+    /// `remote` may hold (see `party` below): the version vectors and key lists of the sections it
+    /// may hold, and this node's grant chains for this record. Refused
+    /// ([`SyncError::NotAParty`]) when `remote` is no party to the record here, with the same
+    /// error whether or not the record exists, so a stranger's `Notify` never draws a request.
+    pub fn start(
+        &self,
+        record: RecordId,
+        remote: PeerKey,
+        now: Timestamp,
+    ) -> Result<SyncRequest, SyncError> {
+        self.start_as(record, remote, false, now)
+    }
+
+    /// [`Local::start`] with a peer the user named for this sync (`sync --with`, a known peer):
+    /// it is also sent a request for a record this node holds grants for but has no auth
+    /// document of yet (no patient device is known to ask instead).
+    pub fn start_as(
+        &self,
+        record: RecordId,
+        remote: PeerKey,
+        named_by_user: bool,
+        now: Timestamp,
+    ) -> Result<SyncRequest, SyncError> {
+        let may = self
+            .party(&record, &remote, named_by_user, now)
+            .ok_or(SyncError::NotAParty)?;
+        let held = self.vault.held_sections(&record)?;
+        let holds = |s: &SectionId| may.as_ref().is_none_or(|m| m.contains(s));
+        let mut keys = self.keys_held(&record);
+        keys.retain(|(s, _)| holds(s));
+        Ok(SyncRequest {
+            v: 1,
+            record,
+            card: self.my_card()?.envelope().clone(),
+            grants: self.held_chains(&record)?,
+            have: have_of(&held, holds),
+            keys,
+            push: Vec::new(),
+        })
+    }
+
+    /// Requester: handles a response. Returns the next request to send, if any (a push of
+    /// what the responder lacks, or a continuation when the response was partial).
+    pub fn on_response(
+        &self,
+        remote: PeerKey,
+        resp: SyncResponse,
+        now: Timestamp,
+        _rng: &mut impl CryptoRng,
+    ) -> Result<(Option<SyncRequest>, Report), SyncError> {
+        self.learn_revocations(&resp.record, &resp.revocations);
+        if let Some(why) = resp.refused {
+            return Err(SyncError::Refused(why));
+        }
+        let record = resp.record;
+        let mut report = Report {
+            record: Some(record),
+            ..Report::default()
+        };
+        // Device certificates, verified against the record root.
+        let devices: Vec<PeerKey> = resp
+            .devices
+            .iter()
+            .filter_map(|d| serde_json::from_str::<DeviceCert>(d).ok())
+            .filter(|d| d.verify(&record))
+            .map(|d| d.peer)
+            .collect();
+        // Keys addressed to this node.
+        let mine = self.identity.agreement_public();
+        let wraps: Vec<_> = resp
+            .wraps
+            .into_iter()
+            .filter(|w| w.recipient.into_array() == mine && w.record == record)
+            .collect();
+        // Every node but the root holder stores the wraps addressed to it (a linked device
+        // too: new sections and rotated keys reach it this way).
+        let owner = self.identity.holds_root_of(&record);
+        if !owner
+            && (!wraps.is_empty() || self.vault.records()?.contains(&record))
+            && let Err(e) = self.vault.register_replica(&record, &wraps, now)
+        {
+            report.refused.push(format!("key wraps refused: {e}"));
+        }
+        // Bundles: the responder may send us only what it holds; we accept per authorship, and
+        // only for sections we hold a key for.
+        let mut rec = self.vault.open_record(self.identity, &record).ok();
+        let holdable = holdable_sections(rec.as_ref());
+        let (stored, refused) = self.receive(
+            &record,
+            &mut rec,
+            &resp.bundles,
+            &resp.snapshots,
+            &devices,
+            None,
+            &|s| holdable.contains(s),
+            now,
+        )?;
+        report.received = stored;
+        report.refused.extend(refused);
+        // If the responder refused something we pushed, pushing it again would not help: the
+        // log stays stuck there until a person looks (the refusal is reported).
+        let pushes_refused = !resp.rejected.is_empty();
+        report.refused.extend(resp.rejected);
+        // What the responder lacks that we may send it.
+        let ours = self.vault.held_sections(&record)?;
+        let theirs: BTreeMap<SectionId, VersionVector> =
+            resp.have.iter().map(|h| (h.section, h.vv())).collect();
+        let me = self.identity.peer();
+        let i_am_device = devices.contains(&me)
+            || rec
+                .as_ref()
+                .is_some_and(|r| r.device_certs().iter().any(|d| d.peer == me));
+        let push = match rec.as_ref() {
+            _ if pushes_refused => Vec::new(),
+            Some(rec) if i_am_device => {
+                // Send the remote only what it may hold: everything if it is a device, else
+                // what its recorded grants allow.
+                let (rights, _) = self.rights_of(rec, &remote, None, now);
+                let dir = rec.directory().clone();
+                let include = |s: &SectionId| rights.may_read(s, &dir);
+                self.missing_for(&record, &ours, &theirs, &include, None, MAX_BUNDLE_BYTES)?
+                    .0
+            }
+            Some(_) => {
+                // A grantee pushes only its own bundles, to sections the remote offered.
+                let include = |s: &SectionId| theirs.contains_key(s);
+                self.missing_for(
+                    &record,
+                    &ours,
+                    &theirs,
+                    &include,
+                    Some(me),
+                    MAX_BUNDLE_BYTES,
+                )?
+                .0
+            }
+            None => Vec::new(),
+        };
+        report.sent = push.len();
+        report.sections = statuses(&ours, &resp.have);
+        report.in_sync =
+            push.is_empty() && !resp.more && report.sections.iter().all(|s| s.behind == 0);
+        let next = if !push.is_empty() || resp.more {
+            let mut req = self.start_as(record, remote, true, now)?;
+            req.push = push;
+            Some(req)
+        } else {
+            None
+        };
+        Ok((next, report))
+    }
+}
