@@ -8,7 +8,8 @@
 //! committed to the store in one write once every resource has passed and this node's right to
 //! write each section is settled: the import completes or changes nothing.
 
-use crate::commands::{Ctx, now, os_rng, which_record};
+use crate::app::parse::which_record;
+use crate::app::{Ctx, invalid, now, os_rng};
 use crate::fail::{Failure, code};
 use crate::home::atomic_write;
 use crate::sled_store::SledStore;
@@ -71,10 +72,6 @@ pub struct ExportArgs {
     /// The record (default: this patient's own).
     #[arg(long, value_name = "RECORD_ID")]
     pub record: Option<String>,
-}
-
-fn invalid(msg: impl ToString) -> Failure {
-    Failure::new(code::INVALID, msg)
 }
 
 impl From<FhirError> for Failure {
