@@ -15,8 +15,8 @@
 use hearth_core::grant::{self, Ability, Grant, GrantSpec};
 use hearth_core::keys::{Identity, Role};
 use hearth_core::record::{NewRecord, Vault};
-use hearth_node::commands::{now, os_rng};
 use hearth_node::live::{self, Handle, LiveConfig, Shared, SharedState};
+use hearth_node::os::{now, os_rng};
 use hearth_node::sled_store::SledStore;
 use hearth_sync::net::{self, NetConfig};
 use libp2p::Multiaddr;

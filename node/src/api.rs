@@ -5,7 +5,7 @@
 //!   talks to the daemon only here. The daemon accepts a connection only from a process of its
 //!   own user (the peer's credentials, `SO_PEERCRED`); the client checks, before sending
 //!   anything, that the socket is owned by its user, that the peer runs as its user and that
-//!   the peer is the process named in `daemon.json` ([`crate::client`]). Nobody else can
+//!   the peer is the process named in `daemon.json` (the `client` module). Nobody else can
 //!   create a file in the home, so a stale socket (the daemon killed) is only refused
 //!   connections, never someone else's listener. The passphrase and the command's standard
 //!   input travel only here. Endpoints: `GET /api/v1/status`, `POST /api/v1/exec`,
@@ -25,17 +25,16 @@
 //! | GET | `/api/openapi.json` | both | this API as OpenAPI 3.1 |
 //!
 //! `exec` checks the passphrase against the keystore first (exit code 4 when wrong, as on the
-//! command line), then runs the same command implementation ([`crate::commands::run_in`])
-//! against the daemon's open store, capturing its output. `stdin` carries what the caller
+//! command line), then hands the command to the daemon's [`Exec`]: the runner the binary's
+//! top level gave the daemon when it started it (the command line's own dispatch, run
+//! against the daemon's open store, its output captured). So this module knows no command. `stdin` carries what the caller
 //! read from its standard input for an argument `-` (an entry: at most 4 MiB; a FHIR bundle:
 //! at most 64 MiB); it is held in memory only. Commands that change records run under the
 //! lock the sync driver uses, one at a time.
 
-use crate::cli::{Cli, Command};
-use crate::commands::{Ctx, InDaemon};
 use crate::fail::code;
 use crate::home::Home;
-use crate::live::{self, Handle, SharedState};
+use crate::live::{Handle, SharedState};
 use crate::sled_store::SledStore;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -43,7 +42,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use clap::Parser;
+use hearth_core::keys::Identity;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,6 +65,32 @@ pub fn socket_file(home: &Home) -> PathBuf {
     home.dir().join(SOCKET)
 }
 
+/// One command sent to `POST /api/v1/exec`, its passphrase already checked: what the
+/// daemon's [`Exec`] needs to run it against the running node.
+pub struct ExecCall {
+    /// The command's arguments, without the program name.
+    pub argv: Vec<String>,
+    /// The node's home.
+    pub home: Home,
+    /// The passphrase the caller sent.
+    pub passphrase: Zeroizing<String>,
+    /// The identity it unlocked.
+    pub identity: Identity,
+    /// What the caller read from its standard input for an argument `-`.
+    pub stdin: Option<Zeroizing<Vec<u8>>>,
+    /// The daemon's open store.
+    pub store: SledStore,
+    /// The running node.
+    pub node: Handle,
+    /// The lock the sync driver uses: commands that change records run under it.
+    pub shared: SharedState<SledStore>,
+}
+
+/// Runs one forwarded command inside the daemon. The binary's top level hands it to the
+/// daemon when it starts it (`daemon::run`), so that the engine never calls up into
+/// the commands.
+pub type Exec = fn(ExecCall) -> ExecResponse;
+
 /// What the API's handlers share.
 #[derive(Clone)]
 pub struct ApiState {
@@ -80,10 +105,11 @@ struct Inner {
     token: Zeroizing<String>,
     hosts: [String; 2],
     slots: Arc<tokio::sync::Semaphore>,
+    exec: Exec,
 }
 
 impl ApiState {
-    /// The state for a daemon at `home` serving on `port`.
+    /// The state for a daemon at `home` serving on `port`, running commands with `exec`.
     pub fn new(
         home: Home,
         store: SledStore,
@@ -91,6 +117,7 @@ impl ApiState {
         shared: SharedState<SledStore>,
         token: String,
         port: u16,
+        exec: Exec,
     ) -> ApiState {
         ApiState {
             inner: Arc::new(Inner {
@@ -101,6 +128,7 @@ impl ApiState {
                 token: Zeroizing::new(token),
                 hosts: [format!("127.0.0.1:{port}"), format!("localhost:{port}")],
                 slots: Arc::new(tokio::sync::Semaphore::new(EXEC_SLOTS)),
+                exec,
             }),
         }
     }
@@ -257,9 +285,10 @@ async fn status(State(st): State<ApiState>) -> Response {
     let res = tokio::task::spawn_blocking(move || {
         let home = Home::new(inner.home.clone());
         home.node_info().map(|info| {
-            let api = crate::daemon::read_daemon_file(&home).map(|f| f.api);
+            // The address `daemon.json` gives: this listener's own.
+            let api = format!("http://{}", inner.hosts[0]);
             let net = inner.node.status();
-            crate::net_cmd::status_json(&info, api.as_deref(), Some(&net))
+            crate::status::status_json(&info, Some(&api), Some(&net))
         })
     })
     .await;
@@ -291,7 +320,8 @@ async fn exec(State(st): State<ApiState>, axum::Json(req): axum::Json<ExecReques
     }
 }
 
-fn failed(code: u8, message: &str) -> ExecResponse {
+/// The answer of a command that failed with exit code `code` and `message`.
+pub fn failed(code: u8, message: &str) -> ExecResponse {
     ExecResponse {
         stdout: String::new(),
         stderr: format!("error: {message}\n"),
@@ -317,68 +347,16 @@ fn run_exec(st: &Inner, req: ExecRequest) -> ExecResponse {
         Ok(id) => id,
         Err(f) => return failed(f.code, &f.message),
     };
-    let args = std::iter::once("hearth".to_string()).chain(req.argv);
-    let cli = match Cli::try_parse_from(args) {
-        Ok(c) => c,
-        Err(e) => {
-            let text = e.render().to_string();
-            return if e.use_stderr() {
-                ExecResponse {
-                    stdout: String::new(),
-                    stderr: text,
-                    code: 2,
-                }
-            } else {
-                ExecResponse {
-                    stdout: text,
-                    stderr: String::new(),
-                    code: 0,
-                }
-            };
-        }
-    };
-    if matches!(cli.command, Command::Init(_) | Command::Run(_)) {
-        return failed(
-            code::REFUSED,
-            "the daemon is running: stop it before `init` or another `run`",
-        );
-    }
-    // Network commands wait for the sync driver, which needs the lock: they must not hold it.
-    let network = matches!(
-        cli.command,
-        Command::Status | Command::Peers { .. } | Command::Sync(_) | Command::Patients
-    );
-    let ctx = Ctx::in_daemon(
+    (st.exec)(ExecCall {
+        argv: req.argv,
         home,
-        cli.json,
-        InDaemon {
-            store: st.store.clone(),
-            passphrase,
-            unlocked: std::cell::RefCell::new(Some(identity)),
-            node: st.node.clone(),
-            stdin: std::cell::RefCell::new(stdin),
-        },
-    );
-    let res = if network {
-        crate::commands::run_in(&ctx, cli)
-    } else {
-        let _guard = live::lock(&st.shared);
-        crate::commands::run_in(&ctx, cli)
-    };
-    st.node.local_change();
-    let stdout = String::from_utf8_lossy(&ctx.take_output()).into_owned();
-    match res {
-        Ok(()) => ExecResponse {
-            stdout,
-            stderr: String::new(),
-            code: 0,
-        },
-        Err(f) => ExecResponse {
-            stdout,
-            stderr: format!("error: {}\n", f.message),
-            code: f.code,
-        },
-    }
+        passphrase,
+        identity,
+        stdin,
+        store: st.store.clone(),
+        node: st.node.clone(),
+        shared: st.shared.clone(),
+    })
 }
 
 async fn openapi() -> Response {

@@ -26,11 +26,9 @@
 //! to is our own.
 
 use crate::api::ExecResponse;
-use crate::cli::{Cli, Command, RecordCommand};
-use crate::commands::Ctx;
 use crate::daemon::read_daemon_file;
-use crate::extract_cmd::ExtractCommand;
-use crate::home::{self, Home};
+use crate::fail::Failure;
+use crate::home::Home;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -163,42 +161,16 @@ fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
     }
 }
 
-/// Paths in the parsed command that the daemon would resolve against its own folder, each
-/// with the most standard input the command reads when the path is `-` (`None`: `-` is not
-/// standard input there).
-fn path_args(cli: &Cli) -> Vec<(PathBuf, Option<u64>)> {
-    let mut out = Vec::new();
-    match &cli.command {
-        Command::Record(RecordCommand::Add { source, .. })
-        | Command::Record(RecordCommand::Correct { source, .. }) => {
-            out.extend(
-                source
-                    .file
-                    .clone()
-                    .map(|f| (f, Some(crate::commands::MAX_ENTRY_FILE + 1))),
-            );
-        }
-        Command::Record(RecordCommand::Import(a)) => out.push((
-            a.fhir.clone(),
-            Some(hearth_core::fhir::MAX_BUNDLE_BYTES + 1),
-        )),
-        Command::Record(RecordCommand::Export(a)) => {
-            out.extend(a.fhir.clone().map(|f| (f, None)));
-            out.extend(a.automerge.clone().map(|f| (f, None)));
-        }
-        Command::Grant(a) => out.extend(a.qr_svg.clone().map(|f| (f, None))),
-        Command::Extract(ExtractCommand::Contribute(a)) => out.push((a.out.clone(), None)),
-        _ => {}
-    }
-    out
-}
-
 /// Rewrites `argv` for the daemon: relative paths made absolute. Returns what standard
 /// input holds when an argument reads it (`-`), read here and kept in memory only.
-fn rewrite(cli: &Cli, argv: &mut [String]) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, String> {
+fn rewrite(
+    paths: &[(PathBuf, Option<u64>)],
+    argv: &mut [String],
+) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, String> {
     let cwd = std::env::current_dir().map_err(|e| format!("current folder: {e}"))?;
     let mut stdin = None;
-    for (p, stdin_limit) in path_args(cli) {
+    for (p, stdin_limit) in paths {
+        let stdin_limit = *stdin_limit;
         let text = p.to_string_lossy().to_string();
         if text == "-"
             && let Some(limit) = stdin_limit
@@ -214,7 +186,7 @@ fn rewrite(cli: &Cli, argv: &mut [String]) -> Result<Option<zeroize::Zeroizing<V
         if !p.is_relative() {
             continue;
         }
-        let new = cwd.join(&p).to_string_lossy().to_string();
+        let new = cwd.join(p).to_string_lossy().to_string();
         for a in argv.iter_mut() {
             if *a == text {
                 *a = new.clone();
@@ -364,53 +336,35 @@ enum SocketRequestError {
     Stopped,
 }
 
-/// What to tell the user when the daemon stopped while running `cli`: whether the change
-/// was made is unknown, and how to find out.
-fn stopped_message(cli: &Cli) -> String {
-    let head = "the daemon stopped before answering";
-    let unknown = "whether the change was made is unknown";
-    match &cli.command {
-        Command::Record(RecordCommand::Add { section, .. }) => format!(
-            "{head}: {unknown}. Check with `hearth record history {section}` before adding it again"
-        ),
-        Command::Record(RecordCommand::Correct { .. })
-        | Command::Record(RecordCommand::MarkError { .. }) => format!(
-            "{head}: {unknown}. Check with `hearth record show` (and `hearth record history SECTION`) before trying again"
-        ),
-        Command::Record(RecordCommand::Import(_)) => format!(
-            "{head}: {unknown}. Running the import again is safe: data already imported is not added twice"
-        ),
-        Command::Record(
-            RecordCommand::Show { .. }
-            | RecordCommand::Sections { .. }
-            | RecordCommand::History { .. },
-        )
-        | Command::Id { .. }
-        | Command::Status
-        | Command::Patients => {
-            format!("{head}: this command only reads, nothing was changed; run it again")
-        }
-        Command::Grant(_) | Command::Accept { .. } => {
-            format!("{head}: {unknown}. Check with `hearth grant list` before trying again")
-        }
-        _ => format!(
-            "{head}: {unknown}. Check the result (e.g. with `hearth record show` or the matching list command) before trying again"
-        ),
-    }
+/// What the command line tells the client about the command it forwards: the client knows
+/// no command.
+pub struct Forward<'a> {
+    /// The node's home.
+    pub home: Home,
+    /// The whole command line, the program name first.
+    pub args: &'a [OsString],
+    /// `--json`.
+    pub json: bool,
+    /// The command is `status`: without a passphrase at hand it asks `GET /api/v1/status`.
+    pub status: bool,
+    /// A passphrase is at hand without a prompt (`--passphrase-file` or `HEARTH_PASSPHRASE`).
+    pub have_passphrase: bool,
+    /// Paths in the command that the daemon would resolve against its own folder, each with
+    /// the most standard input the command reads when the path is `-` (`None`: `-` is not
+    /// standard input there).
+    pub paths: Vec<(PathBuf, Option<u64>)>,
+    /// What to tell the user if the daemon stops while running the command: whether the
+    /// change was made is unknown, and how to find out.
+    pub stopped: String,
+    /// Reads the passphrase the usual way (environment, file or prompt).
+    pub passphrase: &'a dyn Fn() -> Result<zeroize::Zeroizing<String>, Failure>,
 }
 
 /// Sends the command to the running daemon, if there is one. `None`: no daemon answered, run
 /// the command locally.
 #[cfg(unix)]
-pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
-    // `extract aggregate` reads only the files it is given (no store, no passphrase).
-    if matches!(
-        cli.command,
-        Command::Init(_) | Command::Run(_) | Command::Extract(ExtractCommand::Aggregate(_))
-    ) {
-        return None;
-    }
-    let home = Home::new(cli.home.clone().unwrap_or_else(home::default_dir));
+pub fn forward(fwd: Forward<'_>) -> Option<ExitCode> {
+    let home = &fwd.home;
     let fail = |msg: &str, code: u8| {
         emit("", &format!("error: {msg}\n"));
         Some(ExitCode::from(code))
@@ -418,7 +372,7 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
     // Is our daemon there? (A stale socket must not cost a passphrase prompt; an untrusted
     // one gets nothing.) The connection is closed at once: the passphrase prompt may take a
     // while.
-    match connect(&home) {
+    match connect(home) {
         Ok(_) => {}
         Err(SocketError::NoDaemon) => return None,
         Err(SocketError::Untrusted(m)) => return fail(&m, crate::fail::code::REFUSED),
@@ -429,7 +383,7 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
             );
         }
     }
-    let connect_failed = |e: SocketRequestError, cli: &Cli| match e {
+    let connect_failed = |e: SocketRequestError| match e {
         SocketRequestError::Connect(SocketError::NoDaemon) => fail(
             "the daemon stopped before the command was sent: nothing was changed; run it again",
             crate::fail::code::IO,
@@ -447,21 +401,19 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
             ),
             crate::fail::code::IO,
         ),
-        SocketRequestError::Stopped => fail(&stopped_message(cli), crate::fail::code::IO),
+        SocketRequestError::Stopped => fail(&fwd.stopped, crate::fail::code::IO),
     };
     // `status` needs no passphrase: without one at hand (no HEARTH_PASSPHRASE or
     // --passphrase-file) it asks the status endpoint, which leaves sections unnamed.
-    let have_pass =
-        cli.passphrase_file.is_some() || std::env::var_os("HEARTH_PASSPHRASE").is_some();
-    if matches!(cli.command, Command::Status) && !have_pass {
-        return match socket_request(&home, "GET", "/api/v1/status", None) {
-            Err(e) => connect_failed(e, cli),
+    if fwd.status && !fwd.have_passphrase {
+        return match socket_request(home, "GET", "/api/v1/status", None) {
+            Err(e) => connect_failed(e),
             Ok((200, body)) => {
                 let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                let text = if cli.json {
+                let text = if fwd.json {
                     v.to_string()
                 } else {
-                    crate::net_cmd::status_text(&v)
+                    crate::status::status_text(&v)
                 };
                 emit(&format!("{text}\n"), "");
                 Some(ExitCode::SUCCESS)
@@ -472,16 +424,12 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
             ),
         };
     }
-    let ctx = Ctx::new(
-        Home::new(home.dir().to_path_buf()),
-        cli.json,
-        cli.passphrase_file.clone(),
-    );
-    let pass = match ctx.passphrase_for_forwarding() {
+    let pass = match (fwd.passphrase)() {
         Ok(p) => p,
         Err(f) => return fail(&f.message, f.code),
     };
-    let mut argv: Vec<String> = match args
+    let mut argv: Vec<String> = match fwd
+        .args
         .iter()
         .skip(1)
         .map(|a| a.to_str().map(String::from))
@@ -490,7 +438,7 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
         Some(v) => v,
         None => return fail("arguments must be valid UTF-8 while the daemon runs", 2),
     };
-    let stdin = match rewrite(cli, &mut argv) {
+    let stdin = match rewrite(&fwd.paths, &mut argv) {
         Ok(t) => t,
         Err(e) => return fail(&e, crate::fail::code::IO),
     };
@@ -504,14 +452,14 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
         .to_string(),
     );
     drop(stdin_b64);
-    match socket_request(&home, "POST", "/api/v1/exec", Some(body.as_bytes())) {
-        Err(e) => connect_failed(e, cli),
+    match socket_request(home, "POST", "/api/v1/exec", Some(body.as_bytes())) {
+        Err(e) => connect_failed(e),
         Ok((200, answer)) => match serde_json::from_slice::<ExecResponse>(&answer) {
             Ok(r) => {
                 emit(&r.stdout, &r.stderr);
                 Some(ExitCode::from(r.code))
             }
-            Err(_) => fail(&stopped_message(cli), crate::fail::code::IO),
+            Err(_) => fail(&fwd.stopped, crate::fail::code::IO),
         },
         Ok((code, _)) => fail(
             &format!("the daemon refused the request (HTTP {code})"),
@@ -523,6 +471,6 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
 /// Without Unix sockets there is no local API to forward to: commands open the store
 /// themselves (and find it locked while a daemon runs).
 #[cfg(not(unix))]
-pub fn forward(_cli: &Cli, _args: &[OsString]) -> Option<ExitCode> {
+pub fn forward(_fwd: Forward<'_>) -> Option<ExitCode> {
     None
 }

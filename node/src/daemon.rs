@@ -22,10 +22,9 @@
 //! taken one falls back to a fresh port (logged); only addresses actually bound are
 //! remembered for the next run.
 
-use crate::cli::RunArgs;
-use crate::commands::Ctx;
+use crate::api::Exec;
 use crate::fail::{Failure, code};
-use crate::home::{Home, atomic_write};
+use crate::home::{Home, NodeInfo, atomic_write};
 use crate::live::{self, Handle, LiveConfig, Shared};
 use crate::sled_store::SledStore;
 use hearth_core::keys::Identity;
@@ -196,11 +195,27 @@ async fn shutdown_signal() {
     }
 }
 
-/// `hearth run`.
-pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
-    if ctx.daemon.is_some() {
-        return Err(Failure::new(code::REFUSED, "the daemon is already running"));
-    }
+/// How `hearth run` was asked to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Listen on these addresses (default: the last run's, else loopback TCP and QUIC).
+    pub listen: Vec<String>,
+    /// Seconds between background sync rounds.
+    pub sync_interval: u64,
+    /// Discover peers with mDNS.
+    pub mdns: bool,
+    /// Print `daemon.json` on standard output once listening.
+    pub json: bool,
+}
+
+/// `hearth run`: the node at `home`, unlocked by `unlock` once the arguments are checked,
+/// running forwarded commands with `exec`, until Ctrl-C or SIGTERM.
+pub fn run(
+    home: &Home,
+    args: RunOptions,
+    unlock: impl FnOnce() -> Result<(NodeInfo, Identity), Failure>,
+    exec: Exec,
+) -> Result<(), Failure> {
     let explicit = !args.listen.is_empty();
     let listen: Vec<Multiaddr> = if explicit {
         args.listen.clone()
@@ -219,14 +234,14 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
             "--mdns: this hearth was built without the `mdns` feature",
         ));
     }
-    let (info, identity) = ctx.unlock()?;
-    let store = SledStore::open(&ctx.home.private_store_dir()?)?;
+    let (info, identity) = unlock()?;
+    let store = SledStore::open(&home.private_store_dir()?)?;
     let vault = Vault::open(store.clone())?;
-    let token = api_token(&ctx.home)?;
+    let token = api_token(home)?;
     let keypair =
         net::keypair(&identity).map_err(|e| Failure::new(code::INTEGRITY, e.to_string()))?;
     let rt = runtime()?;
-    let home = Home::new(ctx.home.dir().to_path_buf());
+    let home = Home::new(home.dir().to_path_buf());
     let result = rt.block_on(async move {
         let net_config = NetConfig {
             mdns: args.mdns,
@@ -302,6 +317,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
             shared.clone(),
             token,
             port,
+            exec,
         );
         let file = DaemonFile {
             pid: std::process::id(),
@@ -323,8 +339,8 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
                 return Err(f);
             }
         };
-        if ctx.json {
-            ctx.println(&serde_json::to_string(&file).unwrap_or_default());
+        if args.json {
+            println!("{}", serde_json::to_string(&file).unwrap_or_default());
         }
         tracing::info!(peer = %info.peer_id, api = %api_url, "hearth node running");
         eprintln!("hearth node {} running", info.peer_id);

@@ -15,8 +15,8 @@
 //!
 //! Everything here is private to the user who owns the node, whatever their umask: the home
 //! and `store/` are 0700, every file 0600 ([`atomic_write`] creates its temporary file 0600
-//! with a unique random name; [`private_umask`] covers what sled writes). See [`crate::daemon`]
-//! and [`crate::api`] for the daemon's files.
+//! with a unique random name; [`private_umask`] covers what sled writes). See the `daemon`
+//! and `api` modules for the daemon's files.
 
 use crate::fail::{Failure, code};
 use hearth_core::ids::{PeerKey, RecordId};

@@ -10,22 +10,22 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod api;
+// The command line, above the commands, above the application layer, above the engine.
 pub mod cli;
+pub mod cmd;
+
+pub mod app;
+
+pub mod api;
 pub mod client;
-pub mod commands;
 pub mod daemon;
-pub mod device_cmd;
-pub mod extract_cmd;
 pub mod fail;
-pub mod fhir_cmd;
-pub mod grant_cmd;
 pub mod home;
 pub mod link;
 pub mod live;
-pub mod net_cmd;
-pub mod review_cmd;
+pub mod os;
 pub mod sled_store;
+pub mod status;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -62,10 +62,10 @@ pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     // While the daemon runs it holds the store: send the command to it.
-    if let Some(code) = client::forward(&cli, &args) {
+    if let Some(code) = cli::forward(&cli, &args) {
         return code;
     }
-    match commands::run(cli) {
+    match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("error: {}", f.message);

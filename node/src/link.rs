@@ -47,12 +47,12 @@ impl<'a> Joiner<'a> {
 
     /// The first message.
     pub fn start(&mut self) -> Message {
-        self.0.start(&mut crate::commands::os_rng())
+        self.0.start(&mut crate::os::os_rng())
     }
 
     /// Handles the root holder's PAKE message: the sealed join request to send next.
     pub fn on_pake(&mut self, msg: Message) -> Result<Message, Failure> {
-        Ok(self.0.on_pake(msg, &mut crate::commands::os_rng())?)
+        Ok(self.0.on_pake(msg, &mut crate::os::os_rng())?)
     }
 
     /// Handles the welcome: checks everything in it against the record root and this

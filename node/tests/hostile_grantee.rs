@@ -139,7 +139,7 @@ fn seal_as_grantee(g: &Path, rid: &RecordId, first_seq: u64, payloads: &[Vec<u8>
                 first_seq + i as u64,
                 prev,
                 payload,
-                hearth_node::commands::now(),
+                hearth_node::os::now(),
                 &mut rng,
             )
             .unwrap();
@@ -189,7 +189,7 @@ fn texts(show: &Value) -> Vec<String> {
 fn a_grantee_bundle_reusing_its_actor_seq_is_refused_and_the_section_stays_readable() {
     let w = granted();
     let me = grantee_key(&w.g);
-    let now = hearth_node::commands::now();
+    let now = hearth_node::os::now();
     let honest = version(
         me,
         SectionClass::Notes,
@@ -237,7 +237,7 @@ fn a_grantee_bundle_reusing_its_actor_seq_is_refused_and_the_section_stays_reada
 fn a_compressed_change_bomb_is_refused_without_the_memory() {
     let w = granted();
     let me = grantee_key(&w.g);
-    let now = hearth_node::commands::now();
+    let now = hearth_node::os::now();
     // 48 MiB of text that deflates to well under 1 MiB.
     let big = version(
         me,
@@ -320,7 +320,7 @@ fn a_grantees_claimed_name_role_and_time_are_shown_as_claims() {
         6,
     );
     let bundles = seal_as_grantee(&w.g, &w.rid, 1, &changes(me, &[claim, wrong_class]));
-    let sent = hearth_node::commands::now();
+    let sent = hearth_node::os::now();
     push(&w, &bundles);
     wait_for("the claimed entry", 30, || {
         texts(&show_notes(&w.p)).contains(&"CLAIMED-ENTRY".to_string())

@@ -1,12 +1,14 @@
 //! A patient's own devices: `hearth device link|list|remove` and `hearth init --join CODE`.
 //! The pairing protocol itself is in [`hearth_sync::pairing`] (glue in [`crate::link`]).
 
-use crate::cli::DeviceCommand;
-use crate::commands::{Ctx, now, os_rng};
+use crate::app::{
+    Ctx, ensure_new_home, new_node_name_and_passphrase, now, os_rng, patient_record, refused,
+};
 use crate::fail::{Failure, code};
 use crate::home::{self, NodeInfo};
 use crate::link::{Joiner, LinkCode, LinkOutcome, Welcome};
 use crate::live::{self, LiveConfig, Shared};
+use clap::Subcommand;
 use hearth_core::ids::PeerKey;
 use hearth_core::keys::{Identity, KdfParams, Keystore, Role};
 use hearth_core::record::{OpenRecord, Vault};
@@ -25,6 +27,33 @@ use std::time::Duration;
 use crate::sled_store::SledStore;
 
 /// `hearth device …`.
+#[derive(Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// Print a one-time code (and QR code) that links a new device to your record: run
+    /// `hearth init --join CODE` on the new device. Waits for it unless the daemon runs.
+    Link {
+        /// How long the code stays valid, in seconds.
+        #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+        ttl: u64,
+        /// Without a running daemon: listen here for the new device (repeatable). Default:
+        /// every interface, TCP, a free port.
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<String>,
+        /// Do not draw the QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// The devices that hold your record, and those removed.
+    List,
+    /// Remove a device: it is no longer served or trusted, and every section moves to new
+    /// keys it does not get.
+    Remove {
+        /// The device's peer id (see `hearth device list`).
+        device: String,
+    },
+}
+
+/// `hearth device …`.
 pub fn device(ctx: &Ctx, cmd: DeviceCommand) -> Result<(), Failure> {
     match cmd {
         DeviceCommand::Link { ttl, listen, no_qr } => link(ctx, ttl, &listen, !no_qr),
@@ -33,9 +62,7 @@ pub fn device(ctx: &Ctx, cmd: DeviceCommand) -> Result<(), Failure> {
     }
 }
 
-fn refused(msg: impl ToString) -> Failure {
-    Failure::new(code::REFUSED, msg)
-}
+const NO_RECORD: &str = "devices belong to a patient's record; this node has none";
 
 const NOT_ROOT: &str = "only the device holding your record's root key (the one you ran `hearth init --role patient` on, or one restored from the recovery phrase) can do this";
 
@@ -44,13 +71,13 @@ fn root_record<'v>(
     vault: &'v Vault<SledStore>,
     identity: &'v Identity,
 ) -> Result<OpenRecord<'v, SledStore>, Failure> {
-    let rid = identity
+    if identity
         .record_id()
-        .ok_or_else(|| refused("devices belong to a patient's record; this node has none"))?;
-    if !identity.holds_root_of(&rid) {
+        .is_some_and(|rid| !identity.holds_root_of(&rid))
+    {
         return Err(refused(NOT_ROOT));
     }
-    Ok(vault.open_record(identity, &rid)?)
+    patient_record(vault, identity, NO_RECORD)
 }
 
 /// A terminal drawing of `text` as a QR code (two rows per character).
@@ -209,10 +236,8 @@ fn report_outcome(ctx: &Ctx, outcome: LinkOutcome) -> Result<(), Failure> {
 fn list(ctx: &Ctx) -> Result<(), Failure> {
     let (_info, identity) = ctx.unlock()?;
     let vault = ctx.vault()?;
-    let rid = identity
-        .record_id()
-        .ok_or_else(|| refused("devices belong to a patient's record; this node has none"))?;
-    let rec = vault.open_record(&identity, &rid)?;
+    let rec = patient_record(&vault, &identity, NO_RECORD)?;
+    let rid = rec.id();
     let me = identity.peer();
     let removed = rec.removed_devices();
     let mut all: Vec<Value> = Vec::new();
@@ -296,6 +321,7 @@ fn remove(ctx: &Ctx, device: &str) -> Result<(), Failure> {
 /// `hearth init --join CODE`: pair with the device holding the record, then set up this node
 /// as another of the patient's devices and fetch the record.
 pub fn join(ctx: &Ctx, code_text: &str, name: Option<&str>) -> Result<(), Failure> {
+    ensure_new_home(ctx)?;
     let code = LinkCode::parse(code_text)?;
     let t = now();
     if code.expires.as_millis() + 60_000 < t.as_millis() {
@@ -304,7 +330,7 @@ pub fn join(ctx: &Ctx, code_text: &str, name: Option<&str>) -> Result<(), Failur
             code.expires.to_rfc3339()
         )));
     }
-    let (name, pass) = crate::commands::new_node_name_and_passphrase(ctx, name, "linked device")?;
+    let (name, pass) = new_node_name_and_passphrase(ctx, name, "linked device")?;
     let mut rng = os_rng();
     let identity = Identity::new_device(name.clone(), &mut rng);
     let keypair =

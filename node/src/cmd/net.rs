@@ -1,15 +1,19 @@
-//! Network commands: `status`, `peers`, `sync`, `patients`.
+//! Network commands: `run`, `status`, `peers`, `sync`, `patients`.
 //!
+//! `run` starts the daemon ([`crate::daemon`]) in the foreground.
 //! `status` and `sync` are about the running daemon: run from the command line they are
 //! forwarded to it (see [`crate::client`]); without a daemon, `status` says so and `sync`
 //! runs one round in a short-lived node of its own.
 
-use crate::cli::{PeersCommand, SyncArgs};
-use crate::commands::Ctx;
+use crate::api::Exec;
+use crate::app::grants::held_grants;
+use crate::app::{Ctx, now};
+use crate::daemon::{self, RunOptions};
 use crate::fail::{Failure, code};
-use crate::home::NodeInfo;
-use crate::live::{self, Handle};
+use crate::live::Handle;
 use crate::sled_store::SledStore;
+use crate::status::status_json;
+use clap::{Args, Subcommand};
 use hearth_core::ids::PeerKey;
 use hearth_core::record::Vault;
 use hearth_core::section::SectionName;
@@ -18,34 +22,6 @@ use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-/// The status document: identity, whether the daemon runs, and its network state.
-pub fn status_json(info: &NodeInfo, api: Option<&str>, net: Option<&live::Status>) -> Value {
-    match net {
-        Some(st) => json!({
-            "peer_id": info.peer_id,
-            "role": info.role,
-            "record_id": info.record_id,
-            "running": true,
-            "listen_addrs": st.listen_addrs,
-            "api": api,
-            "connected": st.connected,
-            "known_peers": st.known,
-            "sessions": st.sessions,
-        }),
-        None => json!({
-            "peer_id": info.peer_id,
-            "role": info.role,
-            "record_id": info.record_id,
-            "running": false,
-            "listen_addrs": [],
-            "api": null,
-            "connected": [],
-            "known_peers": {},
-            "sessions": [],
-        }),
-    }
-}
 
 /// Adds `name` (`class:label`) to each section of each session that this node can read.
 fn name_sections(v: &mut Value, vault: &Vault<SledStore>, identity: &hearth_core::keys::Identity) {
@@ -91,90 +67,72 @@ fn name_sections(v: &mut Value, vault: &Vault<SledStore>, identity: &hearth_core
 
 /// The grants this node holds, each with its record and state (`active`, `revoked`, `expired`).
 fn held_grants_json(vault: &Vault<SledStore>, identity: &hearth_core::keys::Identity) -> Value {
-    let t = crate::commands::now();
+    let t = now();
     let mut out = Vec::new();
     for rid in vault.records().unwrap_or_default() {
-        for (id, status) in crate::grant_cmd::held_grants(vault, &identity.peer(), &rid, t) {
+        for (id, status) in held_grants(vault, &identity.peer(), &rid, t) {
             out.push(json!({"record": rid, "id": id.to_string(), "status": status}));
         }
     }
     Value::Array(out)
 }
 
-/// The status document as text.
-pub fn status_text(v: &Value) -> String {
-    let mut s = format!("peer id: {}\n", v["peer_id"].as_str().unwrap_or_default());
-    if v["running"].as_bool() != Some(true) {
-        s.push_str("daemon:  not running (start it with `hearth run`)");
-        return s;
+/// `hearth run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Listen on this address (repeatable); an address in use is refused. Default: the last
+    /// run's addresses (a port taken since is replaced by a fresh one), else
+    /// /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/udp/0/quic-v1.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+    /// Seconds between background sync rounds with connected peers.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub sync_interval: u64,
+    /// Discover peers on the local network with mDNS (builds with the `mdns` feature only;
+    /// announces this node's peer id on the network).
+    #[arg(long)]
+    pub mdns: bool,
+}
+
+/// `hearth peers …`.
+#[derive(Subcommand, Debug)]
+pub enum PeersCommand {
+    /// Remember a peer's address; the daemon dials it and keeps it connected.
+    Add {
+        /// The peer id.
+        peer: String,
+        /// Its address, e.g. /ip4/192.0.2.7/tcp/4001.
+        multiaddr: String,
+    },
+}
+
+/// `hearth sync`.
+#[derive(Args, Debug, Clone)]
+pub struct SyncArgs {
+    /// Sync with this peer only.
+    #[arg(long, value_name = "PEER")]
+    pub with: Option<String>,
+    /// Wait until in sync (exit 0), or fail with the reason.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+/// `hearth run`: the daemon in the foreground, running the commands forwarded to it with
+/// `exec` (the command line's dispatch, handed down by the command line).
+pub fn run(ctx: &Ctx, args: RunArgs, exec: Exec) -> Result<(), Failure> {
+    if ctx.daemon.is_some() {
+        return Err(Failure::new(code::REFUSED, "the daemon is already running"));
     }
-    s.push_str(&format!(
-        "api:     {}\n",
-        v["api"].as_str().unwrap_or_default()
-    ));
-    for a in v["listen_addrs"].as_array().into_iter().flatten() {
-        s.push_str(&format!("listen:  {}\n", a.as_str().unwrap_or_default()));
-    }
-    let connected: Vec<&str> = v["connected"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    s.push_str(&format!("connected peers: {}\n", connected.len()));
-    for c in connected {
-        s.push_str(&format!("  {c}\n"));
-    }
-    if let Some(known) = v["known_peers"].as_object() {
-        for (p, k) in known {
-            if let Some(e) = k["last_error"].as_str() {
-                s.push_str(&format!(
-                    "  known {p}: {} failed dials ({e})\n",
-                    k["failures"]
-                ));
-            }
-        }
-    }
-    for g in v["grants"].as_array().into_iter().flatten() {
-        s.push_str(&format!(
-            "grant {} on record {}: {}\n",
-            g["id"].as_str().unwrap_or_default(),
-            g["record"].as_str().unwrap_or_default(),
-            g["status"].as_str().unwrap_or_default()
-        ));
-    }
-    for sess in v["sessions"].as_array().into_iter().flatten() {
-        let state = if sess["in_sync"].as_bool() == Some(true) {
-            "in sync".to_string()
-        } else if let Some(e) = sess["error"].as_str() {
-            format!("failed: {e}")
-        } else {
-            let behind: u64 = sess["report"]["sections"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|x| x["behind"].as_u64().unwrap_or(0))
-                .sum();
-            format!("{behind} bundles behind")
-        };
-        s.push_str(&format!(
-            "record {} with {}: {state}\n",
-            sess["record"].as_str().unwrap_or_default(),
-            sess["peer"].as_str().unwrap_or_default()
-        ));
-        for sec in sess["report"]["sections"].as_array().into_iter().flatten() {
-            s.push_str(&format!(
-                "    section {}: {} behind, {} ahead\n",
-                sec["name"]
-                    .as_str()
-                    .or(sec["section"].as_str())
-                    .unwrap_or_default(),
-                sec["behind"],
-                sec["ahead"]
-            ));
-        }
-    }
-    s.trim_end().to_string()
+    let options = RunOptions {
+        listen: args.listen,
+        sync_interval: args.sync_interval,
+        mdns: args.mdns,
+        json: ctx.json,
+    };
+    daemon::run(&ctx.home, options, || ctx.unlock(), exec)
 }
 
 /// `hearth status`.
@@ -183,7 +141,7 @@ pub fn status(ctx: &Ctx) -> Result<(), Failure> {
     let v = match &ctx.daemon {
         Some(d) => {
             let st = d.node.status();
-            let api = crate::daemon::read_daemon_file(&ctx.home).map(|f| f.api);
+            let api = daemon::read_daemon_file(&ctx.home).map(|f| f.api);
             let mut v = status_json(&info, api.as_deref(), Some(&st));
             // The caller proved the passphrase: name the sections this node can read.
             if let (Ok((_, identity)), Ok(vault)) = (ctx.unlock(), ctx.vault()) {
@@ -194,12 +152,12 @@ pub fn status(ctx: &Ctx) -> Result<(), Failure> {
         }
         None => status_json(&info, None, None),
     };
-    ctx.print(v.clone(), || status_text(&v));
+    ctx.print(v.clone(), || crate::status::status_text(&v));
     Ok(())
 }
 
 /// Parses `PEER MULTIADDR`: the address may end in `/p2p/PEER`, which must match.
-fn parse_peer(peer: &str, addr: &str) -> Result<(PeerKey, Multiaddr), Failure> {
+fn parse_peer_addr(peer: &str, addr: &str) -> Result<(PeerKey, Multiaddr), Failure> {
     let key: PeerKey = peer
         .parse()
         .map_err(|e| Failure::new(code::INVALID, format!("peer id: {e}")))?;
@@ -227,7 +185,7 @@ pub fn peers(ctx: &Ctx, cmd: Option<PeersCommand>) -> Result<(), Failure> {
     let vault = ctx.vault()?;
     match cmd {
         Some(PeersCommand::Add { peer, multiaddr }) => {
-            let (key, ma) = parse_peer(&peer, &multiaddr)?;
+            let (key, ma) = parse_peer_addr(&peer, &multiaddr)?;
             let mut known = vault.peer_addrs(&key)?;
             known.put_first(ma.to_string());
             vault.set_peer_addrs(&key, &known)?;
@@ -267,13 +225,7 @@ pub fn peers(ctx: &Ctx, cmd: Option<PeersCommand>) -> Result<(), Failure> {
                         format!(
                             "{}  {}{}",
                             p["peer_id"].as_str().unwrap_or_default(),
-                            p["addrs"]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(" "),
+                            strings(&p["addrs"]).join(" "),
                             if p["connected"].as_bool() == Some(true) {
                                 "  (connected)"
                             } else {
@@ -410,10 +362,19 @@ pub fn sync(ctx: &Ctx, args: SyncArgs) -> Result<(), Failure> {
             let vault = ctx.vault()?;
             let a = args.clone();
             let outcomes =
-                crate::daemon::one_shot(identity, vault, move |node| sync_with(node, with, &a))?;
+                daemon::one_shot(identity, vault, move |node| sync_with(node, with, &a))?;
             report_round(ctx, outcomes?, args.wait)
         }
     }
+}
+
+/// The strings in a JSON array (none if it is not one).
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
 }
 
 /// `hearth patients`: the records held, with the patient's name if readable.
@@ -443,11 +404,10 @@ pub fn patients(ctx: &Ctx) -> Result<(), Failure> {
             Err(_) => (None, Vec::new()),
         };
         // The grants held for it, with their state by the local clock (revoked, expired).
-        let grants: Vec<Value> =
-            crate::grant_cmd::held_grants(&vault, &identity.peer(), &rid, crate::commands::now())
-                .into_iter()
-                .map(|(id, status)| json!({"id": id.to_string(), "status": status}))
-                .collect();
+        let grants: Vec<Value> = held_grants(&vault, &identity.peer(), &rid, now())
+            .into_iter()
+            .map(|(id, status)| json!({"id": id.to_string(), "status": status}))
+            .collect();
         list.push(json!({"record_id": rid, "name": name, "sections": sections, "grants": grants}));
     }
     ctx.print(json!({ "patients": list }), || {
@@ -471,83 +431,11 @@ pub fn patients(ctx: &Ctx) -> Result<(), Failure> {
                     "{}  {}  ({}){state}",
                     p["record_id"].as_str().unwrap_or_default(),
                     p["name"].as_str().unwrap_or("(name not shared)"),
-                    p["sections"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    strings(&p["sections"]).join(", ")
                 )
             })
             .collect::<Vec<_>>()
             .join("\n")
     });
     Ok(())
-}
-
-/// This node's addresses for others to dial (each ending in `/p2p/PEER`): the running
-/// daemon's listen addresses, or without a daemon those it last listened on. Grants carry
-/// them, so that accepting a grant is enough to find the patient's node.
-pub fn own_addresses(ctx: &Ctx, vault: &Vault<SledStore>, peer: &PeerKey) -> Vec<String> {
-    let addrs: Vec<Multiaddr> = match &ctx.daemon {
-        Some(d) => d
-            .node
-            .status()
-            .listen_addrs
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .collect(),
-        None => vault
-            .listen_addrs()
-            .map(|a| hearth_sync::net::multiaddrs(&a))
-            .unwrap_or_default(),
-    };
-    let Some(pid) = hearth_sync::net::peer_id(peer) else {
-        return Vec::new();
-    };
-    addrs
-        .into_iter()
-        .take(hearth_core::grant::MAX_ADDRESSES)
-        .map(|a| a.with(Protocol::P2p(pid)).to_string())
-        .collect()
-}
-
-/// Remembers the peers named by addresses ending in `/p2p/PEER` (from a grant), so the node
-/// dials them; returns how many were learnt. Addresses without a peer are ignored.
-pub fn learn_addresses(
-    ctx: &Ctx,
-    vault: &Vault<SledStore>,
-    addresses: &[String],
-) -> Result<usize, Failure> {
-    let mut n = 0;
-    // In reverse, so that the first address given ends up first.
-    for a in addresses
-        .iter()
-        .take(hearth_core::grant::MAX_ADDRESSES)
-        .rev()
-    {
-        let Ok(ma) = a.parse::<Multiaddr>() else {
-            continue;
-        };
-        let Some(Protocol::P2p(id)) = ma.iter().last() else {
-            continue;
-        };
-        let Some(key) = hearth_sync::net::peer_key(&id) else {
-            continue;
-        };
-        let mut bare = ma.clone();
-        bare.pop();
-        let mut known = vault.peer_addrs(&key)?;
-        let text = bare.to_string();
-        if !known.addrs.contains(&text) {
-            known.put_first(text);
-            vault.set_peer_addrs(&key, &known)?;
-        }
-        if let Some(d) = &ctx.daemon {
-            d.node.add_peer(key, bare);
-        }
-        n += 1;
-    }
-    Ok(n)
 }

@@ -6,21 +6,23 @@
 //! each entry is put into the record's documents as soon as it is planned
 //! ([`hearth_core::record::EntryWriter`], with the body the plan checked), and all of them are
 //! committed to the store in one write once every resource has passed and this node's right to
-//! write each section is settled: the import completes or changes nothing.
+//! write each section is settled: the import completes or changes nothing. Export is in
+//! `export.rs`.
 
-use crate::commands::{Ctx, now, os_rng, which_record};
+mod export;
+
+pub use export::{ExportArgs, export};
+
+use crate::app::parse::which_record;
+use crate::app::{Ctx, invalid, now, os_rng};
 use crate::fail::{Failure, code};
-use crate::home::atomic_write;
 use crate::sled_store::SledStore;
-use clap::{ArgGroup, Args};
-use hearth_core::fhir::{
-    self, Existing, ExportExtension, ExportOptions, FhirError, GrantConsents, PatientCheck,
-    RawExportInput,
-};
+use clap::Args;
+use hearth_core::fhir::{self, Existing, FhirError, PatientCheck};
 use hearth_core::grant::{self, Ability, Access, Grant, GrantId};
 use hearth_core::keys::Identity;
-use hearth_core::record::{CheckedEntry, OpenRecord, RawSectionView, RecordError, Vault};
-use hearth_core::section::{SectionName, SectionSpec};
+use hearth_core::record::{CheckedEntry, OpenRecord, Vault};
+use hearth_core::section::SectionName;
 use serde_json::json;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -42,39 +44,6 @@ pub struct ImportArgs {
     /// file first: its data joins this record as this patient's.
     #[arg(long)]
     pub accept_different_patient: bool,
-}
-
-/// `hearth record export`.
-#[derive(Args, Debug)]
-#[command(group(ArgGroup::new("format").required(true).args(["fhir", "automerge"])))]
-pub struct ExportArgs {
-    /// Write a FHIR R4 Bundle (type collection) with a Provenance for every entry to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub fhir: Option<PathBuf>,
-    /// Write each section as a standard automerge document file into DIR, with index.json.
-    #[arg(long, value_name = "DIR")]
-    pub automerge: Option<PathBuf>,
-    /// Only these sections: `class[:label]`, comma-separated; `class:*` for every label.
-    #[arg(long, value_name = "SPEC")]
-    pub sections: Option<String>,
-    /// FHIR: build every resource from the entries' fields, ignoring resources kept at import.
-    #[arg(long, requires = "fhir")]
-    pub rebuild: bool,
-    /// FHIR: also write entries marked entered in error, with FHIR's `entered-in-error` status
-    /// (for a system that holds an earlier export, so that it learns of the retraction).
-    #[arg(long, requires = "fhir")]
-    pub include_in_error: bool,
-    /// FHIR: leave the grants out (by default each grant is written as a `Consent`: every grant
-    /// of the record for the patient, the grants this node holds for a professional).
-    #[arg(long, requires = "fhir")]
-    pub no_consent: bool,
-    /// The record (default: this patient's own).
-    #[arg(long, value_name = "RECORD_ID")]
-    pub record: Option<String>,
-}
-
-fn invalid(msg: impl ToString) -> Failure {
-    Failure::new(code::INVALID, msg)
 }
 
 impl From<FhirError> for Failure {
@@ -437,181 +406,4 @@ fn patient_json(check: &PatientCheck, overridden: bool) -> serde_json::Value {
     v["words"] = json!(check.words());
     v["accepted_different_patient"] = json!(overridden);
     v
-}
-
-/// The readable sections matching `spec` (all of them without one), with their current entries.
-fn selected(
-    rec: &mut OpenRecord<'_, SledStore>,
-    spec: Option<&SectionSpec>,
-) -> Result<Vec<SectionName>, Failure> {
-    let names: Vec<SectionName> = rec
-        .sections()
-        .into_iter()
-        .map(|s| s.name)
-        .filter(|n| spec.is_none_or(|s| s.matches(n)))
-        .collect();
-    Ok(names)
-}
-
-/// `hearth record export --fhir FILE | --automerge DIR`.
-pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
-    let spec = match &args.sections {
-        Some(s) => Some(
-            s.parse::<SectionSpec>()
-                .map_err(|e| invalid(format!("--sections: {e}")))?,
-        ),
-        None => None,
-    };
-    let (info, identity) = ctx.unlock()?;
-    let vault = ctx.vault()?;
-    let rid = which_record(&info, &vault, args.record.as_deref())?;
-    let mut rec = vault.open_record(&identity, &rid)?;
-    let names = selected(&mut rec, spec.as_ref())?;
-    match (&args.fhir, &args.automerge) {
-        (Some(file), _) => {
-            let mut views: Vec<RawSectionView> = Vec::new();
-            for name in &names {
-                views.push(rec.show_raw(name).map_err(|e| section_failure(name, e))?);
-            }
-            let input = RawExportInput {
-                record: rid,
-                sections: &views,
-                now: now(),
-            };
-            let options = ExportOptions {
-                rebuild: args.rebuild,
-                include_in_error: args.include_in_error,
-            };
-            let consents = if args.no_consent {
-                GrantConsents::default()
-            } else {
-                grant_consents(&vault, &rec)?
-            };
-            let extensions: [&dyn ExportExtension; 1] = [&consents];
-            let (bytes, report) = fhir::export_raw_json(&input, options, &extensions, true)
-                .map_err(|e| Failure::new(code::IO, format!("encoding the bundle: {e}")))?;
-            atomic_write(file, &bytes)?;
-            let total: usize = report.resources.values().sum();
-            ctx.print(
-                json!({
-                    "record_id": rid,
-                    "file": file,
-                    "sections": names.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "resources": report.resources,
-                    "from_imported": report.from_imported,
-                    "built": report.built,
-                    "left_out_in_error": report.left_out_in_error,
-                    "in_error": report.in_error,
-                    "references_cut": report.references_cut,
-                    "consents": report.resources.get("Consent").copied().unwrap_or(0),
-                }),
-                || {
-                    let mut s = format!(
-                        "Wrote a FHIR R4 Bundle of {total} resources from {} sections to {} \
-                         (not encrypted: keep it safe).",
-                        names.len(),
-                        file.display()
-                    );
-                    for (t, n) in &report.resources {
-                        s.push_str(&format!("\n  {t:<24} {n:>5}"));
-                    }
-                    if report.in_error > 0 {
-                        s.push_str(&format!(
-                            "\n{} entries marked entered in error were written with the \
-                             entered-in-error status.",
-                            report.in_error
-                        ));
-                    }
-                    if report.left_out_in_error > 0 {
-                        s.push_str(&format!(
-                            "\n{} entries marked entered in error were left out.",
-                            report.left_out_in_error
-                        ));
-                    }
-                    if report.references_cut > 0 {
-                        s.push_str(&format!(
-                            "\n{} references to resources outside the chosen sections were \
-                             replaced by their display text.",
-                            report.references_cut
-                        ));
-                    }
-                    s
-                },
-            );
-        }
-        (None, Some(dir)) => {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Failure::new(code::IO, format!("cannot create {}: {e}", dir.display()))
-            })?;
-            let mut index = Vec::new();
-            for name in &names {
-                let bytes = rec
-                    .section_document(name)
-                    .map_err(|e| section_failure(name, e))?;
-                let file = format!(
-                    "{}.{}.automerge",
-                    name.class.as_str().replace('/', "_"),
-                    name.label.as_str()
-                );
-                atomic_write(&dir.join(&file), &bytes)?;
-                index.push(json!({
-                    "section": name.to_string(),
-                    "class": name.class,
-                    "label": name.label,
-                    "file": file,
-                    "bytes": bytes.len(),
-                }));
-            }
-            let doc = json!({
-                "format": "hearth-automerge-export/1",
-                "record_id": rid,
-                "exported_at": now(),
-                "layout": "Each file is a standard automerge document (AutoCommit::save). Its root \
-                           map holds one key per entry version, e/<entry id>, whose value is that \
-                           version as JSON text: {id, type, version, supersedes, status, \
-                           status_reason, body, provenance}. The current entries are the versions \
-                           no other version supersedes.",
-                "sections": index,
-            });
-            let text = serde_json::to_vec_pretty(&doc)
-                .map_err(|e| Failure::new(code::IO, format!("encoding index.json: {e}")))?;
-            atomic_write(&dir.join("index.json"), &text)?;
-            ctx.print(
-                json!({"record_id": rid, "dir": dir, "sections": doc["sections"]}),
-                || {
-                    format!(
-                        "Wrote {} sections as automerge documents to {} (index.json lists them; \
-                         not encrypted: keep them safe).",
-                        names.len(),
-                        dir.display()
-                    )
-                },
-            );
-        }
-        (None, None) => return Err(invalid("give --fhir FILE or --automerge DIR")),
-    }
-    Ok(())
-}
-
-/// The grants to export as `Consent` resources. The patient (any of their devices) exports
-/// every grant of the record in its auth document, active, expired or revoked; a professional
-/// exports only the grants it holds itself (not the other grants it may see in the auth
-/// document: who else the patient shares with, and which sections, is the patient's to tell).
-/// Revocations come from the auth document in both cases.
-fn grant_consents(
-    vault: &Vault<SledStore>,
-    rec: &OpenRecord<'_, SledStore>,
-) -> Result<GrantConsents, Failure> {
-    let revoked = rec.revoked_grants();
-    let chains: Vec<Vec<Grant>> = if rec.is_owner() {
-        rec.recorded_chains()
-    } else {
-        vault.held_chains(&rec.id())?
-    };
-    Ok(GrantConsents::new(chains, revoked))
-}
-
-fn section_failure(name: &SectionName, e: RecordError) -> Failure {
-    let f = Failure::from(e);
-    Failure::new(f.code, format!("section {name}: {}", f.message))
 }

@@ -8,12 +8,12 @@
 //! as the author's claim. Decisions are items of the auth document, signed by the patient, so
 //! every node then accepts (or refuses) that exact bundle.
 
-use crate::commands::{Ctx, now, os_rng};
+use crate::app::people::verified_name;
+use crate::app::{Ctx, now, os_rng};
 use crate::fail::{Failure, code};
 use crate::sled_store::SledStore;
 use clap::Subcommand;
-use hearth_core::grant::request::{AccessRequest, Verification, verify_credential};
-use hearth_core::ids::{PeerKey, RecordId};
+use hearth_core::ids::RecordId;
 use hearth_core::record::{Decision, HeldWrite, OpenRecord, Vault};
 use hearth_core::time::Timestamp;
 use serde_json::{Value, json};
@@ -44,31 +44,6 @@ pub fn review(ctx: &Ctx, cmd: Option<ReviewCommand>) -> Result<(), Failure> {
         ReviewCommand::Accept { id } => decide(ctx, &id, Decision::Accept),
         ReviewCommand::Reject { id } => decide(ctx, &id, Decision::Reject),
     }
-}
-
-/// The name a verified credential gives `author`, from the access requests in the patient's
-/// ledger (checked against the trusted organisations at `t`).
-fn verified_name(
-    rec: &mut OpenRecord<'_, SledStore>,
-    author: &PeerKey,
-    t: Timestamp,
-) -> Option<String> {
-    let trusted = rec.trusted_orgs();
-    rec.requests().into_iter().find_map(|(_, item)| {
-        let req = AccessRequest::from_token(&item.token).ok()?;
-        if req.body().requester.peer != *author {
-            return None;
-        }
-        match verify_credential(req.credential().as_ref(), author, &trusted, t) {
-            Verification::Verified {
-                name,
-                role,
-                organisation,
-                ..
-            } => Some(format!("{name}, {role}, {organisation}")),
-            _ => None,
-        }
-    })
 }
 
 /// One held write as JSON and as a line.
@@ -206,30 +181,4 @@ fn decide(ctx: &Ctx, id: &str, decision: Decision) -> Result<(), Failure> {
         },
     );
     Ok(())
-}
-
-/// The review decisions in `rec`'s auth document, as events for `hearth grant list`.
-pub fn ledger_events(rec: &OpenRecord<'_, SledStore>) -> Vec<(Timestamp, Value, String)> {
-    rec.review_decisions()
-        .into_iter()
-        .map(|(h, d)| {
-            let section = rec
-                .directory()
-                .get(&d.section)
-                .map_or_else(|| d.section.to_string(), ToString::to_string);
-            (
-                d.at,
-                json!({"event": "review", "decision": d.decision.as_str(), "write": h.to_string(), "author": d.author, "section": section, "declared": d.declared, "reason": d.reason.as_str()}),
-                format!(
-                    "{} the held write {h} by {} in {section} ({})",
-                    match d.decision {
-                        Decision::Accept => "accepted",
-                        Decision::Reject => "rejected",
-                    },
-                    d.author,
-                    d.reason.as_str()
-                ),
-            )
-        })
-        .collect()
 }

@@ -3,7 +3,7 @@
 //! pseudonyms, what a contribution holds, signatures, suppression) is pure and lives in
 //! [`hearth_core::extract`]; this module reads and writes the ledger and the files.
 //!
-//! Where things are kept, in the patient's private consent ledger (see [`crate::grant_cmd`]):
+//! Where things are kept, in the patient's private consent ledger (see [`hearth_core::ledger`]):
 //! `consent/<purpose>/<time>-<random>` for every choice (signed by the record root key), and
 //! `contribution/<id>` for every contribution made (recipient, purpose, time, id, pseudonym;
 //! never the content).
@@ -12,7 +12,8 @@
 //! recipient's peer id (`--as`, or this node's), so it runs beside a running daemon and on a
 //! machine with no node at all.
 
-use crate::commands::{Ctx, now, os_rng};
+use crate::app::parse::{parse_peer, parse_recipient};
+use crate::app::{Ctx, invalid, now, os_rng, patient_record, refused};
 use crate::fail::{Failure, code};
 use crate::sled_store::SledStore;
 use clap::{Args, Subcommand, ValueEnum};
@@ -24,7 +25,6 @@ use hearth_core::ids::{PeerKey, RecordId};
 use hearth_core::keys::Identity;
 use hearth_core::record::{OpenRecord, SectionView, Vault};
 use hearth_core::section::{Label, SectionClass};
-use hearth_core::time::Timestamp;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -121,14 +121,6 @@ const MAX_FILES: usize = 1_000_000;
 /// The most dimensions one aggregation groups by.
 const MAX_DIMS: usize = 4;
 
-fn invalid(msg: impl ToString) -> Failure {
-    Failure::new(code::INVALID, msg)
-}
-
-fn refused(msg: impl ToString) -> Failure {
-    Failure::new(code::REFUSED, msg)
-}
-
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Failure> {
     serde_json::to_string(v).map_err(|e| Failure::new(code::IO, format!("encoding: {e}")))
 }
@@ -138,10 +130,12 @@ fn own_record<'v>(
     vault: &'v Vault<SledStore>,
     identity: &'v Identity,
 ) -> Result<(RecordId, OpenRecord<'v, SledStore>), Failure> {
-    let rid = identity
-        .record_id()
-        .ok_or_else(|| refused("only a patient node holds a record to make these choices about"))?;
-    Ok((rid, vault.open_record(identity, &rid)?))
+    let rec = patient_record(
+        vault,
+        identity,
+        "only a patient node holds a record to make these choices about",
+    )?;
+    Ok((rec.id(), rec))
 }
 
 fn consents(rec: &mut OpenRecord<'_, SledStore>, rid: &RecordId) -> Consents {
@@ -280,7 +274,7 @@ fn write_temp(out: &Path, bytes: &[u8]) -> Result<PathBuf, Failure> {
 /// `hearth extract contribute` (patient).
 fn contribute(ctx: &Ctx, args: ContributeArgs) -> Result<(), Failure> {
     // Check the arguments before the passphrase.
-    let (recipient, card) = crate::grant_cmd::parse_recipient(&args.to)?;
+    let (recipient, card) = parse_recipient(&args.to)?;
     let purpose = ExtractPurpose::from(args.purpose);
     if args.out.exists() {
         return Err(refused(format!(
@@ -424,9 +418,7 @@ fn aggregate(ctx: &Ctx, args: AggregateArgs) -> Result<(), Failure> {
         return Err(invalid(format!("at most {MAX_FILES} files at once")));
     }
     let recipient: PeerKey = match &args.as_peer {
-        Some(p) => {
-            crate::grant_cmd::parse_peer(p).map_err(|f| invalid(format!("--as: {}", f.message)))?
-        }
+        Some(p) => parse_peer(p).map_err(|f| invalid(format!("--as: {}", f.message)))?,
         None => {
             ctx.home
                 .node_info()
@@ -544,49 +536,4 @@ pub fn extract(ctx: &Ctx, cmd: ExtractCommand) -> Result<(), Failure> {
         ExtractCommand::Contribute(args) => contribute(ctx, args),
         ExtractCommand::Aggregate(args) => aggregate(ctx, args),
     }
-}
-
-/// The ledger's choices and contributions as timeline events (time, JSON, plain words), for
-/// `hearth grant list`.
-pub fn ledger_events(
-    rec: &mut OpenRecord<'_, SledStore>,
-    record: &RecordId,
-) -> Vec<(Timestamp, Value, String)> {
-    let mut events = Vec::new();
-    for (_, v) in rec.ledger_items(hearth_core::extract::CONSENT_PREFIX) {
-        let Ok(c) = serde_json::from_str::<ConsentChoice>(&v) else {
-            continue;
-        };
-        if !c.verify(record) {
-            continue;
-        }
-        events.push((
-            c.at,
-            json!({"event": "consent", "purpose": c.purpose, "opted_in": c.opted_in}),
-            format!(
-                "opted {} {} use of the record",
-                if c.opted_in { "in to" } else { "out of" },
-                c.purpose
-            ),
-        ));
-    }
-    for (_, v) in rec.ledger_items(hearth_core::extract::CONTRIBUTION_PREFIX) {
-        let Ok(r) = serde_json::from_str::<ContributionRecord>(&v) else {
-            continue;
-        };
-        let who = r
-            .recipient_name
-            .clone()
-            .unwrap_or_else(|| r.recipient.to_string());
-        events.push((
-            r.at,
-            json!({"event": "contributed", "id": r.id, "to": r.recipient, "to_name": r.recipient_name, "purpose": r.purpose, "pseudonym": r.pseudonym}),
-            format!(
-                "contributed a de-identified extract to {who} for {} ({})",
-                r.purpose.words(),
-                r.id
-            ),
-        ));
-    }
-    events
 }
