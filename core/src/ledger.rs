@@ -36,7 +36,7 @@ use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The key of a ledger item. Each variant is one kind of item; [`Key::text`] spells it and
-/// [`Key::prefix`] the prefix that lists all items of a kind.
+/// [`Kind::prefix`] the prefix that lists all items of a kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Key<'a> {
     /// Auth document: a grant the patient issued.

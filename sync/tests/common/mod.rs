@@ -4,15 +4,20 @@
 #![allow(dead_code, unreachable_pub)] // each test binary uses some of these
 
 use hearth_core::grant::{Ability, Grant, GrantSpec};
+use hearth_core::ids::PeerKey;
 use hearth_core::ids::{RecordId, SectionId};
 use hearth_core::keys::{Identity, Role};
+use hearth_core::log::VersionVector;
 use hearth_core::record::{AuthItem, NewRecord, Vault};
 use hearth_core::section::SectionName;
 use hearth_core::store::{MemoryStore, Store};
 use hearth_core::test_utils::{TEST_NOW, TestRng};
 use hearth_core::time::Timestamp;
-use hearth_sync::session::Local;
+use hearth_sync::protocol::{self, Message};
+use hearth_sync::session::{Local, Report, SyncError};
+use serde_bytes::ByteBuf;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 pub const DAY: i64 = 86_400_000;
 
@@ -141,4 +146,77 @@ pub fn write(w: &mut World, section: &str, text: &str, when: Timestamp) {
     let mut rec = w.patient.vault.open_record(&w.patient.id, &w.rid).unwrap();
     rec.add_entry(&name(section), &json!({ "text": text }), when, &mut w.rng)
         .unwrap();
+}
+
+/// Runs a whole sync from `a` (requester) to `b` (responder), moving messages through the
+/// wire encoding. Returns the requester's last report.
+pub fn sync(
+    a: &Node,
+    b: &Node,
+    rid: RecordId,
+    now: Timestamp,
+    rng: &mut TestRng,
+) -> Result<Report, SyncError> {
+    let mut req = a.peer().start_as(rid, b.id.peer(), true, now)?;
+    for _ in 0..8 {
+        let wire = protocol::encode(&Message::Request(req));
+        let Message::Request(req_in) = protocol::decode(&wire).unwrap() else {
+            panic!()
+        };
+        let (resp, _) = b.peer().on_request(a.id.peer(), req_in, now, rng)?;
+        let wire = protocol::encode(&Message::Response(resp));
+        let Message::Response(resp_in) = protocol::decode(&wire).unwrap() else {
+            panic!()
+        };
+        let (next, report) = a.peer().on_response(b.id.peer(), resp_in, now, rng)?;
+        match next {
+            Some(n) => req = n,
+            None => return Ok(report),
+        }
+    }
+    panic!("sync did not finish in 8 round trips");
+}
+
+pub fn section_id(node: &Node, rid: &RecordId, s: &str) -> SectionId {
+    let rec = node.vault.open_record(&node.id, rid).unwrap();
+    rec.sections()
+        .into_iter()
+        .find(|x| x.name == name(s))
+        .unwrap()
+        .ids[0]
+}
+
+/// Copies every bundle of `rid` the source holds into the target's store, bypassing the
+/// session (as a careless relay or a stale copy elsewhere might hand them over).
+pub fn copy_all_bundles(from: &Node, to: &Node, rid: &RecordId) {
+    let mut bundles = Vec::new();
+    for (sid, vv) in from.vault.held_sections(rid).unwrap() {
+        for author in vv.keys() {
+            let mut budget = usize::MAX;
+            for b in from
+                .vault
+                .bundles_from(rid, &sid, author, 1, &mut budget)
+                .unwrap()
+            {
+                bundles.push(hearth_core::bundle::Bundle::decode(&b).unwrap());
+            }
+        }
+    }
+    to.vault
+        .store_remote(rid, bundles, TEST_NOW, &mut |_| Ok(()))
+        .unwrap();
+}
+
+/// What `p` pushes to `remote` with a change notification, as the node's change check
+/// does: the bundles newer than `since` (what it held at its last check) in the sections
+/// `remote` may hold, if they fit in a push; otherwise none.
+pub fn push_for(
+    p: &Local<'_, MemoryStore>,
+    rid: &RecordId,
+    remote: &PeerKey,
+    since: &BTreeMap<SectionId, VersionVector>,
+    now: Timestamp,
+) -> Result<Vec<ByteBuf>, SyncError> {
+    let sections = p.holdable_by(rid, remote, now)?;
+    p.bundles_since(rid, &sections, since, protocol::MAX_PUSH_BYTES)
 }
