@@ -74,7 +74,7 @@ pub use common::{
     code_system_uri,
 };
 pub(crate) use dates::{check_date, check_datetime};
-pub(crate) use read::is_absolute_uri;
+pub(crate) use read::{field_name, is_absolute_uri};
 pub use values::{
     AllergyCategory, AllergyClinicalStatus, AllergyVerificationStatus, ConditionClinicalStatus,
     ConditionVerificationStatus, Criticality, EncounterStatus, Gender, MedicationStatus,
@@ -148,7 +148,6 @@ macro_rules! entry_bodies {
 
             /// Reads a body that was checked before (e.g. as stored) by its shape only, as the
             /// shapes' `Deserialize` does: nothing beyond the JSON types is checked again.
-            #[allow(dead_code)] // until the export reads shapes
             pub(crate) fn structural(class: SectionClass, value: Value) -> serde_json::Result<EntryBody> {
                 Ok(match class {
                     $(SectionClass::$class => EntryBody::$variant(serde_json::from_value(value)?),)+

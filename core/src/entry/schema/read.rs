@@ -408,6 +408,19 @@ macro_rules! in_order {
     };
 }
 
+/// `field_name!(Shape.field)`: the JSON name of a field of an entry shape, `"field"`, checked
+/// by the compiler: it fails to compile once `Shape` has no field `field`. For code that reads
+/// or writes stored bodies as JSON by key.
+macro_rules! field_name {
+    ($shape:ident . $field:ident) => {{
+        const _: fn(&$shape) = |s| {
+            let _ = &s.$field;
+        };
+        stringify!($field)
+    }};
+}
+pub(crate) use field_name;
+
 /// How a field's value is left out: an absent `Option` or an empty list is not written, and
 /// may be missing when read structurally; a required field is always written.
 pub(super) trait Absent: Sized {
