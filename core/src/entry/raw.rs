@@ -10,6 +10,8 @@
 /// accepts, serde_json accepts too; anything deeper takes the `Value` path.
 const MAX_DEPTH: usize = 100;
 
+use super::schema::{SOURCE, SOURCE_RESOURCE};
+
 struct Cursor<'a> {
     s: &'a str,
     b: &'a [u8],
@@ -265,7 +267,7 @@ pub(crate) fn body_parts(text: &str) -> Option<BodyParts<'_>> {
         if escaped {
             return None;
         }
-        if key == "source" {
+        if key == SOURCE {
             let start = c.i;
             let (members, resource) = if c.peek() == Some(b'{') {
                 let (m, r) = source_parts(c)?;
@@ -300,7 +302,7 @@ fn source_parts<'a>(c: &mut Cursor<'a>) -> Option<SourceParts<'a>> {
         if escaped {
             return None;
         }
-        if key == "resource" && c.peek() == Some(b'{') {
+        if key == SOURCE_RESOURCE && c.peek() == Some(b'{') {
             let start = c.i;
             let mut found = CanonicalObject::default();
             let canonical = canonical_value(c, 2, Visit::Top, &mut found).is_some();
@@ -314,7 +316,7 @@ fn source_parts<'a>(c: &mut Cursor<'a>) -> Option<SourceParts<'a>> {
             resource = Some((c.s.get(start..c.i)?, found));
         } else {
             let value = c.skip_value(2)?;
-            if key == "resource" {
+            if key == SOURCE_RESOURCE {
                 resource = None;
             }
             members.push((key, value));

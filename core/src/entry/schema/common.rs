@@ -115,6 +115,7 @@ entry_schema! {
 entry_schema! {
     /// A business identifier of an imported resource, e.g. an NHS number or a laboratory's
     /// accession number.
+    #[derive(Eq)]
     pub struct SourceIdentifier {
         /// The identifier's namespace, a URI.
         pub system: Option<String> = opt_with(read_uri),

@@ -100,6 +100,11 @@ pub const MAX_ENTRY_JSON_BYTES: usize = 2 << 20;
 /// How long [`EntryBody::summary`] may be, in characters.
 pub const SUMMARY_CHARS: usize = 120;
 
+/// The JSON name of the `source` field that every entry shape has.
+pub(crate) const SOURCE: &str = field_name!(Note.source);
+/// The JSON name of the field of a [`Source`] that keeps the imported resource.
+pub(crate) const SOURCE_RESOURCE: &str = field_name!(Source.resource);
+
 /// An entry body that does not fit its class's schema.
 ///
 /// `field` is a path into the body (`text`, `code.system`, `components[1].value`), or `(body)`
@@ -285,13 +290,14 @@ impl CheckedBody {
             problem: fault.problem,
         };
         let source = fields
-            .get("source")
+            .get(SOURCE)
             .filter(|s| s.is_object())
-            .ok_or_else(|| located(Fault::new("source", "must be a JSON object")))?;
-        if source.get("resource").is_some() {
-            return Err(located(Fault::new("source.resource", "is given twice")));
+            .ok_or_else(|| located(Fault::new(SOURCE, "must be a JSON object")))?;
+        if source.get(SOURCE_RESOURCE).is_some() {
+            let at = format!("{SOURCE}.{SOURCE_RESOURCE}");
+            return Err(located(Fault::new(&at, "is given twice")));
         }
-        let read = Source::read(source, "source").map_err(located)?;
+        let read = Source::read(source, SOURCE).map_err(located)?;
         debug_assert!(
             read_body(class, fields).is_ok_and(|b| b.to_json() == *fields),
             "fields that are not a checked body's"
@@ -344,7 +350,7 @@ fn write_with_resource(body: &Value, resource_json: &str) -> String {
                 put(&mut out, k);
                 out.push(b':');
                 match v {
-                    Value::Object(source) if k == "source" => {
+                    Value::Object(source) if k == SOURCE => {
                         out.push(b'{');
                         let mut placed = false;
                         let mut first = true;
@@ -361,14 +367,14 @@ fn write_with_resource(body: &Value, resource_json: &str) -> String {
                             }
                         };
                         for (sk, sv) in source {
-                            if !placed && sk.as_str() > "resource" {
-                                field(&mut out, "resource", None);
+                            if !placed && sk.as_str() > SOURCE_RESOURCE {
+                                field(&mut out, SOURCE_RESOURCE, None);
                                 placed = true;
                             }
                             field(&mut out, sk, Some(sv));
                         }
                         if !placed {
-                            field(&mut out, "resource", None);
+                            field(&mut out, SOURCE_RESOURCE, None);
                         }
                         out.push(b'}');
                     }

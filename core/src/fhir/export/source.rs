@@ -3,10 +3,17 @@
 
 use super::super::SOURCE_FORMAT;
 use crate::entry::raw::CanonicalObject;
+use crate::entry::schema::{SOURCE, SOURCE_RESOURCE, Source, field_name};
 use crate::record::EntryView;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::ops::Range;
+
+/// The fields of an entry's [`Source`] that an export reads.
+const FORMAT: &str = field_name!(Source.format);
+const RESOURCE_TYPE: &str = field_name!(Source.resource_type);
+const FULL_URL: &str = field_name!(Source.full_url);
+const BODY_SHA256: &str = field_name!(Source.body_sha256);
 
 /// A resource of the export.
 pub(super) enum Res<'a> {
@@ -230,10 +237,10 @@ impl<'a> Body<'a> {
                 for (k, v) in members {
                     let text = || serde_json::from_str(v).ok().and_then(as_string);
                     match k {
-                        "format" => format = text(),
-                        "resource_type" => src.resource_type = text(),
-                        "full_url" => src.full_url = text(),
-                        "body_sha256" => src.body_sha256 = text(),
+                        FORMAT => format = text(),
+                        RESOURCE_TYPE => src.resource_type = text(),
+                        FULL_URL => src.full_url = text(),
+                        BODY_SHA256 => src.body_sha256 = text(),
                         _ => {}
                     }
                 }
@@ -253,7 +260,7 @@ impl<'a> Body<'a> {
         let Value::Object(mut fields) = v else {
             return None;
         };
-        let source = fields.remove("source");
+        let source = fields.remove(SOURCE);
         Some(Body {
             fields: Fields::Value(fields),
             has_source: source.is_some(),
@@ -267,14 +274,14 @@ impl Src<'_> {
         let Value::Object(mut m) = v else {
             return None;
         };
-        if m.get("format").and_then(Value::as_str) != Some(SOURCE_FORMAT) {
+        if m.get(FORMAT).and_then(Value::as_str) != Some(SOURCE_FORMAT) {
             return None;
         }
         let mut take = |k: &str| m.remove(k).and_then(as_string);
         let (resource_type, full_url, body_sha256) =
-            (take("resource_type"), take("full_url"), take("body_sha256"));
+            (take(RESOURCE_TYPE), take(FULL_URL), take(BODY_SHA256));
         let resource = m
-            .remove("resource")
+            .remove(SOURCE_RESOURCE)
             .filter(Value::is_object)
             .and_then(|r| serde_json::to_string(&r).ok())
             .map(|t| (Cow::Owned(t), None));
