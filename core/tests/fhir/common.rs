@@ -46,6 +46,15 @@ pub(crate) fn fixtures() -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// The fixture bundle whose file name starts with `prefix`.
+pub(crate) fn fixture(prefix: &str) -> Vec<u8> {
+    fixtures()
+        .into_iter()
+        .find(|(n, _)| n.starts_with(prefix))
+        .unwrap()
+        .1
+}
+
 pub(crate) struct Rec {
     pub(crate) vault: Vault<MemoryStore>,
     pub(crate) identity: Identity,

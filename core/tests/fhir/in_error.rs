@@ -129,10 +129,7 @@ fn import_with_retractions(
 /// rest of the bundle; again, it changes nothing; without a matching entry it is skipped.
 #[test]
 fn a_retraction_at_the_source_marks_the_imported_entry_in_error() {
-    let (_, bytes) = fixtures()
-        .into_iter()
-        .find(|(n, _)| n.starts_with("uk-social-care"))
-        .unwrap();
+    let bytes = fixture("uk-social-care");
     let original: Value = serde_json::from_slice(&bytes).unwrap();
     let mut r = new_record(77);
     import(&mut r, &bytes).unwrap();

@@ -5,10 +5,7 @@ use crate::common::*;
 
 #[test]
 fn a_changed_resource_becomes_a_new_version_of_its_entry() {
-    let (_, bytes) = fixtures()
-        .into_iter()
-        .find(|(n, _)| n.starts_with("uk-social-care"))
-        .unwrap();
+    let bytes = fixture("uk-social-care");
     let mut r = new_record(8);
     import(&mut r, &bytes).unwrap();
     let mut changed: Value = serde_json::from_slice(&bytes).unwrap();

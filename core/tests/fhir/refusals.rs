@@ -7,10 +7,7 @@ use crate::common::*;
 /// exactly as it was.
 #[test]
 fn bad_bundles_are_refused_and_change_nothing() {
-    let (_, good) = fixtures()
-        .into_iter()
-        .find(|(n, _)| n.starts_with("uk-social-care"))
-        .unwrap();
+    let good = fixture("uk-social-care");
     let good: Value = serde_json::from_slice(&good).unwrap();
     let with = |f: &dyn Fn(&mut Value)| {
         let mut b = good.clone();

@@ -109,10 +109,7 @@ fn a_rebuilt_export_imports_into_a_new_record_with_the_same_content() {
 
 #[test]
 fn a_corrected_entry_exports_its_correction_and_keeps_the_rest() {
-    let (_, bytes) = fixtures()
-        .into_iter()
-        .find(|(n, _)| n.starts_with("uk-social-care"))
-        .unwrap();
+    let bytes = fixture("uk-social-care");
     let mut r = new_record(4);
     import(&mut r, &bytes).unwrap();
     let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();

@@ -53,28 +53,26 @@
 #[macro_use]
 mod read;
 
-mod care;
-mod clinical;
 mod common;
 mod dates;
+mod shapes;
 mod summary;
 #[cfg(test)]
 mod tests;
 mod values;
 
-pub use care::{
-    AdvanceCarePlan, AssessedNeed, CarePlan, Carer, Document, Note, SocialCareAssessment,
-    SupportPlan, SupportService,
-};
-pub use clinical::{
-    Allergy, Condition, Demographics, Encounter, Medication, Observation, ObservationComponent,
-};
 pub use common::{
     CODE_SYSTEM_ALIASES, Code, DMD, ICD_10, LOINC, SNOMED_CT, Source, SourceIdentifier,
     code_system_uri,
 };
 pub(crate) use dates::{check_date, check_datetime};
 pub(crate) use read::{field_name, is_absolute_uri};
+pub use shapes::{
+    AdvanceCarePlan, Allergy, AssessedNeed, CarePlan, Carer, Condition, Demographics, Document,
+    Encounter, Medication, Note, Observation, ObservationComponent, SocialCareAssessment,
+    SupportPlan, SupportService,
+};
+pub(crate) use values::ValueSet;
 pub use values::{
     AllergyCategory, AllergyClinicalStatus, AllergyVerificationStatus, ConditionClinicalStatus,
     ConditionVerificationStatus, Criticality, EncounterStatus, Gender, MedicationStatus,

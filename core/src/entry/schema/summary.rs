@@ -1,7 +1,9 @@
 //! One-line summaries of entries, for terminal display.
 
-use super::care::{AdvanceCarePlan, SocialCareAssessment, SupportPlan};
-use super::clinical::{Allergy, Condition, Demographics, Encounter, Medication, Observation};
+use super::shapes::{
+    AdvanceCarePlan, Allergy, Condition, Demographics, Encounter, Medication, Observation,
+    SocialCareAssessment, SupportPlan,
+};
 use super::values::{
     AllergyClinicalStatus, ConditionClinicalStatus, ConditionVerificationStatus, EncounterStatus,
     MedicationStatus, PlanStatus,

@@ -6,6 +6,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 
+/// One of Hearth's value sets, read from its JSON text forms.
+pub(crate) trait ValueSet: Sized {
+    /// The value whose text form is `text`.
+    fn from_text(text: &str) -> Option<Self>;
+    /// What to say of a text that is none of them: `must be one of: …`.
+    fn one_of() -> String;
+    /// The value's text form.
+    fn text(self) -> &'static str;
+}
+
 macro_rules! value_enum {
     (
         $(#[$doc:meta])*
@@ -34,6 +44,20 @@ macro_rules! value_enum {
             fn one_of() -> String {
                 let names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
                 format!("must be one of: {}", names.join(", "))
+            }
+        }
+
+        impl ValueSet for $name {
+            fn from_text(text: &str) -> Option<Self> {
+                $name::from_text(text)
+            }
+
+            fn one_of() -> String {
+                $name::one_of()
+            }
+
+            fn text(self) -> &'static str {
+                self.as_str()
             }
         }
 

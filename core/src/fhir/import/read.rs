@@ -4,7 +4,9 @@
 use super::super::FhirError;
 use super::index::{Index, Target, resolve};
 use crate::entry::EntryBody;
-use crate::entry::schema::{Code, MAX_TEXT_CHARS, check_date, check_datetime, is_absolute_uri};
+use crate::entry::schema::{
+    Code, MAX_TEXT_CHARS, ValueSet, check_date, check_datetime, is_absolute_uri,
+};
 use crate::section::SectionName;
 use serde_json::{Map, Value};
 
@@ -68,6 +70,15 @@ macro_rules! set {
     };
 }
 
+/// `fill!(draft.field, r.reader("path"))`: [`set!`] with what `r.reader` reads at `path`,
+/// noted as coming from that path.
+macro_rules! fill {
+    ($d:ident . $field:ident, $r:ident . $reader:ident($path:expr)) => {{
+        let path = $path;
+        set!($d.$field, $r.$reader(path)?, path)
+    }};
+}
+
 /// `text!(draft.field, text, from)`: [`set!`] for text, cut by [`clip`].
 macro_rules! text {
     ($d:ident . $field:ident, $value:expr, $from:expr) => {
@@ -77,6 +88,20 @@ macro_rules! text {
             $from
         )
     };
+}
+
+/// `unless_in_error!(code)`: a status code read from the resource (`Option<String>`), unless it
+/// says the resource was entered in error: then the mapping returns [`Mapped::Skip`] at once.
+macro_rules! unless_in_error {
+    ($code:expr) => {{
+        let code: Option<String> = $code;
+        if code.as_deref() == Some("entered-in-error") {
+            return Ok($crate::fhir::import::read::Mapped::Skip(
+                $crate::fhir::import::IN_ERROR,
+            ));
+        }
+        code
+    }};
 }
 
 /// What a resource maps to.
@@ -194,14 +219,20 @@ impl Res<'_> {
     }
 
     /// A `code` element from a required value set.
-    pub(super) fn code(&self, path: &str, allowed: &[&str]) -> Result<Option<String>, FhirError> {
+    /// `allowed` is FHIR's value set: its codes, separated by spaces.
+    pub(super) fn code(&self, path: &str, allowed: &str) -> Result<Option<String>, FhirError> {
         let Some(s) = self.string(path)? else {
             return Ok(None);
         };
-        if !allowed.contains(&s.as_str()) {
-            return Err(self.err(path, format!("must be one of: {}", allowed.join(", "))));
+        if !allowed.split(' ').any(|a| a == s) {
+            return Err(self.err(path, one_of(allowed)));
         }
         Ok(Some(s))
+    }
+
+    /// Words for the first reason of `reasonCode`.
+    pub(super) fn reason(&self) -> Result<Option<String>, FhirError> {
+        self.first_concept_words("reasonCode")
     }
 
     /// A CodeableConcept at `path`, checked.
@@ -212,26 +243,59 @@ impl Res<'_> {
         }
     }
 
+    /// The words and the code of the CodeableConcept at `path`, when it has words: what a
+    /// typed entry is named by.
+    pub(super) fn named(&self, path: &str) -> Result<Option<(String, Option<Code>)>, FhirError> {
+        let concept = self.concept(path)?;
+        Ok(concept
+            .as_ref()
+            .and_then(Concept::words)
+            .map(|words| (words, concept.as_ref().and_then(Concept::coded))))
+    }
+
     /// The code of the first coding of a CodeableConcept whose system is `system` (a required
     /// status value set), checked against `allowed`.
     pub(super) fn status_concept(
         &self,
         path: &str,
-        allowed: &[&str],
+        allowed: &str,
     ) -> Result<Option<String>, FhirError> {
+        let Some(code) = self.status_code(path)? else {
+            return Ok(None);
+        };
+        if !allowed.split(' ').any(|a| a == code) {
+            return Err(self.err(&format!("{path}.coding[0].code"), one_of(allowed)));
+        }
+        Ok(Some(code))
+    }
+
+    /// [`Res::status_concept`] for a status whose FHIR value set is one of Hearth's.
+    pub(super) fn status_value<E: ValueSet>(&self, path: &str) -> Result<Option<E>, FhirError> {
+        let Some(code) = self.status_code(path)? else {
+            return Ok(None);
+        };
+        E::from_text(&code)
+            .map(Some)
+            .ok_or_else(|| self.err(&format!("{path}.coding[0].code"), E::one_of()))
+    }
+
+    /// The code of a status CodeableConcept: of its first coding with a system, else of its
+    /// first coding.
+    fn status_code(&self, path: &str) -> Result<Option<String>, FhirError> {
         let Some(c) = self.concept(path)? else {
             return Ok(None);
         };
-        let Some(code) = c.code.map(|c| c.1).or(c.first_code) else {
+        Ok(c.code.map(|c| c.1).or(c.first_code))
+    }
+
+    /// A `code` element whose FHIR value set is one of Hearth's (the same codes).
+    pub(super) fn value<E: ValueSet>(&self, path: &str) -> Result<Option<E>, FhirError> {
+        let Some(s) = self.string(path)? else {
             return Ok(None);
         };
-        if !allowed.contains(&code.as_str()) {
-            return Err(self.err(
-                &format!("{path}.coding[0].code"),
-                format!("must be one of: {}", allowed.join(", ")),
-            ));
-        }
-        Ok(Some(code))
+        E::from_text(&s)
+            .map(Some)
+            .ok_or_else(|| self.err(path, E::one_of()))
     }
 
     pub(super) fn list(&self, path: &str) -> Result<&[Value], FhirError> {
@@ -294,6 +358,11 @@ pub(super) fn fhir_date_problem(p: &str) -> String {
          (e.g. 2024-05-01T14:30:00Z)"
             .to_owned()
     }
+}
+
+/// The error for a code not in a value set given as its codes separated by spaces.
+fn one_of(allowed: &str) -> String {
+    format!("must be one of: {}", allowed.replace(' ', ", "))
 }
 
 /// Follows a path like `reaction[0].manifestation` through objects and lists.

@@ -2,8 +2,8 @@
 //! QuestionnaireResponse, RelatedPerson, and the documents and notes.
 
 use super::{
-    FieldExtension, PATIENT, concept, ext, field_extensions, notes, period, put, subject, telecom,
-    text_of,
+    FieldExtension, PATIENT, ext, field_extensions, notes, period, put, put_concept, put_value,
+    subject, telecom, text_of,
 };
 use crate::entry::schema::{
     AdvanceCarePlan, CarePlan, Carer, Document, Note, PlanStatus, SocialCareAssessment, SupportPlan,
@@ -109,7 +109,7 @@ pub(super) fn plan(r: &mut Map<String, Value>, p: Plan<'_>) {
     put(r, "category", p.category.map(|c| json!([{"text": c}])));
     let title = p.title.or(p.category).unwrap_or("Care plan");
     r.insert("title".into(), json!(title));
-    put(r, "description", p.description.map(|d| json!(d)));
+    put_value(r, "description", &p.description);
     r.insert("subject".into(), subject());
     put(r, "period", period(p.start, p.end));
     let activities: Vec<Value> = p
@@ -224,7 +224,7 @@ pub(super) fn note(r: &mut Map<String, Value>, n: &Note, src_type: Option<&str>)
         }
         Some("CareTeam") => {
             r.insert("resourceType".into(), json!("CareTeam"));
-            put(r, "name", n.title.as_ref().map(|t| json!(t)));
+            put_value(r, "name", &n.title);
             r.insert("subject".into(), subject());
             r.insert("note".into(), json!([{"text": n.text}]));
         }
@@ -232,7 +232,7 @@ pub(super) fn note(r: &mut Map<String, Value>, n: &Note, src_type: Option<&str>)
             r.insert("resourceType".into(), json!("DocumentReference"));
             r.insert("status".into(), json!("current"));
             put(r, "type", text_of(n.category.as_ref()));
-            put(r, "description", n.title.as_ref().map(|t| json!(t)));
+            put_value(r, "description", &n.title);
             r.insert("subject".into(), subject());
             let mut att = Map::new();
             att.insert("contentType".into(), json!("text/plain; charset=utf-8"));
@@ -240,7 +240,7 @@ pub(super) fn note(r: &mut Map<String, Value>, n: &Note, src_type: Option<&str>)
                 "data".into(),
                 json!(data_encoding::BASE64.encode(n.text.as_bytes())),
             );
-            put(&mut att, "title", n.title.as_ref().map(|t| json!(t)));
+            put_value(&mut att, "title", &n.title);
             r.insert("content".into(), json!([{"attachment": att}]));
         }
     }
@@ -249,13 +249,10 @@ pub(super) fn note(r: &mut Map<String, Value>, n: &Note, src_type: Option<&str>)
 pub(super) fn report(r: &mut Map<String, Value>, d: &Document) {
     r.insert("resourceType".into(), json!("DiagnosticReport"));
     r.insert("status".into(), json!("final"));
-    r.insert(
-        "code".into(),
-        concept(d.code.as_ref(), Some(d.title.as_str())),
-    );
+    put_concept(r, "code", &d.code, &d.title);
     r.insert("subject".into(), subject());
-    put(r, "effectiveDateTime", d.date.as_ref().map(|x| json!(x)));
-    put(r, "conclusion", d.description.as_ref().map(|x| json!(x)));
+    put_value(r, "effectiveDateTime", &d.date);
+    put_value(r, "conclusion", &d.description);
     if let Some(att) = attachment(d) {
         r.insert("presentedForm".into(), json!([att]));
     }
@@ -267,7 +264,7 @@ pub(super) fn document(r: &mut Map<String, Value>, d: &Document) {
     put(r, "type", d.code.as_ref().map(|c| json!({"coding": [c]})));
     r.insert("subject".into(), subject());
     put(r, "date", d.date.as_deref().map(|x| json!(to_instant(x))));
-    put(r, "description", d.description.as_ref().map(|x| json!(x)));
+    put_value(r, "description", &d.description);
     let mut att = attachment(d).unwrap_or_default();
     att.insert("title".into(), json!(d.title));
     r.insert("content".into(), json!([{"attachment": att}]));
@@ -285,12 +282,8 @@ fn to_instant(d: &str) -> String {
 
 fn attachment(d: &Document) -> Option<Map<String, Value>> {
     let mut a = Map::new();
-    put(
-        &mut a,
-        "contentType",
-        d.content_type.as_ref().map(|x| json!(x)),
-    );
-    put(&mut a, "data", d.data_base64.as_ref().map(|x| json!(x)));
-    put(&mut a, "url", d.url.as_ref().map(|x| json!(x)));
+    put_value(&mut a, "contentType", &d.content_type);
+    put_value(&mut a, "data", &d.data_base64);
+    put_value(&mut a, "url", &d.url);
     (!a.is_empty()).then_some(a)
 }

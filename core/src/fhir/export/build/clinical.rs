@@ -3,8 +3,8 @@
 
 use super::super::super::NHS_NUMBER_SYSTEM;
 use super::{
-    concept, ext, field_extensions, notes, period, put, put_result, status_concept, subject,
-    telecom, text_of, texts_of,
+    StatusElement, concept, ext, field_extensions, notes, period, put, put_concept, put_result,
+    put_status, put_value, subject, telecom, text_of, texts_of,
 };
 use crate::entry::schema::{
     Allergy, AllergyVerificationStatus, Condition, Demographics, Encounter, EncounterStatus,
@@ -12,6 +12,23 @@ use crate::entry::schema::{
 };
 use crate::section::SectionClass;
 use serde_json::{Map, Value, json};
+
+const ALLERGY_CLINICAL: StatusElement = (
+    "clinicalStatus",
+    "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+);
+const ALLERGY_VERIFICATION: StatusElement = (
+    "verificationStatus",
+    "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+);
+const CONDITION_CLINICAL: StatusElement = (
+    "clinicalStatus",
+    "http://terminology.hl7.org/CodeSystem/condition-clinical",
+);
+const CONDITION_VERIFICATION: StatusElement = (
+    "verificationStatus",
+    "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+);
 
 pub(super) fn demographics(r: &mut Map<String, Value>, d: &Demographics) {
     r.insert("resourceType".into(), json!("Patient"));
@@ -27,12 +44,12 @@ pub(super) fn demographics(r: &mut Map<String, Value>, d: &Demographics) {
         "telecom",
         telecom(d.phone.as_deref(), d.email.as_deref()),
     );
-    put(r, "gender", d.gender.map(|g| json!(g)));
-    put(r, "birthDate", d.birth_date.as_ref().map(|b| json!(b)));
+    put_value(r, "gender", &d.gender);
+    put_value(r, "birthDate", &d.birth_date);
     if d.address.is_some() || d.postcode.is_some() {
         let mut a = Map::new();
-        put(&mut a, "text", d.address.as_ref().map(|t| json!(t)));
-        put(&mut a, "postalCode", d.postcode.as_ref().map(|p| json!(p)));
+        put_value(&mut a, "text", &d.address);
+        put_value(&mut a, "postalCode", &d.postcode);
         r.insert("address".into(), json!([a]));
     }
     if let Some(l) = &d.preferred_language {
@@ -55,46 +72,25 @@ pub(super) fn demographics(r: &mut Map<String, Value>, d: &Demographics) {
 
 pub(super) fn allergy(r: &mut Map<String, Value>, a: &Allergy) {
     r.insert("resourceType".into(), json!("AllergyIntolerance"));
-    put(
-        r,
-        "clinicalStatus",
-        a.clinical_status.map(|c| {
-            status_concept(
-                "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
-                c.as_str(),
-            )
-        }),
-    );
+    put_status(r, ALLERGY_CLINICAL, a.clinical_status);
     // R4 has no "presumed": the closest is unconfirmed.
-    put(
-        r,
-        "verificationStatus",
-        a.verification_status.map(|c| {
-            let c = match c {
-                AllergyVerificationStatus::Presumed => AllergyVerificationStatus::Unconfirmed,
-                other => other,
-            };
-            status_concept(
-                "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
-                c.as_str(),
-            )
-        }),
-    );
+    let verification = a.verification_status.map(|c| match c {
+        AllergyVerificationStatus::Presumed => AllergyVerificationStatus::Unconfirmed,
+        other => other,
+    });
+    put_status(r, ALLERGY_VERIFICATION, verification);
     put(r, "category", a.category.map(|c| json!([c])));
-    put(r, "criticality", a.criticality.map(|c| json!(c)));
-    r.insert(
-        "code".into(),
-        concept(a.code.as_ref(), Some(a.substance.as_str())),
-    );
+    put_value(r, "criticality", &a.criticality);
+    put_concept(r, "code", &a.code, &a.substance);
     r.insert("patient".into(), subject());
-    put(r, "onsetDateTime", a.onset.as_ref().map(|o| json!(o)));
+    put_value(r, "onsetDateTime", &a.onset);
     if a.reaction.is_some() || a.severity.is_some() {
         let mut re = Map::new();
         re.insert(
             "manifestation".into(),
             json!([{"text": a.reaction.as_deref().unwrap_or("reaction")}]),
         );
-        put(&mut re, "severity", a.severity.map(|s| json!(s)));
+        put_value(&mut re, "severity", &a.severity);
         r.insert("reaction".into(), json!([re]));
     }
     put(r, "note", notes(a.note.as_deref(), &[]));
@@ -109,12 +105,9 @@ pub(super) fn medication_request(r: &mut Map<String, Value>, m: &Medication) {
     };
     r.insert("status".into(), json!(status));
     r.insert("intent".into(), json!("order"));
-    r.insert(
-        "medicationCodeableConcept".into(),
-        concept(m.code.as_ref(), Some(m.name.as_str())),
-    );
+    put_concept(r, "medicationCodeableConcept", &m.code, &m.name);
     r.insert("subject".into(), subject());
-    put(r, "authoredOn", m.start.as_ref().map(|s| json!(s)));
+    put_value(r, "authoredOn", &m.start);
     put(
         r,
         "requester",
@@ -137,10 +130,7 @@ pub(super) fn immunization(r: &mut Map<String, Value>, m: &Medication) {
         "completed"
     };
     r.insert("status".into(), json!(status));
-    r.insert(
-        "vaccineCode".into(),
-        concept(m.code.as_ref(), Some(m.name.as_str())),
-    );
+    put_concept(r, "vaccineCode", &m.code, &m.name);
     r.insert("patient".into(), subject());
     match m.start.as_ref().or(m.end.as_ref()) {
         Some(d) => r.insert("occurrenceDateTime".into(), json!(d)),
@@ -164,10 +154,7 @@ pub(super) fn medication_statement(r: &mut Map<String, Value>, m: &Medication) {
     r.insert("resourceType".into(), json!("MedicationStatement"));
     let status = m.status.map_or("unknown", MedicationStatus::as_str);
     r.insert("status".into(), json!(status));
-    r.insert(
-        "medicationCodeableConcept".into(),
-        concept(m.code.as_ref(), Some(m.name.as_str())),
-    );
+    put_concept(r, "medicationCodeableConcept", &m.code, &m.name);
     r.insert("subject".into(), subject());
     put(
         r,
@@ -188,7 +175,7 @@ pub(super) fn medication_statement(r: &mut Map<String, Value>, m: &Medication) {
 
 fn dosage(m: &Medication) -> Option<Value> {
     let mut d = Map::new();
-    put(&mut d, "text", m.dose.as_ref().map(|t| json!(t)));
+    put_value(&mut d, "text", &m.dose);
     put(
         &mut d,
         "timing",
@@ -200,38 +187,13 @@ fn dosage(m: &Medication) -> Option<Value> {
 
 pub(super) fn condition(r: &mut Map<String, Value>, c: &Condition) {
     r.insert("resourceType".into(), json!("Condition"));
-    put(
-        r,
-        "clinicalStatus",
-        c.clinical_status.map(|s| {
-            status_concept(
-                "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                s.as_str(),
-            )
-        }),
-    );
-    put(
-        r,
-        "verificationStatus",
-        c.verification_status.map(|s| {
-            status_concept(
-                "http://terminology.hl7.org/CodeSystem/condition-ver-status",
-                s.as_str(),
-            )
-        }),
-    );
+    put_status(r, CONDITION_CLINICAL, c.clinical_status);
+    put_status(r, CONDITION_VERIFICATION, c.verification_status);
     put(r, "severity", c.severity.map(|s| json!({"text": s})));
-    r.insert(
-        "code".into(),
-        concept(c.code.as_ref(), Some(c.name.as_str())),
-    );
+    put_concept(r, "code", &c.code, &c.name);
     r.insert("subject".into(), subject());
-    put(r, "onsetDateTime", c.onset.as_ref().map(|o| json!(o)));
-    put(
-        r,
-        "abatementDateTime",
-        c.abatement.as_ref().map(|a| json!(a)),
-    );
+    put_value(r, "onsetDateTime", &c.onset);
+    put_value(r, "abatementDateTime", &c.abatement);
     put(r, "note", notes(c.note.as_deref(), &[]));
 }
 
@@ -239,16 +201,9 @@ pub(super) fn observation(r: &mut Map<String, Value>, o: &Observation) {
     r.insert("resourceType".into(), json!("Observation"));
     let status = o.status.map_or("unknown", |s| s.as_str());
     r.insert("status".into(), json!(status));
-    r.insert(
-        "code".into(),
-        concept(o.code.as_ref(), Some(o.name.as_str())),
-    );
+    put_concept(r, "code", &o.code, &o.name);
     r.insert("subject".into(), subject());
-    put(
-        r,
-        "effectiveDateTime",
-        o.effective.as_ref().map(|e| json!(e)),
-    );
+    put_value(r, "effectiveDateTime", &o.effective);
     put_result(r, o.value, o.unit.as_deref(), o.value_text.as_deref());
     put(r, "interpretation", texts_of(o.interpretation.as_ref()));
     put(r, "note", notes(o.note.as_deref(), &[]));

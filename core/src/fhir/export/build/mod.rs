@@ -8,7 +8,7 @@ mod clinical;
 use super::super::HEARTH_FIELD_EXTENSION;
 use super::super::import::UCUM;
 use crate::entry::EntryBody;
-use crate::entry::schema::Code;
+use crate::entry::schema::{Code, ValueSet};
 use crate::section::SectionClass;
 use care::{
     advance_care_plan, assessment, care_plan, carer, document, note, plan, report, support_plan,
@@ -17,6 +17,7 @@ use clinical::{
     allergy, condition, demographics, encounter, immunization, medication_request,
     medication_statement, observation, procedure,
 };
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 /// References to the patient are written as this and fixed up by the caller.
@@ -148,6 +149,30 @@ pub(super) fn telecom(phone: Option<&str>, email: Option<&str>) -> Option<Value>
         t.push(json!({"system": "email", "value": e}));
     }
     (!t.is_empty()).then_some(Value::Array(t))
+}
+
+/// `key`: the value of an entry field, when present.
+pub(super) fn put_value<T: Serialize>(r: &mut Map<String, Value>, key: &str, v: &Option<T>) {
+    if let Some(v) = v {
+        r.insert(key.to_owned(), json!(v));
+    }
+}
+
+/// A status element of a resource, and the code system of its codes.
+pub(super) type StatusElement = (&'static str, &'static str);
+
+/// The status element as a CodeableConcept of its code system, when the entry has the status.
+pub(super) fn put_status<E: ValueSet>(
+    r: &mut Map<String, Value>,
+    (key, system): StatusElement,
+    status: Option<E>,
+) {
+    put(r, key, status.map(|s| status_concept(system, s.text())));
+}
+
+/// `key`: a CodeableConcept of an entry's code and its words.
+pub(super) fn put_concept(r: &mut Map<String, Value>, key: &str, code: &Option<Code>, text: &str) {
+    r.insert(key.to_owned(), concept(code.as_ref(), Some(text)));
 }
 
 pub(super) fn put(r: &mut Map<String, Value>, key: &str, v: Option<Value>) {

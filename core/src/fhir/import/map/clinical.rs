@@ -1,25 +1,175 @@
-//! Clinical resources: AllergyIntolerance, Condition, and the medicines (MedicationStatement,
-//! MedicationRequest, Immunization), all as `medications` entries but for the first two.
+//! The patient, the people around them and their clinical facts: Patient (`demographics`),
+//! RelatedPerson (`carers`), CareTeam (a note), AllergyIntolerance, Condition, and the medicines
+//! (MedicationStatement, MedicationRequest, Immunization) as `medications` entries.
 
-use super::super::super::FhirError;
-use super::super::IN_ERROR;
-use super::super::read::{Concept, Draft, Mapped, Res};
+use super::super::super::{FhirError, NHS_NUMBER_SYSTEM};
+use super::super::read::{Concept, Draft, Mapped, Res, display_name, nonblank};
 use super::typed;
 use crate::entry::EntryBody;
 use crate::entry::schema::{
-    Allergy, AllergyCategory, AllergyClinicalStatus, AllergyVerificationStatus, Condition,
-    ConditionClinicalStatus, ConditionVerificationStatus, Criticality, Medication,
-    MedicationStatus, Severity,
+    Allergy, AllergyVerificationStatus, Carer, Condition, ConditionVerificationStatus,
+    Demographics, Medication, MedicationStatus, Note, Severity,
 };
+use crate::nhs::NhsNumber;
 use serde_json::Value;
 
-pub(super) fn allergy(r: &Res<'_>) -> Result<Mapped, FhirError> {
-    const VER: &[&str] = &["unconfirmed", "confirmed", "refuted", "entered-in-error"];
-    let mut b = Draft::new(Allergy::empty());
-    let verification = r.status_concept("verificationStatus", VER)?;
-    if verification.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip(IN_ERROR));
+pub(super) fn patient(r: &Res<'_>) -> Result<Mapped, FhirError> {
+    let mut b = Draft::new(Demographics::empty());
+    let Some(name) = display_name(r.map) else {
+        return Ok(Mapped::Kept);
+    };
+    text!(b.name, Some(name), "name");
+    fill!(b.birth_date, r.date("birthDate"));
+    fill!(b.gender, r.value("gender"));
+    for (i, ident) in r.list("identifier")?.iter().enumerate() {
+        if ident.get("system").and_then(Value::as_str) == Some(NHS_NUMBER_SYSTEM)
+            && b.shape.nhs_number.is_none()
+        {
+            // Checked with the resource's identifiers: a valid NHS number.
+            set!(
+                b.nhs_number,
+                ident
+                    .get("value")
+                    .and_then(Value::as_str)
+                    .and_then(|v| v.parse::<NhsNumber>().ok()),
+                format!("identifier[{i}].value")
+            );
+        }
     }
+    if let Some(addr) = r.list("address")?.first() {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(t) = nonblank(addr.get("text").and_then(Value::as_str)) {
+            parts.push(t);
+        } else {
+            for l in addr
+                .get("line")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(s) = nonblank(l.as_str()) {
+                    parts.push(s);
+                }
+            }
+            for k in ["city", "district", "state"] {
+                if let Some(s) = nonblank(addr.get(k).and_then(Value::as_str)) {
+                    parts.push(s);
+                }
+            }
+        }
+        text!(
+            b.address,
+            (!parts.is_empty()).then(|| parts.join(", ")),
+            "address[0]"
+        );
+        text!(
+            b.postcode,
+            nonblank(addr.get("postalCode").and_then(Value::as_str)),
+            "address[0].postalCode"
+        );
+    }
+    let (phone, email) = telecom(r)?;
+    if let Some((p, from)) = phone {
+        text!(b.phone, Some(p), from);
+    }
+    if let Some((e, from)) = email {
+        text!(b.email, Some(e), from);
+    }
+    if !r.list("communication")?.is_empty() {
+        text!(
+            b.preferred_language,
+            r.concept("communication[0].language")?
+                .and_then(|c| c.words()),
+            "communication[0].language"
+        );
+    }
+    if !r.list("generalPractitioner")?.is_empty() {
+        text!(
+            b.gp_practice,
+            r.reference_words("generalPractitioner[0]"),
+            "generalPractitioner[0]"
+        );
+    }
+    typed(b, EntryBody::Demographics)
+}
+
+/// A contact point found in `telecom`, with its path.
+type Contact = Option<(String, String)>;
+
+/// The first phone (or SMS) number and the first email address in `telecom`.
+fn telecom(r: &Res<'_>) -> Result<(Contact, Contact), FhirError> {
+    let (mut phone, mut email) = (None, None);
+    for (i, t) in r.list("telecom")?.iter().enumerate() {
+        let system = t.get("system").and_then(Value::as_str);
+        let Some(value) = nonblank(t.get("value").and_then(Value::as_str)) else {
+            continue;
+        };
+        let found = Some((value, format!("telecom[{i}].value")));
+        match system {
+            Some("phone" | "sms") if phone.is_none() => phone = found,
+            Some("email") if email.is_none() => email = found,
+            _ => {}
+        }
+    }
+    Ok((phone, email))
+}
+
+pub(super) fn related_person(r: &Res<'_>) -> Result<Mapped, FhirError> {
+    let mut b = Draft::new(Carer::empty());
+    let (Some(name), Some(rel)) = (display_name(r.map), r.first_concept_words("relationship")?)
+    else {
+        return Ok(Mapped::Kept);
+    };
+    text!(b.name, Some(name), "name");
+    text!(b.relationship, Some(rel), "relationship[0]");
+    let (phone, email) = telecom(r)?;
+    if let Some((p, from)) = phone {
+        text!(b.phone, Some(p), from);
+    }
+    if let Some((e, from)) = email {
+        text!(b.email, Some(e), from);
+    }
+    typed(b, EntryBody::Carer)
+}
+
+pub(super) fn care_team(r: &Res<'_>) -> Result<Mapped, FhirError> {
+    unless_in_error!(r.code(
+        "status",
+        "proposed active suspended inactive entered-in-error"
+    )?);
+    let mut b = Draft::new(Note::empty());
+    let mut lines = Vec::new();
+    for i in 0..r.list("participant")?.len() {
+        let p = format!("participant[{i}]");
+        let who = r.reference_words(&format!("{p}.member"));
+        let role = r.first_concept_words(&format!("{p}.role"))?;
+        match (role, who) {
+            (Some(role), Some(who)) => lines.push(format!("{role}: {who}")),
+            (None, Some(who)) => lines.push(who),
+            (Some(role), None) => lines.push(role),
+            (None, None) => {}
+        }
+    }
+    let name = r.string("name")?;
+    let text = if lines.is_empty() {
+        name.clone().unwrap_or_else(|| "Care team".to_owned())
+    } else {
+        lines.join("\n")
+    };
+    text!(b.text, Some(text), "participant");
+    text!(
+        b.title,
+        Some(name.unwrap_or_else(|| "Care team".to_owned())),
+        "name"
+    );
+    text!(b.category, Some("care team".to_owned()), "resourceType");
+    typed(b, EntryBody::Note)
+}
+
+pub(super) fn allergy(r: &Res<'_>) -> Result<Mapped, FhirError> {
+    const VER: &str = "unconfirmed confirmed refuted entered-in-error";
+    let mut b = Draft::new(Allergy::empty());
+    let verification = unless_in_error!(r.status_concept("verificationStatus", VER)?);
     let code = r.concept("code")?;
     let substance = match code.as_ref().and_then(Concept::words) {
         Some(s) => s,
@@ -32,33 +182,13 @@ pub(super) fn allergy(r: &Res<'_>) -> Result<Mapped, FhirError> {
     set!(b.code, code.as_ref().and_then(Concept::coded), "code");
     let cats = r.list("category")?;
     if !cats.is_empty() {
-        set!(
-            b.category,
-            r.code(
-                "category[0]",
-                &["food", "medication", "environment", "biologic"],
-            )?
-            .and_then(|c| AllergyCategory::from_text(&c)),
-            "category[0]"
-        );
+        fill!(b.category, r.value("category[0]"));
     }
-    set!(
-        b.criticality,
-        r.code("criticality", &["low", "high", "unable-to-assess"])?
-            .and_then(|c| Criticality::from_text(&c)),
-        "criticality"
-    );
-    set!(
-        b.clinical_status,
-        r.status_concept("clinicalStatus", &["active", "inactive", "resolved"])?
-            .and_then(|c| AllergyClinicalStatus::from_text(&c)),
-        "clinicalStatus"
-    );
-    set!(
-        b.verification_status,
-        verification.and_then(|v| AllergyVerificationStatus::from_text(&v)),
-        "verificationStatus"
-    );
+    fill!(b.criticality, r.value("criticality"));
+    let clinical = r.status_value("clinicalStatus")?;
+    set!(b.clinical_status, clinical, "clinicalStatus");
+    let v = verification.and_then(|v| AllergyVerificationStatus::from_text(&v));
+    set!(b.verification_status, v, "verificationStatus");
     if !r.list("reaction")?.is_empty() {
         let mut words = Vec::new();
         for i in 0..r.list("reaction[0].manifestation")?.len() {
@@ -74,24 +204,11 @@ pub(super) fn allergy(r: &Res<'_>) -> Result<Mapped, FhirError> {
             (!words.is_empty()).then(|| words.join(", ")),
             "reaction[0].manifestation"
         );
-        set!(
-            b.severity,
-            r.code("reaction[0].severity", &["mild", "moderate", "severe"])?
-                .and_then(|s| Severity::from_text(&s)),
-            "reaction[0].severity"
-        );
+        fill!(b.severity, r.value("reaction[0].severity"));
     }
-    set!(
-        b.onset,
-        r.datetime_as_date("onsetDateTime")?,
-        "onsetDateTime"
-    );
+    fill!(b.onset, r.datetime_as_date("onsetDateTime"));
     if b.shape.onset.is_none() {
-        set!(
-            b.onset,
-            r.datetime_as_date("onsetPeriod.start")?,
-            "onsetPeriod.start"
-        );
+        fill!(b.onset, r.datetime_as_date("onsetPeriod.start"));
     }
     r.datetime("recordedDate")?;
     text!(b.note, r.notes("note")?, "note");
@@ -99,44 +216,18 @@ pub(super) fn allergy(r: &Res<'_>) -> Result<Mapped, FhirError> {
 }
 
 pub(super) fn condition(r: &Res<'_>) -> Result<Mapped, FhirError> {
-    const CLIN: &[&str] = &[
-        "active",
-        "recurrence",
-        "relapse",
-        "inactive",
-        "remission",
-        "resolved",
-    ];
-    const VER: &[&str] = &[
-        "unconfirmed",
-        "provisional",
-        "differential",
-        "confirmed",
-        "refuted",
-        "entered-in-error",
-    ];
+    const VER: &str = "unconfirmed provisional differential confirmed refuted entered-in-error";
     let mut b = Draft::new(Condition::empty());
-    let verification = r.status_concept("verificationStatus", VER)?;
-    if verification.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip(IN_ERROR));
-    }
-    let code = r.concept("code")?;
-    let Some(name) = code.as_ref().and_then(Concept::words) else {
+    let verification = unless_in_error!(r.status_concept("verificationStatus", VER)?);
+    let Some((name, code)) = r.named("code")? else {
         return Ok(Mapped::Kept);
     };
     text!(b.name, Some(name), "code");
-    set!(b.code, code.as_ref().and_then(Concept::coded), "code");
-    set!(
-        b.clinical_status,
-        r.status_concept("clinicalStatus", CLIN)?
-            .and_then(|c| ConditionClinicalStatus::from_text(&c)),
-        "clinicalStatus"
-    );
-    set!(
-        b.verification_status,
-        verification.and_then(|v| ConditionVerificationStatus::from_text(&v)),
-        "verificationStatus"
-    );
+    set!(b.code, code, "code");
+    let clinical = r.status_value("clinicalStatus")?;
+    set!(b.clinical_status, clinical, "clinicalStatus");
+    let v = verification.and_then(|v| ConditionVerificationStatus::from_text(&v));
+    set!(b.verification_status, v, "verificationStatus");
     let severity = r
         .concept("severity")?
         .and_then(|c| c.words())
@@ -228,20 +319,8 @@ fn dosage(r: &Res<'_>, path: &str, b: &mut Draft<Medication>) -> Result<(), Fhir
 }
 
 pub(super) fn medication_statement(r: &Res<'_>) -> Result<Mapped, FhirError> {
-    const ST: &[&str] = &[
-        "active",
-        "completed",
-        "entered-in-error",
-        "intended",
-        "stopped",
-        "on-hold",
-        "unknown",
-        "not-taken",
-    ];
-    let status = r.code("status", ST)?;
-    if status.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip(IN_ERROR));
-    }
+    const ST: &str = "active completed entered-in-error intended stopped on-hold unknown not-taken";
+    let status = unless_in_error!(r.code("status", ST)?);
     let mut b = Draft::new(Medication::empty());
     if !medicine(r, &mut b)? {
         return Ok(Mapped::Kept);
@@ -255,42 +334,18 @@ pub(super) fn medication_statement(r: &Res<'_>) -> Result<Mapped, FhirError> {
     if let Some(d) = r.datetime_as_date("effectiveDateTime")? {
         set!(b.start, Some(d), "effectiveDateTime");
     } else {
-        set!(
-            b.start,
-            r.datetime_as_date("effectivePeriod.start")?,
-            "effectivePeriod.start"
-        );
-        set!(
-            b.end,
-            r.datetime_as_date("effectivePeriod.end")?,
-            "effectivePeriod.end"
-        );
+        fill!(b.start, r.datetime_as_date("effectivePeriod.start"));
+        fill!(b.end, r.datetime_as_date("effectivePeriod.end"));
     }
     dosage(r, "dosage", &mut b)?;
-    text!(
-        b.reason,
-        r.first_concept_words("reasonCode")?,
-        "reasonCode[0]"
-    );
+    text!(b.reason, r.reason()?, "reasonCode[0]");
     text!(b.note, r.notes("note")?, "note");
     typed(b, EntryBody::Medication)
 }
 
 pub(super) fn medication_request(r: &Res<'_>) -> Result<Mapped, FhirError> {
-    const ST: &[&str] = &[
-        "active",
-        "on-hold",
-        "cancelled",
-        "completed",
-        "entered-in-error",
-        "stopped",
-        "draft",
-        "unknown",
-    ];
-    let status = r.code("status", ST)?;
-    if status.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip(IN_ERROR));
-    }
+    const ST: &str = "active on-hold cancelled completed entered-in-error stopped draft unknown";
+    let status = unless_in_error!(r.code("status", ST)?);
     let mut b = Draft::new(Medication::empty());
     if !medicine(r, &mut b)? {
         return Ok(Mapped::Kept);
@@ -304,23 +359,16 @@ pub(super) fn medication_request(r: &Res<'_>) -> Result<Mapped, FhirError> {
         _ => None,
     };
     set!(b.status, status, "status");
-    set!(b.start, r.datetime_as_date("authoredOn")?, "authoredOn");
+    fill!(b.start, r.datetime_as_date("authoredOn"));
     dosage(r, "dosageInstruction", &mut b)?;
-    text!(
-        b.reason,
-        r.first_concept_words("reasonCode")?,
-        "reasonCode[0]"
-    );
+    text!(b.reason, r.reason()?, "reasonCode[0]");
     text!(b.prescriber, r.reference_words("requester"), "requester");
     text!(b.note, r.notes("note")?, "note");
     typed(b, EntryBody::Medication)
 }
 
 pub(super) fn immunization(r: &Res<'_>) -> Result<Mapped, FhirError> {
-    let status = r.code("status", &["completed", "entered-in-error", "not-done"])?;
-    if status.as_deref() == Some("entered-in-error") {
-        return Ok(Mapped::Skip(IN_ERROR));
-    }
+    let status = unless_in_error!(r.code("status", "completed entered-in-error not-done")?);
     let mut b = Draft::new(Medication::empty());
     let code = r.concept("vaccineCode")?;
     let Some(name) = code.as_ref().and_then(Concept::words) else {

@@ -4,8 +4,6 @@
 
 mod care;
 mod clinical;
-mod people;
-mod results;
 
 use super::super::{FhirError, HEARTH_FIELD_EXTENSION};
 use super::read::{Draft, Mapped, Res, clip, display_name};
@@ -14,28 +12,28 @@ use crate::entry::schema::Document;
 use crate::section::{Label, SectionClass, SectionName};
 use serde_json::{Map, Value};
 
-pub(crate) use results::UCUM;
+pub(crate) use care::UCUM;
 
 /// A mapping: a resource to what it becomes.
 type Mapping = fn(&Res<'_>) -> Result<Mapped, FhirError>;
 
 /// The resource types with a typed mapping, each with its mapping.
 const MAPPINGS: &[(&str, Mapping)] = &[
-    ("Patient", people::patient),
-    ("RelatedPerson", people::related_person),
+    ("Patient", clinical::patient),
+    ("RelatedPerson", clinical::related_person),
     ("AllergyIntolerance", clinical::allergy),
     ("Condition", clinical::condition),
     ("MedicationStatement", clinical::medication_statement),
     ("MedicationRequest", clinical::medication_request),
     ("Immunization", clinical::immunization),
-    ("Observation", results::observation),
-    ("DiagnosticReport", results::diagnostic_report),
+    ("Observation", care::observation),
+    ("DiagnosticReport", care::diagnostic_report),
     ("Encounter", care::encounter),
     ("Procedure", care::procedure),
     ("CarePlan", care::care_plan),
-    ("CareTeam", people::care_team),
-    ("DocumentReference", results::document_reference),
-    ("QuestionnaireResponse", results::questionnaire_response),
+    ("CareTeam", clinical::care_team),
+    ("DocumentReference", care::document_reference),
+    ("QuestionnaireResponse", care::questionnaire_response),
 ];
 
 /// Whether resources of type `rt` have a typed mapping.
