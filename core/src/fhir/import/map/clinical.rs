@@ -256,8 +256,14 @@ fn date_or_period_start(r: &Res<'_>, element: &str) -> Result<Option<(String, St
     })
 }
 
-/// Medicine name and code from `medicationCodeableConcept` or a referenced Medication.
-fn medicine(r: &Res<'_>, b: &mut Draft<Medication>) -> Result<bool, FhirError> {
+/// Medicine name and code from `medicationCodeableConcept` or a referenced Medication, then
+/// `status`: the draft of a MedicationStatement's or MedicationRequest's entry, or `None` when
+/// it names no medicine.
+fn medicine(
+    r: &Res<'_>,
+    status: Option<MedicationStatus>,
+) -> Result<Option<Draft<Medication>>, FhirError> {
+    let mut b = Draft::new(Medication::empty());
     let concept = match r.concept("medicationCodeableConcept")? {
         Some(c) => Some((c, "medicationCodeableConcept")),
         None => match r.referenced("medicationReference") {
@@ -277,12 +283,13 @@ fn medicine(r: &Res<'_>, b: &mut Draft<Medication>) -> Result<bool, FhirError> {
         .and_then(|(c, _)| c.words())
         .or_else(|| r.reference_words("medicationReference"));
     let Some(name) = name else {
-        return Ok(false);
+        return Ok(None);
     };
     let from = concept.as_ref().map_or("medicationReference", |(_, p)| p);
     text!(b.name, Some(name), from);
     set!(b.code, concept.as_ref().and_then(|(c, _)| c.coded()), from);
-    Ok(true)
+    set!(b.status, status, "status");
+    Ok(Some(b))
 }
 
 fn dosage(r: &Res<'_>, path: &str, b: &mut Draft<Medication>) -> Result<(), FhirError> {
@@ -320,17 +327,14 @@ fn dosage(r: &Res<'_>, path: &str, b: &mut Draft<Medication>) -> Result<(), Fhir
 
 pub(super) fn medication_statement(r: &Res<'_>) -> Result<Mapped, FhirError> {
     const ST: &str = "active completed entered-in-error intended stopped on-hold unknown not-taken";
-    let status = unless_in_error!(r.code("status", ST)?);
-    let mut b = Draft::new(Medication::empty());
-    if !medicine(r, &mut b)? {
-        return Ok(Mapped::Kept);
-    }
-    let status = match status.as_deref() {
+    let status = match unless_in_error!(r.code("status", ST)?).as_deref() {
         Some("not-taken") => Some(MedicationStatus::Stopped),
         Some("unknown") | None => None,
         Some(s) => MedicationStatus::from_text(s),
     };
-    set!(b.status, status, "status");
+    let Some(mut b) = medicine(r, status)? else {
+        return Ok(Mapped::Kept);
+    };
     if let Some(d) = r.datetime_as_date("effectiveDateTime")? {
         set!(b.start, Some(d), "effectiveDateTime");
     } else {
@@ -345,12 +349,7 @@ pub(super) fn medication_statement(r: &Res<'_>) -> Result<Mapped, FhirError> {
 
 pub(super) fn medication_request(r: &Res<'_>) -> Result<Mapped, FhirError> {
     const ST: &str = "active on-hold cancelled completed entered-in-error stopped draft unknown";
-    let status = unless_in_error!(r.code("status", ST)?);
-    let mut b = Draft::new(Medication::empty());
-    if !medicine(r, &mut b)? {
-        return Ok(Mapped::Kept);
-    }
-    let status = match status.as_deref() {
+    let status = match unless_in_error!(r.code("status", ST)?).as_deref() {
         Some("active") => Some(MedicationStatus::Active),
         Some("on-hold") => Some(MedicationStatus::OnHold),
         Some("cancelled" | "stopped") => Some(MedicationStatus::Stopped),
@@ -358,7 +357,9 @@ pub(super) fn medication_request(r: &Res<'_>) -> Result<Mapped, FhirError> {
         Some("draft") => Some(MedicationStatus::Intended),
         _ => None,
     };
-    set!(b.status, status, "status");
+    let Some(mut b) = medicine(r, status)? else {
+        return Ok(Mapped::Kept);
+    };
     fill!(b.start, r.datetime_as_date("authoredOn"));
     dosage(r, "dosageInstruction", &mut b)?;
     text!(b.reason, r.reason()?, "reasonCode[0]");
@@ -370,16 +371,11 @@ pub(super) fn medication_request(r: &Res<'_>) -> Result<Mapped, FhirError> {
 pub(super) fn immunization(r: &Res<'_>) -> Result<Mapped, FhirError> {
     let status = unless_in_error!(r.code("status", "completed entered-in-error not-done")?);
     let mut b = Draft::new(Medication::empty());
-    let code = r.concept("vaccineCode")?;
-    let Some(name) = code.as_ref().and_then(Concept::words) else {
+    let Some((name, code)) = r.named("vaccineCode")? else {
         return Ok(Mapped::Kept);
     };
     text!(b.name, Some(name), "vaccineCode");
-    set!(
-        b.code,
-        code.as_ref().and_then(Concept::coded),
-        "vaccineCode"
-    );
+    set!(b.code, code, "vaccineCode");
     set!(
         b.status,
         status.map(|s| {
