@@ -45,9 +45,15 @@
 //! assert_eq!(err.to_string(), "notes entry: txt: unknown field; expected one of: text, title, category, source");
 //! ```
 //!
-//! The structs also derive `Deserialize` (with `deny_unknown_fields`) for reading data that was
-//! validated before, e.g. from storage; that checks the shape only. Untrusted input goes through
+//! The structs also implement `Deserialize` for reading data that was validated before, e.g. from
+//! storage; that checks the shape only (unknown fields are refused). Untrusted input goes through
 //! [`EntryBody::from_json`], and deserialising an [`EntryBody`] always does.
+//!
+//! Each shape is declared once (`shapes.rs`, with `entry_schema!`): its fields, their types and
+//! how each is read. The struct, its field list, its checked reader and its JSON form all come
+//! from that declaration, and a field's JSON name is its Rust name, so code that reads or fills
+//! a field (the summaries, FHIR import and export) names it as a Rust field and fails to compile
+//! when it is renamed. [`EntryBody`] and what follows from its classes come from one table.
 
 // First: its macros declare the shapes in the modules below.
 #[macro_use]

@@ -435,7 +435,8 @@ entry_schema! {
         pub date: Option<String> = date,
         /// What it is about.
         pub description: Option<String> = opt,
-        /// The document itself, in standard padded base64, at most [`MAX_BASE64_CHARS`] characters.
+        /// The document itself, in standard padded base64, at most
+        /// [`MAX_BASE64_CHARS`](super::MAX_BASE64_CHARS) characters.
         pub data_base64: Option<String> = opt_with(read_base64),
         /// Where the document can be fetched (an absolute URI).
         pub url: Option<String> = opt_with(read_uri),

@@ -49,7 +49,7 @@ impl Existing {
     }
 
     /// Who the record's current demographics entries (neither replaced nor entered in error)
-    /// say the patient is: what [`super::check_patient`] compares a bundle's Patient with.
+    /// say the patient is: what [`crate::fhir::check_patient`] compares a bundle's Patient with.
     pub fn record_patient(&self) -> Vec<PatientFacts> {
         let mut ids: Vec<&EntryId> = self
             .demographics
