@@ -248,7 +248,7 @@ pub fn body_sha256(body: &Value) -> String {
     match body.as_object() {
         Some(map) => {
             let mut out = Vec::new();
-            write_canonical_map(map, Some("source"), &mut out);
+            write_canonical_map(map, Some(crate::entry::schema::SOURCE), &mut out);
             sha256_hex(&out)
         }
         None => canonical_sha256(body),

@@ -18,6 +18,7 @@
 //! Names are compared as words, ignoring case, punctuation, order and common titles
 //! ("Mrs Edith JONES" is "Jones, Edith"); a birth date only when it is a full date on both sides.
 
+use crate::entry::schema::{Demographics, field_name};
 use crate::nhs::NhsNumber;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -230,15 +231,15 @@ impl PatientFacts {
     /// The facts of a demographics entry's body (`name`, `birth_date`, `nhs_number`).
     pub fn of_demographics(body: &Value) -> PatientFacts {
         PatientFacts {
-            nhs_number: nhs(body.get("nhs_number")),
+            nhs_number: nhs(body.get(field_name!(Demographics.nhs_number))),
             names: body
-                .get("name")
+                .get(field_name!(Demographics.name))
                 .and_then(Value::as_str)
                 .and_then(name_words)
                 .into_iter()
                 .collect(),
             birth_date: body
-                .get("birth_date")
+                .get(field_name!(Demographics.birth_date))
                 .and_then(Value::as_str)
                 .and_then(full_date),
         }
