@@ -85,27 +85,29 @@ impl Batch {
 pub trait Store {
     /// The value at `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
-    /// All pairs with `start <= key < end`, in key order.
-    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, StoreError>;
     /// Applies `batch` atomically; returns only once it is durable.
     fn commit(&self, batch: Batch) -> Result<(), StoreError>;
 
     /// Calls `visit` with each pair with `start <= key < end`, in key order, until it returns
-    /// `false`. Backends read lazily: nothing after the pair `visit` stopped at is read, so a
-    /// reader with a budget pays for what it uses, not for the rest of the range. `visit` must
-    /// not use the store. The default reads the whole range first (through [`Store::scan`]).
+    /// `false` (an empty or inverted range visits nothing). Backends read lazily: nothing after
+    /// the pair `visit` stopped at is read, so a reader with a budget pays for what it uses,
+    /// not for the rest of the range. `visit` must not use the store.
     fn scan_while(
         &self,
         start: &[u8],
         end: &[u8],
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        for (k, v) in self.scan(start, end)? {
-            if !visit(&k, &v) {
-                break;
-            }
-        }
-        Ok(())
+    ) -> Result<(), StoreError>;
+
+    /// All pairs with `start <= key < end`, in key order (collected by
+    /// [`Store::scan_while`]).
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, StoreError> {
+        let mut out = Vec::new();
+        self.scan_while(start, end, &mut |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        Ok(out)
     }
 
     /// Applies `batch`'s operations in order; returns only once all are durable. After a crash
@@ -189,17 +191,6 @@ impl Store for MemoryStore {
         Ok(self.lock().get(key).cloned())
     }
 
-    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, StoreError> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .lock()
-            .range(start.to_vec()..end.to_vec())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
-    }
-
     fn scan_while(
         &self,
         start: &[u8],
@@ -233,9 +224,6 @@ impl Store for MemoryStore {
 impl<S: Store + ?Sized> Store for &S {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).get(key)
-    }
-    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, StoreError> {
-        (**self).scan(start, end)
     }
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         (**self).commit(batch)

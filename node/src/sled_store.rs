@@ -3,7 +3,7 @@
 //! One sled tree holds Hearth's ordered key space. `commit` applies the batch atomically and
 //! flushes before returning, so an acknowledged write survives a crash or power loss.
 
-use hearth_core::store::{Batch, Pairs, Store, StoreError};
+use hearth_core::store::{Batch, Store, StoreError};
 use std::path::Path;
 
 /// A sled database opened by this process. sled holds an exclusive lock on its folder while
@@ -81,16 +81,6 @@ impl SledStore {
 impl Store for SledStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get(key).map_err(io)?.map(|v| v.to_vec()))
-    }
-
-    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, StoreError> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        self.db
-            .range(start..end)
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io))
-            .collect()
     }
 
     fn scan_while(
