@@ -1,11 +1,17 @@
 use super::*;
+use crate::crypto::{self, Domain};
+use crate::ids::PeerKey;
 use crate::keys::{Identity, Role};
+use crate::record::SectionView;
 use crate::record::{NewRecord, Vault};
 use crate::section::SectionName;
 use crate::store::MemoryStore;
 use crate::test_utils::{TEST_NOW, TestRng};
+use data_encoding::{BASE32_NOPAD, BASE64URL_NOPAD};
+use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 const NAME: &str = "Edith Canary-Jones";
 const NHS: &str = "9434765919";
