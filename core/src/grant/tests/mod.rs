@@ -1,9 +1,16 @@
 //! The table of named valid and invalid tokens, and property tests.
 
+use super::body::grant_id;
+use super::token::Envelope;
 use super::*;
+use crate::crypto::{self, Domain};
+use crate::ids::PeerKey;
 use crate::keys::{Identity, Role};
+use crate::section::{Label, SectionClass, SectionName};
 use crate::test_utils::{TEST_NOW, TestRng};
+use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
+use serde_bytes::ByteArray;
 
 const DAY: i64 = 86_400_000;
 
