@@ -3,7 +3,6 @@
 use super::items::string_items;
 use super::writer;
 use super::{OpenRecord, RecordError, Result, json_string};
-use crate::bundle::Bundle;
 use crate::entry::{CheckedBody, EntryBody, EntryStatus, EntryVersion, Provenance};
 use crate::ids::{EntryId, SectionId};
 use crate::section::SectionName;
@@ -148,12 +147,12 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         payload: &[u8],
         now: Timestamp,
         rng: &mut impl CryptoRng,
-    ) -> Result<Bundle> {
+    ) -> Result<crate::bundle::Bundle> {
         let sid = self
             .write_id_of(name)
             .ok_or(RecordError::NoSection(*name))?;
         let (epoch, key) = self.current_key(&sid)?;
-        Bundle::seal(
+        crate::bundle::Bundle::seal(
             self.id,
             sid,
             seq,
