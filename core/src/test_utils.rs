@@ -68,3 +68,26 @@ impl rand_core::TryCryptoRng for TestRng {}
 
 /// A fixed moment used by tests: 2026-11-22T09:00:00Z.
 pub const TEST_NOW: Timestamp = Timestamp::from_millis(1_795_338_000_000);
+
+/// The FHIR fixture bundles, `shared/fixtures/fhir/*.json` beside the workspace, sorted by
+/// name. Missing fixtures fail loudly: a test that silently passes on nothing proves nothing.
+pub fn fhir_fixture_paths() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/fhir");
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
+        panic!(
+            "the FHIR fixtures are missing: expected {} (the shared/ folder beside the repository): {e}",
+            dir.display()
+        )
+    });
+    let mut files: Vec<std::path::PathBuf> = entries
+        .map(|e| e.expect("read the fixtures folder").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 5,
+        "expected the fixture bundles in {}",
+        dir.display()
+    );
+    files
+}

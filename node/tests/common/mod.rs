@@ -2,7 +2,9 @@
 //! daemons on loopback. Each test binary includes this module (`mod common;`) and uses a part
 //! of it; helpers that some binary does not use carry `#[allow(dead_code)]`.
 
+pub(crate) mod fhir;
 pub(crate) mod stranger;
+pub(crate) mod world;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
