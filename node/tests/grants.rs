@@ -5,47 +5,30 @@
 mod common;
 
 use common::world::{refused, str_of, world};
-use common::{grant, hearth, json};
+use common::{delegate_cmd, grant, grant_cmd, hearth, json};
 
 #[test]
 fn direct_grant_expiry_tamper_and_delegation() {
     let w = world();
     // A grant to the organisation with depth 1; the organisation delegates to the GP.
-    let g = json(&hearth(
+    let g = json(&grant_cmd(
         &w.patient,
-        &[
-            "grant",
-            "--to",
-            &w.org_peer,
-            "--sections",
-            "notes,medications",
-            "--ability",
-            "read",
-            "--expires",
-            "30d",
-            "--depth",
-            "1",
-            "--json",
-        ],
+        &w.org_peer,
+        "notes,medications",
+        "read",
+        "30d",
+        &["--depth", "1", "--json"],
     ));
     let token = str_of(&g["token"]);
     json(&hearth(&w.org, &["accept", &token, "--json"]));
-    let d = json(&hearth(
+    let d = json(&delegate_cmd(
         &w.org,
-        &[
-            "grant",
-            "delegate",
-            &str_of(&g["id"]),
-            "--to",
-            &w.gp_peer,
-            "--sections",
-            "notes",
-            "--ability",
-            "read",
-            "--expires",
-            "7d",
-            "--json",
-        ],
+        &str_of(&g["id"]),
+        &w.gp_peer,
+        "notes",
+        "read",
+        "7d",
+        &["--json"],
     ));
     let staff_token = str_of(&d["token"]);
     let v = json(&hearth(&w.gp, &["grant", "verify", &staff_token, "--json"]));
@@ -53,41 +36,27 @@ fn direct_grant_expiry_tamper_and_delegation() {
     json(&hearth(&w.gp, &["accept", &staff_token, "--json"]));
     // Delegating wider than held is refused before anything is signed.
     refused(
-        hearth(
+        delegate_cmd(
             &w.org,
-            &[
-                "grant",
-                "delegate",
-                &str_of(&g["id"]),
-                "--to",
-                &w.gp_peer,
-                "--sections",
-                "notes,allergies",
-                "--ability",
-                "read",
-                "--expires",
-                "7d",
-            ],
+            &str_of(&g["id"]),
+            &w.gp_peer,
+            "notes,allergies",
+            "read",
+            "7d",
+            &[],
         ),
         7,
         "scope exceeded",
     );
     refused(
-        hearth(
+        delegate_cmd(
             &w.org,
-            &[
-                "grant",
-                "delegate",
-                &str_of(&g["id"]),
-                "--to",
-                &w.gp_peer,
-                "--sections",
-                "notes",
-                "--ability",
-                "append",
-                "--expires",
-                "7d",
-            ],
+            &str_of(&g["id"]),
+            &w.gp_peer,
+            "notes",
+            "append",
+            "7d",
+            &[],
         ),
         7,
         "scope exceeded",
@@ -95,22 +64,7 @@ fn direct_grant_expiry_tamper_and_delegation() {
     // The GP (depth 0) cannot delegate further.
     let gid_staff = str_of(&d["id"]);
     refused(
-        hearth(
-            &w.gp,
-            &[
-                "grant",
-                "delegate",
-                &gid_staff,
-                "--to",
-                &w.org_peer,
-                "--sections",
-                "notes",
-                "--ability",
-                "read",
-                "--expires",
-                "1d",
-            ],
-        ),
+        delegate_cmd(&w.gp, &gid_staff, &w.org_peer, "notes", "read", "1d", &[]),
         7,
         "depth",
     );
@@ -189,74 +143,22 @@ fn direct_grant_expiry_tamper_and_delegation() {
     refused(hearth(&stranger, &["accept", &token]), 7, "wrong audience");
     // Bad grant arguments.
     refused(
-        hearth(
-            &w.patient,
-            &[
-                "grant",
-                "--to",
-                &w.gp_peer,
-                "--sections",
-                "notes",
-                "--ability",
-                "admin",
-                "--expires",
-                "1d",
-            ],
-        ),
+        grant_cmd(&w.patient, &w.gp_peer, "notes", "admin", "1d", &[]),
         3,
         "read or append",
     );
     refused(
-        hearth(
-            &w.patient,
-            &[
-                "grant",
-                "--to",
-                &w.gp_peer,
-                "--sections",
-                "notes",
-                "--ability",
-                "read",
-                "--expires",
-                "10y",
-            ],
-        ),
+        grant_cmd(&w.patient, &w.gp_peer, "notes", "read", "10y", &[]),
         3,
         "five years",
     );
     refused(
-        hearth(
-            &w.patient,
-            &[
-                "grant",
-                "--to",
-                "12D3KooWnotapeer",
-                "--sections",
-                "notes",
-                "--ability",
-                "read",
-                "--expires",
-                "1d",
-            ],
-        ),
+        grant_cmd(&w.patient, "12D3KooWnotapeer", "notes", "read", "1d", &[]),
         3,
         "peer id",
     );
     refused(
-        hearth(
-            &w.gp,
-            &[
-                "grant",
-                "--to",
-                &w.org_peer,
-                "--sections",
-                "notes",
-                "--ability",
-                "read",
-                "--expires",
-                "1d",
-            ],
-        ),
+        grant_cmd(&w.gp, &w.org_peer, "notes", "read", "1d", &[]),
         7,
         "only a patient",
     );
@@ -268,42 +170,18 @@ fn card_grant_carries_keys_and_qr_forms() {
     let card = str_of(&json(&hearth(&w.gp, &["id", "--card", "--json"]))["card"]);
     assert!(card.starts_with("HEARTH1I"));
     let svg = w.h.root.join("grant.svg");
-    let g = json(&hearth(
+    let g = json(&grant_cmd(
         &w.patient,
-        &[
-            "grant",
-            "--to",
-            &card,
-            "--sections",
-            "notes:*",
-            "--ability",
-            "append",
-            "--expires",
-            "1d",
-            "--qr-svg",
-            svg.to_str().unwrap(),
-            "--json",
-        ],
+        &card,
+        "notes:*",
+        "append",
+        "1d",
+        &["--qr-svg", svg.to_str().unwrap(), "--json"],
     ));
     assert_eq!(g["keys_included"], true);
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
     let text = String::from_utf8(
-        hearth(
-            &w.patient,
-            &[
-                "grant",
-                "--to",
-                &w.gp_peer,
-                "--sections",
-                "notes",
-                "--ability",
-                "read",
-                "--expires",
-                "1d",
-                "--qr",
-            ],
-        )
-        .stdout,
+        grant_cmd(&w.patient, &w.gp_peer, "notes", "read", "1d", &["--qr"]).stdout,
     )
     .unwrap();
     assert!(
@@ -321,20 +199,7 @@ fn card_grant_carries_keys_and_qr_forms() {
         "A"
     };
     let bad = format!("{}{r}{}", &card[..20], &card[21..]);
-    let out = hearth(
-        &w.patient,
-        &[
-            "grant",
-            "--to",
-            &bad,
-            "--sections",
-            "notes",
-            "--ability",
-            "read",
-            "--expires",
-            "1d",
-        ],
-    );
+    let out = grant_cmd(&w.patient, &bad, "notes", "read", "1d", &[]);
     assert!(!out.status.success());
 }
 
@@ -491,44 +356,11 @@ fn expires_takes_months_and_years_and_echoes_the_end() {
     };
     let g = grant(&w.patient, &w.gp_peer, "notes", "read", "6mo");
     ends_near(&g["expires"], 6);
-    let text = String::from_utf8(
-        hearth(
-            &w.patient,
-            &[
-                "grant",
-                "--to",
-                &w.gp_peer,
-                "--sections",
-                "notes",
-                "--ability",
-                "read",
-                "--expires",
-                "1y",
-            ],
-        )
-        .stdout,
-    )
-    .unwrap();
+    let text =
+        String::from_utf8(grant_cmd(&w.patient, &w.gp_peer, "notes", "read", "1y", &[]).stdout)
+            .unwrap();
     assert!(text.contains(" UTC."), "the end in words: {text}");
-    let r = json(&hearth(
-        &w.gp,
-        &[
-            "request",
-            "--to",
-            &w.record,
-            "--sections",
-            "notes",
-            "--ability",
-            "read",
-            "--purpose",
-            "direct-care",
-            "--expires",
-            "2mo",
-            "--reason",
-            "Review",
-            "--json",
-        ],
-    ));
+    let r = w.request("notes", "2mo", "Review");
     ends_near(&r["expires"], 2);
     json(&hearth(
         &w.patient,
@@ -549,20 +381,7 @@ fn expires_takes_months_and_years_and_echoes_the_end() {
     let c = w.attest("1y");
     ends_near(&c["expires"], 12);
     refused(
-        hearth(
-            &w.patient,
-            &[
-                "grant",
-                "--to",
-                &w.gp_peer,
-                "--sections",
-                "notes",
-                "--ability",
-                "read",
-                "--expires",
-                "6y",
-            ],
-        ),
+        grant_cmd(&w.patient, &w.gp_peer, "notes", "read", "6y", &[]),
         3,
         "five years at most",
     );

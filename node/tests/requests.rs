@@ -31,25 +31,7 @@ fn attest_request_approve_accept_verify() {
     ));
 
     // The GP asks; the patient receives the request and sees the verified identity.
-    let req = json(&hearth(
-        &w.gp,
-        &[
-            "request",
-            "--to",
-            &w.record,
-            "--sections",
-            "notes,medications",
-            "--ability",
-            "read",
-            "--purpose",
-            "direct-care",
-            "--expires",
-            "90d",
-            "--reason",
-            "Annual diabetes review",
-            "--json",
-        ],
-    ));
+    let req = w.request("notes,medications", "90d", "Annual diabetes review");
     assert_eq!(req["credential"], true);
     let added = json(&hearth(
         &w.patient,
@@ -147,25 +129,7 @@ fn attest_request_approve_accept_verify() {
 #[test]
 fn unverified_requester_and_deny() {
     let w = world();
-    let req = json(&hearth(
-        &w.gp,
-        &[
-            "request",
-            "--to",
-            &w.record,
-            "--sections",
-            "notes:mental-health",
-            "--ability",
-            "read",
-            "--purpose",
-            "direct-care",
-            "--expires",
-            "7d",
-            "--reason",
-            "Curious",
-            "--json",
-        ],
-    ));
+    let req = w.request("notes:mental-health", "7d", "Curious");
     assert_eq!(req["credential"], false);
     let added = json(&hearth(
         &w.patient,
@@ -191,25 +155,7 @@ fn unverified_requester_and_deny() {
         "already received",
     );
     // Widening on approval is impossible: approve a fresh request with more than asked.
-    let req2 = json(&hearth(
-        &w.gp,
-        &[
-            "request",
-            "--to",
-            &w.record,
-            "--sections",
-            "notes",
-            "--ability",
-            "read",
-            "--purpose",
-            "direct-care",
-            "--expires",
-            "7d",
-            "--reason",
-            "Follow-up",
-            "--json",
-        ],
-    ));
+    let req2 = w.request("notes", "7d", "Follow-up");
     let rid2 = str_of(
         &json(&hearth(
             &w.patient,

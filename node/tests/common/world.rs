@@ -111,4 +111,29 @@ impl World {
             ],
         ))
     }
+
+    /// `request` from the GP to the patient's record: to read `sections` for direct care, for
+    /// `expires`, giving `reason`; its `--json` output.
+    #[track_caller]
+    pub(crate) fn request(&self, sections: &str, expires: &str, reason: &str) -> Value {
+        json(&hearth(
+            &self.gp,
+            &[
+                "request",
+                "--to",
+                &self.record,
+                "--sections",
+                sections,
+                "--ability",
+                "read",
+                "--purpose",
+                "direct-care",
+                "--expires",
+                expires,
+                "--reason",
+                reason,
+                "--json",
+            ],
+        ))
+    }
 }
