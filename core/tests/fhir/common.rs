@@ -5,13 +5,13 @@ pub(crate) use hearth_core::fhir::{
     self, Existing, ExportExtension, ExportInput, ExportOptions, ImportPlan, RawExportInput,
 };
 pub(crate) use hearth_core::ids::{EntryId, RecordId};
-pub(crate) use hearth_core::keys::{Identity, Role};
+pub(crate) use hearth_core::keys::Identity;
 pub(crate) use hearth_core::record::{
-    CheckedEntry, NewEntry, NewRecord, OpenRecord, RawEntryView, RawSectionView, SectionView, Vault,
+    CheckedEntry, NewEntry, OpenRecord, RawEntryView, RawSectionView, SectionView, Vault,
 };
 pub(crate) use hearth_core::section::SectionName;
 pub(crate) use hearth_core::store::{MemoryStore, Store};
-pub(crate) use hearth_core::test_utils::{TEST_NOW, TestRng};
+pub(crate) use hearth_core::test_utils::{TEST_NOW, TestRng, patient_record};
 pub(crate) use hearth_core::time::Timestamp;
 pub(crate) use serde_json::{Value, json};
 pub(crate) use std::collections::{BTreeMap, BTreeSet};
@@ -48,11 +48,8 @@ pub(crate) struct Rec {
 
 pub(crate) fn new_record(seed: u64) -> Rec {
     let mut rng = TestRng::new(seed);
-    let (identity, _) = Identity::generate(Role::Patient, "Edith".into(), &mut rng);
     let vault = Vault::new(MemoryStore::new());
-    let id = vault
-        .create_record(&identity, NewRecord::default(), TEST_NOW, &mut rng)
-        .unwrap();
+    let (identity, id) = patient_record(&vault, "Edith", TEST_NOW, &mut rng);
     Rec {
         vault,
         identity,
