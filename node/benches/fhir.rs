@@ -8,9 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: any failure should stop it loudly
 
 use hearth_core::fhir::{self, Existing, ExportOptions, RawExportInput};
-use hearth_core::keys::{Identity, Role};
-use hearth_core::record::{CheckedEntry, NewRecord, RawSectionView, Vault};
-use hearth_core::test_utils::{TEST_NOW, TestRng};
+use hearth_core::keys::Identity;
+use hearth_core::record::{CheckedEntry, RawSectionView, Vault};
+use hearth_core::test_utils::{TEST_NOW, TestRng, patient_record};
 use hearth_node::sled_store::SledStore;
 use serde_json::{Value, json};
 use std::hint::black_box;
@@ -92,11 +92,8 @@ struct Home {
 fn new_home(seed: u64) -> Home {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = TestRng::new(seed);
-    let (identity, _) = Identity::generate(Role::Patient, "Bench".into(), &mut rng);
     let vault = Vault::open(SledStore::open(&dir.path().join("store")).unwrap()).unwrap();
-    let record = vault
-        .create_record(&identity, NewRecord::default(), TEST_NOW, &mut rng)
-        .unwrap();
+    let (identity, record) = patient_record(&vault, "Bench", TEST_NOW, &mut rng);
     Home {
         _dir: dir,
         vault,

@@ -14,7 +14,7 @@ use hearth_core::ids::{RecordId, SectionId};
 use hearth_core::keys::{Identity, Role, signing_key};
 use hearth_core::record::{NewRecord, Vault};
 use hearth_core::section::SectionName;
-use hearth_core::test_utils::{TEST_NOW, TestRng};
+use hearth_core::test_utils::{TEST_NOW, TestRng, patient_record};
 use hearth_node::sled_store::SledStore;
 use serde_json::json;
 use std::hint::black_box;
@@ -56,11 +56,8 @@ fn sled_flush_rate(n: usize) -> f64 {
 fn hearth_add_rate(n: usize, seed: u64) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = TestRng::new(seed);
-    let (id, _) = Identity::generate(Role::Patient, "Bench".into(), &mut rng);
     let vault = Vault::open(SledStore::open(dir.path()).unwrap()).unwrap();
-    let rid = vault
-        .create_record(&id, NewRecord::default(), TEST_NOW, &mut rng)
-        .unwrap();
+    let (id, rid) = patient_record(&vault, "Bench", TEST_NOW, &mut rng);
     let mut rec = vault.open_record(&id, &rid).unwrap();
     let notes: SectionName = "notes".parse().unwrap();
     let bodies: Vec<_> = (0..n).map(note).collect();
@@ -260,11 +257,8 @@ fn main() {
 /// Where an add's time goes: the same adds against the in-memory store (no I/O).
 fn add_overhead(n: usize) {
     let mut rng = TestRng::new(9);
-    let (id, _) = Identity::generate(Role::Patient, "Bench".into(), &mut rng);
     let vault = Vault::new(hearth_core::store::MemoryStore::new());
-    let rid = vault
-        .create_record(&id, NewRecord::default(), TEST_NOW, &mut rng)
-        .unwrap();
+    let (id, rid) = patient_record(&vault, "Bench", TEST_NOW, &mut rng);
     let mut rec = vault.open_record(&id, &rid).unwrap();
     let notes: SectionName = "notes".parse().unwrap();
     let bodies: Vec<_> = (0..n).map(note).collect();

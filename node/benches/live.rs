@@ -12,9 +12,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use hearth_core::grant::{self, Ability, Grant, GrantSpec};
+use hearth_core::grant::Ability;
 use hearth_core::keys::{Identity, Role};
-use hearth_core::record::{NewRecord, Vault};
+use hearth_core::record::Vault;
+use hearth_core::test_utils::{patient_record, record_grant};
 use hearth_node::live::{self, Handle, LiveConfig, Shared, SharedState};
 use hearth_node::os::{now, os_rng};
 use hearth_node::sled_store::SledStore;
@@ -94,13 +95,10 @@ async fn setup(initial: usize) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = os_rng();
     let t = now();
-    let (patient, _) = Identity::generate(Role::Patient, "Pat".into(), &mut rng);
-    let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
     let p_vault = Vault::open(SledStore::open(&dir.path().join("p")).unwrap()).unwrap();
+    let (patient, rid) = patient_record(&p_vault, "Pat", t, &mut rng);
+    let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
     let g_vault = Vault::open(SledStore::open(&dir.path().join("g")).unwrap()).unwrap();
-    let rid = p_vault
-        .create_record(&patient, NewRecord::default(), t, &mut rng)
-        .unwrap();
     let notes = "notes".parse().unwrap();
     {
         let mut rec = p_vault.open_record(&patient, &rid).unwrap();
@@ -108,30 +106,17 @@ async fn setup(initial: usize) -> Setup {
         for i in 0..initial {
             rec.add_entry(&notes, &note(i), t, &mut rng).unwrap();
         }
-        let spec = GrantSpec::new(
+        let g = record_grant(
+            &patient,
+            &mut rec,
             gp.peer(),
-            "notes".parse().unwrap(),
+            "notes",
             Ability::Read,
             t,
-            t.saturating_add_millis(86_400_000),
-        );
-        let g = Grant::issue_root(&patient, spec, &[], &mut rng).unwrap();
-        let token = grant::chain_to_token(std::slice::from_ref(&g));
-        rec.put_auth_items(
-            vec![(
-                format!("grant/{}", g.id()),
-                json!({ "token": token }).to_string(),
-            )],
-            t,
+            1,
             &mut rng,
-        )
-        .unwrap();
-        g_vault
-            .put_local(
-                &format!("grant/{rid}/{}", g.id()),
-                &grant::chain_to_bytes(std::slice::from_ref(&g)),
-            )
-            .unwrap();
+        );
+        g_vault.hold_grant(&rid, &[g]).unwrap();
     }
     let p_peer = patient.peer();
     let (ph, p_shared, p_addr) = node(patient, p_vault).await;

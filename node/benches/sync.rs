@@ -7,12 +7,12 @@
 
 use automerge::sync::{State, SyncDoc};
 use automerge::transaction::Transactable;
-use hearth_core::grant::{self, Ability, Grant, GrantSpec};
+use hearth_core::grant::Ability;
 use hearth_core::ids::RecordId;
 use hearth_core::keys::{Identity, Role};
-use hearth_core::record::{NewRecord, Vault};
+use hearth_core::record::Vault;
 use hearth_core::store::{Batch, MemoryStore, Store};
-use hearth_core::test_utils::{TEST_NOW, TestRng};
+use hearth_core::test_utils::{TEST_NOW, TestRng, patient_record, record_grant};
 use hearth_node::sled_store::SledStore;
 use hearth_sync::protocol::{self, Message};
 use hearth_sync::session::Local;
@@ -38,40 +38,26 @@ struct Pair {
 /// GP holding a read grant.
 fn pair(n: usize) -> Pair {
     let mut rng = TestRng::new(n as u64);
-    let (patient, _) = Identity::generate(Role::Patient, "P".into(), &mut rng);
-    let (gp, _) = Identity::generate(Role::Professional, "G".into(), &mut rng);
     let mem = Vault::new(MemoryStore::new());
-    let rid = mem
-        .create_record(&patient, NewRecord::default(), TEST_NOW, &mut rng)
-        .unwrap();
+    let (patient, rid) = patient_record(&mem, "P", TEST_NOW, &mut rng);
+    let (gp, _) = Identity::generate(Role::Professional, "G".into(), &mut rng);
     {
         let mut rec = mem.open_record(&patient, &rid).unwrap();
         let notes = "notes".parse().unwrap();
         for i in 0..n {
             rec.add_entry(&notes, &note(i), TEST_NOW, &mut rng).unwrap();
         }
-        let spec = GrantSpec::new(
+        let g = record_grant(
+            &patient,
+            &mut rec,
             gp.peer(),
-            "notes".parse().unwrap(),
+            "notes",
             Ability::Read,
             TEST_NOW,
-            TEST_NOW.saturating_add_millis(86_400_000),
-        );
-        let g = Grant::issue_root(&patient, spec, &[], &mut rng).unwrap();
-        rec.put_auth_items(
-            vec![(
-                format!("grant/{}", g.id()),
-                json!({"token": grant::chain_to_token(std::slice::from_ref(&g))}).to_string(),
-            )],
-            TEST_NOW,
+            1,
             &mut rng,
-        )
-        .unwrap();
-        mem.put_local(
-            &format!("grant/{rid}/{}", g.id()),
-            &grant::chain_to_bytes(&[g]),
-        )
-        .unwrap();
+        );
+        mem.hold_grant(&rid, &[g]).unwrap();
     }
     let (pd, gd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let p = Vault::open(SledStore::open(pd.path()).unwrap()).unwrap();

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    Daemon, PASS, add_text, grant, hearth, hearth_in, init, json, log_file, ok, show, stranger,
-    sync_in, wait_for,
+    Daemon, PASS, add_text, grant, grant_cmd, hearth, hearth_in, init, json, log_file, ok, show,
+    stranger, sync_in, wait_for,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -561,20 +561,7 @@ fn a_patients_second_device_links_syncs_both_ways_and_is_removed_with_new_keys()
     });
 
     // A linked device does not hold the root key: it cannot grant or remove devices.
-    let g = hearth(
-        &phone,
-        &[
-            "grant",
-            "--to",
-            p_peer,
-            "--sections",
-            "notes",
-            "--ability",
-            "read",
-            "--expires",
-            "1d",
-        ],
-    );
+    let g = grant_cmd(&phone, p_peer, "notes", "read", "1d", &[]);
     assert_eq!(g.status.code(), Some(7), "{g:?}");
     let r = hearth(&phone, &["device", "remove", p_peer]);
     assert_eq!(r.status.code(), Some(7), "{r:?}");

@@ -4,10 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
 use hearth_core::ids::PeerKey;
-use hearth_core::keys::{Identity, Role};
-use hearth_core::record::{NewRecord, Vault};
+use hearth_core::keys::Identity;
+use hearth_core::record::Vault;
 use hearth_core::store::MemoryStore;
-use hearth_core::test_utils::{TEST_NOW, TestRng};
+use hearth_core::test_utils::{TEST_NOW, TestRng, patient_record};
 use hearth_sync::pairing::{
     self, CODE_PREFIX, CodeError, DEFAULT_TTL, JoinError, Joiner, LinkCode, LinkOutcome, Pairing,
     Step, Welcome,
@@ -37,11 +37,8 @@ struct Root {
 impl Root {
     fn new(seed: u64) -> Root {
         let mut rng = TestRng::new(seed);
-        let (identity, _) = Identity::generate(Role::Patient, "Edith".into(), &mut rng);
         let vault = Vault::new(MemoryStore::default());
-        let rid = vault
-            .create_record(&identity, NewRecord::default(), TEST_NOW, &mut rng)
-            .unwrap();
+        let (identity, rid) = patient_record(&vault, "Edith", TEST_NOW, &mut rng);
         let mut rec = vault.open_record(&identity, &rid).unwrap();
         rec.add_entry(
             &name("notes"),

@@ -134,16 +134,7 @@ fn append_flows_back_and_on_to_other_grantees() {
     grant_to(&mut w, "sw", "notes,social-care/assessments", Ability::Read);
     sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
     // The GP writes into the replica, then syncs: the entry is pushed to the patient.
-    {
-        let mut rec = w.gp.vault.open_record(&w.gp.id, &rid).unwrap();
-        rec.add_entry(
-            &name("notes"),
-            &json!({"text": "from the GP"}),
-            at(11),
-            &mut w.rng,
-        )
-        .unwrap();
-    }
+    w.gp.add(&rid, "notes", "from the GP", at(11), &mut w.rng);
     let report = sync(&w.gp, &w.patient, rid, at(12), &mut w.rng).unwrap();
     assert!(report.refused.is_empty(), "{report:?}");
     assert_eq!(
@@ -209,16 +200,7 @@ fn incremental_sync_sends_only_the_new_bundle() {
     let rid = w.rid;
     grant_to(&mut w, "gp", "notes", Ability::Read);
     sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
-    {
-        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
-        rec.add_entry(
-            &name("notes"),
-            &json!({"text": "note 2"}),
-            at(11),
-            &mut w.rng,
-        )
-        .unwrap();
-    }
+    w.patient.add(&rid, "notes", "note 2", at(11), &mut w.rng);
     let req =
         w.gp.peer()
             .start_as(rid, w.patient.id.peer(), true, at(12))
@@ -291,23 +273,14 @@ fn patient_devices_push_to_grantees_only_what_they_may_hold() {
     let rid = w.rid;
     grant_to(&mut w, "gp", "notes", Ability::Read);
     sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
-    {
-        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
-        rec.add_entry(
-            &name("notes"),
-            &json!({"text": "note 2"}),
-            at(11),
-            &mut w.rng,
-        )
-        .unwrap();
-        rec.add_entry(
-            &name("notes:mental-health"),
-            &json!({"text": "CANARY-MH-2"}),
-            at(11),
-            &mut w.rng,
-        )
-        .unwrap();
-    }
+    w.patient.add(&rid, "notes", "note 2", at(11), &mut w.rng);
+    w.patient.add(
+        &rid,
+        "notes:mental-health",
+        "CANARY-MH-2",
+        at(11),
+        &mut w.rng,
+    );
     // The patient's node starts the sync this time (as after a live change).
     let report = sync(&w.patient, &w.gp, rid, at(12), &mut w.rng).unwrap();
     assert!(report.refused.is_empty(), "{report:?}");

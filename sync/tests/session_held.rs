@@ -81,16 +81,7 @@ fn a_write_declared_after_expiry_or_by_a_stranger_is_refused_not_held() {
     let mut w = late_writes(42, &[]);
     let rid = w.rid;
     // A hostile GP writes after expiry (its own node would refuse to: skip that check).
-    w.gp.vault
-        .open_record(&w.gp.id, &rid)
-        .unwrap()
-        .append_raw_for_tests(
-            &name("notes"),
-            vec![("e/late".into(), "{}".into())],
-            at(90),
-            &mut w.rng,
-        )
-        .unwrap();
+    w.gp.add_raw(&rid, "notes", "e/late", at(90), &mut w.rng);
     let report = sync(&w.patient, &w.gp, rid, at(120), &mut w.rng).unwrap();
     assert!(
         report.refused.iter().any(|r| r.contains("no append grant")),
@@ -101,16 +92,7 @@ fn a_write_declared_after_expiry_or_by_a_stranger_is_refused_not_held() {
     // whatever time it declares.
     grant_to(&mut w, "sw", "notes", Ability::Read);
     sync(&w.sw, &w.patient, rid, at(121), &mut w.rng).unwrap();
-    w.sw.vault
-        .open_record(&w.sw.id, &rid)
-        .unwrap()
-        .append_raw_for_tests(
-            &name("notes"),
-            vec![("e/stranger".into(), "{}".into())],
-            at(20),
-            &mut w.rng,
-        )
-        .unwrap();
+    w.sw.add_raw(&rid, "notes", "e/stranger", at(20), &mut w.rng);
     let report = sync(&w.patient, &w.sw, rid, at(122), &mut w.rng).unwrap();
     assert!(
         report.refused.iter().any(|r| r.contains("no append grant")),
@@ -205,16 +187,7 @@ fn a_write_concurrent_with_a_revocation_is_held_and_one_after_it_refused() {
     let rid = w.rid;
     let g = grant_gp_until(&mut w, "notes", Ability::Append, at(30 * 24 * 60));
     sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
-    w.gp.vault
-        .open_record(&w.gp.id, &rid)
-        .unwrap()
-        .add_entry(
-            &name("notes"),
-            &json!({"text": "before"}),
-            at(30),
-            &mut w.rng,
-        )
-        .unwrap();
+    w.gp.add(&rid, "notes", "before", at(30), &mut w.rng);
     // The patient revokes at minute 40, not having seen it.
     w.patient
         .vault
@@ -230,16 +203,7 @@ fn a_write_concurrent_with_a_revocation_is_held_and_one_after_it_refused() {
         )
         .unwrap();
     // The GP, not having seen the revocation, writes again at minute 45.
-    w.gp.vault
-        .open_record(&w.gp.id, &rid)
-        .unwrap()
-        .add_entry(
-            &name("notes"),
-            &json!({"text": "after"}),
-            at(45),
-            &mut w.rng,
-        )
-        .unwrap();
+    w.gp.add(&rid, "notes", "after", at(45), &mut w.rng);
     let report = sync(&w.patient, &w.gp, rid, at(50), &mut w.rng).unwrap();
     assert!(
         report.refused.iter().any(|r| r.contains("no append grant")),
@@ -282,11 +246,7 @@ fn a_late_write_is_refused_not_held_by_other_grantees() {
     grant_to(&mut w, "sw", "notes", Ability::Read);
     sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
     sync(&w.sw, &w.patient, rid, at(11), &mut w.rng).unwrap();
-    w.gp.vault
-        .open_record(&w.gp.id, &rid)
-        .unwrap()
-        .add_entry(&name("notes"), &json!({"text": "late"}), at(30), &mut w.rng)
-        .unwrap();
+    w.gp.add(&rid, "notes", "late", at(30), &mut w.rng);
     // After the GP's grant ended, the social worker starts no round with it (no party).
     assert!(matches!(
         w.sw.peer().start_as(rid, w.gp.id.peer(), false, at(120)),
@@ -338,16 +298,7 @@ fn a_write_declared_in_the_future_is_refused_not_held() {
     w.gp.hold(&g);
     sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
     // Written "at minute 150", inside the future grant, and received at minute 50.
-    w.gp.vault
-        .open_record(&w.gp.id, &rid)
-        .unwrap()
-        .add_entry(
-            &name("notes"),
-            &json!({"text": "future"}),
-            at(150),
-            &mut w.rng,
-        )
-        .unwrap();
+    w.gp.add(&rid, "notes", "future", at(150), &mut w.rng);
     let report = sync(&w.patient, &w.gp, rid, at(50), &mut w.rng).unwrap();
     assert!(
         report.refused.iter().any(|r| r.contains("no append grant")),

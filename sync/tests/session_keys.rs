@@ -171,18 +171,13 @@ fn a_linked_device_syncs_everything_and_a_removed_one_nothing_new() {
 fn a_new_reader_starts_from_the_shared_snapshot_and_can_pass_it_on() {
     let mut w = world(23);
     let rid = w.rid;
-    {
-        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
-        for i in 0..300 {
-            rec.add_entry(
-                &name("notes"),
-                &json!({"text": format!("n{i}")}),
-                at(5),
-                &mut w.rng,
-            )
-            .unwrap();
-        }
-    }
+    w.patient.add_all(
+        &rid,
+        "notes",
+        (0..300).map(|i| format!("n{i}")),
+        at(5),
+        &mut w.rng,
+    );
     grant_to(&mut w, "gp", "notes", Ability::Read);
     grant_to(&mut w, "sw", "notes", Ability::Read);
     let notes = section_id(&w.patient, &rid, "notes");
@@ -204,16 +199,7 @@ fn a_new_reader_starts_from_the_shared_snapshot_and_can_pass_it_on() {
     assert_eq!(texts, w.patient.texts(&rid, "notes"));
     assert!(!w.gp.vault.base(&rid, &notes).unwrap().is_empty());
     // Incremental sync continues from there.
-    {
-        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
-        rec.add_entry(
-            &name("notes"),
-            &json!({"text": "after"}),
-            at(11),
-            &mut w.rng,
-        )
-        .unwrap();
-    }
+    w.patient.add(&rid, "notes", "after", at(11), &mut w.rng);
     let report = sync(&w.gp, &w.patient, rid, at(12), &mut w.rng).unwrap();
     assert!(report.in_sync && report.refused.is_empty(), "{report:?}");
     assert_eq!(w.gp.texts(&rid, "notes").len(), 302);
@@ -242,18 +228,13 @@ fn a_new_reader_starts_from_the_shared_snapshot_and_can_pass_it_on() {
 fn forged_or_foreign_snapshots_are_refused_and_change_nothing() {
     let mut w = world(24);
     let rid = w.rid;
-    {
-        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
-        for i in 0..260 {
-            rec.add_entry(
-                &name("notes"),
-                &json!({"text": format!("n{i}")}),
-                at(5),
-                &mut w.rng,
-            )
-            .unwrap();
-        }
-    }
+    w.patient.add_all(
+        &rid,
+        "notes",
+        (0..260).map(|i| format!("n{i}")),
+        at(5),
+        &mut w.rng,
+    );
     grant_to(&mut w, "gp", "notes", Ability::Read);
     let notes = section_id(&w.patient, &rid, "notes");
     // The GP syncs a little first so that it holds the section's key.

@@ -21,23 +21,14 @@ fn pushed_notifications_carry_only_what_the_receiver_may_hold() {
     grant_to(&mut w, "gp", "notes", Ability::Read);
     sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
     let since = w.patient.vault.held_sections(&rid).unwrap();
-    {
-        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
-        rec.add_entry(
-            &name("notes"),
-            &json!({"text": "pushed"}),
-            at(11),
-            &mut w.rng,
-        )
-        .unwrap();
-        rec.add_entry(
-            &name("notes:mental-health"),
-            &json!({"text": "CANARY-MH-push"}),
-            at(11),
-            &mut w.rng,
-        )
-        .unwrap();
-    }
+    w.patient.add(&rid, "notes", "pushed", at(11), &mut w.rng);
+    w.patient.add(
+        &rid,
+        "notes:mental-health",
+        "CANARY-MH-push",
+        at(11),
+        &mut w.rng,
+    );
     let p = w.patient.peer();
     let push = push_for(&p, &rid, &w.gp.id.peer(), &since, at(12)).unwrap();
     // Only the notes bundle: the mental-health one is not the GP's to hold.
@@ -73,11 +64,8 @@ fn pushed_notifications_carry_only_what_the_receiver_may_hold() {
     assert!(stranger.peer().on_push(rid, &push, at(60)).is_err());
     // A gap (a push after something the receiver missed) is refused, so the receiver syncs.
     let since2 = w.patient.vault.held_sections(&rid).unwrap();
-    for text in ["missed", "next"] {
-        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
-        rec.add_entry(&name("notes"), &json!({"text": text}), at(13), &mut w.rng)
-            .unwrap();
-    }
+    w.patient
+        .add_all(&rid, "notes", ["missed", "next"], at(13), &mut w.rng);
     let both = push_for(&p, &rid, &w.gp.id.peer(), &since2, at(14)).unwrap();
     assert_eq!(both.len(), 2);
     let report = w.gp.peer().on_push(rid, &both[1..], at(60)).unwrap();

@@ -5,45 +5,29 @@ pub(crate) use hearth_core::fhir::{
     self, Existing, ExportExtension, ExportInput, ExportOptions, ImportPlan, RawExportInput,
 };
 pub(crate) use hearth_core::ids::{EntryId, RecordId};
-pub(crate) use hearth_core::keys::{Identity, Role};
+pub(crate) use hearth_core::keys::Identity;
 pub(crate) use hearth_core::record::{
-    CheckedEntry, NewEntry, NewRecord, OpenRecord, RawEntryView, RawSectionView, SectionView, Vault,
+    CheckedEntry, NewEntry, OpenRecord, RawEntryView, RawSectionView, SectionView, Vault,
 };
 pub(crate) use hearth_core::section::SectionName;
 pub(crate) use hearth_core::store::{MemoryStore, Store};
-pub(crate) use hearth_core::test_utils::{TEST_NOW, TestRng};
+pub(crate) use hearth_core::test_utils::{TEST_NOW, TestRng, patient_record};
 pub(crate) use hearth_core::time::Timestamp;
 pub(crate) use serde_json::{Value, json};
 pub(crate) use std::collections::{BTreeMap, BTreeSet};
-pub(crate) use std::path::PathBuf;
 
-/// `../shared/fixtures/fhir` beside the workspace. Missing fixtures fail loudly: a test that
-/// silently passes on nothing proves nothing.
+/// The fixture bundles (`shared/fixtures/fhir` beside the workspace) by file name, with their
+/// bytes. Missing fixtures fail loudly.
 pub(crate) fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/fhir");
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
-        panic!(
-            "the FHIR fixtures are missing: expected {} (the shared/ folder beside the repository): {e}",
-            dir.display()
-        )
-    });
-    let mut out: Vec<(String, Vec<u8>)> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+    hearth_core::test_utils::fhir_fixture_paths()
+        .into_iter()
         .map(|p| {
             (
                 p.file_name().unwrap().to_string_lossy().into_owned(),
                 std::fs::read(&p).unwrap(),
             )
         })
-        .collect();
-    out.sort();
-    assert!(
-        out.len() >= 5,
-        "expected the fixture bundles in {}",
-        dir.display()
-    );
-    out
+        .collect()
 }
 
 /// The fixture bundle whose file name starts with `prefix`.
@@ -64,11 +48,8 @@ pub(crate) struct Rec {
 
 pub(crate) fn new_record(seed: u64) -> Rec {
     let mut rng = TestRng::new(seed);
-    let (identity, _) = Identity::generate(Role::Patient, "Edith".into(), &mut rng);
     let vault = Vault::new(MemoryStore::new());
-    let id = vault
-        .create_record(&identity, NewRecord::default(), TEST_NOW, &mut rng)
-        .unwrap();
+    let (identity, id) = patient_record(&vault, "Edith", TEST_NOW, &mut rng);
     Rec {
         vault,
         identity,

@@ -2,7 +2,9 @@
 //! daemons on loopback. Each test binary includes this module (`mod common;`) and uses a part
 //! of it; helpers that some binary does not use carry `#[allow(dead_code)]`.
 
+pub(crate) mod fhir;
 pub(crate) mod stranger;
+pub(crate) mod world;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -107,6 +109,51 @@ pub(crate) fn record_of(init: &Value) -> &str {
     init["record_id"].as_str().unwrap()
 }
 
+/// `hearth grant --to TO --sections SECTIONS --ability ABILITY --expires EXPIRES EXTRA…` on
+/// `home`, whatever the outcome.
+#[allow(dead_code)]
+pub(crate) fn grant_cmd(
+    home: &Path,
+    to: &str,
+    sections: &str,
+    ability: &str,
+    expires: &str,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![
+        "grant",
+        "--to",
+        to,
+        "--sections",
+        sections,
+        "--ability",
+        ability,
+        "--expires",
+        expires,
+    ];
+    args.extend(extra);
+    hearth(home, &args)
+}
+
+/// `hearth grant delegate GRANT --to TO --sections SECTIONS --ability ABILITY --expires
+/// EXPIRES EXTRA…` on `home`, whatever the outcome.
+#[allow(dead_code)]
+pub(crate) fn delegate_cmd(
+    home: &Path,
+    grant: &str,
+    to: &str,
+    sections: &str,
+    ability: &str,
+    expires: &str,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec!["grant", "delegate", grant];
+    args.extend(["--to", to, "--sections", sections, "--ability", ability]);
+    args.extend(["--expires", expires]);
+    args.extend(extra);
+    hearth(home, &args)
+}
+
 /// `hearth grant` on the patient's node `patient` to `to` (a peer id or contact card), which
 /// must succeed: its `--json` output.
 #[allow(dead_code)]
@@ -118,20 +165,13 @@ pub(crate) fn grant(
     ability: &str,
     expires: &str,
 ) -> Value {
-    json(&hearth(
+    json(&grant_cmd(
         patient,
-        &[
-            "grant",
-            "--to",
-            to,
-            "--sections",
-            sections,
-            "--ability",
-            ability,
-            "--expires",
-            expires,
-            "--json",
-        ],
+        to,
+        sections,
+        ability,
+        expires,
+        &["--json"],
     ))
 }
 

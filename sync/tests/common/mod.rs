@@ -43,6 +43,48 @@ impl Node {
             .hold_grant(&rid, std::slice::from_ref(g))
             .unwrap();
     }
+    /// Writes `{"text": text}` in `section` of `rid` at `when`, which must succeed.
+    pub fn add(
+        &self,
+        rid: &RecordId,
+        section: &str,
+        text: &str,
+        when: Timestamp,
+        rng: &mut TestRng,
+    ) {
+        self.add_all(rid, section, [text], when, rng);
+    }
+    /// Writes `{"text": t}` in `section` of `rid` at `when` for each of `texts`, in order.
+    pub fn add_all<T: AsRef<str>>(
+        &self,
+        rid: &RecordId,
+        section: &str,
+        texts: impl IntoIterator<Item = T>,
+        when: Timestamp,
+        rng: &mut TestRng,
+    ) {
+        let mut rec = self.vault.open_record(&self.id, rid).unwrap();
+        for t in texts {
+            rec.add_entry(&name(section), &json!({ "text": t.as_ref() }), when, rng)
+                .unwrap();
+        }
+    }
+    /// Appends the raw item `key` = `{}` to `section` of `rid` at `when`, skipping this node's
+    /// own checks (as a hostile node would).
+    pub fn add_raw(
+        &self,
+        rid: &RecordId,
+        section: &str,
+        key: &str,
+        when: Timestamp,
+        rng: &mut TestRng,
+    ) {
+        self.vault
+            .open_record(&self.id, rid)
+            .unwrap()
+            .append_raw_for_tests(&name(section), vec![(key.into(), "{}".into())], when, rng)
+            .unwrap();
+    }
     pub fn texts(&self, rid: &RecordId, section: &str) -> Vec<String> {
         let mut rec = self.vault.open_record(&self.id, rid).unwrap();
         match rec.show(&name(section)) {
@@ -143,9 +185,7 @@ pub fn grant_to(w: &mut World, who: &str, spec: &str, ability: Ability) -> Grant
 
 /// The patient writes an entry `{"text": text}` in `section` at `when`.
 pub fn write(w: &mut World, section: &str, text: &str, when: Timestamp) {
-    let mut rec = w.patient.vault.open_record(&w.patient.id, &w.rid).unwrap();
-    rec.add_entry(&name(section), &json!({ "text": text }), when, &mut w.rng)
-        .unwrap();
+    w.patient.add(&w.rid, section, text, when, &mut w.rng);
 }
 
 /// Runs a whole sync from `a` (requester) to `b` (responder), moving messages through the

@@ -9,10 +9,10 @@ use crate::keys::{Identity, Role};
 use crate::log::LogHead;
 use crate::record::entries::entry_key;
 use crate::record::layout::{k_bundle, k_head};
-use crate::record::{NewRecord, OpenRecord, Vault};
+use crate::record::{OpenRecord, Vault};
 use crate::section::SectionName;
 use crate::store::{Batch, Store, StoreError};
-use crate::test_utils::{TEST_NOW, TestRng};
+use crate::test_utils::{TEST_NOW, TestRng, patient_record};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT};
 
@@ -42,12 +42,9 @@ fn setup(
     RecordId,
 ) {
     let mut rng = TestRng::new(seed);
-    let (patient, _) = Identity::generate(Role::Patient, "Edith Example".into(), &mut rng);
-    let (other, _) = Identity::generate(Role::Professional, "Dr Real".into(), &mut rng);
     let vault = Vault::new(crate::store::MemoryStore::new());
-    let rid = vault
-        .create_record(&patient, NewRecord::default(), TEST_NOW, &mut rng)
-        .unwrap();
+    let (patient, rid) = patient_record(&vault, "Edith Example", TEST_NOW, &mut rng);
+    let (other, _) = Identity::generate(Role::Professional, "Dr Real".into(), &mut rng);
     let mut rec = vault.open_record(&patient, &rid).unwrap();
     add_note(&mut rec, "patient's own", &mut rng);
     (patient, other, vault, rid)
@@ -317,11 +314,8 @@ impl Store for Counting {
 #[test]
 fn a_continuation_reads_only_what_it_sends() {
     let mut rng = TestRng::new(4);
-    let (patient, _) = Identity::generate(Role::Patient, "Edith Example".into(), &mut rng);
     let vault = Vault::new(Counting::default());
-    let rid = vault
-        .create_record(&patient, NewRecord::default(), TEST_NOW, &mut rng)
-        .unwrap();
+    let (patient, rid) = patient_record(&vault, "Edith Example", TEST_NOW, &mut rng);
     let mut rec = vault.open_record(&patient, &rid).unwrap();
     for i in 0..40 {
         add_note(&mut rec, format!("n{i}"), &mut rng);

@@ -1,0 +1,139 @@
+//! Three homes in one temporary folder — a patient with notes and medications, a professional
+//! and an organisation — for the grant and request flows.
+
+#![allow(dead_code)]
+
+use super::{hearth, init, json};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Output;
+
+/// Homes under one temporary folder, removed when dropped.
+pub(crate) struct Homes {
+    _tmp: tempfile::TempDir,
+    pub(crate) root: PathBuf,
+}
+
+impl Homes {
+    pub(crate) fn new() -> Homes {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        Homes { _tmp: tmp, root }
+    }
+
+    /// The home called `name` (not created).
+    pub(crate) fn home(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+}
+
+/// A command that must have failed with exit `code` and one `error: ` message naming `needle`.
+#[track_caller]
+pub(crate) fn refused(out: Output, code: i32, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(
+        err.starts_with("error: ") && err.contains(needle),
+        "{err:?} should mention {needle:?}"
+    );
+}
+
+/// A JSON string as an owned `String`.
+pub(crate) fn str_of(v: &Value) -> String {
+    v.as_str().unwrap().to_string()
+}
+
+/// The patient (with a note and a medication), the GP and the organisation.
+pub(crate) struct World {
+    pub(crate) h: Homes,
+    pub(crate) patient: PathBuf,
+    pub(crate) gp: PathBuf,
+    pub(crate) org: PathBuf,
+    pub(crate) record: String,
+    pub(crate) gp_peer: String,
+    pub(crate) org_peer: String,
+}
+
+/// `hearth record add SECTION --entry ENTRY --json` on `home`, which must succeed.
+#[track_caller]
+pub(crate) fn add_json(home: &std::path::Path, section: &str, entry: &str) -> Value {
+    json(&hearth(
+        home,
+        &["record", "add", section, "--entry", entry, "--json"],
+    ))
+}
+
+/// A new [`World`].
+pub(crate) fn world() -> World {
+    let h = Homes::new();
+    let (patient, gp, org) = (h.home("patient"), h.home("gp"), h.home("org"));
+    init(&patient, "patient", "Edith");
+    init(&gp, "professional", "Dr A. Shah");
+    init(&org, "relay", "Riverside Practice");
+    add_json(&patient, "notes", r#"{"text": "seen"}"#);
+    add_json(&patient, "medications", r#"{"name": "Metformin 500mg"}"#);
+    let id = |home: &PathBuf, key: &str| str_of(&json(&hearth(home, &["id", "--json"]))[key]);
+    let record = id(&patient, "record_id");
+    let gp_peer = id(&gp, "peer_id");
+    let org_peer = id(&org, "peer_id");
+    World {
+        h,
+        patient,
+        gp,
+        org,
+        record,
+        gp_peer,
+        org_peer,
+    }
+}
+
+impl World {
+    /// `org attest` of the GP as "Dr A. Shah", GP, GMC 1234567, for `expires`: its `--json`
+    /// output.
+    #[track_caller]
+    pub(crate) fn attest(&self, expires: &str) -> Value {
+        json(&hearth(
+            &self.org,
+            &[
+                "org",
+                "attest",
+                "--staff",
+                &self.gp_peer,
+                "--name",
+                "Dr A. Shah",
+                "--role",
+                "GP",
+                "--registration",
+                "GMC 1234567",
+                "--expires",
+                expires,
+                "--json",
+            ],
+        ))
+    }
+
+    /// `request` from the GP to the patient's record: to read `sections` for direct care, for
+    /// `expires`, giving `reason`; its `--json` output.
+    #[track_caller]
+    pub(crate) fn request(&self, sections: &str, expires: &str, reason: &str) -> Value {
+        json(&hearth(
+            &self.gp,
+            &[
+                "request",
+                "--to",
+                &self.record,
+                "--sections",
+                sections,
+                "--ability",
+                "read",
+                "--purpose",
+                "direct-care",
+                "--expires",
+                expires,
+                "--reason",
+                reason,
+                "--json",
+            ],
+        ))
+    }
+}
