@@ -81,6 +81,9 @@ impl Batch {
     }
 }
 
+/// What [`Store::scan_while`] calls with each pair (key, value); it returns whether to go on.
+pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
+
 /// An ordered key–value store with atomic, durable batches.
 pub trait Store {
     /// The value at `key`.
@@ -92,12 +95,7 @@ pub trait Store {
     /// `false` (an empty or inverted range visits nothing). Backends read lazily: nothing after
     /// the pair `visit` stopped at is read, so a reader with a budget pays for what it uses,
     /// not for the rest of the range. `visit` must not use the store.
-    fn scan_while(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError>;
+    fn scan_while(&self, start: &[u8], end: &[u8], visit: Visit<'_>) -> Result<(), StoreError>;
 
     /// All pairs with `start <= key < end`, in key order (collected by
     /// [`Store::scan_while`]).
@@ -191,12 +189,7 @@ impl Store for MemoryStore {
         Ok(self.lock().get(key).cloned())
     }
 
-    fn scan_while(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
+    fn scan_while(&self, start: &[u8], end: &[u8], visit: Visit<'_>) -> Result<(), StoreError> {
         if start >= end {
             return Ok(());
         }
@@ -228,12 +221,7 @@ impl<S: Store + ?Sized> Store for &S {
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         (**self).commit(batch)
     }
-    fn scan_while(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
+    fn scan_while(&self, start: &[u8], end: &[u8], visit: Visit<'_>) -> Result<(), StoreError> {
         (**self).scan_while(start, end, visit)
     }
     fn commit_ordered(&self, batch: Batch) -> Result<(), StoreError> {

@@ -3,7 +3,7 @@
 //! One sled tree holds Hearth's ordered key space. `commit` applies the batch atomically and
 //! flushes before returning, so an acknowledged write survives a crash or power loss.
 
-use hearth_core::store::{Batch, Store, StoreError};
+use hearth_core::store::{Batch, Store, StoreError, Visit};
 use std::path::Path;
 
 /// A sled database opened by this process. sled holds an exclusive lock on its folder while
@@ -83,12 +83,7 @@ impl Store for SledStore {
         Ok(self.db.get(key).map_err(io)?.map(|v| v.to_vec()))
     }
 
-    fn scan_while(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
+    fn scan_while(&self, start: &[u8], end: &[u8], visit: Visit<'_>) -> Result<(), StoreError> {
         if start >= end {
             return Ok(());
         }

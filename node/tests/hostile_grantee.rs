@@ -8,7 +8,7 @@
 mod common;
 
 use automerge::transaction::Transactable;
-use common::{Daemon, PASS, add_text, grant, hearth, init, json, ok, stranger, wait_for};
+use common::{Daemon, PASS, Pair, add_text, grant, hearth, json, ok, stranger, wait_for};
 use hearth_core::bundle::Bundle;
 use hearth_core::entry::{EntryStatus, EntryVersion, Provenance};
 use hearth_core::ids::{EntryId, PeerKey, RecordId};
@@ -36,24 +36,22 @@ struct Granted {
 }
 
 fn granted() -> Granted {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, g) = (dir.path().join("p"), dir.path().join("g"));
-    let pid = init(&p, "patient", "Pat");
-    let gid = init(&g, "professional", "Dr Real");
+    let Pair {
+        dir,
+        p,
+        g,
+        rid,
+        pp,
+        gp,
+        ..
+    } = Pair::new("Dr Real");
     add_text(&p, None, "notes", "the patient's own note");
     let daemon = Daemon::start(&p, None);
-    let grant = grant(
-        &p,
-        gid["peer_id"].as_str().unwrap(),
-        "notes",
-        "append",
-        "1d",
-    );
+    let grant = grant(&p, &gp, "notes", "append", "1d");
     ok(&hearth(&g, &["accept", grant["token"].as_str().unwrap()]));
-    let pp = pid["peer_id"].as_str().unwrap();
     let synced = json(&hearth(
         &g,
-        &["sync", "--with", pp, "--wait", "--timeout", "60", "--json"],
+        &["sync", "--with", &pp, "--wait", "--timeout", "60", "--json"],
     ));
     assert_eq!(synced["in_sync"], true, "{synced}");
     let addr = daemon.file()["listen_addrs"][0]
@@ -63,7 +61,7 @@ fn granted() -> Granted {
         .unwrap();
     Granted {
         _dir: dir,
-        rid: pid["record_id"].as_str().unwrap().parse().unwrap(),
+        rid: rid.parse().unwrap(),
         peer: pp.parse().unwrap(),
         addr,
         daemon,

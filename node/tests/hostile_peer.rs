@@ -6,7 +6,7 @@
 mod common;
 
 use common::{
-    Daemon, PASS, grant, hearth, init, init_patient, json, ok, stranger, sync_in, wait_for,
+    Daemon, PASS, Pair, grant, hearth, init, init_patient, json, ok, stranger, sync_in, wait_for,
 };
 use hearth_core::grant::{self, Ability, Purpose};
 use hearth_sync::protocol::{Message, Notify, SyncRequest, decode, encode};
@@ -174,12 +174,14 @@ fn a_relay_grantee_asking_for_everything_gets_no_key_and_approval_embeds_none() 
 
 #[test]
 fn a_revoked_or_expired_grant_shows_as_such_on_the_grantees_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, g) = (dir.path().join("p"), dir.path().join("g"));
-    let pid = init(&p, "patient", "Pat");
-    let gid = init(&g, "professional", "Dr Gee");
-    let pp = pid["peer_id"].as_str().unwrap().to_string();
-    let gp = gid["peer_id"].as_str().unwrap().to_string();
+    let Pair {
+        dir: _dir,
+        p,
+        g,
+        pp,
+        gp,
+        ..
+    } = Pair::new("Dr Gee");
     add_note(&p, "CANARY-revoked");
     let dp = Daemon::start(&p, None);
     let issue = |expires: &str| grant(&p, &gp, "notes", "read", expires);
@@ -242,12 +244,16 @@ fn noise(seed: u64, n: usize) -> String {
 
 #[test]
 fn a_strangers_large_frame_is_refused_while_a_grantees_large_push_syncs() {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, g) = (dir.path().join("p"), dir.path().join("g"));
-    let pid = init(&p, "patient", "Pat");
-    let gid = init(&g, "professional", "Dr Gee");
-    let rid = pid["record_id"].as_str().unwrap().to_string();
-    let pp = pid["peer_id"].as_str().unwrap().to_string();
+    let Pair {
+        dir: _dir,
+        p,
+        g,
+        pid,
+        gid,
+        rid,
+        pp,
+        ..
+    } = Pair::new("Dr Gee");
     let d = Daemon::start(&p, None);
     let granted = grant(
         &p,

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    Daemon, PASS, add_text, grant, grant_cmd, hearth, hearth_in, init, json, log_file, ok, show,
-    stranger, sync_in, wait_for,
+    Daemon, PASS, Pair, add_text, grant, grant_cmd, hearth, hearth_in, init, json, log_file, ok,
+    show, stranger, sync_in, wait_for,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -186,13 +186,15 @@ fn daemon_lifecycle_api_checks_and_forwarding() {
 
 #[test]
 fn granted_sections_sync_live_both_ways_and_after_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, g) = (dir.path().join("p"), dir.path().join("g"));
-    let pid = init(&p, "patient", "Pat");
-    let gid = init(&g, "professional", "Dr Gee");
-    let rid = pid["record_id"].as_str().unwrap().to_string();
-    let pp = pid["peer_id"].as_str().unwrap().to_string();
-    let gp = gid["peer_id"].as_str().unwrap().to_string();
+    let Pair {
+        dir: _dir,
+        p,
+        g,
+        rid,
+        pp,
+        gp,
+        ..
+    } = Pair::new("Dr Gee");
     add_text(&p, None, "notes", "CANARY-granted-1");
     ok(&hearth(
         &p,
@@ -318,11 +320,14 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
 
 #[test]
 fn sync_without_a_daemon_runs_a_short_lived_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, g) = (dir.path().join("p"), dir.path().join("g"));
-    let pid = init(&p, "patient", "Pat");
-    let gid = init(&g, "professional", "Dr Gee");
-    let rid = pid["record_id"].as_str().unwrap().to_string();
+    let Pair {
+        dir,
+        p,
+        g,
+        gid,
+        rid,
+        ..
+    } = Pair::new("Dr Gee");
     add_text(&p, None, "notes", "CANARY-one-shot");
     let _dp = Daemon::start(&p, None);
     let grant = grant(&p, gid["peer_id"].as_str().unwrap(), "notes", "read", "1d");

@@ -4,17 +4,19 @@
 
 mod common;
 
-use common::{Daemon, add_text, grant, hearth, init, json, ok, show, sync_in, wait_for};
+use common::{Daemon, Pair, add_text, grant, hearth, json, ok, show, sync_in, wait_for};
 use std::time::{Duration, Instant};
 
 #[test]
 fn a_write_made_offline_before_expiry_and_synced_after_is_held_for_review_then_accepted() {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, g) = (dir.path().join("p"), dir.path().join("g"));
-    let pid = init(&p, "patient", "Pat");
-    let gid = init(&g, "professional", "Dr Gee");
-    let rid = pid["record_id"].as_str().unwrap().to_string();
-    let gp = gid["peer_id"].as_str().unwrap().to_string();
+    let Pair {
+        dir: _dir,
+        p,
+        g,
+        rid,
+        gp,
+        ..
+    } = Pair::new("Dr Gee");
     let _dp = Daemon::start(&p, None);
     let grant = grant(&p, &gp, "notes", "append", "5s");
     let granted = Instant::now();

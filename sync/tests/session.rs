@@ -82,13 +82,7 @@ fn strangers_and_revoked_grants_learn_nothing() {
         ),
         Err(SyncError::Refused(_))
     ));
-    let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
-    rec.put_auth_items(
-        vec![(format!("revoke/{}", g.id()), "{}".into())],
-        at(5),
-        &mut w.rng,
-    )
-    .unwrap();
+    revoke_unsigned(&mut w, &g, None, at(5));
     assert!(matches!(
         sync(&w.gp, &w.patient, rid, at(10), &mut w.rng),
         Err(SyncError::Refused(_))

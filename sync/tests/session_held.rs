@@ -189,19 +189,7 @@ fn a_write_concurrent_with_a_revocation_is_held_and_one_after_it_refused() {
     sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
     w.gp.add(&rid, "notes", "before", at(30), &mut w.rng);
     // The patient revokes at minute 40, not having seen it.
-    w.patient
-        .vault
-        .open_record(&w.patient.id, &rid)
-        .unwrap()
-        .put_auth_items(
-            vec![(
-                format!("revoke/{}", g.id()),
-                json!({ "at": at(40) }).to_string(),
-            )],
-            at(40),
-            &mut w.rng,
-        )
-        .unwrap();
+    revoke_unsigned(&mut w, &g, Some(at(40)), at(40));
     // The GP, not having seen the revocation, writes again at minute 45.
     w.gp.add(&rid, "notes", "after", at(45), &mut w.rng);
     let report = sync(&w.patient, &w.gp, rid, at(50), &mut w.rng).unwrap();

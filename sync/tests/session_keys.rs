@@ -21,14 +21,9 @@ fn revocation_moves_readable_sections_to_keys_the_revoked_never_get() {
     sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
     sync(&w.sw, &w.patient, rid, at(10), &mut w.rng).unwrap();
     let notes = section_id(&w.patient, &rid, "notes");
+    revoke_unsigned(&mut w, &g, None, at(11));
     {
         let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
-        rec.put_auth_items(
-            vec![(format!("revoke/{}", g.id()), "{}".into())],
-            at(11),
-            &mut w.rng,
-        )
-        .unwrap();
         let moved = rec
             .rotate_keys(&[notes, SectionId::AUTH], at(11), &mut w.rng)
             .unwrap();

@@ -146,14 +146,9 @@ fn holdable_by_many_gives_each_peer_what_it_may_hold() {
     grant_to(&mut w, "gp", "notes", Ability::Read);
     let revoked = grant_to(&mut w, "sw", "notes", Ability::Read);
     let phone = Identity::new_device("phone".into(), &mut w.rng).link_to(rid);
+    revoke_unsigned(&mut w, &revoked, None, at(5));
     {
         let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
-        rec.put_auth_items(
-            vec![(format!("revoke/{}", revoked.id()), "{}".into())],
-            at(5),
-            &mut w.rng,
-        )
-        .unwrap();
         rec.certify_device(
             phone.peer(),
             "phone",
@@ -329,17 +324,7 @@ fn a_revoked_grantee_learns_its_own_revocation_and_nothing_of_others() {
     let mut w = world(44);
     let rid = w.rid;
     let g = grant_to(&mut w, "gp", "notes", Ability::Read);
-    let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
-    rec.put_auth_items(
-        vec![(
-            format!("revoke/{}", g.id()),
-            json!({"at": at(5)}).to_string(),
-        )],
-        at(5),
-        &mut w.rng,
-    )
-    .unwrap();
-    drop(rec);
+    revoke_unsigned(&mut w, &g, Some(at(5)), at(5));
     assert!(sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).is_err());
     assert_eq!(w.gp.vault.learnt_revocations(&rid).len(), 1);
     // A forged revocation (not signed by the record root) is ignored; so is one of a grant the

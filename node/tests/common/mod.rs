@@ -79,6 +79,54 @@ pub(crate) fn init(home: &Path, role: &str, name: &str) -> Value {
     ))
 }
 
+/// A patient ("Pat", at `p`) and a professional (at `g`) in fresh homes under one temporary
+/// folder, with their `init --json` outputs and the ids tests use most.
+#[allow(dead_code)]
+pub(crate) struct Pair {
+    /// The folder holding both homes (removed when dropped).
+    pub(crate) dir: tempfile::TempDir,
+    /// The patient's home.
+    pub(crate) p: PathBuf,
+    /// The professional's home.
+    pub(crate) g: PathBuf,
+    /// The patient's `init --json` output.
+    pub(crate) pid: Value,
+    /// The professional's `init --json` output.
+    pub(crate) gid: Value,
+    /// The patient's record id.
+    pub(crate) rid: String,
+    /// The patient's peer id.
+    pub(crate) pp: String,
+    /// The professional's peer id.
+    pub(crate) gp: String,
+}
+
+impl Pair {
+    /// A new pair, the professional named `professional`.
+    #[allow(dead_code)]
+    pub(crate) fn new(professional: &str) -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, g) = (dir.path().join("p"), dir.path().join("g"));
+        let pid = init(&p, "patient", "Pat");
+        let gid = init(&g, "professional", professional);
+        let (rid, pp, gp) = (
+            record_of(&pid).to_string(),
+            peer_of(&pid).to_string(),
+            peer_of(&gid).to_string(),
+        );
+        Pair {
+            dir,
+            p,
+            g,
+            pid,
+            gid,
+            rid,
+            pp,
+            gp,
+        }
+    }
+}
+
 /// A patient's node at `home`, with an NHS number (`init --json` output).
 #[allow(dead_code)]
 pub(crate) fn init_patient(home: &Path) -> Value {
@@ -109,6 +157,25 @@ pub(crate) fn record_of(init: &Value) -> &str {
     init["record_id"].as_str().unwrap()
 }
 
+/// The arguments naming a grant's audience, sections, ability and end.
+fn scope_args<'a>(
+    to: &'a str,
+    sections: &'a str,
+    ability: &'a str,
+    expires: &'a str,
+) -> [&'a str; 8] {
+    [
+        "--to",
+        to,
+        "--sections",
+        sections,
+        "--ability",
+        ability,
+        "--expires",
+        expires,
+    ]
+}
+
 /// `hearth grant --to TO --sections SECTIONS --ability ABILITY --expires EXPIRES EXTRA…` on
 /// `home`, whatever the outcome.
 #[allow(dead_code)]
@@ -120,17 +187,8 @@ pub(crate) fn grant_cmd(
     expires: &str,
     extra: &[&str],
 ) -> Output {
-    let mut args = vec![
-        "grant",
-        "--to",
-        to,
-        "--sections",
-        sections,
-        "--ability",
-        ability,
-        "--expires",
-        expires,
-    ];
+    let mut args = vec!["grant"];
+    args.extend(scope_args(to, sections, ability, expires));
     args.extend(extra);
     hearth(home, &args)
 }
@@ -148,8 +206,7 @@ pub(crate) fn delegate_cmd(
     extra: &[&str],
 ) -> Output {
     let mut args = vec!["grant", "delegate", grant];
-    args.extend(["--to", to, "--sections", sections, "--ability", ability]);
-    args.extend(["--expires", expires]);
+    args.extend(scope_args(to, sections, ability, expires));
     args.extend(extra);
     hearth(home, &args)
 }

@@ -7,6 +7,7 @@ use hearth_core::grant::{Ability, Grant, GrantSpec};
 use hearth_core::ids::PeerKey;
 use hearth_core::ids::{RecordId, SectionId};
 use hearth_core::keys::{Identity, Role};
+use hearth_core::ledger::Key;
 use hearth_core::log::VersionVector;
 use hearth_core::record::{AuthItem, NewRecord, Vault};
 use hearth_core::section::SectionName;
@@ -118,6 +119,16 @@ pub struct World {
     pub gp: Node,
     pub sw: Node,
     pub rid: RecordId,
+}
+
+/// Records in the patient's auth document that `g` is revoked, as the unsigned item nodes wrote
+/// before revocations were signed (`{"at": when}`, or `{}` with no time): every node must
+/// still honour it.
+pub fn revoke_unsigned(w: &mut World, g: &Grant, when: Option<Timestamp>, now: Timestamp) {
+    let value = when.map_or_else(|| "{}".to_string(), |t| json!({ "at": t }).to_string());
+    let mut rec = w.patient.vault.open_record(&w.patient.id, &w.rid).unwrap();
+    rec.put_auth_items(vec![(Key::Revoke(&g.id()).text(), value)], now, &mut w.rng)
+        .unwrap();
 }
 
 pub fn world(seed: u64) -> World {

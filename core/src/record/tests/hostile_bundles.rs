@@ -11,7 +11,7 @@ use crate::record::entries::entry_key;
 use crate::record::layout::{k_bundle, k_head};
 use crate::record::{OpenRecord, Vault};
 use crate::section::SectionName;
-use crate::store::{Batch, Store, StoreError};
+use crate::store::{Batch, Store, StoreError, Visit};
 use crate::test_utils::{TEST_NOW, TestRng, patient_record};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT};
@@ -295,12 +295,7 @@ impl Store for Counting {
         self.read.set(self.read.get() + out.len());
         Ok(out)
     }
-    fn scan_while(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
+    fn scan_while(&self, start: &[u8], end: &[u8], visit: Visit<'_>) -> Result<(), StoreError> {
         self.inner.scan_while(start, end, &mut |k, v| {
             self.read.set(self.read.get() + 1);
             visit(k, v)
