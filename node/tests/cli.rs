@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{PASS, add_text, hearth, hearth_in, init_patient, json, ok};
+use common::{PASS, add_text, hearth, hearth_in, init, init_patient, json, ok};
 use hearth_core::store::{Batch, Store};
 use hearth_node::sled_store::SledStore;
 use serde_json::Value;
@@ -88,18 +88,7 @@ fn init_add_show_correct_history_mark_error() {
     ));
     let entry = added["entry_id"].as_str().unwrap().to_string();
     // Plain output is just the id, for scripts.
-    let plain = ok(&hearth(
-        &home,
-        &[
-            "record",
-            "add",
-            "notes",
-            "--label",
-            "mental-health",
-            "--entry",
-            r#"{"text": "low mood"}"#,
-        ],
-    ));
+    let plain = add_text(&home, None, "notes:mental-health", "low mood");
     assert!(plain.trim().starts_with('e'));
 
     let show = json(&hearth(&home, &["record", "show", "allergies", "--json"]));
@@ -398,17 +387,7 @@ fn init_twice_is_refused_and_professionals_have_no_record() {
     init_patient(&home);
     fails_with(&hearth(&home, &["init", "--role", "patient"]), 7);
     let g = tmp.path().join("g");
-    let out = json(&hearth(
-        &g,
-        &[
-            "init",
-            "--role",
-            "professional",
-            "--name",
-            "Dr Gee",
-            "--json",
-        ],
-    ));
+    let out = init(&g, "professional", "Dr Gee");
     assert!(out["record_id"].is_null());
     assert!(out["recovery_phrase"].is_null());
     let id = json(&hearth(&g, &["id", "--json"]));

@@ -5,8 +5,11 @@
 
 mod common;
 
-use common::fhir::{fails_with, fixture, fixtures, init_as_patient_of, read_json, store_dump};
-use common::{hearth, init_patient, json, s};
+use common::fhir::{
+    export_fhir, fails_with, fixture, fixtures, import_fhir, init_as_patient_of, read_json,
+    store_dump,
+};
+use common::{hearth, init_patient, json};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -20,26 +23,17 @@ fn every_fixture_imports_exports_and_reimports_without_duplicates() {
         let patient = init_as_patient_of(&home, &original);
         let n = original["entry"].as_array().unwrap().len() as u64;
 
-        let first = json(&hearth(
-            &home,
-            &["record", "import", "--fhir", s(&file), "--json"],
-        ));
+        let first = json(&import_fhir(&home, &file, &["--json"]));
         assert_eq!(first["resources"], n, "{name}");
         assert_eq!(first["imported"], n, "{name}: {first}");
         assert_eq!(first["written"], n, "{name}");
 
-        let again = json(&hearth(
-            &home,
-            &["record", "import", "--fhir", s(&file), "--json"],
-        ));
+        let again = json(&import_fhir(&home, &file, &["--json"]));
         assert_eq!(again["unchanged"], n, "{name}: {again}");
         assert_eq!(again["written"], 0, "{name}");
 
         let out = dir.path().join("export.json");
-        let report = json(&hearth(
-            &home,
-            &["record", "export", "--fhir", s(&out), "--json"],
-        ));
+        let report = export_fhir(&home, &out, &[]);
         assert_eq!(report["left_out_in_error"], 0);
         let exported: Value = read_json(&out);
         assert_eq!(exported["resourceType"], "Bundle");
@@ -80,10 +74,7 @@ fn every_fixture_imports_exports_and_reimports_without_duplicates() {
         }
 
         // The export, imported back into the same record, adds nothing.
-        let back = json(&hearth(
-            &home,
-            &["record", "import", "--fhir", s(&out), "--json"],
-        ));
+        let back = json(&import_fhir(&home, &out, &["--json"]));
         assert_eq!(back["written"], 0, "{name}: {back}");
     }
 }
@@ -168,7 +159,7 @@ fn bad_input_exits_3_names_the_place_and_changes_nothing() {
     ];
     let before = store_dump(&home);
     for (what, path, expect) in cases {
-        let err = fails_with(&hearth(&home, &["record", "import", "--fhir", s(&path)]), 3);
+        let err = fails_with(&import_fhir(&home, &path, &[]), 3);
         assert!(err.contains(expect), "{what}: {err}");
         for content in ["Testpatient", "9434765910", "2025-13-03", "07700"] {
             assert!(

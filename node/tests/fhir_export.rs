@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::fhir::{fixture, fixtures, init_as_patient_of, professional_granted, read_json};
+use common::fhir::{
+    export_fhir, fixture, fixtures, import_fhir, init_as_patient_of, professional_granted,
+    read_json,
+};
 use common::{hearth, init_patient, json, s};
 use serde_json::{Value, json};
 
@@ -16,10 +19,7 @@ fn automerge_export_opens_with_plain_automerge() {
     let home = dir.path().join("home");
     let _ = init_patient(&home);
     let edith = fixture("uk-social-care");
-    json(&hearth(
-        &home,
-        &["record", "import", "--fhir", s(&edith), "--json"],
-    ));
+    json(&import_fhir(&home, &edith, &["--json"]));
     let out = dir.path().join("am");
     json(&hearth(
         &home,
@@ -61,23 +61,9 @@ fn export_of_chosen_sections_keeps_references_valid() {
     let home = dir.path().join("home");
     let file = fixture("type2-diabetes");
     init_as_patient_of(&home, &read_json(&file));
-    json(&hearth(
-        &home,
-        &["record", "import", "--fhir", s(&file), "--json"],
-    ));
+    json(&import_fhir(&home, &file, &["--json"]));
     let out = dir.path().join("obs.json");
-    let report = json(&hearth(
-        &home,
-        &[
-            "record",
-            "export",
-            "--fhir",
-            s(&out),
-            "--sections",
-            "observations",
-            "--json",
-        ],
-    ));
+    let report = export_fhir(&home, &out, &["--sections", "observations"]);
     assert_eq!(report["sections"], json!(["observations"]));
     let b: Value = read_json(&out);
     let urls: std::collections::HashSet<&str> = b["entry"]
@@ -115,10 +101,7 @@ fn export_writes_the_grants_as_consents() {
     let home = dir.path().join("home");
     let file = fixtures().remove(0);
     init_as_patient_of(&home, &read_json(&file));
-    json(&hearth(
-        &home,
-        &["record", "import", "--fhir", s(&file), "--json"],
-    ));
+    json(&import_fhir(&home, &file, &["--json"]));
     let mut ids = Vec::new();
     for (who, sections, ability) in [
         ("gp", "notes,medications", "read"),
@@ -130,10 +113,7 @@ fn export_writes_the_grants_as_consents() {
     json(&hearth(&home, &["grant", "revoke", &ids[1], "--json"]));
 
     let out = dir.path().join("export.json");
-    let report = json(&hearth(
-        &home,
-        &["record", "export", "--fhir", s(&out), "--json"],
-    ));
+    let report = export_fhir(&home, &out, &[]);
     assert_eq!(report["consents"], 2, "{report}");
     let bundle: Value = read_json(&out);
     let patient = bundle["entry"][0]["fullUrl"].as_str().unwrap();
@@ -156,24 +136,11 @@ fn export_writes_the_grants_as_consents() {
         assert_eq!(c["identifier"][0]["system"], "urn:hearth:grant");
     }
     // The export, imported back, adds nothing: the Consents are skipped and reported.
-    let back = json(&hearth(
-        &home,
-        &["record", "import", "--fhir", s(&out), "--json"],
-    ));
+    let back = json(&import_fhir(&home, &out, &["--json"]));
     assert_eq!(back["written"], 0, "{back}");
     assert_eq!(back["by_type"]["Consent"]["skipped"], 2, "{back}");
 
-    let report = json(&hearth(
-        &home,
-        &[
-            "record",
-            "export",
-            "--fhir",
-            s(&out),
-            "--no-consent",
-            "--json",
-        ],
-    ));
+    let report = export_fhir(&home, &out, &["--no-consent"]);
     assert_eq!(report["consents"], 0);
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(!text.contains("\"Consent\""));

@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::fhir::{fails_with, fixture, professional_granted, read_json, store_dump};
+use common::fhir::{
+    export_fhir, fails_with, fixture, import_fhir, professional_granted, read_json, store_dump,
+};
 use common::{Daemon, hearth, init_patient, json, ok, s, sync_in, wait_for};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -84,10 +86,7 @@ fn a_professional_with_append_imports_into_the_patients_record() {
     entries.extend(part(&fixture, "Condition", 0, 1));
     entries.extend(part(&fixture, "Observation", 0, 1));
     write_bundle(&first, entries);
-    json(&hearth(
-        &p,
-        &["record", "import", "--fhir", s(&first), "--json"],
-    ));
+    json(&import_fhir(&p, &first, &["--json"]));
     let _dp = Daemon::start(&p, None);
 
     let mut grants = Vec::new();
@@ -145,18 +144,7 @@ fn a_professional_with_append_imports_into_the_patients_record() {
         let f = dir.path().join("refused.json");
         write_bundle(&f, entries);
         let before = store_dump(home);
-        let out = hearth(
-            home,
-            &[
-                "record",
-                "import",
-                "--fhir",
-                s(&f),
-                "--record",
-                &rid,
-                "--accept-different-patient",
-            ],
-        );
+        let out = import_fhir(home, &f, &["--record", &rid, "--accept-different-patient"]);
         let err = fails_with(&out, 7);
         for w in want {
             assert!(err.contains(w), "{w}: {err}");
@@ -199,18 +187,10 @@ fn a_professional_with_append_imports_into_the_patients_record() {
     new_section.extend(part(&fixture, "Observation", 7, 1));
     let f = dir.path().join("encounter.json");
     write_bundle(&f, new_section);
-    let done = json(&hearth(
+    let done = json(&import_fhir(
         &gp,
-        &[
-            "record",
-            "import",
-            "--fhir",
-            s(&f),
-            "--record",
-            &rid,
-            "--accept-different-patient",
-            "--json",
-        ],
+        &f,
+        &["--record", &rid, "--accept-different-patient", "--json"],
     ));
     assert_eq!(done["written"], 2, "{done}");
 
@@ -222,10 +202,7 @@ fn a_professional_with_append_imports_into_the_patients_record() {
     assert_eq!(authored_by(&p, &rid, "Dr Read"), 0);
     // The patient's export names the GP as their author, and holds both grants.
     let out = dir.path().join("patient-export.json");
-    let report = json(&hearth(
-        &p,
-        &["record", "export", "--fhir", s(&out), "--json"],
-    ));
+    let report = export_fhir(&p, &out, &[]);
     assert_eq!(report["consents"], 2, "{report}");
     let bundle: Value = read_json(&out);
     let by_gp = bundle["entry"]
@@ -240,18 +217,7 @@ fn a_professional_with_append_imports_into_the_patients_record() {
     assert_eq!(by_gp, 7);
     // The GP's export holds its own grant only.
     let out = dir.path().join("gp-export.json");
-    let report = json(&hearth(
-        &gp,
-        &[
-            "record",
-            "export",
-            "--fhir",
-            s(&out),
-            "--record",
-            &rid,
-            "--json",
-        ],
-    ));
+    let report = export_fhir(&gp, &out, &["--record", &rid]);
     assert_eq!(report["consents"], 1, "{report}");
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.contains(&grants[0]) && !text.contains(&grants[1]));
@@ -330,17 +296,7 @@ fn another_patients_bundle_is_refused_and_nothing_is_written() {
     }
 
     // A dry run shows the check, and fails as the import would.
-    let out = hearth(
-        &home,
-        &[
-            "record",
-            "import",
-            "--fhir",
-            s(&cato),
-            "--dry-run",
-            "--json",
-        ],
-    );
+    let out = import_fhir(&home, &cato, &["--dry-run", "--json"]);
     fails_with(&out, 7);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["dry_run"], true);
@@ -351,27 +307,17 @@ fn another_patients_bundle_is_refused_and_nothing_is_written() {
         json!(["name", "birth-date"])
     );
     assert_eq!(report["patient_check"]["accepted_different_patient"], false);
-    let text = hearth(
-        &home,
-        &["record", "import", "--fhir", s(&cato), "--dry-run"],
-    );
+    let text = import_fhir(&home, &cato, &["--dry-run"]);
     assert!(
         String::from_utf8_lossy(&text.stdout)
             .contains("Patient check: the bundle is about another patient"),
         "{}",
         String::from_utf8_lossy(&text.stdout)
     );
-    let accepted = json(&hearth(
+    let accepted = json(&import_fhir(
         &home,
-        &[
-            "record",
-            "import",
-            "--fhir",
-            s(&cato),
-            "--dry-run",
-            "--accept-different-patient",
-            "--json",
-        ],
+        &cato,
+        &["--dry-run", "--accept-different-patient", "--json"],
     ));
     assert_eq!(
         accepted["patient_check"]["accepted_different_patient"],
@@ -380,39 +326,21 @@ fn another_patients_bundle_is_refused_and_nothing_is_written() {
     assert!(store_dump(&home) == before, "a dry run changed the store");
 
     // Her own bundle goes in: the same NHS number, whatever the name says.
-    let own = json(&hearth(
-        &home,
-        &["record", "import", "--fhir", s(&edith), "--json"],
-    ));
+    let own = json(&import_fhir(&home, &edith, &["--json"]));
     assert_eq!(own["patient_check"]["result"], "same", "{own}");
     assert_eq!(own["patient_check"]["by"], "nhs-number");
 
     // The override imports another person's bundle, and the report says it was used.
-    let out = hearth(
-        &home,
-        &[
-            "record",
-            "import",
-            "--fhir",
-            s(&cato),
-            "--accept-different-patient",
-        ],
-    );
+    let out = import_fhir(&home, &cato, &["--accept-different-patient"]);
     let text = ok(&out);
     assert!(
         text.contains("imported anyway: --accept-different-patient"),
         "{text}"
     );
-    let again = json(&hearth(
+    let again = json(&import_fhir(
         &home,
-        &[
-            "record",
-            "import",
-            "--fhir",
-            s(&cato),
-            "--accept-different-patient",
-            "--json",
-        ],
+        &cato,
+        &["--accept-different-patient", "--json"],
     ));
     assert_eq!(again["unchanged"], cato_n, "{again}");
 }
@@ -447,13 +375,7 @@ fn a_professionals_import_is_checked_against_the_patients_demographics() {
     };
     let other = bundle_for("9000000009", "other.json");
     let before = store_dump(&gp);
-    let err = fails_with(
-        &hearth(
-            &gp,
-            &["record", "import", "--fhir", s(&other), "--record", &rid],
-        ),
-        7,
-    );
+    let err = fails_with(&import_fhir(&gp, &other, &["--record", &rid]), 7);
     assert!(err.contains("the NHS number differs"), "{err}");
     assert!(
         store_dump(&gp) == before,
@@ -461,18 +383,7 @@ fn a_professionals_import_is_checked_against_the_patients_demographics() {
     );
 
     let hers = bundle_for("9434765919", "hers.json");
-    let done = json(&hearth(
-        &gp,
-        &[
-            "record",
-            "import",
-            "--fhir",
-            s(&hers),
-            "--record",
-            &rid,
-            "--json",
-        ],
-    ));
+    let done = json(&import_fhir(&gp, &hers, &["--record", &rid, "--json"]));
     assert_eq!(done["patient_check"]["result"], "same", "{done}");
     assert_eq!(done["written"], 2, "{done}");
 }

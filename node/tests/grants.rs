@@ -5,7 +5,7 @@
 mod common;
 
 use common::world::{refused, str_of, world};
-use common::{delegate_cmd, grant, grant_cmd, hearth, json};
+use common::{delegate_cmd, grant, grant_cmd, hearth, json, scope_args};
 
 #[test]
 fn direct_grant_expiry_tamper_and_delegation() {
@@ -276,20 +276,13 @@ fn a_grant_carrying_a_window_is_refused_by_verify_and_accept() {
 #[test]
 fn window_is_an_unknown_option() {
     let w = world();
+    let window = ["--window", "2020-01-01.."];
+    let scope = scope_args(&w.gp_peer, "notes", "read", "1d");
+    let with_window = |head: &[&'static str]| -> Vec<&str> {
+        head.iter().copied().chain(scope).chain(window).collect()
+    };
     for args in [
-        vec![
-            "grant",
-            "--to",
-            &w.gp_peer,
-            "--sections",
-            "notes",
-            "--ability",
-            "read",
-            "--expires",
-            "1d",
-            "--window",
-            "2020-01-01..",
-        ],
+        with_window(&["grant"]),
         vec![
             "request",
             "--to",
@@ -307,21 +300,7 @@ fn window_is_an_unknown_option() {
             "--window",
             "2020-01-01..",
         ],
-        vec![
-            "grant",
-            "delegate",
-            "gabcdef",
-            "--to",
-            &w.gp_peer,
-            "--sections",
-            "notes",
-            "--ability",
-            "read",
-            "--expires",
-            "1d",
-            "--window",
-            "2020-01-01..",
-        ],
+        with_window(&["grant", "delegate", "gabcdef"]),
         vec!["requests", "approve", "qabcdef", "--window", "2020-01-01.."],
     ] {
         let out = hearth(&w.patient, &args);

@@ -196,18 +196,7 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
         ..
     } = Pair::new("Dr Gee");
     add_text(&p, None, "notes", "CANARY-granted-1");
-    ok(&hearth(
-        &p,
-        &[
-            "record",
-            "add",
-            "notes",
-            "--label",
-            "mental-health",
-            "--entry",
-            r#"{"text": "CANARY-secret-2"}"#,
-        ],
-    ));
+    add_text(&p, None, "notes:mental-health", "CANARY-secret-2");
 
     // The patient's daemon picks its ports, and reuses them after a restart.
     let dp = Daemon::start(&p, None);

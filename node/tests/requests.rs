@@ -33,10 +33,7 @@ fn attest_request_approve_accept_verify() {
     // The GP asks; the patient receives the request and sees the verified identity.
     let req = w.request("notes,medications", "90d", "Annual diabetes review");
     assert_eq!(req["credential"], true);
-    let added = json(&hearth(
-        &w.patient,
-        &["requests", "add", &str_of(&req["token"]), "--json"],
-    ));
+    let added = w.add_request(&req);
     assert_eq!(added["identity"]["status"], "verified");
     let pending = json(&hearth(&w.patient, &["requests", "--json"]));
     let p = &pending["pending"][0];
@@ -131,10 +128,7 @@ fn unverified_requester_and_deny() {
     let w = world();
     let req = w.request("notes:mental-health", "7d", "Curious");
     assert_eq!(req["credential"], false);
-    let added = json(&hearth(
-        &w.patient,
-        &["requests", "add", &str_of(&req["token"]), "--json"],
-    ));
+    let added = w.add_request(&req);
     assert_eq!(added["identity"]["status"], "unverified");
     let text = String::from_utf8(hearth(&w.patient, &["requests"]).stdout).unwrap();
     assert!(text.contains("UNVERIFIED"), "{text}");

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use super::{grant, hearth, init, json, peer_of};
+use super::{grant, hearth, init, json, peer_of, s};
 use hearth_core::store::Store;
 use hearth_node::sled_store::SledStore;
 use serde_json::{Value, json};
@@ -98,4 +98,20 @@ pub(crate) fn professional_granted(
 ) -> Value {
     let id = init(pro, "professional", name);
     grant(patient, peer_of(&id), sections, ability, "1d")
+}
+
+/// `hearth record export --fhir OUT EXTRA… --json` on `home`, which must succeed: its report.
+#[track_caller]
+pub(crate) fn export_fhir(home: &Path, out: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["record", "export", "--fhir", s(out)];
+    args.extend(extra);
+    args.push("--json");
+    json(&hearth(home, &args))
+}
+
+/// `hearth record import --fhir FILE EXTRA…` on `home`, whatever the outcome.
+pub(crate) fn import_fhir(home: &Path, file: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["record", "import", "--fhir", s(file)];
+    args.extend(extra);
+    hearth(home, &args)
 }

@@ -158,7 +158,7 @@ pub(crate) fn record_of(init: &Value) -> &str {
 }
 
 /// The arguments naming a grant's audience, sections, ability and end.
-fn scope_args<'a>(
+pub(crate) fn scope_args<'a>(
     to: &'a str,
     sections: &'a str,
     ability: &'a str,
@@ -252,18 +252,21 @@ pub(crate) fn grant_accepted(
     g
 }
 
-/// `hearth record add SECTION --entry {"text": TEXT}` on `home` (in record `record` if given),
-/// which must succeed.
+/// `hearth record add SECTION [--label LABEL] --entry {"text": TEXT}` on `home` (in record
+/// `record` if given), which must succeed: its output. `section` is a name or `name:label`.
 #[allow(dead_code)]
 #[track_caller]
-pub(crate) fn add_text(home: &Path, record: Option<&str>, section: &str, text: &str) {
+pub(crate) fn add_text(home: &Path, record: Option<&str>, section: &str, text: &str) -> String {
     let entry = serde_json::json!({ "text": text }).to_string();
-    let mut args = vec!["record", "add", section];
+    let mut args = match section.split_once(':') {
+        Some((name, label)) => vec!["record", "add", name, "--label", label],
+        None => vec!["record", "add", section],
+    };
     if let Some(r) = record {
         args.extend(["--record", r]);
     }
     args.extend(["--entry", entry.as_str()]);
-    ok(&hearth(home, &args));
+    ok(&hearth(home, &args))
 }
 
 /// `hearth record show --record RECORD --json` on `home`: its stdout, whatever the outcome.

@@ -112,6 +112,16 @@ impl World {
         ))
     }
 
+    /// `hearth requests add` of `request` (a `request --json` output) on the patient's node:
+    /// its `--json` output.
+    #[track_caller]
+    pub(crate) fn add_request(&self, request: &Value) -> Value {
+        json(&hearth(
+            &self.patient,
+            &["requests", "add", &str_of(&request["token"]), "--json"],
+        ))
+    }
+
     /// `request` from the GP to the patient's record: to read `sections` for direct care, for
     /// `expires`, giving `reason`; its `--json` output.
     #[track_caller]
