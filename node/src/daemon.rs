@@ -340,7 +340,7 @@ pub fn run(
             }
         };
         if args.json {
-            println!("{}", serde_json::to_string(&file).unwrap_or_default());
+            crate::os::print_line(&serde_json::to_string(&file).unwrap_or_default());
         }
         tracing::info!(peer = %info.peer_id, api = %api_url, "hearth node running");
         eprintln!("hearth node {} running", info.peer_id);

@@ -630,3 +630,39 @@ fn every_command_has_help() {
     let out = hearth(tmp.path(), &["record", "frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `hearth … | head`: the reader closes the pipe before the command writes. The command still
+/// does its work and ends with its own exit code; nothing panics.
+#[test]
+fn a_closed_output_pipe_is_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("p");
+    init_patient(&home);
+    for args in [
+        &[
+            "record",
+            "add",
+            "notes",
+            "--entry",
+            r#"{"text": "piped away"}"#,
+        ][..],
+        &["record", "show", "--json"][..],
+    ] {
+        let mut child = common::command(&home, PASS)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the reading end before the command (which first unlocks the keystore, which
+        // takes a while) writes anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+    // The entry written while its output went nowhere is there.
+    let shown = ok(&hearth(&home, &["record", "show", "--json"]));
+    assert!(shown.contains("piped away"), "{shown}");
+}

@@ -95,7 +95,7 @@ impl Ctx {
                 buf.extend_from_slice(line.as_bytes());
                 buf.push(b'\n');
             }
-            None => println!("{line}"),
+            None => crate::os::print_line(line),
         }
     }
 

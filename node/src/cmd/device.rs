@@ -378,12 +378,12 @@ pub fn join(ctx: &Ctx, code_text: &str, name: Option<&str>) -> Result<(), Failur
         };
         home.write_new(&info, &keystore)?;
         if !json_out {
-            println!(
+            crate::os::print_line(&format!(
                 "Linked to record {} as {} ({}). Fetching the record…",
                 welcome.record,
                 welcome.cert.name,
                 identity.peer()
-            );
+            ));
         }
         // First sync, on the connection we already have.
         let shared = Arc::new(Mutex::new(Shared { vault, identity }));
