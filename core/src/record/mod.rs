@@ -81,7 +81,7 @@ pub use snapshot::{
 };
 pub use vault::{NewRecord, Vault};
 pub use views::{
-    Attribution, CLAIMED, EARLIER_VERSIONS_SHOWN, EntryView, RawEntryView, RawSectionView,
+    Attribution, Basis, CLAIMED, EARLIER_VERSIONS_SHOWN, EntryView, RawEntryView, RawSectionView,
     SectionView,
 };
 pub use writer::EntryWriter;

@@ -14,16 +14,29 @@ use automerge::{AutoCommit, ROOT, ReadDoc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+/// What vouches for the name of a version's author.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Basis {
+    /// A device certified by the record root: the patient's own.
+    PatientDevice,
+    /// A credential from an organisation this node trusts (filled in by the node).
+    OrganisationCredential,
+    /// This node's own key (filled in by the node).
+    ThisNode,
+    /// Nothing: only the signing key is known.
+    Unverified,
+}
+
 /// Verified facts about who wrote a version and when this node received it, as opposed to what
 /// the writer said of itself in the version's provenance (which is only a claim).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Attribution {
     /// The key that signed the bundle carrying the version.
     pub author: PeerKey,
-    /// What vouches for the name: `patient-device` (a device certified by the record root),
-    /// `organisation-credential` (a credential from an organisation this node trusts, filled
-    /// in by the node) or `unverified` (nothing: only the key is known).
-    pub basis: &'static str,
+    /// What vouches for the name (`patient-device`, `organisation-credential`, `this-node` or
+    /// `unverified` in JSON).
+    pub basis: Basis,
     /// The verified name, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -305,9 +318,9 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                     Attribution {
                         author,
                         basis: if device.is_some() {
-                            "patient-device"
+                            Basis::PatientDevice
                         } else {
-                            "unverified"
+                            Basis::Unverified
                         },
                         name: device.cloned(),
                         role: device.map(|_| Role::Patient.as_str().to_string()),

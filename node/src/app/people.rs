@@ -6,7 +6,7 @@ use crate::sled_store::SledStore;
 use hearth_core::grant::request::{AccessRequest, Verification, verify_credential};
 use hearth_core::ids::PeerKey;
 use hearth_core::keys::Identity;
-use hearth_core::record::{Attribution, OpenRecord};
+use hearth_core::record::{Attribution, Basis, OpenRecord};
 use hearth_core::time::Timestamp;
 use std::collections::BTreeMap;
 
@@ -63,16 +63,16 @@ pub fn verified_name(
 
 /// Fills in a grantee's verified identity from `people`, and this node's own.
 pub fn vouch(a: &mut Attribution, people: &BTreeMap<PeerKey, Vouched>, me: &Identity) {
-    if a.basis != "unverified" {
+    if a.basis != Basis::Unverified {
         return;
     }
     if let Some((name, role, org)) = people.get(&a.author) {
-        a.basis = "organisation-credential";
+        a.basis = Basis::OrganisationCredential;
         a.name = Some(name.clone());
         a.role = Some(role.clone());
         a.organisation = Some(org.clone());
     } else if a.author == me.peer() {
-        a.basis = "this-node";
+        a.basis = Basis::ThisNode;
         a.name = Some(me.name.clone());
         a.role = Some(me.role.as_str().to_string());
     }

@@ -8,7 +8,7 @@ use crate::sled_store::SledStore;
 use hearth_core::entry::{EntryBody, EntryStatus};
 use hearth_core::ids::PeerKey;
 use hearth_core::keys::Identity;
-use hearth_core::record::{Attribution, OpenRecord, RecordError, SectionView};
+use hearth_core::record::{Attribution, Basis, OpenRecord, RecordError, SectionView};
 use hearth_core::section::SectionName;
 use serde_json::{Value, json};
 
@@ -178,13 +178,13 @@ fn who(a: Option<&Attribution>, v: &hearth_core::entry::EntryVersion) -> String 
 fn who_of(a: Option<&Attribution>, author: &PeerKey) -> String {
     match a {
         Some(a) => match (a.basis, &a.name) {
-            ("patient-device", Some(n)) => format!("{n} (patient's device)"),
-            ("organisation-credential", Some(n)) => format!(
+            (Basis::PatientDevice, Some(n)) => format!("{n} (patient's device)"),
+            (Basis::OrganisationCredential, Some(n)) => format!(
                 "{n} ({}, {}; verified credential)",
                 a.role.as_deref().unwrap_or_default(),
                 a.organisation.as_deref().unwrap_or_default()
             ),
-            ("this-node", Some(n)) => format!("{n} (this node)"),
+            (Basis::ThisNode, Some(n)) => format!("{n} (this node)"),
             _ => format!("unverified key {}", a.author),
         },
         None => format!("unverified key {author}"),
@@ -197,7 +197,7 @@ fn claims(a: Option<&Attribution>, v: &hearth_core::entry::EntryVersion) -> Opti
 }
 
 fn claims_of(a: Option<&Attribution>, p: &hearth_core::entry::Provenance) -> Option<String> {
-    if a.is_some_and(|a| a.basis == "patient-device" || a.basis == "this-node") {
+    if a.is_some_and(|a| matches!(a.basis, Basis::PatientDevice | Basis::ThisNode)) {
         return None;
     }
     Some(format!(
