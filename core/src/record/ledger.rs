@@ -1,7 +1,7 @@
 //! Typed queries and writes of the consent ledger ([`crate::ledger`]) over an open record and a
 //! vault: the one place that reads or writes ledger items by key.
 
-use super::{OpenRecord, Result, Vault};
+use super::{OpenRecord, RecordError, Result, Vault};
 use crate::grant::{self, Grant, GrantId, Revocation};
 use crate::ids::{PeerKey, RecordId};
 use crate::ledger::{
@@ -66,19 +66,21 @@ impl<S: Store> OpenRecord<'_, S> {
     ) -> Result<()> {
         let pairs = items
             .iter()
-            .filter_map(|i| match i {
+            .map(|i| match i {
                 AuthItem::Grant(chain) => {
-                    let leaf = chain.last()?;
-                    Some((
+                    let leaf = chain
+                        .last()
+                        .ok_or(RecordError::Invalid("an empty grant chain"))?;
+                    Ok((
                         Key::RecordedGrant(&leaf.id()).text(),
                         RecordedGrant::new(chain).to_json(),
                     ))
                 }
                 AuthItem::Revoke(r) => {
-                    Some((Key::Revoke(&r.grant).text(), RevokeItem::new(r).to_json()))
+                    Ok((Key::Revoke(&r.grant).text(), RevokeItem::new(r).to_json()))
                 }
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         self.put_auth_items(pairs, now, rng)
     }
 
@@ -327,5 +329,30 @@ impl<S: Store> Vault<S> {
                 ))
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::test_utils::{TEST_NOW, TestRng, patient_record};
+
+    #[test]
+    fn an_empty_grant_chain_is_refused_and_nothing_is_written() {
+        let mut rng = TestRng::new(3);
+        let vault = Vault::new(MemoryStore::new());
+        let (patient, rid) = patient_record(&vault, "Edith", TEST_NOW, &mut rng);
+        let mut rec = vault.open_record(&patient, &rid).unwrap();
+        let before = rec.version_vectors().unwrap();
+        let err = rec
+            .put_auth(vec![AuthItem::Grant(Vec::new())], TEST_NOW, &mut rng)
+            .unwrap_err();
+        assert!(
+            matches!(err, crate::record::RecordError::Invalid(_)),
+            "{err}"
+        );
+        assert!(rec.recorded_chains().is_empty());
+        assert_eq!(rec.version_vectors().unwrap(), before);
     }
 }

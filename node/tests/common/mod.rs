@@ -187,9 +187,17 @@ pub(crate) fn grant_cmd(
     expires: &str,
     extra: &[&str],
 ) -> Output {
-    let mut args = vec!["grant"];
-    args.extend(scope_args(to, sections, ability, expires));
-    args.extend(extra);
+    scoped(
+        home,
+        &["grant"],
+        scope_args(to, sections, ability, expires),
+        extra,
+    )
+}
+
+/// `hearth HEAD… SCOPE… EXTRA…` on `home`, whatever the outcome.
+fn scoped(home: &Path, head: &[&str], scope: [&str; 8], extra: &[&str]) -> Output {
+    let args: Vec<&str> = head.iter().chain(&scope).chain(extra).copied().collect();
     hearth(home, &args)
 }
 
@@ -205,10 +213,8 @@ pub(crate) fn delegate_cmd(
     expires: &str,
     extra: &[&str],
 ) -> Output {
-    let mut args = vec!["grant", "delegate", grant];
-    args.extend(scope_args(to, sections, ability, expires));
-    args.extend(extra);
-    hearth(home, &args)
+    let scope = scope_args(to, sections, ability, expires);
+    scoped(home, &["grant", "delegate", grant], scope, extra)
 }
 
 /// `hearth grant` on the patient's node `patient` to `to` (a peer id or contact card), which
