@@ -340,8 +340,8 @@ mod tests {
 
     #[test]
     fn an_empty_grant_chain_is_refused_and_nothing_is_written() {
-        let mut rng = TestRng::new(3);
         let vault = Vault::new(MemoryStore::new());
+        let mut rng = TestRng::new(3);
         let (patient, rid) = patient_record(&vault, "Edith", TEST_NOW, &mut rng);
         let mut rec = vault.open_record(&patient, &rid).unwrap();
         let before = rec.version_vectors().unwrap();
