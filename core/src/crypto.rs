@@ -78,6 +78,8 @@ pub enum Domain {
     Snapshot,
     /// The record root revoking a grant.
     Revocation,
+    /// The record root telling a relay who may fetch and store which sections.
+    RelayAccess,
 }
 
 impl Domain {
@@ -96,6 +98,7 @@ impl Domain {
             Domain::Contribution => b"contribution/v1",
             Domain::Snapshot => b"snapshot/v1",
             Domain::Revocation => b"revocation/v1",
+            Domain::RelayAccess => b"relay-access/v1",
         }
     }
 }

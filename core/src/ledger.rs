@@ -12,6 +12,7 @@
 //! | auth document | `device-removed/<peer>` | when | a device removed ([`crate::record`]) |
 //! | auth document | `rotation/<…>` | — | a key rotation happened ([`crate::record`]) |
 //! | auth document | `review/<bundle hash>` | the patient's verdict | on a held write ([`crate::record`]) |
+//! | auth document | `relay/<peer>` | [`RelayItem`] | an organisation relay that keeps the record (encrypted) reachable, and its addresses |
 //! | patient's ledger section | `grant/<grant id>` | [`IssuedGrant`] | the details of a grant: to whom, for which request |
 //! | patient's ledger section | `request/<request id>` | [`RequestItem`] | an access request received |
 //! | patient's ledger section | `decision/<request id>` | [`DecisionItem`] | the patient's answer to it |
@@ -22,6 +23,8 @@
 //! | node (local item) | `credential/<hash>` | the credential's token | an organisation credential this node holds |
 //! | node (local item) | `peer/<peer>` | [`PeerAddrs`] | addresses of a known peer |
 //! | node (local item) | `net/listen` | [`PeerAddrs`] | the addresses this node's daemon last listened on |
+//! | relay node (local item) | `hosted/<blinded record id>` | `hearth_sync::relay::Hosted` | a record this relay keeps, and the patient's signed access list |
+//! | relay node (local item) | `letter/<recipient>/<time>-<id>` | a sealed letter | a mailbox letter waiting for its recipient |
 //!
 //! The auth document is shared with every holder of the record; the ledger section is the
 //! patient's alone; local items never leave the node. [`Key`] builds and parses every key; the
@@ -51,6 +54,8 @@ pub enum Key<'a> {
     Rotation(usize),
     /// Auth document: the patient's verdict on a held write, by the bundle's hash (hex).
     Review(&'a str),
+    /// Auth document: a relay that keeps the record.
+    Relay(&'a PeerKey),
     /// Ledger section: the details of an issued grant.
     IssuedGrant(&'a GrantId),
     /// Ledger section: an access request.
@@ -69,6 +74,10 @@ pub enum Key<'a> {
     Peer(&'a PeerKey),
     /// Local: the addresses this node last listened on.
     Listen,
+    /// Relay node, local: a record it keeps, by blinded id (hex).
+    Hosted(&'a str),
+    /// Relay node, local: a mailbox letter, by recipient and a sortable id.
+    Letter(&'a PeerKey, &'a str),
 }
 
 /// The kinds of item, for listing: the prefix of every key of that kind.
@@ -86,6 +95,8 @@ pub enum Kind {
     Rotation,
     /// `review/`.
     Review,
+    /// `relay/` in the auth document.
+    Relay,
     /// `grant/` in the ledger section.
     IssuedGrant,
     /// `request/`.
@@ -104,6 +115,10 @@ pub enum Kind {
     Peer,
     /// `net/listen` (a single item).
     Listen,
+    /// `hosted/` (relay nodes).
+    Hosted,
+    /// `letter/` (relay nodes).
+    Letter,
 }
 
 impl Kind {
@@ -116,6 +131,9 @@ impl Kind {
             Kind::DeviceRemoved => "device-removed/",
             Kind::Rotation => "rotation/",
             Kind::Review => "review/",
+            Kind::Relay => "relay/",
+            Kind::Hosted => "hosted/",
+            Kind::Letter => "letter/",
             Kind::Request => "request/",
             Kind::Decision => "decision/",
             Kind::Trust => "trust/",
@@ -151,6 +169,9 @@ impl Key<'_> {
             Key::Credential(h) => (Kind::Credential, data_encoding::HEXLOWER.encode(*h)),
             Key::Peer(p) => (Kind::Peer, p.to_string()),
             Key::Listen => (Kind::Listen, String::new()),
+            Key::Relay(p) => (Kind::Relay, p.to_string()),
+            Key::Hosted(b) => (Kind::Hosted, (*b).to_string()),
+            Key::Letter(p, id) => (Kind::Letter, format!("{p}/{id}")),
         };
         format!("{}{rest}", kind.prefix())
     }
@@ -335,6 +356,21 @@ pub struct TrustItem {
     pub added_at: Timestamp,
 }
 
+/// Auth document `relay/<peer>`: an organisation relay the patient asked to keep the record
+/// (as ciphertext) reachable while the patient's devices are offline. Holders of the record
+/// learn from it where to sync when the patient cannot be reached; it counts only while an
+/// unrevoked, unexpired `relay` grant to the same peer is recorded too.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RelayItem {
+    /// The relay's multiaddresses, as text.
+    pub addrs: Vec<String>,
+    /// The name the relay gives itself (a claim, shown as one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// When the patient added it.
+    pub added_at: Timestamp,
+}
+
 /// Local `peer/<peer>`: the addresses a known peer was reached at, newest first.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PeerAddrs {
@@ -381,7 +417,7 @@ macro_rules! json_item {
         }
     )*};
 }
-json_item!(IssuedGrant, RequestItem, DecisionItem, TrustItem);
+json_item!(RelayItem, IssuedGrant, RequestItem, DecisionItem, TrustItem);
 
 #[cfg(test)]
 mod tests {
@@ -446,6 +482,9 @@ mod tests {
         );
         assert_eq!(Key::Peer(&p).text(), format!("peer/{p}"));
         assert_eq!(Key::Listen.text(), "net/listen");
+        assert_eq!(Key::Relay(&p).text(), format!("relay/{p}"));
+        assert_eq!(Key::Hosted("ab").text(), "hosted/ab");
+        assert_eq!(Key::Letter(&p, "7-x").text(), format!("letter/{p}/7-x"));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use crate::api::{ExecCall, ExecResponse, failed};
 use crate::app::{Ctx, InDaemon};
 use crate::cmd::record::RecordCommand;
-use crate::cmd::{device, extract, fhir, grant, init, net, record, request, review, trust};
+use crate::cmd::{device, extract, fhir, grant, init, net, record, relay, request, review, trust};
 use crate::fail::{Failure, code};
 use crate::home::{self, Home};
 use crate::live;
@@ -69,6 +69,10 @@ pub enum Command {
     /// Organisation (relay node) actions.
     #[command(subcommand)]
     Org(trust::OrgCommand),
+    /// Organisation relays: ask one to keep your record reachable (`use`), list your record's
+    /// relays, or (on a relay node) show what it keeps.
+    #[command(subcommand)]
+    Relay(relay::RelayCommand),
     /// Organisations you trust to attest professionals' identities (patient).
     #[command(subcommand)]
     Trust(trust::TrustCommand),
@@ -153,6 +157,7 @@ pub fn run_in(ctx: &Ctx, cli: Cli) -> Result<(), Failure> {
         Command::Request(args) => request::request(ctx, args),
         Command::Requests { cmd } => request::requests(ctx, cmd),
         Command::Org(cmd) => trust::org(ctx, cmd),
+        Command::Relay(cmd) => relay::relay(ctx, cmd),
         Command::Trust(cmd) => trust::trust(ctx, cmd),
         Command::Credential(cmd) => trust::credential(ctx, cmd),
         Command::Run(args) => net::run(ctx, args, exec_in_daemon),
@@ -200,7 +205,11 @@ pub fn exec_in_daemon(call: ExecCall) -> ExecResponse {
     // Network commands wait for the sync driver, which needs the lock: they must not hold it.
     let network = matches!(
         cli.command,
-        Command::Status | Command::Peers { .. } | Command::Sync(_) | Command::Patients
+        Command::Status
+            | Command::Peers { .. }
+            | Command::Sync(_)
+            | Command::Patients
+            | Command::Relay(relay::RelayCommand::Status)
     );
     let ctx = Ctx::in_daemon(
         call.home,

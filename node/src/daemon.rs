@@ -286,9 +286,13 @@ pub fn run(
                 listeners += 1;
             }
         }
+        // An organisation's node serves `/hearth/store/1` as a relay.
+        let relay = (identity.role == hearth_core::keys::Role::Relay)
+            .then(hearth_sync::relay::server::RelayLimits::default);
         let shared = Arc::new(Mutex::new(Shared { vault, identity }));
         let config = LiveConfig {
             interval: Duration::from_secs(args.sync_interval.max(1)),
+            relay,
             ..LiveConfig::default()
         };
         let (handle, task) = live::start(swarm, shared.clone(), config);

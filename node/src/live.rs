@@ -45,6 +45,8 @@ use hearth_core::time::Timestamp;
 use hearth_sync::changes::Changes;
 use hearth_sync::dial::{DialConfig, Dials};
 use hearth_sync::net::HearthSwarm;
+use hearth_sync::relay::limits::RateLimiter;
+use hearth_sync::relay::server::RelayLimits;
 use hearth_sync::round::{
     Event, RequestId, RoundConfig, RoundError, RoundOutcome, Rounds, WaiterId,
 };
@@ -130,6 +132,12 @@ pub struct LiveConfig {
     pub pairing: PairingSlot,
     /// The wall clock.
     pub clock: Clock,
+    /// Serve `/hearth/store/1` as an organisation relay, with these limits (relay nodes only).
+    pub relay: Option<RelayLimits>,
+    /// Requests one peer may make of a relay at once, then one per [`LiveConfig::relay_every`].
+    pub relay_burst: u32,
+    /// See [`LiveConfig::relay_burst`].
+    pub relay_every: Duration,
 }
 
 impl Default for LiveConfig {
@@ -145,6 +153,9 @@ impl Default for LiveConfig {
             max_rounds_per_peer: rounds.max_rounds_per_peer,
             pairing: PairingSlot::default(),
             clock: Clock::SYSTEM,
+            relay: None,
+            relay_burst: 20,
+            relay_every: Duration::from_millis(100),
         }
     }
 }
@@ -190,6 +201,31 @@ pub struct Status {
     pub sessions: Vec<SessionState>,
     /// Bundles received from peers and stored since the node started.
     pub received: u64,
+    /// What this node did as an organisation relay since it started (relay nodes only).
+    pub relay: Option<RelayCounters>,
+}
+
+/// A relay's counters since it started.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RelayCounters {
+    /// `/hearth/store/1` requests answered.
+    pub requests: u64,
+    /// Requests refused whole (unknown record or peer, ended grant).
+    pub refused: u64,
+    /// Requests refused for going over a peer's rate.
+    pub rate_limited: u64,
+    /// Requests dropped because the node was busy.
+    pub busy: u64,
+    /// Bundles stored.
+    pub stored: u64,
+    /// Bundles served.
+    pub served: u64,
+    /// Pushed bundles refused (bad signature, broken chain, unauthorised author, quota).
+    pub rejected: u64,
+    /// Access lists received from patients' devices.
+    pub supplied: u64,
+    /// Distinct peers served.
+    pub peers: usize,
 }
 
 /// The shared copy of the network state: the driver updates it in place, readers snapshot it.
@@ -200,6 +236,7 @@ struct StatusInner {
     known: BTreeMap<String, KnownPeer>,
     sessions: BTreeMap<(RecordId, PeerKey), SessionState>,
     received: u64,
+    relay: Option<RelayCounters>,
 }
 
 /// Why [`Handle::sync_blocking`] got no outcomes.
@@ -243,6 +280,7 @@ impl Handle {
             known: st.known.clone(),
             sessions: st.sessions.values().cloned().collect(),
             received: st.received,
+            relay: st.relay.clone(),
         }
     }
 
@@ -316,6 +354,7 @@ pub fn start<S: Store + Send + 'static>(
         max_known: config.max_known,
         ..DialConfig::default()
     });
+    let (burst, every) = (config.relay_burst, config.relay_every);
     let mut driver = Driver {
         swarm,
         shared,
@@ -331,6 +370,11 @@ pub fn start<S: Store + Send + 'static>(
         changes: Arc::new(Mutex::new(Changes::default())),
         received: 0,
         received_tx,
+        outbound_store: HashMap::new(),
+        relays: BTreeSet::new(),
+        rate: RateLimiter::new(burst, every, 4096),
+        relay_counters: RelayCounters::default(),
+        relay_peers: std::collections::HashSet::new(),
     };
     let task = tokio::spawn(async move { driver.run(rx, work_rx).await });
     (handle, task)
@@ -356,6 +400,15 @@ struct Driver<S: Store> {
     changes: Arc<Mutex<Changes>>,
     received: u64,
     received_tx: tokio::sync::watch::Sender<u64>,
+    /// Requests on `/hearth/store/1` awaiting answers (the two protocols number theirs apart).
+    outbound_store: HashMap<OutboundRequestId, RequestId>,
+    /// The relays of the records held here (rounds with them use `/hearth/store/1`).
+    relays: BTreeSet<PeerKey>,
+    /// Relay nodes: each peer's request rate.
+    rate: RateLimiter,
+    relay_counters: RelayCounters,
+    /// Relay nodes: the peers served (bounded like the rate table).
+    relay_peers: std::collections::HashSet<PeerKey>,
 }
 
 /// Sleeps until `deadline`, or forever without one.
@@ -487,6 +540,11 @@ impl<S: Store + Send + 'static> Driver<S> {
                 .collect();
         }
         st.received = self.received;
+        if self.config.relay.is_some() {
+            let mut c = self.relay_counters.clone();
+            c.peers = self.relay_peers.len();
+            st.relay = Some(c);
+        }
         drop(st);
         self.received_tx.send_if_modified(|r| {
             let changed = *r != self.received;

@@ -48,5 +48,6 @@ pub mod dial;
 pub mod net;
 pub mod pairing;
 pub mod protocol;
+pub mod relay;
 pub mod round;
 pub mod session;

@@ -152,6 +152,8 @@ mod behaviour {
         pub ping: ping::Behaviour,
         /// `/hearth/sync/1`.
         pub sync: request_response::Behaviour<FrameCodec<M>>,
+        /// `/hearth/store/1` (relays; [`crate::relay`]): the same frames and limits.
+        pub store: request_response::Behaviour<FrameCodec<M>>,
         /// Local-network discovery (off unless configured).
         #[cfg(feature = "mdns")]
         pub mdns: libp2p::swarm::behaviour::toggle::Toggle<libp2p::mdns::tokio::Behaviour>,
@@ -169,6 +171,16 @@ mod behaviour {
             let sync = request_response::Behaviour::with_codec(
                 FrameCodec::with_inbound(config.max_frame, inbound.clone()),
                 [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(config.request_timeout)
+                    .with_max_concurrent_streams(config.max_concurrent_streams),
+            );
+            let store = request_response::Behaviour::with_codec(
+                FrameCodec::with_inbound(config.max_frame, inbound.clone()),
+                [(
+                    StreamProtocol::new(crate::relay::STORE_PROTOCOL),
+                    ProtocolSupport::Full,
+                )],
                 request_response::Config::default()
                     .with_request_timeout(config.request_timeout)
                     .with_max_concurrent_streams(config.max_concurrent_streams),
@@ -195,6 +207,7 @@ mod behaviour {
                 ),
                 ping: ping::Behaviour::new(ping::Config::new()),
                 sync,
+                store,
                 #[cfg(feature = "mdns")]
                 mdns,
             })

@@ -10,6 +10,8 @@
 //!   section keys wrapped to the requester, the patient's device certificates, and which
 //!   pushed bundles were refused;
 //! - [`Notify`]: "record R changed here; sync it with me";
+//! - [`Message::Store`] and [`Message::Stored`]: the relay exchange, carried on
+//!   `/hearth/store/1` only ([`crate::relay`]);
 //! - [`LinkMessage`]: pairing a patient's new device with the device holding the record root
 //!   (a PAKE over a one-time code, then the sealed certificate and keys; see `hearth device
 //!   link`). The protocol carries its bytes; [`crate::pairing`] does the cryptography.
@@ -183,6 +185,29 @@ pub enum Message {
     Notify(Notify),
     /// Device pairing.
     Link(LinkMessage),
+    /// A request to a relay (`/hearth/store/1` only: [`crate::relay`]).
+    Store(crate::relay::StoreRequest),
+    /// A relay's answer (`/hearth/store/1` only).
+    Stored(crate::relay::StoreResponse),
+}
+
+impl From<SyncRequest> for Message {
+    fn from(r: SyncRequest) -> Message {
+        Message::Request(r)
+    }
+}
+
+impl From<crate::relay::StoreRequest> for Message {
+    fn from(r: crate::relay::StoreRequest) -> Message {
+        Message::Store(r)
+    }
+}
+
+impl Message {
+    /// Whether the message belongs on `/hearth/store/1` rather than `/hearth/sync/1`.
+    pub fn is_store(&self) -> bool {
+        matches!(self, Message::Store(_) | Message::Stored(_))
+    }
 }
 
 /// A message that cannot be read: always the sender's fault (or an attack).
@@ -261,6 +286,8 @@ fn check(m: &Message) -> Result<(), WireError> {
             }
             Ok(())
         }
+        Message::Store(r) => crate::relay::wire::check_request(r).map_err(WireError::Limit),
+        Message::Stored(r) => crate::relay::wire::check_response(r).map_err(WireError::Limit),
         Message::Link(l) => {
             let ok = match l {
                 LinkMessage::Start { slot, pake } => {

@@ -37,7 +37,7 @@
 //! assert!(matches!(rounds.poll_event(), Some(Event::Answered { .. })));
 //! ```
 
-use crate::protocol::{Message, Notify, SyncRequest, SyncResponse};
+use crate::protocol::{Message, Notify};
 use crate::session::{Report, SyncError};
 
 mod error;
@@ -152,8 +152,8 @@ pub enum Job {
         peer: PeerKey,
         /// The record.
         record: RecordId,
-        /// Its response.
-        response: Box<SyncResponse>,
+        /// Its response: a [`Message::Response`], or a relay's [`Message::Stored`].
+        response: Box<Message>,
     },
     /// Store bundles a peer pushed with a `Notify`
     /// ([`Local::on_push`](crate::session::Local::on_push)); result to
@@ -427,26 +427,29 @@ impl Rounds {
 
     /// The result of [`Job::Start`]: the first request, or why there is none
     /// ([`SyncError::NotAParty`]: the record is not held here or the peer is no party to it).
-    pub fn handle_started(
+    ///
+    /// The request is a [`SyncRequest`], or a [`crate::relay::StoreRequest`] when the peer is one
+    /// of the record's relays.
+    pub fn handle_started<R: Into<Message>>(
         &mut self,
         peer: PeerKey,
         record: RecordId,
-        request: Result<SyncRequest, SyncError>,
+        request: Result<R, SyncError>,
         now: Instant,
     ) {
         match request {
-            Ok(req) => self.send(peer, record, req, now),
+            Ok(req) => self.send(peer, record, req.into(), now),
             Err(SyncError::NotAParty) => self.finish(peer, record, Err(RoundError::NotHeld), now),
             Err(e) => self.finish(peer, record, Err(e.into()), now),
         }
     }
 
     /// The result of [`Job::Step`]: the next request (if any) and the step's report.
-    pub fn handle_stepped(
+    pub fn handle_stepped<R: Into<Message>>(
         &mut self,
         peer: PeerKey,
         record: RecordId,
-        result: Result<(Option<SyncRequest>, Report), SyncError>,
+        result: Result<(Option<R>, Report), SyncError>,
         now: Instant,
     ) {
         match result {
@@ -459,7 +462,7 @@ impl Rounds {
                     });
                 }
                 match next {
-                    Some(req) => self.send(peer, record, req, now),
+                    Some(req) => self.send(peer, record, req.into(), now),
                     None => self.finish(peer, record, Ok(report), now),
                 }
             }
@@ -492,7 +495,7 @@ impl Rounds {
         }
     }
 
-    fn send(&mut self, peer: PeerKey, record: RecordId, req: SyncRequest, now: Instant) {
+    fn send(&mut self, peer: PeerKey, record: RecordId, req: Message, now: Instant) {
         let Some(round) = self.rounds.get_mut(&(peer, record)) else {
             return;
         };
@@ -501,7 +504,7 @@ impl Rounds {
             self.finish(peer, record, Err(RoundError::TooManySteps), now);
             return;
         }
-        self.transmit(peer, record, false, Message::Request(req), now);
+        self.transmit(peer, record, false, req, now);
     }
 
     /// The peer answered request `id`. A response for the round's record becomes a
@@ -516,14 +519,23 @@ impl Rounds {
         }
         let (peer, record) = (f.peer, f.record);
         match message {
-            Message::Response(response) if response.record == record => {
+            Message::Response(ref r) if r.record == record => {
                 self.jobs.push_back(Job::Step {
                     peer,
                     record,
-                    response: Box::new(response),
+                    response: Box::new(message),
                 });
             }
-            Message::Response(_) => self.finish(peer, record, Err(RoundError::OtherRecord), now),
+            Message::Stored(ref r) if r.record == crate::relay::blind(&record, &peer) => {
+                self.jobs.push_back(Job::Step {
+                    peer,
+                    record,
+                    response: Box::new(message),
+                });
+            }
+            Message::Response(_) | Message::Stored(_) => {
+                self.finish(peer, record, Err(RoundError::OtherRecord), now)
+            }
             _ => self.finish(peer, record, Err(RoundError::UnexpectedAnswer), now),
         }
     }

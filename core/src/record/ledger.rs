@@ -5,8 +5,8 @@ use super::{OpenRecord, RecordError, Result, Vault};
 use crate::grant::{self, Grant, GrantId, Revocation};
 use crate::ids::{PeerKey, RecordId};
 use crate::ledger::{
-    self, DecisionItem, IssuedGrant, Key, Kind, PeerAddrs, RecordedGrant, RequestItem, RevokeItem,
-    TrustItem,
+    self, DecisionItem, IssuedGrant, Key, Kind, PeerAddrs, RecordedGrant, RelayItem, RequestItem,
+    RevokeItem, TrustItem,
 };
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -23,6 +23,8 @@ pub enum AuthItem {
     Grant(Vec<Grant>),
     /// A revocation, signed by the record root.
     Revoke(Revocation),
+    /// A relay that keeps the record, and where to reach it.
+    Relay(PeerKey, RelayItem),
 }
 
 /// An item for the patient's private ledger section.
@@ -79,6 +81,7 @@ impl<S: Store> OpenRecord<'_, S> {
                 AuthItem::Revoke(r) => {
                     Ok((Key::Revoke(&r.grant).text(), RevokeItem::new(r).to_json()))
                 }
+                AuthItem::Relay(p, item) => Ok((Key::Relay(p).text(), item.to_json())),
             })
             .collect::<Result<Vec<_>>>()?;
         self.put_auth_items(pairs, now, rng)
@@ -119,6 +122,33 @@ impl<S: Store> OpenRecord<'_, S> {
     pub fn revocations(&self) -> BTreeMap<GrantId, RevokeItem> {
         by_id(Kind::Revoke, self.auth_items(Kind::Revoke.prefix()))
             .filter_map(|(id, v)| Some((id.parse().ok()?, RevokeItem::from_json(&v).ok()?)))
+            .collect()
+    }
+
+    /// The record's relays at `now`: each relay item whose peer also holds a recorded,
+    /// unrevoked `relay` grant that verifies at `now` (an item alone gives a relay nothing).
+    pub fn relays(&self, now: Timestamp) -> Vec<(PeerKey, RelayItem)> {
+        let revoked = self.revoked_grants();
+        let granted: Vec<PeerKey> = self
+            .recorded_chains()
+            .iter()
+            .filter_map(|chain| {
+                let leaf = chain.last()?;
+                let access = grant::Access::any(leaf.body().audience);
+                grant::verify_chain(chain, &access, now, &|g| revoked.contains(g)).ok()?;
+                leaf.body()
+                    .scopes
+                    .iter()
+                    .all(|s| s.ability == grant::Ability::Relay)
+                    .then_some(leaf.body().audience)
+            })
+            .collect();
+        by_id(Kind::Relay, self.auth_items(Kind::Relay.prefix()))
+            .filter_map(|(id, v)| {
+                let peer: PeerKey = id.parse().ok()?;
+                let item = RelayItem::from_json(&v).ok()?;
+                granted.contains(&peer).then_some((peer, item))
+            })
             .collect()
     }
 

@@ -7,7 +7,8 @@ use hearth_core::record::Vault;
 use hearth_core::store::Store;
 use hearth_sync::changes::Announce;
 use hearth_sync::net::{peer_id, peer_key};
-use hearth_sync::protocol::{Message, SyncRequest};
+use hearth_sync::protocol::Message;
+use hearth_sync::relay::server::{RelayLimits, Served, Server};
 use hearth_sync::round::{Job, Plan, WaiterId};
 use hearth_sync::session::{Local, Report, SyncError};
 use libp2p::Multiaddr;
@@ -20,18 +21,27 @@ pub(super) enum Work {
     Started {
         peer: PeerKey,
         record: RecordId,
-        req: Result<SyncRequest, SyncError>,
+        req: Result<Message, SyncError>,
     },
     Stepped {
         peer: PeerKey,
         record: RecordId,
-        res: Result<(Option<SyncRequest>, Report), SyncError>,
+        res: Result<(Option<Message>, Report), SyncError>,
     },
     Pushed {
         peer: PeerKey,
         record: RecordId,
         named: bool,
         res: Result<Report, SyncError>,
+    },
+    /// A relay's answer to a `/hearth/store/1` request.
+    Stored {
+        peer: PeerKey,
+        channel: ResponseChannel<Message>,
+        resp: Message,
+        served: Served,
+        /// The peers on the lists of the records kept here, when a list changed.
+        parties: Option<BTreeSet<PeerKey>>,
     },
     Answer {
         peer: PeerKey,
@@ -49,6 +59,8 @@ pub(super) enum Work {
         /// Every peer some record here makes interested (they get a grantee's network limits,
         /// not a stranger's).
         parties: BTreeSet<PeerKey>,
+        /// The records' relays, with their addresses.
+        relays: Vec<(PeerKey, Vec<Multiaddr>)>,
     },
     Announce(Vec<Announce>),
     Known(Vec<(PeerKey, Vec<Multiaddr>)>),
@@ -85,8 +97,8 @@ fn all_records<S: Store>(vault: &Vault<S>) -> BTreeMap<RecordId, BTreeSet<PeerKe
     out
 }
 
-/// The peers to sync `record` with: those the session says are interested, plus those the
-/// grants name as holding it.
+/// The peers to sync `record` with: those the session says are interested (its relays
+/// among them), plus those the grants name as holding it.
 fn peers_for<S: Store>(
     p: &Local<'_, S>,
     record: &RecordId,
@@ -95,6 +107,29 @@ fn peers_for<S: Store>(
     let mut s: BTreeSet<PeerKey> = p.interested_peers(record).into_iter().collect();
     s.extend(named.iter().copied());
     s
+}
+
+/// The relays of every record held, with their addresses, and the peers on the access lists
+/// of the records this node keeps as a relay.
+fn relays_and_hosted<S: Store>(
+    sh: &Shared<S>,
+    relay: Option<&RelayLimits>,
+    p: &Local<'_, S>,
+    records: &[RecordId],
+    now: hearth_core::time::Timestamp,
+) -> (Vec<(PeerKey, Vec<Multiaddr>)>, BTreeSet<PeerKey>) {
+    let mut relays = BTreeMap::new();
+    for r in records {
+        for (peer, item) in p.relays(r, now) {
+            let addrs = item.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+            relays.insert(peer, addrs);
+        }
+    }
+    let hosted = match relay {
+        Some(limits) => Server::new(&sh.vault, &sh.identity, limits).parties(now),
+        None => BTreeSet::new(),
+    };
+    (relays.into_iter().collect(), hosted)
 }
 
 impl<S: Store + Send + 'static> Driver<S> {
@@ -147,7 +182,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                 named,
             } => self.job(move |sh| {
                 let req = if all_records(&sh.vault).contains_key(&record) {
-                    Local::new(&sh.vault, &sh.identity).start_as(record, peer, named, clock.now())
+                    Local::new(&sh.vault, &sh.identity).begin(record, peer, named, clock.now())
                 } else {
                     // Not held here: the same answer as a peer that is no party to it.
                     Err(SyncError::NotAParty)
@@ -160,7 +195,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                 response,
             } => self.job(move |sh| {
                 let p = Local::new(&sh.vault, &sh.identity);
-                let res = p.on_response(peer, *response, clock.now(), &mut os_rng());
+                let res = p.on_answer(peer, record, *response, clock.now(), &mut os_rng());
                 Work::Stepped { peer, record, res }
             }),
             Job::Push {
@@ -196,6 +231,13 @@ impl<S: Store + Send + 'static> Driver<S> {
                 named,
                 res,
             } => self.rounds.handle_pushed(peer, record, named, res, now),
+            Work::Stored {
+                peer,
+                channel,
+                resp,
+                served,
+                parties,
+            } => self.on_stored(peer, channel, resp, served, parties),
             Work::Answer {
                 peer,
                 channel,
@@ -221,7 +263,12 @@ impl<S: Store + Send + 'static> Driver<S> {
                 pairs,
                 waiter,
                 parties,
+                relays,
             } => {
+                self.relays = relays.iter().map(|(p, _)| *p).collect();
+                for (peer, addrs) in relays {
+                    self.remember(peer, addrs);
+                }
                 let known: Vec<libp2p::PeerId> = parties
                     .iter()
                     .chain(self.dials.peers())
@@ -237,7 +284,10 @@ impl<S: Store + Send + 'static> Driver<S> {
             }
             Work::Announce(targets) => {
                 for a in targets {
-                    if self.connected.contains(&a.peer) {
+                    if self.relays.contains(&a.peer) {
+                        // A relay is not notified: it is supplied, in a round.
+                        self.rounds.start(a.peer, a.record, false, None, now);
+                    } else if self.connected.contains(&a.peer) {
                         self.rounds.notify(a.peer, a.record, a.push, now);
                     }
                 }
@@ -261,20 +311,26 @@ impl<S: Store + Send + 'static> Driver<S> {
             known: self.dials.peers().copied().collect(),
             explicit,
         };
+        let clock = self.config.clock;
+        let relay = self.config.relay.clone();
         let ok = self.job(move |sh| {
             let p = Local::new(&sh.vault, &sh.identity);
             let records: Vec<(RecordId, BTreeSet<PeerKey>)> = all_records(&sh.vault)
                 .into_iter()
                 .map(|(record, named)| (record, peers_for(&p, &record, &named)))
                 .collect();
+            let ids: Vec<RecordId> = records.iter().map(|(r, _)| *r).collect();
+            let (relays, hosted) = relays_and_hosted(sh, relay.as_ref(), &p, &ids, clock.now());
             let parties = records
                 .iter()
                 .flat_map(|(_, i)| i.iter().copied())
+                .chain(hosted)
                 .collect();
             Work::Plan {
                 pairs: plan.pairs(records),
                 waiter,
                 parties,
+                relays,
             }
         });
         if !ok && let Some(w) = waiter {

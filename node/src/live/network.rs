@@ -6,6 +6,7 @@ use hearth_core::ids::PeerKey;
 use hearth_core::store::Store;
 use hearth_sync::net::{BehaviourEvent, peer_id, peer_key};
 use hearth_sync::protocol::{LinkMessage, Message, Notify};
+use hearth_sync::relay::server::{Served, Server};
 use hearth_sync::round::{RoundError, Transmit};
 use hearth_sync::session::Local;
 use libp2p::Multiaddr;
@@ -21,12 +22,21 @@ impl<S: Store + Send + 'static> Driver<S> {
                 .handle_failure(t.id, RoundError::InvalidPeer, Instant::now());
             return;
         };
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .sync
-            .send_request(&pid, t.message);
-        self.outbound.insert(id, t.id);
+        if t.message.is_store() {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .store
+                .send_request(&pid, t.message);
+            self.outbound_store.insert(id, t.id);
+        } else {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_request(&pid, t.message);
+            self.outbound.insert(id, t.id);
+        }
     }
 
     /// Remembers a known peer's addresses (the dial table decides what it keeps).
@@ -117,6 +127,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Store(ev)) => self.on_store(ev),
             #[cfg(feature = "mdns")]
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found))) => {
                 // Peers on the local network: remember their addresses for this run (they
@@ -239,9 +250,155 @@ impl<S: Store + Send + 'static> Driver<S> {
                     tracing::debug!(%peer, "link request dropped: busy");
                 }
             }
-            Message::Response(_) => {
+            Message::Response(_) | Message::Stored(_) => {
                 tracing::info!(%peer, "peer sent a response as a request; ignored");
             }
+            Message::Store(_) => {
+                tracing::info!(%peer, "a relay request on the sync protocol; ignored");
+            }
+        }
+    }
+}
+
+impl<S: Store + Send + 'static> Driver<S> {
+    fn on_store(&mut self, ev: request_response::Event<Message, Message>) {
+        use request_response::{Event, Message as M};
+        match ev {
+            Event::Message {
+                peer: pid, message, ..
+            } => {
+                let Some(peer) = peer_key(&pid) else { return };
+                match message {
+                    M::Request {
+                        request, channel, ..
+                    } => self.on_store_request(peer, request, channel),
+                    M::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(id) = self.outbound_store.remove(&request_id) {
+                            self.rounds.handle_response(id, response, Instant::now());
+                        }
+                    }
+                }
+            }
+            Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(id) = self.outbound_store.remove(&request_id) {
+                    let e = RoundError::Network(error.to_string());
+                    self.rounds.handle_failure(id, e, Instant::now());
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound store stream failed: {error}");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// A `/hearth/store/1` request: answered by a relay node within the peer's rate, refused by
+    /// anyone else with the words a relay uses for a record it does not keep.
+    fn on_store_request(&mut self, peer: PeerKey, msg: Message, channel: ResponseChannel<Message>) {
+        let Message::Store(req) = msg else {
+            tracing::info!(%peer, "not a relay request on the store protocol; ignored");
+            return;
+        };
+        let refuse = |record, why: &str| {
+            Message::Stored(hearth_sync::relay::StoreResponse {
+                v: 1,
+                record,
+                refused: Some(why.to_string()),
+                bundles: Vec::new(),
+                have: Vec::new(),
+                wraps: Vec::new(),
+                more: false,
+                rejected: Vec::new(),
+                stored: 0,
+            })
+        };
+        let Some(limits) = self.config.relay.clone() else {
+            let r = refuse(req.record, hearth_sync::relay::NOTHING_HERE);
+            let _ = self.swarm.behaviour_mut().store.send_response(channel, r);
+            return;
+        };
+        if !self.rate.allow(&peer, Instant::now()) {
+            self.relay_counters.rate_limited += 1;
+            let r = refuse(req.record, hearth_sync::relay::SLOW_DOWN);
+            let _ = self.swarm.behaviour_mut().store.send_response(channel, r);
+            return;
+        }
+        let clock = self.config.clock;
+        let ok = self.job(move |sh| {
+            let server = Server::new(&sh.vault, &sh.identity, &limits);
+            let record = req.record;
+            let now = clock.now();
+            let (resp, served) = match server.answer(peer, req, now) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(%peer, "relay request failed: {e}");
+                    let served = Served {
+                        refused: true,
+                        ..Served::default()
+                    };
+                    (
+                        hearth_sync::relay::StoreResponse {
+                            v: 1,
+                            record,
+                            refused: Some("the relay could not answer: try again later".into()),
+                            bundles: Vec::new(),
+                            have: Vec::new(),
+                            wraps: Vec::new(),
+                            more: false,
+                            rejected: Vec::new(),
+                            stored: 0,
+                        },
+                        served,
+                    )
+                }
+            };
+            let parties = served.supplied.then(|| server.parties(now));
+            Work::Stored {
+                peer,
+                channel,
+                resp: Message::Stored(resp),
+                served,
+                parties,
+            }
+        });
+        if !ok {
+            self.relay_counters.busy += 1;
+        }
+    }
+
+    /// Sends a relay's answer and counts what it did.
+    pub(super) fn on_stored(
+        &mut self,
+        peer: PeerKey,
+        channel: ResponseChannel<Message>,
+        resp: Message,
+        served: Served,
+        parties: Option<std::collections::BTreeSet<PeerKey>>,
+    ) {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .store
+            .send_response(channel, resp);
+        let c = &mut self.relay_counters;
+        c.requests += 1;
+        c.refused += u64::from(served.refused);
+        c.stored += served.stored as u64;
+        c.served += served.sent as u64;
+        c.rejected += served.rejected as u64;
+        c.supplied += u64::from(served.supplied);
+        if !served.refused && self.relay_peers.len() < 4096 {
+            self.relay_peers.insert(peer);
+        }
+        tracing::info!(%peer, stored = served.stored, sent = served.sent, rejected = served.rejected, refused = served.refused, "relay request answered");
+        if let Some(parties) = parties {
+            let known: Vec<libp2p::PeerId> = parties.iter().filter_map(peer_id).collect();
+            self.swarm.behaviour().gate.inbound().set_known(known);
         }
     }
 }

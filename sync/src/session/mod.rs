@@ -160,6 +160,7 @@ fn statuses(
 }
 
 mod receive;
+mod relayed;
 mod request;
 mod respond;
 mod rights;

@@ -6,7 +6,7 @@ impl<'a, S: Store> Local<'a, S> {
     /// Bundles of `ours` that `theirs` lacks, for the sections `include` allows and, when
     /// `author` is set, only that author's.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn missing_for(
+    pub(crate) fn missing_for(
         &self,
         record: &RecordId,
         ours: &BTreeMap<SectionId, VersionVector>,

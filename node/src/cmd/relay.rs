@@ -1,0 +1,264 @@
+//! Relay commands: `relay use` (a patient asks an organisation's relay to keep the record
+//! reachable), `relay list` (the record's relays), `relay status` (a relay node's records and
+//! counters).
+
+use crate::app::grants::{own_record, record_grant};
+use crate::app::parse::parse_expires;
+use crate::app::{Ctx, now, os_rng};
+use crate::daemon;
+use crate::fail::{Failure, code};
+use crate::live::Handle;
+use clap::Subcommand;
+use hearth_core::grant::{self, Ability, Grant, GrantSpec, Purpose};
+use hearth_core::ids::PeerKey;
+use hearth_core::keys::Role;
+use hearth_core::ledger::{IssuedGrant, RelayItem};
+use hearth_core::record::AuthItem;
+use hearth_core::section::{SectionClass, SectionSpec};
+use hearth_sync::relay::server::{RelayLimits, Server};
+use hearth_sync::round::RoundOutcome;
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use serde_json::json;
+use std::time::Duration;
+
+/// `hearth relay …`.
+#[derive(Subcommand, Debug)]
+pub enum RelayCommand {
+    /// Ask an organisation's relay to keep your record reachable while your devices are
+    /// offline (patient). It stores the record encrypted and cannot read it; professionals
+    /// you granted sync through it, and their notes wait there for you.
+    Use {
+        /// The relay's address, ending in /p2p/PEER (its operator gives it to you).
+        address: String,
+        /// How long the relay may keep your record (`1y`, `6mo`, `30d`…).
+        #[arg(long, default_value = "1y")]
+        expires: String,
+    },
+    /// Your record's relays (or, on a professional's node, the relays of the records held).
+    List,
+    /// This relay's records, storage and counters (relay nodes).
+    Status,
+}
+
+/// Runs a relay command.
+pub fn relay(ctx: &Ctx, cmd: RelayCommand) -> Result<(), Failure> {
+    match cmd {
+        RelayCommand::Use { address, expires } => use_relay(ctx, &address, &expires),
+        RelayCommand::List => list(ctx),
+        RelayCommand::Status => status(ctx),
+    }
+}
+
+/// The peer an address ends with.
+fn relay_peer(address: &str) -> Result<(Multiaddr, PeerKey), Failure> {
+    let bad = |why: &str| Failure::new(code::INVALID, format!("relay address {address}: {why}"));
+    let addr: Multiaddr = address.parse().map_err(|_| bad("not a multiaddress"))?;
+    let Some(Protocol::P2p(pid)) = addr.iter().last() else {
+        return Err(bad("it must end with /p2p/PEER (the relay's peer id)"));
+    };
+    let peer = hearth_sync::net::peer_key(&pid).ok_or_else(|| bad("not a Hearth peer id"))?;
+    Ok((addr, peer))
+}
+
+/// Every section class, every label: a relay keeps the whole record (as ciphertext).
+fn whole_record() -> Result<SectionSpec, Failure> {
+    let spec: Vec<String> = SectionClass::ALL.iter().map(|c| format!("{c}:*")).collect();
+    spec.join(",")
+        .parse()
+        .map_err(|_| Failure::new(code::IO, "internal: the whole-record section pattern"))
+}
+
+fn use_relay(ctx: &Ctx, address: &str, expires: &str) -> Result<(), Failure> {
+    let (addr, peer) = relay_peer(address)?;
+    parse_expires(expires, now())?;
+    let (_, identity) = ctx.unlock()?;
+    if identity.peer() == peer {
+        return Err(Failure::new(
+            code::INVALID,
+            "that address is this node's own",
+        ));
+    }
+    let vault = ctx.vault()?;
+    let mut rec = own_record(&vault, &identity)?;
+    let mut rng = os_rng();
+    let t = now();
+    let mut spec = GrantSpec::new(
+        peer,
+        whole_record()?,
+        Ability::Relay,
+        t,
+        parse_expires(expires, t)?,
+    );
+    spec.purpose = Purpose::DirectCare;
+    let g = Grant::issue_root(&identity, spec, &[], &mut rng)
+        .map_err(|e| Failure::new(code::INVALID, e.to_string()))?;
+    let item = IssuedGrant {
+        token: grant::chain_to_token(std::slice::from_ref(&g)),
+        issued_at: t,
+        audience: peer,
+        audience_name: None,
+        request: None,
+        keys_included: false,
+    };
+    record_grant(&mut rec, &g, &item, None, t, &mut rng)?;
+    let relay_item = RelayItem {
+        addrs: vec![addr.to_string()],
+        name: None,
+        added_at: t,
+    };
+    rec.put_auth(vec![AuthItem::Relay(peer, relay_item)], t, &mut rng)?;
+    let mut known = vault.peer_addrs(&peer)?;
+    known.put_first(addr.to_string());
+    vault.set_peer_addrs(&peer, &known)?;
+    let until = g.body().expires;
+    drop(rec);
+    // Supply it: the signed access list, the recovery key's wraps, every bundle. A running
+    // daemon does it on its own (the relay is now a known peer and one of the record's
+    // relays); without one, a short-lived node does it now.
+    let outcomes = match &ctx.daemon {
+        Some(_) => None,
+        None => Some(daemon::one_shot(identity, vault, move |node| {
+            node.add_peer(peer, addr.clone());
+            supply(node, peer)
+        })?),
+    };
+    let sent: usize = outcomes
+        .iter()
+        .flatten()
+        .filter_map(|o| o.result.as_ref().ok())
+        .map(|r| r.sent)
+        .sum();
+    let error = outcomes.as_ref().and_then(|o| {
+        o.iter()
+            .find_map(|o| o.result.as_ref().err().map(ToString::to_string))
+            .or_else(|| o.is_empty().then(|| "no answer".to_string()))
+    });
+    let supplied = outcomes.is_some() && error.is_none();
+    ctx.print(
+        json!({"relay": peer, "address": address, "expires": until, "supplied": supplied, "bundles_sent": sent, "error": error}),
+        || {
+            let head = format!(
+                "The relay {peer} now keeps your record reachable until {} (encrypted: it cannot read it).",
+                crate::app::parse::when_words(until)
+            );
+            match (&outcomes, &error) {
+                (None, _) => format!("{head}\nYour node is supplying it now (`hearth status` shows it)."),
+                (Some(_), None) => format!("{head}\nSent it {sent} bundles."),
+                (Some(_), Some(e)) => format!(
+                    "{head}\nIt could not be reached just now ({e}); your node supplies it whenever it runs."
+                ),
+            }
+        },
+    );
+    Ok(())
+}
+
+/// Rounds with the relay, for up to 20 seconds, until it is supplied.
+fn supply(node: &Handle, relay: PeerKey) -> Vec<RoundOutcome> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let outcomes = node
+            .sync_blocking(Some(relay), left.max(Duration::from_millis(100)))
+            .unwrap_or_default();
+        let done = outcomes
+            .iter()
+            .all(|o| o.result.as_ref().is_ok_and(|r| r.in_sync));
+        if (done && !outcomes.is_empty()) || std::time::Instant::now() >= deadline {
+            return outcomes;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn list(ctx: &Ctx) -> Result<(), Failure> {
+    let (_, identity) = ctx.unlock()?;
+    let vault = ctx.vault()?;
+    let t = now();
+    let mut out = Vec::new();
+    for record in vault.records()? {
+        let Ok(rec) = vault.open_record(&identity, &record) else {
+            continue;
+        };
+        for (peer, item) in rec.relays(t) {
+            out.push(json!({"record": record, "relay": peer, "addresses": item.addrs, "added_at": item.added_at}));
+        }
+    }
+    ctx.print(json!({ "relays": out }), || {
+        if out.is_empty() {
+            return "no relays: `hearth relay use ADDRESS` asks an organisation's relay to keep your record reachable".into();
+        }
+        out.iter()
+            .map(|r| {
+                format!(
+                    "record {}: relay {} at {}",
+                    r["record"].as_str().unwrap_or_default(),
+                    r["relay"].as_str().unwrap_or_default(),
+                    r["addresses"][0].as_str().unwrap_or("(no address)")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+fn status(ctx: &Ctx) -> Result<(), Failure> {
+    let (_, identity) = ctx.unlock()?;
+    if identity.role != Role::Relay {
+        return Err(Failure::new(
+            code::REFUSED,
+            "this node is not a relay (an organisation's node, `hearth init --role relay`); `hearth relay list` shows your record's relays",
+        ));
+    }
+    let vault = ctx.vault()?;
+    let limits = RelayLimits::default();
+    let server = Server::new(&vault, &identity, &limits);
+    let t = now();
+    let me = identity.peer();
+    let mut records = Vec::new();
+    let mut bytes = 0u64;
+    for (id, h) in server
+        .all_hosted()
+        .map_err(|e| Failure::new(code::IO, e.to_string()))?
+    {
+        let open = hearth_sync::relay::access::SignedAccess::open(&h.access, &me, t);
+        let (serving, until, peers) = match &open {
+            Ok((list, until)) => (true, Some(*until), list.entries.len()),
+            Err(_) => (false, None, 0),
+        };
+        bytes += h.used;
+        records.push(json!({"record": id, "bytes": h.used, "serving": serving, "until": until, "peers": peers, "updated": h.updated}));
+    }
+    let counters = ctx.daemon.as_ref().and_then(|d| d.node.status().relay);
+    ctx.print(
+        json!({"records": records.len(), "bytes": bytes, "quota_per_record": limits.quota_bytes, "hosted": records, "since_start": counters, "daemon": ctx.daemon.is_some()}),
+        || {
+            let mut lines = vec![format!(
+                "Relay {me}: keeps {} records, {} bytes of ciphertext (quota {} bytes per record).",
+                records.len(),
+                bytes,
+                limits.quota_bytes
+            )];
+            for r in &records {
+                lines.push(format!(
+                    "  {}…  {} bytes, {} peers, {}",
+                    &r["record"].as_str().unwrap_or_default()[..12.min(r["record"].as_str().unwrap_or_default().len())],
+                    r["bytes"],
+                    r["peers"],
+                    if r["serving"].as_bool() == Some(true) { "serving" } else { "not serving (the patient's relay grant ended)" }
+                ));
+            }
+            match &counters {
+                Some(c) => lines.push(format!(
+                    "Since start: {} requests, {} refused, {} over rate, {} bundles stored, {} served, {} rejected, {} peers.",
+                    c.requests, c.refused, c.rate_limited, c.stored, c.served, c.rejected, c.peers
+                )),
+                None => lines.push("The relay is not running (`hearth run` starts it).".into()),
+            }
+            lines.join("\n")
+        },
+    );
+    Ok(())
+}

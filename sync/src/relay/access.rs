@@ -1,0 +1,163 @@
+//! The patient's access list for one relay: who may fetch and store which (opaque) sections,
+//! until when, signed by the record root.
+//!
+//! A relay cannot read the auth document, so it cannot work out from grants who may have
+//! what. The patient's node does that ([`crate::session::Local::relay_access`]) and hands the
+//! relay the answer: peer keys and section ids only, no names. The relay checks the signature
+//! against the record id (the record root's public key), that the list is addressed to itself,
+//! that the relay grant inside it verifies at the relay's own clock, and that the list is newer
+//! than the one it holds. Each entry's end is the relay's to check, at its own clock.
+
+use hearth_core::crypto::{self, Domain};
+use hearth_core::grant::{self, Ability, Access, Grant};
+use hearth_core::ids::{PeerKey, RecordId, SectionId};
+use hearth_core::keys::Identity;
+use hearth_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_bytes::{ByteArray, ByteBuf};
+
+/// The largest encoded access list accepted.
+pub const MAX_ACCESS_LEN: usize = 512 * 1024;
+/// The most entries in one list.
+pub const MAX_ENTRIES: usize = 1024;
+
+/// One peer's rights at the relay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessEntry {
+    /// The peer (its transport-authenticated key).
+    pub peer: PeerKey,
+    /// A patient device: may fetch and store everything, and supply the relay.
+    pub device: bool,
+    /// Sections it may fetch.
+    pub read: Vec<SectionId>,
+    /// Sections it may add its own bundles to.
+    pub write: Vec<SectionId>,
+    /// When its rights end (its grant's expiry).
+    pub until: Timestamp,
+}
+
+/// The list itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessList {
+    /// Version 1.
+    pub v: u8,
+    /// The record.
+    pub record: RecordId,
+    /// The relay it is for.
+    pub relay: PeerKey,
+    /// Lists replace older ones: a larger number wins (the patient's clock in milliseconds,
+    /// kept above the last one sent).
+    pub version: u64,
+    /// The patient's `relay` grant to this relay (a chain, encoded as stored).
+    pub grant: ByteBuf,
+    /// Who may do what.
+    pub entries: Vec<AccessEntry>,
+}
+
+/// A list signed by the record root, as it travels and rests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedAccess {
+    /// The list's canonical encoding.
+    pub body: ByteBuf,
+    /// The record root's signature over it.
+    pub sig: ByteArray<64>,
+}
+
+/// Why a list was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessError {
+    /// Not a list, or over a limit.
+    #[error("malformed access list")]
+    Malformed,
+    /// Not signed by the record's root.
+    #[error("access list not signed by the record root")]
+    BadSignature,
+    /// Addressed to another relay or record.
+    #[error("access list for another relay or record")]
+    Misaddressed,
+    /// The relay grant inside does not verify now (expired, not yet valid, not a relay grant).
+    #[error("the patient's relay grant does not hold: {0}")]
+    Grant(String),
+}
+
+impl SignedAccess {
+    /// Signs `list` with the record root `identity` holds (`None` if it holds none).
+    pub fn sign(identity: &Identity, list: &AccessList) -> Option<SignedAccess> {
+        let body = serde_ipld_dagcbor::to_vec(list).ok()?;
+        let sig = crypto::sign(identity.root_key()?, Domain::RelayAccess, &[&body]);
+        Some(SignedAccess {
+            body: ByteBuf::from(body),
+            sig: ByteArray::new(sig),
+        })
+    }
+
+    /// The encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_ipld_dagcbor::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes, checks and opens a list for `relay` at the relay's clock `now` (see the module
+    /// docs); returns it with the end of the relay grant inside it.
+    pub fn open(
+        bytes: &[u8],
+        relay: &PeerKey,
+        now: Timestamp,
+    ) -> Result<(AccessList, Timestamp), AccessError> {
+        if bytes.len() > MAX_ACCESS_LEN {
+            return Err(AccessError::Malformed);
+        }
+        let s: SignedAccess =
+            serde_ipld_dagcbor::from_slice(bytes).map_err(|_| AccessError::Malformed)?;
+        let list: AccessList =
+            serde_ipld_dagcbor::from_slice(&s.body).map_err(|_| AccessError::Malformed)?;
+        if list.v != 1 || list.entries.len() > MAX_ENTRIES {
+            return Err(AccessError::Malformed);
+        }
+        let root = crypto::verifying_key(&list.record.0).map_err(|_| AccessError::BadSignature)?;
+        crypto::verify(&root, Domain::RelayAccess, &[&s.body], &s.sig)
+            .map_err(|_| AccessError::BadSignature)?;
+        if list.relay != *relay {
+            return Err(AccessError::Misaddressed);
+        }
+        let until = relay_grant_until(&list, relay, now)?;
+        Ok((list, until))
+    }
+}
+
+/// The end of the patient's `relay` grant to `relay` inside `list`, if it verifies at `now`
+/// for this record and grants `relay` and nothing more.
+fn relay_grant_until(
+    list: &AccessList,
+    relay: &PeerKey,
+    now: Timestamp,
+) -> Result<Timestamp, AccessError> {
+    let chain: Vec<Grant> =
+        grant::chain_from_bytes(&list.grant).map_err(|e| AccessError::Grant(e.to_string()))?;
+    let leaf = chain.last().ok_or(AccessError::Malformed)?;
+    if leaf.body().record != list.record
+        || leaf.body().audience != *relay
+        || leaf
+            .body()
+            .scopes
+            .iter()
+            .any(|s| s.ability != Ability::Relay)
+    {
+        return Err(AccessError::Grant("not a relay grant to this relay".into()));
+    }
+    grant::verify_chain(&chain, &Access::any(*relay), now, &|_| false)
+        .map_err(|e| AccessError::Grant(e.to_string()))?;
+    Ok(chain.iter().map(|g| g.body().expires).min().unwrap_or(now))
+}
+
+impl AccessList {
+    /// The entry for `peer` that holds at `now`.
+    pub fn entry(&self, peer: &PeerKey, now: Timestamp) -> Option<&AccessEntry> {
+        self.entries
+            .iter()
+            .find(|e| e.peer == *peer && e.until >= now)
+    }
+}

@@ -1,0 +1,322 @@
+//! The relay's side of `/hearth/store/1`: a pure function of (store, request, peer, time).
+
+use super::access::{AccessEntry, SignedAccess};
+use super::wire::{Blinded, StoreRequest, StoreResponse, blind, pad, unpad};
+use super::{NOTHING_HERE, QUOTA_FULL};
+use crate::protocol::{MAX_BUNDLE_BYTES, SectionHave};
+use crate::session::{Local, SyncError};
+use hearth_core::bundle::Bundle;
+use hearth_core::ids::{PeerKey, RecordId, SectionId};
+use hearth_core::keys::Identity;
+use hearth_core::ledger::{Key, Kind};
+use hearth_core::log::VersionVector;
+use hearth_core::record::{KeyWrap, Vault};
+use hearth_core::store::Store;
+use hearth_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a relay accepts. The defaults are deliberate; each says why.
+#[derive(Clone, Debug)]
+pub struct RelayLimits {
+    /// Bytes of bundles kept per record (a year of a busy record's notes is a few MiB; a
+    /// grantee cannot fill the disk with one record).
+    pub quota_bytes: u64,
+    /// Records kept in all (each needs its patient's signed list, so only patients add them).
+    pub max_records: usize,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        RelayLimits {
+            quota_bytes: 256 * 1024 * 1024,
+            max_records: 100_000,
+        }
+    }
+}
+
+/// A record this relay keeps (local item [`Key::Hosted`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Hosted {
+    /// The record (the relay sees it in every bundle header anyway: it is the root's public
+    /// key, not a name).
+    pub record: RecordId,
+    /// The patient's current signed access list, as received.
+    pub access: ByteBuf,
+    /// Its version.
+    pub version: u64,
+    /// Bytes of bundles stored.
+    pub used: u64,
+    /// Key wraps the patient supplied (ciphertext to their recipients).
+    pub wraps: Vec<KeyWrap>,
+    /// When the patient's node last supplied it.
+    pub updated: Timestamp,
+}
+
+/// What one request did, for the relay's counters and log (no content).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Served {
+    /// Bundles stored.
+    pub stored: usize,
+    /// Bundles sent.
+    pub sent: usize,
+    /// The whole request was refused.
+    pub refused: bool,
+    /// Pushed bundles refused.
+    pub rejected: usize,
+    /// The patient's node supplied a new access list.
+    pub supplied: bool,
+}
+
+/// The relay's view of one request.
+pub struct Server<'a, S: Store> {
+    vault: &'a Vault<S>,
+    identity: &'a Identity,
+    limits: &'a RelayLimits,
+}
+
+fn refusal(record: Blinded, why: &str) -> StoreResponse {
+    StoreResponse {
+        v: 1,
+        record,
+        refused: Some(why.to_string()),
+        bundles: Vec::new(),
+        have: Vec::new(),
+        wraps: Vec::new(),
+        more: false,
+        rejected: Vec::new(),
+        stored: 0,
+    }
+}
+
+impl<'a, S: Store> Server<'a, S> {
+    /// The relay over its vault and identity.
+    pub fn new(vault: &'a Vault<S>, identity: &'a Identity, limits: &'a RelayLimits) -> Self {
+        Server {
+            vault,
+            identity,
+            limits,
+        }
+    }
+
+    /// The record kept under `b`, if any.
+    pub fn hosted(&self, b: &Blinded) -> Result<Option<Hosted>, SyncError> {
+        let raw = self.vault.get_local(&Key::Hosted(&b.to_string()).text())?;
+        Ok(raw.and_then(|v| serde_ipld_dagcbor::from_slice(&v).ok()))
+    }
+
+    /// Every record kept, by blinded id.
+    pub fn all_hosted(&self) -> Result<Vec<(String, Hosted)>, SyncError> {
+        Ok(self
+            .vault
+            .local_items(Kind::Hosted.prefix())?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let id = Kind::Hosted.id_in(&k)?.to_string();
+                Some((id, serde_ipld_dagcbor::from_slice(&v).ok()?))
+            })
+            .collect())
+    }
+
+    /// Every peer on the access lists of the records kept here that still hold at `now` (they
+    /// get a known peer's network limits, not a stranger's).
+    pub fn parties(&self, now: Timestamp) -> BTreeSet<PeerKey> {
+        let me = self.identity.peer();
+        self.all_hosted()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(_, h)| SignedAccess::open(&h.access, &me, now).ok())
+            .flat_map(|(list, _)| list.entries.into_iter().filter(|e| e.until >= now))
+            .map(|e| e.peer)
+            .collect()
+    }
+
+    fn save(&self, b: &Blinded, h: &Hosted) -> Result<(), SyncError> {
+        let bytes = serde_ipld_dagcbor::to_vec(h)
+            .map_err(|_| SyncError::Protocol("cannot encode a hosted record"))?;
+        self.vault
+            .put_local(&Key::Hosted(&b.to_string()).text(), &bytes)?;
+        Ok(())
+    }
+
+    /// Answers `req` from `peer` (authenticated by the transport) at the relay's clock `now`.
+    ///
+    /// Refused with the same words ([`NOTHING_HERE`]) whether the record is unknown here, the
+    /// patient's relay grant has ended, or `peer` is not on the patient's list: a stranger
+    /// learns nothing about which records exist.
+    pub fn answer(
+        &self,
+        peer: PeerKey,
+        req: StoreRequest,
+        now: Timestamp,
+    ) -> Result<(StoreResponse, Served), SyncError> {
+        let mut served = Served::default();
+        let me = self.identity.peer();
+        let b = req.record;
+        let mut hosted = self.hosted(&b)?;
+        // A new list from the patient's node replaces the one held, if it is newer.
+        if let Some(bytes) = &req.access {
+            match SignedAccess::open(bytes, &me, now) {
+                Ok((list, _)) if blind(&list.record, &me) == b => {
+                    let newer = hosted.as_ref().is_none_or(|h| list.version > h.version);
+                    let from_device = list.entry(&peer, now).is_some_and(|e| e.device);
+                    let room =
+                        hosted.is_some() || self.all_hosted()?.len() < self.limits.max_records;
+                    if newer && from_device && room {
+                        let h = hosted.get_or_insert_with(|| Hosted {
+                            record: list.record,
+                            access: ByteBuf::new(),
+                            version: 0,
+                            used: 0,
+                            wraps: Vec::new(),
+                            updated: now,
+                        });
+                        h.access = bytes.clone();
+                        h.version = list.version;
+                        h.updated = now;
+                        served.supplied = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(mut hosted) = hosted else {
+            served.refused = true;
+            return Ok((refusal(b, NOTHING_HERE), served));
+        };
+        let Ok((list, _)) = SignedAccess::open(&hosted.access, &me, now) else {
+            // The relay grant has ended (or the stored list was damaged): nothing is served.
+            served.refused = true;
+            return Ok((refusal(b, NOTHING_HERE), served));
+        };
+        let Some(entry) = list.entry(&peer, now).cloned() else {
+            served.refused = true;
+            return Ok((refusal(b, NOTHING_HERE), served));
+        };
+        let record = hosted.record;
+        if entry.device && !req.wraps.is_empty() {
+            hosted.wraps = req
+                .wraps
+                .into_iter()
+                .filter(|w| w.record == record && w.verify())
+                .collect();
+        }
+        // What the peer pushed.
+        let mut rejected = Vec::new();
+        if !req.push.is_empty() {
+            let (stored, bytes) =
+                self.store_push(&hosted, &entry, &req.push, now, &mut rejected)?;
+            hosted.used += bytes;
+            served.stored = stored;
+        }
+        served.rejected = rejected.len();
+        if served.supplied || served.stored > 0 || entry.device {
+            self.save(&b, &hosted)?;
+        }
+        // What the peer lacks, and where it may push.
+        let held = self.vault.held_sections(&record)?;
+        let readable = readable(&entry, &held);
+        let theirs: BTreeMap<SectionId, VersionVector> =
+            req.have.iter().map(|h| (h.section, h.vv())).collect();
+        let local = Local::new(self.vault, self.identity);
+        let include = |s: &SectionId| readable.contains(s);
+        let (bundles, more) =
+            local.missing_for(&record, &held, &theirs, &include, None, MAX_BUNDLE_BYTES)?;
+        served.sent = bundles.len();
+        let writable: Vec<SectionId> = if entry.device {
+            held.keys().copied().collect()
+        } else {
+            entry.write.clone()
+        };
+        let empty = VersionVector::new();
+        let have = writable
+            .iter()
+            .map(|s| SectionHave::new(*s, held.get(s).unwrap_or(&empty)))
+            .collect();
+        let wraps = match (&req.agreement, entry.device) {
+            (_, true) => hosted.wraps.clone(),
+            (Some(a), false) if a.signed_by(&peer) => hosted
+                .wraps
+                .iter()
+                .filter(|w| w.recipient == a.key && readable.contains(&w.section))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok((
+            StoreResponse {
+                v: 1,
+                record: b,
+                refused: None,
+                bundles: bundles.iter().map(|x| pad(x)).collect(),
+                have,
+                wraps,
+                more,
+                rejected,
+                stored: served.stored as u32,
+            },
+            served,
+        ))
+    }
+
+    /// Stores what `entry`'s peer pushed: a patient device anything signed and chained (its
+    /// node already judged it), a grantee only its own bundles to sections it may write, all
+    /// within the record's quota. Returns (bundles stored, their bytes).
+    fn store_push(
+        &self,
+        hosted: &Hosted,
+        entry: &AccessEntry,
+        push: &[ByteBuf],
+        now: Timestamp,
+        rejected: &mut Vec<String>,
+    ) -> Result<(usize, u64), SyncError> {
+        let mut bundles = Vec::new();
+        for p in push {
+            match unpad(p).map(Bundle::decode) {
+                Some(Ok(b)) => bundles.push(b),
+                Some(Err(e)) => rejected.push(e.to_string()),
+                None => rejected.push("a padded bundle is malformed".into()),
+            }
+        }
+        let mut room = self.limits.quota_bytes.saturating_sub(hosted.used);
+        let mut bytes = 0u64;
+        let mut authorize = |b: &Bundle| -> Result<(), String> {
+            let h = b.header();
+            let may = entry.device
+                || (h.author == entry.peer
+                    && h.section != SectionId::AUTH
+                    && h.section != SectionId::LEDGER
+                    && entry.write.contains(&h.section));
+            if !may {
+                return Err("the author may not write that section here".into());
+            }
+            let len = b.encoded().len() as u64;
+            if len > room {
+                return Err(QUOTA_FULL.into());
+            }
+            room -= len;
+            bytes += len;
+            Ok(())
+        };
+        let report = self
+            .vault
+            .store_remote(&hosted.record, bundles, now, &mut authorize)?;
+        rejected.extend(report.refused);
+        Ok((report.stored, bytes))
+    }
+}
+
+/// The sections `entry`'s peer may fetch: a device every section held; a grantee the sections
+/// on its list, and the auth document if it may read anything.
+fn readable(entry: &AccessEntry, held: &BTreeMap<SectionId, VersionVector>) -> BTreeSet<SectionId> {
+    if entry.device {
+        return held.keys().copied().collect();
+    }
+    let mut out: BTreeSet<SectionId> = entry.read.iter().copied().collect();
+    if !out.is_empty() {
+        out.insert(SectionId::AUTH);
+    }
+    out.remove(&SectionId::LEDGER);
+    out
+}

@@ -1,0 +1,231 @@
+//! The messages of `/hearth/store/1`, blinded record ids and padded bundles.
+//!
+//! A relay never sees a record id as a lookup key: requests name a record by
+//! [`blind`]`(record, relay)`, a keyed hash that differs per relay, so two relays comparing
+//! their request logs or storage keys cannot tell they hold the same patient. Bundles travel
+//! padded to power-of-two buckets ([`pad`]), so sizes say little about content.
+
+use crate::protocol::SectionHave;
+use hearth_core::crypto;
+use hearth_core::ids::{PeerKey, RecordId};
+use hearth_core::record::KeyWrap;
+use serde::{Deserialize, Serialize};
+use serde_bytes::{ByteArray, ByteBuf};
+use std::fmt;
+
+/// The protocol's name on the wire.
+pub const STORE_PROTOCOL: &str = "/hearth/store/1";
+/// The smallest padded bundle, in bytes.
+pub const MIN_BUCKET: usize = 1024;
+/// The most key wraps a request or response carries.
+pub const MAX_WRAPS: usize = 4096;
+
+/// A record id blinded for one relay: `SHA-256("hearth/relay-blind/v1" ‖ record ‖ relay)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Blinded(pub ByteArray<32>);
+
+impl fmt::Display for Blinded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&data_encoding::HEXLOWER.encode(&self.0[..]))
+    }
+}
+
+/// `record` as `relay` knows it.
+pub fn blind(record: &RecordId, relay: &PeerKey) -> Blinded {
+    Blinded(ByteArray::new(crypto::sha256(&[
+        b"hearth/relay-blind/v1",
+        &record.0,
+        &relay.0,
+    ])))
+}
+
+/// The bucket a bundle of `len` bytes is padded to: the next power of two that holds it and
+/// its 4-byte length, at least [`MIN_BUCKET`].
+pub fn bucket(len: usize) -> usize {
+    (len + 4).next_power_of_two().max(MIN_BUCKET)
+}
+
+/// A bundle padded to its bucket: its length (u32, big-endian), the bytes, zeros.
+pub fn pad(bundle: &[u8]) -> ByteBuf {
+    let mut out = Vec::with_capacity(bucket(bundle.len()));
+    out.extend_from_slice(&(bundle.len() as u32).to_be_bytes());
+    out.extend_from_slice(bundle);
+    out.resize(bucket(bundle.len()), 0);
+    ByteBuf::from(out)
+}
+
+/// The bundle in a padded frame, if the frame is exactly a bucket long, its length fits and
+/// the padding is zeros (anything else is malformed: padding is not a side channel either).
+pub fn unpad(padded: &[u8]) -> Option<&[u8]> {
+    let len = u32::from_be_bytes(padded.get(..4)?.try_into().ok()?) as usize;
+    let body = padded.get(4..4 + len)?;
+    let ok = padded.len() == bucket(len) && padded[4 + len..].iter().all(|b| *b == 0);
+    ok.then_some(body)
+}
+
+/// A device's X25519 key-agreement key, signed by its device key: where a relay may send key
+/// wraps addressed to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agreement {
+    /// The public key.
+    pub key: ByteArray<32>,
+    /// The device key's signature over it (domain `agreement-key/v1`).
+    pub sig: ByteArray<64>,
+}
+
+impl Agreement {
+    /// Whether `peer`'s device key signed this agreement key.
+    pub fn signed_by(&self, peer: &PeerKey) -> bool {
+        peer.verifying_key().is_ok_and(|vk| {
+            crypto::verify(
+                &vk,
+                crypto::Domain::AgreementKey,
+                &[&self.key[..]],
+                &self.sig,
+            )
+            .is_ok()
+        })
+    }
+}
+
+/// A request to a relay: "for this record, here is what I hold and what you lack".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreRequest {
+    /// Version 1.
+    pub v: u8,
+    /// The record, blinded for this relay.
+    pub record: Blinded,
+    /// The requester's signed agreement key (wraps addressed to it may be returned).
+    pub agreement: Option<Agreement>,
+    /// The patient's signed access list ([`super::access::SignedAccess`], encoded): only a
+    /// patient device sends it.
+    pub access: Option<ByteBuf>,
+    /// Key wraps the relay should keep (a patient device only; signed by the record root).
+    pub wraps: Vec<KeyWrap>,
+    /// What the requester holds of the sections it may hold.
+    pub have: Vec<SectionHave>,
+    /// Padded bundles for the relay to keep.
+    pub push: Vec<ByteBuf>,
+}
+
+/// A relay's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreResponse {
+    /// Version 1.
+    pub v: u8,
+    /// The record, as the request named it.
+    pub record: Blinded,
+    /// Set when the whole request is refused: [`super::NOTHING_HERE`] whether the record is
+    /// unknown or the requester may not have it, or a limit (quota, rate) in plain words.
+    pub refused: Option<String>,
+    /// Padded bundles the requester lacks, of the sections it may read.
+    pub bundles: Vec<ByteBuf>,
+    /// The relay's heads of the sections the requester may write (so it can push).
+    pub have: Vec<SectionHave>,
+    /// Key wraps addressed to the requester (all of them to a patient device).
+    pub wraps: Vec<KeyWrap>,
+    /// More bundles remain: ask again.
+    pub more: bool,
+    /// Pushed bundles refused, with the reason.
+    pub rejected: Vec<String>,
+    /// How many pushed bundles were stored.
+    pub stored: u32,
+}
+
+/// Checks a request's and a response's counts against the limits of `/hearth/sync/1`.
+pub(crate) fn check_request(r: &StoreRequest) -> Result<(), &'static str> {
+    if r.v != 1 {
+        return Err("unsupported version");
+    }
+    if r.wraps.len() > MAX_WRAPS {
+        return Err("too many key wraps");
+    }
+    if r.access
+        .as_ref()
+        .is_some_and(|a| a.len() > super::access::MAX_ACCESS_LEN)
+    {
+        return Err("access list too large");
+    }
+    check_have(&r.have)
+}
+
+pub(crate) fn check_response(r: &StoreResponse) -> Result<(), &'static str> {
+    if r.v != 1 {
+        return Err("unsupported version");
+    }
+    if r.wraps.len() > MAX_WRAPS {
+        return Err("too many key wraps");
+    }
+    if r.rejected.len() > 100_000 || r.refused.as_ref().is_some_and(|s| s.len() > 1_000) {
+        return Err("reasons too long");
+    }
+    check_have(&r.have)
+}
+
+fn check_have(have: &[SectionHave]) -> Result<(), &'static str> {
+    if have.len() > crate::protocol::MAX_SECTIONS {
+        return Err("too many sections");
+    }
+    if have
+        .iter()
+        .any(|h| h.heads.len() > crate::protocol::MAX_AUTHORS)
+    {
+        return Err("too many authors");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn blinding_differs_per_relay_and_record() {
+        let (r1, r2) = (RecordId([1; 32]), RecordId([2; 32]));
+        let (a, b) = (PeerKey([3; 32]), PeerKey([4; 32]));
+        assert_eq!(blind(&r1, &a), blind(&r1, &a));
+        assert_ne!(blind(&r1, &a), blind(&r1, &b));
+        assert_ne!(blind(&r1, &a), blind(&r2, &a));
+        assert_eq!(blind(&r1, &a).to_string().len(), 64);
+    }
+
+    #[test]
+    fn buckets_are_powers_of_two() {
+        assert_eq!(bucket(0), MIN_BUCKET);
+        assert_eq!(bucket(1020), 1024);
+        assert_eq!(bucket(1021), 2048);
+        assert_eq!(pad(&[7; 3000]).len(), 4096);
+    }
+
+    #[test]
+    fn unpad_refuses_anything_but_a_clean_bucket() {
+        let p = pad(b"bundle");
+        assert_eq!(unpad(&p), Some(&b"bundle"[..]));
+        let mut dirty = p.to_vec();
+        dirty[100] = 1;
+        assert_eq!(unpad(&dirty), None, "non-zero padding");
+        assert_eq!(unpad(&p[..p.len() - 1]), None, "not a bucket");
+        let mut long = p.to_vec();
+        long[..4].copy_from_slice(&5000u32.to_be_bytes());
+        assert_eq!(unpad(&long), None, "length past the end");
+        assert_eq!(unpad(&[]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn pad_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..5000)) {
+            let p = pad(&bytes);
+            prop_assert_eq!(p.len(), bucket(bytes.len()));
+            prop_assert_eq!(unpad(&p), Some(&bytes[..]));
+        }
+
+        #[test]
+        fn unpad_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..3000)) {
+            let _ = unpad(&bytes);
+        }
+    }
+}
