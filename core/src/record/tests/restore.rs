@@ -318,3 +318,204 @@ fn a_restored_record_reads_as_the_original_and_the_new_device_writes() {
     assert!(report.unwrap().refused.is_empty());
     assert_eq!(read_all(&again, &me2, &orig.rid), after);
 }
+
+#[test]
+fn a_wrong_phrase_or_a_record_already_held_is_refused_and_nothing_written() {
+    let orig = original(5);
+    let (wraps, bundles) = relay_copy(&orig.vault, &orig.rid);
+    let mut rng = TestRng::new(6);
+    let (_, wrong) = Identity::generate(Role::Patient, "Someone".into(), &mut rng);
+    let wrong = wrong.unwrap();
+    let fresh = Vault::new(MemoryStore::new());
+    // A phrase of another record: no key of this one opens.
+    let stranger = Identity::recover("x".into(), &wrong, &mut rng);
+    let r = fresh.restore_record(
+        &stranger,
+        &wrong,
+        &wraps,
+        bundles.clone(),
+        TEST_NOW,
+        &mut rng,
+    );
+    assert!(matches!(r, Err(RecordError::NoKey(_))), "{r:?}");
+    assert!(is_empty(&fresh));
+    // The right identity with a phrase that did not make it.
+    let me = Identity::recover("x".into(), &orig.phrase, &mut rng);
+    let r = fresh.restore_record(&me, &wrong, &wraps, bundles.clone(), TEST_NOW, &mut rng);
+    assert!(matches!(r, Err(RecordError::NotPermitted(_))), "{r:?}");
+    assert!(is_empty(&fresh));
+    // An identity without the root key.
+    let linked = Identity::new_device("x".into(), &mut rng).link_to(orig.rid);
+    let r = fresh.restore_record(
+        &linked,
+        &orig.phrase,
+        &wraps,
+        bundles.clone(),
+        TEST_NOW,
+        &mut rng,
+    );
+    assert!(matches!(r, Err(RecordError::NotPermitted(_))), "{r:?}");
+    assert!(is_empty(&fresh));
+    // The record is already here: on the original node, and once restored.
+    let r = orig.vault.restore_record(
+        &me,
+        &orig.phrase,
+        &wraps,
+        bundles.clone(),
+        TEST_NOW,
+        &mut rng,
+    );
+    assert!(
+        matches!(r, Err(RecordError::Exists(id)) if id == orig.rid),
+        "{r:?}"
+    );
+    fresh
+        .restore_record(
+            &me,
+            &orig.phrase,
+            &wraps,
+            bundles.clone(),
+            TEST_NOW,
+            &mut rng,
+        )
+        .unwrap();
+    let r = fresh.restore_record(&me, &orig.phrase, &wraps, bundles, TEST_NOW, &mut rng);
+    assert!(matches!(r, Err(RecordError::Exists(_))), "{r:?}");
+}
+
+#[test]
+fn tampered_and_foreign_bundles_are_refused_and_counted_the_rest_restored() {
+    let orig = original(7);
+    let (wraps, mut bundles) = relay_copy(&orig.vault, &orig.rid);
+    let n = bundles.len();
+    let notes = orig
+        .vault
+        .open_record(&orig.patient, &orig.rid)
+        .unwrap()
+        .ids_of(&name("notes"))[0];
+    // The patient device's newest notes bundle ("after rotation"), altered.
+    let i = bundles
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.header().section == notes && b.header().author == orig.patient.peer())
+        .max_by_key(|(_, b)| b.header().seq)
+        .map(|(i, _)| i)
+        .unwrap();
+    let mut bytes = bundles[i].encoded().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    bundles[i] = Bundle::decode(&bytes).unwrap();
+    // An auth-document change by the GP, who holds the auth key but is no patient device.
+    let mut rng = TestRng::new(8);
+    let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
+    let rec = orig.vault.open_record(&orig.patient, &orig.rid).unwrap();
+    let mut d = automerge::AutoCommit::new().with_actor(automerge::ActorId::from(gp.peer().0));
+    d.put(ROOT, "device-removed/x", "{}").unwrap();
+    d.commit();
+    let payload = d.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let (epoch, key) = rec.current_key(&SectionId::AUTH).unwrap();
+    let forged = Bundle::seal(
+        orig.rid,
+        SectionId::AUTH,
+        1,
+        None,
+        epoch,
+        TEST_NOW,
+        key,
+        &payload,
+        gp.device_key(),
+        &mut rng,
+    )
+    .unwrap();
+    drop(rec);
+    bundles.push(forged);
+    // A bundle of another record.
+    let other = Vault::new(MemoryStore::new());
+    let (stranger, srid) = crate::test_utils::patient_record(&other, "S", TEST_NOW, &mut rng);
+    let (_, theirs) = relay_copy(&other, &srid);
+    bundles.push(theirs[0].clone());
+    drop(stranger);
+
+    let (fresh, me, report) = restore(&orig, &wraps, bundles, 9);
+    let report = report.unwrap();
+    assert_eq!(report.bundles_stored, n - 1, "{report:?}");
+    assert_eq!(report.refused.len(), 3, "{report:?}");
+    assert!(
+        report.refused.iter().any(|r| r.contains("signature")),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .refused
+            .iter()
+            .any(|r| r.contains("not by a patient device")),
+        "{report:?}"
+    );
+    assert!(
+        report.refused.iter().any(|r| r.contains("another record")),
+        "{report:?}"
+    );
+    let mut before = read_all(&orig.vault, &orig.patient, &orig.rid);
+    let mut after = read_all(&fresh, &me, &orig.rid);
+    let (b, a) = (
+        before.remove("notes").unwrap(),
+        after.remove("notes").unwrap(),
+    );
+    assert_eq!(after, before);
+    assert!(b.to_string().contains("after rotation"));
+    assert!(!a.to_string().contains("after rotation"));
+    assert!(a.to_string().contains("the GP's note") && a.to_string().contains("first"));
+    let rec = fresh.open_record(&me, &orig.rid).unwrap();
+    assert!(rec.removed_devices().is_empty());
+}
+
+#[test]
+fn forged_wraps_are_ignored_and_a_section_without_recovery_wraps_is_reported() {
+    let orig = original(10);
+    let (wraps, bundles) = relay_copy(&orig.vault, &orig.rid);
+    let n = bundles.len();
+    let recovery = orig.patient.recovery_public().unwrap();
+    let allergies = orig
+        .vault
+        .open_record(&orig.patient, &orig.rid)
+        .unwrap()
+        .ids_of(&name("allergies"))[0];
+    let mut rng = TestRng::new(11);
+    // Forged: a wrap of a key of the relay's choosing, signed by another key; and a real
+    // one altered. Both come first, so they would be tried first.
+    let mut given = vec![
+        KeyWrap::create(
+            &crate::keys::signing_key(&mut rng),
+            orig.rid,
+            SectionId::AUTH,
+            0,
+            &crate::crypto::SymmetricKey::generate(&mut rng),
+            recovery,
+            &mut rng,
+        )
+        .unwrap(),
+    ];
+    let mut altered = wraps
+        .iter()
+        .find(|w| w.recipient.into_array() == recovery && w.section == SectionId::AUTH)
+        .unwrap()
+        .clone();
+    altered.epoch += 7;
+    given.push(altered);
+    // No recovery wrap of the allergies section at all.
+    given.extend(
+        wraps
+            .iter()
+            .filter(|w| !(w.section == allergies && w.recipient.into_array() == recovery))
+            .cloned(),
+    );
+    let (fresh, me, report) = restore(&orig, &given, bundles, 12);
+    let report = report.unwrap();
+    assert_eq!(report.wraps_ignored, 2, "{report:?}");
+    assert_eq!(report.unrecoverable, vec![allergies], "{report:?}");
+    assert_eq!(report.bundles_stored, n, "{report:?}");
+    assert!(report.refused.is_empty(), "{report:?}");
+    let mut before = read_all(&orig.vault, &orig.patient, &orig.rid);
+    assert!(before.remove("allergies").is_some());
+    assert_eq!(read_all(&fresh, &me, &orig.rid), before);
+}
