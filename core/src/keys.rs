@@ -130,6 +130,12 @@ impl RecoveryPhrase {
         SigningKey::from_bytes(&seed)
     }
 
+    /// The id of the record this phrase restores (the public half of the record root key it
+    /// derives).
+    pub fn record_id(&self) -> RecordId {
+        RecordId(self.root_key().verifying_key().to_bytes())
+    }
+
     /// The recovery key-agreement secret: every section key is also wrapped to its public half.
     pub fn recovery_secret(&self) -> AgreementSecret {
         let ikm = Zeroizing::new(crypto::hkdf32(

@@ -34,7 +34,8 @@
 //! documents (`section_doc.rs`) and their snapshots (`snapshot.rs`), entries written
 //! (`entries.rs`) and read (`views.rs`), the patient's devices (`devices.rs`), what peers send
 //! (`replica.rs`), the auth document's and the private ledger's raw items (`items.rs`), batch
-//! writes (`writer.rs`) and held writes (`held.rs`).
+//! writes (`writer.rs`), held writes (`held.rs`) and restoring a record from a relay's copy and
+//! the recovery phrase (`restore.rs`).
 
 use crate::crypto::SymmetricKey;
 use crate::ids::{EntryId, RecordId, SectionId};
@@ -54,6 +55,7 @@ mod keyring;
 mod layout;
 mod ledger;
 mod replica;
+mod restore;
 mod section_doc;
 mod snapshot;
 mod vault;
@@ -74,6 +76,7 @@ pub use held::{
 };
 pub use ledger::{AuthItem, LedgerItem, MAX_HELD_CHAINS};
 pub use replica::{RemoteReport, WAITS_FOR_DEPS};
+pub use restore::RestoreReport;
 pub use section_doc::Unapplied;
 pub use snapshot::{
     MAX_SHARED_SNAPSHOT, SNAPSHOT_EVERY, SNAPSHOT_EVERY_MIN, SNAPSHOT_REFRESH_ON_READ,

@@ -98,7 +98,7 @@ impl<S: Store> Vault<S> {
         self.register(record, wraps, now, true)
     }
 
-    fn register(
+    pub(super) fn register(
         &self,
         record: &RecordId,
         wraps: &[KeyWrap],

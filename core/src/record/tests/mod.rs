@@ -2,3 +2,4 @@
 
 mod hostile_bundles;
 mod merge;
+mod restore;
