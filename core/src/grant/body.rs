@@ -101,8 +101,18 @@ pub struct GrantBody {
     /// Section keys wrapped to the audience (for `read` and above), when its agreement key was
     /// known at issue time; otherwise keys follow in the first sync session.
     pub keys: Vec<KeyGrant>,
-    /// The issuer node's network addresses, to find it.
+    /// The issuer node's network addresses, to find it, and the record's relays as
+    /// [`RELAY_HINT`]`<multiaddress>` (so a grantee can sync through a relay before it has
+    /// ever reached the patient's node).
     pub addresses: Vec<String>,
+}
+
+/// The prefix of a relay's address among a grant's addresses.
+pub const RELAY_HINT: &str = "relay:";
+
+/// The relays' multiaddresses among a grant's addresses.
+pub fn relay_hints(addresses: &[String]) -> impl Iterator<Item = &str> {
+    addresses.iter().filter_map(|a| a.strip_prefix(RELAY_HINT))
 }
 
 /// What to grant: the parts of a [`GrantBody`] a person chooses.

@@ -57,7 +57,7 @@ mod revocation;
 mod scope;
 mod verify;
 
-pub use body::{Grant, GrantBody, GrantId, GrantSpec, KeyGrant, Window};
+pub use body::{Grant, GrantBody, GrantId, GrantSpec, KeyGrant, RELAY_HINT, Window, relay_hints};
 pub use chain::{chain_from_bytes, chain_from_token, chain_to_bytes, chain_to_token};
 pub use revocation::Revocation;
 pub use scope::{Ability, Purpose, Scope, key_sections, scopes};

@@ -36,6 +36,28 @@ pub fn own_addresses(ctx: &Ctx, vault: &Vault<SledStore>, peer: &PeerKey) -> Vec
         .collect()
 }
 
+/// The addresses a grant of `rec` carries: this node's own, then the record's relays (as
+/// [`hearth_core::grant::RELAY_HINT`]`<address>`), at most
+/// [`hearth_core::grant::MAX_ADDRESSES`], so a grantee can reach the record through a relay
+/// even before it has reached this node.
+pub fn grant_addresses(
+    ctx: &Ctx,
+    vault: &Vault<SledStore>,
+    rec: &hearth_core::record::OpenRecord<'_, SledStore>,
+    peer: &PeerKey,
+    now: hearth_core::time::Timestamp,
+) -> Vec<String> {
+    let mut out = own_addresses(ctx, vault, peer);
+    out.truncate(hearth_core::grant::MAX_ADDRESSES / 2);
+    for (_, item) in rec.relays(now) {
+        for a in item.addrs.iter().take(1) {
+            out.push(format!("{}{a}", hearth_core::grant::RELAY_HINT));
+        }
+    }
+    out.truncate(hearth_core::grant::MAX_ADDRESSES);
+    out
+}
+
 /// Remembers the peers named by addresses ending in `/p2p/PEER` (from a grant), so the node
 /// dials them; returns how many were learnt. Addresses without a peer are ignored.
 pub fn learn_addresses(

@@ -5,7 +5,7 @@
 //! a patient's record, and a grantee's held grants, each read and written through its typed
 //! queries.
 
-use crate::app::addresses::{learn_addresses, own_addresses};
+use crate::app::addresses::{grant_addresses, learn_addresses};
 use crate::app::grants::{
     created_words, learnt_revocations, names, own_record, record_grant, refusal,
 };
@@ -165,7 +165,7 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
     let mut gspec = GrantSpec::new(audience, spec, ability, t, parse_expires(expires_arg, t)?);
     gspec.purpose = purpose;
     gspec.depth = args.depth;
-    gspec.addresses = own_addresses(ctx, &vault, &identity.peer());
+    gspec.addresses = grant_addresses(ctx, &vault, &rec, &identity.peer(), t);
     // The grant is checked whole (a trial issue, keys aside) before any section is made; then
     // sections they may add to are made if the record has none yet (only this device can).
     Grant::issue_root(&identity, gspec.clone(), &[], &mut rng).map_err(refusal)?;

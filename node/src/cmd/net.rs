@@ -251,12 +251,21 @@ fn outcomes_json(outcomes: &[RoundOutcome]) -> Vec<Value> {
         .collect()
 }
 
+/// Whether every record of `outcomes` is in sync with at least one peer: a record reached
+/// through one of its relays while the patient's node is offline is in sync (the other
+/// rounds' failures are still reported).
+fn every_record_in_sync(outcomes: &[RoundOutcome]) -> bool {
+    !outcomes.is_empty()
+        && outcomes.iter().all(|o| {
+            outcomes
+                .iter()
+                .any(|x| x.record == o.record && x.result.as_ref().is_ok_and(|r| r.in_sync))
+        })
+}
+
 fn report_round(ctx: &Ctx, outcomes: Vec<RoundOutcome>, wait: bool) -> Result<(), Failure> {
     let list = outcomes_json(&outcomes);
-    let all_in_sync = !outcomes.is_empty()
-        && outcomes
-            .iter()
-            .all(|o| o.result.as_ref().is_ok_and(|r| r.in_sync));
+    let all_in_sync = every_record_in_sync(&outcomes);
     ctx.print(json!({"in_sync": all_in_sync, "sessions": list}), || {
         if outcomes.is_empty() {
             return "nothing to sync: no connected or known peer shares a record with this node"
@@ -295,7 +304,12 @@ fn report_round(ctx: &Ctx, outcomes: Vec<RoundOutcome>, wait: bool) -> Result<()
             "nothing to sync: no connected or known peer shares a record with this node",
         ));
     }
-    if let Some(o) = outcomes.iter().find(|o| o.result.is_err())
+    let reached = |o: &RoundOutcome| {
+        outcomes
+            .iter()
+            .any(|x| x.record == o.record && x.result.as_ref().is_ok_and(|r| r.in_sync))
+    };
+    if let Some(o) = outcomes.iter().find(|o| o.result.is_err() && !reached(o))
         && let Err(e) = &o.result
     {
         return Err(Failure::new(
@@ -321,9 +335,7 @@ fn sync_with(
         let outcomes = node
             .sync_blocking(with, left.max(Duration::from_millis(100)))
             .map_err(|e| Failure::new(code::IO, format!("sync: {e}")))?;
-        let done = outcomes
-            .iter()
-            .all(|o| o.result.as_ref().is_ok_and(|r| r.in_sync));
+        let done = every_record_in_sync(&outcomes);
         // A peer that refuses us will refuse again: waiting would not change that.
         let refused = outcomes
             .iter()

@@ -2,7 +2,7 @@
 //! patient lists, receives, approves or denies them). A request travels as text
 //! (`HEARTH1R…`) and carries the requester's newest organisation credential, if any.
 
-use crate::app::addresses::own_addresses;
+use crate::app::addresses::grant_addresses;
 use crate::app::grants::{created_words, names, own_record, record_grant, refusal};
 use crate::app::parse::{DAY_MS, parse_ability, parse_expires, parse_spec, when_words};
 use crate::app::token::{emit_token, token_refused};
@@ -297,7 +297,7 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
                 expires: t.saturating_add_millis(duration),
                 depth: 0,
                 purpose: b.purpose,
-                addresses: own_addresses(ctx, &vault, &identity.peer()),
+                addresses: grant_addresses(ctx, &vault, &rec, &identity.peer(), t),
             };
             // The grant is checked whole (a trial issue, keys aside) before any section is made.
             Grant::issue_root(&identity, spec.clone(), &[], &mut rng).map_err(refusal)?;

@@ -103,9 +103,11 @@ fn peers_for<S: Store>(
     p: &Local<'_, S>,
     record: &RecordId,
     named: &BTreeSet<PeerKey>,
+    now: hearth_core::time::Timestamp,
 ) -> BTreeSet<PeerKey> {
     let mut s: BTreeSet<PeerKey> = p.interested_peers(record).into_iter().collect();
     s.extend(named.iter().copied());
+    s.extend(p.relays(record, now).into_iter().map(|(r, _)| r));
     s
 }
 
@@ -317,7 +319,7 @@ impl<S: Store + Send + 'static> Driver<S> {
             let p = Local::new(&sh.vault, &sh.identity);
             let records: Vec<(RecordId, BTreeSet<PeerKey>)> = all_records(&sh.vault)
                 .into_iter()
-                .map(|(record, named)| (record, peers_for(&p, &record, &named)))
+                .map(|(record, named)| (record, peers_for(&p, &record, &named, clock.now())))
                 .collect();
             let ids: Vec<RecordId> = records.iter().map(|(r, _)| *r).collect();
             let (relays, hosted) = relays_and_hosted(sh, relay.as_ref(), &p, &ids, clock.now());

@@ -6,7 +6,7 @@ use hearth_core::ids::PeerKey;
 use hearth_core::store::Store;
 use hearth_sync::net::{BehaviourEvent, peer_id, peer_key};
 use hearth_sync::protocol::{LinkMessage, Message, Notify};
-use hearth_sync::relay::server::{Served, Server};
+use hearth_sync::relay::server::{Served, Server, refusal_of};
 use hearth_sync::round::{RoundError, Transmit};
 use hearth_sync::session::Local;
 use libp2p::Multiaddr;
@@ -304,19 +304,7 @@ impl<S: Store + Send + 'static> Driver<S> {
             tracing::info!(%peer, "not a relay request on the store protocol; ignored");
             return;
         };
-        let refuse = |record, why: &str| {
-            Message::Stored(hearth_sync::relay::StoreResponse {
-                v: 1,
-                record,
-                refused: Some(why.to_string()),
-                bundles: Vec::new(),
-                have: Vec::new(),
-                wraps: Vec::new(),
-                more: false,
-                rejected: Vec::new(),
-                stored: 0,
-            })
-        };
+        let refuse = |record, why: &str| Message::Stored(refusal_of(record, why));
         let Some(limits) = self.config.relay.clone() else {
             let r = refuse(req.record, hearth_sync::relay::NOTHING_HERE);
             let _ = self.swarm.behaviour_mut().store.send_response(channel, r);
@@ -341,20 +329,8 @@ impl<S: Store + Send + 'static> Driver<S> {
                         refused: true,
                         ..Served::default()
                     };
-                    (
-                        hearth_sync::relay::StoreResponse {
-                            v: 1,
-                            record,
-                            refused: Some("the relay could not answer: try again later".into()),
-                            bundles: Vec::new(),
-                            have: Vec::new(),
-                            wraps: Vec::new(),
-                            more: false,
-                            rejected: Vec::new(),
-                            stored: 0,
-                        },
-                        served,
-                    )
+                    let why = "the relay could not answer: try again later";
+                    (refusal_of(record, why), served)
                 }
             };
             let parties = served.supplied.then(|| server.parties(now));

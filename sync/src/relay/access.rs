@@ -128,6 +128,29 @@ impl SignedAccess {
     }
 }
 
+/// The patient's devices a list names, if it is signed by `record`'s root (a grantee learns
+/// them from the relay before it can read the auth document; the signature, not the relay,
+/// vouches for them).
+pub fn devices_in(bytes: &[u8], record: &RecordId) -> Vec<PeerKey> {
+    let open = || -> Option<Vec<PeerKey>> {
+        if bytes.len() > MAX_ACCESS_LEN {
+            return None;
+        }
+        let s: SignedAccess = serde_ipld_dagcbor::from_slice(bytes).ok()?;
+        let root = crypto::verifying_key(&record.0).ok()?;
+        crypto::verify(&root, Domain::RelayAccess, &[&s.body], &s.sig).ok()?;
+        let list: AccessList = serde_ipld_dagcbor::from_slice(&s.body).ok()?;
+        (list.record == *record).then(|| {
+            list.entries
+                .iter()
+                .filter(|e| e.device)
+                .map(|e| e.peer)
+                .collect()
+        })
+    };
+    open().unwrap_or_default()
+}
+
 /// The end of the patient's `relay` grant to `relay` inside `list`, if it verifies at `now`
 /// for this record and grants `relay` and nothing more.
 fn relay_grant_until(

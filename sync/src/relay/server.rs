@@ -87,7 +87,13 @@ fn refusal(record: Blinded, why: &str) -> StoreResponse {
         more: false,
         rejected: Vec::new(),
         stored: 0,
+        access: None,
     }
+}
+
+/// A refusal of a request for `record`, in `why`'s words.
+pub fn refusal_of(record: Blinded, why: &str) -> StoreResponse {
+    refusal(record, why)
 }
 
 impl<'a, S: Store> Server<'a, S> {
@@ -255,6 +261,7 @@ impl<'a, S: Store> Server<'a, S> {
                 more,
                 rejected,
                 stored: served.stored as u32,
+                access: (!entry.device).then(|| hosted.access.clone()),
             },
             served,
         ))

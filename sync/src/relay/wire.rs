@@ -133,6 +133,9 @@ pub struct StoreResponse {
     pub rejected: Vec<String>,
     /// How many pushed bundles were stored.
     pub stored: u32,
+    /// The patient's signed access list, so a grantee can tell the patient's devices (the
+    /// authors of the auth document) before it can read the auth document.
+    pub access: Option<ByteBuf>,
 }
 
 /// Checks a request's and a response's counts against the limits of `/hearth/sync/1`.
@@ -161,6 +164,12 @@ pub(crate) fn check_response(r: &StoreResponse) -> Result<(), &'static str> {
     }
     if r.rejected.len() > 100_000 || r.refused.as_ref().is_some_and(|s| s.len() > 1_000) {
         return Err("reasons too long");
+    }
+    if r.access
+        .as_ref()
+        .is_some_and(|a| a.len() > super::access::MAX_ACCESS_LEN)
+    {
+        return Err("access list too large");
     }
     check_have(&r.have)
 }

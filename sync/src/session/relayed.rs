@@ -13,12 +13,34 @@ use hearth_core::ledger::RelayItem;
 use serde_bytes::ByteArray;
 
 impl<'a, S: Store> Local<'a, S> {
-    /// The record's relays at `now`, from its auth document (none if this node cannot open it).
+    /// The record's relays at `now`: those in its auth document, and those the grants this
+    /// node holds for it name ([`grant::relay_hints`]: the patient signed them, and they are
+    /// how a grantee finds a relay before it has reached the patient's node).
     pub fn relays(&self, record: &RecordId, now: Timestamp) -> Vec<(PeerKey, RelayItem)> {
-        self.vault
+        let mut out = self
+            .vault
             .open_record(self.identity, record)
             .map(|r| r.relays(now))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        for chain in self.vault.held_chains(record).unwrap_or_default() {
+            let Some(root) = chain.first() else { continue };
+            for a in grant::relay_hints(&root.body().addresses) {
+                let Some(peer) = a.rsplit_once("/p2p/").and_then(|(_, p)| p.parse().ok()) else {
+                    continue;
+                };
+                if !out.iter().any(|(p, _)| *p == peer) {
+                    out.push((
+                        peer,
+                        RelayItem {
+                            addrs: vec![a.to_string()],
+                            name: None,
+                            added_at: root.body().not_before,
+                        },
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// The first request of a round of `record` with `peer`: a [`StoreRequest`] when `peer` is
@@ -247,6 +269,11 @@ impl<'a, S: Store> Local<'a, S> {
         {
             report.refused.push(format!("key wraps refused: {e}"));
         }
+        let devices = resp
+            .access
+            .as_deref()
+            .map(|a| crate::relay::access::devices_in(a, &record))
+            .unwrap_or_default();
         let mut rec = self.vault.open_record(self.identity, &record).ok();
         let holdable = holdable_sections(rec.as_ref());
         let (stored, refused) = self.receive(
@@ -254,7 +281,7 @@ impl<'a, S: Store> Local<'a, S> {
             &mut rec,
             &bundles,
             &[],
-            &[],
+            &devices,
             None,
             &|s| holdable.contains(s),
             now,
