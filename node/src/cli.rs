@@ -9,7 +9,9 @@
 use crate::api::{ExecCall, ExecResponse, failed};
 use crate::app::{Ctx, InDaemon};
 use crate::cmd::record::RecordCommand;
-use crate::cmd::{device, extract, fhir, grant, init, net, record, relay, request, review, trust};
+use crate::cmd::{
+    device, extract, fhir, grant, init, net, record, recover, relay, request, review, trust,
+};
 use crate::fail::{Failure, code};
 use crate::home::{self, Home};
 use crate::live;
@@ -41,6 +43,9 @@ pub struct Cli {
 pub enum Command {
     /// Create this node's keys (and, for a patient, the record). Shows the recovery phrase once.
     Init(init::InitArgs),
+    /// Restore your record on a new device from your 24-word recovery phrase and a relay that
+    /// kept it (patient).
+    Recover(recover::RecoverArgs),
     /// Show this node's identity: peer id, role, name, record id.
     Id {
         /// Print this node's contact card (HEARTH1I…): give it to a patient so that a grant
@@ -147,6 +152,7 @@ pub fn run_in(ctx: &Ctx, cli: Cli) -> Result<(), Failure> {
             ..
         }) => device::join(ctx, &code, name.as_deref()),
         Command::Init(args) => init::init(ctx, args),
+        Command::Recover(args) => recover::recover(ctx, args),
         Command::Id { card } if card => init::card(ctx),
         Command::Id { .. } => init::id(ctx),
         Command::Record(RecordGroup::Entries(cmd)) => record::record(ctx, cmd),
@@ -196,7 +202,10 @@ pub fn exec_in_daemon(call: ExecCall) -> ExecResponse {
             };
         }
     };
-    if matches!(cli.command, Command::Init(_) | Command::Run(_)) {
+    if matches!(
+        cli.command,
+        Command::Init(_) | Command::Run(_) | Command::Recover(_)
+    ) {
         return failed(
             code::REFUSED,
             "the daemon is running: stop it before `init` or another `run`",
@@ -252,6 +261,7 @@ pub fn forward(cli: &Cli, args: &[OsString]) -> Option<ExitCode> {
         cli.command,
         Command::Init(_)
             | Command::Run(_)
+            | Command::Recover(_)
             | Command::Extract(extract::ExtractCommand::Aggregate(_))
     ) {
         return None;

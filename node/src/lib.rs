@@ -24,6 +24,7 @@ pub mod home;
 pub mod link;
 pub mod live;
 pub mod os;
+pub mod recover;
 pub mod sled_store;
 pub mod status;
 

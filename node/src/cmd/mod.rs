@@ -12,6 +12,7 @@ pub mod grant;
 pub mod init;
 pub mod net;
 pub mod record;
+pub mod recover;
 pub mod relay;
 pub mod request;
 pub mod review;

@@ -51,7 +51,7 @@ pub fn relay(ctx: &Ctx, cmd: RelayCommand) -> Result<(), Failure> {
 }
 
 /// The peer an address ends with.
-fn relay_peer(address: &str) -> Result<(Multiaddr, PeerKey), Failure> {
+pub(crate) fn relay_peer(address: &str) -> Result<(Multiaddr, PeerKey), Failure> {
     let bad = |why: &str| Failure::new(code::INVALID, format!("relay address {address}: {why}"));
     let addr: Multiaddr = address.parse().map_err(|_| bad("not a multiaddress"))?;
     let Some(Protocol::P2p(pid)) = addr.iter().last() else {
@@ -62,7 +62,7 @@ fn relay_peer(address: &str) -> Result<(Multiaddr, PeerKey), Failure> {
 }
 
 /// Every section class, every label: a relay keeps the whole record (as ciphertext).
-fn whole_record() -> Result<SectionSpec, Failure> {
+pub(crate) fn whole_record() -> Result<SectionSpec, Failure> {
     let spec: Vec<String> = SectionClass::ALL.iter().map(|c| format!("{c}:*")).collect();
     spec.join(",")
         .parse()

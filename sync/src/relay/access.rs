@@ -184,3 +184,29 @@ impl AccessList {
             .find(|e| e.peer == *peer && e.until >= now)
     }
 }
+
+/// The list a device restored from the recovery phrase sends a relay: itself as the patient's
+/// only device (the record's devices and grantees are back on the list at the restored node's
+/// next supply, once it can read the auth document again), with a `relay` grant it issued now.
+pub fn recovery_list(
+    identity: &Identity,
+    relay: &PeerKey,
+    grant: &Grant,
+    now: Timestamp,
+) -> Option<SignedAccess> {
+    let list = AccessList {
+        v: 1,
+        record: identity.record_id()?,
+        relay: *relay,
+        version: u64::try_from(now.as_millis()).ok()?,
+        grant: ByteBuf::from(grant::chain_to_bytes(std::slice::from_ref(grant))),
+        entries: vec![AccessEntry {
+            peer: identity.peer(),
+            device: true,
+            read: Vec::new(),
+            write: Vec::new(),
+            until: Timestamp::from_millis(i64::MAX),
+        }],
+    };
+    SignedAccess::sign(identity, &list)
+}
