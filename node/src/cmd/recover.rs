@@ -91,7 +91,17 @@ pub fn recover(ctx: &Ctx, args: RecoverArgs) -> Result<(), Failure> {
         addr.clone(),
         list.to_bytes(),
         Duration::from_secs(60),
-    )?;
+    )
+    .map_err(|f| {
+        if f.code == code::REFUSED {
+            Failure::new(
+                code::NOT_FOUND,
+                "the relay holds no record for this recovery phrase: check the 24 words, or try another relay that kept your record",
+            )
+        } else {
+            f
+        }
+    })?;
     let keystore = Keystore::seal(&identity, pass.as_bytes(), KdfParams::DEFAULT, &mut rng)
         .map_err(Failure::from_key_error)?;
     let store_existed = ctx.home.store_dir().exists();

@@ -43,6 +43,17 @@ pub(crate) fn send_as(
     send_and_listen(key, peer, addr, frames, Duration::ZERO).0
 }
 
+/// [`send_as`] on `/hearth/store/1` (a relay's protocol).
+#[allow(dead_code)]
+pub(crate) fn send_store(
+    key: Keypair,
+    peer: PeerId,
+    addr: Multiaddr,
+    frames: Vec<Vec<u8>>,
+) -> Answers {
+    exchange(key, peer, addr, frames, Duration::ZERO, true).0
+}
+
 /// Per frame sent, the answer's bytes or the failure.
 pub(crate) type Answers = Vec<Result<Vec<u8>, String>>;
 
@@ -55,6 +66,29 @@ pub(crate) fn send_and_listen(
     addr: Multiaddr,
     frames: Vec<Vec<u8>>,
     linger: Duration,
+) -> (Answers, Vec<Vec<u8>>) {
+    exchange(key, peer, addr, frames, linger, false)
+}
+
+/// The request-response event of the protocol a test speaks (`store`: `/hearth/store/1`).
+fn event_of(
+    ev: SwarmEvent<BehaviourEvent<Vec<u8>>>,
+    store: bool,
+) -> Option<Event<Vec<u8>, Vec<u8>>> {
+    match ev {
+        SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) if !store => Some(e),
+        SwarmEvent::Behaviour(BehaviourEvent::Store(e)) if store => Some(e),
+        _ => None,
+    }
+}
+
+fn exchange(
+    key: Keypair,
+    peer: PeerId,
+    addr: Multiaddr,
+    frames: Vec<Vec<u8>>,
+    linger: Duration,
+    store: bool,
 ) -> (Answers, Vec<Vec<u8>>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -71,21 +105,22 @@ pub(crate) fn send_and_listen(
         let mut out = Vec::new();
         let mut inbound = Vec::new();
         for f in frames {
-            swarm.behaviour_mut().sync.send_request(&peer, f);
+            if store {
+                swarm.behaviour_mut().store.send_request(&peer, f);
+            } else {
+                swarm.behaviour_mut().sync.send_request(&peer, f);
+            }
             let r = loop {
-                match swarm.select_next_some().await {
-                    SwarmEvent::Behaviour(BehaviourEvent::Sync(Event::Message {
+                match event_of(swarm.select_next_some().await, store) {
+                    Some(Event::Message {
                         message: Message::Response { response, .. },
                         ..
-                    })) => break Ok(response),
-                    SwarmEvent::Behaviour(BehaviourEvent::Sync(Event::Message {
+                    }) => break Ok(response),
+                    Some(Event::Message {
                         message: Message::Request { request, .. },
                         ..
-                    })) => inbound.push(request),
-                    SwarmEvent::Behaviour(BehaviourEvent::Sync(Event::OutboundFailure {
-                        error,
-                        ..
-                    })) => break Err(error.to_string()),
+                    }) => inbound.push(request),
+                    Some(Event::OutboundFailure { error, .. }) => break Err(error.to_string()),
                     _ => {}
                 }
             };
@@ -93,10 +128,10 @@ pub(crate) fn send_and_listen(
         }
         let deadline = tokio::time::Instant::now() + linger;
         while let Ok(ev) = tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
-            if let SwarmEvent::Behaviour(BehaviourEvent::Sync(Event::Message {
+            if let Some(Event::Message {
                 message: Message::Request { request, .. },
                 ..
-            })) = ev
+            }) = event_of(ev, store)
             {
                 inbound.push(request);
             }

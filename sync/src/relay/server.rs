@@ -167,8 +167,11 @@ impl<'a, S: Store> Server<'a, S> {
                 Ok((list, _)) if blind(&list.record, &me) == b => {
                     let newer = hosted.as_ref().is_none_or(|h| list.version > h.version);
                     let from_device = list.entry(&peer, now).is_some_and(|e| e.device);
-                    let room =
-                        hosted.is_some() || self.all_hosted()?.len() < self.limits.max_records;
+                    // A record is taken on only from a device that holds some of it (so a
+                    // recovery attempt with a wrong phrase creates nothing), while there is room.
+                    let room = hosted.is_some()
+                        || (!req.have.is_empty()
+                            && self.all_hosted()?.len() < self.limits.max_records);
                     if newer && from_device && room {
                         let h = hosted.get_or_insert_with(|| Hosted {
                             record: list.record,

@@ -1,0 +1,226 @@
+//! Organisation relays, end to end: real `hearth` processes (two relays, a patient, a GP) on
+//! loopback, talking `/hearth/store/1` over libp2p, on sled stores on disk.
+
+mod common;
+
+use common::stranger;
+use common::{
+    Daemon, add_text, grant, hearth, init, init_patient, json, ok, paths_under, peer_of, record_of,
+    s, show, wait_for,
+};
+use hearth_core::ids::{PeerKey, RecordId};
+use hearth_sync::protocol::{Message, decode, encode};
+use hearth_sync::relay::{NOTHING_HERE, StoreRequest, blind};
+use std::path::Path;
+
+/// A relay node at `home`, running; returns it with its address (ending in /p2p/PEER).
+fn relay(home: &Path, name: &str) -> (Daemon, String) {
+    let id = init(home, "relay", name);
+    let d = Daemon::start(home, Some("/ip4/127.0.0.1/tcp/0"));
+    let st = json(&hearth(home, &["status", "--json"]));
+    let addr = format!(
+        "{}/p2p/{}",
+        st["listen_addrs"][0].as_str().unwrap(),
+        peer_of(&id)
+    );
+    (d, addr)
+}
+
+/// Bundles the relay at `home` says it stored since it started.
+fn stored(home: &Path) -> u64 {
+    let st = json(&hearth(home, &["relay", "status", "--json"]));
+    st["since_start"]["stored"].as_u64().unwrap_or(0)
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn contains(dir: &Path, needle: &str) -> bool {
+    paths_under(dir).iter().filter(|p| p.is_file()).any(|p| {
+        let bytes = std::fs::read(p).unwrap_or_default();
+        bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+    })
+}
+
+#[test]
+fn the_gp_syncs_through_a_relay_while_the_patient_is_offline_and_the_phrase_restores_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ra, rb, p, g) = (
+        dir.path().join("relay-a"),
+        dir.path().join("relay-b"),
+        dir.path().join("p"),
+        dir.path().join("g"),
+    );
+    let (relay_a, addr_a) = relay(&ra, "Riverside Relay");
+    let (_relay_b, addr_b) = relay(&rb, "Hillside Relay");
+    let pid = init_patient(&p);
+    let phrase = pid["recovery_phrase"].as_str().unwrap().to_string();
+    let rid = record_of(&pid).to_string();
+    add_text(&p, None, "notes", "Two falls at home this month");
+    add_text(&p, None, "notes:mental-health", "Low mood since the winter");
+    let patient = Daemon::start(&p, Some("/ip4/127.0.0.1/tcp/0"));
+
+    // The patient asks both relays to keep the record; her node supplies them.
+    for a in [&addr_a, &addr_b] {
+        let used = json(&hearth(&p, &["relay", "use", a, "--json"]));
+        assert_eq!(used["relay"], a.rsplit('/').next().unwrap(), "{used}");
+    }
+    wait_for("both relays supplied", 30, || {
+        stored(&ra) > 0 && stored(&rb) > 0
+    });
+    let listed = json(&hearth(&p, &["relay", "list", "--json"]));
+    assert_eq!(listed["relays"].as_array().unwrap().len(), 2, "{listed}");
+
+    // A grant made after the relays were added names them: the GP needs nothing else.
+    let gid = init(&g, "professional", "Dr A. Shah");
+    let card = json(&hearth(&g, &["id", "--card", "--json"]));
+    let token = grant(&p, card["card"].as_str().unwrap(), "notes", "append", "30d");
+    wait_for("the grant reached the relays", 30, || {
+        let (a, b) = (stored(&ra), stored(&rb));
+        a > 0 && b > 0 && a == b
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    patient.stop();
+    relay_a.stop();
+
+    // The patient and one relay are gone; the GP still syncs, through the other relay.
+    ok(&hearth(&g, &["accept", token["token"].as_str().unwrap()]));
+    let gp = Daemon::start(&g, Some("/ip4/127.0.0.1/tcp/0"));
+    let synced = json(&hearth(
+        &g,
+        &["sync", "--wait", "--timeout", "30", "--json"],
+    ));
+    assert_eq!(synced["in_sync"], true, "{synced}");
+    let notes = show(&g, &rid);
+    assert!(notes.contains("Two falls at home"), "{notes}");
+    assert!(
+        !notes.contains("Low mood"),
+        "an ungranted section reached the GP"
+    );
+
+    // The GP writes; the note waits at the relay.
+    let before = stored(&rb);
+    add_text(
+        &g,
+        Some(&rid),
+        "notes",
+        "Home visit: referred to the falls clinic",
+    );
+    wait_for("the GP's note at the relay", 30, || stored(&rb) > before);
+    gp.stop();
+
+    // The relays hold ciphertext only: no name, NHS number, entry or label in any file.
+    for home in [&ra, &rb] {
+        for canary in [
+            "Edith Test",
+            "9434765919",
+            "Two falls",
+            "falls clinic",
+            "Low mood",
+            "mental-health",
+            "Dr A. Shah",
+        ] {
+            assert!(!contains(home, canary), "{canary:?} found under {home:?}");
+        }
+    }
+
+    // Every patient home is lost; the phrase and the surviving relay restore the record,
+    // the GP's note included.
+    std::fs::remove_dir_all(&p).unwrap();
+    let p2 = dir.path().join("p2");
+    let out = common::binary(common::PASS)
+        .args(["--home", s(&p2), "recover", "--relay", &addr_b, "--json"])
+        .env("HEARTH_RECOVERY_PHRASE", &phrase)
+        .output()
+        .unwrap();
+    let rec = json(&out);
+    assert_eq!(rec["record_id"], rid.as_str(), "{rec}");
+    assert_eq!(
+        rec["unrecoverable_sections"].as_array().unwrap().len(),
+        0,
+        "{rec}"
+    );
+    let shown = show(&p2, &rid);
+    for text in ["Two falls at home", "falls clinic"] {
+        assert!(shown.contains(text), "{text:?} not restored: {shown}");
+    }
+    let mh = ok(&hearth(&p2, &["record", "show", "notes:mental-health"]));
+    assert!(mh.contains("Low mood"), "{mh}");
+    let _ = gid;
+}
+
+#[test]
+fn a_stranger_a_wrong_phrase_and_an_oversized_frame_get_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ra, p) = (dir.path().join("relay"), dir.path().join("p"));
+    let (_relay, addr) = relay(&ra, "Riverside Relay");
+    let pid = init_patient(&p);
+    add_text(&p, None, "notes", "Two falls at home this month");
+    // Without a daemon, `relay use` supplies the relay from a short-lived node.
+    let used = json(&hearth(&p, &["relay", "use", &addr, "--json"]));
+    assert_eq!(used["supplied"], true, "{used}");
+    let before = stored(&ra);
+    assert!(before > 0);
+
+    let relay_peer: PeerKey = addr.rsplit('/').next().unwrap().parse().unwrap();
+    let record: RecordId = record_of(&pid).parse().unwrap();
+    let pid_r = hearth_sync::net::peer_id(&relay_peer).unwrap();
+    let maddr: libp2p::Multiaddr = addr.rsplit_once("/p2p/").unwrap().0.parse().unwrap();
+    let ask = |rec: &RecordId| {
+        encode(&Message::Store(StoreRequest {
+            v: 1,
+            record: blind(rec, &relay_peer),
+            agreement: None,
+            access: None,
+            wraps: Vec::new(),
+            have: Vec::new(),
+            push: Vec::new(),
+        }))
+    };
+    // A stranger asking for the real record and for one that does not exist: the same words.
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let answers = stranger::send_store(
+        key,
+        pid_r,
+        maddr.clone(),
+        vec![ask(&record), ask(&RecordId([9; 32]))],
+    );
+    let refusals: Vec<Option<String>> = answers
+        .iter()
+        .map(|a| match decode(a.as_ref().unwrap()).unwrap() {
+            Message::Stored(r) => {
+                assert!(r.bundles.is_empty() && r.wraps.is_empty() && r.access.is_none());
+                r.refused
+            }
+            other => panic!("not a relay answer: {other:?}"),
+        })
+        .collect();
+    assert_eq!(refusals, vec![Some(NOTHING_HERE.to_string()); 2]);
+    // A frame over the limit closes the stream; the relay keeps serving.
+    let big = vec![0u8; hearth_sync::protocol::MAX_MESSAGE + 1024];
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let answers = stranger::send_store(key, pid_r, maddr.clone(), vec![big, ask(&record)]);
+    assert!(answers[0].is_err(), "an oversized frame was answered");
+    assert_eq!(stored(&ra), before, "a stranger changed the relay's store");
+    let st = json(&hearth(&ra, &["relay", "status", "--json"]));
+    assert_eq!(st["records"], 1, "{st}");
+
+    // A wrong phrase: refused before anything is written.
+    let p2 = dir.path().join("p2");
+    let wrong = "abandon ".repeat(23) + "art";
+    let out = common::binary(common::PASS)
+        .args(["--home", s(&p2), "recover", "--relay", &addr])
+        .env("HEARTH_RECOVERY_PHRASE", &wrong)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("holds no record for this recovery phrase"),
+        "{err}"
+    );
+    assert!(!p2.join("node.json").exists());
+    let st = json(&hearth(&ra, &["relay", "status", "--json"]));
+    assert_eq!(
+        st["records"], 1,
+        "a wrong phrase made the relay keep a record: {st}"
+    );
+}
