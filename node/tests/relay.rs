@@ -1,6 +1,8 @@
 //! Organisation relays, end to end: real `hearth` processes (two relays, a patient, a GP) on
 //! loopback, talking `/hearth/store/1` over libp2p, on sled stores on disk.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
+
 mod common;
 
 use common::stranger;

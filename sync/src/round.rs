@@ -428,28 +428,28 @@ impl Rounds {
     /// The result of [`Job::Start`]: the first request, or why there is none
     /// ([`SyncError::NotAParty`]: the record is not held here or the peer is no party to it).
     ///
-    /// The request is a [`SyncRequest`], or a [`crate::relay::StoreRequest`] when the peer is one
+    /// The request is a [`Message::Request`], or a [`Message::Store`] when the peer is one
     /// of the record's relays.
-    pub fn handle_started<R: Into<Message>>(
+    pub fn handle_started(
         &mut self,
         peer: PeerKey,
         record: RecordId,
-        request: Result<R, SyncError>,
+        request: Result<Message, SyncError>,
         now: Instant,
     ) {
         match request {
-            Ok(req) => self.send(peer, record, req.into(), now),
+            Ok(req) => self.send(peer, record, req, now),
             Err(SyncError::NotAParty) => self.finish(peer, record, Err(RoundError::NotHeld), now),
             Err(e) => self.finish(peer, record, Err(e.into()), now),
         }
     }
 
     /// The result of [`Job::Step`]: the next request (if any) and the step's report.
-    pub fn handle_stepped<R: Into<Message>>(
+    pub fn handle_stepped(
         &mut self,
         peer: PeerKey,
         record: RecordId,
-        result: Result<(Option<R>, Report), SyncError>,
+        result: Result<(Option<Message>, Report), SyncError>,
         now: Instant,
     ) {
         match result {
@@ -462,7 +462,7 @@ impl Rounds {
                     });
                 }
                 match next {
-                    Some(req) => self.send(peer, record, req.into(), now),
+                    Some(req) => self.send(peer, record, req, now),
                     None => self.finish(peer, record, Ok(report), now),
                 }
             }

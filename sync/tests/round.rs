@@ -100,7 +100,7 @@ impl Pair {
                     record,
                     named,
                 } => {
-                    let req = local.start_as(record, peer, named, wall);
+                    let req = local.begin(record, peer, named, wall);
                     side.rounds.handle_started(peer, record, req, now);
                 }
                 Job::Step {
@@ -108,7 +108,7 @@ impl Pair {
                     record,
                     response,
                 } => {
-                    let res = local.on_response(peer, *response, wall, &mut self.rng);
+                    let res = local.on_answer(peer, record, *response, wall, &mut self.rng);
                     side.rounds.handle_stepped(peer, record, res, now);
                 }
                 Job::Push {
