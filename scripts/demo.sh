@@ -89,4 +89,35 @@ h edith device list | sed 's/^/   /'
 say "10. Edith's consent ledger, in plain words."
 h edith grant list | sed 's/^/   /'
 
-say "Done: three people, four nodes, no central database, only the granted sections moved."
+say "11. Riverside Practice runs a relay: it keeps Edith's record reachable, encrypted, when her laptop is off."
+h relay init --role relay --name "Riverside Practice relay" --json >/dev/null
+start relay
+RELAY_ADDR=$(h relay status --json | field 'd["listen_addrs"][0]')/p2p/$(h relay id --json | field 'd["peer_id"]')
+h edith relay use "$RELAY_ADDR" | sed 's/^/   /'
+for _ in $(seq 1 150); do
+  [ "$(h relay relay status --json | field 'd["since_start"]["stored"] if d["since_start"] else 0')" -gt 0 ] && break
+  sleep 0.2
+done
+sleep 3   # the GP's and social worker's nodes learn the relay from Edith's record
+h relay relay status | sed 's/^/   /'
+
+say "12. Edith's laptop goes off. The GP writes; the note waits at the relay, which cannot read it."
+kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true   # Edith's node was started first
+h gp record add notes --record "$RID" --entry '{"text": "Phoned: falls clinic booked for Tuesday"}' >/dev/null
+h gp sync --wait --timeout 30 >/dev/null
+if grep -rqaF -e "falls clinic" -e "Edith" -e "9434765919" "$ROOT/relay"; then echo "   LEAK at the relay"; exit 1; fi
+echo "   No name, NHS number or note text anywhere under the relay's home."
+
+say "13. The social worker syncs while Edith is offline: through the relay."
+h sw sync --wait --timeout 30 | sed 's/^/   /'
+h sw record show notes --record "$RID" | grep -A1 "clinic booked" | sed 's/^/   /'
+
+say "14. Edith's laptop comes back and collects the GP's note from the relay, checked against the GP's grant."
+start edith
+for _ in $(seq 1 150); do
+  if h edith record show notes --json | grep -q "clinic booked"; then break; fi
+  sleep 0.2
+done
+h edith record show notes | grep -A1 "clinic booked" | sed 's/^/   /'
+
+say "Done: three people, four nodes and a relay, no central database, only the granted sections moved."
