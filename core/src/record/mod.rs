@@ -50,6 +50,7 @@ mod devices;
 mod directory;
 mod entries;
 mod held;
+mod inbox;
 mod items;
 mod keyring;
 mod layout;
@@ -69,6 +70,7 @@ pub use crate::keywrap::KeyWrap;
 pub use devices::DeviceCert;
 pub use directory::SectionInfo;
 pub use entries::{CheckedEntry, NewEntry};
+pub use inbox::{Accepted, TakeError};
 pub use held::{
     Decision, HeldReason, HeldWrite, HoldReport, MAX_HELD, MAX_HELD_BYTES,
     MAX_HELD_BYTES_PER_AUTHOR, MAX_HELD_PER_AUTHOR, ReviewDecision, SettleReport, Verdict,

@@ -15,7 +15,7 @@ use hearth_core::grant::request::{
 };
 use hearth_core::grant::{self, Ability, Grant, GrantSpec, Purpose};
 use hearth_core::ids::RecordId;
-use hearth_core::ledger::{Answer, DecisionItem, IssuedGrant, RequestItem};
+use hearth_core::ledger::{Answer, DecisionItem, IssuedGrant};
 use hearth_core::record::{LedgerItem, OpenRecord};
 use serde_json::json;
 
@@ -217,29 +217,17 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             );
         }
         Some(RequestsCommand::Add { token }) => {
-            let req = AccessRequest::from_token(&token).map_err(|e| token_refused("request", e))?;
-            if req.body().record != rec.id() {
-                return Err(refused("this request is for another record"));
-            }
-            req.check_open(t)
-                .map_err(|e| refused(format!("request refused: {e}")))?;
-            let rid = req.short_id('q');
-            if rec.has_request(&rid) {
-                return Err(refused(
-                    "this request was already received (a replay changes nothing)",
-                ));
-            }
+            // Checked before the record is touched: a malformed token is the sender's fault.
+            AccessRequest::from_token(&token).map_err(|e| token_refused("request", e))?;
+            let (rid, req) = rec
+                .receive_request(&token, t, &mut rng)
+                .map_err(crate::cmd::grant::take_failure)?;
             let who = verify_credential(
                 req.credential().as_ref(),
                 &req.body().requester.peer,
                 &rec.trusted_orgs(),
                 t,
             );
-            let item = RequestItem {
-                token,
-                received_at: t,
-            };
-            rec.put_ledger(&[LedgerItem::Request(&rid, &item)], t, &mut rng)?;
             ctx.print(json!({"id": rid, "from": req.body().requester.peer, "identity": who}), || {
                 format!("Received request {rid} from {} — {}.\nApprove with `hearth requests approve {rid}` or deny with `hearth requests deny {rid}`.", req.body().requester.name, who.words())
             });
