@@ -111,7 +111,10 @@ mod tests {
         let body = LetterBody::Request("HEARTH1R-example".into());
         let sealed = seal(&record_inbox(&record).unwrap(), b"box-a", &body, &mut rng).unwrap();
         assert_eq!(open(&secret, b"box-a", &sealed).unwrap(), body);
-        assert!(open(&secret, b"box-b", &sealed).is_err(), "moved to another mailbox");
+        assert!(
+            open(&secret, b"box-b", &sealed).is_err(),
+            "moved to another mailbox"
+        );
         let wrong = record_inbox_secret(&other).unwrap();
         assert!(open(&wrong, b"box-a", &sealed).is_err());
         let mut tampered = sealed.clone();

@@ -175,6 +175,8 @@ fn a_stranger_a_wrong_phrase_and_an_oversized_frame_get_nothing() {
             wraps: Vec::new(),
             have: Vec::new(),
             push: Vec::new(),
+            post: Vec::new(),
+            ack: Vec::new(),
         }))
     };
     // A stranger asking for the real record and for one that does not exist: the same words.

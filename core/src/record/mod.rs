@@ -70,12 +70,12 @@ pub use crate::keywrap::KeyWrap;
 pub use devices::DeviceCert;
 pub use directory::SectionInfo;
 pub use entries::{CheckedEntry, NewEntry};
-pub use inbox::{Accepted, TakeError};
 pub use held::{
     Decision, HeldReason, HeldWrite, HoldReport, MAX_HELD, MAX_HELD_BYTES,
     MAX_HELD_BYTES_PER_AUTHOR, MAX_HELD_PER_AUTHOR, ReviewDecision, SettleReport, Verdict,
     WriteRules,
 };
+pub use inbox::{Accepted, TakeError};
 pub use ledger::{AuthItem, LedgerItem, MAX_HELD_CHAINS};
 pub use replica::{RemoteReport, WAITS_FOR_DEPS};
 pub use restore::RestoreReport;

@@ -81,6 +81,10 @@ fn all_records<S: Store>(vault: &Vault<S>) -> BTreeMap<RecordId, BTreeSet<PeerKe
         .into_iter()
         .map(|r| (r, BTreeSet::new()))
         .collect();
+    // Records this node asked for access to through a relay: the answer is collected there.
+    for r in hearth_sync::session::asked_records(vault) {
+        out.entry(r).or_default();
+    }
     for (r, _, chain) in vault.all_held_chains().unwrap_or_default() {
         let peers = out.entry(r).or_default();
         for g in &chain {

@@ -22,6 +22,18 @@ impl<'a, S: Store> Local<'a, S> {
             .open_record(self.identity, record)
             .map(|r| r.relays(now))
             .unwrap_or_default();
+        for (peer, addrs) in self.asked_relays(record) {
+            if !out.iter().any(|(p, _)| *p == peer) {
+                out.push((
+                    peer,
+                    RelayItem {
+                        addrs: addrs.addrs,
+                        name: None,
+                        added_at: now,
+                    },
+                ));
+            }
+        }
         for chain in self.vault.held_chains(record).unwrap_or_default() {
             let Some(root) = chain.first() else { continue };
             for a in grant::relay_hints(&root.body().addresses) {
@@ -75,7 +87,7 @@ impl<'a, S: Store> Local<'a, S> {
                 Ok((next.map(Message::Request), report))
             }
             Message::Stored(r) => {
-                let (next, report) = self.on_relay_response(peer, record, r, now)?;
+                let (next, report) = self.on_relay_response(peer, record, r, now, rng)?;
                 Ok((next.map(Message::Store), report))
             }
             _ => Err(SyncError::Protocol(
@@ -122,6 +134,7 @@ impl<'a, S: Store> Local<'a, S> {
             }
             _ => (None, Vec::new()),
         };
+        let (post, ack) = self.outgoing(&relay);
         Ok(StoreRequest {
             v: 1,
             record: blind(&record, &relay),
@@ -130,6 +143,8 @@ impl<'a, S: Store> Local<'a, S> {
             wraps,
             have: have_of(&held, |s| holdable.contains(s)),
             push: Vec::new(),
+            post,
+            ack,
         })
     }
 
@@ -238,15 +253,19 @@ impl<'a, S: Store> Local<'a, S> {
         record: RecordId,
         resp: StoreResponse,
         now: Timestamp,
+        rng: &mut impl CryptoRng,
     ) -> Result<(Option<StoreRequest>, Report), SyncError> {
-        if let Some(why) = resp.refused {
-            return Err(SyncError::Refused(why));
-        }
         if resp.record != blind(&record, &relay) {
             return Err(SyncError::Protocol("a relay answered for another record"));
         }
+        // Letters come whether or not the rest was refused.
+        let opened = self.on_letters(&relay, &resp, now, rng)?;
+        if let Some(why) = resp.refused {
+            return Err(SyncError::Refused(why));
+        }
         let mut report = Report {
             record: Some(record),
+            letters: opened,
             ..Report::default()
         };
         let mut bundles = Vec::with_capacity(resp.bundles.len());
@@ -323,9 +342,11 @@ impl<'a, S: Store> Local<'a, S> {
             push.is_empty() && !resp.more && report.sections.iter().all(|s| s.behind == 0);
         let next = if !push.is_empty() || resp.more {
             let mut req = self.relay_start(record, relay, now)?;
-            // The list and wraps went with the first request.
+            // The list, the wraps and the letters went with the first request.
             req.access = None;
             req.wraps = Vec::new();
+            req.post = Vec::new();
+            req.ack = Vec::new();
             req.push = push.iter().map(|b| pad(b)).collect();
             Some(req)
         } else {
