@@ -228,3 +228,55 @@ fn a_stranger_a_wrong_phrase_and_an_oversized_frame_get_nothing() {
         "a wrong phrase made the relay keep a record: {st}"
     );
 }
+
+#[test]
+fn a_request_and_its_grant_travel_through_the_relays_mailboxes_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ra, p, g) = (
+        dir.path().join("relay"),
+        dir.path().join("p"),
+        dir.path().join("g"),
+    );
+    let (_relay, addr) = relay(&ra, "Riverside Relay");
+    let pid = init_patient(&p);
+    let rid = record_of(&pid).to_string();
+    add_text(&p, None, "notes", "Two falls at home this month");
+    let _patient = Daemon::start(&p, Some("/ip4/127.0.0.1/tcp/0"));
+    ok(&hearth(&p, &["relay", "use", &addr]));
+    init(&g, "professional", "Dr A. Shah");
+    let _gp = Daemon::start(&g, Some("/ip4/127.0.0.1/tcp/0"));
+
+    // The GP knows only the record id and the relay: no token is pasted either way.
+    let reason = "Follow-up after the falls clinic";
+    let asked = json(&hearth(
+        &g,
+        &[
+            "request", "--to", &rid, "--sections", "notes", "--ability", "read", "--purpose",
+            "direct-care", "--expires", "30d", "--reason", reason, "--via", &addr, "--json",
+        ],
+    ));
+    let qid = asked["id"].as_str().unwrap().to_string();
+    wait_for("the request at the patient's node", 30, || {
+        let pending = json(&hearth(&p, &["requests", "--json"]));
+        pending["pending"][0]["id"] == qid.as_str()
+    });
+    let pending = json(&hearth(&p, &["requests", "--json"]));
+    assert_eq!(pending["pending"][0]["reason"], reason, "{pending}");
+    assert_eq!(pending["pending"][0]["name"], "Dr A. Shah", "{pending}");
+    // The relay never saw the reason or the name: the letter was sealed to the record.
+    for canary in [reason, "Dr A. Shah", "Edith Test", "Two falls"] {
+        assert!(!contains(&ra, canary), "{canary:?} found at the relay");
+    }
+
+    ok(&hearth(&p, &["requests", "approve", &qid]));
+    wait_for("the grant accepted on the GP's node", 30, || {
+        let patients = json(&hearth(&g, &["patients", "--json"]));
+        patients["patients"][0]["record_id"] == rid.as_str()
+    });
+    let synced = json(&hearth(&g, &["sync", "--wait", "--timeout", "30", "--json"]));
+    assert_eq!(synced["in_sync"], true, "{synced}");
+    assert!(show(&g, &rid).contains("Two falls at home"));
+    // A replayed letter changes nothing: the request is still answered once.
+    let pending = json(&hearth(&p, &["requests", "--json"]));
+    assert!(pending["pending"].as_array().unwrap().is_empty(), "{pending}");
+}
