@@ -251,8 +251,22 @@ fn a_request_and_its_grant_travel_through_the_relays_mailboxes_sealed() {
     let asked = json(&hearth(
         &g,
         &[
-            "request", "--to", &rid, "--sections", "notes", "--ability", "read", "--purpose",
-            "direct-care", "--expires", "30d", "--reason", reason, "--via", &addr, "--json",
+            "request",
+            "--to",
+            &rid,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--purpose",
+            "direct-care",
+            "--expires",
+            "30d",
+            "--reason",
+            reason,
+            "--via",
+            &addr,
+            "--json",
         ],
     ));
     let qid = asked["id"].as_str().unwrap().to_string();
@@ -273,10 +287,72 @@ fn a_request_and_its_grant_travel_through_the_relays_mailboxes_sealed() {
         let patients = json(&hearth(&g, &["patients", "--json"]));
         patients["patients"][0]["record_id"] == rid.as_str()
     });
-    let synced = json(&hearth(&g, &["sync", "--wait", "--timeout", "30", "--json"]));
+    let synced = json(&hearth(
+        &g,
+        &["sync", "--wait", "--timeout", "30", "--json"],
+    ));
     assert_eq!(synced["in_sync"], true, "{synced}");
     assert!(show(&g, &rid).contains("Two falls at home"));
     // A replayed letter changes nothing: the request is still answered once.
     let pending = json(&hearth(&p, &["requests", "--json"]));
-    assert!(pending["pending"].as_array().unwrap().is_empty(), "{pending}");
+    assert!(
+        pending["pending"].as_array().unwrap().is_empty(),
+        "{pending}"
+    );
+}
+
+#[test]
+fn after_a_revocation_the_remaining_grantee_reads_new_entries_through_the_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ra, p, g, w) = (
+        dir.path().join("relay"),
+        dir.path().join("p"),
+        dir.path().join("g"),
+        dir.path().join("w"),
+    );
+    let (_relay, addr) = relay(&ra, "Riverside Relay");
+    let pid = init_patient(&p);
+    let rid = record_of(&pid).to_string();
+    add_text(&p, None, "notes", "Two falls at home this month");
+    let patient = Daemon::start(&p, Some("/ip4/127.0.0.1/tcp/0"));
+    ok(&hearth(&p, &["relay", "use", &addr]));
+    // Two grantees, each given a grant that carries its keys (their cards).
+    let mut tokens = Vec::new();
+    for (home, name) in [(&g, "Dr A. Shah"), (&w, "Sam Okafor")] {
+        init(home, "professional", name);
+        let card = json(&hearth(home, &["id", "--card", "--json"]));
+        let t = grant(&p, card["card"].as_str().unwrap(), "notes", "read", "30d");
+        ok(&hearth(home, &["accept", t["token"].as_str().unwrap()]));
+        tokens.push(t["id"].as_str().unwrap().to_string());
+    }
+    // The patient revokes the GP: notes move to a new key the GP never gets. Then she writes,
+    // her node supplies the relay, and she goes offline.
+    ok(&hearth(&p, &["grant", "revoke", &tokens[0]]));
+    let before = stored(&ra);
+    add_text(&p, None, "notes", "New carer starts on Monday");
+    wait_for("the new note at the relay", 30, || stored(&ra) > before);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    patient.stop();
+
+    // The social worker reads the new note through the relay: the new key came with it.
+    let sw = Daemon::start(&w, Some("/ip4/127.0.0.1/tcp/0"));
+    let synced = json(&hearth(
+        &w,
+        &["sync", "--wait", "--timeout", "30", "--json"],
+    ));
+    assert_eq!(synced["in_sync"], true, "{synced}");
+    let notes = show(&w, &rid);
+    assert!(notes.contains("New carer starts on Monday"), "{notes}");
+    sw.stop();
+    // The revoked GP gets nothing from the relay.
+    let _gp = Daemon::start(&g, Some("/ip4/127.0.0.1/tcp/0"));
+    let out = hearth(&g, &["sync", "--timeout", "15", "--json"]);
+    let notes =
+        String::from_utf8_lossy(&hearth(&g, &["record", "show", "notes", "--record", &rid]).stdout)
+            .to_string();
+    assert!(
+        !notes.contains("New carer"),
+        "the revoked GP read a new note: {notes}"
+    );
+    let _ = out;
 }

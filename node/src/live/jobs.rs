@@ -188,7 +188,13 @@ impl<S: Store + Send + 'static> Driver<S> {
                 named,
             } => self.job(move |sh| {
                 let req = if all_records(&sh.vault).contains_key(&record) {
-                    Local::new(&sh.vault, &sh.identity).begin(record, peer, named, clock.now())
+                    Local::new(&sh.vault, &sh.identity).begin(
+                        record,
+                        peer,
+                        named,
+                        clock.now(),
+                        &mut os_rng(),
+                    )
                 } else {
                     // Not held here: the same answer as a peer that is no party to it.
                     Err(SyncError::NotAParty)

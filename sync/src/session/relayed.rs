@@ -63,9 +63,10 @@ impl<'a, S: Store> Local<'a, S> {
         peer: PeerKey,
         named: bool,
         now: Timestamp,
+        rng: &mut impl CryptoRng,
     ) -> Result<Message, SyncError> {
         if self.relays(&record, now).iter().any(|(p, _)| *p == peer) {
-            Ok(Message::Store(self.relay_start(record, peer, now)?))
+            Ok(Message::Store(self.relay_start(record, peer, now, rng)?))
         } else {
             Ok(Message::Request(self.start_as(record, peer, named, now)?))
         }
@@ -113,6 +114,7 @@ impl<'a, S: Store> Local<'a, S> {
         record: RecordId,
         relay: PeerKey,
         now: Timestamp,
+        rng: &mut impl CryptoRng,
     ) -> Result<StoreRequest, SyncError> {
         let rec = self.vault.open_record(self.identity, &record).ok();
         let held = self.vault.held_sections(&record)?;
@@ -120,10 +122,11 @@ impl<'a, S: Store> Local<'a, S> {
         let (access, wraps) = match &rec {
             Some(r) if self.identity.holds_root_of(&record) => {
                 let list = self.relay_access(r, &relay, now)?;
-                let wraps = match self.identity.recovery_public() {
+                let mut wraps = match self.identity.recovery_public() {
                     Some(k) => self.vault.key_wraps_to(&record, &k)?,
                     None => Vec::new(),
                 };
+                wraps.extend(self.grantee_wraps(r, &list, now, rng)?);
                 (
                     Some(ByteBuf::from(list.to_bytes())),
                     wraps
@@ -244,6 +247,43 @@ impl<'a, S: Store> Local<'a, S> {
         ))
     }
 
+    /// Every key a grantee on `list` may read, wrapped to the agreement key its grant's keys
+    /// were wrapped to (known only for grants issued with the grantee's card): so keys of new
+    /// epochs (after a revocation moved sections to new keys) reach grantees through the relay
+    /// while the patient's node is offline.
+    fn grantee_wraps(
+        &self,
+        rec: &OpenRecord<'_, S>,
+        list: &SignedAccess,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<hearth_core::record::KeyWrap>, SyncError> {
+        let Some(me) = self.identity.record_id() else {
+            return Ok(Vec::new());
+        };
+        let Ok(list) = AccessList::open_own(list, &me) else {
+            return Ok(Vec::new());
+        };
+        let chains = rec.recorded_chains();
+        let mut out = Vec::new();
+        for e in list.entries.iter().filter(|e| !e.device && e.until >= now) {
+            let agreement = chains
+                .iter()
+                .filter_map(|c| c.last())
+                .filter(|g| g.body().audience == e.peer)
+                .find_map(|g| g.body().keys.first().map(|w| w.recipient.into_array()));
+            let Some(agreement) = agreement else { continue };
+            let mut sections = e.read.clone();
+            sections.push(SectionId::AUTH);
+            out.extend(rec.wrap_missing_keys(agreement, &sections, &[], rng)?);
+            if out.len() >= crate::relay::wire::MAX_WRAPS {
+                break;
+            }
+        }
+        out.truncate(crate::relay::wire::MAX_WRAPS);
+        Ok(out)
+    }
+
     /// Handles a relay's answer: stores what it sent by this node's own rules, then pushes
     /// what the relay lacks (a patient device: everything it holds; a grantee: its own
     /// bundles to the sections the relay lets it write).
@@ -341,7 +381,7 @@ impl<'a, S: Store> Local<'a, S> {
         report.in_sync =
             push.is_empty() && !resp.more && report.sections.iter().all(|s| s.behind == 0);
         let next = if !push.is_empty() || resp.more {
-            let mut req = self.relay_start(record, relay, now)?;
+            let mut req = self.relay_start(record, relay, now, rng)?;
             // The list, the wraps and the letters went with the first request.
             req.access = None;
             req.wraps = Vec::new();
