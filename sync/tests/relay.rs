@@ -113,9 +113,7 @@ fn grant_with_keys(
         .collect();
     assert!(!wraps.is_empty(), "the grant carries the keys");
     to.vault.register_replica(rid, &wraps, at(3)).unwrap();
-    to.vault
-        .hold_grant(rid, std::slice::from_ref(&g))
-        .unwrap();
+    to.vault.hold_grant(rid, std::slice::from_ref(&g)).unwrap();
     g
 }
 
@@ -170,8 +168,13 @@ fn fixture(seed: u64) -> Fixture {
     patient.add(&rid, "notes", NOTE, at(1), &mut rng);
     {
         let mut rec = patient.vault.open_record(&patient.id, &rid).unwrap();
-        rec.add_entry(&name("medications"), &json!({ "name": MED }), at(2), &mut rng)
-            .unwrap();
+        rec.add_entry(
+            &name("medications"),
+            &json!({ "name": MED }),
+            at(2),
+            &mut rng,
+        )
+        .unwrap();
     }
     let gp_grant = grant_with_keys(&patient, &rid, &gp, "notes", Ability::Append, &mut rng);
     grant_with_keys(&patient, &rid, &reader, "notes", Ability::Read, &mut rng);
@@ -315,11 +318,17 @@ fn supply_fetch_push_collect(f: &mut Fixture) {
     );
     let hosted = f.hosted();
     assert_eq!(hosted.record, rid);
-    assert!(!hosted.wraps.is_empty(), "the recovery key's wraps are kept");
+    assert!(
+        !hosted.wraps.is_empty(),
+        "the recovery key's wraps are kept"
+    );
     assert!(hosted.used > 0);
     // A second exchange finds nothing to do.
     let again = exchange(&f.patient, &f.relay, &limits, rid, at(11)).unwrap();
-    assert!(again.in_sync && again.sent == 0 && again.received == 0, "{again:?}");
+    assert!(
+        again.in_sync && again.sent == 0 && again.received == 0,
+        "{again:?}"
+    );
 
     // The GP has only its accepted grant; through the relay it reads the patient's notes.
     let got = exchange(&f.gp, &f.relay, &limits, rid, at(12)).unwrap();
@@ -352,7 +361,11 @@ fn supply_fetch_push_collect(f: &mut Fixture) {
         gps.verified.as_ref().map(|v| v.author),
         Some(f.gp.id.peer())
     );
-    let mine = view.entries.iter().find(|e| e.body["text"] == NOTE).unwrap();
+    let mine = view
+        .entries
+        .iter()
+        .find(|e| e.body["text"] == NOTE)
+        .unwrap();
     assert_eq!(mine.provenance.author, f.patient.id.peer());
 }
 
@@ -369,9 +382,16 @@ fn a_read_only_grantee_gets_its_sections_only_and_cannot_push() {
     let rid = f.rid;
     let (notes, meds) = (f.notes(), f.meds());
     exchange(&f.patient, &f.relay, &limits, rid, at(10)).unwrap();
-    assert!(f.relay.bundles_in(&rid, &meds) > 0, "the relay holds medications");
+    assert!(
+        f.relay.bundles_in(&rid, &meds) > 0,
+        "the relay holds medications"
+    );
     // What the relay sends the reader: the auth document and notes, nothing else.
-    let req = f.reader.peer().relay_start(rid, f.relay.id.peer(), at(11)).unwrap();
+    let req = f
+        .reader
+        .peer()
+        .relay_start(rid, f.relay.id.peer(), at(11))
+        .unwrap();
     let resp = ask(&f.relay, &limits, &f.reader, req, at(11));
     assert!(resp.refused.is_none());
     assert!(!resp.bundles.is_empty());
@@ -382,7 +402,9 @@ fn a_read_only_grantee_gets_its_sections_only_and_cannot_push() {
         .collect();
     assert!(sections.contains(&notes));
     assert!(
-        sections.iter().all(|s| *s == notes || *s == SectionId::AUTH),
+        sections
+            .iter()
+            .all(|s| *s == notes || *s == SectionId::AUTH),
         "{sections:?}"
     );
     assert!(resp.have.is_empty(), "nowhere to push");
@@ -414,7 +436,11 @@ fn a_read_only_grantee_gets_its_sections_only_and_cannot_push() {
     let store = everything(&f.relay);
     let report = exchange(&f.reader, &f.relay, &limits, rid, at(13)).unwrap();
     assert_eq!(report.sent, 0, "{report:?}");
-    let mut req = f.reader.peer().relay_start(rid, f.relay.id.peer(), at(13)).unwrap();
+    let mut req = f
+        .reader
+        .peer()
+        .relay_start(rid, f.relay.id.peer(), at(13))
+        .unwrap();
     req.push = vec![pad(sneaky.encoded())];
     let resp = ask(&f.relay, &limits, &f.reader, req, at(13));
     assert!(resp.refused.is_none());
@@ -436,7 +462,10 @@ fn a_read_only_grantee_gets_its_sections_only_and_cannot_push() {
         &mut f.rng,
     )
     .unwrap();
-    let mut req = f.gp.peer().relay_start(rid, f.relay.id.peer(), at(14)).unwrap();
+    let mut req =
+        f.gp.peer()
+            .relay_start(rid, f.relay.id.peer(), at(14))
+            .unwrap();
     req.push = vec![pad(gps.encoded())];
     let resp = ask(&f.relay, &limits, &f.gp, req, at(14));
     assert_eq!((resp.stored, resp.rejected.len()), (1, 0), "{resp:?}");
@@ -457,9 +486,16 @@ fn a_stranger_and_an_unknown_record_get_the_same_refusal() {
     let req = f.stranger.peer().relay_start(rid, relay, at(11)).unwrap();
     let for_record = ask(&f.relay, &limits, &f.stranger, req, at(11));
     assert_eq!(for_record, refusal_of(blind(&rid, &relay), NOTHING_HERE));
-    let req = f.stranger.peer().relay_start(unknown, relay, at(11)).unwrap();
+    let req = f
+        .stranger
+        .peer()
+        .relay_start(unknown, relay, at(11))
+        .unwrap();
     let for_unknown = ask(&f.relay, &limits, &f.stranger, req, at(11));
-    assert_eq!(for_unknown, refusal_of(blind(&unknown, &relay), NOTHING_HERE));
+    assert_eq!(
+        for_unknown,
+        refusal_of(blind(&unknown, &relay), NOTHING_HERE)
+    );
     // The same words, and nothing else, either way; the GP asking for the unknown record too.
     let req = f.gp.peer().relay_start(rid, relay, at(11)).unwrap();
     let mut req = StoreRequest {
@@ -508,7 +544,10 @@ fn a_revoked_grantee_is_refused_once_the_patient_supplies_the_relay_again() {
     // Its pushes are refused with the rest.
     f.gp.add(&rid, "notes", GP_NOTE, at(24), &mut f.rng);
     let before = bundles(&f.relay, &rid);
-    let mut req = f.gp.peer().relay_start(rid, f.relay.id.peer(), at(24)).unwrap();
+    let mut req =
+        f.gp.peer()
+            .relay_start(rid, f.relay.id.peer(), at(24))
+            .unwrap();
     let notes = f.notes();
     req.push = log_of(&f.gp, &rid, &notes, &f.gp)
         .iter()
@@ -640,12 +679,10 @@ fn a_push_over_the_quota_is_refused_and_nothing_stored_is_lost() {
         ..RelayLimits::default()
     };
     // The patient's new note does not fit.
-    f.patient.add(&rid, "notes", "over the quota", at(11), &mut f.rng);
+    f.patient
+        .add(&rid, "notes", "over the quota", at(11), &mut f.rng);
     let report = exchange(&f.patient, &f.relay, &small, rid, at(12)).unwrap();
-    assert!(
-        report.refused.iter().any(|r| r == QUOTA_FULL),
-        "{report:?}"
-    );
+    assert!(report.refused.iter().any(|r| r == QUOTA_FULL), "{report:?}");
     assert!(report.sections.iter().any(|s| s.ahead > 0), "{report:?}");
     assert_eq!(bundles(&f.relay, &rid), stored);
     assert_eq!(f.relay.vault.held_sections(&rid).unwrap(), held);
@@ -655,10 +692,7 @@ fn a_push_over_the_quota_is_refused_and_nothing_stored_is_lost() {
     assert_eq!(f.gp.texts(&rid, "notes"), vec![NOTE]);
     f.gp.add(&rid, "notes", GP_NOTE, at(13), &mut f.rng);
     let report = exchange(&f.gp, &f.relay, &small, rid, at(13)).unwrap();
-    assert!(
-        report.refused.iter().any(|r| r == QUOTA_FULL),
-        "{report:?}"
-    );
+    assert!(report.refused.iter().any(|r| r == QUOTA_FULL), "{report:?}");
     assert_eq!(bundles(&f.relay, &rid), stored);
     // The record still serves what it holds.
     exchange(&f.reader, &f.relay, &small, rid, at(14)).unwrap();
@@ -784,7 +818,8 @@ fn store_messages_round_trip_and_oversize_fields_break_a_limit() {
     let mut r = req.clone();
     r.access = Some(ByteBuf::from(vec![
         0u8;
-        hearth_sync::relay::access::MAX_ACCESS_LEN + 1
+        hearth_sync::relay::access::MAX_ACCESS_LEN
+            + 1
     ]));
     limit(Message::Store(r));
     let mut r = req.clone();
@@ -799,7 +834,8 @@ fn store_messages_round_trip_and_oversize_fields_break_a_limit() {
     let mut s = resp.clone();
     s.access = Some(ByteBuf::from(vec![
         0u8;
-        hearth_sync::relay::access::MAX_ACCESS_LEN + 1
+        hearth_sync::relay::access::MAX_ACCESS_LEN
+            + 1
     ]));
     limit(Message::Stored(s));
     let mut s = resp;
@@ -833,7 +869,10 @@ fn the_relay_store_holds_no_name_nhs_number_note_or_section_name() {
             .unwrap(),
         Ability::Relay,
     );
-    assert_eq!(scopes, whole.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>());
+    assert_eq!(
+        scopes,
+        whole.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>()
+    );
     let relay_grant = grant::chain_to_bytes(std::slice::from_ref(&f.relay_grant));
     let all: Vec<(Vec<u8>, Vec<u8>)> = everything(&f.relay)
         .into_iter()
@@ -922,7 +961,14 @@ fn a_record_larger_than_one_message_travels_in_several() {
     );
     // A grantee who may read the documents fetches them all.
     let archivist = Node::new(Role::Professional, "Archivist", &mut f.rng);
-    grant_with_keys(&f.patient, &rid, &archivist, "documents", Ability::Read, &mut f.rng);
+    grant_with_keys(
+        &f.patient,
+        &rid,
+        &archivist,
+        "documents",
+        Ability::Read,
+        &mut f.rng,
+    );
     exchange(&f.patient, &f.relay, &limits, rid, at(11)).unwrap();
     let got = exchange(&archivist, &f.relay, &limits, rid, at(12)).unwrap();
     assert!(got.refused.is_empty(), "{got:?}");
