@@ -2,7 +2,9 @@
 
 use super::access::{AccessEntry, SignedAccess};
 use super::mailbox::Mailboxes;
-use super::wire::{Address, Blinded, MAX_DELIVER, StoreRequest, StoreResponse, blind, pad, unpad};
+use super::wire::{
+    Address, Blinded, MAX_DELIVER, StoreRequest, StoreResponse, blind, fit_padded, pad, unpad,
+};
 use super::{NOTHING_HERE, QUOTA_FULL};
 use crate::protocol::{MAX_BUNDLE_BYTES, SectionHave};
 use crate::session::{Local, SyncError};
@@ -265,6 +267,9 @@ impl<'a, S: Store> Server<'a, S> {
         let include = |s: &SectionId| readable.contains(s);
         let (bundles, more) =
             local.missing_for(&record, &held, &theirs, &include, None, MAX_BUNDLE_BYTES)?;
+        // Padded, they must still fit the message.
+        let (bundles, cut) = fit_padded(bundles, MAX_BUNDLE_BYTES);
+        let more = more || cut;
         served.sent = bundles.len();
         let writable: Vec<SectionId> = if entry.device {
             held.keys().copied().collect()

@@ -63,6 +63,26 @@ pub fn unpad(padded: &[u8]) -> Option<&[u8]> {
     ok.then_some(body)
 }
 
+/// The longest prefix of `bundles` whose padded frames take at most `budget` bytes (at least
+/// one bundle), and whether any were left out. Bundle budgets count raw bytes, but padding can
+/// double a bundle (and more for small ones), so what travels padded is cut to fit a message;
+/// a prefix keeps each log's bundles in order, and the rest goes in the next round trip.
+pub(crate) fn fit_padded(mut bundles: Vec<ByteBuf>, budget: usize) -> (Vec<ByteBuf>, bool) {
+    let mut used = 0usize;
+    let mut keep = 0;
+    for b in &bundles {
+        let n = bucket(b.len());
+        if keep > 0 && used.saturating_add(n) > budget {
+            break;
+        }
+        used = used.saturating_add(n);
+        keep += 1;
+    }
+    let cut = keep < bundles.len();
+    bundles.truncate(keep);
+    (bundles, cut)
+}
+
 /// A device's X25519 key-agreement key, signed by its device key: where a relay may send key
 /// wraps addressed to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,6 +321,19 @@ mod tests {
         long[..4].copy_from_slice(&5000u32.to_be_bytes());
         assert_eq!(unpad(&long), None, "length past the end");
         assert_eq!(unpad(&[]), None);
+    }
+
+    #[test]
+    fn padded_bundles_are_cut_to_the_budget() {
+        let b = |n: usize| ByteBuf::from(vec![1u8; n]);
+        // 1025 bytes pad to 2048: three fit in 6144, not in 6143.
+        let three = vec![b(1025), b(1025), b(1025)];
+        assert_eq!(fit_padded(three.clone(), 6144), (three.clone(), false));
+        let (kept, cut) = fit_padded(three.clone(), 6143);
+        assert_eq!((kept.len(), cut), (2, true));
+        // One bundle always goes, whatever the budget.
+        assert_eq!(fit_padded(three, 1).0.len(), 1);
+        assert_eq!(fit_padded(Vec::new(), 0), (Vec::new(), false));
     }
 
     proptest! {

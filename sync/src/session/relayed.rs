@@ -376,6 +376,8 @@ impl<'a, S: Store> Local<'a, S> {
             )?
             .0
         };
+        // Padded, the push must still fit the message; the rest goes in the next request.
+        let push = crate::relay::wire::fit_padded(push, MAX_BUNDLE_BYTES).0;
         report.sent = push.len();
         report.sections = statuses(&ours, &resp.have);
         report.in_sync =
