@@ -230,11 +230,15 @@ fn exchange_at(
     relay_now: Timestamp,
 ) -> Result<Report, SyncError> {
     let relay_peer = relay.id.peer();
-    let mut req = node.peer().relay_start(rid, relay_peer, now)?;
+    let mut req = node
+        .peer()
+        .relay_start(rid, relay_peer, now, &mut TestRng::new(99))?;
     let (mut received, mut sent, mut refused) = (0, 0, Vec::new());
     for _ in 0..16 {
         let resp = ask(relay, limits, node, req, relay_now);
-        let (next, mut report) = node.peer().on_relay_response(relay_peer, rid, resp, now)?;
+        let (next, mut report) =
+            node.peer()
+                .on_relay_response(relay_peer, rid, resp, now, &mut TestRng::new(98))?;
         received += report.received;
         sent += report.sent;
         refused.append(&mut report.refused);
@@ -390,7 +394,7 @@ fn a_read_only_grantee_gets_its_sections_only_and_cannot_push() {
     let req = f
         .reader
         .peer()
-        .relay_start(rid, f.relay.id.peer(), at(11))
+        .relay_start(rid, f.relay.id.peer(), at(11), &mut TestRng::new(99))
         .unwrap();
     let resp = ask(&f.relay, &limits, &f.reader, req, at(11));
     assert!(resp.refused.is_none());
@@ -439,7 +443,7 @@ fn a_read_only_grantee_gets_its_sections_only_and_cannot_push() {
     let mut req = f
         .reader
         .peer()
-        .relay_start(rid, f.relay.id.peer(), at(13))
+        .relay_start(rid, f.relay.id.peer(), at(13), &mut TestRng::new(99))
         .unwrap();
     req.push = vec![pad(sneaky.encoded())];
     let resp = ask(&f.relay, &limits, &f.reader, req, at(13));
@@ -464,7 +468,7 @@ fn a_read_only_grantee_gets_its_sections_only_and_cannot_push() {
     .unwrap();
     let mut req =
         f.gp.peer()
-            .relay_start(rid, f.relay.id.peer(), at(14))
+            .relay_start(rid, f.relay.id.peer(), at(14), &mut TestRng::new(99))
             .unwrap();
     req.push = vec![pad(gps.encoded())];
     let resp = ask(&f.relay, &limits, &f.gp, req, at(14));
@@ -483,13 +487,17 @@ fn a_stranger_and_an_unknown_record_get_the_same_refusal() {
     refused_nothing_here(exchange(&f.gp, &f.relay, &limits, rid, at(9)));
     exchange(&f.patient, &f.relay, &limits, rid, at(10)).unwrap();
     let store = everything(&f.relay);
-    let req = f.stranger.peer().relay_start(rid, relay, at(11)).unwrap();
+    let req = f
+        .stranger
+        .peer()
+        .relay_start(rid, relay, at(11), &mut TestRng::new(99))
+        .unwrap();
     let for_record = ask(&f.relay, &limits, &f.stranger, req, at(11));
     assert_eq!(for_record, refusal_of(blind(&rid, &relay), NOTHING_HERE));
     let req = f
         .stranger
         .peer()
-        .relay_start(unknown, relay, at(11))
+        .relay_start(unknown, relay, at(11), &mut TestRng::new(99))
         .unwrap();
     let for_unknown = ask(&f.relay, &limits, &f.stranger, req, at(11));
     assert_eq!(
@@ -497,7 +505,10 @@ fn a_stranger_and_an_unknown_record_get_the_same_refusal() {
         refusal_of(blind(&unknown, &relay), NOTHING_HERE)
     );
     // The same words, and nothing else, either way; the GP asking for the unknown record too.
-    let req = f.gp.peer().relay_start(rid, relay, at(11)).unwrap();
+    let req =
+        f.gp.peer()
+            .relay_start(rid, relay, at(11), &mut TestRng::new(99))
+            .unwrap();
     let mut req = StoreRequest {
         record: blind(&unknown, &relay),
         ..req
@@ -511,7 +522,11 @@ fn a_stranger_and_an_unknown_record_get_the_same_refusal() {
     }
     refused_nothing_here(exchange(&f.stranger, &f.relay, &limits, rid, at(11)));
     // A stranger claiming to supply the record with a list it signed itself changes nothing.
-    let mut req = f.stranger.peer().relay_start(rid, relay, at(12)).unwrap();
+    let mut req = f
+        .stranger
+        .peer()
+        .relay_start(rid, relay, at(12), &mut TestRng::new(99))
+        .unwrap();
     let list = f
         .patient
         .peer()
@@ -546,7 +561,7 @@ fn a_revoked_grantee_is_refused_once_the_patient_supplies_the_relay_again() {
     let before = bundles(&f.relay, &rid);
     let mut req =
         f.gp.peer()
-            .relay_start(rid, f.relay.id.peer(), at(24))
+            .relay_start(rid, f.relay.id.peer(), at(24), &mut TestRng::new(99))
             .unwrap();
     let notes = f.notes();
     req.push = log_of(&f.gp, &rid, &notes, &f.gp)
@@ -581,7 +596,12 @@ fn once_the_relay_grant_expires_everyone_is_refused() {
     }
     assert!(server.parties(expired).is_empty());
     // The patient's node itself no longer makes a list for the relay.
-    assert!(f.patient.peer().relay_start(rid, relay, expired).is_err());
+    assert!(
+        f.patient
+            .peer()
+            .relay_start(rid, relay, expired, &mut TestRng::new(99))
+            .is_err()
+    );
 }
 
 #[test]
@@ -615,18 +635,30 @@ fn forged_misaddressed_and_replayed_access_lists_are_not_accepted() {
         AccessError::BadSignature
     );
     for from in [&f.gp, &f.patient] {
-        let mut req = from.peer().relay_start(rid, relay, at(11)).unwrap();
+        let mut req = from
+            .peer()
+            .relay_start(rid, relay, at(11), &mut TestRng::new(99))
+            .unwrap();
         req.access = Some(ByteBuf::from(forged.to_bytes()));
         let resp = ask(&f.relay, &limits, from, req, at(11));
         assert!(resp.refused.is_none());
         let now = f.hosted();
         assert_eq!((now.version, &now.access), (first.version, &first.access));
     }
-    // The GP is still only a grantee: it gets the list back, not the recovery wraps, and
-    // cannot write medications.
-    let req = f.gp.peer().relay_start(rid, relay, at(11)).unwrap();
+    // The GP is still only a grantee: it gets the list back and only key wraps addressed to
+    // it (never the recovery key's), and cannot write medications.
+    let req =
+        f.gp.peer()
+            .relay_start(rid, relay, at(11), &mut TestRng::new(99))
+            .unwrap();
     let resp = ask(&f.relay, &limits, &f.gp, req, at(11));
-    assert!(resp.access.is_some() && resp.wraps.is_empty());
+    let gp_key = f.gp.id.agreement_public();
+    assert!(resp.access.is_some());
+    assert!(
+        resp.wraps
+            .iter()
+            .all(|w| w.recipient.into_array() == gp_key)
+    );
     assert!(resp.have.iter().all(|h| h.section == f.notes()));
 
     // A genuine list for another relay (the patient uses two).
@@ -638,7 +670,11 @@ fn forged_misaddressed_and_replayed_access_lists_are_not_accepted() {
         AccessError::Misaddressed
     );
     assert!(SignedAccess::open(&elsewhere.to_bytes(), &other.id.peer(), at(12)).is_ok());
-    let mut req = f.patient.peer().relay_start(rid, relay, at(12)).unwrap();
+    let mut req = f
+        .patient
+        .peer()
+        .relay_start(rid, relay, at(12), &mut TestRng::new(99))
+        .unwrap();
     req.access = Some(ByteBuf::from(elsewhere.to_bytes()));
     ask(&f.relay, &limits, &f.patient, req, at(12));
     assert_eq!(f.hosted().version, first.version);
@@ -651,7 +687,10 @@ fn forged_misaddressed_and_replayed_access_lists_are_not_accepted() {
     assert!(second.version > first.version);
     refused_nothing_here(exchange(&f.gp, &f.relay, &limits, rid, at(22)));
     for from in [&f.patient, &f.gp] {
-        let mut req = from.peer().relay_start(rid, relay, at(23)).unwrap();
+        let mut req = from
+            .peer()
+            .relay_start(rid, relay, at(23), &mut TestRng::new(99))
+            .unwrap();
         req.access = Some(first.access.clone());
         ask(&f.relay, &limits, from, req, at(23));
         assert_eq!(f.hosted().version, second.version);
@@ -659,7 +698,11 @@ fn forged_misaddressed_and_replayed_access_lists_are_not_accepted() {
     }
     refused_nothing_here(exchange(&f.gp, &f.relay, &limits, rid, at(24)));
     // And the same list again (an equal version) is not "newer" either.
-    let mut req = f.patient.peer().relay_start(rid, relay, at(25)).unwrap();
+    let mut req = f
+        .patient
+        .peer()
+        .relay_start(rid, relay, at(25), &mut TestRng::new(99))
+        .unwrap();
     req.access = Some(second.access.clone());
     let resp = ask(&f.relay, &limits, &f.patient, req, at(25));
     assert!(resp.refused.is_none());
@@ -731,7 +774,11 @@ fn tampered_bundles_and_bad_padding_are_rejected_and_not_stored() {
         (dirty, "malformed"),
         (short, "malformed"),
     ] {
-        let mut req = f.patient.peer().relay_start(rid, relay, at(12)).unwrap();
+        let mut req = f
+            .patient
+            .peer()
+            .relay_start(rid, relay, at(12), &mut TestRng::new(99))
+            .unwrap();
         req.push = vec![ByteBuf::from(frame)];
         let resp = ask(&f.relay, &limits, &f.patient, req, at(12));
         assert!(resp.refused.is_none());
@@ -742,12 +789,19 @@ fn tampered_bundles_and_bad_padding_are_rejected_and_not_stored() {
         assert_eq!(f.relay.vault.held_sections(&rid).unwrap(), held);
     }
     // The untouched bundle is stored.
-    let mut req = f.patient.peer().relay_start(rid, relay, at(13)).unwrap();
+    let mut req = f
+        .patient
+        .peer()
+        .relay_start(rid, relay, at(13), &mut TestRng::new(99))
+        .unwrap();
     req.push = vec![pad(&good)];
     let resp = ask(&f.relay, &limits, &f.patient, req, at(13));
     assert_eq!((resp.stored, resp.rejected.len()), (1, 0), "{resp:?}");
     // A relay that tampers with what it serves gets nothing stored by the GP either.
-    let req = f.gp.peer().relay_start(rid, relay, at(14)).unwrap();
+    let req =
+        f.gp.peer()
+            .relay_start(rid, relay, at(14), &mut TestRng::new(99))
+            .unwrap();
     let mut resp = ask(&f.relay, &limits, &f.gp, req, at(14));
     let mut flipped = 0;
     for p in &mut resp.bundles {
@@ -763,7 +817,7 @@ fn tampered_bundles_and_bad_padding_are_rejected_and_not_stored() {
     assert!(flipped > 0);
     let (_, report) =
         f.gp.peer()
-            .on_relay_response(relay, rid, resp, at(14))
+            .on_relay_response(relay, rid, resp, at(14), &mut TestRng::new(98))
             .unwrap();
     assert!(!report.refused.is_empty(), "{report:?}");
     assert_eq!(f.gp.bundles_in(&rid, &notes), 0);
@@ -776,7 +830,11 @@ fn store_messages_round_trip_and_oversize_fields_break_a_limit() {
     let rid = f.rid;
     let relay = f.relay.id.peer();
     exchange(&f.patient, &f.relay, &limits, rid, at(9)).unwrap();
-    let req = f.patient.peer().relay_start(rid, relay, at(10)).unwrap();
+    let req = f
+        .patient
+        .peer()
+        .relay_start(rid, relay, at(10), &mut TestRng::new(99))
+        .unwrap();
     assert!(req.access.is_some() && !req.wraps.is_empty() && !req.have.is_empty());
     let back = protocol::decode(&protocol::encode(&Message::Store(req.clone()))).unwrap();
     assert!(back.is_store());

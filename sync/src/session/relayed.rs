@@ -380,8 +380,11 @@ impl<'a, S: Store> Local<'a, S> {
         let push = crate::relay::wire::fit_padded(push, MAX_BUNDLE_BYTES).0;
         report.sent = push.len();
         report.sections = statuses(&ours, &resp.have);
-        report.in_sync =
-            push.is_empty() && !resp.more && report.sections.iter().all(|s| s.behind == 0);
+        // A relay that refused what was pushed (its quota, say) does not hold this node's copy.
+        report.in_sync = push.is_empty()
+            && !pushes_refused
+            && !resp.more
+            && report.sections.iter().all(|s| s.behind == 0);
         let next = if !push.is_empty() || resp.more {
             let mut req = self.relay_start(record, relay, now, rng)?;
             // The list, the wraps and the letters went with the first request.
