@@ -207,6 +207,33 @@ fn a_stranger_a_wrong_phrase_and_an_oversized_frame_get_nothing() {
     let st = json(&hearth(&ra, &["relay", "status", "--json"]));
     assert_eq!(st["records"], 1, "{st}");
 
+    // A connection flood from 48 fresh keys at once: throttled (per-IP connection rate,
+    // per-peer request rate), every attempt ends, and the patient is still served after it.
+    let flood: Vec<_> = (0..48)
+        .map(|_| {
+            let (maddr, frame) = (maddr.clone(), ask(&record));
+            std::thread::spawn(move || {
+                let key = libp2p::identity::Keypair::generate_ed25519();
+                stranger::send_store(key, pid_r, maddr, vec![frame])
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for t in flood {
+        let answers = t.join().unwrap();
+        if let Some(Ok(bytes)) = answers.first()
+            && let Ok(Message::Stored(r)) = decode(bytes)
+        {
+            assert_eq!(r.refused.as_deref(), Some(NOTHING_HERE));
+            answered += 1;
+        }
+    }
+    eprintln!("flood: {answered} of 48 strangers answered (the rest throttled)");
+    add_text(&p, None, "notes", "Written after the flood");
+    let synced = json(&hearth(&p, &["sync", "--wait", "--timeout", "30", "--json"]));
+    assert_eq!(synced["in_sync"], true, "the patient was not served after a flood: {synced}");
+    assert!(stored(&ra) > before, "the patient's new note did not reach the relay");
+
     // A wrong phrase: refused before anything is written.
     let p2 = dir.path().join("p2");
     let wrong = "abandon ".repeat(23) + "art";
