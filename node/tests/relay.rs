@@ -230,9 +230,18 @@ fn a_stranger_a_wrong_phrase_and_an_oversized_frame_get_nothing() {
     }
     eprintln!("flood: {answered} of 48 strangers answered (the rest throttled)");
     add_text(&p, None, "notes", "Written after the flood");
-    let synced = json(&hearth(&p, &["sync", "--wait", "--timeout", "30", "--json"]));
-    assert_eq!(synced["in_sync"], true, "the patient was not served after a flood: {synced}");
-    assert!(stored(&ra) > before, "the patient's new note did not reach the relay");
+    let synced = json(&hearth(
+        &p,
+        &["sync", "--wait", "--timeout", "30", "--json"],
+    ));
+    assert_eq!(
+        synced["in_sync"], true,
+        "the patient was not served after a flood: {synced}"
+    );
+    assert!(
+        stored(&ra) > before,
+        "the patient's new note did not reach the relay"
+    );
 
     // A wrong phrase: refused before anything is written.
     let p2 = dir.path().join("p2");

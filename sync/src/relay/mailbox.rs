@@ -4,6 +4,7 @@
 
 use super::wire::{Address, Letter};
 use crate::session::SyncError;
+use hearth_core::ids::PeerKey;
 use hearth_core::ledger::{Key, Kind};
 use hearth_core::record::Vault;
 use hearth_core::store::Store;
@@ -13,6 +14,8 @@ use serde_bytes::ByteArray;
 
 /// Letters kept per mailbox.
 pub const LETTERS_PER_MAILBOX: usize = 64;
+/// Letters one sender may have waiting in one mailbox (so one sender cannot fill it).
+pub const LETTERS_PER_SENDER: usize = 4;
 /// Letters kept in all.
 pub const MAX_LETTERS: usize = 10_000;
 /// How long a letter waits for its recipient.
@@ -22,6 +25,8 @@ pub const RETENTION_MS: i64 = 30 * 86_400_000;
 struct Kept {
     letter: Letter,
     at: Timestamp,
+    /// Who left it (the transport-authenticated key).
+    from: PeerKey,
 }
 
 /// The relay's mailboxes, in its vault.
@@ -55,6 +60,7 @@ impl<S: Store> Mailboxes<'_, S> {
     /// this relay does not keep is dropped with the same answer as a kept one).
     pub(super) fn post(
         &self,
+        from: &PeerKey,
         letters: &[Letter],
         may_keep: &dyn Fn(&Address) -> bool,
         echo: &dyn Fn(&Address) -> bool,
@@ -67,11 +73,15 @@ impl<S: Store> Mailboxes<'_, S> {
             let mailbox = l.to.mailbox();
             let held = self.prune(&mailbox, now)?;
             let dup = held.iter().any(|(_, k)| k.letter.id() == id);
-            let room = held.len() < LETTERS_PER_MAILBOX && total < MAX_LETTERS;
+            let mine = held.iter().filter(|(_, k)| k.from == *from).count();
+            let room = held.len() < LETTERS_PER_MAILBOX
+                && mine < LETTERS_PER_SENDER
+                && total < MAX_LETTERS;
             if may_keep(&l.to) && room && !dup {
                 let kept = Kept {
                     letter: l.clone(),
                     at: now,
+                    from: *from,
                 };
                 let bytes = serde_ipld_dagcbor::to_vec(&kept)
                     .map_err(|_| SyncError::Protocol("cannot encode a letter"))?;

@@ -216,6 +216,7 @@ impl<'a, S: Store> Server<'a, S> {
         let acked = mailboxes.ack(&boxes, &req.ack)?;
         let kept = hosted.is_some();
         let posted = mailboxes.post(
+            &peer,
             &req.post,
             &|to| match to {
                 Address::Record(x) => *x == b && kept,

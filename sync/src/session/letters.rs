@@ -166,6 +166,20 @@ impl<'a, S: Store> Local<'a, S> {
                     .open_record(self.identity, &record)
                     .map_err(|e| e.to_string())
                     .and_then(|mut rec| {
+                        // Anyone may write to a record's inbox: what waits for the patient is
+                        // bounded, one open request per requester and MAX_PENDING in all.
+                        let pending = pending_requesters(&mut rec, now);
+                        let from = grant::request::AccessRequest::from_token(&token)
+                            .map(|r| r.body().requester.peer)
+                            .map_err(|e| e.to_string())?;
+                        if pending.contains(&from) {
+                            return Err("this requester already has a request waiting".into());
+                        }
+                        if pending.len() >= MAX_PENDING {
+                            return Err(format!(
+                                "{MAX_PENDING} requests already wait for an answer"
+                            ));
+                        }
                         rec.receive_request(&token, now, rng)
                             .map_err(|e| e.to_string())
                     });
@@ -215,6 +229,25 @@ impl<'a, S: Store> Local<'a, S> {
             })
             .collect()
     }
+}
+
+/// The most requests waiting for the patient's answer that letters may add to.
+pub const MAX_PENDING: usize = 32;
+
+/// The requesters whose requests wait for an answer and are still open at `now`.
+fn pending_requesters<S: Store>(rec: &mut OpenRecord<'_, S>, now: Timestamp) -> Vec<PeerKey> {
+    let mut out = Vec::new();
+    for (rid, item) in rec.requests() {
+        if rec.decision(&rid).is_some() {
+            continue;
+        }
+        if let Ok(r) = grant::request::AccessRequest::from_token(&item.token)
+            && r.check_open(now).is_ok()
+        {
+            out.push(r.body().requester.peer);
+        }
+    }
+    out
 }
 
 /// Every record this node left an access request for, at some relay.

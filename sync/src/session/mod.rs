@@ -167,7 +167,7 @@ mod letters;
 mod receive;
 mod relayed;
 
-pub use letters::{Opened, asked_records};
+pub use letters::{MAX_PENDING, Opened, asked_records};
 mod request;
 mod respond;
 mod rights;
