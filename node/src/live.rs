@@ -375,6 +375,7 @@ pub fn start<S: Store + Send + 'static>(
         rate: RateLimiter::new(burst, every, 4096),
         relay_counters: RelayCounters::default(),
         relay_peers: std::collections::HashSet::new(),
+        last_sweep: None,
     };
     let task = tokio::spawn(async move { driver.run(rx, work_rx).await });
     (handle, task)
@@ -409,6 +410,8 @@ struct Driver<S: Store> {
     relay_counters: RelayCounters,
     /// Relay nodes: the peers served (bounded like the rate table).
     relay_peers: std::collections::HashSet<PeerKey>,
+    /// Relay nodes: when records past retention were last looked for.
+    last_sweep: Option<Instant>,
 }
 
 /// Sleeps until `deadline`, or forever without one.

@@ -602,6 +602,14 @@ fn once_the_relay_grant_expires_everyone_is_refused() {
             .relay_start(rid, relay, expired, &mut TestRng::new(99))
             .is_err()
     );
+    // Kept through the retention period (the patient may renew), then deleted whole.
+    assert_eq!(server.sweep(expired).unwrap(), 0);
+    assert!(!f.relay.vault.held_sections(&rid).unwrap().is_empty());
+    let past = expired.saturating_add_millis(limits.retention_ms + 1);
+    assert_eq!(server.sweep(past).unwrap(), 1);
+    assert!(f.relay.vault.held_sections(&rid).unwrap().is_empty());
+    assert!(server.all_hosted().unwrap().is_empty());
+    assert_eq!(server.sweep(past).unwrap(), 0);
 }
 
 #[test]

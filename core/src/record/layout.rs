@@ -36,6 +36,12 @@ fn key(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
+/// The prefixes of every key kind that holds part of `r` (all but the node-level `N/` and
+/// `M/`): deleting them all forgets the record.
+pub(super) fn k_all_of_record(r: &RecordId) -> Vec<Vec<u8>> {
+    b"RKBLCFHJSTA".iter().map(|t| key(*t, &[&r.0])).collect()
+}
+
 /// Every record's registration (scan prefix).
 pub(super) fn k_records_prefix() -> Vec<u8> {
     key(b'R', &[])

@@ -207,6 +207,24 @@ impl<S: Store> Vault<S> {
         Ok(())
     }
 
+    /// Forgets everything this store holds of `record` (its bundles, logs, keys, snapshots,
+    /// held writes), in one commit; node-level values are left. Used by relays whose patient's
+    /// permission has ended.
+    pub fn forget_record(&self, record: &RecordId) -> Result<usize> {
+        let mut batch = Batch::new();
+        let mut n = 0;
+        for prefix in super::layout::k_all_of_record(record) {
+            for (k, _) in self.store.scan_prefix(&prefix)? {
+                batch.delete(k);
+                n += 1;
+            }
+        }
+        if !batch.is_empty() {
+            self.store.commit(batch)?;
+        }
+        Ok(n)
+    }
+
     /// Deletes node-level values (absent ones are no error), in one commit.
     pub fn delete_local(&self, keys: &[String]) -> Result<()> {
         if keys.is_empty() {

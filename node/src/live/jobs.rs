@@ -120,6 +120,7 @@ fn peers_for<S: Store>(
 fn relays_and_hosted<S: Store>(
     sh: &Shared<S>,
     relay: Option<&RelayLimits>,
+    sweep: bool,
     p: &Local<'_, S>,
     records: &[RecordId],
     now: hearth_core::time::Timestamp,
@@ -132,7 +133,15 @@ fn relays_and_hosted<S: Store>(
         }
     }
     let hosted = match relay {
-        Some(limits) => Server::new(&sh.vault, &sh.identity, limits).parties(now),
+        Some(limits) => {
+            let server = Server::new(&sh.vault, &sh.identity, limits);
+            match if sweep { server.sweep(now) } else { Ok(0) } {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(records = n, "relay: records past retention deleted"),
+                Err(e) => tracing::warn!("relay: retention sweep failed: {e}"),
+            }
+            server.parties(now)
+        }
         None => BTreeSet::new(),
     };
     (relays.into_iter().collect(), hosted)
@@ -325,6 +334,14 @@ impl<S: Store + Send + 'static> Driver<S> {
         };
         let clock = self.config.clock;
         let relay = self.config.relay.clone();
+        // A relay deletes records past retention at most once an hour.
+        let sweep = relay.is_some()
+            && self
+                .last_sweep
+                .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(3600));
+        if sweep {
+            self.last_sweep = Some(Instant::now());
+        }
         let ok = self.job(move |sh| {
             let p = Local::new(&sh.vault, &sh.identity);
             let records: Vec<(RecordId, BTreeSet<PeerKey>)> = all_records(&sh.vault)
@@ -332,7 +349,8 @@ impl<S: Store + Send + 'static> Driver<S> {
                 .map(|(record, named)| (record, peers_for(&p, &record, &named, clock.now())))
                 .collect();
             let ids: Vec<RecordId> = records.iter().map(|(r, _)| *r).collect();
-            let (relays, hosted) = relays_and_hosted(sh, relay.as_ref(), &p, &ids, clock.now());
+            let (relays, hosted) =
+                relays_and_hosted(sh, relay.as_ref(), sweep, &p, &ids, clock.now());
             let parties = records
                 .iter()
                 .flat_map(|(_, i)| i.iter().copied())

@@ -1,6 +1,6 @@
 //! The relay's side of `/hearth/store/1`: a pure function of (store, request, peer, time).
 
-use super::access::{AccessEntry, SignedAccess};
+use super::access::{AccessEntry, AccessList, SignedAccess};
 use super::mailbox::Mailboxes;
 use super::wire::{
     Address, Blinded, MAX_DELIVER, StoreRequest, StoreResponse, blind, fit_padded, pad, unpad,
@@ -28,6 +28,9 @@ pub struct RelayLimits {
     pub quota_bytes: u64,
     /// Records kept in all (each needs its patient's signed list, so only patients add them).
     pub max_records: usize,
+    /// How long a record is kept after the patient's relay grant ended (the patient may renew
+    /// it meanwhile); then its bundles, wraps and list are deleted.
+    pub retention_ms: i64,
 }
 
 impl Default for RelayLimits {
@@ -35,6 +38,7 @@ impl Default for RelayLimits {
         RelayLimits {
             quota_bytes: 256 * 1024 * 1024,
             max_records: 100_000,
+            retention_ms: 30 * 86_400_000,
         }
     }
 }
@@ -144,6 +148,37 @@ impl<'a, S: Store> Server<'a, S> {
             .flat_map(|(list, _)| list.entries.into_iter().filter(|e| e.until >= now))
             .map(|e| e.peer)
             .collect()
+    }
+
+    /// Deletes the records whose relay grant ended more than
+    /// [`RelayLimits::retention_ms`] before `now` (or whose list is unreadable): bundles, wraps
+    /// and list. Returns how many.
+    pub fn sweep(&self, now: Timestamp) -> Result<usize, SyncError> {
+        let mut gone = 0;
+        for (id, h) in self.all_hosted()? {
+            let end = AccessList::open_own(
+                &match serde_ipld_dagcbor::from_slice::<SignedAccess>(&h.access) {
+                    Ok(s) => s,
+                    Err(_) => continue,
+                },
+                &h.record,
+            )
+            .ok()
+            .and_then(|l| {
+                hearth_core::grant::chain_from_bytes(&l.grant)
+                    .ok()?
+                    .iter()
+                    .map(|g| g.body().expires)
+                    .min()
+            });
+            let Some(end) = end else { continue };
+            if now.as_millis().saturating_sub(end.as_millis()) > self.limits.retention_ms {
+                self.vault.forget_record(&h.record)?;
+                self.vault.delete_local(&[Key::Hosted(&id).text()])?;
+                gone += 1;
+            }
+        }
+        Ok(gone)
     }
 
     fn save(&self, b: &Blinded, h: &Hosted) -> Result<(), SyncError> {
