@@ -100,6 +100,7 @@ pub struct RunArgs {
     #[arg(
         long,
         value_enum,
+        ignore_case = true,
         env = "HEARTH_LOG_FORMAT",
         default_value = "text",
         value_name = "FORMAT"
