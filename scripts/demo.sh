@@ -110,7 +110,7 @@ echo "   No name, NHS number or note text anywhere under the relay's home."
 
 say "13. The social worker syncs while Edith is offline: through the relay."
 h sw sync --wait --timeout 30 | sed 's/^/   /'
-h sw record show notes --record "$RID" | grep -A1 "clinic booked" | sed 's/^/   /'
+h sw record show notes --record "$RID" | grep -B1 "clinic booked" | sed 's/^/   /'
 
 say "14. Edith's laptop comes back and collects the GP's note from the relay, checked against the GP's grant."
 start edith
@@ -118,6 +118,6 @@ for _ in $(seq 1 150); do
   if h edith record show notes --json | grep -q "clinic booked"; then break; fi
   sleep 0.2
 done
-h edith record show notes | grep -A1 "clinic booked" | sed 's/^/   /'
+h edith record show notes | grep -B1 "clinic booked" | sed 's/^/   /'
 
 say "Done: three people, four nodes and a relay, no central database, only the granted sections moved."

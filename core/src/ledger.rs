@@ -24,7 +24,11 @@
 //! | node (local item) | `peer/<peer>` | [`PeerAddrs`] | addresses of a known peer |
 //! | node (local item) | `net/listen` | [`PeerAddrs`] | the addresses this node's daemon last listened on |
 //! | relay node (local item) | `hosted/<blinded record id>` | `hearth_sync::relay::Hosted` | a record this relay keeps, and the patient's signed access list |
-//! | relay node (local item) | `letter/<recipient>/<time>-<id>` | a sealed letter | a mailbox letter waiting for its recipient |
+//! | relay node (local item) | `letter/<mailbox>/<time>-<id>` | a sealed letter | a mailbox letter waiting for its recipient (`r-<blinded record>` or `p-<peer>`) |
+//! | node (local item) | `outbox/<relay>/<id>` | a sealed letter | a letter waiting to be left at that relay |
+//! | node (local item) | `ack/<relay>/<id>` | — | a letter collected from that relay, to acknowledge |
+//! | node (local item) | `inbox/<id>` | a sealed letter | a letter collected, not yet opened |
+//! | node (local item) | `asked/<record>/<relay>` | [`PeerAddrs`] | a relay this node left an access request for the record at (it collects the answer there) |
 //!
 //! The auth document is shared with every holder of the record; the ledger section is the
 //! patient's alone; local items never leave the node. [`Key`] builds and parses every key; the
@@ -76,8 +80,16 @@ pub enum Key<'a> {
     Listen,
     /// Relay node, local: a record it keeps, by blinded id (hex).
     Hosted(&'a str),
-    /// Relay node, local: a mailbox letter, by recipient and a sortable id.
-    Letter(&'a PeerKey, &'a str),
+    /// Relay node, local: a mailbox letter, by mailbox and a sortable id.
+    Letter(&'a str, &'a str),
+    /// Local: a letter waiting to be left at a relay.
+    Outbox(&'a PeerKey, &'a str),
+    /// Local: a letter collected from a relay, to acknowledge.
+    Ack(&'a PeerKey, &'a str),
+    /// Local: a letter collected, not yet opened.
+    Inbox(&'a str),
+    /// Local: a relay this node left an access request for a record at.
+    Asked(&'a RecordId, &'a PeerKey),
 }
 
 /// The kinds of item, for listing: the prefix of every key of that kind.
@@ -119,6 +131,14 @@ pub enum Kind {
     Hosted,
     /// `letter/` (relay nodes).
     Letter,
+    /// `outbox/`.
+    Outbox,
+    /// `ack/`.
+    Ack,
+    /// `inbox/`.
+    Inbox,
+    /// `asked/`.
+    Asked,
 }
 
 impl Kind {
@@ -134,6 +154,10 @@ impl Kind {
             Kind::Relay => "relay/",
             Kind::Hosted => "hosted/",
             Kind::Letter => "letter/",
+            Kind::Outbox => "outbox/",
+            Kind::Ack => "ack/",
+            Kind::Inbox => "inbox/",
+            Kind::Asked => "asked/",
             Kind::Request => "request/",
             Kind::Decision => "decision/",
             Kind::Trust => "trust/",
@@ -171,7 +195,11 @@ impl Key<'_> {
             Key::Listen => (Kind::Listen, String::new()),
             Key::Relay(p) => (Kind::Relay, p.to_string()),
             Key::Hosted(b) => (Kind::Hosted, (*b).to_string()),
-            Key::Letter(p, id) => (Kind::Letter, format!("{p}/{id}")),
+            Key::Letter(m, id) => (Kind::Letter, format!("{m}/{id}")),
+            Key::Outbox(r, id) => (Kind::Outbox, format!("{r}/{id}")),
+            Key::Ack(r, id) => (Kind::Ack, format!("{r}/{id}")),
+            Key::Inbox(id) => (Kind::Inbox, (*id).to_string()),
+            Key::Asked(rec, r) => (Kind::Asked, format!("{rec}/{r}")),
         };
         format!("{}{rest}", kind.prefix())
     }
@@ -484,7 +512,11 @@ mod tests {
         assert_eq!(Key::Listen.text(), "net/listen");
         assert_eq!(Key::Relay(&p).text(), format!("relay/{p}"));
         assert_eq!(Key::Hosted("ab").text(), "hosted/ab");
-        assert_eq!(Key::Letter(&p, "7-x").text(), format!("letter/{p}/7-x"));
+        assert_eq!(Key::Letter("p-x", "7-x").text(), "letter/p-x/7-x");
+        assert_eq!(Key::Outbox(&p, "ab").text(), format!("outbox/{p}/ab"));
+        assert_eq!(Key::Ack(&p, "ab").text(), format!("ack/{p}/ab"));
+        assert_eq!(Key::Inbox("ab").text(), "inbox/ab");
+        assert_eq!(Key::Asked(&r, &p).text(), format!("asked/{r}/{p}"));
     }
 
     #[test]

@@ -63,6 +63,7 @@ pub mod ids;
 pub mod keys;
 pub mod keywrap;
 pub mod ledger;
+pub mod letter;
 pub mod log;
 pub mod nhs;
 mod par;

@@ -182,6 +182,7 @@ fn supply(
     relay: &Relay,
     mem: &Vault<MemoryStore>,
     patients: &[(Identity, RecordId)],
+    rng: &mut TestRng,
 ) -> (Phase, usize) {
     let (mut exchanges, mut bundles, mut time, mut bundle_bytes) =
         (Vec::new(), 0, Duration::ZERO, 0);
@@ -189,7 +190,7 @@ fn supply(
     let relay_peer = relay.identity.peer();
     for (patient, rid) in patients {
         let local = Local::new(mem, patient);
-        let mut req = Some(local.relay_start(*rid, relay_peer, TEST_NOW).unwrap());
+        let mut req = Some(local.relay_start(*rid, relay_peer, TEST_NOW, rng).unwrap());
         while let Some(r) = req.take() {
             bundle_bytes += r
                 .push
@@ -209,7 +210,7 @@ fn supply(
             bundles += did.stored;
             time += took;
             req = local
-                .on_relay_response(relay_peer, *rid, resp, TEST_NOW)
+                .on_relay_response(relay_peer, *rid, resp, TEST_NOW, rng)
                 .unwrap()
                 .0;
         }
@@ -226,14 +227,19 @@ fn supply(
 }
 
 /// Each grantee fetches each record from the relay (it holds nothing yet).
-fn serve(relay: &Relay, grantees: &[Identity], patients: &[(Identity, RecordId)]) -> Phase {
+fn serve(
+    relay: &Relay,
+    grantees: &[Identity],
+    patients: &[(Identity, RecordId)],
+    rng: &mut TestRng,
+) -> Phase {
     let (mut exchanges, mut bundles, mut time) = (Vec::new(), 0, Duration::ZERO);
     let empty = Vault::new(MemoryStore::new());
     let relay_peer = relay.identity.peer();
     for g in grantees {
         let local = Local::new(&empty, g);
         for (_, rid) in patients {
-            let req = local.relay_start(*rid, relay_peer, TEST_NOW).unwrap();
+            let req = local.relay_start(*rid, relay_peer, TEST_NOW, rng).unwrap();
             let frame = protocol::encode(&Message::Store(req));
             let (resp, did, resp_len, took) = relay.exchange(g, &frame);
             assert!(!resp.bundles.is_empty() && !resp.more);
@@ -470,8 +476,8 @@ fn main() {
         limits: RelayLimits::default(),
     };
 
-    let (stored, bundle_bytes) = supply(&relay, &mem, &patients);
-    let served = serve(&relay, &grantees, &patients);
+    let (stored, bundle_bytes) = supply(&relay, &mem, &patients, &mut rng);
+    let served = serve(&relay, &grantees, &patients, &mut rng);
     assert!(stored.bundles > 0 && served.bundles > 0);
 
     let base_store = rt.block_on(libp2p_baseline(&stored.exchanges, &mut rng));

@@ -39,6 +39,9 @@ pub struct NodeInfo {
     /// The patient's record (patients only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_id: Option<RecordId>,
+    /// The organisation's code, e.g. its ODS code (organisation relay nodes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_code: Option<String>,
 }
 
 /// Paths of one node's home.

@@ -80,6 +80,8 @@ pub fn fetch(
                 wraps: Vec::new(),
                 have: have(heads),
                 push: Vec::new(),
+                post: Vec::new(),
+                ack: Vec::new(),
             })
         };
         swarm

@@ -175,6 +175,8 @@ fn a_stranger_a_wrong_phrase_and_an_oversized_frame_get_nothing() {
             wraps: Vec::new(),
             have: Vec::new(),
             push: Vec::new(),
+            post: Vec::new(),
+            ack: Vec::new(),
         }))
     };
     // A stranger asking for the real record and for one that does not exist: the same words.
@@ -205,6 +207,42 @@ fn a_stranger_a_wrong_phrase_and_an_oversized_frame_get_nothing() {
     let st = json(&hearth(&ra, &["relay", "status", "--json"]));
     assert_eq!(st["records"], 1, "{st}");
 
+    // A connection flood from 48 fresh keys at once: throttled (per-IP connection rate,
+    // per-peer request rate), every attempt ends, and the patient is still served after it.
+    let flood: Vec<_> = (0..48)
+        .map(|_| {
+            let (maddr, frame) = (maddr.clone(), ask(&record));
+            std::thread::spawn(move || {
+                let key = libp2p::identity::Keypair::generate_ed25519();
+                stranger::send_store(key, pid_r, maddr, vec![frame])
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for t in flood {
+        let answers = t.join().unwrap();
+        if let Some(Ok(bytes)) = answers.first()
+            && let Ok(Message::Stored(r)) = decode(bytes)
+        {
+            assert_eq!(r.refused.as_deref(), Some(NOTHING_HERE));
+            answered += 1;
+        }
+    }
+    eprintln!("flood: {answered} of 48 strangers answered (the rest throttled)");
+    add_text(&p, None, "notes", "Written after the flood");
+    let synced = json(&hearth(
+        &p,
+        &["sync", "--wait", "--timeout", "30", "--json"],
+    ));
+    assert_eq!(
+        synced["in_sync"], true,
+        "the patient was not served after a flood: {synced}"
+    );
+    assert!(
+        stored(&ra) > before,
+        "the patient's new note did not reach the relay"
+    );
+
     // A wrong phrase: refused before anything is written.
     let p2 = dir.path().join("p2");
     let wrong = "abandon ".repeat(23) + "art";
@@ -225,4 +263,132 @@ fn a_stranger_a_wrong_phrase_and_an_oversized_frame_get_nothing() {
         st["records"], 1,
         "a wrong phrase made the relay keep a record: {st}"
     );
+}
+
+#[test]
+fn a_request_and_its_grant_travel_through_the_relays_mailboxes_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ra, p, g) = (
+        dir.path().join("relay"),
+        dir.path().join("p"),
+        dir.path().join("g"),
+    );
+    let (_relay, addr) = relay(&ra, "Riverside Relay");
+    let pid = init_patient(&p);
+    let rid = record_of(&pid).to_string();
+    add_text(&p, None, "notes", "Two falls at home this month");
+    let _patient = Daemon::start(&p, Some("/ip4/127.0.0.1/tcp/0"));
+    ok(&hearth(&p, &["relay", "use", &addr]));
+    init(&g, "professional", "Dr A. Shah");
+    let _gp = Daemon::start(&g, Some("/ip4/127.0.0.1/tcp/0"));
+
+    // The GP knows only the record id and the relay: no token is pasted either way.
+    let reason = "Follow-up after the falls clinic";
+    let asked = json(&hearth(
+        &g,
+        &[
+            "request",
+            "--to",
+            &rid,
+            "--sections",
+            "notes",
+            "--ability",
+            "read",
+            "--purpose",
+            "direct-care",
+            "--expires",
+            "30d",
+            "--reason",
+            reason,
+            "--via",
+            &addr,
+            "--json",
+        ],
+    ));
+    let qid = asked["id"].as_str().unwrap().to_string();
+    wait_for("the request at the patient's node", 30, || {
+        let pending = json(&hearth(&p, &["requests", "--json"]));
+        pending["pending"][0]["id"] == qid.as_str()
+    });
+    let pending = json(&hearth(&p, &["requests", "--json"]));
+    assert_eq!(pending["pending"][0]["reason"], reason, "{pending}");
+    assert_eq!(pending["pending"][0]["name"], "Dr A. Shah", "{pending}");
+    // The relay never saw the reason or the name: the letter was sealed to the record.
+    for canary in [reason, "Dr A. Shah", "Edith Test", "Two falls"] {
+        assert!(!contains(&ra, canary), "{canary:?} found at the relay");
+    }
+
+    ok(&hearth(&p, &["requests", "approve", &qid]));
+    wait_for("the grant accepted on the GP's node", 30, || {
+        let patients = json(&hearth(&g, &["patients", "--json"]));
+        patients["patients"][0]["record_id"] == rid.as_str()
+    });
+    let synced = json(&hearth(
+        &g,
+        &["sync", "--wait", "--timeout", "30", "--json"],
+    ));
+    assert_eq!(synced["in_sync"], true, "{synced}");
+    assert!(show(&g, &rid).contains("Two falls at home"));
+    // A replayed letter changes nothing: the request is still answered once.
+    let pending = json(&hearth(&p, &["requests", "--json"]));
+    assert!(
+        pending["pending"].as_array().unwrap().is_empty(),
+        "{pending}"
+    );
+}
+
+#[test]
+fn after_a_revocation_the_remaining_grantee_reads_new_entries_through_the_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ra, p, g, w) = (
+        dir.path().join("relay"),
+        dir.path().join("p"),
+        dir.path().join("g"),
+        dir.path().join("w"),
+    );
+    let (_relay, addr) = relay(&ra, "Riverside Relay");
+    let pid = init_patient(&p);
+    let rid = record_of(&pid).to_string();
+    add_text(&p, None, "notes", "Two falls at home this month");
+    let patient = Daemon::start(&p, Some("/ip4/127.0.0.1/tcp/0"));
+    ok(&hearth(&p, &["relay", "use", &addr]));
+    // Two grantees, each given a grant that carries its keys (their cards).
+    let mut tokens = Vec::new();
+    for (home, name) in [(&g, "Dr A. Shah"), (&w, "Sam Okafor")] {
+        init(home, "professional", name);
+        let card = json(&hearth(home, &["id", "--card", "--json"]));
+        let t = grant(&p, card["card"].as_str().unwrap(), "notes", "read", "30d");
+        ok(&hearth(home, &["accept", t["token"].as_str().unwrap()]));
+        tokens.push(t["id"].as_str().unwrap().to_string());
+    }
+    // The patient revokes the GP: notes move to a new key the GP never gets. Then she writes,
+    // her node supplies the relay, and she goes offline.
+    ok(&hearth(&p, &["grant", "revoke", &tokens[0]]));
+    let before = stored(&ra);
+    add_text(&p, None, "notes", "New carer starts on Monday");
+    wait_for("the new note at the relay", 30, || stored(&ra) > before);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    patient.stop();
+
+    // The social worker reads the new note through the relay: the new key came with it.
+    let sw = Daemon::start(&w, Some("/ip4/127.0.0.1/tcp/0"));
+    let synced = json(&hearth(
+        &w,
+        &["sync", "--wait", "--timeout", "30", "--json"],
+    ));
+    assert_eq!(synced["in_sync"], true, "{synced}");
+    let notes = show(&w, &rid);
+    assert!(notes.contains("New carer starts on Monday"), "{notes}");
+    sw.stop();
+    // The revoked GP gets nothing from the relay.
+    let _gp = Daemon::start(&g, Some("/ip4/127.0.0.1/tcp/0"));
+    let out = hearth(&g, &["sync", "--timeout", "15", "--json"]);
+    let notes =
+        String::from_utf8_lossy(&hearth(&g, &["record", "show", "notes", "--record", &rid]).stdout)
+            .to_string();
+    assert!(
+        !notes.contains("New carer"),
+        "the revoked GP read a new note: {notes}"
+    );
+    let _ = out;
 }

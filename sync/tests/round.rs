@@ -100,7 +100,7 @@ impl Pair {
                     record,
                     named,
                 } => {
-                    let req = local.begin(record, peer, named, wall);
+                    let req = local.begin(record, peer, named, wall, &mut self.rng);
                     side.rounds.handle_started(peer, record, req, now);
                 }
                 Job::Step {

@@ -50,6 +50,7 @@ mod devices;
 mod directory;
 mod entries;
 mod held;
+mod inbox;
 mod items;
 mod keyring;
 mod layout;
@@ -74,6 +75,7 @@ pub use held::{
     MAX_HELD_BYTES_PER_AUTHOR, MAX_HELD_PER_AUTHOR, ReviewDecision, SettleReport, Verdict,
     WriteRules,
 };
+pub use inbox::{Accepted, TakeError};
 pub use ledger::{AuthItem, LedgerItem, MAX_HELD_CHAINS};
 pub use replica::{RemoteReport, WAITS_FOR_DEPS};
 pub use restore::RestoreReport;

@@ -207,6 +207,19 @@ impl<S: Store> Vault<S> {
         Ok(())
     }
 
+    /// Deletes node-level values (absent ones are no error), in one commit.
+    pub fn delete_local(&self, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        for k in keys {
+            batch.delete(local_key(k));
+        }
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
     /// A node-level value.
     pub fn get_local(&self, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.store.get(&local_key(key))?)

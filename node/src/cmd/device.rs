@@ -375,6 +375,7 @@ pub fn join(ctx: &Ctx, code_text: &str, name: Option<&str>) -> Result<(), Failur
             role: Role::Patient,
             peer_id: identity.peer(),
             record_id: Some(welcome.record),
+            org_code: None,
         };
         home.write_new(&info, &keystore)?;
         if !json_out {

@@ -250,41 +250,31 @@ fn verify(ctx: &Ctx, token: &str, at: Option<&str>) -> Result<(), Failure> {
 pub fn accept(ctx: &Ctx, token: &str) -> Result<(), Failure> {
     let chain = grant::chain_from_token(token).map_err(refusal)?;
     let (_, identity) = ctx.unlock()?;
-    let leaf = chain.last().ok_or_else(|| invalid("empty grant"))?;
-    let record = leaf.body().record;
-    if identity.record_id() == Some(record) {
-        return Err(refused("this grant is for your own record"));
-    }
-    let rights = grant::verify_chain(&chain, &Access::any(identity.peer()), now(), &|_| false)
-        .map_err(refusal)?;
     let vault = ctx.vault()?;
-    if vault.holds_grant(&record, &leaf.id())? {
-        return Err(refused(
-            "this grant was already accepted (a replay changes nothing)",
-        ));
-    }
-    let mine = identity.agreement_public();
-    let wraps: Vec<_> = leaf
-        .body()
-        .keys
-        .iter()
-        .filter(|w| w.recipient.into_array() == mine)
-        .cloned()
-        .collect();
-    vault.register_replica(&record, &wraps, now())?;
-    vault.hold_grant(&record, &chain)?;
+    let a = vault
+        .accept_grant(&identity, &chain, now())
+        .map_err(take_failure)?;
     // The patient node's addresses travel in the grant: remember them, so the node dials it.
-    let addresses: Vec<String> = chain
-        .iter()
-        .flat_map(|g| g.body().addresses.iter().cloned())
-        .collect();
-    learn_addresses(ctx, &vault, &addresses)?;
+    learn_addresses(ctx, &vault, &a.addresses)?;
+    let record = a.record;
     ctx.print(
-        json!({"id": leaf.id().to_string(), "record_id": record, "keys": wraps.len(), "rights": rights_json(&rights)}),
-        || format!("Accepted grant {} for record {record}.\n  {}\n  {}", leaf.id(), rights_words(&rights),
-            if wraps.is_empty() { "Section keys will arrive when you first sync with the patient's node." } else { "Section keys received." }),
+        json!({"id": a.grant.to_string(), "record_id": record, "keys": a.wraps, "rights": rights_json(&a.rights)}),
+        || format!("Accepted grant {} for record {record}.\n  {}\n  {}", a.grant, rights_words(&a.rights),
+            if a.wraps == 0 { "Section keys will arrive when you first sync with the patient's node." } else { "Section keys received." }),
     );
     Ok(())
+}
+
+/// The failure for a grant or request not taken in.
+pub(crate) fn take_failure(e: hearth_core::record::TakeError) -> Failure {
+    use hearth_core::record::TakeError;
+    match e {
+        TakeError::Record(r) => r.into(),
+        TakeError::Grant(r) => refusal(r),
+        TakeError::Request(why) => refused(format!("request refused: {why}")),
+        TakeError::Refused(why) => refused(why),
+        other => refused(other.to_string()),
+    }
 }
 
 /// Grants issued (patient) or held (others), by id.

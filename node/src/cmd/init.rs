@@ -38,6 +38,10 @@ pub struct InitArgs {
     /// The patient's NHS number (10 digits; checked with Modulus 11).
     #[arg(long, value_name = "N")]
     pub nhs_number: Option<String>,
+    /// The organisation's code, e.g. its ODS code (`--role relay` only): credentials it issues
+    /// carry it.
+    #[arg(long, value_name = "CODE")]
+    pub org_code: Option<String>,
 }
 
 /// `hearth init --role`: a new node (and, for a patient, the record). (`init --join` is
@@ -51,6 +55,24 @@ pub fn init(ctx: &Ctx, args: InitArgs) -> Result<(), Failure> {
         None => return Err(Failure::new(code::INVALID, "init needs --role or --join")),
     };
     // Validate everything before writing anything.
+    let org_code = match args.org_code.as_deref().map(str::trim) {
+        Some(_) if role != Role::Relay => {
+            return Err(invalid(
+                "--org-code is only for an organisation's node (--role relay)",
+            ));
+        }
+        Some(c)
+            if c.is_empty()
+                || c.len() > 16
+                || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-') =>
+        {
+            return Err(invalid(
+                "--org-code must be 1 to 16 letters, digits or hyphens (e.g. an ODS code)",
+            ));
+        }
+        Some(c) => Some(c.to_ascii_uppercase()),
+        None => None,
+    };
     let nhs = match &args.nhs_number {
         Some(n) if role != Role::Patient => {
             let _ = n;
@@ -92,6 +114,7 @@ pub fn init(ctx: &Ctx, args: InitArgs) -> Result<(), Failure> {
         role,
         peer_id: identity.peer(),
         record_id,
+        org_code: org_code.clone(),
     };
     ctx.home.write_new(&info, &keystore)?;
     let words = phrase.as_ref().map(|p| p.words());
@@ -101,6 +124,7 @@ pub fn init(ctx: &Ctx, args: InitArgs) -> Result<(), Failure> {
             "role": role,
             "name": name,
             "record_id": record_id,
+            "org_code": org_code,
             "recovery_phrase": words.as_ref().map(|w| w.as_str()),
         }),
         || {

@@ -279,9 +279,43 @@ fn every_record_in_sync(outcomes: &[RoundOutcome]) -> bool {
         })
 }
 
+/// Who `peer` is to `record`, in words, from what this node holds: one of the patient's
+/// devices, one of the record's relays (its auth document or a grant names it), or a peer id.
+fn peer_words(
+    vault: &Vault<SledStore>,
+    identity: &hearth_core::keys::Identity,
+    record: &hearth_core::ids::RecordId,
+    peer: &PeerKey,
+) -> String {
+    let local = hearth_sync::session::Local::new(vault, identity);
+    if local.relays(record, now()).iter().any(|(p, _)| p == peer) {
+        return format!("the relay {peer}");
+    }
+    if let Ok(rec) = vault.open_record(identity, record)
+        && let Some(d) = rec.device_certs().into_iter().find(|d| d.peer == *peer)
+    {
+        return format!("the patient's device \"{}\"", d.name);
+    }
+    peer.to_string()
+}
+
 fn report_round(ctx: &Ctx, outcomes: Vec<RoundOutcome>, wait: bool) -> Result<(), Failure> {
     let list = outcomes_json(&outcomes);
     let all_in_sync = every_record_in_sync(&outcomes);
+    let words: std::collections::BTreeMap<(PeerKey, hearth_core::ids::RecordId), String> = outcomes
+        .iter()
+        .map(|o| ((o.peer, o.record), o.peer.to_string()))
+        .collect();
+    let mut words = words;
+    if !ctx.json
+        && !outcomes.is_empty()
+        && let (Ok((_, identity)), Ok(vault)) = (ctx.unlock(), ctx.vault())
+    {
+        for o in &outcomes {
+            let w = peer_words(&vault, &identity, &o.record, &o.peer);
+            words.insert((o.peer, o.record), w);
+        }
+    }
     ctx.print(json!({"in_sync": all_in_sync, "sessions": list}), || {
         if outcomes.is_empty() {
             return "nothing to sync: no connected or known peer shares a record with this node"
@@ -289,7 +323,7 @@ fn report_round(ctx: &Ctx, outcomes: Vec<RoundOutcome>, wait: bool) -> Result<()
         }
         outcomes
             .iter()
-            .map(|o| (o.peer, o.record, &o.result))
+            .map(|o| (&words[&(o.peer, o.record)], o.record, &o.result))
             .map(|(p, r, res)| match res {
                 Ok(rep) => format!(
                     "record {r} with {p}: {} ({} received, {} sent{})",

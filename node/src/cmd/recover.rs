@@ -216,6 +216,7 @@ fn restore(
         role: Role::Patient,
         peer_id: identity.peer(),
         record_id: identity.record_id(),
+        org_code: None,
     };
     ctx.home.write_new(&info, keystore)?;
     Ok((report, info))

@@ -15,8 +15,12 @@ use hearth_core::grant::request::{
 };
 use hearth_core::grant::{self, Ability, Grant, GrantSpec, Purpose};
 use hearth_core::ids::RecordId;
-use hearth_core::ledger::{Answer, DecisionItem, IssuedGrant, RequestItem};
+use hearth_core::ledger::{Answer, DecisionItem, IssuedGrant};
+use hearth_core::letter::LetterBody;
 use hearth_core::record::{LedgerItem, OpenRecord};
+use hearth_sync::relay::blind;
+use hearth_sync::relay::wire::Address;
+use hearth_sync::session::Local;
 use serde_json::json;
 
 /// How long a patient has to answer a request.
@@ -46,6 +50,11 @@ pub struct RequestArgs {
     /// Print the request as a QR code too.
     #[arg(long)]
     pub qr: bool,
+    /// Leave the request at this relay (an address ending in /p2p/PEER) for the patient's
+    /// node to collect, sealed so only the patient can read it; the answer comes back the same
+    /// way, and an approval's grant is accepted when it arrives.
+    #[arg(long, value_name = "RELAY_ADDRESS")]
+    pub via: Option<String>,
 }
 
 /// `hearth requests …`.
@@ -121,6 +130,9 @@ pub fn request(ctx: &Ctx, args: RequestArgs) -> Result<(), Failure> {
     )
     .map_err(|e| invalid(format!("request: {e}")))?;
     let token = req.to_token();
+    if let Some(via) = &args.via {
+        return leave_at_relay(ctx, &vault, &identity, record, via, &req, token, until);
+    }
     emit_token(
         ctx,
         json!({"record_id": record, "credential": credential.is_some(), "expires": until}),
@@ -217,29 +229,17 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             );
         }
         Some(RequestsCommand::Add { token }) => {
-            let req = AccessRequest::from_token(&token).map_err(|e| token_refused("request", e))?;
-            if req.body().record != rec.id() {
-                return Err(refused("this request is for another record"));
-            }
-            req.check_open(t)
-                .map_err(|e| refused(format!("request refused: {e}")))?;
-            let rid = req.short_id('q');
-            if rec.has_request(&rid) {
-                return Err(refused(
-                    "this request was already received (a replay changes nothing)",
-                ));
-            }
+            // Checked before the record is touched: a malformed token is the sender's fault.
+            AccessRequest::from_token(&token).map_err(|e| token_refused("request", e))?;
+            let (rid, req) = rec
+                .receive_request(&token, t, &mut rng)
+                .map_err(crate::cmd::grant::take_failure)?;
             let who = verify_credential(
                 req.credential().as_ref(),
                 &req.body().requester.peer,
                 &rec.trusted_orgs(),
                 t,
             );
-            let item = RequestItem {
-                token,
-                received_at: t,
-            };
-            rec.put_ledger(&[LedgerItem::Request(&rid, &item)], t, &mut rng)?;
             ctx.print(json!({"id": rid, "from": req.body().requester.peer, "identity": who}), || {
                 format!("Received request {rid} from {} — {}.\nApprove with `hearth requests approve {rid}` or deny with `hearth requests deny {rid}`.", req.body().requester.name, who.words())
             });
@@ -322,6 +322,20 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
                 reason: None,
             };
             record_grant(&mut rec, &g, &item, Some((&rid, &decision)), t, &mut rng)?;
+            // The grant also goes back through the record's relays, sealed to the requester.
+            let relays = rec.relays(t);
+            let local = Local::new(&vault, &identity);
+            for (relay, _) in &relays {
+                local
+                    .send_letter(
+                        relay,
+                        Address::Peer(b.requester.peer),
+                        &b.requester.agreement.into_array(),
+                        &LetterBody::Grant(token.clone()),
+                        &mut rng,
+                    )
+                    .map_err(|e| Failure::new(code::IO, e.to_string()))?;
+            }
             emit_token(
                 ctx,
                 json!({"request": rid, "audience": b.requester.peer, "expires": g.body().expires, "sections_created": names(&created)}),
@@ -330,7 +344,7 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
                 false,
                 None,
                 format!(
-                    "Approved {rid}: {} may {} until {}.{} Give them this grant (hearth accept TOKEN).",
+                    "Approved {rid}: {} may {} until {}.{} {}",
                     b.requester.name,
                     g.body()
                         .scopes
@@ -339,7 +353,12 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
                         .collect::<Vec<_>>()
                         .join(", "),
                     when_words(g.body().expires),
-                    created_words(&created)
+                    created_words(&created),
+                    if relays.is_empty() {
+                        "Give them this grant (hearth accept TOKEN)."
+                    } else {
+                        "It goes back to them through your relays (sealed to them); this text form works too."
+                    }
                 ),
             )?;
         }
@@ -365,5 +384,49 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             });
         }
     }
+    Ok(())
+}
+
+/// `hearth request --via RELAY`: the request sealed to the record's inbox, left in the outbox
+/// for that relay (sent with the next round with it), and the relay remembered as where the
+/// answer will come.
+#[allow(clippy::too_many_arguments)]
+fn leave_at_relay(
+    ctx: &Ctx,
+    vault: &hearth_core::record::Vault<SledStore>,
+    identity: &hearth_core::keys::Identity,
+    record: RecordId,
+    via: &str,
+    req: &AccessRequest,
+    token: String,
+    until: hearth_core::time::Timestamp,
+) -> Result<(), Failure> {
+    let (addr, relay) = crate::cmd::relay::relay_peer(via)?;
+    let inbox = hearth_core::letter::record_inbox(&record)
+        .ok_or_else(|| invalid("--to: not a record id a letter can be sealed to"))?;
+    let local = Local::new(vault, identity);
+    let io = |e: hearth_sync::session::SyncError| Failure::new(code::IO, e.to_string());
+    local
+        .send_letter(
+            &relay,
+            Address::Record(blind(&record, &relay)),
+            &inbox,
+            &LetterBody::Request(token),
+            &mut os_rng(),
+        )
+        .map_err(io)?;
+    let mut addrs = vault.peer_addrs(&relay)?;
+    addrs.put_first(addr.to_string());
+    vault.set_peer_addrs(&relay, &addrs)?;
+    local.asked_at(&record, &relay, &addrs).map_err(io)?;
+    let id = req.short_id('q');
+    ctx.print(
+        json!({"record_id": record, "id": id, "via": relay, "expires": until}),
+        || {
+            format!(
+                "Access request {id} for record {record} left at relay {relay}, sealed so only the patient can read it.\nThe patient's node collects it when it next reaches the relay; an approval comes back the same way and is accepted when it arrives (`hearth patients` shows it)."
+            )
+        },
+    );
     Ok(())
 }

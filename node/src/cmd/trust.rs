@@ -31,7 +31,7 @@ pub enum OrgCommand {
         /// Their professional registration number.
         #[arg(long)]
         registration: String,
-        /// Your organisation's code (e.g. ODS code).
+        /// Your organisation's code (e.g. ODS code; default: the one given at `init`).
         #[arg(long)]
         org_code: Option<String>,
         /// For how long: a number and s, m (minutes), h, d, w, mo (months) or y (years), e.g. 30d or 6mo; at most five years.
@@ -79,12 +79,13 @@ pub fn org(ctx: &Ctx, cmd: OrgCommand) -> Result<(), Failure> {
     } = cmd;
     let staff = parse_peer(&staff)?;
     parse_expires(&expires, now())?;
-    let (_, identity) = ctx.unlock()?;
+    let (info, identity) = ctx.unlock()?;
     if identity.role != Role::Relay {
         return Err(refused(
             "only an organisation node (initialised with --role relay) attests staff",
         ));
     }
+    let org_code = org_code.or(info.org_code);
     let t = now();
     let cred = request::attest(
         &identity,

@@ -81,6 +81,10 @@ fn all_records<S: Store>(vault: &Vault<S>) -> BTreeMap<RecordId, BTreeSet<PeerKe
         .into_iter()
         .map(|r| (r, BTreeSet::new()))
         .collect();
+    // Records this node asked for access to through a relay: the answer is collected there.
+    for r in hearth_sync::session::asked_records(vault) {
+        out.entry(r).or_default();
+    }
     for (r, _, chain) in vault.all_held_chains().unwrap_or_default() {
         let peers = out.entry(r).or_default();
         for g in &chain {
@@ -184,7 +188,13 @@ impl<S: Store + Send + 'static> Driver<S> {
                 named,
             } => self.job(move |sh| {
                 let req = if all_records(&sh.vault).contains_key(&record) {
-                    Local::new(&sh.vault, &sh.identity).begin(record, peer, named, clock.now())
+                    Local::new(&sh.vault, &sh.identity).begin(
+                        record,
+                        peer,
+                        named,
+                        clock.now(),
+                        &mut os_rng(),
+                    )
                 } else {
                     // Not held here: the same answer as a peer that is no party to it.
                     Err(SyncError::NotAParty)

@@ -30,6 +30,7 @@
 
 pub mod access;
 pub mod limits;
+pub mod mailbox;
 pub mod server;
 pub mod wire;
 

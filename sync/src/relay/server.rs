@@ -1,7 +1,10 @@
 //! The relay's side of `/hearth/store/1`: a pure function of (store, request, peer, time).
 
 use super::access::{AccessEntry, SignedAccess};
-use super::wire::{Blinded, StoreRequest, StoreResponse, blind, pad, unpad};
+use super::mailbox::Mailboxes;
+use super::wire::{
+    Address, Blinded, MAX_DELIVER, StoreRequest, StoreResponse, blind, fit_padded, pad, unpad,
+};
 use super::{NOTHING_HERE, QUOTA_FULL};
 use crate::protocol::{MAX_BUNDLE_BYTES, SectionHave};
 use crate::session::{Local, SyncError};
@@ -67,6 +70,8 @@ pub struct Served {
     pub rejected: usize,
     /// The patient's node supplied a new access list.
     pub supplied: bool,
+    /// Letters delivered.
+    pub letters: usize,
 }
 
 /// The relay's view of one request.
@@ -88,6 +93,9 @@ fn refusal(record: Blinded, why: &str) -> StoreResponse {
         rejected: Vec::new(),
         stored: 0,
         access: None,
+        letters: Vec::new(),
+        posted: Vec::new(),
+        acked: Vec::new(),
     }
 }
 
@@ -190,18 +198,46 @@ impl<'a, S: Store> Server<'a, S> {
                 _ => {}
             }
         }
-        let Some(mut hosted) = hosted else {
+        // Who the requester is here: the patient's list, if the record is kept and the relay
+        // grant holds.
+        let list = hosted
+            .as_ref()
+            .and_then(|h| SignedAccess::open(&h.access, &me, now).ok())
+            .map(|(l, _)| l);
+        let entry = list.as_ref().and_then(|l| l.entry(&peer, now).cloned());
+        let device = entry.as_ref().is_some_and(|e| e.device);
+        // Mailboxes, whether or not the rest is refused: the requester's own, and a patient
+        // device's record inbox.
+        let mailboxes = Mailboxes { vault: self.vault };
+        let mut boxes = vec![Address::Peer(peer).mailbox()];
+        if device {
+            boxes.push(Address::Record(b).mailbox());
+        }
+        let acked = mailboxes.ack(&boxes, &req.ack)?;
+        let kept = hosted.is_some();
+        let posted = mailboxes.post(
+            &peer,
+            &req.post,
+            &|to| match to {
+                Address::Record(x) => *x == b && kept,
+                Address::Peer(_) => device,
+            },
+            &|to| matches!(to, Address::Record(x) if *x == b),
+            now,
+        )?;
+        let letters = mailboxes.collect(&boxes, MAX_DELIVER, now)?;
+        served.letters = letters.len();
+        let refuse = |served: &mut Served| {
             served.refused = true;
-            return Ok((refusal(b, NOTHING_HERE), served));
+            let mut r = refusal(b, NOTHING_HERE);
+            r.letters = letters.clone();
+            r.posted = posted.clone();
+            r.acked = acked.clone();
+            r
         };
-        let Ok((list, _)) = SignedAccess::open(&hosted.access, &me, now) else {
-            // The relay grant has ended (or the stored list was damaged): nothing is served.
-            served.refused = true;
-            return Ok((refusal(b, NOTHING_HERE), served));
-        };
-        let Some(entry) = list.entry(&peer, now).cloned() else {
-            served.refused = true;
-            return Ok((refusal(b, NOTHING_HERE), served));
+        let (Some(mut hosted), Some(_), Some(entry)) = (hosted, list, entry) else {
+            // Unknown here, the relay grant ended, or not on the list: the same answer.
+            return Ok((refuse(&mut served), served));
         };
         let record = hosted.record;
         if entry.device && !req.wraps.is_empty() {
@@ -232,6 +268,9 @@ impl<'a, S: Store> Server<'a, S> {
         let include = |s: &SectionId| readable.contains(s);
         let (bundles, more) =
             local.missing_for(&record, &held, &theirs, &include, None, MAX_BUNDLE_BYTES)?;
+        // Padded, they must still fit the message.
+        let (bundles, cut) = fit_padded(bundles, MAX_BUNDLE_BYTES);
+        let more = more || cut;
         served.sent = bundles.len();
         let writable: Vec<SectionId> = if entry.device {
             held.keys().copied().collect()
@@ -265,6 +304,9 @@ impl<'a, S: Store> Server<'a, S> {
                 rejected,
                 stored: served.stored as u32,
                 access: (!entry.device).then(|| hosted.access.clone()),
+                letters,
+                posted,
+                acked,
             },
             served,
         ))

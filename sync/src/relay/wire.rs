@@ -63,6 +63,26 @@ pub fn unpad(padded: &[u8]) -> Option<&[u8]> {
     ok.then_some(body)
 }
 
+/// The longest prefix of `bundles` whose padded frames take at most `budget` bytes (at least
+/// one bundle), and whether any were left out. Bundle budgets count raw bytes, but padding can
+/// double a bundle (and more for small ones), so what travels padded is cut to fit a message;
+/// a prefix keeps each log's bundles in order, and the rest goes in the next round trip.
+pub(crate) fn fit_padded(mut bundles: Vec<ByteBuf>, budget: usize) -> (Vec<ByteBuf>, bool) {
+    let mut used = 0usize;
+    let mut keep = 0;
+    for b in &bundles {
+        let n = bucket(b.len());
+        if keep > 0 && used.saturating_add(n) > budget {
+            break;
+        }
+        used = used.saturating_add(n);
+        keep += 1;
+    }
+    let cut = keep < bundles.len();
+    bundles.truncate(keep);
+    (bundles, cut)
+}
+
 /// A device's X25519 key-agreement key, signed by its device key: where a relay may send key
 /// wraps addressed to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +109,50 @@ impl Agreement {
     }
 }
 
+/// Where a letter goes: a record's inbox (read by the device holding its root), or a peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Address {
+    /// The inbox of the record blinded for this relay.
+    Record(Blinded),
+    /// A peer's mailbox.
+    Peer(PeerKey),
+}
+
+impl Address {
+    /// The mailbox's name: the relay's storage key for it, and what the letter is sealed to
+    /// (so it cannot be moved to another mailbox).
+    pub fn mailbox(&self) -> String {
+        match self {
+            Address::Record(b) => format!("r-{b}"),
+            Address::Peer(p) => format!("p-{p}"),
+        }
+    }
+}
+
+/// A sealed letter ([`hearth_core::letter`]) and its address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Letter {
+    /// Its mailbox.
+    pub to: Address,
+    /// The sealed message.
+    pub sealed: ByteBuf,
+}
+
+impl Letter {
+    /// Its id: the SHA-256 of the sealed bytes.
+    pub fn id(&self) -> [u8; 32] {
+        crypto::sha256(&[&self.sealed])
+    }
+}
+
+/// The most letters one request leaves.
+pub const MAX_POST: usize = 8;
+/// The most letters one answer carries.
+pub const MAX_DELIVER: usize = 64;
+/// The most acknowledgements one request carries.
+pub const MAX_ACK: usize = 256;
+
 /// A request to a relay: "for this record, here is what I hold and what you lack".
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +172,12 @@ pub struct StoreRequest {
     pub have: Vec<SectionHave>,
     /// Padded bundles for the relay to keep.
     pub push: Vec<ByteBuf>,
+    /// Letters to leave in mailboxes.
+    #[serde(default)]
+    pub post: Vec<Letter>,
+    /// Letters collected earlier (by id), which the relay may now delete.
+    #[serde(default)]
+    pub ack: Vec<ByteArray<32>>,
 }
 
 /// A relay's answer.
@@ -136,6 +206,17 @@ pub struct StoreResponse {
     /// The patient's signed access list, so a grantee can tell the patient's devices (the
     /// authors of the auth document) before it can read the auth document.
     pub access: Option<ByteBuf>,
+    /// Letters for the requester (its own mailbox; a patient device also the record's inbox),
+    /// delivered whether or not the rest of the request was refused.
+    #[serde(default)]
+    pub letters: Vec<Letter>,
+    /// The letters of the request's `post` the relay took (the same for any record, known or
+    /// not: a letter for a record it does not keep is dropped).
+    #[serde(default)]
+    pub posted: Vec<ByteArray<32>>,
+    /// The request's acknowledgements, processed.
+    #[serde(default)]
+    pub acked: Vec<ByteArray<32>>,
 }
 
 /// Checks a request's and a response's counts against the limits of `/hearth/sync/1`.
@@ -152,6 +233,10 @@ pub(crate) fn check_request(r: &StoreRequest) -> Result<(), &'static str> {
     {
         return Err("access list too large");
     }
+    if r.post.len() > MAX_POST || r.ack.len() > MAX_ACK {
+        return Err("too many letters or acknowledgements");
+    }
+    check_letters(&r.post)?;
     check_have(&r.have)
 }
 
@@ -171,7 +256,21 @@ pub(crate) fn check_response(r: &StoreResponse) -> Result<(), &'static str> {
     {
         return Err("access list too large");
     }
+    if r.letters.len() > MAX_DELIVER || r.posted.len() > MAX_POST || r.acked.len() > MAX_ACK {
+        return Err("too many letters or acknowledgements");
+    }
+    check_letters(&r.letters)?;
     check_have(&r.have)
+}
+
+fn check_letters(letters: &[Letter]) -> Result<(), &'static str> {
+    if letters
+        .iter()
+        .any(|l| l.sealed.len() > hearth_core::letter::MAX_LETTER)
+    {
+        return Err("letter too large");
+    }
+    Ok(())
 }
 
 fn check_have(have: &[SectionHave]) -> Result<(), &'static str> {
@@ -222,6 +321,19 @@ mod tests {
         long[..4].copy_from_slice(&5000u32.to_be_bytes());
         assert_eq!(unpad(&long), None, "length past the end");
         assert_eq!(unpad(&[]), None);
+    }
+
+    #[test]
+    fn padded_bundles_are_cut_to_the_budget() {
+        let b = |n: usize| ByteBuf::from(vec![1u8; n]);
+        // 1025 bytes pad to 2048: three fit in 6144, not in 6143.
+        let three = vec![b(1025), b(1025), b(1025)];
+        assert_eq!(fit_padded(three.clone(), 6144), (three.clone(), false));
+        let (kept, cut) = fit_padded(three.clone(), 6143);
+        assert_eq!((kept.len(), cut), (2, true));
+        // One bundle always goes, whatever the budget.
+        assert_eq!(fit_padded(three, 1).0.len(), 1);
+        assert_eq!(fit_padded(Vec::new(), 0), (Vec::new(), false));
     }
 
     proptest! {

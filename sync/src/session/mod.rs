@@ -110,6 +110,10 @@ pub struct Report {
     pub in_sync: bool,
     /// Per section.
     pub sections: Vec<SectionStatus>,
+    /// Letters collected from a relay and opened (requests received, grants accepted, letters
+    /// dropped with the reason).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub letters: Vec<Opened>,
 }
 
 /// This node's side of sync sessions (its vault and identity), whichever side of a round it
@@ -159,8 +163,11 @@ fn statuses(
         .collect()
 }
 
+mod letters;
 mod receive;
 mod relayed;
+
+pub use letters::{MAX_PENDING, Opened, asked_records};
 mod request;
 mod respond;
 mod rights;

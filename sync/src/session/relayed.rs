@@ -22,6 +22,18 @@ impl<'a, S: Store> Local<'a, S> {
             .open_record(self.identity, record)
             .map(|r| r.relays(now))
             .unwrap_or_default();
+        for (peer, addrs) in self.asked_relays(record) {
+            if !out.iter().any(|(p, _)| *p == peer) {
+                out.push((
+                    peer,
+                    RelayItem {
+                        addrs: addrs.addrs,
+                        name: None,
+                        added_at: now,
+                    },
+                ));
+            }
+        }
         for chain in self.vault.held_chains(record).unwrap_or_default() {
             let Some(root) = chain.first() else { continue };
             for a in grant::relay_hints(&root.body().addresses) {
@@ -51,9 +63,10 @@ impl<'a, S: Store> Local<'a, S> {
         peer: PeerKey,
         named: bool,
         now: Timestamp,
+        rng: &mut impl CryptoRng,
     ) -> Result<Message, SyncError> {
         if self.relays(&record, now).iter().any(|(p, _)| *p == peer) {
-            Ok(Message::Store(self.relay_start(record, peer, now)?))
+            Ok(Message::Store(self.relay_start(record, peer, now, rng)?))
         } else {
             Ok(Message::Request(self.start_as(record, peer, named, now)?))
         }
@@ -75,7 +88,7 @@ impl<'a, S: Store> Local<'a, S> {
                 Ok((next.map(Message::Request), report))
             }
             Message::Stored(r) => {
-                let (next, report) = self.on_relay_response(peer, record, r, now)?;
+                let (next, report) = self.on_relay_response(peer, record, r, now, rng)?;
                 Ok((next.map(Message::Store), report))
             }
             _ => Err(SyncError::Protocol(
@@ -101,6 +114,7 @@ impl<'a, S: Store> Local<'a, S> {
         record: RecordId,
         relay: PeerKey,
         now: Timestamp,
+        rng: &mut impl CryptoRng,
     ) -> Result<StoreRequest, SyncError> {
         let rec = self.vault.open_record(self.identity, &record).ok();
         let held = self.vault.held_sections(&record)?;
@@ -108,10 +122,11 @@ impl<'a, S: Store> Local<'a, S> {
         let (access, wraps) = match &rec {
             Some(r) if self.identity.holds_root_of(&record) => {
                 let list = self.relay_access(r, &relay, now)?;
-                let wraps = match self.identity.recovery_public() {
+                let mut wraps = match self.identity.recovery_public() {
                     Some(k) => self.vault.key_wraps_to(&record, &k)?,
                     None => Vec::new(),
                 };
+                wraps.extend(self.grantee_wraps(r, &list, now, rng)?);
                 (
                     Some(ByteBuf::from(list.to_bytes())),
                     wraps
@@ -122,6 +137,7 @@ impl<'a, S: Store> Local<'a, S> {
             }
             _ => (None, Vec::new()),
         };
+        let (post, ack) = self.outgoing(&relay);
         Ok(StoreRequest {
             v: 1,
             record: blind(&record, &relay),
@@ -130,6 +146,8 @@ impl<'a, S: Store> Local<'a, S> {
             wraps,
             have: have_of(&held, |s| holdable.contains(s)),
             push: Vec::new(),
+            post,
+            ack,
         })
     }
 
@@ -229,6 +247,43 @@ impl<'a, S: Store> Local<'a, S> {
         ))
     }
 
+    /// Every key a grantee on `list` may read, wrapped to the agreement key its grant's keys
+    /// were wrapped to (known only for grants issued with the grantee's card): so keys of new
+    /// epochs (after a revocation moved sections to new keys) reach grantees through the relay
+    /// while the patient's node is offline.
+    fn grantee_wraps(
+        &self,
+        rec: &OpenRecord<'_, S>,
+        list: &SignedAccess,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<hearth_core::record::KeyWrap>, SyncError> {
+        let Some(me) = self.identity.record_id() else {
+            return Ok(Vec::new());
+        };
+        let Ok(list) = AccessList::open_own(list, &me) else {
+            return Ok(Vec::new());
+        };
+        let chains = rec.recorded_chains();
+        let mut out = Vec::new();
+        for e in list.entries.iter().filter(|e| !e.device && e.until >= now) {
+            let agreement = chains
+                .iter()
+                .filter_map(|c| c.last())
+                .filter(|g| g.body().audience == e.peer)
+                .find_map(|g| g.body().keys.first().map(|w| w.recipient.into_array()));
+            let Some(agreement) = agreement else { continue };
+            let mut sections = e.read.clone();
+            sections.push(SectionId::AUTH);
+            out.extend(rec.wrap_missing_keys(agreement, &sections, &[], rng)?);
+            if out.len() >= crate::relay::wire::MAX_WRAPS {
+                break;
+            }
+        }
+        out.truncate(crate::relay::wire::MAX_WRAPS);
+        Ok(out)
+    }
+
     /// Handles a relay's answer: stores what it sent by this node's own rules, then pushes
     /// what the relay lacks (a patient device: everything it holds; a grantee: its own
     /// bundles to the sections the relay lets it write).
@@ -238,15 +293,19 @@ impl<'a, S: Store> Local<'a, S> {
         record: RecordId,
         resp: StoreResponse,
         now: Timestamp,
+        rng: &mut impl CryptoRng,
     ) -> Result<(Option<StoreRequest>, Report), SyncError> {
-        if let Some(why) = resp.refused {
-            return Err(SyncError::Refused(why));
-        }
         if resp.record != blind(&record, &relay) {
             return Err(SyncError::Protocol("a relay answered for another record"));
         }
+        // Letters come whether or not the rest was refused.
+        let opened = self.on_letters(&relay, &resp, now, rng)?;
+        if let Some(why) = resp.refused {
+            return Err(SyncError::Refused(why));
+        }
         let mut report = Report {
             record: Some(record),
+            letters: opened,
             ..Report::default()
         };
         let mut bundles = Vec::with_capacity(resp.bundles.len());
@@ -317,15 +376,22 @@ impl<'a, S: Store> Local<'a, S> {
             )?
             .0
         };
+        // Padded, the push must still fit the message; the rest goes in the next request.
+        let push = crate::relay::wire::fit_padded(push, MAX_BUNDLE_BYTES).0;
         report.sent = push.len();
         report.sections = statuses(&ours, &resp.have);
-        report.in_sync =
-            push.is_empty() && !resp.more && report.sections.iter().all(|s| s.behind == 0);
+        // A relay that refused what was pushed (its quota, say) does not hold this node's copy.
+        report.in_sync = push.is_empty()
+            && !pushes_refused
+            && !resp.more
+            && report.sections.iter().all(|s| s.behind == 0);
         let next = if !push.is_empty() || resp.more {
-            let mut req = self.relay_start(record, relay, now)?;
-            // The list and wraps went with the first request.
+            let mut req = self.relay_start(record, relay, now, rng)?;
+            // The list, the wraps and the letters went with the first request.
             req.access = None;
             req.wraps = Vec::new();
+            req.post = Vec::new();
+            req.ack = Vec::new();
             req.push = push.iter().map(|b| pad(b)).collect();
             Some(req)
         } else {
