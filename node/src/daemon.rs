@@ -12,7 +12,9 @@
 //!
 //! written atomically once it listens, then the local API's socket `HOME/api.sock` (0600) is
 //! bound; both are removed on a clean shutdown (Ctrl-C or SIGTERM), after the store has been
-//! flushed. Stale files (after a crash) are harmless: commands find the socket refusing
+//! flushed. With `--metrics 127.0.0.1:PORT` the file also names the Prometheus endpoint
+//! (`"metrics": "http://127.0.0.1:PORT/metrics"`, the bound port when 0 was asked; see
+//! [`crate::metrics`]). Stale files (after a crash) are harmless: commands find the socket refusing
 //! connections and open the store themselves (sled's lock still guards it); the next daemon
 //! replaces a socket nothing answers on. Commands never use the TCP address in `api`: it is
 //! for the web UI to come (see [`crate::api`]).
@@ -46,6 +48,9 @@ pub struct DaemonFile {
     pub listen_addrs: Vec<String>,
     /// The local API's base URL (`http://127.0.0.1:PORT`).
     pub api: String,
+    /// The Prometheus endpoint (`http://127.0.0.1:PORT/metrics`), with `--metrics` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 /// Where the daemon file lives.
@@ -206,6 +211,10 @@ pub struct RunOptions {
     pub mdns: bool,
     /// Print `daemon.json` on standard output once listening.
     pub json: bool,
+    /// Serve Prometheus metrics on this loopback address (`IP:PORT`).
+    pub metrics: Option<String>,
+    /// How log lines are written (JSON: the start-up lines go to the log, not as text).
+    pub log_format: crate::logs::LogFormat,
 }
 
 /// `hearth run`: the node at `home`, unlocked by `unlock` once the arguments are checked,
@@ -234,6 +243,12 @@ pub fn run(
             "--mdns: this hearth was built without the `mdns` feature",
         ));
     }
+    let metrics_addr = args
+        .metrics
+        .as_deref()
+        .map(crate::metrics::loopback)
+        .transpose()?;
+    let text_lines = args.log_format == crate::logs::LogFormat::Text;
     let (info, identity) = unlock()?;
     let store = SledStore::open(&home.private_store_dir()?)?;
     let vault = Vault::open(store.clone())?;
@@ -314,6 +329,21 @@ pub fn run(
             .map_err(|e| Failure::new(code::IO, e.to_string()))?
             .port();
         let api_url = format!("http://127.0.0.1:{port}");
+        // The metrics listener, bound before daemon.json is written so the file names it.
+        let metrics = match metrics_addr {
+            Some(a) => {
+                let l = tokio::net::TcpListener::bind(a).await.map_err(|e| {
+                    let c = if e.kind() == std::io::ErrorKind::AddrInUse { code::REFUSED } else { code::IO };
+                    Failure::new(c, format!("--metrics {a}: cannot listen: {e}"))
+                })?;
+                let bound = l.local_addr().map_err(|e| Failure::new(code::IO, e.to_string()))?;
+                let is_relay = live::lock(&shared).identity.role == hearth_core::keys::Role::Relay;
+                let state = crate::metrics::MetricsState::new(handle.clone(), shared.clone(), is_relay, bound);
+                Some((l, bound, state))
+            }
+            None => None,
+        };
+        let metrics_url = metrics.as_ref().map(|(_, b, _)| format!("http://{b}/metrics"));
         let state = crate::api::ApiState::new(
             Home::new(home.dir().to_path_buf()),
             store.clone(),
@@ -328,6 +358,7 @@ pub fn run(
             peer_id: info.peer_id.to_string(),
             listen_addrs: addrs.clone(),
             api: api_url.clone(),
+            metrics: metrics_url.clone(),
         };
         let json =
             serde_json::to_vec_pretty(&file).map_err(|e| Failure::new(code::IO, e.to_string()))?;
@@ -346,12 +377,17 @@ pub fn run(
         if args.json {
             crate::os::print_line(&serde_json::to_string(&file).unwrap_or_default());
         }
-        tracing::info!(peer = %info.peer_id, api = %api_url, "hearth node running");
-        eprintln!("hearth node {} running", info.peer_id);
-        for a in &addrs {
-            eprintln!("  listening on {a}");
+        tracing::info!(peer = %info.peer_id, api = %api_url, listen = %addrs.join(" "), metrics = metrics_url.as_deref().unwrap_or("off"), "hearth node running");
+        if text_lines {
+            eprintln!("hearth node {} running", info.peer_id);
+            for a in &addrs {
+                eprintln!("  listening on {a}");
+            }
+            if let Some(m) = &metrics_url {
+                eprintln!("  metrics on {m}");
+            }
+            eprintln!("  local API on {} and {api_url} (Ctrl-C stops)", socket.display());
         }
-        eprintln!("  local API on {} and {api_url} (Ctrl-C stops)", socket.display());
         // On Ctrl-C or SIGTERM: stop accepting API requests, let running commands finish for
         // up to 10 s (a forwarded `sync --wait` may wait longer: it is cut short), then stop.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -361,7 +397,20 @@ pub fn run(
         });
         let mut graceful = stop_rx.clone();
         let mut graceful_unix = stop_rx.clone();
+        let mut graceful_metrics = stop_rx.clone();
         let mut deadline = stop_rx;
+        // Metrics are served until the stop signal; a failure there is logged, never fatal.
+        let serve_metrics = async move {
+            let Some((l, _, state)) = metrics else { return };
+            let served = axum::serve(l, crate::metrics::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = graceful_metrics.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!("metrics listener stopped: {e}");
+            }
+        };
         let serve_web = axum::serve(listener, crate::api::web_router(state.clone()))
             .with_graceful_shutdown(async move {
                 let _ = graceful.wait_for(|s| *s).await;
@@ -371,7 +420,7 @@ pub fn run(
                 let _ = graceful_unix.wait_for(|s| *s).await;
             });
         let served = tokio::select! {
-            (a, b) = async { tokio::join!(serve_web, serve_unix) } => a.and(b),
+            (a, b, ()) = async { tokio::join!(serve_web, serve_unix, serve_metrics) } => a.and(b),
             _ = async move {
                 let _ = deadline.wait_for(|s| *s).await;
                 tokio::time::sleep(Duration::from_secs(10)).await;
@@ -398,7 +447,11 @@ pub fn run(
             _ => Err(Failure::new(code::IO, "could not flush the store")),
         }
     });
-    eprintln!("hearth node stopped");
+    if text_lines {
+        eprintln!("hearth node stopped");
+    } else {
+        tracing::info!("hearth node stopped");
+    }
     result
 }
 

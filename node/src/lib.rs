@@ -23,6 +23,8 @@ pub mod fail;
 pub mod home;
 pub mod link;
 pub mod live;
+pub mod logs;
+pub mod metrics;
 pub mod os;
 pub mod recover;
 pub mod sled_store;
@@ -54,14 +56,11 @@ pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     } else {
         "warn,sled=off"
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    let log_format = match &cli.command {
+        cli::Command::Run(run) => run.log_format,
+        _ => logs::LogFormat::from_env(),
+    };
+    logs::init(log_format, default_filter);
     // While the daemon runs it holds the store: send the command to it.
     if let Some(code) = cli::forward(&cli, &args) {
         return code;
@@ -69,7 +68,7 @@ pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            logs::print_failure(log_format, &f.message, f.code);
             ExitCode::from(f.code)
         }
     }

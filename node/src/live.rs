@@ -203,6 +203,11 @@ pub struct Status {
     pub received: u64,
     /// What this node did as an organisation relay since it started (relay nodes only).
     pub relay: Option<RelayCounters>,
+    /// Sync rounds that ended since the node started (in sync, behind, or failed; rounds
+    /// drawn by a record not held here are not counted).
+    pub rounds_finished: u64,
+    /// Of [`Status::rounds_finished`], those that failed.
+    pub rounds_failed: u64,
 }
 
 /// A relay's counters since it started.
@@ -237,6 +242,8 @@ struct StatusInner {
     sessions: BTreeMap<(RecordId, PeerKey), SessionState>,
     received: u64,
     relay: Option<RelayCounters>,
+    rounds_finished: u64,
+    rounds_failed: u64,
 }
 
 /// Why [`Handle::sync_blocking`] got no outcomes.
@@ -281,6 +288,8 @@ impl Handle {
             sessions: st.sessions.values().cloned().collect(),
             received: st.received,
             relay: st.relay.clone(),
+            rounds_finished: st.rounds_finished,
+            rounds_failed: st.rounds_failed,
         }
     }
 
@@ -512,6 +521,8 @@ impl<S: Store + Send + 'static> Driver<S> {
             report: o.result.ok(),
         };
         let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        st.rounds_finished += 1;
+        st.rounds_failed += u64::from(state.error.is_some());
         if st.sessions.len() < 4096 || st.sessions.contains_key(&(record, peer)) {
             st.sessions.insert((record, peer), state);
         }

@@ -92,6 +92,20 @@ pub struct RunArgs {
     /// announces this node's peer id on the network).
     #[arg(long)]
     pub mdns: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (loopback only, e.g. 127.0.0.1:9464;
+    /// port 0 picks a free one, written to daemon.json). Counts only: no ids, no content.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Log format on standard error: `text`, or `json` (one object per line).
+    #[arg(
+        long,
+        value_enum,
+        ignore_case = true,
+        env = "HEARTH_LOG_FORMAT",
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub log_format: crate::logs::LogFormat,
 }
 
 /// `hearth peers …`.
@@ -131,6 +145,8 @@ pub fn run(ctx: &Ctx, args: RunArgs, exec: Exec) -> Result<(), Failure> {
         sync_interval: args.sync_interval,
         mdns: args.mdns,
         json: ctx.json,
+        metrics: args.metrics,
+        log_format: args.log_format,
     };
     daemon::run(&ctx.home, options, || ctx.unlock(), exec)
 }

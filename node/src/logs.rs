@@ -1,0 +1,68 @@
+//! Logging: tracing to standard error, as text for people or as JSON for log collectors.
+//!
+//! `hearth run --log-format json` (or `HEARTH_LOG_FORMAT=json`, which other commands follow
+//! too) writes one JSON object per line: `timestamp`, `level`, `target` and the event's
+//! fields (`message`, `peer`, `record`, counts) at the top level. The filter is `HEARTH_LOG`
+//! (tracing's `EnvFilter` syntax), else the command's default. Logs carry peer ids, record ids,
+//! counts and reasons; never record content, keys or tokens, whatever the format.
+
+use clap::ValueEnum;
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// The format `HEARTH_LOG_FORMAT` asks for (text if unset or not understood).
+    pub fn from_env() -> LogFormat {
+        match std::env::var("HEARTH_LOG_FORMAT").ok().as_deref() {
+            Some(v) => LogFormat::from_str(v.trim(), true).unwrap_or_default(),
+            None => LogFormat::Text,
+        }
+    }
+}
+
+/// Installs the process's subscriber: `format`, filtered by `HEARTH_LOG` or else by
+/// `default_filter`, written to standard error.
+pub fn init(format: LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
+
+/// Prints the one-line reason a command failed, in `format` (a JSON line carries the exit
+/// code too). The reason never holds content: see [`crate::fail`].
+pub fn print_failure(format: LogFormat, message: &str, exit_code: u8) {
+    match format {
+        LogFormat::Text => eprintln!("error: {message}"),
+        LogFormat::Json => {
+            let line = serde_json::json!({
+                "timestamp": jiff::Timestamp::now().to_string(),
+                "level": "ERROR",
+                "target": "hearth",
+                "message": message,
+                "exit_code": exit_code,
+            });
+            eprintln!("{line}");
+        }
+    }
+}
