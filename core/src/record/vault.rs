@@ -243,6 +243,18 @@ impl<S: Store> Vault<S> {
         Ok(self.store.get(&local_key(key))?)
     }
 
+    /// How many node-level values have keys starting with `prefix` (nothing is copied).
+    pub fn count_local(&self, prefix: &str) -> Result<usize> {
+        let start = local_key(prefix);
+        let end = crate::store::prefix_end(&start).unwrap_or_else(|| vec![0xff; 64]);
+        let mut n = 0;
+        self.store.scan_while(&start, &end, &mut |_, _| {
+            n += 1;
+            true
+        })?;
+        Ok(n)
+    }
+
     /// Node-level values whose keys start with `prefix`, as (key, value).
     pub fn local_items(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(self

@@ -214,7 +214,8 @@ impl<'a, S: Store> Server<'a, S> {
                     // recovery attempt with a wrong phrase creates nothing), while there is room.
                     let room = hosted.is_some()
                         || (!req.have.is_empty()
-                            && self.all_hosted()?.len() < self.limits.max_records);
+                            && self.vault.count_local(Kind::Hosted.prefix())?
+                                < self.limits.max_records);
                     if newer && from_device && room {
                         let h = hosted.get_or_insert_with(|| Hosted {
                             record: list.record,
@@ -275,12 +276,33 @@ impl<'a, S: Store> Server<'a, S> {
             return Ok((refuse(&mut served), served));
         };
         let record = hosted.record;
+        // The patient's wraps replace those kept. Wraps are fresh ciphertext each time, so one
+        // for a (section, epoch, recipient) already kept (and verified) is kept as it was; only
+        // new ones are checked against the record root.
+        let mut wraps_changed = false;
         if entry.device && !req.wraps.is_empty() {
-            hosted.wraps = req
-                .wraps
-                .into_iter()
-                .filter(|w| w.record == record && w.verify())
-                .collect();
+            let slot = |w: &KeyWrap| (w.section, w.epoch, w.recipient);
+            let kept: BTreeMap<_, KeyWrap> =
+                hosted.wraps.drain(..).map(|w| (slot(&w), w)).collect();
+            let mut fresh = BTreeMap::new();
+            for w in req.wraps {
+                let s = slot(&w);
+                if fresh.contains_key(&s) {
+                    continue;
+                }
+                match kept.get(&s) {
+                    Some(old) => {
+                        fresh.insert(s, old.clone());
+                    }
+                    None if w.record == record && w.verify() => {
+                        wraps_changed = true;
+                        fresh.insert(s, w);
+                    }
+                    None => {}
+                }
+            }
+            wraps_changed |= fresh.len() != kept.len();
+            hosted.wraps = fresh.into_values().collect();
         }
         // What the peer pushed.
         let mut rejected = Vec::new();
@@ -291,7 +313,7 @@ impl<'a, S: Store> Server<'a, S> {
             served.stored = stored;
         }
         served.rejected = rejected.len();
-        if served.supplied || served.stored > 0 || entry.device {
+        if served.supplied || served.stored > 0 || wraps_changed {
             self.save(&b, &hosted)?;
         }
         // What the peer lacks, and where it may push.
