@@ -92,6 +92,10 @@ pub struct RunArgs {
     /// announces this node's peer id on the network).
     #[arg(long)]
     pub mdns: bool,
+    /// Relay nodes: another organisation's relay to join the relays' network through (its
+    /// address, ending in /p2p/PEER; repeatable). Remembered: later runs dial it again.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub relay_peer: Vec<String>,
 }
 
 /// `hearth peers …`.
@@ -131,6 +135,7 @@ pub fn run(ctx: &Ctx, args: RunArgs, exec: Exec) -> Result<(), Failure> {
         sync_interval: args.sync_interval,
         mdns: args.mdns,
         json: ctx.json,
+        relay_peers: args.relay_peer,
     };
     daemon::run(&ctx.home, options, || ctx.unlock(), exec)
 }
