@@ -625,7 +625,6 @@ impl<S: Store + Send + 'static> Driver<S> {
                 reply,
             } => {
                 self.find_relays(record, via, timeout, reply);
-                self.redial();
             }
             Control::Shutdown => {}
         }

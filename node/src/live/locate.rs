@@ -156,7 +156,6 @@ impl<S: Store + Send + 'static> Driver<S> {
         }
         let mut asked = Vec::new();
         if let Some((peer, addr)) = via {
-            self.remember(peer, vec![addr.clone()]);
             asked.push((peer, addr));
         } else {
             for r in self.relays.clone() {
@@ -284,20 +283,18 @@ impl<S: Store + Send + 'static> Driver<S> {
                     self.dialled(&peer, None);
                 }
             }
+            // Relays: a peer speaking the relays' protocol joins the routing table with the
+            // addresses it listens on (an inbound connection alone gives none).
             SwarmEvent::Behaviour(BehaviourEvent::Identify(
                 libp2p::identify::Event::Received {
                     peer_id: pid, info, ..
                 },
-            )) => {
-                // Relays: a peer speaking the relays' protocol joins the routing table with
-                // the addresses it listens on (an inbound connection alone gives none).
-                if self.config.relay.is_some()
-                    && info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL)
-                {
-                    let kad = &mut self.swarm.behaviour_mut().kad;
-                    for a in info.listen_addrs.iter().take(8) {
-                        kad.add_address(pid, a.clone());
-                    }
+            )) if self.config.relay.is_some()
+                && info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) =>
+            {
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                for a in info.listen_addrs.iter().take(8) {
+                    kad.add_address(pid, a.clone());
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.on_kad(e),
@@ -309,12 +306,12 @@ impl<S: Store + Send + 'static> Driver<S> {
     fn on_kad(&mut self, e: &kad::Event) {
         match e {
             kad::Event::RoutingUpdated {
-                peer, is_new_peer, ..
+                peer,
+                is_new_peer: true,
+                ..
             } => {
-                if *is_new_peer {
-                    tracing::info!(%peer, "a relay joined the relay network's routing table");
-                    self.locate.new_peer = true;
-                }
+                tracing::info!(%peer, "a relay joined the relay network's routing table");
+                self.locate.new_peer = true;
             }
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..

@@ -180,12 +180,12 @@ impl<S: Store + Send + 'static> Driver<S> {
             SwarmEvent::ConnectionClosed { connection_id, .. } => {
                 self.reach.conns.remove(connection_id);
             }
-            SwarmEvent::NewListenAddr { address, .. } => {
-                // An organisation's relay is reachable where it listens: its circuit relay
-                // server hands these addresses out in reservations.
-                if self.config.relay.is_some() && !is_circuit(address) {
-                    self.swarm.add_external_address(address.clone());
-                }
+            // An organisation's relay is reachable where it listens: its circuit relay server
+            // hands these addresses out in reservations, and its announcements carry them.
+            SwarmEvent::NewListenAddr { address, .. }
+                if self.config.relay.is_some() && !is_circuit(address) =>
+            {
+                self.swarm.add_external_address(address.clone());
             }
             SwarmEvent::ListenerClosed {
                 listener_id,
