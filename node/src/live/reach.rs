@@ -175,6 +175,10 @@ impl<S: Store + Send + 'static> Driver<S> {
                         tracing::info!(%peer, %addr, "connected through a relay");
                     }
                     self.reach.conns.insert(*connection_id, (peer, addr));
+                    // A relay (re)connected: ask it at once, rather than at the next tick.
+                    if self.relays.contains(&peer) {
+                        self.reach_tick();
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed { connection_id, .. } => {
