@@ -219,6 +219,7 @@ pub fn exec_in_daemon(call: ExecCall) -> ExecResponse {
             | Command::Sync(_)
             | Command::Patients
             | Command::Relay(relay::RelayCommand::Status)
+            | Command::Relay(relay::RelayCommand::Find { .. })
     );
     let ctx = Ctx::in_daemon(
         call.home,

@@ -215,6 +215,25 @@ pub struct RunOptions {
     pub metrics: Option<String>,
     /// How log lines are written (JSON: the start-up lines go to the log, not as text).
     pub log_format: crate::logs::LogFormat,
+    /// Relay nodes: other relays to join the relays' network through (`…/p2p/PEER`).
+    pub relay_peers: Vec<String>,
+}
+
+/// The relay peers of `--relay-peer`, checked: each address must end in `/p2p/PEER`.
+fn relay_peers(addrs: &[String]) -> Result<Vec<(hearth_core::ids::PeerKey, Multiaddr)>, Failure> {
+    use libp2p::multiaddr::Protocol;
+    addrs
+        .iter()
+        .map(|a| {
+            let bad = |why: &str| Failure::new(code::INVALID, format!("--relay-peer {a}: {why}"));
+            let mut ma: Multiaddr = a.parse().map_err(|_| bad("not a multiaddress"))?;
+            let Some(Protocol::P2p(pid)) = ma.pop() else {
+                return Err(bad("it must end with /p2p/PEER (the relay's peer id)"));
+            };
+            let peer = net::peer_key(&pid).ok_or_else(|| bad("not a Hearth peer id"))?;
+            Ok((peer, ma))
+        })
+        .collect()
 }
 
 /// `hearth run`: the node at `home`, unlocked by `unlock` once the arguments are checked,
@@ -249,9 +268,28 @@ pub fn run(
         .map(crate::metrics::loopback)
         .transpose()?;
     let text_lines = args.log_format == crate::logs::LogFormat::Text;
+    let peers = relay_peers(&args.relay_peers)?;
     let (info, identity) = unlock()?;
+    if !peers.is_empty() && identity.role != hearth_core::keys::Role::Relay {
+        return Err(Failure::new(
+            code::INVALID,
+            "--relay-peer: only relay nodes join the relays' network",
+        ));
+    }
     let store = SledStore::open(&home.private_store_dir()?)?;
     let vault = Vault::open(store.clone())?;
+    // Remembered as known peers: dialled now and on every later run.
+    for (peer, addr) in &peers {
+        if *peer == identity.peer() {
+            return Err(Failure::new(
+                code::INVALID,
+                "--relay-peer: that address is this node's own",
+            ));
+        }
+        let mut known = vault.peer_addrs(peer)?;
+        known.put_first(addr.to_string());
+        vault.set_peer_addrs(peer, &known)?;
+    }
     let token = api_token(home)?;
     let keypair =
         net::keypair(&identity).map_err(|e| Failure::new(code::INTEGRITY, e.to_string()))?;
@@ -260,6 +298,7 @@ pub fn run(
     let result = rt.block_on(async move {
         let net_config = NetConfig {
             mdns: args.mdns,
+            relay_server: identity.role == hearth_core::keys::Role::Relay,
             ..NetConfig::default()
         };
         let mut swarm =

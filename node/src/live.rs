@@ -61,12 +61,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 mod jobs;
+mod locate;
 mod network;
 mod pairing;
+mod reach;
 #[cfg(test)]
 mod tests;
 
 use jobs::Work;
+pub use locate::Located;
 pub use pairing::PairingSlot;
 
 /// What every job needs, behind one mutex: the vault and the node's identity.
@@ -208,6 +211,12 @@ pub struct Status {
     pub rounds_finished: u64,
     /// Of [`Status::rounds_finished`], those that failed.
     pub rounds_failed: u64,
+    /// Each connected peer's connections, by remote address (`/p2p-circuit` when through a
+    /// relay).
+    pub connections: BTreeMap<String, Vec<String>>,
+    /// Whether this node's relays can dial it (`public`), cannot (`private`: it is reached
+    /// through circuits on them), or have not said (`unknown`).
+    pub reachability: String,
 }
 
 /// A relay's counters since it started.
@@ -244,6 +253,8 @@ struct StatusInner {
     relay: Option<RelayCounters>,
     rounds_finished: u64,
     rounds_failed: u64,
+    connections: BTreeMap<String, Vec<String>>,
+    reachability: String,
 }
 
 /// Why [`Handle::sync_blocking`] got no outcomes.
@@ -264,6 +275,12 @@ enum Control {
     Sync {
         with: Option<PeerKey>,
         reply: std::sync::mpsc::SyncSender<Vec<RoundOutcome>>,
+    },
+    Find {
+        record: RecordId,
+        via: Option<(PeerKey, Multiaddr)>,
+        timeout: Duration,
+        reply: std::sync::mpsc::SyncSender<Vec<Located>>,
     },
     Shutdown,
 }
@@ -290,6 +307,8 @@ impl Handle {
             relay: st.relay.clone(),
             rounds_finished: st.rounds_finished,
             rounds_failed: st.rounds_failed,
+            connections: st.connections.clone(),
+            reachability: st.reachability.clone(),
         }
     }
 
@@ -316,6 +335,27 @@ impl Handle {
             .try_send(Control::Sync { with, reply })
             .map_err(|_| HandleError::Busy)?;
         rx.recv_timeout(timeout)
+            .map_err(|_| HandleError::NoAnswer(timeout.as_secs()))
+    }
+
+    /// The relays that keep `record`, found on the relays' Kademlia network through `via` (or
+    /// else this node's records' relays), waiting up to `timeout` (from a blocking context).
+    pub fn find_relays(
+        &self,
+        record: RecordId,
+        via: Option<(PeerKey, Multiaddr)>,
+        timeout: Duration,
+    ) -> Result<Vec<Located>, HandleError> {
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        self.tx
+            .try_send(Control::Find {
+                record,
+                via,
+                timeout,
+                reply,
+            })
+            .map_err(|_| HandleError::Busy)?;
+        rx.recv_timeout(timeout + Duration::from_secs(2))
             .map_err(|_| HandleError::NoAnswer(timeout.as_secs()))
     }
 
@@ -385,6 +425,8 @@ pub fn start<S: Store + Send + 'static>(
         relay_counters: RelayCounters::default(),
         relay_peers: std::collections::HashSet::new(),
         last_sweep: None,
+        reach: reach::Reach::default(),
+        locate: locate::Locate::default(),
     };
     let task = tokio::spawn(async move { driver.run(rx, work_rx).await });
     (handle, task)
@@ -421,6 +463,10 @@ struct Driver<S: Store> {
     relay_peers: std::collections::HashSet<PeerKey>,
     /// Relay nodes: when records past retention were last looked for.
     last_sweep: Option<Instant>,
+    /// Reachability: AutoNAT's verdict, circuit reservations, connections' addresses.
+    reach: reach::Reach,
+    /// The relays' Kademlia network: records announced, lookups running.
+    locate: locate::Locate,
 }
 
 /// Sleeps until `deadline`, or forever without one.
@@ -449,7 +495,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                     Some(Control::Shutdown) | None => break,
                     Some(c) => self.on_control(c),
                 },
-                _ = periodic.tick() => self.plan(None, None, false),
+                _ = periodic.tick() => { self.plan(None, None, false); self.reach_tick(); self.locate_tick(); }
                 _ = redial.tick() => self.redial(),
                 _ = until(deadline) => self.rounds.handle_timeout(Instant::now()),
             }
@@ -554,6 +600,8 @@ impl<S: Store + Send + 'static> Driver<S> {
                 .collect();
         }
         st.received = self.received;
+        st.connections = self.reach.connections();
+        st.reachability = self.reach.nat.word().to_string();
         if self.config.relay.is_some() {
             let mut c = self.relay_counters.clone();
             c.peers = self.relay_peers.len();
@@ -583,6 +631,14 @@ impl<S: Store + Send + 'static> Driver<S> {
                 let waiter = self.rounds.new_waiter();
                 self.replies.insert(waiter, reply);
                 self.plan(with, Some(waiter), true);
+            }
+            Control::Find {
+                record,
+                via,
+                timeout,
+                reply,
+            } => {
+                self.find_relays(record, via, timeout, reply);
             }
             Control::Shutdown => {}
         }

@@ -17,6 +17,8 @@ pub fn status_json(info: &NodeInfo, api: Option<&str>, net: Option<&live::Status
             "listen_addrs": st.listen_addrs,
             "api": api,
             "connected": st.connected,
+            "connections": st.connections,
+            "reachability": st.reachability,
             "known_peers": st.known,
             "sessions": st.sessions,
         }),
@@ -28,6 +30,8 @@ pub fn status_json(info: &NodeInfo, api: Option<&str>, net: Option<&live::Status
             "listen_addrs": [],
             "api": null,
             "connected": [],
+            "connections": {},
+            "reachability": "unknown",
             "known_peers": {},
             "sessions": [],
         }),
@@ -56,7 +60,20 @@ pub fn status_text(v: &Value) -> String {
         .collect();
     s.push_str(&format!("connected peers: {}\n", connected.len()));
     for c in connected {
-        s.push_str(&format!("  {c}\n"));
+        let via: Vec<&str> = v["connections"][c]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if via.is_empty() {
+            s.push_str(&format!("  {c}\n"));
+        } else {
+            s.push_str(&format!("  {c} via {}\n", via.join(", ")));
+        }
+    }
+    if let Some(r) = v["reachability"].as_str() {
+        s.push_str(&format!("reachability: {r}\n"));
     }
     if let Some(known) = v["known_peers"].as_object() {
         for (p, k) in known {

@@ -17,8 +17,18 @@
 //!   a body is read), gives peers known to no record far smaller frames and fewer streams, and
 //!   rate-limits new connections per IP.
 //! - **Transports.** TCP and (feature `quic`) QUIC, both with Noise and Yamux (QUIC has its
-//!   own TLS 1.3 handshake with the same key); [`memory_swarm`] builds an in-memory swarm for
+//!   own TLS 1.3 handshake with the same key), and libp2p's circuit relay v2 client, so a
+//!   node behind NAT is reached through a relay (`/p2p-circuit` addresses) and upgrades to a
+//!   direct connection with DCUtR when it can; [`memory_swarm`] builds an in-memory swarm for
 //!   tests and in-process examples.
+//! - **Reachability.** AutoNAT (v1) asks only the servers the node adds (its records'
+//!   relays) whether they can dial it back; only relay nodes ([`NetConfig::relay_server`])
+//!   answer such requests, serve circuits ([`relay_server_config`]: few, short and small:
+//!   record data never goes through a circuit) and run Kademlia in server mode.
+//! - **Relay network.** Relays of different organisations form a private Kademlia network on
+//!   [`KAD_PROTOCOL`] (never the public IPFS DHT), in which each relay announces itself as a
+//!   provider of the [`locator`] of each record it keeps; other nodes run Kademlia as clients
+//!   only, to find those relays. Its stores are bounded ([`kad_store_config`]).
 //!
 //! ```
 //! use hearth_sync::net::{peer_id, peer_key};
@@ -40,7 +50,8 @@ use libp2p::core::transport::{MemoryTransport, Transport, upgrade::Version};
 use libp2p::identity::{Keypair, PublicKey, ed25519};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{Multiaddr, tcp, yamux};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{Multiaddr, autonat, dcutr, kad, relay, tcp, yamux};
 use libp2p::{
     PeerId, StreamProtocol, Swarm, SwarmBuilder, connection_limits, identify, noise, ping,
 };
@@ -54,6 +65,21 @@ pub const MAX_FRAME: usize = crate::protocol::MAX_MESSAGE;
 
 /// The identify protocol version string.
 pub const IDENTIFY_VERSION: &str = "/hearth/1";
+
+/// The relays' private Kademlia network's protocol name: Hearth relays never speak the public
+/// IPFS DHT (`/ipfs/kad/1.0.0`), so nothing of theirs is announced there.
+pub const KAD_PROTOCOL: &str = "/hearth/kad/1";
+
+/// The domain of [`locator`].
+pub const LOCATOR_DOMAIN: &[u8] = b"hearth/locate/v1";
+
+/// The Kademlia key under which the relays keeping `record` announce themselves:
+/// `SHA-256("hearth/locate/v1" ‖ record id)`. Anyone who knows the record id can compute it
+/// and learn which relays keep the record (their peer ids and addresses), and nothing else;
+/// someone who does not know the id cannot tell which record a key stands for.
+pub fn locator(record: &hearth_core::ids::RecordId) -> kad::RecordKey {
+    kad::RecordKey::new(&hearth_core::crypto::sha256(&[LOCATOR_DOMAIN, &record.0]))
+}
 
 /// Errors of the adapter (never about a peer's data: those close the peer's stream).
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +132,22 @@ pub struct NetConfig {
     pub conn_every_per_ip: Duration,
     /// Discover peers on the local network with mDNS (feature `mdns`; announces this node).
     pub mdns: bool,
+    /// Serve as an organisation relay's network side: circuit relay v2 (reservations and
+    /// circuits within [`relay_server_config`]), AutoNAT dial-backs (throttled, below) and the
+    /// relays' Kademlia network in server mode. Off for everyone else: they only ask.
+    pub relay_server: bool,
+    /// AutoNAT: the first reachability probe after start...
+    pub autonat_boot_delay: Duration,
+    /// ...and the next one while the answer is unknown or not yet confirmed.
+    pub autonat_retry: Duration,
+    /// AutoNAT servers: dial-back requests answered per second from everyone...
+    pub autonat_clients_per_second: usize,
+    /// ...and from one peer.
+    pub autonat_per_peer: usize,
+    /// Provider keys (records located) a relay's Kademlia store keeps, its own included.
+    pub kad_max_keys: usize,
+    /// Relays remembered as providers of one key.
+    pub kad_providers_per_key: usize,
 }
 
 impl Default for NetConfig {
@@ -126,6 +168,13 @@ impl Default for NetConfig {
             conn_burst_per_ip: 16,
             conn_every_per_ip: Duration::from_millis(500),
             mdns: false,
+            relay_server: false,
+            autonat_boot_delay: Duration::from_secs(5),
+            autonat_retry: Duration::from_secs(30),
+            autonat_clients_per_second: 8,
+            autonat_per_peer: 2,
+            kad_max_keys: 200_000,
+            kad_providers_per_key: 8,
         }
     }
 }
@@ -157,6 +206,19 @@ mod behaviour {
         /// Local-network discovery (off unless configured).
         #[cfg(feature = "mdns")]
         pub mdns: libp2p::swarm::behaviour::toggle::Toggle<libp2p::mdns::tokio::Behaviour>,
+        /// Circuit relay v2 client: reservations on relays and `/p2p-circuit` dials. Always
+        /// on in the swarms [`swarm`] and [`memory_swarm`] build (the transport hands it over
+        /// after the behaviour is made).
+        pub relay_client: Toggle<relay::client::Behaviour>,
+        /// Circuit relay v2 server (relay nodes only).
+        pub relay_server: Toggle<relay::Behaviour>,
+        /// Direct connection upgrade through relay (hole punching).
+        pub dcutr: dcutr::Behaviour,
+        /// AutoNAT v1: asks the servers added (this node's relays) whether they can dial it
+        /// back; answers only on relay nodes.
+        pub autonat: autonat::v1::Behaviour,
+        /// The relays' private Kademlia network: server mode on relays, client mode elsewhere.
+        pub kad: kad::Behaviour<kad::store::MemoryStore>,
     }
 
     impl<M: WireMessage> Behaviour<M> {
@@ -198,6 +260,21 @@ mod behaviour {
                 None
             }
             .into();
+            let local = key.public().to_peer_id();
+            let relay_server = config
+                .relay_server
+                .then(|| relay::Behaviour::new(local, relay_server_config()));
+            let autonat = autonat::v1::Behaviour::new(local, autonat_config(config));
+            let mut kad = kad::Behaviour::with_config(
+                local,
+                kad::store::MemoryStore::with_config(local, kad_store_config(config)),
+                kad_config(),
+            );
+            kad.set_mode(Some(if config.relay_server {
+                kad::Mode::Server
+            } else {
+                kad::Mode::Client
+            }));
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
                 gate: inbound::Gate::new(inbound, config),
@@ -210,8 +287,83 @@ mod behaviour {
                 store,
                 #[cfg(feature = "mdns")]
                 mdns,
+                relay_client: None.into(),
+                relay_server: relay_server.into(),
+                dcutr: dcutr::Behaviour::new(local),
+                autonat,
+                kad,
             })
         }
+    }
+}
+
+/// The circuit relay server's limits: a circuit only connects two peers (and lets DCUtR try
+/// a direct connection); record data travels on `/hearth/store/1` or a direct connection.
+/// A circuit lasts at most 2 minutes and carries at most 128 KiB each way (libp2p's
+/// defaults); reservations and circuits are bounded per peer and in total, and rate-limited
+/// per peer and per IP (libp2p's default limiters).
+pub fn relay_server_config() -> relay::Config {
+    relay::Config {
+        max_reservations: 256,
+        max_reservations_per_peer: 2,
+        reservation_duration: Duration::from_secs(60 * 60),
+        max_circuits: 32,
+        max_circuits_per_peer: 4,
+        max_circuit_duration: Duration::from_secs(2 * 60),
+        max_circuit_bytes: 128 * 1024,
+        ..relay::Config::default()
+    }
+}
+
+/// AutoNAT v1: probes only the servers added explicitly (the node's relays), never any
+/// connected peer; answers dial-back requests only when `config.relay_server` (everyone else
+/// refuses them all). A server dials back only the requester's observed IP address (libp2p
+/// replaces the IP of every address asked for), so it cannot be sent to probe third parties;
+/// private addresses are allowed, since organisations' relays and their users may share a
+/// private network.
+fn autonat_config(config: &NetConfig) -> autonat::v1::Config {
+    autonat::v1::Config {
+        timeout: Duration::from_secs(15),
+        boot_delay: config.autonat_boot_delay,
+        retry_interval: config.autonat_retry,
+        refresh_interval: Duration::from_secs(15 * 60),
+        throttle_server_period: Duration::from_secs(5),
+        use_connected: false,
+        confidence_max: 3,
+        max_peer_addresses: 8,
+        throttle_clients_global_max: if config.relay_server {
+            config.autonat_clients_per_second
+        } else {
+            0
+        },
+        throttle_clients_peer_max: config.autonat_per_peer,
+        throttle_clients_period: Duration::from_secs(1),
+        only_global_ips: false,
+    }
+}
+
+/// Kademlia on [`KAD_PROTOCOL`]: small packets (provider messages only), no value records
+/// kept from others, provider records expire after a day and are republished twice a day.
+fn kad_config() -> kad::Config {
+    let mut c = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    c.set_max_packet_size(64 * 1024)
+        .set_query_timeout(Duration::from_secs(20))
+        .set_record_ttl(Some(Duration::from_secs(60 * 60)))
+        .set_provider_record_ttl(Some(Duration::from_secs(24 * 60 * 60)))
+        .set_provider_publication_interval(Some(Duration::from_secs(12 * 60 * 60)))
+        .set_periodic_bootstrap_interval(Some(Duration::from_secs(10 * 60)));
+    c
+}
+
+/// The bounds of a node's Kademlia store: no value records at all (Hearth puts none; anyone
+/// else's are refused), at most `kad_max_keys` located records with at most
+/// `kad_providers_per_key` relays each.
+pub fn kad_store_config(config: &NetConfig) -> kad::store::MemoryStoreConfig {
+    kad::store::MemoryStoreConfig {
+        max_records: 0,
+        max_value_bytes: 0,
+        max_providers_per_key: config.kad_providers_per_key,
+        max_provided_keys: config.kad_max_keys,
     }
 }
 
@@ -245,7 +397,7 @@ pub fn swarm<M: WireMessage>(
     config: &NetConfig,
 ) -> Result<Swarm<Behaviour<M>>, NetError> {
     let tcp = tcp::Config::default().nodelay(true);
-    let behaviour = Behaviour::new(&keypair, config)?;
+    let mut behaviour = Behaviour::new(&keypair, config)?;
     let builder = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp, noise::Config::new, yamux::Config::default)
@@ -255,7 +407,12 @@ pub fn swarm<M: WireMessage>(
     let swarm = builder
         .with_dns()
         .map_err(transport_err)?
-        .with_behaviour(move |_| behaviour)
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(transport_err)?
+        .with_behaviour(move |_, client| {
+            behaviour.relay_client = Some(client).into();
+            behaviour
+        })
         .map_err(transport_err)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
         .build();
@@ -268,7 +425,7 @@ pub fn memory_swarm<M: WireMessage>(
     keypair: Keypair,
     config: &NetConfig,
 ) -> Result<Swarm<Behaviour<M>>, NetError> {
-    let behaviour = Behaviour::new(&keypair, config)?;
+    let mut behaviour = Behaviour::new(&keypair, config)?;
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_other_transport(|key| {
@@ -283,7 +440,12 @@ pub fn memory_swarm<M: WireMessage>(
             )
         })
         .map_err(transport_err)?
-        .with_behaviour(move |_| behaviour)
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(transport_err)?
+        .with_behaviour(move |_, client| {
+            behaviour.relay_client = Some(client).into();
+            behaviour
+        })
         .map_err(transport_err)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
         .build();

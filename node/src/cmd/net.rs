@@ -106,6 +106,10 @@ pub struct RunArgs {
         value_name = "FORMAT"
     )]
     pub log_format: crate::logs::LogFormat,
+    /// Relay nodes: another organisation's relay to join the relays' network through (its
+    /// address, ending in /p2p/PEER; repeatable). Remembered: later runs dial it again.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub relay_peer: Vec<String>,
 }
 
 /// `hearth peers …`.
@@ -147,6 +151,7 @@ pub fn run(ctx: &Ctx, args: RunArgs, exec: Exec) -> Result<(), Failure> {
         json: ctx.json,
         metrics: args.metrics,
         log_format: args.log_format,
+        relay_peers: args.relay_peer,
     };
     daemon::run(&ctx.home, options, || ctx.unlock(), exec)
 }

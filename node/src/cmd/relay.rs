@@ -39,6 +39,20 @@ pub enum RelayCommand {
     List,
     /// This relay's records, storage and counters (relay nodes).
     Status,
+    /// Find which organisations' relays keep a record, on the relays' network. Anyone who
+    /// knows a record's id can ask; the answer names relays and their addresses, nothing
+    /// else.
+    Find {
+        /// The record id.
+        record: String,
+        /// Ask through this relay (its address, ending in /p2p/PEER); by default through
+        /// the relays of the records this node holds.
+        #[arg(long, value_name = "MULTIADDR")]
+        via: Option<String>,
+        /// How long to look, in seconds (at most 120).
+        #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+        timeout: u64,
+    },
 }
 
 /// Runs a relay command.
@@ -47,6 +61,11 @@ pub fn relay(ctx: &Ctx, cmd: RelayCommand) -> Result<(), Failure> {
         RelayCommand::Use { address, expires } => use_relay(ctx, &address, &expires),
         RelayCommand::List => list(ctx),
         RelayCommand::Status => status(ctx),
+        RelayCommand::Find {
+            record,
+            via,
+            timeout,
+        } => find(ctx, &record, via.as_deref(), timeout),
     }
 }
 
@@ -260,5 +279,51 @@ fn status(ctx: &Ctx) -> Result<(), Failure> {
             lines.join("\n")
         },
     );
+    Ok(())
+}
+
+fn find(ctx: &Ctx, record: &str, via: Option<&str>, timeout: u64) -> Result<(), Failure> {
+    let record: hearth_core::ids::RecordId = record
+        .parse()
+        .map_err(|e| Failure::new(code::INVALID, format!("record id: {e}")))?;
+    let via = match via {
+        Some(a) => {
+            let (mut addr, peer) = relay_peer(a)?;
+            addr.pop();
+            Some((peer, addr))
+        }
+        None => None,
+    };
+    let timeout = Duration::from_secs(timeout.clamp(1, 120));
+    let found = match &ctx.daemon {
+        Some(d) => d.node.find_relays(record, via, timeout),
+        None => {
+            let (_, identity) = ctx.unlock()?;
+            let vault = ctx.vault()?;
+            daemon::one_shot(identity, vault, move |node| {
+                node.find_relays(record, via, timeout)
+            })?
+        }
+    }
+    .map_err(|e| Failure::new(code::IO, format!("relay find: {e}")))?;
+    ctx.print(json!({"record": record, "relays": found}), || {
+        if found.is_empty() {
+            return format!("no relay was found keeping record {record}");
+        }
+        found
+            .iter()
+            .map(|l| match l.addrs.first() {
+                Some(a) => format!(
+                    "relay {} keeps record {record}: {a}/p2p/{}",
+                    l.relay, l.relay
+                ),
+                None => format!(
+                    "relay {} keeps record {record} (it could not be reached)",
+                    l.relay
+                ),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
     Ok(())
 }

@@ -68,6 +68,8 @@ impl<S: Store + Send + 'static> Driver<S> {
     }
 
     pub(super) fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent<Message>>) {
+        self.observe(&ev);
+        self.observe_kad(&ev);
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
