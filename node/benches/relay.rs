@@ -533,6 +533,6 @@ fn main() {
         allocated as f64 / bundle_bytes as f64
     );
     println!(
-        "time to locate a record through Kademlia with 10 relays   not measured yet (the relays' private Kademlia network is still being built)"
+        "time to locate a record through Kademlia with 10 relays   measured by `cargo bench -p hearth-node --bench locate`"
     );
 }
