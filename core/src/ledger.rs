@@ -29,6 +29,7 @@
 //! | node (local item) | `ack/<relay>/<id>` | — | a letter collected from that relay, to acknowledge |
 //! | node (local item) | `inbox/<id>` | a sealed letter | a letter collected, not yet opened |
 //! | node (local item) | `asked/<record>/<relay>` | [`PeerAddrs`] | a relay this node left an access request for the record at (it collects the answer there) |
+//! | node (local item) | `found/<record>/<relay>` | [`PeerAddrs`] | a relay the relays' network said keeps the record (`hearth relay find`) |
 //!
 //! The auth document is shared with every holder of the record; the ledger section is the
 //! patient's alone; local items never leave the node. [`Key`] builds and parses every key; the
@@ -90,6 +91,8 @@ pub enum Key<'a> {
     Inbox(&'a str),
     /// Local: a relay this node left an access request for a record at.
     Asked(&'a RecordId, &'a PeerKey),
+    /// Local: a relay found keeping a record on the relays' network.
+    Found(&'a RecordId, &'a PeerKey),
 }
 
 /// The kinds of item, for listing: the prefix of every key of that kind.
@@ -139,6 +142,8 @@ pub enum Kind {
     Inbox,
     /// `asked/`.
     Asked,
+    /// `found/`.
+    Found,
 }
 
 impl Kind {
@@ -158,6 +163,7 @@ impl Kind {
             Kind::Ack => "ack/",
             Kind::Inbox => "inbox/",
             Kind::Asked => "asked/",
+            Kind::Found => "found/",
             Kind::Request => "request/",
             Kind::Decision => "decision/",
             Kind::Trust => "trust/",
@@ -200,6 +206,7 @@ impl Key<'_> {
             Key::Ack(r, id) => (Kind::Ack, format!("{r}/{id}")),
             Key::Inbox(id) => (Kind::Inbox, (*id).to_string()),
             Key::Asked(rec, r) => (Kind::Asked, format!("{rec}/{r}")),
+            Key::Found(rec, r) => (Kind::Found, format!("{rec}/{r}")),
         };
         format!("{}{rest}", kind.prefix())
     }
@@ -517,6 +524,7 @@ mod tests {
         assert_eq!(Key::Ack(&p, "ab").text(), format!("ack/{p}/ab"));
         assert_eq!(Key::Inbox("ab").text(), "inbox/ab");
         assert_eq!(Key::Asked(&r, &p).text(), format!("asked/{r}/{p}"));
+        assert_eq!(Key::Found(&r, &p).text(), format!("found/{r}/{p}"));
     }
 
     #[test]

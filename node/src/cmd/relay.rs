@@ -306,6 +306,28 @@ fn find(ctx: &Ctx, record: &str, via: Option<&str>, timeout: u64) -> Result<(), 
         }
     }
     .map_err(|e| Failure::new(code::IO, format!("relay find: {e}")))?;
+    // Remembered for this record: a grantee's syncs then go through them too.
+    if !found.is_empty() {
+        let (_, identity) = ctx.unlock()?;
+        let vault = ctx.vault()?;
+        let local = hearth_sync::session::Local::new(&vault, &identity);
+        for l in found.iter().filter(|l| !l.addrs.is_empty()) {
+            let Ok(peer) = l.relay.parse::<PeerKey>() else {
+                continue;
+            };
+            let addrs = hearth_core::ledger::PeerAddrs {
+                addrs: l
+                    .addrs
+                    .iter()
+                    .take(hearth_core::ledger::MAX_PEER_ADDRS)
+                    .map(|a| format!("{a}/p2p/{peer}"))
+                    .collect(),
+            };
+            local
+                .found_at(&record, &peer, &addrs)
+                .map_err(|e| Failure::new(code::IO, e.to_string()))?;
+        }
+    }
     ctx.print(json!({"record": record, "relays": found}), || {
         if found.is_empty() {
             return format!("no relay was found keeping record {record}");

@@ -217,10 +217,31 @@ impl<'a, S: Store> Local<'a, S> {
         Ok(())
     }
 
-    /// The relays this node left access requests for `record` at.
-    pub(super) fn asked_relays(&self, record: &RecordId) -> Vec<(PeerKey, PeerAddrs)> {
+    /// Notes that the relays' network says `relay` (reached at `addrs`) keeps `record`: a
+    /// grantee then syncs through it too. (Anyone may claim that there; what a relay sends is
+    /// checked as any peer's is.)
+    pub fn found_at(
+        &self,
+        record: &RecordId,
+        relay: &PeerKey,
+        addrs: &PeerAddrs,
+    ) -> Result<(), SyncError> {
         self.vault
-            .local_items(&format!("{}{record}/", Kind::Asked.prefix()))
+            .put_local(&Key::Found(record, relay).text(), &addrs.to_bytes())?;
+        Ok(())
+    }
+
+    /// The relays this node left access requests for `record` at, and those it found keeping
+    /// it.
+    pub(super) fn asked_relays(&self, record: &RecordId) -> Vec<(PeerKey, PeerAddrs)> {
+        let mut out = self.relays_under(Kind::Asked, record);
+        out.extend(self.relays_under(Kind::Found, record));
+        out
+    }
+
+    fn relays_under(&self, kind: Kind, record: &RecordId) -> Vec<(PeerKey, PeerAddrs)> {
+        self.vault
+            .local_items(&format!("{}{record}/", kind.prefix()))
             .unwrap_or_default()
             .into_iter()
             .filter_map(|(k, v)| {
