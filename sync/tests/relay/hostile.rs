@@ -1,0 +1,301 @@
+//! Hostile input at a relay: forged, misaddressed and replayed lists, a full quota,
+//! tampered bundles and padding, oversize messages.
+
+use super::*;
+
+#[test]
+fn forged_misaddressed_and_replayed_access_lists_are_not_accepted() {
+    let mut f = fixture(6);
+    let limits = RelayLimits::default();
+    let rid = f.rid;
+    let relay = f.relay.id.peer();
+    exchange(&f.patient, &f.relay, &limits, rid, at(10)).unwrap();
+    let first = f.hosted();
+    let list_now = |f: &Fixture, relay: &hearth_core::ids::PeerKey, t: Timestamp| {
+        let rec = f.patient.vault.open_record(&f.patient.id, &f.rid).unwrap();
+        f.patient.peer().relay_access(&rec, relay, t).unwrap()
+    };
+
+    // The GP forges a newer list naming itself a device, signed by its own key.
+    let genuine = list_now(&f, &relay, at(11));
+    let mut list: AccessList = serde_ipld_dagcbor::from_slice(&genuine.body).unwrap();
+    let gp = f.gp.id.peer();
+    let entry = list.entries.iter_mut().find(|e| e.peer == gp).unwrap();
+    entry.device = true;
+    list.version += 1_000_000;
+    let body = serde_ipld_dagcbor::to_vec(&list).unwrap();
+    let sig = crypto::sign(f.gp.id.device_key(), Domain::RelayAccess, &[&body]);
+    let forged = SignedAccess {
+        body: ByteBuf::from(body),
+        sig: ByteArray::new(sig),
+    };
+    assert_eq!(
+        SignedAccess::open(&forged.to_bytes(), &relay, at(11)).unwrap_err(),
+        AccessError::BadSignature
+    );
+    for from in [&f.gp, &f.patient] {
+        let mut req = from
+            .peer()
+            .relay_start(rid, relay, at(11), &mut TestRng::new(99))
+            .unwrap();
+        req.access = Some(ByteBuf::from(forged.to_bytes()));
+        let resp = ask(&f.relay, &limits, from, req, at(11));
+        assert!(resp.refused.is_none());
+        let now = f.hosted();
+        assert_eq!((now.version, &now.access), (first.version, &first.access));
+    }
+    // The GP is still only a grantee: it gets the list back and only key wraps addressed to
+    // it (never the recovery key's), and cannot write medications.
+    let req =
+        f.gp.peer()
+            .relay_start(rid, relay, at(11), &mut TestRng::new(99))
+            .unwrap();
+    let resp = ask(&f.relay, &limits, &f.gp, req, at(11));
+    let gp_key = f.gp.id.agreement_public();
+    assert!(resp.access.is_some());
+    assert!(
+        resp.wraps
+            .iter()
+            .all(|w| w.recipient.into_array() == gp_key)
+    );
+    assert!(resp.have.iter().all(|h| h.section == f.notes()));
+
+    // A genuine list for another relay (the patient uses two).
+    let other = Node::new(Role::Relay, "Other relay", &mut f.rng);
+    use_relay(&f.patient, &rid, &other, &mut f.rng);
+    let elsewhere = list_now(&f, &other.id.peer(), at(12));
+    assert_eq!(
+        SignedAccess::open(&elsewhere.to_bytes(), &relay, at(12)).unwrap_err(),
+        AccessError::Misaddressed
+    );
+    assert!(SignedAccess::open(&elsewhere.to_bytes(), &other.id.peer(), at(12)).is_ok());
+    let mut req = f
+        .patient
+        .peer()
+        .relay_start(rid, relay, at(12), &mut TestRng::new(99))
+        .unwrap();
+    req.access = Some(ByteBuf::from(elsewhere.to_bytes()));
+    ask(&f.relay, &limits, &f.patient, req, at(12));
+    assert_eq!(f.hosted().version, first.version);
+    assert_eq!(f.hosted().access, first.access);
+
+    // The patient revokes the GP and supplies a newer list; the older one, replayed, loses.
+    f.revoke_gp(at(20));
+    exchange(&f.patient, &f.relay, &limits, rid, at(21)).unwrap();
+    let second = f.hosted();
+    assert!(second.version > first.version);
+    refused_nothing_here(exchange(&f.gp, &f.relay, &limits, rid, at(22)));
+    for from in [&f.patient, &f.gp] {
+        let mut req = from
+            .peer()
+            .relay_start(rid, relay, at(23), &mut TestRng::new(99))
+            .unwrap();
+        req.access = Some(first.access.clone());
+        ask(&f.relay, &limits, from, req, at(23));
+        assert_eq!(f.hosted().version, second.version);
+        assert_eq!(f.hosted().access, second.access);
+    }
+    refused_nothing_here(exchange(&f.gp, &f.relay, &limits, rid, at(24)));
+    // And the same list again (an equal version) is not "newer" either.
+    let mut req = f
+        .patient
+        .peer()
+        .relay_start(rid, relay, at(25), &mut TestRng::new(99))
+        .unwrap();
+    req.access = Some(second.access.clone());
+    let resp = ask(&f.relay, &limits, &f.patient, req, at(25));
+    assert!(resp.refused.is_none());
+    assert_eq!(f.hosted().updated, second.updated);
+}
+
+#[test]
+fn a_push_over_the_quota_is_refused_and_nothing_stored_is_lost() {
+    let mut f = fixture(7);
+    let rid = f.rid;
+    exchange(&f.patient, &f.relay, &RelayLimits::default(), rid, at(10)).unwrap();
+    let used = f.hosted().used;
+    let held = f.relay.vault.held_sections(&rid).unwrap();
+    let stored = bundles(&f.relay, &rid);
+    let small = RelayLimits {
+        quota_bytes: used + 16,
+        ..RelayLimits::default()
+    };
+    // The patient's new note does not fit.
+    f.patient
+        .add(&rid, "notes", "over the quota", at(11), &mut f.rng);
+    let report = exchange(&f.patient, &f.relay, &small, rid, at(12)).unwrap();
+    assert!(report.refused.iter().any(|r| r == QUOTA_FULL), "{report:?}");
+    assert!(report.sections.iter().any(|s| s.ahead > 0), "{report:?}");
+    assert_eq!(bundles(&f.relay, &rid), stored);
+    assert_eq!(f.relay.vault.held_sections(&rid).unwrap(), held);
+    assert_eq!(f.hosted().used, used);
+    // Nor does the GP's (once it has fetched the record: fetching costs no quota).
+    exchange(&f.gp, &f.relay, &small, rid, at(13)).unwrap();
+    assert_eq!(f.gp.texts(&rid, "notes"), vec![NOTE]);
+    f.gp.add(&rid, "notes", GP_NOTE, at(13), &mut f.rng);
+    let report = exchange(&f.gp, &f.relay, &small, rid, at(13)).unwrap();
+    assert!(report.refused.iter().any(|r| r == QUOTA_FULL), "{report:?}");
+    assert_eq!(bundles(&f.relay, &rid), stored);
+    // The record still serves what it holds.
+    exchange(&f.reader, &f.relay, &small, rid, at(14)).unwrap();
+    assert_eq!(f.reader.texts(&rid, "notes"), vec![NOTE]);
+    // With room again, the pushes go through.
+    let report = exchange(&f.patient, &f.relay, &RelayLimits::default(), rid, at(15)).unwrap();
+    assert!(report.refused.is_empty(), "{report:?}");
+    assert_eq!(bundles(&f.relay, &rid).len(), stored.len() + 1);
+    assert!(f.hosted().used > used);
+}
+
+#[test]
+fn tampered_bundles_and_bad_padding_are_rejected_and_not_stored() {
+    let mut f = fixture(8);
+    let limits = RelayLimits::default();
+    let rid = f.rid;
+    let relay = f.relay.id.peer();
+    let notes = f.notes();
+    exchange(&f.patient, &f.relay, &limits, rid, at(10)).unwrap();
+    f.patient.add(&rid, "notes", "next", at(11), &mut f.rng);
+    let good = log_of(&f.patient, &rid, &notes, &f.patient).pop().unwrap();
+    let held = f.relay.vault.held_sections(&rid).unwrap();
+    let stored = bundles(&f.relay, &rid);
+    // A byte of the ciphertext flipped: still a bundle, no longer the author's.
+    let mut tampered = good.clone();
+    let hlen = u32::from_be_bytes(tampered[4..8].try_into().unwrap()) as usize;
+    tampered[8 + hlen + 4 + 1] ^= 1;
+    assert!(Bundle::decode(&tampered).unwrap().verify().is_err());
+    // A clean frame with a byte of padding set; a frame one byte short.
+    let mut dirty = pad(&good).to_vec();
+    *dirty.last_mut().unwrap() = 1;
+    let mut short = pad(&good).to_vec();
+    short.pop();
+    for (frame, why) in [
+        (pad(&tampered).to_vec(), "signature"),
+        (dirty, "malformed"),
+        (short, "malformed"),
+    ] {
+        let mut req = f
+            .patient
+            .peer()
+            .relay_start(rid, relay, at(12), &mut TestRng::new(99))
+            .unwrap();
+        req.push = vec![ByteBuf::from(frame)];
+        let resp = ask(&f.relay, &limits, &f.patient, req, at(12));
+        assert!(resp.refused.is_none());
+        assert_eq!(resp.stored, 0);
+        assert_eq!(resp.rejected.len(), 1, "{:?}", resp.rejected);
+        assert!(resp.rejected[0].contains(why), "{:?}", resp.rejected);
+        assert_eq!(bundles(&f.relay, &rid), stored);
+        assert_eq!(f.relay.vault.held_sections(&rid).unwrap(), held);
+    }
+    // The untouched bundle is stored.
+    let mut req = f
+        .patient
+        .peer()
+        .relay_start(rid, relay, at(13), &mut TestRng::new(99))
+        .unwrap();
+    req.push = vec![pad(&good)];
+    let resp = ask(&f.relay, &limits, &f.patient, req, at(13));
+    assert_eq!((resp.stored, resp.rejected.len()), (1, 0), "{resp:?}");
+    // A relay that tampers with what it serves gets nothing stored by the GP either.
+    let req =
+        f.gp.peer()
+            .relay_start(rid, relay, at(14), &mut TestRng::new(99))
+            .unwrap();
+    let mut resp = ask(&f.relay, &limits, &f.gp, req, at(14));
+    let mut flipped = 0;
+    for p in &mut resp.bundles {
+        let b = unpad(p).unwrap().to_vec();
+        if Bundle::decode(&b).unwrap().header().section == notes {
+            let mut t = b.clone();
+            let hlen = u32::from_be_bytes(t[4..8].try_into().unwrap()) as usize;
+            t[8 + hlen + 4 + 1] ^= 1;
+            *p = pad(&t);
+            flipped += 1;
+        }
+    }
+    assert!(flipped > 0);
+    let (_, report) =
+        f.gp.peer()
+            .on_relay_response(relay, rid, resp, at(14), &mut TestRng::new(98))
+            .unwrap();
+    assert!(!report.refused.is_empty(), "{report:?}");
+    assert_eq!(f.gp.bundles_in(&rid, &notes), 0);
+}
+
+#[test]
+fn store_messages_round_trip_and_oversize_fields_break_a_limit() {
+    let f = fixture(9);
+    let limits = RelayLimits::default();
+    let rid = f.rid;
+    let relay = f.relay.id.peer();
+    exchange(&f.patient, &f.relay, &limits, rid, at(9)).unwrap();
+    let req = f
+        .patient
+        .peer()
+        .relay_start(rid, relay, at(10), &mut TestRng::new(99))
+        .unwrap();
+    assert!(req.access.is_some() && !req.wraps.is_empty() && !req.have.is_empty());
+    let back = protocol::decode(&protocol::encode(&Message::Store(req.clone()))).unwrap();
+    assert!(back.is_store());
+    assert_eq!(back, Message::Store(req.clone()));
+    let (resp, _) = Server::new(&f.relay.vault, &f.relay.id, &limits)
+        .answer(f.patient.id.peer(), req.clone(), at(10))
+        .unwrap();
+    assert!(!resp.have.is_empty());
+    let back = protocol::decode(&protocol::encode(&Message::Stored(resp.clone()))).unwrap();
+    assert_eq!(back, Message::Stored(resp.clone()));
+    let limit = |m: Message| match protocol::decode(&protocol::encode(&m)) {
+        Err(WireError::Limit(why)) => why,
+        other => panic!("expected a limit error, got {other:?}"),
+    };
+    // Too many wraps, sections, authors; an access list too large; another version.
+    let wrap = req.wraps[0].clone();
+    let mut r = req.clone();
+    r.wraps = vec![wrap.clone(); hearth_sync::relay::wire::MAX_WRAPS + 1];
+    limit(Message::Store(r));
+    let mut r = req.clone();
+    r.have = (0..=protocol::MAX_SECTIONS)
+        .map(|i| {
+            let mut id = [1u8; 16];
+            id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            SectionHave::new(SectionId(id), &VersionVector::new())
+        })
+        .collect();
+    limit(Message::Store(r));
+    let mut r = req.clone();
+    let head = *req.have[0].vv().values().next().unwrap();
+    let mut vv = VersionVector::new();
+    for i in 0..=protocol::MAX_AUTHORS {
+        let mut k = [2u8; 32];
+        k[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        vv.insert(hearth_core::ids::PeerKey(k), head);
+    }
+    r.have = vec![SectionHave::new(SectionId::AUTH, &vv)];
+    limit(Message::Store(r));
+    let mut r = req.clone();
+    r.access = Some(ByteBuf::from(vec![
+        0u8;
+        hearth_sync::relay::access::MAX_ACCESS_LEN
+            + 1
+    ]));
+    limit(Message::Store(r));
+    let mut r = req.clone();
+    r.v = 2;
+    limit(Message::Store(r));
+    let mut s = resp.clone();
+    s.wraps = vec![wrap; hearth_sync::relay::wire::MAX_WRAPS + 1];
+    limit(Message::Stored(s));
+    let mut s = resp.clone();
+    s.refused = Some("x".repeat(1_001));
+    limit(Message::Stored(s));
+    let mut s = resp.clone();
+    s.access = Some(ByteBuf::from(vec![
+        0u8;
+        hearth_sync::relay::access::MAX_ACCESS_LEN
+            + 1
+    ]));
+    limit(Message::Stored(s));
+    let mut s = resp;
+    s.v = 0;
+    limit(Message::Stored(s));
+}
