@@ -287,6 +287,21 @@ fn a_professional_syncs_with_a_patient_behind_nat_through_the_relay() {
     );
     let text = ok(&hearth(&g, &["status"]));
     assert!(text.contains("/p2p-circuit"), "{text}");
+
+    // The patient links a new device that, like the professional, can reach her node only
+    // through the relay: the one-time code carries the circuit address, and pairing (SPAKE2,
+    // then the sealed certificate and keys) runs through it.
+    let link = json(&hearth(&p, &["device", "link", "--json", "--no-qr"]));
+    let code = link["code"].as_str().unwrap().to_string();
+    let phone = dir.path().join("phone");
+    let joined = hearth_ns(&ns.pro, &phone)
+        .args(["init", "--join", &code, "--name", "Edith's phone", "--json"])
+        .output()
+        .unwrap();
+    let joined = json(&joined);
+    assert_eq!(joined["record_id"], record.as_str(), "{joined}");
+    let sections = ok(&hearth(&phone, &["record", "sections"]));
+    assert!(sections.contains("notes"), "{sections}");
     let _ = gid;
     assert!(
         started.elapsed() < Duration::from_secs(60),
