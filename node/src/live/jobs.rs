@@ -107,32 +107,23 @@ fn peers_for<S: Store>(
     p: &Local<'_, S>,
     record: &RecordId,
     named: &BTreeSet<PeerKey>,
-    now: hearth_core::time::Timestamp,
+    relays: &[(PeerKey, hearth_core::ledger::RelayItem)],
 ) -> BTreeSet<PeerKey> {
     let mut s: BTreeSet<PeerKey> = p.interested_peers(record).into_iter().collect();
     s.extend(named.iter().copied());
-    s.extend(p.relays(record, now).into_iter().map(|(r, _)| r));
+    s.extend(relays.iter().map(|(r, _)| *r));
     s
 }
 
-/// The relays of every record held, with their addresses, and the peers on the access lists
-/// of the records this node keeps as a relay.
-fn relays_and_hosted<S: Store>(
+/// On a relay node, the peers on the access lists of the records it keeps (after deleting
+/// those past retention when `sweep`); none elsewhere.
+fn hosted_parties<S: Store>(
     sh: &Shared<S>,
     relay: Option<&RelayLimits>,
     sweep: bool,
-    p: &Local<'_, S>,
-    records: &[RecordId],
     now: hearth_core::time::Timestamp,
-) -> (Vec<(PeerKey, Vec<Multiaddr>)>, BTreeSet<PeerKey>) {
-    let mut relays = BTreeMap::new();
-    for r in records {
-        for (peer, item) in p.relays(r, now) {
-            let addrs = item.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-            relays.insert(peer, addrs);
-        }
-    }
-    let hosted = match relay {
+) -> BTreeSet<PeerKey> {
+    match relay {
         Some(limits) => {
             let server = Server::new(&sh.vault, &sh.identity, limits);
             match if sweep { server.sweep(now) } else { Ok(0) } {
@@ -143,8 +134,7 @@ fn relays_and_hosted<S: Store>(
             server.parties(now)
         }
         None => BTreeSet::new(),
-    };
-    (relays.into_iter().collect(), hosted)
+    }
 }
 
 impl<S: Store + Send + 'static> Driver<S> {
@@ -344,13 +334,23 @@ impl<S: Store + Send + 'static> Driver<S> {
         }
         let ok = self.job(move |sh| {
             let p = Local::new(&sh.vault, &sh.identity);
+            let now = clock.now();
+            // Each record's relays, read once: they are peers to plan with, and addresses to
+            // remember.
+            let mut relays: BTreeMap<PeerKey, Vec<Multiaddr>> = BTreeMap::new();
             let records: Vec<(RecordId, BTreeSet<PeerKey>)> = all_records(&sh.vault)
                 .into_iter()
-                .map(|(record, named)| (record, peers_for(&p, &record, &named, clock.now())))
+                .map(|(record, named)| {
+                    let rel = p.relays(&record, now);
+                    for (peer, item) in &rel {
+                        let addrs = item.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                        relays.insert(*peer, addrs);
+                    }
+                    (record, peers_for(&p, &record, &named, &rel))
+                })
                 .collect();
-            let ids: Vec<RecordId> = records.iter().map(|(r, _)| *r).collect();
-            let (relays, hosted) =
-                relays_and_hosted(sh, relay.as_ref(), sweep, &p, &ids, clock.now());
+            let relays: Vec<(PeerKey, Vec<Multiaddr>)> = relays.into_iter().collect();
+            let hosted = hosted_parties(sh, relay.as_ref(), sweep, now);
             let parties = records
                 .iter()
                 .flat_map(|(_, i)| i.iter().copied())

@@ -7,7 +7,7 @@ use hearth_core::store::Store;
 use hearth_sync::net::{BehaviourEvent, peer_id, peer_key};
 use hearth_sync::protocol::{LinkMessage, Message, Notify};
 use hearth_sync::relay::server::{Served, Server, refusal_of};
-use hearth_sync::round::{RoundError, Transmit};
+use hearth_sync::round::{RequestId, RoundError, Transmit};
 use hearth_sync::session::Local;
 use libp2p::Multiaddr;
 use libp2p::request_response::{self, ResponseChannel};
@@ -128,8 +128,8 @@ impl<S: Store + Send + 'static> Driver<S> {
                     self.remember(peer, addrs);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
-            SwarmEvent::Behaviour(BehaviourEvent::Store(ev)) => self.on_store(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_exchange(ev, false),
+            SwarmEvent::Behaviour(BehaviourEvent::Store(ev)) => self.on_exchange(ev, true),
             #[cfg(feature = "mdns")]
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found))) => {
                 // Peers on the local network: remember their addresses for this run (they
@@ -145,7 +145,9 @@ impl<S: Store + Send + 'static> Driver<S> {
         }
     }
 
-    fn on_sync(&mut self, ev: request_response::Event<Message, Message>) {
+    /// An event of `/hearth/sync/1` or (`store`) `/hearth/store/1`: requests go to their
+    /// protocol's handler, answers and failures to the round state.
+    fn on_exchange(&mut self, ev: request_response::Event<Message, Message>, store: bool) {
         use request_response::{Event, Message as M};
         match ev {
             Event::Message {
@@ -155,12 +157,15 @@ impl<S: Store + Send + 'static> Driver<S> {
                 match message {
                     M::Request {
                         request, channel, ..
+                    } if store => self.on_store_request(peer, request, channel),
+                    M::Request {
+                        request, channel, ..
                     } => self.on_request(peer, request, channel),
                     M::Response {
                         request_id,
                         response,
                     } => {
-                        if let Some(id) = self.outbound.remove(&request_id) {
+                        if let Some(id) = self.outbound_of(store).remove(&request_id) {
                             self.rounds.handle_response(id, response, Instant::now());
                         }
                     }
@@ -169,15 +174,28 @@ impl<S: Store + Send + 'static> Driver<S> {
             Event::OutboundFailure {
                 request_id, error, ..
             } => {
-                if let Some(id) = self.outbound.remove(&request_id) {
+                if let Some(id) = self.outbound_of(store).remove(&request_id) {
                     let e = RoundError::Network(error.to_string());
                     self.rounds.handle_failure(id, e, Instant::now());
                 }
             }
             Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, "inbound sync stream failed: {error}");
+                let which = if store { "store" } else { "sync" };
+                tracing::debug!(%peer, "inbound {which} stream failed: {error}");
             }
             Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// The requests awaiting answers on one protocol (the two number theirs apart).
+    fn outbound_of(
+        &mut self,
+        store: bool,
+    ) -> &mut std::collections::HashMap<request_response::OutboundRequestId, RequestId> {
+        if store {
+            &mut self.outbound_store
+        } else {
+            &mut self.outbound
         }
     }
 
@@ -263,42 +281,6 @@ impl<S: Store + Send + 'static> Driver<S> {
 }
 
 impl<S: Store + Send + 'static> Driver<S> {
-    fn on_store(&mut self, ev: request_response::Event<Message, Message>) {
-        use request_response::{Event, Message as M};
-        match ev {
-            Event::Message {
-                peer: pid, message, ..
-            } => {
-                let Some(peer) = peer_key(&pid) else { return };
-                match message {
-                    M::Request {
-                        request, channel, ..
-                    } => self.on_store_request(peer, request, channel),
-                    M::Response {
-                        request_id,
-                        response,
-                    } => {
-                        if let Some(id) = self.outbound_store.remove(&request_id) {
-                            self.rounds.handle_response(id, response, Instant::now());
-                        }
-                    }
-                }
-            }
-            Event::OutboundFailure {
-                request_id, error, ..
-            } => {
-                if let Some(id) = self.outbound_store.remove(&request_id) {
-                    let e = RoundError::Network(error.to_string());
-                    self.rounds.handle_failure(id, e, Instant::now());
-                }
-            }
-            Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, "inbound store stream failed: {error}");
-            }
-            Event::ResponseSent { .. } => {}
-        }
-    }
-
     /// A `/hearth/store/1` request: answered by a relay node within the peer's rate, refused by
     /// anyone else with the words a relay uses for a record it does not keep.
     fn on_store_request(&mut self, peer: PeerKey, msg: Message, channel: ResponseChannel<Message>) {

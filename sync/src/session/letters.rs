@@ -233,7 +233,7 @@ impl<'a, S: Store> Local<'a, S> {
 
     /// The relays this node left access requests for `record` at, and those it found keeping
     /// it.
-    pub(super) fn asked_relays(&self, record: &RecordId) -> Vec<(PeerKey, PeerAddrs)> {
+    pub(super) fn noted_relays(&self, record: &RecordId) -> Vec<(PeerKey, PeerAddrs)> {
         let mut out = self.relays_under(Kind::Asked, record);
         out.extend(self.relays_under(Kind::Found, record));
         out

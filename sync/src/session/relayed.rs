@@ -22,7 +22,7 @@ impl<'a, S: Store> Local<'a, S> {
             .open_record(self.identity, record)
             .map(|r| r.relays(now))
             .unwrap_or_default();
-        for (peer, addrs) in self.asked_relays(record) {
+        for (peer, addrs) in self.noted_relays(record) {
             if !out.iter().any(|(p, _)| *p == peer) {
                 out.push((
                     peer,
@@ -315,38 +315,21 @@ impl<'a, S: Store> Local<'a, S> {
                 None => report.refused.push("a padded bundle is malformed".into()),
             }
         }
-        let owner = self.identity.holds_root_of(&record);
-        let mine = self.identity.agreement_public();
-        let wraps: Vec<_> = resp
-            .wraps
-            .into_iter()
-            .filter(|w| w.recipient.into_array() == mine && w.record == record)
-            .collect();
-        if !owner
-            && (!wraps.is_empty() || self.vault.records()?.contains(&record))
-            && let Err(e) = self.vault.register_replica(&record, &wraps, now)
-        {
-            report.refused.push(format!("key wraps refused: {e}"));
-        }
         let devices = resp
             .access
             .as_deref()
             .map(|a| crate::relay::access::devices_in(a, &record))
             .unwrap_or_default();
-        let mut rec = self.vault.open_record(self.identity, &record).ok();
-        let holdable = holdable_sections(rec.as_ref());
-        let (stored, refused) = self.receive(
+        let rec = self.take_answer(
             &record,
-            &mut rec,
+            resp.wraps,
             &bundles,
             &[],
             &devices,
-            None,
-            &|s| holdable.contains(s),
             now,
+            &mut report,
         )?;
-        report.received = stored;
-        report.refused.extend(refused);
+        let owner = self.identity.holds_root_of(&record);
         let pushes_refused = !resp.rejected.is_empty();
         report.refused.extend(resp.rejected);
         let ours = self.vault.held_sections(&record)?;

@@ -3,6 +3,50 @@
 use super::*;
 
 impl<'a, S: Store> Local<'a, S> {
+    /// Takes in the part of an answer (a peer's or a relay's) that carries data: the key wraps
+    /// addressed to this node (kept by every node but the root holder: a linked device too, so
+    /// new sections and rotated keys reach it this way), then the bundles, accepted per
+    /// authorship (`devices`: the patient's devices the answer vouched for) and only for
+    /// sections this node holds a key for. Returns the record as it is open afterwards.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn take_answer(
+        &self,
+        record: &RecordId,
+        wraps: Vec<hearth_core::record::KeyWrap>,
+        bundles: &[ByteBuf],
+        snapshots: &[ByteBuf],
+        devices: &[PeerKey],
+        now: Timestamp,
+        report: &mut Report,
+    ) -> Result<Option<OpenRecord<'a, S>>, SyncError> {
+        let mine = self.identity.agreement_public();
+        let wraps: Vec<_> = wraps
+            .into_iter()
+            .filter(|w| w.recipient.into_array() == mine && w.record == *record)
+            .collect();
+        if !self.identity.holds_root_of(record)
+            && (!wraps.is_empty() || self.vault.records()?.contains(record))
+            && let Err(e) = self.vault.register_replica(record, &wraps, now)
+        {
+            report.refused.push(format!("key wraps refused: {e}"));
+        }
+        let mut rec = self.vault.open_record(self.identity, record).ok();
+        let holdable = holdable_sections(rec.as_ref());
+        let (stored, refused) = self.receive(
+            record,
+            &mut rec,
+            bundles,
+            snapshots,
+            devices,
+            None,
+            &|s| holdable.contains(s),
+            now,
+        )?;
+        report.received = stored;
+        report.refused.extend(refused);
+        Ok(rec)
+    }
+
     /// Requester: the first request of a sync of `record` with `remote`, holding only what
     /// `remote` may hold (see `party` below): the version vectors and key lists of the sections it
     /// may hold, and this node's grant chains for this record. Refused
@@ -71,38 +115,15 @@ impl<'a, S: Store> Local<'a, S> {
             .filter(|d| d.verify(&record))
             .map(|d| d.peer)
             .collect();
-        // Keys addressed to this node.
-        let mine = self.identity.agreement_public();
-        let wraps: Vec<_> = resp
-            .wraps
-            .into_iter()
-            .filter(|w| w.recipient.into_array() == mine && w.record == record)
-            .collect();
-        // Every node but the root holder stores the wraps addressed to it (a linked device
-        // too: new sections and rotated keys reach it this way).
-        let owner = self.identity.holds_root_of(&record);
-        if !owner
-            && (!wraps.is_empty() || self.vault.records()?.contains(&record))
-            && let Err(e) = self.vault.register_replica(&record, &wraps, now)
-        {
-            report.refused.push(format!("key wraps refused: {e}"));
-        }
-        // Bundles: the responder may send us only what it holds; we accept per authorship, and
-        // only for sections we hold a key for.
-        let mut rec = self.vault.open_record(self.identity, &record).ok();
-        let holdable = holdable_sections(rec.as_ref());
-        let (stored, refused) = self.receive(
+        let rec = self.take_answer(
             &record,
-            &mut rec,
+            resp.wraps,
             &resp.bundles,
             &resp.snapshots,
             &devices,
-            None,
-            &|s| holdable.contains(s),
             now,
+            &mut report,
         )?;
-        report.received = stored;
-        report.refused.extend(refused);
         // If the responder refused something we pushed, pushing it again would not help: the
         // log stays stuck there until a person looks (the refusal is reported).
         let pushes_refused = !resp.rejected.is_empty();
