@@ -80,6 +80,8 @@ pub enum Domain {
     Revocation,
     /// The record root telling a relay who may fetch and store which sections.
     RelayAccess,
+    /// An event in a record's audit log.
+    Audit,
 }
 
 impl Domain {
@@ -99,6 +101,7 @@ impl Domain {
             Domain::Snapshot => b"snapshot/v1",
             Domain::Revocation => b"revocation/v1",
             Domain::RelayAccess => b"relay-access/v1",
+            Domain::Audit => b"audit/v1",
         }
     }
 }

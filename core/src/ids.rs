@@ -240,20 +240,27 @@ impl SectionId {
     /// organisations): readable by the patient's own devices only.
     pub const LEDGER: SectionId = SectionId([0xffu8; 16]);
 
+    /// The id of the record's audit log (access receipts and what professionals report they
+    /// read and wrote): readable by the patient's own devices only.
+    pub const AUDIT: SectionId = SectionId([0xfeu8; 16]);
+
+    /// The sections only the patient's own devices (and the recovery key) can read.
+    pub const PATIENT_ONLY: [SectionId; 2] = [Self::LEDGER, Self::AUDIT];
+
     /// A fresh random section id (never a reserved one).
     pub fn generate(rng: &mut impl CryptoRng) -> Self {
         loop {
             let mut b = [0u8; 16];
             rng.fill_bytes(&mut b);
-            if b != Self::AUTH.0 && b != Self::LEDGER.0 {
+            if !SectionId(b).is_reserved() {
                 return SectionId(b);
             }
         }
     }
 
-    /// Whether this is the auth document or the ledger.
+    /// Whether this is the auth document, the ledger or the audit log.
     pub fn is_reserved(&self) -> bool {
-        *self == Self::AUTH || *self == Self::LEDGER
+        *self == Self::AUTH || Self::PATIENT_ONLY.contains(self)
     }
 }
 

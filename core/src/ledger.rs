@@ -18,6 +18,10 @@
 //! | patient's ledger section | `decision/<request id>` | [`DecisionItem`] | the patient's answer to it |
 //! | patient's ledger section | `trust/<organisation peer>` | [`TrustItem`] | an organisation whose credentials the patient trusts |
 //! | patient's ledger section | `consent/…`, `contribution/…` | [`crate::extract`] | research and planning choices, contributions |
+//! | audit section | `a/<writer>/<seq>` | a signed [`crate::audit::SignedEvent`], base64 | one event of one writer's audit log (the patient's devices' receipts, professionals' reports) |
+//! | node (local item) | `audit/<record>/<seq>` | a signed [`crate::audit::SignedEvent`], bytes | this node's own audit journal for the record |
+//! | node (local item) | `audit-head/<record>` | seq and hash | the newest event of this node's journal for the record |
+//! | node (local item) | `audit-sent/<record>` | seq | how far the journal reached the patient's audit log (acknowledged by the patient's node, or collected by this patient device) |
 //! | node (local item) | `grant/<record>/<grant id>` | the chain, bytes | a grant this node holds (accepted) |
 //! | node (local item) | `revoked/<record>/<grant id>` | a signed [`Revocation`], bytes | a revocation of a held grant, learnt from the patient's node |
 //! | node (local item) | `credential/<hash>` | the credential's token | an organisation credential this node holds |
@@ -93,6 +97,14 @@ pub enum Key<'a> {
     Asked(&'a RecordId, &'a PeerKey),
     /// Local: a relay found keeping a record on the relays' network.
     Found(&'a RecordId, &'a PeerKey),
+    /// Audit section: one writer's event, by number.
+    AuditEvent(&'a PeerKey, u64),
+    /// Local: an event of this node's own audit journal for a record.
+    Journal(&'a RecordId, u64),
+    /// Local: the newest event of this node's journal for a record.
+    JournalHead(&'a RecordId),
+    /// Local: how far this node's journal for a record reached the patient's audit log.
+    JournalSent(&'a RecordId),
 }
 
 /// The kinds of item, for listing: the prefix of every key of that kind.
@@ -144,6 +156,14 @@ pub enum Kind {
     Asked,
     /// `found/`.
     Found,
+    /// `a/` in the audit section (one writer: [`audit_writer_prefix`]).
+    AuditEvent,
+    /// `audit/` locally (one record: [`journal_prefix`]).
+    Journal,
+    /// `audit-head/`.
+    JournalHead,
+    /// `audit-sent/`.
+    JournalSent,
 }
 
 impl Kind {
@@ -164,6 +184,10 @@ impl Kind {
             Kind::Inbox => "inbox/",
             Kind::Asked => "asked/",
             Kind::Found => "found/",
+            Kind::AuditEvent => "a/",
+            Kind::Journal => "audit/",
+            Kind::JournalHead => "audit-head/",
+            Kind::JournalSent => "audit-sent/",
             Kind::Request => "request/",
             Kind::Decision => "decision/",
             Kind::Trust => "trust/",
@@ -207,6 +231,10 @@ impl Key<'_> {
             Key::Inbox(id) => (Kind::Inbox, (*id).to_string()),
             Key::Asked(rec, r) => (Kind::Asked, format!("{rec}/{r}")),
             Key::Found(rec, r) => (Kind::Found, format!("{rec}/{r}")),
+            Key::AuditEvent(w, seq) => (Kind::AuditEvent, format!("{w}/{seq:020}")),
+            Key::Journal(rec, seq) => (Kind::Journal, format!("{rec}/{seq:020}")),
+            Key::JournalHead(rec) => (Kind::JournalHead, rec.to_string()),
+            Key::JournalSent(rec) => (Kind::JournalSent, rec.to_string()),
         };
         format!("{}{rest}", kind.prefix())
     }
@@ -215,6 +243,22 @@ impl Key<'_> {
 /// The prefix of the grants this node holds for `record`.
 pub fn held_prefix(record: &RecordId) -> String {
     format!("{}{record}/", Kind::HeldGrant.prefix())
+}
+
+/// The prefix of one writer's events in the audit section.
+pub fn audit_writer_prefix(writer: &PeerKey) -> String {
+    format!("{}{writer}/", Kind::AuditEvent.prefix())
+}
+
+/// The writer and number an audit-section key names.
+pub fn audit_event_of(key: &str) -> Option<(PeerKey, u64)> {
+    let (w, seq) = Kind::AuditEvent.id_in(key)?.split_once('/')?;
+    Some((w.parse().ok()?, seq.parse().ok()?))
+}
+
+/// The prefix of this node's journal for `record`.
+pub fn journal_prefix(record: &RecordId) -> String {
+    format!("{}{record}/", Kind::Journal.prefix())
 }
 
 /// The prefix of the revocations this node learnt for `record`.
@@ -525,6 +569,26 @@ mod tests {
         assert_eq!(Key::Inbox("ab").text(), "inbox/ab");
         assert_eq!(Key::Asked(&r, &p).text(), format!("asked/{r}/{p}"));
         assert_eq!(Key::Found(&r, &p).text(), format!("found/{r}/{p}"));
+        assert_eq!(
+            Key::AuditEvent(&p, 7).text(),
+            format!("a/{p}/00000000000000000007")
+        );
+        assert_eq!(audit_event_of(&Key::AuditEvent(&p, 7).text()), Some((p, 7)));
+        assert_eq!(
+            Key::Journal(&r, 7).text(),
+            format!("audit/{r}/00000000000000000007")
+        );
+        assert!(Key::Journal(&r, 7).text().starts_with(&journal_prefix(&r)));
+        assert!(
+            !Key::JournalHead(&r)
+                .text()
+                .starts_with(Kind::Journal.prefix())
+        );
+        assert!(
+            !Key::JournalSent(&r)
+                .text()
+                .starts_with(Kind::Journal.prefix())
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::api::{ExecCall, ExecResponse, failed};
 use crate::app::{Ctx, InDaemon};
 use crate::cmd::record::RecordCommand;
 use crate::cmd::{
-    device, extract, fhir, grant, init, net, record, recover, relay, request, review, trust,
+    audit, device, extract, fhir, grant, init, net, record, recover, relay, request, review, trust,
 };
 use crate::fail::{Failure, code};
 use crate::home::{self, Home};
@@ -117,6 +117,9 @@ pub enum Command {
         #[command(subcommand)]
         cmd: Option<review::ReviewCommand>,
     },
+    /// Who received, read and wrote your record (patient), in plain words, newest first; or
+    /// check the whole log (`hearth audit verify`).
+    Audit(audit::AuditArgs),
 }
 
 /// `hearth record …`: the entries' commands, and FHIR import and export.
@@ -175,6 +178,7 @@ pub fn run_in(ctx: &Ctx, cli: Cli) -> Result<(), Failure> {
         Command::Extract(cmd) => extract::extract(ctx, cmd),
         Command::Device(cmd) => device::device(ctx, cmd),
         Command::Review { cmd } => review::review(ctx, cmd),
+        Command::Audit(args) => audit::audit(ctx, args),
     }
 }
 

@@ -495,7 +495,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                     Some(Control::Shutdown) | None => break,
                     Some(c) => self.on_control(c),
                 },
-                _ = periodic.tick() => { self.plan(None, None, false); self.reach_tick(); self.locate_tick(); }
+                _ = periodic.tick() => { self.plan(None, None, false); self.reach_tick(); self.locate_tick(); self.collect_audit(); }
                 _ = redial.tick() => self.redial(),
                 _ = until(deadline) => self.rounds.handle_timeout(Instant::now()),
             }

@@ -152,6 +152,8 @@ fn a_relay_grantee_asking_for_everything_gets_no_key_and_approval_embeds_none() 
         have: Vec::new(),
         keys: Vec::new(),
         push: Vec::new(),
+        audit: Vec::new(),
+        audit_head: None,
     };
     let (peer, addr) = target(&d, &pid);
     let answers = stranger::send_as(

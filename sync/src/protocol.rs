@@ -84,6 +84,14 @@ pub struct SyncRequest {
     pub keys: Vec<(SectionId, u32)>,
     /// Bundles for the responder.
     pub push: Vec<ByteBuf>,
+    /// A grantee's own audit events for the record not yet acknowledged by the patient's
+    /// node ([`hearth_core::audit::SignedEvent`]; sent to the patient's devices only).
+    #[serde(default)]
+    pub audit: Vec<ByteBuf>,
+    /// The newest event number of the grantee's audit journal for the record (`Some(0)`: an
+    /// empty journal; `None`: the requester reports nothing).
+    #[serde(default)]
+    pub audit_head: Option<u64>,
 }
 
 /// A sync response.
@@ -119,6 +127,9 @@ pub struct SyncResponse {
     /// learns of it even though it is refused everything else.
     #[serde(default)]
     pub revocations: Vec<ByteBuf>,
+    /// How far the patient's audit log now holds the requester's events without a gap.
+    #[serde(default)]
+    pub audit_ack: Option<u64>,
 }
 
 /// A change notification.
@@ -261,6 +272,13 @@ fn check(m: &Message) -> Result<(), WireError> {
             }
             if r.keys.len() > MAX_KEYS {
                 return Err(WireError::Limit("too many keys"));
+            }
+            if r.audit.len() > hearth_core::record::MAX_EVENTS_PER_SESSION
+                || r.audit
+                    .iter()
+                    .any(|e| e.len() > hearth_core::audit::MAX_EVENT_BYTES)
+            {
+                return Err(WireError::Limit("too many or too large audit events"));
             }
             check_have(&r.have)
         }

@@ -61,6 +61,8 @@ fn strangers_and_revoked_grants_learn_nothing() {
             have: Vec::new(),
             keys: Vec::new(),
             push: Vec::new(),
+            audit: Vec::new(),
+            audit_head: None,
         };
         let (resp, _) = w
             .patient

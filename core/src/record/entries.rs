@@ -210,6 +210,11 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         Err(RecordError::NoEntry(*entry))
     }
 
+    /// The section holding `entry` (any version).
+    pub fn section_of(&mut self, entry: &EntryId) -> Result<SectionName> {
+        self.find(entry).map(|(name, _)| name)
+    }
+
     fn new_version(
         &mut self,
         entry: &EntryId,

@@ -55,30 +55,40 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         {
             return Err(RecordError::NotPermitted("that ledger item already exists"));
         }
+        self.put_private_items(SectionId::LEDGER, items, now, rng)
+    }
+
+    /// Writes items into one of the patient's private sections (the ledger, the audit log),
+    /// creating the section's key on first use on the device that holds the record root.
+    pub(super) fn put_private_items(
+        &mut self,
+        sid: SectionId,
+        items: Vec<(String, String)>,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<()> {
         let mut fresh = Vec::new();
-        if !self.keys.contains_key(&SectionId::LEDGER) {
+        if !self.keys.contains_key(&sid) {
             let root = self.root_for(
-                "the private ledger is started on the device that holds the record root key",
+                "the patient's private sections are started on the device that holds the \
+                 record root key",
             )?;
-            let (key, wraps) = self.new_section_key(root, &SectionId::LEDGER, rng)?;
+            let (key, wraps) = self.new_section_key(root, &sid, rng)?;
             fresh = wraps;
-            self.keys
-                .insert(SectionId::LEDGER, BTreeMap::from([(0, key)]));
-            self.loaded
-                .insert(SectionId::LEDGER, SectionDoc::empty(self.identity));
+            self.keys.insert(sid, BTreeMap::from([(0, key)]));
+            self.loaded.insert(sid, SectionDoc::empty(self.identity));
         }
-        let _id = self.id;
         self.mutate(|rec, batch| {
             for w in &fresh {
                 put_wrap(batch, w)?;
             }
-            rec.append_items(SectionId::LEDGER, items, now, rng, batch)
+            rec.append_items(sid, items, now, rng, batch)
         })
     }
 
     /// Whether this node may write the consent ledger (the auth document's items or the
-    /// private ledger): a patient's device, still linked to the record.
-    fn check_ledger_writer(&self) -> Result<()> {
+    /// private ledger) or the audit log: a patient's device, still linked to the record.
+    pub(super) fn check_ledger_writer(&self) -> Result<()> {
         if !self.owner {
             return Err(RecordError::NotPermitted(
                 "only the patient writes the consent ledger",
@@ -90,13 +100,17 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// The private ledger's items whose keys start with `prefix` (empty if there is none or
     /// this node cannot read it).
     pub fn ledger_items(&mut self, prefix: &str) -> Vec<(String, String)> {
-        if !self.keys.contains_key(&SectionId::LEDGER)
-            || self.ensure_loaded(&SectionId::LEDGER).is_err()
-        {
+        self.private_items(SectionId::LEDGER, prefix)
+    }
+
+    /// A private section's items whose keys start with `prefix` (empty if there is none or
+    /// this node cannot read it).
+    pub(super) fn private_items(&mut self, sid: SectionId, prefix: &str) -> Vec<(String, String)> {
+        if !self.keys.contains_key(&sid) || self.ensure_loaded(&sid).is_err() {
             return Vec::new();
         }
         self.loaded
-            .get(&SectionId::LEDGER)
+            .get(&sid)
             .map(|d| string_items(&d.doc, prefix))
             .unwrap_or_default()
     }

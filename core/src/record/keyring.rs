@@ -120,6 +120,14 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             .collect()
     }
 
+    /// The newest key epoch this node holds of each section.
+    pub fn current_epochs(&self) -> std::collections::BTreeMap<SectionId, u32> {
+        self.keys
+            .iter()
+            .filter_map(|(s, m)| Some((*s, *m.keys().next_back()?)))
+            .collect()
+    }
+
     /// Wraps to `recipient` the keys of `sections` (section ids, including reserved ones) that
     /// are not in `held` (owner only).
     pub fn wrap_missing_keys(

@@ -46,6 +46,7 @@ use automerge::AutoCommit;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+mod audit;
 mod devices;
 mod directory;
 mod entries;
@@ -67,6 +68,7 @@ mod writer;
 mod tests;
 
 pub use crate::keywrap::KeyWrap;
+pub use audit::{MAX_EVENTS_PER_SESSION, MAX_EVENTS_PER_WRITER};
 pub use devices::DeviceCert;
 pub use directory::SectionInfo;
 pub use entries::{CheckedEntry, NewEntry};

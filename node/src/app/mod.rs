@@ -14,6 +14,7 @@
 mod ctx;
 
 pub mod addresses;
+pub mod audit;
 pub mod grants;
 pub mod parse;
 pub mod people;

@@ -5,6 +5,7 @@
 //! Command groups do not call each other: what two of them share lives in [`crate::app`].
 //! The command line composes their argument types into one `Command` and dispatches to them.
 
+pub mod audit;
 pub mod device;
 pub mod extract;
 pub mod fhir;

@@ -4,6 +4,7 @@
 
 mod show;
 
+use crate::app::audit::{note_read, note_write};
 use crate::app::parse::{section_name, which_record};
 use crate::app::{Ctx, now, os_rng};
 use crate::fail::{Failure, code};
@@ -116,6 +117,7 @@ pub fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
             let rid = which_record(&info, &vault, record.as_deref())?;
             let mut rec = vault.open_record(&identity, &rid)?;
             let id = rec.add_entry(&name, &body, now(), &mut rng)?;
+            note_write(&vault, &identity, &rec, &name, id, now());
             ctx.print(
                 json!({"entry_id": id, "record_id": rid, "section": name.to_string()}),
                 || id.to_string(),
@@ -132,6 +134,7 @@ pub fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
                 Some(s) => vec![section_name(s, label.as_deref())?],
                 None => rec.sections().into_iter().map(|s| s.name).collect(),
             };
+            note_read(&vault, &identity, &rec, &names, now())?;
             return show::show(ctx, &mut rec, &identity, names, section.is_some());
         }
         RecordCommand::Sections { record } => {
@@ -183,6 +186,7 @@ pub fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
             let name = section_name(&section, label.as_deref())?;
             let rid = which_record(&info, &vault, record.as_deref())?;
             let mut rec = vault.open_record(&identity, &rid)?;
+            note_read(&vault, &identity, &rec, std::slice::from_ref(&name), now())?;
             return show::history(ctx, &mut rec, &identity, &name);
         }
         RecordCommand::Correct {
@@ -195,6 +199,9 @@ pub fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
             let rid = which_record(&info, &vault, record.as_deref())?;
             let mut rec = vault.open_record(&identity, &rid)?;
             let id = rec.correct(&entry, &body, now(), &mut rng)?;
+            if let Ok(name) = rec.section_of(&id) {
+                note_write(&vault, &identity, &rec, &name, id, now());
+            }
             ctx.print(
                 json!({"entry_id": id, "supersedes": entry, "record_id": rid}),
                 || id.to_string(),
@@ -209,6 +216,9 @@ pub fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
             let rid = which_record(&info, &vault, record.as_deref())?;
             let mut rec = vault.open_record(&identity, &rid)?;
             let id = rec.mark_error(&entry, &reason, now(), &mut rng)?;
+            if let Ok(name) = rec.section_of(&id) {
+                note_write(&vault, &identity, &rec, &name, id, now());
+            }
             ctx.print(
                 json!({"entry_id": id, "supersedes": entry, "record_id": rid, "status": "entered-in-error"}),
                 || id.to_string(),

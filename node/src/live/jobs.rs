@@ -64,6 +64,9 @@ pub(super) enum Work {
     },
     Announce(Vec<Announce>),
     Known(Vec<(PeerKey, Vec<Multiaddr>)>),
+    /// How many of this patient device's audit journal events went into the record's audit
+    /// log (which then syncs to the patient's other devices).
+    Collected(usize),
 }
 
 /// The node's random generator (the OS's).
@@ -303,6 +306,11 @@ impl<S: Store + Send + 'static> Driver<S> {
                     }
                 }
             }
+            Work::Collected(n) => {
+                if n > 0 {
+                    self.check_changes(None);
+                }
+            }
             Work::Known(known) => {
                 for (peer, addrs) in known {
                     self.remember(peer, addrs);
@@ -383,7 +391,64 @@ impl<S: Store + Send + 'static> Driver<S> {
         self.job(move |sh| {
             let p = Local::new(&sh.vault, &sh.identity);
             let mut changes = changes.lock().unwrap_or_else(|e| e.into_inner());
-            Work::Announce(changes.check(&p, &connected, except, Instant::now(), clock.now()))
+            let now = clock.now();
+            let announce = changes.check(&p, &connected, except, Instant::now(), now);
+            let receipts = announce
+                .iter()
+                .filter_map(|a| Some((a.record, p.push_receipt(&a.record, a.peer, &a.push, now)?)))
+                .collect();
+            keep_receipts(sh, receipts, now);
+            Work::Announce(announce)
         });
+    }
+}
+
+impl<S: Store + Send + 'static> Driver<S> {
+    /// On a patient's device: moves the access receipts of its audit journal into the
+    /// record's audit log (one change for all since the last time), in a job.
+    pub(super) fn collect_audit(&mut self) {
+        let clock = self.config.clock;
+        self.job(move |sh| {
+            let Some(rid) = sh.identity.record_id() else {
+                return Work::Collected(0);
+            };
+            let pending = sh
+                .vault
+                .journal_head(&rid)
+                .ok()
+                .flatten()
+                .map_or(0, |(s, _)| s)
+                > sh.vault.journal_sent(&rid).unwrap_or(u64::MAX);
+            if !pending {
+                return Work::Collected(0);
+            }
+            let n = sh
+                .vault
+                .open_record(&sh.identity, &rid)
+                .and_then(|mut rec| rec.collect_journal(clock.now(), &mut os_rng()));
+            match n {
+                Ok(n) => Work::Collected(n),
+                Err(e) => {
+                    tracing::warn!("could not collect the audit journal: {e}");
+                    Work::Collected(0)
+                }
+            }
+        });
+    }
+}
+
+/// Appends access receipts to this node's audit journal, in one commit. A failure is logged
+/// (with no content): the data was or will be sent all the same, and the missing receipt shows
+/// in the patient's audit as a peer that holds more than was receipted.
+pub(super) fn keep_receipts<S: Store>(
+    sh: &Shared<S>,
+    receipts: Vec<(hearth_core::ids::RecordId, hearth_core::audit::Action)>,
+    now: hearth_core::time::Timestamp,
+) {
+    if receipts.is_empty() {
+        return;
+    }
+    if let Err(e) = sh.vault.journal_many(&sh.identity, receipts, now) {
+        tracing::warn!("could not keep an access receipt: {e}");
     }
 }

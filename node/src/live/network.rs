@@ -1,6 +1,6 @@
 //! The driver's network side: swarm events in, messages out, and redials of known peers.
 
-use super::jobs::os_rng;
+use super::jobs::{keep_receipts, os_rng};
 use super::{Driver, Work};
 use hearth_core::ids::PeerKey;
 use hearth_core::store::Store;
@@ -207,7 +207,11 @@ impl<S: Store + Send + 'static> Driver<S> {
                 let ok = self.job(move |sh| {
                     let p = Local::new(&sh.vault, &sh.identity);
                     match p.on_request(peer, req, clock.now(), &mut os_rng()) {
-                        Ok((resp, report)) => {
+                        Ok((resp, mut report)) => {
+                            // The receipt is durable before the data leaves this node.
+                            if let Some(a) = report.served.take() {
+                                keep_receipts(sh, vec![(record, *a)], clock.now());
+                            }
                             if !report.refused.is_empty() {
                                 tracing::info!(%peer, record = %record, refused = report.refused.len(), "refused items from peer");
                             }

@@ -26,6 +26,7 @@
 //! every node, one rejected is refused by every node. Anything else is refused and reported.
 
 use crate::protocol::{MAX_BUNDLE_BYTES, MAX_GRANTS, SectionHave, SyncRequest, SyncResponse};
+use hearth_core::audit::Authority;
 use hearth_core::bundle::Bundle;
 use hearth_core::grant::request::{Card, card};
 use hearth_core::grant::{self, Ability, Access, Grant, GrantId, Refusal, Revocation, Scope};
@@ -114,6 +115,11 @@ pub struct Report {
     /// dropped with the reason).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub letters: Vec<Opened>,
+    /// The access receipt this node owes for what it served in the session (a grantee was
+    /// sent record data): the caller appends it to the node's audit journal
+    /// ([`Vault::journal`]), so that receipts of sessions served together share one commit.
+    #[serde(skip)]
+    pub served: Option<Box<hearth_core::audit::Action>>,
 }
 
 /// This node's side of sync sessions (its vault and identity), whichever side of a round it
@@ -163,6 +169,7 @@ fn statuses(
         .collect()
 }
 
+mod audit;
 mod letters;
 mod receive;
 mod relayed;

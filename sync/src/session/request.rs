@@ -78,6 +78,7 @@ impl<'a, S: Store> Local<'a, S> {
         let holds = |s: &SectionId| may.as_ref().is_none_or(|m| m.contains(s));
         let mut keys = self.keys_held(&record);
         keys.retain(|(s, _)| holds(s));
+        let (audit, audit_head) = self.journal_for(&record, &remote);
         Ok(SyncRequest {
             v: 1,
             record,
@@ -86,6 +87,8 @@ impl<'a, S: Store> Local<'a, S> {
             have: have_of(&held, holds),
             keys,
             push: Vec::new(),
+            audit,
+            audit_head,
         })
     }
 
@@ -99,6 +102,7 @@ impl<'a, S: Store> Local<'a, S> {
         _rng: &mut impl CryptoRng,
     ) -> Result<(Option<SyncRequest>, Report), SyncError> {
         self.learn_revocations(&resp.record, &resp.revocations);
+        self.journal_acked(&resp.record, resp.audit_ack);
         if let Some(why) = resp.refused {
             return Err(SyncError::Refused(why));
         }

@@ -1,5 +1,6 @@
 //! The responder's side of a round: what the requester is missing of what it may hold.
 
+use super::audit;
 use super::*;
 
 impl<'a, S: Store> Local<'a, S> {
@@ -66,6 +67,7 @@ impl<'a, S: Store> Local<'a, S> {
                 rejected: Vec::new(),
                 snapshots: Vec::new(),
                 revocations,
+                audit_ack: None,
             };
             let report = Report {
                 record: Some(req.record),
@@ -95,6 +97,13 @@ impl<'a, S: Store> Local<'a, S> {
             let _ = why;
             return refuse("record not available", revocations);
         }
+        // The grantee's report of its own reads and writes, into the patient's audit log.
+        let audit_ack = if rights.device || req.audit_head.is_none() {
+            None
+        } else {
+            // Not kept (a store failure): no acknowledgement, so the grantee sends them again.
+            rec.receive_audit(&remote, &req.audit, now, rng).ok()
+        };
         let dir = rec.directory().clone();
         // Pushes first, so the answer reflects them.
         let mut report = Report {
@@ -206,6 +215,8 @@ impl<'a, S: Store> Local<'a, S> {
             rights.may_write(s, &dir) || (rights.device && may_read(s))
         });
         report.sent = bundles.len();
+        report.served = audit::receipt(&rec, remote, &rights, &bundles, &snapshots, req.audit_head)
+            .map(Box::new);
         report.sections = statuses(&ours, &req.have);
         report.in_sync = bundles.is_empty() && report.sections.iter().all(|s| s.behind == 0);
         Ok((
@@ -221,6 +232,7 @@ impl<'a, S: Store> Local<'a, S> {
                 rejected: report.refused.clone(),
                 snapshots,
                 revocations,
+                audit_ack,
             },
             report,
         ))

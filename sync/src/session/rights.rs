@@ -7,6 +7,8 @@ use super::*;
 pub(super) struct PeerRights {
     pub(super) device: bool,
     pub(super) scopes: Vec<Scope>,
+    /// The grant (last link) and purpose of the first chain that verified, for the audit.
+    pub(super) authority: Option<Authority>,
 }
 
 impl PeerRights {
@@ -14,6 +16,7 @@ impl PeerRights {
     pub(super) const DEVICE: PeerRights = PeerRights {
         device: true,
         scopes: Vec::new(),
+        authority: None,
     };
 
     pub(super) fn may_read(
@@ -56,9 +59,20 @@ pub(super) fn grantee_rights(
 ) -> (PeerRights, Option<String>) {
     let mut scopes = Vec::new();
     let mut last_refusal = None;
+    let mut authority = None;
     for chain in chains {
         match grant::verify_chain(chain, &Access::any(*remote), now, &|g| revoked.contains(g)) {
-            Ok(r) if r.record == *record => scopes.extend(r.scopes),
+            Ok(r) if r.record == *record => {
+                if authority.is_none()
+                    && let Some(grant) = r.chain.last()
+                {
+                    authority = Some(Authority {
+                        grant: *grant,
+                        purpose: r.purpose,
+                    });
+                }
+                scopes.extend(r.scopes)
+            }
             Ok(_) => last_refusal = Some("a grant for another record".to_string()),
             Err(e) => last_refusal = Some(e.to_string()),
         }
@@ -67,6 +81,7 @@ pub(super) fn grantee_rights(
         PeerRights {
             device: false,
             scopes,
+            authority,
         },
         last_refusal,
     )

@@ -1,0 +1,222 @@
+//! One audit event: what a writer did with a record, signed by the writer and linked to the
+//! writer's previous event by its hash.
+
+use crate::crypto::{self, Domain};
+use crate::grant::{GrantId, Purpose, token};
+use crate::ids::{EntryId, PeerKey, RecordId, SectionId};
+use crate::keys::Identity;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteArray;
+
+/// The most sections one event names.
+pub const MAX_SECTIONS: usize = 64;
+/// The most entries one event names.
+pub const MAX_ENTRIES: usize = 64;
+/// The longest reason an event carries, in characters.
+pub const MAX_REASON: usize = 1000;
+/// The largest encoded event accepted.
+pub const MAX_EVENT_BYTES: usize = 8 * 1024;
+
+/// A section and the key epoch it was read or sent at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SectionAt {
+    /// The section (opaque id; the patient's node knows its name).
+    pub section: SectionId,
+    /// The key epoch.
+    pub epoch: u32,
+}
+
+/// Under which authority an action was taken: the grant (the last link of the chain the
+/// writer held or presented) and its purpose. Absent for the patient's own devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authority {
+    /// The grant's id.
+    pub grant: GrantId,
+    /// Its purpose of use.
+    pub purpose: Purpose,
+}
+
+/// What the writer did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// The writer (a patient's device or a relay) sent `to` bundles of these sections in one
+    /// session: an access receipt.
+    Served {
+        /// The peer served (the key its connection proved).
+        to: PeerKey,
+        /// What was sent of which section.
+        sections: Vec<SectionAt>,
+        /// How many bundles and snapshots.
+        bundles: u32,
+        /// The authority the peer presented, if it is not one of the patient's devices.
+        authority: Option<Authority>,
+        /// The head of the peer's own audit log it reported in that session (`Some(0)`: an
+        /// empty log; `None`: it reported nothing).
+        reported: Option<u64>,
+    },
+    /// A person at the writer's node read these sections of the record.
+    Read {
+        /// The sections shown.
+        sections: Vec<SectionAt>,
+        /// The authority held.
+        authority: Option<Authority>,
+    },
+    /// The writer added or corrected entries.
+    Wrote {
+        /// The section.
+        section: SectionAt,
+        /// The entries written.
+        entries: Vec<EntryId>,
+        /// The authority held.
+        authority: Option<Authority>,
+    },
+}
+
+impl Action {
+    /// The sections the action names.
+    pub fn sections(&self) -> Vec<SectionAt> {
+        match self {
+            Action::Served { sections, .. } | Action::Read { sections, .. } => sections.clone(),
+            Action::Wrote { section, .. } => vec![*section],
+        }
+    }
+
+    /// The authority the action names.
+    pub fn authority(&self) -> Option<Authority> {
+        match self {
+            Action::Served { authority, .. }
+            | Action::Read { authority, .. }
+            | Action::Wrote { authority, .. } => *authority,
+        }
+    }
+
+    fn check(&self) -> Result<(), AuditError> {
+        let (sections, entries) = match self {
+            Action::Served { sections, .. } | Action::Read { sections, .. } => (sections.len(), 0),
+            Action::Wrote { entries, .. } => (1, entries.len()),
+        };
+        if sections > MAX_SECTIONS || entries > MAX_ENTRIES {
+            return Err(AuditError::Malformed("names too many sections or entries"));
+        }
+        Ok(())
+    }
+}
+
+/// The signed body of an event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// Format version: 1.
+    pub v: u8,
+    /// The record (for a relay's receipt: the record id as blinded for that relay).
+    pub record: RecordId,
+    /// Who signs: a device or relay key.
+    pub writer: PeerKey,
+    /// The event's place in the writer's log for this record, from 1.
+    pub seq: u64,
+    /// The hash of the writer's previous event ([`SignedEvent::hash`]); zeros for the first.
+    pub prev: ByteArray<32>,
+    /// When, by the writer's clock (a claim for anyone but the writer).
+    pub at: Timestamp,
+    /// What happened.
+    pub action: Action,
+}
+
+/// Why an event was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    /// It does not decode, or breaks a bound.
+    #[error("malformed audit event: {0}")]
+    Malformed(&'static str),
+    /// The signature does not verify: the event was changed, or someone else signed it.
+    #[error("an audit event's signature does not verify (changed or forged)")]
+    BadSignature,
+}
+
+/// An event with the writer's signature, as stored and sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedEvent {
+    event: Event,
+    bytes: Vec<u8>,
+}
+
+impl SignedEvent {
+    /// Signs `action` as the event after `prev` (`None`: the first) in `identity`'s log.
+    pub fn sign(
+        identity: &Identity,
+        record: RecordId,
+        prev: Option<(u64, [u8; 32])>,
+        at: Timestamp,
+        action: Action,
+    ) -> Result<SignedEvent, AuditError> {
+        action.check()?;
+        let (seq, prev) = prev.map_or((1, [0; 32]), |(s, h)| (s + 1, h));
+        let event = Event {
+            v: 1,
+            record,
+            writer: identity.peer(),
+            seq,
+            prev: ByteArray::new(prev),
+            at,
+            action,
+        };
+        let body = serde_ipld_dagcbor::to_vec(&event)
+            .map_err(|_| AuditError::Malformed("cannot encode"))?;
+        let sig = crypto::sign(identity.device_key(), Domain::Audit, &[&body]);
+        let bytes = token::encode_envelopes(&[token::Envelope {
+            body,
+            sig: sig.to_vec(),
+        }]);
+        if bytes.len() > MAX_EVENT_BYTES {
+            return Err(AuditError::Malformed("event too large"));
+        }
+        Ok(SignedEvent { event, bytes })
+    }
+
+    /// Decodes `bytes` and checks the writer's signature and the bounds.
+    pub fn open(bytes: &[u8]) -> Result<SignedEvent, AuditError> {
+        if bytes.len() > MAX_EVENT_BYTES {
+            return Err(AuditError::Malformed("event too large"));
+        }
+        let envs = token::decode_envelopes(bytes, 1)
+            .map_err(|_| AuditError::Malformed("not a signed event"))?;
+        let env = &envs[0];
+        let event: Event = token::decode_body(&env.body)
+            .map_err(|_| AuditError::Malformed("body does not decode"))?;
+        if event.v != 1 || event.seq == 0 {
+            return Err(AuditError::Malformed(
+                "unknown version or no sequence number",
+            ));
+        }
+        event.action.check()?;
+        let key = crypto::verifying_key(&event.writer.0).map_err(|_| AuditError::BadSignature)?;
+        let sig: [u8; 64] = env
+            .sig
+            .as_slice()
+            .try_into()
+            .map_err(|_| AuditError::Malformed("signature length"))?;
+        crypto::verify(&key, Domain::Audit, &[&env.body], &sig)
+            .map_err(|_| AuditError::BadSignature)?;
+        Ok(SignedEvent {
+            event,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    /// The event.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    /// The stored bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The hash the writer's next event links to.
+    pub fn hash(&self) -> [u8; 32] {
+        crypto::sha256(&[b"hearth/audit-link/v1", &self.bytes])
+    }
+}

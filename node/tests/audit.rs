@@ -1,0 +1,213 @@
+//! "Who looked at my record", end to end with real `hearth` processes on loopback: every
+//! session the patient's node serves appears in its audit with the verified name, what the
+//! professional's user reads comes back through sync, and a peer that takes data without
+//! reporting its reads shows as a gap.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
+
+mod common;
+
+use common::world::{str_of, world};
+use common::{Daemon, hearth, json, ok, stranger};
+use hearth_core::grant;
+use hearth_sync::protocol::{Message, SyncRequest, decode, encode};
+use serde_json::Value;
+
+/// The events of `hearth audit --json` on `home`.
+fn audit(home: &std::path::Path, extra: &[&str]) -> Value {
+    let mut args = vec!["audit", "--json"];
+    args.extend(extra);
+    json(&hearth(home, &args))
+}
+
+#[test]
+fn every_session_served_and_every_read_reported_appears_with_the_verified_name() {
+    let w = world();
+    let dp = Daemon::start(&w.patient, Some("/ip4/127.0.0.1/tcp/0"));
+    let with = str_of(&json(&hearth(&w.patient, &["id", "--json"]))["peer_id"]);
+    // The organisation attests the GP; the patient trusts it; the GP asks and is granted.
+    let cred = w.attest("365d");
+    ok(&hearth(
+        &w.gp,
+        &["credential", "add", &str_of(&cred["token"])],
+    ));
+    ok(&hearth(
+        &w.patient,
+        &[
+            "trust",
+            "add-org",
+            &w.org_peer,
+            "--name",
+            "Riverside Practice",
+        ],
+    ));
+    let req = w.request("notes,medications", "90d", "Annual review");
+    let added = w.add_request(&req);
+    let granted = json(&hearth(
+        &w.patient,
+        &["requests", "approve", &str_of(&added["id"]), "--json"],
+    ));
+    ok(&hearth(&w.gp, &["accept", &str_of(&granted["token"])]));
+    // Nothing served yet: an empty, whole log.
+    let empty = audit(&w.patient, &[]);
+    assert_eq!(empty["events"].as_array().unwrap().len(), 0, "{empty}");
+    assert_eq!(empty["whole"], true);
+
+    let synced = json(&hearth(
+        &w.gp,
+        &["sync", "--with", &with, "--wait", "--json"],
+    ));
+    assert_eq!(synced["in_sync"], true, "{synced}");
+    // The GP's user reads the record; the next sync reports it.
+    let shown = json(&hearth(
+        &w.gp,
+        &["record", "show", "--record", &w.record, "--json"],
+    ));
+    assert!(shown.to_string().contains("Metformin"), "{shown}");
+    let synced = json(&hearth(
+        &w.gp,
+        &["sync", "--with", &with, "--wait", "--json"],
+    ));
+    assert_eq!(synced["in_sync"], true, "{synced}");
+
+    let log = audit(&w.patient, &[]);
+    let events = log["events"].as_array().unwrap();
+    let served: Vec<&Value> = events.iter().filter(|e| e["event"] == "served").collect();
+    assert!(!served.is_empty(), "{log}");
+    for s in &served {
+        assert_eq!(s["to"], w.gp_peer.as_str());
+        assert_eq!(
+            s["to_name"],
+            "Dr A. Shah (GP, Riverside Practice, verified)"
+        );
+        assert_eq!(s["purpose"], "direct-care");
+        assert_eq!(s["time_basis"], "the serving device's clock");
+    }
+    let read = events
+        .iter()
+        .find(|e| e["event"] == "read")
+        .unwrap_or_else(|| panic!("the GP's read is reported: {log}"));
+    assert_eq!(read["by"], w.gp_peer.as_str());
+    assert_eq!(read["by_verified"], true);
+    let sections: Vec<&str> = read["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(
+        sections.contains(&"notes") && sections.contains(&"medications"),
+        "{read}"
+    );
+    assert_eq!(log["whole"], true, "{log}");
+    // Newest first.
+    let times: Vec<String> = events.iter().map(|e| str_of(&e["at"])).collect();
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(times, sorted);
+
+    // In words, with the verified name.
+    let words = ok(&hearth(&w.patient, &["audit"]));
+    assert!(
+        words.contains(
+            "Dr A. Shah (GP, Riverside Practice, verified) read your medications and notes on "
+        ) || words.contains(
+            "Dr A. Shah (GP, Riverside Practice, verified) read your notes and medications on "
+        ),
+        "{words}"
+    );
+    assert!(words.contains("for direct care"), "{words}");
+    // Filters.
+    assert_eq!(
+        audit(&w.patient, &["--who", "Shah"])["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        events.len()
+    );
+    assert!(
+        audit(&w.patient, &["--who", "Nobody"])["events"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        audit(&w.patient, &["--since", "2999-01-01T00:00:00Z"])["events"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let bad = hearth(&w.patient, &["audit", "--since", "yesterday"]);
+    assert_eq!(bad.status.code(), Some(3));
+    // The whole log checks out.
+    let v = json(&hearth(&w.patient, &["audit", "verify", "--json"]));
+    assert_eq!(v["whole"], true, "{v}");
+    assert!(v["events"].as_u64().unwrap() >= 2, "{v}");
+    // The audit is the patient's: a professional's node has none to show.
+    let other = hearth(&w.gp, &["audit"]);
+    assert_eq!(other.status.code(), Some(7));
+    dp.stop();
+}
+
+#[test]
+fn a_grantee_that_takes_data_without_reporting_shows_as_a_gap() {
+    let w = world();
+    let g = common::grant(&w.patient, &w.gp_peer, "notes", "read", "30d");
+    let chain = grant::chain_from_token(&str_of(&g["token"])).unwrap();
+    let dp = Daemon::start(&w.patient, Some("/ip4/127.0.0.1/tcp/0"));
+    let addr: libp2p::Multiaddr = dp.file()["listen_addrs"][0]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pid = str_of(&json(&hearth(&w.patient, &["id", "--json"]))["peer_id"]);
+    // The GP's node, changed not to report, asks with its grant and no audit head.
+    let gp_identity = hearth_node::home::Home::new(w.gp.clone())
+        .unlock(common::PASS.as_bytes())
+        .unwrap();
+    let req = SyncRequest {
+        v: 1,
+        record: w.record.parse().unwrap(),
+        card: grant::request::card(&gp_identity)
+            .unwrap()
+            .envelope()
+            .clone(),
+        grants: vec![serde_bytes::ByteBuf::from(grant::chain_to_bytes(&chain))],
+        have: Vec::new(),
+        keys: Vec::new(),
+        push: Vec::new(),
+        audit: Vec::new(),
+        audit_head: None,
+    };
+    let answers = stranger::send_as(
+        stranger::keypair_of(&w.gp),
+        pid.parse().unwrap(),
+        addr,
+        vec![encode(&Message::Request(req))],
+    );
+    let Message::Response(resp) = decode(answers[0].as_ref().expect("answered")).unwrap() else {
+        panic!("not a response")
+    };
+    assert!(resp.refused.is_none() && !resp.bundles.is_empty());
+    dp.stop();
+    let log = audit(&w.patient, &[]);
+    assert_eq!(log["whole"], false, "{log}");
+    let problem = &log["problems"][0];
+    assert_eq!(problem["problem"], "not-reporting", "{log}");
+    assert!(
+        str_of(&problem["words"]).contains("without reporting its own reads"),
+        "{problem}"
+    );
+    let words = ok(&hearth(&w.patient, &["audit"]));
+    assert!(words.starts_with("WARNING: "), "{words}");
+    assert!(
+        words.contains("It did not report what its user read."),
+        "{words}"
+    );
+    let v = hearth(&w.patient, &["audit", "verify"]);
+    assert_eq!(
+        v.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+}

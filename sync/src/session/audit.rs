@@ -1,0 +1,110 @@
+//! The audit side of a session: the receipt a serving node writes for what it sent, and the
+//! journal a grantee reports to the patient's devices (see [`hearth_core::audit`]).
+
+use super::rights::PeerRights;
+use super::*;
+use hearth_core::audit::{Action, SectionAt};
+
+/// The sections `bundles` and `snapshots` carry, each at the newest key epoch `rec` holds for
+/// it, and how many items were sent.
+fn sections_sent<S: Store>(
+    rec: &OpenRecord<'_, S>,
+    bundles: &[ByteBuf],
+    snapshots: &[ByteBuf],
+) -> (Vec<SectionAt>, u32) {
+    let mut sections: BTreeSet<SectionId> = bundles
+        .iter()
+        .filter_map(|b| Bundle::decode(b).ok().map(|b| b.header().section))
+        .collect();
+    sections.extend(
+        snapshots
+            .iter()
+            .filter_map(|s| SharedSnapshot::decode(s).map(|s| s.section)),
+    );
+    let epochs = rec.current_epochs();
+    let list = sections
+        .into_iter()
+        .take(hearth_core::audit::MAX_SECTIONS)
+        .map(|section| SectionAt {
+            section,
+            epoch: epochs.get(&section).copied().unwrap_or(0),
+        })
+        .collect();
+    (list, (bundles.len() + snapshots.len()) as u32)
+}
+
+/// The access receipt for sending `bundles` and `snapshots` of `rec` to `to`, a peer with
+/// `rights`: none when nothing was sent or `to` is one of the patient's devices.
+pub(super) fn receipt<S: Store>(
+    rec: &OpenRecord<'_, S>,
+    to: PeerKey,
+    rights: &PeerRights,
+    bundles: &[ByteBuf],
+    snapshots: &[ByteBuf],
+    reported: Option<u64>,
+) -> Option<Action> {
+    if rights.device || bundles.is_empty() && snapshots.is_empty() {
+        return None;
+    }
+    let (sections, n) = sections_sent(rec, bundles, snapshots);
+    Some(Action::Served {
+        to,
+        sections,
+        bundles: n,
+        authority: rights.authority,
+        reported,
+    })
+}
+
+impl<S: Store> Local<'_, S> {
+    /// The access receipt for pushing `push` (new bundles of `record`) to `to` outside a
+    /// round: none for the patient's devices or an empty push.
+    pub fn push_receipt(
+        &self,
+        record: &RecordId,
+        to: PeerKey,
+        push: &[ByteBuf],
+        now: Timestamp,
+    ) -> Option<Action> {
+        if push.is_empty() {
+            return None;
+        }
+        let rec = self.vault.open_record(self.identity, record).ok()?;
+        let (rights, _) = self.rights_of(&rec, &to, None, now);
+        receipt(&rec, to, &rights, push, &[], None)
+    }
+
+    /// Requester: what this node reports of its own audit journal for `record` when it asks
+    /// `remote`: its head always, and its unacknowledged events to the patient's devices only
+    /// (another grantee learns nothing of what this node's user read); nothing from the
+    /// patient's own devices, which collect their journals themselves. Before this node knows
+    /// the patient's devices (its first session) it reports the head alone.
+    pub(super) fn journal_for(
+        &self,
+        record: &RecordId,
+        remote: &PeerKey,
+    ) -> (Vec<ByteBuf>, Option<u64>) {
+        if self.identity.record_id() == Some(*record) {
+            return (Vec::new(), None);
+        }
+        let Ok((events, head)) = self.vault.journal_to_send(record) else {
+            return (Vec::new(), None);
+        };
+        let to_patient = self
+            .vault
+            .open_record(self.identity, record)
+            .is_ok_and(|r| r.device_certs().iter().any(|d| d.peer == *remote));
+        if !to_patient {
+            return (Vec::new(), Some(head));
+        }
+        (events.into_iter().map(ByteBuf::from).collect(), Some(head))
+    }
+
+    /// Requester: the patient's node acknowledged this node's journal up to `ack`.
+    pub(super) fn journal_acked(&self, record: &RecordId, ack: Option<u64>) {
+        if let Some(ack) = ack {
+            // Losing this only means sending the events again.
+            let _ = self.vault.set_journal_sent(record, ack);
+        }
+    }
+}
