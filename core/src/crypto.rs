@@ -82,6 +82,8 @@ pub enum Domain {
     RelayAccess,
     /// An event in a record's audit log.
     Audit,
+    /// A professional using the emergency access a patient arranged with their organisation.
+    Emergency,
 }
 
 impl Domain {
@@ -102,6 +104,7 @@ impl Domain {
             Domain::Revocation => b"revocation/v1",
             Domain::RelayAccess => b"relay-access/v1",
             Domain::Audit => b"audit/v1",
+            Domain::Emergency => b"emergency/v1",
         }
     }
 }

@@ -13,6 +13,9 @@
 //! | auth document | `rotation/<…>` | — | a key rotation happened ([`crate::record`]) |
 //! | auth document | `review/<bundle hash>` | the patient's verdict | on a held write ([`crate::record`]) |
 //! | auth document | `relay/<peer>` | [`RelayItem`] | an organisation relay that keeps the record (encrypted) reachable, and its addresses |
+//! | auth document | `emergency/<organisation>/<arranged at>` | [`ArrangementItem`] | emergency (break-glass) access the patient arranged with an organisation |
+//! | auth document | `emergency-cancelled/<organisation>/<arranged at>` | when | that arrangement cancelled |
+//! | auth document | `emergency-rotated/<use id>` | when | the sections an emergency use opened moved to new keys after it ended |
 //! | patient's ledger section | `grant/<grant id>` | [`IssuedGrant`] | the details of a grant: to whom, for which request |
 //! | patient's ledger section | `request/<request id>` | [`RequestItem`] | an access request received |
 //! | patient's ledger section | `decision/<request id>` | [`DecisionItem`] | the patient's answer to it |
@@ -22,6 +25,7 @@
 //! | node (local item) | `audit/<record>/<seq>` | a signed [`crate::audit::SignedEvent`], bytes | this node's own audit journal for the record |
 //! | node (local item) | `audit-head/<record>` | seq and hash | the newest event of this node's journal for the record |
 //! | node (local item) | `audit-sent/<record>` | seq | how far the journal reached the patient's audit log (acknowledged by the patient's node, or collected by this patient device) |
+//! | node (local item) | `break-glass/<record>` | [`HeldEmergency`] | an emergency use this node's user signed for a record, and their credential |
 //! | node (local item) | `grant/<record>/<grant id>` | the chain, bytes | a grant this node holds (accepted) |
 //! | node (local item) | `revoked/<record>/<grant id>` | a signed [`Revocation`], bytes | a revocation of a held grant, learnt from the patient's node |
 //! | node (local item) | `credential/<hash>` | the credential's token | an organisation credential this node holds |
@@ -99,6 +103,14 @@ pub enum Key<'a> {
     Found(&'a RecordId, &'a PeerKey),
     /// Audit section: one writer's event, by number.
     AuditEvent(&'a PeerKey, u64),
+    /// Auth document: an emergency arrangement with an organisation, by when it was made.
+    Arrangement(&'a PeerKey, i64),
+    /// Auth document: that arrangement cancelled.
+    ArrangementCancelled(&'a PeerKey, i64),
+    /// Auth document: the keys an emergency use opened were moved, by the use's id (hex).
+    EmergencyRotated(&'a str),
+    /// Local: an emergency use this node's user signed for a record.
+    HeldEmergency(&'a RecordId),
     /// Local: an event of this node's own audit journal for a record.
     Journal(&'a RecordId, u64),
     /// Local: the newest event of this node's journal for a record.
@@ -158,6 +170,14 @@ pub enum Kind {
     Found,
     /// `a/` in the audit section (one writer: [`audit_writer_prefix`]).
     AuditEvent,
+    /// `emergency/` in the auth document.
+    Arrangement,
+    /// `emergency-cancelled/`.
+    ArrangementCancelled,
+    /// `emergency-rotated/`.
+    EmergencyRotated,
+    /// `break-glass/` locally.
+    HeldEmergency,
     /// `audit/` locally (one record: [`journal_prefix`]).
     Journal,
     /// `audit-head/`.
@@ -185,6 +205,10 @@ impl Kind {
             Kind::Asked => "asked/",
             Kind::Found => "found/",
             Kind::AuditEvent => "a/",
+            Kind::Arrangement => "emergency/",
+            Kind::ArrangementCancelled => "emergency-cancelled/",
+            Kind::EmergencyRotated => "emergency-rotated/",
+            Kind::HeldEmergency => "break-glass/",
             Kind::Journal => "audit/",
             Kind::JournalHead => "audit-head/",
             Kind::JournalSent => "audit-sent/",
@@ -232,6 +256,12 @@ impl Key<'_> {
             Key::Asked(rec, r) => (Kind::Asked, format!("{rec}/{r}")),
             Key::Found(rec, r) => (Kind::Found, format!("{rec}/{r}")),
             Key::AuditEvent(w, seq) => (Kind::AuditEvent, format!("{w}/{seq:020}")),
+            Key::Arrangement(o, at) => (Kind::Arrangement, format!("{o}/{at:016}")),
+            Key::ArrangementCancelled(o, at) => {
+                (Kind::ArrangementCancelled, format!("{o}/{at:016}"))
+            }
+            Key::EmergencyRotated(u) => (Kind::EmergencyRotated, (*u).to_string()),
+            Key::HeldEmergency(r) => (Kind::HeldEmergency, r.to_string()),
             Key::Journal(rec, seq) => (Kind::Journal, format!("{rec}/{seq:020}")),
             Key::JournalHead(rec) => (Kind::JournalHead, rec.to_string()),
             Key::JournalSent(rec) => (Kind::JournalSent, rec.to_string()),
@@ -450,6 +480,34 @@ pub struct RelayItem {
     pub added_at: Timestamp,
 }
 
+/// Auth document `emergency/<organisation>/<at>`: emergency (break-glass) access the patient
+/// arranged with an organisation: that organisation's attested professionals may read
+/// `scopes`, each use with a signed reason and for at most `max_duration_ms`, until `expires`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrangementItem {
+    /// The sections (read).
+    pub scopes: Vec<crate::grant::Scope>,
+    /// The longest one use may last.
+    pub max_duration_ms: i64,
+    /// When the patient arranged it.
+    pub arranged_at: Timestamp,
+    /// When it ends.
+    pub expires: Timestamp,
+    /// The organisation's name as the patient gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_name: Option<String>,
+}
+
+/// Local `break-glass/<record>`: the emergency use this node's user signed, and the
+/// organisation's credential for them, presented when syncing the record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HeldEmergency {
+    /// The use, as a token.
+    pub token: String,
+    /// The credential, as a token.
+    pub credential: String,
+}
+
 /// Local `peer/<peer>`: the addresses a known peer was reached at, newest first.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PeerAddrs {
@@ -496,7 +554,15 @@ macro_rules! json_item {
         }
     )*};
 }
-json_item!(RelayItem, IssuedGrant, RequestItem, DecisionItem, TrustItem);
+json_item!(
+    RelayItem,
+    IssuedGrant,
+    RequestItem,
+    DecisionItem,
+    TrustItem,
+    ArrangementItem,
+    HeldEmergency
+);
 
 #[cfg(test)]
 mod tests {

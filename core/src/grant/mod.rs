@@ -47,6 +47,7 @@
 //! ```
 
 pub mod challenge;
+pub mod emergency;
 pub mod interop;
 pub mod request;
 pub mod token;

@@ -153,7 +153,7 @@ impl<T: SignedBody> Signed<T> {
     }
 }
 
-fn check_text(s: &str, max: usize, what: &'static str) -> Result<(), SignedError> {
+pub(super) fn check_text(s: &str, max: usize, what: &'static str) -> Result<(), SignedError> {
     if s.chars().count() > max || s.chars().any(|c| c.is_control() && c != '\n') {
         return Err(SignedError::Invalid(what));
     }

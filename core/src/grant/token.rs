@@ -29,6 +29,8 @@ pub enum TokenKind {
     Credential,
     /// A node's contact card (peer id, name, role, certified agreement key).
     Card,
+    /// A professional's use of the emergency access a patient arranged.
+    Emergency,
 }
 
 impl TokenKind {
@@ -38,6 +40,7 @@ impl TokenKind {
             TokenKind::Request => 'R',
             TokenKind::Credential => 'C',
             TokenKind::Card => 'I',
+            TokenKind::Emergency => 'E',
         }
     }
 
@@ -47,6 +50,7 @@ impl TokenKind {
             TokenKind::Request => "access request",
             TokenKind::Credential => "credential",
             TokenKind::Card => "contact card",
+            TokenKind::Emergency => "emergency access",
         }
     }
 }

@@ -1,0 +1,166 @@
+//! Break-glass: emergency access a patient arranged in advance with an organisation, used by
+//! one of the organisation's attested professionals with a signed reason, for a bounded time.
+//!
+//! The patient's arrangement is an item of the auth document ([`crate::ledger::ArrangementItem`]):
+//! which organisation, which sections, for how long at most per use, until when. A
+//! professional uses it by signing an [`EmergencyUse`] (why, from when, for how long) and
+//! presenting it, with the organisation's credential for them, in a sync request to a node
+//! that serves the record. That node checks everything at its own clock
+//! ([`check_use`]): the arrangement, the credential, the signature, the reason, the window;
+//! then serves the arranged sections (keys included, wrapped to the professional) and writes
+//! an access receipt that marks the use as an emergency.
+//!
+//! Without an arrangement there is no emergency access: the record is end-to-end encrypted,
+//! and nobody but the patient's devices can give anyone its keys.
+
+use super::request::{
+    Credential, SignedBody, SignedError, Verification, check_text, verify_credential,
+};
+use super::token::TokenKind;
+use super::{CLOCK_TOLERANCE_MS, Scope};
+use crate::crypto::Domain;
+use crate::ids::{PeerKey, RecordId};
+use crate::ledger::ArrangementItem;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// The longest reason, in characters.
+pub const MAX_REASON: usize = 500;
+/// The shortest use a professional may ask for.
+pub const MIN_DURATION_MS: i64 = 60_000;
+/// The longest any arrangement may allow per use: three days.
+pub const MAX_DURATION_MS: i64 = 3 * 86_400_000;
+
+/// What a professional signs to use emergency access.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyBody {
+    /// Version 1.
+    pub v: u8,
+    /// The record.
+    pub record: RecordId,
+    /// The professional's device key (the signer, and the peer the connection must prove).
+    pub holder: PeerKey,
+    /// The organisation whose arrangement is used.
+    pub org: PeerKey,
+    /// Why (required; shown to the patient and to the organisation's IG review).
+    pub reason: String,
+    /// From when (the professional's clock; checked against the server's within tolerance).
+    pub at: Timestamp,
+    /// For how long.
+    pub duration_ms: i64,
+}
+
+impl SignedBody for EmergencyBody {
+    const DOMAIN: Domain = Domain::Emergency;
+    const KIND: TokenKind = TokenKind::Emergency;
+    fn signer(&self) -> PeerKey {
+        self.holder
+    }
+    fn check(&self) -> Result<(), SignedError> {
+        if self.v != 1 {
+            return Err(SignedError::Invalid("unsupported version"));
+        }
+        if self.reason.trim().is_empty() {
+            return Err(SignedError::Invalid("emergency access needs a reason"));
+        }
+        check_text(
+            &self.reason,
+            MAX_REASON,
+            "reason (at most 500 characters, no control characters)",
+        )?;
+        if !(MIN_DURATION_MS..=MAX_DURATION_MS).contains(&self.duration_ms) {
+            return Err(SignedError::Invalid(
+                "an emergency use lasts from one minute to three days",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A signed emergency use.
+pub type EmergencyUse = super::request::Signed<EmergencyBody>;
+
+impl EmergencyUse {
+    /// When the use ends (by its own terms; an arrangement may end it sooner).
+    pub fn until(&self) -> Timestamp {
+        self.body()
+            .at
+            .saturating_add_millis(self.body().duration_ms)
+    }
+}
+
+/// What a checked use allows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Allowed {
+    /// The arranged sections, to read.
+    pub scopes: Vec<Scope>,
+    /// Until when (the earlier of the use's end and the arrangement's limits).
+    pub until: Timestamp,
+}
+
+/// Why a use is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EmergencyRefusal {
+    /// No arrangement with that organisation (or it was cancelled or has ended).
+    #[error("no emergency access is arranged with that organisation")]
+    NoArrangement,
+    /// The presenting peer is not the professional who signed.
+    #[error("the emergency use was signed by someone else")]
+    NotTheHolder,
+    /// For another record.
+    #[error("the emergency use is for another record")]
+    OtherRecord,
+    /// The credential does not show the professional works for the organisation.
+    #[error("the organisation's credential does not verify: {0}")]
+    Credential(String),
+    /// Outside its window, or longer than the arrangement allows.
+    #[error("the emergency use is {0}")]
+    Window(&'static str),
+}
+
+/// Checks `use_` presented by `remote` with `credential`, against the arrangement (if any)
+/// the patient made with the use's organisation, at `now` (the checking node's clock).
+pub fn check_use(
+    use_: &EmergencyUse,
+    credential: Option<&Credential>,
+    remote: &PeerKey,
+    record: &RecordId,
+    arrangement: Option<&ArrangementItem>,
+    now: Timestamp,
+) -> Result<Allowed, EmergencyRefusal> {
+    let b = use_.body();
+    if b.holder != *remote {
+        return Err(EmergencyRefusal::NotTheHolder);
+    }
+    if b.record != *record {
+        return Err(EmergencyRefusal::OtherRecord);
+    }
+    let a = arrangement.ok_or(EmergencyRefusal::NoArrangement)?;
+    if now > a.expires {
+        return Err(EmergencyRefusal::NoArrangement);
+    }
+    match verify_credential(credential, remote, &[b.org], now) {
+        Verification::Verified { .. } => {}
+        Verification::Unverified { reason } => return Err(EmergencyRefusal::Credential(reason)),
+    }
+    if b.duration_ms > a.max_duration_ms {
+        return Err(EmergencyRefusal::Window(
+            "longer than the patient's arrangement allows",
+        ));
+    }
+    if b.at.as_millis() > now.as_millis().saturating_add(CLOCK_TOLERANCE_MS) {
+        return Err(EmergencyRefusal::Window("dated in the future"));
+    }
+    if b.at < a.arranged_at {
+        return Err(EmergencyRefusal::Window("dated before the arrangement"));
+    }
+    let until = use_.until().min(a.expires);
+    if now > until {
+        return Err(EmergencyRefusal::Window("over"));
+    }
+    Ok(Allowed {
+        scopes: a.scopes.clone(),
+        until,
+    })
+}
