@@ -6,6 +6,7 @@
 //! | [`RecordId`] | the patient's record root public key | `r` + base32 (lower case, 52 chars) |
 //! | [`SectionId`] | 16 random bytes, opaque on the wire | 32 hex digits |
 //! | [`EntryId`] | 16 random bytes | `e` + base32 (lower case, 26 chars) |
+//! | [`DisputeId`] | 16 random bytes | `d` + base32 (lower case, 26 chars) |
 //!
 //! In human-readable serde formats (JSON) ids serialise as their text form; in binary formats
 //! (CBOR) as raw bytes.
@@ -115,6 +116,13 @@ byte_id!(
     EntryId,
     16,
     "entry id"
+);
+
+byte_id!(
+    /// A patient's dispute of an entry (see [`crate::entry::dispute`]).
+    DisputeId,
+    16,
+    "dispute id"
 );
 
 byte_id!(
@@ -283,6 +291,32 @@ impl EntryId {
     }
 }
 
+impl fmt::Display for DisputeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "d{}", b32(&self.0))
+    }
+}
+
+impl FromStr for DisputeId {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let rest = s.strip_prefix('d').ok_or(IdParseError {
+            kind: "dispute id",
+            reason: "must start with 'd'",
+        })?;
+        unb32::<16>(rest, "dispute id").map(DisputeId)
+    }
+}
+
+impl DisputeId {
+    /// A fresh random dispute id.
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        let mut b = [0u8; 16];
+        rng.fill_bytes(&mut b);
+        DisputeId(b)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +333,8 @@ mod tests {
             prop_assert_eq!(s.to_string().parse::<SectionId>().unwrap(), s);
             let e = EntryId(b);
             prop_assert_eq!(e.to_string().parse::<EntryId>().unwrap(), e);
+            let d = DisputeId(b);
+            prop_assert_eq!(d.to_string().parse::<DisputeId>().unwrap(), d);
         }
 
         #[test]
@@ -307,6 +343,7 @@ mod tests {
             let _ = s.parse::<RecordId>();
             let _ = s.parse::<SectionId>();
             let _ = s.parse::<EntryId>();
+            let _ = s.parse::<DisputeId>();
         }
     }
 

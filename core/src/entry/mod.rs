@@ -9,6 +9,7 @@
 //!
 //! The body of each entry is validated against its section class's schema ([`schema`]).
 
+pub mod dispute;
 pub(crate) mod raw;
 pub mod schema;
 

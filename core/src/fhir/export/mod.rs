@@ -134,6 +134,7 @@ fn raw_sections(sections: &[SectionView]) -> Vec<RawSectionView> {
                         verified: e.verified.clone(),
                         concurrent_versions: e.concurrent_versions.clone(),
                         earlier_versions: e.earlier_versions.clone(),
+                        disputes: e.disputes.clone(),
                     };
                     RawEntryView::new(entry, serde_json::to_string(&e.body).unwrap_or_default())
                 })
