@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::fhir::export_fhir;
 use common::world::refused;
 use common::{Daemon, Pair, add_text, grant, hearth, json, ok, show, sync_in, wait_for};
 use serde_json::Value;
@@ -34,7 +35,7 @@ fn disputes(home: &Path, record: &str, id: &str) -> Vec<Value> {
 #[test]
 fn a_patients_dispute_of_a_gps_note_reaches_the_gp_at_its_next_sync() {
     let Pair {
-        dir: _dir,
+        dir,
         p,
         g,
         rid,
@@ -133,6 +134,23 @@ fn a_patients_dispute_of_a_gps_note_reaches_the_gp_at_its_next_sync() {
         "{text}"
     );
     assert_eq!(text.matches("DISPUTED").count(), 1, "{text}");
+    // The GP's FHIR export carries it: a Communication from the patient about the note.
+    let file = dir.path().join("gp-export.json");
+    let report = export_fhir(&g, &file, &["--record", &rid]);
+    assert_eq!(report["resources"]["Communication"], 1, "{report}");
+    let bundle: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let all = bundle["entry"].as_array().unwrap();
+    let note_url = &all
+        .iter()
+        .find(|e| e["resource"]["id"] == note.as_str())
+        .unwrap()["fullUrl"];
+    let c = all
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "Communication")
+        .unwrap();
+    assert_eq!(&c["about"][0]["reference"], note_url, "{c}");
+    assert_eq!(c["payload"][0]["contentString"], "I have never said this");
 
     // Withdrawn (forwarded to the daemon): gone at the patient's, and at the GP's next sync.
     let out = json(&hearth(
