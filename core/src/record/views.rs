@@ -322,8 +322,9 @@ impl<'v, S: Store> OpenRecord<'v, S> {
 
     /// A section's automerge document as `AutoCommit::save()` writes it: a standard automerge
     /// file any automerge implementation opens. Its root map holds one key per entry version,
-    /// `e/<entry id>`, whose value is the version as JSON text. When two devices created the same
-    /// section offline (two ids, one name), their documents are merged into one.
+    /// `e/<entry id>`, whose value is the version as JSON text, and the patient's disputes
+    /// (`d/<id>`) and their withdrawals (`w/<id>`). When two devices created the same section
+    /// offline (two ids, one name), their documents are merged into one.
     pub fn section_document(&mut self, name: &SectionName) -> Result<Vec<u8>> {
         let ids = self.ids_of(name);
         let mut merged: Option<AutoCommit> = None;
