@@ -265,57 +265,40 @@ impl SectionId {
     }
 }
 
-impl fmt::Display for EntryId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "e{}", b32(&self.0))
-    }
+/// The text form of a random 16-byte id: one letter, then base32 (lower case, 26 chars); and a
+/// fresh random one.
+macro_rules! lettered_id {
+    ($name:ident, $letter:literal, $kind:literal) => {
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}{}", $letter, b32(&self.0))
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdParseError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let rest = s.strip_prefix($letter).ok_or(IdParseError {
+                    kind: $kind,
+                    reason: concat!("must start with '", $letter, "'"),
+                })?;
+                unb32::<16>(rest, $kind).map($name)
+            }
+        }
+
+        impl $name {
+            #[doc = concat!("A fresh random ", $kind, ".")]
+            pub fn generate(rng: &mut impl CryptoRng) -> Self {
+                let mut b = [0u8; 16];
+                rng.fill_bytes(&mut b);
+                $name(b)
+            }
+        }
+    };
 }
 
-impl FromStr for EntryId {
-    type Err = IdParseError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let rest = s.strip_prefix('e').ok_or(IdParseError {
-            kind: "entry id",
-            reason: "must start with 'e'",
-        })?;
-        unb32::<16>(rest, "entry id").map(EntryId)
-    }
-}
-
-impl EntryId {
-    /// A fresh random entry id.
-    pub fn generate(rng: &mut impl CryptoRng) -> Self {
-        let mut b = [0u8; 16];
-        rng.fill_bytes(&mut b);
-        EntryId(b)
-    }
-}
-
-impl fmt::Display for DisputeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "d{}", b32(&self.0))
-    }
-}
-
-impl FromStr for DisputeId {
-    type Err = IdParseError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let rest = s.strip_prefix('d').ok_or(IdParseError {
-            kind: "dispute id",
-            reason: "must start with 'd'",
-        })?;
-        unb32::<16>(rest, "dispute id").map(DisputeId)
-    }
-}
-
-impl DisputeId {
-    /// A fresh random dispute id.
-    pub fn generate(rng: &mut impl CryptoRng) -> Self {
-        let mut b = [0u8; 16];
-        rng.fill_bytes(&mut b);
-        DisputeId(b)
-    }
-}
+lettered_id!(EntryId, 'e', "entry id");
+lettered_id!(DisputeId, 'd', "dispute id");
 
 #[cfg(test)]
 mod tests {

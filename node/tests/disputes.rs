@@ -32,6 +32,15 @@ fn disputes(home: &Path, record: &str, id: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// `hearth record dispute ENTRY --reason REASON --json` on `home`, which must succeed.
+#[track_caller]
+fn dispute(home: &Path, entry: &str, reason: &str) -> Value {
+    json(&hearth(
+        home,
+        &["record", "dispute", entry, "--reason", reason, "--json"],
+    ))
+}
+
 #[test]
 fn a_patients_dispute_of_a_gps_note_reaches_the_gp_at_its_next_sync() {
     let Pair {
@@ -60,20 +69,10 @@ fn a_patients_dispute_of_a_gps_note_reaches_the_gp_at_its_next_sync() {
 
     // The patient disputes it (forwarded to the running daemon).
     let before = show(&p, &rid);
-    let out = json(&hearth(
-        &p,
-        &[
-            "record",
-            "dispute",
-            &note,
-            "--reason",
-            "I have never said this",
-            "--json",
-        ],
-    ));
+    let out = dispute(&p, &note, "I have never said this");
     assert_eq!(out["entry_id"], note.as_str(), "{out}");
-    let dispute = out["dispute_id"].as_str().unwrap().to_string();
-    assert!(dispute.starts_with('d'), "{out}");
+    let disputed = out["dispute_id"].as_str().unwrap().to_string();
+    assert!(disputed.starts_with('d'), "{out}");
     assert_ne!(show(&p, &rid), before);
 
     // Bad input exits non-zero with a one-line reason and changes nothing.
@@ -117,7 +116,7 @@ fn a_patients_dispute_of_a_gps_note_reaches_the_gp_at_its_next_sync() {
     let at_gp = disputes(&g, &rid, &note);
     assert_eq!(at_gp.len(), 1, "{at_gp:?}");
     let d = &at_gp[0];
-    assert_eq!(d["id"], dispute.as_str());
+    assert_eq!(d["id"], disputed.as_str());
     assert_eq!(d["entry"], note.as_str());
     assert_eq!(d["reason"], "I have never said this");
     assert!(d["disputed_at"].is_string());
@@ -130,7 +129,7 @@ fn a_patients_dispute_of_a_gps_note_reaches_the_gp_at_its_next_sync() {
     assert!(
         text.contains("DISPUTED by the patient (device \"Pat\")")
             && text.contains("I have never said this")
-            && text.contains(&dispute),
+            && text.contains(&disputed),
         "{text}"
     );
     assert_eq!(text.matches("DISPUTED").count(), 1, "{text}");
@@ -155,16 +154,16 @@ fn a_patients_dispute_of_a_gps_note_reaches_the_gp_at_its_next_sync() {
     // Withdrawn (forwarded to the daemon): gone at the patient's, and at the GP's next sync.
     let out = json(&hearth(
         &p,
-        &["record", "withdraw-dispute", &dispute, "--json"],
+        &["record", "withdraw-dispute", &disputed, "--json"],
     ));
     assert_eq!(
         (out["dispute_id"].as_str(), out["entry_id"].as_str()),
-        (Some(dispute.as_str()), Some(note.as_str())),
+        (Some(disputed.as_str()), Some(note.as_str())),
         "{out}"
     );
     assert!(disputes(&p, &rid, &note).is_empty());
     refused(
-        hearth(&p, &["record", "withdraw-dispute", &dispute]),
+        hearth(&p, &["record", "withdraw-dispute", &disputed]),
         5,
         "withdrawn already",
     );
@@ -173,17 +172,7 @@ fn a_patients_dispute_of_a_gps_note_reaches_the_gp_at_its_next_sync() {
 
     // Without the daemon the command runs on its own, with the same checks.
     dp.stop();
-    let out = json(&hearth(
-        &p,
-        &[
-            "record",
-            "dispute",
-            &note,
-            "--reason",
-            "Disputed again, offline",
-            "--json",
-        ],
-    ));
+    let out = dispute(&p, &note, "Disputed again, offline");
     let again = out["dispute_id"].as_str().unwrap();
     let shown = disputes(&p, &rid, &note);
     assert_eq!(shown.len(), 1, "{shown:?}");

@@ -1,9 +1,9 @@
 //! The patient's disputes of entries: written beside the entry, shown with it from verified
 //! facts only, withdrawn; a grantee's disputes refused at receipt and left out at load.
 
+use super::provenance;
 use crate::bundle::Bundle;
 use crate::entry::dispute::{Dispute, MAX_DISPUTE_REASON_CHARS};
-use crate::entry::{EntryStatus, EntryVersion, Provenance};
 use crate::grant::Ability;
 use crate::ids::{DisputeId, EntryId, RecordId};
 use crate::keys::{Identity, Role};
@@ -73,27 +73,8 @@ fn world(seed: u64) -> World {
 
 /// A notes entry version by `author` saying `text`: its id and JSON.
 fn gp_note(author: &Identity, text: &str, seed: u64) -> (EntryId, String) {
-    let v = EntryVersion {
-        id: EntryId::generate(&mut TestRng::new(seed)),
-        class: crate::section::SectionClass::Notes,
-        version: 1,
-        supersedes: None,
-        status: EntryStatus::Final,
-        status_reason: None,
-        body: json!({ "text": text }),
-        provenance: provenance(author),
-    };
+    let v = super::note_version(author, text, seed);
     (v.id, serde_json::to_string(&v).unwrap())
-}
-
-fn provenance(author: &Identity) -> Provenance {
-    Provenance {
-        author: author.peer(),
-        author_name: author.name.clone(),
-        author_role: author.role,
-        recorded_at: TEST_NOW,
-        purpose: None,
-    }
 }
 
 /// A dispute of `entry` claiming to be by `claimed`, as JSON under its key.
