@@ -6,6 +6,7 @@
 //! | [`RecordId`] | the patient's record root public key | `r` + base32 (lower case, 52 chars) |
 //! | [`SectionId`] | 16 random bytes, opaque on the wire | 32 hex digits |
 //! | [`EntryId`] | 16 random bytes | `e` + base32 (lower case, 26 chars) |
+//! | [`DisputeId`] | 16 random bytes | `d` + base32 (lower case, 26 chars) |
 //!
 //! In human-readable serde formats (JSON) ids serialise as their text form; in binary formats
 //! (CBOR) as raw bytes.
@@ -115,6 +116,13 @@ byte_id!(
     EntryId,
     16,
     "entry id"
+);
+
+byte_id!(
+    /// A patient's dispute of an entry (see [`crate::entry::dispute`]).
+    DisputeId,
+    16,
+    "dispute id"
 );
 
 byte_id!(
@@ -264,31 +272,40 @@ impl SectionId {
     }
 }
 
-impl fmt::Display for EntryId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "e{}", b32(&self.0))
-    }
+/// The text form of a random 16-byte id: one letter, then base32 (lower case, 26 chars); and a
+/// fresh random one.
+macro_rules! lettered_id {
+    ($name:ident, $letter:literal, $kind:literal) => {
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}{}", $letter, b32(&self.0))
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdParseError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let rest = s.strip_prefix($letter).ok_or(IdParseError {
+                    kind: $kind,
+                    reason: concat!("must start with '", $letter, "'"),
+                })?;
+                unb32::<16>(rest, $kind).map($name)
+            }
+        }
+
+        impl $name {
+            #[doc = concat!("A fresh random ", $kind, ".")]
+            pub fn generate(rng: &mut impl CryptoRng) -> Self {
+                let mut b = [0u8; 16];
+                rng.fill_bytes(&mut b);
+                $name(b)
+            }
+        }
+    };
 }
 
-impl FromStr for EntryId {
-    type Err = IdParseError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let rest = s.strip_prefix('e').ok_or(IdParseError {
-            kind: "entry id",
-            reason: "must start with 'e'",
-        })?;
-        unb32::<16>(rest, "entry id").map(EntryId)
-    }
-}
-
-impl EntryId {
-    /// A fresh random entry id.
-    pub fn generate(rng: &mut impl CryptoRng) -> Self {
-        let mut b = [0u8; 16];
-        rng.fill_bytes(&mut b);
-        EntryId(b)
-    }
-}
+lettered_id!(EntryId, 'e', "entry id");
+lettered_id!(DisputeId, 'd', "dispute id");
 
 #[cfg(test)]
 mod tests {
@@ -306,6 +323,8 @@ mod tests {
             prop_assert_eq!(s.to_string().parse::<SectionId>().unwrap(), s);
             let e = EntryId(b);
             prop_assert_eq!(e.to_string().parse::<EntryId>().unwrap(), e);
+            let d = DisputeId(b);
+            prop_assert_eq!(d.to_string().parse::<DisputeId>().unwrap(), d);
         }
 
         #[test]
@@ -314,6 +333,7 @@ mod tests {
             let _ = s.parse::<RecordId>();
             let _ = s.parse::<SectionId>();
             let _ = s.parse::<EntryId>();
+            let _ = s.parse::<DisputeId>();
         }
     }
 

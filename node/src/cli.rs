@@ -331,7 +331,10 @@ fn stopped_message(cli: &Cli) -> String {
             "{head}: {unknown}. Check with `hearth record history {section}` before adding it again"
         ),
         Command::Record(RecordGroup::Entries(
-            RecordCommand::Correct { .. } | RecordCommand::MarkError { .. },
+            RecordCommand::Correct { .. }
+            | RecordCommand::MarkError { .. }
+            | RecordCommand::Dispute { .. }
+            | RecordCommand::WithdrawDispute { .. },
         )) => format!(
             "{head}: {unknown}. Check with `hearth record show` (and `hearth record history SECTION`) before trying again"
         ),

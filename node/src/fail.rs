@@ -86,9 +86,10 @@ impl From<RecordError> for Failure {
         let c = match &e {
             RecordError::Store(s) => return Failure::from(s.clone()),
             RecordError::Schema(_) | RecordError::Invalid(_) => code::INVALID,
-            RecordError::NoRecord(_) | RecordError::NoEntry(_) | RecordError::NoSection(_) => {
-                code::NOT_FOUND
-            }
+            RecordError::NoRecord(_)
+            | RecordError::NoEntry(_)
+            | RecordError::NoDispute(_)
+            | RecordError::NoSection(_) => code::NOT_FOUND,
             RecordError::Corrupt { .. } => code::INTEGRITY,
             RecordError::NoKey(_)
             | RecordError::NotPermitted(_)

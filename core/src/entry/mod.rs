@@ -7,8 +7,10 @@
 //! key, concurrent edits from different nodes never overwrite each other: two corrections of
 //! the same version made offline both survive the merge and are shown as competing versions.
 //!
-//! The body of each entry is validated against its section class's schema ([`schema`]).
+//! The body of each entry is validated against its section class's schema ([`schema`]). A
+//! patient who disagrees with an entry disputes it ([`dispute`]); the entry stays unchanged.
 
+pub mod dispute;
 pub(crate) mod raw;
 pub mod schema;
 

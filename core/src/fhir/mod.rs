@@ -105,6 +105,10 @@ pub const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
 /// importing an export into the same record adds nothing.
 pub const HEARTH_ENTRY_SYSTEM: &str = "urn:hearth:entry";
 
+/// The identifier system under which an exported dispute (a `Communication`) carries its
+/// dispute id; import skips such resources.
+pub const HEARTH_DISPUTE_SYSTEM: &str = "urn:hearth:dispute";
+
 /// The identifier system of the record id on an exported `Patient`.
 pub const HEARTH_RECORD_SYSTEM: &str = "urn:hearth:record";
 

@@ -280,15 +280,18 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             provenance: self.provenance(now, None),
         };
         let sid = self
-            .ids_of(&found.name)
-            .into_iter()
-            .find(|sid| {
-                self.loaded
-                    .get(sid)
-                    .is_some_and(|sd| sd.doc.get(ROOT, entry_key(entry)).ok().flatten().is_some())
-            })
+            .section_holding(&found.name, entry)
             .ok_or(RecordError::NoEntry(*entry))?;
         Ok((sid, v))
+    }
+
+    /// Which of the (loaded) sections named `name` holds version `entry`.
+    pub(super) fn section_holding(&self, name: &SectionName, entry: &EntryId) -> Option<SectionId> {
+        self.ids_of(name).into_iter().find(|sid| {
+            self.loaded
+                .get(sid)
+                .is_some_and(|sd| sd.doc.get(ROOT, entry_key(entry)).ok().flatten().is_some())
+        })
     }
 
     /// Corrects an entry: writes a new version with `body` that supersedes `entry`.

@@ -4,7 +4,8 @@
 //! ## Documents
 //!
 //! Each section (and the auth document, section [`SectionId::AUTH`]) is an automerge document
-//! whose root map holds one key per immutable item: `e/<entry id>` in content sections,
+//! whose root map holds one key per immutable item: `e/<entry id>` (entry versions), and the
+//! patient's `d/<dispute id>` (disputes) and `w/<id>` (their withdrawals) in content sections,
 //! `section/<id>`, `device/<peer>` and `record` in the auth document. Items are written once and
 //! never overwritten, so merges are conflict-free by construction.
 //!
@@ -32,13 +33,13 @@
 //! rest of the engine is split by concern: the [`Vault`] and its records (`vault.rs`), the
 //! keyring (`keyring.rs`), the section directory (`directory.rs`), loading and writing section
 //! documents (`section_doc.rs`) and their snapshots (`snapshot.rs`), entries written
-//! (`entries.rs`) and read (`views.rs`), the patient's devices (`devices.rs`), what peers send
-//! (`replica.rs`), the auth document's and the private ledger's raw items (`items.rs`), batch
+//! (`entries.rs`) and read (`views.rs`), the patient's disputes of entries (`disputes.rs`),
+//! the patient's devices (`devices.rs`), what peers send (`replica.rs`), the auth document's and the private ledger's raw items (`items.rs`), batch
 //! writes (`writer.rs`), held writes (`held.rs`) and restoring a record from a relay's copy and
 //! the recovery phrase (`restore.rs`).
 
 use crate::crypto::SymmetricKey;
-use crate::ids::{EntryId, RecordId, SectionId};
+use crate::ids::{DisputeId, EntryId, RecordId, SectionId};
 use crate::keys::{Identity, Role};
 use crate::section::SectionName;
 use crate::store::{Batch, Store, StoreError};
@@ -49,6 +50,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 mod audit;
 mod devices;
 mod directory;
+mod disputes;
 mod entries;
 mod held;
 mod inbox;
@@ -71,6 +73,7 @@ pub use crate::keywrap::KeyWrap;
 pub use audit::{MAX_EVENTS_PER_SESSION, MAX_EVENTS_PER_WRITER};
 pub use devices::DeviceCert;
 pub use directory::SectionInfo;
+pub use disputes::DisputeView;
 pub use entries::{CheckedEntry, NewEntry};
 pub use held::{
     Decision, HeldReason, HeldWrite, HoldReport, MAX_HELD, MAX_HELD_BYTES,
@@ -114,6 +117,9 @@ pub enum RecordError {
     /// No entry with that id in any section this node can read.
     #[error("no entry {0} in this record")]
     NoEntry(EntryId),
+    /// No dispute with that id shown in this record: unknown, or withdrawn already.
+    #[error("no dispute {0} in this record (unknown, or withdrawn already)")]
+    NoDispute(DisputeId),
     /// The version named was already replaced; corrections apply to the newest version.
     #[error("entry {entry} was already replaced by {by}; correct the newest version")]
     Superseded {

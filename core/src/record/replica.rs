@@ -1,5 +1,6 @@
 //! What peers send: bundles verified and stored, and the checks a bundle passes first.
 
+use super::disputes::is_dispute_key;
 use super::entries::entry_key;
 use super::layout::{k_base, k_bundle, k_fork, k_head};
 use super::section_doc::put_bundle;
@@ -288,8 +289,9 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// exactly one uncompressed automerge change by the bundle author's own actor, numbered
     /// as the bundle and continuing the author's log, depending only on changes this node
     /// holds, whose every operation writes a new `e/<id>` key at the root with an entry version
-    /// of the section's class authored by the bundle's author; any version it supersedes must
-    /// be the author's own; and the change must apply to the section.
+    /// of the section's class authored by the bundle's author (never a patient's dispute or
+    /// its withdrawal); any version it supersedes must be the author's own; and the change
+    /// must apply to the section.
     pub fn check_append_only(&mut self, bundle: &Bundle) -> std::result::Result<(), String> {
         let h = bundle.header();
         let class = self
@@ -338,6 +340,9 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 .is_some_and(Vec::is_empty);
             let key = op.get("key").and_then(|k| k.as_str()).unwrap_or("");
             let value = op.get("value").and_then(|v| v.as_str());
+            if is_dispute_key(key) {
+                return Err("only the patient's devices write disputes".into());
+            }
             if !(on_root && is_set && fresh && key.starts_with("e/")) {
                 return Err("an append holder may only add entries".into());
             }

@@ -1,6 +1,7 @@
 //! Reading entries: a section's current entries, their history, and what this node verified
 //! of who wrote them.
 
+use super::disputes::{DisputeView, attach_disputes};
 use super::items::string_items;
 use super::layout::k_received;
 use super::{OpenRecord, RecordError, Result};
@@ -95,6 +96,10 @@ pub struct EntryView {
     /// them, so that a system holding an earlier export recognises the entry).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub earlier_versions: Vec<EntryId>,
+    /// The patient's disputes of this version and of the versions it replaced, oldest first
+    /// (only those a device of the patient's wrote, and not withdrawn).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disputes: Vec<DisputeView>,
 }
 
 /// How many earlier versions an [`EntryView`] names.
@@ -181,6 +186,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         for e in &mut entries {
             e.verified = facts.remove(&e.id);
         }
+        attach_disputes(entries.iter_mut(), self.disputes_by_version(name)?);
         Ok(SectionView {
             class: name.class,
             label: name.label,
@@ -243,7 +249,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             }
         }
         let mut facts = self.attribution(name)?;
-        let entries = current_view(all)
+        let mut entries: Vec<RawEntryView> = current_view(all)
             .into_iter()
             .map(|mut entry| {
                 let (text, body) = texts.remove(&entry.id).unwrap_or_default();
@@ -251,6 +257,8 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 RawEntryView { entry, text, body }
             })
             .collect();
+        let disputes = self.disputes_by_version(name)?;
+        attach_disputes(entries.iter_mut().map(|r| &mut r.entry), disputes);
         Ok(RawSectionView {
             class: name.class,
             label: name.label,
@@ -269,8 +277,10 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             .into_iter()
             .map(|d| (d.peer, d.name))
             .collect();
+        let vault = self.vault;
+        let rid = self.id;
         let mut out = BTreeMap::new();
-        let mut by_change: HashMap<automerge::ChangeHash, Option<Timestamp>> = HashMap::new();
+        let mut receipts = Receipts::new();
         for sid in self.ids_of(name) {
             self.ensure_loaded(&sid)?;
             let Some(sd) = self.loaded.get_mut(&sid) else {
@@ -284,50 +294,11 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 let Some((_, exid)) = sd.doc.get(ROOT, &k).ok().flatten() else {
                     continue;
                 };
-                let automerge::ObjId::Id(_, actor, _) = &exid else {
+                let Some(author) = writer_of(&exid) else {
                     continue;
                 };
-                let Ok(author) = <[u8; 32]>::try_from(actor.to_bytes()).map(PeerKey) else {
-                    continue;
-                };
-                // Entries written together share a change: look each change up once.
-                let hash = sd.doc.hash_for_opid(&exid);
-                let received_at = match hash.and_then(|h| by_change.get(&h).copied()) {
-                    Some(t) => t,
-                    None => {
-                        let seq =
-                            hash.and_then(|h| sd.doc.get_change_meta_by_hash(&h).map(|m| m.seq));
-                        let t = match seq {
-                            Some(seq) => self
-                                .vault
-                                .store
-                                .get(&k_received(&self.id, &sid, &author, seq))?
-                                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-                                .map(|b| Timestamp::from_millis(i64::from_be_bytes(b))),
-                            None => None,
-                        };
-                        if let Some(h) = hash {
-                            by_change.insert(h, t);
-                        }
-                        t
-                    }
-                };
-                let device = devices.get(&author);
-                out.insert(
-                    id,
-                    Attribution {
-                        author,
-                        basis: if device.is_some() {
-                            Basis::PatientDevice
-                        } else {
-                            Basis::Unverified
-                        },
-                        name: device.cloned(),
-                        role: device.map(|_| Role::Patient.as_str().to_string()),
-                        organisation: None,
-                        received_at,
-                    },
-                );
+                let received_at = receipts.of(vault, &rid, &sid, &mut sd.doc, &exid, &author)?;
+                out.insert(id, attributed(author, &devices, received_at));
             }
         }
         Ok(out)
@@ -351,8 +322,9 @@ impl<'v, S: Store> OpenRecord<'v, S> {
 
     /// A section's automerge document as `AutoCommit::save()` writes it: a standard automerge
     /// file any automerge implementation opens. Its root map holds one key per entry version,
-    /// `e/<entry id>`, whose value is the version as JSON text. When two devices created the same
-    /// section offline (two ids, one name), their documents are merged into one.
+    /// `e/<entry id>`, whose value is the version as JSON text, and the patient's disputes
+    /// (`d/<id>`) and their withdrawals (`w/<id>`). When two devices created the same section
+    /// offline (two ids, one name), their documents are merged into one.
     pub fn section_document(&mut self, name: &SectionName) -> Result<Vec<u8>> {
         let ids = self.ids_of(name);
         let mut merged: Option<AutoCommit> = None;
@@ -374,6 +346,77 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             Some(mut d) => Ok(d.save()),
             None => Err(RecordError::NoSection(*name)),
         }
+    }
+}
+
+/// The key that wrote the value `exid` names: its operation's actor, which the load rules make
+/// the signer of the bundle carrying it.
+pub(super) fn writer_of(exid: &automerge::ObjId) -> Option<PeerKey> {
+    let automerge::ObjId::Id(_, actor, _) = exid else {
+        return None;
+    };
+    <[u8; 32]>::try_from(actor.to_bytes()).map(PeerKey).ok()
+}
+
+/// What this node verified of a value written by `author`, the patient's device if `devices`
+/// (certified devices, by key, with their names) holds it.
+pub(super) fn attributed(
+    author: PeerKey,
+    devices: &BTreeMap<PeerKey, String>,
+    received_at: Option<Timestamp>,
+) -> Attribution {
+    let device = devices.get(&author);
+    Attribution {
+        author,
+        basis: if device.is_some() {
+            Basis::PatientDevice
+        } else {
+            Basis::Unverified
+        },
+        name: device.cloned(),
+        role: device.map(|_| Role::Patient.as_str().to_string()),
+        organisation: None,
+        received_at,
+    }
+}
+
+/// When this node accepted the bundles carrying values of a section document, looked up once
+/// per change (values written together share one).
+pub(super) struct Receipts(HashMap<automerge::ChangeHash, Option<Timestamp>>);
+
+impl Receipts {
+    pub(super) fn new() -> Self {
+        Receipts(HashMap::new())
+    }
+
+    /// When this node accepted the bundle carrying the value `exid` of `doc`, section `sid`
+    /// of record `rid`, written by `author` (`None` if not known).
+    pub(super) fn of<S: Store>(
+        &mut self,
+        vault: &super::Vault<S>,
+        rid: &crate::ids::RecordId,
+        sid: &crate::ids::SectionId,
+        doc: &mut AutoCommit,
+        exid: &automerge::ObjId,
+        author: &PeerKey,
+    ) -> Result<Option<Timestamp>> {
+        let hash = doc.hash_for_opid(exid);
+        if let Some(t) = hash.and_then(|h| self.0.get(&h).copied()) {
+            return Ok(t);
+        }
+        let seq = hash.and_then(|h| doc.get_change_meta_by_hash(&h).map(|m| m.seq));
+        let t = match seq {
+            Some(seq) => vault
+                .store
+                .get(&k_received(rid, sid, author, seq))?
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .map(|b| Timestamp::from_millis(i64::from_be_bytes(b))),
+            None => None,
+        };
+        if let Some(h) = hash {
+            self.0.insert(h, t);
+        }
+        Ok(t)
     }
 }
 
@@ -454,6 +497,7 @@ fn current_view(all: BTreeMap<EntryId, EntryVersion>) -> Vec<EntryView> {
             body: v.body,
             claimed: CLAIMED,
             verified: None,
+            disputes: Vec::new(),
             provenance: v.provenance,
         })
         .collect();

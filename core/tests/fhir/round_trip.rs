@@ -286,3 +286,63 @@ fn grants_export_as_one_consent_each_and_reimport_adds_nothing() {
     assert!(plan.entries.iter().all(|p| p.resource_type != "Consent"));
     assert_eq!(plan.report.by_type["Consent"].skipped, 4);
 }
+
+/// The patient's dispute of an entry exports as a `Communication` about that entry's resource,
+/// from the patient; importing the export back adds nothing (the dispute is skipped).
+#[test]
+fn a_dispute_exports_as_a_communication_about_its_entry_and_reimport_adds_nothing() {
+    let mut r = new_record(11);
+    let (_, bytes) = fixtures().remove(0);
+    import(&mut r, &bytes).unwrap();
+    let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
+    let notes = "notes".parse().unwrap();
+    let note = rec
+        .add_entry(&notes, &json!({"text": "a note"}), TEST_NOW, &mut r.rng)
+        .unwrap();
+    let dispute = rec
+        .dispute(&note, "Not what happened", TEST_NOW, &mut r.rng)
+        .unwrap();
+    drop(rec);
+    let (out, report) = export_with_report(&r, ExportOptions::default());
+    assert_eq!(
+        report.resources.get("Communication"),
+        Some(&1),
+        "{report:?}"
+    );
+    let entries = out["entry"].as_array().unwrap();
+    let note_url = entries
+        .iter()
+        .find(|e| e["resource"]["id"] == note.to_string())
+        .map(|e| e["fullUrl"].clone())
+        .unwrap();
+    let patient_url = &entries[0]["fullUrl"];
+    let c = entries
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "Communication")
+        .unwrap();
+    assert_eq!(c["id"], dispute.to_string());
+    assert_eq!(c["identifier"][0]["system"], fhir::HEARTH_DISPUTE_SYSTEM);
+    assert_eq!(c["status"], "completed");
+    assert_eq!(c["about"][0]["reference"], note_url);
+    assert_eq!(&c["sender"]["reference"], patient_url);
+    assert_eq!(&c["subject"]["reference"], patient_url);
+    assert_eq!(c["payload"][0]["contentString"], "Not what happened");
+    assert_eq!(c["sent"], TEST_NOW.to_rfc3339());
+    // From the bodies as stored (as the node exports), the same bytes.
+    let text = serde_json::to_vec(&out).unwrap();
+    let mut rec = r.vault.open_record(&r.identity, &r.id).unwrap();
+    let names: Vec<SectionName> = rec.sections().into_iter().map(|s| s.name).collect();
+    let stored: Vec<RawSectionView> = names.iter().map(|n| rec.show_raw(n).unwrap()).collect();
+    drop(rec);
+    let input = RawExportInput {
+        record: r.id,
+        sections: &stored,
+        now: Timestamp::from_millis(TEST_NOW.as_millis() + 1000),
+    };
+    let (raw, _) = fhir::export_raw_json(&input, ExportOptions::default(), &[], false).unwrap();
+    assert!(raw == text, "the export from show_raw differs");
+    let (back, ids) = import(&mut r, &text).unwrap();
+    assert!(ids.is_empty(), "{:?}", back.report);
+    assert_eq!(back.report.by_type["Communication"].skipped, 1);
+}

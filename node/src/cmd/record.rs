@@ -1,5 +1,5 @@
-//! `hearth record add|show|sections|history|correct|mark-error`: reading and writing the
-//! record's entries. (`record import` and `record export` are FHIR's: `cmd::fhir`.) What is
+//! `hearth record add|show|sections|history|correct|mark-error|dispute|withdraw-dispute`:
+//! reading and writing the record's entries, and the patient's disputes of them. (`record import` and `record export` are FHIR's: `cmd::fhir`.) What is
 //! shown, and who is vouched for, is in `show.rs`.
 
 mod show;
@@ -9,7 +9,8 @@ use crate::app::parse::{section_name, which_record};
 use crate::app::{Ctx, now, os_rng};
 use crate::fail::{Failure, code};
 use clap::{Args, Subcommand};
-use hearth_core::ids::EntryId;
+use hearth_core::entry::dispute::checked_reason;
+use hearth_core::ids::{DisputeId, EntryId};
 use hearth_core::section::SectionName;
 use serde_json::{Value, json};
 use std::io::Read;
@@ -93,6 +94,26 @@ pub enum RecordCommand {
         /// Why it is in error.
         #[arg(long)]
         reason: String,
+        /// The record (default: this patient's own).
+        #[arg(long, value_name = "RECORD_ID")]
+        record: Option<String>,
+    },
+    /// Dispute an entry (the patient's devices only): say why you disagree with it. The entry
+    /// stays as its author wrote it; everyone who may read it sees the dispute with it.
+    Dispute {
+        /// The id of the newest version of the entry.
+        entry_id: String,
+        /// Why you dispute it: one line, at most 1000 characters.
+        #[arg(long)]
+        reason: String,
+        /// The record (default: this patient's own).
+        #[arg(long, value_name = "RECORD_ID")]
+        record: Option<String>,
+    },
+    /// Withdraw one of your disputes (it is no longer shown).
+    WithdrawDispute {
+        /// The dispute's id (`record show` gives it).
+        dispute_id: String,
         /// The record (default: this patient's own).
         #[arg(long, value_name = "RECORD_ID")]
         record: Option<String>,
@@ -222,6 +243,33 @@ pub fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
             ctx.print(
                 json!({"entry_id": id, "supersedes": entry, "record_id": rid, "status": "entered-in-error"}),
                 || id.to_string(),
+            );
+        }
+        RecordCommand::Dispute {
+            entry_id,
+            reason,
+            record,
+        } => {
+            let entry = parse_entry_id(&entry_id)?;
+            checked_reason(&reason).map_err(|e| Failure::new(code::INVALID, e.to_string()))?;
+            let rid = which_record(&info, &vault, record.as_deref())?;
+            let mut rec = vault.open_record(&identity, &rid)?;
+            let id = rec.dispute(&entry, &reason, now(), &mut rng)?;
+            ctx.print(
+                json!({"dispute_id": id, "entry_id": entry, "record_id": rid}),
+                || id.to_string(),
+            );
+        }
+        RecordCommand::WithdrawDispute { dispute_id, record } => {
+            let dispute = dispute_id
+                .parse::<DisputeId>()
+                .map_err(|e| Failure::new(code::INVALID, format!("dispute id: {e}")))?;
+            let rid = which_record(&info, &vault, record.as_deref())?;
+            let mut rec = vault.open_record(&identity, &rid)?;
+            let (id, entry) = rec.withdraw_dispute(&dispute, now(), &mut rng)?;
+            ctx.print(
+                json!({"withdrawal_id": id, "dispute_id": dispute, "entry_id": entry, "record_id": rid}),
+                || format!("withdrew dispute {dispute}"),
             );
         }
     }

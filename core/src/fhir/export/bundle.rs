@@ -1,8 +1,10 @@
 //! Reading each entry into its resource, and putting the bundle together: patients merged,
-//! references resolved, a `Provenance` per entry, the extensions' resources appended.
+//! references resolved, a `Provenance` per entry, a `Communication` per dispute of an entry by
+//! the patient, the extensions' resources appended.
 
 use super::super::{HEARTH_ENTRY_SYSTEM, HEARTH_PEER_SYSTEM, HEARTH_RECORD_SYSTEM};
 use super::build::build;
+use super::dispute::dispute_resource;
 use super::in_error::mark_entered_in_error;
 use super::merge::{RefFix, References, merge, merge_patient, set_security_label};
 use super::source::{Body, EntryOut, Out, Res};
@@ -256,7 +258,8 @@ pub(super) fn build_bundle<'a>(
         }
     }
 
-    // The bundle: Patient, entries, a Provenance per entry, then extension resources.
+    // The bundle: Patient, entries, a Provenance per entry, a Communication per dispute, then
+    // extension resources.
     let mut entries: Vec<EntryOut<'a>> = Vec::with_capacity(2 * outs.len() + 2);
     let mut count = |t: &str| *report.resources.entry(t.to_owned()).or_default() += 1;
     let mut provenance: Vec<EntryOut<'a>> = Vec::with_capacity(outs.len() + 1);
@@ -265,8 +268,16 @@ pub(super) fn build_bundle<'a>(
     if let Some(e) = patient.entry.take() {
         patient_entries.insert(0, e);
     }
+    // The patient's disputes of the exported entries: a Communication each, after the
+    // Provenances.
+    let mut disputes: Vec<EntryOut<'a>> = Vec::new();
     for e in patient_entries {
         provenance.push(provenance_for(e, &patient_url, &mut authors));
+        disputes.extend(
+            e.disputes
+                .iter()
+                .map(|d| dispute_resource(d, &patient_url, &patient_url)),
+        );
     }
     count("Patient");
     entries.push(EntryOut {
@@ -279,6 +290,11 @@ pub(super) fn build_bundle<'a>(
         }
         if let Some(e) = o.entry {
             provenance.push(provenance_for(e, &o.full_url, &mut authors));
+            disputes.extend(
+                e.disputes
+                    .iter()
+                    .map(|d| dispute_resource(d, &o.full_url, &patient_url)),
+            );
         }
         entries.push(EntryOut {
             full_url: o.full_url,
@@ -288,6 +304,10 @@ pub(super) fn build_bundle<'a>(
     for p in provenance {
         count("Provenance");
         entries.push(p);
+    }
+    for d in disputes {
+        count("Communication");
+        entries.push(d);
     }
     for x in extensions {
         for r in x.resources(&patient_url, input.now) {

@@ -4,10 +4,12 @@
 //! written back as the resource it was imported from ([`source`] finds it in the stored text);
 //! any other is built from its typed fields ([`build`]), over the kept resource if there is one
 //! ([`merge`]). References are then made to resolve inside the bundle, a `Provenance` is added
-//! per entry, and entries in error are said so as each resource type says it ([`in_error`]).
+//! per entry and a `Communication` per dispute of an entry by the patient ([`dispute`]), and
+//! entries in error are said so as each resource type says it ([`in_error`]).
 
 mod build;
 mod bundle;
+mod dispute;
 mod in_error;
 mod merge;
 mod source;
@@ -134,6 +136,7 @@ fn raw_sections(sections: &[SectionView]) -> Vec<RawSectionView> {
                         verified: e.verified.clone(),
                         concurrent_versions: e.concurrent_versions.clone(),
                         earlier_versions: e.earlier_versions.clone(),
+                        disputes: e.disputes.clone(),
                     };
                     RawEntryView::new(entry, serde_json::to_string(&e.body).unwrap_or_default())
                 })
@@ -142,8 +145,9 @@ fn raw_sections(sections: &[SectionView]) -> Vec<RawSectionView> {
         .collect()
 }
 
-/// Exports entries as a FHIR R4 `collection` Bundle, with a `Provenance` for every entry and
-/// the resources of `extensions` appended.
+/// Exports entries as a FHIR R4 `collection` Bundle, with a `Provenance` for every entry, a
+/// `Communication` for every dispute of an exported entry by the patient, and the resources of
+/// `extensions` appended.
 pub fn export_bundle(
     input: &ExportInput<'_>,
     options: ExportOptions,

@@ -287,8 +287,9 @@ pub(super) fn says_entered_in_error(resource: &Map<String, Value>) -> bool {
 }
 
 /// Whether the resource is a Hearth export's own bookkeeping: a `Provenance` whose agents are
-/// all Hearth devices (the entries it describes carry their provenance), or the placeholder
-/// `Patient` naming only a record.
+/// all Hearth devices (the entries it describes carry their provenance), a patient's dispute
+/// (a `Communication` whose identifiers are all dispute ids: the record holds the dispute), or
+/// the placeholder `Patient` naming only a record.
 pub(super) fn is_hearth_metadata(resource: &Map<String, Value>) -> bool {
     let ty = resource.get("resourceType").and_then(Value::as_str);
     match ty {
@@ -302,6 +303,16 @@ pub(super) fn is_hearth_metadata(resource: &Map<String, Value>) -> bool {
                     })
             })
         }
+        Some("Communication") => resource
+            .get("identifier")
+            .and_then(Value::as_array)
+            .is_some_and(|ids| {
+                !ids.is_empty()
+                    && ids.iter().all(|i| {
+                        i.get("system").and_then(Value::as_str)
+                            == Some(super::super::HEARTH_DISPUTE_SYSTEM)
+                    })
+            }),
         Some("Patient") => {
             resource.get("name").is_none()
                 && resource

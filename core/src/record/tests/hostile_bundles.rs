@@ -3,8 +3,7 @@
 
 use crate::bundle::Bundle;
 use crate::crypto;
-use crate::entry::{EntryStatus, EntryVersion, Provenance};
-use crate::ids::{EntryId, PeerKey, RecordId};
+use crate::ids::{PeerKey, RecordId};
 use crate::keys::{Identity, Role};
 use crate::log::LogHead;
 use crate::record::entries::entry_key;
@@ -53,22 +52,7 @@ fn setup(
 /// Puts into `d` a first version of a notes entry by `author` saying `text` (its id drawn
 /// from `seed`).
 fn put_note(d: &mut AutoCommit, author: &Identity, text: &str, seed: u64) {
-    let v = EntryVersion {
-        id: EntryId::generate(&mut TestRng::new(seed)),
-        class: crate::section::SectionClass::Notes,
-        version: 1,
-        supersedes: None,
-        status: EntryStatus::Final,
-        status_reason: None,
-        body: serde_json::json!({ "text": text }),
-        provenance: Provenance {
-            author: author.peer(),
-            author_name: author.name.clone(),
-            author_role: author.role,
-            recorded_at: TEST_NOW,
-            purpose: None,
-        },
-    };
+    let v = super::note_version(author, text, seed);
     d.put(ROOT, entry_key(&v.id), serde_json::to_string(&v).unwrap())
         .unwrap();
 }

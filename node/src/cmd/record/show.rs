@@ -1,14 +1,15 @@
 //! What `record show` and `record history` print: entries and versions, each with who wrote
 //! it from verified facts ([`crate::app::people`]) and, apart, what the writer claims.
 
+use crate::app::parse::when_words;
 use crate::app::people::{verified_people, vouch};
 use crate::app::{Ctx, now};
 use crate::fail::Failure;
 use crate::sled_store::SledStore;
 use hearth_core::entry::{EntryBody, EntryStatus};
-use hearth_core::ids::PeerKey;
+use hearth_core::ids::{EntryId, PeerKey};
 use hearth_core::keys::Identity;
-use hearth_core::record::{Attribution, Basis, OpenRecord, RecordError, SectionView};
+use hearth_core::record::{Attribution, Basis, DisputeView, OpenRecord, RecordError, SectionView};
 use hearth_core::section::SectionName;
 use serde_json::{Value, json};
 
@@ -143,6 +144,9 @@ pub(super) fn show(
                         s.push_str(&format!("    {c}\n"));
                     }
                     s.push_str(&format!("    {summary}{flag}\n"));
+                    for d in &e.disputes {
+                        s.push_str(&format!("    {}\n", disputed(d, e.id)));
+                    }
                 }
             }
             s.trim_end().to_string()
@@ -168,6 +172,23 @@ fn clone_err(e: &RecordError) -> RecordError {
         RecordError::Store(s) => RecordError::Store(s.clone()),
         _ => RecordError::Invalid("section unreadable"),
     }
+}
+
+/// A dispute of entry `current` (or of a version it replaced) in words, from verified facts:
+/// `DISPUTED by the patient (device NAME) on … : REASON  [dispute ID]`.
+fn disputed(d: &DisputeView, current: EntryId) -> String {
+    let device = d.verified.name.as_deref().unwrap_or("a device");
+    let of = if d.entry == current {
+        String::new()
+    } else {
+        format!(" (an earlier version, {})", d.entry)
+    };
+    format!(
+        "DISPUTED by the patient (device \"{device}\") on {}{of}: {}  [dispute {}]",
+        when_words(d.disputed_at),
+        d.reason,
+        d.id
+    )
 }
 
 /// Who wrote a version, from verified facts only.
