@@ -51,17 +51,6 @@ impl Timestamp {
         }
     }
 
-    /// Plain words for people, in UTC: `3 Dec 2026 at 10:42 UTC`.
-    pub fn words(self) -> String {
-        match jiff::Timestamp::from_millisecond(self.0) {
-            Ok(ts) => ts
-                .to_zoned(jiff::tz::TimeZone::UTC)
-                .strftime("%-d %b %Y at %H:%M UTC")
-                .to_string(),
-            Err(_) => self.to_rfc3339(),
-        }
-    }
-
     /// Parses an RFC 3339 timestamp (with offset or `Z`).
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
         let ts: jiff::Timestamp = s.parse().ok()?;
@@ -83,12 +72,6 @@ impl std::fmt::Display for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn words_are_plain_and_utc() {
-        let t = Timestamp::parse_rfc3339("2026-12-03T10:42:10Z").unwrap();
-        assert_eq!(t.words(), "3 Dec 2026 at 10:42 UTC");
-    }
 
     #[test]
     fn rfc3339_round_trips() {

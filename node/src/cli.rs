@@ -10,7 +10,8 @@ use crate::api::{ExecCall, ExecResponse, failed};
 use crate::app::{Ctx, InDaemon};
 use crate::cmd::record::RecordCommand;
 use crate::cmd::{
-    audit, device, extract, fhir, grant, init, net, record, recover, relay, request, review, trust,
+    audit, device, emergency, extract, fhir, grant, init, net, record, recover, relay, request,
+    review, trust,
 };
 use crate::fail::{Failure, code};
 use crate::home::{self, Home};
@@ -120,6 +121,10 @@ pub enum Command {
     /// Who received, read and wrote your record (patient), in plain words, newest first; or
     /// check the whole log (`hearth audit verify`).
     Audit(audit::AuditArgs),
+    /// Break-glass: arrange emergency access with an organisation (patient), or use it with
+    /// a reason (a professional that organisation attests).
+    #[command(subcommand)]
+    Emergency(emergency::EmergencyCommand),
 }
 
 /// `hearth record …`: the entries' commands, and FHIR import and export.
@@ -179,6 +184,7 @@ pub fn run_in(ctx: &Ctx, cli: Cli) -> Result<(), Failure> {
         Command::Device(cmd) => device::device(ctx, cmd),
         Command::Review { cmd } => review::review(ctx, cmd),
         Command::Audit(args) => audit::audit(ctx, args),
+        Command::Emergency(cmd) => emergency::emergency(ctx, cmd),
     }
 }
 

@@ -425,6 +425,7 @@ pub fn start<S: Store + Send + 'static>(
         relay_counters: RelayCounters::default(),
         relay_peers: std::collections::HashSet::new(),
         last_sweep: None,
+        last_rotation_check: None,
         reach: reach::Reach::default(),
         locate: locate::Locate::default(),
     };
@@ -463,6 +464,8 @@ struct Driver<S: Store> {
     relay_peers: std::collections::HashSet<PeerKey>,
     /// Relay nodes: when records past retention were last looked for.
     last_sweep: Option<Instant>,
+    /// Patient's root device: when finished emergency uses were last looked for.
+    last_rotation_check: Option<Instant>,
     /// Reachability: AutoNAT's verdict, circuit reservations, connections' addresses.
     reach: reach::Reach,
     /// The relays' Kademlia network: records announced, lookups running.

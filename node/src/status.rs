@@ -40,7 +40,15 @@ pub fn status_json(info: &NodeInfo, api: Option<&str>, net: Option<&live::Status
 
 /// The status document as text.
 pub fn status_text(v: &Value) -> String {
-    let mut s = format!("peer id: {}\n", v["peer_id"].as_str().unwrap_or_default());
+    let mut s = String::new();
+    for w in v["emergency_words"].as_array().into_iter().flatten() {
+        s.push_str(w.as_str().unwrap_or_default());
+        s.push('\n');
+    }
+    s.push_str(&format!(
+        "peer id: {}\n",
+        v["peer_id"].as_str().unwrap_or_default()
+    ));
     if v["running"].as_bool() != Some(true) {
         s.push_str("daemon:  not running (start it with `hearth run`)");
         return s;

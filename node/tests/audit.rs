@@ -177,6 +177,7 @@ fn a_grantee_that_takes_data_without_reporting_shows_as_a_gap() {
         push: Vec::new(),
         audit: Vec::new(),
         audit_head: None,
+        emergency: None,
     };
     let answers = stranger::send_as(
         stranger::keypair_of(&w.gp),

@@ -154,6 +154,7 @@ fn a_relay_grantee_asking_for_everything_gets_no_key_and_approval_embeds_none() 
         push: Vec::new(),
         audit: Vec::new(),
         audit_head: None,
+        emergency: None,
     };
     let (peer, addr) = target(&d, &pid);
     let answers = stranger::send_as(

@@ -92,7 +92,24 @@ pub struct SyncRequest {
     /// empty journal; `None`: the requester reports nothing).
     #[serde(default)]
     pub audit_head: Option<u64>,
+    /// A professional's use of emergency access the patient arranged with their
+    /// organisation, when it holds no grant ([`hearth_core::grant::emergency`]).
+    #[serde(default)]
+    pub emergency: Option<EmergencyClaim>,
 }
+
+/// An emergency use and the organisation's credential for its signer, as tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyClaim {
+    /// The signed use (`HEARTH1E…`).
+    pub token: String,
+    /// The credential (`HEARTH1C…`).
+    pub credential: String,
+}
+
+/// The longest token an [`EmergencyClaim`] may carry.
+pub const MAX_CLAIM_TOKEN: usize = 8 * 1024;
 
 /// A sync response.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -279,6 +296,11 @@ fn check(m: &Message) -> Result<(), WireError> {
                     .any(|e| e.len() > hearth_core::audit::MAX_EVENT_BYTES)
             {
                 return Err(WireError::Limit("too many or too large audit events"));
+            }
+            if r.emergency.as_ref().is_some_and(|c| {
+                c.token.len() > MAX_CLAIM_TOKEN || c.credential.len() > MAX_CLAIM_TOKEN
+            }) {
+                return Err(WireError::Limit("an emergency claim is too large"));
             }
             check_have(&r.have)
         }

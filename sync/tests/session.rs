@@ -63,6 +63,7 @@ fn strangers_and_revoked_grants_learn_nothing() {
             push: Vec::new(),
             audit: Vec::new(),
             audit_head: None,
+            emergency: None,
         };
         let (resp, _) = w
             .patient

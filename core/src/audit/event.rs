@@ -37,6 +37,22 @@ pub struct Authority {
     pub purpose: Purpose,
 }
 
+/// An access receipt's mark that the session served an emergency (break-glass) use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyMark {
+    /// The use's id (the hash of what the professional signed).
+    pub use_id: ByteArray<32>,
+    /// The organisation whose arrangement was used.
+    pub org: PeerKey,
+    /// The reason the professional signed.
+    pub reason: String,
+    /// When the use ends.
+    pub until: Timestamp,
+    /// The organisation's credential for the professional, as a token (so the patient's node
+    /// can name them from verified facts).
+    pub credential: String,
+}
+
 /// What the writer did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -55,6 +71,9 @@ pub enum Action {
         /// The head of the peer's own audit log it reported in that session (`Some(0)`: an
         /// empty log; `None`: it reported nothing).
         reported: Option<u64>,
+        /// Set when the peer was served under emergency (break-glass) access.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        emergency: Option<EmergencyMark>,
     },
     /// A person at the writer's node read these sections of the record.
     Read {
@@ -99,6 +118,13 @@ impl Action {
         };
         if sections > MAX_SECTIONS || entries > MAX_ENTRIES {
             return Err(AuditError::Malformed("names too many sections or entries"));
+        }
+        if let Action::Served {
+            emergency: Some(m), ..
+        } = self
+            && (m.reason.chars().count() > MAX_REASON || m.credential.len() > 4096)
+        {
+            return Err(AuditError::Malformed("an emergency mark breaks a bound"));
         }
         Ok(())
     }

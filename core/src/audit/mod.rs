@@ -23,8 +23,8 @@ mod event;
 
 pub use chain::{Expect, Problem, Verified, verify};
 pub use event::{
-    Action, AuditError, Authority, Event, MAX_ENTRIES, MAX_EVENT_BYTES, MAX_REASON, MAX_SECTIONS,
-    SectionAt, SignedEvent,
+    Action, AuditError, Authority, EmergencyMark, Event, MAX_ENTRIES, MAX_EVENT_BYTES, MAX_REASON,
+    MAX_SECTIONS, SectionAt, SignedEvent,
 };
 
 #[cfg(test)]

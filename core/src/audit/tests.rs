@@ -194,6 +194,7 @@ fn strangers_and_unreported_sessions_are_named() {
                 bundles: 1,
                 authority,
                 reported,
+                emergency: None,
             },
         )
         .unwrap();

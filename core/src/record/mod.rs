@@ -51,6 +51,7 @@ mod audit;
 mod devices;
 mod directory;
 mod disputes;
+mod emergency;
 mod entries;
 mod held;
 mod inbox;
@@ -74,6 +75,7 @@ pub use audit::{MAX_EVENTS_PER_SESSION, MAX_EVENTS_PER_WRITER};
 pub use devices::DeviceCert;
 pub use directory::SectionInfo;
 pub use disputes::DisputeView;
+pub use emergency::EmergencyUseSeen;
 pub use entries::{CheckedEntry, NewEntry};
 pub use held::{
     Decision, HeldReason, HeldWrite, HoldReport, MAX_HELD, MAX_HELD_BYTES,

@@ -6,8 +6,11 @@ use super::people::verified_people;
 use super::refused;
 use crate::fail::{Failure, code};
 use crate::sled_store::SledStore;
-use hearth_core::audit::{Action, Authority, Problem, SectionAt, SignedEvent, Verified};
+use hearth_core::audit::{
+    Action, Authority, EmergencyMark, Problem, SectionAt, SignedEvent, Verified,
+};
 use hearth_core::grant::Grant;
+use hearth_core::grant::request::{Credential, Verification, verify_credential};
 use hearth_core::ids::{EntryId, PeerKey, RecordId, SectionId};
 use hearth_core::keys::Identity;
 use hearth_core::record::{OpenRecord, Vault};
@@ -131,6 +134,7 @@ pub struct Names {
     claimed: BTreeMap<PeerKey, String>,
     relays: BTreeMap<PeerKey, Option<String>>,
     sections: BTreeMap<SectionId, SectionName>,
+    orgs: BTreeMap<PeerKey, String>,
 }
 
 impl Names {
@@ -152,7 +156,18 @@ impl Names {
             .into_iter()
             .map(|(p, item)| (p, item.name))
             .collect();
+        let mut orgs: BTreeMap<PeerKey, String> = rec
+            .trust_items()
+            .into_iter()
+            .filter_map(|(p, t)| Some((p, t?.name?)))
+            .collect();
+        for (org, a) in rec.arrangements(t) {
+            if let Some(n) = a.org_name {
+                orgs.insert(org, n);
+            }
+        }
         Names {
+            orgs,
             me: identity.peer(),
             devices,
             people,
@@ -188,6 +203,28 @@ impl Names {
         (format!("an unverified device ({peer})"), false)
     }
 
+    /// An organisation in words: the name the patient gave it, or its key.
+    pub fn org(&self, org: &PeerKey) -> String {
+        self.orgs
+            .get(org)
+            .map_or_else(|| format!("the organisation {org}"), |n| format!("\"{n}\""))
+    }
+
+    /// Who used emergency access: the name the arranged organisation's credential gives,
+    /// checked against that organisation at the time of use.
+    pub fn emergency_user(&self, peer: &PeerKey, m: &EmergencyMark, at: Timestamp) -> String {
+        let cred = Credential::from_token(&m.credential).ok();
+        match verify_credential(cred.as_ref(), peer, &[m.org], at) {
+            Verification::Verified {
+                name,
+                role,
+                organisation,
+                ..
+            } => format!("{name} ({role}, {organisation}, verified)"),
+            Verification::Unverified { .. } => self.who(peer).0,
+        }
+    }
+
     /// Section names in words ("notes and medications"; unknown ids as "a section you no
     /// longer have").
     pub fn sections(&self, list: &[SectionAt]) -> (Vec<String>, String) {
@@ -220,6 +257,8 @@ pub struct Line {
     pub writer: PeerKey,
     /// The peer it is about (the one served, or the writer).
     pub subject: PeerKey,
+    /// Whether it records an emergency (break-glass) use.
+    pub emergency: bool,
     /// As JSON.
     pub json: Value,
     /// In words.
@@ -241,24 +280,47 @@ pub fn line(ev: &SignedEvent, names: &Names) -> Line {
             bundles,
             authority,
             reported,
+            emergency,
         } => {
-            let (who, _) = names.who(to);
             let (_, what) = names.sections(sections);
             let silent = if reported.is_none() {
                 " It did not report what its user read."
             } else {
                 ""
             };
-            (
-                "served",
-                *to,
-                format!(
-                    "{who} received your {what} from {by} on {}{}.{silent}",
-                    e.at.words(),
-                    purpose(authority)
-                ),
-                json!({"to": to, "to_name": who, "bundles": bundles, "reported_head": reported}),
-            )
+            match emergency {
+                Some(m) => {
+                    let who = names.emergency_user(to, m, e.at);
+                    (
+                        "emergency",
+                        *to,
+                        format!(
+                            "EMERGENCY ACCESS: {who} opened your {what} on {}, sent by {by}, \
+                             under your emergency arrangement with {}, until {}. \
+                             Reason given: \"{}\".{silent}",
+                            super::parse::when_words(e.at),
+                            names.org(&m.org),
+                            super::parse::when_words(m.until),
+                            m.reason
+                        ),
+                        json!({"to": to, "to_name": who, "bundles": bundles, "reported_head": reported,
+                               "emergency": {"reason": m.reason, "org": m.org, "org_name": names.org(&m.org), "until": m.until}}),
+                    )
+                }
+                None => {
+                    let (who, _) = names.who(to);
+                    (
+                        "served",
+                        *to,
+                        format!(
+                            "{who} received your {what} from {by} on {}{}.{silent}",
+                            super::parse::when_words(e.at),
+                            purpose(authority)
+                        ),
+                        json!({"to": to, "to_name": who, "bundles": bundles, "reported_head": reported}),
+                    )
+                }
+            }
         }
         Action::Read {
             sections,
@@ -270,7 +332,7 @@ pub fn line(ev: &SignedEvent, names: &Names) -> Line {
                 e.writer,
                 format!(
                     "{by} read your {what} on {}{} (as their device reports).",
-                    e.at.words(),
+                    super::parse::when_words(e.at),
                     purpose(authority)
                 ),
                 json!({}),
@@ -289,7 +351,7 @@ pub fn line(ev: &SignedEvent, names: &Names) -> Line {
                 format!(
                     "{by} wrote {n} {} in your {what} on {}{} (as their device reports).",
                     if n == 1 { "entry" } else { "entries" },
-                    e.at.words(),
+                    super::parse::when_words(e.at),
                     purpose(authority)
                 ),
                 json!({"entries": entries}),
@@ -308,7 +370,7 @@ pub fn line(ev: &SignedEvent, names: &Names) -> Line {
         "purpose": authority.map(|a| a.purpose),
         "grant": authority.map(|a| a.grant.to_string()),
         "writer_seq": e.seq,
-        "time_basis": if kind == "served" { "the serving device's clock" } else { "the writer's clock (a claim)" },
+        "time_basis": if kind != "read" && kind != "wrote" { "the serving device's clock" } else { "the writer's clock (a claim)" },
     });
     if let (Some(o), Some(x)) = (json.as_object_mut(), extra.as_object()) {
         o.extend(x.clone());
@@ -317,6 +379,7 @@ pub fn line(ev: &SignedEvent, names: &Names) -> Line {
         at: e.at,
         writer: e.writer,
         subject,
+        emergency: kind == "emergency",
         json,
         words,
     }
@@ -344,4 +407,37 @@ pub fn checked_log<'v>(
     rec.collect_journal(now, &mut super::os_rng())?;
     let verified = rec.verify_audit()?;
     Ok((rec, verified))
+}
+
+/// The emergency uses of the patient's record not yet closed (still open, or over but their
+/// sections not yet moved to new keys), for the top of `status` and `audit`: JSON and words.
+pub fn open_emergencies(
+    rec: &mut OpenRecord<'_, SledStore>,
+    names: &Names,
+    now: Timestamp,
+) -> Vec<(Value, String)> {
+    rec.emergency_uses()
+        .into_iter()
+        .filter(|u| !u.rotated)
+        .map(|u| {
+            let who = names.emergency_user(&u.by, &u.mark, u.first);
+            let state = if u.mark.until > now {
+                "in use"
+            } else {
+                "over; keys to be moved"
+            };
+            (
+                json!({"by": u.by, "by_name": who, "org": u.mark.org, "reason": u.mark.reason,
+                       "since": u.first, "until": u.mark.until, "state": state}),
+                format!(
+                    "EMERGENCY ACCESS {state}: {who} since {}, until {}, under your arrangement \
+                     with {}. Reason given: \"{}\".",
+                    super::parse::when_words(u.first),
+                    super::parse::when_words(u.mark.until),
+                    names.org(&u.mark.org),
+                    u.mark.reason
+                ),
+            )
+        })
+        .collect()
 }

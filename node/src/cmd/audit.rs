@@ -109,12 +109,19 @@ pub fn audit(ctx: &Ctx, args: AuditArgs) -> Result<(), Failure> {
                     (None, None) => true,
                 })
                 .collect();
-            lines.sort_by_key(|l| std::cmp::Reverse(l.at));
+            // Emergency uses first, then newest first.
+            lines.sort_by_key(|l| (!l.emergency, std::cmp::Reverse(l.at)));
             let events: Vec<&serde_json::Value> = lines.iter().map(|l| &l.json).collect();
+            let open = crate::app::audit::open_emergencies(&mut rec, &names, t);
             ctx.print(
-                json!({"record_id": rec.id(), "whole": verified.is_whole(), "problems": problems, "events": events}),
+                json!({"record_id": rec.id(), "whole": verified.is_whole(), "problems": problems,
+                       "emergency": open.iter().map(|(j, _)| j).collect::<Vec<_>>(), "events": events}),
                 || {
                     let mut s = String::new();
+                    for (_, w) in &open {
+                        s.push_str(w);
+                        s.push('\n');
+                    }
                     for p in &problems {
                         s.push_str(&format!(
                             "WARNING: {}\n",

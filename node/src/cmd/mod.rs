@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod device;
+pub mod emergency;
 pub mod extract;
 pub mod fhir;
 pub mod grant;

@@ -168,6 +168,14 @@ pub fn status(ctx: &Ctx) -> Result<(), Failure> {
             if let (Ok((_, identity)), Ok(vault)) = (ctx.unlock(), ctx.vault()) {
                 name_sections(&mut v, &vault, &identity);
                 v["grants"] = held_grants_json(&vault, &identity);
+                if let Some(rid) = identity.record_id()
+                    && let Ok(mut rec) = vault.open_record(&identity, &rid)
+                {
+                    let names = crate::app::audit::Names::of(&mut rec, &identity, now());
+                    let open = crate::app::audit::open_emergencies(&mut rec, &names, now());
+                    v["emergency"] = json!(open.iter().map(|(j, _)| j).collect::<Vec<_>>());
+                    v["emergency_words"] = json!(open.iter().map(|(_, w)| w).collect::<Vec<_>>());
+                }
             }
             v
         }

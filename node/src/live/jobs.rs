@@ -88,6 +88,10 @@ fn all_records<S: Store>(vault: &Vault<S>) -> BTreeMap<RecordId, BTreeSet<PeerKe
     for r in hearth_sync::session::asked_records(vault) {
         out.entry(r).or_default();
     }
+    // Records this node's user opened with emergency access.
+    for r in vault.emergency_records().unwrap_or_default() {
+        out.entry(r).or_default();
+    }
     for (r, _, chain) in vault.all_held_chains().unwrap_or_default() {
         let peers = out.entry(r).or_default();
         for g in &chain {
@@ -408,6 +412,13 @@ impl<S: Store + Send + 'static> Driver<S> {
     /// record's audit log (one change for all since the last time), in a job.
     pub(super) fn collect_audit(&mut self) {
         let clock = self.config.clock;
+        // Finished emergency uses are looked for at most every 15 s (it reads the log).
+        let rotate = self
+            .last_rotation_check
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(15));
+        if rotate {
+            self.last_rotation_check = Some(Instant::now());
+        }
         self.job(move |sh| {
             let Some(rid) = sh.identity.record_id() else {
                 return Work::Collected(0);
@@ -419,13 +430,31 @@ impl<S: Store + Send + 'static> Driver<S> {
                 .flatten()
                 .map_or(0, |(s, _)| s)
                 > sh.vault.journal_sent(&rid).unwrap_or(u64::MAX);
-            if !pending {
+            let rotate = rotate && sh.identity.holds_root_of(&rid);
+            if !pending && !rotate {
                 return Work::Collected(0);
             }
             let n = sh
                 .vault
                 .open_record(&sh.identity, &rid)
-                .and_then(|mut rec| rec.collect_journal(clock.now(), &mut os_rng()));
+                .and_then(|mut rec| {
+                    let now = clock.now();
+                    let collected = rec.collect_journal(now, &mut os_rng())?;
+                    // On the device holding the record root, the sections every emergency use
+                    // that is over opened move to new keys.
+                    let rotated = if rotate {
+                        rec.rotate_after_emergencies(now, &mut os_rng())?
+                    } else {
+                        0
+                    };
+                    if rotated > 0 {
+                        tracing::info!(
+                            uses = rotated,
+                            "emergency uses over: their sections moved to new keys"
+                        );
+                    }
+                    Ok(collected + rotated)
+                });
             match n {
                 Ok(n) => Work::Collected(n),
                 Err(e) => {

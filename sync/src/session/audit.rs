@@ -53,6 +53,7 @@ pub(super) fn receipt<S: Store>(
         bundles: n,
         authority: rights.authority,
         reported,
+        emergency: rights.emergency.clone(),
     })
 }
 

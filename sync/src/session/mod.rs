@@ -279,7 +279,10 @@ impl<'a, S: Store> Local<'a, S> {
             .iter()
             .filter_map(|b| grant::chain_from_bytes(b).ok())
             .collect();
-        if chains.is_empty() && rec.is_none() {
+        if chains.is_empty()
+            && rec.is_none()
+            && self.vault.held_emergency(record).ok().flatten().is_none()
+        {
             return None;
         }
         let suffix = format!("/p2p/{remote}");

@@ -1,6 +1,7 @@
 //! The requester's side of a round: the opening request and what to do with each answer.
 
 use super::*;
+use crate::protocol::EmergencyClaim;
 
 impl<'a, S: Store> Local<'a, S> {
     /// Takes in the part of an answer (a peer's or a relay's) that carries data: the key wraps
@@ -79,6 +80,15 @@ impl<'a, S: Store> Local<'a, S> {
         let mut keys = self.keys_held(&record);
         keys.retain(|(s, _)| holds(s));
         let (audit, audit_head) = self.journal_for(&record, &remote);
+        let emergency = self
+            .vault
+            .held_emergency(&record)
+            .ok()
+            .flatten()
+            .map(|h| EmergencyClaim {
+                token: h.token,
+                credential: h.credential,
+            });
         Ok(SyncRequest {
             v: 1,
             record,
@@ -89,6 +99,7 @@ impl<'a, S: Store> Local<'a, S> {
             push: Vec::new(),
             audit,
             audit_head,
+            emergency,
         })
     }
 

@@ -90,7 +90,16 @@ impl<'a, S: Store> Local<'a, S> {
         };
         // Revocations of the requester's own grants travel with any answer, a refusal too.
         let revocations = self.revocations_for(&rec, &remote, &req.grants, now);
-        let (rights, why) = self.rights_of(&rec, &remote, Some(&req.grants), now);
+        let (mut rights, why) = self.rights_of(&rec, &remote, Some(&req.grants), now);
+        // Emergency (break-glass) access, for a professional without a grant: refused with
+        // the same words as a stranger, so that a use without an arrangement learns nothing.
+        if !rights.device
+            && rights.scopes.is_empty()
+            && let Some(claim) = &req.emergency
+            && let Ok(r) = self.emergency_rights(&rec, &remote, claim, now)
+        {
+            rights = r;
+        }
         if !rights.device && rights.scopes.is_empty() {
             // The same answer as for an unknown record: a stranger learns nothing (and only
             // the holder of a revoked grant, proven by the connection, hears of its revocation).

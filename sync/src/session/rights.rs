@@ -2,6 +2,10 @@
 //! everything; a grantee what its verified chains allow; revocations it is told of.
 
 use super::*;
+use crate::protocol::EmergencyClaim;
+use hearth_core::audit::EmergencyMark;
+use hearth_core::grant::emergency::{self, EmergencyUse};
+use hearth_core::grant::request::Credential;
 
 /// What a peer may hold and write in a record, as this node can verify it.
 pub(super) struct PeerRights {
@@ -9,6 +13,8 @@ pub(super) struct PeerRights {
     pub(super) scopes: Vec<Scope>,
     /// The grant (last link) and purpose of the first chain that verified, for the audit.
     pub(super) authority: Option<Authority>,
+    /// Set when the rights come from an emergency use, not a grant.
+    pub(super) emergency: Option<EmergencyMark>,
 }
 
 impl PeerRights {
@@ -17,6 +23,7 @@ impl PeerRights {
         device: true,
         scopes: Vec::new(),
         authority: None,
+        emergency: None,
     };
 
     pub(super) fn may_read(
@@ -82,6 +89,7 @@ pub(super) fn grantee_rights(
             device: false,
             scopes,
             authority,
+            emergency: None,
         },
         last_refusal,
     )
@@ -151,6 +159,44 @@ impl<'a, S: Store> Local<'a, S> {
             None => rec.recorded_chains(),
         };
         grantee_rights(&rec.id(), remote, &chains, &revoked, now)
+    }
+
+    /// What an emergency use `claim` presented by `remote` allows in `rec` at `now`: the
+    /// arranged sections, read, until the use ends; or why not.
+    pub(super) fn emergency_rights(
+        &self,
+        rec: &OpenRecord<'_, S>,
+        remote: &PeerKey,
+        claim: &EmergencyClaim,
+        now: Timestamp,
+    ) -> Result<PeerRights, String> {
+        let use_ = EmergencyUse::from_token(&claim.token).map_err(|e| e.to_string())?;
+        let credential = Credential::from_token(&claim.credential).map_err(|e| e.to_string())?;
+        let arrangement = rec.arrangements(now).remove(&use_.body().org);
+        let allowed = emergency::check_use(
+            &use_,
+            Some(&credential),
+            remote,
+            &rec.id(),
+            arrangement.as_ref(),
+            now,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(PeerRights {
+            device: false,
+            scopes: allowed.scopes,
+            authority: Some(Authority {
+                grant: GrantId(serde_bytes::ByteArray::new(use_.hash())),
+                purpose: grant::Purpose::Emergency,
+            }),
+            emergency: Some(EmergencyMark {
+                use_id: serde_bytes::ByteArray::new(use_.hash()),
+                org: use_.body().org,
+                reason: use_.body().reason.clone(),
+                until: allowed.until,
+                credential: claim.credential.clone(),
+            }),
+        })
     }
 
     /// The signed revocations of grants in the chains `remote` presented: only chains that
