@@ -174,52 +174,14 @@ fn section_names(r: &Value) -> Vec<String> {
 /// record, writes a note and corrects it, and syncs again: the patient's export holds an
 /// `AuditEvent` for every event of its audit log (the sessions served, the GP's read, its write
 /// and its correction) with the GP's verified name; ids and full URLs stay the same in the next
-/// export; `--no-audit` and the GP's own export hold none.
+/// export; importing the export back adds nothing; `--no-audit` and the GP's own export hold
+/// none.
 #[test]
 fn the_patients_export_holds_the_audit_log_as_audit_events() {
     let w = world();
     let dp = Daemon::start(&w.patient, Some("/ip4/127.0.0.1/tcp/0"));
     let with = str_of(&json(&hearth(&w.patient, &["id", "--json"]))["peer_id"]);
-    let cred = w.attest("365d");
-    ok(&hearth(
-        &w.gp,
-        &["credential", "add", &str_of(&cred["token"])],
-    ));
-    ok(&hearth(
-        &w.patient,
-        &[
-            "trust",
-            "add-org",
-            &w.org_peer,
-            "--name",
-            "Riverside Practice",
-        ],
-    ));
-    let req = json(&hearth(
-        &w.gp,
-        &[
-            "request",
-            "--to",
-            &w.record,
-            "--sections",
-            "notes",
-            "--ability",
-            "append",
-            "--purpose",
-            "direct-care",
-            "--expires",
-            "90d",
-            "--reason",
-            "Annual review",
-            "--json",
-        ],
-    ));
-    let added = w.add_request(&req);
-    let granted = json(&hearth(
-        &w.patient,
-        &["requests", "approve", &str_of(&added["id"]), "--json"],
-    ));
-    ok(&hearth(&w.gp, &["accept", &str_of(&granted["token"])]));
+    w.gp_attested_and_granted("notes", "append");
 
     sync_in(&w.gp, Some(&with));
     let shown = json(&hearth(
@@ -282,7 +244,7 @@ fn the_patients_export_holds_the_audit_log_as_audit_events() {
         assert!(url.starts_with("urn:uuid:"), "{url}");
         assert_eq!(r["outcome"], "0");
         assert_eq!(r["entity"][0]["what"]["reference"], patient.as_str());
-        assert_eq!(r["extension"][0]["url"], "urn:hearth:audit-chain");
+        assert_eq!(r["extension"][0]["url"], "urn:hearth:audit-chain:seq");
         assert!(
             hearth_core::time::Timestamp::parse_rfc3339(r["recorded"].as_str().unwrap()).is_some()
         );
@@ -352,6 +314,16 @@ fn the_patients_export_holds_the_audit_log_as_audit_events() {
         assert!(urls.contains(r), "dangling reference {r}");
     }
 
+    // The export, imported back, adds nothing: the AuditEvents are skipped and reported. (The
+    // record has no demographics to show the bundle is this patient's: accepted as it is.)
+    let back = json(&import_fhir(
+        &w.patient,
+        &out,
+        &["--accept-different-patient", "--json"],
+    ));
+    assert_eq!(back["written"], 0, "{back}");
+    assert_eq!(back["by_type"]["AuditEvent"]["skipped"], logged, "{back}");
+
     // The next export writes the same events with the same ids and full URLs.
     let again = dir.path().join("again.json");
     export_fhir(&w.patient, &again, &[]);
@@ -369,4 +341,56 @@ fn the_patients_export_holds_the_audit_log_as_audit_events() {
     let report = export_fhir(&w.gp, &again, &["--record", &w.record]);
     assert_eq!(report["audit_events"], 0, "{report}");
     assert!(audit_events(&read_json(&again)).is_empty());
+}
+
+/// A grantee that takes data without reporting its reads: the export holds the receipt of that
+/// session (with no reported head) and no AuditEvent for the problem, which the export's report
+/// lists in words instead.
+#[test]
+fn the_logs_problems_are_reported_beside_the_export_not_written_as_audit_events() {
+    let w = world();
+    let g = common::grant(&w.patient, &w.gp_peer, "notes", "read", "30d");
+    let dp = Daemon::start(&w.patient, Some("/ip4/127.0.0.1/tcp/0"));
+    w.gp_takes_without_reporting(&dp, &str_of(&g["token"]));
+    dp.stop();
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("export.json");
+    let report = export_fhir(&w.patient, &out, &[]);
+    let problems = report["audit_problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{report}");
+    assert_eq!(problems[0]["problem"], "not-reporting");
+    assert!(
+        str_of(&problems[0]["words"]).contains("without reporting its own reads"),
+        "{report}"
+    );
+    let events = audit_events(&read_json(&out));
+    assert_eq!(events.len(), 1, "{events:?}");
+    let r = &events[0].1;
+    assert_eq!(r["subtype"][0]["code"], "served");
+    assert_eq!(
+        r["agent"][0]["who"]["identifier"]["value"],
+        w.gp_peer.as_str()
+    );
+    let chain: Vec<&str> = r["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["url"].as_str().unwrap())
+        .collect();
+    assert!(chain.contains(&"urn:hearth:audit-chain:seq"), "{r}");
+    assert!(
+        !chain.contains(&"urn:hearth:audit-chain:reported-head"),
+        "{r}"
+    );
+    // In words, after the summary.
+    let words = ok(&hearth(
+        &w.patient,
+        &["record", "export", "--fhir", s(&out)],
+    ));
+    assert!(
+        words.contains("The audit log has 1 problem(s), which are not AuditEvents"),
+        "{words}"
+    );
+    assert!(words.contains("without reporting its own reads"), "{words}");
 }

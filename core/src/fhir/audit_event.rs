@@ -24,14 +24,15 @@
 //! name is written as given, and whether the node verified it is said in the extension
 //! [`NAME_VERIFIED_EXTENSION`] on the reference, so that a reader never takes a claim for a fact.
 //!
-//! Every `AuditEvent` carries the extension [`AUDIT_CHAIN_EXTENSION`]: the writer's sequence
+//! Every `AuditEvent` carries the extensions [`AUDIT_CHAIN_EXTENSION`]`…`: the writer's sequence
 //! number, the event's hash, the hash of the writer's event before it and the signed event
 //! itself, so anyone holding the export can check each event's signature against its writer's
 //! key (the peer id) and trace every writer's chain. Its `id` is the event's hash and its
 //! `fullUrl` derives from it: the same event exports alike every time.
 //!
 //! Problems the log's check finds (missing events, peers not reporting) are no events and are not
-//! written here; the caller reports them beside the export.
+//! written here; the caller reports them beside the export. Import skips these `AuditEvent`s
+//! ([`is_exported_audit_event`]): the log is made by its writers, not from a file.
 
 use super::export::{ExportExtension, uuid_from};
 use super::{HEARTH_ENTRY_SYSTEM, HEARTH_PEER_SYSTEM};
@@ -43,11 +44,12 @@ use data_encoding::{BASE64, HEXLOWER};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The extension on an exported `AuditEvent` that places it in its writer's chain: sub-extensions
-/// `seq` (the writer's sequence number), `hash` and `previous` (hex SHA-256 link hashes, as
-/// [`SignedEvent::hash`]), `signed` (the signed event, base64) and, on a receipt, `reported-head`
-/// (the head of its own audit log the receiver reported; absent when it reported nothing).
-pub const AUDIT_CHAIN_EXTENSION: &str = "urn:hearth:audit-chain";
+/// The extensions on an exported `AuditEvent` that place it in its writer's chain are named
+/// `urn:hearth:audit-chain:<name>`: `seq` (the writer's sequence number), `hash` and `previous`
+/// (hex SHA-256 link hashes, as [`SignedEvent::hash`]), `signed` (the signed event, base64),
+/// on a receipt `reported-head` (the head of its own audit log the receiver reported; absent
+/// when it reported nothing), and `time-ms` (see [`AuditEvents::audit_event`]).
+pub const AUDIT_CHAIN_EXTENSION: &str = "urn:hearth:audit-chain:";
 
 /// The extension on an agent's or observer's reference saying whether its name is verified
 /// (`valueBoolean`).
@@ -148,15 +150,19 @@ impl AuditEvents {
 
     /// One event as an `AuditEvent`. `now` stands in for `recorded` only when the event's own
     /// time cannot be written as a FHIR `instant` (that time is then kept in the extension
-    /// [`AUDIT_CHAIN_EXTENSION`] as `time-ms`, milliseconds since 1970).
+    /// [`AUDIT_CHAIN_EXTENSION`]`time-ms`, milliseconds since 1970).
     pub fn audit_event(&self, ev: &SignedEvent, patient: &str, now: Timestamp) -> Value {
         let e = ev.event();
         let observer = self.reference(&e.writer);
         let mut chain = vec![
             count_extension("seq", e.seq),
-            json!({"url": "hash", "valueString": HEXLOWER.encode(&ev.hash())}),
-            json!({"url": "previous", "valueString": HEXLOWER.encode(e.prev.as_slice())}),
-            json!({"url": "signed", "valueBase64Binary": BASE64.encode(ev.bytes())}),
+            chain_extension("hash", "valueString", HEXLOWER.encode(&ev.hash())),
+            chain_extension(
+                "previous",
+                "valueString",
+                HEXLOWER.encode(e.prev.as_slice()),
+            ),
+            chain_extension("signed", "valueBase64Binary", BASE64.encode(ev.bytes())),
         ];
         let mut patient_entity = json!({
             "what": {"reference": patient},
@@ -252,13 +258,14 @@ impl AuditEvents {
         let recorded = instant(e.at).unwrap_or_else(|| {
             // `recorded` is required: the time of the export stands in, and the writer's own
             // time is kept as it is.
-            chain.push(json!({"url": "time-ms", "valueString": e.at.as_millis().to_string()}));
+            chain.push(chain_extension(
+                "time-ms",
+                "valueString",
+                e.at.as_millis().to_string(),
+            ));
             now.to_rfc3339()
         });
-        r.insert(
-            "extension".into(),
-            json!([{"url": AUDIT_CHAIN_EXTENSION, "extension": chain}]),
-        );
+        r.insert("extension".into(), Value::Array(chain));
         r.insert("recorded".into(), json!(recorded));
         r.insert("outcome".into(), json!("0"));
         if let Some(a) = authority {
@@ -358,12 +365,23 @@ fn coding(system: &str, code: &str, display: &str) -> Value {
     json!({"system": system, "code": code, "display": display})
 }
 
-/// A count as an `unsignedInt` sub-extension; past FHIR's `unsignedInt` (2^31 − 1), as a
+/// The chain extension `name` with `value` of FHIR type `kind` (e.g. `valueString`).
+fn chain_extension(name: &str, kind: &str, value: impl Into<Value>) -> Value {
+    let mut x = Map::new();
+    x.insert(
+        "url".into(),
+        json!(format!("{AUDIT_CHAIN_EXTENSION}{name}")),
+    );
+    x.insert(kind.into(), value.into());
+    Value::Object(x)
+}
+
+/// A count as an `unsignedInt` chain extension; past FHIR's `unsignedInt` (2^31 − 1), as a
 /// decimal string.
-fn count_extension(url: &str, n: u64) -> Value {
+fn count_extension(name: &str, n: u64) -> Value {
     match i32::try_from(n) {
-        Ok(n) => json!({"url": url, "valueUnsignedInt": n}),
-        Err(_) => json!({"url": url, "valueString": n.to_string()}),
+        Ok(n) => chain_extension(name, "valueUnsignedInt", n),
+        Err(_) => chain_extension(name, "valueString", n.to_string()),
     }
 }
 
@@ -398,6 +416,21 @@ impl ExportExtension for AuditEvents {
             .then(|| resource.get("id")?.as_str().map(full_url_of))
             .flatten()
     }
+}
+
+/// Whether a resource is an audit event written by a Hearth export: an `AuditEvent` with the
+/// extensions [`AUDIT_CHAIN_EXTENSION`]`…`. Import skips it: the audit log lives in the record's audit
+/// section, written by its writers, and is not made from a file.
+pub(crate) fn is_exported_audit_event(resource: &Map<String, Value>) -> bool {
+    resource.get("resourceType").and_then(Value::as_str) == Some("AuditEvent")
+        && resource
+            .get("extension")
+            .and_then(Value::as_array)
+            .is_some_and(|x| {
+                x.iter()
+                    .filter_map(|e| e.get("url").and_then(Value::as_str))
+                    .any(|u| u.starts_with(AUDIT_CHAIN_EXTENSION))
+            })
 }
 
 #[cfg(test)]
