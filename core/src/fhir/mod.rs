@@ -36,7 +36,7 @@
 //! `Provenance` (author device key and name, time). An entry that was imported and not corrected
 //! since is written back as the resource that was imported; a corrected or native entry is built
 //! from its fields. Further resources join through [`ExportExtension`]: the grants as `Consent`
-//! ([`GrantConsents`]), and later the access log as `AuditEvent`.
+//! ([`GrantConsents`]), and the patient's audit log as `AuditEvent` ([`AuditEvents`]).
 //!
 //! ```
 //! use hearth_core::fhir::{self, Existing};
@@ -63,11 +63,16 @@
 //! assert_eq!(again.report.unchanged, 1);
 //! ```
 
+mod audit_event;
 mod consent;
 mod export;
 mod import;
 mod patient;
 
+pub use audit_event::{
+    AUDIT_CHAIN_EXTENSION, AuditEvents, AuditNames, HEARTH_AUDIT_ACTION_SYSTEM,
+    HEARTH_PURPOSE_SYSTEM, HEARTH_SECTION_SYSTEM, NAME_VERIFIED_EXTENSION, PeerName,
+};
 pub use consent::{
     GRANT_STATE_EXTENSION, GrantConsents, GrantState, HEARTH_GRANT_SYSTEM, grant_state,
 };

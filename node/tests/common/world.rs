@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
-use super::{hearth, init, json};
+use super::{Daemon, hearth, init, json, ok, stranger};
+use hearth_core::grant;
+use hearth_sync::protocol::{Message, SyncRequest, decode, encode};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Output;
@@ -126,6 +128,18 @@ impl World {
     /// `expires`, giving `reason`; its `--json` output.
     #[track_caller]
     pub(crate) fn request(&self, sections: &str, expires: &str, reason: &str) -> Value {
+        self.request_for(sections, "read", expires, reason)
+    }
+
+    /// [`World::request`] for `ability` (`read`, `append`).
+    #[track_caller]
+    pub(crate) fn request_for(
+        &self,
+        sections: &str,
+        ability: &str,
+        expires: &str,
+        reason: &str,
+    ) -> Value {
         json(&hearth(
             &self.gp,
             &[
@@ -135,7 +149,7 @@ impl World {
                 "--sections",
                 sections,
                 "--ability",
-                "read",
+                ability,
                 "--purpose",
                 "direct-care",
                 "--expires",
@@ -145,5 +159,77 @@ impl World {
                 "--json",
             ],
         ))
+    }
+
+    /// The organisation attests the GP (for a year), the patient trusts it as "Riverside
+    /// Practice", and the GP asks for `sections` with `ability` for direct care and accepts
+    /// the grant the patient approves: the approval's `--json` output. The patient's node
+    /// then names the GP "Dr A. Shah (GP, Riverside Practice, verified)".
+    #[track_caller]
+    pub(crate) fn gp_attested_and_granted(&self, sections: &str, ability: &str) -> Value {
+        let cred = self.attest("365d");
+        ok(&hearth(
+            &self.gp,
+            &["credential", "add", &str_of(&cred["token"])],
+        ));
+        ok(&hearth(
+            &self.patient,
+            &[
+                "trust",
+                "add-org",
+                &self.org_peer,
+                "--name",
+                "Riverside Practice",
+            ],
+        ));
+        let req = self.request_for(sections, ability, "90d", "Annual review");
+        let added = self.add_request(&req);
+        let granted = json(&hearth(
+            &self.patient,
+            &["requests", "approve", &str_of(&added["id"]), "--json"],
+        ));
+        ok(&hearth(&self.gp, &["accept", &str_of(&granted["token"])]));
+        granted
+    }
+
+    /// The GP's node, changed not to report its reads, syncs once with the patient's daemon
+    /// `daemon` under the grant `token`, sending no audit head; the patient's node serves it.
+    #[track_caller]
+    pub(crate) fn gp_takes_without_reporting(&self, daemon: &Daemon, token: &str) {
+        let chain = grant::chain_from_token(token).unwrap();
+        let addr: libp2p::Multiaddr = daemon.file()["listen_addrs"][0]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let pid = str_of(&json(&hearth(&self.patient, &["id", "--json"]))["peer_id"]);
+        let gp_identity = hearth_node::home::Home::new(self.gp.clone())
+            .unlock(super::PASS.as_bytes())
+            .unwrap();
+        let req = SyncRequest {
+            v: 1,
+            record: self.record.parse().unwrap(),
+            card: grant::request::card(&gp_identity)
+                .unwrap()
+                .envelope()
+                .clone(),
+            grants: vec![serde_bytes::ByteBuf::from(grant::chain_to_bytes(&chain))],
+            have: Vec::new(),
+            keys: Vec::new(),
+            push: Vec::new(),
+            audit: Vec::new(),
+            audit_head: None,
+        };
+        let answers = stranger::send_as(
+            stranger::keypair_of(&self.gp),
+            pid.parse().unwrap(),
+            addr,
+            vec![encode(&Message::Request(req))],
+        );
+        let Message::Response(resp) = decode(answers[0].as_ref().expect("answered")).unwrap()
+        else {
+            panic!("not a response")
+        };
+        assert!(resp.refused.is_none() && !resp.bundles.is_empty());
     }
 }

@@ -317,7 +317,9 @@ pub(super) fn build_bundle<'a>(
                 .unwrap_or("Basic")
                 .to_owned();
             count(&t);
-            let url = uuid_from(&[x.name().as_bytes(), r.to_string().as_bytes()]);
+            let url = x
+                .full_url(&r)
+                .unwrap_or_else(|| uuid_from(&[x.name().as_bytes(), r.to_string().as_bytes()]));
             entries.push(EntryOut {
                 full_url: url,
                 resource: Res::Value(r),

@@ -56,6 +56,11 @@ pub trait ExportExtension {
     /// The resources to add. `patient` is the `fullUrl` of the exported `Patient`, to use in
     /// references (`{"reference": patient}`).
     fn resources(&self, patient: &str, now: Timestamp) -> Vec<Value>;
+    /// The `fullUrl` of one of [`ExportExtension::resources`], when the extension keeps it
+    /// stable across exports; `None` (the default): one derived from the resource's content.
+    fn full_url(&self, _resource: &Value) -> Option<String> {
+        None
+    }
 }
 
 /// What an export wrote.

@@ -171,6 +171,8 @@ fn map_one(
         Mapped::Skip("written by a Hearth export: the entries carry it")
     } else if super::super::consent::is_exported_grant(resource) {
         Mapped::Skip("a grant written by a Hearth export: grants live in the consent ledger")
+    } else if super::super::audit_event::is_exported_audit_event(resource) {
+        Mapped::Skip("an audit event written by a Hearth export: the audit log is the record's own")
     } else if says_entered_in_error(resource) {
         // Whatever the type (those kept whole too): never an entry, perhaps a retraction.
         Mapped::Skip(IN_ERROR)

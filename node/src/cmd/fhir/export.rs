@@ -1,17 +1,27 @@
 //! `hearth record export --fhir FILE | --automerge DIR`: the record's readable sections as a
-//! FHIR R4 Bundle (with the grants as `Consent` resources) or as automerge documents.
+//! FHIR R4 Bundle (with the grants as `Consent` resources and, on the patient's node, the audit
+//! log as `AuditEvent` resources) or as automerge documents.
 
+use crate::app::audit::{Names, checked_log, problem};
 use crate::app::parse::{parse_spec, which_record};
 use crate::app::{Ctx, invalid, now};
 use crate::fail::{Failure, code};
 use crate::home::atomic_write;
 use crate::sled_store::SledStore;
 use clap::{ArgGroup, Args};
-use hearth_core::fhir::{self, ExportExtension, ExportOptions, GrantConsents, RawExportInput};
+use hearth_core::audit::{Action, Verified};
+use hearth_core::fhir::{
+    self, AuditEvents, AuditNames, ExportExtension, ExportOptions, GrantConsents, PeerName,
+    RawExportInput,
+};
 use hearth_core::grant::Grant;
+use hearth_core::ids::{EntryId, PeerKey};
+use hearth_core::keys::Identity;
 use hearth_core::record::{OpenRecord, RawSectionView, RecordError, Vault};
 use hearth_core::section::{SectionName, SectionSpec};
-use serde_json::json;
+use hearth_core::time::Timestamp;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 /// `hearth record export`.
@@ -38,6 +48,10 @@ pub struct ExportArgs {
     /// of the record for the patient, the grants this node holds for a professional).
     #[arg(long, requires = "fhir")]
     pub no_consent: bool,
+    /// FHIR: leave the audit log out (by default the patient's node writes every event of the
+    /// record's audit log as an `AuditEvent`; other nodes have no audit log to write).
+    #[arg(long, requires = "fhir")]
+    pub no_audit: bool,
     /// The record (default: this patient's own).
     #[arg(long, value_name = "RECORD_ID")]
     pub record: Option<String>,
@@ -63,7 +77,16 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
     let (info, identity) = ctx.unlock()?;
     let vault = ctx.vault()?;
     let rid = which_record(&info, &vault, args.record.as_deref())?;
-    let mut rec = vault.open_record(&identity, &rid)?;
+    let t = now();
+    // Only the patient's node has the audit log: there it is brought up to date with this
+    // device's own receipts and checked, as `hearth audit` does.
+    let audit_log = args.fhir.is_some() && !args.no_audit && identity.record_id() == Some(rid);
+    let (mut rec, verified) = if audit_log {
+        let (rec, verified) = checked_log(&vault, &identity, t)?;
+        (rec, Some(verified))
+    } else {
+        (vault.open_record(&identity, &rid)?, None)
+    };
     let names = selected(&mut rec, spec.as_ref())?;
     match (&args.fhir, &args.automerge) {
         (Some(file), _) => {
@@ -74,7 +97,7 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
             let input = RawExportInput {
                 record: rid,
                 sections: &views,
-                now: now(),
+                now: t,
             };
             let options = ExportOptions {
                 rebuild: args.rebuild,
@@ -85,7 +108,11 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
             } else {
                 grant_consents(&vault, &rec)?
             };
-            let extensions: [&dyn ExportExtension; 1] = [&consents];
+            let (audit, problems) = match verified {
+                Some(v) => audit_events(&mut rec, &identity, v, t),
+                None => (AuditEvents::default(), Vec::new()),
+            };
+            let extensions: [&dyn ExportExtension; 2] = [&consents, &audit];
             let (bytes, report) = fhir::export_raw_json(&input, options, &extensions, true)
                 .map_err(|e| Failure::new(code::IO, format!("encoding the bundle: {e}")))?;
             atomic_write(file, &bytes)?;
@@ -102,6 +129,8 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
                     "in_error": report.in_error,
                     "references_cut": report.references_cut,
                     "consents": report.resources.get("Consent").copied().unwrap_or(0),
+                    "audit_events": report.resources.get("AuditEvent").copied().unwrap_or(0),
+                    "audit_problems": problems,
                 }),
                 || {
                     let mut s = format!(
@@ -132,6 +161,16 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
                              replaced by their display text.",
                             report.references_cut
                         ));
+                    }
+                    if !problems.is_empty() {
+                        s.push_str(&format!(
+                            "\nThe audit log has {} problem(s), which are not AuditEvents and are \
+                             not in the file (`hearth audit verify` shows them):",
+                            problems.len()
+                        ));
+                        for p in &problems {
+                            s.push_str(&format!("\n  - {}", p["words"].as_str().unwrap_or("")));
+                        }
                     }
                     s
                 },
@@ -207,6 +246,74 @@ fn grant_consents(
         vault.held_chains(&rec.id())?
     };
     Ok(GrantConsents::new(chains, revoked))
+}
+
+/// The checked audit log as `AuditEvent`s, each peer and section named as `hearth audit`
+/// names them (the patient's devices as "the patient's device", not "this device": the file
+/// leaves this device), and the log's problems in words for the report.
+fn audit_events(
+    rec: &mut OpenRecord<'_, SledStore>,
+    identity: &Identity,
+    verified: Verified,
+    t: Timestamp,
+) -> (AuditEvents, Vec<Value>) {
+    let names = Names::of(rec, identity, t);
+    let devices: BTreeMap<PeerKey, String> = rec
+        .all_device_certs()
+        .into_iter()
+        .map(|d| (d.peer, d.name))
+        .collect();
+    let mut out = AuditNames::default();
+    let mut written: BTreeSet<EntryId> = BTreeSet::new();
+    let mut written_in: BTreeSet<SectionName> = BTreeSet::new();
+    for ev in &verified.events {
+        let e = ev.event();
+        let peer_to = match &e.action {
+            Action::Served { to, .. } => Some(*to),
+            Action::Read { .. } => None,
+            Action::Wrote {
+                section, entries, ..
+            } => {
+                written.extend(entries);
+                written_in.extend(rec.directory().get(&section.section).copied());
+                None
+            }
+        };
+        for peer in std::iter::once(e.writer).chain(peer_to) {
+            out.peers
+                .entry(peer)
+                .or_insert_with(|| match devices.get(&peer) {
+                    Some(n) => PeerName {
+                        display: format!("the patient's device \"{n}\""),
+                        verified: true,
+                    },
+                    None => {
+                        let (display, verified) = names.who(&peer);
+                        PeerName { display, verified }
+                    }
+                });
+        }
+        for s in e.action.sections() {
+            if let Some(n) = names.sections(&[s]).0.pop() {
+                out.sections.entry(s.section).or_insert(n);
+            }
+        }
+    }
+    // Which writes were new versions of earlier entries (corrections, retractions). A section
+    // that cannot be read here leaves its writes counted as created, and the export goes on.
+    for name in written_in {
+        for v in rec.history(&name).unwrap_or_default() {
+            if v.supersedes.is_some() && written.contains(&v.id) {
+                out.new_versions.insert(v.id);
+            }
+        }
+    }
+    let problems = verified
+        .problems
+        .iter()
+        .map(|p| problem(p, &names))
+        .collect();
+    (AuditEvents::new(verified.events, out), problems)
 }
 
 fn section_failure(name: &SectionName, e: RecordError) -> Failure {
