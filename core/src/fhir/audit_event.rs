@@ -177,12 +177,20 @@ impl AuditEvents {
                 bundles,
                 authority,
                 reported,
+                emergency,
             } => {
                 if let Some(h) = reported {
                     chain.push(count_extension("reported-head", *h));
                 }
-                patient_entity["detail"] =
-                    json!([{"type": "bundles", "valueString": bundles.to_string()}]);
+                let mut detail = vec![json!({"type": "bundles", "valueString": bundles.to_string()})];
+                if let Some(m) = emergency {
+                    // Break-glass: the reason the professional signed, and when the use ends.
+                    detail.push(json!({"type": "emergency-reason", "valueString": m.reason}));
+                    if let Some(until) = instant(m.until) {
+                        detail.push(json!({"type": "emergency-until", "valueString": until}));
+                    }
+                }
+                patient_entity["detail"] = json!(detail);
                 entities.extend(self.sections(sections));
                 let receiver = self.agent(to, DCM, "110152", "Destination Role ID", true);
                 let server = self.agent(&e.writer, DCM, "110153", "Source Role ID", false);

@@ -219,6 +219,7 @@ impl World {
             push: Vec::new(),
             audit: Vec::new(),
             audit_head: None,
+            emergency: None,
         };
         let answers = stranger::send_as(
             stranger::keypair_of(&self.gp),

@@ -86,6 +86,7 @@ fn served(to: PeerKey, reported: Option<u64>, purpose: Purpose) -> Action {
         bundles: 5,
         authority: authority(purpose),
         reported,
+        emergency: None,
     }
 }
 
@@ -324,6 +325,7 @@ fn each_purpose_has_its_v3_act_reason_and_hearth_code() {
             bundles: 1,
             authority: None,
             reported: None,
+            emergency: None,
         }],
     );
     let r = &AuditEvents::new(own, w.names).audit_events(PATIENT, TEST_NOW)[0];

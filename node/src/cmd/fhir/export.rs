@@ -279,6 +279,17 @@ fn audit_events(
                 None
             }
         };
+        // Who used emergency access is named from the credential they presented.
+        if let Action::Served {
+            to,
+            emergency: Some(m),
+            ..
+        } = &e.action
+        {
+            let display = names.emergency_user(to, m, e.at);
+            let verified = display.ends_with(", verified)");
+            out.peers.insert(*to, PeerName { display, verified });
+        }
         for peer in std::iter::once(e.writer).chain(peer_to) {
             out.peers
                 .entry(peer)
