@@ -3,3 +3,4 @@
 mod hostile_bundles;
 mod merge;
 mod restore;
+mod revoke;
