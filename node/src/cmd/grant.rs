@@ -17,9 +17,7 @@ use crate::app::token::emit_token;
 use crate::app::{Ctx, invalid, now, os_rng, refused};
 use crate::fail::{Failure, code};
 use clap::{Args, Subcommand};
-use hearth_core::grant::{
-    self, Access, Grant, GrantId, GrantSpec, Purpose, Rights, interop,
-};
+use hearth_core::grant::{self, Access, Grant, GrantId, GrantSpec, Purpose, Rights, interop};
 use hearth_core::ledger::IssuedGrant;
 use hearth_core::time::Timestamp;
 use serde_json::{Value, json};

@@ -38,8 +38,13 @@ fn a_revoked_holders_keys_open_nothing_written_after_and_unread_sections_keep_th
     let (patient, rid) = patient_record(&vault, "Pat", TEST_NOW, &mut rng);
     let (nurse, _) = Identity::generate(Role::Professional, "Nurse".into(), &mut rng);
     let mut rec = vault.open_record(&patient, &rid).unwrap();
-    rec.add_entry(&name("notes"), &json!({"text": "before"}), TEST_NOW, &mut rng)
-        .unwrap();
+    rec.add_entry(
+        &name("notes"),
+        &json!({"text": "before"}),
+        TEST_NOW,
+        &mut rng,
+    )
+    .unwrap();
     rec.add_entry(
         &name("medications"),
         &json!({"name": "Metformin 500mg"}),
@@ -102,11 +107,20 @@ fn a_revoked_holders_keys_open_nothing_written_after_and_unread_sections_keep_th
 
     assert_eq!(rec.revoke(&g, TEST_NOW, &mut rng).unwrap(), 2);
     assert!(rec.revoked_grants().contains(&g.id()));
-    rec.add_entry(&name("notes"), &json!({"text": "after"}), TEST_NOW, &mut rng)
-        .unwrap();
+    rec.add_entry(
+        &name("notes"),
+        &json!({"text": "after"}),
+        TEST_NOW,
+        &mut rng,
+    )
+    .unwrap();
     let held = rec.keys_held();
     for (sid, epoch) in [(notes, 1), (SectionId::AUTH, 1), (meds, 0)] {
-        let newest = held.iter().filter(|(s, _)| *s == sid).map(|(_, e)| *e).max();
+        let newest = held
+            .iter()
+            .filter(|(s, _)| *s == sid)
+            .map(|(_, e)| *e)
+            .max();
         assert_eq!(newest, Some(epoch), "{sid}");
     }
     drop(rec);
@@ -124,11 +138,16 @@ fn a_revoked_holders_keys_open_nothing_written_after_and_unread_sections_keep_th
         .into_iter()
         .filter(|b| b.header().epoch == 1)
         .count();
-    assert_eq!(rotation, 1, "the rotation is written under the new auth key");
+    assert_eq!(
+        rotation, 1,
+        "the rotation is written under the new auth key"
+    );
 
     // Nobody but the device holding the record root revokes: not the grantee's replica.
     let nurse_vault = Vault::new(MemoryStore::new());
-    nurse_vault.register_replica(&rid, &wraps, TEST_NOW).unwrap();
+    nurse_vault
+        .register_replica(&rid, &wraps, TEST_NOW)
+        .unwrap();
     let mut replica = nurse_vault.open_record(&nurse, &rid).unwrap();
     assert!(matches!(
         replica.revoke(&g, TEST_NOW, &mut rng),
