@@ -3,10 +3,10 @@
 //! holds; what it could not read stays where it was.
 
 use crate::bundle::Bundle;
-use crate::grant::Ability;
+use crate::grant::{Ability, Grant};
 use crate::ids::{RecordId, SectionId};
 use crate::keys::{Identity, Role};
-use crate::record::{RecordError, Vault};
+use crate::record::{OpenRecord, RecordError, Vault};
 use crate::section::SectionName;
 use crate::store::MemoryStore;
 use crate::test_utils::{TEST_NOW, TestRng, patient_record, record_grant};
@@ -31,6 +31,25 @@ fn bundles(vault: &Vault<MemoryStore>, record: &RecordId, section: &SectionId) -
     out
 }
 
+/// The patient's 30-day grant to `to` to read notes, recorded in `rec`.
+fn read_notes(
+    patient: &Identity,
+    rec: &mut OpenRecord<'_, MemoryStore>,
+    to: &Identity,
+    rng: &mut TestRng,
+) -> Grant {
+    record_grant(
+        patient,
+        rec,
+        to.peer(),
+        "notes",
+        Ability::Read,
+        TEST_NOW,
+        30,
+        rng,
+    )
+}
+
 #[test]
 fn a_revoked_holders_keys_open_nothing_written_after_and_unread_sections_keep_their_keys() {
     let mut rng = TestRng::new(41);
@@ -52,16 +71,7 @@ fn a_revoked_holders_keys_open_nothing_written_after_and_unread_sections_keep_th
         &mut rng,
     )
     .unwrap();
-    let g = record_grant(
-        &patient,
-        &mut rec,
-        nurse.peer(),
-        "notes",
-        Ability::Read,
-        TEST_NOW,
-        30,
-        &mut rng,
-    );
+    let g = read_notes(&patient, &mut rec, &nurse, &mut rng);
     // The nurse's keys: those a sync or a grant with keys would give her.
     let wraps = rec
         .wrap_keys_for(nurse.agreement_public(), &g.body().scopes, &mut rng)
@@ -70,34 +80,21 @@ fn a_revoked_holders_keys_open_nothing_written_after_and_unread_sections_keep_th
         .iter()
         .map(|w| w.open(nurse.agreement_secret()).unwrap())
         .collect();
-    let notes = *rec
-        .directory()
-        .iter()
-        .find(|(_, n)| **n == name("notes"))
-        .unwrap()
-        .0;
-    let meds = *rec
-        .directory()
-        .iter()
-        .find(|(_, n)| **n == name("medications"))
-        .unwrap()
-        .0;
+    let id_of = |rec: &OpenRecord<'_, MemoryStore>, s: &str| {
+        *rec.directory()
+            .iter()
+            .find(|(_, n)| **n == name(s))
+            .unwrap()
+            .0
+    };
+    let (notes, meds) = (id_of(&rec, "notes"), id_of(&rec, "medications"));
     let before: Vec<Bundle> = bundles(&vault, &rid, &notes);
 
     // A grant for another record is refused, and nothing is written.
     let other_vault = Vault::new(MemoryStore::new());
     let (other, other_rid) = patient_record(&other_vault, "Other", TEST_NOW, &mut rng);
     let mut other_rec = other_vault.open_record(&other, &other_rid).unwrap();
-    let foreign = record_grant(
-        &other,
-        &mut other_rec,
-        nurse.peer(),
-        "notes",
-        Ability::Read,
-        TEST_NOW,
-        30,
-        &mut rng,
-    );
+    let foreign = read_notes(&other, &mut other_rec, &nurse, &mut rng);
     let held = vault.held_sections(&rid).unwrap();
     assert!(matches!(
         rec.revoke(&foreign, TEST_NOW, &mut rng),
