@@ -2,7 +2,7 @@
 //! and a grant carries. It lives apart from both, so that the record engine and the grants
 //! each use it without depending on the other.
 
-use crate::crypto::{self, Domain, SymmetricKey, WrappedKey};
+use crate::crypto::{self, AgreementSecret, CryptoError, Domain, SymmetricKey, WrappedKey};
 use crate::ids::{RecordId, SectionId};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
@@ -45,7 +45,7 @@ impl KeyWrap {
     }
 
     /// The HPKE `info` a wrap of `section`'s key at `epoch` is sealed with.
-    pub(crate) fn info(record: &RecordId, section: &SectionId, epoch: u32) -> Vec<u8> {
+    fn info(record: &RecordId, section: &SectionId, epoch: u32) -> Vec<u8> {
         let mut info = b"hearth/section-key/v1".to_vec();
         info.extend_from_slice(&record.0);
         info.extend_from_slice(&section.0);
@@ -84,6 +84,16 @@ impl KeyWrap {
         Ok(w)
     }
 
+    /// The section key inside, opened with the recipient's X25519 `secret`: fails for any
+    /// other secret, or if the wrap was altered. Says nothing of who signed it ([`KeyWrap::verify`]).
+    pub fn open(&self, secret: &AgreementSecret) -> Result<SymmetricKey, CryptoError> {
+        crypto::unwrap_key(
+            &self.wrapped,
+            secret,
+            &KeyWrap::info(&self.record, &self.section, self.epoch),
+        )
+    }
+
     /// Whether the record root signed this wrap.
     pub fn verify(&self) -> bool {
         let Ok(root) = self.record.verifying_key() else {
@@ -92,5 +102,42 @@ impl KeyWrap {
         let parts = self.signed_parts();
         let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         crypto::verify(&root, Domain::KeyWrap, &refs, &self.signature.into_array()).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::AgreementSecret;
+    use crate::test_utils::TestRng;
+
+    #[test]
+    fn a_wrap_opens_only_with_its_recipients_secret_and_unaltered() {
+        let mut rng = TestRng::new(3);
+        let root = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let record = RecordId(root.verifying_key().to_bytes());
+        let (alice, bob) = (
+            AgreementSecret::generate(&mut rng),
+            AgreementSecret::generate(&mut rng),
+        );
+        let key = SymmetricKey::generate(&mut rng);
+        let w = KeyWrap::create(
+            &root,
+            record,
+            SectionId::AUTH,
+            2,
+            &key,
+            alice.public(),
+            &mut rng,
+        )
+        .unwrap();
+        assert!(w.verify());
+        assert_eq!(w.open(&alice).unwrap().as_bytes(), key.as_bytes());
+        assert!(w.open(&bob).is_err());
+        // The epoch is bound into the sealing: a wrap relabelled to another epoch opens to
+        // nothing (and no longer verifies).
+        let relabelled = KeyWrap { epoch: 3, ..w };
+        assert!(relabelled.open(&alice).is_err());
+        assert!(!relabelled.verify());
     }
 }

@@ -16,38 +16,14 @@ use hearth_core::grant::Ability;
 use hearth_core::keys::{Identity, Role};
 use hearth_core::record::Vault;
 use hearth_core::test_utils::{patient_record, record_grant};
-use hearth_node::live::{self, Handle, LiveConfig, Shared, SharedState};
+use hearth_node::live::{self, Handle, LiveConfig, SharedState};
 use hearth_node::os::{now, os_rng};
 use hearth_node::sled_store::SledStore;
-use hearth_sync::net::{self, NetConfig};
-use libp2p::Multiaddr;
 use serde_json::json;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-async fn node(
-    identity: Identity,
-    vault: Vault<SledStore>,
-) -> (Handle, SharedState<SledStore>, Multiaddr) {
-    let mut swarm = net::swarm(net::keypair(&identity).unwrap(), &NetConfig::default()).unwrap();
-    swarm
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    let shared = Arc::new(Mutex::new(Shared { vault, identity }));
-    let (h, _task) = live::start(swarm, shared.clone(), LiveConfig::default());
-    for _ in 0..500 {
-        if let Some(a) = h.status().listen_addrs.first() {
-            return (h.clone(), shared, a.parse().unwrap());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no listen address");
-}
+mod common;
+use common::{live_node, pct, runtime};
 
 fn note(i: usize) -> serde_json::Value {
     json!({"text": format!("{i:06} Reviewed at home. Mobility stable, eating well, no new falls. \
@@ -119,8 +95,8 @@ async fn setup(initial: usize) -> Setup {
         g_vault.hold_grant(&rid, &[g]).unwrap();
     }
     let p_peer = patient.peer();
-    let (ph, p_shared, p_addr) = node(patient, p_vault).await;
-    let (gh, g_shared, _) = node(gp, g_vault).await;
+    let (ph, p_shared, p_addr) = live_node(patient, p_vault, LiveConfig::default()).await;
+    let (gh, g_shared, _) = live_node(gp, g_vault, LiveConfig::default()).await;
     // Initial sync: dial, handshake, and rounds until the GP holds every note (the GP's
     // catch-up round on connecting, then the one asked for).
     let t_initial = Instant::now();
@@ -163,12 +139,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "quick");
     let n = if quick { 30 } else { 300 };
     let initial = if quick { 1_000 } else { 10_000 };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    runtime().block_on(async move {
         let big = setup(initial).await;
         let initial_time = big.initial_time;
         let baseline = automerge_sync(initial);

@@ -3,7 +3,7 @@
 
 use super::layout::{k_wrap, k_wrap_prefix};
 use super::{OpenRecord, RecordError, Result, Vault, cbor, decbor, json_string};
-use crate::crypto::{self, SymmetricKey};
+use crate::crypto::SymmetricKey;
 use crate::ids::{RecordId, SectionId};
 use crate::keys::Identity;
 use crate::keywrap::KeyWrap;
@@ -96,8 +96,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 // and says so when opened.
                 continue;
             }
-            let info = KeyWrap::info(&self.id, &w.section, w.epoch);
-            if let Ok(k) = crypto::unwrap_key(&w.wrapped, self.identity.agreement_secret(), &info) {
+            if let Ok(k) = w.open(self.identity.agreement_secret()) {
                 self.keys.entry(w.section).or_default().insert(w.epoch, k);
             }
         }

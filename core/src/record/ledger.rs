@@ -3,7 +3,7 @@
 
 use super::{OpenRecord, RecordError, Result, Vault};
 use crate::grant::{self, Grant, GrantId, Revocation};
-use crate::ids::{PeerKey, RecordId};
+use crate::ids::{PeerKey, RecordId, SectionId};
 use crate::ledger::{
     self, DecisionItem, IssuedGrant, Key, Kind, PeerAddrs, RecordedGrant, RelayItem, RequestItem,
     RevokeItem, TrustItem,
@@ -103,6 +103,44 @@ impl<S: Store> OpenRecord<'_, S> {
         by_id(Kind::Revoke, self.auth_items(Kind::Revoke.prefix()))
             .filter_map(|(id, _)| id.parse().ok())
             .collect()
+    }
+
+    /// Revokes `grant` (one the patient issued for this record; device holding the record
+    /// root only). The record root signs the revocation, which is written to the auth
+    /// document first, so every node that syncs the auth document refuses the grant from
+    /// then on; then every section the grant let its holder read moves, with the auth
+    /// document, to a new key epoch that the holder is never sent ([`OpenRecord::rotate_keys`]).
+    /// Returns how many sections moved (none when it could read none).
+    pub fn revoke(
+        &mut self,
+        grant: &Grant,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<usize> {
+        self.root_for("only the device holding the record root key revokes grants")?;
+        if grant.body().record != self.id {
+            return Err(RecordError::Invalid("a grant for another record"));
+        }
+        let signed = Revocation::sign(self.identity, grant.id(), now)
+            .map_err(|_| RecordError::NotPermitted("only the record's owner signs revocations"))?;
+        self.put_auth(vec![AuthItem::Revoke(signed)], now, rng)?;
+        let mut readable: Vec<SectionId> = self
+            .directory()
+            .iter()
+            .filter(|(_, n)| {
+                grant
+                    .body()
+                    .scopes
+                    .iter()
+                    .any(|s| s.allows(n, grant::Ability::Read))
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        if readable.is_empty() {
+            return Ok(0);
+        }
+        readable.push(SectionId::AUTH);
+        self.rotate_keys(&readable, now, rng)
     }
 
     /// Every revocation in the auth document with when it was made (`None` when the item's

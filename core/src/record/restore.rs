@@ -35,7 +35,7 @@ use super::keyring::wraps_for;
 use super::layout::k_record;
 use super::{DeviceCert, HeldReason, RecordError, RemoteReport, Result, Vault, Verdict};
 use crate::bundle::Bundle;
-use crate::crypto::{self, SymmetricKey};
+use crate::crypto::SymmetricKey;
 use crate::ids::{PeerKey, RecordId, SectionId};
 use crate::keys::{Identity, RecoveryPhrase};
 use crate::keywrap::KeyWrap;
@@ -128,8 +128,7 @@ impl<S: Store> Vault<S> {
                 continue;
             }
             if w.recipient.into_array() == recovery_public {
-                let info = KeyWrap::info(&rid, &w.section, w.epoch);
-                match crypto::unwrap_key(&w.wrapped, &recovery, &info) {
+                match w.open(&recovery) {
                     Ok(k) => {
                         keys.entry((w.section, w.epoch)).or_insert(k);
                     }

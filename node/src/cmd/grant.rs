@@ -17,12 +17,8 @@ use crate::app::token::emit_token;
 use crate::app::{Ctx, invalid, now, os_rng, refused};
 use crate::fail::{Failure, code};
 use clap::{Args, Subcommand};
-use hearth_core::grant::{
-    self, Ability, Access, Grant, GrantId, GrantSpec, Purpose, Rights, interop,
-};
-use hearth_core::ids::SectionId;
+use hearth_core::grant::{self, Access, Grant, GrantId, GrantSpec, Purpose, Rights, interop};
 use hearth_core::ledger::IssuedGrant;
-use hearth_core::record::AuthItem;
 use hearth_core::time::Timestamp;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -364,10 +360,8 @@ fn revoke(ctx: &Ctx, id: &str) -> Result<(), Failure> {
     let (_, identity) = ctx.unlock()?;
     let vault = ctx.vault()?;
     let mut rec = own_record(&vault, &identity)?;
-    let gid = chain
-        .last()
-        .map(Grant::id)
-        .ok_or_else(|| invalid("empty grant"))?;
+    let leaf = chain.last().ok_or_else(|| invalid("empty grant"))?;
+    let gid = leaf.id();
     if revoked {
         return Err(refused("that grant is already revoked"));
     }
@@ -377,32 +371,9 @@ fn revoke(ctx: &Ctx, id: &str) -> Result<(), Failure> {
              to new keys",
         ));
     }
-    let t = now();
-    let mut rng = os_rng();
     // Signed by the record root, so the patient's nodes can hand it to the grantee when they
-    // refuse it, and the grantee's node can check it.
-    let signed = grant::Revocation::sign(&identity, gid, t).map_err(refusal)?;
-    rec.put_auth(vec![AuthItem::Revoke(signed)], t, &mut rng)?;
-    // Every section the holder could read moves to a new key it never receives (and the auth
-    // document with them).
-    let leaf = chain.last().ok_or_else(|| invalid("empty grant"))?;
-    let mut readable: Vec<SectionId> = rec
-        .directory()
-        .iter()
-        .filter(|(_, n)| {
-            leaf.body()
-                .scopes
-                .iter()
-                .any(|s| s.allows(n, Ability::Read))
-        })
-        .map(|(s, _)| *s)
-        .collect();
-    let rekeyed = if readable.is_empty() {
-        0
-    } else {
-        readable.push(SectionId::AUTH);
-        rec.rotate_keys(&readable, t, &mut rng)?
-    };
+    // refuse it; every section the holder could read moves to a new key it never receives.
+    let rekeyed = rec.revoke(leaf, now(), &mut os_rng())?;
     ctx.print(
         json!({"id": gid.to_string(), "revoked": true, "sections_rekeyed": rekeyed}),
         || {

@@ -156,6 +156,11 @@ impl<'a, S: Store> Local<'a, S> {
     /// response's (authorship, append-only rules, hash chains), for a record this node holds
     /// and sections it holds keys for. The caller syncs with the sender when anything was
     /// refused (a gap: something in between was missed).
+    ///
+    /// A pushed bundle under a key epoch this node was not given is refused too: this node is
+    /// behind on the auth document (the keys moved, perhaps after a revocation it has not
+    /// heard of), so it must neither keep the bundle nor pass it on to peers it still counts
+    /// as readers. The sync the refusal draws brings the auth document and the keys first.
     pub fn on_push(
         &self,
         record: RecordId,
@@ -167,16 +172,34 @@ impl<'a, S: Store> Local<'a, S> {
         }
         let mut rec = self.vault.open_record(self.identity, &record).ok();
         let holdable = holdable_sections(rec.as_ref());
-        let (stored, refused) = self.receive(
+        let keys: BTreeSet<(SectionId, u32)> = rec
+            .as_ref()
+            .map(|r| r.keys_held().into_iter().collect())
+            .unwrap_or_default();
+        let mut unkeyed = Vec::new();
+        let push: Vec<ByteBuf> = push
+            .iter()
+            .filter(|raw| match Bundle::decode(raw) {
+                Ok(b) if !keys.contains(&(b.header().section, b.header().epoch)) => {
+                    unkeyed
+                        .push("a pushed bundle under a key this node does not hold (yet)".into());
+                    false
+                }
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        let (stored, mut refused) = self.receive(
             &record,
             &mut rec,
-            push,
+            &push,
             &[],
             &[],
             None,
             &|s| holdable.contains(s),
             now,
         )?;
+        refused.extend(unkeyed);
         Ok(Report {
             record: Some(record),
             received: stored,

@@ -4,6 +4,7 @@ mod disputes;
 mod hostile_bundles;
 mod merge;
 mod restore;
+mod revoke;
 
 use crate::entry::{EntryStatus, EntryVersion, Provenance};
 use crate::ids::EntryId;
