@@ -128,6 +128,9 @@ fn hostile_request(nurse: &Path, record: RecordId, token: &str) -> Vec<u8> {
         have: Vec::new(),
         keys: Vec::new(),
         push: Vec::new(),
+        audit: Vec::new(),
+        audit_head: None,
+        emergency: None,
     }))
 }
 

@@ -182,7 +182,8 @@ impl AuditEvents {
                 if let Some(h) = reported {
                     chain.push(count_extension("reported-head", *h));
                 }
-                let mut detail = vec![json!({"type": "bundles", "valueString": bundles.to_string()})];
+                let mut detail =
+                    vec![json!({"type": "bundles", "valueString": bundles.to_string()})];
                 if let Some(m) = emergency {
                     // Break-glass: the reason the professional signed, and when the use ends.
                     detail.push(json!({"type": "emergency-reason", "valueString": m.reason}));
