@@ -426,6 +426,7 @@ pub fn start<S: Store + Send + 'static>(
         relay_peers: std::collections::HashSet::new(),
         last_sweep: None,
         last_rotation_check: None,
+        unreceipted: Vec::new(),
         reach: reach::Reach::default(),
         locate: locate::Locate::default(),
     };
@@ -466,6 +467,9 @@ struct Driver<S: Store> {
     last_sweep: Option<Instant>,
     /// Patient's root device: when finished emergency uses were last looked for.
     last_rotation_check: Option<Instant>,
+    /// Pushes sent whose access receipts are still to be written (record, peer, sections,
+    /// bundles): at most `MAX_UNRECEIPTED`, written on the next tick.
+    unreceipted: Vec<hearth_sync::session::Pushed>,
     /// Reachability: AutoNAT's verdict, circuit reservations, connections' addresses.
     reach: reach::Reach,
     /// The relays' Kademlia network: records announced, lookups running.
@@ -498,7 +502,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                     Some(Control::Shutdown) | None => break,
                     Some(c) => self.on_control(c),
                 },
-                _ = periodic.tick() => { self.plan(None, None, false); self.reach_tick(); self.locate_tick(); self.collect_audit(); }
+                _ = periodic.tick() => { self.plan(None, None, false); self.reach_tick(); self.locate_tick(); self.receipt_pushes(); self.collect_audit(); }
                 _ = redial.tick() => self.redial(),
                 _ = until(deadline) => self.rounds.handle_timeout(Instant::now()),
             }

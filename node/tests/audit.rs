@@ -145,6 +145,27 @@ fn every_session_served_and_every_read_reported_appears_with_the_verified_name()
     // The audit is the patient's: a professional's node has none to show.
     let other = hearth(&w.gp, &["audit"]);
     assert_eq!(other.status.code(), Some(7));
+
+    // With the GP's node online, a new entry is pushed to it as it is written: that push is
+    // receipted too (on the patient's next tick), and is no session the GP had to report in.
+    let dg = Daemon::start(&w.gp, Some("/ip4/127.0.0.1/tcp/0"));
+    common::wait_for("the GP's node connects", 20, || {
+        json(&hearth(&w.patient, &["status", "--json"]))["connected"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|p| p == w.gp_peer.as_str()))
+    });
+    common::add_text(&w.patient, None, "notes", "pushed as written");
+    common::wait_for("the push's receipt", 30, || {
+        audit(&w.patient, &[])["events"]
+            .as_array()
+            .is_some_and(|e| {
+                e.iter()
+                    .any(|e| e["pushed"] == true && e["to"] == w.gp_peer.as_str())
+            })
+    });
+    let log = audit(&w.patient, &[]);
+    assert_eq!(log["whole"], true, "{log}");
+    dg.stop();
     dp.stop();
 }
 

@@ -241,6 +241,7 @@ fn reported_gaps(
             to,
             reported: r,
             authority: Some(_),
+            pushed: false,
             ..
         } = &ev.event().action
         {

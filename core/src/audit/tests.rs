@@ -195,6 +195,7 @@ fn strangers_and_unreported_sessions_are_named() {
                 authority,
                 reported,
                 emergency: None,
+                pushed: false,
             },
         )
         .unwrap();

@@ -178,6 +178,7 @@ impl AuditEvents {
                 authority,
                 reported,
                 emergency,
+                ..
             } => {
                 if let Some(h) = reported {
                     chain.push(count_extension("reported-head", *h));

@@ -281,9 +281,10 @@ pub fn line(ev: &SignedEvent, names: &Names) -> Line {
             authority,
             reported,
             emergency,
+            pushed,
         } => {
             let (_, what) = names.sections(sections);
-            let silent = if reported.is_none() {
+            let silent = if reported.is_none() && !pushed {
                 " It did not report what its user read."
             } else {
                 ""
@@ -313,11 +314,16 @@ pub fn line(ev: &SignedEvent, names: &Names) -> Line {
                         "served",
                         *to,
                         format!(
-                            "{who} received your {what} from {by} on {}{}.{silent}",
+                            "{who} received your {what} from {by} on {}{}{}.{silent}",
                             super::parse::when_words(e.at),
-                            purpose(authority)
+                            purpose(authority),
+                            if *pushed {
+                                " (sent as it was written)"
+                            } else {
+                                ""
+                            }
                         ),
-                        json!({"to": to, "to_name": who, "bundles": bundles, "reported_head": reported}),
+                        json!({"to": to, "to_name": who, "bundles": bundles, "reported_head": reported, "pushed": pushed}),
                     )
                 }
             }

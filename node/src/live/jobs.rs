@@ -166,6 +166,13 @@ impl<S: Store + Send + 'static> Driver<S> {
             tracing::warn!("busy: a sync step was dropped");
             return false;
         }
+        self.spawn_job(f);
+        true
+    }
+
+    /// [`Driver::job`] whatever the number of jobs running: for work that must not be
+    /// dropped (the receipts of data already sent), small and bounded by what was sent.
+    fn spawn_job(&mut self, f: impl FnOnce(&Shared<S>) -> Work + Send + 'static) {
         self.jobs += 1;
         let shared = self.shared.clone();
         let tx = self.work_tx.clone();
@@ -176,7 +183,6 @@ impl<S: Store + Send + 'static> Driver<S> {
             };
             let _ = tx.blocking_send(w);
         });
-        true
     }
 
     /// Runs a job the round state asked for, or tells it the node is saturated.
@@ -301,14 +307,19 @@ impl<S: Store + Send + 'static> Driver<S> {
                 }
             }
             Work::Announce(targets) => {
+                let mut pushed = Vec::new();
                 for a in targets {
                     if self.relays.contains(&a.peer) {
                         // A relay is not notified: it is supplied, in a round.
                         self.rounds.start(a.peer, a.record, false, None, now);
                     } else if self.connected.contains(&a.peer) {
+                        if !a.push.is_empty() {
+                            pushed.push((a.record, a.peer, a.push.clone()));
+                        }
                         self.rounds.notify(a.peer, a.record, a.push, now);
                     }
                 }
+                self.note_pushes(pushed);
             }
             Work::Collected(n) => {
                 if n > 0 {
@@ -395,19 +406,50 @@ impl<S: Store + Send + 'static> Driver<S> {
         self.job(move |sh| {
             let p = Local::new(&sh.vault, &sh.identity);
             let mut changes = changes.lock().unwrap_or_else(|e| e.into_inner());
-            let now = clock.now();
-            let announce = changes.check(&p, &connected, except, Instant::now(), now);
-            let receipts = announce
-                .iter()
-                .filter_map(|a| Some((a.record, p.push_receipt(&a.record, a.peer, &a.push, now)?)))
-                .collect();
-            keep_receipts(sh, receipts, now);
-            Work::Announce(announce)
+            Work::Announce(changes.check(&p, &connected, except, Instant::now(), clock.now()))
         });
     }
 }
 
 impl<S: Store + Send + 'static> Driver<S> {
+    /// Notes the pushes just sent (new bundles for peers, outside a round) for their access
+    /// receipts, which [`Driver::receipt_pushes`] writes on the next tick, or at once when
+    /// many are waiting: an edit's delay to an online grantee does not wait for them. (A
+    /// round's receipt is durable before its answer leaves: see `on_request`.)
+    fn note_pushes(&mut self, pushed: Vec<(RecordId, PeerKey, Vec<serde_bytes::ByteBuf>)>) {
+        for (record, peer, push) in pushed {
+            let sections: BTreeSet<hearth_core::ids::SectionId> = push
+                .iter()
+                .filter_map(|b| {
+                    hearth_core::bundle::Bundle::decode(b)
+                        .ok()
+                        .map(|b| b.header().section)
+                })
+                .collect();
+            self.unreceipted
+                .push((record, peer, sections, push.len() as u32));
+        }
+        if self.unreceipted.len() >= MAX_UNRECEIPTED {
+            self.receipt_pushes();
+        }
+    }
+
+    /// Writes the receipts of the pushes noted since the last time, in one job and one commit.
+    /// The job runs whatever the number of jobs: the data has been sent.
+    pub(super) fn receipt_pushes(&mut self) {
+        if self.unreceipted.is_empty() {
+            return;
+        }
+        let pushes = std::mem::take(&mut self.unreceipted);
+        let clock = self.config.clock;
+        self.spawn_job(move |sh| {
+            let now = clock.now();
+            let receipts = Local::new(&sh.vault, &sh.identity).push_receipts(&pushes, now);
+            keep_receipts(sh, receipts, now);
+            Work::Collected(0)
+        });
+    }
+
     /// On a patient's device: moves the access receipts of its audit journal into the
     /// record's audit log (one change for all since the last time), in a job.
     pub(super) fn collect_audit(&mut self) {
@@ -465,6 +507,9 @@ impl<S: Store + Send + 'static> Driver<S> {
         });
     }
 }
+
+/// How many pushes may wait for their receipts before they are written at once.
+const MAX_UNRECEIPTED: usize = 256;
 
 /// Appends access receipts to this node's audit journal, in one commit. A failure is logged
 /// (with no content): the data was or will be sent all the same, and the missing receipt shows

@@ -54,25 +54,55 @@ pub(super) fn receipt<S: Store>(
         authority: rights.authority,
         reported,
         emergency: rights.emergency.clone(),
+        pushed: false,
     })
 }
 
+/// A push sent outside a round: the record, the peer, the sections and how many bundles.
+pub type Pushed = (RecordId, PeerKey, BTreeSet<SectionId>, u32);
+
 impl<S: Store> Local<'_, S> {
-    /// The access receipt for pushing `push` (new bundles of `record`) to `to` outside a
-    /// round: none for the patient's devices or an empty push.
-    pub fn push_receipt(
-        &self,
-        record: &RecordId,
-        to: PeerKey,
-        push: &[ByteBuf],
-        now: Timestamp,
-    ) -> Option<Action> {
-        if push.is_empty() {
-            return None;
+    /// The access receipts for pushes made outside a round, each (record, peer, sections
+    /// pushed, bundles): one per push to a peer that is not one of the patient's devices.
+    /// Each record is opened once, however many pushes it had.
+    pub fn push_receipts(&self, pushes: &[Pushed], now: Timestamp) -> Vec<(RecordId, Action)> {
+        let mut by_record: BTreeMap<RecordId, Vec<&Pushed>> = BTreeMap::new();
+        for p in pushes {
+            by_record.entry(p.0).or_default().push(p);
         }
-        let rec = self.vault.open_record(self.identity, record).ok()?;
-        let (rights, _) = self.rights_of(&rec, &to, None, now);
-        receipt(&rec, to, &rights, push, &[], None)
+        let mut out = Vec::new();
+        for (record, list) in by_record {
+            let Ok(rec) = self.vault.open_record(self.identity, &record) else {
+                continue;
+            };
+            let epochs = rec.current_epochs();
+            for (_, to, sections, n) in list {
+                let (rights, _) = self.rights_of(&rec, to, None, now);
+                if rights.device || *n == 0 {
+                    continue;
+                }
+                out.push((
+                    record,
+                    Action::Served {
+                        to: *to,
+                        sections: sections
+                            .iter()
+                            .take(hearth_core::audit::MAX_SECTIONS)
+                            .map(|s| SectionAt {
+                                section: *s,
+                                epoch: epochs.get(s).copied().unwrap_or(0),
+                            })
+                            .collect(),
+                        bundles: *n,
+                        authority: rights.authority,
+                        reported: None,
+                        emergency: None,
+                        pushed: true,
+                    },
+                ));
+            }
+        }
+        out
     }
 
     /// Requester: what this node reports of its own audit journal for `record` when it asks

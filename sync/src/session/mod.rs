@@ -174,6 +174,7 @@ mod letters;
 mod receive;
 mod relayed;
 
+pub use audit::Pushed;
 pub use letters::{MAX_PENDING, Opened, asked_records};
 mod request;
 mod respond;

@@ -87,6 +87,7 @@ fn served(to: PeerKey, reported: Option<u64>, purpose: Purpose) -> Action {
         authority: authority(purpose),
         reported,
         emergency: None,
+        pushed: false,
     }
 }
 
@@ -326,6 +327,7 @@ fn each_purpose_has_its_v3_act_reason_and_hearth_code() {
             authority: None,
             reported: None,
             emergency: None,
+            pushed: false,
         }],
     );
     let r = &AuditEvents::new(own, w.names).audit_events(PATIENT, TEST_NOW)[0];
