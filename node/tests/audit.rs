@@ -7,9 +7,7 @@
 mod common;
 
 use common::world::{str_of, world};
-use common::{Daemon, hearth, json, ok, stranger};
-use hearth_core::grant;
-use hearth_sync::protocol::{Message, SyncRequest, decode, encode};
+use common::{Daemon, hearth, json, ok};
 use serde_json::Value;
 
 /// The events of `hearth audit --json` on `home`.
@@ -25,28 +23,7 @@ fn every_session_served_and_every_read_reported_appears_with_the_verified_name()
     let dp = Daemon::start(&w.patient, Some("/ip4/127.0.0.1/tcp/0"));
     let with = str_of(&json(&hearth(&w.patient, &["id", "--json"]))["peer_id"]);
     // The organisation attests the GP; the patient trusts it; the GP asks and is granted.
-    let cred = w.attest("365d");
-    ok(&hearth(
-        &w.gp,
-        &["credential", "add", &str_of(&cred["token"])],
-    ));
-    ok(&hearth(
-        &w.patient,
-        &[
-            "trust",
-            "add-org",
-            &w.org_peer,
-            "--name",
-            "Riverside Practice",
-        ],
-    ));
-    let req = w.request("notes,medications", "90d", "Annual review");
-    let added = w.add_request(&req);
-    let granted = json(&hearth(
-        &w.patient,
-        &["requests", "approve", &str_of(&added["id"]), "--json"],
-    ));
-    ok(&hearth(&w.gp, &["accept", &str_of(&granted["token"])]));
+    w.gp_attested_and_granted("notes,medications", "read");
     // Nothing served yet: an empty, whole log.
     let empty = audit(&w.patient, &[]);
     assert_eq!(empty["events"].as_array().unwrap().len(), 0, "{empty}");
@@ -173,43 +150,9 @@ fn every_session_served_and_every_read_reported_appears_with_the_verified_name()
 fn a_grantee_that_takes_data_without_reporting_shows_as_a_gap() {
     let w = world();
     let g = common::grant(&w.patient, &w.gp_peer, "notes", "read", "30d");
-    let chain = grant::chain_from_token(&str_of(&g["token"])).unwrap();
     let dp = Daemon::start(&w.patient, Some("/ip4/127.0.0.1/tcp/0"));
-    let addr: libp2p::Multiaddr = dp.file()["listen_addrs"][0]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let pid = str_of(&json(&hearth(&w.patient, &["id", "--json"]))["peer_id"]);
     // The GP's node, changed not to report, asks with its grant and no audit head.
-    let gp_identity = hearth_node::home::Home::new(w.gp.clone())
-        .unlock(common::PASS.as_bytes())
-        .unwrap();
-    let req = SyncRequest {
-        v: 1,
-        record: w.record.parse().unwrap(),
-        card: grant::request::card(&gp_identity)
-            .unwrap()
-            .envelope()
-            .clone(),
-        grants: vec![serde_bytes::ByteBuf::from(grant::chain_to_bytes(&chain))],
-        have: Vec::new(),
-        keys: Vec::new(),
-        push: Vec::new(),
-        audit: Vec::new(),
-        audit_head: None,
-        emergency: None,
-    };
-    let answers = stranger::send_as(
-        stranger::keypair_of(&w.gp),
-        pid.parse().unwrap(),
-        addr,
-        vec![encode(&Message::Request(req))],
-    );
-    let Message::Response(resp) = decode(answers[0].as_ref().expect("answered")).unwrap() else {
-        panic!("not a response")
-    };
-    assert!(resp.refused.is_none() && !resp.bundles.is_empty());
+    w.gp_takes_without_reporting(&dp, &str_of(&g["token"]));
     dp.stop();
     let log = audit(&w.patient, &[]);
     assert_eq!(log["whole"], false, "{log}");
