@@ -131,11 +131,47 @@ impl<S: Store> Local<'_, S> {
         (events.into_iter().map(ByteBuf::from).collect(), Some(head))
     }
 
-    /// Requester: the patient's node acknowledged this node's journal up to `ack`.
-    pub(super) fn journal_acked(&self, record: &RecordId, ack: Option<u64>) {
-        if let Some(ack) = ack {
+    /// Requester: `remote` acknowledged this node's journal up to `ack`; taken only from one
+    /// of the patient's devices (anyone else could make this node stop reporting).
+    pub(super) fn journal_acked(&self, record: &RecordId, remote: &PeerKey, ack: Option<u64>) {
+        let Some(ack) = ack else {
+            return;
+        };
+        let from_patient = self
+            .vault
+            .open_record(self.identity, record)
+            .is_ok_and(|r| r.device_certs().iter().any(|d| d.peer == *remote));
+        if from_patient {
             // Losing this only means sending the events again.
             let _ = self.vault.set_journal_sent(record, ack);
         }
+    }
+
+    /// Requester: the emergency use this node's user holds for `record`, to present to
+    /// `remote`: only while it lasts, and only to the patient's devices (or, before they are
+    /// known, to the peer the user named), so that no one else learns of it or its reason.
+    pub(super) fn emergency_for(
+        &self,
+        record: &RecordId,
+        remote: &PeerKey,
+        now: Timestamp,
+    ) -> Option<crate::protocol::EmergencyClaim> {
+        let held = self.vault.held_emergency(record).ok().flatten()?;
+        let use_ = hearth_core::grant::emergency::EmergencyUse::from_token(&held.token).ok()?;
+        if use_.until() < now {
+            return None;
+        }
+        let devices: Vec<PeerKey> = self
+            .vault
+            .open_record(self.identity, record)
+            .map(|r| r.device_certs().into_iter().map(|d| d.peer).collect())
+            .unwrap_or_default();
+        if !devices.is_empty() && !devices.contains(remote) {
+            return None;
+        }
+        Some(crate::protocol::EmergencyClaim {
+            token: held.token,
+            credential: held.credential,
+        })
     }
 }

@@ -1,7 +1,6 @@
 //! The requester's side of a round: the opening request and what to do with each answer.
 
 use super::*;
-use crate::protocol::EmergencyClaim;
 
 impl<'a, S: Store> Local<'a, S> {
     /// Takes in the part of an answer (a peer's or a relay's) that carries data: the key wraps
@@ -80,15 +79,7 @@ impl<'a, S: Store> Local<'a, S> {
         let mut keys = self.keys_held(&record);
         keys.retain(|(s, _)| holds(s));
         let (audit, audit_head) = self.journal_for(&record, &remote);
-        let emergency = self
-            .vault
-            .held_emergency(&record)
-            .ok()
-            .flatten()
-            .map(|h| EmergencyClaim {
-                token: h.token,
-                credential: h.credential,
-            });
+        let emergency = self.emergency_for(&record, &remote, now);
         Ok(SyncRequest {
             v: 1,
             record,
@@ -113,7 +104,7 @@ impl<'a, S: Store> Local<'a, S> {
         _rng: &mut impl CryptoRng,
     ) -> Result<(Option<SyncRequest>, Report), SyncError> {
         self.learn_revocations(&resp.record, &resp.revocations);
-        self.journal_acked(&resp.record, resp.audit_ack);
+        self.journal_acked(&resp.record, &remote, resp.audit_ack);
         if let Some(why) = resp.refused {
             return Err(SyncError::Refused(why));
         }
