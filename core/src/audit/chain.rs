@@ -55,6 +55,14 @@ pub enum Problem {
         /// The latest of them (the serving node's clock).
         last: Timestamp,
     },
+    /// A receipt (a served event) signed by a key that does not serve the record (only the
+    /// patient's devices do): a forged receipt, ignored.
+    NotAServer {
+        /// The key.
+        writer: PeerKey,
+        /// Where in its log.
+        seq: u64,
+    },
     /// Events signed by a key that is neither one of the patient's devices, a grantee nor a
     /// relay of the record.
     Stranger {
@@ -73,6 +81,7 @@ impl Problem {
             | Problem::Misplaced { writer, .. }
             | Problem::Broken { writer, .. }
             | Problem::Missing { writer, .. }
+            | Problem::NotAServer { writer, .. }
             | Problem::Stranger { writer, .. } => *writer,
             Problem::NotReporting { peer, .. } => *peer,
         }
@@ -100,6 +109,10 @@ impl Problem {
             Problem::NotReporting { sessions, .. } => format!(
                 "{who} received your record in {sessions} session(s) without reporting its \
                  own reads: what it looked at since is unknown"
+            ),
+            Problem::NotAServer { seq, .. } => format!(
+                "event {seq} of {who} claims to be a receipt, but only your devices write those: \
+                 ignored"
             ),
             Problem::Stranger { events, .. } => format!(
                 "{events} event(s) signed by {who}, who has no part in this record, were ignored"
@@ -132,6 +145,8 @@ pub struct Expect<'a> {
     pub known: &'a dyn Fn(&PeerKey) -> bool,
     /// Heads known from elsewhere (the newest event number a writer is known to have).
     pub heads: &'a BTreeMap<PeerKey, u64>,
+    /// Whether a key serves the record (may write receipts): the patient's devices.
+    pub serves: &'a dyn Fn(&PeerKey) -> bool,
 }
 
 /// Checks `stored`: (writer, place, bytes) as the log keeps them, in any order.
@@ -197,6 +212,13 @@ pub fn verify<'b>(
                 });
             }
             prev = Some(ev.hash());
+            if matches!(e.action, Action::Served { .. }) && !(expect.serves)(writer) {
+                out.problems.push(Problem::NotAServer {
+                    writer: *writer,
+                    seq,
+                });
+                continue;
+            }
             out.events.push(ev);
         }
         let head = heads.remove(writer).unwrap_or(0);

@@ -56,6 +56,7 @@ fn check_with(
             record_of: &|_| RECORD,
             known: &|p| known.contains(p),
             heads,
+            serves: &|p| known.contains(p),
         },
     )
 }
@@ -261,4 +262,43 @@ proptest! {
         let v = check_with(&s, &[gp.peer()], &heads);
         prop_assert!(!v.is_whole());
     }
+}
+
+#[test]
+fn a_receipt_signed_by_a_key_that_serves_nothing_is_flagged_and_left_out() {
+    let gp = who(10, Role::Professional);
+    let patient = who(11, Role::Patient);
+    let forged = SignedEvent::sign(
+        &gp,
+        RECORD,
+        None,
+        TEST_NOW,
+        Action::Served {
+            to: patient.peer(),
+            sections: vec![],
+            bundles: 1,
+            authority: None,
+            reported: Some(0),
+            emergency: None,
+            pushed: false,
+        },
+    )
+    .unwrap();
+    let v = verify(
+        [(gp.peer(), 1, forged.bytes())],
+        &Expect {
+            record_of: &|_| RECORD,
+            known: &|_| true,
+            heads: &BTreeMap::new(),
+            serves: &|p| *p == patient.peer(),
+        },
+    );
+    assert!(v.events.is_empty());
+    assert_eq!(
+        v.problems,
+        vec![Problem::NotAServer {
+            writer: gp.peer(),
+            seq: 1
+        }]
+    );
 }

@@ -225,8 +225,8 @@ impl<S: Store> OpenRecord<'_, S> {
     }
 
     /// On a patient's device: takes the audit events `remote` (the key its connection proved)
-    /// sent about its own use of the record. Events of another writer or record, unsigned or
-    /// beyond the bounds, are dropped. Returns how far the log now holds `remote`'s events
+    /// sent about its own use of the record. Events of another writer or record, receipts
+    /// (only the patient's devices write those), unsigned or beyond the bounds, are dropped. Returns how far the log now holds `remote`'s events
     /// without a gap (what `remote` may stop sending).
     pub fn receive_audit(
         &mut self,
@@ -243,6 +243,9 @@ impl<S: Store> OpenRecord<'_, S> {
             .take(MAX_EVENTS_PER_SESSION)
             .filter_map(|b| SignedEvent::open(b.as_ref()).ok())
             .filter(|e| e.event().writer == *remote && e.event().record == self.id)
+            // A grantee reports what its user read and wrote; only the patient's devices
+            // (their own journals) write receipts of what was served.
+            .filter(|e| !matches!(e.event().action, Action::Served { .. }))
             .collect();
         if !events.is_empty() {
             self.keep_audit_events(&events, now, rng)?;
@@ -282,6 +285,11 @@ impl<S: Store> OpenRecord<'_, S> {
             .filter_map(|(_, _, b)| SignedEvent::open(b).ok())
             .collect();
         let writers = self.audit_writers(&authentic);
+        let devices: BTreeSet<PeerKey> = self
+            .all_device_certs()
+            .into_iter()
+            .map(|d| d.peer)
+            .collect();
         let id = self.id;
         let heads = BTreeMap::from([(self.identity.peer(), self.vault.journal_sent(&id)?)]);
         Ok(audit::verify(
@@ -290,6 +298,7 @@ impl<S: Store> OpenRecord<'_, S> {
                 record_of: &|_| id,
                 known: &|p| writers.contains(p),
                 heads: &heads,
+                serves: &|p| devices.contains(p),
             },
         ))
     }

@@ -145,12 +145,21 @@ impl<S: Store> OpenRecord<'_, S> {
                 .journal_after(&self.id, sent, usize::MAX)
                 .unwrap_or_default(),
         );
+        // Only the patient's devices write receipts; anything else claiming one is ignored.
+        let devices: BTreeSet<PeerKey> = self
+            .all_device_certs()
+            .into_iter()
+            .map(|d| d.peer)
+            .collect();
         let mut uses: BTreeMap<String, EmergencyUseSeen> = BTreeMap::new();
         for b in events {
             let Ok(ev) = SignedEvent::open(&b) else {
                 continue;
             };
             let e = ev.event();
+            if !devices.contains(&e.writer) {
+                continue;
+            }
             if let Action::Served {
                 to,
                 sections,
