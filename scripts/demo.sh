@@ -120,4 +120,11 @@ for _ in $(seq 1 150); do
 done
 h edith record show notes | grep -B1 "clinic booked" | sed 's/^/   /'
 
+say "15. Who looked at Edith's record: every session her node served, and what the GP and social worker report they read."
+h sw record show notes --record "$RID" >/dev/null   # the social worker reads again
+h sw sync --wait --timeout 30 >/dev/null             # and reports it to Edith's node
+h gp sync --wait --timeout 30 >/dev/null
+h edith audit | head -n 6 | sed 's/^/   /'
+h edith audit verify | sed 's/^/   /'
+
 say "Done: three people, four nodes and a relay, no central database, only the granted sections moved."
