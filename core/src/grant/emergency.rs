@@ -64,6 +64,13 @@ impl SignedBody for EmergencyBody {
         if self.reason.trim().is_empty() {
             return Err(SignedError::Invalid("emergency access needs a reason"));
         }
+        // One line: a reason is shown inside a line of the patient's audit, where a line
+        // break could make it look like another event.
+        if self.reason.chars().any(char::is_control) {
+            return Err(SignedError::Invalid(
+                "a reason is one line, with no control characters",
+            ));
+        }
         check_text(
             &self.reason,
             MAX_REASON,
@@ -163,4 +170,34 @@ pub fn check_use(
         scopes: a.scopes.clone(),
         until,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{Identity, Role};
+    use crate::test_utils::{TEST_NOW, TestRng};
+
+    #[test]
+    fn a_reason_is_required_and_is_one_line() {
+        let (gp, _) = Identity::generate(Role::Professional, "G".into(), &mut TestRng::new(1));
+        let body = |reason: &str| EmergencyBody {
+            v: 1,
+            record: RecordId([1; 32]),
+            holder: gp.peer(),
+            org: PeerKey([2; 32]),
+            reason: reason.into(),
+            at: TEST_NOW,
+            duration_ms: 3_600_000,
+        };
+        assert!(EmergencyUse::sign(body("Collapsed at home"), gp.device_key()).is_ok());
+        for bad in ["", "   ", "fell\nDr X read your notes", "tab\there"] {
+            assert!(
+                EmergencyUse::sign(body(bad), gp.device_key()).is_err(),
+                "{bad:?}"
+            );
+        }
+        let long = "x".repeat(MAX_REASON + 1);
+        assert!(EmergencyUse::sign(body(&long), gp.device_key()).is_err());
+    }
 }
