@@ -84,6 +84,8 @@ pub enum Domain {
     Audit,
     /// A professional using the emergency access a patient arranged with their organisation.
     Emergency,
+    /// An organisation logging one of its professionals' emergency uses for its IG review.
+    EmergencyLog,
 }
 
 impl Domain {
@@ -105,6 +107,7 @@ impl Domain {
             Domain::RelayAccess => b"relay-access/v1",
             Domain::Audit => b"audit/v1",
             Domain::Emergency => b"emergency/v1",
+            Domain::EmergencyLog => b"emergency-log/v1",
         }
     }
 }

@@ -26,6 +26,7 @@
 //! | node (local item) | `audit-head/<record>` | seq and hash | the newest event of this node's journal for the record |
 //! | node (local item) | `audit-sent/<record>` | seq | how far the journal reached the patient's audit log (acknowledged by the patient's node, or collected by this patient device) |
 //! | node (local item) | `break-glass/<record>` | [`HeldEmergency`] | an emergency use this node's user signed for a record, and their credential |
+//! | node (local item) | `proxy-request/<record>/<request id>` | [`ProxyRequestItem`] | an access request this node's user, the patient's proxy, received for the record, and their answer |
 //! | node (local item) | `grant/<record>/<grant id>` | the chain, bytes | a grant this node holds (accepted) |
 //! | node (local item) | `revoked/<record>/<grant id>` | a signed [`Revocation`], bytes | a revocation of a held grant, learnt from the patient's node |
 //! | node (local item) | `credential/<hash>` | the credential's token | an organisation credential this node holds |
@@ -33,6 +34,9 @@
 //! | node (local item) | `net/listen` | [`PeerAddrs`] | the addresses this node's daemon last listened on |
 //! | relay node (local item) | `hosted/<blinded record id>` | `hearth_sync::relay::Hosted` | a record this relay keeps, and the patient's signed access list |
 //! | relay node (local item) | `letter/<mailbox>/<time>-<id>` | a sealed letter | a mailbox letter waiting for its recipient (`r-<blinded record>` or `p-<peer>`) |
+//! | relay node (local item) | `ig-use/<use id>` | [`IgUseItem`] | an emergency use one of the organisation's professionals had it log, for its IG review |
+//! | relay node (local item) | `relay-audit/<record>/<writer>/<seq>` | a signed [`crate::audit::SignedEvent`], bytes | a grantee's audit event left with the relay for the patient's devices (deleted once they acknowledge it) |
+//! | relay node (local item) | `relay-audit-acked/<record>/<writer>` | seq | how far the patient's devices acknowledged that grantee's events (told to the grantee) |
 //! | node (local item) | `outbox/<relay>/<id>` | a sealed letter | a letter waiting to be left at that relay |
 //! | node (local item) | `ack/<relay>/<id>` | — | a letter collected from that relay, to acknowledge |
 //! | node (local item) | `inbox/<id>` | a sealed letter | a letter collected, not yet opened |
@@ -111,6 +115,14 @@ pub enum Key<'a> {
     EmergencyRotated(&'a str),
     /// Local: an emergency use this node's user signed for a record.
     HeldEmergency(&'a RecordId),
+    /// Local: an access request this node's user received as the patient's proxy.
+    ProxyRequest(&'a RecordId, &'a str),
+    /// Organisation (relay) node, local: a logged emergency use, by its id (hex).
+    IgUse(&'a str),
+    /// Relay node, local: a grantee's audit event left for the patient's devices.
+    RelayedAudit(&'a RecordId, &'a PeerKey, u64),
+    /// Relay node, local: how far the patient's devices acknowledged a grantee's events.
+    RelayedAuditAcked(&'a RecordId, &'a PeerKey),
     /// Local: an event of this node's own audit journal for a record.
     Journal(&'a RecordId, u64),
     /// Local: the newest event of this node's journal for a record.
@@ -178,6 +190,14 @@ pub enum Kind {
     EmergencyRotated,
     /// `break-glass/` locally.
     HeldEmergency,
+    /// `proxy-request/` locally.
+    ProxyRequest,
+    /// `ig-use/` (organisation nodes).
+    IgUse,
+    /// `relay-audit/` (relay nodes; one record: [`relayed_audit_prefix`]).
+    RelayedAudit,
+    /// `relay-audit-acked/` (relay nodes).
+    RelayedAuditAcked,
     /// `audit/` locally (one record: [`journal_prefix`]).
     Journal,
     /// `audit-head/`.
@@ -209,6 +229,10 @@ impl Kind {
             Kind::ArrangementCancelled => "emergency-cancelled/",
             Kind::EmergencyRotated => "emergency-rotated/",
             Kind::HeldEmergency => "break-glass/",
+            Kind::ProxyRequest => "proxy-request/",
+            Kind::IgUse => "ig-use/",
+            Kind::RelayedAudit => "relay-audit/",
+            Kind::RelayedAuditAcked => "relay-audit-acked/",
             Kind::Journal => "audit/",
             Kind::JournalHead => "audit-head/",
             Kind::JournalSent => "audit-sent/",
@@ -262,11 +286,24 @@ impl Key<'_> {
             }
             Key::EmergencyRotated(u) => (Kind::EmergencyRotated, (*u).to_string()),
             Key::HeldEmergency(r) => (Kind::HeldEmergency, r.to_string()),
+            Key::ProxyRequest(rec, q) => (Kind::ProxyRequest, format!("{rec}/{q}")),
+            Key::IgUse(id) => (Kind::IgUse, (*id).to_string()),
+            Key::RelayedAudit(rec, w, seq) => (Kind::RelayedAudit, format!("{rec}/{w}/{seq:020}")),
+            Key::RelayedAuditAcked(rec, w) => (Kind::RelayedAuditAcked, format!("{rec}/{w}")),
             Key::Journal(rec, seq) => (Kind::Journal, format!("{rec}/{seq:020}")),
             Key::JournalHead(rec) => (Kind::JournalHead, rec.to_string()),
             Key::JournalSent(rec) => (Kind::JournalSent, rec.to_string()),
         };
         format!("{}{rest}", kind.prefix())
+    }
+}
+
+/// The prefix of the grantees' audit events a relay keeps for `record` (of one writer, with
+/// `writer`).
+pub fn relayed_audit_prefix(record: &RecordId, writer: Option<&PeerKey>) -> String {
+    match writer {
+        Some(w) => format!("{}{record}/{w}/", Kind::RelayedAudit.prefix()),
+        None => format!("{}{record}/", Kind::RelayedAudit.prefix()),
     }
 }
 
@@ -453,6 +490,10 @@ pub struct DecisionItem {
     /// The patient's reason, when denied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The patient's proxy who answered, when not the patient (taken from the proxy's audit
+    /// event, checked against the proxy grant the patient issued).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<PeerKey>,
 }
 
 /// Ledger section `trust/<organisation>`.
@@ -506,6 +547,34 @@ pub struct HeldEmergency {
     pub token: String,
     /// The credential, as a token.
     pub credential: String,
+    /// The organisation's log entry for the use, as a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged: Option<String>,
+}
+
+/// Relay (organisation) node, local `ig-use/<use id>`: an emergency use one of the
+/// organisation's professionals had it log, for its IG review (`hearth org audit`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IgUseItem {
+    /// The professional's signed use, as a token (record, reason, from when, for how long).
+    pub token: String,
+    /// The credential they presented, as a token.
+    pub credential: String,
+    /// The organisation's signed log entry, as a token.
+    pub logged: String,
+}
+
+/// Local `proxy-request/<record>/<request id>`: an access request received by the patient's
+/// proxy, and the proxy's answer once given.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProxyRequestItem {
+    /// The signed request, as a token.
+    pub token: String,
+    /// When it was added.
+    pub received_at: Timestamp,
+    /// The proxy's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionItem>,
 }
 
 /// Local `peer/<peer>`: the addresses a known peer was reached at, newest first.
@@ -555,6 +624,8 @@ macro_rules! json_item {
     )*};
 }
 json_item!(
+    IgUseItem,
+    ProxyRequestItem,
     RelayItem,
     IssuedGrant,
     RequestItem,
@@ -664,6 +735,7 @@ mod tests {
             at: Timestamp::from_millis(5),
             grant: Some("g".into()),
             reason: None,
+            by: None,
         };
         let json: serde_json::Value = serde_json::from_str(&d.to_json()).unwrap();
         assert_eq!(json["decision"], "approved");

@@ -10,8 +10,8 @@ use crate::api::{ExecCall, ExecResponse, failed};
 use crate::app::{Ctx, InDaemon};
 use crate::cmd::record::RecordCommand;
 use crate::cmd::{
-    audit, device, emergency, extract, fhir, grant, init, net, record, recover, relay, request,
-    review, trust,
+    audit, device, emergency, extract, fhir, grant, init, net, org, record, recover, relay,
+    request, review, trust,
 };
 use crate::fail::{Failure, code};
 use crate::home::{self, Home};
@@ -74,7 +74,7 @@ pub enum Command {
     },
     /// Organisation (relay node) actions.
     #[command(subcommand)]
-    Org(trust::OrgCommand),
+    Org(org::OrgCommand),
     /// Organisation relays: ask one to keep your record reachable (`use`), list your record's
     /// relays, or (on a relay node) show what it keeps.
     #[command(subcommand)]
@@ -170,7 +170,7 @@ pub fn run_in(ctx: &Ctx, cli: Cli) -> Result<(), Failure> {
         Command::Accept { token } => grant::accept(ctx, &token),
         Command::Request(args) => request::request(ctx, args),
         Command::Requests { cmd } => request::requests(ctx, cmd),
-        Command::Org(cmd) => trust::org(ctx, cmd),
+        Command::Org(cmd) => org::org(ctx, cmd),
         Command::Relay(cmd) => relay::relay(ctx, cmd),
         Command::Trust(cmd) => trust::trust(ctx, cmd),
         Command::Credential(cmd) => trust::credential(ctx, cmd),

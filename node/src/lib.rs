@@ -25,6 +25,7 @@ pub mod link;
 pub mod live;
 pub mod logs;
 pub mod metrics;
+pub mod org_log;
 pub mod os;
 pub mod recover;
 pub mod sled_store;

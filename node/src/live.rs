@@ -427,6 +427,7 @@ pub fn start<S: Store + Send + 'static>(
         last_sweep: None,
         last_rotation_check: None,
         unreceipted: Vec::new(),
+        relay_unreceipted: Vec::new(),
         reach: reach::Reach::default(),
         locate: locate::Locate::default(),
     };
@@ -470,6 +471,8 @@ struct Driver<S: Store> {
     /// Pushes sent whose access receipts are still to be written (record, peer, sections,
     /// bundles): at most `MAX_UNRECEIPTED`, written on the next tick.
     unreceipted: Vec<hearth_sync::session::Pushed>,
+    /// On a relay node: the receipts of requests answered, written on the next tick.
+    relay_unreceipted: Vec<(RecordId, hearth_core::audit::Action)>,
     /// Reachability: AutoNAT's verdict, circuit reservations, connections' addresses.
     reach: reach::Reach,
     /// The relays' Kademlia network: records announced, lookups running.
@@ -502,12 +505,23 @@ impl<S: Store + Send + 'static> Driver<S> {
                     Some(Control::Shutdown) | None => break,
                     Some(c) => self.on_control(c),
                 },
-                _ = periodic.tick() => { self.plan(None, None, false); self.reach_tick(); self.locate_tick(); self.receipt_pushes(); self.collect_audit(); }
+                _ = periodic.tick() => { self.plan(None, None, false); self.reach_tick(); self.locate_tick(); self.receipt_pushes(); self.receipt_relay_serves(); self.collect_audit(); }
                 _ = redial.tick() => self.redial(),
                 _ = until(deadline) => self.rounds.handle_timeout(Instant::now()),
             }
             self.drive();
             self.publish();
+        }
+        // A relay's receipts waiting for the tick are written before the node stops.
+        if !self.relay_unreceipted.is_empty() {
+            let receipts = std::mem::take(&mut self.relay_unreceipted);
+            let sh = lock(&self.shared);
+            if let Err(e) = sh
+                .vault
+                .journal_many(&sh.identity, receipts, self.config.clock.now())
+            {
+                tracing::warn!("relay receipts not written: {e}");
+            }
         }
         tracing::info!("network stopped");
     }

@@ -73,15 +73,10 @@ pub fn fetch(
         let mut wraps = Vec::new();
         let request = |heads: &BTreeMap<SectionId, VersionVector>, first: bool| {
             Message::Store(StoreRequest {
-                v: 1,
-                record: blind(&record, &relay),
                 agreement: Some(agreement.clone()),
                 access: first.then(|| ByteBuf::from(access.clone())),
-                wraps: Vec::new(),
                 have: have(heads),
-                push: Vec::new(),
-                post: Vec::new(),
-                ack: Vec::new(),
+                ..StoreRequest::new(blind(&record, &relay))
             })
         };
         swarm

@@ -17,13 +17,25 @@ fn patient_online(w: &World) -> (Daemon, String) {
     (d, format!("{addr}/p2p/{peer}"))
 }
 
-/// The GP, attested by the organisation, holds its credential.
-fn attested(w: &World) {
+/// The organisation's node runs (it logs its staff's emergency uses); the GP, attested by it,
+/// holds its credential, which carries the node's address.
+fn attested(w: &World) -> Daemon {
+    let org = Daemon::start(&w.org, Some("/ip4/127.0.0.1/tcp/0"));
     let cred = w.attest("365d");
+    assert!(!cred["addresses"].as_array().unwrap().is_empty(), "{cred}");
     ok(&hearth(
         &w.gp,
         &["credential", "add", &str_of(&cred["token"])],
     ));
+    org
+}
+
+/// The organisation's IG list of emergency uses.
+fn org_audit(w: &World) -> Vec<serde_json::Value> {
+    json(&hearth(&w.org, &["org", "audit", "--json"]))["uses"]
+        .as_array()
+        .cloned()
+        .unwrap()
 }
 
 fn access(w: &World, with: &str, reason: &str, duration: &str) -> std::process::Output {
@@ -48,7 +60,7 @@ fn access(w: &World, with: &str, reason: &str, duration: &str) -> std::process::
 #[test]
 fn without_an_arrangement_there_is_no_emergency_access_and_the_professional_is_told_why() {
     let w = world();
-    attested(&w);
+    let _org = attested(&w);
     let (_d, with) = patient_online(&w);
     let out = access(&w, &with, "Unconscious in A&E", "1h");
     assert_eq!(
@@ -64,12 +76,23 @@ fn without_an_arrangement_there_is_no_emergency_access_and_the_professional_is_t
     // The patient's audit records nothing served.
     let log = json(&hearth(&w.patient, &["audit", "--json"]));
     assert!(log["events"].as_array().unwrap().is_empty(), "{log}");
+    // The organisation's IG list has the attempt, with the reason given.
+    let uses = org_audit(&w);
+    assert_eq!(uses.len(), 1, "{uses:?}");
+    assert_eq!(uses[0]["reason"], "Unconscious in A&E");
+    assert_eq!(uses[0]["name"], "Dr A. Shah");
+    // Only an organisation's node keeps such a list.
+    refused(
+        hearth(&w.patient, &["org", "audit"]),
+        7,
+        "only an organisation node",
+    );
 }
 
 #[test]
 fn an_arranged_emergency_use_opens_the_record_is_shown_to_the_patient_and_ends_in_a_key_move() {
     let w = world();
-    attested(&w);
+    let org = attested(&w);
     let (_d, with) = patient_online(&w);
     // A relay of the record may not hold emergency access (it would hold both ciphertext and
     // keys): refused. The organisation here is not one of the record's relays.
@@ -92,6 +115,17 @@ fn an_arranged_emergency_use_opens_the_record_is_shown_to_the_patient_and_ends_i
     assert_eq!(arranged["org"], w.org_peer.as_str());
     let listed = ok(&hearth(&w.patient, &["emergency", "list"]));
     assert!(listed.contains("Riverside A&E"), "{listed}");
+    // Nor may the organisation then keep the record as a relay.
+    let org_addr = format!(
+        "{}/p2p/{}",
+        org.file()["listen_addrs"][0].as_str().unwrap(),
+        w.org_peer
+    );
+    refused(
+        hearth(&w.patient, &["relay", "use", &org_addr]),
+        7,
+        "holds an emergency arrangement",
+    );
 
     // Bad input changes nothing: no reason; longer than arranged.
     refused(access(&w, &with, "   ", "1h"), 3, "needs a reason");
@@ -101,6 +135,15 @@ fn an_arranged_emergency_use_opens_the_record_is_shown_to_the_patient_and_ends_i
         "no emergency access to this record",
     );
     assert!(!show(&w.gp, &w.record).contains("Metformin"));
+
+    // Without the organisation's node to log it, no use opens anything.
+    org.stop();
+    let out = access(&w, &with, "Collapsed at home, unresponsive", "1m");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no emergency access was used"), "{err}");
+    assert!(!show(&w.gp, &w.record).contains("Metformin"));
+    let _org = Daemon::start(&w.org, None);
 
     // A use of one minute, with a reason.
     let used = json(&access(&w, &with, "Collapsed at home, unresponsive", "1m"));
@@ -134,6 +177,15 @@ fn an_arranged_emergency_use_opens_the_record_is_shown_to_the_patient_and_ends_i
     assert_eq!(ev["purpose"], "emergency");
     let status = ok(&hearth(&w.patient, &["status"]));
     assert!(status.starts_with("EMERGENCY ACCESS in use"), "{status}");
+    // The organisation's IG list has it: who, which record, why.
+    let uses = org_audit(&w);
+    let logged = uses
+        .iter()
+        .find(|u| u["reason"] == "Collapsed at home, unresponsive")
+        .expect("the use in the organisation's list");
+    assert_eq!(logged["name"], "Dr A. Shah", "{logged}");
+    assert_eq!(logged["registration"], "GMC 1234567");
+    assert_eq!(logged["record_id"], w.record.as_str());
 
     // Once the use is over, the sections it opened move to new keys; the professional's use
     // is refused, and what the patient writes after never reaches it.

@@ -166,19 +166,7 @@ fn a_stranger_a_wrong_phrase_and_an_oversized_frame_get_nothing() {
     let record: RecordId = record_of(&pid).parse().unwrap();
     let pid_r = hearth_sync::net::peer_id(&relay_peer).unwrap();
     let maddr: libp2p::Multiaddr = addr.rsplit_once("/p2p/").unwrap().0.parse().unwrap();
-    let ask = |rec: &RecordId| {
-        encode(&Message::Store(StoreRequest {
-            v: 1,
-            record: blind(rec, &relay_peer),
-            agreement: None,
-            access: None,
-            wraps: Vec::new(),
-            have: Vec::new(),
-            push: Vec::new(),
-            post: Vec::new(),
-            ack: Vec::new(),
-        }))
-    };
+    let ask = |rec: &RecordId| encode(&Message::Store(StoreRequest::new(blind(rec, &relay_peer))));
     // A stranger asking for the real record and for one that does not exist: the same words.
     let key = libp2p::identity::Keypair::generate_ed25519();
     let answers = stranger::send_store(
@@ -379,6 +367,12 @@ fn after_a_revocation_the_remaining_grantee_reads_new_entries_through_the_relay(
     assert_eq!(synced["in_sync"], true, "{synced}");
     let notes = show(&w, &rid);
     assert!(notes.contains("New carer starts on Monday"), "{notes}");
+    // Her node reports that read through the relay too.
+    let synced = json(&hearth(
+        &w,
+        &["sync", "--wait", "--timeout", "30", "--json"],
+    ));
+    assert_eq!(synced["in_sync"], true, "{synced}");
     sw.stop();
     // The revoked GP gets nothing from the relay.
     let _gp = Daemon::start(&g, Some("/ip4/127.0.0.1/tcp/0"));
@@ -391,4 +385,60 @@ fn after_a_revocation_the_remaining_grantee_reads_new_entries_through_the_relay(
         "the revoked GP read a new note: {notes}"
     );
     let _ = out;
+
+    // The patient comes back: her audit shows what the relay served while she was offline,
+    // receipted by the relay, and the social worker's read, handed on by the relay.
+    let _patient = Daemon::start(&p, Some("/ip4/127.0.0.1/tcp/0"));
+    let relay_peer = addr.rsplit('/').next().unwrap().to_string();
+    let sw_peer = json(&hearth(&w, &["id", "--json"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gp_peer = json(&hearth(&g, &["id", "--json"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut events = Vec::new();
+    wait_for(
+        "the relay's receipt and the read in the patient's audit",
+        40,
+        || {
+            let _ = hearth(&p, &["sync", "--with", &relay_peer, "--timeout", "10"]);
+            events = json(&hearth(&p, &["audit", "--json"]))["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let served = events.iter().any(|e| {
+                e["event"] == "served"
+                    && e["by"] == relay_peer.as_str()
+                    && e["to"] == sw_peer.as_str()
+            });
+            let read = events
+                .iter()
+                .any(|e| e["event"] == "read" && e["by"] == sw_peer.as_str());
+            served && read
+        },
+    );
+    let receipt = events
+        .iter()
+        .find(|e| e["event"] == "served" && e["by"] == relay_peer.as_str())
+        .unwrap();
+    assert!(
+        receipt["by_name"]
+            .as_str()
+            .unwrap()
+            .starts_with("the relay"),
+        "{receipt}"
+    );
+    assert_eq!(receipt["purpose"], "direct-care", "{receipt}");
+    assert!(receipt["reported_head"].as_u64().is_some(), "{receipt}");
+    // Nothing was served to the revoked GP through the relay.
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["by"] == relay_peer.as_str() && e["to"] == gp_peer.as_str()),
+        "{events:?}"
+    );
+    let verified = hearth(&p, &["audit", "verify", "--json"]);
+    assert!(verified.status.success(), "{}", ok(&verified));
 }

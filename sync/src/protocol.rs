@@ -106,6 +106,9 @@ pub struct EmergencyClaim {
     pub token: String,
     /// The credential (`HEARTH1C…`).
     pub credential: String,
+    /// The organisation's log entry for the use (`HEARTH1L…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged: Option<String>,
 }
 
 /// The longest token an [`EmergencyClaim`] may carry.
@@ -298,7 +301,9 @@ fn check(m: &Message) -> Result<(), WireError> {
                 return Err(WireError::Limit("too many or too large audit events"));
             }
             if r.emergency.as_ref().is_some_and(|c| {
-                c.token.len() > MAX_CLAIM_TOKEN || c.credential.len() > MAX_CLAIM_TOKEN
+                c.token.len() > MAX_CLAIM_TOKEN
+                    || c.credential.len() > MAX_CLAIM_TOKEN
+                    || c.logged.as_ref().is_some_and(|l| l.len() > MAX_CLAIM_TOKEN)
             }) {
                 return Err(WireError::Limit("an emergency claim is too large"));
             }

@@ -56,8 +56,17 @@ pub enum Problem {
         last: Timestamp,
     },
     /// A receipt (a served event) signed by a key that does not serve the record (only the
-    /// patient's devices do): a forged receipt, ignored.
+    /// patient's devices and the record's relays do): a forged receipt, ignored.
     NotAServer {
+        /// The key.
+        writer: PeerKey,
+        /// Where in its log.
+        seq: u64,
+    },
+    /// An answer to an access request (an approval or a denial) signed by a key that is not
+    /// the patient's proxy with the power to answer, or an approval whose grant does not
+    /// derive from that proxy's grant: ignored.
+    NotAProxy {
         /// The key.
         writer: PeerKey,
         /// Where in its log.
@@ -82,6 +91,7 @@ impl Problem {
             | Problem::Broken { writer, .. }
             | Problem::Missing { writer, .. }
             | Problem::NotAServer { writer, .. }
+            | Problem::NotAProxy { writer, .. }
             | Problem::Stranger { writer, .. } => *writer,
             Problem::NotReporting { peer, .. } => *peer,
         }
@@ -111,8 +121,13 @@ impl Problem {
                  own reads: what it looked at since is unknown"
             ),
             Problem::NotAServer { seq, .. } => format!(
-                "event {seq} of {who} claims to be a receipt, but only your devices write those: \
-                 ignored"
+                "event {seq} of {who} claims to be a receipt, but only your devices and your \
+                 record's relays write those: ignored"
+            ),
+            Problem::NotAProxy { seq, .. } => format!(
+                "event {seq} of {who} claims to answer an access request for you, but {who} is \
+                 not your proxy with the power to answer, or the grant it names is not theirs to \
+                 give: ignored"
             ),
             Problem::Stranger { events, .. } => format!(
                 "{events} event(s) signed by {who}, who has no part in this record, were ignored"
@@ -145,8 +160,13 @@ pub struct Expect<'a> {
     pub known: &'a dyn Fn(&PeerKey) -> bool,
     /// Heads known from elsewhere (the newest event number a writer is known to have).
     pub heads: &'a BTreeMap<PeerKey, u64>,
-    /// Whether a key serves the record (may write receipts): the patient's devices.
+    /// Whether a key serves the record (may write receipts): the patient's devices and the
+    /// record's relays.
     pub serves: &'a dyn Fn(&PeerKey) -> bool,
+    /// Whether an answer to an access request (an approval or denial) by a key is founded:
+    /// the key is the patient's proxy with the power to answer, and an approval's grant
+    /// derives from its proxy grant.
+    pub answers: &'a dyn Fn(&PeerKey, &Action) -> bool,
 }
 
 /// Checks `stored`: (writer, place, bytes) as the log keeps them, in any order.
@@ -214,6 +234,15 @@ pub fn verify<'b>(
             prev = Some(ev.hash());
             if matches!(e.action, Action::Served { .. }) && !(expect.serves)(writer) {
                 out.problems.push(Problem::NotAServer {
+                    writer: *writer,
+                    seq,
+                });
+                continue;
+            }
+            if matches!(e.action, Action::Approved { .. } | Action::Denied { .. })
+                && !(expect.answers)(writer, &e.action)
+            {
+                out.problems.push(Problem::NotAProxy {
                     writer: *writer,
                     seq,
                 });

@@ -17,6 +17,8 @@ pub const MAX_ENTRIES: usize = 64;
 pub const MAX_REASON: usize = 1000;
 /// The largest encoded event accepted.
 pub const MAX_EVENT_BYTES: usize = 8 * 1024;
+/// The longest token (a request, a grant) an event carries.
+pub const MAX_TOKEN: usize = 3 * 1024;
 
 /// A section and the key epoch it was read or sent at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -94,6 +96,24 @@ pub enum Action {
         /// The authority held.
         authority: Option<Authority>,
     },
+    /// The writer, the patient's proxy, approved an access request on the patient's behalf.
+    Approved {
+        /// The request, as its signed token (who asked, with their credential, and why).
+        request: String,
+        /// What the proxy issued: its delegation of the proxy grant, as a one-link token.
+        grant: String,
+        /// The proxy grant it acted under.
+        authority: Option<Authority>,
+    },
+    /// The writer, the patient's proxy, denied an access request on the patient's behalf.
+    Denied {
+        /// The request, as its signed token.
+        request: String,
+        /// The proxy's reason, if given.
+        reason: Option<String>,
+        /// The proxy grant it acted under.
+        authority: Option<Authority>,
+    },
 }
 
 impl Action {
@@ -102,6 +122,7 @@ impl Action {
         match self {
             Action::Served { sections, .. } | Action::Read { sections, .. } => sections.clone(),
             Action::Wrote { section, .. } => vec![*section],
+            Action::Approved { .. } | Action::Denied { .. } => Vec::new(),
         }
     }
 
@@ -110,7 +131,9 @@ impl Action {
         match self {
             Action::Served { authority, .. }
             | Action::Read { authority, .. }
-            | Action::Wrote { authority, .. } => *authority,
+            | Action::Wrote { authority, .. }
+            | Action::Approved { authority, .. }
+            | Action::Denied { authority, .. } => *authority,
         }
     }
 
@@ -118,6 +141,24 @@ impl Action {
         let (sections, entries) = match self {
             Action::Served { sections, .. } | Action::Read { sections, .. } => (sections.len(), 0),
             Action::Wrote { entries, .. } => (1, entries.len()),
+            Action::Approved { request, grant, .. } => {
+                if request.len() > MAX_TOKEN || grant.len() > MAX_TOKEN {
+                    return Err(AuditError::Malformed("an approval's token is too long"));
+                }
+                (0, 0)
+            }
+            Action::Denied {
+                request, reason, ..
+            } => {
+                if request.len() > MAX_TOKEN
+                    || reason
+                        .as_ref()
+                        .is_some_and(|r| r.chars().count() > MAX_REASON)
+                {
+                    return Err(AuditError::Malformed("a denial breaks a bound"));
+                }
+                (0, 0)
+            }
         };
         if sections > MAX_SECTIONS || entries > MAX_ENTRIES {
             return Err(AuditError::Malformed("names too many sections or entries"));

@@ -24,7 +24,7 @@ mod event;
 pub use chain::{Expect, Problem, Verified, verify};
 pub use event::{
     Action, AuditError, Authority, EmergencyMark, Event, MAX_ENTRIES, MAX_EVENT_BYTES, MAX_REASON,
-    MAX_SECTIONS, SectionAt, SignedEvent,
+    MAX_SECTIONS, MAX_TOKEN, SectionAt, SignedEvent,
 };
 
 #[cfg(test)]

@@ -57,6 +57,7 @@ fn check_with(
             known: &|p| known.contains(p),
             heads,
             serves: &|p| known.contains(p),
+            answers: &|_, _| false,
         },
     )
 }
@@ -291,6 +292,7 @@ fn a_receipt_signed_by_a_key_that_serves_nothing_is_flagged_and_left_out() {
             known: &|_| true,
             heads: &BTreeMap::new(),
             serves: &|p| *p == patient.peer(),
+            answers: &|_, _| false,
         },
     );
     assert!(v.events.is_empty());

@@ -9,7 +9,10 @@
 //!   agent (role *Source*);
 //! - a reported read ([`Action::Read`]) is a DICOM *Patient Record* event (`110110`), action
 //!   `R`; a reported write ([`Action::Wrote`]) the same with action `U` when every entry written
-//!   is known to be a new version of an earlier one (a correction, a retraction), else `C`.
+//!   is known to be a new version of an earlier one (a correction, a retraction), else `C`;
+//! - a proxy's answer to an access request ([`Action::Approved`], [`Action::Denied`]) is a
+//!   DICOM *Security Alert* (`110113`), action `E`, the proxy the responsible party, the request
+//!   (and the grant issued) its entities.
 //!
 //! `recorded` is the event's own time: the serving device's clock for a receipt, the writer's
 //! clock (a claim) for a report. `purposeOfEvent` is the purpose of the grant the peer held or
@@ -237,6 +240,33 @@ impl AuditEvents {
                     authority,
                 )
             }
+            Action::Approved {
+                request,
+                grant,
+                authority,
+            } => {
+                entities.extend(request_entity(request));
+                // The grant the proxy issued, by the id it exports as a `Consent` under.
+                if let Some(g) = crate::grant::chain_from_token(grant)
+                    .ok()
+                    .and_then(|c| c.last().map(crate::grant::Grant::id))
+                {
+                    entities.push(json!({
+                        "what": {"identifier": {"system": "urn:hearth:grant", "value": g.to_string()}},
+                        "type": coding(ENTITY_TYPE, "2", "System Object"),
+                        "role": coding(OBJECT_ROLE, "13", "Security Resource"),
+                    }));
+                }
+                let proxy = self.agent(&e.writer, PARTICIPATION, "RESP", "responsible party", true);
+                (Kind::Approved, "E", vec![proxy], authority)
+            }
+            Action::Denied {
+                request, authority, ..
+            } => {
+                entities.extend(request_entity(request));
+                let proxy = self.agent(&e.writer, PARTICIPATION, "RESP", "responsible party", true);
+                (Kind::Denied, "E", vec![proxy], authority)
+            }
         };
         entities.insert(0, patient_entity);
         let agents = agents
@@ -343,6 +373,18 @@ enum Kind {
     Served,
     Read,
     Wrote,
+    Approved,
+    Denied,
+}
+
+/// An access request a proxy answered, as an entity naming it by its id.
+fn request_entity(token: &str) -> Option<Value> {
+    let req = crate::grant::request::AccessRequest::from_token(token).ok()?;
+    Some(json!({
+        "what": {"identifier": {"system": "urn:hearth:request", "value": req.short_id('q')}},
+        "type": coding(ENTITY_TYPE, "2", "System Object"),
+        "role": coding(OBJECT_ROLE, "13", "Security Resource"),
+    }))
 }
 
 impl Kind {
@@ -351,6 +393,7 @@ impl Kind {
         match self {
             Kind::Served => ("110106", "Export"),
             Kind::Read | Kind::Wrote => ("110110", "Patient Record"),
+            Kind::Approved | Kind::Denied => ("110113", "Security Alert"),
         }
     }
 
@@ -359,6 +402,8 @@ impl Kind {
             Kind::Served => "served",
             Kind::Read => "read",
             Kind::Wrote => "wrote",
+            Kind::Approved => "proxy-approved",
+            Kind::Denied => "proxy-denied",
         }
     }
 
@@ -367,6 +412,8 @@ impl Kind {
             Kind::Served => "record data served to a peer (access receipt)",
             Kind::Read => "record read at the writer's node (reported)",
             Kind::Wrote => "entries written at the writer's node (reported)",
+            Kind::Approved => "an access request approved by the patient's proxy (reported)",
+            Kind::Denied => "an access request denied by the patient's proxy (reported)",
         }
     }
 }

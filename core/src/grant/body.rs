@@ -328,6 +328,11 @@ fn check_body(b: &GrantBody) -> Result<(), Refusal> {
     if b.depth > MAX_DEPTH {
         return Err(Refusal::Invalid("delegation depth too large"));
     }
+    if b.purpose == Purpose::Proxy && b.depth > 1 {
+        return Err(Refusal::Invalid(
+            "a proxy may answer requests, not pass that power on (depth 1 at most)",
+        ));
+    }
     if b.addresses.len() > MAX_ADDRESSES || b.addresses.iter().any(|a| a.len() > 256) {
         return Err(Refusal::Invalid("too many or too long addresses"));
     }

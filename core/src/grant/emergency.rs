@@ -10,6 +10,11 @@
 //! then serves the arranged sections (keys included, wrapped to the professional) and writes
 //! an access receipt that marks the use as an emergency.
 //!
+//! Before that, the professional's node has the use logged by their organisation's node
+//! ([`log_use`]): the organisation checks its own credential and signs a [`LoggedUse`], kept
+//! for its IG review (`hearth org audit`). The patient's node serves no use without that
+//! entry, so the organisation's list misses none that opened anything.
+//!
 //! Without an arrangement there is no emergency access: the record is end-to-end encrypted,
 //! and nobody but the patient's devices can give anyone its keys.
 
@@ -20,9 +25,11 @@ use super::token::TokenKind;
 use super::{CLOCK_TOLERANCE_MS, Scope};
 use crate::crypto::Domain;
 use crate::ids::{PeerKey, RecordId};
+use crate::keys::Identity;
 use crate::ledger::ArrangementItem;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteArray;
 
 /// The longest reason, in characters.
 pub const MAX_REASON: usize = 500;
@@ -97,6 +104,101 @@ impl EmergencyUse {
     }
 }
 
+/// What an organisation signs when one of its professionals tells it of an emergency use: its
+/// IG log entry for the use. A patient's node serves a use only with its organisation's entry,
+/// so the organisation's list of uses (`hearth org audit`) misses none that opened anything.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggedBody {
+    /// Version 1.
+    pub v: u8,
+    /// The organisation (the signer).
+    pub org: PeerKey,
+    /// The use's id (the hash of what the professional signed).
+    pub use_id: ByteArray<32>,
+    /// The professional.
+    pub holder: PeerKey,
+    /// The record.
+    pub record: RecordId,
+    /// When the organisation logged it (its clock).
+    pub at: Timestamp,
+}
+
+impl SignedBody for LoggedBody {
+    const DOMAIN: Domain = Domain::EmergencyLog;
+    const KIND: TokenKind = TokenKind::EmergencyLog;
+    fn signer(&self) -> PeerKey {
+        self.org
+    }
+    fn check(&self) -> Result<(), SignedError> {
+        if self.v != 1 {
+            return Err(SignedError::Invalid("unsupported version"));
+        }
+        Ok(())
+    }
+}
+
+/// An organisation's signed log entry for an emergency use.
+pub type LoggedUse = super::request::Signed<LoggedBody>;
+
+/// On the organisation's node (`org`): checks the use `remote` presents with `credential` at
+/// `now` — signed by `remote`, naming this organisation, attested by it now, not dated in the
+/// future, not over — and signs its log entry. The caller keeps the entry for its IG review
+/// before it answers.
+pub fn log_use(
+    org: &Identity,
+    use_: &EmergencyUse,
+    credential: Option<&Credential>,
+    remote: &PeerKey,
+    now: Timestamp,
+) -> Result<LoggedUse, EmergencyRefusal> {
+    let b = use_.body();
+    if b.holder != *remote {
+        return Err(EmergencyRefusal::NotTheHolder);
+    }
+    if b.org != org.peer() {
+        return Err(EmergencyRefusal::Credential(
+            "the use names another organisation".into(),
+        ));
+    }
+    match verify_credential(credential, remote, &[org.peer()], now) {
+        Verification::Verified { .. } => {}
+        Verification::Unverified { reason } => return Err(EmergencyRefusal::Credential(reason)),
+    }
+    if b.at.as_millis() > now.as_millis().saturating_add(CLOCK_TOLERANCE_MS) {
+        return Err(EmergencyRefusal::Window("dated in the future"));
+    }
+    if now > use_.until() {
+        return Err(EmergencyRefusal::Window("over"));
+    }
+    LoggedUse::sign(
+        LoggedBody {
+            v: 1,
+            org: org.peer(),
+            use_id: ByteArray::new(use_.hash()),
+            holder: b.holder,
+            record: b.record,
+            at: now,
+        },
+        org.device_key(),
+    )
+    .map_err(|_| EmergencyRefusal::NotLogged)
+}
+
+/// Whether `logged` is the use's organisation's entry for exactly this use, made while it ran.
+fn logged_for(use_: &EmergencyUse, logged: Option<&LoggedUse>) -> bool {
+    let b = use_.body();
+    logged.is_some_and(|l| {
+        let lb = l.body();
+        lb.org == b.org
+            && lb.use_id.into_array() == use_.hash()
+            && lb.holder == b.holder
+            && lb.record == b.record
+            && lb.at.as_millis().saturating_add(CLOCK_TOLERANCE_MS) >= b.at.as_millis()
+            && lb.at <= use_.until()
+    })
+}
+
 /// What a checked use allows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Allowed {
@@ -124,13 +226,18 @@ pub enum EmergencyRefusal {
     /// Outside its window, or longer than the arrangement allows.
     #[error("the emergency use is {0}")]
     Window(&'static str),
+    /// The organisation has not logged the use for its IG review.
+    #[error("the organisation has not logged this use for its IG review")]
+    NotLogged,
 }
 
-/// Checks `use_` presented by `remote` with `credential`, against the arrangement (if any)
-/// the patient made with the use's organisation, at `now` (the checking node's clock).
+/// Checks `use_` presented by `remote` with `credential` and the organisation's log entry
+/// `logged`, against the arrangement (if any) the patient made with the use's organisation, at
+/// `now` (the checking node's clock).
 pub fn check_use(
     use_: &EmergencyUse,
     credential: Option<&Credential>,
+    logged: Option<&LoggedUse>,
     remote: &PeerKey,
     record: &RecordId,
     arrangement: Option<&ArrangementItem>,
@@ -166,6 +273,9 @@ pub fn check_use(
     if now > until {
         return Err(EmergencyRefusal::Window("over"));
     }
+    if !logged_for(use_, logged) {
+        return Err(EmergencyRefusal::NotLogged);
+    }
     Ok(Allowed {
         scopes: a.scopes.clone(),
         until,
@@ -199,5 +309,109 @@ mod tests {
         }
         let long = "x".repeat(MAX_REASON + 1);
         assert!(EmergencyUse::sign(body(&long), gp.device_key()).is_err());
+    }
+
+    #[test]
+    fn only_a_use_its_organisation_logged_opens_anything() {
+        let mut rng = TestRng::new(7);
+        let (gp, _) = Identity::generate(Role::Professional, "G".into(), &mut rng);
+        let (org, _) = Identity::generate(Role::Relay, "Riverside".into(), &mut rng);
+        let (other_org, _) = Identity::generate(Role::Relay, "Elsewhere".into(), &mut rng);
+        let record = RecordId([1; 32]);
+        let cred = |o: &Identity, rng: &mut TestRng| {
+            crate::grant::request::attest(
+                o,
+                gp.peer(),
+                "Dr G".into(),
+                "GP".into(),
+                "GMC 1".into(),
+                None,
+                TEST_NOW,
+                TEST_NOW.saturating_add_millis(86_400_000),
+                Vec::new(),
+                rng,
+            )
+            .unwrap()
+        };
+        let c = cred(&org, &mut rng);
+        let sign = |reason: &str, at: Timestamp| {
+            EmergencyUse::sign(
+                EmergencyBody {
+                    v: 1,
+                    record,
+                    holder: gp.peer(),
+                    org: org.peer(),
+                    reason: reason.into(),
+                    at,
+                    duration_ms: 3_600_000,
+                },
+                gp.device_key(),
+            )
+            .unwrap()
+        };
+        let u = sign("Collapsed", TEST_NOW);
+        let arrangement = ArrangementItem {
+            scopes: Vec::new(),
+            max_duration_ms: MAX_DURATION_MS,
+            arranged_at: TEST_NOW.saturating_add_millis(-1000),
+            expires: TEST_NOW.saturating_add_millis(86_400_000),
+            org_name: None,
+        };
+        let logged = log_use(&org, &u, Some(&c), &gp.peer(), TEST_NOW).unwrap();
+        let check = |l: Option<&LoggedUse>| {
+            check_use(
+                &u,
+                Some(&c),
+                l,
+                &gp.peer(),
+                &record,
+                Some(&arrangement),
+                TEST_NOW,
+            )
+        };
+        assert!(check(Some(&logged)).is_ok());
+        assert_eq!(check(None), Err(EmergencyRefusal::NotLogged));
+        // Another use's entry does not count for this one.
+        let other = sign("Something else", TEST_NOW);
+        let other_logged = log_use(&org, &other, Some(&c), &gp.peer(), TEST_NOW).unwrap();
+        assert_eq!(check(Some(&other_logged)), Err(EmergencyRefusal::NotLogged));
+        // The organisation logs only its own staff's current uses, presented by them.
+        assert!(matches!(
+            log_use(
+                &other_org,
+                &u,
+                Some(&cred(&other_org, &mut rng)),
+                &gp.peer(),
+                TEST_NOW
+            ),
+            Err(EmergencyRefusal::Credential(_))
+        ));
+        assert_eq!(
+            log_use(&org, &u, Some(&c), &org.peer(), TEST_NOW).unwrap_err(),
+            EmergencyRefusal::NotTheHolder
+        );
+        assert!(matches!(
+            log_use(&org, &u, None, &gp.peer(), TEST_NOW),
+            Err(EmergencyRefusal::Credential(_))
+        ));
+        let future = sign(
+            "Later",
+            TEST_NOW.saturating_add_millis(10 * CLOCK_TOLERANCE_MS),
+        );
+        assert_eq!(
+            log_use(&org, &future, Some(&c), &gp.peer(), TEST_NOW).unwrap_err(),
+            EmergencyRefusal::Window("dated in the future")
+        );
+        assert_eq!(
+            log_use(
+                &org,
+                &u,
+                Some(&c),
+                &gp.peer(),
+                TEST_NOW.saturating_add_millis(7_200_000)
+            )
+            .unwrap_err(),
+            EmergencyRefusal::Window("over")
+        );
     }
 }

@@ -48,6 +48,7 @@ pub fn purpose_code(p: Purpose) -> (&'static str, &'static str) {
         Purpose::Emergency => ("ETREAT", "emergency treatment"),
         Purpose::Research => ("HRESCH", "healthcare research"),
         Purpose::Planning => ("HOPERAT", "healthcare operations"),
+        Purpose::Proxy => ("PWATRNY", "power of attorney"),
     }
 }
 

@@ -49,6 +49,7 @@
 pub mod challenge;
 pub mod emergency;
 pub mod interop;
+pub mod proxy;
 pub mod request;
 pub mod token;
 

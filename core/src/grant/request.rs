@@ -233,6 +233,10 @@ pub struct CredentialBody {
     pub expires: Timestamp,
     /// Uniqueness.
     pub nonce: ByteArray<16>,
+    /// Where the organisation's node listens (multiaddresses ending in `/p2p/ORG`): where its
+    /// professionals' nodes ask it to log an emergency use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
 }
 
 impl SignedBody for CredentialBody {
@@ -266,6 +270,11 @@ impl SignedBody for CredentialBody {
         }
         if self.org == self.subject {
             return Err(SignedError::Invalid("an organisation cannot attest itself"));
+        }
+        if self.addresses.len() > super::MAX_ADDRESSES
+            || self.addresses.iter().any(|a| a.len() > 256)
+        {
+            return Err(SignedError::Invalid("too many or too long addresses"));
         }
         Ok(())
     }
@@ -363,6 +372,7 @@ pub fn attest(
     org_code: Option<String>,
     issued: Timestamp,
     expires: Timestamp,
+    addresses: Vec<String>,
     rng: &mut impl CryptoRng,
 ) -> Result<Credential, SignedError> {
     if org.role != Role::Relay {
@@ -385,6 +395,7 @@ pub fn attest(
             issued,
             expires,
             nonce: ByteArray::new(nonce),
+            addresses,
         },
         org.device_key(),
     )

@@ -70,16 +70,22 @@ pub enum Purpose {
     Research,
     /// Planning and commissioning of services.
     Planning,
+    /// Acting for the patient: a carer, parent or attorney the patient chose as proxy. A
+    /// proxy reads what its grant names and, when the grant lets it delegate (depth 1),
+    /// answers access requests on the patient's behalf: an approval is a delegation of the
+    /// proxy grant, for the purpose the requester asked.
+    Proxy,
 }
 
 impl Purpose {
     /// Every purpose.
-    const ALL: [Purpose; 5] = [
+    const ALL: [Purpose; 6] = [
         Purpose::DirectCare,
         Purpose::SocialCare,
         Purpose::Emergency,
         Purpose::Research,
         Purpose::Planning,
+        Purpose::Proxy,
     ];
 
     /// The kebab-case name.
@@ -90,6 +96,7 @@ impl Purpose {
             Purpose::Emergency => "emergency",
             Purpose::Research => "research",
             Purpose::Planning => "planning",
+            Purpose::Proxy => "proxy",
         }
     }
 
@@ -101,6 +108,7 @@ impl Purpose {
             Purpose::Emergency => "emergency treatment",
             Purpose::Research => "research",
             Purpose::Planning => "planning services",
+            Purpose::Proxy => "acting for you as your proxy",
         }
     }
 }
@@ -108,8 +116,9 @@ impl Purpose {
 impl FromStr for Purpose {
     type Err = &'static str;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        by_name(&Purpose::ALL, Purpose::as_str, s)
-            .ok_or("purpose must be direct-care, social-care, emergency, research or planning")
+        by_name(&Purpose::ALL, Purpose::as_str, s).ok_or(
+            "purpose must be direct-care, social-care, emergency, research, planning or proxy",
+        )
     }
 }
 

@@ -31,6 +31,8 @@ pub enum TokenKind {
     Card,
     /// A professional's use of the emergency access a patient arranged.
     Emergency,
+    /// An organisation's log entry for one of its professionals' emergency uses.
+    EmergencyLog,
 }
 
 impl TokenKind {
@@ -41,6 +43,7 @@ impl TokenKind {
             TokenKind::Credential => 'C',
             TokenKind::Card => 'I',
             TokenKind::Emergency => 'E',
+            TokenKind::EmergencyLog => 'L',
         }
     }
 
@@ -51,6 +54,7 @@ impl TokenKind {
             TokenKind::Credential => "credential",
             TokenKind::Card => "contact card",
             TokenKind::Emergency => "emergency access",
+            TokenKind::EmergencyLog => "emergency log entry",
         }
     }
 }

@@ -207,10 +207,16 @@ pub(super) fn check_link(
             what: "validity outside the parent's",
         });
     }
-    if child.purpose != parent.purpose {
+    // A proxy answers requests for the purpose asked (never making another proxy); any
+    // other delegation keeps its parent's purpose.
+    let purpose_ok = match parent.purpose {
+        Purpose::Proxy => child.purpose != Purpose::Proxy,
+        p => child.purpose == p,
+    };
+    if !purpose_ok {
         return Err(Refusal::ScopeExceeded {
             link,
-            what: "a different purpose from the parent's",
+            what: "a purpose the parent does not allow",
         });
     }
     Ok(())

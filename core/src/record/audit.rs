@@ -4,6 +4,7 @@
 use super::layout::local_key;
 use super::{OpenRecord, RecordError, Result, Vault};
 use crate::audit::{self, Action, Expect, SignedEvent, Verified};
+use crate::grant::proxy;
 use crate::ids::{PeerKey, RecordId, SectionId};
 use crate::keys::Identity;
 use crate::ledger::{self, Key, Kind};
@@ -42,8 +43,24 @@ impl<S: Store> Vault<S> {
         actions: Vec<(RecordId, Action)>,
         now: Timestamp,
     ) -> Result<Vec<SignedEvent>> {
-        let mut heads: BTreeMap<RecordId, Option<(u64, [u8; 32])>> = BTreeMap::new();
         let mut batch = Batch::new();
+        let out = self.journal_into(&mut batch, identity, actions, now)?;
+        if !batch.is_empty() {
+            self.store.commit(batch)?;
+        }
+        Ok(out)
+    }
+
+    /// Puts the events of [`Vault::journal_many`] into `batch`, for the caller to commit with
+    /// whatever the events are about.
+    pub(super) fn journal_into(
+        &self,
+        batch: &mut Batch,
+        identity: &Identity,
+        actions: Vec<(RecordId, Action)>,
+        now: Timestamp,
+    ) -> Result<Vec<SignedEvent>> {
+        let mut heads: BTreeMap<RecordId, Option<(u64, [u8; 32])>> = BTreeMap::new();
         let mut out = Vec::with_capacity(actions.len());
         for (record, action) in actions {
             let prev = match heads.get(&record) {
@@ -66,9 +83,6 @@ impl<S: Store> Vault<S> {
                 v.extend_from_slice(&hash);
                 batch.put(local_key(&Key::JournalHead(&record).text()), v);
             }
-        }
-        if !batch.is_empty() {
-            self.store.commit(batch)?;
         }
         Ok(out)
     }
@@ -166,7 +180,7 @@ impl<S: Store> OpenRecord<'_, S> {
     /// Keeps `events` (each already opened, so signed by its writer) in the record's audit
     /// log, those not yet there, in one change (a patient's device only). Returns how many
     /// were new.
-    fn keep_audit_events(
+    pub(super) fn keep_audit_events(
         &mut self,
         events: &[SignedEvent],
         now: Timestamp,
@@ -249,6 +263,7 @@ impl<S: Store> OpenRecord<'_, S> {
             .collect();
         if !events.is_empty() {
             self.keep_audit_events(&events, now, rng)?;
+            self.take_proxy_answers(&events, now, rng)?;
         }
         Ok(self.audit_head_of(remote))
     }
@@ -257,11 +272,7 @@ impl<S: Store> OpenRecord<'_, S> {
     /// what they wrote before), the audiences of the grants recorded, and every peer the
     /// patient's devices served under a chain (delegates included).
     fn audit_writers(&self, stored: &[SignedEvent]) -> BTreeSet<PeerKey> {
-        let mut out: BTreeSet<PeerKey> = self
-            .all_device_certs()
-            .into_iter()
-            .map(|d| d.peer)
-            .collect();
+        let mut out: BTreeSet<PeerKey> = self.all_device_peers();
         for chain in self.recorded_chains() {
             out.extend(chain.iter().map(|g| g.body().audience));
         }
@@ -285,20 +296,20 @@ impl<S: Store> OpenRecord<'_, S> {
             .filter_map(|(_, _, b)| SignedEvent::open(b).ok())
             .collect();
         let writers = self.audit_writers(&authentic);
-        let devices: BTreeSet<PeerKey> = self
-            .all_device_certs()
-            .into_iter()
-            .map(|d| d.peer)
-            .collect();
+        // Receipts come from the patient's devices and from the record's relays.
+        let mut servers: BTreeSet<PeerKey> = self.all_device_peers();
+        servers.extend(self.relay_peers());
         let id = self.id;
         let heads = BTreeMap::from([(self.identity.peer(), self.vault.journal_sent(&id)?)]);
+        let proxies = self.proxy_grants();
         Ok(audit::verify(
             stored.iter().map(|(w, s, b)| (*w, *s, b.as_slice())),
             &Expect {
                 record_of: &|_| id,
                 known: &|p| writers.contains(p),
                 heads: &heads,
-                serves: &|p| devices.contains(p),
+                serves: &|p| servers.contains(p),
+                answers: &|w, a| proxy::answer_founded(&proxies, w, a),
             },
         ))
     }

@@ -76,6 +76,15 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             .collect()
     }
 
+    /// The keys of every device the record root ever certified, removed ones included (what
+    /// they wrote before removal stays theirs).
+    pub fn all_device_peers(&self) -> std::collections::BTreeSet<PeerKey> {
+        self.all_device_certs()
+            .into_iter()
+            .map(|d| d.peer)
+            .collect()
+    }
+
     /// Every device the record root ever certified, removed ones included (see
     /// [`OpenRecord::removed_devices`]); unverifiable certificates omitted.
     pub fn all_device_certs(&self) -> Vec<DeviceCert> {

@@ -146,11 +146,7 @@ impl<S: Store> OpenRecord<'_, S> {
                 .unwrap_or_default(),
         );
         // Only the patient's devices write receipts; anything else claiming one is ignored.
-        let devices: BTreeSet<PeerKey> = self
-            .all_device_certs()
-            .into_iter()
-            .map(|d| d.peer)
-            .collect();
+        let devices: BTreeSet<PeerKey> = self.all_device_peers();
         let mut uses: BTreeMap<String, EmergencyUseSeen> = BTreeMap::new();
         for b in events {
             let Ok(ev) = SignedEvent::open(&b) else {

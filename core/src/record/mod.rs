@@ -59,6 +59,8 @@ mod items;
 mod keyring;
 mod layout;
 mod ledger;
+mod proxy;
+mod relay_audit;
 mod replica;
 mod restore;
 mod section_doc;
@@ -84,6 +86,8 @@ pub use held::{
 };
 pub use inbox::{Accepted, TakeError};
 pub use ledger::{AuthItem, LedgerItem, MAX_HELD_CHAINS};
+pub use proxy::MAX_PROXY_REQUESTS;
+pub use relay_audit::MAX_RELAYED_PER_RECORD;
 pub use replica::{RemoteReport, WAITS_FOR_DEPS};
 pub use restore::RestoreReport;
 pub use section_doc::Unapplied;

@@ -9,15 +9,15 @@ use crate::sled_store::SledStore;
 use hearth_core::audit::{
     Action, Authority, EmergencyMark, Problem, SectionAt, SignedEvent, Verified,
 };
-use hearth_core::grant::Grant;
-use hearth_core::grant::request::{Credential, Verification, verify_credential};
+use hearth_core::grant::request::{AccessRequest, Credential, Verification, verify_credential};
+use hearth_core::grant::{self, Grant, Purpose};
 use hearth_core::ids::{EntryId, PeerKey, RecordId, SectionId};
 use hearth_core::keys::Identity;
 use hearth_core::record::{OpenRecord, Vault};
 use hearth_core::section::SectionName;
 use hearth_core::time::Timestamp;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The authority this node holds over `record`: its first held chain's last grant and
 /// purpose.
@@ -132,6 +132,7 @@ pub struct Names {
     devices: BTreeMap<PeerKey, String>,
     people: BTreeMap<PeerKey, (String, String, String)>,
     claimed: BTreeMap<PeerKey, String>,
+    proxies: BTreeSet<PeerKey>,
     relays: BTreeMap<PeerKey, Option<String>>,
     sections: BTreeMap<SectionId, SectionName>,
     orgs: BTreeMap<PeerKey, String>,
@@ -146,6 +147,13 @@ impl Names {
             .map(|d| (d.peer, d.name))
             .collect();
         let people = verified_people(rec, identity, t);
+        let proxies = rec
+            .recorded_chains()
+            .iter()
+            .filter_map(|c| c.first())
+            .filter(|g| g.body().purpose == Purpose::Proxy)
+            .map(|g| g.body().audience)
+            .collect();
         let claimed = rec
             .issued_grants()
             .into_iter()
@@ -172,6 +180,7 @@ impl Names {
             devices,
             people,
             claimed,
+            proxies,
             relays,
             sections: rec.directory().clone(),
         }
@@ -187,6 +196,13 @@ impl Names {
         }
         if let Some((name, role, org)) = self.people.get(peer) {
             return (format!("{name} ({role}, {org}, verified)"), true);
+        }
+        if self.proxies.contains(peer) {
+            // The key is the one the patient made their proxy; the name is the one they gave.
+            return match self.claimed.get(peer) {
+                Some(n) => (format!("your proxy \"{n}\""), true),
+                None => (format!("your proxy ({peer})"), true),
+            };
         }
         if let Some(name) = self.relays.get(peer) {
             return match name {
@@ -363,6 +379,65 @@ pub fn line(ev: &SignedEvent, names: &Names) -> Line {
                 json!({"entries": entries}),
             )
         }
+        Action::Approved { request, grant, .. } => {
+            let req = AccessRequest::from_token(request).ok();
+            let leaf = grant::chain_from_token(grant)
+                .ok()
+                .and_then(|mut c| c.pop());
+            let (asker, peer) = match &req {
+                Some(r) => (
+                    names.who(&r.body().requester.peer).0,
+                    r.body().requester.peer,
+                ),
+                None => ("someone".to_string(), e.writer),
+            };
+            let what = leaf.as_ref().map_or_else(String::new, |l| {
+                let scopes: Vec<String> = l.body().scopes.iter().map(ToString::to_string).collect();
+                format!(
+                    ": {} for {} until {}",
+                    scopes.join(", "),
+                    l.body().purpose.words(),
+                    super::parse::when_words(l.body().expires)
+                )
+            });
+            (
+                "proxy-approved",
+                peer,
+                format!(
+                    "{by} approved, on your behalf, the access request of {asker} on {}{what} (as their \
+                     device reports).",
+                    super::parse::when_words(e.at),
+                ),
+                json!({"requester": peer, "requester_name": asker,
+                       "request": req.map(|r| r.short_id('q')), "issued_grant": leaf.map(|l| l.id().to_string())}),
+            )
+        }
+        Action::Denied {
+            request, reason, ..
+        } => {
+            let req = AccessRequest::from_token(request).ok();
+            let (asker, peer) = match &req {
+                Some(r) => (
+                    names.who(&r.body().requester.peer).0,
+                    r.body().requester.peer,
+                ),
+                None => ("someone".to_string(), e.writer),
+            };
+            (
+                "proxy-denied",
+                peer,
+                format!(
+                    "{by} denied, on your behalf, the access request of {asker} on {}{} (as \
+                     their device reports).",
+                    super::parse::when_words(e.at),
+                    reason
+                        .as_ref()
+                        .map(|r| format!(". Reason given: \"{r}\""))
+                        .unwrap_or_default()
+                ),
+                json!({"requester": peer, "requester_name": asker, "request": req.map(|r| r.short_id('q')), "reason": reason}),
+            )
+        }
     };
     let (section_names, _) = names.sections(&e.action.sections());
     let authority = e.action.authority();
@@ -376,7 +451,7 @@ pub fn line(ev: &SignedEvent, names: &Names) -> Line {
         "purpose": authority.map(|a| a.purpose),
         "grant": authority.map(|a| a.grant.to_string()),
         "writer_seq": e.seq,
-        "time_basis": if kind != "read" && kind != "wrote" { "the serving device's clock" } else { "the writer's clock (a claim)" },
+        "time_basis": if kind == "served" || kind == "emergency" { "the serving device's clock" } else { "the writer's clock (a claim)" },
     });
     if let (Some(o), Some(x)) = (json.as_object_mut(), extra.as_object()) {
         o.extend(x.clone());

@@ -70,13 +70,24 @@ pub fn ledger_timeline(
             events.push((item.received_at, json!({"event": "request", "id": rid, "from": req.body().requester.peer, "from_name": name, "identity": who, "scopes": scopes, "purpose": req.body().purpose, "reason": req.body().reason}),
                 format!("{name} ({}) asked for {} for {} ({rid})", who.words(), scopes.join(", "), req.body().purpose.words())));
         }
+        let proxy_names: std::collections::HashMap<_, _> = rec
+            .issued_grants()
+            .into_iter()
+            .filter_map(|(_, g)| Some((g.audience, g.audience_name?)))
+            .collect();
         for (rid, d) in rec.decisions() {
+            // A proxy's answer, from its audit event, checked against its proxy grant.
+            let by = d.by.map(|p| match proxy_names.get(&p) {
+                Some(n) => format!(" by your proxy \"{n}\""),
+                None => format!(" by your proxy {p}"),
+            });
             events.push((
                 d.at,
-                json!({"event": d.decision.as_str(), "request": rid, "grant": d.grant, "reason": d.reason}),
+                json!({"event": d.decision.as_str(), "request": rid, "grant": d.grant, "reason": d.reason, "by_proxy": d.by}),
                 format!(
-                    "{} request {rid}{}",
+                    "{} request {rid}{}{}",
                     d.decision.as_str(),
+                    by.unwrap_or_default(),
                     d.grant
                         .as_ref()
                         .map(|g| format!(" with grant {g}"))

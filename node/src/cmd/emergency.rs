@@ -69,6 +69,10 @@ pub enum EmergencyCommand {
         /// How long to wait for the patient's node, in seconds.
         #[arg(long, default_value_t = 30, value_name = "SECONDS")]
         timeout: u64,
+        /// Where your organisation's node listens (a multiaddress ending in /p2p/ORG), if
+        /// your credential does not say: it must log the use before it can be used.
+        #[arg(long, value_name = "ADDR")]
+        org_at: Option<String>,
     },
 }
 
@@ -142,7 +146,16 @@ pub fn emergency(ctx: &Ctx, cmd: EmergencyCommand) -> Result<(), Failure> {
             with,
             duration,
             timeout,
-        } => access(ctx, &record, &reason, &with, &duration, timeout),
+            org_at,
+        } => access(
+            ctx,
+            &record,
+            &reason,
+            &with,
+            &duration,
+            timeout,
+            org_at.as_deref(),
+        ),
     }
 }
 
@@ -220,6 +233,7 @@ fn access(
     with: &str,
     duration: &str,
     timeout: u64,
+    org_at: Option<&str>,
 ) -> Result<(), Failure> {
     let rid: RecordId = record
         .parse()
@@ -239,6 +253,12 @@ fn access(
         ),
         None => (parse_peer(with)?, None),
     };
+    let org_at: Option<libp2p::Multiaddr> = org_at
+        .map(|a| {
+            a.parse()
+                .map_err(|_| invalid("--org-at: not a multiaddress"))
+        })
+        .transpose()?;
     let (_, identity) = ctx.unlock()?;
     let vault = ctx.vault()?;
     // The credential: the organisation attesting this professional.
@@ -265,11 +285,31 @@ fn access(
     };
     let use_ =
         EmergencyUse::sign(body, identity.device_key()).map_err(|e| invalid(e.to_string()))?;
+    // The organisation logs the use for its IG review before it can open anything.
+    let org_addrs: Vec<libp2p::Multiaddr> = org_at
+        .into_iter()
+        .chain(
+            credential
+                .body()
+                .addresses
+                .iter()
+                .filter_map(|a| a.parse().ok()),
+        )
+        .collect();
+    let logged = crate::org_log::log(
+        &identity,
+        credential.body().org,
+        org_addrs,
+        &use_,
+        &credential,
+        Duration::from_secs(timeout.max(1)),
+    )?;
     vault.hold_emergency(
         &rid,
         &HeldEmergency {
             token: use_.to_token(),
             credential: credential.to_token(),
+            logged: Some(logged.to_token()),
         },
     )?;
     if let Some(a) = &addr {
@@ -337,9 +377,9 @@ fn access(
         json!({"record_id": rid, "until": until, "sections": opened, "org": use_.body().org}),
         || {
             format!(
-                "Emergency access open until {}: {}. The patient sees this use, with your \
-                 reason, at the top of their audit. Read it with: hearth record show --record \
-                 {rid}",
+                "Emergency access open until {}: {}. Your organisation logged it for its IG \
+                 review, and the patient sees it, with your reason, at the top of their audit. \
+                 Read it with: hearth record show --record {rid}",
                 when_words(until),
                 opened.join(", ")
             )

@@ -49,6 +49,14 @@ pub struct GrantArgs {
     /// delegate to its staff).
     #[arg(long, default_value_t = 0)]
     pub depth: u8,
+    /// Make them your proxy (a carer, parent or attorney): they read the sections named
+    /// (--ability defaults to read), and everything they do shows as theirs in your audit.
+    #[arg(long, conflicts_with_all = ["purpose", "depth"])]
+    pub proxy: bool,
+    /// With --proxy: they may also approve or deny access requests on your behalf, granting
+    /// at most what their proxy grant covers, never beyond its end.
+    #[arg(long, requires = "proxy")]
+    pub answers_requests: bool,
     /// Also print the token as a QR code in the terminal.
     #[arg(long)]
     pub qr: bool,
@@ -138,19 +146,23 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
             .as_deref()
             .ok_or_else(|| missing("--sections"))?,
     )?;
-    let ability = parse_ability(
-        args.ability
-            .as_deref()
-            .ok_or_else(|| missing("--ability"))?,
-    )?;
+    let ability = parse_ability(match (&args.ability, args.proxy) {
+        (Some(a), _) => a.as_str(),
+        (None, true) => "read",
+        (None, false) => return Err(missing("--ability")),
+    })?;
     let expires_arg = args
         .expires
         .as_deref()
         .ok_or_else(|| missing("--expires (grants always expire)"))?;
     // Checked before the passphrase is asked for; counted from the issuing time below.
     parse_expires(expires_arg, now())?;
-    let purpose: Purpose = args.purpose.parse().map_err(invalid)?;
-    if args.depth > grant::MAX_DEPTH {
+    let (purpose, depth) = if args.proxy {
+        (Purpose::Proxy, u8::from(args.answers_requests))
+    } else {
+        (args.purpose.parse().map_err(invalid)?, args.depth)
+    };
+    if depth > grant::MAX_DEPTH {
         return Err(invalid(format!("--depth is at most {}", grant::MAX_DEPTH)));
     }
     let (_, identity) = ctx.unlock()?;
@@ -160,7 +172,7 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
     let t = now();
     let mut gspec = GrantSpec::new(audience, spec, ability, t, parse_expires(expires_arg, t)?);
     gspec.purpose = purpose;
-    gspec.depth = args.depth;
+    gspec.depth = depth;
     gspec.addresses = grant_addresses(ctx, &vault, &rec, &identity.peer(), t);
     // The grant is checked whole (a trial issue, keys aside) before any section is made; then
     // sections they may add to are made if the record has none yet (only this device can).
@@ -182,6 +194,42 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
     };
     record_grant(&mut rec, &g, &item, None, t, &mut rng)?;
     let id = g.id().to_string();
+    let who = card
+        .as_ref()
+        .map_or_else(|| audience.to_string(), |c| c.body().name.clone());
+    let patterns = g
+        .body()
+        .scopes
+        .iter()
+        .map(|s| s.pattern().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let keys_words = if keys.is_empty() {
+        " Keys follow when their node first syncs with yours."
+    } else {
+        ""
+    };
+    let until = when_words(g.body().expires);
+    let headline = if args.proxy {
+        format!(
+            "{who} is now your proxy until {until}: they may {} {patterns}{}. What they do shows \
+             as theirs in your audit.{keys_words}{}",
+            ability.as_str(),
+            if args.answers_requests {
+                ", and approve or deny access requests on your behalf"
+            } else {
+                " (they cannot answer access requests for you)"
+            },
+            created_words(&created)
+        )
+    } else {
+        format!(
+            "Granted {who} {} access to {patterns} for {}, until {until}.{keys_words}{}",
+            ability.as_str(),
+            purpose.words(),
+            created_words(&created)
+        )
+    };
     emit_token(
         ctx,
         json!({"audience": audience, "expires": g.body().expires, "keys_included": !keys.is_empty(), "smart": interop::smart_scopes(&g), "sections_created": names(&created)}),
@@ -189,26 +237,7 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
         &id,
         args.qr,
         args.qr_svg.as_deref(),
-        format!(
-            "Granted {} {} access to {} for {}, until {}.{}{}",
-            card.as_ref()
-                .map_or_else(|| audience.to_string(), |c| c.body().name.clone()),
-            ability.as_str(),
-            g.body()
-                .scopes
-                .iter()
-                .map(|s| s.pattern().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            purpose.words(),
-            when_words(g.body().expires),
-            if keys.is_empty() {
-                " Keys follow when their node first syncs with yours."
-            } else {
-                ""
-            },
-            created_words(&created)
-        ),
+        headline,
     )
 }
 

@@ -13,6 +13,8 @@ pub mod fhir;
 pub mod grant;
 pub mod init;
 pub mod net;
+pub mod org;
+pub mod proxy;
 pub mod record;
 pub mod recover;
 pub mod relay;

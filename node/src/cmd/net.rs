@@ -17,7 +17,7 @@ use clap::{Args, Subcommand};
 use hearth_core::ids::PeerKey;
 use hearth_core::record::Vault;
 use hearth_core::section::SectionName;
-use hearth_sync::round::RoundOutcome;
+use hearth_sync::round::{RoundError, RoundOutcome};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use serde_json::{Value, json};
@@ -395,9 +395,12 @@ fn sync_with(
     let deadline = std::time::Instant::now() + Duration::from_secs(args.timeout.max(1));
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let outcomes = node
+        let mut outcomes = node
             .sync_blocking(with, left.max(Duration::from_millis(100)))
             .map_err(|e| Failure::new(code::IO, format!("sync: {e}")))?;
+        // A pair with a peer that is no party to the record here had nothing to do (a
+        // patient's own record, planned with the node they hold a grant from).
+        outcomes.retain(|o| !o.result.as_ref().is_err_and(RoundError::is_no_party));
         let done = every_record_in_sync(&outcomes);
         // A peer that refuses us will refuse again: waiting would not change that.
         let refused = outcomes

@@ -102,6 +102,16 @@ fn use_relay(ctx: &Ctx, address: &str, expires: &str) -> Result<(), Failure> {
     let mut rec = own_record(&vault, &identity)?;
     let mut rng = os_rng();
     let t = now();
+    // The converse of the rule `emergency arrange` keeps: an organisation may not hold both
+    // the record's ciphertext and, in an emergency, the right to its keys.
+    if rec.arrangements(t).contains_key(&peer) {
+        return Err(Failure::new(
+            code::REFUSED,
+            "that organisation holds an emergency arrangement for this record: as a relay it \
+             would hold both the record's ciphertext and, in an emergency, the right to its \
+             keys. Cancel the arrangement first (hearth emergency cancel --org ORG_ID)",
+        ));
+    }
     let mut spec = GrantSpec::new(
         peer,
         whole_record()?,

@@ -1,7 +1,9 @@
 //! `hearth request` (a professional asks a patient for access) and `hearth requests` (the
-//! patient lists, receives, approves or denies them). A request travels as text
+//! patient, or the patient's proxy, lists, receives, approves or denies them; the proxy's side
+//! is in [`super::proxy`]). A request travels as text
 //! (`HEARTH1R…`) and carries the requester's newest organisation credential, if any.
 
+use super::proxy;
 use crate::app::addresses::grant_addresses;
 use crate::app::grants::{created_words, names, own_record, record_grant, refusal};
 use crate::app::parse::{DAY_MS, parse_ability, parse_expires, parse_spec, when_words};
@@ -11,13 +13,15 @@ use crate::fail::{Failure, code};
 use crate::sled_store::SledStore;
 use clap::{Args, Subcommand};
 use hearth_core::grant::request::{
-    self, AccessRequest, Credential, RequestSpec, verify_credential,
+    self, AccessRequest, Credential, RequestSpec, Verification, verify_credential,
 };
-use hearth_core::grant::{self, Ability, Grant, GrantSpec, Purpose};
-use hearth_core::ids::RecordId;
-use hearth_core::ledger::{Answer, DecisionItem, IssuedGrant};
+use hearth_core::grant::{self, Ability, Grant, GrantSpec, Purpose, Scope};
+use hearth_core::ids::{PeerKey, RecordId};
+use hearth_core::keys::Identity;
+use hearth_core::ledger::{Answer, DecisionItem, IssuedGrant, RelayItem};
 use hearth_core::letter::LetterBody;
-use hearth_core::record::{LedgerItem, OpenRecord};
+use hearth_core::record::{LedgerItem, OpenRecord, Vault};
+use hearth_core::time::Timestamp;
 use hearth_sync::relay::blind;
 use hearth_sync::relay::wire::Address;
 use hearth_sync::session::Local;
@@ -184,8 +188,35 @@ fn find_request(
 pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> {
     let (_, identity) = ctx.unlock()?;
     let vault = ctx.vault()?;
-    let mut rec = own_record(&vault, &identity)?;
     let t = now();
+    // A node may answer for the patient's own record, and as a proxy for others' records.
+    let own = identity.record_id();
+    let as_proxy = match &cmd {
+        None => None,
+        Some(RequestsCommand::Add { token }) => {
+            // Checked before anything is touched: a malformed token is the sender's fault.
+            let req = AccessRequest::from_token(token).map_err(|e| token_refused("request", e))?;
+            Some(Some(req.body().record) != own)
+        }
+        Some(RequestsCommand::Approve { id, .. } | RequestsCommand::Deny { id, .. }) => {
+            let mine = match own {
+                Some(_) => {
+                    let mut rec = own_record(&vault, &identity)?;
+                    !matches!(find_request(&mut rec, id), Err(f) if f.code == code::NOT_FOUND)
+                }
+                None => false,
+            };
+            Some(!mine)
+        }
+    };
+    if as_proxy == Some(true) {
+        return proxy::requests(ctx, &vault, &identity, cmd, t);
+    }
+    if own.is_none() {
+        // Listing on a node without a record of its own: only what it holds as a proxy.
+        return proxy::requests(ctx, &vault, &identity, None, t);
+    }
+    let mut rec = own_record(&vault, &identity)?;
     let mut rng = os_rng();
     match cmd {
         None => {
@@ -198,39 +229,18 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
                 let Ok(req) = AccessRequest::from_token(&item.token) else {
                     continue;
                 };
-                let expired = req.check_open(t).is_err();
                 let who = verify_credential(
                     req.credential().as_ref(),
                     &req.body().requester.peer,
                     &trusted,
                     t,
                 );
-                pending.push((rid, req, who, expired, item.received_at));
+                pending.push(Pending::new(rid, req, who, item.received_at, None, t));
             }
-            ctx.print(
-                json!({"pending": pending.iter().map(|(rid, r, who, expired, at)| json!({
-                    "id": rid, "from": r.body().requester.peer, "name": r.body().requester.name, "identity": who,
-                    "scopes": r.body().scopes.iter().map(|s| json!({"section": s.pattern().to_string(), "ability": s.ability})).collect::<Vec<_>>(),
-                    "purpose": r.body().purpose, "duration_days": r.body().duration_ms / DAY_MS, "reason": r.body().reason,
-                    "received_at": at, "answer_by": r.body().answer_by, "lapsed": expired,
-                })).collect::<Vec<_>>()}),
-                || {
-                    if pending.is_empty() {
-                        return "No pending requests.".to_string();
-                    }
-                    pending.iter().map(|(rid, r, who, expired, _)| {
-                        let b = r.body();
-                        let scopes: Vec<String> = b.scopes.iter().map(ToString::to_string).collect();
-                        format!("{rid}{}\n  from:    {} — {}\n  asks:    {} for {}, {} days\n  reason:  {}",
-                            if *expired { "  [lapsed]" } else { "" }, b.requester.name, who.words(), scopes.join(", "),
-                            b.purpose.words(), b.duration_ms / DAY_MS, b.reason)
-                    }).collect::<Vec<_>>().join("\n")
-                },
-            );
+            pending.extend(proxy::pending(&vault, t)?);
+            print_pending(ctx, &pending);
         }
         Some(RequestsCommand::Add { token }) => {
-            // Checked before the record is touched: a malformed token is the sender's fault.
-            AccessRequest::from_token(&token).map_err(|e| token_refused("request", e))?;
             let (rid, req) = rec
                 .receive_request(&token, t, &mut rng)
                 .map_err(crate::cmd::grant::take_failure)?;
@@ -256,40 +266,7 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
             req.check_open(t)
                 .map_err(|e| refused(format!("cannot approve: {e}")))?;
             let b = req.body();
-            let ability = b
-                .scopes
-                .iter()
-                .map(|s| s.ability)
-                .max()
-                .unwrap_or(Ability::Read);
-            // Narrower sections: each pattern given must lie within what was asked.
-            let scopes = match sections.as_deref() {
-                None => b.scopes.clone(),
-                Some(s) => {
-                    let wanted = grant::scopes(&parse_spec(s)?, ability);
-                    for w in &wanted {
-                        if !b.scopes.iter().any(|asked| asked.covers(w)) {
-                            return Err(invalid(format!(
-                                "{} was not asked for; you may only narrow a request",
-                                w.pattern()
-                            )));
-                        }
-                    }
-                    wanted
-                }
-            };
-            let duration = match expires.as_deref() {
-                None => b.duration_ms,
-                Some(e) => {
-                    let d = parse_expires(e, t)?
-                        .as_millis()
-                        .saturating_sub(t.as_millis());
-                    if d > b.duration_ms {
-                        return Err(invalid("you may only shorten the duration asked for"));
-                    }
-                    d
-                }
-            };
+            let (scopes, duration) = narrowed(&req, sections.as_deref(), expires.as_deref(), t)?;
             let spec = GrantSpec {
                 audience: b.requester.peer,
                 scopes,
@@ -320,22 +297,12 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
                 at: t,
                 grant: Some(gid.clone()),
                 reason: None,
+                by: None,
             };
             record_grant(&mut rec, &g, &item, Some((&rid, &decision)), t, &mut rng)?;
             // The grant also goes back through the record's relays, sealed to the requester.
             let relays = rec.relays(t);
-            let local = Local::new(&vault, &identity);
-            for (relay, _) in &relays {
-                local
-                    .send_letter(
-                        relay,
-                        Address::Peer(b.requester.peer),
-                        &b.requester.agreement.into_array(),
-                        &LetterBody::Grant(token.clone()),
-                        &mut rng,
-                    )
-                    .map_err(|e| Failure::new(code::IO, e.to_string()))?;
-            }
+            send_grant(&vault, &identity, &relays, &req, &token)?;
             emit_token(
                 ctx,
                 json!({"request": rid, "audience": b.requester.peer, "expires": g.body().expires, "sections_created": names(&created)}),
@@ -377,12 +344,155 @@ pub fn requests(ctx: &Ctx, cmd: Option<RequestsCommand>) -> Result<(), Failure> 
                 at: t,
                 grant: None,
                 reason,
+                by: None,
             };
             rec.put_ledger(&[LedgerItem::Decision(&rid, &decision)], t, &mut rng)?;
             ctx.print(json!({"id": rid, "denied": true}), || {
                 format!("Denied {rid} from {}.", req.body().requester.name)
             });
         }
+    }
+    Ok(())
+}
+
+/// A request waiting for an answer, as `hearth requests` lists it.
+pub(crate) struct Pending {
+    rid: String,
+    req: AccessRequest,
+    who: Verification,
+    lapsed: bool,
+    received_at: Timestamp,
+    /// The patient's record, when this node is their proxy (not the patient).
+    for_record: Option<RecordId>,
+}
+
+impl Pending {
+    pub(crate) fn new(
+        rid: String,
+        req: AccessRequest,
+        who: Verification,
+        received_at: Timestamp,
+        for_record: Option<RecordId>,
+        t: Timestamp,
+    ) -> Pending {
+        let lapsed = req.check_open(t).is_err();
+        Pending {
+            rid,
+            req,
+            who,
+            lapsed,
+            received_at,
+            for_record,
+        }
+    }
+}
+
+/// Prints the pending requests.
+pub(crate) fn print_pending(ctx: &Ctx, pending: &[Pending]) {
+    ctx.print(
+        json!({"pending": pending.iter().map(|p| { let r = &p.req; json!({
+            "id": p.rid, "from": r.body().requester.peer, "name": r.body().requester.name, "identity": p.who,
+            "scopes": r.body().scopes.iter().map(|s| json!({"section": s.pattern().to_string(), "ability": s.ability})).collect::<Vec<_>>(),
+            "purpose": r.body().purpose, "duration_days": r.body().duration_ms / DAY_MS, "reason": r.body().reason,
+            "received_at": p.received_at, "answer_by": r.body().answer_by, "lapsed": p.lapsed,
+            "record_id": r.body().record, "as_proxy": p.for_record.is_some(),
+        })}).collect::<Vec<_>>()}),
+        || {
+            if pending.is_empty() {
+                return "No pending requests.".to_string();
+            }
+            pending
+                .iter()
+                .map(|p| {
+                    let b = p.req.body();
+                    let scopes: Vec<String> = b.scopes.iter().map(ToString::to_string).collect();
+                    let proxy = p.for_record.map_or_else(String::new, |r| {
+                        format!("\n  for:     record {r}, whose proxy you are")
+                    });
+                    format!(
+                        "{}{}{proxy}\n  from:    {} — {}\n  asks:    {} for {}, {} days\n  reason:  {}",
+                        p.rid,
+                        if p.lapsed { "  [lapsed]" } else { "" },
+                        b.requester.name,
+                        p.who.words(),
+                        scopes.join(", "),
+                        b.purpose.words(),
+                        b.duration_ms / DAY_MS,
+                        b.reason
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+    );
+}
+
+/// What an approval grants of `req`: the scopes asked, or `sections` (each within what was
+/// asked), and the duration asked, or the shorter `expires` counted from `t`.
+pub(crate) fn narrowed(
+    req: &AccessRequest,
+    sections: Option<&str>,
+    expires: Option<&str>,
+    t: Timestamp,
+) -> Result<(Vec<Scope>, i64), Failure> {
+    let b = req.body();
+    let ability = b
+        .scopes
+        .iter()
+        .map(|s| s.ability)
+        .max()
+        .unwrap_or(Ability::Read);
+    // Narrower sections: each pattern given must lie within what was asked.
+    let scopes = match sections {
+        None => b.scopes.clone(),
+        Some(s) => {
+            let wanted = grant::scopes(&parse_spec(s)?, ability);
+            for w in &wanted {
+                if !b.scopes.iter().any(|asked| asked.covers(w)) {
+                    return Err(invalid(format!(
+                        "{} was not asked for; you may only narrow a request",
+                        w.pattern()
+                    )));
+                }
+            }
+            wanted
+        }
+    };
+    let duration = match expires {
+        None => b.duration_ms,
+        Some(e) => {
+            let d = parse_expires(e, t)?
+                .as_millis()
+                .saturating_sub(t.as_millis());
+            if d > b.duration_ms {
+                return Err(invalid("you may only shorten the duration asked for"));
+            }
+            d
+        }
+    };
+    Ok((scopes, duration))
+}
+
+/// Sends a grant answering `req` back through `relays`, sealed to the requester.
+pub(crate) fn send_grant(
+    vault: &Vault<SledStore>,
+    identity: &Identity,
+    relays: &[(PeerKey, RelayItem)],
+    req: &AccessRequest,
+    token: &str,
+) -> Result<(), Failure> {
+    let b = req.body();
+    let local = Local::new(vault, identity);
+    for (relay, _) in relays {
+        local
+            .send_letter(
+                relay,
+                Address::Peer(b.requester.peer),
+                &b.requester.agreement.into_array(),
+                &LetterBody::Grant(token.to_string()),
+                &mut os_rng(),
+            )
+            .map_err(|e| Failure::new(code::IO, e.to_string()))?;
     }
     Ok(())
 }

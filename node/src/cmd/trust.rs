@@ -1,44 +1,17 @@
-//! Who vouches for professionals: `hearth org attest` (an organisation's node attests a member
-//! of staff), `hearth trust` (a patient trusts organisations to attest) and `hearth
-//! credential` (a professional keeps what their organisation attested).
+//! Who vouches for professionals: `hearth trust` (a patient trusts organisations to attest)
+//! and `hearth credential` (a professional keeps what their organisation attested); the
+//! organisation's side, `hearth org attest`, is in [`super::org`].
 
 use crate::app::grants::own_record;
-use crate::app::parse::{parse_expires, parse_peer, when_words};
-use crate::app::token::{emit_token, token_refused};
-use crate::app::{Ctx, invalid, now, os_rng, refused};
+use crate::app::parse::parse_peer;
+use crate::app::token::token_refused;
+use crate::app::{Ctx, now, os_rng, refused};
 use crate::fail::Failure;
 use clap::Subcommand;
-use hearth_core::grant::request::{self, Credential};
-use hearth_core::keys::Role;
+use hearth_core::grant::request::Credential;
 use hearth_core::ledger::TrustItem;
 use hearth_core::record::LedgerItem;
 use serde_json::json;
-
-/// `hearth org …`.
-#[derive(Subcommand, Debug)]
-pub enum OrgCommand {
-    /// Attest a member of staff's identity: prints a credential to give them.
-    Attest {
-        /// The staff member's peer id.
-        #[arg(long, value_name = "PEER")]
-        staff: String,
-        /// Their name.
-        #[arg(long)]
-        name: String,
-        /// Their role (e.g. an NHS job role code or title).
-        #[arg(long)]
-        role: String,
-        /// Their professional registration number.
-        #[arg(long)]
-        registration: String,
-        /// Your organisation's code (e.g. ODS code; default: the one given at `init`).
-        #[arg(long)]
-        org_code: Option<String>,
-        /// For how long: a number and s, m (minutes), h, d, w, mo (months) or y (years), e.g. 30d or 6mo; at most five years.
-        #[arg(long, value_name = "DURATION")]
-        expires: String,
-    },
-}
 
 /// `hearth trust …`.
 #[derive(Subcommand, Debug)]
@@ -65,56 +38,6 @@ pub enum CredentialCommand {
     },
     /// The credentials held.
     List,
-}
-
-/// `hearth org …` (organisation).
-pub fn org(ctx: &Ctx, cmd: OrgCommand) -> Result<(), Failure> {
-    let OrgCommand::Attest {
-        staff,
-        name,
-        role,
-        registration,
-        org_code,
-        expires,
-    } = cmd;
-    let staff = parse_peer(&staff)?;
-    parse_expires(&expires, now())?;
-    let (info, identity) = ctx.unlock()?;
-    if identity.role != Role::Relay {
-        return Err(refused(
-            "only an organisation node (initialised with --role relay) attests staff",
-        ));
-    }
-    let org_code = org_code.or(info.org_code);
-    let t = now();
-    let cred = request::attest(
-        &identity,
-        staff,
-        name.trim().to_string(),
-        role.trim().to_string(),
-        registration.trim().to_string(),
-        org_code.map(|c| c.trim().to_string()),
-        t,
-        parse_expires(&expires, t)?,
-        &mut os_rng(),
-    )
-    .map_err(|e| invalid(format!("credential: {e}")))?;
-    let token = cred.to_token();
-    emit_token(
-        ctx,
-        json!({"staff": staff, "expires": cred.body().expires}),
-        &token,
-        &cred.short_id('c'),
-        false,
-        None,
-        format!(
-            "Credential for {} ({}, {}) until {}. Give it to them (hearth credential add TOKEN).",
-            cred.body().name,
-            cred.body().role,
-            cred.body().org_name,
-            when_words(cred.body().expires)
-        ),
-    )
 }
 
 /// `hearth trust …` (patient).

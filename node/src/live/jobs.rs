@@ -450,6 +450,24 @@ impl<S: Store + Send + 'static> Driver<S> {
         });
     }
 
+    /// Writes the receipts of the relay requests answered since the last time to the relay's
+    /// journal, in one job and one commit (whatever the number of jobs: the data was sent). A
+    /// crash before then loses them; the grantees' own reports of their reads still reach the
+    /// patient.
+    pub(super) fn receipt_relay_serves(&mut self) {
+        if self.relay_unreceipted.is_empty() {
+            return;
+        }
+        let receipts = std::mem::take(&mut self.relay_unreceipted);
+        let clock = self.config.clock;
+        self.spawn_job(move |sh| {
+            if let Err(e) = sh.vault.journal_many(&sh.identity, receipts, clock.now()) {
+                tracing::warn!("relay receipts not written: {e}");
+            }
+            Work::Collected(0)
+        });
+    }
+
     /// On a patient's device: moves the access receipts of its audit journal into the
     /// record's audit log (one change for all since the last time), in a job.
     pub(super) fn collect_audit(&mut self) {
@@ -510,6 +528,9 @@ impl<S: Store + Send + 'static> Driver<S> {
 
 /// How many pushes may wait for their receipts before they are written at once.
 const MAX_UNRECEIPTED: usize = 256;
+
+/// The most relay receipts waiting for the next tick before they are written at once.
+pub(super) const MAX_RELAY_UNRECEIPTED: usize = 256;
 
 /// Appends access receipts to this node's audit journal, in one commit. A failure is logged
 /// (with no content): the data was or will be sent all the same, and the missing receipt shows

@@ -356,6 +356,12 @@ impl<S: Store + Send + 'static> Driver<S> {
         c.served += served.sent as u64;
         c.rejected += served.rejected as u64;
         c.supplied += u64::from(served.supplied);
+        if let Some(r) = served.receipt {
+            self.relay_unreceipted.push(r);
+            if self.relay_unreceipted.len() >= super::jobs::MAX_RELAY_UNRECEIPTED {
+                self.receipt_relay_serves();
+            }
+        }
         if !served.refused && self.relay_peers.len() < 4096 {
             self.relay_peers.insert(peer);
         }

@@ -161,12 +161,10 @@ impl World {
         ))
     }
 
-    /// The organisation attests the GP (for a year), the patient trusts it as "Riverside
-    /// Practice", and the GP asks for `sections` with `ability` for direct care and accepts
-    /// the grant the patient approves: the approval's `--json` output. The patient's node
-    /// then names the GP "Dr A. Shah (GP, Riverside Practice, verified)".
+    /// The organisation attests the GP (for a year), the GP keeps the credential, and the
+    /// patient trusts the organisation as "Riverside Practice".
     #[track_caller]
-    pub(crate) fn gp_attested_and_granted(&self, sections: &str, ability: &str) -> Value {
+    pub(crate) fn gp_attested_and_trusted(&self) {
         let cred = self.attest("365d");
         ok(&hearth(
             &self.gp,
@@ -182,6 +180,15 @@ impl World {
                 "Riverside Practice",
             ],
         ));
+    }
+
+    /// The organisation attests the GP (for a year), the patient trusts it as "Riverside
+    /// Practice", and the GP asks for `sections` with `ability` for direct care and accepts
+    /// the grant the patient approves: the approval's `--json` output. The patient's node
+    /// then names the GP "Dr A. Shah (GP, Riverside Practice, verified)".
+    #[track_caller]
+    pub(crate) fn gp_attested_and_granted(&self, sections: &str, ability: &str) -> Value {
+        self.gp_attested_and_trusted();
         let req = self.request_for(sections, ability, "90d", "Annual review");
         let added = self.add_request(&req);
         let granted = json(&hearth(

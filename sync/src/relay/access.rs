@@ -8,6 +8,7 @@
 //! that the relay grant inside it verifies at the relay's own clock, and that the list is newer
 //! than the one it holds. Each entry's end is the relay's to check, at its own clock.
 
+use hearth_core::audit::Authority;
 use hearth_core::crypto::{self, Domain};
 use hearth_core::grant::{self, Ability, Access, Grant};
 use hearth_core::ids::{PeerKey, RecordId, SectionId};
@@ -35,6 +36,10 @@ pub struct AccessEntry {
     pub write: Vec<SectionId>,
     /// When its rights end (its grant's expiry).
     pub until: Timestamp,
+    /// The grant it holds (the last link of its chain) and its purpose, named in the relay's
+    /// receipts of what it served; none for a patient device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<Authority>,
 }
 
 /// The list itself.
@@ -217,6 +222,7 @@ pub fn recovery_list(
             read: Vec::new(),
             write: Vec::new(),
             until: Timestamp::from_millis(i64::MAX),
+            authority: None,
         }],
     };
     SignedAccess::sign(identity, &list)

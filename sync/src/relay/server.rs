@@ -3,15 +3,19 @@
 use super::access::{AccessEntry, AccessList, SignedAccess};
 use super::mailbox::Mailboxes;
 use super::wire::{
-    Address, Blinded, MAX_DELIVER, StoreRequest, StoreResponse, blind, fit_padded, pad, unpad,
+    Address, AuditAck, Blinded, EmergencyLogRequest, MAX_AUDIT, MAX_AUDIT_ACKS, MAX_DELIVER,
+    StoreRequest, StoreResponse, blind, fit_padded, pad, unpad,
 };
 use super::{NOTHING_HERE, QUOTA_FULL};
 use crate::protocol::{MAX_BUNDLE_BYTES, SectionHave};
 use crate::session::{Local, SyncError};
+use hearth_core::audit::{Action, SectionAt};
 use hearth_core::bundle::Bundle;
+use hearth_core::grant::emergency::{self, EmergencyUse};
+use hearth_core::grant::request::Credential;
 use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::keys::Identity;
-use hearth_core::ledger::{Key, Kind};
+use hearth_core::ledger::{IgUseItem, Key, Kind};
 use hearth_core::log::VersionVector;
 use hearth_core::record::{KeyWrap, Vault};
 use hearth_core::store::Store;
@@ -19,6 +23,10 @@ use hearth_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// The most emergency uses an organisation's node keeps logged (each is needed for its IG
+/// review, so a full log refuses new uses rather than forgetting old ones).
+pub const MAX_IG_USES: usize = 1_000_000;
 
 /// What a relay accepts. The defaults are deliberate; each says why.
 #[derive(Clone, Debug)]
@@ -76,6 +84,10 @@ pub struct Served {
     pub supplied: bool,
     /// Letters delivered.
     pub letters: usize,
+    /// The relay's access receipt for what it sent a grantee, for the caller to write to the
+    /// relay's journal ([`Vault::journal_many`]; the daemon writes those of many requests in
+    /// one commit on its next tick).
+    pub receipt: Option<(RecordId, Action)>,
 }
 
 /// The relay's view of one request.
@@ -100,6 +112,10 @@ fn refusal(record: Blinded, why: &str) -> StoreResponse {
         letters: Vec::new(),
         posted: Vec::new(),
         acked: Vec::new(),
+        audit: Vec::new(),
+        audit_acked: None,
+        logged: None,
+        emergency_refused: None,
     }
 }
 
@@ -174,6 +190,7 @@ impl<'a, S: Store> Server<'a, S> {
             let Some(end) = end else { continue };
             if now.as_millis().saturating_sub(end.as_millis()) > self.limits.retention_ms {
                 self.vault.forget_record(&h.record)?;
+                self.vault.forget_relayed_audit(&h.record)?;
                 self.vault.delete_local(&[Key::Hosted(&id).text()])?;
                 gone += 1;
             }
@@ -203,6 +220,14 @@ impl<'a, S: Store> Server<'a, S> {
         let mut served = Served::default();
         let me = self.identity.peer();
         let b = req.record;
+        // An emergency use to log is answered whatever becomes of the rest.
+        let (logged, emergency_refused) = match &req.emergency {
+            Some(e) => match self.log_emergency(peer, e, now)? {
+                Ok(l) => (Some(l), None),
+                Err(why) => (None, Some(why)),
+            },
+            None => (None, None),
+        };
         let mut hosted = self.hosted(&b)?;
         // A new list from the patient's node replaces the one held, if it is newer.
         if let Some(bytes) = &req.access {
@@ -269,6 +294,8 @@ impl<'a, S: Store> Server<'a, S> {
             r.letters = letters.clone();
             r.posted = posted.clone();
             r.acked = acked.clone();
+            r.logged = logged.clone();
+            r.emergency_refused = emergency_refused.clone();
             r
         };
         let (Some(mut hosted), Some(_), Some(entry)) = (hosted, list, entry) else {
@@ -329,6 +356,20 @@ impl<'a, S: Store> Server<'a, S> {
         let (bundles, cut) = fit_padded(bundles, MAX_BUNDLE_BYTES);
         let more = more || cut;
         served.sent = bundles.len();
+        // The audit: a grantee's receipt for what it is sent (returned for the caller to
+        // write) and its events kept for the patient's devices; a patient device's
+        // acknowledgements, and the receipts and events waiting for it.
+        let (audit, audit_acked) = if entry.device {
+            self.take_acks(&record, &req.audit_ack)?;
+            (self.audit_for_devices(&record)?, None)
+        } else {
+            self.vault.keep_relayed_audit(&record, &peer, &req.audit)?;
+            served.receipt = receipt(&entry, &bundles, req.audit_head).map(|a| (record, a));
+            (
+                Vec::new(),
+                Some(self.vault.relayed_audit_acked(&record, &peer)?),
+            )
+        };
         let writable: Vec<SectionId> = if entry.device {
             held.keys().copied().collect()
         } else {
@@ -364,9 +405,90 @@ impl<'a, S: Store> Server<'a, S> {
                 letters,
                 posted,
                 acked,
+                audit,
+                audit_acked,
+                logged,
+                emergency_refused,
             },
             served,
         ))
+    }
+
+    /// Logs the emergency use `e` that `peer` presents, if this node is the organisation it
+    /// names and attests `peer` now ([`emergency::log_use`]): the entry is kept durably for
+    /// the IG review before the signed entry is returned. Logging the same use again returns
+    /// the entry kept. `Ok(Err(why))` when it is not logged.
+    fn log_emergency(
+        &self,
+        peer: PeerKey,
+        e: &EmergencyLogRequest,
+        now: Timestamp,
+    ) -> Result<Result<String, String>, SyncError> {
+        let Ok(use_) = EmergencyUse::from_token(&e.token) else {
+            return Ok(Err("the emergency use does not verify".into()));
+        };
+        let Ok(credential) = Credential::from_token(&e.credential) else {
+            return Ok(Err("the credential does not verify".into()));
+        };
+        // Checked before anything is looked up: only the organisation's own current staff, for
+        // their own uses, reach its log.
+        let logged = match emergency::log_use(self.identity, &use_, Some(&credential), &peer, now) {
+            Ok(l) => l,
+            Err(why) => return Ok(Err(why.to_string())),
+        };
+        let id = data_encoding::HEXLOWER.encode(&use_.hash());
+        let key = Key::IgUse(&id).text();
+        if let Some(kept) = self
+            .vault
+            .get_local(&key)?
+            .and_then(|v| IgUseItem::from_json(std::str::from_utf8(&v).ok()?).ok())
+        {
+            return Ok(Ok(kept.logged));
+        }
+        if self.vault.count_local(Kind::IgUse.prefix())? >= MAX_IG_USES {
+            return Ok(Err("the organisation's emergency log is full".into()));
+        }
+        let item = IgUseItem {
+            token: e.token.clone(),
+            credential: e.credential.clone(),
+            logged: logged.to_token(),
+        };
+        self.vault.put_local(&key, item.to_json().as_bytes())?;
+        Ok(Ok(item.logged))
+    }
+
+    /// A patient device's acknowledgements: the relay's own journal and the grantees' events
+    /// it kept, as far as the record's audit log holds them.
+    fn take_acks(&self, record: &RecordId, acks: &[AuditAck]) -> Result<(), SyncError> {
+        let me = self.identity.peer();
+        for a in acks.iter().take(MAX_AUDIT_ACKS) {
+            if a.writer == me {
+                self.vault.journal_collected(record, a.seq)?;
+            } else {
+                self.vault.ack_relayed_audit(record, &a.writer, a.seq)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What a patient device is handed of the audit: the relay's receipts not yet
+    /// acknowledged, then the grantees' events kept, at most [`MAX_AUDIT`] in all.
+    fn audit_for_devices(&self, record: &RecordId) -> Result<Vec<ByteBuf>, SyncError> {
+        let sent = self.vault.journal_sent(record)?;
+        let mut out: Vec<ByteBuf> = self
+            .vault
+            .journal_after(record, sent, MAX_AUDIT / 2)?
+            .into_iter()
+            .map(ByteBuf::from)
+            .collect();
+        let room = MAX_AUDIT - out.len();
+        out.extend(
+            self.vault
+                .relayed_audit(record, room)?
+                .into_iter()
+                .map(ByteBuf::from),
+        );
+        Ok(out)
     }
 
     /// Stores what `entry`'s peer pushed: a patient device anything signed and chained (its
@@ -414,6 +536,36 @@ impl<'a, S: Store> Server<'a, S> {
         rejected.extend(report.refused);
         Ok((report.stored, bytes))
     }
+}
+
+/// The relay's receipt for sending `bundles` to `entry`'s peer (a grantee), which reported
+/// `reported` as its audit head: the sections sent, each at the newest key epoch among its
+/// bundles; none when nothing was sent.
+fn receipt(entry: &AccessEntry, bundles: &[ByteBuf], reported: Option<u64>) -> Option<Action> {
+    if entry.device || bundles.is_empty() {
+        return None;
+    }
+    let mut epochs: BTreeMap<SectionId, u32> = BTreeMap::new();
+    for b in bundles {
+        if let Ok(b) = Bundle::decode(b) {
+            let h = b.header();
+            let e = epochs.entry(h.section).or_insert(h.epoch);
+            *e = (*e).max(h.epoch);
+        }
+    }
+    Some(Action::Served {
+        to: entry.peer,
+        sections: epochs
+            .into_iter()
+            .take(hearth_core::audit::MAX_SECTIONS)
+            .map(|(section, epoch)| SectionAt { section, epoch })
+            .collect(),
+        bundles: u32::try_from(bundles.len()).unwrap_or(u32::MAX),
+        authority: entry.authority,
+        reported,
+        emergency: None,
+        pushed: false,
+    })
 }
 
 /// The sections `entry`'s peer may fetch: a device every section held; a grantee the sections

@@ -178,6 +178,70 @@ pub struct StoreRequest {
     /// Letters collected earlier (by id), which the relay may now delete.
     #[serde(default)]
     pub ack: Vec<ByteArray<32>>,
+    /// A grantee: the head of its own audit journal for the record (named in the relay's
+    /// receipt of what it serves), and its events not yet acknowledged by the patient's
+    /// devices, for the relay to hand on to them.
+    #[serde(default)]
+    pub audit_head: Option<u64>,
+    /// A grantee's audit events (signed, encoded), at most [`MAX_AUDIT`].
+    #[serde(default)]
+    pub audit: Vec<ByteBuf>,
+    /// A patient device: how far the record's audit log holds each writer's events (the
+    /// relay's own and the grantees' it keeps), at most [`MAX_AUDIT_ACKS`].
+    #[serde(default)]
+    pub audit_ack: Vec<AuditAck>,
+    /// A professional asking their organisation's node to log an emergency use for its IG
+    /// review (answered whatever else the request is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<EmergencyLogRequest>,
+}
+
+/// An emergency use to log, with the credential the organisation gave the professional.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyLogRequest {
+    /// The signed use (`HEARTH1E…`).
+    pub token: String,
+    /// The credential (`HEARTH1C…`).
+    pub credential: String,
+}
+
+impl StoreRequest {
+    /// A request for `record` that holds, sends and asks nothing yet: the fields a caller
+    /// needs are set on it.
+    pub fn new(record: Blinded) -> StoreRequest {
+        StoreRequest {
+            v: 1,
+            record,
+            agreement: None,
+            access: None,
+            wraps: Vec::new(),
+            have: Vec::new(),
+            push: Vec::new(),
+            post: Vec::new(),
+            ack: Vec::new(),
+            audit_head: None,
+            audit: Vec::new(),
+            audit_ack: Vec::new(),
+            emergency: None,
+        }
+    }
+}
+
+/// The most audit events one request or answer carries.
+pub const MAX_AUDIT: usize = 256;
+/// The most audit acknowledgements one request carries.
+pub const MAX_AUDIT_ACKS: usize = 1024;
+
+/// A patient device's acknowledgement: the record's audit log holds `writer`'s events up to
+/// `seq` without a gap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditAck {
+    /// The writer.
+    pub writer: PeerKey,
+    /// Its newest event held without a gap.
+    pub seq: u64,
 }
 
 /// A relay's answer.
@@ -217,6 +281,20 @@ pub struct StoreResponse {
     /// The request's acknowledgements, processed.
     #[serde(default)]
     pub acked: Vec<ByteArray<32>>,
+    /// A patient device: the relay's receipts of what it served, and the grantees' events it
+    /// kept, at most [`MAX_AUDIT`].
+    #[serde(default)]
+    pub audit: Vec<ByteBuf>,
+    /// A grantee: how far the patient's devices acknowledged its audit events, as the relay
+    /// was told (it may stop sending those).
+    #[serde(default)]
+    pub audit_acked: Option<u64>,
+    /// The organisation's signed log entry for the emergency use asked (`HEARTH1L…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged: Option<String>,
+    /// Why the organisation did not log it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency_refused: Option<String>,
 }
 
 /// Checks a request's and a response's counts against the limits of `/hearth/sync/1`.
@@ -237,7 +315,28 @@ pub(crate) fn check_request(r: &StoreRequest) -> Result<(), &'static str> {
         return Err("too many letters or acknowledgements");
     }
     check_letters(&r.post)?;
+    check_audit(&r.audit)?;
+    if r.audit_ack.len() > MAX_AUDIT_ACKS {
+        return Err("too many audit acknowledgements");
+    }
+    if r.emergency.as_ref().is_some_and(|e| {
+        e.token.len() > crate::protocol::MAX_CLAIM_TOKEN
+            || e.credential.len() > crate::protocol::MAX_CLAIM_TOKEN
+    }) {
+        return Err("an emergency use to log is too large");
+    }
     check_have(&r.have)
+}
+
+fn check_audit(events: &[ByteBuf]) -> Result<(), &'static str> {
+    if events.len() > MAX_AUDIT
+        || events
+            .iter()
+            .any(|e| e.len() > hearth_core::audit::MAX_EVENT_BYTES)
+    {
+        return Err("too many or too large audit events");
+    }
+    Ok(())
 }
 
 pub(crate) fn check_response(r: &StoreResponse) -> Result<(), &'static str> {
@@ -260,6 +359,16 @@ pub(crate) fn check_response(r: &StoreResponse) -> Result<(), &'static str> {
         return Err("too many letters or acknowledgements");
     }
     check_letters(&r.letters)?;
+    check_audit(&r.audit)?;
+    if r.logged
+        .as_ref()
+        .is_some_and(|l| l.len() > crate::protocol::MAX_CLAIM_TOKEN)
+        || r.emergency_refused
+            .as_ref()
+            .is_some_and(|s| s.len() > 1_000)
+    {
+        return Err("an emergency log answer is too large");
+    }
     check_have(&r.have)
 }
 

@@ -46,6 +46,14 @@ impl RoundError {
     pub fn is_refusal(&self) -> bool {
         matches!(self, RoundError::Session(e) if matches!(**e, SyncError::Refused(_)))
     }
+
+    /// Whether nothing was to be done: the peer is no party to the record here (say, a
+    /// patient's own record, which no one else holds, planned with the node it also holds a
+    /// grant from).
+    pub fn is_no_party(&self) -> bool {
+        matches!(self, RoundError::NotHeld)
+            || matches!(self, RoundError::Session(e) if matches!(**e, SyncError::NotAParty))
+    }
 }
 
 impl From<SyncError> for RoundError {

@@ -172,6 +172,7 @@ impl<S: Store> Local<'_, S> {
         Some(crate::protocol::EmergencyClaim {
             token: held.token,
             credential: held.credential,
+            logged: held.logged,
         })
     }
 }

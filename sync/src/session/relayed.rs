@@ -6,11 +6,16 @@
 use super::*;
 use crate::protocol::Message;
 use crate::relay::access::{AccessEntry, AccessList, SignedAccess};
-use crate::relay::wire::{Agreement, pad, unpad};
+use crate::relay::wire::{Agreement, AuditAck, MAX_AUDIT, MAX_AUDIT_ACKS, pad, unpad};
 use crate::relay::{StoreRequest, StoreResponse, blind};
+use hearth_core::audit::Authority;
 use hearth_core::crypto::{self, Domain};
 use hearth_core::ledger::RelayItem;
 use serde_bytes::ByteArray;
+
+/// What a request to a relay carries of the audit: a grantee's journal head and events, a
+/// patient device's acknowledgements.
+type RelayAudit = (Option<u64>, Vec<ByteBuf>, Vec<AuditAck>);
 
 impl<'a, S: Store> Local<'a, S> {
     /// The record's relays at `now`: those in its auth document, and those the grants this
@@ -116,7 +121,7 @@ impl<'a, S: Store> Local<'a, S> {
         now: Timestamp,
         rng: &mut impl CryptoRng,
     ) -> Result<StoreRequest, SyncError> {
-        let rec = self.vault.open_record(self.identity, &record).ok();
+        let mut rec = self.vault.open_record(self.identity, &record).ok();
         let held = self.vault.held_sections(&record)?;
         let holdable = holdable_sections(rec.as_ref());
         let (access, wraps) = match &rec {
@@ -138,6 +143,7 @@ impl<'a, S: Store> Local<'a, S> {
             _ => (None, Vec::new()),
         };
         let (post, ack) = self.outgoing(&relay);
+        let (audit_head, audit, audit_ack) = self.relay_audit(rec.as_mut(), &record, &relay)?;
         Ok(StoreRequest {
             v: 1,
             record: blind(&record, &relay),
@@ -148,7 +154,51 @@ impl<'a, S: Store> Local<'a, S> {
             push: Vec::new(),
             post,
             ack,
+            audit_head,
+            audit,
+            audit_ack,
+            emergency: None,
         })
+    }
+
+    /// The audit a request to `relay` carries: from a patient device, how far the record's
+    /// audit log holds the relay's and the grantees' events; from a grantee, its journal's
+    /// head and the events the patient's devices have not acknowledged.
+    fn relay_audit(
+        &self,
+        rec: Option<&mut OpenRecord<'_, S>>,
+        record: &RecordId,
+        relay: &PeerKey,
+    ) -> Result<RelayAudit, SyncError> {
+        if self.identity.record_id() == Some(*record) {
+            let Some(rec) = rec else {
+                return Ok((None, Vec::new(), Vec::new()));
+            };
+            let mut writers: Vec<PeerKey> = vec![*relay];
+            for chain in rec.recorded_chains() {
+                if let Some(leaf) = chain.last()
+                    && !writers.contains(&leaf.body().audience)
+                {
+                    writers.push(leaf.body().audience);
+                }
+            }
+            writers.truncate(MAX_AUDIT_ACKS);
+            let acks = rec
+                .audit_acks(&writers)
+                .into_iter()
+                .map(|(writer, seq)| AuditAck { writer, seq })
+                .collect();
+            return Ok((None, Vec::new(), acks));
+        }
+        let head = self.vault.journal_head(record)?.map_or(0, |(s, _)| s);
+        let sent = self.vault.journal_sent(record)?;
+        let events = self
+            .vault
+            .journal_after(record, sent, MAX_AUDIT)?
+            .into_iter()
+            .map(ByteBuf::from)
+            .collect();
+        Ok((Some(head), events, Vec::new()))
     }
 
     /// The access list for `relay` (root holder only): the patient's devices may do
@@ -187,6 +237,7 @@ impl<'a, S: Store> Local<'a, S> {
                 read: Vec::new(),
                 write: Vec::new(),
                 until: far,
+                authority: None,
             });
         }
         let dir = rec.directory();
@@ -196,7 +247,8 @@ impl<'a, S: Store> Local<'a, S> {
             .into_keys()
             .chain(dir.keys().copied())
             .collect();
-        let mut audiences: BTreeMap<PeerKey, Timestamp> = BTreeMap::new();
+        // Each audience's latest-ending valid chain: its end, and the grant named in receipts.
+        let mut audiences: BTreeMap<PeerKey, (Timestamp, Authority)> = BTreeMap::new();
         for chain in &chains {
             let Some(leaf) = chain.last() else { continue };
             let who = leaf.body().audience;
@@ -206,11 +258,17 @@ impl<'a, S: Store> Local<'a, S> {
             if grant::verify_chain(chain, &Access::any(who), now, &|g| revoked.contains(g)).is_ok()
             {
                 let end = chain.iter().map(|g| g.body().expires).min().unwrap_or(now);
-                let e = audiences.entry(who).or_insert(end);
-                *e = (*e).max(end);
+                let authority = Authority {
+                    grant: leaf.id(),
+                    purpose: leaf.body().purpose,
+                };
+                let e = audiences.entry(who).or_insert((end, authority));
+                if end > e.0 {
+                    *e = (end, authority);
+                }
             }
         }
-        for (who, until) in audiences {
+        for (who, (until, authority)) in audiences {
             let (rights, _) = self.rights_of(rec, &who, None, now);
             let read: Vec<SectionId> = held
                 .iter()
@@ -231,6 +289,7 @@ impl<'a, S: Store> Local<'a, S> {
                 read,
                 write,
                 until,
+                authority: Some(authority),
             });
         }
         entries.truncate(crate::relay::access::MAX_ENTRIES);
@@ -329,6 +388,7 @@ impl<'a, S: Store> Local<'a, S> {
             now,
             &mut report,
         )?;
+        self.take_relay_audit(&relay, &record, &resp.audit, resp.audit_acked, now, rng)?;
         let owner = self.identity.holds_root_of(&record);
         let pushes_refused = !resp.rejected.is_empty();
         report.refused.extend(resp.rejected);
@@ -375,11 +435,36 @@ impl<'a, S: Store> Local<'a, S> {
             req.wraps = Vec::new();
             req.post = Vec::new();
             req.ack = Vec::new();
+            req.audit = Vec::new();
             req.push = push.iter().map(|b| pad(b)).collect();
             Some(req)
         } else {
             None
         };
         Ok((next, report))
+    }
+
+    /// What a relay's answer carries of the audit: to a patient device, the relay's receipts
+    /// and the grantees' events (kept by the record's own rules); to a grantee, how far the
+    /// patient's devices hold its events.
+    fn take_relay_audit(
+        &self,
+        relay: &PeerKey,
+        record: &RecordId,
+        audit: &[ByteBuf],
+        acked: Option<u64>,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), SyncError> {
+        if self.identity.record_id() == Some(*record) {
+            if !audit.is_empty()
+                && let Ok(mut rec) = self.vault.open_record(self.identity, record)
+            {
+                rec.receive_relayed_audit(relay, audit, now, rng)?;
+            }
+        } else if let Some(seq) = acked {
+            self.vault.set_journal_sent(record, seq)?;
+        }
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use super::*;
 use crate::protocol::EmergencyClaim;
 use hearth_core::audit::EmergencyMark;
-use hearth_core::grant::emergency::{self, EmergencyUse};
+use hearth_core::grant::emergency::{self, EmergencyUse, LoggedUse};
 use hearth_core::grant::request::Credential;
 
 /// What a peer may hold and write in a record, as this node can verify it.
@@ -172,10 +172,15 @@ impl<'a, S: Store> Local<'a, S> {
     ) -> Result<PeerRights, String> {
         let use_ = EmergencyUse::from_token(&claim.token).map_err(|e| e.to_string())?;
         let credential = Credential::from_token(&claim.credential).map_err(|e| e.to_string())?;
+        let logged = match &claim.logged {
+            Some(l) => Some(LoggedUse::from_token(l).map_err(|e| e.to_string())?),
+            None => None,
+        };
         let arrangement = rec.arrangements(now).remove(&use_.body().org);
         let allowed = emergency::check_use(
             &use_,
             Some(&credential),
+            logged.as_ref(),
             remote,
             &rec.id(),
             arrangement.as_ref(),

@@ -142,7 +142,8 @@ fn a_push_over_the_quota_is_refused_and_nothing_stored_is_lost() {
     // With room again, the pushes go through.
     let report = exchange(&f.patient, &f.relay, &RelayLimits::default(), rid, at(15)).unwrap();
     assert!(report.refused.is_empty(), "{report:?}");
-    assert_eq!(bundles(&f.relay, &rid).len(), stored.len() + 1);
+    // The new note, and the patient's audit log, which now holds the relay's receipts.
+    assert_eq!(bundles(&f.relay, &rid).len(), stored.len() + 2);
     assert!(f.hosted().used > used);
 }
 

@@ -212,6 +212,10 @@ fn ask(
     let (resp, served) = Server::new(&relay.vault, &relay.id, limits)
         .answer(from.id.peer(), req, now)
         .unwrap();
+    // The relay's daemon writes its receipts (here, at once).
+    if let Some(r) = served.receipt.clone() {
+        relay.vault.journal_many(&relay.id, vec![r], now).unwrap();
+    }
     assert_eq!(served.refused, resp.refused.is_some());
     let Message::Stored(resp) = wire(Message::Stored(resp)) else {
         panic!("not a store response")
@@ -374,5 +378,6 @@ fn supply_fetch_push_collect(f: &mut Fixture) {
     assert_eq!(mine.provenance.author, f.patient.id.peer());
 }
 
+mod audit;
 mod flow;
 mod hostile;

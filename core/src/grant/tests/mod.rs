@@ -4,6 +4,7 @@
 mod delegation;
 mod encoding;
 mod interop;
+mod proxy;
 mod table;
 
 use super::body::grant_id;

@@ -270,7 +270,7 @@ fn audit_events(
         let e = ev.event();
         let peer_to = match &e.action {
             Action::Served { to, .. } => Some(*to),
-            Action::Read { .. } => None,
+            Action::Read { .. } | Action::Approved { .. } | Action::Denied { .. } => None,
             Action::Wrote {
                 section, entries, ..
             } => {
