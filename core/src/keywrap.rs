@@ -105,6 +105,87 @@ impl KeyWrap {
     }
 }
 
+/// A section key released from emergency escrow to one professional.
+///
+/// A patient who arranges emergency access with an organisation wraps the arranged sections'
+/// keys to the organisation's agreement key (`escrow`, signed by the record root) and leaves
+/// those wraps with the record's relays, which hand them out only to a professional presenting
+/// a checked emergency use. The organisation opens them only for a use of its own staff that
+/// it has logged, and seals each key again to that professional's agreement key (`resealed`,
+/// bound to the same record, section and epoch). Neither the relay (which cannot open the
+/// wraps) nor the organisation (which never receives the ciphertext unless a relay served it
+/// under a receipted emergency use) can read the record alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscrowedKey {
+    /// The patient's wrap to the organisation, as the relay served it.
+    pub escrow: KeyWrap,
+    /// The professional's X25519 public key.
+    pub recipient: ByteArray<32>,
+    /// The key, sealed by the organisation to `recipient`.
+    pub resealed: WrappedKey,
+}
+
+/// Why an escrowed key was not released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EscrowError {
+    /// The wrap is not the record root's, or not for this record.
+    #[error("an escrowed key not signed by the record's owner")]
+    NotTheOwners,
+    /// The wrap is not addressed to this organisation (or was altered).
+    #[error("an escrowed key not addressed to this organisation")]
+    NotAddressed,
+    /// The professional's key is not a valid X25519 public key.
+    #[error("not a valid agreement key")]
+    BadRecipient,
+}
+
+impl EscrowedKey {
+    /// On the organisation's node: opens `escrow` (a wrap of `record`'s, signed by its root,
+    /// to `org_secret`'s public key) and seals the key again to `recipient`.
+    pub fn release(
+        escrow: KeyWrap,
+        record: &RecordId,
+        org_secret: &AgreementSecret,
+        recipient: [u8; 32],
+        rng: &mut impl CryptoRng,
+    ) -> Result<EscrowedKey, EscrowError> {
+        if escrow.record != *record || !escrow.verify() {
+            return Err(EscrowError::NotTheOwners);
+        }
+        if escrow.recipient.into_array() != org_secret.public() {
+            return Err(EscrowError::NotAddressed);
+        }
+        let key = escrow
+            .open(org_secret)
+            .map_err(|_| EscrowError::NotAddressed)?;
+        let info = KeyWrap::info(&escrow.record, &escrow.section, escrow.epoch);
+        let resealed = crypto::wrap_key(&key, &recipient, &info, rng)
+            .map_err(|_| EscrowError::BadRecipient)?;
+        Ok(EscrowedKey {
+            escrow,
+            recipient: ByteArray::new(recipient),
+            resealed,
+        })
+    }
+
+    /// On the professional's node: the key inside, if the escrow wrap is the record root's and
+    /// the sealed key opens with `secret` for the wrap's record, section and epoch. (Whether
+    /// it is the right key shows when it opens the record's signed bundles: a wrong one opens
+    /// none.)
+    pub fn open(&self, secret: &AgreementSecret) -> Result<SymmetricKey, CryptoError> {
+        if !self.escrow.verify() {
+            return Err(CryptoError::Unwrap);
+        }
+        let e = &self.escrow;
+        crypto::unwrap_key(
+            &self.resealed,
+            secret,
+            &KeyWrap::info(&e.record, &e.section, e.epoch),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +220,68 @@ mod tests {
         let relabelled = KeyWrap { epoch: 3, ..w };
         assert!(relabelled.open(&alice).is_err());
         assert!(!relabelled.verify());
+    }
+
+    #[test]
+    fn an_escrowed_key_is_released_only_by_its_organisation_for_its_record() {
+        let mut rng = TestRng::new(4);
+        let root = ed25519_dalek::SigningKey::from_bytes(&[6; 32]);
+        let record = RecordId(root.verifying_key().to_bytes());
+        let (org, other, pro) = (
+            AgreementSecret::generate(&mut rng),
+            AgreementSecret::generate(&mut rng),
+            AgreementSecret::generate(&mut rng),
+        );
+        let key = SymmetricKey::generate(&mut rng);
+        let escrow = KeyWrap::create(
+            &root,
+            record,
+            SectionId([9; 16]),
+            1,
+            &key,
+            org.public(),
+            &mut rng,
+        )
+        .unwrap();
+        let released =
+            EscrowedKey::release(escrow.clone(), &record, &org, pro.public(), &mut rng).unwrap();
+        assert_eq!(released.open(&pro).unwrap().as_bytes(), key.as_bytes());
+        assert!(released.open(&org).is_err());
+        // Another organisation, another record, or a wrap the root did not sign: refused.
+        assert_eq!(
+            EscrowedKey::release(escrow.clone(), &record, &other, pro.public(), &mut rng),
+            Err(EscrowError::NotAddressed)
+        );
+        assert_eq!(
+            EscrowedKey::release(
+                escrow.clone(),
+                &RecordId([1; 32]),
+                &org,
+                pro.public(),
+                &mut rng
+            ),
+            Err(EscrowError::NotTheOwners)
+        );
+        let forged = KeyWrap {
+            epoch: 2,
+            ..escrow.clone()
+        };
+        assert_eq!(
+            EscrowedKey::release(forged, &record, &org, pro.public(), &mut rng),
+            Err(EscrowError::NotTheOwners)
+        );
+        // Moved to another section or epoch, the sealed key no longer opens.
+        let mut moved = released.clone();
+        moved.escrow = KeyWrap::create(
+            &root,
+            record,
+            SectionId([9; 16]),
+            2,
+            &key,
+            org.public(),
+            &mut rng,
+        )
+        .unwrap();
+        assert!(moved.open(&pro).is_err());
     }
 }

@@ -537,6 +537,13 @@ pub struct ArrangementItem {
     /// The organisation's name as the patient gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org_name: Option<String>,
+    /// The organisation's X25519 key-agreement key (signed by its device key, checked when
+    /// arranged): the arranged sections' keys are escrowed to it at the record's relays, so
+    /// that emergency access works while every one of the patient's devices is offline. None
+    /// when the organisation's node could not be asked: then only the patient's own devices
+    /// serve an emergency use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<serde_bytes::ByteArray<32>>,
 }
 
 /// Local `break-glass/<record>`: the emergency use this node's user signed, and the

@@ -120,7 +120,9 @@ impl Relay {
         let Message::Store(req) = protocol::decode(frame).unwrap() else {
             unreachable!()
         };
-        let (resp, served) = server.answer(from.peer(), req, TEST_NOW).unwrap();
+        let (resp, served) = server
+            .answer(from.peer(), req, TEST_NOW, &mut TestRng::new(9))
+            .unwrap();
         let out = protocol::encode(&Message::Stored(resp.clone()));
         let took = t.elapsed();
         assert!(!served.refused, "the relay refused a request");

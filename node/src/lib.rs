@@ -15,6 +15,7 @@ pub mod cli;
 pub mod cmd;
 
 pub mod app;
+pub mod break_glass;
 
 pub mod api;
 pub mod client;

@@ -1,15 +1,27 @@
-//! Asking the organisation's node to log an emergency use before it is used (see
-//! [`hearth_core::grant::emergency::log_use`]): one short-lived connection, one
-//! `/hearth/store/1` request carrying the use and the credential, one signed entry back.
+//! Asking an organisation's node, over one short-lived connection and one `/hearth/store/1`
+//! request each:
+//!
+//! - to log an emergency use before it is used (see
+//!   [`hearth_core::grant::emergency::log_use`]): the use and the credential go, one signed
+//!   entry comes back;
+//! - to release the keys a relay served in escrow for a logged use
+//!   ([`hearth_core::keywrap::EscrowedKey`]);
+//! - for its signed agreement key (a patient arranging emergency access escrows the arranged
+//!   sections' keys to it).
+//!
+//! The same one-off request ([`ask`]) reaches a record's relay for a professional using
+//! emergency access while the patient's devices are offline.
 
 use crate::fail::{Failure, code};
 use hearth_core::grant::emergency::{EmergencyUse, LoggedUse};
 use hearth_core::grant::request::Credential;
 use hearth_core::ids::PeerKey;
 use hearth_core::keys::Identity;
+use hearth_core::keywrap::EscrowedKey;
+use hearth_core::record::KeyWrap;
 use hearth_sync::net::{self, BehaviourEvent, NetConfig, peer_id};
 use hearth_sync::protocol::Message;
-use hearth_sync::relay::wire::EmergencyLogRequest;
+use hearth_sync::relay::wire::{Agreement, EmergencyLogRequest};
 use hearth_sync::relay::{StoreRequest, StoreResponse, blind};
 use libp2p::futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
@@ -33,22 +45,25 @@ pub fn log(
              carries its address), or give --org-at; no emergency access was used",
         ));
     }
-    let keypair =
-        net::keypair(identity).map_err(|e| Failure::new(code::INTEGRITY, e.to_string()))?;
-    let pid = peer_id(&org).ok_or_else(|| Failure::new(code::INVALID, "not an organisation id"))?;
-    let request = Message::Store(StoreRequest {
+    let request = StoreRequest {
         emergency: Some(EmergencyLogRequest {
             token: use_.to_token(),
             credential: credential.to_token(),
+            wraps: Vec::new(),
         }),
         ..StoreRequest::new(blind(&use_.body().record, &org))
-    });
-    // On a thread of its own: a command forwarded to the daemon runs inside its runtime.
-    let answer = std::thread::scope(|scope| {
-        scope
-            .spawn(move || ask(keypair, pid, addrs, request, timeout))
-            .join()
-            .unwrap_or_else(|_| Err(Failure::new(code::IO, "logging the use failed")))
+    };
+    let answer = ask(
+        identity,
+        org,
+        addrs,
+        request,
+        timeout,
+        "your organisation's node",
+    )
+    .map_err(|f| Failure {
+        message: format!("{}; no emergency access was used", f.message),
+        ..f
     })?;
     if let Some(why) = answer.emergency_refused {
         return Err(Failure::new(
@@ -70,13 +85,112 @@ pub fn log(
         })
 }
 
-/// Sends `request` to `pid` and waits for its answer.
-fn ask(
+/// Has the organisation `org` (at any of `addrs`) release to this node the keys inside
+/// `wraps` (the escrow wraps a relay served for `use_`, which `org` has logged). Returns the
+/// keys released: the caller keeps those that open ([`hearth_core::record::Vault::keep_escrowed_keys`]).
+pub fn release(
+    identity: &Identity,
+    org: PeerKey,
+    addrs: Vec<Multiaddr>,
+    use_: &EmergencyUse,
+    credential: &Credential,
+    wraps: Vec<KeyWrap>,
+    timeout: Duration,
+) -> Result<Vec<EscrowedKey>, Failure> {
+    let request = StoreRequest {
+        agreement: Some(Agreement::of(identity)),
+        emergency: Some(EmergencyLogRequest {
+            token: use_.to_token(),
+            credential: credential.to_token(),
+            wraps,
+        }),
+        ..StoreRequest::new(blind(&use_.body().record, &org))
+    };
+    let answer = ask(
+        identity,
+        org,
+        addrs,
+        request,
+        timeout,
+        "your organisation's node",
+    )?;
+    if let Some(why) = answer.emergency_refused {
+        return Err(Failure::new(
+            code::REFUSED,
+            format!("your organisation did not release the keys: {why}"),
+        ));
+    }
+    Ok(answer.released)
+}
+
+/// The agreement key of the organisation `org` (at any of `addrs`), signed by it.
+pub fn agreement_of(
+    identity: &Identity,
+    org: PeerKey,
+    addrs: Vec<Multiaddr>,
+    timeout: Duration,
+) -> Result<[u8; 32], Failure> {
+    let request = StoreRequest {
+        agreement_wanted: true,
+        ..StoreRequest::new(blind(&hearth_core::ids::RecordId([0; 32]), &org))
+    };
+    let answer = ask(
+        identity,
+        org,
+        addrs,
+        request,
+        timeout,
+        "the organisation's node",
+    )?;
+    answer
+        .agreement
+        .filter(|a| a.signed_by(&org))
+        .map(|a| a.key.into_array())
+        .ok_or_else(|| {
+            Failure::new(
+                code::INTEGRITY,
+                "the organisation's node did not give its signed agreement key (it may not be \
+                 an organisation's node running Hearth)",
+            )
+        })
+}
+
+/// Sends `request` to `peer` (at any of `addrs`; `who` names it in errors) and waits up to
+/// `timeout` for its answer, on a thread of its own (a command forwarded to the daemon runs
+/// inside its runtime).
+pub fn ask(
+    identity: &Identity,
+    peer: PeerKey,
+    addrs: Vec<Multiaddr>,
+    request: StoreRequest,
+    timeout: Duration,
+    who: &str,
+) -> Result<StoreResponse, Failure> {
+    if addrs.is_empty() {
+        return Err(Failure::new(
+            code::NOT_FOUND,
+            format!("{who}'s address is unknown"),
+        ));
+    }
+    let keypair =
+        net::keypair(identity).map_err(|e| Failure::new(code::INTEGRITY, e.to_string()))?;
+    let pid = peer_id(&peer).ok_or_else(|| Failure::new(code::INVALID, "not a Hearth peer id"))?;
+    let who = who.to_string();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || ask_on(keypair, pid, addrs, Message::Store(request), timeout, &who))
+            .join()
+            .unwrap_or_else(|_| Err(Failure::new(code::IO, "the request failed")))
+    })
+}
+
+fn ask_on(
     keypair: Keypair,
     pid: PeerId,
     addrs: Vec<Multiaddr>,
     request: Message,
     timeout: Duration,
+    who: &str,
 ) -> Result<StoreResponse, Failure> {
     let rt = crate::daemon::runtime()?;
     rt.block_on(async move {
@@ -102,17 +216,14 @@ fn ask(
                             Message::Stored(resp) => Ok(resp),
                             _ => Err(Failure::new(
                                 code::IO,
-                                "your organisation's node answered out of turn",
+                                format!("{who} answered out of turn"),
                             )),
                         };
                     }
                     request_response::Event::OutboundFailure { error, .. } => {
                         return Err(Failure::new(
                             code::IO,
-                            format!(
-                                "could not reach your organisation's node to log the use \
-                                 ({error}); no emergency access was used"
-                            ),
+                            format!("could not reach {who} ({error})"),
                         ));
                     }
                     _ => {}
@@ -123,7 +234,7 @@ fn ask(
             Ok(r) => r,
             Err(_) => Err(Failure::new(
                 code::IO,
-                "your organisation's node did not answer in time; no emergency access was used",
+                format!("{who} did not answer in time"),
             )),
         }
     })

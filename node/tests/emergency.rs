@@ -1,13 +1,15 @@
 //! Break-glass end to end with real `hearth` processes on loopback: without an arrangement
 //! there is no emergency access, and the professional is told why; with one, an attested
 //! professional opens the arranged sections with a reason, the patient sees it at the top of
-//! `audit` and `status`, and once the use is over its sections move to new keys.
+//! `audit` and `status`, and once the use is over its sections move to new keys; while every
+//! one of the patient's devices is offline, the use opens the record through its relay with
+//! the keys escrowed to the organisation.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
 mod common;
 
 use common::world::{World, refused, str_of, world};
-use common::{Daemon, add_text, hearth, json, ok, show, wait_for};
+use common::{Daemon, add_text, hearth, init, json, ok, peer_of, show, sync_in, wait_for};
 
 /// The patient's daemon, and the address to give `--with`.
 fn patient_online(w: &World) -> (Daemon, String) {
@@ -208,4 +210,150 @@ fn an_arranged_emergency_use_opens_the_record_is_shown_to_the_patient_and_ends_i
     assert!(!show(&w.gp, &w.record).contains("CANARY-after-emergency"));
     let status = ok(&hearth(&w.patient, &["status"]));
     assert!(!status.contains("EMERGENCY ACCESS"), "{status}");
+}
+
+#[test]
+fn while_the_patient_is_offline_an_arranged_use_opens_the_record_through_a_relay() {
+    let w = world();
+    // Another organisation's relay keeps the record.
+    let relay_home = w.h.home("relay");
+    let relay_id = init(&relay_home, "relay", "Hillside Relay");
+    let relay = Daemon::start(&relay_home, Some("/ip4/127.0.0.1/tcp/0"));
+    let relay_peer = peer_of(&relay_id).to_string();
+    let relay_addr = format!(
+        "{}/p2p/{relay_peer}",
+        relay.file()["listen_addrs"][0].as_str().unwrap()
+    );
+    // The organisation's node is on the relays' network; the GP holds its credential.
+    let org = Daemon::start_with(
+        &w.org,
+        Some("/ip4/127.0.0.1/tcp/0"),
+        &["--relay-peer", &relay_addr],
+    );
+    let org_addr = format!(
+        "{}/p2p/{}",
+        org.file()["listen_addrs"][0].as_str().unwrap(),
+        w.org_peer
+    );
+    let cred = w.attest("365d");
+    ok(&hearth(
+        &w.gp,
+        &["credential", "add", &str_of(&cred["token"])],
+    ));
+    // The patient uses the relay and arranges emergency access with the organisation's
+    // address: its key is asked for, and the arranged sections' keys are escrowed to it.
+    let (patient, _) = patient_online(&w);
+    ok(&hearth(&w.patient, &["relay", "use", &relay_addr]));
+    let arranged = json(&hearth(
+        &w.patient,
+        &[
+            "emergency",
+            "arrange",
+            "--org",
+            &org_addr,
+            "--name",
+            "Riverside A&E",
+            "--sections",
+            "medications",
+            "--max-duration",
+            "2h",
+            "--json",
+        ],
+    ));
+    assert_eq!(arranged["escrowed"], true, "{arranged}");
+    let words = ok(&hearth(&w.patient, &["emergency", "list"]));
+    assert!(
+        words.contains("works while your devices are offline"),
+        "{words}"
+    );
+    sync_in(&w.patient, None);
+    // Every one of the patient's devices goes offline.
+    patient.stop();
+    // The relay has announced the record on the relays' network (in life, long before).
+    // (Asked from another node: the GP's own must find it by itself.)
+    init(&w.h.home("probe"), "professional", "Probe");
+    wait_for("the relay announced the record", 40, || {
+        let found = json(&hearth(
+            &w.h.home("probe"),
+            &[
+                "relay",
+                "find",
+                &w.record,
+                "--via",
+                &org_addr,
+                "--timeout",
+                "5",
+                "--json",
+            ],
+        ));
+        found["relays"].as_array().is_some_and(|r| !r.is_empty())
+    });
+
+    // The GP names neither the patient's device nor the relay: its organisation's node finds
+    // the relay, which serves the arranged section; the organisation releases its keys.
+    let out = hearth(
+        &w.gp,
+        &[
+            "emergency",
+            "access",
+            "--record",
+            &w.record,
+            "--reason",
+            "Found unresponsive in the street",
+            "--duration",
+            "1m",
+            "--json",
+        ],
+    );
+    let used = json(&out);
+    assert_eq!(used["through_relay"], relay_peer.as_str(), "{used}");
+    assert_eq!(
+        used["sections"],
+        serde_json::json!(["medications"]),
+        "{used}"
+    );
+    let shown = show(&w.gp, &w.record);
+    assert!(shown.contains("Metformin"), "{shown}");
+    assert!(!shown.contains("seen"), "notes were not arranged: {shown}");
+    // The organisation's IG list has the use.
+    assert!(
+        org_audit(&w)
+            .iter()
+            .any(|u| u["reason"] == "Found unresponsive in the street")
+    );
+    // Neither the relay's nor the organisation's home holds the medication in the clear.
+    for home in [&relay_home, &w.org] {
+        for p in common::paths_under(home) {
+            let bytes = std::fs::read(&p).unwrap_or_default();
+            assert!(
+                !bytes.windows(9).any(|x| x == b"Metformin"),
+                "{} holds record content",
+                p.display()
+            );
+        }
+    }
+
+    // The patient comes back: the relay's receipt puts the use at the top of the audit, and
+    // once it is over the medications move to new keys.
+    let (_patient, _) = patient_online(&w);
+    wait_for("the relay's emergency receipt", 60, || {
+        ok(&hearth(&w.patient, &["audit"]))
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with("EMERGENCY ACCESS"))
+    });
+    let words = ok(&hearth(&w.patient, &["audit"]));
+    assert!(
+        words.contains("Dr A. Shah (GP, Riverside Practice, verified)"),
+        "{words}"
+    );
+    assert!(
+        words.contains("Found unresponsive in the street"),
+        "{words}"
+    );
+    wait_for("the key move after the use", 150, || {
+        json(&hearth(&w.patient, &["audit", "--json"]))["emergency"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    });
 }

@@ -53,6 +53,33 @@ pub struct EmergencyMark {
     /// The organisation's credential for the professional, as a token (so the patient's node
     /// can name them from verified facts).
     pub credential: String,
+    /// The use the professional signed, as a token: a relay's receipt carries it, so that the
+    /// patient's device checks the professional's signature, the reason and the organisation
+    /// itself rather than take the relay's word (see [`EmergencyMark::vouched_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_use: Option<String>,
+}
+
+impl EmergencyMark {
+    /// Whether the signed use inside vouches for this mark: a use of `record` signed by `to`
+    /// (the peer served), whose hash is the mark's id, naming the mark's organisation and
+    /// reason, ending no later than the mark says.
+    pub fn vouched_for(&self, record: &crate::ids::RecordId, to: &PeerKey) -> bool {
+        let Some(u) = self
+            .signed_use
+            .as_deref()
+            .and_then(|t| crate::grant::emergency::EmergencyUse::from_token(t).ok())
+        else {
+            return false;
+        };
+        let b = u.body();
+        u.hash() == self.use_id.into_array()
+            && b.record == *record
+            && b.holder == *to
+            && b.org == self.org
+            && b.reason == self.reason
+            && self.until <= u.until()
+    }
 }
 
 /// What the writer did.

@@ -356,6 +356,7 @@ mod tests {
             arranged_at: TEST_NOW.saturating_add_millis(-1000),
             expires: TEST_NOW.saturating_add_millis(86_400_000),
             org_name: None,
+            agreement: None,
         };
         let logged = log_use(&org, &u, Some(&c), &gp.peer(), TEST_NOW).unwrap();
         let check = |l: Option<&LoggedUse>| {

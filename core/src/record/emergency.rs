@@ -112,6 +112,15 @@ impl<S: Store> OpenRecord<'_, S> {
             .collect()
     }
 
+    /// Every organisation the patient ever arranged emergency access with (a relay's emergency
+    /// receipt is taken only under one of them).
+    pub fn arranged_orgs(&self) -> BTreeSet<PeerKey> {
+        self.arrangement_items()
+            .into_iter()
+            .map(|(org, _, _, _)| org)
+            .collect()
+    }
+
     /// The arrangements in force at `now`, one per organisation (the newest).
     pub fn arrangements(&self, now: Timestamp) -> BTreeMap<PeerKey, ArrangementItem> {
         let mut out: BTreeMap<PeerKey, ArrangementItem> = BTreeMap::new();
@@ -129,8 +138,8 @@ impl<S: Store> OpenRecord<'_, S> {
         out
     }
 
-    /// Every emergency use served (by any of the patient's devices, as the audit log and
-    /// this device's journal show), one per use, with whether its sections have moved to new
+    /// Every emergency use served (by any of the patient's devices or the record's relays, as
+    /// the audit log and this device's journal show), one per use, with whether its sections have moved to new
     /// keys since.
     pub fn emergency_uses(&mut self) -> Vec<EmergencyUseSeen> {
         let done: BTreeSet<String> = self
@@ -145,15 +154,17 @@ impl<S: Store> OpenRecord<'_, S> {
                 .journal_after(&self.id, sent, usize::MAX)
                 .unwrap_or_default(),
         );
-        // Only the patient's devices write receipts; anything else claiming one is ignored.
-        let devices: BTreeSet<PeerKey> = self.all_device_peers();
+        // Only the patient's devices and the record's relays write receipts; anything else
+        // claiming one is ignored.
+        let mut servers: BTreeSet<PeerKey> = self.all_device_peers();
+        servers.extend(self.relay_peers());
         let mut uses: BTreeMap<String, EmergencyUseSeen> = BTreeMap::new();
         for b in events {
             let Ok(ev) = SignedEvent::open(&b) else {
                 continue;
             };
             let e = ev.event();
-            if !devices.contains(&e.writer) {
+            if !servers.contains(&e.writer) {
                 continue;
             }
             if let Action::Served {

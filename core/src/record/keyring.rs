@@ -1,12 +1,12 @@
 //! The keyring: section keys wrapped to this device (and to others), unwrapped on opening,
 //! wrapped to new recipients, and rotated.
 
-use super::layout::{k_wrap, k_wrap_prefix};
+use super::layout::{k_escrow, k_escrow_prefix, k_wrap, k_wrap_prefix};
 use super::{OpenRecord, RecordError, Result, Vault, cbor, decbor, json_string};
 use crate::crypto::SymmetricKey;
 use crate::ids::{RecordId, SectionId};
 use crate::keys::Identity;
-use crate::keywrap::KeyWrap;
+use crate::keywrap::{EscrowedKey, KeyWrap};
 use crate::ledger::{Key, Kind};
 use crate::store::Batch;
 use crate::store::Store;
@@ -53,7 +53,51 @@ pub(super) fn wraps_for(
         .collect()
 }
 
+/// The most keys one emergency release may add to a record's keyring.
+pub(super) const MAX_ESCROWED: usize = 4096;
+
 impl<S: Store> Vault<S> {
+    /// Keeps the section keys an organisation released from emergency escrow to this node for
+    /// `record` (a professional's emergency use through a relay), registering the record here
+    /// as another's. Only keys that open with this node's agreement key, from wraps signed by
+    /// the record root, are kept; returns how many.
+    pub fn keep_escrowed_keys(
+        &self,
+        identity: &Identity,
+        record: &RecordId,
+        keys: &[EscrowedKey],
+        now: Timestamp,
+    ) -> Result<usize> {
+        let mine = identity.agreement_public();
+        let good: Vec<&EscrowedKey> = keys
+            .iter()
+            .take(MAX_ESCROWED)
+            .filter(|k| {
+                k.escrow.record == *record
+                    && k.recipient.into_array() == mine
+                    && k.open(identity.agreement_secret()).is_ok()
+            })
+            .collect();
+        if good.is_empty() {
+            return Ok(0);
+        }
+        if identity.holds_root_of(record) {
+            return Err(RecordError::NotPermitted(
+                "this node holds the record's root: its keys are its own",
+            ));
+        }
+        self.register_replica(record, &[], now)?;
+        let mut batch = Batch::new();
+        for k in &good {
+            batch.put(
+                k_escrow(record, &k.escrow.section, k.escrow.epoch),
+                cbor(*k)?,
+            );
+        }
+        self.store.commit(batch)?;
+        Ok(good.len())
+    }
+
     /// Key wraps of `record` addressed to `recipient`.
     pub fn key_wraps_to(&self, record: &RecordId, recipient: &[u8; 32]) -> Result<Vec<KeyWrap>> {
         Ok(self
@@ -98,6 +142,22 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             }
             if let Ok(k) = w.open(self.identity.agreement_secret()) {
                 self.keys.entry(w.section).or_default().insert(w.epoch, k);
+            }
+        }
+        // Keys released from emergency escrow ([`Vault::keep_escrowed_keys`]).
+        for (_, v) in self.vault.store.scan_prefix(&k_escrow_prefix(&self.id))? {
+            let Ok(e) = decbor::<EscrowedKey>(&v) else {
+                continue;
+            };
+            if e.escrow.record != self.id {
+                continue;
+            }
+            if let Ok(k) = e.open(self.identity.agreement_secret()) {
+                self.keys
+                    .entry(e.escrow.section)
+                    .or_default()
+                    .entry(e.escrow.epoch)
+                    .or_insert(k);
             }
         }
         Ok(())

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `R` record | registration (CBOR) |
 //! | `K` record section epoch recipient | a section key wrapped to one X25519 key, signed by the record root |
+//! | `E` record section epoch | a section key released from emergency escrow to this node (see [`crate::keywrap::EscrowedKey`]) |
 //! | `B` record section author seq | an encoded bundle |
 //! | `L` record section author | the author's log head in that section |
 //! | `C` record section | a sealed snapshot of the section document (a cache; rebuildable) |
@@ -39,7 +40,7 @@ fn key(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
 /// The prefixes of every key kind that holds part of `r` (all but the node-level `N/` and
 /// `M/`): deleting them all forgets the record.
 pub(super) fn k_all_of_record(r: &RecordId) -> Vec<Vec<u8>> {
-    b"RKBLCFHJSTA".iter().map(|t| key(*t, &[&r.0])).collect()
+    b"RKBLCFHJSTAE".iter().map(|t| key(*t, &[&r.0])).collect()
 }
 
 /// Every record's registration (scan prefix).
@@ -57,6 +58,14 @@ pub(super) fn k_wrap_prefix(r: &RecordId) -> Vec<u8> {
 
 pub(super) fn k_wrap(r: &RecordId, s: &SectionId, epoch: u32, recipient: &[u8; 32]) -> Vec<u8> {
     key(b'K', &[&r.0, &s.0, &epoch.to_be_bytes(), recipient])
+}
+
+pub(super) fn k_escrow_prefix(r: &RecordId) -> Vec<u8> {
+    key(b'E', &[&r.0])
+}
+
+pub(super) fn k_escrow(r: &RecordId, s: &SectionId, epoch: u32) -> Vec<u8> {
+    key(b'E', &[&r.0, &s.0, &epoch.to_be_bytes()])
 }
 
 pub(super) fn k_bundle(r: &RecordId, s: &SectionId, a: &PeerKey, seq: u64) -> Vec<u8> {
@@ -159,6 +168,7 @@ mod tests {
         let kinds = [
             k_record(&r),
             k_wrap(&r, &s, 1, &[4; 32]),
+            k_escrow(&r, &s, 1),
             k_bundle(&r, &s, &a, 5),
             k_fork(&r, &s, &a, 5),
             k_head(&r, &s, &a),
@@ -183,6 +193,7 @@ mod tests {
         // The scan prefixes are the prefixes of their kinds.
         assert!(k_record(&r).starts_with(&k_records_prefix()));
         assert!(k_wrap(&r, &s, 1, &[4; 32]).starts_with(&k_wrap_prefix(&r)));
+        assert!(k_escrow(&r, &s, 1).starts_with(&k_escrow_prefix(&r)));
         assert!(k_head(&r, &s, &a).starts_with(&k_head_prefix(&r, &s)));
         assert!(k_head_prefix(&r, &s).starts_with(&k_heads_of_record(&r)));
         assert!(k_base(&r, &s, &a).starts_with(&k_base_prefix(&r, &s)));

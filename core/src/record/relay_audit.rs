@@ -167,9 +167,10 @@ impl<S: Store> OpenRecord<'_, S> {
 
     /// On a patient's device: takes the audit events `relay` (the key its connection proved,
     /// one of the record's relays) handed over: its own receipts of what it served to others
-    /// than the patient's devices, and the reports of the record's grantees (never a receipt
-    /// from a grantee, never a stranger's event, never another record's). Returns how many
-    /// were new.
+    /// than the patient's devices (an emergency receipt only with the professional's signed
+    /// use vouching for it, under an arrangement the patient made with that organisation), and
+    /// the reports of the record's grantees (never a receipt from a grantee, never a
+    /// stranger's event, never another record's). Returns how many were new.
     pub fn receive_relayed_audit(
         &mut self,
         relay: &PeerKey,
@@ -181,6 +182,7 @@ impl<S: Store> OpenRecord<'_, S> {
             return Ok(0);
         }
         let devices: BTreeSet<PeerKey> = self.all_device_peers();
+        let arranged: BTreeSet<PeerKey> = self.arranged_orgs();
         // The grantees a relay may hand on reports of: the holders of the grants recorded.
         let grantees: BTreeSet<PeerKey> = self
             .recorded_chains()
@@ -201,7 +203,16 @@ impl<S: Store> OpenRecord<'_, S> {
                             emergency: None,
                             ..
                         } => e.writer == *relay && !devices.contains(to),
-                        Action::Served { .. } => false,
+                        Action::Served {
+                            to,
+                            emergency: Some(m),
+                            ..
+                        } => {
+                            e.writer == *relay
+                                && !devices.contains(to)
+                                && arranged.contains(&m.org)
+                                && m.vouched_for(&self.id, to)
+                        }
                         _ => e.writer != *relay && grantees.contains(&e.writer),
                     }
             })

@@ -25,8 +25,11 @@ pub enum EmergencyCommand {
     /// may then read the sections named, each use with a reason and for a limited time, and
     /// every use is shown at the top of your audit.
     Arrange {
-        /// The organisation's peer id (the key that signs its staff's credentials).
-        #[arg(long, value_name = "ORG_ID")]
+        /// The organisation: its node's address ending in /p2p/ORG_ID (its operator gives it
+        /// to you), or its peer id alone if this node already knows where it listens. The
+        /// node is asked for its key, so that the arranged sections' keys can be escrowed to
+        /// it with your relays: emergency access then works while your devices are offline.
+        #[arg(long, value_name = "ORG")]
         org: String,
         /// What to call it (shown in your audit).
         #[arg(long)]
@@ -59,10 +62,16 @@ pub enum EmergencyCommand {
         /// Why (required; the patient and your organisation's IG review see it).
         #[arg(long)]
         reason: String,
-        /// The node to ask: the patient's device (peer id; its address known, or given as a
-        /// multiaddress ending in /p2p/PEER).
+        /// The patient's device to ask first (peer id; its address known, or given as a
+        /// multiaddress ending in /p2p/PEER). Without it, or if it cannot be reached, the
+        /// record's relays are asked.
         #[arg(long, value_name = "PEER")]
-        with: String,
+        with: Option<String>,
+        /// A relay of the record to ask (its address, ending in /p2p/RELAY); by default the
+        /// relays this node knows for the record, or those your organisation's node finds on
+        /// the relays' network.
+        #[arg(long, value_name = "MULTIADDR")]
+        via: Vec<String>,
         /// For how long (at most what the patient's arrangement allows).
         #[arg(long, value_name = "D", default_value = "4h")]
         duration: String,
@@ -125,7 +134,7 @@ pub fn emergency(ctx: &Ctx, cmd: EmergencyCommand) -> Result<(), Failure> {
             let list = rec.arrangements(now());
             let json: Vec<_> = list
                 .iter()
-                .map(|(org, a)| json!({"org": org, "org_name": a.org_name, "sections": a.scopes.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "max_duration_ms": a.max_duration_ms, "expires": a.expires}))
+                .map(|(org, a)| json!({"org": org, "org_name": a.org_name, "sections": a.scopes.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "max_duration_ms": a.max_duration_ms, "expires": a.expires, "escrowed": a.agreement.is_some()}))
                 .collect();
             ctx.print(json!({"arrangements": json}), || {
                 if list.is_empty() {
@@ -144,17 +153,21 @@ pub fn emergency(ctx: &Ctx, cmd: EmergencyCommand) -> Result<(), Failure> {
             record,
             reason,
             with,
+            via,
             duration,
             timeout,
             org_at,
         } => access(
             ctx,
-            &record,
-            &reason,
-            &with,
-            &duration,
-            timeout,
-            org_at.as_deref(),
+            &AccessArgs {
+                record: &record,
+                reason: &reason,
+                with: with.as_deref(),
+                via: &via,
+                duration: &duration,
+                timeout,
+                org_at: org_at.as_deref(),
+            },
         ),
     }
 }
@@ -163,12 +176,56 @@ fn arrangement_words(org: &PeerKey, a: &ArrangementItem) -> String {
     let scopes: Vec<String> = a.scopes.iter().map(|s| s.pattern().to_string()).collect();
     format!(
         "Emergency access arranged with {}: its attested professionals may read {} for up to \
-         {} hours per use, each use with a reason, until {}.",
+         {} hours per use, each use with a reason, until {}. {}",
         a.org_name.clone().unwrap_or_else(|| org.to_string()),
         scopes.join(", "),
         a.max_duration_ms / 3_600_000,
-        when_words(a.expires)
+        when_words(a.expires),
+        if a.agreement.is_some() {
+            "The keys are escrowed to the organisation with your relays: it works while your \
+             devices are offline, and neither the relays nor the organisation can read \
+             anything without a use you will see."
+        } else {
+            "It works only while one of your devices is online (the organisation's node \
+             could not be asked for its key: arrange again with its address to escrow the \
+             keys)."
+        }
     )
+}
+
+/// The organisation `org` names (a peer id, or an address ending in /p2p/ORG_ID) and its
+/// signed agreement key, asked of its node (at the address given, or those known); none when
+/// it cannot be reached.
+fn org_and_agreement(
+    ctx: &Ctx,
+    org: &str,
+) -> Result<(PeerKey, Option<serde_bytes::ByteArray<32>>), Failure> {
+    let (org, given) = match org.rsplit_once("/p2p/") {
+        Some(_) => {
+            let (addr, peer) = crate::cmd::relay::relay_peer(org)?;
+            (peer, Some(addr))
+        }
+        None => (parse_peer(org)?, None),
+    };
+    let (_, identity) = ctx.unlock()?;
+    let explicit = given.is_some();
+    let mut addrs: Vec<libp2p::Multiaddr> = given.into_iter().collect();
+    addrs.extend(
+        ctx.vault()?
+            .peer_addrs(&org)?
+            .addrs
+            .iter()
+            .filter_map(|a| a.parse().ok()),
+    );
+    if addrs.is_empty() {
+        return Ok((org, None));
+    }
+    match crate::org_log::agreement_of(&identity, org, addrs, Duration::from_secs(20)) {
+        Ok(key) => Ok((org, Some(serde_bytes::ByteArray::new(key)))),
+        // An address the patient gave must work; one merely remembered may be stale.
+        Err(f) if explicit => Err(f),
+        Err(_) => Ok((org, None)),
+    }
 }
 
 fn arrange(
@@ -179,7 +236,6 @@ fn arrange(
     max_duration: &str,
     expires: &str,
 ) -> Result<(), Failure> {
-    let org = parse_peer(org)?;
     let spec = parse_spec(sections.unwrap_or(DEFAULT_SECTIONS))?;
     let t = now();
     let max = parse_expires(max_duration, t)?.as_millis() - t.as_millis();
@@ -194,6 +250,7 @@ fn arrange(
             "--name: up to 200 characters, no control characters",
         ));
     }
+    let (org, agreement) = org_and_agreement(ctx, org)?;
     let (_, identity) = ctx.unlock()?;
     let vault = ctx.vault()?;
     let mut rec = patient_record(
@@ -207,10 +264,11 @@ fn arrange(
         arranged_at: t,
         expires,
         org_name: name,
+        agreement,
     };
     rec.arrange_emergency(org, item.clone(), t, &mut os_rng())?;
     ctx.print(
-        json!({"org": org, "sections": item.scopes.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "max_duration_ms": max, "expires": expires}),
+        json!({"org": org, "sections": item.scopes.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "max_duration_ms": max, "expires": expires, "escrowed": item.agreement.is_some()}),
         || arrangement_words(&org, &item),
     );
     Ok(())
@@ -226,39 +284,67 @@ const NO_ACCESS: &str = "no emergency access to this record: its patient has not
     shorter use). Hearth records are end-to-end encrypted: without the patient's arrangement \
     nobody — not Hearth, not a relay, not your organisation — can open them";
 
-fn access(
-    ctx: &Ctx,
-    record: &str,
-    reason: &str,
-    with: &str,
-    duration: &str,
+/// What `hearth emergency access` was given.
+struct AccessArgs<'a> {
+    record: &'a str,
+    reason: &'a str,
+    with: Option<&'a str>,
+    via: &'a [String],
+    duration: &'a str,
     timeout: u64,
-    org_at: Option<&str>,
-) -> Result<(), Failure> {
-    let rid: RecordId = record
+    org_at: Option<&'a str>,
+}
+
+/// How asking the patient's device ended.
+enum Direct {
+    /// It served the arranged sections.
+    Opened,
+    /// It refused the use.
+    Refused,
+    /// It could not be reached, or the session failed (why).
+    Unreachable(Option<String>),
+}
+
+fn access(ctx: &Ctx, a: &AccessArgs<'_>) -> Result<(), Failure> {
+    let rid: RecordId = a
+        .record
         .parse()
         .map_err(|e| invalid(format!("--record: {e}")))?;
-    if reason.trim().is_empty() {
+    if a.reason.trim().is_empty() {
         return Err(invalid("--reason: emergency access needs a reason"));
     }
     let t = now();
-    let duration_ms = parse_expires(duration, t)?.as_millis() - t.as_millis();
-    let (peer, addr) = match with.rsplit_once("/p2p/") {
-        Some((_, p)) => (
-            parse_peer(p)?,
-            Some(
-                with.parse::<libp2p::Multiaddr>()
-                    .map_err(|_| invalid("--with: not a multiaddress"))?,
-            ),
-        ),
-        None => (parse_peer(with)?, None),
-    };
-    let org_at: Option<libp2p::Multiaddr> = org_at
+    let duration_ms = parse_expires(a.duration, t)?.as_millis() - t.as_millis();
+    let with = a
+        .with
+        .map(
+            |w| -> Result<(PeerKey, Option<libp2p::Multiaddr>), Failure> {
+                match w.rsplit_once("/p2p/") {
+                    Some((_, p)) => Ok((
+                        parse_peer(p)?,
+                        Some(
+                            w.parse::<libp2p::Multiaddr>()
+                                .map_err(|_| invalid("--with: not a multiaddress"))?,
+                        ),
+                    )),
+                    None => Ok((parse_peer(w)?, None)),
+                }
+            },
+        )
+        .transpose()?;
+    let mut via: Vec<(PeerKey, Vec<libp2p::Multiaddr>)> = Vec::new();
+    for v in a.via {
+        let (addr, peer) = crate::cmd::relay::relay_peer(v)?;
+        via.push((peer, vec![addr]));
+    }
+    let org_at: Option<libp2p::Multiaddr> = a
+        .org_at
         .map(|a| {
             a.parse()
                 .map_err(|_| invalid("--org-at: not a multiaddress"))
         })
         .transpose()?;
+    let timeout = Duration::from_secs(a.timeout.max(1));
     let (_, identity) = ctx.unlock()?;
     let vault = ctx.vault()?;
     // The credential: the organisation attesting this professional.
@@ -279,7 +365,7 @@ fn access(
         record: rid,
         holder: identity.peer(),
         org: credential.body().org,
-        reason: reason.trim().to_string(),
+        reason: a.reason.trim().to_string(),
         at: t,
         duration_ms,
     };
@@ -299,10 +385,10 @@ fn access(
     let logged = crate::org_log::log(
         &identity,
         credential.body().org,
-        org_addrs,
+        org_addrs.clone(),
         &use_,
         &credential,
-        Duration::from_secs(timeout.max(1)),
+        timeout,
     )?;
     vault.hold_emergency(
         &rid,
@@ -312,6 +398,111 @@ fn access(
             logged: Some(logged.to_token()),
         },
     )?;
+    drop(vault);
+    // The patient's device first, if named; then the record's relays.
+    let mut failed: Option<String> = None;
+    let mut through: Option<PeerKey> = None;
+    let direct = match with {
+        Some((peer, addr)) => direct(ctx, rid, peer, addr, timeout)?,
+        None => Direct::Unreachable(None),
+    };
+    match direct {
+        Direct::Opened => {}
+        Direct::Refused => return Err(forget_and_refuse(ctx, &rid)),
+        Direct::Unreachable(why) => {
+            failed = why;
+            let relays = relays_for(ctx, rid, via, &credential, &org_addrs, timeout)?;
+            let (_, identity) = ctx.unlock()?;
+            let vault = ctx.vault()?;
+            let attempt = crate::break_glass::Attempt {
+                identity: &identity,
+                vault: &vault,
+                record: rid,
+                use_: &use_,
+                credential: &credential,
+                org_addrs: &org_addrs,
+                timeout,
+            };
+            match attempt.through(&relays, now()) {
+                crate::break_glass::Through::Opened { relay } => through = Some(relay),
+                crate::break_glass::Through::Refused => {
+                    drop(vault);
+                    return Err(forget_and_refuse(ctx, &rid));
+                }
+                crate::break_glass::Through::Failed(why) => {
+                    failed = Some(match failed {
+                        Some(f) => format!("{f}; {why}"),
+                        None => why,
+                    });
+                }
+            }
+        }
+    }
+    // Opened: this node now holds keys to sections of the record.
+    let opened: Vec<String> = ctx
+        .vault()?
+        .open_record(&identity_again(ctx)?, &rid)
+        .map(|r| {
+            r.sections()
+                .into_iter()
+                .map(|s| s.name.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if opened.is_empty() {
+        // Nothing was opened: forget the use so that it is not presented again.
+        ctx.vault()?
+            .delete_local(&[hearth_core::ledger::Key::HeldEmergency(&rid).text()])?;
+        return Err(Failure::new(
+            code::IO,
+            format!(
+                "neither the patient's devices nor the record's relays could be reached ({}): \
+                 no emergency access was used",
+                failed.unwrap_or_else(|| "no address known".into())
+            ),
+        ));
+    }
+    let until = use_.until();
+    let relay_words = match through {
+        Some(r) => format!(
+            " The patient's devices were offline: it came through their relay {r}, and the \
+             keys from your organisation."
+        ),
+        None => String::new(),
+    };
+    ctx.print(
+        json!({"record_id": rid, "until": until, "sections": opened, "org": use_.body().org, "through_relay": through}),
+        || {
+            format!(
+                "Emergency access open until {}: {}. Your organisation logged it for its IG \
+                 review, and the patient sees it, with your reason, at the top of their audit.{relay_words} \
+                 Read it with: hearth record show --record {rid}",
+                when_words(until),
+                opened.join(", ")
+            )
+        },
+    );
+    Ok(())
+}
+
+/// Forgets the use held for `record` (so that it is not presented again) and says plainly
+/// that there is no emergency access.
+fn forget_and_refuse(ctx: &Ctx, record: &RecordId) -> Failure {
+    if let Ok(v) = ctx.vault() {
+        let _ = v.delete_local(&[hearth_core::ledger::Key::HeldEmergency(record).text()]);
+    }
+    refused(NO_ACCESS)
+}
+
+/// Asks the patient's device `peer` (at `addr`, if given) to serve the use held for `rid`.
+fn direct(
+    ctx: &Ctx,
+    rid: RecordId,
+    peer: PeerKey,
+    addr: Option<libp2p::Multiaddr>,
+    wait: Duration,
+) -> Result<Direct, Failure> {
+    let vault = ctx.vault()?;
     if let Some(a) = &addr {
         let mut known = vault.peer_addrs(&peer)?;
         known.put_first(a.to_string());
@@ -320,7 +511,6 @@ fn access(
             d.node.add_peer(peer, a.clone());
         }
     }
-    let wait = Duration::from_secs(timeout.max(1));
     let outcomes = match &ctx.daemon {
         Some(d) => d.node.sync_blocking(Some(peer), wait),
         None => {
@@ -334,56 +524,82 @@ fn access(
     }
     .map_err(|e| Failure::new(code::IO, format!("emergency access: {e}")))?;
     let ours: Vec<_> = outcomes.iter().filter(|o| o.record == rid).collect();
-    let refused_now = ours
+    if ours
         .iter()
-        .any(|o| o.result.as_ref().is_err_and(|e| e.is_refusal()));
-    let failed: Option<String> = ours
-        .iter()
-        .find_map(|o| o.result.as_ref().err().filter(|e| !e.is_refusal()))
-        .map(ToString::to_string);
-    // Opened: this node now holds keys to sections of the record (the round's last report
-    // counts only its last step).
-    let vault = ctx.vault()?;
-    let opened: Vec<String> = vault
-        .open_record(&identity_again(ctx)?, &rid)
-        .map(|r| {
-            r.sections()
-                .into_iter()
-                .map(|s| s.name.to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    drop(vault);
-    if ours.is_empty() || refused_now || opened.is_empty() {
-        // Nothing was opened: forget the use so that it is not presented again.
-        ctx.vault()?
-            .delete_local(&[hearth_core::ledger::Key::HeldEmergency(&rid).text()])?;
-        if let (Some(why), false) = (&failed, refused_now) {
-            return Err(Failure::new(
-                code::IO,
-                format!("emergency access: the session failed ({why}); nothing was opened"),
-            ));
-        }
-        if refused_now || !ours.is_empty() {
-            return Err(refused(NO_ACCESS));
-        }
-        return Err(Failure::new(
-            code::IO,
-            "the patient's node could not be reached: no emergency access was used",
-        ));
+        .any(|o| o.result.as_ref().is_err_and(|e| e.is_refusal()))
+    {
+        return Ok(Direct::Refused);
     }
-    let until = use_.until();
-    ctx.print(
-        json!({"record_id": rid, "until": until, "sections": opened, "org": use_.body().org}),
-        || {
-            format!(
-                "Emergency access open until {}: {}. Your organisation logged it for its IG \
-                 review, and the patient sees it, with your reason, at the top of their audit. \
-                 Read it with: hearth record show --record {rid}",
-                when_words(until),
-                opened.join(", ")
-            )
-        },
-    );
-    Ok(())
+    let held = ctx
+        .vault()?
+        .open_record(&identity_again(ctx)?, &rid)
+        .is_ok_and(|r| !r.sections().is_empty());
+    if held {
+        return Ok(Direct::Opened);
+    }
+    let why = ours
+        .iter()
+        .find_map(|o| o.result.as_ref().err())
+        .map(|e| format!("the patient's device: {e}"))
+        .or_else(|| Some("the patient's device could not be reached".into()));
+    Ok(Direct::Unreachable(why))
+}
+
+/// The relays to ask for `rid`: those given, then those this node knows for the record, then
+/// those the organisation's node finds on the relays' network.
+fn relays_for(
+    ctx: &Ctx,
+    rid: RecordId,
+    mut via: Vec<(PeerKey, Vec<libp2p::Multiaddr>)>,
+    credential: &Credential,
+    org_addrs: &[libp2p::Multiaddr],
+    timeout: Duration,
+) -> Result<Vec<(PeerKey, Vec<libp2p::Multiaddr>)>, Failure> {
+    let parse = |addrs: &[String]| -> Vec<libp2p::Multiaddr> {
+        addrs.iter().filter_map(|a| a.parse().ok()).collect()
+    };
+    {
+        let (_, identity) = ctx.unlock()?;
+        let vault = ctx.vault()?;
+        let local = hearth_sync::session::Local::new(&vault, &identity);
+        for (peer, item) in local.relays(&rid, now()) {
+            if !via.iter().any(|(p, _)| *p == peer) {
+                via.push((peer, parse(&item.addrs)));
+            }
+        }
+    }
+    if !via.is_empty() {
+        return Ok(via);
+    }
+    // Ask the relays' network, through the organisation's node (a relay node itself).
+    let org = credential.body().org;
+    let Some(mut at) = org_addrs.first().cloned() else {
+        return Ok(via);
+    };
+    if matches!(at.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))) {
+        at.pop();
+    }
+    let find = move |node: &crate::live::Handle| node.find_relays(rid, Some((org, at)), timeout);
+    let found = match &ctx.daemon {
+        Some(d) => find(&d.node),
+        None => {
+            let (_, identity) = ctx.unlock()?;
+            daemon::one_shot(identity, ctx.vault()?, find)?
+        }
+    }
+    .unwrap_or_default();
+    for l in found {
+        let Ok(peer) = l.relay.parse::<PeerKey>() else {
+            continue;
+        };
+        let addrs: Vec<libp2p::Multiaddr> = l
+            .addrs
+            .iter()
+            .filter_map(|a| format!("{a}/p2p/{peer}").parse().ok())
+            .collect();
+        if !addrs.is_empty() && peer != org {
+            via.push((peer, addrs));
+        }
+    }
+    Ok(via)
 }

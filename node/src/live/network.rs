@@ -309,7 +309,7 @@ impl<S: Store + Send + 'static> Driver<S> {
             let server = Server::new(&sh.vault, &sh.identity, &limits);
             let record = req.record;
             let now = clock.now();
-            let (resp, served) = match server.answer(peer, req, now) {
+            let (resp, served) = match server.answer(peer, req, now, &mut super::jobs::os_rng()) {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(%peer, "relay request failed: {e}");

@@ -346,10 +346,16 @@ impl Daemon {
     /// Starts a daemon syncing every 2 s, logging to [`log_file`], and waits until it listens;
     /// without `listen`, it picks its own addresses (the last run's, or fresh loopback ports).
     pub(crate) fn start(home: &Path, listen: Option<&str>) -> Daemon {
+        Daemon::start_with(home, listen, &[])
+    }
+
+    /// [`Daemon::start`] with more arguments to `hearth run`.
+    pub(crate) fn start_with(home: &Path, listen: Option<&str>, extra: &[&str]) -> Daemon {
         let mut args = vec!["run", "--sync-interval", "2"];
         if let Some(l) = listen {
             args.extend(["--listen", l]);
         }
+        args.extend(extra);
         let child = command(home, PASS)
             .args(&args)
             .env("HEARTH_LOG", "info,sled=off")

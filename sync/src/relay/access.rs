@@ -21,6 +21,44 @@ use serde_bytes::{ByteArray, ByteBuf};
 pub const MAX_ACCESS_LEN: usize = 512 * 1024;
 /// The most entries in one list.
 pub const MAX_ENTRIES: usize = 1024;
+/// The most emergency arrangements in one list.
+pub const MAX_ARRANGEMENTS: usize = 64;
+
+/// An emergency arrangement the patient made with an organisation, as the relay needs it: a
+/// professional that organisation attests may fetch `read`, with a use it logged, and the
+/// arranged sections' keys escrowed to `agreement` (see
+/// [`hearth_core::grant::emergency::check_use`], which the relay runs at its own clock).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyEntry {
+    /// The organisation (the key that signs its staff's credentials and its log entries).
+    pub org: PeerKey,
+    /// The organisation's X25519 agreement key: the escrow wraps addressed to it are handed
+    /// to a professional whose use the relay accepted.
+    pub agreement: ByteArray<32>,
+    /// The sections a use may fetch.
+    pub read: Vec<SectionId>,
+    /// The longest one use may last.
+    pub max_duration_ms: i64,
+    /// When the patient arranged it.
+    pub arranged_at: Timestamp,
+    /// When it ends.
+    pub expires: Timestamp,
+}
+
+impl EmergencyEntry {
+    /// The arrangement as [`hearth_core::grant::emergency::check_use`] reads it.
+    pub fn arrangement(&self) -> hearth_core::ledger::ArrangementItem {
+        hearth_core::ledger::ArrangementItem {
+            scopes: Vec::new(),
+            max_duration_ms: self.max_duration_ms,
+            arranged_at: self.arranged_at,
+            expires: self.expires,
+            org_name: None,
+            agreement: Some(self.agreement),
+        }
+    }
+}
 
 /// One peer's rights at the relay.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +97,9 @@ pub struct AccessList {
     pub grant: ByteBuf,
     /// Who may do what.
     pub entries: Vec<AccessEntry>,
+    /// The emergency arrangements whose keys are escrowed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emergency: Vec<EmergencyEntry>,
 }
 
 /// A list signed by the record root, as it travels and rests.
@@ -119,7 +160,10 @@ impl SignedAccess {
             serde_ipld_dagcbor::from_slice(bytes).map_err(|_| AccessError::Malformed)?;
         let list: AccessList =
             serde_ipld_dagcbor::from_slice(&s.body).map_err(|_| AccessError::Malformed)?;
-        if list.v != 1 || list.entries.len() > MAX_ENTRIES {
+        if list.v != 1
+            || list.entries.len() > MAX_ENTRIES
+            || list.emergency.len() > MAX_ARRANGEMENTS
+        {
             return Err(AccessError::Malformed);
         }
         let root = crypto::verifying_key(&list.record.0).map_err(|_| AccessError::BadSignature)?;
@@ -193,6 +237,14 @@ impl AccessList {
         Ok(list)
     }
 
+    /// The emergency arrangement with `org` that holds at `now`, if any.
+    pub fn arrangement(&self, org: &PeerKey, now: Timestamp) -> Option<&EmergencyEntry> {
+        self.emergency
+            .iter()
+            .filter(|e| e.org == *org && e.expires > now)
+            .max_by_key(|e| e.arranged_at)
+    }
+
     /// The entry for `peer` that holds at `now`.
     pub fn entry(&self, peer: &PeerKey, now: Timestamp) -> Option<&AccessEntry> {
         self.entries
@@ -224,6 +276,7 @@ pub fn recovery_list(
             until: Timestamp::from_millis(i64::MAX),
             authority: None,
         }],
+        emergency: Vec::new(),
     };
     SignedAccess::sign(identity, &list)
 }

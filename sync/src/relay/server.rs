@@ -3,25 +3,29 @@
 use super::access::{AccessEntry, AccessList, SignedAccess};
 use super::mailbox::Mailboxes;
 use super::wire::{
-    Address, AuditAck, Blinded, EmergencyLogRequest, MAX_AUDIT, MAX_AUDIT_ACKS, MAX_DELIVER,
-    StoreRequest, StoreResponse, blind, fit_padded, pad, unpad,
+    Address, Agreement, AuditAck, Blinded, EmergencyLogRequest, MAX_AUDIT, MAX_AUDIT_ACKS,
+    MAX_DELIVER, MAX_WRAPS, StoreRequest, StoreResponse, blind, fit_padded, pad, unpad,
 };
 use super::{NOTHING_HERE, QUOTA_FULL};
+use crate::protocol::EmergencyClaim;
 use crate::protocol::{MAX_BUNDLE_BYTES, SectionHave};
 use crate::session::{Local, SyncError};
-use hearth_core::audit::{Action, SectionAt};
+use hearth_core::audit::{Action, Authority, EmergencyMark, SectionAt};
 use hearth_core::bundle::Bundle;
-use hearth_core::grant::emergency::{self, EmergencyUse};
+use hearth_core::grant::emergency::{self, EmergencyUse, LoggedUse};
 use hearth_core::grant::request::Credential;
+use hearth_core::grant::{GrantId, Purpose};
 use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::keys::Identity;
+use hearth_core::keywrap::EscrowedKey;
 use hearth_core::ledger::{IgUseItem, Key, Kind};
 use hearth_core::log::VersionVector;
 use hearth_core::record::{KeyWrap, Vault};
 use hearth_core::store::Store;
 use hearth_core::time::Timestamp;
+use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
+use serde_bytes::{ByteArray, ByteBuf};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The most emergency uses an organisation's node keeps logged (each is needed for its IG
@@ -116,6 +120,8 @@ fn refusal(record: Blinded, why: &str) -> StoreResponse {
         audit_acked: None,
         logged: None,
         emergency_refused: None,
+        released: Vec::new(),
+        agreement: None,
     }
 }
 
@@ -206,28 +212,36 @@ impl<'a, S: Store> Server<'a, S> {
         Ok(())
     }
 
-    /// Answers `req` from `peer` (authenticated by the transport) at the relay's clock `now`.
+    /// Answers `req` from `peer` (authenticated by the transport) at the relay's clock `now`
+    /// (`rng` seals the keys an organisation releases from emergency escrow).
     ///
     /// Refused with the same words ([`NOTHING_HERE`]) whether the record is unknown here, the
-    /// patient's relay grant has ended, or `peer` is not on the patient's list: a stranger
-    /// learns nothing about which records exist.
+    /// patient's relay grant has ended, or `peer` is not on the patient's list (nor presents an
+    /// emergency use the list's arrangements accept): a stranger learns nothing about which
+    /// records exist.
     pub fn answer(
         &self,
         peer: PeerKey,
         req: StoreRequest,
         now: Timestamp,
+        rng: &mut impl CryptoRng,
     ) -> Result<(StoreResponse, Served), SyncError> {
         let mut served = Served::default();
         let me = self.identity.peer();
         let b = req.record;
-        // An emergency use to log is answered whatever becomes of the rest.
-        let (logged, emergency_refused) = match &req.emergency {
+        // An emergency use to log (and keys to release for it) is answered whatever becomes
+        // of the rest.
+        let (logged, emergency_refused, released) = match &req.emergency {
             Some(e) => match self.log_emergency(peer, e, now)? {
-                Ok(l) => (Some(l), None),
-                Err(why) => (None, Some(why)),
+                Ok(l) => {
+                    let released = self.release(&peer, e, req.agreement.as_ref(), rng);
+                    (Some(l), None, released)
+                }
+                Err(why) => (None, Some(why), Vec::new()),
             },
-            None => (None, None),
+            None => (None, None, Vec::new()),
         };
+        let own_agreement = req.agreement_wanted.then(|| Agreement::of(self.identity));
         let mut hosted = self.hosted(&b)?;
         // A new list from the patient's node replaces the one held, if it is newer.
         if let Some(bytes) = &req.access {
@@ -296,7 +310,19 @@ impl<'a, S: Store> Server<'a, S> {
             r.acked = acked.clone();
             r.logged = logged.clone();
             r.emergency_refused = emergency_refused.clone();
+            r.released = released.clone();
+            r.agreement = own_agreement.clone();
             r
+        };
+        // Not on the list: an emergency use under one of the list's arrangements, if it
+        // checks at this relay's clock, may fetch the arranged sections.
+        let (entry, emergency) = match (entry, &list, &req.claim) {
+            (Some(e), _, _) => (Some(e), None),
+            (None, Some(l), Some(c)) => match emergency_entry(l, &peer, c, now) {
+                Some((e, m, agreement)) => (Some(e), Some((m, agreement))),
+                None => (None, None),
+            },
+            _ => (None, None),
         };
         let (Some(mut hosted), Some(_), Some(entry)) = (hosted, list, entry) else {
             // Unknown here, the relay grant ended, or not on the list: the same answer.
@@ -362,9 +388,15 @@ impl<'a, S: Store> Server<'a, S> {
         let (audit, audit_acked) = if entry.device {
             self.take_acks(&record, &req.audit_ack)?;
             (self.audit_for_devices(&record)?, None)
+        } else if let Some((mark, _)) = &emergency {
+            // An emergency user is no grantee: its reports are not the record's to keep, but
+            // what it was sent is receipted, marked as an emergency.
+            served.receipt =
+                receipt(&entry, &bundles, req.audit_head, Some(mark.clone())).map(|a| (record, a));
+            (Vec::new(), None)
         } else {
             self.vault.keep_relayed_audit(&record, &peer, &req.audit)?;
-            served.receipt = receipt(&entry, &bundles, req.audit_head).map(|a| (record, a));
+            served.receipt = receipt(&entry, &bundles, req.audit_head, None).map(|a| (record, a));
             (
                 Vec::new(),
                 Some(self.vault.relayed_audit_acked(&record, &peer)?),
@@ -382,6 +414,17 @@ impl<'a, S: Store> Server<'a, S> {
             .collect();
         let wraps = match (&req.agreement, entry.device) {
             (_, true) => hosted.wraps.clone(),
+            // An emergency use: the escrow wraps to the arranged organisation, which releases
+            // the keys to the professional once it has logged the use.
+            (_, false) if emergency.is_some() => {
+                let org = emergency.as_ref().map(|(_, a)| *a);
+                hosted
+                    .wraps
+                    .iter()
+                    .filter(|w| Some(w.recipient) == org && readable.contains(&w.section))
+                    .cloned()
+                    .collect()
+            }
             (Some(a), false) if a.signed_by(&peer) => hosted
                 .wraps
                 .iter()
@@ -409,9 +452,45 @@ impl<'a, S: Store> Server<'a, S> {
                 audit_acked,
                 logged,
                 emergency_refused,
+                released,
+                agreement: own_agreement,
             },
             served,
         ))
+    }
+
+    /// On the organisation's node, for a use of its own staff it has just logged: releases
+    /// the keys inside the escrow wraps `e` carries (the patient's, for the use's record,
+    /// addressed to this organisation) to `peer`'s signed agreement key. Anything else is left
+    /// out; nothing at all without the professional's agreement key.
+    fn release(
+        &self,
+        peer: &PeerKey,
+        e: &EmergencyLogRequest,
+        agreement: Option<&Agreement>,
+        rng: &mut impl CryptoRng,
+    ) -> Vec<EscrowedKey> {
+        let (Some(a), Ok(use_)) = (agreement, EmergencyUse::from_token(&e.token)) else {
+            return Vec::new();
+        };
+        if !a.signed_by(peer) || use_.body().holder != *peer {
+            return Vec::new();
+        }
+        let record = use_.body().record;
+        e.wraps
+            .iter()
+            .take(MAX_WRAPS)
+            .filter_map(|w| {
+                EscrowedKey::release(
+                    w.clone(),
+                    &record,
+                    self.identity.agreement_secret(),
+                    a.key.into_array(),
+                    rng,
+                )
+                .ok()
+            })
+            .collect()
     }
 
     /// Logs the emergency use `e` that `peer` presents, if this node is the organisation it
@@ -538,10 +617,68 @@ impl<'a, S: Store> Server<'a, S> {
     }
 }
 
-/// The relay's receipt for sending `bundles` to `entry`'s peer (a grantee), which reported
-/// `reported` as its audit head: the sections sent, each at the newest key epoch among its
-/// bundles; none when nothing was sent.
-fn receipt(entry: &AccessEntry, bundles: &[ByteBuf], reported: Option<u64>) -> Option<Action> {
+/// What an emergency use `claim` presented by `peer` may fetch under `list`'s arrangements at
+/// `now` ([`emergency::check_use`], at this relay's clock): a read-only entry for the
+/// arranged sections until the use ends, the receipt's mark, and the organisation's agreement
+/// key (whose escrow wraps are handed over). None if anything fails: the caller answers as
+/// to a stranger.
+fn emergency_entry(
+    list: &AccessList,
+    peer: &PeerKey,
+    claim: &EmergencyClaim,
+    now: Timestamp,
+) -> Option<(AccessEntry, EmergencyMark, ByteArray<32>)> {
+    let use_ = EmergencyUse::from_token(&claim.token).ok()?;
+    let credential = Credential::from_token(&claim.credential).ok()?;
+    let logged = LoggedUse::from_token(claim.logged.as_deref()?).ok()?;
+    let org = use_.body().org;
+    // An organisation that keeps the record as a relay never also opens it in an emergency.
+    if org == list.relay {
+        return None;
+    }
+    let arranged = list.arrangement(&org, now)?;
+    let allowed = emergency::check_use(
+        &use_,
+        Some(&credential),
+        Some(&logged),
+        peer,
+        &list.record,
+        Some(&arranged.arrangement()),
+        now,
+    )
+    .ok()?;
+    let id = ByteArray::new(use_.hash());
+    let entry = AccessEntry {
+        peer: *peer,
+        device: false,
+        read: arranged.read.clone(),
+        write: Vec::new(),
+        until: allowed.until,
+        authority: Some(Authority {
+            grant: GrantId(id),
+            purpose: Purpose::Emergency,
+        }),
+    };
+    let mark = EmergencyMark {
+        use_id: id,
+        org,
+        reason: use_.body().reason.clone(),
+        until: allowed.until,
+        credential: claim.credential.clone(),
+        signed_use: Some(claim.token.clone()),
+    };
+    Some((entry, mark, arranged.agreement))
+}
+
+/// The relay's receipt for sending `bundles` to `entry`'s peer (a grantee, or a professional
+/// using emergency access: `emergency`), which reported `reported` as its audit head: the
+/// sections sent, each at the newest key epoch among its bundles; none when nothing was sent.
+fn receipt(
+    entry: &AccessEntry,
+    bundles: &[ByteBuf],
+    reported: Option<u64>,
+    emergency: Option<EmergencyMark>,
+) -> Option<Action> {
     if entry.device || bundles.is_empty() {
         return None;
     }
@@ -563,7 +700,7 @@ fn receipt(entry: &AccessEntry, bundles: &[ByteBuf], reported: Option<u64>) -> O
         bundles: u32::try_from(bundles.len()).unwrap_or(u32::MAX),
         authority: entry.authority,
         reported,
-        emergency: None,
+        emergency,
         pushed: false,
     })
 }

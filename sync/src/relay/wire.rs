@@ -8,6 +8,7 @@
 use crate::protocol::SectionHave;
 use hearth_core::crypto;
 use hearth_core::ids::{PeerKey, RecordId};
+use hearth_core::keywrap::EscrowedKey;
 use hearth_core::record::KeyWrap;
 use serde::{Deserialize, Serialize};
 use serde_bytes::{ByteArray, ByteBuf};
@@ -95,6 +96,16 @@ pub struct Agreement {
 }
 
 impl Agreement {
+    /// `identity`'s agreement key, signed by its device key.
+    pub fn of(identity: &hearth_core::keys::Identity) -> Agreement {
+        let key = identity.agreement_public();
+        let sig = crypto::sign(identity.device_key(), crypto::Domain::AgreementKey, &[&key]);
+        Agreement {
+            key: ByteArray::new(key),
+            sig: ByteArray::new(sig),
+        }
+    }
+
     /// Whether `peer`'s device key signed this agreement key.
     pub fn signed_by(&self, peer: &PeerKey) -> bool {
         peer.verifying_key().is_ok_and(|vk| {
@@ -194,6 +205,15 @@ pub struct StoreRequest {
     /// review (answered whatever else the request is refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emergency: Option<EmergencyLogRequest>,
+    /// A professional using an emergency use at one of the record's relays (the patient's
+    /// arrangement is on the relay's signed access list): the use, the organisation's
+    /// credential and its log entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<crate::protocol::EmergencyClaim>,
+    /// Asks the node for its own signed agreement key (a patient arranging emergency access
+    /// with an organisation escrows the arranged sections' keys to it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub agreement_wanted: bool,
 }
 
 /// An emergency use to log, with the credential the organisation gave the professional.
@@ -204,6 +224,11 @@ pub struct EmergencyLogRequest {
     pub token: String,
     /// The credential (`HEARTH1C…`).
     pub credential: String,
+    /// The patient's escrow wraps a relay served for the use (addressed to the organisation):
+    /// the organisation releases each key inside to the requester's agreement key, once the
+    /// use is logged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wraps: Vec<KeyWrap>,
 }
 
 impl StoreRequest {
@@ -224,6 +249,8 @@ impl StoreRequest {
             audit: Vec::new(),
             audit_ack: Vec::new(),
             emergency: None,
+            claim: None,
+            agreement_wanted: false,
         }
     }
 }
@@ -295,6 +322,12 @@ pub struct StoreResponse {
     /// Why the organisation did not log it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emergency_refused: Option<String>,
+    /// The keys the organisation released from escrow to the requester, for the logged use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<EscrowedKey>,
+    /// The node's own signed agreement key, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<Agreement>,
 }
 
 /// Checks a request's and a response's counts against the limits of `/hearth/sync/1`.
@@ -324,6 +357,21 @@ pub(crate) fn check_request(r: &StoreRequest) -> Result<(), &'static str> {
             || e.credential.len() > crate::protocol::MAX_CLAIM_TOKEN
     }) {
         return Err("an emergency use to log is too large");
+    }
+    if r.emergency
+        .as_ref()
+        .is_some_and(|e| e.wraps.len() > MAX_WRAPS)
+    {
+        return Err("too many key wraps");
+    }
+    if r.claim.as_ref().is_some_and(|c| {
+        c.token.len() > crate::protocol::MAX_CLAIM_TOKEN
+            || c.credential.len() > crate::protocol::MAX_CLAIM_TOKEN
+            || c.logged
+                .as_ref()
+                .is_some_and(|l| l.len() > crate::protocol::MAX_CLAIM_TOKEN)
+    }) {
+        return Err("an emergency use is too large");
     }
     check_have(&r.have)
 }
@@ -368,6 +416,9 @@ pub(crate) fn check_response(r: &StoreResponse) -> Result<(), &'static str> {
             .is_some_and(|s| s.len() > 1_000)
     {
         return Err("an emergency log answer is too large");
+    }
+    if r.released.len() > MAX_WRAPS {
+        return Err("too many released keys");
     }
     check_have(&r.have)
 }

@@ -156,17 +156,27 @@ impl<S: Store> Local<'_, S> {
         remote: &PeerKey,
         now: Timestamp,
     ) -> Option<crate::protocol::EmergencyClaim> {
-        let held = self.vault.held_emergency(record).ok().flatten()?;
-        let use_ = hearth_core::grant::emergency::EmergencyUse::from_token(&held.token).ok()?;
-        if use_.until() < now {
-            return None;
-        }
+        let claim = self.held_claim(record, now)?;
         let devices: Vec<PeerKey> = self
             .vault
             .open_record(self.identity, record)
             .map(|r| r.device_certs().into_iter().map(|d| d.peer).collect())
             .unwrap_or_default();
         if !devices.is_empty() && !devices.contains(remote) {
+            return None;
+        }
+        Some(claim)
+    }
+
+    /// The emergency use this node's user holds for `record`, while it lasts at `now`.
+    pub(super) fn held_claim(
+        &self,
+        record: &RecordId,
+        now: Timestamp,
+    ) -> Option<crate::protocol::EmergencyClaim> {
+        let held = self.vault.held_emergency(record).ok().flatten()?;
+        let use_ = hearth_core::grant::emergency::EmergencyUse::from_token(&held.token).ok()?;
+        if use_.until() < now {
             return None;
         }
         Some(crate::protocol::EmergencyClaim {

@@ -5,13 +5,11 @@
 
 use super::*;
 use crate::protocol::Message;
-use crate::relay::access::{AccessEntry, AccessList, SignedAccess};
+use crate::relay::access::{AccessEntry, AccessList, EmergencyEntry, SignedAccess};
 use crate::relay::wire::{Agreement, AuditAck, MAX_AUDIT, MAX_AUDIT_ACKS, pad, unpad};
 use crate::relay::{StoreRequest, StoreResponse, blind};
 use hearth_core::audit::Authority;
-use hearth_core::crypto::{self, Domain};
 use hearth_core::ledger::RelayItem;
-use serde_bytes::ByteArray;
 
 /// What a request to a relay carries of the audit: a grantee's journal head and events, a
 /// patient device's acknowledgements.
@@ -103,12 +101,7 @@ impl<'a, S: Store> Local<'a, S> {
     }
 
     fn agreement(&self) -> Agreement {
-        let key = self.identity.agreement_public();
-        let sig = crypto::sign(self.identity.device_key(), Domain::AgreementKey, &[&key]);
-        Agreement {
-            key: ByteArray::new(key),
-            sig: ByteArray::new(sig),
-        }
+        Agreement::of(self.identity)
     }
 
     /// The first request to `relay` for `record`: what this node holds of the sections it may
@@ -132,6 +125,7 @@ impl<'a, S: Store> Local<'a, S> {
                     None => Vec::new(),
                 };
                 wraps.extend(self.grantee_wraps(r, &list, now, rng)?);
+                wraps.extend(self.escrow_wraps(r, now, rng)?);
                 (
                     Some(ByteBuf::from(list.to_bytes())),
                     wraps
@@ -144,6 +138,14 @@ impl<'a, S: Store> Local<'a, S> {
         };
         let (post, ack) = self.outgoing(&relay);
         let (audit_head, audit, audit_ack) = self.relay_audit(rec.as_mut(), &record, &relay)?;
+        // A professional using emergency access presents the use to the record's relays,
+        // which hold the patient's arrangement on their access lists; not the patient's own
+        // devices, which need none.
+        let claim = if self.identity.record_id() == Some(record) {
+            None
+        } else {
+            self.held_claim(&record, now)
+        };
         Ok(StoreRequest {
             v: 1,
             record: blind(&record, &relay),
@@ -158,6 +160,8 @@ impl<'a, S: Store> Local<'a, S> {
             audit,
             audit_ack,
             emergency: None,
+            claim,
+            agreement_wanted: false,
         })
     }
 
@@ -293,6 +297,28 @@ impl<'a, S: Store> Local<'a, S> {
             });
         }
         entries.truncate(crate::relay::access::MAX_ENTRIES);
+        // The emergency arrangements whose keys are escrowed (an organisation's agreement key
+        // known): a use the relay accepts may fetch the arranged sections and their wraps.
+        let emergency = rec
+            .arrangements(now)
+            .into_iter()
+            .filter(|(org, _)| org != relay)
+            .filter_map(|(org, a)| {
+                let read: Vec<SectionId> = grant::key_sections(&a.scopes, dir)
+                    .into_iter()
+                    .filter(|s| *s != SectionId::AUTH && held.contains(s))
+                    .collect();
+                Some(EmergencyEntry {
+                    org,
+                    agreement: a.agreement?,
+                    read,
+                    max_duration_ms: a.max_duration_ms,
+                    arranged_at: a.arranged_at,
+                    expires: a.expires,
+                })
+            })
+            .take(crate::relay::access::MAX_ARRANGEMENTS)
+            .collect();
         let list = AccessList {
             v: 1,
             record,
@@ -300,6 +326,7 @@ impl<'a, S: Store> Local<'a, S> {
             version: u64::try_from(now.as_millis()).unwrap_or(0),
             grant: ByteBuf::from(grant::chain_to_bytes(grant)),
             entries,
+            emergency,
         };
         SignedAccess::sign(self.identity, &list).ok_or(SyncError::Protocol(
             "only the device holding the record root supplies relays",
@@ -335,6 +362,29 @@ impl<'a, S: Store> Local<'a, S> {
             let mut sections = e.read.clone();
             sections.push(SectionId::AUTH);
             out.extend(rec.wrap_missing_keys(agreement, &sections, &[], rng)?);
+            if out.len() >= crate::relay::wire::MAX_WRAPS {
+                break;
+            }
+        }
+        out.truncate(crate::relay::wire::MAX_WRAPS);
+        Ok(out)
+    }
+
+    /// The keys of every emergency arrangement's sections (and of the auth document), wrapped
+    /// to the arranged organisation's agreement key: escrowed with the relay, which hands them
+    /// only to a professional whose use it accepted, for the organisation to release to them.
+    fn escrow_wraps(
+        &self,
+        rec: &OpenRecord<'_, S>,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<hearth_core::record::KeyWrap>, SyncError> {
+        let mut out = Vec::new();
+        for a in rec.arrangements(now).into_values() {
+            let Some(agreement) = a.agreement else {
+                continue;
+            };
+            out.extend(rec.wrap_keys_for(agreement.into_array(), &a.scopes, rng)?);
             if out.len() >= crate::relay::wire::MAX_WRAPS {
                 break;
             }

@@ -200,6 +200,7 @@ impl<'a, S: Store> Local<'a, S> {
                 reason: use_.body().reason.clone(),
                 until: allowed.until,
                 credential: claim.credential.clone(),
+                signed_use: None,
             }),
         })
     }

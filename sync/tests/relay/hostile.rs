@@ -240,7 +240,12 @@ fn store_messages_round_trip_and_oversize_fields_break_a_limit() {
     assert!(back.is_store());
     assert_eq!(back, Message::Store(req.clone()));
     let (resp, _) = Server::new(&f.relay.vault, &f.relay.id, &limits)
-        .answer(f.patient.id.peer(), req.clone(), at(10))
+        .answer(
+            f.patient.id.peer(),
+            req.clone(),
+            at(10),
+            &mut TestRng::new(5),
+        )
         .unwrap();
     assert!(!resp.have.is_empty());
     let back = protocol::decode(&protocol::encode(&Message::Stored(resp.clone()))).unwrap();

@@ -210,7 +210,7 @@ fn ask(
         panic!("not a store request")
     };
     let (resp, served) = Server::new(&relay.vault, &relay.id, limits)
-        .answer(from.id.peer(), req, now)
+        .answer(from.id.peer(), req, now, &mut TestRng::new(77))
         .unwrap();
     // The relay's daemon writes its receipts (here, at once).
     if let Some(r) = served.receipt.clone() {
@@ -379,5 +379,6 @@ fn supply_fetch_push_collect(f: &mut Fixture) {
 }
 
 mod audit;
+mod emergency;
 mod flow;
 mod hostile;
