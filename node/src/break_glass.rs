@@ -3,7 +3,9 @@
 //!
 //! The professional's node, holding a use its organisation has logged:
 //!
-//! 1. asks one of the record's relays for the record, presenting the use
+//! 1. has the relay prove it keeps the record for its patient (the patient's `relay` grant to
+//!    it; anyone can announce a record on the relays' network), then asks it for the record,
+//!    presenting the use
 //!    ([`hearth_sync::session::Local::relay_start`] attaches it). The relay checks it against
 //!    the arrangement on the patient's signed access list, at its own clock, and answers with
 //!    the arranged sections' ciphertext and the escrow wraps addressed to the organisation,
@@ -101,9 +103,31 @@ impl Attempt<'_> {
                 "the record's relay",
             )
         };
-        let first = ask(local
+        // First the relay proves it keeps the record for its patient: a peer merely
+        // announcing it on the relays' network is shown nothing of the use.
+        let mut probe = local
             .relay_start(self.record, relay, now, &mut rng)
-            .map_err(io)?)?;
+            .map_err(io)?;
+        let first = if probe.claim.is_some() {
+            ask(probe)?
+        } else {
+            probe.proof_wanted = true;
+            let proof = ask(probe)?;
+            let proved = proof.relay_grant.as_deref().is_some_and(|g| {
+                hearth_sync::relay::access::relay_grant_proves(g, &self.record, &relay, now)
+            });
+            if !proved {
+                return Err(Failure::new(
+                    code::NOT_FOUND,
+                    "a peer that does not keep the record for its patient",
+                ));
+            }
+            let mut req = local
+                .relay_start(self.record, relay, now, &mut rng)
+                .map_err(io)?;
+            req.claim = local.held_claim(&self.record, now);
+            ask(req)?
+        };
         if first.refused.is_some() {
             return Ok(false);
         }
@@ -146,7 +170,9 @@ impl Attempt<'_> {
             let (next, _) = local
                 .on_relay_response(relay, self.record, answer, now, &mut rng)
                 .map_err(io)?;
-            let Some(next) = next else { break };
+            let Some(mut next) = next else { break };
+            // The relay proved itself: the use goes with every request.
+            next.claim = local.held_claim(&self.record, now);
             answer = ask(next)?;
         }
         Ok(true)

@@ -45,14 +45,7 @@ pub fn log(
              carries its address), or give --org-at; no emergency access was used",
         ));
     }
-    let request = StoreRequest {
-        emergency: Some(EmergencyLogRequest {
-            token: use_.to_token(),
-            credential: credential.to_token(),
-            wraps: Vec::new(),
-        }),
-        ..StoreRequest::new(blind(&use_.body().record, &org))
-    };
+    let request = use_request(org, use_, credential, Vec::new(), None);
     let answer = ask(
         identity,
         org,
@@ -97,15 +90,7 @@ pub fn release(
     wraps: Vec<KeyWrap>,
     timeout: Duration,
 ) -> Result<Vec<EscrowedKey>, Failure> {
-    let request = StoreRequest {
-        agreement: Some(Agreement::of(identity)),
-        emergency: Some(EmergencyLogRequest {
-            token: use_.to_token(),
-            credential: credential.to_token(),
-            wraps,
-        }),
-        ..StoreRequest::new(blind(&use_.body().record, &org))
-    };
+    let request = use_request(org, use_, credential, wraps, Some(Agreement::of(identity)));
     let answer = ask(
         identity,
         org,
@@ -121,6 +106,26 @@ pub fn release(
         ));
     }
     Ok(answer.released)
+}
+
+/// A request to the organisation `org` about `use_`: to log it, and to release the keys in
+/// `wraps` to `agreement`.
+fn use_request(
+    org: PeerKey,
+    use_: &EmergencyUse,
+    credential: &Credential,
+    wraps: Vec<KeyWrap>,
+    agreement: Option<Agreement>,
+) -> StoreRequest {
+    StoreRequest {
+        agreement,
+        emergency: Some(EmergencyLogRequest {
+            token: use_.to_token(),
+            credential: credential.to_token(),
+            wraps,
+        }),
+        ..StoreRequest::new(blind(&use_.body().record, &org))
+    }
 }
 
 /// The agreement key of the organisation `org` (at any of `addrs`), signed by it.

@@ -207,10 +207,31 @@ fn relay_grant_until(
     relay: &PeerKey,
     now: Timestamp,
 ) -> Result<Timestamp, AccessError> {
+    grant_until(&list.grant, &list.record, relay, now)
+}
+
+/// Whether `grant` (a chain, encoded) is `record`'s patient's `relay` grant to `relay`,
+/// holding at `now`: proof that `relay` keeps the record for its patient (a professional asks
+/// for it before presenting an emergency use to a relay it found on the network).
+pub fn relay_grant_proves(
+    grant: &[u8],
+    record: &RecordId,
+    relay: &PeerKey,
+    now: Timestamp,
+) -> bool {
+    grant_until(grant, record, relay, now).is_ok()
+}
+
+fn grant_until(
+    grant: &[u8],
+    record: &RecordId,
+    relay: &PeerKey,
+    now: Timestamp,
+) -> Result<Timestamp, AccessError> {
     let chain: Vec<Grant> =
-        grant::chain_from_bytes(&list.grant).map_err(|e| AccessError::Grant(e.to_string()))?;
+        grant::chain_from_bytes(grant).map_err(|e| AccessError::Grant(e.to_string()))?;
     let leaf = chain.last().ok_or(AccessError::Malformed)?;
-    if leaf.body().record != list.record
+    if leaf.body().record != *record
         || leaf.body().audience != *relay
         || leaf
             .body()

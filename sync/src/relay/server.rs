@@ -122,6 +122,7 @@ fn refusal(record: Blinded, why: &str) -> StoreResponse {
         emergency_refused: None,
         released: Vec::new(),
         agreement: None,
+        relay_grant: None,
     }
 }
 
@@ -280,6 +281,12 @@ impl<'a, S: Store> Server<'a, S> {
             .and_then(|h| SignedAccess::open(&h.access, &me, now).ok())
             .map(|(l, _)| l);
         let entry = list.as_ref().and_then(|l| l.entry(&peer, now).cloned());
+        // Proof that this relay keeps the record for its patient, when asked: the patient's
+        // `relay` grant to it (anyone who knows the record id can already find its relays).
+        let relay_grant = list
+            .as_ref()
+            .filter(|_| req.proof_wanted)
+            .map(|l| l.grant.clone());
         let device = entry.as_ref().is_some_and(|e| e.device);
         // Mailboxes, whether or not the rest is refused: the requester's own, and a patient
         // device's record inbox.
@@ -312,6 +319,7 @@ impl<'a, S: Store> Server<'a, S> {
             r.emergency_refused = emergency_refused.clone();
             r.released = released.clone();
             r.agreement = own_agreement.clone();
+            r.relay_grant = relay_grant.clone();
             r
         };
         // Not on the list: an emergency use under one of the list's arrangements, if it
@@ -454,6 +462,7 @@ impl<'a, S: Store> Server<'a, S> {
                 emergency_refused,
                 released,
                 agreement: own_agreement,
+                relay_grant,
             },
             served,
         ))

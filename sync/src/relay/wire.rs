@@ -214,6 +214,12 @@ pub struct StoreRequest {
     /// with an organisation escrows the arranged sections' keys to it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub agreement_wanted: bool,
+    /// Asks the relay to show the patient's `relay` grant to it for this record: a
+    /// professional checks it before presenting an emergency use, so that a peer merely
+    /// claiming to keep the record (anyone can announce that on the relays' network) learns
+    /// nothing of the use or its reason.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proof_wanted: bool,
 }
 
 /// An emergency use to log, with the credential the organisation gave the professional.
@@ -251,6 +257,7 @@ impl StoreRequest {
             emergency: None,
             claim: None,
             agreement_wanted: false,
+            proof_wanted: false,
         }
     }
 }
@@ -328,6 +335,11 @@ pub struct StoreResponse {
     /// The node's own signed agreement key, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agreement: Option<Agreement>,
+    /// The patient's `relay` grant to this relay for the record (a chain, encoded), when asked
+    /// for and the relay keeps the record under a grant that holds (see
+    /// [`super::access::relay_grant_proves`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_grant: Option<ByteBuf>,
 }
 
 /// Checks a request's and a response's counts against the limits of `/hearth/sync/1`.
@@ -419,6 +431,12 @@ pub(crate) fn check_response(r: &StoreResponse) -> Result<(), &'static str> {
     }
     if r.released.len() > MAX_WRAPS {
         return Err("too many released keys");
+    }
+    if r.relay_grant
+        .as_ref()
+        .is_some_and(|g| g.len() > super::access::MAX_ACCESS_LEN)
+    {
+        return Err("relay grant too large");
     }
     check_have(&r.have)
 }

@@ -169,7 +169,7 @@ impl<S: Store> Local<'_, S> {
     }
 
     /// The emergency use this node's user holds for `record`, while it lasts at `now`.
-    pub(super) fn held_claim(
+    pub fn held_claim(
         &self,
         record: &RecordId,
         now: Timestamp,

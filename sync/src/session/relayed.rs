@@ -139,9 +139,13 @@ impl<'a, S: Store> Local<'a, S> {
         let (post, ack) = self.outgoing(&relay);
         let (audit_head, audit, audit_ack) = self.relay_audit(rec.as_mut(), &record, &relay)?;
         // A professional using emergency access presents the use to the record's relays,
-        // which hold the patient's arrangement on their access lists; not the patient's own
-        // devices, which need none.
-        let claim = if self.identity.record_id() == Some(record) {
+        // which hold the patient's arrangement on their access lists: only to those the auth
+        // document names (a relay merely found on the network must first prove it keeps the
+        // record, see `node::break_glass`); never to the patient's own devices.
+        let named = rec
+            .as_ref()
+            .is_some_and(|r| r.relays(now).iter().any(|(p, _)| *p == relay));
+        let claim = if self.identity.record_id() == Some(record) || !named {
             None
         } else {
             self.held_claim(&record, now)
@@ -162,6 +166,7 @@ impl<'a, S: Store> Local<'a, S> {
             emergency: None,
             claim,
             agreement_wanted: false,
+            proof_wanted: false,
         })
     }
 

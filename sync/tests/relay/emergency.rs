@@ -109,6 +109,40 @@ fn release(
     ask(&e.org, &RelayLimits::default(), from, req, now)
 }
 
+/// `node`'s first request to `relay` for `rid` at `now`, presenting the emergency use it
+/// holds, if any (as `hearth emergency access` does once the relay proved it keeps the
+/// record), and the relay's answer at `relay_now`.
+fn present(
+    node: &Node,
+    relay: &Node,
+    rid: RecordId,
+    now: Timestamp,
+    relay_now: Timestamp,
+) -> StoreResponse {
+    let mut req = node
+        .peer()
+        .relay_start(rid, relay.id.peer(), now, &mut TestRng::new(5))
+        .unwrap();
+    // Presented whatever the node's own clock says (as a hostile node would).
+    req.claim =
+        node.vault
+            .held_emergency(&rid)
+            .unwrap()
+            .map(|h| hearth_sync::protocol::EmergencyClaim {
+                token: h.token,
+                credential: h.credential,
+                logged: h.logged,
+            });
+    ask(relay, &RelayLimits::default(), node, req, relay_now)
+}
+
+#[track_caller]
+fn refused_use(node: &Node, relay: &Node, rid: RecordId, now: Timestamp, relay_now: Timestamp) {
+    let resp = present(node, relay, rid, now, relay_now);
+    assert_eq!(resp.refused.as_deref(), Some(NOTHING_HERE));
+    assert!(resp.bundles.is_empty() && resp.wraps.is_empty());
+}
+
 fn medications(node: &Node, rid: &RecordId) -> Vec<String> {
     let Ok(mut rec) = node.vault.open_record(&node.id, rid) else {
         return Vec::new();
@@ -136,7 +170,7 @@ fn an_arranged_use_opens_the_record_through_a_relay_and_ends_in_a_key_move() {
     assert!(f.hosted().wraps.iter().any(|w| w.recipient == org_key));
 
     // Without a use, the professional is a stranger to the relay.
-    refused_nothing_here(exchange(&e.pro, &f.relay, &limits, rid, at(20)));
+    refused_use(&e.pro, &f.relay, rid, at(20), at(20));
     // With a use the organisation did not log: the same answer.
     let (u, held) = use_at(&e, rid, 20);
     e.pro
@@ -149,18 +183,49 @@ fn an_arranged_use_opens_the_record_through_a_relay_and_ends_in_a_key_move() {
             },
         )
         .unwrap();
-    refused_nothing_here(exchange(&e.pro, &f.relay, &limits, rid, at(20)));
+    refused_use(&e.pro, &f.relay, rid, at(20), at(20));
 
-    // Logged: the relay serves the arranged section's ciphertext and the escrow wraps, and
-    // nothing the arrangement does not cover.
-    e.pro.vault.hold_emergency(&rid, &held).unwrap();
-    let first = e
+    // Before presenting a use, the professional has the relay prove it keeps the record: the
+    // patient's relay grant to it. A peer that does not keep it (say, one that announced the
+    // record on the relays' network) has nothing to show.
+    let proof = |relay: &Node| {
+        let mut req = e
+            .pro
+            .peer()
+            .relay_start(rid, relay.id.peer(), at(21), &mut TestRng::new(5))
+            .unwrap();
+        assert!(req.claim.is_none(), "no use before the proof");
+        req.proof_wanted = true;
+        ask(relay, &limits, &e.pro, req, at(21))
+            .relay_grant
+            .is_some_and(|g| {
+                hearth_sync::relay::access::relay_grant_proves(&g, &rid, &relay.id.peer(), at(21))
+            })
+    };
+    assert!(proof(&f.relay));
+    let pretender = Node::new(Role::Relay, "Pretender", &mut f.rng);
+    assert!(!proof(&pretender));
+    // Nor does the relay's grant prove anything for another relay.
+    let mut req = e
         .pro
         .peer()
         .relay_start(rid, f.relay.id.peer(), at(21), &mut TestRng::new(5))
         .unwrap();
-    assert!(first.claim.is_some(), "the held use is presented");
-    let served = ask(&f.relay, &limits, &e.pro, first, at(21));
+    req.proof_wanted = true;
+    let grant_bytes = ask(&f.relay, &limits, &e.pro, req, at(21))
+        .relay_grant
+        .unwrap();
+    assert!(!hearth_sync::relay::access::relay_grant_proves(
+        &grant_bytes,
+        &rid,
+        &pretender.id.peer(),
+        at(21)
+    ));
+
+    // Logged: the relay serves the arranged section's ciphertext and the escrow wraps, and
+    // nothing the arrangement does not cover.
+    e.pro.vault.hold_emergency(&rid, &held).unwrap();
+    let served = present(&e.pro, &f.relay, rid, at(21), at(21));
     assert_eq!(served.refused, None);
     assert!(!served.bundles.is_empty());
     assert!(!served.wraps.is_empty());
@@ -280,7 +345,8 @@ fn an_arranged_use_opens_the_record_through_a_relay_and_ends_in_a_key_move() {
         .peer()
         .on_relay_response(f.relay.id.peer(), rid, served, at(22), &mut TestRng::new(6))
         .unwrap();
-    while let Some(req) = next {
+    while let Some(mut req) = next {
+        req.claim = e.pro.peer().held_claim(&rid, at(22));
         let resp = ask(&f.relay, &limits, &e.pro, req, at(22));
         next = e
             .pro
@@ -296,7 +362,7 @@ fn an_arranged_use_opens_the_record_through_a_relay_and_ends_in_a_key_move() {
     );
 
     // Once the use is over, the relay refuses it.
-    refused_nothing_here(exchange(&e.pro, &f.relay, &limits, rid, at(90)));
+    refused_use(&e.pro, &f.relay, rid, at(90), at(90));
 
     // A hostile relay adds receipts of its own making: one whose reason is not what the
     // professional signed, one without the signed use. The patient's device takes neither.
@@ -386,15 +452,15 @@ fn a_relay_refuses_uses_outside_the_arrangement() {
     };
     let (_, held) = use_at(&other, rid, 20);
     other.pro.vault.hold_emergency(&rid, &held).unwrap();
-    refused_nothing_here(exchange(&other.pro, &f.relay, &limits, rid, at(20)));
+    refused_use(&other.pro, &f.relay, rid, at(20), at(20));
     // The arranged organisation's use presented by someone else: refused.
     let (_, held) = use_at(&e, rid, 20);
     f.stranger.vault.hold_emergency(&rid, &held).unwrap();
-    refused_nothing_here(exchange(&f.stranger, &f.relay, &limits, rid, at(20)));
+    refused_use(&f.stranger, &f.relay, rid, at(20), at(20));
     // A use dated after the relay's clock: refused.
     let (_, held) = use_at(&e, rid, 200);
     e.pro.vault.hold_emergency(&rid, &held).unwrap();
-    refused_nothing_here(exchange_at(&e.pro, &f.relay, &limits, rid, at(200), at(20)));
+    refused_use(&e.pro, &f.relay, rid, at(200), at(20));
     // Once the patient cancels, the next list the relay receives has no arrangement.
     let mut rec = f.patient.vault.open_record(&f.patient.id, &rid).unwrap();
     rec.cancel_emergency(&e.org.id.peer(), at(30), &mut f.rng)
@@ -410,5 +476,5 @@ fn a_relay_refuses_uses_outside_the_arrangement() {
     );
     let (_, held) = use_at(&e, rid, 32);
     e.pro.vault.hold_emergency(&rid, &held).unwrap();
-    refused_nothing_here(exchange(&e.pro, &f.relay, &limits, rid, at(32)));
+    refused_use(&e.pro, &f.relay, rid, at(32), at(32));
 }
