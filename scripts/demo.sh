@@ -15,8 +15,8 @@ h() { local who=$1; shift; "$BIN" --home "$ROOT/$who" "$@"; }
 field() { python3 -c "import sys,json; d=json.load(sys.stdin); print($1)"; }
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 start() {
-  local who=$1
-  "$BIN" --home "$ROOT/$who" run --listen /ip4/127.0.0.1/tcp/0 >"$ROOT/$who.log" 2>&1 &
+  local who=$1; shift
+  "$BIN" --home "$ROOT/$who" run --listen /ip4/127.0.0.1/tcp/0 "$@" >"$ROOT/$who.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 100); do
     h "$who" status --json 2>/dev/null | field 'd["listen_addrs"][0]' >/dev/null 2>&1 && return 0
@@ -35,6 +35,7 @@ echo "   Edith's record: $RID"
 say "2. Edith writes her record. Each entry is a signed bundle, encrypted under its section's key."
 h edith record add notes --entry '{"text": "Two falls at home this month"}' >/dev/null
 h edith record add notes --label mental-health --entry '{"text": "Low mood since my husband died (private)"}' >/dev/null
+h edith record add medications --entry '{"name": "Apixaban 5mg twice daily"}' >/dev/null
 h edith record add social-care/assessments --entry '{"assessment_type": "Care Act needs assessment", "date": "2026-11-01", "summary": "Needs help with washing and dressing"}' >/dev/null
 h edith record sections
 
@@ -101,18 +102,37 @@ done
 sleep 3   # the GP's and social worker's nodes learn the relay from Edith's record
 h relay relay status | sed 's/^/   /'
 
-say "12. Edith's laptop goes off. The GP writes; the note waits at the relay, which cannot read it."
+say "12. Edith arranges emergency access with St Mary's A&E: if she cannot answer, its doctors may read her medications, each use with a reason she will see."
+h ae init --role relay --name "St Mary's A&E" --json >/dev/null
+start ae --relay-peer "$RELAY_ADDR"   # its node is on the relays' network
+AE_ADDR=$(h ae status --json | field 'd["listen_addrs"][0]')/p2p/$(h ae id --json | field 'd["peer_id"]')
+h doc init --role professional --name "Dr R. Patel" --json >/dev/null
+CRED=$(h ae org attest --staff "$(h doc id --json | field 'd["peer_id"]')" --name "Dr R. Patel" --role "A&E consultant" --registration "GMC 7654321" --expires 365d --json | field 'd["token"]')
+h doc credential add "$CRED" >/dev/null
+h edith emergency arrange --org "$AE_ADDR" --name "St Mary's A&E" --sections medications --max-duration 4h | sed 's/^/   /'
+h edith sync --wait --timeout 30 >/dev/null   # the relay now holds the arrangement and the escrowed keys
+
+say "13. Edith's laptop goes off. The GP writes; the note waits at the relay, which cannot read it."
 kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true   # Edith's node was started first
 h gp record add notes --record "$RID" --entry '{"text": "Phoned: falls clinic booked for Tuesday"}' >/dev/null
 h gp sync --wait --timeout 30 >/dev/null
 if grep -rqaF -e "falls clinic" -e "Edith" -e "9434765919" "$ROOT/relay"; then echo "   LEAK at the relay"; exit 1; fi
 echo "   No name, NHS number or note text anywhere under the relay's home."
 
-say "13. The social worker syncs while Edith is offline: through the relay."
+say "14. The social worker syncs while Edith is offline: through the relay."
 h sw sync --wait --timeout 30 | sed 's/^/   /'
 h sw record show notes --record "$RID" | grep -B1 "clinic booked" | sed 's/^/   /'
 
-say "14. Edith's laptop comes back and collects the GP's note from the relay, checked against the GP's grant."
+say "15. Edith falls and is brought to St Mary's A&E, unable to answer. Her laptop is off. The doctor uses the emergency access she arranged, with a reason."
+for _ in $(seq 1 100); do   # the doctor's node asks the relays' network, through St Mary's node, who keeps her record
+  [ "$(h doc relay find "$RID" --via "$AE_ADDR" --timeout 5 --json | field 'len(d["relays"])')" -gt 0 ] && break
+  sleep 0.3
+done
+h doc emergency access --record "$RID" --reason "Brought in unconscious after a fall" --duration 1h | sed 's/^/   /'
+h doc record show medications --record "$RID" | sed 's/^/   /'
+echo "   St Mary's information governance list:"; h ae org audit | sed 's/^/     /'
+
+say "16. Edith's laptop comes back and collects the GP's note from the relay, checked against the GP's grant."
 start edith
 for _ in $(seq 1 150); do
   if h edith record show notes --json | grep -q "clinic booked"; then break; fi
@@ -120,11 +140,15 @@ for _ in $(seq 1 150); do
 done
 h edith record show notes | grep -B1 "clinic booked" | sed 's/^/   /'
 
-say "15. Who looked at Edith's record: every session her node served, and what the GP and social worker report they read."
+say "17. Who looked at Edith's record: the emergency use first, every session her node and the relay served, and what the GP and social worker report they read."
 h sw record show notes --record "$RID" >/dev/null   # the social worker reads again
 h sw sync --wait --timeout 30 >/dev/null             # and reports it to Edith's node
 h gp sync --wait --timeout 30 >/dev/null
+for _ in $(seq 1 150); do
+  h edith audit | head -n 1 | grep -q "EMERGENCY ACCESS" && break
+  sleep 0.2
+done
 h edith audit | head -n 6 | sed 's/^/   /'
 h edith audit verify | sed 's/^/   /'
 
-say "Done: three people, four nodes and a relay, no central database, only the granted sections moved."
+say "Done: four people on five nodes, a relay and a hospital's node, no central database, only the granted sections moved."

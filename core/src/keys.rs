@@ -177,6 +177,22 @@ impl std::fmt::Debug for Identity {
 }
 
 impl Identity {
+    /// A second copy of these keys for a second owner in this process (a short-lived node a
+    /// command starts), so that the keystore is not unlocked again: each unlock runs the
+    /// passphrase's key derivation, seconds a professional in an emergency should not wait.
+    /// Both copies zeroize on drop.
+    pub fn duplicate(&self) -> Identity {
+        Identity {
+            role: self.role,
+            name: self.name.clone(),
+            device: self.device.clone(),
+            agreement: self.agreement.clone(),
+            root: self.root.clone(),
+            recovery_public: self.recovery_public,
+            linked: self.linked,
+        }
+    }
+
     /// Fresh keys for a new node. A patient also gets a record root key and a recovery phrase,
     /// returned once here for the caller to show.
     pub fn generate(

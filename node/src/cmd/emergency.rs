@@ -11,6 +11,7 @@ use hearth_core::grant::emergency::{EmergencyBody, EmergencyUse};
 use hearth_core::grant::request::Credential;
 use hearth_core::grant::{self, Ability};
 use hearth_core::ids::{PeerKey, RecordId};
+use hearth_core::keys::Identity;
 use hearth_core::ledger::{ArrangementItem, HeldEmergency};
 use serde_json::json;
 use std::time::Duration;
@@ -198,6 +199,7 @@ fn arrangement_words(org: &PeerKey, a: &ArrangementItem) -> String {
 /// it cannot be reached.
 fn org_and_agreement(
     ctx: &Ctx,
+    identity: &Identity,
     org: &str,
 ) -> Result<(PeerKey, Option<serde_bytes::ByteArray<32>>), Failure> {
     let (org, given) = match org.rsplit_once("/p2p/") {
@@ -207,7 +209,6 @@ fn org_and_agreement(
         }
         None => (parse_peer(org)?, None),
     };
-    let (_, identity) = ctx.unlock()?;
     let explicit = given.is_some();
     let mut addrs: Vec<libp2p::Multiaddr> = given.into_iter().collect();
     addrs.extend(
@@ -220,7 +221,7 @@ fn org_and_agreement(
     if addrs.is_empty() {
         return Ok((org, None));
     }
-    match crate::org_log::agreement_of(&identity, org, addrs, Duration::from_secs(20)) {
+    match crate::org_log::agreement_of(identity, org, addrs, Duration::from_secs(20)) {
         Ok(key) => Ok((org, Some(serde_bytes::ByteArray::new(key)))),
         // An address the patient gave must work; one merely remembered may be stale.
         Err(f) if explicit => Err(f),
@@ -250,8 +251,8 @@ fn arrange(
             "--name: up to 200 characters, no control characters",
         ));
     }
-    let (org, agreement) = org_and_agreement(ctx, org)?;
     let (_, identity) = ctx.unlock()?;
+    let (org, agreement) = org_and_agreement(ctx, &identity, org)?;
     let vault = ctx.vault()?;
     let mut rec = patient_record(
         &vault,
@@ -272,10 +273,6 @@ fn arrange(
         || arrangement_words(&org, &item),
     );
     Ok(())
-}
-
-fn identity_again(ctx: &Ctx) -> Result<hearth_core::keys::Identity, Failure> {
-    Ok(ctx.unlock()?.1)
 }
 
 /// The plain answer when no emergency access exists.
@@ -403,7 +400,7 @@ fn access(ctx: &Ctx, a: &AccessArgs<'_>) -> Result<(), Failure> {
     let mut failed: Option<String> = None;
     let mut through: Option<PeerKey> = None;
     let direct = match with {
-        Some((peer, addr)) => direct(ctx, rid, peer, addr, timeout)?,
+        Some((peer, addr)) => direct(ctx, &identity, rid, peer, addr, timeout)?,
         None => Direct::Unreachable(None),
     };
     match direct {
@@ -411,8 +408,7 @@ fn access(ctx: &Ctx, a: &AccessArgs<'_>) -> Result<(), Failure> {
         Direct::Refused => return Err(forget_and_refuse(ctx, &rid)),
         Direct::Unreachable(why) => {
             failed = why;
-            let relays = relays_for(ctx, rid, via, &credential, &org_addrs, timeout)?;
-            let (_, identity) = ctx.unlock()?;
+            let relays = relays_for(ctx, &identity, rid, via, &credential, &org_addrs, timeout)?;
             let vault = ctx.vault()?;
             let attempt = crate::break_glass::Attempt {
                 identity: &identity,
@@ -441,7 +437,7 @@ fn access(ctx: &Ctx, a: &AccessArgs<'_>) -> Result<(), Failure> {
     // Opened: this node now holds keys to sections of the record.
     let opened: Vec<String> = ctx
         .vault()?
-        .open_record(&identity_again(ctx)?, &rid)
+        .open_record(&identity, &rid)
         .map(|r| {
             r.sections()
                 .into_iter()
@@ -464,10 +460,9 @@ fn access(ctx: &Ctx, a: &AccessArgs<'_>) -> Result<(), Failure> {
     }
     let until = use_.until();
     let relay_words = match through {
-        Some(r) => format!(
-            " The patient's devices were offline: it came through their relay {r}, and the \
-             keys from your organisation."
-        ),
+        Some(_) => " The patient's devices were offline: the record came through a relay that \
+                     keeps it for them, and its keys from your organisation."
+            .to_string(),
         None => String::new(),
     };
     ctx.print(
@@ -497,6 +492,7 @@ fn forget_and_refuse(ctx: &Ctx, record: &RecordId) -> Failure {
 /// Asks the patient's device `peer` (at `addr`, if given) to serve the use held for `rid`.
 fn direct(
     ctx: &Ctx,
+    identity: &Identity,
     rid: RecordId,
     peer: PeerKey,
     addr: Option<libp2p::Multiaddr>,
@@ -516,8 +512,7 @@ fn direct(
         None => {
             // The one-shot node opens the store itself (sled allows one opener).
             drop(vault);
-            let (_info, identity) = ctx.unlock()?;
-            daemon::one_shot(identity, ctx.vault()?, move |node| {
+            daemon::one_shot(identity.duplicate(), ctx.vault()?, move |node| {
                 node.sync_blocking(Some(peer), wait)
             })?
         }
@@ -532,7 +527,7 @@ fn direct(
     }
     let held = ctx
         .vault()?
-        .open_record(&identity_again(ctx)?, &rid)
+        .open_record(identity, &rid)
         .is_ok_and(|r| !r.sections().is_empty());
     if held {
         return Ok(Direct::Opened);
@@ -549,6 +544,7 @@ fn direct(
 /// those the organisation's node finds on the relays' network.
 fn relays_for(
     ctx: &Ctx,
+    identity: &Identity,
     rid: RecordId,
     mut via: Vec<(PeerKey, Vec<libp2p::Multiaddr>)>,
     credential: &Credential,
@@ -559,9 +555,8 @@ fn relays_for(
         addrs.iter().filter_map(|a| a.parse().ok()).collect()
     };
     {
-        let (_, identity) = ctx.unlock()?;
         let vault = ctx.vault()?;
-        let local = hearth_sync::session::Local::new(&vault, &identity);
+        let local = hearth_sync::session::Local::new(&vault, identity);
         for (peer, item) in local.relays(&rid, now()) {
             if !via.iter().any(|(p, _)| *p == peer) {
                 via.push((peer, parse(&item.addrs)));
@@ -582,10 +577,7 @@ fn relays_for(
     let find = move |node: &crate::live::Handle| node.find_relays(rid, Some((org, at)), timeout);
     let found = match &ctx.daemon {
         Some(d) => find(&d.node),
-        None => {
-            let (_, identity) = ctx.unlock()?;
-            daemon::one_shot(identity, ctx.vault()?, find)?
-        }
+        None => daemon::one_shot(identity.duplicate(), ctx.vault()?, find)?,
     }
     .unwrap_or_default();
     for l in found {
