@@ -131,6 +131,8 @@ done
 h doc emergency access --record "$RID" --reason "Brought in unconscious after a fall" --duration 1h | sed 's/^/   /'
 h doc record show medications --record "$RID" | sed 's/^/   /'
 echo "   St Mary's information governance list:"; h ae org audit | sed 's/^/     /'
+if grep -rqaF -e "Apixaban" -e "Edith" -e "9434765919" "$ROOT/ae" "$ROOT/relay"; then echo "   LEAK at St Mary's or the relay"; exit 1; fi
+echo "   Neither St Mary's node nor the relay holds her medication, name or NHS number in the clear."
 
 say "16. Edith's laptop comes back and collects the GP's note from the relay, checked against the GP's grant."
 start edith
