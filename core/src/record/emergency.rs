@@ -139,8 +139,8 @@ impl<S: Store> OpenRecord<'_, S> {
     }
 
     /// Every emergency use served (by any of the patient's devices or the record's relays, as
-    /// the audit log and this device's journal show), one per use, with whether its sections have moved to new
-    /// keys since.
+    /// the audit log and this device's journal show), one per use, with whether its sections
+    /// have moved to new keys since.
     pub fn emergency_uses(&mut self) -> Vec<EmergencyUseSeen> {
         let done: BTreeSet<String> = self
             .auth_items(Kind::EmergencyRotated.prefix())
