@@ -6,15 +6,16 @@
 //!   entry comes back;
 //! - to release the keys a relay served in escrow for a logged use
 //!   ([`hearth_core::keywrap::EscrowedKey`]);
-//! - for its signed agreement key (a patient arranging emergency access escrows the arranged
-//!   sections' keys to it).
+//! - for its card: its name for itself and its agreement key, signed (a patient adding a
+//!   relay names it by it; one arranging emergency access escrows the arranged sections' keys
+//!   to the organisation's agreement key).
 //!
 //! The same one-off request ([`ask`]) reaches a record's relay for a professional using
 //! emergency access while the patient's devices are offline.
 
 use crate::fail::{Failure, code};
 use hearth_core::grant::emergency::{EmergencyUse, LoggedUse};
-use hearth_core::grant::request::Credential;
+use hearth_core::grant::request::{Card, Credential};
 use hearth_core::ids::PeerKey;
 use hearth_core::keys::Identity;
 use hearth_core::keywrap::EscrowedKey;
@@ -128,34 +129,32 @@ fn use_request(
     }
 }
 
-/// The agreement key of the organisation `org` (at any of `addrs`), signed by it.
-pub fn agreement_of(
+/// The card of the organisation's or relay's node `peer` (at any of `addrs`; `who` names it in
+/// errors): its name for itself, its role and its agreement key, signed by `peer`.
+pub fn card_of(
     identity: &Identity,
-    org: PeerKey,
+    peer: PeerKey,
     addrs: Vec<Multiaddr>,
     timeout: Duration,
-) -> Result<[u8; 32], Failure> {
+    who: &str,
+) -> Result<Card, Failure> {
     let request = StoreRequest {
-        agreement_wanted: true,
-        ..StoreRequest::new(blind(&hearth_core::ids::RecordId([0; 32]), &org))
+        card_wanted: true,
+        ..StoreRequest::new(blind(&hearth_core::ids::RecordId([0; 32]), &peer))
     };
-    let answer = ask(
-        identity,
-        org,
-        addrs,
-        request,
-        timeout,
-        "the organisation's node",
-    )?;
+    let answer = ask(identity, peer, addrs, request, timeout, who)?;
     answer
-        .agreement
-        .filter(|a| a.signed_by(&org))
-        .map(|a| a.key.into_array())
+        .card
+        .as_deref()
+        .and_then(|t| Card::from_token(t).ok())
+        .filter(|c| c.body().peer == peer)
         .ok_or_else(|| {
             Failure::new(
                 code::INTEGRITY,
-                "the organisation's node did not give its signed agreement key (it may not be \
-                 an organisation's node running Hearth)",
+                format!(
+                    "{who} did not give its signed card (it may not be an organisation's node \
+                     running Hearth)"
+                ),
             )
         })
 }

@@ -70,6 +70,15 @@ fn the_gp_syncs_through_a_relay_while_the_patient_is_offline_and_the_phrase_rest
     });
     let listed = json(&hearth(&p, &["relay", "list", "--json"]));
     assert_eq!(listed["relays"].as_array().unwrap().len(), 2, "{listed}");
+    // Each named by its own signed card (shown as its own name for itself).
+    let mut names: Vec<&str> = listed["relays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, vec!["Hillside Relay", "Riverside Relay"], "{listed}");
 
     // A grant made after the relays were added names them: the GP needs nothing else.
     let gid = init(&g, "professional", "Dr A. Shah");

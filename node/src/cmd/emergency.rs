@@ -221,8 +221,14 @@ fn org_and_agreement(
     if addrs.is_empty() {
         return Ok((org, None));
     }
-    match crate::org_log::agreement_of(identity, org, addrs, Duration::from_secs(20)) {
-        Ok(key) => Ok((org, Some(serde_bytes::ByteArray::new(key)))),
+    match crate::org_log::card_of(
+        identity,
+        org,
+        addrs,
+        Duration::from_secs(20),
+        "the organisation's node",
+    ) {
+        Ok(card) => Ok((org, Some(card.body().agreement))),
         // An address the patient gave must work; one merely remembered may be stale.
         Err(f) if explicit => Err(f),
         Err(_) => Ok((org, None)),

@@ -131,9 +131,19 @@ fn use_relay(ctx: &Ctx, address: &str, expires: &str) -> Result<(), Failure> {
         keys_included: false,
     };
     record_grant(&mut rec, &g, &item, None, t, &mut rng)?;
+    // The relay's name for itself, from its signed card (shown as its own claim).
+    let name = crate::org_log::card_of(
+        &identity,
+        peer,
+        vec![addr.clone()],
+        Duration::from_secs(10),
+        "the relay",
+    )
+    .ok()
+    .map(|c| c.body().name.clone());
     let relay_item = RelayItem {
         addrs: vec![addr.to_string()],
-        name: None,
+        name,
         added_at: t,
     };
     rec.put_auth(vec![AuthItem::Relay(peer, relay_item)], t, &mut rng)?;
@@ -211,7 +221,7 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
             continue;
         };
         for (peer, item) in rec.relays(t) {
-            out.push(json!({"record": record, "relay": peer, "addresses": item.addrs, "added_at": item.added_at}));
+            out.push(json!({"record": record, "relay": peer, "name": item.name, "addresses": item.addrs, "added_at": item.added_at}));
         }
     }
     ctx.print(json!({ "relays": out }), || {
@@ -223,7 +233,10 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
                 format!(
                     "record {}: relay {} at {}",
                     r["record"].as_str().unwrap_or_default(),
-                    r["relay"].as_str().unwrap_or_default(),
+                    match r["name"].as_str() {
+                        Some(n) => format!("\"{n}\" (its own name for itself)"),
+                        None => r["relay"].as_str().unwrap_or_default().to_string(),
+                    },
                     r["addresses"][0].as_str().unwrap_or("(no address)")
                 )
             })

@@ -121,7 +121,7 @@ fn refusal(record: Blinded, why: &str) -> StoreResponse {
         logged: None,
         emergency_refused: None,
         released: Vec::new(),
-        agreement: None,
+        card: None,
         relay_grant: None,
     }
 }
@@ -242,7 +242,11 @@ impl<'a, S: Store> Server<'a, S> {
             },
             None => (None, None, Vec::new()),
         };
-        let own_agreement = req.agreement_wanted.then(|| Agreement::of(self.identity));
+        let own_card = req
+            .card_wanted
+            .then(|| hearth_core::grant::request::card(self.identity).ok())
+            .flatten()
+            .map(|c| c.to_token());
         let mut hosted = self.hosted(&b)?;
         // A new list from the patient's node replaces the one held, if it is newer.
         if let Some(bytes) = &req.access {
@@ -318,7 +322,7 @@ impl<'a, S: Store> Server<'a, S> {
             r.logged = logged.clone();
             r.emergency_refused = emergency_refused.clone();
             r.released = released.clone();
-            r.agreement = own_agreement.clone();
+            r.card = own_card.clone();
             r.relay_grant = relay_grant.clone();
             r
         };
@@ -461,7 +465,7 @@ impl<'a, S: Store> Server<'a, S> {
                 logged,
                 emergency_refused,
                 released,
-                agreement: own_agreement,
+                card: own_card,
                 relay_grant,
             },
             served,

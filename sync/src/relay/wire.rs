@@ -210,10 +210,12 @@ pub struct StoreRequest {
     /// credential and its log entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<crate::protocol::EmergencyClaim>,
-    /// Asks the node for its own signed agreement key (a patient arranging emergency access
-    /// with an organisation escrows the arranged sections' keys to it).
+    /// Asks the node for its own card (name, role and agreement key, signed by its device
+    /// key): a patient adding a relay learns the name it gives itself, and one arranging
+    /// emergency access with an organisation escrows the arranged sections' keys to the
+    /// card's agreement key.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub agreement_wanted: bool,
+    pub card_wanted: bool,
     /// Asks the relay to show the patient's `relay` grant to it for this record: a
     /// professional checks it before presenting an emergency use, so that a peer merely
     /// claiming to keep the record (anyone can announce that on the relays' network) learns
@@ -256,7 +258,7 @@ impl StoreRequest {
             audit_ack: Vec::new(),
             emergency: None,
             claim: None,
-            agreement_wanted: false,
+            card_wanted: false,
             proof_wanted: false,
         }
     }
@@ -332,9 +334,9 @@ pub struct StoreResponse {
     /// The keys the organisation released from escrow to the requester, for the logged use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub released: Vec<EscrowedKey>,
-    /// The node's own signed agreement key, when asked for.
+    /// The node's own card, as a token, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agreement: Option<Agreement>,
+    pub card: Option<String>,
     /// The patient's `relay` grant to this relay for the record (a chain, encoded), when asked
     /// for and the relay keeps the record under a grant that holds (see
     /// [`super::access::relay_grant_proves`]).
@@ -431,6 +433,12 @@ pub(crate) fn check_response(r: &StoreResponse) -> Result<(), &'static str> {
     }
     if r.released.len() > MAX_WRAPS {
         return Err("too many released keys");
+    }
+    if r.card
+        .as_ref()
+        .is_some_and(|c| c.len() > crate::protocol::MAX_CLAIM_TOKEN)
+    {
+        return Err("card too large");
     }
     if r.relay_grant
         .as_ref()

@@ -165,7 +165,7 @@ impl<'a, S: Store> Local<'a, S> {
             audit_ack,
             emergency: None,
             claim,
-            agreement_wanted: false,
+            card_wanted: false,
             proof_wanted: false,
         })
     }
