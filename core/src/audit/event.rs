@@ -193,7 +193,9 @@ impl Action {
         if let Action::Served {
             emergency: Some(m), ..
         } = self
-            && (m.reason.chars().count() > MAX_REASON || m.credential.len() > 4096)
+            && (m.reason.chars().count() > MAX_REASON
+                || m.credential.len() > 4096
+                || m.signed_use.as_ref().is_some_and(|u| u.len() > MAX_TOKEN))
         {
             return Err(AuditError::Malformed("an emergency mark breaks a bound"));
         }
@@ -240,6 +242,34 @@ pub struct SignedEvent {
 }
 
 impl SignedEvent {
+    /// Whether `action` can be signed as an event of `record`, whatever the writer, its place
+    /// in the log or the time: within every bound, [`MAX_EVENT_BYTES`] included. A server that
+    /// writes its receipt after it answers (a relay, on its next tick) checks this before it
+    /// serves, so that nothing is served that its receipt could not record.
+    pub fn fits(record: RecordId, action: &Action) -> bool {
+        if action.check().is_err() {
+            return false;
+        }
+        let event = Event {
+            v: 1,
+            record,
+            writer: PeerKey([0xff; 32]),
+            seq: u64::MAX,
+            prev: ByteArray::new([0xff; 32]),
+            at: Timestamp::from_millis(i64::MAX),
+            action: action.clone(),
+        };
+        let Ok(body) = serde_ipld_dagcbor::to_vec(&event) else {
+            return false;
+        };
+        token::encode_envelopes(&[token::Envelope {
+            body,
+            sig: vec![0xff; 64],
+        }])
+        .len()
+            <= MAX_EVENT_BYTES
+    }
+
     /// Signs `action` as the event after `prev` (`None`: the first) in `identity`'s log.
     pub fn sign(
         identity: &Identity,

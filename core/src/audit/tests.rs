@@ -238,6 +238,47 @@ fn bounds_are_kept_when_signing_and_opening() {
     assert!(SignedEvent::open(&vec![0u8; MAX_EVENT_BYTES + 1]).is_err());
 }
 
+#[test]
+fn fits_tells_beforehand_whether_a_receipt_can_be_signed() {
+    let relay = who(10, Role::Relay);
+    let served = |credential: usize, signed_use: usize| Action::Served {
+        to: PeerKey([3; 32]),
+        sections: vec![
+            SectionAt {
+                section: SectionId([1; 16]),
+                epoch: u32::MAX
+            };
+            MAX_SECTIONS
+        ],
+        bundles: u32::MAX,
+        authority: None,
+        reported: Some(u64::MAX),
+        emergency: Some(EmergencyMark {
+            use_id: serde_bytes::ByteArray::new([4; 32]),
+            org: PeerKey([5; 32]),
+            reason: "é".repeat(MAX_REASON),
+            until: TEST_NOW,
+            credential: "C".repeat(credential),
+            signed_use: Some("E".repeat(signed_use)),
+        }),
+        pushed: false,
+    };
+    for (c, u) in [
+        (500, 700),
+        (1000, 1500),
+        (4096, MAX_TOKEN),
+        (4097, 10),
+        (10, MAX_TOKEN + 1),
+    ] {
+        let a = served(c, u);
+        let fits = SignedEvent::fits(RECORD, &a);
+        let signed = SignedEvent::sign(&relay, RECORD, Some((7, [1; 32])), TEST_NOW, a);
+        assert_eq!(fits, signed.is_ok(), "credential {c} B, use {u} B");
+    }
+    assert!(SignedEvent::fits(RECORD, &served(500, 700)));
+    assert!(!SignedEvent::fits(RECORD, &served(4096, MAX_TOKEN)));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

@@ -461,8 +461,15 @@ impl<S: Store + Send + 'static> Driver<S> {
         let receipts = std::mem::take(&mut self.relay_unreceipted);
         let clock = self.config.clock;
         self.spawn_job(move |sh| {
-            if let Err(e) = sh.vault.journal_many(&sh.identity, receipts, clock.now()) {
-                tracing::warn!("relay receipts not written: {e}");
+            let now = clock.now();
+            if let Err(e) = sh.vault.journal_many(&sh.identity, receipts.clone(), now) {
+                // One bad receipt must not cost the others: write them one at a time.
+                tracing::warn!("relay receipts not written together ({e}); writing each alone");
+                for r in receipts {
+                    if let Err(e) = sh.vault.journal_many(&sh.identity, vec![r], now) {
+                        tracing::warn!("a relay receipt not written: {e}");
+                    }
+                }
             }
             Work::Collected(0)
         });

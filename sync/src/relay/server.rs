@@ -680,6 +680,29 @@ fn emergency_entry(
         credential: claim.credential.clone(),
         signed_use: Some(claim.token.clone()),
     };
+    // The receipt is written after the answer (on the daemon's next tick): a use whose
+    // receipt could not be signed (its tokens too large) is not served at all.
+    let largest = Action::Served {
+        to: *peer,
+        sections: arranged
+            .read
+            .iter()
+            .chain(std::iter::once(&SectionId::AUTH))
+            .take(hearth_core::audit::MAX_SECTIONS)
+            .map(|s| SectionAt {
+                section: *s,
+                epoch: u32::MAX,
+            })
+            .collect(),
+        bundles: u32::MAX,
+        authority: entry.authority,
+        reported: Some(u64::MAX),
+        emergency: Some(mark.clone()),
+        pushed: false,
+    };
+    if !hearth_core::audit::SignedEvent::fits(list.record, &largest) {
+        return None;
+    }
     Some((entry, mark, arranged.agreement))
 }
 
