@@ -76,7 +76,8 @@ pub enum EmergencyCommand {
         /// For how long (at most what the patient's arrangement allows).
         #[arg(long, value_name = "D", default_value = "4h")]
         duration: String,
-        /// How long to wait for the patient's node, in seconds.
+        /// How long to wait for each node asked (your organisation's, the patient's, a relay),
+        /// in seconds.
         #[arg(long, default_value_t = 30, value_name = "SECONDS")]
         timeout: u64,
         /// Where your organisation's node listens (a multiaddress ending in /p2p/ORG), if
