@@ -29,6 +29,9 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, identity::Keypair, request_response};
 use std::time::Duration;
 
+/// How errors name the professional's organisation's node.
+const ORG: &str = "your organisation's node";
+
 /// Has the organisation `org` (at any of `addrs`) log `use_`, presenting `credential`, within
 /// `timeout`. Returns its signed entry, checked: signed by `org`, for this very use.
 pub fn log(
@@ -47,15 +50,7 @@ pub fn log(
         ));
     }
     let request = use_request(org, use_, credential, Vec::new(), None);
-    let answer = ask(
-        identity,
-        org,
-        addrs,
-        request,
-        timeout,
-        "your organisation's node",
-    )
-    .map_err(|f| Failure {
+    let answer = ask(identity, org, addrs, request, timeout, ORG).map_err(|f| Failure {
         message: format!("{}; no emergency access was used", f.message),
         ..f
     })?;
@@ -92,14 +87,7 @@ pub fn release(
     timeout: Duration,
 ) -> Result<Vec<EscrowedKey>, Failure> {
     let request = use_request(org, use_, credential, wraps, Some(Agreement::of(identity)));
-    let answer = ask(
-        identity,
-        org,
-        addrs,
-        request,
-        timeout,
-        "your organisation's node",
-    )?;
+    let answer = ask(identity, org, addrs, request, timeout, ORG)?;
     if let Some(why) = answer.emergency_refused {
         return Err(Failure::new(
             code::REFUSED,

@@ -41,22 +41,31 @@ fn org_audit(w: &World) -> Vec<serde_json::Value> {
 }
 
 fn access(w: &World, with: &str, reason: &str, duration: &str) -> std::process::Output {
-    hearth(
-        &w.gp,
-        &[
-            "emergency",
-            "access",
-            "--record",
-            &w.record,
-            "--reason",
-            reason,
-            "--with",
-            with,
-            "--duration",
-            duration,
-            "--json",
-        ],
-    )
+    access_with(w, Some(with), reason, duration)
+}
+
+/// `emergency access` on the GP's node, asking the patient's device `with` first if given.
+fn access_with(
+    w: &World,
+    with: Option<&str>,
+    reason: &str,
+    duration: &str,
+) -> std::process::Output {
+    let mut args = vec![
+        "emergency",
+        "access",
+        "--record",
+        &w.record,
+        "--reason",
+        reason,
+        "--duration",
+        duration,
+        "--json",
+    ];
+    if let Some(p) = with {
+        args.extend(["--with", p]);
+    }
+    hearth(&w.gp, &args)
 }
 
 #[test]
@@ -291,20 +300,7 @@ fn while_the_patient_is_offline_an_arranged_use_opens_the_record_through_a_relay
 
     // The GP names neither the patient's device nor the relay: its organisation's node finds
     // the relay, which serves the arranged section; the organisation releases its keys.
-    let out = hearth(
-        &w.gp,
-        &[
-            "emergency",
-            "access",
-            "--record",
-            &w.record,
-            "--reason",
-            "Found unresponsive in the street",
-            "--duration",
-            "1m",
-            "--json",
-        ],
-    );
+    let out = access_with(&w, None, "Found unresponsive in the street", "1m");
     let used = json(&out);
     assert_eq!(used["through_relay"], relay_peer.as_str(), "{used}");
     assert_eq!(
