@@ -1,5 +1,5 @@
 //! The local API of the daemon (axum, HTTP/1.1), served on two listeners with two
-//! authentication schemes, designed once for the CLI and the coming web UI:
+//! authentication schemes:
 //!
 //! - **The socket `HOME/api.sock`** (Unix domain socket, mode 0600, in the 0700 home): the CLI
 //!   talks to the daemon only here. The daemon accepts a connection only from a process of its
@@ -10,27 +10,30 @@
 //!   connections, never someone else's listener. The passphrase and the command's standard
 //!   input travel only here. Endpoints: `GET /api/v1/status`, `POST /api/v1/exec`,
 //!   `GET /api/openapi.json`.
-//! - **TCP on 127.0.0.1** (for the web UI to come): every request must carry
-//!   `Host: 127.0.0.1:PORT` or `Host: localhost:PORT` (else 403: a web page the user visits
-//!   cannot reach the API through DNS rebinding, because its requests carry the attacker's
-//!   host name), and every route but `/api/openapi.json` needs `Authorization: Bearer TOKEN`
-//!   (else 401), the per-install random token in `HOME/api-token` (0600). It never runs
-//!   commands and never accepts a passphrase: `POST /api/v1/exec` answers 403 there without
-//!   reading the body. No CORS headers are sent, so browsers refuse cross-origin reads.
-//!
-//! | method | path | where | what |
-//! |---|---|---|---|
-//! | GET | `/api/v1/status` | both | the node's network status (as `hearth status --json`) |
-//! | POST | `/api/v1/exec` | socket | run one `hearth` command: `{"argv": [...], "passphrase": "...", "stdin": "BASE64"?}` → `{"stdout", "stderr", "code"}` |
-//! | GET | `/api/openapi.json` | both | this API as OpenAPI 3.1 |
+//! - **TCP on 127.0.0.1**, for the web UI and scripts: the resource API (the routes the top
+//!   level hands the daemon as [`Commands::resources`], see the `web` module), the web UI's
+//!   assets, login ([`session`]) and live updates (`GET /api/v1/events`). Every request must
+//!   carry `Host: 127.0.0.1:PORT` or `Host: localhost:PORT` (else 403: a web page the user
+//!   visits cannot reach the API through DNS rebinding, because its requests carry the
+//!   attacker's host name); a request with an `Origin` header must come from this origin, and
+//!   one a browser marks `Sec-Fetch-Site: cross-site` is refused (403). Every API route but
+//!   `POST /api/v1/session` and `/api/openapi.json` needs `Authorization: Bearer TOKEN`: a web
+//!   session's token, or, for `GET /api/v1/status` only, the per-install token in
+//!   `HOME/api-token` (0600). No cookies are used and no CORS headers are sent, so another
+//!   site can neither ride on a session nor read an answer. It never runs `exec` and never
+//!   accepts a passphrase: `POST /api/v1/exec` answers 403 there without reading the body.
+//!   Every answer carries a strict Content-Security-Policy, `nosniff`, `no-referrer`,
+//!   `DENY` framing and `no-store`. Errors are JSON: `{"error": {"code", "message"}}`.
 //!
 //! `exec` checks the passphrase against the keystore first (exit code 4 when wrong, as on the
 //! command line), then hands the command to the daemon's [`Exec`]: the runner the binary's
 //! top level gave the daemon when it started it (the command line's own dispatch, run
-//! against the daemon's open store, its output captured). So this module knows no command. `stdin` carries what the caller
-//! read from its standard input for an argument `-` (an entry: at most 4 MiB; a FHIR bundle:
-//! at most 64 MiB); it is held in memory only. Commands that change records run under the
-//! lock the sync driver uses, one at a time.
+//! against the daemon's open store, its output captured). So this module knows no command.
+//! `stdin` carries what the caller read from its standard input for an argument `-` (an
+//! entry: at most 4 MiB; a FHIR bundle: at most 64 MiB); it is held in memory only. Commands
+//! that change records run under the lock the sync driver uses, one at a time.
+
+pub mod session;
 
 use crate::fail::code;
 use crate::home::Home;
@@ -51,7 +54,7 @@ use zeroize::Zeroizing;
 /// Commands running at once (each unlocks the keystore: Argon2id uses 19 MiB).
 const EXEC_SLOTS: usize = 4;
 /// The largest request body on TCP (which runs no commands).
-const MAX_WEB_BODY: usize = 64 * 1024;
+const MAX_WEB_BODY: usize = 256 * 1024;
 /// The largest standard input forwarded with a command: a FHIR bundle's limit (entries are
 /// refused above 4 MiB by the command itself).
 pub const MAX_STDIN: u64 = hearth_core::fhir::MAX_BUNDLE_BYTES + 1;
@@ -84,12 +87,27 @@ pub struct ExecCall {
     pub node: Handle,
     /// The lock the sync driver uses: commands that change records run under it.
     pub shared: SharedState<SledStore>,
+    /// The local API itself (`hearth ui` leaves a login code in its sessions).
+    pub api: ApiState,
 }
 
 /// Runs one forwarded command inside the daemon. The binary's top level hands it to the
 /// daemon when it starts it (`daemon::run`), so that the engine never calls up into
 /// the commands.
 pub type Exec = fn(ExecCall) -> ExecResponse;
+
+/// What the binary's top level hands the daemon: the runner of forwarded commands, the
+/// resource routes of the web UI and scripts (served on TCP behind [`guard`]), and the
+/// OpenAPI document describing all of it, generated from the code.
+#[derive(Clone, Copy)]
+pub struct Commands {
+    /// Runs `POST /api/v1/exec` (socket only).
+    pub exec: Exec,
+    /// The resource routes (TCP), each behind a session.
+    pub resources: fn() -> Router<ApiState>,
+    /// The OpenAPI 3.1 document, as JSON.
+    pub openapi: fn() -> String,
+}
 
 /// What the API's handlers share.
 #[derive(Clone)]
@@ -104,12 +122,27 @@ struct Inner {
     shared: SharedState<SledStore>,
     token: Zeroizing<String>,
     hosts: [String; 2],
+    origins: [String; 2],
     slots: Arc<tokio::sync::Semaphore>,
-    exec: Exec,
+    streams: Arc<tokio::sync::Semaphore>,
+    commands: Commands,
+    sessions: session::Sessions,
+    changes: tokio::sync::watch::Sender<u64>,
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
+/// A request's web session, put in its extensions by [`guard`]: the resource handlers act
+/// with its identity.
+#[derive(Clone)]
+pub struct Authed(pub Arc<session::Unlocked>);
+
+/// Live-update streams open at once (`GET /api/v1/events`).
+const MAX_STREAMS: usize = 16;
+
 impl ApiState {
-    /// The state for a daemon at `home` serving on `port`, running commands with `exec`.
+    /// The state for a daemon at `home` serving on `port`, running commands with `commands`,
+    /// its live-update streams ending when `stop` turns true.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         home: Home,
         store: SledStore,
@@ -117,7 +150,8 @@ impl ApiState {
         shared: SharedState<SledStore>,
         token: String,
         port: u16,
-        exec: Exec,
+        commands: Commands,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) -> ApiState {
         ApiState {
             inner: Arc::new(Inner {
@@ -127,15 +161,64 @@ impl ApiState {
                 shared,
                 token: Zeroizing::new(token),
                 hosts: [format!("127.0.0.1:{port}"), format!("localhost:{port}")],
+                origins: [
+                    format!("http://127.0.0.1:{port}"),
+                    format!("http://localhost:{port}"),
+                ],
                 slots: Arc::new(tokio::sync::Semaphore::new(EXEC_SLOTS)),
-                exec,
+                streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+                commands,
+                sessions: session::Sessions::default(),
+                changes: tokio::sync::watch::channel(0).0,
+                stop,
             }),
         }
+    }
+
+    /// The node's home.
+    pub fn home(&self) -> Home {
+        Home::new(self.inner.home.clone())
+    }
+
+    /// The daemon's open store.
+    pub fn store(&self) -> &SledStore {
+        &self.inner.store
+    }
+
+    /// The running node.
+    pub fn node(&self) -> &Handle {
+        &self.inner.node
+    }
+
+    /// The lock the sync driver uses.
+    pub fn shared(&self) -> &SharedState<SledStore> {
+        &self.inner.shared
+    }
+
+    /// The web UI's address (`http://127.0.0.1:PORT`).
+    pub fn origin(&self) -> &str {
+        &self.inner.origins[0]
+    }
+
+    /// The login codes and sessions.
+    pub fn sessions(&self) -> &session::Sessions {
+        &self.inner.sessions
+    }
+
+    /// A slot to run one command in (each may unlock the keystore or hold the store's lock
+    /// for a while): waits while [`EXEC_SLOTS`] run.
+    pub async fn slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.inner.slots.clone().acquire_owned().await.ok()
+    }
+
+    /// Tells the live-update streams that something changed here (a command through the API).
+    pub fn changed(&self) {
+        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
 /// The body of `POST /api/v1/exec`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ExecRequest {
     /// The command's arguments, without the program name (e.g. `["record", "show", "--json"]`).
     pub argv: Vec<String>,
@@ -148,7 +231,7 @@ pub struct ExecRequest {
 }
 
 /// The answer of `POST /api/v1/exec`.
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug, utoipa::ToSchema)]
 pub struct ExecResponse {
     /// What the command wrote to standard output.
     pub stdout: String,
@@ -165,12 +248,41 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The TCP listener's checks: the Host header on every route, the bearer token on every
-/// route but the OpenAPI document.
-async fn guard(
+/// A JSON error: `{"error": {"code": CODE, "message": MESSAGE}}` with `status`. `code` is
+/// stable (scripts and the web UI match on it); `message` is plain words for a person and
+/// never holds record content, a key or a token.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// Routes on TCP that need no token: the web UI's page and assets (they hold nothing of the
+/// node), the OpenAPI document, and the login itself.
+fn public(method: &axum::http::Method, path: &str) -> bool {
+    path == "/"
+        || path.starts_with("/assets/")
+        || path == "/api/openapi.json"
+        || (method == axum::http::Method::POST && path == "/api/v1/session")
+}
+
+/// The TCP listener's checks, on every request: the Host header; the Origin header, when a
+/// browser sends one; `Sec-Fetch-Site`; then, but on [`public`] routes, a session's token (put
+/// in the request as [`Authed`]) or, for `GET /api/v1/status` alone, the install's API token.
+pub async fn guard(
     State(st): State<ApiState>,
     headers: HeaderMap,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let host_ok = headers
@@ -178,37 +290,144 @@ async fn guard(
         .and_then(|h| h.to_str().ok())
         .is_some_and(|h| st.inner.hosts.iter().any(|x| x == h));
     if !host_ok {
-        return (StatusCode::FORBIDDEN, "forbidden host\n").into_response();
+        return error(StatusCode::FORBIDDEN, "forbidden_host", "forbidden host");
     }
-    if req.uri().path() == "/api/openapi.json" {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let ok = origin
+            .to_str()
+            .is_ok_and(|o| st.inner.origins.iter().any(|x| x == o));
+        if !ok {
+            return error(
+                StatusCode::FORBIDDEN,
+                "forbidden_origin",
+                "forbidden origin",
+            );
+        }
+    }
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            "cross-site requests are refused",
+        );
+    }
+    if public(req.method(), req.uri().path()) {
         return next.run(req).await;
     }
-    let token_ok = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), st.inner.token.as_bytes()));
-    if !token_ok {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "missing or wrong API token\n",
-        )
-            .into_response();
+    let token = bearer(&headers);
+    if req.uri().path() == "/api/v1/status"
+        && token.is_some_and(|t| constant_time_eq(t.as_bytes(), st.inner.token.as_bytes()))
+    {
+        return next.run(req).await;
     }
-    next.run(req).await
+    match token.and_then(|t| st.inner.sessions.find(t)) {
+        Some(keys) => {
+            req.extensions_mut().insert(Authed(keys));
+            next.run(req).await
+        }
+        None => {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "no session: run `hearth ui` on this computer and open the address it prints",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+            r
+        }
+    }
 }
 
-/// The routes served on TCP (127.0.0.1), behind the Host and token checks: no command runs
-/// there and no passphrase is ever accepted.
+/// Makes every error answer JSON: axum's own refusals (a body that is not JSON, too large,
+/// malformed, a wrong method) come as plain text.
+async fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "not_json",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::NOT_FOUND => "not_found",
+        s if s.is_server_error() => "failed",
+        _ => "invalid",
+    };
+    let text = axum::body::to_bytes(res.into_body(), 2048)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    error(status, code, &message)
+}
+
+/// The headers every answer on TCP carries: the page may load only its own scripts, styles
+/// and images, never be framed, never leak its address, never be cached.
+async fn hardened(mut res: Response) -> Response {
+    use axum::http::HeaderValue;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    res
+}
+
+/// The routes served on TCP (127.0.0.1), behind the Host, Origin and token checks: the
+/// resource routes, login, live updates and status. No command line runs there and no
+/// passphrase is ever accepted.
 pub fn web_router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/exec", post(exec_refused))
+        .route("/api/v1/session", post(login).get(whoami).delete(logout))
+        .route("/api/v1/events", get(events))
         .route("/api/openapi.json", get(openapi))
+        .merge((state.inner.commands.resources)())
+        .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::map_response(json_errors))
+        .layer(middleware::map_response(hardened))
         .layer(DefaultBodyLimit::max(MAX_WEB_BODY))
         .with_state(state)
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
 /// The routes served on the socket `HOME/api.sock`, whose listener admits only the daemon's
@@ -224,10 +443,111 @@ pub fn socket_router(state: ApiState) -> Router {
 
 /// `POST /api/v1/exec` on TCP: refused, body unread.
 async fn exec_refused() -> Response {
-    (
+    error(
         StatusCode::FORBIDDEN,
-        "commands run only over the local socket HOME/api.sock; never send a passphrase here\n",
+        "forbidden",
+        "commands run only over the local socket HOME/api.sock; never send a passphrase here",
     )
+}
+
+/// The body of `POST /api/v1/session`.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct LoginRequest {
+    /// The one-time code from the address `hearth ui` printed (after `#login=`).
+    pub code: String,
+}
+
+/// Who the session acts as.
+fn me(keys: &session::Unlocked) -> serde_json::Value {
+    let id = &keys.identity;
+    serde_json::json!({
+        "name": id.name,
+        "role": id.role,
+        "peer_id": id.peer(),
+        "record_id": id.record_id(),
+        "agreement_key": data_encoding::HEXLOWER.encode(&id.agreement_public()),
+    })
+}
+
+/// Spends a login code for a session.
+#[utoipa::path(post, path = "/api/v1/session", tag = "session",
+    request_body = LoginRequest,
+    responses((status = 200, description = "`{token, me}`: send `Authorization: Bearer TOKEN` from now on"),
+              (status = 401, description = "unknown, spent or expired code")))]
+pub async fn login(State(st): State<ApiState>, body: axum::Json<LoginRequest>) -> Response {
+    match st.inner.sessions.redeem(&body.code) {
+        Some((token, keys)) => {
+            tracing::info!("web UI session opened");
+            axum::Json(serde_json::json!({"token": token.as_str(), "me": me(&keys)}))
+                .into_response()
+        }
+        None => error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this login address was already used or has expired: run `hearth ui` again",
+        ),
+    }
+}
+
+/// Who this session acts as.
+#[utoipa::path(get, path = "/api/v1/session", tag = "session",
+    responses((status = 200, description = "`{me}`: name, role, peer_id, record_id"),
+              (status = 401, description = "no session")))]
+pub async fn whoami(axum::Extension(Authed(keys)): axum::Extension<Authed>) -> Response {
+    axum::Json(serde_json::json!({"me": me(&keys)})).into_response()
+}
+
+/// Ends this session.
+#[utoipa::path(delete, path = "/api/v1/session", tag = "session",
+    responses((status = 204, description = "ended"), (status = 401, description = "no session")))]
+pub async fn logout(State(st): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(t) = bearer(&headers) {
+        st.inner.sessions.end(t);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Live updates as server-sent events: `changed` with `{"what": "received"}` when bundles
+/// arrive from peers (entries, requests, audit events), `{"what": "local"}` when a command
+/// changed something here. At most [`MAX_STREAMS`] at once; each ends when the daemon stops.
+#[utoipa::path(get, path = "/api/v1/events", tag = "session",
+    responses((status = 200, description = "text/event-stream of `changed` events", content_type = "text/event-stream"),
+              (status = 401, description = "no session"),
+              (status = 503, description = "too many streams open")))]
+pub async fn events(State(st): State<ApiState>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let Ok(permit) = st.inner.streams.clone().try_acquire_owned() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "too many live-update streams are open",
+        );
+    };
+    let received = st.inner.node.received();
+    let local = st.inner.changes.subscribe();
+    let stop = st.inner.stop.clone();
+    let stream = futures::stream::unfold(
+        (received, local, stop, permit),
+        |(mut received, mut local, mut stop, permit)| async move {
+            if *stop.borrow() {
+                return None;
+            }
+            let what = tokio::select! {
+                r = received.changed() => { r.ok()?; "received" }
+                r = local.changed() => { r.ok()?; "local" }
+                _ = stop.wait_for(|s| *s) => return None,
+            };
+            let ev = Event::default()
+                .event("changed")
+                .data(format!("{{\"what\":\"{what}\"}}"));
+            Some((
+                Ok::<_, std::convert::Infallible>(ev),
+                (received, local, stop, permit),
+            ))
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
         .into_response()
 }
 
@@ -279,7 +599,11 @@ impl axum::serve::Listener for OwnerOnly {
     }
 }
 
-async fn status(State(st): State<ApiState>) -> Response {
+/// The node's network status (as `hearth status --json`).
+#[utoipa::path(get, path = "/api/v1/status", tag = "node",
+    responses((status = 200, description = "peer id, listen addresses, connected peers, per record and section whether in sync"),
+              (status = 401, description = "no session or API token")))]
+pub async fn status(State(st): State<ApiState>) -> Response {
     // Reads two small files: off the async workers all the same.
     let inner = st.inner.clone();
     let res = tokio::task::spawn_blocking(move || {
@@ -294,19 +618,31 @@ async fn status(State(st): State<ApiState>) -> Response {
     .await;
     match res {
         Ok(Ok(v)) => axum::Json(v).into_response(),
-        Ok(Err(f)) => (StatusCode::INTERNAL_SERVER_ERROR, f.message).into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Ok(Err(f)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &f.message),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "status failed",
+        ),
     }
 }
 
-async fn exec(State(st): State<ApiState>, axum::Json(req): axum::Json<ExecRequest>) -> Response {
-    let Ok(permit) = st.inner.slots.clone().acquire_owned().await else {
+/// Runs one `hearth` command inside the daemon: on the Unix socket only (403 on TCP, the body
+/// unread). The passphrase is checked first (exit code 4 when wrong).
+#[utoipa::path(post, path = "/api/v1/exec", tag = "socket",
+    request_body = ExecRequest,
+    responses((status = 200, description = "the command ran (see `code`)", body = ExecResponse),
+              (status = 403, description = "on TCP: refused")))]
+pub async fn exec(
+    State(st): State<ApiState>,
+    axum::Json(req): axum::Json<ExecRequest>,
+) -> Response {
+    let Some(permit) = st.slot().await else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
-    let inner = st.inner.clone();
     let res = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        run_exec(&inner, req)
+        run_exec(&st, req)
     })
     .await;
     match res {
@@ -329,7 +665,8 @@ pub fn failed(code: u8, message: &str) -> ExecResponse {
     }
 }
 
-fn run_exec(st: &Inner, req: ExecRequest) -> ExecResponse {
+fn run_exec(api: &ApiState, req: ExecRequest) -> ExecResponse {
+    let st = &api.inner;
     let passphrase = Zeroizing::new(req.passphrase);
     if req.argv.len() > 512 {
         return failed(2, "too many arguments");
@@ -347,7 +684,7 @@ fn run_exec(st: &Inner, req: ExecRequest) -> ExecResponse {
         Ok(id) => id,
         Err(f) => return failed(f.code, &f.message),
     };
-    (st.exec)(ExecCall {
+    (st.commands.exec)(ExecCall {
         argv: req.argv,
         home,
         passphrase,
@@ -356,44 +693,14 @@ fn run_exec(st: &Inner, req: ExecRequest) -> ExecResponse {
         store: st.store.clone(),
         node: st.node.clone(),
         shared: st.shared.clone(),
+        api: api.clone(),
     })
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+async fn openapi(State(st): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        (st.inner.commands.openapi)(),
+    )
+        .into_response()
 }
-
-/// The API described as OpenAPI 3.1 (hand-written; served at `/api/openapi.json`).
-pub const OPENAPI: &str = r##"{
-  "openapi": "3.1.0",
-  "info": {"title": "Hearth node local API", "version": "1",
-           "description": "Served by `hearth run` on the Unix socket HOME/api.sock (0600; only the node's own user may connect, checked by peer credentials; the only place commands run and a passphrase is accepted) and on 127.0.0.1 (TCP, for a web UI: every request needs a Host header of 127.0.0.1:PORT or localhost:PORT, and every route but this document needs `Authorization: Bearer TOKEN`, the token in HOME/api-token; exec is refused there with 403 and a passphrase is never accepted)."},
-  "components": {
-    "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
-    "schemas": {
-      "ExecRequest": {"type": "object", "required": ["argv", "passphrase"],
-        "properties": {"argv": {"type": "array", "items": {"type": "string"}, "description": "hearth's arguments without the program name"},
-                       "passphrase": {"type": "string"},
-                       "stdin": {"type": ["string", "null"], "contentEncoding": "base64", "description": "standard input for an argument `-` (an entry: at most 4 MiB; a FHIR bundle: at most 64 MiB)"}}},
-      "ExecResponse": {"type": "object", "required": ["stdout", "stderr", "code"],
-        "properties": {"stdout": {"type": "string"}, "stderr": {"type": "string"},
-                       "code": {"type": "integer", "description": "the exit code, as on the command line (4: wrong passphrase)"}}},
-      "Status": {"type": "object", "required": ["peer_id", "listen_addrs", "api", "running"],
-        "properties": {"peer_id": {"type": "string"}, "role": {"type": "string"}, "record_id": {"type": ["string", "null"]},
-                       "running": {"type": "boolean"}, "listen_addrs": {"type": "array", "items": {"type": "string"}},
-                       "api": {"type": ["string", "null"]}, "connected": {"type": "array", "items": {"type": "string"}},
-                       "known_peers": {"type": "object"}, "sessions": {"type": "array", "items": {"type": "object"}}}}
-    }
-  },
-  "security": [{"token": []}],
-  "paths": {
-    "/api/v1/status": {"get": {"summary": "The node's network status", "responses": {
-      "200": {"description": "status", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}},
-      "401": {"description": "missing or wrong token"}, "403": {"description": "forbidden Host header"}}}},
-    "/api/v1/exec": {"post": {"summary": "Run one hearth command inside the daemon (Unix socket only; 403 on TCP, body unread)",
-      "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecRequest"}}}},
-      "responses": {"200": {"description": "the command ran (see code)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecResponse"}}}},
-                    "401": {"description": "TCP: missing or wrong token"}, "403": {"description": "TCP: forbidden Host header, or exec over TCP"}}}},
-    "/api/openapi.json": {"get": {"summary": "This document (no token needed)", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}}
-  }
-}"##;

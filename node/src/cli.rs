@@ -6,12 +6,12 @@
 //! tells the forwarding client ([`forward`]) what it needs to know about a command, so that
 //! the engine below never calls up into the commands.
 
-use crate::api::{ExecCall, ExecResponse, failed};
+use crate::api::{ExecCall, ExecResponse};
 use crate::app::{Ctx, InDaemon};
 use crate::cmd::record::RecordCommand;
 use crate::cmd::{
     audit, device, emergency, extract, fhir, grant, init, net, org, record, recover, relay,
-    request, review, trust,
+    request, review, trust, ui,
 };
 use crate::fail::{Failure, code};
 use crate::home::{self, Home};
@@ -125,6 +125,9 @@ pub enum Command {
     /// a reason (a professional that organisation attests).
     #[command(subcommand)]
     Emergency(emergency::EmergencyCommand),
+    /// Open the web app: prints a one-time login address for your browser (needs `hearth
+    /// run`). The passphrase unlocks the node here, once; it never goes to the browser.
+    Ui(ui::UiArgs),
 }
 
 /// `hearth record …`: the entries' commands, and FHIR import and export.
@@ -174,7 +177,7 @@ pub fn run_in(ctx: &Ctx, cli: Cli) -> Result<(), Failure> {
         Command::Relay(cmd) => relay::relay(ctx, cmd),
         Command::Trust(cmd) => trust::trust(ctx, cmd),
         Command::Credential(cmd) => trust::credential(ctx, cmd),
-        Command::Run(args) => net::run(ctx, args, exec_in_daemon),
+        Command::Run(args) => net::run(ctx, args, crate::web::commands()),
         Command::Status => net::status(ctx),
         Command::Peers { cmd } => net::peers(ctx, cmd),
         Command::Sync(args) => net::sync(ctx, args),
@@ -185,6 +188,7 @@ pub fn run_in(ctx: &Ctx, cli: Cli) -> Result<(), Failure> {
         Command::Review { cmd } => review::review(ctx, cmd),
         Command::Audit(args) => audit::audit(ctx, args),
         Command::Emergency(cmd) => emergency::emergency(ctx, cmd),
+        Command::Ui(args) => ui::ui(ctx, args),
     }
 }
 
@@ -192,7 +196,7 @@ pub fn run_in(ctx: &Ctx, cli: Cli) -> Result<(), Failure> {
 /// checked) against the daemon's open store, capturing its output. The daemon is handed this
 /// when `hearth run` starts it.
 pub fn exec_in_daemon(call: ExecCall) -> ExecResponse {
-    let args = std::iter::once("hearth".to_string()).chain(call.argv);
+    let args = std::iter::once("hearth".to_string()).chain(call.argv.iter().cloned());
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -212,44 +216,8 @@ pub fn exec_in_daemon(call: ExecCall) -> ExecResponse {
             };
         }
     };
-    if matches!(
-        cli.command,
-        Command::Init(_) | Command::Run(_) | Command::Recover(_)
-    ) {
-        return failed(
-            code::REFUSED,
-            "the daemon is running: stop it before `init` or another `run`",
-        );
-    }
-    // Network commands wait for the sync driver, which needs the lock: they must not hold it.
-    let network = matches!(
-        cli.command,
-        Command::Status
-            | Command::Peers { .. }
-            | Command::Sync(_)
-            | Command::Patients
-            | Command::Relay(relay::RelayCommand::Status)
-            | Command::Relay(relay::RelayCommand::Find { .. })
-    );
-    let ctx = Ctx::in_daemon(
-        call.home,
-        cli.json,
-        InDaemon {
-            store: call.store,
-            passphrase: call.passphrase,
-            unlocked: std::cell::RefCell::new(Some(call.identity)),
-            node: call.node.clone(),
-            stdin: std::cell::RefCell::new(call.stdin),
-        },
-    );
-    let res = if network {
-        run_in(&ctx, cli)
-    } else {
-        let _guard = live::lock(&call.shared);
-        run_in(&ctx, cli)
-    };
-    call.node.local_change();
-    let stdout = String::from_utf8_lossy(&ctx.take_output()).into_owned();
+    let (stdout, res) = run_captured(call, cli);
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
     match res {
         Ok(()) => ExecResponse {
             stdout,
@@ -262,6 +230,59 @@ pub fn exec_in_daemon(call: ExecCall) -> ExecResponse {
             code: f.code,
         },
     }
+}
+
+/// Runs a parsed command inside the daemon (forwarded, or a web route's) against its open
+/// store, under the lock the sync driver uses unless it is a network command; returns its
+/// captured standard output and its result.
+pub fn run_captured(call: ExecCall, cli: Cli) -> (Vec<u8>, Result<(), Failure>) {
+    if matches!(
+        cli.command,
+        Command::Init(_) | Command::Run(_) | Command::Recover(_)
+    ) {
+        return (
+            Vec::new(),
+            Err(Failure::new(
+                code::REFUSED,
+                "the daemon is running: stop it before `init` or another `run`",
+            )),
+        );
+    }
+    // Network commands wait for the sync driver, which needs the lock: they must not hold it.
+    let network = matches!(
+        cli.command,
+        Command::Status
+            | Command::Peers { .. }
+            | Command::Sync(_)
+            | Command::Patients
+            | Command::Relay(relay::RelayCommand::Status)
+            | Command::Relay(relay::RelayCommand::Find { .. })
+    );
+    let reads = only_reads(&cli.command);
+    let ctx = Ctx::in_daemon(
+        call.home,
+        cli.json,
+        InDaemon {
+            store: call.store,
+            passphrase: call.passphrase,
+            unlocked: std::cell::RefCell::new(Some(call.identity)),
+            node: call.node.clone(),
+            stdin: std::cell::RefCell::new(call.stdin),
+            api: call.api.clone(),
+        },
+    );
+    let res = if network {
+        run_in(&ctx, cli)
+    } else {
+        let _guard = live::lock(&call.shared);
+        run_in(&ctx, cli)
+    };
+    let changes = !reads;
+    call.node.local_change();
+    if changes {
+        call.api.changed();
+    }
+    (ctx.take_output(), res)
 }
 
 /// Sends the command to the running daemon, if there is one (see [`crate::client`]). `None`:
@@ -317,7 +338,13 @@ fn path_args(cli: &Cli) -> Vec<(PathBuf, Option<u64>)> {
             Some(hearth_core::fhir::MAX_BUNDLE_BYTES + 1),
         )),
         Command::Record(RecordGroup::Export(a)) => {
-            out.extend(a.fhir.clone().map(|f| (f, None)));
+            // `--fhir -` is standard output (the daemon's answer), not a file.
+            out.extend(
+                a.fhir
+                    .clone()
+                    .filter(|f| f.as_os_str() != "-")
+                    .map(|f| (f, None)),
+            );
             out.extend(a.automerge.clone().map(|f| (f, None)));
         }
         Command::Grant(a) => out.extend(a.qr_svg.clone().map(|f| (f, None))),
@@ -325,6 +352,22 @@ fn path_args(cli: &Cli) -> Vec<(PathBuf, Option<u64>)> {
         _ => {}
     }
     out
+}
+
+/// Whether a command only reads: nothing to announce to the web UI's live updates, nothing
+/// changed if the daemon stops mid-way. Grant, request and audit listings may record what
+/// they found, so they count as changes.
+fn only_reads(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Record(RecordGroup::Entries(
+            RecordCommand::Show { .. }
+                | RecordCommand::Sections { .. }
+                | RecordCommand::History { .. },
+        )) | Command::Id { .. }
+            | Command::Status
+            | Command::Patients
+    )
 }
 
 /// What to tell the user when the daemon stopped while running `cli`: whether the change
@@ -347,14 +390,7 @@ fn stopped_message(cli: &Cli) -> String {
         Command::Record(RecordGroup::Import(_)) => format!(
             "{head}: {unknown}. Running the import again is safe: data already imported is not added twice"
         ),
-        Command::Record(RecordGroup::Entries(
-            RecordCommand::Show { .. }
-            | RecordCommand::Sections { .. }
-            | RecordCommand::History { .. },
-        ))
-        | Command::Id { .. }
-        | Command::Status
-        | Command::Patients => {
+        c if only_reads(c) => {
             format!("{head}: this command only reads, nothing was changed; run it again")
         }
         Command::Grant(_) | Command::Accept { .. } => {

@@ -24,7 +24,7 @@
 //! taken one falls back to a fresh port (logged); only addresses actually bound are
 //! remembered for the next run.
 
-use crate::api::Exec;
+use crate::api::Commands;
 use crate::fail::{Failure, code};
 use crate::home::{Home, NodeInfo, atomic_write};
 use crate::live::{self, Handle, LiveConfig, Shared};
@@ -237,12 +237,13 @@ fn relay_peers(addrs: &[String]) -> Result<Vec<(hearth_core::ids::PeerKey, Multi
 }
 
 /// `hearth run`: the node at `home`, unlocked by `unlock` once the arguments are checked,
-/// running forwarded commands with `exec`, until Ctrl-C or SIGTERM.
+/// running forwarded commands and serving the resource API with `commands`, until Ctrl-C or
+/// SIGTERM.
 pub fn run(
     home: &Home,
     args: RunOptions,
     unlock: impl FnOnce() -> Result<(NodeInfo, Identity), Failure>,
-    exec: Exec,
+    commands: Commands,
 ) -> Result<(), Failure> {
     let explicit = !args.listen.is_empty();
     let listen: Vec<Multiaddr> = if explicit {
@@ -383,6 +384,8 @@ pub fn run(
             None => None,
         };
         let metrics_url = metrics.as_ref().map(|(_, b, _)| format!("http://{b}/metrics"));
+        // Ctrl-C or SIGTERM turns this true (the signal is awaited below).
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let state = crate::api::ApiState::new(
             Home::new(home.dir().to_path_buf()),
             store.clone(),
@@ -390,7 +393,8 @@ pub fn run(
             shared.clone(),
             token,
             port,
-            exec,
+            commands,
+            stop_rx.clone(),
         );
         let file = DaemonFile {
             pid: std::process::id(),
@@ -429,7 +433,6 @@ pub fn run(
         }
         // On Ctrl-C or SIGTERM: stop accepting API requests, let running commands finish for
         // up to 10 s (a forwarded `sync --wait` may wait longer: it is cut short), then stop.
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown_signal().await;
             let _ = stop_tx.send(true);

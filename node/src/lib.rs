@@ -13,6 +13,7 @@
 // The command line, above the commands, above the application layer, above the engine.
 pub mod cli;
 pub mod cmd;
+pub mod web;
 
 pub mod app;
 pub mod break_glass;

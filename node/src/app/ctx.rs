@@ -39,6 +39,8 @@ pub struct InDaemon {
     /// What the caller read from its standard input for an argument `-` (sent inside the
     /// request over the local socket: never written to disk). Taken by the first reader.
     pub stdin: std::cell::RefCell<Option<Zeroizing<Vec<u8>>>>,
+    /// The daemon's local API (its web sessions).
+    pub api: crate::api::ApiState,
 }
 
 impl Ctx {
@@ -97,6 +99,22 @@ impl Ctx {
             }
             None => crate::os::print_line(line),
         }
+    }
+
+    /// Writes `bytes` to standard output as they are (captured inside the daemon).
+    pub fn write_raw(&self, bytes: &[u8]) -> Result<(), Failure> {
+        let mut out = self.out.borrow_mut();
+        match out.as_mut() {
+            Some(buf) => buf.extend_from_slice(bytes),
+            None => {
+                use std::io::Write;
+                let mut o = std::io::stdout().lock();
+                o.write_all(bytes)
+                    .and_then(|()| o.flush())
+                    .map_err(|e| Failure::new(code::IO, format!("writing standard output: {e}")))?;
+            }
+        }
+        Ok(())
     }
 
     /// The passphrase: the caller's inside the daemon, else read the usual way (environment,

@@ -15,15 +15,19 @@ fn print_qr(token: &str) -> Result<String, Failure> {
         .build())
 }
 
-/// Writes `token` as a QR code SVG file at `path`.
-fn write_qr_svg(token: &str, path: &std::path::Path) -> Result<(), Failure> {
+/// `token` as a QR code in SVG; invalid input when it is too long for one.
+pub fn qr_svg(token: &str) -> Result<String, Failure> {
     let code = qrcode::QrCode::new(token.as_bytes())
-        .map_err(|e| Failure::new(code::IO, format!("cannot make a QR code: {e}")))?;
-    let svg = code
+        .map_err(|e| Failure::new(code::INVALID, format!("cannot make a QR code: {e}")))?;
+    Ok(code
         .render::<qrcode::render::svg::Color<'_>>()
         .min_dimensions(300, 300)
-        .build();
-    crate::home::atomic_write(path, svg.as_bytes())
+        .build())
+}
+
+/// Writes `token` as a QR code SVG file at `path`.
+fn write_qr_svg(token: &str, path: &std::path::Path) -> Result<(), Failure> {
+    crate::home::atomic_write(path, qr_svg(token)?.as_bytes())
 }
 
 /// Prints a token (and its QR forms when asked) with extra JSON fields.

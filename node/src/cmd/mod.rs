@@ -21,3 +21,4 @@ pub mod relay;
 pub mod request;
 pub mod review;
 pub mod trust;
+pub mod ui;

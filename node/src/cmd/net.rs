@@ -5,7 +5,7 @@
 //! forwarded to it (see [`crate::client`]); without a daemon, `status` says so and `sync`
 //! runs one round in a short-lived node of its own.
 
-use crate::api::Exec;
+use crate::api::Commands;
 use crate::app::grants::held_grants;
 use crate::app::{Ctx, now};
 use crate::daemon::{self, RunOptions};
@@ -138,9 +138,9 @@ pub struct SyncArgs {
     pub timeout: u64,
 }
 
-/// `hearth run`: the daemon in the foreground, running the commands forwarded to it with
-/// `exec` (the command line's dispatch, handed down by the command line).
-pub fn run(ctx: &Ctx, args: RunArgs, exec: Exec) -> Result<(), Failure> {
+/// `hearth run`: the daemon in the foreground, running the commands forwarded to it and
+/// serving the resource API with `commands` (handed down by the command line).
+pub fn run(ctx: &Ctx, args: RunArgs, commands: Commands) -> Result<(), Failure> {
     if ctx.daemon.is_some() {
         return Err(Failure::new(code::REFUSED, "the daemon is already running"));
     }
@@ -153,7 +153,7 @@ pub fn run(ctx: &Ctx, args: RunArgs, exec: Exec) -> Result<(), Failure> {
         log_format: args.log_format,
         relay_peers: args.relay_peer,
     };
-    daemon::run(&ctx.home, options, || ctx.unlock(), exec)
+    daemon::run(&ctx.home, options, || ctx.unlock(), commands)
 }
 
 /// `hearth status`.

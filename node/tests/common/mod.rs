@@ -2,8 +2,10 @@
 //! daemons on loopback. Each test binary includes this module (`mod common;`) and uses a part
 //! of it; helpers that some binary does not use carry `#[allow(dead_code)]`.
 
+pub(crate) mod browser;
 pub(crate) mod fhir;
 pub(crate) mod stranger;
+pub(crate) mod web;
 pub(crate) mod world;
 
 use serde_json::Value;

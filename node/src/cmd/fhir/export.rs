@@ -28,7 +28,8 @@ use std::path::PathBuf;
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("format").required(true).args(["fhir", "automerge"])))]
 pub struct ExportArgs {
-    /// Write a FHIR R4 Bundle (type collection) with a Provenance for every entry to FILE.
+    /// Write a FHIR R4 Bundle (type collection) with a Provenance for every entry to FILE (`-`:
+    /// standard output, the bundle alone).
     #[arg(long, value_name = "FILE")]
     pub fhir: Option<PathBuf>,
     /// Write each section as a standard automerge document file into DIR, with index.json.
@@ -115,6 +116,10 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Failure> {
             let extensions: [&dyn ExportExtension; 2] = [&consents, &audit];
             let (bytes, report) = fhir::export_raw_json(&input, options, &extensions, true)
                 .map_err(|e| Failure::new(code::IO, format!("encoding the bundle: {e}")))?;
+            if file.as_os_str() == "-" {
+                // To standard output (the web app's download): the bundle alone, no summary.
+                return ctx.write_raw(&bytes);
+            }
             atomic_write(file, &bytes)?;
             let total: usize = report.resources.values().sum();
             ctx.print(
