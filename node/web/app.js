@@ -815,7 +815,8 @@ function requestCard(r) {
   const days = Number(r.duration_days) || 0;
   const askedValue = Number.isInteger(days) && days > 0 ? `${days}d` : "";
   return el("article", { className: `card request${r.lapsed ? " lapsed" : ""}`, dataset: { request: r.id }, "aria-labelledby": hid },
-    el("h2", { id: hid }, `${r.name || "Someone"} asks to see your record`),
+    el("h2", { id: hid }, r.identity && r.identity.status === "verified"
+      ? `${r.identity.name} asks to see your record` : `Someone calling themselves “${r.name || "?"}” asks to see your record`),
     identityView(r.identity),
     r.as_proxy && el("p", { className: "note" }, "You are answering for someone else, as their proxy. Record ", idCode(r.record_id)),
     el("dl", { className: "facts" },
@@ -909,13 +910,21 @@ async function screenRequests() {
   ];
 }
 
+// Who holds a grant, in words that say whether the name is checked: a verified
+// organisation credential names them; otherwise the name is only what they said.
+function heldBy(g) {
+  const idn = g.to_identity;
+  if (idn && idn.status === "verified") return `${idn.name} (${idn.role}, verified by ${idn.organisation})`;
+  return g.to_name ? `“${g.to_name}” (name not verified)` : "Someone without a name";
+}
+
 function grantCard(g) {
   const key = slug(g.id);
   const hid = `grant-${key}-h`;
   const token = g.token || state.tokens.get(g.id);
   const box = el("div", { className: "qr-box" });
   return el("article", { className: "card grant", dataset: { grant: g.id }, "aria-labelledby": hid },
-    el("h2", { id: hid }, g.to_name || "Someone without a name"),
+    el("h2", { id: hid }, heldBy(g)),
     el("dl", { className: "facts" },
       fact("They", scopeListWords(g.scopes)),
       fact("Why", cap(purposeWords(g.purpose))),
@@ -923,20 +932,20 @@ function grantCard(g) {
       fact("Given", when(g.at)),
       fact("Their key", idCode(g.to))),
     el("div", { className: "actions" },
-      token && qrButton(`grant:${g.id}`, token, box, `QR code of the access given to ${g.to_name || "them"}`),
+      token && qrButton(`grant:${g.id}`, token, box, `QR code of the access given to ${heldBy(g)}`),
       el("button", { type: "button", className: "danger", dataset: { action: "revoke" }, "aria-describedby": hid,
         on: { click: (e) => revoke(g, e.currentTarget) } }, "Revoke access")),
     box);
 }
 
 async function revoke(g, button) {
-  const ok = await confirmDialog({ title: `Stop access for ${g.to_name || "them"}?`,
+  const ok = await confirmDialog({ title: `Stop access for ${heldBy(g)}?`,
     text: "Revoking stops further access from now on. Copies of what they already received stay on their system.",
     confirmText: "Revoke access" });
   if (!ok) return;
   await act(button, async () => {
     await api("POST", `/api/v1/grants/${enc(g.id)}/revoke`, {});
-    say(`Access stopped for ${g.to_name || "them"} from now on. Copies of what they already received stay on their system.`);
+    say(`Access stopped for ${heldBy(g)} from now on. Copies of what they already received stay on their system.`);
     await route("refresh");
   });
 }
@@ -945,8 +954,8 @@ async function revoke(g, button) {
 function ledgerWords(e, names) {
   const who = (id, name) => name || names.get(id) || `someone (${String(id || "").slice(0, 12)}…)`;
   switch (e.event) {
-    case "request": return `${who(e.from, e.from_name)} asked to ${scopeListWords(e.scopes).replace(/can /g, "")} for ${purposeWords(e.purpose)}.`;
-    case "granted": return `You gave ${who(e.to, e.to_name)} access: they ${scopeListWords(e.scopes)} until ${when(e.expires)}.`;
+    case "request": return `${e.identity && e.identity.status === "verified" ? `${e.identity.name} (verified by ${e.identity.organisation})` : `“${e.from_name}” (name not verified)`} asked to ${scopeListWords(e.scopes).replace(/can /g, "")} for ${purposeWords(e.purpose)}.`;
+    case "granted": return `You gave ${names.get(e.id) || who(e.to, e.to_name)} access: they ${scopeListWords(e.scopes)} until ${when(e.expires)}.`;
     case "approved": return `${e.by_proxy ? "Your proxy" : "You"} approved a request${e.grant ? ` from ${names.get(e.grant) || "someone"}` : ""}.`;
     case "denied": return `${e.by_proxy ? "Your proxy" : "You"} said no to a request${e.reason ? `: “${e.reason}”` : ""}.`;
     case "revoked": return `You stopped the access of ${names.get(e.id) || "someone"}.`;
@@ -963,14 +972,14 @@ async function screenGrants() {
   const granted = events.filter((e) => e.event === "granted");
   const active = granted.filter((g) => g.status === "active");
   const ended = granted.filter((g) => g.status !== "active");
-  const names = new Map(granted.map((g) => [g.id, g.to_name || "someone"]));
+  const names = new Map(granted.map((g) => [g.id, heldBy(g)]));
   return [
     el("h1", {}, "Who has access"),
     el("p", { className: "lede" }, "These people can see parts of your record. Access always ends on the date shown; you can stop it sooner."),
     active.length ? el("div", { className: "cards" }, active.map(grantCard)) : el("p", { className: "empty" }, "Nobody has access to your record at the moment."),
     ended.length > 0 && [el("h2", {}, "Access that has ended"),
       el("ul", { className: "plain" }, ended.map((g) => el("li", { dataset: { grantEnded: g.id } },
-        `${g.to_name || "Someone"}: ${scopeListWords(g.scopes)} — ${g.status === "revoked" ? "you stopped it" : `ended ${when(g.expires)}`}.`)))],
+        `${heldBy(g)}: ${scopeListWords(g.scopes)} — ${g.status === "revoked" ? "you stopped it" : `ended ${when(g.expires)}`}.`)))],
     events.length > 0 && el("details", { className: "history" }, el("summary", {}, "Full history of your decisions"),
       el("ol", { className: "plain" }, [...events].reverse().map((e) => el("li", { dataset: { ledgerEvent: e.event } },
         el("span", { className: "meta" }, when(e.at), ": "), ledgerWords(e, names))))),

@@ -5,7 +5,8 @@ use super::grants::{chain_state, held_state, own_record};
 use crate::fail::Failure;
 use crate::sled_store::SledStore;
 use hearth_core::extract::{ConsentChoice, ContributionRecord};
-use hearth_core::grant::{self, request::AccessRequest, request::verify_credential};
+use hearth_core::grant;
+use hearth_core::grant::request::{AccessRequest, Verification, verify_credential};
 use hearth_core::ids::RecordId;
 use hearth_core::keys::Identity;
 use hearth_core::record::{Decision, OpenRecord, Vault};
@@ -33,28 +34,10 @@ pub fn ledger_timeline(
             .into_iter()
             .map(|(g, item)| (g.to_string(), item.at))
             .collect();
-        for (gid, item) in rec.issued_grants() {
-            let Ok(chain) = grant::chain_from_token(&item.token) else {
-                continue;
-            };
-            let Some(g) = chain.last() else { continue };
-            let state = chain_state(&chain, &g.body().audience, t, &revoked);
-            let who = item
-                .audience_name
-                .clone()
-                .unwrap_or_else(|| item.audience.to_string());
-            let scopes: Vec<String> = g.body().scopes.iter().map(ToString::to_string).collect();
-            events.push((item.issued_at, json!({"event": "granted", "id": gid, "to": item.audience, "to_name": item.audience_name, "scopes": scopes, "purpose": g.body().purpose, "expires": g.body().expires, "status": state, "request": item.request}),
-                format!("granted {who} {} for {} until {} [{state}] ({gid})", scopes.join(", "), g.body().purpose.words(), g.body().expires)));
-            if let Some(at) = revoked_at.get(&gid) {
-                events.push((
-                    *at,
-                    json!({"event": "revoked", "id": gid}),
-                    format!("revoked the grant to {who} ({gid})"),
-                ));
-            }
-        }
+        // Who each request came from, as this node can verify it now: a grant made from a
+        // request names its holder with this, never with the name alone (a claim).
         let trusted = rec.trusted_orgs();
+        let mut requests = Vec::new();
         for (rid, item) in rec.requests() {
             let Ok(req) = AccessRequest::from_token(&item.token) else {
                 continue;
@@ -65,6 +48,38 @@ pub fn ledger_timeline(
                 &trusted,
                 t,
             );
+            requests.push((rid, item, req, who));
+        }
+        let unverified = Verification::Unverified {
+            reason: "not given by a request with an organisation credential".into(),
+        };
+        for (gid, item) in rec.issued_grants() {
+            let Ok(chain) = grant::chain_from_token(&item.token) else {
+                continue;
+            };
+            let Some(g) = chain.last() else { continue };
+            let state = chain_state(&chain, &g.body().audience, t, &revoked);
+            let who = item
+                .audience_name
+                .clone()
+                .unwrap_or_else(|| item.audience.to_string());
+            let identity = item
+                .request
+                .as_ref()
+                .and_then(|r| requests.iter().find(|(rid, ..)| rid == r))
+                .map_or(&unverified, |(.., v)| v);
+            let scopes: Vec<String> = g.body().scopes.iter().map(ToString::to_string).collect();
+            events.push((item.issued_at, json!({"event": "granted", "id": gid, "to": item.audience, "to_name": item.audience_name, "to_identity": identity, "scopes": scopes, "purpose": g.body().purpose, "expires": g.body().expires, "status": state, "request": item.request}),
+                format!("granted {who} ({}) {} for {} until {} [{state}] ({gid})", identity.words(), scopes.join(", "), g.body().purpose.words(), g.body().expires)));
+            if let Some(at) = revoked_at.get(&gid) {
+                events.push((
+                    *at,
+                    json!({"event": "revoked", "id": gid}),
+                    format!("revoked the grant to {who} ({gid})"),
+                ));
+            }
+        }
+        for (rid, item, req, who) in &requests {
             let name = req.body().requester.name.clone();
             let scopes: Vec<String> = req.body().scopes.iter().map(ToString::to_string).collect();
             events.push((item.received_at, json!({"event": "request", "id": rid, "from": req.body().requester.peer, "from_name": name, "identity": who, "scopes": scopes, "purpose": req.body().purpose, "reason": req.body().reason}),
