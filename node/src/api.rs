@@ -206,7 +206,7 @@ impl ApiState {
     }
 
     /// A slot to run one command in (each may unlock the keystore or hold the store's lock
-    /// for a while): waits while [`EXEC_SLOTS`] run.
+    /// for a while): waits while `EXEC_SLOTS` run.
     pub async fn slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.inner.slots.clone().acquire_owned().await.ok()
     }
@@ -277,7 +277,7 @@ fn public(method: &axum::http::Method, path: &str) -> bool {
 }
 
 /// The TCP listener's checks, on every request: the Host header; the Origin header, when a
-/// browser sends one; `Sec-Fetch-Site`; then, but on [`public`] routes, a session's token (put
+/// browser sends one; `Sec-Fetch-Site`; then, but on `public` routes, a session's token (put
 /// in the request as [`Authed`]) or, for `GET /api/v1/status` alone, the install's API token.
 pub async fn guard(
     State(st): State<ApiState>,
@@ -509,7 +509,7 @@ pub async fn logout(State(st): State<ApiState>, headers: HeaderMap) -> Response 
 
 /// Live updates as server-sent events: `changed` with `{"what": "received"}` when bundles
 /// arrive from peers (entries, requests, audit events), `{"what": "local"}` when a command
-/// changed something here. At most [`MAX_STREAMS`] at once; each ends when the daemon stops.
+/// changed something here. At most `MAX_STREAMS` at once; each ends when the daemon stops.
 #[utoipa::path(get, path = "/api/v1/events", tag = "session",
     responses((status = 200, description = "text/event-stream of `changed` events", content_type = "text/event-stream"),
               (status = 401, description = "no session"),
@@ -523,7 +523,9 @@ pub async fn events(State(st): State<ApiState>) -> Response {
             "too many live-update streams are open",
         );
     };
-    let received = st.inner.node.received();
+    let mut received = st.inner.node.received();
+    // Only what arrives from now on: the stream's reader has just loaded what is there.
+    received.borrow_and_update();
     let local = st.inner.changes.subscribe();
     let stop = st.inner.stop.clone();
     let stream = futures::stream::unfold(

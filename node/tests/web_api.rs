@@ -195,7 +195,8 @@ fn every_route_refuses_strangers_foreign_pages_and_missing_sessions() {
     // carries the strict policy.
     for path in [
         "/",
-        "/assets/app.js",
+        "/assets/js/app.js",
+        "/assets/js/core.js",
         "/assets/app.css",
         "/api/openapi.json",
     ] {

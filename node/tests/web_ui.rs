@@ -47,10 +47,28 @@ fn sign_in(b: &mut Browser, home: &Path, d: &Daemon, first: &str) {
     assert!(!href.as_str().unwrap().contains("login="), "{href}");
 }
 
-/// Goes to a screen by its link in the navigation, and waits for it.
+/// Goes to a screen by its link in the navigation, waits for it, and checks what can be
+/// checked of its accessibility without a person: no screen failed to load, every form field
+/// has a label, every button and link has words, every image a text alternative, one `h1`.
 fn open(b: &mut Browser, nav: &str, screen: &str) {
     b.click(&format!("#nav a[data-nav={nav}]"));
     wait_screen(b, screen);
+    let problems = b.eval(
+        r#"(() => {
+            const out = [];
+            const m = document.querySelector('main');
+            if (m.dataset.error) out.push('the screen failed to load: ' + document.querySelector('#status-message').innerText);
+            for (const f of m.querySelectorAll('input:not([type=hidden]), select, textarea'))
+                if (!(f.labels && f.labels.length) && !f.getAttribute('aria-label') && !f.getAttribute('aria-labelledby'))
+                    out.push('unlabelled field ' + (f.id || f.outerHTML.slice(0, 60)));
+            for (const x of document.querySelectorAll('button, a[href]'))
+                if (!(x.innerText || '').trim() && !x.getAttribute('aria-label')) out.push('a control without words: ' + x.outerHTML.slice(0, 60));
+            for (const i of document.querySelectorAll('img')) if (!i.getAttribute('alt')) out.push('an image without alt');
+            if (m.querySelectorAll('h1').length !== 1) out.push('h1 count ' + m.querySelectorAll('h1').length);
+            return out;
+        })()"#,
+    );
+    assert_eq!(problems, serde_json::json!([]), "{screen}: {problems}");
 }
 
 fn wait_screen(b: &mut Browser, screen: &str) {
@@ -254,6 +272,19 @@ fn a_patient_approves_a_narrowed_request_the_professional_sees_it_live_then_she_
         90,
     );
     pb.screenshot(&dir.join("patient-audit.png"));
+
+    // Every other screen of hers loads, and passes the same checks.
+    for (nav, screen) in [
+        ("devices", "devices"),
+        ("emergency", "emergency"),
+        ("choices", "choices"),
+        ("status", "status"),
+    ] {
+        open(&mut pb, nav, screen);
+    }
+    for (nav, screen) in [("emergency", "emergency"), ("status", "status")] {
+        open(&mut gb, nav, screen);
+    }
 
     // A phone-sized screen works too.
     pb.call(

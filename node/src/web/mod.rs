@@ -8,9 +8,9 @@
 //! same JSON document as `--json` prints. Values from the body are passed as `--flag=value`
 //! and ids are checked to be plain ids, so nothing a client sends can become another option.
 //! A failure is a JSON error whose `code` follows the command's exit code
-//! ([`status_of`]). The routes by resource: [`records`] (records, entries, export),
-//! [`consent`] (requests, grants, emergency access, research and planning choices) and
-//! [`people`] (devices, audit, QR codes). The page and its assets are [`assets`].
+//! (`status_of`). The routes by resource: `records` (records, entries, export),
+//! `consent` (requests, grants, emergency access, research and planning choices) and
+//! `people` (devices, audit, QR codes). The page and its assets are `assets`.
 
 mod assets;
 mod consent;
