@@ -268,11 +268,12 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Routes on TCP that need no token: the web UI's page and assets (they hold nothing of the
-/// node), the OpenAPI document, and the login itself.
+/// node), the OpenAPI document, the login itself, and `exec`, refused there to everyone.
 fn public(method: &axum::http::Method, path: &str) -> bool {
     path == "/"
         || path.starts_with("/assets/")
         || path == "/api/openapi.json"
+        || path == "/api/v1/exec"
         || (method == axum::http::Method::POST && path == "/api/v1/session")
 }
 

@@ -73,6 +73,12 @@ fn routes(rid: &str) -> Vec<(&'static str, String, Option<Value>)> {
             Some(json!({"token": "HEARTH1GX"})),
         ),
         ("GET", "/api/v1/devices".into(), None),
+        ("POST", "/api/v1/devices/link".into(), Some(json!({}))),
+        (
+            "POST",
+            "/api/v1/devices/12D3KooWabc/remove".into(),
+            Some(json!({})),
+        ),
         ("GET", "/api/v1/audit".into(), None),
         ("GET", "/api/v1/emergency".into(), None),
         (
@@ -249,6 +255,50 @@ fn login_codes_are_one_time_and_sessions_end() {
     let out = hearth(&pair.p, &["ui"]);
     assert_eq!(out.status.code(), Some(7));
     assert!(String::from_utf8_lossy(&out.stderr).contains("hearth run"));
+}
+
+#[test]
+fn ui_open_never_puts_the_login_address_in_a_command_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let pair = Pair::new("Dr Patel");
+    // A stand-in for the desktop's opener, first on the daemon's PATH: it records its
+    // arguments (which every user of the machine can see) and what the page it was given says.
+    let bin = pair.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let seen = pair.dir.path().join("opener-saw");
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{0}.args'\ncat \"${{1#file://}}\" > '{0}.page'\n",
+        seen.display()
+    );
+    std::fs::write(bin.join("xdg-open"), script).unwrap();
+    std::fs::set_permissions(bin.join("xdg-open"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let d = Daemon::start_in(
+        &pair.p,
+        Some("/ip4/127.0.0.1/tcp/0"),
+        &[],
+        &[("PATH", &path)],
+    );
+    let out = json(&hearth(&pair.p, &["ui", "--open", "--json"]));
+    assert_eq!(out["opened"], true, "{out}");
+    let url = out["url"].as_str().unwrap();
+    let code = url.split("#login=").nth(1).unwrap();
+    let args = common::wait_file(&seen.with_extension("args"));
+    assert!(
+        !args.contains(code),
+        "the code is in a command line: {args}"
+    );
+    assert!(args.starts_with("file://"), "{args}");
+    let page = common::wait_file(&seen.with_extension("page"));
+    assert!(page.contains(url), "{page}");
+    let file = args.trim().trim_start_matches("file://");
+    let mode = std::fs::metadata(file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the forwarding page is private");
+    d.stop();
 }
 
 #[test]
@@ -495,7 +545,8 @@ fn the_openapi_document_lists_every_route_and_live_updates_arrive() {
             .unwrap()
             .replace("eabc", "{eid}")
             .replace("qabc", "{id}")
-            .replace("gabc", "{id}");
+            .replace("gabc", "{id}")
+            .replace("12D3KooWabc", "{peer}");
         let ops = paths
             .get(&templ)
             .unwrap_or_else(|| panic!("{templ} missing from the OpenAPI document"));

@@ -273,9 +273,32 @@ fn a_patient_approves_a_narrowed_request_the_professional_sees_it_live_then_she_
     );
     pb.screenshot(&dir.join("patient-audit.png"));
 
+    // She links her phone from the page: a one-time code, as text and QR code.
+    open(&mut pb, "devices", "devices");
+    pb.click("[data-action=link-device]");
+    pb.wait_for(
+        "the device-link code",
+        "document.querySelector('#link-code') !== null",
+        30,
+    );
+    let code = pb.text("#link-code");
+    assert!(code.starts_with("HEARTH1L"), "{code}");
+    let phone = pair.dir.path().join("phone");
+    ok(&hearth(
+        &phone,
+        &["init", "--join", &code, "--name", "Pat's phone"],
+    ));
+    open(&mut pb, "record", "record");
+    open(&mut pb, "devices", "devices");
+    pb.wait_for(
+        "the phone in her devices",
+        "[...document.querySelectorAll('[data-device]')].some(d => d.innerText.includes(\"Pat's phone\"))",
+        30,
+    );
+    pb.screenshot(&dir.join("patient-devices.png"));
+
     // Every other screen of hers loads, and passes the same checks.
     for (nav, screen) in [
-        ("devices", "devices"),
         ("emergency", "emergency"),
         ("choices", "choices"),
         ("status", "status"),

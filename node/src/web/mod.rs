@@ -240,6 +240,8 @@ fn flag(name: &str, value: &str) -> String {
         consent::choices,
         consent::choose,
         people::devices,
+        people::link,
+        people::remove,
         people::audit,
         people::qr,
     ),

@@ -1,8 +1,8 @@
 //! Devices (`hearth device list`), the audit log (`hearth audit`) and QR codes of tokens.
 
-use super::{Bad, bad, run};
+use super::{Bad, bad, plain_id, run};
 use crate::api::{ApiState, Authed};
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,6 +15,8 @@ const MAX_QR_TEXT: usize = 2953;
 pub(super) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/v1/devices", get(devices))
+        .route("/api/v1/devices/link", post(link))
+        .route("/api/v1/devices/{peer}/remove", post(remove))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/qr", post(qr))
 }
@@ -27,6 +29,34 @@ pub(super) async fn devices(
     Extension(a): Extension<Authed>,
 ) -> Result<Response, Bad> {
     Ok(run(st, a, vec!["device".into(), "list".into()]).await)
+}
+
+/// Opens a one-time code that links a new device to the record (as `hearth device link`):
+/// the new device runs `hearth init --join CODE` (or scans its QR code) while this node runs.
+#[utoipa::path(post, path = "/api/v1/devices/link", tag = "people",
+    responses((status = 200, description = "`{code, expires}`"),
+              (status = 403, description = "only the device holding the record's root key links devices")))]
+pub(super) async fn link(
+    State(st): State<ApiState>,
+    Extension(a): Extension<Authed>,
+) -> Result<Response, Bad> {
+    Ok(run(st, a, vec!["device".into(), "link".into()]).await)
+}
+
+/// Removes a device: no longer served or trusted, and every section moves to new keys it does
+/// not get (as `hearth device remove`).
+#[utoipa::path(post, path = "/api/v1/devices/{peer}/remove", tag = "people",
+    params(("peer" = String, Path, description = "the device's peer id")),
+    responses((status = 200, description = "as `hearth device remove --json`"),
+              (status = 404, description = "no such device")))]
+pub(super) async fn remove(
+    State(st): State<ApiState>,
+    Extension(a): Extension<Authed>,
+    Path(peer): Path<String>,
+) -> Result<Response, Bad> {
+    let peer = plain_id("device", &peer)?;
+    let args = vec!["device".into(), "remove".into(), "--".into(), peer.into()];
+    Ok(run(st, a, args).await)
 }
 
 /// The query of `GET /api/v1/audit`.

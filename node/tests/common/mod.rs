@@ -298,6 +298,17 @@ pub(crate) fn sync_in(home: &Path, peer: Option<&str>) -> Value {
     synced
 }
 
+/// The text of the file at `path`, once it exists and is not empty (10 s at most).
+#[allow(dead_code)]
+pub(crate) fn wait_file(path: &Path) -> String {
+    let mut text = String::new();
+    wait_for(&path.display().to_string(), 10, || {
+        text = std::fs::read_to_string(path).unwrap_or_default();
+        !text.is_empty()
+    });
+    text
+}
+
 /// Waits up to `secs` seconds for `f` to hold, polling every 100 ms.
 #[allow(dead_code)]
 #[track_caller]
@@ -353,12 +364,23 @@ impl Daemon {
 
     /// [`Daemon::start`] with more arguments to `hearth run`.
     pub(crate) fn start_with(home: &Path, listen: Option<&str>, extra: &[&str]) -> Daemon {
+        Daemon::start_in(home, listen, extra, &[])
+    }
+
+    /// [`Daemon::start_with`] with more environment variables.
+    pub(crate) fn start_in(
+        home: &Path,
+        listen: Option<&str>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let mut args = vec!["run", "--sync-interval", "2"];
         if let Some(l) = listen {
             args.extend(["--listen", l]);
         }
         args.extend(extra);
         let child = command(home, PASS)
+            .envs(env.iter().copied())
             .args(&args)
             .env("HEARTH_LOG", "info,sled=off")
             .stdout(Stdio::null())

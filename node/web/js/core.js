@@ -26,6 +26,7 @@ export const state = {
   tokens: new Map(), // grant id -> token, for grants approved in this tab
   qr: new Map(), // QR codes shown: key -> SVG text (kept across refreshes)
   lastRequest: null, // the professional's last access request (token shown on #/ask)
+  linkCode: null, // the device-link code opened in this tab (shown on #/devices)
   lastGrant: null, // the patient's last approval (its grant shown on #/requests to hand over)
 };
 

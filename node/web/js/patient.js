@@ -280,10 +280,48 @@ export async function screenDevices() {
         fact("Added", when(d.added)),
         d.removed && fact("Removed", when(d.removed)),
         d.holds_root_key && fact("Main key", "This device holds your record's main key: it approves requests and gives access."),
-        fact("Key", idCode(d.peer_id)))))),
-    el("p", {}, "To add a device, run ", el("code", {}, "hearth device link"), " on this computer and follow the steps. To remove one, run ",
-      el("code", {}, "hearth device remove KEY"), "."),
+        fact("Key", idCode(d.peer_id))),
+      !d.removed && !d.this_device && el("div", { className: "actions" },
+        el("button", { type: "button", className: "danger", dataset: { action: "remove-device" },
+          on: { click: (e) => removeDevice(d, e.currentTarget) } }, "Remove this device"))))),
+    el("section", { className: "card", "aria-labelledby": "link-h" },
+      el("h2", { id: "link-h" }, "Add a device"),
+      el("p", {}, "Get a one-time code, then on the new phone or computer run ", el("code", {}, "hearth init --join CODE"),
+        " (or scan the QR code) while this computer is on. The code works once."),
+      el("button", { type: "button", className: "secondary", dataset: { action: "link-device" },
+        on: { click: (e) => linkDevice(e.currentTarget) } }, "Get a code"),
+      state.linkCode && linkResult(state.linkCode)),
   ];
+}
+
+// The one-time device-link code just opened, as text and QR code.
+function linkResult(l) {
+  return el("div", { id: "link-result" },
+    el("p", {}, el("code", { className: "token", id: "link-code" }, l.code)),
+    el("div", { className: "actions" }, copyButton(l.code), qrButton(`link:${l.code}`, l.code, l.box, "QR code of the one-time device link code")),
+    l.box,
+    el("p", { className: "meta" }, `It works once, until ${when(l.expires)}.`));
+}
+
+async function linkDevice(button) {
+  await act(button, async () => {
+    const r = await api("POST", "/api/v1/devices/link", {});
+    state.linkCode = { code: r.code, expires: r.expires, box: el("div", { className: "qr-box" }) };
+    say("A one-time code is ready: use it on the new device.");
+    await route("refresh");
+  });
+}
+
+async function removeDevice(d, button) {
+  const ok = await confirmDialog({ title: `Remove ${d.name || "this device"}?`,
+    text: "It will no longer receive your record or be trusted, and your record moves to new keys it does not get. What it already holds stays on it.",
+    confirmText: "Remove the device" });
+  if (!ok) return;
+  await act(button, async () => {
+    await api("POST", `/api/v1/devices/${enc(d.peer_id)}/remove`, {});
+    say(`${d.name || "The device"} was removed.`);
+    await route("refresh");
+  });
 }
 
 export async function screenPatientEmergency() {
