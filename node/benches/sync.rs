@@ -45,7 +45,9 @@ fn pair(n: usize) -> Pair {
         let mut rec = mem.open_record(&patient, &rid).unwrap();
         let notes = "notes".parse().unwrap();
         for i in 0..n {
-            rec.add_entry(&notes, &note(i), TEST_NOW, &mut rng).unwrap();
+            // A note a minute, as a record grows over time (entry ids sort by time).
+            let at = TEST_NOW.saturating_add_millis(i as i64 * 60_000);
+            rec.add_entry(&notes, &note(i), at, &mut rng).unwrap();
         }
         let g = record_grant(
             &patient,

@@ -86,7 +86,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             None => self.create_section(name, now, rng, batch)?,
         };
         let v = EntryVersion {
-            id: EntryId::generate(rng),
+            id: EntryId::generate_at(now, rng),
             class: name.class,
             version: 1,
             supersedes: None,
@@ -270,7 +270,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         }
         let (body, status, reason) = make(old)?;
         let v = EntryVersion {
-            id: EntryId::generate(rng),
+            id: EntryId::generate_at(now, rng),
             class: old.class,
             version: old.version.saturating_add(1),
             supersedes: Some(*entry),

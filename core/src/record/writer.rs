@@ -104,16 +104,16 @@ impl<'v, S: Store, R: CryptoRng> EntryWriter<'_, 'v, S, R> {
         self.ids.is_empty()
     }
 
-    /// Says that about `n` entries are coming: their ids are drawn now, at random as ever, and
-    /// handed out in the order of their keys, so that each section's document grows at its end
-    /// (automerge inserts a key after the last far faster than between two: 10,000 puts took
-    /// ≈ 70 ms instead of 100–127 ms in a scratch program). Entries beyond `n` get ids drawn one
-    /// by one.
+    /// Says that about `n` entries are coming: their ids are drawn now (all of this moment,
+    /// see [`EntryId::generate_at`]) and handed out in the order of their keys, so that each
+    /// section's document grows at its end (automerge inserts a key after the last far faster
+    /// than between two: 10,000 puts took ≈ 70 ms instead of 100–127 ms in a scratch
+    /// program). Entries beyond `n` get ids drawn one by one.
     pub fn expect(&mut self, n: usize) {
         let n = n.min(MAX_EXPECTED);
         let mut ids: Vec<(String, EntryId)> = (0..n)
             .map(|_| {
-                let id = EntryId::generate(self.rng);
+                let id = EntryId::generate_at(self.now, self.rng);
                 (entry_key(&id), id)
             })
             .collect();
@@ -165,7 +165,7 @@ impl<'v, S: Store, R: CryptoRng> EntryWriter<'_, 'v, S, R> {
         let v = EntryVersion {
             id: match self.drawn.pop() {
                 Some(id) => id,
-                None => EntryId::generate(self.rng),
+                None => EntryId::generate_at(self.now, self.rng),
             },
             class: item.section.class,
             version,
