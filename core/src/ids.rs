@@ -5,7 +5,7 @@
 //! | [`PeerKey`] | ed25519 public key of a device or organisation | libp2p peer id (`12D3KooW…`, base58) |
 //! | [`RecordId`] | the patient's record root public key | `r` + base32 (lower case, 52 chars) |
 //! | [`SectionId`] | 16 random bytes, opaque on the wire | 32 hex digits |
-//! | [`EntryId`] | 16 random bytes | `e` + base32 (lower case, 26 chars) |
+//! | [`EntryId`] | 16 bytes: the writer's clock, then 78 random bits ([`EntryId::generate_at`]) | `e` + base32 (lower case, 26 chars; sorts by time) |
 //! | [`DisputeId`] | 16 random bytes | `d` + base32 (lower case, 26 chars) |
 //!
 //! In human-readable serde formats (JSON) ids serialise as their text form; in binary formats
