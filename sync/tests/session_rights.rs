@@ -110,7 +110,7 @@ fn a_read_that_replays_many_bundles_leaves_a_fresh_local_snapshot() {
     sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
     {
         let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
-        for i in 0..100 {
+        for i in 0..hearth_core::record::SNAPSHOT_REFRESH_ON_READ {
             rec.add_entry(
                 &name("notes"),
                 &json!({"text": format!("m{i}")}),
@@ -126,9 +126,12 @@ fn a_read_that_replays_many_bundles_leaves_a_fresh_local_snapshot() {
     prefix.extend_from_slice(&notes.0);
     let cache = |n: &Node| n.vault.store().scan_prefix(&prefix).unwrap();
     assert!(cache(&w.gp).is_empty());
-    // The GP gets the hundred bundles one by one (not a snapshot) and reads them.
+    // The GP gets the bundles one by one (not a snapshot) and reads them.
     copy_all_bundles(&w.patient, &w.gp, &rid);
-    assert_eq!(w.gp.texts(&rid, "notes").len(), 101);
+    assert_eq!(
+        w.gp.texts(&rid, "notes").len(),
+        hearth_core::record::SNAPSHOT_REFRESH_ON_READ as usize + 1
+    );
     let first = cache(&w.gp);
     assert_eq!(first.len(), 1, "the read left no snapshot");
     // The next read starts from it and sees the same; the snapshot is deterministic.
