@@ -1,7 +1,7 @@
 //! The one output format: each figure is one JSON line on standard output,
 //!
 //! ```text
-//! {"name":"sync.initial_10k_plus_first_read","value":206.7,"unit":"ms","baseline":53.1,"ratio":3.893,"target":"ratio<=1.0","met":false}
+//! {"name":"sync.initial_10k_plus_first_read","value":188.0,"unit":"ms","baseline":49.11,"ratio":3.827,"target":"ratio<=1.0","met":false}
 //! ```
 //!
 //! `name` is dotted by module; `baseline` is the comparison measured in the same run (null when
