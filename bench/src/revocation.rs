@@ -1,14 +1,13 @@
-//! Revocation to refusal across three online nodes (issue 14).
+//! Revocation to refusal across three online nodes (issue #14).
 //!
 //! Three live nodes in one process — a patient, a GP and a nurse, both granted `notes` — each
 //! with its own sled store on disk and its own swarm on TCP 127.0.0.1 (Noise, Yamux), driven by
 //! the daemon's sync driver (`hearth_node::live`), connected to the patient's node. Each run
 //! starts three fresh nodes (so each is a record's first revocation), gives the nurse her grant
 //! and brings both grantees in sync; then the patient revokes the nurse's grant exactly as
-//! `hearth grant revoke` does ([`OpenRecord::revoke`]: the signed revocation, then notes and
-//! the auth document moved to new keys, each durably committed) and announces the change as
-//! the daemon does after a command. The clock starts when the revocation is committed, and
-//! stops:
+//! `hearth grant revoke` does (`OpenRecord::revoke`: the signed revocation, then notes and the
+//! auth document moved to new keys, each durably committed) and announces the change as the
+//! daemon does after a command. The clock starts when the revocation is committed, and stops:
 //!
 //! - **refusal**: when the nurse's next sync attempt, made at once, has been refused by the
 //!   patient's node and the nurse's node has kept the signed revocation;
@@ -20,17 +19,16 @@
 //! are switched off (an interval of an hour) so that no round of the driver's own coincides
 //! with the measured ones; in a running daemon the revoked node makes its next attempt at its
 //! next background round (`--sync-interval`, 5 s by default), which this does not count.
-//!
-//! `cargo bench -p hearth-node --bench revocation` (`-- quick` for a short run).
-//!
-//! [`OpenRecord::revoke`]: hearth_core::record::OpenRecord::revoke
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
+use crate::live_node::live_node;
+use crate::measure::{ms, quantile, runtime};
+use crate::report::{Figure, Report};
+use anyhow::{Context, Result, ensure};
 use hearth_core::grant::{Ability, Grant};
 use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::keys::{Identity, Role};
 use hearth_core::record::Vault;
+use hearth_core::section::SectionName;
 use hearth_core::test_utils::{patient_record, record_grant};
 use hearth_node::live::{self, Handle, LiveConfig, SharedState};
 use hearth_node::os::{now, os_rng};
@@ -39,8 +37,45 @@ use hearth_sync::round::RoundOutcome;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{live_node, pct, runtime};
+/// Runs the module.
+pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
+    let runs = if quick { 20 } else { 100 };
+    runtime()?.block_on(async move {
+        // One run to warm up (the runtime, the allocator, the page cache), not counted.
+        one_run(&setup().await?).await?;
+        let mut all = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            // Fresh nodes each time, so that every run is a record's first revocation (each
+            // rotation adds key epochs that every later opening of the record unwraps).
+            all.push(one_run(&setup().await?).await?);
+        }
+        let col = |f: fn(&Run) -> f64| -> Vec<f64> { all.iter().map(f).collect() };
+        let (mut refusal, mut rekey) = (col(|r| r.refusal), col(|r| r.rekey));
+        let (mut plain_n, mut plain_g) = (col(|r| r.plain_nurse), col(|r| r.plain_gp));
+        let mut commit = col(|r| r.commit);
+        let (base_n, base_g) = (quantile(&mut plain_n, 0.5), quantile(&mut plain_g, 0.5));
+        r.emit(Figure::new("refusal_median", quantile(&mut refusal, 0.5), "ms").baseline(base_n))?;
+        r.emit(
+            Figure::new("refusal_p99", quantile(&mut refusal, 0.99), "ms")
+                .baseline(quantile(&mut plain_n, 0.99)),
+        )?;
+        r.emit(Figure::new("rekey_median", quantile(&mut rekey, 0.5), "ms").baseline(base_g))?;
+        r.emit(
+            Figure::new("rekey_p99", quantile(&mut rekey, 0.99), "ms")
+                .baseline(quantile(&mut plain_g, 0.99)),
+        )?;
+        r.emit(Figure::new(
+            "revoke_commit_median",
+            quantile(&mut commit, 0.5),
+            "ms",
+        ))?;
+        r.emit(Figure::new(
+            "revoke_commit_p99",
+            quantile(&mut commit, 0.99),
+            "ms",
+        ))
+    })
+}
 
 /// One live node: its handle and shared state.
 struct Live {
@@ -48,6 +83,7 @@ struct Live {
     s: SharedState<SledStore>,
 }
 
+/// The three nodes of a run.
 struct Nodes {
     _dir: tempfile::TempDir,
     patient: Live,
@@ -60,26 +96,28 @@ struct Nodes {
 
 /// The patient (a record of 20 notes, the GP granted `notes`), the GP and the nurse, live and
 /// connected to the patient's node, the GP in sync.
-async fn setup() -> Nodes {
-    let dir = tempfile::tempdir().unwrap();
+async fn setup() -> Result<Nodes> {
+    let dir = tempfile::tempdir()?;
     let mut rng = os_rng();
     let t = now();
-    let store = |name: &str| Vault::open(SledStore::open(&dir.path().join(name)).unwrap()).unwrap();
-    let p_vault = store("p");
+    let store = |name: &str| -> Result<Vault<SledStore>> {
+        Ok(Vault::open(SledStore::open(&dir.path().join(name))?)?)
+    };
+    let p_vault = store("p")?;
     let (patient, rid) = patient_record(&p_vault, "Pat", t, &mut rng);
     let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
     let (nurse, _) = Identity::generate(Role::Professional, "Sam".into(), &mut rng);
-    let g_vault = store("g");
+    let g_vault = store("g")?;
+    let notes_name: SectionName = "notes".parse()?;
     let notes = {
-        let mut rec = p_vault.open_record(&patient, &rid).unwrap();
+        let mut rec = p_vault.open_record(&patient, &rid)?;
         for i in 0..20 {
             rec.add_entry(
-                &"notes".parse().unwrap(),
+                &notes_name,
                 &json!({"text": format!("note {i}: reviewed at home, mobility stable")}),
                 t,
                 &mut rng,
-            )
-            .unwrap();
+            )?;
         }
         let g = record_grant(
             &patient,
@@ -91,12 +129,11 @@ async fn setup() -> Nodes {
             30,
             &mut rng,
         );
-        g_vault.hold_grant(&rid, &[g]).unwrap();
-        let notes = "notes".parse().unwrap();
+        g_vault.hold_grant(&rid, &[g])?;
         *rec.directory()
             .iter()
-            .find(|(_, n)| **n == notes)
-            .unwrap()
+            .find(|(_, n)| **n == notes_name)
+            .context("the notes section is in the directory")?
             .0
     };
     let p_peer = patient.peer();
@@ -104,14 +141,14 @@ async fn setup() -> Nodes {
         interval: Duration::from_secs(3600),
         ..LiveConfig::default()
     };
-    let (ph, ps, p_addr) = live_node(patient, p_vault, config.clone()).await;
-    let (gh, gs, _) = live_node(gp, g_vault, config.clone()).await;
-    let (nh, ns, _) = live_node(nurse, store("n"), config).await;
+    let (ph, ps, p_addr) = live_node(patient, p_vault, config.clone()).await?;
+    let (gh, gs, _) = live_node(gp, g_vault, config.clone()).await?;
+    let (nh, ns, _) = live_node(nurse, store("n")?, config).await?;
     gh.add_peer(p_peer, p_addr.clone());
     nh.add_peer(p_peer, p_addr);
     let gp = Live { h: gh, s: gs };
-    assert!(in_sync(&sync(&gp, p_peer).await), "the GP's first sync");
-    Nodes {
+    ensure!(in_sync(&sync(&gp, p_peer).await?), "the GP's first sync");
+    Ok(Nodes {
         _dir: dir,
         patient: Live { h: ph, s: ps },
         gp,
@@ -119,18 +156,19 @@ async fn setup() -> Nodes {
         p_peer,
         rid,
         notes,
-    }
+    })
 }
 
 /// A round of `node` with `peer`, waited for.
-async fn sync(node: &Live, peer: PeerKey) -> Vec<RoundOutcome> {
+async fn sync(node: &Live, peer: PeerKey) -> Result<Vec<RoundOutcome>> {
     let h = node.h.clone();
-    tokio::task::spawn_blocking(move || h.sync_blocking(Some(peer), Duration::from_secs(60)))
-        .await
-        .unwrap()
-        .unwrap()
+    let outcomes =
+        tokio::task::spawn_blocking(move || h.sync_blocking(Some(peer), Duration::from_secs(60)))
+            .await??;
+    Ok(outcomes)
 }
 
+/// Whether every round reported the two sides in sync.
 fn in_sync(outcomes: &[RoundOutcome]) -> bool {
     !outcomes.is_empty()
         && outcomes
@@ -142,14 +180,13 @@ fn in_sync(outcomes: &[RoundOutcome]) -> bool {
 async fn with<T: Send + 'static>(
     node: &Live,
     f: impl FnOnce(&Vault<SledStore>, &Identity) -> T + Send + 'static,
-) -> T {
+) -> Result<T> {
     let s = node.s.clone();
-    tokio::task::spawn_blocking(move || {
+    Ok(tokio::task::spawn_blocking(move || {
         let g = live::lock(&s);
         f(&g.vault, &g.identity)
     })
-    .await
-    .unwrap()
+    .await?)
 }
 
 /// The newest key epoch `identity` holds of `section`.
@@ -158,24 +195,23 @@ fn newest(
     identity: &Identity,
     rid: &RecordId,
     section: SectionId,
-) -> u32 {
-    vault
-        .open_record(identity, rid)
-        .unwrap()
+) -> Result<u32> {
+    Ok(vault
+        .open_record(identity, rid)?
         .keys_held()
         .into_iter()
         .filter(|(s, _)| *s == section)
         .map(|(_, e)| e)
         .max()
-        .unwrap_or(0)
+        .unwrap_or(0))
 }
 
 /// Gives the nurse a grant to `notes` and brings both grantees in sync.
-async fn new_reader(n: &Nodes) -> Grant {
-    let (rid, nurse_peer) = (n.rid, with(&n.nurse, |_, id| id.peer()).await);
-    let g = with(&n.patient, move |vault, patient| {
-        let mut rec = vault.open_record(patient, &rid).unwrap();
-        record_grant(
+async fn new_reader(n: &Nodes) -> Result<Grant> {
+    let (rid, nurse_peer) = (n.rid, with(&n.nurse, |_, id| id.peer()).await?);
+    let g = with(&n.patient, move |vault, patient| -> Result<Grant> {
+        let mut rec = vault.open_record(patient, &rid)?;
+        Ok(record_grant(
             patient,
             &mut rec,
             nurse_peer,
@@ -184,25 +220,21 @@ async fn new_reader(n: &Nodes) -> Grant {
             now(),
             30,
             &mut os_rng(),
-        )
+        ))
     })
-    .await;
+    .await??;
     let held = g.clone();
-    with(&n.nurse, move |vault, _| {
-        vault.hold_grant(&rid, &[held]).unwrap()
-    })
-    .await;
+    with(&n.nurse, move |vault, _| vault.hold_grant(&rid, &[held])).await??;
     n.patient.h.local_change();
-    assert!(in_sync(&sync(&n.nurse, n.p_peer).await), "the nurse's sync");
-    assert!(in_sync(&sync(&n.gp, n.p_peer).await), "the GP's sync");
-    g
+    ensure!(
+        in_sync(&sync(&n.nurse, n.p_peer).await?),
+        "the nurse's sync"
+    );
+    ensure!(in_sync(&sync(&n.gp, n.p_peer).await?), "the GP's sync");
+    Ok(g)
 }
 
-/// Milliseconds of `d`.
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
+/// One run's figures, in milliseconds.
 struct Run {
     plain_nurse: f64,
     plain_gp: f64,
@@ -211,35 +243,39 @@ struct Run {
     rekey: f64,
 }
 
-async fn one_run(n: &Nodes) -> Run {
+/// One revocation on fresh nodes, with its baseline rounds just before.
+async fn one_run(n: &Nodes) -> Result<Run> {
     let (rid, notes, p_peer) = (n.rid, n.notes, n.p_peer);
-    let g = new_reader(n).await;
+    let g = new_reader(n).await?;
     tokio::time::sleep(Duration::from_millis(20)).await;
     // Baseline: one plain round each, nothing to move.
     let t = Instant::now();
-    assert!(in_sync(&sync(&n.nurse, p_peer).await));
+    ensure!(in_sync(&sync(&n.nurse, p_peer).await?), "a plain round");
     let plain_nurse = ms(t.elapsed());
     let t = Instant::now();
-    assert!(in_sync(&sync(&n.gp, p_peer).await));
+    ensure!(in_sync(&sync(&n.gp, p_peer).await?), "a plain round");
     let plain_gp = ms(t.elapsed());
 
     // The revocation, committed; then the daemon's announcement of the change.
     let mut gp_received = n.gp.h.received();
     gp_received.borrow_and_update();
     let revoked = g.clone();
-    let (commit, committed, want) = with(&n.patient, move |vault, patient| {
+    let (commit, committed, want) = with(&n.patient, move |vault, patient| -> Result<_> {
         let t = Instant::now();
-        let mut rec = vault.open_record(patient, &rid).unwrap();
-        assert_eq!(rec.revoke(&revoked, now(), &mut os_rng()).unwrap(), 2);
+        let mut rec = vault.open_record(patient, &rid)?;
+        ensure!(
+            rec.revoke(&revoked, now(), &mut os_rng())? == 2,
+            "the revocation moves two sections to new keys"
+        );
         let committed = Instant::now();
         drop(rec);
         let want = (
-            newest(vault, patient, &rid, notes),
-            newest(vault, patient, &rid, SectionId::AUTH),
+            newest(vault, patient, &rid, notes)?,
+            newest(vault, patient, &rid, SectionId::AUTH)?,
         );
-        (ms(committed - t), committed, want)
+        Ok((ms(committed - t), committed, want))
     })
-    .await;
+    .await??;
     n.patient.h.local_change();
 
     // The nurse's next attempt, at once; meanwhile the GP is told and fetches the new keys.
@@ -251,22 +287,21 @@ async fn one_run(n: &Nodes) -> Run {
     let rekeyed = loop {
         tokio::time::timeout(Duration::from_secs(30), gp_received.changed())
             .await
-            .expect("the GP never received the rotation")
-            .unwrap();
-        let now_held = with(&n.gp, move |vault, gp| {
-            (
-                newest(vault, gp, &rid, notes),
-                newest(vault, gp, &rid, SectionId::AUTH),
-            )
+            .context("the GP never received the rotation")??;
+        let now_held = with(&n.gp, move |vault, gp| -> Result<_> {
+            Ok((
+                newest(vault, gp, &rid, notes)?,
+                newest(vault, gp, &rid, SectionId::AUTH)?,
+            ))
         })
-        .await;
+        .await??;
         if now_held == want {
             break Instant::now();
         }
     };
-    let (outcomes, refused) = attempt.await.unwrap();
-    let outcomes = outcomes.unwrap();
-    assert!(
+    let (outcomes, refused) = attempt.await?;
+    let outcomes = outcomes?;
+    ensure!(
         !outcomes.is_empty()
             && outcomes
                 .iter()
@@ -280,54 +315,16 @@ async fn one_run(n: &Nodes) -> Run {
             .iter()
             .any(|r| r.grant == gid && r.verify())
     })
-    .await;
-    assert!(
+    .await?;
+    ensure!(
         learnt,
         "the nurse's node did not keep the signed revocation"
     );
-    Run {
+    Ok(Run {
         plain_nurse,
         plain_gp,
         commit,
         refusal: ms(refused - committed),
         rekey: ms(rekeyed - committed),
-    }
-}
-
-fn main() {
-    let quick = std::env::args().any(|a| a == "quick");
-    let runs = if quick { 10 } else { 100 };
-    runtime().block_on(async move {
-        // One run to warm up (the runtime, the allocator, the page cache), not counted.
-        one_run(&setup().await).await;
-        let mut all = Vec::with_capacity(runs);
-        for _ in 0..runs {
-            // Fresh nodes each time, so that every run is a record's first revocation (each
-            // rotation adds key epochs that every later opening of the record unwraps).
-            all.push(one_run(&setup().await).await);
-        }
-        let col = |f: fn(&Run) -> f64| -> Vec<f64> { all.iter().map(f).collect() };
-        let (mut refusal, mut rekey) = (col(|r| r.refusal), col(|r| r.rekey));
-        let (mut plain_n, mut plain_g) = (col(|r| r.plain_nurse), col(|r| r.plain_gp));
-        let mut commit = col(|r| r.commit);
-        let (base_n, base_g) = (pct(&mut plain_n, 0.5), pct(&mut plain_g, 0.5));
-        let (refusal_med, rekey_med) = (pct(&mut refusal, 0.5), pct(&mut rekey, 0.5));
-        println!(
-            "revocation committed -> revoked nurse's next sync refused ({runs} runs)   median {refusal_med:6.2} ms   p99 {:6.2} ms   baseline: plain sync round nurse->patient median {base_n:6.2} ms (p99 {:6.2})   ratio {:.2}",
-            pct(&mut refusal, 0.99),
-            pct(&mut plain_n, 0.99),
-            refusal_med / base_n,
-        );
-        println!(
-            "revocation committed -> GP holds the rotated keys ({runs} runs)          median {rekey_med:6.2} ms   p99 {:6.2} ms   baseline: plain sync round GP->patient    median {base_g:6.2} ms (p99 {:6.2})   ratio {:.2}",
-            pct(&mut rekey, 0.99),
-            pct(&mut plain_g, 0.99),
-            rekey_med / base_g,
-        );
-        println!(
-            "  before the clock starts: the revocation's own durable commit (sign, record, move 2 sections to new keys)   median {:6.2} ms   p99 {:6.2} ms",
-            pct(&mut commit, 0.5),
-            pct(&mut commit, 0.99),
-        );
-    });
+    })
 }

@@ -1,0 +1,187 @@
+//! Over libp2p on loopback (DESIGN §11): an initial sync, and an edit's delay to an online
+//! grantee.
+//!
+//! Two live nodes in one process, each with its own sled store on disk and its own swarm on
+//! TCP 127.0.0.1 (Noise, Yamux), driven by the daemon's sync driver (`hearth_node::live`).
+//!
+//! - *Initial sync*: a patient record of 10,000 notes (one bundle each); the clock runs from
+//!   the GP's first dial (handshake included) until its sync round reports back, and the GP
+//!   is then checked to hold every note. Baseline: automerge's own sync of the same notes
+//!   between two in-memory documents.
+//! - *Edit delay*: on a fresh pair with a small record, the patient adds a note (one durable
+//!   write) and announces the change, exactly as the daemon does after a command; the clock
+//!   stops when the GP's node has stored the new bundle. Reported beside it: the patient's
+//!   durable add alone (open the record, add, flush), which every edit pays before anything is
+//!   announced.
+
+use crate::automerge_base::{self, note};
+use crate::live_node::live_node;
+use crate::measure::{ms, quantile, runtime, size_label};
+use crate::report::{Figure, Report};
+use anyhow::{Context, Result, ensure};
+use hearth_core::grant::Ability;
+use hearth_core::ids::RecordId;
+use hearth_core::keys::{Identity, Role};
+use hearth_core::record::Vault;
+use hearth_core::section::SectionName;
+use hearth_core::test_utils::{patient_record, record_grant};
+use hearth_node::live::{self, Handle, LiveConfig, SharedState};
+use hearth_node::os::{now, os_rng};
+use hearth_node::sled_store::SledStore;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// Runs the module.
+pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
+    let edits = if quick { 100 } else { 300 };
+    let initial = if quick { 1_000 } else { 10_000 };
+    runtime()?.block_on(async move {
+        let big = setup(initial).await?;
+        let (baseline, _, _) = automerge_base::initial_sync(initial)?;
+        r.emit(
+            Figure::new(
+                format!("initial_{}_tcp", size_label(initial)),
+                ms(big.initial_time),
+                "ms",
+            )
+            .baseline(ms(baseline))
+            .target("ratio<=1.0"),
+        )?;
+        drop(big);
+        // The edit delay on a small record, so that it measures propagation rather than the
+        // cost of adding to a long section.
+        edit_delay(r, setup(1).await?, edits).await
+    })
+}
+
+/// Two connected live nodes after their initial sync.
+struct Setup {
+    _dir: tempfile::TempDir,
+    ph: Handle,
+    p_shared: SharedState<SledStore>,
+    gh: Handle,
+    rid: RecordId,
+    initial_time: Duration,
+}
+
+/// Two connected live nodes: a patient whose record holds `initial` notes (one bundle each)
+/// and a GP granted `notes`, after their initial sync, which is timed.
+async fn setup(initial: usize) -> Result<Setup> {
+    let dir = tempfile::tempdir()?;
+    let mut rng = os_rng();
+    let t = now();
+    let p_vault = Vault::open(SledStore::open(&dir.path().join("p"))?)?;
+    let (patient, rid) = patient_record(&p_vault, "Pat", t, &mut rng);
+    let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
+    let g_vault = Vault::open(SledStore::open(&dir.path().join("g"))?)?;
+    let notes: SectionName = "notes".parse()?;
+    {
+        let mut rec = p_vault.open_record(&patient, &rid)?;
+        // One bundle per note, as a record written over months would be.
+        for i in 0..initial {
+            rec.add_entry(&notes, &note(i), t, &mut rng)?;
+        }
+        let g = record_grant(
+            &patient,
+            &mut rec,
+            gp.peer(),
+            "notes",
+            Ability::Read,
+            t,
+            1,
+            &mut rng,
+        );
+        g_vault.hold_grant(&rid, &[g])?;
+    }
+    let p_peer = patient.peer();
+    let (ph, p_shared, p_addr) = live_node(patient, p_vault, LiveConfig::default()).await?;
+    let (gh, g_shared, _) = live_node(gp, g_vault, LiveConfig::default()).await?;
+    // Initial sync: dial, handshake, and rounds until the GP holds every note (the GP's
+    // catch-up round on connecting, then the one asked for).
+    let t_initial = Instant::now();
+    gh.add_peer(p_peer, p_addr);
+    let h = gh.clone();
+    let first = tokio::task::spawn_blocking(move || {
+        h.sync_blocking(Some(p_peer), Duration::from_secs(300))
+    })
+    .await??;
+    let initial_time = t_initial.elapsed();
+    ensure!(
+        first.iter().all(|o| o.result.is_ok()),
+        "the initial sync failed: {first:?}"
+    );
+    {
+        let g = live::lock(&g_shared);
+        let mut replica = g.vault.open_record(&g.identity, &rid)?;
+        let held = replica.show(&notes)?.entries.len();
+        ensure!(
+            held == initial,
+            "the GP holds every note ({held} of {initial})"
+        );
+    }
+    Ok(Setup {
+        _dir: dir,
+        ph,
+        p_shared,
+        gh,
+        rid,
+        initial_time,
+    })
+}
+
+/// `n` edits on the patient's node, each timed until the GP's node has stored it.
+async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<()> {
+    let Setup {
+        _dir,
+        ph,
+        p_shared,
+        gh,
+        rid,
+        ..
+    } = s;
+    // Let the connection settle (both sides' catch-up rounds).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let notes: SectionName = "notes".parse()?;
+    let mut delays = Vec::with_capacity(n);
+    let mut adds = Vec::with_capacity(n);
+    let mut received = gh.received();
+    for i in 0..n {
+        let before = *received.borrow_and_update();
+        let sh = p_shared.clone();
+        let t0 = Instant::now();
+        let add = tokio::task::spawn_blocking(move || -> Result<Duration> {
+            let g = live::lock(&sh);
+            let mut rec = g.vault.open_record(&g.identity, &rid)?;
+            let mut rng = os_rng();
+            rec.add_entry(
+                &notes,
+                &json!({ "text": format!("note {i}") }),
+                now(),
+                &mut rng,
+            )?;
+            Ok(t0.elapsed())
+        })
+        .await??;
+        ph.local_change();
+        while *received.borrow_and_update() <= before {
+            tokio::time::timeout(Duration::from_secs(10), received.changed())
+                .await
+                .with_context(|| format!("edit {i} never arrived"))??;
+        }
+        delays.push(ms(t0.elapsed()));
+        adds.push(ms(add));
+        // Space the edits out, as a person would: each starts on a quiet network.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    r.emit(
+        Figure::new("edit_visible_median", quantile(&mut delays, 0.5), "ms").target("value<=1.0"),
+    )?;
+    r.emit(
+        Figure::new("edit_visible_p99", quantile(&mut delays, 0.99), "ms").target("value<=5.0"),
+    )?;
+    r.emit(Figure::new(
+        "edit_durable_add_median",
+        quantile(&mut adds, 0.5),
+        "ms",
+    ))
+}

@@ -1,0 +1,230 @@
+//! Sync (issue #4): Hearth's session (wire encoding, signature and hash-chain checks, key
+//! delivery, sled on disk) against automerge's own sync protocol between two in-memory
+//! documents of the same content, measured in the same run. In-process: the GP's and the
+//! patient's session logic exchange messages through the real wire encoding; no sockets.
+
+use crate::automerge_base::{self, add_note, doc_of, note};
+use crate::measure::{ms, size_label};
+use crate::report::{Figure, Report};
+use anyhow::{Result, bail, ensure};
+use automerge::sync::State;
+use hearth_core::grant::Ability;
+use hearth_core::ids::RecordId;
+use hearth_core::keys::{Identity, Role};
+use hearth_core::record::Vault;
+use hearth_core::section::SectionName;
+use hearth_core::store::{Batch, MemoryStore, Store};
+use hearth_core::test_utils::{TEST_NOW, TestRng, patient_record, record_grant};
+use hearth_node::sled_store::SledStore;
+use hearth_sync::protocol::{self, Message};
+use hearth_sync::session::Local;
+use std::time::{Duration, Instant};
+
+/// New entries synced one at a time at each history size; the median is reported.
+const INCREMENTS: usize = 5;
+
+/// Runs the module.
+pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
+    let n = if quick { 2_000 } else { 10_000 };
+    initial(r, n)?;
+    let sizes: &[usize] = if quick {
+        &[1_000, 2_000]
+    } else {
+        &[1_000, 10_000, 50_000]
+    };
+    let mut times = Vec::new();
+    for &h in sizes {
+        times.push(incremental(r, h)?);
+    }
+    // Flat in history: the largest history's time against the smallest's.
+    if let (Some(first), Some(last)) = (times.first(), times.last()) {
+        r.emit(
+            Figure::new(
+                format!(
+                    "incremental_growth_{}_to_{}",
+                    size_label(sizes[0]),
+                    size_label(sizes[sizes.len() - 1])
+                ),
+                *last,
+                "ms",
+            )
+            .baseline(*first)
+            .target("ratio<=1.25"),
+        )?;
+    }
+    Ok(())
+}
+
+/// A patient and a GP, each with a sled store, the GP holding a read grant to `notes`.
+struct Pair {
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    patient: Identity,
+    gp: Identity,
+    p: Vault<SledStore>,
+    g: Vault<SledStore>,
+    rid: RecordId,
+    rng: TestRng,
+}
+
+/// A patient record of `n` notes (one bundle each), built in memory then copied to sled, and a
+/// GP holding a read grant.
+fn pair(n: usize) -> Result<Pair> {
+    let mut rng = TestRng::new(n as u64);
+    let mem = Vault::new(MemoryStore::new());
+    let (patient, rid) = patient_record(&mem, "P", TEST_NOW, &mut rng);
+    let (gp, _) = Identity::generate(Role::Professional, "G".into(), &mut rng);
+    {
+        let mut rec = mem.open_record(&patient, &rid)?;
+        let notes = "notes".parse()?;
+        // A note a minute, as a record grows over time (entry ids sort by time).
+        for i in 0..n {
+            rec.add_entry(&notes, &note(i), minute(i), &mut rng)?;
+        }
+        let g = record_grant(
+            &patient,
+            &mut rec,
+            gp.peer(),
+            "notes",
+            Ability::Read,
+            TEST_NOW,
+            1,
+            &mut rng,
+        );
+        mem.hold_grant(&rid, &[g])?;
+    }
+    let (pd, gd) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let p = Vault::open(SledStore::open(pd.path())?)?;
+    let g = Vault::open(SledStore::open(gd.path())?)?;
+    let mut b = Batch::new();
+    let mut gb = Batch::new();
+    for (k, v) in mem.store().scan(&[], &[0xff; 4])? {
+        if k.starts_with(b"N/grant/") {
+            gb.put(k, v);
+        } else {
+            b.put(k, v);
+        }
+    }
+    p.store().commit(b)?;
+    g.store().commit(gb)?;
+    Ok(Pair {
+        _dirs: (pd, gd),
+        patient,
+        gp,
+        p,
+        g,
+        rid,
+        rng,
+    })
+}
+
+/// One Hearth sync from the GP to the patient through the wire encoding: (time, bytes).
+fn hearth_sync(x: &mut Pair) -> Result<(Duration, usize)> {
+    let (gs, ps) = (Local::new(&x.g, &x.gp), Local::new(&x.p, &x.patient));
+    let t = Instant::now();
+    let mut bytes = 0;
+    let mut req = gs.start_as(x.rid, x.patient.peer(), true, TEST_NOW)?;
+    loop {
+        let w = protocol::encode(&Message::Request(req));
+        bytes += w.len();
+        let Message::Request(r) = protocol::decode(&w)? else {
+            bail!("a request decoded as something else")
+        };
+        let (resp, _) = ps.on_request(x.gp.peer(), r, TEST_NOW, &mut x.rng)?;
+        let w = protocol::encode(&Message::Response(resp));
+        bytes += w.len();
+        let Message::Response(r) = protocol::decode(&w)? else {
+            bail!("a response decoded as something else")
+        };
+        let (next, _) = gs.on_response(x.patient.peer(), r, TEST_NOW, &mut x.rng)?;
+        match next {
+            Some(n) => req = n,
+            None => break,
+        }
+    }
+    Ok((t.elapsed(), bytes))
+}
+
+/// Initial sync of `n` notes, then the GP's first read of the section.
+fn initial(r: &mut Report, n: usize) -> Result<()> {
+    let mut x = pair(n)?;
+    let (ht, hb) = hearth_sync(&mut x)?;
+    let (at, ab, mut src) = automerge_base::initial_sync(n)?;
+    // The GP's first read after it: open the record and load the section (from the shared
+    // snapshot plus the bundles after it), against automerge loading the same notes' saved
+    // document, which the baseline's sync did not need.
+    let t = Instant::now();
+    let mut replica = x.g.open_record(&x.gp, &x.rid)?;
+    let vvs = replica.version_vectors()?;
+    let read = t.elapsed();
+    let saved = src.save();
+    let t = Instant::now();
+    let loaded = automerge::AutoCommit::load(&saved)?;
+    let load = t.elapsed();
+    drop((vvs, loaded));
+    let notes: SectionName = "notes".parse()?;
+    ensure!(
+        replica.show(&notes)?.entries.len() == n,
+        "the GP holds every note"
+    );
+    let size = size_label(n);
+    r.emit(
+        Figure::new(format!("initial_{size}"), ms(ht), "ms")
+            .baseline(ms(at))
+            .target("ratio<=1.0"),
+    )?;
+    r.emit(
+        Figure::new(format!("initial_{size}_bytes"), hb as f64, "B")
+            .baseline(ab as f64)
+            .target("ratio<=2.0"),
+    )?;
+    r.emit(Figure::new(format!("first_read_{size}"), ms(read), "ms").baseline(ms(load)))?;
+    r.emit(
+        Figure::new(
+            format!("initial_{size}_plus_first_read"),
+            ms(ht + read),
+            "ms",
+        )
+        .baseline(ms(at))
+        .target("ratio<=1.0"),
+    )
+}
+
+/// Incremental sync of one new entry at a history of `h` entries, against automerge's
+/// incremental sync of one new note; returns Hearth's median time in milliseconds.
+fn incremental(r: &mut Report, h: usize) -> Result<f64> {
+    let mut x = pair(h)?;
+    hearth_sync(&mut x)?;
+    let mut a = doc_of(h)?;
+    let mut b = automerge::AutoCommit::new();
+    let (mut sa, mut sb) = (State::new(), State::new());
+    automerge_base::sync(&mut a, &mut b, &mut sa, &mut sb)?;
+    let notes: SectionName = "notes".parse()?;
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for k in 0..INCREMENTS {
+        {
+            let mut rec = x.p.open_record(&x.patient, &x.rid)?;
+            rec.add_entry(&notes, &note(h + k), minute(h + k), &mut x.rng)?;
+        }
+        ours.push(hearth_sync(&mut x)?);
+        add_note(&mut a, h + k)?;
+        theirs.push(automerge_base::sync(&mut a, &mut b, &mut sa, &mut sb)?);
+    }
+    ours.sort();
+    theirs.sort();
+    let (ot, ob) = ours[INCREMENTS / 2];
+    let (tt, tb) = theirs[INCREMENTS / 2];
+    let size = size_label(h);
+    r.emit(
+        Figure::new(format!("incremental_{size}"), ms(ot), "ms")
+            .baseline(ms(tt))
+            .target("value<=1.0"),
+    )?;
+    r.emit(Figure::new(format!("incremental_{size}_bytes"), ob as f64, "B").baseline(tb as f64))?;
+    Ok(ms(ot))
+}
+
+/// The time of the `i`th note: a minute after the one before.
+fn minute(i: usize) -> hearth_core::time::Timestamp {
+    TEST_NOW.saturating_add_millis(i64::try_from(i).unwrap_or(i64::MAX).saturating_mul(60_000))
+}
