@@ -195,8 +195,8 @@ pub fn run_in(ctx: &Ctx, cli: Cli) -> Result<(), Failure> {
 /// Runs a command forwarded to the daemon (`POST /api/v1/exec`; the passphrase already
 /// checked) against the daemon's open store, capturing its output. The daemon is handed this
 /// when `hearth run` starts it.
-pub fn exec_in_daemon(call: ExecCall) -> ExecResponse {
-    let args = std::iter::once("hearth".to_string()).chain(call.argv.iter().cloned());
+pub fn exec_in_daemon(mut call: ExecCall) -> ExecResponse {
+    let args = std::iter::once("hearth".to_string()).chain(std::mem::take(&mut call.argv));
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {

@@ -47,12 +47,7 @@ pub(super) async fn show(
     Path(rid): Path<String>,
 ) -> Result<Response, Bad> {
     let rid = plain_id("record", &rid)?;
-    Ok(run(
-        st,
-        a,
-        vec!["record".into(), "show".into(), flag("record", rid)],
-    )
-    .await)
+    Ok(run(st, a, record_args("show", rid, Vec::new(), None)).await)
 }
 
 /// The sections of a record this node holds and can read.
@@ -65,12 +60,7 @@ pub(super) async fn sections(
     Path(rid): Path<String>,
 ) -> Result<Response, Bad> {
     let rid = plain_id("record", &rid)?;
-    Ok(run(
-        st,
-        a,
-        vec!["record".into(), "sections".into(), flag("record", rid)],
-    )
-    .await)
+    Ok(run(st, a, record_args("sections", rid, Vec::new(), None)).await)
 }
 
 /// The query of `GET /api/v1/records/{rid}/history`.
@@ -91,14 +81,12 @@ pub(super) async fn history(
     Query(q): Query<HistoryQuery>,
 ) -> Result<Response, Bad> {
     let (rid, section) = (plain_id("record", &rid)?, section_spec(&q.section)?);
-    let args = vec![
-        "record".into(),
-        "history".into(),
-        flag("record", rid),
-        "--".into(),
-        section.into(),
-    ];
-    Ok(run(st, a, args).await)
+    Ok(run(
+        st,
+        a,
+        record_args("history", rid, Vec::new(), Some(section)),
+    )
+    .await)
 }
 
 /// The body of `POST /api/v1/records/{rid}/entries`.
@@ -110,6 +98,17 @@ pub(super) struct NewEntry {
     /// `notes` entry: `{"text": "…"}`).
     #[schema(value_type = Object)]
     entry: serde_json::Value,
+}
+
+/// `record VERB --record=RID FLAGS… [-- LAST]`: the command a route runs (`LAST`, a section
+/// or an entry id, after `--`).
+fn record_args(verb: &str, rid: &str, flags: Vec<String>, last: Option<&str>) -> Vec<String> {
+    let mut args = vec!["record".to_string(), verb.to_string(), flag("record", rid)];
+    args.extend(flags);
+    if let Some(l) = last {
+        args.extend(["--".to_string(), l.to_string()]);
+    }
+    args
 }
 
 fn entry_json(v: &serde_json::Value) -> Result<String, Bad> {
@@ -137,14 +136,7 @@ pub(super) async fn add(
         section_spec(&body.section)?,
         entry_json(&body.entry)?,
     );
-    let args = vec![
-        "record".into(),
-        "add".into(),
-        flag("record", rid),
-        flag("entry", &entry),
-        "--".into(),
-        section.into(),
-    ];
+    let args = record_args("add", rid, vec![flag("entry", &entry)], Some(section));
     Ok(run(st, a, args).await)
 }
 
@@ -173,14 +165,7 @@ pub(super) async fn correct(
         plain_id("entry", &eid)?,
         entry_json(&body.entry)?,
     );
-    let args = vec![
-        "record".into(),
-        "correct".into(),
-        flag("record", rid),
-        flag("entry", &entry),
-        "--".into(),
-        eid.into(),
-    ];
+    let args = record_args("correct", rid, vec![flag("entry", &entry)], Some(eid));
     Ok(run(st, a, args).await)
 }
 
@@ -204,14 +189,12 @@ pub(super) async fn mark_error(
     Json(body): Json<MarkError>,
 ) -> Result<Response, Bad> {
     let (rid, eid) = (plain_id("record", &rid)?, plain_id("entry", &eid)?);
-    let args = vec![
-        "record".into(),
-        "mark-error".into(),
-        flag("record", rid),
-        flag("reason", &body.reason),
-        "--".into(),
-        eid.into(),
-    ];
+    let args = record_args(
+        "mark-error",
+        rid,
+        vec![flag("reason", &body.reason)],
+        Some(eid),
+    );
     Ok(run(st, a, args).await)
 }
 
@@ -226,12 +209,7 @@ pub(super) async fn export(
     Path(rid): Path<String>,
 ) -> Result<Response, Bad> {
     let rid = plain_id("record", &rid)?;
-    let args = vec![
-        "record".into(),
-        "export".into(),
-        flag("record", rid),
-        "--fhir=-".into(),
-    ];
+    let args = record_args("export", rid, vec!["--fhir=-".into()], None);
     let file = format!("hearth-{}.fhir.json", &rid[..rid.len().min(12)]);
     let answer = Answer::Download {
         content_type: "application/fhir+json",
