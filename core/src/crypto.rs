@@ -9,6 +9,12 @@
 //! - **Key wrapping**: HPKE (RFC 9180) base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
 //!   ChaCha20-Poly1305 ([`wrap_key`], [`unwrap_key`]).
 //! - **Hashing**: SHA-256 ([`sha256`]).
+//!
+//! Verified signatures and parsed public keys are remembered for the life of the process
+//! ([`verified`]), so that reopening a record does not repeat the curve arithmetic for
+//! signatures already checked.
+
+mod verified;
 
 use chacha20poly1305::aead::{Aead, AeadInOut, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -140,14 +146,51 @@ pub fn verify(
     parts: &[&[u8]],
     signature: &[u8; 64],
 ) -> Result<(), CryptoError> {
+    let message = domain_message(domain, parts);
+    let d = verified::digest(verified::How::Strict, key.as_bytes(), signature, &message);
+    if verified::seen(&d) {
+        return Ok(());
+    }
     let sig = Signature::from_bytes(signature);
-    key.verify_strict(&domain_message(domain, parts), &sig)
-        .map_err(|_| CryptoError::BadSignature)
+    key.verify_strict(&message, &sig)
+        .map_err(|_| CryptoError::BadSignature)?;
+    verified::remember(d);
+    Ok(())
+}
+
+/// One signature of a batch: the key, the signed parts, the signature.
+pub type Signed<'a> = (&'a VerifyingKey, &'a [&'a [u8]], &'a [u8; 64]);
+
+/// Verifies several signatures made by [`sign`] under `domain` in one batch; `Ok` only if
+/// every one verifies. The caller refuses weak keys first. A batch whose every signature
+/// verified in an earlier batch is accepted from the memo.
+pub fn verify_batch(domain: Domain, items: &[Signed<'_>]) -> Result<(), CryptoError> {
+    let messages: Vec<Vec<u8>> = items
+        .iter()
+        .map(|(_, parts, _)| domain_message(domain, parts))
+        .collect();
+    let digests: Vec<[u8; 32]> = items
+        .iter()
+        .zip(&messages)
+        .map(|((k, _, s), m)| verified::digest(verified::How::Batch, k.as_bytes(), s, m))
+        .collect();
+    if digests.iter().all(verified::seen) {
+        return Ok(());
+    }
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let sigs: Vec<Signature> = items
+        .iter()
+        .map(|(_, _, s)| Signature::from_bytes(s))
+        .collect();
+    let keys: Vec<VerifyingKey> = items.iter().map(|(k, _, _)| **k).collect();
+    ed25519_dalek::verify_batch(&refs, &sigs, &keys).map_err(|_| CryptoError::BadSignature)?;
+    digests.into_iter().for_each(verified::remember);
+    Ok(())
 }
 
 /// Parses a 32-byte ed25519 public key, refusing invalid points.
 pub fn verifying_key(bytes: &[u8; 32]) -> Result<VerifyingKey, CryptoError> {
-    VerifyingKey::from_bytes(bytes).map_err(|_| CryptoError::BadPublicKey)
+    verified::parsed_key(bytes).ok_or(CryptoError::BadPublicKey)
 }
 
 /// SHA-256 of the concatenation of `parts`.
@@ -288,32 +331,42 @@ type Kem = hpke::kem::X25519HkdfSha256;
 type Kdf = hpke::kdf::HkdfSha256;
 type HpkeAead = hpke::aead::ChaCha20Poly1305;
 
-/// An X25519 key-agreement secret for receiving wrapped keys, zeroized on drop.
+/// An X25519 key-agreement secret for receiving wrapped keys, zeroized on drop. Its public
+/// half is computed once, when the secret is made (a scalar multiplication, which opening a
+/// record would otherwise repeat for every key wrap it looks at).
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct AgreementSecret([u8; 32]);
+pub struct AgreementSecret {
+    secret: [u8; 32],
+    public: [u8; 32],
+}
 
 impl AgreementSecret {
     /// From raw bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        AgreementSecret(bytes)
+        let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(bytes));
+        AgreementSecret {
+            secret: bytes,
+            public: public.to_bytes(),
+        }
     }
 
     /// A fresh random secret.
     pub fn generate(rng: &mut impl CryptoRng) -> Self {
         let mut k = [0u8; 32];
         rng.fill_bytes(&mut k);
-        AgreementSecret(k)
+        let s = Self::from_bytes(k);
+        k.zeroize();
+        s
     }
 
     /// Raw bytes, for the encrypted keystore only.
     pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
+        &self.secret
     }
 
     /// The matching public key.
     pub fn public(&self) -> [u8; 32] {
-        let secret = x25519_dalek::StaticSecret::from(self.0);
-        x25519_dalek::PublicKey::from(&secret).to_bytes()
+        self.public
     }
 }
 
@@ -365,8 +418,8 @@ pub fn unwrap_key(
     secret: &AgreementSecret,
     info: &[u8],
 ) -> Result<SymmetricKey, CryptoError> {
-    let sk =
-        <Kem as hpke::Kem>::PrivateKey::from_bytes(&secret.0).map_err(|_| CryptoError::Unwrap)?;
+    let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(&secret.secret)
+        .map_err(|_| CryptoError::Unwrap)?;
     let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&wrapped.enc)
         .map_err(|_| CryptoError::Unwrap)?;
     let mut pt = hpke::single_shot_open::<HpkeAead, Kdf, Kem>(
@@ -389,7 +442,9 @@ pub fn derive_agreement_secret(ikm: &[u8]) -> AgreementSecret {
     let (sk, _pk) = Kem::derive_keypair(ikm);
     let mut bytes = [0u8; 32];
     bytes.copy_from_slice(&sk.to_bytes());
-    AgreementSecret(bytes)
+    let s = AgreementSecret::from_bytes(bytes);
+    bytes.zeroize();
+    s
 }
 
 /// HKDF-SHA256 expand of `ikm` under `info` to 32 bytes.
@@ -405,6 +460,55 @@ pub fn hkdf32(ikm: &[u8], salt: &[u8], info: &[u8]) -> [u8; 32] {
 mod tests {
     use super::*;
     use crate::test_utils::TestRng;
+
+    #[test]
+    fn a_remembered_signature_does_not_vouch_for_altered_bytes() {
+        let mut rng = TestRng::new(11);
+        let sk = SigningKey::generate(&mut rng);
+        let other = SigningKey::generate(&mut rng);
+        let vk = sk.verifying_key();
+        let sig = sign(&sk, Domain::Card, &[b"alice", b"gp"]);
+        // Verified twice: the second time from the memo.
+        assert_eq!(verify(&vk, Domain::Card, &[b"alice", b"gp"], &sig), Ok(()));
+        assert_eq!(verify(&vk, Domain::Card, &[b"alice", b"gp"], &sig), Ok(()));
+        // Any change of key, domain, parts or signature is checked afresh and refused.
+        let bad = Err(CryptoError::BadSignature);
+        assert_eq!(verify(&vk, Domain::Card, &[b"alice", b"gP"], &sig), bad);
+        assert_eq!(verify(&vk, Domain::Card, &[b"alicegp"], &sig), bad);
+        assert_eq!(verify(&vk, Domain::Grant, &[b"alice", b"gp"], &sig), bad);
+        assert_eq!(
+            verify(
+                &other.verifying_key(),
+                Domain::Card,
+                &[b"alice", b"gp"],
+                &sig
+            ),
+            bad
+        );
+        let mut flipped = sig;
+        flipped[3] ^= 1;
+        assert_eq!(verify(&vk, Domain::Card, &[b"alice", b"gp"], &flipped), bad);
+        // And refused again: failures are never remembered.
+        assert_eq!(verify(&vk, Domain::Card, &[b"alice", b"gp"], &flipped), bad);
+    }
+
+    #[test]
+    fn the_verified_memo_is_bounded() {
+        let mut rng = TestRng::new(12);
+        let sk = SigningKey::generate(&mut rng);
+        let vk = sk.verifying_key();
+        for i in 0..(verified::GENERATION + 10) {
+            let d = verified::digest(
+                verified::How::Strict,
+                vk.as_bytes(),
+                &[0; 64],
+                &(i as u64).to_be_bytes(),
+            );
+            verified::remember(d);
+            assert!(verified::seen(&d));
+        }
+        assert!(verified::len() <= 2 * verified::GENERATION);
+    }
 
     #[test]
     fn sealing_in_place_gives_the_same_ciphertext_and_opens() {

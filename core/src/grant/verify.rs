@@ -8,7 +8,7 @@ use crate::crypto::{self, Domain};
 use crate::ids::{PeerKey, RecordId};
 use crate::section::SectionName;
 use crate::time::Timestamp;
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
 /// What is being asked of a chain.
@@ -143,8 +143,7 @@ pub fn verify_chain(
 /// on failure, finds the first bad link.
 fn verify_signatures(chain: &[Grant]) -> Result<(), Refusal> {
     let mut keys: Vec<VerifyingKey> = Vec::with_capacity(chain.len());
-    let mut sigs: Vec<Signature> = Vec::with_capacity(chain.len());
-    let mut msgs: Vec<Vec<u8>> = Vec::with_capacity(chain.len());
+    let mut sigs: Vec<[u8; 64]> = Vec::with_capacity(chain.len());
     for (i, g) in chain.iter().enumerate() {
         let key = g
             .body
@@ -161,11 +160,16 @@ fn verify_signatures(chain: &[Grant]) -> Result<(), Refusal> {
             .try_into()
             .map_err(|_| Refusal::BadSignature { link: i })?;
         keys.push(key);
-        sigs.push(Signature::from_bytes(&sig));
-        msgs.push(crypto::domain_message(Domain::Grant, &[&g.envelope.body]));
+        sigs.push(sig);
     }
-    let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
-    if ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok() {
+    let bodies: Vec<[&[u8]; 1]> = chain.iter().map(|g| [g.envelope.body.as_slice()]).collect();
+    let items: Vec<crypto::Signed<'_>> = keys
+        .iter()
+        .zip(&bodies)
+        .zip(&sigs)
+        .map(|((k, b), s)| (k, b.as_slice(), s))
+        .collect();
+    if crypto::verify_batch(Domain::Grant, &items).is_ok() {
         return Ok(());
     }
     for (i, g) in chain.iter().enumerate() {

@@ -2,6 +2,7 @@
 //! wrapped to new recipients, and rotated.
 
 use super::layout::{k_escrow, k_escrow_prefix, k_wrap, k_wrap_prefix};
+use super::memo::UnwrapMemo;
 use super::{OpenRecord, RecordError, Result, Vault, cbor, decbor, json_string};
 use crate::crypto::SymmetricKey;
 use crate::ids::{RecordId, SectionId};
@@ -135,12 +136,18 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             if w.recipient.into_array() != me || w.record != self.id {
                 continue;
             }
+            let memo = UnwrapMemo::name(&me, &v);
+            if let Some(k) = self.vault.memo.keys.get(&memo) {
+                self.keys.entry(w.section).or_default().insert(w.epoch, k);
+                continue;
+            }
             if !w.verify() {
                 // A wrap not signed by the record root is ignored; the section stays unreadable
                 // and says so when opened.
                 continue;
             }
             if let Ok(k) = w.open(self.identity.agreement_secret()) {
+                self.vault.memo.keys.put(memo, &k);
                 self.keys.entry(w.section).or_default().insert(w.epoch, k);
             }
         }

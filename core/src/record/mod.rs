@@ -59,6 +59,7 @@ mod items;
 mod keyring;
 mod layout;
 mod ledger;
+mod memo;
 mod proxy;
 mod relay_audit;
 mod replica;

@@ -2,6 +2,7 @@
 //! writing a change into one as a new bundle.
 
 use super::layout::{author_in, k_bundle, k_cache, k_head, k_head_prefix, k_received, k_shared};
+use super::memo::Kept;
 use super::replica::check_change_head;
 use super::snapshot::{SNAPSHOT_REFRESH_ON_READ, SharedSnapshot, snapshot_every};
 use super::{OpenRecord, RecordError, Result, new_doc};
@@ -70,15 +71,30 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         Ok(())
     }
 
-    /// The document a section loads from, and the logs it covers: the local snapshot when it
-    /// is intact and consistent with the logs, else the shared snapshot this node may have
-    /// started the section from, else an empty document.
+    /// The document a section loads from, the logs it covers, and how many bundles it holds
+    /// beyond the section's last snapshot: the document this vault kept from its last load of
+    /// the section ([`DocMemo`](super::memo::DocMemo)) when every log still ends at or beyond
+    /// it, else the local snapshot when it is intact and consistent with the logs, else the
+    /// shared snapshot this node may have started the section from, else an empty document.
     fn start_doc(
         &self,
         sid: &SectionId,
         keys: &BTreeMap<u32, SymmetricKey>,
         heads: &VersionVector,
-    ) -> Result<(AutoCommit, VersionVector)> {
+    ) -> Result<(AutoCommit, VersionVector, u32)> {
+        if let Some(kept) = self
+            .vault
+            .memo
+            .docs
+            .get(&self.id, sid, &self.identity.peer())
+            && kept.have.iter().all(|(a, h)| {
+                heads
+                    .get(a)
+                    .is_some_and(|x| x.seq > h.seq || (x.seq == h.seq && x.hash == h.hash))
+            })
+        {
+            return Ok((kept.doc, kept.have, kept.since_snapshot));
+        }
         let store = &self.vault.store;
         let shared = || -> Result<Option<Vec<u8>>> {
             Ok(store
@@ -99,10 +115,10 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                     .all(|(a, h)| heads.get(a).is_some_and(|x| x.seq >= h.seq))
             {
                 d.set_actor(automerge::ActorId::from(self.identity.peer().0));
-                return Ok((d, vv));
+                return Ok((d, vv, 0));
             }
         }
-        Ok((new_doc(self.identity), VersionVector::new()))
+        Ok((new_doc(self.identity), VersionVector::new(), 0))
     }
 
     /// Loads a section document from the store, in these steps:
@@ -117,16 +133,45 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     ///    whose change does not apply;
     /// 7. [`left_out`](Self::left_out): what was left out, reported as [`Unapplied`];
     /// 8. [`refresh_snapshot`](Self::refresh_snapshot) when many bundles were replayed.
+    ///
+    /// The vault keeps the result as the start of the next load (see [`start_doc`]); if a load
+    /// from a kept document fails, the kept one is dropped and the load runs again without it.
+    ///
+    /// [`start_doc`]: Self::start_doc
     fn load_section(&self, sid: &SectionId) -> Result<SectionDoc> {
+        let reader = self.identity.peer();
+        let sd = match self.load_section_once(sid) {
+            Ok(sd) => sd,
+            Err(_) if self.vault.memo.docs.get(&self.id, sid, &reader).is_some() => {
+                self.vault.memo.docs.forget(&self.id, sid);
+                self.load_section_once(sid)?
+            }
+            Err(e) => return Err(e),
+        };
+        self.vault.memo.docs.put(
+            &self.id,
+            sid,
+            &reader,
+            Kept {
+                doc: sd.doc.clone(),
+                have: sd.vv.clone(),
+                since_snapshot: sd.since_snapshot,
+            },
+        );
+        Ok(sd)
+    }
+
+    /// One attempt of [`load_section`](Self::load_section).
+    fn load_section_once(&self, sid: &SectionId) -> Result<SectionDoc> {
         let keys = self
             .keys
             .get(sid)
             .ok_or_else(|| RecordError::NoKey(self.section_label(sid)))?;
         let heads = self.log_heads(sid)?;
-        let (doc, mut have) = self.start_doc(sid, keys, &heads)?;
+        let (doc, mut have, before) = self.start_doc(sid, keys, &heads)?;
         let start_have = have.clone();
         let readable = self.readable_bundles(sid, keys, &heads, &mut have)?;
-        let mut applied = u32::try_from(readable.len()).unwrap_or(u32::MAX);
+        let mut applied = before.saturating_add(u32::try_from(readable.len()).unwrap_or(u32::MAX));
         let payloads = self.decrypt(sid, readable)?;
         let mut skip = misnumbered(&payloads);
         let mut doc = self.apply(sid, keys, &heads, doc, &payloads, &mut skip)?;

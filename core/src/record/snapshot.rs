@@ -304,6 +304,9 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         batch.put(k_shared(&self.id, &sid), bytes.to_vec());
         store.commit(batch).map_err(|e| e.to_string())?;
         self.loaded.remove(&sid);
+        // The logs now start from this snapshot's base: a document kept from before it could
+        // not be carried forward from the bundles held.
+        self.vault.memo.docs.forget(&self.id, &sid);
         Ok(true)
     }
 }

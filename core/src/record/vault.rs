@@ -6,6 +6,7 @@ use super::layout::{
     author_in, head_key_parts, k_base_prefix, k_bundle, k_head_prefix, k_heads_of_record, k_record,
     k_records_prefix, k_shared, local_key, local_name, record_in,
 };
+use super::memo::Memo;
 use super::section_doc::SectionDoc;
 use super::{DeviceCert, OpenRecord, RecordError, Result, cbor, decbor, json_string};
 use crate::crypto::SymmetricKey;
@@ -41,18 +42,23 @@ struct Registration {
 /// All records held in one store.
 pub struct Vault<S: Store> {
     pub(super) store: S,
+    /// What opening records here has already worked out (see [`Memo`]).
+    pub(super) memo: Memo,
 }
 
 impl<S: Store> Vault<S> {
     /// A vault over `store`, without checking the store's format (see [`Vault::open`]).
     pub fn new(store: S) -> Self {
-        Vault { store }
+        Vault {
+            store,
+            memo: Memo::default(),
+        }
     }
 
     /// A vault over `store`, checking (or, for an empty store, writing) the format version.
     pub fn open(store: S) -> Result<Self> {
         store::check_format(&store)?;
-        Ok(Vault { store })
+        Ok(Vault::new(store))
     }
 
     /// The underlying store.
@@ -222,6 +228,7 @@ impl<S: Store> Vault<S> {
         if !batch.is_empty() {
             self.store.commit(batch)?;
         }
+        self.memo.docs.forget_record(record);
         Ok(n)
     }
 

@@ -2,6 +2,7 @@
 
 mod disputes;
 mod hostile_bundles;
+mod memo;
 mod merge;
 mod restore;
 mod revoke;

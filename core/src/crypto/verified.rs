@@ -1,0 +1,111 @@
+//! Memos of the signatures this process has already verified, and of the public keys it has
+//! already parsed.
+//!
+//! Opening a record checks the same signatures again and again: the record root's signature on
+//! every key wrap and device certificate, the newest bundle of each author's log, the links of
+//! a grant chain. A sync step opens a record several times, and a daemon opens the same records
+//! all day. Signature validity is a pure function of the public key, the message and the
+//! signature, so once `verify_strict` has accepted a triple, the same triple is accepted again
+//! from this memo without the curve arithmetic.
+//!
+//! Each entry is the SHA-256 of key, signature and message: nothing secret, and a hit needs the
+//! very bytes that verified (a collision would be a SHA-256 collision). Only successes are
+//! kept, so a forged or altered signature is verified, and refused, every time. The memo is
+//! bounded: two generations of at most [`GENERATION`] digests each; when the current one fills
+//! it becomes the previous one and the oldest is dropped. A stranger who sends many valid
+//! signatures can only push others out, which costs time, never correctness.
+
+use ed25519_dalek::VerifyingKey;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, Mutex};
+
+/// Digests in one generation (32 bytes each, so the memo stays under about 5 MB).
+pub(crate) const GENERATION: usize = 65_536;
+
+/// Two generations of verified digests.
+#[derive(Default)]
+struct Memo {
+    current: HashSet<[u8; 32]>,
+    previous: HashSet<[u8; 32]>,
+}
+
+static MEMO: LazyLock<Mutex<Memo>> = LazyLock::new(|| Mutex::new(Memo::default()));
+
+/// How a triple was verified: one `verify_strict`, or as part of a batch (whose equation is
+/// not the same as the strict one's, so neither vouches for the other).
+#[derive(Clone, Copy)]
+pub(super) enum How {
+    Strict,
+    Batch,
+}
+
+/// The digest naming one (key, signature, message) triple verified `how`.
+pub(super) fn digest(how: How, key: &[u8; 32], signature: &[u8; 64], message: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(match how {
+        How::Strict => b"strict",
+        How::Batch => b"batch\0",
+    });
+    h.update(key);
+    h.update(signature);
+    h.update(message);
+    h.finalize().into()
+}
+
+/// Whether the triple named by `d` has verified before in this process.
+pub(super) fn seen(d: &[u8; 32]) -> bool {
+    // A poisoned lock (a panic elsewhere while holding it) only costs the memo.
+    MEMO.lock()
+        .map(|m| m.current.contains(d) || m.previous.contains(d))
+        .unwrap_or(false)
+}
+
+/// Records that the triple named by `d` verified.
+pub(super) fn remember(d: [u8; 32]) {
+    if let Ok(mut m) = MEMO.lock() {
+        if m.current.len() >= GENERATION {
+            m.previous = std::mem::take(&mut m.current);
+        }
+        m.current.insert(d);
+    }
+}
+
+/// Public keys in one generation of the parsed-key memo (about 200 bytes each).
+const KEY_GENERATION: usize = 4_096;
+
+/// Two generations of parsed public keys, by their bytes.
+#[derive(Default)]
+struct Keys {
+    current: HashMap<[u8; 32], VerifyingKey>,
+    previous: HashMap<[u8; 32], VerifyingKey>,
+}
+
+static KEYS: LazyLock<Mutex<Keys>> = LazyLock::new(|| Mutex::new(Keys::default()));
+
+/// `bytes` parsed as an ed25519 public key, from the memo when parsed before (decompressing a
+/// point takes a square root; a record root or a device key is parsed at every open). Only
+/// keys that parsed are kept: invalid bytes are refused afresh every time.
+pub(super) fn parsed_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+    if let Ok(k) = KEYS.lock()
+        && let Some(v) = k.current.get(bytes).or_else(|| k.previous.get(bytes))
+    {
+        return Some(*v);
+    }
+    let v = VerifyingKey::from_bytes(bytes).ok()?;
+    if let Ok(mut k) = KEYS.lock() {
+        if k.current.len() >= KEY_GENERATION {
+            k.previous = std::mem::take(&mut k.current);
+        }
+        k.current.insert(*bytes, v);
+    }
+    Some(v)
+}
+
+/// Digests held now (both generations).
+#[cfg(test)]
+pub(super) fn len() -> usize {
+    MEMO.lock()
+        .map(|m| m.current.len() + m.previous.len())
+        .unwrap_or(0)
+}

@@ -1,0 +1,106 @@
+//! What a vault remembers between opens (`record::memo`) never changes what a record shows.
+
+use crate::record::Vault;
+use crate::record::layout::k_head;
+use crate::section::SectionName;
+use crate::store::{Batch, MemoryStore, Store};
+use crate::test_utils::{TEST_NOW, TestRng, patient_record};
+use serde_json::json;
+
+/// The notes as a vault shows them, newest state, as plain texts in id order.
+fn texts(
+    v: &Vault<MemoryStore>,
+    who: &crate::keys::Identity,
+    rid: &crate::ids::RecordId,
+) -> Vec<String> {
+    let notes: SectionName = "notes".parse().unwrap();
+    let mut rec = v.open_record(who, rid).unwrap();
+    match rec.show(&notes) {
+        Ok(view) => view
+            .entries
+            .iter()
+            .map(|e| e.body["text"].as_str().unwrap_or_default().to_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn a_vault_that_remembers_shows_what_a_fresh_one_reads_from_the_store() {
+    let mut rng = TestRng::new(91);
+    let store = MemoryStore::new();
+    let warm = Vault::new(store.clone());
+    let (patient, rid) = patient_record(&warm, "P", TEST_NOW, &mut rng);
+    let notes: SectionName = "notes".parse().unwrap();
+    for i in 0..40 {
+        let mut rec = warm.open_record(&patient, &rid).unwrap();
+        rec.add_entry(
+            &notes,
+            &json!({ "text": format!("note {i}") }),
+            TEST_NOW,
+            &mut rng,
+        )
+        .unwrap();
+        // Every few adds, a read through the warm vault (which keeps what it loaded) must
+        // match a vault that has never seen the record.
+        if i % 7 == 0 {
+            let cold = Vault::new(store.clone());
+            assert_eq!(texts(&warm, &patient, &rid), texts(&cold, &patient, &rid));
+            assert_eq!(texts(&warm, &patient, &rid).len(), i + 1);
+        }
+    }
+}
+
+#[test]
+fn a_remembered_document_is_not_used_once_its_log_is_gone() {
+    let mut rng = TestRng::new(92);
+    let store = MemoryStore::new();
+    let warm = Vault::new(store.clone());
+    let (patient, rid) = patient_record(&warm, "P", TEST_NOW, &mut rng);
+    let notes: SectionName = "notes".parse().unwrap();
+    {
+        let mut rec = warm.open_record(&patient, &rid).unwrap();
+        rec.add_entry(&notes, &json!({ "text": "first" }), TEST_NOW, &mut rng)
+            .unwrap();
+    }
+    assert_eq!(texts(&warm, &patient, &rid), vec!["first".to_owned()]);
+    // The store loses the notes log's head (as a damaged store might): the log is no longer
+    // vouched for, so neither vault may show its entry.
+    let sid = {
+        let rec = warm.open_record(&patient, &rid).unwrap();
+        rec.sections()
+            .into_iter()
+            .find(|s| s.name == notes)
+            .unwrap()
+            .ids[0]
+    };
+    let mut b = Batch::new();
+    b.delete(k_head(&rid, &sid, &patient.peer()));
+    store.commit(b).unwrap();
+    let cold = Vault::new(store.clone());
+    assert_eq!(texts(&cold, &patient, &rid), Vec::<String>::new());
+    assert_eq!(texts(&warm, &patient, &rid), Vec::<String>::new());
+}
+
+#[test]
+fn forgetting_a_record_forgets_what_was_remembered_of_it() {
+    let mut rng = TestRng::new(93);
+    let store = MemoryStore::new();
+    let v = Vault::new(store.clone());
+    let (patient, rid) = patient_record(&v, "P", TEST_NOW, &mut rng);
+    let notes: SectionName = "notes".parse().unwrap();
+    {
+        let mut rec = v.open_record(&patient, &rid).unwrap();
+        rec.add_entry(&notes, &json!({ "text": "kept" }), TEST_NOW, &mut rng)
+            .unwrap();
+    }
+    assert_eq!(texts(&v, &patient, &rid).len(), 1);
+    v.forget_record(&rid).unwrap();
+    assert!(v.open_record(&patient, &rid).is_err());
+    assert!(
+        v.memo
+            .docs
+            .get(&rid, &crate::ids::SectionId::AUTH, &patient.peer())
+            .is_none()
+    );
+}
