@@ -18,7 +18,7 @@
 //! only the opening; the same-run baseline is sled alone opening the same store and reading
 //! every key and value in it.
 
-use crate::measure::{disk_usage, size_label};
+use crate::measure::{disk_usage, size_label, us};
 use crate::probe::{self, Probe};
 use crate::report::{Figure, Report};
 use crate::sync::session;
@@ -32,7 +32,7 @@ use hearth_core::test_utils::{TEST_NOW, TestRng, record_grant};
 use hearth_node::app::grants::held_grants;
 use hearth_node::sled_store::SledStore;
 use serde_json::{Value, json};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The seed of the professional's identity: a child process makes the same one.
 const PROFESSIONAL_SEED: u64 = 0x4845_4152_5448;
@@ -72,7 +72,8 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
             "B",
         )
         .baseline(node.logical as f64 / n as f64),
-    )
+    )?;
+    breakdown(r, &node)
 }
 
 /// The professional every holding is built for: always the same identity, so that a child
@@ -214,11 +215,22 @@ impl Node {
     }
 }
 
+/// Where a listing's time went, summed over its records.
+#[derive(Debug, Default)]
+pub(crate) struct Phases {
+    /// Opening each record (its auth document and section directory).
+    pub(crate) open: Duration,
+    /// Reading each record's demographics for the name.
+    pub(crate) name: Duration,
+    /// Working out each record's held grants' states.
+    pub(crate) grants: Duration,
+}
+
 /// What `hearth patients` lists (`node/src/cmd/net.rs`, `patients`), as the JSON it prints:
 /// every record `vault` holds but `who`'s own, with its sections, the patient's name where
 /// the demographics are readable, and the held grants' states (by [`TEST_NOW`], the clock the
-/// grants were issued by).
-pub(crate) fn list(vault: &Vault<SledStore>, who: &Identity) -> Result<Value> {
+/// grants were issued by). Where the time went is added to `phases`.
+pub(crate) fn list(vault: &Vault<SledStore>, who: &Identity, phases: &mut Phases) -> Result<Value> {
     let demographics: SectionName = "demographics".parse()?;
     let own = who.record_id();
     let mut list = Vec::new();
@@ -226,25 +238,55 @@ pub(crate) fn list(vault: &Vault<SledStore>, who: &Identity) -> Result<Value> {
         if Some(rid) == own {
             continue;
         }
+        let t = Instant::now();
         let (name, sections) = match vault.open_record(who, &rid) {
             Ok(mut rec) => {
                 let sections: Vec<String> =
                     rec.sections().iter().map(|s| s.name.to_string()).collect();
+                let opened = Instant::now();
+                phases.open += opened - t;
                 let name = rec.show(&demographics).ok().and_then(|v| {
                     v.entries
                         .iter()
                         .rev()
                         .find_map(|e| e.body.get("name").and_then(Value::as_str).map(String::from))
                 });
+                phases.name += opened.elapsed();
                 (name, sections)
             }
             Err(_) => (None, Vec::new()),
         };
+        let t = Instant::now();
         let grants: Vec<Value> = held_grants(vault, &who.peer(), &rid, TEST_NOW)
             .into_iter()
             .map(|(id, status)| json!({"id": id.to_string(), "status": status}))
             .collect();
+        phases.grants += t.elapsed();
         list.push(json!({"record_id": rid, "name": name, "sections": sections, "grants": grants}));
     }
     Ok(json!({ "patients": list }))
+}
+
+/// Where the time of listing `node` goes, per record: opening it, reading the name, the
+/// grants' states (in this process, after the measured children).
+fn breakdown(r: &mut Report, node: &Node) -> Result<()> {
+    let vault = Vault::open(SledStore::open(node.dir.path())?)?;
+    let mut phases = Phases::default();
+    list(&vault, &professional(), &mut phases)?;
+    let per = |d: Duration| us(d) / node.records as f64;
+    r.emit(Figure::new(
+        "list_open_record_per_record",
+        per(phases.open),
+        "µs",
+    ))?;
+    r.emit(Figure::new(
+        "list_read_name_per_record",
+        per(phases.name),
+        "µs",
+    ))?;
+    r.emit(Figure::new(
+        "list_grant_states_per_record",
+        per(phases.grants),
+        "µs",
+    ))
 }

@@ -58,7 +58,8 @@ pub(super) fn draw(c: &Curve, dir: &Path) -> Result<()> {
         .configure_mesh()
         .x_desc(format!("{} (log scale)", c.x_label))
         .y_desc(format!("{} (log scale)", c.unit))
-        .x_label_formatter(&|x| num(*x))
+        .max_light_lines(0)
+        .x_label_formatter(&|x| size_text(*x))
         .y_label_formatter(&|y| num(*y))
         .draw()
         .map_err(e)?;
@@ -97,4 +98,13 @@ fn bounds(xs: impl Iterator<Item = f64>) -> (f64, f64) {
         Some(b.map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))))
     })
     .unwrap_or((1.0, 10.0))
+}
+
+/// A size on the x axis: `500`, `2k`, `100k`.
+fn size_text(x: f64) -> String {
+    if x >= 1000.0 {
+        format!("{}k", num(x / 1000.0))
+    } else {
+        num(x)
+    }
 }
