@@ -79,30 +79,34 @@ impl Probe {
 
 /// Runs `probe` in `runs` children, one after another: the medians of their times and peaks.
 pub(crate) fn measure(probe: &Probe, runs: usize) -> Result<Sample> {
+    let mut args = vec!["__probe".to_string()];
+    args.extend(probe.args());
     let mut samples = Vec::new();
     for _ in 0..runs {
-        let out = Command::new(std::env::current_exe()?)
-            .arg("__probe")
-            .args(probe.args())
-            .output()
-            .context("run a probe")?;
-        ensure!(
-            out.status.success(),
-            "the probe {:?} failed: {}",
-            probe.args(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8(out.stdout)?;
-        let mut it = text.split_whitespace().map(str::parse::<f64>);
-        match (it.next(), it.next()) {
-            (Some(t), Some(m)) => samples.push(Sample {
-                ms: t?,
-                peak_mib: m?,
-            }),
-            _ => bail!("the probe printed {text:?}"),
-        }
+        let (ms, peak_mib) = run_child(&args)?;
+        samples.push(Sample { ms, peak_mib });
     }
     Ok(median_sample(samples))
+}
+
+/// Runs this binary with `args` (one of its internal commands that prints
+/// `<milliseconds> <peak growth MiB>`) and reads the two numbers.
+pub(crate) fn run_child(args: &[String]) -> Result<(f64, f64)> {
+    let out = Command::new(std::env::current_exe()?)
+        .args(args)
+        .output()
+        .with_context(|| format!("run {args:?}"))?;
+    ensure!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    let mut it = text.split_whitespace().map(str::parse::<f64>);
+    match (it.next(), it.next()) {
+        (Some(t), Some(m)) => Ok((t?, m?)),
+        _ => bail!("{args:?} printed {text:?}"),
+    }
 }
 
 /// The medians of `samples`' times and of their peaks.

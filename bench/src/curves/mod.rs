@@ -4,10 +4,10 @@
 //! per figure drawn by [`plot`].
 //!
 //! Against record size (entries in one section, a note a minute, as `sync` builds them): the
-//! initial sync's time and bytes and an incremental one-entry sync against automerge's own sync
-//! of the same notes; the GP's store on disk against sled holding the same notes in the clear;
-//! and opening the GP's replica cold and reading the section, time and peak memory, against
-//! automerge loading the saved document of the same notes, both in fresh child processes
+//! initial sync's time and bytes and an incremental one-entry sync against automerge's own
+//! sync of the same notes; the GP's store on disk against automerge's saved document of the
+//! same notes; and opening the GP's replica cold and reading the section, time and peak
+//! memory, against automerge loading that saved document, both in fresh child processes
 //! ([`probe`]).
 //!
 //! Against records held (a professional's node built as `holding` builds it, grown from ten
@@ -17,7 +17,7 @@
 
 mod plot;
 
-use crate::automerge_base::{self, note};
+use crate::automerge_base;
 use crate::holding::Builder;
 use crate::measure::{disk_usage, ms, size_label};
 use crate::probe::{self, Probe};
@@ -148,7 +148,7 @@ impl Curves {
                 "MiB",
                 "The GP's store on disk",
                 X,
-                "sled holding the same notes",
+                "automerge's saved document of the same notes",
             ),
             curve(
                 Which::OpenReadMs,
@@ -259,18 +259,13 @@ fn record_size(c: &mut Curves, n: usize) -> Result<()> {
         dirs, g, p, rid, ..
     } = x;
     g.store().flush()?;
-    drop((g, p));
+    drop((g, p, src));
     let (_, disk) = disk_usage(dirs.1.path())?;
-    c.add(
-        Which::DiskMib,
-        n,
-        disk as f64 / MIB,
-        sled_notes_disk(held)? as f64 / MIB,
-    );
-
     let saved = tempfile::NamedTempFile::new()?;
-    std::fs::write(saved.path(), automerge_base::doc_of(held)?.save())?;
-    drop(src);
+    let doc = automerge_base::doc_of(held)?.save();
+    std::fs::write(saved.path(), &doc)?;
+    c.add(Which::DiskMib, n, disk as f64 / MIB, doc.len() as f64 / MIB);
+
     let read = Probe::Read {
         dir: dirs.1.path().to_path_buf(),
         record: rid,
@@ -288,22 +283,6 @@ fn record_size(c: &mut Curves, n: usize) -> Result<()> {
     c.add(Which::OpenReadMs, n, read.ms, load.ms);
     c.add(Which::OpenReadPeak, n, read.peak_mib, load.peak_mib);
     Ok(())
-}
-
-/// Bytes on disk of a sled store holding notes `0..n` in the clear, one key each, flushed.
-fn sled_notes_disk(n: usize) -> Result<u64> {
-    let dir = tempfile::tempdir()?;
-    {
-        let db = sled::Config::new()
-            .path(dir.path())
-            .flush_every_ms(None)
-            .open()?;
-        for i in 0..n {
-            db.insert(format!("e/{i:08}"), note(i).to_string().as_bytes())?;
-        }
-        db.flush()?;
-    }
-    Ok(disk_usage(dir.path())?.1)
 }
 
 /// Every figure against records held, at each of `held` (ascending): one professional's
