@@ -67,25 +67,13 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
 
 /// Runs `phase` in a child process of this binary: (median milliseconds, peak growth MiB).
 fn run_phase(name: &str, file: &Path, runs: usize, n: usize) -> Result<(f64, f64)> {
-    let out = std::process::Command::new(std::env::current_exe()?)
-        .arg("__fhir-phase")
-        .arg(name)
-        .arg(file)
-        .arg(runs.to_string())
-        .arg(n.to_string())
-        .output()
-        .context("run a FHIR phase")?;
-    ensure!(
-        out.status.success(),
-        "the FHIR phase {name} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout)?;
-    let mut it = text.split_whitespace().map(str::parse::<f64>);
-    match (it.next(), it.next()) {
-        (Some(t), Some(m)) => Ok((t?, m?)),
-        _ => bail!("the FHIR phase {name} printed {text:?}"),
-    }
+    crate::probe::run_child(&[
+        "__fhir-phase".into(),
+        name.into(),
+        file.display().to_string(),
+        runs.to_string(),
+        n.to_string(),
+    ])
 }
 
 /// One measured phase (in its own process): prints `<median ms> <peak growth MiB>`.

@@ -13,18 +13,22 @@
 //! benchmarks it replaces did: memory figures see only their own module's heap, and one
 //! module's background tasks cannot disturb the next. The `locate` module's `hearth` nodes are
 //! this binary too (`__hearth ARGS…`, the `hearth` binary's `main`), and each FHIR phase runs
-//! in a process of its own (`__fhir-phase`).
+//! in a process of its own (`__fhir-phase`), as does each opening of a store that `holding`
+//! and `curves` measure (`__probe`).
 
 mod audit;
 mod automerge_base;
 mod compare;
+mod curves;
 mod fhir;
 mod foundation;
 mod grants;
+mod holding;
 mod live;
 mod live_node;
 mod locate;
 mod measure;
+mod probe;
 mod relay;
 mod report;
 mod revocation;
@@ -95,6 +99,16 @@ const MODULES: &[Module] = &[
         about: "revocation to refusal and rekey across three live nodes",
         run: revocation::run,
     },
+    Module {
+        name: "holding",
+        about: "a professional's node holding 10,000 records: open and list",
+        run: holding::run,
+    },
+    Module {
+        name: "curves",
+        about: "cost curves against record size and records held",
+        run: curves::run,
+    },
 ];
 
 /// Hearth's benchmark harness: each figure as one JSON line on standard output
@@ -148,6 +162,20 @@ enum Internal {
         /// Resources in the bundle.
         n: usize,
     },
+    /// Opens a store once and prints `<ms> <peak growth MiB>` (see `probe`).
+    #[command(name = "__probe", hide = true)]
+    Probe {
+        /// list, scan, read or load.
+        what: String,
+        /// The store's folder (a saved document for load).
+        path: PathBuf,
+        /// The record to read.
+        #[arg(long)]
+        record: Option<String>,
+        /// Records listed, or entries read.
+        #[arg(long, default_value_t = 0)]
+        expect: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -190,6 +218,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             n,
         }) => {
             fhir::phase(&phase, &file, runs, n)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Internal::Probe {
+            what,
+            path,
+            record,
+            expect,
+        }) => {
+            probe::child(&what, &path, record.as_deref(), expect)?;
             Ok(ExitCode::SUCCESS)
         }
         None => harness(&cli),

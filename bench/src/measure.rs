@@ -2,6 +2,7 @@
 //! process's resident memory, and the runtime the live modules run on.
 
 use anyhow::{Context, Result};
+use std::path::Path;
 use std::time::Duration;
 
 /// The `p` quantile of `v` (sorted in place), nearest rank: `v[round((len - 1) · p)]`. The
@@ -71,6 +72,25 @@ pub(crate) fn peak_growth_mib<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let out = f();
     let (_, peak) = rss_kib();
     (out, peak.saturating_sub(start) as f64 / 1024.0)
+}
+
+/// (apparent bytes, allocated bytes) of the files under `dir`.
+pub(crate) fn disk_usage(dir: &Path) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = (0, 0);
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let m = e.metadata()?;
+        if m.is_dir() {
+            let (a, b) = disk_usage(&e.path())?;
+            out.0 += a;
+            out.1 += b;
+        } else {
+            out.0 += m.len();
+            out.1 += m.blocks() * 512;
+        }
+    }
+    Ok(out)
 }
 
 /// The runtime every live module runs on: two worker threads (the machines have two cores).

@@ -4,13 +4,14 @@
 //! patient's session logic exchange messages through the real wire encoding; no sockets.
 
 use crate::automerge_base::{self, add_note, doc_of, note};
+use crate::holding;
 use crate::measure::{ms, size_label};
 use crate::report::{Figure, Report};
 use anyhow::{Result, bail, ensure};
 use automerge::sync::State;
 use hearth_core::grant::Ability;
 use hearth_core::ids::RecordId;
-use hearth_core::keys::{Identity, Role};
+use hearth_core::keys::Identity;
 use hearth_core::record::Vault;
 use hearth_core::section::SectionName;
 use hearth_core::store::{Batch, MemoryStore, Store};
@@ -21,7 +22,7 @@ use hearth_sync::session::Local;
 use std::time::{Duration, Instant};
 
 /// New entries synced one at a time at each history size; the median is reported.
-const INCREMENTS: usize = 5;
+pub(crate) const INCREMENTS: usize = 5;
 
 /// Runs the module.
 pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
@@ -56,23 +57,30 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
 }
 
 /// A patient and a GP, each with a sled store, the GP holding a read grant to `notes`.
-struct Pair {
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
-    patient: Identity,
-    gp: Identity,
-    p: Vault<SledStore>,
-    g: Vault<SledStore>,
-    rid: RecordId,
-    rng: TestRng,
+pub(crate) struct Pair {
+    /// The patient's store folder, then the GP's.
+    pub(crate) dirs: (tempfile::TempDir, tempfile::TempDir),
+    /// The patient.
+    pub(crate) patient: Identity,
+    /// The GP ([`holding::professional`]).
+    pub(crate) gp: Identity,
+    /// The patient's vault.
+    pub(crate) p: Vault<SledStore>,
+    /// The GP's vault.
+    pub(crate) g: Vault<SledStore>,
+    /// The patient's record.
+    pub(crate) rid: RecordId,
+    /// The randomness both sides use.
+    pub(crate) rng: TestRng,
 }
 
 /// A patient record of `n` notes (one bundle each), built in memory then copied to sled, and a
 /// GP holding a read grant.
-fn pair(n: usize) -> Result<Pair> {
+pub(crate) fn pair(n: usize) -> Result<Pair> {
     let mut rng = TestRng::new(n as u64);
     let mem = Vault::new(MemoryStore::new());
     let (patient, rid) = patient_record(&mem, "P", TEST_NOW, &mut rng);
-    let (gp, _) = Identity::generate(Role::Professional, "G".into(), &mut rng);
+    let gp = holding::professional();
     {
         let mut rec = mem.open_record(&patient, &rid)?;
         let notes = "notes".parse()?;
@@ -107,7 +115,7 @@ fn pair(n: usize) -> Result<Pair> {
     p.store().commit(b)?;
     g.store().commit(gb)?;
     Ok(Pair {
-        _dirs: (pd, gd),
+        dirs: (pd, gd),
         patient,
         gp,
         p,
@@ -118,24 +126,37 @@ fn pair(n: usize) -> Result<Pair> {
 }
 
 /// One Hearth sync from the GP to the patient through the wire encoding: (time, bytes).
-fn hearth_sync(x: &mut Pair) -> Result<(Duration, usize)> {
-    let (gs, ps) = (Local::new(&x.g, &x.gp), Local::new(&x.p, &x.patient));
+pub(crate) fn hearth_sync(x: &mut Pair) -> Result<(Duration, usize)> {
+    session(&x.g, &x.gp, &x.p, &x.patient, x.rid, &mut x.rng)
+}
+
+/// One Hearth sync of record `rid` from `gp`'s vault `g` to the patient's vault `p`, every
+/// message through the wire encoding: (time, bytes).
+pub(crate) fn session<G: Store, P: Store>(
+    g: &Vault<G>,
+    gp: &Identity,
+    p: &Vault<P>,
+    patient: &Identity,
+    rid: RecordId,
+    rng: &mut TestRng,
+) -> Result<(Duration, usize)> {
+    let (gs, ps) = (Local::new(g, gp), Local::new(p, patient));
     let t = Instant::now();
     let mut bytes = 0;
-    let mut req = gs.start_as(x.rid, x.patient.peer(), true, TEST_NOW)?;
+    let mut req = gs.start_as(rid, patient.peer(), true, TEST_NOW)?;
     loop {
         let w = protocol::encode(&Message::Request(req));
         bytes += w.len();
         let Message::Request(r) = protocol::decode(&w)? else {
             bail!("a request decoded as something else")
         };
-        let (resp, _) = ps.on_request(x.gp.peer(), r, TEST_NOW, &mut x.rng)?;
+        let (resp, _) = ps.on_request(gp.peer(), r, TEST_NOW, rng)?;
         let w = protocol::encode(&Message::Response(resp));
         bytes += w.len();
         let Message::Response(r) = protocol::decode(&w)? else {
             bail!("a response decoded as something else")
         };
-        let (next, _) = gs.on_response(x.patient.peer(), r, TEST_NOW, &mut x.rng)?;
+        let (next, _) = gs.on_response(patient.peer(), r, TEST_NOW, rng)?;
         match next {
             Some(n) => req = n,
             None => break,
@@ -194,6 +215,21 @@ fn initial(r: &mut Report, n: usize) -> Result<()> {
 fn incremental(r: &mut Report, h: usize) -> Result<f64> {
     let mut x = pair(h)?;
     hearth_sync(&mut x)?;
+    let [(ot, ob), (tt, tb)] = incremental_medians(&mut x, h)?;
+    let size = size_label(h);
+    r.emit(
+        Figure::new(format!("incremental_{size}"), ms(ot), "ms")
+            .baseline(ms(tt))
+            .target("value<=1.0"),
+    )?;
+    r.emit(Figure::new(format!("incremental_{size}_bytes"), ob as f64, "B").baseline(tb as f64))?;
+    Ok(ms(ot))
+}
+
+/// [`INCREMENTS`] one-entry syncs after `x`'s initial sync of `h` notes, and as many of
+/// automerge's between two documents of the same `h` notes: the medians (time, bytes), Hearth's
+/// then automerge's.
+pub(crate) fn incremental_medians(x: &mut Pair, h: usize) -> Result<[(Duration, usize); 2]> {
     let mut a = doc_of(h)?;
     let mut b = automerge::AutoCommit::new();
     let (mut sa, mut sb) = (State::new(), State::new());
@@ -206,25 +242,16 @@ fn incremental(r: &mut Report, h: usize) -> Result<f64> {
             let mut rec = x.p.open_record(&x.patient, &x.rid)?;
             rec.add_entry(&notes, &note(h + k), minute(h + k), &mut x.rng)?;
         }
-        ours.push(hearth_sync(&mut x)?);
+        ours.push(hearth_sync(x)?);
         add_note(&mut a, h + k)?;
         theirs.push(automerge_base::sync(&mut a, &mut b, &mut sa, &mut sb)?);
     }
     ours.sort();
     theirs.sort();
-    let (ot, ob) = ours[INCREMENTS / 2];
-    let (tt, tb) = theirs[INCREMENTS / 2];
-    let size = size_label(h);
-    r.emit(
-        Figure::new(format!("incremental_{size}"), ms(ot), "ms")
-            .baseline(ms(tt))
-            .target("value<=1.0"),
-    )?;
-    r.emit(Figure::new(format!("incremental_{size}_bytes"), ob as f64, "B").baseline(tb as f64))?;
-    Ok(ms(ot))
+    Ok([ours[INCREMENTS / 2], theirs[INCREMENTS / 2]])
 }
 
 /// The time of the `i`th note: a minute after the one before.
-fn minute(i: usize) -> hearth_core::time::Timestamp {
+pub(crate) fn minute(i: usize) -> hearth_core::time::Timestamp {
     TEST_NOW.saturating_add_millis(i64::try_from(i).unwrap_or(i64::MAX).saturating_mul(60_000))
 }

@@ -22,7 +22,7 @@
 mod net;
 
 use crate::automerge_base::note;
-use crate::measure::{ms, runtime};
+use crate::measure::{disk_usage, ms, runtime};
 use crate::report::{Figure, Report};
 use anyhow::{Context, Result, ensure};
 use hearth_core::grant::Ability;
@@ -39,7 +39,7 @@ use hearth_sync::relay::server::{RelayLimits, Served, Server};
 use hearth_sync::relay::wire::unpad;
 use hearth_sync::session::Local;
 use net::identity;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Grantees of each record.
@@ -164,25 +164,6 @@ fn storage(r: &mut Report, relay: &Relay, bundles: usize, bundle_bytes: usize) -
         Figure::new("disk_allocated_per_bundle", per(allocated as usize), "B")
             .baseline(per(bundle_bytes)),
     )
-}
-
-/// (apparent bytes, allocated bytes) of the files under `dir`.
-fn disk_usage(dir: &Path) -> Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = (0, 0);
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let m = e.metadata()?;
-        if m.is_dir() {
-            let (a, b) = disk_usage(&e.path())?;
-            out.0 += a;
-            out.1 += b;
-        } else {
-            out.0 += m.len();
-            out.1 += m.blocks() * 512;
-        }
-    }
-    Ok(out)
 }
 
 /// The patients and their records.
