@@ -6,9 +6,9 @@
 //! pure functions of what the store holds, so the vault keeps them:
 //!
 //! - [`UnwrapMemo`]: each section key, by the exact stored wrap it came from;
-//! - [`DocMemo`]: each recently loaded section document with the log heads it covers, used as
-//!   the start of the next load in place of a snapshot (only the bundles stored since are
-//!   then checked and applied, exactly as after a snapshot).
+//! - [`DocMemo`]: each recently loaded section document of modest size with the log heads it
+//!   covers, used as the start of the next load in place of a snapshot (only the bundles
+//!   stored since are then checked and applied, exactly as after a snapshot).
 //!
 //! Both are bounded, and neither is ever written anywhere.
 
@@ -94,6 +94,18 @@ struct Docs {
 impl DocMemo {
     /// The most documents kept.
     const MAX: usize = 32;
+
+    /// The most changes a kept document holds. Keeping is a copy of the document, and taking
+    /// it another; automerge copies a document change by change, so for a large section (a
+    /// long history of notes) the two copies cost about what loading it from its snapshot
+    /// does (measured with `hearth-bench --only sync,foundation`), and such documents are
+    /// not kept. An auth document, loaded at every opening of its record, nearly always is.
+    const MAX_CHANGES: u64 = 2_048;
+
+    /// Whether a document holding the logs `have` (one change per bundle) is kept.
+    pub(super) fn worth_keeping(have: &VersionVector) -> bool {
+        have.values().map(|h| h.seq).sum::<u64>() <= Self::MAX_CHANGES
+    }
 
     /// A copy of the document kept for `record`'s `section` as loaded for `reader`.
     pub(super) fn get(

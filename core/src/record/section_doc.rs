@@ -2,7 +2,7 @@
 //! writing a change into one as a new bundle.
 
 use super::layout::{author_in, k_bundle, k_cache, k_head, k_head_prefix, k_received, k_shared};
-use super::memo::Kept;
+use super::memo::{DocMemo, Kept};
 use super::replica::check_change_head;
 use super::snapshot::{SNAPSHOT_REFRESH_ON_READ, SharedSnapshot, snapshot_every};
 use super::{OpenRecord, RecordError, Result, new_doc};
@@ -134,8 +134,8 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// 7. [`left_out`](Self::left_out): what was left out, reported as [`Unapplied`];
     /// 8. [`refresh_snapshot`](Self::refresh_snapshot) when many bundles were replayed.
     ///
-    /// The vault keeps the result as the start of the next load (see [`start_doc`]); if a load
-    /// from a kept document fails, the kept one is dropped and the load runs again without it.
+    /// The vault keeps the result as the start of the next load (see [`start_doc`]) when the
+    /// document is small enough for copying it to be cheap; if a load from a kept document fails, the kept one is dropped and the load runs again without it.
     ///
     /// [`start_doc`]: Self::start_doc
     fn load_section(&self, sid: &SectionId) -> Result<SectionDoc> {
@@ -148,16 +148,18 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             }
             Err(e) => return Err(e),
         };
-        self.vault.memo.docs.put(
-            &self.id,
-            sid,
-            &reader,
-            Kept {
-                doc: sd.doc.clone(),
-                have: sd.vv.clone(),
-                since_snapshot: sd.since_snapshot,
-            },
-        );
+        if DocMemo::worth_keeping(&sd.vv) {
+            self.vault.memo.docs.put(
+                &self.id,
+                sid,
+                &reader,
+                Kept {
+                    doc: sd.doc.clone(),
+                    have: sd.vv.clone(),
+                    since_snapshot: sd.since_snapshot,
+                },
+            );
+        }
         Ok(sd)
     }
 
