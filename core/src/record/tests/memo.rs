@@ -51,18 +51,33 @@ fn a_vault_that_remembers_shows_what_a_fresh_one_reads_from_the_store() {
     }
 }
 
-#[test]
-fn a_remembered_document_is_not_used_once_its_log_is_gone() {
-    let mut rng = TestRng::new(92);
+/// A store, a vault over it, and a patient's record holding one note saying `text`.
+fn one_note(
+    seed: u64,
+    text: &str,
+) -> (
+    MemoryStore,
+    Vault<MemoryStore>,
+    crate::keys::Identity,
+    crate::ids::RecordId,
+) {
+    let mut rng = TestRng::new(seed);
     let store = MemoryStore::new();
-    let warm = Vault::new(store.clone());
-    let (patient, rid) = patient_record(&warm, "P", TEST_NOW, &mut rng);
+    let v = Vault::new(store.clone());
+    let (patient, rid) = patient_record(&v, "P", TEST_NOW, &mut rng);
     let notes: SectionName = "notes".parse().unwrap();
     {
-        let mut rec = warm.open_record(&patient, &rid).unwrap();
-        rec.add_entry(&notes, &json!({ "text": "first" }), TEST_NOW, &mut rng)
+        let mut rec = v.open_record(&patient, &rid).unwrap();
+        rec.add_entry(&notes, &json!({ "text": text }), TEST_NOW, &mut rng)
             .unwrap();
     }
+    (store, v, patient, rid)
+}
+
+#[test]
+fn a_remembered_document_is_not_used_once_its_log_is_gone() {
+    let (store, warm, patient, rid) = one_note(92, "first");
+    let notes: SectionName = "notes".parse().unwrap();
     assert_eq!(texts(&warm, &patient, &rid), vec!["first".to_owned()]);
     // The store loses the notes log's head (as a damaged store might): the log is no longer
     // vouched for, so neither vault may show its entry.
@@ -84,16 +99,7 @@ fn a_remembered_document_is_not_used_once_its_log_is_gone() {
 
 #[test]
 fn forgetting_a_record_forgets_what_was_remembered_of_it() {
-    let mut rng = TestRng::new(93);
-    let store = MemoryStore::new();
-    let v = Vault::new(store.clone());
-    let (patient, rid) = patient_record(&v, "P", TEST_NOW, &mut rng);
-    let notes: SectionName = "notes".parse().unwrap();
-    {
-        let mut rec = v.open_record(&patient, &rid).unwrap();
-        rec.add_entry(&notes, &json!({ "text": "kept" }), TEST_NOW, &mut rng)
-            .unwrap();
-    }
+    let (_store, v, patient, rid) = one_note(93, "kept");
     assert_eq!(texts(&v, &patient, &rid).len(), 1);
     v.forget_record(&rid).unwrap();
     assert!(v.open_record(&patient, &rid).is_err());
