@@ -18,7 +18,7 @@
 //! only the opening; the same-run baseline is sled alone opening the same store and reading
 //! every key and value in it.
 
-use crate::measure::{disk_usage, size_label, us};
+use crate::measure::{disk_usage, size_label};
 use crate::probe::{self, Probe};
 use crate::report::{Figure, Report};
 use crate::sync::session;
@@ -29,10 +29,10 @@ use hearth_core::record::{NewRecord, Vault};
 use hearth_core::section::SectionName;
 use hearth_core::store::{Batch, MemoryStore, Store};
 use hearth_core::test_utils::{TEST_NOW, TestRng, record_grant};
-use hearth_node::app::grants::held_grants;
+use hearth_node::app::patients::listing;
 use hearth_node::sled_store::SledStore;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The seed of the professional's identity: a child process makes the same one.
 const PROFESSIONAL_SEED: u64 = 0x4845_4152_5448;
@@ -61,6 +61,7 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
             .baseline(m.scan.ms)
             .target("value<1000.0"),
     )?;
+    r.emit(Figure::new(format!("open_list_first_{size}"), m.first.ms, "ms").baseline(m.scan.ms))?;
     r.emit(
         Figure::new(format!("open_list_peak_{size}"), m.list.peak_mib, "MiB")
             .baseline(m.scan.peak_mib),
@@ -73,7 +74,7 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
         )
         .baseline(node.logical as f64 / n as f64),
     )?;
-    breakdown(r, &node)
+    Ok(())
 }
 
 /// The professional every holding is built for: always the same identity, so that a child
@@ -187,7 +188,10 @@ pub(crate) struct Node {
 
 /// Opening a node: listing its records, and sled alone reading all of it.
 pub(crate) struct Opened {
-    /// Open and list as `hearth patients` does.
+    /// The node's first listing as `hearth patients` makes it (every record opened, its
+    /// summary stored).
+    pub(crate) first: probe::Sample,
+    /// Open and list as `hearth patients` does, after the first listing.
     pub(crate) list: probe::Sample,
     /// sled alone: open and read every key and value.
     pub(crate) scan: probe::Sample,
@@ -203,90 +207,28 @@ impl Node {
             expect: self.records,
         };
         let scan = Probe::Scan { dir };
+        // The node's first listing opens every record and stores its summary of each; the
+        // listings after it read the summaries (`hearth_core::record::summary`).
+        let first = probe::measure(&list, 1)?;
         let (mut lists, mut scans) = (Vec::new(), Vec::new());
         for _ in 0..RUNS {
             scans.push(probe::measure(&scan, 1)?);
             lists.push(probe::measure(&list, 1)?);
         }
         Ok(Opened {
+            first,
             list: probe::median_sample(lists),
             scan: probe::median_sample(scans),
         })
     }
 }
 
-/// Where a listing's time went, summed over its records.
-#[derive(Debug, Default)]
-pub(crate) struct Phases {
-    /// Opening each record (its auth document and section directory).
-    pub(crate) open: Duration,
-    /// Reading each record's demographics for the name.
-    pub(crate) name: Duration,
-    /// Working out each record's held grants' states.
-    pub(crate) grants: Duration,
-}
-
-/// What `hearth patients` lists (`node/src/cmd/net.rs`, `patients`), as the JSON it prints:
-/// every record `vault` holds but `who`'s own, with its sections, the patient's name where
-/// the demographics are readable, and the held grants' states (by [`TEST_NOW`], the clock the
-/// grants were issued by). Where the time went is added to `phases`.
-pub(crate) fn list(vault: &Vault<SledStore>, who: &Identity, phases: &mut Phases) -> Result<Value> {
-    let demographics: SectionName = "demographics".parse()?;
-    let own = who.record_id();
-    let mut list = Vec::new();
-    for rid in vault.records()? {
-        if Some(rid) == own {
-            continue;
-        }
-        let t = Instant::now();
-        let (name, sections) = match vault.open_record(who, &rid) {
-            Ok(mut rec) => {
-                let sections: Vec<String> =
-                    rec.sections().iter().map(|s| s.name.to_string()).collect();
-                let opened = Instant::now();
-                phases.open += opened - t;
-                let name = rec.show(&demographics).ok().and_then(|v| {
-                    v.entries
-                        .iter()
-                        .rev()
-                        .find_map(|e| e.body.get("name").and_then(Value::as_str).map(String::from))
-                });
-                phases.name += opened.elapsed();
-                (name, sections)
-            }
-            Err(_) => (None, Vec::new()),
-        };
-        let t = Instant::now();
-        let grants: Vec<Value> = held_grants(vault, &who.peer(), &rid, TEST_NOW)
-            .into_iter()
-            .map(|(id, status)| json!({"id": id.to_string(), "status": status}))
-            .collect();
-        phases.grants += t.elapsed();
-        list.push(json!({"record_id": rid, "name": name, "sections": sections, "grants": grants}));
-    }
-    Ok(json!({ "patients": list }))
-}
-
-/// Where the time of listing `node` goes, per record: opening it, reading the name, the
-/// grants' states (in this process, after the measured children).
-fn breakdown(r: &mut Report, node: &Node) -> Result<()> {
-    let vault = Vault::open(SledStore::open(node.dir.path())?)?;
-    let mut phases = Phases::default();
-    list(&vault, &professional(), &mut phases)?;
-    let per = |d: Duration| us(d) / node.records as f64;
-    r.emit(Figure::new(
-        "list_open_record_per_record",
-        per(phases.open),
-        "µs",
-    ))?;
-    r.emit(Figure::new(
-        "list_read_name_per_record",
-        per(phases.name),
-        "µs",
-    ))?;
-    r.emit(Figure::new(
-        "list_grant_states_per_record",
-        per(phases.grants),
-        "µs",
-    ))
+/// What `hearth patients` lists (`node/src/cmd/net.rs`, `patients`), as the JSON it prints,
+/// made by the same function ([`listing`]): every record `vault` holds but `who`'s own, with
+/// its sections, the patient's name where the demographics are readable, and the held grants'
+/// states (by [`TEST_NOW`], the clock the grants were issued by).
+pub(crate) fn list(vault: &Vault<SledStore>, who: &Identity) -> Result<Value> {
+    let mut rng = TestRng::new(1);
+    let patients = listing(vault, who, who.record_id(), TEST_NOW, &mut rng)?;
+    Ok(json!({ "patients": patients }))
 }

@@ -124,8 +124,7 @@ pub(crate) fn child(what: &str, path: &Path, record: Option<&str>, expect: usize
             let t = Instant::now();
             let (listed, peak) = peak_growth_mib(|| -> Result<usize> {
                 let vault = Vault::open(SledStore::open(path)?)?;
-                let mut phases = holding::Phases::default();
-                let listing = holding::list(&vault, &holding::professional(), &mut phases)?;
+                let listing = holding::list(&vault, &holding::professional())?;
                 // What the command prints, made but not printed.
                 black_box(listing.to_string());
                 // Only those whose name was read: the grants' section was decrypted.

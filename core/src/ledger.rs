@@ -129,6 +129,9 @@ pub enum Key<'a> {
     JournalHead(&'a RecordId),
     /// Local: how far this node's journal for a record reached the patient's audit log.
     JournalSent(&'a RecordId),
+    /// Local: this node's sealed summary of a record it holds (name and sections, for
+    /// listing; `record::summary`).
+    Summary(&'a RecordId),
 }
 
 /// The kinds of item, for listing: the prefix of every key of that kind.
@@ -204,6 +207,8 @@ pub enum Kind {
     JournalHead,
     /// `audit-sent/`.
     JournalSent,
+    /// `summary/`.
+    Summary,
 }
 
 impl Kind {
@@ -236,6 +241,7 @@ impl Kind {
             Kind::Journal => "audit/",
             Kind::JournalHead => "audit-head/",
             Kind::JournalSent => "audit-sent/",
+            Kind::Summary => "summary/",
             Kind::Request => "request/",
             Kind::Decision => "decision/",
             Kind::Trust => "trust/",
@@ -293,6 +299,7 @@ impl Key<'_> {
             Key::Journal(rec, seq) => (Kind::Journal, format!("{rec}/{seq:020}")),
             Key::JournalHead(rec) => (Kind::JournalHead, rec.to_string()),
             Key::JournalSent(rec) => (Kind::JournalSent, rec.to_string()),
+            Key::Summary(rec) => (Kind::Summary, rec.to_string()),
         };
         format!("{}{rest}", kind.prefix())
     }
@@ -723,6 +730,7 @@ mod tests {
             format!("audit/{r}/00000000000000000007")
         );
         assert!(Key::Journal(&r, 7).text().starts_with(&journal_prefix(&r)));
+        assert_eq!(Key::Summary(&r).text(), format!("summary/{r}"));
         assert!(
             !Key::JournalHead(&r)
                 .text()

@@ -66,6 +66,7 @@ mod replica;
 mod restore;
 mod section_doc;
 mod snapshot;
+mod summary;
 mod vault;
 mod views;
 mod writer;
@@ -96,6 +97,7 @@ pub use snapshot::{
     MAX_SHARED_SNAPSHOT, SNAPSHOT_EVERY, SNAPSHOT_EVERY_MIN, SNAPSHOT_REFRESH_ON_READ,
     SharedSnapshot,
 };
+pub use summary::RecordSummary;
 pub use vault::{NewRecord, Vault};
 pub use views::{
     Attribution, Basis, CLAIMED, EARLIER_VERSIONS_SHOWN, EntryView, RawEntryView, RawSectionView,

@@ -225,6 +225,7 @@ impl<S: Store> Vault<S> {
                 n += 1;
             }
         }
+        batch.delete(local_key(&Key::Summary(record).text()));
         if !batch.is_empty() {
             self.store.commit(batch)?;
         }

@@ -17,6 +17,7 @@ pub mod addresses;
 pub mod audit;
 pub mod grants;
 pub mod parse;
+pub mod patients;
 pub mod people;
 pub mod timeline;
 pub mod token;

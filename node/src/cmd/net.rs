@@ -7,16 +7,17 @@
 
 use crate::api::Commands;
 use crate::app::grants::held_grants;
+use crate::app::patients;
 use crate::app::{Ctx, now};
 use crate::daemon::{self, RunOptions};
 use crate::fail::{Failure, code};
 use crate::live::Handle;
+use crate::os::os_rng;
 use crate::sled_store::SledStore;
 use crate::status::status_json;
 use clap::{Args, Subcommand};
 use hearth_core::ids::PeerKey;
 use hearth_core::record::Vault;
-use hearth_core::section::SectionName;
 use hearth_sync::round::{RoundError, RoundOutcome};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
@@ -459,35 +460,7 @@ fn strings(v: &Value) -> Vec<&str> {
 pub fn patients(ctx: &Ctx) -> Result<(), Failure> {
     let (info, identity) = ctx.unlock()?;
     let vault = ctx.vault()?;
-    let demographics: SectionName = "demographics"
-        .parse()
-        .map_err(|_| Failure::new(code::IO, "internal: section name"))?;
-    let mut list = Vec::new();
-    for rid in vault.records()? {
-        if Some(rid) == info.record_id {
-            continue;
-        }
-        let (name, sections) = match vault.open_record(&identity, &rid) {
-            Ok(mut rec) => {
-                let sections: Vec<String> =
-                    rec.sections().iter().map(|s| s.name.to_string()).collect();
-                let name = rec.show(&demographics).ok().and_then(|v| {
-                    v.entries
-                        .iter()
-                        .rev()
-                        .find_map(|e| e.body.get("name").and_then(Value::as_str).map(String::from))
-                });
-                (name, sections)
-            }
-            Err(_) => (None, Vec::new()),
-        };
-        // The grants held for it, with their state by the local clock (revoked, expired).
-        let grants: Vec<Value> = held_grants(&vault, &identity.peer(), &rid, now())
-            .into_iter()
-            .map(|(id, status)| json!({"id": id.to_string(), "status": status}))
-            .collect();
-        list.push(json!({"record_id": rid, "name": name, "sections": sections, "grants": grants}));
-    }
+    let list = patients::listing(&vault, &identity, info.record_id, now(), &mut os_rng())?;
     ctx.print(json!({ "patients": list }), || {
         if list.is_empty() {
             return "no patient records held yet".to_string();

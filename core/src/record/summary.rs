@@ -1,0 +1,231 @@
+//! A node's own summary of each record it holds: what a listing of records shows (the
+//! patient's name, the sections this node can read), kept so that listing thousands of records
+//! does not open every one of them.
+//!
+//! Opening a record costs public-key work (each key wrap's signature and HPKE open, the auth
+//! document's bundles) and reading the name loads the demographics section: about a
+//! millisecond a record, ten seconds for a professional's node of 10,000. A summary is the
+//! result of exactly that opening and reading, stored with a fingerprint of everything it was
+//! worked out from: the record's log heads (every section's, so the directory and the
+//! demographics too) and the keys of its key wraps and escrowed keys. It is used only while
+//! the fingerprint still matches what the store holds; any new bundle or key makes the record
+//! be opened again and its summary rewritten.
+//!
+//! A summary holds a patient's name, so it is sealed (XChaCha20-Poly1305, bound to the record
+//! id) under a key derived from this node's agreement secret: the store alone, without the
+//! unlocked keystore, does not reveal it, as it does not reveal any record content.
+
+use super::layout::{k_escrow_prefix, k_heads_of_record, k_wrap_prefix, local_key};
+use super::{RecordError, Result, Vault, cbor, decbor};
+use crate::crypto::{self, SymmetricKey};
+use crate::ids::RecordId;
+use crate::keys::Identity;
+use crate::ledger::Key;
+use crate::section::SectionName;
+use crate::store::{Batch, Store};
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+
+/// What a listing shows of one record held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSummary {
+    /// The newest name in the record's demographics, if this node can read them.
+    pub name: Option<String>,
+    /// The sections this node can read, by name.
+    pub sections: Vec<String>,
+}
+
+/// A summary as stored (sealed): with the fingerprint it was made under.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    #[serde(with = "serde_bytes")]
+    fingerprint: Vec<u8>,
+    summary: RecordSummary,
+}
+
+/// The key summaries are sealed under: this node's own, derived from its agreement secret.
+fn summary_key(identity: &Identity) -> SymmetricKey {
+    SymmetricKey::from_bytes(crypto::hkdf32(
+        identity.agreement_secret().as_bytes(),
+        b"hearth/record-summary",
+        b"v1",
+    ))
+}
+
+impl<S: Store> Vault<S> {
+    /// The summary of each of `records` as `identity` reads them (`None` for a record this node
+    /// cannot open), from the stored summary where the record has not changed since it was
+    /// made, else by opening the record; new summaries are stored in one commit.
+    pub fn summaries(
+        &self,
+        identity: &Identity,
+        records: &[RecordId],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Option<RecordSummary>>> {
+        let key = summary_key(identity);
+        let demographics: SectionName = "demographics"
+            .parse()
+            .map_err(|_| RecordError::Invalid("section name"))?;
+        let mut batch = Batch::new();
+        let mut out = Vec::with_capacity(records.len());
+        for rid in records {
+            let fingerprint = self.fingerprint(identity, rid)?;
+            let slot = local_key(&Key::Summary(rid).text());
+            let kept = self
+                .store
+                .get(&slot)?
+                .and_then(|sealed| crypto::open(&key, &rid.0, &sealed).ok())
+                .and_then(|plain| decbor::<Stored>(&plain).ok())
+                .filter(|s| s.fingerprint == fingerprint);
+            if let Some(s) = kept {
+                out.push(Some(s.summary));
+                continue;
+            }
+            let Ok(mut rec) = self.open_record(identity, rid) else {
+                out.push(None);
+                continue;
+            };
+            let sections = rec.sections().iter().map(|s| s.name.to_string()).collect();
+            let name = rec.show(&demographics).ok().and_then(|v| {
+                v.entries.iter().rev().find_map(|e| {
+                    e.body
+                        .get("name")
+                        .and_then(serde_json::Value::as_str)
+                        .map(String::from)
+                })
+            });
+            let summary = RecordSummary { name, sections };
+            let plain = zeroize::Zeroizing::new(cbor(&Stored {
+                fingerprint,
+                summary: summary.clone(),
+            })?);
+            batch.put(slot, crypto::seal(&key, &rid.0, &plain, rng));
+            out.push(Some(summary));
+        }
+        if !batch.is_empty() {
+            self.store.commit(batch)?;
+        }
+        Ok(out)
+    }
+
+    /// What a summary of `record` depends on: every log head of the record and which key wraps
+    /// and escrowed keys it holds, as `identity` (SHA-256).
+    fn fingerprint(&self, identity: &Identity, record: &RecordId) -> Result<Vec<u8>> {
+        // Each part length-prefixed, so that no two different stores give the same bytes.
+        let mut m = b"hearth/record-summary/v1".to_vec();
+        let mut part = |b: &[u8]| {
+            m.extend_from_slice(&(b.len() as u64).to_be_bytes());
+            m.extend_from_slice(b);
+        };
+        part(&identity.peer().0);
+        for (k, v) in self.store.scan_prefix(&k_heads_of_record(record))? {
+            part(&k);
+            part(&v);
+        }
+        for prefix in [k_wrap_prefix(record), k_escrow_prefix(record)] {
+            for (k, _) in self.store.scan_prefix(&prefix)? {
+                part(&k);
+            }
+        }
+        Ok(crypto::sha256(&[&m]).to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Role;
+    use crate::record::NewRecord;
+    use crate::store::MemoryStore;
+    use crate::test_utils::{TEST_NOW, TestRng};
+    use serde_json::json;
+
+    fn record(rng: &mut TestRng) -> (MemoryStore, Vault<MemoryStore>, Identity, RecordId) {
+        let store = MemoryStore::new();
+        let vault = Vault::new(store.clone());
+        let (patient, _) = Identity::generate(Role::Patient, "Edith".into(), rng);
+        let new = NewRecord {
+            demographics: Some(json!({"name": "Edith Example", "nhs_number": "9434765919"})),
+        };
+        let rid = vault.create_record(&patient, new, TEST_NOW, rng).unwrap();
+        (store, vault, patient, rid)
+    }
+
+    fn name_of(
+        v: &Vault<MemoryStore>,
+        who: &Identity,
+        rid: &RecordId,
+        rng: &mut TestRng,
+    ) -> Option<String> {
+        v.summaries(who, &[*rid], rng).unwrap()[0].clone()?.name
+    }
+
+    #[test]
+    fn a_summary_is_kept_sealed_and_follows_every_change() {
+        let mut rng = TestRng::new(71);
+        let (store, vault, patient, rid) = record(&mut rng);
+        assert_eq!(
+            name_of(&vault, &patient, &rid, &mut rng).as_deref(),
+            Some("Edith Example")
+        );
+        let slot = local_key(&Key::Summary(&rid).text());
+        let sealed = store.get(&slot).unwrap().expect("the summary is stored");
+        assert!(
+            !sealed.windows(5).any(|w| w == b"Edith"),
+            "sealed, not in clear"
+        );
+        // Kept: a second listing reads the same from the stored summary.
+        assert_eq!(
+            name_of(&vault, &patient, &rid, &mut rng).as_deref(),
+            Some("Edith Example")
+        );
+        assert_eq!(store.get(&slot).unwrap(), Some(sealed.clone()));
+        // A new demographics entry moves the record's heads: the summary is made again.
+        {
+            let mut rec = vault.open_record(&patient, &rid).unwrap();
+            rec.add_entry(
+                &"demographics".parse().unwrap(),
+                &json!({"name": "Edith Newname", "nhs_number": "9434765919"}),
+                TEST_NOW,
+                &mut rng,
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            name_of(&vault, &patient, &rid, &mut rng).as_deref(),
+            Some("Edith Newname")
+        );
+        assert_ne!(store.get(&slot).unwrap(), Some(sealed));
+    }
+
+    #[test]
+    fn a_damaged_or_foreign_summary_is_never_shown() {
+        let mut rng = TestRng::new(72);
+        let (store, vault, patient, rid) = record(&mut rng);
+        let slot = local_key(&Key::Summary(&rid).text());
+        name_of(&vault, &patient, &rid, &mut rng);
+        // A flipped bit: the seal does not open, the record is read again.
+        let mut sealed = store.get(&slot).unwrap().unwrap();
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        let mut b = Batch::new();
+        b.put(slot.clone(), sealed);
+        store.commit(b).unwrap();
+        assert_eq!(
+            name_of(&vault, &patient, &rid, &mut rng).as_deref(),
+            Some("Edith Example")
+        );
+        // Another record's summary moved under this one's key does not open (bound to its id).
+        let (_, vault2, patient2, rid2) = record(&mut rng);
+        name_of(&vault2, &patient2, &rid2, &mut rng);
+        let other = vault2
+            .store()
+            .get(&local_key(&Key::Summary(&rid2).text()))
+            .unwrap()
+            .unwrap();
+        assert!(crypto::open(&summary_key(&patient), &rid.0, &other).is_err());
+        // Forgetting the record forgets its summary.
+        vault.forget_record(&rid).unwrap();
+        assert_eq!(store.get(&slot).unwrap(), None);
+    }
+}
