@@ -15,6 +15,7 @@
 //! this binary too (`__hearth ARGS…`, the `hearth` binary's `main`), and each FHIR phase runs
 //! in a process of its own (`__fhir-phase`).
 
+mod area;
 mod audit;
 mod automerge_base;
 mod compare;
@@ -94,6 +95,11 @@ const MODULES: &[Module] = &[
         name: "revocation",
         about: "revocation to refusal and rekey across three live nodes",
         run: revocation::run,
+    },
+    Module {
+        name: "area",
+        about: "an area of relays, patients and professionals grown in steps",
+        run: area::run,
     },
 ];
 
