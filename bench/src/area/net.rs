@@ -62,7 +62,7 @@ enum Cmd {
     /// Send a store request and hand back the answer.
     Store(
         PeerId,
-        StoreRequest,
+        Box<StoreRequest>,
         oneshot::Sender<std::result::Result<StoreResponse, String>>,
     ),
     /// Find the providers of a key.
@@ -152,7 +152,7 @@ impl Node {
     /// Sends `req` to `to` on `/hearth/store/1` and waits for the answer.
     pub(super) async fn store(&self, to: PeerId, req: StoreRequest) -> Result<StoreResponse> {
         let (tx, rx) = oneshot::channel();
-        self.send(Cmd::Store(to, req, tx)).await?;
+        self.send(Cmd::Store(to, Box::new(req), tx)).await?;
         match rx.await.context("a node's task stopped")? {
             Ok(r) => Ok(r),
             Err(e) => bail!("a store request failed: {e}"),
@@ -255,7 +255,7 @@ fn command(swarm: &mut HearthSwarm, st: &mut State, cmd: Cmd) {
             let id = swarm
                 .behaviour_mut()
                 .store
-                .send_request(&to, Message::Store(req));
+                .send_request(&to, Message::Store(*req));
             st.stores.insert(id, reply);
         }
         Cmd::Find(key, reply) => {
