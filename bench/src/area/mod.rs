@@ -158,8 +158,10 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
             "ms",
         ))?;
 
-        // Over libp2p.
+        // Over libp2p. Memory first: the relays' stores and every node's keys (one process).
+        let (rss_before, _) = rss_kib();
         let (relay_nodes, ann) = rt.block_on(phases::relay_network(&area))?;
+        let (rss_network, _) = rss_kib();
         phases::check_peers(&area, &relay_nodes)?;
         let announce_rate = ann.announced as f64 / ann.took.as_secs_f64();
         let f = first.get_or_insert(First {
@@ -236,7 +238,18 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
         drop(relay_nodes);
 
         let (rss, _) = rss_kib();
-        r.emit(Figure::new(format!("rss_{l}"), rss as f64 / 1024.0, "MiB"))?;
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        r.emit(Figure::new(
+            format!("rss_records_{l}"),
+            mib(rss_before),
+            "MiB",
+        ))?;
+        r.emit(Figure::new(
+            format!("rss_relay_network_{l}"),
+            mib(rss_network.saturating_sub(rss_before)),
+            "MiB",
+        ))?;
+        r.emit(Figure::new(format!("rss_{l}"), mib(rss), "MiB"))?;
         eprintln!(
             "  (step {n} took {:.1} s; {:.1} s so far)",
             t.elapsed().as_secs_f64(),
