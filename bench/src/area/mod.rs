@@ -126,6 +126,11 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
                 .map(|b| b as f64 / (1024.0 * 1024.0))
                 .collect()
         };
+        let list: Vec<String> = records.iter().map(|x| format!("{x:.0}")).collect();
+        eprintln!(
+            "  (records per relay, the trust's first: {})",
+            list.join(", ")
+        );
         let store = mib(area.stored_bytes()?);
         let disk = mib(area.disk()?);
         for (name, unit, v) in [
@@ -313,4 +318,28 @@ fn fanout(r: &mut Report, edits: &[phases::Edit], l: &str) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busiest_is_the_largest_against_the_mean() {
+        assert_eq!(busiest(&[1.0, 3.0, 2.0]), (3.0, 2.0));
+        assert_eq!(busiest(&[]), (0.0, 0.0));
+    }
+
+    #[test]
+    fn picks_stay_in_range_and_repeat_for_a_seed() {
+        let mut a = model::Pick::new(4);
+        let mut b = model::Pick::new(4);
+        for _ in 0..1000 {
+            let x = a.below(7);
+            assert!(x < 7);
+            assert_eq!(x, b.below(7));
+        }
+        let hits = (0..10_000).filter(|_| a.chance(300)).count();
+        assert!((2_500..3_500).contains(&hits), "{hits}");
+    }
 }

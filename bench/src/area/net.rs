@@ -20,7 +20,7 @@ use libp2p::{Multiaddr, PeerId, identify, kad, request_response};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// Announcements a relay keeps in flight at once.
@@ -29,14 +29,8 @@ const IN_FLIGHT: usize = 64;
 /// What a relay's task counted.
 #[derive(Default)]
 pub(super) struct Counters {
-    /// Store requests answered.
-    pub(super) requests: AtomicUsize,
-    /// Nanoseconds spent answering them.
-    pub(super) busy_ns: AtomicU64,
     /// Kademlia ADD_PROVIDER requests received from other relays.
     pub(super) add_provider: AtomicUsize,
-    /// Kademlia requests of any kind received.
-    pub(super) kad_in: AtomicUsize,
 }
 
 /// The end of a lookup: the relays found, Kademlia's requests sent, and its time.
@@ -368,7 +362,6 @@ fn store_event(
             else {
                 return;
             };
-            let t = Instant::now();
             let server = Server::new(&relay.vault, &relay.id, &relay.limits);
             if let Ok((resp, _)) = server.answer(from, req, TEST_NOW, &mut st.rng) {
                 let _ = swarm
@@ -376,9 +369,6 @@ fn store_event(
                     .store
                     .send_response(channel, Message::Stored(resp));
             }
-            let took = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            st.counters.requests.fetch_add(1, Ordering::Relaxed);
-            st.counters.busy_ns.fetch_add(took, Ordering::Relaxed);
         }
         request_response::Event::Message {
             message:
@@ -409,11 +399,10 @@ fn store_event(
 /// Kademlia's events: lookups' providers and ends, announcements' ends, requests received.
 fn kad_event(st: &mut State, e: kad::Event) {
     match e {
-        kad::Event::InboundRequest { request } => {
-            st.counters.kad_in.fetch_add(1, Ordering::Relaxed);
-            if matches!(request, kad::InboundRequest::AddProvider { .. }) {
-                st.counters.add_provider.fetch_add(1, Ordering::Relaxed);
-            }
+        kad::Event::InboundRequest {
+            request: kad::InboundRequest::AddProvider { .. },
+        } => {
+            st.counters.add_provider.fetch_add(1, Ordering::Relaxed);
         }
         kad::Event::OutboundQueryProgressed {
             id,
