@@ -16,6 +16,7 @@
 //! in a process of its own (`__fhir-phase`), as does each opening of a store that `holding`
 //! and `curves` measure (`__probe`).
 
+mod area;
 mod audit;
 mod automerge_base;
 mod compare;
@@ -108,6 +109,11 @@ const MODULES: &[Module] = &[
         name: "curves",
         about: "cost curves against record size and records held",
         run: curves::run,
+    },
+    Module {
+        name: "area",
+        about: "an area of relays, patients and professionals grown in steps",
+        run: area::run,
     },
 ];
 
