@@ -55,7 +55,8 @@ fn summary_key(identity: &Identity) -> SymmetricKey {
 impl<S: Store> Vault<S> {
     /// The summary of each of `records` as `identity` reads them (`None` for a record this node
     /// cannot open), from the stored summary where the record has not changed since it was
-    /// made, else by opening the record; new summaries are stored in one commit.
+    /// made, else by opening the record; new summaries are stored in one commit (a failure to
+    /// store them fails nothing).
     pub fn summaries(
         &self,
         identity: &Identity,
@@ -102,8 +103,10 @@ impl<S: Store> Vault<S> {
             batch.put(slot, crypto::seal(&key, &rid.0, &plain, rng));
             out.push(Some(summary));
         }
+        // Keeping them only saves the next listing time: a store that cannot take the write
+        // (a full disk) does not stop this listing.
         if !batch.is_empty() {
-            self.store.commit(batch)?;
+            let _ = self.store.commit(batch);
         }
         Ok(out)
     }
