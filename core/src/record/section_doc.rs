@@ -135,7 +135,8 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// 8. [`refresh_snapshot`](Self::refresh_snapshot) when many bundles were replayed.
     ///
     /// The vault keeps the result as the start of the next load (see [`start_doc`]) when the
-    /// document is small enough for copying it to be cheap; if a load from a kept document fails, the kept one is dropped and the load runs again without it.
+    /// document is small enough for copying it to be cheap; if a load from a kept document
+    /// fails, the kept one is dropped and the load runs again without it.
     ///
     /// [`start_doc`]: Self::start_doc
     fn load_section(&self, sid: &SectionId) -> Result<SectionDoc> {
