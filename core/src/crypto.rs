@@ -11,7 +11,7 @@
 //! - **Hashing**: SHA-256 ([`sha256`]).
 //!
 //! Verified signatures and parsed public keys are remembered for the life of the process
-//! ([`verified`]), so that reopening a record does not repeat the curve arithmetic for
+//! (module `verified`), so that reopening a record does not repeat the curve arithmetic for
 //! signatures already checked.
 
 mod verified;
