@@ -20,7 +20,7 @@ use hearth_core::test_utils::{TEST_NOW, TestRng, patient_record, record_grant};
 use hearth_node::sled_store::SledStore;
 use hearth_sync::protocol::{self, Message};
 use hearth_sync::relay::StoreResponse;
-use hearth_sync::relay::server::{RelayLimits, Served, Server};
+use hearth_sync::relay::server::{RelayLimits, Served};
 use hearth_sync::session::Local;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -111,24 +111,14 @@ pub(super) struct Relay {
 }
 
 impl Relay {
-    /// Decodes `frame` from `from`, answers it as the relay does and encodes the answer:
-    /// (the answer, what it did, the answer's frame size, the relay's time).
+    /// Decodes `frame` from `from`, answers it as the relay does and encodes the answer
+    /// ([`crate::relay::exchange`]).
     pub(super) fn exchange(
         &self,
         from: &Identity,
         frame: &[u8],
     ) -> Result<(StoreResponse, Served, usize, Duration)> {
-        let server = Server::new(&self.vault, &self.id, &self.limits);
-        let t = Instant::now();
-        let Message::Store(req) = protocol::decode(frame)? else {
-            anyhow::bail!("a store request decoded as something else")
-        };
-        let (resp, served) = server.answer(from.peer(), req, TEST_NOW, &mut TestRng::new(9))?;
-        let out = protocol::encode(&Message::Stored(resp.clone()));
-        let took = t.elapsed();
-        ensure!(!served.refused, "the relay refused a request");
-        ensure!(served.rejected == 0, "the relay rejected a bundle");
-        Ok((resp, served, out.len(), took))
+        crate::relay::exchange(&self.vault, &self.id, &self.limits, from, frame)
     }
 }
 

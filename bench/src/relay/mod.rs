@@ -195,25 +195,38 @@ struct Relay {
 }
 
 impl Relay {
-    /// Decodes `frame`, answers it as the relay does for `from`, and encodes the answer:
-    /// (the answer, what it did, the answer's frame size, time taken).
+    /// [`exchange`] with this relay.
     fn exchange(
         &self,
         from: &Identity,
         frame: &[u8],
     ) -> Result<(StoreResponse, Served, usize, Duration)> {
-        let server = Server::new(&self.vault, &self.identity, &self.limits);
-        let t = Instant::now();
-        let Message::Store(req) = protocol::decode(frame)? else {
-            anyhow::bail!("a store request decoded as something else")
-        };
-        let (resp, served) = server.answer(from.peer(), req, TEST_NOW, &mut TestRng::new(9))?;
-        let out = protocol::encode(&Message::Stored(resp.clone()));
-        let took = t.elapsed();
-        ensure!(!served.refused, "the relay refused a request");
-        ensure!(served.rejected == 0, "the relay rejected a bundle");
-        Ok((resp, served, out.len(), took))
+        exchange(&self.vault, &self.identity, &self.limits, from, frame)
     }
+}
+
+/// Decodes `frame`, answers it as the relay `relay` (its store `vault`, its `limits`) does for
+/// `from`, and encodes the answer: (the answer, what it did, the answer's frame size, the
+/// relay's time). A refusal or a rejected bundle is an error: the benchmarks feed only
+/// requests a relay takes.
+pub(crate) fn exchange(
+    vault: &Vault<SledStore>,
+    relay: &Identity,
+    limits: &RelayLimits,
+    from: &Identity,
+    frame: &[u8],
+) -> Result<(StoreResponse, Served, usize, Duration)> {
+    let server = Server::new(vault, relay, limits);
+    let t = Instant::now();
+    let Message::Store(req) = protocol::decode(frame)? else {
+        anyhow::bail!("a store request decoded as something else")
+    };
+    let (resp, served) = server.answer(from.peer(), req, TEST_NOW, &mut TestRng::new(9))?;
+    let out = protocol::encode(&Message::Stored(resp.clone()));
+    let took = t.elapsed();
+    ensure!(!served.refused, "the relay refused a request");
+    ensure!(served.rejected == 0, "the relay rejected a bundle");
+    Ok((resp, served, out.len(), took))
 }
 
 /// The patients' records (in memory: only the relay's side is measured), each with
