@@ -307,7 +307,7 @@ impl Area {
 
     /// Adds patients up to `target`, each record built on the patient's node, put on its
     /// relays and fetched once by each grantee from its practice's relay (the in-process
-    /// phases: every frame encoded and decoded, the relay's [`Server::answer`] on sled).
+    /// phases: every frame encoded and decoded, the relay's [`Server::answer`](hearth_sync::relay::server::Server::answer) on sled).
     /// The patients whose index is in `keep` are kept for the fan-out. Returns what each
     /// relay did storing and serving, and the time building the records.
     pub(super) fn grow_patients(
