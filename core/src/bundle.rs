@@ -6,6 +6,12 @@
 //! ciphertext. Anyone can check the signature (a relay without keys included); only holders of
 //! the epoch key can read it.
 //!
+//! The header also carries a **key commitment**: a domain-separated SHA-256 of the epoch key
+//! and the nonce ([`crypto::key_commitment`]). Poly1305 alone is not committing: a ciphertext
+//! can be crafted to open under two different keys, showing one reader one entry and another
+//! reader a different one. Opening checks the commitment before decrypting, so a bundle opens
+//! under exactly one key.
+//!
 //! ## Encoding
 //!
 //! ```text
@@ -32,8 +38,9 @@ pub const MAX_BUNDLE_LEN: usize = 8 * 1024 * 1024;
 /// The largest encoded header accepted, in bytes.
 pub const MAX_HEADER_LEN: usize = 1024;
 const MAGIC: &[u8; 4] = b"HBv1";
-/// The header's format version: 2 signs the header and the ciphertext's SHA-256.
-pub const BUNDLE_VERSION: u8 = 2;
+/// The header's format version: 3 signs the header and the ciphertext's SHA-256, and commits
+/// to the key.
+pub const BUNDLE_VERSION: u8 = 3;
 
 /// What the payload holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +54,8 @@ pub enum BundleKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BundleHeader {
-    /// Format version; currently 2 (version 1, before 2026-11-22, signed the whole ciphertext).
+    /// Format version; currently 3 (version 1, before 2026-11-22, signed the whole ciphertext;
+    /// version 2, before 2026-12-04, had no key commitment).
     pub v: u8,
     /// The record.
     pub record: RecordId,
@@ -63,6 +71,8 @@ pub struct BundleHeader {
     pub epoch: u32,
     /// The XChaCha20 nonce.
     pub nonce: ByteArray<NONCE_LEN>,
+    /// The key commitment: [`crypto::key_commitment`] of the epoch key and the nonce.
+    pub commit: ByteArray<32>,
     /// When the author made it (author's clock; informational).
     pub time: Timestamp,
     /// What the payload holds.
@@ -83,7 +93,8 @@ pub enum BundleError {
     /// or forged.
     #[error("bundle signature does not verify (altered or forged)")]
     BadSignature,
-    /// The payload does not decrypt under the epoch key: wrong key, or altered.
+    /// The payload does not decrypt under the epoch key: wrong key, or altered. Also when the
+    /// key is not the one the header commits to.
     #[error("bundle payload does not decrypt (wrong key or altered)")]
     Decrypt,
     /// The header is well formed but its content is not allowed.
@@ -136,6 +147,7 @@ impl Bundle {
             prev,
             epoch,
             nonce: ByteArray::new(nonce),
+            commit: ByteArray::new(crypto::key_commitment(key, &nonce)),
             time,
             kind: BundleKind::Changes,
         };
@@ -255,8 +267,20 @@ impl Bundle {
         .map_err(|_| BundleError::BadSignature)
     }
 
+    /// Whether `key` is the key the header commits to (constant time).
+    fn committed_to(&self, key: &SymmetricKey) -> Result<(), BundleError> {
+        let nonce = self.header.nonce.into_array();
+        let expected = crypto::key_commitment(key, &nonce);
+        if subtle::ConstantTimeEq::ct_eq(&expected[..], &self.header.commit[..]).into() {
+            Ok(())
+        } else {
+            Err(BundleError::Decrypt)
+        }
+    }
+
     /// Decrypts the payload with the section key of the header's epoch.
     pub fn open(&self, key: &SymmetricKey) -> Result<Vec<u8>, BundleError> {
+        self.committed_to(key)?;
         crypto::open_with_nonce(
             key,
             &self.header.nonce.into_array(),
@@ -303,6 +327,10 @@ impl Bundle {
 
     /// Decrypts `buf`, which holds the ciphertext without its tag; zeroes it on failure.
     fn decrypt_in_place(&self, key: &SymmetricKey, buf: &mut [u8]) -> Result<(), BundleError> {
+        if let Err(e) = self.committed_to(key) {
+            zeroize::Zeroize::zeroize(buf);
+            return Err(e);
+        }
         let tag = &self.ciphertext()[self.payload_len()..];
         let tag: &[u8; crypto::TAG_LEN] = tag.try_into().map_err(|_| BundleError::Decrypt)?;
         let nonce = self.header.nonce.into_array();
@@ -335,6 +363,11 @@ impl BundleHeader {
         if self.v == 1 {
             return Err(BundleError::InvalidHeader(
                 "bundle format version 1 (written before 2026-11-22) is no longer read",
+            ));
+        }
+        if self.v == 2 {
+            return Err(BundleError::InvalidHeader(
+                "bundle format version 2 (written before 2026-12-04, no key commitment) is no longer read",
             ));
         }
         if self.v != BUNDLE_VERSION {
@@ -512,6 +545,76 @@ mod tests {
         }
     }
 
+    /// A hostile author signs a bundle whose header commits to one key while its ciphertext is
+    /// sealed under another: it opens under neither, so no two readers can be shown different
+    /// payloads from one bundle.
+    #[test]
+    fn a_bundle_opens_only_under_the_key_it_commits_to() {
+        let mut rng = TestRng::new(7);
+        let author = crate::keys::signing_key(&mut rng);
+        let (committed, used) = (
+            SymmetricKey::from_bytes([1; 32]),
+            SymmetricKey::from_bytes([2; 32]),
+        );
+        let nonce = [3u8; NONCE_LEN];
+        let header = BundleHeader {
+            v: BUNDLE_VERSION,
+            record: RecordId([1; 32]),
+            section: SectionId([2; 16]),
+            author: PeerKey(author.verifying_key().to_bytes()),
+            seq: 1,
+            prev: None,
+            epoch: 0,
+            nonce: ByteArray::new(nonce),
+            commit: ByteArray::new(crypto::key_commitment(&committed, &nonce)),
+            time: TEST_NOW,
+            kind: BundleKind::Changes,
+        };
+        let hb = serde_ipld_dagcbor::to_vec(&header).unwrap();
+        let ct = crypto::seal_with_nonce(&used, &nonce, &hb, b"what only some readers see");
+        let sig = crypto::sign(&author, Domain::Bundle, &[&hb, &crypto::sha256(&[&ct])]);
+        let mut enc = MAGIC.to_vec();
+        enc.extend_from_slice(&(hb.len() as u32).to_be_bytes());
+        enc.extend_from_slice(&hb);
+        enc.extend_from_slice(&(ct.len() as u32).to_be_bytes());
+        enc.extend_from_slice(&ct);
+        enc.extend_from_slice(&sig);
+        let b = Bundle::decode(&enc).unwrap();
+        b.verify().expect("the author's signature is genuine");
+        assert_eq!(
+            b.open(&used),
+            Err(BundleError::Decrypt),
+            "the AEAD key is not the committed one"
+        );
+        assert_eq!(b.open(&committed), Err(BundleError::Decrypt));
+        let mut out = vec![0xAA; b.payload_len()];
+        assert_eq!(b.open_to(&used, &mut out), Err(BundleError::Decrypt));
+        assert!(out.iter().all(|&x| x == 0), "a refused payload is zeroed");
+        // The honest seal commits to its key and opens under it.
+        let (honest, key) = sample(8, b"payload");
+        assert_eq!(
+            honest.header().commit.into_array(),
+            crypto::key_commitment(&key, &honest.header().nonce.into_array())
+        );
+        assert_eq!(honest.open(&key).unwrap(), b"payload");
+    }
+
+    #[test]
+    fn older_bundle_versions_are_refused_by_name() {
+        let (b, _) = sample(9, b"payload");
+        for (v, says) in [(1u8, "version 1"), (2, "no key commitment")] {
+            let mut h = b.header().clone();
+            h.v = v;
+            match h.check() {
+                Err(BundleError::InvalidHeader(why)) => assert!(why.contains(says), "{why}"),
+                other => panic!("version {v}: {other:?}"),
+            }
+        }
+        let mut h = b.header().clone();
+        h.v = BUNDLE_VERSION + 1;
+        assert!(h.check().is_err());
+    }
+
     #[test]
     fn wrong_key_does_not_decrypt() {
         let (b, _) = sample(3, b"payload");
@@ -551,22 +654,6 @@ mod tests {
         );
         let mut short = vec![0u8; b.payload_len() - 1];
         assert_eq!(b.open_to(&key, &mut short), Err(BundleError::Decrypt));
-    }
-
-    #[test]
-    fn version_1_bundles_are_refused_by_name() {
-        let (b, _) = sample(6, b"payload");
-        let mut h = b.header().clone();
-        assert_eq!(h.v, BUNDLE_VERSION);
-        h.v = 1;
-        assert_eq!(
-            h.check(),
-            Err(BundleError::InvalidHeader(
-                "bundle format version 1 (written before 2026-11-22) is no longer read"
-            ))
-        );
-        h.v = 3;
-        assert!(h.check().is_err());
     }
 
     #[test]

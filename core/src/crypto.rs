@@ -46,6 +46,10 @@ pub enum CryptoError {
     /// A public key is not a valid curve point.
     #[error("invalid public key")]
     BadPublicKey,
+    /// An X25519 key is all zero or of small order: every shared secret with it is the same
+    /// known value, so nothing sealed to it would be secret.
+    #[error("key-agreement key is all zero or of small order (refused)")]
+    WeakAgreementKey,
     /// A wrapped key could not be unwrapped: not addressed to this key, or altered.
     #[error("wrapped key could not be opened")]
     Unwrap,
@@ -297,6 +301,14 @@ pub fn seal(key: &SymmetricKey, aad: &[u8], plaintext: &[u8], rng: &mut impl Cry
     out
 }
 
+/// The key commitment of a bundle sealed under `key` with `nonce`: a domain-separated SHA-256
+/// of both. Stored in the signed header, it makes a ciphertext open under one key only
+/// (XChaCha20-Poly1305 by itself does not: two keys can be found for one ciphertext). The nonce
+/// is included so that bundles under one key do not carry one repeated value.
+pub fn key_commitment(key: &SymmetricKey, nonce: &[u8; NONCE_LEN]) -> [u8; 32] {
+    sha256(&[b"hearth/bundle-key-commitment/v1", key.as_bytes(), nonce])
+}
+
 /// Decrypts with an explicit nonce.
 pub fn open_with_nonce(
     key: &SymmetricKey,
@@ -434,6 +446,21 @@ pub fn unwrap_key(
     let result = <[u8; KEY_LEN]>::try_from(pt.as_slice()).map_err(|_| CryptoError::Unwrap);
     pt.zeroize();
     result.map(SymmetricKey)
+}
+
+/// Refuses an X25519 public key that is all zero or of small order (on the curve or its twist).
+/// HPKE refuses to wrap to one as well (its shared secret would be all zero); checking where
+/// keys are received gives the clearer error, before anything is stored.
+pub fn check_agreement_public(public: &[u8; 32]) -> Result<(), CryptoError> {
+    // A clamped scalar is a multiple of the cofactor, so it sends exactly the small-order points
+    // to the identity, whose u-coordinate is zero; any fixed scalar serves as the probe.
+    let probe = x25519_dalek::StaticSecret::from([0x5a; 32]);
+    let shared = probe.diffie_hellman(&x25519_dalek::PublicKey::from(*public));
+    if shared.was_contributory() {
+        Ok(())
+    } else {
+        Err(CryptoError::WeakAgreementKey)
+    }
 }
 
 /// Derives the X25519 key pair HPKE would derive from `ikm` (RFC 9180 `DeriveKeyPair`); used

@@ -167,6 +167,10 @@ pub struct Identity {
     linked: Option<RecordId>,
 }
 
+// Every secret field (the device and root signing keys, the agreement secret) zeroizes itself
+// on drop, so an `Identity` does too.
+impl zeroize::ZeroizeOnDrop for Identity {}
+
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity")

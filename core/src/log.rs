@@ -147,6 +147,7 @@ mod tests {
             prev,
             epoch: 0,
             nonce: ByteArray::new([0; 24]),
+            commit: ByteArray::new([0; 32]),
             time: Timestamp::from_millis(0),
             kind: BundleKind::Changes,
         }

@@ -186,6 +186,8 @@ impl SignedBody for CardBody {
         if self.v != 1 {
             return Err(SignedError::Invalid("unsupported version"));
         }
+        crate::crypto::check_agreement_public(&self.agreement.into_array())
+            .map_err(|_| SignedError::Invalid("the card's key-agreement key is of small order"))?;
         check_text(&self.name, 200, "name too long or with control characters")
     }
 }

@@ -61,6 +61,12 @@ impl DeviceCert {
         let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else {
             return false;
         };
+        let Ok(agreement) = <[u8; 32]>::try_from(agreement.as_slice()) else {
+            return false;
+        };
+        if crypto::check_agreement_public(&agreement).is_err() {
+            return false;
+        }
         crypto::verify(&root, Domain::DeviceCert, &[&self.peer.0, &agreement], &sig).is_ok()
     }
 }
@@ -175,6 +181,9 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             agreement_signature,
         )
         .map_err(|_| RecordError::Invalid("the device's agreement key is not signed by it"))?;
+        crypto::check_agreement_public(&agreement).map_err(|_| {
+            RecordError::Invalid("the device's agreement key is of small order (refused)")
+        })?;
         if self.removed_devices().contains_key(&peer) {
             return Err(RecordError::NotPermitted(
                 "that device was removed from this record; link it again with fresh keys",
