@@ -22,6 +22,8 @@ pub mod api;
 pub mod client;
 pub mod daemon;
 pub mod fail;
+#[cfg(feature = "test-utils")]
+pub mod fuzzing;
 pub mod home;
 pub mod link;
 pub mod live;

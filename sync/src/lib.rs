@@ -44,6 +44,8 @@
 
 pub mod changes;
 pub mod dial;
+#[cfg(feature = "test-utils")]
+pub mod fuzzing;
 #[cfg(feature = "libp2p")]
 pub mod net;
 pub mod pairing;

@@ -35,6 +35,32 @@ pub fn commands() -> Commands {
     }
 }
 
+/// Decodes `data` as each route's JSON body, as the router does before a handler runs; whether
+/// any accepted it (the `api_body` fuzz target).
+#[cfg(feature = "test-utils")]
+pub fn decode_body(data: &[u8]) -> bool {
+    fn takes<T: serde::de::DeserializeOwned>(data: &[u8]) -> bool {
+        serde_json::from_slice::<T>(data).is_ok()
+    }
+    [
+        takes::<crate::api::LoginRequest>,
+        takes::<crate::api::ExecRequest>,
+        takes::<consent::AskBody>,
+        takes::<consent::TokenBody>,
+        takes::<consent::ApproveBody>,
+        takes::<consent::DenyBody>,
+        takes::<consent::GrantBody>,
+        takes::<consent::BreakGlassBody>,
+        takes::<consent::ChoiceBody>,
+        takes::<people::QrBody>,
+        takes::<records::NewEntry>,
+        takes::<records::Correction>,
+        takes::<records::MarkError>,
+    ]
+    .iter()
+    .fold(false, |any, decode| decode(data) | any)
+}
+
 /// Every resource route, and the web app's page and assets.
 fn routes() -> Router<ApiState> {
     Router::new()

@@ -26,7 +26,7 @@ fn every_single_bit_flip_of_a_chain_is_refused() {
 /// and bundles. None may panic, and no mutated grant may verify.
 #[test]
 fn fuzz_entry_points_on_stable() {
-    use crate::fuzzing::{self, mutation_run};
+    use crate::fuzzing::{self, Form, mutation_run};
     let mut w = world(11);
     let chain = org_chain(&mut w);
     let direct = to_gp(&mut w, "notes");
@@ -38,11 +38,11 @@ fn fuzz_entry_points_on_stable() {
     ];
     let byte_seeds = vec![chain_to_bytes(&chain), chain_to_bytes(&[direct])];
     assert_eq!(
-        mutation_run(fuzzing::grant_token, &token_seeds, 3_000, true),
+        mutation_run(fuzzing::grant_token, &token_seeds, 3_000, Form::Token),
         0
     );
     assert_eq!(
-        mutation_run(fuzzing::grant_chain, &byte_seeds, 3_000, false),
+        mutation_run(fuzzing::grant_chain, &byte_seeds, 3_000, Form::Binary),
         0
     );
     let req = request::request(
@@ -67,7 +67,7 @@ fn fuzz_entry_points_on_stable() {
             fuzzing::signed_tokens,
             &[req.to_token().into_bytes(), card.to_token().into_bytes()],
             3_000,
-            true
+            Form::Token
         ),
         0
     );
