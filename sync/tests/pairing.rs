@@ -130,6 +130,11 @@ fn with_bytes(text: &str, key: &str, fill: u8) -> String {
     // A short byte string's header holds its length (major type 2: 0x40 + length).
     let len = usize::from(bytes[at] - 0x40);
     bytes[at + 1..at + 1 + len].fill(fill);
+    // A forger recomputes the code's check (the start of a SHA-256: it catches typing, it is
+    // no secret), as `pairing::code` makes it.
+    let body_len = bytes.len() - 4;
+    let h = hearth_core::crypto::sha256(&[b"hearth/link-code-check/v1", &bytes[..body_len]]);
+    bytes[body_len..].copy_from_slice(&h[..4]);
     format!(
         "{CODE_PREFIX}{}",
         data_encoding::BASE32_NOPAD.encode(&bytes)
@@ -293,6 +298,19 @@ fn damaged_codes_get_clear_errors() {
     let (text, code) = root.open(DEFAULT_TTL);
     let mangled = format!("{}\n{}", &text[..20].to_lowercase(), &text[20..]);
     assert_eq!(LinkCode::parse(&mangled).unwrap().peer, code.peer);
+    // One character mistyped anywhere, or the code cut short, is told as damaged at once.
+    let body = &text[CODE_PREFIX.len()..];
+    for at in (0..body.len()).step_by(7) {
+        let mut typo: Vec<char> = body.chars().collect();
+        typo[at] = if typo[at] == 'A' { 'B' } else { 'A' };
+        let typo: String = typo.into_iter().collect();
+        assert_eq!(
+            LinkCode::parse(&format!("{CODE_PREFIX}{typo}")).unwrap_err(),
+            CodeError::Damaged,
+            "a typo at {at}"
+        );
+    }
+    assert!(LinkCode::parse(&text[..text.len() - 8]).is_err());
 }
 
 #[test]

@@ -1,4 +1,6 @@
-//! The link code's text form: `HEARTH1L` and the base32 of a small CBOR map.
+//! The link code's text form: `HEARTH1L` and the base32 of a small CBOR map followed by a
+//! 4-byte check (the start of its SHA-256), so a code mistyped or cut short is told as damaged
+//! at once rather than failing later at the key exchange.
 
 use super::OpenError;
 use hearth_core::ids::PeerKey;
@@ -13,6 +15,13 @@ pub const CODE_PREFIX: &str = "HEARTH1L";
 const MAX_CODE_ADDRS: usize = 8;
 /// The longest code accepted.
 const MAX_CODE_LEN: usize = 4096;
+/// Bytes of the check that ends a code.
+const CHECK_LEN: usize = 4;
+
+fn check_of(body: &[u8]) -> [u8; CHECK_LEN] {
+    let h = hearth_core::crypto::sha256(&[b"hearth/link-code-check/v1", body]);
+    [h[0], h[1], h[2], h[3]]
+}
 
 /// What a link code holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -93,7 +102,10 @@ pub(super) fn encode(
         secret: ByteBuf::from(secret.to_vec()),
         expires,
     };
-    let bytes = Zeroizing::new(serde_ipld_dagcbor::to_vec(&body).map_err(|_| OpenError::Encode)?);
+    let mut bytes =
+        Zeroizing::new(serde_ipld_dagcbor::to_vec(&body).map_err(|_| OpenError::Encode)?);
+    let check = check_of(&bytes);
+    bytes.extend_from_slice(&check);
     Ok(format!(
         "{CODE_PREFIX}{}",
         data_encoding::BASE32_NOPAD.encode(&bytes)
@@ -114,7 +126,14 @@ impl LinkCode {
         let bytes = data_encoding::BASE32_NOPAD
             .decode(body.as_bytes())
             .map_err(|_| CodeError::NotBase32)?;
-        let b: CodeBody = serde_ipld_dagcbor::from_slice(&bytes).map_err(|_| CodeError::Damaged)?;
+        let bytes = Zeroizing::new(bytes);
+        let (body, check) = bytes
+            .split_at_checked(bytes.len().saturating_sub(CHECK_LEN))
+            .ok_or(CodeError::Damaged)?;
+        if check.len() != CHECK_LEN || check != check_of(body) {
+            return Err(CodeError::Damaged);
+        }
+        let b: CodeBody = serde_ipld_dagcbor::from_slice(body).map_err(|_| CodeError::Damaged)?;
         if b.v != 1 {
             return Err(CodeError::NewerVersion);
         }
