@@ -10,7 +10,7 @@ use crate::app::{Ctx, now, os_rng};
 use crate::fail::{Failure, code};
 use clap::{Args, Subcommand};
 use hearth_core::entry::dispute::checked_reason;
-use hearth_core::ids::{DisputeId, EntryId};
+use hearth_core::ids::{DisputeId, EntryId, RecordId, SectionId};
 use hearth_core::section::SectionName;
 use serde_json::{Value, json};
 use std::io::Read;
@@ -174,6 +174,7 @@ pub fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
                         "class": s.name.class,
                         "label": s.name.label,
                         "ids": s.ids,
+                        "heads": section_heads(&vault, &rid, &s.ids),
                         "entries": c.as_ref().ok(),
                         "error": c.as_ref().err().map(ToString::to_string),
                     })
@@ -274,6 +275,32 @@ pub fn record(ctx: &Ctx, cmd: RecordCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// The log heads held of a section, for `record sections --json`: for each of its ids, each
+/// author's newest sequence number and bundle hash (ids, counts and hashes only, no content).
+/// Two nodes holding the same bundles of a section show the same heads.
+fn section_heads<S: hearth_core::store::Store>(
+    vault: &hearth_core::record::Vault<S>,
+    record: &RecordId,
+    ids: &[SectionId],
+) -> Value {
+    let mut out = serde_json::Map::new();
+    for sid in ids {
+        let heads: serde_json::Map<String, Value> = vault
+            .heads(record, sid)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(author, h)| {
+                (
+                    author.to_string(),
+                    json!({"seq": h.seq, "hash": h.hash.to_string()}),
+                )
+            })
+            .collect();
+        out.insert(sid.to_string(), Value::Object(heads));
+    }
+    Value::Object(out)
 }
 
 fn parse_entry_id(s: &str) -> Result<EntryId, Failure> {
