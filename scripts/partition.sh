@@ -65,6 +65,8 @@ cleanup() {
     for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$p" 2>/dev/null
   done
+  # Any other child still running (an edit cut short by the failure) goes too.
+  for p in $(jobs -p); do kill -9 "$p" 2>/dev/null; done
   wait 2>/dev/null
   for ns in "${CREATED_NS[@]:-}"; do
     [ -n "$ns" ] || continue
@@ -136,7 +138,8 @@ start() {
 }
 
 stop() {
-  local n=$1 p=${PID[$n]}
+  local n=$1
+  local p=${PID[$n]}
   kill "$p"
   for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
   kill -9 "$p" 2>/dev/null || true
