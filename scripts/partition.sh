@@ -365,6 +365,7 @@ for r in $(seq 1 "$ROUNDS"); do
     PARTITIONS=$((PARTITIONS + 1))
     t=$(converge) || { echo "round $r, partition $name: no convergence" >&2; exit 1; }
     TIMES+=("$t")
+    echo "$name $t" >>"$ROOT/times"
     log "round $r  $(printf '%-24s' "$name") healed: converged in ${t} ms"
   done
 done
@@ -393,4 +394,9 @@ log "partitions run:            $PARTITIONS ($ROUNDS rounds of ${#PARTS[@]})"
 log "edits during partitions:   $EDITS_DURING (entries written in all: $total)"
 log "entries lost:              $LOST"
 log "time to converge (ms):     min $min, median $median, max $max"
+for p in "${PARTS[@]}"; do
+  name=${p%%|*}
+  awk -v n="$name" '$1 == n {print $2}' "$ROOT/times" | sort -n | awk -v n="$name" '
+    {v[NR] = $1} END {printf "  %-24s min %d, median %d, max %d (ms, %d heals)\n", n, v[1], v[int((NR + 1) / 2)], v[NR], NR}'
+done
 [ "$LOST" -eq 0 ] || exit 1

@@ -289,6 +289,15 @@ fn granted_sections_sync_live_both_ways_and_after_restarts() {
     wait_for("the professional's offline edit at the patient", 20, || {
         show(&p, &rid).contains("CANARY-gp-offline-5b")
     });
+    // Both replicas of notes end with the same log heads (`record sections --json`), one log
+    // per author.
+    wait_for("identical notes heads on both sides", 20, || {
+        notes_heads(&p, &rid) == notes_heads(&g, &rid)
+    });
+    let heads = notes_heads(&p, &rid);
+    let logs = heads.as_object().unwrap().values().next().unwrap();
+    assert_eq!(logs.as_object().unwrap().len(), 2, "{heads}");
+    assert!(logs[gp.as_str()]["seq"].as_u64().unwrap() >= 2, "{heads}");
 
     // The patient restarts (on the same address, remembered from its last run); the
     // professional redials it and syncs the entry it wrote meanwhile.
@@ -488,6 +497,21 @@ fn link_process(home: &Path) -> (Child, String) {
         .unwrap();
     let v: Value = serde_json::from_str(&line).expect("the code as JSON");
     (child, v["code"].as_str().unwrap().to_string())
+}
+
+/// The log heads of `notes` on the node at `home` (`record sections --json`, field `heads`).
+fn notes_heads(home: &Path, rid: &str) -> Value {
+    let sections = json(&hearth(
+        home,
+        &["record", "sections", "--record", rid, "--json"],
+    ));
+    sections["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["section"] == "notes")
+        .map(|s| s["heads"].clone())
+        .unwrap_or_default()
 }
 
 fn add_note(home: &Path, text: &str) {
