@@ -41,7 +41,7 @@ command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq 
 
 export HEARTH_PASSPHRASE=${HEARTH_PASSPHRASE:-partition-passphrase-0}
 ROOT=$(mktemp -d /tmp/hearth-partition.XXXXXX)
-TAG=hp$$                                   # unique per run: namespace names
+TAG=hp$$-$RANDOM                            # unique per run: namespace names
 NODES=(patient gp nurse relay)
 declare -A NS ADDR PID HOSTIP
 for i in "${!NODES[@]}"; do HOSTIP[${NODES[$i]}]=10.77.0.$((i + 2)); done
