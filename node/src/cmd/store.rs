@@ -46,14 +46,19 @@ fn open(ctx: &Ctx) -> Result<SledStore, Failure> {
             format!("no store in {}: nothing to check", ctx.home.dir().display()),
         ));
     }
-    SledStore::open(&dir).map_err(|e| match e {
+    SledStore::open(&dir).map_err(|e| store_failure(ctx, e))
+}
+
+/// A store error in words that say what to do; sled's own files damaged is its own case.
+fn store_failure(ctx: &Ctx, e: StoreError) -> Failure {
+    match e {
         StoreError::Corrupt(_) => Failure::new(
             code::INTEGRITY,
             format!(
-                "the store's own files are damaged: its database in {} cannot be opened. \
+                "the store's own files are damaged: its database in {} cannot be read. \
                  Nothing was changed. Move that folder aside, then restore: a patient with \
                  `hearth recover` from a relay, a professional by syncing again from the patient",
-                dir.display()
+                ctx.home.store_dir().display()
             ),
         ),
         StoreError::Locked(_) => Failure::new(
@@ -62,11 +67,11 @@ fn open(ctx: &Ctx) -> Result<SledStore, Failure> {
              answer: stop it (Ctrl-C, or kill -TERM its process) and run this again",
         ),
         other => other.into(),
-    })
+    }
 }
 
 fn check(ctx: &Ctx) -> Result<(), Failure> {
-    let report = check_store(&open(ctx)?)?;
+    let report = check_store(&open(ctx)?).map_err(|e| store_failure(ctx, e))?;
     ctx.print(json_of(&report), || report_text(&report));
     damaged_failure(&report)
 }
@@ -80,8 +85,8 @@ fn repair(ctx: &Ctx) -> Result<(), Failure> {
         ));
     }
     let store = open(ctx)?;
-    let rep = repair_store(&store)?;
-    store.flush()?;
+    let rep = repair_store(&store).map_err(|e| store_failure(ctx, e))?;
+    store.flush().map_err(|e| store_failure(ctx, e))?;
     ctx.print(
         serde_json::json!({
             "quarantined": rep.quarantined,
