@@ -112,14 +112,20 @@ fn a_damaged_replica_is_checked_repaired_and_refilled_by_its_peer() {
     // repair: one atomic write; the store checks clean and the record opens again.
     let out = hearth(&g, &["store", "repair"]);
     let text = ok(&out);
-    assert!(text.contains("Repaired: 1 damaged item(s) moved to quarantine"), "{text}");
+    assert!(
+        text.contains("Repaired: 1 damaged item(s) moved to quarantine"),
+        "{text}"
+    );
     assert!(text.contains("The store checks clean now."));
     let after = json(&hearth(&g, &["store", "check", "--json"]));
     assert_eq!(after["damaged"], false);
     assert_eq!(after["quarantined"], 1);
     let partial = show(&g, &rid);
     assert!(partial.contains("CANARY-med"), "the intact section reads");
-    assert!(partial.contains("CANARY-note-1"), "the bundles before the damage read");
+    assert!(
+        partial.contains("CANARY-note-1"),
+        "the bundles before the damage read"
+    );
     assert!(!partial.contains(&format!("CANARY-note-{seq}")));
 
     // The peer re-supplies the rest: heads are compared, the missing bundles come back.
@@ -139,7 +145,11 @@ fn a_damaged_replica_is_checked_repaired_and_refilled_by_its_peer() {
     assert!(ok(&out).contains("No damage found."));
     let out = hearth(&p, &["store", "repair"]);
     assert_eq!(out.status.code(), Some(7));
-    assert!(stderr(&out).contains("the daemon is running"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the daemon is running"),
+        "{}",
+        stderr(&out)
+    );
     drop(dp);
 }
 
@@ -182,10 +192,17 @@ fn own_files_damaged(damage: fn(&Path)) {
         add_text(&p, None, "notes", &format!("CANARY-files-{i}"));
     }
     damage(&p.join("store"));
-    for cmd in [&["store", "check"][..], &["store", "repair"], &["record", "show"]] {
+    for cmd in [
+        &["store", "check"][..],
+        &["store", "repair"],
+        &["record", "show"],
+    ] {
         let out = hearth(&p, cmd);
         assert_ne!(out.status.code(), Some(101), "{cmd:?} panicked");
-        assert!(!out.status.success(), "{cmd:?} succeeded on a damaged store");
+        assert!(
+            !out.status.success(),
+            "{cmd:?} succeeded on a damaged store"
+        );
         assert!(!stderr(&out).contains("CANARY"));
     }
     let out = hearth(&p, &["store", "check"]);

@@ -28,11 +28,11 @@
 //! assert_eq!(repaired.quarantined, 0);
 //! ```
 
+use super::decbor;
 use super::held::HeldWrite;
 use super::layout::{LogId, Stored, k_head, k_quarantine, parse};
 use super::snapshot::SharedSnapshot;
 use super::vault::Registration;
-use super::decbor;
 use crate::audit::SignedEvent;
 use crate::bundle::Bundle;
 use crate::ids::{BundleHash, RecordId};
@@ -242,7 +242,10 @@ fn check_item(k: &[u8], v: &[u8], r: &mut StoreReport, logs: &mut BTreeMap<LogId
                             && w.recipient.into_array() == *to,
                         "is filed under another key",
                     )?;
-                    ok_if(w.verify(), "its signature by the record root does not verify")
+                    ok_if(
+                        w.verify(),
+                        "its signature by the record root does not verify",
+                    )
                 }),
         ),
         Stored::Escrow(rid, s, e) => (
@@ -255,7 +258,10 @@ fn check_item(k: &[u8], v: &[u8], r: &mut StoreReport, logs: &mut BTreeMap<LogId
                         x.record == *rid && x.section == *s && x.epoch == *e,
                         "is filed under another key",
                     )?;
-                    ok_if(x.verify(), "its signature by the record root does not verify")
+                    ok_if(
+                        x.verify(),
+                        "its signature by the record root does not verify",
+                    )
                 }),
         ),
         Stored::Bundle(l, seq) => {
@@ -299,18 +305,25 @@ fn check_item(k: &[u8], v: &[u8], r: &mut StoreReport, logs: &mut BTreeMap<LogId
             SharedSnapshot::decode(v)
                 .ok_or("does not decode")
                 .and_then(|x| {
-                    ok_if(x.record == *rid && x.section == *s, "is filed under another key")?;
+                    ok_if(
+                        x.record == *rid && x.section == *s,
+                        "is filed under another key",
+                    )?;
                     ok_if(x.verify(), "its signature does not verify")
                 }),
         ),
         Stored::Cache(..) => {
-            *r.not_checked.entry("local snapshots (sealed caches)").or_default() += 1;
+            *r.not_checked
+                .entry("local snapshots (sealed caches)")
+                .or_default() += 1;
             return;
         }
         Stored::Local(name) => match name.as_deref().map(local_checker) {
             Some(Some((kind, check))) => (kind, check(v)),
             Some(None) => {
-                *r.not_checked.entry("node items kept for other parts").or_default() += 1;
+                *r.not_checked
+                    .entry("node items kept for other parts")
+                    .or_default() += 1;
                 return;
             }
             None => ("node items", Err("its name is not text")),
@@ -395,9 +408,21 @@ fn local_checker(name: &str) -> Option<(&'static str, fn(&[u8]) -> Verdict)> {
         (Kind::JournalSent, "audit journal marks", |v| {
             ok_if(v.len() == 8, "does not decode")
         }),
-        (Kind::HeldEmergency, "emergency uses", json::<ledger::HeldEmergency>),
-        (Kind::ProxyRequest, "proxy requests", json::<ledger::ProxyRequestItem>),
-        (Kind::IgUse, "logged emergency uses", json::<ledger::IgUseItem>),
+        (
+            Kind::HeldEmergency,
+            "emergency uses",
+            json::<ledger::HeldEmergency>,
+        ),
+        (
+            Kind::ProxyRequest,
+            "proxy requests",
+            json::<ledger::ProxyRequestItem>,
+        ),
+        (
+            Kind::IgUse,
+            "logged emergency uses",
+            json::<ledger::IgUseItem>,
+        ),
     ];
     table
         .into_iter()
@@ -418,7 +443,10 @@ fn damage(stored: &Stored, k: &[u8], v: &[u8], problem: &'static str) -> Damage 
             format!("an escrowed key of section {} (epoch {e})", short(&s.0)),
         ),
         Stored::Bundle(l, seq) => (Some(l.record), format!("bundle {seq} {}", in_log(l))),
-        Stored::Fork(l, seq) => (Some(l.record), format!("fork evidence at {seq} {}", in_log(l))),
+        Stored::Fork(l, seq) => (
+            Some(l.record),
+            format!("fork evidence at {seq} {}", in_log(l)),
+        ),
         Stored::Held(l, seq) | Stored::HeldBytes(l, seq) => (
             Some(l.record),
             format!("a held write ({seq} {})", in_log(l)),

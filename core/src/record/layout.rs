@@ -306,8 +306,13 @@ pub(super) fn parse(k: &[u8]) -> Stored {
         }
         tag::HEAD | tag::BASE => {
             let v = p.log();
-            p.end(v)
-                .map(|l| if t == tag::HEAD { Stored::Head(l) } else { Stored::Base(l) })
+            p.end(v).map(|l| {
+                if t == tag::HEAD {
+                    Stored::Head(l)
+                } else {
+                    Stored::Base(l)
+                }
+            })
         }
         tag::CACHE | tag::SHARED => {
             let v = (|| Some((p.record()?, p.section()?)))();
@@ -400,7 +405,10 @@ mod tests {
             author: a,
         };
         assert_eq!(parse(&k_record(&r)), Stored::Record(r));
-        assert_eq!(parse(&k_wrap(&r, &s, 7, &[4; 32])), Stored::Wrap(r, s, 7, [4; 32]));
+        assert_eq!(
+            parse(&k_wrap(&r, &s, 7, &[4; 32])),
+            Stored::Wrap(r, s, 7, [4; 32])
+        );
         assert_eq!(parse(&k_escrow(&r, &s, 7)), Stored::Escrow(r, s, 7));
         assert_eq!(parse(&k_bundle(&r, &s, &a, 9)), Stored::Bundle(l, 9));
         assert_eq!(parse(&k_fork(&r, &s, &a, 9)), Stored::Fork(l, 9));
@@ -411,7 +419,10 @@ mod tests {
         assert_eq!(parse(&k_shared(&r, &s)), Stored::Shared(r, s));
         assert_eq!(parse(&k_held(&r, &a, &s, 9)), Stored::Held(l, 9));
         assert_eq!(parse(&k_held_bytes(&r, &a, &s, 9)), Stored::HeldBytes(l, 9));
-        assert_eq!(parse(&local_key("peer/x")), Stored::Local(Some("peer/x".into())));
+        assert_eq!(
+            parse(&local_key("peer/x")),
+            Stored::Local(Some("peer/x".into()))
+        );
         assert_eq!(parse(crate::store::FORMAT_KEY), Stored::Format);
         assert_eq!(parse(&k_quarantine(&k_record(&r))), Stored::Quarantined);
         // Truncated and unknown keys are named as such, never misread.

@@ -103,7 +103,10 @@ fn a_flipped_byte_in_a_bundle_is_found_and_repair_keeps_the_bundles_before_it() 
         .expect("bundle 2 named");
     assert!(d.problem.contains("signature does not verify"), "{d:?}");
     assert_eq!(r.broken_logs.len(), 1);
-    assert_eq!((r.broken_logs[0].head, r.broken_logs[0].verified), (Some(4), 1));
+    assert_eq!(
+        (r.broken_logs[0].head, r.broken_logs[0].verified),
+        (Some(4), 1)
+    );
     // The check changed nothing.
     assert!(store.get(&k_quarantine(&key(&l, 2))).unwrap().is_none());
 
@@ -197,7 +200,14 @@ fn a_value_cut_short_is_found_whatever_its_kind() {
     assert!(r.damage.len() > cut);
     let rep = repair_store(store).unwrap();
     assert!(rep.after.is_intact(), "{:?}", rep.after);
-    assert_eq!(rep.quarantined as usize, rep.before.damage.iter().filter(|d| d.repair == "moved to quarantine").count());
+    assert_eq!(
+        rep.quarantined as usize,
+        rep.before
+            .damage
+            .iter()
+            .filter(|d| d.repair == "moved to quarantine")
+            .count()
+    );
     let _ = patient;
 }
 
