@@ -14,12 +14,15 @@ use hearth_node::sled_store::SledStore;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// A stored bundle: its sequence number, key and value.
+type Stored = (u64, Vec<u8>, Vec<u8>);
+
 /// Flips one ciphertext byte of the second bundle of the longest content-section log in the
 /// store at `home` (opened directly: no daemon runs there). Returns the damaged bundle's
 /// sequence number. Finds bundles by decoding values, not by spelling the store's keys.
 fn damage_a_bundle(home: &Path) -> u64 {
     let store = SledStore::open(&home.join("store")).unwrap();
-    let mut logs: BTreeMap<_, Vec<(u64, Vec<u8>, Vec<u8>)>> = BTreeMap::new();
+    let mut logs: BTreeMap<_, Vec<Stored>> = BTreeMap::new();
     for (k, v) in store.scan(&[], &[0xff; 8]).unwrap() {
         if let Ok(b) = Bundle::decode(&v) {
             let h = b.header();

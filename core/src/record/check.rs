@@ -349,6 +349,9 @@ fn check_item(k: &[u8], v: &[u8], r: &mut StoreReport, logs: &mut BTreeMap<LogId
 
 type Verdict = Result<(), &'static str>;
 
+/// Decodes (and where it can, verifies) one kind of item.
+type Checker = fn(&[u8]) -> Verdict;
+
 fn ok_if(cond: bool, problem: &'static str) -> Verdict {
     if cond { Ok(()) } else { Err(problem) }
 }
@@ -373,7 +376,7 @@ fn check_bundle(v: &[u8], at: Option<(&LogId, u64)>) -> Result<BundleFacts, &'st
 
 /// The plain-words kind and decoder of a node-level item, by its name; `None` for items this
 /// crate cannot check (sealed summaries, letters, and the relay's own items).
-fn local_checker(name: &str) -> Option<(&'static str, fn(&[u8]) -> Verdict)> {
+fn local_checker(name: &str) -> Option<(&'static str, Checker)> {
     fn json<T: serde::de::DeserializeOwned>(v: &[u8]) -> Verdict {
         serde_json::from_slice::<T>(v)
             .map(drop)
@@ -384,7 +387,7 @@ fn local_checker(name: &str) -> Option<(&'static str, fn(&[u8]) -> Verdict)> {
             .map(drop)
             .map_err(|_| "does not decode or its signature does not verify")
     }
-    let table: [(Kind, &'static str, fn(&[u8]) -> Verdict); 13] = [
+    let table: [(Kind, &'static str, Checker); 13] = [
         (Kind::HeldGrant, "held grants", |v| {
             crate::grant::chain_from_bytes(v)
                 .map(drop)
