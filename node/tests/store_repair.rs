@@ -216,3 +216,22 @@ fn own_files_damaged(damage: fn(&Path)) {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_store_held_by_another_process_is_reported_as_locked() {
+    let Pair { dir: _dir, p, .. } = Pair::new("Dr Gee");
+    add_text(&p, None, "notes", "CANARY-locked");
+    // This test process holds the store, as a daemon that does not answer would.
+    let held = SledStore::open(&p.join("store")).unwrap();
+    for cmd in [&["store", "check"][..], &["store", "repair"]] {
+        let out = hearth(&p, cmd);
+        assert_eq!(out.status.code(), Some(8), "{cmd:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("the store is locked by another hearth process"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    drop(held);
+    assert!(ok(&hearth(&p, &["store", "check"])).contains("No damage found."));
+}

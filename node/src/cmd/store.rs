@@ -63,8 +63,9 @@ fn store_failure(ctx: &Ctx, e: StoreError) -> Failure {
         ),
         StoreError::Locked(_) => Failure::new(
             code::LOCKED,
-            "the store is locked by a running hearth daemon for this home that does not \
-             answer: stop it (Ctrl-C, or kill -TERM its process) and run this again",
+            "the store is locked by another hearth process for this home (a daemon that does \
+             not answer, or a command still running): stop it (Ctrl-C, or kill -TERM its \
+             process) and run this again",
         ),
         other => other.into(),
     }
