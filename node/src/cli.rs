@@ -11,7 +11,7 @@ use crate::app::{Ctx, InDaemon};
 use crate::cmd::record::RecordCommand;
 use crate::cmd::{
     audit, device, emergency, extract, fhir, grant, init, net, org, record, recover, relay,
-    request, review, trust, ui,
+    request, review, store, trust, ui,
 };
 use crate::fail::{Failure, code};
 use crate::home::{self, Home};
@@ -128,6 +128,10 @@ pub enum Command {
     /// Open the web app: prints a one-time login address for your browser (needs `hearth
     /// run`). The passphrase unlocks the node here, once; it never goes to the browser.
     Ui(ui::UiArgs),
+    /// This node's store: check every stored item (`check`), or keep what verifies and set
+    /// damaged logs back so they are fetched again (`repair`).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// `hearth record …`: the entries' commands, and FHIR import and export.
@@ -189,6 +193,7 @@ pub fn run_in(ctx: &Ctx, cli: Cli) -> Result<(), Failure> {
         Command::Audit(args) => audit::audit(ctx, args),
         Command::Emergency(cmd) => emergency::emergency(ctx, cmd),
         Command::Ui(args) => ui::ui(ctx, args),
+        Command::Store(cmd) => store::store(ctx, cmd),
     }
 }
 
@@ -366,6 +371,7 @@ fn only_reads(c: &Command) -> bool {
                 | RecordCommand::History { .. },
         )) | Command::Id { .. }
             | Command::Status
+            | Command::Store(store::StoreCommand::Check)
             | Command::Patients
     )
 }

@@ -35,7 +35,7 @@
 //! documents (`section_doc.rs`) and their snapshots (`snapshot.rs`), entries written
 //! (`entries.rs`) and read (`views.rs`), the patient's disputes of entries (`disputes.rs`),
 //! the patient's devices (`devices.rs`), what peers send (`replica.rs`), the auth document's and the private ledger's raw items (`items.rs`), batch
-//! writes (`writer.rs`), held writes (`held.rs`) and restoring a record from a relay's copy and
+//! writes (`writer.rs`), held writes (`held.rs`), checking and repairing a damaged store (`check.rs`) and restoring a record from a relay's copy and
 //! the recovery phrase (`restore.rs`).
 
 use crate::crypto::SymmetricKey;
@@ -48,6 +48,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 mod audit;
+mod check;
 mod devices;
 mod directory;
 mod disputes;
@@ -76,6 +77,9 @@ mod tests;
 
 pub use crate::keywrap::KeyWrap;
 pub use audit::{MAX_EVENTS_PER_SESSION, MAX_EVENTS_PER_WRITER};
+pub use check::{
+    BrokenLog, Damage, RepairReport, StoreReport, VerifiedHead, check_store, repair_store,
+};
 pub use devices::DeviceCert;
 pub use directory::SectionInfo;
 pub use disputes::DisputeView;

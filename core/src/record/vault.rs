@@ -32,8 +32,8 @@ pub struct NewRecord {
 
 /// The record's registration on this node.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Registration {
-    record: RecordId,
+pub(super) struct Registration {
+    pub(super) record: RecordId,
     /// Whether this node owns the record (a patient's device) or holds a replica.
     owner: bool,
     created: Timestamp,

@@ -20,5 +20,6 @@ pub mod recover;
 pub mod relay;
 pub mod request;
 pub mod review;
+pub mod store;
 pub mod trust;
 pub mod ui;

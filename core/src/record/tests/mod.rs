@@ -1,5 +1,6 @@
 //! Tests of the record engine as a whole.
 
+mod check;
 mod disputes;
 mod hostile_bundles;
 mod memo;
