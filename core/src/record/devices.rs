@@ -61,12 +61,6 @@ impl DeviceCert {
         let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else {
             return false;
         };
-        let Ok(agreement) = <[u8; 32]>::try_from(agreement.as_slice()) else {
-            return false;
-        };
-        if crypto::check_agreement_public(&agreement).is_err() {
-            return false;
-        }
         crypto::verify(&root, Domain::DeviceCert, &[&self.peer.0, &agreement], &sig).is_ok()
     }
 }
