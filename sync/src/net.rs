@@ -126,6 +126,13 @@ pub struct NetConfig {
     /// Bytes of frames being read at once from everyone: each frame reserves its announced
     /// length before its body is read, and is refused if the total would pass this.
     pub inbound_budget: usize,
+    /// Bytes of frames one peer may have being read at once, over all its connections: one
+    /// peer (a grantee turned hostile, dripping bodies until the stream timeout) cannot hold
+    /// the whole budget and starve everyone else.
+    pub inbound_per_peer: usize,
+    /// Bytes of requests all strangers together may have being read at once: many stranger
+    /// keys from many addresses cannot take the budget from the peers known to a record.
+    pub inbound_strangers: usize,
     /// New inbound connections one IP address may open at once...
     pub conn_burst_per_ip: u32,
     /// ...and then one more per this interval.
@@ -165,6 +172,11 @@ impl Default for NetConfig {
             // Four full frames: enough for a few big syncs at once, and a bound on what
             // 256 connections x 8 streams could otherwise demand (32 GiB).
             inbound_budget: 4 * MAX_FRAME,
+            // One full frame each: a big push still fits, and it takes four hostile grantees
+            // at once to spend the budget.
+            inbound_per_peer: MAX_FRAME,
+            // A quarter of the budget (each stranger's requests are small, at most 2 at once).
+            inbound_strangers: MAX_FRAME,
             conn_burst_per_ip: 16,
             conn_every_per_ip: Duration::from_millis(500),
             mdns: false,

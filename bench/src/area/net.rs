@@ -99,6 +99,7 @@ fn config(relay: bool) -> NetConfig {
         max_pending: 1024,
         max_frame_unknown: net::MAX_FRAME,
         max_streams_unknown: 8,
+        inbound_strangers: NetConfig::default().inbound_budget,
         relay_server: relay,
         ..NetConfig::default()
     }

@@ -29,6 +29,7 @@ fn open_config() -> NetConfig {
         max_pending: 1024,
         max_frame_unknown: net::MAX_FRAME,
         max_streams_unknown: 8,
+        inbound_strangers: NetConfig::default().inbound_budget,
         ..NetConfig::default()
     }
 }

@@ -51,6 +51,13 @@ pub struct Damage {
     pub record: Option<String>,
     /// What the item is, e.g. "bundle 4 of author … in section …".
     pub item: String,
+    /// The section it belongs to (opaque id, hex), if any: a node that can read the record
+    /// names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
+    /// The key that wrote it (peer id), for items of one author's log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
     /// What is wrong with it, e.g. "its signature does not verify (altered on disk)".
     pub problem: String,
     /// What `hearth store repair` does about it.
@@ -468,9 +475,24 @@ fn damage(stored: &Stored, k: &[u8], v: &[u8], problem: &'static str) -> Damage 
         Stored::Format => (None, "the store's format marker".to_string()),
         _ => (None, format!("an item ({} bytes)", v.len())),
     };
+    let (section, author) = match stored {
+        Stored::Wrap(_, s, ..) | Stored::Escrow(_, s, _) | Stored::Shared(_, s) => {
+            (Some(hex(&s.0)), None)
+        }
+        Stored::Bundle(l, _)
+        | Stored::Fork(l, _)
+        | Stored::Held(l, _)
+        | Stored::HeldBytes(l, _)
+        | Stored::Head(l)
+        | Stored::Base(l)
+        | Stored::Received(l, _) => (Some(hex(&l.section.0)), Some(l.author.to_string())),
+        _ => (None, None),
+    };
     Damage {
         record: record.map(|r: RecordId| r.to_string()),
         item,
+        section,
+        author,
         problem: problem.to_string(),
         repair: "moved to quarantine",
         key: Some(k.to_vec()),
@@ -548,6 +570,8 @@ fn walk_log(id: &LogId, facts: &LogFacts, r: &mut StoreReport) {
         r.damage.push(Damage {
             record: Some(id.record.to_string()),
             item: format!("the log {}", in_log(id)),
+            section: Some(hex(&id.section.0)),
+            author: Some(id.author.to_string()),
             problem: p,
             repair: "head set back to the last bundle that verifies; the rest is fetched again from peers or relays",
             key: None,

@@ -6,11 +6,16 @@
 //! refused, and a store locked by a daemon that does not answer is reported as such.
 
 use crate::app::Ctx;
+use crate::app::people::verified_people;
 use crate::fail::{Failure, code};
+use crate::os::now;
 use crate::sled_store::SledStore;
 use clap::Subcommand;
+use hearth_core::ids::RecordId;
+use hearth_core::record::Vault;
 use hearth_core::record::{RepairReport, StoreReport, check_store, repair_store};
 use hearth_core::store::StoreError;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// `hearth store …`.
 #[derive(Subcommand, Debug)]
@@ -72,9 +77,141 @@ fn store_failure(ctx: &Ctx, e: StoreError) -> Failure {
 }
 
 fn check(ctx: &Ctx) -> Result<(), Failure> {
-    let report = check_store(&open(ctx)?).map_err(|e| store_failure(ctx, e))?;
-    ctx.print(json_of(&report), || report_text(&report));
+    let store = open(ctx)?;
+    let report = check_store(&store).map_err(|e| store_failure(ctx, e))?;
+    let names = if report.is_intact() {
+        Names::default()
+    } else {
+        Names::of(ctx, &store, &report)
+    };
+    ctx.print(names.json(json_of(&report)), || {
+        report_text(&report, &names)
+    });
     damaged_failure(&report)
+}
+
+/// What a person reads instead of ids in a damage report: the names of sections and the
+/// verified names of authors, from the records this node can still open. Empty when the
+/// node stays locked (no daemon and no passphrase at hand without a prompt: a check never
+/// asks for one) or a record does not open; the ids are shown then.
+#[derive(Default)]
+struct Names {
+    locked: bool,
+    /// (record, section id) → section name.
+    sections: BTreeMap<(String, String), String>,
+    /// (record, author peer id) → who that key verifiably is.
+    authors: BTreeMap<(String, String), String>,
+}
+
+impl Names {
+    fn of(ctx: &Ctx, store: &SledStore, report: &StoreReport) -> Names {
+        let at_hand = ctx.daemon.is_some()
+            || ctx.passphrase_file.is_some()
+            || std::env::var_os("HEARTH_PASSPHRASE").is_some();
+        let identity = match at_hand.then(|| ctx.unlock()) {
+            Some(Ok((_, identity))) => identity,
+            _ => {
+                return Names {
+                    locked: true,
+                    ..Names::default()
+                };
+            }
+        };
+        let Ok(vault) = Vault::open(store.clone()) else {
+            return Names::default();
+        };
+        let records: BTreeSet<&str> = report
+            .damage
+            .iter()
+            .filter_map(|d| d.record.as_deref())
+            .chain(report.broken_logs.iter().map(|b| b.record.as_str()))
+            .collect();
+        let mut names = Names::default();
+        let t = now();
+        for text in records {
+            let Ok(rid) = text.parse::<RecordId>() else {
+                continue;
+            };
+            let Ok(mut rec) = vault.open_record(&identity, &rid) else {
+                continue;
+            };
+            for (sid, name) in rec.directory() {
+                names
+                    .sections
+                    .insert((text.to_string(), sid.to_string()), name.to_string());
+            }
+            let mut who = |peer: String, label: String| {
+                names.authors.insert((text.to_string(), peer), label);
+            };
+            who(identity.peer().to_string(), "this node".into());
+            for d in rec.device_certs() {
+                who(
+                    d.peer.to_string(),
+                    format!("the patient's device \"{}\"", d.name),
+                );
+            }
+            for (peer, (name, role, org)) in verified_people(&mut rec, &identity, t) {
+                who(
+                    peer.to_string(),
+                    format!("{name}, {role}, {org} (verified)"),
+                );
+            }
+        }
+        names
+    }
+
+    fn section(&self, record: Option<&str>, section: Option<&str>) -> Option<&str> {
+        let key = (record?.to_string(), section?.to_string());
+        self.sections.get(&key).map(String::as_str)
+    }
+
+    fn author(&self, record: Option<&str>, author: Option<&str>) -> Option<&str> {
+        let key = (record?.to_string(), author?.to_string());
+        self.authors.get(&key).map(String::as_str)
+    }
+
+    /// `report` with `section_name` and `author_name` beside the ids this node can name.
+    fn json(&self, mut report: serde_json::Value) -> serde_json::Value {
+        for list in ["damage", "broken_logs"] {
+            let Some(items) = report.get_mut(list).and_then(|v| v.as_array_mut()) else {
+                continue;
+            };
+            for item in items {
+                let field = |k: &str| item.get(k).and_then(|v| v.as_str()).map(str::to_string);
+                let (record, section, author) =
+                    (field("record"), field("section"), field("author"));
+                let section = self.section(record.as_deref(), section.as_deref());
+                let author = self.author(record.as_deref(), author.as_deref());
+                if let Some(o) = item.as_object_mut() {
+                    if let Some(n) = section {
+                        o.insert("section_name".into(), n.into());
+                    }
+                    if let Some(n) = author {
+                        o.insert("author_name".into(), n.into());
+                    }
+                }
+            }
+        }
+        report
+    }
+
+    /// " (section notes, written by Dr A, GP, Riverside (verified))", or nothing.
+    fn words(&self, record: Option<&str>, section: Option<&str>, author: Option<&str>) -> String {
+        let parts: Vec<String> = [
+            self.section(record, section)
+                .map(|n| format!("section {n}")),
+            self.author(record, author)
+                .map(|n| format!("written by {n}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
+        }
+    }
 }
 
 fn repair(ctx: &Ctx) -> Result<(), Failure> {
@@ -131,7 +268,7 @@ fn counts(m: &std::collections::BTreeMap<&'static str, u64>) -> String {
         .join(", ")
 }
 
-fn report_text(r: &StoreReport) -> String {
+fn report_text(r: &StoreReport, names: &Names) -> String {
     let mut out = vec![format!("Store check: {} items read.", r.items)];
     out.push(format!(
         "Intact: {}; {} logs verify from their base to their head.",
@@ -165,14 +302,20 @@ fn report_text(r: &StoreReport) -> String {
             .as_deref()
             .map(|x| format!(" of record {}", x.get(..12).unwrap_or(x)))
             .unwrap_or_default();
+        let named = names.words(
+            d.record.as_deref(),
+            d.section.as_deref(),
+            d.author.as_deref(),
+        );
         out.push(format!(
-            "  - {}{record}: {}. Repair: {}.",
+            "  - {}{record}{named}: {}. Repair: {}.",
             d.item, d.problem, d.repair
         ));
     }
     for b in &r.broken_logs {
+        let named = names.words(Some(&b.record), Some(&b.section), Some(&b.author));
         out.push(format!(
-            "  - log of author {} in section {}: verified up to bundle {}{}.",
+            "  - log of author {} in section {}{named}: verified up to bundle {}{}.",
             b.author.get(..12).unwrap_or(&b.author),
             b.section.get(..12).unwrap_or(&b.section),
             b.verified,
@@ -180,6 +323,13 @@ fn report_text(r: &StoreReport) -> String {
                 .map(|h| format!(" of {h}"))
                 .unwrap_or_else(|| " (its head is unreadable)".into())
         ));
+    }
+    if names.locked {
+        out.push(
+            "Sections and authors are shown by id: the node is locked (run the check with \
+             the daemon running, or with HEARTH_PASSPHRASE or --passphrase-file, to name them)."
+                .into(),
+        );
     }
     out.push("Run `hearth store repair` (with the daemon stopped) to keep what verifies.".into());
     out.join("\n")

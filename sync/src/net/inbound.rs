@@ -4,10 +4,14 @@
 //! - **One budget for every frame in flight** ([`Budget`]): each frame being read reserves its
 //!   announced length first; if the total would pass [`NetConfig::inbound_budget`], the frame is
 //!   refused (its stream closes) before a byte of its body is read.
+//! - **One share per peer** ([`NetConfig::inbound_per_peer`]): a peer's frames being read at
+//!   once, over all its connections, may not pass its share, so a grantee turned hostile that
+//!   drips bodies until the stream timeout holds one frame's worth, not the whole budget.
 //! - **Strangers get far less** than peers known to a record (a patient device, a grantee, a
 //!   known peer: the node tells [`Inbound::set_known`]): frames of at most
 //!   [`NetConfig::max_frame_unknown`] bytes and [`NetConfig::max_streams_unknown`] requests
-//!   being read at once, across all their connections.
+//!   being read at once, across all their connections, and all strangers together at most
+//!   [`NetConfig::inbound_strangers`] bytes, so many stranger keys cannot spend the budget.
 //! - **New connections per IP** are rate-limited ([`RateLimiter`], in [`Gate`]).
 //!
 //! The request-response codec has no notion of which peer it reads from, so [`Gate`], placed
@@ -145,41 +149,55 @@ pub struct Inbound(Arc<Shared>);
 #[derive(Debug)]
 struct Shared {
     budget: Arc<Budget>,
+    /// The strangers' part of the budget (taken from both).
+    strangers: Arc<Budget>,
     max_frame: usize,
     max_frame_unknown: usize,
     max_streams_unknown: usize,
+    per_peer: usize,
     known: RwLock<HashSet<PeerId>>,
     /// The peer of the connection being set up (see the module docs).
     next_peer: Mutex<Option<PeerId>>,
     /// Requests being read from unknown peers, per peer.
     reading: Mutex<HashMap<PeerId, usize>>,
+    /// Bytes being read from peers that are not strangers, per peer.
+    held: Mutex<HashMap<PeerId, usize>>,
 }
 
-/// What admits one frame: its budget share and, for a stranger, its stream slot.
+/// What admits one frame: its part of the budget and, per peer, its stream slot (a
+/// stranger) or its bytes in the peer's share (everyone else).
 #[derive(Debug)]
 pub struct Admission {
     _permit: Permit,
-    _slot: Option<Slot>,
+    _strangers: Option<Permit>,
+    _share: Option<Share>,
 }
 
+/// Which per-peer table a [`Share`] counts in.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    /// Requests being read from a stranger (counted one each).
+    Streams,
+    /// Bytes being read from a peer that is not a stranger.
+    Bytes,
+}
+
+/// A peer's count in one per-peer table, given back on drop.
 #[derive(Debug)]
-struct Slot {
+struct Share {
     inbound: Inbound,
+    table: Table,
     peer: PeerId,
+    n: usize,
 }
 
-impl Drop for Slot {
+impl Drop for Share {
     fn drop(&mut self) {
-        let mut r = self
-            .inbound
-            .0
-            .reading
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = r.get_mut(&self.peer) {
-            *n = n.saturating_sub(1);
+        let mut t = self.inbound.table(self.table);
+        if let Some(n) = t.get_mut(&self.peer) {
+            *n = n.saturating_sub(self.n);
             if *n == 0 {
-                r.remove(&self.peer);
+                t.remove(&self.peer);
             }
         }
     }
@@ -193,10 +211,36 @@ impl Inbound {
             max_frame: config.max_frame,
             max_frame_unknown: config.max_frame_unknown.min(config.max_frame),
             max_streams_unknown: config.max_streams_unknown.max(1),
+            strangers: Budget::new(config.inbound_strangers),
+            per_peer: config.inbound_per_peer,
             known: RwLock::new(HashSet::new()),
             next_peer: Mutex::new(None),
             reading: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         }))
+    }
+
+    fn table(&self, t: Table) -> std::sync::MutexGuard<'_, HashMap<PeerId, usize>> {
+        match t {
+            Table::Streams => &self.0.reading,
+            Table::Bytes => &self.0.held,
+        }
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts `n` more for `peer` in `table`, or `None` if that would pass `cap`.
+    fn take_share(&self, table: Table, peer: PeerId, n: usize, cap: usize) -> Option<Share> {
+        let mut t = self.table(table);
+        let held = t.get(&peer).copied().unwrap_or(0);
+        let total = held.checked_add(n).filter(|t| *t <= cap)?;
+        t.insert(peer, total);
+        Some(Share {
+            inbound: self.clone(),
+            table,
+            peer,
+            n,
+        })
     }
 
     /// Replaces the set of peers known to a record (they get the full limits).
@@ -247,20 +291,25 @@ impl Inbound {
                 "frame of {len} bytes exceeds the limit of {max} bytes"
             ));
         }
-        let slot = match (stranger, peer) {
-            (true, Some(p)) => {
-                let mut r = self.0.reading.lock().unwrap_or_else(|e| e.into_inner());
-                let n = r.entry(p).or_insert(0);
-                if *n >= self.0.max_streams_unknown {
-                    return Err("too many requests being read from an unknown peer".into());
-                }
-                *n += 1;
-                Some(Slot {
-                    inbound: self.clone(),
-                    peer: p,
-                })
-            }
-            _ => None,
+        let share = match (stranger, peer) {
+            (true, Some(p)) => Some(
+                self.take_share(Table::Streams, p, 1, self.0.max_streams_unknown)
+                    .ok_or("too many requests being read from an unknown peer")?,
+            ),
+            (false, Some(p)) => Some(
+                self.take_share(Table::Bytes, p, len, self.0.per_peer)
+                    .ok_or("this peer already has its share of the inbound memory budget")?,
+            ),
+            (_, None) => None,
+        };
+        let strangers = match stranger {
+            true => Some(
+                self.0
+                    .strangers
+                    .try_take(len)
+                    .ok_or("the strangers' share of the inbound memory budget is spent")?,
+            ),
+            false => None,
         };
         let permit = self
             .0
@@ -269,7 +318,8 @@ impl Inbound {
             .ok_or("the node's inbound memory budget is spent; try again")?;
         Ok(Admission {
             _permit: permit,
-            _slot: slot,
+            _strangers: strangers,
+            _share: share,
         })
     }
 }
@@ -437,5 +487,50 @@ mod tests {
         assert!(inb.admit(Some(friend), 100, true).is_err());
         drop(big);
         assert!(inb.admit(Some(friend), 100, true).is_ok());
+    }
+
+    #[test]
+    fn one_peer_holds_at_most_its_share_and_strangers_together_at_most_theirs() {
+        let cfg = NetConfig {
+            max_frame: 1000,
+            max_frame_unknown: 100,
+            max_streams_unknown: 2,
+            inbound_budget: 4000,
+            inbound_per_peer: 1000,
+            inbound_strangers: 250,
+            ..NetConfig::default()
+        };
+        let inb = Inbound::new(&cfg);
+        let (hostile, honest) = (PeerId::random(), PeerId::random());
+        inb.set_known([hostile, honest]);
+        // A known peer dripping full frames holds one frame's worth, over any connections,
+        // requests and responses alike; another known peer is still admitted in full.
+        let drip = inb.admit(Some(hostile), 1000, true).unwrap();
+        assert!(inb.admit(Some(hostile), 1, true).is_err());
+        assert!(inb.admit(Some(hostile), 1, false).is_err());
+        let fair = inb.admit(Some(honest), 1000, true).unwrap();
+        assert_eq!(inb.in_flight(), 2000);
+        drop(drip);
+        let again = inb.admit(Some(hostile), 600, true).unwrap();
+        let more = inb.admit(Some(hostile), 400, false).unwrap();
+        assert!(inb.admit(Some(hostile), 1, true).is_err());
+        drop(fair);
+        // Strangers: 2 streams each, and 250 bytes all together, whatever their number.
+        let many: Vec<_> = (0..2)
+            .map(|_| inb.admit(Some(PeerId::random()), 100, true).unwrap())
+            .collect();
+        let another = PeerId::random();
+        let fits = inb.admit(Some(another), 50, true).unwrap();
+        assert!(inb.admit(Some(another), 1, true).is_err());
+        assert!(inb.admit(Some(PeerId::random()), 1, true).is_err());
+        // The known peers are not touched by the strangers' part.
+        let known = inb.admit(Some(honest), 1000, true).unwrap();
+        drop(many);
+        let late = inb.admit(Some(PeerId::random()), 100, true).unwrap();
+        // Everything given back: nothing left counted for anyone.
+        drop((again, more, fits, known, late));
+        assert_eq!(inb.in_flight(), 0);
+        assert!(inb.table(Table::Streams).is_empty() && inb.table(Table::Bytes).is_empty());
+        assert_eq!(inb.0.strangers.used(), 0);
     }
 }

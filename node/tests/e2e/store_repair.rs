@@ -2,11 +2,7 @@
 //! damaged on a professional's node is named in plain words, repair makes the record open
 //! again with what verifies, and a sync over libp2p on loopback brings the rest back.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
-use common::{Daemon, Pair, add_text, grant, hearth, json, ok, show, sync_in};
+use crate::common::{Daemon, Pair, add_text, grant, hearth, json, ok, show, sync_in};
 use hearth_core::bundle::Bundle;
 use hearth_core::ids::SectionId;
 use hearth_core::store::{Batch, Store};
@@ -103,6 +99,22 @@ fn a_damaged_replica_is_checked_repaired_and_refilled_by_its_peer() {
     );
     assert!(text.contains("its signature does not verify (altered on disk)"));
     assert!(text.contains("hearth store repair"));
+    // People, not ids: the node unlocks (the passphrase is at hand) and names the section
+    // and the verified writer, the patient's certified device.
+    assert!(
+        text.contains("(section notes, written by the patient's device"),
+        "names the section and the writer: {text}"
+    );
+    // Locked (no passphrase at hand, no daemon): ids only, and the report says why.
+    let locked = crate::common::command(&g, "")
+        .env_remove("HEARTH_PASSPHRASE")
+        .args(["store", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(locked.status.code(), Some(6));
+    let words = stdout(&locked);
+    assert!(!words.contains("section notes"), "{words}");
+    assert!(words.contains("shown by id: the node is locked"), "{words}");
     assert!(stderr(&out).contains("the store is damaged"));
     assert!(!text.contains("CANARY"), "no record content in the report");
     let again = hearth(&g, &["store", "check", "--json"]);
@@ -111,6 +123,16 @@ fn a_damaged_replica_is_checked_repaired_and_refilled_by_its_peer() {
     assert_eq!(report["damaged"], true);
     assert_eq!(report["quarantined"], 0, "check changed nothing");
     assert_eq!(report["broken_logs"][0]["verified"], seq - 1);
+    assert_eq!(report["broken_logs"][0]["section_name"], "notes");
+    let damaged = &report["damage"][0];
+    assert_eq!(damaged["section_name"], "notes", "{report}");
+    assert!(damaged["section"].is_string() && damaged["author"].is_string());
+    assert!(
+        damaged["author_name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("the patient's device")),
+        "{report}"
+    );
 
     // repair: one atomic write; the store checks clean and the record opens again.
     let out = hearth(&g, &["store", "repair"]);

@@ -1,11 +1,7 @@
 //! Operating a node: `hearth run --metrics` (Prometheus) and `--log-format json`, with real
 //! daemons (a relay and a patient) on loopback.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
-use common::{PASS, add_text, command, hearth, init, init_patient, json, peer_of, wait_for};
+use crate::common::{PASS, add_text, command, hearth, init, init_patient, json, peer_of, wait_for};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;

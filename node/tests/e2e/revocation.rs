@@ -5,11 +5,7 @@
 //! nurse holds no bundle written from the revocation on, and no key it holds opens any bundle
 //! written after it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
-use common::{
+use crate::common::{
     Daemon, PASS, add_text, grant_accepted, hearth, init, init_patient, json, log_file, ok,
     peer_of, record_of, show, stranger, sync_in, wait_for,
 };
@@ -24,7 +20,7 @@ use hearth_sync::protocol::{Message, SyncRequest, decode, encode};
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// The daemon log of `home` from byte `from` on (see [`common::log_file`]).
+/// The daemon log of `home` from byte `from` on (see [`crate::common::log_file`]).
 fn log_since(home: &Path, from: u64) -> String {
     let all = std::fs::read(home.with_extension("log")).unwrap_or_default();
     String::from_utf8_lossy(&all[usize::try_from(from).unwrap().min(all.len())..]).into_owned()

@@ -2,14 +2,10 @@
 //! the import into the patient's record; another patient's bundle, or one that does not match
 //! the patient's demographics, is refused and nothing is written.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
-use common::fhir::{
+use crate::common::fhir::{
     export_fhir, fails_with, fixture, import_fhir, professional_granted, read_json, store_dump,
 };
-use common::{Daemon, hearth, init_patient, json, ok, s, sync_in, wait_for};
+use crate::common::{Daemon, hearth, init_patient, json, ok, s, sync_in, wait_for};
 use serde_json::{Value, json};
 use std::path::Path;
 

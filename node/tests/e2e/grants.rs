@@ -1,11 +1,8 @@
 //! End-to-end grant flows with the real binary and three homes: a patient, a professional and
 //! an organisation.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
-mod common;
-
-use common::world::{refused, str_of, world};
-use common::{delegate_cmd, grant, grant_cmd, hearth, json, scope_args};
+use crate::common::world::{refused, str_of, world};
+use crate::common::{delegate_cmd, grant, grant_cmd, hearth, json, scope_args};
 
 #[test]
 fn direct_grant_expiry_tamper_and_delegation() {

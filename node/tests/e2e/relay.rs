@@ -1,12 +1,8 @@
 //! Organisation relays, end to end: real `hearth` processes (two relays, a patient, a GP) on
 //! loopback, talking `/hearth/store/1` over libp2p, on sled stores on disk.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
-use common::stranger;
-use common::{
+use crate::common::stranger;
+use crate::common::{
     Daemon, add_text, grant, hearth, init, init_patient, json, ok, paths_under, peer_of, record_of,
     s, show, wait_for,
 };
@@ -137,7 +133,7 @@ fn the_gp_syncs_through_a_relay_while_the_patient_is_offline_and_the_phrase_rest
     // the GP's note included.
     std::fs::remove_dir_all(&p).unwrap();
     let p2 = dir.path().join("p2");
-    let out = common::binary(common::PASS)
+    let out = crate::common::binary(crate::common::PASS)
         .args(["--home", s(&p2), "recover", "--relay", &addr_b, "--json"])
         .env("HEARTH_RECOVERY_PHRASE", &phrase)
         .output()
@@ -243,7 +239,7 @@ fn a_stranger_a_wrong_phrase_and_an_oversized_frame_get_nothing() {
     // A wrong phrase: refused before anything is written.
     let p2 = dir.path().join("p2");
     let wrong = "abandon ".repeat(23) + "art";
-    let out = common::binary(common::PASS)
+    let out = crate::common::binary(crate::common::PASS)
         .args(["--home", s(&p2), "recover", "--relay", &addr])
         .env("HEARTH_RECOVERY_PHRASE", &wrong)
         .output()

@@ -1,10 +1,7 @@
 //! Held writes end to end, through the real binary and real libp2p on loopback: a grantee
 //! with a short grant writes offline, syncs after the grant ended, and the patient reviews.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
-mod common;
-
-use common::{Daemon, Pair, add_text, grant, hearth, json, ok, show, sync_in, wait_for};
+use crate::common::{Daemon, Pair, add_text, grant, hearth, json, ok, show, sync_in, wait_for};
 use std::time::{Duration, Instant};
 
 #[test]

@@ -2,11 +2,7 @@
 //! in a chain (A knows B, B knows C), a patient whose record only C keeps, and a professional
 //! who knows only A and finds C (`hearth relay find`), then syncs from it with its grant.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
-use common::{
+use crate::common::{
     PASS, add_text, command, grant, hearth, init, init_patient, json, ok, peer_of, record_of, show,
 };
 use serde_json::Value;
@@ -37,14 +33,14 @@ impl Relay {
             .args(&args)
             .env("HEARTH_LOG", "info,sled=off")
             .stdout(Stdio::null())
-            .stderr(common::log_file(home))
+            .stderr(crate::common::log_file(home))
             .spawn()
             .expect("start relay");
         let mut relay = Relay {
             child,
             addr: String::new(),
         };
-        common::wait_for("the relay to listen", 30, || {
+        crate::common::wait_for("the relay to listen", 30, || {
             home.join("api.sock").exists() && !listen(home).is_empty()
         });
         relay.addr = format!("{}/p2p/{}", listen(home)[0], peer_of(&id));
@@ -119,7 +115,7 @@ fn a_professional_who_knows_one_relay_finds_the_relay_that_keeps_a_record_throug
     let mut found = Vec::new();
     // Found with its address: the provider record can arrive before the relay's addresses,
     // and only an address is remembered for the syncs to come.
-    common::wait_for("C announced on the relays' network", 40, || {
+    crate::common::wait_for("C announced on the relays' network", 40, || {
         found = find(&g, &record, &a.addr);
         found
             .iter()

@@ -10,11 +10,9 @@
 //!
 //! Needs root and `ip netns` (the test says so and skips when they are missing).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
-use common::{PASS, add_text, grant, hearth, init, init_patient, json, ok, peer_of, record_of};
+use crate::common::{
+    PASS, add_text, grant, hearth, init, init_patient, json, ok, peer_of, record_of,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -268,7 +266,7 @@ fn a_professional_syncs_with_a_patient_behind_nat_through_the_relay() {
         !sessions.is_empty() && sessions.iter().all(|s| s["peer"] == patient_peer.as_str()),
         "{synced}"
     );
-    let shown = common::show(&g, &record);
+    let shown = crate::common::show(&g, &record);
     assert!(shown.contains("Two falls at home"), "{shown}");
 
     // The professional's connection to the patient goes through the relay: the two

@@ -1,12 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 //! End-to-end de-identified extracts with the real `hearth` binary: patients opt in and out,
 //! contribute signed files for a named recipient, and the recipient counts them with
 //! small-number suppression, refusing files that are unsigned, altered, duplicated or for
 //! someone else. Contributions carry no name, NHS number, address or exact birth date.
 
-mod common;
-
-use common::{Daemon, json, s};
+use crate::common::{Daemon, json, s};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -21,7 +18,7 @@ const PHONE: &str = "01422 845123";
 /// `hearth args` on `home` (if any) with `pass`, in `cwd` if given, with debug logs on stderr
 /// (checked too: they must carry nothing identifying).
 fn run(home: Option<&Path>, args: &[&str], pass: &str, cwd: Option<&Path>) -> Output {
-    let mut c = common::binary(pass);
+    let mut c = crate::common::binary(pass);
     if let Some(h) = home {
         c.arg("--home").arg(h);
     }
@@ -33,7 +30,7 @@ fn run(home: Option<&Path>, args: &[&str], pass: &str, cwd: Option<&Path>) -> Ou
 }
 
 fn hearth(home: &Path, args: &[&str]) -> Output {
-    run(Some(home), args, common::PASS, None)
+    run(Some(home), args, crate::common::PASS, None)
 }
 
 /// Exits with `code`, one `error:` line naming the problem, nothing on stdout.
@@ -54,7 +51,7 @@ fn fails_with(out: &Output, code: i32) -> String {
 
 /// A new node at `home`; its peer id.
 fn init(home: &Path, role: &str, name: &str) -> String {
-    common::init(home, role, name)["peer_id"]
+    crate::common::init(home, role, name)["peer_id"]
         .as_str()
         .unwrap()
         .to_string()
@@ -682,7 +679,7 @@ fn with_the_daemon_running_commands_are_forwarded_and_aggregate_runs_beside_it()
             "c.json",
             "--json",
         ],
-        common::PASS,
+        crate::common::PASS,
         Some(&work),
     );
     let made = json(&made);

@@ -1,11 +1,7 @@
 //! Hostile peers over real libp2p on loopback against a real daemon: a stranger that sends
 //! `Notify`, a `relay` grantee asking for everything, a revoked grantee (issue 11: 4, 11, 12).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
-use common::{
+use crate::common::{
     Daemon, PASS, Pair, grant, hearth, init, init_patient, json, ok, stranger, sync_in, wait_for,
 };
 use hearth_core::grant::{self, Ability, Purpose};

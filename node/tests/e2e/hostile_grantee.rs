@@ -3,12 +3,8 @@
 //! key), and the patient's node must refuse what breaks the rules, keep the section readable
 //! and show who wrote what from verified facts only.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
+use crate::common::{Daemon, PASS, Pair, add_text, grant, hearth, json, ok, stranger, wait_for};
 use automerge::transaction::Transactable;
-use common::{Daemon, PASS, Pair, add_text, grant, hearth, json, ok, stranger, wait_for};
 use hearth_core::bundle::Bundle;
 use hearth_core::entry::{EntryStatus, EntryVersion, Provenance};
 use hearth_core::ids::{EntryId, PeerKey, RecordId};

@@ -4,12 +4,8 @@
 //! bodies, unknown ids and values shaped like options get a JSON error and change nothing;
 //! the OpenAPI document lists every route; live updates arrive.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
-use common::web::Web;
-use common::{Daemon, Pair, hearth, json, ok};
+use crate::common::web::Web;
+use crate::common::{Daemon, Pair, hearth, json, ok};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 
@@ -193,7 +189,7 @@ fn every_route_refuses_strangers_foreign_pages_and_missing_sessions() {
     let (c, v) = web.call(
         "POST",
         "/api/v1/exec",
-        Some(&json!({"argv": ["id"], "passphrase": common::PASS})),
+        Some(&json!({"argv": ["id"], "passphrase": crate::common::PASS})),
     );
     assert_eq!(c, 403, "{v}");
     assert_eq!(state(&pair.p), before, "nothing changed");
@@ -287,13 +283,13 @@ fn ui_open_never_puts_the_login_address_in_a_command_line() {
     assert_eq!(out["opened"], true, "{out}");
     let url = out["url"].as_str().unwrap();
     let code = url.split("#login=").nth(1).unwrap();
-    let args = common::wait_file(&seen.with_extension("args"));
+    let args = crate::common::wait_file(&seen.with_extension("args"));
     assert!(
         !args.contains(code),
         "the code is in a command line: {args}"
     );
     assert!(args.starts_with("file://"), "{args}");
-    let page = common::wait_file(&seen.with_extension("page"));
+    let page = crate::common::wait_file(&seen.with_extension("page"));
     assert!(page.contains(url), "{page}");
     let file = args.trim().trim_start_matches("file://");
     let mode = std::fs::metadata(file).unwrap().permissions().mode();
@@ -320,7 +316,7 @@ fn bad_input_gets_a_json_error_and_changes_nothing() {
     let auth = format!("Bearer {}", web.token);
     let rid = pair.rid.clone();
     // A well-formed record id this node does not hold.
-    let other = common::init(&pair.dir.path().join("q"), "patient", "Quinn");
+    let other = crate::common::init(&pair.dir.path().join("q"), "patient", "Quinn");
     let elsewhere = other["record_id"].as_str().unwrap().to_string();
     let entries = format!("/api/v1/records/{rid}/entries");
     let cases: Vec<Case> =

@@ -2,16 +2,12 @@
 //! automerge, chosen sections keep their references valid, grants travel as Consents, and the
 //! patient's audit log as AuditEvents.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
-use common::fhir::{
+use crate::common::fhir::{
     export_fhir, fixture, fixtures, import_fhir, init_as_patient_of, professional_granted,
     read_json,
 };
-use common::world::{str_of, world};
-use common::{Daemon, hearth, init_patient, json, ok, s, sync_in};
+use crate::common::world::{str_of, world};
+use crate::common::{Daemon, hearth, init_patient, json, ok, s, sync_in};
 use serde_json::{Value, json};
 
 #[test]
@@ -349,7 +345,7 @@ fn the_patients_export_holds_the_audit_log_as_audit_events() {
 #[test]
 fn the_logs_problems_are_reported_beside_the_export_not_written_as_audit_events() {
     let w = world();
-    let g = common::grant(&w.patient, &w.gp_peer, "notes", "read", "30d");
+    let g = crate::common::grant(&w.patient, &w.gp_peer, "notes", "read", "30d");
     let dp = Daemon::start(&w.patient, Some("/ip4/127.0.0.1/tcp/0"));
     w.gp_takes_without_reporting(&dp, &str_of(&g["token"]));
     dp.stop();

@@ -3,7 +3,7 @@
 //! mutations of valid inputs. Nothing may panic, every valid seed must be accepted (so the
 //! mutations start from inputs that reach deep), and no altered signed input (bundle, grant,
 //! request, credential, card, audit event, revocation, contribution) may be accepted. Prints a
-//! table of figures (`cargo test -p hearth-node --test fuzz_smoke -- --nocapture`).
+//! table of figures (`cargo test -p hearth-node --test e2e fuzz_smoke:: -- --nocapture`).
 //!
 //! `HEARTH_WRITE_CORPUS=1` rewrites the seed files of the committed corpus from the generators
 //! (after a format change); inputs added by long fuzzing runs are kept beside them.

@@ -2,12 +2,9 @@
 //! session the patient's node serves appears in its audit with the verified name, what the
 //! professional's user reads comes back through sync, and a peer that takes data without
 //! reporting its reads shows as a gap.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
-mod common;
-
-use common::world::{str_of, world};
-use common::{Daemon, hearth, json, ok};
+use crate::common::world::{str_of, world};
+use crate::common::{Daemon, hearth, json, ok};
 use serde_json::Value;
 
 /// The events of `hearth audit --json` on `home`.
@@ -126,13 +123,13 @@ fn every_session_served_and_every_read_reported_appears_with_the_verified_name()
     // With the GP's node online, a new entry is pushed to it as it is written: that push is
     // receipted too (on the patient's next tick), and is no session the GP had to report in.
     let dg = Daemon::start(&w.gp, Some("/ip4/127.0.0.1/tcp/0"));
-    common::wait_for("the GP's node connects", 20, || {
+    crate::common::wait_for("the GP's node connects", 20, || {
         json(&hearth(&w.patient, &["status", "--json"]))["connected"]
             .as_array()
             .is_some_and(|c| c.iter().any(|p| p == w.gp_peer.as_str()))
     });
-    common::add_text(&w.patient, None, "notes", "pushed as written");
-    common::wait_for("the push's receipt", 30, || {
+    crate::common::add_text(&w.patient, None, "notes", "pushed as written");
+    crate::common::wait_for("the push's receipt", 30, || {
         audit(&w.patient, &[])["events"]
             .as_array()
             .is_some_and(|e| {
@@ -149,7 +146,7 @@ fn every_session_served_and_every_read_reported_appears_with_the_verified_name()
 #[test]
 fn a_grantee_that_takes_data_without_reporting_shows_as_a_gap() {
     let w = world();
-    let g = common::grant(&w.patient, &w.gp_peer, "notes", "read", "30d");
+    let g = crate::common::grant(&w.patient, &w.gp_peer, "notes", "read", "30d");
     let dp = Daemon::start(&w.patient, Some("/ip4/127.0.0.1/tcp/0"));
     // The GP's node, changed not to report, asks with its grant and no audit head.
     w.gp_takes_without_reporting(&dp, &str_of(&g["token"]));

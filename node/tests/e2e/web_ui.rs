@@ -9,13 +9,9 @@
 //! (`scripts/screenshots.sh` sets it to `docs/screenshots`), else to a temporary folder.
 //! Without Chromium the test is skipped with a note, except under CI (`.ci/run` installs it).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
-use common::browser::Browser;
-use common::web::Web;
-use common::{Daemon, Pair, hearth, json, ok};
+use crate::common::browser::Browser;
+use crate::common::web::Web;
+use crate::common::{Daemon, Pair, hearth, json, ok};
 use std::path::{Path, PathBuf};
 
 /// Where screenshots go.

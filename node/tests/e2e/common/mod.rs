@@ -1,6 +1,5 @@
 //! Helpers shared by the end-to-end tests: the real `hearth` binary in temporary homes, and
-//! daemons on loopback. Each test binary includes this module (`mod common;`) and uses a part
-//! of it; helpers that some binary does not use carry `#[allow(dead_code)]`.
+//! daemons on loopback, used by every module of the `e2e` test binary.
 
 pub(crate) mod browser;
 pub(crate) mod fhir;

@@ -4,12 +4,9 @@
 //! `audit` and `status`, and once the use is over its sections move to new keys; while every
 //! one of the patient's devices is offline, the use opens the record through its relay with
 //! the keys escrowed to the organisation.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
-mod common;
-
-use common::world::{World, refused, str_of, world};
-use common::{Daemon, add_text, hearth, init, json, ok, peer_of, show, sync_in, wait_for};
+use crate::common::world::{World, refused, str_of, world};
+use crate::common::{Daemon, add_text, hearth, init, json, ok, peer_of, show, sync_in, wait_for};
 
 /// The patient's daemon, and the address to give `--with`.
 fn patient_online(w: &World) -> (Daemon, String) {
@@ -319,7 +316,7 @@ fn while_the_patient_is_offline_an_arranged_use_opens_the_record_through_a_relay
     );
     // Neither the relay's nor the organisation's home holds the medication in the clear.
     for home in [&relay_home, &w.org] {
-        for p in common::paths_under(home) {
+        for p in crate::common::paths_under(home) {
             let bytes = std::fs::read(&p).unwrap_or_default();
             assert!(
                 !bytes.windows(9).any(|x| x == b"Metformin"),

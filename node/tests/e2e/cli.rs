@@ -1,10 +1,6 @@
 //! End-to-end tests: the real `hearth` binary in temporary homes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
-use common::{PASS, add_text, hearth, hearth_in, init, init_patient, json, ok};
+use crate::common::{PASS, add_text, hearth, hearth_in, init, init_patient, json, ok};
 use hearth_core::store::{Batch, Store};
 use hearth_node::sled_store::SledStore;
 use serde_json::Value;
@@ -648,7 +644,7 @@ fn a_closed_output_pipe_is_not_a_panic() {
         ][..],
         &["record", "show", "--json"][..],
     ] {
-        let mut child = common::command(&home, PASS)
+        let mut child = crate::common::command(&home, PASS)
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

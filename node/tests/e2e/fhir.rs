@@ -1,15 +1,11 @@
 //! End-to-end FHIR import with the real `hearth` binary: the fixture bundles round-trip,
 //! re-importing adds nothing, and bad input exits 3 and leaves the store as it was.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
-use common::fhir::{
+use crate::common::fhir::{
     export_fhir, fails_with, fixture, fixtures, import_fhir, init_as_patient_of, read_json,
     store_dump,
 };
-use common::{hearth, init_patient, json};
+use crate::common::{hearth, init_patient, json};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 

@@ -2,11 +2,9 @@
 //! modes, and listen addresses. Each test runs the real `hearth` binary, the way another
 //! local process or a crash would meet it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
-use common::{Daemon, PASS, add_text, command, hearth, init, json, ok, paths_under, wait_for};
+use crate::common::{
+    Daemon, PASS, add_text, command, hearth, init, json, ok, paths_under, wait_for,
+};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -3,12 +3,9 @@
 //! carer, who approves it (narrowed) and denies another; the GP syncs under the carer's grant;
 //! the carer's answers reach the patient's audit, named as the proxy's, and the patient's
 //! ledger; revoking the proxy ends what it gave.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
-mod common;
-
-use common::world::{refused, str_of, world};
-use common::{Daemon, hearth, init, json, ok, show, sync_in, wait_for};
+use crate::common::world::{refused, str_of, world};
+use crate::common::{Daemon, hearth, init, json, ok, show, sync_in, wait_for};
 use serde_json::Value;
 
 /// The `hearth audit --json` events of `home`.

@@ -1,12 +1,9 @@
 //! End-to-end access requests with the real binary and three homes: a professional asks, the
 //! patient sees who asks (verified through an organisation's attestation or not) and approves
 //! or denies.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
-mod common;
-
-use common::world::{refused, str_of, world};
-use common::{hearth, json};
+use crate::common::world::{refused, str_of, world};
+use crate::common::{hearth, json};
 use serde_json::Value;
 
 #[test]

@@ -1,13 +1,10 @@
 //! Patient disputes end to end, through the real binary and real libp2p on loopback: a GP with
 //! an append grant writes a note into the patient's record; the patient disputes it; the GP's
 //! node receives the dispute at its next sync and shows it on that entry.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
-mod common;
-
-use common::fhir::export_fhir;
-use common::world::refused;
-use common::{Daemon, Pair, add_text, grant, hearth, json, ok, show, sync_in, wait_for};
+use crate::common::fhir::export_fhir;
+use crate::common::world::refused;
+use crate::common::{Daemon, Pair, add_text, grant, hearth, json, ok, show, sync_in, wait_for};
 use serde_json::Value;
 use std::path::Path;
 

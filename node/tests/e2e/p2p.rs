@@ -1,11 +1,7 @@
 //! Multi-process tests: real `hearth` daemons on loopback, driven through the command line
 //! the way a user (or the acceptance scripts) would.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
-
-mod common;
-
-use common::{
+use crate::common::{
     Daemon, PASS, Pair, add_text, grant, grant_cmd, hearth, hearth_in, init, json, log_file, ok,
     show, stranger, sync_in, wait_for,
 };
@@ -477,7 +473,7 @@ fn hostile_frames_close_their_stream_and_the_node_carries_on() {
 /// JSON line and waits for the new device.
 fn link_process(home: &Path) -> (Child, String) {
     use std::io::BufRead;
-    let mut child = common::command(home, PASS)
+    let mut child = crate::common::command(home, PASS)
         .args([
             "device",
             "link",
