@@ -251,6 +251,17 @@ fn tampered_bundle_is_detected_and_other_sections_stay_readable() {
         .unwrap();
     }
     tamper_section(&store, &vault, &id, "notes");
+    // The vault that wrote the note keeps the document it wrote (record::memo): it goes on
+    // showing what it verified and wrote, never the altered bytes. Whoever opens the store
+    // next (another command, the daemon after a restart, `hearth store check`) reads the
+    // bundle from disk and finds it altered.
+    {
+        let mut rec = vault.open_record(&id, &rid).unwrap();
+        let shown = rec.show(&name("notes")).unwrap();
+        assert_eq!(shown.entries.len(), 1);
+        assert_eq!(shown.entries[0].body["text"], "a");
+    }
+    let vault = Vault::new(store.clone());
     let mut rec = vault.open_record(&id, &rid).unwrap();
     match rec.show(&name("notes")) {
         Err(RecordError::Corrupt { section, .. }) => assert_eq!(section, "notes"),

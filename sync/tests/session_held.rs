@@ -41,6 +41,7 @@ fn late_writes(seed: u64, texts: &[&str]) -> World {
         rec.add_entry(&name("notes"), &json!({ "text": t }), at(30), &mut w.rng)
             .unwrap();
     }
+    drop(rec);
     w
 }
 

@@ -6,9 +6,10 @@
 //! pure functions of what the store holds, so the vault keeps them:
 //!
 //! - [`UnwrapMemo`]: each section key, by the exact stored wrap it came from;
-//! - [`DocMemo`]: each recently loaded section document of modest size with the log heads it
-//!   covers, used as the start of the next load in place of a snapshot (only the bundles
-//!   stored since are then checked and applied, exactly as after a snapshot).
+//! - [`DocMemo`]: the section documents of records recently closed, with the log heads they
+//!   cover, each taken as the start of the next load of its section in place of a snapshot
+//!   (only the bundles stored since are then checked and applied, exactly as after a
+//!   snapshot).
 //!
 //! Both are bounded, and neither is ever written anywhere.
 
@@ -73,15 +74,25 @@ pub(super) struct Kept {
     pub(super) since_snapshot: u32,
 }
 
-/// Recently loaded section documents, by record, section and reader (the device the document
-/// was loaded for: its actor writes into it), the least recently used dropped beyond
-/// [`DocMemo::MAX`].
+/// Section documents of records recently closed, by record, section and reader (the device the
+/// document was loaded for: its actor writes into it), the least recently used dropped beyond
+/// [`DocMemo::MAX`] documents or [`DocMemo::MAX_CHANGES`] changes in all.
 ///
-/// A kept document is only ever taken as a *start*: the load checks that every log it covers
-/// still ends at or beyond what it holds (the same check as for a snapshot), then checks, hash
-/// chain by hash chain, and applies the bundles stored since. It is made only at the end of a
-/// load that succeeded, from the document that load built from the store, so it never holds a
-/// change that is not in a stored bundle.
+/// A document is *handed* here when the [`OpenRecord`](super::OpenRecord) that loaded it is
+/// dropped, and *taken* (moved out, never copied: automerge copies a document change by change,
+/// which for a long history costs about what loading it from its snapshot does) by the next
+/// load of the section. A kept document is only ever used as a *start*: the load checks that
+/// every log it covers still ends at or beyond what it holds, at the same hash where it ends at
+/// the same place (the check made of a snapshot), then checks, hash chain by hash chain, and
+/// applies the bundles stored since. Every change a document holds is one of the bundles its
+/// log heads name (loaded from the store, written by this node, or accepted from a peer, the
+/// heads moved on with each), so a document holding a change that was never stored names a
+/// head the store does not have, and is not used.
+///
+/// What is kept was verified, or written, by this process. Damage to the store's files after
+/// that (a disk error, another local user's edit) is found by the next process that opens the
+/// store (another command, the daemon after a restart) and by `hearth store check`, which
+/// always reads from disk; meanwhile this vault shows what it verified, never altered bytes.
 #[derive(Default)]
 pub(crate) struct DocMemo(Mutex<Docs>);
 
@@ -91,63 +102,66 @@ struct Docs {
     kept: HashMap<(RecordId, SectionId), (u64, PeerKey, Kept)>,
 }
 
+/// The changes a document holds (one per bundle of each log).
+fn changes(have: &VersionVector) -> u64 {
+    have.values().map(|h| h.seq).sum()
+}
+
 impl DocMemo {
     /// The most documents kept.
     const MAX: usize = 32;
 
-    /// The most changes a kept document holds. Keeping is a copy of the document, and taking
-    /// it another; automerge copies a document change by change, so for a large section (a
-    /// long history of notes) the two copies cost about what loading it from its snapshot
-    /// does (measured with `hearth-bench --only sync,foundation`), and such documents are
-    /// not kept. An auth document, loaded at every opening of its record, nearly always is.
-    const MAX_CHANGES: u64 = 2_048;
+    /// The most changes kept in all: memory grows with them (a 50,000-note section takes
+    /// about 70 MiB in automerge; `curves.open_read_peak_mib_*` in docs/PERFORMANCE.md), so a
+    /// node keeps one section of the 50,000 changes issue #16 sets its targets at, or many
+    /// small ones; a document larger than this alone is not kept.
+    const MAX_CHANGES: u64 = 64 * 1024;
 
-    /// Whether a document holding the logs `have` (one change per bundle) is kept.
-    pub(super) fn worth_keeping(have: &VersionVector) -> bool {
-        have.values().map(|h| h.seq).sum::<u64>() <= Self::MAX_CHANGES
-    }
-
-    /// A copy of the document kept for `record`'s `section` as loaded for `reader`.
-    pub(super) fn get(
+    /// Takes the document kept for `record`'s `section` as loaded for `reader`.
+    pub(super) fn take(
         &self,
         record: &RecordId,
         section: &SectionId,
         reader: &PeerKey,
     ) -> Option<Kept> {
         let mut d = self.0.lock().ok()?;
-        d.clock += 1;
-        let now = d.clock;
-        let (used, who, kept) = d.kept.get_mut(&(*record, *section))?;
-        if who != reader {
-            return None;
+        match d.kept.get(&(*record, *section)) {
+            Some((_, who, _)) if who == reader => {}
+            _ => return None,
         }
-        *used = now;
-        Some(Kept {
-            doc: kept.doc.clone(),
-            have: kept.have.clone(),
-            since_snapshot: kept.since_snapshot,
-        })
+        d.kept.remove(&(*record, *section)).map(|(.., kept)| kept)
     }
 
-    /// Keeps a copy of `kept` for `record`'s `section`, loaded for `reader`.
+    /// Keeps `kept` for `record`'s `section`, loaded for `reader`, dropping the least recently
+    /// handed documents until the bounds hold.
     pub(super) fn put(&self, record: &RecordId, section: &SectionId, reader: &PeerKey, kept: Kept) {
+        let size = changes(&kept.have);
+        if size > Self::MAX_CHANGES {
+            return;
+        }
         let Ok(mut d) = self.0.lock() else { return };
         d.clock += 1;
         let now = d.clock;
-        if d.kept.len() >= Self::MAX
-            && !d.kept.contains_key(&(*record, *section))
-            && let Some(oldest) = d
+        d.kept.remove(&(*record, *section));
+        loop {
+            let total: u64 = d.kept.values().map(|(.., k)| changes(&k.have)).sum();
+            if d.kept.len() < Self::MAX && total + size <= Self::MAX_CHANGES {
+                break;
+            }
+            let Some(oldest) = d
                 .kept
                 .iter()
                 .min_by_key(|(_, (used, ..))| *used)
                 .map(|(k, _)| *k)
-        {
+            else {
+                break;
+            };
             d.kept.remove(&oldest);
         }
         d.kept.insert((*record, *section), (now, *reader, kept));
     }
 
-    /// Drops what is kept of `record`'s `section` (after a load from it failed).
+    /// Drops what is kept of `record`'s `section`.
     pub(super) fn forget(&self, record: &RecordId, section: &SectionId) {
         if let Ok(mut d) = self.0.lock() {
             d.kept.remove(&(*record, *section));
@@ -159,5 +173,13 @@ impl DocMemo {
         if let Ok(mut d) = self.0.lock() {
             d.kept.retain(|(r, _), _| r != record);
         }
+    }
+
+    /// Whether a document is kept for `record`'s `section` (for tests).
+    #[cfg(test)]
+    pub(super) fn holds(&self, record: &RecordId, section: &SectionId) -> bool {
+        self.0
+            .lock()
+            .is_ok_and(|d| d.kept.contains_key(&(*record, *section)))
     }
 }

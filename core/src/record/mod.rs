@@ -189,6 +189,29 @@ pub struct OpenRecord<'v, S: Store> {
     accepted: HashSet<[u8; 32]>,
 }
 
+/// Closing a record hands its loaded section documents to the vault, as the start of the next
+/// load of each (`record::memo`): moved, not copied. Documents a load left bundles out of
+/// are not kept (the next load tries those bundles again).
+impl<S: Store> Drop for OpenRecord<'_, S> {
+    fn drop(&mut self) {
+        let reader = self.identity.peer();
+        for (sid, sd) in self.loaded.drain() {
+            if sd.unapplied.is_empty() {
+                self.vault.memo.docs.put(
+                    &self.id,
+                    &sid,
+                    &reader,
+                    memo::Kept {
+                        doc: sd.doc,
+                        have: sd.vv,
+                        since_snapshot: sd.since_snapshot,
+                    },
+                );
+            }
+        }
+    }
+}
+
 impl<'v, S: Store> OpenRecord<'v, S> {
     /// The record id.
     pub fn id(&self) -> RecordId {

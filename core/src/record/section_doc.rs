@@ -2,7 +2,6 @@
 //! writing a change into one as a new bundle.
 
 use super::layout::{author_in, k_bundle, k_cache, k_head, k_head_prefix, k_received, k_shared};
-use super::memo::{DocMemo, Kept};
 use super::replica::check_change_head;
 use super::snapshot::{SNAPSHOT_REFRESH_ON_READ, SharedSnapshot, snapshot_every};
 use super::{OpenRecord, RecordError, Result, new_doc};
@@ -76,24 +75,27 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// the section ([`DocMemo`](super::memo::DocMemo)) when every log still ends at or beyond
     /// it, else the local snapshot when it is intact and consistent with the logs, else the
     /// shared snapshot this node may have started the section from, else an empty document.
+    /// The last item says whether the start is the kept document (`from_memo` allows it).
     fn start_doc(
         &self,
         sid: &SectionId,
         keys: &BTreeMap<u32, SymmetricKey>,
         heads: &VersionVector,
-    ) -> Result<(AutoCommit, VersionVector, u32)> {
-        if let Some(kept) = self
-            .vault
-            .memo
-            .docs
-            .get(&self.id, sid, &self.identity.peer())
+        from_memo: bool,
+    ) -> Result<(AutoCommit, VersionVector, u32, bool)> {
+        if from_memo
+            && let Some(kept) = self
+                .vault
+                .memo
+                .docs
+                .take(&self.id, sid, &self.identity.peer())
             && kept.have.iter().all(|(a, h)| {
                 heads
                     .get(a)
                     .is_some_and(|x| x.seq > h.seq || (x.seq == h.seq && x.hash == h.hash))
             })
         {
-            return Ok((kept.doc, kept.have, kept.since_snapshot));
+            return Ok((kept.doc, kept.have, kept.since_snapshot, true));
         }
         let store = &self.vault.store;
         let shared = || -> Result<Option<Vec<u8>>> {
@@ -115,10 +117,10 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                     .all(|(a, h)| heads.get(a).is_some_and(|x| x.seq >= h.seq))
             {
                 d.set_actor(automerge::ActorId::from(self.identity.peer().0));
-                return Ok((d, vv, 0));
+                return Ok((d, vv, 0, false));
             }
         }
-        Ok((new_doc(self.identity), VersionVector::new(), 0))
+        Ok((new_doc(self.identity), VersionVector::new(), 0, false))
     }
 
     /// Loads a section document from the store, in these steps:
@@ -134,50 +136,40 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// 7. [`left_out`](Self::left_out): what was left out, reported as [`Unapplied`];
     /// 8. [`refresh_snapshot`](Self::refresh_snapshot) when many bundles were replayed.
     ///
-    /// The vault keeps the result as the start of the next load (see [`start_doc`]) when the
-    /// document is small enough for copying it to be cheap; if a load from a kept document
-    /// fails, the kept one is dropped and the load runs again without it.
+    /// A document the vault kept from an earlier open of the record is taken as the start (see
+    /// [`start_doc`]); if a load from it fails, the load runs again from the store alone. The
+    /// document goes back to the vault when this record is dropped.
     ///
     /// [`start_doc`]: Self::start_doc
     fn load_section(&self, sid: &SectionId) -> Result<SectionDoc> {
-        let reader = self.identity.peer();
-        let sd = match self.load_section_once(sid) {
-            Ok(sd) => sd,
-            Err(_) if self.vault.memo.docs.get(&self.id, sid, &reader).is_some() => {
-                self.vault.memo.docs.forget(&self.id, sid);
-                self.load_section_once(sid)?
-            }
-            Err(e) => return Err(e),
-        };
-        if DocMemo::worth_keeping(&sd.vv) {
-            self.vault.memo.docs.put(
-                &self.id,
-                sid,
-                &reader,
-                Kept {
-                    doc: sd.doc.clone(),
-                    have: sd.vv.clone(),
-                    since_snapshot: sd.since_snapshot,
-                },
-            );
+        let mut from_memo = false;
+        match self.load_section_once(sid, true, &mut from_memo) {
+            Err(_) if from_memo => self.load_section_once(sid, false, &mut from_memo),
+            done => done,
         }
-        Ok(sd)
     }
 
     /// One attempt of [`load_section`](Self::load_section).
-    fn load_section_once(&self, sid: &SectionId) -> Result<SectionDoc> {
+    /// `memo`: whether a kept document may be the start; `from_memo` is set when it was.
+    fn load_section_once(
+        &self,
+        sid: &SectionId,
+        memo: bool,
+        from_memo: &mut bool,
+    ) -> Result<SectionDoc> {
         let keys = self
             .keys
             .get(sid)
             .ok_or_else(|| RecordError::NoKey(self.section_label(sid)))?;
         let heads = self.log_heads(sid)?;
-        let (doc, mut have, before) = self.start_doc(sid, keys, &heads)?;
+        let (doc, mut have, before, kept) = self.start_doc(sid, keys, &heads, memo)?;
+        *from_memo = kept;
         let start_have = have.clone();
         let readable = self.readable_bundles(sid, keys, &heads, &mut have)?;
         let mut applied = before.saturating_add(u32::try_from(readable.len()).unwrap_or(u32::MAX));
         let payloads = self.decrypt(sid, readable)?;
         let mut skip = misnumbered(&payloads);
-        let mut doc = self.apply(sid, keys, &heads, doc, &payloads, &mut skip)?;
+        let mut doc = self.apply(sid, keys, &heads, doc, kept, &payloads, &mut skip)?;
         let unapplied = self.left_out(sid, &skip, &payloads.placed, &start_have, &mut have);
         // A read that replayed many bundles refreshes the local snapshot, so that the next open
         // does not replay them again.
@@ -340,13 +332,17 @@ impl<'v, S: Store> OpenRecord<'v, S> {
 
     /// Applies the payloads to `doc` in one pass, without the authors `skip` leaves out; if
     /// that fails, finds the first bundle that does not apply, leaves its author out from
-    /// there, and starts again from the start document (at most once per author).
+    /// there, and starts again from the start document (at most once per author). A start
+    /// the vault kept (`kept`) was moved out of it, so there is no second copy to start again
+    /// from: that failure is returned, and the load runs again from the store alone.
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
         sid: &SectionId,
         keys: &BTreeMap<u32, SymmetricKey>,
         heads: &VersionVector,
         doc: AutoCommit,
+        kept: bool,
         all: &Payloads,
         skip: &mut Skip,
     ) -> Result<AutoCommit> {
@@ -355,7 +351,10 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         loop {
             let mut d = match first.take() {
                 Some(d) => d,
-                None => self.start_doc(sid, keys, heads)?.0,
+                None if kept => {
+                    return Err(self.corrupt(sid, "the kept document did not take the bundles"));
+                }
+                None => self.start_doc(sid, keys, heads, false)?.0,
             };
             let loaded = if skip.is_empty() {
                 payloads.is_empty() || d.load_incremental(payloads).is_ok()
@@ -380,7 +379,10 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             {
                 return Ok(d);
             }
-            let mut probe = self.start_doc(sid, keys, heads)?.0;
+            if kept {
+                return Err(self.corrupt(sid, "the kept document did not take the bundles"));
+            }
+            let mut probe = self.start_doc(sid, keys, heads, false)?.0;
             let offender = placed.iter().find(|(a, head, range)| {
                 if is_skipped(skip, a, head.seq) {
                     return false;

@@ -46,6 +46,7 @@ fn setup(
     let (other, _) = Identity::generate(Role::Professional, "Dr Real".into(), &mut rng);
     let mut rec = vault.open_record(&patient, &rid).unwrap();
     add_note(&mut rec, "patient's own", &mut rng);
+    drop(rec);
     (patient, other, vault, rid)
 }
 

@@ -103,10 +103,65 @@ fn forgetting_a_record_forgets_what_was_remembered_of_it() {
     assert_eq!(texts(&v, &patient, &rid).len(), 1);
     v.forget_record(&rid).unwrap();
     assert!(v.open_record(&patient, &rid).is_err());
+    assert!(!v.memo.docs.holds(&rid, &crate::ids::SectionId::AUTH));
+}
+
+#[test]
+fn a_closed_record_hands_its_documents_back_and_the_next_open_takes_them() {
+    let (_store, v, patient, rid) = one_note(94, "kept");
+    let notes: SectionName = "notes".parse().unwrap();
+    let sid = {
+        let rec = v.open_record(&patient, &rid).unwrap();
+        rec.sections()
+            .into_iter()
+            .find(|s| s.name == notes)
+            .unwrap()
+            .ids[0]
+    };
+    assert!(v.memo.docs.holds(&rid, &sid), "handed back when closed");
+    let mut rec = v.open_record(&patient, &rid).unwrap();
+    assert_eq!(rec.show(&notes).unwrap().entries.len(), 1);
     assert!(
-        v.memo
-            .docs
-            .get(&rid, &crate::ids::SectionId::AUTH, &patient.peer())
-            .is_none()
+        !v.memo.docs.holds(&rid, &sid),
+        "taken, not copied, while open"
     );
+    drop(rec);
+    assert!(v.memo.docs.holds(&rid, &sid));
+}
+
+#[test]
+fn a_document_holding_a_change_never_stored_is_not_taken_as_a_start() {
+    let (store, v, patient, rid) = one_note(95, "stored");
+    let notes: SectionName = "notes".parse().unwrap();
+    let mut rng = TestRng::new(96);
+    {
+        // A write whose batch is never committed (a failed commit, a crash of the caller):
+        // the record closes with the change in its document.
+        let mut rec = v.open_record(&patient, &rid).unwrap();
+        let mut batch = Batch::new();
+        rec.add_entry_to_batch(
+            &notes,
+            json!({ "text": "never stored" }),
+            None,
+            TEST_NOW,
+            &mut rng,
+            &mut batch,
+        )
+        .unwrap();
+    }
+    let cold = Vault::new(store.clone());
+    assert_eq!(texts(&v, &patient, &rid), vec!["stored".to_owned()]);
+    assert_eq!(texts(&cold, &patient, &rid), vec!["stored".to_owned()]);
+    // The next write takes the same place in the log, with another change: both vaults read
+    // it, and only it.
+    let mut rec = v.open_record(&patient, &rid).unwrap();
+    rec.add_entry(&notes, &json!({ "text": "second" }), TEST_NOW, &mut rng)
+        .unwrap();
+    drop(rec);
+    let both = vec!["second".to_owned(), "stored".to_owned()];
+    let mut warm = texts(&v, &patient, &rid);
+    warm.sort();
+    let mut fresh = texts(&Vault::new(store.clone()), &patient, &rid);
+    fresh.sort();
+    assert_eq!((warm, fresh), (both.clone(), both));
 }
