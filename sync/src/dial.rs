@@ -5,7 +5,12 @@
 //! device's root holder) and redials them when a dial fails or a connection is lost: the first
 //! redial after a lost connection comes after [`DialConfig::backoff_min`], and each failed dial
 //! in a row doubles the wait, up to [`DialConfig::backoff_max`]. A dial in progress is not
-//! repeated until it resolves (or `backoff_max` passes). The table is bounded
+//! repeated until it resolves (or `backoff_max` passes). A connection made with a known peer
+//! shows the network works again (a laptop back on its network, a cut link healed): the peers
+//! still waiting out a backoff are then dialled at once ([`DialConfig::wake_max`] of them, at
+//! most once every [`DialConfig::wake_every`]; a stranger's connection wakes nothing), so a
+//! healed partition converges in seconds rather than at the end of a minute's backoff. The
+//! table is bounded
 //! ([`DialConfig::max_known`] peers, [`DialConfig::max_addrs`] addresses each): a stranger who
 //! announces addresses cannot grow it.
 //!
@@ -27,6 +32,11 @@ pub struct DialConfig {
     pub max_known: usize,
     /// Addresses remembered per peer.
     pub max_addrs: usize,
+    /// Failing peers woken at once by a connection with a known peer (those with the fewest
+    /// failures first)...
+    pub wake_max: usize,
+    /// ...at most once in this long.
+    pub wake_every: Duration,
 }
 
 impl Default for DialConfig {
@@ -36,6 +46,10 @@ impl Default for DialConfig {
             backoff_max: Duration::from_secs(60),
             max_known: 1024,
             max_addrs: 8,
+            // A node's peers that share its network come back together; 32 dials at once stay
+            // within the transport's pending-dial limit (64).
+            wake_max: 32,
+            wake_every: Duration::from_secs(10),
         }
     }
 }
@@ -70,6 +84,8 @@ pub struct Dials<A> {
     config: DialConfig,
     peers: HashMap<PeerKey, Dial<A>>,
     changed: bool,
+    /// When failing peers were last woken.
+    woken: Option<Instant>,
 }
 
 impl<A: Clone + PartialEq> Dials<A> {
@@ -79,6 +95,7 @@ impl<A: Clone + PartialEq> Dials<A> {
             config,
             peers: HashMap::new(),
             changed: true,
+            woken: None,
         }
     }
 
@@ -149,13 +166,37 @@ impl<A: Clone + PartialEq> Dials<A> {
         }
     }
 
-    /// `peer` is connected: its failures are forgotten.
-    pub fn connected(&mut self, peer: &PeerKey) {
-        if let Some(d) = self.peers.get_mut(peer) {
-            d.failures = 0;
-            d.last_error = None;
-            self.changed = true;
+    /// `peer` is connected at `now`: its failures are forgotten, and if it is a known peer the
+    /// peers waiting out a backoff are woken (see the module docs).
+    pub fn connected(&mut self, peer: &PeerKey, now: Instant) {
+        let Some(d) = self.peers.get_mut(peer) else {
+            return;
+        };
+        d.failures = 0;
+        d.last_error = None;
+        self.changed = true;
+        if self
+            .woken
+            .is_some_and(|t| now.saturating_duration_since(t) < self.config.wake_every)
+        {
+            return;
         }
+        let mut waiting: Vec<(u32, PeerKey)> = self
+            .peers
+            .iter()
+            .filter(|(p, d)| *p != peer && d.failures > 0 && d.next > now)
+            .map(|(p, d)| (d.failures, *p))
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        waiting.sort_unstable();
+        for (_, p) in waiting.into_iter().take(self.config.wake_max) {
+            if let Some(d) = self.peers.get_mut(&p) {
+                d.next = now;
+            }
+        }
+        self.woken = Some(now);
     }
 
     /// The last connection to `peer` closed: redial after `backoff_min`.

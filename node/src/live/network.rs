@@ -84,7 +84,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                     return;
                 };
                 self.connected.insert(peer);
-                self.dials.connected(&peer);
+                self.dials.connected(&peer, Instant::now());
                 if num_established.get() == 1 {
                     tracing::info!(%peer, "connected");
                     // Catch up at once with a peer that (re)appears.
