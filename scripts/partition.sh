@@ -5,13 +5,20 @@
 # Links are cut and healed; during each partition every node writes notes on its side; after
 # healing we poll until the three nodes hold identical section heads (`record sections --json`,
 # field `heads`), then check that every entry written by anyone is readable on every node allowed
-# to read it, and that the patient's private section never left her node.
+# to read it, and that the patient's private section never left her node. Beside that, from the
+# same heal, we poll the relay's catch-up: the relay cannot read the record, but its store check
+# (`store check --json`, field `heads`) shows the log heads it holds; it has caught up when, for
+# every (section, author) log, it holds the newest head any writer held at the heal and, for every
+# log the patient's node holds when polled, the same head (seq and hash) or a later one.
 #
 #   bash scripts/partition.sh [ROUNDS]      # default 5 rounds; CI runs 2
 #
-# Prints, per heal, the time to converge (ms), and at the end: partitions run, edits during
-# partitions, entries lost (must be 0), and the mode. Exits non-zero if anything is lost, leaked,
-# or the nodes do not converge within $CONVERGE_TIMEOUT seconds (default 60). Timings are printed,
+# Prints, per heal, the time to converge and the relay's time to catch up (ms), and at the end:
+# partitions run, edits during partitions, entries lost (must be 0), both times' min, median and
+# max (overall and per partition), and the mode. Exits non-zero if anything is lost or leaked, if
+# the nodes do not converge within $CONVERGE_TIMEOUT seconds (default 60), or if the relay does
+# not catch up within $RELAY_TIMEOUT seconds of a heal (default: $CONVERGE_TIMEOUT; a relay that
+# does not is reported at once, the run goes on, and it fails at the end). Timings are printed,
 # never asserted.
 #
 # Mode `netns` needs root and `ip netns`; where `ip netns add` fails the script falls back to
@@ -27,6 +34,7 @@ ROUNDS=${1:-5}
 EDITS=${EDITS:-3}                          # `record add` per node per partition
 HOLD=${HOLD:-2}                            # seconds each partition lasts after its edits
 CONVERGE_TIMEOUT=${CONVERGE_TIMEOUT:-60}   # seconds; generous, only to fail a hang
+RELAY_TIMEOUT=${RELAY_TIMEOUT:-$CONVERGE_TIMEOUT}  # seconds from a heal for the relay to catch up
 # PARTITION_MODE=process-stop forces the fallback (to test it where namespaces work).
 case $ROUNDS in '' | *[!0-9]* | 0) echo "usage: $0 [ROUNDS>0]" >&2; exit 2 ;; esac
 
@@ -231,10 +239,11 @@ for s in d["sections"]:
 }
 
 # Waits until the three nodes show identical, non-empty notes heads holding every marker written
-# so far; prints the milliseconds it took. Fails after CONVERGE_TIMEOUT.
+# so far; prints the milliseconds it took (since $1, a time in ms, when given: the heal). Fails
+# after CONVERGE_TIMEOUT.
 converge() {
   local t0 deadline hp hg hn
-  t0=$(now_ms)
+  t0=${1:-$(now_ms)}
   deadline=$((t0 + CONVERGE_TIMEOUT * 1000))
   while :; do
     hp=$(heads patient); hg=$(heads gp); hn=$(heads nurse)
@@ -255,10 +264,173 @@ converge() {
   done
 }
 
+# ---- what the relay holds --------------------------------------------------------------------
+
+# Node $1's store check (`store check --json`: through its daemon, or on its store when none
+# runs), written to file $2. Its `heads` are (record, section, author, seq, hash) of every log
+# whose chain verifies: ids, counts and hashes only. Fails if the check does (damage, no store).
+store_heads() { h "$1" store check --json >"$2" 2>"$2.err"; }
+
+# The relay's target at a heal: for every (section, author) log of the record, the newest head
+# that any of the three writers holds (each holds its own log's newest bundle, so this is
+# everything written so far), in target.json.
+relay_target() {
+  local n
+  for n in patient gp nurse; do
+    store_heads "$n" "$ROOT/check.$n" || {
+      echo "store check on the $n node failed: $(head -c 300 "$ROOT/check.$n.err")" >&2
+      return 1
+    }
+  done
+  python3 - "$RID" "$ROOT/check.patient" "$ROOT/check.gp" "$ROOT/check.nurse" >"$ROOT/target.json" <<'EOF'
+import json, sys
+rid, best = sys.argv[1], {}
+for f in sys.argv[2:]:
+    for x in json.load(open(f))["heads"]:
+        if x["record"] != rid:
+            continue
+        k = (x["section"], x["author"])
+        b = best.get(k)
+        if b and b["seq"] == x["seq"] and b["hash"] != x["hash"]:
+            print(f"  two heads at seq {x['seq']} of one log (section {k[0][:12]}, author {k[1][:16]})", file=sys.stderr)
+        if not b or x["seq"] > b["seq"]:
+            best[k] = x
+print(json.dumps({"heads": list(best.values())}))
+EOF
+}
+
+# How many logs the relay's check (file $2) lacks: logs in the files $3... (store checks or
+# target.json) whose head the relay does not hold, neither that bundle nor a later one. With
+# $1 = v, each lagging log is also described on stderr (section name where the patient's node
+# names it, author as a node's name).
+relay_lacks() {
+  local verbose=$1 relay=$2; shift 2
+  python3 - "$RID" "$verbose" "$ROOT/names.json" "$relay" "$@" <<'EOF'
+import json, sys
+rid, verbose, names, relay, wanted = sys.argv[1], sys.argv[2] == "v", sys.argv[3], sys.argv[4], sys.argv[5:]
+def heads(path):
+    return {(x["section"], x["author"]): (x["seq"], x["hash"])
+            for x in json.load(open(path))["heads"] if x["record"] == rid}
+hr = heads(relay)
+miss = {}
+for f in wanted:
+    for k, (seq, h) in heads(f).items():
+        r = hr.get(k)
+        if not (r and (r[0] > seq or r == (seq, h))):
+            miss[k] = (seq, h)
+if verbose:
+    try:
+        nm = json.load(open(names))
+    except Exception:
+        nm = {"sections": {}, "authors": {}}
+    for (s, a), (seq, h) in sorted(miss.items()):
+        r = hr.get((s, a))
+        held = f"seq {r[0]}" + (" (another bundle)" if r[0] == seq else "") if r else "nothing"
+        print(f"  section {nm['sections'].get(s, s[:12])} by {nm['authors'].get(a, a[:16])}: "
+              f"wanted seq {seq}, the relay holds {held}", file=sys.stderr)
+print(len(miss))
+EOF
+}
+
+# Section names and the writers' names for the relay's reports (ids only otherwise).
+relay_names() {
+  h patient record sections --record "$RID" --json 2>/dev/null | python3 -c '
+import sys, json
+d = json.load(sys.stdin)
+secs = {i: s["section"] for s in d["sections"] for i in s.get("ids", [])}
+authors = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+print(json.dumps({"sections": secs, "authors": authors}))
+' patient "${PEER[patient]}" gp "${PEER[gp]}" nurse "${PEER[nurse]}" >"$ROOT/names.tmp" 2>/dev/null || true
+  python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+d["authors"] = {v: k for k, v in d["authors"].items()}
+print(json.dumps(d))
+' "$ROOT/names.tmp" >"$ROOT/names.json" 2>/dev/null || echo '{"sections": {}, "authors": {}}' >"$ROOT/names.json"
+}
+
+# Polls from $1 (a time in ms: the heal) until the relay has caught up: it holds every log of
+# target.json at that head or a later one, and for every log the patient's node holds when
+# polled, the same head or a later one. Writes "ok MS" to relay.result, or, after RELAY_TIMEOUT
+# seconds, "timeout" and what the relay lacks (relay.lacks). Run in the background beside
+# `converge`.
+relay_catchup() {
+  local t0=$1 deadline m failed=0 wanted
+  deadline=$((t0 + RELAY_TIMEOUT * 1000))
+  rm -f "$ROOT/relay.result" "$ROOT/relay.lacks"
+  while :; do
+    if store_heads relay "$ROOT/rc.relay"; then
+      m=$(relay_lacks q "$ROOT/rc.relay" "$ROOT/target.json") || m=unknown
+      if [ "$m" = 0 ] && store_heads patient "$ROOT/rc.patient"; then
+        m=$(relay_lacks q "$ROOT/rc.relay" "$ROOT/rc.patient") || m=unknown
+        if [ "$m" = 0 ]; then
+          echo "ok $(($(now_ms) - t0)) $failed" >"$ROOT/relay.result"
+          return 0
+        fi
+      fi
+    else
+      failed=$((failed + 1))
+    fi
+    if [ "$(now_ms)" -gt "$deadline" ]; then
+      wanted=("$ROOT/target.json")
+      {
+        if ! store_heads relay "$ROOT/rc.relay"; then
+          echo "  its store check fails: $(head -c 300 "$ROOT/rc.relay.err")"
+        else
+          if store_heads patient "$ROOT/rc.patient"; then
+            wanted+=("$ROOT/rc.patient")
+          else
+            echo "  (the patient's store check fails: $(head -c 300 "$ROOT/rc.patient.err"))"
+          fi
+          m=$(relay_lacks v "$ROOT/rc.relay" "${wanted[@]}" 2>"$ROOT/relay.why") || m=unknown
+          echo "  it lacks $m logs (at their heads at the heal, or as the patient's node holds them now):"
+          cat "$ROOT/relay.why"
+        fi
+        if [ "$failed" -gt 0 ]; then echo "  ($failed of its store checks failed while polling)"; fi
+      } >"$ROOT/relay.lacks" 2>&1 || true
+      echo timeout >"$ROOT/relay.result"
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
 # How many of the expected markers node $1 cannot read.
 count_missing() {
   markers "$1" | sort -u >"$ROOT/have.$1"
   sort -u "$ROOT/expected" | comm -23 - "$ROOT/have.$1" | wc -l
+}
+
+# Waits for the relay's poller (pid $1) and sets RT to its time in ms; when the relay did not
+# catch up, RT is empty and what it lacks is reported on stderr ($2 names the heal).
+RELAY_FAILED=0
+RELAY_CHECK_FAILS=0
+relay_wait() {
+  local res ms nfail
+  RT=
+  wait "$1" || true
+  res=$(cat "$ROOT/relay.result" 2>/dev/null || echo none)
+  case $res in
+    ok\ *)
+      # (`cut` here is the partition's: read the fields instead.)
+      read -r _ ms nfail <<<"$res"
+      RT=$ms
+      RELAY_CHECK_FAILS=$((RELAY_CHECK_FAILS + nfail))
+      ;;
+    timeout)
+      echo "$2: the relay did not catch up within ${RELAY_TIMEOUT}s of the heal" >&2
+      cat "$ROOT/relay.lacks" >&2 2>/dev/null || true
+      RELAY_FAILED=$((RELAY_FAILED + 1))
+      ;;
+    *)
+      echo "$2: the relay's poller stopped without an answer" >&2
+      RELAY_FAILED=$((RELAY_FAILED + 1))
+      ;;
+  esac
+}
+# "relay caught up in N ms", or that it did not, for the line of a heal.
+relay_words() {
+  if [ -n "$RT" ]; then echo "relay caught up in ${RT} ms"; else echo "relay NOT caught up within ${RELAY_TIMEOUT}s"; fi
 }
 
 # Node $1 adds EDITS notes, each with a unique marker (recorded as expected once acknowledged).
@@ -308,8 +480,17 @@ h patient relay use "${ADDR[relay]}/p2p/${PEER[relay]}" >/dev/null
 h gp record add notes --record "$RID" --entry '{"text": "pmark-setup-gp-1 before any partition"}' --json >/dev/null
 h nurse record add notes --record "$RID" --entry '{"text": "pmark-setup-nurse-1 before any partition"}' --json >/dev/null
 printf '%s\n' pmark-setup-gp-1 pmark-setup-nurse-1 >>"$ROOT/expected"
-t=$(converge) || exit 1
+relay_names
+relay_target || exit 1
+t0=$(now_ms)
+relay_catchup "$t0" &
+rpid=$!
+t=$(converge "$t0") || exit 1
 log "initial sync: all three hold identical notes heads after ${t} ms"
+relay_wait "$rpid" "initial sync"
+if [ -n "$RT" ]; then
+  log "initial sync: the relay holds every log head the patient's node holds after ${RT} ms"
+fi
 
 # ---- rounds ----------------------------------------------------------------------------------
 
@@ -332,6 +513,9 @@ PARTS=(
 PARTITIONS=0
 EDITS_DURING=0
 TIMES=()
+RTIMES=()
+: >"$ROOT/rtimes"
+: >"$ROOT/rfailed"
 for r in $(seq 1 "$ROUNDS"); do
   for p in "${PARTS[@]}"; do
     name=${p%%|*}
@@ -361,12 +545,19 @@ for r in $(seq 1 "$ROUNDS"); do
         done
       done
     done
+    # What the relay must come to hold: the newest head of every log as the heal begins.
+    relay_target || { echo "round $r, partition $name: the writers' store checks failed" >&2; exit 1; }
     heal
+    t0=$(now_ms)
+    relay_catchup "$t0" &
+    rpid=$!
     PARTITIONS=$((PARTITIONS + 1))
-    t=$(converge) || { echo "round $r, partition $name: no convergence" >&2; exit 1; }
+    t=$(converge "$t0") || { echo "round $r, partition $name: no convergence" >&2; exit 1; }
     TIMES+=("$t")
     echo "$name $t" >>"$ROOT/times"
-    log "round $r  $(printf '%-24s' "$name") healed: converged in ${t} ms"
+    relay_wait "$rpid" "round $r, partition $name"
+    if [ -n "$RT" ]; then RTIMES+=("$RT"); echo "$name $RT" >>"$ROOT/rtimes"; else echo "$name" >>"$ROOT/rfailed"; fi
+    log "round $r  $(printf '%-24s' "$name") healed: converged in ${t} ms; $(relay_words)"
   done
 done
 
@@ -394,9 +585,26 @@ log "partitions run:            $PARTITIONS ($ROUNDS rounds of ${#PARTS[@]})"
 log "edits during partitions:   $EDITS_DURING (entries written in all: $total)"
 log "entries lost:              $LOST"
 log "time to converge (ms):     min $min, median $median, max $max"
+# min, median and max of the numbers on stdin, "min A, median B, max C" (or "none").
+stats() { sort -n | awk '{v[NR] = $1} END {if (NR) printf "min %d, median %d, max %d", v[1], v[int((NR + 1) / 2)], v[NR]; else printf "none"}'; }
+rfail=$(wc -l <"$ROOT/rfailed")
+rwords="$(printf '%s\n' "${RTIMES[@]:-}" | grep . | stats || true)"
+if [ "$rfail" -gt 0 ]; then rwords="$rwords; NOT caught up within ${RELAY_TIMEOUT}s after $rfail of $PARTITIONS heals"; fi
+log "relay caught up (ms):      $rwords"
 for p in "${PARTS[@]}"; do
   name=${p%%|*}
-  awk -v n="$name" '$1 == n {print $2}' "$ROOT/times" | sort -n | awk -v n="$name" '
-    {v[NR] = $1} END {printf "  %-24s min %d, median %d, max %d (ms, %d heals)\n", n, v[1], v[int((NR + 1) / 2)], v[NR], NR}'
+  line=$(awk -v n="$name" '$1 == n {print $2}' "$ROOT/times" | sort -n | awk -v n="$name" '
+    {v[NR] = $1} END {printf "  %-24s min %d, median %d, max %d (ms, %d heals)", n, v[1], v[int((NR + 1) / 2)], v[NR], NR}')
+  rw=$(awk -v n="$name" '$1 == n {print $2}' "$ROOT/rtimes" | stats || true)
+  nf=$(grep -cx -- "$name" "$ROOT/rfailed" || true)
+  if [ "$nf" -gt 0 ]; then rw="$rw; $nf not caught up"; fi
+  log "$line; relay $rw"
 done
+if [ "$RELAY_CHECK_FAILS" -gt 0 ]; then
+  log "note: $RELAY_CHECK_FAILS of the relay's store checks failed while polling (retried; the heals counted caught up passed later checks)"
+fi
 [ "$LOST" -eq 0 ] || exit 1
+if [ "$RELAY_FAILED" -gt 0 ]; then
+  echo "the relay did not catch up within ${RELAY_TIMEOUT}s after $RELAY_FAILED heal(s) (see above)" >&2
+  exit 1
+fi

@@ -51,6 +51,21 @@ fn a_vault_that_remembers_shows_what_a_fresh_one_reads_from_the_store() {
     }
 }
 
+/// The id of the record's `notes` section.
+fn notes_id(
+    v: &Vault<MemoryStore>,
+    who: &crate::keys::Identity,
+    rid: &crate::ids::RecordId,
+) -> crate::ids::SectionId {
+    let notes: SectionName = "notes".parse().unwrap();
+    let rec = v.open_record(who, rid).unwrap();
+    rec.sections()
+        .into_iter()
+        .find(|s| s.name == notes)
+        .unwrap()
+        .ids[0]
+}
+
 /// A store, a vault over it, and a patient's record holding one note saying `text`.
 fn one_note(
     seed: u64,
@@ -77,18 +92,10 @@ fn one_note(
 #[test]
 fn a_remembered_document_is_not_used_once_its_log_is_gone() {
     let (store, warm, patient, rid) = one_note(92, "first");
-    let notes: SectionName = "notes".parse().unwrap();
     assert_eq!(texts(&warm, &patient, &rid), vec!["first".to_owned()]);
     // The store loses the notes log's head (as a damaged store might): the log is no longer
     // vouched for, so neither vault may show its entry.
-    let sid = {
-        let rec = warm.open_record(&patient, &rid).unwrap();
-        rec.sections()
-            .into_iter()
-            .find(|s| s.name == notes)
-            .unwrap()
-            .ids[0]
-    };
+    let sid = notes_id(&warm, &patient, &rid);
     let mut b = Batch::new();
     b.delete(k_head(&rid, &sid, &patient.peer()));
     store.commit(b).unwrap();
@@ -110,14 +117,7 @@ fn forgetting_a_record_forgets_what_was_remembered_of_it() {
 fn a_closed_record_hands_its_documents_back_and_the_next_open_takes_them() {
     let (_store, v, patient, rid) = one_note(94, "kept");
     let notes: SectionName = "notes".parse().unwrap();
-    let sid = {
-        let rec = v.open_record(&patient, &rid).unwrap();
-        rec.sections()
-            .into_iter()
-            .find(|s| s.name == notes)
-            .unwrap()
-            .ids[0]
-    };
+    let sid = notes_id(&v, &patient, &rid);
     assert!(v.memo.docs.holds(&rid, &sid), "handed back when closed");
     let mut rec = v.open_record(&patient, &rid).unwrap();
     assert_eq!(rec.show(&notes).unwrap().entries.len(), 1);
