@@ -4,8 +4,12 @@
 # binary, sled stores on disk, encrypted bundles, grants, live sync. Nothing leaves 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -q -p hearth-node
-BIN=$PWD/target/release/hearth
+if [ -n "${HEARTH_BIN:-}" ]; then
+  BIN=$HEARTH_BIN # a binary built already (CI builds it once for every step)
+else
+  cargo build --release --locked -q -p hearth-node
+  BIN=$PWD/target/release/hearth
+fi
 ROOT=$(mktemp -d /tmp/hearth-demo.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$ROOT"; }
