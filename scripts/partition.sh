@@ -338,6 +338,7 @@ relay_names() {
 import sys, json
 d = json.load(sys.stdin)
 secs = {i: s["section"] for s in d["sections"] for i in s.get("ids", [])}
+secs.update({"00" * 16: "(auth document)", "ff" * 16: "(ledger)", "fe" * 16: "(audit log)"})
 authors = dict(zip(sys.argv[1::2], sys.argv[2::2]))
 print(json.dumps({"sections": secs, "authors": authors}))
 ' patient "${PEER[patient]}" gp "${PEER[gp]}" nurse "${PEER[nurse]}" >"$ROOT/names.tmp" 2>/dev/null || true
@@ -355,35 +356,45 @@ print(json.dumps(d))
 # seconds, "timeout" and what the relay lacks (relay.lacks). Run in the background beside
 # `converge`.
 relay_catchup() {
-  local t0=$1 deadline m failed=0 wanted
+  local t0=$1 deadline m failed=0 wanted pfail
   deadline=$((t0 + RELAY_TIMEOUT * 1000))
   rm -f "$ROOT/relay.result" "$ROOT/relay.lacks"
   while :; do
+    wanted=()
+    pfail=0
     if store_heads relay "$ROOT/rc.relay"; then
+      wanted=("$ROOT/target.json")
       m=$(relay_lacks q "$ROOT/rc.relay" "$ROOT/target.json") || m=unknown
-      if [ "$m" = 0 ] && store_heads patient "$ROOT/rc.patient"; then
-        m=$(relay_lacks q "$ROOT/rc.relay" "$ROOT/rc.patient") || m=unknown
-        if [ "$m" = 0 ]; then
-          echo "ok $(($(now_ms) - t0)) $failed" >"$ROOT/relay.result"
-          return 0
+      if [ "$m" = 0 ]; then
+        if store_heads patient "$ROOT/rc.patient"; then
+          wanted+=("$ROOT/rc.patient")
+          m=$(relay_lacks q "$ROOT/rc.relay" "$ROOT/rc.patient") || m=unknown
+          if [ "$m" = 0 ]; then
+            echo "ok $(($(now_ms) - t0)) $failed" >"$ROOT/relay.result"
+            return 0
+          fi
+        else
+          pfail=1
         fi
       fi
     else
       failed=$((failed + 1))
     fi
     if [ "$(now_ms)" -gt "$deadline" ]; then
-      wanted=("$ROOT/target.json")
+      # What the last poll found.
       {
-        if ! store_heads relay "$ROOT/rc.relay"; then
+        if [ "${#wanted[@]}" = 0 ]; then
           echo "  its store check fails: $(head -c 300 "$ROOT/rc.relay.err")"
         else
-          if store_heads patient "$ROOT/rc.patient"; then
-            wanted+=("$ROOT/rc.patient")
-          else
+          if [ "$pfail" = 1 ]; then
             echo "  (the patient's store check fails: $(head -c 300 "$ROOT/rc.patient.err"))"
           fi
           m=$(relay_lacks v "$ROOT/rc.relay" "${wanted[@]}" 2>"$ROOT/relay.why") || m=unknown
-          echo "  it lacks $m logs (at their heads at the heal, or as the patient's node holds them now):"
+          if [ "${#wanted[@]}" = 1 ]; then
+            echo "  at the last poll it lacked $m logs at their heads at the heal:"
+          else
+            echo "  at the last poll it lacked $m logs as the patient's node held them:"
+          fi
           cat "$ROOT/relay.why"
         fi
         if [ "$failed" -gt 0 ]; then echo "  ($failed of its store checks failed while polling)"; fi

@@ -325,9 +325,25 @@ fn a_hostile_grantee_dripping_full_frames_holds_one_share_until_the_stream_timeo
         "notes",
         "written during the drips",
     );
+    // Served while the drips hold their frames: within 25 s of their start (the stream
+    // timeout ends them at 30 s). A machine busy with other tests may make a dial time out,
+    // so the sync is tried again until then; with the whole budget held, every try fails.
     let t = Instant::now();
-    sync_in(&honest, Some(&pair.pp));
+    let mut served = false;
+    while !served && t.elapsed() < Duration::from_secs(23) {
+        let out = hearth(&honest, &["sync", "--with", &pair.pp, "--wait", "--json"]);
+        served = out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|v| v["in_sync"] == true);
+        if !served {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
     let served_ms = t.elapsed().as_millis();
+    assert!(
+        served,
+        "the honest grantee was not served while the drips were held"
+    );
     let rss_during = rss_kib(d.pid());
 
     let mut lasted = drips.join().expect("the drip thread");
