@@ -18,8 +18,8 @@
 # max (overall and per partition), and the mode. Exits non-zero if anything is lost or leaked, if
 # the nodes do not converge within $CONVERGE_TIMEOUT seconds (default 60), or if the relay does
 # not catch up within $RELAY_TIMEOUT seconds of a heal (default: $CONVERGE_TIMEOUT; a relay that
-# does not is reported at once, the run goes on, and it fails at the end). Timings are printed,
-# never asserted.
+# does not is reported at once, the run goes on, and it fails at the end), or if fewer partitions
+# ran than ROUNDS asked for. Timings are printed, never asserted.
 #
 # Mode `netns` needs root and `ip netns`; where `ip netns add` fails the script falls back to
 # `process-stop`: nodes on loopback, a partition made by stopping the cut-off nodes' daemons (they
@@ -615,6 +615,11 @@ if [ "$RELAY_CHECK_FAILS" -gt 0 ]; then
   log "note: $RELAY_CHECK_FAILS of the relay's store checks failed while polling (retried; the heals counted caught up passed later checks)"
 fi
 [ "$LOST" -eq 0 ] || exit 1
+# Every partition ran (an error that cuts the loop short must not pass as a shorter run).
+if [ "$PARTITIONS" -ne $((ROUNDS * ${#PARTS[@]})) ]; then
+  echo "only $PARTITIONS of $((ROUNDS * ${#PARTS[@]})) partitions ran" >&2
+  exit 1
+fi
 if [ "$RELAY_FAILED" -gt 0 ]; then
   echo "the relay did not catch up within ${RELAY_TIMEOUT}s after $RELAY_FAILED heal(s) (see above)" >&2
   exit 1
