@@ -448,6 +448,27 @@ pub fn unwrap_key(
     result.map(SymmetricKey)
 }
 
+/// The X25519 public key of an ed25519 device key (its Edwards point in Montgomery form), as
+/// age does for `ssh-ed25519` recipients. Hearth wraps keys to it only for a grant made to a
+/// bare peer id, where the grantee's own certified agreement key is not known: signing and
+/// HPKE's DH-KEM sharing one key pair is analysed as jointly secure by Thormarker, "On using the
+/// same key pair for Ed25519 and an X25519 based KEM" (ePrint 2021/509). A small-order result
+/// is refused.
+pub fn device_agreement_public(device: &VerifyingKey) -> Result<[u8; 32], CryptoError> {
+    let public = device.to_montgomery().to_bytes();
+    check_agreement_public(&public)?;
+    Ok(public)
+}
+
+/// The secret matching [`device_agreement_public`] for `device`'s key: its expanded ed25519
+/// scalar (clamped by X25519 when used).
+pub fn device_agreement_secret(device: &SigningKey) -> AgreementSecret {
+    let mut bytes = device.to_scalar_bytes();
+    let s = AgreementSecret::from_bytes(bytes);
+    bytes.zeroize();
+    s
+}
+
 /// Refuses an X25519 public key that is all zero or of small order (on the curve or its twist).
 /// HPKE refuses to wrap to one as well (its shared secret would be all zero); checking where
 /// keys are received gives the clearer error, before anything is stored.
@@ -600,6 +621,20 @@ mod tests {
         assert_eq!(unwrap_key(&w, &alice, b"ctx").unwrap(), key);
         assert!(unwrap_key(&w, &bob, b"ctx").is_err());
         assert!(unwrap_key(&w, &alice, b"other ctx").is_err());
+    }
+
+    #[test]
+    fn a_device_keys_x25519_form_opens_what_is_wrapped_to_it() {
+        let mut rng = TestRng::new(4);
+        let device = SigningKey::from_bytes(&[9u8; 32]);
+        let public = device_agreement_public(&device.verifying_key()).unwrap();
+        let secret = device_agreement_secret(&device);
+        assert_eq!(secret.public(), public);
+        let key = SymmetricKey::generate(&mut rng);
+        let w = wrap_key(&key, &public, b"ctx", &mut rng).unwrap();
+        assert_eq!(unwrap_key(&w, &secret, b"ctx").unwrap(), key);
+        let other = device_agreement_secret(&SigningKey::from_bytes(&[10u8; 32]));
+        assert!(unwrap_key(&w, &other, b"ctx").is_err());
     }
 
     #[test]

@@ -192,6 +192,13 @@ impl PeerKey {
     pub fn verifying_key(&self) -> Result<ed25519_dalek::VerifyingKey, crate::crypto::CryptoError> {
         crate::crypto::verifying_key(&self.0)
     }
+
+    /// The X25519 form of this device key: where a patient wraps section keys for a grant made
+    /// to a bare peer id, whose certified agreement key it cannot know yet
+    /// ([`crate::crypto::device_agreement_public`]).
+    pub fn device_agreement(&self) -> Result<[u8; 32], crate::crypto::CryptoError> {
+        crate::crypto::device_agreement_public(&self.verifying_key()?)
+    }
 }
 
 impl fmt::Display for RecordId {

@@ -161,6 +161,9 @@ pub struct Identity {
     pub name: String,
     device: SigningKey,
     agreement: AgreementSecret,
+    /// The device key's X25519 form ([`crypto::device_agreement_secret`]): it opens keys a
+    /// patient wrapped for a grant made to this node's bare peer id.
+    device_agreement: AgreementSecret,
     root: Option<SigningKey>,
     recovery_public: Option<[u8; 32]>,
     /// For a device linked to a patient's record (`hearth init --join`): that record.
@@ -191,6 +194,7 @@ impl Identity {
             name: self.name.clone(),
             device: self.device.clone(),
             agreement: self.agreement.clone(),
+            device_agreement: self.device_agreement.clone(),
             root: self.root.clone(),
             recovery_public: self.recovery_public,
             linked: self.linked,
@@ -206,6 +210,7 @@ impl Identity {
     ) -> (Identity, Option<RecoveryPhrase>) {
         let device = signing_key(rng);
         let agreement = AgreementSecret::generate(rng);
+        let device_agreement = crypto::device_agreement_secret(&device);
         if role == Role::Patient {
             let phrase = RecoveryPhrase::generate(rng);
             let id = Identity {
@@ -213,6 +218,7 @@ impl Identity {
                 name,
                 device,
                 agreement,
+                device_agreement,
                 root: Some(phrase.root_key()),
                 recovery_public: Some(phrase.recovery_secret().public()),
                 linked: None,
@@ -224,6 +230,7 @@ impl Identity {
                 name,
                 device,
                 agreement,
+                device_agreement,
                 root: None,
                 recovery_public: None,
                 linked: None,
@@ -234,10 +241,12 @@ impl Identity {
 
     /// A new patient device for a record restored from its recovery phrase.
     pub fn recover(name: String, phrase: &RecoveryPhrase, rng: &mut impl CryptoRng) -> Identity {
+        let device = signing_key(rng);
         Identity {
             role: Role::Patient,
             name,
-            device: signing_key(rng),
+            device_agreement: crypto::device_agreement_secret(&device),
+            device,
             agreement: AgreementSecret::generate(rng),
             root: Some(phrase.root_key()),
             recovery_public: Some(phrase.recovery_secret().public()),
@@ -251,10 +260,12 @@ impl Identity {
     /// record's sections, but granting, creating sections and rotating keys stay with the
     /// device that holds the root.
     pub fn new_device(name: String, rng: &mut impl CryptoRng) -> Identity {
+        let device = signing_key(rng);
         Identity {
             role: Role::Patient,
             name,
-            device: signing_key(rng),
+            device_agreement: crypto::device_agreement_secret(&device),
+            device,
             agreement: AgreementSecret::generate(rng),
             root: None,
             recovery_public: None,
@@ -288,6 +299,25 @@ impl Identity {
     /// The public half of the agreement key.
     pub fn agreement_public(&self) -> [u8; 32] {
         self.agreement.public()
+    }
+
+    /// The X25519 form of the device key, on which a patient wraps keys for a grant made to
+    /// this node's bare peer id (see [`crate::ids::PeerKey::device_agreement`]).
+    pub fn device_agreement_public(&self) -> [u8; 32] {
+        self.device_agreement.public()
+    }
+
+    /// The secret that opens a key wrapped to `recipient`, if `recipient` is one of this node's
+    /// keys: its certified agreement key, or its device key's X25519 form. The one test of
+    /// "is this wrap addressed to me".
+    pub fn opening_secret(&self, recipient: &[u8; 32]) -> Option<&AgreementSecret> {
+        if *recipient == self.agreement.public() {
+            Some(&self.agreement)
+        } else if *recipient == self.device_agreement.public() {
+            Some(&self.device_agreement)
+        } else {
+            None
+        }
     }
 
     /// The device's signature over its agreement key, so others can trust the X25519 key.
@@ -471,10 +501,12 @@ impl Keystore {
         );
         let s: Secrets =
             serde_ipld_dagcbor::from_slice(&plain).map_err(|_| KeyError::Malformed("secrets"))?;
+        let device = SigningKey::from_bytes(&s.device);
         Ok(Identity {
             role: s.role,
             name: s.name.clone(),
-            device: SigningKey::from_bytes(&s.device),
+            device_agreement: crypto::device_agreement_secret(&device),
+            device,
             agreement: AgreementSecret::from_bytes(s.agreement),
             root: s.root.map(|r| SigningKey::from_bytes(&r)),
             recovery_public: s.recovery_public,

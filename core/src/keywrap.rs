@@ -94,6 +94,15 @@ impl KeyWrap {
         )
     }
 
+    /// Whether this wraps a key of `record` to one of `identity`'s keys (its agreement key, or
+    /// its device key's X25519 form): the one test of "addressed to me".
+    pub fn is_for(&self, identity: &crate::keys::Identity, record: &RecordId) -> bool {
+        self.record == *record
+            && identity
+                .opening_secret(&self.recipient.into_array())
+                .is_some()
+    }
+
     /// Whether the record root signed this wrap.
     pub fn verify(&self) -> bool {
         let Ok(root) = self.record.verifying_key() else {

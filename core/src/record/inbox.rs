@@ -67,12 +67,11 @@ impl<S: Store> Vault<S> {
                 "this grant was already accepted (a replay changes nothing)",
             ));
         }
-        let mine = identity.agreement_public();
         let wraps: Vec<_> = leaf
             .body()
             .keys
             .iter()
-            .filter(|w| w.recipient.into_array() == mine)
+            .filter(|w| w.is_for(identity, &record))
             .cloned()
             .collect();
         self.register_replica(&record, &wraps, now)?;

@@ -128,15 +128,19 @@ impl<'v, S: Store> OpenRecord<'v, S> {
 
     /// Unwraps every section key addressed to this device.
     pub(super) fn load_keys(&mut self) -> Result<()> {
-        let me = self.identity.agreement_public();
         for (_, v) in self.vault.store.scan_prefix(&k_wrap_prefix(&self.id))? {
             let Ok(w) = decbor::<KeyWrap>(&v) else {
                 continue;
             };
-            if w.recipient.into_array() != me || w.record != self.id {
+            let to = w.recipient.into_array();
+            let Some(secret) = self
+                .identity
+                .opening_secret(&to)
+                .filter(|_| w.record == self.id)
+            else {
                 continue;
-            }
-            let memo = UnwrapMemo::name(&me, &v);
+            };
+            let memo = UnwrapMemo::name(&to, &v);
             if let Some(k) = self.vault.memo.keys.get(&memo) {
                 self.keys.entry(w.section).or_default().insert(w.epoch, k);
                 continue;
@@ -146,7 +150,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 // and says so when opened.
                 continue;
             }
-            if let Ok(k) = w.open(self.identity.agreement_secret()) {
+            if let Ok(k) = w.open(secret) {
                 self.vault.memo.keys.put(memo, &k);
                 self.keys.entry(w.section).or_default().insert(w.epoch, k);
             }

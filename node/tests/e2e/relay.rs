@@ -348,13 +348,24 @@ fn after_a_revocation_the_remaining_grantee_reads_new_entries_through_the_relay(
     add_text(&p, None, "notes", "Two falls at home this month");
     let patient = Daemon::start(&p, Some("/ip4/127.0.0.1/tcp/0"));
     ok(&hearth(&p, &["relay", "use", &addr]));
-    // Two grantees, each given a grant that carries its keys (their cards).
+    // Two grantees, each given a grant that carries its keys: the GP's to her card, the social
+    // worker's to her bare peer id (wrapped to her device key's X25519 form), so the new keys
+    // after the revocation reach her through the relay on that key too.
     let mut tokens = Vec::new();
-    for (home, name) in [(&g, "Dr A. Shah"), (&w, "Sam Okafor")] {
+    for (home, name, key) in [(&g, "Dr A. Shah", "card"), (&w, "Sam Okafor", "peer_id")] {
         init(home, "professional", name);
-        let card = json(&hearth(home, &["id", "--card", "--json"]));
-        let t = grant(&p, card["card"].as_str().unwrap(), "notes", "read", "30d");
-        ok(&hearth(home, &["accept", t["token"].as_str().unwrap()]));
+        let to = if key == "card" {
+            json(&hearth(home, &["id", "--card", "--json"]))
+        } else {
+            json(&hearth(home, &["id", "--json"]))
+        };
+        let t = grant(&p, to[key].as_str().unwrap(), "notes", "read", "30d");
+        assert_eq!(t["keys_included"], true, "{t}");
+        let taken = json(&hearth(
+            home,
+            &["accept", t["token"].as_str().unwrap(), "--json"],
+        ));
+        assert!(taken["keys"].as_u64().unwrap() >= 2, "{taken}");
         tokens.push(t["id"].as_str().unwrap().to_string());
     }
     // The patient revokes the GP: notes move to a new key the GP never gets. Then she writes,

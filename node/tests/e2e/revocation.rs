@@ -14,7 +14,7 @@ use hearth_core::crypto::SymmetricKey;
 use hearth_core::grant::{self, Revocation};
 use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::keys::Identity;
-use hearth_core::record::Vault;
+use hearth_core::record::{KeyWrap, Vault};
 use hearth_node::sled_store::SledStore;
 use hearth_sync::protocol::{Message, SyncRequest, decode, encode};
 use std::collections::BTreeSet;
@@ -86,13 +86,26 @@ fn position(b: &Bundle) -> (SectionId, PeerKey, u64) {
 /// The section keys `identity` holds in `record`: every wrap in its store's keyring addressed
 /// to its agreement key, signed by the record root and opened with its secret.
 fn keys_of(vault: &Vault<SledStore>, identity: &Identity, record: &RecordId) -> Vec<SymmetricKey> {
-    vault
-        .key_wraps_to(record, &identity.agreement_public())
-        .unwrap()
+    wraps_to(vault, identity, record)
         .iter()
         .filter(|w| w.verify())
-        .map(|w| w.open(identity.agreement_secret()).unwrap())
+        .map(|w| {
+            let secret = identity.opening_secret(&w.recipient.into_array()).unwrap();
+            w.open(secret).unwrap()
+        })
         .collect()
+}
+
+/// Every key wrap of `record` in `vault` addressed to `identity`: to its agreement key, or to
+/// its device key's X25519 form (a grant made to its bare peer id).
+fn wraps_to(vault: &Vault<SledStore>, identity: &Identity, record: &RecordId) -> Vec<KeyWrap> {
+    [
+        identity.agreement_public(),
+        identity.device_agreement_public(),
+    ]
+    .iter()
+    .flat_map(|k| vault.key_wraps_to(record, k).unwrap())
+    .collect()
 }
 
 /// The newest key epoch of `section` among the wraps addressed to `identity`.
@@ -102,9 +115,7 @@ fn newest_epoch(
     record: &RecordId,
     section: &SectionId,
 ) -> Option<u32> {
-    vault
-        .key_wraps_to(record, &identity.agreement_public())
-        .unwrap()
+    wraps_to(vault, identity, record)
         .iter()
         .filter(|w| w.section == *section)
         .map(|w| w.epoch)

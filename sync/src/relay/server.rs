@@ -437,13 +437,25 @@ impl<'a, S: Store> Server<'a, S> {
                     .cloned()
                     .collect()
             }
-            (Some(a), false) if a.signed_by(&peer) => hosted
-                .wraps
-                .iter()
-                .filter(|w| w.recipient == a.key && readable.contains(&w.section))
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
+            // A grantee: wraps to its agreement key (when its device key signed it), or to its
+            // device key's X25519 form (a grant made to its bare peer id; the connection proves
+            // the peer).
+            (agreement, false) => {
+                let signed = agreement
+                    .as_ref()
+                    .filter(|a| a.signed_by(&peer))
+                    .map(|a| a.key);
+                let device = peer.device_agreement().ok().map(ByteArray::new);
+                hosted
+                    .wraps
+                    .iter()
+                    .filter(|w| {
+                        (Some(w.recipient) == signed || Some(w.recipient) == device)
+                            && readable.contains(&w.section)
+                    })
+                    .cloned()
+                    .collect()
+            }
         };
         Ok((
             StoreResponse {

@@ -62,6 +62,12 @@ fn holdable_sections<S: Store>(rec: Option<&OpenRecord<'_, S>>) -> BTreeSet<Sect
     out
 }
 
+/// Why a bundle of a section this node holds no key for is not taken from a peer's answer. Such
+/// a sync is not in sync: the peer holds what this node cannot (see [`Report::lacks_keys`]).
+pub const NO_KEY_YET: &str = "bundles of a section this node holds no key for yet: keys come \
+     with a grant made to this node's contact card or peer id, or from the patient's node at its \
+     next sync";
+
 /// A reader missing at least this many bundles of a section it holds nothing of gets the
 /// section's shared snapshot instead (when this node has one).
 pub const SNAPSHOT_MIN: u64 = 64;
@@ -120,6 +126,13 @@ pub struct Report {
     /// ([`Vault::journal`]), so that receipts of sessions served together share one commit.
     #[serde(skip)]
     pub served: Option<Box<hearth_core::audit::Action>>,
+}
+
+impl Report {
+    /// Whether bundles were left untaken for want of a section key ([`NO_KEY_YET`]).
+    pub fn lacks_keys(&self) -> bool {
+        self.refused.iter().any(|r| r == NO_KEY_YET)
+    }
 }
 
 /// This node's side of sync sessions (its vault and identity), whichever side of a round it

@@ -57,7 +57,7 @@ impl<'a, S: Store> Local<'a, S> {
         snapshots: &[ByteBuf],
         extra_devices: &[PeerKey],
         only_author: Option<PeerKey>,
-        may_write: &dyn Fn(&SectionId) -> bool,
+        refuse_section: &dyn Fn(&SectionId) -> Option<&'static str>,
         now: Timestamp,
     ) -> Result<(usize, Vec<String>), SyncError> {
         let mut refused = Vec::new();
@@ -68,8 +68,8 @@ impl<'a, S: Store> Local<'a, S> {
                 Ok(b) if only_author.is_some_and(|a| a != b.header().author) => {
                     refused.push("a pushed bundle by someone other than the pusher".into())
                 }
-                Ok(b) if !may_write(&b.header().section) => {
-                    refused.push("a bundle for a section the sender may not write".into())
+                Ok(b) if let Some(why) = refuse_section(&b.header().section) => {
+                    refused.push(why.into())
                 }
                 Ok(b) if b.header().section == SectionId::AUTH => auth.push(b),
                 Ok(b) => content.push(b),
@@ -196,7 +196,7 @@ impl<'a, S: Store> Local<'a, S> {
             &[],
             &[],
             None,
-            &|s| holdable.contains(s),
+            &|s| (!holdable.contains(s)).then_some(NO_KEY_YET),
             now,
         )?;
         refused.extend(unkeyed);

@@ -338,10 +338,11 @@ impl<'a, S: Store> Local<'a, S> {
         ))
     }
 
-    /// Every key a grantee on `list` may read, wrapped to the agreement key its grant's keys
-    /// were wrapped to (known only for grants issued with the grantee's card): so keys of new
-    /// epochs (after a revocation moved sections to new keys) reach grantees through the relay
-    /// while the patient's node is offline.
+    /// Every key a grantee on `list` may read, wrapped to the key its grant's keys were wrapped
+    /// to (the agreement key of its card, or its device key's X25519 form for a grant made to a
+    /// bare peer id), or else to that X25519 form: so keys of new epochs (after a revocation
+    /// moved sections to new keys) reach grantees through the relay while the patient's node
+    /// is offline.
     fn grantee_wraps(
         &self,
         rec: &OpenRecord<'_, S>,
@@ -357,12 +358,18 @@ impl<'a, S: Store> Local<'a, S> {
         };
         let chains = rec.recorded_chains();
         let mut out = Vec::new();
-        for e in list.entries.iter().filter(|e| !e.device && e.until >= now) {
+        // Only readers: the auth document's key goes with a key-carrying scope alone.
+        for e in list
+            .entries
+            .iter()
+            .filter(|e| !e.device && e.until >= now && !e.read.is_empty())
+        {
             let agreement = chains
                 .iter()
                 .filter_map(|c| c.last())
                 .filter(|g| g.body().audience == e.peer)
-                .find_map(|g| g.body().keys.first().map(|w| w.recipient.into_array()));
+                .find_map(|g| g.body().keys.first().map(|w| w.recipient.into_array()))
+                .or_else(|| e.peer.device_agreement().ok());
             let Some(agreement) = agreement else { continue };
             let mut sections = e.read.clone();
             sections.push(SectionId::AUTH);
@@ -482,7 +489,8 @@ impl<'a, S: Store> Local<'a, S> {
         report.in_sync = push.is_empty()
             && !pushes_refused
             && !resp.more
-            && report.sections.iter().all(|s| s.behind == 0);
+            && report.sections.iter().all(|s| s.behind == 0)
+            && !report.lacks_keys();
         let next = if !push.is_empty() || resp.more {
             let mut req = self.relay_start(record, relay, now, rng)?;
             // The list, the wraps and the letters went with the first request.

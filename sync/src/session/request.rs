@@ -19,10 +19,9 @@ impl<'a, S: Store> Local<'a, S> {
         now: Timestamp,
         report: &mut Report,
     ) -> Result<Option<OpenRecord<'a, S>>, SyncError> {
-        let mine = self.identity.agreement_public();
         let wraps: Vec<_> = wraps
             .into_iter()
-            .filter(|w| w.recipient.into_array() == mine && w.record == *record)
+            .filter(|w| w.is_for(self.identity, record))
             .collect();
         if !self.identity.holds_root_of(record)
             && (!wraps.is_empty() || self.vault.records()?.contains(record))
@@ -39,7 +38,7 @@ impl<'a, S: Store> Local<'a, S> {
             snapshots,
             devices,
             None,
-            &|s| holdable.contains(s),
+            &|s| (!holdable.contains(s)).then_some(NO_KEY_YET),
             now,
         )?;
         report.received = stored;
@@ -171,8 +170,10 @@ impl<'a, S: Store> Local<'a, S> {
         };
         report.sent = push.len();
         report.sections = statuses(&ours, &resp.have);
-        report.in_sync =
-            push.is_empty() && !resp.more && report.sections.iter().all(|s| s.behind == 0);
+        report.in_sync = push.is_empty()
+            && !resp.more
+            && report.sections.iter().all(|s| s.behind == 0)
+            && !report.lacks_keys();
         let next = if !push.is_empty() || resp.more {
             let mut req = self.start_as(record, remote, true, now)?;
             req.push = push;

@@ -129,7 +129,10 @@ impl<'a, S: Store> Local<'a, S> {
                 &[],
                 &[],
                 only,
-                &|s| rights.may_write(s, &dir),
+                &|s| {
+                    (!rights.may_write(s, &dir))
+                        .then_some("a bundle for a section the sender may not write")
+                },
                 now,
             )?;
             report.received = stored;

@@ -5,6 +5,7 @@ mod disputes;
 mod hostile_bundles;
 mod memo;
 mod merge;
+mod peer_grant;
 mod restore;
 mod revoke;
 

@@ -1,0 +1,90 @@
+//! A grant made to a bare peer id carries the section keys, wrapped to the X25519 form of the
+//! grantee's device key ([`crate::ids::PeerKey::device_agreement`]): the grantee reads with
+//! nothing but the grant and the bundles (from a relay, say), and nobody else's keys open them.
+
+use crate::bundle::Bundle;
+use crate::grant::{Ability, Grant, GrantSpec};
+use crate::ids::{RecordId, SectionId};
+use crate::keys::{Identity, Role};
+use crate::record::{KeyWrap, Vault};
+use crate::store::MemoryStore;
+use crate::test_utils::{TEST_NOW, TestRng, patient_record};
+use serde_json::json;
+
+/// Every bundle `from` holds of `record`, stored as they are in `to` (as a relay would serve
+/// them; the checks of who may write are the sync layer's and not what this test is about).
+fn copy_record(from: &Vault<MemoryStore>, to: &Vault<MemoryStore>, record: &RecordId) {
+    let sections: Vec<SectionId> = from.held_sections(record).unwrap().into_keys().collect();
+    for sid in sections {
+        for author in from.heads(record, &sid).unwrap().keys() {
+            let mut budget = usize::MAX;
+            let raw = from
+                .bundles_from(record, &sid, author, 1, &mut budget)
+                .unwrap();
+            let bundles: Vec<Bundle> = raw.iter().map(|b| Bundle::decode(b).unwrap()).collect();
+            to.store_remote(record, bundles, TEST_NOW, &mut |_| Ok(()))
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_grant_to_a_bare_peer_id_carries_keys_only_its_holder_opens() {
+    let mut rng = TestRng::new(91);
+    let patient_vault = Vault::new(MemoryStore::new());
+    let (patient, rid) = patient_record(&patient_vault, "Pat", TEST_NOW, &mut rng);
+    let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
+    let (other, _) = Identity::generate(Role::Professional, "Dr Other".into(), &mut rng);
+    let notes = "notes".parse().unwrap();
+    let mut rec = patient_vault.open_record(&patient, &rid).unwrap();
+    rec.add_entry(&notes, &json!({"text": "seen today"}), TEST_NOW, &mut rng)
+        .unwrap();
+
+    // The patient knows only the GP's peer id.
+    let recipient = gp.peer().device_agreement().unwrap();
+    assert_eq!(recipient, gp.device_agreement_public());
+    assert_ne!(recipient, gp.agreement_public());
+    let spec = GrantSpec::new(
+        gp.peer(),
+        "notes".parse().unwrap(),
+        Ability::Read,
+        TEST_NOW,
+        TEST_NOW.saturating_add_millis(86_400_000),
+    );
+    let keys = rec
+        .wrap_keys_for(recipient, &spec.scopes, &mut rng)
+        .unwrap();
+    assert!(keys.len() >= 2, "the notes key and the auth document's");
+    let g = Grant::issue_root(&patient, spec, &keys, &mut rng).unwrap();
+    drop(rec);
+
+    // Addressed to the GP alone.
+    let wrap: &KeyWrap = &g.body().keys[0];
+    assert!(wrap.is_for(&gp, &rid));
+    assert!(!wrap.is_for(&other, &rid));
+    assert!(!wrap.is_for(&gp, &RecordId([7; 32])));
+    assert!(wrap.open(other.agreement_secret()).is_err());
+    assert!(wrap.open(gp.agreement_secret()).is_err());
+
+    // The GP's node takes the keys in with the grant, and reads the bundles with them.
+    let gp_vault = Vault::new(MemoryStore::new());
+    let accepted = gp_vault
+        .accept_grant(&gp, std::slice::from_ref(&g), TEST_NOW)
+        .unwrap();
+    assert_eq!(accepted.wraps, keys.len());
+    copy_record(&patient_vault, &gp_vault, &rid);
+    let mut theirs = gp_vault.open_record(&gp, &rid).unwrap();
+    let view = theirs.show(&notes).unwrap();
+    assert_eq!(view.entries.len(), 1);
+    assert_eq!(view.entries[0].body["text"], "seen today");
+
+    // The same wraps and bundles in another professional's node open nothing.
+    let other_vault = Vault::new(MemoryStore::new());
+    other_vault.register_replica(&rid, &keys, TEST_NOW).unwrap();
+    copy_record(&patient_vault, &other_vault, &rid);
+    let held = other_vault
+        .open_record(&other, &rid)
+        .map(|r| r.keys_held())
+        .unwrap_or_default();
+    assert!(held.is_empty(), "{held:?}");
+}
