@@ -22,7 +22,7 @@ use crate::holding::Builder;
 use crate::measure::{disk_usage, ms, size_label};
 use crate::probe::{self, Probe};
 use crate::report::{Figure, Report};
-use crate::sync::{self, INCREMENTS, Pair};
+use crate::sync::{self, INCREMENTS, Pair, WARM_UP};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -252,7 +252,7 @@ fn record_size(c: &mut Curves, n: usize) -> Result<()> {
     c.add(Which::InitialBytes, n, hb as f64, ab as f64);
     let [(it, _), (ait, _)] = sync::incremental_medians(&mut x, n)?;
     c.add(Which::IncrementalMs, n, ms(it), ms(ait));
-    let held = n + INCREMENTS;
+    let held = n + WARM_UP + INCREMENTS;
 
     // Close both stores: a child opens the GP's.
     let Pair {

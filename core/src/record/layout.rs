@@ -24,7 +24,7 @@
 //! | `M/format` | the store's format version (written by [`crate::store::check_format`], not here) |
 //!
 //! No kind's letter begins another kind's key (tested below): a scan of one kind never reads
-//! another's.
+//! another's. `C` and `S` are the [`BULKY_KINDS`], which a store may keep apart.
 
 use crate::ids::{PeerKey, RecordId, SectionId};
 
@@ -45,6 +45,12 @@ mod tag {
     pub(super) const LOCAL: u8 = b'N';
     pub(super) const QUARANTINE: u8 = b'Q';
 }
+
+/// The kinds whose values grow with a section's history: its local and shared snapshots,
+/// megabytes at 50,000 entries. A store whose pages hold neighbouring keys together (sled)
+/// keeps these apart from the small keys written on every change, or each commit next to them
+/// rewrites a page carrying megabytes, and every read of a neighbour copies it (issue #16).
+pub const BULKY_KINDS: [u8; 2] = [tag::CACHE, tag::SHARED];
 
 /// A key of kind `tag`: the letter, then `parts` as they are.
 fn key(tag: u8, parts: &[&[u8]]) -> Vec<u8> {

@@ -91,6 +91,7 @@ pub use held::{
     WriteRules,
 };
 pub use inbox::{Accepted, TakeError};
+pub use layout::BULKY_KINDS;
 pub use ledger::{AuthItem, LedgerItem, MAX_HELD_CHAINS};
 pub use proxy::MAX_PROXY_REQUESTS;
 pub use relay_audit::MAX_RELAYED_PER_RECORD;

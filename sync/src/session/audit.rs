@@ -112,6 +112,7 @@ impl<S: Store> Local<'_, S> {
     /// the patient's devices (its first session) it reports the head alone.
     pub(super) fn journal_for(
         &self,
+        rec: Option<&OpenRecord<'_, S>>,
         record: &RecordId,
         remote: &PeerKey,
     ) -> (Vec<ByteBuf>, Option<u64>) {
@@ -121,10 +122,7 @@ impl<S: Store> Local<'_, S> {
         let Ok((events, head)) = self.vault.journal_to_send(record) else {
             return (Vec::new(), None);
         };
-        let to_patient = self
-            .vault
-            .open_record(self.identity, record)
-            .is_ok_and(|r| r.device_certs().iter().any(|d| d.peer == *remote));
+        let to_patient = rec.is_some_and(|r| r.device_certs().iter().any(|d| d.peer == *remote));
         if !to_patient {
             return (Vec::new(), Some(head));
         }

@@ -244,13 +244,6 @@ impl<'a, S: Store> Local<'a, S> {
         Ok(chains.into_iter().map(ByteBuf::from).collect())
     }
 
-    fn keys_held(&self, record: &RecordId) -> Vec<(SectionId, u32)> {
-        self.vault
-            .open_record(self.identity, record)
-            .map(|r| r.keys_held())
-            .unwrap_or_default()
-    }
-
     /// Whether `remote` is a party to `record` that this node would sync with, and if so the
     /// sections it may be told about (`None`: every section this node holds).
     ///
@@ -261,8 +254,11 @@ impl<'a, S: Store> Local<'a, S> {
     ///   here yet (a grantee or a newly linked device before its first sync): everything held
     ///   (such a node holds only what its grants or its link gave it);
     /// - anyone else: `None`.
+    ///
+    /// `rec` is the record as this node holds it (open), if it can open it.
     fn party(
         &self,
+        rec: Option<&OpenRecord<'a, S>>,
         record: &RecordId,
         remote: &PeerKey,
         named_by_user: bool,
@@ -271,15 +267,15 @@ impl<'a, S: Store> Local<'a, S> {
         if *remote == self.identity.peer() {
             return None;
         }
-        let rec = self.vault.open_record(self.identity, record).ok();
-        let devices_known = rec.as_ref().is_some_and(|r| !r.device_certs().is_empty());
-        if rec.is_some()
-            && let Ok(may) = self.holdable_by(record, remote, now)
+        let devices_known = rec.is_some_and(|r| !r.device_certs().is_empty());
+        if let Some(r) = rec
+            && let Ok(mut may) = self.holdable_in(r, std::slice::from_ref(remote), now)
+            && let Some(may) = may.remove(remote)
             && !may.is_empty()
         {
             return Some(Some(may));
         }
-        if let Some(r) = rec.as_ref()
+        if let Some(r) = rec
             && self.identity.holds_root_of(record)
         {
             let wrote = Self::past_append_sections(r, remote);

@@ -70,14 +70,17 @@ impl<'a, S: Store> Local<'a, S> {
         named_by_user: bool,
         now: Timestamp,
     ) -> Result<SyncRequest, SyncError> {
+        // Opened once for every question below (each open would load the auth document).
+        let rec = self.vault.open_record(self.identity, &record).ok();
         let may = self
-            .party(&record, &remote, named_by_user, now)
+            .party(rec.as_ref(), &record, &remote, named_by_user, now)
             .ok_or(SyncError::NotAParty)?;
         let held = self.vault.held_sections(&record)?;
         let holds = |s: &SectionId| may.as_ref().is_none_or(|m| m.contains(s));
-        let mut keys = self.keys_held(&record);
+        let mut keys = rec.as_ref().map(|r| r.keys_held()).unwrap_or_default();
         keys.retain(|(s, _)| holds(s));
-        let (audit, audit_head) = self.journal_for(&record, &remote);
+        let (audit, audit_head) = self.journal_for(rec.as_ref(), &record, &remote);
+        drop(rec);
         let emergency = self.emergency_for(&record, &remote, now);
         Ok(SyncRequest {
             v: 1,

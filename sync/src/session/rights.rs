@@ -295,6 +295,17 @@ impl<'a, S: Store> Local<'a, S> {
         now: Timestamp,
     ) -> Result<BTreeMap<PeerKey, BTreeSet<SectionId>>, SyncError> {
         let rec = self.vault.open_record(self.identity, record)?;
+        self.holdable_in(&rec, peers, now)
+    }
+
+    /// [`Local::holdable_by_many`] in a record already open.
+    pub(super) fn holdable_in(
+        &self,
+        rec: &OpenRecord<'_, S>,
+        peers: &[PeerKey],
+        now: Timestamp,
+    ) -> Result<BTreeMap<PeerKey, BTreeSet<SectionId>>, SyncError> {
+        let record = &rec.id();
         let devices: BTreeSet<PeerKey> = rec.device_certs().into_iter().map(|d| d.peer).collect();
         let revoked = rec.revoked_grants();
         let chains = rec.recorded_chains();
