@@ -210,6 +210,36 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         self.wrap_held_keys(recipient, sections.iter().copied(), held, rng)
     }
 
+    /// Every key of `sections` wrapped to `recipient` (owner only): the wraps the keyring
+    /// already holds for it, and new ones for the keys it lacks, which are kept, so that a
+    /// relay supplied every few seconds is not sent freshly sealed copies each time (HPKE
+    /// seals are randomised). Kept wraps are ciphertext to their recipient, signed by the root
+    /// like every other; this device never opens them.
+    pub fn kept_wraps_for(
+        &self,
+        recipient: [u8; 32],
+        sections: &[SectionId],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<KeyWrap>> {
+        let mut out: Vec<KeyWrap> = self
+            .vault
+            .key_wraps_to(&self.id, &recipient)?
+            .into_iter()
+            .filter(|w| sections.contains(&w.section))
+            .collect();
+        let have: Vec<(SectionId, u32)> = out.iter().map(|w| (w.section, w.epoch)).collect();
+        let fresh = self.wrap_held_keys(recipient, sections.iter().copied(), &have, rng)?;
+        if !fresh.is_empty() {
+            let mut batch = Batch::new();
+            for w in &fresh {
+                put_wrap(&mut batch, w)?;
+            }
+            self.vault.store.commit(batch)?;
+        }
+        out.extend(fresh);
+        Ok(out)
+    }
+
     /// Wraps to `recipient` the keys of the auth document and of every held section that the
     /// scopes let its holder read (owner only), signed by the record root: those of
     /// [`crate::grant::key_sections`], so none at all for `relay` scopes.

@@ -373,7 +373,7 @@ impl<'a, S: Store> Local<'a, S> {
             let Some(agreement) = agreement else { continue };
             let mut sections = e.read.clone();
             sections.push(SectionId::AUTH);
-            out.extend(rec.wrap_missing_keys(agreement, &sections, &[], rng)?);
+            out.extend(rec.kept_wraps_for(agreement, &sections, rng)?);
             if out.len() >= crate::relay::wire::MAX_WRAPS {
                 break;
             }
@@ -396,7 +396,8 @@ impl<'a, S: Store> Local<'a, S> {
             let Some(agreement) = a.agreement else {
                 continue;
             };
-            out.extend(rec.wrap_keys_for(agreement.into_array(), &a.scopes, rng)?);
+            let sections = grant::key_sections(&a.scopes, rec.directory());
+            out.extend(rec.kept_wraps_for(agreement.into_array(), &sections, rng)?);
             if out.len() >= crate::relay::wire::MAX_WRAPS {
                 break;
             }

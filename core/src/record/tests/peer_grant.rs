@@ -88,3 +88,42 @@ fn a_grant_to_a_bare_peer_id_carries_keys_only_its_holder_opens() {
         .unwrap_or_default();
     assert!(held.is_empty(), "{held:?}");
 }
+
+/// The wraps a patient's node makes for a grantee when it supplies a relay are kept and sent
+/// again as they are: a second supply makes none, and a key rotation adds only the new epoch's.
+#[test]
+fn wraps_made_for_a_grantee_are_kept_and_reused() {
+    let mut rng = TestRng::new(92);
+    let vault = Vault::new(MemoryStore::new());
+    let (patient, rid) = patient_record(&vault, "Pat", TEST_NOW, &mut rng);
+    let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
+    let notes = "notes".parse().unwrap();
+    let mut rec = vault.open_record(&patient, &rid).unwrap();
+    rec.add_entry(&notes, &json!({"text": "seen today"}), TEST_NOW, &mut rng)
+        .unwrap();
+    let sid = *rec
+        .directory()
+        .iter()
+        .find(|(_, n)| **n == notes)
+        .unwrap()
+        .0;
+    let sections = [sid, SectionId::AUTH];
+    let to = gp.peer().device_agreement().unwrap();
+    let sorted = |mut v: Vec<KeyWrap>| {
+        v.sort_by_key(|w| (w.section, w.epoch));
+        v
+    };
+    let first = sorted(rec.kept_wraps_for(to, &sections, &mut rng).unwrap());
+    assert_eq!(first.len(), 2);
+    assert_eq!(vault.key_wraps_to(&rid, &to).unwrap().len(), 2, "kept");
+    let again = sorted(rec.kept_wraps_for(to, &sections, &mut rng).unwrap());
+    assert_eq!(again, first, "the same wraps, not new seals");
+    assert!(again.iter().all(|w| w.verify() && w.is_for(&gp, &rid)));
+    // Only the sections asked for.
+    assert_eq!(rec.kept_wraps_for(to, &[sid], &mut rng).unwrap().len(), 1);
+    // A rotation: the next supply adds the new epoch's wraps and keeps the old.
+    rec.rotate_keys(&[sid], TEST_NOW, &mut rng).unwrap();
+    let after = rec.kept_wraps_for(to, &sections, &mut rng).unwrap();
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(after.iter().any(|w| w.section == sid && w.epoch == 1));
+}
