@@ -97,17 +97,20 @@ impl SledStore {
         let dir = dir.to_path_buf();
         // sled can panic on some kinds of damaged files; a damaged store must give an error,
         // never a crash.
+        // That covers opening the second tree and moving old snapshots into it too.
         let opened = std::panic::catch_unwind(move || {
-            sled::Config::new().path(dir).flush_every_ms(None).open()
+            let db = sled::Config::new()
+                .path(dir)
+                .flush_every_ms(None)
+                .open()
+                .map_err(io)?;
+            let bulky = db.open_tree(BULKY_TREE).map_err(io)?;
+            let store = SledStore { db, bulky };
+            store.move_bulky()?;
+            Ok(store)
         });
         match opened {
-            Ok(Ok(db)) => {
-                let bulky = db.open_tree(BULKY_TREE).map_err(io)?;
-                let store = SledStore { db, bulky };
-                store.move_bulky()?;
-                Ok(store)
-            }
-            Ok(Err(e)) => Err(io(e)),
+            Ok(r) => r,
             Err(_) => Err(StoreError::Corrupt(
                 "the store's files could not be read".into(),
             )),
