@@ -141,6 +141,16 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
         )
     };
     let (audience, card) = parse_recipient(args.to.as_deref().ok_or_else(|| missing("--to"))?)?;
+    // Keys travel in the grant: to the agreement key the card certifies, or, for a bare peer
+    // id, to the X25519 form of that device key, so the grantee reads through a relay while
+    // this node is offline (THREAT_MODEL.md, "A grant to a bare peer id"). Checked before
+    // anything is written.
+    let recipient = match &card {
+        Some(c) => c.body().agreement.into_array(),
+        None => audience.device_agreement().map_err(|_| {
+            invalid("--to: that peer id is not a usable device key (no keys can be wrapped to it)")
+        })?,
+    };
     let spec = parse_spec(
         args.sections
             .as_deref()
@@ -178,15 +188,6 @@ fn issue(ctx: &Ctx, args: GrantArgs) -> Result<(), Failure> {
     // sections they may add to are made if the record has none yet (only this device can).
     Grant::issue_root(&identity, gspec.clone(), &[], &mut rng).map_err(refusal)?;
     let created = rec.create_sections_for(&gspec.scopes, t, &mut rng)?;
-    // Keys travel in the grant: to the agreement key the card certifies, or, for a bare peer
-    // id, to the X25519 form of that device key, so the grantee reads through a relay while
-    // this node is offline (docs/THREAT_MODEL.md, "Keys for a grant to a peer id").
-    let recipient = match &card {
-        Some(c) => c.body().agreement.into_array(),
-        None => audience.device_agreement().map_err(|_| {
-            invalid("--to: that peer id is not a usable device key (no keys can be wrapped to it)")
-        })?,
-    };
     let keys = rec.wrap_keys_for(recipient, &gspec.scopes, &mut rng)?;
     let g = Grant::issue_root(&identity, gspec, &keys, &mut rng).map_err(refusal)?;
     let token = grant::chain_to_token(std::slice::from_ref(&g));
