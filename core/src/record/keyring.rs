@@ -1,7 +1,7 @@
 //! The keyring: section keys wrapped to this device (and to others), unwrapped on opening,
 //! wrapped to new recipients, and rotated.
 
-use super::layout::{k_escrow, k_escrow_prefix, k_wrap, k_wrap_prefix};
+use super::layout::{Stored, k_escrow, k_escrow_prefix, k_wrap, k_wrap_prefix, parse};
 use super::memo::UnwrapMemo;
 use super::{OpenRecord, RecordError, Result, Vault, cbor, decbor, json_string};
 use crate::crypto::SymmetricKey;
@@ -101,12 +101,26 @@ impl<S: Store> Vault<S> {
 
     /// Key wraps of `record` addressed to `recipient`.
     pub fn key_wraps_to(&self, record: &RecordId, recipient: &[u8; 32]) -> Result<Vec<KeyWrap>> {
+        self.wraps_where(record, |to| to == recipient)
+    }
+
+    /// Key wraps of `record` whose recipient (read from the key, before the value is decoded)
+    /// passes `to`, and whose value agrees with the key.
+    pub(super) fn wraps_where(
+        &self,
+        record: &RecordId,
+        to: impl Fn(&[u8; 32]) -> bool,
+    ) -> Result<Vec<KeyWrap>> {
         Ok(self
             .store
             .scan_prefix(&k_wrap_prefix(record))?
             .into_iter()
-            .filter_map(|(_, v)| decbor::<KeyWrap>(&v).ok())
-            .filter(|w| w.recipient.into_array() == *recipient)
+            .filter_map(|(k, v)| match parse(&k) {
+                Stored::Wrap(_, _, _, r) if to(&r) => decbor::<KeyWrap>(&v)
+                    .ok()
+                    .filter(|w| w.recipient.into_array() == r),
+                _ => None,
+            })
             .collect())
     }
 }
@@ -128,18 +142,20 @@ impl<'v, S: Store> OpenRecord<'v, S> {
 
     /// Unwraps every section key addressed to this device.
     pub(super) fn load_keys(&mut self) -> Result<()> {
-        for (_, v) in self.vault.store.scan_prefix(&k_wrap_prefix(&self.id))? {
+        // Wraps to others (grantees, escrow) are passed over by their key, undecoded.
+        for (k, v) in self.vault.store.scan_prefix(&k_wrap_prefix(&self.id))? {
+            let Stored::Wrap(_, _, _, to) = parse(&k) else {
+                continue;
+            };
+            let Some(secret) = self.identity.opening_secret(&to) else {
+                continue;
+            };
             let Ok(w) = decbor::<KeyWrap>(&v) else {
                 continue;
             };
-            let to = w.recipient.into_array();
-            let Some(secret) = self
-                .identity
-                .opening_secret(&to)
-                .filter(|_| w.record == self.id)
-            else {
+            if w.record != self.id || w.recipient.into_array() != to {
                 continue;
-            };
+            }
             let memo = UnwrapMemo::name(&to, &v);
             if let Some(k) = self.vault.memo.keys.get(&memo) {
                 self.keys.entry(w.section).or_default().insert(w.epoch, k);
@@ -210,33 +226,38 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         self.wrap_held_keys(recipient, sections.iter().copied(), held, rng)
     }
 
-    /// Every key of `sections` wrapped to `recipient` (owner only): the wraps the keyring
-    /// already holds for it, and new ones for the keys it lacks, which are kept, so that a
-    /// relay supplied every few seconds is not sent freshly sealed copies each time (HPKE
-    /// seals are randomised). Kept wraps are ciphertext to their recipient, signed by the root
-    /// like every other; this device never opens them.
+    /// For each (recipient, sections) of `wanted`, every key of those sections wrapped to that
+    /// recipient (owner only): the wraps the keyring already holds for it, and new ones for the
+    /// keys it lacks, which are kept (one scan, one commit), so that a relay supplied every few
+    /// seconds is not sent freshly sealed copies each time (HPKE seals are randomised). Kept
+    /// wraps are ciphertext to their recipients, signed by the root like every other; this
+    /// device never opens them.
     pub fn kept_wraps_for(
         &self,
-        recipient: [u8; 32],
-        sections: &[SectionId],
+        wanted: &[([u8; 32], Vec<SectionId>)],
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<KeyWrap>> {
-        let mut out: Vec<KeyWrap> = self
+        let kept = self
             .vault
-            .key_wraps_to(&self.id, &recipient)?
-            .into_iter()
-            .filter(|w| sections.contains(&w.section))
-            .collect();
-        let have: Vec<(SectionId, u32)> = out.iter().map(|w| (w.section, w.epoch)).collect();
-        let fresh = self.wrap_held_keys(recipient, sections.iter().copied(), &have, rng)?;
-        if !fresh.is_empty() {
-            let mut batch = Batch::new();
+            .wraps_where(&self.id, |to| wanted.iter().any(|(r, _)| r == to))?;
+        let mut out = Vec::new();
+        let mut batch = Batch::new();
+        for (recipient, sections) in wanted {
+            let mine: Vec<&KeyWrap> = kept
+                .iter()
+                .filter(|w| w.recipient.into_array() == *recipient && sections.contains(&w.section))
+                .collect();
+            let have: Vec<(SectionId, u32)> = mine.iter().map(|w| (w.section, w.epoch)).collect();
+            let fresh = self.wrap_held_keys(*recipient, sections.iter().copied(), &have, rng)?;
             for w in &fresh {
                 put_wrap(&mut batch, w)?;
             }
+            out.extend(mine.into_iter().cloned());
+            out.extend(fresh);
+        }
+        if !batch.is_empty() {
             self.vault.store.commit(batch)?;
         }
-        out.extend(fresh);
         Ok(out)
     }
 

@@ -43,7 +43,8 @@ fn connect_from_elsewhere(to: SocketAddr) -> Option<TcpStream> {
 }
 
 /// `hearth sync --with peer --wait` on `home`, tried again every 500 ms until it ends in sync
-/// or `within` passes: whether it did, and how many tries it took.
+/// or `within` passes: whether it did, and how many tries it took (with the last try's output
+/// when it did not).
 fn sync_within(home: &std::path::Path, peer: &str, within: Duration) -> (bool, String) {
     let t = Instant::now();
     let mut tries = 0;

@@ -124,8 +124,10 @@ impl<'a, S: Store> Local<'a, S> {
                     Some(k) => self.vault.key_wraps_to(&record, &k)?,
                     None => Vec::new(),
                 };
-                wraps.extend(self.grantee_wraps(r, &list, now, rng)?);
-                wraps.extend(self.escrow_wraps(r, now, rng)?);
+                // Grantees' keys and emergency escrow, kept once made: one scan, one commit.
+                let mut wanted = self.grantee_recipients(r, &list, now);
+                wanted.extend(Self::escrow_recipients(r, now));
+                wraps.extend(r.kept_wraps_for(&wanted, rng)?);
                 (
                     Some(ByteBuf::from(list.to_bytes())),
                     wraps
@@ -338,26 +340,27 @@ impl<'a, S: Store> Local<'a, S> {
         ))
     }
 
-    /// Every key a grantee on `list` may read, wrapped to the key its grant's keys were wrapped
-    /// to (the agreement key of its card, or its device key's X25519 form for a grant made to a
-    /// bare peer id), or else to that X25519 form: so keys of new epochs (after a revocation
-    /// moved sections to new keys) reach grantees through the relay while the patient's node
-    /// is offline.
-    fn grantee_wraps(
+    /// Who gets which keys among the grantees on `list`: each reader, with the sections it
+    /// may read and the auth document, to the key its grant's keys were wrapped to (the
+    /// agreement key of its card, or its device key's X25519 form for a grant made to a bare
+    /// peer id), or else to that X25519 form. So keys of new epochs (after a revocation moved
+    /// sections to new keys) reach grantees through the relay while the patient's node is
+    /// offline.
+    fn grantee_recipients(
         &self,
         rec: &OpenRecord<'_, S>,
         list: &SignedAccess,
         now: Timestamp,
-        rng: &mut impl CryptoRng,
-    ) -> Result<Vec<hearth_core::record::KeyWrap>, SyncError> {
+    ) -> Vec<([u8; 32], Vec<SectionId>)> {
         let Some(me) = self.identity.record_id() else {
-            return Ok(Vec::new());
+            return Vec::new();
         };
         let Ok(list) = AccessList::open_own(list, &me) else {
-            return Ok(Vec::new());
+            return Vec::new();
         };
         let chains = rec.recorded_chains();
         let mut out = Vec::new();
+        let mut wraps = 0;
         // Only readers: the auth document's key goes with a key-carrying scope alone.
         for e in list
             .entries
@@ -373,37 +376,36 @@ impl<'a, S: Store> Local<'a, S> {
             let Some(agreement) = agreement else { continue };
             let mut sections = e.read.clone();
             sections.push(SectionId::AUTH);
-            out.extend(rec.kept_wraps_for(agreement, &sections, rng)?);
-            if out.len() >= crate::relay::wire::MAX_WRAPS {
+            wraps += sections.len();
+            out.push((agreement, sections));
+            if wraps >= crate::relay::wire::MAX_WRAPS {
                 break;
             }
         }
-        out.truncate(crate::relay::wire::MAX_WRAPS);
-        Ok(out)
+        out
     }
 
-    /// The keys of every emergency arrangement's sections (and of the auth document), wrapped
-    /// to the arranged organisation's agreement key: escrowed with the relay, which hands them
-    /// only to a professional whose use it accepted, for the organisation to release to them.
-    fn escrow_wraps(
-        &self,
+    /// The keys of every emergency arrangement's sections (and of the auth document), for the
+    /// arranged organisation's agreement key: escrowed with the relay, which hands them only
+    /// to a professional whose use it accepted, for the organisation to release to them.
+    fn escrow_recipients(
         rec: &OpenRecord<'_, S>,
         now: Timestamp,
-        rng: &mut impl CryptoRng,
-    ) -> Result<Vec<hearth_core::record::KeyWrap>, SyncError> {
+    ) -> Vec<([u8; 32], Vec<SectionId>)> {
         let mut out = Vec::new();
+        let mut wraps = 0;
         for a in rec.arrangements(now).into_values() {
             let Some(agreement) = a.agreement else {
                 continue;
             };
             let sections = grant::key_sections(&a.scopes, rec.directory());
-            out.extend(rec.kept_wraps_for(agreement.into_array(), &sections, rng)?);
-            if out.len() >= crate::relay::wire::MAX_WRAPS {
+            wraps += sections.len();
+            out.push((agreement.into_array(), sections));
+            if wraps >= crate::relay::wire::MAX_WRAPS {
                 break;
             }
         }
-        out.truncate(crate::relay::wire::MAX_WRAPS);
-        Ok(out)
+        out
     }
 
     /// Handles a relay's answer: stores what it sent by this node's own rules, then pushes

@@ -28,17 +28,30 @@ fn copy_record(from: &Vault<MemoryStore>, to: &Vault<MemoryStore>, record: &Reco
     }
 }
 
+/// A patient's vault holding one note ("seen today"), the patient, the record, and a GP.
+fn a_note_and_a_gp(rng: &mut TestRng) -> (Vault<MemoryStore>, Identity, RecordId, Identity) {
+    let vault = Vault::new(MemoryStore::new());
+    let (patient, rid) = patient_record(&vault, "Pat", TEST_NOW, rng);
+    let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), rng);
+    vault
+        .open_record(&patient, &rid)
+        .unwrap()
+        .add_entry(&notes(), &json!({"text": "seen today"}), TEST_NOW, rng)
+        .unwrap();
+    (vault, patient, rid, gp)
+}
+
+fn notes() -> crate::section::SectionName {
+    "notes".parse().unwrap()
+}
+
 #[test]
 fn a_grant_to_a_bare_peer_id_carries_keys_only_its_holder_opens() {
     let mut rng = TestRng::new(91);
-    let patient_vault = Vault::new(MemoryStore::new());
-    let (patient, rid) = patient_record(&patient_vault, "Pat", TEST_NOW, &mut rng);
-    let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
+    let (patient_vault, patient, rid, gp) = a_note_and_a_gp(&mut rng);
     let (other, _) = Identity::generate(Role::Professional, "Dr Other".into(), &mut rng);
-    let notes = "notes".parse().unwrap();
-    let mut rec = patient_vault.open_record(&patient, &rid).unwrap();
-    rec.add_entry(&notes, &json!({"text": "seen today"}), TEST_NOW, &mut rng)
-        .unwrap();
+    let notes = notes();
+    let rec = patient_vault.open_record(&patient, &rid).unwrap();
 
     // The patient knows only the GP's peer id.
     let recipient = gp.peer().device_agreement().unwrap();
@@ -94,13 +107,9 @@ fn a_grant_to_a_bare_peer_id_carries_keys_only_its_holder_opens() {
 #[test]
 fn wraps_made_for_a_grantee_are_kept_and_reused() {
     let mut rng = TestRng::new(92);
-    let vault = Vault::new(MemoryStore::new());
-    let (patient, rid) = patient_record(&vault, "Pat", TEST_NOW, &mut rng);
-    let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
-    let notes = "notes".parse().unwrap();
+    let (vault, patient, rid, gp) = a_note_and_a_gp(&mut rng);
+    let notes = notes();
     let mut rec = vault.open_record(&patient, &rid).unwrap();
-    rec.add_entry(&notes, &json!({"text": "seen today"}), TEST_NOW, &mut rng)
-        .unwrap();
     let sid = *rec
         .directory()
         .iter()
@@ -113,17 +122,36 @@ fn wraps_made_for_a_grantee_are_kept_and_reused() {
         v.sort_by_key(|w| (w.section, w.epoch));
         v
     };
-    let first = sorted(rec.kept_wraps_for(to, &sections, &mut rng).unwrap());
+    let wanted = [(to, sections.to_vec())];
+    let first = sorted(rec.kept_wraps_for(&wanted, &mut rng).unwrap());
     assert_eq!(first.len(), 2);
     assert_eq!(vault.key_wraps_to(&rid, &to).unwrap().len(), 2, "kept");
-    let again = sorted(rec.kept_wraps_for(to, &sections, &mut rng).unwrap());
+    let again = sorted(rec.kept_wraps_for(&wanted, &mut rng).unwrap());
     assert_eq!(again, first, "the same wraps, not new seals");
     assert!(again.iter().all(|w| w.verify() && w.is_for(&gp, &rid)));
     // Only the sections asked for.
-    assert_eq!(rec.kept_wraps_for(to, &[sid], &mut rng).unwrap().len(), 1);
+    assert_eq!(
+        rec.kept_wraps_for(&[(to, vec![sid])], &mut rng)
+            .unwrap()
+            .len(),
+        1
+    );
+    // Two recipients in one call: each gets its own, the kept ones unchanged.
+    let (other, _) = Identity::generate(Role::Professional, "Dr Other".into(), &mut rng);
+    let other_to = other.peer().device_agreement().unwrap();
+    let both = rec
+        .kept_wraps_for(&[(to, sections.to_vec()), (other_to, vec![sid])], &mut rng)
+        .unwrap();
+    assert_eq!(both.len(), 3);
+    assert_eq!(both.iter().filter(|w| w.is_for(&other, &rid)).count(), 1);
+    assert_eq!(sorted(both[..2].to_vec()), first);
     // A rotation: the next supply adds the new epoch's wraps and keeps the old.
     rec.rotate_keys(&[sid], TEST_NOW, &mut rng).unwrap();
-    let after = rec.kept_wraps_for(to, &sections, &mut rng).unwrap();
+    let after = rec.kept_wraps_for(&wanted, &mut rng).unwrap();
     assert_eq!(after.len(), 3, "{after:?}");
     assert!(after.iter().any(|w| w.section == sid && w.epoch == 1));
+    // The patient's own keys still open after the keyring took others' wraps.
+    drop(rec);
+    let mut reopened = vault.open_record(&patient, &rid).unwrap();
+    assert_eq!(reopened.show(&notes).unwrap().entries.len(), 1);
 }
