@@ -152,13 +152,13 @@ pub fn verify(
 ) -> Result<(), CryptoError> {
     let message = domain_message(domain, parts);
     let d = verified::digest(verified::How::Strict, key.as_bytes(), signature, &message);
-    if verified::seen(&d) {
-        return Ok(());
+    if !verified::seen(&d) {
+        let sig = Signature::from_bytes(signature);
+        key.verify_strict(&message, &sig)
+            .map_err(|_| CryptoError::BadSignature)?;
+        verified::remember(d);
     }
-    let sig = Signature::from_bytes(signature);
-    key.verify_strict(&message, &sig)
-        .map_err(|_| CryptoError::BadSignature)?;
-    verified::remember(d);
+    verified::accepted(&d);
     Ok(())
 }
 
@@ -178,18 +178,32 @@ pub fn verify_batch(domain: Domain, items: &[Signed<'_>]) -> Result<(), CryptoEr
         .zip(&messages)
         .map(|((k, _, s), m)| verified::digest(verified::How::Batch, k.as_bytes(), s, m))
         .collect();
-    if digests.iter().all(verified::seen) {
-        return Ok(());
+    if !digests.iter().all(verified::seen) {
+        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        let sigs: Vec<Signature> = items
+            .iter()
+            .map(|(_, _, s)| Signature::from_bytes(s))
+            .collect();
+        let keys: Vec<VerifyingKey> = items.iter().map(|(k, _, _)| **k).collect();
+        ed25519_dalek::verify_batch(&refs, &sigs, &keys).map_err(|_| CryptoError::BadSignature)?;
+        digests.iter().copied().for_each(verified::remember);
     }
-    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    let sigs: Vec<Signature> = items
-        .iter()
-        .map(|(_, _, s)| Signature::from_bytes(s))
-        .collect();
-    let keys: Vec<VerifyingKey> = items.iter().map(|(k, _, _)| **k).collect();
-    ed25519_dalek::verify_batch(&refs, &sigs, &keys).map_err(|_| CryptoError::BadSignature)?;
-    digests.into_iter().for_each(verified::remember);
+    digests.iter().for_each(verified::accepted);
     Ok(())
+}
+
+/// Runs `f` and returns, with its result, the digests naming every signature it accepted on
+/// this thread: what a node may keep, sealed under its own key, to [`vouch`] for later.
+pub(crate) fn witnessing<R>(f: impl FnOnce() -> R) -> (R, Vec<[u8; 32]>) {
+    verified::witnessing(f)
+}
+
+/// Takes digests that [`witnessing`] returned in an earlier process into this process's memo
+/// of verified signatures, so the very same (key, signature, message) triples are accepted
+/// without the curve arithmetic. Only for digests this node kept where nobody else could
+/// write them (sealed under its own key): a digest vouched for is a signature taken as valid.
+pub(crate) fn vouch(digests: &[[u8; 32]]) {
+    digests.iter().copied().for_each(verified::remember);
 }
 
 /// Parses a 32-byte ed25519 public key, refusing invalid points.
@@ -538,6 +552,36 @@ mod tests {
         assert_eq!(verify(&vk, Domain::Card, &[b"alice", b"gp"], &flipped), bad);
         // And refused again: failures are never remembered.
         assert_eq!(verify(&vk, Domain::Card, &[b"alice", b"gp"], &flipped), bad);
+    }
+
+    #[test]
+    fn a_witness_names_only_what_was_accepted_in_its_scope() {
+        let mut rng = TestRng::new(13);
+        let sk = SigningKey::generate(&mut rng);
+        let vk = sk.verifying_key();
+        let good = sign(&sk, Domain::Card, &[b"witnessed"]);
+        let before = sign(&sk, Domain::Card, &[b"before"]);
+        assert_eq!(verify(&vk, Domain::Card, &[b"before"], &before), Ok(()));
+        let mut bad = good;
+        bad[0] ^= 1;
+        let ((), outer) = witnessing(|| {
+            // Accepted from the memo counts as much as verified afresh.
+            assert_eq!(verify(&vk, Domain::Card, &[b"before"], &before), Ok(()));
+            let ((), inner) = witnessing(|| {
+                assert_eq!(verify(&vk, Domain::Card, &[b"witnessed"], &good), Ok(()));
+                assert!(verify(&vk, Domain::Card, &[b"witnessed"], &bad).is_err());
+            });
+            assert_eq!(inner.len(), 1, "the refused signature is not named");
+        });
+        let message = |m: &[u8]| domain_message(Domain::Card, &[m]);
+        let d = |m: &[u8], s: &[u8; 64]| {
+            verified::digest(verified::How::Strict, vk.as_bytes(), s, &message(m))
+        };
+        assert_eq!(outer, vec![d(b"before", &before), d(b"witnessed", &good)]);
+        // Outside any scope nothing is collected.
+        let ((), none) = witnessing(|| ());
+        assert!(none.is_empty());
+        assert_eq!(verify(&vk, Domain::Card, &[b"witnessed"], &good), Ok(()));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::{LazyLock, Mutex};
 
@@ -69,6 +70,37 @@ pub(super) fn remember(d: [u8; 32]) {
         }
         m.current.insert(d);
     }
+}
+
+thread_local! {
+    /// The digests accepted on this thread while a [`witnessing`] scope is open.
+    static WITNESS: RefCell<Option<Vec<[u8; 32]>>> = const { RefCell::new(None) };
+}
+
+/// Notes that the triple named by `d` was accepted (verified now, or from the memo), for the
+/// [`witnessing`] scope open on this thread, if any.
+pub(super) fn accepted(d: &[u8; 32]) {
+    WITNESS.with(|w| {
+        if let Some(seen) = w.borrow_mut().as_mut() {
+            seen.push(*d);
+        }
+    });
+}
+
+/// Runs `f` and returns, with its result, the digests of every signature it accepted on this
+/// thread (scopes nest: an inner scope's digests are the outer one's too).
+pub(crate) fn witnessing<R>(f: impl FnOnce() -> R) -> (R, Vec<[u8; 32]>) {
+    let outer = WITNESS.with(|w| w.replace(Some(Vec::new())));
+    let r = f();
+    let seen = WITNESS.with(|w| w.replace(outer)).unwrap_or_default();
+    if !seen.is_empty() {
+        WITNESS.with(|w| {
+            if let Some(o) = w.borrow_mut().as_mut() {
+                o.extend_from_slice(&seen);
+            }
+        });
+    }
+    (r, seen)
 }
 
 /// Public keys in one generation of the parsed-key memo (about 200 bytes each).

@@ -63,6 +63,7 @@ pub use body::{Grant, GrantBody, GrantId, GrantSpec, KeyGrant, RELAY_HINT, Windo
 pub use chain::{chain_from_bytes, chain_from_token, chain_to_bytes, chain_to_token};
 pub use revocation::Revocation;
 pub use scope::{Ability, Purpose, Scope, key_sections, scopes};
+pub(crate) use verify::verify_signatures;
 pub use verify::{Access, Rights, verify_chain};
 
 use crate::time::Timestamp;

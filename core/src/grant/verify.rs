@@ -141,7 +141,7 @@ pub fn verify_chain(
 
 /// Checks every signature of the chain with one batch verification, after refusing weak keys;
 /// on failure, finds the first bad link.
-fn verify_signatures(chain: &[Grant]) -> Result<(), Refusal> {
+pub(crate) fn verify_signatures(chain: &[Grant]) -> Result<(), Refusal> {
     let mut keys: Vec<VerifyingKey> = Vec::with_capacity(chain.len());
     let mut sigs: Vec<[u8; 64]> = Vec::with_capacity(chain.len());
     for (i, g) in chain.iter().enumerate() {

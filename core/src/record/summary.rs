@@ -14,13 +14,24 @@
 //! A summary holds a patient's name, so it is sealed (XChaCha20-Poly1305, bound to the record
 //! id) under a key derived from this node's agreement secret: the store alone, without the
 //! unlocked keystore, does not reveal it, as it does not reveal any record content.
+//!
+//! A listing also shows the state of each grant this node holds for the record, which depends
+//! on the clock (an expiry passes without any write) and so is worked out every time; but the
+//! signatures behind it (each held chain's links, each revocation learnt) do not change. The
+//! summary keeps the digests naming those verified signatures ([`crypto::witnessing`]), and a
+//! listing that uses the summary vouches for them ([`crypto::vouch`]): the same chains are then
+//! checked in full (structure, times, revocations) without the curve arithmetic. Only this
+//! node can seal a summary, so only signatures this node verified are vouched for, and a digest
+//! names the exact key, message and signature bytes: a chain changed by one bit is verified
+//! afresh. The held chains and learnt revocations are part of the fingerprint too.
 
 use super::layout::{k_escrow_prefix, k_heads_of_record, k_wrap_prefix, local_key};
 use super::{RecordError, Result, Vault, cbor, decbor};
 use crate::crypto::{self, SymmetricKey};
+use crate::grant;
 use crate::ids::RecordId;
 use crate::keys::Identity;
-use crate::ledger::Key;
+use crate::ledger::{self, Key};
 use crate::section::SectionName;
 use crate::store::{Batch, Store};
 use rand_core::CryptoRng;
@@ -35,13 +46,20 @@ pub struct RecordSummary {
     pub sections: Vec<String>,
 }
 
-/// A summary as stored (sealed): with the fingerprint it was made under.
+/// A summary as stored (sealed): with the fingerprint it was made under, and the digests of
+/// the signatures verified for its held chains and learnt revocations (32 bytes each).
 #[derive(Serialize, Deserialize)]
 struct Stored {
     #[serde(with = "serde_bytes")]
     fingerprint: Vec<u8>,
     summary: RecordSummary,
+    #[serde(default, with = "serde_bytes")]
+    verified: Vec<u8>,
 }
+
+/// Signature digests kept with one summary, at most: every link of the most chains a node
+/// keeps for a record, and a few revocations, fit well within it.
+const MAX_VERIFIED: usize = 512;
 
 /// The key summaries are sealed under: this node's own, derived from its agreement secret.
 fn summary_key(identity: &Identity) -> SymmetricKey {
@@ -79,6 +97,13 @@ impl<S: Store> Vault<S> {
                 .and_then(|plain| decbor::<Stored>(&plain).ok())
                 .filter(|s| s.fingerprint == fingerprint);
             if let Some(s) = kept {
+                let digests: Vec<[u8; 32]> = s
+                    .verified
+                    .chunks_exact(32)
+                    .take(MAX_VERIFIED)
+                    .filter_map(|d| d.try_into().ok())
+                    .collect();
+                crypto::vouch(&digests);
                 out.push(Some(s.summary));
                 continue;
             }
@@ -96,9 +121,18 @@ impl<S: Store> Vault<S> {
                 })
             });
             let summary = RecordSummary { name, sections };
+            // What a listing checks besides: the held chains' signatures, the revocations'.
+            let ((), mut verified) = crypto::witnessing(|| {
+                for chain in self.held_chains(rid).unwrap_or_default() {
+                    let _ = grant::verify_signatures(&chain);
+                }
+                let _ = self.learnt_revocations(rid);
+            });
+            verified.truncate(MAX_VERIFIED);
             let plain = zeroize::Zeroizing::new(cbor(&Stored {
                 fingerprint,
                 summary: summary.clone(),
+                verified: verified.concat(),
             })?);
             batch.put(slot, crypto::seal(&key, &rid.0, &plain, rng));
             out.push(Some(summary));
@@ -111,11 +145,12 @@ impl<S: Store> Vault<S> {
         Ok(out)
     }
 
-    /// What a summary of `record` depends on: every log head of the record and which key wraps
-    /// and escrowed keys it holds, as `identity` (SHA-256).
+    /// What a summary of `record` depends on: every log head of the record, which key wraps
+    /// and escrowed keys it holds, as `identity`, and the grant chains and revocations it
+    /// holds for it (SHA-256).
     fn fingerprint(&self, identity: &Identity, record: &RecordId) -> Result<Vec<u8>> {
         // Each part length-prefixed, so that no two different stores give the same bytes.
-        let mut m = b"hearth/record-summary/v1".to_vec();
+        let mut m = b"hearth/record-summary/v2".to_vec();
         let mut part = |b: &[u8]| {
             m.extend_from_slice(&(b.len() as u64).to_be_bytes());
             m.extend_from_slice(b);
@@ -128,6 +163,12 @@ impl<S: Store> Vault<S> {
         for prefix in [k_wrap_prefix(record), k_escrow_prefix(record)] {
             for (k, _) in self.store.scan_prefix(&prefix)? {
                 part(&k);
+            }
+        }
+        for prefix in [ledger::held_prefix(record), ledger::learnt_prefix(record)] {
+            for (k, v) in self.store.scan_prefix(&local_key(&prefix))? {
+                part(&k);
+                part(&v);
             }
         }
         Ok(crypto::sha256(&[&m]).to_vec())
@@ -199,6 +240,53 @@ mod tests {
             Some("Edith Newname")
         );
         assert_ne!(store.get(&slot).unwrap(), Some(sealed));
+    }
+
+    /// The signature digests kept with `rid`'s summary.
+    fn kept_digests(store: &MemoryStore, who: &Identity, rid: &RecordId) -> Vec<u8> {
+        let sealed = store
+            .get(&local_key(&Key::Summary(rid).text()))
+            .unwrap()
+            .unwrap();
+        let plain = crypto::open(&summary_key(who), &rid.0, &sealed).unwrap();
+        decbor::<Stored>(&plain).unwrap().verified
+    }
+
+    #[test]
+    fn a_summary_keeps_what_its_held_chains_signatures_verified_as() {
+        use crate::grant::{Ability, Grant, GrantSpec};
+        let mut rng = TestRng::new(73);
+        let (store, vault, patient, rid) = record(&mut rng);
+        let (gp, _) = Identity::generate(Role::Professional, "GP".into(), &mut rng);
+        let grant = |days: i64, rng: &mut TestRng| {
+            let until = TEST_NOW.saturating_add_millis(days * 86_400_000);
+            let spec = GrantSpec::new(
+                gp.peer(),
+                "demographics".parse().unwrap(),
+                Ability::Read,
+                TEST_NOW,
+                until,
+            );
+            Grant::issue_root(&patient, spec, &[], rng).unwrap()
+        };
+        let first = grant(30, &mut rng);
+        vault
+            .hold_grant(&rid, std::slice::from_ref(&first))
+            .unwrap();
+        name_of(&vault, &patient, &rid, &mut rng);
+        let one = kept_digests(&store, &patient, &rid);
+        assert_eq!(one.len(), 32, "one link, one digest");
+        // The digest is the one verifying the chain is accepted under.
+        let ((), seen) = crypto::witnessing(|| {
+            grant::verify_signatures(std::slice::from_ref(&first)).unwrap();
+        });
+        assert_eq!(seen.concat(), one);
+        // Another held chain changes the fingerprint: the summary is made again, with both.
+        vault.hold_grant(&rid, &[grant(60, &mut rng)]).unwrap();
+        name_of(&vault, &patient, &rid, &mut rng);
+        let two = kept_digests(&store, &patient, &rid);
+        assert_eq!(two.len(), 64);
+        assert!(two.windows(32).any(|w| w == one.as_slice()));
     }
 
     #[test]
