@@ -489,9 +489,13 @@ pub fn device_agreement_secret(device: &SigningKey) -> AgreementSecret {
 pub fn check_agreement_public(public: &[u8; 32]) -> Result<(), CryptoError> {
     // A clamped scalar is a multiple of the cofactor, so it sends exactly the small-order points
     // to the identity, whose u-coordinate is zero; any fixed scalar serves as the probe.
-    let probe = x25519_dalek::StaticSecret::from([0x5a; 32]);
-    let shared = probe.diffie_hellman(&x25519_dalek::PublicKey::from(*public));
-    if shared.was_contributory() {
+    let contributory = |public: &[u8; 32]| {
+        let probe = x25519_dalek::StaticSecret::from([0x5a; 32]);
+        probe
+            .diffie_hellman(&x25519_dalek::PublicKey::from(*public))
+            .was_contributory()
+    };
+    if verified::agreement_key_ok(public, contributory) {
         Ok(())
     } else {
         Err(CryptoError::WeakAgreementKey)

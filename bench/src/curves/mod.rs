@@ -250,9 +250,9 @@ fn record_size(c: &mut Curves, n: usize) -> Result<()> {
     let (at, ab, src) = automerge_base::initial_sync(n)?;
     c.add(Which::InitialMs, n, ms(ht), ms(at));
     c.add(Which::InitialBytes, n, hb as f64, ab as f64);
-    let [(it, _), (ait, _)] = sync::incremental_medians(&mut x, n)?;
-    c.add(Which::IncrementalMs, n, ms(it), ms(ait));
-    let held = n + WARM_UP + INCREMENTS;
+    let m = sync::incremental_medians(&mut x, n)?;
+    c.add(Which::IncrementalMs, n, ms(m.ours.0), ms(m.theirs.0));
+    let held = n + WARM_UP + 2 * INCREMENTS;
 
     // Close both stores: a child opens the GP's.
     let Pair {

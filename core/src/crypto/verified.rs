@@ -24,11 +24,24 @@ use std::sync::{LazyLock, Mutex};
 /// Digests in one generation (32 bytes each, so the memo stays under about 5 MB).
 pub(crate) const GENERATION: usize = 65_536;
 
-/// Two generations of verified digests.
+/// Two generations of 32-byte values, at most `cap` in each.
 #[derive(Default)]
 struct Memo {
     current: HashSet<[u8; 32]>,
     previous: HashSet<[u8; 32]>,
+}
+
+impl Memo {
+    fn contains(&self, d: &[u8; 32]) -> bool {
+        self.current.contains(d) || self.previous.contains(d)
+    }
+
+    fn insert(&mut self, d: [u8; 32], cap: usize) {
+        if self.current.len() >= cap {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(d);
+    }
 }
 
 static MEMO: LazyLock<Mutex<Memo>> = LazyLock::new(|| Mutex::new(Memo::default()));
@@ -57,19 +70,31 @@ pub(super) fn digest(how: How, key: &[u8; 32], signature: &[u8; 64], message: &[
 /// Whether the triple named by `d` has verified before in this process.
 pub(super) fn seen(d: &[u8; 32]) -> bool {
     // A poisoned lock (a panic elsewhere while holding it) only costs the memo.
-    MEMO.lock()
-        .map(|m| m.current.contains(d) || m.previous.contains(d))
-        .unwrap_or(false)
+    MEMO.lock().map(|m| m.contains(d)).unwrap_or(false)
 }
 
 /// Records that the triple named by `d` verified.
 pub(super) fn remember(d: [u8; 32]) {
     if let Ok(mut m) = MEMO.lock() {
-        if m.current.len() >= GENERATION {
-            m.previous = std::mem::take(&mut m.current);
-        }
-        m.current.insert(d);
+        m.insert(d, GENERATION);
     }
+}
+
+/// X25519 public keys that passed `check` (not of small order), by their bytes.
+static AGREEMENT_KEYS: LazyLock<Mutex<Memo>> = LazyLock::new(|| Mutex::new(Memo::default()));
+
+/// Whether the X25519 public key `bytes` passes `check`, from the memo when it passed before
+/// (the check is a scalar multiplication; a node's own card and its peers' keys are checked at
+/// every sync step). Only keys that passed are kept: a bad key is refused afresh every time.
+pub(super) fn agreement_key_ok(bytes: &[u8; 32], check: impl FnOnce(&[u8; 32]) -> bool) -> bool {
+    if AGREEMENT_KEYS.lock().is_ok_and(|m| m.contains(bytes)) {
+        return true;
+    }
+    let ok = check(bytes);
+    if ok && let Ok(mut m) = AGREEMENT_KEYS.lock() {
+        m.insert(*bytes, KEY_GENERATION);
+    }
+    ok
 }
 
 thread_local! {

@@ -73,6 +73,26 @@ fn fuzz_entry_points_on_stable() {
     );
 }
 
+#[test]
+fn a_remembered_card_is_the_one_its_identity_would_sign() {
+    let mut w = world(41);
+    let gp = request::card(&w.gp).unwrap();
+    let again = request::card(&w.gp).unwrap();
+    assert_eq!(again, gp);
+    // Another identity, then the first again: each gets its own card, which verifies.
+    let patient = request::card(&w.patient).unwrap();
+    assert_eq!(patient.body().peer, w.patient.peer());
+    assert_eq!(request::card(&w.gp).unwrap(), gp);
+    // A renamed identity is signed afresh, never given the card of its old name.
+    w.gp.name = "Dr Renamed".into();
+    let renamed = request::card(&w.gp).unwrap();
+    assert_eq!(renamed.body().name, "Dr Renamed");
+    for c in [&gp, &patient, &renamed] {
+        let opened = request::Card::open(c.envelope().clone()).unwrap();
+        assert_eq!(&opened, c);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
