@@ -88,6 +88,11 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// Every device the record root ever certified, removed ones included (see
     /// [`OpenRecord::removed_devices`]); unverifiable certificates omitted.
     pub fn all_device_certs(&self) -> Vec<DeviceCert> {
+        self.auth_facts().device_certs.clone()
+    }
+
+    /// [`OpenRecord::all_device_certs`], read from the auth document.
+    pub(super) fn read_device_certs(&self) -> Vec<DeviceCert> {
         self.auth_items(Kind::Device.prefix())
             .into_iter()
             .filter_map(|(_, v)| serde_json::from_str::<DeviceCert>(&v).ok())
@@ -98,6 +103,11 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// Devices removed from the record, with when (a removal is permanent: that device key
     /// never writes to the record again).
     pub fn removed_devices(&self) -> BTreeMap<PeerKey, Timestamp> {
+        self.auth_facts().removed.clone()
+    }
+
+    /// [`OpenRecord::removed_devices`], read from the auth document.
+    pub(super) fn read_removed_devices(&self) -> BTreeMap<PeerKey, Timestamp> {
         self.auth_items(Kind::DeviceRemoved.prefix())
             .into_iter()
             .filter_map(|(k, v)| {

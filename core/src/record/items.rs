@@ -1,6 +1,7 @@
 //! The auth document's and the private ledger's raw items (key → JSON text), written once.
 
 use super::keyring::put_wrap;
+use super::memo::AuthFacts;
 use super::section_doc::SectionDoc;
 use super::{OpenRecord, RecordError, Result};
 use crate::ids::SectionId;
@@ -9,8 +10,31 @@ use crate::time::Timestamp;
 use automerge::{AutoCommit, ROOT, ReadDoc};
 use rand_core::CryptoRng;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 impl<'v, S: Store> OpenRecord<'v, S> {
+    /// What the auth document says about devices and recorded grants: from the vault's memo
+    /// while the document is at the log heads it was read at, else read now (and remembered
+    /// when every bundle of the document applied).
+    pub(super) fn auth_facts(&self) -> Arc<AuthFacts> {
+        let auth = self.loaded.get(&SectionId::AUTH);
+        let whole = auth.filter(|a| a.unapplied.is_empty());
+        if let Some(a) = whole
+            && let Some(facts) = self.vault.memo.auth.get(&self.id, &a.vv)
+        {
+            return facts;
+        }
+        let facts = Arc::new(AuthFacts {
+            device_certs: self.read_device_certs(),
+            removed: self.read_removed_devices(),
+            recorded_chains: self.read_recorded_chains(),
+        });
+        if let Some(a) = whole {
+            self.vault.memo.auth.put(&self.id, &a.vv, facts.clone());
+        }
+        facts
+    }
+
     /// The auth document's items whose keys start with `prefix` (key, JSON text).
     pub fn auth_items(&self, prefix: &str) -> Vec<(String, String)> {
         let Some(auth) = self.loaded.get(&SectionId::AUTH) else {

@@ -192,6 +192,11 @@ impl<S: Store> OpenRecord<'_, S> {
 
     /// The grant chains recorded in the auth document (undecodable ones left out).
     pub fn recorded_chains(&self) -> Vec<Vec<Grant>> {
+        self.auth_facts().recorded_chains.clone()
+    }
+
+    /// [`OpenRecord::recorded_chains`], read from the auth document.
+    pub(super) fn read_recorded_chains(&self) -> Vec<Vec<Grant>> {
         by_id(
             Kind::RecordedGrant,
             self.auth_items(Kind::RecordedGrant.prefix()),

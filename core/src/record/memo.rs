@@ -11,20 +11,79 @@
 //!   (only the bundles stored since are then checked and applied, exactly as after a
 //!   snapshot).
 //!
-//! Both are bounded, and neither is ever written anywhere.
+//! - [`AuthMemo`]: what the auth document says that every open asks again (the devices the
+//!   root certified, those removed, the grant chains recorded), by the auth document's log
+//!   heads it was read at.
+//!
+//! All are bounded, and none is ever written anywhere.
 
+use super::devices::DeviceCert;
 use crate::crypto::SymmetricKey;
+use crate::grant::Grant;
 use crate::ids::{PeerKey, RecordId, SectionId};
 use crate::log::VersionVector;
+use crate::time::Timestamp;
 use automerge::AutoCommit;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 /// Everything a vault remembers.
 #[derive(Default)]
 pub(crate) struct Memo {
     pub(super) keys: UnwrapMemo,
     pub(super) docs: DocMemo,
+    pub(super) auth: AuthMemo,
+}
+
+/// What an auth document says about who may write and who was granted what, read from it.
+pub(super) struct AuthFacts {
+    /// Every device certificate that verifies against the record root, removed ones included.
+    pub(super) device_certs: Vec<DeviceCert>,
+    /// Devices removed, with when.
+    pub(super) removed: BTreeMap<PeerKey, Timestamp>,
+    /// The grant chains recorded (undecodable ones left out).
+    pub(super) recorded_chains: Vec<Vec<Grant>>,
+}
+
+/// [`AuthFacts`] by record, each with the auth document's log heads it was read at.
+///
+/// Reading them walks the document's items, parses each certificate's JSON and decodes each
+/// recorded chain from its text form: a tenth of a sync step, repeated at every open of the
+/// record though the document rarely changes. The facts are a pure function of the document,
+/// and a document whose every bundle applied is fixed by its log heads (each a sequence number
+/// and the hash that ends a hash chain), so a hit at the same heads is what reading the
+/// document again would give; a document with bundles that did not apply is read afresh every
+/// time. At most [`AuthMemo::MAX`] records (emptied when full).
+#[derive(Default)]
+pub(crate) struct AuthMemo(Mutex<HashMap<RecordId, (VersionVector, Arc<AuthFacts>)>>);
+
+impl AuthMemo {
+    /// Records remembered at most.
+    const MAX: usize = 1_024;
+
+    /// The facts of `record`'s auth document at `heads`, if remembered.
+    pub(super) fn get(&self, record: &RecordId, heads: &VersionVector) -> Option<Arc<AuthFacts>> {
+        let m = self.0.lock().ok()?;
+        let (at, facts) = m.get(record)?;
+        (at == heads).then(|| facts.clone())
+    }
+
+    /// Remembers the facts of `record`'s auth document at `heads`.
+    pub(super) fn put(&self, record: &RecordId, heads: &VersionVector, facts: Arc<AuthFacts>) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= Self::MAX && !m.contains_key(record) {
+                m.clear();
+            }
+            m.insert(*record, (heads.clone(), facts));
+        }
+    }
+
+    /// Forgets `record`.
+    pub(super) fn forget_record(&self, record: &RecordId) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(record);
+        }
+    }
 }
 
 /// Section keys this vault has already unwrapped, by the exact stored wrap they came from.

@@ -230,6 +230,7 @@ impl<S: Store> Vault<S> {
             self.store.commit(batch)?;
         }
         self.memo.docs.forget_record(record);
+        self.memo.auth.forget_record(record);
         Ok(n)
     }
 

@@ -165,3 +165,76 @@ fn a_document_holding_a_change_never_stored_is_not_taken_as_a_start() {
     fresh.sort();
     assert_eq!((warm, fresh), (both.clone(), both));
 }
+
+/// What a vault reads of the auth document: devices (with removals) and recorded grants.
+fn auth_view(
+    v: &Vault<MemoryStore>,
+    who: &crate::keys::Identity,
+    rid: &crate::ids::RecordId,
+) -> (Vec<String>, Vec<String>, usize) {
+    let rec = v.open_record(who, rid).unwrap();
+    let devices = rec.device_certs().iter().map(|d| d.name.clone()).collect();
+    let removed = rec
+        .removed_devices()
+        .keys()
+        .map(ToString::to_string)
+        .collect();
+    (devices, removed, rec.recorded_chains().len())
+}
+
+#[test]
+fn remembered_auth_facts_follow_every_change_to_the_auth_document() {
+    use crate::grant::Ability;
+    use crate::keys::{Identity, Role};
+    use crate::test_utils::record_grant;
+    let mut rng = TestRng::new(93);
+    let store = MemoryStore::new();
+    let warm = Vault::new(store.clone());
+    let (patient, rid) = patient_record(&warm, "P", TEST_NOW, &mut rng);
+    let check = |expect_devices: usize, expect_removed: usize, expect_chains: usize| {
+        let seen = auth_view(&warm, &patient, &rid);
+        // Read twice through the warm vault (the second from its memo) and once fresh.
+        assert_eq!(seen, auth_view(&warm, &patient, &rid));
+        assert_eq!(seen, auth_view(&Vault::new(store.clone()), &patient, &rid));
+        assert_eq!(
+            (seen.0.len(), seen.1.len(), seen.2),
+            (expect_devices, expect_removed, expect_chains)
+        );
+    };
+    check(1, 0, 0);
+    let (gp, _) = Identity::generate(Role::Professional, "GP".into(), &mut rng);
+    {
+        let mut rec = warm.open_record(&patient, &rid).unwrap();
+        record_grant(
+            &patient,
+            &mut rec,
+            gp.peer(),
+            "notes",
+            Ability::Read,
+            TEST_NOW,
+            30,
+            &mut rng,
+        );
+    }
+    check(1, 0, 1);
+    let (tablet, _) = Identity::generate(Role::Patient, "Tablet".into(), &mut rng);
+    {
+        let mut rec = warm.open_record(&patient, &rid).unwrap();
+        rec.certify_device(
+            tablet.peer(),
+            "Tablet",
+            tablet.agreement_public(),
+            &tablet.agreement_certificate(),
+            TEST_NOW,
+            &mut rng,
+        )
+        .unwrap();
+    }
+    check(2, 0, 1);
+    {
+        let mut rec = warm.open_record(&patient, &rid).unwrap();
+        rec.remove_device(tablet.peer(), TEST_NOW, &mut rng)
+            .unwrap();
+    }
+    check(1, 1, 1);
+}
