@@ -586,6 +586,27 @@ mod tests {
         let ((), none) = witnessing(|| ());
         assert!(none.is_empty());
         assert_eq!(verify(&vk, Domain::Card, &[b"witnessed"], &good), Ok(()));
+        // A scope a panic unwinds through is closed all the same.
+        let caught = std::panic::catch_unwind(|| {
+            witnessing(|| {
+                let _ = verify(&vk, Domain::Card, &[b"witnessed"], &good);
+                panic!("unwinding");
+            })
+        });
+        assert!(caught.is_err());
+        let ((), after) = witnessing(|| ());
+        assert!(after.is_empty());
+        verified::WITNESS.with(|w| assert!(w.borrow().is_none(), "no scope left open"));
+    }
+
+    #[test]
+    fn a_witness_names_a_bounded_number_of_signatures() {
+        let ((), seen) = witnessing(|| {
+            for i in 0..(verified::WITNESSED + 10) {
+                verified::accepted(&[(i % 251) as u8; 32]);
+            }
+        });
+        assert_eq!(seen.len(), verified::WITNESSED);
     }
 
     #[test]

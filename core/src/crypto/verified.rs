@@ -97,35 +97,67 @@ pub(super) fn agreement_key_ok(bytes: &[u8; 32], check: impl FnOnce(&[u8; 32]) -
     ok
 }
 
+/// Digests one [`witnessing`] scope collects at most (more are not named).
+pub(crate) const WITNESSED: usize = 4_096;
+
 thread_local! {
     /// The digests accepted on this thread while a [`witnessing`] scope is open.
-    static WITNESS: RefCell<Option<Vec<[u8; 32]>>> = const { RefCell::new(None) };
+    pub(super) static WITNESS: RefCell<Option<Vec<[u8; 32]>>> = const { RefCell::new(None) };
 }
 
 /// Notes that the triple named by `d` was accepted (verified now, or from the memo), for the
 /// [`witnessing`] scope open on this thread, if any.
 pub(super) fn accepted(d: &[u8; 32]) {
     WITNESS.with(|w| {
-        if let Some(seen) = w.borrow_mut().as_mut() {
+        if let Some(seen) = w.borrow_mut().as_mut()
+            && seen.len() < WITNESSED
+        {
             seen.push(*d);
         }
     });
 }
 
-/// Runs `f` and returns, with its result, the digests of every signature it accepted on this
-/// thread (scopes nest: an inner scope's digests are the outer one's too).
-pub(crate) fn witnessing<R>(f: impl FnOnce() -> R) -> (R, Vec<[u8; 32]>) {
-    let outer = WITNESS.with(|w| w.replace(Some(Vec::new())));
-    let r = f();
-    let seen = WITNESS.with(|w| w.replace(outer)).unwrap_or_default();
-    if !seen.is_empty() {
+/// Closes a [`witnessing`] scope however it ends (a panic unwinding through it included):
+/// puts back the scope around it, which takes this one's digests too.
+struct Scope(Option<Option<Vec<[u8; 32]>>>);
+
+impl Scope {
+    fn open() -> Scope {
+        Scope(Some(WITNESS.with(|w| w.replace(Some(Vec::new())))))
+    }
+
+    fn close(mut self) -> Vec<[u8; 32]> {
+        self.restore()
+    }
+
+    fn restore(&mut self) -> Vec<[u8; 32]> {
+        let Some(outer) = self.0.take() else {
+            return Vec::new();
+        };
+        let seen = WITNESS.with(|w| w.replace(outer)).unwrap_or_default();
         WITNESS.with(|w| {
             if let Some(o) = w.borrow_mut().as_mut() {
-                o.extend_from_slice(&seen);
+                let room = WITNESSED.saturating_sub(o.len());
+                o.extend(seen.iter().take(room));
             }
         });
+        seen
     }
-    (r, seen)
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+/// Runs `f` and returns, with its result, the digests of every signature it accepted on this
+/// thread, at most [`WITNESSED`] (scopes nest: an inner scope's digests are the outer one's
+/// too).
+pub(crate) fn witnessing<R>(f: impl FnOnce() -> R) -> (R, Vec<[u8; 32]>) {
+    let scope = Scope::open();
+    let r = f();
+    (r, scope.close())
 }
 
 /// Public keys in one generation of the parsed-key memo (about 200 bytes each).
