@@ -1,7 +1,9 @@
 //! Audit (issue #14), each against a baseline measured in the same run:
 //!
 //! - the cost of keeping an access receipt (one durable journal commit) per served session,
-//!   against the served session itself (an incremental sync of one new entry, on sled);
+//!   against the served session itself (an incremental sync of one new entry, on sled); beside
+//!   it, the floor any durable commit has on the same disk in the same rounds (one sled
+//!   insert+flush), against the same sessions;
 //! - `hearth audit verify` of 10,000 events (loading the sealed audit section, checking every
 //!   signature, number and link), against checking 10,000 ed25519 signatures alone.
 
@@ -96,8 +98,15 @@ fn receipt_cost(r: &mut Report, rounds: usize) -> Result<()> {
     }
     let (gs, ps) = (Local::new(&g, &gp), Local::new(&p, &patient));
     session(&gs, &ps, &gp, &patient, rid, &mut rng)?;
+    // The floor: one insert+flush of a receipt-sized value in a sled store of its own.
+    let fd = tempfile::tempdir()?;
+    let floor_db = sled::Config::new()
+        .path(fd.path())
+        .flush_every_ms(None)
+        .open()?;
     let mut sessions = Vec::new();
     let mut receipts = Vec::new();
+    let mut floors = Vec::new();
     for i in 0..rounds {
         {
             let mut rec = p.open_record(&patient, &rid)?;
@@ -115,11 +124,19 @@ fn receipt_cost(r: &mut Report, rounds: usize) -> Result<()> {
         let t = Instant::now();
         p.journal(&patient, rid, receipt, TEST_NOW)?;
         receipts.push(t.elapsed());
+        let t = Instant::now();
+        floor_db.insert((i as u64).to_be_bytes(), vec![7u8; 600])?;
+        floor_db.flush()?;
+        floors.push(t.elapsed());
     }
+    let session_ms = ms(median_duration(sessions));
     r.emit(
         Figure::new("receipt_per_session", ms(median_duration(receipts)), "ms")
-            .baseline(ms(median_duration(sessions)))
+            .baseline(session_ms)
             .target("ratio<0.1"),
+    )?;
+    r.emit(
+        Figure::new("receipt_flush_floor", ms(median_duration(floors)), "ms").baseline(session_ms),
     )
 }
 
