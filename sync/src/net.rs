@@ -403,6 +403,14 @@ fn transport_err(e: impl std::fmt::Display) -> NetError {
     NetError::Transport(e.to_string())
 }
 
+/// The swarm's settings: idle connections close after `config.idle_timeout`, and a stream's
+/// protocol is negotiated without a round trip of its own (`V1Lazy`: the request follows the
+/// protocol's name at once; every Hearth stream offers one protocol only).
+fn swarm_config(c: libp2p::swarm::Config, config: &NetConfig) -> libp2p::swarm::Config {
+    c.with_idle_connection_timeout(config.idle_timeout)
+        .with_substream_upgrade_protocol_override(Version::V1Lazy)
+}
+
 /// A swarm on TCP (and QUIC with the `quic` feature) with Noise and Yamux, on tokio.
 pub fn swarm<M: WireMessage>(
     keypair: Keypair,
@@ -426,7 +434,7 @@ pub fn swarm<M: WireMessage>(
             behaviour
         })
         .map_err(transport_err)?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+        .with_swarm_config(|c| swarm_config(c, config))
         .build();
     Ok(swarm)
 }
@@ -459,7 +467,7 @@ pub fn memory_swarm<M: WireMessage>(
             behaviour
         })
         .map_err(transport_err)?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+        .with_swarm_config(|c| swarm_config(c, config))
         .build();
     Ok(swarm)
 }
