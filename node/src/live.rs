@@ -416,6 +416,7 @@ pub fn start<S: Store + Send + 'static>(
         replies: HashMap::new(),
         dials,
         connected: BTreeSet::new(),
+        net_changed: true,
         changes: Arc::new(Mutex::new(Changes::default())),
         received: 0,
         received_tx,
@@ -451,6 +452,9 @@ struct Driver<S: Store> {
     /// Known peers and when to dial them.
     dials: Dials<Multiaddr>,
     connected: BTreeSet<PeerKey>,
+    /// Whether listeners or connections changed since the status last showed them (each
+    /// showing formats every peer id and address: not redone for every event).
+    net_changed: bool,
     /// The change checker's memory (used by jobs).
     changes: Arc<Mutex<Changes>>,
     received: u64,
@@ -495,7 +499,7 @@ impl<S: Store + Send + 'static> Driver<S> {
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.load_known();
         // Baseline fingerprints, so that later checks announce only real changes.
-        self.check_changes(None);
+        self.check_changes(None, None);
         loop {
             let deadline = self.rounds.poll_timeout();
             tokio::select! {
@@ -559,7 +563,7 @@ impl<S: Store + Send + 'static> Driver<S> {
             } => {
                 self.received += count as u64;
                 tracing::info!(%peer, record = %record, received = count, "received bundles");
-                self.check_changes(Some(peer));
+                self.check_changes(Some(peer), Some(record));
             }
             Event::Answered { waiter, outcomes } => {
                 if let Some(reply) = self.replies.remove(&waiter) {
@@ -595,15 +599,18 @@ impl<S: Store + Send + 'static> Driver<S> {
         }
     }
 
-    /// Updates the shared status (cheap fields every time, known peers when they changed;
-    /// sessions are updated in place as rounds end).
+    /// Updates the shared status (cheap fields every time; listeners, connections and known
+    /// peers when they changed; sessions are updated in place as rounds end).
     fn publish(&mut self) {
         let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        let mut addrs: Vec<String> = self.swarm.listeners().map(ToString::to_string).collect();
-        // A stable order, TCP first: scripts take the first address.
-        addrs.sort_by_key(|a| (!a.contains("/tcp/"), a.clone()));
-        st.listen_addrs = addrs;
-        st.connected = self.connected.iter().map(ToString::to_string).collect();
+        if std::mem::take(&mut self.net_changed) {
+            let mut addrs: Vec<String> = self.swarm.listeners().map(ToString::to_string).collect();
+            // A stable order, TCP first: scripts take the first address.
+            addrs.sort_by_key(|a| (!a.contains("/tcp/"), a.clone()));
+            st.listen_addrs = addrs;
+            st.connected = self.connected.iter().map(ToString::to_string).collect();
+            st.connections = self.reach.connections();
+        }
         if self.dials.take_changed() {
             st.known = self
                 .dials
@@ -621,7 +628,6 @@ impl<S: Store + Send + 'static> Driver<S> {
                 .collect();
         }
         st.received = self.received;
-        st.connections = self.reach.connections();
         st.reachability = self.reach.nat.word().to_string();
         if self.config.relay.is_some() {
             let mut c = self.relay_counters.clone();
@@ -644,7 +650,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                 self.redial();
             }
             Control::LocalChange => {
-                self.check_changes(None);
+                self.check_changes(None, None);
                 // A command may have added peers (`peers add`, `accept`).
                 self.load_known();
             }

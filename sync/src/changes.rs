@@ -1,10 +1,10 @@
 //! Live propagation: which records moved since the last look, whom to tell, and what to push
 //! with the notification.
 //!
-//! The node has no change feed. After every local change (and after bundles arrive from a
-//! peer) the driver calls [`Changes::check`] with the session over its store, the connected
-//! peers and the time: a cheap fingerprint of each record's log heads says which records moved;
-//! each moved record is announced ([`Announce`]) to its connected interested peers
+//! The node has no change feed. After every local change the driver calls [`Changes::check`]
+//! with the session over its store, the connected peers and the time (after bundles arrive
+//! from a peer, [`Changes::check_record`] for that record alone): a cheap fingerprint of each
+//! record's log heads says which records moved; each moved record is announced ([`Announce`]) to its connected interested peers
 //! ([`Local::interested_peers`]) with the new bundles of the sections each may hold, when those
 //! are known. What each peer may hold is worked out again when the auth document or the consent
 //! ledger changes, and at least every [`RIGHTS_TTL`] by the time passed in (grants expire);
@@ -58,6 +58,15 @@ fn fingerprint(m: &BTreeMap<SectionId, VersionVector>) -> (u64, u64) {
     (all, auth)
 }
 
+/// What a change check is given: whom it may announce to, and the times.
+#[derive(Clone, Copy)]
+struct Look<'c> {
+    connected: &'c BTreeSet<PeerKey>,
+    except: Option<PeerKey>,
+    now: Instant,
+    at: Timestamp,
+}
+
 /// What the last change check saw of a record.
 #[derive(Debug)]
 struct Seen {
@@ -105,69 +114,116 @@ impl Changes {
         now: Instant,
         at: Timestamp,
     ) -> Vec<Announce> {
+        let look = Look {
+            connected,
+            except,
+            now,
+            at,
+        };
         let mut out = Vec::new();
         for record in local.records().unwrap_or_default() {
-            let heads = local.held_sections(&record).unwrap_or_default();
-            let fp = fingerprint(&heads);
-            let fresh =
-                |seen: &Seen| now.saturating_duration_since(seen.computed) < self.rights_ttl;
-            let (changed, interested, since, computed) = match self.seen.get(&record) {
-                // Same logs: nothing to announce.
-                Some(seen) if seen.fp == fp => continue,
-                // Content moved, grants and devices did not: reuse the interested peers and
-                // what each may hold, and push what changed since.
-                Some(seen) if seen.fp.1 == fp.1 && fresh(seen) => (
-                    true,
-                    seen.interested.clone(),
-                    Some(seen.heads.clone()),
-                    seen.computed,
-                ),
-                old => {
-                    let peers = local.interested_peers(&record);
-                    // One opening of the record for all of them; a failure leaves each peer
-                    // with nothing pushed (a notification only).
-                    let mut holdable = local
-                        .holdable_by_many(&record, &peers, at)
-                        .unwrap_or_default();
-                    let interested = peers
-                        .into_iter()
-                        .map(|peer| {
-                            let may = holdable.remove(&peer).unwrap_or_default();
-                            (peer, may)
-                        })
-                        .collect();
-                    (old.is_some(), interested, None, now)
-                }
-            };
-            if changed {
-                for (peer, may) in &interested {
-                    if connected.contains(peer) && Some(*peer) != except {
-                        let push = since
-                            .as_ref()
-                            .and_then(|since| {
-                                local
-                                    .bundles_since(&record, may, since, MAX_PUSH_BYTES)
-                                    .ok()
-                            })
-                            .unwrap_or_default();
-                        out.push(Announce {
-                            peer: *peer,
-                            record,
-                            push,
-                        });
-                    }
-                }
-            }
-            self.seen.insert(
-                record,
-                Seen {
-                    fp,
-                    interested,
-                    heads,
-                    computed,
-                },
-            );
+            self.check_one(local, record, &look, &mut out);
         }
         out
+    }
+
+    /// [`Changes::check`] for one record only, when only it can have moved (bundles arrived
+    /// for it): one record's logs read, not every held record's. A record not held here is
+    /// not looked at.
+    pub fn check_record<S: Store>(
+        &mut self,
+        local: &Local<'_, S>,
+        record: RecordId,
+        connected: &BTreeSet<PeerKey>,
+        except: Option<PeerKey>,
+        now: Instant,
+        at: Timestamp,
+    ) -> Vec<Announce> {
+        let look = Look {
+            connected,
+            except,
+            now,
+            at,
+        };
+        let mut out = Vec::new();
+        if local.holds(&record).unwrap_or(false) {
+            self.check_one(local, record, &look, &mut out);
+        }
+        out
+    }
+
+    /// Looks at one record: what it announces goes to `out`.
+    fn check_one<S: Store>(
+        &mut self,
+        local: &Local<'_, S>,
+        record: RecordId,
+        look: &Look<'_>,
+        out: &mut Vec<Announce>,
+    ) {
+        let Look {
+            connected,
+            except,
+            now,
+            at,
+        } = *look;
+        let heads = local.held_sections(&record).unwrap_or_default();
+        let fp = fingerprint(&heads);
+        let fresh = |seen: &Seen| now.saturating_duration_since(seen.computed) < self.rights_ttl;
+        let (changed, interested, since, computed) = match self.seen.get(&record) {
+            // Same logs: nothing to announce.
+            Some(seen) if seen.fp == fp => return,
+            // Content moved, grants and devices did not: reuse the interested peers and
+            // what each may hold, and push what changed since.
+            Some(seen) if seen.fp.1 == fp.1 && fresh(seen) => (
+                true,
+                seen.interested.clone(),
+                Some(seen.heads.clone()),
+                seen.computed,
+            ),
+            old => {
+                let peers = local.interested_peers(&record);
+                // One opening of the record for all of them; a failure leaves each peer
+                // with nothing pushed (a notification only).
+                let mut holdable = local
+                    .holdable_by_many(&record, &peers, at)
+                    .unwrap_or_default();
+                let interested = peers
+                    .into_iter()
+                    .map(|peer| {
+                        let may = holdable.remove(&peer).unwrap_or_default();
+                        (peer, may)
+                    })
+                    .collect();
+                (old.is_some(), interested, None, now)
+            }
+        };
+        if changed {
+            for (peer, may) in &interested {
+                if connected.contains(peer) && Some(*peer) != except {
+                    let push = since
+                        .as_ref()
+                        .and_then(|since| {
+                            local
+                                .bundles_since(&record, may, since, MAX_PUSH_BYTES)
+                                .ok()
+                        })
+                        .unwrap_or_default();
+                    out.push(Announce {
+                        peer: *peer,
+                        record,
+                        push,
+                    });
+                }
+            }
+        }
+        self.seen.insert(
+            record,
+            Seen {
+                fp,
+                interested,
+                heads,
+                computed,
+            },
+        );
     }
 }

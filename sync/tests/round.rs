@@ -463,6 +463,32 @@ fn a_local_change_is_announced_to_interested_peers_only_with_what_each_may_hold(
 }
 
 #[test]
+fn a_check_of_one_record_announces_what_a_full_check_would_and_nothing_of_others() {
+    let mut w = world(8);
+    grant_to(&mut w, "gp", "notes", Ability::Read);
+    let rid = w.rid;
+    let connected: BTreeSet<PeerKey> = [w.gp.id.peer()].into();
+    let mut changes = Changes::default();
+    let t0 = origin();
+    let one = |changes: &mut Changes, w: &World, record, now, wall| {
+        changes.check_record(&w.patient.peer(), record, &connected, None, now, wall)
+    };
+    // A baseline first, as for a full check.
+    assert!(one(&mut changes, &w, rid, t0, at(10)).is_empty());
+    write(&mut w, "notes", "note 2", at(11));
+    let t1 = t0 + Duration::from_secs(1);
+    // A record not held here: nothing looked at, nothing announced.
+    let stranger = RecordId([0xAB; 32]);
+    assert!(one(&mut changes, &w, stranger, t1, at(12)).is_empty());
+    let out = one(&mut changes, &w, rid, t1, at(12));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].peer, out[0].record), (w.gp.id.peer(), rid));
+    assert_eq!(out[0].push.len(), 1);
+    // The full check after it finds nothing new to say.
+    assert!(check(&mut changes, &w.patient, &connected, t1, at(12)).is_empty());
+}
+
+#[test]
 fn a_strangers_notify_draws_no_request() {
     let mut w = world(6);
     let rid = w.rid;

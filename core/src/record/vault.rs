@@ -77,6 +77,11 @@ impl<S: Store> Vault<S> {
         Ok(out)
     }
 
+    /// Whether this node holds `record` (one of [`Vault::records`]), by one lookup.
+    pub fn holds_record(&self, record: &RecordId) -> Result<bool> {
+        Ok(self.store.get(&k_record(record))?.is_some())
+    }
+
     /// Registers a record this node holds a replica of (a professional accepting a grant),
     /// storing the key wraps that came with it. Idempotent for the registration.
     pub fn register_replica(

@@ -275,12 +275,12 @@ impl<S: Store + Send + 'static> Driver<S> {
                 if let Some((record, n)) = received {
                     self.received += n as u64;
                     tracing::info!(%peer, record = %record, received = n, "received pushed bundles");
-                    self.check_changes(Some(peer));
+                    self.check_changes(Some(peer), Some(record));
                 }
                 if let Some(record) = linked {
                     // The auth document changed (a new device): tell the others.
                     tracing::debug!(device = %peer, record = %record, "device linked: announcing the auth document change");
-                    self.check_changes(Some(peer));
+                    self.check_changes(Some(peer), Some(record));
                 }
             }
             Work::Plan {
@@ -323,7 +323,7 @@ impl<S: Store + Send + 'static> Driver<S> {
             }
             Work::Collected(n) => {
                 if n > 0 {
-                    self.check_changes(None);
+                    self.check_changes(None, None);
                 }
             }
             Work::Known(known) => {
@@ -394,19 +394,23 @@ impl<S: Store + Send + 'static> Driver<S> {
         }
     }
 
-    /// Announces the records whose logs moved since the last check to their interested
-    /// connected peers (except `except`, the peer the change came from): [`Changes::check`]
-    /// decides, in a job.
+    /// Announces the records whose logs moved since the last check (of all records, or only
+    /// `only` when nothing else can have moved) to their interested connected peers (except
+    /// `except`, the peer the change came from): [`Changes`] decides, in a job.
     ///
-    /// [`Changes::check`]: hearth_sync::changes::Changes::check
-    pub(super) fn check_changes(&mut self, except: Option<PeerKey>) {
+    /// [`Changes`]: hearth_sync::changes::Changes
+    pub(super) fn check_changes(&mut self, except: Option<PeerKey>, only: Option<RecordId>) {
         let changes = self.changes.clone();
         let connected = self.connected.clone();
         let clock = self.config.clock;
         self.job(move |sh| {
             let p = Local::new(&sh.vault, &sh.identity);
             let mut changes = changes.lock().unwrap_or_else(|e| e.into_inner());
-            Work::Announce(changes.check(&p, &connected, except, Instant::now(), clock.now()))
+            let (now, at) = (Instant::now(), clock.now());
+            Work::Announce(match only {
+                Some(record) => changes.check_record(&p, record, &connected, except, now, at),
+                None => changes.check(&p, &connected, except, now, at),
+            })
         });
     }
 }

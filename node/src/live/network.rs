@@ -68,6 +68,8 @@ impl<S: Store + Send + 'static> Driver<S> {
     }
 
     pub(super) fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent<Message>>) {
+        // Listeners and connections change only on the swarm's own events.
+        self.net_changed |= !matches!(ev, SwarmEvent::Behaviour(_));
         self.observe(&ev);
         self.observe_kad(&ev);
         match ev {

@@ -204,6 +204,11 @@ impl<'a, S: Store> Local<'a, S> {
         Ok(self.vault.records()?)
     }
 
+    /// Whether this node holds `record`.
+    pub fn holds(&self, record: &RecordId) -> Result<bool, SyncError> {
+        Ok(self.vault.holds_record(record)?)
+    }
+
     /// The log heads held of each section of `record` (empty if none).
     pub fn held_sections(
         &self,

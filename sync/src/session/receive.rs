@@ -167,7 +167,7 @@ impl<'a, S: Store> Local<'a, S> {
         push: &[ByteBuf],
         now: Timestamp,
     ) -> Result<Report, SyncError> {
-        if !self.vault.records()?.contains(&record) {
+        if !self.vault.holds_record(&record)? {
             return Err(SyncError::Refused("record not available".into()));
         }
         let mut rec = self.vault.open_record(self.identity, &record).ok();

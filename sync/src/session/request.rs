@@ -24,7 +24,7 @@ impl<'a, S: Store> Local<'a, S> {
             .filter(|w| w.is_for(self.identity, record))
             .collect();
         if !self.identity.holds_root_of(record)
-            && (!wraps.is_empty() || self.vault.records()?.contains(record))
+            && (!wraps.is_empty() || self.vault.holds_record(record)?)
             && let Err(e) = self.vault.register_replica(record, &wraps, now)
         {
             report.refused.push(format!("key wraps refused: {e}"));
