@@ -93,10 +93,12 @@ fn check(ctx: &Ctx) -> Result<(), Failure> {
 /// What a person reads instead of ids in a damage report: the names of sections and the
 /// verified names of authors, from the records this node can still open. Empty when the
 /// node stays locked (no daemon and no passphrase at hand without a prompt: a check never
-/// asks for one) or a record does not open; the ids are shown then.
+/// asks for one, or the passphrase given does not unlock it) or a record does not open; the
+/// ids are shown then.
 #[derive(Default)]
 struct Names {
-    locked: bool,
+    /// Why the node stayed locked, in words (a sentence's end), if it did.
+    locked: Option<String>,
     /// (record, section id) → section name.
     sections: BTreeMap<(String, String), String>,
     /// (record, author peer id) → who that key verifiably is.
@@ -108,15 +110,27 @@ impl Names {
         let at_hand = ctx.daemon.is_some()
             || ctx.passphrase_file.is_some()
             || std::env::var_os("HEARTH_PASSPHRASE").is_some();
-        let identity = match at_hand.then(|| ctx.unlock()) {
-            Some(Ok((_, identity))) => identity,
-            _ => {
-                return Names {
-                    locked: true,
-                    ..Names::default()
-                };
-            }
+        let why = match at_hand.then(|| ctx.unlock()) {
+            Some(Ok((_, identity))) => return Names::with(identity, store, report),
+            Some(Err(f)) => format!(
+                "the node did not unlock ({}; the check goes on without it)",
+                f.message
+            ),
+            None => "the node is locked (run the check with the daemon running, or with \
+                     HEARTH_PASSPHRASE or --passphrase-file, to name them)"
+                .into(),
         };
+        Names {
+            locked: Some(why),
+            ..Names::default()
+        }
+    }
+
+    fn with(
+        identity: hearth_core::keys::Identity,
+        store: &SledStore,
+        report: &StoreReport,
+    ) -> Names {
         let Ok(vault) = Vault::open(store.clone()) else {
             return Names::default();
         };
@@ -324,12 +338,8 @@ fn report_text(r: &StoreReport, names: &Names) -> String {
                 .unwrap_or_else(|| " (its head is unreadable)".into())
         ));
     }
-    if names.locked {
-        out.push(
-            "Sections and authors are shown by id: the node is locked (run the check with \
-             the daemon running, or with HEARTH_PASSPHRASE or --passphrase-file, to name them)."
-                .into(),
-        );
+    if let Some(why) = &names.locked {
+        out.push(format!("Sections and authors are shown by id: {why}."));
     }
     out.push("Run `hearth store repair` (with the daemon stopped) to keep what verifies.".into());
     out.join("\n")

@@ -115,6 +115,20 @@ fn a_damaged_replica_is_checked_repaired_and_refilled_by_its_peer() {
     let words = stdout(&locked);
     assert!(!words.contains("section notes"), "{words}");
     assert!(words.contains("shown by id: the node is locked"), "{words}");
+    // A wrong passphrase: ids only too, and the report says that it did not unlock (not that
+    // none was given).
+    let wrong = crate::common::command(&g, "not the passphrase")
+        .args(["store", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(6));
+    let words = stdout(&wrong);
+    assert!(!words.contains("section notes"), "{words}");
+    assert!(
+        words.contains("shown by id: the node did not unlock (wrong passphrase"),
+        "{words}"
+    );
+    assert!(!words.contains("not the passphrase"), "{words}");
     assert!(stderr(&out).contains("the store is damaged"));
     assert!(!text.contains("CANARY"), "no record content in the report");
     let again = hearth(&g, &["store", "check", "--json"]);
