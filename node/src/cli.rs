@@ -277,13 +277,17 @@ pub fn run_captured(call: ExecCall, cli: Cli) -> (Vec<u8>, Result<(), Failure>) 
         },
     );
     let res = if network {
-        run_in(&ctx, cli)
+        let res = run_in(&ctx, cli);
+        call.node.local_change();
+        res
     } else {
-        let _guard = live::lock(&call.shared);
-        run_in(&ctx, cli)
+        let guard = live::lock(&call.shared);
+        let res = run_in(&ctx, cli);
+        // Checked here, under the lock the command wrote under: the driver only sends.
+        call.node.changed(&guard);
+        res
     };
     let changes = !reads;
-    call.node.local_change();
     if changes {
         call.api.changed();
     }

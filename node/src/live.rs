@@ -22,9 +22,11 @@
 //! ```
 //!
 //! What makes it *live*:
-//! - after a local change (the daemon calls [`Handle::local_change`] after each command), the
-//!   records whose logs moved are announced with `Notify` to every connected peer interested
-//!   in them ([`Changes::check`]);
+//! - after a local change the records whose logs moved are announced with `Notify` to every
+//!   connected peer interested in them ([`Changes::check`]): a command that wrote under the
+//!   store's lock runs the check itself before letting go of it ([`Handle::changed`]) and hands
+//!   the driver only what to send; a network command asks the driver to check, in a job
+//!   ([`Handle::local_change`]);
 //! - a `Notify` from a peer starts a round with that peer for that record at once, if the peer
 //!   is a party to it here ([`Local::start`](hearth_sync::session::Local::start) refuses
 //!   anyone else before anything is sent);
@@ -42,7 +44,7 @@ use hearth_core::keys::Identity;
 use hearth_core::record::Vault;
 use hearth_core::store::Store;
 use hearth_core::time::Timestamp;
-use hearth_sync::changes::Changes;
+use hearth_sync::changes::{Announce, Changes};
 use hearth_sync::dial::{DialConfig, Dials};
 use hearth_sync::net::HearthSwarm;
 use hearth_sync::relay::limits::RateLimiter;
@@ -50,7 +52,7 @@ use hearth_sync::relay::server::RelayLimits;
 use hearth_sync::round::{
     Event, RequestId, RoundConfig, RoundError, RoundOutcome, Rounds, WaiterId,
 };
-use hearth_sync::session::Report;
+use hearth_sync::session::{Local, Report};
 use libp2p::Multiaddr;
 use libp2p::futures::StreamExt;
 use libp2p::request_response::OutboundRequestId;
@@ -247,6 +249,8 @@ pub struct RelayCounters {
 struct StatusInner {
     listen_addrs: Vec<String>,
     connected: BTreeSet<String>,
+    /// The same peers, as keys (for [`Handle::changed`]).
+    connected_keys: BTreeSet<PeerKey>,
     known: BTreeMap<String, KnownPeer>,
     sessions: BTreeMap<(RecordId, PeerKey), SessionState>,
     received: u64,
@@ -272,6 +276,8 @@ pub enum HandleError {
 enum Control {
     AddPeer(PeerKey, Multiaddr),
     LocalChange,
+    /// A command's changes, already checked under the store's lock ([`Handle::changed`]).
+    Changed(Vec<Announce>),
     Sync {
         with: Option<PeerKey>,
         reply: std::sync::mpsc::SyncSender<Vec<RoundOutcome>>,
@@ -292,6 +298,9 @@ pub struct Handle {
     pairing: PairingSlot,
     status: Arc<Mutex<StatusInner>>,
     received: tokio::sync::watch::Receiver<u64>,
+    /// The driver's change checker, shared with [`Handle::changed`].
+    changes: Arc<Mutex<Changes>>,
+    clock: Clock,
 }
 
 impl Handle {
@@ -321,6 +330,24 @@ impl Handle {
     /// Never blocks; a dropped announcement is covered by the next background round.
     pub fn local_change(&self) {
         let _ = self.tx.try_send(Control::LocalChange);
+    }
+
+    /// [`Handle::local_change`] for a caller that holds the store's lock (a command that just
+    /// wrote): the change check runs here, under that lock, and the driver is handed only
+    /// what to send, so an edit reaches online peers without waiting for a job of the
+    /// driver's. Never blocks on the network; a dropped announcement is covered by the next
+    /// background round.
+    pub fn changed<S: Store>(&self, shared: &Shared<S>) {
+        let connected = {
+            let st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            st.connected_keys.clone()
+        };
+        let targets = {
+            let p = Local::new(&shared.vault, &shared.identity);
+            let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+            changes.check(&p, &connected, None, Instant::now(), self.clock.now())
+        };
+        let _ = self.tx.try_send(Control::Changed(targets));
     }
 
     /// Runs a round now with `with` (or every connected and known peer) for every record they
@@ -385,11 +412,14 @@ pub fn start<S: Store + Send + 'static>(
     let (tx, rx) = mpsc::channel(64);
     let status = Arc::new(Mutex::new(StatusInner::default()));
     let (received_tx, received_rx) = tokio::sync::watch::channel(0u64);
+    let changes = Arc::new(Mutex::new(Changes::default()));
     let handle = Handle {
         tx,
         pairing: config.pairing.clone(),
         status: status.clone(),
         received: received_rx,
+        changes: changes.clone(),
+        clock: config.clock,
     };
     let (work_tx, work_rx) = mpsc::channel(config.max_jobs + 8);
     let rounds = Rounds::new(RoundConfig {
@@ -417,7 +447,7 @@ pub fn start<S: Store + Send + 'static>(
         dials,
         connected: BTreeSet::new(),
         net_changed: true,
-        changes: Arc::new(Mutex::new(Changes::default())),
+        changes,
         received: 0,
         received_tx,
         outbound_store: HashMap::new(),
@@ -609,6 +639,7 @@ impl<S: Store + Send + 'static> Driver<S> {
             addrs.sort_by_key(|a| (!a.contains("/tcp/"), a.clone()));
             st.listen_addrs = addrs;
             st.connected = self.connected.iter().map(ToString::to_string).collect();
+            st.connected_keys = self.connected.clone();
             st.connections = self.reach.connections();
         }
         if self.dials.take_changed() {
@@ -652,6 +683,10 @@ impl<S: Store + Send + 'static> Driver<S> {
             Control::LocalChange => {
                 self.check_changes(None, None);
                 // A command may have added peers (`peers add`, `accept`).
+                self.load_known();
+            }
+            Control::Changed(targets) => {
+                self.announce(targets);
                 self.load_known();
             }
             Control::Sync { with, reply } => {

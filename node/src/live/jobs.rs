@@ -306,21 +306,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                     self.rounds.start(peer, record, named, waiter, now);
                 }
             }
-            Work::Announce(targets) => {
-                let mut pushed = Vec::new();
-                for a in targets {
-                    if self.relays.contains(&a.peer) {
-                        // A relay is not notified: it is supplied, in a round.
-                        self.rounds.start(a.peer, a.record, false, None, now);
-                    } else if self.connected.contains(&a.peer) {
-                        if !a.push.is_empty() {
-                            pushed.push((a.record, a.peer, a.push.clone()));
-                        }
-                        self.rounds.notify(a.peer, a.record, a.push, now);
-                    }
-                }
-                self.note_pushes(pushed);
-            }
+            Work::Announce(targets) => self.announce(targets),
             Work::Collected(n) => {
                 if n > 0 {
                     self.check_changes(None, None);
@@ -416,6 +402,25 @@ impl<S: Store + Send + 'static> Driver<S> {
 }
 
 impl<S: Store + Send + 'static> Driver<S> {
+    /// Sends what a change check decided: a notification (with the bundles the peer may
+    /// hold) to each connected peer, a round to each relay.
+    pub(super) fn announce(&mut self, targets: Vec<Announce>) {
+        let now = Instant::now();
+        let mut pushed = Vec::new();
+        for a in targets {
+            if self.relays.contains(&a.peer) {
+                // A relay is not notified: it is supplied, in a round.
+                self.rounds.start(a.peer, a.record, false, None, now);
+            } else if self.connected.contains(&a.peer) {
+                if !a.push.is_empty() {
+                    pushed.push((a.record, a.peer, a.push.clone()));
+                }
+                self.rounds.notify(a.peer, a.record, a.push, now);
+            }
+        }
+        self.note_pushes(pushed);
+    }
+
     /// Notes the pushes just sent (new bundles for peers, outside a round) for their access
     /// receipts, which [`Driver::receipt_pushes`] writes on the next tick, or at once when
     /// many are waiting: an edit's delay to an online grantee does not wait for them. (A
