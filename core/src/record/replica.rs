@@ -74,7 +74,11 @@ impl<S: Store> Vault<S> {
         authorize_runs(&mut runs, authorize, &mut report);
         put_authorized(record, &runs, now, &mut batch, &mut report);
         if !batch.is_empty() {
-            self.store.commit(batch)?;
+            // Fork evidence first, then each log's bundles before the head that names them:
+            // every prefix is a consistent state (a bundle beyond its log's head is ignored and
+            // stored again when it comes again; a log whose head moved holds every bundle up to
+            // it), so the ordered commit is enough.
+            self.store.commit_ordered(batch)?;
         }
         Ok(report)
     }
