@@ -30,37 +30,45 @@ pub struct SectionInfo {
 }
 
 impl<'v, S: Store> OpenRecord<'v, S> {
-    /// Reads the section directory from the auth document.
+    /// Reads the section directory from the auth document: the names of the sections whose
+    /// keys this node holds (the sealed names from [`OpenRecord::auth_facts`]).
     pub(super) fn load_directory(&mut self) -> Result<()> {
         self.ensure_loaded(&SectionId::AUTH)?;
         let mut dir = BTreeMap::new();
-        let items = self.auth_items("section/");
-        for (k, v) in items {
-            let Ok(sid) = k.trim_start_matches("section/").parse::<SectionId>() else {
+        let facts = self.auth_facts();
+        for (sid, sealed) in &facts.sealed_names {
+            let Some(keys) = self.keys.get(sid) else {
                 continue;
             };
-            let Some(keys) = self.keys.get(&sid) else {
-                continue;
-            };
-            let Ok(item) = serde_json::from_str::<DirectoryItem>(&v) else {
-                continue;
-            };
-            let Ok(sealed) = data_encoding::BASE64.decode(item.name_sealed.as_bytes()) else {
-                continue;
-            };
-            let aad = name_aad(&self.id, &sid);
+            let aad = name_aad(&self.id, sid);
             for key in keys.values() {
-                if let Ok(name) = crypto::open(key, &aad, &sealed)
+                if let Ok(name) = crypto::open(key, &aad, sealed)
                     && let Ok(name) = std::str::from_utf8(&name)
                     && let Ok(name) = name.parse::<SectionName>()
                 {
-                    dir.insert(sid, name);
+                    dir.insert(*sid, name);
                     break;
                 }
             }
         }
         self.directory = dir;
         Ok(())
+    }
+
+    /// Each section's sealed name, as the auth document's directory items hold them (items
+    /// that do not parse are left out).
+    pub(super) fn read_sealed_names(&self) -> Vec<(SectionId, Vec<u8>)> {
+        self.auth_items("section/")
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let sid = k.trim_start_matches("section/").parse::<SectionId>().ok()?;
+                let item = serde_json::from_str::<DirectoryItem>(&v).ok()?;
+                let sealed = data_encoding::BASE64
+                    .decode(item.name_sealed.as_bytes())
+                    .ok()?;
+                Some((sid, sealed))
+            })
+            .collect()
     }
 
     /// The sections this node can read, by name.

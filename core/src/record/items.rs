@@ -28,6 +28,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             device_certs: self.read_device_certs(),
             removed: self.read_removed_devices(),
             recorded_chains: self.read_recorded_chains(),
+            sealed_names: self.read_sealed_names(),
         });
         if let Some(a) = whole {
             self.vault.memo.auth.put(&self.id, &a.vv, facts.clone());

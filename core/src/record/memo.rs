@@ -43,6 +43,9 @@ pub(super) struct AuthFacts {
     pub(super) removed: BTreeMap<PeerKey, Timestamp>,
     /// The grant chains recorded (undecodable ones left out).
     pub(super) recorded_chains: Vec<Vec<Grant>>,
+    /// Each section's name as its directory item holds it, sealed under the section's key
+    /// (unreadable items left out): opened at every open of the record, with the keys held.
+    pub(super) sealed_names: Vec<(SectionId, Vec<u8>)>,
 }
 
 /// [`AuthFacts`] by record, each with the auth document's log heads it was read at.

@@ -171,7 +171,7 @@ fn auth_view(
     v: &Vault<MemoryStore>,
     who: &crate::keys::Identity,
     rid: &crate::ids::RecordId,
-) -> (Vec<String>, Vec<String>, usize) {
+) -> (Vec<String>, Vec<String>, usize, Vec<String>) {
     let rec = v.open_record(who, rid).unwrap();
     let devices = rec.device_certs().iter().map(|d| d.name.clone()).collect();
     let removed = rec
@@ -179,7 +179,8 @@ fn auth_view(
         .keys()
         .map(ToString::to_string)
         .collect();
-    (devices, removed, rec.recorded_chains().len())
+    let sections = rec.sections().iter().map(|s| s.name.to_string()).collect();
+    (devices, removed, rec.recorded_chains().len(), sections)
 }
 
 #[test]
@@ -237,4 +238,22 @@ fn remembered_auth_facts_follow_every_change_to_the_auth_document() {
             .unwrap();
     }
     check(1, 1, 1);
+    // A new section: its name shows in the directory at once, as a fresh vault reads it.
+    {
+        let mut rec = warm.open_record(&patient, &rid).unwrap();
+        let meds: crate::section::SectionName = "medications".parse().unwrap();
+        rec.add_entry(
+            &meds,
+            &serde_json::json!({"name": "Aspirin 75mg"}),
+            TEST_NOW,
+            &mut rng,
+        )
+        .unwrap();
+    }
+    check(1, 1, 1);
+    let (.., sections) = auth_view(&warm, &patient, &rid);
+    assert!(
+        sections.contains(&"medications".to_string()),
+        "{sections:?}"
+    );
 }
