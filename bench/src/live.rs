@@ -9,12 +9,15 @@
 //!   is then checked to hold every note. Baseline: automerge's own sync of the same notes
 //!   between two in-memory documents.
 //! - *Edit delay*: on a fresh pair with a small record, the patient adds a note (one durable
-//!   write) and announces the change, exactly as the daemon does after a command; the clock
+//!   write) and checks what to announce under the same lock, exactly as the daemon does after
+//!   a command ([`Handle::changed`](hearth_node::live::Handle::changed)); the clock
 //!   stops when the GP's node has stored the new bundle. Reported beside it: the patient's
 //!   durable add alone (open the record, add, flush), which every edit pays before anything is
-//!   announced.
+//!   announced, and the floor under the delay measured in the same run ([`live_floor`]: two
+//!   sled flushes and one frame's one-way trip over libp2p).
 
 use crate::automerge_base::{self, note};
+use crate::live_floor;
 use crate::live_node::live_node;
 use crate::measure::{ms, quantile, runtime, size_label};
 use crate::report::{Figure, Report};
@@ -50,7 +53,17 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
         drop(big);
         // The edit delay on a small record, so that it measures propagation rather than the
         // cost of adding to a long section.
-        edit_delay(r, setup(1).await?, edits).await
+        edit_delay(r, setup(1).await?, edits).await?;
+        let mut floor: Vec<f64> = live_floor::edit_visible_floor(edits)
+            .await?
+            .into_iter()
+            .map(ms)
+            .collect();
+        r.emit(Figure::new(
+            "edit_visible_floor",
+            quantile(&mut floor, 0.5),
+            "ms",
+        ))
     })
 }
 
@@ -147,22 +160,26 @@ async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<()> {
     let mut received = gh.received();
     for i in 0..n {
         let before = *received.borrow_and_update();
-        let sh = p_shared.clone();
+        let (sh, handle) = (p_shared.clone(), ph.clone());
         let t0 = Instant::now();
         let add = tokio::task::spawn_blocking(move || -> Result<Duration> {
             let g = live::lock(&sh);
-            let mut rec = g.vault.open_record(&g.identity, &rid)?;
-            let mut rng = os_rng();
-            rec.add_entry(
-                &notes,
-                &json!({ "text": format!("note {i}") }),
-                now(),
-                &mut rng,
-            )?;
-            Ok(t0.elapsed())
+            {
+                let mut rec = g.vault.open_record(&g.identity, &rid)?;
+                let mut rng = os_rng();
+                rec.add_entry(
+                    &notes,
+                    &json!({ "text": format!("note {i}") }),
+                    now(),
+                    &mut rng,
+                )?;
+            }
+            let add = t0.elapsed();
+            // As the daemon does after a command, before letting go of the lock.
+            handle.changed(&g);
+            Ok(add)
         })
         .await??;
-        ph.local_change();
         while *received.borrow_and_update() <= before {
             tokio::time::timeout(Duration::from_secs(10), received.changed())
                 .await

@@ -19,7 +19,7 @@
 //! The number of records is `HEARTH_BENCH_RELAY_RECORDS`, the idle connections
 //! `HEARTH_BENCH_RELAY_CONNS` (200; 50 with `--quick`).
 
-mod net;
+pub(crate) mod net;
 
 use crate::automerge_base::note;
 use crate::measure::{disk_usage, ms, runtime};

@@ -16,13 +16,13 @@ use libp2p::{Multiaddr, PeerId};
 use std::time::{Duration, Instant};
 
 /// A new identity of `role` called `name`.
-pub(super) fn identity(role: Role, name: &str, rng: &mut TestRng) -> Identity {
+pub(crate) fn identity(role: Role, name: &str, rng: &mut TestRng) -> Identity {
     Identity::generate(role, name.into(), rng).0
 }
 
 /// A config for swarms in one process on loopback: no per-IP connection rate, no stranger
 /// frame limit (the baseline's peers are strangers to each other).
-fn open_config() -> NetConfig {
+pub(crate) fn open_config() -> NetConfig {
     NetConfig {
         conn_burst_per_ip: 1_000_000,
         max_established_total: 4096,
@@ -35,7 +35,7 @@ fn open_config() -> NetConfig {
 }
 
 /// Starts `swarm` listening on a fresh loopback port and returns its address.
-async fn listen<M: net::codec::WireMessage>(
+pub(crate) async fn listen<M: net::codec::WireMessage>(
     swarm: &mut libp2p::Swarm<net::Behaviour<M>>,
 ) -> Result<Multiaddr> {
     swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
