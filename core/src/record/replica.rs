@@ -74,11 +74,7 @@ impl<S: Store> Vault<S> {
         authorize_runs(&mut runs, authorize, &mut report);
         put_authorized(record, &runs, now, &mut batch, &mut report);
         if !batch.is_empty() {
-            // Fork evidence first, then each log's bundles before the head that names them:
-            // every prefix is a consistent state (a bundle beyond its log's head is ignored and
-            // stored again when it comes again; a log whose head moved holds every bundle up to
-            // it), so the ordered commit is enough.
-            self.store.commit_ordered(batch)?;
+            self.store.commit(batch)?;
         }
         Ok(report)
     }
