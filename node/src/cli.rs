@@ -283,8 +283,13 @@ pub fn run_captured(call: ExecCall, cli: Cli) -> (Vec<u8>, Result<(), Failure>) 
     } else {
         let guard = live::lock(&call.shared);
         let res = run_in(&ctx, cli);
-        // Checked here, under the lock the command wrote under: the driver only sends.
-        call.node.changed(&guard);
+        if reads {
+            // A read changes at most its access journal: checked in the background.
+            call.node.local_change();
+        } else {
+            // Checked here, under the lock the command wrote under: the driver only sends.
+            call.node.changed(&guard);
+        }
         res
     };
     let changes = !reads;

@@ -291,6 +291,9 @@ enum Control {
     Shutdown,
 }
 
+/// The most records a node may hold for [`Handle::changed`] to check them in the caller.
+pub const INLINE_CHECK_RECORDS: usize = 64;
+
 /// A handle on the running node, for the API and for commands running in the daemon.
 #[derive(Clone)]
 pub struct Handle {
@@ -335,16 +338,22 @@ impl Handle {
     /// [`Handle::local_change`] for a caller that holds the store's lock (a command that just
     /// wrote): the change check runs here, under that lock, and the driver is handed only
     /// what to send, so an edit reaches online peers without waiting for a job of the
-    /// driver's. Never blocks on the network; a dropped announcement is covered by the next
-    /// background round.
+    /// driver's. A check reads every held record's log heads, so a node holding more than
+    /// [`INLINE_CHECK_RECORDS`] records (a professional's) leaves it to the driver's job as
+    /// [`Handle::local_change`] does, and the command's answer does not wait for it. Never
+    /// blocks on the network; a dropped announcement is covered by the next background round.
     pub fn changed<S: Store>(&self, shared: &Shared<S>) {
         let connected = {
             let st = self.status.lock().unwrap_or_else(|e| e.into_inner());
             st.connected_keys.clone()
         };
         let targets = {
-            let p = Local::new(&shared.vault, &shared.identity);
             let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+            if changes.records_seen() > INLINE_CHECK_RECORDS {
+                drop(changes);
+                return self.local_change();
+            }
+            let p = Local::new(&shared.vault, &shared.identity);
             changes.check(&p, &connected, None, Instant::now(), self.clock.now())
         };
         let _ = self.tx.try_send(Control::Changed(targets));

@@ -4,9 +4,9 @@
 //! The node has no change feed. After every local change the driver calls [`Changes::check`]
 //! with the session over its store, the connected peers and the time (after bundles arrive
 //! from a peer, [`Changes::check_record`] for that record alone): a cheap fingerprint of each
-//! record's log heads says which records moved; each moved record is announced ([`Announce`]) to its connected interested peers
-//! ([`Local::interested_peers`]) with the new bundles of the sections each may hold, when those
-//! are known. What each peer may hold is worked out again when the auth document or the consent
+//! record's log heads says which records moved; each moved record is announced ([`Announce`])
+//! to its connected interested peers ([`Local::interested_peers`]) with the new bundles of the
+//! sections each may hold, when those are known. What each peer may hold is worked out again when the auth document or the consent
 //! ledger changes, and at least every [`RIGHTS_TTL`] by the time passed in (grants expire);
 //! between those, the cached rights are reused so that an edit costs no grant verification.
 //!
@@ -120,11 +120,12 @@ impl Changes {
             now,
             at,
         };
-        let mut out = Vec::new();
-        for record in local.records().unwrap_or_default() {
-            self.check_one(local, record, &look, &mut out);
-        }
-        out
+        self.check_these(local, local.records().unwrap_or_default(), &look)
+    }
+
+    /// How many records the checks have seen (those held at the last full check, and since).
+    pub fn records_seen(&self) -> usize {
+        self.seen.len()
     }
 
     /// [`Changes::check`] for one record only, when only it can have moved (bundles arrived
@@ -139,15 +140,26 @@ impl Changes {
         now: Instant,
         at: Timestamp,
     ) -> Vec<Announce> {
+        let held = local.holds(&record).unwrap_or(false);
         let look = Look {
             connected,
             except,
             now,
             at,
         };
+        self.check_these(local, held.then_some(record), &look)
+    }
+
+    /// Looks at each of `records` in turn.
+    fn check_these<S: Store>(
+        &mut self,
+        local: &Local<'_, S>,
+        records: impl IntoIterator<Item = RecordId>,
+        look: &Look<'_>,
+    ) -> Vec<Announce> {
         let mut out = Vec::new();
-        if local.holds(&record).unwrap_or(false) {
-            self.check_one(local, record, &look, &mut out);
+        for record in records {
+            self.check_one(local, record, look, &mut out);
         }
         out
     }

@@ -24,8 +24,9 @@ fn node(
     let addr: Multiaddr = format!("/memory/{port}").parse().unwrap();
     swarm.listen_on(addr.clone()).unwrap();
     let shared = Arc::new(Mutex::new(Shared { vault, identity }));
+    // No background round within a test's time: what arrives was pushed or asked for.
     let config = LiveConfig {
-        interval: Duration::from_millis(200),
+        interval: Duration::from_secs(600),
         ..LiveConfig::default()
     };
     let (h, _task) = start(swarm, shared.clone(), config);
@@ -127,6 +128,31 @@ async fn two_nodes_in_memory_sync_granted_sections_and_keep_syncing() {
         texts(&g_shared, &rid).contains("written later")
     })
     .await;
+    // A command that wrote checks what to announce under the lock it wrote under, as the
+    // daemon's commands do; the entry is pushed at once.
+    {
+        let sh = lock(&p_shared);
+        {
+            let mut rec = sh.vault.open_record(&sh.identity, &rid).unwrap();
+            rec.add_entry(
+                &"notes".parse().unwrap(),
+                &json!({"text": "written by a command"}),
+                now(),
+                &mut os_rng(),
+            )
+            .unwrap();
+        }
+        ph.changed(&sh);
+    }
+    eventually("the command's entry at the professional", || {
+        texts(&g_shared, &rid).contains("written by a command")
+    })
+    .await;
     let st = gh.status();
     assert!(st.sessions.iter().any(|s| s.error.is_none()));
+    assert!(
+        st.received >= 2,
+        "both later entries were pushed: {}",
+        st.received
+    );
 }
