@@ -31,12 +31,25 @@ pub struct SectionInfo {
 
 impl<'v, S: Store> OpenRecord<'v, S> {
     /// Reads the section directory from the auth document: the names of the sections whose
-    /// keys this node holds (the sealed names from [`OpenRecord::auth_facts`]).
+    /// keys this node holds (the sealed names from [`OpenRecord::auth_facts`] when the
+    /// document can be remembered, else read from it alone: an open does not work out the
+    /// other facts of a document that would be read afresh anyway).
     pub(super) fn load_directory(&mut self) -> Result<()> {
         self.ensure_loaded(&SectionId::AUTH)?;
+        let whole = self
+            .loaded
+            .get(&SectionId::AUTH)
+            .is_some_and(|a| a.unapplied.is_empty());
+        let (facts, read);
+        let names: &[(SectionId, Vec<u8>)] = if whole {
+            facts = self.auth_facts();
+            &facts.sealed_names
+        } else {
+            read = self.read_sealed_names();
+            &read
+        };
         let mut dir = BTreeMap::new();
-        let facts = self.auth_facts();
-        for (sid, sealed) in &facts.sealed_names {
+        for (sid, sealed) in names {
             let Some(keys) = self.keys.get(sid) else {
                 continue;
             };

@@ -12,8 +12,8 @@
 //!   snapshot).
 //!
 //! - [`AuthMemo`]: what the auth document says that every open asks again (the devices the
-//!   root certified, those removed, the grant chains recorded), by the auth document's log
-//!   heads it was read at.
+//!   root certified, those removed, the grant chains recorded, the directory's sealed section
+//!   names), by the auth document's log heads it was read at.
 //!
 //! All are bounded, and none is ever written anywhere.
 
