@@ -160,10 +160,7 @@ const PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
 
 impl fmt::Display for PeerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut bytes = [0u8; 38];
-        bytes[..6].copy_from_slice(&PEER_ID_PREFIX);
-        bytes[6..].copy_from_slice(&self.0);
-        f.write_str(&bs58::encode(bytes).into_string())
+        f.write_str(&bs58::encode(self.peer_id_bytes()).into_string())
     }
 }
 
@@ -178,16 +175,26 @@ impl FromStr for PeerKey {
             return Err(err("too long"));
         }
         let bytes = bs58::decode(s).into_vec().map_err(|_| err("not base58"))?;
-        if bytes.len() != 38 || bytes[..6] != PEER_ID_PREFIX {
-            return Err(err("not an ed25519 peer id"));
-        }
-        let mut k = [0u8; 32];
-        k.copy_from_slice(&bytes[6..]);
-        Ok(PeerKey(k))
+        PeerKey::from_peer_id_bytes(&bytes).ok_or(err("not an ed25519 peer id"))
     }
 }
 
 impl PeerKey {
+    /// The key's libp2p peer id, as bytes (what its text form encodes in base58).
+    pub fn peer_id_bytes(&self) -> [u8; 38] {
+        let mut bytes = [0u8; 38];
+        bytes[..6].copy_from_slice(&PEER_ID_PREFIX);
+        bytes[6..].copy_from_slice(&self.0);
+        bytes
+    }
+
+    /// The key whose libp2p peer id is `bytes`, if they are an ed25519 key's (the point is not
+    /// checked here: see [`PeerKey::verifying_key`]).
+    pub fn from_peer_id_bytes(bytes: &[u8]) -> Option<PeerKey> {
+        let key = bytes.strip_prefix(&PEER_ID_PREFIX)?;
+        key.try_into().ok().map(PeerKey)
+    }
+
     /// The key as an ed25519 verifying key, refusing invalid points.
     pub fn verifying_key(&self) -> Result<ed25519_dalek::VerifyingKey, crate::crypto::CryptoError> {
         crate::crypto::verifying_key(&self.0)

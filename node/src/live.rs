@@ -253,7 +253,6 @@ struct StatusInner {
     connected_keys: BTreeSet<PeerKey>,
     known: BTreeMap<String, KnownPeer>,
     sessions: BTreeMap<(RecordId, PeerKey), SessionState>,
-    received: u64,
     relay: Option<RelayCounters>,
     rounds_finished: u64,
     rounds_failed: u64,
@@ -291,6 +290,22 @@ enum Control {
     Shutdown,
 }
 
+/// The count of bundles received from peers and stored since the node started. The job that
+/// stored them adds them just after its commit, on its own thread, so that a watcher (the web
+/// page's live updates, [`Handle::received`]) hears of an arrival without waiting for the
+/// driver's task to take the job's result.
+#[derive(Clone)]
+struct Arrivals(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Arrivals {
+    /// Counts `n` bundles just stored (none: nobody is woken).
+    fn add(&self, n: usize) {
+        if n > 0 {
+            self.0.send_modify(|r| *r = r.saturating_add(n as u64));
+        }
+    }
+}
+
 /// The most records a node may hold for [`Handle::changed`] to check them in the caller.
 pub const INLINE_CHECK_RECORDS: usize = 64;
 
@@ -315,7 +330,7 @@ impl Handle {
             connected: st.connected.clone(),
             known: st.known.clone(),
             sessions: st.sessions.values().cloned().collect(),
-            received: st.received,
+            received: *self.received.borrow(),
             relay: st.relay.clone(),
             rounds_finished: st.rounds_finished,
             rounds_failed: st.rounds_failed,
@@ -421,6 +436,7 @@ pub fn start<S: Store + Send + 'static>(
     let (tx, rx) = mpsc::channel(64);
     let status = Arc::new(Mutex::new(StatusInner::default()));
     let (received_tx, received_rx) = tokio::sync::watch::channel(0u64);
+    let arrivals = Arrivals(Arc::new(received_tx));
     let changes = Arc::new(Mutex::new(Changes::default()));
     let handle = Handle {
         tx,
@@ -457,8 +473,7 @@ pub fn start<S: Store + Send + 'static>(
         connected: BTreeSet::new(),
         net_changed: true,
         changes,
-        received: 0,
-        received_tx,
+        arrivals,
         outbound_store: HashMap::new(),
         relays: BTreeSet::new(),
         rate: RateLimiter::new(burst, every, 4096),
@@ -466,7 +481,7 @@ pub fn start<S: Store + Send + 'static>(
         relay_peers: std::collections::HashSet::new(),
         last_sweep: None,
         last_rotation_check: None,
-        unreceipted: Vec::new(),
+        unreceipted: jobs::Waiting::default(),
         relay_unreceipted: Vec::new(),
         reach: reach::Reach::default(),
         locate: locate::Locate::default(),
@@ -496,8 +511,8 @@ struct Driver<S: Store> {
     net_changed: bool,
     /// The change checker's memory (used by jobs).
     changes: Arc<Mutex<Changes>>,
-    received: u64,
-    received_tx: tokio::sync::watch::Sender<u64>,
+    /// Bundles received from peers and stored, counted by the jobs that store them.
+    arrivals: Arrivals,
     /// Requests on `/hearth/store/1` awaiting answers (the two protocols number theirs apart).
     outbound_store: HashMap<OutboundRequestId, RequestId>,
     /// The relays of the records held here (rounds with them use `/hearth/store/1`).
@@ -511,9 +526,9 @@ struct Driver<S: Store> {
     last_sweep: Option<Instant>,
     /// Patient's root device: when finished emergency uses were last looked for.
     last_rotation_check: Option<Instant>,
-    /// Pushes sent whose access receipts are still to be written (record, peer, sections,
-    /// bundles): at most `MAX_UNRECEIPTED`, written on the next tick.
-    unreceipted: Vec<hearth_sync::session::Pushed>,
+    /// Pushes sent whose access receipts are still to be written: written on the next tick,
+    /// or at once past `MAX_UNRECEIPTED` pushes or `MAX_UNRECEIPTED_BYTES`.
+    unreceipted: jobs::Waiting,
     /// On a relay node: the receipts of requests answered, written on the next tick.
     relay_unreceipted: Vec<(RecordId, hearth_core::audit::Action)>,
     /// Reachability: AutoNAT's verdict, circuit reservations, connections' addresses.
@@ -555,7 +570,11 @@ impl<S: Store + Send + 'static> Driver<S> {
             self.drive();
             self.publish();
         }
-        // A relay's receipts waiting for the tick are written before the node stops.
+        // Receipts waiting for the tick are written before the node stops.
+        if !self.unreceipted.pushes.is_empty() {
+            let pushes = std::mem::take(&mut self.unreceipted).pushes;
+            jobs::keep_push_receipts(&lock(&self.shared), pushes, self.config.clock.now());
+        }
         if !self.relay_unreceipted.is_empty() {
             let receipts = std::mem::take(&mut self.relay_unreceipted);
             let sh = lock(&self.shared);
@@ -600,7 +619,7 @@ impl<S: Store + Send + 'static> Driver<S> {
                 record,
                 count,
             } => {
-                self.received += count as u64;
+                // Counted in the job that stored them (`Arrivals`).
                 tracing::info!(%peer, record = %record, received = count, "received bundles");
                 self.check_changes(Some(peer), Some(record));
             }
@@ -667,7 +686,6 @@ impl<S: Store + Send + 'static> Driver<S> {
                 })
                 .collect();
         }
-        st.received = self.received;
         st.reachability = self.reach.nat.word().to_string();
         if self.config.relay.is_some() {
             let mut c = self.relay_counters.clone();
@@ -675,11 +693,6 @@ impl<S: Store + Send + 'static> Driver<S> {
             st.relay = Some(c);
         }
         drop(st);
-        self.received_tx.send_if_modified(|r| {
-            let changed = *r != self.received;
-            *r = self.received;
-            changed
-        });
     }
 
     fn on_control(&mut self, c: Control) {

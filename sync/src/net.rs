@@ -47,7 +47,7 @@ use codec::{FrameCodec, WireMessage};
 use hearth_core::ids::PeerKey;
 use hearth_core::keys::Identity;
 use libp2p::core::transport::{MemoryTransport, Transport, upgrade::Version};
-use libp2p::identity::{Keypair, PublicKey, ed25519};
+use libp2p::identity::{Keypair, ed25519};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -387,16 +387,17 @@ pub fn keypair(identity: &Identity) -> Result<Keypair, NetError> {
     Ok(Keypair::from(ed25519::Keypair::from(sk)))
 }
 
-/// The libp2p peer id of a Hearth peer key.
+/// The libp2p peer id of a Hearth peer key, if the key is a valid ed25519 point (parsed
+/// through the process's memo of parsed keys: the driver converts keys at every event).
 pub fn peer_id(key: &PeerKey) -> Option<PeerId> {
-    let pk = ed25519::PublicKey::try_from_bytes(&key.0).ok()?;
-    Some(PublicKey::from(pk).to_peer_id())
+    key.verifying_key().ok()?;
+    PeerId::from_bytes(&key.peer_id_bytes()).ok()
 }
 
 /// The Hearth peer key of a libp2p peer id, if it is an ed25519 key (Hearth only uses those;
 /// any other kind of peer is a stranger speaking another dialect).
 pub fn peer_key(id: &PeerId) -> Option<PeerKey> {
-    id.to_base58().parse().ok()
+    PeerKey::from_peer_id_bytes(&id.to_bytes())
 }
 
 fn transport_err(e: impl std::fmt::Display) -> NetError {

@@ -2,7 +2,8 @@
 //! and its result comes back to the driver as [`Work`].
 
 use super::{Driver, Shared, lock};
-use hearth_core::ids::{PeerKey, RecordId};
+use hearth_core::bundle::Bundle;
+use hearth_core::ids::{PeerKey, RecordId, SectionId};
 use hearth_core::record::Vault;
 use hearth_core::store::Store;
 use hearth_sync::changes::Announce;
@@ -10,7 +11,7 @@ use hearth_sync::net::{peer_id, peer_key};
 use hearth_sync::protocol::Message;
 use hearth_sync::relay::server::{RelayLimits, Served, Server};
 use hearth_sync::round::{Job, Plan, WaiterId};
-use hearth_sync::session::{Local, Report, SyncError};
+use hearth_sync::session::{Local, Pushed, Report, SyncError};
 use libp2p::Multiaddr;
 use libp2p::request_response::ResponseChannel;
 use std::collections::{BTreeMap, BTreeSet};
@@ -217,26 +218,38 @@ impl<S: Store + Send + 'static> Driver<S> {
                 peer,
                 record,
                 response,
-            } => self.job(move |sh| {
-                let p = Local::new(&sh.vault, &sh.identity);
-                let res = p.on_answer(peer, record, *response, clock.now(), &mut os_rng());
-                Work::Stepped { peer, record, res }
-            }),
+            } => {
+                let arrivals = self.arrivals.clone();
+                self.job(move |sh| {
+                    let p = Local::new(&sh.vault, &sh.identity);
+                    let res = p.on_answer(peer, record, *response, clock.now(), &mut os_rng());
+                    if let Ok((_, report)) = &res {
+                        arrivals.add(report.received);
+                    }
+                    Work::Stepped { peer, record, res }
+                })
+            }
             Job::Push {
                 peer,
                 record,
                 named,
                 push,
-            } => self.job(move |sh| {
-                let p = Local::new(&sh.vault, &sh.identity);
-                let res = p.on_push(record, &push, clock.now());
-                Work::Pushed {
-                    peer,
-                    record,
-                    named,
-                    res,
-                }
-            }),
+            } => {
+                let arrivals = self.arrivals.clone();
+                self.job(move |sh| {
+                    let p = Local::new(&sh.vault, &sh.identity);
+                    let res = p.on_push(record, &push, clock.now());
+                    if let Ok(report) = &res {
+                        arrivals.add(report.received);
+                    }
+                    Work::Pushed {
+                        peer,
+                        record,
+                        named,
+                        res,
+                    }
+                })
+            }
         };
     }
 
@@ -273,7 +286,6 @@ impl<S: Store + Send + 'static> Driver<S> {
                     let _ = self.swarm.behaviour_mut().sync.send_response(channel, resp);
                 }
                 if let Some((record, n)) = received {
-                    self.received += n as u64;
                     tracing::info!(%peer, record = %record, received = n, "received pushed bundles");
                     self.check_changes(Some(peer), Some(record));
                 }
@@ -425,36 +437,29 @@ impl<S: Store + Send + 'static> Driver<S> {
     /// receipts, which [`Driver::receipt_pushes`] writes on the next tick, or at once when
     /// many are waiting: an edit's delay to an online grantee does not wait for them. (A
     /// round's receipt is durable before its answer leaves: see `on_request`.)
-    fn note_pushes(&mut self, pushed: Vec<(RecordId, PeerKey, Vec<serde_bytes::ByteBuf>)>) {
-        for (record, peer, push) in pushed {
-            let sections: BTreeSet<hearth_core::ids::SectionId> = push
-                .iter()
-                .filter_map(|b| {
-                    hearth_core::bundle::Bundle::decode(b)
-                        .ok()
-                        .map(|b| b.header().section)
-                })
-                .collect();
-            self.unreceipted
-                .push((record, peer, sections, push.len() as u32));
+    fn note_pushes(&mut self, pushed: Vec<Unreceipted>) {
+        for p in pushed {
+            self.unreceipted.bytes += p.2.iter().map(|b| b.len()).sum::<usize>();
+            self.unreceipted.pushes.push(p);
         }
-        if self.unreceipted.len() >= MAX_UNRECEIPTED {
+        if self.unreceipted.pushes.len() >= MAX_UNRECEIPTED
+            || self.unreceipted.bytes >= MAX_UNRECEIPTED_BYTES
+        {
             self.receipt_pushes();
         }
     }
 
-    /// Writes the receipts of the pushes noted since the last time, in one job and one commit.
-    /// The job runs whatever the number of jobs: the data has been sent.
+    /// Writes the receipts of the pushes noted since the last time, in one job and one commit;
+    /// the job reads which sections each push held (not the driver, which sends the next
+    /// push meanwhile). The job runs whatever the number of jobs: the data has been sent.
     pub(super) fn receipt_pushes(&mut self) {
-        if self.unreceipted.is_empty() {
+        if self.unreceipted.pushes.is_empty() {
             return;
         }
-        let pushes = std::mem::take(&mut self.unreceipted);
+        let pushes = std::mem::take(&mut self.unreceipted).pushes;
         let clock = self.config.clock;
         self.spawn_job(move |sh| {
-            let now = clock.now();
-            let receipts = Local::new(&sh.vault, &sh.identity).push_receipts(&pushes, now);
-            keep_receipts(sh, receipts, now);
+            keep_push_receipts(sh, pushes, clock.now());
             Work::Collected(0)
         });
     }
@@ -544,6 +549,41 @@ impl<S: Store + Send + 'static> Driver<S> {
 
 /// How many pushes may wait for their receipts before they are written at once.
 const MAX_UNRECEIPTED: usize = 256;
+
+/// How many bytes of pushed bundles may wait for their receipts before they are written at
+/// once (a push is at most `hearth_sync::protocol::MAX_PUSH_BYTES`).
+const MAX_UNRECEIPTED_BYTES: usize = 8 << 20;
+
+/// A push sent whose access receipt is still to be written: the record, the peer, the bundles.
+pub(super) type Unreceipted = (RecordId, PeerKey, Vec<serde_bytes::ByteBuf>);
+
+/// The pushes waiting for their receipts, and their bundles' bytes.
+#[derive(Default)]
+pub(super) struct Waiting {
+    pub(super) pushes: Vec<Unreceipted>,
+    bytes: usize,
+}
+
+/// Appends the access receipts of `pushes` to this node's audit journal, in one commit.
+pub(super) fn keep_push_receipts<S: Store>(
+    sh: &Shared<S>,
+    pushes: Vec<Unreceipted>,
+    now: hearth_core::time::Timestamp,
+) {
+    // The sections of each push's bundles (the node's own, read back from its store).
+    let pushes: Vec<Pushed> = pushes
+        .into_iter()
+        .map(|(record, peer, push)| {
+            let sections: BTreeSet<SectionId> = push
+                .iter()
+                .filter_map(|b| Bundle::decode(b).ok().map(|b| b.header().section))
+                .collect();
+            (record, peer, sections, push.len() as u32)
+        })
+        .collect();
+    let receipts = Local::new(&sh.vault, &sh.identity).push_receipts(&pushes, now);
+    keep_receipts(sh, receipts, now);
+}
 
 /// The most relay receipts waiting for the next tick before they are written at once.
 pub(super) const MAX_RELAY_UNRECEIPTED: usize = 256;

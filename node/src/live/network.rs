@@ -206,10 +206,12 @@ impl<S: Store + Send + 'static> Driver<S> {
         match msg {
             Message::Request(req) => {
                 let record = req.record;
+                let arrivals = self.arrivals.clone();
                 let ok = self.job(move |sh| {
                     let p = Local::new(&sh.vault, &sh.identity);
                     match p.on_request(peer, req, clock.now(), &mut os_rng()) {
                         Ok((resp, mut report)) => {
+                            arrivals.add(report.received);
                             // The receipt is durable before the data leaves this node.
                             if let Some(a) = report.served.take() {
                                 keep_receipts(sh, vec![(record, *a)], clock.now());

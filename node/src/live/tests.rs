@@ -91,7 +91,7 @@ async fn two_nodes_in_memory_sync_granted_sections_and_keep_syncing() {
     drop(rec);
     let g_vault = Vault::new(MemoryStore::new());
     g_vault.hold_grant(&rid, std::slice::from_ref(&g)).unwrap();
-    let p_peer = patient.peer();
+    let (p_peer, gp_peer) = (patient.peer(), gp.peer());
     let (ph, p_shared, p_addr) = node(patient, p_vault, 52_001);
     let (gh, g_shared, _) = node(gp, g_vault, 52_002);
 
@@ -150,4 +150,34 @@ async fn two_nodes_in_memory_sync_granted_sections_and_keep_syncing() {
     .await;
     let st = gh.status();
     assert!(st.sessions.iter().any(|s| s.error.is_none()));
+    // The bundles stored are counted where they were stored, and watchers see the count the
+    // status shows: the round's two (an entry and the grant's auth change) and two pushes.
+    let received = *gh.received().borrow();
+    assert_eq!(received, st.received);
+    assert!(received >= 3, "{received}");
+
+    // The pushes' access receipts wait for the tick (ten minutes away here); stopping the
+    // node writes them, naming the professional and the section sent.
+    let journal = |shared: &SharedState<MemoryStore>| {
+        let g = lock(shared);
+        g.vault.journal_after(&rid, 0, 1_000).unwrap()
+    };
+    let served_pushes = |events: &[Vec<u8>]| {
+        events
+            .iter()
+            .map(|b| hearth_core::audit::SignedEvent::open(b).unwrap())
+            .filter(|e| {
+                matches!(
+                    &e.event().action,
+                    hearth_core::audit::Action::Served { to, bundles: 1, .. } if *to == gp_peer
+                )
+            })
+            .count()
+    };
+    let before = served_pushes(&journal(&p_shared));
+    ph.shutdown().await;
+    eventually("the pushes' receipts", || {
+        served_pushes(&journal(&p_shared)) >= before + 2
+    })
+    .await;
 }

@@ -113,6 +113,19 @@ fn libp2p_peer_id_is_the_device_key() {
     // A non-ed25519 peer id is not a Hearth peer.
     let other = PeerId::random();
     assert_eq!(peer_key(&other), None);
+    // Both ways agree with libp2p's own encoding of the key, for many keys.
+    for seed in 2..40 {
+        let id = identity(seed);
+        let pid = keypair(&id).unwrap().public().to_peer_id();
+        assert_eq!(peer_id(&id.peer()), Some(pid));
+        assert_eq!(peer_key(&pid), Some(id.peer()));
+    }
+    // Bytes that are not a point on the curve have no peer id, as libp2p would refuse them.
+    let bad = (0u8..=255)
+        .map(|b| PeerKey([b; 32]))
+        .find(|k| ed25519::PublicKey::try_from_bytes(&k.0).is_err())
+        .expect("some repeated byte is not a point");
+    assert_eq!(peer_id(&bad), None);
 }
 
 #[tokio::test]
