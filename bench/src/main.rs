@@ -212,6 +212,9 @@ fn main() -> ExitCode {
 
 /// Runs what `cli` asks for.
 fn run(cli: Cli) -> Result<ExitCode> {
+    // The nodes in this process log as the daemon does (its filter and formatting), to
+    // nowhere: without a subscriber, libp2p's spans would each go through `log` instead.
+    hearth_node::logs::init_discarded();
     match cli.internal {
         Some(Internal::Module { name, quick }) => {
             let m = module(&name)?;

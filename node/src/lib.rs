@@ -55,11 +55,10 @@ pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
             };
         }
     };
-    // The daemon logs its network events (peers, rounds; never content) by default.
     let default_filter = if matches!(cli.command, cli::Command::Run(_)) {
-        "warn,hearth_node=info,sled=off"
+        logs::DAEMON_FILTER
     } else {
-        "warn,sled=off"
+        logs::COMMAND_FILTER
     };
     let log_format = match &cli.command {
         cli::Command::Run(run) => run.log_format,

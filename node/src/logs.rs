@@ -28,6 +28,24 @@ impl LogFormat {
     }
 }
 
+/// The daemon's default filter: it logs its network events (peers, rounds; never content).
+pub const DAEMON_FILTER: &str = "warn,hearth_node=info,sled=off";
+
+/// Every other command's default filter.
+pub const COMMAND_FILTER: &str = "warn,sled=off";
+
+/// Installs the daemon's text subscriber, filtered by [`DAEMON_FILTER`], with its lines
+/// written nowhere: for a benchmark running nodes in its own process, so that it does the
+/// work the daemon's logging does (spans and events filtered, lines formatted) without
+/// printing them.
+pub fn init_discarded() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(DAEMON_FILTER))
+        .with_writer(std::io::sink)
+        .with_ansi(false)
+        .try_init();
+}
+
 /// Installs the process's subscriber: `format`, filtered by `HEARTH_LOG` or else by
 /// `default_filter`, written to standard error.
 pub fn init(format: LogFormat, default_filter: &str) {
