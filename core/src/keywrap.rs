@@ -112,6 +112,35 @@ impl KeyWrap {
         let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         crypto::verify(&root, Domain::KeyWrap, &refs, &self.signature.into_array()).is_ok()
     }
+
+    /// [`KeyWrap::verify`] of each of `wraps`, in order: one batch check when there are
+    /// several and every one's record root is a key that is not weak, which holds when all
+    /// verify; otherwise (or when the batch fails) each is checked alone, so a bad wrap is
+    /// refused without refusing the others.
+    pub fn verify_many(wraps: &[&KeyWrap]) -> Vec<bool> {
+        let roots: Option<Vec<_>> = wraps
+            .iter()
+            .map(|w| w.record.verifying_key().ok().filter(|k| !k.is_weak()))
+            .collect();
+        if let Some(roots) = roots.filter(|_| wraps.len() > 1) {
+            let parts: Vec<Vec<Vec<u8>>> = wraps.iter().map(|w| w.signed_parts()).collect();
+            let refs: Vec<Vec<&[u8]>> = parts
+                .iter()
+                .map(|p| p.iter().map(Vec::as_slice).collect())
+                .collect();
+            let sigs: Vec<[u8; 64]> = wraps.iter().map(|w| w.signature.into_array()).collect();
+            let items: Vec<crypto::Signed<'_>> = roots
+                .iter()
+                .zip(&refs)
+                .zip(&sigs)
+                .map(|((k, r), s)| (k, r.as_slice(), s))
+                .collect();
+            if crypto::verify_batch(Domain::KeyWrap, &items).is_ok() {
+                return vec![true; wraps.len()];
+            }
+        }
+        wraps.iter().map(|w| w.verify()).collect()
+    }
 }
 
 /// A section key released from emergency escrow to one professional.
@@ -229,6 +258,52 @@ mod tests {
         let relabelled = KeyWrap { epoch: 3, ..w };
         assert!(relabelled.open(&alice).is_err());
         assert!(!relabelled.verify());
+    }
+
+    #[test]
+    fn many_wraps_verify_together_and_a_bad_one_is_refused_alone() {
+        let mut rng = TestRng::new(5);
+        let root = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let record = RecordId(root.verifying_key().to_bytes());
+        let to = AgreementSecret::generate(&mut rng);
+        let wraps: Vec<KeyWrap> = (0..6)
+            .map(|epoch| {
+                let key = SymmetricKey::generate(&mut rng);
+                KeyWrap::create(
+                    &root,
+                    record,
+                    SectionId::AUTH,
+                    epoch,
+                    &key,
+                    to.public(),
+                    &mut rng,
+                )
+                .unwrap()
+            })
+            .collect();
+        let all: Vec<&KeyWrap> = wraps.iter().collect();
+        assert_eq!(KeyWrap::verify_many(&all), vec![true; 6]);
+        assert!(KeyWrap::verify_many(&[]).is_empty());
+        assert_eq!(KeyWrap::verify_many(&all[..1]), vec![true]);
+        // One relabelled (its signature no longer covers it) and one claiming another record
+        // (whose root did not sign it): only those two are refused.
+        let relabelled = KeyWrap {
+            epoch: 9,
+            ..wraps[2].clone()
+        };
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        let elsewhere = KeyWrap {
+            record: RecordId(other.verifying_key().to_bytes()),
+            ..wraps[4].clone()
+        };
+        let mixed = [all[0], all[1], &relabelled, all[3], &elsewhere, all[5]];
+        assert_eq!(
+            KeyWrap::verify_many(&mixed),
+            vec![true, true, false, true, false, true]
+        );
+        for (w, ok) in mixed.iter().zip(KeyWrap::verify_many(&mixed)) {
+            assert_eq!(w.verify(), ok);
+        }
     }
 
     #[test]

@@ -349,9 +349,19 @@ impl<'a, S: Store> Server<'a, S> {
             let slot = |w: &KeyWrap| (w.section, w.epoch, w.recipient);
             let kept: BTreeMap<_, KeyWrap> =
                 hosted.wraps.drain(..).map(|w| (slot(&w), w)).collect();
+            // The new ones' signatures are checked together (one batch when all are good).
+            let new: Vec<&KeyWrap> = req
+                .wraps
+                .iter()
+                .filter(|w| w.record == record && !kept.contains_key(&slot(w)))
+                .collect();
+            let mut good = KeyWrap::verify_many(&new).into_iter();
             let mut fresh = BTreeMap::new();
             for w in req.wraps {
                 let s = slot(&w);
+                let is_new = w.record == record && !kept.contains_key(&s);
+                // Every new wrap takes its verdict in order, whether or not it is used.
+                let ok = is_new && good.next().unwrap_or(false);
                 if fresh.contains_key(&s) {
                     continue;
                 }
@@ -359,7 +369,7 @@ impl<'a, S: Store> Server<'a, S> {
                     Some(old) => {
                         fresh.insert(s, old.clone());
                     }
-                    None if w.record == record && w.verify() => {
+                    None if ok => {
                         wraps_changed = true;
                         fresh.insert(s, w);
                     }

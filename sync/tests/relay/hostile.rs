@@ -109,6 +109,40 @@ fn forged_misaddressed_and_replayed_access_lists_are_not_accepted() {
 }
 
 #[test]
+fn key_wraps_not_signed_by_the_record_root_are_not_kept_and_the_others_are() {
+    let f = fixture(7);
+    let limits = RelayLimits::default();
+    let relay = f.relay.id.peer();
+    let mut req = f
+        .patient
+        .peer()
+        .relay_start(f.rid, relay, at(10), &mut TestRng::new(99))
+        .unwrap();
+    assert!(req.wraps.len() >= 3, "{} wraps", req.wraps.len());
+    // Two of the device's wraps are altered after signing: one relabelled to another epoch,
+    // one re-sealed to another recipient.
+    let slot = |w: &KeyWrap| (w.section, w.epoch, w.recipient);
+    let genuine: Vec<_> = req.wraps.iter().map(slot).collect();
+    req.wraps[0].epoch += 7;
+    let other = f.gp.id.agreement_public();
+    let last = req.wraps.len() - 1;
+    req.wraps[last].recipient = if req.wraps[last].recipient.into_array() == other {
+        ByteArray::new([1; 32])
+    } else {
+        ByteArray::new(other)
+    };
+    let forged: Vec<_> = [&req.wraps[0], &req.wraps[last]].map(slot).to_vec();
+    let resp = ask(&f.relay, &limits, &f.patient, req, at(10));
+    assert!(resp.refused.is_none());
+    let kept: Vec<_> = f.hosted().wraps.iter().map(slot).collect();
+    for s in &forged {
+        assert!(!kept.contains(s), "a forged wrap was kept");
+    }
+    assert_eq!(kept.len(), genuine.len() - 2);
+    assert!(kept.iter().all(|s| genuine[1..last].contains(s)));
+}
+
+#[test]
 fn a_push_over_the_quota_is_refused_and_nothing_stored_is_lost() {
     let mut f = fixture(7);
     let rid = f.rid;

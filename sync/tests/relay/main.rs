@@ -8,6 +8,7 @@ use hearth_core::crypto::{self, Domain, SymmetricKey};
 use hearth_core::grant::{self, Ability, Grant, GrantSpec, Revocation};
 use hearth_core::ids::{RecordId, SectionId};
 use hearth_core::keys::Role;
+use hearth_core::keywrap::KeyWrap;
 use hearth_core::ledger::RelayItem;
 use hearth_core::log::VersionVector;
 use hearth_core::record::{AuthItem, NewRecord};
