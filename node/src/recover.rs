@@ -23,6 +23,14 @@ use std::time::Duration;
 /// The most pages fetched (each up to the protocol's bundle budget).
 const MAX_PAGES: usize = 4096;
 
+/// How many times a request is sent before an unreachable relay is reported (within the time
+/// given): a relay restarting, or one whose allowance of new connections from this address is
+/// spent for the moment, answers a later try.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// The pause before the next try, times the tries so far (0.25 s, 0.5 s, … 7 s in all).
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
 /// What a relay holds of a record.
 pub struct Fetched {
     /// Every bundle.
@@ -67,7 +75,7 @@ pub fn fetch(
     rt.block_on(async move {
         let mut swarm: net::HearthSwarm = net::swarm(keypair, &NetConfig::default())
             .map_err(|e| Failure::new(code::IO, e.to_string()))?;
-        swarm.add_peer_address(pid, addr);
+        swarm.add_peer_address(pid, addr.clone());
         let mut heads: BTreeMap<SectionId, VersionVector> = BTreeMap::new();
         let mut bundles = Vec::new();
         let mut wraps = Vec::new();
@@ -84,6 +92,7 @@ pub fn fetch(
             .store
             .send_request(&pid, request(&heads, true));
         let mut pages = 0;
+        let mut attempts = 1;
         let work = async {
             loop {
                 let ev = swarm.select_next_some().await;
@@ -135,10 +144,30 @@ pub fn fetch(
                             .send_request(&pid, request(&heads, false));
                     }
                     request_response::Event::OutboundFailure { error, .. } => {
-                        return Err(Failure::new(
-                            code::IO,
-                            format!("could not reach the relay: {error}"),
-                        ));
+                        // A peer that speaks no Hearth store protocol is not asked again.
+                        let unsupported = matches!(
+                            error,
+                            request_response::OutboundFailure::UnsupportedProtocols
+                        );
+                        if unsupported || attempts >= MAX_ATTEMPTS {
+                            return Err(Failure::new(
+                                code::IO,
+                                format!("could not reach the relay: {error}"),
+                            ));
+                        }
+                        tracing::debug!(
+                            attempts,
+                            "the relay did not answer ({error}); asking again"
+                        );
+                        tokio::time::sleep(RETRY_PAUSE * attempts).await;
+                        attempts += 1;
+                        // The address is given again: after a failed dial the swarm did not
+                        // dial it again by itself (the end-to-end test shows it).
+                        swarm.add_peer_address(pid, addr.clone());
+                        swarm
+                            .behaviour_mut()
+                            .store
+                            .send_request(&pid, request(&heads, pages == 0));
                     }
                     _ => {}
                 }

@@ -48,7 +48,7 @@ fn the_gp_syncs_through_a_relay_while_the_patient_is_offline_and_the_phrase_rest
         dir.path().join("g"),
     );
     let (relay_a, addr_a) = relay(&ra, "Riverside Relay");
-    let (_relay_b, addr_b) = relay(&rb, "Hillside Relay");
+    let (relay_b, addr_b) = relay(&rb, "Hillside Relay");
     let pid = init_patient(&p);
     let phrase = pid["recovery_phrase"].as_str().unwrap().to_string();
     let rid = record_of(&pid).to_string();
@@ -130,14 +130,31 @@ fn the_gp_syncs_through_a_relay_while_the_patient_is_offline_and_the_phrase_rest
     }
 
     // Every patient home is lost; the phrase and the surviving relay restore the record,
-    // the GP's note included.
+    // the GP's note included. The relay is restarting as the recovery begins: the recovery
+    // asks again until the relay is back on its address.
     std::fs::remove_dir_all(&p).unwrap();
+    relay_b.stop();
     let p2 = dir.path().join("p2");
-    let out = crate::common::binary(crate::common::PASS)
+    let recovering = crate::common::binary(crate::common::PASS)
         .args(["--home", s(&p2), "recover", "--relay", &addr_b, "--json"])
         .env("HEARTH_RECOVERY_PHRASE", &phrase)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _relay_b = crate::common::Daemon::start(&rb, None);
+    let back = json(&hearth(&rb, &["status", "--json"]));
+    let listening = addr_b.rsplit_once("/p2p/").unwrap().0;
+    assert!(
+        back["listen_addrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == listening),
+        "the relay came back elsewhere: {back}"
+    );
+    let out = recovering.wait_with_output().unwrap();
     let rec = json(&out);
     assert_eq!(rec["record_id"], rid.as_str(), "{rec}");
     assert_eq!(
@@ -238,7 +255,7 @@ fn a_stranger_a_wrong_phrase_and_an_oversized_frame_get_nothing() {
 
     // A wrong phrase: refused before anything is written. (The flood spent this address's
     // allowance of new connections, 16 at once and then one per 500 ms: wait until it is
-    // back, or the recovery's one dial is turned away before it can ask.)
+    // back, so that the refusal is the phrase's and not a dial turned away.)
     std::thread::sleep(std::time::Duration::from_secs(8));
     let p2 = dir.path().join("p2");
     let wrong = "abandon ".repeat(23) + "art";
