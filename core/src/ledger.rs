@@ -33,6 +33,7 @@
 //! | node (local item) | `peer/<peer>` | [`PeerAddrs`] | addresses of a known peer |
 //! | node (local item) | `net/listen` | [`PeerAddrs`] | the addresses this node's daemon last listened on |
 //! | relay node (local item) | `hosted/<blinded record id>` | `hearth_sync::relay::Hosted` | a record this relay keeps, and the patient's signed access list |
+//! | relay node (local item) | `hosted-count` | count, 8 bytes big-endian | how many `hosted/` items there are (moved in their commits: [`crate::record::LocalCount`]) |
 //! | relay node (local item) | `letter/<mailbox>/<time>-<id>` | a sealed letter | a mailbox letter waiting for its recipient (`r-<blinded record>` or `p-<peer>`) |
 //! | relay node (local item) | `ig-use/<use id>` | [`IgUseItem`] | an emergency use one of the organisation's professionals had it log, for its IG review |
 //! | relay node (local item) | `relay-audit/<record>/<writer>/<seq>` | a signed [`crate::audit::SignedEvent`], bytes | a grantee's audit event left with the relay for the patient's devices (deleted once they acknowledge it) |
@@ -93,6 +94,8 @@ pub enum Key<'a> {
     Listen,
     /// Relay node, local: a record it keeps, by blinded id (hex).
     Hosted(&'a str),
+    /// Relay node, local: how many records it keeps.
+    HostedCount,
     /// Relay node, local: a mailbox letter, by mailbox and a sortable id.
     Letter(&'a str, &'a str),
     /// Local: a letter waiting to be left at a relay.
@@ -171,6 +174,8 @@ pub enum Kind {
     Listen,
     /// `hosted/` (relay nodes).
     Hosted,
+    /// `hosted-count` (relay nodes; a single item).
+    HostedCount,
     /// `letter/` (relay nodes).
     Letter,
     /// `outbox/`.
@@ -223,6 +228,7 @@ impl Kind {
             Kind::Review => "review/",
             Kind::Relay => "relay/",
             Kind::Hosted => "hosted/",
+            Kind::HostedCount => "hosted-count",
             Kind::Letter => "letter/",
             Kind::Outbox => "outbox/",
             Kind::Ack => "ack/",
@@ -279,6 +285,7 @@ impl Key<'_> {
             Key::Listen => (Kind::Listen, String::new()),
             Key::Relay(p) => (Kind::Relay, p.to_string()),
             Key::Hosted(b) => (Kind::Hosted, (*b).to_string()),
+            Key::HostedCount => (Kind::HostedCount, String::new()),
             Key::Letter(m, id) => (Kind::Letter, format!("{m}/{id}")),
             Key::Outbox(r, id) => (Kind::Outbox, format!("{r}/{id}")),
             Key::Ack(r, id) => (Kind::Ack, format!("{r}/{id}")),
@@ -712,6 +719,8 @@ mod tests {
         );
         assert_eq!(Key::Peer(&p).text(), format!("peer/{p}"));
         assert_eq!(Key::Listen.text(), "net/listen");
+        assert_eq!(Key::HostedCount.text(), "hosted-count");
+        assert!(Kind::Hosted.id_in(&Key::HostedCount.text()).is_none());
         assert_eq!(Key::Relay(&p).text(), format!("relay/{p}"));
         assert_eq!(Key::Hosted("ab").text(), "hosted/ab");
         assert_eq!(Key::Letter("p-x", "7-x").text(), "letter/p-x/7-x");

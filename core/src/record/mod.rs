@@ -49,6 +49,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 mod audit;
 mod check;
+mod counted;
 mod devices;
 mod directory;
 mod disputes;
@@ -80,6 +81,7 @@ pub use audit::{MAX_EVENTS_PER_SESSION, MAX_EVENTS_PER_WRITER};
 pub use check::{
     BrokenLog, Damage, RepairReport, StoreReport, VerifiedHead, check_store, repair_store,
 };
+pub use counted::LocalCount;
 pub use devices::DeviceCert;
 pub use directory::SectionInfo;
 pub use disputes::DisputeView;

@@ -50,6 +50,24 @@ impl<S: Store> Vault<S> {
         now: Timestamp,
         authorize: &mut dyn FnMut(&Bundle) -> std::result::Result<(), String>,
     ) -> Result<RemoteReport> {
+        let mut batch = Batch::new();
+        let report = self.stage_remote(record, bundles, now, authorize, &mut batch)?;
+        if !batch.is_empty() {
+            self.store.commit(batch)?;
+        }
+        Ok(report)
+    }
+
+    /// [`Vault::store_remote`] with what it accepts put into `batch`, which the caller commits
+    /// (with writes of its own, in one commit). Nothing is written before that commit.
+    pub fn stage_remote(
+        &self,
+        record: &RecordId,
+        bundles: Vec<Bundle>,
+        now: Timestamp,
+        authorize: &mut dyn FnMut(&Bundle) -> std::result::Result<(), String>,
+        batch: &mut Batch,
+    ) -> Result<RemoteReport> {
         let mut report = RemoteReport::default();
         let mut sorted = bundles;
         sorted.retain(|b| {
@@ -60,7 +78,6 @@ impl<S: Store> Vault<S> {
             ok
         });
         sorted.sort_by_key(|b| (b.header().section, b.header().author, b.header().seq));
-        let mut batch = Batch::new();
         // Per log: the bundles that extend it (signature-checked), and how many are authorised.
         let mut runs: Vec<Run<'_>> = Vec::new();
         // One (section, author) log at a time.
@@ -68,14 +85,11 @@ impl<S: Store> Vault<S> {
             (x.header().section, x.header().author) == (y.header().section, y.header().author)
         }) {
             let (section, author) = (run[0].header().section, run[0].header().author);
-            let extend = self.extending(record, &section, &author, run, &mut batch, &mut report)?;
+            let extend = self.extending(record, &section, &author, run, batch, &mut report)?;
             runs.push((section, author, extend, 0));
         }
         authorize_runs(&mut runs, authorize, &mut report);
-        put_authorized(record, &runs, now, &mut batch, &mut report);
-        if !batch.is_empty() {
-            self.store.commit(batch)?;
-        }
+        put_authorized(record, &runs, now, batch, &mut report);
         Ok(report)
     }
 

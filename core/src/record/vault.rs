@@ -44,6 +44,8 @@ pub struct Vault<S: Store> {
     pub(super) store: S,
     /// What opening records here has already worked out (see [`Memo`]).
     pub(super) memo: Memo,
+    /// Held by [`Vault::commit_counted`] while it reads and moves a count.
+    pub(super) counting: std::sync::Mutex<()>,
 }
 
 impl<S: Store> Vault<S> {
@@ -52,6 +54,7 @@ impl<S: Store> Vault<S> {
         Vault {
             store,
             memo: Memo::default(),
+            counting: std::sync::Mutex::new(()),
         }
     }
 

@@ -20,8 +20,8 @@ use hearth_core::keys::Identity;
 use hearth_core::keywrap::EscrowedKey;
 use hearth_core::ledger::{IgUseItem, Key, Kind};
 use hearth_core::log::VersionVector;
-use hearth_core::record::{KeyWrap, Vault};
-use hearth_core::store::Store;
+use hearth_core::record::{KeyWrap, LocalCount, Vault};
+use hearth_core::store::{Batch, Store};
 use hearth_core::time::Timestamp;
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,13 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The most emergency uses an organisation's node keeps logged (each is needed for its IG
 /// review, so a full log refuses new uses rather than forgetting old ones).
 pub const MAX_IG_USES: usize = 1_000_000;
+
+/// The count of records kept, moved in the same commit as their [`Hosted`] items, so that
+/// [`RelayLimits::max_records`] is checked with one read.
+pub const HOSTED_COUNT: LocalCount = LocalCount {
+    key: Kind::HostedCount.prefix(),
+    prefix: Kind::Hosted.prefix(),
+};
 
 /// What a relay accepts. The defaults are deliberate; each says why.
 #[derive(Clone, Debug)]
@@ -198,18 +205,20 @@ impl<'a, S: Store> Server<'a, S> {
             if now.as_millis().saturating_sub(end.as_millis()) > self.limits.retention_ms {
                 self.vault.forget_record(&h.record)?;
                 self.vault.forget_relayed_audit(&h.record)?;
-                self.vault.delete_local(&[Key::Hosted(&id).text()])?;
+                let mut batch = Batch::new();
+                Vault::<S>::delete_local_in(&mut batch, &Key::Hosted(&id).text());
+                self.vault.commit_counted(&HOSTED_COUNT, batch)?;
                 gone += 1;
             }
         }
         Ok(gone)
     }
 
-    fn save(&self, b: &Blinded, h: &Hosted) -> Result<(), SyncError> {
+    /// Puts `h` into `batch`, to be committed with [`HOSTED_COUNT`].
+    fn save(&self, b: &Blinded, h: &Hosted, batch: &mut Batch) -> Result<(), SyncError> {
         let bytes = serde_ipld_dagcbor::to_vec(h)
             .map_err(|_| SyncError::Protocol("cannot encode a hosted record"))?;
-        self.vault
-            .put_local(&Key::Hosted(&b.to_string()).text(), &bytes)?;
+        Vault::<S>::put_local_in(batch, &Key::Hosted(&b.to_string()).text(), bytes);
         Ok(())
     }
 
@@ -258,8 +267,8 @@ impl<'a, S: Store> Server<'a, S> {
                     // recovery attempt with a wrong phrase creates nothing), while there is room.
                     let room = hosted.is_some()
                         || (!req.have.is_empty()
-                            && self.vault.count_local(Kind::Hosted.prefix())?
-                                < self.limits.max_records);
+                            && self.vault.local_count(&HOSTED_COUNT)?
+                                < self.limits.max_records as u64);
                     if newer && from_device && room {
                         let h = hosted.get_or_insert_with(|| Hosted {
                             record: list.record,
@@ -379,18 +388,20 @@ impl<'a, S: Store> Server<'a, S> {
             wraps_changed |= fresh.len() != kept.len();
             hosted.wraps = fresh.into_values().collect();
         }
-        // What the peer pushed.
+        // What the peer pushed, and the record's list, wraps and quota: one commit.
         let mut rejected = Vec::new();
+        let mut batch = Batch::new();
         if !req.push.is_empty() {
             let (stored, bytes) =
-                self.store_push(&hosted, &entry, &req.push, now, &mut rejected)?;
+                self.store_push(&hosted, &entry, &req.push, now, &mut rejected, &mut batch)?;
             hosted.used += bytes;
             served.stored = stored;
         }
         served.rejected = rejected.len();
         if served.supplied || served.stored > 0 || wraps_changed {
-            self.save(&b, &hosted)?;
+            self.save(&b, &hosted, &mut batch)?;
         }
+        self.vault.commit_counted(&HOSTED_COUNT, batch)?;
         // What the peer lacks, and where it may push.
         let held = self.vault.held_sections(&record)?;
         let readable = readable(&entry, &held);
@@ -607,7 +618,7 @@ impl<'a, S: Store> Server<'a, S> {
 
     /// Stores what `entry`'s peer pushed: a patient device anything signed and chained (its
     /// node already judged it), a grantee only its own bundles to sections it may write, all
-    /// within the record's quota. Returns (bundles stored, their bytes).
+    /// within the record's quota, put into `batch`. Returns (bundles stored, their bytes).
     fn store_push(
         &self,
         hosted: &Hosted,
@@ -615,6 +626,7 @@ impl<'a, S: Store> Server<'a, S> {
         push: &[ByteBuf],
         now: Timestamp,
         rejected: &mut Vec<String>,
+        batch: &mut Batch,
     ) -> Result<(usize, u64), SyncError> {
         let mut bundles = Vec::new();
         for p in push {
@@ -644,9 +656,9 @@ impl<'a, S: Store> Server<'a, S> {
             bytes += len;
             Ok(())
         };
-        let report = self
-            .vault
-            .store_remote(&hosted.record, bundles, now, &mut authorize)?;
+        let report =
+            self.vault
+                .stage_remote(&hosted.record, bundles, now, &mut authorize, batch)?;
         rejected.extend(report.refused);
         Ok((report.stored, bytes))
     }

@@ -235,10 +235,12 @@ fn once_the_relay_grant_expires_everyone_is_refused() {
     // Kept through the retention period (the patient may renew), then deleted whole.
     assert_eq!(server.sweep(expired).unwrap(), 0);
     assert!(!f.relay.vault.held_sections(&rid).unwrap().is_empty());
+    assert_eq!(f.relay.vault.local_count(&HOSTED_COUNT).unwrap(), 1);
     let past = expired.saturating_add_millis(limits.retention_ms + 1);
     assert_eq!(server.sweep(past).unwrap(), 1);
     assert!(f.relay.vault.held_sections(&rid).unwrap().is_empty());
     assert!(server.all_hosted().unwrap().is_empty());
+    assert_eq!(f.relay.vault.local_count(&HOSTED_COUNT).unwrap(), 0);
     assert_eq!(server.sweep(past).unwrap(), 0);
 }
 

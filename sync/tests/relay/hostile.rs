@@ -1,7 +1,37 @@
-//! Hostile input at a relay: forged, misaddressed and replayed lists, a full quota,
-//! tampered bundles and padding, oversize messages.
+//! Hostile input at a relay: forged, misaddressed and replayed lists, a full quota, a full
+//! relay, tampered bundles and padding, oversize messages.
 
 use super::*;
+
+#[test]
+fn a_full_relay_takes_on_no_new_record_and_its_count_follows_what_it_keeps() {
+    let f = fixture(8);
+    let rid = f.rid;
+    let count = || f.relay.vault.local_count(&HOSTED_COUNT).unwrap();
+    // No room: the patient's node is refused as if the relay did not know the record.
+    let full = RelayLimits {
+        max_records: 0,
+        ..RelayLimits::default()
+    };
+    refused_nothing_here(exchange(&f.patient, &f.relay, &full, rid, at(10)));
+    let server = Server::new(&f.relay.vault, &f.relay.id, &full);
+    assert!(server.all_hosted().unwrap().is_empty());
+    assert!(f.relay.vault.held_sections(&rid).unwrap().is_empty());
+    assert_eq!(count(), 0);
+    // Room for one: taken on, counted once however often it is supplied and synced.
+    let one = RelayLimits {
+        max_records: 1,
+        ..RelayLimits::default()
+    };
+    exchange(&f.patient, &f.relay, &one, rid, at(11)).unwrap();
+    exchange(&f.gp, &f.relay, &one, rid, at(12)).unwrap();
+    exchange(&f.patient, &f.relay, &one, rid, at(13)).unwrap();
+    assert_eq!(count(), 1);
+    assert_eq!(f.gp.texts(&rid, "notes"), vec![NOTE]);
+    // Now full, it still serves the record it keeps.
+    exchange(&f.reader, &f.relay, &one, rid, at(14)).unwrap();
+    assert_eq!(f.relay.vault.count_local("hosted/").unwrap(), 1);
+}
 
 #[test]
 fn forged_misaddressed_and_replayed_access_lists_are_not_accepted() {

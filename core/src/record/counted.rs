@@ -1,0 +1,161 @@
+//! Counts of node-level items kept beside the items ([`LocalCount`]), so that a limit on how
+//! many of them a stranger may create is checked with one read, not a scan of them all.
+
+use super::layout::local_key;
+use super::{Result, Vault};
+use crate::store::{Batch, Store};
+use std::collections::BTreeMap;
+use std::sync::PoisonError;
+
+/// A count of the node-level items whose keys start with `prefix`, kept under the node-level
+/// key `key`. Every write of those items goes through [`Vault::commit_counted`], which moves
+/// the count in the same commit.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalCount {
+    /// Where the count is kept (a node-level key outside `prefix`).
+    pub key: &'static str,
+    /// The items counted.
+    pub prefix: &'static str,
+}
+
+fn decode(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.try_into().ok()?))
+}
+
+impl<S: Store> Vault<S> {
+    /// How many items `count` counts: the kept count, or (none kept yet, or unreadable) the
+    /// items counted one by one, which the next [`Vault::commit_counted`] writes down.
+    pub fn local_count(&self, count: &LocalCount) -> Result<u64> {
+        match self.get_local(count.key)?.as_deref().and_then(decode) {
+            Some(n) => Ok(n),
+            None => Ok(self.count_local(count.prefix)? as u64),
+        }
+    }
+
+    /// Commits `batch` (any keys), and with it `count` moved by the items under its prefix
+    /// that the batch creates or deletes. Each such key is looked up before the commit, with
+    /// other counted commits of this vault held off, so concurrent writers count right and an
+    /// item written again is not counted twice.
+    pub fn commit_counted(&self, count: &LocalCount, mut batch: Batch) -> Result<()> {
+        let prefix = local_key(count.prefix);
+        // Each counted key's state after the batch (a later operation on a key wins).
+        let after: BTreeMap<Vec<u8>, bool> = batch
+            .ops()
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k.clone(), v.is_some()))
+            .collect();
+        if after.is_empty() {
+            if !batch.is_empty() {
+                self.store.commit(batch)?;
+            }
+            return Ok(());
+        }
+        let _one = self.counting.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut n = self.local_count(count)?;
+        for (k, present) in after {
+            let was = self.store.get(&k)?.is_some();
+            match (was, present) {
+                (false, true) => n = n.saturating_add(1),
+                (true, false) => n = n.saturating_sub(1),
+                _ => {}
+            }
+        }
+        batch.put(local_key(count.key), n.to_be_bytes().to_vec());
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Puts node-level item `key` into `batch` (committed by the caller).
+    pub fn put_local_in(batch: &mut Batch, key: &str, value: Vec<u8>) {
+        batch.put(local_key(key), value);
+    }
+
+    /// Deletes node-level item `key` in `batch` (committed by the caller).
+    pub fn delete_local_in(batch: &mut Batch, key: &str) {
+        batch.delete(local_key(key));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    const C: LocalCount = LocalCount {
+        key: "things-count",
+        prefix: "thing/",
+    };
+
+    fn put(v: &Vault<MemoryStore>, names: &[&str], deletes: &[&str]) {
+        let mut b = Batch::new();
+        for n in names {
+            Vault::<MemoryStore>::put_local_in(&mut b, n, vec![1; 3000]);
+        }
+        for n in deletes {
+            Vault::<MemoryStore>::delete_local_in(&mut b, n);
+        }
+        v.commit_counted(&C, b).unwrap();
+    }
+
+    #[test]
+    fn the_kept_count_follows_creations_and_deletions_and_not_rewrites() {
+        let v = Vault::new(MemoryStore::new());
+        assert_eq!(v.local_count(&C).unwrap(), 0);
+        put(&v, &["thing/a", "thing/b", "other/x"], &[]);
+        assert_eq!(v.local_count(&C).unwrap(), 2);
+        // Written again: not counted again; deleting what is not there takes nothing off.
+        put(&v, &["thing/a"], &["thing/zz"]);
+        assert_eq!(v.local_count(&C).unwrap(), 2);
+        // Put then deleted in one batch: the later operation wins.
+        let mut b = Batch::new();
+        Vault::<MemoryStore>::put_local_in(&mut b, "thing/c", vec![2]);
+        Vault::<MemoryStore>::delete_local_in(&mut b, "thing/c");
+        Vault::<MemoryStore>::delete_local_in(&mut b, "thing/a");
+        v.commit_counted(&C, b).unwrap();
+        assert_eq!(v.local_count(&C).unwrap(), 1);
+        assert_eq!(v.count_local(C.prefix).unwrap(), 1);
+        // The kept count is read, not the items.
+        assert_eq!(
+            v.get_local(C.key).unwrap(),
+            Some(1u64.to_be_bytes().to_vec())
+        );
+    }
+
+    #[test]
+    fn items_from_before_the_count_or_a_spoilt_count_are_counted_one_by_one() {
+        let v = Vault::new(MemoryStore::new());
+        v.put_local("thing/a", b"x").unwrap();
+        v.put_local("thing/b", b"x").unwrap();
+        assert_eq!(v.local_count(&C).unwrap(), 2);
+        put(&v, &["thing/c"], &[]);
+        assert_eq!(
+            v.get_local(C.key).unwrap(),
+            Some(3u64.to_be_bytes().to_vec())
+        );
+        v.put_local(C.key, b"not a count").unwrap();
+        assert_eq!(v.local_count(&C).unwrap(), 3);
+        put(&v, &[], &["thing/a"]);
+        assert_eq!(v.local_count(&C).unwrap(), 2);
+    }
+
+    #[test]
+    fn concurrent_counted_commits_count_every_item() {
+        let v = std::sync::Arc::new(Vault::new(MemoryStore::new()));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let v = v.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        put(&v, &[&format!("thing/{t}-{i}")], &[]);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(v.local_count(&C).unwrap(), 200);
+        assert_eq!(v.count_local(C.prefix).unwrap(), 200);
+    }
+}
