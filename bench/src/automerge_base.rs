@@ -23,6 +23,18 @@ pub(crate) fn doc_of(n: usize) -> Result<automerge::AutoCommit> {
     Ok(d)
 }
 
+/// A document of the given (key, JSON text) items, in order, one change each.
+pub(crate) fn doc_of_items(
+    items: impl Iterator<Item = (String, serde_json::Result<String>)>,
+) -> Result<automerge::AutoCommit> {
+    let mut d = automerge::AutoCommit::new();
+    for (k, v) in items {
+        d.put(automerge::ROOT, k, v?)?;
+        d.commit();
+    }
+    Ok(d)
+}
+
 /// Note `i` put into `d` as its own change.
 pub(crate) fn add_note(d: &mut automerge::AutoCommit, i: usize) -> Result<()> {
     d.put(automerge::ROOT, format!("e/{i:08}"), note(i).to_string())?;
