@@ -36,6 +36,7 @@
 //! | relay node (local item) | `hosted-count` | count, 8 bytes big-endian | how many `hosted/` items there are (moved in their commits: [`crate::record::LocalCount`]) |
 //! | relay node (local item) | `letter/<mailbox>/<time>-<id>` | a sealed letter | a mailbox letter waiting for its recipient (`r-<blinded record>` or `p-<peer>`) |
 //! | relay node (local item) | `ig-use/<use id>` | [`IgUseItem`] | an emergency use one of the organisation's professionals had it log, for its IG review |
+//! | relay node (local item) | `ig-use-count` | count, 8 bytes big-endian | how many `ig-use/` items there are (moved in their commits: [`crate::record::LocalCount`]) |
 //! | relay node (local item) | `relay-audit/<record>/<writer>/<seq>` | a signed [`crate::audit::SignedEvent`], bytes | a grantee's audit event left with the relay for the patient's devices (deleted once they acknowledge it) |
 //! | relay node (local item) | `relay-audit-acked/<record>/<writer>` | seq | how far the patient's devices acknowledged that grantee's events (told to the grantee) |
 //! | node (local item) | `outbox/<relay>/<id>` | a sealed letter | a letter waiting to be left at that relay |
@@ -122,6 +123,8 @@ pub enum Key<'a> {
     ProxyRequest(&'a RecordId, &'a str),
     /// Organisation (relay) node, local: a logged emergency use, by its id (hex).
     IgUse(&'a str),
+    /// Organisation (relay) node, local: how many emergency uses it logged.
+    IgUseCount,
     /// Relay node, local: a grantee's audit event left for the patient's devices.
     RelayedAudit(&'a RecordId, &'a PeerKey, u64),
     /// Relay node, local: how far the patient's devices acknowledged a grantee's events.
@@ -202,6 +205,8 @@ pub enum Kind {
     ProxyRequest,
     /// `ig-use/` (organisation nodes).
     IgUse,
+    /// `ig-use-count` (organisation nodes; a single item).
+    IgUseCount,
     /// `relay-audit/` (relay nodes; one record: [`relayed_audit_prefix`]).
     RelayedAudit,
     /// `relay-audit-acked/` (relay nodes).
@@ -242,6 +247,7 @@ impl Kind {
             Kind::HeldEmergency => "break-glass/",
             Kind::ProxyRequest => "proxy-request/",
             Kind::IgUse => "ig-use/",
+            Kind::IgUseCount => "ig-use-count",
             Kind::RelayedAudit => "relay-audit/",
             Kind::RelayedAuditAcked => "relay-audit-acked/",
             Kind::Journal => "audit/",
@@ -301,6 +307,7 @@ impl Key<'_> {
             Key::HeldEmergency(r) => (Kind::HeldEmergency, r.to_string()),
             Key::ProxyRequest(rec, q) => (Kind::ProxyRequest, format!("{rec}/{q}")),
             Key::IgUse(id) => (Kind::IgUse, (*id).to_string()),
+            Key::IgUseCount => (Kind::IgUseCount, String::new()),
             Key::RelayedAudit(rec, w, seq) => (Kind::RelayedAudit, format!("{rec}/{w}/{seq:020}")),
             Key::RelayedAuditAcked(rec, w) => (Kind::RelayedAuditAcked, format!("{rec}/{w}")),
             Key::Journal(rec, seq) => (Kind::Journal, format!("{rec}/{seq:020}")),
@@ -721,6 +728,8 @@ mod tests {
         assert_eq!(Key::Listen.text(), "net/listen");
         assert_eq!(Key::HostedCount.text(), "hosted-count");
         assert!(Kind::Hosted.id_in(&Key::HostedCount.text()).is_none());
+        assert_eq!(Key::IgUseCount.text(), "ig-use-count");
+        assert!(Kind::IgUse.id_in(&Key::IgUseCount.text()).is_none());
         assert_eq!(Key::Relay(&p).text(), format!("relay/{p}"));
         assert_eq!(Key::Hosted("ab").text(), "hosted/ab");
         assert_eq!(Key::Letter("p-x", "7-x").text(), "letter/p-x/7-x");

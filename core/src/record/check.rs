@@ -394,7 +394,7 @@ fn local_checker(name: &str) -> Option<(&'static str, Checker)> {
             .map(drop)
             .map_err(|_| "does not decode or its signature does not verify")
     }
-    let table: [(Kind, &'static str, Checker); 14] = [
+    let table: [(Kind, &'static str, Checker); 15] = [
         (Kind::HeldGrant, "held grants", |v| {
             crate::grant::chain_from_bytes(v)
                 .map(drop)
@@ -419,6 +419,9 @@ fn local_checker(name: &str) -> Option<(&'static str, Checker)> {
             ok_if(v.len() == 8, "does not decode")
         }),
         (Kind::HostedCount, "counts of records kept", |v| {
+            ok_if(v.len() == 8, "does not decode")
+        }),
+        (Kind::IgUseCount, "counts of logged emergency uses", |v| {
             ok_if(v.len() == 8, "does not decode")
         }),
         (

@@ -39,6 +39,13 @@ pub const HOSTED_COUNT: LocalCount = LocalCount {
     prefix: Kind::Hosted.prefix(),
 };
 
+/// The count of emergency uses logged, moved in the same commit as their items, so that
+/// [`MAX_IG_USES`] is checked with one read.
+pub const IG_USE_COUNT: LocalCount = LocalCount {
+    key: Kind::IgUseCount.prefix(),
+    prefix: Kind::IgUse.prefix(),
+};
+
 /// What a relay accepts. The defaults are deliberate; each says why.
 #[derive(Clone, Debug)]
 pub struct RelayLimits {
@@ -570,7 +577,7 @@ impl<'a, S: Store> Server<'a, S> {
         {
             return Ok(Ok(kept.logged));
         }
-        if self.vault.count_local(Kind::IgUse.prefix())? >= MAX_IG_USES {
+        if self.vault.local_count(&IG_USE_COUNT)? >= MAX_IG_USES as u64 {
             return Ok(Err("the organisation's emergency log is full".into()));
         }
         let item = IgUseItem {
@@ -578,7 +585,9 @@ impl<'a, S: Store> Server<'a, S> {
             credential: e.credential.clone(),
             logged: logged.to_token(),
         };
-        self.vault.put_local(&key, item.to_json().as_bytes())?;
+        let mut batch = Batch::new();
+        Vault::<S>::put_local_in(&mut batch, &key, item.to_json().into_bytes());
+        self.vault.commit_counted(&IG_USE_COUNT, batch)?;
         Ok(Ok(item.logged))
     }
 

@@ -306,6 +306,9 @@ fn an_arranged_use_opens_the_record_through_a_relay_and_ends_in_a_key_move() {
         at(22),
     );
     assert_eq!(released.released.len(), served.wraps.len());
+    // The use is logged once at the organisation, however often it was presented.
+    assert_eq!(e.org.vault.local_count(&IG_USE_COUNT).unwrap(), 1);
+    assert_eq!(e.org.vault.count_local("ig-use/").unwrap(), 1);
     // After the use, nothing is released.
     let late = release(
         &e,

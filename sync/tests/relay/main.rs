@@ -18,7 +18,9 @@ use hearth_core::test_utils::{TEST_NOW, TestRng};
 use hearth_core::time::Timestamp;
 use hearth_sync::protocol::{self, Message, SectionHave, WireError};
 use hearth_sync::relay::access::{AccessError, AccessList, SignedAccess};
-use hearth_sync::relay::server::{HOSTED_COUNT, Hosted, RelayLimits, Server, refusal_of};
+use hearth_sync::relay::server::{
+    HOSTED_COUNT, Hosted, IG_USE_COUNT, RelayLimits, Server, refusal_of,
+};
 use hearth_sync::relay::wire::{pad, unpad};
 use hearth_sync::relay::{NOTHING_HERE, QUOTA_FULL, StoreRequest, StoreResponse, blind};
 use hearth_sync::session::{Report, SyncError};
