@@ -10,8 +10,9 @@
 //! ledger changes, and at least every [`RIGHTS_TTL`] by the time passed in (grants expire);
 //! between those, the cached rights are reused so that an edit costs no grant verification.
 //!
-//! [`Changes`] holds only that cache; it reads the store through the session it is given, so
-//! the driver calls it where it runs store work (holding the store's lock).
+//! [`Changes`] holds only that cache (one entry per record held; a full check forgets the
+//! records no longer held); it reads the store through the session it is given, so the driver
+//! calls it where it runs store work (holding the store's lock).
 
 use crate::protocol::MAX_PUSH_BYTES;
 use crate::session::Local;
@@ -20,7 +21,7 @@ use hearth_core::log::VersionVector;
 use hearth_core::store::Store;
 use hearth_core::time::Timestamp;
 use serde_bytes::ByteBuf;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// How long the peers' rights worked out for a change check are reused.
@@ -120,7 +121,13 @@ impl Changes {
             now,
             at,
         };
-        self.check_these(local, local.records().unwrap_or_default(), &look)
+        let Ok(records) = local.records() else {
+            return Vec::new();
+        };
+        // Records no longer held (a relay's that ended, say) are forgotten.
+        let held: HashSet<RecordId> = records.iter().copied().collect();
+        self.seen.retain(|r, _| held.contains(r));
+        self.check_these(local, records, &look)
     }
 
     /// How many records the checks have seen (those held at the last full check, and since).

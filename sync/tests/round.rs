@@ -486,6 +486,11 @@ fn a_check_of_one_record_announces_what_a_full_check_would_and_nothing_of_others
     assert_eq!(out[0].push.len(), 1);
     // The full check after it finds nothing new to say.
     assert!(check(&mut changes, &w.patient, &connected, t1, at(12)).is_empty());
+    assert_eq!(changes.records_seen(), 1);
+    // A record no longer held is forgotten at the next full check.
+    w.patient.vault.forget_record(&rid).unwrap();
+    assert!(check(&mut changes, &w.patient, &connected, t1, at(13)).is_empty());
+    assert_eq!(changes.records_seen(), 0);
 }
 
 #[test]
