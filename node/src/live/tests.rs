@@ -181,3 +181,87 @@ async fn two_nodes_in_memory_sync_granted_sections_and_keep_syncing() {
     })
     .await;
 }
+
+/// A node holding more records than a command checks inline (a professional's, usually; here
+/// a node holding other patients' records beside its own): a command's edit is checked in the
+/// driver's job instead, and still reaches the online professional at once, not at the next
+/// background round (ten minutes away in these tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_on_a_node_of_many_records_is_checked_by_the_driver_and_still_pushed() {
+    let mut rng = hearth_core::test_utils::TestRng::new(9);
+    let t = now();
+    let (patient, _) = Identity::generate(Role::Patient, "Pat".into(), &mut rng);
+    let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
+    let p_vault = Vault::new(MemoryStore::new());
+    for i in 0..INLINE_CHECK_RECORDS {
+        let (other, _) = Identity::generate(Role::Patient, format!("Other {i}"), &mut rng);
+        p_vault
+            .create_record(&other, NewRecord::default(), t, &mut rng)
+            .unwrap();
+    }
+    let rid = p_vault
+        .create_record(&patient, NewRecord::default(), t, &mut rng)
+        .unwrap();
+    let g_vault = Vault::new(MemoryStore::new());
+    {
+        let mut rec = p_vault.open_record(&patient, &rid).unwrap();
+        let spec = GrantSpec::new(
+            gp.peer(),
+            "notes".parse().unwrap(),
+            Ability::Read,
+            t,
+            t.saturating_add_millis(86_400_000),
+        );
+        let g = Grant::issue_root(&patient, spec, &[], &mut rng).unwrap();
+        rec.put_auth(vec![AuthItem::Grant(vec![g.clone()])], t, &mut rng)
+            .unwrap();
+        g_vault.hold_grant(&rid, &[g]).unwrap();
+        rec.add_entry(
+            &"notes".parse().unwrap(),
+            &json!({"text": "first"}),
+            t,
+            &mut rng,
+        )
+        .unwrap();
+    }
+    let p_peer = patient.peer();
+    let (ph, p_shared, p_addr) = node(patient, p_vault, 52_011);
+    let (gh, g_shared, _) = node(gp, g_vault, 52_012);
+    gh.add_peer(p_peer, p_addr);
+    let h = gh.clone();
+    let outcomes =
+        tokio::task::spawn_blocking(move || h.sync_blocking(Some(p_peer), Duration::from_secs(20)))
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(outcomes.iter().all(|o| o.result.is_ok()), "{outcomes:?}");
+    assert!(texts(&g_shared, &rid).contains("first"));
+
+    // The driver's full check has seen every record held: more than a command checks. Then
+    // the driver is left to finish what it was doing, so that only the command's own check
+    // can announce the edit below.
+    ph.local_change();
+    eventually("the driver's check of every record", || {
+        ph.changes.lock().unwrap().records_seen() > INLINE_CHECK_RECORDS
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    {
+        let sh = lock(&p_shared);
+        {
+            let mut rec = sh.vault.open_record(&sh.identity, &rid).unwrap();
+            rec.add_entry(
+                &"notes".parse().unwrap(),
+                &json!({"text": "written by a command"}),
+                now(),
+                &mut os_rng(),
+            )
+            .unwrap();
+        }
+        ph.changed(&sh);
+    }
+    eventually("the command's entry at the professional", || {
+        texts(&g_shared, &rid).contains("written by a command")
+    })
+    .await;
+}
