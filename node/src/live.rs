@@ -276,7 +276,9 @@ enum Control {
     AddPeer(PeerKey, Multiaddr),
     LocalChange,
     /// A command's changes, already checked under the store's lock ([`Handle::changed`]).
-    Changed(Vec<Announce>),
+    /// What a command's check found to announce, and the store's count of peer writes then
+    /// (peers are read again only if it moved).
+    Changed(Vec<Announce>, u64),
     Sync {
         with: Option<PeerKey>,
         reply: std::sync::mpsc::SyncSender<Vec<RoundOutcome>>,
@@ -371,7 +373,8 @@ impl Handle {
             let p = Local::new(&shared.vault, &shared.identity);
             changes.check(&p, &connected, None, Instant::now(), self.clock.now())
         };
-        let _ = self.tx.try_send(Control::Changed(targets));
+        let written = shared.vault.peers_written();
+        let _ = self.tx.try_send(Control::Changed(targets, written));
     }
 
     /// Runs a round now with `with` (or every connected and known peer) for every record they
@@ -481,6 +484,7 @@ pub fn start<S: Store + Send + 'static>(
         relay_peers: std::collections::HashSet::new(),
         last_sweep: None,
         last_rotation_check: None,
+        known_loaded: None,
         unreceipted: jobs::Waiting::default(),
         relay_unreceipted: Vec::new(),
         reach: reach::Reach::default(),
@@ -526,6 +530,8 @@ struct Driver<S: Store> {
     last_sweep: Option<Instant>,
     /// Patient's root device: when finished emergency uses were last looked for.
     last_rotation_check: Option<Instant>,
+    /// [`Vault::peers_written`] when the known peers were last read (none yet).
+    known_loaded: Option<u64>,
     /// Pushes sent whose access receipts are still to be written: written on the next tick,
     /// or at once past `MAX_UNRECEIPTED` pushes or `MAX_UNRECEIPTED_BYTES`.
     unreceipted: jobs::Waiting,
@@ -707,9 +713,10 @@ impl<S: Store + Send + 'static> Driver<S> {
                 // A command may have added peers (`peers add`, `accept`).
                 self.load_known();
             }
-            Control::Changed(targets) => {
+            Control::Changed(targets, written) => {
                 self.announce(targets);
-                self.load_known();
+                // A command may have added peers (`accept`); an edit did not.
+                self.load_known_since(written);
             }
             Control::Sync { with, reply } => {
                 let waiter = self.rounds.new_waiter();

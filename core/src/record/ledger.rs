@@ -12,6 +12,7 @@ use crate::store::Store;
 use crate::time::Timestamp;
 use rand_core::CryptoRng;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The most held grant chains read for one record (a hostile store or peer cannot make a node
 /// present an unbounded list).
@@ -38,6 +39,9 @@ pub enum LedgerItem<'a> {
     /// A trusted organisation.
     Trust(&'a PeerKey, &'a TrustItem),
 }
+
+/// Writes of known peers' addresses in this process ([`Vault::peers_written`]).
+static PEERS_WRITTEN: AtomicU64 = AtomicU64::new(0);
 
 impl LedgerItem<'_> {
     fn pair(&self) -> (String, String) {
@@ -374,7 +378,18 @@ impl<S: Store> Vault<S> {
 
     /// Replaces the known addresses of `peer`.
     pub fn set_peer_addrs(&self, peer: &PeerKey, addrs: &PeerAddrs) -> Result<()> {
-        self.put_local(&Key::Peer(peer).text(), &addrs.to_bytes())
+        self.put_local(&Key::Peer(peer).text(), &addrs.to_bytes())?;
+        PEERS_WRITTEN.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// How many times [`Vault::set_peer_addrs`] wrote in this process, through any vault (a
+    /// daemon's commands open vaults of their own over its store): a caller that read
+    /// [`Vault::known_peers`] at one count need not read them again while it stays the same.
+    /// Other stores' writes in the same process move it too, which costs a needless read,
+    /// never a missed one.
+    pub fn peers_written(&self) -> u64 {
+        PEERS_WRITTEN.load(Ordering::SeqCst)
     }
 
     /// The addresses this node's daemon last listened on.

@@ -64,7 +64,9 @@ pub(super) enum Work {
         relays: Vec<(PeerKey, Vec<Multiaddr>)>,
     },
     Announce(Vec<Announce>),
-    Known(Vec<(PeerKey, Vec<Multiaddr>)>),
+    /// Known peers, and [`Vault::peers_written`](hearth_core::record::Vault::peers_written)
+    /// when they were read.
+    Known(Vec<(PeerKey, Vec<Multiaddr>)>, u64),
     /// How many of this patient device's audit journal events went into the record's audit
     /// log (which then syncs to the patient's other devices).
     Collected(usize),
@@ -149,6 +151,8 @@ impl<S: Store + Send + 'static> Driver<S> {
     /// Loads the known peers from the store.
     pub(super) fn load_known(&mut self) {
         self.job(|sh| {
+            // Read before the peers: a write after it is seen by the next load.
+            let written = sh.vault.peers_written();
             let known = sh
                 .vault
                 .known_peers()
@@ -156,8 +160,17 @@ impl<S: Store + Send + 'static> Driver<S> {
                 .into_iter()
                 .map(|(peer, addrs)| (peer, hearth_sync::net::multiaddrs(&addrs)))
                 .collect();
-            Work::Known(known)
+            Work::Known(known, written)
         });
+    }
+
+    /// [`Driver::load_known`] unless the peers were last loaded at `written`
+    /// ([`Vault::peers_written`](hearth_core::record::Vault::peers_written)): an edit does not
+    /// read them again.
+    pub(super) fn load_known_since(&mut self, written: u64) {
+        if self.known_loaded != Some(written) {
+            self.load_known();
+        }
     }
 
     /// Runs `f` on the blocking pool with the shared state locked; its result comes back as
@@ -324,7 +337,8 @@ impl<S: Store + Send + 'static> Driver<S> {
                     self.check_changes(None, None);
                 }
             }
-            Work::Known(known) => {
+            Work::Known(known, written) => {
+                self.known_loaded = Some(written);
                 for (peer, addrs) in known {
                     self.remember(peer, addrs);
                 }

@@ -148,6 +148,22 @@ async fn two_nodes_in_memory_sync_granted_sections_and_keep_syncing() {
         texts(&g_shared, &rid).contains("written by a command")
     })
     .await;
+    // A command that learnt a peer's addresses (as `accept` does, through a vault of its own
+    // over the daemon's store) has the driver read the known peers again.
+    let (newcomer, _) = Identity::generate(Role::Professional, "Newcomer".into(), &mut rng);
+    {
+        let sh = lock(&p_shared);
+        let own = Vault::new(sh.vault.store().clone());
+        let addrs = hearth_core::ledger::PeerAddrs {
+            addrs: vec!["/memory/52999".into()],
+        };
+        own.set_peer_addrs(&newcomer.peer(), &addrs).unwrap();
+        ph.changed(&sh);
+    }
+    eventually("the newcomer known to the driver", || {
+        ph.status().known.contains_key(&newcomer.peer().to_string())
+    })
+    .await;
     let st = gh.status();
     assert!(st.sessions.iter().any(|s| s.error.is_none()));
     // The bundles stored are counted where they were stored, and watchers see the count the
