@@ -43,6 +43,56 @@ fn texts(shared: &SharedState<MemoryStore>, rid: &RecordId) -> String {
         .unwrap_or_default()
 }
 
+/// The patient grants `gp` reading `notes` for a day from `t` (recorded in `rec`, the
+/// patient's record), and `gp`'s vault holds the grant.
+fn grant_notes(
+    patient: &Identity,
+    rec: &mut hearth_core::record::OpenRecord<'_, MemoryStore>,
+    gp: &Identity,
+    gp_vault: &Vault<MemoryStore>,
+    t: Timestamp,
+    rng: &mut hearth_core::test_utils::TestRng,
+) {
+    let spec = GrantSpec::new(
+        gp.peer(),
+        "notes".parse().unwrap(),
+        Ability::Read,
+        t,
+        t.saturating_add_millis(86_400_000),
+    );
+    let g = Grant::issue_root(patient, spec, &[], rng).unwrap();
+    rec.put_auth(vec![AuthItem::Grant(vec![g.clone()])], t, rng)
+        .unwrap();
+    gp_vault.hold_grant(&rec.id(), &[g]).unwrap();
+}
+
+/// `h`'s node learns `peer`'s address and syncs with it once (as `hearth sync` does).
+async fn first_sync(h: &Handle, peer: PeerKey, addr: Multiaddr) -> Vec<RoundOutcome> {
+    h.add_peer(peer, addr);
+    let h = h.clone();
+    tokio::task::spawn_blocking(move || h.sync_blocking(Some(peer), Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Adds a note to `rid` as a command run in the daemon does: under the store's lock, the
+/// change then checked under that lock ([`Handle::changed`]).
+fn command_adds_note(shared: &SharedState<MemoryStore>, h: &Handle, rid: &RecordId, text: &str) {
+    let sh = lock(shared);
+    {
+        let mut rec = sh.vault.open_record(&sh.identity, rid).unwrap();
+        rec.add_entry(
+            &"notes".parse().unwrap(),
+            &json!({ "text": text }),
+            now(),
+            &mut os_rng(),
+        )
+        .unwrap();
+    }
+    h.changed(&sh);
+}
+
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..100 {
         if f() {
@@ -78,31 +128,15 @@ async fn two_nodes_in_memory_sync_granted_sections_and_keep_syncing() {
         &mut rng,
     )
     .unwrap();
-    let spec = GrantSpec::new(
-        gp.peer(),
-        "notes".parse().unwrap(),
-        Ability::Read,
-        t,
-        t.saturating_add_millis(86_400_000),
-    );
-    let g = Grant::issue_root(&patient, spec, &[], &mut rng).unwrap();
-    rec.put_auth(vec![AuthItem::Grant(vec![g.clone()])], t, &mut rng)
-        .unwrap();
-    drop(rec);
     let g_vault = Vault::new(MemoryStore::new());
-    g_vault.hold_grant(&rid, std::slice::from_ref(&g)).unwrap();
+    grant_notes(&patient, &mut rec, &gp, &g_vault, t, &mut rng);
+    drop(rec);
     let (p_peer, gp_peer) = (patient.peer(), gp.peer());
     let (ph, p_shared, p_addr) = node(patient, p_vault, 52_001);
     let (gh, g_shared, _) = node(gp, g_vault, 52_002);
 
     // The professional knows the patient's address; one explicit round brings it in sync.
-    gh.add_peer(p_peer, p_addr);
-    let h = gh.clone();
-    let outcomes =
-        tokio::task::spawn_blocking(move || h.sync_blocking(Some(p_peer), Duration::from_secs(20)))
-            .await
-            .unwrap()
-            .unwrap();
+    let outcomes = first_sync(&gh, p_peer, p_addr).await;
     assert_eq!(outcomes.len(), 1, "{outcomes:?}");
     assert!(outcomes[0].result.is_ok(), "{outcomes:?}");
     let held = texts(&g_shared, &rid);
@@ -130,20 +164,7 @@ async fn two_nodes_in_memory_sync_granted_sections_and_keep_syncing() {
     .await;
     // A command that wrote checks what to announce under the lock it wrote under, as the
     // daemon's commands do; the entry is pushed at once.
-    {
-        let sh = lock(&p_shared);
-        {
-            let mut rec = sh.vault.open_record(&sh.identity, &rid).unwrap();
-            rec.add_entry(
-                &"notes".parse().unwrap(),
-                &json!({"text": "written by a command"}),
-                now(),
-                &mut os_rng(),
-            )
-            .unwrap();
-        }
-        ph.changed(&sh);
-    }
+    command_adds_note(&p_shared, &ph, &rid, "written by a command");
     eventually("the command's entry at the professional", || {
         texts(&g_shared, &rid).contains("written by a command")
     })
@@ -221,17 +242,7 @@ async fn an_edit_on_a_node_of_many_records_is_checked_by_the_driver_and_still_pu
     let g_vault = Vault::new(MemoryStore::new());
     {
         let mut rec = p_vault.open_record(&patient, &rid).unwrap();
-        let spec = GrantSpec::new(
-            gp.peer(),
-            "notes".parse().unwrap(),
-            Ability::Read,
-            t,
-            t.saturating_add_millis(86_400_000),
-        );
-        let g = Grant::issue_root(&patient, spec, &[], &mut rng).unwrap();
-        rec.put_auth(vec![AuthItem::Grant(vec![g.clone()])], t, &mut rng)
-            .unwrap();
-        g_vault.hold_grant(&rid, &[g]).unwrap();
+        grant_notes(&patient, &mut rec, &gp, &g_vault, t, &mut rng);
         rec.add_entry(
             &"notes".parse().unwrap(),
             &json!({"text": "first"}),
@@ -243,13 +254,7 @@ async fn an_edit_on_a_node_of_many_records_is_checked_by_the_driver_and_still_pu
     let p_peer = patient.peer();
     let (ph, p_shared, p_addr) = node(patient, p_vault, 52_011);
     let (gh, g_shared, _) = node(gp, g_vault, 52_012);
-    gh.add_peer(p_peer, p_addr);
-    let h = gh.clone();
-    let outcomes =
-        tokio::task::spawn_blocking(move || h.sync_blocking(Some(p_peer), Duration::from_secs(20)))
-            .await
-            .unwrap()
-            .unwrap();
+    let outcomes = first_sync(&gh, p_peer, p_addr).await;
     assert!(outcomes.iter().all(|o| o.result.is_ok()), "{outcomes:?}");
     assert!(texts(&g_shared, &rid).contains("first"));
 
@@ -262,20 +267,7 @@ async fn an_edit_on_a_node_of_many_records_is_checked_by_the_driver_and_still_pu
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    {
-        let sh = lock(&p_shared);
-        {
-            let mut rec = sh.vault.open_record(&sh.identity, &rid).unwrap();
-            rec.add_entry(
-                &"notes".parse().unwrap(),
-                &json!({"text": "written by a command"}),
-                now(),
-                &mut os_rng(),
-            )
-            .unwrap();
-        }
-        ph.changed(&sh);
-    }
+    command_adds_note(&p_shared, &ph, &rid, "written by a command");
     eventually("the command's entry at the professional", || {
         texts(&g_shared, &rid).contains("written by a command")
     })
