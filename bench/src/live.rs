@@ -13,8 +13,9 @@
 //!   a command ([`Handle::changed`](hearth_node::live::Handle::changed)); the clock
 //!   stops when the GP's node has stored the new bundle. Reported beside it: the patient's
 //!   durable add alone (open the record, add, flush), which every edit pays before anything is
-//!   announced, and the floor under the delay measured in the same run ([`live_floor`]: two
-//!   sled flushes and one frame's one-way trip over libp2p).
+//!   announced, and the floor under the delay measured in the same run ([`live_floor`]: the
+//!   patient's sled insert+flush, one frame's one-way trip over libp2p, and the grantee's sled
+//!   insert, which reads see before it is flushed).
 
 use crate::automerge_base::{self, note};
 use crate::live_floor;

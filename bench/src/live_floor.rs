@@ -5,8 +5,10 @@
 //! not Hearth's own work: the patient's disk makes the new bundle durable (one sled
 //! insert+flush), one frame of about a bundle's size crosses libp2p on loopback (a
 //! `hearth_sync::net` swarm to another: TCP, Noise, Yamux, request-response, clocked from the
-//! send until the receiving swarm hands the request over), and the grantee's disk makes it
-//! durable (one more insert+flush). Each sample is one of each, added up.
+//! send until the receiving swarm hands the request over), and the grantee's store takes it
+//! (one sled insert, seen by reads at once). The grantee's flush follows, but the edit is
+//! shown before it (`Local::visible_first`: the patient's node holds the bundle durably and
+//! sends it again if the grantee loses it). Each sample is one of each, added up.
 
 use crate::relay::net::{identity, listen, open_config};
 use anyhow::{Context, Result, bail};
@@ -22,8 +24,8 @@ use std::time::{Duration, Instant};
 /// About one pushed note: a bundle and its frame.
 const FRAME_BYTES: usize = 1024;
 
-/// `n` samples of the floor (see the module docs), each the sum of a flush on one sled, a
-/// one-way frame, and a flush on another sled.
+/// `n` samples of the floor (see the module docs), each the sum of an insert and a flush on
+/// one sled, a one-way frame, and an insert on another sled.
 pub(crate) async fn edit_visible_floor(n: usize) -> Result<Vec<Duration>> {
     let dir = tempfile::tempdir()?;
     let open = |name: &str| {
@@ -35,16 +37,21 @@ pub(crate) async fn edit_visible_floor(n: usize) -> Result<Vec<Duration>> {
     let (sender_db, receiver_db) = (open("sender")?, open("receiver")?);
     let ways = one_way(n).await?;
     let value = vec![7u8; FRAME_BYTES];
-    let flush = |db: &sled::Db, i: usize| -> Result<Duration> {
+    let write = |db: &sled::Db, i: usize, durable: bool| -> Result<Duration> {
         let t = Instant::now();
         db.insert((i as u64).to_be_bytes(), value.as_slice())?;
-        db.flush()?;
+        if durable {
+            db.flush()?;
+        }
         Ok(t.elapsed())
     };
-    ways.into_iter()
-        .enumerate()
-        .map(|(i, way)| Ok(flush(&sender_db, i)? + way + flush(&receiver_db, i)?))
-        .collect()
+    let mut floor = Vec::with_capacity(ways.len());
+    for (i, way) in ways.into_iter().enumerate() {
+        floor.push(write(&sender_db, i, true)? + way + write(&receiver_db, i, false)?);
+        // The grantee's flush, outside the floor, as the grantee's node does after showing it.
+        receiver_db.flush()?;
+    }
+    Ok(floor)
 }
 
 /// `n` one-way trips of a frame from one `hearth_sync::net` swarm to another on loopback:

@@ -81,6 +81,16 @@ impl Batch {
     }
 }
 
+/// When a commit of copies that other nodes hold too becomes durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Before the commit returns ([`Store::commit`]).
+    Now,
+    /// Visible when the commit returns, durable at the store's next flush
+    /// ([`Store::commit_visible`]): the caller flushes before it acts on the write as durable.
+    AtNextFlush,
+}
+
 /// What [`Store::scan_while`] calls with each pair (key, value); it returns whether to go on.
 pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
 
@@ -115,6 +125,20 @@ pub trait Store {
     /// atomic batches cost about 40% more than ordered inserts). The default is `commit`.
     fn commit_ordered(&self, batch: Batch) -> Result<(), StoreError> {
         self.commit(batch)
+    }
+
+    /// Applies `batch` atomically and returns once reads see it, before it is durable: it
+    /// becomes durable at the next [`Store::flush`] or durable commit, and a crash before then
+    /// keeps all of it or none. Only for copies that other nodes hold durably (bundles a peer
+    /// pushed, which its author keeps and sends again at the next sync), so that a node can show
+    /// them before it pays for the flush. The default is `commit`.
+    fn commit_visible(&self, batch: Batch) -> Result<(), StoreError> {
+        self.commit(batch)
+    }
+
+    /// Makes every commit so far durable (a no-op where every commit already is).
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// All pairs whose key starts with `prefix`, in key order.
@@ -227,6 +251,12 @@ impl<S: Store + ?Sized> Store for &S {
     fn commit_ordered(&self, batch: Batch) -> Result<(), StoreError> {
         (**self).commit_ordered(batch)
     }
+    fn commit_visible(&self, batch: Batch) -> Result<(), StoreError> {
+        (**self).commit_visible(batch)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        (**self).flush()
+    }
 }
 
 /// The conformance suite and model test every [`Store`] backend must pass.
@@ -243,6 +273,7 @@ pub mod conformance {
         get_put_delete(&fresh());
         batches_are_ordered_last_wins(&fresh());
         ordered_commits(&fresh());
+        visible_commits(&fresh());
         scans_are_ordered_and_half_open(&fresh());
         prefix_scans(&fresh());
         format_version(&fresh());
@@ -273,6 +304,20 @@ pub mod conformance {
         s.commit_ordered(b).unwrap();
         assert_eq!(s.get(b"o1").unwrap(), None);
         assert_eq!(s.get(b"o2").unwrap(), Some(b"2".to_vec()));
+    }
+
+    fn visible_commits(s: &impl Store) {
+        let mut b = Batch::new();
+        b.put(b"v1".to_vec(), b"1".to_vec());
+        b.put(b"v2".to_vec(), b"2".to_vec());
+        b.delete(b"v1".to_vec());
+        s.commit_visible(b).unwrap();
+        // Seen at once, before any flush, by reads and scans alike.
+        assert_eq!(s.get(b"v1").unwrap(), None);
+        assert_eq!(s.get(b"v2").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(s.scan_prefix(b"v").unwrap().len(), 1);
+        s.flush().unwrap();
+        assert_eq!(s.get(b"v2").unwrap(), Some(b"2".to_vec()));
     }
 
     fn batches_are_ordered_last_wins(s: &impl Store) {

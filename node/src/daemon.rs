@@ -31,6 +31,7 @@ use crate::live::{self, Handle, LiveConfig, Shared};
 use crate::sled_store::SledStore;
 use hearth_core::keys::Identity;
 use hearth_core::record::Vault;
+use hearth_core::store::Store;
 use hearth_sync::net::{self, NetConfig};
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};

@@ -431,7 +431,7 @@ impl Handle {
 }
 
 /// Starts the node on `swarm` (already listening or not), returning its handle and the task.
-pub fn start<S: Store + Send + 'static>(
+pub fn start<S: Store + Clone + Send + 'static>(
     swarm: HearthSwarm,
     shared: SharedState<S>,
     config: LiveConfig,
@@ -551,7 +551,7 @@ async fn until(deadline: Option<Instant>) {
     }
 }
 
-impl<S: Store + Send + 'static> Driver<S> {
+impl<S: Store + Clone + Send + 'static> Driver<S> {
     async fn run(&mut self, mut rx: mpsc::Receiver<Control>, mut work_rx: mpsc::Receiver<Work>) {
         let mut periodic = tokio::time::interval(self.config.interval);
         periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

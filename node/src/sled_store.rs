@@ -119,12 +119,6 @@ impl SledStore {
 }
 
 impl SledStore {
-    /// Flushes everything written so far to disk (each commit already does; this is for
-    /// shutdown).
-    pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(drop).map_err(io)
-    }
-
     /// The tree that holds `key`.
     fn tree_of(&self, key: &[u8]) -> &sled::Tree {
         if is_bulky(key) { &self.bulky } else { &self.db }
@@ -201,6 +195,15 @@ impl Store for SledStore {
     }
 
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        self.commit_visible(batch)?;
+        self.db.flush().map_err(io)?;
+        Ok(())
+    }
+
+    /// `commit`'s atomic batch without its flush: sled recovers a batch whole or not at all,
+    /// and its log is replayed in order, so a later flush (of this tree or the other: they share
+    /// one log) makes it durable.
+    fn commit_visible(&self, batch: Batch) -> Result<(), StoreError> {
         let (mut main, mut bulky) = (sled::Batch::default(), sled::Batch::default());
         let (mut to_main, mut to_bulky) = (false, false);
         for (k, v) in batch.ops() {
@@ -227,7 +230,6 @@ impl Store for SledStore {
             (false, true) => self.bulky.apply_batch(bulky).map_err(io)?,
             _ => self.db.apply_batch(main).map_err(io)?,
         }
-        self.db.flush().map_err(io)?;
         Ok(())
     }
 
@@ -244,6 +246,11 @@ impl Store for SledStore {
         }
         self.db.flush().map_err(io)?;
         Ok(())
+    }
+
+    /// Flushes everything written so far to disk (each durable commit already does).
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(io)
     }
 }
 

@@ -24,6 +24,7 @@ use crate::probe::{self, Probe};
 use crate::report::{Figure, Report};
 use crate::sync::{self, INCREMENTS, Pair, WARM_UP};
 use anyhow::Result;
+use hearth_core::store::Store;
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -10,7 +10,7 @@ use crate::crypto::{self};
 use crate::entry::{EntryBody, EntryVersion};
 use crate::ids::{PeerKey, RecordId, SectionId};
 use crate::log::{self, LogHead};
-use crate::store::{Batch, Store};
+use crate::store::{Batch, Durability, Store};
 use crate::time::Timestamp;
 use automerge::{ROOT, ReadDoc};
 
@@ -50,10 +50,25 @@ impl<S: Store> Vault<S> {
         now: Timestamp,
         authorize: &mut dyn FnMut(&Bundle) -> std::result::Result<(), String>,
     ) -> Result<RemoteReport> {
+        self.store_remote_as(record, bundles, now, authorize, Durability::Now)
+    }
+
+    /// [`Vault::store_remote`], committed as `durability` says.
+    pub fn store_remote_as(
+        &self,
+        record: &RecordId,
+        bundles: Vec<Bundle>,
+        now: Timestamp,
+        authorize: &mut dyn FnMut(&Bundle) -> std::result::Result<(), String>,
+        durability: Durability,
+    ) -> Result<RemoteReport> {
         let mut batch = Batch::new();
         let report = self.stage_remote(record, bundles, now, authorize, &mut batch)?;
         if !batch.is_empty() {
-            self.store.commit(batch)?;
+            match durability {
+                Durability::Now => self.store.commit(batch)?,
+                Durability::AtNextFlush => self.store.commit_visible(batch)?,
+            }
         }
         Ok(report)
     }

@@ -14,7 +14,7 @@ use clap::Subcommand;
 use hearth_core::ids::RecordId;
 use hearth_core::record::Vault;
 use hearth_core::record::{RepairReport, StoreReport, check_store, repair_store};
-use hearth_core::store::StoreError;
+use hearth_core::store::{Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `hearth store …`.

@@ -4,7 +4,7 @@
 use super::{Driver, Shared, lock};
 use hearth_core::bundle::Bundle;
 use hearth_core::ids::{PeerKey, RecordId, SectionId};
-use hearth_core::record::Vault;
+use hearth_core::record::{RecordError, Vault};
 use hearth_core::store::Store;
 use hearth_sync::changes::Announce;
 use hearth_sync::net::{peer_id, peer_key};
@@ -14,6 +14,7 @@ use hearth_sync::round::{Job, Plan, WaiterId};
 use hearth_sync::session::{Local, Pushed, Report, SyncError};
 use libp2p::Multiaddr;
 use libp2p::request_response::ResponseChannel;
+use serde_bytes::ByteBuf;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
@@ -147,7 +148,7 @@ fn hosted_parties<S: Store>(
     }
 }
 
-impl<S: Store + Send + 'static> Driver<S> {
+impl<S: Store + Clone + Send + 'static> Driver<S> {
     /// Loads the known peers from the store.
     pub(super) fn load_known(&mut self) {
         self.job(|sh| {
@@ -248,22 +249,44 @@ impl<S: Store + Send + 'static> Driver<S> {
                 named,
                 push,
             } => {
-                let arrivals = self.arrivals.clone();
-                self.job(move |sh| {
-                    let p = Local::new(&sh.vault, &sh.identity);
-                    let res = p.on_push(record, &push, clock.now());
-                    if let Ok(report) = &res {
-                        arrivals.add(report.received);
-                    }
-                    Work::Pushed {
-                        peer,
-                        record,
-                        named,
-                        res,
-                    }
-                })
+                self.store_push(peer, record, named, push);
+                true
             }
         };
+    }
+
+    /// Stores a push (new bundles a peer sent outside a round) on the blocking pool: under the
+    /// shared state's lock they are checked and committed visible-first
+    /// ([`Local::visible_first`]); once the lock is let go, readers (who take it) can see them,
+    /// so they are counted as arrived, and then the store is flushed, before the driver hears
+    /// of them. An edit thus reaches the grantee's screen without waiting for the grantee's
+    /// disk; the patient's node, which made it durable before sending, sends it again at the
+    /// next sync if this node's flush never happens.
+    fn store_push(&mut self, peer: PeerKey, record: RecordId, named: bool, push: Vec<ByteBuf>) {
+        self.jobs += 1;
+        let (shared, tx) = (self.shared.clone(), self.work_tx.clone());
+        let (arrivals, clock) = (self.arrivals.clone(), self.config.clock);
+        tokio::task::spawn_blocking(move || {
+            let (res, store) = {
+                let g = lock(&shared);
+                let p = Local::new(&g.vault, &g.identity).visible_first();
+                (
+                    p.on_push(record, &push, clock.now()),
+                    g.vault.store().clone(),
+                )
+            };
+            let res = res.and_then(|report| {
+                arrivals.add(report.received);
+                store.flush().map_err(RecordError::from)?;
+                Ok(report)
+            });
+            let _ = tx.blocking_send(Work::Pushed {
+                peer,
+                record,
+                named,
+                res,
+            });
+        });
     }
 
     pub(super) fn on_work(&mut self, w: Work) {
@@ -427,7 +450,7 @@ impl<S: Store + Send + 'static> Driver<S> {
     }
 }
 
-impl<S: Store + Send + 'static> Driver<S> {
+impl<S: Store + Clone + Send + 'static> Driver<S> {
     /// Sends what a change check decided: a notification (with the bundles the peer may
     /// hold) to each connected peer, a round to each relay.
     pub(super) fn announce(&mut self, targets: Vec<Announce>) {
@@ -569,7 +592,7 @@ const MAX_UNRECEIPTED: usize = 256;
 const MAX_UNRECEIPTED_BYTES: usize = 8 << 20;
 
 /// A push sent whose access receipt is still to be written: the record, the peer, the bundles.
-pub(super) type Unreceipted = (RecordId, PeerKey, Vec<serde_bytes::ByteBuf>);
+pub(super) type Unreceipted = (RecordId, PeerKey, Vec<ByteBuf>);
 
 /// The pushes waiting for their receipts, and their bundles' bytes.
 #[derive(Default)]

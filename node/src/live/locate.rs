@@ -75,7 +75,7 @@ fn hosted_records<S: Store>(shared: &SharedState<S>, limits: &RelayLimits) -> Ve
         .unwrap_or_default()
 }
 
-impl<S: Store + Send + 'static> Driver<S> {
+impl<S: Store + Clone + Send + 'static> Driver<S> {
     /// Relay nodes: reads the records kept when a patient supplied something new, announces
     /// the new ones, and re-announces all after meeting a new relay. Every node: answers
     /// lookups past their deadline.

@@ -14,7 +14,7 @@ use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use std::time::Instant;
 
-impl<S: Store + Send + 'static> Driver<S> {
+impl<S: Store + Clone + Send + 'static> Driver<S> {
     /// Sends a message the round state asked for.
     pub(super) fn transmit(&mut self, t: Transmit) {
         let Some(pid) = peer_id(&t.peer) else {
@@ -288,7 +288,7 @@ impl<S: Store + Send + 'static> Driver<S> {
     }
 }
 
-impl<S: Store + Send + 'static> Driver<S> {
+impl<S: Store + Clone + Send + 'static> Driver<S> {
     /// A `/hearth/store/1` request: answered by a relay node within the peer's rate, refused by
     /// anyone else with the words a relay uses for a record it does not keep.
     fn on_store_request(&mut self, peer: PeerKey, msg: Message, channel: ResponseChannel<Message>) {

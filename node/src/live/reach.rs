@@ -93,7 +93,7 @@ fn is_circuit(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
-impl<S: Store + Send + 'static> Driver<S> {
+impl<S: Store + Clone + Send + 'static> Driver<S> {
     /// The first direct address known for `peer`.
     fn direct_addr(&self, peer: &PeerKey) -> Option<Multiaddr> {
         self.dials

@@ -36,7 +36,7 @@ use hearth_core::log::VersionVector;
 use hearth_core::record::{
     DeviceCert, HeldReason, OpenRecord, RecordError, SharedSnapshot, Vault, Verdict, WriteRules,
 };
-use hearth_core::store::Store;
+use hearth_core::store::{Durability, Store};
 use hearth_core::time::Timestamp;
 use rand_core::CryptoRng;
 use serde::Serialize;
@@ -142,6 +142,9 @@ impl Report {
 pub struct Local<'a, S: Store> {
     vault: &'a Vault<S>,
     identity: &'a Identity,
+    /// How what this side stores from peers is committed: durably before each step returns,
+    /// unless [`Local::visible_first`].
+    durability: Durability,
 }
 
 fn have_of(
@@ -196,7 +199,23 @@ mod rights;
 impl<'a, S: Store> Local<'a, S> {
     /// This node's side, over its vault and identity.
     pub fn new(vault: &'a Vault<S>, identity: &'a Identity) -> Self {
-        Local { vault, identity }
+        Local {
+            vault,
+            identity,
+            durability: Durability::Now,
+        }
+    }
+
+    /// This side, committing the bundles it stores from peers visible at once and durable at
+    /// the store's next flush ([`Durability::AtNextFlush`]): a node that lets readers see a
+    /// pushed edit before it pays for the flush, and flushes before it counts the edit as
+    /// stored. Only copies are written this way (the author holds each bundle durably and
+    /// sends it again at the next sync); this node's own writes stay durable.
+    pub fn visible_first(self) -> Self {
+        Local {
+            durability: Durability::AtNextFlush,
+            ..self
+        }
     }
 
     /// The records this node holds.

@@ -84,13 +84,19 @@ impl<'a, S: Store> Local<'a, S> {
         }
         if !auth.is_empty() {
             let devs = devices.clone();
-            let rep = self.vault.store_remote(record, auth, now, &mut |b| {
-                if devs.contains(&b.header().author) {
-                    Ok(())
-                } else {
-                    Err("an auth-document change not by a patient device".into())
-                }
-            })?;
+            let rep = self.vault.store_remote_as(
+                record,
+                auth,
+                now,
+                &mut |b| {
+                    if devs.contains(&b.header().author) {
+                        Ok(())
+                    } else {
+                        Err("an auth-document change not by a patient device".into())
+                    }
+                },
+                self.durability,
+            )?;
             stored += rep.stored;
             refused.extend(rep.refused);
             if rep.stored > 0 {
@@ -135,13 +141,19 @@ impl<'a, S: Store> Local<'a, S> {
                     let holds = self.identity.holds_root_of(record);
                     let mut held = Vec::new();
                     let batch = if holds { content.clone() } else { Vec::new() };
-                    let rep = self.vault.store_remote(record, content, now, &mut |b| {
-                        if rules.is_none() && !devices.contains(&b.header().author) {
-                            rules = Some(r.write_rules());
-                        }
-                        let rules = rules.as_ref().unwrap_or(&none);
-                        Self::authorize(r, &devices, rules, b, now, &mut held, holds)
-                    })?;
+                    let rep = self.vault.store_remote_as(
+                        record,
+                        content,
+                        now,
+                        &mut |b| {
+                            if rules.is_none() && !devices.contains(&b.header().author) {
+                                rules = Some(r.write_rules());
+                            }
+                            let rules = rules.as_ref().unwrap_or(&none);
+                            Self::authorize(r, &devices, rules, b, now, &mut held, holds)
+                        },
+                        self.durability,
+                    )?;
                     stored += rep.stored;
                     refused.extend(rep.refused);
                     if !held.is_empty() {
