@@ -35,7 +35,11 @@ impl<S: Store> Vault<S> {
     /// Commits `batch` (any keys), and with it `count` moved by the items under its prefix
     /// that the batch creates or deletes. Each such key is looked up before the commit, with
     /// other counted commits of this vault held off, so concurrent writers count right and an
-    /// item written again is not counted twice.
+    /// item written again is not counted twice. They are held off only until the batch is
+    /// visible ([`Store::commit_visible`]): the flush that makes it durable comes after, so
+    /// concurrent commits share their flushes rather than queueing for them. A crash before the
+    /// flush loses the batch and its count together; a later writer's count builds on this
+    /// one only in a later place of the store's log, made durable with or after it.
     pub fn commit_counted(&self, count: &LocalCount, mut batch: Batch) -> Result<()> {
         let prefix = local_key(count.prefix);
         // Each counted key's state after the batch (a later operation on a key wins).
@@ -51,18 +55,21 @@ impl<S: Store> Vault<S> {
             }
             return Ok(());
         }
-        let _one = self.counting.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut n = self.local_count(count)?;
-        for (k, present) in after {
-            let was = self.store.get(&k)?.is_some();
-            match (was, present) {
-                (false, true) => n = n.saturating_add(1),
-                (true, false) => n = n.saturating_sub(1),
-                _ => {}
+        {
+            let _one = self.counting.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut n = self.local_count(count)?;
+            for (k, present) in after {
+                let was = self.store.get(&k)?.is_some();
+                match (was, present) {
+                    (false, true) => n = n.saturating_add(1),
+                    (true, false) => n = n.saturating_sub(1),
+                    _ => {}
+                }
             }
+            batch.put(local_key(count.key), n.to_be_bytes().to_vec());
+            self.store.commit_visible(batch)?;
         }
-        batch.put(local_key(count.key), n.to_be_bytes().to_vec());
-        self.store.commit(batch)?;
+        self.store.flush()?;
         Ok(())
     }
 
@@ -80,7 +87,9 @@ impl<S: Store> Vault<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::{MemoryStore, StoreError, Visit};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, OnceLock, Weak};
 
     const C: LocalCount = LocalCount {
         key: "things-count",
@@ -137,6 +146,69 @@ mod tests {
         assert_eq!(v.local_count(&C).unwrap(), 3);
         put(&v, &[], &["thing/a"]);
         assert_eq!(v.local_count(&C).unwrap(), 2);
+    }
+
+    /// A store that notes, at each flush, whether its vault's counted commits are held off
+    /// then, and how many commits were made visible and not yet flushed.
+    #[derive(Clone, Default)]
+    struct Watched {
+        inner: MemoryStore,
+        vault: Arc<OnceLock<Weak<Vault<Watched>>>>,
+        unflushed: Arc<AtomicUsize>,
+        flushes: Arc<AtomicUsize>,
+        held_at_flush: Arc<AtomicUsize>,
+    }
+
+    impl Store for Watched {
+        fn get(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key)
+        }
+        fn scan_while(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            visit: Visit<'_>,
+        ) -> std::result::Result<(), StoreError> {
+            self.inner.scan_while(start, end, visit)
+        }
+        fn commit(&self, batch: Batch) -> std::result::Result<(), StoreError> {
+            self.inner.commit(batch)?;
+            self.unflushed.store(0, Ordering::SeqCst);
+            Ok(())
+        }
+        fn commit_visible(&self, batch: Batch) -> std::result::Result<(), StoreError> {
+            self.inner.commit(batch)?;
+            self.unflushed.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn flush(&self) -> std::result::Result<(), StoreError> {
+            if let Some(v) = self.vault.get().and_then(Weak::upgrade)
+                && v.counting.try_lock().is_err()
+            {
+                self.held_at_flush.fetch_add(1, Ordering::SeqCst);
+            }
+            self.flushes.fetch_add(1, Ordering::SeqCst);
+            self.unflushed.store(0, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_counted_commit_is_durable_when_it_returns_and_flushes_with_the_count_let_go() {
+        let store = Watched::default();
+        let v = Arc::new(Vault::new(store.clone()));
+        store.vault.set(Arc::downgrade(&v)).unwrap();
+        let mut b = Batch::new();
+        Vault::<Watched>::put_local_in(&mut b, "thing/a", vec![1]);
+        v.commit_counted(&C, b).unwrap();
+        assert_eq!(v.local_count(&C).unwrap(), 1);
+        assert_eq!(store.unflushed.load(Ordering::SeqCst), 0, "not flushed");
+        assert_eq!(store.flushes.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            store.held_at_flush.load(Ordering::SeqCst),
+            0,
+            "counted commits were held off during the flush"
+        );
     }
 
     #[test]

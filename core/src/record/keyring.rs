@@ -142,11 +142,21 @@ impl<'v, S: Store> OpenRecord<'v, S> {
 
     /// Unwraps every section key addressed to this device.
     pub(super) fn load_keys(&mut self) -> Result<()> {
-        // Wraps to others (grantees, escrow) are passed over by their key, undecoded.
-        for (k, v) in self.vault.store.scan_prefix(&k_wrap_prefix(&self.id))? {
-            let Stored::Wrap(_, _, _, to) = parse(&k) else {
-                continue;
-            };
+        // Wraps to others (grantees, escrow) are passed over by their key, neither copied out
+        // of the store nor decoded.
+        let prefix = k_wrap_prefix(&self.id);
+        let end = crate::store::prefix_end(&prefix).unwrap_or_else(|| vec![0xff; 64]);
+        let mut mine = Vec::new();
+        self.vault.store.scan_while(&prefix, &end, &mut |k, v| {
+            if k.starts_with(&prefix)
+                && let Stored::Wrap(_, _, _, to) = parse(k)
+                && self.identity.opening_secret(&to).is_some()
+            {
+                mine.push((to, v.to_vec()));
+            }
+            true
+        })?;
+        for (to, v) in mine {
             let Some(secret) = self.identity.opening_secret(&to) else {
                 continue;
             };
