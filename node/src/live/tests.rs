@@ -67,6 +67,20 @@ fn grant_notes<S: Store>(
     gp_vault.hold_grant(&rec.id(), &[g]).unwrap();
 }
 
+/// A patient with a record (made at `t`) and a GP, not yet granted anything.
+fn patient_and_gp(
+    t: Timestamp,
+    rng: &mut hearth_core::test_utils::TestRng,
+) -> (Identity, Identity, Vault<MemoryStore>, RecordId) {
+    let (patient, _) = Identity::generate(Role::Patient, "Pat".into(), rng);
+    let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), rng);
+    let p_vault = Vault::new(MemoryStore::new());
+    let rid = p_vault
+        .create_record(&patient, NewRecord::default(), t, rng)
+        .unwrap();
+    (patient, gp, p_vault, rid)
+}
+
 /// `h`'s node learns `peer`'s address and syncs with it once (as `hearth sync` does).
 async fn first_sync(h: &Handle, peer: PeerKey, addr: Multiaddr) -> Vec<RoundOutcome> {
     h.add_peer(peer, addr);
@@ -106,14 +120,8 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_in_memory_sync_granted_sections_and_keep_syncing() {
-    let mut rng = hearth_core::test_utils::TestRng::new(7);
-    let t = now();
-    let (patient, _) = Identity::generate(Role::Patient, "Pat".into(), &mut rng);
-    let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
-    let p_vault = Vault::new(MemoryStore::new());
-    let rid = p_vault
-        .create_record(&patient, NewRecord::default(), t, &mut rng)
-        .unwrap();
+    let (mut rng, t) = (hearth_core::test_utils::TestRng::new(7), now());
+    let (patient, gp, p_vault, rid) = patient_and_gp(t, &mut rng);
     let mut rec = p_vault.open_record(&patient, &rid).unwrap();
     rec.add_entry(
         &"notes".parse().unwrap(),
@@ -314,14 +322,8 @@ impl Store for Deferring {
 /// the status shows it, nothing is left unflushed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_edit_is_shown_before_the_grantees_flush_and_flushed_before_it_is_counted() {
-    let mut rng = hearth_core::test_utils::TestRng::new(11);
-    let t = now();
-    let (patient, _) = Identity::generate(Role::Patient, "Pat".into(), &mut rng);
-    let (gp, _) = Identity::generate(Role::Professional, "Dr Gee".into(), &mut rng);
-    let p_vault = Vault::new(MemoryStore::new());
-    let rid = p_vault
-        .create_record(&patient, NewRecord::default(), t, &mut rng)
-        .unwrap();
+    let (mut rng, t) = (hearth_core::test_utils::TestRng::new(11), now());
+    let (patient, gp, p_vault, rid) = patient_and_gp(t, &mut rng);
     let g_store = Deferring::default();
     let g_vault = Vault::new(g_store.clone());
     {
