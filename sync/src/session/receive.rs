@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// A bundle from a peer, decoded, or why it does not decode (no content).
+pub(super) type Decoded = Result<Bundle, String>;
+
+/// Decodes each of `raw`, once: what [`Local::receive`] takes.
+pub(super) fn decoded(raw: &[ByteBuf]) -> Vec<Decoded> {
+    raw.iter()
+        .map(|r| Bundle::decode(r).map_err(|e| e.to_string()))
+        .collect()
+}
+
 impl<'a, S: Store> Local<'a, S> {
     /// Authorises a bundle authored by someone for this record at `now`, this node's clock
     /// (see the module docs). A late write that the patient should review is refused and added
@@ -53,7 +63,7 @@ impl<'a, S: Store> Local<'a, S> {
         &self,
         record: &RecordId,
         rec: &mut Option<OpenRecord<'a, S>>,
-        raw: &[ByteBuf],
+        bundles: Vec<Decoded>,
         snapshots: &[ByteBuf],
         extra_devices: &[PeerKey],
         only_author: Option<PeerKey>,
@@ -63,8 +73,8 @@ impl<'a, S: Store> Local<'a, S> {
         let mut refused = Vec::new();
         let mut auth = Vec::new();
         let mut content = Vec::new();
-        for r in raw {
-            match Bundle::decode(r) {
+        for b in bundles {
+            match b {
                 Ok(b) if only_author.is_some_and(|a| a != b.header().author) => {
                     refused.push("a pushed bundle by someone other than the pusher".into())
                 }
@@ -73,7 +83,7 @@ impl<'a, S: Store> Local<'a, S> {
                 }
                 Ok(b) if b.header().section == SectionId::AUTH => auth.push(b),
                 Ok(b) => content.push(b),
-                Err(e) => refused.push(e.to_string()),
+                Err(e) => refused.push(e),
             }
         }
         let mut stored = 0;
@@ -198,9 +208,9 @@ impl<'a, S: Store> Local<'a, S> {
             .map(|r| r.keys_held().into_iter().collect())
             .unwrap_or_default();
         let mut unkeyed = Vec::new();
-        let push: Vec<ByteBuf> = push
-            .iter()
-            .filter(|raw| match Bundle::decode(raw) {
+        let push: Vec<Decoded> = decoded(push)
+            .into_iter()
+            .filter(|b| match b {
                 Ok(b) if !keys.contains(&(b.header().section, b.header().epoch)) => {
                     unkeyed
                         .push("a pushed bundle under a key this node does not hold (yet)".into());
@@ -208,12 +218,11 @@ impl<'a, S: Store> Local<'a, S> {
                 }
                 _ => true,
             })
-            .cloned()
             .collect();
         let (stored, mut refused) = self.receive(
             &record,
             &mut rec,
-            &push,
+            push,
             &[],
             &[],
             None,

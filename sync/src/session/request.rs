@@ -34,7 +34,7 @@ impl<'a, S: Store> Local<'a, S> {
         let (stored, refused) = self.receive(
             record,
             &mut rec,
-            bundles,
+            receive::decoded(bundles),
             snapshots,
             devices,
             None,

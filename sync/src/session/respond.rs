@@ -125,7 +125,7 @@ impl<'a, S: Store> Local<'a, S> {
             let (stored, refused) = self.receive(
                 &req.record,
                 &mut slot,
-                &req.push,
+                receive::decoded(&req.push),
                 &[],
                 &[],
                 only,
