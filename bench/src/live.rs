@@ -11,7 +11,8 @@
 //! - *Edit delay*: on a fresh pair with a small record, the patient adds a note (one durable
 //!   write) and checks what to announce under the same lock, exactly as the daemon does after
 //!   a command ([`Handle::changed`](hearth_node::live::Handle::changed)); the clock
-//!   stops when the GP's node has stored the new bundle. Reported beside it: the patient's
+//!   stops when the GP's node has stored the new bundle where its readers see it (before
+//!   its flush). Reported beside it: the patient's
 //!   durable add alone (open the record, add, flush), which every edit pays before anything is
 //!   announced, and the floor under the delay measured in the same run ([`live_floor`]: the
 //!   patient's sled insert+flush, one frame's one-way trip over libp2p, and the grantee's sled

@@ -143,13 +143,22 @@ pub trait Store {
 
     /// All pairs whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Pairs, StoreError> {
+        let mut out = Vec::new();
+        self.scan_prefix_while(prefix, &mut |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// [`Store::scan_while`] over the pairs whose key starts with `prefix`: a caller that
+    /// keeps only some of them copies only those.
+    fn scan_prefix_while(&self, prefix: &[u8], visit: Visit<'_>) -> Result<(), StoreError> {
         match prefix_end(prefix) {
-            Some(end) => self.scan(prefix, &end),
-            None => Ok(self
-                .scan(prefix, &[0xff; 64])?
-                .into_iter()
-                .filter(|(k, _)| k.starts_with(prefix))
-                .collect()),
+            Some(end) => self.scan_while(prefix, &end, visit),
+            None => self.scan_while(prefix, &[0xff; 64], &mut |k, v| {
+                !k.starts_with(prefix) || visit(k, v)
+            }),
         }
     }
 }

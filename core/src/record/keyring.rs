@@ -144,18 +144,17 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     pub(super) fn load_keys(&mut self) -> Result<()> {
         // Wraps to others (grantees, escrow) are passed over by their key, neither copied out
         // of the store nor decoded.
-        let prefix = k_wrap_prefix(&self.id);
-        let end = crate::store::prefix_end(&prefix).unwrap_or_else(|| vec![0xff; 64]);
         let mut mine = Vec::new();
-        self.vault.store.scan_while(&prefix, &end, &mut |k, v| {
-            if k.starts_with(&prefix)
-                && let Stored::Wrap(_, _, _, to) = parse(k)
-                && self.identity.opening_secret(&to).is_some()
-            {
-                mine.push((to, v.to_vec()));
-            }
-            true
-        })?;
+        self.vault
+            .store
+            .scan_prefix_while(&k_wrap_prefix(&self.id), &mut |k, v| {
+                if let Stored::Wrap(_, _, _, to) = parse(k)
+                    && self.identity.opening_secret(&to).is_some()
+                {
+                    mine.push((to, v.to_vec()));
+                }
+                true
+            })?;
         for (to, v) in mine {
             let Some(secret) = self.identity.opening_secret(&to) else {
                 continue;

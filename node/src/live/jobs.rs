@@ -188,15 +188,25 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
     /// [`Driver::job`] whatever the number of jobs running: for work that must not be
     /// dropped (the receipts of data already sent), small and bounded by what was sent.
     fn spawn_job(&mut self, f: impl FnOnce(&Shared<S>) -> Work + Send + 'static) {
+        self.spawn_job_then(f, |w| w);
+    }
+
+    /// [`Driver::spawn_job`] whose result goes through `then`, on the same thread, once the
+    /// shared state is let go, before it reaches the driver.
+    fn spawn_job_then<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&Shared<S>) -> T + Send + 'static,
+        then: impl FnOnce(T) -> Work + Send + 'static,
+    ) {
         self.jobs += 1;
         let shared = self.shared.clone();
         let tx = self.work_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let w = {
+            let t = {
                 let g = lock(&shared);
                 f(&g)
             };
-            let _ = tx.blocking_send(w);
+            let _ = tx.blocking_send(then(t));
         });
     }
 
@@ -263,30 +273,29 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
     /// disk; the patient's node, which made it durable before sending, sends it again at the
     /// next sync if this node's flush never happens.
     fn store_push(&mut self, peer: PeerKey, record: RecordId, named: bool, push: Vec<ByteBuf>) {
-        self.jobs += 1;
-        let (shared, tx) = (self.shared.clone(), self.work_tx.clone());
         let (arrivals, clock) = (self.arrivals.clone(), self.config.clock);
-        tokio::task::spawn_blocking(move || {
-            let (res, store) = {
-                let g = lock(&shared);
-                let p = Local::new(&g.vault, &g.identity).visible_first();
+        self.spawn_job_then(
+            move |sh| {
+                let p = Local::new(&sh.vault, &sh.identity).visible_first();
                 (
                     p.on_push(record, &push, clock.now()),
-                    g.vault.store().clone(),
+                    sh.vault.store().clone(),
                 )
-            };
-            let res = res.and_then(|report| {
-                arrivals.add(report.received);
-                store.flush().map_err(RecordError::from)?;
-                Ok(report)
-            });
-            let _ = tx.blocking_send(Work::Pushed {
-                peer,
-                record,
-                named,
-                res,
-            });
-        });
+            },
+            move |(res, store)| {
+                let res = res.and_then(|report| {
+                    arrivals.add(report.received);
+                    store.flush().map_err(RecordError::from)?;
+                    Ok(report)
+                });
+                Work::Pushed {
+                    peer,
+                    record,
+                    named,
+                    res,
+                }
+            },
+        );
     }
 
     pub(super) fn on_work(&mut self, w: Work) {
