@@ -14,7 +14,10 @@
 //! (module `verified`), so that reopening a record does not repeat the curve arithmetic for
 //! signatures already checked.
 
+mod small_order;
 mod verified;
+
+pub(crate) use small_order::is_small_order;
 
 use chacha20poly1305::aead::{Aead, AeadInOut, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -124,9 +127,16 @@ impl Domain {
 
 /// The exact bytes an ed25519 signature covers for `domain` and `parts` (for batch checks).
 pub fn domain_message(domain: Domain, parts: &[&[u8]]) -> Vec<u8> {
+    let mut m = Vec::new();
+    write_domain_message(domain, parts, &mut m);
+    m
+}
+
+/// Appends [`domain_message`] to `m`.
+fn write_domain_message(domain: Domain, parts: &[&[u8]], m: &mut Vec<u8>) {
     let label = domain.label();
     let len: usize = parts.iter().map(|p| p.len() + 8).sum();
-    let mut m = Vec::with_capacity(8 + label.len() + len);
+    m.reserve(8 + label.len() + len);
     m.extend_from_slice(b"hearth/");
     m.extend_from_slice(label);
     m.push(0);
@@ -135,7 +145,6 @@ pub fn domain_message(domain: Domain, parts: &[&[u8]]) -> Vec<u8> {
         m.extend_from_slice(&(p.len() as u64).to_be_bytes());
         m.extend_from_slice(p);
     }
-    m
 }
 
 /// Signs the concatenation of `parts` (each length-prefixed) under `domain`.
@@ -169,24 +178,35 @@ pub type Signed<'a> = (&'a VerifyingKey, &'a [&'a [u8]], &'a [u8; 64]);
 /// every one verifies. The caller refuses weak keys first. A batch whose every signature
 /// verified in an earlier batch is accepted from the memo.
 pub fn verify_batch(domain: Domain, items: &[Signed<'_>]) -> Result<(), CryptoError> {
-    let messages: Vec<Vec<u8>> = items
+    // The messages end to end in one buffer.
+    let mut buffer = Vec::new();
+    let mut ends = Vec::with_capacity(items.len());
+    for (_, parts, _) in items {
+        write_domain_message(domain, parts, &mut buffer);
+        ends.push(buffer.len());
+    }
+    let messages: Vec<&[u8]> = ends
         .iter()
-        .map(|(_, parts, _)| domain_message(domain, parts))
+        .scan(0, |start, &end| {
+            let m = &buffer[*start..end];
+            *start = end;
+            Some(m)
+        })
         .collect();
     let digests: Vec<[u8; 32]> = items
         .iter()
         .zip(&messages)
         .map(|((k, _, s), m)| verified::digest(verified::How::Batch, k.as_bytes(), s, m))
         .collect();
-    if !digests.iter().all(verified::seen) {
-        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    if !verified::all_seen(&digests) {
         let sigs: Vec<Signature> = items
             .iter()
             .map(|(_, _, s)| Signature::from_bytes(s))
             .collect();
         let keys: Vec<VerifyingKey> = items.iter().map(|(k, _, _)| **k).collect();
-        ed25519_dalek::verify_batch(&refs, &sigs, &keys).map_err(|_| CryptoError::BadSignature)?;
-        digests.iter().copied().for_each(verified::remember);
+        ed25519_dalek::verify_batch(&messages, &sigs, &keys)
+            .map_err(|_| CryptoError::BadSignature)?;
+        verified::remember_all(&digests);
     }
     digests.iter().for_each(verified::accepted);
     Ok(())
@@ -203,7 +223,7 @@ pub(crate) fn witnessing<R>(f: impl FnOnce() -> R) -> (R, Vec<[u8; 32]>) {
 /// without the curve arithmetic. Only for digests this node kept where nobody else could
 /// write them (sealed under its own key): a digest vouched for is a signature taken as valid.
 pub(crate) fn vouch(digests: &[[u8; 32]]) {
-    digests.iter().copied().for_each(verified::remember);
+    verified::remember_all(digests);
 }
 
 /// Parses a 32-byte ed25519 public key, refusing invalid points.

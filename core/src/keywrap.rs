@@ -120,7 +120,10 @@ impl KeyWrap {
     pub fn verify_many(wraps: &[&KeyWrap]) -> Vec<bool> {
         let roots: Option<Vec<_>> = wraps
             .iter()
-            .map(|w| w.record.verifying_key().ok().filter(|k| !k.is_weak()))
+            .map(|w| {
+                let key = w.record.verifying_key().ok()?;
+                (!crypto::is_small_order(w.record.as_bytes())).then_some(key)
+            })
             .collect();
         if let Some(roots) = roots.filter(|_| wraps.len() > 1) {
             let parts: Vec<Vec<Vec<u8>>> = wraps.iter().map(|w| w.signed_parts()).collect();

@@ -69,14 +69,28 @@ pub(super) fn digest(how: How, key: &[u8; 32], signature: &[u8; 64], message: &[
 
 /// Whether the triple named by `d` has verified before in this process.
 pub(super) fn seen(d: &[u8; 32]) -> bool {
+    all_seen(std::slice::from_ref(d))
+}
+
+/// Whether every triple named in `ds` has verified before in this process.
+pub(super) fn all_seen(ds: &[[u8; 32]]) -> bool {
     // A poisoned lock (a panic elsewhere while holding it) only costs the memo.
-    MEMO.lock().map(|m| m.contains(d)).unwrap_or(false)
+    MEMO.lock()
+        .map(|m| ds.iter().all(|d| m.contains(d)))
+        .unwrap_or(false)
 }
 
 /// Records that the triple named by `d` verified.
 pub(super) fn remember(d: [u8; 32]) {
+    remember_all(&[d]);
+}
+
+/// Records that the triples named in `ds` verified.
+pub(super) fn remember_all(ds: &[[u8; 32]]) {
     if let Ok(mut m) = MEMO.lock() {
-        m.insert(d, GENERATION);
+        for d in ds {
+            m.insert(*d, GENERATION);
+        }
     }
 }
 

@@ -54,6 +54,7 @@ pub mod request;
 pub mod token;
 
 mod body;
+mod canonical;
 mod chain;
 mod revocation;
 mod scope;

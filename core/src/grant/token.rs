@@ -181,15 +181,14 @@ pub fn decode_envelopes(bytes: &[u8], max: usize) -> Result<Vec<Envelope>, Token
     Ok(envs)
 }
 
-/// Decodes a canonically encoded body.
+/// Decodes a canonically encoded body: one that is exactly the encoding of the value it decodes
+/// to (see [`super::canonical`]).
 pub fn decode_body<T: Serialize + serde::de::DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<T, TokenError> {
     let body: T = serde_ipld_dagcbor::from_slice(bytes)
         .map_err(|_| TokenError::Malformed("body does not decode"))?;
-    let again = serde_ipld_dagcbor::to_vec(&body)
-        .map_err(|_| TokenError::Malformed("body does not encode"))?;
-    if again != bytes {
+    if !super::canonical::is_encoding_of(&body, bytes) {
         return Err(TokenError::Malformed("body not canonically encoded"));
     }
     Ok(body)

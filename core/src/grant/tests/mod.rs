@@ -1,6 +1,8 @@
 //! The grant tests, by concern: the table of named valid and invalid tokens, delegation,
-//! encodings and fuzz entry points, and the SMART/FHIR forms. The fixtures are here.
+//! encodings and fuzz entry points, the canonical encoding of signed bodies, and the
+//! SMART/FHIR forms. The fixtures are here.
 
+mod canonical;
 mod delegation;
 mod encoding;
 mod interop;
