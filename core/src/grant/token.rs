@@ -182,7 +182,7 @@ pub fn decode_envelopes(bytes: &[u8], max: usize) -> Result<Vec<Envelope>, Token
 }
 
 /// Decodes a canonically encoded body: one that is exactly the encoding of the value it decodes
-/// to (see [`super::canonical`]).
+/// to (module `canonical`).
 pub fn decode_body<T: Serialize + serde::de::DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<T, TokenError> {
