@@ -40,7 +40,21 @@ impl<S: Store> Vault<S> {
     /// concurrent commits share their flushes rather than queueing for them. A crash before the
     /// flush loses the batch and its count together; a later writer's count builds on this
     /// one only in a later place of the store's log, made durable with or after it.
-    pub fn commit_counted(&self, count: &LocalCount, mut batch: Batch) -> Result<()> {
+    pub fn commit_counted(&self, count: &LocalCount, batch: Batch) -> Result<()> {
+        self.commit_counted_up_to(count, u64::MAX, batch).map(drop)
+    }
+
+    /// [`Vault::commit_counted`], unless the batch would take the count above `limit`: then
+    /// nothing is written and the answer is `false`. The limit is judged with other counted
+    /// commits held off, so two writers racing for the last place cannot both take it (a check
+    /// of [`Vault::local_count`] beforehand can only be a quick refusal). A batch that does not
+    /// raise the count is committed whatever the limit.
+    pub fn commit_counted_up_to(
+        &self,
+        count: &LocalCount,
+        limit: u64,
+        mut batch: Batch,
+    ) -> Result<bool> {
         let prefix = local_key(count.prefix);
         // Each counted key's state after the batch (a later operation on a key wins).
         let after: BTreeMap<Vec<u8>, bool> = batch
@@ -53,11 +67,12 @@ impl<S: Store> Vault<S> {
             if !batch.is_empty() {
                 self.store.commit(batch)?;
             }
-            return Ok(());
+            return Ok(true);
         }
         {
             let _one = self.counting.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut n = self.local_count(count)?;
+            let before = self.local_count(count)?;
+            let mut n = before;
             for (k, present) in after {
                 let was = self.store.get(&k)?.is_some();
                 match (was, present) {
@@ -66,11 +81,14 @@ impl<S: Store> Vault<S> {
                     _ => {}
                 }
             }
+            if n > before && n > limit {
+                return Ok(false);
+            }
             batch.put(local_key(count.key), n.to_be_bytes().to_vec());
             self.store.commit_visible(batch)?;
         }
         self.store.flush()?;
-        Ok(())
+        Ok(true)
     }
 
     /// Puts node-level item `key` into `batch` (committed by the caller).
@@ -209,6 +227,82 @@ mod tests {
             0,
             "counted commits were held off during the flush"
         );
+    }
+
+    #[test]
+    fn a_limit_refuses_a_batch_that_would_pass_it_and_writes_nothing() {
+        let v = Vault::new(MemoryStore::new());
+        let batch = |names: &[&str], deletes: &[&str]| {
+            let mut b = Batch::new();
+            for n in names {
+                Vault::<MemoryStore>::put_local_in(&mut b, n, vec![1]);
+            }
+            for n in deletes {
+                Vault::<MemoryStore>::delete_local_in(&mut b, n);
+            }
+            Vault::<MemoryStore>::put_local_in(&mut b, "other/x", vec![2]);
+            b
+        };
+        assert!(
+            v.commit_counted_up_to(&C, 2, batch(&["thing/a"], &[]))
+                .unwrap()
+        );
+        assert!(
+            v.commit_counted_up_to(&C, 2, batch(&["thing/b"], &[]))
+                .unwrap()
+        );
+        // A third would pass the limit: refused whole, the other key included.
+        v.delete_local(&["other/x".to_string()]).unwrap();
+        assert!(
+            !v.commit_counted_up_to(&C, 2, batch(&["thing/c"], &[]))
+                .unwrap()
+        );
+        assert_eq!(v.local_count(&C).unwrap(), 2);
+        assert_eq!(v.get_local("thing/c").unwrap(), None);
+        assert_eq!(v.get_local("other/x").unwrap(), None);
+        // Rewriting, or replacing one item with another, does not raise the count.
+        assert!(
+            v.commit_counted_up_to(&C, 2, batch(&["thing/a"], &[]))
+                .unwrap()
+        );
+        assert!(
+            v.commit_counted_up_to(&C, 2, batch(&["thing/c"], &["thing/b"]))
+                .unwrap()
+        );
+        // Nor does shrinking, even above a limit lowered since.
+        assert!(
+            v.commit_counted_up_to(&C, 0, batch(&[], &["thing/a"]))
+                .unwrap()
+        );
+        assert_eq!(v.local_count(&C).unwrap(), 1);
+        assert_eq!(v.count_local(C.prefix).unwrap(), 1);
+    }
+
+    #[test]
+    fn writers_racing_for_the_last_place_cannot_both_take_it() {
+        for round in 0..20 {
+            let v = Arc::new(Vault::new(MemoryStore::new()));
+            put(&v, &["thing/first"], &[]);
+            let start = Arc::new(std::sync::Barrier::new(4));
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let (v, start) = (v.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        let mut b = Batch::new();
+                        Vault::<MemoryStore>::put_local_in(&mut b, &format!("thing/{t}"), vec![1]);
+                        start.wait();
+                        v.commit_counted_up_to(&C, 2, b).unwrap()
+                    })
+                })
+                .collect();
+            let took: usize = threads
+                .into_iter()
+                .map(|t| usize::from(t.join().unwrap()))
+                .sum();
+            assert_eq!(took, 1, "round {round}");
+            assert_eq!(v.local_count(&C).unwrap(), 2);
+            assert_eq!(v.count_local(C.prefix).unwrap(), 2);
+        }
     }
 
     #[test]

@@ -31,9 +31,12 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The most emergency uses an organisation's node keeps logged (each is needed for its IG
 /// review, so a full log refuses new uses rather than forgetting old ones).
 pub const MAX_IG_USES: usize = 1_000_000;
+/// Why an emergency use was not logged when the log holds [`MAX_IG_USES`].
+const IG_LOG_FULL: &str = "the organisation's emergency log is full";
 
 /// The count of records kept, moved in the same commit as their [`Hosted`] items, so that
-/// [`RelayLimits::max_records`] is checked with one read.
+/// [`RelayLimits::max_records`] is checked with one read (and judged again, with other counted
+/// commits held off, when a record is taken on: `Vault::commit_counted_up_to`).
 pub const HOSTED_COUNT: LocalCount = LocalCount {
     key: Kind::HostedCount.prefix(),
     prefix: Kind::Hosted.prefix(),
@@ -408,7 +411,17 @@ impl<'a, S: Store> Server<'a, S> {
         if served.supplied || served.stored > 0 || wraps_changed {
             self.save(&b, &hosted, &mut batch)?;
         }
-        self.vault.commit_counted(&HOSTED_COUNT, batch)?;
+        // The room checked above is judged again with other counted commits held off: of two
+        // records racing for the last place, the one that loses is refused, nothing written.
+        if !self
+            .vault
+            .commit_counted_up_to(&HOSTED_COUNT, self.limits.max_records as u64, batch)?
+        {
+            served.supplied = false;
+            served.stored = 0;
+            served.rejected = 0;
+            return Ok((refuse(&mut served), served));
+        }
         // What the peer lacks, and where it may push.
         let held = self.vault.held_sections(&record)?;
         let readable = readable(&entry, &held);
@@ -578,7 +591,7 @@ impl<'a, S: Store> Server<'a, S> {
             return Ok(Ok(kept.logged));
         }
         if self.vault.local_count(&IG_USE_COUNT)? >= MAX_IG_USES as u64 {
-            return Ok(Err("the organisation's emergency log is full".into()));
+            return Ok(Err(IG_LOG_FULL.into()));
         }
         let item = IgUseItem {
             token: e.token.clone(),
@@ -587,7 +600,12 @@ impl<'a, S: Store> Server<'a, S> {
         };
         let mut batch = Batch::new();
         Vault::<S>::put_local_in(&mut batch, &key, item.to_json().into_bytes());
-        self.vault.commit_counted(&IG_USE_COUNT, batch)?;
+        if !self
+            .vault
+            .commit_counted_up_to(&IG_USE_COUNT, MAX_IG_USES as u64, batch)?
+        {
+            return Ok(Err(IG_LOG_FULL.into()));
+        }
         Ok(Ok(item.logged))
     }
 

@@ -33,6 +33,73 @@ fn a_full_relay_takes_on_no_new_record_and_its_count_follows_what_it_keeps() {
     assert_eq!(f.relay.vault.count_local("hosted/").unwrap(), 1);
 }
 
+/// Patients' nodes supplying their records at once to a relay with one place left: the room
+/// each request is checked for before the relay's work on it is judged again at its commit, so
+/// one record is taken on and the others refused, never two.
+#[test]
+fn records_racing_for_a_relays_last_place_do_not_both_get_it() {
+    const RACERS: usize = 6;
+    for round in 0..6 {
+        let mut f = fixture(40 + round);
+        let mut others = Vec::new();
+        for i in 1..RACERS {
+            let p = Node::new(Role::Patient, &format!("Patient {i}"), &mut f.rng);
+            let rid = p
+                .vault
+                .create_record(&p.id, NewRecord::default(), TEST_NOW, &mut f.rng)
+                .unwrap();
+            p.add(&rid, "notes", "A note", at(1), &mut f.rng);
+            use_relay(&p, &rid, &f.relay, &mut f.rng);
+            others.push((p, rid));
+        }
+        let racers: Vec<(&Node, RecordId)> = std::iter::once((&f.patient, f.rid))
+            .chain(others.iter().map(|(p, rid)| (p, *rid)))
+            .collect();
+        let one = RelayLimits {
+            max_records: 1,
+            ..RelayLimits::default()
+        };
+        // Each node's first request (its list, its wraps, what it holds), made beforehand.
+        let relay_peer = f.relay.id.peer();
+        let requests: Vec<_> = racers
+            .iter()
+            .map(|(p, rid)| {
+                p.peer()
+                    .relay_start(*rid, relay_peer, at(10), &mut TestRng::new(99))
+                    .unwrap()
+            })
+            .collect();
+        let start = std::sync::Barrier::new(RACERS);
+        let taken: Vec<bool> = std::thread::scope(|s| {
+            let answers: Vec<_> = racers
+                .iter()
+                .zip(requests)
+                .map(|(&(p, _), req)| {
+                    let (relay, start, one) = (&f.relay, &start, &one);
+                    s.spawn(move || {
+                        start.wait();
+                        ask(relay, one, p, req, at(10)).refused.is_none()
+                    })
+                })
+                .collect();
+            answers.into_iter().map(|a| a.join().unwrap()).collect()
+        });
+        let kept = Server::new(&f.relay.vault, &f.relay.id, &one)
+            .all_hosted()
+            .unwrap();
+        assert_eq!(kept.len(), 1, "round {round}");
+        assert_eq!(f.relay.vault.local_count(&HOSTED_COUNT).unwrap(), 1);
+        // The one taken on is the one kept; those refused left nothing.
+        let winners: Vec<RecordId> = racers
+            .iter()
+            .zip(&taken)
+            .filter(|(_, took)| **took)
+            .map(|((_, rid), _)| *rid)
+            .collect();
+        assert_eq!(winners, vec![kept[0].1.record], "round {round}");
+    }
+}
+
 #[test]
 fn forged_misaddressed_and_replayed_access_lists_are_not_accepted() {
     let mut f = fixture(6);
