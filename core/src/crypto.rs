@@ -69,6 +69,8 @@ pub enum Domain {
     Bundle,
     /// A wrapped section key published in the record's keyring.
     KeyWrap,
+    /// The record root vouching for every key wrap one relay request carries, at once.
+    KeyWraps,
     /// The record root certifying a device key.
     DeviceCert,
     /// A device certifying its X25519 key-agreement key.
@@ -106,6 +108,7 @@ impl Domain {
         match self {
             Domain::Bundle => b"bundle/v2",
             Domain::KeyWrap => b"keywrap/v1",
+            Domain::KeyWraps => b"keywraps/v1",
             Domain::DeviceCert => b"device-cert/v1",
             Domain::AgreementKey => b"agreement-key/v1",
             Domain::Grant => b"grant/v1",

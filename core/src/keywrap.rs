@@ -113,6 +113,54 @@ impl KeyWrap {
         crypto::verify(&root, Domain::KeyWrap, &refs, &self.signature.into_array()).is_ok()
     }
 
+    /// The record root's one signature over all of `wraps` (each wrap's signed parts and its
+    /// own signature, in order): a patient's device sends it with the wraps it leaves at a
+    /// relay, which checks that the root made every one of them with one signature instead of
+    /// one per wrap ([`KeyWrap::verify_all`]).
+    pub fn sign_all(root: &ed25519_dalek::SigningKey, wraps: &[KeyWrap]) -> [u8; 64] {
+        let record = RecordId(root.verifying_key().to_bytes());
+        KeyWrap::with_all_parts(&record, wraps, |parts| {
+            crypto::sign(root, Domain::KeyWraps, parts)
+        })
+    }
+
+    /// Whether `signature` is `record`'s root's [`KeyWrap::sign_all`] over exactly `wraps`,
+    /// every one of them a wrap of `record`: then the root made each of them as it is, its
+    /// own signature included. Any wrap altered, added, dropped or moved fails the check.
+    pub fn verify_all(record: &RecordId, wraps: &[KeyWrap], signature: &[u8; 64]) -> bool {
+        let Ok(root) = record.verifying_key() else {
+            return false;
+        };
+        if wraps.is_empty() || wraps.iter().any(|w| w.record != *record) {
+            return false;
+        }
+        KeyWrap::with_all_parts(record, wraps, |parts| {
+            crypto::verify(&root, Domain::KeyWraps, parts, signature).is_ok()
+        })
+    }
+
+    /// Calls `f` with the parts [`KeyWrap::sign_all`] signs: the record, the number of wraps,
+    /// then each wrap's signed parts and signature.
+    fn with_all_parts<T>(record: &RecordId, wraps: &[KeyWrap], f: impl FnOnce(&[&[u8]]) -> T) -> T {
+        let count = (wraps.len() as u64).to_be_bytes();
+        let epochs: Vec<[u8; 4]> = wraps.iter().map(|w| w.epoch.to_be_bytes()).collect();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 + 7 * wraps.len());
+        parts.push(&record.0);
+        parts.push(&count);
+        for (w, epoch) in wraps.iter().zip(&epochs) {
+            parts.extend([
+                &w.record.0[..],
+                &w.section.0[..],
+                &epoch[..],
+                &w.recipient[..],
+                &w.wrapped.enc[..],
+                &w.wrapped.ct[..],
+                &w.signature[..],
+            ]);
+        }
+        f(&parts)
+    }
+
     /// [`KeyWrap::verify`] of each of `wraps`, in order: one batch check when there are
     /// several and every one's record root is a key that is not weak, which holds when all
     /// verify; otherwise (or when the batch fails) each is checked alone, so a bad wrap is
@@ -307,6 +355,77 @@ mod tests {
         for (w, ok) in mixed.iter().zip(KeyWrap::verify_many(&mixed)) {
             assert_eq!(w.verify(), ok);
         }
+    }
+
+    #[test]
+    fn one_root_signature_vouches_for_exactly_the_wraps_it_was_made_over() {
+        let mut rng = TestRng::new(6);
+        let root = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let record = RecordId(root.verifying_key().to_bytes());
+        let to = AgreementSecret::generate(&mut rng);
+        let wraps: Vec<KeyWrap> = (0..4)
+            .map(|epoch| {
+                let key = SymmetricKey::generate(&mut rng);
+                KeyWrap::create(
+                    &root,
+                    record,
+                    SectionId::AUTH,
+                    epoch,
+                    &key,
+                    to.public(),
+                    &mut rng,
+                )
+                .unwrap()
+            })
+            .collect();
+        let sig = KeyWrap::sign_all(&root, &wraps);
+        assert!(KeyWrap::verify_all(&record, &wraps, &sig));
+        // Anything else fails: a wrap altered (its body, or its own signature), dropped,
+        // added, moved; another record named; another key's signature; no wraps at all.
+        let mut altered = wraps.clone();
+        altered[1].wrapped.ct[0] ^= 1;
+        let mut resigned = wraps.clone();
+        resigned[2].signature = wraps[3].signature;
+        let mut moved = wraps.clone();
+        moved.swap(0, 3);
+        let mut added = wraps.clone();
+        added.push(wraps[0].clone());
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        let elsewhere = RecordId(other.verifying_key().to_bytes());
+        let mut renamed = wraps.clone();
+        renamed[0].record = elsewhere;
+        for bad in [
+            &altered,
+            &resigned,
+            &moved,
+            &added,
+            &wraps[..3].to_vec(),
+            &renamed,
+        ] {
+            assert!(!KeyWrap::verify_all(&record, bad, &sig));
+        }
+        assert!(!KeyWrap::verify_all(&elsewhere, &wraps, &sig));
+        assert!(!KeyWrap::verify_all(
+            &record,
+            &wraps,
+            &KeyWrap::sign_all(&other, &wraps)
+        ));
+        assert!(!KeyWrap::verify_all(
+            &record,
+            &[],
+            &KeyWrap::sign_all(&root, &[])
+        ));
+        // Nor does a wrap's own signature stand for the set, or the set's for a wrap.
+        assert!(!KeyWrap::verify_all(
+            &record,
+            &wraps[..1],
+            &wraps[0].signature.into_array()
+        ));
+        let single = KeyWrap {
+            signature: ByteArray::new(KeyWrap::sign_all(&root, &wraps[..1])),
+            ..wraps[0].clone()
+        };
+        assert!(!single.verify());
     }
 
     #[test]

@@ -368,13 +368,23 @@ impl<'a, S: Store> Server<'a, S> {
             let slot = |w: &KeyWrap| (w.section, w.epoch, w.recipient);
             let kept: BTreeMap<_, KeyWrap> =
                 hosted.wraps.drain(..).map(|w| (slot(&w), w)).collect();
-            // The new ones' signatures are checked together (one batch when all are good).
+            // The root's one signature over all the wraps sent vouches for every new one;
+            // without it (or if it does not check), the new ones' own signatures are checked
+            // together (one batch when all are good).
             let new: Vec<&KeyWrap> = req
                 .wraps
                 .iter()
                 .filter(|w| w.record == record && !kept.contains_key(&slot(w)))
                 .collect();
-            let mut good = KeyWrap::verify_many(&new).into_iter();
+            let vouched = req
+                .wraps_signed
+                .is_some_and(|s| KeyWrap::verify_all(&record, &req.wraps, &s.into_array()));
+            let verdicts = if vouched {
+                vec![true; new.len()]
+            } else {
+                KeyWrap::verify_many(&new)
+            };
+            let mut good = verdicts.into_iter();
             let mut fresh = BTreeMap::new();
             for w in req.wraps {
                 let s = slot(&w);

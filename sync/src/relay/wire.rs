@@ -179,6 +179,11 @@ pub struct StoreRequest {
     pub access: Option<ByteBuf>,
     /// Key wraps the relay should keep (a patient device only; signed by the record root).
     pub wraps: Vec<KeyWrap>,
+    /// The record root's one signature over `wraps` as sent (`KeyWrap::sign_all`): the relay
+    /// checks it instead of each new wrap's own, and each new wrap's own when it is absent or
+    /// does not check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wraps_signed: Option<ByteArray<64>>,
     /// What the requester holds of the sections it may hold.
     pub have: Vec<SectionHave>,
     /// Padded bundles for the relay to keep.
@@ -249,6 +254,7 @@ impl StoreRequest {
             agreement: None,
             access: None,
             wraps: Vec::new(),
+            wraps_signed: None,
             have: Vec::new(),
             push: Vec::new(),
             post: Vec::new(),

@@ -10,6 +10,8 @@ use crate::relay::wire::{Agreement, AuditAck, MAX_AUDIT, MAX_AUDIT_ACKS, pad, un
 use crate::relay::{StoreRequest, StoreResponse, blind};
 use hearth_core::audit::Authority;
 use hearth_core::ledger::RelayItem;
+use hearth_core::record::KeyWrap;
+use serde_bytes::ByteArray;
 
 /// What a request to a relay carries of the audit: a grantee's journal head and events, a
 /// patient device's acknowledgements.
@@ -133,11 +135,18 @@ impl<'a, S: Store> Local<'a, S> {
                     wraps
                         .into_iter()
                         .take(crate::relay::wire::MAX_WRAPS)
-                        .collect(),
+                        .collect::<Vec<_>>(),
                 )
             }
             _ => (None, Vec::new()),
         };
+        // The root vouches for all its wraps with one signature (the relay checks one, not
+        // one per wrap).
+        let wraps_signed = self
+            .identity
+            .root_key()
+            .filter(|_| !wraps.is_empty())
+            .map(|root| ByteArray::new(KeyWrap::sign_all(root, &wraps)));
         let (post, ack) = self.outgoing(&relay);
         let (audit_head, audit, audit_ack) = self.relay_audit(rec.as_mut(), &record, &relay)?;
         // A professional using emergency access presents the use to the record's relays,
@@ -158,6 +167,7 @@ impl<'a, S: Store> Local<'a, S> {
             agreement: Some(self.agreement()),
             access,
             wraps,
+            wraps_signed,
             have: have_of(&held, |s| holdable.contains(s)),
             push: Vec::new(),
             post,
@@ -499,6 +509,7 @@ impl<'a, S: Store> Local<'a, S> {
             // The list, the wraps and the letters went with the first request.
             req.access = None;
             req.wraps = Vec::new();
+            req.wraps_signed = None;
             req.post = Vec::new();
             req.ack = Vec::new();
             req.audit = Vec::new();

@@ -229,6 +229,8 @@ fn key_wraps_not_signed_by_the_record_root_are_not_kept_and_the_others_are() {
         ByteArray::new(other)
     };
     let forged: Vec<_> = [&req.wraps[0], &req.wraps[last]].map(slot).to_vec();
+    // The root's signature over the wraps as made no longer checks: each is judged alone.
+    assert!(req.wraps_signed.is_some());
     let resp = ask(&f.relay, &limits, &f.patient, req, at(10));
     assert!(resp.refused.is_none());
     let kept: Vec<_> = f.hosted().wraps.iter().map(slot).collect();
@@ -237,6 +239,36 @@ fn key_wraps_not_signed_by_the_record_root_are_not_kept_and_the_others_are() {
     }
     assert_eq!(kept.len(), genuine.len() - 2);
     assert!(kept.iter().all(|s| genuine[1..last].contains(s)));
+}
+
+#[test]
+fn a_signature_over_the_wraps_by_any_key_but_the_record_root_vouches_for_none_of_them() {
+    let f = fixture(7);
+    let limits = RelayLimits::default();
+    let relay = f.relay.id.peer();
+    let mut req = f
+        .patient
+        .peer()
+        .relay_start(f.rid, relay, at(10), &mut TestRng::new(99))
+        .unwrap();
+    let slot = |w: &KeyWrap| (w.section, w.epoch, w.recipient);
+    let genuine: Vec<_> = req.wraps.iter().map(slot).collect();
+    // One wrap relabelled, and the whole set signed again by a key that is not the root.
+    req.wraps[0].epoch += 7;
+    let forged = slot(&req.wraps[0]);
+    let (other, _) = hearth_core::keys::Identity::generate(
+        Role::Patient,
+        "Ann Other".into(),
+        &mut TestRng::new(5),
+    );
+    let other = other.root_key().expect("a patient holds a root key");
+    req.wraps_signed = Some(ByteArray::new(KeyWrap::sign_all(other, &req.wraps)));
+    let resp = ask(&f.relay, &limits, &f.patient, req, at(10));
+    assert!(resp.refused.is_none());
+    let kept: Vec<_> = f.hosted().wraps.iter().map(slot).collect();
+    assert!(!kept.contains(&forged), "a forged wrap was kept");
+    assert_eq!(kept.len(), genuine.len() - 1);
+    assert!(kept.iter().all(|s| genuine[1..].contains(s)));
 }
 
 #[test]
