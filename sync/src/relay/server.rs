@@ -82,7 +82,10 @@ pub struct Hosted {
     pub access: ByteBuf,
     /// Its version.
     pub version: u64,
-    /// Bytes of bundles stored.
+    /// Bytes of bundles stored. Kept in an item of its own ([`Key::HostedUsed`]), so that a
+    /// push does not write the list and wraps again; read from this item only for a record
+    /// kept before that one existed.
+    #[serde(default, skip_serializing)]
     pub used: u64,
     /// Key wraps the patient supplied (ciphertext to their recipients).
     pub wraps: Vec<KeyWrap>,
@@ -143,6 +146,13 @@ fn refusal(record: Blinded, why: &str) -> StoreResponse {
     }
 }
 
+/// A [`Key::HostedUsed`] item's bytes used.
+fn used_of(item: &[u8]) -> Result<u64, SyncError> {
+    item.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| SyncError::Protocol("a kept record's bytes used are unreadable"))
+}
+
 /// A refusal of a request for `record`, in `why`'s words.
 pub fn refusal_of(record: Blinded, why: &str) -> StoreResponse {
     refusal(record, why)
@@ -160,19 +170,37 @@ impl<'a, S: Store> Server<'a, S> {
 
     /// The record kept under `b`, if any.
     pub fn hosted(&self, b: &Blinded) -> Result<Option<Hosted>, SyncError> {
-        let raw = self.vault.get_local(&Key::Hosted(&b.to_string()).text())?;
-        Ok(raw.and_then(|v| serde_ipld_dagcbor::from_slice(&v).ok()))
+        let id = b.to_string();
+        let raw = self.vault.get_local(&Key::Hosted(&id).text())?;
+        let Some(mut h) = raw.and_then(|v| serde_ipld_dagcbor::from_slice::<Hosted>(&v).ok())
+        else {
+            return Ok(None);
+        };
+        if let Some(used) = self.vault.get_local(&Key::HostedUsed(&id).text())? {
+            h.used = used_of(&used)?;
+        }
+        Ok(Some(h))
     }
 
     /// Every record kept, by blinded id.
     pub fn all_hosted(&self) -> Result<Vec<(String, Hosted)>, SyncError> {
+        let mut used: BTreeMap<String, u64> = BTreeMap::new();
+        for (k, v) in self.vault.local_items(Kind::HostedUsed.prefix())? {
+            if let Some(id) = Kind::HostedUsed.id_in(&k) {
+                used.insert(id.to_string(), used_of(&v)?);
+            }
+        }
         Ok(self
             .vault
             .local_items(Kind::Hosted.prefix())?
             .into_iter()
             .filter_map(|(k, v)| {
                 let id = Kind::Hosted.id_in(&k)?.to_string();
-                Some((id, serde_ipld_dagcbor::from_slice(&v).ok()?))
+                let mut h: Hosted = serde_ipld_dagcbor::from_slice(&v).ok()?;
+                if let Some(u) = used.get(&id) {
+                    h.used = *u;
+                }
+                Some((id, h))
             })
             .collect())
     }
@@ -217,6 +245,7 @@ impl<'a, S: Store> Server<'a, S> {
                 self.vault.forget_relayed_audit(&h.record)?;
                 let mut batch = Batch::new();
                 Vault::<S>::delete_local_in(&mut batch, &Key::Hosted(&id).text());
+                Vault::<S>::delete_local_in(&mut batch, &Key::HostedUsed(&id).text());
                 self.vault.commit_counted(&HOSTED_COUNT, batch)?;
                 gone += 1;
             }
@@ -224,11 +253,26 @@ impl<'a, S: Store> Server<'a, S> {
         Ok(gone)
     }
 
-    /// Puts `h` into `batch`, to be committed with [`HOSTED_COUNT`].
-    fn save(&self, b: &Blinded, h: &Hosted, batch: &mut Batch) -> Result<(), SyncError> {
-        let bytes = serde_ipld_dagcbor::to_vec(h)
-            .map_err(|_| SyncError::Protocol("cannot encode a hosted record"))?;
-        Vault::<S>::put_local_in(batch, &Key::Hosted(&b.to_string()).text(), bytes);
+    /// Puts `h` into `batch`, to be committed with [`HOSTED_COUNT`]: its bytes used always,
+    /// the rest (the list and wraps) only when `changed`.
+    fn save(
+        &self,
+        b: &Blinded,
+        h: &Hosted,
+        changed: bool,
+        batch: &mut Batch,
+    ) -> Result<(), SyncError> {
+        let id = b.to_string();
+        if changed {
+            let bytes = serde_ipld_dagcbor::to_vec(h)
+                .map_err(|_| SyncError::Protocol("cannot encode a hosted record"))?;
+            Vault::<S>::put_local_in(batch, &Key::Hosted(&id).text(), bytes);
+        }
+        Vault::<S>::put_local_in(
+            batch,
+            &Key::HostedUsed(&id).text(),
+            h.used.to_be_bytes().to_vec(),
+        );
         Ok(())
     }
 
@@ -419,7 +463,7 @@ impl<'a, S: Store> Server<'a, S> {
         }
         served.rejected = rejected.len();
         if served.supplied || served.stored > 0 || wraps_changed {
-            self.save(&b, &hosted, &mut batch)?;
+            self.save(&b, &hosted, served.supplied || wraps_changed, &mut batch)?;
         }
         // The room checked above is judged again with other counted commits held off: of two
         // records racing for the last place, the one that loses is refused, nothing written.

@@ -240,6 +240,13 @@ fn once_the_relay_grant_expires_everyone_is_refused() {
     assert_eq!(server.sweep(past).unwrap(), 1);
     assert!(f.relay.vault.held_sections(&rid).unwrap().is_empty());
     assert!(server.all_hosted().unwrap().is_empty());
+    assert!(
+        f.relay
+            .vault
+            .local_items("hosted-used/")
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(f.relay.vault.local_count(&HOSTED_COUNT).unwrap(), 0);
     assert_eq!(server.sweep(past).unwrap(), 0);
 }

@@ -272,6 +272,86 @@ fn a_signature_over_the_wraps_by_any_key_but_the_record_root_vouches_for_none_of
 }
 
 #[test]
+fn a_push_counts_its_bytes_in_their_own_item_and_every_view_agrees() {
+    let mut f = fixture(7);
+    let rid = f.rid;
+    let limits = RelayLimits::default();
+    exchange(&f.patient, &f.relay, &limits, rid, at(10)).unwrap();
+    let used = f.hosted().used;
+    let item = format!("hosted-used/{}", f.blinded());
+    assert_eq!(
+        f.relay.vault.get_local(&item).unwrap(),
+        Some(used.to_be_bytes().to_vec())
+    );
+    assert!(used > 0);
+    // A new note, pushed under the same list (one made at the same time).
+    f.patient.add(&rid, "notes", "one more", at(10), &mut f.rng);
+    let report = exchange(&f.patient, &f.relay, &limits, rid, at(10)).unwrap();
+    assert!(report.in_sync && report.sent == 1, "{report:?}");
+    assert!(f.hosted().used > used);
+    let server = Server::new(&f.relay.vault, &f.relay.id, &limits);
+    let all = server.all_hosted().unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].1.used, f.hosted().used);
+}
+
+#[test]
+fn a_record_kept_before_its_bytes_had_an_item_of_their_own_keeps_its_count() {
+    let mut f = fixture(7);
+    let rid = f.rid;
+    let limits = RelayLimits::default();
+    exchange(&f.patient, &f.relay, &limits, rid, at(10)).unwrap();
+    let used = f.hosted().used;
+    // As a relay from before kept it: the bytes used inside the record's item, no item of
+    // their own.
+    #[derive(serde::Serialize)]
+    struct Before {
+        record: RecordId,
+        access: serde_bytes::ByteBuf,
+        version: u64,
+        used: u64,
+        wraps: Vec<KeyWrap>,
+        updated: Timestamp,
+    }
+    let h = f.hosted();
+    let before = Before {
+        record: h.record,
+        access: h.access,
+        version: h.version,
+        used: used + 1000,
+        wraps: h.wraps,
+        updated: h.updated,
+    };
+    let id = f.blinded().to_string();
+    let bytes = serde_ipld_dagcbor::to_vec(&before).unwrap();
+    f.relay
+        .vault
+        .put_local(&format!("hosted/{id}"), &bytes)
+        .unwrap();
+    f.relay
+        .vault
+        .delete_local(&[format!("hosted-used/{id}")])
+        .unwrap();
+    assert_eq!(f.hosted().used, used + 1000);
+    // A push under the same list counts on from there, in the bytes' own item: the record's
+    // item is not written again (it would lose its old count).
+    f.patient.add(&rid, "notes", "one more", at(10), &mut f.rng);
+    let report = exchange(&f.patient, &f.relay, &limits, rid, at(10)).unwrap();
+    assert!(report.in_sync && report.sent == 1, "{report:?}");
+    assert!(f.hosted().used > used + 1000);
+    let item = f.relay.vault.get_local(&format!("hosted/{id}")).unwrap();
+    assert!(item == Some(bytes), "the record's item was written again");
+    // An unreadable count is an error, not a record with nothing used.
+    f.relay
+        .vault
+        .put_local(&format!("hosted-used/{id}"), b"bad")
+        .unwrap();
+    let server = Server::new(&f.relay.vault, &f.relay.id, &limits);
+    assert!(server.hosted(&f.blinded()).is_err());
+    assert!(server.all_hosted().is_err());
+}
+
+#[test]
 fn a_push_over_the_quota_is_refused_and_nothing_stored_is_lost() {
     let mut f = fixture(7);
     let rid = f.rid;
