@@ -408,6 +408,9 @@ impl<'a, S: Store> Server<'a, S> {
         // for a (section, epoch, recipient) already kept (and verified) is kept as it was; only
         // new ones are checked against the record root.
         let mut wraps_changed = false;
+        // A requester that holds the wraps for it is sent none: one that says so (a later
+        // request of a round), or a device whose wraps the root vouched for (it made them).
+        let mut wraps_held = req.wraps_held;
         if entry.device && !req.wraps.is_empty() {
             let slot = |w: &KeyWrap| (w.section, w.epoch, w.recipient);
             let kept: BTreeMap<_, KeyWrap> =
@@ -423,6 +426,7 @@ impl<'a, S: Store> Server<'a, S> {
             let vouched = req
                 .wraps_signed
                 .is_some_and(|s| KeyWrap::verify_all(&record, &req.wraps, &s.into_array()));
+            wraps_held |= vouched;
             let verdicts = if vouched {
                 vec![true; new.len()]
             } else {
@@ -520,6 +524,7 @@ impl<'a, S: Store> Server<'a, S> {
             .map(|s| SectionHave::new(*s, held.get(s).unwrap_or(&empty)))
             .collect();
         let wraps = match (&req.agreement, entry.device) {
+            _ if wraps_held => Vec::new(),
             (_, true) => hosted.wraps.clone(),
             // An emergency use: the escrow wraps to the arranged organisation, which releases
             // the keys to the professional once it has logged the use.

@@ -184,6 +184,10 @@ pub struct StoreRequest {
     /// does not check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wraps_signed: Option<ByteArray<64>>,
+    /// The requester holds the wraps it may have already (a later request of one round, after
+    /// an answer that carried them): the answer carries none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wraps_held: bool,
     /// What the requester holds of the sections it may hold.
     pub have: Vec<SectionHave>,
     /// Padded bundles for the relay to keep.
@@ -255,6 +259,7 @@ impl StoreRequest {
             access: None,
             wraps: Vec::new(),
             wraps_signed: None,
+            wraps_held: false,
             have: Vec::new(),
             push: Vec::new(),
             post: Vec::new(),
@@ -301,7 +306,8 @@ pub struct StoreResponse {
     pub bundles: Vec<ByteBuf>,
     /// The relay's heads of the sections the requester may write (so it can push).
     pub have: Vec<SectionHave>,
-    /// Key wraps addressed to the requester (all of them to a patient device).
+    /// Key wraps addressed to the requester (all of them to a patient device); none to one
+    /// that said it holds them, or to a device that sent wraps the record root vouched for.
     pub wraps: Vec<KeyWrap>,
     /// More bundles remain: ask again.
     pub more: bool,

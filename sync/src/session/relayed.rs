@@ -168,6 +168,7 @@ impl<'a, S: Store> Local<'a, S> {
             access,
             wraps,
             wraps_signed,
+            wraps_held: false,
             have: have_of(&held, |s| holdable.contains(s)),
             push: Vec::new(),
             post,
@@ -510,6 +511,8 @@ impl<'a, S: Store> Local<'a, S> {
             req.access = None;
             req.wraps = Vec::new();
             req.wraps_signed = None;
+            // This round's first answer carried the wraps this node may have.
+            req.wraps_held = true;
             req.post = Vec::new();
             req.ack = Vec::new();
             req.audit = Vec::new();

@@ -352,6 +352,58 @@ fn a_record_kept_before_its_bytes_had_an_item_of_their_own_keeps_its_count() {
 }
 
 #[test]
+fn wraps_go_back_only_to_a_requester_that_does_not_hold_them() {
+    let f = fixture(7);
+    let rid = f.rid;
+    let limits = RelayLimits::default();
+    let relay = f.relay.id.peer();
+    let start = |n: &Node| {
+        n.peer()
+            .relay_start(rid, relay, at(10), &mut TestRng::new(99))
+            .unwrap()
+    };
+    // The patient's device sends wraps the root vouched for: it made them, none come back.
+    let req = start(&f.patient);
+    assert!(req.wraps_signed.is_some() && !req.wraps_held);
+    let resp = ask(&f.relay, &limits, &f.patient, req, at(10));
+    assert!(resp.refused.is_none() && resp.wraps.is_empty());
+    let kept = f.hosted().wraps;
+    assert!(!kept.is_empty());
+    // A device sending none (as a linked device does) is sent every wrap kept, unless it says
+    // it holds them; so is one whose wraps' signature is not the root's.
+    let mut bare = start(&f.patient);
+    (bare.wraps, bare.wraps_signed) = (Vec::new(), None);
+    assert_eq!(
+        ask(&f.relay, &limits, &f.patient, bare.clone(), at(10)).wraps,
+        kept
+    );
+    bare.wraps_held = true;
+    assert!(
+        ask(&f.relay, &limits, &f.patient, bare, at(10))
+            .wraps
+            .is_empty()
+    );
+    let mut forged = start(&f.patient);
+    let (other, _) = hearth_core::keys::Identity::generate(
+        Role::Patient,
+        "Ann Other".into(),
+        &mut TestRng::new(5),
+    );
+    let other = other.root_key().expect("a patient holds a root key");
+    forged.wraps_signed = Some(ByteArray::new(KeyWrap::sign_all(other, &forged.wraps)));
+    assert_eq!(
+        ask(&f.relay, &limits, &f.patient, forged, at(10)).wraps,
+        kept
+    );
+    // A grantee gets its own wraps, unless it says it holds them.
+    let mut gp = start(&f.gp);
+    let resp = ask(&f.relay, &limits, &f.gp, gp.clone(), at(10));
+    assert!(!resp.wraps.is_empty());
+    gp.wraps_held = true;
+    assert!(ask(&f.relay, &limits, &f.gp, gp, at(10)).wraps.is_empty());
+}
+
+#[test]
 fn a_push_over_the_quota_is_refused_and_nothing_stored_is_lost() {
     let mut f = fixture(7);
     let rid = f.rid;
