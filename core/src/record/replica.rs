@@ -63,7 +63,7 @@ impl<S: Store> Vault<S> {
         durability: Durability,
     ) -> Result<RemoteReport> {
         let mut batch = Batch::new();
-        let report = self.stage_remote(record, bundles, now, authorize, &mut batch)?;
+        let report = self.stage_remote(record, bundles, Some(now), authorize, &mut batch)?;
         if !batch.is_empty() {
             match durability {
                 Durability::Now => self.store.commit(batch)?,
@@ -74,12 +74,14 @@ impl<S: Store> Vault<S> {
     }
 
     /// [`Vault::store_remote`] with what it accepts put into `batch`, which the caller commits
-    /// (with writes of its own, in one commit). Nothing is written before that commit.
+    /// (with writes of its own, in one commit). Nothing is written before that commit. Each
+    /// bundle's receipt time is `received` (this node's clock), or none for a node that keeps
+    /// bundles for others and never reads them (a relay: nothing it shows needs one).
     pub fn stage_remote(
         &self,
         record: &RecordId,
         bundles: Vec<Bundle>,
-        now: Timestamp,
+        received: Option<Timestamp>,
         authorize: &mut dyn FnMut(&Bundle) -> std::result::Result<(), String>,
         batch: &mut Batch,
     ) -> Result<RemoteReport> {
@@ -104,7 +106,7 @@ impl<S: Store> Vault<S> {
             runs.push((section, author, extend, 0));
         }
         authorize_runs(&mut runs, authorize, &mut report);
-        put_authorized(record, &runs, now, batch, &mut report);
+        put_authorized(record, &runs, received, batch, &mut report);
         Ok(report)
     }
 
@@ -253,13 +255,13 @@ fn authorize_runs(
 fn put_authorized(
     record: &RecordId,
     runs: &[Run<'_>],
-    now: Timestamp,
+    received: Option<Timestamp>,
     batch: &mut Batch,
     report: &mut RemoteReport,
 ) {
     for (section, author, extend, next) in runs {
         for b in &extend[..*next] {
-            put_bundle(batch, b, now);
+            put_bundle(batch, b, received);
             report.stored += 1;
         }
         if let Some(b) = next.checked_sub(1).and_then(|n| extend.get(n)) {

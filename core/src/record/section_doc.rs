@@ -502,7 +502,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             seq: bundle.header().seq,
             hash: bundle.hash(),
         };
-        put_bundle(batch, &bundle, now);
+        put_bundle(batch, &bundle, Some(now));
         batch.put(k_head(&self.id, &sid, &me), head.to_bytes().to_vec());
         sd.vv.insert(me, head);
         sd.since_snapshot += 1;
@@ -542,18 +542,20 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     }
 }
 
-/// Puts `bundle` into `batch` under its own key, with when this node accepted it (`now`, its
-/// own clock).
-pub(super) fn put_bundle(batch: &mut Batch, bundle: &Bundle, now: Timestamp) {
+/// Puts `bundle` into `batch` under its own key, with when this node accepted it (`received`,
+/// its own clock; `None` for a node that keeps bundles for others and never reads them).
+pub(super) fn put_bundle(batch: &mut Batch, bundle: &Bundle, received: Option<Timestamp>) {
     let h = bundle.header();
     batch.put(
         k_bundle(&h.record, &h.section, &h.author, h.seq),
         bundle.encoded().to_vec(),
     );
-    batch.put(
-        k_received(&h.record, &h.section, &h.author, h.seq),
-        now.as_millis().to_be_bytes().to_vec(),
-    );
+    if let Some(now) = received {
+        batch.put(
+            k_received(&h.record, &h.section, &h.author, h.seq),
+            now.as_millis().to_be_bytes().to_vec(),
+        );
+    }
 }
 
 /// Where the newest payload of each author's log lies among `placed`, leaving out the bundles

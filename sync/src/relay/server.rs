@@ -461,7 +461,7 @@ impl<'a, S: Store> Server<'a, S> {
         let mut batch = Batch::new();
         if !req.push.is_empty() {
             let (stored, bytes) =
-                self.store_push(&hosted, &entry, &req.push, now, &mut rejected, &mut batch)?;
+                self.store_push(&hosted, &entry, &req.push, &mut rejected, &mut batch)?;
             hosted.used += bytes;
             served.stored = stored;
         }
@@ -704,13 +704,13 @@ impl<'a, S: Store> Server<'a, S> {
 
     /// Stores what `entry`'s peer pushed: a patient device anything signed and chained (its
     /// node already judged it), a grantee only its own bundles to sections it may write, all
-    /// within the record's quota, put into `batch`. Returns (bundles stored, their bytes).
+    /// within the record's quota, put into `batch` (with no receipt times: a relay never reads
+    /// what it keeps). Returns (bundles stored, their bytes).
     fn store_push(
         &self,
         hosted: &Hosted,
         entry: &AccessEntry,
         push: &[ByteBuf],
-        now: Timestamp,
         rejected: &mut Vec<String>,
         batch: &mut Batch,
     ) -> Result<(usize, u64), SyncError> {
@@ -744,7 +744,7 @@ impl<'a, S: Store> Server<'a, S> {
         };
         let report =
             self.vault
-                .stage_remote(&hosted.record, bundles, now, &mut authorize, batch)?;
+                .stage_remote(&hosted.record, bundles, None, &mut authorize, batch)?;
         rejected.extend(report.refused);
         Ok((report.stored, bytes))
     }

@@ -328,6 +328,10 @@ fn supply_fetch_push_collect(f: &mut Fixture) {
         bundles(&f.relay, &rid).len(),
         bundles(&f.patient, &rid).len()
     );
+    // A relay notes no receipt times beside them (it never reads what it keeps); the
+    // patient's node does (tag `A` of the store's layout).
+    assert!(f.relay.vault.store().scan_prefix(b"A").unwrap().is_empty());
+    assert!(!f.patient.vault.store().scan_prefix(b"A").unwrap().is_empty());
     let hosted = f.hosted();
     assert_eq!(hosted.record, rid);
     assert!(
