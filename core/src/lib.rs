@@ -55,6 +55,7 @@
 
 pub mod audit;
 pub mod bundle;
+mod canonical;
 pub mod crypto;
 pub mod entry;
 pub mod extract;

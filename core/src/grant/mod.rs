@@ -54,7 +54,6 @@ pub mod request;
 pub mod token;
 
 mod body;
-mod canonical;
 mod chain;
 mod revocation;
 mod scope;

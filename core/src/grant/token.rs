@@ -188,7 +188,7 @@ pub fn decode_body<T: Serialize + serde::de::DeserializeOwned>(
 ) -> Result<T, TokenError> {
     let body: T = serde_ipld_dagcbor::from_slice(bytes)
         .map_err(|_| TokenError::Malformed("body does not decode"))?;
-    if !super::canonical::is_encoding_of(&body, bytes) {
+    if !crate::canonical::is_encoding_of(&body, bytes) {
         return Err(TokenError::Malformed("body not canonically encoded"));
     }
     Ok(body)

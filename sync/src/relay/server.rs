@@ -312,6 +312,7 @@ impl<'a, S: Store> Server<'a, S> {
             .map(|c| c.to_token());
         let mut hosted = self.hosted(&b)?;
         // A new list from the patient's node replaces the one held, if it is newer.
+        let mut adopted = None;
         if let Some(bytes) = &req.access {
             match SignedAccess::open(bytes, &me, now) {
                 Ok((list, _)) if blind(&list.record, &me) == b => {
@@ -336,17 +337,21 @@ impl<'a, S: Store> Server<'a, S> {
                         h.version = list.version;
                         h.updated = now;
                         served.supplied = true;
+                        adopted = Some(list);
                     }
                 }
                 _ => {}
             }
         }
         // Who the requester is here: the patient's list, if the record is kept and the relay
-        // grant holds.
-        let list = hosted
-            .as_ref()
-            .and_then(|h| SignedAccess::open(&h.access, &me, now).ok())
-            .map(|(l, _)| l);
+        // grant holds (the list just adopted was opened above, at the same clock).
+        let list = match adopted {
+            Some(list) => Some(list),
+            None => hosted
+                .as_ref()
+                .and_then(|h| SignedAccess::open(&h.access, &me, now).ok())
+                .map(|(l, _)| l),
+        };
         let entry = list.as_ref().and_then(|l| l.entry(&peer, now).cloned());
         // Proof that this relay keeps the record for its patient, when asked: the patient's
         // `relay` grant to it (anyone who knows the record id can already find its relays).

@@ -331,7 +331,14 @@ fn supply_fetch_push_collect(f: &mut Fixture) {
     // A relay notes no receipt times beside them (it never reads what it keeps); the
     // patient's node does (tag `A` of the store's layout).
     assert!(f.relay.vault.store().scan_prefix(b"A").unwrap().is_empty());
-    assert!(!f.patient.vault.store().scan_prefix(b"A").unwrap().is_empty());
+    assert!(
+        !f.patient
+            .vault
+            .store()
+            .scan_prefix(b"A")
+            .unwrap()
+            .is_empty()
+    );
     let hosted = f.hosted();
     assert_eq!(hosted.record, rid);
     assert!(

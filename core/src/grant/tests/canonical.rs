@@ -3,7 +3,7 @@
 //! is refused.
 
 use super::*;
-use crate::grant::canonical;
+use crate::canonical;
 use crate::grant::token::{TokenError, decode_body};
 use serde::Serialize;
 use serde::ser::Serializer;

@@ -2,7 +2,8 @@
 //! `serde_ipld_dagcbor::to_vec` writes it (which is how every body is signed).
 //!
 //! A decoder checks a body by decoding it, encoding the value again and comparing the bytes
-//! ([`token::decode_body`](super::token::decode_body)). That catches every other encoding of
+//! ([`token::decode_body`](crate::grant::token::decode_body) for grants and every other signed
+//! body, `Bundle::decode` for a bundle's header). That catches every other encoding of
 //! the same value: map keys out of order, integers or lengths longer than they need be, an
 //! absent `Option` field, an enum variant given by index, a byte array written as a list.
 //!
