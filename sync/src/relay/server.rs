@@ -414,8 +414,9 @@ impl<'a, S: Store> Server<'a, S> {
         // new ones are checked against the record root.
         let mut wraps_changed = false;
         // A requester that holds the wraps for it is sent none: one that says so (a later
-        // request of a round), or a device whose wraps the root vouched for (it made them).
-        let mut wraps_held = req.wraps_held;
+        // request of a round), or a device that sends wraps (it made them; a device that lied
+        // would only deprive itself).
+        let wraps_held = req.wraps_held || (entry.device && !req.wraps.is_empty());
         if entry.device && !req.wraps.is_empty() {
             let slot = |w: &KeyWrap| (w.section, w.epoch, w.recipient);
             let kept: BTreeMap<_, KeyWrap> =
@@ -428,10 +429,11 @@ impl<'a, S: Store> Server<'a, S> {
                 .iter()
                 .filter(|w| w.record == record && !kept.contains_key(&slot(w)))
                 .collect();
-            let vouched = req
-                .wraps_signed
-                .is_some_and(|s| KeyWrap::verify_all(&record, &req.wraps, &s.into_array()));
-            wraps_held |= vouched;
+            // (Nothing to check when every wrap sent is one already kept.)
+            let vouched = !new.is_empty()
+                && req
+                    .wraps_signed
+                    .is_some_and(|s| KeyWrap::verify_all(&record, &req.wraps, &s.into_array()));
             let verdicts = if vouched {
                 vec![true; new.len()]
             } else {
