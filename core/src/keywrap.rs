@@ -311,13 +311,14 @@ mod tests {
         assert!(!relabelled.verify());
     }
 
-    #[test]
-    fn many_wraps_verify_together_and_a_bad_one_is_refused_alone() {
-        let mut rng = TestRng::new(5);
+    /// `n` wraps of the auth document's key at epochs 0.. to one recipient, signed by a fixed
+    /// record root: (the root, its record, the wraps).
+    fn signed_wraps(seed: u64, n: u32) -> (ed25519_dalek::SigningKey, RecordId, Vec<KeyWrap>) {
+        let mut rng = TestRng::new(seed);
         let root = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         let record = RecordId(root.verifying_key().to_bytes());
         let to = AgreementSecret::generate(&mut rng);
-        let wraps: Vec<KeyWrap> = (0..6)
+        let wraps = (0..n)
             .map(|epoch| {
                 let key = SymmetricKey::generate(&mut rng);
                 KeyWrap::create(
@@ -332,6 +333,12 @@ mod tests {
                 .unwrap()
             })
             .collect();
+        (root, record, wraps)
+    }
+
+    #[test]
+    fn many_wraps_verify_together_and_a_bad_one_is_refused_alone() {
+        let (_, _, wraps) = signed_wraps(5, 6);
         let all: Vec<&KeyWrap> = wraps.iter().collect();
         assert_eq!(KeyWrap::verify_many(&all), vec![true; 6]);
         assert!(KeyWrap::verify_many(&[]).is_empty());
@@ -359,25 +366,7 @@ mod tests {
 
     #[test]
     fn one_root_signature_vouches_for_exactly_the_wraps_it_was_made_over() {
-        let mut rng = TestRng::new(6);
-        let root = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let record = RecordId(root.verifying_key().to_bytes());
-        let to = AgreementSecret::generate(&mut rng);
-        let wraps: Vec<KeyWrap> = (0..4)
-            .map(|epoch| {
-                let key = SymmetricKey::generate(&mut rng);
-                KeyWrap::create(
-                    &root,
-                    record,
-                    SectionId::AUTH,
-                    epoch,
-                    &key,
-                    to.public(),
-                    &mut rng,
-                )
-                .unwrap()
-            })
-            .collect();
+        let (root, record, wraps) = signed_wraps(6, 4);
         let sig = KeyWrap::sign_all(&root, &wraps);
         assert!(KeyWrap::verify_all(&record, &wraps, &sig));
         // Anything else fails: a wrap altered (its body, or its own signature), dropped,
