@@ -413,12 +413,17 @@ impl<'a, S: Store> Server<'a, S> {
         // for a (section, epoch, recipient) already kept (and verified) is kept as it was; only
         // new ones are checked against the record root.
         let mut wraps_changed = false;
-        // A requester that holds the wraps for it is sent none: one that says so (a later
-        // request of a round), or a device that sends wraps (it made them; a device that lied
-        // would only deprive itself).
-        let wraps_held = req.wraps_held || (entry.device && !req.wraps.is_empty());
+        let slot = |w: &KeyWrap| (w.section, w.epoch, w.recipient);
+        // A device is not sent back the wraps it sends (it made them, and they replace those
+        // kept, so a device holding the root is sent none), and a requester that says it holds
+        // its wraps (a later request of a round) is sent none.
+        let sent: BTreeSet<_> = if entry.device {
+            req.wraps.iter().map(slot).collect()
+        } else {
+            BTreeSet::new()
+        };
+        let wraps_held = req.wraps_held;
         if entry.device && !req.wraps.is_empty() {
-            let slot = |w: &KeyWrap| (w.section, w.epoch, w.recipient);
             let kept: BTreeMap<_, KeyWrap> =
                 hosted.wraps.drain(..).map(|w| (slot(&w), w)).collect();
             // The root's one signature over all the wraps sent vouches for every new one;
@@ -532,7 +537,12 @@ impl<'a, S: Store> Server<'a, S> {
             .collect();
         let wraps = match (&req.agreement, entry.device) {
             _ if wraps_held => Vec::new(),
-            (_, true) => hosted.wraps.clone(),
+            (_, true) => hosted
+                .wraps
+                .iter()
+                .filter(|w| !sent.contains(&slot(w)))
+                .cloned()
+                .collect(),
             // An emergency use: the escrow wraps to the arranged organisation, which releases
             // the keys to the professional once it has logged the use.
             (_, false) if emergency.is_some() => {

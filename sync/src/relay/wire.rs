@@ -306,8 +306,8 @@ pub struct StoreResponse {
     pub bundles: Vec<ByteBuf>,
     /// The relay's heads of the sections the requester may write (so it can push).
     pub have: Vec<SectionHave>,
-    /// Key wraps addressed to the requester (all of them to a patient device); none to one
-    /// that said it holds them, or to a device that sent wraps (it made them).
+    /// Key wraps addressed to the requester (all of them to a patient device, but those it
+    /// sent); none to one that said it holds them.
     pub wraps: Vec<KeyWrap>,
     /// More bundles remain: ask again.
     pub more: bool,
