@@ -51,17 +51,24 @@ impl Recording {
     }
 }
 
+impl Recording {
+    /// Records `batch`, made durable now with the visible writes before it, as one set.
+    fn durable(&self, batch: &Batch) {
+        self.note(|sets, pending| {
+            let mut set = std::mem::take(pending);
+            set.extend(batch.clone());
+            sets.push(set);
+        });
+    }
+}
+
 impl Store for Recording {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key)
     }
 
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        self.note(|sets, pending| {
-            let mut set = std::mem::take(pending);
-            set.extend(batch.clone());
-            sets.push(set);
-        });
+        self.durable(&batch);
         self.inner.commit(batch)
     }
 
@@ -70,11 +77,7 @@ impl Store for Recording {
     }
 
     fn commit_ordered(&self, batch: Batch) -> Result<(), StoreError> {
-        self.note(|sets, pending| {
-            let mut set = std::mem::take(pending);
-            set.extend(batch.clone());
-            sets.push(set);
-        });
+        self.durable(&batch);
         self.inner.commit_ordered(batch)
     }
 

@@ -205,16 +205,19 @@ fn forged_misaddressed_and_replayed_access_lists_are_not_accepted() {
     assert_eq!(f.hosted().updated, second.updated);
 }
 
+/// The patient's first request to the relay at 10 (its list and every wrap).
+fn patient_first_request(f: &Fixture) -> StoreRequest {
+    f.patient
+        .peer()
+        .relay_start(f.rid, f.relay.id.peer(), at(10), &mut TestRng::new(99))
+        .unwrap()
+}
+
 #[test]
 fn key_wraps_not_signed_by_the_record_root_are_not_kept_and_the_others_are() {
     let f = fixture(7);
     let limits = RelayLimits::default();
-    let relay = f.relay.id.peer();
-    let mut req = f
-        .patient
-        .peer()
-        .relay_start(f.rid, relay, at(10), &mut TestRng::new(99))
-        .unwrap();
+    let mut req = patient_first_request(&f);
     assert!(req.wraps.len() >= 3, "{} wraps", req.wraps.len());
     // Two of the device's wraps are altered after signing: one relabelled to another epoch,
     // one re-sealed to another recipient.
@@ -245,12 +248,7 @@ fn key_wraps_not_signed_by_the_record_root_are_not_kept_and_the_others_are() {
 fn a_signature_over_the_wraps_by_any_key_but_the_record_root_vouches_for_none_of_them() {
     let f = fixture(7);
     let limits = RelayLimits::default();
-    let relay = f.relay.id.peer();
-    let mut req = f
-        .patient
-        .peer()
-        .relay_start(f.rid, relay, at(10), &mut TestRng::new(99))
-        .unwrap();
+    let mut req = patient_first_request(&f);
     let slot = |w: &KeyWrap| (w.section, w.epoch, w.recipient);
     let genuine: Vec<_> = req.wraps.iter().map(slot).collect();
     // One wrap relabelled, and the whole set signed again by a key that is not the root.
