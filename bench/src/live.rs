@@ -16,7 +16,8 @@
 //!   durable add alone (open the record, add, flush), which every edit pays before anything is
 //!   announced, and the floor under the delay measured in the same run ([`live_floor`]: the
 //!   patient's sled insert+flush, one frame's one-way trip over libp2p, and the grantee's sled
-//!   insert, which reads see before it is flushed).
+//!   insert, which reads see before it is flushed; each after the same pause as an edit), and
+//!   the floor's insert+flush alone (`live.sled_quiet_insert_flush_median`).
 
 use crate::automerge_base::{self, note};
 use crate::live_floor;
@@ -56,14 +57,19 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
         // The edit delay on a small record, so that it measures propagation rather than the
         // cost of adding to a long section.
         edit_delay(r, setup(1).await?, edits).await?;
-        let mut floor: Vec<f64> = live_floor::edit_visible_floor(edits)
+        let (mut floor, mut durable): (Vec<f64>, Vec<f64>) = live_floor::edit_visible_floor(edits)
             .await?
             .into_iter()
-            .map(ms)
-            .collect();
+            .map(|(f, d)| (ms(f), ms(d)))
+            .unzip();
         r.emit(Figure::new(
             "edit_visible_floor",
             quantile(&mut floor, 0.5),
+            "ms",
+        ))?;
+        r.emit(Figure::new(
+            "sled_quiet_insert_flush_median",
+            quantile(&mut durable, 0.5),
             "ms",
         ))
     })
@@ -189,8 +195,8 @@ async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<()> {
         }
         delays.push(ms(t0.elapsed()));
         adds.push(ms(add));
-        // Space the edits out, as a person would: each starts on a quiet network.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Space the edits out, as a person would: each starts on a quiet network and disk.
+        tokio::time::sleep(live_floor::PAUSE).await;
     }
     r.emit(
         Figure::new("edit_visible_median", quantile(&mut delays, 0.5), "ms").target("value<=1.0"),

@@ -9,6 +9,11 @@
 //! (one sled insert, seen by reads at once). The grantee's flush follows, but the edit is
 //! shown before it (`Local::visible_first`: the patient's node holds the bundle durably and
 //! sends it again if the grantee loses it). Each sample is one of each, added up.
+//!
+//! Every part starts after the same pause as each edit ([`PAUSE`]): a person's edit comes to a
+//! quiet machine, and a disk that has been idle answers a flush far more slowly than one
+//! flushed a moment before (here, a sled insert+flush takes about 35 µs right after another
+//! and 300–600 µs after 5 ms of quiet; a bare `pwrite`+`fdatasync` behaves the same way).
 
 use crate::relay::net::{identity, listen, open_config};
 use anyhow::{Context, Result, bail};
@@ -24,9 +29,13 @@ use std::time::{Duration, Instant};
 /// About one pushed note: a bundle and its frame.
 const FRAME_BYTES: usize = 1024;
 
+/// The quiet before each edit and each part of the floor: a person's edits are seconds apart.
+pub(crate) const PAUSE: Duration = Duration::from_millis(5);
+
 /// `n` samples of the floor (see the module docs), each the sum of an insert and a flush on
-/// one sled, a one-way frame, and an insert on another sled.
-pub(crate) async fn edit_visible_floor(n: usize) -> Result<Vec<Duration>> {
+/// one sled, a one-way frame, and an insert on another sled; with each, the insert and flush
+/// alone.
+pub(crate) async fn edit_visible_floor(n: usize) -> Result<Vec<(Duration, Duration)>> {
     let dir = tempfile::tempdir()?;
     let open = |name: &str| {
         sled::Config::new()
@@ -47,7 +56,9 @@ pub(crate) async fn edit_visible_floor(n: usize) -> Result<Vec<Duration>> {
     };
     let mut floor = Vec::with_capacity(ways.len());
     for (i, way) in ways.into_iter().enumerate() {
-        floor.push(write(&sender_db, i, true)? + way + write(&receiver_db, i, false)?);
+        tokio::time::sleep(PAUSE).await;
+        let durable = write(&sender_db, i, true)?;
+        floor.push((durable + way + write(&receiver_db, i, false)?, durable));
         // The grantee's flush, outside the floor, as the grantee's node does after showing it.
         receiver_db.flush()?;
     }
@@ -119,7 +130,7 @@ async fn one_way(n: usize) -> Result<Vec<Duration>> {
             .context("the receiving swarm stopped")?;
         ways.push(at.saturating_duration_since(t));
         // Spaced out as the edits are.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(PAUSE).await;
     }
     receiver_task.abort();
     Ok(ways)
