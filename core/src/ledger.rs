@@ -34,6 +34,7 @@
 //! | node (local item) | `net/listen` | [`PeerAddrs`] | the addresses this node's daemon last listened on |
 //! | relay node (local item) | `hosted/<blinded record id>` | `hearth_sync::relay::Hosted` | a record this relay keeps, and the patient's signed access list |
 //! | relay node (local item) | `hosted-used/<blinded record id>` | bytes, 8 bytes big-endian | bytes of bundles the relay keeps of the record, against its quota (apart from `hosted/`, so that a push does not write the list and wraps again) |
+//! | relay node (local item) | `hosted-supplied/<blinded record id>` | version and time, 8 bytes big-endian each | the newest version of the patient's list the relay adopted and when (apart from `hosted/`, so that a list signed afresh but saying the same does not write the list and wraps again) |
 //! | relay node (local item) | `hosted-count` | count, 8 bytes big-endian | how many `hosted/` items there are (moved in their commits: [`crate::record::LocalCount`]) |
 //! | relay node (local item) | `letter/<mailbox>/<time>-<id>` | a sealed letter | a mailbox letter waiting for its recipient (`r-<blinded record>` or `p-<peer>`) |
 //! | relay node (local item) | `ig-use/<use id>` | [`IgUseItem`] | an emergency use one of the organisation's professionals had it log, for its IG review |
@@ -100,6 +101,9 @@ pub enum Key<'a> {
     HostedCount,
     /// Relay node, local: bytes of bundles it keeps of a record, by blinded id (hex).
     HostedUsed(&'a str),
+    /// Relay node, local: the newest list version it adopted of a record, and when, by
+    /// blinded id (hex).
+    HostedSupplied(&'a str),
     /// Relay node, local: a mailbox letter, by mailbox and a sortable id.
     Letter(&'a str, &'a str),
     /// Local: a letter waiting to be left at a relay.
@@ -184,6 +188,8 @@ pub enum Kind {
     HostedCount,
     /// `hosted-used/` (relay nodes).
     HostedUsed,
+    /// `hosted-supplied/` (relay nodes).
+    HostedSupplied,
     /// `letter/` (relay nodes).
     Letter,
     /// `outbox/`.
@@ -240,6 +246,7 @@ impl Kind {
             Kind::Hosted => "hosted/",
             Kind::HostedCount => "hosted-count",
             Kind::HostedUsed => "hosted-used/",
+            Kind::HostedSupplied => "hosted-supplied/",
             Kind::Letter => "letter/",
             Kind::Outbox => "outbox/",
             Kind::Ack => "ack/",
@@ -299,6 +306,7 @@ impl Key<'_> {
             Key::Hosted(b) => (Kind::Hosted, (*b).to_string()),
             Key::HostedCount => (Kind::HostedCount, String::new()),
             Key::HostedUsed(b) => (Kind::HostedUsed, (*b).to_string()),
+            Key::HostedSupplied(b) => (Kind::HostedSupplied, (*b).to_string()),
             Key::Letter(m, id) => (Kind::Letter, format!("{m}/{id}")),
             Key::Outbox(r, id) => (Kind::Outbox, format!("{r}/{id}")),
             Key::Ack(r, id) => (Kind::Ack, format!("{r}/{id}")),
@@ -737,6 +745,12 @@ mod tests {
         assert!(Kind::Hosted.id_in(&Key::HostedCount.text()).is_none());
         assert!(Kind::Hosted.id_in(&Key::HostedUsed("ab").text()).is_none());
         assert_eq!(Key::HostedUsed("ab").text(), "hosted-used/ab");
+        assert!(
+            Kind::Hosted
+                .id_in(&Key::HostedSupplied("ab").text())
+                .is_none()
+        );
+        assert_eq!(Key::HostedSupplied("ab").text(), "hosted-supplied/ab");
         assert_eq!(Key::IgUseCount.text(), "ig-use-count");
         assert!(Kind::IgUse.id_in(&Key::IgUseCount.text()).is_none());
         assert_eq!(Key::Relay(&p).text(), format!("relay/{p}"));

@@ -238,7 +238,8 @@ pub struct RelayCounters {
     pub served: u64,
     /// Pushed bundles refused (bad signature, broken chain, unauthorised author, quota).
     pub rejected: u64,
-    /// Access lists received from patients' devices.
+    /// Access lists from patients' devices that said something new (one signed afresh saying
+    /// the same is not counted).
     pub supplied: u64,
     /// Distinct peers served.
     pub peers: usize,

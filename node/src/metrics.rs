@@ -148,7 +148,7 @@ fn relay(m: &mut String, r: &RelayCounters, store: RelayStore) {
         ),
         (
             "supplied",
-            "Access lists received from patients' devices.",
+            "Access lists from patients' devices that said something new (one signed afresh saying the same is not counted).",
             r.supplied,
         ),
     ];

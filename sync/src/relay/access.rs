@@ -247,6 +247,35 @@ fn grant_until(
 }
 
 impl AccessList {
+    /// The list inside signed bytes a relay kept ([`SignedAccess`] as stored), decoded only:
+    /// its signature and relay grant were checked when the relay adopted it, and are checked
+    /// again whenever it decides who may do what ([`SignedAccess::open`]).
+    pub fn decode_kept(bytes: &[u8]) -> Option<AccessList> {
+        let s: SignedAccess = serde_ipld_dagcbor::from_slice(bytes).ok()?;
+        serde_ipld_dagcbor::from_slice(&s.body).ok()
+    }
+
+    /// Whether `other` says what this list says, whatever the two versions: a patient's node
+    /// signs its list afresh, with a newer version, at every round.
+    pub fn same_but_version(&self, other: &AccessList) -> bool {
+        // Every field named, so that a field added later is compared too.
+        let AccessList {
+            v,
+            record,
+            relay,
+            version: _,
+            grant,
+            entries,
+            emergency,
+        } = self;
+        *v == other.v
+            && *record == other.record
+            && *relay == other.relay
+            && *grant == other.grant
+            && *entries == other.entries
+            && *emergency == other.emergency
+    }
+
     /// The list inside `signed`, if `record`'s root signed it (no relay or time checks: for the
     /// patient's own node reading back what it signed).
     pub fn open_own(signed: &SignedAccess, record: &RecordId) -> Result<AccessList, AccessError> {

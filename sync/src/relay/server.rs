@@ -80,7 +80,10 @@ pub struct Hosted {
     pub record: RecordId,
     /// The patient's current signed access list, as received.
     pub access: ByteBuf,
-    /// Its version.
+    /// The newest version of the list adopted. The list in `access` may be an older one that
+    /// says the same: a list signed afresh but saying the same only moves this version and
+    /// `updated`, and those are then noted in an item of their own ([`Key::HostedSupplied`]),
+    /// so that the list and wraps are not written again at every patient's round.
     pub version: u64,
     /// Bytes of bundles stored. Kept in an item of its own ([`Key::HostedUsed`]), so that a
     /// push does not write the list and wraps again; read from this item only for a record
@@ -89,7 +92,7 @@ pub struct Hosted {
     pub used: u64,
     /// Key wraps the patient supplied (ciphertext to their recipients).
     pub wraps: Vec<KeyWrap>,
-    /// When the patient's node last supplied it.
+    /// When the patient's node last supplied a list (noted with `version`).
     pub updated: Timestamp,
 }
 
@@ -104,7 +107,8 @@ pub struct Served {
     pub refused: bool,
     /// Pushed bundles refused.
     pub rejected: usize,
-    /// The patient's node supplied a new access list.
+    /// The patient's node supplied an access list that says something new (not one signed
+    /// afresh saying what the kept one says).
     pub supplied: bool,
     /// Letters delivered.
     pub letters: usize,
@@ -153,6 +157,24 @@ fn used_of(item: &[u8]) -> Result<u64, SyncError> {
         .map_err(|_| SyncError::Protocol("a kept record's bytes used are unreadable"))
 }
 
+/// A [`Key::HostedSupplied`] item: the newest list version adopted, and when.
+fn supplied_item(h: &Hosted) -> Vec<u8> {
+    let mut item = h.version.to_be_bytes().to_vec();
+    item.extend_from_slice(&h.updated.as_millis().to_be_bytes());
+    item
+}
+
+/// Takes a [`Key::HostedSupplied`] item into `h` (the newer of it and the record item's own).
+fn take_supplied(h: &mut Hosted, item: &[u8]) -> Result<(), SyncError> {
+    let unreadable = || SyncError::Protocol("a kept record's newest list version is unreadable");
+    let (version, at) = item.split_at_checked(8).ok_or_else(unreadable)?;
+    let version = u64::from_be_bytes(version.try_into().map_err(|_| unreadable())?);
+    let at = i64::from_be_bytes(at.try_into().map_err(|_| unreadable())?);
+    h.version = h.version.max(version);
+    h.updated = h.updated.max(Timestamp::from_millis(at));
+    Ok(())
+}
+
 /// A refusal of a request for `record`, in `why`'s words.
 pub fn refusal_of(record: Blinded, why: &str) -> StoreResponse {
     refusal(record, why)
@@ -179,6 +201,9 @@ impl<'a, S: Store> Server<'a, S> {
         if let Some(used) = self.vault.get_local(&Key::HostedUsed(&id).text())? {
             h.used = used_of(&used)?;
         }
+        if let Some(item) = self.vault.get_local(&Key::HostedSupplied(&id).text())? {
+            take_supplied(&mut h, &item)?;
+        }
         Ok(Some(h))
     }
 
@@ -190,19 +215,29 @@ impl<'a, S: Store> Server<'a, S> {
                 used.insert(id.to_string(), used_of(&v)?);
             }
         }
-        Ok(self
+        let supplied: BTreeMap<String, Vec<u8>> = self
             .vault
-            .local_items(Kind::Hosted.prefix())?
+            .local_items(Kind::HostedSupplied.prefix())?
             .into_iter()
-            .filter_map(|(k, v)| {
-                let id = Kind::Hosted.id_in(&k)?.to_string();
-                let mut h: Hosted = serde_ipld_dagcbor::from_slice(&v).ok()?;
-                if let Some(u) = used.get(&id) {
-                    h.used = *u;
-                }
-                Some((id, h))
-            })
-            .collect())
+            .filter_map(|(k, v)| Some((Kind::HostedSupplied.id_in(&k)?.to_string(), v)))
+            .collect();
+        let mut all = Vec::new();
+        for (k, v) in self.vault.local_items(Kind::Hosted.prefix())? {
+            let Some(id) = Kind::Hosted.id_in(&k).map(str::to_string) else {
+                continue;
+            };
+            let Ok(mut h) = serde_ipld_dagcbor::from_slice::<Hosted>(&v) else {
+                continue;
+            };
+            if let Some(u) = used.get(&id) {
+                h.used = *u;
+            }
+            if let Some(item) = supplied.get(&id) {
+                take_supplied(&mut h, item)?;
+            }
+            all.push((id, h));
+        }
+        Ok(all)
     }
 
     /// Every peer on the access lists of the records kept here that still hold at `now` (they
@@ -246,6 +281,7 @@ impl<'a, S: Store> Server<'a, S> {
                 let mut batch = Batch::new();
                 Vault::<S>::delete_local_in(&mut batch, &Key::Hosted(&id).text());
                 Vault::<S>::delete_local_in(&mut batch, &Key::HostedUsed(&id).text());
+                Vault::<S>::delete_local_in(&mut batch, &Key::HostedSupplied(&id).text());
                 self.vault.commit_counted(&HOSTED_COUNT, batch)?;
                 gone += 1;
             }
@@ -254,12 +290,14 @@ impl<'a, S: Store> Server<'a, S> {
     }
 
     /// Puts `h` into `batch`, to be committed with [`HOSTED_COUNT`]: its bytes used always,
-    /// the rest (the list and wraps) only when `changed`.
+    /// its newest list version and time when a list was adopted (`refreshed`), and the rest
+    /// (the list and wraps) only when `changed`.
     fn save(
         &self,
         b: &Blinded,
         h: &Hosted,
         changed: bool,
+        refreshed: bool,
         batch: &mut Batch,
     ) -> Result<(), SyncError> {
         let id = b.to_string();
@@ -267,6 +305,9 @@ impl<'a, S: Store> Server<'a, S> {
             let bytes = serde_ipld_dagcbor::to_vec(h)
                 .map_err(|_| SyncError::Protocol("cannot encode a hosted record"))?;
             Vault::<S>::put_local_in(batch, &Key::Hosted(&id).text(), bytes);
+        }
+        if refreshed {
+            Vault::<S>::put_local_in(batch, &Key::HostedSupplied(&id).text(), supplied_item(h));
         }
         Vault::<S>::put_local_in(
             batch,
@@ -311,8 +352,11 @@ impl<'a, S: Store> Server<'a, S> {
             .flatten()
             .map(|c| c.to_token());
         let mut hosted = self.hosted(&b)?;
-        // A new list from the patient's node replaces the one held, if it is newer.
+        // A new list from the patient's node replaces the one held, if it is newer. One that
+        // says what the kept one says (a patient's node signs its list afresh at every round)
+        // only moves the version and time: the kept list stands for it.
         let mut adopted = None;
+        let mut refreshed = false;
         if let Some(bytes) = &req.access {
             match SignedAccess::open(bytes, &me, now) {
                 Ok((list, _)) if blind(&list.record, &me) == b => {
@@ -325,6 +369,10 @@ impl<'a, S: Store> Server<'a, S> {
                             && self.vault.local_count(&HOSTED_COUNT)?
                                 < self.limits.max_records as u64);
                     if newer && from_device && room {
+                        let same = hosted
+                            .as_ref()
+                            .and_then(|h| AccessList::decode_kept(&h.access))
+                            .is_some_and(|kept| kept.same_but_version(&list));
                         let h = hosted.get_or_insert_with(|| Hosted {
                             record: list.record,
                             access: ByteBuf::new(),
@@ -333,10 +381,13 @@ impl<'a, S: Store> Server<'a, S> {
                             wraps: Vec::new(),
                             updated: now,
                         });
-                        h.access = bytes.clone();
+                        if !same {
+                            h.access = bytes.clone();
+                            served.supplied = true;
+                        }
                         h.version = list.version;
                         h.updated = now;
-                        served.supplied = true;
+                        refreshed = true;
                         adopted = Some(list);
                     }
                 }
@@ -478,8 +529,9 @@ impl<'a, S: Store> Server<'a, S> {
             served.stored = stored;
         }
         served.rejected = rejected.len();
-        if served.supplied || served.stored > 0 || wraps_changed {
-            self.save(&b, &hosted, served.supplied || wraps_changed, &mut batch)?;
+        if refreshed || served.stored > 0 || wraps_changed {
+            let changed = served.supplied || wraps_changed;
+            self.save(&b, &hosted, changed, refreshed, &mut batch)?;
         }
         // The room checked above is judged again with other counted commits held off: of two
         // records racing for the last place, the one that loses is refused, nothing written.

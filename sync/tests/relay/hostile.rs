@@ -205,6 +205,106 @@ fn forged_misaddressed_and_replayed_access_lists_are_not_accepted() {
     assert_eq!(f.hosted().updated, second.updated);
 }
 
+/// A patient's node signs its list afresh at every round. When the list says what the kept one
+/// says, the relay notes only the newer version and time (`hosted-supplied/`), and keeps the
+/// list and wraps it has; that version still decides which lists are newer, so a list signed
+/// in between, saying something else, is not adopted when replayed.
+#[test]
+fn a_list_signed_afresh_saying_the_same_moves_only_the_version_and_one_signed_between_loses() {
+    let mut f = fixture(9);
+    let rid = f.rid;
+    let limits = RelayLimits::default();
+    let relay = f.relay.id.peer();
+    let id = f.blinded().to_string();
+    let item = |f: &Fixture, kind: &str| f.relay.vault.get_local(&format!("{kind}/{id}")).unwrap();
+    let request = |f: &Fixture, t: i64| {
+        f.patient
+            .peer()
+            .relay_start(rid, relay, at(t), &mut TestRng::new(99))
+            .unwrap()
+    };
+    let answer = |f: &Fixture, req: StoreRequest, t: i64| {
+        Server::new(&f.relay.vault, &f.relay.id, &limits)
+            .answer(f.patient.id.peer(), req, at(t), &mut TestRng::new(77))
+            .unwrap()
+    };
+    exchange(&f.patient, &f.relay, &limits, rid, at(10)).unwrap();
+    let first = f.hosted();
+    let first_item = item(&f, "hosted");
+
+    // The same list, signed at 12: not "supplied" (nothing new for the relay to act on), the
+    // record's item not written again, the newer version and time noted on their own.
+    let req = request(&f, 12);
+    let version = AccessList::decode_kept(req.access.as_ref().unwrap())
+        .unwrap()
+        .version;
+    assert!(version > first.version);
+    let (resp, served) = answer(&f, req, 12);
+    assert!(resp.refused.is_none() && !served.supplied, "{served:?}");
+    assert_eq!(
+        item(&f, "hosted"),
+        first_item,
+        "the record's item was written again"
+    );
+    let now = f.hosted();
+    assert_eq!((now.version, now.updated), (version, at(12)));
+    assert_eq!(now.access, first.access);
+    assert!(item(&f, "hosted-supplied").is_some());
+    let all = Server::new(&f.relay.vault, &f.relay.id, &limits)
+        .all_hosted()
+        .unwrap();
+    assert_eq!((all[0].1.version, all[0].1.updated), (version, at(12)));
+
+    // A list that says something new is adopted and kept: the GP revoked.
+    f.revoke_gp(at(20));
+    exchange(&f.patient, &f.relay, &limits, rid, at(21)).unwrap();
+    let revoked = f.hosted();
+    assert_ne!(revoked.access, first.access);
+    // The GP is granted again and a list naming it is signed at 23, but never reaches the
+    // relay; the new grant is revoked, and the list signed at 25 says what the kept one says.
+    let again = grant_with_keys(
+        &f.patient,
+        &rid,
+        &f.gp,
+        "notes",
+        Ability::Append,
+        &mut f.rng,
+    );
+    let between = request(&f, 23);
+    let r = Revocation::sign(&f.patient.id, again.id(), at(24)).unwrap();
+    {
+        let mut rec = f.patient.vault.open_record(&f.patient.id, &rid).unwrap();
+        rec.put_auth(vec![AuthItem::Revoke(r)], at(24), &mut f.rng)
+            .unwrap();
+    }
+    exchange(&f.patient, &f.relay, &limits, rid, at(25)).unwrap();
+    let newest = f.hosted();
+    let kept = AccessList::decode_kept(&newest.access).unwrap();
+    assert_eq!(
+        newest.access, revoked.access,
+        "the kept list stands for the newer one"
+    );
+    assert!(newest.version > kept.version);
+    // Replayed, the list of 23 is newer than the list kept but not than the newest adopted:
+    // it loses, and the GP it names stays refused.
+    let mut replay = request(&f, 26);
+    replay.access = between.access.clone();
+    let (resp, served) = answer(&f, replay, 26);
+    assert!(resp.refused.is_none() && !served.supplied);
+    assert_eq!(f.hosted().access, revoked.access);
+    assert_eq!(f.hosted().version, newest.version);
+    refused_nothing_here(exchange(&f.gp, &f.relay, &limits, rid, at(27)));
+
+    // An unreadable note of the version is an error, not a record with an older version.
+    f.relay
+        .vault
+        .put_local(&format!("hosted-supplied/{id}"), b"bad")
+        .unwrap();
+    let server = Server::new(&f.relay.vault, &f.relay.id, &limits);
+    assert!(server.hosted(&f.blinded()).is_err());
+    assert!(server.all_hosted().is_err());
+}
+
 /// The patient's first request to the relay at 10 (its list and every wrap).
 fn patient_first_request(f: &Fixture) -> StoreRequest {
     f.patient
