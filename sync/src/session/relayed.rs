@@ -17,6 +17,15 @@ use serde_bytes::ByteArray;
 /// patient device's acknowledgements.
 type RelayAudit = (Option<u64>, Vec<ByteBuf>, Vec<AuditAck>);
 
+/// Which request of a round to a relay is being made.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// The first: it carries the list, the wraps, letters and audit events.
+    First,
+    /// A later one, pushing what the first answer showed the relay lacks.
+    Later,
+}
+
 impl<'a, S: Store> Local<'a, S> {
     /// The record's relays at `now`: those in its auth document, and those the grants this
     /// node holds for it name ([`grant::relay_hints`]: the patient signed them, and they are
@@ -116,11 +125,27 @@ impl<'a, S: Store> Local<'a, S> {
         now: Timestamp,
         rng: &mut impl CryptoRng,
     ) -> Result<StoreRequest, SyncError> {
+        self.relay_request(record, relay, now, Turn::First, rng)
+    }
+
+    /// A request of a round to `relay` for `record`. A later one carries what this node holds
+    /// and its audit position, but not what went with the first: the list, the wraps and
+    /// their signature (the first answer carried the wraps this node may have), letters and
+    /// audit events; so none of them is made again.
+    fn relay_request(
+        &self,
+        record: RecordId,
+        relay: PeerKey,
+        now: Timestamp,
+        turn: Turn,
+        rng: &mut impl CryptoRng,
+    ) -> Result<StoreRequest, SyncError> {
+        let first = turn == Turn::First;
         let mut rec = self.vault.open_record(self.identity, &record).ok();
         let held = self.vault.held_sections(&record)?;
         let holdable = holdable_sections(rec.as_ref());
         let (access, wraps) = match &rec {
-            Some(r) if self.identity.holds_root_of(&record) => {
+            Some(r) if first && self.identity.holds_root_of(&record) => {
                 let list = self.relay_access(r, &relay, now)?;
                 let mut wraps = match self.identity.recovery_public() {
                     Some(k) => self.vault.key_wraps_to(&record, &k)?,
@@ -147,8 +172,13 @@ impl<'a, S: Store> Local<'a, S> {
             .root_key()
             .filter(|_| !wraps.is_empty())
             .map(|root| ByteArray::new(KeyWrap::sign_all(root, &wraps)));
-        let (post, ack) = self.outgoing(&relay);
-        let (audit_head, audit, audit_ack) = self.relay_audit(rec.as_mut(), &record, &relay)?;
+        let (post, ack) = if first {
+            self.outgoing(&relay)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let (audit_head, audit, audit_ack) =
+            self.relay_audit(rec.as_mut(), &record, &relay, first)?;
         // A professional using emergency access presents the use to the record's relays,
         // which hold the patient's arrangement on their access lists: only to those the auth
         // document names (a relay merely found on the network must first prove it keeps the
@@ -168,7 +198,7 @@ impl<'a, S: Store> Local<'a, S> {
             access,
             wraps,
             wraps_signed,
-            wraps_held: false,
+            wraps_held: !first,
             have: have_of(&held, |s| holdable.contains(s)),
             push: Vec::new(),
             post,
@@ -191,6 +221,7 @@ impl<'a, S: Store> Local<'a, S> {
         rec: Option<&mut OpenRecord<'_, S>>,
         record: &RecordId,
         relay: &PeerKey,
+        with_events: bool,
     ) -> Result<RelayAudit, SyncError> {
         if self.identity.record_id() == Some(*record) {
             let Some(rec) = rec else {
@@ -213,6 +244,9 @@ impl<'a, S: Store> Local<'a, S> {
             return Ok((None, Vec::new(), acks));
         }
         let head = self.vault.journal_head(record)?.map_or(0, |(s, _)| s);
+        if !with_events {
+            return Ok((Some(head), Vec::new(), Vec::new()));
+        }
         let sent = self.vault.journal_sent(record)?;
         let events = self
             .vault
@@ -506,16 +540,7 @@ impl<'a, S: Store> Local<'a, S> {
             && report.sections.iter().all(|s| s.behind == 0)
             && !report.lacks_keys();
         let next = if !push.is_empty() || resp.more {
-            let mut req = self.relay_start(record, relay, now, rng)?;
-            // The list, the wraps and the letters went with the first request.
-            req.access = None;
-            req.wraps = Vec::new();
-            req.wraps_signed = None;
-            // This round's first answer carried the wraps this node may have.
-            req.wraps_held = true;
-            req.post = Vec::new();
-            req.ack = Vec::new();
-            req.audit = Vec::new();
+            let mut req = self.relay_request(record, relay, now, Turn::Later, rng)?;
             req.push = push.iter().map(|b| pad(b)).collect();
             Some(req)
         } else {

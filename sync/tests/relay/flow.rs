@@ -378,3 +378,49 @@ fn a_record_larger_than_one_message_travels_in_several() {
     assert!(got.refused.is_empty(), "{got:?}");
     assert_eq!(archivist.bundles_in(&rid, &docs), 12);
 }
+
+/// A round's later request pushes what the first answer showed the relay lacks, and carries
+/// none of what went with the first: no list, no wraps or their signature, no letters, no
+/// audit events; it says it holds its wraps.
+#[test]
+fn a_rounds_later_request_carries_only_what_it_pushes_and_what_it_holds() {
+    let mut f = fixture(12);
+    let limits = RelayLimits::default();
+    let rid = f.rid;
+    let relay = f.relay.id.peer();
+    // (`events`: whether the first request carries audit events.)
+    let later_request = |f: &Fixture, who: &Node, events: bool| {
+        let first = who
+            .peer()
+            .relay_start(rid, relay, at(14), &mut TestRng::new(99))
+            .unwrap();
+        assert_eq!(!first.audit.is_empty(), events);
+        let resp = ask(&f.relay, &limits, who, first, at(14));
+        let (next, _) = who
+            .peer()
+            .on_relay_response(relay, rid, resp, at(14), &mut TestRng::new(98))
+            .unwrap();
+        let later = next.expect("a later request pushes the new note");
+        assert!(!later.push.is_empty() && !later.have.is_empty());
+        assert!(later.access.is_none() && later.wraps.is_empty() && later.wraps_signed.is_none());
+        assert!(later.wraps_held);
+        assert!(later.post.is_empty() && later.ack.is_empty() && later.audit.is_empty());
+        let resp = ask(&f.relay, &limits, who, later, at(14));
+        assert!(resp.refused.is_none() && resp.stored == 1, "{resp:?}");
+    };
+    exchange(&f.patient, &f.relay, &limits, rid, at(10)).unwrap();
+    f.patient.add(&rid, "notes", "one more", at(11), &mut f.rng);
+    later_request(&f, &f.patient, false);
+    // A grantee's too, with its report of a read to send.
+    exchange(&f.gp, &f.relay, &limits, rid, at(12)).unwrap();
+    f.gp.add(&rid, "notes", "the GP's note", at(13), &mut f.rng);
+    let read = hearth_core::audit::Action::Read {
+        sections: vec![hearth_core::audit::SectionAt {
+            section: f.notes(),
+            epoch: 0,
+        }],
+        authority: None,
+    };
+    f.gp.vault.journal(&f.gp.id, rid, read, at(13)).unwrap();
+    later_request(&f, &f.gp, true);
+}
