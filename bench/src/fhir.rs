@@ -4,6 +4,10 @@
 //! through `/proc/self/clear_refs`) during one run. Each phase runs in its own process (this
 //! binary's hidden `__fhir-phase` command), so that its peak memory is its own.
 //!
+//! Beside them, the floor under the import: the record engine writing the import's entries,
+//! already checked, through the same writer on the calling thread (`write`), with no FHIR work.
+//! An import cannot be faster than that part of it, which no other core can share.
+//!
 //! The bundle is built from `shared/fixtures/fhir/type2-diabetes-seed1.json` beside the
 //! repository.
 
@@ -22,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The phases, each measured in its own process.
-const PHASES: [&str; 4] = ["parse", "serialise", "import", "export"];
+const PHASES: [&str; 5] = ["parse", "serialise", "import", "export", "write"];
 
 /// Runs the module.
 pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
@@ -45,6 +49,7 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
         (ser, ser_mem),
         (import, import_mem),
         (export, export_mem),
+        (write, _),
     ] = results[..]
     else {
         bail!("one result per phase");
@@ -55,6 +60,7 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
             .baseline(parse)
             .target("ratio<=2.0"),
     )?;
+    r.emit(Figure::new(format!("import_write_floor_{size}"), write, "ms").baseline(parse))?;
     r.emit(Figure::new(format!("export_{size}"), export, "ms").baseline(ser))?;
     r.emit(
         Figure::new(format!("import_export_{size}"), import + export, "ms")
@@ -102,6 +108,14 @@ pub(crate) fn phase(name: &str, file: &Path, runs: usize, n: usize) -> Result<()
                 let t = Instant::now();
                 let (written, mem) = peak_growth_mib(|| home.import(&bytes, seed + 100));
                 ensure!(written? == n, "every resource imported");
+                (t.elapsed(), mem)
+            }
+            "write" => {
+                let entries = Home::plan(&bytes)?;
+                let home = Home::new(seed)?;
+                let t = Instant::now();
+                let (written, mem) = peak_growth_mib(|| home.write(entries, seed + 100));
+                ensure!(written? == n, "every entry written");
                 (t.elapsed(), mem)
             }
             "export" => {
@@ -199,6 +213,34 @@ impl Home {
             Ok::<(), Box<dyn std::error::Error>>(())
         })
         .map_err(|e| anyhow::anyhow!("plan the import: {e}"))?;
+        Ok(writer.finish(&[], "")?.0.len())
+    }
+
+    /// The entries an import of `bytes` writes, checked.
+    fn plan(bytes: &[u8]) -> Result<Vec<CheckedEntry>> {
+        let bundle = fhir::parse_bundle(bytes)?;
+        let plan = fhir::plan_import(&bundle, &Existing::default())?;
+        Ok(plan
+            .entries
+            .into_iter()
+            .map(|p| CheckedEntry {
+                section: p.section,
+                body: p.checked,
+                supersedes: p.supersedes,
+            })
+            .collect())
+    }
+
+    /// What the import's writing alone costs: `entries` put through the writer, in order, as
+    /// the import puts them, and committed in one durable write.
+    fn write(&self, entries: Vec<CheckedEntry>, seed: u64) -> Result<usize> {
+        let mut rec = self.vault.open_record(&self.identity, &self.record)?;
+        let mut rng = TestRng::new(seed);
+        let mut writer = rec.entry_writer(TEST_NOW, &mut rng);
+        writer.expect(entries.len());
+        for entry in entries {
+            writer.add(entry)?;
+        }
         Ok(writer.finish(&[], "")?.0.len())
     }
 
