@@ -255,6 +255,18 @@ impl AccessList {
         serde_ipld_dagcbor::from_slice(&s.body).ok()
     }
 
+    /// The list inside signed bytes a relay kept, if `record`'s root signed it: what a newer
+    /// list is compared with ([`AccessList::same_but_version`]). Its relay grant and times are
+    /// not checked here; they are whenever the relay decides who may do what
+    /// ([`SignedAccess::open`]). A kept list whose signature no longer checks (a damaged store)
+    /// is not taken as saying anything, so the next list replaces it.
+    pub fn open_kept(bytes: &[u8], record: &RecordId) -> Option<AccessList> {
+        let s: SignedAccess = serde_ipld_dagcbor::from_slice(bytes).ok()?;
+        AccessList::open_own(&s, record)
+            .ok()
+            .filter(|l| l.record == *record)
+    }
+
     /// Whether `other` says what this list says, whatever the two versions: a patient's node
     /// signs its list afresh, with a newer version, at every round.
     pub fn same_but_version(&self, other: &AccessList) -> bool {

@@ -354,7 +354,8 @@ impl<'a, S: Store> Server<'a, S> {
         let mut hosted = self.hosted(&b)?;
         // A new list from the patient's node replaces the one held, if it is newer. One that
         // says what the kept one says (a patient's node signs its list afresh at every round)
-        // only moves the version and time: the kept list stands for it.
+        // only moves the version and time: the kept list, its signature checked again, stands
+        // for it.
         let mut adopted = None;
         let mut refreshed = false;
         if let Some(bytes) = &req.access {
@@ -371,7 +372,7 @@ impl<'a, S: Store> Server<'a, S> {
                     if newer && from_device && room {
                         let same = hosted
                             .as_ref()
-                            .and_then(|h| AccessList::decode_kept(&h.access))
+                            .and_then(|h| AccessList::open_kept(&h.access, &list.record))
                             .is_some_and(|kept| kept.same_but_version(&list));
                         let h = hosted.get_or_insert_with(|| Hosted {
                             record: list.record,

@@ -255,6 +255,26 @@ fn a_list_signed_afresh_saying_the_same_moves_only_the_version_and_one_signed_be
         .unwrap();
     assert_eq!((all[0].1.version, all[0].1.updated), (version, at(12)));
 
+    // A kept list whose signature no longer checks (a damaged store) is not taken as saying
+    // anything: the next list, though it says the same, is written in its place.
+    let mut damaged = f.hosted();
+    let mut signed: SignedAccess = serde_ipld_dagcbor::from_slice(&damaged.access).unwrap();
+    signed.sig = ByteArray::new([7; 64]);
+    damaged.access = serde_ipld_dagcbor::to_vec(&signed).unwrap().into();
+    f.relay
+        .vault
+        .put_local(
+            &format!("hosted/{id}"),
+            &serde_ipld_dagcbor::to_vec(&damaged).unwrap(),
+        )
+        .unwrap();
+    let req = request(&f, 13);
+    let fresh = req.access.clone().unwrap();
+    let (resp, served) = answer(&f, req, 13);
+    assert!(resp.refused.is_none() && served.supplied, "{served:?}");
+    assert_eq!(f.hosted().access, fresh);
+    let first = f.hosted();
+
     // A list that says something new is adopted and kept: the GP revoked.
     f.revoke_gp(at(20));
     exchange(&f.patient, &f.relay, &limits, rid, at(21)).unwrap();
