@@ -9,6 +9,7 @@
 //! left out.
 
 use super::entries::SectionVersions;
+use super::items::keys_starting;
 use super::views::{Attribution, EntryView, Receipts, attributed, writer_of};
 use super::{OpenRecord, RecordError, Result, json_string};
 use crate::entry::dispute::{Dispute, Withdrawal, checked_reason};
@@ -202,11 +203,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             let Some(sd) = self.loaded.get_mut(&sid) else {
                 continue;
             };
-            let keys: Vec<String> = sd
-                .doc
-                .keys(ROOT)
-                .filter(|k| k.starts_with(prefix))
-                .collect();
+            let keys = keys_starting(&sd.doc, prefix);
             for k in keys {
                 let values: Vec<(Option<T>, automerge::ObjId)> = sd
                     .doc

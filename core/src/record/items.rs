@@ -141,11 +141,25 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     }
 }
 
-/// The string values of root-map keys starting with `prefix`.
-pub(super) fn string_items(doc: &AutoCommit, prefix: &str) -> Vec<(String, String)> {
+/// The root-map keys that start with `prefix` (for the prefixes and keys the engine writes: a
+/// key's characters after the prefix are never `char::MAX`), as a range for `map_range`, which
+/// visits only those keys.
+pub(super) fn prefixed(prefix: &str) -> std::ops::Range<String> {
     let mut end = prefix.to_string();
     end.push(char::MAX);
-    doc.map_range(ROOT, prefix.to_string()..end)
+    prefix.to_string()..end
+}
+
+/// The root-map keys starting with `prefix`, in order, each once (whatever its values).
+pub(super) fn keys_starting(doc: &AutoCommit, prefix: &str) -> Vec<String> {
+    doc.map_range(ROOT, prefixed(prefix))
+        .map(|item| item.key.into_owned())
+        .collect()
+}
+
+/// The string values of root-map keys starting with `prefix`.
+pub(super) fn string_items(doc: &AutoCommit, prefix: &str) -> Vec<(String, String)> {
+    doc.map_range(ROOT, prefixed(prefix))
         .filter_map(|item| {
             let s = match &item.value {
                 automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) => s.to_string(),

@@ -286,14 +286,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             let Some(sd) = self.loaded.get_mut(&sid) else {
                 continue;
             };
-            let keys: Vec<String> = sd.doc.keys(ROOT).filter(|k| k.starts_with("e/")).collect();
-            for k in keys {
-                let Ok(id) = k.trim_start_matches("e/").parse::<EntryId>() else {
-                    continue;
-                };
-                let Some((_, exid)) = sd.doc.get(ROOT, &k).ok().flatten() else {
-                    continue;
-                };
+            for (id, exid) in entry_writes(&sd.doc) {
                 let Some(author) = writer_of(&exid) else {
                     continue;
                 };
@@ -351,6 +344,18 @@ impl<'v, S: Store> OpenRecord<'v, S> {
 
 /// The key that wrote the value `exid` names: its operation's actor, which the load rules make
 /// the signer of the bundle carrying it.
+/// Each entry version in a section document, in key order, with the operation that wrote its
+/// current value (whose actor is the writer: [`writer_of`]). One pass over the entries' keys: a
+/// lookup per key would seek each one and copy its value out.
+pub(super) fn entry_writes(doc: &AutoCommit) -> Vec<(EntryId, automerge::ObjId)> {
+    doc.map_range(ROOT, super::items::prefixed("e/"))
+        .filter_map(|item| {
+            let id = item.key.strip_prefix("e/")?.parse::<EntryId>().ok()?;
+            Some((id, item.id()))
+        })
+        .collect()
+}
+
 pub(super) fn writer_of(exid: &automerge::ObjId) -> Option<PeerKey> {
     let automerge::ObjId::Id(_, actor, _) = exid else {
         return None;

@@ -66,3 +66,41 @@ proptest! {
         prop_assert_eq!(items(&d), items(&src));
     }
 }
+
+proptest! {
+    /// Who wrote each entry, as read in one pass (`entry_writes`), is what a lookup of each key
+    /// gives, also where two writers put the same key concurrently (the lookup's winner).
+    #[test]
+    fn entry_writers_read_in_one_pass_are_those_of_each_key(
+        writes in proptest::collection::vec((1u8..4, 0usize..6, any::<u8>()), 0..24),
+    ) {
+        use crate::ids::EntryId;
+        use crate::record::views::entry_writes;
+        use crate::test_utils::TestRng;
+        use automerge::ReadDoc;
+        // A small pool of entry ids, so that writers meet on the same keys.
+        let ids: Vec<EntryId> = (0..6).map(|s| EntryId::generate(&mut TestRng::new(s))).collect();
+        let mut docs: Vec<AutoCommit> = (1u8..4)
+            .map(|a| AutoCommit::new().with_actor(automerge::ActorId::from([a; 32])))
+            .collect();
+        for (actor, id, v) in &writes {
+            let d = &mut docs[usize::from(*actor) - 1];
+            d.put(ROOT, format!("e/{}", ids[*id]), format!("value {v}")).unwrap();
+            d.commit();
+        }
+        let mut m = merged(&docs.iter().collect::<Vec<_>>());
+        // Keys that are not entries are left out.
+        m.put(ROOT, "d/not-an-entry", "x").unwrap();
+        m.put(ROOT, "e/not-an-id", "x").unwrap();
+        m.commit();
+        let by_lookup: Vec<(EntryId, automerge::ObjId)> = m
+            .keys(ROOT)
+            .filter_map(|k| {
+                let id = k.strip_prefix("e/")?.parse::<EntryId>().ok()?;
+                let (_, exid) = m.get(ROOT, &k).ok().flatten()?;
+                Some((id, exid))
+            })
+            .collect();
+        prop_assert_eq!(entry_writes(&m), by_lookup);
+    }
+}
