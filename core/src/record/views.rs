@@ -342,8 +342,6 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     }
 }
 
-/// The key that wrote the value `exid` names: its operation's actor, which the load rules make
-/// the signer of the bundle carrying it.
 /// Each entry version in a section document, in key order, with the operation that wrote its
 /// current value (whose actor is the writer: [`writer_of`]). One pass over the entries' keys: a
 /// lookup per key would seek each one and copy its value out.
@@ -356,6 +354,8 @@ pub(super) fn entry_writes(doc: &AutoCommit) -> Vec<(EntryId, automerge::ObjId)>
         .collect()
 }
 
+/// The key that wrote the value `exid` names: its operation's actor, which the load rules make
+/// the signer of the bundle carrying it.
 pub(super) fn writer_of(exid: &automerge::ObjId) -> Option<PeerKey> {
     let automerge::ObjId::Id(_, actor, _) = exid else {
         return None;
