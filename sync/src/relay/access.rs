@@ -247,14 +247,6 @@ fn grant_until(
 }
 
 impl AccessList {
-    /// The list inside signed bytes a relay kept ([`SignedAccess`] as stored), decoded only:
-    /// its signature and relay grant were checked when the relay adopted it, and are checked
-    /// again whenever it decides who may do what ([`SignedAccess::open`]).
-    pub fn decode_kept(bytes: &[u8]) -> Option<AccessList> {
-        let s: SignedAccess = serde_ipld_dagcbor::from_slice(bytes).ok()?;
-        serde_ipld_dagcbor::from_slice(&s.body).ok()
-    }
-
     /// The list inside signed bytes a relay kept, if `record`'s root signed it: what a newer
     /// list is compared with ([`AccessList::same_but_version`]). Its relay grant and times are
     /// not checked here; they are whenever the relay decides who may do what

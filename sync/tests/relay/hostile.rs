@@ -235,7 +235,7 @@ fn a_list_signed_afresh_saying_the_same_moves_only_the_version_and_one_signed_be
     // The same list, signed at 12: not "supplied" (nothing new for the relay to act on), the
     // record's item not written again, the newer version and time noted on their own.
     let req = request(&f, 12);
-    let version = AccessList::decode_kept(req.access.as_ref().unwrap())
+    let version = AccessList::open_kept(req.access.as_ref().unwrap(), &rid)
         .unwrap()
         .version;
     assert!(version > first.version);
@@ -299,7 +299,7 @@ fn a_list_signed_afresh_saying_the_same_moves_only_the_version_and_one_signed_be
     }
     exchange(&f.patient, &f.relay, &limits, rid, at(25)).unwrap();
     let newest = f.hosted();
-    let kept = AccessList::decode_kept(&newest.access).unwrap();
+    let kept = AccessList::open_kept(&newest.access, &rid).unwrap();
     assert_eq!(
         newest.access, revoked.access,
         "the kept list stands for the newer one"
@@ -316,10 +316,14 @@ fn a_list_signed_afresh_saying_the_same_moves_only_the_version_and_one_signed_be
     refused_nothing_here(exchange(&f.gp, &f.relay, &limits, rid, at(27)));
 
     // An unreadable note of the version is an error, not a record with an older version.
-    f.relay
-        .vault
-        .put_local(&format!("hosted-supplied/{id}"), b"bad")
-        .unwrap();
+    an_unreadable_item_is_an_error(&f, &format!("hosted-supplied/{id}"));
+}
+
+/// Spoils the relay's local item `key` of the fixture's record: reading the record it keeps,
+/// alone or with all the others, is then an error.
+fn an_unreadable_item_is_an_error(f: &Fixture, key: &str) {
+    f.relay.vault.put_local(key, b"bad").unwrap();
+    let limits = RelayLimits::default();
     let server = Server::new(&f.relay.vault, &f.relay.id, &limits);
     assert!(server.hosted(&f.blinded()).is_err());
     assert!(server.all_hosted().is_err());
@@ -460,13 +464,7 @@ fn a_record_kept_before_its_bytes_had_an_item_of_their_own_keeps_its_count() {
     let item = f.relay.vault.get_local(&format!("hosted/{id}")).unwrap();
     assert!(item == Some(bytes), "the record's item was written again");
     // An unreadable count is an error, not a record with nothing used.
-    f.relay
-        .vault
-        .put_local(&format!("hosted-used/{id}"), b"bad")
-        .unwrap();
-    let server = Server::new(&f.relay.vault, &f.relay.id, &limits);
-    assert!(server.hosted(&f.blinded()).is_err());
-    assert!(server.all_hosted().is_err());
+    an_unreadable_item_is_an_error(&f, &format!("hosted-used/{id}"));
 }
 
 #[test]
