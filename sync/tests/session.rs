@@ -146,6 +146,50 @@ fn append_flows_back_and_on_to_other_grantees() {
 }
 
 #[test]
+fn append_to_a_section_still_empty_at_the_patient_reaches_it_by_the_grantees_sync() {
+    let mut w = world(41);
+    let rid = w.rid;
+    let g = grant_to(&mut w, "gp", "notes:safeguarding", Ability::Append);
+    // As `hearth grant` does: the section is created, empty, so the grant can be used at once.
+    {
+        let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+        let created = rec
+            .create_sections_for(&g.body().scopes, at(5), &mut w.rng)
+            .unwrap();
+        assert_eq!(created, vec![name("notes:safeguarding")]);
+    }
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    w.gp.add(
+        &rid,
+        "notes:safeguarding",
+        "first concern",
+        at(11),
+        &mut w.rng,
+    );
+    // The GP's own sync carries it: the patient's node offers the section, empty as it is.
+    let report = sync(&w.gp, &w.patient, rid, at(12), &mut w.rng).unwrap();
+    assert!(report.refused.is_empty(), "{report:?}");
+    assert!(report.in_sync, "{report:?}");
+    assert_eq!(
+        w.patient.texts(&rid, "notes:safeguarding"),
+        vec!["first concern"]
+    );
+}
+
+#[test]
+fn a_push_the_patient_refuses_is_not_reported_in_sync() {
+    let mut w = world(42);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Append);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    // A misbehaving GP node writes a key that is no entry into the section it may add to.
+    w.gp.add_raw(&rid, "notes", "x/not-an-entry", at(11), &mut w.rng);
+    let report = sync(&w.gp, &w.patient, rid, at(12), &mut w.rng).unwrap();
+    assert!(!report.refused.is_empty(), "{report:?}");
+    assert!(!report.in_sync, "{report:?}");
+}
+
+#[test]
 fn append_holder_may_not_change_others_entries_or_other_sections() {
     let mut w = world(5);
     let rid = w.rid;

@@ -275,7 +275,7 @@ fn outcomes_json(outcomes: &[RoundOutcome]) -> Vec<Value> {
     outcomes
         .iter()
         .map(|o| match &o.result {
-            Ok(rep) => json!({"peer": o.peer, "record": o.record, "in_sync": rep.in_sync, "received": rep.received, "sent": rep.sent, "refused": rep.refused, "sections": rep.sections}),
+            Ok(rep) => json!({"peer": o.peer, "record": o.record, "in_sync": rep.in_sync, "received": rep.received, "sent": rep.sent, "refused": rep.refused, "rejected": rep.rejected, "sections": rep.sections}),
             Err(e) => json!({"peer": o.peer, "record": o.record, "in_sync": false, "error": e.to_string()}),
         })
         .collect()
@@ -381,6 +381,23 @@ fn report_round(ctx: &Ctx, outcomes: Vec<RoundOutcome>, wait: bool) -> Result<()
             format!("sync of {} with {} failed: {e}", o.record, o.peer),
         ));
     }
+    if let Some((o, n)) = outcomes.iter().filter(|o| !reached(o)).find_map(|o| {
+        o.result
+            .as_ref()
+            .ok()
+            .map(|r| (o, r.rejected))
+            .filter(|x| x.1 > 0)
+    }) {
+        return Err(Failure::new(
+            code::REFUSED,
+            format!(
+                "not in sync: {} refused {n} change(s) this node sent for record {}; sending them \
+                 again would not help (--json lists the reasons)",
+                words[&(o.peer, o.record)],
+                o.record
+            ),
+        ));
+    }
     if !all_in_sync {
         return Err(Failure::new(code::IO, "not in sync yet"));
     }
@@ -407,11 +424,17 @@ fn sync_with(
         let refused = outcomes
             .iter()
             .any(|o| o.result.as_ref().is_err_and(|e| e.is_refusal()));
+        // Nor would it for a peer that refused what this node pushed (it is pushed again, and
+        // refused again, until a person looks).
+        let rejected = outcomes
+            .iter()
+            .any(|o| o.result.as_ref().is_ok_and(|r| r.rejected > 0));
         // Nobody to sync with: waiting would not change that either.
         if !args.wait
             || outcomes.is_empty()
             || done
             || refused
+            || rejected
             || std::time::Instant::now() >= deadline
         {
             return Ok(outcomes);

@@ -386,3 +386,49 @@ fn a_grantees_claimed_name_role_and_time_are_shown_as_claims() {
     );
     w.daemon.stop();
 }
+
+#[test]
+fn a_grantees_own_sync_whose_push_is_refused_stops_waiting_and_says_so() {
+    let w = granted();
+    // The grantee's node holds a change the patient's node will refuse: an item that is no
+    // entry, written straight into its own store (as a modified node would).
+    {
+        let home = hearth_node::home::Home::new(w.g.clone());
+        let identity: Identity = home.unlock(PASS.as_bytes()).unwrap();
+        let vault = Vault::open(SledStore::open(&home.store_dir()).unwrap()).unwrap();
+        let mut rec = vault.open_record(&identity, &w.rid).unwrap();
+        rec.append_raw_for_tests(
+            &notes(),
+            vec![("x/not-an-entry".into(), "{}".into())],
+            hearth_node::os::now(),
+            &mut TestRng::new(7),
+        )
+        .unwrap();
+    }
+    let pp = w.peer.to_string();
+    let started = std::time::Instant::now();
+    let out = hearth(
+        &w.g,
+        &[
+            "sync",
+            "--with",
+            &pp,
+            "--wait",
+            "--timeout",
+            "300",
+            "--json",
+        ],
+    );
+    // Refused: not in sync, and said at once rather than after the whole wait.
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert!(started.elapsed().as_secs() < 150, "{:?}", started.elapsed());
+    let synced: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(synced["in_sync"], false, "{synced}");
+    assert_eq!(synced["sessions"][0]["rejected"], 1, "{synced}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused 1 change(s) this node sent"), "{err}");
+    assert!(!err.contains("not-an-entry"), "{err}");
+    // The patient's section is as it was.
+    assert_eq!(texts(&show_notes(&w.p)), vec!["the patient's own note"]);
+    w.daemon.stop();
+}

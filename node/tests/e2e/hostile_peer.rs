@@ -3,6 +3,7 @@
 
 use crate::common::{
     Daemon, PASS, Pair, grant, hearth, init, init_patient, json, ok, stranger, sync_in, wait_for,
+    wait_for_else,
 };
 use hearth_core::grant::{self, Ability, Purpose};
 use hearth_sync::protocol::{Message, Notify, SyncRequest, decode, encode};
@@ -304,10 +305,25 @@ fn a_strangers_large_frame_is_refused_while_a_grantees_large_push_syncs() {
             ],
         ));
     }
-    sync_in(&g, Some(&pp));
-    wait_for("the grantee's entries at the patient", 30, || {
-        let out = hearth(&p, &["record", "show", "--record", &rid, "--json"]);
-        contains(&out.stdout, "CANARY-big-59") && contains(&out.stdout, "CANARY-big-0 ")
-    });
+    // The grantee's own sync carries them: the patient's node offers notes, which it holds
+    // nothing in (it was created for the grant), so that they need not wait for the patient's
+    // node to pull.
+    let synced = sync_in(&g, Some(&pp));
+    let shown = |p: &Path| hearth(p, &["record", "show", "--record", &rid, "--json"]).stdout;
+    wait_for_else(
+        "the grantee's entries at the patient",
+        30,
+        || {
+            let out = shown(&p);
+            contains(&out, "CANARY-big-59") && contains(&out, "CANARY-big-0 ")
+        },
+        || {
+            let n = String::from_utf8_lossy(&shown(&p))
+                .matches("CANARY-big-")
+                .count();
+            let log = std::fs::read_to_string(p.with_extension("log")).unwrap_or_default();
+            format!("{n} shown; the grantee's sync: {synced}\nthe patient's daemon log:\n{log}")
+        },
+    );
     d.stop();
 }

@@ -111,8 +111,11 @@ pub struct Report {
     pub received: usize,
     /// Bundles sent.
     pub sent: usize,
-    /// Bundles refused, with reasons (no content).
+    /// Bundles refused, with reasons (no content): by this node, or by the peer.
     pub refused: Vec<String>,
+    /// Of those, the bundles this node pushed and the peer refused: pushing them again would
+    /// not help, so the session is not in sync until a person looks.
+    pub rejected: usize,
     /// Whether both sides hold the same of every section they share.
     pub in_sync: bool,
     /// Per section.

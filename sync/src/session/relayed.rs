@@ -501,6 +501,7 @@ impl<'a, S: Store> Local<'a, S> {
         self.take_relay_audit(&relay, &record, &resp.audit, resp.audit_acked, now, rng)?;
         let owner = self.identity.holds_root_of(&record);
         let pushes_refused = !resp.rejected.is_empty();
+        report.rejected = resp.rejected.len();
         report.refused.extend(resp.rejected);
         let ours = self.vault.held_sections(&record)?;
         let theirs: BTreeMap<SectionId, VersionVector> =

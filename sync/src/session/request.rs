@@ -135,6 +135,7 @@ impl<'a, S: Store> Local<'a, S> {
         // If the responder refused something we pushed, pushing it again would not help: the
         // log stays stuck there until a person looks (the refusal is reported).
         let pushes_refused = !resp.rejected.is_empty();
+        report.rejected = resp.rejected.len();
         report.refused.extend(resp.rejected);
         // What the responder lacks that we may send it.
         let ours = self.vault.held_sections(&record)?;
@@ -173,7 +174,9 @@ impl<'a, S: Store> Local<'a, S> {
         };
         report.sent = push.len();
         report.sections = statuses(&ours, &resp.have);
+        // A responder that refused what was pushed does not hold this node's copy.
         report.in_sync = push.is_empty()
+            && !pushes_refused
             && !resp.more
             && report.sections.iter().all(|s| s.behind == 0)
             && !report.lacks_keys();

@@ -223,9 +223,18 @@ impl<'a, S: Store> Local<'a, S> {
         } else {
             Vec::new()
         };
-        let have = have_of(&ours, |s| {
-            rights.may_write(s, &dir) || (rights.device && may_read(s))
-        });
+        // What the requester may push to: a device, every section held here; a grantee, every
+        // section it may add to, one still empty here too (a section created for an append
+        // grant), or its writes there would wait for this node to pull them.
+        let have = if rights.device {
+            have_of(&ours, |_| true)
+        } else {
+            let empty = VersionVector::new();
+            dir.keys()
+                .filter(|s| rights.may_write(s, &dir))
+                .map(|s| SectionHave::new(*s, ours.get(s).unwrap_or(&empty)))
+                .collect()
+        };
         report.sent = bundles.len();
         report.served = audit::receipt(&rec, remote, &rights, &bundles, &snapshots, req.audit_head)
             .map(Box::new);

@@ -311,10 +311,24 @@ pub(crate) fn wait_file(path: &Path) -> String {
 /// Waits up to `secs` seconds for `f` to hold, polling every 100 ms.
 #[allow(dead_code)]
 #[track_caller]
-pub(crate) fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, secs: u64, f: impl FnMut() -> bool) {
+    wait_for_else(what, secs, f, String::new);
+}
+
+/// [`wait_for`], with `explain()` (what the nodes said, their logs) in the failure message.
+#[allow(dead_code)]
+#[track_caller]
+pub(crate) fn wait_for_else(
+    what: &str,
+    secs: u64,
+    mut f: impl FnMut() -> bool,
+    explain: impl FnOnce() -> String,
+) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            panic!("timed out waiting for {what}\n{}", explain());
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
