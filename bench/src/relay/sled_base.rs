@@ -17,11 +17,14 @@ use std::time::{Duration, Instant};
 
 /// A sled store that also keeps a copy of each set of writes it makes durable, while
 /// recording: a durable commit is one set; writes made visible are gathered into one set
-/// until the flush that makes them durable.
+/// until the flush that makes them durable. It times its writes (commits and flushes), and
+/// the copies, which are the benchmark's bookkeeping, not the relay's work.
 pub(super) struct Recording {
     inner: SledStore,
     /// Recording or not, the durable sets recorded, and the visible writes not yet flushed.
     log: Mutex<(bool, Vec<Batch>, Batch)>,
+    /// Time spent in the inner store's writes (commits and flushes), and in taking the copies.
+    spent: Mutex<(Duration, Duration)>,
 }
 
 impl Recording {
@@ -30,6 +33,7 @@ impl Recording {
         Recording {
             inner,
             log: Mutex::new((false, Vec::new(), Batch::new())),
+            spent: Mutex::new((Duration::ZERO, Duration::ZERO)),
         }
     }
 
@@ -43,11 +47,27 @@ impl Recording {
 
     /// Runs `f` on the log when recording.
     fn note(&self, f: impl FnOnce(&mut Vec<Batch>, &mut Batch)) {
+        let t = Instant::now();
         let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         if log.0 {
             let (_, sets, pending) = &mut *log;
             f(sets, pending);
         }
+        drop(log);
+        self.spent.lock().unwrap_or_else(PoisonError::into_inner).1 += t.elapsed();
+    }
+
+    /// Runs one of the inner store's writes, timed.
+    fn write<T>(&self, f: impl FnOnce(&SledStore) -> T) -> T {
+        let t = Instant::now();
+        let out = f(&self.inner);
+        self.spent.lock().unwrap_or_else(PoisonError::into_inner).0 += t.elapsed();
+        out
+    }
+
+    /// The time spent so far in the inner store's writes and in taking the copies.
+    pub(super) fn spent(&self) -> (Duration, Duration) {
+        *self.spent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -69,7 +89,7 @@ impl Store for Recording {
 
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         self.durable(&batch);
-        self.inner.commit(batch)
+        self.write(|s| s.commit(batch))
     }
 
     fn scan_while(&self, start: &[u8], end: &[u8], visit: Visit<'_>) -> Result<(), StoreError> {
@@ -78,12 +98,12 @@ impl Store for Recording {
 
     fn commit_ordered(&self, batch: Batch) -> Result<(), StoreError> {
         self.durable(&batch);
-        self.inner.commit_ordered(batch)
+        self.write(|s| s.commit_ordered(batch))
     }
 
     fn commit_visible(&self, batch: Batch) -> Result<(), StoreError> {
         self.note(|_, pending| pending.extend(batch.clone()));
-        self.inner.commit_visible(batch)
+        self.write(|s| s.commit_visible(batch))
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -92,7 +112,7 @@ impl Store for Recording {
                 sets.push(std::mem::take(pending));
             }
         });
-        self.inner.flush()
+        self.write(|s| s.flush())
     }
 }
 
