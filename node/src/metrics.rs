@@ -225,7 +225,11 @@ impl MetricsState {
             let hosted = server.all_hosted().unwrap_or_default();
             RelayStore {
                 records: hosted.len() as u64,
-                bytes: hosted.iter().map(|(_, h)| h.used).sum(),
+                bytes: hosted
+                    .iter()
+                    .filter_map(|(_, h)| h.as_ref().ok())
+                    .map(|h| h.used)
+                    .sum(),
             }
         })
         .await

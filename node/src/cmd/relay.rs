@@ -265,6 +265,14 @@ fn status(ctx: &Ctx) -> Result<(), Failure> {
         .all_hosted()
         .map_err(|e| Failure::new(code::IO, e.to_string()))?
     {
+        // A damaged record is listed as such (its own items; the others read on).
+        let h = match h {
+            Ok(h) => h,
+            Err(e) => {
+                records.push(json!({"record": id, "serving": false, "unreadable": e.to_string()}));
+                continue;
+            }
+        };
         let open = hearth_sync::relay::access::SignedAccess::open(&h.access, &me, t);
         let (serving, until, peers) = match &open {
             Ok((list, until)) => (true, Some(*until), list.entries.len()),
@@ -284,6 +292,13 @@ fn status(ctx: &Ctx) -> Result<(), Failure> {
                 limits.quota_bytes
             )];
             for r in &records {
+                if let Some(why) = r["unreadable"].as_str() {
+                    lines.push(format!(
+                        "  {}…  unreadable here: {why}",
+                        &r["record"].as_str().unwrap_or_default()[..12.min(r["record"].as_str().unwrap_or_default().len())],
+                    ));
+                    continue;
+                }
                 lines.push(format!(
                     "  {}…  {} bytes, {} peers, {}",
                     &r["record"].as_str().unwrap_or_default()[..12.min(r["record"].as_str().unwrap_or_default().len())],

@@ -70,7 +70,7 @@ fn hosted_records<S: Store>(shared: &SharedState<S>, limits: &RelayLimits) -> Ve
     let sh = lock(shared);
     let server = Server::new(&sh.vault, &sh.identity, limits);
     server
-        .all_hosted()
+        .readable_hosted()
         .map(|v| v.into_iter().map(|(_, h)| h.record).collect())
         .unwrap_or_default()
 }

@@ -175,7 +175,7 @@ fn the_gp_syncs_through_a_relay_while_the_patient_is_offline_and_the_phrase_rest
 fn a_stranger_a_wrong_phrase_and_an_oversized_frame_get_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (ra, p) = (dir.path().join("relay"), dir.path().join("p"));
-    let (_relay, addr) = relay(&ra, "Riverside Relay");
+    let (relay_d, addr) = relay(&ra, "Riverside Relay");
     let pid = init_patient(&p);
     add_text(&p, None, "notes", "Two falls at home this month");
     // Without a daemon, `relay use` supplies the relay from a short-lived node.
@@ -276,6 +276,27 @@ fn a_stranger_a_wrong_phrase_and_an_oversized_frame_get_nothing() {
         st["records"], 1,
         "a wrong phrase made the relay keep a record: {st}"
     );
+
+    // A damaged item of the record kept (the relay stopped): `relay status` lists the record
+    // as unreadable, without failing.
+    relay_d.stop();
+    let id = st["hosted"][0]["record"].as_str().unwrap().to_string();
+    {
+        let home = hearth_node::home::Home::new(ra.clone());
+        let vault = hearth_core::record::Vault::open(
+            hearth_node::sled_store::SledStore::open(&home.store_dir()).unwrap(),
+        )
+        .unwrap();
+        vault
+            .put_local(&format!("hosted-used/{id}"), b"bad")
+            .unwrap();
+    }
+    let st = json(&hearth(&ra, &["relay", "status", "--json"]));
+    assert_eq!(st["records"], 1, "{st}");
+    assert_eq!(st["hosted"][0]["record"], id.as_str(), "{st}");
+    assert!(st["hosted"][0]["unreadable"].is_string(), "{st}");
+    let text = ok(&hearth(&ra, &["relay", "status"]));
+    assert!(text.contains("unreadable here"), "{text}");
 }
 
 #[test]

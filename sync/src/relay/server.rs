@@ -175,6 +175,9 @@ fn take_supplied(h: &mut Hosted, item: &[u8]) -> Result<(), SyncError> {
     Ok(())
 }
 
+/// A record kept, by blinded id: as read from the store, or why it could not be.
+pub type KeptRecord = (String, Result<Hosted, SyncError>);
+
 /// A refusal of a request for `record`, in `why`'s words.
 pub fn refusal_of(record: Blinded, why: &str) -> StoreResponse {
     refusal(record, why)
@@ -207,44 +210,55 @@ impl<'a, S: Store> Server<'a, S> {
         Ok(Some(h))
     }
 
-    /// Every record kept, by blinded id.
-    pub fn all_hosted(&self) -> Result<Vec<(String, Hosted)>, SyncError> {
-        let mut used: BTreeMap<String, u64> = BTreeMap::new();
-        for (k, v) in self.vault.local_items(Kind::HostedUsed.prefix())? {
-            if let Some(id) = Kind::HostedUsed.id_in(&k) {
-                used.insert(id.to_string(), used_of(&v)?);
-            }
-        }
-        let supplied: BTreeMap<String, Vec<u8>> = self
-            .vault
-            .local_items(Kind::HostedSupplied.prefix())?
-            .into_iter()
-            .filter_map(|(k, v)| Some((Kind::HostedSupplied.id_in(&k)?.to_string(), v)))
-            .collect();
+    /// Every record kept, by blinded id, each as read or why it could not be: a damaged item
+    /// spoils its own record's entry, not the others' (which a relay goes on announcing,
+    /// serving and sweeping).
+    pub fn all_hosted(&self) -> Result<Vec<KeptRecord>, SyncError> {
+        let by_id = |kind: Kind| -> Result<BTreeMap<String, Vec<u8>>, SyncError> {
+            Ok(self
+                .vault
+                .local_items(kind.prefix())?
+                .into_iter()
+                .filter_map(|(k, v)| Some((kind.id_in(&k)?.to_string(), v)))
+                .collect())
+        };
+        let (used, supplied) = (by_id(Kind::HostedUsed)?, by_id(Kind::HostedSupplied)?);
         let mut all = Vec::new();
         for (k, v) in self.vault.local_items(Kind::Hosted.prefix())? {
             let Some(id) = Kind::Hosted.id_in(&k).map(str::to_string) else {
                 continue;
             };
-            let Ok(mut h) = serde_ipld_dagcbor::from_slice::<Hosted>(&v) else {
-                continue;
+            let read = || -> Result<Hosted, SyncError> {
+                let mut h = serde_ipld_dagcbor::from_slice::<Hosted>(&v)
+                    .map_err(|_| SyncError::Protocol("a kept record's item is unreadable"))?;
+                if let Some(u) = used.get(&id) {
+                    h.used = used_of(u)?;
+                }
+                if let Some(item) = supplied.get(&id) {
+                    take_supplied(&mut h, item)?;
+                }
+                Ok(h)
             };
-            if let Some(u) = used.get(&id) {
-                h.used = *u;
-            }
-            if let Some(item) = supplied.get(&id) {
-                take_supplied(&mut h, item)?;
-            }
+            let h = read();
             all.push((id, h));
         }
         Ok(all)
+    }
+
+    /// The records kept that read whole ([`Server::all_hosted`] without the damaged ones).
+    pub fn readable_hosted(&self) -> Result<Vec<(String, Hosted)>, SyncError> {
+        Ok(self
+            .all_hosted()?
+            .into_iter()
+            .filter_map(|(id, h)| Some((id, h.ok()?)))
+            .collect())
     }
 
     /// Every peer on the access lists of the records kept here that still hold at `now` (they
     /// get a known peer's network limits, not a stranger's).
     pub fn parties(&self, now: Timestamp) -> BTreeSet<PeerKey> {
         let me = self.identity.peer();
-        self.all_hosted()
+        self.readable_hosted()
             .unwrap_or_default()
             .into_iter()
             .filter_map(|(_, h)| SignedAccess::open(&h.access, &me, now).ok())
@@ -254,11 +268,12 @@ impl<'a, S: Store> Server<'a, S> {
     }
 
     /// Deletes the records whose relay grant ended more than
-    /// [`RelayLimits::retention_ms`] before `now` (or whose list is unreadable): bundles, wraps
-    /// and list. Returns how many.
+    /// [`RelayLimits::retention_ms`] before `now`: bundles, wraps and list. A record whose
+    /// items or list cannot be read is left alone (`hearth relay status` shows it). Returns
+    /// how many.
     pub fn sweep(&self, now: Timestamp) -> Result<usize, SyncError> {
         let mut gone = 0;
-        for (id, h) in self.all_hosted()? {
+        for (id, h) in self.readable_hosted()? {
             let end = AccessList::open_own(
                 &match serde_ipld_dagcbor::from_slice::<SignedAccess>(&h.access) {
                     Ok(s) => s,

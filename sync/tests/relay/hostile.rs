@@ -85,7 +85,7 @@ fn records_racing_for_a_relays_last_place_do_not_both_get_it() {
             answers.into_iter().map(|a| a.join().unwrap()).collect()
         });
         let kept = Server::new(&f.relay.vault, &f.relay.id, &one)
-            .all_hosted()
+            .readable_hosted()
             .unwrap();
         assert_eq!(kept.len(), 1, "round {round}");
         assert_eq!(f.relay.vault.local_count(&HOSTED_COUNT).unwrap(), 1);
@@ -251,7 +251,7 @@ fn a_list_signed_afresh_saying_the_same_moves_only_the_version_and_one_signed_be
     assert_eq!(now.access, first.access);
     assert!(item(&f, "hosted-supplied").is_some());
     let all = Server::new(&f.relay.vault, &f.relay.id, &limits)
-        .all_hosted()
+        .readable_hosted()
         .unwrap();
     assert_eq!((all[0].1.version, all[0].1.updated), (version, at(12)));
 
@@ -319,14 +319,66 @@ fn a_list_signed_afresh_saying_the_same_moves_only_the_version_and_one_signed_be
     an_unreadable_item_is_an_error(&f, &format!("hosted-supplied/{id}"));
 }
 
-/// Spoils the relay's local item `key` of the fixture's record: reading the record it keeps,
-/// alone or with all the others, is then an error.
+/// Spoils the relay's local item `key` of the fixture's record: reading the record it keeps is
+/// then an error, and the list of all records says so for this one.
 fn an_unreadable_item_is_an_error(f: &Fixture, key: &str) {
     f.relay.vault.put_local(key, b"bad").unwrap();
     let limits = RelayLimits::default();
     let server = Server::new(&f.relay.vault, &f.relay.id, &limits);
     assert!(server.hosted(&f.blinded()).is_err());
-    assert!(server.all_hosted().is_err());
+    let all = server.all_hosted().unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].0, f.blinded().to_string());
+    assert!(all[0].1.is_err());
+    assert!(server.readable_hosted().unwrap().is_empty());
+}
+
+/// One kept record's damaged item spoils that record only: the relay still counts the others'
+/// grantees as parties (not strangers), and still sweeps the others when their grant ends.
+#[test]
+fn a_damaged_record_leaves_the_relays_other_records_whole() {
+    let mut f = fixture(61);
+    let limits = RelayLimits::default();
+    exchange(&f.patient, &f.relay, &limits, f.rid, at(10)).unwrap();
+    // A second patient's record on the same relay, with the GP as its grantee.
+    let p2 = Node::new(Role::Patient, "Patient 2", &mut f.rng);
+    let rid2 = p2
+        .vault
+        .create_record(&p2.id, NewRecord::default(), TEST_NOW, &mut f.rng)
+        .unwrap();
+    p2.add(&rid2, "notes", "A note", at(1), &mut f.rng);
+    use_relay(&p2, &rid2, &f.relay, &mut f.rng);
+    grant_with_keys(&p2, &rid2, &f.reader, "notes", Ability::Read, &mut f.rng);
+    exchange(&p2, &f.relay, &limits, rid2, at(11)).unwrap();
+    let server = Server::new(&f.relay.vault, &f.relay.id, &limits);
+    assert_eq!(server.readable_hosted().unwrap().len(), 2);
+    assert!(server.parties(at(12)).contains(&f.gp.id.peer()));
+    // The first record's bytes-used item is damaged.
+    f.relay
+        .vault
+        .put_local(&format!("hosted-used/{}", f.blinded()), b"bad")
+        .unwrap();
+    let all = server.all_hosted().unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all.iter().filter(|(_, h)| h.is_err()).count(), 1);
+    let readable = server.readable_hosted().unwrap();
+    assert_eq!(readable.len(), 1);
+    assert_eq!(readable[0].1.record, rid2);
+    // The second record's grantee is still a party; the first's is no longer known here.
+    let parties = server.parties(at(12));
+    assert!(parties.contains(&f.reader.id.peer()), "{parties:?}");
+    assert!(!parties.contains(&f.gp.id.peer()), "{parties:?}");
+    // The second record is still served whole.
+    let report = exchange(&f.reader, &f.relay, &limits, rid2, at(13)).unwrap();
+    assert!(report.in_sync, "{report:?}");
+    assert_eq!(f.reader.texts(&rid2, "notes"), vec!["A note"]);
+    // Long after every grant ended, the sweep deletes the second record and leaves the
+    // damaged one alone.
+    let later = at(60 * 24 * 2_000);
+    assert_eq!(server.sweep(later).unwrap(), 1);
+    let all = server.all_hosted().unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].0, f.blinded().to_string());
 }
 
 /// The patient's first request to the relay at 10 (its list and every wrap).
@@ -412,7 +464,7 @@ fn a_push_counts_its_bytes_in_their_own_item_and_every_view_agrees() {
     assert!(report.in_sync && report.sent == 1, "{report:?}");
     assert!(f.hosted().used > used);
     let server = Server::new(&f.relay.vault, &f.relay.id, &limits);
-    let all = server.all_hosted().unwrap();
+    let all = server.readable_hosted().unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].1.used, f.hosted().used);
 }
