@@ -33,6 +33,18 @@ fn a_full_relay_takes_on_no_new_record_and_its_count_follows_what_it_keeps() {
     assert_eq!(f.relay.vault.count_local("hosted/").unwrap(), 1);
 }
 
+/// Another patient, with a record of one note that uses the fixture's relay.
+fn another_patient(f: &mut Fixture, name: &str) -> (Node, RecordId) {
+    let p = Node::new(Role::Patient, name, &mut f.rng);
+    let rid = p
+        .vault
+        .create_record(&p.id, NewRecord::default(), TEST_NOW, &mut f.rng)
+        .unwrap();
+    p.add(&rid, "notes", "A note", at(1), &mut f.rng);
+    use_relay(&p, &rid, &f.relay, &mut f.rng);
+    (p, rid)
+}
+
 /// Patients' nodes supplying their records at once to a relay with one place left: the room
 /// each request is checked for before the relay's work on it is judged again at its commit, so
 /// one record is taken on and the others refused, never two.
@@ -43,14 +55,7 @@ fn records_racing_for_a_relays_last_place_do_not_both_get_it() {
         let mut f = fixture(40 + round);
         let mut others = Vec::new();
         for i in 1..RACERS {
-            let p = Node::new(Role::Patient, &format!("Patient {i}"), &mut f.rng);
-            let rid = p
-                .vault
-                .create_record(&p.id, NewRecord::default(), TEST_NOW, &mut f.rng)
-                .unwrap();
-            p.add(&rid, "notes", "A note", at(1), &mut f.rng);
-            use_relay(&p, &rid, &f.relay, &mut f.rng);
-            others.push((p, rid));
+            others.push(another_patient(&mut f, &format!("Patient {i}")));
         }
         let racers: Vec<(&Node, RecordId)> = std::iter::once((&f.patient, f.rid))
             .chain(others.iter().map(|(p, rid)| (p, *rid)))
@@ -340,14 +345,8 @@ fn a_damaged_record_leaves_the_relays_other_records_whole() {
     let mut f = fixture(61);
     let limits = RelayLimits::default();
     exchange(&f.patient, &f.relay, &limits, f.rid, at(10)).unwrap();
-    // A second patient's record on the same relay, with the GP as its grantee.
-    let p2 = Node::new(Role::Patient, "Patient 2", &mut f.rng);
-    let rid2 = p2
-        .vault
-        .create_record(&p2.id, NewRecord::default(), TEST_NOW, &mut f.rng)
-        .unwrap();
-    p2.add(&rid2, "notes", "A note", at(1), &mut f.rng);
-    use_relay(&p2, &rid2, &f.relay, &mut f.rng);
+    // A second patient's record on the same relay, with the reader as its grantee.
+    let (p2, rid2) = another_patient(&mut f, "Patient 2");
     grant_with_keys(&p2, &rid2, &f.reader, "notes", Ability::Read, &mut f.rng);
     exchange(&p2, &f.relay, &limits, rid2, at(11)).unwrap();
     let server = Server::new(&f.relay.vault, &f.relay.id, &limits);
