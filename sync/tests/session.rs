@@ -186,6 +186,7 @@ fn a_push_the_patient_refuses_is_not_reported_in_sync() {
     w.gp.add_raw(&rid, "notes", "x/not-an-entry", at(11), &mut w.rng);
     let report = sync(&w.gp, &w.patient, rid, at(12), &mut w.rng).unwrap();
     assert!(!report.refused.is_empty(), "{report:?}");
+    assert_eq!(report.rejected, 1, "{report:?}");
     assert!(!report.in_sync, "{report:?}");
 }
 
