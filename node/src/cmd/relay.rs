@@ -292,16 +292,16 @@ fn status(ctx: &Ctx) -> Result<(), Failure> {
                 limits.quota_bytes
             )];
             for r in &records {
+                let id = r["record"].as_str().unwrap_or_default();
+                let short = id.get(..12).unwrap_or(id);
                 if let Some(why) = r["unreadable"].as_str() {
                     lines.push(format!(
-                        "  {}…  unreadable here: {why}",
-                        &r["record"].as_str().unwrap_or_default()[..12.min(r["record"].as_str().unwrap_or_default().len())],
+                        "  {short}…  unreadable here: {why}",
                     ));
                     continue;
                 }
                 lines.push(format!(
-                    "  {}…  {} bytes, {} peers, {}",
-                    &r["record"].as_str().unwrap_or_default()[..12.min(r["record"].as_str().unwrap_or_default().len())],
+                    "  {short}…  {} bytes, {} peers, {}",
                     r["bytes"],
                     r["peers"],
                     if r["serving"].as_bool() == Some(true) { "serving" } else { "not serving (the patient's relay grant ended)" }
