@@ -33,6 +33,7 @@
 //! entry: at most 4 MiB; a FHIR bundle: at most 64 MiB); it is held in memory only. Commands
 //! that change records run under the lock the sync driver uses, one at a time.
 
+mod guard;
 pub mod session;
 
 use crate::fail::code;
@@ -40,11 +41,13 @@ use crate::home::Home;
 use crate::live::{Handle, SharedState};
 use crate::sled_store::SledStore;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+pub use guard::guard;
+use guard::{bearer, hardened, json_errors};
 use hearth_core::keys::Identity;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -241,13 +244,6 @@ pub struct ExecResponse {
     pub code: u8,
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// A JSON error: `{"error": {"code": CODE, "message": MESSAGE}}` with `status`. `code` is
 /// stable (scripts and the web UI match on it); `message` is plain words for a person and
 /// never holds record content, a key or a token.
@@ -257,155 +253,6 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
         axum::Json(serde_json::json!({"error": {"code": code, "message": message}})),
     )
         .into_response()
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
-}
-
-/// Routes on TCP that need no token: the web UI's page and assets (they hold nothing of the
-/// node), the OpenAPI document, the login itself, and `exec`, refused there to everyone.
-fn public(method: &axum::http::Method, path: &str) -> bool {
-    path == "/"
-        || path.starts_with("/assets/")
-        || path == "/api/openapi.json"
-        || path == "/api/v1/exec"
-        || (method == axum::http::Method::POST && path == "/api/v1/session")
-}
-
-/// The TCP listener's checks, on every request: the Host header; the Origin header, when a
-/// browser sends one; `Sec-Fetch-Site`; then, but on `public` routes, a session's token (put
-/// in the request as [`Authed`]) or, for `GET /api/v1/status` alone, the install's API token.
-pub async fn guard(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let host_ok = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|h| st.inner.hosts.iter().any(|x| x == h));
-    if !host_ok {
-        return error(StatusCode::FORBIDDEN, "forbidden_host", "forbidden host");
-    }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let ok = origin
-            .to_str()
-            .is_ok_and(|o| st.inner.origins.iter().any(|x| x == o));
-        if !ok {
-            return error(
-                StatusCode::FORBIDDEN,
-                "forbidden_origin",
-                "forbidden origin",
-            );
-        }
-    }
-    if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() == b"cross-site")
-    {
-        return error(
-            StatusCode::FORBIDDEN,
-            "forbidden_origin",
-            "cross-site requests are refused",
-        );
-    }
-    if public(req.method(), req.uri().path()) {
-        return next.run(req).await;
-    }
-    let token = bearer(&headers);
-    if req.uri().path() == "/api/v1/status"
-        && token.is_some_and(|t| constant_time_eq(t.as_bytes(), st.inner.token.as_bytes()))
-    {
-        return next.run(req).await;
-    }
-    match token.and_then(|t| st.inner.sessions.find(t)) {
-        Some(keys) => {
-            req.extensions_mut().insert(Authed(keys));
-            next.run(req).await
-        }
-        None => {
-            let mut r = error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "no session: run `hearth ui` on this computer and open the address it prints",
-            );
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
-            r
-        }
-    }
-}
-
-/// Makes every error answer JSON: axum's own refusals (a body that is not JSON, too large,
-/// malformed, a wrong method) come as plain text.
-async fn json_errors(res: Response) -> Response {
-    let status = res.status();
-    let is_json = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return res;
-    }
-    let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "not_json",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::NOT_FOUND => "not_found",
-        s if s.is_server_error() => "failed",
-        _ => "invalid",
-    };
-    let text = axum::body::to_bytes(res.into_body(), 2048)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-        .unwrap_or_default();
-    let message = if text.is_empty() {
-        status.canonical_reason().unwrap_or("error").to_lowercase()
-    } else {
-        text
-    };
-    error(status, code, &message)
-}
-
-/// The headers every answer on TCP carries: the page may load only its own scripts, styles
-/// and images, never be framed, never leak its address, never be cached.
-async fn hardened(mut res: Response) -> Response {
-    use axum::http::HeaderValue;
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        "cross-origin-opener-policy",
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(
-        "cross-origin-resource-policy",
-        HeaderValue::from_static("same-origin"),
-    );
-    res
 }
 
 /// The routes served on TCP (127.0.0.1), behind the Host, Origin and token checks: the

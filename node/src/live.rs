@@ -43,36 +43,38 @@ use hearth_core::ids::{PeerKey, RecordId};
 use hearth_core::keys::Identity;
 use hearth_core::record::Vault;
 use hearth_core::store::Store;
-use hearth_core::time::Timestamp;
 use hearth_sync::changes::{Announce, Changes};
 use hearth_sync::dial::{DialConfig, Dials};
 use hearth_sync::net::HearthSwarm;
 use hearth_sync::relay::limits::RateLimiter;
-use hearth_sync::relay::server::RelayLimits;
 use hearth_sync::round::{
     Event, RequestId, RoundConfig, RoundError, RoundOutcome, Rounds, WaiterId,
 };
-use hearth_sync::session::{Local, Report};
+use hearth_sync::session::Local;
 use libp2p::Multiaddr;
 use libp2p::futures::StreamExt;
 use libp2p::request_response::OutboundRequestId;
-use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+mod config;
 mod jobs;
 mod locate;
 mod network;
 mod pairing;
 mod reach;
+mod status;
 #[cfg(test)]
 mod tests;
 
+pub use config::{Clock, LiveConfig};
 use jobs::Work;
 pub use locate::Located;
 pub use pairing::PairingSlot;
+use status::StatusInner;
+pub use status::{KnownPeer, RelayCounters, SessionState, Status};
 
 /// What every job needs, behind one mutex: the vault and the node's identity.
 pub struct Shared<S: Store> {
@@ -89,176 +91,6 @@ pub type SharedState<S> = Arc<Mutex<Shared<S>>>;
 /// consistent: every write is one atomic batch).
 pub fn lock<S: Store>(s: &SharedState<S>) -> MutexGuard<'_, Shared<S>> {
     s.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The wall clock of the node's jobs (receipt times, grant validity): the system's unless a
-/// test passes its own.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock(pub fn() -> Timestamp);
-
-impl Clock {
-    /// The system clock.
-    pub const SYSTEM: Clock = Clock(system_time);
-
-    /// The time now.
-    pub fn now(&self) -> Timestamp {
-        (self.0)()
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::SYSTEM
-    }
-}
-
-fn system_time() -> Timestamp {
-    Timestamp::from_millis(jiff::Timestamp::now().as_millisecond())
-}
-
-/// Timing and bounds of the live node.
-#[derive(Clone, Debug)]
-pub struct LiveConfig {
-    /// Between background rounds with connected peers.
-    pub interval: Duration,
-    /// First redial delay after a failed dial or a lost connection.
-    pub backoff_min: Duration,
-    /// Longest redial delay.
-    pub backoff_max: Duration,
-    /// Jobs (store operations) queued or running at once.
-    pub max_jobs: usize,
-    /// Request/response steps in one round before it is abandoned.
-    pub max_steps: u32,
-    /// Known peers remembered at once.
-    pub max_known: usize,
-    /// Rounds in flight with one peer.
-    pub max_rounds_per_peer: usize,
-    /// The pairing slot `hearth device link` opens (answered on the sync protocol).
-    pub pairing: PairingSlot,
-    /// The wall clock.
-    pub clock: Clock,
-    /// Serve `/hearth/store/1` as an organisation relay, with these limits (relay nodes only).
-    pub relay: Option<RelayLimits>,
-    /// Requests one peer may make of a relay at once, then one per [`LiveConfig::relay_every`].
-    pub relay_burst: u32,
-    /// See [`LiveConfig::relay_burst`].
-    pub relay_every: Duration,
-}
-
-impl Default for LiveConfig {
-    fn default() -> Self {
-        let rounds = RoundConfig::default();
-        LiveConfig {
-            interval: Duration::from_secs(5),
-            backoff_min: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
-            max_jobs: 32,
-            max_steps: rounds.max_steps,
-            max_known: 1024,
-            max_rounds_per_peer: rounds.max_rounds_per_peer,
-            pairing: PairingSlot::default(),
-            clock: Clock::SYSTEM,
-            relay: None,
-            relay_burst: 20,
-            relay_every: Duration::from_millis(100),
-        }
-    }
-}
-
-/// How the last round with a peer for a record ended.
-#[derive(Clone, Debug, Serialize)]
-pub struct SessionState {
-    /// The peer.
-    pub peer: String,
-    /// The record.
-    pub record: String,
-    /// When it ended.
-    pub at: Timestamp,
-    /// Whether both sides held the same of every section they share.
-    pub in_sync: bool,
-    /// Why it failed, if it did (no content).
-    pub error: Option<String>,
-    /// The last step's report: bundles received, sent, refused; per section behind/ahead.
-    pub report: Option<Report>,
-}
-
-/// A known peer.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct KnownPeer {
-    /// Its addresses.
-    pub addrs: Vec<String>,
-    /// Failed dials in a row.
-    pub failures: u32,
-    /// The last dial error.
-    pub last_error: Option<String>,
-}
-
-/// A snapshot of the node's network state.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Status {
-    /// Where it listens.
-    pub listen_addrs: Vec<String>,
-    /// Connected peers.
-    pub connected: BTreeSet<String>,
-    /// Known peers.
-    pub known: BTreeMap<String, KnownPeer>,
-    /// The last round per (record, peer).
-    pub sessions: Vec<SessionState>,
-    /// Bundles received from peers and stored since the node started.
-    pub received: u64,
-    /// What this node did as an organisation relay since it started (relay nodes only).
-    pub relay: Option<RelayCounters>,
-    /// Sync rounds that ended since the node started (in sync, behind, or failed; rounds
-    /// drawn by a record not held here are not counted).
-    pub rounds_finished: u64,
-    /// Of [`Status::rounds_finished`], those that failed.
-    pub rounds_failed: u64,
-    /// Each connected peer's connections, by remote address (`/p2p-circuit` when through a
-    /// relay).
-    pub connections: BTreeMap<String, Vec<String>>,
-    /// Whether this node's relays can dial it (`public`), cannot (`private`: it is reached
-    /// through circuits on them), or have not said (`unknown`).
-    pub reachability: String,
-}
-
-/// A relay's counters since it started.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct RelayCounters {
-    /// `/hearth/store/1` requests answered.
-    pub requests: u64,
-    /// Requests refused whole (unknown record or peer, ended grant).
-    pub refused: u64,
-    /// Requests refused for going over a peer's rate.
-    pub rate_limited: u64,
-    /// Requests dropped because the node was busy.
-    pub busy: u64,
-    /// Bundles stored.
-    pub stored: u64,
-    /// Bundles served.
-    pub served: u64,
-    /// Pushed bundles refused (bad signature, broken chain, unauthorised author, quota).
-    pub rejected: u64,
-    /// Access lists from patients' devices that said something new (one signed afresh saying
-    /// the same is not counted).
-    pub supplied: u64,
-    /// Distinct peers served.
-    pub peers: usize,
-}
-
-/// The shared copy of the network state: the driver updates it in place, readers snapshot it.
-#[derive(Default)]
-struct StatusInner {
-    listen_addrs: Vec<String>,
-    connected: BTreeSet<String>,
-    /// The same peers, as keys (for [`Handle::changed`]).
-    connected_keys: BTreeSet<PeerKey>,
-    known: BTreeMap<String, KnownPeer>,
-    sessions: BTreeMap<(RecordId, PeerKey), SessionState>,
-    relay: Option<RelayCounters>,
-    rounds_finished: u64,
-    rounds_failed: u64,
-    connections: BTreeMap<String, Vec<String>>,
-    reachability: String,
 }
 
 /// Why [`Handle::sync_blocking`] got no outcomes.
@@ -328,18 +160,7 @@ impl Handle {
     /// The current network state.
     pub fn status(&self) -> Status {
         let st = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        Status {
-            listen_addrs: st.listen_addrs.clone(),
-            connected: st.connected.clone(),
-            known: st.known.clone(),
-            sessions: st.sessions.values().cloned().collect(),
-            received: *self.received.borrow(),
-            relay: st.relay.clone(),
-            rounds_finished: st.rounds_finished,
-            rounds_failed: st.rounds_failed,
-            connections: st.connections.clone(),
-            reachability: st.reachability.clone(),
-        }
+        st.snapshot(*self.received.borrow())
     }
 
     /// Remembers and dials a peer (from a blocking context).

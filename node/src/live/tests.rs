@@ -1,12 +1,14 @@
 //! The driver in memory: two nodes on libp2p's `MemoryTransport` with `MemoryStore`s.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::config::system_time;
 use super::jobs::os_rng;
 use super::*;
 use hearth_core::grant::{Ability, Grant, GrantSpec};
 use hearth_core::keys::Role;
 use hearth_core::record::{AuthItem, NewRecord};
 use hearth_core::store::{Batch, MemoryStore, StoreError, Visit};
+use hearth_core::time::Timestamp;
 use hearth_sync::net::{NetConfig, keypair, memory_swarm};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
