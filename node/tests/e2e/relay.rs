@@ -3,8 +3,8 @@
 
 use crate::common::stranger;
 use crate::common::{
-    Daemon, add_text, grant, hearth, init, init_patient, json, ok, paths_under, peer_of, record_of,
-    s, show, wait_for,
+    Daemon, add_text, grant, hearth, init, init_patient, json, nodes_said, ok, paths_under,
+    peer_of, record_of, s, show, wait_for, wait_for_else,
 };
 use hearth_core::ids::{PeerKey, RecordId};
 use hearth_sync::protocol::{Message, decode, encode};
@@ -340,10 +340,15 @@ fn a_request_and_its_grant_travel_through_the_relays_mailboxes_sealed() {
         ],
     ));
     let qid = asked["id"].as_str().unwrap().to_string();
-    wait_for("the request at the patient's node", 30, || {
-        let pending = json(&hearth(&p, &["requests", "--json"]));
-        pending["pending"][0]["id"] == qid.as_str()
-    });
+    wait_for_else(
+        "the request at the patient's node",
+        30,
+        || {
+            let pending = json(&hearth(&p, &["requests", "--json"]));
+            pending["pending"][0]["id"] == qid.as_str()
+        },
+        || nodes_said(&[("patient", &p), ("GP", &g), ("relay", &ra)]),
+    );
     let pending = json(&hearth(&p, &["requests", "--json"]));
     assert_eq!(pending["pending"][0]["reason"], reason, "{pending}");
     assert_eq!(pending["pending"][0]["name"], "Dr A. Shah", "{pending}");

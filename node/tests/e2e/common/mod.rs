@@ -333,6 +333,23 @@ pub(crate) fn wait_for_else(
     }
 }
 
+/// What each named node's `hearth status --json` says and its daemon's log, for a failure
+/// message ([`wait_for_else`]). Status and logs hold no record content.
+#[allow(dead_code)]
+pub(crate) fn nodes_said(nodes: &[(&str, &Path)]) -> String {
+    nodes
+        .iter()
+        .map(|(who, home)| {
+            let status = hearth(home, &["status", "--json"]);
+            let log = std::fs::read_to_string(home.with_extension("log")).unwrap_or_default();
+            format!(
+                "--- the {who}'s status:\n{}\n--- the {who}'s daemon log:\n{log}",
+                String::from_utf8_lossy(&status.stdout)
+            )
+        })
+        .collect()
+}
+
 /// Every file and folder under `dir` (not `dir` itself), depth first.
 #[allow(dead_code)]
 pub(crate) fn paths_under(dir: &Path) -> Vec<PathBuf> {
