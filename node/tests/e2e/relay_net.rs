@@ -3,7 +3,8 @@
 //! who knows only A and finds C (`hearth relay find`), then syncs from it with its grant.
 
 use crate::common::{
-    PASS, add_text, command, grant, hearth, init, init_patient, json, ok, peer_of, record_of, show,
+    PASS, add_text, command, grant, hearth, init, init_patient, json, nodes_said, ok, peer_of,
+    record_of, show,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -115,12 +116,24 @@ fn a_professional_who_knows_one_relay_finds_the_relay_that_keeps_a_record_throug
     let mut found = Vec::new();
     // Found with its address: the provider record can arrive before the relay's addresses,
     // and only an address is remembered for the syncs to come.
-    crate::common::wait_for("C announced on the relays' network", 40, || {
-        found = find(&g, &record, &a.addr);
-        found
-            .iter()
-            .any(|f| f["addrs"].as_array().is_some_and(|a| !a.is_empty()))
-    });
+    crate::common::wait_for_else(
+        "C announced on the relays' network",
+        40,
+        || {
+            found = find(&g, &record, &a.addr);
+            found
+                .iter()
+                .any(|f| f["addrs"].as_array().is_some_and(|a| !a.is_empty()))
+        },
+        || {
+            nodes_said(&[
+                ("relay A", &d.join("a")),
+                ("relay B", &d.join("b")),
+                ("relay C", &d.join("c")),
+                ("patient", &p),
+            ])
+        },
+    );
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["relay"], c.peer(), "{found:?}");
     let reached = found[0]["addrs"][0].as_str().unwrap_or_default();
