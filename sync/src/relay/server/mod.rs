@@ -86,7 +86,8 @@ pub struct Server<'a, S: Store> {
     limits: &'a RelayLimits,
 }
 
-fn refusal(record: Blinded, why: &str) -> StoreResponse {
+/// A refusal of a request for `record`, in `why`'s words.
+pub fn refusal_of(record: Blinded, why: &str) -> StoreResponse {
     StoreResponse {
         v: 1,
         record,
@@ -109,10 +110,6 @@ fn refusal(record: Blinded, why: &str) -> StoreResponse {
         card: None,
         relay_grant: None,
     }
-}
-/// A refusal of a request for `record`, in `why`'s words.
-pub fn refusal_of(record: Blinded, why: &str) -> StoreResponse {
-    refusal(record, why)
 }
 
 impl<'a, S: Store> Server<'a, S> {
@@ -242,7 +239,7 @@ impl<'a, S: Store> Server<'a, S> {
         served.letters = letters.len();
         let refuse = |served: &mut Served| {
             served.refused = true;
-            let mut r = refusal(b, NOTHING_HERE);
+            let mut r = refusal_of(b, NOTHING_HERE);
             r.letters = letters.clone();
             r.posted = posted.clone();
             r.acked = acked.clone();
