@@ -3,6 +3,7 @@
 //! accepted, what is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure panics with its location
 
+use hearth_core::audit::Action;
 use hearth_core::grant::{self, Ability};
 use hearth_core::ids::{RecordId, SectionId};
 use hearth_core::store::Store;
@@ -324,11 +325,37 @@ fn patient_devices_push_to_grantees_only_what_they_may_hold() {
         &mut w.rng,
     );
     // The patient's node starts the sync this time (as after a live change).
-    let report = sync(&w.patient, &w.gp, rid, at(12), &mut w.rng).unwrap();
+    let (report, receipts) = sync_receipts(&w.patient, &w.gp, rid, at(12), &mut w.rng).unwrap();
     assert!(report.refused.is_empty(), "{report:?}");
     assert_eq!(w.gp.texts(&rid, "notes"), vec!["note 1", "note 2"]);
     let mh = section_id(&w.patient, &rid, "notes:mental-health");
     assert_eq!(w.gp.bundles_in(&rid, &mh), 0);
+    // What the patient's node sent in its own round is receipted: to the GP, one bundle of
+    // notes, under the GP's grant, sent without the GP asking (so not a session it failed
+    // to report).
+    let notes = section_id(&w.patient, &rid, "notes");
+    let [
+        Action::Served {
+            to,
+            sections,
+            bundles,
+            authority,
+            pushed,
+            ..
+        },
+    ] = receipts.by_a.as_slice()
+    else {
+        panic!("{receipts:?}")
+    };
+    assert_eq!(*to, w.gp.id.peer());
+    assert_eq!(
+        sections.iter().map(|s| s.section).collect::<Vec<_>>(),
+        [notes]
+    );
+    assert_eq!((*bundles, *pushed), (1, true));
+    assert!(authority.is_some());
+    // The GP, which holds nothing of the patient's to send back, owes nothing.
+    assert!(receipts.by_b.is_empty(), "{receipts:?}");
 }
 
 #[test]

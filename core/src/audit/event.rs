@@ -103,7 +103,8 @@ pub enum Action {
         /// Set when the peer was served under emergency (break-glass) access.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         emergency: Option<EmergencyMark>,
-        /// Pushed as it was written, outside a round (the peer had no chance to report).
+        /// Sent without the peer asking: pushed as it was written, or in a round the writer
+        /// started (the peer had no chance to report).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         pushed: bool,
     },

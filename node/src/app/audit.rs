@@ -334,7 +334,7 @@ pub fn line(ev: &SignedEvent, names: &Names) -> Line {
                             super::parse::when_words(e.at),
                             purpose(authority),
                             if *pushed {
-                                " (sent as it was written)"
+                                " (sent without their asking)"
                             } else {
                                 ""
                             }

@@ -246,9 +246,13 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
                 let arrivals = self.arrivals.clone();
                 self.job(move |sh| {
                     let p = Local::new(&sh.vault, &sh.identity);
-                    let res = p.on_answer(peer, record, *response, clock.now(), &mut os_rng());
-                    if let Ok((_, report)) = &res {
+                    let mut res = p.on_answer(peer, record, *response, clock.now(), &mut os_rng());
+                    if let Ok((_, report)) = &mut res {
                         arrivals.add(report.received);
+                        // The receipt is durable before the next request carries the data.
+                        if let Some(a) = report.served.take() {
+                            keep_receipts(sh, vec![(record, *a)], clock.now());
+                        }
                     }
                     Work::Stepped { peer, record, res }
                 })

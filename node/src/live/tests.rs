@@ -110,14 +110,40 @@ fn command_adds_note(shared: &SharedState<MemoryStore>, h: &Handle, rid: &Record
     h.changed(&sh);
 }
 
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+async fn eventually(what: &str, f: impl FnMut() -> bool) {
+    eventually_else(what, f, String::new).await;
+}
+
+/// [`eventually`], saying what `explain` finds when the wait times out.
+async fn eventually_else(
+    what: &str,
+    mut f: impl FnMut() -> bool,
+    explain: impl FnOnce() -> String,
+) {
     for _ in 0..100 {
         if f() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out waiting for {what}");
+    panic!("timed out waiting for {what}: {}", explain());
+}
+
+/// The access receipts among a journal's events: to whom, how many bundles, whether pushed.
+fn served_said(events: &[Vec<u8>]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|b| hearth_core::audit::SignedEvent::open(b).ok())
+        .filter_map(|e| match &e.event().action {
+            hearth_core::audit::Action::Served {
+                to,
+                bundles,
+                pushed,
+                ..
+            } => Some(format!("{to}: {bundles} bundles, pushed {pushed}")),
+            _ => None,
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,28 +231,40 @@ async fn two_nodes_in_memory_sync_granted_sections_and_keep_syncing() {
     assert!(received >= 3, "{received}");
 
     // The pushes' access receipts wait for the tick (ten minutes away here); stopping the
-    // node writes them, naming the professional and the section sent.
+    // node writes them, naming the professional. The two entries went in two pushes of one
+    // bundle each, or, when the patient's own round on connecting carried the first (its
+    // receipt written at once), both in the command's push: two bundles pushed either way.
+    // (Both kinds are receipted as sent without the GP asking.)
     let journal = |shared: &SharedState<MemoryStore>| {
         let g = lock(shared);
         g.vault.journal_after(&rid, 0, 1_000).unwrap()
     };
-    let served_pushes = |events: &[Vec<u8>]| {
+    let pushed_to_gp = |events: &[Vec<u8>]| -> Vec<u32> {
         events
             .iter()
             .map(|b| hearth_core::audit::SignedEvent::open(b).unwrap())
-            .filter(|e| {
-                matches!(
-                    &e.event().action,
-                    hearth_core::audit::Action::Served { to, bundles: 1, .. } if *to == gp_peer
-                )
+            .filter_map(|e| match e.event().action {
+                hearth_core::audit::Action::Served {
+                    to,
+                    bundles,
+                    pushed: true,
+                    ..
+                } if to == gp_peer => Some(bundles),
+                _ => None,
             })
-            .count()
+            .collect()
     };
-    let before = served_pushes(&journal(&p_shared));
+    let said_before = served_said(&journal(&p_shared));
+    let before: u32 = pushed_to_gp(&journal(&p_shared)).iter().sum();
     ph.shutdown().await;
-    eventually("the pushes' receipts", || {
-        served_pushes(&journal(&p_shared)) >= before + 2
-    })
+    eventually_else(
+        "the pushes' receipts",
+        || pushed_to_gp(&journal(&p_shared)).iter().sum::<u32>() >= before + 2,
+        || {
+            let after = served_said(&journal(&p_shared));
+            format!("before the stop: {said_before:?}; after: {after:?}")
+        },
+    )
     .await;
 }
 

@@ -34,7 +34,8 @@ fn sections_sent<S: Store>(
 }
 
 /// The access receipt for sending `bundles` and `snapshots` of `rec` to `to`, a peer with
-/// `rights`: none when nothing was sent or `to` is one of the patient's devices.
+/// `rights`: none when nothing was sent or `to` is one of the patient's devices. `pushed`:
+/// sent without `to` asking (it had no chance to report; `reported` is then `None`).
 pub(super) fn receipt<S: Store>(
     rec: &OpenRecord<'_, S>,
     to: PeerKey,
@@ -42,6 +43,7 @@ pub(super) fn receipt<S: Store>(
     bundles: &[ByteBuf],
     snapshots: &[ByteBuf],
     reported: Option<u64>,
+    pushed: bool,
 ) -> Option<Action> {
     if rights.device || bundles.is_empty() && snapshots.is_empty() {
         return None;
@@ -54,7 +56,7 @@ pub(super) fn receipt<S: Store>(
         authority: rights.authority,
         reported,
         emergency: rights.emergency.clone(),
-        pushed: false,
+        pushed,
     })
 }
 

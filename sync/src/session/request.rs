@@ -154,8 +154,15 @@ impl<'a, S: Store> Local<'a, S> {
                 let (rights, _) = self.rights_of(rec, &remote, None, now);
                 let dir = rec.directory().clone();
                 let include = |s: &SectionId| rights.may_read(s, &dir);
-                self.missing_for(&record, &ours, &theirs, &include, None, MAX_BUNDLE_BYTES)?
-                    .0
+                let push = self
+                    .missing_for(&record, &ours, &theirs, &include, None, MAX_BUNDLE_BYTES)?
+                    .0;
+                // A grantee sent record data in this node's own round is owed a receipt
+                // (kept by the caller before the push leaves). It did not ask, so it had no
+                // chance to report: the receipt says so, as a push's does.
+                report.served =
+                    audit::receipt(rec, remote, &rights, &push, &[], None, true).map(Box::new);
+                push
             }
             Some(_) => {
                 // A grantee pushes only its own bundles, to sections the remote offered.

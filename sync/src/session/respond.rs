@@ -236,8 +236,16 @@ impl<'a, S: Store> Local<'a, S> {
                 .collect()
         };
         report.sent = bundles.len();
-        report.served = audit::receipt(&rec, remote, &rights, &bundles, &snapshots, req.audit_head)
-            .map(Box::new);
+        report.served = audit::receipt(
+            &rec,
+            remote,
+            &rights,
+            &bundles,
+            &snapshots,
+            req.audit_head,
+            false,
+        )
+        .map(Box::new);
         report.sections = statuses(&ours, &req.have);
         report.in_sync = bundles.is_empty() && report.sections.iter().all(|s| s.behind == 0);
         Ok((

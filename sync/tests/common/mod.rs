@@ -3,6 +3,7 @@
 //! worker.
 #![allow(dead_code, unreachable_pub)] // each test binary uses some of these
 
+use hearth_core::audit::Action;
 use hearth_core::grant::{Ability, Grant, GrantSpec};
 use hearth_core::ids::PeerKey;
 use hearth_core::ids::{RecordId, SectionId};
@@ -208,24 +209,48 @@ pub fn sync(
     now: Timestamp,
     rng: &mut TestRng,
 ) -> Result<Report, SyncError> {
+    Ok(sync_receipts(a, b, rid, now, rng)?.0)
+}
+
+/// [`sync`], with the access receipts each side owes for what it sent: `a`'s (for what its
+/// requests pushed) and `b`'s (for what its responses carried).
+pub fn sync_receipts(
+    a: &Node,
+    b: &Node,
+    rid: RecordId,
+    now: Timestamp,
+    rng: &mut TestRng,
+) -> Result<(Report, Receipts), SyncError> {
+    let mut receipts = Receipts::default();
     let mut req = a.peer().start_as(rid, b.id.peer(), true, now)?;
     for _ in 0..8 {
         let wire = protocol::encode(&Message::Request(req));
         let Message::Request(req_in) = protocol::decode(&wire).unwrap() else {
             panic!()
         };
-        let (resp, _) = b.peer().on_request(a.id.peer(), req_in, now, rng)?;
+        let (resp, mut served) = b.peer().on_request(a.id.peer(), req_in, now, rng)?;
+        receipts.by_b.extend(served.served.take().map(|a| *a));
         let wire = protocol::encode(&Message::Response(resp));
         let Message::Response(resp_in) = protocol::decode(&wire).unwrap() else {
             panic!()
         };
-        let (next, report) = a.peer().on_response(b.id.peer(), resp_in, now, rng)?;
+        let (next, mut report) = a.peer().on_response(b.id.peer(), resp_in, now, rng)?;
+        receipts.by_a.extend(report.served.take().map(|a| *a));
         match next {
             Some(n) => req = n,
-            None => return Ok(report),
+            None => return Ok((report, receipts)),
         }
     }
     panic!("sync did not finish in 8 round trips");
+}
+
+/// The access receipts the two sides of [`sync_receipts`] owe.
+#[derive(Debug, Default)]
+pub struct Receipts {
+    /// The requester's, for what its requests pushed.
+    pub by_a: Vec<Action>,
+    /// The responder's, for what its responses carried.
+    pub by_b: Vec<Action>,
 }
 
 pub fn section_id(node: &Node, rid: &RecordId, s: &str) -> SectionId {
