@@ -65,6 +65,7 @@ mod locate;
 mod network;
 mod pairing;
 mod reach;
+mod receipts;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -307,7 +308,7 @@ pub fn start<S: Store + Clone + Send + 'static>(
         last_sweep: None,
         last_rotation_check: None,
         known_loaded: None,
-        unreceipted: jobs::Waiting::default(),
+        unreceipted: receipts::Waiting::default(),
         relay_unreceipted: Vec::new(),
         reach: reach::Reach::default(),
         locate: locate::Locate::default(),
@@ -356,7 +357,7 @@ struct Driver<S: Store> {
     known_loaded: Option<u64>,
     /// Pushes sent whose access receipts are still to be written: written on the next tick,
     /// or at once past `MAX_UNRECEIPTED` pushes or `MAX_UNRECEIPTED_BYTES`.
-    unreceipted: jobs::Waiting,
+    unreceipted: receipts::Waiting,
     /// On a relay node: the receipts of requests answered, written on the next tick.
     relay_unreceipted: Vec<(RecordId, hearth_core::audit::Action)>,
     /// Reachability: AutoNAT's verdict, circuit reservations, connections' addresses.
@@ -399,20 +400,7 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
             self.publish();
         }
         // Receipts waiting for the tick are written before the node stops.
-        if !self.unreceipted.pushes.is_empty() {
-            let pushes = std::mem::take(&mut self.unreceipted).pushes;
-            jobs::keep_push_receipts(&lock(&self.shared), pushes, self.config.clock.now());
-        }
-        if !self.relay_unreceipted.is_empty() {
-            let receipts = std::mem::take(&mut self.relay_unreceipted);
-            let sh = lock(&self.shared);
-            if let Err(e) = sh
-                .vault
-                .journal_many(&sh.identity, receipts, self.config.clock.now())
-            {
-                tracing::warn!("relay receipts not written: {e}");
-            }
-        }
+        self.receipt_all_now();
         tracing::info!("network stopped");
     }
 

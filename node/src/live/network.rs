@@ -1,6 +1,7 @@
 //! The driver's network side: swarm events in, messages out, and redials of known peers.
 
-use super::jobs::{keep_receipts, os_rng};
+use super::jobs::os_rng;
+use super::receipts::keep_receipts;
 use super::{Driver, Work};
 use hearth_core::ids::PeerKey;
 use hearth_core::store::Store;
@@ -362,7 +363,7 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
         c.supplied += u64::from(served.supplied);
         if let Some(r) = served.receipt {
             self.relay_unreceipted.push(r);
-            if self.relay_unreceipted.len() >= super::jobs::MAX_RELAY_UNRECEIPTED {
+            if self.relay_unreceipted.len() >= super::receipts::MAX_RELAY_UNRECEIPTED {
                 self.receipt_relay_serves();
             }
         }
