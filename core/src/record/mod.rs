@@ -34,9 +34,11 @@
 //! keyring (`keyring.rs`), the section directory (`directory.rs`), loading and writing section
 //! documents (`section_doc.rs`) and their snapshots (`snapshot.rs`), entries written
 //! (`entries.rs`) and read (`views.rs`), the patient's disputes of entries (`disputes.rs`),
-//! the patient's devices (`devices.rs`), what peers send (`replica.rs`), the auth document's and the private ledger's raw items (`items.rs`), batch
-//! writes (`writer.rs`), held writes (`held.rs`), checking and repairing a damaged store (`check.rs`) and restoring a record from a relay's copy and
-//! the recovery phrase (`restore.rs`).
+//! the patient's devices (`devices.rs`), what peers send (`replica.rs`), the auth document's
+//! and the private ledger's raw items (`items.rs`), batch writes (`writer.rs`), held writes
+//! (`held.rs`) and the rules that judge grantees' writes and the patient's review of those
+//! held (`review.rs`), checking and repairing a damaged store (`check.rs`) and restoring a
+//! record from a relay's copy and the recovery phrase (`restore.rs`).
 
 use crate::crypto::SymmetricKey;
 use crate::ids::{DisputeId, EntryId, RecordId, SectionId};
@@ -66,6 +68,7 @@ mod proxy;
 mod relay_audit;
 mod replica;
 mod restore;
+mod review;
 mod section_doc;
 mod snapshot;
 mod summary;
