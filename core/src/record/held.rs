@@ -172,7 +172,7 @@ pub struct HoldReport {
     pub refused: Vec<String>,
 }
 
-/// What [`OpenRecord::settle_held`] did.
+/// What [`OpenRecord::settle_held`](super::OpenRecord::settle_held) did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SettleReport {
     /// Accepted writes now applied to their section.
