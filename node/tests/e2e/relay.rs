@@ -358,10 +358,15 @@ fn a_request_and_its_grant_travel_through_the_relays_mailboxes_sealed() {
     }
 
     ok(&hearth(&p, &["requests", "approve", &qid]));
-    wait_for("the grant accepted on the GP's node", 30, || {
-        let patients = json(&hearth(&g, &["patients", "--json"]));
-        patients["patients"][0]["record_id"] == rid.as_str()
-    });
+    wait_for_else(
+        "the grant accepted on the GP's node",
+        30,
+        || {
+            let patients = json(&hearth(&g, &["patients", "--json"]));
+            patients["patients"][0]["record_id"] == rid.as_str()
+        },
+        || nodes_said(&[("patient", &p), ("GP", &g), ("relay", &ra)]),
+    );
     let synced = json(&hearth(
         &g,
         &["sync", "--wait", "--timeout", "30", "--json"],
