@@ -358,6 +358,39 @@ fn patient_devices_push_to_grantees_only_what_they_may_hold() {
     assert!(receipts.by_b.is_empty(), "{receipts:?}");
 }
 
+/// A grantee's node serves another grantee (a GP's node the social worker's): it receipts
+/// what it sent and reports the receipt to the patient's node with its own events, where it is
+/// kept as the GP's word, with no gap in the GP's log.
+#[test]
+fn what_a_grantee_serves_another_reaches_the_patients_audit_as_its_word() {
+    let mut w = world(12);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Read);
+    grant_to(&mut w, "sw", "notes", Ability::Read);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    // The social worker syncs from the GP's node, which sends it the notes it holds.
+    let (_, receipts) = sync_receipts(&w.sw, &w.gp, rid, at(11), &mut w.rng).unwrap();
+    let [served] = receipts.by_b.as_slice() else {
+        panic!("{receipts:?}")
+    };
+    assert!(matches!(served, Action::Served { to, .. } if *to == w.sw.id.peer()));
+    // The GP's node keeps it (as its driver does) and reports it at its next sync.
+    w.gp.vault
+        .journal_many(&w.gp.id, vec![(rid, served.clone())], at(11))
+        .unwrap();
+    sync(&w.gp, &w.patient, rid, at(12), &mut w.rng).unwrap();
+    let mut rec = w.patient.vault.open_record(&w.patient.id, &rid).unwrap();
+    let checked = rec.verify_audit().unwrap();
+    assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+    assert!(
+        checked
+            .events
+            .iter()
+            .any(|e| e.event().writer == w.gp.id.peer()
+                && matches!(&e.event().action, Action::Served { to, .. } if *to == w.sw.id.peer()))
+    );
+}
+
 #[test]
 fn concurrent_offline_edits_converge() {
     let mut w = world(9);

@@ -55,8 +55,8 @@ pub enum Problem {
         /// The latest of them (the serving node's clock).
         last: Timestamp,
     },
-    /// A receipt (a served event) signed by a key that does not serve the record (only the
-    /// patient's devices and the record's relays do): a forged receipt, ignored.
+    /// A receipt marking an emergency use, signed by a key that does not serve the record
+    /// (only the patient's devices and the record's relays attest those): ignored.
     NotAServer {
         /// The key.
         writer: PeerKey,
@@ -121,8 +121,8 @@ impl Problem {
                  own reads: what it looked at since is unknown"
             ),
             Problem::NotAServer { seq, .. } => format!(
-                "event {seq} of {who} claims to be a receipt, but only your devices and your \
-                 record's relays write those: ignored"
+                "event {seq} of {who} claims to be a receipt of an emergency use, but only your \
+                 devices and your record's relays attest those: ignored"
             ),
             Problem::NotAProxy { seq, .. } => format!(
                 "event {seq} of {who} claims to answer an access request for you, but {who} is \
@@ -160,8 +160,9 @@ pub struct Expect<'a> {
     pub known: &'a dyn Fn(&PeerKey) -> bool,
     /// Heads known from elsewhere (the newest event number a writer is known to have).
     pub heads: &'a BTreeMap<PeerKey, u64>,
-    /// Whether a key serves the record (may write receipts): the patient's devices and the
-    /// record's relays.
+    /// Whether a key serves the record: the patient's devices and the record's relays. Their
+    /// receipts alone say what peers reported, and mark emergency uses; anyone else's
+    /// receipts are their own word.
     pub serves: &'a dyn Fn(&PeerKey) -> bool,
     /// Whether an answer to an access request (an approval or denial) by a key is founded:
     /// the key is the patient's proxy with the power to answer, and an approval's grant
@@ -232,7 +233,17 @@ pub fn verify<'b>(
                 });
             }
             prev = Some(ev.hash());
-            if matches!(e.action, Action::Served { .. }) && !(expect.serves)(writer) {
+            // A professional's node may serve another grantee and receipt it: kept, as that
+            // node's word (see `reported_gaps`), but only the record's servers attest an
+            // emergency use.
+            if matches!(
+                e.action,
+                Action::Served {
+                    emergency: Some(_),
+                    ..
+                }
+            ) && !(expect.serves)(writer)
+            {
                 out.problems.push(Problem::NotAServer {
                     writer: *writer,
                     seq,
@@ -268,7 +279,8 @@ pub fn verify<'b>(
             });
         }
     }
-    out.problems.extend(reported_gaps(&out.events, &by_writer));
+    out.problems
+        .extend(reported_gaps(&out.events, &by_writer, expect.serves));
     out
 }
 
@@ -279,15 +291,18 @@ fn short(e: &AuditError) -> String {
     }
 }
 
-/// What the access receipts say peers reported: a head beyond what is stored is missing
-/// events; a session without a report is a peer not reporting.
+/// What the access receipts of the record's servers say peers reported: a head beyond what is
+/// stored is missing events; a session without a report is a peer not reporting. A receipt
+/// by another grantee's node is that node's word only, and proves nothing of what a third
+/// party reported.
 fn reported_gaps(
     events: &[SignedEvent],
     stored: &BTreeMap<PeerKey, BTreeMap<u64, &[u8]>>,
+    serves: &dyn Fn(&PeerKey) -> bool,
 ) -> Vec<Problem> {
     let mut reported: BTreeMap<PeerKey, u64> = BTreeMap::new();
     let mut silent: BTreeMap<PeerKey, (u32, Timestamp)> = BTreeMap::new();
-    for ev in events {
+    for ev in events.iter().filter(|e| serves(&e.event().writer)) {
         if let Action::Served {
             to,
             reported: r,

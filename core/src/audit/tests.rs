@@ -307,27 +307,56 @@ proptest! {
 }
 
 #[test]
-fn a_receipt_signed_by_a_key_that_serves_nothing_is_flagged_and_left_out() {
+fn a_grantees_receipt_is_its_own_word_and_only_servers_attest_an_emergency() {
     let gp = who(10, Role::Professional);
     let patient = who(11, Role::Patient);
-    let forged = SignedEvent::sign(
+    let sw = who(12, Role::Professional);
+    let receipt = |reported, emergency| Action::Served {
+        to: sw.peer(),
+        sections: vec![],
+        bundles: 1,
+        authority: Some(Authority {
+            grant: GrantId(serde_bytes::ByteArray::new([9; 32])),
+            purpose: Purpose::DirectCare,
+        }),
+        reported,
+        emergency,
+        pushed: false,
+    };
+    // The GP's node served the social worker: its receipt says the social worker reported a
+    // head of 5 (it holds none), and another says it reported nothing.
+    let first = SignedEvent::sign(&gp, RECORD, None, TEST_NOW, receipt(Some(5), None)).unwrap();
+    let second = SignedEvent::sign(
         &gp,
         RECORD,
-        None,
+        Some((1, first.hash())),
         TEST_NOW,
-        Action::Served {
-            to: patient.peer(),
-            sections: vec![],
-            bundles: 1,
-            authority: None,
-            reported: Some(0),
-            emergency: None,
-            pushed: false,
-        },
+        receipt(None, None),
+    )
+    .unwrap();
+    // And one marking an emergency use.
+    let mark = EmergencyMark {
+        use_id: serde_bytes::ByteArray::new([4; 32]),
+        org: PeerKey([5; 32]),
+        reason: "Unconscious in A&E".into(),
+        until: TEST_NOW,
+        credential: String::new(),
+        signed_use: None,
+    };
+    let third = SignedEvent::sign(
+        &gp,
+        RECORD,
+        Some((2, second.hash())),
+        TEST_NOW,
+        receipt(None, Some(mark)),
     )
     .unwrap();
     let v = verify(
-        [(gp.peer(), 1, forged.bytes())],
+        [
+            (gp.peer(), 1, first.bytes()),
+            (gp.peer(), 2, second.bytes()),
+            (gp.peer(), 3, third.bytes()),
+        ],
         &Expect {
             record_of: &|_| RECORD,
             known: &|_| true,
@@ -336,12 +365,15 @@ fn a_receipt_signed_by_a_key_that_serves_nothing_is_flagged_and_left_out() {
             answers: &|_, _| false,
         },
     );
-    assert!(v.events.is_empty());
+    // The two plain receipts are kept, as the GP's word: no gap and no silence is inferred
+    // from what a grantee says a third party reported. The emergency one is left out.
+    let kept: Vec<[u8; 32]> = v.events.iter().map(SignedEvent::hash).collect();
+    assert_eq!(kept, vec![first.hash(), second.hash()]);
     assert_eq!(
         v.problems,
         vec![Problem::NotAServer {
             writer: gp.peer(),
-            seq: 1
+            seq: 3
         }]
     );
 }

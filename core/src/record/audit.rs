@@ -239,9 +239,10 @@ impl<S: Store> OpenRecord<'_, S> {
     }
 
     /// On a patient's device: takes the audit events `remote` (the key its connection proved)
-    /// sent about its own use of the record. Events of another writer or record, receipts
-    /// (only the patient's devices write those), unsigned or beyond the bounds, are dropped. Returns how far the log now holds `remote`'s events
-    /// without a gap (what `remote` may stop sending).
+    /// sent about its own use of the record, and of what it served other grantees. Events of
+    /// another writer or record, receipts marking an emergency use (only the patient's devices
+    /// and relays attest those), unsigned or beyond the bounds, are dropped. Returns how far
+    /// the log now holds `remote`'s events without a gap (what `remote` may stop sending).
     pub fn receive_audit(
         &mut self,
         remote: &PeerKey,
@@ -257,9 +258,7 @@ impl<S: Store> OpenRecord<'_, S> {
             .take(MAX_EVENTS_PER_SESSION)
             .filter_map(|b| SignedEvent::open(b.as_ref()).ok())
             .filter(|e| e.event().writer == *remote && e.event().record == self.id)
-            // A grantee reports what its user read and wrote; only the patient's devices
-            // (their own journals) write receipts of what was served.
-            .filter(|e| !matches!(e.event().action, Action::Served { .. }))
+            .filter(|e| !attests_emergency(e))
             .collect();
         if !events.is_empty() {
             self.keep_audit_events(&events, now, rng)?;
@@ -313,4 +312,17 @@ impl<S: Store> OpenRecord<'_, S> {
             },
         ))
     }
+}
+
+/// Whether `e` is a receipt marking an emergency use: a grantee's report carrying one is
+/// dropped on arrival (only the patient's devices and the record's relays attest those). A
+/// grantee's receipt of what it served another grantee is kept, as its own word.
+pub(crate) fn attests_emergency(e: &SignedEvent) -> bool {
+    matches!(
+        e.event().action,
+        Action::Served {
+            emergency: Some(_),
+            ..
+        }
+    )
 }

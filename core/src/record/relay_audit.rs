@@ -23,8 +23,9 @@ pub const MAX_RELAYED_PER_RECORD: usize = 1024;
 
 impl<S: Store> Vault<S> {
     /// On a relay: keeps the audit events `peer` (a grantee of `record`, authenticated by the
-    /// transport) left for the patient's devices: its own events for this record, no receipts,
-    /// none already acknowledged, within [`MAX_RELAYED_PER_RECORD`]. Returns how many are new.
+    /// transport) left for the patient's devices: its own events for this record (no receipt
+    /// of an emergency use: only the record's servers attest those), none already
+    /// acknowledged, within [`MAX_RELAYED_PER_RECORD`]. Returns how many are new.
     pub fn keep_relayed_audit(
         &self,
         record: &RecordId,
@@ -43,7 +44,7 @@ impl<S: Store> Vault<S> {
             let e = ev.event();
             if e.writer != *peer
                 || e.record != *record
-                || matches!(e.action, Action::Served { .. })
+                || super::audit::attests_emergency(&ev)
                 || e.seq <= acked
                 || e.seq > MAX_EVENTS_PER_WRITER
             {
@@ -169,8 +170,9 @@ impl<S: Store> OpenRecord<'_, S> {
     /// one of the record's relays) handed over: its own receipts of what it served to others
     /// than the patient's devices (an emergency receipt only with the professional's signed
     /// use vouching for it, under an arrangement the patient made with that organisation), and
-    /// the reports of the record's grantees (never a receipt from a grantee, never a
-    /// stranger's event, never another record's). Returns how many were new.
+    /// the reports of the record's grantees, with their receipts of what they served other
+    /// grantees (never an emergency receipt from a grantee, never a stranger's event, never
+    /// another record's). Returns how many were new.
     pub fn receive_relayed_audit(
         &mut self,
         relay: &PeerKey,
@@ -202,17 +204,21 @@ impl<S: Store> OpenRecord<'_, S> {
                             to,
                             emergency: None,
                             ..
-                        } => e.writer == *relay && !devices.contains(to),
+                        } if e.writer == *relay => !devices.contains(to),
                         Action::Served {
                             to,
                             emergency: Some(m),
                             ..
-                        } => {
-                            e.writer == *relay
-                                && !devices.contains(to)
+                        } if e.writer == *relay => {
+                            !devices.contains(to)
                                 && arranged.contains(&m.org)
                                 && m.vouched_for(&self.id, to)
                         }
+                        // A grantee's receipt of what it served another grantee is its own
+                        // word; an emergency use it cannot attest.
+                        Action::Served {
+                            emergency: Some(_), ..
+                        } => false,
                         _ => e.writer != *relay && grantees.contains(&e.writer),
                     }
             })

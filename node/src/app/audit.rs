@@ -219,6 +219,12 @@ impl Names {
         (format!("an unverified device ({peer})"), false)
     }
 
+    /// Whether `peer` serves the record: this device, another of the patient's devices, or
+    /// one of the record's relays. A receipt by anyone else is that grantee's own report.
+    pub fn serves(&self, peer: &PeerKey) -> bool {
+        *peer == self.me || self.devices.contains_key(peer) || self.relays.contains_key(peer)
+    }
+
     /// An organisation in words: the name the patient gave it, or its key.
     pub fn org(&self, org: &PeerKey) -> String {
         self.orgs
@@ -326,20 +332,30 @@ pub fn line(ev: &SignedEvent, names: &Names) -> Line {
                 }
                 None => {
                     let (who, _) = names.who(to);
+                    // Another grantee's node that passed data on: its word, not your devices'.
+                    let by_grantee = !names.serves(&e.writer);
                     (
                         "served",
                         *to,
                         format!(
-                            "{who} received your {what} from {by} on {}{}{}.{silent}",
+                            "{who} received your {what} from {by} on {}{}{}.{}",
                             super::parse::when_words(e.at),
                             purpose(authority),
                             if *pushed {
                                 " (sent without their asking)"
                             } else {
                                 ""
+                            },
+                            if by_grantee {
+                                format!(
+                                    " This is {by}'s own report: your devices and relays did not \
+                                     send it."
+                                )
+                            } else {
+                                silent.to_string()
                             }
                         ),
-                        json!({"to": to, "to_name": who, "bundles": bundles, "reported_head": reported, "pushed": pushed}),
+                        json!({"to": to, "to_name": who, "bundles": bundles, "reported_head": reported, "pushed": pushed, "by_grantee": by_grantee}),
                     )
                 }
             }
@@ -451,7 +467,7 @@ pub fn line(ev: &SignedEvent, names: &Names) -> Line {
         "purpose": authority.map(|a| a.purpose),
         "grant": authority.map(|a| a.grant.to_string()),
         "writer_seq": e.seq,
-        "time_basis": if kind == "served" || kind == "emergency" { "the serving device's clock" } else { "the writer's clock (a claim)" },
+        "time_basis": if (kind == "served" || kind == "emergency") && names.serves(&e.writer) { "the serving device's clock" } else { "the writer's clock (a claim)" },
     });
     if let (Some(o), Some(x)) = (json.as_object_mut(), extra.as_object()) {
         o.extend(x.clone());

@@ -173,3 +173,76 @@ fn a_grantee_that_takes_data_without_reporting_shows_as_a_gap() {
         String::from_utf8_lossy(&v.stdout)
     );
 }
+
+#[test]
+fn what_one_professional_passes_another_shows_as_that_professionals_own_report() {
+    use crate::common::{add_text, grant, grant_accepted, init, peer_of, sync_in, wait_for};
+    let dir = tempfile::tempdir().unwrap();
+    let (p, gp, sw) = (
+        dir.path().join("p"),
+        dir.path().join("gp"),
+        dir.path().join("sw"),
+    );
+    let pid = init(&p, "patient", "Pat");
+    let gid = init(&gp, "professional", "Dr Gee");
+    let sid = init(&sw, "professional", "Sam Worker");
+    add_text(&p, None, "notes", "Two falls at home this month");
+    let dp = Daemon::start(&p, Some("/ip4/127.0.0.1/tcp/0"));
+    let p_addr = str_of(&dp.file()["listen_addrs"][0]);
+    let dg = Daemon::start(&gp, Some("/ip4/127.0.0.1/tcp/0"));
+    grant_accepted(&p, &gp, &gid, "notes", "read", "1d");
+    // The social worker's grant is made from her card, so it carries the notes' key.
+    let card = json(&hearth(&sw, &["id", "--card", "--json"]));
+    let g = grant(&p, &str_of(&card["card"]), "notes", "read", "1d");
+    ok(&hearth(&sw, &["accept", &str_of(&g["token"])]));
+    // Both take the notes (and both grants) from the patient's node. A later note reaches
+    // only the GP's before the patient's node goes offline.
+    sync_in(&gp, None);
+    sync_in(&sw, None);
+    add_text(&p, None, "notes", "Seen by the falls team");
+    sync_in(&gp, None);
+    dp.stop();
+    // The social worker syncs from the GP's node: it serves her the note her grant allows,
+    // and receipts it in its own journal.
+    let (p_peer, g_peer, s_peer) = (peer_of(&pid), peer_of(&gid), peer_of(&sid));
+    let g_addr = str_of(&dg.file()["listen_addrs"][0]);
+    ok(&hearth(&sw, &["peers", "add", g_peer, &g_addr]));
+    sync_in(&sw, Some(g_peer));
+    let record = str_of(&pid["record_id"]);
+    assert!(crate::common::show(&sw, &record).contains("Seen by the falls team"));
+    // The patient's node is back; the GP's next sync with it reports that receipt with the
+    // GP's own events.
+    let _dp = Daemon::start(&p, Some(p_addr.split("/p2p/").next().unwrap()));
+    let mut log = Value::Null;
+    wait_for("the GP's report at the patient's node", 30, || {
+        let _ = hearth(&gp, &["sync", "--with", p_peer, "--wait", "--json"]);
+        log = audit(&p, &[]);
+        log["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["by"] == g_peer))
+    });
+    assert_eq!(log["whole"], true, "{log}");
+    let events = log["events"].as_array().unwrap();
+    let passed = events
+        .iter()
+        .find(|e| e["event"] == "served" && e["by"] == g_peer && e["to"] == s_peer)
+        .unwrap_or_else(|| panic!("the GP's receipt: {log}"));
+    assert_eq!(passed["by_grantee"], true, "{passed}");
+    assert_eq!(
+        passed["time_basis"], "the writer's clock (a claim)",
+        "{passed}"
+    );
+    let words = ok(&hearth(&p, &["audit"]));
+    assert!(
+        words.contains("'s own report: your devices and relays did not send it."),
+        "{words}"
+    );
+    // The patient's own receipts are not marked so.
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["event"] == "served" && e["by"] != g_peer)
+            .all(|e| e["by_grantee"] == false),
+        "{log}"
+    );
+}

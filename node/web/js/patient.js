@@ -230,7 +230,7 @@ export function auditWords(ev) {
       const m = ev.emergency || {};
       return `EMERGENCY ACCESS: ${ev.to_name} opened your ${what} on ${at}, sent by ${ev.by_name}, under your emergency arrangement with ${m.org_name || m.org}, until ${when(m.until)}. Reason given: “${m.reason}”.`;
     }
-    case "served": return `${ev.to_name} received your ${what} from ${ev.by_name} on ${at}${why}${ev.pushed ? " (sent without their asking)" : ""}.${ev.reported_head == null && !ev.pushed ? " It did not report what its user read." : ""}`;
+    case "served": return `${ev.to_name} received your ${what} from ${ev.by_name} on ${at}${why}${ev.pushed ? " (sent without their asking)" : ""}.${ev.by_grantee ? ` This is ${ev.by_name}'s own report: your devices and relays did not send it.` : ev.reported_head == null && !ev.pushed ? " It did not report what its user read." : ""}`;
     case "read": return `${ev.by_name} read your ${what} on ${at}${why} (as their device reports).`;
     case "wrote": {
       const n = (ev.entries || []).length;

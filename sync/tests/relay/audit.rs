@@ -1,9 +1,10 @@
 //! The audit through a relay: the relay receipts what it serves a grantee, keeps the grantee's
 //! own reports for the patient's devices, hands both on when the patient's node next comes,
-//! and forgets them once acknowledged; nobody can slip a receipt or another's event through.
+//! and forgets them once acknowledged; nobody can slip an emergency receipt or another's event
+//! through.
 
 use super::*;
-use hearth_core::audit::{Action, Problem, SectionAt, SignedEvent};
+use hearth_core::audit::{Action, EmergencyMark, Problem, SectionAt, SignedEvent};
 
 /// `node`'s report that its user read notes of `rid` at `t`.
 fn note_read(f: &Fixture, node: &Node, t: Timestamp) -> SignedEvent {
@@ -39,20 +40,28 @@ fn a_relay_receipts_what_it_serves_and_hands_reports_on_to_the_patient() {
     assert_eq!(f.relay.vault.journal_head(&rid).unwrap().unwrap().0, 1);
     assert_eq!(f.relay.vault.relayed_audit(&rid, 10).unwrap().len(), 1);
 
-    // A hostile grantee slips in a receipt of its own and another grantee's event: the relay
-    // keeps neither.
+    // A hostile grantee slips in a receipt of an emergency use (only the patient's devices
+    // and the record's relays attest those) and another grantee's event: the relay keeps
+    // neither.
     let forged =
         f.gp.vault
             .journal(
                 &f.gp.id,
                 rid,
                 Action::Served {
-                    to: f.gp.id.peer(),
+                    to: f.reader.id.peer(),
                     sections: Vec::new(),
                     bundles: 1,
                     authority: None,
                     reported: None,
-                    emergency: None,
+                    emergency: Some(EmergencyMark {
+                        use_id: serde_bytes::ByteArray::new([4; 32]),
+                        org: f.gp.id.peer(),
+                        reason: "Unconscious in A&E".into(),
+                        until: at(20),
+                        credential: String::new(),
+                        signed_use: None,
+                    }),
                     pushed: false,
                 },
                 at(11),
