@@ -93,8 +93,14 @@ impl<'a, S: Store> Local<'a, S> {
         let (mut rights, why) = self.rights_of(&rec, &remote, Some(&req.grants), now);
         // Emergency (break-glass) access, for a professional without a grant: refused with
         // the same words as a stranger, so that a use without an arrangement learns nothing.
+        // Only the patient's devices serve it here (the record's relays by their own
+        // protocol): a grantee's node could not attest the use in the patient's audit.
         if !rights.device
             && rights.scopes.is_empty()
+            && rec
+                .device_certs()
+                .iter()
+                .any(|d| d.peer == self.identity.peer())
             && let Some(claim) = &req.emergency
             && let Ok(r) = self.emergency_rights(&rec, &remote, claim, now)
         {

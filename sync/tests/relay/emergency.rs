@@ -481,3 +481,36 @@ fn a_relay_refuses_uses_outside_the_arrangement() {
     e.pro.vault.hold_emergency(&rid, &held).unwrap();
     refused_use(&e.pro, &f.relay, rid, at(32), at(32));
 }
+
+/// The same use presented in a sync request rather than to a relay: the patient's device
+/// serves the arranged sections; a grantee's node that holds the record (the arrangement
+/// included) answers as to a stranger, since it could not attest the use in the patient's
+/// audit.
+#[test]
+fn over_sync_only_the_patients_device_serves_an_emergency_use() {
+    let mut f = fixture(35);
+    let e = arranged(&mut f);
+    let rid = f.rid;
+    sync(&f.gp, &f.patient, rid, at(10), &mut f.rng).unwrap();
+    let (_, held) = use_at(&e, rid, 20);
+    e.pro.vault.hold_emergency(&rid, &held).unwrap();
+    let ask = |server: &Node| {
+        let req = e
+            .pro
+            .peer()
+            .start_as(rid, server.id.peer(), true, at(25))
+            .unwrap();
+        assert!(req.emergency.is_some(), "the use is presented");
+        server
+            .peer()
+            .on_request(e.pro.id.peer(), req, at(25), &mut TestRng::new(3))
+            .unwrap()
+            .0
+    };
+    let at_gp = ask(&f.gp);
+    assert_eq!(at_gp.refused.as_deref(), Some("record not available"));
+    assert!(at_gp.bundles.is_empty() && at_gp.wraps.is_empty());
+    let at_patient = ask(&f.patient);
+    assert!(at_patient.refused.is_none(), "{:?}", at_patient.refused);
+    assert!(!at_patient.bundles.is_empty());
+}
