@@ -3,8 +3,9 @@
 //!
 //! Each authentic event of the log ([`crate::audit::Verified::events`]) becomes one `AuditEvent`:
 //!
-//! - an access receipt ([`Action::Served`]: the patient's device sent record data to a peer) is
-//!   a DICOM *Export* (`110106`), action `R`, as DICOM PS3.15 A.5.3.4 defines a data export:
+//! - an access receipt ([`Action::Served`]: the patient's device, a relay or another grantee's
+//!   node sent record data to a peer) is a DICOM *Export* (`110106`), action `R`, as DICOM
+//!   PS3.15 A.5.3.4 defines a data export:
 //!   the receiver is the requesting agent (role *Destination*), the serving device the second
 //!   agent (role *Source*);
 //! - a reported read ([`Action::Read`]) is a DICOM *Patient Record* event (`110110`), action
