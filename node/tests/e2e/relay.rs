@@ -340,6 +340,8 @@ fn a_request_and_its_grant_travel_through_the_relays_mailboxes_sealed() {
         ],
     ));
     let qid = asked["id"].as_str().unwrap().to_string();
+    // What each node said, should a wait below time out.
+    let said = || nodes_said(&[("patient", &p), ("GP", &g), ("relay", &ra)]);
     wait_for_else(
         "the request at the patient's node",
         30,
@@ -347,7 +349,7 @@ fn a_request_and_its_grant_travel_through_the_relays_mailboxes_sealed() {
             let pending = json(&hearth(&p, &["requests", "--json"]));
             pending["pending"][0]["id"] == qid.as_str()
         },
-        || nodes_said(&[("patient", &p), ("GP", &g), ("relay", &ra)]),
+        said,
     );
     let pending = json(&hearth(&p, &["requests", "--json"]));
     assert_eq!(pending["pending"][0]["reason"], reason, "{pending}");
@@ -365,7 +367,7 @@ fn a_request_and_its_grant_travel_through_the_relays_mailboxes_sealed() {
             let patients = json(&hearth(&g, &["patients", "--json"]));
             patients["patients"][0]["record_id"] == rid.as_str()
         },
-        || nodes_said(&[("patient", &p), ("GP", &g), ("relay", &ra)]),
+        said,
     );
     let synced = json(&hearth(
         &g,

@@ -229,13 +229,13 @@ pub fn sync_receipts(
             panic!()
         };
         let (resp, mut served) = b.peer().on_request(a.id.peer(), req_in, now, rng)?;
-        receipts.by_b.extend(served.served.take().map(|a| *a));
+        receipts.by_b.extend(served.served.take().map(|r| *r));
         let wire = protocol::encode(&Message::Response(resp));
         let Message::Response(resp_in) = protocol::decode(&wire).unwrap() else {
             panic!()
         };
         let (next, mut report) = a.peer().on_response(b.id.peer(), resp_in, now, rng)?;
-        receipts.by_a.extend(report.served.take().map(|a| *a));
+        receipts.by_a.extend(report.served.take().map(|r| *r));
         match next {
             Some(n) => req = n,
             None => return Ok((report, receipts)),
