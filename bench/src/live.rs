@@ -10,9 +10,12 @@
 //!   between two in-memory documents.
 //! - *Edit delay*: on a fresh pair with a small record, the patient adds a note (one durable
 //!   write) and checks what to announce under the same lock, exactly as the daemon does after
-//!   a command ([`Handle::changed`](hearth_node::live::Handle::changed)); the clock
+//!   a command ([`Handle::changed`](hearth_node::live::Handle::changed)), from a task on one of
+//!   the runtime's workers through [`run_blocking`], as the daemon's request handler runs a
+//!   command; the clock starts when that task does and
 //!   stops when the GP's node has stored the new bundle where its readers see it (before
-//!   its flush). Reported beside it: the patient's
+//!   its flush). Where the time went, part by part, from the stages the nodes mark
+//!   ([`live_stages`]: `live.edit_part_*`). Reported beside it: the patient's
 //!   durable add alone (open the record, add, flush), which every edit pays before anything is
 //!   announced, and the floor under the delay measured in the same run ([`live_floor`]: the
 //!   patient's sled insert+flush, one frame's one-way trip over libp2p, and the grantee's sled
@@ -22,6 +25,7 @@
 use crate::automerge_base::{self, note};
 use crate::live_floor;
 use crate::live_node::live_node;
+use crate::live_stages;
 use crate::measure::{ms, quantile, runtime, size_label};
 use crate::report::{Figure, Report};
 use anyhow::{Context, Result, ensure};
@@ -31,6 +35,7 @@ use hearth_core::keys::{Identity, Role};
 use hearth_core::record::Vault;
 use hearth_core::section::SectionName;
 use hearth_core::test_utils::{patient_record, record_grant};
+use hearth_node::daemon::run_blocking;
 use hearth_node::live::{self, Handle, LiveConfig, SharedState};
 use hearth_node::os::{now, os_rng};
 use hearth_node::sled_store::SledStore;
@@ -150,6 +155,32 @@ async fn setup(initial: usize) -> Result<Setup> {
     })
 }
 
+/// The patient's edit `i`, as a command in the daemon makes it: the note added durably, then
+/// what to announce checked under the same lock. When each ended.
+fn edit(
+    shared: &SharedState<SledStore>,
+    handle: &Handle,
+    rid: RecordId,
+    notes: &SectionName,
+    i: usize,
+) -> Result<(Instant, Instant)> {
+    let g = live::lock(shared);
+    {
+        let mut rec = g.vault.open_record(&g.identity, &rid)?;
+        let mut rng = os_rng();
+        rec.add_entry(
+            notes,
+            &json!({ "text": format!("note {i}") }),
+            now(),
+            &mut rng,
+        )?;
+    }
+    let added = Instant::now();
+    // As the daemon does after a command, before letting go of the lock.
+    handle.changed(&g);
+    Ok((added, Instant::now()))
+}
+
 /// `n` edits on the patient's node, each timed until the GP's node has stored it.
 async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<()> {
     let Setup {
@@ -166,35 +197,37 @@ async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<()> {
     let mut delays = Vec::with_capacity(n);
     let mut adds = Vec::with_capacity(n);
     let mut received = gh.received();
+    let mut parts = live_stages::Parts::default();
+    live_stages::record(true);
     for i in 0..n {
         let before = *received.borrow_and_update();
         let (sh, handle) = (p_shared.clone(), ph.clone());
-        let t0 = Instant::now();
-        let add = tokio::task::spawn_blocking(move || -> Result<Duration> {
-            let g = live::lock(&sh);
-            {
-                let mut rec = g.vault.open_record(&g.identity, &rid)?;
-                let mut rng = os_rng();
-                rec.add_entry(
-                    &notes,
-                    &json!({ "text": format!("note {i}") }),
-                    now(),
-                    &mut rng,
-                )?;
-            }
-            let add = t0.elapsed();
-            // As the daemon does after a command, before letting go of the lock.
-            handle.changed(&g);
-            Ok(add)
-        })
-        .await??;
+        // As the daemon runs a command: its request handler, a task on one of the runtime's
+        // workers, runs the command's work through `run_blocking`; the clock starts when the
+        // handler does.
+        let task = tokio::spawn(async move {
+            let t0 = Instant::now();
+            (
+                t0,
+                run_blocking(move || edit(&sh, &handle, rid, &notes, i)).await,
+            )
+        });
+        let (t0, done) = task.await?;
+        let (added, checked) = done.context("the edit panicked")??;
         while *received.borrow_and_update() <= before {
             tokio::time::timeout(Duration::from_secs(10), received.changed())
                 .await
                 .with_context(|| format!("edit {i} never arrived"))??;
         }
-        delays.push(ms(t0.elapsed()));
-        adds.push(ms(add));
+        let seen = Instant::now();
+        delays.push(ms(seen - t0));
+        adds.push(ms(added - t0));
+        parts.add(&live_stages::Edit {
+            start: t0,
+            added,
+            checked,
+            seen,
+        });
         // Space the edits out, as a person would: each starts on a quiet network and disk.
         tokio::time::sleep(live_floor::PAUSE).await;
     }
@@ -208,5 +241,7 @@ async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<()> {
         "edit_durable_add_median",
         quantile(&mut adds, 0.5),
         "ms",
-    ))
+    ))?;
+    live_stages::record(false);
+    parts.emit(r, n)
 }

@@ -28,6 +28,7 @@ mod holding;
 mod live;
 mod live_floor;
 mod live_node;
+mod live_stages;
 mod locate;
 mod measure;
 mod probe;
@@ -214,7 +215,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     // The nodes in this process log as the daemon does (its filter and formatting), to
     // nowhere: without a subscriber, libp2p's spans would each go through `log` instead.
-    hearth_node::logs::init_discarded();
+    // An edit's stages are recorded beside them (`live_stages`).
+    hearth_node::logs::init_discarded_with(live_stages::layer());
     match cli.internal {
         Some(Internal::Module { name, quick }) => {
             let m = module(&name)?;

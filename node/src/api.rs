@@ -490,14 +490,14 @@ pub async fn exec(
     let Some(permit) = st.slot().await else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
-    let res = tokio::task::spawn_blocking(move || {
+    let res = crate::daemon::run_blocking(move || {
         let _permit = permit;
         run_exec(&st, req)
     })
     .await;
     match res {
-        Ok(r) => axum::Json(r).into_response(),
-        Err(_) => axum::Json(ExecResponse {
+        Some(r) => axum::Json(r).into_response(),
+        None => axum::Json(ExecResponse {
             stdout: String::new(),
             stderr: "error: the command failed inside the daemon\n".into(),
             code: code::IO,

@@ -145,6 +145,14 @@ impl Arrivals {
 /// The most records a node may hold for [`Handle::changed`] to check them in the caller.
 pub const INLINE_CHECK_RECORDS: usize = 64;
 
+/// The tracing target of the stages a pushed edit passes through, each a `TRACE` event with
+/// one field, `stage`: on the writer's node `announce` (the driver took the command's change)
+/// and `sent` (the push handed to the swarm); on the receiver's node `received` (the swarm
+/// yielded the push), `storing` (its store job holds the shared state) and `stored` (readers
+/// see it). Off unless asked for (`HEARTH_LOG=hearth_node::edit=trace`); the benchmark
+/// harness times an edit's parts by them. They name no peer, record or content.
+pub const EDIT_STAGES: &str = "hearth_node::edit";
+
 /// A handle on the running node, for the API and for commands running in the daemon.
 #[derive(Clone)]
 pub struct Handle {
@@ -524,6 +532,7 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
                 self.load_known();
             }
             Control::Changed(targets, written) => {
+                tracing::trace!(target: EDIT_STAGES, stage = "announce");
                 self.announce(targets);
                 // A command may have added peers (`accept`); an edit did not.
                 self.load_known_since(written);

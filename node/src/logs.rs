@@ -46,6 +46,26 @@ pub fn init_discarded() {
         .try_init();
 }
 
+/// [`init_discarded`] beside `extra`, a layer with a filter of its own (the benchmark's record
+/// of an edit's stages, [`crate::live::EDIT_STAGES`]): the daemon's filter applies to the
+/// discarded lines only.
+pub fn init_discarded_with<L>(extra: L)
+where
+    L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::sink)
+        .with_ansi(false)
+        .with_filter(EnvFilter::new(DAEMON_FILTER));
+    let _ = tracing_subscriber::registry()
+        .with(extra)
+        .with(lines)
+        .try_init();
+}
+
 /// Installs the process's subscriber: `format`, filtered by `HEARTH_LOG` or else by
 /// `default_filter`, written to standard error.
 pub fn init(format: LogFormat, default_filter: &str) {

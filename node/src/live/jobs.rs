@@ -1,7 +1,7 @@
 //! The driver's store work: every job runs on the blocking pool with the shared state locked,
 //! and its result comes back to the driver as [`Work`].
 
-use super::{Driver, Shared, lock};
+use super::{Driver, EDIT_STAGES, Shared, lock};
 use hearth_core::ids::{PeerKey, RecordId};
 use hearth_core::record::{RecordError, Vault};
 use hearth_core::store::Store;
@@ -279,6 +279,7 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
         let (arrivals, clock) = (self.arrivals.clone(), self.config.clock);
         self.spawn_job_then(
             move |sh| {
+                tracing::trace!(target: EDIT_STAGES, stage = "storing");
                 let p = Local::new(&sh.vault, &sh.identity).visible_first();
                 (
                     p.on_push(record, &push, clock.now()),
@@ -287,6 +288,7 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
             },
             move |(res, store)| {
                 let res = res.and_then(|report| {
+                    tracing::trace!(target: EDIT_STAGES, stage = "stored");
                     arrivals.add(report.received);
                     store.flush().map_err(RecordError::from)?;
                     Ok(report)

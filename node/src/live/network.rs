@@ -2,7 +2,7 @@
 
 use super::jobs::os_rng;
 use super::receipts::keep_receipts;
-use super::{Driver, Work};
+use super::{Driver, EDIT_STAGES, Work};
 use hearth_core::ids::PeerKey;
 use hearth_core::store::Store;
 use hearth_sync::net::{BehaviourEvent, peer_id, peer_key};
@@ -31,11 +31,15 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
                 .send_request(&pid, t.message);
             self.outbound_store.insert(id, t.id);
         } else {
+            let pushes = matches!(&t.message, Message::Notify(n) if !n.push.is_empty());
             let id = self
                 .swarm
                 .behaviour_mut()
                 .sync
                 .send_request(&pid, t.message);
+            if pushes {
+                tracing::trace!(target: EDIT_STAGES, stage = "sent");
+            }
             self.outbound.insert(id, t.id);
         }
     }
@@ -246,6 +250,9 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
                 }
             }
             Message::Notify(n) => {
+                if !n.push.is_empty() {
+                    tracing::trace!(target: EDIT_STAGES, stage = "received");
+                }
                 // Acknowledge; then the round state stores what came with it, or syncs that
                 // record with the sender (only if the sender is a party to the record here:
                 // the session refuses anyone else before anything is sent, so a stranger's

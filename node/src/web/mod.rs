@@ -175,14 +175,14 @@ async fn run_as(st: ApiState, Authed(keys): Authed, args: Vec<String>, answer: A
         shared: st.shared().clone(),
         api: st.clone(),
     };
-    let done = tokio::task::spawn_blocking(move || {
+    let done = crate::daemon::run_blocking(move || {
         let _permit = permit;
         run_captured(call, cli)
     })
     .await;
     let (out, res) = match done {
-        Ok(r) => r,
-        Err(_) => {
+        Some(r) => r,
+        None => {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "failed",
