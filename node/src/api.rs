@@ -490,7 +490,7 @@ pub async fn exec(
     let Some(permit) = st.slot().await else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
-    let res = crate::daemon::run_blocking(move || {
+    let res = crate::runtime::run_blocking(move || {
         let _permit = permit;
         run_exec(&st, req)
     })

@@ -28,6 +28,7 @@ use crate::api::Commands;
 use crate::fail::{Failure, code};
 use crate::home::{Home, NodeInfo, atomic_write};
 use crate::live::{self, Handle, LiveConfig, Shared};
+use crate::runtime::runtime;
 use crate::sled_store::SledStore;
 use hearth_core::keys::Identity;
 use hearth_core::record::Vault;
@@ -149,38 +150,6 @@ pub fn api_token(home: &Home) -> Result<String, Failure> {
     let token = data_encoding::HEXLOWER.encode(&bytes);
     atomic_write(&path, token.as_bytes())?;
     Ok(token)
-}
-
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(16)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(code::IO, format!("cannot start the runtime: {e}")))
-}
-
-/// Runs `f`, a command's blocking work (the store, the disk, keys), from one of the daemon's
-/// request handlers: on the handler's own thread, which the runtime stops using for other
-/// tasks meanwhile (`block_in_place`), rather than handed to a thread of the blocking pool.
-/// After a quiet spell, that hand-over first wakes an idle thread, which here cost about
-/// 0.1 ms of every command (the `live` benchmark; PERFORMANCE.md, session 23). Where the
-/// runtime cannot do that (a current-thread runtime, as in tests), on the blocking pool.
-/// `None` if `f` panicked, as the pool reports it.
-pub async fn run_blocking<T, F>(f: F) -> Option<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    let in_place =
-        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-    if in_place {
-        tokio::task::block_in_place(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
-            .ok()
-    } else {
-        tokio::task::spawn_blocking(f).await.ok()
-    }
 }
 
 fn default_listen() -> Vec<String> {
@@ -572,55 +541,4 @@ where
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         Ok(out)
     })
-}
-
-/// Runs `f` on a tokio runtime set up like the daemon's.
-pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, Failure> {
-    Ok(runtime()?.block_on(f))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::run_blocking;
-
-    /// On the daemon's runtime a command runs on its handler's own thread, and the runtime's
-    /// other tasks still run meanwhile; a panic is reported, not spread.
-    #[test]
-    fn commands_run_on_the_handlers_thread_and_others_go_on() {
-        let rt = super::runtime().unwrap();
-        rt.block_on(async {
-            let (here, there) = tokio::spawn(async {
-                let here = std::thread::current().id();
-                let there = run_blocking(|| {
-                    // Another task runs to its end while this thread blocks on it.
-                    let rt = tokio::runtime::Handle::current();
-                    let other = rt.spawn(async { 7 });
-                    assert_eq!(rt.block_on(other).unwrap(), 7);
-                    std::thread::current().id()
-                })
-                .await;
-                (here, there)
-            })
-            .await
-            .unwrap();
-            assert_eq!(Some(here), there);
-            let panicked = tokio::spawn(run_blocking(|| -> u8 { panic!("a failing command") }))
-                .await
-                .unwrap();
-            assert_eq!(panicked, None);
-        });
-    }
-
-    /// Where the runtime cannot lend its thread (current-thread, as `#[tokio::test]` makes),
-    /// the blocking pool runs it.
-    #[tokio::test]
-    async fn on_a_current_thread_runtime_the_pool_runs_it() {
-        let here = std::thread::current().id();
-        let there = run_blocking(|| std::thread::current().id()).await;
-        assert!(there.is_some_and(|t| t != here));
-        assert_eq!(
-            run_blocking(|| -> u8 { panic!("a failing command") }).await,
-            None
-        );
-    }
 }

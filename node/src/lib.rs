@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod org_log;
 pub mod os;
 pub mod recover;
+pub mod runtime;
 pub mod sled_store;
 pub mod status;
 

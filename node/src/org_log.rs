@@ -184,7 +184,7 @@ fn ask_on(
     timeout: Duration,
     who: &str,
 ) -> Result<StoreResponse, Failure> {
-    let rt = crate::daemon::runtime()?;
+    let rt = crate::runtime::runtime()?;
     rt.block_on(async move {
         let mut swarm: net::HearthSwarm = net::swarm(keypair, &NetConfig::default())
             .map_err(|e| Failure::new(code::IO, e.to_string()))?;

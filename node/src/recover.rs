@@ -71,7 +71,7 @@ pub fn fetch(
         }
     };
     let pid = peer_id(&relay).ok_or_else(|| Failure::new(code::INVALID, "not a relay peer id"))?;
-    let rt = crate::daemon::runtime()?;
+    let rt = crate::runtime::runtime()?;
     rt.block_on(async move {
         let mut swarm: net::HearthSwarm = net::swarm(keypair, &NetConfig::default())
             .map_err(|e| Failure::new(code::IO, e.to_string()))?;

@@ -76,6 +76,13 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             .collect()
     }
 
+    /// Whether `peer` is one of the patient's devices now: certified by the record root and not
+    /// removed ([`OpenRecord::device_certs`] without copying them).
+    pub fn is_device(&self, peer: &PeerKey) -> bool {
+        let facts = self.auth_facts();
+        !facts.removed.contains_key(peer) && facts.device_certs.iter().any(|c| c.peer == *peer)
+    }
+
     /// The keys of every device the record root ever certified, removed ones included (what
     /// they wrote before removal stays theirs).
     pub fn all_device_peers(&self) -> std::collections::BTreeSet<PeerKey> {
@@ -129,7 +136,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// For a patient's device: fine if it holds the root, or if the root still certifies it.
     pub(super) fn check_linked(&self) -> Result<()> {
         let me = self.identity.peer();
-        if self.holds_root() || self.device_certs().iter().any(|c| c.peer == me) {
+        if self.holds_root() || self.is_device(&me) {
             Ok(())
         } else {
             Err(RecordError::NotPermitted(
@@ -193,7 +200,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 "that device was removed from this record; link it again with fresh keys",
             ));
         }
-        if self.device_certs().iter().any(|c| c.peer == peer) {
+        if self.is_device(&peer) {
             return Err(RecordError::NotPermitted(
                 "that device is already linked to this record",
             ));
@@ -227,7 +234,7 @@ impl<'v, S: Store> OpenRecord<'v, S> {
                 "this device cannot remove itself; remove it from another device holding the root key",
             ));
         }
-        if !self.device_certs().iter().any(|c| c.peer == peer) {
+        if !self.is_device(&peer) {
             return Err(RecordError::NotPermitted(
                 "no such device is linked to this record",
             ));

@@ -354,7 +354,7 @@ pub fn join(ctx: &Ctx, code_text: &str, name: Option<&str>) -> Result<(), Failur
     }
     let home = crate::home::Home::new(ctx.home.dir().to_path_buf());
     let json_out = ctx.json;
-    let (info, received, synced) = crate::daemon::block_on(async move {
+    let (info, received, synced) = crate::runtime::block_on(async move {
         let mut swarm: HearthSwarm = net::swarm(keypair, &NetConfig::default())
             .map_err(|e| Failure::new(code::IO, e.to_string()))?;
         let welcome = exchange(&mut swarm, &identity, &code, root_pid, addrs.clone()).await?;

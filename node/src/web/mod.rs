@@ -175,7 +175,7 @@ async fn run_as(st: ApiState, Authed(keys): Authed, args: Vec<String>, answer: A
         shared: st.shared().clone(),
         api: st.clone(),
     };
-    let done = crate::daemon::run_blocking(move || {
+    let done = crate::runtime::run_blocking(move || {
         let _permit = permit;
         run_captured(call, cli)
     })

@@ -124,7 +124,7 @@ impl<S: Store> Local<'_, S> {
         let Ok((events, head)) = self.vault.journal_to_send(record) else {
             return (Vec::new(), None);
         };
-        let to_patient = rec.is_some_and(|r| r.device_certs().iter().any(|d| d.peer == *remote));
+        let to_patient = rec.is_some_and(|r| r.is_device(remote));
         if !to_patient {
             return (Vec::new(), Some(head));
         }
@@ -140,7 +140,7 @@ impl<S: Store> Local<'_, S> {
         let from_patient = self
             .vault
             .open_record(self.identity, record)
-            .is_ok_and(|r| r.device_certs().iter().any(|d| d.peer == *remote));
+            .is_ok_and(|r| r.is_device(remote));
         if from_patient {
             // Losing this only means sending the events again.
             let _ = self.vault.set_journal_sent(record, ack);

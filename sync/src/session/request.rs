@@ -142,10 +142,7 @@ impl<'a, S: Store> Local<'a, S> {
         let theirs: BTreeMap<SectionId, VersionVector> =
             resp.have.iter().map(|h| (h.section, h.vv())).collect();
         let me = self.identity.peer();
-        let i_am_device = devices.contains(&me)
-            || rec
-                .as_ref()
-                .is_some_and(|r| r.device_certs().iter().any(|d| d.peer == me));
+        let i_am_device = devices.contains(&me) || rec.as_ref().is_some_and(|r| r.is_device(&me));
         let push = match rec.as_ref() {
             _ if pushes_refused => Vec::new(),
             Some(rec) if i_am_device => {

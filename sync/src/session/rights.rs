@@ -147,7 +147,7 @@ impl<'a, S: Store> Local<'a, S> {
         presented: Option<&[ByteBuf]>,
         now: Timestamp,
     ) -> (PeerRights, Option<String>) {
-        if rec.device_certs().iter().any(|d| d.peer == *remote) {
+        if rec.is_device(remote) {
             return (PeerRights::DEVICE, None);
         }
         let revoked = rec.revoked_grants();
