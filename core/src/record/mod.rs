@@ -31,9 +31,10 @@
 //!
 //! The store keys the engine writes are spelled, with a table of them, in `layout.rs`; the
 //! rest of the engine is split by concern: the [`Vault`] and its records (`vault.rs`), the
-//! keyring (`keyring.rs`), the section directory (`directory.rs`), loading and writing section
-//! documents (`section_doc.rs`) and their snapshots (`snapshot.rs`), entries written
-//! (`entries.rs`) and read (`views.rs`), the patient's disputes of entries (`disputes.rs`),
+//! keyring (`keyring.rs`), the section directory (`directory.rs`), loading section documents
+//! (`section_doc.rs`), writing a change into one as a new bundle (`append.rs`), their
+//! snapshots (`snapshot.rs`), entries written (`entries.rs`) and read (`views.rs`), the
+//! patient's disputes of entries (`disputes.rs`),
 //! the patient's devices (`devices.rs`), what peers send (`replica.rs`), the auth document's
 //! and the private ledger's raw items (`items.rs`), batch writes (`writer.rs`), held writes
 //! (`held.rs`) and the rules that judge grantees' writes and the patient's review of those
@@ -49,6 +50,7 @@ use automerge::AutoCommit;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+mod append;
 mod audit;
 mod check;
 mod counted;

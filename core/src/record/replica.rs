@@ -1,9 +1,9 @@
 //! What peers send: bundles verified and stored, and the checks a bundle passes first.
 
+use super::append::put_bundle;
 use super::disputes::is_dispute_key;
 use super::entries::entry_key;
 use super::layout::{k_base, k_bundle, k_fork, k_head};
-use super::section_doc::put_bundle;
 use super::{OpenRecord, Result, Vault};
 use crate::bundle::Bundle;
 use crate::crypto::{self};

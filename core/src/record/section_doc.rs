@@ -1,20 +1,17 @@
-//! Section documents: loading one from its snapshot and bundles (checking every bundle), and
-//! writing a change into one as a new bundle.
+//! Section documents: loading one from its snapshot and bundles (checking every bundle). Writing
+//! a change into one as a new bundle: `append.rs`.
 
-use super::layout::{author_in, k_bundle, k_cache, k_head, k_head_prefix, k_received, k_shared};
+use super::layout::{author_in, k_bundle, k_cache, k_head_prefix, k_shared};
 use super::replica::check_change_head;
-use super::snapshot::{SNAPSHOT_REFRESH_ON_READ, SharedSnapshot, snapshot_every};
+use super::snapshot::{SNAPSHOT_REFRESH_ON_READ, SharedSnapshot};
 use super::{OpenRecord, RecordError, Result, new_doc};
 use crate::bundle::Bundle;
 use crate::crypto::SymmetricKey;
 use crate::ids::{PeerKey, SectionId};
 use crate::keys::Identity;
 use crate::log::{self, LogHead, VersionVector};
-use crate::store::{Batch, Store};
-use crate::time::Timestamp;
-use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{AutoCommit, ROOT, ReadDoc};
-use rand_core::CryptoRng;
+use crate::store::Store;
+use automerge::{AutoCommit, ReadDoc};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -446,74 +443,6 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         unapplied
     }
 
-    /// Writes `items` (key → JSON string) into a section document as one change, and adds the
-    /// resulting bundle (and, periodically, a snapshot) to `batch`.
-    pub(super) fn append_items(
-        &mut self,
-        sid: SectionId,
-        items: Vec<(String, String)>,
-        now: Timestamp,
-        rng: &mut impl CryptoRng,
-        batch: &mut Batch,
-    ) -> Result<()> {
-        self.ensure_loaded(&sid)?;
-        let me = self.identity.peer();
-        let (epoch, key) = self.current_key(&sid)?;
-        let key = key.clone();
-        let sd = self
-            .loaded
-            .get_mut(&sid)
-            .ok_or(RecordError::Invalid("section not loaded"))?;
-        if sd.unapplied.iter().any(|u| u.author == me) {
-            return Err(RecordError::Invalid(
-                "this device's earlier changes to the section could not be applied",
-            ));
-        }
-        for (k, v) in items {
-            sd.doc
-                .put(ROOT, k, v)
-                .map_err(|_| RecordError::Invalid("document rejected the change"))?;
-        }
-        sd.doc
-            .commit_with(CommitOptions::default().with_time(now.as_millis() / 1000));
-        // The change's raw (uncompressed) chunk: O(1) to get, and never compressed before
-        // encryption (compression would leak content through ciphertext length).
-        let payload = zeroize::Zeroizing::new(
-            sd.doc
-                .get_last_local_change()
-                .map(|c| c.raw_bytes().to_vec())
-                .ok_or(RecordError::Invalid("empty change"))?,
-        );
-        let prev = sd.vv.get(&me).copied();
-        let bundle = Bundle::seal(
-            self.id,
-            sid,
-            prev.map_or(1, |p| p.seq + 1),
-            prev.map(|p| p.hash),
-            epoch,
-            now,
-            &key,
-            &payload,
-            self.identity.device_key(),
-            rng,
-        )
-        .map_err(|_| RecordError::Invalid("the change is too large for one bundle"))?;
-        let head = LogHead {
-            seq: bundle.header().seq,
-            hash: bundle.hash(),
-        };
-        put_bundle(batch, &bundle, Some(now));
-        batch.put(k_head(&self.id, &sid, &me), head.to_bytes().to_vec());
-        sd.vv.insert(me, head);
-        sd.since_snapshot += 1;
-        // (Not while changes wait for ones this node lacks: a snapshot records them as applied.)
-        if sd.since_snapshot >= snapshot_every(&sd.vv) && sd.doc.get_missing_deps(&[]).is_empty() {
-            sd.since_snapshot = 0;
-            self.put_snapshot(&sid, rng, batch)?;
-        }
-        Ok(())
-    }
-
     /// Bundles left out of the sections read so far (the auth document is always read), each
     /// with its author and why: `N bundles by X could not be applied`.
     pub fn unapplied(&self) -> Vec<Unapplied> {
@@ -539,22 +468,6 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             }
         }
         Ok(out)
-    }
-}
-
-/// Puts `bundle` into `batch` under its own key, with when this node accepted it (`received`,
-/// its own clock; `None` for a node that keeps bundles for others and never reads them).
-pub(super) fn put_bundle(batch: &mut Batch, bundle: &Bundle, received: Option<Timestamp>) {
-    let h = bundle.header();
-    batch.put(
-        k_bundle(&h.record, &h.section, &h.author, h.seq),
-        bundle.encoded().to_vec(),
-    );
-    if let Some(now) = received {
-        batch.put(
-            k_received(&h.record, &h.section, &h.author, h.seq),
-            now.as_millis().to_be_bytes().to_vec(),
-        );
     }
 }
 
