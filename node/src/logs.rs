@@ -34,21 +34,11 @@ pub const DAEMON_FILTER: &str = "warn,hearth_node=info,sled=off";
 /// Every other command's default filter.
 pub const COMMAND_FILTER: &str = "warn,sled=off";
 
-/// Installs the daemon's text subscriber, filtered by [`DAEMON_FILTER`], with its lines
-/// written nowhere: for a benchmark running nodes in its own process, so that it does the
-/// work the daemon's logging does (spans and events filtered, lines formatted) without
-/// printing them.
-pub fn init_discarded() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(DAEMON_FILTER))
-        .with_writer(std::io::sink)
-        .with_ansi(false)
-        .try_init();
-}
-
-/// [`init_discarded`] beside `extra`, a layer with a filter of its own (the benchmark's record
-/// of an edit's stages, [`crate::live::EDIT_STAGES`]): the daemon's filter applies to the
-/// discarded lines only.
+/// Installs the daemon's text subscriber, its lines filtered by [`DAEMON_FILTER`] and written
+/// nowhere, beside `extra`, a layer with a filter of its own: for a benchmark running nodes in
+/// its own process, so that it does the work the daemon's logging does (spans and events
+/// filtered, lines formatted) without printing them, and records what `extra` records (the
+/// benchmark's record of an edit's stages, [`crate::live::EDIT_STAGES`]).
 pub fn init_discarded_with<L>(extra: L)
 where
     L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
