@@ -4,11 +4,20 @@
 
 use crate::fail::{Failure, code};
 
-/// A runtime set up like the daemon's: two workers, at most 16 blocking threads.
+/// Threads of the blocking pool at most. They hold the two workers themselves, the driver's
+/// store jobs (at most [`LiveConfig::max_jobs`](crate::live::LiveConfig), 32 by default, most
+/// of them waiting for the store's lock), and for each command running on a request handler's
+/// thread ([`run_blocking`], at most four at once) the thread that takes over that worker's
+/// other tasks meanwhile: room for all of them, so that a busy node never leaves the runtime's
+/// tasks (the network among them) waiting for a thread.
+const BLOCKING_THREADS: usize = 48;
+
+/// A runtime set up like the daemon's: two workers, at most [`BLOCKING_THREADS`] blocking
+/// threads.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(16)
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()
         .map_err(|e| Failure::new(code::IO, format!("cannot start the runtime: {e}")))
