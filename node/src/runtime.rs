@@ -27,9 +27,9 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 /// request handlers: on the handler's own thread, which the runtime stops using for other
 /// tasks meanwhile (`block_in_place`), rather than handed to a thread of the blocking pool.
 /// After a quiet spell, that hand-over first wakes an idle thread: about 0.05 ms of an edit's
-/// delay here (the `live` benchmark; PERFORMANCE.md, session 23). Where the
-/// runtime cannot do that (a current-thread runtime, as in tests), on the blocking pool.
-/// `None` if `f` panicked, as the pool reports it.
+/// delay here (the `live` benchmark; PERFORMANCE.md, session 23). Where the runtime cannot do
+/// that (a current-thread runtime, as in tests), on the blocking pool. `None` if `f` panicked,
+/// as the pool reports it.
 pub async fn run_blocking<T, F>(f: F) -> Option<T>
 where
     F: FnOnce() -> T + Send + 'static,
