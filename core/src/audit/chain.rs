@@ -236,14 +236,7 @@ pub fn verify<'b>(
             // A professional's node may serve another grantee and receipt it: kept, as that
             // node's word (see `reported_gaps`), but only the record's servers attest an
             // emergency use.
-            if matches!(
-                e.action,
-                Action::Served {
-                    emergency: Some(_),
-                    ..
-                }
-            ) && !(expect.serves)(writer)
-            {
+            if e.action.attests_emergency() && !(expect.serves)(writer) {
                 out.problems.push(Problem::NotAServer {
                     writer: *writer,
                     seq,

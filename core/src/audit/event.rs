@@ -165,6 +165,18 @@ impl Action {
         }
     }
 
+    /// Whether this is a receipt marking an emergency use: only the record's servers (the
+    /// patient's devices and its relays) attest those; from anyone else it is refused.
+    pub fn attests_emergency(&self) -> bool {
+        matches!(
+            self,
+            Action::Served {
+                emergency: Some(_),
+                ..
+            }
+        )
+    }
+
     fn check(&self) -> Result<(), AuditError> {
         let (sections, entries) = match self {
             Action::Served { sections, .. } | Action::Read { sections, .. } => (sections.len(), 0),

@@ -258,7 +258,8 @@ impl<S: Store> OpenRecord<'_, S> {
             .take(MAX_EVENTS_PER_SESSION)
             .filter_map(|b| SignedEvent::open(b.as_ref()).ok())
             .filter(|e| e.event().writer == *remote && e.event().record == self.id)
-            .filter(|e| !attests_emergency(e))
+            // A grantee's receipt of what it served another grantee is kept, as its own word.
+            .filter(|e| !e.event().action.attests_emergency())
             .collect();
         if !events.is_empty() {
             self.keep_audit_events(&events, now, rng)?;
@@ -312,17 +313,4 @@ impl<S: Store> OpenRecord<'_, S> {
             },
         ))
     }
-}
-
-/// Whether `e` is a receipt marking an emergency use: a grantee's report carrying one is
-/// dropped on arrival (only the patient's devices and the record's relays attest those). A
-/// grantee's receipt of what it served another grantee is kept, as its own word.
-pub(crate) fn attests_emergency(e: &SignedEvent) -> bool {
-    matches!(
-        e.event().action,
-        Action::Served {
-            emergency: Some(_),
-            ..
-        }
-    )
 }

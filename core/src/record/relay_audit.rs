@@ -44,7 +44,7 @@ impl<S: Store> Vault<S> {
             let e = ev.event();
             if e.writer != *peer
                 || e.record != *record
-                || super::audit::attests_emergency(&ev)
+                || e.action.attests_emergency()
                 || e.seq <= acked
                 || e.seq > MAX_EVENTS_PER_WRITER
             {

@@ -97,10 +97,7 @@ impl<'a, S: Store> Local<'a, S> {
         // protocol): a grantee's node could not attest the use in the patient's audit.
         if !rights.device
             && rights.scopes.is_empty()
-            && rec
-                .device_certs()
-                .iter()
-                .any(|d| d.peer == self.identity.peer())
+            && rec.is_device(&self.identity.peer())
             && let Some(claim) = &req.emergency
             && let Ok(r) = self.emergency_rights(&rec, &remote, claim, now)
         {
