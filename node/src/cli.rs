@@ -16,7 +16,9 @@ use crate::cmd::{
 use crate::fail::{Failure, code};
 use crate::home::{self, Home};
 use crate::live;
+use crate::sled_store::SledStore;
 use clap::{Parser, Subcommand};
+use hearth_core::record::Vault;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -264,11 +266,13 @@ pub fn run_captured(call: ExecCall, cli: Cli) -> (Vec<u8>, Result<(), Failure>) 
             | Command::Relay(relay::RelayCommand::Find { .. })
     );
     let reads = only_reads(&cli.command);
+    let vault = command_vault(&call.shared);
     let ctx = Ctx::in_daemon(
         call.home,
         cli.json,
         InDaemon {
             store: call.store,
+            vault,
             passphrase: call.passphrase,
             unlocked: std::cell::RefCell::new(Some(call.identity)),
             node: call.node.clone(),
@@ -297,6 +301,12 @@ pub fn run_captured(call: ExecCall, cli: Cli) -> (Vec<u8>, Result<(), Failure>) 
         call.api.changed();
     }
     (ctx.take_output(), res)
+}
+
+/// The vault a command in the daemon works through: beside the daemon's own, sharing what
+/// opening records there worked out ([`Vault::beside`]).
+fn command_vault(shared: &live::SharedState<SledStore>) -> Vault<SledStore> {
+    live::lock(shared).vault.beside()
 }
 
 /// Sends the command to the running daemon, if there is one (see [`crate::client`]). `None`:
@@ -414,5 +424,31 @@ fn stopped_message(cli: &Cli) -> String {
         _ => format!(
             "{head}: {unknown}. Check the result (e.g. with `hearth record show` or the matching list command) before trying again"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_core::keys::{Identity, Role};
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn a_command_in_the_daemon_works_beside_the_daemons_vault() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (identity, _) = Identity::generate(
+            Role::Patient,
+            "P".into(),
+            &mut crate::os::os_rng(),
+        );
+        let shared = Arc::new(Mutex::new(live::Shared {
+            vault: Vault::open(store).unwrap(),
+            identity,
+        }));
+        let vault = command_vault(&shared);
+        assert!(vault.is_beside(&live::lock(&shared).vault));
+        // The lock is let go: the command takes it again to run under it.
+        drop(live::lock(&shared));
     }
 }

@@ -22,6 +22,7 @@ use crate::time::Timestamp;
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// What to put in a new record.
 #[derive(Debug, Default, Clone)]
@@ -42,10 +43,12 @@ pub(super) struct Registration {
 /// All records held in one store.
 pub struct Vault<S: Store> {
     pub(super) store: S,
-    /// What opening records here has already worked out (see [`Memo`]).
-    pub(super) memo: Memo,
-    /// Held by [`Vault::commit_counted`] while it reads and moves a count.
-    pub(super) counting: std::sync::Mutex<()>,
+    /// What opening records here has already worked out (see [`Memo`]), shared with the
+    /// vaults made [`beside`](Vault::beside) this one.
+    pub(super) memo: Arc<Memo>,
+    /// Held by [`Vault::commit_counted`] while it reads and moves a count (shared likewise:
+    /// one per store, so that counted commits through any of its vaults count right).
+    pub(super) counting: Arc<std::sync::Mutex<()>>,
 }
 
 impl<S: Store> Vault<S> {
@@ -53,8 +56,8 @@ impl<S: Store> Vault<S> {
     pub fn new(store: S) -> Self {
         Vault {
             store,
-            memo: Memo::default(),
-            counting: std::sync::Mutex::new(()),
+            memo: Arc::default(),
+            counting: Arc::default(),
         }
     }
 
@@ -62,6 +65,28 @@ impl<S: Store> Vault<S> {
     pub fn open(store: S) -> Result<Self> {
         store::check_format(&store)?;
         Ok(Vault::new(store))
+    }
+
+    /// A second vault over the same store that shares this one's memory of opened records
+    /// and its lock on counted commits. A daemon hands one to each command it runs, so a
+    /// command opens a record as cheaply as the daemon's own jobs do (its keys unwrapped, its
+    /// auth document read and its section documents loaded once, not at every command).
+    /// What is remembered is keyed by what the store holds (see [`Memo`]), so a vault beside
+    /// another can never be shown what the store no longer says.
+    pub fn beside(&self) -> Self
+    where
+        S: Clone,
+    {
+        Vault {
+            store: self.store.clone(),
+            memo: self.memo.clone(),
+            counting: self.counting.clone(),
+        }
+    }
+
+    /// Whether this vault and `other` share their memory ([`Vault::beside`]).
+    pub fn is_beside(&self, other: &Vault<S>) -> bool {
+        Arc::ptr_eq(&self.memo, &other.memo)
     }
 
     /// The underlying store.

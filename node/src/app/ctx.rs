@@ -30,6 +30,9 @@ pub struct Ctx {
 pub struct InDaemon {
     /// The daemon's open store (sled allows one opener per folder).
     pub store: SledStore,
+    /// A vault over it beside the daemon's own ([`Vault::beside`]): what the daemon's jobs
+    /// and earlier commands worked out in opening records is not worked out again.
+    pub vault: Vault<SledStore>,
     /// The passphrase the caller sent (already checked against the keystore).
     pub passphrase: Zeroizing<String>,
     /// The identity the check unlocked, used by the command's first `unlock`.
@@ -173,10 +176,11 @@ impl Ctx {
         Ok((info, id))
     }
 
-    /// Opens the store.
+    /// The records: inside the daemon, a vault beside the daemon's own; else the store opened
+    /// here.
     pub fn vault(&self) -> Result<Vault<SledStore>, Failure> {
         if let Some(d) = &self.daemon {
-            return Ok(Vault::open(d.store.clone())?);
+            return Ok(d.vault.beside());
         }
         let store = SledStore::open(&self.home.private_store_dir()?)?;
         Ok(Vault::open(store)?)

@@ -257,3 +257,35 @@ fn remembered_auth_facts_follow_every_change_to_the_auth_document() {
         "{sections:?}"
     );
 }
+
+#[test]
+fn a_vault_beside_another_shares_what_it_remembers_and_sees_what_the_other_writes() {
+    let (store, v, patient, rid) = one_note(96, "first");
+    let sid = notes_id(&v, &patient, &rid);
+    let beside = v.beside();
+    let apart = Vault::new(store.clone());
+    // What the first vault loaded is there for the one beside it, not for one made apart.
+    assert!(beside.is_beside(&v) && !apart.is_beside(&v));
+    assert!(beside.memo.docs.holds(&rid, &sid));
+    assert!(!apart.memo.docs.holds(&rid, &sid));
+    // Taken through one, it is gone from the other while open: one memory, not two copies.
+    let mut rec = beside.open_record(&patient, &rid).unwrap();
+    let notes: SectionName = "notes".parse().unwrap();
+    assert_eq!(rec.show(&notes).unwrap().entries.len(), 1);
+    assert!(!v.memo.docs.holds(&rid, &sid));
+    // A write through the vault beside is what the first vault then shows.
+    rec.add_entry(
+        &notes,
+        &json!({ "text": "second" }),
+        TEST_NOW,
+        &mut TestRng::new(97),
+    )
+    .unwrap();
+    drop(rec);
+    assert!(v.memo.docs.holds(&rid, &sid));
+    assert_eq!(texts(&v, &patient, &rid), ["first", "second"]);
+    assert_eq!(texts(&apart, &patient, &rid), ["first", "second"]);
+    // Counted commits through either hold off the other's.
+    let _one = v.counting.lock().unwrap();
+    assert!(beside.counting.try_lock().is_err());
+}
