@@ -8,6 +8,10 @@
 //!   the GP's first dial (handshake included) until its sync round reports back, and the GP
 //!   is then checked to hold every note. Baseline: automerge's own sync of the same notes
 //!   between two in-memory documents.
+//! - *A command's add* on the patient's record after it (10,000 notes; 1,000 in a quick run):
+//!   through a vault beside the daemon's own, as a command in the daemon now adds
+//!   (`live.command_add_*_beside`), against a fresh vault over the same store, as every
+//!   command did before (its baseline): what the daemon's memory of opened records saves.
 //! - *Edit delay*: on a fresh pair with a small record, the patient adds a note (one durable
 //!   write) and checks what to announce under the same lock, exactly as the daemon does after
 //!   a command ([`Handle::changed`](hearth_node::live::Handle::changed)), from a task on one of
@@ -26,7 +30,7 @@ use crate::automerge_base::{self, note};
 use crate::live_floor;
 use crate::live_node::live_node;
 use crate::live_stages;
-use crate::measure::{ms, quantile, runtime, size_label};
+use crate::measure::{median, ms, quantile, runtime, size_label};
 use crate::report::{Figure, Report};
 use anyhow::{Context, Result, ensure};
 use hearth_core::grant::Ability;
@@ -57,6 +61,15 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
             )
             .baseline(ms(baseline))
             .target("ratio<=1.0"),
+        )?;
+        let (beside, fresh) = command_adds(&big, if quick { 10 } else { 20 })?;
+        r.emit(
+            Figure::new(
+                format!("command_add_{}_beside", size_label(initial)),
+                beside,
+                "ms",
+            )
+            .baseline(fresh),
         )?;
         drop(big);
         // The edit delay on a small record, so that it measures propagation rather than the
@@ -155,8 +168,39 @@ async fn setup(initial: usize) -> Result<Setup> {
     })
 }
 
-/// The patient's edit `i`, as a command in the daemon makes it: the note added durably, then
-/// what to announce checked under the same lock. When each ended.
+/// An add of one note to the patient's record of `initial` notes, `n` times as a command in
+/// the daemon makes it (through a vault beside the daemon's own), then `n` times through a
+/// fresh vault over the same store (as every command did before session 24: its records
+/// opened cold, the keys unwrapped, the auth document and the section read again). Medians,
+/// in milliseconds: (beside, fresh).
+fn command_adds(s: &Setup, n: usize) -> Result<(f64, f64)> {
+    let notes: SectionName = "notes".parse()?;
+    let g = live::lock(&s.p_shared);
+    let add = |vault: &Vault<SledStore>, i: usize| -> Result<f64> {
+        let t = Instant::now();
+        let mut rec = vault.open_record(&g.identity, &s.rid)?;
+        rec.add_entry(
+            &notes,
+            &json!({ "text": format!("command {i}") }),
+            now(),
+            &mut os_rng(),
+        )?;
+        Ok(ms(t.elapsed()))
+    };
+    // One add first, so that the vault's memory holds what a running daemon's would.
+    add(&g.vault.beside(), 0)?;
+    let beside = (0..n)
+        .map(|i| add(&g.vault.beside(), i))
+        .collect::<Result<Vec<_>>>()?;
+    let fresh = (0..n)
+        .map(|i| add(&Vault::new(g.vault.store().clone()), i))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((median(beside), median(fresh)))
+}
+
+/// The patient's edit `i`, as a command in the daemon makes it (through a vault beside the
+/// daemon's own): the note added durably, then what to announce checked under the same
+/// lock. When each ended.
 fn edit(
     shared: &SharedState<SledStore>,
     handle: &Handle,
@@ -166,7 +210,8 @@ fn edit(
 ) -> Result<(Instant, Instant)> {
     let g = live::lock(shared);
     {
-        let mut rec = g.vault.open_record(&g.identity, &rid)?;
+        let vault = g.vault.beside();
+        let mut rec = vault.open_record(&g.identity, &rid)?;
         let mut rng = os_rng();
         rec.add_entry(
             notes,

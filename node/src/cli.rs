@@ -437,11 +437,7 @@ mod tests {
     fn a_command_in_the_daemon_works_beside_the_daemons_vault() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        let (identity, _) = Identity::generate(
-            Role::Patient,
-            "P".into(),
-            &mut crate::os::os_rng(),
-        );
+        let (identity, _) = Identity::generate(Role::Patient, "P".into(), &mut crate::os::os_rng());
         let shared = Arc::new(Mutex::new(live::Shared {
             vault: Vault::open(store).unwrap(),
             identity,
