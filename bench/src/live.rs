@@ -27,6 +27,7 @@
 //!   the floor's insert+flush alone (`live.sled_quiet_insert_flush_median`).
 
 use crate::automerge_base::{self, note};
+use crate::live_command;
 use crate::live_floor;
 use crate::live_node::live_node;
 use crate::live_stages;
@@ -44,6 +45,7 @@ use hearth_node::os::{now, os_rng};
 use hearth_node::runtime::run_blocking;
 use hearth_node::sled_store::SledStore;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Runs the module.
@@ -259,12 +261,7 @@ async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<()> {
         });
         let (t0, done) = task.await?;
         let (added, checked) = done.context("the edit panicked")??;
-        while *received.borrow_and_update() <= before {
-            tokio::time::timeout(Duration::from_secs(10), received.changed())
-                .await
-                .with_context(|| format!("edit {i} never arrived"))??;
-        }
-        let seen = Instant::now();
+        let seen = arrived(&mut received, before, i).await?;
         delays.push(ms(seen - t0));
         adds.push(ms(added - t0));
         parts.add(&live_stages::Edit {
@@ -288,5 +285,62 @@ async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<()> {
         "ms",
     ))?;
     live_stages::record(false);
-    parts.emit(r, n)
+    parts.emit(r, n)?;
+    // The same edit made by the command a person runs (`hearth record add`, through the
+    // daemon's exec or a route of the web app), on the same nodes.
+    let daemon = Arc::new(live_command::Daemon::new(
+        &_dir.path().join("p-home"),
+        ph,
+        p_shared,
+        rid,
+    )?);
+    let mut delays = Vec::with_capacity(n);
+    for i in 0..n {
+        let before = *received.borrow_and_update();
+        let d = daemon.clone();
+        let argv: Vec<String> = ["--json", "record", "add", "notes", "--entry"]
+            .into_iter()
+            .map(String::from)
+            .chain([json!({ "text": format!("command note {i}") }).to_string()])
+            .collect();
+        let task = tokio::spawn(async move {
+            let t0 = Instant::now();
+            (t0, run_blocking(move || d.run(&argv)).await)
+        });
+        let (t0, done) = task.await?;
+        done.context("the command panicked")??;
+        let seen = arrived(&mut received, before, i).await?;
+        delays.push(ms(seen - t0));
+        tokio::time::sleep(live_floor::PAUSE).await;
+    }
+    r.emit(
+        Figure::new(
+            "edit_command_visible_median",
+            quantile(&mut delays, 0.5),
+            "ms",
+        )
+        .target("value<=1.0"),
+    )?;
+    r.emit(
+        Figure::new(
+            "edit_command_visible_p99",
+            quantile(&mut delays, 0.99),
+            "ms",
+        )
+        .target("value<=5.0"),
+    )
+}
+
+/// When the GP's node has stored edit `i`: its count of bundles received passed `before`.
+async fn arrived(
+    received: &mut tokio::sync::watch::Receiver<u64>,
+    before: u64,
+    i: usize,
+) -> Result<Instant> {
+    while *received.borrow_and_update() <= before {
+        tokio::time::timeout(Duration::from_secs(10), received.changed())
+            .await
+            .with_context(|| format!("edit {i} never arrived"))??;
+    }
+    Ok(Instant::now())
 }

@@ -26,6 +26,7 @@ mod foundation;
 mod grants;
 mod holding;
 mod live;
+mod live_command;
 mod live_floor;
 mod live_node;
 mod live_stages;

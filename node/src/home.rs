@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const NODE_FORMAT: &str = "hearth-home/1";
+/// The format of node.json (its `format`), checked when a home is read.
+pub const NODE_FORMAT: &str = "hearth-home/1";
 
 /// Public facts about the node, readable without the passphrase.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -71,7 +71,7 @@ impl<S: Store> Vault<S> {
     /// and its lock on counted commits. A daemon hands one to each command it runs, so a
     /// command opens a record as cheaply as the daemon's own jobs do (its keys unwrapped, its
     /// auth document read and its section documents loaded once, not at every command).
-    /// What is remembered is keyed by what the store holds (see [`Memo`]) and by who reads
+    /// What is remembered is keyed by what the store holds (see `record::memo`) and by who reads
     /// it, so an open through either vault reads what it would have read through the other.
     pub fn beside(&self) -> Self
     where
