@@ -18,12 +18,11 @@ mod people;
 mod records;
 
 use crate::api::{ApiState, Authed, Commands, ExecCall, error};
-use crate::cli::{Cli, run_captured};
+use crate::cli::{parse_in_daemon, run_captured};
 use crate::fail::{Failure, code};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use clap::Parser;
 
 /// What `hearth run` is handed: the forwarded commands' runner, these routes and their
 /// OpenAPI document.
@@ -148,7 +147,7 @@ async fn run_as(st: ApiState, Authed(keys): Authed, args: Vec<String>, answer: A
         .into_iter()
         .map(String::from)
         .chain(args);
-    let cli = match Cli::try_parse_from(argv) {
+    let cli = match parse_in_daemon(argv) {
         Ok(c) => c,
         Err(e) => {
             // clap's first line names the argument and why; the value is the caller's own.
