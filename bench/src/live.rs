@@ -25,6 +25,11 @@
 //!   patient's sled insert+flush, one frame's one-way trip over libp2p, and the grantee's sled
 //!   insert, which reads see before it is flushed; each after the same pause as an edit), and
 //!   the floor's insert+flush alone (`live.sled_quiet_insert_flush_median`).
+//! - *An edit by command*, on the same nodes: the same note added by `hearth record add` as the
+//!   daemon runs it for its exec endpoint and the web app's routes ([`live_command`]), timed
+//!   the same way (`live.edit_command_visible_*`, the same targets): what a person's edit
+//!   meets, the command's own work (its arguments parsed, node.json read, its JSON answer)
+//!   included; the passphrase's check, paid at a web login and not at each edit, left out.
 
 use crate::automerge_base::{self, note};
 use crate::live_command;
