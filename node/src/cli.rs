@@ -206,7 +206,7 @@ pub fn run_in(ctx: &Ctx, cli: Cli) -> Result<(), Failure> {
 static PARSER: LazyLock<Mutex<clap::Command>> = LazyLock::new(|| Mutex::new(Cli::command()));
 
 /// Parses `args` (the program's name first) as `Cli::try_parse_from` does, with the parser
-/// built once ([`PARSER`]): the same command, or the same error (help and version included).
+/// built once (`PARSER`): the same command, or the same error (help and version included).
 pub fn parse_in_daemon<I, T>(args: I) -> Result<Cli, clap::Error>
 where
     I: IntoIterator<Item = T>,
