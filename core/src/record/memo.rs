@@ -1,6 +1,8 @@
 //! What a [`Vault`](super::Vault) remembers between opens of its records, in memory only.
 //!
-//! A daemon, and each step of a sync session, open the same records over and over. Opening one
+//! A daemon (its sync jobs, and the commands it runs, which share its vault's memory through
+//! [`Vault::beside`](super::Vault::beside)), and each step of a sync session, open the same
+//! records over and over. Opening one
 //! unwraps its section keys and loads its auth document; reading or writing a section loads
 //! that section's document from its last snapshot and the bundles after it. Both results are
 //! pure functions of what the store holds, so the vault keeps them:
