@@ -20,12 +20,11 @@ use hearth_node::sled_store::SledStore;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
-/// What the daemon hands a command: a home holding node.json, the store, the live node, the
-/// shared state and the local API's state.
+/// What the daemon hands a command: a home holding node.json, the live node, the shared
+/// state and the local API's state.
 pub(crate) struct Daemon {
     home: PathBuf,
     identity: Identity,
-    store: SledStore,
     node: Handle,
     shared: SharedState<SledStore>,
     api: ApiState,
@@ -42,10 +41,7 @@ impl Daemon {
         shared: SharedState<SledStore>,
         record: RecordId,
     ) -> Result<Daemon> {
-        let (identity, store) = {
-            let g = live::lock(&shared);
-            (g.identity.duplicate(), g.vault.store().clone())
-        };
+        let identity = live::lock(&shared).identity.duplicate();
         let h = Home::new(home.to_path_buf());
         h.create_dir().map_err(|f| anyhow::anyhow!(f.message))?;
         let info = NodeInfo {
@@ -59,7 +55,6 @@ impl Daemon {
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let api = ApiState::new(
             Home::new(home.to_path_buf()),
-            store.clone(),
             node.clone(),
             shared.clone(),
             "unused".into(),
@@ -70,7 +65,6 @@ impl Daemon {
         Ok(Daemon {
             home: home.to_path_buf(),
             identity,
-            store,
             node,
             shared,
             api,
@@ -87,7 +81,6 @@ impl Daemon {
             passphrase: Zeroizing::new(String::new()),
             identity: self.identity.duplicate(),
             stdin: None,
-            store: self.store.clone(),
             node: self.node.clone(),
             shared: self.shared.clone(),
             api: self.api.clone(),

@@ -84,8 +84,6 @@ pub struct ExecCall {
     pub identity: Identity,
     /// What the caller read from its standard input for an argument `-`.
     pub stdin: Option<Zeroizing<Vec<u8>>>,
-    /// The daemon's open store.
-    pub store: SledStore,
     /// The running node.
     pub node: Handle,
     /// The lock the sync driver uses: commands that change records run under it.
@@ -120,7 +118,6 @@ pub struct ApiState {
 
 struct Inner {
     home: PathBuf,
-    store: SledStore,
     node: Handle,
     shared: SharedState<SledStore>,
     token: Zeroizing<String>,
@@ -148,7 +145,6 @@ impl ApiState {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         home: Home,
-        store: SledStore,
         node: Handle,
         shared: SharedState<SledStore>,
         token: String,
@@ -159,7 +155,6 @@ impl ApiState {
         ApiState {
             inner: Arc::new(Inner {
                 home: home.dir().to_path_buf(),
-                store,
                 node,
                 shared,
                 token: Zeroizing::new(token),
@@ -181,11 +176,6 @@ impl ApiState {
     /// The node's home.
     pub fn home(&self) -> Home {
         Home::new(self.inner.home.clone())
-    }
-
-    /// The daemon's open store.
-    pub fn store(&self) -> &SledStore {
-        &self.inner.store
     }
 
     /// The running node.
@@ -540,7 +530,6 @@ fn run_exec(api: &ApiState, req: ExecRequest) -> ExecResponse {
         passphrase,
         identity,
         stdin,
-        store: st.store.clone(),
         node: st.node.clone(),
         shared: st.shared.clone(),
         api: api.clone(),

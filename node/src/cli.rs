@@ -297,7 +297,6 @@ pub fn run_captured(call: ExecCall, cli: Cli) -> (Vec<u8>, Result<(), Failure>) 
         call.home,
         cli.json,
         InDaemon {
-            store: call.store,
             vault,
             passphrase: call.passphrase,
             unlocked: std::cell::RefCell::new(Some(call.identity)),

@@ -7,9 +7,9 @@ use crate::fail::{Failure, code};
 /// Threads of the blocking pool at most. They hold the two workers themselves, the driver's
 /// store jobs (at most [`LiveConfig::max_jobs`](crate::live::LiveConfig), 32 by default, most
 /// of them waiting for the store's lock), and for each command running on a request handler's
-/// thread ([`run_blocking`], at most as many as the local API's command slots) the thread that takes over that worker's
-/// other tasks meanwhile: room for all of them, so that a busy node never leaves the runtime's
-/// tasks (the network among them) waiting for a thread.
+/// thread ([`run_blocking`], at most as many as the local API's command slots) the thread
+/// that takes over that worker's other tasks meanwhile: room for all of them, so that a busy
+/// node never leaves the runtime's tasks (the network among them) waiting for a thread.
 const BLOCKING_THREADS: usize = 48;
 
 /// A runtime set up like the daemon's: two workers, at most [`BLOCKING_THREADS`] blocking

@@ -28,10 +28,9 @@ pub struct Ctx {
 
 /// What a command running inside the daemon uses instead of opening things itself.
 pub struct InDaemon {
-    /// The daemon's open store (sled allows one opener per folder).
-    pub store: SledStore,
-    /// A vault over it beside the daemon's own ([`Vault::beside`]): what the daemon's jobs
-    /// and earlier commands worked out in opening records is not worked out again.
+    /// A vault over the daemon's open store (sled allows one opener per folder), beside the
+    /// daemon's own ([`Vault::beside`]): what the daemon's jobs and earlier commands worked out
+    /// in opening records is not worked out again.
     pub vault: Vault<SledStore>,
     /// The passphrase the caller sent (already checked against the keystore).
     pub passphrase: Zeroizing<String>,

@@ -42,7 +42,7 @@ pub fn store(ctx: &Ctx, cmd: StoreCommand) -> Result<(), Failure> {
 /// The store of this home: the daemon's, or opened here.
 fn open(ctx: &Ctx) -> Result<SledStore, Failure> {
     if let Some(d) = &ctx.daemon {
-        return Ok(d.store.clone());
+        return Ok(d.vault.store().clone());
     }
     let dir = ctx.home.store_dir();
     if !dir.is_dir() {

@@ -169,7 +169,6 @@ async fn run_as(st: ApiState, Authed(keys): Authed, args: Vec<String>, answer: A
         passphrase: keys.passphrase.clone(),
         identity: keys.identity.duplicate(),
         stdin: None,
-        store: st.store().clone(),
         node: st.node().clone(),
         shared: st.shared().clone(),
         api: st.clone(),
