@@ -146,3 +146,29 @@ impl Parts {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_log::log;
+
+    /// The benchmark's subscriber, with the stages' layer wanting `TRACE` events of one
+    /// target, still records those while `log` records (yamux's, sled's) pass only up to the
+    /// level the daemon's own filter lets through: otherwise every `log::trace!` of yamux, for
+    /// every frame, would be checked against the filters, work the daemon never does, and the
+    /// benchmark's edits would be the slower for it.
+    #[test]
+    fn the_stages_are_recorded_and_log_records_stop_at_the_daemons_level() {
+        hearth_node::logs::init_discarded_with(layer());
+        assert_eq!(log::max_level(), log::LevelFilter::Info);
+        assert!(!log::log_enabled!(target: "yamux::connection", log::Level::Trace));
+        let since = Instant::now();
+        record(true);
+        tracing::trace!(target: EDIT_STAGES, stage = "sent");
+        record(false);
+        tracing::trace!(target: EDIT_STAGES, stage = "received");
+        let marked = take(since);
+        assert!(marked[1].is_some(), "a stage marked while recording is kept");
+        assert!(marked[2].is_none(), "nothing is kept while not recording");
+    }
+}

@@ -39,21 +39,34 @@ pub const COMMAND_FILTER: &str = "warn,sled=off";
 /// its own process, so that it does the work the daemon's logging does (spans and events
 /// filtered, lines formatted) without printing them, and records what `extra` records (the
 /// benchmark's record of an edit's stages, [`crate::live::EDIT_STAGES`]).
+///
+/// Records of the `log` crate (yamux and sled write theirs there) are passed on up to the
+/// level the daemon's filter lets through, as [`init`] passes them for the daemon, whatever
+/// `extra` asks for: a layer wanting `TRACE` events of one target would otherwise have every
+/// `log::trace!` of yamux, for every frame, checked against both filters, work the daemon
+/// never does.
 pub fn init_discarded_with<L>(extra: L)
 where
     L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
 {
+    use tracing_log::AsLog;
     use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, Layer};
+    let filter = EnvFilter::new(DAEMON_FILTER);
+    let as_daemon = filter
+        .max_level_hint()
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE)
+        .as_log();
     let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::sink)
         .with_ansi(false)
-        .with_filter(EnvFilter::new(DAEMON_FILTER));
-    let _ = tracing_subscriber::registry()
-        .with(extra)
-        .with(lines)
-        .try_init();
+        .with_filter(filter);
+    let subscriber = tracing_subscriber::registry().with(extra).with(lines);
+    if tracing::subscriber::set_global_default(subscriber).is_ok() {
+        let _ = tracing_log::LogTracer::builder()
+            .with_max_level(as_daemon)
+            .init();
+    }
 }
 
 /// Installs the process's subscriber: `format`, filtered by `HEARTH_LOG` or else by
