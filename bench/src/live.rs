@@ -36,7 +36,7 @@ use crate::live_command;
 use crate::live_floor;
 use crate::live_node::live_node;
 use crate::live_stages;
-use crate::measure::{median, ms, quantile, runtime, size_label};
+use crate::measure::{median, ms, quantile, run_nodes, size_label};
 use crate::report::{Figure, Report};
 use anyhow::{Context, Result, ensure};
 use hearth_core::grant::Ability;
@@ -57,7 +57,7 @@ use std::time::{Duration, Instant};
 pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
     let edits = if quick { 100 } else { 300 };
     let initial = if quick { 1_000 } else { 10_000 };
-    runtime()?.block_on(async move {
+    run_nodes(async move {
         let big = setup(initial).await?;
         let (baseline, _, _) = automerge_base::initial_sync(initial)?;
         r.emit(

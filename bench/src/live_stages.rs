@@ -168,7 +168,10 @@ mod tests {
         record(false);
         tracing::trace!(target: EDIT_STAGES, stage = "received");
         let marked = take(since);
-        assert!(marked[1].is_some(), "a stage marked while recording is kept");
+        assert!(
+            marked[1].is_some(),
+            "a stage marked while recording is kept"
+        );
         assert!(marked[2].is_none(), "nothing is kept while not recording");
     }
 }

@@ -21,7 +21,7 @@
 //! next background round (`--sync-interval`, 5 s by default), which this does not count.
 
 use crate::live_node::live_node;
-use crate::measure::{ms, quantile, runtime};
+use crate::measure::{ms, quantile, run_nodes};
 use crate::report::{Figure, Report};
 use anyhow::{Context, Result, ensure};
 use hearth_core::grant::{Ability, Grant};
@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 /// Runs the module.
 pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
     let runs = if quick { 20 } else { 100 };
-    runtime()?.block_on(async move {
+    run_nodes(async move {
         // One run to warm up (the runtime, the allocator, the page cache), not counted.
         one_run(&setup().await?).await?;
         let mut all = Vec::with_capacity(runs);
