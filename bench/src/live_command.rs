@@ -55,6 +55,7 @@ impl Daemon {
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let api = ApiState::new(
             Home::new(home.to_path_buf()),
+            info,
             node.clone(),
             shared.clone(),
             "unused".into(),

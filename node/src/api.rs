@@ -37,7 +37,7 @@ mod guard;
 pub mod session;
 
 use crate::fail::code;
-use crate::home::Home;
+use crate::home::{Home, NodeInfo};
 use crate::live::{Handle, SharedState};
 use crate::sled_store::SledStore;
 use axum::Router;
@@ -118,6 +118,8 @@ pub struct ApiState {
 
 struct Inner {
     home: PathBuf,
+    /// node.json, as read when the daemon started (see [`ApiState::node_info`]).
+    info: NodeInfo,
     node: Handle,
     shared: SharedState<SledStore>,
     token: Zeroizing<String>,
@@ -140,11 +142,12 @@ pub struct Authed(pub Arc<session::Unlocked>);
 const MAX_STREAMS: usize = 16;
 
 impl ApiState {
-    /// The state for a daemon at `home` serving on `port`, running commands with `commands`,
-    /// its live-update streams ending when `stop` turns true.
+    /// The state for a daemon at `home` (whose node.json reads `info`) serving on `port`,
+    /// running commands with `commands`, its live-update streams ending when `stop` turns true.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         home: Home,
+        info: NodeInfo,
         node: Handle,
         shared: SharedState<SledStore>,
         token: String,
@@ -155,6 +158,7 @@ impl ApiState {
         ApiState {
             inner: Arc::new(Inner {
                 home: home.dir().to_path_buf(),
+                info,
                 node,
                 shared,
                 token: Zeroizing::new(token),
@@ -176,6 +180,13 @@ impl ApiState {
     /// The node's home.
     pub fn home(&self) -> Home {
         Home::new(self.inner.home.clone())
+    }
+
+    /// The node's public facts (node.json), as read when the daemon started: the file is
+    /// written only by `init` and `recover`, neither of which runs beside a daemon, so a
+    /// command in the daemon takes them from here rather than reading the file again.
+    pub fn node_info(&self) -> &NodeInfo {
+        &self.inner.info
     }
 
     /// The running node.
@@ -444,27 +455,15 @@ impl axum::serve::Listener for OwnerOnly {
     responses((status = 200, description = "peer id, listen addresses, connected peers, per record and section whether in sync"),
               (status = 401, description = "no session or API token")))]
 pub async fn status(State(st): State<ApiState>) -> Response {
-    // Reads two small files: off the async workers all the same.
-    let inner = st.inner.clone();
-    let res = tokio::task::spawn_blocking(move || {
-        let home = Home::new(inner.home.clone());
-        home.node_info().map(|info| {
-            // The address `daemon.json` gives: this listener's own.
-            let api = format!("http://{}", inner.hosts[0]);
-            let net = inner.node.status();
-            crate::status::status_json(&info, Some(&api), Some(&net))
-        })
-    })
-    .await;
-    match res {
-        Ok(Ok(v)) => axum::Json(v).into_response(),
-        Ok(Err(f)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &f.message),
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "status failed",
-        ),
-    }
+    // The address `daemon.json` gives: this listener's own.
+    let api = format!("http://{}", st.inner.hosts[0]);
+    let net = st.inner.node.status();
+    axum::Json(crate::status::status_json(
+        &st.inner.info,
+        Some(&api),
+        Some(&net),
+    ))
+    .into_response()
 }
 
 /// Runs one `hearth` command inside the daemon: on the Unix socket only (403 on TCP, the body

@@ -381,6 +381,7 @@ pub fn run(
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let state = crate::api::ApiState::new(
             Home::new(home.dir().to_path_buf()),
+            info.clone(),
             handle.clone(),
             shared.clone(),
             token,

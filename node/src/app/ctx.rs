@@ -160,9 +160,18 @@ impl Ctx {
         ))
     }
 
-    /// Reads node.json and opens the keystore.
+    /// The node's public facts: node.json, read here, or in the daemon as the daemon read it
+    /// at its start ([`crate::api::ApiState::node_info`]).
+    pub fn node_info(&self) -> Result<NodeInfo, Failure> {
+        match &self.daemon {
+            Some(d) => Ok(d.api.node_info().clone()),
+            None => self.home.node_info(),
+        }
+    }
+
+    /// The node's public facts ([`Ctx::node_info`]) and its identity, the keystore opened.
     pub fn unlock(&self) -> Result<(NodeInfo, Identity), Failure> {
-        let info = self.home.node_info()?;
+        let info = self.node_info()?;
         if let Some(id) = self
             .daemon
             .as_ref()

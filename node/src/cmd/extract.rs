@@ -420,8 +420,7 @@ fn aggregate(ctx: &Ctx, args: AggregateArgs) -> Result<(), Failure> {
     let recipient: PeerKey = match &args.as_peer {
         Some(p) => parse_peer(p).map_err(|f| invalid(format!("--as: {}", f.message)))?,
         None => {
-            ctx.home
-                .node_info()
+            ctx.node_info()
                 .map_err(|f| {
                     Failure::new(
                         f.code,

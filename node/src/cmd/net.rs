@@ -159,7 +159,7 @@ pub fn run(ctx: &Ctx, args: RunArgs, commands: Commands) -> Result<(), Failure> 
 
 /// `hearth status`.
 pub fn status(ctx: &Ctx) -> Result<(), Failure> {
-    let info = ctx.home.node_info()?;
+    let info = ctx.node_info()?;
     let v = match &ctx.daemon {
         Some(d) => {
             let st = d.node.status();

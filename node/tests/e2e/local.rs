@@ -548,3 +548,35 @@ fn taken_previous_port_falls_back_to_a_fresh_one() {
     assert_eq!(again, now);
     d.stop();
 }
+
+/// A command the daemon runs takes node.json's facts as the daemon read them when it started
+/// (the file is written only by `init` and `recover`, neither of which runs beside a daemon):
+/// the file is not read again for each command. Without the daemon, a command reads it, and a
+/// damaged file is reported.
+#[test]
+fn commands_in_the_daemon_take_node_json_as_the_daemon_read_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p");
+    let made = init(&p, "patient", "Pat");
+    let d = Daemon::start(&p, Some("/ip4/127.0.0.1/tcp/0"));
+    let node_json = p.join("node.json");
+    let saved = std::fs::read(&node_json).unwrap();
+    std::fs::write(&node_json, b"{ not node information").unwrap();
+
+    add_text(&p, None, "notes", "added by the daemon");
+    let st = json(&hearth(&p, &["status", "--json"]));
+    assert_eq!(st["running"], true);
+    assert_eq!(st["peer_id"], made["peer_id"]);
+    assert_eq!(st["record_id"], made["record_id"]);
+    d.stop();
+
+    let out = hearth(&p, &["status", "--json"]);
+    assert!(
+        !out.status.success(),
+        "a damaged node.json read without the daemon"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("damaged"));
+    std::fs::write(&node_json, &saved).unwrap();
+    let shown = ok(&hearth(&p, &["record", "show", "--json"]));
+    assert!(shown.contains("added by the daemon"));
+}
