@@ -108,10 +108,10 @@ const CLOSE: Duration = Duration::from_secs(10);
 /// Runs `fut`, which starts live nodes, on a [`runtime`], then shuts the runtime down, waiting
 /// at most [`CLOSE`] for the jobs still running (each closes its node's sled store if it holds
 /// the last handle on it). sled 0.34.7 can leave a flush waiting forever when a store is
-/// dropped as its runtime shuts down (seen about once in ten full `live` runs, every thread
-/// idle, the one closing the store waiting on sled's condition variable; sled's own fix,
-/// separate thread pools for its kinds of work, came after its last release): the figures
-/// are taken by then, so the benchmark says so and goes on rather than hanging.
+/// dropped as its runtime shuts down (seen once in about forty full `live` runs, every thread
+/// idle, the one closing the store waiting on sled's condition variable; sled's tracker has
+/// flush hangs of 0.34 reported fixed only after its last release): the figures are taken by
+/// then, so the benchmark says so and goes on rather than hanging.
 pub(crate) fn run_nodes<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let rt = runtime()?;
     let out = rt.block_on(fut);
