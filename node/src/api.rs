@@ -183,8 +183,9 @@ impl ApiState {
     }
 
     /// The node's public facts (node.json), as read when the daemon started: the file is
-    /// written only by `init` and `recover`, neither of which runs beside a daemon, so a
-    /// command in the daemon takes them from here rather than reading the file again.
+    /// written only by the commands that make a home (`init`, `recover`, `device join`), which
+    /// refuse a home already made, so a command in the daemon takes them from here rather than
+    /// reading the file again.
     pub fn node_info(&self) -> &NodeInfo {
         &self.inner.info
     }

@@ -550,8 +550,8 @@ fn taken_previous_port_falls_back_to_a_fresh_one() {
 }
 
 /// A command the daemon runs takes node.json's facts as the daemon read them when it started
-/// (the file is written only by `init` and `recover`, neither of which runs beside a daemon):
-/// the file is not read again for each command. Without the daemon, a command reads it, and a
+/// (the file is written only by the commands that make a home, which refuse a home already
+/// made): the file is not read again for each command. Without the daemon, a command reads it, and a
 /// damaged file is reported.
 #[test]
 fn commands_in_the_daemon_take_node_json_as_the_daemon_read_it() {
