@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The `p` quantile of `v` (sorted in place), nearest rank: `v[round((len - 1) · p)]`. The
 /// median is `quantile(v, 0.5)` (the upper middle for an even count).
@@ -105,19 +105,15 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 /// How long [`run_nodes`] waits for the nodes' last jobs once its future is done.
 const CLOSE: Duration = Duration::from_secs(10);
 
-/// Runs `fut`, which starts live nodes, on a [`runtime`], then shuts the runtime down, waiting
-/// at most [`CLOSE`] for the jobs still running (each closes its node's sled store if it holds
-/// the last handle on it). sled 0.34.7 can leave a flush waiting forever when a store is
-/// dropped as its runtime shuts down (seen once in about forty full `live` runs, every thread
-/// idle, the one closing the store waiting on sled's condition variable; sled's tracker has
-/// flush hangs of 0.34 reported fixed only after its last release): the figures are taken by
-/// then, so the benchmark says so and goes on rather than hanging.
+/// Runs `fut`, which starts live nodes, on a [`runtime`], then shuts the runtime down,
+/// waiting at most [`CLOSE`] for the jobs still running (each closes its node's sled store if
+/// it holds the last handle on it; see [`hearth_node::runtime::shut_down_within`], which
+/// tells of a flush at that point seen to wait forever): the figures are taken by then, so a
+/// job left running is reported and the run goes on rather than hanging.
 pub(crate) fn run_nodes<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let rt = runtime()?;
     let out = rt.block_on(fut);
-    let t = Instant::now();
-    rt.shutdown_timeout(CLOSE);
-    if t.elapsed() >= CLOSE {
+    if !hearth_node::runtime::shut_down_within(rt, CLOSE) {
         eprintln!(
             "  (a node's store did not close within {} s of the run's end; left to the process's exit)",
             CLOSE.as_secs()

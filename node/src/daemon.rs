@@ -229,6 +229,9 @@ fn relay_peers(addrs: &[String]) -> Result<Vec<(hearth_core::ids::PeerKey, Multi
         .collect()
 }
 
+/// How long a stopping daemon waits, once its store is flushed, for jobs still running.
+const LAST_JOBS: Duration = Duration::from_secs(10);
+
 /// `hearth run`: the node at `home`, unlocked by `unlock` once the arguments are checked,
 /// running forwarded commands and serving the resource API with `commands`, until Ctrl-C or
 /// SIGTERM.
@@ -482,6 +485,14 @@ pub fn run(
             _ => Err(Failure::new(code::IO, "could not flush the store")),
         }
     });
+    // The store is flushed: a job still running (one that closes the store, say) is waited
+    // for only so long (see `runtime::shut_down_within`).
+    if !crate::runtime::shut_down_within(rt, LAST_JOBS) {
+        tracing::warn!(
+            "a job was still running {} s after the node stopped: left to the process's exit",
+            LAST_JOBS.as_secs()
+        );
+    }
     if text_lines {
         eprintln!("hearth node stopped");
     } else {
