@@ -28,7 +28,7 @@
 //! - *An edit by command*, on the same nodes: the same note added by `hearth record add` as the
 //!   daemon runs it for its exec endpoint and the web app's routes ([`live_command`]), timed
 //!   the same way (`live.edit_command_visible_*`, the same targets): what a person's edit
-//!   meets, the command's own work (its arguments parsed, node.json read, its JSON answer)
+//!   meets, the command's own work (its arguments parsed, its context made, its JSON answer)
 //!   included; the passphrase's check, paid at a web login and not at each edit, left out.
 
 use crate::automerge_base::{self, note};

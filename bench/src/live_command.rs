@@ -2,9 +2,9 @@
 //! ([`exec_in_daemon`]), which is what `POST /api/v1/exec` runs once it has checked the
 //! caller's passphrase, and what each of the web app's routes runs (as `hearth --json …`) once
 //! it has checked the session. Beside the engine's edit ([`crate::live`]), this one also pays
-//! for what a command is: its arguments parsed, its context made, node.json read, the record
-//! found and opened through a vault beside the daemon's own, the entry checked against its
-//! schema, its answer written as JSON.
+//! for what a command is: its arguments parsed, its context made (node.json's facts as the
+//! daemon read them at its start), the record found and opened through a vault beside the
+//! daemon's own, the entry checked against its schema, its answer written as JSON.
 //!
 //! The passphrase's check (Argon2, slow by design) is left out: a person using the web app
 //! pays it once, at login, not at each edit.
@@ -20,8 +20,8 @@ use hearth_node::sled_store::SledStore;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
-/// What the daemon hands a command: a home holding node.json, the live node, the shared
-/// state and the local API's state.
+/// What the daemon hands a command: a home (holding node.json, as a daemon's does), the live
+/// node, the shared state and the local API's state, which keeps node.json's facts.
 pub(crate) struct Daemon {
     home: PathBuf,
     identity: Identity,
