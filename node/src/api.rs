@@ -49,6 +49,7 @@ use axum::routing::{get, post};
 pub use guard::guard;
 use guard::{bearer, hardened, json_errors};
 use hearth_core::keys::Identity;
+use hearth_core::record::Vault;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -122,6 +123,8 @@ struct Inner {
     info: NodeInfo,
     node: Handle,
     shared: SharedState<SledStore>,
+    /// A vault beside the daemon's own, made once at start (see [`ApiState::command_vault`]).
+    vault: Vault<SledStore>,
     token: Zeroizing<String>,
     hosts: [String; 2],
     origins: [String; 2],
@@ -155,12 +158,14 @@ impl ApiState {
         commands: Commands,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> ApiState {
+        let vault = crate::live::lock(&shared).vault.beside();
         ApiState {
             inner: Arc::new(Inner {
                 home: home.dir().to_path_buf(),
                 info,
                 node,
                 shared,
+                vault,
                 token: Zeroizing::new(token),
                 hosts: [format!("127.0.0.1:{port}"), format!("localhost:{port}")],
                 origins: [
@@ -188,6 +193,15 @@ impl ApiState {
     /// reading the file again.
     pub fn node_info(&self) -> &NodeInfo {
         &self.inner.info
+    }
+
+    /// The vault a command run by the daemon works through: beside the daemon's own
+    /// ([`Vault::beside`]: the same store, the same memory of opened records), made from a
+    /// vault kept here rather than from the daemon's, so that getting one never waits for the
+    /// lock the sync driver's jobs hold. A network command (`status`, `sync`…) runs without
+    /// that lock, and must answer while a long sync step holds it.
+    pub fn command_vault(&self) -> Vault<SledStore> {
+        self.inner.vault.beside()
     }
 
     /// The running node.

@@ -16,9 +16,7 @@ use crate::cmd::{
 use crate::fail::{Failure, code};
 use crate::home::{self, Home};
 use crate::live;
-use crate::sled_store::SledStore;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use hearth_core::record::Vault;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -292,7 +290,7 @@ pub fn run_captured(call: ExecCall, cli: Cli) -> (Vec<u8>, Result<(), Failure>) 
             | Command::Relay(relay::RelayCommand::Find { .. })
     );
     let reads = only_reads(&cli.command);
-    let vault = command_vault(&call.shared);
+    let vault = call.api.command_vault();
     let ctx = Ctx::in_daemon(
         call.home,
         cli.json,
@@ -326,12 +324,6 @@ pub fn run_captured(call: ExecCall, cli: Cli) -> (Vec<u8>, Result<(), Failure>) 
         call.api.changed();
     }
     (ctx.take_output(), res)
-}
-
-/// The vault a command in the daemon works through: beside the daemon's own, sharing what
-/// opening records there worked out ([`Vault::beside`]).
-fn command_vault(shared: &live::SharedState<SledStore>) -> Vault<SledStore> {
-    live::lock(shared).vault.beside()
 }
 
 /// Sends the command to the running daemon, if there is one (see [`crate::client`]). `None`:
@@ -503,18 +495,73 @@ mod tests {
         assert!(reused(cases[0]).is_ok() && reused(cases[3]).is_err());
     }
 
+    /// A command run by the daemon works through a vault beside the daemon's own, and a
+    /// network command gets one, and answers, while a sync job holds the lock its driver's
+    /// jobs share (before, making the vault waited for that lock).
     #[test]
-    fn a_command_in_the_daemon_works_beside_the_daemons_vault() {
+    fn a_network_command_in_the_daemon_answers_while_a_job_holds_the_lock() {
+        use crate::api::{ApiState, ExecCall};
+        use crate::home::{NODE_FORMAT, NodeInfo};
+        use crate::sled_store::SledStore;
+        use hearth_core::record::Vault;
+        use hearth_sync::net::{NetConfig, keypair, memory_swarm};
+        use std::time::Duration;
+        use zeroize::Zeroizing;
+
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _in_runtime = rt.enter();
         let (identity, _) = Identity::generate(Role::Patient, "P".into(), &mut crate::os::os_rng());
+        let swarm = memory_swarm(keypair(&identity).unwrap(), &NetConfig::default()).unwrap();
         let shared = Arc::new(Mutex::new(live::Shared {
-            vault: Vault::open(store).unwrap(),
-            identity,
+            vault: Vault::open(SledStore::open(&dir.path().join("store")).unwrap()).unwrap(),
+            identity: identity.duplicate(),
         }));
-        let vault = command_vault(&shared);
-        assert!(vault.is_beside(&live::lock(&shared).vault));
-        // The lock is let go: the command takes it again to run under it.
-        drop(live::lock(&shared));
+        let (node, _task) = live::start(swarm, shared.clone(), live::LiveConfig::default());
+        let info = NodeInfo {
+            format: NODE_FORMAT.into(),
+            role: identity.role,
+            peer_id: identity.peer(),
+            record_id: None,
+            org_code: None,
+        };
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+        let api = ApiState::new(
+            Home::new(dir.path().to_path_buf()),
+            info,
+            node.clone(),
+            shared.clone(),
+            "token".into(),
+            0,
+            crate::web::commands(),
+            stop,
+        );
+        assert!(api.command_vault().is_beside(&live::lock(&shared).vault));
+
+        // A job of the driver's holds the lock, as a long sync step does.
+        let held = live::lock(&shared);
+        let call = ExecCall {
+            argv: vec!["--json".into(), "status".into()],
+            home: Home::new(dir.path().to_path_buf()),
+            passphrase: Zeroizing::new(String::new()),
+            identity: identity.duplicate(),
+            stdin: None,
+            node,
+            shared: shared.clone(),
+            api,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(exec_in_daemon(call));
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(30));
+        drop(held);
+        let answer = answer.expect("`status` answered while the lock was held");
+        assert_eq!(answer.code, 0, "{}", answer.stderr);
+        assert!(
+            answer.stdout.contains(&identity.peer().to_string()),
+            "{}",
+            answer.stdout
+        );
     }
 }
