@@ -25,6 +25,20 @@ pub(crate) fn median_duration(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The CPU time the calling thread has used so far (Unix): the time a step spent working, not
+/// waiting for the disk or another thread. Elsewhere, `None`.
+pub(crate) fn thread_cpu() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        let secs = u64::try_from(t.tv_sec).ok()?;
+        let nanos = u32::try_from(t.tv_nsec).ok()?;
+        Some(Duration::new(secs, nanos))
+    }
+    #[cfg(not(unix))]
+    None
+}
+
 /// Milliseconds of `d`.
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3

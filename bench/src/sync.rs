@@ -5,7 +5,7 @@
 
 use crate::automerge_base::{self, add_note, doc_of, note};
 use crate::holding;
-use crate::measure::{ms, size_label};
+use crate::measure::{ms, size_label, thread_cpu};
 use crate::report::{Figure, Report};
 use anyhow::{Result, bail, ensure};
 use automerge::sync::State;
@@ -44,7 +44,9 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
     for &h in sizes {
         times.push(incremental(r, h)?);
     }
-    // Flat in history: the largest history's time against the smallest's, warm and cold.
+    // Flat in history: the largest history's time against the smallest's, warm and cold, and
+    // its CPU time: the sync's own work, without the wait for the disk's flush, whose time
+    // moves from one sync to the next with the disk rather than with the history.
     if let (Some(first), Some(last)) = (times.first(), times.last()) {
         let span = format!(
             "{}_to_{}",
@@ -59,6 +61,9 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
         r.emit(
             Figure::new(format!("incremental_cold_growth_{span}"), last.1, "ms").baseline(first.1),
         )?;
+        if let (Some(a), Some(b)) = (first.2, last.2) {
+            r.emit(Figure::new(format!("incremental_cpu_growth_{span}"), b, "ms").baseline(a))?;
+        }
     }
     Ok(())
 }
@@ -301,8 +306,8 @@ fn initial(r: &mut Report, n: usize) -> Result<()> {
 
 /// Incremental sync of one new entry at a history of `h` entries, against automerge's
 /// incremental sync of one new note; returns Hearth's median times in milliseconds (caches
-/// warm, then cold).
-fn incremental(r: &mut Report, h: usize) -> Result<(f64, f64)> {
+/// warm, then cold) and its median CPU time (warm), where the system tells it.
+fn incremental(r: &mut Report, h: usize) -> Result<(f64, f64, Option<f64>)> {
     let mut x = pair(h)?;
     hearth_sync(&mut x)?;
     let m = incremental_medians(&mut x, h)?;
@@ -317,7 +322,11 @@ fn incremental(r: &mut Report, h: usize) -> Result<(f64, f64)> {
     r.emit(
         Figure::new(format!("incremental_{size}_cold"), ms(m.ours_cold), "ms").baseline(ms(ot)),
     )?;
-    Ok((ms(ot), ms(m.ours_cold)))
+    let cpu = m.ours_cpu.map(ms);
+    if let Some(c) = cpu {
+        r.emit(Figure::new(format!("incremental_{size}_cpu"), c, "ms").baseline(ms(ot)))?;
+    }
+    Ok((ms(ot), ms(m.ours_cold), cpu))
 }
 
 /// What [`incremental_medians`] measured: medians of (time, bytes).
@@ -328,14 +337,19 @@ pub(crate) struct Increments {
     pub(crate) theirs: (Duration, usize),
     /// Hearth's, each after [`evict_caches`] (time only).
     pub(crate) ours_cold: Duration,
+    /// The CPU time of Hearth's one-entry syncs (both ends run on this thread), where the
+    /// system tells it.
+    pub(crate) ours_cpu: Option<Duration>,
 }
 
 // Hearth's syncs and automerge's are timed in two runs, one after the other, not one sync each
 // in turn: in turn, automerge's work evicted Hearth's data from the CPU caches and left its
 // allocator's heap changed before every Hearth sync, and the more so the larger its document
 // (25 ms of work on a 50,000-note document against 0.5 ms on 1,000), so that Hearth's figure
-// grew with the baseline's history rather than its own. Both runs together take about a second
-// at the largest size: too short for the machine's drift to matter.
+// grew with the baseline's history rather than its own. For the same reason automerge's two
+// documents are built only after Hearth's syncs: built before, two documents of 50,000 notes
+// shared the heap with every Hearth sync, as they never would in a node. Both runs together
+// take about a second at the largest size: too short for the machine's drift to matter.
 
 /// The CPU's largest cache here is 32 MiB (L3): a sweep of twice that leaves nothing of a
 /// sync's data in any of them.
@@ -349,14 +363,10 @@ fn evict_caches(buf: &mut [u8], round: usize) -> u64 {
     std::hint::black_box(buf.iter().step_by(64).map(|&b| u64::from(b)).sum())
 }
 
-/// [`INCREMENTS`] one-entry syncs after `x`'s initial sync of `h` notes and [`WARM_UP`] more;
-/// as many of automerge's between two documents of the same `h` notes; then [`INCREMENTS`] more
-/// of Hearth's, each after the caches were evicted.
+/// [`INCREMENTS`] one-entry syncs after `x`'s initial sync of `h` notes and [`WARM_UP`] more
+/// (their CPU time too); [`INCREMENTS`] more of Hearth's, each after the caches were evicted;
+/// then as many of automerge's between two documents of the same `h` notes.
 pub(crate) fn incremental_medians(x: &mut Pair, h: usize) -> Result<Increments> {
-    let mut a = doc_of(h)?;
-    let mut b = automerge::AutoCommit::new();
-    let (mut sa, mut sb) = (State::new(), State::new());
-    automerge_base::sync(&mut a, &mut b, &mut sa, &mut sb)?;
     let notes: SectionName = "notes".parse()?;
     let add = |x: &mut Pair, k: usize| -> Result<()> {
         let mut rec = x.p.open_record(&x.patient, &x.rid)?;
@@ -364,20 +374,18 @@ pub(crate) fn incremental_medians(x: &mut Pair, h: usize) -> Result<Increments> 
         Ok(())
     };
     let mut ours = Vec::new();
-    let mut theirs = Vec::new();
+    let mut cpu = Vec::new();
     let total = WARM_UP + INCREMENTS;
     for k in 0..total {
         add(x, k)?;
+        let before = thread_cpu();
         let o = hearth_sync(x)?;
+        let after = thread_cpu();
         if k >= WARM_UP {
             ours.push(o);
-        }
-    }
-    for k in 0..total {
-        add_note(&mut a, h + k)?;
-        let t = automerge_base::sync(&mut a, &mut b, &mut sa, &mut sb)?;
-        if k >= WARM_UP {
-            theirs.push(t);
+            if let (Some(b), Some(a)) = (before, after) {
+                cpu.push(a.saturating_sub(b));
+            }
         }
     }
     let mut sweep = vec![0u8; SWEEP];
@@ -387,10 +395,25 @@ pub(crate) fn incremental_medians(x: &mut Pair, h: usize) -> Result<Increments> 
         evict_caches(&mut sweep, k);
         cold.push(hearth_sync(x)?.0);
     }
+    drop(sweep);
+    let mut a = doc_of(h)?;
+    let mut b = automerge::AutoCommit::new();
+    let (mut sa, mut sb) = (State::new(), State::new());
+    automerge_base::sync(&mut a, &mut b, &mut sa, &mut sb)?;
+    let mut theirs = Vec::new();
+    for k in 0..total {
+        add_note(&mut a, h + k)?;
+        let t = automerge_base::sync(&mut a, &mut b, &mut sa, &mut sb)?;
+        if k >= WARM_UP {
+            theirs.push(t);
+        }
+    }
     ours.sort();
     theirs.sort();
     cold.sort();
+    cpu.sort();
     Ok(Increments {
+        ours_cpu: cpu.get(INCREMENTS / 2).copied(),
         ours: ours[INCREMENTS / 2],
         theirs: theirs[INCREMENTS / 2],
         ours_cold: cold[INCREMENTS / 2],

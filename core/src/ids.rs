@@ -45,6 +45,22 @@ fn unb32<const N: usize>(s: &str, kind: &'static str) -> Result<[u8; N], IdParse
     })
 }
 
+/// Reads an id's raw bytes from a binary format without an intermediate buffer (ids are read
+/// many times in every sync message): exactly `N` bytes, or the error it names.
+struct FixedBytes<const N: usize>(&'static str);
+
+impl<const N: usize> serde::de::Visitor<'_> for FixedBytes<N> {
+    type Value = [u8; N];
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{N} bytes")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+        v.try_into().map_err(|_| E::custom(self.0))
+    }
+}
+
 macro_rules! byte_id {
     ($(#[$doc:meta])* $name:ident, $n:expr, $kind:expr) => {
         $(#[$doc])*
@@ -80,12 +96,8 @@ macro_rules! byte_id {
                     let s = String::deserialize(d)?;
                     s.parse().map_err(serde::de::Error::custom)
                 } else {
-                    let b = serde_bytes::ByteBuf::deserialize(d)?;
-                    let arr: [u8; $n] = b
-                        .into_vec()
-                        .try_into()
-                        .map_err(|_| serde::de::Error::custom(concat!($kind, ": wrong length")))?;
-                    Ok($name(arr))
+                    d.deserialize_bytes(FixedBytes::<$n>(concat!($kind, ": wrong length")))
+                        .map($name)
                 }
             }
         }
@@ -438,5 +450,27 @@ mod tests {
         assert_eq!(cbor.len(), 17);
         let back: EntryId = serde_ipld_dagcbor::from_slice(&cbor).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn cbor_ids_are_exactly_their_bytes() {
+        let p = PeerKey([9u8; 32]);
+        let back: PeerKey =
+            serde_ipld_dagcbor::from_slice(&serde_ipld_dagcbor::to_vec(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+        // One byte short, one too many, and other CBOR kinds of the right length.
+        let short = serde_ipld_dagcbor::to_vec(&serde_bytes::Bytes::new(&[9u8; 31])).unwrap();
+        let long = serde_ipld_dagcbor::to_vec(&serde_bytes::Bytes::new(&[9u8; 33])).unwrap();
+        let text = serde_ipld_dagcbor::to_vec(&"a".repeat(32)).unwrap();
+        let array = serde_ipld_dagcbor::to_vec(&[9u8; 32]).unwrap();
+        for bad in [short, long, text, array] {
+            assert!(serde_ipld_dagcbor::from_slice::<PeerKey>(&bad).is_err());
+            assert!(serde_ipld_dagcbor::from_slice::<RecordId>(&bad).is_err());
+        }
+        let err = serde_ipld_dagcbor::from_slice::<RecordId>(
+            &serde_ipld_dagcbor::to_vec(&serde_bytes::Bytes::new(&[1u8; 5])).unwrap(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("record id: wrong length"), "{err}");
     }
 }

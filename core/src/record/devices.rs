@@ -76,6 +76,18 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             .collect()
     }
 
+    /// The keys of the patient's devices now ([`OpenRecord::device_certs`] without copying
+    /// the certificates), in the order of their certificates.
+    pub fn device_peers(&self) -> Vec<PeerKey> {
+        let facts = self.auth_facts();
+        facts
+            .device_certs
+            .iter()
+            .filter(|c| !facts.removed.contains_key(&c.peer))
+            .map(|c| c.peer)
+            .collect()
+    }
+
     /// Whether `peer` is one of the patient's devices now: certified by the record root and not
     /// removed ([`OpenRecord::device_certs`] without copying them).
     pub fn is_device(&self, peer: &PeerKey) -> bool {
@@ -86,8 +98,9 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// The keys of every device the record root ever certified, removed ones included (what
     /// they wrote before removal stays theirs).
     pub fn all_device_peers(&self) -> std::collections::BTreeSet<PeerKey> {
-        self.all_device_certs()
-            .into_iter()
+        self.auth_facts()
+            .device_certs
+            .iter()
             .map(|d| d.peer)
             .collect()
     }

@@ -245,7 +245,7 @@ impl<S: Store> Vault<S> {
         remote: &mut RemoteReport,
     ) -> Result<usize> {
         let mut rec = self.open_record(identity, rid)?;
-        let devices: Vec<PeerKey> = rec.all_device_certs().into_iter().map(|c| c.peer).collect();
+        let devices: Vec<PeerKey> = rec.all_device_peers().into_iter().collect();
         let rules = rec.write_rules();
         let others: Vec<Bundle> = content
             .iter()

@@ -234,7 +234,7 @@ impl<S: Store> OpenRecord<'_, S> {
         if accepted.is_empty() {
             return Ok(report);
         }
-        let devices: Vec<PeerKey> = self.device_certs().into_iter().map(|d| d.peer).collect();
+        let devices = self.device_peers();
         let rep = vault.store_remote(&record, accepted, now, &mut |b| match self
             .judge_write(&rules, &devices, b, now)
         {

@@ -203,12 +203,14 @@ impl<S: Store> Vault<S> {
     /// Every section of `record` with bundles held, and its heads.
     pub fn held_sections(&self, record: &RecordId) -> Result<BTreeMap<SectionId, VersionVector>> {
         let mut out: BTreeMap<SectionId, VersionVector> = BTreeMap::new();
-        for (k, v) in self.store.scan_prefix(&k_heads_of_record(record))? {
-            let (Some((s, a)), Some(h)) = (head_key_parts(&k), LogHead::from_bytes(&v)) else {
-                continue;
-            };
-            out.entry(s).or_default().insert(a, h);
-        }
+        // Read in place: a sync asks this several times, and each head is a few bytes.
+        self.store
+            .scan_prefix_while(&k_heads_of_record(record), &mut |k, v| {
+                if let (Some((s, a)), Some(h)) = (head_key_parts(k), LogHead::from_bytes(v)) {
+                    out.entry(s).or_default().insert(a, h);
+                }
+                true
+            })?;
         Ok(out)
     }
 

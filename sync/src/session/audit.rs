@@ -160,7 +160,7 @@ impl<S: Store> Local<'_, S> {
         let devices: Vec<PeerKey> = self
             .vault
             .open_record(self.identity, record)
-            .map(|r| r.device_certs().into_iter().map(|d| d.peer).collect())
+            .map(|r| r.device_peers())
             .unwrap_or_default();
         if !devices.is_empty() && !devices.contains(remote) {
             return None;

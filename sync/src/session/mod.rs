@@ -49,7 +49,7 @@ use std::collections::{BTreeMap, BTreeSet};
 fn update_devices<S: Store>(devices: &mut Vec<PeerKey>, rec: &OpenRecord<'_, S>) {
     let removed = rec.removed_devices();
     devices.retain(|d| !removed.contains_key(d));
-    devices.extend(rec.device_certs().into_iter().map(|d| d.peer));
+    devices.extend(rec.device_peers());
 }
 
 /// The sections a node may store bundles of: the auth document and those it holds a key for
@@ -247,7 +247,7 @@ impl<'a, S: Store> Local<'a, S> {
         };
         let me = self.identity.peer();
         let revoked = rec.revoked_grants();
-        let mut out: BTreeSet<PeerKey> = rec.device_certs().into_iter().map(|d| d.peer).collect();
+        let mut out: BTreeSet<PeerKey> = rec.device_peers().into_iter().collect();
         for chain in rec.recorded_chains() {
             if chain.iter().any(|g| revoked.contains(&g.id())) {
                 continue;

@@ -155,7 +155,7 @@ impl<'a, S: Store> Local<'a, S> {
         let mut theirs = theirs;
         let mut snapshots = Vec::new();
         let mut budget = MAX_BUNDLE_BYTES;
-        let devices_now: Vec<PeerKey> = rec.device_certs().into_iter().map(|d| d.peer).collect();
+        let devices_now = rec.device_peers();
         for (sid, vv) in &ours {
             if !may_read(sid) {
                 continue;

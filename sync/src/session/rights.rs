@@ -306,7 +306,7 @@ impl<'a, S: Store> Local<'a, S> {
         now: Timestamp,
     ) -> Result<BTreeMap<PeerKey, BTreeSet<SectionId>>, SyncError> {
         let record = &rec.id();
-        let devices: BTreeSet<PeerKey> = rec.device_certs().into_iter().map(|d| d.peer).collect();
+        let devices: BTreeSet<PeerKey> = rec.device_peers().into_iter().collect();
         let revoked = rec.revoked_grants();
         let chains = rec.recorded_chains();
         let dir = rec.directory();

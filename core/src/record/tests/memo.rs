@@ -180,6 +180,18 @@ fn auth_view(
         .map(ToString::to_string)
         .collect();
     let sections = rec.sections().iter().map(|s| s.name.to_string()).collect();
+    // The keys alone, read without copying the certificates, say the same.
+    let certs = rec.device_certs();
+    let peers: Vec<_> = certs.iter().map(|d| d.peer).collect();
+    assert_eq!(rec.device_peers(), peers);
+    assert!(peers.iter().all(|p| rec.is_device(p)));
+    let all = rec.all_device_peers();
+    assert_eq!(all.len(), certs.len() + rec.removed_devices().len());
+    assert!(
+        rec.removed_devices()
+            .keys()
+            .all(|p| all.contains(p) && !rec.is_device(p))
+    );
     (devices, removed, rec.recorded_chains().len(), sections)
 }
 
