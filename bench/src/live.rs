@@ -207,14 +207,14 @@ fn command_adds(s: &Setup, n: usize) -> Result<(f64, f64)> {
 
 /// The patient's edit `i`, as a command in the daemon makes it (through a vault beside the
 /// daemon's own): the note added durably, then what to announce checked under the same
-/// lock. When each ended.
+/// lock. When the add ended.
 fn edit(
     shared: &SharedState<SledStore>,
     handle: &Handle,
     rid: RecordId,
     notes: &SectionName,
     i: usize,
-) -> Result<(Instant, Instant)> {
+) -> Result<Instant> {
     let g = live::lock(shared);
     {
         let vault = g.vault.beside();
@@ -230,7 +230,7 @@ fn edit(
     let added = Instant::now();
     // As the daemon does after a command, before letting go of the lock.
     handle.changed(&g);
-    Ok((added, Instant::now()))
+    Ok(added)
 }
 
 /// `n` edits on the patient's node, each timed until the GP's node has stored it.
@@ -265,14 +265,13 @@ async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<()> {
             )
         });
         let (t0, done) = task.await?;
-        let (added, checked) = done.context("the edit panicked")??;
+        let added = done.context("the edit panicked")??;
         let seen = arrived(&mut received, before, i).await?;
         delays.push(ms(seen - t0));
         adds.push(ms(added - t0));
         parts.add(&live_stages::Edit {
             start: t0,
             added,
-            checked,
             seen,
         });
         // Space the edits out, as a person would: each starts on a quiet network and disk.

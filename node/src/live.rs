@@ -146,7 +146,8 @@ impl Arrivals {
 pub const INLINE_CHECK_RECORDS: usize = 64;
 
 /// The tracing target of the stages a pushed edit passes through, each a `TRACE` event with
-/// one field, `stage`: on the writer's node `announce` (the driver took the command's change)
+/// one field, `stage`: on the writer's node `changed` (the command's change check hands what
+/// to announce to the driver), `announce` (the driver took it)
 /// and `sent` (the push handed to the swarm); on the receiver's node `received` (the swarm
 /// yielded the push), `storing` (its store job holds the shared state) and `stored` (readers
 /// see it). Off unless asked for (`HEARTH_LOG=hearth_node::edit=trace`); the benchmark
@@ -205,6 +206,7 @@ impl Handle {
             changes.check(&p, &connected, None, Instant::now(), self.clock.now())
         };
         let written = shared.vault.peers_written();
+        tracing::trace!(target: EDIT_STAGES, stage = "changed");
         let _ = self.tx.try_send(Control::Changed(targets, written));
     }
 
