@@ -24,7 +24,8 @@
 //!   announced, and the floor under the delay measured in the same run ([`live_floor`]: the
 //!   patient's sled insert+flush, one frame's one-way trip over libp2p, and the grantee's sled
 //!   insert, which reads see before it is flushed; each after the same pause as an edit), and
-//!   the floor's insert+flush alone (`live.sled_quiet_insert_flush_median`).
+//!   the floor's insert+flush alone (`live.sled_quiet_insert_flush_median`), and the same
+//!   floor made back to back, as an edit makes it (`live.edit_visible_floor_back_to_back`).
 //! - *An edit by command*, on the same nodes: the same note added by `hearth record add` as the
 //!   daemon runs it for its exec endpoint and the web app's routes ([`live_command`]), timed
 //!   the same way (`live.edit_command_visible_*`, the same targets): what a person's edit
@@ -96,7 +97,20 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
             "sled_quiet_insert_flush_median",
             quantile(&mut durable, 0.5),
             "ms",
-        ))
+        ))?;
+        let mut back_to_back: Vec<f64> = live_floor::edit_visible_floor_back_to_back(edits)
+            .await?
+            .into_iter()
+            .map(ms)
+            .collect();
+        r.emit(
+            Figure::new(
+                "edit_visible_floor_back_to_back",
+                quantile(&mut back_to_back, 0.5),
+                "ms",
+            )
+            .baseline(quantile(&mut floor, 0.5)),
+        )
     })
 }
 

@@ -14,6 +14,12 @@
 //! quiet machine, and a disk that has been idle answers a flush far more slowly than one
 //! flushed a moment before (here, a sled insert+flush takes about 35 µs right after another
 //! and 300–600 µs after 5 ms of quiet; a bare `pwrite`+`fdatasync` behaves the same way).
+//!
+//! Parts taken apart could understate what they cost one after another, as an edit makes them
+//! (sled's flush wakes its IO threads, which then compete with the frame for the cores), so
+//! the same floor is also measured back to back (`live.edit_visible_floor_back_to_back`,
+//! its baseline the floor of parts apart): the patient's insert+flush, at once the frame, the
+//! grantee's insert as it arrives, one timeline per sample.
 
 use crate::relay::net::{identity, listen, open_config};
 use anyhow::{Context, Result, bail};
@@ -65,53 +71,139 @@ pub(crate) async fn edit_visible_floor(n: usize) -> Result<Vec<(Duration, Durati
     Ok(floor)
 }
 
+/// `n` samples of the same floor made back to back, as an edit makes it
+/// (`live.edit_visible_floor_back_to_back`): after the pause, one sled insert+flush, then at
+/// once a frame sent to the other swarm, whose task inserts it into its sled on arrival; each
+/// sample runs from the insert's start until that insert returns. Beside the floor of parts
+/// taken apart, this one also pays for what the parts do to each other on the machine: sled's
+/// flush hands its write to sled's own IO threads and wakes every idle one of them (sled
+/// 0.34's thread pool notifies all its waiting threads for each task), and they are still
+/// being scheduled while the frame crosses. The grantee's flush follows each sample, outside
+/// it, as in the floor of parts apart.
+pub(crate) async fn edit_visible_floor_back_to_back(n: usize) -> Result<Vec<Duration>> {
+    let dir = tempfile::tempdir()?;
+    let open = |name: &str| {
+        sled::Config::new()
+            .path(dir.path().join(name))
+            .flush_every_ms(None)
+            .open()
+    };
+    let (sender_db, receiver_db) = (open("sender")?, open("receiver")?);
+    let value = vec![7u8; FRAME_BYTES];
+    let mut pair = Pair::connect(Some(receiver_db)).await?;
+    let mut floor = Vec::with_capacity(n);
+    for i in 0..n {
+        tokio::time::sleep(PAUSE).await;
+        let t = Instant::now();
+        sender_db.insert((i as u64).to_be_bytes(), value.as_slice())?;
+        sender_db.flush()?;
+        let at = pair.exchange().await?;
+        floor.push(at.saturating_duration_since(t));
+    }
+    Ok(floor)
+}
+
 /// `n` one-way trips of a frame from one `hearth_sync::net` swarm to another on loopback:
 /// from the sender's `send_request` until the receiver's swarm yields the request. The two
 /// swarms run on the same runtime, as a node's do.
 async fn one_way(n: usize) -> Result<Vec<Duration>> {
-    let mut rng = TestRng::new(31);
-    let (a, b) = (
-        identity(Role::Patient, "A", &mut rng),
-        identity(Role::Professional, "B", &mut rng),
-    );
-    let mut receiver = net::swarm::<Vec<u8>>(net::keypair(&b)?, &open_config())?;
-    let addr = listen(&mut receiver).await?;
-    let receiver_id = *receiver.local_peer_id();
-    let (arrived_tx, mut arrived) = tokio::sync::mpsc::channel::<Instant>(1);
-    let receiver_task = tokio::spawn(async move {
-        loop {
-            if let SwarmEvent::Behaviour(BehaviourEvent::Store(
-                request_response::Event::Message {
-                    message: request_response::Message::Request { channel, .. },
-                    ..
-                },
-            )) = receiver.select_next_some().await
-            {
-                let _ = arrived_tx.try_send(Instant::now());
-                let _ = receiver
-                    .behaviour_mut()
-                    .store
-                    .send_response(channel, Vec::new());
-            }
-        }
-    });
-    let mut sender = net::swarm::<Vec<u8>>(net::keypair(&a)?, &open_config())?;
-    sender.dial(addr.with(Protocol::P2p(receiver_id)))?;
-    loop {
-        if let SwarmEvent::ConnectionEstablished { .. } = sender.select_next_some().await {
-            break;
-        }
-    }
+    let mut pair = Pair::connect(None).await?;
     let mut ways = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        sender
+        let at = pair.exchange().await?;
+        ways.push(at.saturating_duration_since(t));
+        // Spaced out as the edits are.
+        tokio::time::sleep(PAUSE).await;
+    }
+    Ok(ways)
+}
+
+/// Two `hearth_sync::net` swarms connected on loopback: the sender, polled by whoever calls
+/// [`Pair::exchange`], and the receiver, in a task of its own that answers every request.
+struct Pair {
+    sender: libp2p::Swarm<net::Behaviour<Vec<u8>>>,
+    receiver_id: libp2p::PeerId,
+    arrived: tokio::sync::mpsc::Receiver<Instant>,
+    receiver_task: tokio::task::JoinHandle<()>,
+}
+
+impl Pair {
+    /// Connects a sender to a receiver whose task, on each request, inserts the frame into
+    /// `store` if there is one (then tells the moment, then flushes it), or else tells the
+    /// moment the request arrived.
+    async fn connect(store: Option<sled::Db>) -> Result<Pair> {
+        let mut rng = TestRng::new(31);
+        let (a, b) = (
+            identity(Role::Patient, "A", &mut rng),
+            identity(Role::Professional, "B", &mut rng),
+        );
+        let mut receiver = net::swarm::<Vec<u8>>(net::keypair(&b)?, &open_config())?;
+        let addr = listen(&mut receiver).await?;
+        let receiver_id = *receiver.local_peer_id();
+        let (arrived_tx, arrived) = tokio::sync::mpsc::channel::<Instant>(1);
+        let receiver_task = tokio::spawn(async move {
+            let mut count = 0u64;
+            loop {
+                if let SwarmEvent::Behaviour(BehaviourEvent::Store(
+                    request_response::Event::Message {
+                        message:
+                            request_response::Message::Request {
+                                request, channel, ..
+                            },
+                        ..
+                    },
+                )) = receiver.select_next_some().await
+                {
+                    let at = match &store {
+                        Some(db) => {
+                            count += 1;
+                            if db.insert(count.to_be_bytes(), request).is_err() {
+                                return;
+                            }
+                            Instant::now()
+                        }
+                        None => Instant::now(),
+                    };
+                    let _ = arrived_tx.try_send(at);
+                    // The grantee's flush, outside the sample, as its node does after showing
+                    // the entry.
+                    if let Some(db) = &store
+                        && db.flush().is_err()
+                    {
+                        return;
+                    }
+                    let _ = receiver
+                        .behaviour_mut()
+                        .store
+                        .send_response(channel, Vec::new());
+                }
+            }
+        });
+        let mut sender = net::swarm::<Vec<u8>>(net::keypair(&a)?, &open_config())?;
+        sender.dial(addr.with(Protocol::P2p(receiver_id)))?;
+        loop {
+            if let SwarmEvent::ConnectionEstablished { .. } = sender.select_next_some().await {
+                break;
+            }
+        }
+        Ok(Pair {
+            sender,
+            receiver_id,
+            arrived,
+            receiver_task,
+        })
+    }
+
+    /// Sends one frame and waits for its answer: the moment the receiver told.
+    async fn exchange(&mut self) -> Result<Instant> {
+        self.sender
             .behaviour_mut()
             .store
-            .send_request(&receiver_id, vec![7u8; FRAME_BYTES]);
+            .send_request(&self.receiver_id, vec![7u8; FRAME_BYTES]);
         // The answer closes the exchange before the next one starts.
         loop {
-            match sender.select_next_some().await {
+            match self.sender.select_next_some().await {
                 SwarmEvent::Behaviour(BehaviourEvent::Store(
                     request_response::Event::Message {
                         message: request_response::Message::Response { .. },
@@ -124,14 +216,15 @@ async fn one_way(n: usize) -> Result<Vec<Duration>> {
                 _ => {}
             }
         }
-        let at = arrived
+        self.arrived
             .recv()
             .await
-            .context("the receiving swarm stopped")?;
-        ways.push(at.saturating_duration_since(t));
-        // Spaced out as the edits are.
-        tokio::time::sleep(PAUSE).await;
+            .context("the receiving swarm stopped")
     }
-    receiver_task.abort();
-    Ok(ways)
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        self.receiver_task.abort();
+    }
 }
