@@ -3,6 +3,12 @@
 //! against automerge loading a document of the same entries. Beside the durable add, the
 //! ceiling the same run sets for it (`durable_add_ceiling`): an add that did its in-memory work
 //! and then exactly one sled insert+flush.
+//!
+//! The notes are written a minute apart, as a record grows (entry ids begin with the time, so
+//! each new key sorts after the others); the record opened is also built once more with every
+//! note written in the same millisecond (`open_read_all_*_one_instant`), which scatters the
+//! keys and shows what their order costs an open. Until session 28 every note here was
+//! written at that one instant.
 
 use crate::measure::{median, median_duration, ms, per_second, size_label};
 use crate::report::{Figure, Report};
@@ -58,7 +64,32 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
     };
     bundle_crypto(r, s.crypto)?;
     durable_add(r, s.adds, s.rounds)?;
-    open_record(r, s.entries, s.runs)
+    open_record(r, s.entries, s.runs, Written::OverTime)?;
+    open_record(r, s.entries, s.runs, Written::AtOneInstant)
+}
+
+/// When the notes of a record built here were written: the time each entry id begins with
+/// (`EntryId::generate_at`), which decides where its key falls in the section's document.
+#[derive(Clone, Copy, PartialEq)]
+enum Written {
+    /// A note a minute, as a record grows ([`crate::sync::minute`]): each key sorts after the
+    /// ones before, so the document grows at its end.
+    OverTime,
+    /// All in one millisecond, in the order of the adds: each key falls at random among the
+    /// old ones (ids of one instant differ only in their random bits). No node writes a
+    /// record so (a person's adds are milliseconds apart, and a bulk writer sorts the ids it
+    /// draws, `EntryWriter::expect`); measured to show what the order of keys costs.
+    AtOneInstant,
+}
+
+impl Written {
+    /// When the `i`th note was written.
+    fn at(self, i: usize) -> hearth_core::time::Timestamp {
+        match self {
+            Written::OverTime => crate::sync::minute(i),
+            Written::AtOneInstant => TEST_NOW,
+        }
+    }
 }
 
 /// About 200 bytes of text, like a short clinical note.
@@ -83,7 +114,8 @@ fn sled_flush_rate(n: usize) -> Result<f64> {
     Ok(per_second(n, t.elapsed()))
 }
 
-/// `n` durable adds of a note to a record on sled, per second.
+/// `n` durable adds of a note to a record on sled, per second (a note a minute, as a record
+/// grows).
 fn hearth_add_rate(n: usize, seed: u64) -> Result<f64> {
     let dir = tempfile::tempdir()?;
     let mut rng = TestRng::new(seed);
@@ -93,8 +125,8 @@ fn hearth_add_rate(n: usize, seed: u64) -> Result<f64> {
     let notes: SectionName = "notes".parse()?;
     let bodies: Vec<_> = (0..n).map(note).collect();
     let t = Instant::now();
-    for b in &bodies {
-        rec.add_entry(&notes, b, TEST_NOW, &mut rng)?;
+    for (i, b) in bodies.iter().enumerate() {
+        rec.add_entry(&notes, b, Written::OverTime.at(i), &mut rng)?;
     }
     Ok(per_second(n, t.elapsed()))
 }
@@ -123,8 +155,8 @@ fn durable_add(r: &mut Report, n: usize, rounds: usize) -> Result<()> {
     r.emit(Figure::new("durable_add_ceiling", ceiling, "/s").baseline(base))
 }
 
-/// `n` adds of a note to a record in the in-memory store (no I/O), per second: where an
-/// add's time goes before the disk.
+/// `n` adds of a note to a record in the in-memory store (no I/O), per second (a note a
+/// minute): where an add's time goes before the disk.
 fn in_memory_add_rate(n: usize, seed: u64) -> Result<f64> {
     let mut rng = TestRng::new(seed.wrapping_add(9));
     let vault = Vault::new(MemoryStore::new());
@@ -133,15 +165,16 @@ fn in_memory_add_rate(n: usize, seed: u64) -> Result<f64> {
     let notes: SectionName = "notes".parse()?;
     let bodies: Vec<_> = (0..n).map(note).collect();
     let t = Instant::now();
-    for b in &bodies {
-        rec.add_entry(&notes, b, TEST_NOW, &mut rng)?;
+    for (i, b) in bodies.iter().enumerate() {
+        rec.add_entry(&notes, b, Written::OverTime.at(i), &mut rng)?;
     }
     Ok(per_second(n, t.elapsed()))
 }
 
 /// Opening a record of `n` notes on sled, and opening it and reading every note, `runs` times;
-/// against automerge loading a saved document of the same entries from memory.
-fn open_record(r: &mut Report, n: usize, runs: usize) -> Result<()> {
+/// against automerge loading a saved document of the same entries from memory. For a record
+/// written at one instant, only the second, under its own name (`…_one_instant`, no target).
+fn open_record(r: &mut Report, n: usize, runs: usize, written: Written) -> Result<()> {
     use automerge::transaction::Transactable;
     let dir = tempfile::tempdir()?;
     let mut rng = TestRng::new(2);
@@ -152,7 +185,7 @@ fn open_record(r: &mut Report, n: usize, runs: usize) -> Result<()> {
         let rid = vault.create_record(&id, NewRecord::default(), TEST_NOW, &mut rng)?;
         let mut rec = vault.open_record(&id, &rid)?;
         for i in 0..n {
-            rec.add_entry(&notes, &note(i), TEST_NOW, &mut rng)?;
+            rec.add_entry(&notes, &note(i), written.at(i), &mut rng)?;
         }
         rid
     };
@@ -184,6 +217,16 @@ fn open_record(r: &mut Report, n: usize, runs: usize) -> Result<()> {
         automerge_load.push(t.elapsed());
     }
     let size = size_label(n);
+    if written == Written::AtOneInstant {
+        return r.emit(
+            Figure::new(
+                format!("open_read_all_{size}_one_instant"),
+                ms(median_duration(open_read)),
+                "ms",
+            )
+            .baseline(ms(median_duration(automerge_load))),
+        );
+    }
     r.emit(Figure::new(
         format!("open_{size}"),
         ms(median_duration(open)),
