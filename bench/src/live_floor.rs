@@ -21,7 +21,7 @@
 //! its baseline the floor of parts apart): the patient's insert+flush, at once the frame, the
 //! grantee's insert as it arrives, one timeline per sample.
 
-use crate::relay::net::{identity, listen, open_config};
+use crate::relay::net::{identity, inbound_request, listen, open_config};
 use anyhow::{Context, Result, bail};
 use hearth_core::keys::Role;
 use hearth_core::test_utils::TestRng;
@@ -38,18 +38,23 @@ const FRAME_BYTES: usize = 1024;
 /// The quiet before each edit and each part of the floor: a person's edits are seconds apart.
 pub(crate) const PAUSE: Duration = Duration::from_millis(5);
 
+/// The patient's sled and the grantee's, in `dir`: flushed only when told to, as a node's.
+fn two_sleds(dir: &std::path::Path) -> Result<(sled::Db, sled::Db)> {
+    let open = |name: &str| {
+        sled::Config::new()
+            .path(dir.join(name))
+            .flush_every_ms(None)
+            .open()
+    };
+    Ok((open("sender")?, open("receiver")?))
+}
+
 /// `n` samples of the floor (see the module docs), each the sum of an insert and a flush on
 /// one sled, a one-way frame, and an insert on another sled; with each, the insert and flush
 /// alone.
 pub(crate) async fn edit_visible_floor(n: usize) -> Result<Vec<(Duration, Duration)>> {
     let dir = tempfile::tempdir()?;
-    let open = |name: &str| {
-        sled::Config::new()
-            .path(dir.path().join(name))
-            .flush_every_ms(None)
-            .open()
-    };
-    let (sender_db, receiver_db) = (open("sender")?, open("receiver")?);
+    let (sender_db, receiver_db) = two_sleds(dir.path())?;
     let ways = one_way(n).await?;
     let value = vec![7u8; FRAME_BYTES];
     let write = |db: &sled::Db, i: usize, durable: bool| -> Result<Duration> {
@@ -82,13 +87,7 @@ pub(crate) async fn edit_visible_floor(n: usize) -> Result<Vec<(Duration, Durati
 /// it, as in the floor of parts apart.
 pub(crate) async fn edit_visible_floor_back_to_back(n: usize) -> Result<Vec<Duration>> {
     let dir = tempfile::tempdir()?;
-    let open = |name: &str| {
-        sled::Config::new()
-            .path(dir.path().join(name))
-            .flush_every_ms(None)
-            .open()
-    };
-    let (sender_db, receiver_db) = (open("sender")?, open("receiver")?);
+    let (sender_db, receiver_db) = two_sleds(dir.path())?;
     let value = vec![7u8; FRAME_BYTES];
     let mut pair = Pair::connect(Some(receiver_db)).await?;
     let mut floor = Vec::with_capacity(n);
@@ -145,15 +144,7 @@ impl Pair {
         let receiver_task = tokio::spawn(async move {
             let mut count = 0u64;
             loop {
-                if let SwarmEvent::Behaviour(BehaviourEvent::Store(
-                    request_response::Event::Message {
-                        message:
-                            request_response::Message::Request {
-                                request, channel, ..
-                            },
-                        ..
-                    },
-                )) = receiver.select_next_some().await
+                if let Some((request, channel)) = inbound_request(receiver.select_next_some().await)
                 {
                     let at = match &store {
                         Some(db) => {

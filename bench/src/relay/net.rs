@@ -34,6 +34,23 @@ pub(crate) fn open_config() -> NetConfig {
     }
 }
 
+/// A frame swarm's event, if it is a request from a peer on the store protocol: the request
+/// and the channel to answer it on.
+pub(crate) fn inbound_request(
+    event: SwarmEvent<BehaviourEvent<Vec<u8>>>,
+) -> Option<(Vec<u8>, request_response::ResponseChannel<Vec<u8>>)> {
+    match event {
+        SwarmEvent::Behaviour(BehaviourEvent::Store(request_response::Event::Message {
+            message:
+                request_response::Message::Request {
+                    request, channel, ..
+                },
+            ..
+        })) => Some((request, channel)),
+        _ => None,
+    }
+}
+
 /// Starts `swarm` listening on a fresh loopback port and returns its address.
 pub(crate) async fn listen<M: net::codec::WireMessage>(
     swarm: &mut libp2p::Swarm<net::Behaviour<M>>,
@@ -59,16 +76,7 @@ pub(super) async fn request_response(
     let server_id = *server.local_peer_id();
     let server_task = tokio::spawn(async move {
         loop {
-            if let SwarmEvent::Behaviour(BehaviourEvent::Store(
-                request_response::Event::Message {
-                    message:
-                        request_response::Message::Request {
-                            request, channel, ..
-                        },
-                    ..
-                },
-            )) = server.select_next_some().await
-            {
+            if let Some((request, channel)) = inbound_request(server.select_next_some().await) {
                 // The first four bytes of each request say how long its answer is.
                 let want = request
                     .get(..4)
