@@ -2,7 +2,7 @@
 //! wrapped to new recipients, and rotated.
 
 use super::layout::{Stored, k_escrow, k_escrow_prefix, k_wrap, k_wrap_prefix, parse};
-use super::memo::UnwrapMemo;
+use super::memo::{UnwrapMemo, Unwrapped};
 use super::{OpenRecord, RecordError, Result, Vault, cbor, decbor, json_string};
 use crate::crypto::SymmetricKey;
 use crate::ids::{RecordId, SectionId};
@@ -143,19 +143,32 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     /// Unwraps every section key addressed to this device.
     pub(super) fn load_keys(&mut self) -> Result<()> {
         // Wraps to others (grantees, escrow) are passed over by their key, neither copied out
-        // of the store nor decoded.
-        let mut mine = Vec::new();
+        // of the store nor decoded; nor are wraps to this device already unwrapped (the memo
+        // names them by their exact bytes).
+        let (mut known, mut fresh) = (Vec::new(), Vec::new());
         self.vault
             .store
             .scan_prefix_while(&k_wrap_prefix(&self.id), &mut |k, v| {
                 if let Stored::Wrap(_, _, _, to) = parse(k)
                     && self.identity.opening_secret(&to).is_some()
                 {
-                    mine.push((to, v.to_vec()));
+                    let memo = UnwrapMemo::name(&to, v);
+                    match self.vault.memo.keys.get(&memo) {
+                        Some(u) => known.push(u),
+                        None => fresh.push((to, memo, v.to_vec())),
+                    }
                 }
                 true
             })?;
-        for (to, v) in mine {
+        for u in known {
+            if u.record == self.id {
+                self.keys
+                    .entry(u.section)
+                    .or_default()
+                    .insert(u.epoch, u.key);
+            }
+        }
+        for (to, memo, v) in fresh {
             let Some(secret) = self.identity.opening_secret(&to) else {
                 continue;
             };
@@ -165,19 +178,22 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             if w.record != self.id || w.recipient.into_array() != to {
                 continue;
             }
-            let memo = UnwrapMemo::name(&to, &v);
-            if let Some(k) = self.vault.memo.keys.get(&memo) {
-                self.keys.entry(w.section).or_default().insert(w.epoch, k);
-                continue;
-            }
             if !w.verify() {
                 // A wrap not signed by the record root is ignored; the section stays unreadable
                 // and says so when opened.
                 continue;
             }
-            if let Ok(k) = w.open(secret) {
-                self.vault.memo.keys.put(memo, &k);
-                self.keys.entry(w.section).or_default().insert(w.epoch, k);
+            if let Ok(key) = w.open(secret) {
+                self.vault.memo.keys.put(
+                    memo,
+                    Unwrapped {
+                        record: w.record,
+                        section: w.section,
+                        epoch: w.epoch,
+                        key: key.clone(),
+                    },
+                );
+                self.keys.entry(w.section).or_default().insert(w.epoch, key);
             }
         }
         // Keys released from emergency escrow ([`Vault::keep_escrowed_keys`]).

@@ -95,12 +95,23 @@ impl AuthMemo {
 ///
 /// Unwrapping is an X25519 agreement and an HPKE open, after checking the root's signature on
 /// the wrap. An entry is named by the SHA-256 of the recipient's agreement key and the wrap's
-/// stored bytes, and is only made after the wrap verified and opened with this node's secret:
-/// the same bytes always give the same key, so a hit is what a fresh unwrap would give, and a
-/// changed or new wrap is unwrapped afresh. At most [`UnwrapMemo::MAX`] keys (emptied when
-/// full), each zeroized when dropped.
+/// stored bytes, and is only made after the wrap decoded, named that recipient, verified and
+/// opened with this node's secret: the same bytes always decode to the same wrap and give the
+/// same key, so a hit is what decoding and unwrapping them afresh would give (the entry keeps
+/// the record, section and epoch the wrap names, so a hit needs neither a copy of the bytes
+/// nor their decoding), and a changed or new wrap is unwrapped afresh. At most
+/// [`UnwrapMemo::MAX`] keys (emptied when full), each zeroized when dropped.
 #[derive(Default)]
-pub(crate) struct UnwrapMemo(Mutex<HashMap<[u8; 32], SymmetricKey>>);
+pub(crate) struct UnwrapMemo(Mutex<HashMap<[u8; 32], Unwrapped>>);
+
+/// A key unwrapped, with what its wrap names.
+#[derive(Clone)]
+pub(super) struct Unwrapped {
+    pub(super) record: RecordId,
+    pub(super) section: SectionId,
+    pub(super) epoch: u32,
+    pub(super) key: SymmetricKey,
+}
 
 impl UnwrapMemo {
     /// The most keys held.
@@ -111,11 +122,11 @@ impl UnwrapMemo {
         crate::crypto::sha256(&[b"hearth/unwrap-memo/v1", recipient, wrap])
     }
 
-    pub(super) fn get(&self, name: &[u8; 32]) -> Option<SymmetricKey> {
+    pub(super) fn get(&self, name: &[u8; 32]) -> Option<Unwrapped> {
         self.0.lock().ok()?.get(name).cloned()
     }
 
-    pub(super) fn put(&self, name: [u8; 32], key: &SymmetricKey) {
+    pub(super) fn put(&self, name: [u8; 32], unwrapped: Unwrapped) {
         if let Ok(mut m) = self.0.lock() {
             if m.capacity() == 0 {
                 // All the room at once: a map that grows moves its entries without dropping
@@ -125,7 +136,7 @@ impl UnwrapMemo {
             if m.len() >= Self::MAX {
                 m.clear();
             }
-            m.insert(name, key.clone());
+            m.insert(name, unwrapped);
         }
     }
 }

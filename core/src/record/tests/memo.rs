@@ -301,3 +301,35 @@ fn a_vault_beside_another_shares_what_it_remembers_and_sees_what_the_other_write
     let _one = v.counting.lock().unwrap();
     assert!(beside.counting.try_lock().is_err());
 }
+
+#[test]
+fn a_key_remembered_from_one_records_wrap_is_never_taken_for_another() {
+    use crate::record::RecordError;
+    use crate::record::layout::{k_record, k_wrap_prefix};
+    let (store, v, patient, rid) = one_note(98, "first");
+    // The vault has unwrapped the record's keys and remembers them by their wraps' bytes.
+    assert_eq!(texts(&v, &patient, &rid), ["first"]);
+    // Another record whose registration and wraps are the first one's bytes, copied under its
+    // own id (as a hostile peer or a damaged store might leave them).
+    let other = crate::ids::RecordId([0x5a; 32]);
+    let mut b = Batch::new();
+    b.put(
+        k_record(&other),
+        store.get(&k_record(&rid)).unwrap().unwrap(),
+    );
+    let (from, to) = (k_wrap_prefix(&rid), k_wrap_prefix(&other));
+    for (k, wrap) in store.scan_prefix(&from).unwrap() {
+        b.put([to.as_slice(), &k[from.len()..]].concat(), wrap);
+    }
+    store.commit(b).unwrap();
+    // Every wrap names the first record: neither the vault that remembers its keys nor a fresh
+    // one takes any of them for the other.
+    for vault in [&v, &Vault::new(store.clone())] {
+        assert!(matches!(
+            vault.open_record(&patient, &other),
+            Err(RecordError::NoKey(_))
+        ));
+    }
+    // The first record still opens from what is remembered.
+    assert_eq!(texts(&v, &patient, &rid), ["first"]);
+}
