@@ -5,6 +5,9 @@
 use anyhow::Result;
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::transaction::Transactable;
+use hearth_core::entry::EntryVersion;
+use hearth_core::record::EntryView;
+use hearth_core::section::SectionClass;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -33,6 +36,25 @@ pub(crate) fn doc_of_items(
         d.commit();
     }
     Ok(d)
+}
+
+/// A shown entry as its section's document holds it: its key and its version's JSON text
+/// (the entry's id, status and provenance beside its body).
+pub(crate) fn stored_item(
+    class: SectionClass,
+    e: EntryView,
+) -> (String, serde_json::Result<String>) {
+    let v = EntryVersion {
+        id: e.id,
+        class,
+        version: e.version,
+        supersedes: e.supersedes,
+        status: e.status,
+        status_reason: e.status_reason,
+        body: e.body,
+        provenance: e.provenance,
+    };
+    (format!("e/{}", v.id), serde_json::to_string(&v))
 }
 
 /// Note `i` put into `d` as its own change.

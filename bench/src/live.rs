@@ -26,6 +26,10 @@
 //!   insert, which reads see before it is flushed; each after the same pause as an edit), and
 //!   the floor's insert+flush alone (`live.sled_quiet_insert_flush_median`), and the same
 //!   floor made back to back, as an edit makes it (`live.edit_visible_floor_back_to_back`).
+//!   Above the floor, the limit ([`live_limit`]: `live.edit_visible_limit`): the floor plus
+//!   the work every edit needs (the change made and sealed, the bundle checked and opened),
+//!   done after the same pause on the very notes the timed edits wrote
+//!   (`live.edit_work_median`); what an edit takes above it is the nodes' own.
 //! - *An edit by command*, on the same nodes: the same note added by `hearth record add` as the
 //!   daemon runs it for its exec endpoint and the web app's routes ([`live_command`]), timed
 //!   the same way (`live.edit_command_visible_*`, the same targets): what a person's edit
@@ -35,6 +39,7 @@
 use crate::automerge_base::{self, note};
 use crate::live_command;
 use crate::live_floor;
+use crate::live_limit;
 use crate::live_node::live_node;
 use crate::live_stages;
 use crate::measure::{median, ms, quantile, run_nodes, size_label};
@@ -82,17 +87,33 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
         drop(big);
         // The edit delay on a small record, so that it measures propagation rather than the
         // cost of adding to a long section.
-        edit_delay(r, setup(1).await?, edits).await?;
+        let written = edit_delay(r, setup(1).await?, edits).await?;
         let (mut floor, mut durable): (Vec<f64>, Vec<f64>) = live_floor::edit_visible_floor(edits)
             .await?
             .into_iter()
             .map(|(f, d)| (ms(f), ms(d)))
             .unzip();
+        let mut work: Vec<f64> = live_limit::edit_work(written)
+            .await?
+            .into_iter()
+            .map(ms)
+            .collect();
+        // Each floor sample with one sample of the work.
+        let mut limit: Vec<f64> = floor.iter().zip(&work).map(|(f, w)| f + w).collect();
         r.emit(Figure::new(
             "edit_visible_floor",
             quantile(&mut floor, 0.5),
             "ms",
         ))?;
+        r.emit(Figure::new(
+            "edit_work_median",
+            quantile(&mut work, 0.5),
+            "ms",
+        ))?;
+        r.emit(
+            Figure::new("edit_visible_limit", quantile(&mut limit, 0.5), "ms")
+                .baseline(quantile(&mut floor, 0.5)),
+        )?;
         r.emit(Figure::new(
             "sled_quiet_insert_flush_median",
             quantile(&mut durable, 0.5),
@@ -247,8 +268,10 @@ fn edit(
     Ok(added)
 }
 
-/// `n` edits on the patient's node, each timed until the GP's node has stored it.
-async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<()> {
+/// `n` edits on the patient's node, each timed until the GP's node has stored it, then `n`
+/// more made by command. The section's first entry and the `n` the timed edits wrote, as its
+/// document holds them (for [`live_limit`]).
+async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<Vec<(String, String)>> {
     let Setup {
         _dir,
         ph,
@@ -309,7 +332,7 @@ async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<()> {
     let daemon = Arc::new(live_command::Daemon::new(
         &_dir.path().join("p-home"),
         ph,
-        p_shared,
+        p_shared.clone(),
         rid,
     )?);
     let mut delays = Vec::with_capacity(n);
@@ -346,7 +369,18 @@ async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<()> {
             "ms",
         )
         .target("value<=5.0"),
-    )
+    )?;
+    let g = live::lock(&p_shared);
+    let shown = g.vault.open_record(&g.identity, &rid)?.show(&notes)?;
+    shown
+        .entries
+        .into_iter()
+        .take(1 + n)
+        .map(|e| {
+            let (k, v) = automerge_base::stored_item(notes.class, e);
+            Ok((k, v?))
+        })
+        .collect()
 }
 
 /// When the GP's node has stored edit `i`: its count of bundles received passed `before`.

@@ -28,6 +28,7 @@ mod holding;
 mod live;
 mod live_command;
 mod live_floor;
+mod live_limit;
 mod live_node;
 mod live_stages;
 mod locate;

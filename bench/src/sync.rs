@@ -9,7 +9,6 @@ use crate::measure::{ms, size_label, thread_cpu};
 use crate::report::{Figure, Report};
 use anyhow::{Result, bail, ensure};
 use automerge::sync::State;
-use hearth_core::entry::EntryVersion;
 use hearth_core::grant::Ability;
 use hearth_core::ids::RecordId;
 use hearth_core::keys::Identity;
@@ -217,19 +216,12 @@ fn initial(r: &mut Report, n: usize) -> Result<()> {
     // automerge's sync of the document the GP now holds, item for item (each entry's id,
     // status and provenance beside its note, as Hearth stores them; one change each): the
     // same comparison with the content's own size taken out.
-    let mut same = automerge_base::doc_of_items(shown.entries.into_iter().map(|e| {
-        let v = EntryVersion {
-            id: e.id,
-            class: notes.class,
-            version: e.version,
-            supersedes: e.supersedes,
-            status: e.status,
-            status_reason: e.status_reason,
-            body: e.body,
-            provenance: e.provenance,
-        };
-        (format!("e/{}", v.id), serde_json::to_string(&v))
-    }))?;
+    let mut same = automerge_base::doc_of_items(
+        shown
+            .entries
+            .into_iter()
+            .map(|e| automerge_base::stored_item(notes.class, e)),
+    )?;
     let (same_t, same_b) = automerge_base::sync(
         &mut same,
         &mut automerge::AutoCommit::new(),
