@@ -37,6 +37,7 @@ mod probe;
 mod relay;
 mod report;
 mod revocation;
+mod store_tap;
 mod sync;
 
 use anyhow::{Context, Result, bail};

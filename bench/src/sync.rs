@@ -7,6 +7,7 @@ use crate::automerge_base::{self, add_note, doc_of, note};
 use crate::holding;
 use crate::measure::{ms, size_label, thread_cpu};
 use crate::report::{Figure, Report};
+use crate::store_tap::Tap;
 use anyhow::{Result, bail, ensure};
 use automerge::sync::State;
 use hearth_core::grant::Ability;
@@ -39,32 +40,74 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
     } else {
         &[1_000, 10_000, 50_000]
     };
-    let mut times = Vec::new();
+    let mut steps = Vec::new();
     for &h in sizes {
-        times.push(incremental(r, h)?);
+        steps.push(incremental(r, h)?);
     }
     // Flat in history: the largest history's time against the smallest's, warm and cold, and
     // its CPU time: the sync's own work, without the wait for the disk's flush, whose time
     // moves from one sync to the next with the disk rather than with the history.
-    if let (Some(first), Some(last)) = (times.first(), times.last()) {
+    if let (Some(first), Some(last)) = (steps.first(), steps.last()) {
         let span = format!(
             "{}_to_{}",
             size_label(sizes[0]),
             size_label(sizes[sizes.len() - 1])
         );
         r.emit(
-            Figure::new(format!("incremental_growth_{span}"), last.0, "ms")
-                .baseline(first.0)
+            Figure::new(format!("incremental_growth_{span}"), last.time, "ms")
+                .baseline(first.time)
                 .target("ratio<=1.25"),
         )?;
         r.emit(
-            Figure::new(format!("incremental_cold_growth_{span}"), last.1, "ms").baseline(first.1),
+            Figure::new(format!("incremental_cold_growth_{span}"), last.cold, "ms")
+                .baseline(first.cold),
         )?;
-        if let (Some(a), Some(b)) = (first.2, last.2) {
+        if let (Some(a), Some(b)) = (first.cpu, last.cpu) {
             r.emit(Figure::new(format!("incremental_cpu_growth_{span}"), b, "ms").baseline(a))?;
         }
+        // Whether the sync's own work grows with the history: the store operations it makes
+        // (as many at every size: no step reads or writes more as the history grows) ...
+        r.emit(
+            Figure::new(
+                format!("incremental_store_ops_growth_{span}"),
+                last.ops,
+                "ops",
+            )
+            .baseline(first.ops),
+        )?;
+        // ... and what it does change: those very operations on the larger store alone. The
+        // limit is the smallest history's sync plus only that growth: how much a sync that
+        // grew in nothing but its store would take; a sync above it grew in work of its own.
+        r.emit(
+            Figure::new(format!("incremental_store_growth_{span}"), last.store, "ms")
+                .baseline(first.store),
+        )?;
+        if let (Some(a), Some(b)) = (first.store_cpu, last.store_cpu) {
+            r.emit(
+                Figure::new(format!("incremental_store_cpu_growth_{span}"), b, "ms").baseline(a),
+            )?;
+        }
+        r.emit(
+            Figure::new(format!("incremental_growth_limit_{span}"), last.time, "ms")
+                .baseline(first.time + (last.store - first.store).max(0.0)),
+        )?;
     }
     Ok(())
+}
+
+/// One history size's incremental sync: medians in milliseconds.
+struct Step {
+    /// The sync, caches warm.
+    time: f64,
+    /// The sync, caches cold.
+    cold: f64,
+    /// Its CPU time (warm), where the system tells it.
+    cpu: Option<f64>,
+    /// The store's own share ([`Increments::store`]), and its CPU time.
+    store: f64,
+    store_cpu: Option<f64>,
+    /// The store operations one sync made, both nodes together.
+    ops: f64,
 }
 
 /// A patient and a GP, each with a sled store, the GP holding a read grant to `notes`.
@@ -76,9 +119,9 @@ pub(crate) struct Pair {
     /// The GP ([`holding::professional`]).
     pub(crate) gp: Identity,
     /// The patient's vault.
-    pub(crate) p: Vault<SledStore>,
+    pub(crate) p: Vault<Tap<SledStore>>,
     /// The GP's vault.
-    pub(crate) g: Vault<SledStore>,
+    pub(crate) g: Vault<Tap<SledStore>>,
     /// The patient's record.
     pub(crate) rid: RecordId,
     /// The randomness both sides use.
@@ -112,8 +155,8 @@ pub(crate) fn pair(n: usize) -> Result<Pair> {
         mem.hold_grant(&rid, &[g])?;
     }
     let (pd, gd) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let p = Vault::open(SledStore::open(pd.path())?)?;
-    let g = Vault::open(SledStore::open(gd.path())?)?;
+    let p = Vault::open(Tap::new(SledStore::open(pd.path())?))?;
+    let g = Vault::open(Tap::new(SledStore::open(gd.path())?))?;
     let mut b = Batch::new();
     let mut gb = Batch::new();
     for (k, v) in mem.store().scan(&[], &[0xff; 4])? {
@@ -297,9 +340,8 @@ fn initial(r: &mut Report, n: usize) -> Result<()> {
 }
 
 /// Incremental sync of one new entry at a history of `h` entries, against automerge's
-/// incremental sync of one new note; returns Hearth's median times in milliseconds (caches
-/// warm, then cold) and its median CPU time (warm), where the system tells it.
-fn incremental(r: &mut Report, h: usize) -> Result<(f64, f64, Option<f64>)> {
+/// incremental sync of one new note.
+fn incremental(r: &mut Report, h: usize) -> Result<Step> {
     let mut x = pair(h)?;
     hearth_sync(&mut x)?;
     let m = incremental_medians(&mut x, h)?;
@@ -318,7 +360,21 @@ fn incremental(r: &mut Report, h: usize) -> Result<(f64, f64, Option<f64>)> {
     if let Some(c) = cpu {
         r.emit(Figure::new(format!("incremental_{size}_cpu"), c, "ms").baseline(ms(ot)))?;
     }
-    Ok((ms(ot), ms(m.ours_cold), cpu))
+    r.emit(Figure::new(format!("incremental_{size}_store"), ms(m.store), "ms").baseline(ms(ot)))?;
+    if let Some(c) = m.store_cpu {
+        r.emit(
+            Figure::new(format!("incremental_{size}_store_cpu"), ms(c), "ms")
+                .baseline(cpu.unwrap_or(ms(ot))),
+        )?;
+    }
+    Ok(Step {
+        time: ms(ot),
+        cold: ms(m.ours_cold),
+        cpu,
+        store: ms(m.store),
+        store_cpu: m.store_cpu.map(ms),
+        ops: m.ops as f64,
+    })
 }
 
 /// What [`incremental_medians`] measured: medians of (time, bytes).
@@ -332,6 +388,12 @@ pub(crate) struct Increments {
     /// The CPU time of Hearth's one-entry syncs (both ends run on this thread), where the
     /// system tells it.
     pub(crate) ours_cpu: Option<Duration>,
+    /// The store's own share of a sync: the same reads and writes on both nodes' stores alone
+    /// ([`Tap::replay`]), time and CPU time.
+    pub(crate) store: Duration,
+    pub(crate) store_cpu: Option<Duration>,
+    /// The store operations of a sync, both nodes together ([`Counts::total`]).
+    pub(crate) ops: usize,
 }
 
 // Hearth's syncs and automerge's are timed in two runs, one after the other, not one sync each
@@ -388,6 +450,30 @@ pub(crate) fn incremental_medians(x: &mut Pair, h: usize) -> Result<Increments> 
         cold.push(hearth_sync(x)?.0);
     }
     drop(sweep);
+    // The store's own share: each sync's reads and writes recorded on both nodes, then made
+    // again on their sled stores alone, right after it.
+    let mut store = Vec::new();
+    let mut store_cpu = Vec::new();
+    let mut ops = Vec::new();
+    for k in total + INCREMENTS..total + 2 * INCREMENTS {
+        add(x, k)?;
+        x.p.store().record();
+        x.g.store().record();
+        hearth_sync(x)?;
+        let (rp, rg) = (x.p.store().take(), x.g.store().take());
+        ops.push(rp.counts().total() + rg.counts().total());
+        let before = thread_cpu();
+        let t = Instant::now();
+        x.p.store().replay(&rp)?;
+        x.g.store().replay(&rg)?;
+        store.push(t.elapsed());
+        if let (Some(b), Some(a)) = (before, thread_cpu()) {
+            store_cpu.push(a.saturating_sub(b));
+        }
+    }
+    store.sort();
+    store_cpu.sort();
+    ops.sort();
     let mut a = doc_of(h)?;
     let mut b = automerge::AutoCommit::new();
     let (mut sa, mut sb) = (State::new(), State::new());
@@ -405,6 +491,9 @@ pub(crate) fn incremental_medians(x: &mut Pair, h: usize) -> Result<Increments> 
     cold.sort();
     cpu.sort();
     Ok(Increments {
+        store: store[INCREMENTS / 2],
+        store_cpu: store_cpu.get(INCREMENTS / 2).copied(),
+        ops: ops[INCREMENTS / 2],
         ours_cpu: cpu.get(INCREMENTS / 2).copied(),
         ours: ours[INCREMENTS / 2],
         theirs: theirs[INCREMENTS / 2],
