@@ -392,8 +392,10 @@ pub(crate) struct Increments {
     /// ([`Tap::replay`]), time and CPU time.
     pub(crate) store: Duration,
     pub(crate) store_cpu: Option<Duration>,
-    /// The store operations of a sync, both nodes together ([`Counts::total`]).
+    /// The store operations of a sync, both nodes together ([`crate::store_tap::Counts::total`]).
     pub(crate) ops: usize,
+    /// How many notes the patient added, one before each sync.
+    pub(crate) added: usize,
 }
 
 // Hearth's syncs and automerge's are timed in two runs, one after the other, not one sync each
@@ -494,6 +496,7 @@ pub(crate) fn incremental_medians(x: &mut Pair, h: usize) -> Result<Increments> 
         store: store[INCREMENTS / 2],
         store_cpu: store_cpu.get(INCREMENTS / 2).copied(),
         ops: ops[INCREMENTS / 2],
+        added: total + 2 * INCREMENTS,
         ours_cpu: cpu.get(INCREMENTS / 2).copied(),
         ours: ours[INCREMENTS / 2],
         theirs: theirs[INCREMENTS / 2],

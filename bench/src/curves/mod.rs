@@ -22,7 +22,7 @@ use crate::holding::Builder;
 use crate::measure::{disk_usage, ms, size_label};
 use crate::probe::{self, Probe};
 use crate::report::{Figure, Report};
-use crate::sync::{self, INCREMENTS, Pair, WARM_UP};
+use crate::sync::{self, Pair};
 use anyhow::Result;
 use hearth_core::store::Store;
 use std::path::PathBuf;
@@ -253,7 +253,7 @@ fn record_size(c: &mut Curves, n: usize) -> Result<()> {
     c.add(Which::InitialBytes, n, hb as f64, ab as f64);
     let m = sync::incremental_medians(&mut x, n)?;
     c.add(Which::IncrementalMs, n, ms(m.ours.0), ms(m.theirs.0));
-    let held = n + WARM_UP + 2 * INCREMENTS;
+    let held = n + m.added;
 
     // Close both stores: a child opens the GP's.
     let Pair {
