@@ -391,6 +391,59 @@ fn what_a_grantee_serves_another_reaches_the_patients_audit_as_its_word() {
     );
 }
 
+/// A grantee stops reporting its journal only when one of the patient's devices says it holds
+/// it: an acknowledgement from anyone else (another grantee passing on the patient's answer),
+/// or one riding on a refusal, changes nothing.
+#[test]
+fn only_the_patients_device_acknowledges_a_grantees_journal() {
+    let mut w = world(13);
+    let rid = w.rid;
+    grant_to(&mut w, "gp", "notes", Ability::Read);
+    grant_to(&mut w, "sw", "notes", Ability::Read);
+    sync(&w.gp, &w.patient, rid, at(10), &mut w.rng).unwrap();
+    let read = Action::Read {
+        sections: Vec::new(),
+        authority: None,
+    };
+    w.gp.vault
+        .journal_many(&w.gp.id, vec![(rid, read)], at(11))
+        .unwrap();
+    assert_eq!(w.gp.vault.journal_sent(&rid).unwrap(), 0);
+    let answer = |w: &mut World| {
+        let req =
+            w.gp.peer()
+                .start_as(rid, w.patient.id.peer(), true, at(12))
+                .unwrap();
+        assert_eq!(req.audit.len(), 1);
+        let mut resp = w
+            .patient
+            .peer()
+            .on_request(w.gp.id.peer(), req, at(12), &mut w.rng)
+            .unwrap()
+            .0;
+        resp.audit_ack = Some(u64::MAX);
+        resp
+    };
+    // The patient's answer, acknowledging everything, arriving from the social worker.
+    let resp = answer(&mut w);
+    w.gp.peer()
+        .on_response(w.sw.id.peer(), resp, at(12), &mut w.rng)
+        .unwrap();
+    assert_eq!(w.gp.vault.journal_sent(&rid).unwrap(), 0);
+    // A refusal from the patient's device carrying an acknowledgement.
+    let mut resp = answer(&mut w);
+    resp.refused = Some("record not available".into());
+    assert!(
+        w.gp.peer()
+            .on_response(w.patient.id.peer(), resp, at(12), &mut w.rng)
+            .is_err()
+    );
+    assert_eq!(w.gp.vault.journal_sent(&rid).unwrap(), 0);
+    // The patient's own answer: the journal is held up to its head, no further.
+    sync(&w.gp, &w.patient, rid, at(13), &mut w.rng).unwrap();
+    assert_eq!(w.gp.vault.journal_sent(&rid).unwrap(), 1);
+}
+
 #[test]
 fn concurrent_offline_edits_converge() {
     let mut w = world(9);

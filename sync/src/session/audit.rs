@@ -133,15 +133,18 @@ impl<S: Store> Local<'_, S> {
 
     /// Requester: `remote` acknowledged this node's journal up to `ack`; taken only from one
     /// of the patient's devices (anyone else could make this node stop reporting).
-    pub(super) fn journal_acked(&self, record: &RecordId, remote: &PeerKey, ack: Option<u64>) {
+    /// `rec` is the record as this node has it open (`None`: it does not open here).
+    pub(super) fn journal_acked(
+        &self,
+        rec: Option<&OpenRecord<'_, S>>,
+        record: &RecordId,
+        remote: &PeerKey,
+        ack: Option<u64>,
+    ) {
         let Some(ack) = ack else {
             return;
         };
-        let from_patient = self
-            .vault
-            .open_record(self.identity, record)
-            .is_ok_and(|r| r.is_device(remote));
-        if from_patient {
+        if rec.is_some_and(|r| r.is_device(remote)) {
             // Losing this only means sending the events again.
             let _ = self.vault.set_journal_sent(record, ack);
         }

@@ -23,8 +23,10 @@ impl<'a, S: Store> Local<'a, S> {
             .into_iter()
             .filter(|w| w.is_for(self.identity, record))
             .collect();
+        // No wraps, nothing to keep: a record this node holds is registered already, and one
+        // it does not is registered with its first keys.
         if !self.identity.holds_root_of(record)
-            && (!wraps.is_empty() || self.vault.holds_record(record)?)
+            && !wraps.is_empty()
             && let Err(e) = self.vault.register_replica(record, &wraps, now)
         {
             report.refused.push(format!("key wraps refused: {e}"));
@@ -106,7 +108,7 @@ impl<'a, S: Store> Local<'a, S> {
         _rng: &mut impl CryptoRng,
     ) -> Result<(Option<SyncRequest>, Report), SyncError> {
         self.learn_revocations(&resp.record, &resp.revocations);
-        self.journal_acked(&resp.record, &remote, resp.audit_ack);
+        // A refusal acknowledges nothing (a responder never sends both).
         if let Some(why) = resp.refused {
             return Err(SyncError::Refused(why));
         }
@@ -132,6 +134,9 @@ impl<'a, S: Store> Local<'a, S> {
             now,
             &mut report,
         )?;
+        // Judged on the record as the answer left it: an auth-document change it brought
+        // was accepted only from the patient's devices.
+        self.journal_acked(rec.as_ref(), &record, &remote, resp.audit_ack);
         // If the responder refused something we pushed, pushing it again would not help: the
         // log stays stuck there until a person looks (the refusal is reported).
         let pushes_refused = !resp.rejected.is_empty();
