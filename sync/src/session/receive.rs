@@ -198,10 +198,15 @@ impl<'a, S: Store> Local<'a, S> {
         push: &[ByteBuf],
         now: Timestamp,
     ) -> Result<Report, SyncError> {
-        if !self.vault.holds_record(&record)? {
-            return Err(SyncError::Refused("record not available".into()));
-        }
-        let mut rec = self.vault.open_record(self.identity, &record).ok();
+        // A record held but not open here (its keys not yet come) still takes what it can.
+        let mut rec = match self.vault.open_record(self.identity, &record) {
+            Ok(r) => Some(r),
+            Err(RecordError::NoRecord(_)) => {
+                return Err(SyncError::Refused("record not available".into()));
+            }
+            Err(RecordError::Store(e)) => return Err(RecordError::Store(e).into()),
+            Err(_) => None,
+        };
         let holdable = holdable_sections(rec.as_ref());
         let keys: BTreeSet<(SectionId, u32)> = rec
             .as_ref()
