@@ -49,16 +49,24 @@ impl<'v, S: Store> OpenRecord<'v, S> {
             &read
         };
         let mut dir = BTreeMap::new();
+        let memo = &self.vault.memo.names;
         for (sid, sealed) in names {
             let Some(keys) = self.keys.get(sid) else {
                 continue;
             };
+            if let Some((epoch, name)) = memo.get(&self.id, sid, sealed)
+                && keys.contains_key(&epoch)
+            {
+                dir.insert(*sid, name);
+                continue;
+            }
             let aad = name_aad(&self.id, sid);
-            for key in keys.values() {
+            for (epoch, key) in keys {
                 if let Ok(name) = crypto::open(key, &aad, sealed)
                     && let Ok(name) = std::str::from_utf8(&name)
                     && let Ok(name) = name.parse::<SectionName>()
                 {
+                    memo.put(&self.id, sid, sealed, *epoch, name);
                     dir.insert(*sid, name);
                     break;
                 }

@@ -15,7 +15,8 @@
 //!
 //! - [`AuthMemo`]: what the auth document says that every open asks again (the devices the
 //!   root certified, those removed, the grant chains recorded, the directory's sealed section
-//!   names), by the auth document's log heads it was read at.
+//!   names), by the auth document's log heads it was read at;
+//! - [`NameMemo`]: each section's name, opened from its sealed bytes with this node's key.
 //!
 //! All are bounded, and none is ever written anywhere.
 
@@ -24,6 +25,7 @@ use crate::crypto::SymmetricKey;
 use crate::grant::Grant;
 use crate::ids::{PeerKey, RecordId, SectionId};
 use crate::log::VersionVector;
+use crate::section::SectionName;
 use crate::time::Timestamp;
 use automerge::AutoCommit;
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +37,7 @@ pub(crate) struct Memo {
     pub(super) keys: UnwrapMemo,
     pub(super) docs: DocMemo,
     pub(super) auth: AuthMemo,
+    pub(super) names: NameMemo,
 }
 
 /// What an auth document says about who may write and who was granted what, read from it.
@@ -87,6 +90,75 @@ impl AuthMemo {
     pub(super) fn forget_record(&self, record: &RecordId) {
         if let Ok(mut m) = self.0.lock() {
             m.remove(record);
+        }
+    }
+}
+
+/// Section names this vault has already opened, by record and section, each with the sealed
+/// bytes it came from and the key epoch that opened it.
+///
+/// Every open of a record opens the name of every section it holds a key for (an AEAD open
+/// under the section's key, and a parse): a fifth of an open's time when its caches are cold.
+/// An entry is only made after the sealed bytes opened under this node's key of that epoch and
+/// parsed, and a hit needs the very same sealed bytes and a key of that epoch still held: the
+/// record root's signed wraps give a section one key per epoch, so a hit is what opening the
+/// bytes afresh would give, and a renamed, resealed or unreadable section is opened afresh.
+/// At most [`NameMemo::MAX`] names (emptied when full).
+#[derive(Default)]
+pub(crate) struct NameMemo(Mutex<HashMap<(RecordId, SectionId), OpenedName>>);
+
+/// A section name opened, with the sealed bytes it came from and the epoch of the key.
+struct OpenedName {
+    sealed: Vec<u8>,
+    epoch: u32,
+    name: SectionName,
+}
+
+impl NameMemo {
+    /// The most names held.
+    const MAX: usize = 16_384;
+
+    /// The epoch of the key that opened `sealed` as `section`'s name in `record`, and the name.
+    pub(super) fn get(
+        &self,
+        record: &RecordId,
+        section: &SectionId,
+        sealed: &[u8],
+    ) -> Option<(u32, SectionName)> {
+        let m = self.0.lock().ok()?;
+        let o = m.get(&(*record, *section))?;
+        (o.sealed == sealed).then_some((o.epoch, o.name))
+    }
+
+    /// Remembers that `sealed` opened as `name` under `section`'s key of `epoch`.
+    pub(super) fn put(
+        &self,
+        record: &RecordId,
+        section: &SectionId,
+        sealed: &[u8],
+        epoch: u32,
+        name: SectionName,
+    ) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= Self::MAX && !m.contains_key(&(*record, *section)) {
+                m.clear();
+            }
+            let sealed = sealed.to_vec();
+            m.insert(
+                (*record, *section),
+                OpenedName {
+                    sealed,
+                    epoch,
+                    name,
+                },
+            );
+        }
+    }
+
+    /// Forgets `record`.
+    pub(super) fn forget_record(&self, record: &RecordId) {
+        if let Ok(mut m) = self.0.lock() {
+            m.retain(|(r, _), _| r != record);
         }
     }
 }

@@ -204,7 +204,7 @@ impl<'a, S: Store> Local<'a, S> {
             Err(RecordError::NoRecord(_)) => {
                 return Err(SyncError::Refused("record not available".into()));
             }
-            Err(RecordError::Store(e)) => return Err(RecordError::Store(e).into()),
+            Err(e @ RecordError::Store(_)) => return Err(e.into()),
             Err(_) => None,
         };
         let holdable = holdable_sections(rec.as_ref());

@@ -111,6 +111,12 @@ fn forgetting_a_record_forgets_what_was_remembered_of_it() {
     v.forget_record(&rid).unwrap();
     assert!(v.open_record(&patient, &rid).is_err());
     assert!(!v.memo.docs.holds(&rid, &crate::ids::SectionId::AUTH));
+    let sid = crate::ids::SectionId::AUTH;
+    v.memo
+        .names
+        .put(&rid, &sid, b"sealed", 0, "notes".parse().unwrap());
+    v.forget_record(&rid).unwrap();
+    assert_eq!(v.memo.names.get(&rid, &sid, b"sealed"), None);
 }
 
 #[test]
@@ -332,4 +338,31 @@ fn a_key_remembered_from_one_records_wrap_is_never_taken_for_another() {
     }
     // The first record still opens from what is remembered.
     assert_eq!(texts(&v, &patient, &rid), ["first"]);
+}
+
+#[test]
+fn a_remembered_section_name_needs_the_same_sealed_bytes_and_a_key_of_its_epoch() {
+    let (_store, v, patient, rid) = one_note(99, "first");
+    let sid = notes_id(&v, &patient, &rid);
+    let notes: SectionName = "notes".parse().unwrap();
+    let shown = |v: &Vault<MemoryStore>| v.open_record(&patient, &rid).unwrap().directory()[&sid];
+    // Opening the record remembered the name, by the auth document's sealed bytes.
+    let sealed = {
+        let rec = v.open_record(&patient, &rid).unwrap();
+        let names = rec.read_sealed_names();
+        names.into_iter().find(|(s, _)| *s == sid).unwrap().1
+    };
+    assert_eq!(v.memo.names.get(&rid, &sid, &sealed), Some((0, notes)));
+    // Other bytes (resealed, or tampered with) are not taken for the name remembered.
+    let mut other = sealed.clone();
+    other[0] ^= 1;
+    assert_eq!(v.memo.names.get(&rid, &sid, &other), None);
+    // A wrong name planted under other bytes is never shown; nor one under the same bytes but
+    // an epoch this node holds no key of: the name is opened afresh, and remembered.
+    let wrong: SectionName = "social-care/assessments".parse().unwrap();
+    v.memo.names.put(&rid, &sid, &other, 0, wrong);
+    assert_eq!(shown(&v), notes);
+    v.memo.names.put(&rid, &sid, &sealed, 7, wrong);
+    assert_eq!(shown(&v), notes);
+    assert_eq!(v.memo.names.get(&rid, &sid, &sealed), Some((0, notes)));
 }
