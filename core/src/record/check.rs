@@ -30,6 +30,7 @@
 
 use super::decbor;
 use super::held::HeldWrite;
+use super::keyring::{KEYRING_STAMP_LEN, stamp_keyring};
 use super::layout::{LogId, Stored, k_head, k_quarantine, parse};
 use super::snapshot::SharedSnapshot;
 use super::vault::Registration;
@@ -186,8 +187,14 @@ pub fn repair_store(store: &impl Store) -> Result<RepairReport, StoreError> {
             batch.delete(key.clone());
             quarantined += 1;
         }
-        if parse(key) == Stored::Format {
-            batch.put(crate::store::FORMAT_KEY, FORMAT_VERSION);
+        match parse(key) {
+            Stored::Format => batch.put(crate::store::FORMAT_KEY, FORMAT_VERSION),
+            // A keyring changed: stamped afresh, after its stamp's own deletion if that was
+            // the damaged item.
+            Stored::Wrap(r, ..) | Stored::Escrow(r, ..) | Stored::Keyring(r) => {
+                stamp_keyring(&mut batch, &r)
+            }
+            _ => {}
         }
     }
     let mut heads_moved = 0;
@@ -270,6 +277,10 @@ fn check_item(k: &[u8], v: &[u8], r: &mut StoreReport, logs: &mut BTreeMap<LogId
                         "its signature by the record root does not verify",
                     )
                 }),
+        ),
+        Stored::Keyring(_) => (
+            "keyring stamps",
+            ok_if(v.len() == KEYRING_STAMP_LEN, "is not a keyring stamp"),
         ),
         Stored::Bundle(l, seq) => {
             let verdict = check_bundle(v, Some((l, *seq)));
@@ -458,6 +469,7 @@ fn damage(stored: &Stored, k: &[u8], v: &[u8], problem: &'static str) -> Damage 
             Some(*r),
             format!("an escrowed key of section {} (epoch {e})", short(&s.0)),
         ),
+        Stored::Keyring(r) => (Some(*r), "the record's keyring stamp".to_string()),
         Stored::Bundle(l, seq) => (Some(l.record), format!("bundle {seq} {}", in_log(l))),
         Stored::Fork(l, seq) => (
             Some(l.record),

@@ -1,8 +1,8 @@
 //! The keyring: section keys wrapped to this device (and to others), unwrapped on opening,
 //! wrapped to new recipients, and rotated.
 
-use super::layout::{Stored, k_escrow, k_escrow_prefix, k_wrap, k_wrap_prefix, parse};
-use super::memo::{UnwrapMemo, Unwrapped};
+use super::layout::{Stored, k_escrow, k_escrow_prefix, k_keyring, k_wrap, k_wrap_prefix, parse};
+use super::memo::{SectionKeys, UnwrapMemo, Unwrapped};
 use super::{OpenRecord, RecordError, Result, Vault, cbor, decbor, json_string};
 use crate::crypto::SymmetricKey;
 use crate::ids::{RecordId, SectionId};
@@ -13,6 +13,8 @@ use crate::store::Batch;
 use crate::store::Store;
 use crate::time::Timestamp;
 use rand_core::CryptoRng;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Who receives a new key: this device, the recovery key, and `others` (the patient's other
 /// devices).
@@ -29,13 +31,46 @@ pub(super) fn recipients(identity: &Identity, others: &[[u8; 32]]) -> Vec<[u8; 3
     out
 }
 
-/// Files a key wrap into the record's keyring, in `batch`.
+/// Files a key wrap into the record's keyring, in `batch` (stamping the keyring afresh).
 pub(super) fn put_wrap(batch: &mut Batch, w: &KeyWrap) -> Result<()> {
     batch.put(
         k_wrap(&w.record, &w.section, w.epoch, &w.recipient),
         cbor(w)?,
     );
+    stamp_keyring(batch, &w.record);
     Ok(())
+}
+
+/// How long a keyring stamp is.
+pub(super) const KEYRING_STAMP_LEN: usize = 16;
+
+/// Writes `record`'s keyring stamp afresh in `batch`: every batch that writes a wrap or an
+/// escrowed key of the record does (see [`super::memo::KeyringMemo`] for why). A stamp is 64
+/// random bits drawn once by this process, then a count no other stamp of this process
+/// has used.
+pub(super) fn stamp_keyring(batch: &mut Batch, record: &RecordId) {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let mut stamp = [0u8; KEYRING_STAMP_LEN];
+    stamp[..8].copy_from_slice(&process_nonce().unwrap_or_default());
+    stamp[8..].copy_from_slice(&COUNT.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    batch.put(k_keyring(record), stamp.to_vec());
+}
+
+/// This process's 64 random bits for keyring stamps; `None` if the operating system gave
+/// none, and then no keyring is remembered (its stamps could repeat another process's).
+///
+/// The one read of the operating system's random source in the engine, which otherwise takes
+/// a `CryptoRng` argument: a stamp is no secret, only unique, and it is written wherever a
+/// wrap is, by calls that have no randomness of their own (a replica's registration, a
+/// repair), so the bits are drawn here, once.
+fn process_nonce() -> Option<[u8; 8]> {
+    static NONCE: OnceLock<Option<[u8; 8]>> = OnceLock::new();
+    *NONCE.get_or_init(|| {
+        let mut b = [0u8; 8];
+        #[allow(clippy::disallowed_methods)]
+        let drawn = getrandom::fill(&mut b);
+        drawn.ok().map(|()| b)
+    })
 }
 
 /// `key` (of `section` at `epoch`) wrapped to each of `recipients`, signed by `root`.
@@ -95,6 +130,7 @@ impl<S: Store> Vault<S> {
                 cbor(*k)?,
             );
         }
+        stamp_keyring(&mut batch, record);
         self.store.commit(batch)?;
         Ok(good.len())
     }
@@ -141,7 +177,54 @@ impl<'v, S: Store> OpenRecord<'v, S> {
     }
 
     /// Unwraps every section key addressed to this device.
+    /// Finds this node's section keys of the record: remembered, when the record's keyring
+    /// stamp is the one they were found at (see [`super::memo::KeyringMemo`]), else read.
     pub(super) fn load_keys(&mut self) -> Result<()> {
+        // The stamp is read before the keys, so keys read after it are at least its keyring's.
+        let stamp = self.keyring_stamp()?;
+        let (peer, agreement) = (self.identity.peer(), self.identity.agreement_public());
+        let memo = &self.vault.memo.keyrings;
+        if let Some(s) = &stamp
+            && let Some(keys) = memo.get(&self.id, &peer, &agreement, s)
+        {
+            self.keys = SectionKeys::clone(&keys);
+            #[cfg(debug_assertions)]
+            self.check_remembered_keys(s)?;
+            return Ok(());
+        }
+        self.read_keys()?;
+        if let Some(s) = stamp {
+            memo.put(&self.id, &peer, &agreement, s, &self.keys);
+        }
+        Ok(())
+    }
+
+    /// The record's keyring stamp, if it has one and this process may remember keyrings.
+    fn keyring_stamp(&self) -> Result<Option<[u8; KEYRING_STAMP_LEN]>> {
+        if process_nonce().is_none() {
+            return Ok(None);
+        }
+        let stamp = self.vault.store.get(&k_keyring(&self.id))?;
+        Ok(stamp.and_then(|s| s.try_into().ok()))
+    }
+
+    /// Debug builds: the remembered keys are the keys a fresh read finds, unless the keyring
+    /// changed meanwhile.
+    #[cfg(debug_assertions)]
+    fn check_remembered_keys(&mut self, stamp: &[u8; KEYRING_STAMP_LEN]) -> Result<()> {
+        let remembered = std::mem::take(&mut self.keys);
+        self.read_keys()?;
+        if self.keyring_stamp()?.as_ref() == Some(stamp) {
+            assert!(
+                remembered == self.keys,
+                "a remembered keyring differs from the stored one at the same stamp"
+            );
+        }
+        Ok(())
+    }
+
+    /// Reads this node's section keys from the wraps addressed to it and its escrowed keys.
+    fn read_keys(&mut self) -> Result<()> {
         // Wraps to others (grantees, escrow) are passed over by their key, neither copied out
         // of the store nor decoded; nor are wraps to this device already unwrapped (the memo
         // names them by their exact bytes).

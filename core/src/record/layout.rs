@@ -10,6 +10,7 @@
 //! | `R` record | registration (CBOR) |
 //! | `K` record section epoch recipient | a section key wrapped to one X25519 key, signed by the record root |
 //! | `E` record section epoch | a section key released from emergency escrow to this node (see [`crate::keywrap::EscrowedKey`]) |
+//! | `G` record | the record's keyring stamp: 16 bytes written afresh in every batch that writes a `K` or `E` key of the record (see `keyring.rs`), so that an open can tell the keys it unwrapped before are still all there are |
 //! | `B` record section author seq | an encoded bundle |
 //! | `L` record section author | the author's log head in that section |
 //! | `C` record section | a sealed snapshot of the section document (a cache; rebuildable) |
@@ -33,6 +34,7 @@ mod tag {
     pub(super) const RECORD: u8 = b'R';
     pub(super) const WRAP: u8 = b'K';
     pub(super) const ESCROW: u8 = b'E';
+    pub(super) const KEYRING: u8 = b'G';
     pub(super) const BUNDLE: u8 = b'B';
     pub(super) const HEAD: u8 = b'L';
     pub(super) const CACHE: u8 = b'C';
@@ -77,6 +79,7 @@ pub(super) fn k_all_of_record(r: &RecordId) -> Vec<Vec<u8>> {
         tag::SHARED,
         tag::BASE,
         tag::ESCROW,
+        tag::KEYRING,
         tag::RECEIVED,
     ]
     .iter()
@@ -107,6 +110,11 @@ pub(super) fn k_escrow_prefix(r: &RecordId) -> Vec<u8> {
 
 pub(super) fn k_escrow(r: &RecordId, s: &SectionId, epoch: u32) -> Vec<u8> {
     key(tag::ESCROW, &[&r.0, &s.0, &epoch.to_be_bytes()])
+}
+
+/// The record's keyring stamp (see the table above).
+pub(super) fn k_keyring(r: &RecordId) -> Vec<u8> {
+    key(tag::KEYRING, &[&r.0])
 }
 
 pub(super) fn k_bundle(r: &RecordId, s: &SectionId, a: &PeerKey, seq: u64) -> Vec<u8> {
@@ -216,6 +224,7 @@ pub(super) enum Stored {
     Record(RecordId),
     Wrap(RecordId, SectionId, u32, [u8; 32]),
     Escrow(RecordId, SectionId, u32),
+    Keyring(RecordId),
     Bundle(LogId, u64),
     Head(LogId),
     Cache(RecordId, SectionId),
@@ -290,9 +299,15 @@ pub(super) fn parse(k: &[u8]) -> Stored {
     };
     let mut p = Parts(rest);
     let parsed = match t {
-        tag::RECORD => {
+        tag::RECORD | tag::KEYRING => {
             let r = p.record();
-            p.end(r).map(Stored::Record)
+            p.end(r).map(|r| {
+                if t == tag::RECORD {
+                    Stored::Record(r)
+                } else {
+                    Stored::Keyring(r)
+                }
+            })
         }
         tag::WRAP => {
             let v = (|| Some((p.record()?, p.section()?, p.u32()?, p.take::<32>()?)))();
@@ -361,6 +376,7 @@ mod tests {
             k_record(&r),
             k_wrap(&r, &s, 1, &[4; 32]),
             k_escrow(&r, &s, 1),
+            k_keyring(&r),
             k_bundle(&r, &s, &a, 5),
             k_fork(&r, &s, &a, 5),
             k_head(&r, &s, &a),
@@ -416,6 +432,7 @@ mod tests {
             Stored::Wrap(r, s, 7, [4; 32])
         );
         assert_eq!(parse(&k_escrow(&r, &s, 7)), Stored::Escrow(r, s, 7));
+        assert_eq!(parse(&k_keyring(&r)), Stored::Keyring(r));
         assert_eq!(parse(&k_bundle(&r, &s, &a, 9)), Stored::Bundle(l, 9));
         assert_eq!(parse(&k_fork(&r, &s, &a, 9)), Stored::Fork(l, 9));
         assert_eq!(parse(&k_received(&r, &s, &a, 9)), Stored::Received(l, 9));

@@ -16,7 +16,9 @@
 //! - [`AuthMemo`]: what the auth document says that every open asks again (the devices the
 //!   root certified, those removed, the grant chains recorded, the directory's sealed section
 //!   names), by the auth document's log heads it was read at;
-//! - [`NameMemo`]: each section's name, opened from its sealed bytes with this node's key.
+//! - [`NameMemo`]: each section's name, opened from its sealed bytes with this node's key;
+//! - [`KeyringMemo`]: all the section keys an open of a record found for its reader, by the
+//!   record's keyring stamp (the one memo keyed by something written for it: see its docs).
 //!
 //! All are bounded, and none is ever written anywhere.
 
@@ -38,6 +40,7 @@ pub(crate) struct Memo {
     pub(super) docs: DocMemo,
     pub(super) auth: AuthMemo,
     pub(super) names: NameMemo,
+    pub(super) keyrings: KeyringMemo,
 }
 
 /// What an auth document says about who may write and who was granted what, read from it.
@@ -160,6 +163,92 @@ impl NameMemo {
         if let Ok(mut m) = self.0.lock() {
             m.retain(|(r, _), _| r != record);
         }
+    }
+}
+
+/// The section keys of a record as one reader holds them: by section, then epoch.
+pub(super) type SectionKeys = HashMap<SectionId, BTreeMap<u32, SymmetricKey>>;
+
+/// All the section keys an open of a record found for its reader (from the wraps addressed to
+/// it and the keys released to it from escrow), by record and reader, with the record's
+/// keyring stamp read before them.
+///
+/// Every open scans the record's key wraps (those to grantees and escrow too) and its escrowed
+/// keys: over a third of an open's time when its caches are cold, though a record's keyring
+/// changes only when keys are granted, rotated or released. The keyring stamp (`G`, see
+/// `layout.rs`) is 16 bytes that every batch writing a wrap or an escrowed key of the record
+/// writes afresh (`keyring::stamp_keyring`, called by the one function that files a wrap and
+/// the one that files escrowed keys; `hearth store repair` stamps afresh any record it
+/// quarantines keys of), unique in this process and across processes (a counter after 64
+/// random bits), and deleting a record deletes it. An open reads the stamp before the wraps,
+/// so the keys it finds are at least those of the keyring the stamp names; a hit needs the
+/// same stamp, the same reader and the same agreement key, so it gives every key a fresh read
+/// would. A record with no stamp (a store written before stamps) is always read afresh, and
+/// so is every record in a process that could not draw its random bits. Debug builds read
+/// afresh at every hit as well and check that both agree. At most [`KeyringMemo::MAX`]
+/// readers' keyrings (emptied when full), each key zeroized when dropped.
+#[derive(Default)]
+pub(crate) struct KeyringMemo(Mutex<HashMap<(RecordId, PeerKey), Keyring>>);
+
+/// One reader's keys of one record, at a keyring stamp.
+struct Keyring {
+    stamp: [u8; 16],
+    agreement: [u8; 32],
+    keys: Arc<SectionKeys>,
+}
+
+impl KeyringMemo {
+    /// The most keyrings held.
+    const MAX: usize = 16_384;
+
+    /// The keys `reader` (with agreement key `agreement`) found in `record` at `stamp`.
+    pub(super) fn get(
+        &self,
+        record: &RecordId,
+        reader: &PeerKey,
+        agreement: &[u8; 32],
+        stamp: &[u8; 16],
+    ) -> Option<Arc<SectionKeys>> {
+        let m = self.0.lock().ok()?;
+        let k = m.get(&(*record, *reader))?;
+        (k.stamp == *stamp && k.agreement == *agreement).then(|| k.keys.clone())
+    }
+
+    /// Remembers the keys `reader` found in `record` after reading `stamp`.
+    pub(super) fn put(
+        &self,
+        record: &RecordId,
+        reader: &PeerKey,
+        agreement: &[u8; 32],
+        stamp: [u8; 16],
+        keys: &SectionKeys,
+    ) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= Self::MAX && !m.contains_key(&(*record, *reader)) {
+                m.clear();
+            }
+            m.insert(
+                (*record, *reader),
+                Keyring {
+                    stamp,
+                    agreement: *agreement,
+                    keys: Arc::new(keys.clone()),
+                },
+            );
+        }
+    }
+
+    /// Forgets `record`.
+    pub(super) fn forget_record(&self, record: &RecordId) {
+        if let Ok(mut m) = self.0.lock() {
+            m.retain(|(r, _), _| r != record);
+        }
+    }
+
+    /// The stamp `reader`'s keyring of `record` is remembered at, if any (for tests).
+    #[cfg(test)]
+    pub(super) fn stamp_of(&self, record: &RecordId, reader: &PeerKey) -> Option<[u8; 16]> {
+        Some(self.0.lock().ok()?.get(&(*record, *reader))?.stamp)
     }
 }
 

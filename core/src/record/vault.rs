@@ -267,6 +267,7 @@ impl<S: Store> Vault<S> {
         self.memo.docs.forget_record(record);
         self.memo.auth.forget_record(record);
         self.memo.names.forget_record(record);
+        self.memo.keyrings.forget_record(record);
         Ok(n)
     }
 

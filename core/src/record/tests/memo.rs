@@ -366,3 +366,122 @@ fn a_remembered_section_name_needs_the_same_sealed_bytes_and_a_key_of_its_epoch(
     assert_eq!(shown(&v), notes);
     assert_eq!(v.memo.names.get(&rid, &sid, &sealed), Some((0, notes)));
 }
+
+#[test]
+fn a_remembered_keyring_is_used_only_at_the_keyring_stamp_it_was_read_at() {
+    use crate::record::layout::{k_keyring, k_wrap_prefix};
+    use crate::record::memo::SectionKeys;
+    use crate::record::repair_store;
+    let mut rng = TestRng::new(100);
+    let (store, v, patient, rid) = one_note(100, "first");
+    let sid = notes_id(&v, &patient, &rid);
+    let (peer, agreement) = (patient.peer(), patient.agreement_public());
+    let stamp = || -> [u8; 16] {
+        let s = store.get(&k_keyring(&rid)).unwrap().unwrap();
+        s.try_into().unwrap()
+    };
+    let epoch = |v: &Vault<MemoryStore>| {
+        let rec = v.open_record(&patient, &rid).unwrap();
+        rec.current_key(&sid).unwrap().0
+    };
+    // Opening the record remembered its keys at the stamp its keyring was written with.
+    assert_eq!(epoch(&v), 0);
+    let first = stamp();
+    assert_eq!(v.memo.keyrings.stamp_of(&rid, &peer), Some(first));
+    // Rotating the notes' key writes wraps, and with them a new stamp: the vault that
+    // remembered epoch 0 opens the record with epoch 1, and seals new notes under it.
+    v.open_record(&patient, &rid)
+        .unwrap()
+        .rotate_keys(&[sid], TEST_NOW, &mut rng)
+        .unwrap();
+    let second = stamp();
+    assert_ne!(second, first);
+    assert_eq!(epoch(&v), 1);
+    assert_eq!(v.memo.keyrings.stamp_of(&rid, &peer), Some(second));
+    // Keys planted under the old stamp, or for another agreement key, are never used.
+    v.memo
+        .keyrings
+        .put(&rid, &peer, &agreement, first, &SectionKeys::new());
+    assert_eq!(epoch(&v), 1);
+    v.memo
+        .keyrings
+        .put(&rid, &peer, &[9; 32], second, &SectionKeys::new());
+    assert_eq!(epoch(&v), 1);
+    assert_eq!(v.memo.keyrings.stamp_of(&rid, &peer), Some(second));
+    // A damaged wrap taken out of use by `hearth store repair` changes the keyring: the
+    // record is stamped afresh.
+    let (k, wrap) = store.scan_prefix(&k_wrap_prefix(&rid)).unwrap().remove(0);
+    let mut b = Batch::new();
+    b.put(k, wrap[..wrap.len() - 1].to_vec());
+    store.commit(b).unwrap();
+    assert!(repair_store(&store).unwrap().quarantined >= 1);
+    assert_ne!(stamp(), second);
+    // A record with no stamp (a store written before stamps) is read afresh every time, and
+    // nothing is remembered for it.
+    let mut b = Batch::new();
+    b.delete(k_keyring(&rid));
+    store.commit(b).unwrap();
+    v.memo.keyrings.forget_record(&rid);
+    assert_eq!(epoch(&v), 1);
+    assert_eq!(v.memo.keyrings.stamp_of(&rid, &peer), None);
+    assert_eq!(texts(&v, &patient, &rid), ["first"]);
+}
+
+#[test]
+fn keys_released_from_escrow_stamp_the_keyring_afresh() {
+    use crate::ids::SectionId;
+    use crate::keys::{Identity, Role};
+    use crate::keywrap::{EscrowedKey, KeyWrap};
+    use crate::record::layout::k_keyring;
+    let mut rng = TestRng::new(101);
+    let (_store, v, patient, rid) = one_note(101, "first");
+    let notes = notes_id(&v, &patient, &rid);
+    let (org, _) = Identity::generate(Role::Professional, "Org".into(), &mut rng);
+    let (nurse, _) = Identity::generate(Role::Professional, "Nurse".into(), &mut rng);
+    // The organisation's release of one section's key of epoch 0 to the nurse.
+    let mut release = |section: SectionId| {
+        let rec = v.open_record(&patient, &rid).unwrap();
+        let (epoch, key) = rec.current_key(&section).unwrap();
+        let root = patient.root_key().unwrap();
+        let wrap = KeyWrap::create(
+            root,
+            rid,
+            section,
+            epoch,
+            key,
+            org.agreement_public(),
+            &mut rng,
+        )
+        .unwrap();
+        EscrowedKey::release(
+            wrap,
+            &rid,
+            org.agreement_secret(),
+            nurse.agreement_public(),
+            &mut rng,
+        )
+        .unwrap()
+    };
+    let (auth, notes_key) = (release(SectionId::AUTH), release(notes));
+    // The nurse's node keeps the auth key first, opens the record (remembering its keyring),
+    // then keeps the notes' key: the keyring is stamped afresh and the next open reads notes.
+    let store = MemoryStore::new();
+    let nv = Vault::new(store.clone());
+    assert_eq!(
+        nv.keep_escrowed_keys(&nurse, &rid, &[auth], TEST_NOW)
+            .unwrap(),
+        1
+    );
+    let stamp = || store.get(&k_keyring(&rid)).unwrap().unwrap();
+    let first = stamp();
+    assert!(nv.open_record(&nurse, &rid).unwrap().sections().is_empty());
+    assert!(nv.memo.keyrings.stamp_of(&rid, &nurse.peer()).is_some());
+    assert_eq!(
+        nv.keep_escrowed_keys(&nurse, &rid, &[notes_key], TEST_NOW)
+            .unwrap(),
+        1
+    );
+    assert_ne!(stamp(), first);
+    let rec = nv.open_record(&nurse, &rid).unwrap();
+    assert!(rec.current_key(&notes).is_ok());
+}
