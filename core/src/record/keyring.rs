@@ -56,6 +56,14 @@ pub(super) fn stamp_keyring(batch: &mut Batch, record: &RecordId) {
     batch.put(k_keyring(record), stamp.to_vec());
 }
 
+/// Whether `batch` stamps a keyring (and so must be committed atomically).
+pub(super) fn stamps(batch: &Batch) -> bool {
+    batch
+        .ops()
+        .iter()
+        .any(|(k, _)| matches!(parse(k), Stored::Keyring(_)))
+}
+
 /// This process's 64 random bits for keyring stamps; `None` if the operating system gave
 /// none, and then no keyring is remembered (its stamps could repeat another process's).
 ///

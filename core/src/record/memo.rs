@@ -180,7 +180,9 @@ pub(super) type SectionKeys = HashMap<SectionId, BTreeMap<u32, SymmetricKey>>;
 /// writes afresh (`keyring::stamp_keyring`, called by the one function that files a wrap and
 /// the one that files escrowed keys; `hearth store repair` stamps afresh any record it
 /// quarantines keys of), unique in this process and across processes (a counter after 64
-/// random bits), and deleting a record deletes it. An open reads the stamp before the wraps,
+/// random bits), and deleting a record deletes it. Such a batch is always committed
+/// atomically (never in order, however small: `OpenRecord::commit_batch`), so no read sees a
+/// wrap without the stamp written with it. An open reads the stamp before the wraps,
 /// so the keys it finds are at least those of the keyring the stamp names; a hit needs the
 /// same stamp, the same reader and the same agreement key, so it gives every key a fresh read
 /// would. A record with no stamp (a store written before stamps) is always read afresh, and

@@ -266,8 +266,10 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         // A change to one section is at most bundle, receipt time, log head and snapshot, in
         // that order: every prefix of it is consistent (a bundle beyond its log head is
         // ignored and rewritten), so an ordered commit is enough. Anything larger (a new
-        // section: key wraps, directory item and two logs) commits atomically.
-        if batch.ops().len() <= 4 {
+        // section: key wraps, directory item and two logs) commits atomically, and so does
+        // any change to the keyring whatever its size: a wrap without the stamp that follows
+        // it would be a keyring an open could take for the one it remembers.
+        if batch.ops().len() <= 4 && !keyring::stamps(&batch) {
             self.vault.store.commit_ordered(batch)?;
         } else {
             self.vault.store.commit(batch)?;
