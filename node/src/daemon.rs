@@ -275,6 +275,13 @@ pub fn run(
     }
     let store = SledStore::open(&home.private_store_dir()?)?;
     let vault = Vault::open(store.clone())?;
+    let stamped = vault.stamp_unstamped_keyrings()?;
+    if stamped > 0 {
+        tracing::info!(
+            records = stamped,
+            "keyring stamps given to records stored without one"
+        );
+    }
     // Remembered as known peers: dialled now and on every later run.
     for (peer, addr) in &peers {
         if *peer == identity.peer() {

@@ -143,6 +143,26 @@ impl<S: Store> Vault<S> {
         Ok(good.len())
     }
 
+    /// Gives a keyring stamp to every record held here that has none (one in a store written
+    /// before stamps), in one atomic commit; returns how many. Until a record has a stamp,
+    /// every open reads its keys afresh (see [`super::memo::KeyringMemo`]); a new stamp only
+    /// ever makes an open read afresh, so this is safe at any time. The daemon runs it as it
+    /// starts.
+    pub fn stamp_unstamped_keyrings(&self) -> Result<usize> {
+        let mut batch = Batch::new();
+        let mut n = 0;
+        for record in self.records()? {
+            if self.store.get(&k_keyring(&record))?.is_none() {
+                stamp_keyring(&mut batch, &record);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.store.commit(batch)?;
+        }
+        Ok(n)
+    }
+
     /// Key wraps of `record` addressed to `recipient`.
     pub fn key_wraps_to(&self, record: &RecordId, recipient: &[u8; 32]) -> Result<Vec<KeyWrap>> {
         self.wraps_where(record, |to| to == recipient)

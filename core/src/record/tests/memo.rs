@@ -417,7 +417,7 @@ fn a_remembered_keyring_is_used_only_at_the_keyring_stamp_it_was_read_at() {
     assert!(repair_store(&store).unwrap().quarantined >= 1);
     assert_ne!(stamp(), second);
     // A record with no stamp (a store written before stamps) is read afresh every time, and
-    // nothing is remembered for it.
+    // nothing is remembered for it, until it is given one (as the daemon does at its start).
     let mut b = Batch::new();
     b.delete(k_keyring(&rid));
     store.commit(b).unwrap();
@@ -425,6 +425,10 @@ fn a_remembered_keyring_is_used_only_at_the_keyring_stamp_it_was_read_at() {
     assert_eq!(epoch(&v), 1);
     assert_eq!(v.memo.keyrings.stamp_of(&rid, &peer), None);
     assert_eq!(texts(&v, &patient, &rid), ["first"]);
+    assert_eq!(v.stamp_unstamped_keyrings().unwrap(), 1);
+    assert_eq!(v.stamp_unstamped_keyrings().unwrap(), 0);
+    assert_eq!(epoch(&v), 1);
+    assert_eq!(v.memo.keyrings.stamp_of(&rid, &peer), Some(stamp()));
 }
 
 #[test]
