@@ -204,7 +204,6 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         Ok((key, wraps))
     }
 
-    /// Unwraps every section key addressed to this device.
     /// Finds this node's section keys of the record: remembered, when the record's keyring
     /// stamp is the one they were found at (see [`super::memo::KeyringMemo`]), else read.
     pub(super) fn load_keys(&mut self) -> Result<()> {
