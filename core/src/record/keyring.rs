@@ -145,9 +145,9 @@ impl<S: Store> Vault<S> {
 
     /// Gives a keyring stamp to every record held here that has none (one in a store written
     /// before stamps), in one atomic commit; returns how many. Until a record has a stamp,
-    /// every open reads its keys afresh (see [`super::memo::KeyringMemo`]); a new stamp only
-    /// ever makes an open read afresh, so this is safe at any time. The daemon runs it as it
-    /// starts.
+    /// every open reads its keys afresh (the vault remembers keys only at a stamp); a new
+    /// stamp only ever makes an open read afresh, so this is safe at any time. The daemon runs
+    /// it as it starts.
     pub fn stamp_unstamped_keyrings(&self) -> Result<usize> {
         let mut batch = Batch::new();
         let mut n = 0;
