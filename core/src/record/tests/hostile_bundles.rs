@@ -10,7 +10,7 @@ use crate::record::entries::entry_key;
 use crate::record::layout::{k_bundle, k_head};
 use crate::record::{OpenRecord, Vault};
 use crate::section::SectionName;
-use crate::store::{Batch, Store, StoreError, Visit};
+use crate::store::{Batch, Store};
 use crate::test_utils::{TEST_NOW, TestRng, patient_record};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT};
@@ -264,37 +264,10 @@ fn leb(out: &mut Vec<u8>, mut n: u64) {
     }
 }
 
-/// A store that counts the values its scans read.
-#[derive(Default)]
-struct Counting {
-    inner: crate::store::MemoryStore,
-    read: std::cell::Cell<usize>,
-}
-
-impl Store for Counting {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn scan(&self, start: &[u8], end: &[u8]) -> Result<crate::store::Pairs, StoreError> {
-        let out = self.inner.scan(start, end)?;
-        self.read.set(self.read.get() + out.len());
-        Ok(out)
-    }
-    fn scan_while(&self, start: &[u8], end: &[u8], visit: Visit<'_>) -> Result<(), StoreError> {
-        self.inner.scan_while(start, end, &mut |k, v| {
-            self.read.set(self.read.get() + 1);
-            visit(k, v)
-        })
-    }
-    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        self.inner.commit(batch)
-    }
-}
-
 #[test]
 fn a_continuation_reads_only_what_it_sends() {
     let mut rng = TestRng::new(4);
-    let vault = Vault::new(Counting::default());
+    let vault = Vault::new(super::Counting::default());
     let (patient, rid) = patient_record(&vault, "Edith Example", TEST_NOW, &mut rng);
     let mut rec = vault.open_record(&patient, &rid).unwrap();
     for i in 0..40 {

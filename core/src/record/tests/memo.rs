@@ -490,42 +490,12 @@ fn keys_released_from_escrow_stamp_the_keyring_afresh() {
     assert!(rec.current_key(&notes).is_ok());
 }
 
-/// A store that counts the ordered commits made through it (every commit lands in `inner`).
-struct CountsOrdered {
-    inner: MemoryStore,
-    ordered: std::cell::Cell<usize>,
-}
-
-impl Store for CountsOrdered {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
-        self.inner.get(key)
-    }
-    fn commit(&self, batch: Batch) -> Result<(), crate::store::StoreError> {
-        self.inner.commit(batch)
-    }
-    fn commit_ordered(&self, batch: Batch) -> Result<(), crate::store::StoreError> {
-        self.ordered.set(self.ordered.get() + 1);
-        self.inner.commit(batch)
-    }
-    fn scan_while(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        visit: crate::store::Visit<'_>,
-    ) -> Result<(), crate::store::StoreError> {
-        self.inner.scan_while(start, end, visit)
-    }
-}
-
 #[test]
 fn a_change_to_the_keyring_is_committed_atomically_however_small() {
     use crate::keywrap::KeyWrap;
     use crate::record::keyring::put_wrap;
     let mut rng = TestRng::new(102);
-    let v = Vault::new(CountsOrdered {
-        inner: MemoryStore::new(),
-        ordered: std::cell::Cell::new(0),
-    });
+    let v = Vault::new(super::Counting::default());
     let (patient, rid) = patient_record(&v, "P", TEST_NOW, &mut rng);
     let notes: SectionName = "notes".parse().unwrap();
     let mut rec = v.open_record(&patient, &rid).unwrap();

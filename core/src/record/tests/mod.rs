@@ -12,7 +12,9 @@ mod revoke;
 use crate::entry::{EntryStatus, EntryVersion, Provenance};
 use crate::ids::EntryId;
 use crate::keys::Identity;
+use crate::store::{Batch, MemoryStore, Pairs, Store, StoreError, Visit};
 use crate::test_utils::{TEST_NOW, TestRng};
+use std::cell::Cell;
 
 /// A first version of a notes entry by `author` saying `text`, written at `TEST_NOW` (its id
 /// drawn from `seed`).
@@ -37,5 +39,38 @@ fn provenance(author: &Identity) -> Provenance {
         author_role: author.role,
         recorded_at: TEST_NOW,
         purpose: None,
+    }
+}
+
+/// A store that counts what passes through it: the values its scans read (`read`) and the
+/// ordered commits made (`ordered`). Every commit lands in a memory store.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryStore,
+    read: Cell<usize>,
+    ordered: Cell<usize>,
+}
+
+impl Store for Counting {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, StoreError> {
+        let out = self.inner.scan(start, end)?;
+        self.read.set(self.read.get() + out.len());
+        Ok(out)
+    }
+    fn scan_while(&self, start: &[u8], end: &[u8], visit: Visit<'_>) -> Result<(), StoreError> {
+        self.inner.scan_while(start, end, &mut |k, v| {
+            self.read.set(self.read.get() + 1);
+            visit(k, v)
+        })
+    }
+    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        self.inner.commit(batch)
+    }
+    fn commit_ordered(&self, batch: Batch) -> Result<(), StoreError> {
+        self.ordered.set(self.ordered.get() + 1);
+        self.inner.commit(batch)
     }
 }
