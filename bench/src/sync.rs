@@ -25,11 +25,16 @@ use std::time::{Duration, Instant};
 /// New entries synced one at a time at each history size; the median is reported.
 pub(crate) const INCREMENTS: usize = 41;
 
-/// One-entry syncs made before those measured. Right after a history is bulk-loaded, sled frees
-/// the pages that load replaced a little at a time on later operations: at 50,000 entries the
+/// One-entry syncs made before those measured after a history of `h` entries: 100, and one
+/// for every 400 entries beyond 40,000. Right after a history is bulk-loaded, sled frees the
+/// pages that load replaced a little at a time on later operations: at 50,000 entries the
 /// first ~60 one-entry syncs took 1.5-4.5 ms in the requester's first step, against 0.6 ms
-/// after (docs/PERFORMANCE.md, session 10). The figures are of a node past that.
-pub(crate) const WARM_UP: usize = 100;
+/// after (docs/PERFORMANCE.md, session 10); at 100,000 the first ~200 syncs took 1.8-3.1 ms,
+/// and the patient's adds before them 1.7-2.3 ms, against 0.43-0.50 and 0.27-0.32 after
+/// (session 34). The figures are of a node past that.
+fn warm_up(h: usize) -> usize {
+    100.max(h / 400)
+}
 
 /// Runs the module.
 pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
@@ -394,6 +399,11 @@ pub(crate) struct Increments {
     pub(crate) store_cpu: Option<Duration>,
     /// The store operations of a sync, both nodes together ([`crate::store_tap::Counts::total`]).
     pub(crate) ops: usize,
+    /// The patient's add of the note before each of Hearth's measured syncs (open the record,
+    /// add, commit durably, close), and automerge's change of the same note on its in-memory
+    /// document.
+    pub(crate) add: Duration,
+    pub(crate) add_theirs: Duration,
     /// How many notes the patient added, one before each sync.
     pub(crate) added: usize,
 }
@@ -419,8 +429,8 @@ fn evict_caches(buf: &mut [u8], round: usize) -> u64 {
     std::hint::black_box(buf.iter().step_by(64).map(|&b| u64::from(b)).sum())
 }
 
-/// [`INCREMENTS`] one-entry syncs after `x`'s initial sync of `h` notes and [`WARM_UP`] more
-/// (their CPU time too); [`INCREMENTS`] more of Hearth's, each after the caches were evicted;
+/// [`INCREMENTS`] one-entry syncs after `x`'s initial sync of `h` notes and [`warm_up`] more
+/// (their CPU time, and the patient's add before each, too); [`INCREMENTS`] more of Hearth's, each after the caches were evicted;
 /// then as many of automerge's between two documents of the same `h` notes.
 pub(crate) fn incremental_medians(x: &mut Pair, h: usize) -> Result<Increments> {
     let notes: SectionName = "notes".parse()?;
@@ -431,13 +441,17 @@ pub(crate) fn incremental_medians(x: &mut Pair, h: usize) -> Result<Increments> 
     };
     let mut ours = Vec::new();
     let mut cpu = Vec::new();
-    let total = WARM_UP + INCREMENTS;
+    let mut adds = Vec::new();
+    let total = warm_up(h) + INCREMENTS;
     for k in 0..total {
+        let t = Instant::now();
         add(x, k)?;
+        let added = t.elapsed();
         let before = thread_cpu();
         let o = hearth_sync(x)?;
         let after = thread_cpu();
-        if k >= WARM_UP {
+        if k >= total - INCREMENTS {
+            adds.push(added);
             ours.push(o);
             if let (Some(b), Some(a)) = (before, after) {
                 cpu.push(a.saturating_sub(b));
@@ -481,13 +495,19 @@ pub(crate) fn incremental_medians(x: &mut Pair, h: usize) -> Result<Increments> 
     let (mut sa, mut sb) = (State::new(), State::new());
     automerge_base::sync(&mut a, &mut b, &mut sa, &mut sb)?;
     let mut theirs = Vec::new();
+    let mut adds_theirs = Vec::new();
     for k in 0..total {
+        let t = Instant::now();
         add_note(&mut a, h + k)?;
+        let added = t.elapsed();
         let t = automerge_base::sync(&mut a, &mut b, &mut sa, &mut sb)?;
-        if k >= WARM_UP {
+        if k >= total - INCREMENTS {
             theirs.push(t);
+            adds_theirs.push(added);
         }
     }
+    adds.sort();
+    adds_theirs.sort();
     ours.sort();
     theirs.sort();
     cold.sort();
@@ -496,6 +516,8 @@ pub(crate) fn incremental_medians(x: &mut Pair, h: usize) -> Result<Increments> 
         store: store[INCREMENTS / 2],
         store_cpu: store_cpu.get(INCREMENTS / 2).copied(),
         ops: ops[INCREMENTS / 2],
+        add: adds[INCREMENTS / 2],
+        add_theirs: adds_theirs[INCREMENTS / 2],
         added: total + 2 * INCREMENTS,
         ours_cpu: cpu.get(INCREMENTS / 2).copied(),
         ours: ours[INCREMENTS / 2],

@@ -5,10 +5,11 @@
 //!
 //! Against record size (entries in one section, a note a minute, as `sync` builds them): the
 //! initial sync's time and bytes and an incremental one-entry sync against automerge's own
-//! sync of the same notes; the GP's store on disk against automerge's saved document of the
-//! same notes; and opening the GP's replica cold and reading the section, time and peak
-//! memory, against automerge loading that saved document, both in fresh child processes
-//! ([`probe`]).
+//! sync of the same notes; the patient's add of the entry before each of those syncs against
+//! automerge's change of the same note in memory; the GP's store on disk against automerge's
+//! saved document of the same notes; and opening the GP's replica cold and reading the
+//! section, time and peak memory, against automerge loading that saved document, both in
+//! fresh child processes ([`probe`]).
 //!
 //! Against records held (a professional's node built as `holding` builds it, grown from ten
 //! records to ten thousand): opening the node and listing it as `hearth patients` does, time
@@ -105,6 +106,7 @@ enum Which {
     InitialMs,
     InitialBytes,
     IncrementalMs,
+    AddMs,
     DiskMib,
     OpenReadMs,
     OpenReadPeak,
@@ -142,6 +144,14 @@ impl Curves {
                 "Incremental sync of one entry",
                 X,
                 AM,
+            ),
+            curve(
+                Which::AddMs,
+                "patient_add_ms",
+                "ms",
+                "The patient adds one entry (durably)",
+                X,
+                "automerge change, in memory",
             ),
             curve(
                 Which::DiskMib,
@@ -253,6 +263,7 @@ fn record_size(c: &mut Curves, n: usize) -> Result<()> {
     c.add(Which::InitialBytes, n, hb as f64, ab as f64);
     let m = sync::incremental_medians(&mut x, n)?;
     c.add(Which::IncrementalMs, n, ms(m.ours.0), ms(m.theirs.0));
+    c.add(Which::AddMs, n, ms(m.add), ms(m.add_theirs));
     let held = n + m.added;
 
     // Close both stores: a child opens the GP's.

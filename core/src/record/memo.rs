@@ -314,7 +314,8 @@ pub(super) struct Kept {
 
 /// Section documents of records recently closed, by record, section and reader (the device the
 /// document was loaded for: its actor writes into it), the least recently used dropped beyond
-/// [`DocMemo::MAX`] documents or [`DocMemo::MAX_CHANGES`] changes in all.
+/// [`DocMemo::MAX`] documents or [`DocMemo::MAX_CHANGES`] changes beside the largest one kept,
+/// which may itself hold up to [`DocMemo::MAX_LARGEST`].
 ///
 /// A document is *handed* here when the [`OpenRecord`](super::OpenRecord) that loaded it is
 /// dropped, and *taken* (moved out, never copied: automerge copies a document change by change,
@@ -345,15 +346,38 @@ fn changes(have: &VersionVector) -> u64 {
     have.values().map(|h| h.seq).sum()
 }
 
+impl Docs {
+    /// The changes of every document kept and one of `size` more, but for the largest of them.
+    fn beside_largest(&self, size: u64) -> u64 {
+        let (mut total, mut largest) = (size, size);
+        for (.., k) in self.kept.values() {
+            let c = changes(&k.have);
+            total = total.saturating_add(c);
+            largest = largest.max(c);
+        }
+        total - largest
+    }
+}
+
 impl DocMemo {
     /// The most documents kept.
     const MAX: usize = 32;
 
-    /// The most changes kept in all: memory grows with them (a 50,000-note section takes
-    /// about 70 MiB in automerge; `curves.open_read_peak_mib_*` in docs/PERFORMANCE.md), so a
-    /// node keeps one section of the 50,000 changes issue #16 sets its targets at, or many
-    /// small ones; a document larger than this alone is not kept.
-    const MAX_CHANGES: u64 = 64 * 1024;
+    /// The most changes kept beside the largest document: memory grows with them (a
+    /// 50,000-note section takes about 70 MiB in automerge; `curves.open_read_peak_mib_*` in
+    /// docs/PERFORMANCE.md), so a node keeps many small sections, or one of the 50,000
+    /// changes issue #16 sets its targets at, beside its largest.
+    pub(super) const MAX_CHANGES: u64 = 64 * 1024;
+
+    /// The most changes of any one document kept. The largest is not held to
+    /// [`DocMemo::MAX_CHANGES`]: the node held it whole to load it, and loads it whole again
+    /// at its section's next use if it is not kept (a patient's add to a section of 100,000
+    /// notes took 0.6 s so, against 0.3 ms kept: `curves.patient_add_ms_100k`). Keeping it
+    /// costs the memory each use of it needs anyway, held between uses: at most this
+    /// document and `MAX_CHANGES` beside it (while another large section loads, both are
+    /// held until the older is dropped as the newer is handed back). A larger one (automerge
+    /// holds about 1.5 KiB a change: some 380 MiB at this bound) is loaded afresh at each use.
+    pub(super) const MAX_LARGEST: u64 = 256 * 1024;
 
     /// Takes the document kept for `record`'s `section` as loaded for `reader`.
     pub(super) fn take(
@@ -374,7 +398,7 @@ impl DocMemo {
     /// handed documents until the bounds hold.
     pub(super) fn put(&self, record: &RecordId, section: &SectionId, reader: &PeerKey, kept: Kept) {
         let size = changes(&kept.have);
-        if size > Self::MAX_CHANGES {
+        if size > Self::MAX_LARGEST {
             return;
         }
         let Ok(mut d) = self.0.lock() else { return };
@@ -382,8 +406,7 @@ impl DocMemo {
         let now = d.clock;
         d.kept.remove(&(*record, *section));
         loop {
-            let total: u64 = d.kept.values().map(|(.., k)| changes(&k.have)).sum();
-            if d.kept.len() < Self::MAX && total + size <= Self::MAX_CHANGES {
+            if d.kept.len() < Self::MAX && d.beside_largest(size) <= Self::MAX_CHANGES {
                 break;
             }
             let Some(oldest) = d

@@ -525,3 +525,57 @@ fn a_change_to_the_keyring_is_committed_atomically_however_small() {
     rec.commit_batch(batch).unwrap();
     assert_eq!(v.store().ordered.get(), before + 1);
 }
+
+/// A section document of `changes` changes (by one author), as a closed record hands it back.
+fn kept(changes: u64) -> crate::record::memo::Kept {
+    let mut have = crate::log::VersionVector::new();
+    have.insert(
+        crate::ids::PeerKey([1; 32]),
+        crate::log::LogHead {
+            seq: changes,
+            hash: crate::ids::BundleHash([0; 32]),
+        },
+    );
+    crate::record::memo::Kept {
+        doc: automerge::AutoCommit::new(),
+        have,
+        since_snapshot: 0,
+    }
+}
+
+#[test]
+fn the_largest_section_is_kept_beside_smaller_ones_within_the_bounds() {
+    use crate::ids::{PeerKey, RecordId, SectionId};
+    use crate::record::memo::DocMemo;
+    let (rid, reader) = (RecordId([2; 32]), PeerKey([3; 32]));
+    let s = |i: u8| SectionId([i; 16]);
+    let memo = DocMemo::default();
+    let (large, half) = (DocMemo::MAX_LARGEST, DocMemo::MAX_CHANGES / 2);
+
+    // A section larger than the bound on the rest is kept, and so are others beside it up to
+    // that bound.
+    memo.put(&rid, &s(1), &reader, kept(large));
+    memo.put(&rid, &s(2), &reader, kept(half));
+    memo.put(&rid, &s(3), &reader, kept(half));
+    assert!(memo.holds(&rid, &s(1)) && memo.holds(&rid, &s(2)) && memo.holds(&rid, &s(3)));
+    // One change more beside the largest drops the least recently handed: the largest.
+    memo.put(&rid, &s(4), &reader, kept(1));
+    assert!(!memo.holds(&rid, &s(1)));
+    assert!(memo.holds(&rid, &s(2)) && memo.holds(&rid, &s(3)) && memo.holds(&rid, &s(4)));
+
+    // Two large sections are not kept together: the older goes.
+    memo.put(&rid, &s(5), &reader, kept(large));
+    memo.put(&rid, &s(6), &reader, kept(DocMemo::MAX_CHANGES + 1));
+    assert!(!memo.holds(&rid, &s(5)));
+    assert!(memo.holds(&rid, &s(6)));
+
+    // A section above the largest bound is not kept at all, and drops nothing.
+    memo.put(&rid, &s(7), &reader, kept(large + 1));
+    assert!(!memo.holds(&rid, &s(7)));
+    assert!(memo.holds(&rid, &s(6)));
+
+    // Taken for another reader, a document is not handed out (nor dropped).
+    assert!(memo.take(&rid, &s(6), &PeerKey([4; 32])).is_none());
+    assert!(memo.take(&rid, &s(6), &reader).is_some());
+    assert!(!memo.holds(&rid, &s(6)));
+}
