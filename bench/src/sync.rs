@@ -430,8 +430,9 @@ fn evict_caches(buf: &mut [u8], round: usize) -> u64 {
 }
 
 /// [`INCREMENTS`] one-entry syncs after `x`'s initial sync of `h` notes and [`warm_up`] more
-/// (their CPU time, and the patient's add before each, too); [`INCREMENTS`] more of Hearth's, each after the caches were evicted;
-/// then as many of automerge's between two documents of the same `h` notes.
+/// (their CPU time, and the patient's add before each, too); [`INCREMENTS`] more of Hearth's,
+/// each after the caches were evicted; then as many of automerge's between two documents of
+/// the same `h` notes (and automerge's change before each).
 pub(crate) fn incremental_medians(x: &mut Pair, h: usize) -> Result<Increments> {
     let notes: SectionName = "notes".parse()?;
     let add = |x: &mut Pair, k: usize| -> Result<()> {
