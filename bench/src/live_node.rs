@@ -13,12 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A live node for `identity` over `vault`, listening on a fresh loopback port: its handle,
-/// its shared state and its address.
+/// its shared state and its address. Its vault leaves due snapshots to the driver's tick, as
+/// the daemon's does.
 pub(crate) async fn live_node(
     identity: Identity,
     vault: Vault<SledStore>,
     config: LiveConfig,
 ) -> Result<(Handle, SharedState<SledStore>, Multiaddr)> {
+    let vault = vault.deferring_snapshots();
     let mut swarm = net::swarm(net::keypair(&identity)?, &NetConfig::default())?;
     swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
     let shared = Arc::new(Mutex::new(Shared { vault, identity }));

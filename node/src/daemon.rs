@@ -274,7 +274,8 @@ pub fn run(
         ));
     }
     let store = SledStore::open(&home.private_store_dir()?)?;
-    let vault = Vault::open(store.clone())?;
+    // Snapshots that adds make due are written by the driver's tick, off the edits' path.
+    let vault = Vault::open(store.clone())?.deferring_snapshots();
     let stamped = vault.stamp_unstamped_keyrings()?;
     if stamped > 0 {
         tracing::info!(

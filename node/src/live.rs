@@ -402,7 +402,7 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
                     Some(Control::Shutdown) | None => break,
                     Some(c) => self.on_control(c),
                 },
-                _ = periodic.tick() => { self.plan(None, None, false); self.reach_tick(); self.locate_tick(); self.receipt_pushes(); self.receipt_relay_serves(); self.collect_audit(); }
+                _ = periodic.tick() => { self.plan(None, None, false); self.reach_tick(); self.locate_tick(); self.receipt_pushes(); self.receipt_relay_serves(); self.collect_audit(); self.snapshot_tick(); }
                 _ = redial.tick() => self.redial(),
                 _ = until(deadline) => self.rounds.handle_timeout(Instant::now()),
             }

@@ -2,7 +2,7 @@
 //! periodically, a snapshot), and how a bundle is put into a batch.
 
 use super::layout::{k_bundle, k_head, k_received};
-use super::snapshot::snapshot_every;
+use super::snapshot::{snapshot_allowed, snapshot_every};
 use super::{OpenRecord, RecordError, Result};
 use crate::bundle::Bundle;
 use crate::ids::SectionId;
@@ -74,8 +74,15 @@ impl<S: Store> OpenRecord<'_, S> {
         batch.put(k_head(&self.id, &sid, &me), head.to_bytes().to_vec());
         sd.vv.insert(me, head);
         sd.since_snapshot += 1;
-        // (Not while changes wait for ones this node lacks: a snapshot records them as applied.)
-        if sd.since_snapshot >= snapshot_every(&sd.vv) && sd.doc.get_missing_deps(&[]).is_empty() {
+        // A vault that defers snapshots saves one here only once twice the interval has passed
+        // (see `Vault::deferring_snapshots`); until then `write_due_snapshots` does.
+        let every = snapshot_every(&sd.vv);
+        let at = if self.vault.defer_snapshots {
+            every.saturating_mul(2)
+        } else {
+            every
+        };
+        if sd.since_snapshot >= at && snapshot_allowed(&mut sd.doc) {
             sd.since_snapshot = 0;
             self.put_snapshot(&sid, rng, batch)?;
         }

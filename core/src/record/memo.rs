@@ -422,6 +422,20 @@ impl DocMemo {
         d.kept.insert((*record, *section), (now, *reader, kept));
     }
 
+    /// The sections kept for `reader` whose snapshot is due (see `Vault::snapshots_due`).
+    pub(super) fn due(&self, reader: &PeerKey) -> Vec<(RecordId, SectionId)> {
+        let Ok(d) = self.0.lock() else {
+            return Vec::new();
+        };
+        d.kept
+            .iter()
+            .filter(|(_, (_, who, k))| {
+                who == reader && super::snapshot::snapshot_due(&k.have, k.since_snapshot)
+            })
+            .map(|(key, _)| *key)
+            .collect()
+    }
+
     /// Drops what is kept of `record`'s `section`.
     pub(super) fn forget(&self, record: &RecordId, section: &SectionId) {
         if let Ok(mut d) = self.0.lock() {

@@ -2,9 +2,10 @@
 //! device signs so that a new reader starts from it.
 
 use super::layout::{k_base, k_cache, k_head, k_shared};
-use super::{OpenRecord, RecordError, Result, cbor, decbor, section_aad};
+use super::{OpenRecord, RecordError, Result, Vault, cbor, decbor, section_aad};
 use crate::crypto::{self, Domain, SymmetricKey};
 use crate::ids::{PeerKey, RecordId, SectionId};
+use crate::keys::Identity;
 use crate::log::{LogHead, VersionVector};
 use crate::store::{Batch, Store};
 use automerge::AutoCommit;
@@ -36,6 +37,18 @@ pub(super) fn snapshot_every(vv: &VersionVector) -> u32 {
     u32::try_from(total / 4)
         .unwrap_or(SNAPSHOT_EVERY)
         .clamp(SNAPSHOT_EVERY_MIN, SNAPSHOT_EVERY)
+}
+
+/// Whether a snapshot may be taken of `doc`: not while changes wait for ones this node lacks
+/// (a snapshot records them as applied).
+pub(super) fn snapshot_allowed(doc: &mut AutoCommit) -> bool {
+    doc.get_missing_deps(&[]).is_empty()
+}
+
+/// Whether a section document holding `have`, `since_snapshot` bundles past its snapshot, is
+/// due a fresh one.
+pub(super) fn snapshot_due(have: &VersionVector, since_snapshot: u32) -> bool {
+    since_snapshot >= snapshot_every(have)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -112,7 +125,66 @@ impl SharedSnapshot {
     }
 }
 
+impl<S: Store> Vault<S> {
+    /// The sections whose snapshot an add made due and left to [`Vault::write_due_snapshots`]
+    /// (a vault [`deferring_snapshots`](Vault::deferring_snapshots)), among the section
+    /// documents kept in memory for `reader`.
+    pub fn snapshots_due(&self, reader: &PeerKey) -> Vec<(RecordId, SectionId)> {
+        self.memo.docs.due(reader)
+    }
+
+    /// Writes the snapshots due of the sections kept in memory for `identity` (see
+    /// [`Vault::deferring_snapshots`]): each record's in one commit. Returns how many were
+    /// written. A record that no longer opens is passed over (its next load or add judges
+    /// it); a failed commit ends the pass with its error, and those snapshots stay due.
+    pub fn write_due_snapshots(
+        &self,
+        identity: &Identity,
+        rng: &mut impl CryptoRng,
+    ) -> Result<usize> {
+        let mut by_record: BTreeMap<RecordId, Vec<SectionId>> = BTreeMap::new();
+        for (record, section) in self.snapshots_due(&identity.peer()) {
+            by_record.entry(record).or_default().push(section);
+        }
+        let mut written = 0;
+        for (record, sections) in by_record {
+            let Ok(mut rec) = self.open_record(identity, &record) else {
+                continue;
+            };
+            written += rec.write_due_snapshots(&sections, rng)?;
+        }
+        Ok(written)
+    }
+}
+
 impl<'v, S: Store> OpenRecord<'v, S> {
+    /// Writes the snapshot of each of `sections` that is due, in one commit; returns how many.
+    fn write_due_snapshots(
+        &mut self,
+        sections: &[SectionId],
+        rng: &mut impl CryptoRng,
+    ) -> Result<usize> {
+        self.mutate(|rec, batch| {
+            let mut written = 0;
+            for sid in sections {
+                // A section that no longer loads is left to its next use, which reports it.
+                if rec.ensure_loaded(sid).is_err() {
+                    continue;
+                }
+                let Some(sd) = rec.loaded.get_mut(sid) else {
+                    continue;
+                };
+                if !snapshot_due(&sd.vv, sd.since_snapshot) || !snapshot_allowed(&mut sd.doc) {
+                    continue;
+                }
+                sd.since_snapshot = 0;
+                rec.put_snapshot(sid, rng, batch)?;
+                written += 1;
+            }
+            Ok(written)
+        })
+    }
+
     /// Rewrites the local snapshot of a section just loaded (`doc`, covering `have`) under its
     /// newest key, and says whether it was written. The snapshot is a cache (losing it loses
     /// nothing), so a failed write is ignored; its nonce is derived from the key and the sealed

@@ -173,6 +173,24 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
         }
     }
 
+    /// Writes the section snapshots that adds left due (a daemon's vault defers them:
+    /// [`Vault::deferring_snapshots`](hearth_core::record::Vault::deferring_snapshots)), in a
+    /// job of their own, so an edit is answered and pushed without waiting for one. Run on
+    /// every tick; skipped while the node is saturated (what is due stays due).
+    pub(super) fn snapshot_tick(&mut self) {
+        if self.jobs >= self.config.max_jobs {
+            return;
+        }
+        self.spawn_job(|sh| {
+            match sh.vault.write_due_snapshots(&sh.identity, &mut os_rng()) {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(sections = n, "section snapshots written"),
+                Err(e) => tracing::warn!("cannot write section snapshots: {e}"),
+            }
+            Work::Collected(0)
+        });
+    }
+
     /// Runs `f` on the blocking pool with the shared state locked; its result comes back as
     /// work. Returns false (and runs nothing) when the node is saturated.
     pub(super) fn job(&mut self, f: impl FnOnce(&Shared<S>) -> Work + Send + 'static) -> bool {

@@ -23,13 +23,23 @@ fn node<S: Store + Clone + Send + 'static>(
     vault: Vault<S>,
     port: u64,
 ) -> (Handle, SharedState<S>, Multiaddr) {
+    // No background round within a test's time: what arrives was pushed or asked for.
+    node_ticking(identity, vault, port, Duration::from_secs(600))
+}
+
+/// [`node`] whose driver ticks every `interval`.
+fn node_ticking<S: Store + Clone + Send + 'static>(
+    identity: Identity,
+    vault: Vault<S>,
+    port: u64,
+    interval: Duration,
+) -> (Handle, SharedState<S>, Multiaddr) {
     let mut swarm = memory_swarm(keypair(&identity).unwrap(), &NetConfig::default()).unwrap();
     let addr: Multiaddr = format!("/memory/{port}").parse().unwrap();
     swarm.listen_on(addr.clone()).unwrap();
     let shared = Arc::new(Mutex::new(Shared { vault, identity }));
-    // No background round within a test's time: what arrives was pushed or asked for.
     let config = LiveConfig {
-        interval: Duration::from_secs(600),
+        interval,
         ..LiveConfig::default()
     };
     let (h, _task) = start(swarm, shared.clone(), config);
@@ -400,4 +410,41 @@ async fn a_pushed_edit_is_shown_before_the_grantees_flush_and_flushed_before_it_
         g_store.visible.load(Ordering::SeqCst) > visible_before,
         "no push was stored visible-first"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_an_edit_made_due_is_written_by_the_drivers_tick() {
+    let mut rng = hearth_core::test_utils::TestRng::new(53);
+    let (patient, _, p_vault, rid) = patient_and_gp(now(), &mut rng);
+    let me = patient.peer();
+    let (ph, p_shared, _) = node_ticking(
+        patient,
+        p_vault.deferring_snapshots(),
+        52_031,
+        Duration::from_millis(100),
+    );
+    {
+        // The adds that make the notes section's snapshot due, under one hold of the lock, so
+        // no tick comes between them and the look at what is due.
+        let sh = lock(&p_shared);
+        for i in 0..hearth_core::record::SNAPSHOT_EVERY_MIN {
+            let mut rec = sh.vault.open_record(&sh.identity, &rid).unwrap();
+            rec.add_entry(
+                &"notes".parse().unwrap(),
+                &json!({ "text": format!("note {i}") }),
+                now(),
+                &mut os_rng(),
+            )
+            .unwrap();
+        }
+        ph.changed(&sh);
+        let due = sh.vault.snapshots_due(&me);
+        assert_eq!(due.len(), 1, "the adds left the snapshot due");
+        assert_eq!(due[0].0, rid);
+    }
+    eventually("the driver to write the due snapshot", || {
+        lock(&p_shared).vault.snapshots_due(&me).is_empty()
+    })
+    .await;
+    ph.shutdown().await;
 }
