@@ -4,11 +4,12 @@
 //! However fast the node, an edit reaches an online grantee only after three things that are
 //! not Hearth's own work: the patient's disk makes the new bundle durable (one sled
 //! insert+flush), one frame of about a bundle's size crosses libp2p on loopback (a
-//! `hearth_sync::net` swarm to another: TCP, Noise, Yamux, request-response, clocked from the
-//! send until the receiving swarm hands the request over), and the grantee's store takes it
-//! (one sled insert, seen by reads at once). The grantee's flush follows, but the edit is
-//! shown before it (`Local::visible_first`: the patient's node holds the bundle durably and
-//! sends it again if the grantee loses it). Each sample is one of each, added up.
+//! `hearth_sync::net` swarm to another: TCP, Noise, Yamux, on a stream held open as nodes
+//! push their edits on `/hearth/notify/1`, clocked from the write until the receiving task
+//! has read the frame), and the grantee's store takes it (one sled insert, seen by reads at
+//! once). The grantee's flush follows, but the edit is shown before it
+//! (`Local::visible_first`: the patient's node holds the bundle durably and sends it again if
+//! the grantee loses it). Each sample is one of each, added up.
 //!
 //! Every part starts after the same pause as each edit ([`PAUSE`]): a person's edit comes to a
 //! quiet machine, and a disk that has been idle answers a flush far more slowly than one
@@ -21,14 +22,15 @@
 //! its baseline the floor of parts apart): the patient's insert+flush, at once the frame, the
 //! grantee's insert as it arrives, one timeline per sample.
 
-use crate::relay::net::{identity, inbound_request, listen, open_config};
-use anyhow::{Context, Result, bail};
+use crate::relay::net::{identity, listen, open_config};
+use anyhow::{Context, Result};
 use hearth_core::keys::Role;
 use hearth_core::test_utils::TestRng;
-use hearth_sync::net::{self, BehaviourEvent};
+use hearth_sync::net;
+use hearth_sync::net::codec::{read_frame, write_frame};
+use hearth_sync::net::notify::NOTIFY_PROTOCOL;
 use libp2p::futures::StreamExt;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use std::time::{Duration, Instant};
 
@@ -103,7 +105,7 @@ pub(crate) async fn edit_visible_floor_back_to_back(n: usize) -> Result<Vec<Dura
 }
 
 /// `n` one-way trips of a frame from one `hearth_sync::net` swarm to another on loopback:
-/// from the sender's `send_request` until the receiver's swarm yields the request. The two
+/// from the sender's write until the receiver's task has read the frame. The two
 /// swarms run on the same runtime, as a node's do.
 async fn one_way(n: usize) -> Result<Vec<Duration>> {
     let mut pair = Pair::connect(None).await?;
@@ -118,19 +120,20 @@ async fn one_way(n: usize) -> Result<Vec<Duration>> {
     Ok(ways)
 }
 
-/// Two `hearth_sync::net` swarms connected on loopback: the sender, polled by whoever calls
-/// [`Pair::exchange`], and the receiver, in a task of its own that answers every request.
+/// Two `hearth_sync::net` swarms connected on loopback, with one stream held open between
+/// them on the notify protocol, as a node pushes its edits: the sender, polled by whoever
+/// calls [`Pair::exchange`], and the receiver, in a task of its own that reads every frame.
 struct Pair {
     sender: libp2p::Swarm<net::Behaviour<Vec<u8>>>,
-    receiver_id: libp2p::PeerId,
+    stream: libp2p::Stream,
     arrived: tokio::sync::mpsc::Receiver<Instant>,
     receiver_task: tokio::task::JoinHandle<()>,
 }
 
 impl Pair {
-    /// Connects a sender to a receiver whose task, on each request, inserts the frame into
-    /// `store` if there is one (then tells the moment, then flushes it), or else tells the
-    /// moment the request arrived.
+    /// Connects a sender to a receiver whose task, on each frame, inserts it into `store` if
+    /// there is one (then tells the moment, then flushes it), or else tells the moment the
+    /// frame arrived.
     async fn connect(store: Option<sled::Db>) -> Result<Pair> {
         let mut rng = TestRng::new(31);
         let (a, b) = (
@@ -140,35 +143,43 @@ impl Pair {
         let mut receiver = net::swarm::<Vec<u8>>(net::keypair(&b)?, &open_config())?;
         let addr = listen(&mut receiver).await?;
         let receiver_id = *receiver.local_peer_id();
+        let mut incoming = receiver
+            .behaviour()
+            .notify
+            .new_control()
+            .accept(NOTIFY_PROTOCOL)?;
         let (arrived_tx, arrived) = tokio::sync::mpsc::channel::<Instant>(1);
-        let receiver_task = tokio::spawn(async move {
+        // The swarm is polled in one task and the stream read in another, as a node does.
+        let reader = tokio::spawn(async move {
+            let Some((_, mut stream)) = incoming.next().await else {
+                return;
+            };
             let mut count = 0u64;
-            loop {
-                if let Some((request, channel)) = inbound_request(receiver.select_next_some().await)
-                {
-                    let at = match &store {
-                        Some(db) => {
-                            count += 1;
-                            if db.insert(count.to_be_bytes(), request).is_err() {
-                                return;
-                            }
-                            Instant::now()
+            while let Ok(frame) = read_frame(&mut stream, FRAME_BYTES).await {
+                let at = match &store {
+                    Some(db) => {
+                        count += 1;
+                        if db.insert(count.to_be_bytes(), frame).is_err() {
+                            return;
                         }
-                        None => Instant::now(),
-                    };
-                    let _ = arrived_tx.try_send(at);
-                    // The grantee's flush, outside the sample, as its node does after showing
-                    // the entry.
-                    if let Some(db) = &store
-                        && db.flush().is_err()
-                    {
-                        return;
+                        Instant::now()
                     }
-                    let _ = receiver
-                        .behaviour_mut()
-                        .store
-                        .send_response(channel, Vec::new());
+                    None => Instant::now(),
+                };
+                let _ = arrived_tx.try_send(at);
+                // The grantee's flush, outside the sample, as its node does after showing
+                // the entry.
+                if let Some(db) = &store
+                    && db.flush().is_err()
+                {
+                    return;
                 }
+            }
+        });
+        let receiver_task = tokio::spawn(async move {
+            let _reader = AbortOnDrop(reader);
+            loop {
+                receiver.select_next_some().await;
             }
         });
         let mut sender = net::swarm::<Vec<u8>>(net::keypair(&a)?, &open_config())?;
@@ -178,39 +189,50 @@ impl Pair {
                 break;
             }
         }
+        let mut control = sender.behaviour().notify.new_control();
+        let open = control.open_stream(receiver_id, NOTIFY_PROTOCOL);
+        tokio::pin!(open);
+        let stream = loop {
+            tokio::select! {
+                _ = sender.select_next_some() => {}
+                s = &mut open => break s.context("the floor's stream was not opened")?,
+            }
+        };
         Ok(Pair {
             sender,
-            receiver_id,
+            stream,
             arrived,
             receiver_task,
         })
     }
 
-    /// Sends one frame and waits for its answer: the moment the receiver told.
+    /// Sends one frame on the stream: the moment the receiver told it arrived.
     async fn exchange(&mut self) -> Result<Instant> {
-        self.sender
-            .behaviour_mut()
-            .store
-            .send_request(&self.receiver_id, vec![7u8; FRAME_BYTES]);
-        // The answer closes the exchange before the next one starts.
+        let frame = vec![7u8; FRAME_BYTES];
+        let write = write_frame(&mut self.stream, &frame, FRAME_BYTES);
+        tokio::pin!(write);
+        let mut written = false;
         loop {
-            match self.sender.select_next_some().await {
-                SwarmEvent::Behaviour(BehaviourEvent::Store(
-                    request_response::Event::Message {
-                        message: request_response::Message::Response { .. },
-                        ..
-                    },
-                )) => break,
-                SwarmEvent::Behaviour(BehaviourEvent::Store(
-                    request_response::Event::OutboundFailure { error, .. },
-                )) => bail!("a floor frame failed: {error}"),
-                _ => {}
+            tokio::select! {
+                _ = self.sender.select_next_some() => {}
+                w = &mut write, if !written => {
+                    w.context("a floor frame failed")?;
+                    written = true;
+                }
+                at = self.arrived.recv() => {
+                    return at.context("the receiving swarm stopped");
+                }
             }
         }
-        self.arrived
-            .recv()
-            .await
-            .context("the receiving swarm stopped")
+    }
+}
+
+/// Ends a task when dropped (the floor's reader, with the receiver's task).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -46,6 +46,8 @@ use hearth_core::store::Store;
 use hearth_sync::changes::{Announce, Changes};
 use hearth_sync::dial::{DialConfig, Dials};
 use hearth_sync::net::HearthSwarm;
+use hearth_sync::net::notify::{NotifyReceiver, NotifySender};
+use hearth_sync::protocol::Message;
 use hearth_sync::relay::limits::RateLimiter;
 use hearth_sync::round::{
     Event, RequestId, RoundConfig, RoundError, RoundOutcome, Rounds, WaiterId,
@@ -295,6 +297,10 @@ pub fn start<S: Store + Clone + Send + 'static>(
         ..DialConfig::default()
     });
     let (burst, every) = (config.relay_burst, config.relay_every);
+    let inbound = swarm.behaviour().gate.inbound().clone();
+    let mut control = swarm.behaviour().notify.new_control();
+    let notify_in = NotifyReceiver::start(&mut control, inbound.clone());
+    let notify_out = NotifySender::new(control, inbound.notify_limits());
     let mut driver = Driver {
         swarm,
         shared,
@@ -322,6 +328,8 @@ pub fn start<S: Store + Clone + Send + 'static>(
         relay_unreceipted: Vec::new(),
         reach: reach::Reach::default(),
         locate: locate::Locate::default(),
+        notify_in,
+        notify_out,
     };
     let task = tokio::spawn(async move { driver.run(rx, work_rx).await });
     (handle, task)
@@ -374,6 +382,10 @@ struct Driver<S: Store> {
     reach: reach::Reach,
     /// The relays' Kademlia network: records announced, lookups running.
     locate: locate::Locate,
+    /// `Notify` messages peers sent on their notify streams.
+    notify_in: NotifyReceiver<Message>,
+    /// This node's notify streams, one per peer it notified.
+    notify_out: NotifySender<Message>,
 }
 
 /// Sleeps until `deadline`, or forever without one.
@@ -397,6 +409,8 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
             let deadline = self.rounds.poll_timeout();
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
+                Some((pid, m)) = self.notify_in.recv() => self.on_notify_stream(pid, m),
+                Some((pid, m)) = self.notify_out.returned() => self.notify_by_request(pid, m),
                 Some(w) = work_rx.recv() => { self.jobs = self.jobs.saturating_sub(1); self.on_work(w); }
                 c = rx.recv() => match c {
                     Some(Control::Shutdown) | None => break,

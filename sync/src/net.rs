@@ -42,6 +42,7 @@
 
 pub mod codec;
 pub mod inbound;
+pub mod notify;
 
 use codec::{FrameCodec, WireMessage};
 use hearth_core::ids::PeerKey;
@@ -215,6 +216,8 @@ mod behaviour {
         pub sync: request_response::Behaviour<FrameCodec<M>>,
         /// `/hearth/store/1` (relays; [`crate::relay`]): the same frames and limits.
         pub store: request_response::Behaviour<FrameCodec<M>>,
+        /// `/hearth/notify/1` ([`notify`]): `Notify` messages on streams held open.
+        pub notify: libp2p_stream::Behaviour,
         /// Local-network discovery (off unless configured).
         #[cfg(feature = "mdns")]
         pub mdns: libp2p::swarm::behaviour::toggle::Toggle<libp2p::mdns::tokio::Behaviour>,
@@ -297,6 +300,7 @@ mod behaviour {
                 ping: ping::Behaviour::new(ping::Config::new()),
                 sync,
                 store,
+                notify: libp2p_stream::Behaviour::new(),
                 #[cfg(feature = "mdns")]
                 mdns,
                 relay_client: None.into(),
@@ -563,6 +567,13 @@ impl WireMessage for crate::protocol::Message {
     }
     fn from_frame(bytes: &[u8]) -> Result<Self, String> {
         crate::protocol::decode(bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// Only `Notify` travels on `/hearth/notify/1`.
+impl notify::IsNotify for crate::protocol::Message {
+    fn is_notify(&self) -> bool {
+        matches!(self, crate::protocol::Message::Notify(_))
     }
 }
 

@@ -11,7 +11,8 @@
 //! - **in**: [`Rounds::start`] (a round is wanted), [`Rounds::handle_notify`] (a peer's
 //!   `Notify`), [`Rounds::handle_started`], [`Rounds::handle_stepped`] and
 //!   [`Rounds::handle_pushed`] (results of store jobs), [`Rounds::handle_response`] and
-//!   [`Rounds::handle_failure`] (the network), [`Rounds::handle_timeout`];
+//!   [`Rounds::handle_failure`] and [`Rounds::handle_sent`] (the network),
+//!   [`Rounds::handle_timeout`];
 //! - **out**: [`Rounds::poll_job`] (store work to run: the session needs the vault),
 //!   [`Rounds::poll_transmit`] (messages to send), [`Rounds::poll_event`] (rounds that ended,
 //!   bundles that arrived, answers for whoever waited), [`Rounds::poll_timeout`] (the next
@@ -484,6 +485,14 @@ impl Rounds {
             && !f.notify
         {
             self.finish(f.peer, f.record, Err(error), now);
+        }
+    }
+
+    /// Request `id` was a `Notify` sent one way (on `/hearth/notify/1`): no answer will
+    /// come, and none was wanted.
+    pub fn handle_sent(&mut self, id: RequestId) {
+        if self.flights.get(&id).is_some_and(|f| f.notify) {
+            self.flights.remove(&id);
         }
     }
 

@@ -598,3 +598,30 @@ fn a_plan_pairs_peers_with_the_records_they_are_interested_in() {
     };
     assert_eq!(catch_up.pairs(records()), vec![(c, r2, true)]);
 }
+
+#[test]
+fn a_notify_sent_one_way_leaves_no_deadline_and_a_requests_flight_stays() {
+    let now = origin();
+    let (peer, record) = (PeerKey([1; 32]), RecordId([2; 32]));
+    let mut rounds = Rounds::new(RoundConfig::default());
+    rounds.notify(peer, record, Vec::new(), now);
+    let sent = rounds.poll_transmit().expect("the notify to send");
+    assert!(
+        rounds.poll_timeout().is_some(),
+        "awaiting an acknowledgement"
+    );
+    rounds.handle_sent(sent.id);
+    assert_eq!(rounds.poll_timeout(), None, "nothing left to wait for");
+    // A round's request is not ended by being called sent: its answer is still awaited.
+    rounds.start(peer, record, false, None, now);
+    assert!(matches!(rounds.poll_job(), Some(Job::Start { .. })));
+    let request = Message::Notify(Notify {
+        record,
+        push: Vec::new(),
+    });
+    rounds.handle_started(peer, record, Ok(request), now);
+    let asked = rounds.poll_transmit().expect("the round's request");
+    rounds.handle_sent(asked.id);
+    assert!(rounds.poll_timeout().is_some());
+    assert!(!rounds.is_empty());
+}

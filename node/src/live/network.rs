@@ -32,16 +32,53 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
             self.outbound_store.insert(id, t.id);
         } else {
             let pushes = matches!(&t.message, Message::Notify(n) if !n.push.is_empty());
-            let id = self
-                .swarm
-                .behaviour_mut()
-                .sync
-                .send_request(&pid, t.message);
+            let mut message = t.message;
+            if matches!(message, Message::Notify(_)) && self.connected.contains(&t.peer) {
+                // One way, on the peer's notify stream; by request if that cannot take it (or
+                // the peer is not connected: a request dials it, as before).
+                match self.notify_out.send(pid, message) {
+                    Ok(()) => {
+                        self.rounds.handle_sent(t.id);
+                        if pushes {
+                            tracing::trace!(target: EDIT_STAGES, stage = "sent");
+                        }
+                        return;
+                    }
+                    Err(m) => message = m,
+                }
+            }
+            let id = self.swarm.behaviour_mut().sync.send_request(&pid, message);
             if pushes {
                 tracing::trace!(target: EDIT_STAGES, stage = "sent");
             }
             self.outbound.insert(id, t.id);
         }
+    }
+
+    /// A `Notify` its stream could not carry (the peer does not speak `/hearth/notify/1`, or
+    /// the stream broke), sent by request instead; its acknowledgement is ignored.
+    pub(super) fn notify_by_request(&mut self, pid: libp2p::PeerId, message: Message) {
+        let _ = self.swarm.behaviour_mut().sync.send_request(&pid, message);
+    }
+
+    /// A message read from a peer's notify stream (only `Notify` passes its reader).
+    pub(super) fn on_notify_stream(&mut self, pid: libp2p::PeerId, message: Message) {
+        if let (Some(peer), Message::Notify(n)) = (peer_key(&pid), message) {
+            self.on_notify(peer, n);
+        }
+    }
+
+    /// A peer's `Notify`, by either protocol: the round state stores what came with it, or
+    /// syncs that record with the sender (only if the sender is a party to the record here:
+    /// the session refuses anyone else before anything is sent, so a stranger's `Notify`
+    /// draws no request, whether or not the record exists).
+    fn on_notify(&mut self, peer: PeerKey, n: Notify) {
+        if !n.push.is_empty() {
+            tracing::trace!(target: EDIT_STAGES, stage = "received");
+        }
+        tracing::debug!(%peer, record = %n.record, pushed = n.push.len(), "notified");
+        let named = self.dials.contains(&peer);
+        self.rounds.handle_notify(peer, n, named, Instant::now());
     }
 
     /// Remembers a known peer's addresses (the dial table decides what it keeps).
@@ -107,6 +144,7 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
                     && let Some(peer) = peer_key(&pid)
                 {
                     tracing::info!(%peer, "disconnected");
+                    self.notify_out.disconnected(&pid);
                     self.connected.remove(&peer);
                     self.dials.disconnected(&peer, Instant::now());
                 }
@@ -250,13 +288,8 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
                 }
             }
             Message::Notify(n) => {
-                if !n.push.is_empty() {
-                    tracing::trace!(target: EDIT_STAGES, stage = "received");
-                }
-                // Acknowledge; then the round state stores what came with it, or syncs that
-                // record with the sender (only if the sender is a party to the record here:
-                // the session refuses anyone else before anything is sent, so a stranger's
-                // Notify draws no request, whether or not the record exists).
+                // Acknowledged (by a node that sent it by request), then taken as from a
+                // stream.
                 let record = n.record;
                 let _ = self.swarm.behaviour_mut().sync.send_response(
                     channel,
@@ -265,9 +298,7 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
                         push: Vec::new(),
                     }),
                 );
-                tracing::debug!(%peer, record = %record, pushed = n.push.len(), "notified");
-                let named = self.dials.contains(&peer);
-                self.rounds.handle_notify(peer, n, named, Instant::now());
+                self.on_notify(peer, n);
             }
             Message::Link(l) => {
                 let pairing = self.config.pairing.clone();

@@ -68,8 +68,18 @@ async fn read_len<R: AsyncRead + Unpin>(io: &mut R) -> io::Result<usize> {
     Ok(u32::from_be_bytes(len) as usize)
 }
 
+/// Reads a frame's length prefix, or `None` if the stream ends cleanly before it.
+pub async fn read_len_or_end<R: AsyncRead + Unpin>(io: &mut R) -> io::Result<Option<usize>> {
+    let mut len = [0u8; 4];
+    if io.read(&mut len[..1]).await? == 0 {
+        return Ok(None);
+    }
+    io.read_exact(&mut len[1..]).await?;
+    Ok(Some(u32::from_be_bytes(len) as usize))
+}
+
 /// Reads a frame's body of `len` bytes (admitted by the caller).
-async fn read_body<R: AsyncRead + Unpin>(io: &mut R, len: usize) -> io::Result<Vec<u8>> {
+pub async fn read_body<R: AsyncRead + Unpin>(io: &mut R, len: usize) -> io::Result<Vec<u8>> {
     // Grow with the bytes that arrive, never up front to the announced length.
     let mut buf = Vec::with_capacity(len.min(64 * 1024));
     let read = io.take(len as u64).read_to_end(&mut buf).await?;

@@ -155,6 +155,8 @@ struct Shared {
     max_frame_unknown: usize,
     max_streams_unknown: usize,
     per_peer: usize,
+    /// What a notify stream's reader allows ([`super::notify`]).
+    notify: super::notify::NotifyLimits,
     known: RwLock<HashSet<PeerId>>,
     /// The peer of the connection being set up (see the module docs).
     next_peer: Mutex<Option<PeerId>>,
@@ -213,6 +215,12 @@ impl Inbound {
             max_streams_unknown: config.max_streams_unknown.max(1),
             strangers: Budget::new(config.inbound_strangers),
             per_peer: config.inbound_per_peer,
+            notify: super::notify::NotifyLimits {
+                max_frame: config.max_frame,
+                frame_timeout: config.request_timeout,
+                streams_per_peer: config.max_established_per_peer as usize,
+                streams_total: config.max_established_total as usize,
+            },
             known: RwLock::new(HashSet::new()),
             next_peer: Mutex::new(None),
             reading: Mutex::new(HashMap::new()),
@@ -256,6 +264,12 @@ impl Inbound {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .contains(peer)
+    }
+
+    /// What a notify stream's reader allows: frames as large as on `/hearth/sync/1`, each
+    /// read within the request timeout, one stream per connection.
+    pub fn notify_limits(&self) -> super::notify::NotifyLimits {
+        self.0.notify
     }
 
     /// Bytes of frames being read now, from everyone.

@@ -10,7 +10,7 @@ use request_response::{Event, Message};
 
 /// A test message: any bytes, except that a frame starting with 0xff does not decode.
 #[derive(Clone, Debug, PartialEq)]
-struct Msg(Vec<u8>);
+pub(super) struct Msg(pub(super) Vec<u8>);
 
 impl WireMessage for Msg {
     fn to_frame(&self) -> Vec<u8> {
