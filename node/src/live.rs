@@ -423,8 +423,10 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
             self.drive();
             self.publish();
         }
-        // Receipts waiting for the tick are written before the node stops.
+        // Receipts waiting for the tick, and snapshots edits left due, are written before
+        // the node stops.
         self.receipt_all_now();
+        self.snapshot_all_now();
         tracing::info!("network stopped");
     }
 

@@ -182,13 +182,14 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
             return;
         }
         self.spawn_job(|sh| {
-            match sh.vault.write_due_snapshots(&sh.identity, &mut os_rng()) {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(sections = n, "section snapshots written"),
-                Err(e) => tracing::warn!("cannot write section snapshots: {e}"),
-            }
+            write_due_snapshots(sh);
             Work::Collected(0)
         });
+    }
+
+    /// Writes the snapshots due now, on this thread (the node is stopping: no job would run).
+    pub(super) fn snapshot_all_now(&mut self) {
+        write_due_snapshots(&lock(&self.shared));
     }
 
     /// Runs `f` on the blocking pool with the shared state locked; its result comes back as
@@ -500,5 +501,14 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
             }
         }
         self.note_pushes(pushed);
+    }
+}
+
+/// Writes the section snapshots due on this node, saying how it went in the log.
+fn write_due_snapshots<S: Store>(sh: &Shared<S>) {
+    match sh.vault.write_due_snapshots(&sh.identity, &mut os_rng()) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(sections = n, "section snapshots written"),
+        Err(e) => tracing::warn!("cannot write section snapshots: {e}"),
     }
 }

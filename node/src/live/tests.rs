@@ -423,28 +423,53 @@ async fn a_snapshot_an_edit_made_due_is_written_by_the_drivers_tick() {
         52_031,
         Duration::from_millis(100),
     );
-    {
-        // The adds that make the notes section's snapshot due, under one hold of the lock, so
-        // no tick comes between them and the look at what is due.
-        let sh = lock(&p_shared);
-        for i in 0..hearth_core::record::SNAPSHOT_EVERY_MIN {
-            let mut rec = sh.vault.open_record(&sh.identity, &rid).unwrap();
-            rec.add_entry(
-                &"notes".parse().unwrap(),
-                &json!({ "text": format!("note {i}") }),
-                now(),
-                &mut os_rng(),
-            )
-            .unwrap();
-        }
-        ph.changed(&sh);
-        let due = sh.vault.snapshots_due(&me);
-        assert_eq!(due.len(), 1, "the adds left the snapshot due");
-        assert_eq!(due[0].0, rid);
-    }
+    adds_leaving_a_snapshot_due(&p_shared, &ph, &rid);
     eventually("the driver to write the due snapshot", || {
         lock(&p_shared).vault.snapshots_due(&me).is_empty()
     })
     .await;
     ph.shutdown().await;
+}
+
+/// A snapshot left due and no tick to write it: the driver writes it as it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_left_due_is_written_when_the_node_stops() {
+    let mut rng = hearth_core::test_utils::TestRng::new(57);
+    let (patient, _, p_vault, rid) = patient_and_gp(now(), &mut rng);
+    let me = patient.peer();
+    // The first tick comes at once, before the adds; the next not within the test.
+    let (ph, p_shared, _) = node(patient, p_vault.deferring_snapshots(), 52_041);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    adds_leaving_a_snapshot_due(&p_shared, &ph, &rid);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(lock(&p_shared).vault.snapshots_due(&me).len(), 1);
+    ph.shutdown().await;
+    eventually("the stopping driver to write the due snapshot", || {
+        lock(&p_shared).vault.snapshots_due(&me).is_empty()
+    })
+    .await;
+}
+
+/// The patient's adds that make the notes section's snapshot due, under one hold of the lock
+/// (so no tick comes between them and the look at what is due), told to the driver.
+fn adds_leaving_a_snapshot_due<S: Store + Clone + Send + 'static>(
+    shared: &SharedState<S>,
+    handle: &Handle,
+    rid: &RecordId,
+) {
+    let sh = lock(shared);
+    for i in 0..hearth_core::record::SNAPSHOT_EVERY_MIN {
+        let mut rec = sh.vault.open_record(&sh.identity, rid).unwrap();
+        rec.add_entry(
+            &"notes".parse().unwrap(),
+            &json!({ "text": format!("note {i}") }),
+            now(),
+            &mut os_rng(),
+        )
+        .unwrap();
+    }
+    handle.changed(&sh);
+    let due = sh.vault.snapshots_due(&sh.identity.peer());
+    assert_eq!(due.len(), 1, "the adds left the snapshot due");
+    assert_eq!(due[0].0, *rid);
 }

@@ -19,8 +19,13 @@
 //! - a peer keeps at most [`NotifyLimits::streams_per_peer`] streams open, and the node at
 //!   most [`NotifyLimits::streams_total`]; a stream beyond either is closed at once;
 //! - anything but a `Notify`, or a frame that does not decode, closes the stream;
-//! - messages are handed to the driver through a bounded channel: a driver that falls behind
-//!   stops the reading, and the peer's writes wait for the stream's window.
+//! - messages are handed to the driver through a bounded channel, each with its frame's
+//!   admission: messages waiting for the driver hold at most the inbound budget, and a driver
+//!   that falls behind stops the reading (the peer's writes wait for the stream's window).
+//!
+//! The sender, for its part, queues at most a few messages per peer and gives a peer's stream
+//! up if a frame cannot be written within the frame timeout (a peer that takes the stream and
+//! never reads it).
 //!
 //! A notify stream does not keep its connection open: a connection with nothing but notify
 //! streams closes after the idle timeout, as before. The driver sends a `Notify` on a stream
@@ -41,8 +46,9 @@ use tokio::sync::mpsc;
 /// The protocol's name on the wire.
 pub const NOTIFY_PROTOCOL: StreamProtocol = StreamProtocol::new("/hearth/notify/1");
 
-/// Messages queued for one peer's stream before more are handed back to be sent by request.
-const QUEUED_PER_PEER: usize = 64;
+/// Messages queued for one peer's stream before more are handed back to be sent by request
+/// (each holds at most one push of 1 MiB).
+const QUEUED_PER_PEER: usize = 16;
 
 /// The byte a reader writes on a stream it takes, before it reads (see [`open`]).
 const READY: u8 = 1;
@@ -64,9 +70,13 @@ pub struct NotifyLimits {
     pub streams_total: usize,
 }
 
+/// A message read, from whom, and its admission: a frame counts against the inbound budget
+/// until the driver takes it, so messages waiting for the driver hold at most that budget.
+type Delivered<M> = (PeerId, M, super::inbound::Admission);
+
 /// Reads the notify streams peers open, handing what they carry to the driver.
 pub struct NotifyReceiver<M> {
-    delivered: mpsc::Receiver<(PeerId, M)>,
+    delivered: mpsc::Receiver<Delivered<M>>,
 }
 
 impl<M: WireMessage + IsNotify> NotifyReceiver<M> {
@@ -111,9 +121,10 @@ impl<M: WireMessage + IsNotify> NotifyReceiver<M> {
         NotifyReceiver { delivered }
     }
 
-    /// The next message read, and from whom.
+    /// The next message read, and from whom (its frame's admission ends here).
     pub async fn recv(&mut self) -> Option<(PeerId, M)> {
-        self.delivered.recv().await
+        let (peer, message, _admission) = self.delivered.recv().await?;
+        Some((peer, message))
     }
 }
 
@@ -135,7 +146,7 @@ async fn read_stream<M: WireMessage + IsNotify>(
     peer: PeerId,
     inbound: &Inbound,
     limits: &NotifyLimits,
-    tx: &mpsc::Sender<(PeerId, M)>,
+    tx: &mpsc::Sender<Delivered<M>>,
 ) -> Result<(), String> {
     loop {
         // Waiting for the next frame holds nothing; its body is admitted before it is read.
@@ -157,12 +168,11 @@ async fn read_stream<M: WireMessage + IsNotify>(
                 Ok(read) => read.map_err(|e| e.to_string())?,
                 Err(_) => return Err(format!("a frame of {len} bytes took too long")),
             };
-        drop(admission);
         let message = M::from_frame(&frame)?;
         if !message.is_notify() {
             return Err("a message other than Notify".into());
         }
-        if tx.send((peer, message)).await.is_err() {
+        if tx.send((peer, message, admission)).await.is_err() {
             return Ok(());
         }
     }
@@ -271,9 +281,10 @@ impl<M: WireMessage> NotifySender<M> {
 }
 
 /// Writes `peer`'s queued messages on a stream opened for the first of them, until the queue
-/// closes. A message that cannot be written goes back. If no stream can be opened, or the
-/// peer does not take it (it does not speak the protocol, or has no room for another
-/// stream), every message goes back, until the queue closes.
+/// closes. A message that cannot be written goes back. If no stream can be opened, the peer
+/// does not take it (it does not speak the protocol, or has no room for another stream), or
+/// a frame cannot be written within `limits.frame_timeout` (the peer does not read), every
+/// message goes back, until the queue closes.
 async fn write_stream<M: WireMessage>(
     peer: PeerId,
     mut control: libp2p_stream::Control,
@@ -297,10 +308,20 @@ async fn write_stream<M: WireMessage>(
             let _ = returned.send((peer, message));
             continue;
         };
-        if let Err(e) = write_frame(s, &message.to_frame(), limits.max_frame).await {
-            tracing::debug!(%peer, "notify stream broke: {e}");
-            stream = None;
-            let _ = returned.send((peer, message));
+        let frame = message.to_frame();
+        let write = write_frame(s, &frame, limits.max_frame);
+        match tokio::time::timeout(limits.frame_timeout, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "notify stream broke: {e}");
+                stream = None;
+                let _ = returned.send((peer, message));
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "notify stream not read: given up");
+                (stream, refused) = (None, true);
+                let _ = returned.send((peer, message));
+            }
         }
     }
 }

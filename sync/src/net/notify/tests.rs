@@ -93,6 +93,19 @@ async fn notifying(
     (server, client, receiver, sender)
 }
 
+/// The next `n` messages `receiver` gets (failing after a generous wait).
+async fn received_n(receiver: &mut NotifyReceiver<Msg>, n: usize) -> Vec<(PeerId, Msg)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(10), receiver.recv())
+            .await
+            .expect("the messages arrived")
+            .expect("the receiver runs");
+        got.push(m);
+    }
+    got
+}
+
 /// What `receiver` gets within `wait`.
 async fn received(receiver: &mut NotifyReceiver<Msg>, wait: Duration) -> Vec<(PeerId, Msg)> {
     let mut got = Vec::new();
@@ -113,10 +126,12 @@ async fn received(receiver: &mut NotifyReceiver<Msg>, wait: Duration) -> Vec<(Pe
 async fn notify_messages_cross_one_stream_in_order_from_the_authenticated_peer() {
     let (mut server, client, mut receiver, mut sender) =
         notifying(&NetConfig::default(), 42_001).await;
+    // A peer known to a record here (a stranger may have only two messages waiting).
+    server.inbound.set_known([client.id]);
     for i in 1..=3u8 {
         sender.send(server.id, Msg(vec![i; 100])).unwrap();
     }
-    let got = received(&mut receiver, Duration::from_millis(500)).await;
+    let got = received_n(&mut receiver, 3).await;
     let want: Vec<(PeerId, Msg)> = (1..=3u8).map(|i| (client.id, Msg(vec![i; 100]))).collect();
     assert_eq!(got, want);
     // A second receiver on the same swarm receives nothing (the protocol is taken).
@@ -164,7 +179,7 @@ async fn a_strangers_frame_above_its_limit_is_refused_before_its_body_is_read() 
         .await
         .unwrap();
     write_frame(&mut stream, &[1; 2048], 1 << 20).await.unwrap();
-    let got = received(&mut receiver, Duration::from_millis(300)).await;
+    let got = received_n(&mut receiver, 1).await;
     assert_eq!(got, [(client.id, Msg(vec![1; 2048]))]);
 }
 
@@ -187,22 +202,37 @@ async fn streams_beyond_a_peers_share_are_closed_at_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         streams.push(s);
     }
-    let got = received(&mut receiver, Duration::from_millis(300)).await;
-    assert_eq!(got, [(client.id, Msg(vec![1])), (client.id, Msg(vec![2]))]);
-    // The third was closed without its sign: the sender's stream fails on reading.
-    let mut sign = [0u8; 1];
-    assert!(streams[2].read_exact(&mut sign).await.is_err());
-    assert!(streams[0].read_exact(&mut sign).await.is_ok());
+    // Two streams were taken (whichever reached the server first) and signed ready; the
+    // third was closed without its sign, and what came on it was not read.
+    let mut got = received_n(&mut receiver, 2).await;
+    got.sort_by(|a, b| a.1.0.cmp(&b.1.0));
+    let mut taken = Vec::new();
+    let mut refused = Vec::new();
+    for mut s in streams {
+        let mut sign = [0u8; 1];
+        match s.read_exact(&mut sign).await {
+            Ok(()) => taken.push(s),
+            Err(_) => refused.push(s),
+        }
+    }
+    assert_eq!((taken.len(), refused.len()), (2, 1));
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|(p, _)| *p == client.id));
+    assert_ne!(got[0].1, got[1].1);
+    assert!(
+        received(&mut receiver, Duration::from_millis(200))
+            .await
+            .is_empty()
+    );
     // A stream closed gives its place back.
-    let mut first = streams.remove(0);
-    first.close().await.unwrap();
+    taken.remove(0).close().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut again = control
         .open_stream(server.id, NOTIFY_PROTOCOL)
         .await
         .unwrap();
     write_frame(&mut again, &[9], 1 << 20).await.unwrap();
-    let got = received(&mut receiver, Duration::from_millis(300)).await;
+    let got = received_n(&mut receiver, 1).await;
     assert_eq!(got, [(client.id, Msg(vec![9]))]);
 }
 
@@ -260,4 +290,56 @@ async fn messages_for_a_peer_without_the_protocol_come_back_to_go_by_request() {
         }
     }
     assert!(refused > 0, "a full queue took every message");
+}
+
+#[tokio::test]
+async fn a_message_waiting_for_the_driver_holds_its_frames_admission() {
+    let (server, _client, mut receiver, mut sender) =
+        notifying(&NetConfig::default(), 42_007).await;
+    sender.send(server.id, Msg(vec![1; 1000])).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.inbound.in_flight() != 1000 {
+        assert!(tokio::time::Instant::now() < deadline, "never admitted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Read, and still counted until the driver takes it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.inbound.in_flight(), 1000);
+    assert!(receiver.recv().await.is_some());
+    assert_eq!(server.inbound.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_peer_that_takes_the_stream_but_never_reads_gets_its_messages_by_request() {
+    let (mut server, client) = connected(&NetConfig::default(), 42_008).await;
+    // The server takes the stream, signs it ready, and reads nothing.
+    let mut incoming = server.control.accept(NOTIFY_PROTOCOL).unwrap();
+    let held = tokio::spawn(async move {
+        let (_, mut s) = incoming.next().await.unwrap();
+        s.write_all(&[READY]).await.unwrap();
+        s.flush().await.unwrap();
+        std::future::pending::<()>().await;
+        drop(s);
+    });
+    let limits = NotifyLimits {
+        frame_timeout: Duration::from_millis(300),
+        ..client.inbound.notify_limits()
+    };
+    let mut sender = NotifySender::<Msg>::new(client.control.clone(), limits);
+    // More than the stream's window: the write cannot finish.
+    let big = Msg(vec![1; 1 << 20]);
+    sender.send(server.id, big.clone()).unwrap();
+    let back = tokio::time::timeout(Duration::from_secs(5), sender.returned())
+        .await
+        .expect("the unread message came back")
+        .unwrap();
+    assert_eq!(back, (server.id, big));
+    // The peer is given up for streams: the next message comes back at once.
+    sender.send(server.id, Msg(vec![2])).unwrap();
+    let back = tokio::time::timeout(Duration::from_millis(200), sender.returned())
+        .await
+        .expect("the next message came back at once")
+        .unwrap();
+    assert_eq!(back, (server.id, Msg(vec![2])));
+    held.abort();
 }
