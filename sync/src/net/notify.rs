@@ -269,7 +269,8 @@ impl<M: WireMessage> NotifySender<M> {
         }
     }
 
-    /// Ends `peer`'s writer (the peer disconnected): messages still queued are handed back.
+    /// Ends `peer`'s writer (the peer disconnected): it writes what is still queued if its
+    /// stream takes it, and hands back what it cannot.
     pub fn disconnected(&mut self, peer: &PeerId) {
         self.writers.remove(peer);
     }
