@@ -77,7 +77,7 @@ use jobs::Work;
 pub use locate::Located;
 pub use pairing::PairingSlot;
 use status::StatusInner;
-pub use status::{KnownPeer, RelayCounters, SessionState, Status};
+pub use status::{KnownPeer, NotifyCounters, RelayCounters, SessionState, Status};
 
 /// What every job needs, behind one mutex: the vault and the node's identity.
 pub struct Shared<S: Store> {
@@ -320,6 +320,7 @@ pub fn start<S: Store + Clone + Send + 'static>(
         relays: BTreeSet::new(),
         rate: RateLimiter::new(burst, every, 4096),
         relay_counters: RelayCounters::default(),
+        notify_counters: NotifyCounters::default(),
         relay_peers: std::collections::HashSet::new(),
         last_sweep: None,
         last_rotation_check: None,
@@ -365,6 +366,8 @@ struct Driver<S: Store> {
     /// Relay nodes: each peer's request rate.
     rate: RateLimiter,
     relay_counters: RelayCounters,
+    /// How `Notify`s reached connected peers (see [`NotifyCounters`]).
+    notify_counters: NotifyCounters,
     /// Relay nodes: the peers served (bounded like the rate table).
     relay_peers: std::collections::HashSet<PeerKey>,
     /// Relay nodes: when records past retention were last looked for.
@@ -529,6 +532,7 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
                 .collect();
         }
         st.reachability = self.reach.nat.word().to_string();
+        st.notify = self.notify_counters;
         if self.config.relay.is_some() {
             let mut c = self.relay_counters.clone();
             c.peers = self.relay_peers.len();

@@ -115,6 +115,20 @@ pub fn render(status: &Status, store: Option<RelayStore>) -> String {
         "Sync rounds that ended in failure since the node started.",
         status.rounds_failed,
     );
+    metric(
+        m,
+        "hearth_notify_streamed_total",
+        "counter",
+        "Change notifications sent to connected peers on their notify stream.",
+        status.notify.streamed,
+    );
+    metric(
+        m,
+        "hearth_notify_by_request_total",
+        "counter",
+        "Change notifications sent to connected peers by request, their stream unable to take them.",
+        status.notify.by_request,
+    );
     if let Some(r) = &status.relay {
         relay(m, r, store.unwrap_or_default());
     }
@@ -266,6 +280,7 @@ pub fn router(state: MetricsState) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::live::NotifyCounters;
 
     #[test]
     fn only_loopback_addresses_are_accepted() {
@@ -289,6 +304,10 @@ mod tests {
             received: 7,
             rounds_finished: 3,
             rounds_failed: 1,
+            notify: NotifyCounters {
+                streamed: 5,
+                by_request: 2,
+            },
             ..Status::default()
         };
         st.connected.insert("12D3KooWpeer".into());
@@ -296,6 +315,8 @@ mod tests {
         assert!(text.contains("hearth_peers_connected 1\n"), "{text}");
         assert!(text.contains("hearth_bundles_received_total 7\n"));
         assert!(text.contains("hearth_rounds_failed_total 1\n"));
+        assert!(text.contains("hearth_notify_streamed_total 5\n"));
+        assert!(text.contains("hearth_notify_by_request_total 2\n"));
         assert!(!text.contains("hearth_relay_"), "not a relay");
         st.relay = Some(RelayCounters {
             requests: 5,

@@ -21,6 +21,7 @@ pub fn status_json(info: &NodeInfo, api: Option<&str>, net: Option<&live::Status
             "reachability": st.reachability,
             "known_peers": st.known,
             "sessions": st.sessions,
+            "notify": st.notify,
         }),
         None => json!({
             "peer_id": info.peer_id,
@@ -34,6 +35,7 @@ pub fn status_json(info: &NodeInfo, api: Option<&str>, net: Option<&live::Status
             "reachability": "unknown",
             "known_peers": {},
             "sessions": [],
+            "notify": null,
         }),
     }
 }

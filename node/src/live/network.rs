@@ -38,13 +38,17 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
                 // the peer is not connected: a request dials it, as before).
                 match self.notify_out.send(pid, message) {
                     Ok(()) => {
+                        self.notify_counters.streamed += 1;
                         self.rounds.handle_sent(t.id);
                         if pushes {
                             tracing::trace!(target: EDIT_STAGES, stage = "sent");
                         }
                         return;
                     }
-                    Err(m) => message = m,
+                    Err(m) => {
+                        self.notify_counters.by_request += 1;
+                        message = m;
+                    }
                 }
             }
             let id = self.swarm.behaviour_mut().sync.send_request(&pid, message);
@@ -58,6 +62,10 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
     /// A `Notify` its stream could not carry (the peer does not speak `/hearth/notify/1`, or
     /// the stream broke), sent by request instead; its acknowledgement is ignored.
     pub(super) fn notify_by_request(&mut self, pid: libp2p::PeerId, message: Message) {
+        // Counted as streamed when handed to the stream; it was not written there.
+        let c = &mut self.notify_counters;
+        c.streamed = c.streamed.saturating_sub(1);
+        c.by_request += 1;
         let _ = self.swarm.behaviour_mut().sync.send_request(&pid, message);
     }
 

@@ -61,6 +61,21 @@ pub struct Status {
     /// Whether this node's relays can dial it (`public`), cannot (`private`: it is reached
     /// through circuits on them), or have not said (`unknown`).
     pub reachability: String,
+    /// How change notifications reached connected peers since the node started.
+    pub notify: NotifyCounters,
+}
+
+/// Change notifications (`Notify`, with the edits pushed in them) sent to connected peers.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct NotifyCounters {
+    /// Sent on the peer's notify stream (`/hearth/notify/1`), the usual way: handed to the
+    /// stream and not handed back.
+    pub streamed: u64,
+    /// Sent by request instead, because the peer's stream could not take them: the peer does
+    /// not speak the protocol, its stream broke or stalled, or too many waited for it. Each
+    /// still arrives, at the cost of a request's round trip; a count that keeps growing
+    /// points to a peer that cannot keep up or runs an older version.
+    pub by_request: u64,
 }
 
 /// A relay's counters since it started.
@@ -101,6 +116,7 @@ pub(super) struct StatusInner {
     pub(super) rounds_failed: u64,
     pub(super) connections: BTreeMap<String, Vec<String>>,
     pub(super) reachability: String,
+    pub(super) notify: NotifyCounters,
 }
 
 impl StatusInner {
@@ -117,6 +133,7 @@ impl StatusInner {
             rounds_failed: self.rounds_failed,
             connections: self.connections.clone(),
             reachability: self.reachability.clone(),
+            notify: self.notify,
         }
     }
 }

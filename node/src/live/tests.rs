@@ -369,7 +369,8 @@ impl Store for Deferring {
 
 /// A pushed edit is stored visible-first at the grantee (readers see it before the grantee's
 /// disk has it) and flushed before the grantee's driver counts it as received: by the time
-/// the status shows it, nothing is left unflushed.
+/// the status shows it, nothing is left unflushed. It travels on the grantee's notify stream,
+/// not by request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_edit_is_shown_before_the_grantees_flush_and_flushed_before_it_is_counted() {
     let (mut rng, t) = (hearth_core::test_utils::TestRng::new(11), now());
@@ -410,6 +411,12 @@ async fn a_pushed_edit_is_shown_before_the_grantees_flush_and_flushed_before_it_
         g_store.visible.load(Ordering::SeqCst) > visible_before,
         "no push was stored visible-first"
     );
+    // The pushes went one way on the GP's notify stream, none by request.
+    eventually("the patient's node counting its notifications", || {
+        ph.status().notify.streamed >= 3
+    })
+    .await;
+    assert_eq!(ph.status().notify.by_request, 0, "a push went by request");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -156,6 +156,8 @@ fn a_relay_exposes_prometheus_metrics_and_both_daemons_log_json_without_content(
         "hearth_bundles_received_total",
         "hearth_rounds_finished_total",
         "hearth_rounds_failed_total",
+        "hearth_notify_streamed_total",
+        "hearth_notify_by_request_total",
         "hearth_relay_requests_total",
         "hearth_relay_refused_total",
         "hearth_relay_rate_limited_total",

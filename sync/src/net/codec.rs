@@ -63,18 +63,19 @@ pub async fn read_frame<R: AsyncRead + Unpin>(io: &mut R, max: usize) -> io::Res
 
 /// Reads a frame's length prefix.
 async fn read_len<R: AsyncRead + Unpin>(io: &mut R) -> io::Result<usize> {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    Ok(u32::from_be_bytes(len) as usize)
+    read_len_or_end(io)
+        .await?
+        .ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
 }
 
 /// Reads a frame's length prefix, or `None` if the stream ends cleanly before it.
 pub async fn read_len_or_end<R: AsyncRead + Unpin>(io: &mut R) -> io::Result<Option<usize>> {
     let mut len = [0u8; 4];
-    if io.read(&mut len[..1]).await? == 0 {
+    let first = io.read(&mut len).await?;
+    if first == 0 {
         return Ok(None);
     }
-    io.read_exact(&mut len[1..]).await?;
+    io.read_exact(&mut len[first..]).await?;
     Ok(Some(u32::from_be_bytes(len) as usize))
 }
 
@@ -254,6 +255,43 @@ mod tests {
             assert!(read_frame(&mut &wire[..], 100).await.is_err());
             let wire = [0u8, 0];
             assert!(read_frame(&mut &wire[..], 100).await.is_err());
+        });
+    }
+
+    /// A reader that hands out one byte per read, as a slow stream might.
+    struct ByteByByte<'a>(&'a [u8]);
+
+    impl AsyncRead for ByteByByte<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let n = self.0.len().min(buf.len()).min(1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            std::task::Poll::Ready(Ok(n))
+        }
+    }
+
+    #[test]
+    fn a_length_is_read_whole_in_pieces_and_a_clean_end_is_not_an_error() {
+        block_on(async {
+            assert_eq!(read_len_or_end(&mut &[][..]).await.unwrap(), None);
+            let wire = [0u8, 0, 1, 2, 9];
+            assert_eq!(
+                read_len_or_end(&mut ByteByByte(&wire)).await.unwrap(),
+                Some(258)
+            );
+            assert_eq!(read_len_or_end(&mut &wire[..]).await.unwrap(), Some(258));
+            // A length cut short is an error, not an end.
+            let e = read_len_or_end(&mut ByteByByte(&wire[..2]))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+            // Where a frame must come, its absence is an error.
+            let e = read_frame(&mut &[][..], 100).await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         });
     }
 

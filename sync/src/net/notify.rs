@@ -59,7 +59,8 @@ const DELIVERED_QUEUE: usize = 256;
 /// What a reader allows (see the module docs).
 #[derive(Clone, Copy, Debug)]
 pub struct NotifyLimits {
-    /// The largest frame (strangers get [`Inbound`]'s smaller one).
+    /// The largest frame a sender writes; a reader admits frames through [`Inbound::admit`],
+    /// which holds peers to the same limit and strangers to a smaller one.
     pub max_frame: usize,
     /// The time a frame's body may take once its length has arrived.
     pub frame_timeout: Duration,
@@ -156,12 +157,6 @@ async fn read_stream<M: WireMessage + IsNotify>(
         else {
             return Ok(());
         };
-        if len > limits.max_frame {
-            return Err(format!(
-                "frame of {len} bytes exceeds the limit of {} bytes",
-                limits.max_frame
-            ));
-        }
         let admission = inbound.admit(Some(peer), len, true)?;
         let frame =
             match tokio::time::timeout(limits.frame_timeout, read_body(&mut stream, len)).await {
