@@ -321,6 +321,7 @@ pub fn start<S: Store + Clone + Send + 'static>(
         rate: RateLimiter::new(burst, every, 4096),
         relay_counters: RelayCounters::default(),
         notify_counters: NotifyCounters::default(),
+        snapshotting: false,
         relay_peers: std::collections::HashSet::new(),
         last_sweep: None,
         last_rotation_check: None,
@@ -368,6 +369,8 @@ struct Driver<S: Store> {
     relay_counters: RelayCounters,
     /// How `Notify`s reached connected peers (see [`NotifyCounters`]).
     notify_counters: NotifyCounters,
+    /// Whether the snapshot job of a tick is running.
+    snapshotting: bool,
     /// Relay nodes: the peers served (bounded like the rate table).
     relay_peers: std::collections::HashSet<PeerKey>,
     /// Relay nodes: when records past retention were last looked for.

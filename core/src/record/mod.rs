@@ -106,8 +106,8 @@ pub use replica::{RemoteReport, WAITS_FOR_DEPS};
 pub use restore::RestoreReport;
 pub use section_doc::Unapplied;
 pub use snapshot::{
-    MAX_SHARED_SNAPSHOT, SNAPSHOT_EVERY, SNAPSHOT_EVERY_MIN, SNAPSHOT_REFRESH_ON_READ,
-    SharedSnapshot,
+    MAX_SHARED_SNAPSHOT, PendingSnapshot, SNAPSHOT_EVERY, SNAPSHOT_EVERY_MIN,
+    SNAPSHOT_REFRESH_ON_READ, SealedSnapshot, SharedSnapshot,
 };
 pub use summary::RecordSummary;
 pub use vault::{NewRecord, Vault};

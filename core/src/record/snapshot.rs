@@ -2,6 +2,7 @@
 //! device signs so that a new reader starts from it.
 
 use super::layout::{k_base, k_cache, k_head, k_shared};
+use super::memo::Covered;
 use super::{OpenRecord, RecordError, Result, Vault, cbor, decbor, section_aad};
 use crate::crypto::{self, Domain, SymmetricKey};
 use crate::ids::{PeerKey, RecordId, SectionId};
@@ -136,55 +137,179 @@ impl<S: Store> Vault<S> {
     /// Writes the snapshots due of the sections kept in memory for `identity` (see
     /// [`Vault::deferring_snapshots`]): each record's in one commit. Returns how many were
     /// written. A record that no longer opens is passed over (its next load or add judges
-    /// it); a failed commit ends the pass with its error, and those snapshots stay due.
+    /// it); a failed commit ends the pass with its error, and those snapshots stay due. The
+    /// three steps, for a caller that lets others use the vault while the documents are
+    /// saved: [`Vault::take_due_snapshots`], [`PendingSnapshot::seal`] and
+    /// [`Vault::put_sealed_snapshots`].
     pub fn write_due_snapshots(
         &self,
         identity: &Identity,
         rng: &mut impl CryptoRng,
     ) -> Result<usize> {
+        let sealed = self
+            .take_due_snapshots(identity)
+            .into_iter()
+            .map(|p| p.seal(rng))
+            .collect::<Result<Vec<_>>>()?;
+        self.put_sealed_snapshots(identity, sealed)
+    }
+
+    /// A copy of each section document kept in memory for `identity` whose snapshot is due,
+    /// with the key to seal it under: copying a document costs a tenth or less of saving it
+    /// (about 20 ms against 300 ms for 100,000 notes). Nothing is written, and each stays due
+    /// until [`Vault::put_sealed_snapshots`] writes it.
+    pub fn take_due_snapshots(&self, identity: &Identity) -> Vec<PendingSnapshot> {
         let mut by_record: BTreeMap<RecordId, Vec<SectionId>> = BTreeMap::new();
         for (record, section) in self.snapshots_due(&identity.peer()) {
             by_record.entry(record).or_default().push(section);
         }
-        let mut written = 0;
+        let mut taken = Vec::new();
         for (record, sections) in by_record {
             let Ok(mut rec) = self.open_record(identity, &record) else {
                 continue;
             };
-            written += rec.write_due_snapshots(&sections, rng)?;
-        }
-        Ok(written)
-    }
-}
-
-impl<'v, S: Store> OpenRecord<'v, S> {
-    /// Writes the snapshot of each of `sections` that is due, in one commit; returns how many.
-    fn write_due_snapshots(
-        &mut self,
-        sections: &[SectionId],
-        rng: &mut impl CryptoRng,
-    ) -> Result<usize> {
-        self.mutate(|rec, batch| {
-            let mut written = 0;
             for sid in sections {
                 // A section that no longer loads is left to its next use, which reports it.
-                if rec.ensure_loaded(sid).is_err() {
+                if rec.ensure_loaded(&sid).is_err() {
                     continue;
                 }
-                let Some(sd) = rec.loaded.get_mut(sid) else {
+                let Ok((epoch, key)) = rec.current_key(&sid) else {
+                    continue;
+                };
+                let key = key.clone();
+                let Some(sd) = rec.loaded.get_mut(&sid) else {
                     continue;
                 };
                 if !snapshot_due(&sd.vv, sd.since_snapshot) || !snapshot_allowed(&mut sd.doc) {
                     continue;
                 }
-                sd.since_snapshot = 0;
-                rec.put_snapshot(sid, rng, batch)?;
-                written += 1;
+                taken.push(PendingSnapshot {
+                    record,
+                    section: sid,
+                    epoch,
+                    key,
+                    vv: sd.vv.clone(),
+                    doc: sd.doc.clone(),
+                });
             }
-            Ok(written)
-        })
+        }
+        taken
     }
 
+    /// Writes snapshots sealed from [`Vault::take_due_snapshots`]' copies, each record's in
+    /// one commit, and returns how many were written. One is passed over, and stays due, if
+    /// its section's key changed since it was taken (it would be sealed under an old one), or
+    /// if the document now kept does not hold everything it covers or had a newer snapshot
+    /// written since. On a patient device each is also signed as the shared snapshot.
+    pub fn put_sealed_snapshots(
+        &self,
+        identity: &Identity,
+        sealed: Vec<SealedSnapshot>,
+    ) -> Result<usize> {
+        let mut by_record: BTreeMap<RecordId, Vec<SealedSnapshot>> = BTreeMap::new();
+        for s in sealed {
+            by_record.entry(s.record).or_default().push(s);
+        }
+        let reader = identity.peer();
+        let mut written = 0;
+        for (record, sealed) in by_record {
+            let Ok(mut rec) = self.open_record(identity, &record) else {
+                continue;
+            };
+            let counts = rec.mutate(|rec, batch| {
+                let mut counts = Vec::new();
+                for s in sealed {
+                    if rec.current_key(&s.section).map(|(e, _)| e).ok() != Some(s.epoch) {
+                        continue;
+                    }
+                    let beyond = match self.memo.docs.covered(&record, &s.section, &reader, &s.vv) {
+                        Covered::Stale => continue,
+                        Covered::NotKept => None,
+                        Covered::Beyond(n) => Some(n),
+                    };
+                    rec.put_snapshot_blob(&s.section, &s.vv, s.blob, batch)?;
+                    counts.push((s.section, beyond));
+                }
+                Ok(counts)
+            })?;
+            for (section, beyond) in &counts {
+                if let Some(n) = beyond {
+                    self.memo
+                        .docs
+                        .snapshot_written(&record, section, &reader, *n);
+                }
+            }
+            written += counts.len();
+        }
+        Ok(written)
+    }
+}
+
+/// A copy of a section document whose snapshot is due, with what sealing it needs (from
+/// [`Vault::take_due_snapshots`]). Its key is zeroized when it is dropped.
+pub struct PendingSnapshot {
+    record: RecordId,
+    section: SectionId,
+    epoch: u32,
+    key: SymmetricKey,
+    vv: VersionVector,
+    doc: AutoCommit,
+}
+
+impl PendingSnapshot {
+    /// Saves the document and seals it under the section's key (the slow part, which needs
+    /// no vault), for [`Vault::put_sealed_snapshots`].
+    pub fn seal(mut self, rng: &mut impl CryptoRng) -> Result<SealedSnapshot> {
+        let blob = seal_snapshot(
+            &self.record,
+            &self.section,
+            self.epoch,
+            &self.key,
+            &self.vv,
+            &mut self.doc,
+            rng,
+        )?;
+        Ok(SealedSnapshot {
+            record: self.record,
+            section: self.section,
+            epoch: self.epoch,
+            vv: std::mem::take(&mut self.vv),
+            blob,
+        })
+    }
+}
+
+/// A section snapshot sealed, not yet written ([`PendingSnapshot::seal`]).
+pub struct SealedSnapshot {
+    record: RecordId,
+    section: SectionId,
+    epoch: u32,
+    vv: VersionVector,
+    blob: Vec<u8>,
+}
+
+/// A section's local snapshot: the document saved with the log heads it covers, sealed under
+/// the section's key of `epoch` (which leads the blob).
+fn seal_snapshot(
+    record: &RecordId,
+    sid: &SectionId,
+    epoch: u32,
+    key: &SymmetricKey,
+    vv: &VersionVector,
+    doc: &mut AutoCommit,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<u8>> {
+    let snap = Snapshot {
+        vv: vv.iter().map(|(a, h)| (*a, *h)).collect(),
+        doc: doc.save(),
+    };
+    let plain = zeroize::Zeroizing::new(cbor(&snap)?);
+    let mut blob = epoch.to_be_bytes().to_vec();
+    blob.extend_from_slice(&crypto::seal(key, &snapshot_aad(record, sid), &plain, rng));
+    Ok(blob)
+}
+
+impl<'v, S: Store> OpenRecord<'v, S> {
     /// Rewrites the local snapshot of a section just loaded (`doc`, covering `have`) under its
     /// newest key, and says whether it was written. The snapshot is a cache (losing it loses
     /// nothing), so a failed write is ignored; its nonce is derived from the key and the sealed
@@ -252,19 +377,33 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         rng: &mut impl CryptoRng,
         batch: &mut Batch,
     ) -> Result<()> {
-        let blob = self.snapshot_blob(sid, rng)?;
+        let (epoch, key) = self.current_key(sid)?;
+        let key = key.clone();
+        let sd = self
+            .loaded
+            .get_mut(sid)
+            .ok_or(RecordError::Invalid("section not loaded"))?;
+        let blob = seal_snapshot(&self.id, sid, epoch, &key, &sd.vv, &mut sd.doc, rng)?;
+        let vv = sd.vv.clone();
+        self.put_snapshot_blob(sid, &vv, blob, batch)
+    }
+
+    /// Puts into `batch` the local snapshot `blob` of section `sid`, covering `vv`, and, on a
+    /// patient device, the shared snapshot it signs, so that new readers can start from it.
+    fn put_snapshot_blob(
+        &self,
+        sid: &SectionId,
+        vv: &VersionVector,
+        blob: Vec<u8>,
+        batch: &mut Batch,
+    ) -> Result<()> {
         // A patient device also vouches for it, so that new readers can start from it.
         if self.owner && blob.len() <= MAX_SHARED_SNAPSHOT && self.check_linked().is_ok() {
-            let vv = self
-                .loaded
-                .get(sid)
-                .map(|d| d.vv.iter().map(|(a, h)| (*a, *h)).collect())
-                .unwrap_or_default();
             let mut shared = SharedSnapshot {
                 record: self.id,
                 section: *sid,
                 author: self.identity.peer(),
-                vv,
+                vv: vv.iter().map(|(a, h)| (*a, *h)).collect(),
                 blob: blob.clone(),
                 signature: ByteArray::new([0; 64]),
             };
@@ -278,28 +417,6 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         }
         batch.put(k_cache(&self.id, sid), blob);
         Ok(())
-    }
-
-    fn snapshot_blob(&mut self, sid: &SectionId, rng: &mut impl CryptoRng) -> Result<Vec<u8>> {
-        let (epoch, key) = self.current_key(sid)?;
-        let key = key.clone();
-        let sd = self
-            .loaded
-            .get_mut(sid)
-            .ok_or(RecordError::Invalid("section not loaded"))?;
-        let snap = Snapshot {
-            vv: sd.vv.iter().map(|(a, h)| (*a, *h)).collect(),
-            doc: sd.doc.save(),
-        };
-        let plain = zeroize::Zeroizing::new(cbor(&snap)?);
-        let mut blob = epoch.to_be_bytes().to_vec();
-        blob.extend_from_slice(&crypto::seal(
-            &key,
-            &snapshot_aad(&self.id, sid),
-            &plain,
-            rng,
-        ));
-        Ok(blob)
     }
 
     /// Accepts a shared snapshot from a peer (see [`SharedSnapshot`]): it must be signed by one

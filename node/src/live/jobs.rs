@@ -1,7 +1,7 @@
 //! The driver's store work: every job runs on the blocking pool with the shared state locked,
 //! and its result comes back to the driver as [`Work`].
 
-use super::{Driver, EDIT_STAGES, Shared, lock};
+use super::{Driver, EDIT_STAGES, Shared, SharedState, lock};
 use hearth_core::ids::{PeerKey, RecordId};
 use hearth_core::record::{RecordError, Vault};
 use hearth_core::store::Store;
@@ -70,6 +70,8 @@ pub(super) enum Work {
     /// How many of this patient device's audit journal events went into the record's audit
     /// log (which then syncs to the patient's other devices).
     Collected(usize),
+    /// The snapshot job ended ([`Driver::snapshot_tick`]).
+    SnapshotsWritten,
 }
 
 /// The node's random generator (the OS's).
@@ -176,20 +178,25 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
     /// Writes the section snapshots that adds left due (a daemon's vault defers them:
     /// [`Vault::deferring_snapshots`](hearth_core::record::Vault::deferring_snapshots)), in a
     /// job of their own, so an edit is answered and pushed without waiting for one. Run on
-    /// every tick; skipped while the node is saturated (what is due stays due).
+    /// every tick; skipped while the node is saturated (what is due stays due) or the last
+    /// tick's job is still saving.
     pub(super) fn snapshot_tick(&mut self) {
-        if self.jobs >= self.config.max_jobs {
+        if self.jobs >= self.config.max_jobs || self.snapshotting {
             return;
         }
-        self.spawn_job(|sh| {
-            write_due_snapshots(sh);
-            Work::Collected(0)
+        self.jobs += 1;
+        self.snapshotting = true;
+        let shared = self.shared.clone();
+        let tx = self.work_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            write_due_snapshots(&shared);
+            let _ = tx.blocking_send(Work::SnapshotsWritten);
         });
     }
 
     /// Writes the snapshots due now, on this thread (the node is stopping: no job would run).
     pub(super) fn snapshot_all_now(&mut self) {
-        write_due_snapshots(&lock(&self.shared));
+        write_due_snapshots(&self.shared);
     }
 
     /// Runs `f` on the blocking pool with the shared state locked; its result comes back as
@@ -393,6 +400,7 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
                     self.check_changes(None, None);
                 }
             }
+            Work::SnapshotsWritten => self.snapshotting = false,
             Work::Known(known, written) => {
                 self.known_loaded = Some(written);
                 for (peer, addrs) in known {
@@ -504,9 +512,27 @@ impl<S: Store + Clone + Send + 'static> Driver<S> {
     }
 }
 
-/// Writes the section snapshots due on this node, saying how it went in the log.
-fn write_due_snapshots<S: Store>(sh: &Shared<S>) {
-    match sh.vault.write_due_snapshots(&sh.identity, &mut os_rng()) {
+/// Writes the section snapshots due on this node, saying how it went in the log. The shared
+/// state is locked to copy the documents and to write the snapshots, not while they are saved
+/// and sealed (about 300 ms for a section of 100,000 notes, against 20 ms to copy it): an edit
+/// or a read meanwhile does not wait for the save.
+fn write_due_snapshots<S: Store>(shared: &SharedState<S>) {
+    let taken = {
+        let sh = lock(shared);
+        sh.vault.take_due_snapshots(&sh.identity)
+    };
+    if taken.is_empty() {
+        return;
+    }
+    let sealed = taken
+        .into_iter()
+        .map(|p| p.seal(&mut os_rng()))
+        .collect::<Result<Vec<_>, _>>();
+    let written = sealed.and_then(|sealed| {
+        let sh = lock(shared);
+        sh.vault.put_sealed_snapshots(&sh.identity, sealed)
+    });
+    match written {
         Ok(0) => {}
         Ok(n) => tracing::debug!(sections = n, "section snapshots written"),
         Err(e) => tracing::warn!("cannot write section snapshots: {e}"),

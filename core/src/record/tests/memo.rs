@@ -8,7 +8,7 @@ use crate::test_utils::{TEST_NOW, TestRng, patient_record};
 use serde_json::json;
 
 /// The notes as a vault shows them, newest state, as plain texts in id order.
-fn texts(
+pub(super) fn texts(
     v: &Vault<MemoryStore>,
     who: &crate::keys::Identity,
     rid: &crate::ids::RecordId,
@@ -52,7 +52,7 @@ fn a_vault_that_remembers_shows_what_a_fresh_one_reads_from_the_store() {
 }
 
 /// The id of the record's `notes` section.
-fn notes_id(
+pub(super) fn notes_id(
     v: &Vault<MemoryStore>,
     who: &crate::keys::Identity,
     rid: &crate::ids::RecordId,
@@ -578,60 +578,4 @@ fn the_largest_section_is_kept_beside_smaller_ones_within_the_bounds() {
     assert!(memo.take(&rid, &s(6), &PeerKey([4; 32])).is_none());
     assert!(memo.take(&rid, &s(6), &reader).is_some());
     assert!(!memo.holds(&rid, &s(6)));
-}
-
-#[test]
-fn a_deferring_vault_leaves_a_due_snapshot_to_its_job_and_saves_it_past_twice_the_interval() {
-    use crate::record::SNAPSHOT_EVERY_MIN;
-    use crate::record::layout::k_cache;
-    let mut rng = TestRng::new(95);
-    let store = MemoryStore::new();
-    let v = Vault::new(store.clone()).deferring_snapshots();
-    let (patient, rid) = patient_record(&v, "P", TEST_NOW, &mut rng);
-    let notes: SectionName = "notes".parse().unwrap();
-    let mut written = 0;
-    let mut add = |rng: &mut TestRng| {
-        let mut rec = v.open_record(&patient, &rid).unwrap();
-        rec.add_entry(
-            &notes,
-            &json!({ "text": format!("note {written}") }),
-            TEST_NOW,
-            rng,
-        )
-        .unwrap();
-        written += 1;
-    };
-    add(&mut rng);
-    let sid = notes_id(&v, &patient, &rid);
-    let cache = || store.get(&k_cache(&rid, &sid)).unwrap();
-    let first = cache();
-    // A section of few notes is due a snapshot every `SNAPSHOT_EVERY_MIN` bundles: the adds
-    // leave it due, unwritten.
-    for _ in 1..SNAPSHOT_EVERY_MIN {
-        add(&mut rng);
-    }
-    assert_eq!(cache(), first);
-    assert_eq!(v.snapshots_due(&patient.peer()), vec![(rid, sid)]);
-    // Not due for another reader.
-    assert!(v.snapshots_due(&crate::ids::PeerKey([9; 32])).is_empty());
-    // The job writes it, and it is a good one: a vault that never saw the record reads the
-    // same notes from it.
-    assert_eq!(v.write_due_snapshots(&patient, &mut rng).unwrap(), 1);
-    let snapshot = cache();
-    assert!(snapshot.is_some() && snapshot != first);
-    assert!(v.snapshots_due(&patient.peer()).is_empty());
-    assert_eq!(v.write_due_snapshots(&patient, &mut rng).unwrap(), 0);
-    assert_eq!(
-        texts(&Vault::new(store.clone()), &patient, &rid),
-        texts(&v, &patient, &rid)
-    );
-    // Left unwritten, the snapshot is saved by the add that reaches twice the interval.
-    for _ in 1..2 * SNAPSHOT_EVERY_MIN {
-        add(&mut rng);
-    }
-    assert_eq!(cache(), snapshot);
-    assert!(!v.snapshots_due(&patient.peer()).is_empty());
-    add(&mut rng);
-    assert_ne!(cache(), snapshot);
-    assert!(v.snapshots_due(&patient.peer()).is_empty());
 }

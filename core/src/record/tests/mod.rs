@@ -8,6 +8,7 @@ mod merge;
 mod peer_grant;
 mod restore;
 mod revoke;
+mod snapshots;
 
 use crate::entry::{EntryStatus, EntryVersion, Provenance};
 use crate::ids::EntryId;
