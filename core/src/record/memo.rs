@@ -333,12 +333,12 @@ pub(super) struct Kept {
 ///
 /// A document is *handed* here when the [`OpenRecord`](super::OpenRecord) that loaded it is
 /// dropped, and *taken* (moved out, not copied: a copy of a document of 100,000 changes costs
-/// 11–34 ms here, a tenth of loading it from its snapshot) by the next load of the section. Only
-/// the snapshot job copies one, to save it without the node's lock
-/// ([`Vault::take_due_snapshots`](super::Vault::take_due_snapshots)). A kept document is only ever used as a *start*: the load checks that
-/// every log it covers still ends at or beyond what it holds, at the same hash where it ends at
-/// the same place (the check made of a snapshot), then checks, hash chain by hash chain, and
-/// applies the bundles stored since. Every change a document holds is one of the bundles its
+/// 11–34 ms here, a tenth of loading it from its snapshot) by the next load of the section.
+/// Only the snapshot job copies one, to save it without the node's lock
+/// ([`Vault::take_due_snapshots`](super::Vault::take_due_snapshots)). A kept document is only
+/// ever used as a *start*: the load checks that every log it covers still ends at or beyond
+/// what it holds, at the same hash where it ends at the same place (the check made of a
+/// snapshot), then checks, hash chain by hash chain, and applies the bundles stored since. Every change a document holds is one of the bundles its
 /// log heads name (loaded from the store, written by this node, or accepted from a peer, the
 /// heads moved on with each), so a document holding a change that was never stored names a
 /// head the store does not have, and is not used.

@@ -1,5 +1,6 @@
-//! The driver's store work: every job runs on the blocking pool with the shared state locked,
-//! and its result comes back to the driver as [`Work`].
+//! The driver's store work: every job runs on the blocking pool with the shared state locked
+//! (the snapshot job only while it copies documents and writes snapshots, not while it saves
+//! them), and its result comes back to the driver as [`Work`].
 
 use super::{Driver, EDIT_STAGES, Shared, SharedState, lock};
 use hearth_core::ids::{PeerKey, RecordId};
