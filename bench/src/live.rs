@@ -30,6 +30,12 @@
 //!   the work every edit needs (the change made and sealed, the bundle checked and opened),
 //!   done after the same pause on the very notes the timed edits wrote
 //!   (`live.edit_work_median`); what an edit takes above it is the nodes' own.
+//! - *The tail*, for the p99 target: the same limit's 99th percentile
+//!   (`live.edit_visible_limit_p99`, its floor's beside it), the quiet insert+flush's
+//!   (`live.sled_quiet_insert_flush_p99`), the patient's durable add's
+//!   (`live.edit_durable_add_p99`), and the longest an edit's add waited for the patient
+//!   node's lock (`live.edit_lock_wait_max`), held meanwhile by one of the node's own jobs: a
+//!   slow edit is told apart as the disk's (its add or the floor slow too) or the node's.
 //! - *An edit by command*, on the same nodes: the same note added by `hearth record add` as the
 //!   daemon runs it for its exec endpoint and the web app's routes ([`live_command`]), timed
 //!   the same way (`live.edit_command_visible_*`, the same targets): what a person's edit
@@ -114,9 +120,18 @@ pub(crate) fn run(r: &mut Report, quick: bool) -> Result<()> {
             Figure::new("edit_visible_limit", quantile(&mut limit, 0.5), "ms")
                 .baseline(quantile(&mut floor, 0.5)),
         )?;
+        r.emit(
+            Figure::new("edit_visible_limit_p99", quantile(&mut limit, 0.99), "ms")
+                .baseline(quantile(&mut floor, 0.99)),
+        )?;
         r.emit(Figure::new(
             "sled_quiet_insert_flush_median",
             quantile(&mut durable, 0.5),
+            "ms",
+        ))?;
+        r.emit(Figure::new(
+            "sled_quiet_insert_flush_p99",
+            quantile(&mut durable, 0.99),
             "ms",
         ))?;
         let mut back_to_back: Vec<f64> = live_floor::edit_visible_floor_back_to_back(edits)
@@ -242,15 +257,17 @@ fn command_adds(s: &Setup, n: usize) -> Result<(f64, f64)> {
 
 /// The patient's edit `i`, as a command in the daemon makes it (through a vault beside the
 /// daemon's own): the note added durably, then what to announce checked under the same
-/// lock. When the add ended.
+/// lock. When the add ended, and how long it waited for the lock.
 fn edit(
     shared: &SharedState<SledStore>,
     handle: &Handle,
     rid: RecordId,
     notes: &SectionName,
     i: usize,
-) -> Result<Instant> {
+) -> Result<(Instant, Duration)> {
+    let asked = Instant::now();
     let g = live::lock(shared);
+    let waited = asked.elapsed();
     {
         let vault = g.vault.beside();
         let mut rec = vault.open_record(&g.identity, &rid)?;
@@ -265,7 +282,7 @@ fn edit(
     let added = Instant::now();
     // As the daemon does after a command, before letting go of the lock.
     handle.changed(&g);
-    Ok(added)
+    Ok((added, waited))
 }
 
 /// `n` edits on the patient's node, each timed until the GP's node has stored it, then `n`
@@ -285,6 +302,7 @@ async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<Vec<(String, S
     let notes: SectionName = "notes".parse()?;
     let mut delays = Vec::with_capacity(n);
     let mut adds = Vec::with_capacity(n);
+    let mut waits = Vec::with_capacity(n);
     let mut received = gh.received();
     let mut parts = live_stages::Parts::default();
     live_stages::record(true);
@@ -302,7 +320,8 @@ async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<Vec<(String, S
             )
         });
         let (t0, done) = task.await?;
-        let added = done.context("the edit panicked")??;
+        let (added, waited) = done.context("the edit panicked")??;
+        waits.push(ms(waited));
         let seen = arrived(&mut received, before, i).await?;
         delays.push(ms(seen - t0));
         adds.push(ms(added - t0));
@@ -323,6 +342,16 @@ async fn edit_delay(r: &mut Report, s: Setup, n: usize) -> Result<Vec<(String, S
     r.emit(Figure::new(
         "edit_durable_add_median",
         quantile(&mut adds, 0.5),
+        "ms",
+    ))?;
+    r.emit(Figure::new(
+        "edit_durable_add_p99",
+        quantile(&mut adds, 0.99),
+        "ms",
+    ))?;
+    r.emit(Figure::new(
+        "edit_lock_wait_max",
+        quantile(&mut waits, 1.0),
         "ms",
     ))?;
     live_stages::record(false);
