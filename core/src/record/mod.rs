@@ -261,8 +261,12 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         result
     }
 
-    /// Commits a batch of changes to the store.
+    /// Commits a batch of changes to the store; an empty one is not committed (a commit is a
+    /// flush, which would hold the node's lock for nothing).
     fn commit_batch(&self, batch: Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
         // A change to one section is at most bundle, receipt time, log head and snapshot, in
         // that order: every prefix of it is consistent (a bundle beyond its log head is
         // ignored and rewritten), so an ordered commit is enough. Anything larger (a new

@@ -43,13 +43,15 @@ fn provenance(author: &Identity) -> Provenance {
     }
 }
 
-/// A store that counts what passes through it: the values its scans read (`read`) and the
-/// ordered commits made (`ordered`). Every commit lands in a memory store.
+/// A store that counts what passes through it: the values its scans read (`read`), the
+/// ordered commits made (`ordered`) and the commits of either kind (`commits`). Every commit
+/// lands in a memory store.
 #[derive(Default)]
 struct Counting {
     inner: MemoryStore,
     read: Cell<usize>,
     ordered: Cell<usize>,
+    commits: Cell<usize>,
 }
 
 impl Store for Counting {
@@ -68,10 +70,12 @@ impl Store for Counting {
         })
     }
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        self.commits.set(self.commits.get() + 1);
         self.inner.commit(batch)
     }
     fn commit_ordered(&self, batch: Batch) -> Result<(), StoreError> {
         self.ordered.set(self.ordered.get() + 1);
+        self.commits.set(self.commits.get() + 1);
         self.inner.commit(batch)
     }
 }

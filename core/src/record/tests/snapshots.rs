@@ -46,7 +46,7 @@ fn seal_all(taken: Vec<PendingSnapshot>, rng: &mut TestRng) -> Vec<SealedSnapsho
     taken.into_iter().map(|p| p.seal(rng).unwrap()).collect()
 }
 
-fn add(v: &Vault<MemoryStore>, who: &Identity, rid: &RecordId, text: &str, rng: &mut TestRng) {
+fn add<S: Store>(v: &Vault<S>, who: &Identity, rid: &RecordId, text: &str, rng: &mut TestRng) {
     let notes: SectionName = "notes".parse().unwrap();
     let mut rec = v.open_record(who, rid).unwrap();
     rec.add_entry(&notes, &json!({ "text": text }), TEST_NOW, rng)
@@ -180,6 +180,33 @@ fn a_copy_overtaken_by_a_newer_snapshot_or_a_new_key_is_not_written() {
     assert_eq!(
         texts(&Vault::new(store.clone()), &patient, &rid),
         texts(&v, &patient, &rid)
+    );
+}
+
+/// A write of sealed copies that passes every one over commits nothing: a commit is a flush,
+/// made under the node's lock, which an edit would wait for.
+#[test]
+fn a_write_that_passes_every_copy_over_commits_nothing() {
+    let mut rng = TestRng::new(99);
+    let store = super::Counting::default();
+    let v = Vault::new(&store).deferring_snapshots();
+    let (patient, rid) = patient_record(&v, "P", TEST_NOW, &mut rng);
+    for i in 0..SNAPSHOT_EVERY_MIN {
+        add(&v, &patient, &rid, &format!("note {i}"), &mut rng);
+    }
+    let taken = v.take_due_snapshots(&patient);
+    assert_eq!(taken.len(), 1);
+    // Overtaken: the adds up to twice the interval save a newer snapshot themselves.
+    for i in 0..SNAPSHOT_EVERY_MIN {
+        add(&v, &patient, &rid, &format!("meanwhile {i}"), &mut rng);
+    }
+    let sealed = seal_all(taken, &mut rng);
+    let before = store.commits.get();
+    assert_eq!(v.put_sealed_snapshots(&patient, sealed).unwrap(), 0);
+    assert_eq!(
+        store.commits.get(),
+        before,
+        "nothing written, nothing committed"
     );
 }
 
