@@ -125,13 +125,25 @@ impl<S: Store> Vault<S> {
 
     /// Notes that the patient's audit log holds this node's journal for `record` up to `seq`
     /// (never beyond the journal's head, never backwards).
+    ///
+    /// Written visible at once and durable at the store's next flush, not with one of its
+    /// own: a crash before then only moves the mark back, and the events after it are sent or
+    /// collected again, which their readers take once (by writer and number). The mark never
+    /// runs ahead of what is durable: it follows the commit that put the events in the audit
+    /// log, and sled makes a store's writes durable in the order they were made. Deleting
+    /// what it covers (a relay's journal) is a durable commit after it.
     pub fn set_journal_sent(&self, record: &RecordId, seq: u64) -> Result<()> {
         let head = self.journal_head(record)?.map_or(0, |(s, _)| s);
         let seq = seq.min(head);
         if seq <= self.journal_sent(record)? {
             return Ok(());
         }
-        self.put_local(&Key::JournalSent(record).text(), &seq.to_be_bytes())
+        let mut batch = Batch::new();
+        batch.put(
+            local_key(&Key::JournalSent(record).text()),
+            seq.to_be_bytes().to_vec(),
+        );
+        Ok(self.store.commit_visible(batch)?)
     }
 
     /// What to send the patient's node of this node's journal for `record`: the events not

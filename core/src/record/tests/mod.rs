@@ -3,6 +3,7 @@
 mod check;
 mod disputes;
 mod hostile_bundles;
+mod journal;
 mod memo;
 mod merge;
 mod peer_grant;
@@ -44,14 +45,15 @@ fn provenance(author: &Identity) -> Provenance {
 }
 
 /// A store that counts what passes through it: the values its scans read (`read`), the
-/// ordered commits made (`ordered`) and the commits of either kind (`commits`). Every commit
-/// lands in a memory store.
+/// ordered commits made (`ordered`), the durable commits of either kind (`commits`) and the
+/// commits made visible only (`visible`). Every commit lands in a memory store.
 #[derive(Default)]
 struct Counting {
     inner: MemoryStore,
     read: Cell<usize>,
     ordered: Cell<usize>,
     commits: Cell<usize>,
+    visible: Cell<usize>,
 }
 
 impl Store for Counting {
@@ -76,6 +78,10 @@ impl Store for Counting {
     fn commit_ordered(&self, batch: Batch) -> Result<(), StoreError> {
         self.ordered.set(self.ordered.get() + 1);
         self.commits.set(self.commits.get() + 1);
+        self.inner.commit(batch)
+    }
+    fn commit_visible(&self, batch: Batch) -> Result<(), StoreError> {
+        self.visible.set(self.visible.get() + 1);
         self.inner.commit(batch)
     }
 }
