@@ -338,10 +338,11 @@ pub(super) struct Kept {
 /// ([`Vault::take_due_snapshots`](super::Vault::take_due_snapshots)). A kept document is only
 /// ever used as a *start*: the load checks that every log it covers still ends at or beyond
 /// what it holds, at the same hash where it ends at the same place (the check made of a
-/// snapshot), then checks, hash chain by hash chain, and applies the bundles stored since. Every change a document holds is one of the bundles its
-/// log heads name (loaded from the store, written by this node, or accepted from a peer, the
-/// heads moved on with each), so a document holding a change that was never stored names a
-/// head the store does not have, and is not used.
+/// snapshot), then checks, hash chain by hash chain, and applies the bundles stored since.
+/// Every change a document holds is one of the bundles its log heads name (loaded from the
+/// store, written by this node, or accepted from a peer, the heads moved on with each), so a
+/// document holding a change that was never stored names a head the store does not have, and
+/// is not used.
 ///
 /// What is kept was verified, or written, by this process. Damage to the store's files after
 /// that (a disk error, another local user's edit) is found by the next process that opens the

@@ -299,14 +299,20 @@ fn seal_snapshot(
     doc: &mut AutoCommit,
     rng: &mut impl CryptoRng,
 ) -> Result<Vec<u8>> {
+    let plain = snapshot_plain(vv, doc)?;
+    let mut blob = epoch.to_be_bytes().to_vec();
+    blob.extend_from_slice(&crypto::seal(key, &snapshot_aad(record, sid), &plain, rng));
+    Ok(blob)
+}
+
+/// A local snapshot's plaintext, before it is sealed: the document saved, with the log heads
+/// it covers.
+fn snapshot_plain(vv: &VersionVector, doc: &mut AutoCommit) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     let snap = Snapshot {
         vv: vv.iter().map(|(a, h)| (*a, *h)).collect(),
         doc: doc.save(),
     };
-    let plain = zeroize::Zeroizing::new(cbor(&snap)?);
-    let mut blob = epoch.to_be_bytes().to_vec();
-    blob.extend_from_slice(&crypto::seal(key, &snapshot_aad(record, sid), &plain, rng));
-    Ok(blob)
+    Ok(zeroize::Zeroizing::new(cbor(&snap)?))
 }
 
 impl<'v, S: Store> OpenRecord<'v, S> {
@@ -324,14 +330,9 @@ impl<'v, S: Store> OpenRecord<'v, S> {
         let Some((epoch, key)) = keys.iter().next_back() else {
             return false;
         };
-        let snap = Snapshot {
-            vv: have.iter().map(|(a, h)| (*a, *h)).collect(),
-            doc: doc.save(),
-        };
-        let Ok(plain) = cbor(&snap) else {
+        let Ok(plain) = snapshot_plain(have, doc) else {
             return false;
         };
-        let plain = zeroize::Zeroizing::new(plain);
         let digest = crypto::sha256(&[
             b"hearth/snapshot-nonce/v1",
             key.as_bytes(),
